@@ -1,0 +1,138 @@
+"""One envelope for every domain event, a transactional outbox with a relay, and an inbox
+that makes every consumer idempotent with bounded retries and a dead-letter table."""
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from chassis.db import UtcDateTime
+
+log = logging.getLogger(__name__)
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def envelope(event_type: str, workspace_id: str | None, data: dict, version: int = 1) -> dict:
+    return {
+        "id": str(uuid.uuid4()),
+        "type": event_type,
+        "version": version,
+        "occurred_at": utcnow().isoformat(),
+        "workspace_id": workspace_id,
+        "data": data,
+    }
+
+
+def define_tables(metadata: sa.MetaData) -> None:
+    """Add the outbox, inbox and dead-letter tables to a service's metadata."""
+    sa.Table(
+        "outbox",
+        metadata,
+        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("event_id", sa.String(36), nullable=False, unique=True),
+        sa.Column("event_type", sa.String(100), nullable=False),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("created_at", UtcDateTime, nullable=False),
+        sa.Column("published_at", UtcDateTime, nullable=True, index=True),
+    )
+    sa.Table(
+        "inbox",
+        metadata,
+        sa.Column("consumer", sa.String(100), primary_key=True),
+        sa.Column("event_id", sa.String(36), primary_key=True),
+        sa.Column("processed_at", UtcDateTime, nullable=False),
+    )
+    sa.Table(
+        "dead_letters",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("consumer", sa.String(100), nullable=False),
+        sa.Column("event_id", sa.String(36), nullable=False),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("error", sa.Text, nullable=False),
+        sa.Column("failed_at", UtcDateTime, nullable=False),
+    )
+
+
+# Lightweight table handles (same definitions as define_tables) for use without a service's metadata.
+_META = sa.MetaData()
+define_tables(_META)
+_TABLES = _META.tables
+OUTBOX, INBOX, DEAD = _TABLES["outbox"], _TABLES["inbox"], _TABLES["dead_letters"]
+
+
+def add_to_outbox(conn: Connection, event_type: str, workspace_id, data: dict, version: int = 1) -> dict:
+    event = envelope(event_type, workspace_id, data, version)
+    conn.execute(
+        OUTBOX.insert().values(
+            event_id=event["id"], event_type=event_type, body=json.dumps(event), created_at=utcnow()
+        )
+    )
+    return event
+
+
+def relay_outbox(engine: Engine, dispatch, batch: int = 100) -> int:
+    """Publish unpublished outbox rows in order, marking each once the broker confirmed it.
+
+    At-least-once: a crash between publish and mark re-publishes, and consumers dedupe by id.
+    On PostgreSQL, SKIP LOCKED lets relays in several replicas share the work.
+    """
+    with engine.connect() as conn:
+        with conn.begin():
+            query = (
+                sa.select(OUTBOX.c.seq, OUTBOX.c.event_type, OUTBOX.c.body)
+                .where(OUTBOX.c.published_at.is_(None))
+                .order_by(OUTBOX.c.seq)
+                .limit(batch)
+            )
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            rows = conn.execute(query).all()
+            for row in rows:
+                dispatch(row.event_type, json.loads(row.body))  # nameko waits for the broker's confirm
+                conn.execute(OUTBOX.update().where(OUTBOX.c.seq == row.seq).values(published_at=utcnow()))
+            return len(rows)
+
+
+class Duplicate(Exception):
+    pass
+
+
+def consume_once(engine: Engine, consumer: str, event: dict, handle, max_attempts: int = 5, attempt: int = 1):
+    """Run `handle(conn, event)` exactly once per (consumer, event id), in one transaction with the
+    inbox row. A duplicate (also one racing us on another replica) is ignored."""
+    event_id = event["id"]
+    with engine.connect() as conn:
+        try:
+            with conn.begin():
+                seen = conn.execute(
+                    sa.select(INBOX.c.event_id).where(INBOX.c.consumer == consumer, INBOX.c.event_id == event_id)
+                ).first()
+                if seen:
+                    raise Duplicate()
+                handle(conn, event)
+                conn.execute(INBOX.insert().values(consumer=consumer, event_id=event_id, processed_at=utcnow()))
+        except Duplicate:
+            log.info("duplicate event ignored", extra={"event_id": event_id, "consumer": consumer})
+            return False
+        except IntegrityError:
+            # Another replica recorded the same event id between our check and insert.
+            log.info("concurrent duplicate ignored", extra={"event_id": event_id, "consumer": consumer})
+            return False
+    return True
+
+
+def dead_letter(engine: Engine, consumer: str, event: dict, error: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            DEAD.insert().values(
+                consumer=consumer, event_id=event.get("id", "?"), body=json.dumps(event), error=error, failed_at=utcnow()
+            )
+        )

@@ -1,0 +1,189 @@
+"""Auth use cases. Each takes a unit of work and the current time and returns plain data."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from chassis.errors import RateLimited, Unauthorized
+from services.auth import domain
+from services.auth.tables import contacts, link_tokens, rate_hits, sessions
+
+
+def _hit_rate_limit(uow, key: str, limit: int, now: datetime, policy: domain.Policy) -> bool:
+    since = now - policy.rate_window
+    uow.execute(rate_hits.delete().where(rate_hits.c.key == key, rate_hits.c.at < since))
+    count = uow.execute(
+        sa.select(sa.func.count()).select_from(rate_hits).where(rate_hits.c.key == key, rate_hits.c.at >= since)
+    ).scalar_one()
+    return count >= limit
+
+
+def request_links(uow, raw_email: str, client_ip: str, now: datetime, policy: domain.Policy) -> list[dict]:
+    """Issue a link for each portal-enabled contact with this email.
+
+    Returns what to email (never shown to the requester, whose answer is always the same).
+    Raises Invalid for a malformed address and RateLimited past the per-email or per-IP limit.
+    """
+    email = domain.normalise_email(raw_email)
+    limited = _hit_rate_limit(uow, f"ip:{client_ip}", policy.links_per_ip, now, policy) or _hit_rate_limit(
+        uow, f"email:{email}", policy.links_per_email, now, policy
+    )
+    if limited:
+        raise RateLimited("Too many sign-in links were requested. Wait a few minutes and try again.")
+    uow.execute(rate_hits.insert(), [{"key": f"ip:{client_ip}", "at": now}, {"key": f"email:{email}", "at": now}])
+    rows = uow.execute(
+        sa.select(contacts).where(contacts.c.email == email, contacts.c.portal_access.is_(True))
+    ).all()
+    to_send = []
+    for contact in rows:
+        token, link = domain.issue_link(contact.id, now, policy)
+        uow.execute(
+            link_tokens.insert().values(
+                token_hash=domain.hash_secret(token),
+                contact_id=contact.id,
+                created_at=link.created_at,
+                expires_at=link.expires_at,
+            )
+        )
+        to_send.append(
+            {"token": token, "email": contact.email, "name": contact.name, "contact_id": contact.id,
+             "client_id": contact.client_id, "workspace_id": contact.workspace_id,
+             "expires_at": link.expires_at.isoformat()}
+        )
+    uow.commit()
+    return to_send
+
+
+def link_state(uow, token: str, now: datetime) -> str:
+    """'valid', 'used', 'expired' or 'unknown', without consuming anything."""
+    if not token or len(token) > 200:
+        return "unknown"
+    row = uow.execute(sa.select(link_tokens).where(link_tokens.c.token_hash == domain.hash_secret(token))).first()
+    if row is None:
+        return "unknown"
+    return domain.LinkToken(row.contact_id, row.created_at, row.expires_at, row.used_at).state(now)
+
+
+def consume_link(uow, token: str, previous_sid: str | None, now: datetime) -> dict:
+    """Use a link once (atomically, even under concurrent posts) and open a new session.
+
+    Returns {"sid": <plaintext session id>, ...session}; raises Unauthorized with the link state.
+    """
+    state = link_state(uow, token, now)
+    if state != "valid":
+        raise Unauthorized(state)
+    token_hash = domain.hash_secret(token)
+    # The conditional UPDATE is the single-use guarantee: only one transaction can flip used_at.
+    claimed = uow.execute(
+        link_tokens.update()
+        .where(link_tokens.c.token_hash == token_hash, link_tokens.c.used_at.is_(None), link_tokens.c.expires_at > now)
+        .values(used_at=now)
+    ).rowcount
+    if claimed != 1:
+        uow.rollback()
+        raise Unauthorized("used")
+    contact = uow.execute(
+        sa.select(contacts).join(link_tokens, link_tokens.c.contact_id == contacts.c.id).where(
+            link_tokens.c.token_hash == token_hash
+        )
+    ).one()
+    if not contact.portal_access:
+        uow.commit()  # the link stays used
+        raise Unauthorized("no_access")
+    if previous_sid:  # rotate: the old session id stops working
+        uow.execute(
+            sessions.update()
+            .where(sessions.c.sid_hash == domain.hash_secret(previous_sid), sessions.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+    sid = domain.new_secret()
+    uow.execute(
+        sessions.insert().values(
+            sid_hash=domain.hash_secret(sid),
+            contact_id=contact.id,
+            client_id=contact.client_id,
+            workspace_id=contact.workspace_id,
+            created_at=now,
+            last_seen_at=now,
+        )
+    )
+    uow.publish("auth.signed_in", contact.workspace_id, {"contact_id": contact.id, "client_id": contact.client_id})
+    uow.commit()
+    return {"sid": sid, **_session_view(contact.id, contact, now, now)}
+
+
+def _session_view(contact_id: str, row, created_at: datetime, last_seen_at: datetime) -> dict:
+    return {
+        "contact_id": contact_id,
+        "client_id": row.client_id,
+        "workspace_id": row.workspace_id,
+        "email": row.email,
+        "name": row.name,
+        "created_at": created_at.isoformat(),
+        "last_seen_at": last_seen_at.isoformat(),
+    }
+
+
+def validate_session(uow, sid: str, now: datetime, policy: domain.Policy) -> dict:
+    """The session's client scope, or Unauthorized; slides the idle timeout."""
+    if not sid or len(sid) > 200:
+        raise Unauthorized("missing")
+    row = uow.execute(
+        sa.select(sessions, contacts.c.email, contacts.c.name, contacts.c.portal_access)
+        .join(contacts, contacts.c.id == sessions.c.contact_id)
+        .where(sessions.c.sid_hash == domain.hash_secret(sid))
+    ).first()
+    if row is None:
+        raise Unauthorized("unknown")
+    session = domain.Session(row.contact_id, row.client_id, row.workspace_id, row.created_at, row.last_seen_at, row.revoked_at)
+    state = session.state(now, policy)
+    if state != "active" or not row.portal_access:
+        raise Unauthorized(state if state != "active" else "no_access")
+    last_seen = row.last_seen_at
+    if session.needs_touch(now, policy):
+        uow.execute(sessions.update().where(sessions.c.id == row.id).values(last_seen_at=now))
+        uow.commit()
+        last_seen = now
+    view = _session_view(row.contact_id, row, row.created_at, last_seen)
+    view["expires_at"] = min(last_seen + policy.session_idle, row.created_at + policy.session_absolute).isoformat()
+    return view
+
+
+def logout(uow, sid: str, now: datetime) -> bool:
+    if not sid:
+        return False
+    revoked = uow.execute(
+        sessions.update()
+        .where(sessions.c.sid_hash == domain.hash_secret(sid), sessions.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    ).rowcount
+    uow.commit()
+    return revoked == 1
+
+
+def apply_contact(conn, data: dict, now: datetime) -> None:
+    """Upsert auth's copy of a billing contact; older versions are ignored (events may reorder).
+    Losing portal access revokes the contact's sessions at once."""
+    current = conn.execute(sa.select(contacts.c.version).where(contacts.c.id == data["id"])).first()
+    if current is not None and current.version >= data["version"]:
+        return
+    values = {
+        "workspace_id": data["workspace_id"],
+        "client_id": data["client_id"],
+        "email": data["email"].lower(),
+        "name": data.get("name") or "",
+        "portal_access": bool(data["portal_access"]),
+        "version": data["version"],
+        "updated_at": now,
+    }
+    if current is None:
+        conn.execute(contacts.insert().values(id=data["id"], **values))
+    else:
+        conn.execute(contacts.update().where(contacts.c.id == data["id"]).values(**values))
+    if not values["portal_access"]:
+        conn.execute(
+            sessions.update()
+            .where(sessions.c.contact_id == data["id"], sessions.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )

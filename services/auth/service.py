@@ -1,0 +1,77 @@
+"""Auth service entrypoints: translate RPC calls and events into handler calls, nothing more."""
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from nameko.rpc import RpcProxy, rpc
+
+from chassis import settings
+from chassis.errors import EXPECTED
+from chassis.events import utcnow
+from chassis.nameko_ext import Database, ServiceBase, consumes
+from services.auth import domain, handlers
+
+
+def policy_from_env() -> domain.Policy:
+    return domain.Policy(
+        link_ttl=timedelta(minutes=settings.env_int("AUTH_LINK_TTL_MINUTES", 24 * 60)),
+        session_idle=timedelta(minutes=settings.env_int("AUTH_SESSION_IDLE_MINUTES", 30)),
+        session_absolute=timedelta(minutes=settings.env_int("AUTH_SESSION_ABSOLUTE_MINUTES", 12 * 60)),
+        links_per_email=settings.env_int("AUTH_LINKS_PER_EMAIL", 5),
+        links_per_ip=settings.env_int("AUTH_LINKS_PER_IP", 20),
+        rate_window=timedelta(minutes=settings.env_int("AUTH_RATE_WINDOW_MINUTES", 15)),
+    )
+
+
+class AuthService(ServiceBase):
+    name = "auth"
+    db = Database("auth", Path(__file__).parent / "migrations")
+    documents = RpcProxy("documents")
+    policy = policy_from_env()
+
+    @rpc(expected_exceptions=EXPECTED)
+    def request_link(self, email: str, client_ip: str, portal_url: str) -> dict:
+        with self.db.uow() as uow:
+            links = handlers.request_links(uow, email, client_ip, utcnow(), self.policy)
+        for link in links:
+            # Queued on documents' durable RPC queue; we don't wait, so the answer takes the same
+            # time whether or not the address exists.
+            self.documents.send_magic_link.call_async(
+                to=link["email"],
+                name=link["name"],
+                workspace_id=link["workspace_id"],
+                client_id=link["client_id"],
+                url=f"{portal_url.rstrip('/')}/login/verify?token={link['token']}",
+                expires_at=link["expires_at"],
+                idempotency_key=f"magic-link:{domain.hash_secret(link['token'])}",
+            )
+        return {"accepted": True}
+
+    @rpc
+    def link_state(self, token: str) -> str:
+        with self.db.uow() as uow:
+            return handlers.link_state(uow, token, utcnow())
+
+    @rpc(expected_exceptions=EXPECTED)
+    def consume_link(self, token: str, previous_sid: str | None = None) -> dict:
+        with self.db.uow() as uow:
+            return handlers.consume_link(uow, token, previous_sid, utcnow())
+
+    @rpc(expected_exceptions=EXPECTED)
+    def validate_session(self, sid: str) -> dict:
+        with self.db.uow() as uow:
+            return handlers.validate_session(uow, sid, utcnow(), self.policy)
+
+    @rpc
+    def logout(self, sid: str) -> bool:
+        with self.db.uow() as uow:
+            return handlers.logout(uow, sid, utcnow())
+
+    @consumes("billing", "contact.created")
+    def on_contact_created(self, conn, event):
+        handlers.apply_contact(conn, event["data"], utcnow())
+
+    @consumes("billing", "contact.updated")
+    def on_contact_updated(self, conn, event):
+        handlers.apply_contact(conn, event["data"], utcnow())

@@ -1,0 +1,114 @@
+"""Documents use cases: queue an email durably, deliver what is due, keep workspace names."""
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+
+import sqlalchemy as sa
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from services.documents.mail import PermanentMailError, TransientMailError
+from services.documents.tables import emails, workspaces
+
+TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates" / "email"),
+    autoescape=select_autoescape(["html"]),
+    undefined=StrictUndefined,
+)
+MAX_ATTEMPTS = 8
+
+
+def render_email(kind: str, context: dict) -> tuple[str, str, str]:
+    subject = TEMPLATES.get_template(f"{kind}.subject").render(context).strip()
+    text = TEMPLATES.get_template(f"{kind}.txt").render(context)
+    html = TEMPLATES.get_template(f"{kind}.html").render({**context, "subject": subject})
+    return subject, text, html
+
+
+def build_message(sender: str, to: str, subject: str, text: str, html: str, when: datetime) -> str:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = sender, to, subject
+    msg["Date"] = formatdate(when.timestamp(), usegmt=True)
+    msg["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1].strip(">") or "localhost")
+    msg.set_content(text)
+    msg.add_alternative(html, subtype="html")
+    return msg.as_string()
+
+
+def business_name(uow, workspace_id: str | None) -> str:
+    row = uow.execute(sa.select(workspaces.c.name).where(workspaces.c.id == workspace_id)).first() if workspace_id else None
+    return row.name if row else "Your billing portal"
+
+
+def queue_email(uow, now: datetime, sender: str, *, idempotency_key: str, kind: str, to: str, context: dict,
+                workspace_id: str | None = None, client_id: str | None = None) -> str:
+    """Store the rendered message for delivery; the same key twice queues it once."""
+    existing = uow.execute(sa.select(emails.c.id).where(emails.c.idempotency_key == idempotency_key)).first()
+    if existing:
+        return existing.id
+    context = {"business_name": business_name(uow, workspace_id), **context}
+    subject, text, html = render_email(kind, context)
+    email_id = str(uuid.uuid4())
+    uow.execute(emails.insert().values(
+        id=email_id, idempotency_key=idempotency_key, kind=kind, workspace_id=workspace_id, client_id=client_id,
+        to_addr=to, subject=subject, message=build_message(sender, to, subject, text, html, now), status="queued",
+        attempts=0, next_attempt_at=now, created_at=now))
+    uow.commit()
+    return email_id
+
+
+def retry_delay(attempts: int) -> timedelta:
+    return timedelta(seconds=min(2 ** attempts * 5, 3600))
+
+
+def deliver_due(uow, backend, now: datetime, batch: int = 20) -> int:
+    """Send queued emails whose time has come. On PostgreSQL, SKIP LOCKED shares them among replicas."""
+    query = (sa.select(emails).where(emails.c.status == "queued", emails.c.next_attempt_at <= now)
+             .order_by(emails.c.created_at).limit(batch))
+    if uow.conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    sent = 0
+    for row in uow.execute(query).all():
+        values: dict = {"attempts": row.attempts + 1}
+        try:
+            backend.send(row.id, row.message)
+            values.update(status="sent", sent_at=now, last_error=None)
+            sent += 1
+        except TransientMailError as exc:
+            failed = row.attempts + 1 >= MAX_ATTEMPTS
+            values.update(status="failed" if failed else "queued", last_error=str(exc),
+                          next_attempt_at=now + retry_delay(row.attempts))
+        except PermanentMailError as exc:
+            values.update(status="failed", last_error=str(exc))
+        uow.execute(emails.update().where(emails.c.id == row.id).values(**values))
+        uow.commit()
+    return sent
+
+
+LINK = re.compile(r"https?://\S+")
+
+
+def recent_emails(uow, limit: int = 50) -> list[dict]:
+    rows = uow.execute(sa.select(emails).order_by(emails.c.created_at.desc()).limit(limit)).all()
+    return [{"id": r.id, "to": r.to_addr, "subject": r.subject, "kind": r.kind, "status": r.status,
+             "created_at": r.created_at.isoformat(), "links": sorted(set(LINK.findall(_text_part(r.message))))}
+            for r in rows]
+
+
+def _text_part(message: str) -> str:
+    from email import message_from_string, policy
+
+    msg = message_from_string(message, policy=policy.default)
+    part = msg.get_body(preferencelist=("plain",))
+    return part.get_content() if part else ""
+
+
+def apply_workspace(conn, data: dict, now: datetime) -> None:
+    if conn.execute(sa.select(workspaces.c.id).where(workspaces.c.id == data["id"])).first():
+        conn.execute(workspaces.update().where(workspaces.c.id == data["id"]).values(name=data["name"], updated_at=now))
+    else:
+        conn.execute(workspaces.insert().values(id=data["id"], name=data["name"], updated_at=now))

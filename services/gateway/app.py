@@ -1,0 +1,176 @@
+"""The gateway: a Falcon app that checks magic-link sessions, serves the portal and its JSON API,
+and reaches the services over RPC. `get_app()` is what gunicorn loads."""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import falcon
+
+from chassis import settings
+from chassis.errors import ServiceError
+from chassis.logs import configure_logging, request_id_var
+from services.gateway import resources
+from services.gateway.rpc import RpcPool, ServiceCrashed, ServiceTimeout, ServiceUnavailable
+from services.gateway.views import make_env
+
+log = logging.getLogger(__name__)
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+SERVICES = ("auth", "billing", "payments", "documents")
+
+
+@dataclass
+class GatewayConfig:
+    portal_url: str = "http://localhost:8000"
+    dev: bool = True
+    max_body: int = 64 * 1024
+    trust_forwarded: bool = False
+    amqp_uri: str = "amqp://guest:guest@localhost:5672/"
+    services: tuple = SERVICES
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def cookie_name(self) -> str:
+        # __Host- pins the cookie to this host, path / and HTTPS (browsers demand Secure with it).
+        return "portal_session" if self.dev else "__Host-portal_session"
+
+    @classmethod
+    def from_env(cls) -> GatewayConfig:
+        return cls(
+            portal_url=settings.env("PORTAL_URL", "http://localhost:8000"),
+            dev=settings.is_dev(),
+            max_body=settings.env_int("GATEWAY_MAX_BODY", 64 * 1024),
+            trust_forwarded=settings.env_bool("TRUST_FORWARDED_FOR"),
+            amqp_uri=settings.amqp_uri(),
+        )
+
+
+def wants_json(req: falcon.Request) -> bool:
+    if req.path.startswith(("/api/", "/healthz", "/webhooks/")):
+        return True
+    return "json" in (req.accept or "") and not req.client_accepts("text/html")
+
+
+class RequestIdMiddleware:
+    def process_request(self, req, resp):
+        incoming = req.get_header("X-Request-ID") or ""
+        req.context.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id_var.set(req.context.request_id)
+
+    def process_response(self, req, resp, resource, req_succeeded):
+        resp.set_header("X-Request-ID", req.context.get("request_id", ""))
+        request_id_var.set(None)
+
+
+class SecurityMiddleware:
+    """Body size cap, cross-site POST refusal and security headers on every response."""
+
+    def __init__(self, config: GatewayConfig):
+        self.config = config
+        self.origin = config.portal_url.rstrip("/")
+
+    def process_request(self, req, resp):
+        if req.content_length and req.content_length > self.config.max_body:
+            raise falcon.HTTPContentTooLarge(title="Request too large",
+                                             description=f"Requests may be at most {self.config.max_body} bytes.")
+        if req.method in ("POST", "PUT", "PATCH", "DELETE") and not req.path.startswith("/webhooks/"):
+            site = req.get_header("Sec-Fetch-Site")
+            origin = req.get_header("Origin")
+            if site == "cross-site" or (origin and origin.rstrip("/") not in (self.origin, req.prefix.rstrip("/"))):
+                raise falcon.HTTPForbidden(title="Cross-site request refused",
+                                           description="This form must be sent from the portal itself.")
+
+    def process_response(self, req, resp, resource, req_succeeded):
+        resp.set_header("Content-Security-Policy",
+                        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+        resp.set_header("X-Content-Type-Options", "nosniff")
+        resp.set_header("Referrer-Policy", "no-referrer")  # magic-link tokens must never leak in Referer
+        resp.set_header("X-Frame-Options", "DENY")
+        if not self.config.dev:
+            resp.set_header("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        if resp.get_header("Cache-Control") is None:
+            resp.set_header("Cache-Control", "no-store")
+
+
+class ErrorRenderer:
+    """Every error as a designed HTML page or application/problem+json."""
+
+    def __init__(self, env, config: GatewayConfig):
+        self.env = env
+        self.config = config
+
+    def respond(self, req, resp, status: int, title: str, detail: str, extra: dict | None = None):
+        resp.status = status
+        if wants_json(req):
+            resp.content_type = "application/problem+json"
+            resp.text = json.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail,
+                                    "request_id": req.context.get("request_id"), **(extra or {})})
+        else:
+            resp.content_type = falcon.MEDIA_HTML
+            resp.text = self.env.get_template("error.html").render(
+                status=status, title=title, detail=detail, request_id=req.context.get("request_id"),
+                session=req.context.get("session"))
+
+    def http_error(self, req, resp, ex: falcon.HTTPError, params):
+        if ex.status_code == 404:
+            self.respond(req, resp, 404, "Page not found",
+                         "There is nothing here, or it is not yours to see. Check the address or go back to the portal.")
+        elif ex.status_code == 405:
+            self.respond(req, resp, 405, "Not allowed", "This address does not accept that kind of request.")
+        else:
+            self.respond(req, resp, ex.status_code, ex.title or "Error", ex.description or "")
+        for name, value in (ex.headers or {}).items():
+            resp.set_header(name, value)
+
+    def service_error(self, req, resp, ex: ServiceError, params):
+        fields = {"errors": ex.fields} if ex.fields else None
+        self.respond(req, resp, ex.status, ex.title, ex.detail, fields)
+
+    def unavailable(self, req, resp, ex, params):
+        log.warning("service unavailable", extra={"error": str(ex)})
+        self.respond(req, resp, 503, "Temporarily unavailable",
+                     "Part of the portal is not answering right now. Please try again in a minute.")
+
+    def timeout(self, req, resp, ex, params):
+        log.warning("service timeout", extra={"error": str(ex)})
+        self.respond(req, resp, 504, "Taking too long",
+                     "The portal did not get an answer in time. Please try again in a minute.")
+
+    def crashed(self, req, resp, ex, params):
+        self.respond(req, resp, 502, "Something went wrong",
+                     "We could not complete this request. It has been logged; please try again.")
+
+    def unexpected(self, req, resp, ex, params):
+        log.exception("unhandled error")
+        self.respond(req, resp, 500, "Something went wrong",
+                     "We could not complete this request. It has been logged; please try again.")
+
+
+def create_app(rpc: RpcPool, health_rpc: RpcPool, config: GatewayConfig) -> falcon.App:
+    env = make_env()
+    app = falcon.App(middleware=[RequestIdMiddleware(), SecurityMiddleware(config)])
+    app.req_options.strip_url_path_trailing_slash = True
+    errors = ErrorRenderer(env, config)
+    app.add_error_handler(Exception, errors.unexpected)
+    app.add_error_handler(falcon.HTTPError, errors.http_error)
+    app.add_error_handler(ServiceError, errors.service_error)
+    app.add_error_handler(ServiceUnavailable, errors.unavailable)
+    app.add_error_handler(ServiceTimeout, errors.timeout)
+    app.add_error_handler(ServiceCrashed, errors.crashed)
+    resources.add_routes(app, rpc, health_rpc, env, config)
+    app.add_static_route("/static", str(Path(__file__).parent / "static"))
+    return app
+
+
+def get_app() -> falcon.App:
+    configure_logging("gateway", settings.env("LOG_LEVEL", "INFO"))
+    config = GatewayConfig.from_env()
+    nameko_config = {"AMQP_URI": config.amqp_uri}
+    rpc = RpcPool(nameko_config, timeout=float(settings.env("RPC_TIMEOUT", "10")),
+                  size=settings.env_int("RPC_POOL_SIZE", 8))
+    health_rpc = RpcPool(nameko_config, timeout=float(settings.env("HEALTH_RPC_TIMEOUT", "2")), size=4)
+    return create_app(rpc, health_rpc, config)

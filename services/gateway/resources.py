@@ -1,0 +1,202 @@
+"""Gateway resources, grouped by area: sign-in, portal pages, JSON API, health, dev mail."""
+from __future__ import annotations
+
+import concurrent.futures
+import socket
+from urllib.parse import urlparse
+
+import falcon
+from email_validator import EmailNotValidError, validate_email
+
+from chassis.errors import Invalid, RateLimited, Unauthorized
+
+LINK_PROBLEMS = {
+    "used": ("This link has already been used", "Each sign-in link works once. Ask for a new one below."),
+    "expired": ("This link has expired", "Sign-in links last 24 hours. Ask for a new one below."),
+    "unknown": ("This link is not valid", "The link may be incomplete. Ask for a new one below."),
+    "no_access": ("Portal access is turned off", "Contact the business to have portal access enabled."),
+}
+
+
+class Base:
+    def __init__(self, rpc, env, config):
+        self.rpc = rpc
+        self.env = env
+        self.config = config
+
+    def call(self, req, service, method, *args, **kwargs):
+        return self.rpc.call(service, method, *args, request_id=req.context.request_id, **kwargs)
+
+    def render(self, resp, template: str, status: int = 200, **context):
+        resp.status = status
+        resp.content_type = falcon.MEDIA_HTML
+        resp.text = self.env.get_template(template).render(dev=self.config.dev, **context)
+
+    def form(self, req) -> dict:
+        if req.content_type and req.content_type.startswith(falcon.MEDIA_URLENCODED):
+            media = req.get_media()
+            return media if isinstance(media, dict) else {}
+        return {}
+
+    def client_ip(self, req) -> str:
+        return req.access_route[0] if self.config.trust_forwarded else (req.remote_addr or "unknown")
+
+    def session_id(self, req) -> str | None:
+        values = req.get_cookie_values(self.config.cookie_name)
+        return values[0] if values else None
+
+    def set_session_cookie(self, resp, sid: str):
+        resp.set_cookie(self.config.cookie_name, sid, http_only=True, same_site="Lax", secure=not self.config.dev,
+                        path="/")
+
+    def clear_session_cookie(self, resp):
+        resp.unset_cookie(self.config.cookie_name, path="/")
+
+    def session(self, req, resp) -> dict:
+        """The signed-in contact's scope, or a redirect to sign-in (401 problem for the API)."""
+        sid = self.session_id(req)
+        try:
+            session = self.call(req, "auth", "validate_session", sid) if sid else None
+        except Unauthorized:
+            session = None
+        if session is None:
+            if sid:
+                self.clear_session_cookie(resp)
+            if req.path.startswith("/api/"):
+                raise falcon.HTTPUnauthorized(title="Not signed in", description="Sign in with a magic link first.")
+            raise falcon.HTTPSeeOther("/login?expired=1" if sid else "/login")
+        req.context.session = session
+        return session
+
+
+class Root(Base):
+    def on_get(self, req, resp):
+        raise falcon.HTTPSeeOther("/dashboard" if self.session_id(req) else "/login")
+
+
+class Login(Base):
+    def on_get(self, req, resp):
+        notice = {"expired": "Your session has ended. Sign in again to continue.",
+                  "signed_out": "You are signed out."}
+        message = next((text for key, text in notice.items() if req.get_param(key)), None)
+        self.render(resp, "login.html", notice=message, email="")
+
+    def on_post(self, req, resp):
+        email = str(self.form(req).get("email", "")).strip()
+        try:
+            validate_email(email, check_deliverability=False)
+        except EmailNotValidError:
+            return self.render(resp, "login.html", status=400, email=email[:254],
+                               error="Enter a valid email address, like name@example.com.")
+        try:
+            self.call(req, "auth", "request_link", email, self.client_ip(req), self.config.portal_url)
+        except Invalid:
+            return self.render(resp, "login.html", status=400, email=email[:254],
+                               error="Enter a valid email address, like name@example.com.")
+        except RateLimited as exc:
+            resp.set_header("Retry-After", "900")
+            return self.render(resp, "error.html", status=429, title="Too many sign-in requests",
+                               detail=exc.detail, retry=True)
+        # The same answer whether or not the address has portal access: addresses cannot be probed.
+        self.render(resp, "check_email.html")
+
+
+class Verify(Base):
+    def _problem(self, resp, state: str):
+        title, detail = LINK_PROBLEMS.get(state, LINK_PROBLEMS["unknown"])
+        self.render(resp, "error.html", status=400 if state == "unknown" else 410, title=title, detail=detail,
+                    retry=True)
+
+    def on_get(self, req, resp):
+        # Consumes nothing: mail scanners prefetch links. The button POSTs the token.
+        token = req.get_param("token") or ""
+        state = self.call(req, "auth", "link_state", token) if token else "unknown"
+        if state != "valid":
+            return self._problem(resp, state)
+        self.render(resp, "verify.html", token=token)
+
+    def on_post(self, req, resp):
+        token = str(self.form(req).get("token", ""))
+        try:
+            session = self.call(req, "auth", "consume_link", token, self.session_id(req))
+        except Unauthorized as exc:
+            return self._problem(resp, exc.detail)
+        self.set_session_cookie(resp, session["sid"])
+        raise falcon.HTTPSeeOther("/dashboard")
+
+
+class Logout(Base):
+    def on_post(self, req, resp):
+        sid = self.session_id(req)
+        if sid:
+            self.call(req, "auth", "logout", sid)
+        self.clear_session_cookie(resp)
+        raise falcon.HTTPSeeOther("/login?signed_out=1")
+
+
+class Dashboard(Base):
+    def on_get(self, req, resp):
+        session = self.session(req, resp)
+        data = self.call(req, "billing", "client_dashboard", session["workspace_id"], session["client_id"])
+        self.render(resp, "dashboard.html", session=session, d=data, locale=data["client"]["locale"],
+                    tz=data["client"]["timezone"])
+
+
+class ApiMe(Base):
+    def on_get(self, req, resp):
+        session = self.session(req, resp)
+        resp.media = {k: session[k] for k in ("contact_id", "client_id", "workspace_id", "email", "name", "expires_at")}
+
+
+class ApiDashboard(Base):
+    def on_get(self, req, resp):
+        session = self.session(req, resp)
+        resp.media = self.call(req, "billing", "client_dashboard", session["workspace_id"], session["client_id"])
+
+
+class Health(Base):
+    """200 only when the broker and every service answer a ping."""
+
+    def on_get(self, req, resp):
+        checks = {"broker": self._broker()}
+        with concurrent.futures.ThreadPoolExecutor(len(self.config.services)) as pool:
+            futures = {name: pool.submit(self._ping, req.context.request_id, name) for name in self.config.services}
+            checks.update({name: future.result() for name, future in futures.items()})
+        healthy = all(check["ok"] for check in checks.values())
+        resp.status = 200 if healthy else 503
+        resp.media = {"status": "ok" if healthy else "degraded", "checks": checks}
+
+    def _broker(self) -> dict:
+        url = urlparse(self.config.amqp_uri)
+        try:
+            with socket.create_connection((url.hostname or "localhost", url.port or 5672), timeout=2):
+                return {"ok": True}
+        except OSError as exc:
+            return {"ok": False, "error": str(exc)}
+
+    def _ping(self, request_id: str, name: str) -> dict:
+        try:
+            self.rpc.call(name, "ping", request_id=request_id)
+            return {"ok": True}
+        except Exception as exc:  # noqa: BLE001 - any failure means unhealthy, reported as text
+            return {"ok": False, "error": str(exc) or type(exc).__name__}
+
+
+class DevMail(Base):
+    """Development only: the mail the system sent, so a newcomer can sign in without a mail server."""
+
+    def on_get(self, req, resp):
+        self.render(resp, "dev_mail.html", emails=self.call(req, "documents", "recent_emails", 50))
+
+
+def add_routes(app: falcon.App, rpc, health_rpc, env, config) -> None:
+    app.add_route("/", Root(rpc, env, config))
+    app.add_route("/login", Login(rpc, env, config))
+    app.add_route("/login/verify", Verify(rpc, env, config))
+    app.add_route("/logout", Logout(rpc, env, config))
+    app.add_route("/dashboard", Dashboard(rpc, env, config))
+    app.add_route("/api/portal/v1/me", ApiMe(rpc, env, config))
+    app.add_route("/api/portal/v1/dashboard", ApiDashboard(rpc, env, config))
+    app.add_route("/healthz", Health(health_rpc, env, config))
+    if config.dev:
+        app.add_route("/dev/mail", DevMail(rpc, env, config))
