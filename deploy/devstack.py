@@ -1,0 +1,192 @@
+"""`make dev`: the whole system on embedded defaults, in the foreground, stopped with Ctrl-C.
+
+Also used by the integration and end-to-end tests, which start the same processes against
+PostgreSQL and a throwaway RabbitMQ vhost.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SERVICES = {"auth": "AuthService", "billing": "BillingService", "payments": "PaymentsService",
+            "documents": "DocumentsService"}
+
+
+def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.25)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def ensure_broker(amqp_uri: str) -> str:
+    """Reuse a listening broker, else start a local rabbitmq-server, else Docker; else explain."""
+    url = urlparse(amqp_uri)
+    host, port = url.hostname or "localhost", url.port or 5672
+    if port_open(host, port):
+        return f"reusing the RabbitMQ already listening on {host}:{port}"
+    if host not in ("localhost", "127.0.0.1", "::1"):
+        raise SystemExit(f"RabbitMQ at {host}:{port} (AMQP_URI) is not answering; start it or fix AMQP_URI.")
+    server = shutil.which("rabbitmq-server") or next(
+        (p for p in ("/usr/sbin/rabbitmq-server", "/usr/lib/rabbitmq/bin/rabbitmq-server") if os.access(p, os.X_OK)), None)
+    if server:
+        subprocess.run([server, "-detached"], check=False)
+        wait_for(lambda: port_open(host, port), 90, "rabbitmq-server to listen")
+        return f"started the local rabbitmq-server ({server})"
+    if shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True).returncode == 0:
+        subprocess.run(["docker", "compose", "up", "-d", "rabbitmq"], cwd=ROOT, check=True)
+        wait_for(lambda: port_open(host, port), 120, "the rabbitmq container to listen")
+        return "started RabbitMQ with docker compose"
+    raise SystemExit(
+        "No RabbitMQ is listening on {0}:{1}, none is installed, and Docker is not available.\n"
+        "Install one:  sudo apt-get install rabbitmq-server   (Debian/Ubuntu)\n"
+        "         or:  brew install rabbitmq && brew services start rabbitmq   (macOS)\n"
+        "         or:  set AMQP_URI to a broker you already run.".format(host, port))
+
+
+class Stack:
+    """The four services, the gateway and (optionally) localstripe as child processes."""
+
+    def __init__(self, env: dict, log_dir: Path, gateway_bind: str, with_localstripe: bool = True,
+                 localstripe_port: int = 8420):
+        self.env = env
+        self.log_dir = log_dir
+        self.gateway_bind = gateway_bind
+        self.with_localstripe = with_localstripe
+        self.localstripe_port = localstripe_port
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    @property
+    def url(self) -> str:
+        host, port = self.gateway_bind.rsplit(":", 1)
+        return f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_dir / f"{name}.log", "ab")
+        self.procs[name] = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+
+    def start_service(self, name: str) -> None:
+        self._spawn(name, [str(BIN / "nameko"), "run", "--config", f"services/{name}/config.yml",
+                           f"services.{name}.service:{SERVICES[name]}"])
+
+    def start(self) -> None:
+        if self.with_localstripe and not port_open("127.0.0.1", self.localstripe_port):
+            self._spawn("localstripe", [str(BIN / "localstripe"), "--port", str(self.localstripe_port)])
+        for name in SERVICES:
+            self.start_service(name)
+        self._spawn("gateway", [str(BIN / "gunicorn"), "-c", "services/gateway/gunicorn.conf.py",
+                                "--bind", self.gateway_bind])
+
+    def healthy(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/healthz", timeout=3).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def wait_healthy(self, timeout: float = 90) -> None:
+        def check():
+            dead = [name for name, proc in self.procs.items() if proc.poll() is not None]
+            if dead:
+                raise RuntimeError(f"{', '.join(dead)} exited; see {self.log_dir}/<name>.log")
+            return self.healthy()
+
+        wait_for(check, timeout, "every service to answer /healthz")
+
+    def stop_process(self, name: str, signum: int = signal.SIGTERM) -> None:
+        self._terminate([self.procs.pop(name)], signum)
+
+    def stop(self) -> None:
+        procs, self.procs = list(self.procs.values()), {}
+        self._terminate(procs, signal.SIGTERM)
+
+    @staticmethod
+    def _terminate(procs: list[subprocess.Popen], signum: int) -> None:
+        """Signal all first, then wait: a graceful stop of each runs in parallel."""
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signum)
+        deadline = time.monotonic() + 15
+        for proc in procs:
+            try:
+                proc.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def dev_env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("PORTAL_ENV", "dev")
+    env.setdefault("PORTAL_VAR_DIR", str(ROOT / "var"))
+    env.setdefault("AMQP_URI", "amqp://guest:guest@localhost:5672/")
+    env.setdefault("GATEWAY_BIND", "127.0.0.1:8000")
+    host, port = env["GATEWAY_BIND"].rsplit(":", 1)
+    env.setdefault("PORTAL_URL", f"http://localhost:{port}")
+    env.setdefault("STRIPE_API_BASE", "http://localhost:8420")
+    env.setdefault("STRIPE_SECRET_KEY", "sk_test_localstripe")
+    env.setdefault("STRIPE_PUBLISHABLE_KEY", "pk_test_localstripe")
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def main() -> int:
+    env = dev_env()
+    os.environ.update(env)
+    print(ensure_broker(env["AMQP_URI"]), flush=True)
+    stack = Stack(env, Path(env["PORTAL_VAR_DIR"]) / "logs", env["GATEWAY_BIND"])
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        stack.start()
+        print("starting services (logs in var/logs/) ...", flush=True)
+        stack.wait_healthy()
+        from services.billing.seed import main as seed  # billing's own seeding code, on billing's database
+
+        seed()
+        print(f"""
+  Client portal:  {stack.url}
+  Sign in as:     demo@example.com  (or other@example.com)
+  Sign-in email:  {stack.url}/dev/mail  (also written to var/mail/*.eml)
+  Health:         {stack.url}/healthz
+  Press Ctrl-C to stop.
+""", flush=True)
+        while True:
+            for name, proc in stack.procs.items():
+                if proc.poll() is not None:
+                    print(f"{name} exited with {proc.returncode}; see var/logs/{name}.log", file=sys.stderr)
+                    return 1
+            time.sleep(1)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        # A second Ctrl-C or TERM must not cut the shutdown short and orphan the children.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("stopping ...", flush=True)
+        stack.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

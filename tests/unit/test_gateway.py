@@ -1,0 +1,175 @@
+"""The gateway's HTTP behaviour with the services replaced by a fake RPC pool (no broker)."""
+import json
+
+import falcon.testing
+import pytest
+
+from chassis.errors import RateLimited, Unauthorized
+from services.gateway.app import GatewayConfig, create_app
+from services.gateway.rpc import ServiceTimeout, ServiceUnavailable
+
+SESSION = {"contact_id": "c1", "client_id": "cl1", "workspace_id": "ws1", "email": "demo@example.com",
+           "name": "Dana", "expires_at": "2026-11-23T12:30:00+00:00"}
+DASHBOARD = {
+    "client": {"id": "cl1", "name": "Demo Client Ltd", "address": "1 Road", "phone": "", "currency": "USD",
+               "locale": "en_US", "timezone": "America/New_York"},
+    "business": {"name": "Acme", "email": "b@acme.example", "phone": "", "address": ""},
+    "outstanding": {"amount": 237500, "currency": "USD"},
+    "overdue": {"count": 1, "amount": 90000, "currency": "USD"},
+    "last_payment": {"amount": 25000, "currency": "USD", "received_at": "2026-11-20T15:00:00+00:00"},
+    "recent_invoices": [],
+}
+
+
+class FakeRpc:
+    def __init__(self, answers=None):
+        self.answers = answers or {}
+        self.calls = []
+
+    def call(self, service, method, *args, request_id=None, **kwargs):
+        self.calls.append((service, method, args, request_id))
+        answer = self.answers.get((service, method))
+        if isinstance(answer, Exception):
+            raise answer
+        return answer(*args) if callable(answer) else answer
+
+
+def client(answers=None, dev=True):
+    rpc = FakeRpc(answers)
+    app = create_app(rpc, rpc, GatewayConfig(portal_url="http://portal.test", dev=dev))
+    return falcon.testing.TestClient(app), rpc
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def test_login_answers_the_same_page_for_any_valid_address():
+    c, rpc = client({("auth", "request_link"): {"accepted": True}})
+    pages = [c.simulate_post("/login", body=f"email={e}", headers=FORM) for e in ("demo@example.com", "no@x.org")]
+    assert [p.status_code for p in pages] == [200, 200]
+    assert pages[0].text == pages[1].text
+    assert "If this address has portal access" in pages[0].text
+    # the link points at the configured portal URL, never at a Host header
+    assert rpc.calls[0][2] == ("demo@example.com", "127.0.0.1", "http://portal.test")
+
+
+@pytest.mark.parametrize("body", ["email=not-an-email", "email=", "", "email=a%40"])
+def test_malformed_email_is_a_400_page_and_calls_nothing(body):
+    c, rpc = client()
+    page = c.simulate_post("/login", body=body, headers=FORM)
+    assert page.status_code == 400 and "Enter a valid email address" in page.text
+    assert rpc.calls == []
+
+
+def test_rate_limited_login_is_a_readable_429():
+    c, _ = client({("auth", "request_link"): RateLimited("Too many sign-in links were requested.")})
+    page = c.simulate_post("/login", body="email=demo@example.com", headers=FORM)
+    assert page.status_code == 429 and "Too many" in page.text and page.headers["retry-after"]
+
+
+def test_oversized_body_is_refused_before_any_call():
+    c, rpc = client()
+    page = c.simulate_post("/login", body="email=" + "a" * 70_000, headers=FORM)
+    assert page.status_code == 413 and rpc.calls == []
+
+
+def test_cross_site_post_is_refused():
+    c, rpc = client()
+    page = c.simulate_post("/login", body="email=demo@example.com",
+                           headers={**FORM, "Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"})
+    assert page.status_code == 403 and rpc.calls == []
+
+
+def test_verify_get_consumes_nothing_and_shows_a_button():
+    c, rpc = client({("auth", "link_state"): "valid"})
+    page = c.simulate_get("/login/verify", params={"token": "t" * 43})
+    assert page.status_code == 200 and 'action="/login/verify"' in page.text
+    assert [call[1] for call in rpc.calls] == ["link_state"]
+
+
+@pytest.mark.parametrize("state,status,text", [("used", 410, "already been used"), ("expired", 410, "expired"),
+                                               ("unknown", 400, "not valid")])
+def test_bad_links_get_a_clear_page_with_a_new_link_button(state, status, text):
+    c, _ = client({("auth", "link_state"): state, ("auth", "consume_link"): Unauthorized(state)})
+    for page in (c.simulate_get("/login/verify", params={"token": "x"}),
+                 c.simulate_post("/login/verify", body="token=x", headers=FORM)):
+        assert page.status_code == status and text in page.text and "Request a new sign-in link" in page.text
+
+
+def test_missing_token_is_a_400_without_calling_auth():
+    c, rpc = client()
+    assert c.simulate_get("/login/verify").status_code == 400
+    assert rpc.calls == []
+
+
+def test_verify_post_sets_a_hardened_cookie_in_production():
+    c, _ = client({("auth", "consume_link"): {"sid": "s" * 43, **SESSION}}, dev=False)
+    page = c.simulate_post("/login/verify", body="token=abc", headers=FORM)
+    assert page.status_code == 303 and page.headers["location"] == "/dashboard"
+    cookie = page.cookies["__Host-portal_session"]
+    assert cookie.value == "s" * 43 and cookie.http_only and cookie.secure and cookie.same_site == "Lax"
+    assert "max-age" in page.headers["strict-transport-security"]
+
+
+def test_dashboard_shows_name_and_formatted_balance():
+    c, rpc = client({("auth", "validate_session"): SESSION, ("billing", "client_dashboard"): DASHBOARD})
+    page = c.simulate_get("/dashboard", cookies={"portal_session": "sid"})
+    assert page.status_code == 200
+    assert "Demo Client Ltd" in page.text and "$2,375.00" in page.text and "$250.00" in page.text
+    assert ("billing", "client_dashboard", ("ws1", "cl1")) == rpc.calls[-1][:3]  # scoped by the session only
+
+
+def test_forged_cookie_redirects_to_sign_in_and_clears_it():
+    c, _ = client({("auth", "validate_session"): Unauthorized("unknown")})
+    page = c.simulate_get("/dashboard", cookies={"portal_session": "forged"})
+    assert page.status_code == 303 and page.headers["location"] == "/login?expired=1"
+    assert page.cookies["portal_session"].value == ""
+
+
+def test_api_without_session_is_problem_json():
+    c, _ = client()
+    page = c.simulate_get("/api/portal/v1/dashboard")
+    assert page.status_code == 401 and page.headers["content-type"] == "application/problem+json"
+    assert page.json["title"] == "Not signed in"
+
+
+@pytest.mark.parametrize("error,status", [(ServiceUnavailable("down"), 503), (ServiceTimeout("slow"), 504)])
+def test_unreachable_or_slow_services_give_clear_pages(error, status):
+    c, _ = client({("auth", "validate_session"): SESSION, ("billing", "client_dashboard"): error})
+    page = c.simulate_get("/dashboard", cookies={"portal_session": "sid"})
+    assert page.status_code == status and "try again" in page.text
+    api = c.simulate_get("/api/portal/v1/dashboard", cookies={"portal_session": "sid"})
+    assert api.status_code == status and json.loads(api.text)["status"] == status
+
+
+def test_request_id_is_kept_when_sane_and_passed_to_services():
+    c, rpc = client({("auth", "link_state"): "valid"})
+    page = c.simulate_get("/login/verify", params={"token": "x"}, headers={"X-Request-ID": "abc-123"})
+    assert page.headers["x-request-id"] == "abc-123" and rpc.calls[0][3] == "abc-123"
+    page = c.simulate_get("/login", headers={"X-Request-ID": "bad id\n"})
+    assert page.headers["x-request-id"] != "bad id\n" and len(page.headers["x-request-id"]) == 32
+
+
+def test_security_headers_on_every_page():
+    c, _ = client()
+    headers = c.simulate_get("/login").headers
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert headers["referrer-policy"] == "no-referrer" and headers["cache-control"] == "no-store"
+
+
+def test_unknown_page_is_a_designed_404():
+    c, _ = client()
+    page = c.simulate_get("/no/such/page")
+    assert page.status_code == 404 and "Page not found" in page.text and "<main" in page.text
+
+
+def test_health_is_503_when_a_service_does_not_answer():
+    c, _ = client({("auth", "ping"): {"ok": True}, ("billing", "ping"): ServiceTimeout("slow"),
+                   ("payments", "ping"): {"ok": True}, ("documents", "ping"): {"ok": True}})
+    page = c.simulate_get("/healthz")
+    assert page.status_code == 503
+    assert page.json["checks"]["billing"]["ok"] is False and page.json["checks"]["auth"]["ok"] is True
+
+
+def test_dev_mail_exists_only_in_dev():
+    assert client(dev=False)[0].simulate_get("/dev/mail").status_code == 404
