@@ -1,0 +1,215 @@
+"""Shared fixtures for the integration and end-to-end tiers: real RabbitMQ, real PostgreSQL and the
+real service processes. Unit tests never touch these.
+
+Where the servers come from: TEST_AMQP_URI / TEST_DATABASE_URL when set; else testcontainers when a
+Docker engine answers; else the local defaults. If a server cannot be reached the tests fail with a
+message saying so: they never skip.
+"""
+from __future__ import annotations
+
+import email
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from email import policy
+from pathlib import Path
+from urllib.parse import quote, urlparse, urlunparse
+
+import psycopg2
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+RUN_ID = uuid.uuid4().hex[:8]
+SERVICE_NAMES = ("auth", "billing", "payments", "documents")
+
+
+def _docker_available() -> bool:
+    if not shutil.which("docker"):
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "localhost", parsed.port or default_port), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def containers():
+    """Started only when no URL is configured and a Docker engine exists."""
+    started = {}
+    wanted = {k: not os.environ.get(k) for k in ("TEST_AMQP_URI", "TEST_DATABASE_URL")}
+    if any(wanted.values()) and _docker_available():
+        if wanted["TEST_DATABASE_URL"]:
+            from testcontainers.postgres import PostgresContainer
+
+            pg = PostgresContainer("postgres:16", driver=None).start()
+            started["TEST_DATABASE_URL"] = pg.get_connection_url()
+            started["_pg"] = pg
+        if wanted["TEST_AMQP_URI"]:
+            from testcontainers.rabbitmq import RabbitMqContainer
+
+            mq = RabbitMqContainer("rabbitmq:3.13-management").start()
+            started["TEST_AMQP_URI"] = f"amqp://guest:guest@{mq.get_container_host_ip()}:{mq.get_exposed_port(5672)}/"
+            started["_mq"] = mq
+    yield started
+    for key in ("_pg", "_mq"):
+        if key in started:
+            started[key].stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url(containers) -> str:
+    url = containers.get("TEST_DATABASE_URL") or os.environ.get(
+        "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    try:
+        psycopg2.connect(url, connect_timeout=5).close()
+    except psycopg2.Error as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {url} ({exc}). Start it, or set TEST_DATABASE_URL. "
+                    "Integration tests need a real database and do not skip.", pytrace=False)
+    return url
+
+
+@pytest.fixture(scope="session")
+def amqp_uri(containers):
+    """A throwaway vhost per run (management API) so stray consumers cannot steal test messages."""
+    base = containers.get("TEST_AMQP_URI") or os.environ.get("TEST_AMQP_URI", "amqp://guest:guest@localhost:5672/")
+    if not _reachable(base, 5672):
+        pytest.fail(f"RabbitMQ is not reachable at {base}. Start it, or set TEST_AMQP_URI. "
+                    "Integration tests need a real broker and do not skip.", pytrace=False)
+    parsed = urlparse(base)
+    api = os.environ.get("TEST_RABBIT_MANAGEMENT_URL", f"http://{parsed.hostname}:15672")
+    auth = (parsed.username or "guest", parsed.password or "guest")
+    vhost = f"portal-test-{RUN_ID}"
+    try:
+        requests.put(f"{api}/api/vhosts/{vhost}", auth=auth, timeout=5).raise_for_status()
+        requests.put(f"{api}/api/permissions/{vhost}/{auth[0]}", auth=auth, timeout=5,
+                     json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+    except requests.RequestException as exc:
+        print(f"\nRabbitMQ management API unavailable ({exc}); tests share the vhost of {base}", file=sys.stderr)
+        yield base
+        return
+    yield urlunparse(parsed._replace(path="/" + quote(vhost, safe="")))
+    requests.delete(f"{api}/api/vhosts/{vhost}", auth=auth, timeout=10)
+
+
+@pytest.fixture(scope="session")
+def service_databases(postgres_admin_url):
+    """One fresh PostgreSQL database per service, dropped afterwards."""
+    admin = psycopg2.connect(postgres_admin_url)
+    admin.autocommit = True
+    names = {service: f"portal_{RUN_ID}_{service}" for service in SERVICE_NAMES}
+    with admin.cursor() as cur:
+        for name in names.values():
+            cur.execute(f'CREATE DATABASE "{name}"')
+    base = urlparse(postgres_admin_url)
+    yield {service: urlunparse(base._replace(path="/" + name)) for service, name in names.items()}
+    with admin.cursor() as cur:
+        for name in names.values():
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Outbox:
+    """The file mail outbox the running documents service writes to."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def messages(self) -> list:
+        files = sorted(self.directory.glob("*.eml"), key=lambda p: p.stat().st_mtime) if self.directory.exists() else []
+        return [email.message_from_bytes(p.read_bytes(), policy=policy.default) for p in files]
+
+    def count(self, to: str) -> int:
+        return len([m for m in self.messages() if m["To"] == to])
+
+    def wait_for(self, to: str, count: int = 1, timeout: float = 15) -> list:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [m for m in self.messages() if m["To"] == to]
+            if len(found) >= count:
+                return found
+            time.sleep(0.2)
+        raise AssertionError(f"no email #{count} to {to} within {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def stack(amqp_uri, service_databases, tmp_path_factory):
+    """The four services and the gateway as real processes on PostgreSQL and RabbitMQ, seeded."""
+    sys.path.insert(0, str(ROOT))
+    from deploy.devstack import Stack, dev_env
+
+    work = tmp_path_factory.mktemp("stack")
+    port = free_port()
+    env = dev_env()
+    env.update({
+        "PORTAL_ENV": "dev", "PORTAL_VAR_DIR": str(work / "var"), "MAIL_OUTBOX_DIR": str(work / "mail"),
+        "AMQP_URI": amqp_uri, "GATEWAY_BIND": f"127.0.0.1:{port}", "PORTAL_URL": f"http://localhost:{port}",
+        "RPC_TIMEOUT": "3", "GATEWAY_WORKERS": "2", "OUTBOX_RELAY_INTERVAL": "0.1", "MAIL_POLL_INTERVAL": "0.2",
+        "AUTH_LINKS_PER_EMAIL": "50", "AUTH_LINKS_PER_IP": "500",
+    })
+    env.pop("SMTP_URL", None)
+    for service, url in service_databases.items():
+        env[f"{service.upper()}_DATABASE_URL"] = url
+    logs = ARTIFACTS / "stack-logs"
+    shutil.rmtree(logs, ignore_errors=True)
+    running = Stack(env, logs, env["GATEWAY_BIND"], with_localstripe=False)
+    running.start()
+    try:
+        running.wait_healthy(120)
+        subprocess.run([sys.executable, "-m", "services.billing.seed"], cwd=ROOT, env=env, check=True)
+        _wait_for_contacts(service_databases["auth"], 2)
+        running.outbox = Outbox(work / "mail")
+        running.databases = service_databases
+        running.amqp_uri = amqp_uri
+        yield running
+    finally:
+        running.stop()
+
+
+def _wait_for_contacts(auth_url: str, count: int, timeout: float = 30) -> None:
+    """Billing's contact events reach auth asynchronously, through the outbox and the broker."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with psycopg2.connect(auth_url) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM contacts")
+            if cur.fetchone()[0] >= count:
+                return
+        time.sleep(0.2)
+    raise AssertionError("auth never learned the seeded contacts from billing's events")
+
+
+def sign_in(stack, email_address: str, session: requests.Session | None = None) -> requests.Session:
+    """The whole magic-link dance, as a browser would do it."""
+    session = session or requests.Session()
+    before = stack.outbox.count(email_address)
+    page = session.post(f"{stack.url}/login", data={"email": email_address})
+    assert page.status_code == 200, page.text
+    message = stack.outbox.wait_for(email_address, before + 1)[-1]
+    token = link_token(message)
+    page = session.post(f"{stack.url}/login/verify", data={"token": token}, allow_redirects=False)
+    assert page.status_code == 303, page.text
+    return session
+
+
+def link_token(message) -> str:
+    import re
+
+    text = message.get_body(("plain",)).get_content()
+    return re.search(r"/login/verify\?token=([A-Za-z0-9_-]+)", text).group(1)

@@ -1,0 +1,90 @@
+"""The whole sign-in story over HTTP against the running stack, as a new client lives it."""
+import re
+
+import pytest
+import requests
+
+from tests.conftest import link_token
+
+pytestmark = pytest.mark.e2e
+
+
+def test_sign_in_see_balance_sign_out_and_nothing_reusable(stack):
+    browser = requests.Session()
+    base = stack.url
+
+    # 1. ask for a link; the answer does not say whether the address exists
+    before = stack.outbox.count("demo@example.com")
+    page = browser.get(f"{base}/login")
+    assert page.status_code == 200 and 'name="email"' in page.text
+    known = browser.post(f"{base}/login", data={"email": "demo@example.com"})
+    unknown = browser.post(f"{base}/login", data={"email": "stranger@example.com"})
+    assert known.status_code == unknown.status_code == 200
+    assert known.text == unknown.text
+
+    # 2. the email arrives in the outbox, multipart, with the link
+    message = stack.outbox.wait_for("demo@example.com", before + 1)[-1]
+    assert message["Subject"] == "Your sign-in link for Acme Studio"
+    assert message.get_body(("html",)) is not None
+    token = link_token(message)
+    assert not [m for m in stack.outbox.messages() if m["To"] == "stranger@example.com"]
+
+    # 3. opening the link (as a mail scanner would, twice) consumes nothing
+    for _ in range(2):
+        landing = browser.get(f"{base}/login/verify", params={"token": token})
+        assert landing.status_code == 200 and "Continue to your portal" in landing.text
+
+    # 4. the button signs in and lands on the dashboard with the real balance
+    dashboard = browser.post(f"{base}/login/verify", data={"token": token})
+    assert dashboard.url == f"{base}/dashboard" and dashboard.status_code == 200
+    assert "Demo Client Ltd" in dashboard.text
+    outstanding = re.search(r'data-testid="outstanding">([^<]+)<', dashboard.text).group(1)
+    assert outstanding == "$2,375.00"  # 975.00 unpaid + 500.00 left on a partial + 900.00 overdue
+    api = browser.get(f"{base}/api/portal/v1/dashboard").json()
+    assert api["outstanding"] == {"amount": 237500, "currency": "USD"}
+    assert api["overdue"]["count"] == 1 and api["last_payment"]["amount"] == 25000
+
+    # 5. the other client's data is nowhere
+    for text in (dashboard.text, str(api)):
+        assert "Other Corp" not in text and "Secret project" not in text and "7,777" not in text
+    other_numbers = {inv["number"] for inv in api["recent_invoices"]}
+    assert len(other_numbers) == 4
+
+    # 6. sign out: the old session and the used link are both refused
+    old_cookie = browser.cookies.get("portal_session")
+    out = browser.post(f"{base}/logout", allow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/login?signed_out=1"
+    replay = requests.get(f"{base}/dashboard", cookies={"portal_session": old_cookie}, allow_redirects=False)
+    assert replay.status_code == 303 and replay.headers["location"].startswith("/login")
+    assert requests.get(f"{base}/api/portal/v1/me", cookies={"portal_session": old_cookie}).status_code == 401
+    reused = requests.post(f"{base}/login/verify", data={"token": token}, allow_redirects=False)
+    assert reused.status_code == 410 and "already been used" in reused.text
+
+
+def test_the_other_client_sees_only_its_own_account(stack):
+    from tests.conftest import sign_in
+
+    browser = sign_in(stack, "other@example.com")
+    api = browser.get(f"{stack.url}/api/portal/v1/dashboard").json()
+    assert api["client"]["name"] == "Other Corp"
+    assert api["outstanding"] == {"amount": 777700, "currency": "USD"}
+    assert "Demo Client" not in str(api)
+
+
+@pytest.mark.parametrize("cookie", ["forged", "A" * 43, "x" * 5000])
+def test_forged_session_cookies_reveal_nothing(stack, cookie):
+    page = requests.get(f"{stack.url}/api/portal/v1/dashboard", cookies={"portal_session": cookie})
+    assert page.status_code in (401, 400, 431)
+    assert "Demo Client" not in page.text and "Other Corp" not in page.text
+
+
+def test_bad_input_gets_clear_errors_and_stores_nothing(stack):
+    base = stack.url
+    before = len(stack.outbox.messages())
+    assert requests.post(f"{base}/login", data={"email": "not an email"}).status_code == 400
+    assert requests.post(f"{base}/login", data={"email": "a" * 70_000}).status_code == 413
+    assert requests.get(f"{base}/login/verify").status_code == 400
+    assert requests.post(f"{base}/login/verify", data={"token": "forged"}).status_code == 400
+    problem = requests.get(f"{base}/api/portal/v1/nothing")
+    assert problem.status_code == 404 and problem.headers["content-type"] == "application/problem+json"
+    assert len(stack.outbox.messages()) == before

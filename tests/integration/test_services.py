@@ -1,0 +1,150 @@
+"""The real services on real RabbitMQ and PostgreSQL: RPC, events through the outbox, idempotent
+consumers, single-use links under concurrency, and a dead service."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import psycopg2
+import pytest
+import requests
+from kombu import Connection, Exchange
+from nameko.standalone.rpc import ClusterRpcProxy
+
+from tests.conftest import link_token, sign_in
+
+pytestmark = pytest.mark.integration
+
+
+def query(url: str, sql: str, params=()):
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def wait_until(predicate, timeout=15, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_health_reports_broker_and_every_service(stack):
+    page = requests.get(f"{stack.url}/healthz", timeout=10)
+    assert page.status_code == 200
+    assert {name for name, check in page.json()["checks"].items() if check["ok"]} == {
+        "broker", "auth", "billing", "payments", "documents"}
+
+
+def test_each_service_answers_rpc_and_uses_its_own_postgres_database(stack):
+    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=10) as rpc:
+        for name in ("auth", "billing", "payments", "documents"):
+            assert getattr(rpc, name).ping() == {"service": name, "ok": True}
+    assert query(stack.databases["billing"], "SELECT count(*) FROM invoices")[0][0] > 0
+    assert query(stack.databases["auth"], "SELECT to_regclass('invoices')")[0][0] is None
+
+
+def test_every_outbox_event_gets_published(stack):
+    for service in ("billing", "auth"):
+        wait_until(lambda: query(stack.databases[service],
+                                 "SELECT count(*) FROM outbox WHERE published_at IS NULL")[0][0] == 0,
+                   what=f"{service} outbox to drain")
+
+
+def publish(amqp_uri: str, source: str, event: dict) -> None:
+    with Connection(amqp_uri) as conn:
+        producer = conn.Producer(serializer="json")
+        producer.publish(event, exchange=Exchange(f"{source}.events", type="topic", durable=True),
+                         routing_key=event["type"], declare=[])
+
+
+def contact_event(contact_id: str, version: int, access: bool = True, event_id: str | None = None) -> dict:
+    return {"id": event_id or str(uuid.uuid4()), "type": "contact.updated", "version": 1,
+            "occurred_at": "2026-11-23T12:00:00+00:00", "workspace_id": "ws-x",
+            "data": {"id": contact_id, "workspace_id": "ws-x", "client_id": "cl-x", "email": f"{contact_id}@x.test",
+                     "name": "X", "portal_access": access, "is_primary": True, "version": version}}
+
+
+def test_a_duplicate_event_is_processed_once_and_an_older_version_is_ignored(stack):
+    auth_db = stack.databases["auth"]
+    contact_id = f"c-{uuid.uuid4().hex[:8]}"
+    event = contact_event(contact_id, version=2)
+    for _ in range(3):
+        publish(stack.amqp_uri, "billing", event)
+    publish(stack.amqp_uri, "billing", contact_event(contact_id, version=1, access=False))
+    wait_until(lambda: query(auth_db, "SELECT portal_access, version FROM contacts WHERE id = %s", (contact_id,)),
+               what="contact copy in auth")
+    time.sleep(1)  # let any duplicate deliveries land
+    assert query(auth_db, "SELECT count(*) FROM inbox WHERE event_id = %s", (event["id"],))[0][0] == 1
+    assert query(auth_db, "SELECT portal_access, version FROM contacts WHERE id = %s", (contact_id,)) == [(True, 2)]
+    assert query(auth_db, "SELECT count(*) FROM dead_letters")[0][0] == 0
+
+
+def test_two_concurrent_posts_of_one_link_open_one_session(stack):
+    before = stack.outbox.count("other@example.com")
+    requests.post(f"{stack.url}/login", data={"email": "other@example.com"})
+    token = link_token(stack.outbox.wait_for("other@example.com", before + 1)[-1])
+    results = []
+    barrier = threading.Barrier(4)
+
+    def post():
+        barrier.wait()
+        results.append(requests.post(f"{stack.url}/login/verify", data={"token": token}, allow_redirects=False))
+
+    threads = [threading.Thread(target=post) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.status_code for r in results) == [303, 410, 410, 410]
+
+
+def test_disabling_portal_access_in_billing_revokes_the_session(stack):
+    session = sign_in(stack, "other@example.com")
+    assert session.get(f"{stack.url}/api/portal/v1/me").status_code == 200
+    [(workspace_id, contact_id)] = query(stack.databases["billing"],
+                                         "SELECT workspace_id, id FROM contacts WHERE email = 'other@example.com'")
+    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=10) as rpc:
+        rpc.billing.set_portal_access(workspace_id, contact_id, False)
+        wait_until(lambda: session.get(f"{stack.url}/api/portal/v1/me").status_code == 401,
+                   what="session revoked through contact.updated")
+        rpc.billing.set_portal_access(workspace_id, contact_id, True)
+    wait_until(lambda: query(stack.databases["auth"], "SELECT portal_access FROM contacts WHERE id = %s",
+                             (contact_id,)) == [(True,)], what="access restored")
+
+
+def test_a_stopped_service_gives_a_504_within_the_timeout_then_recovers(stack):
+    session = sign_in(stack, "demo@example.com")
+    stack.stop_process("billing")
+    try:
+        started = time.monotonic()
+        page = session.get(f"{stack.url}/dashboard")
+        elapsed = time.monotonic() - started
+        assert page.status_code == 504 and "try again" in page.text
+        assert elapsed < 8  # RPC_TIMEOUT is 3s in the test stack: a clear answer, never a hang
+        api = session.get(f"{stack.url}/api/portal/v1/dashboard")
+        assert api.status_code == 504 and api.headers["content-type"] == "application/problem+json"
+        health = requests.get(f"{stack.url}/healthz", timeout=10)
+        assert health.status_code == 503 and health.json()["checks"]["billing"]["ok"] is False
+    finally:
+        stack.start_service("billing")
+    stack.wait_healthy(60)
+    assert session.get(f"{stack.url}/dashboard").status_code == 200
+
+
+def test_request_id_travels_into_the_services_logs(stack):
+    request_id = f"it-{uuid.uuid4().hex[:12]}"
+    def logged():
+        for line in (stack.log_dir / "auth.log").read_text().splitlines():
+            if line.startswith("{") and json.loads(line).get("request_id") == request_id:
+                return True
+        return False
+
+    # a forged session makes auth raise an expected error, which nameko logs with the worker's context
+    requests.get(f"{stack.url}/dashboard", cookies={"portal_session": "forged"}, headers={"X-Request-ID": request_id})
+    wait_until(logged, what="request id in auth's JSON log")
