@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import socket
+from datetime import datetime, timezone
 from urllib.parse import urlparse
 
 import falcon
@@ -30,6 +31,11 @@ class Base:
     def render(self, resp, template: str, status: int = 200, **context):
         resp.status = status
         resp.content_type = falcon.MEDIA_HTML
+        session = context.get("session")
+        if session and session.get("expires_at"):
+            # Without JavaScript: reload once the session has lapsed, which lands on sign-in.
+            left = datetime.fromisoformat(session["expires_at"]) - datetime.now(timezone.utc)
+            context["refresh_after"] = max(int(left.total_seconds()) + 5, 5)
         resp.text = self.env.get_template(template).render(dev=self.config.dev, **context)
 
     def form(self, req) -> dict:

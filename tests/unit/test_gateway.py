@@ -117,6 +117,7 @@ def test_dashboard_shows_name_and_formatted_balance():
     assert page.status_code == 200
     assert "Demo Client Ltd" in page.text and "$2,375.00" in page.text and "$250.00" in page.text
     assert ("billing", "client_dashboard", ("ws1", "cl1")) == rpc.calls[-1][:3]  # scoped by the session only
+    assert 'http-equiv="refresh"' in page.text  # the page leaves for sign-in once the session lapses
 
 
 def test_forged_cookie_redirects_to_sign_in_and_clears_it():
