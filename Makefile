@@ -37,3 +37,7 @@ e2e: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3* var/mail var/logs
+
+## Latency figures as ratios to a baseline measured in the same run (not a test).
+bench: $(STAMP)
+	$(BIN)/python -m deploy.bench

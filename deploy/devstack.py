@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse, urlunparse
 
 import requests
 
@@ -38,6 +38,28 @@ def wait_for(predicate, timeout: float, what: str) -> None:
             return
         time.sleep(0.25)
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def create_vhost(amqp_uri: str, name: str) -> str | None:
+    """A throwaway vhost through the management API, so a test or benchmark stack cannot share queues
+    with another running stack. None when the API is not available."""
+    parsed = urlparse(amqp_uri)
+    api = os.environ.get("TEST_RABBIT_MANAGEMENT_URL", f"http://{parsed.hostname}:15672")
+    auth = (parsed.username or "guest", parsed.password or "guest")
+    try:
+        requests.put(f"{api}/api/vhosts/{name}", auth=auth, timeout=5).raise_for_status()
+        requests.put(f"{api}/api/permissions/{name}/{auth[0]}", auth=auth, timeout=5,
+                     json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+    except requests.RequestException:
+        return None
+    return urlunparse(parsed._replace(path="/" + quote(name, safe="")))
+
+
+def delete_vhost(amqp_uri: str) -> None:
+    parsed = urlparse(amqp_uri)
+    api = os.environ.get("TEST_RABBIT_MANAGEMENT_URL", f"http://{parsed.hostname}:15672")
+    auth = (parsed.username or "guest", parsed.password or "guest")
+    requests.delete(f"{api}/api/vhosts/{parsed.path.lstrip('/')}", auth=auth, timeout=10)
 
 
 def ensure_broker(amqp_uri: str) -> str:

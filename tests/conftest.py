@@ -17,13 +17,15 @@ import time
 import uuid
 from email import policy
 from pathlib import Path
-from urllib.parse import quote, urlparse, urlunparse
+from urllib.parse import urlparse, urlunparse
 
 import psycopg2
 import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from deploy.devstack import Stack, create_vhost, delete_vhost, dev_env  # noqa: E402
 ARTIFACTS = ROOT / "test-artifacts"
 RUN_ID = uuid.uuid4().hex[:8]
 SERVICE_NAMES = ("auth", "billing", "payments", "documents")
@@ -87,20 +89,13 @@ def amqp_uri(containers):
     if not _reachable(base, 5672):
         pytest.fail(f"RabbitMQ is not reachable at {base}. Start it, or set TEST_AMQP_URI. "
                     "Integration tests need a real broker and do not skip.", pytrace=False)
-    parsed = urlparse(base)
-    api = os.environ.get("TEST_RABBIT_MANAGEMENT_URL", f"http://{parsed.hostname}:15672")
-    auth = (parsed.username or "guest", parsed.password or "guest")
-    vhost = f"portal-test-{RUN_ID}"
-    try:
-        requests.put(f"{api}/api/vhosts/{vhost}", auth=auth, timeout=5).raise_for_status()
-        requests.put(f"{api}/api/permissions/{vhost}/{auth[0]}", auth=auth, timeout=5,
-                     json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
-    except requests.RequestException as exc:
-        print(f"\nRabbitMQ management API unavailable ({exc}); tests share the vhost of {base}", file=sys.stderr)
+    uri = create_vhost(base, f"portal-test-{RUN_ID}")
+    if uri is None:
+        print(f"\nRabbitMQ management API unavailable; tests share the vhost of {base}", file=sys.stderr)
         yield base
         return
-    yield urlunparse(parsed._replace(path="/" + quote(vhost, safe="")))
-    requests.delete(f"{api}/api/vhosts/{vhost}", auth=auth, timeout=10)
+    yield uri
+    delete_vhost(uri)
 
 
 @pytest.fixture(scope="session")
@@ -152,9 +147,6 @@ class Outbox:
 @pytest.fixture(scope="session")
 def stack(amqp_uri, service_databases, tmp_path_factory):
     """The four services and the gateway as real processes on PostgreSQL and RabbitMQ, seeded."""
-    sys.path.insert(0, str(ROOT))
-    from deploy.devstack import Stack, dev_env
-
     work = tmp_path_factory.mktemp("stack")
     port = free_port()
     env = dev_env()

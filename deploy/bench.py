@@ -1,0 +1,98 @@
+"""`make bench`: latency through the gateway as ratios to a baseline measured in the same run.
+
+Starts its own stack (SQLite in a temporary folder, a throwaway RabbitMQ vhost when the management
+API is enabled) so it never disturbs `make dev`. Absolute numbers drift on shared machines; compare
+the ratios.
+"""
+from __future__ import annotations
+
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import requests
+from nameko.standalone.rpc import ClusterRpcProxy
+
+from deploy.devstack import ROOT, Stack, create_vhost, delete_vhost, dev_env, ensure_broker, wait_for
+
+
+def timed(fn, n: int) -> list[float]:
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def summary(samples: list[float]) -> dict:
+    ordered = sorted(samples)
+    return {"p50": statistics.median(ordered), "p99": ordered[int(len(ordered) * 0.99) - 1],
+            "mean": statistics.fmean(ordered)}
+
+
+def sign_in(url: str, mail_dir: Path) -> requests.Session:
+    session = requests.Session()
+    session.post(f"{url}/login", data={"email": "demo@example.com"})
+    wait_for(lambda: list(mail_dir.glob("*.eml")), 20, "the sign-in email")
+    message = message_from_bytes(next(mail_dir.glob("*.eml")).read_bytes(), policy=policy.default)
+    token = re.search(r"token=([A-Za-z0-9_-]+)", message.get_body(("plain",)).get_content()).group(1)
+    session.post(f"{url}/login/verify", data={"token": token})
+    return session
+
+
+def main() -> int:
+    env = dev_env()
+    ensure_broker(env["AMQP_URI"])
+    vhost_uri = create_vhost(env["AMQP_URI"], f"portal-bench-{uuid.uuid4().hex[:8]}")
+    work = Path(tempfile.mkdtemp(prefix="portal-bench-"))
+    env.update({"PORTAL_VAR_DIR": str(work), "MAIL_OUTBOX_DIR": str(work / "mail"), "GATEWAY_BIND": "127.0.0.1:8765",
+                "PORTAL_URL": "http://localhost:8765", "AMQP_URI": vhost_uri or env["AMQP_URI"], "LOG_LEVEL": "WARNING",
+                "AUTH_LINKS_PER_EMAIL": "1000"})
+    stack = Stack(env, work / "logs", env["GATEWAY_BIND"], with_localstripe=False)
+    stack.start()
+    try:
+        stack.wait_healthy()
+        subprocess.run([sys.executable, "-m", "services.billing.seed"], cwd=ROOT, env=env, check=True,
+                       capture_output=True)
+        time.sleep(2)  # contacts reach auth through events
+        browser = sign_in(stack.url, work / "mail")
+        n = 400
+        with ClusterRpcProxy({"AMQP_URI": env["AMQP_URI"]}, timeout=10) as rpc:
+            timed(rpc.billing.ping, 50)  # warm up
+            baseline = summary(timed(rpc.billing.ping, n))
+        for path in ("/login", "/api/portal/v1/me", "/dashboard"):
+            timed(lambda: browser.get(stack.url + path), 50)
+        results = {
+            "GET /login (HTTP only, no RPC)": summary(timed(lambda: browser.get(stack.url + "/login"), n)),
+            "GET /api/portal/v1/me (1 RPC)": summary(timed(lambda: browser.get(stack.url + "/api/portal/v1/me"), n)),
+            "GET /dashboard (2 RPCs + page)": summary(timed(lambda: browser.get(stack.url + "/dashboard"), n)),
+        }
+        cookies = browser.cookies.get_dict()
+        with ThreadPoolExecutor(8) as pool:
+            started = time.perf_counter()
+            list(pool.map(lambda _: requests.get(stack.url + "/api/portal/v1/me", cookies=cookies), range(n)))
+            throughput = n / (time.perf_counter() - started)
+
+        print(f"\nbaseline: standalone nameko RPC billing.ping, {n} calls: "
+              f"p50 {baseline['p50']:.2f} ms, p99 {baseline['p99']:.2f} ms")
+        print(f"{'request':36} {'p50 ms':>8} {'p99 ms':>8} {'p50 / baseline':>15}")
+        for name, figures in results.items():
+            print(f"{name:36} {figures['p50']:8.2f} {figures['p99']:8.2f} {figures['p50'] / baseline['p50']:14.1f}x")
+        print(f"GET /api/portal/v1/me with 8 concurrent clients: {throughput:.0f} req/s")
+    finally:
+        stack.stop()
+        if vhost_uri:
+            delete_vhost(vhost_uri)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
