@@ -1,15 +1,38 @@
-"""Invoice arithmetic and status rules in plain Python; money in integer minor units."""
+"""Billing rules in plain Python: money in integer minor units, no database, no broker.
+
+Rounding: each line's discount and tax are rounded half-even to minor units, and every total is the
+sum of what the lines print, so a document always adds up to the cent.
+"""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from datetime import date
-from decimal import ROUND_HALF_EVEN, Decimal
+from datetime import date, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+
+from dateutil.relativedelta import relativedelta
 
 from chassis.errors import Invalid
 from chassis.money import Money
 
 OPEN_STATUSES = {"sent", "viewed", "partially_paid"}
-STATUSES = {"draft", "sent", "viewed", "partially_paid", "paid", "void"}
+INVOICE_STATUSES = {"draft", "sent", "viewed", "partially_paid", "paid", "void"}
+QUOTE_STATUSES = {"draft", "sent", "accepted", "rejected", "expired"}
+HUNDRED = Decimal(100)
+
+
+def round_minor(value: Decimal) -> int:
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def to_decimal(value, name: str) -> Decimal:
+    try:
+        result = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise Invalid(f"{name} must be a number.", **{name: "not a number"}) from None
+    if not result.is_finite():
+        raise Invalid(f"{name} must be a number.", **{name: "not a number"})
+    return result
 
 
 @dataclass(frozen=True)
@@ -17,51 +40,110 @@ class Line:
     description: str
     quantity: Decimal
     unit_price: int  # minor units
-
-    @property
-    def total(self) -> int:
-        """Rounded per line, half-even, so the invoice total is the sum of what is printed."""
-        return int((self.quantity * self.unit_price).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
-
-
-@dataclass
-class Invoice:
-    currency: str
-    issue_date: date
-    due_date: date
-    lines: list[Line] = field(default_factory=list)
-    status: str = "draft"
-    amount_paid: int = 0
+    tax_rate: Decimal = Decimal(0)  # percent
+    discount_percent: Decimal = Decimal(0)
 
     def __post_init__(self) -> None:
-        if self.due_date < self.issue_date:
-            raise Invalid("The due date cannot be before the issue date.", due_date="before issue date")
-        if not self.lines:
-            raise Invalid("An invoice needs at least one line.", lines="empty")
+        if not self.description.strip():
+            raise Invalid("Each line needs a description.", description="required")
+        if self.quantity <= 0:
+            raise Invalid("Quantities must be positive.", quantity="must be positive")
+        if self.unit_price < 0:
+            raise Invalid("Unit prices cannot be negative.", unit_price="must not be negative")
+        if not (0 <= self.tax_rate <= 100):
+            raise Invalid("Tax rates are percentages from 0 to 100.", tax_rate="out of range")
+        if not (0 <= self.discount_percent <= 100):
+            raise Invalid("Discounts are percentages from 0 to 100.", discount_percent="out of range")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Line:
+        try:
+            unit_price = data["unit_price"]
+            if isinstance(unit_price, bool) or not isinstance(unit_price, int):
+                raise Invalid("Unit prices are integers in minor units (cents).", unit_price="not an integer")
+            return cls(str(data["description"]), to_decimal(data.get("quantity", 1), "quantity"), unit_price,
+                       to_decimal(data.get("tax_rate", 0), "tax_rate"),
+                       to_decimal(data.get("discount_percent", 0), "discount_percent"))
+        except KeyError as exc:
+            raise Invalid(f"Each line needs {exc.args[0]}.", **{exc.args[0]: "required"}) from None
+
+    @property
+    def gross(self) -> int:
+        return round_minor(self.quantity * self.unit_price)
+
+    @property
+    def discount(self) -> int:
+        return round_minor(self.gross * self.discount_percent / HUNDRED)
+
+    @property
+    def subtotal(self) -> int:
+        return self.gross - self.discount
+
+    @property
+    def tax(self) -> int:
+        return round_minor(self.subtotal * self.tax_rate / HUNDRED)
 
     @property
     def total(self) -> int:
-        return sum(line.total for line in self.lines)
+        return self.subtotal + self.tax
 
-    @property
-    def balance(self) -> int:
-        return max(self.total - self.amount_paid, 0)
-
-    def apply_payment(self, amount: int) -> None:
-        if self.status not in OPEN_STATUSES:
-            raise Invalid(f"A {self.status} invoice cannot take payments.", status=self.status)
-        if amount <= 0 or amount > self.balance:
-            raise Invalid("The amount must be positive and no more than the balance.", amount="out of range")
-        self.amount_paid += amount
-        self.status = "paid" if self.balance == 0 else "partially_paid"
+    def as_dict(self) -> dict:
+        return {"description": self.description, "quantity": str(self.quantity), "unit_price": self.unit_price,
+                "tax_rate": str(self.tax_rate), "discount_percent": str(self.discount_percent),
+                "discount": self.discount, "subtotal": self.subtotal, "tax": self.tax, "total": self.total}
 
 
-def is_overdue(status: str, due_date: date, balance: int, today: date) -> bool:
-    return status in OPEN_STATUSES and balance > 0 and due_date < today
+@dataclass(frozen=True)
+class Totals:
+    subtotal: int
+    discount: int
+    tax: int
+    total: int
+
+    @classmethod
+    def of(cls, lines: list[Line]) -> Totals:
+        if not lines:
+            raise Invalid("A document needs at least one line.", lines="empty")
+        return cls(sum(l.subtotal for l in lines), sum(l.discount for l in lines), sum(l.tax for l in lines),
+                   sum(l.total for l in lines))
 
 
-def display_status(status: str, due_date: date, balance: int, today: date) -> str:
-    return "overdue" if is_overdue(status, due_date, balance, today) else status
+def balance(total: int, paid: int, credited: int) -> int:
+    """What is still owed: never below zero."""
+    return max(total - paid - credited, 0)
+
+
+def status_after_settlement(status: str, total: int, paid: int, credited: int) -> str:
+    if status in ("draft", "void"):
+        return status
+    if balance(total, paid, credited) == 0:
+        return "paid"
+    if paid + credited > 0:
+        return "partially_paid"
+    return status if status in ("sent", "viewed") else "sent"
+
+
+def check_settlement(status: str, amount: int, owed: int, what: str = "payment") -> None:
+    if status not in OPEN_STATUSES:
+        raise Invalid(f"A {status.replace('_', ' ')} invoice cannot take a {what}.", status=status)
+    if amount <= 0:
+        raise Invalid("The amount must be positive.", amount="must be positive")
+    if amount > owed:
+        raise Invalid("The amount is more than the invoice balance.", amount="more than the balance")
+
+
+def is_overdue(status: str, due_date: date, owed: int, today: date) -> bool:
+    return status in OPEN_STATUSES and owed > 0 and due_date < today
+
+
+def display_status(status: str, due_date: date, owed: int, today: date) -> str:
+    return "overdue" if is_overdue(status, due_date, owed, today) else status
+
+
+def quote_display_status(status: str, expiry_date: date | None, today: date) -> str:
+    if status == "sent" and expiry_date is not None and expiry_date < today:
+        return "expired"
+    return status
 
 
 def outstanding(balances: list[Money], currency: str) -> Money:
@@ -71,3 +153,99 @@ def outstanding(balances: list[Money], currency: str) -> Money:
         if amount.currency == currency:
             total = total + amount
     return total
+
+
+NUMBER_TOKEN = re.compile(r"\{(YYYY|YY|MM|seq(?::0?(\d+))?)\}")
+
+
+def validate_pattern(pattern: str) -> str:
+    if "{seq" not in pattern or NUMBER_TOKEN.sub("", pattern).count("{"):
+        raise Invalid("A number pattern needs {seq} and may use {YYYY}, {YY}, {MM}.", pattern="invalid")
+    return pattern
+
+
+def counter_period(pattern: str, on: date) -> str:
+    """Which counter a pattern draws from: a yearly pattern restarts each year, and so on."""
+    if "{MM}" in pattern:
+        return on.strftime("%Y-%m")
+    if "{YYYY}" in pattern or "{YY}" in pattern:
+        return on.strftime("%Y")
+    return ""
+
+
+def format_number(pattern: str, seq: int, on: date) -> str:
+    def sub(match: re.Match) -> str:
+        token = match.group(1)
+        if token == "YYYY":
+            return f"{on.year:04d}"
+        if token == "YY":
+            return f"{on.year % 100:02d}"
+        if token == "MM":
+            return f"{on.month:02d}"
+        width = int(match.group(2) or 0)
+        return f"{seq:0{width}d}"
+
+    return NUMBER_TOKEN.sub(sub, pattern)
+
+
+FREQUENCIES = {"weekly": "weeks", "monthly": "months", "yearly": "years"}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    frequency: str
+    interval: int
+    start_date: date
+    end_date: date | None = None
+
+    def __post_init__(self) -> None:
+        if self.frequency not in FREQUENCIES:
+            raise Invalid("Frequency is weekly, monthly or yearly.", frequency="unknown")
+        if not (1 <= self.interval <= 36):
+            raise Invalid("The interval is from 1 to 36.", interval="out of range")
+        if self.end_date is not None and self.end_date < self.start_date:
+            raise Invalid("The end date cannot be before the start date.", end_date="before start")
+
+    def occurrence(self, n: int) -> date | None:
+        """The n-th run date (0-based), counted from the start so month ends do not drift; None past the end."""
+        when = self.start_date + relativedelta(**{FREQUENCIES[self.frequency]: n * self.interval})
+        return None if self.end_date is not None and when > self.end_date else when
+
+
+@dataclass(frozen=True)
+class ReminderPolicy:
+    days_before: list[int] = field(default_factory=lambda: [3])
+    on_due: bool = True
+    days_after: list[int] = field(default_factory=lambda: [1, 7, 14])
+    catch_up_days: int = 3  # after downtime, send what fell due lately, never a flood of old ones
+
+    def due(self, due_date: date, today: date) -> list[str]:
+        """Reminder kinds whose day has come (within the catch-up window)."""
+        candidates = [(f"before_{d}", due_date - timedelta(days=d)) for d in self.days_before]
+        if self.on_due:
+            candidates.append(("on_due", due_date))
+        candidates += [(f"after_{d}", due_date + timedelta(days=d)) for d in self.days_after]
+        return [kind for kind, day in candidates if day <= today < day + timedelta(days=self.catch_up_days)]
+
+
+@dataclass(frozen=True)
+class StatementEntry:
+    on: date
+    kind: str  # invoice, payment, credit, refund
+    reference: str
+    amount: int  # positive: what it does to the balance is given by kind
+
+    @property
+    def effect(self) -> int:
+        return self.amount if self.kind in ("invoice", "refund") else -self.amount
+
+
+def statement(opening: int, entries: list[StatementEntry]) -> dict:
+    """Running balance over entries sorted by date; closing = opening + charges - payments - credits + refunds."""
+    running = opening
+    rows = []
+    for entry in sorted(entries, key=lambda e: (e.on, e.kind != "invoice", e.reference)):
+        running += entry.effect
+        rows.append({"date": entry.on.isoformat(), "kind": entry.kind, "reference": entry.reference,
+                     "amount": entry.amount, "balance": running})
+    return {"opening_balance": opening, "entries": rows, "closing_balance": running}

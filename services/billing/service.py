@@ -1,36 +1,137 @@
-"""Billing service entrypoints."""
+"""Billing service entrypoints: each translates an RPC call or an event into one handler call in
+one transaction. Every call but create_workspace and authenticate_api_key is scoped by workspace."""
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 
 from nameko.rpc import rpc
+from nameko.timer import timer
 
 from chassis import settings
+from chassis.db import UnitOfWork
 from chassis.errors import EXPECTED
-from chassis.nameko_ext import Database, ServiceBase
+from chassis.events import utcnow
+from chassis.nameko_ext import Database, ServiceBase, consumes
 from services.billing import handlers
+
+
+class _ConnUnitOfWork(UnitOfWork):
+    """Lets a handler written for a unit of work run inside an event consumer's transaction."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def commit(self):  # the consumer commits with its inbox row
+        pass
+
+
+def _admin(name: str):
+    """An RPC method `name(workspace_id, *args)` running handlers.<name> in one committed transaction."""
+    handler = getattr(handlers, name)
+
+    def method(self, *args, **kwargs):
+        return self._tx(handler, *args, **kwargs)
+
+    method.__name__ = name
+    return rpc(expected_exceptions=EXPECTED)(method)
 
 
 class BillingService(ServiceBase):
     name = "billing"
     db = Database("billing", Path(__file__).parent / "migrations")
 
-    @rpc(expected_exceptions=EXPECTED)
-    def client_dashboard(self, workspace_id: str, client_id: str, today: str | None = None) -> dict:
+    def _tx(self, handler, *args, **kwargs):
         with self.db.uow() as uow:
-            return handlers.client_dashboard(uow, workspace_id, client_id,
-                                             date.fromisoformat(today) if today else date.today())
-
-    @rpc(expected_exceptions=EXPECTED)
-    def set_portal_access(self, workspace_id: str, contact_id: str, enabled: bool) -> None:
-        with self.db.uow() as uow:
-            handlers.set_portal_access(uow, workspace_id, contact_id, enabled)
+            result = handler(uow, utcnow(), *args, **kwargs)
             uow.commit()
+            return result
 
-    @rpc
-    def republish_contacts(self, workspace_id: str | None = None) -> int:
+    # workspaces and keys
+    create_workspace = _admin("create_workspace")
+    get_workspace = _admin("get_workspace")
+    update_workspace = _admin("update_workspace")
+    create_api_key = _admin("create_api_key")
+    list_api_keys = _admin("list_api_keys")
+    revoke_api_key = _admin("revoke_api_key")
+    authenticate_api_key = _admin("authenticate_api_key")
+    # clients and contacts
+    create_client = _admin("create_client")
+    update_client = _admin("update_client")
+    get_client = _admin("get_client")
+    list_clients = _admin("list_clients")
+    add_contact = _admin("add_contact")
+    update_contact = _admin("update_contact")
+    set_portal_access = _admin("set_portal_access")
+    republish_contacts = _admin("republish_contacts")
+    # invoices, quotes, credit notes, comments
+    create_invoice = _admin("create_invoice")
+    update_invoice = _admin("update_invoice")
+    send_invoice = _admin("send_invoice")
+    void_invoice = _admin("void_invoice")
+    archive_invoice = _admin("archive_invoice")
+    mark_invoice_viewed = _admin("mark_invoice_viewed")
+    get_invoice = _admin("get_invoice")
+    list_invoices = _admin("list_invoices")
+    create_quote = _admin("create_quote")
+    update_quote = _admin("update_quote")
+    send_quote = _admin("send_quote")
+    accept_quote = _admin("accept_quote")
+    reject_quote = _admin("reject_quote")
+    convert_quote = _admin("convert_quote")
+    get_quote = _admin("get_quote")
+    list_quotes = _admin("list_quotes")
+    issue_credit_note = _admin("issue_credit_note")
+    list_credit_notes = _admin("list_credit_notes")
+    add_comment = _admin("add_comment")
+    list_comments = _admin("list_comments")
+    # ledger
+    record_payment = _admin("record_payment")
+    list_payments = _admin("list_payments")
+    apply_credit = _admin("apply_credit")
+    apply_retainer = _admin("apply_retainer")
+    refund_retainer = _admin("refund_retainer")
+    client_balances = _admin("client_balances")
+    statement = _admin("statement")
+    client_dashboard = _admin("client_dashboard")
+    list_activity = _admin("list_activity")
+    # recurring
+    create_recurring = _admin("create_recurring")
+    update_recurring = _admin("update_recurring")
+    get_recurring = _admin("get_recurring")
+    list_recurring = _admin("list_recurring")
+
+    @timer(interval=float(settings.env("BILLING_SWEEP_INTERVAL", "60")))
+    def sweep(self):
+        """Recurring invoices and reminders; safe to run on every replica at once."""
         with self.db.uow() as uow:
-            count = handlers.republish_contacts(uow, workspace_id)
-            uow.commit()
-            return count
+            handlers.run_due_recurring(uow, utcnow())
+        with self.db.uow() as uow:
+            handlers.run_reminders(uow, utcnow())
+
+    @consumes("auth", "auth.signed_in")
+    def on_signed_in(self, conn, event):
+        data = event["data"]
+        handlers.add_activity(_ConnUnitOfWork(conn), utcnow(), event["workspace_id"], data["client_id"],
+                              "portal.signed_in", "Signed in to the portal", {"contact_id": data["contact_id"]})
+
+    @consumes("payments", "payment.succeeded")
+    def on_payment_succeeded(self, conn, event):
+        """Stripe payments reach the ledger here; the payment id makes a replay harmless."""
+        data = event["data"]
+        handlers.record_payment(_ConnUnitOfWork(conn), utcnow(), event["workspace_id"], {
+            "payment_id": data["payment_id"], "allocations": data["allocations"], "currency": data["currency"],
+            "method": "card", "reference": data.get("reference", ""), "source": "stripe",
+            "received_at": data.get("received_at")})
+
+    @consumes("payments", "payment.attempted")
+    def on_payment_attempted(self, conn, event):
+        data = event["data"]
+        handlers.add_activity(_ConnUnitOfWork(conn), utcnow(), event["workspace_id"], data["client_id"],
+                              "payment.attempted", "Payment attempted", {"payment_id": data.get("payment_id")})
+
+    @consumes("payments", "payment.failed")
+    def on_payment_failed(self, conn, event):
+        data = event["data"]
+        handlers.add_activity(_ConnUnitOfWork(conn), utcnow(), event["workspace_id"], data["client_id"],
+                              "payment.failed", "Payment failed", {"payment_id": data.get("payment_id"),
+                                                                   "reason": data.get("reason", "")})

@@ -7,6 +7,11 @@ from chassis.events import define_tables
 metadata = sa.MetaData()
 define_tables(metadata)
 
+
+def money(name: str, **kw) -> sa.Column:
+    return sa.Column(name, sa.BigInteger, nullable=False, default=0, server_default="0", **kw)
+
+
 workspaces = sa.Table(
     "workspaces",
     metadata,
@@ -18,7 +23,37 @@ workspaces = sa.Table(
     sa.Column("currency", sa.String(3), nullable=False),
     sa.Column("locale", sa.String(20), nullable=False),
     sa.Column("timezone", sa.String(60), nullable=False),
+    sa.Column("tax_id", sa.String(50), nullable=False, default="", server_default=""),
+    sa.Column("logo_url", sa.String(500), nullable=False, default="", server_default=""),
+    sa.Column("brand_color", sa.String(7), nullable=False, default="#1d4ed8", server_default="#1d4ed8"),
+    sa.Column("accent_color", sa.String(7), nullable=False, default="#0f766e", server_default="#0f766e"),
+    # portal, numbering, reminder and payment settings; validated by the domain, see handlers
+    sa.Column("settings", sa.JSON, nullable=False, default=dict, server_default="{}"),
+    sa.Column("version", sa.Integer, nullable=False, default=1, server_default="1"),
     sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("workspace_id", sa.String(36), sa.ForeignKey("workspaces.id"), nullable=False, index=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("prefix", sa.String(12), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),  # only the SHA-256 of the key
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("revoked_at", UtcDateTime, nullable=True),
+)
+
+# Gapless numbering: one row per workspace, document kind and period, incremented in the same
+# transaction as the document it numbers.
+counters = sa.Table(
+    "counters",
+    metadata,
+    sa.Column("workspace_id", sa.String(36), primary_key=True),
+    sa.Column("kind", sa.String(20), primary_key=True),
+    sa.Column("period", sa.String(7), primary_key=True),
+    sa.Column("value", sa.Integer, nullable=False),
 )
 
 clients = sa.Table(
@@ -32,6 +67,7 @@ clients = sa.Table(
     sa.Column("currency", sa.String(3), nullable=False),
     sa.Column("locale", sa.String(20), nullable=False),
     sa.Column("timezone", sa.String(60), nullable=False),
+    sa.Column("tax_id", sa.String(50), nullable=False, default="", server_default=""),
     sa.Column("created_at", UtcDateTime, nullable=False),
 )
 
@@ -44,6 +80,7 @@ contacts = sa.Table(
     sa.Column("email", sa.String(254), nullable=False),
     sa.Column("name", sa.String(200), nullable=False, default=""),
     sa.Column("phone", sa.String(50), nullable=False, default=""),
+    sa.Column("locale", sa.String(20), nullable=True),
     sa.Column("is_primary", sa.Boolean, nullable=False, default=False),
     sa.Column("portal_access", sa.Boolean, nullable=False, default=False),
     sa.Column("version", sa.Integer, nullable=False, default=1),  # orders contact events for consumers
@@ -58,37 +95,195 @@ invoices = sa.Table(
     sa.Column("workspace_id", sa.String(36), sa.ForeignKey("workspaces.id"), nullable=False),
     sa.Column("client_id", sa.String(36), sa.ForeignKey("clients.id"), nullable=False, index=True),
     sa.Column("number", sa.String(50), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False, default="standard", server_default="standard"),  # or retainer
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("currency", sa.String(3), nullable=False),
     sa.Column("issue_date", sa.Date, nullable=False),
     sa.Column("due_date", sa.Date, nullable=False),
+    sa.Column("payment_terms_days", sa.Integer, nullable=True),
+    money("subtotal"),
+    money("discount_total"),
+    money("tax_total"),
     sa.Column("total", sa.BigInteger, nullable=False),
     sa.Column("amount_paid", sa.BigInteger, nullable=False, default=0),
+    money("amount_credited"),  # credits and retainer applied
+    sa.Column("notes", sa.Text, nullable=False, default="", server_default=""),
+    sa.Column("terms", sa.Text, nullable=False, default="", server_default=""),
+    # the client's details as they were when the invoice was issued: later edits do not rewrite it
+    sa.Column("client_snapshot", sa.JSON, nullable=True),
+    sa.Column("quote_id", sa.String(36), nullable=True),
+    sa.Column("recurring_id", sa.String(36), nullable=True),
+    sa.Column("recurring_period", sa.Date, nullable=True),
+    sa.Column("sent_at", UtcDateTime, nullable=True),
+    sa.Column("viewed_at", UtcDateTime, nullable=True),
+    sa.Column("voided_at", UtcDateTime, nullable=True),
+    sa.Column("archived_at", UtcDateTime, nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.UniqueConstraint("workspace_id", "number", name="uq_invoices_workspace_number"),
+    # with two billing replicas, each recurring period still makes exactly one invoice
+    sa.UniqueConstraint("recurring_id", "recurring_period", name="uq_invoices_recurring_period"),
 )
 
-invoice_lines = sa.Table(
-    "invoice_lines",
+quotes = sa.Table(
+    "quotes",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("workspace_id", sa.String(36), sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("client_id", sa.String(36), sa.ForeignKey("clients.id"), nullable=False, index=True),
+    sa.Column("number", sa.String(50), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("issue_date", sa.Date, nullable=False),
+    sa.Column("expiry_date", sa.Date, nullable=True),
+    money("subtotal"),
+    money("discount_total"),
+    money("tax_total"),
+    money("total"),
+    sa.Column("notes", sa.Text, nullable=False, default=""),
+    sa.Column("terms", sa.Text, nullable=False, default=""),
+    sa.Column("client_snapshot", sa.JSON, nullable=True),
+    sa.Column("accepted_at", UtcDateTime, nullable=True),
+    sa.Column("accepted_by", sa.String(254), nullable=True),
+    sa.Column("accepted_ip", sa.String(64), nullable=True),
+    sa.Column("signature_name", sa.String(200), nullable=True),
+    sa.Column("rejected_at", UtcDateTime, nullable=True),
+    sa.Column("rejected_by", sa.String(254), nullable=True),
+    sa.Column("rejection_reason", sa.Text, nullable=True),
+    sa.Column("invoice_id", sa.String(36), nullable=True),
+    sa.Column("sent_at", UtcDateTime, nullable=True),
+    sa.Column("archived_at", UtcDateTime, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("workspace_id", "number", name="uq_quotes_workspace_number"),
+)
+
+# Lines of invoices, quotes and credit notes alike: (document_kind, document_id).
+line_items = sa.Table(
+    "line_items",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("invoice_id", sa.String(36), sa.ForeignKey("invoices.id"), nullable=False, index=True),
+    sa.Column("document_kind", sa.String(20), nullable=False),
+    sa.Column("document_id", sa.String(36), nullable=False),
     sa.Column("position", sa.Integer, nullable=False),
     sa.Column("description", sa.String(500), nullable=False),
     sa.Column("quantity", sa.Numeric(12, 4), nullable=False),
     sa.Column("unit_price", sa.BigInteger, nullable=False),
+    sa.Column("tax_rate", sa.Numeric(7, 4), nullable=False),
+    sa.Column("discount_percent", sa.Numeric(7, 4), nullable=False),
+    sa.Column("subtotal", sa.BigInteger, nullable=False),
+    sa.Column("tax", sa.BigInteger, nullable=False),
     sa.Column("line_total", sa.BigInteger, nullable=False),
+    sa.Index("ix_line_items_document", "document_kind", "document_id"),
+)
+
+credit_notes = sa.Table(
+    "credit_notes",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("workspace_id", sa.String(36), sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("client_id", sa.String(36), sa.ForeignKey("clients.id"), nullable=False, index=True),
+    sa.Column("number", sa.String(50), nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("issue_date", sa.Date, nullable=False),
+    money("subtotal"),
+    money("tax_total"),
+    money("total"),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("invoice_id", sa.String(36), nullable=True),  # the invoice it relates to, if any
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("workspace_id", "number", name="uq_credit_notes_workspace_number"),
 )
 
 payments = sa.Table(
     "payments",
     metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("id", sa.String(64), primary_key=True),  # the payment's own id: applying it twice is a no-op
     sa.Column("workspace_id", sa.String(36), sa.ForeignKey("workspaces.id"), nullable=False),
     sa.Column("client_id", sa.String(36), sa.ForeignKey("clients.id"), nullable=False, index=True),
-    sa.Column("invoice_id", sa.String(36), sa.ForeignKey("invoices.id"), nullable=False, index=True),
+    sa.Column("kind", sa.String(20), nullable=False, default="invoice", server_default="invoice"),  # or retainer
     sa.Column("amount", sa.BigInteger, nullable=False),
     sa.Column("currency", sa.String(3), nullable=False),
     sa.Column("method", sa.String(30), nullable=False),
+    sa.Column("reference", sa.String(200), nullable=False, default="", server_default=""),
+    sa.Column("source", sa.String(20), nullable=False, default="offline", server_default="offline"),
     sa.Column("received_at", UtcDateTime, nullable=False),
+)
+
+payment_allocations = sa.Table(
+    "payment_allocations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("payment_id", sa.String(64), sa.ForeignKey("payments.id"), nullable=False, index=True),
+    sa.Column("invoice_id", sa.String(36), sa.ForeignKey("invoices.id"), nullable=False, index=True),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+)
+
+# Credit notes and retainer balances applied to invoices, and retainer money refunded.
+credit_applications = sa.Table(
+    "credit_applications",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("workspace_id", sa.String(36), nullable=False),
+    sa.Column("client_id", sa.String(36), sa.ForeignKey("clients.id"), nullable=False, index=True),
+    sa.Column("source", sa.String(20), nullable=False),  # credit | retainer
+    sa.Column("invoice_id", sa.String(36), sa.ForeignKey("invoices.id"), nullable=True),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False, default="applied"),  # applied | refunded
+    sa.Column("reference", sa.String(200), nullable=False, default=""),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+recurring_invoices = sa.Table(
+    "recurring_invoices",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("workspace_id", sa.String(36), sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("client_id", sa.String(36), sa.ForeignKey("clients.id"), nullable=False, index=True),
+    sa.Column("frequency", sa.String(10), nullable=False),
+    sa.Column("interval", sa.Integer, nullable=False),
+    sa.Column("start_date", sa.Date, nullable=False),
+    sa.Column("end_date", sa.Date, nullable=True),
+    sa.Column("next_run", sa.Date, nullable=True, index=True),  # None once the schedule has ended
+    sa.Column("runs", sa.Integer, nullable=False, default=0),
+    sa.Column("payment_terms_days", sa.Integer, nullable=False),
+    sa.Column("lines", sa.JSON, nullable=False),
+    sa.Column("notes", sa.Text, nullable=False, default=""),
+    sa.Column("autopay", sa.Boolean, nullable=False, default=False),
+    sa.Column("active", sa.Boolean, nullable=False, default=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+comments = sa.Table(
+    "comments",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("workspace_id", sa.String(36), nullable=False),
+    sa.Column("client_id", sa.String(36), sa.ForeignKey("clients.id"), nullable=False),
+    sa.Column("document_kind", sa.String(20), nullable=False),
+    sa.Column("document_id", sa.String(36), nullable=False),
+    sa.Column("author_kind", sa.String(20), nullable=False),  # client | business
+    sa.Column("author_name", sa.String(200), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Index("ix_comments_document", "document_kind", "document_id"),
+)
+
+activities = sa.Table(
+    "activities",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("workspace_id", sa.String(36), nullable=False),
+    sa.Column("client_id", sa.String(36), nullable=False, index=True),
+    sa.Column("kind", sa.String(50), nullable=False),
+    sa.Column("summary", sa.String(300), nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Column("occurred_at", UtcDateTime, nullable=False),
+)
+
+reminders_sent = sa.Table(
+    "reminders_sent",
+    metadata,
+    sa.Column("invoice_id", sa.String(36), sa.ForeignKey("invoices.id"), primary_key=True),
+    sa.Column("kind", sa.String(20), primary_key=True),
+    sa.Column("sent_at", UtcDateTime, nullable=False),
 )

@@ -1,7 +1,10 @@
-from datetime import date
+"""Money and invoice rules, including property-based checks of the ledger arithmetic."""
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from chassis.errors import Invalid
 from chassis.money import Money
@@ -24,43 +27,133 @@ def test_decimal_amounts_round_half_even_to_minor_units():
     assert Money.from_decimal("0.135", "USD").amount == 14
 
 
-def invoice(*lines, paid=0, status="sent"):
-    return domain.Invoice("USD", date(2026, 1, 1), date(2026, 1, 31), list(lines), status=status, amount_paid=paid)
+def test_line_discount_and_tax_round_half_even_per_line():
+    line = domain.Line("Design", Decimal(10), 9500, tax_rate=Decimal(20), discount_percent=Decimal(10))
+    assert (line.gross, line.discount, line.subtotal, line.tax, line.total) == (95000, 9500, 85500, 17100, 102600)
+    half = domain.Line("x", Decimal("0.5"), 5)  # 2.5 cents rounds to the even 2
+    assert half.total == 2
 
 
-def test_invoice_total_is_the_sum_of_rounded_lines():
-    inv = invoice(domain.Line("a", Decimal("12.5"), 6000), domain.Line("b", Decimal("0.333"), 100))
-    assert [line.total for line in inv.lines] == [75000, 33]
-    assert inv.total == 75033
-
-
-def test_payments_move_status_to_partially_paid_then_paid():
-    inv = invoice(domain.Line("a", Decimal(1), 1000))
-    inv.apply_payment(400)
-    assert (inv.status, inv.balance) == ("partially_paid", 600)
-    inv.apply_payment(600)
-    assert (inv.status, inv.balance) == ("paid", 0)
-
-
-@pytest.mark.parametrize("amount", [0, -1, 1001])
-def test_a_payment_must_be_positive_and_within_the_balance(amount):
-    inv = invoice(domain.Line("a", Decimal(1), 1000))
+@pytest.mark.parametrize("bad", [{"description": "", "quantity": 1, "unit_price": 1},
+                                 {"description": "x", "quantity": 0, "unit_price": 1},
+                                 {"description": "x", "quantity": 1, "unit_price": -1},
+                                 {"description": "x", "quantity": 1, "unit_price": 1.5},
+                                 {"description": "x", "quantity": "abc", "unit_price": 1},
+                                 {"description": "x", "quantity": 1, "unit_price": 1, "tax_rate": 101},
+                                 {"description": "x", "quantity": 1, "unit_price": 1, "discount_percent": -1},
+                                 {"quantity": 1, "unit_price": 1}])
+def test_bad_lines_are_rejected(bad):
     with pytest.raises(Invalid):
-        inv.apply_payment(amount)
-    assert inv.amount_paid == 0
+        domain.Line.from_dict(bad)
 
 
-def test_void_invoices_take_no_payment():
-    with pytest.raises(Invalid):
-        invoice(domain.Line("a", Decimal(1), 1000), status="void").apply_payment(1)
+lines_strategy = st.lists(st.builds(
+    domain.Line,
+    description=st.just("item"),
+    quantity=st.decimals(min_value=Decimal("0.0001"), max_value=Decimal(1000), places=4),
+    unit_price=st.integers(min_value=0, max_value=10_000_000),
+    tax_rate=st.decimals(min_value=0, max_value=100, places=2),
+    discount_percent=st.decimals(min_value=0, max_value=100, places=2),
+), min_size=1, max_size=20)
+
+
+@given(lines_strategy)
+def test_invoice_total_is_the_sum_of_its_rounded_lines(lines):
+    totals = domain.Totals.of(lines)
+    assert totals.total == sum(line.total for line in lines)
+    assert totals.total == totals.subtotal + totals.tax
+    assert all(isinstance(v, int) for v in (totals.subtotal, totals.tax, totals.total, totals.discount))
+    for line in lines:  # each line is within a rounding step of the exact value
+        exact = line.quantity * line.unit_price * (1 - line.discount_percent / 100) * (1 + line.tax_rate / 100)
+        assert abs(line.total - exact) <= Decimal("1.5") + exact * Decimal("1e-20")
+    assert domain.Totals.of(list(reversed(lines))) == totals
+
+
+settlements = st.lists(st.tuples(st.sampled_from(["paid", "credited"]), st.integers(-100, 200_000)), max_size=30)
+
+
+@given(total=st.integers(1, 1_000_000), operations=settlements)
+def test_balance_is_total_less_payments_and_credits_and_never_negative(total, operations):
+    status, paid, credited = "sent", 0, 0
+    for kind, amount in operations:
+        owed = domain.balance(total, paid, credited)
+        try:
+            domain.check_settlement(status, amount, owed)
+        except Invalid:
+            assert amount <= 0 or amount > owed or status == "paid"
+            continue
+        if kind == "paid":
+            paid += amount
+        else:
+            credited += amount
+        status = domain.status_after_settlement(status, total, paid, credited)
+    assert domain.balance(total, paid, credited) == total - paid - credited >= 0
+    assert status == ("paid" if paid + credited == total else "partially_paid" if paid + credited else "sent")
+
+
+entries = st.lists(st.builds(domain.StatementEntry,
+                             on=st.dates(date(2026, 1, 1), date(2026, 12, 31)),
+                             kind=st.sampled_from(["invoice", "payment", "credit", "refund"]),
+                             reference=st.text(min_size=1, max_size=5),
+                             amount=st.integers(1, 1_000_000)), max_size=40)
+
+
+@given(opening=st.integers(-1_000_000, 1_000_000), entries=entries)
+def test_statement_closing_is_opening_plus_charges_less_payments_and_credits(opening, entries):
+    result = domain.statement(opening, entries)
+    def of(kind):
+        return sum(e.amount for e in entries if e.kind == kind)
+    assert result["closing_balance"] == opening + of("invoice") - of("payment") - of("credit") + of("refund")
+    running = [row["balance"] for row in result["entries"]]
+    assert (running[-1] if running else opening) == result["closing_balance"]
+    assert [row["date"] for row in result["entries"]] == sorted(row["date"] for row in result["entries"])
 
 
 def test_overdue_is_derived_from_due_date_and_balance():
     assert domain.display_status("sent", date(2026, 1, 31), 100, date(2026, 2, 1)) == "overdue"
     assert domain.display_status("sent", date(2026, 1, 31), 100, date(2026, 1, 31)) == "sent"
     assert domain.display_status("paid", date(2026, 1, 31), 0, date(2026, 2, 1)) == "paid"
+    assert domain.quote_display_status("sent", date(2026, 1, 31), date(2026, 2, 1)) == "expired"
+    assert domain.quote_display_status("accepted", date(2026, 1, 31), date(2026, 2, 1)) == "accepted"
 
 
 def test_outstanding_only_sums_the_client_currency():
     total = domain.outstanding([Money(100, "USD"), Money(50, "EUR"), Money(25, "USD")], "USD")
     assert total == Money(125, "USD")
+
+
+@pytest.mark.parametrize("pattern,seq,on,expected", [
+    ("INV-{YYYY}-{seq:05}", 42, date(2026, 3, 1), "INV-2026-00042"),
+    ("{YY}{MM}-{seq}", 7, date(2026, 3, 1), "2603-7"),
+    ("Q{seq:3}", 12, date(2026, 3, 1), "Q012"),
+])
+def test_number_patterns(pattern, seq, on, expected):
+    assert domain.format_number(pattern, seq, on) == expected
+
+
+def test_counters_restart_by_the_pattern_period():
+    assert domain.counter_period("INV-{YYYY}-{seq}", date(2026, 3, 1)) == "2026"
+    assert domain.counter_period("INV-{YYYY}{MM}-{seq}", date(2026, 3, 1)) == "2026-03"
+    assert domain.counter_period("INV-{seq}", date(2026, 3, 1)) == ""
+
+
+@pytest.mark.parametrize("pattern", ["INV-{YYYY}", "INV-{seq}-{DD}", ""])
+def test_bad_patterns_are_refused(pattern):
+    with pytest.raises(Invalid):
+        domain.validate_pattern(pattern)
+
+
+def test_monthly_schedule_counts_from_the_start_so_month_ends_do_not_drift():
+    schedule = domain.Schedule("monthly", 1, date(2026, 1, 31))
+    assert [schedule.occurrence(n) for n in range(4)] == [date(2026, 1, 31), date(2026, 2, 28), date(2026, 3, 31),
+                                                         date(2026, 4, 30)]
+    assert domain.Schedule("weekly", 2, date(2026, 1, 1), date(2026, 1, 20)).occurrence(2) is None
+
+
+def test_reminders_fall_due_once_in_their_window():
+    policy = domain.ReminderPolicy([3], True, [1, 7])
+    due = date(2026, 5, 10)
+    assert policy.due(due, due - timedelta(days=3)) == ["before_3"]
+    assert policy.due(due, due) == ["on_due"]
+    assert policy.due(due, due + timedelta(days=8)) == ["after_7"]
+    assert policy.due(due, due + timedelta(days=60)) == []  # no flood of stale reminders

@@ -1,0 +1,202 @@
+"""Clients and their contacts."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from email_validator import EmailNotValidError, validate_email
+
+from chassis.errors import Conflict, Invalid
+from services.billing.handlers.common import (client_row, get_scoped, iso, new_id, record_activity,
+                                              workspace_row)
+from services.billing.handlers.workspaces import check_currency, check_locale, check_timezone
+from services.billing.tables import clients, contacts
+
+__all__ = ["create_client", "update_client", "get_client", "list_clients", "add_contact", "update_contact",
+           "set_portal_access", "republish_contacts", "client_view"]
+
+CLIENT_FIELDS = {"name", "address", "phone", "currency", "locale", "timezone", "tax_id"}
+# What a client may change about itself from the portal; the rest is the business's to set.
+PORTAL_EDITABLE = {"name", "address", "phone"}
+CONTACT_FIELDS = {"email", "name", "phone", "locale", "is_primary", "portal_access"}
+
+
+def _check_fields(data: dict, allowed: set) -> None:
+    if not isinstance(data, dict):
+        raise Invalid("Expected an object.", body="not an object")
+    unknown = set(data) - allowed
+    if unknown:
+        raise Invalid("Unknown fields.", **{k: "unknown field" for k in sorted(unknown)})
+
+
+def _clean_client(data: dict, partial: bool) -> dict:
+    values = dict(data)
+    if not partial and not str(values.get("name", "")).strip():
+        raise Invalid("name is required.", name="required")
+    for key in ("name", "address", "phone", "tax_id"):
+        if key in values:
+            if not isinstance(values[key], str) or len(values[key]) > (2000 if key == "address" else 200):
+                raise Invalid(f"{key} must be text.", **{key: "invalid"})
+    if "name" in values and not values["name"].strip():
+        raise Invalid("name is required.", name="required")
+    if "currency" in values:
+        check_currency(values["currency"])
+    if "locale" in values:
+        check_locale(values["locale"])
+    if "timezone" in values:
+        check_timezone(values["timezone"])
+    return values
+
+
+def client_view(uow, row) -> dict:
+    contact_rows = uow.execute(sa.select(contacts).where(contacts.c.client_id == row.id)
+                               .order_by(contacts.c.is_primary.desc(), contacts.c.created_at)).all()
+    return {"id": row.id, "name": row.name, "address": row.address, "phone": row.phone, "currency": row.currency,
+            "locale": row.locale, "timezone": row.timezone, "tax_id": row.tax_id, "created_at": iso(row.created_at),
+            "contacts": [contact_view(c) for c in contact_rows]}
+
+
+def contact_view(row) -> dict:
+    return {"id": row.id, "client_id": row.client_id, "email": row.email, "name": row.name, "phone": row.phone,
+            "locale": row.locale, "is_primary": row.is_primary, "portal_access": row.portal_access}
+
+
+def create_client(uow, now: datetime, workspace_id: str, data: dict) -> dict:
+    _check_fields(data, CLIENT_FIELDS | {"contacts"})
+    ws = workspace_row(uow, workspace_id)
+    values = _clean_client({k: v for k, v in data.items() if k in CLIENT_FIELDS}, partial=False)
+    client_id = new_id()
+    defaults = {"address": "", "phone": "", "tax_id": "", "currency": ws.currency, "locale": ws.locale,
+                "timezone": ws.timezone}
+    uow.execute(clients.insert().values(id=client_id, workspace_id=workspace_id, created_at=now,
+                                        **{**defaults, **values}))
+    uow.publish("client.created", workspace_id, {"id": client_id, "name": values["name"]})
+    record_activity(uow, now, workspace_id, client_id, "client.created", "Client account created")
+    for contact in data.get("contacts") or []:
+        add_contact(uow, now, workspace_id, client_id, contact)
+    return get_client(uow, now, workspace_id, client_id)
+
+
+def update_client(uow, now: datetime, workspace_id: str, client_id: str, data: dict,
+                  from_portal: bool = False) -> dict:
+    """Changes apply to future invoices only: issued ones keep their snapshot of these details."""
+    _check_fields(data, PORTAL_EDITABLE if from_portal else CLIENT_FIELDS)
+    client_row(uow, workspace_id, client_id, lock=True)
+    values = _clean_client(data, partial=True)
+    if values:
+        uow.execute(clients.update().where(clients.c.id == client_id).values(**values))
+    uow.publish("client.updated", workspace_id, {"id": client_id, "changed": sorted(values),
+                                                  "by": "client" if from_portal else "business"})
+    record_activity(uow, now, workspace_id, client_id, "profile.changed",
+                    "Profile updated " + ("from the portal" if from_portal else "by the business"),
+                    {"fields": sorted(values)})
+    return get_client(uow, now, workspace_id, client_id)
+
+
+def get_client(uow, now: datetime, workspace_id: str, client_id: str) -> dict:
+    from services.billing.handlers.ledger import client_balances
+
+    row = client_row(uow, workspace_id, client_id)
+    return {**client_view(uow, row), "balances": client_balances(uow, now, workspace_id, client_id)}
+
+
+def list_clients(uow, now: datetime, workspace_id: str, limit: int = 100, offset: int = 0) -> list[dict]:
+    rows = uow.execute(sa.select(clients).where(clients.c.workspace_id == workspace_id)
+                       .order_by(clients.c.name).limit(min(int(limit), 500)).offset(int(offset))).all()
+    return [client_view(uow, r) for r in rows]
+
+
+def _normal_email(raw) -> str:
+    try:
+        return validate_email(str(raw).strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        raise Invalid("Enter a valid email address.", email="invalid") from None
+
+
+def _contact_event(row) -> dict:
+    return {"id": row.id, "workspace_id": row.workspace_id, "client_id": row.client_id, "email": row.email,
+            "name": row.name, "locale": row.locale, "portal_access": row.portal_access, "is_primary": row.is_primary,
+            "version": row.version}
+
+
+def _only_primary(uow, workspace_id: str, client_id: str, contact_id: str) -> None:
+    """One primary contact per client: demote the others, and tell consumers."""
+    demoted = uow.execute(sa.select(contacts.c.id).where(contacts.c.client_id == client_id,
+                                                         contacts.c.id != contact_id,
+                                                         contacts.c.is_primary.is_(True))).scalars().all()
+    for other_id in demoted:
+        uow.execute(contacts.update().where(contacts.c.id == other_id)
+                    .values(is_primary=False, version=contacts.c.version + 1))
+        uow.publish("contact.updated", workspace_id,
+                    _contact_event(get_scoped(uow, contacts, workspace_id, other_id, "contact")))
+
+
+def add_contact(uow, now: datetime, workspace_id: str, client_id: str, data: dict) -> dict:
+    _check_fields(data, CONTACT_FIELDS)
+    client_row(uow, workspace_id, client_id)
+    email = _normal_email(data.get("email", ""))
+    if uow.execute(sa.select(contacts.c.id).where(contacts.c.workspace_id == workspace_id,
+                                                  contacts.c.email == email)).first():
+        raise Conflict("A contact with this email already exists in this workspace.", email="taken")
+    if data.get("locale"):
+        check_locale(data["locale"])
+    first = not uow.execute(sa.select(contacts.c.id).where(contacts.c.client_id == client_id)).first()
+    contact_id = new_id()
+    uow.execute(contacts.insert().values(
+        id=contact_id, workspace_id=workspace_id, client_id=client_id, email=email,
+        name=str(data.get("name", ""))[:200], phone=str(data.get("phone", ""))[:50], locale=data.get("locale"),
+        is_primary=bool(data.get("is_primary", first)), portal_access=bool(data.get("portal_access", False)),
+        version=1, created_at=now))
+    if data.get("is_primary"):
+        _only_primary(uow, workspace_id, client_id, contact_id)
+    row = get_scoped(uow, contacts, workspace_id, contact_id, "contact")
+    uow.publish("contact.created", workspace_id, _contact_event(row))
+    return contact_view(row)
+
+
+def update_contact(uow, now: datetime, workspace_id: str, contact_id: str, data: dict) -> dict:
+    _check_fields(data, CONTACT_FIELDS)
+    row = get_scoped(uow, contacts, workspace_id, contact_id, "contact", lock=True)
+    values = {}
+    if "email" in data:
+        values["email"] = _normal_email(data["email"])
+        clash = uow.execute(sa.select(contacts.c.id).where(contacts.c.workspace_id == workspace_id,
+                                                           contacts.c.email == values["email"],
+                                                           contacts.c.id != contact_id)).first()
+        if clash:
+            raise Conflict("A contact with this email already exists in this workspace.", email="taken")
+    for key in ("name", "phone"):
+        if key in data:
+            values[key] = str(data[key])[:200]
+    if data.get("locale"):
+        values["locale"] = check_locale(data["locale"])
+    for key in ("is_primary", "portal_access"):
+        if key in data:
+            if not isinstance(data[key], bool):
+                raise Invalid(f"{key} is true or false.", **{key: "not a boolean"})
+            values[key] = data[key]
+    uow.execute(contacts.update().where(contacts.c.id == contact_id)
+                .values(version=contacts.c.version + 1, **values))
+    if values.get("is_primary"):
+        _only_primary(uow, workspace_id, row.client_id, contact_id)
+    updated = get_scoped(uow, contacts, workspace_id, contact_id, "contact")
+    uow.publish("contact.updated", workspace_id, _contact_event(updated))
+    if "portal_access" in values:
+        record_activity(uow, now, workspace_id, row.client_id, "portal_access.changed",
+                        f"Portal access {'enabled' if values['portal_access'] else 'disabled'} for {row.email}")
+    return contact_view(updated)
+
+
+def set_portal_access(uow, now: datetime, workspace_id: str, contact_id: str, enabled: bool) -> dict:
+    return update_contact(uow, now, workspace_id, contact_id, {"portal_access": bool(enabled)})
+
+
+def republish_contacts(uow, now: datetime, workspace_id: str | None = None) -> int:
+    """Re-announce every contact (e.g. to a fresh auth database); consumers ignore versions they have."""
+    query = sa.select(contacts)
+    if workspace_id:
+        query = query.where(contacts.c.workspace_id == workspace_id)
+    rows = uow.execute(query).all()
+    for row in rows:
+        uow.publish("contact.updated", row.workspace_id, _contact_event(row))
+    return len(rows)

@@ -1,0 +1,135 @@
+"""Helpers shared by the billing handlers: ids, scoped lookups, numbering, lines, activity."""
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from chassis.errors import Invalid, NotFound
+from services.billing import domain
+from services.billing.settings_model import WorkspaceSettings, parse_settings
+from services.billing.tables import activities, clients, contacts, counters, line_items, workspaces
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def get_scoped(uow, table: sa.Table, workspace_id: str, object_id: str, what: str, lock: bool = False,
+               client_id: str | None = None):
+    """Every lookup is scoped to a workspace (and a client for the portal); outside it, NotFound."""
+    query = sa.select(table).where(table.c.id == str(object_id), table.c.workspace_id == workspace_id)
+    if client_id is not None:
+        query = query.where(table.c.client_id == client_id)
+    if lock:
+        query = query.with_for_update()
+    row = uow.execute(query).first()
+    if row is None:
+        raise NotFound(f"No such {what}.")
+    return row
+
+
+def workspace_row(uow, workspace_id: str, lock: bool = False):
+    query = sa.select(workspaces).where(workspaces.c.id == workspace_id)
+    row = uow.execute(query.with_for_update() if lock else query).first()
+    if row is None:
+        raise NotFound("No such workspace.")
+    return row
+
+
+def settings_of(ws_row) -> WorkspaceSettings:
+    return parse_settings(ws_row.settings or {})
+
+
+def workspace_today(ws_row, now: datetime) -> date:
+    return now.astimezone(ZoneInfo(ws_row.timezone)).date()
+
+
+def parse_date(value, name: str) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise Invalid(f"{name} must be a date like 2026-11-23.", **{name: "not a date"}) from None
+
+
+def allocate_number(uow, workspace_id: str, kind: str, pattern: str, on: date) -> str:
+    """The next gapless number. The counter row is written in the caller's transaction, so a rolled
+    back document gives its number back; on PostgreSQL the row lock orders concurrent creators."""
+    period = domain.counter_period(pattern, on)
+    key = (counters.c.workspace_id == workspace_id) & (counters.c.kind == kind) & (counters.c.period == period)
+    dialect = uow.conn.dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(counters)
+        uow.execute(insert.values(workspace_id=workspace_id, kind=kind, period=period, value=0)
+                    .on_conflict_do_nothing())
+    value = uow.execute(counters.update().where(key).values(value=counters.c.value + 1)
+                        .returning(counters.c.value)).scalar_one()
+    return domain.format_number(pattern, value, on)
+
+
+def parse_lines(raw_lines) -> list[domain.Line]:
+    if not isinstance(raw_lines, list) or not raw_lines:
+        raise Invalid("A document needs at least one line.", lines="empty")
+    if len(raw_lines) > 200:
+        raise Invalid("A document has at most 200 lines.", lines="too many")
+    lines = []
+    for i, raw in enumerate(raw_lines):
+        if not isinstance(raw, dict):
+            raise Invalid("Each line is an object.", **{f"lines.{i}": "not an object"})
+        try:
+            lines.append(domain.Line.from_dict(raw))
+        except Invalid as exc:
+            raise Invalid(exc.detail, **{f"lines.{i}.{k}": v for k, v in exc.fields.items()}) from None
+    return lines
+
+
+def save_lines(uow, kind: str, document_id: str, lines: list[domain.Line]) -> None:
+    uow.execute(line_items.delete().where(line_items.c.document_kind == kind, line_items.c.document_id == document_id))
+    uow.execute(line_items.insert(), [
+        {"document_kind": kind, "document_id": document_id, "position": i, "description": l.description,
+         "quantity": l.quantity, "unit_price": l.unit_price, "tax_rate": l.tax_rate,
+         "discount_percent": l.discount_percent, "subtotal": l.subtotal, "tax": l.tax, "line_total": l.total}
+        for i, l in enumerate(lines, start=1)
+    ])
+
+
+def load_lines(uow, kind: str, document_id: str) -> list[dict]:
+    rows = uow.execute(sa.select(line_items).where(line_items.c.document_kind == kind,
+                                                   line_items.c.document_id == document_id)
+                       .order_by(line_items.c.position)).all()
+    return [domain.Line(r.description, Decimal(r.quantity), r.unit_price, Decimal(r.tax_rate),
+                        Decimal(r.discount_percent)).as_dict() for r in rows]
+
+
+def client_snapshot(uow, client_row) -> dict:
+    primary = uow.execute(sa.select(contacts).where(contacts.c.client_id == client_row.id)
+                          .order_by(contacts.c.is_primary.desc(), contacts.c.created_at)).first()
+    return {"name": client_row.name, "address": client_row.address, "phone": client_row.phone,
+            "tax_id": client_row.tax_id, "contact_name": primary.name if primary else "",
+            "contact_email": primary.email if primary else ""}
+
+
+def portal_recipients(uow, client_id: str) -> list[dict]:
+    rows = uow.execute(sa.select(contacts).where(contacts.c.client_id == client_id,
+                                                 contacts.c.portal_access.is_(True))).all()
+    return [{"contact_id": r.id, "email": r.email, "name": r.name} for r in rows]
+
+
+def record_activity(uow, now: datetime, workspace_id: str, client_id: str, kind: str, summary: str,
+                    data: dict | None = None) -> None:
+    uow.execute(activities.insert().values(workspace_id=workspace_id, client_id=client_id, kind=kind,
+                                           summary=summary[:300], data=data or {}, occurred_at=now))
+
+
+def client_row(uow, workspace_id: str, client_id: str, lock: bool = False):
+    return get_scoped(uow, clients, workspace_id, client_id, "client", lock=lock)
+
+
+def iso(value) -> str | None:
+    return value.isoformat() if value is not None else None

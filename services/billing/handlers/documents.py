@@ -1,0 +1,519 @@
+"""Invoices, quotes, credit notes and the comment threads on them."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from chassis.errors import Conflict, Invalid, NotFound
+from services.billing import domain
+from services.billing.handlers.common import (allocate_number, client_row, client_snapshot, get_scoped, iso, load_lines, new_id,
+                                              parse_date, parse_lines, portal_recipients, record_activity,
+                                              save_lines, settings_of, workspace_row, workspace_today)
+from services.billing.tables import (comments, credit_applications, credit_notes, invoices,
+                                     payment_allocations, payments, quotes)
+
+__all__ = ["create_invoice", "update_invoice", "send_invoice", "void_invoice", "archive_invoice",
+           "mark_invoice_viewed", "get_invoice", "list_invoices", "invoice_view", "create_quote", "update_quote",
+           "send_quote", "accept_quote", "reject_quote", "convert_quote", "get_quote", "list_quotes",
+           "issue_credit_note", "list_credit_notes", "add_comment", "list_comments"]
+
+INVOICE_FIELDS = {"client_id", "kind", "issue_date", "due_date", "payment_terms_days", "lines", "notes", "terms",
+                  "send"}
+QUOTE_FIELDS = {"client_id", "issue_date", "expiry_date", "lines", "notes", "terms", "send"}
+CREDIT_FIELDS = {"client_id", "issue_date", "lines", "amount", "reason", "invoice_id"}
+
+
+def _check_fields(data, allowed: set) -> None:
+    if not isinstance(data, dict):
+        raise Invalid("Expected an object.", body="not an object")
+    unknown = set(data) - allowed
+    if unknown:
+        raise Invalid("Unknown fields.", **{k: "unknown field" for k in sorted(unknown)})
+
+
+def _text(data: dict, key: str, limit: int = 5000) -> str:
+    value = data.get(key, "")
+    if not isinstance(value, str) or len(value) > limit:
+        raise Invalid(f"{key} must be text of at most {limit} characters.", **{key: "invalid"})
+    return value
+
+
+def _dates(data: dict, today, terms_default: int):
+    issue = parse_date(data.get("issue_date"), "issue_date") or today
+    terms = data.get("payment_terms_days")
+    if terms is not None and (not isinstance(terms, int) or isinstance(terms, bool) or not 0 <= terms <= 365):
+        raise Invalid("payment_terms_days is 0 to 365.", payment_terms_days="out of range")
+    due = parse_date(data.get("due_date"), "due_date") or issue + timedelta(days=terms if terms is not None else terms_default)
+    if due < issue:
+        raise Invalid("The due date cannot be before the issue date.", due_date="before issue date")
+    return issue, due, terms
+
+
+# ---------------------------------------------------------------- invoices
+
+def invoice_view(row, today, client: dict | None = None) -> dict:
+    owed = 0 if row.status == "void" else domain.balance(row.total, row.amount_paid, row.amount_credited)
+    return {
+        "id": row.id, "number": row.number, "kind": row.kind, "client_id": row.client_id,
+        "status": row.status, "display_status": domain.display_status(row.status, row.due_date, owed, today),
+        "currency": row.currency, "issue_date": iso(row.issue_date), "due_date": iso(row.due_date),
+        "payment_terms_days": row.payment_terms_days, "subtotal": row.subtotal, "discount_total": row.discount_total,
+        "tax_total": row.tax_total, "total": row.total, "amount_paid": row.amount_paid,
+        "amount_credited": row.amount_credited, "balance": owed, "notes": row.notes, "terms": row.terms,
+        "client": row.client_snapshot or client, "quote_id": row.quote_id, "recurring_id": row.recurring_id,
+        "sent_at": iso(row.sent_at), "viewed_at": iso(row.viewed_at), "voided_at": iso(row.voided_at),
+        "archived": row.archived_at is not None, "created_at": iso(row.created_at),
+    }
+
+
+def _invoice_event(row) -> dict:
+    return {"id": row.id, "number": row.number, "kind": row.kind, "client_id": row.client_id, "status": row.status,
+            "total": row.total, "balance": domain.balance(row.total, row.amount_paid, row.amount_credited),
+            "currency": row.currency, "due_date": iso(row.due_date)}
+
+
+def create_invoice(uow, now: datetime, workspace_id: str, data: dict, recurring: dict | None = None) -> dict:
+    _check_fields(data, INVOICE_FIELDS)
+    ws = workspace_row(uow, workspace_id)
+    settings = settings_of(ws)
+    client = client_row(uow, workspace_id, data.get("client_id", ""))
+    kind = data.get("kind", "standard")
+    if kind not in ("standard", "retainer"):
+        raise Invalid("kind is standard or retainer.", kind="unknown")
+    issue, due, terms = _dates(data, workspace_today(ws, now), settings.default_payment_terms_days)
+    lines = parse_lines(data.get("lines"))
+    totals = domain.Totals.of(lines)
+    pattern = settings.retainer_number_pattern if kind == "retainer" else settings.invoice_number_pattern
+    invoice_id = new_id()
+    number = allocate_number(uow, workspace_id, kind if kind == "retainer" else "invoice", pattern, issue)
+    uow.execute(invoices.insert().values(
+        id=invoice_id, workspace_id=workspace_id, client_id=client.id, number=number, kind=kind,
+        status="draft", currency=client.currency, issue_date=issue, due_date=due, payment_terms_days=terms,
+        subtotal=totals.subtotal, discount_total=totals.discount, tax_total=totals.tax, total=totals.total,
+        amount_paid=0, amount_credited=0, notes=_text(data, "notes"), terms=_text(data, "terms"),
+        recurring_id=(recurring or {}).get("id"), recurring_period=(recurring or {}).get("period"),
+        created_at=now))
+    save_lines(uow, "invoice", invoice_id, lines)
+    row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
+    uow.publish("invoice.created", workspace_id, _invoice_event(row))
+    if data.get("send", False):
+        return send_invoice(uow, now, workspace_id, invoice_id, autopay=bool((recurring or {}).get("autopay")))
+    return get_invoice(uow, now, workspace_id, invoice_id)
+
+
+def update_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, data: dict) -> dict:
+    _check_fields(data, INVOICE_FIELDS - {"client_id", "kind", "send"})
+    row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True)
+    if row.status != "draft":
+        if set(data) - {"notes", "terms"}:
+            raise Conflict("Only a draft can change its lines or dates; void it and issue a new one.",
+                           status=row.status)
+    ws = workspace_row(uow, workspace_id)
+    values = {}
+    if {"issue_date", "due_date", "payment_terms_days"} & set(data):
+        merged = {"issue_date": row.issue_date, "due_date": data.get("due_date"),
+                  "payment_terms_days": row.payment_terms_days, **data}
+        if "due_date" not in data and "payment_terms_days" not in data:
+            merged["due_date"] = row.due_date
+        issue, due, terms = _dates(merged, workspace_today(ws, now), settings_of(ws).default_payment_terms_days)
+        values.update(issue_date=issue, due_date=due, payment_terms_days=terms)
+    if "lines" in data:
+        lines = parse_lines(data["lines"])
+        totals = domain.Totals.of(lines)
+        values.update(subtotal=totals.subtotal, discount_total=totals.discount, tax_total=totals.tax,
+                      total=totals.total)
+        save_lines(uow, "invoice", invoice_id, lines)
+    for key in ("notes", "terms"):
+        if key in data:
+            values[key] = _text(data, key)
+    if values:
+        uow.execute(invoices.update().where(invoices.c.id == invoice_id).values(**values))
+    row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
+    uow.publish("invoice.updated", workspace_id, _invoice_event(row))
+    return get_invoice(uow, now, workspace_id, invoice_id)
+
+
+def send_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, autopay: bool = False) -> dict:
+    """Issue (or re-send) an invoice: its client details are frozen the first time."""
+    row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True)
+    if row.status == "void":
+        raise Conflict("A void invoice cannot be sent.", status="void")
+    if row.status == "draft":
+        client = client_row(uow, workspace_id, row.client_id)
+        uow.execute(invoices.update().where(invoices.c.id == invoice_id)
+                    .values(status="sent", sent_at=now, client_snapshot=client_snapshot(uow, client)))
+    row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
+    uow.publish("invoice.sent", workspace_id, {**_invoice_event(row), "autopay": autopay,
+                                               "recipients": portal_recipients(uow, row.client_id)})
+    record_activity(uow, now, workspace_id, row.client_id, "invoice.sent", f"Invoice {row.number} sent",
+                    {"invoice_id": invoice_id})
+    return get_invoice(uow, now, workspace_id, invoice_id)
+
+
+def void_invoice(uow, now: datetime, workspace_id: str, invoice_id: str) -> dict:
+    row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True)
+    if row.status == "void":
+        return get_invoice(uow, now, workspace_id, invoice_id)
+    if row.amount_paid or row.amount_credited:
+        raise Conflict("This invoice has payments or credits applied; refund or reverse them before voiding.",
+                       status=row.status)
+    uow.execute(invoices.update().where(invoices.c.id == invoice_id).values(status="void", voided_at=now))
+    row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
+    uow.publish("invoice.voided", workspace_id, _invoice_event(row))
+    record_activity(uow, now, workspace_id, row.client_id, "invoice.voided", f"Invoice {row.number} voided",
+                    {"invoice_id": invoice_id})
+    return get_invoice(uow, now, workspace_id, invoice_id)
+
+
+def archive_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, archived: bool = True) -> dict:
+    row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True)
+    uow.execute(invoices.update().where(invoices.c.id == invoice_id).values(archived_at=now if archived else None))
+    uow.publish("invoice.archived" if archived else "invoice.unarchived", workspace_id, _invoice_event(row))
+    return get_invoice(uow, now, workspace_id, invoice_id)
+
+
+def mark_invoice_viewed(uow, now: datetime, workspace_id: str, client_id: str, invoice_id: str) -> dict:
+    """A client opened the invoice in the portal: a collection signal for the business."""
+    row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True, client_id=client_id)
+    if row.status == "draft" or row.archived_at is not None:
+        raise NotFound("No such invoice.")
+    if row.status == "sent":
+        uow.execute(invoices.update().where(invoices.c.id == invoice_id).values(status="viewed", viewed_at=now))
+        uow.publish("invoice.viewed", workspace_id, _invoice_event(row))
+    record_activity(uow, now, workspace_id, client_id, "invoice.viewed", f"Invoice {row.number} viewed",
+                    {"invoice_id": invoice_id})
+    return get_invoice(uow, now, workspace_id, invoice_id, client_id=client_id)
+
+
+def get_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, client_id: str | None = None) -> dict:
+    row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", client_id=client_id)
+    ws = workspace_row(uow, workspace_id)
+    client = None if row.client_snapshot else client_snapshot(uow, client_row(uow, workspace_id, row.client_id))
+    view = invoice_view(row, workspace_today(ws, now), client)
+    view["lines"] = load_lines(uow, "invoice", invoice_id)
+    view["payments"] = [
+        {"payment_id": p.id, "amount": p.allocated, "currency": p.currency, "method": p.method,
+         "reference": p.reference, "received_at": iso(p.received_at)}
+        for p in uow.execute(sa.select(payments, payment_allocations.c.amount.label("allocated"))
+                             .join(payment_allocations, payment_allocations.c.payment_id == payments.c.id)
+                             .where(payment_allocations.c.invoice_id == invoice_id)
+                             .order_by(payments.c.received_at)).all()]
+    view["credits"] = [
+        {"id": c.id, "source": c.source, "amount": c.amount, "currency": c.currency, "applied_at": iso(c.created_at)}
+        for c in uow.execute(sa.select(credit_applications).where(credit_applications.c.invoice_id == invoice_id)
+                             .order_by(credit_applications.c.created_at)).all()]
+    return view
+
+
+SORTS = {"date": invoices.c.issue_date, "due_date": invoices.c.due_date, "amount": invoices.c.total,
+         "number": invoices.c.number}
+
+
+def list_invoices(uow, now: datetime, workspace_id: str, filters: dict | None = None) -> dict:
+    """Filter by client, status (including derived 'overdue' and 'unpaid'), number search; sorted, paged."""
+    filters = filters or {}
+    ws = workspace_row(uow, workspace_id)
+    today = workspace_today(ws, now)
+    query = sa.select(invoices).where(invoices.c.workspace_id == workspace_id)
+    if filters.get("client_id"):
+        query = query.where(invoices.c.client_id == filters["client_id"])
+    if filters.get("portal"):  # what a client may see: issued and not archived
+        query = query.where(invoices.c.status != "draft", invoices.c.archived_at.is_(None))
+    elif not filters.get("include_archived"):
+        query = query.where(invoices.c.archived_at.is_(None))
+    if filters.get("kind"):
+        query = query.where(invoices.c.kind == filters["kind"])
+    if filters.get("search"):
+        query = query.where(invoices.c.number.ilike(f"%{str(filters['search'])[:50]}%"))
+    owed = invoices.c.total - invoices.c.amount_paid - invoices.c.amount_credited
+    status = filters.get("status") or "all"
+    open_ = invoices.c.status.in_(sorted(domain.OPEN_STATUSES))
+    conditions = {
+        "all": None,
+        "paid": invoices.c.status == "paid",
+        "unpaid": open_ & (owed > 0),
+        "partially_paid": invoices.c.status == "partially_paid",
+        "overdue": open_ & (owed > 0) & (invoices.c.due_date < today),
+        "draft": invoices.c.status == "draft", "sent": invoices.c.status == "sent",
+        "viewed": invoices.c.status == "viewed", "void": invoices.c.status == "void",
+    }
+    if status not in conditions:
+        raise Invalid("Unknown status filter.", status=f"one of {', '.join(conditions)}")
+    if conditions[status] is not None:
+        query = query.where(conditions[status])
+    sort = filters.get("sort") or "-date"  # a leading - sorts descending; newest first by default
+    column = SORTS.get(sort.lstrip("-"))
+    if column is None:
+        raise Invalid("Unknown sort.", sort=f"one of {', '.join(SORTS)}, optionally with a leading -")
+    order = column.desc() if sort.startswith("-") else column.asc()
+    try:
+        limit = max(1, min(int(filters.get("limit", 20)), 100))
+        offset = max(0, int(filters.get("offset", 0)))
+    except (TypeError, ValueError):
+        raise Invalid("limit and offset are numbers.", limit="not a number") from None
+    total = uow.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
+    rows = uow.execute(query.order_by(order, invoices.c.number.desc()).limit(limit).offset(offset)).all()
+    return {"items": [invoice_view(r, today) for r in rows], "total": total, "limit": limit, "offset": offset}
+
+
+# ---------------------------------------------------------------- quotes
+
+def quote_view(row, today) -> dict:
+    return {
+        "id": row.id, "number": row.number, "client_id": row.client_id, "status": row.status,
+        "display_status": domain.quote_display_status(row.status, row.expiry_date, today),
+        "currency": row.currency, "issue_date": iso(row.issue_date), "expiry_date": iso(row.expiry_date),
+        "subtotal": row.subtotal, "discount_total": row.discount_total, "tax_total": row.tax_total,
+        "total": row.total, "notes": row.notes, "terms": row.terms, "client": row.client_snapshot,
+        "accepted_at": iso(row.accepted_at), "accepted_by": row.accepted_by, "accepted_ip": row.accepted_ip,
+        "signature_name": row.signature_name, "rejected_at": iso(row.rejected_at), "rejected_by": row.rejected_by,
+        "rejection_reason": row.rejection_reason, "invoice_id": row.invoice_id, "sent_at": iso(row.sent_at),
+        "archived": row.archived_at is not None, "created_at": iso(row.created_at),
+    }
+
+
+def _quote_event(row) -> dict:
+    return {"id": row.id, "number": row.number, "client_id": row.client_id, "status": row.status,
+            "total": row.total, "currency": row.currency}
+
+
+def create_quote(uow, now: datetime, workspace_id: str, data: dict) -> dict:
+    _check_fields(data, QUOTE_FIELDS)
+    ws = workspace_row(uow, workspace_id)
+    client = client_row(uow, workspace_id, data.get("client_id", ""))
+    issue = parse_date(data.get("issue_date"), "issue_date") or workspace_today(ws, now)
+    expiry = parse_date(data.get("expiry_date"), "expiry_date") or issue + timedelta(days=30)
+    if expiry < issue:
+        raise Invalid("The expiry date cannot be before the issue date.", expiry_date="before issue date")
+    lines = parse_lines(data.get("lines"))
+    totals = domain.Totals.of(lines)
+    quote_id = new_id()
+    number = allocate_number(uow, workspace_id, "quote", settings_of(ws).quote_number_pattern, issue)
+    uow.execute(quotes.insert().values(
+        id=quote_id, workspace_id=workspace_id, client_id=client.id, number=number, status="draft",
+        currency=client.currency, issue_date=issue, expiry_date=expiry, subtotal=totals.subtotal,
+        discount_total=totals.discount, tax_total=totals.tax, total=totals.total, notes=_text(data, "notes"),
+        terms=_text(data, "terms"), created_at=now))
+    save_lines(uow, "quote", quote_id, lines)
+    row = get_scoped(uow, quotes, workspace_id, quote_id, "quote")
+    uow.publish("quote.created", workspace_id, _quote_event(row))
+    if data.get("send", False):
+        return send_quote(uow, now, workspace_id, quote_id)
+    return get_quote(uow, now, workspace_id, quote_id)
+
+
+def update_quote(uow, now: datetime, workspace_id: str, quote_id: str, data: dict) -> dict:
+    _check_fields(data, QUOTE_FIELDS - {"client_id", "send"})
+    row = get_scoped(uow, quotes, workspace_id, quote_id, "quote", lock=True)
+    if row.status != "draft":
+        raise Conflict("Only a draft quote can be changed.", status=row.status)
+    values = {}
+    issue = parse_date(data.get("issue_date"), "issue_date") or row.issue_date
+    expiry = parse_date(data.get("expiry_date"), "expiry_date") or row.expiry_date
+    if expiry < issue:
+        raise Invalid("The expiry date cannot be before the issue date.", expiry_date="before issue date")
+    values.update(issue_date=issue, expiry_date=expiry)
+    if "lines" in data:
+        lines = parse_lines(data["lines"])
+        totals = domain.Totals.of(lines)
+        values.update(subtotal=totals.subtotal, discount_total=totals.discount, tax_total=totals.tax,
+                      total=totals.total)
+        save_lines(uow, "quote", quote_id, lines)
+    for key in ("notes", "terms"):
+        if key in data:
+            values[key] = _text(data, key)
+    uow.execute(quotes.update().where(quotes.c.id == quote_id).values(**values))
+    uow.publish("quote.updated", workspace_id, _quote_event(get_scoped(uow, quotes, workspace_id, quote_id, "quote")))
+    return get_quote(uow, now, workspace_id, quote_id)
+
+
+def send_quote(uow, now: datetime, workspace_id: str, quote_id: str) -> dict:
+    row = get_scoped(uow, quotes, workspace_id, quote_id, "quote", lock=True)
+    if row.status not in ("draft", "sent"):
+        raise Conflict(f"A {row.status} quote cannot be sent.", status=row.status)
+    if row.status == "draft":
+        client = client_row(uow, workspace_id, row.client_id)
+        uow.execute(quotes.update().where(quotes.c.id == quote_id)
+                    .values(status="sent", sent_at=now, client_snapshot=client_snapshot(uow, client)))
+    row = get_scoped(uow, quotes, workspace_id, quote_id, "quote")
+    uow.publish("quote.sent", workspace_id, {**_quote_event(row), "recipients": portal_recipients(uow, row.client_id)})
+    record_activity(uow, now, workspace_id, row.client_id, "quote.sent", f"Quote {row.number} sent",
+                    {"quote_id": quote_id})
+    return get_quote(uow, now, workspace_id, quote_id)
+
+
+def _actionable_quote(uow, now, workspace_id, quote_id, client_id):
+    row = get_scoped(uow, quotes, workspace_id, quote_id, "quote", lock=True, client_id=client_id)
+    ws = workspace_row(uow, workspace_id)
+    state = domain.quote_display_status(row.status, row.expiry_date, workspace_today(ws, now))
+    if state != "sent":
+        raise Conflict(f"This quote is {state} and cannot be acted on.", status=state)
+    return row, ws
+
+
+def accept_quote(uow, now: datetime, workspace_id: str, quote_id: str, by: str, ip: str = "",
+                 signature_name: str = "", client_id: str | None = None) -> dict:
+    row, ws = _actionable_quote(uow, now, workspace_id, quote_id, client_id)
+    if len(signature_name or "") > 200:
+        raise Invalid("The signature name is at most 200 characters.", signature_name="too long")
+    uow.execute(quotes.update().where(quotes.c.id == quote_id).values(
+        status="accepted", accepted_at=now, accepted_by=str(by)[:254], accepted_ip=str(ip)[:64],
+        signature_name=(signature_name or None)))
+    row = get_scoped(uow, quotes, workspace_id, quote_id, "quote")
+    uow.publish("quote.accepted", workspace_id, {**_quote_event(row), "accepted_by": row.accepted_by})
+    record_activity(uow, now, workspace_id, row.client_id, "quote.accepted",
+                    f"Quote {row.number} accepted by {row.accepted_by}", {"quote_id": quote_id})
+    if settings_of(ws).auto_convert_accepted_quotes:
+        convert_quote(uow, now, workspace_id, quote_id)
+    return get_quote(uow, now, workspace_id, quote_id)
+
+
+def reject_quote(uow, now: datetime, workspace_id: str, quote_id: str, by: str, reason: str = "",
+                 client_id: str | None = None) -> dict:
+    row, _ = _actionable_quote(uow, now, workspace_id, quote_id, client_id)
+    if not isinstance(reason, str) or len(reason) > 2000:
+        raise Invalid("The reason is text of at most 2000 characters.", reason="too long")
+    uow.execute(quotes.update().where(quotes.c.id == quote_id).values(
+        status="rejected", rejected_at=now, rejected_by=str(by)[:254], rejection_reason=reason))
+    row = get_scoped(uow, quotes, workspace_id, quote_id, "quote")
+    uow.publish("quote.rejected", workspace_id, {**_quote_event(row), "reason": reason})
+    record_activity(uow, now, workspace_id, row.client_id, "quote.rejected", f"Quote {row.number} rejected",
+                    {"quote_id": quote_id, "reason": reason})
+    return get_quote(uow, now, workspace_id, quote_id)
+
+
+def convert_quote(uow, now: datetime, workspace_id: str, quote_id: str) -> dict:
+    """An accepted quote becomes a draft-free, sent invoice with the same lines; once only."""
+    row = get_scoped(uow, quotes, workspace_id, quote_id, "quote", lock=True)
+    if row.status != "accepted":
+        raise Conflict("Only an accepted quote can become an invoice.", status=row.status)
+    if row.invoice_id:
+        return get_invoice(uow, now, workspace_id, row.invoice_id)
+    invoice = create_invoice(uow, now, workspace_id, {
+        "client_id": row.client_id, "lines": load_lines(uow, "quote", quote_id), "notes": row.notes,
+        "terms": row.terms, "send": True})
+    uow.execute(invoices.update().where(invoices.c.id == invoice["id"]).values(quote_id=quote_id))
+    uow.execute(quotes.update().where(quotes.c.id == quote_id).values(invoice_id=invoice["id"]))
+    uow.publish("quote.converted", workspace_id, {"id": quote_id, "invoice_id": invoice["id"]})
+    return get_invoice(uow, now, workspace_id, invoice["id"])
+
+
+def get_quote(uow, now: datetime, workspace_id: str, quote_id: str, client_id: str | None = None) -> dict:
+    row = get_scoped(uow, quotes, workspace_id, quote_id, "quote", client_id=client_id)
+    ws = workspace_row(uow, workspace_id)
+    view = quote_view(row, workspace_today(ws, now))
+    view["lines"] = load_lines(uow, "quote", quote_id)
+    return view
+
+
+def list_quotes(uow, now: datetime, workspace_id: str, filters: dict | None = None) -> dict:
+    filters = filters or {}
+    ws = workspace_row(uow, workspace_id)
+    today = workspace_today(ws, now)
+    query = sa.select(quotes).where(quotes.c.workspace_id == workspace_id)
+    if filters.get("client_id"):
+        query = query.where(quotes.c.client_id == filters["client_id"])
+    if filters.get("portal"):
+        query = query.where(quotes.c.status != "draft", quotes.c.archived_at.is_(None))
+    status = filters.get("status") or "all"
+    not_expired = sa.or_(quotes.c.expiry_date.is_(None), quotes.c.expiry_date >= today)
+    conditions = {
+        "all": None, "draft": quotes.c.status == "draft",
+        "pending": (quotes.c.status == "sent") & not_expired, "sent": (quotes.c.status == "sent") & not_expired,
+        "accepted": quotes.c.status == "accepted", "rejected": quotes.c.status == "rejected",
+        "expired": (quotes.c.status == "expired") | ((quotes.c.status == "sent") & ~not_expired),
+    }
+    if status not in conditions:
+        raise Invalid("Unknown status filter.", status=f"one of {', '.join(conditions)}")
+    if conditions[status] is not None:
+        query = query.where(conditions[status])
+    rows = uow.execute(query.order_by(quotes.c.issue_date.desc(), quotes.c.number.desc())
+                       .limit(max(1, min(int(filters.get("limit", 50)), 100)))).all()
+    return {"items": [quote_view(r, today) for r in rows]}
+
+
+# ---------------------------------------------------------------- credit notes
+
+def issue_credit_note(uow, now: datetime, workspace_id: str, data: dict) -> dict:
+    """A credit note adds to the client's available credit; apply it to invoices separately."""
+    _check_fields(data, CREDIT_FIELDS)
+    ws = workspace_row(uow, workspace_id)
+    client = client_row(uow, workspace_id, data.get("client_id", ""))
+    raw_lines = data.get("lines")
+    if raw_lines is None and "amount" in data:
+        raw_lines = [{"description": data.get("reason") or "Credit", "quantity": 1, "unit_price": data["amount"]}]
+    lines = parse_lines(raw_lines)
+    totals = domain.Totals.of(lines)
+    if totals.total <= 0:
+        raise Invalid("A credit note must be for a positive amount.", amount="must be positive")
+    if data.get("invoice_id"):
+        get_scoped(uow, invoices, workspace_id, data["invoice_id"], "invoice", client_id=client.id)
+    issue = parse_date(data.get("issue_date"), "issue_date") or workspace_today(ws, now)
+    credit_id = new_id()
+    number = allocate_number(uow, workspace_id, "credit", settings_of(ws).credit_number_pattern, issue)
+    uow.execute(credit_notes.insert().values(
+        id=credit_id, workspace_id=workspace_id, client_id=client.id, number=number, currency=client.currency,
+        issue_date=issue, subtotal=totals.subtotal, tax_total=totals.tax, total=totals.total,
+        reason=_text(data, "reason", 2000), invoice_id=data.get("invoice_id"), created_at=now))
+    save_lines(uow, "credit", credit_id, lines)
+    uow.publish("credit.issued", workspace_id, {"id": credit_id, "number": number, "client_id": client.id,
+                                                "total": totals.total, "currency": client.currency})
+    record_activity(uow, now, workspace_id, client.id, "credit.issued", f"Credit note {number} issued",
+                    {"credit_note_id": credit_id})
+    return {"id": credit_id, "number": number, "client_id": client.id, "currency": client.currency,
+            "issue_date": iso(issue), "total": totals.total, "tax_total": totals.tax, "reason": data.get("reason", ""),
+            "lines": load_lines(uow, "credit", credit_id)}
+
+
+def list_credit_notes(uow, now: datetime, workspace_id: str, client_id: str | None = None) -> list[dict]:
+    query = sa.select(credit_notes).where(credit_notes.c.workspace_id == workspace_id)
+    if client_id:
+        query = query.where(credit_notes.c.client_id == client_id)
+    return [{"id": r.id, "number": r.number, "client_id": r.client_id, "currency": r.currency,
+             "issue_date": iso(r.issue_date), "total": r.total, "reason": r.reason}
+            for r in uow.execute(query.order_by(credit_notes.c.issue_date.desc())).all()]
+
+
+# ---------------------------------------------------------------- comments
+
+DOCUMENT_TABLES = {"invoice": invoices, "quote": quotes}
+
+
+def add_comment(uow, now: datetime, workspace_id: str, document_kind: str, document_id: str, author_kind: str,
+                author_name: str, body: str, client_id: str | None = None) -> dict:
+    if document_kind not in DOCUMENT_TABLES:
+        raise Invalid("Comments go on invoices or quotes.", document_kind="unknown")
+    if author_kind not in ("client", "business"):
+        raise Invalid("The author is the client or the business.", author_kind="unknown")
+    if not isinstance(body, str) or not body.strip() or len(body) > 5000:
+        raise Invalid("A comment is 1 to 5000 characters.", body="required")
+    document = get_scoped(uow, DOCUMENT_TABLES[document_kind], workspace_id, document_id, document_kind,
+                          client_id=client_id)
+    if client_id is not None and document.status == "draft":
+        raise NotFound(f"No such {document_kind}.")
+    comment_id = new_id()
+    uow.execute(comments.insert().values(
+        id=comment_id, workspace_id=workspace_id, client_id=document.client_id, document_kind=document_kind,
+        document_id=document_id, author_kind=author_kind, author_name=str(author_name)[:200], body=body.strip(),
+        created_at=now))
+    uow.publish("comment.added", workspace_id, {"id": comment_id, "document_kind": document_kind,
+                                                "document_id": document_id, "client_id": document.client_id,
+                                                "author_kind": author_kind})
+    record_activity(uow, now, workspace_id, document.client_id, "comment.added",
+                    f"Comment on {document_kind} {document.number} by {author_name}",
+                    {"document_kind": document_kind, "document_id": document_id})
+    return {"id": comment_id, "author_kind": author_kind, "author_name": author_name, "body": body.strip(),
+            "created_at": iso(now)}
+
+
+def list_comments(uow, now: datetime, workspace_id: str, document_kind: str, document_id: str,
+                  client_id: str | None = None) -> list[dict]:
+    if document_kind not in DOCUMENT_TABLES:
+        raise Invalid("Comments go on invoices or quotes.", document_kind="unknown")
+    get_scoped(uow, DOCUMENT_TABLES[document_kind], workspace_id, document_id, document_kind, client_id=client_id)
+    rows = uow.execute(sa.select(comments).where(comments.c.document_kind == document_kind,
+                                                 comments.c.document_id == document_id)
+                       .order_by(comments.c.created_at, comments.c.id)).all()
+    return [{"id": r.id, "author_kind": r.author_kind, "author_name": r.author_name, "body": r.body,
+             "created_at": iso(r.created_at)} for r in rows]

@@ -1,0 +1,298 @@
+"""Money that moves: payments applied to invoices, credits and retainers, balances, statements,
+the client dashboard and the activity timeline."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from chassis.errors import Invalid
+from chassis.money import Money
+from services.billing import domain
+from services.billing.handlers.common import (client_row, get_scoped, iso, new_id, parse_date, record_activity,
+                                              workspace_row, workspace_today)
+from services.billing.handlers.documents import invoice_view, list_quotes
+from services.billing.tables import (activities, credit_applications, credit_notes, invoices, payment_allocations,
+                                     payments)
+
+__all__ = ["record_payment", "apply_credit", "apply_retainer", "refund_retainer", "client_balances", "statement",
+           "client_dashboard", "list_activity", "list_payments", "add_activity"]
+
+METHODS = {"card", "bank_transfer", "cash", "cheque", "other"}
+
+
+def _amount(value, name: str = "amount") -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(f"{name} is an integer in minor units (cents).", **{name: "not an integer"})
+    if value <= 0:
+        raise Invalid(f"{name} must be positive.", **{name: "must be positive"})
+    return value
+
+
+def _settle(uow, workspace_id: str, invoice_id: str, *, paid: int = 0, credited: int = 0):
+    """Add money to an invoice under a row lock and recompute its status; returns the new row."""
+    row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True)
+    owed = domain.balance(row.total, row.amount_paid, row.amount_credited)
+    domain.check_settlement(row.status, paid + credited, owed, "payment" if paid else "credit")
+    new_paid, new_credited = row.amount_paid + paid, row.amount_credited + credited
+    status = domain.status_after_settlement(row.status, row.total, new_paid, new_credited)
+    uow.execute(invoices.update().where(invoices.c.id == invoice_id)
+                .values(amount_paid=new_paid, amount_credited=new_credited, status=status))
+    return get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
+
+
+def record_payment(uow, now: datetime, workspace_id: str, data: dict) -> dict:
+    """Apply a payment to one or more invoices (oldest first when several). Idempotent by payment id:
+    the same payment arriving twice (a duplicate event, a retried call) is applied once."""
+    allowed = {"payment_id", "client_id", "invoice_id", "allocations", "amount", "currency", "method", "reference",
+               "received_at", "source"}
+    if not isinstance(data, dict) or set(data) - allowed:
+        raise Invalid("Unknown fields.", **{k: "unknown field" for k in sorted(set(data or {}) - allowed)})
+    payment_id = str(data.get("payment_id") or new_id())[:64]
+    existing = uow.execute(sa.select(payments).where(payments.c.id == payment_id)).first()
+    if existing is not None:
+        if existing.workspace_id != workspace_id:
+            raise Invalid("This payment id is already used.", payment_id="taken")
+        return _payment_view(uow, existing)
+    allocations = data.get("allocations")
+    if allocations is None:
+        allocations = [{"invoice_id": data.get("invoice_id"), "amount": data.get("amount")}]
+    if not isinstance(allocations, list) or not allocations:
+        raise Invalid("Say which invoices the payment is for.", allocations="required")
+    method = data.get("method", "bank_transfer")
+    if method not in METHODS:
+        raise Invalid("Unknown payment method.", method=f"one of {', '.join(sorted(METHODS))}")
+    received = data.get("received_at")
+    received_at = datetime.fromisoformat(received) if received else now
+    if received_at.tzinfo is None:
+        raise Invalid("received_at needs a time zone.", received_at="naive datetime")
+    # Lock invoices in a fixed order so two payments touching the same invoices cannot deadlock.
+    allocations = sorted(allocations, key=lambda a: str(a.get("invoice_id")))
+    settled, client_id, currency, kinds = [], None, None, set()
+    for i, allocation in enumerate(allocations):
+        amount = _amount(allocation.get("amount"), f"allocations.{i}.amount")
+        row = _settle(uow, workspace_id, str(allocation.get("invoice_id") or ""), paid=amount)
+        if client_id not in (None, row.client_id) or currency not in (None, row.currency):
+            raise Invalid("One payment is for one client's invoices in one currency.", allocations="mixed")
+        client_id, currency = row.client_id, row.currency
+        kinds.add(row.kind)
+        settled.append((row, amount))
+    if data.get("client_id") and data["client_id"] != client_id:
+        raise Invalid("The invoices belong to another client.", client_id="mismatch")
+    if data.get("currency") and data["currency"] != currency:
+        raise Invalid("The payment currency differs from the invoice currency.", currency="mismatch")
+    total = sum(amount for _, amount in settled)
+    if data.get("amount") is not None and data.get("allocations") is not None and data["amount"] != total:
+        raise Invalid("The amount differs from the sum of the allocations.", amount="mismatch")
+    uow.execute(payments.insert().values(
+        id=payment_id, workspace_id=workspace_id, client_id=client_id,
+        kind="retainer" if kinds == {"retainer"} else "invoice", amount=total, currency=currency, method=method,
+        reference=str(data.get("reference", ""))[:200], source=str(data.get("source", "offline"))[:20],
+        received_at=received_at))
+    uow.execute(payment_allocations.insert(), [{"payment_id": payment_id, "invoice_id": row.id, "amount": amount}
+                                               for row, amount in settled])
+    for row, amount in settled:
+        event = {"payment_id": payment_id, "invoice_id": row.id, "number": row.number, "client_id": client_id,
+                 "amount": amount, "currency": currency, "status": row.status,
+                 "balance": domain.balance(row.total, row.amount_paid, row.amount_credited)}
+        uow.publish("invoice.payment_applied", workspace_id, event)
+        if row.status == "paid":
+            uow.publish("invoice.paid", workspace_id, event)
+    record_activity(uow, now, workspace_id, client_id, "payment.recorded",
+                    f"Payment of {Money(total, currency).format()} recorded", {"payment_id": payment_id})
+    return _payment_view(uow, uow.execute(sa.select(payments).where(payments.c.id == payment_id)).one())
+
+
+def _payment_view(uow, row) -> dict:
+    allocations = uow.execute(sa.select(payment_allocations.c.invoice_id, payment_allocations.c.amount,
+                                        invoices.c.number)
+                              .join(invoices, invoices.c.id == payment_allocations.c.invoice_id)
+                              .where(payment_allocations.c.payment_id == row.id)).all()
+    return {"id": row.id, "client_id": row.client_id, "kind": row.kind, "amount": row.amount,
+            "currency": row.currency, "method": row.method, "reference": row.reference, "source": row.source,
+            "received_at": iso(row.received_at),
+            "allocations": [{"invoice_id": a.invoice_id, "number": a.number, "amount": a.amount}
+                            for a in allocations]}
+
+
+def list_payments(uow, now: datetime, workspace_id: str, client_id: str | None = None, kind: str | None = None,
+                  sort: str = "-date") -> list[dict]:
+    query = sa.select(payments).where(payments.c.workspace_id == workspace_id)
+    if client_id:
+        query = query.where(payments.c.client_id == client_id)
+    if kind:
+        if kind not in ("invoice", "retainer"):
+            raise Invalid("kind is invoice or retainer.", kind="unknown")
+        query = query.where(payments.c.kind == kind)
+    columns = {"date": payments.c.received_at, "amount": payments.c.amount}
+    column = columns.get(sort.lstrip("-"))
+    if column is None:
+        raise Invalid("Unknown sort.", sort="date or amount, optionally with a leading -")
+    rows = uow.execute(query.order_by(column.desc() if sort.startswith("-") else column.asc())).all()
+    return [_payment_view(uow, r) for r in rows]
+
+
+def _available(uow, client_id: str, currency: str) -> dict:
+    """Credit-note credit and retainer money not yet used, in one currency."""
+    def total(statement) -> int:
+        return int(uow.execute(statement).scalar_one() or 0)
+
+    issued = total(sa.select(sa.func.sum(credit_notes.c.total)).where(credit_notes.c.client_id == client_id,
+                                                                       credit_notes.c.currency == currency))
+    used = sa.select(sa.func.sum(credit_applications.c.amount)).where(
+        credit_applications.c.client_id == client_id, credit_applications.c.currency == currency)
+    credit_used = total(used.where(credit_applications.c.source == "credit"))
+    retainer_paid = total(sa.select(sa.func.sum(payment_allocations.c.amount))
+                          .join(invoices, invoices.c.id == payment_allocations.c.invoice_id)
+                          .where(invoices.c.client_id == client_id, invoices.c.kind == "retainer",
+                                 invoices.c.currency == currency))
+    retainer_used = total(used.where(credit_applications.c.source == "retainer"))
+    return {"credit": issued - credit_used, "retainer": retainer_paid - retainer_used}
+
+
+def _use_balance(uow, now, workspace_id: str, invoice_id: str, amount, source: str) -> dict:
+    amount = _amount(amount)
+    target = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
+    if target.kind == "retainer":
+        raise Invalid("Credits are applied to standard invoices, not retainer invoices.", invoice_id="retainer")
+    client_row(uow, workspace_id, target.client_id, lock=True)  # serialise balance use per client
+    available = _available(uow, target.client_id, target.currency)[source]
+    if amount > available:
+        raise Invalid(f"Only {Money(available, target.currency).format()} of {source} is available.",
+                      amount="more than available")
+    row = _settle(uow, workspace_id, invoice_id, credited=amount)
+    uow.execute(credit_applications.insert().values(
+        id=new_id(), workspace_id=workspace_id, client_id=row.client_id, source=source, invoice_id=invoice_id,
+        amount=amount, currency=row.currency, kind="applied", reference="", created_at=now))
+    event = {"invoice_id": invoice_id, "number": row.number, "client_id": row.client_id, "amount": amount,
+             "currency": row.currency, "status": row.status,
+             "balance": domain.balance(row.total, row.amount_paid, row.amount_credited)}
+    uow.publish(f"{source}.applied", workspace_id, event)
+    if row.status == "paid":
+        uow.publish("invoice.paid", workspace_id, event)
+    record_activity(uow, now, workspace_id, row.client_id, f"{source}.applied",
+                    f"{Money(amount, row.currency).format()} of {source} applied to {row.number}",
+                    {"invoice_id": invoice_id})
+    return invoice_view(row, workspace_today(workspace_row(uow, workspace_id), now))
+
+
+def apply_credit(uow, now: datetime, workspace_id: str, invoice_id: str, amount: int) -> dict:
+    return _use_balance(uow, now, workspace_id, invoice_id, amount, "credit")
+
+
+def apply_retainer(uow, now: datetime, workspace_id: str, invoice_id: str, amount: int) -> dict:
+    return _use_balance(uow, now, workspace_id, invoice_id, amount, "retainer")
+
+
+def refund_retainer(uow, now: datetime, workspace_id: str, client_id: str, amount: int, reference: str = "") -> dict:
+    amount = _amount(amount)
+    client = client_row(uow, workspace_id, client_id, lock=True)
+    available = _available(uow, client_id, client.currency)["retainer"]
+    if amount > available:
+        raise Invalid(f"Only {Money(available, client.currency).format()} of retainer is available.",
+                      amount="more than available")
+    refund_id = new_id()
+    uow.execute(credit_applications.insert().values(
+        id=refund_id, workspace_id=workspace_id, client_id=client_id, source="retainer", invoice_id=None,
+        amount=amount, currency=client.currency, kind="refunded", reference=str(reference)[:200], created_at=now))
+    uow.publish("retainer.refunded", workspace_id, {"id": refund_id, "client_id": client_id, "amount": amount,
+                                                    "currency": client.currency})
+    record_activity(uow, now, workspace_id, client_id, "retainer.refunded",
+                    f"{Money(amount, client.currency).format()} of retainer refunded")
+    return {"id": refund_id, "amount": amount, "currency": client.currency,
+            "retainer_available": available - amount}
+
+
+def client_balances(uow, now: datetime, workspace_id: str, client_id: str) -> dict:
+    client = client_row(uow, workspace_id, client_id)
+    rows = uow.execute(sa.select(invoices.c.total, invoices.c.amount_paid, invoices.c.amount_credited,
+                                 invoices.c.currency)
+                       .where(invoices.c.client_id == client_id, invoices.c.kind == "standard",
+                              invoices.c.archived_at.is_(None),  # hidden from the client, so not in its total
+                              invoices.c.status.in_(sorted(domain.OPEN_STATUSES)))).all()
+    owed = domain.outstanding([Money(domain.balance(r.total, r.amount_paid, r.amount_credited), r.currency)
+                               for r in rows], client.currency)
+    available = _available(uow, client_id, client.currency)
+    return {"currency": client.currency, "outstanding": owed.amount, "credit_available": available["credit"],
+            "retainer_available": available["retainer"]}
+
+
+def statement(uow, now: datetime, workspace_id: str, client_id: str, start, end, currency: str | None = None) -> dict:
+    """Statement of account: opening balance, each invoice, payment, credit note and refund in date
+    order with a running balance, and the closing balance. Void and draft invoices are not charges."""
+    client = client_row(uow, workspace_id, client_id)
+    start, end = parse_date(start, "from"), parse_date(end, "to")
+    if start is None or end is None or end < start:
+        raise Invalid("Give a period: from and to dates, from not after to.", period="invalid")
+    currency = currency or client.currency
+    entries: list[domain.StatementEntry] = []
+    for r in uow.execute(sa.select(invoices).where(invoices.c.client_id == client_id, invoices.c.kind == "standard",
+                                                   invoices.c.currency == currency,
+                                                   invoices.c.status.notin_(["draft", "void"]))).all():
+        entries.append(domain.StatementEntry(r.issue_date, "invoice", r.number, r.total))
+    ws = workspace_row(uow, workspace_id)
+    tz_today = lambda moment: workspace_today(ws, moment)  # noqa: E731 - payment dates in the business's zone
+    for r in uow.execute(sa.select(payments).where(payments.c.client_id == client_id,
+                                                   payments.c.currency == currency)).all():
+        entries.append(domain.StatementEntry(tz_today(r.received_at), "payment", r.reference or r.method, r.amount))
+    for r in uow.execute(sa.select(credit_notes).where(credit_notes.c.client_id == client_id,
+                                                       credit_notes.c.currency == currency)).all():
+        entries.append(domain.StatementEntry(r.issue_date, "credit", r.number, r.total))
+    for r in uow.execute(sa.select(credit_applications).where(credit_applications.c.client_id == client_id,
+                                                              credit_applications.c.currency == currency,
+                                                              credit_applications.c.kind == "refunded")).all():
+        entries.append(domain.StatementEntry(tz_today(r.created_at), "refund", r.reference or "Retainer refund",
+                                             r.amount))
+    opening = sum(e.effect for e in entries if e.on < start)
+    result = domain.statement(opening, [e for e in entries if start <= e.on <= end])
+    return {"client": {"id": client.id, "name": client.name, "address": client.address}, "currency": currency,
+            "from": start.isoformat(), "to": end.isoformat(), **result}
+
+
+def add_activity(conn_uow, now: datetime, workspace_id: str, client_id: str, kind: str, summary: str,
+                 data: dict | None = None) -> None:
+    """For events from other services (sign-ins, payment attempts, emails)."""
+    record_activity(conn_uow, now, workspace_id, client_id, kind, summary, data)
+
+
+def list_activity(uow, now: datetime, workspace_id: str, client_id: str, limit: int = 50) -> list[dict]:
+    client_row(uow, workspace_id, client_id)
+    rows = uow.execute(sa.select(activities).where(activities.c.workspace_id == workspace_id,
+                                                   activities.c.client_id == client_id)
+                       .order_by(activities.c.occurred_at.desc(), activities.c.id.desc())
+                       .limit(max(1, min(int(limit), 200)))).all()
+    return [{"kind": r.kind, "summary": r.summary, "data": r.data, "occurred_at": iso(r.occurred_at)} for r in rows]
+
+
+def client_dashboard(uow, now: datetime, workspace_id: str, client_id: str) -> dict:
+    """What the portal's dashboard shows, scoped to one client of one workspace."""
+    client = client_row(uow, workspace_id, client_id)
+    ws = workspace_row(uow, workspace_id)
+    today = workspace_today(ws, now)
+    visible = sa.select(invoices).where(invoices.c.client_id == client_id, invoices.c.workspace_id == workspace_id,
+                                        invoices.c.status != "draft", invoices.c.archived_at.is_(None))
+    rows = uow.execute(visible.order_by(invoices.c.issue_date.desc(), invoices.c.number.desc())).all()
+    standard_open = [r for r in rows if r.kind == "standard" and r.status in domain.OPEN_STATUSES]
+    owed = lambda r: domain.balance(r.total, r.amount_paid, r.amount_credited)  # noqa: E731
+    overdue = [r for r in standard_open if domain.is_overdue(r.status, r.due_date, owed(r), today)]
+    last = uow.execute(sa.select(payments).where(payments.c.client_id == client_id,
+                                                 payments.c.workspace_id == workspace_id)
+                       .order_by(payments.c.received_at.desc()).limit(1)).first()
+    balances = client_balances(uow, now, workspace_id, client_id)
+    return {
+        "client": {"id": client.id, "name": client.name, "address": client.address, "phone": client.phone,
+                   "currency": client.currency, "locale": client.locale, "timezone": client.timezone},
+        "business": {"name": ws.name, "email": ws.email, "phone": ws.phone, "address": ws.address,
+                     "logo_url": ws.logo_url, "brand_color": ws.brand_color},
+        "outstanding": {"amount": balances["outstanding"], "currency": client.currency},
+        "overdue": {"count": len(overdue), **domain.outstanding(
+            [Money(owed(r), r.currency) for r in overdue], client.currency).as_dict()},
+        "credit_available": {"amount": balances["credit_available"], "currency": client.currency},
+        "retainer_available": {"amount": balances["retainer_available"], "currency": client.currency},
+        "last_payment": None if last is None else {"amount": last.amount, "currency": last.currency,
+                                                   "received_at": iso(last.received_at)},
+        "recent_invoices": [invoice_view(r, today) for r in rows[:5]],
+        "recent_quotes": list_quotes(uow, now, workspace_id, {"client_id": client_id, "portal": True,
+                                                              "limit": 5})["items"],
+        "recent_activity": list_activity(uow, now, workspace_id, client_id, 10),
+    }

@@ -1,0 +1,189 @@
+"""Work that happens on time: recurring invoices and payment reminders. Both are safe with several
+billing replicas running the same timer: a conditional update or a unique row decides who does it."""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from chassis.errors import Conflict, Invalid
+from services.billing import domain
+from services.billing.handlers.common import (client_row, get_scoped, iso, new_id, parse_date, parse_lines,
+                                              portal_recipients, record_activity, settings_of, workspace_row,
+                                              workspace_today)
+from services.billing.handlers.documents import create_invoice
+from services.billing.tables import invoices, recurring_invoices, reminders_sent, workspaces
+
+__all__ = ["create_recurring", "update_recurring", "get_recurring", "list_recurring", "run_due_recurring",
+           "run_reminders"]
+
+log = logging.getLogger(__name__)
+RECURRING_FIELDS = {"client_id", "frequency", "interval", "start_date", "end_date", "payment_terms_days", "lines",
+                    "notes", "autopay", "active"}
+
+
+def recurring_view(row) -> dict:
+    return {"id": row.id, "client_id": row.client_id, "frequency": row.frequency, "interval": row.interval,
+            "start_date": iso(row.start_date), "end_date": iso(row.end_date), "next_run": iso(row.next_run),
+            "runs": row.runs, "payment_terms_days": row.payment_terms_days, "lines": row.lines, "notes": row.notes,
+            "autopay": row.autopay, "active": row.active, "created_at": iso(row.created_at)}
+
+
+def _schedule(data: dict, base=None) -> domain.Schedule:
+    def pick(key):
+        return data[key] if key in data else getattr(base, key, None)
+
+    interval = pick("interval") or 1
+    if isinstance(interval, bool) or not isinstance(interval, int):
+        raise Invalid("interval is a whole number.", interval="not an integer")
+    start = parse_date(pick("start_date"), "start_date")
+    if start is None:
+        raise Invalid("start_date is required.", start_date="required")
+    return domain.Schedule(str(pick("frequency") or ""), interval, start, parse_date(pick("end_date"), "end_date"))
+
+
+def create_recurring(uow, now: datetime, workspace_id: str, data: dict) -> dict:
+    if not isinstance(data, dict) or set(data) - RECURRING_FIELDS:
+        raise Invalid("Unknown fields.", **{k: "unknown field" for k in sorted(set(data or {}) - RECURRING_FIELDS)})
+    ws = workspace_row(uow, workspace_id)
+    client = client_row(uow, workspace_id, data.get("client_id", ""))
+    schedule = _schedule(data)
+    lines = parse_lines(data.get("lines"))
+    terms = data.get("payment_terms_days", settings_of(ws).default_payment_terms_days)
+    if isinstance(terms, bool) or not isinstance(terms, int) or not 0 <= terms <= 365:
+        raise Invalid("payment_terms_days is 0 to 365.", payment_terms_days="out of range")
+    recurring_id = new_id()
+    uow.execute(recurring_invoices.insert().values(
+        id=recurring_id, workspace_id=workspace_id, client_id=client.id, frequency=schedule.frequency,
+        interval=schedule.interval, start_date=schedule.start_date, end_date=schedule.end_date,
+        next_run=schedule.occurrence(0), runs=0, payment_terms_days=terms,
+        lines=[{k: v for k, v in l.as_dict().items() if k in ("description", "quantity", "unit_price", "tax_rate",
+                                                              "discount_percent")} for l in lines],
+        notes=str(data.get("notes", ""))[:5000], autopay=bool(data.get("autopay", False)),
+        active=bool(data.get("active", True)), created_at=now))
+    row = get_scoped(uow, recurring_invoices, workspace_id, recurring_id, "recurring invoice")
+    uow.publish("recurring.created", workspace_id, recurring_view(row))
+    return recurring_view(row)
+
+
+def update_recurring(uow, now: datetime, workspace_id: str, recurring_id: str, data: dict) -> dict:
+    allowed = RECURRING_FIELDS - {"client_id", "start_date", "frequency", "interval"}
+    if not isinstance(data, dict) or set(data) - allowed:
+        raise Invalid("Unknown or unchangeable fields.",
+                      **{k: "cannot be changed" for k in sorted(set(data or {}) - allowed)})
+    row = get_scoped(uow, recurring_invoices, workspace_id, recurring_id, "recurring invoice", lock=True)
+    values = {}
+    if "end_date" in data:
+        schedule = _schedule({"end_date": data["end_date"]}, row)
+        values["end_date"] = schedule.end_date
+        values["next_run"] = schedule.occurrence(row.runs)
+    if "lines" in data:
+        values["lines"] = [{k: v for k, v in l.as_dict().items() if k in ("description", "quantity", "unit_price",
+                                                                          "tax_rate", "discount_percent")}
+                           for l in parse_lines(data["lines"])]
+    for key in ("autopay", "active"):
+        if key in data:
+            if not isinstance(data[key], bool):
+                raise Invalid(f"{key} is true or false.", **{key: "not a boolean"})
+            values[key] = data[key]
+    if "notes" in data:
+        values["notes"] = str(data["notes"])[:5000]
+    if "payment_terms_days" in data:
+        values["payment_terms_days"] = int(data["payment_terms_days"])
+    uow.execute(recurring_invoices.update().where(recurring_invoices.c.id == recurring_id).values(**values))
+    row = get_scoped(uow, recurring_invoices, workspace_id, recurring_id, "recurring invoice")
+    uow.publish("recurring.updated", workspace_id, recurring_view(row))
+    return recurring_view(row)
+
+
+def get_recurring(uow, now: datetime, workspace_id: str, recurring_id: str) -> dict:
+    return recurring_view(get_scoped(uow, recurring_invoices, workspace_id, recurring_id, "recurring invoice"))
+
+
+def list_recurring(uow, now: datetime, workspace_id: str, client_id: str | None = None) -> list[dict]:
+    query = sa.select(recurring_invoices).where(recurring_invoices.c.workspace_id == workspace_id)
+    if client_id:
+        query = query.where(recurring_invoices.c.client_id == client_id)
+    return [recurring_view(r) for r in uow.execute(query.order_by(recurring_invoices.c.created_at)).all()]
+
+
+def run_due_recurring(uow, now: datetime) -> int:
+    """Generate every invoice whose period has come, catching up missed periods. Each period is claimed
+    with a compare-and-set on next_run, and the (schedule, period) unique key backs it up, so two
+    replicas never make the same invoice twice."""
+    made = 0
+    due = uow.execute(sa.select(recurring_invoices, workspaces.c.timezone)
+                      .join(workspaces, workspaces.c.id == recurring_invoices.c.workspace_id)
+                      .where(recurring_invoices.c.active.is_(True), recurring_invoices.c.next_run.is_not(None))).all()
+    uow.rollback()
+    for row in due:
+        schedule = domain.Schedule(row.frequency, row.interval, row.start_date, row.end_date)
+        runs, period = row.runs, row.next_run
+        while period is not None and period <= workspace_today(row, now):
+            following = schedule.occurrence(runs + 1)
+            claimed = uow.execute(recurring_invoices.update()
+                                  .where(recurring_invoices.c.id == row.id, recurring_invoices.c.next_run == period,
+                                         recurring_invoices.c.runs == runs)
+                                  .values(next_run=following, runs=runs + 1)).rowcount
+            if claimed != 1:
+                uow.rollback()
+                break  # another replica has this period
+            try:
+                create_invoice(uow, now, row.workspace_id, {
+                    "client_id": row.client_id, "issue_date": period.isoformat(), "lines": row.lines,
+                    "payment_terms_days": row.payment_terms_days, "notes": row.notes, "send": True},
+                    recurring={"id": row.id, "period": period, "autopay": row.autopay})
+                uow.commit()
+                made += 1
+            except IntegrityError:
+                uow.rollback()
+                break
+            except (Invalid, Conflict) as exc:  # e.g. the client was removed: stop this schedule, say why
+                uow.rollback()
+                log.warning("recurring invoice skipped", extra={"recurring_id": row.id, "error": exc.detail})
+                break
+            runs, period = runs + 1, following
+    return made
+
+
+def run_reminders(uow, now: datetime) -> int:
+    """Announce reminders before, on and after due dates, each once per invoice, and an invoice's
+    first day overdue. Documents sends the emails from these events."""
+    sent = 0
+    rows = uow.execute(sa.select(invoices, workspaces.c.settings, workspaces.c.timezone)
+                       .join(workspaces, workspaces.c.id == invoices.c.workspace_id)
+                       .where(invoices.c.status.in_(sorted(domain.OPEN_STATUSES)), invoices.c.kind == "standard",
+                              invoices.c.archived_at.is_(None))).all()
+    uow.rollback()
+    for row in rows:
+        owed = domain.balance(row.total, row.amount_paid, row.amount_credited)
+        if owed <= 0:
+            continue
+        today = workspace_today(row, now)
+        settings = settings_of(row).reminders
+        kinds = []
+        if settings.enabled:
+            policy = domain.ReminderPolicy(settings.days_before, settings.on_due, settings.days_after)
+            kinds = policy.due(row.due_date, today)
+        if row.due_date < today:
+            kinds.append("overdue")
+        for kind in kinds:
+            try:
+                uow.execute(reminders_sent.insert().values(invoice_id=row.id, kind=kind, sent_at=now))
+                event = {"id": row.id, "number": row.number, "client_id": row.client_id, "kind": kind,
+                         "balance": owed, "currency": row.currency, "due_date": iso(row.due_date),
+                         "recipients": portal_recipients(uow, row.client_id)}
+                if kind == "overdue":
+                    uow.publish("invoice.overdue", row.workspace_id, event)
+                else:
+                    uow.publish("invoice.reminder", row.workspace_id, event)
+                    record_activity(uow, now, row.workspace_id, row.client_id, "reminder.sent",
+                                    f"Reminder ({kind.replace('_', ' ')}) sent for {row.number}",
+                                    {"invoice_id": row.id})
+                    sent += 1
+                uow.commit()
+            except IntegrityError:
+                uow.rollback()  # already done, here or by another replica
+    return sent

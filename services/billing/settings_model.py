@@ -1,0 +1,68 @@
+"""Workspace settings: validated with pydantic, stored as JSON beside the workspace's core columns."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from chassis.errors import Invalid
+from services.billing import domain
+
+
+class BookingLink(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=50, pattern=r"^[a-z0-9-]+$")
+    name: str = Field(min_length=1, max_length=100)
+    duration_minutes: int = Field(ge=5, le=480)
+
+
+class Reminders(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    days_before: list[int] = Field(default_factory=lambda: [3])
+    on_due: bool = True
+    days_after: list[int] = Field(default_factory=lambda: [1, 7, 14])
+
+    @field_validator("days_before", "days_after")
+    @classmethod
+    def _days(cls, days: list[int]) -> list[int]:
+        if any(d < 1 or d > 365 for d in days) or len(days) > 10:
+            raise ValueError("days are 1 to 365, at most 10 of them")
+        return sorted(set(days))
+
+
+class WorkspaceSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    portal_enabled: bool = True
+    allow_partial_payments: bool = True
+    partial_payment_minimum: int = Field(default=0, ge=0)
+    payment_methods: list[Literal["card", "bank_transfer"]] = Field(default_factory=lambda: ["card"])
+    booking_links: list[BookingLink] = Field(default_factory=list)
+    invoice_number_pattern: str = "INV-{YYYY}-{seq:05}"
+    retainer_number_pattern: str = "RET-{YYYY}-{seq:05}"
+    quote_number_pattern: str = "QUO-{YYYY}-{seq:05}"
+    credit_number_pattern: str = "CN-{YYYY}-{seq:05}"
+    default_payment_terms_days: int = Field(default=30, ge=0, le=365)
+    reminders: Reminders = Field(default_factory=Reminders)
+    auto_convert_accepted_quotes: bool = False
+    refund_policy: Literal["reopen", "credit"] = "reopen"
+
+    @field_validator("invoice_number_pattern", "retainer_number_pattern", "quote_number_pattern",
+                     "credit_number_pattern")
+    @classmethod
+    def _pattern(cls, pattern: str) -> str:
+        try:
+            return domain.validate_pattern(pattern)
+        except Invalid as exc:
+            raise ValueError(exc.detail) from None
+
+
+def parse_settings(data: dict) -> WorkspaceSettings:
+    try:
+        return WorkspaceSettings.model_validate(data)
+    except ValidationError as exc:
+        raise Invalid("Some settings are not valid.", **field_errors(exc)) from None
+
+
+def field_errors(exc: ValidationError) -> dict:
+    return {".".join(str(p) for p in err["loc"]) or "body": err["msg"] for err in exc.errors()}
