@@ -166,7 +166,7 @@ def stack(amqp_uri, service_databases, tmp_path_factory):
     try:
         running.wait_healthy(120)
         subprocess.run([sys.executable, "-m", "services.billing.seed"], cwd=ROOT, env=env, check=True)
-        _wait_for_contacts(service_databases["auth"], 2)
+        _wait_for_contacts(service_databases["auth"], 4)
         running.outbox = Outbox(work / "mail")
         running.databases = service_databases
         running.amqp_uri = amqp_uri

@@ -39,16 +39,19 @@ def test_sign_in_see_balance_sign_out_and_nothing_reusable(stack):
     assert dashboard.url == f"{base}/dashboard" and dashboard.status_code == 200
     assert "Demo Client Ltd" in dashboard.text
     outstanding = re.search(r'data-testid="outstanding">([^<]+)<', dashboard.text).group(1)
-    assert outstanding == "$2,375.00"  # 975.00 unpaid + 500.00 left on a partial + 900.00 overdue
+    # 885.00 sent + 400.00 viewed + 500.00 left on a partial + 850.00 overdue after a 50.00 credit
+    assert outstanding == "$2,635.00"
+    assert re.search(r'data-testid="credits">([^<]+)<', dashboard.text).group(1) == "$100.00"
+    assert re.search(r'data-testid="retainer">([^<]+)<', dashboard.text).group(1) == "$500.00"
     api = browser.get(f"{base}/api/portal/v1/dashboard").json()
-    assert api["outstanding"] == {"amount": 237500, "currency": "USD"}
-    assert api["overdue"]["count"] == 1 and api["last_payment"]["amount"] == 25000
+    assert api["outstanding"] == {"amount": 263500, "currency": "USD"}
+    assert api["overdue"] == {"count": 1, "amount": 85000, "currency": "USD"}
+    assert api["last_payment"]["amount"] == 25000
 
     # 5. the other client's data is nowhere
     for text in (dashboard.text, str(api)):
         assert "Other Corp" not in text and "Secret project" not in text and "7,777" not in text
-    other_numbers = {inv["number"] for inv in api["recent_invoices"]}
-    assert len(other_numbers) == 4
+    assert {inv["client_id"] for inv in api["recent_invoices"]} == {api["client"]["id"]}
 
     # 6. sign out: the old session and the used link are both refused
     old_cookie = browser.cookies.get("portal_session")

@@ -16,6 +16,8 @@ DASHBOARD = {
     "business": {"name": "Acme", "email": "b@acme.example", "phone": "", "address": ""},
     "outstanding": {"amount": 237500, "currency": "USD"},
     "overdue": {"count": 1, "amount": 90000, "currency": "USD"},
+    "credit_available": {"amount": 10000, "currency": "USD"},
+    "retainer_available": {"amount": 50000, "currency": "USD"},
     "last_payment": {"amount": 25000, "currency": "USD", "received_at": "2026-11-20T15:00:00+00:00"},
     "recent_invoices": [],
 }
