@@ -10,6 +10,7 @@ import falcon
 from email_validator import EmailNotValidError, validate_email
 
 from chassis.errors import Invalid, RateLimited, Unauthorized
+from services.gateway.admin import add_admin_routes
 
 LINK_PROBLEMS = {
     "used": ("This link has already been used", "Each sign-in link works once. Ask for a new one below."),
@@ -206,3 +207,4 @@ def add_routes(app: falcon.App, rpc, health_rpc, env, config) -> None:
     app.add_route("/healthz", Health(health_rpc, env, config))
     if config.dev:
         app.add_route("/dev/mail", DevMail(rpc, env, config))
+    add_admin_routes(app, rpc)

@@ -1,0 +1,155 @@
+"""portalctl: the common admin tasks from a shell, over RPC to the billing service.
+
+    portalctl workspace create --name "Acme" --email billing@acme.example [--currency USD]
+    portalctl key create --workspace WS --name ci            (prints the key once)
+    portalctl key revoke --workspace WS --key-id ID
+    portalctl client create --workspace WS --name "Client" [--contact-email a@b.c --contact-name N --portal]
+    portalctl contact add --workspace WS --client CL --email a@b.c [--name N] [--portal]
+    portalctl portal enable|disable --workspace WS --contact CT
+    portalctl invoice create --workspace WS --client CL --line "Design:10:9500[:tax%]" [--due-in 30] [--send]
+    portalctl invoice send --workspace WS --invoice INV
+    portalctl contacts republish [--workspace WS]
+
+AMQP_URI says where the broker is. Output is JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
+from nameko.standalone.rpc import ClusterRpcProxy
+
+from chassis import settings
+from chassis.errors import ServiceError
+
+
+def parse_line(text: str) -> dict:
+    parts = text.rsplit(":", 3) if text.count(":") >= 3 else text.rsplit(":", 2)
+    if len(parts) < 3:
+        raise argparse.ArgumentTypeError("a line is DESCRIPTION:QUANTITY:UNIT_PRICE_IN_CENTS[:TAX_PERCENT]")
+    line = {"description": parts[0], "quantity": parts[1], "unit_price": int(parts[2])}
+    if len(parts) == 4:
+        line["tax_rate"] = parts[3]
+    return line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="portalctl", description="Billing portal admin tasks")
+    sub = parser.add_subparsers(dest="area", required=True)
+
+    ws = sub.add_parser("workspace").add_subparsers(dest="action", required=True)
+    create = ws.add_parser("create")
+    create.add_argument("--name", required=True)
+    create.add_argument("--email", required=True)
+    create.add_argument("--currency", default="USD")
+    create.add_argument("--locale", default="en_US")
+    create.add_argument("--timezone", default="UTC")
+
+    key = sub.add_parser("key").add_subparsers(dest="action", required=True)
+    for action in ("create", "revoke", "list"):
+        p = key.add_parser(action)
+        p.add_argument("--workspace", required=True)
+        if action == "create":
+            p.add_argument("--name", required=True)
+        if action == "revoke":
+            p.add_argument("--key-id", required=True)
+
+    client = sub.add_parser("client").add_subparsers(dest="action", required=True)
+    p = client.add_parser("create")
+    p.add_argument("--workspace", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--currency")
+    p.add_argument("--contact-email")
+    p.add_argument("--contact-name", default="")
+    p.add_argument("--portal", action="store_true", help="give the contact portal access")
+
+    contact = sub.add_parser("contact").add_subparsers(dest="action", required=True)
+    p = contact.add_parser("add")
+    p.add_argument("--workspace", required=True)
+    p.add_argument("--client", required=True)
+    p.add_argument("--email", required=True)
+    p.add_argument("--name", default="")
+    p.add_argument("--portal", action="store_true")
+
+    portal = sub.add_parser("portal").add_subparsers(dest="action", required=True)
+    for action in ("enable", "disable"):
+        p = portal.add_parser(action)
+        p.add_argument("--workspace", required=True)
+        p.add_argument("--contact", required=True)
+
+    invoice = sub.add_parser("invoice").add_subparsers(dest="action", required=True)
+    p = invoice.add_parser("create")
+    p.add_argument("--workspace", required=True)
+    p.add_argument("--client", required=True)
+    p.add_argument("--line", action="append", type=parse_line, required=True, dest="lines")
+    p.add_argument("--due-in", type=int, help="payment terms in days")
+    p.add_argument("--send", action="store_true")
+    p = invoice.add_parser("send")
+    p.add_argument("--workspace", required=True)
+    p.add_argument("--invoice", required=True)
+
+    contacts = sub.add_parser("contacts").add_subparsers(dest="action", required=True)
+    p = contacts.add_parser("republish")
+    p.add_argument("--workspace")
+    return parser
+
+
+def run(args, billing):
+    """The RPC call for each command."""
+    match (args.area, args.action):
+        case ("workspace", "create"):
+            return billing.create_workspace({"name": args.name, "email": args.email, "currency": args.currency,
+                                             "locale": args.locale, "timezone": args.timezone})
+        case ("key", "create"):
+            return billing.create_api_key(args.workspace, args.name)
+        case ("key", "revoke"):
+            return billing.revoke_api_key(args.workspace, args.key_id)
+        case ("key", "list"):
+            return billing.list_api_keys(args.workspace)
+        case ("client", "create"):
+            data = {"name": args.name, **({"currency": args.currency} if args.currency else {})}
+            if args.contact_email:
+                data["contacts"] = [{"email": args.contact_email, "name": args.contact_name,
+                                     "portal_access": args.portal, "is_primary": True}]
+            return billing.create_client(args.workspace, data)
+        case ("contact", "add"):
+            return billing.add_contact(args.workspace, args.client, {"email": args.email, "name": args.name,
+                                                                     "portal_access": args.portal})
+        case ("portal", action):
+            return billing.set_portal_access(args.workspace, args.contact, action == "enable")
+        case ("invoice", "create"):
+            data = {"client_id": args.client, "lines": args.lines, "send": args.send}
+            if args.due_in is not None:
+                data["payment_terms_days"] = args.due_in
+            return billing.create_invoice(args.workspace, data)
+        case ("invoice", "send"):
+            return billing.send_invoice(args.workspace, args.invoice)
+        case ("contacts", "republish"):
+            return {"republished": billing.republish_contacts(args.workspace)}
+    raise SystemExit(f"unknown command {args.area} {args.action}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with ClusterRpcProxy({"AMQP_URI": settings.amqp_uri()},
+                             timeout=float(settings.env("RPC_TIMEOUT", "20"))) as cluster:
+            result = run(args, cluster.billing)
+    except ServiceError as exc:
+        print(json.dumps({"error": exc.title, "detail": exc.detail, "errors": exc.fields}), file=sys.stderr)
+        return 1
+    except RemoteError as exc:
+        print(json.dumps({"error": exc.exc_type, "detail": exc.value}), file=sys.stderr)
+        return 1
+    except (RpcTimeout, UnknownService, OSError) as exc:
+        print(f"portalctl: cannot reach the billing service ({exc!r}); is it running? AMQP_URI="
+              f"{settings.amqp_uri()}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
