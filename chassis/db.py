@@ -149,3 +149,17 @@ class UtcDateTime(sa.types.TypeDecorator):
         if value is None:
             return None
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class JoinedUnitOfWork(UnitOfWork):
+    """A unit of work inside a transaction someone else commits (an event consumer commits the
+    change together with its inbox row), so the same handlers serve RPC calls and events."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    def commit(self) -> None:
+        pass
+
+    def rollback(self) -> None:
+        raise RuntimeError("a joined unit of work cannot roll back its owner's transaction")

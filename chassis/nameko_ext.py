@@ -82,7 +82,8 @@ class ServiceBase:
 
 
 def consumes(source_service: str, event_type: str, max_attempts: int = 5, base_delay: float = 0.2):
-    """Subscribe a method `fn(self, conn, event)` to an event, exactly once per event id.
+    """Subscribe a method `fn(self, uow, event)` to an event, exactly once per event id. The unit of
+    work joins the transaction that also records the event id, and commits with it.
 
     Failures are retried in place with exponential backoff; after `max_attempts` the event goes to
     the dead-letter table instead of being silently dropped. The message is acked only after this
@@ -96,7 +97,8 @@ def consumes(source_service: str, event_type: str, max_attempts: int = 5, base_d
             consumer = f"{self.name}.{fn.__name__}"
             for attempt in range(1, max_attempts + 1):
                 try:
-                    return events.consume_once(self.db.engine, consumer, event, lambda c, e: fn(self, c, e))
+                    return events.consume_once(self.db.engine, consumer, event,
+                                               lambda conn, e: fn(self, dbmod.JoinedUnitOfWork(conn), e))
                 except Exception as exc:  # noqa: BLE001 - anything may fail; we retry then park it
                     log.warning(
                         "event handler failed",

@@ -154,7 +154,7 @@ def stack(amqp_uri, service_databases, tmp_path_factory):
         "PORTAL_ENV": "dev", "PORTAL_VAR_DIR": str(work / "var"), "MAIL_OUTBOX_DIR": str(work / "mail"),
         "AMQP_URI": amqp_uri, "GATEWAY_BIND": f"127.0.0.1:{port}", "PORTAL_URL": f"http://localhost:{port}",
         "RPC_TIMEOUT": "3", "GATEWAY_WORKERS": "2", "OUTBOX_RELAY_INTERVAL": "0.1", "MAIL_POLL_INTERVAL": "0.2",
-        "AUTH_LINKS_PER_EMAIL": "50", "AUTH_LINKS_PER_IP": "500",
+        "AUTH_LINKS_PER_EMAIL": "50", "AUTH_LINKS_PER_IP": "500", "BILLING_SWEEP_INTERVAL": "1",
     })
     env.pop("SMTP_URL", None)
     for service, url in service_databases.items():

@@ -69,9 +69,9 @@ class AuthService(ServiceBase):
             return handlers.logout(uow, sid, utcnow())
 
     @consumes("billing", "contact.created")
-    def on_contact_created(self, conn, event):
-        handlers.apply_contact(conn, event["data"], utcnow())
+    def on_contact_created(self, uow, event):
+        handlers.apply_contact(uow, event["data"], utcnow())
 
     @consumes("billing", "contact.updated")
-    def on_contact_updated(self, conn, event):
-        handlers.apply_contact(conn, event["data"], utcnow())
+    def on_contact_updated(self, uow, event):
+        handlers.apply_contact(uow, event["data"], utcnow())

@@ -8,21 +8,10 @@ from nameko.rpc import rpc
 from nameko.timer import timer
 
 from chassis import settings
-from chassis.db import UnitOfWork
 from chassis.errors import EXPECTED
 from chassis.events import utcnow
 from chassis.nameko_ext import Database, ServiceBase, consumes
 from services.billing import handlers
-
-
-class _ConnUnitOfWork(UnitOfWork):
-    """Lets a handler written for a unit of work run inside an event consumer's transaction."""
-
-    def __init__(self, conn):
-        self.conn = conn
-
-    def commit(self):  # the consumer commits with its inbox row
-        pass
 
 
 def _admin(name: str):
@@ -109,29 +98,29 @@ class BillingService(ServiceBase):
             handlers.run_reminders(uow, utcnow())
 
     @consumes("auth", "auth.signed_in")
-    def on_signed_in(self, conn, event):
+    def on_signed_in(self, uow, event):
         data = event["data"]
-        handlers.add_activity(_ConnUnitOfWork(conn), utcnow(), event["workspace_id"], data["client_id"],
+        handlers.add_activity(uow, utcnow(), event["workspace_id"], data["client_id"],
                               "portal.signed_in", "Signed in to the portal", {"contact_id": data["contact_id"]})
 
     @consumes("payments", "payment.succeeded")
-    def on_payment_succeeded(self, conn, event):
+    def on_payment_succeeded(self, uow, event):
         """Stripe payments reach the ledger here; the payment id makes a replay harmless."""
         data = event["data"]
-        handlers.record_payment(_ConnUnitOfWork(conn), utcnow(), event["workspace_id"], {
+        handlers.record_payment(uow, utcnow(), event["workspace_id"], {
             "payment_id": data["payment_id"], "allocations": data["allocations"], "currency": data["currency"],
             "method": "card", "reference": data.get("reference", ""), "source": "stripe",
             "received_at": data.get("received_at")})
 
     @consumes("payments", "payment.attempted")
-    def on_payment_attempted(self, conn, event):
+    def on_payment_attempted(self, uow, event):
         data = event["data"]
-        handlers.add_activity(_ConnUnitOfWork(conn), utcnow(), event["workspace_id"], data["client_id"],
+        handlers.add_activity(uow, utcnow(), event["workspace_id"], data["client_id"],
                               "payment.attempted", "Payment attempted", {"payment_id": data.get("payment_id")})
 
     @consumes("payments", "payment.failed")
-    def on_payment_failed(self, conn, event):
+    def on_payment_failed(self, uow, event):
         data = event["data"]
-        handlers.add_activity(_ConnUnitOfWork(conn), utcnow(), event["workspace_id"], data["client_id"],
+        handlers.add_activity(uow, utcnow(), event["workspace_id"], data["client_id"],
                               "payment.failed", "Payment failed", {"payment_id": data.get("payment_id"),
                                                                    "reason": data.get("reason", "")})

@@ -89,6 +89,21 @@ def deliver_due(uow, backend, now: datetime, batch: int = 20) -> int:
     return sent
 
 
+def queue_reminders(uow, now: datetime, sender: str, event: dict, portal_url: str) -> int:
+    """One reminder email per portal contact, once per invoice, kind and contact."""
+    from chassis.money import Money
+
+    data = event["data"]
+    for recipient in data["recipients"]:
+        queue_email(uow, now, sender, idempotency_key=f"reminder:{data['id']}:{data['kind']}:{recipient['contact_id']}",
+                    kind="invoice_reminder", to=recipient["email"], workspace_id=event["workspace_id"],
+                    client_id=data["client_id"],
+                    context={"name": recipient["name"], "number": data["number"], "kind": data["kind"],
+                             "due_date": data["due_date"], "balance": Money(data["balance"], data["currency"]).format(),
+                             "portal_url": f"{portal_url.rstrip('/')}/login"})
+    return len(data["recipients"])
+
+
 LINK = re.compile(r"https?://\S+")
 
 

@@ -38,5 +38,14 @@ class DocumentsService(ServiceBase):
             return handlers.recent_emails(uow, limit)
 
     @consumes("billing", "workspace.created")
-    def on_workspace_created(self, conn, event):
-        handlers.apply_workspace(conn, event["data"], utcnow())
+    def on_workspace_created(self, uow, event):
+        handlers.apply_workspace(uow, event["data"], utcnow())
+
+    @consumes("billing", "workspace.updated")
+    def on_workspace_updated(self, uow, event):
+        handlers.apply_workspace(uow, event["data"], utcnow())
+
+    @consumes("billing", "invoice.reminder")
+    def on_invoice_reminder(self, uow, event):
+        handlers.queue_reminders(uow, utcnow(), self.sender, event,
+                                 settings.env("PORTAL_URL", "http://localhost:8000"))

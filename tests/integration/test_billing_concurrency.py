@@ -31,7 +31,7 @@ def engine(service_databases):
 @pytest.fixture
 def client(engine):
     with UnitOfWork(engine) as uow:
-        ws = h.create_workspace(uow, utcnow(), {"name": "Concurrency Co", "email": "c@c.test"})["id"]
+        ws = h.create_workspace(uow, utcnow(), {"name": "Concurrency Co", "email": "c@c.example.org"})["id"]
         client_id = h.create_client(uow, utcnow(), ws, {"name": "Racer"})["id"]
         uow.commit()
     return ws, client_id

@@ -148,3 +148,29 @@ def test_request_id_travels_into_the_services_logs(stack):
     # a forged session makes auth raise an expected error, which nameko logs with the worker's context
     requests.get(f"{stack.url}/dashboard", cookies={"portal_session": "forged"}, headers={"X-Request-ID": request_id})
     wait_until(logged, what="request id in auth's JSON log")
+
+
+def test_sign_ins_reach_billing_activity_through_events(stack):
+    sign_in(stack, "other@example.com")
+    [(client_id,)] = query(stack.databases["billing"], "SELECT client_id FROM contacts WHERE email = 'other@example.com'")
+    wait_until(lambda: query(stack.databases["billing"], "SELECT count(*) FROM activities WHERE client_id = %s "
+                             "AND kind = 'portal.signed_in'", (client_id,))[0][0] >= 1,
+               what="portal.signed_in activity in billing")
+
+
+def test_a_due_reminder_is_emailed_once_by_documents(stack):
+    from datetime import date, timedelta
+
+    email = f"remind-{uuid.uuid4().hex[:6]}@example.com"
+    [(workspace_id,)] = query(stack.databases["billing"], "SELECT id FROM workspaces WHERE name = 'Acme Studio'")
+    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=10) as rpc:
+        client = rpc.billing.create_client(workspace_id, {"name": "Reminded Ltd", "timezone": "UTC", "contacts": [
+            {"email": email, "name": "Rita", "portal_access": True}]})
+        rpc.billing.create_invoice(workspace_id, {
+            "client_id": client["id"], "send": True, "issue_date": date.today().isoformat(),
+            "due_date": (date.today() + timedelta(days=3)).isoformat(),
+            "lines": [{"description": "Reminder test", "unit_price": 4200}]})
+    [message] = stack.outbox.wait_for(email, 1, timeout=20)
+    assert "is due on" in message["Subject"] and "$42.00" in message.get_body(("plain",)).get_content()
+    time.sleep(3)  # several more sweeps pass
+    assert stack.outbox.count(email) == 1

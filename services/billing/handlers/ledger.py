@@ -221,16 +221,19 @@ def statement(uow, now: datetime, workspace_id: str, client_id: str, start, end,
     """Statement of account: opening balance, each invoice, payment, credit note and refund in date
     order with a running balance, and the closing balance. Void and draft invoices are not charges."""
     client = client_row(uow, workspace_id, client_id)
-    start, end = parse_date(start, "from"), parse_date(end, "to")
-    if start is None or end is None or end < start:
-        raise Invalid("Give a period: from and to dates, from not after to.", period="invalid")
+    ws = workspace_row(uow, workspace_id)
+    today = workspace_today(ws, now)
+    # Without a period: this month to date, as the portals we follow default to.
+    start = parse_date(start, "from") or today.replace(day=1)
+    end = parse_date(end, "to") or today
+    if end < start:
+        raise Invalid("The period's start is after its end.", period="from after to")
     currency = currency or client.currency
     entries: list[domain.StatementEntry] = []
     for r in uow.execute(sa.select(invoices).where(invoices.c.client_id == client_id, invoices.c.kind == "standard",
                                                    invoices.c.currency == currency,
                                                    invoices.c.status.notin_(["draft", "void"]))).all():
         entries.append(domain.StatementEntry(r.issue_date, "invoice", r.number, r.total))
-    ws = workspace_row(uow, workspace_id)
     tz_today = lambda moment: workspace_today(ws, moment)  # noqa: E731 - payment dates in the business's zone
     for r in uow.execute(sa.select(payments).where(payments.c.client_id == client_id,
                                                    payments.c.currency == currency)).all():

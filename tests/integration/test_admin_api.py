@@ -1,0 +1,246 @@
+"""The admin API through the real gateway and billing service: every route, bad input, and another
+workspace's key. Workspaces and keys are made with the portalctl CLI, as an operator would."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from datetime import date, timedelta
+
+import psycopg2
+import pytest
+import requests
+
+from services.gateway.admin import PREFIX, ROUTES
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+HIT: set[tuple[str, str]] = set()
+
+
+def portalctl(stack, *args) -> dict:
+    result = subprocess.run([sys.executable, "-m", "services.billing.cli", *args], cwd=ROOT, env=stack.env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+class Api:
+    def __init__(self, base: str, key: str | None):
+        self.base = base
+        self.key = key
+
+    def __call__(self, method: str, path: str, body=None, params=None, expect: int | None = None):
+        headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
+        response = requests.request(method, f"{self.base}{PREFIX}{path}", json=body, params=params, headers=headers,
+                                    timeout=20)
+        HIT.add((method, re.sub(r"/[0-9a-f-]{36}(?=/|$)", "/{id}", path)))
+        if expect is not None:
+            assert response.status_code == expect, (method, path, response.status_code, response.text)
+        return response
+
+
+def snapshot(url: str) -> dict:
+    """A digest of every billing table: proves a rejected request changed nothing at all. The relay
+    stamps outbox rows as it publishes and consumers fill the inbox in the background, so those two
+    are compared by row count (no new event) rather than content."""
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")
+        tables = [row[0] for row in cur.fetchall()]
+        digest = {}
+        for table in tables:
+            if table in ("outbox", "inbox"):
+                cur.execute(f'SELECT count(*) FROM "{table}"')
+                digest[table] = cur.fetchone()
+                continue
+            cur.execute(f'SELECT count(*), md5(coalesce(string_agg(t::text, \',\' ORDER BY t::text), \'\')) '
+                        f'FROM "{table}" t')
+            digest[table] = cur.fetchone()
+        return digest
+
+
+@pytest.fixture(scope="module")
+def admin(stack):
+    ws_a = portalctl(stack, "workspace", "create", "--name", "Admin A", "--email", "a@admin.example.org")["id"]
+    ws_b = portalctl(stack, "workspace", "create", "--name", "Admin B", "--email", "b@admin.example.org",
+                     "--currency", "EUR")["id"]
+    key_a = portalctl(stack, "key", "create", "--workspace", ws_a, "--name", "tests")["key"]
+    key_b = portalctl(stack, "key", "create", "--workspace", ws_b, "--name", "tests")["key"]
+    client = portalctl(stack, "client", "create", "--workspace", ws_a, "--name", "CLI Client",
+                       "--contact-email", "cli@client.example.org", "--contact-name", "Cli", "--portal")
+    invoice = portalctl(stack, "invoice", "create", "--workspace", ws_a, "--client", client["id"],
+                        "--line", "Design:2:5000:20", "--due-in", "14", "--send")
+    assert invoice["total"] == 12000 and invoice["status"] == "sent"
+    api_a = Api(stack.url, key_a)
+    quote = api_a("POST", "/quotes", {"client_id": client["id"], "send": True,
+                                      "lines": [{"description": "Idea", "unit_price": 100}]}, expect=201).json()
+    recurring = api_a("POST", "/recurring-invoices", {
+        "client_id": client["id"], "frequency": "yearly", "start_date": (date.today() + timedelta(days=30)).isoformat(),
+        "lines": [{"description": "Licence", "unit_price": 100}]}, expect=201).json()
+    return {"a": api_a, "b": Api(stack.url, key_b), "ws_a": ws_a, "client": client, "invoice": invoice,
+            "quote": quote, "recurring": recurring, "db": stack.databases["billing"], "stack": stack}
+
+
+def test_cli_contact_and_portal_commands(admin):
+    stack = admin["stack"]
+    contact = portalctl(stack, "contact", "add", "--workspace", admin["ws_a"], "--client", admin["client"]["id"],
+                        "--email", "second@client.example.org")
+    assert contact["portal_access"] is False
+    enabled = portalctl(stack, "portal", "enable", "--workspace", admin["ws_a"], "--contact", contact["id"])
+    assert enabled["portal_access"] is True
+    assert portalctl(stack, "invoice", "send", "--workspace", admin["ws_a"],
+                     "--invoice", admin["invoice"]["id"])["status"] == "sent"
+    keys = portalctl(stack, "key", "list", "--workspace", admin["ws_a"])
+    assert [k["name"] for k in keys] == ["tests"] and "key" not in keys[0]
+
+
+def test_every_route_works_for_its_own_workspace(admin):
+    api, client_id = admin["a"], admin["client"]["id"]
+    today = date.today()
+    assert api("GET", "/workspace", expect=200).json()["name"] == "Admin A"
+    settings = api("PATCH", "/workspace", {"brand_color": "#112233", "settings": {
+        "invoice_number_pattern": "A-{YYYY}-{seq:04}", "auto_convert_accepted_quotes": True}}, expect=200).json()
+    assert settings["brand_color"] == "#112233" and settings["settings"]["invoice_number_pattern"].startswith("A-")
+    created = api("POST", "/clients", {"name": "Beta LLC", "contacts": [{"email": "beta@client.example.org",
+                                                                          "portal_access": True}]}, expect=201).json()
+    beta = created["id"]
+    assert [c["name"] for c in api("GET", "/clients", expect=200).json()] == ["Beta LLC", "CLI Client"]
+    assert api("GET", f"/clients/{beta}", expect=200).json()["contacts"][0]["is_primary"] is True
+    api("PATCH", f"/clients/{beta}", {"phone": "+1 555 0199"}, expect=200)
+    contact = api("POST", f"/clients/{beta}/contacts", {"email": "ap@beta.example.org", "name": "AP"}, expect=201).json()
+    assert api("PATCH", f"/contacts/{contact['id']}", {"portal_access": True}, expect=200).json()["portal_access"]
+
+    invoice = api("POST", "/invoices", {"client_id": beta, "lines": [
+        {"description": "Build", "quantity": 3, "unit_price": 10000, "tax_rate": 10}]}, expect=201).json()
+    # the sequence carries on under the new pattern: the CLI's invoice was number 1 this year
+    assert invoice["number"] == f"A-{today.year}-0002" and invoice["status"] == "draft" and invoice["total"] == 33000
+    api("PATCH", f"/invoices/{invoice['id']}", {"notes": "Thanks!", "payment_terms_days": 7}, expect=200)
+    sent = api("POST", f"/invoices/{invoice['id']}/send", expect=200).json()
+    assert sent["status"] == "sent" and sent["client"]["name"] == "Beta LLC"
+    api("PATCH", f"/clients/{beta}", {"name": "Beta Renamed"}, expect=200)
+    assert api("GET", f"/invoices/{invoice['id']}", expect=200).json()["client"]["name"] == "Beta LLC"
+    paid = api("POST", f"/invoices/{invoice['id']}/payments", {"amount": 3000, "method": "cash",
+                                                               "payment_id": "offline-1"}, expect=201).json()
+    again = api("POST", f"/invoices/{invoice['id']}/payments", {"amount": 3000, "method": "cash",
+                                                                "payment_id": "offline-1"}, expect=201).json()
+    assert paid == again
+    api("POST", "/credit-notes", {"client_id": beta, "amount": 5000, "reason": "Sorry"}, expect=201)
+    assert api("GET", "/credit-notes", params={"client_id": beta}, expect=200).json()[0]["total"] == 5000
+    after_credit = api("POST", f"/invoices/{invoice['id']}/apply-credit", {"amount": 5000}, expect=200).json()
+    assert after_credit["balance"] == 33000 - 3000 - 5000
+    retainer = api("POST", "/invoices", {"client_id": beta, "kind": "retainer", "send": True,
+                                         "lines": [{"description": "Retainer", "unit_price": 20000}]}, expect=201).json()
+    api("POST", "/payments", {"allocations": [{"invoice_id": retainer["id"], "amount": 20000}]}, expect=201)
+    api("POST", f"/invoices/{invoice['id']}/apply-retainer", {"amount": 10000}, expect=200)
+    refund = api("POST", f"/clients/{beta}/retainer-refunds", {"amount": 4000}, expect=201).json()
+    assert refund["retainer_available"] == 6000
+    balances = api("GET", f"/clients/{beta}", expect=200).json()["balances"]
+    assert balances == {"currency": "USD", "outstanding": 15000, "credit_available": 0, "retainer_available": 6000}
+    assert {p["kind"] for p in api("GET", "/payments", params={"client_id": beta}, expect=200).json()} == {
+        "invoice", "retainer"}
+
+    api("POST", f"/invoices/{invoice['id']}/comments", {"body": "Paid the rest soon?"}, expect=201)
+    assert api("GET", f"/invoices/{invoice['id']}/comments", expect=200).json()[0]["author_kind"] == "business"
+    listed = api("GET", "/invoices", params={"client_id": beta, "status": "unpaid", "sort": "amount"},
+                 expect=200).json()
+    assert [i["number"] for i in listed["items"]] == [invoice["number"]]
+
+    draft = api("POST", "/invoices", {"client_id": beta, "lines": [{"description": "Oops", "unit_price": 1}]},
+                expect=201).json()
+    assert api("POST", f"/invoices/{draft['id']}/void", expect=200).json()["status"] == "void"
+    assert api("POST", f"/invoices/{draft['id']}/archive", {"archived": True}, expect=200).json()["archived"]
+
+    quote = api("POST", "/quotes", {"client_id": beta, "expiry_date": (today + timedelta(days=10)).isoformat(),
+                                    "lines": [{"description": "Plan", "unit_price": 90000}]}, expect=201).json()
+    api("PATCH", f"/quotes/{quote['id']}", {"notes": "Valid ten days"}, expect=200)
+    assert api("POST", f"/quotes/{quote['id']}/send", expect=200).json()["status"] == "sent"
+    assert api("GET", f"/quotes/{quote['id']}", expect=200).json()["display_status"] == "sent"
+    assert api("GET", "/quotes", params={"status": "pending"}, expect=200).json()["items"][0]["id"] == quote["id"]
+    api("POST", f"/quotes/{quote['id']}/comments", {"body": "Any questions?"}, expect=201)
+    assert len(api("GET", f"/quotes/{quote['id']}/comments", expect=200).json()) == 1
+    assert api("POST", f"/quotes/{quote['id']}/convert", expect=409).json()["title"] == "Conflict"
+
+    schedule = api("POST", "/recurring-invoices", {"client_id": beta, "frequency": "monthly",
+                                                   "start_date": (today + timedelta(days=40)).isoformat(),
+                                                   "lines": [{"description": "Care plan", "unit_price": 9900}],
+                                                   "autopay": True}, expect=201).json()
+    assert api("GET", f"/recurring-invoices/{schedule['id']}", expect=200).json()["autopay"] is True
+    assert api("PATCH", f"/recurring-invoices/{schedule['id']}", {"active": False}, expect=200).json()["active"] is False
+    assert [r["id"] for r in api("GET", "/recurring-invoices", params={"client_id": beta}, expect=200).json()] == [
+        schedule["id"]]
+
+    statement = api("GET", f"/clients/{beta}/statement", params={"from": (today - timedelta(days=1)).isoformat(),
+                                                                "to": today.isoformat()}, expect=200).json()
+    # charge 33000 (a retainer invoice is not a charge); payments 3000 + 20000; credit 5000; refund 4000
+    assert statement["closing_balance"] == statement["opening_balance"] + 33000 - 23000 - 5000 + 4000
+    kinds = [a["kind"] for a in api("GET", f"/clients/{beta}/activity", expect=200).json()]
+    assert {"invoice.sent", "payment.recorded", "credit.applied", "retainer.applied", "comment.added"} <= set(kinds)
+
+
+def test_the_openapi_document_is_served_and_lists_every_route(admin):
+    document = requests.get(f"{admin['stack'].url}{PREFIX}/openapi.json").json()
+    assert document["openapi"] == "3.1.0"
+    listed = {(method.upper(), path[len(PREFIX):]) for path, ops in document["paths"].items() for method in ops}
+    assert listed == {(r.method, r.path) for r in ROUTES}
+
+
+BODY_ROUTES = [r for r in ROUTES if r.body is not None]
+ID_ROUTES = [r for r in ROUTES if "{id}" in r.path]
+
+
+@pytest.mark.parametrize("route", BODY_ROUTES, ids=lambda r: f"{r.method} {r.path}")
+def test_invalid_input_is_a_422_with_field_errors_and_changes_nothing(admin, route):
+    before = snapshot(admin["db"])
+    path = route.path.replace("{id}", admin["invoice"]["id"] if "invoices" in route.path else admin["client"]["id"])
+    response = admin["a"](route.method, path, {"no_such_field": 1, "amount": "lots"})
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["errors"]
+    malformed = requests.request(route.method, f"{admin['a'].base}{PREFIX}{path}", data="{not json",
+                                 headers={"Authorization": f"Bearer {admin['a'].key}",
+                                          "Content-Type": "application/json"})
+    assert malformed.status_code in (400, 422)
+    assert snapshot(admin["db"]) == before
+
+
+VALID_BODIES = {
+    "ClientUpdate": {"phone": "1"}, "ContactIn": {"email": "x@example.org"}, "ContactUpdate": {"name": "x"},
+    "RefundIn": {"amount": 100}, "InvoiceUpdate": {"notes": "x"}, "ArchiveIn": {"archived": True},
+    "OfflinePayment": {"amount": 100}, "AmountIn": {"amount": 100}, "CommentIn": {"body": "hi"},
+    "QuoteUpdate": {"notes": "x"}, "RecurringUpdate": {"active": False},
+}
+
+
+@pytest.mark.parametrize("route", ID_ROUTES, ids=lambda r: f"{r.method} {r.path}")
+def test_another_workspaces_key_gets_404_and_changes_nothing(admin, route):
+    targets = {"clients": admin["client"]["id"], "contacts": admin["client"]["contacts"][0]["id"],
+               "invoices": admin["invoice"]["id"], "quotes": admin["quote"]["id"],
+               "recurring-invoices": admin["recurring"]["id"]}
+    target = targets[route.path.split("/")[1]]
+    body = VALID_BODIES[route.body.__name__] if route.body else None
+    before = snapshot(admin["db"])
+    response = admin["b"](route.method, route.path.replace("{id}", target), body)
+    assert response.status_code == 404, (route.path, response.text)
+    assert snapshot(admin["db"]) == before
+    if route.method == "GET":  # and the owner does see it, so the 404 is about scope
+        assert admin["a"](route.method, route.path.replace("{id}", target)).status_code == 200
+
+
+@pytest.mark.parametrize("key", [None, "bp_nope_forged", "x" * 500])
+def test_missing_or_forged_keys_are_401(admin, key):
+    response = Api(admin["stack"].url, key)("GET", "/workspace")
+    assert response.status_code == 401 and response.headers["content-type"] == "application/problem+json"
+
+
+def test_a_revoked_key_stops_working(admin):
+    stack = admin["stack"]
+    created = portalctl(stack, "key", "create", "--workspace", admin["ws_a"], "--name", "temporary")
+    Api(stack.url, created["key"])("GET", "/workspace", expect=200)
+    portalctl(stack, "key", "revoke", "--workspace", admin["ws_a"], "--key-id", created["id"])
+    Api(stack.url, created["key"])("GET", "/workspace", expect=401)
+
+
+def test_every_route_was_exercised():
+    """Runs last in this module: each route in the table was called at least once above."""
+    assert {(r.method, r.path) for r in ROUTES} <= HIT | {("GET", "/openapi.json")}

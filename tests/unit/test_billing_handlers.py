@@ -1,0 +1,143 @@
+"""Billing use cases on an embedded database: the rules a business relies on, without a broker."""
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from chassis.db import UnitOfWork
+from chassis.errors import Conflict, Invalid, NotFound
+from chassis.events import OUTBOX
+from services.billing import handlers as h
+
+NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
+LINE = [{"description": "Work", "quantity": 1, "unit_price": 10000}]
+
+
+@pytest.fixture
+def db(sqlite_engine):
+    engine = sqlite_engine("billing")
+
+    def run(fn, *args, now=NOW, **kwargs):
+        with UnitOfWork(engine) as uow:
+            result = fn(uow, now, *args, **kwargs)
+            uow.commit()
+            return result
+
+    run.engine = engine
+    return run
+
+
+@pytest.fixture
+def ws(db):
+    workspace = db(h.create_workspace, {"name": "Acme", "email": "acme@example.com", "timezone": "America/New_York"})
+    client = db(h.create_client, workspace["id"], {"name": "Client One", "address": "Old Street 1"})
+    db(h.add_contact, workspace["id"], client["id"], {"email": "one@example.com", "portal_access": True})
+    return workspace["id"], client["id"]
+
+
+def events(db, event_type):
+    with db.engine.connect() as conn:
+        return conn.execute(sa.select(OUTBOX.c.body).where(OUTBOX.c.event_type == event_type)).scalars().all()
+
+
+def test_issued_invoices_keep_the_client_details_they_were_issued_with(db, ws):
+    ws_id, client = ws
+    sent = db(h.create_invoice, ws_id, {"client_id": client, "lines": LINE, "send": True})
+    draft = db(h.create_invoice, ws_id, {"client_id": client, "lines": LINE})
+    db(h.update_client, ws_id, client, {"address": "New Avenue 2"}, from_portal=True)
+    assert db(h.get_invoice, ws_id, sent["id"])["client"]["address"] == "Old Street 1"
+    assert db(h.get_invoice, ws_id, draft["id"])["client"]["address"] == "New Avenue 2"  # not issued yet
+
+
+def test_portal_edits_are_limited_to_the_clients_own_details(db, ws):
+    ws_id, client = ws
+    with pytest.raises(Invalid):
+        db(h.update_client, ws_id, client, {"currency": "EUR"}, from_portal=True)
+
+
+def test_a_rejected_request_changes_nothing(db, ws):
+    ws_id, client = ws
+    with db.engine.connect() as conn:
+        before = conn.execute(sa.select(sa.func.count()).select_from(OUTBOX)).scalar_one()
+    with pytest.raises(Invalid):
+        db(h.create_invoice, ws_id, {"client_id": client, "lines": [{"description": "x", "unit_price": -5}]})
+    with db.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(OUTBOX)).scalar_one() == before
+    assert db(h.create_invoice, ws_id, {"client_id": client, "lines": LINE})["number"].endswith("00001")
+
+
+def test_lookups_across_workspaces_are_not_found(db, ws):
+    ws_id, client = ws
+    other = db(h.create_workspace, {"name": "Other", "email": "o@example.com"})["id"]
+    invoice = db(h.create_invoice, ws_id, {"client_id": client, "lines": LINE, "send": True})
+    for call in (lambda: db(h.get_invoice, other, invoice["id"]), lambda: db(h.get_client, other, client),
+                 lambda: db(h.void_invoice, other, invoice["id"]),
+                 lambda: db(h.record_payment, other, {"invoice_id": invoice["id"], "amount": 1})):
+        with pytest.raises(NotFound):
+            call()
+
+
+def test_quotes_are_accepted_or_rejected_once_and_never_after_expiry(db, ws):
+    ws_id, client = ws
+    db(h.update_workspace, ws_id, {"settings": {"auto_convert_accepted_quotes": True}})
+    quote = db(h.create_quote, ws_id, {"client_id": client, "lines": LINE, "send": True,
+                                       "issue_date": "2026-11-20", "expiry_date": "2026-11-30"})
+    accepted = db(h.accept_quote, ws_id, quote["id"], "one@example.com", "198.51.100.4", "One Person")
+    assert (accepted["status"], accepted["accepted_ip"], accepted["signature_name"]) == (
+        "accepted", "198.51.100.4", "One Person")
+    assert accepted["invoice_id"]  # converted automatically
+    with pytest.raises(Conflict):
+        db(h.reject_quote, ws_id, quote["id"], "one@example.com", "changed my mind")
+    old = db(h.create_quote, ws_id, {"client_id": client, "lines": LINE, "send": True,
+                                     "issue_date": "2026-10-01", "expiry_date": "2026-10-31"})
+    assert old["display_status"] == "expired"
+    with pytest.raises(Conflict):
+        db(h.accept_quote, ws_id, old["id"], "one@example.com")
+
+
+def test_credit_cannot_be_applied_beyond_what_is_available(db, ws):
+    ws_id, client = ws
+    invoice = db(h.create_invoice, ws_id, {"client_id": client, "lines": LINE, "send": True})
+    db(h.issue_credit_note, ws_id, {"client_id": client, "amount": 3000})
+    with pytest.raises(Invalid):
+        db(h.apply_credit, ws_id, invoice["id"], 3001)
+    assert db(h.apply_credit, ws_id, invoice["id"], 3000)["balance"] == 7000
+    with pytest.raises(Invalid):
+        db(h.apply_credit, ws_id, invoice["id"], 1)
+
+
+def test_reminders_are_announced_once_each(db, ws):
+    ws_id, client = ws
+    due = date(2026, 11, 24)
+    db(h.create_invoice, ws_id, {"client_id": client, "lines": LINE, "send": True, "issue_date": "2026-11-01",
+                                 "due_date": due.isoformat()})
+    day_before = datetime(2026, 11, 21, 15, 0, tzinfo=timezone.utc)  # 3 days before, New York time
+    assert db(h.run_reminders, now=day_before) == 1
+    assert db(h.run_reminders, now=day_before) == 0
+    assert db(h.run_reminders, now=day_before + timedelta(days=3)) == 1  # on the due date
+    assert db(h.run_reminders, now=day_before + timedelta(days=4)) == 1  # one day after
+    kinds = sorted(b.split('"kind": "')[1].split('"')[0] for b in events(db, "invoice.reminder"))
+    assert kinds == ["after_1", "before_3", "on_due"]
+    assert len(events(db, "invoice.overdue")) == 1
+
+
+def test_invoice_list_filters_sorts_and_pages(db, ws):
+    ws_id, client = ws
+    made = [db(h.create_invoice, ws_id, {"client_id": client, "send": True, "issue_date": f"2026-11-0{i}",
+                                         "lines": [{"description": "x", "unit_price": 1000 * i}]}) for i in range(1, 6)]
+    db(h.record_payment, ws_id, {"invoice_id": made[0]["id"], "amount": 1000})
+    listing = db(h.list_invoices, ws_id, {"status": "unpaid", "sort": "-amount", "limit": 2})
+    assert listing["total"] == 4 and [i["total"] for i in listing["items"]] == [5000, 4000]
+    assert [i["number"] for i in db(h.list_invoices, ws_id, {"status": "paid"})["items"]] == [made[0]["number"]]
+    assert db(h.list_invoices, ws_id, {"search": made[2]["number"][-3:]})["total"] == 1
+    with pytest.raises(Invalid):
+        db(h.list_invoices, ws_id, {"status": "bogus"})
+
+
+def test_events_carry_every_state_change(db, ws):
+    ws_id, client = ws
+    invoice = db(h.create_invoice, ws_id, {"client_id": client, "lines": LINE, "send": True})
+    db(h.record_payment, ws_id, {"invoice_id": invoice["id"], "amount": 10000})
+    for event_type in ("workspace.created", "client.created", "contact.created", "invoice.created", "invoice.sent",
+                       "invoice.payment_applied", "invoice.paid"):
+        assert events(db, event_type), event_type
