@@ -75,6 +75,7 @@ class BillingService(ServiceBase):
     list_comments = _admin("list_comments")
     # ledger
     record_payment = _admin("record_payment")
+    get_payment = _admin("get_payment")
     list_payments = _admin("list_payments")
     apply_credit = _admin("apply_credit")
     apply_retainer = _admin("apply_retainer")
@@ -102,6 +103,15 @@ class BillingService(ServiceBase):
         data = event["data"]
         handlers.add_activity(uow, utcnow(), event["workspace_id"], data["client_id"],
                               "portal.signed_in", "Signed in to the portal", {"contact_id": data["contact_id"]})
+
+    @consumes("documents", "document.downloaded")
+    def on_document_downloaded(self, uow, event):
+        data = event["data"]
+        label = {"invoice": "Invoice", "quote": "Quote", "receipt": "Receipt", "statement": "Statement",
+                 "credit_note": "Credit note"}.get(data["kind"], "Document")
+        handlers.add_activity(uow, utcnow(), event["workspace_id"], data["client_id"], "document.downloaded",
+                              f"{label} PDF downloaded{' (' + data['number'] + ')' if data.get('number') else ''}",
+                              {"kind": data["kind"], "document_id": data.get("document_id")})
 
     @consumes("payments", "payment.succeeded")
     def on_payment_succeeded(self, uow, event):

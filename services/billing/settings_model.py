@@ -46,6 +46,7 @@ class WorkspaceSettings(BaseModel):
     reminders: Reminders = Field(default_factory=Reminders)
     auto_convert_accepted_quotes: bool = False
     refund_policy: Literal["reopen", "credit"] = "reopen"
+    paper_size: Literal["A4", "Letter"] = "A4"
 
     @field_validator("invoice_number_pattern", "retainer_number_pattern", "quote_number_pattern",
                      "credit_number_pattern")

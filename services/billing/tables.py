@@ -24,7 +24,7 @@ workspaces = sa.Table(
     sa.Column("locale", sa.String(20), nullable=False),
     sa.Column("timezone", sa.String(60), nullable=False),
     sa.Column("tax_id", sa.String(50), nullable=False, default="", server_default=""),
-    sa.Column("logo_url", sa.String(500), nullable=False, default="", server_default=""),
+    sa.Column("logo_url", sa.Text, nullable=False, default="", server_default=""),  # a data: URI
     sa.Column("brand_color", sa.String(7), nullable=False, default="#1d4ed8", server_default="#1d4ed8"),
     sa.Column("accent_color", sa.String(7), nullable=False, default="#0f766e", server_default="#0f766e"),
     # portal, numbering, reminder and payment settings; validated by the domain, see handlers

@@ -11,7 +11,9 @@ from pathlib import Path
 import sqlalchemy as sa
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from chassis.errors import NotFound
 from services.documents.mail import PermanentMailError, TransientMailError
+from services.documents.pdf import encode
 from services.documents.tables import emails, workspaces
 
 TEMPLATES = Environment(
@@ -122,8 +124,62 @@ def _text_part(message: str) -> str:
     return part.get_content() if part else ""
 
 
-def apply_workspace(conn, data: dict, now: datetime) -> None:
-    if conn.execute(sa.select(workspaces.c.id).where(workspaces.c.id == data["id"])).first():
-        conn.execute(workspaces.update().where(workspaces.c.id == data["id"]).values(name=data["name"], updated_at=now))
+BRANDING_KEYS = ("name", "email", "phone", "address", "tax_id", "logo_url", "brand_color", "accent_color", "locale",
+                 "timezone")
+
+
+def apply_workspace(uow, data: dict, now: datetime) -> None:
+    """Keep documents' own copy of a workspace's branding; older versions are ignored."""
+    branding = {key: data.get(key, "") for key in BRANDING_KEYS}
+    branding["paper"] = (data.get("settings") or {}).get("paper_size", "A4")
+    version = int(data.get("version", 0))
+    current = uow.execute(sa.select(workspaces.c.version).where(workspaces.c.id == data["id"])).first()
+    if current is None:
+        uow.execute(workspaces.insert().values(id=data["id"], name=data["name"], branding=branding, version=version,
+                                               updated_at=now))
+    elif current.version < version:
+        uow.execute(workspaces.update().where(workspaces.c.id == data["id"])
+                    .values(name=data["name"], branding=branding, version=version, updated_at=now))
+
+
+def branding(uow, workspace_id: str) -> dict:
+    row = uow.execute(sa.select(workspaces).where(workspaces.c.id == workspace_id)).first()
+    if row is None:
+        raise NotFound("This workspace is not known to the documents service yet.")
+    return {"brand_color": "#1d4ed8", "paper": "A4", **(row.branding or {}), "name": row.name}
+
+
+SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def document_filename(kind: str, data: dict) -> str:
+    if kind == "receipt":
+        stem = f"receipt-{data.get('reference') or data['id'][:8]}"
+    elif kind == "statement":
+        stem = f"statement-{data['from']}-to-{data['to']}"
     else:
-        conn.execute(workspaces.insert().values(id=data["id"], name=data["name"], updated_at=now))
+        stem = data["number"]
+    return SAFE_NAME.sub("-", stem).strip("-") + ".pdf"
+
+
+def render_document(uow, renderer, kind: str, workspace_id: str, data: dict, locale: str | None = None,
+                    timezone: str | None = None) -> dict:
+    """A PDF for one document, from the cache when the same data was rendered before."""
+    brand = branding(uow, workspace_id)
+    context = {"doc": data, "business": brand, "client": data.get("client") or {},
+               "locale": locale or brand.get("locale") or "en_US", "timezone": timezone or brand.get("timezone") or "UTC",
+               "paper": brand.get("paper", "A4")}
+    pdf, key, rendered = renderer.get(kind, context)
+    return {"filename": document_filename(kind, data), "content_type": "application/pdf", "etag": key[:32],
+            "rendered": rendered, "size": len(pdf), "pdf": encode(pdf)}
+
+
+def list_emails(uow, workspace_id: str, client_id: str | None = None, limit: int = 100) -> list[dict]:
+    """The log of emails sent for a workspace (or one client): what, to whom, when, and how it went."""
+    query = sa.select(emails).where(emails.c.workspace_id == workspace_id)
+    if client_id:
+        query = query.where(emails.c.client_id == client_id)
+    rows = uow.execute(query.order_by(emails.c.created_at.desc()).limit(max(1, min(int(limit), 500)))).all()
+    return [{"id": r.id, "kind": r.kind, "to": r.to_addr, "subject": r.subject, "status": r.status,
+             "attempts": r.attempts, "last_error": r.last_error, "created_at": r.created_at.isoformat(),
+             "sent_at": r.sent_at.isoformat() if r.sent_at else None} for r in rows]

@@ -1,21 +1,40 @@
-"""Documents service entrypoints: email now; PDFs come with their own issue."""
+"""Documents service entrypoints: branded PDFs and every email the portal sends."""
 from __future__ import annotations
 
 from pathlib import Path
 
+from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 from nameko.timer import timer
 
 from chassis import settings
+from chassis.errors import EXPECTED
 from chassis.events import utcnow
 from chassis.nameko_ext import Database, ServiceBase, consumes
 from services.documents import handlers
 from services.documents.mail import backend_from_env
+from services.documents.pdf import Renderer
+from services.documents.storage import FileStorage
+
+
+class PdfRenderer(DependencyProvider):
+    """One renderer (process pool and cache) per service container."""
+
+    def setup(self):
+        storage = FileStorage(Path(settings.env("DOCUMENTS_DIR", str(settings.var_dir() / "documents"))))
+        self.renderer = Renderer(storage, concurrency=settings.env_int("PDF_RENDER_CONCURRENCY", 2))
+
+    def stop(self):
+        self.renderer.close()
+
+    def get_dependency(self, worker_ctx):
+        return self.renderer
 
 
 class DocumentsService(ServiceBase):
     name = "documents"
     db = Database("documents", Path(__file__).parent / "migrations")
+    renderer = PdfRenderer()
     sender = settings.env("MAIL_FROM", "Billing Portal <no-reply@portal.localhost>")
 
     @rpc
@@ -31,6 +50,25 @@ class DocumentsService(ServiceBase):
         backend = backend_from_env(settings.env("SMTP_URL"), Path(settings.env("MAIL_OUTBOX_DIR", str(settings.var_dir() / "mail"))))
         with self.db.uow() as uow:
             handlers.deliver_due(uow, backend, utcnow())
+
+    @rpc(expected_exceptions=EXPECTED)
+    def render_document(self, kind: str, workspace_id: str, data: dict, locale: str | None = None,
+                        timezone: str | None = None, purpose: str = "download") -> dict:
+        """The PDF of an invoice, quote, credit note, receipt or statement, base64 in the reply.
+        A download by a client is announced, so the business sees it in the activity timeline."""
+        with self.db.uow() as uow:
+            result = handlers.render_document(uow, self.renderer, kind, workspace_id, data, locale, timezone)
+            if purpose == "download" and data.get("client_id"):
+                uow.publish("document.downloaded", workspace_id, {
+                    "kind": kind, "client_id": data["client_id"], "document_id": data.get("id"),
+                    "number": data.get("number"), "filename": result["filename"]})
+                uow.commit()
+            return result
+
+    @rpc
+    def list_emails(self, workspace_id: str, client_id: str | None = None, limit: int = 100) -> list[dict]:
+        with self.db.uow() as uow:
+            return handlers.list_emails(uow, workspace_id, client_id, limit)
 
     @rpc
     def recent_emails(self, limit: int = 50) -> list[dict]:

@@ -34,5 +34,8 @@ workspaces = sa.Table(
     metadata,
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("name", sa.String(200), nullable=False),
+    # the whole branding view from billing's workspace events (address, colours, logo, paper size...)
+    sa.Column("branding", sa.JSON, nullable=False, default=dict),
+    sa.Column("version", sa.Integer, nullable=False, default=0),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )

@@ -40,7 +40,7 @@ class WorkspaceUpdate(Body):
     locale: str | None = Field(None, max_length=20)
     timezone: str | None = Field(None, max_length=60)
     tax_id: str | None = Field(None, max_length=50)
-    logo_url: str | None = Field(None, max_length=500)
+    logo_url: str | None = Field(None, max_length=300_000, description="data:image/png;base64,... (embedded)")
     brand_color: str | None = Field(None, pattern=r"^#[0-9a-fA-F]{6}$")
     accent_color: str | None = Field(None, pattern=r"^#[0-9a-fA-F]{6}$")
     settings: dict[str, Any] | None = None

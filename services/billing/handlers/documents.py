@@ -176,8 +176,7 @@ def archive_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, arch
 def mark_invoice_viewed(uow, now: datetime, workspace_id: str, client_id: str, invoice_id: str) -> dict:
     """A client opened the invoice in the portal: a collection signal for the business."""
     row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True, client_id=client_id)
-    if row.status == "draft" or row.archived_at is not None:
-        raise NotFound("No such invoice.")
+    _visible_to_client(row, client_id, "invoice")
     if row.status == "sent":
         uow.execute(invoices.update().where(invoices.c.id == invoice_id).values(status="viewed", viewed_at=now))
         uow.publish("invoice.viewed", workspace_id, _invoice_event(row))
@@ -186,11 +185,19 @@ def mark_invoice_viewed(uow, now: datetime, workspace_id: str, client_id: str, i
     return get_invoice(uow, now, workspace_id, invoice_id, client_id=client_id)
 
 
+def _visible_to_client(row, client_id: str | None, what: str) -> None:
+    """Given a client scope (the portal), drafts and archived documents do not exist."""
+    if client_id is not None and (row.status == "draft" or row.archived_at is not None):
+        raise NotFound(f"No such {what}.")
+
+
 def get_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, client_id: str | None = None) -> dict:
     row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", client_id=client_id)
+    _visible_to_client(row, client_id, "invoice")
     ws = workspace_row(uow, workspace_id)
-    client = None if row.client_snapshot else client_snapshot(uow, client_row(uow, workspace_id, row.client_id))
-    view = invoice_view(row, workspace_today(ws, now), client)
+    client = client_row(uow, workspace_id, row.client_id)
+    view = invoice_view(row, workspace_today(ws, now), None if row.client_snapshot else client_snapshot(uow, client))
+    view.update(locale=client.locale, timezone=client.timezone)
     view["lines"] = load_lines(uow, "invoice", invoice_id)
     view["payments"] = [
         {"payment_id": p.id, "amount": p.allocated, "currency": p.currency, "method": p.method,
@@ -401,8 +408,12 @@ def convert_quote(uow, now: datetime, workspace_id: str, quote_id: str) -> dict:
 
 def get_quote(uow, now: datetime, workspace_id: str, quote_id: str, client_id: str | None = None) -> dict:
     row = get_scoped(uow, quotes, workspace_id, quote_id, "quote", client_id=client_id)
+    _visible_to_client(row, client_id, "quote")
     ws = workspace_row(uow, workspace_id)
+    client = client_row(uow, workspace_id, row.client_id)
     view = quote_view(row, workspace_today(ws, now))
+    view.update(client=row.client_snapshot or client_snapshot(uow, client), locale=client.locale,
+                timezone=client.timezone)
     view["lines"] = load_lines(uow, "quote", quote_id)
     return view
 

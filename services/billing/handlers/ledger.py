@@ -9,13 +9,13 @@ import sqlalchemy as sa
 from chassis.errors import Invalid
 from chassis.money import Money
 from services.billing import domain
-from services.billing.handlers.common import (client_row, get_scoped, iso, new_id, parse_date, record_activity,
+from services.billing.handlers.common import (client_row, client_snapshot, get_scoped, iso, new_id, parse_date, record_activity,
                                               workspace_row, workspace_today)
 from services.billing.handlers.documents import invoice_view, list_quotes
 from services.billing.tables import (activities, credit_applications, credit_notes, invoices, payment_allocations,
                                      payments)
 
-__all__ = ["record_payment", "apply_credit", "apply_retainer", "refund_retainer", "client_balances", "statement",
+__all__ = ["get_payment", "record_payment", "apply_credit", "apply_retainer", "refund_retainer", "client_balances", "statement",
            "client_dashboard", "list_activity", "list_payments", "add_activity"]
 
 METHODS = {"card", "bank_transfer", "cash", "cheque", "other"}
@@ -113,6 +113,14 @@ def _payment_view(uow, row) -> dict:
             "received_at": iso(row.received_at),
             "allocations": [{"invoice_id": a.invoice_id, "number": a.number, "amount": a.amount}
                             for a in allocations]}
+
+
+def get_payment(uow, now: datetime, workspace_id: str, payment_id: str, client_id: str | None = None) -> dict:
+    """One payment with what it paid, and the client's details for a receipt."""
+    row = get_scoped(uow, payments, workspace_id, payment_id, "payment", client_id=client_id)
+    client = client_row(uow, workspace_id, row.client_id)
+    return {**_payment_view(uow, row), "client": client_snapshot(uow, client), "locale": client.locale,
+            "timezone": client.timezone}
 
 
 def list_payments(uow, now: datetime, workspace_id: str, client_id: str | None = None, kind: str | None = None,
@@ -248,7 +256,8 @@ def statement(uow, now: datetime, workspace_id: str, client_id: str, start, end,
                                              r.amount))
     opening = sum(e.effect for e in entries if e.on < start)
     result = domain.statement(opening, [e for e in entries if start <= e.on <= end])
-    return {"client": {"id": client.id, "name": client.name, "address": client.address}, "currency": currency,
+    return {"client": client_snapshot(uow, client), "client_id": client.id, "locale": client.locale,
+            "timezone": client.timezone, "currency": currency,
             "from": start.isoformat(), "to": end.isoformat(), **result}
 
 

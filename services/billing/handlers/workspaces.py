@@ -19,6 +19,7 @@ from services.billing.tables import api_keys, workspaces
 __all__ = ["create_workspace", "get_workspace", "update_workspace", "create_api_key", "list_api_keys",
            "revoke_api_key", "authenticate_api_key", "check_locale", "check_currency", "check_timezone"]
 
+LOGO = re.compile(r"^data:image/(png|jpeg|svg\+xml);base64,[A-Za-z0-9+/=]+$")
 COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 WORKSPACE_FIELDS = {"name", "email", "phone", "address", "currency", "locale", "timezone", "tax_id", "logo_url",
                     "brand_color", "accent_color"}
@@ -67,6 +68,10 @@ def _clean_workspace(data: dict, partial: bool) -> dict:
         check_locale(values["locale"])
     if "timezone" in values:
         check_timezone(values["timezone"])
+    if values.get("logo_url") and (len(values["logo_url"]) > 300_000 or not LOGO.match(values["logo_url"])):
+        # Embedded so documents never fetch from the network: a data: URI of a PNG, JPEG or SVG.
+        raise Invalid("The logo is a data: URI of a PNG, JPEG or SVG image, at most about 200 KB.",
+                      logo_url="not a data: image URI")
     for color in ("brand_color", "accent_color"):
         if color in values and not COLOR.match(str(values[color])):
             raise Invalid("Colours are hex like #1d4ed8.", **{color: "not a hex colour"})

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 08:43:21.607071
+Create Date: 2026-11-23 09:02:18.208738
 """
 from alembic import op
 import sqlalchemy as sa
@@ -93,7 +93,7 @@ def upgrade() -> None:
     sa.Column('locale', sa.String(length=20), nullable=False),
     sa.Column('timezone', sa.String(length=60), nullable=False),
     sa.Column('tax_id', sa.String(length=50), server_default='', nullable=False),
-    sa.Column('logo_url', sa.String(length=500), server_default='', nullable=False),
+    sa.Column('logo_url', sa.Text(), server_default='', nullable=False),
     sa.Column('brand_color', sa.String(length=7), server_default='#1d4ed8', nullable=False),
     sa.Column('accent_color', sa.String(length=7), server_default='#0f766e', nullable=False),
     sa.Column('settings', sa.JSON(), server_default='{}', nullable=False),

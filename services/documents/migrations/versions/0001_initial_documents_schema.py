@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 08:30:16.217324
+Create Date: 2026-11-23 09:02:18.818762
 """
 from alembic import op
 import sqlalchemy as sa
@@ -70,6 +70,8 @@ def upgrade() -> None:
     op.create_table('workspaces',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('branding', sa.JSON(), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('updated_at', chassis.db.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
