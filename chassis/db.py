@@ -49,11 +49,12 @@ def upgrade(url: str, migrations_dir: Path) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    lock_key = f"migrations:{migrations_dir.parent.name}"  # the service: the same wherever it is installed
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     with engine.connect() as conn:
         is_pg = conn.dialect.name == "postgresql"
         if is_pg:  # two replicas starting at once must not both run the same migration
-            conn.execute(sa.text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": str(migrations_dir)})
+            conn.execute(sa.text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": lock_key})
             conn.commit()
         try:
             cfg.attributes["connection"] = conn
@@ -61,7 +62,7 @@ def upgrade(url: str, migrations_dir: Path) -> None:
             conn.commit()
         finally:
             if is_pg:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": str(migrations_dir)})
+                conn.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": lock_key})
                 conn.commit()
     engine.dispose()
 

@@ -31,10 +31,22 @@ class PdfRenderer(DependencyProvider):
         return self.renderer
 
 
+class Mailer(DependencyProvider):
+    """The delivery backend, built once: SMTP when SMTP_URL is set, else the .eml file outbox."""
+
+    def setup(self):
+        outbox = settings.env("MAIL_OUTBOX_DIR") or str(settings.var_dir() / "mail")
+        self.backend = backend_from_env(settings.env("SMTP_URL"), Path(outbox))
+
+    def get_dependency(self, worker_ctx):
+        return self.backend
+
+
 class DocumentsService(ServiceBase):
     name = "documents"
     db = Database("documents", Path(__file__).parent / "migrations")
     renderer = PdfRenderer()
+    mailer = Mailer()
     sender = settings.env("MAIL_FROM", "Billing Portal <no-reply@portal.localhost>")
 
     @rpc
@@ -47,9 +59,8 @@ class DocumentsService(ServiceBase):
 
     @timer(interval=float(settings.env("MAIL_POLL_INTERVAL", "0.5")))
     def deliver_mail(self):
-        backend = backend_from_env(settings.env("SMTP_URL"), Path(settings.env("MAIL_OUTBOX_DIR", str(settings.var_dir() / "mail"))))
         with self.db.uow() as uow:
-            handlers.deliver_due(uow, backend, utcnow())
+            handlers.deliver_due(uow, self.mailer, utcnow())
 
     @rpc(expected_exceptions=EXPECTED)
     def render_document(self, kind: str, workspace_id: str, data: dict, locale: str | None = None,

@@ -28,7 +28,7 @@ class GatewayConfig:
     portal_url: str = "http://localhost:8000"
     dev: bool = True
     max_body: int = 64 * 1024
-    trust_forwarded: bool = False
+    trusted_proxy_hops: int = 0  # how many reverse proxies in front of gunicorn add X-Forwarded-For
     amqp_uri: str = "amqp://guest:guest@localhost:5672/"
     services: tuple = SERVICES
     extra: dict = field(default_factory=dict)
@@ -44,7 +44,7 @@ class GatewayConfig:
             portal_url=settings.env("PORTAL_URL", "http://localhost:8000"),
             dev=settings.is_dev(),
             max_body=settings.env_int("GATEWAY_MAX_BODY", 64 * 1024),
-            trust_forwarded=settings.env_bool("TRUST_FORWARDED_FOR"),
+            trusted_proxy_hops=settings.env_int("TRUSTED_PROXY_HOPS", 0),
             amqp_uri=settings.amqp_uri(),
         )
 

@@ -1,6 +1,7 @@
 """Gateway resources, grouped by area: sign-in, portal pages, JSON API, health, dev mail."""
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import socket
 from datetime import datetime, timezone
@@ -14,7 +15,7 @@ from services.gateway.admin import add_admin_routes
 
 LINK_PROBLEMS = {
     "used": ("This link has already been used", "Each sign-in link works once. Ask for a new one below."),
-    "expired": ("This link has expired", "Sign-in links last 24 hours. Ask for a new one below."),
+    "expired": ("This link has expired", "Sign-in links work for a limited time. Ask for a new one below."),
     "unknown": ("This link is not valid", "The link may be incomplete. Ask for a new one below."),
     "no_access": ("Portal access is turned off", "Contact the business to have portal access enabled."),
 }
@@ -46,7 +47,13 @@ class Base:
         return {}
 
     def client_ip(self, req) -> str:
-        return req.access_route[0] if self.config.trust_forwarded else (req.remote_addr or "unknown")
+        """The address to rate-limit. Behind N trusted proxies, the N-th address from the right of
+        X-Forwarded-For is the one our own proxy saw; anything left of it the client could forge."""
+        hops = self.config.trusted_proxy_hops
+        forwarded = [a.strip() for a in (req.get_header("X-Forwarded-For") or "").split(",") if a.strip()]
+        if hops and len(forwarded) >= hops:
+            return forwarded[-hops]
+        return req.remote_addr or "unknown"
 
     def session_id(self, req) -> str | None:
         values = req.get_cookie_values(self.config.cookie_name)
@@ -149,6 +156,45 @@ class Dashboard(Base):
                     tz=data["client"]["timezone"])
 
 
+class PdfDownload(Base):
+    """A PDF of one of the signed-in client's documents, rendered (or served from cache) by documents."""
+
+    def __init__(self, rpc, env, config, kind: str):
+        super().__init__(rpc, env, config)
+        self.kind = kind
+
+    def _document(self, req, session, object_id):
+        ws, client = session["workspace_id"], session["client_id"]
+        if self.kind == "invoice":
+            return self.call(req, "billing", "get_invoice", ws, object_id, client_id=client)
+        if self.kind == "quote":
+            return self.call(req, "billing", "get_quote", ws, object_id, client_id=client)
+        if self.kind == "receipt":
+            return self.call(req, "billing", "get_payment", ws, object_id, client_id=client)
+        return self.call(req, "billing", "statement", ws, client, req.get_param("from"), req.get_param("to"))
+
+    def on_get(self, req, resp, object_id=None):
+        session = self.session(req, resp)
+        data = self._document(req, session, object_id)
+        data.setdefault("client_id", session["client_id"])
+        pdf = self.call(req, "documents", "render_document", self.kind, session["workspace_id"], data,
+                        data.get("locale"), data.get("timezone"))
+        send_pdf(req, resp, pdf)
+
+
+def send_pdf(req, resp, pdf: dict) -> None:
+    etag = f'"{pdf["etag"]}"'
+    resp.set_header("ETag", etag)
+    # private: the PDF is one client's; revalidate so a changed document is never served stale
+    resp.set_header("Cache-Control", "private, max-age=0, must-revalidate")
+    if req.get_header("If-None-Match") == etag:
+        resp.status = 304
+        return
+    resp.content_type = "application/pdf"
+    resp.set_header("Content-Disposition", f'attachment; filename="{pdf["filename"]}"')
+    resp.data = base64.b64decode(pdf["pdf"])
+
+
 class ApiMe(Base):
     def on_get(self, req, resp):
         session = self.session(req, resp)
@@ -207,4 +253,8 @@ def add_routes(app: falcon.App, rpc, health_rpc, env, config) -> None:
     app.add_route("/healthz", Health(health_rpc, env, config))
     if config.dev:
         app.add_route("/dev/mail", DevMail(rpc, env, config))
+    app.add_route("/invoices/{object_id}/pdf", PdfDownload(rpc, env, config, "invoice"))
+    app.add_route("/quotes/{object_id}/pdf", PdfDownload(rpc, env, config, "quote"))
+    app.add_route("/payments/{object_id}/receipt.pdf", PdfDownload(rpc, env, config, "receipt"))
+    app.add_route("/statement.pdf", PdfDownload(rpc, env, config, "statement"))
     add_admin_routes(app, rpc)

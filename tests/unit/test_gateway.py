@@ -36,9 +36,9 @@ class FakeRpc:
         return answer(*args) if callable(answer) else answer
 
 
-def client(answers=None, dev=True):
+def client(answers=None, dev=True, hops=0):
     rpc = FakeRpc(answers)
-    app = create_app(rpc, rpc, GatewayConfig(portal_url="http://portal.test", dev=dev))
+    app = create_app(rpc, rpc, GatewayConfig(portal_url="http://portal.test", dev=dev, trusted_proxy_hops=hops))
     return falcon.testing.TestClient(app), rpc
 
 
@@ -176,3 +176,29 @@ def test_health_is_503_when_a_service_does_not_answer():
 
 def test_dev_mail_exists_only_in_dev():
     assert client(dev=False)[0].simulate_get("/dev/mail").status_code == 404
+
+
+def test_rate_limits_use_the_address_our_proxy_saw_not_a_forged_one():
+    c, rpc = client({("auth", "request_link"): {"accepted": True}}, hops=1)
+    c.simulate_post("/login", body="email=demo@example.com",
+                    headers={**FORM, "X-Forwarded-For": "6.6.6.6, 203.0.113.9"})
+    assert rpc.calls[0][2][1] == "203.0.113.9"
+    c, rpc = client({("auth", "request_link"): {"accepted": True}})  # no proxy: the header is ignored
+    c.simulate_post("/login", body="email=demo@example.com", headers={**FORM, "X-Forwarded-For": "6.6.6.6"})
+    assert rpc.calls[0][2][1] == "127.0.0.1"
+
+
+def test_pdf_downloads_are_scoped_named_and_revalidated():
+    import base64
+
+    pdf = {"filename": "INV-2026-00042.pdf", "etag": "abc", "pdf": base64.b64encode(b"%PDF-1.7 x").decode()}
+    c, rpc = client({("auth", "validate_session"): SESSION, ("billing", "get_invoice"): {"id": "i1", "number": "N"},
+                     ("documents", "render_document"): pdf})
+    page = c.simulate_get("/invoices/i1/pdf", cookies={"portal_session": "sid"})
+    assert page.status_code == 200 and page.content == b"%PDF-1.7 x"
+    assert page.headers["content-type"] == "application/pdf"
+    assert page.headers["content-disposition"] == 'attachment; filename="INV-2026-00042.pdf"'
+    assert page.headers["cache-control"] == "private, max-age=0, must-revalidate"
+    assert rpc.calls[1][:3] == ("billing", "get_invoice", ("ws1", "i1"))  # client scope passed as a keyword
+    again = c.simulate_get("/invoices/i1/pdf", cookies={"portal_session": "sid"}, headers={"If-None-Match": '"abc"'})
+    assert again.status_code == 304 and not again.content
