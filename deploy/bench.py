@@ -48,6 +48,63 @@ def sign_in(url: str, mail_dir: Path) -> requests.Session:
     return session
 
 
+def invoice_data(lines: int, tag: str) -> dict:
+    line = {"description": "Consulting", "quantity": "1", "unit_price": 10000, "tax_rate": "0",
+            "discount_percent": "0", "discount": 0, "subtotal": 10000, "tax": 0, "total": 10000}
+    total = 10000 * lines
+    return {"id": tag, "number": f"BENCH-{tag}", "kind": "standard", "display_status": "sent", "currency": "USD",
+            "issue_date": "2026-11-01", "due_date": "2026-12-01", "lines": [line] * lines, "subtotal": total,
+            "discount_total": 0, "tax_total": 0, "total": total, "amount_paid": 0, "amount_credited": 0,
+            "balance": total, "notes": tag, "terms": "", "client": {"name": "Bench Client", "address": ""}}
+
+
+def bench_documents(amqp_uri: str, billing_db: Path) -> None:
+    """Cold and cached PDF renders, and the documents service's RPC latency while 20 PDFs render."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{billing_db}")
+    with engine.connect() as conn:
+        ws = conn.execute(sa.text("SELECT id FROM workspaces")).scalar_one()
+    engine.dispose()
+    config = {"AMQP_URI": amqp_uri}
+    with ClusterRpcProxy(config, timeout=120) as rpc:
+        docs = rpc.documents
+        docs.render_document("invoice", ws, invoice_data(15, "warmup"), purpose="bench")  # start a worker
+
+        def cold(lines: int, runs: int) -> float:
+            return statistics.median(timed(lambda: docs.render_document(
+                "invoice", ws, invoice_data(lines, uuid.uuid4().hex), purpose="bench"), 1)[0] for _ in range(runs))
+
+        one_page, ten_pages = cold(15, 5), cold(330, 3)
+        fixed = invoice_data(15, "cached")
+        docs.render_document("invoice", ws, fixed, purpose="bench")
+        cached = statistics.median(timed(lambda: docs.render_document("invoice", ws, fixed, purpose="bench"), 200))
+        timed(docs.ping, 30)
+        idle = summary(timed(docs.ping, 300))
+
+    def render(i: int) -> None:
+        with ClusterRpcProxy(config, timeout=300) as own:
+            own.documents.render_document("invoice", ws, invoice_data(15, f"burst-{i}-{uuid.uuid4().hex}"),
+                                          purpose="bench")
+
+    with ThreadPoolExecutor(20) as pool, ClusterRpcProxy(config, timeout=60) as rpc:
+        burst = [pool.submit(render, i) for i in range(20)]
+        time.sleep(0.5)  # the burst is queued and rendering
+        busy = []
+        while not all(f.done() for f in burst):
+            busy += timed(rpc.documents.ping, 1)
+        for f in burst:
+            f.result()
+    loaded = summary(busy)
+    print("\ndocuments: PDF rendering")
+    print(f"cold one-page invoice (15 lines)   {one_page:8.1f} ms")
+    print(f"cold ten-page invoice (330 lines)  {ten_pages:8.1f} ms")
+    print(f"cached fetch of the same invoice   {cached:8.1f} ms   cold / cached = {one_page / cached:.0f}x (goal >= 50x)")
+    print(f"documents.ping idle                p50 {idle['p50']:.2f} ms, p99 {idle['p99']:.2f} ms")
+    print(f"documents.ping during 20 renders   p50 {loaded['p50']:.2f} ms, p99 {loaded['p99']:.2f} ms "
+          f"({len(busy)} pings)   p99 loaded / idle = {loaded['p99'] / idle['p99']:.1f}x (goal <= 3x)")
+
+
 def main() -> int:
     env = dev_env()
     ensure_broker(env["AMQP_URI"])
@@ -87,6 +144,7 @@ def main() -> int:
         for name, figures in results.items():
             print(f"{name:36} {figures['p50']:8.2f} {figures['p99']:8.2f} {figures['p50'] / baseline['p50']:14.1f}x")
         print(f"GET /api/portal/v1/me with 8 concurrent clients: {throughput:.0f} req/s")
+        bench_documents(env["AMQP_URI"], work / "billing.sqlite3")
     finally:
         stack.stop()
         if vhost_uri:

@@ -162,10 +162,10 @@ def document_filename(kind: str, data: dict) -> str:
     return SAFE_NAME.sub("-", stem).strip("-") + ".pdf"
 
 
-def render_document(uow, renderer, kind: str, workspace_id: str, data: dict, locale: str | None = None,
+def render_document(renderer, brand: dict, kind: str, data: dict, locale: str | None = None,
                     timezone: str | None = None) -> dict:
-    """A PDF for one document, from the cache when the same data was rendered before."""
-    brand = branding(uow, workspace_id)
+    """A PDF for one document, from the cache when the same data was rendered before. Takes no
+    database connection: a render can take a second, and connections are for short work."""
     context = {"doc": data, "business": brand, "client": data.get("client") or {},
                "locale": locale or brand.get("locale") or "en_US", "timezone": timezone or brand.get("timezone") or "UTC",
                "paper": brand.get("paper", "A4")}

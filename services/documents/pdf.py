@@ -124,7 +124,10 @@ class WorkerPool:
         try:
             worker.stdin.write(json.dumps({"kind": kind, "context": context}, default=str) + "\n")
             worker.stdin.flush()
-            reply = json.loads(worker.stdout.readline() or '{"error": "render worker exited"}')
+            line = worker.stdout.readline()
+            if not line:
+                raise RenderFailed("a render worker exited")
+            reply = json.loads(line)
         except BaseException:
             worker.kill()
             self.started -= 1

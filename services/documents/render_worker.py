@@ -5,12 +5,15 @@ WeasyPrint's CPU work never competes with the service's event loop.
 """
 import base64
 import json
+import os
 import sys
 
 from services.documents.pdf import render_pdf
 
 
 def main() -> None:
+    # Lower priority than the service: on a busy machine, answering RPC calls comes before rendering.
+    os.nice(10)
     for line in sys.stdin:
         try:
             request = json.loads(line)

@@ -1,8 +1,10 @@
 """Documents service entrypoints: branded PDFs and every email the portal sends."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from cachetools import TTLCache
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 from nameko.timer import timer
@@ -22,7 +24,9 @@ class PdfRenderer(DependencyProvider):
 
     def setup(self):
         storage = FileStorage(Path(settings.env("DOCUMENTS_DIR", str(settings.var_dir() / "documents"))))
-        self.renderer = Renderer(storage, concurrency=settings.env_int("PDF_RENDER_CONCURRENCY", 2))
+        # One core is left for the service itself by default.
+        default = max(1, (os.cpu_count() or 2) - 1)
+        self.renderer = Renderer(storage, concurrency=settings.env_int("PDF_RENDER_CONCURRENCY", default))
 
     def stop(self):
         self.renderer.close()
@@ -67,14 +71,26 @@ class DocumentsService(ServiceBase):
                         timezone: str | None = None, purpose: str = "download") -> dict:
         """The PDF of an invoice, quote, credit note, receipt or statement, base64 in the reply.
         A download by a client is announced, so the business sees it in the activity timeline."""
-        with self.db.uow() as uow:
-            result = handlers.render_document(uow, self.renderer, kind, workspace_id, data, locale, timezone)
-            if purpose == "download" and data.get("client_id"):
+        brand = self._branding(workspace_id)
+        result = handlers.render_document(self.renderer, brand, kind, data, locale, timezone)
+        if purpose == "download" and data.get("client_id"):
+            with self.db.uow() as uow:
                 uow.publish("document.downloaded", workspace_id, {
                     "kind": kind, "client_id": data["client_id"], "document_id": data.get("id"),
                     "number": data.get("number"), "filename": result["filename"]})
                 uow.commit()
-            return result
+        return result
+
+    # Branding for a few seconds per replica: a cached PDF then costs no database round trip. A new
+    # logo or colour shows within the TTL (the PDF cache key includes the branding it used).
+    _branding_cache = TTLCache(maxsize=256, ttl=5)
+
+    def _branding(self, workspace_id: str) -> dict:
+        brand = self._branding_cache.get(workspace_id)
+        if brand is None:
+            with self.db.uow() as uow:
+                brand = self._branding_cache[workspace_id] = handlers.branding(uow, workspace_id)
+        return brand
 
     @rpc
     def list_emails(self, workspace_id: str, client_id: str | None = None, limit: int = 100) -> list[dict]:
