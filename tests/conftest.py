@@ -131,13 +131,16 @@ class Outbox:
         files = sorted(self.directory.glob("*.eml"), key=lambda p: p.stat().st_mtime) if self.directory.exists() else []
         return [email.message_from_bytes(p.read_bytes(), policy=policy.default) for p in files]
 
-    def count(self, to: str) -> int:
-        return len([m for m in self.messages() if m["To"] == to])
+    def matching(self, to: str, subject: str = "") -> list:
+        return [m for m in self.messages() if m["To"] == to and subject in m["Subject"]]
 
-    def wait_for(self, to: str, count: int = 1, timeout: float = 15) -> list:
+    def count(self, to: str, subject: str = "") -> int:
+        return len(self.matching(to, subject))
+
+    def wait_for(self, to: str, count: int = 1, timeout: float = 15, subject: str = "") -> list:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = [m for m in self.messages() if m["To"] == to]
+            found = self.matching(to, subject)
             if len(found) >= count:
                 return found
             time.sleep(0.2)
@@ -187,13 +190,16 @@ def _wait_for_contacts(auth_url: str, count: int, timeout: float = 30) -> None:
     raise AssertionError("auth never learned the seeded contacts from billing's events")
 
 
+SIGN_IN = "sign-in link"
+
+
 def sign_in(stack, email_address: str, session: requests.Session | None = None) -> requests.Session:
     """The whole magic-link dance, as a browser would do it."""
     session = session or requests.Session()
-    before = stack.outbox.count(email_address)
+    before = stack.outbox.count(email_address, SIGN_IN)
     page = session.post(f"{stack.url}/login", data={"email": email_address})
     assert page.status_code == 200, page.text
-    message = stack.outbox.wait_for(email_address, before + 1)[-1]
+    message = stack.outbox.wait_for(email_address, before + 1, subject=SIGN_IN)[-1]
     token = link_token(message)
     page = session.post(f"{stack.url}/login/verify", data={"token": token}, allow_redirects=False)
     assert page.status_code == 303, page.text

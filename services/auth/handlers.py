@@ -1,13 +1,13 @@
 """Auth use cases. Each takes a unit of work and the current time and returns plain data."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from chassis.errors import RateLimited, Unauthorized
+from chassis.errors import Invalid, RateLimited, Unauthorized
 from services.auth import domain
-from services.auth.tables import contacts, link_tokens, rate_hits, sessions
+from services.auth.tables import contacts, document_links, link_tokens, rate_hits, sessions
 
 
 def _hit_rate_limit(uow, key: str, limit: int, now: datetime, policy: domain.Policy) -> bool:
@@ -187,3 +187,42 @@ def apply_contact(conn, data: dict, now: datetime) -> None:
             .where(sessions.c.contact_id == data["id"], sessions.c.revoked_at.is_(None))
             .values(revoked_at=now)
         )
+
+
+DOCUMENT_KINDS = {"invoice", "quote"}
+
+
+def issue_document_link(uow, now: datetime, workspace_id: str, client_id: str, kind: str, document_id: str,
+                        ttl: timedelta) -> dict:
+    """A token that opens one document for one client, without signing in; revocable and expiring."""
+    if kind not in DOCUMENT_KINDS:
+        raise Invalid("Links open invoices or quotes.", kind="unknown")
+    token = domain.new_secret()
+    uow.execute(document_links.insert().values(
+        token_hash=domain.hash_secret(token), workspace_id=workspace_id, client_id=client_id, document_kind=kind,
+        document_id=document_id, created_at=now, expires_at=now + ttl))
+    uow.commit()
+    return {"token": token, "expires_at": (now + ttl).isoformat()}
+
+
+def resolve_document_link(uow, now: datetime, token: str) -> dict:
+    """The one document a link opens, or Unauthorized('unknown' | 'expired' | 'revoked')."""
+    if not token or len(token) > 200:
+        raise Unauthorized("unknown")
+    row = uow.execute(sa.select(document_links).where(document_links.c.token_hash == domain.hash_secret(token))).first()
+    if row is None:
+        raise Unauthorized("unknown")
+    if row.revoked_at is not None:
+        raise Unauthorized("revoked")
+    if now >= row.expires_at:
+        raise Unauthorized("expired")
+    return {"workspace_id": row.workspace_id, "client_id": row.client_id, "kind": row.document_kind,
+            "document_id": row.document_id, "expires_at": row.expires_at.isoformat()}
+
+
+def revoke_document_links(uow, now: datetime, workspace_id: str, document_id: str) -> int:
+    revoked = uow.execute(document_links.update().where(
+        document_links.c.workspace_id == workspace_id, document_links.c.document_id == document_id,
+        document_links.c.revoked_at.is_(None)).values(revoked_at=now)).rowcount
+    uow.commit()
+    return revoked

@@ -68,6 +68,27 @@ class AuthService(ServiceBase):
         with self.db.uow() as uow:
             return handlers.logout(uow, sid, utcnow())
 
+    @rpc(expected_exceptions=EXPECTED)
+    def issue_document_link(self, workspace_id: str, client_id: str, kind: str, document_id: str) -> dict:
+        ttl = timedelta(days=settings.env_int("AUTH_DOCUMENT_LINK_TTL_DAYS", 60))
+        with self.db.uow() as uow:
+            return handlers.issue_document_link(uow, utcnow(), workspace_id, client_id, kind, document_id, ttl)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def resolve_document_link(self, token: str) -> dict:
+        with self.db.uow() as uow:
+            return handlers.resolve_document_link(uow, utcnow(), token)
+
+    @rpc
+    def revoke_document_links(self, workspace_id: str, document_id: str) -> int:
+        with self.db.uow() as uow:
+            return handlers.revoke_document_links(uow, utcnow(), workspace_id, document_id)
+
+    @consumes("billing", "invoice.voided")
+    def on_invoice_voided(self, uow, event):
+        """A void invoice's email links stop working."""
+        handlers.revoke_document_links(uow, utcnow(), event["workspace_id"], event["data"]["id"])
+
     @consumes("billing", "contact.created")
     def on_contact_created(self, uow, event):
         handlers.apply_contact(uow, event["data"], utcnow())

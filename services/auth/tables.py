@@ -54,3 +54,18 @@ rate_hits = sa.Table(
     sa.Column("at", UtcDateTime, nullable=False),
     sa.Index("ix_rate_hits_key_at", "key", "at"),
 )
+
+# Links in invoice and quote emails: open one document without signing in. Only the hash is kept.
+document_links = sa.Table(
+    "document_links",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("workspace_id", sa.String(36), nullable=False),
+    sa.Column("client_id", sa.String(36), nullable=False),
+    sa.Column("document_kind", sa.String(20), nullable=False),
+    sa.Column("document_id", sa.String(36), nullable=False, index=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("revoked_at", UtcDateTime, nullable=True),
+)

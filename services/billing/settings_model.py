@@ -47,6 +47,7 @@ class WorkspaceSettings(BaseModel):
     auto_convert_accepted_quotes: bool = False
     refund_policy: Literal["reopen", "credit"] = "reopen"
     paper_size: Literal["A4", "Letter"] = "A4"
+    attach_pdf_to_emails: bool = True
 
     @field_validator("invoice_number_pattern", "retainer_number_pattern", "quote_number_pattern",
                      "credit_number_pattern")

@@ -31,14 +31,28 @@ def render_email(kind: str, context: dict) -> tuple[str, str, str]:
     return subject, text, html
 
 
-def build_message(sender: str, to: str, subject: str, text: str, html: str, when: datetime) -> str:
+def build_message(sender: str, to: str, subject: str, text: str, html: str, when: datetime,
+                  attachments: tuple = (), reply_to: str | None = None) -> str:
+    """Multipart: plain text and HTML alternatives, then any (filename, mime type, bytes) attachments."""
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = sender, to, subject
+    if reply_to:
+        msg["Reply-To"] = reply_to
     msg["Date"] = formatdate(when.timestamp(), usegmt=True)
     msg["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1].strip(">") or "localhost")
     msg.set_content(text)
     msg.add_alternative(html, subtype="html")
+    for filename, mime_type, data in attachments:
+        maintype, subtype = mime_type.split("/", 1)
+        if maintype == "text":
+            msg.add_attachment(data.decode("utf-8"), subtype=subtype, filename=filename)
+        else:
+            msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
     return msg.as_string()
+
+
+def email_exists(uow, idempotency_key: str) -> bool:
+    return uow.execute(sa.select(emails.c.id).where(emails.c.idempotency_key == idempotency_key)).first() is not None
 
 
 def business_name(uow, workspace_id: str | None) -> str:
@@ -47,7 +61,8 @@ def business_name(uow, workspace_id: str | None) -> str:
 
 
 def queue_email(uow, now: datetime, sender: str, *, idempotency_key: str, kind: str, to: str, context: dict,
-                workspace_id: str | None = None, client_id: str | None = None) -> str:
+                workspace_id: str | None = None, client_id: str | None = None, attachments: tuple = (),
+                reply_to: str | None = None) -> str:
     """Store the rendered message for delivery; the same key twice queues it once."""
     existing = uow.execute(sa.select(emails.c.id).where(emails.c.idempotency_key == idempotency_key)).first()
     if existing:
@@ -57,7 +72,8 @@ def queue_email(uow, now: datetime, sender: str, *, idempotency_key: str, kind: 
     email_id = str(uuid.uuid4())
     uow.execute(emails.insert().values(
         id=email_id, idempotency_key=idempotency_key, kind=kind, workspace_id=workspace_id, client_id=client_id,
-        to_addr=to, subject=subject, message=build_message(sender, to, subject, text, html, now), status="queued",
+        to_addr=to, subject=subject, status="queued",
+        message=build_message(sender, to, subject, text, html, now, attachments, reply_to),
         attempts=0, next_attempt_at=now, created_at=now))
     uow.commit()
     return email_id
@@ -131,7 +147,9 @@ BRANDING_KEYS = ("name", "email", "phone", "address", "tax_id", "logo_url", "bra
 def apply_workspace(uow, data: dict, now: datetime) -> None:
     """Keep documents' own copy of a workspace's branding; older versions are ignored."""
     branding = {key: data.get(key, "") for key in BRANDING_KEYS}
-    branding["paper"] = (data.get("settings") or {}).get("paper_size", "A4")
+    settings = data.get("settings") or {}
+    branding["paper"] = settings.get("paper_size", "A4")
+    branding["attach_pdf"] = settings.get("attach_pdf_to_emails", True)
     version = int(data.get("version", 0))
     current = uow.execute(sa.select(workspaces.c.version).where(workspaces.c.id == data["id"])).first()
     if current is None:
@@ -146,7 +164,7 @@ def branding(uow, workspace_id: str) -> dict:
     row = uow.execute(sa.select(workspaces).where(workspaces.c.id == workspace_id)).first()
     if row is None:
         raise NotFound("This workspace is not known to the documents service yet.")
-    return {"brand_color": "#1d4ed8", "paper": "A4", **(row.branding or {}), "name": row.name}
+    return {"brand_color": "#1d4ed8", "paper": "A4", **(row.branding or {}), "name": row.name, "id": row.id}
 
 
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")

@@ -6,14 +6,14 @@ from pathlib import Path
 
 from cachetools import TTLCache
 from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
+from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 
 from chassis import settings
 from chassis.errors import EXPECTED
 from chassis.events import utcnow
 from chassis.nameko_ext import Database, ServiceBase, consumes
-from services.documents import handlers
+from services.documents import handlers, mails
 from services.documents.mail import backend_from_env
 from services.documents.pdf import Renderer
 from services.documents.storage import FileStorage
@@ -51,6 +51,8 @@ class DocumentsService(ServiceBase):
     db = Database("documents", Path(__file__).parent / "migrations")
     renderer = PdfRenderer()
     mailer = Mailer()
+    billing = RpcProxy("billing")
+    auth = RpcProxy("auth")
     sender = settings.env("MAIL_FROM", "Billing Portal <no-reply@portal.localhost>")
 
     @rpc
@@ -109,6 +111,101 @@ class DocumentsService(ServiceBase):
     @consumes("billing", "workspace.updated")
     def on_workspace_updated(self, uow, event):
         handlers.apply_workspace(uow, event["data"], utcnow())
+
+    def _portal(self, path: str = "") -> str:
+        return settings.env("PORTAL_URL", "http://localhost:8000").rstrip("/") + path
+
+    def _link(self, workspace_id: str, client_id: str, kind: str, document_id: str) -> str:
+        link = self.auth.issue_document_link(workspace_id, client_id, kind, document_id)
+        return self._portal(f"/i/{link['token']}")
+
+    @consumes("billing", "invoice.sent")
+    def on_invoice_sent(self, uow, event):
+        self._document_sent(uow, event, "invoice", self.billing.get_invoice)
+
+    @consumes("billing", "quote.sent")
+    def on_quote_sent(self, uow, event):
+        self._document_sent(uow, event, "quote", self.billing.get_quote)
+
+    def _document_sent(self, uow, event, kind: str, fetch):
+        data, workspace_id = event["data"], event["workspace_id"]
+        brand = self._branding(workspace_id)
+        document = None
+        for recipient in data["recipients"]:
+            key = f"{kind}-sent:{event['id']}:{recipient['contact_id']}"
+            if handlers.email_exists(uow, key):  # a redelivered event: this one went already
+                continue
+            document = document or fetch(workspace_id, data["id"])
+            mails.document_sent(uow, utcnow(), self.sender, self.renderer, brand, key=key, kind=kind,
+                                document=document, recipient=recipient,
+                                link=self._link(workspace_id, data["client_id"], kind, data["id"]))
+
+    @consumes("billing", "payment.recorded")
+    def on_payment_recorded(self, uow, event):
+        data, workspace_id = event["data"], event["workspace_id"]
+        brand = self._branding(workspace_id)
+        payment = None
+        for recipient in data["recipients"]:
+            key = f"receipt:{data['id']}:{recipient['contact_id']}"
+            if not handlers.email_exists(uow, key):
+                payment = payment or self.billing.get_payment(workspace_id, data["id"])
+                mails.payment_receipt(uow, utcnow(), self.sender, self.renderer, brand, key=key, payment=payment,
+                                      recipient=recipient, portal_url=self._portal("/login"))
+
+    @consumes("payments", "payment.failed")
+    def on_payment_failed(self, uow, event):
+        data, workspace_id = event["data"], event["workspace_id"]
+        client = self.billing.get_client(workspace_id, data["client_id"])
+        for contact in (c for c in client["contacts"] if c["portal_access"]):
+            mails.payment_failed(uow, utcnow(), self.sender, self._branding(workspace_id),
+                                 key=f"payment-failed:{data['payment_id']}:{contact['id']}", data=data,
+                                 recipient=contact, link=data.get("pay_url") or self._portal("/login"))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def forward_invoice(self, workspace_id: str, client_id: str, invoice_id: str, to: str, forwarded_by: str,
+                        note: str = "", idempotency_key: str = "") -> str:
+        """A client forwards one of its invoices to another address (a colleague, its accountant)."""
+        invoice = self.billing.get_invoice(workspace_id, invoice_id, client_id=client_id)
+        with self.db.uow() as uow:
+            email_id = mails.document_sent(
+                uow, utcnow(), self.sender, self.renderer, self._branding(workspace_id),
+                key=idempotency_key or f"forward:{invoice_id}:{to}:{utcnow().isoformat()}", kind="invoice",
+                document=invoice, recipient={"email": to, "name": ""}, forwarded_by=forwarded_by, note=note,
+                link=self._link(workspace_id, client_id, "invoice", invoice_id))
+            uow.commit()
+            return email_id
+
+    @rpc(expected_exceptions=EXPECTED)
+    def send_business_message(self, workspace_id: str, client_id: str, client_name: str, from_name: str,
+                              from_email: str, subject: str, message: str, idempotency_key: str) -> str:
+        with self.db.uow() as uow:
+            email_id = mails.business_message(uow, utcnow(), self.sender, self._branding(workspace_id),
+                                              key=idempotency_key, client_id=client_id, client_name=client_name,
+                                              from_name=from_name, from_email=from_email, subject=subject,
+                                              message=message)
+            uow.commit()
+            return email_id
+
+    @rpc(expected_exceptions=EXPECTED)
+    def send_booking_email(self, workspace_id: str, client_id: str, recipient: dict, booking: dict,
+                           cancelled: bool = False) -> str:
+        with self.db.uow() as uow:
+            email_id = mails.booking(uow, utcnow(), self.sender, self._branding(workspace_id),
+                                     key=f"booking-{'cancelled' if cancelled else 'confirmed'}:{booking['id']}",
+                                     client_id=client_id, recipient=recipient, booking=booking, cancelled=cancelled,
+                                     portal_url=self._portal("/login"))
+            uow.commit()
+            return email_id
+
+    @rpc(expected_exceptions=EXPECTED)
+    def send_statement(self, workspace_id: str, client_id: str, recipient: dict, statement: dict,
+                       idempotency_key: str) -> str:
+        with self.db.uow() as uow:
+            email_id = mails.statement(uow, utcnow(), self.sender, self.renderer, self._branding(workspace_id),
+                                       key=idempotency_key, client_id=client_id, recipient=recipient,
+                                       statement=statement)
+            uow.commit()
+            return email_id
 
     @consumes("billing", "invoice.reminder")
     def on_invoice_reminder(self, uow, event):

@@ -214,6 +214,8 @@ class Route:
     body: type[Body] | None = None
     query: tuple[Query, ...] = ()
     status: int = 200
+    service: str = "billing"
+    scope_check: str | None = None  # a billing method that 404s when {id} is not this workspace's
 
 
 def _p(name):
@@ -250,6 +252,9 @@ ROUTES: tuple[Route, ...] = (
           lambda p, b, q: (p["id"], q.get("limit", 50)), query=(Query("limit"),)),
     Route("POST", "/clients/{id}/retainer-refunds", "refund_retainer", "Refund unused retainer money",
           lambda p, b, q: (p["id"], b["amount"], b.get("reference", "")), RefundIn, status=201),
+    Route("GET", "/clients/{id}/emails", "list_emails", "Emails sent to the client's contacts, with delivery status",
+          lambda p, b, q: (p["id"], q.get("limit", 100)), query=(Query("limit"),), service="documents",
+          scope_check="get_client"),
     Route("GET", "/invoices", "list_invoices", "List invoices",
           lambda p, b, q: ({**q, "include_archived": q.get("include_archived") == "true"},),
           query=(Query("client_id"), Query("status", enum=STATUS_FILTER), Query("kind", enum=("standard", "retainer")),
@@ -348,7 +353,9 @@ class AdminResource:
             except ValidationError as exc:
                 raise Invalid("Some fields are not valid.", **field_errors(exc)) from None
         query = {k: v for k, v in req.params.items() if isinstance(v, str)}
-        resp.media = self.rpc.call("billing", route.rpc, workspace_id, *route.call(params, body, query),
+        if route.scope_check:
+            self.rpc.call("billing", route.scope_check, workspace_id, params["id"], request_id=req.context.request_id)
+        resp.media = self.rpc.call(route.service, route.rpc, workspace_id, *route.call(params, body, query),
                                    request_id=req.context.request_id)
         resp.status = route.status
 

@@ -182,6 +182,40 @@ class PdfDownload(Base):
         send_pdf(req, resp, pdf)
 
 
+class DocumentLink(Base):
+    """/i/<token>: one invoice or quote from an email link, without signing in, and nothing else."""
+
+    def _resolve(self, req, token: str) -> tuple[dict, dict]:
+        try:
+            scope = self.call(req, "auth", "resolve_document_link", token)
+        except Unauthorized as exc:
+            gone = exc.detail in ("expired", "revoked")
+            raise falcon.HTTPGone(title="This link no longer works",
+                                  description="Links in emails expire or are withdrawn. Sign in to see the document.") \
+                if gone else falcon.HTTPNotFound() from None
+        method = "get_invoice" if scope["kind"] == "invoice" else "get_quote"
+        document = self.call(req, "billing", method, scope["workspace_id"], scope["document_id"],
+                             client_id=scope["client_id"])
+        return scope, document
+
+    def on_get(self, req, resp, token: str):
+        scope, document = self._resolve(req, token)
+        if scope["kind"] == "invoice":  # the business sees the visit in the client's activity
+            self.call(req, "billing", "mark_invoice_viewed", scope["workspace_id"], scope["client_id"],
+                      scope["document_id"])
+        self.render(resp, "document_public.html", doc=document, kind=scope["kind"], token=token,
+                    business=document.get("business_name", ""), locale=document.get("locale", "en_US"))
+
+
+class DocumentLinkPdf(DocumentLink):
+    def on_get(self, req, resp, token: str):
+        scope, document = self._resolve(req, token)
+        document.setdefault("client_id", scope["client_id"])
+        pdf = self.call(req, "documents", "render_document", scope["kind"], scope["workspace_id"], document,
+                        document.get("locale"), document.get("timezone"))
+        send_pdf(req, resp, pdf)
+
+
 def send_pdf(req, resp, pdf: dict) -> None:
     etag = f'"{pdf["etag"]}"'
     resp.set_header("ETag", etag)
@@ -257,4 +291,6 @@ def add_routes(app: falcon.App, rpc, health_rpc, env, config) -> None:
     app.add_route("/quotes/{object_id}/pdf", PdfDownload(rpc, env, config, "quote"))
     app.add_route("/payments/{object_id}/receipt.pdf", PdfDownload(rpc, env, config, "receipt"))
     app.add_route("/statement.pdf", PdfDownload(rpc, env, config, "statement"))
+    app.add_route("/i/{token}", DocumentLink(rpc, env, config))
+    app.add_route("/i/{token}/pdf", DocumentLinkPdf(rpc, env, config))
     add_admin_routes(app, rpc)

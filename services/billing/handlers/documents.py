@@ -197,7 +197,7 @@ def get_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, client_i
     ws = workspace_row(uow, workspace_id)
     client = client_row(uow, workspace_id, row.client_id)
     view = invoice_view(row, workspace_today(ws, now), None if row.client_snapshot else client_snapshot(uow, client))
-    view.update(locale=client.locale, timezone=client.timezone)
+    view.update(locale=client.locale, timezone=client.timezone, business_name=ws.name)
     view["lines"] = load_lines(uow, "invoice", invoice_id)
     view["payments"] = [
         {"payment_id": p.id, "amount": p.allocated, "currency": p.currency, "method": p.method,
@@ -413,7 +413,7 @@ def get_quote(uow, now: datetime, workspace_id: str, quote_id: str, client_id: s
     client = client_row(uow, workspace_id, row.client_id)
     view = quote_view(row, workspace_today(ws, now))
     view.update(client=row.client_snapshot or client_snapshot(uow, client), locale=client.locale,
-                timezone=client.timezone)
+                timezone=client.timezone, business_name=ws.name)
     view["lines"] = load_lines(uow, "quote", quote_id)
     return view
 

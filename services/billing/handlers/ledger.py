@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from chassis.errors import Invalid
 from chassis.money import Money
 from services.billing import domain
-from services.billing.handlers.common import (client_row, client_snapshot, get_scoped, iso, new_id, parse_date, record_activity,
+from services.billing.handlers.common import (client_row, client_snapshot, get_scoped, iso, new_id, parse_date,
+                                              portal_recipients, record_activity,
                                               workspace_row, workspace_today)
 from services.billing.handlers.documents import invoice_view, list_quotes
 from services.billing.tables import (activities, credit_applications, credit_notes, invoices, payment_allocations,
@@ -100,7 +101,9 @@ def record_payment(uow, now: datetime, workspace_id: str, data: dict) -> dict:
             uow.publish("invoice.paid", workspace_id, event)
     record_activity(uow, now, workspace_id, client_id, "payment.recorded",
                     f"Payment of {Money(total, currency).format()} recorded", {"payment_id": payment_id})
-    return _payment_view(uow, uow.execute(sa.select(payments).where(payments.c.id == payment_id)).one())
+    view = _payment_view(uow, uow.execute(sa.select(payments).where(payments.c.id == payment_id)).one())
+    uow.publish("payment.recorded", workspace_id, {**view, "recipients": portal_recipients(uow, client_id)})
+    return view
 
 
 def _payment_view(uow, row) -> dict:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 08:30:14.859199
+Create Date: 2026-11-23 09:13:17.483625
 """
 from alembic import op
 import sqlalchemy as sa
@@ -40,6 +40,22 @@ def upgrade() -> None:
     sa.Column('failed_at', chassis.db.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
+    op.create_table('document_links',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('workspace_id', sa.String(length=36), nullable=False),
+    sa.Column('client_id', sa.String(length=36), nullable=False),
+    sa.Column('document_kind', sa.String(length=20), nullable=False),
+    sa.Column('document_id', sa.String(length=36), nullable=False),
+    sa.Column('created_at', chassis.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', chassis.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', chassis.db.UtcDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('token_hash')
+    )
+    with op.batch_alter_table('document_links', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_document_links_document_id'), ['document_id'], unique=False)
+
     op.create_table('inbox',
     sa.Column('consumer', sa.String(length=100), nullable=False),
     sa.Column('event_id', sa.String(length=36), nullable=False),
@@ -114,6 +130,10 @@ def downgrade() -> None:
 
     op.drop_table('outbox')
     op.drop_table('inbox')
+    with op.batch_alter_table('document_links', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_document_links_document_id'))
+
+    op.drop_table('document_links')
     op.drop_table('dead_letters')
     with op.batch_alter_table('contacts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_contacts_email'))

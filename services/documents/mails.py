@@ -1,0 +1,120 @@
+"""What goes into each kind of email: recipients, links, attachments, amounts in the reader's locale.
+Each function queues through handlers.queue_email with an idempotency key, so a repeated event or
+call sends nothing twice."""
+from __future__ import annotations
+
+import base64
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_date, format_datetime
+from icalendar import Calendar, Event
+
+from chassis.money import Money
+from services.documents import handlers
+
+
+def money(amount: int, currency: str, locale: str) -> str:
+    return Money(int(amount), currency).format(locale)
+
+
+def day(iso: str | None, locale: str) -> str:
+    return format_date(date.fromisoformat(iso), "medium", locale=locale) if iso else ""
+
+
+def moment(iso: str, tz: str, locale: str) -> str:
+    return format_datetime(datetime.fromisoformat(iso).astimezone(ZoneInfo(tz)), "medium", locale=locale)
+
+
+def pdf_attachment(renderer, brand: dict, kind: str, data: dict) -> tuple:
+    rendered = handlers.render_document(renderer, brand, kind, data, data.get("locale"), data.get("timezone"))
+    return (rendered["filename"], "application/pdf", base64.b64decode(rendered["pdf"]))
+
+
+def document_sent(uow, now, sender, renderer, brand: dict, *, key: str, kind: str, document: dict, recipient: dict,
+                  link: str, forwarded_by: str = "", note: str = "") -> str:
+    """An invoice or a quote, with its one-document link and (by setting) its PDF attached."""
+    locale = recipient.get("locale") or document.get("locale") or "en_US"
+    attachments = (pdf_attachment(renderer, brand, kind, document),) if brand.get("attach_pdf", True) else ()
+    context = {"name": recipient.get("name", ""), "number": document["number"], "link": link,
+               "total": money(document["total"], document["currency"], locale), "attached": bool(attachments),
+               "forwarded_by": forwarded_by, "note": note}
+    if kind == "invoice":
+        context.update(balance=money(document["balance"], document["currency"], locale),
+                       due_date=day(document["due_date"], locale))
+    else:
+        context.update(expiry_date=day(document.get("expiry_date"), locale))
+    return handlers.queue_email(uow, now, sender, idempotency_key=key, kind=f"{kind}_sent", to=recipient["email"],
+                                context=context, workspace_id=brand["id"], client_id=document["client_id"],
+                                attachments=attachments)
+
+
+def payment_receipt(uow, now, sender, renderer, brand: dict, *, key: str, payment: dict, recipient: dict,
+                    portal_url: str) -> str:
+    locale, tz = payment.get("locale") or "en_US", payment.get("timezone") or "UTC"
+    context = {"name": recipient.get("name", ""), "amount": money(payment["amount"], payment["currency"], locale),
+               "received_at": moment(payment["received_at"], tz, locale), "portal_url": portal_url,
+               "allocations": [{"number": a["number"], "amount": money(a["amount"], payment["currency"], locale)}
+                               for a in payment["allocations"]]}
+    return handlers.queue_email(uow, now, sender, idempotency_key=key, kind="payment_receipt", to=recipient["email"],
+                                context=context, workspace_id=brand["id"], client_id=payment["client_id"],
+                                attachments=(pdf_attachment(renderer, brand, "receipt", payment),))
+
+
+def payment_failed(uow, now, sender, brand: dict, *, key: str, data: dict, recipient: dict, link: str) -> str:
+    context = {"name": recipient.get("name", ""), "amount": money(data["amount"], data["currency"], "en_US"),
+               "reason": data.get("reason", ""), "link": link}
+    return handlers.queue_email(uow, now, sender, idempotency_key=key, kind="payment_failed", to=recipient["email"],
+                                context=context, workspace_id=brand["id"], client_id=data["client_id"])
+
+
+def business_message(uow, now, sender, brand: dict, *, key: str, client_id: str, client_name: str, from_name: str,
+                     from_email: str, subject: str, message: str) -> str:
+    """A client's message from the portal, to the business's contact address; replies go to the client."""
+    context = {"from_name": from_name, "from_email": from_email, "client_name": client_name, "subject": subject,
+               "message": message}
+    return handlers.queue_email(uow, now, sender, idempotency_key=key, kind="business_message", to=brand["email"],
+                                context=context, workspace_id=brand["id"], client_id=client_id, reply_to=from_email)
+
+
+def booking_invite(brand: dict, booking: dict, cancelled: bool) -> bytes:
+    """An iCalendar invitation (or cancellation) with a stable UID, so calendars update in place."""
+    calendar = Calendar()
+    calendar.add("prodid", "-//Billing portal//Bookings//EN")
+    calendar.add("version", "2.0")
+    calendar.add("method", "CANCEL" if cancelled else "REQUEST")
+    event = Event()
+    event.add("uid", f"booking-{booking['id']}@billing-portal")
+    event.add("summary", f"{booking['title']} with {brand['name']}")
+    event.add("dtstart", datetime.fromisoformat(booking["start"]))
+    event.add("dtend", datetime.fromisoformat(booking["end"]))
+    event.add("dtstamp", datetime.fromisoformat(booking["created_at"]))
+    event.add("organizer", f"mailto:{brand.get('email') or 'no-reply@localhost'}")
+    event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
+    event.add("sequence", 1 if cancelled else 0)
+    calendar.add_component(event)
+    return calendar.to_ical()
+
+
+def booking(uow, now, sender, brand: dict, *, key: str, client_id: str, recipient: dict, booking: dict,
+            cancelled: bool, portal_url: str) -> str:
+    locale, tz = recipient.get("locale") or "en_US", booking.get("timezone") or "UTC"
+    start, end = datetime.fromisoformat(booking["start"]), datetime.fromisoformat(booking["end"])
+    context = {"name": recipient.get("name", ""), "title": booking["title"], "cancelled": cancelled,
+               "when": moment(booking["start"], tz, locale), "duration": int((end - start).total_seconds() // 60),
+               "portal_url": portal_url}
+    invite = ("cancel.ics" if cancelled else "invite.ics", "text/calendar",
+              booking_invite(brand, booking, cancelled))
+    return handlers.queue_email(uow, now, sender, idempotency_key=key, kind="booking", to=recipient["email"],
+                                context=context, workspace_id=brand["id"], client_id=client_id, attachments=(invite,))
+
+
+def statement(uow, now, sender, renderer, brand: dict, *, key: str, client_id: str, recipient: dict,
+              statement: dict) -> str:
+    locale = statement.get("locale") or "en_US"
+    context = {"name": recipient.get("name", ""),
+               "period": f"{day(statement['from'], locale)} – {day(statement['to'], locale)}",
+               "closing": money(statement["closing_balance"], statement["currency"], locale)}
+    return handlers.queue_email(uow, now, sender, idempotency_key=key, kind="statement", to=recipient["email"],
+                                context=context, workspace_id=brand["id"], client_id=client_id,
+                                attachments=(pdf_attachment(renderer, brand, "statement", statement),))
