@@ -174,3 +174,38 @@ def test_a_due_reminder_is_emailed_once_by_documents(stack):
     assert "$42.00" in message.get_body(("plain",)).get_content()
     time.sleep(3)  # several more sweeps pass
     assert stack.outbox.count(email, "is due on") == 1
+
+
+def test_an_invoice_email_link_opens_that_invoice_only_until_it_is_voided(stack):
+    import re as regex
+
+    email = f"linked-{uuid.uuid4().hex[:6]}@example.com"
+    [(workspace_id,)] = query(stack.databases["billing"], "SELECT id FROM workspaces WHERE name = 'Acme Studio'")
+    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=20) as rpc:
+        client = rpc.billing.create_client(workspace_id, {"name": "Linked Ltd", "contacts": [
+            {"email": email, "name": "Lin", "portal_access": True}]})
+        invoice = rpc.billing.create_invoice(workspace_id, {"client_id": client["id"], "send": True, "lines": [
+            {"description": "Linked work", "quantity": 2, "unit_price": 12345}]})
+        [message] = stack.outbox.wait_for(email, 1, timeout=30, subject=invoice["number"])
+        text = message.get_body(("plain",)).get_content()
+        link = regex.search(r"https?://\S+/i/[A-Za-z0-9_-]+", text).group(0)
+        attached = {part.get_filename() for part in message.iter_attachments()}
+        assert attached == {f"{invoice['number']}.pdf"}
+
+        page = requests.get(link)
+        assert page.status_code == 200 and invoice["number"] in page.text and "$246.90" in page.text
+        assert "Secret project" not in page.text and "Demo Client" not in page.text
+        pdf = requests.get(f"{link}/pdf")
+        assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
+        assert pdf.headers["content-disposition"] == f'attachment; filename="{invoice["number"]}.pdf"'
+        assert requests.get(f"{link}/pdf", headers={"If-None-Match": pdf.headers["etag"]}).status_code == 304
+        assert requests.get(link.rsplit("/", 1)[0] + "/forged-token").status_code == 404
+        assert requests.get(f"{stack.url}/dashboard", allow_redirects=False).status_code == 303  # no session
+
+        wait_until(lambda: query(stack.databases["billing"], "SELECT status FROM invoices WHERE id = %s",
+                                 (invoice["id"],)) == [("viewed",)], what="invoice marked viewed")
+        log = rpc.documents.list_emails(workspace_id, client["id"])
+        assert [(e["kind"], e["status"]) for e in log] == [("invoice_sent", "sent")]
+
+        rpc.billing.void_invoice(workspace_id, invoice["id"])
+    wait_until(lambda: requests.get(link).status_code == 410, what="the voided invoice's link to stop working")
