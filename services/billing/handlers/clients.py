@@ -7,9 +7,9 @@ import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 
 from chassis.errors import Conflict, Invalid
-from services.billing.handlers.common import (client_row, get_scoped, iso, new_id, record_activity,
+from services.billing.handlers.common import (check_fields, check_regional, client_row, get_scoped, iso, new_id, record_activity,
                                               workspace_row)
-from services.billing.handlers.workspaces import check_currency, check_locale, check_timezone
+from services.billing.handlers.workspaces import check_locale
 from services.billing.tables import clients, contacts
 
 __all__ = ["create_client", "update_client", "get_client", "list_clients", "add_contact", "update_contact",
@@ -19,14 +19,6 @@ CLIENT_FIELDS = {"name", "address", "phone", "currency", "locale", "timezone", "
 # What a client may change about itself from the portal; the rest is the business's to set.
 PORTAL_EDITABLE = {"name", "address", "phone"}
 CONTACT_FIELDS = {"email", "name", "phone", "locale", "is_primary", "portal_access"}
-
-
-def _check_fields(data: dict, allowed: set) -> None:
-    if not isinstance(data, dict):
-        raise Invalid("Expected an object.", body="not an object")
-    unknown = set(data) - allowed
-    if unknown:
-        raise Invalid("Unknown fields.", **{k: "unknown field" for k in sorted(unknown)})
 
 
 def _clean_client(data: dict, partial: bool) -> dict:
@@ -39,12 +31,7 @@ def _clean_client(data: dict, partial: bool) -> dict:
                 raise Invalid(f"{key} must be text.", **{key: "invalid"})
     if "name" in values and not values["name"].strip():
         raise Invalid("name is required.", name="required")
-    if "currency" in values:
-        check_currency(values["currency"])
-    if "locale" in values:
-        check_locale(values["locale"])
-    if "timezone" in values:
-        check_timezone(values["timezone"])
+    check_regional(values)
     return values
 
 
@@ -62,7 +49,7 @@ def contact_view(row) -> dict:
 
 
 def create_client(uow, now: datetime, workspace_id: str, data: dict) -> dict:
-    _check_fields(data, CLIENT_FIELDS | {"contacts"})
+    check_fields(data, CLIENT_FIELDS | {"contacts"})
     ws = workspace_row(uow, workspace_id)
     values = _clean_client({k: v for k, v in data.items() if k in CLIENT_FIELDS}, partial=False)
     client_id = new_id()
@@ -80,7 +67,7 @@ def create_client(uow, now: datetime, workspace_id: str, data: dict) -> dict:
 def update_client(uow, now: datetime, workspace_id: str, client_id: str, data: dict,
                   from_portal: bool = False) -> dict:
     """Changes apply to future invoices only: issued ones keep their snapshot of these details."""
-    _check_fields(data, PORTAL_EDITABLE if from_portal else CLIENT_FIELDS)
+    check_fields(data, PORTAL_EDITABLE if from_portal else CLIENT_FIELDS)
     client_row(uow, workspace_id, client_id, lock=True)
     values = _clean_client(data, partial=True)
     if values:
@@ -132,7 +119,7 @@ def _only_primary(uow, workspace_id: str, client_id: str, contact_id: str) -> No
 
 
 def add_contact(uow, now: datetime, workspace_id: str, client_id: str, data: dict) -> dict:
-    _check_fields(data, CONTACT_FIELDS)
+    check_fields(data, CONTACT_FIELDS)
     client_row(uow, workspace_id, client_id)
     email = _normal_email(data.get("email", ""))
     if uow.execute(sa.select(contacts.c.id).where(contacts.c.workspace_id == workspace_id,
@@ -155,7 +142,7 @@ def add_contact(uow, now: datetime, workspace_id: str, client_id: str, data: dic
 
 
 def update_contact(uow, now: datetime, workspace_id: str, contact_id: str, data: dict) -> dict:
-    _check_fields(data, CONTACT_FIELDS)
+    check_fields(data, CONTACT_FIELDS)
     row = get_scoped(uow, contacts, workspace_id, contact_id, "contact", lock=True)
     values = {}
     if "email" in data:

@@ -19,6 +19,24 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def check_fields(data, allowed: set) -> None:
+    """Refuse anything but an object of known fields, naming each unknown one."""
+    if not isinstance(data, dict):
+        raise Invalid("Expected an object.", body="not an object")
+    unknown = set(data) - allowed
+    if unknown:
+        raise Invalid("Unknown fields.", **{k: "unknown field" for k in sorted(unknown)})
+
+
+def check_regional(values: dict) -> None:
+    """Currency, locale and time zone, where given, must be real ones."""
+    from services.billing.handlers.workspaces import check_currency, check_locale, check_timezone
+
+    for key, check in (("currency", check_currency), ("locale", check_locale), ("timezone", check_timezone)):
+        if key in values:
+            check(values[key])
+
+
 def get_scoped(uow, table: sa.Table, workspace_id: str, object_id: str, what: str, lock: bool = False,
                client_id: str | None = None):
     """Every lookup is scoped to a workspace (and a client for the portal); outside it, NotFound."""

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from chassis.errors import Conflict, Invalid, NotFound
 from services.billing import domain
-from services.billing.handlers.common import (allocate_number, client_row, client_snapshot, get_scoped, iso, load_lines, new_id,
+from services.billing.handlers.common import (allocate_number, check_fields, client_row, client_snapshot, get_scoped, iso, load_lines, new_id,
                                               parse_date, parse_lines, portal_recipients, record_activity,
                                               save_lines, settings_of, workspace_row, workspace_today)
 from services.billing.tables import (comments, credit_applications, credit_notes, invoices,
@@ -22,14 +22,6 @@ INVOICE_FIELDS = {"client_id", "kind", "issue_date", "due_date", "payment_terms_
                   "send"}
 QUOTE_FIELDS = {"client_id", "issue_date", "expiry_date", "lines", "notes", "terms", "send"}
 CREDIT_FIELDS = {"client_id", "issue_date", "lines", "amount", "reason", "invoice_id"}
-
-
-def _check_fields(data, allowed: set) -> None:
-    if not isinstance(data, dict):
-        raise Invalid("Expected an object.", body="not an object")
-    unknown = set(data) - allowed
-    if unknown:
-        raise Invalid("Unknown fields.", **{k: "unknown field" for k in sorted(unknown)})
 
 
 def _text(data: dict, key: str, limit: int = 5000) -> str:
@@ -48,6 +40,21 @@ def _dates(data: dict, today, terms_default: int):
     if due < issue:
         raise Invalid("The due date cannot be before the issue date.", due_date="before issue date")
     return issue, due, terms
+
+
+def _content_changes(uow, kind: str, document_id: str, data: dict) -> dict:
+    """New lines (saved, with recomputed totals) and texts for an invoice or quote being edited."""
+    values = {}
+    if "lines" in data:
+        lines = parse_lines(data["lines"])
+        totals = domain.Totals.of(lines)
+        values.update(subtotal=totals.subtotal, discount_total=totals.discount, tax_total=totals.tax,
+                      total=totals.total)
+        save_lines(uow, kind, document_id, lines)
+    for key in ("notes", "terms"):
+        if key in data:
+            values[key] = _text(data, key)
+    return values
 
 
 # ---------------------------------------------------------------- invoices
@@ -74,7 +81,7 @@ def _invoice_event(row) -> dict:
 
 
 def create_invoice(uow, now: datetime, workspace_id: str, data: dict, recurring: dict | None = None) -> dict:
-    _check_fields(data, INVOICE_FIELDS)
+    check_fields(data, INVOICE_FIELDS)
     ws = workspace_row(uow, workspace_id)
     settings = settings_of(ws)
     client = client_row(uow, workspace_id, data.get("client_id", ""))
@@ -103,7 +110,7 @@ def create_invoice(uow, now: datetime, workspace_id: str, data: dict, recurring:
 
 
 def update_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, data: dict) -> dict:
-    _check_fields(data, INVOICE_FIELDS - {"client_id", "kind", "send"})
+    check_fields(data, INVOICE_FIELDS - {"client_id", "kind", "send"})
     row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True)
     if row.status != "draft":
         if set(data) - {"notes", "terms"}:
@@ -118,15 +125,7 @@ def update_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, data:
             merged["due_date"] = row.due_date
         issue, due, terms = _dates(merged, workspace_today(ws, now), settings_of(ws).default_payment_terms_days)
         values.update(issue_date=issue, due_date=due, payment_terms_days=terms)
-    if "lines" in data:
-        lines = parse_lines(data["lines"])
-        totals = domain.Totals.of(lines)
-        values.update(subtotal=totals.subtotal, discount_total=totals.discount, tax_total=totals.tax,
-                      total=totals.total)
-        save_lines(uow, "invoice", invoice_id, lines)
-    for key in ("notes", "terms"):
-        if key in data:
-            values[key] = _text(data, key)
+    values.update(_content_changes(uow, "invoice", invoice_id, data))
     if values:
         uow.execute(invoices.update().where(invoices.c.id == invoice_id).values(**values))
     row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
@@ -286,7 +285,7 @@ def _quote_event(row) -> dict:
 
 
 def create_quote(uow, now: datetime, workspace_id: str, data: dict) -> dict:
-    _check_fields(data, QUOTE_FIELDS)
+    check_fields(data, QUOTE_FIELDS)
     ws = workspace_row(uow, workspace_id)
     client = client_row(uow, workspace_id, data.get("client_id", ""))
     issue = parse_date(data.get("issue_date"), "issue_date") or workspace_today(ws, now)
@@ -311,7 +310,7 @@ def create_quote(uow, now: datetime, workspace_id: str, data: dict) -> dict:
 
 
 def update_quote(uow, now: datetime, workspace_id: str, quote_id: str, data: dict) -> dict:
-    _check_fields(data, QUOTE_FIELDS - {"client_id", "send"})
+    check_fields(data, QUOTE_FIELDS - {"client_id", "send"})
     row = get_scoped(uow, quotes, workspace_id, quote_id, "quote", lock=True)
     if row.status != "draft":
         raise Conflict("Only a draft quote can be changed.", status=row.status)
@@ -321,15 +320,7 @@ def update_quote(uow, now: datetime, workspace_id: str, quote_id: str, data: dic
     if expiry < issue:
         raise Invalid("The expiry date cannot be before the issue date.", expiry_date="before issue date")
     values.update(issue_date=issue, expiry_date=expiry)
-    if "lines" in data:
-        lines = parse_lines(data["lines"])
-        totals = domain.Totals.of(lines)
-        values.update(subtotal=totals.subtotal, discount_total=totals.discount, tax_total=totals.tax,
-                      total=totals.total)
-        save_lines(uow, "quote", quote_id, lines)
-    for key in ("notes", "terms"):
-        if key in data:
-            values[key] = _text(data, key)
+    values.update(_content_changes(uow, "quote", quote_id, data))
     uow.execute(quotes.update().where(quotes.c.id == quote_id).values(**values))
     uow.publish("quote.updated", workspace_id, _quote_event(get_scoped(uow, quotes, workspace_id, quote_id, "quote")))
     return get_quote(uow, now, workspace_id, quote_id)
@@ -448,7 +439,7 @@ def list_quotes(uow, now: datetime, workspace_id: str, filters: dict | None = No
 
 def issue_credit_note(uow, now: datetime, workspace_id: str, data: dict) -> dict:
     """A credit note adds to the client's available credit; apply it to invoices separately."""
-    _check_fields(data, CREDIT_FIELDS)
+    check_fields(data, CREDIT_FIELDS)
     ws = workspace_row(uow, workspace_id)
     client = client_row(uow, workspace_id, data.get("client_id", ""))
     raw_lines = data.get("lines")

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from chassis.errors import Invalid
 from chassis.money import Money
 from services.billing import domain
-from services.billing.handlers.common import (client_row, client_snapshot, get_scoped, iso, new_id, parse_date,
+from services.billing.handlers.common import (check_fields, client_row, client_snapshot, get_scoped, iso, new_id, parse_date,
                                               portal_recipients, record_activity,
                                               workspace_row, workspace_today)
 from services.billing.handlers.documents import invoice_view, list_quotes
@@ -47,8 +47,7 @@ def record_payment(uow, now: datetime, workspace_id: str, data: dict) -> dict:
     the same payment arriving twice (a duplicate event, a retried call) is applied once."""
     allowed = {"payment_id", "client_id", "invoice_id", "allocations", "amount", "currency", "method", "reference",
                "received_at", "source"}
-    if not isinstance(data, dict) or set(data) - allowed:
-        raise Invalid("Unknown fields.", **{k: "unknown field" for k in sorted(set(data or {}) - allowed)})
+    check_fields(data, allowed)
     payment_id = str(data.get("payment_id") or new_id())[:64]
     existing = uow.execute(sa.select(payments).where(payments.c.id == payment_id)).first()
     if existing is not None:

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from chassis.errors import Conflict, Invalid
 from services.billing import domain
-from services.billing.handlers.common import (client_row, get_scoped, iso, new_id, parse_date, parse_lines,
+from services.billing.handlers.common import (check_fields, client_row, get_scoped, iso, new_id, parse_date, parse_lines,
                                               portal_recipients, record_activity, settings_of, workspace_row,
                                               workspace_today)
 from services.billing.handlers.documents import create_invoice
@@ -45,8 +45,7 @@ def _schedule(data: dict, base=None) -> domain.Schedule:
 
 
 def create_recurring(uow, now: datetime, workspace_id: str, data: dict) -> dict:
-    if not isinstance(data, dict) or set(data) - RECURRING_FIELDS:
-        raise Invalid("Unknown fields.", **{k: "unknown field" for k in sorted(set(data or {}) - RECURRING_FIELDS)})
+    check_fields(data, RECURRING_FIELDS)
     ws = workspace_row(uow, workspace_id)
     client = client_row(uow, workspace_id, data.get("client_id", ""))
     schedule = _schedule(data)

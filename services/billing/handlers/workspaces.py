@@ -12,7 +12,7 @@ from babel import Locale, UnknownLocaleError
 
 from chassis.errors import Invalid, NotFound, Unauthorized
 from chassis.money import Money
-from services.billing.handlers.common import iso, new_id, settings_of, workspace_row
+from services.billing.handlers.common import check_fields, check_regional, iso, new_id, settings_of, workspace_row
 from services.billing.settings_model import parse_settings
 from services.billing.tables import api_keys, workspaces
 
@@ -52,9 +52,7 @@ def check_timezone(name: str) -> str:
 
 
 def _clean_workspace(data: dict, partial: bool) -> dict:
-    unknown = set(data) - WORKSPACE_FIELDS - {"settings"}
-    if unknown:
-        raise Invalid("Unknown fields.", **{k: "unknown field" for k in sorted(unknown)})
+    check_fields(data, WORKSPACE_FIELDS | {"settings"})
     values = {k: v for k, v in data.items() if k in WORKSPACE_FIELDS}
     if not partial:
         for required in ("name", "email"):
@@ -62,12 +60,7 @@ def _clean_workspace(data: dict, partial: bool) -> dict:
                 raise Invalid(f"{required} is required.", **{required: "required"})
     if "name" in values and not str(values["name"]).strip():
         raise Invalid("name is required.", name="required")
-    if "currency" in values:
-        check_currency(values["currency"])
-    if "locale" in values:
-        check_locale(values["locale"])
-    if "timezone" in values:
-        check_timezone(values["timezone"])
+    check_regional(values)
     if values.get("logo_url") and (len(values["logo_url"]) > 300_000 or not LOGO.match(values["logo_url"])):
         # Embedded so documents never fetch from the network: a data: URI of a PNG, JPEG or SVG.
         raise Invalid("The logo is a data: URI of a PNG, JPEG or SVG image, at most about 200 KB.",
