@@ -48,6 +48,7 @@ def request_links(uow, raw_email: str, client_ip: str, now: datetime, policy: do
         )
         to_send.append(
             {"token": token, "email": contact.email, "name": contact.name, "contact_id": contact.id,
+             "locale": contact.locale,
              "client_id": contact.client_id, "workspace_id": contact.workspace_id,
              "expires_at": link.expires_at.isoformat()}
         )
@@ -173,6 +174,7 @@ def apply_contact(conn, data: dict, now: datetime) -> None:
         "client_id": data["client_id"],
         "email": data["email"].lower(),
         "name": data.get("name") or "",
+        "locale": data.get("locale"),
         "portal_access": bool(data["portal_access"]),
         "version": data["version"],
         "updated_at": now,

@@ -44,6 +44,7 @@ class AuthService(ServiceBase):
                 client_id=link["client_id"],
                 url=f"{portal_url.rstrip('/')}/login/verify?token={link['token']}",
                 expires_at=link["expires_at"],
+                locale=link["locale"],
                 idempotency_key=f"magic-link:{domain.hash_secret(link['token'])}",
             )
         return {"accepted": True}

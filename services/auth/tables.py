@@ -16,6 +16,7 @@ contacts = sa.Table(
     sa.Column("client_id", sa.String(36), nullable=False),
     sa.Column("email", sa.String(254), nullable=False, index=True),
     sa.Column("name", sa.String(200), nullable=False, default=""),
+    sa.Column("locale", sa.String(20), nullable=True),  # the language of its sign-in emails
     sa.Column("portal_access", sa.Boolean, nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),

@@ -9,25 +9,25 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 import sqlalchemy as sa
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from chassis.errors import NotFound
 from services.documents.mail import PermanentMailError, TransientMailError
+from services.documents.i18n import template_env
 from services.documents.pdf import encode
 from services.documents.tables import emails, workspaces
 
-TEMPLATES = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates" / "email"),
-    autoescape=select_autoescape(["html"]),
-    undefined=StrictUndefined,
-)
+EMAIL_TEMPLATES = Path(__file__).parent / "templates" / "email"
 MAX_ATTEMPTS = 8
 
 
-def render_email(kind: str, context: dict) -> tuple[str, str, str]:
-    subject = TEMPLATES.get_template(f"{kind}.subject").render(context).strip()
-    text = TEMPLATES.get_template(f"{kind}.txt").render(context)
-    html = TEMPLATES.get_template(f"{kind}.html").render({**context, "subject": subject})
+def render_email(kind: str, context: dict, locale: str = "en_US") -> tuple[str, str, str]:
+    """Subject, plain text and HTML in the reader's language (gettext catalogues, as for PDFs)."""
+    env = template_env(EMAIL_TEMPLATES, locale)
+    context = {"locale": locale, **context}
+    subject = env.get_template(f"{kind}.subject").render(context).strip()
+    # the .txt template is not HTML: Jinja does not escape it, which is what plain text wants
+    text = env.get_template(f"{kind}.txt").render(context)
+    html = env.get_template(f"{kind}.html").render({**context, "subject": subject})
     return subject, text, html
 
 
@@ -55,20 +55,26 @@ def email_exists(uow, idempotency_key: str) -> bool:
     return uow.execute(sa.select(emails.c.id).where(emails.c.idempotency_key == idempotency_key)).first() is not None
 
 
-def business_name(uow, workspace_id: str | None) -> str:
-    row = uow.execute(sa.select(workspaces.c.name).where(workspaces.c.id == workspace_id)).first() if workspace_id else None
-    return row.name if row else "Your billing portal"
+def _brand_or_default(uow, workspace_id: str | None) -> dict:
+    try:
+        return branding(uow, workspace_id) if workspace_id else {"name": "Your billing portal"}
+    except NotFound:  # a workspace whose events have not reached documents yet
+        return {"name": "Your billing portal"}
 
 
 def queue_email(uow, now: datetime, sender: str, *, idempotency_key: str, kind: str, to: str, context: dict,
                 workspace_id: str | None = None, client_id: str | None = None, attachments: tuple = (),
-                reply_to: str | None = None) -> str:
+                reply_to: str | None = None, locale: str | None = None) -> str:
     """Store the rendered message for delivery; the same key twice queues it once."""
     existing = uow.execute(sa.select(emails.c.id).where(emails.c.idempotency_key == idempotency_key)).first()
     if existing:
         return existing.id
-    context = {"business_name": business_name(uow, workspace_id), **context}
-    subject, text, html = render_email(kind, context)
+    brand = _brand_or_default(uow, workspace_id)
+    color = brand.get("brand_color") or "#1d4ed8"
+    context = {"business_name": brand["name"], "brand_color": color, "logo_url": brand.get("logo_url", ""),
+               "button": f"display:inline-block;padding:12px 20px;background:{color};color:#ffffff;"
+                         "border-radius:6px;text-decoration:none", **context}
+    subject, text, html = render_email(kind, context, locale or brand.get("locale") or "en_US")
     email_id = str(uuid.uuid4())
     uow.execute(emails.insert().values(
         id=email_id, idempotency_key=idempotency_key, kind=kind, workspace_id=workspace_id, client_id=client_id,
@@ -115,7 +121,7 @@ def queue_reminders(uow, now: datetime, sender: str, event: dict, portal_url: st
     for recipient in data["recipients"]:
         queue_email(uow, now, sender, idempotency_key=f"reminder:{data['id']}:{data['kind']}:{recipient['contact_id']}",
                     kind="invoice_reminder", to=recipient["email"], workspace_id=event["workspace_id"],
-                    client_id=data["client_id"],
+                    client_id=data["client_id"], locale=recipient.get("locale"),
                     context={"name": recipient["name"], "number": data["number"], "kind": data["kind"],
                              "due_date": data["due_date"], "balance": Money(data["balance"], data["currency"]).format(),
                              "portal_url": f"{portal_url.rstrip('/')}/login"})

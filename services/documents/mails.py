@@ -47,12 +47,13 @@ def document_sent(uow, now, sender, renderer, brand: dict, *, key: str, kind: st
     context["business_name"] = brand["name"]
     return handlers.queue_email(uow, now, sender, idempotency_key=key, kind=f"{kind}_sent", to=recipient["email"],
                                 context=context, workspace_id=brand["id"], client_id=document["client_id"],
-                                attachments=attachments)
+                                attachments=attachments, locale=locale)
 
 
 def payment_receipt(uow, now, sender, renderer, brand: dict, *, key: str, payment: dict, recipient: dict,
                     portal_url: str) -> str:
-    locale, tz = payment.get("locale") or "en_US", payment.get("timezone") or "UTC"
+    locale = recipient.get("locale") or payment.get("locale") or "en_US"
+    tz = payment.get("timezone") or "UTC"
     context = {"name": recipient.get("name", ""), "amount": money(payment["amount"], payment["currency"], locale),
                "received_at": moment(payment["received_at"], tz, locale), "portal_url": portal_url,
                "allocations": [{"number": a["number"], "amount": money(a["amount"], payment["currency"], locale)}
@@ -60,15 +61,16 @@ def payment_receipt(uow, now, sender, renderer, brand: dict, *, key: str, paymen
     context["business_name"] = brand["name"]
     return handlers.queue_email(uow, now, sender, idempotency_key=key, kind="payment_receipt", to=recipient["email"],
                                 context=context, workspace_id=brand["id"], client_id=payment["client_id"],
-                                attachments=(pdf_attachment(renderer, brand, "receipt", payment),))
+                                attachments=(pdf_attachment(renderer, brand, "receipt", payment),), locale=locale)
 
 
 def payment_failed(uow, now, sender, brand: dict, *, key: str, data: dict, recipient: dict, link: str) -> str:
-    context = {"name": recipient.get("name", ""), "amount": money(data["amount"], data["currency"], "en_US"),
+    locale = recipient.get("locale") or "en_US"
+    context = {"name": recipient.get("name", ""), "amount": money(data["amount"], data["currency"], locale),
                "reason": data.get("reason", ""), "link": link}
     context["business_name"] = brand["name"]
     return handlers.queue_email(uow, now, sender, idempotency_key=key, kind="payment_failed", to=recipient["email"],
-                                context=context, workspace_id=brand["id"], client_id=data["client_id"])
+                                context=context, workspace_id=brand["id"], client_id=data["client_id"], locale=locale)
 
 
 def business_message(uow, now, sender, brand: dict, *, key: str, client_id: str, client_name: str, from_name: str,
@@ -111,16 +113,17 @@ def booking(uow, now, sender, brand: dict, *, key: str, client_id: str, recipien
               booking_invite(brand, booking, cancelled))
     context["business_name"] = brand["name"]
     return handlers.queue_email(uow, now, sender, idempotency_key=key, kind="booking", to=recipient["email"],
-                                context=context, workspace_id=brand["id"], client_id=client_id, attachments=(invite,))
+                                context=context, workspace_id=brand["id"], client_id=client_id, attachments=(invite,),
+                                locale=locale)
 
 
 def statement(uow, now, sender, renderer, brand: dict, *, key: str, client_id: str, recipient: dict,
               statement: dict) -> str:
-    locale = statement.get("locale") or "en_US"
+    locale = recipient.get("locale") or statement.get("locale") or "en_US"
     context = {"name": recipient.get("name", ""),
                "period": f"{day(statement['from'], locale)} – {day(statement['to'], locale)}",
                "closing": money(statement["closing_balance"], statement["currency"], locale)}
     context["business_name"] = brand["name"]
     return handlers.queue_email(uow, now, sender, idempotency_key=key, kind="statement", to=recipient["email"],
                                 context=context, workspace_id=brand["id"], client_id=client_id,
-                                attachments=(pdf_attachment(renderer, brand, "statement", statement),))
+                                attachments=(pdf_attachment(renderer, brand, "statement", statement),), locale=locale)

@@ -56,11 +56,12 @@ class DocumentsService(ServiceBase):
     sender = settings.env("MAIL_FROM", "Billing Portal <no-reply@portal.localhost>")
 
     @rpc
-    def send_magic_link(self, *, to, name, workspace_id, client_id, url, expires_at, idempotency_key) -> str:
+    def send_magic_link(self, *, to, name, workspace_id, client_id, url, expires_at, idempotency_key,
+                        locale=None) -> str:
         with self.db.uow() as uow:
             return handlers.queue_email(
                 uow, utcnow(), self.sender, idempotency_key=idempotency_key, kind="magic_link", to=to,
-                workspace_id=workspace_id, client_id=client_id,
+                workspace_id=workspace_id, client_id=client_id, locale=locale,
                 context={"name": name, "url": url, "expires_at": expires_at[:16].replace("T", " ")})
 
     @timer(interval=float(settings.env("MAIL_POLL_INTERVAL", "0.5")))

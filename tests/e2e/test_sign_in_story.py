@@ -91,3 +91,46 @@ def test_bad_input_gets_clear_errors_and_stores_nothing(stack):
     problem = requests.get(f"{base}/api/portal/v1/nothing")
     assert problem.status_code == 404 and problem.headers["content-type"] == "application/problem+json"
     assert len(stack.outbox.matching("demo@example.com", SIGN_IN)) == before
+
+
+def test_a_german_contact_gets_german_mail_and_german_pdfs(stack):
+    browser = requests.Session()
+    before = stack.outbox.count("euro@example.com", "Anmeldelink")
+    browser.post(f"{stack.url}/login", data={"email": "euro@example.com"})
+    message = stack.outbox.wait_for("euro@example.com", before + 1, subject="Anmeldelink")[-1]
+    assert message["Subject"] == "Ihr Anmeldelink für Acme Studio"
+    assert "Der Link funktioniert einmal" in message.get_body(("plain",)).get_content()
+    browser.post(f"{stack.url}/login/verify", data={"token": link_token(message)})
+    invoice = browser.get(f"{stack.url}/api/portal/v1/dashboard").json()["recent_invoices"][0]
+    pdf = browser.get(f"{stack.url}/invoices/{invoice['id']}/pdf")
+    assert pdf.status_code == 200 and pdf.headers["content-disposition"].endswith(f'{invoice["number"]}.pdf"')
+    from io import BytesIO
+
+    from pypdf import PdfReader
+
+    text = "".join(PdfReader(BytesIO(pdf.content)).pages[0].extract_text().split())
+    assert "RECHNUNG" in text and "1.189,99€" in text.replace("\xa0", "")  # 3 x 333.33 + 19 % tax, German style
+    other = browser.get(f"{stack.url}/invoices/{invoice['id'].replace(invoice['id'][:8], '00000000')}/pdf")
+    assert other.status_code == 404
+
+
+def test_pdf_routes_never_serve_another_clients_documents(stack):
+    import psycopg2
+
+    with psycopg2.connect(stack.databases["billing"]) as conn, conn.cursor() as cur:
+        cur.execute("SELECT i.id FROM invoices i JOIN clients c ON c.id = i.client_id WHERE c.name = 'Other Corp'")
+        other_invoices = [row[0] for row in cur.fetchall()]
+        cur.execute("SELECT q.id FROM quotes q JOIN clients c ON c.id = q.client_id WHERE c.name = 'Other Corp'")
+        other_quotes = [row[0] for row in cur.fetchall()]
+        cur.execute("SELECT i.id FROM invoices i JOIN clients c ON c.id = i.client_id "
+                    "WHERE c.name = 'Demo Client Ltd' AND i.status = 'draft'")
+        demo_drafts = [row[0] for row in cur.fetchall()]
+    assert other_invoices and other_quotes and demo_drafts
+    from tests.conftest import sign_in
+
+    demo = sign_in(stack, "demo@example.com")
+    for path in ([f"/invoices/{i}/pdf" for i in other_invoices + demo_drafts]
+                 + [f"/quotes/{q}/pdf" for q in other_quotes] + ["/payments/not-a-payment/receipt.pdf"]):
+        response = demo.get(stack.url + path)
+        assert response.status_code == 404, path
+        assert not response.content.startswith(b"%PDF")

@@ -65,7 +65,7 @@ def test_forwarded_invoice_says_who_forwarded_it(outbox):
         uow, NOW, SENDER, r, {**BRAND, "attach_pdf": False}, key="k2", kind="invoice", document=invoice,
         recipient={"email": "accountant@example.com"}, link="http://p/i/T", forwarded_by="Dana Demo",
         note="For the Q4 books"))
-    assert rcpts == ["accountant@example.com"] and msg["Subject"].startswith("Dana Demo forwarded you Invoice")
+    assert rcpts == ["accountant@example.com"] and msg["Subject"].startswith("Dana Demo forwarded you invoice")
     assert "For the Q4 books" in parts(msg)[0] and not attachments(msg)  # the setting turns the PDF off
 
 

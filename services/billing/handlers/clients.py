@@ -100,10 +100,12 @@ def _normal_email(raw) -> str:
         raise Invalid("Enter a valid email address.", email="invalid") from None
 
 
-def _contact_event(row) -> dict:
+def _contact_event(uow, row) -> dict:
+    """A contact as consumers see it; its locale falls back to the client's (the language of its emails)."""
+    client_locale = uow.execute(sa.select(clients.c.locale).where(clients.c.id == row.client_id)).scalar_one()
     return {"id": row.id, "workspace_id": row.workspace_id, "client_id": row.client_id, "email": row.email,
-            "name": row.name, "locale": row.locale, "portal_access": row.portal_access, "is_primary": row.is_primary,
-            "version": row.version}
+            "name": row.name, "locale": row.locale or client_locale, "portal_access": row.portal_access,
+            "is_primary": row.is_primary, "version": row.version}
 
 
 def _only_primary(uow, workspace_id: str, client_id: str, contact_id: str) -> None:
@@ -115,7 +117,7 @@ def _only_primary(uow, workspace_id: str, client_id: str, contact_id: str) -> No
         uow.execute(contacts.update().where(contacts.c.id == other_id)
                     .values(is_primary=False, version=contacts.c.version + 1))
         uow.publish("contact.updated", workspace_id,
-                    _contact_event(get_scoped(uow, contacts, workspace_id, other_id, "contact")))
+                    _contact_event(uow, get_scoped(uow, contacts, workspace_id, other_id, "contact")))
 
 
 def add_contact(uow, now: datetime, workspace_id: str, client_id: str, data: dict) -> dict:
@@ -137,7 +139,7 @@ def add_contact(uow, now: datetime, workspace_id: str, client_id: str, data: dic
     if data.get("is_primary"):
         _only_primary(uow, workspace_id, client_id, contact_id)
     row = get_scoped(uow, contacts, workspace_id, contact_id, "contact")
-    uow.publish("contact.created", workspace_id, _contact_event(row))
+    uow.publish("contact.created", workspace_id, _contact_event(uow, row))
     return contact_view(row)
 
 
@@ -167,7 +169,7 @@ def update_contact(uow, now: datetime, workspace_id: str, contact_id: str, data:
     if values.get("is_primary"):
         _only_primary(uow, workspace_id, row.client_id, contact_id)
     updated = get_scoped(uow, contacts, workspace_id, contact_id, "contact")
-    uow.publish("contact.updated", workspace_id, _contact_event(updated))
+    uow.publish("contact.updated", workspace_id, _contact_event(uow, updated))
     if "portal_access" in values:
         record_activity(uow, now, workspace_id, row.client_id, "portal_access.changed",
                         f"Portal access {'enabled' if values['portal_access'] else 'disabled'} for {row.email}")
@@ -185,5 +187,5 @@ def republish_contacts(uow, now: datetime, workspace_id: str | None = None) -> i
         query = query.where(contacts.c.workspace_id == workspace_id)
     rows = uow.execute(query).all()
     for row in rows:
-        uow.publish("contact.updated", row.workspace_id, _contact_event(row))
+        uow.publish("contact.updated", row.workspace_id, _contact_event(uow, row))
     return len(rows)

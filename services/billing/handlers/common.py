@@ -136,7 +136,7 @@ def client_snapshot(uow, client_row) -> dict:
 def portal_recipients(uow, client_id: str) -> list[dict]:
     rows = uow.execute(sa.select(contacts).where(contacts.c.client_id == client_id,
                                                  contacts.c.portal_access.is_(True))).all()
-    return [{"contact_id": r.id, "email": r.email, "name": r.name} for r in rows]
+    return [{"contact_id": r.id, "email": r.email, "name": r.name, "locale": r.locale} for r in rows]
 
 
 def record_activity(uow, now: datetime, workspace_id: str, client_id: str, kind: str, summary: str,

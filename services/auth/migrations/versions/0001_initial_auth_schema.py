@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 09:13:17.483625
+Create Date: 2026-11-23 09:22:27.222462
 """
 from alembic import op
 import sqlalchemy as sa
@@ -23,6 +23,7 @@ def upgrade() -> None:
     sa.Column('client_id', sa.String(length=36), nullable=False),
     sa.Column('email', sa.String(length=254), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('locale', sa.String(length=20), nullable=True),
     sa.Column('portal_access', sa.Boolean(), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('updated_at', chassis.db.UtcDateTime(timezone=True), nullable=False),
