@@ -39,8 +39,9 @@ class Database(DependencyProvider):
     def setup(self):
         url = self.container.config.get("DATABASE_URL") or settings.database_url(self.service)
         dbmod.upgrade(url, self.migrations_dir)
-        workers = self.container.config.get("max_workers", 10)
-        self.engine = dbmod.make_engine(url, pool_size=workers + 2)
+        workers = int(self.container.config.get("max_workers", 10))
+        pool = self.container.config.get("DB_POOL_SIZE") or workers + 2  # a connection per worker by default
+        self.engine = dbmod.make_engine(url, pool_size=int(pool))
 
     def stop(self):
         if self.engine is not None:
