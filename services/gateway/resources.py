@@ -156,6 +156,76 @@ class Dashboard(Base):
                     tz=data["client"]["timezone"])
 
 
+INVOICE_FILTERS = [("all", "All"), ("unpaid", "Unpaid"), ("partially_paid", "Partially paid"), ("overdue", "Overdue"),
+                   ("paid", "Paid")]
+INVOICE_SORTS = [("-date", "Newest first"), ("date", "Oldest first"), ("due_date", "Due date"),
+                 ("-amount", "Largest amount"), ("amount", "Smallest amount")]
+PAGE_SIZE = 20
+
+
+class Portal(Base):
+    """A page for the signed-in client: its scope comes from the session, never from the request."""
+
+    def page(self, req, resp, template: str, session: dict, **context):
+        client = self.call(req, "billing", "get_client", session["workspace_id"], session["client_id"])
+        self.render(resp, template, session=session, locale=client["locale"], tz=client["timezone"], **context)
+
+
+class InvoiceList(Portal):
+    def on_get(self, req, resp):
+        session = self.session(req, resp)
+        status = req.get_param("status") or "all"
+        sort = req.get_param("sort") or "-date"
+        if status not in dict(INVOICE_FILTERS) or sort not in dict(INVOICE_SORTS):
+            raise falcon.HTTPBadRequest(title="Unknown filter", description="Choose a filter and a sort from the page.")
+        search = (req.get_param("q") or "")[:50]
+        number = max(req.get_param_as_int("page", min_value=1, max_value=10_000) or 1, 1)
+        page = self.call(req, "billing", "list_invoices", session["workspace_id"], {
+            "client_id": session["client_id"], "portal": True, "status": status, "sort": sort, "search": search,
+            "limit": PAGE_SIZE, "offset": (number - 1) * PAGE_SIZE})
+        self.page(req, resp, "invoices.html", session, page=page, current=status, sort=sort, search=search,
+                  filters=INVOICE_FILTERS, sorts=INVOICE_SORTS, page_number=number,
+                  pages=max(1, -(-page["total"] // PAGE_SIZE)))
+
+
+class InvoiceDetail(Portal):
+    def on_get(self, req, resp, invoice_id: str):
+        session = self.session(req, resp)
+        ws, client = session["workspace_id"], session["client_id"]
+        invoice = self.call(req, "billing", "mark_invoice_viewed", ws, client, invoice_id)  # scoped, and recorded
+        comments = self.call(req, "billing", "list_comments", ws, "invoice", invoice_id, client_id=client)
+        self.page(req, resp, "invoice.html", session, inv=invoice, comments=comments,
+                  business=invoice.get("business_name", ""), forwarded=req.get_param("forwarded"),
+                  printable=req.get_param_as_bool("print") or False)
+
+
+class InvoiceComment(Portal):
+    def on_post(self, req, resp, invoice_id: str):
+        session = self.session(req, resp)
+        body = str(self.form(req).get("body", "")).strip()
+        if not body or len(body) > 5000:
+            raise falcon.HTTPBadRequest(title="Write a comment", description="A comment is 1 to 5000 characters.")
+        self.call(req, "billing", "add_comment", session["workspace_id"], "invoice", invoice_id, "client",
+                  session["name"] or session["email"], body, client_id=session["client_id"])
+        raise falcon.HTTPSeeOther(f"/invoices/{invoice_id}#comments")
+
+
+class InvoiceForward(Portal):
+    def on_post(self, req, resp, invoice_id: str):
+        session = self.session(req, resp)
+        form = self.form(req)
+        to, note = str(form.get("to", "")).strip(), str(form.get("note", ""))[:500]
+        try:
+            to = validate_email(to, check_deliverability=False).normalized
+        except EmailNotValidError:
+            raise falcon.HTTPBadRequest(title="Check the address",
+                                        description="Enter the email address to forward the invoice to.") from None
+        self.call(req, "documents", "forward_invoice", session["workspace_id"], session["client_id"], invoice_id, to,
+                  session["name"] or session["email"], note,
+                  idempotency_key=f"forward:{invoice_id}:{to}:{req.context.request_id}")
+        raise falcon.HTTPSeeOther(f"/invoices/{invoice_id}?forwarded={to}")
+
+
 class PdfDownload(Base):
     """A PDF of one of the signed-in client's documents, rendered (or served from cache) by documents."""
 
@@ -173,9 +243,9 @@ class PdfDownload(Base):
             return self.call(req, "billing", "get_payment", ws, object_id, client_id=client)
         return self.call(req, "billing", "statement", ws, client, req.get_param("from"), req.get_param("to"))
 
-    def on_get(self, req, resp, object_id=None):
+    def on_get(self, req, resp, object_id=None, invoice_id=None):
         session = self.session(req, resp)
-        data = self._document(req, session, object_id)
+        data = self._document(req, session, invoice_id or object_id)
         data.setdefault("client_id", session["client_id"])
         pdf = self.call(req, "documents", "render_document", self.kind, session["workspace_id"], data,
                         data.get("locale"), data.get("timezone"))
@@ -287,7 +357,11 @@ def add_routes(app: falcon.App, rpc, health_rpc, env, config) -> None:
     app.add_route("/healthz", Health(health_rpc, env, config))
     if config.dev:
         app.add_route("/dev/mail", DevMail(rpc, env, config))
-    app.add_route("/invoices/{object_id}/pdf", PdfDownload(rpc, env, config, "invoice"))
+    app.add_route("/invoices", InvoiceList(rpc, env, config))
+    app.add_route("/invoices/{invoice_id}", InvoiceDetail(rpc, env, config))
+    app.add_route("/invoices/{invoice_id}/comments", InvoiceComment(rpc, env, config))
+    app.add_route("/invoices/{invoice_id}/forward", InvoiceForward(rpc, env, config))
+    app.add_route("/invoices/{invoice_id}/pdf", PdfDownload(rpc, env, config, "invoice"))
     app.add_route("/quotes/{object_id}/pdf", PdfDownload(rpc, env, config, "quote"))
     app.add_route("/payments/{object_id}/receipt.pdf", PdfDownload(rpc, env, config, "receipt"))
     app.add_route("/statement.pdf", PdfDownload(rpc, env, config, "statement"))

@@ -492,8 +492,7 @@ def add_comment(uow, now: datetime, workspace_id: str, document_kind: str, docum
         raise Invalid("A comment is 1 to 5000 characters.", body="required")
     document = get_scoped(uow, DOCUMENT_TABLES[document_kind], workspace_id, document_id, document_kind,
                           client_id=client_id)
-    if client_id is not None and document.status == "draft":
-        raise NotFound(f"No such {document_kind}.")
+    _visible_to_client(document, client_id, document_kind)
     comment_id = new_id()
     uow.execute(comments.insert().values(
         id=comment_id, workspace_id=workspace_id, client_id=document.client_id, document_kind=document_kind,
@@ -513,7 +512,9 @@ def list_comments(uow, now: datetime, workspace_id: str, document_kind: str, doc
                   client_id: str | None = None) -> list[dict]:
     if document_kind not in DOCUMENT_TABLES:
         raise Invalid("Comments go on invoices or quotes.", document_kind="unknown")
-    get_scoped(uow, DOCUMENT_TABLES[document_kind], workspace_id, document_id, document_kind, client_id=client_id)
+    document = get_scoped(uow, DOCUMENT_TABLES[document_kind], workspace_id, document_id, document_kind,
+                          client_id=client_id)
+    _visible_to_client(document, client_id, document_kind)
     rows = uow.execute(sa.select(comments).where(comments.c.document_kind == document_kind,
                                                  comments.c.document_id == document_id)
                        .order_by(comments.c.created_at, comments.c.id)).all()

@@ -1,0 +1,70 @@
+"""The portal's invoice pages over HTTP as the demo client: filters, search, detail, comments,
+forwarding, and nothing of anyone else's."""
+import re
+
+import psycopg2
+import pytest
+
+from tests.conftest import sign_in
+
+pytestmark = pytest.mark.e2e
+
+
+def numbers(html: str) -> list[str]:
+    return re.findall(r'<a href="/invoices/[0-9a-f-]+">([A-Z]+-\d{4}-\d{5})</a>', html)
+
+
+@pytest.fixture(scope="module")
+def demo(stack):
+    return sign_in(stack, "demo@example.com")
+
+
+def test_filters_search_and_sort(stack, demo):
+    everything = numbers(demo.get(f"{stack.url}/invoices").text)
+    assert len(everything) == 7  # sent, viewed, partial, overdue, paid, void, retainer; no draft, no archived
+    overdue = numbers(demo.get(f"{stack.url}/invoices", params={"status": "overdue"}).text)
+    paid = numbers(demo.get(f"{stack.url}/invoices", params={"status": "paid"}).text)
+    unpaid = numbers(demo.get(f"{stack.url}/invoices", params={"status": "unpaid"}).text)
+    partial = numbers(demo.get(f"{stack.url}/invoices", params={"status": "partially_paid"}).text)
+    assert len(overdue) == 1 and set(overdue) <= set(unpaid) and set(partial) <= set(unpaid)
+    assert len(paid) == 2 and not set(paid) & set(unpaid)  # the brand workshop and the retainer
+    by_amount = numbers(demo.get(f"{stack.url}/invoices", params={"sort": "-amount"}).text)
+    assert sorted(by_amount) == sorted(everything) and by_amount != everything
+    assert numbers(demo.get(f"{stack.url}/invoices", params={"q": overdue[0][-3:]}).text) == overdue
+    empty = demo.get(f"{stack.url}/invoices", params={"q": "no-such-number"})
+    assert "No invoices here" in empty.text
+    assert demo.get(f"{stack.url}/invoices", params={"status": "bogus"}).status_code == 400
+
+
+def test_detail_comment_and_forward(stack, demo):
+    listing = demo.get(f"{stack.url}/invoices", params={"status": "overdue"}).text
+    invoice_id = re.search(r'href="/invoices/([0-9a-f-]{36})"', listing).group(1)
+    page = demo.get(f"{stack.url}/invoices/{invoice_id}")
+    assert page.status_code == 200 and "Photography day rate" in page.text
+    assert re.search(r'data-testid="balance">\$850\.00<', page.text)  # 900.00 less a 50.00 credit
+    assert "Could you add our PO number 4471" in page.text  # the seeded thread, both sides
+    posted = demo.post(f"{stack.url}/invoices/{invoice_id}/comments", data={"body": "Paying on Friday."})
+    assert posted.status_code == 200 and "Paying on Friday." in posted.text
+    before = stack.outbox.count("books@example.org")
+    forwarded = demo.post(f"{stack.url}/invoices/{invoice_id}/forward", data={"to": "books@example.org",
+                                                                               "note": "For Q4"})
+    assert forwarded.status_code == 200 and "on its way to books@example.org" in forwarded.text
+    [message] = stack.outbox.wait_for("books@example.org", before + 1)[-1:]
+    assert "Dana Demo forwarded you invoice" in message["Subject"]
+    assert [p.get_filename() for p in message.iter_attachments()][0].endswith(".pdf")
+    assert demo.post(f"{stack.url}/invoices/{invoice_id}/forward", data={"to": "nope"}).status_code == 400
+
+
+def test_other_clients_and_hidden_invoices_are_404(stack, demo):
+    with psycopg2.connect(stack.databases["billing"]) as conn, conn.cursor() as cur:
+        cur.execute("SELECT i.id FROM invoices i JOIN clients c ON c.id = i.client_id "
+                    "WHERE c.name <> 'Demo Client Ltd' OR i.status = 'draft' OR i.archived_at IS NOT NULL")
+        hidden = [row[0] for row in cur.fetchall()]
+    assert hidden
+    for invoice_id in hidden:
+        for method, path, data in (("GET", f"/invoices/{invoice_id}", None),
+                                   ("POST", f"/invoices/{invoice_id}/comments", {"body": "hi"}),
+                                   ("POST", f"/invoices/{invoice_id}/forward", {"to": "x@example.org"})):
+            response = demo.request(method, stack.url + path, data=data, allow_redirects=False)
+            assert response.status_code == 404, (method, path)
+            assert "Secret project" not in response.text
