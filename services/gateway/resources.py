@@ -226,6 +226,54 @@ class InvoiceForward(Portal):
         raise falcon.HTTPSeeOther(f"/invoices/{invoice_id}?forwarded={to}")
 
 
+QUOTE_FILTERS = [("all", "All"), ("pending", "Pending"), ("accepted", "Accepted"), ("rejected", "Declined"),
+                 ("expired", "Expired")]
+
+
+class QuoteList(Portal):
+    def on_get(self, req, resp):
+        session = self.session(req, resp)
+        status = req.get_param("status") or "all"
+        if status not in dict(QUOTE_FILTERS):
+            raise falcon.HTTPBadRequest(title="Unknown filter", description="Choose a filter from the page.")
+        quotes = self.call(req, "billing", "list_quotes", session["workspace_id"], {
+            "client_id": session["client_id"], "portal": True, "status": status, "limit": 100})["items"]
+        self.page(req, resp, "quotes.html", session, quotes=quotes, current=status, filters=QUOTE_FILTERS)
+
+
+class QuoteDetail(Portal):
+    def on_get(self, req, resp, quote_id: str, confirm: str | None = None):
+        session = self.session(req, resp)
+        quote = self.call(req, "billing", "get_quote", session["workspace_id"], quote_id,
+                          client_id=session["client_id"])
+        self.page(req, resp, "quote.html", session, q=quote, confirm=confirm)
+
+
+class QuoteAccept(QuoteDetail):
+    """Two steps: the name is asked for, then confirmed; only the confirmation accepts."""
+
+    def on_post(self, req, resp, quote_id: str):
+        session = self.session(req, resp)
+        form = self.form(req)
+        name = str(form.get("signature_name", "")).strip()[:200]
+        if not name:
+            raise falcon.HTTPBadRequest(title="Sign with your name", description="Type your full name to accept.")
+        if form.get("confirmed") != "yes":
+            return self.on_get(req, resp, quote_id, confirm=name)
+        self.call(req, "billing", "accept_quote", session["workspace_id"], quote_id, session["email"],
+                  self.client_ip(req), name, client_id=session["client_id"])
+        raise falcon.HTTPSeeOther(f"/quotes/{quote_id}")
+
+
+class QuoteReject(Portal):
+    def on_post(self, req, resp, quote_id: str):
+        session = self.session(req, resp)
+        reason = str(self.form(req).get("reason", ""))[:2000]
+        self.call(req, "billing", "reject_quote", session["workspace_id"], quote_id, session["email"], reason,
+                  client_id=session["client_id"])
+        raise falcon.HTTPSeeOther(f"/quotes/{quote_id}")
+
+
 class PdfDownload(Base):
     """A PDF of one of the signed-in client's documents, rendered (or served from cache) by documents."""
 
@@ -243,9 +291,9 @@ class PdfDownload(Base):
             return self.call(req, "billing", "get_payment", ws, object_id, client_id=client)
         return self.call(req, "billing", "statement", ws, client, req.get_param("from"), req.get_param("to"))
 
-    def on_get(self, req, resp, object_id=None, invoice_id=None):
+    def on_get(self, req, resp, object_id=None, invoice_id=None, quote_id=None):
         session = self.session(req, resp)
-        data = self._document(req, session, invoice_id or object_id)
+        data = self._document(req, session, invoice_id or quote_id or object_id)
         data.setdefault("client_id", session["client_id"])
         pdf = self.call(req, "documents", "render_document", self.kind, session["workspace_id"], data,
                         data.get("locale"), data.get("timezone"))
@@ -362,7 +410,11 @@ def add_routes(app: falcon.App, rpc, health_rpc, env, config) -> None:
     app.add_route("/invoices/{invoice_id}/comments", InvoiceComment(rpc, env, config))
     app.add_route("/invoices/{invoice_id}/forward", InvoiceForward(rpc, env, config))
     app.add_route("/invoices/{invoice_id}/pdf", PdfDownload(rpc, env, config, "invoice"))
-    app.add_route("/quotes/{object_id}/pdf", PdfDownload(rpc, env, config, "quote"))
+    app.add_route("/quotes", QuoteList(rpc, env, config))
+    app.add_route("/quotes/{quote_id}", QuoteDetail(rpc, env, config))
+    app.add_route("/quotes/{quote_id}/accept", QuoteAccept(rpc, env, config))
+    app.add_route("/quotes/{quote_id}/reject", QuoteReject(rpc, env, config))
+    app.add_route("/quotes/{quote_id}/pdf", PdfDownload(rpc, env, config, "quote"))
     app.add_route("/payments/{object_id}/receipt.pdf", PdfDownload(rpc, env, config, "receipt"))
     app.add_route("/statement.pdf", PdfDownload(rpc, env, config, "statement"))
     app.add_route("/i/{token}", DocumentLink(rpc, env, config))
