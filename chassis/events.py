@@ -105,26 +105,27 @@ class Duplicate(Exception):
     pass
 
 
-def consume_once(engine: Engine, consumer: str, event: dict, handle, max_attempts: int = 5, attempt: int = 1):
+def consume_once(engine: Engine, consumer: str, event: dict, handle) -> bool:
     """Run `handle(conn, event)` exactly once per (consumer, event id), in one transaction with the
-    inbox row. A duplicate (also one racing us on another replica) is ignored."""
+    inbox row. The inbox row is written last, so the transaction takes no write lock while the
+    handler may still be waiting on something; only that row's unique key means "duplicate" (also
+    for a replica racing us). Any other error, the handler's own integrity errors included, is the
+    caller's to retry."""
     event_id = event["id"]
     with engine.connect() as conn:
         try:
             with conn.begin():
-                seen = conn.execute(
-                    sa.select(INBOX.c.event_id).where(INBOX.c.consumer == consumer, INBOX.c.event_id == event_id)
-                ).first()
+                seen = conn.execute(sa.select(INBOX.c.event_id).where(
+                    INBOX.c.consumer == consumer, INBOX.c.event_id == event_id)).first()
                 if seen:
                     raise Duplicate()
                 handle(conn, event)
-                conn.execute(INBOX.insert().values(consumer=consumer, event_id=event_id, processed_at=utcnow()))
+                try:
+                    conn.execute(INBOX.insert().values(consumer=consumer, event_id=event_id, processed_at=utcnow()))
+                except IntegrityError:
+                    raise Duplicate() from None
         except Duplicate:
             log.info("duplicate event ignored", extra={"event_id": event_id, "consumer": consumer})
-            return False
-        except IntegrityError:
-            # Another replica recorded the same event id between our check and insert.
-            log.info("concurrent duplicate ignored", extra={"event_id": event_id, "consumer": consumer})
             return False
     return True
 
@@ -133,6 +134,7 @@ def dead_letter(engine: Engine, consumer: str, event: dict, error: str) -> None:
     with engine.begin() as conn:
         conn.execute(
             DEAD.insert().values(
-                consumer=consumer, event_id=event.get("id", "?"), body=json.dumps(event), error=error, failed_at=utcnow()
+                consumer=consumer, event_id=event.get("id", "?"), body=json.dumps(event, default=str), error=error,
+                failed_at=utcnow()
             )
         )

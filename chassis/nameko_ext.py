@@ -15,6 +15,7 @@ from nameko.timer import timer
 
 from chassis import db as dbmod
 from chassis import events, settings
+from chassis.errors import ServiceError
 from chassis.logs import request_id_var
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,11 @@ def consumes(source_service: str, event_type: str, max_attempts: int = 5, base_d
                 try:
                     return events.consume_once(self.db.engine, consumer, event,
                                                lambda conn, e: fn(self, dbmod.JoinedUnitOfWork(conn), e))
+                except ServiceError as exc:  # a business rule said no: retrying cannot help, park it now
+                    log.error("event refused by a business rule", extra={
+                        "consumer": consumer, "event_id": event.get("id"), "error": repr(exc)})
+                    events.dead_letter(self.db.engine, consumer, event, repr(exc))
+                    return False
                 except Exception as exc:  # noqa: BLE001 - anything may fail; we retry then park it
                     log.warning(
                         "event handler failed",

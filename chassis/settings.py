@@ -41,7 +41,9 @@ def amqp_uri() -> str:
 
 
 def is_dev() -> bool:
-    return env("PORTAL_ENV", "dev") == "dev"
+    """Development conveniences (/dev/mail, cookies without Secure) only when asked for: `make dev`
+    and the tests set PORTAL_ENV=dev; anything else is production."""
+    return env("PORTAL_ENV", "production") == "dev"
 
 
 def nameko_config() -> dict:

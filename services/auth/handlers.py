@@ -163,12 +163,10 @@ def logout(uow, sid: str, now: datetime) -> bool:
     return revoked == 1
 
 
-def apply_contact(conn, data: dict, now: datetime) -> None:
-    """Upsert auth's copy of a billing contact; older versions are ignored (events may reorder).
+def apply_contact(uow, data: dict, now: datetime) -> None:
+    """Upsert auth's copy of a billing contact. Versions order the events: an older one, even one
+    racing a newer one on another worker, never overwrites (the update is conditional on version).
     Losing portal access revokes the contact's sessions at once."""
-    current = conn.execute(sa.select(contacts.c.version).where(contacts.c.id == data["id"])).first()
-    if current is not None and current.version >= data["version"]:
-        return
     values = {
         "workspace_id": data["workspace_id"],
         "client_id": data["client_id"],
@@ -179,12 +177,14 @@ def apply_contact(conn, data: dict, now: datetime) -> None:
         "version": data["version"],
         "updated_at": now,
     }
-    if current is None:
-        conn.execute(contacts.insert().values(id=data["id"], **values))
-    else:
-        conn.execute(contacts.update().where(contacts.c.id == data["id"]).values(**values))
+    updated = uow.execute(contacts.update().where(contacts.c.id == data["id"], contacts.c.version < data["version"])
+                          .values(**values)).rowcount
+    if not updated:
+        if uow.execute(sa.select(contacts.c.id).where(contacts.c.id == data["id"])).first():
+            return  # we already have this version or a newer one
+        uow.execute(contacts.insert().values(id=data["id"], **values))  # a racing insert fails and is retried
     if not values["portal_access"]:
-        conn.execute(
+        uow.execute(
             sessions.update()
             .where(sessions.c.contact_id == data["id"], sessions.c.revoked_at.is_(None))
             .values(revoked_at=now)

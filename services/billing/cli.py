@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from urllib.parse import urlparse
 
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 from nameko.standalone.rpc import ClusterRpcProxy
@@ -144,8 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"error": exc.exc_type, "detail": exc.value}), file=sys.stderr)
         return 1
     except (RpcTimeout, UnknownService, OSError) as exc:
-        print(f"portalctl: cannot reach the billing service ({exc!r}); is it running? AMQP_URI="
-              f"{settings.amqp_uri()}", file=sys.stderr)
+        broker = urlparse(settings.amqp_uri())
+        print(f"portalctl: cannot reach the billing service ({exc!r}); is it running? The broker is "
+              f"{broker.hostname}:{broker.port or 5672}{broker.path} (AMQP_URI)", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2))
     return 0

@@ -26,12 +26,16 @@ def round_minor(value: Decimal) -> int:
 
 
 def to_decimal(value, name: str) -> Decimal:
+    """A number with at most 4 decimal places (what is stored), so totals computed now match the
+    lines read back later to the cent."""
     try:
         result = Decimal(str(value))
     except (InvalidOperation, ValueError):
         raise Invalid(f"{name} must be a number.", **{name: "not a number"}) from None
-    if not result.is_finite():
-        raise Invalid(f"{name} must be a number.", **{name: "not a number"})
+    if not result.is_finite() or abs(result) >= 10_000_000:
+        raise Invalid(f"{name} must be a number below 10,000,000.", **{name: "out of range"})
+    if result.as_tuple().exponent < -4 and result != result.quantize(Decimal("0.0001")):
+        raise Invalid(f"{name} has at most 4 decimal places.", **{name: "too many decimals"})
     return result
 
 

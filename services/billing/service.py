@@ -2,6 +2,7 @@
 one transaction. Every call but create_workspace and authenticate_api_key is scoped by workspace."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from nameko.rpc import rpc
@@ -23,6 +24,9 @@ def _admin(name: str):
 
     method.__name__ = name
     return rpc(expected_exceptions=EXPECTED)(method)
+
+
+log = logging.getLogger(__name__)
 
 
 class BillingService(ServiceBase):
@@ -93,10 +97,12 @@ class BillingService(ServiceBase):
     @timer(interval=float(settings.env("BILLING_SWEEP_INTERVAL", "60")))
     def sweep(self):
         """Recurring invoices and reminders; safe to run on every replica at once."""
-        with self.db.uow() as uow:
-            handlers.run_due_recurring(uow, utcnow())
-        with self.db.uow() as uow:
-            handlers.run_reminders(uow, utcnow())
+        for job in (handlers.run_due_recurring, handlers.run_reminders):
+            try:  # one failing job must not stop the other
+                with self.db.uow() as uow:
+                    job(uow, utcnow())
+            except Exception:  # noqa: BLE001 - logged; the next sweep tries again
+                log.exception("sweep job failed", extra={"job": job.__name__})
 
     @consumes("auth", "auth.signed_in")
     def on_signed_in(self, uow, event):

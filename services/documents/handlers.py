@@ -10,7 +10,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from chassis.errors import NotFound
+from chassis.errors import Invalid, NotFound
+from chassis.settings import is_dev
 from services.documents.mail import PermanentMailError, TransientMailError
 from services.documents.i18n import template_env
 from services.documents.pdf import encode
@@ -81,7 +82,6 @@ def queue_email(uow, now: datetime, sender: str, *, idempotency_key: str, kind: 
         to_addr=to, subject=subject, status="queued",
         message=build_message(sender, to, subject, text, html, now, attachments, reply_to),
         attempts=0, next_attempt_at=now, created_at=now))
-    uow.commit()
     return email_id
 
 
@@ -90,17 +90,23 @@ def retry_delay(attempts: int) -> timedelta:
 
 
 def deliver_due(uow, backend, now: datetime, batch: int = 20) -> int:
-    """Send queued emails whose time has come. On PostgreSQL, SKIP LOCKED shares them among replicas."""
-    query = (sa.select(emails).where(emails.c.status == "queued", emails.c.next_attempt_at <= now)
-             .order_by(emails.c.created_at).limit(batch))
-    if uow.conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
+    """Send queued emails whose time has come, one row per transaction: the row stays locked while it
+    is sent (SKIP LOCKED on PostgreSQL lets other replicas take the next ones, never the same one)."""
     sent = 0
-    for row in uow.execute(query).all():
+    for _ in range(batch):
+        query = (sa.select(emails).where(emails.c.status == "queued", emails.c.next_attempt_at <= now)
+                 .order_by(emails.c.created_at).limit(1))
+        if uow.conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        row = uow.execute(query).first()
+        if row is None:
+            break
         values: dict = {"attempts": row.attempts + 1}
         try:
             backend.send(row.id, row.message)
             values.update(status="sent", sent_at=now, last_error=None)
+            if not is_dev():  # sign-in and document links inside are live credentials: keep no copy
+                values["message"] = ""
             sent += 1
         except TransientMailError as exc:
             failed = row.attempts + 1 >= MAX_ATTEMPTS
@@ -114,16 +120,18 @@ def deliver_due(uow, backend, now: datetime, batch: int = 20) -> int:
 
 
 def queue_reminders(uow, now: datetime, sender: str, event: dict, portal_url: str) -> int:
-    """One reminder email per portal contact, once per invoice, kind and contact."""
-    from chassis.money import Money
+    """One reminder email per portal contact, once per invoice, kind and contact, in its language."""
+    from services.documents.mails import day, money
 
     data = event["data"]
     for recipient in data["recipients"]:
+        locale = recipient.get("locale") or "en_US"
         queue_email(uow, now, sender, idempotency_key=f"reminder:{data['id']}:{data['kind']}:{recipient['contact_id']}",
                     kind="invoice_reminder", to=recipient["email"], workspace_id=event["workspace_id"],
-                    client_id=data["client_id"], locale=recipient.get("locale"),
+                    client_id=data["client_id"], locale=locale,
                     context={"name": recipient["name"], "number": data["number"], "kind": data["kind"],
-                             "due_date": data["due_date"], "balance": Money(data["balance"], data["currency"]).format(),
+                             "due_date": day(data["due_date"], locale),
+                             "balance": money(data["balance"], data["currency"], locale),
                              "portal_url": f"{portal_url.rstrip('/')}/login"})
     return len(data["recipients"])
 
@@ -151,19 +159,17 @@ BRANDING_KEYS = ("name", "email", "phone", "address", "tax_id", "logo_url", "bra
 
 
 def apply_workspace(uow, data: dict, now: datetime) -> None:
-    """Keep documents' own copy of a workspace's branding; older versions are ignored."""
+    """Keep documents' own copy of a workspace's branding; an older version never overwrites."""
     branding = {key: data.get(key, "") for key in BRANDING_KEYS}
     settings = data.get("settings") or {}
     branding["paper"] = settings.get("paper_size", "A4")
     branding["attach_pdf"] = settings.get("attach_pdf_to_emails", True)
     version = int(data.get("version", 0))
-    current = uow.execute(sa.select(workspaces.c.version).where(workspaces.c.id == data["id"])).first()
-    if current is None:
-        uow.execute(workspaces.insert().values(id=data["id"], name=data["name"], branding=branding, version=version,
-                                               updated_at=now))
-    elif current.version < version:
-        uow.execute(workspaces.update().where(workspaces.c.id == data["id"])
-                    .values(name=data["name"], branding=branding, version=version, updated_at=now))
+    values = {"name": data["name"], "branding": branding, "version": version, "updated_at": now}
+    updated = uow.execute(workspaces.update().where(workspaces.c.id == data["id"], workspaces.c.version < version)
+                          .values(**values)).rowcount
+    if not updated and not uow.execute(sa.select(workspaces.c.id).where(workspaces.c.id == data["id"])).first():
+        uow.execute(workspaces.insert().values(id=data["id"], **values))
 
 
 def branding(uow, workspace_id: str) -> dict:
@@ -203,7 +209,11 @@ def list_emails(uow, workspace_id: str, client_id: str | None = None, limit: int
     query = sa.select(emails).where(emails.c.workspace_id == workspace_id)
     if client_id:
         query = query.where(emails.c.client_id == client_id)
-    rows = uow.execute(query.order_by(emails.c.created_at.desc()).limit(max(1, min(int(limit), 500)))).all()
+    try:
+        limit = max(1, min(int(limit), 500))
+    except (TypeError, ValueError):
+        raise Invalid("limit is a whole number.", limit="not a number") from None
+    rows = uow.execute(query.order_by(emails.c.created_at.desc()).limit(limit)).all()
     return [{"id": r.id, "kind": r.kind, "to": r.to_addr, "subject": r.subject, "status": r.status,
              "attempts": r.attempts, "last_error": r.last_error, "created_at": r.created_at.isoformat(),
              "sent_at": r.sent_at.isoformat() if r.sent_at else None} for r in rows]

@@ -32,10 +32,11 @@ def pdf_attachment(renderer, brand: dict, kind: str, data: dict) -> tuple:
 
 
 def document_sent(uow, now, sender, renderer, brand: dict, *, key: str, kind: str, document: dict, recipient: dict,
-                  link: str, forwarded_by: str = "", note: str = "") -> str:
+                  link: str, forwarded_by: str = "", note: str = "", attachments: tuple | None = None) -> str:
     """An invoice or a quote, with its one-document link and (by setting) its PDF attached."""
     locale = recipient.get("locale") or document.get("locale") or "en_US"
-    attachments = (pdf_attachment(renderer, brand, kind, document),) if brand.get("attach_pdf", True) else ()
+    if attachments is None:
+        attachments = (pdf_attachment(renderer, brand, kind, document),) if brand.get("attach_pdf", True) else ()
     context = {"name": recipient.get("name", ""), "number": document["number"], "link": link,
                "total": money(document["total"], document["currency"], locale), "attached": bool(attachments),
                "forwarded_by": forwarded_by, "note": note}
@@ -51,7 +52,7 @@ def document_sent(uow, now, sender, renderer, brand: dict, *, key: str, kind: st
 
 
 def payment_receipt(uow, now, sender, renderer, brand: dict, *, key: str, payment: dict, recipient: dict,
-                    portal_url: str) -> str:
+                    portal_url: str, attachments: tuple | None = None) -> str:
     locale = recipient.get("locale") or payment.get("locale") or "en_US"
     tz = payment.get("timezone") or "UTC"
     context = {"name": recipient.get("name", ""), "amount": money(payment["amount"], payment["currency"], locale),
@@ -61,7 +62,8 @@ def payment_receipt(uow, now, sender, renderer, brand: dict, *, key: str, paymen
     context["business_name"] = brand["name"]
     return handlers.queue_email(uow, now, sender, idempotency_key=key, kind="payment_receipt", to=recipient["email"],
                                 context=context, workspace_id=brand["id"], client_id=payment["client_id"],
-                                attachments=(pdf_attachment(renderer, brand, "receipt", payment),), locale=locale)
+                                attachments=attachments or (pdf_attachment(renderer, brand, "receipt", payment),),
+                                locale=locale)
 
 
 def payment_failed(uow, now, sender, brand: dict, *, key: str, data: dict, recipient: dict, link: str) -> str:

@@ -1,7 +1,9 @@
 """Documents service entrypoints: branded PDFs and every email the portal sends."""
 from __future__ import annotations
 
+import hashlib
 import os
+import uuid
 from pathlib import Path
 
 from cachetools import TTLCache
@@ -59,10 +61,12 @@ class DocumentsService(ServiceBase):
     def send_magic_link(self, *, to, name, workspace_id, client_id, url, expires_at, idempotency_key,
                         locale=None) -> str:
         with self.db.uow() as uow:
-            return handlers.queue_email(
+            email_id = handlers.queue_email(
                 uow, utcnow(), self.sender, idempotency_key=idempotency_key, kind="magic_link", to=to,
                 workspace_id=workspace_id, client_id=client_id, locale=locale,
                 context={"name": name, "url": url, "expires_at": expires_at[:16].replace("T", " ")})
+            uow.commit()
+            return email_id
 
     @timer(interval=float(settings.env("MAIL_POLL_INTERVAL", "0.5")))
     def deliver_mail(self):
@@ -95,7 +99,7 @@ class DocumentsService(ServiceBase):
                 brand = self._branding_cache[workspace_id] = handlers.branding(uow, workspace_id)
         return brand
 
-    @rpc
+    @rpc(expected_exceptions=EXPECTED)
     def list_emails(self, workspace_id: str, client_id: str | None = None, limit: int = 100) -> list[dict]:
         with self.db.uow() as uow:
             return handlers.list_emails(uow, workspace_id, client_id, limit)
@@ -129,29 +133,35 @@ class DocumentsService(ServiceBase):
         self._document_sent(uow, event, "quote", self.billing.get_quote)
 
     def _document_sent(self, uow, event, kind: str, fetch):
+        """Everything slow (the document, its PDF, the links) is fetched before anything is written,
+        so this transaction holds no write lock while it waits."""
         data, workspace_id = event["data"], event["workspace_id"]
+        pending = [(f"{kind}-sent:{event['id']}:{r['contact_id']}", r) for r in data["recipients"]]
+        pending = [(key, r) for key, r in pending if not handlers.email_exists(uow, key)]  # redelivered?
+        if not pending:
+            return
         brand = self._branding(workspace_id)
-        document = None
-        for recipient in data["recipients"]:
-            key = f"{kind}-sent:{event['id']}:{recipient['contact_id']}"
-            if handlers.email_exists(uow, key):  # a redelivered event: this one went already
-                continue
-            document = document or fetch(workspace_id, data["id"])
+        document = fetch(workspace_id, data["id"])
+        attachments = (mails.pdf_attachment(self.renderer, brand, kind, document),) if brand.get("attach_pdf", True) \
+            else ()
+        links = [self._link(workspace_id, data["client_id"], kind, data["id"]) for _ in pending]
+        for (key, recipient), link in zip(pending, links):
             mails.document_sent(uow, utcnow(), self.sender, self.renderer, brand, key=key, kind=kind,
-                                document=document, recipient=recipient,
-                                link=self._link(workspace_id, data["client_id"], kind, data["id"]))
+                                document=document, recipient=recipient, link=link, attachments=attachments)
 
     @consumes("billing", "payment.recorded")
     def on_payment_recorded(self, uow, event):
         data, workspace_id = event["data"], event["workspace_id"]
+        pending = [(f"receipt:{data['id']}:{r['contact_id']}", r) for r in data["recipients"]]
+        pending = [(key, r) for key, r in pending if not handlers.email_exists(uow, key)]
+        if not pending:
+            return
         brand = self._branding(workspace_id)
-        payment = None
-        for recipient in data["recipients"]:
-            key = f"receipt:{data['id']}:{recipient['contact_id']}"
-            if not handlers.email_exists(uow, key):
-                payment = payment or self.billing.get_payment(workspace_id, data["id"])
-                mails.payment_receipt(uow, utcnow(), self.sender, self.renderer, brand, key=key, payment=payment,
-                                      recipient=recipient, portal_url=self._portal("/login"))
+        payment = self.billing.get_payment(workspace_id, data["id"])
+        receipt = mails.pdf_attachment(self.renderer, brand, "receipt", payment)
+        for key, recipient in pending:
+            mails.payment_receipt(uow, utcnow(), self.sender, self.renderer, brand, key=key, payment=payment,
+                                  recipient=recipient, portal_url=self._portal("/login"), attachments=(receipt,))
 
     @consumes("payments", "payment.failed")
     def on_payment_failed(self, uow, event):
@@ -159,7 +169,8 @@ class DocumentsService(ServiceBase):
         client = self.billing.get_client(workspace_id, data["client_id"])
         for contact in (c for c in client["contacts"] if c["portal_access"]):
             mails.payment_failed(uow, utcnow(), self.sender, self._branding(workspace_id),
-                                 key=f"payment-failed:{data['payment_id']}:{contact['id']}", data=data,
+                                 key=f"payment-failed:{data.get('payment_id') or event['id']}:{contact['id']}",
+                                 data=data,
                                  recipient=contact, link=data.get("pay_url") or self._portal("/login"))
 
     @rpc(expected_exceptions=EXPECTED)
@@ -170,7 +181,8 @@ class DocumentsService(ServiceBase):
         with self.db.uow() as uow:
             email_id = mails.document_sent(
                 uow, utcnow(), self.sender, self.renderer, self._branding(workspace_id),
-                key=idempotency_key or f"forward:{invoice_id}:{to}:{utcnow().isoformat()}", kind="invoice",
+                key=f"forward:{hashlib.sha256(idempotency_key.encode()).hexdigest()}" if idempotency_key
+                else f"forward:{uuid.uuid4()}", kind="invoice",
                 document=invoice, recipient={"email": to, "name": ""}, forwarded_by=forwarded_by, note=note,
                 link=self._link(workspace_id, client_id, "invoice", invoice_id))
             uow.commit()

@@ -5,7 +5,7 @@ import base64
 import concurrent.futures
 import socket
 from datetime import datetime, timezone
-from urllib.parse import urlparse
+from urllib.parse import urlencode, urlparse
 
 import falcon
 from email_validator import EmailNotValidError, validate_email
@@ -223,7 +223,7 @@ class InvoiceForward(Portal):
         self.call(req, "documents", "forward_invoice", session["workspace_id"], session["client_id"], invoice_id, to,
                   session["name"] or session["email"], note,
                   idempotency_key=f"forward:{invoice_id}:{to}:{req.context.request_id}")
-        raise falcon.HTTPSeeOther(f"/invoices/{invoice_id}?forwarded={to}")
+        raise falcon.HTTPSeeOther(f"/invoices/{invoice_id}?{urlencode({'forwarded': to})}")
 
 
 QUOTE_FILTERS = [("all", "All"), ("pending", "Pending"), ("accepted", "Accepted"), ("rejected", "Declined"),

@@ -141,3 +141,11 @@ def test_events_carry_every_state_change(db, ws):
     for event_type in ("workspace.created", "client.created", "contact.created", "invoice.created", "invoice.sent",
                        "invoice.payment_applied", "invoice.paid"):
         assert events(db, event_type), event_type
+
+
+def test_a_client_with_documents_keeps_its_currency(db, ws):
+    ws_id, client = ws
+    assert db(h.update_client, ws_id, client, {"currency": "EUR"})["currency"] == "EUR"  # nothing issued yet
+    db(h.create_invoice, ws_id, {"client_id": client, "lines": LINE})
+    with pytest.raises(Conflict):
+        db(h.update_client, ws_id, client, {"currency": "JPY"})

@@ -90,3 +90,22 @@ def test_a_handler_that_keeps_failing_is_parked_in_dead_letters_not_lost(sqlite_
         [row] = conn.execute(sa.select(DEAD)).all()
         assert (row.consumer, row.event_id) == ("svc.on_thing", "e2") and "flaky" in row.error
         assert conn.execute(sa.select(sa.func.count()).select_from(INBOX)).scalar_one() == 0
+
+
+def test_a_handlers_own_integrity_error_is_retried_and_parked_not_taken_for_a_duplicate(sqlite_engine):
+    engine = sqlite_engine("payments")
+
+    class Clashing(FakeService):
+        @consumes("billing", "thing.created", max_attempts=2, base_delay=0)
+        def on_thing(self, conn, event):
+            self.calls += 1
+            conn.execute(INBOX.insert().values(consumer="x", event_id="same", processed_at=event["at"]))
+            conn.execute(INBOX.insert().values(consumer="x", event_id="same", processed_at=event["at"]))
+
+    from chassis.events import utcnow
+
+    service = Clashing(engine, failures=0)
+    service.on_thing({"id": "e3", "type": "thing.created", "data": {}, "at": utcnow()})
+    assert service.calls == 2
+    with engine.connect() as conn:
+        assert [r.event_id for r in conn.execute(sa.select(DEAD)).all()] == ["e3"]

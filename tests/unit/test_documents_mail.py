@@ -56,10 +56,12 @@ def queue(engine, key="magic-link:abc", to="demo@example.com"):
     with UnitOfWork(engine) as uow:
         with engine.begin() as conn:
             handlers.apply_workspace(conn, {"id": "ws1", "name": "Acme Studio"}, NOW)
-        return handlers.queue_email(uow, NOW, SENDER, idempotency_key=key, kind="magic_link", to=to,
-                                    workspace_id="ws1", client_id="cl1",
-                                    context={"name": "Dana", "url": "http://portal.test/login/verify?token=T0K",
-                                             "expires_at": "2026-11-24 12:00"})
+        email_id = handlers.queue_email(uow, NOW, SENDER, idempotency_key=key, kind="magic_link", to=to,
+                                        workspace_id="ws1", client_id="cl1",
+                                        context={"name": "Dana", "url": "http://portal.test/login/verify?token=T0K",
+                                                 "expires_at": "2026-11-24 12:00"})
+        uow.commit()
+        return email_id
 
 
 def deliver(engine, backend, now=NOW):

@@ -41,6 +41,9 @@ def test_line_discount_and_tax_round_half_even_per_line():
                                  {"description": "x", "quantity": "abc", "unit_price": 1},
                                  {"description": "x", "quantity": 1, "unit_price": 1, "tax_rate": 101},
                                  {"description": "x", "quantity": 1, "unit_price": 1, "discount_percent": -1},
+                                 {"description": "x", "quantity": "1.23456", "unit_price": 100000},
+                                 {"description": "x", "quantity": 1, "unit_price": 1, "tax_rate": "19.00001"},
+                                 {"description": "x", "quantity": "1e12", "unit_price": 1},
                                  {"quantity": 1, "unit_price": 1}])
 def test_bad_lines_are_rejected(bad):
     with pytest.raises(Invalid):

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 
 from chassis.errors import Conflict, Invalid
-from services.billing.handlers.common import (check_fields, check_regional, client_row, get_scoped, iso, new_id, record_activity,
+from services.billing.handlers.common import (check_fields, check_regional, client_row, get_scoped, page_bounds, iso, new_id, record_activity,
                                               workspace_row)
 from services.billing.handlers.workspaces import check_locale
 from services.billing.tables import clients, contacts
@@ -68,8 +68,12 @@ def update_client(uow, now: datetime, workspace_id: str, client_id: str, data: d
                   from_portal: bool = False) -> dict:
     """Changes apply to future invoices only: issued ones keep their snapshot of these details."""
     check_fields(data, PORTAL_EDITABLE if from_portal else CLIENT_FIELDS)
-    client_row(uow, workspace_id, client_id, lock=True)
+    current = client_row(uow, workspace_id, client_id, lock=True)
     values = _clean_client(data, partial=True)
+    if values.get("currency", current.currency) != current.currency and _has_documents(uow, client_id):
+        # Amounts are minor units of a currency: re-labelling them would change what is owed.
+        raise Conflict("This client already has documents in its currency; create a new client for another "
+                       "currency.", currency="client has documents")
     if values:
         uow.execute(clients.update().where(clients.c.id == client_id).values(**values))
     uow.publish("client.updated", workspace_id, {"id": client_id, "changed": sorted(values),
@@ -80,6 +84,13 @@ def update_client(uow, now: datetime, workspace_id: str, client_id: str, data: d
     return get_client(uow, now, workspace_id, client_id)
 
 
+def _has_documents(uow, client_id: str) -> bool:
+    from services.billing.tables import credit_notes, invoices, payments, quotes
+
+    return any(uow.execute(sa.select(t.c.id).where(t.c.client_id == client_id).limit(1)).first()
+               for t in (invoices, quotes, credit_notes, payments))
+
+
 def get_client(uow, now: datetime, workspace_id: str, client_id: str) -> dict:
     from services.billing.handlers.ledger import client_balances
 
@@ -88,8 +99,9 @@ def get_client(uow, now: datetime, workspace_id: str, client_id: str) -> dict:
 
 
 def list_clients(uow, now: datetime, workspace_id: str, limit: int = 100, offset: int = 0) -> list[dict]:
+    limit, offset = page_bounds(limit, offset, 500)
     rows = uow.execute(sa.select(clients).where(clients.c.workspace_id == workspace_id)
-                       .order_by(clients.c.name).limit(min(int(limit), 500)).offset(int(offset))).all()
+                       .order_by(clients.c.name).limit(limit).offset(offset)).all()
     return [client_view(uow, r) for r in rows]
 
 

@@ -37,6 +37,14 @@ def check_regional(values: dict) -> None:
             check(values[key])
 
 
+def page_bounds(limit, offset, most: int) -> tuple[int, int]:
+    """limit 1..most and offset >= 0 from whatever arrived (query strings are text)."""
+    try:
+        return max(1, min(int(limit), most)), max(0, int(offset))
+    except (TypeError, ValueError):
+        raise Invalid("limit and offset are whole numbers.", limit="not a number") from None
+
+
 def get_scoped(uow, table: sa.Table, workspace_id: str, object_id: str, what: str, lock: bool = False,
                client_id: str | None = None):
     """Every lookup is scoped to a workspace (and a client for the portal); outside it, NotFound."""
@@ -121,8 +129,10 @@ def load_lines(uow, kind: str, document_id: str) -> list[dict]:
     rows = uow.execute(sa.select(line_items).where(line_items.c.document_kind == kind,
                                                    line_items.c.document_id == document_id)
                        .order_by(line_items.c.position)).all()
-    return [domain.Line(r.description, Decimal(r.quantity), r.unit_price, Decimal(r.tax_rate),
-                        Decimal(r.discount_percent)).as_dict() for r in rows]
+    # the stored amounts are what the document was totalled from: show those, never recompute
+    return [{**domain.Line(r.description, Decimal(r.quantity), r.unit_price, Decimal(r.tax_rate),
+                           Decimal(r.discount_percent)).as_dict(),
+             "subtotal": r.subtotal, "tax": r.tax, "total": r.line_total} for r in rows]
 
 
 def client_snapshot(uow, client_row) -> dict:

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from chassis.errors import Conflict, Invalid, NotFound
 from services.billing import domain
-from services.billing.handlers.common import (allocate_number, check_fields, client_row, client_snapshot, get_scoped, iso, load_lines, new_id,
+from services.billing.handlers.common import (allocate_number, check_fields, page_bounds, client_row, client_snapshot, get_scoped, iso, load_lines, new_id,
                                               parse_date, parse_lines, portal_recipients, record_activity,
                                               save_lines, settings_of, workspace_row, workspace_today)
 from services.billing.tables import (comments, credit_applications, credit_notes, invoices,
@@ -178,7 +178,8 @@ def mark_invoice_viewed(uow, now: datetime, workspace_id: str, client_id: str, i
     _visible_to_client(row, client_id, "invoice")
     if row.status == "sent":
         uow.execute(invoices.update().where(invoices.c.id == invoice_id).values(status="viewed", viewed_at=now))
-        uow.publish("invoice.viewed", workspace_id, _invoice_event(row))
+        uow.publish("invoice.viewed", workspace_id,
+                    _invoice_event(get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")))
     record_activity(uow, now, workspace_id, client_id, "invoice.viewed", f"Invoice {row.number} viewed",
                     {"invoice_id": invoice_id})
     return get_invoice(uow, now, workspace_id, invoice_id, client_id=client_id)
@@ -253,11 +254,7 @@ def list_invoices(uow, now: datetime, workspace_id: str, filters: dict | None = 
     if column is None:
         raise Invalid("Unknown sort.", sort=f"one of {', '.join(SORTS)}, optionally with a leading -")
     order = column.desc() if sort.startswith("-") else column.asc()
-    try:
-        limit = max(1, min(int(filters.get("limit", 20)), 100))
-        offset = max(0, int(filters.get("offset", 0)))
-    except (TypeError, ValueError):
-        raise Invalid("limit and offset are numbers.", limit="not a number") from None
+    limit, offset = page_bounds(filters.get("limit", 20), filters.get("offset", 0), 100)
     total = uow.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
     rows = uow.execute(query.order_by(order, invoices.c.number.desc()).limit(limit).offset(offset)).all()
     return {"items": [invoice_view(r, today) for r in rows], "total": total, "limit": limit, "offset": offset}
@@ -430,8 +427,8 @@ def list_quotes(uow, now: datetime, workspace_id: str, filters: dict | None = No
         raise Invalid("Unknown status filter.", status=f"one of {', '.join(conditions)}")
     if conditions[status] is not None:
         query = query.where(conditions[status])
-    rows = uow.execute(query.order_by(quotes.c.issue_date.desc(), quotes.c.number.desc())
-                       .limit(max(1, min(int(filters.get("limit", 50)), 100)))).all()
+    limit, _ = page_bounds(filters.get("limit", 50), 0, 100)
+    rows = uow.execute(query.order_by(quotes.c.issue_date.desc(), quotes.c.number.desc()).limit(limit)).all()
     return {"items": [quote_view(r, today) for r in rows]}
 
 

@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from chassis.errors import Invalid
 from chassis.money import Money
 from services.billing import domain
-from services.billing.handlers.common import (check_fields, client_row, client_snapshot, get_scoped, iso, new_id, parse_date,
+from services.billing.handlers.common import (check_fields, client_row, client_snapshot, get_scoped, iso, new_id, page_bounds,
+                                              parse_date,
                                               portal_recipients, record_activity,
                                               workspace_row, workspace_today)
 from services.billing.handlers.documents import invoice_view, list_quotes
@@ -62,8 +63,10 @@ def record_payment(uow, now: datetime, workspace_id: str, data: dict) -> dict:
     method = data.get("method", "bank_transfer")
     if method not in METHODS:
         raise Invalid("Unknown payment method.", method=f"one of {', '.join(sorted(METHODS))}")
-    received = data.get("received_at")
-    received_at = datetime.fromisoformat(received) if received else now
+    try:
+        received_at = datetime.fromisoformat(data["received_at"]) if data.get("received_at") else now
+    except (TypeError, ValueError):
+        raise Invalid("received_at is an ISO 8601 date and time.", received_at="not a date-time") from None
     if received_at.tzinfo is None:
         raise Invalid("received_at needs a time zone.", received_at="naive datetime")
     # Lock invoices in a fixed order so two payments touching the same invoices cannot deadlock.
@@ -274,7 +277,7 @@ def list_activity(uow, now: datetime, workspace_id: str, client_id: str, limit: 
     rows = uow.execute(sa.select(activities).where(activities.c.workspace_id == workspace_id,
                                                    activities.c.client_id == client_id)
                        .order_by(activities.c.occurred_at.desc(), activities.c.id.desc())
-                       .limit(max(1, min(int(limit), 200)))).all()
+                       .limit(page_bounds(limit, 0, 200)[0])).all()
     return [{"kind": r.kind, "summary": r.summary, "data": r.data, "occurred_at": iso(r.occurred_at)} for r in rows]
 
 

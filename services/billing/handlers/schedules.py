@@ -8,7 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from chassis.errors import Conflict, Invalid
+from chassis.errors import Invalid, ServiceError
 from services.billing import domain
 from services.billing.handlers.common import (check_fields, client_row, get_scoped, iso, new_id, parse_date, parse_lines,
                                               portal_recipients, record_activity, settings_of, workspace_row,
@@ -139,9 +139,12 @@ def run_due_recurring(uow, now: datetime) -> int:
             except IntegrityError:
                 uow.rollback()
                 break
-            except (Invalid, Conflict) as exc:  # e.g. the client was removed: stop this schedule, say why
+            except ServiceError as exc:  # it can never succeed as it stands: pause it, say why
                 uow.rollback()
-                log.warning("recurring invoice skipped", extra={"recurring_id": row.id, "error": exc.detail})
+                uow.execute(recurring_invoices.update().where(recurring_invoices.c.id == row.id).values(active=False))
+                uow.publish("recurring.paused", row.workspace_id, {"id": row.id, "reason": exc.detail})
+                uow.commit()
+                log.warning("recurring invoice paused", extra={"recurring_id": row.id, "error": exc.detail})
                 break
             runs, period = runs + 1, following
     return made
