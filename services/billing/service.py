@@ -50,6 +50,7 @@ class BillingService(ServiceBase):
     # clients and contacts
     create_client = _admin("create_client")
     update_client = _admin("update_client")
+    update_profile = _admin("update_profile")
     get_client = _admin("get_client")
     list_clients = _admin("list_clients")
     add_contact = _admin("add_contact")
@@ -118,6 +119,12 @@ class BillingService(ServiceBase):
         handlers.add_activity(uow, utcnow(), event["workspace_id"], data["client_id"], "document.downloaded",
                               f"{label} PDF downloaded{' (' + data['number'] + ')' if data.get('number') else ''}",
                               {"kind": data["kind"], "document_id": data.get("document_id")})
+
+    @consumes("documents", "message.sent")
+    def on_message_sent(self, uow, event):
+        data = event["data"]
+        handlers.add_activity(uow, utcnow(), event["workspace_id"], data["client_id"], "message.sent",
+                              f"Message sent from the portal: {data['subject']}", {"subject": data["subject"]})
 
     @consumes("payments", "payment.succeeded")
     def on_payment_succeeded(self, uow, event):

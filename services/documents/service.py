@@ -192,10 +192,14 @@ class DocumentsService(ServiceBase):
     def send_business_message(self, workspace_id: str, client_id: str, client_name: str, from_name: str,
                               from_email: str, subject: str, message: str, idempotency_key: str) -> str:
         with self.db.uow() as uow:
+            repeated = handlers.email_exists(uow, idempotency_key)
             email_id = mails.business_message(uow, utcnow(), self.sender, self._branding(workspace_id),
                                               key=idempotency_key, client_id=client_id, client_name=client_name,
                                               from_name=from_name, from_email=from_email, subject=subject,
                                               message=message)
+            if not repeated:  # the business's timeline shows each message once, however often it was posted
+                uow.publish("message.sent", workspace_id, {"client_id": client_id, "subject": subject,
+                                                           "email_id": email_id})
             uow.commit()
             return email_id
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import socket
+import uuid
 from datetime import datetime, timezone
 from urllib.parse import urlencode, urlparse
 
@@ -166,9 +167,10 @@ PAGE_SIZE = 20
 class Portal(Base):
     """A page for the signed-in client: its scope comes from the session, never from the request."""
 
-    def page(self, req, resp, template: str, session: dict, **context):
+    def page(self, req, resp, template: str, session: dict, status: int = 200, **context):
         client = self.call(req, "billing", "get_client", session["workspace_id"], session["client_id"])
-        self.render(resp, template, session=session, locale=client["locale"], tz=client["timezone"], **context)
+        self.render(resp, template, status=status, session=session, locale=client["locale"], tz=client["timezone"],
+                    **context)
 
 
 class InvoiceList(Portal):
@@ -272,6 +274,76 @@ class QuoteReject(Portal):
         self.call(req, "billing", "reject_quote", session["workspace_id"], quote_id, session["email"], reason,
                   client_id=session["client_id"])
         raise falcon.HTTPSeeOther(f"/quotes/{quote_id}")
+
+
+PAYMENT_KINDS = [("all", "All payments"), ("invoice", "Invoice payments"), ("retainer", "Retainer payments")]
+PAYMENT_SORTS = [("-date", "Newest first"), ("date", "Oldest first"), ("-amount", "Largest amount"),
+                 ("amount", "Smallest amount")]
+
+
+class PaymentList(Portal):
+    def on_get(self, req, resp):
+        session = self.session(req, resp)
+        kind, sort = req.get_param("kind") or "all", req.get_param("sort") or "-date"
+        if kind not in dict(PAYMENT_KINDS) or sort not in dict(PAYMENT_SORTS):
+            raise falcon.HTTPBadRequest(title="Unknown filter", description="Choose a filter and a sort from the page.")
+        payments = self.call(req, "billing", "list_payments", session["workspace_id"], session["client_id"],
+                             None if kind == "all" else kind, sort)
+        self.page(req, resp, "payments.html", session, payments=payments, kind=kind, sort=sort, kinds=PAYMENT_KINDS,
+                  sorts=PAYMENT_SORTS)
+
+
+class StatementPage(Portal):
+    def on_get(self, req, resp):
+        session = self.session(req, resp)
+        statement = self.call(req, "billing", "statement", session["workspace_id"], session["client_id"],
+                              req.get_param("from"), req.get_param("to"))
+        self.page(req, resp, "statement.html", session, st=statement)
+
+
+class ProfilePage(Portal):
+    def _show(self, req, resp, session, status: int = 200, error: str | None = None):
+        client = self.call(req, "billing", "get_client", session["workspace_id"], session["client_id"])
+        contact = next(c for c in client["contacts"] if c["id"] == session["contact_id"])
+        business = self.call(req, "billing", "get_workspace", session["workspace_id"])["name"]
+        self.page(req, resp, "profile.html", session, status=status, client=client, contact=contact,
+                  business=business, saved=req.get_param("saved") == "1", error=error)
+
+    def on_get(self, req, resp):
+        self._show(req, resp, self.session(req, resp))
+
+    def on_post(self, req, resp):
+        session = self.session(req, resp)
+        form = self.form(req)
+        data = {key: str(form.get(key, "")).strip() for key in ("name", "phone", "company", "address",
+                                                                 "company_phone")}
+        if not data["company"]:
+            return self._show(req, resp, session, status=400, error="The company name cannot be empty.")
+        self.call(req, "billing", "update_profile", session["workspace_id"], session["client_id"],
+                  session["contact_id"], data)
+        raise falcon.HTTPSeeOther("/profile?saved=1")
+
+
+class ContactBusiness(Portal):
+    def on_get(self, req, resp):
+        session = self.session(req, resp)
+        business = self.call(req, "billing", "get_workspace", session["workspace_id"])["name"]
+        self.page(req, resp, "contact.html", session, business=business, sent=req.get_param("sent") == "1",
+                  nonce=uuid.uuid4().hex)
+
+    def on_post(self, req, resp):
+        session = self.session(req, resp)
+        form = self.form(req)
+        subject, message = str(form.get("subject", "")).strip()[:200], str(form.get("message", "")).strip()
+        if not subject or not message or len(message) > 5000:
+            raise falcon.HTTPBadRequest(title="Write a subject and a message",
+                                        description="Both are needed; the message is at most 5000 characters.")
+        client = self.call(req, "billing", "get_client", session["workspace_id"], session["client_id"])
+        nonce = str(form.get("nonce", ""))[:64] or req.context.request_id  # a double submit sends once
+        self.call(req, "documents", "send_business_message", session["workspace_id"], session["client_id"],
+                  client["name"], session["name"] or session["email"], session["email"], subject, message,
+                  f"message:{session['contact_id']}:{nonce}")
+        raise falcon.HTTPSeeOther("/contact?sent=1")
 
 
 class PdfDownload(Base):
@@ -415,7 +487,11 @@ def add_routes(app: falcon.App, rpc, health_rpc, env, config) -> None:
     app.add_route("/quotes/{quote_id}/accept", QuoteAccept(rpc, env, config))
     app.add_route("/quotes/{quote_id}/reject", QuoteReject(rpc, env, config))
     app.add_route("/quotes/{quote_id}/pdf", PdfDownload(rpc, env, config, "quote"))
+    app.add_route("/payments", PaymentList(rpc, env, config))
     app.add_route("/payments/{object_id}/receipt.pdf", PdfDownload(rpc, env, config, "receipt"))
+    app.add_route("/statement", StatementPage(rpc, env, config))
+    app.add_route("/profile", ProfilePage(rpc, env, config))
+    app.add_route("/contact", ContactBusiness(rpc, env, config))
     app.add_route("/statement.pdf", PdfDownload(rpc, env, config, "statement"))
     app.add_route("/i/{token}", DocumentLink(rpc, env, config))
     app.add_route("/i/{token}/pdf", DocumentLinkPdf(rpc, env, config))

@@ -12,7 +12,7 @@ from services.billing.handlers.common import (check_fields, check_regional, clie
 from services.billing.handlers.workspaces import check_locale
 from services.billing.tables import clients, contacts
 
-__all__ = ["create_client", "update_client", "get_client", "list_clients", "add_contact", "update_contact",
+__all__ = ["update_profile", "create_client", "update_client", "get_client", "list_clients", "add_contact", "update_contact",
            "set_portal_access", "republish_contacts", "client_view"]
 
 CLIENT_FIELDS = {"name", "address", "phone", "currency", "locale", "timezone", "tax_id"}
@@ -201,3 +201,18 @@ def republish_contacts(uow, now: datetime, workspace_id: str | None = None) -> i
     for row in rows:
         uow.publish("contact.updated", row.workspace_id, _contact_event(uow, row))
     return len(rows)
+
+
+def update_profile(uow, now: datetime, workspace_id: str, client_id: str, contact_id: str, data: dict) -> dict:
+    """The portal's profile form in one transaction: the contact's own name and phone, and the
+    company's name, address and phone (for future invoices). The email is not the client's to change."""
+    check_fields(data, {"name", "phone", "company", "address", "company_phone"})
+    contact = get_scoped(uow, contacts, workspace_id, contact_id, "contact", client_id=client_id)
+    contact_changes = {k: data[k] for k in ("name", "phone") if k in data and data[k] != getattr(contact, k)}
+    if contact_changes:
+        update_contact(uow, now, workspace_id, contact_id, contact_changes)
+    company = {"name": data.get("company"), "address": data.get("address"), "phone": data.get("company_phone")}
+    update_client(uow, now, workspace_id, client_id, {k: v for k, v in company.items() if v is not None},
+                  from_portal=True)
+    return {"contact": contact_view(get_scoped(uow, contacts, workspace_id, contact_id, "contact")),
+            "client": get_client(uow, now, workspace_id, client_id)}
