@@ -5,7 +5,6 @@ import base64
 import concurrent.futures
 import socket
 import uuid
-from datetime import datetime, timezone
 from urllib.parse import urlencode, urlparse
 
 import falcon
@@ -34,11 +33,6 @@ class Base:
     def render(self, resp, template: str, status: int = 200, **context):
         resp.status = status
         resp.content_type = falcon.MEDIA_HTML
-        session = context.get("session")
-        if session and session.get("expires_at"):
-            # Without JavaScript: reload once the session has lapsed, which lands on sign-in.
-            left = datetime.fromisoformat(session["expires_at"]) - datetime.now(timezone.utc)
-            context["refresh_after"] = max(int(left.total_seconds()) + 5, 5)
         resp.text = self.env.get_template(template).render(dev=self.config.dev, **context)
 
     def form(self, req) -> dict:
