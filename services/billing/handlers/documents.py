@@ -213,6 +213,17 @@ def get_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, client_i
     return view
 
 
+def _listing(uow, now: datetime, table: sa.Table, workspace_id: str, filters: dict):
+    """The start of a document listing: one workspace, optionally one client, and in the portal only
+    what a client may see (issued, not archived). Returns the query and the workspace's today."""
+    query = sa.select(table).where(table.c.workspace_id == workspace_id)
+    if filters.get("client_id"):
+        query = query.where(table.c.client_id == filters["client_id"])
+    if filters.get("portal"):
+        query = query.where(table.c.status != "draft", table.c.archived_at.is_(None))
+    return query, workspace_today(workspace_row(uow, workspace_id), now)
+
+
 SORTS = {"date": invoices.c.issue_date, "due_date": invoices.c.due_date, "amount": invoices.c.total,
          "number": invoices.c.number}
 
@@ -220,14 +231,8 @@ SORTS = {"date": invoices.c.issue_date, "due_date": invoices.c.due_date, "amount
 def list_invoices(uow, now: datetime, workspace_id: str, filters: dict | None = None) -> dict:
     """Filter by client, status (including derived 'overdue' and 'unpaid'), number search; sorted, paged."""
     filters = filters or {}
-    ws = workspace_row(uow, workspace_id)
-    today = workspace_today(ws, now)
-    query = sa.select(invoices).where(invoices.c.workspace_id == workspace_id)
-    if filters.get("client_id"):
-        query = query.where(invoices.c.client_id == filters["client_id"])
-    if filters.get("portal"):  # what a client may see: issued and not archived
-        query = query.where(invoices.c.status != "draft", invoices.c.archived_at.is_(None))
-    elif not filters.get("include_archived"):
+    query, today = _listing(uow, now, invoices, workspace_id, filters)
+    if not filters.get("portal") and not filters.get("include_archived"):
         query = query.where(invoices.c.archived_at.is_(None))
     if filters.get("kind"):
         query = query.where(invoices.c.kind == filters["kind"])
@@ -408,13 +413,7 @@ def get_quote(uow, now: datetime, workspace_id: str, quote_id: str, client_id: s
 
 def list_quotes(uow, now: datetime, workspace_id: str, filters: dict | None = None) -> dict:
     filters = filters or {}
-    ws = workspace_row(uow, workspace_id)
-    today = workspace_today(ws, now)
-    query = sa.select(quotes).where(quotes.c.workspace_id == workspace_id)
-    if filters.get("client_id"):
-        query = query.where(quotes.c.client_id == filters["client_id"])
-    if filters.get("portal"):
-        query = query.where(quotes.c.status != "draft", quotes.c.archived_at.is_(None))
+    query, today = _listing(uow, now, quotes, workspace_id, filters)
     status = filters.get("status") or "all"
     not_expired = sa.or_(quotes.c.expiry_date.is_(None), quotes.c.expiry_date >= today)
     conditions = {
