@@ -60,3 +60,8 @@ def from_remote(exc_type: str, value: str) -> ServiceError | None:
     """The ServiceError a RemoteError stands for (from a peer without the registry), else None."""
     cls = _BY_NAME.get(exc_type)
     return cls(value) if cls else None
+
+
+def field_errors(exc) -> dict:
+    """A pydantic ValidationError as {"field.path": "message"}, for problem+json."""
+    return {".".join(str(p) for p in err["loc"]) or "body": err["msg"] for err in exc.errors()}

@@ -13,6 +13,7 @@ from chassis.errors import EXPECTED
 from chassis.events import utcnow
 from chassis.nameko_ext import Database, ServiceBase, consumes
 from services.billing import handlers
+from services.billing.handlers.common import record_activity
 
 
 def _admin(name: str):
@@ -108,7 +109,7 @@ class BillingService(ServiceBase):
     @consumes("auth", "auth.signed_in")
     def on_signed_in(self, uow, event):
         data = event["data"]
-        handlers.add_activity(uow, utcnow(), event["workspace_id"], data["client_id"],
+        record_activity(uow, utcnow(), event["workspace_id"], data["client_id"],
                               "portal.signed_in", "Signed in to the portal", {"contact_id": data["contact_id"]})
 
     @consumes("documents", "document.downloaded")
@@ -116,14 +117,14 @@ class BillingService(ServiceBase):
         data = event["data"]
         label = {"invoice": "Invoice", "quote": "Quote", "receipt": "Receipt", "statement": "Statement",
                  "credit_note": "Credit note"}.get(data["kind"], "Document")
-        handlers.add_activity(uow, utcnow(), event["workspace_id"], data["client_id"], "document.downloaded",
+        record_activity(uow, utcnow(), event["workspace_id"], data["client_id"], "document.downloaded",
                               f"{label} PDF downloaded{' (' + data['number'] + ')' if data.get('number') else ''}",
                               {"kind": data["kind"], "document_id": data.get("document_id")})
 
     @consumes("documents", "message.sent")
     def on_message_sent(self, uow, event):
         data = event["data"]
-        handlers.add_activity(uow, utcnow(), event["workspace_id"], data["client_id"], "message.sent",
+        record_activity(uow, utcnow(), event["workspace_id"], data["client_id"], "message.sent",
                               f"Message sent from the portal: {data['subject']}", {"subject": data["subject"]})
 
     @consumes("payments", "payment.succeeded")
@@ -138,12 +139,12 @@ class BillingService(ServiceBase):
     @consumes("payments", "payment.attempted")
     def on_payment_attempted(self, uow, event):
         data = event["data"]
-        handlers.add_activity(uow, utcnow(), event["workspace_id"], data["client_id"],
+        record_activity(uow, utcnow(), event["workspace_id"], data["client_id"],
                               "payment.attempted", "Payment attempted", {"payment_id": data.get("payment_id")})
 
     @consumes("payments", "payment.failed")
     def on_payment_failed(self, uow, event):
         data = event["data"]
-        handlers.add_activity(uow, utcnow(), event["workspace_id"], data["client_id"],
+        record_activity(uow, utcnow(), event["workspace_id"], data["client_id"],
                               "payment.failed", "Payment failed", {"payment_id": data.get("payment_id"),
                                                                    "reason": data.get("reason", "")})

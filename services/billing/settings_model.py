@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from chassis.errors import Invalid
+from chassis.errors import Invalid, field_errors
 from services.billing import domain
 
 
@@ -65,6 +65,3 @@ def parse_settings(data: dict) -> WorkspaceSettings:
     except ValidationError as exc:
         raise Invalid("Some settings are not valid.", **field_errors(exc)) from None
 
-
-def field_errors(exc: ValidationError) -> dict:
-    return {".".join(str(p) for p in err["loc"]) or "body": err["msg"] for err in exc.errors()}

@@ -65,12 +65,13 @@ def _brand_or_default(uow, workspace_id: str | None) -> dict:
 
 def queue_email(uow, now: datetime, sender: str, *, idempotency_key: str, kind: str, to: str, context: dict,
                 workspace_id: str | None = None, client_id: str | None = None, attachments: tuple = (),
-                reply_to: str | None = None, locale: str | None = None) -> str:
-    """Store the rendered message for delivery; the same key twice queues it once."""
+                reply_to: str | None = None, locale: str | None = None, brand: dict | None = None) -> str:
+    """Store the rendered message for delivery; the same key twice queues it once. Callers that
+    already hold the workspace's branding pass it, saving a lookup."""
     existing = uow.execute(sa.select(emails.c.id).where(emails.c.idempotency_key == idempotency_key)).first()
     if existing:
         return existing.id
-    brand = _brand_or_default(uow, workspace_id)
+    brand = brand or _brand_or_default(uow, workspace_id)
     color = brand.get("brand_color") or "#1d4ed8"
     context = {"business_name": brand["name"], "brand_color": color, "logo_url": brand.get("logo_url", ""),
                "button": f"display:inline-block;padding:12px 20px;background:{color};color:#ffffff;"

@@ -45,8 +45,7 @@ def document_sent(uow, now, sender, renderer, brand: dict, *, key: str, kind: st
                        due_date=day(document["due_date"], locale))
     else:
         context.update(expiry_date=day(document.get("expiry_date"), locale))
-    context["business_name"] = brand["name"]
-    return handlers.queue_email(uow, now, sender, idempotency_key=key, kind=f"{kind}_sent", to=recipient["email"],
+    return handlers.queue_email(uow, now, sender, brand=brand, idempotency_key=key, kind=f"{kind}_sent", to=recipient["email"],
                                 context=context, workspace_id=brand["id"], client_id=document["client_id"],
                                 attachments=attachments, locale=locale)
 
@@ -59,8 +58,7 @@ def payment_receipt(uow, now, sender, renderer, brand: dict, *, key: str, paymen
                "received_at": moment(payment["received_at"], tz, locale), "portal_url": portal_url,
                "allocations": [{"number": a["number"], "amount": money(a["amount"], payment["currency"], locale)}
                                for a in payment["allocations"]]}
-    context["business_name"] = brand["name"]
-    return handlers.queue_email(uow, now, sender, idempotency_key=key, kind="payment_receipt", to=recipient["email"],
+    return handlers.queue_email(uow, now, sender, brand=brand, idempotency_key=key, kind="payment_receipt", to=recipient["email"],
                                 context=context, workspace_id=brand["id"], client_id=payment["client_id"],
                                 attachments=attachments or (pdf_attachment(renderer, brand, "receipt", payment),),
                                 locale=locale)
@@ -70,8 +68,7 @@ def payment_failed(uow, now, sender, brand: dict, *, key: str, data: dict, recip
     locale = recipient.get("locale") or "en_US"
     context = {"name": recipient.get("name", ""), "amount": money(data["amount"], data["currency"], locale),
                "reason": data.get("reason", ""), "link": link}
-    context["business_name"] = brand["name"]
-    return handlers.queue_email(uow, now, sender, idempotency_key=key, kind="payment_failed", to=recipient["email"],
+    return handlers.queue_email(uow, now, sender, brand=brand, idempotency_key=key, kind="payment_failed", to=recipient["email"],
                                 context=context, workspace_id=brand["id"], client_id=data["client_id"], locale=locale)
 
 
@@ -80,8 +77,7 @@ def business_message(uow, now, sender, brand: dict, *, key: str, client_id: str,
     """A client's message from the portal, to the business's contact address; replies go to the client."""
     context = {"from_name": from_name, "from_email": from_email, "client_name": client_name, "subject": subject,
                "message": message}
-    context["business_name"] = brand["name"]
-    return handlers.queue_email(uow, now, sender, idempotency_key=key, kind="business_message", to=brand["email"],
+    return handlers.queue_email(uow, now, sender, brand=brand, idempotency_key=key, kind="business_message", to=brand["email"],
                                 context=context, workspace_id=brand["id"], client_id=client_id, reply_to=from_email)
 
 
@@ -113,8 +109,7 @@ def booking(uow, now, sender, brand: dict, *, key: str, client_id: str, recipien
                "portal_url": portal_url}
     invite = ("cancel.ics" if cancelled else "invite.ics", "text/calendar",
               booking_invite(brand, booking, cancelled))
-    context["business_name"] = brand["name"]
-    return handlers.queue_email(uow, now, sender, idempotency_key=key, kind="booking", to=recipient["email"],
+    return handlers.queue_email(uow, now, sender, brand=brand, idempotency_key=key, kind="booking", to=recipient["email"],
                                 context=context, workspace_id=brand["id"], client_id=client_id, attachments=(invite,),
                                 locale=locale)
 
@@ -125,7 +120,6 @@ def statement(uow, now, sender, renderer, brand: dict, *, key: str, client_id: s
     context = {"name": recipient.get("name", ""),
                "period": f"{day(statement['from'], locale)} – {day(statement['to'], locale)}",
                "closing": money(statement["closing_balance"], statement["currency"], locale)}
-    context["business_name"] = brand["name"]
-    return handlers.queue_email(uow, now, sender, idempotency_key=key, kind="statement", to=recipient["email"],
+    return handlers.queue_email(uow, now, sender, brand=brand, idempotency_key=key, kind="statement", to=recipient["email"],
                                 context=context, workspace_id=brand["id"], client_id=client_id,
                                 attachments=(pdf_attachment(renderer, brand, "statement", statement),), locale=locale)

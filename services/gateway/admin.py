@@ -13,7 +13,7 @@ from typing import Any, Callable, Literal
 import falcon
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from chassis.errors import Invalid, Unauthorized
+from chassis.errors import Invalid, Unauthorized, field_errors
 
 PREFIX = "/api/admin/v1"
 Id = Field(min_length=1, max_length=64)
@@ -310,9 +310,6 @@ ROUTES: tuple[Route, ...] = (
           RecurringUpdate),
 )
 
-
-def field_errors(exc: ValidationError) -> dict:
-    return {".".join(str(p) for p in err["loc"]) or "body": err["msg"] for err in exc.errors()}
 
 
 class AdminResource:

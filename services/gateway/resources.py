@@ -161,10 +161,13 @@ PAGE_SIZE = 20
 class Portal(Base):
     """A page for the signed-in client: its scope comes from the session, never from the request."""
 
-    def page(self, req, resp, template: str, session: dict, status: int = 200, **context):
-        client = self.call(req, "billing", "get_client", session["workspace_id"], session["client_id"])
-        self.render(resp, template, status=status, session=session, locale=client["locale"], tz=client["timezone"],
-                    **context)
+    def page(self, req, resp, template: str, session: dict, status: int = 200, client: dict | None = None,
+             **context):
+        """Render for the client's locale and time zone; pass `client` (or any dict with those two)
+        when the caller already has it, to save the lookup."""
+        client = client or self.call(req, "billing", "get_client", session["workspace_id"], session["client_id"])
+        self.render(resp, template, status=status, session=session, client=client, locale=client["locale"],
+                    tz=client["timezone"], **context)
 
 
 class InvoiceList(Portal):
@@ -190,7 +193,7 @@ class InvoiceDetail(Portal):
         ws, client = session["workspace_id"], session["client_id"]
         invoice = self.call(req, "billing", "mark_invoice_viewed", ws, client, invoice_id)  # scoped, and recorded
         comments = self.call(req, "billing", "list_comments", ws, "invoice", invoice_id, client_id=client)
-        self.page(req, resp, "invoice.html", session, inv=invoice, comments=comments,
+        self.page(req, resp, "invoice.html", session, client=invoice, inv=invoice, comments=comments,
                   business=invoice.get("business_name", ""), forwarded=req.get_param("forwarded"),
                   printable=req.get_param_as_bool("print") or False)
 
@@ -242,7 +245,7 @@ class QuoteDetail(Portal):
         session = self.session(req, resp)
         quote = self.call(req, "billing", "get_quote", session["workspace_id"], quote_id,
                           client_id=session["client_id"])
-        self.page(req, resp, "quote.html", session, q=quote, confirm=confirm)
+        self.page(req, resp, "quote.html", session, client=quote, q=quote, confirm=confirm)
 
 
 class QuoteAccept(QuoteDetail):
@@ -292,7 +295,7 @@ class StatementPage(Portal):
         session = self.session(req, resp)
         statement = self.call(req, "billing", "statement", session["workspace_id"], session["client_id"],
                               req.get_param("from"), req.get_param("to"))
-        self.page(req, resp, "statement.html", session, st=statement)
+        self.page(req, resp, "statement.html", session, client=statement, st=statement)
 
 
 class ProfilePage(Portal):

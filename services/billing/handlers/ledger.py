@@ -18,7 +18,7 @@ from services.billing.tables import (activities, credit_applications, credit_not
                                      payments)
 
 __all__ = ["get_payment", "record_payment", "apply_credit", "apply_retainer", "refund_retainer", "client_balances", "statement",
-           "client_dashboard", "list_activity", "list_payments", "add_activity"]
+           "client_dashboard", "list_activity", "list_payments"]
 
 METHODS = {"card", "bank_transfer", "cash", "cheque", "other"}
 
@@ -264,12 +264,6 @@ def statement(uow, now: datetime, workspace_id: str, client_id: str, start, end,
     return {"client": client_snapshot(uow, client), "client_id": client.id, "locale": client.locale,
             "timezone": client.timezone, "currency": currency,
             "from": start.isoformat(), "to": end.isoformat(), **result}
-
-
-def add_activity(conn_uow, now: datetime, workspace_id: str, client_id: str, kind: str, summary: str,
-                 data: dict | None = None) -> None:
-    """For events from other services (sign-ins, payment attempts, emails)."""
-    record_activity(conn_uow, now, workspace_id, client_id, kind, summary, data)
 
 
 def list_activity(uow, now: datetime, workspace_id: str, client_id: str, limit: int = 50) -> list[dict]:
