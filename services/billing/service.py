@@ -90,6 +90,13 @@ class BillingService(ServiceBase):
     statement = _admin("statement")
     client_dashboard = _admin("client_dashboard")
     list_activity = _admin("list_activity")
+    # bookings and reviews
+    booking_options = _admin("booking_options")
+    book_slot = _admin("book_slot")
+    list_bookings = _admin("list_bookings")
+    cancel_booking = _admin("cancel_booking")
+    add_review = _admin("add_review")
+    list_reviews = _admin("list_reviews")
     # recurring
     create_recurring = _admin("create_recurring")
     update_recurring = _admin("update_recurring")

@@ -6,14 +6,34 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from chassis.errors import Invalid, field_errors
-from services.billing import domain
+from services.billing import availability, domain
 
 
 class BookingLink(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(min_length=1, max_length=50, pattern=r"^[a-z0-9-]+$")
     name: str = Field(min_length=1, max_length=100)
-    duration_minutes: int = Field(ge=5, le=480)
+    duration_minutes: int = Field(ge=5, le=480, multiple_of=5)
+
+
+class BookingRules(BaseModel):
+    """When clients may book: weekly windows in the workspace's time zone, how far ahead, how soon."""
+    model_config = ConfigDict(extra="forbid")
+    weekly: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], list[str]] = Field(
+        default_factory=lambda: {day: ["09:00-12:00", "13:00-17:00"] for day in ("mon", "tue", "wed", "thu", "fri")})
+    slot_step_minutes: int = Field(default=30, ge=5, le=240, multiple_of=5)
+    min_notice_hours: int = Field(default=12, ge=0, le=24 * 14)
+    horizon_days: int = Field(default=21, ge=1, le=90)
+
+    @field_validator("weekly")
+    @classmethod
+    def _windows(cls, weekly: dict[str, list[str]]) -> dict[str, list[str]]:
+        for windows in weekly.values():
+            if len(windows) > 6:
+                raise ValueError("at most 6 windows a day")
+            for window in windows:
+                availability.parse_window(window)
+        return weekly
 
 
 class Reminders(BaseModel):
@@ -37,7 +57,8 @@ class WorkspaceSettings(BaseModel):
     allow_partial_payments: bool = True
     partial_payment_minimum: int = Field(default=0, ge=0)
     payment_methods: list[Literal["card", "bank_transfer"]] = Field(default_factory=lambda: ["card"])
-    booking_links: list[BookingLink] = Field(default_factory=list)
+    booking_links: list[BookingLink] = Field(default_factory=list, max_length=20)
+    booking: BookingRules = Field(default_factory=BookingRules)
     invoice_number_pattern: str = "INV-{YYYY}-{seq:05}"
     retainer_number_pattern: str = "RET-{YYYY}-{seq:05}"
     quote_number_pattern: str = "QUO-{YYYY}-{seq:05}"

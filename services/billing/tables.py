@@ -287,3 +287,43 @@ reminders_sent = sa.Table(
     sa.Column("kind", sa.String(20), primary_key=True),
     sa.Column("sent_at", UtcDateTime, nullable=False),
 )
+
+reviews = sa.Table(
+    "reviews",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("workspace_id", sa.String(36), sa.ForeignKey("workspaces.id"), nullable=False, index=True),
+    sa.Column("client_id", sa.String(36), sa.ForeignKey("clients.id"), nullable=False, index=True),
+    sa.Column("contact_id", sa.String(36), nullable=False),
+    sa.Column("author_name", sa.String(200), nullable=False),
+    sa.Column("rating", sa.SmallInteger, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.CheckConstraint("rating BETWEEN 1 AND 5", name="ck_reviews_rating"),
+)
+
+bookings = sa.Table(
+    "bookings",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("workspace_id", sa.String(36), sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("client_id", sa.String(36), sa.ForeignKey("clients.id"), nullable=False, index=True),
+    sa.Column("contact_id", sa.String(36), nullable=False),
+    sa.Column("link_id", sa.String(50), nullable=False),
+    sa.Column("title", sa.String(100), nullable=False),
+    sa.Column("starts_at", UtcDateTime, nullable=False),
+    sa.Column("ends_at", UtcDateTime, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # confirmed | cancelled
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("cancelled_at", UtcDateTime, nullable=True),
+)
+
+# One row per 5-minute cell a confirmed booking holds: the primary key makes double booking
+# impossible, whatever the interleaving of concurrent requests (see availability.py).
+booking_cells = sa.Table(
+    "booking_cells",
+    metadata,
+    sa.Column("workspace_id", sa.String(36), primary_key=True),
+    sa.Column("starts_at", UtcDateTime, primary_key=True),
+    sa.Column("booking_id", sa.String(36), sa.ForeignKey("bookings.id"), nullable=False, index=True),
+)

@@ -203,16 +203,22 @@ class DocumentsService(ServiceBase):
             uow.commit()
             return email_id
 
-    @rpc(expected_exceptions=EXPECTED)
-    def send_booking_email(self, workspace_id: str, client_id: str, recipient: dict, booking: dict,
-                           cancelled: bool = False) -> str:
-        with self.db.uow() as uow:
-            email_id = mails.booking(uow, utcnow(), self.sender, self._branding(workspace_id),
-                                     key=f"booking-{'cancelled' if cancelled else 'confirmed'}:{booking['id']}",
-                                     client_id=client_id, recipient=recipient, booking=booking, cancelled=cancelled,
-                                     portal_url=self._portal("/login"))
-            uow.commit()
-            return email_id
+    @consumes("billing", "booking.confirmed")
+    def on_booking_confirmed(self, uow, event):
+        self._booking_email(uow, event, cancelled=False)
+
+    @consumes("billing", "booking.cancelled")
+    def on_booking_cancelled(self, uow, event):
+        self._booking_email(uow, event, cancelled=True)
+
+    def _booking_email(self, uow, event, cancelled: bool) -> None:
+        """The confirmation (or cancellation) with its .ics; the key makes a redelivery send nothing."""
+        data = event["data"]
+        booking = data["booking"]
+        mails.booking(uow, utcnow(), self.sender, self._branding(event["workspace_id"]),
+                      key=f"booking-{'cancelled' if cancelled else 'confirmed'}:{booking['id']}",
+                      client_id=data["client_id"], recipient=data["recipient"], booking=booking, cancelled=cancelled,
+                      portal_url=self._portal("/bookings"))
 
     @rpc(expected_exceptions=EXPECTED)
     def send_statement(self, workspace_id: str, client_id: str, recipient: dict, statement: dict,
