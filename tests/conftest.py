@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -156,7 +157,7 @@ def stack(amqp_uri, service_databases, tmp_path_factory):
     env.update({
         "PORTAL_ENV": "dev", "PORTAL_VAR_DIR": str(work / "var"), "MAIL_OUTBOX_DIR": str(work / "mail"),
         "AMQP_URI": amqp_uri, "GATEWAY_BIND": f"127.0.0.1:{port}", "PORTAL_URL": f"http://localhost:{port}",
-        "RPC_TIMEOUT": "3", "GATEWAY_WORKERS": "2", "OUTBOX_RELAY_INTERVAL": "0.1", "MAIL_POLL_INTERVAL": "0.2",
+        "RPC_TIMEOUT": "6", "GATEWAY_WORKERS": "2", "OUTBOX_RELAY_INTERVAL": "0.1", "MAIL_POLL_INTERVAL": "0.2",
         "AUTH_LINKS_PER_EMAIL": "50", "AUTH_LINKS_PER_IP": "500", "BILLING_SWEEP_INTERVAL": "1",
     })
     env.pop("SMTP_URL", None)
@@ -191,11 +192,32 @@ def _wait_for_contacts(auth_url: str, count: int, timeout: float = 30) -> None:
 
 
 SIGN_IN = "sign-in link"
+CSRF_INPUT = re.compile(r'name="csrf_token" value="([0-9a-f]+)"')
 
 
-def sign_in(stack, email_address: str, session: requests.Session | None = None) -> requests.Session:
+class Browser(requests.Session):
+    """What a browser does on its own: form posts carry the CSRF token the portal's pages hold.
+    Tests of the refusal itself post with plain `requests` or pass their own csrf_token."""
+
+    def __init__(self, base_url: str):
+        super().__init__()
+        self.base_url = base_url
+
+    def csrf_token(self) -> str:
+        page = self.get(f"{self.base_url}/login")
+        return CSRF_INPUT.search(page.text).group(1)
+
+    def request(self, method, url, *args, **kwargs):
+        data = kwargs.get("data")
+        if method.upper() == "POST" and (data is None or (isinstance(data, dict) and "csrf_token" not in data)) \
+                and kwargs.get("json") is None and url.startswith(self.base_url):
+            kwargs["data"] = {**(data or {}), "csrf_token": self.csrf_token()}
+        return super().request(method, url, *args, **kwargs)
+
+
+def sign_in(stack, email_address: str, session: Browser | None = None) -> Browser:
     """The whole magic-link dance, as a browser would do it."""
-    session = session or requests.Session()
+    session = session or Browser(stack.url)
     before = stack.outbox.count(email_address, SIGN_IN)
     page = session.post(f"{stack.url}/login", data={"email": email_address})
     assert page.status_code == 200, page.text
@@ -207,7 +229,35 @@ def sign_in(stack, email_address: str, session: requests.Session | None = None) 
 
 
 def link_token(message) -> str:
-    import re
-
     text = message.get_body(("plain",)).get_content()
     return re.search(r"/login/verify\?token=([A-Za-z0-9_-]+)", text).group(1)
+
+
+def new_portal_client(stack, name: str, email: str, invoices: int = 1, quotes: int = 0) -> dict:
+    """A client of the seeded workspace with its own portal contact, sent invoices and quotes, made the
+    way the business makes them (billing RPC), and known to auth before this returns."""
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    with psycopg2.connect(stack.databases["billing"]) as conn, conn.cursor() as cur:
+        cur.execute("SELECT id FROM workspaces WHERE name = 'Acme Studio'")
+        workspace_id = cur.fetchone()[0]
+    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=30) as rpc:
+        client = rpc.billing.create_client(workspace_id, {"name": name, "contacts": [
+            {"email": email, "name": name.split()[0], "is_primary": True, "portal_access": True}]})
+        made = {"workspace_id": workspace_id, "client": client, "contact_id": client["contacts"][0]["id"],
+                "invoices": [rpc.billing.create_invoice(workspace_id, {
+                    "client_id": client["id"], "send": True,
+                    "lines": [{"description": f"{name} work {i}", "quantity": 1, "unit_price": 10000 * (i + 1)}]})
+                    for i in range(invoices)],
+                "quotes": [rpc.billing.create_quote(workspace_id, {
+                    "client_id": client["id"], "send": True,
+                    "lines": [{"description": f"{name} idea {i}", "quantity": 1, "unit_price": 5000 * (i + 1)}]})
+                    for i in range(quotes)]}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with psycopg2.connect(stack.databases["auth"]) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM contacts WHERE email = %s AND portal_access", (email,))
+            if cur.fetchone()[0]:
+                return made
+        time.sleep(0.2)
+    raise AssertionError(f"auth never learned {email} from billing's events")

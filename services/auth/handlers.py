@@ -121,6 +121,7 @@ def _session_view(contact_id: str, row, created_at: datetime, last_seen_at: date
         "workspace_id": row.workspace_id,
         "email": row.email,
         "name": row.name,
+        "locale": row.locale,  # the language the portal speaks to this contact
         "created_at": created_at.isoformat(),
         "last_seen_at": last_seen_at.isoformat(),
     }
@@ -131,7 +132,7 @@ def validate_session(uow, sid: str, now: datetime, policy: domain.Policy) -> dic
     if not sid or len(sid) > 200:
         raise Unauthorized("missing")
     row = uow.execute(
-        sa.select(sessions, contacts.c.email, contacts.c.name, contacts.c.portal_access)
+        sa.select(sessions, contacts.c.email, contacts.c.name, contacts.c.locale, contacts.c.portal_access)
         .join(contacts, contacts.c.id == sessions.c.contact_id)
         .where(sessions.c.sid_hash == domain.hash_secret(sid))
     ).first()

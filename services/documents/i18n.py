@@ -3,41 +3,24 @@ formatting of money and dates for the recipient's locale."""
 from __future__ import annotations
 
 import functools
-import io
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from babel import Locale
 from babel.dates import format_date, format_datetime
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
-from babel.support import NullTranslations, Translations
+from babel.support import NullTranslations
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from chassis import i18n
+from chassis.i18n import language_of
 from chassis.money import Money
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 
 
-@functools.cache
 def translations(language: str) -> NullTranslations:
-    po = LOCALE_DIR / language / "LC_MESSAGES" / "messages.po"
-    if not po.exists():
-        return NullTranslations()
-    with po.open("rb") as handle:
-        catalog = read_po(handle, locale=language)
-    buffer = io.BytesIO()
-    write_mo(buffer, catalog)
-    buffer.seek(0)
-    return Translations(buffer)
-
-
-def language_of(locale: str) -> str:
-    try:
-        return Locale.parse(locale).language
-    except (ValueError, TypeError):
-        return "en"
+    """This service's catalogue for `language` (see chassis.i18n)."""
+    return i18n.translations(language, LOCALE_DIR)
 
 
 @functools.cache

@@ -5,22 +5,18 @@ Bodies are validated here (pydantic) for clear field errors; billing checks the 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import falcon
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from chassis.errors import Invalid, Unauthorized, field_errors
+from chassis.errors import Unauthorized
+from services.gateway.jsonapi import Body, Endpoint, OpenApi, Query, openapi_document as _openapi, read_body
 
 PREFIX = "/api/admin/v1"
 Id = Field(min_length=1, max_length=64)
-
-
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class LineIn(Body):
@@ -198,22 +194,8 @@ class RecurringUpdate(Body):
 
 
 @dataclass(frozen=True)
-class Query:
-    name: str
-    description: str = ""
-    enum: tuple = ()
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str
-    rpc: str
-    summary: str
-    call: Callable[[dict, dict, dict], tuple]  # (path params, body, query) -> RPC arguments after workspace id
-    body: type[Body] | None = None
-    query: tuple[Query, ...] = ()
-    status: int = 200
+class Route(Endpoint):
+    """An admin endpoint: `call(path params, body, query)` gives the RPC's arguments after the workspace id."""
     service: str = "billing"
     scope_check: str | None = None  # a billing method that 404s when {id} is not this workspace's
 
@@ -308,6 +290,14 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/recurring-invoices/{id}", "get_recurring", "A recurring invoice", _p("id")),
     Route("PATCH", "/recurring-invoices/{id}", "update_recurring", "Pause, resume, end or change one", _pb("id"),
           RecurringUpdate),
+    Route("GET", "/reviews", "list_reviews", "Reviews clients wrote in the portal, newest first",
+          lambda p, b, q: (q.get("client_id"), q.get("limit", 50), q.get("offset", 0)),
+          query=(Query("client_id"), Query("limit"), Query("offset"))),
+    Route("GET", "/bookings", "list_bookings", "Bookings clients made in the portal",
+          lambda p, b, q: (q.get("client_id"), q.get("upcoming", "true") != "false"),
+          query=(Query("client_id"), Query("upcoming", "false lists past and cancelled ones too",
+                                           enum=("true", "false")))),
+    Route("POST", "/bookings/{id}/cancel", "cancel_booking", "Cancel a booking (the client is emailed)", _p("id")),
 )
 
 
@@ -336,23 +326,11 @@ class AdminResource:
         if route is None:
             raise falcon.HTTPMethodNotAllowed(sorted(self.routes))
         workspace_id = self._workspace(req)
-        body = {}
-        if route.body is not None:
-            if not (req.content_type or "").startswith("application/json"):
-                raise falcon.HTTPUnsupportedMediaType(description="Send a JSON body (Content-Type: application/json).")
-            raw = req.bounded_stream.read()
-            try:
-                data = json.loads(raw or b"{}")
-            except ValueError:
-                raise Invalid("The body is not valid JSON.", body="malformed JSON") from None
-            try:
-                body = route.body.model_validate(data).model_dump(mode="json", exclude_unset=True)
-            except ValidationError as exc:
-                raise Invalid("Some fields are not valid.", **field_errors(exc)) from None
+        body = read_body(req, route.body) if route.body is not None else {}
         query = {k: v for k, v in req.params.items() if isinstance(v, str)}
         if route.scope_check:
             self.rpc.call("billing", route.scope_check, workspace_id, params["id"], request_id=req.context.request_id)
-        resp.media = self.rpc.call(route.service, route.rpc, workspace_id, *route.call(params, body, query),
+        resp.media = self.rpc.call(route.service, route.name, workspace_id, *route.call(params, body, query),
                                    request_id=req.context.request_id)
         resp.status = route.status
 
@@ -360,60 +338,12 @@ class AdminResource:
 
 
 def openapi_document() -> dict:
-    """OpenAPI 3.1, generated from ROUTES and the body models."""
-    components: dict = {}
-    paths: dict = {}
-    for route in ROUTES:
-        operation: dict = {
-            "operationId": f"{route.rpc}_{route.method.lower()}_{route.path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}",
-            "summary": route.summary,
-            "security": [{"apiKey": []}],
-            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
-            if "{id}" in route.path else [],
-            "responses": {
-                str(route.status): {"description": "Success", "content": {"application/json": {"schema": {}}}},
-                "401": {"$ref": "#/components/responses/Problem"},
-                "404": {"$ref": "#/components/responses/Problem"},
-                "409": {"$ref": "#/components/responses/Problem"},
-                "422": {"$ref": "#/components/responses/Problem"},
-            },
-        }
-        for q in route.query:
-            schema = {"type": "string", **({"enum": list(q.enum)} if q.enum else {})}
-            operation["parameters"].append({"name": q.name, "in": "query", "required": False, "schema": schema,
-                                            "description": q.description})
-        if route.body is not None:
-            schema = route.body.model_json_schema(ref_template="#/components/schemas/{model}")
-            components.update(schema.pop("$defs", {}))
-            components[route.body.__name__] = schema
-            operation["requestBody"] = {"required": True, "content": {"application/json": {
-                "schema": {"$ref": f"#/components/schemas/{route.body.__name__}"}}}}
-        paths.setdefault(PREFIX + route.path, {})[route.method.lower()] = operation
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "Billing portal admin API", "version": "1.0.0",
-                 "description": "Money is integer minor units with an ISO 4217 currency. Errors are "
-                                "application/problem+json; a rejected request changes nothing."},
-        "paths": paths,
-        "components": {
-            "schemas": components,
-            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer",
-                                           "description": "A workspace API key from `portalctl key create`"}},
-            "responses": {"Problem": {"description": "Problem details (RFC 9457)", "content": {
-                "application/problem+json": {"schema": {"type": "object", "properties": {
-                    "title": {"type": "string"}, "status": {"type": "integer"}, "detail": {"type": "string"},
-                    "errors": {"type": "object", "additionalProperties": {"type": "string"}}}}}}}},
-        },
-    }
-
-
-class OpenApi:
-    def __init__(self):
-        self.document = openapi_document()
-
-    def on_get(self, req, resp):
-        resp.media = self.document
-        resp.set_header("Cache-Control", "public, max-age=300")
+    return _openapi(ROUTES, PREFIX, {
+        "title": "Billing portal admin API", "version": "1.0.0",
+        "description": "Money is integer minor units with an ISO 4217 currency. Errors are "
+                       "application/problem+json; a rejected request changes nothing."},
+        {"apiKey": {"type": "http", "scheme": "bearer",
+                    "description": "A workspace API key from `portalctl key create`"}})
 
 
 def add_admin_routes(app: falcon.App, rpc) -> None:
@@ -422,4 +352,4 @@ def add_admin_routes(app: falcon.App, rpc) -> None:
         by_path.setdefault(route.path, []).append(route)
     for path, routes in by_path.items():
         app.add_route(PREFIX + path, AdminResource(rpc, routes))
-    app.add_route(PREFIX + "/openapi.json", OpenApi())
+    app.add_route(PREFIX + "/openapi.json", OpenApi(openapi_document()))

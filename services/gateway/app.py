@@ -15,8 +15,12 @@ from chassis import settings
 from chassis.errors import ServiceError
 from chassis.logs import configure_logging, request_id_var
 from services.gateway import resources
+from services.gateway.admin import add_admin_routes
+from services.gateway.bookings import add_booking_routes
+from services.gateway.csrf import CsrfMiddleware
+from services.gateway.portal_api import add_portal_api_routes
 from services.gateway.rpc import RpcPool, ServiceCrashed, ServiceTimeout, ServiceUnavailable
-from services.gateway.views import make_env
+from services.gateway.views import env_for, make_env
 
 log = logging.getLogger(__name__)
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -30,6 +34,7 @@ class GatewayConfig:
     max_body: int = 64 * 1024
     trusted_proxy_hops: int = 0  # how many reverse proxies in front of gunicorn add X-Forwarded-For
     amqp_uri: str = "amqp://guest:guest@localhost:5672/"
+    secret: bytes = b"dev-only-gateway-secret"  # signs CSRF tokens; GATEWAY_SECRET outside dev
     services: tuple = SERVICES
     extra: dict = field(default_factory=dict)
 
@@ -38,11 +43,21 @@ class GatewayConfig:
         # __Host- pins the cookie to this host, path / and HTTPS (browsers demand Secure with it).
         return "portal_session" if self.dev else "__Host-portal_session"
 
+    @property
+    def csrf_cookie_name(self) -> str:
+        return "portal_csrf" if self.dev else "__Host-portal_csrf"
+
     @classmethod
     def from_env(cls) -> GatewayConfig:
+        dev = settings.is_dev()
+        secret = settings.env("GATEWAY_SECRET")
+        if not secret and not dev:
+            raise RuntimeError("GATEWAY_SECRET must be set outside development (a long random string, "
+                               "the same for every gateway replica).")
         return cls(
+            secret=(secret or cls.secret.decode()).encode(),
             portal_url=settings.env("PORTAL_URL", "http://localhost:8000"),
-            dev=settings.is_dev(),
+            dev=dev,
             max_body=settings.env_int("GATEWAY_MAX_BODY", 64 * 1024),
             trusted_proxy_hops=settings.env_int("TRUSTED_PROXY_HOPS", 0),
             amqp_uri=settings.amqp_uri(),
@@ -113,9 +128,11 @@ class ErrorRenderer:
                                     "request_id": req.context.get("request_id"), **(extra or {})})
         else:
             resp.content_type = falcon.MEDIA_HTML
-            resp.text = self.env.get_template("error.html").render(
+            session = req.context.get("session")
+            # In the signed-in contact's language; English without a session.
+            resp.text = env_for((session or {}).get("locale")).get_template("error.html").render(
                 status=status, title=title, detail=detail, request_id=req.context.get("request_id"),
-                session=req.context.get("session"))
+                session=session)
 
     def http_error(self, req, resp, ex: falcon.HTTPError, params):
         if ex.status_code == 404:
@@ -154,7 +171,8 @@ class ErrorRenderer:
 
 def create_app(rpc: RpcPool, health_rpc: RpcPool, config: GatewayConfig) -> falcon.App:
     env = make_env()
-    app = falcon.App(middleware=[RequestIdMiddleware(), SecurityMiddleware(config)])
+    csrf = CsrfMiddleware(config.secret, config.csrf_cookie_name, config.cookie_name, secure=not config.dev)
+    app = falcon.App(middleware=[RequestIdMiddleware(), SecurityMiddleware(config), csrf])
     app.req_options.strip_url_path_trailing_slash = True
     errors = ErrorRenderer(env, config)
     app.add_error_handler(Exception, errors.unexpected)
@@ -164,6 +182,9 @@ def create_app(rpc: RpcPool, health_rpc: RpcPool, config: GatewayConfig) -> falc
     app.add_error_handler(ServiceTimeout, errors.timeout)
     app.add_error_handler(ServiceCrashed, errors.crashed)
     resources.add_routes(app, rpc, health_rpc, env, config)
+    add_booking_routes(app, rpc, env, config)
+    add_portal_api_routes(app, rpc, env, config)
+    add_admin_routes(app, rpc)
     app.add_static_route("/static", str(Path(__file__).parent / "static"))
     return app
 

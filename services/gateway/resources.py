@@ -11,7 +11,9 @@ import falcon
 from email_validator import EmailNotValidError, validate_email
 
 from chassis.errors import Invalid, RateLimited, Unauthorized
-from services.gateway.admin import add_admin_routes
+from chassis.logs import request_id_var
+from services.gateway.branding import BrandCss, BrandLogo, brand_of
+from services.gateway.views import env_for
 
 LINK_PROBLEMS = {
     "used": ("This link has already been used", "Each sign-in link works once. Ask for a new one below."),
@@ -31,9 +33,22 @@ class Base:
         return self.rpc.call(service, method, *args, request_id=req.context.request_id, **kwargs)
 
     def render(self, resp, template: str, status: int = 200, **context):
+        """A page; a client's page (session) or one document's (workspace_id) wears the business's brand.
+        It speaks the signed-in contact's language (session locale), else the page's `locale` (the
+        client's or the document's), else English; `locale` (formatting) defaults to the same."""
+        workspace_id = (context.get("session") or {}).get("workspace_id") or context.pop("workspace_id", None)
+        if workspace_id and "brand" not in context:
+            context["brand"] = self.brand(workspace_id)
+        locale = (context.get("session") or {}).get("locale") or context.get("locale") or None
+        if locale and not context.get("locale"):
+            context["locale"] = locale
         resp.status = status
         resp.content_type = falcon.MEDIA_HTML
-        resp.text = self.env.get_template(template).render(dev=self.config.dev, **context)
+        resp.text = env_for(locale).get_template(template).render(dev=self.config.dev, **context)
+
+    def brand(self, workspace_id: str) -> dict:
+        """The business's name, logo and colours (cached for a minute per gateway process)."""
+        return brand_of(lambda *a: self.rpc.call(*a, request_id=request_id_var.get()), workspace_id)
 
     def form(self, req) -> dict:
         if req.content_type and req.content_type.startswith(falcon.MEDIA_URLENCODED):
@@ -51,6 +66,11 @@ class Base:
         return req.remote_addr or "unknown"
 
     def session_id(self, req) -> str | None:
+        """The session cookie, or for the JSON API a bearer access token (the same session id)."""
+        if req.path.startswith("/api/portal/"):
+            scheme, _, token = (req.get_header("Authorization") or "").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
         values = req.get_cookie_values(self.config.cookie_name)
         return values[0] if values else None
 
@@ -302,7 +322,7 @@ class ProfilePage(Portal):
     def _show(self, req, resp, session, status: int = 200, error: str | None = None):
         client = self.call(req, "billing", "get_client", session["workspace_id"], session["client_id"])
         contact = next(c for c in client["contacts"] if c["id"] == session["contact_id"])
-        business = self.call(req, "billing", "get_workspace", session["workspace_id"])["name"]
+        business = self.brand(session["workspace_id"])["name"]
         self.page(req, resp, "profile.html", session, status=status, client=client, contact=contact,
                   business=business, saved=req.get_param("saved") == "1", error=error)
 
@@ -324,7 +344,7 @@ class ProfilePage(Portal):
 class ContactBusiness(Portal):
     def on_get(self, req, resp):
         session = self.session(req, resp)
-        business = self.call(req, "billing", "get_workspace", session["workspace_id"])["name"]
+        business = self.brand(session["workspace_id"])["name"]
         self.page(req, resp, "contact.html", session, business=business, sent=req.get_param("sent") == "1",
                   nonce=uuid.uuid4().hex)
 
@@ -350,23 +370,26 @@ class PdfDownload(Base):
         super().__init__(rpc, env, config)
         self.kind = kind
 
-    def _document(self, req, session, object_id):
-        ws, client = session["workspace_id"], session["client_id"]
-        if self.kind == "invoice":
-            return self.call(req, "billing", "get_invoice", ws, object_id, client_id=client)
-        if self.kind == "quote":
-            return self.call(req, "billing", "get_quote", ws, object_id, client_id=client)
-        if self.kind == "receipt":
-            return self.call(req, "billing", "get_payment", ws, object_id, client_id=client)
-        return self.call(req, "billing", "statement", ws, client, req.get_param("from"), req.get_param("to"))
-
     def on_get(self, req, resp, object_id=None, invoice_id=None, quote_id=None):
         session = self.session(req, resp)
-        data = self._document(req, session, invoice_id or quote_id or object_id)
-        data.setdefault("client_id", session["client_id"])
-        pdf = self.call(req, "documents", "render_document", self.kind, session["workspace_id"], data,
-                        data.get("locale"), data.get("timezone"))
-        send_pdf(req, resp, pdf)
+        call = lambda *args, **kwargs: self.call(req, *args, **kwargs)  # noqa: E731
+        send_pdf(req, resp, render_pdf(call, self.kind, session, invoice_id or quote_id or object_id,
+                                       {"from": req.get_param("from"), "to": req.get_param("to")}))
+
+
+def render_pdf(call, kind: str, session: dict, object_id: str | None, query: dict) -> dict:
+    """Look the document up within the session's client (404 otherwise), then have documents render it."""
+    ws, client = session["workspace_id"], session["client_id"]
+    if kind == "invoice":
+        data = call("billing", "get_invoice", ws, object_id, client_id=client)
+    elif kind == "quote":
+        data = call("billing", "get_quote", ws, object_id, client_id=client)
+    elif kind == "receipt":
+        data = call("billing", "get_payment", ws, object_id, client_id=client)
+    else:
+        data = call("billing", "statement", ws, client, query.get("from"), query.get("to"))
+    data.setdefault("client_id", client)
+    return call("documents", "render_document", kind, ws, data, data.get("locale"), data.get("timezone"))
 
 
 class DocumentLink(Base):
@@ -391,6 +414,7 @@ class DocumentLink(Base):
             self.call(req, "billing", "mark_invoice_viewed", scope["workspace_id"], scope["client_id"],
                       scope["document_id"])
         self.render(resp, "document_public.html", doc=document, kind=scope["kind"], token=token,
+                    workspace_id=scope["workspace_id"],
                     business=document.get("business_name", ""), locale=document.get("locale", "en_US"))
 
 
@@ -414,18 +438,6 @@ def send_pdf(req, resp, pdf: dict) -> None:
     resp.content_type = "application/pdf"
     resp.set_header("Content-Disposition", f'attachment; filename="{pdf["filename"]}"')
     resp.data = base64.b64decode(pdf["pdf"])
-
-
-class ApiMe(Base):
-    def on_get(self, req, resp):
-        session = self.session(req, resp)
-        resp.media = {k: session[k] for k in ("contact_id", "client_id", "workspace_id", "email", "name", "expires_at")}
-
-
-class ApiDashboard(Base):
-    def on_get(self, req, resp):
-        session = self.session(req, resp)
-        resp.media = self.call(req, "billing", "client_dashboard", session["workspace_id"], session["client_id"])
 
 
 class Health(Base):
@@ -469,8 +481,6 @@ def add_routes(app: falcon.App, rpc, health_rpc, env, config) -> None:
     app.add_route("/login/verify", Verify(rpc, env, config))
     app.add_route("/logout", Logout(rpc, env, config))
     app.add_route("/dashboard", Dashboard(rpc, env, config))
-    app.add_route("/api/portal/v1/me", ApiMe(rpc, env, config))
-    app.add_route("/api/portal/v1/dashboard", ApiDashboard(rpc, env, config))
     app.add_route("/healthz", Health(health_rpc, env, config))
     if config.dev:
         app.add_route("/dev/mail", DevMail(rpc, env, config))
@@ -492,4 +502,6 @@ def add_routes(app: falcon.App, rpc, health_rpc, env, config) -> None:
     app.add_route("/statement.pdf", PdfDownload(rpc, env, config, "statement"))
     app.add_route("/i/{token}", DocumentLink(rpc, env, config))
     app.add_route("/i/{token}/pdf", DocumentLinkPdf(rpc, env, config))
-    add_admin_routes(app, rpc)
+    app.add_route("/brand/{workspace_id}.css", BrandCss(rpc))
+    app.add_route("/brand/{workspace_id}/logo", BrandLogo(rpc))
+

@@ -1,14 +1,86 @@
-"""Jinja2 rendering for the portal pages, with Babel formatting of money and dates."""
+"""Jinja2 rendering for the portal pages, in the reader's language (gettext catalogues under
+locale/, see chassis.i18n), with Babel formatting of money and dates."""
 from __future__ import annotations
 
+import threading
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_date, format_datetime
+from babel.dates import format_date, format_datetime, format_time, get_timezone_name
+from babel.numbers import format_decimal
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
 
+from chassis.i18n import language_of, translations
 from chassis.money import Money
+from services.gateway import csrf
+
+TEMPLATES = Path(__file__).parent / "templates"
+LOCALE_DIR = Path(__file__).parent / "locale"
+LANGUAGES = ("en", "de")  # the portal's languages; any other locale reads English
+
+
+def N_(message: str) -> str:
+    """Marks a msgid for `pybabel extract` (the text is translated where it is shown)."""
+    return message
+
+
+# Badges show a status key as words (English unchanged: the key with spaces; CSS capitalises).
+STATUS_LABELS = {
+    "draft": N_("draft"), "sent": N_("sent"), "viewed": N_("viewed"), "partially_paid": N_("partially paid"),
+    "paid": N_("paid"), "void": N_("void"), "overdue": N_("overdue"), "pending": N_("pending"),
+    "accepted": N_("accepted"), "rejected": N_("rejected"), "expired": N_("expired"),
+}
+METHOD_LABELS = {"card": N_("card"), "bank_transfer": N_("bank transfer"), "cash": N_("cash"),
+                 "cheque": N_("cheque"), "other": N_("other")}
+
+# Text the gateway's Python code hands to templates (filter labels, notices, error pages), which the
+# templates translate with the `translate` filter. Listed so `pybabel extract` keeps them in the .pot;
+# tests/unit/test_gateway_i18n.py checks the code's own lists against the German catalogue.
+CODE_MESSAGES = (
+    # resources.py: INVOICE_FILTERS, INVOICE_SORTS, QUOTE_FILTERS, PAYMENT_KINDS, PAYMENT_SORTS
+    N_("All"), N_("Unpaid"), N_("Partially paid"), N_("Overdue"), N_("Paid"), N_("Newest first"),
+    N_("Oldest first"), N_("Due date"), N_("Largest amount"), N_("Smallest amount"), N_("Pending"),
+    N_("Accepted"), N_("Declined"), N_("Expired"), N_("All payments"), N_("Invoice payments"),
+    N_("Retainer payments"),
+    # resources.py: sign-in notices and problems
+    N_("Your session has ended. Sign in again to continue."), N_("You are signed out."),
+    N_("Enter a valid email address, like name@example.com."), N_("Too many sign-in requests"),
+    N_("Too many sign-in links were requested. Wait a few minutes and try again."),
+    N_("This link has already been used"), N_("Each sign-in link works once. Ask for a new one below."),
+    N_("This link has expired"), N_("Sign-in links work for a limited time. Ask for a new one below."),
+    N_("This link is not valid"), N_("The link may be incomplete. Ask for a new one below."),
+    N_("Portal access is turned off"), N_("Contact the business to have portal access enabled."),
+    N_("The company name cannot be empty."),
+    # resources.py, bookings.py, csrf.py, app.py: error pages
+    N_("Unknown filter"), N_("Choose a filter and a sort from the page."), N_("Choose a filter from the page."),
+    N_("Write a comment"), N_("A comment is 1 to 5000 characters."), N_("Check the address"),
+    N_("Enter the email address to forward the invoice to."), N_("Sign with your name"),
+    N_("Type your full name to accept."), N_("Write a subject and a message"),
+    N_("Both are needed; the message is at most 5000 characters."), N_("Choose a rating"),
+    N_("Pick from 1 to 5 stars."), N_("This link no longer works"),
+    N_("Links in emails expire or are withdrawn. Sign in to see the document."),
+    N_("This form has expired"),
+    N_("The page was open too long or came from elsewhere. Go back, reload it and try again."),
+    N_("Cross-site request refused"), N_("This form must be sent from the portal itself."),
+    N_("Page not found"),
+    N_("There is nothing here, or it is not yours to see. Check the address or go back to the portal."),
+    N_("Not allowed"), N_("This address does not accept that kind of request."), N_("Error"),
+    N_("Temporarily unavailable"), N_("Part of the portal is not answering right now. Please try again in a minute."),
+    N_("Taking too long"), N_("The portal did not get an answer in time. Please try again in a minute."),
+    N_("Something went wrong"), N_("We could not complete this request. It has been logged; please try again."),
+    # chassis/errors.py titles, and the services' commonest details
+    N_("Internal error"), N_("Not found"), N_("Invalid input"), N_("Conflict"), N_("Too many requests"),
+    N_("Not signed in"), N_("No such invoice."), N_("No such quote."), N_("No such payment."),
+    N_("No such booking link."), N_("No such booking."),
+)
+
+
+def number(value, locale: str = "en_US") -> str:
+    """A quantity or a percentage as the reader writes numbers: 1.5 in English, 1,5 in German."""
+    return format_decimal(Decimal(str(value)).normalize(), locale=locale)
 
 
 def money(value: dict | None, locale: str = "en_US") -> str:
@@ -21,14 +93,67 @@ def local_datetime(iso: str, tz: str = "UTC", locale: str = "en_US") -> str:
     return format_datetime(datetime.fromisoformat(iso).astimezone(ZoneInfo(tz)), "medium", locale=locale)
 
 
-def local_date(iso: str, locale: str = "en_US") -> str:
-    return format_date(date.fromisoformat(iso), "medium", locale=locale)
+def local_date(iso: str, locale: str = "en_US", style: str = "medium") -> str:
+    return format_date(date.fromisoformat(iso), style, locale=locale)
+
+
+def local_time(iso: str, tz: str = "UTC", locale: str = "en_US") -> str:
+    return format_time(datetime.fromisoformat(iso).astimezone(ZoneInfo(tz)), "short", locale=locale)
+
+
+def zone_name(tz: str, locale: str = "en_US") -> str:
+    """'Eastern Time' rather than 'America/New_York', in the reader's language."""
+    return get_timezone_name(ZoneInfo(tz), locale=locale)
+
+
+def csrf_field() -> Markup:
+    """The hidden input every POST form carries (see csrf.py)."""
+    return Markup('<input type="hidden" name="%s" value="%s">') % (csrf.FIELD, escape(csrf.current_token.get()))
+
+
+def language_for(locale: str | None) -> str:
+    """The portal language for a locale ("de_DE" -> "de"); English for none or one we do not speak."""
+    language = language_of(locale) if locale else "en"
+    return language if language in LANGUAGES else "en"
+
+
+def _build_env(language: str) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html"]),
+        extensions=["jinja2.ext.i18n"],
+    )
+    catalogue = translations(language, LOCALE_DIR)
+    env.install_gettext_translations(catalogue, newstyle=True)
+
+    def translate(text):
+        """Text from Python (a label, an error title) in this language; unknown text as it is. Unlike
+        _() it never marks the text safe nor %-formats it, so it suits values that are not literals."""
+        return catalogue.gettext(text) if isinstance(text, str) and text else text
+
+    env.filters.update(money=money, local_datetime=local_datetime, local_date=local_date, local_time=local_time,
+                       zone_name=zone_name, translate=translate, number=number,
+                       status_label=lambda key: translate(STATUS_LABELS.get(key) or str(key).replace("_", " ")),
+                       method_label=lambda key: translate(METHOD_LABELS.get(key) or str(key).replace("_", " ")))
+    env.globals.update(csrf_field=csrf_field, language=language)
+    return env
+
+
+_envs: dict[str, Environment] = {}
+_envs_lock = threading.Lock()
+
+
+def env_for(locale: str | None) -> Environment:
+    """The portal's Jinja env in the locale's language. One per language, built once with its
+    translations installed and then shared by every request thread (never re-installed per request)."""
+    language = language_for(locale)
+    env = _envs.get(language)
+    if env is None:
+        with _envs_lock:
+            env = _envs.get(language) or _envs.setdefault(language, _build_env(language))
+    return env
 
 
 def make_env() -> Environment:
-    env = Environment(
-        loader=FileSystemLoader(Path(__file__).parent / "templates"),
-        autoescape=select_autoescape(["html"]),
-    )
-    env.filters.update(money=money, local_datetime=local_datetime, local_date=local_date)
-    return env
+    """The English env (error pages without a session, and any caller that needs just one)."""
+    return env_for("en")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ARTIFACTS, SIGN_IN, link_token
+from tests.conftest import ARTIFACTS, SIGN_IN, link_token, new_portal_client
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -111,3 +111,83 @@ def test_the_whole_portal_in_a_browser(stack, browser):
     page.goto(f"{base}/no/such/page")
     check(page, "13-not-found")
     context.close()
+
+
+def test_a_client_acts_in_the_portal_then_opens_an_email_link(stack, browser):
+    """Accept and decline quotes, edit the profile, book and cancel a slot, review, sign out; then the
+    invoice email's one-document link, without signing in."""
+    made = new_portal_client(stack, "Browser Buyer Ltd", "browser-buyer@example.org", invoices=1, quotes=2)
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    base = stack.url
+    before = stack.outbox.count("browser-buyer@example.org", SIGN_IN)
+    page.goto(f"{base}/login")
+    page.fill("#email", "browser-buyer@example.org")
+    page.click("text=Send magic link")
+    page.wait_for_selector("text=Check your email")
+    token = link_token(stack.outbox.wait_for("browser-buyer@example.org", before + 1, subject=SIGN_IN)[-1])
+    page.goto(f"{base}/login/verify?token={token}")
+    page.click("button:has-text('Continue to your portal')")
+    page.wait_for_url(f"{base}/dashboard")
+
+    first, second = (q["id"] for q in made["quotes"])
+    page.goto(f"{base}/quotes/{first}")
+    check(page, "20-quote-pending")
+    page.fill("#signature_name", "Bea Buyer")
+    page.click("button:has-text('Accept')")
+    page.wait_for_selector("text=Confirm acceptance")
+    check(page, "21-quote-confirm")
+    page.click("button:has-text('Confirm acceptance')")
+    page.wait_for_selector(".badge.accepted")
+    page.goto(f"{base}/quotes/{second}")
+    page.fill("#reason", "Not this year")
+    page.click("button:has-text('Decline')")
+    page.wait_for_selector(".badge.rejected")
+    check(page, "22-quote-declined")
+
+    page.click("nav >> text=Profile")
+    page.fill("#phone", "+1 555 0123")
+    page.click("button:has-text('Save')")
+    page.wait_for_selector("[role=status]")
+    assert page.input_value("#phone") == "+1 555 0123"
+
+    page.click("nav >> text=Bookings")
+    check(page, "23-bookings")
+    page.click("text=Choose a time")
+    check(page, "24-booking-slots")
+    page.locator("input[name=start]").first.check()
+    page.click("button:has-text('Continue')")
+    check(page, "25-booking-confirm")
+    page.click("button:has-text('Confirm booking')")
+    page.wait_for_selector("text=Your booking is confirmed")
+    assert page.locator("[data-testid=booking]").count() == 1
+    check(page, "26-booked")
+    page.click("[data-testid=booking] >> button:has-text('Cancel')")
+    page.wait_for_selector("text=Your booking is cancelled")
+    assert page.locator("[data-testid=booking]").count() == 0
+
+    page.goto(f"{base}/review")
+    check(page, "27-review")
+    page.check("input[name=rating][value='5']")
+    page.fill("#message", "Lovely to work with.")
+    page.click("button:has-text('Send review')")
+    page.wait_for_selector("text=Thank you")
+    page.click("text=Sign out")
+    page.wait_for_url(re.compile("/login"))
+    context.close()
+
+    invoice = made["invoices"][0]
+    mail = stack.outbox.wait_for("browser-buyer@example.org", subject=invoice["number"])[-1]
+    link = re.search(r"https?://\S+/i/[A-Za-z0-9_-]+", mail.get_body(("plain",)).get_content()).group(0)
+    stranger = browser.new_context(viewport={"width": 390, "height": 844})
+    page = stranger.new_page()
+    page.goto(link.replace(link.split("/i/")[0], base))
+    page.wait_for_selector("[data-testid=balance]")
+    assert invoice["number"] in page.inner_text("h1")
+    check(page, "28-token-invoice-phone")
+    with page.expect_download() as download:
+        page.click("text=Download PDF")
+    assert download.value.suggested_filename == f"{invoice['number']}.pdf"
+    page.goto(f"{base}/dashboard")
+    assert "/login" in page.url  # the link opened one invoice, not the account
+    stranger.close()

@@ -4,14 +4,14 @@ import re
 import pytest
 import requests
 
-from tests.conftest import SIGN_IN, link_token
+from tests.conftest import SIGN_IN, Browser, link_token
 
 pytestmark = pytest.mark.e2e
 
 
 def test_sign_in_see_balance_sign_out_and_nothing_reusable(stack):
-    browser = requests.Session()
     base = stack.url
+    browser = Browser(base)
 
     # 1. ask for a link; the answer does not say whether the address exists
     before = stack.outbox.count("demo@example.com", SIGN_IN)
@@ -60,7 +60,7 @@ def test_sign_in_see_balance_sign_out_and_nothing_reusable(stack):
     replay = requests.get(f"{base}/dashboard", cookies={"portal_session": old_cookie}, allow_redirects=False)
     assert replay.status_code == 303 and replay.headers["location"].startswith("/login")
     assert requests.get(f"{base}/api/portal/v1/me", cookies={"portal_session": old_cookie}).status_code == 401
-    reused = requests.post(f"{base}/login/verify", data={"token": token}, allow_redirects=False)
+    reused = Browser(base).post(f"{base}/login/verify", data={"token": token}, allow_redirects=False)
     assert reused.status_code == 410 and "already been used" in reused.text
 
 
@@ -84,17 +84,18 @@ def test_forged_session_cookies_reveal_nothing(stack, cookie):
 def test_bad_input_gets_clear_errors_and_stores_nothing(stack):
     base = stack.url
     before = len(stack.outbox.matching("demo@example.com", SIGN_IN))
-    assert requests.post(f"{base}/login", data={"email": "not an email"}).status_code == 400
-    assert requests.post(f"{base}/login", data={"email": "a" * 70_000}).status_code == 413
+    browser = Browser(base)
+    assert browser.post(f"{base}/login", data={"email": "not an email"}).status_code == 400
+    assert browser.post(f"{base}/login", data={"email": "a" * 70_000}).status_code == 413
     assert requests.get(f"{base}/login/verify").status_code == 400
-    assert requests.post(f"{base}/login/verify", data={"token": "forged"}).status_code == 400
+    assert browser.post(f"{base}/login/verify", data={"token": "forged"}).status_code == 400
     problem = requests.get(f"{base}/api/portal/v1/nothing")
     assert problem.status_code == 404 and problem.headers["content-type"] == "application/problem+json"
     assert len(stack.outbox.matching("demo@example.com", SIGN_IN)) == before
 
 
 def test_a_german_contact_gets_german_mail_and_german_pdfs(stack):
-    browser = requests.Session()
+    browser = Browser(stack.url)
     before = stack.outbox.count("euro@example.com", "Anmeldelink")
     browser.post(f"{stack.url}/login", data={"email": "euro@example.com"})
     message = stack.outbox.wait_for("euro@example.com", before + 1, subject="Anmeldelink")[-1]

@@ -11,6 +11,7 @@ from datetime import date, timedelta
 import psycopg2
 import pytest
 import requests
+from nameko.standalone.rpc import ClusterRpcProxy
 
 from services.gateway.admin import PREFIX, ROUTES
 from tests.conftest import ROOT
@@ -78,8 +79,16 @@ def admin(stack):
     recurring = api_a("POST", "/recurring-invoices", {
         "client_id": client["id"], "frequency": "yearly", "start_date": (date.today() + timedelta(days=30)).isoformat(),
         "lines": [{"description": "Licence", "unit_price": 100}]}, expect=201).json()
+    api_a("PATCH", "/workspace", {"settings": {"booking_links": [
+        {"id": "intro", "name": "Intro call", "duration_minutes": 20}]}}, expect=200)
+    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=20) as rpc:  # as the portal books and reviews
+        contact_id = client["contacts"][0]["id"]
+        slot = rpc.billing.booking_options(ws_a, "intro")["slots"][0]
+        booking = rpc.billing.book_slot(ws_a, client["id"], contact_id, "intro", slot)
+        rpc.billing.add_review(ws_a, client["id"], contact_id, "Cli", 4, "Good")
     return {"a": api_a, "b": Api(stack.url, key_b), "ws_a": ws_a, "client": client, "invoice": invoice,
-            "quote": quote, "recurring": recurring, "db": stack.databases["billing"], "stack": stack}
+            "quote": quote, "recurring": recurring, "booking": booking, "db": stack.databases["billing"],
+            "stack": stack}
 
 
 def test_cli_contact_and_portal_commands(admin):
@@ -174,6 +183,12 @@ def test_every_route_works_for_its_own_workspace(admin):
                                                                 "to": today.isoformat()}, expect=200).json()
     # charge 33000 (a retainer invoice is not a charge); payments 3000 + 20000; credit 5000; refund 4000
     assert statement["closing_balance"] == statement["opening_balance"] + 33000 - 23000 - 5000 + 4000
+    [review] = api("GET", "/reviews", params={"client_id": client_id}, expect=200).json()["items"]
+    assert (review["rating"], review["message"]) == (4, "Good")
+    [booking] = api("GET", "/bookings", params={"client_id": client_id}, expect=200).json()
+    assert booking["id"] == admin["booking"]["id"] and booking["title"] == "Intro call"
+    assert api("POST", f"/bookings/{booking['id']}/cancel", expect=200).json()["status"] == "cancelled"
+    assert api("GET", "/bookings", params={"client_id": client_id}, expect=200).json() == []
     kinds = [a["kind"] for a in api("GET", f"/clients/{beta}/activity", expect=200).json()]
     assert {"invoice.sent", "payment.recorded", "credit.applied", "retainer.applied", "comment.added"} <= set(kinds)
 
@@ -216,7 +231,7 @@ VALID_BODIES = {
 def test_another_workspaces_key_gets_404_and_changes_nothing(admin, route):
     targets = {"clients": admin["client"]["id"], "contacts": admin["client"]["contacts"][0]["id"],
                "invoices": admin["invoice"]["id"], "quotes": admin["quote"]["id"],
-               "recurring-invoices": admin["recurring"]["id"]}
+               "recurring-invoices": admin["recurring"]["id"], "bookings": admin["booking"]["id"]}
     target = targets[route.path.split("/")[1]]
     body = VALID_BODIES[route.body.__name__] if route.body else None
     before = snapshot(admin["db"])

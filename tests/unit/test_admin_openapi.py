@@ -40,3 +40,28 @@ def test_request_bodies_reference_real_schemas():
                 ref = body["content"]["application/json"]["schema"]["$ref"]
                 assert ref.rsplit("/", 1)[-1] in schemas, (path, ref)
     assert len({op["operationId"] for ops in document["paths"].values() for op in ops.values()}) == len(ROUTES)
+
+
+def test_the_portal_api_is_mounted_exactly_as_documented():
+    from services.gateway.portal_api import PREFIX as PORTAL, ROUTES as PORTAL_ROUTES, PortalApiResource, portal_openapi
+
+    app = create_app(rpc=None, health_rpc=None, config=GatewayConfig())
+    mounted = set()
+
+    def walk(nodes):
+        for node in nodes:
+            if node.resource is not None and node.uri_template.startswith(PORTAL):
+                assert isinstance(node.resource, PortalApiResource) or node.uri_template.endswith("/openapi.json"), \
+                    node.uri_template
+                if isinstance(node.resource, PortalApiResource):
+                    mounted.update((method, node.uri_template[len(PORTAL):]) for method in node.resource.routes)
+            walk(node.children)
+
+    walk(app._router._roots)
+    document = portal_openapi()
+    documented = {(method.upper(), path[len(PORTAL):]) for path, ops in document["paths"].items() for method in ops}
+    assert mounted == documented == {(r.method, r.path) for r in PORTAL_ROUTES}
+    assert document["paths"][PORTAL + "/invoices/{id}/pdf"]["get"]["responses"]["200"]["content"] == {
+        "application/pdf": {"schema": {}}}
+    assert document["paths"][PORTAL + "/bookings"]["post"]["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/BookingIn"}

@@ -6,6 +6,7 @@ import pytest
 
 from chassis.errors import RateLimited, Unauthorized
 from services.gateway.app import GatewayConfig, create_app
+from services.gateway.csrf import sign
 from services.gateway.rpc import ServiceTimeout, ServiceUnavailable
 
 SESSION = {"contact_id": "c1", "client_id": "cl1", "workspace_id": "ws1", "email": "demo@example.com",
@@ -23,6 +24,9 @@ DASHBOARD = {
 }
 
 
+WORKSPACE = {"id": "ws1", "name": "Acme", "logo_url": "", "brand_color": "#fde047", "accent_color": "#0f766e"}
+
+
 class FakeRpc:
     def __init__(self, answers=None):
         self.answers = answers or {}
@@ -36,10 +40,27 @@ class FakeRpc:
         return answer(*args) if callable(answer) else answer
 
 
+CSRF_COOKIE = "c" * 43
+
+
+class Browser(falcon.testing.TestClient):
+    """Posts carry the CSRF cookie and token, as the portal's own forms do; csrf=False sends neither."""
+
+    def __init__(self, app, config: GatewayConfig):
+        super().__init__(app)
+        self.config = config
+
+    def simulate_post(self, path, csrf=True, **kwargs):
+        if csrf:
+            kwargs["cookies"] = {self.config.csrf_cookie_name: CSRF_COOKIE, **kwargs.get("cookies", {})}
+            kwargs["headers"] = {"X-CSRF-Token": sign(self.config.secret, CSRF_COOKIE), **kwargs.get("headers", {})}
+        return super().simulate_post(path, **kwargs)
+
+
 def client(answers=None, dev=True, hops=0):
     rpc = FakeRpc(answers)
-    app = create_app(rpc, rpc, GatewayConfig(portal_url="http://portal.test", dev=dev, trusted_proxy_hops=hops))
-    return falcon.testing.TestClient(app), rpc
+    config = GatewayConfig(portal_url="http://portal.test", dev=dev, trusted_proxy_hops=hops)
+    return Browser(create_app(rpc, rpc, config), config), rpc
 
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -114,11 +135,12 @@ def test_verify_post_sets_a_hardened_cookie_in_production():
 
 
 def test_dashboard_shows_name_and_formatted_balance():
-    c, rpc = client({("auth", "validate_session"): SESSION, ("billing", "client_dashboard"): DASHBOARD})
+    c, rpc = client({("auth", "validate_session"): SESSION, ("billing", "client_dashboard"): DASHBOARD,
+                     ("billing", "get_workspace"): WORKSPACE})
     page = c.simulate_get("/dashboard", cookies={"portal_session": "sid"})
     assert page.status_code == 200
     assert "Demo Client Ltd" in page.text and "$2,375.00" in page.text and "$250.00" in page.text
-    assert ("billing", "client_dashboard", ("ws1", "cl1")) == rpc.calls[-1][:3]  # scoped by the session only
+    assert ("billing", "client_dashboard", ("ws1", "cl1")) in [call[:3] for call in rpc.calls]  # the session's scope
 
 
 def test_forged_cookie_redirects_to_sign_in_and_clears_it():
@@ -201,3 +223,57 @@ def test_pdf_downloads_are_scoped_named_and_revalidated():
     assert rpc.calls[1][:3] == ("billing", "get_invoice", ("ws1", "i1"))  # client scope passed as a keyword
     again = c.simulate_get("/invoices/i1/pdf", cookies={"portal_session": "sid"}, headers={"If-None-Match": '"abc"'})
     assert again.status_code == 304 and not again.content
+
+
+def test_forms_need_the_csrf_token_of_their_own_cookie():
+    c, rpc = client({("auth", "request_link"): {"accepted": True}, ("auth", "validate_session"): SESSION,
+                     ("auth", "logout"): None})
+    page = c.simulate_get("/login")
+    cookie = page.cookies["portal_csrf"]
+    assert cookie.http_only and cookie.same_site == "Lax"
+    token = sign(GatewayConfig.secret, cookie.value)
+    assert f'name="csrf_token" value="{token}"' in page.text
+    refused = [
+        c.simulate_post("/login", csrf=False, body="email=demo@example.com", headers=FORM),  # no cookie, no token
+        c.simulate_post("/login", csrf=False, body=f"email=demo@example.com&csrf_token={token}", headers=FORM,
+                        cookies={"portal_csrf": "d" * 43}),  # another browser's token
+        c.simulate_post("/logout", csrf=False, cookies={"portal_session": "sid", "portal_csrf": cookie.value}),
+    ]
+    assert [p.status_code for p in refused] == [403, 403, 403] and rpc.calls == []
+    assert "reload it and try again" in refused[0].text
+    ok = c.simulate_post("/login", csrf=False, body=f"email=demo@example.com&csrf_token={token}", headers=FORM,
+                         cookies={"portal_csrf": cookie.value})
+    assert ok.status_code == 200 and [call[1] for call in rpc.calls] == ["request_link"]
+
+
+def test_a_json_api_call_with_only_a_bearer_token_needs_no_csrf_token():
+    c, rpc = client({("auth", "validate_session"): SESSION, ("auth", "logout"): None})
+    page = c.simulate_post("/api/portal/v1/session/logout", csrf=False, headers={"Authorization": "Bearer sid"})
+    assert page.status_code == 204
+    with_cookie = c.simulate_post("/api/portal/v1/session/logout", csrf=False, cookies={"portal_session": "sid"})
+    assert with_cookie.status_code == 403
+
+
+def test_pages_wear_the_business_brand_with_readable_colours():
+    import base64
+
+    from services.gateway import branding
+
+    png = "data:image/png;base64," + base64.b64encode(b"\x89PNG fake").decode()
+    c, _ = client({("auth", "validate_session"): {**SESSION, "workspace_id": "ws-brand"},
+                   ("billing", "client_dashboard"): DASHBOARD,
+                   ("billing", "get_workspace"): {**WORKSPACE, "id": "ws-brand", "logo_url": png}})
+    page = c.simulate_get("/dashboard", cookies={"portal_session": "sid"})
+    assert '<img src="/brand/ws-brand/logo?v=' in page.text and 'alt="Acme"' in page.text
+    css = c.simulate_get("/brand/ws-brand.css")
+    brand = css.text.split("--brand: ")[1][:7]
+    assert css.headers["content-type"].startswith("text/css") and brand != "#fde047"  # yellow fails on white
+    assert branding.contrast(brand, "#ffffff") >= 4.5
+    logo = c.simulate_get("/brand/ws-brand/logo")
+    assert logo.content == b"\x89PNG fake" and logo.headers["content-type"] == "image/png"
+
+
+def test_an_svg_logo_is_never_served():
+    from services.gateway import branding
+
+    assert branding._logo("data:image/svg+xml;base64,PHN2Zz48c2NyaXB0Lz48L3N2Zz4=") is None

@@ -1,0 +1,38 @@
+"""Gettext catalogues for a service's templates, read from .po files when first needed.
+
+Each service keeps `locale/<language>/LC_MESSAGES/messages.po` next to its templates. The .po text is
+parsed and compiled in memory (Babel's read_po/write_mo), so there is no .mo build step to forget and
+a corrected translation ships with the code. A language without a catalogue falls back to the msgids
+(English)."""
+from __future__ import annotations
+
+import functools
+import io
+from pathlib import Path
+
+from babel import Locale, UnknownLocaleError
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import NullTranslations, Translations
+
+
+@functools.cache
+def translations(language: str, locale_dir: Path) -> NullTranslations:
+    """The compiled catalogue for `language` under `locale_dir` (cached per process; read-only)."""
+    po = Path(locale_dir) / language / "LC_MESSAGES" / "messages.po"
+    if not po.exists():
+        return NullTranslations()
+    with po.open("rb") as handle:
+        catalog = read_po(handle, locale=language)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog)
+    buffer.seek(0)
+    return Translations(buffer)
+
+
+def language_of(locale: str | None) -> str:
+    """"de" for "de_DE" (or "de-DE"); "en" for anything Babel cannot parse."""
+    try:
+        return Locale.parse(locale.replace("-", "_")).language
+    except (ValueError, TypeError, AttributeError, UnknownLocaleError):
+        return "en"

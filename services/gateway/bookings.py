@@ -1,0 +1,102 @@
+"""Portal pages for booking time with the business, and for writing a review."""
+from __future__ import annotations
+
+from datetime import datetime
+from itertools import groupby
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+import falcon
+
+from services.gateway.resources import Portal
+
+DAYS_PER_PAGE = 5
+
+
+def slots_by_day(slots: list[str], tz: str) -> list[tuple[str, list[tuple[str, datetime]]]]:
+    """[(local date ISO, [(slot ISO, local datetime), ...]), ...] in the client's time zone."""
+    zone = ZoneInfo(tz)
+    local = [(slot, datetime.fromisoformat(slot).astimezone(zone)) for slot in slots]
+    return [(day, list(group)) for day, group in groupby(local, key=lambda pair: pair[1].date().isoformat())]
+
+
+class BookingList(Portal):
+    """The business's booking links and the client's upcoming bookings (with Cancel)."""
+
+    def on_get(self, req, resp):
+        session = self.session(req, resp)
+        ws = session["workspace_id"]
+        options = self.call(req, "billing", "booking_options", ws)
+        upcoming = self.call(req, "billing", "list_bookings", ws, session["client_id"])
+        self.page(req, resp, "bookings.html", session, links=options["links"], upcoming=upcoming,
+                  booked=req.get_param("booked"), cancelled=req.get_param("cancelled"))
+
+    def on_post(self, req, resp):
+        """Confirm a booking (the last step after choosing a time)."""
+        session = self.session(req, resp)
+        form = self.form(req)
+        link_id, start = str(form.get("link_id", ""))[:50], str(form.get("start", ""))[:40]
+        booking = self.call(req, "billing", "book_slot", session["workspace_id"], session["client_id"],
+                            session["contact_id"], link_id, start)
+        raise falcon.HTTPSeeOther(f"/bookings?{urlencode({'booked': booking['id']})}")
+
+
+class BookingSlots(Portal):
+    """Free times for one booking link, a few days per page, as radio buttons (no JavaScript)."""
+
+    def on_get(self, req, resp, link_id: str):
+        session = self.session(req, resp)
+        client = self.call(req, "billing", "get_client", session["workspace_id"], session["client_id"])
+        options = self.call(req, "billing", "booking_options", session["workspace_id"], link_id)
+        days = slots_by_day(options["slots"], client["timezone"])
+        pages = max(1, -(-len(days) // DAYS_PER_PAGE))
+        number = min(req.get_param_as_int("page", min_value=1, max_value=100) or 1, pages)
+        shown = days[(number - 1) * DAYS_PER_PAGE:number * DAYS_PER_PAGE]
+        self.page(req, resp, "booking_slots.html", session, client=client, link=options["link"], days=shown,
+                  page_number=number, pages=pages, taken=req.get_param("taken"))
+
+
+class BookingConfirm(Portal):
+    """Step two: the chosen time, spelled out, with one Confirm button."""
+
+    def on_get(self, req, resp, link_id: str):
+        session = self.session(req, resp)
+        start = req.get_param("start") or ""
+        client = self.call(req, "billing", "get_client", session["workspace_id"], session["client_id"])
+        options = self.call(req, "billing", "booking_options", session["workspace_id"], link_id)
+        if start not in options["slots"]:
+            raise falcon.HTTPSeeOther(f"/bookings/new/{link_id}?taken=1")
+        self.page(req, resp, "booking_confirm.html", session, client=client, link=options["link"], start=start)
+
+
+class BookingCancel(Portal):
+    def on_post(self, req, resp, booking_id: str):
+        session = self.session(req, resp)
+        self.call(req, "billing", "cancel_booking", session["workspace_id"], booking_id,
+                  client_id=session["client_id"])
+        raise falcon.HTTPSeeOther("/bookings?cancelled=1")
+
+
+class ReviewPage(Portal):
+    def on_get(self, req, resp):
+        session = self.session(req, resp)
+        business = self.brand(session["workspace_id"])["name"]
+        self.page(req, resp, "review.html", session, business=business, sent=req.get_param("sent") == "1")
+
+    def on_post(self, req, resp):
+        session = self.session(req, resp)
+        form = self.form(req)
+        rating = str(form.get("rating", ""))
+        if rating not in {"1", "2", "3", "4", "5"}:
+            raise falcon.HTTPBadRequest(title="Choose a rating", description="Pick from 1 to 5 stars.")
+        self.call(req, "billing", "add_review", session["workspace_id"], session["client_id"], session["contact_id"],
+                  session["name"] or session["email"], int(rating), str(form.get("message", ""))[:5000])
+        raise falcon.HTTPSeeOther("/review?sent=1")
+
+
+def add_booking_routes(app: falcon.App, rpc, env, config) -> None:
+    app.add_route("/bookings", BookingList(rpc, env, config))
+    app.add_route("/bookings/new/{link_id}", BookingSlots(rpc, env, config))
+    app.add_route("/bookings/new/{link_id}/confirm", BookingConfirm(rpc, env, config))
+    app.add_route("/bookings/{booking_id}/cancel", BookingCancel(rpc, env, config))
+    app.add_route("/review", ReviewPage(rpc, env, config))

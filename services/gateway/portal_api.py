@@ -1,0 +1,262 @@
+"""The portal's JSON API, `/api/portal/v1/`: everything the pages show and do, for the signed-in client.
+
+Authentication is the session from a magic link: the browser's cookie, or `Authorization: Bearer
+<access_token>` where the token comes from `POST /session` with the link's token. Scope comes from the
+session only, never from the request, so another client's ids answer 404. State-changing calls with the
+cookie need the `X-CSRF-Token` header (the token is in `GET /me`); bearer calls do not.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import falcon
+from pydantic import EmailStr, Field
+
+from services.gateway.jsonapi import Body, Endpoint, OpenApi, Query, openapi_document, read_body
+from services.gateway.resources import INVOICE_FILTERS, INVOICE_SORTS, PAYMENT_KINDS, PAYMENT_SORTS, QUOTE_FILTERS, \
+    Base, render_pdf, send_pdf
+
+PREFIX = "/api/portal/v1"
+
+
+class SessionIn(Body):
+    token: str = Field(min_length=1, max_length=200, description="The token from the sign-in link")
+
+
+class CommentIn(Body):
+    body: str = Field(min_length=1, max_length=5000)
+
+
+class ForwardIn(Body):
+    to: EmailStr
+    note: str = Field("", max_length=500)
+
+
+class AcceptIn(Body):
+    signature_name: str = Field(min_length=1, max_length=200, description="Full name, as a signature")
+
+
+class RejectIn(Body):
+    reason: str = Field("", max_length=2000)
+
+
+class ProfileIn(Body):
+    name: str | None = Field(None, max_length=200)
+    phone: str | None = Field(None, max_length=50)
+    company: str | None = Field(None, min_length=1, max_length=200)
+    address: str | None = Field(None, max_length=2000)
+    company_phone: str | None = Field(None, max_length=50)
+
+
+class MessageIn(Body):
+    subject: str = Field(min_length=1, max_length=200)
+    message: str = Field(min_length=1, max_length=5000)
+    idempotency_key: str = Field("", max_length=64, description="Repeat it on a retry and the message is sent once")
+
+
+class ReviewIn(Body):
+    rating: int = Field(ge=1, le=5)
+    message: str = Field("", max_length=5000)
+
+
+class BookingIn(Body):
+    link_id: str = Field(min_length=1, max_length=50)
+    start: str = Field(min_length=1, max_length=40, description="One of the slots offered, as given")
+
+
+@dataclass(frozen=True)
+class PortalRoute(Endpoint):
+    """`call(api, path params, body, query, session)`: `api.call(service, method, ...)` reaches the
+    services; the session dict holds workspace_id, client_id, contact_id, email, name and sid."""
+    public: bool = False
+
+
+def _mine(method):
+    """A billing lookup of one of the client's objects by the path's id."""
+    return lambda a, p, b, q, s: a.call("billing", method, s["workspace_id"], p["id"], client_id=s["client_id"])
+
+
+def _pdf(kind):
+    return lambda a, p, b, q, s: a.pdf(kind, s, p.get("id"), q)
+
+
+def _name(s) -> str:
+    return s["name"] or s["email"]
+
+
+def _me(a, p, b, q, s) -> dict:
+    return {**{k: s[k] for k in ("contact_id", "client_id", "workspace_id", "email", "name", "expires_at")},
+            "csrf_token": a.req.context.csrf_token}
+
+
+def _sign_in(a, p, b, q, s) -> dict:
+    session = a.call("auth", "consume_link", b["token"], None)
+    return {"access_token": session["sid"], "token_type": "bearer", "expires_at": session.get("expires_at")}
+
+
+def _invoices(a, p, b, q, s) -> dict:
+    return a.call("billing", "list_invoices", s["workspace_id"], {
+        "client_id": s["client_id"], "portal": True, "status": q.get("status", "all"), "sort": q.get("sort", "-date"),
+        "search": q.get("search", "")[:50], "limit": q.get("limit", 20), "offset": q.get("offset", 0)})
+
+
+def _forward(a, p, b, q, s) -> dict:
+    email_id = a.call("documents", "forward_invoice", s["workspace_id"], s["client_id"], p["id"], b["to"], _name(s),
+                      b.get("note", ""), idempotency_key=f"forward:{p['id']}:{b['to']}:{a.req.context.request_id}")
+    return {"email_id": email_id}
+
+
+def _message(a, p, b, q, s) -> dict:
+    client = a.call("billing", "get_client", s["workspace_id"], s["client_id"])
+    key = b.get("idempotency_key") or a.req.context.request_id
+    email_id = a.call("documents", "send_business_message", s["workspace_id"], s["client_id"], client["name"],
+                      _name(s), s["email"], b["subject"], b["message"], f"message:{s['contact_id']}:{key}")
+    return {"email_id": email_id}
+
+
+def _bookings(a, p, b, q, s) -> dict:
+    options = a.call("billing", "booking_options", s["workspace_id"])
+    return {"links": options["links"], "timezone": options["timezone"],
+            "upcoming": a.call("billing", "list_bookings", s["workspace_id"], s["client_id"])}
+
+
+ENUM = {"invoice_status": tuple(k for k, _ in INVOICE_FILTERS), "invoice_sort": tuple(k for k, _ in INVOICE_SORTS),
+        "quote_status": tuple(k for k, _ in QUOTE_FILTERS), "payment_kind": tuple(k for k, _ in PAYMENT_KINDS),
+        "payment_sort": tuple(k for k, _ in PAYMENT_SORTS)}
+PERIOD = (Query("from", "YYYY-MM-DD"), Query("to", "YYYY-MM-DD"))
+PDF = "application/pdf"
+
+ROUTES: tuple[PortalRoute, ...] = (
+    PortalRoute("POST", "/session", "sign_in", "Exchange a sign-in link's token for a bearer access token", _sign_in,
+                SessionIn, status=201, public=True),
+    PortalRoute("DELETE", "/session", "sign_out", "Sign out: the session ends everywhere",
+                lambda a, p, b, q, s: a.call("auth", "logout", s["sid"]), status=204),
+    PortalRoute("POST", "/session/logout", "sign_out", "Sign out (for clients that cannot send DELETE)",
+                lambda a, p, b, q, s: a.call("auth", "logout", s["sid"]), status=204),
+    PortalRoute("GET", "/me", "me", "Who is signed in, and the CSRF token for cookie-authenticated calls", _me),
+    PortalRoute("GET", "/dashboard", "dashboard", "Outstanding, credits, retainer, last payment, recent items",
+                lambda a, p, b, q, s: a.call("billing", "client_dashboard", s["workspace_id"], s["client_id"])),
+    PortalRoute("GET", "/invoices", "list_invoices", "The client's invoices, filtered, sorted, searched, paged",
+                _invoices, query=(Query("status", enum=ENUM["invoice_status"]), Query("sort", enum=ENUM["invoice_sort"]),
+                                  Query("search", "Part of an invoice number"), Query("limit"), Query("offset"))),
+    PortalRoute("GET", "/invoices/{id}", "get_invoice", "One invoice with lines, payments and credits (recorded as viewed)",
+                lambda a, p, b, q, s: a.call("billing", "mark_invoice_viewed", s["workspace_id"], s["client_id"],
+                                             p["id"])),
+    PortalRoute("GET", "/invoices/{id}/pdf", "invoice_pdf", "The invoice as PDF", _pdf("invoice"), content_type=PDF),
+    PortalRoute("GET", "/invoices/{id}/comments", "list_comments", "The invoice's comment thread",
+                lambda a, p, b, q, s: a.call("billing", "list_comments", s["workspace_id"], "invoice", p["id"],
+                                             client_id=s["client_id"])),
+    PortalRoute("POST", "/invoices/{id}/comments", "add_comment", "Comment on the invoice",
+                lambda a, p, b, q, s: a.call("billing", "add_comment", s["workspace_id"], "invoice", p["id"], "client",
+                                             _name(s), b["body"], client_id=s["client_id"]), CommentIn, status=201),
+    PortalRoute("POST", "/invoices/{id}/forward", "forward_invoice", "Email the invoice to another address", _forward,
+                ForwardIn, status=202),
+    PortalRoute("GET", "/quotes", "list_quotes", "The client's quotes",
+                lambda a, p, b, q, s: a.call("billing", "list_quotes", s["workspace_id"], {
+                    "client_id": s["client_id"], "portal": True, "status": q.get("status", "all"), "limit": 100}),
+                query=(Query("status", enum=ENUM["quote_status"]),)),
+    PortalRoute("GET", "/quotes/{id}", "get_quote", "One quote with lines and totals", _mine("get_quote")),
+    PortalRoute("GET", "/quotes/{id}/pdf", "quote_pdf", "The quote as PDF", _pdf("quote"), content_type=PDF),
+    PortalRoute("POST", "/quotes/{id}/accept", "accept_quote", "Accept a pending quote, signed with a name",
+                lambda a, p, b, q, s: a.call("billing", "accept_quote", s["workspace_id"], p["id"], s["email"],
+                                             a.client_ip(a.req), b["signature_name"], client_id=s["client_id"]),
+                AcceptIn),
+    PortalRoute("POST", "/quotes/{id}/reject", "reject_quote", "Decline a pending quote, with a reason",
+                lambda a, p, b, q, s: a.call("billing", "reject_quote", s["workspace_id"], p["id"], s["email"],
+                                             b.get("reason", ""), client_id=s["client_id"]), RejectIn),
+    PortalRoute("GET", "/payments", "list_payments", "Payments made, invoice or retainer",
+                lambda a, p, b, q, s: a.call("billing", "list_payments", s["workspace_id"], s["client_id"],
+                                             None if q.get("kind", "all") == "all" else q["kind"],
+                                             q.get("sort", "-date")),
+                query=(Query("kind", enum=ENUM["payment_kind"]), Query("sort", enum=ENUM["payment_sort"]))),
+    PortalRoute("GET", "/payments/{id}", "get_payment", "One payment and what it paid", _mine("get_payment")),
+    PortalRoute("GET", "/payments/{id}/receipt.pdf", "receipt_pdf", "The payment's receipt as PDF", _pdf("receipt"),
+                content_type=PDF),
+    PortalRoute("GET", "/statement", "statement", "Statement of account for a period",
+                lambda a, p, b, q, s: a.call("billing", "statement", s["workspace_id"], s["client_id"], q.get("from"),
+                                             q.get("to")), query=PERIOD),
+    PortalRoute("GET", "/statement.pdf", "statement_pdf", "The statement as PDF", _pdf("statement"), query=PERIOD,
+                content_type=PDF),
+    PortalRoute("GET", "/profile", "get_profile", "The client's company details and contacts",
+                lambda a, p, b, q, s: a.call("billing", "get_client", s["workspace_id"], s["client_id"])),
+    PortalRoute("PATCH", "/profile", "update_profile", "Change your name and phone, and the company's details",
+                lambda a, p, b, q, s: a.call("billing", "update_profile", s["workspace_id"], s["client_id"],
+                                             s["contact_id"], b), ProfileIn),
+    PortalRoute("POST", "/messages", "send_message", "Send the business a message (by email)", _message, MessageIn,
+                status=202),
+    PortalRoute("POST", "/reviews", "add_review", "Review the business",
+                lambda a, p, b, q, s: a.call("billing", "add_review", s["workspace_id"], s["client_id"],
+                                             s["contact_id"], _name(s), b["rating"], b.get("message", "")),
+                ReviewIn, status=201),
+    PortalRoute("GET", "/bookings", "list_bookings", "Booking links and your upcoming bookings", _bookings),
+    PortalRoute("GET", "/booking-links/{id}/slots", "booking_slots", "Free start times (UTC) for one booking link",
+                lambda a, p, b, q, s: a.call("billing", "booking_options", s["workspace_id"], p["id"])),
+    PortalRoute("POST", "/bookings", "book_slot", "Book one of the free start times (a confirmation is emailed)",
+                lambda a, p, b, q, s: a.call("billing", "book_slot", s["workspace_id"], s["client_id"],
+                                             s["contact_id"], b["link_id"], b["start"]), BookingIn, status=201),
+    PortalRoute("POST", "/bookings/{id}/cancel", "cancel_booking", "Cancel one of your upcoming bookings",
+                lambda a, p, b, q, s: a.call("billing", "cancel_booking", s["workspace_id"], p["id"],
+                                             client_id=s["client_id"])),
+)
+
+
+class PortalApiResource(Base):
+    """All the portal API routes of one path."""
+
+    def __init__(self, rpc, env, config, routes: list[PortalRoute]):
+        super().__init__(rpc, env, config)
+        self.routes = {route.method: route for route in routes}
+
+    def _handle(self, req, resp, **params):
+        route = self.routes.get(req.method)
+        if route is None:
+            raise falcon.HTTPMethodNotAllowed(sorted(self.routes))
+        session = {} if route.public else {**self.session(req, resp), "sid": self.session_id(req)}
+        body = read_body(req, route.body) if route.body is not None else {}
+        query = {k: v for k, v in req.params.items() if isinstance(v, str)}
+        for q in route.query:
+            if q.enum and q.name in query and query[q.name] not in q.enum:
+                raise falcon.HTTPBadRequest(title="Unknown value", description=f"{q.name} is one of {', '.join(q.enum)}.")
+        result = route.call(_Call(self, req), params, body, query, session)
+        resp.status = route.status
+        if route.content_type == PDF:
+            send_pdf(req, resp, result)
+        elif route.status != 204:
+            resp.media = result
+
+    on_get = on_post = on_patch = on_delete = _handle
+
+
+class _Call:
+    """What a route's call function may use: the services, the request and the PDF helper."""
+
+    def __init__(self, resource: PortalApiResource, req):
+        self.resource = resource
+        self.req = req
+        self.client_ip = resource.client_ip
+
+    def call(self, service, method, *args, **kwargs):
+        return self.resource.call(self.req, service, method, *args, **kwargs)
+
+    def pdf(self, kind, session, object_id, query) -> dict:
+        return render_pdf(self.call, kind, session, object_id, query)
+
+
+def portal_openapi() -> dict:
+    return openapi_document(ROUTES, PREFIX, {
+        "title": "Billing portal client API", "version": "1.0.0",
+        "description": __doc__.split("\n\n", 1)[1].strip() + " Money is integer minor units with an ISO 4217 "
+                       "currency; times are UTC (ISO 8601). Errors are application/problem+json."},
+        {"session": {"type": "http", "scheme": "bearer", "description": "access_token from POST /session"},
+         "cookie": {"type": "apiKey", "in": "cookie", "name": "__Host-portal_session",
+                    "description": "The portal's own session cookie (plus X-CSRF-Token on changes)"}})
+
+
+def add_portal_api_routes(app: falcon.App, rpc, env, config) -> None:
+    by_path: dict[str, list[PortalRoute]] = {}
+    for route in ROUTES:
+        by_path.setdefault(route.path, []).append(route)
+    for path, routes in by_path.items():
+        app.add_route(PREFIX + path, PortalApiResource(rpc, env, config, routes))
+    app.add_route(PREFIX + "/openapi.json", OpenApi(portal_openapi()))
+

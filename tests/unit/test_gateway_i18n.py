@@ -1,0 +1,181 @@
+"""The portal in the signed-in contact's language (English, German), and a complete German catalogue."""
+import re
+from pathlib import Path
+
+import pytest
+from babel.messages.extract import extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
+from babel.messages.pofile import read_po
+
+from chassis.errors import NotFound
+from services.gateway import resources, views
+from tests.unit.test_gateway import FORM, client
+
+GATEWAY = Path(views.__file__).parent
+DE_PO = GATEWAY / "locale" / "de" / "LC_MESSAGES" / "messages.po"
+COOKIES = {"portal_session": "sid"}
+PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+SESSION = {"contact_id": "c1", "client_id": "cl1", "workspace_id": "ws1", "email": "dana@example.com",
+           "name": "Dana", "expires_at": "2026-11-23T12:30:00+00:00"}
+WORKSPACE = {"id": "ws1", "name": "Acme", "logo_url": "", "brand_color": "#1d4ed8", "accent_color": "#0f766e"}
+INVOICE_ROW = {"id": "i1", "number": "INV-0042", "display_status": "partially_paid", "issue_date": "2026-11-01",
+               "due_date": "2026-11-15", "total": 250000, "balance": 237500, "currency": "USD"}
+
+
+def dashboard(locale: str) -> dict:
+    return {
+        "client": {"id": "cl1", "name": "Demo Client Ltd", "address": "1 Road", "phone": "", "currency": "USD",
+                   "locale": locale, "timezone": "Europe/Berlin"},
+        "business": {"name": "Acme", "email": "b@acme.example", "phone": "", "address": ""},
+        "outstanding": {"amount": 237500, "currency": "USD"},
+        "overdue": {"count": 1, "amount": 90000, "currency": "USD"},
+        "credit_available": {"amount": 10000, "currency": "USD"},
+        "retainer_available": {"amount": 50000, "currency": "USD"},
+        "last_payment": {"amount": 25000, "currency": "USD", "received_at": "2026-11-20T15:00:00+00:00"},
+        "recent_invoices": [INVOICE_ROW],
+    }
+
+
+def portal(session_locale, client_locale="de_DE", answers=None):
+    return client({("auth", "validate_session"): {**SESSION, "locale": session_locale},
+                   ("billing", "client_dashboard"): dashboard(client_locale),
+                   ("billing", "get_workspace"): WORKSPACE, **(answers or {})})
+
+
+def test_a_german_contact_reads_the_dashboard_in_german():
+    c, _ = portal("de_DE")
+    page = c.simulate_get("/dashboard", cookies=COOKIES)
+    assert page.status_code == 200
+    assert '<html lang="de">' in page.text
+    assert "Offener Betrag" in page.text and "2.375,00\xa0$" in page.text  # words and money in German
+    assert "Abmelden" in page.text and "Übersicht" in page.text and "Angemeldet als dana@example.com" in page.text
+    assert "Teilweise bezahlt" in page.text and "1 überfällig" in page.text  # status badge, plural form
+    assert "Outstanding" not in page.text and "Sign out" not in page.text
+
+
+def test_an_english_contact_reads_the_dashboard_in_english():
+    c, _ = portal("en_US", client_locale="en_US")
+    page = c.simulate_get("/dashboard", cookies=COOKIES)
+    assert page.status_code == 200 and '<html lang="en">' in page.text
+    assert "Outstanding" in page.text and "$2,375.00" in page.text and "Sign out" in page.text
+    assert ">partially paid</span>" in page.text and "1 overdue" in page.text
+    assert "Offener Betrag" not in page.text and "Abmelden" not in page.text
+
+
+@pytest.mark.parametrize("session_locale,client_locale,lang", [
+    ("de_DE", "en_US", "de"),  # the contact's own locale wins over the client's
+    ("en_GB", "de_DE", "en"),
+    (None, "de_AT", "de"),  # no contact locale: the client's
+    ("", "de_DE", "de"),
+    ("fr_FR", "de_DE", "en"),  # a language the portal does not speak: English
+    ("not a locale", "de_DE", "en"),
+])
+def test_the_language_is_the_contacts_then_the_clients_then_english(session_locale, client_locale, lang):
+    c, _ = portal(session_locale, client_locale=client_locale)
+    page = c.simulate_get("/dashboard", cookies=COOKIES)
+    assert page.status_code == 200 and f'<html lang="{lang}">' in page.text
+
+
+def test_filter_labels_statuses_and_pages_are_german():
+    page_of_invoices = {"items": [INVOICE_ROW], "total": 1, "offset": 0, "limit": 20}
+    c, _ = portal("de_DE", answers={("billing", "list_invoices"): page_of_invoices,
+                                   ("billing", "get_client"): dashboard("de_DE")["client"]})
+    page = c.simulate_get("/invoices", params={"status": "partially_paid"}, cookies=COOKIES)
+    assert page.status_code == 200
+    for text in ("Rechnungen", "Alle", "Unbezahlt", "Teilweise bezahlt", "Neueste zuerst", "Höchster Betrag",
+                 "Seite 1 von 1", "Anwenden", "Nummer"):
+        assert text in page.text, text
+    assert 'href="?status=partially_paid&amp;sort=-date" aria-current="page" class="active"' in page.text
+
+
+def test_german_text_with_values_keeps_escaping_them():
+    quote = {"id": "q1", "number": "Q-7", "display_status": "sent", "issue_date": "2026-11-01", "expiry_date": None,
+             "accepted_at": None, "rejected_at": None, "lines": [], "currency": "EUR", "tax_total": 0, "total": 12000,
+             "locale": "de_DE", "timezone": "Europe/Berlin"}
+    c, _ = portal("de_DE", answers={("billing", "get_quote"): quote})
+    page = c.simulate_post("/quotes/q1/accept", body="signature_name=%3Cb%3EDana%3C%2Fb%3E", headers=FORM,
+                           cookies=COOKIES)
+    assert page.status_code == 200
+    assert "Sie nehmen das Angebot Q-7 über 120,00\xa0€ als <strong>&lt;b&gt;Dana&lt;/b&gt;</strong> an." in page.text
+    assert "<b>Dana" not in page.text and "Annahme bestätigen" in page.text and ">Offen</span>" in page.text
+
+
+def test_an_error_page_speaks_the_signed_in_contacts_language():
+    c, _ = portal("de_DE", answers={("billing", "mark_invoice_viewed"): NotFound("No such invoice.")})
+    page = c.simulate_get("/invoices/nope", cookies=COOKIES)
+    assert page.status_code == 404 and '<html lang="de">' in page.text
+    assert "Nicht gefunden" in page.text and "Diese Rechnung gibt es nicht." in page.text
+    assert "Zurück zum Portal" in page.text and "Referenz: " in page.text
+
+    english, _ = portal("en_US", answers={("billing", "mark_invoice_viewed"): NotFound("No such invoice.")})
+    page = english.simulate_get("/invoices/nope", cookies=COOKIES)
+    assert page.status_code == 404 and '<html lang="en">' in page.text and "Not found" in page.text
+
+
+def test_pages_without_a_session_are_english():
+    c, _ = client()
+    for page in (c.simulate_get("/no/such/page"), c.simulate_get("/login")):
+        assert '<html lang="en">' in page.text and "Kundenportal" not in page.text
+    assert "Page not found" in c.simulate_get("/no/such/page").text
+
+
+def test_one_shared_env_per_language():
+    assert views.env_for("de_DE") is views.env_for("de_AT") is views.env_for("de")
+    assert views.env_for("en_US") is views.env_for(None) is views.env_for("fr_FR") is views.make_env()
+    assert views.env_for("de_DE") is not views.env_for("en_US")
+
+
+# --- the German catalogue is complete -------------------------------------------------------------
+
+def portal_messages() -> dict:
+    """{msgid or (singular, plural): file} for every message babel.cfg extracts (templates and views.py)."""
+    with (GATEWAY / "babel.cfg").open() as handle:
+        method_map, options_map = parse_mapping_cfg(handle)
+    found = {}
+    for filename, _lineno, message, _comments, _context in extract_from_dir(str(GATEWAY), method_map, options_map):
+        found.setdefault(message, filename)
+    return found
+
+
+@pytest.fixture(scope="module")
+def german():
+    with DE_PO.open("rb") as handle:
+        return read_po(handle, locale="de")
+
+
+def test_every_portal_message_has_a_german_translation(german):
+    messages = portal_messages()
+    assert len(messages) > 200 and "Continue to your portal" in messages and "Page not found" in messages
+    problems = []
+    for message, filename in messages.items():
+        msgid = message[0] if isinstance(message, tuple) else message
+        entry = german.get(msgid)
+        strings = (entry.string if isinstance(entry.string, tuple) else (entry.string,)) if entry else ("",)
+        if entry is None or entry.fuzzy or not all(strings):
+            problems.append(f"{filename}: {message!r} has no German translation")
+        elif isinstance(message, tuple) != isinstance(entry.id, tuple):
+            problems.append(f"{filename}: {message!r} is singular in one place and plural in the other")
+        elif any(set(PLACEHOLDER.findall(text)) != set(PLACEHOLDER.findall(msgid)) for text in strings):
+            problems.append(f"{filename}: {message!r} has other %(name)s placeholders in German")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_label_the_python_code_shows_is_extracted_and_translated(german):
+    messages = portal_messages()
+    labels = [label for pairs in (resources.INVOICE_FILTERS, resources.INVOICE_SORTS, resources.QUOTE_FILTERS,
+                                  resources.PAYMENT_KINDS, resources.PAYMENT_SORTS) for _key, label in pairs]
+    labels += [text for pair in resources.LINK_PROBLEMS.values() for text in pair]
+    labels += [*views.STATUS_LABELS.values(), *views.METHOD_LABELS.values()]
+    missing = [label for label in labels if label not in messages or not getattr(german.get(label), "string", "")]
+    assert not missing, f"add to views.CODE_MESSAGES and the German catalogue: {missing}"
+
+
+def test_templates_translate_only_literal_text():
+    """_() marks its result safe, so a value (not a literal) would skip escaping: values use `| translate`."""
+    env = views.env_for("en")
+    for template in sorted((GATEWAY / "templates").glob("*.html")):
+        for lineno, function, message in env.extract_translations(template.read_text()):
+            strings = message if isinstance(message, tuple) else (message,)
+            assert None not in strings[:2 if function == "ngettext" else 1], \
+                f"{template.name}:{lineno}: {function}() of a value; use | translate"
