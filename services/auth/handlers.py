@@ -152,16 +152,20 @@ def validate_session(uow, sid: str, now: datetime, policy: domain.Policy) -> dic
     return view
 
 
-def logout(uow, sid: str, now: datetime) -> bool:
+def logout(uow, sid: str, now: datetime, everywhere: bool = False) -> int:
+    """End this session, or (everywhere) every session of its contact, on all devices. Returns how
+    many sessions ended."""
     if not sid:
-        return False
-    revoked = uow.execute(
-        sessions.update()
-        .where(sessions.c.sid_hash == domain.hash_secret(sid), sessions.c.revoked_at.is_(None))
-        .values(revoked_at=now)
-    ).rowcount
+        return 0
+    this = sessions.c.sid_hash == domain.hash_secret(sid)
+    if everywhere:
+        contact_id = uow.execute(sa.select(sessions.c.contact_id).where(this)).scalar()
+        if contact_id is None:
+            return 0
+        this = sessions.c.contact_id == contact_id
+    revoked = uow.execute(sessions.update().where(this, sessions.c.revoked_at.is_(None)).values(revoked_at=now)).rowcount
     uow.commit()
-    return revoked == 1
+    return revoked
 
 
 def apply_contact(uow, data: dict, now: datetime) -> None:

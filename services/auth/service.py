@@ -65,9 +65,9 @@ class AuthService(ServiceBase):
             return handlers.validate_session(uow, sid, utcnow(), self.policy)
 
     @rpc
-    def logout(self, sid: str) -> bool:
+    def logout(self, sid: str, everywhere: bool = False) -> int:
         with self.db.uow() as uow:
-            return handlers.logout(uow, sid, utcnow())
+            return handlers.logout(uow, sid, utcnow(), everywhere)
 
     @rpc(expected_exceptions=EXPECTED)
     def issue_document_link(self, workspace_id: str, client_id: str, kind: str, document_id: str) -> dict:

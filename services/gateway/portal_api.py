@@ -129,8 +129,10 @@ PDF = "application/pdf"
 ROUTES: tuple[PortalRoute, ...] = (
     PortalRoute("POST", "/session", "sign_in", "Exchange a sign-in link's token for a bearer access token", _sign_in,
                 SessionIn, status=201, public=True),
-    PortalRoute("DELETE", "/session", "sign_out", "Sign out: the session ends everywhere",
-                lambda a, p, b, q, s: a.call("auth", "logout", s["sid"]), status=204),
+    PortalRoute("DELETE", "/session", "sign_out", "Sign out: this session ends at once, server-side "
+                "(?everywhere=true ends all of your sessions, on every device)",
+                lambda a, p, b, q, s: a.call("auth", "logout", s["sid"], q.get("everywhere") == "true"), status=204,
+                query=(Query("everywhere", enum=("true", "false")),)),
     PortalRoute("POST", "/session/logout", "sign_out", "Sign out (for clients that cannot send DELETE)",
                 lambda a, p, b, q, s: a.call("auth", "logout", s["sid"]), status=204),
     PortalRoute("GET", "/me", "me", "Who is signed in, and the CSRF token for cookie-authenticated calls", _me),

@@ -157,8 +157,8 @@ class Verify(Base):
 class Logout(Base):
     def on_post(self, req, resp):
         sid = self.session_id(req)
-        if sid:
-            self.call(req, "auth", "logout", sid)
+        if sid:  # "everywhere" (from the profile page) ends the contact's sessions on all devices
+            self.call(req, "auth", "logout", sid, self.form(req).get("everywhere") == "1")
         self.clear_session_cookie(resp)
         raise falcon.HTTPSeeOther("/login?signed_out=1")
 

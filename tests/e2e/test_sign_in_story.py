@@ -102,6 +102,8 @@ def test_a_german_contact_gets_german_mail_and_german_pdfs(stack):
     assert message["Subject"] == "Ihr Anmeldelink für Acme Studio"
     assert "Der Link funktioniert einmal" in message.get_body(("plain",)).get_content()
     browser.post(f"{stack.url}/login/verify", data={"token": link_token(message)})
+    page = browser.get(f"{stack.url}/dashboard")  # the portal speaks German to her too
+    assert '<html lang="de">' in page.text and "Abmelden" in page.text and "Sign out" not in page.text
     invoice = browser.get(f"{stack.url}/api/portal/v1/dashboard").json()["recent_invoices"][0]
     pdf = browser.get(f"{stack.url}/invoices/{invoice['id']}/pdf")
     assert pdf.status_code == 200 and pdf.headers["content-disposition"].endswith(f'{invoice["number"]}.pdf"')
@@ -135,3 +137,14 @@ def test_pdf_routes_never_serve_another_clients_documents(stack):
         response = demo.get(stack.url + path)
         assert response.status_code == 404, path
         assert not response.content.startswith(b"%PDF")
+
+
+def test_sign_out_on_all_devices_ends_every_session_of_the_contact(stack):
+    from tests.conftest import new_portal_client, sign_in
+
+    new_portal_client(stack, "Two Devices Ltd", "two-devices@example.org")
+    laptop, phone = sign_in(stack, "two-devices@example.org"), sign_in(stack, "two-devices@example.org")
+    assert phone.get(f"{stack.url}/dashboard", allow_redirects=False).status_code == 200
+    laptop.post(f"{stack.url}/logout", data={"everywhere": "1"})
+    for device in (laptop, phone):
+        assert device.get(f"{stack.url}/dashboard", allow_redirects=False).status_code == 303

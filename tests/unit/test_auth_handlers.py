@@ -134,6 +134,22 @@ def test_logout_revokes_server_side(engine):
         validate(engine, sid)
 
 
+def test_logout_everywhere_ends_the_contacts_sessions_on_every_device(engine):
+    sids = []
+    for _ in range(3):  # a laptop, a phone, a tablet
+        [link] = request(engine)
+        sids.append(consume(engine, link["token"])["sid"])
+    with UnitOfWork(engine) as uow:
+        assert handlers.logout(uow, sids[0], NOW) == 1
+    validate(engine, sids[1])  # the others still work
+    with UnitOfWork(engine) as uow:
+        assert handlers.logout(uow, sids[1], NOW, everywhere=True) == 2
+        assert handlers.logout(uow, "forged", NOW, everywhere=True) == 0
+    for sid in sids:
+        with pytest.raises(Unauthorized):
+            validate(engine, sid)
+
+
 def test_disabling_portal_access_revokes_sessions_and_old_versions_are_ignored(engine):
     [link] = request(engine)
     sid = consume(engine, link["token"])["sid"]
