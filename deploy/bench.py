@@ -40,7 +40,9 @@ def summary(samples: list[float]) -> dict:
 
 def sign_in(url: str, mail_dir: Path) -> requests.Session:
     session = requests.Session()
-    session.post(f"{url}/login", data={"email": "demo@example.com"})
+    csrf = re.search(r'name="csrf_token" value="([0-9a-f]+)"', session.get(f"{url}/login").text).group(1)
+    session.post(f"{url}/login", data={"email": "demo@example.com", "csrf_token": csrf})
+
     def sign_in_email():
         for path in mail_dir.glob("*.eml"):  # the seed's invoice emails are there too
             message = message_from_bytes(path.read_bytes(), policy=policy.default)
@@ -50,7 +52,7 @@ def sign_in(url: str, mail_dir: Path) -> requests.Session:
 
     wait_for(sign_in_email, 30, "the sign-in email")
     token = re.search(r"token=([A-Za-z0-9_-]+)", sign_in_email().get_body(("plain",)).get_content()).group(1)
-    session.post(f"{url}/login/verify", data={"token": token})
+    session.post(f"{url}/login/verify", data={"token": token, "csrf_token": csrf})
     return session
 
 
