@@ -20,7 +20,7 @@ from services.gateway.bookings import add_booking_routes
 from services.gateway.csrf import CsrfMiddleware
 from services.gateway.portal_api import add_portal_api_routes
 from services.gateway.rpc import RpcPool, ServiceCrashed, ServiceTimeout, ServiceUnavailable
-from services.gateway.views import env_for, make_env
+from services.gateway.views import env_for
 
 log = logging.getLogger(__name__)
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -116,8 +116,7 @@ class SecurityMiddleware:
 class ErrorRenderer:
     """Every error as a designed HTML page or application/problem+json."""
 
-    def __init__(self, env, config: GatewayConfig):
-        self.env = env
+    def __init__(self, config: GatewayConfig):
         self.config = config
 
     def respond(self, req, resp, status: int, title: str, detail: str, extra: dict | None = None):
@@ -170,20 +169,19 @@ class ErrorRenderer:
 
 
 def create_app(rpc: RpcPool, health_rpc: RpcPool, config: GatewayConfig) -> falcon.App:
-    env = make_env()
     csrf = CsrfMiddleware(config.secret, config.csrf_cookie_name, config.cookie_name, secure=not config.dev)
     app = falcon.App(middleware=[RequestIdMiddleware(), SecurityMiddleware(config), csrf])
     app.req_options.strip_url_path_trailing_slash = True
-    errors = ErrorRenderer(env, config)
+    errors = ErrorRenderer(config)
     app.add_error_handler(Exception, errors.unexpected)
     app.add_error_handler(falcon.HTTPError, errors.http_error)
     app.add_error_handler(ServiceError, errors.service_error)
     app.add_error_handler(ServiceUnavailable, errors.unavailable)
     app.add_error_handler(ServiceTimeout, errors.timeout)
     app.add_error_handler(ServiceCrashed, errors.crashed)
-    resources.add_routes(app, rpc, health_rpc, env, config)
-    add_booking_routes(app, rpc, env, config)
-    add_portal_api_routes(app, rpc, env, config)
+    resources.add_routes(app, rpc, health_rpc, config)
+    add_booking_routes(app, rpc, config)
+    add_portal_api_routes(app, rpc, config)
     add_admin_routes(app, rpc)
     app.add_static_route("/static", str(Path(__file__).parent / "static"))
     return app

@@ -94,9 +94,9 @@ class ReviewPage(Portal):
         raise falcon.HTTPSeeOther("/review?sent=1")
 
 
-def add_booking_routes(app: falcon.App, rpc, env, config) -> None:
-    app.add_route("/bookings", BookingList(rpc, env, config))
-    app.add_route("/bookings/new/{link_id}", BookingSlots(rpc, env, config))
-    app.add_route("/bookings/new/{link_id}/confirm", BookingConfirm(rpc, env, config))
-    app.add_route("/bookings/{booking_id}/cancel", BookingCancel(rpc, env, config))
-    app.add_route("/review", ReviewPage(rpc, env, config))
+def add_booking_routes(app: falcon.App, rpc, config) -> None:
+    app.add_route("/bookings", BookingList(rpc, config))
+    app.add_route("/bookings/new/{link_id}", BookingSlots(rpc, config))
+    app.add_route("/bookings/new/{link_id}/confirm", BookingConfirm(rpc, config))
+    app.add_route("/bookings/{booking_id}/cancel", BookingCancel(rpc, config))
+    app.add_route("/review", ReviewPage(rpc, config))

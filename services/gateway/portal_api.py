@@ -205,8 +205,8 @@ ROUTES: tuple[PortalRoute, ...] = (
 class PortalApiResource(Base):
     """All the portal API routes of one path."""
 
-    def __init__(self, rpc, env, config, routes: list[PortalRoute]):
-        super().__init__(rpc, env, config)
+    def __init__(self, rpc, config, routes: list[PortalRoute]):
+        super().__init__(rpc, config)
         self.routes = {route.method: route for route in routes}
 
     def _handle(self, req, resp, **params):
@@ -254,11 +254,11 @@ def portal_openapi() -> dict:
                     "description": "The portal's own session cookie (plus X-CSRF-Token on changes)"}})
 
 
-def add_portal_api_routes(app: falcon.App, rpc, env, config) -> None:
+def add_portal_api_routes(app: falcon.App, rpc, config) -> None:
     by_path: dict[str, list[PortalRoute]] = {}
     for route in ROUTES:
         by_path.setdefault(route.path, []).append(route)
     for path, routes in by_path.items():
-        app.add_route(PREFIX + path, PortalApiResource(rpc, env, config, routes))
+        app.add_route(PREFIX + path, PortalApiResource(rpc, config, routes))
     app.add_route(PREFIX + "/openapi.json", OpenApi(portal_openapi()))
 

@@ -24,9 +24,8 @@ LINK_PROBLEMS = {
 
 
 class Base:
-    def __init__(self, rpc, env, config):
+    def __init__(self, rpc, config):
         self.rpc = rpc
-        self.env = env
         self.config = config
 
     def call(self, req, service, method, *args, **kwargs):
@@ -366,8 +365,8 @@ class ContactBusiness(Portal):
 class PdfDownload(Base):
     """A PDF of one of the signed-in client's documents, rendered (or served from cache) by documents."""
 
-    def __init__(self, rpc, env, config, kind: str):
-        super().__init__(rpc, env, config)
+    def __init__(self, rpc, config, kind: str):
+        super().__init__(rpc, config)
         self.kind = kind
 
     def on_get(self, req, resp, object_id=None, invoice_id=None, quote_id=None):
@@ -475,33 +474,33 @@ class DevMail(Base):
         self.render(resp, "dev_mail.html", emails=self.call(req, "documents", "recent_emails", 50))
 
 
-def add_routes(app: falcon.App, rpc, health_rpc, env, config) -> None:
-    app.add_route("/", Root(rpc, env, config))
-    app.add_route("/login", Login(rpc, env, config))
-    app.add_route("/login/verify", Verify(rpc, env, config))
-    app.add_route("/logout", Logout(rpc, env, config))
-    app.add_route("/dashboard", Dashboard(rpc, env, config))
-    app.add_route("/healthz", Health(health_rpc, env, config))
+def add_routes(app: falcon.App, rpc, health_rpc, config) -> None:
+    app.add_route("/", Root(rpc, config))
+    app.add_route("/login", Login(rpc, config))
+    app.add_route("/login/verify", Verify(rpc, config))
+    app.add_route("/logout", Logout(rpc, config))
+    app.add_route("/dashboard", Dashboard(rpc, config))
+    app.add_route("/healthz", Health(health_rpc, config))
     if config.dev:
-        app.add_route("/dev/mail", DevMail(rpc, env, config))
-    app.add_route("/invoices", InvoiceList(rpc, env, config))
-    app.add_route("/invoices/{invoice_id}", InvoiceDetail(rpc, env, config))
-    app.add_route("/invoices/{invoice_id}/comments", InvoiceComment(rpc, env, config))
-    app.add_route("/invoices/{invoice_id}/forward", InvoiceForward(rpc, env, config))
-    app.add_route("/invoices/{invoice_id}/pdf", PdfDownload(rpc, env, config, "invoice"))
-    app.add_route("/quotes", QuoteList(rpc, env, config))
-    app.add_route("/quotes/{quote_id}", QuoteDetail(rpc, env, config))
-    app.add_route("/quotes/{quote_id}/accept", QuoteAccept(rpc, env, config))
-    app.add_route("/quotes/{quote_id}/reject", QuoteReject(rpc, env, config))
-    app.add_route("/quotes/{quote_id}/pdf", PdfDownload(rpc, env, config, "quote"))
-    app.add_route("/payments", PaymentList(rpc, env, config))
-    app.add_route("/payments/{object_id}/receipt.pdf", PdfDownload(rpc, env, config, "receipt"))
-    app.add_route("/statement", StatementPage(rpc, env, config))
-    app.add_route("/profile", ProfilePage(rpc, env, config))
-    app.add_route("/contact", ContactBusiness(rpc, env, config))
-    app.add_route("/statement.pdf", PdfDownload(rpc, env, config, "statement"))
-    app.add_route("/i/{token}", DocumentLink(rpc, env, config))
-    app.add_route("/i/{token}/pdf", DocumentLinkPdf(rpc, env, config))
+        app.add_route("/dev/mail", DevMail(rpc, config))
+    app.add_route("/invoices", InvoiceList(rpc, config))
+    app.add_route("/invoices/{invoice_id}", InvoiceDetail(rpc, config))
+    app.add_route("/invoices/{invoice_id}/comments", InvoiceComment(rpc, config))
+    app.add_route("/invoices/{invoice_id}/forward", InvoiceForward(rpc, config))
+    app.add_route("/invoices/{invoice_id}/pdf", PdfDownload(rpc, config, "invoice"))
+    app.add_route("/quotes", QuoteList(rpc, config))
+    app.add_route("/quotes/{quote_id}", QuoteDetail(rpc, config))
+    app.add_route("/quotes/{quote_id}/accept", QuoteAccept(rpc, config))
+    app.add_route("/quotes/{quote_id}/reject", QuoteReject(rpc, config))
+    app.add_route("/quotes/{quote_id}/pdf", PdfDownload(rpc, config, "quote"))
+    app.add_route("/payments", PaymentList(rpc, config))
+    app.add_route("/payments/{object_id}/receipt.pdf", PdfDownload(rpc, config, "receipt"))
+    app.add_route("/statement", StatementPage(rpc, config))
+    app.add_route("/profile", ProfilePage(rpc, config))
+    app.add_route("/contact", ContactBusiness(rpc, config))
+    app.add_route("/statement.pdf", PdfDownload(rpc, config, "statement"))
+    app.add_route("/i/{token}", DocumentLink(rpc, config))
+    app.add_route("/i/{token}/pdf", DocumentLinkPdf(rpc, config))
     app.add_route("/brand/{workspace_id}.css", BrandCss(rpc))
     app.add_route("/brand/{workspace_id}/logo", BrandLogo(rpc))
 
