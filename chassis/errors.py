@@ -52,7 +52,14 @@ class Unauthorized(ServiceError):
     title = "Not signed in"
 
 
-EXPECTED = (NotFound, Invalid, Conflict, RateLimited, Unauthorized)
+@deserialize_to_instance
+class Unavailable(ServiceError):
+    """Something outside us (Stripe) did not answer; the outcome is unknown and a retry is safe."""
+    status = 503
+    title = "Temporarily unavailable"
+
+
+EXPECTED = (NotFound, Invalid, Conflict, RateLimited, Unauthorized, Unavailable)
 _BY_NAME = {cls.__name__: cls for cls in EXPECTED}
 
 

@@ -115,12 +115,22 @@ class Stack:
                            f"services.{name}.service:{SERVICES[name]}"])
 
     def start(self) -> None:
-        if self.with_localstripe and not port_open("127.0.0.1", self.localstripe_port):
-            self._spawn("localstripe", [str(BIN / "localstripe"), "--port", str(self.localstripe_port)])
+        if self.with_localstripe:
+            self.start_localstripe()
         for name in SERVICES:
             self.start_service(name)
         self._spawn("gateway", [str(BIN / "gunicorn"), "-c", "services/gateway/gunicorn.conf.py",
                                 "--bind", self.gateway_bind])
+
+    def start_localstripe(self) -> None:
+        """localstripe (the stateful Stripe fake), told to send its signed webhooks to our gateway.
+        Tests start theirs empty; `make dev` keeps its data between runs, like a Stripe test account."""
+        if not port_open("127.0.0.1", self.localstripe_port):
+            extra = ["--from-scratch"] if self.env.get("LOCALSTRIPE_FROM_SCRATCH") else []
+            self._spawn("localstripe", [str(BIN / "localstripe"), "--port", str(self.localstripe_port), *extra])
+            wait_for(lambda: port_open("127.0.0.1", self.localstripe_port), 30, "localstripe to listen")
+        register_stripe_webhook(self.env["STRIPE_API_BASE"], f"{self.url}/webhooks/stripe",
+                                self.env["STRIPE_WEBHOOK_SECRET"])
 
     def healthy(self) -> bool:
         try:
@@ -159,6 +169,13 @@ class Stack:
                 proc.wait()
 
 
+def register_stripe_webhook(api_base: str, url: str, secret: str, webhook_id: str = "portal") -> None:
+    """localstripe's own configuration call: POST /_config/webhooks/<id> with the URL and secret."""
+    response = requests.post(f"{api_base.rstrip('/')}/_config/webhooks/{webhook_id}",
+                             data={"url": url, "secret": secret}, timeout=10)
+    response.raise_for_status()
+
+
 def dev_env() -> dict:
     env = dict(os.environ)
     env.setdefault("PORTAL_ENV", "dev")
@@ -170,6 +187,7 @@ def dev_env() -> dict:
     env.setdefault("STRIPE_API_BASE", "http://localhost:8420")
     env.setdefault("STRIPE_SECRET_KEY", "sk_test_localstripe")
     env.setdefault("STRIPE_PUBLISHABLE_KEY", "pk_test_localstripe")
+    env.setdefault("STRIPE_WEBHOOK_SECRET", "whsec_localstripe")
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 

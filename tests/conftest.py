@@ -165,7 +165,10 @@ def stack(amqp_uri, service_databases, tmp_path_factory):
         env[f"{service.upper()}_DATABASE_URL"] = url
     logs = ARTIFACTS / "stack-logs"
     shutil.rmtree(logs, ignore_errors=True)
-    running = Stack(env, logs, env["GATEWAY_BIND"], with_localstripe=False)
+    localstripe_port = free_port()
+    env.update({"STRIPE_API_BASE": f"http://localhost:{localstripe_port}", "LOCALSTRIPE_FROM_SCRATCH": "1",
+                "STRIPE_WEBHOOK_SECRET": f"whsec_test_{uuid.uuid4().hex}", "AUTOPAY_INTERVAL": "0.3"})
+    running = Stack(env, logs, env["GATEWAY_BIND"], localstripe_port=localstripe_port)
     running.start()
     try:
         running.wait_healthy(120)

@@ -127,6 +127,18 @@ def status_after_settlement(status: str, total: int, paid: int, credited: int) -
     return status if status in ("sent", "viewed") else "sent"
 
 
+def status_after_refund(status: str, total: int, paid: int, credited: int, viewed: bool) -> str:
+    """An invoice's status once refunded money is taken off it: still paid if credits cover it, partly
+    paid while anything is paid or credited, else back to sent (or viewed, if the client opened it)."""
+    if status in ("draft", "void"):
+        return status
+    if balance(total, paid, credited) == 0:
+        return "paid"
+    if paid + credited > 0:
+        return "partially_paid"
+    return "viewed" if viewed else "sent"
+
+
 def check_settlement(status: str, amount: int, owed: int, what: str = "payment") -> None:
     if status not in OPEN_STATUSES:
         raise Invalid(f"A {status.replace('_', ' ')} invoice cannot take a {what}.", status=status)

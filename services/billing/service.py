@@ -90,6 +90,8 @@ class BillingService(ServiceBase):
     statement = _admin("statement")
     client_dashboard = _admin("client_dashboard")
     list_activity = _admin("list_activity")
+    plan_payment = _admin("plan_payment")
+    list_refunds = _admin("list_refunds")
     # bookings and reviews
     booking_options = _admin("booking_options")
     book_slot = _admin("book_slot")
@@ -136,12 +138,28 @@ class BillingService(ServiceBase):
 
     @consumes("payments", "payment.succeeded")
     def on_payment_succeeded(self, uow, event):
-        """Stripe payments reach the ledger here; the payment id makes a replay harmless."""
+        """Stripe payments reach the ledger here; the payment id makes a replay harmless. The card was
+        charged already, so what the invoices no longer owe becomes the client's credit (allow_unapplied)
+        instead of refusing the payment."""
         data = event["data"]
         handlers.record_payment(uow, utcnow(), event["workspace_id"], {
-            "payment_id": data["payment_id"], "allocations": data["allocations"], "currency": data["currency"],
-            "method": "card", "reference": data.get("reference", ""), "source": "stripe",
-            "received_at": data.get("received_at")})
+            "payment_id": data["payment_id"], "allocations": data["allocations"], "amount": data["amount"],
+            "currency": data["currency"], "client_id": data.get("client_id"), "method": "card",
+            "reference": data.get("reference", ""), "source": "stripe", "received_at": data.get("received_at")},
+            allow_unapplied=True)
+
+    @consumes("payments", "payment.refunded")
+    def on_payment_refunded(self, uow, event):
+        data = event["data"]
+        handlers.record_refund(uow, utcnow(), event["workspace_id"], {
+            key: data.get(key) for key in ("refund_id", "payment_id", "amount", "currency", "client_id", "reason")})
+
+    @consumes("payments", "payment.disputed")
+    def on_payment_disputed(self, uow, event):
+        data = event["data"]
+        handlers.record_dispute(uow, utcnow(), event["workspace_id"], {
+            key: data.get(key) for key in ("dispute_id", "payment_id", "amount", "currency", "client_id", "reason",
+                                           "status")})
 
     @consumes("payments", "payment.attempted")
     def on_payment_attempted(self, uow, event):

@@ -57,6 +57,7 @@ class WorkspaceSettings(BaseModel):
     allow_partial_payments: bool = True
     partial_payment_minimum: int = Field(default=0, ge=0)
     payment_methods: list[Literal["card", "bank_transfer"]] = Field(default_factory=lambda: ["card"])
+    stripe_account: str | None = Field(default=None, pattern=r"^acct_[A-Za-z0-9]+$")  # a Stripe Connect account
     booking_links: list[BookingLink] = Field(default_factory=list, max_length=20)
     booking: BookingRules = Field(default_factory=BookingRules)
     invoice_number_pattern: str = "INV-{YYYY}-{seq:05}"

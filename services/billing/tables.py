@@ -206,6 +206,9 @@ payments = sa.Table(
     sa.Column("reference", sa.String(200), nullable=False, default="", server_default=""),
     sa.Column("source", sa.String(20), nullable=False, default="offline", server_default="offline"),
     sa.Column("received_at", UtcDateTime, nullable=False),
+    # money charged beyond what the invoices still owed (they were paid meanwhile): the client's credit
+    money("unapplied"),
+    sa.Column("dispute_status", sa.String(30), nullable=True),  # as the card network reports it
 )
 
 payment_allocations = sa.Table(
@@ -217,6 +220,21 @@ payment_allocations = sa.Table(
     sa.Column("amount", sa.BigInteger, nullable=False),
 )
 
+# Card refunds of payments; the id is the refund's own (e.g. Stripe's): recording it twice is a no-op.
+refunds = sa.Table(
+    "refunds",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("workspace_id", sa.String(36), sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("payment_id", sa.String(64), sa.ForeignKey("payments.id"), nullable=False, index=True),
+    sa.Column("client_id", sa.String(36), sa.ForeignKey("clients.id"), nullable=False, index=True),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("policy", sa.String(10), nullable=False),  # reopen | credit, the workspace's setting at the time
+    sa.Column("reason", sa.Text, nullable=False, default="", server_default=""),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
 # Credit notes and retainer balances applied to invoices, and retainer money refunded.
 credit_applications = sa.Table(
     "credit_applications",
@@ -224,7 +242,8 @@ credit_applications = sa.Table(
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("workspace_id", sa.String(36), nullable=False),
     sa.Column("client_id", sa.String(36), sa.ForeignKey("clients.id"), nullable=False, index=True),
-    sa.Column("source", sa.String(20), nullable=False),  # credit | retainer
+    # credit | retainer | refund (a card refund turned into credit on the invoice: not spendable credit)
+    sa.Column("source", sa.String(20), nullable=False),
     sa.Column("invoice_id", sa.String(36), sa.ForeignKey("invoices.id"), nullable=True),
     sa.Column("amount", sa.BigInteger, nullable=False),
     sa.Column("currency", sa.String(3), nullable=False),

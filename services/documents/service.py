@@ -165,7 +165,10 @@ class DocumentsService(ServiceBase):
 
     @consumes("payments", "payment.failed")
     def on_payment_failed(self, uow, event):
+        """Only automatic payments are emailed: a client paying on screen sees the failure there."""
         data, workspace_id = event["data"], event["workspace_id"]
+        if not data.get("off_session", True):
+            return
         client = self.billing.get_client(workspace_id, data["client_id"])
         for contact in (c for c in client["contacts"] if c["portal_access"]):
             mails.payment_failed(uow, utcnow(), self.sender, self._branding(workspace_id),

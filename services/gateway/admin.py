@@ -153,6 +153,12 @@ class RefundIn(Body):
     reference: str = Field("", max_length=200)
 
 
+class CardRefundIn(Body):
+    amount: int | None = Field(None, gt=0, description="Minor units; omit to refund what is left")
+    reason: str = Field("", max_length=500)
+    idempotency_key: str = Field(min_length=1, max_length=100, description="The same key never refunds twice")
+
+
 class ArchiveIn(Body):
     archived: bool = True
 
@@ -298,6 +304,12 @@ ROUTES: tuple[Route, ...] = (
           query=(Query("client_id"), Query("upcoming", "false lists past and cancelled ones too",
                                            enum=("true", "false")))),
     Route("POST", "/bookings/{id}/cancel", "cancel_booking", "Cancel a booking (the client is emailed)", _p("id")),
+    Route("POST", "/payments/{id}/refunds", "refund_payment", "Refund all or part of a card payment through Stripe",
+          lambda p, b, q: (p["id"], b.get("amount"), b.get("reason", ""), b["idempotency_key"]), CardRefundIn,
+          status=201, service="payments"),
+    Route("GET", "/payments/{id}/refunds", "list_refunds", "A card payment's refunds", _p("id"), service="payments"),
+    Route("GET", "/disputes", "list_disputes", "Card payments the client disputed with its bank",
+          lambda p, b, q: (), service="payments"),
 )
 
 

@@ -18,6 +18,7 @@ from services.gateway import resources
 from services.gateway.admin import add_admin_routes
 from services.gateway.bookings import add_booking_routes
 from services.gateway.csrf import CsrfMiddleware
+from services.gateway.payments import add_payment_routes
 from services.gateway.portal_api import add_portal_api_routes
 from services.gateway.rpc import RpcPool, ServiceCrashed, ServiceTimeout, ServiceUnavailable
 from services.gateway.views import env_for
@@ -37,6 +38,8 @@ class GatewayConfig:
     secret: bytes = b"dev-only-gateway-secret"  # signs CSRF tokens; GATEWAY_SECRET outside dev
     services: tuple = SERVICES
     extra: dict = field(default_factory=dict)
+    # publishable_key, js_url (Stripe.js, or localstripe's stand-in), api_origin, webhook_secret
+    stripe: dict = field(default_factory=lambda: stripe_settings(None, "pk_test_localstripe", "whsec_localstripe"))
 
     @property
     def cookie_name(self) -> str:
@@ -61,7 +64,22 @@ class GatewayConfig:
             max_body=settings.env_int("GATEWAY_MAX_BODY", 64 * 1024),
             trusted_proxy_hops=settings.env_int("TRUSTED_PROXY_HOPS", 0),
             amqp_uri=settings.amqp_uri(),
+            stripe=stripe_settings(settings.env("STRIPE_API_BASE") or None,
+                                   settings.env("STRIPE_PUBLISHABLE_KEY", "pk_test_localstripe" if dev else None),
+                                   settings.env("STRIPE_WEBHOOK_SECRET", "whsec_localstripe" if dev else None)),
         )
+
+
+def stripe_settings(api_base: str | None, publishable_key: str | None, webhook_secret: str | None) -> dict:
+    """Where the browser gets Stripe.js and talks to Stripe: Stripe itself, or localstripe in
+    development (which serves a stand-in Stripe.js and answers its calls)."""
+    if api_base:
+        origin = api_base.rstrip("/")
+        return {"publishable_key": publishable_key, "js_url": f"{origin}/js.stripe.com/v3/", "js_origin": origin,
+                "api_origin": origin, "webhook_secret": webhook_secret}
+    return {"publishable_key": publishable_key, "js_url": "https://js.stripe.com/v3/",
+            "js_origin": "https://js.stripe.com", "api_origin": "https://api.stripe.com",
+            "webhook_secret": webhook_secret}
 
 
 def wants_json(req: falcon.Request) -> bool:
@@ -87,6 +105,12 @@ class SecurityMiddleware:
     def __init__(self, config: GatewayConfig):
         self.config = config
         self.origin = config.portal_url.rstrip("/")
+        js, api = config.stripe["js_origin"], config.stripe["api_origin"]
+        # Stripe.js is the only script from elsewhere; it talks to Stripe's API and frames its own
+        # 3-D Secure pages (https://docs.stripe.com/security/guide#content-security-policy).
+        self.csp = (f"default-src 'self'; script-src 'self' {js}; connect-src 'self' {api}; "
+                    f"frame-src {js} https://hooks.stripe.com; img-src 'self' data:; frame-ancestors 'none'; "
+                    "form-action 'self'; base-uri 'none'")
 
     def process_request(self, req, resp):
         if req.content_length and req.content_length > self.config.max_body:
@@ -100,8 +124,7 @@ class SecurityMiddleware:
                                            description="This form must be sent from the portal itself.")
 
     def process_response(self, req, resp, resource, req_succeeded):
-        resp.set_header("Content-Security-Policy",
-                        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+        resp.set_header("Content-Security-Policy", self.csp)
         resp.set_header("X-Content-Type-Options", "nosniff")
         # Tokens in our URLs never reach another site in a Referer; "no-referrer" would also make
         # browsers send "Origin: null" on our own forms, which the cross-site check must refuse.
@@ -183,6 +206,7 @@ def create_app(rpc: RpcPool, health_rpc: RpcPool, config: GatewayConfig) -> falc
     add_booking_routes(app, rpc, config)
     add_portal_api_routes(app, rpc, config)
     add_admin_routes(app, rpc)
+    add_payment_routes(app, rpc, config)
     app.add_static_route("/static", str(Path(__file__).parent / "static"))
     return app
 

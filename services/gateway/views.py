@@ -135,7 +135,7 @@ def _build_env(language: str) -> Environment:
                        zone_name=zone_name, translate=translate, number=number,
                        status_label=lambda key: translate(STATUS_LABELS.get(key) or str(key).replace("_", " ")),
                        method_label=lambda key: translate(METHOD_LABELS.get(key) or str(key).replace("_", " ")))
-    env.globals.update(csrf_field=csrf_field, language=language)
+    env.globals.update(csrf_field=csrf_field, csrf_token=csrf.current_token.get, language=language)
     return env
 
 

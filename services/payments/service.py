@@ -1,17 +1,46 @@
-"""Payments service: Stripe configuration now; charging arrives with the payments issue."""
+"""Payments service entrypoints: card payments, saved cards, autopay, refunds and Stripe events.
+Each RPC or event runs one handler; Stripe events are stored first and processed by a timer, so the
+webhook answers fast and each event is handled once even with several replicas."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from nameko.rpc import rpc
+from nameko.extensions import DependencyProvider
+from nameko.rpc import RpcProxy, rpc
+from nameko.timer import timer
 
 from chassis import settings
-from chassis.nameko_ext import Database, ServiceBase
+from chassis.errors import EXPECTED, ServiceError
+from chassis.events import utcnow
+from chassis.nameko_ext import Database, ServiceBase, consumes
+from services.payments import handlers
+from services.payments.stripe_api import StripeApi
+
+log = logging.getLogger(__name__)
+
+
+class Stripe(DependencyProvider):
+    """The Stripe client, configured once per container from the environment."""
+
+    def setup(self):
+        self.api = StripeApi.from_env()
+
+    def get_dependency(self, worker_ctx):
+        return self.api
 
 
 class PaymentsService(ServiceBase):
     name = "payments"
     db = Database("payments", Path(__file__).parent / "migrations")
+    stripe = Stripe()
+    billing = RpcProxy("billing")
+
+    def _tx(self, handler, *args, **kwargs):
+        with self.db.uow() as uow:
+            result = handler(uow, utcnow(), *args, **kwargs)
+            uow.commit()
+            return result
 
     @rpc
     def stripe_config(self) -> dict:
@@ -20,3 +49,92 @@ class PaymentsService(ServiceBase):
             "publishable_key": settings.env("STRIPE_PUBLISHABLE_KEY", "pk_test_localstripe"),
             "api_base": settings.env("STRIPE_API_BASE"),  # localstripe in development; None means Stripe
         }
+
+    @rpc(expected_exceptions=EXPECTED)
+    def start_payment(self, workspace_id: str, client_id: str, request: dict, request_key: str) -> dict:
+        return self._tx(handlers.start_payment, self.billing, workspace_id, client_id, request, request_key)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def get_attempt(self, workspace_id: str, attempt_id: str, client_id: str | None = None) -> dict:
+        return self._tx(handlers.get_attempt, workspace_id, attempt_id, client_id)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def card_setup(self, workspace_id: str, client_id: str, attempt_id: str | None = None) -> dict:
+        return self._tx(handlers.card_setup, self.stripe, self.billing, workspace_id, client_id, attempt_id)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def confirm_attempt(self, workspace_id: str, client_id: str, attempt_id: str, setup_intent_id: str | None = None,
+                        payment_method_id: str | None = None, save: bool = False) -> dict:
+        return self._tx(handlers.confirm_attempt, self.stripe, workspace_id, client_id, attempt_id, setup_intent_id,
+                        payment_method_id, save)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def refresh_attempt(self, workspace_id: str, client_id: str, attempt_id: str) -> dict:
+        return self._tx(handlers.refresh_attempt, self.stripe, workspace_id, client_id, attempt_id)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def list_cards(self, workspace_id: str, client_id: str) -> list[dict]:
+        return self._tx(handlers.list_cards, workspace_id, client_id)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def save_card(self, workspace_id: str, client_id: str, setup_intent_id: str) -> dict:
+        return self._tx(handlers.save_card, self.stripe, workspace_id, client_id, setup_intent_id)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def set_default_card(self, workspace_id: str, client_id: str, payment_method_id: str) -> list[dict]:
+        return self._tx(handlers.set_default_card, self.stripe, workspace_id, client_id, payment_method_id)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def remove_card(self, workspace_id: str, client_id: str, payment_method_id: str) -> list[dict]:
+        return self._tx(handlers.remove_card, self.stripe, workspace_id, client_id, payment_method_id)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def refund_payment(self, workspace_id: str, payment_id: str, amount=None, reason: str = "",
+                       request_key: str = "") -> dict:
+        return self._tx(handlers.refund_payment, self.stripe, workspace_id, payment_id, amount, reason, request_key)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def list_refunds(self, workspace_id: str, payment_id: str) -> list[dict]:
+        return self._tx(handlers.list_refunds, workspace_id, payment_id)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def list_disputes(self, workspace_id: str) -> list[dict]:
+        return self._tx(handlers.list_disputes, workspace_id)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def receive_stripe_event(self, event: dict) -> bool:
+        """The gateway verified the signature; keep the event durably and answer at once."""
+        return self._tx(handlers.receive_event, event)
+
+    @timer(interval=float(settings.env("STRIPE_EVENTS_INTERVAL", "0.25")))
+    def process_stripe_events(self):
+        with self.db.uow() as uow:
+            pending = handlers.pending_events(uow)
+        for event_id in pending:
+            try:
+                with self.db.uow() as uow:
+                    outcome = handlers.process_event(uow, utcnow(), self.stripe, event_id)
+                    uow.commit()
+                if outcome is not None:
+                    log.info("stripe event processed", extra={"event_id": event_id, "outcome": outcome})
+            except Exception:  # noqa: BLE001 - it stays pending and is tried again on the next tick
+                log.exception("stripe event failed", extra={"event_id": event_id})
+
+    @consumes("billing", "invoice.sent")
+    def on_invoice_sent(self, uow, event):
+        """Recurring invoices with autopay are charged to the default card (by `run_autopay`)."""
+        if event["data"].get("autopay") and event["data"].get("balance", 0) > 0:
+            handlers.queue_autopay(uow, utcnow(), self.billing, event["workspace_id"], event["data"])
+
+    @timer(interval=float(settings.env("AUTOPAY_INTERVAL", "1")))
+    def run_autopay(self):
+        with self.db.uow() as uow:
+            due = handlers.due_autopay(uow)
+        for attempt_id, card_id in due:
+            try:
+                with self.db.uow() as uow:
+                    handlers.charge(uow, utcnow(), self.stripe, attempt_id, card_id)
+            except ServiceError as exc:  # Stripe unreachable: the attempt is open again for the next tick
+                log.warning("autopay charge postponed", extra={"attempt_id": attempt_id, "error": exc.detail})
+            except Exception:  # noqa: BLE001
+                log.exception("autopay charge failed", extra={"attempt_id": attempt_id})

@@ -11,14 +11,14 @@ from chassis.money import Money
 from services.billing import domain
 from services.billing.handlers.common import (check_fields, client_row, client_snapshot, get_scoped, iso, new_id, page_bounds,
                                               parse_date,
-                                              portal_recipients, record_activity,
+                                              portal_recipients, record_activity, settings_of,
                                               workspace_row, workspace_today)
 from services.billing.handlers.documents import invoice_view, list_quotes
 from services.billing.tables import (activities, credit_applications, credit_notes, invoices, payment_allocations,
-                                     payments)
+                                     payments, refunds)
 
 __all__ = ["get_payment", "record_payment", "apply_credit", "apply_retainer", "refund_retainer", "client_balances", "statement",
-           "client_dashboard", "list_activity", "list_payments"]
+           "client_dashboard", "list_activity", "list_payments", "record_refund", "list_refunds", "record_dispute"]
 
 METHODS = {"card", "bank_transfer", "cash", "cheque", "other"}
 
@@ -43,9 +43,14 @@ def _settle(uow, workspace_id: str, invoice_id: str, *, paid: int = 0, credited:
     return get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
 
 
-def record_payment(uow, now: datetime, workspace_id: str, data: dict) -> dict:
+def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_unapplied: bool = False) -> dict:
     """Apply a payment to one or more invoices (oldest first when several). Idempotent by payment id:
-    the same payment arriving twice (a duplicate event, a retried call) is applied once."""
+    the same payment arriving twice (a duplicate event, a retried call) is applied once.
+
+    allow_unapplied is for card payments only (BillingService.on_payment_succeeded): money already
+    charged cannot be refused, so each allocation is clipped to what its invoice still owes (nothing
+    for a paid or void one) and the rest of data["amount"] stays on the payment as `unapplied`, which
+    is the client's credit. Without it, an allocation the invoice cannot take is an error."""
     allowed = {"payment_id", "client_id", "invoice_id", "allocations", "amount", "currency", "method", "reference",
                "received_at", "source"}
     check_fields(data, allowed)
@@ -71,29 +76,46 @@ def record_payment(uow, now: datetime, workspace_id: str, data: dict) -> dict:
         raise Invalid("received_at needs a time zone.", received_at="naive datetime")
     # Lock invoices in a fixed order so two payments touching the same invoices cannot deadlock.
     allocations = sorted(allocations, key=lambda a: str(a.get("invoice_id")))
-    settled, client_id, currency, kinds = [], None, None, set()
+    settled, client_id, currency, kinds, requested = [], None, None, set(), 0
     for i, allocation in enumerate(allocations):
         amount = _amount(allocation.get("amount"), f"allocations.{i}.amount")
-        row = _settle(uow, workspace_id, str(allocation.get("invoice_id") or ""), paid=amount)
+        invoice_id = str(allocation.get("invoice_id") or "")
+        requested += amount
+        if allow_unapplied:
+            row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True)
+            owed = domain.balance(row.total, row.amount_paid, row.amount_credited)
+            amount = min(amount, owed if row.status in domain.OPEN_STATUSES else 0)
+            if amount:
+                row = _settle(uow, workspace_id, invoice_id, paid=amount)
+        else:
+            row = _settle(uow, workspace_id, invoice_id, paid=amount)
         if client_id not in (None, row.client_id) or currency not in (None, row.currency):
             raise Invalid("One payment is for one client's invoices in one currency.", allocations="mixed")
         client_id, currency = row.client_id, row.currency
-        kinds.add(row.kind)
-        settled.append((row, amount))
+        if amount:
+            kinds.add(row.kind)
+            settled.append((row, amount))
     if data.get("client_id") and data["client_id"] != client_id:
         raise Invalid("The invoices belong to another client.", client_id="mismatch")
     if data.get("currency") and data["currency"] != currency:
         raise Invalid("The payment currency differs from the invoice currency.", currency="mismatch")
     total = sum(amount for _, amount in settled)
-    if data.get("amount") is not None and data.get("allocations") is not None and data["amount"] != total:
+    charged = total
+    if allow_unapplied:
+        charged = requested if data.get("amount") is None else _amount(data["amount"])
+        if charged < requested:
+            raise Invalid("The amount is less than the sum of the allocations.", amount="mismatch")
+    elif data.get("amount") is not None and data.get("allocations") is not None and data["amount"] != total:
         raise Invalid("The amount differs from the sum of the allocations.", amount="mismatch")
     uow.execute(payments.insert().values(
         id=payment_id, workspace_id=workspace_id, client_id=client_id,
-        kind="retainer" if kinds == {"retainer"} else "invoice", amount=total, currency=currency, method=method,
+        kind="retainer" if kinds == {"retainer"} else "invoice", amount=charged, unapplied=charged - total,
+        currency=currency, method=method,
         reference=str(data.get("reference", ""))[:200], source=str(data.get("source", "offline"))[:20],
         received_at=received_at))
-    uow.execute(payment_allocations.insert(), [{"payment_id": payment_id, "invoice_id": row.id, "amount": amount}
-                                               for row, amount in settled])
+    if settled:
+        uow.execute(payment_allocations.insert(), [{"payment_id": payment_id, "invoice_id": row.id, "amount": amount}
+                                                   for row, amount in settled])
     for row, amount in settled:
         event = {"payment_id": payment_id, "invoice_id": row.id, "number": row.number, "client_id": client_id,
                  "amount": amount, "currency": currency, "status": row.status,
@@ -101,8 +123,10 @@ def record_payment(uow, now: datetime, workspace_id: str, data: dict) -> dict:
         uow.publish("invoice.payment_applied", workspace_id, event)
         if row.status == "paid":
             uow.publish("invoice.paid", workspace_id, event)
-    record_activity(uow, now, workspace_id, client_id, "payment.recorded",
-                    f"Payment of {Money(total, currency).format()} recorded", {"payment_id": payment_id})
+    summary = f"Payment of {Money(charged, currency).format()} recorded"
+    if charged > total:
+        summary += f", {Money(charged - total, currency).format()} kept as credit"
+    record_activity(uow, now, workspace_id, client_id, "payment.recorded", summary, {"payment_id": payment_id})
     view = _payment_view(uow, uow.execute(sa.select(payments).where(payments.c.id == payment_id)).one())
     uow.publish("payment.recorded", workspace_id, {**view, "recipients": portal_recipients(uow, client_id)})
     return view
@@ -113,11 +137,18 @@ def _payment_view(uow, row) -> dict:
                                         invoices.c.number)
                               .join(invoices, invoices.c.id == payment_allocations.c.invoice_id)
                               .where(payment_allocations.c.payment_id == row.id)).all()
+    # amount = what the allocations still pay + unapplied + refunded
     return {"id": row.id, "client_id": row.client_id, "kind": row.kind, "amount": row.amount,
             "currency": row.currency, "method": row.method, "reference": row.reference, "source": row.source,
             "received_at": iso(row.received_at),
             "allocations": [{"invoice_id": a.invoice_id, "number": a.number, "amount": a.amount}
-                            for a in allocations]}
+                            for a in allocations],
+            "unapplied": row.unapplied, "refunded": _refunded(uow, row.id), "dispute_status": row.dispute_status}
+
+
+def _refunded(uow, payment_id: str) -> int:
+    return int(uow.execute(sa.select(sa.func.sum(refunds.c.amount)).where(refunds.c.payment_id == payment_id))
+               .scalar_one() or 0)
 
 
 def get_payment(uow, now: datetime, workspace_id: str, payment_id: str, client_id: str | None = None) -> dict:
@@ -146,12 +177,15 @@ def list_payments(uow, now: datetime, workspace_id: str, client_id: str | None =
 
 
 def _available(uow, client_id: str, currency: str) -> dict:
-    """Credit-note credit and retainer money not yet used, in one currency."""
+    """Credit (credit notes and unapplied card money) and retainer money not yet used, in one currency.
+    Applications with source "refund" are refunds turned into credit on an invoice: never spendable."""
     def total(statement) -> int:
         return int(uow.execute(statement).scalar_one() or 0)
 
     issued = total(sa.select(sa.func.sum(credit_notes.c.total)).where(credit_notes.c.client_id == client_id,
                                                                        credit_notes.c.currency == currency))
+    issued += total(sa.select(sa.func.sum(payments.c.unapplied)).where(payments.c.client_id == client_id,
+                                                                       payments.c.currency == currency))
     used = sa.select(sa.func.sum(credit_applications.c.amount)).where(
         credit_applications.c.client_id == client_id, credit_applications.c.currency == currency)
     credit_used = total(used.where(credit_applications.c.source == "credit"))
@@ -163,7 +197,9 @@ def _available(uow, client_id: str, currency: str) -> dict:
     return {"credit": issued - credit_used, "retainer": retainer_paid - retainer_used}
 
 
-def _use_balance(uow, now, workspace_id: str, invoice_id: str, amount, source: str) -> dict:
+def _use_balance(uow, now, workspace_id: str, invoice_id: str, amount, source: str, reference: str = "") -> dict:
+    """Apply credit or retainer money to a standard invoice; `reference` tags the application (the
+    key of a payment plan, see payment_plans.py)."""
     amount = _amount(amount)
     target = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
     if target.kind == "retainer":
@@ -176,7 +212,7 @@ def _use_balance(uow, now, workspace_id: str, invoice_id: str, amount, source: s
     row = _settle(uow, workspace_id, invoice_id, credited=amount)
     uow.execute(credit_applications.insert().values(
         id=new_id(), workspace_id=workspace_id, client_id=row.client_id, source=source, invoice_id=invoice_id,
-        amount=amount, currency=row.currency, kind="applied", reference="", created_at=now))
+        amount=amount, currency=row.currency, kind="applied", reference=reference[:200], created_at=now))
     event = {"invoice_id": invoice_id, "number": row.number, "client_id": row.client_id, "amount": amount,
              "currency": row.currency, "status": row.status,
              "balance": domain.balance(row.total, row.amount_paid, row.amount_credited)}
@@ -214,6 +250,138 @@ def refund_retainer(uow, now: datetime, workspace_id: str, client_id: str, amoun
                     f"{Money(amount, client.currency).format()} of retainer refunded")
     return {"id": refund_id, "amount": amount, "currency": client.currency,
             "retainer_available": available - amount}
+
+
+REFUND_FIELDS = {"refund_id", "payment_id", "amount", "currency", "client_id", "reason"}
+DISPUTE_FIELDS = {"dispute_id", "payment_id", "amount", "currency", "client_id", "reason", "status"}
+
+
+def _text_field(data: dict, key: str, limit: int, required: bool = False) -> str:
+    value = data.get(key) or ""
+    if not isinstance(value, str) or len(value) > limit or (required and not value.strip()):
+        raise Invalid(f"{key} is text of 1 to {limit} characters." if required
+                      else f"{key} is text of at most {limit} characters.", **{key: "invalid"})
+    return value
+
+
+def _card_payment(uow, workspace_id: str, data: dict):
+    """The payment a refund or dispute is about, locked, checked against the event's client and currency."""
+    payment = get_scoped(uow, payments, workspace_id, str(data.get("payment_id") or ""), "payment", lock=True)
+    if data.get("client_id") and data["client_id"] != payment.client_id:
+        raise Invalid("The payment belongs to another client.", client_id="mismatch")
+    if data.get("currency") and data["currency"] != payment.currency:
+        raise Invalid("The currency differs from the payment's.", currency="mismatch")
+    return payment
+
+
+def _refund_view(row) -> dict:
+    return {"id": row.id, "payment_id": row.payment_id, "client_id": row.client_id, "amount": row.amount,
+            "currency": row.currency, "policy": row.policy, "reason": row.reason, "created_at": iso(row.created_at)}
+
+
+def _reverse(uow, now, workspace_id: str, invoice_id: str, amount: int, policy: str, refund_id: str):
+    """Take refunded money off an invoice: under "reopen" it is owed again; under "credit" a credit of
+    the same amount keeps it settled. Returns the new row."""
+    row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True)
+    paid, credited, status = row.amount_paid - amount, row.amount_credited, row.status
+    if policy == "credit":
+        credited += amount
+        uow.execute(credit_applications.insert().values(
+            id=new_id(), workspace_id=workspace_id, client_id=row.client_id, source="refund", invoice_id=invoice_id,
+            amount=amount, currency=row.currency, kind="applied", reference=refund_id, created_at=now))
+    else:
+        status = domain.status_after_refund(row.status, row.total, paid, credited, row.viewed_at is not None)
+    uow.execute(invoices.update().where(invoices.c.id == invoice_id)
+                .values(amount_paid=paid, amount_credited=credited, status=status))
+    return get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
+
+
+def record_refund(uow, now: datetime, workspace_id: str, data: dict) -> dict:
+    """A card refund of all or part of a payment; idempotent by refund id. It takes back the payment's
+    unapplied money first, then what the payment paid on invoices, newest invoice first, by the
+    workspace's refund_policy (see _reverse)."""
+    check_fields(data, REFUND_FIELDS)
+    refund_id = _text_field(data, "refund_id", 64, required=True)
+    existing = uow.execute(sa.select(refunds).where(refunds.c.id == refund_id)).first()
+    if existing is not None:
+        if existing.workspace_id != workspace_id:
+            raise Invalid("This refund id is already used.", refund_id="taken")
+        return _refund_view(existing)
+    amount = _amount(data.get("amount"))
+    reason = _text_field(data, "reason", 2000)
+    payment = _card_payment(uow, workspace_id, data)
+    refundable = payment.amount - _refunded(uow, payment.id)
+    if amount > refundable:
+        raise Invalid(f"Only {Money(refundable, payment.currency).format()} of this payment can be refunded.",
+                      amount="more than refundable")
+    policy = settings_of(workspace_row(uow, workspace_id)).refund_policy
+    # Unapplied money first: it paid no invoice. If the client already spent it as credit, their
+    # available credit goes below zero, which is what they owe back.
+    from_unapplied = min(amount, payment.unapplied)
+    if from_unapplied:
+        uow.execute(payments.update().where(payments.c.id == payment.id)
+                    .values(unapplied=payments.c.unapplied - from_unapplied))
+    left, reversals = amount - from_unapplied, []
+    allocated = uow.execute(sa.select(payment_allocations.c.id, payment_allocations.c.invoice_id,
+                                      payment_allocations.c.amount)
+                            .join(invoices, invoices.c.id == payment_allocations.c.invoice_id)
+                            .where(payment_allocations.c.payment_id == payment.id)
+                            .order_by(invoices.c.due_date.desc(), invoices.c.issue_date.desc(),
+                                      invoices.c.number.desc())).all()
+    # allocations + unapplied + earlier refunds make up the payment's amount, so this covers `left`
+    for allocation in allocated:
+        if not left:
+            break
+        take = min(left, allocation.amount)
+        if take == allocation.amount:  # the payment no longer pays this invoice at all
+            uow.execute(payment_allocations.delete().where(payment_allocations.c.id == allocation.id))
+        else:
+            uow.execute(payment_allocations.update().where(payment_allocations.c.id == allocation.id)
+                        .values(amount=allocation.amount - take))
+        row = _reverse(uow, now, workspace_id, allocation.invoice_id, take, policy, refund_id)
+        reversals.append({"invoice_id": row.id, "number": row.number, "amount": take, "status": row.status,
+                          "balance": domain.balance(row.total, row.amount_paid, row.amount_credited)})
+        left -= take
+    uow.execute(refunds.insert().values(
+        id=refund_id, workspace_id=workspace_id, payment_id=payment.id, client_id=payment.client_id, amount=amount,
+        currency=payment.currency, policy=policy, reason=reason, created_at=now))
+    view = _refund_view(uow.execute(sa.select(refunds).where(refunds.c.id == refund_id)).one())
+    uow.publish("refund.recorded", workspace_id, {**view, "from_unapplied": from_unapplied, "reversals": reversals,
+                                                  "recipients": portal_recipients(uow, payment.client_id)})
+    record_activity(uow, now, workspace_id, payment.client_id, "refund.recorded",
+                    f"Refund of {Money(amount, payment.currency).format()} recorded",
+                    {"refund_id": refund_id, "payment_id": payment.id})
+    return view
+
+
+def list_refunds(uow, now: datetime, workspace_id: str, payment_id: str | None = None,
+                 client_id: str | None = None) -> list[dict]:
+    query = sa.select(refunds).where(refunds.c.workspace_id == workspace_id)
+    if payment_id:
+        query = query.where(refunds.c.payment_id == payment_id)
+    if client_id:
+        query = query.where(refunds.c.client_id == client_id)
+    return [_refund_view(r) for r in uow.execute(query.order_by(refunds.c.created_at.desc(), refunds.c.id)).all()]
+
+
+def record_dispute(uow, now: datetime, workspace_id: str, data: dict) -> dict:
+    """A card payment disputed (chargeback), or its dispute's status changed. Only the status is kept;
+    money moves if the dispute is lost and the payment is refunded."""
+    check_fields(data, DISPUTE_FIELDS)
+    status = _text_field(data, "status", 30, required=True)
+    reason = _text_field(data, "reason", 200)
+    payment = _card_payment(uow, workspace_id, data)
+    if payment.dispute_status != status:  # the same status again is a replay: nothing to do
+        uow.execute(payments.update().where(payments.c.id == payment.id).values(dispute_status=status))
+        summary = (f"Payment disputed: {reason}" if payment.dispute_status is None
+                   else f"Payment dispute {status.replace('_', ' ')}: {reason}")
+        record_activity(uow, now, workspace_id, payment.client_id, "payment.disputed", summary,
+                        {"payment_id": payment.id, "dispute_id": data.get("dispute_id"), "status": status})
+        uow.publish("payment.dispute_recorded", workspace_id, {
+            "payment_id": payment.id, "dispute_id": data.get("dispute_id"), "client_id": payment.client_id,
+            "amount": data.get("amount"), "currency": payment.currency, "reason": reason, "status": status,
+            "previous_status": payment.dispute_status})
+    return _payment_view(uow, uow.execute(sa.select(payments).where(payments.c.id == payment.id)).one())
 
 
 def client_balances(uow, now: datetime, workspace_id: str, client_id: str) -> dict:
@@ -259,6 +427,21 @@ def statement(uow, now: datetime, workspace_id: str, client_id: str, start, end,
                                                               credit_applications.c.kind == "refunded")).all():
         entries.append(domain.StatementEntry(tz_today(r.created_at), "refund", r.reference or "Retainer refund",
                                              r.amount))
+    # Card refunds owe again what they gave back; under the credit policy the invoices they reversed
+    # stay settled by a credit of what was taken off them (the unapplied part is not credited).
+    credited = dict(uow.execute(
+        sa.select(credit_applications.c.reference, sa.func.sum(credit_applications.c.amount))
+        .where(credit_applications.c.client_id == client_id, credit_applications.c.currency == currency,
+               credit_applications.c.source == "refund")
+        .group_by(credit_applications.c.reference)).all())
+    for r in uow.execute(sa.select(refunds, payments.c.reference.label("paid_by"), payments.c.method)
+                         .join(payments, payments.c.id == refunds.c.payment_id)
+                         .where(refunds.c.client_id == client_id, refunds.c.currency == currency)).all():
+        label = f"Refund of {r.paid_by or r.method}"
+        entries.append(domain.StatementEntry(tz_today(r.created_at), "refund", label, r.amount))
+        if credited.get(r.id):
+            entries.append(domain.StatementEntry(tz_today(r.created_at), "credit", f"Credit for {label.lower()}",
+                                                 int(credited[r.id])))
     opening = sum(e.effect for e in entries if e.on < start)
     result = domain.statement(opening, [e for e in entries if start <= e.on <= end])
     return {"client": client_snapshot(uow, client), "client_id": client.id, "locale": client.locale,

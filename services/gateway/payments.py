@@ -1,0 +1,214 @@
+"""Paying invoices by card in the portal, saved cards, and Stripe's webhook.
+
+The pages: review what will be paid (`/pay`), enter or choose a card (`/pay/<attempt>`), and the
+confirmation that shows the real state until Stripe's event is processed (`/pay/<attempt>/done`).
+Card details never touch our servers: Stripe.js collects them into a SetupIntent, and the payments
+service charges the resulting card with a PaymentIntent.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from decimal import Decimal, InvalidOperation
+from urllib.parse import urlencode
+
+import falcon
+import stripe
+from babel.numbers import NumberFormatError, parse_decimal
+
+from chassis.errors import Invalid
+from chassis.money import Money
+from services.gateway.resources import Portal
+
+
+def _json_body(req) -> dict:
+    body = req.get_media(default_when_empty={}) if (req.content_type or "").startswith("application/json") else {}
+    if not isinstance(body, dict):
+        raise falcon.HTTPBadRequest(title="Send a JSON object")
+    return body
+
+
+def parse_amount(text: str, currency: str, locale: str) -> int | None:
+    """"150.00" (or "150,00" in German) to minor units; empty means the whole balance."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        value = parse_decimal(text, locale=locale)
+        return Money.from_decimal(Decimal(value), currency).amount
+    except (NumberFormatError, InvalidOperation, ValueError):
+        raise Invalid("Enter the amount as a number, like 150.00.", amount="not a number") from None
+
+
+def payment_request(params: dict, currency: str | None = None, locale: str = "en_US") -> dict:
+    """The selection from the pay page's query or form: invoice ids, or all; an amount; balance use."""
+    invoices = params.get("invoice") or []
+    invoices = [invoices] if isinstance(invoices, str) else list(invoices)
+    request = {"invoice_ids": [str(i)[:64] for i in invoices][:100] or None,
+               "apply_balance": params.get("apply_balance") in ("1", "on", "true")}
+    if request["invoice_ids"] is None and params.get("all") != "1":
+        raise Invalid("Choose the invoices to pay.", invoice="required")
+    if currency and params.get("amount"):
+        request["amount"] = parse_amount(str(params.get("amount")), currency, locale)
+    return request
+
+
+class PayReview(Portal):
+    """Step 1: what will be paid, with a partial amount and credit where allowed; nothing is charged."""
+
+    def _review(self, req, resp, session, params: dict, status: int = 200, error: str | None = None):
+        ws, client_id = session["workspace_id"], session["client_id"]
+        client = self.call(req, "billing", "get_client", ws, client_id)
+        request = payment_request({**params, "amount": None})
+        plan = self.call(req, "billing", "plan_payment", ws, client_id, request)
+        with_balance = self.call(req, "billing", "plan_payment", ws, client_id, {**request, "apply_balance": True})
+        self.page(req, resp, "pay_review.html", session, status=status, client=client, plan=plan,
+                  with_balance=with_balance, error=error, key=uuid.uuid4().hex, selection=params,
+                  amount=params.get("amount", ""), apply_balance=params.get("apply_balance") in ("1", "on"))
+
+    def on_get(self, req, resp):
+        session = self.session(req, resp)
+        params = {"invoice": req.get_param_as_list("invoice") or [], "all": req.get_param("all") or ""}
+        self._review(req, resp, session, params)
+
+    def on_post(self, req, resp):
+        session = self.session(req, resp)
+        form = self.form(req)
+        client = self.call(req, "billing", "get_client", session["workspace_id"], session["client_id"])
+        try:
+            request = payment_request(form, client["currency"], client["locale"])
+            attempt = self.call(req, "payments", "start_payment", session["workspace_id"], session["client_id"],
+                                request, str(form.get("key", "")))
+        except Invalid as exc:  # shown on the review page, with what the client entered
+            params = {k: form.get(k) for k in ("invoice", "all", "amount", "apply_balance")}
+            params["invoice"] = params["invoice"] or []
+            return self._review(req, resp, session, params, status=422, error=exc.detail)
+        done = attempt["status"] == "succeeded"
+        raise falcon.HTTPSeeOther(f"/pay/{attempt['id']}" + ("/done" if done else ""))
+
+
+class PayCard(Portal):
+    """Step 2: enter a card (Stripe.js) or pick a saved one, then pay."""
+
+    def on_get(self, req, resp, attempt_id: str):
+        session = self.session(req, resp)
+        ws, client_id = session["workspace_id"], session["client_id"]
+        attempt = self.call(req, "payments", "get_attempt", ws, attempt_id, client_id)
+        if attempt["status"] not in ("open", "failed"):
+            raise falcon.HTTPSeeOther(f"/pay/{attempt_id}/done")
+        cards = self.call(req, "payments", "list_cards", ws, client_id)
+        self.page(req, resp, "pay_card.html", session, attempt=attempt, cards=cards, stripe=self.config.stripe)
+
+
+class PayAction(Portal):
+    """The pay page's script calls these with JSON: a fresh SetupIntent, the charge, and a re-check
+    after the bank's authentication step."""
+
+    def on_post_setup(self, req, resp, attempt_id: str):
+        session = self.session(req, resp)
+        resp.media = self.call(req, "payments", "card_setup", session["workspace_id"], session["client_id"],
+                               attempt_id)
+
+    def on_post_confirm(self, req, resp, attempt_id: str):
+        session = self.session(req, resp)
+        body = _json_body(req)
+        attempt = self.call(req, "payments", "confirm_attempt", session["workspace_id"], session["client_id"],
+                            attempt_id, body.get("setup_intent") or None, body.get("payment_method") or None,
+                            bool(body.get("save")))
+        resp.media = {**attempt, "next": f"/pay/{attempt_id}/done"}
+
+    def on_post_refresh(self, req, resp, attempt_id: str):
+        session = self.session(req, resp)
+        attempt = self.call(req, "payments", "refresh_attempt", session["workspace_id"], session["client_id"],
+                            attempt_id)
+        resp.media = {**attempt, "next": f"/pay/{attempt_id}/done"}
+
+    def on_get_status(self, req, resp, attempt_id: str):
+        session = self.session(req, resp)
+        attempt = self.call(req, "payments", "get_attempt", session["workspace_id"], attempt_id,
+                            session["client_id"])
+        resp.media = {"status": attempt["status"], "failure_message": attempt["failure_message"]}
+
+
+class PayDone(Portal):
+    """Step 3: the real state; the page script re-checks until Stripe's event has been processed."""
+
+    def on_get(self, req, resp, attempt_id: str):
+        session = self.session(req, resp)
+        attempt = self.call(req, "payments", "get_attempt", session["workspace_id"], attempt_id,
+                            session["client_id"])
+        self.page(req, resp, "pay_done.html", session, attempt=attempt)
+
+
+class Cards(Portal):
+    """Saved cards: list, add (Stripe.js SetupIntent), make default, remove."""
+
+    def on_get(self, req, resp):
+        session = self.session(req, resp)
+        cards = self.call(req, "payments", "list_cards", session["workspace_id"], session["client_id"])
+        self.page(req, resp, "cards.html", session, cards=cards, stripe=self.config.stripe,
+                  notice=req.get_param("notice"))
+
+    def on_post(self, req, resp):
+        session = self.session(req, resp)
+        body = _json_body(req)
+        card = self.call(req, "payments", "save_card", session["workspace_id"], session["client_id"],
+                         str(body.get("setup_intent", "")))
+        resp.status = 201
+        resp.media = card
+
+    def on_post_setup(self, req, resp):
+        session = self.session(req, resp)
+        resp.media = self.call(req, "payments", "card_setup", session["workspace_id"], session["client_id"])
+
+    def on_post_default(self, req, resp, card_id: str):
+        session = self.session(req, resp)
+        self.call(req, "payments", "set_default_card", session["workspace_id"], session["client_id"], card_id)
+        raise falcon.HTTPSeeOther("/payment-methods?" + urlencode({"notice": "default"}))
+
+    def on_post_remove(self, req, resp, card_id: str):
+        session = self.session(req, resp)
+        self.call(req, "payments", "remove_card", session["workspace_id"], session["client_id"], card_id)
+        raise falcon.HTTPSeeOther("/payment-methods?" + urlencode({"notice": "removed"}))
+
+
+class StripeWebhook:
+    """Stripe's events: the signature is checked on the raw body (and its timestamp must be recent),
+    then payments stores the event and answers at once; it is processed there, once, later."""
+
+    def __init__(self, rpc, secret: str | None, tolerance: int = 300):
+        self.rpc = rpc
+        self.secret = secret
+        self.tolerance = tolerance
+
+    def on_post(self, req, resp):
+        if not self.secret:
+            raise falcon.HTTPServiceUnavailable(title="Webhooks not configured",
+                                                description="STRIPE_WEBHOOK_SECRET is not set.")
+        payload = req.bounded_stream.read()
+        try:
+            stripe.WebhookSignature.verify_header(payload.decode("utf-8"), req.get_header("Stripe-Signature") or "",
+                                                  self.secret, self.tolerance)
+            event = json.loads(payload)
+        except (stripe.SignatureVerificationError, UnicodeDecodeError, ValueError):
+            raise falcon.HTTPBadRequest(title="Invalid signature",
+                                        description="The Stripe-Signature header does not match this body.") from None
+        stored = self.rpc.call("payments", "receive_stripe_event", event, request_id=req.context.request_id)
+        resp.media = {"received": True, "duplicate": not stored}
+
+
+def add_payment_routes(app: falcon.App, rpc, config) -> None:
+    app.add_route("/pay", PayReview(rpc, config))
+    app.add_route("/pay/{attempt_id}", PayCard(rpc, config))
+    action = PayAction(rpc, config)
+    app.add_route("/pay/{attempt_id}/setup", action, suffix="setup")
+    app.add_route("/pay/{attempt_id}/confirm", action, suffix="confirm")
+    app.add_route("/pay/{attempt_id}/refresh", action, suffix="refresh")
+    app.add_route("/pay/{attempt_id}/status", action, suffix="status")
+    app.add_route("/pay/{attempt_id}/done", PayDone(rpc, config))
+    cards = Cards(rpc, config)
+    app.add_route("/payment-methods", cards)
+    app.add_route("/payment-methods/setup", cards, suffix="setup")
+    app.add_route("/payment-methods/{card_id}/default", cards, suffix="default")
+    app.add_route("/payment-methods/{card_id}/remove", cards, suffix="remove")
+    app.add_route("/webhooks/stripe", StripeWebhook(rpc, config.stripe.get("webhook_secret")))

@@ -1,0 +1,327 @@
+"""The payments core on a real (SQLite) database with a stateful Stripe fake: attempts, the claim,
+idempotency keys, events in any order and number, refunds, disputes, cards and autopay."""
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from chassis.db import UnitOfWork
+from chassis.errors import Conflict, Invalid, NotFound
+from chassis.events import OUTBOX
+from services.payments import handlers
+from services.payments.stripe_api import CardDeclined, StripeUnavailable
+from services.payments.tables import attempts
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+WS, CLIENT, OTHER = "ws-1", "client-1", "client-2"
+
+
+class FakeStripe:
+    """Remembers what was created, and like Stripe returns the first result for a repeated key."""
+
+    def __init__(self):
+        self.ids = itertools.count(1)
+        self.by_key: dict[str, dict] = {}
+        self.intents: dict[str, dict] = {}
+        self.cards = {"pm_good": {"id": "pm_good", "customer": None, "brand": "visa", "last4": "4242",
+                                  "exp_month": 12, "exp_year": 2030}}
+        self.setups: dict[str, dict] = {}
+        self.decline_next = None
+        self.unavailable = False
+        self.refunds: list[dict] = []
+        self.defaults: dict[str, str | None] = {}
+
+    def _new(self, prefix):
+        return f"{prefix}_{next(self.ids)}"
+
+    def _once(self, key, make):
+        if key not in self.by_key:
+            self.by_key[key] = make()
+        return self.by_key[key]
+
+    def create_customer(self, *, name, email, metadata, key, account):
+        return self._once(key, lambda: {"id": self._new("cus")})["id"]
+
+    def create_setup_intent(self, *, customer, metadata, key, account):
+        def make():
+            seti = {"id": self._new("seti"), "client_secret": "secret", "status": "succeeded",
+                    "payment_method": "pm_good", "customer": customer, "metadata": metadata}
+            self.setups[seti["id"]] = seti
+            return seti
+        return self._once(key, make)
+
+    def setup_intent(self, setup_intent_id, account):
+        return self.setups[setup_intent_id]
+
+    def payment_method(self, pm, account):
+        return dict(self.cards[pm])
+
+    def attach(self, pm, customer, account):
+        self.cards[pm]["customer"] = customer
+        return dict(self.cards[pm])
+
+    def detach(self, pm, account):
+        self.cards[pm]["customer"] = None
+
+    def set_default(self, customer, pm, account):
+        self.defaults[customer] = pm
+
+    def create_payment_intent(self, *, amount, currency, customer, payment_method, metadata, off_session, key,
+                              account):
+        if self.unavailable:
+            raise StripeUnavailable("Stripe did not answer.")
+        if self.decline_next:
+            code, self.decline_next = self.decline_next, None
+            raise CardDeclined("Your card was declined.", code)
+
+        def make():
+            pi = {"id": self._new("pi"), "status": "succeeded", "amount": amount, "currency": currency,
+                  "client_secret": "pi_secret", "payment_method": payment_method, "metadata": metadata, "error": ""}
+            self.intents[pi["id"]] = pi
+            return pi
+        return dict(self._once(key, make))
+
+    def payment_intent(self, pi, account):
+        return dict(self.intents[pi])
+
+    def create_refund(self, *, payment_intent, amount, metadata, key, account):
+        def make():
+            refund = {"id": self._new("re"), "status": "succeeded", "amount": amount}
+            self.refunds.append(refund)
+            return refund
+        return self._once(key, make)
+
+
+class FakeBilling:
+    def __init__(self, balance=10_000):
+        self.balance = balance
+        self.plans = []
+
+    def get_client(self, workspace_id, client_id):
+        return {"name": "Demo", "contacts": [{"email": "demo@example.com", "is_primary": True}]}
+
+    def get_workspace(self, workspace_id):
+        return {"settings": {}}
+
+    def plan_payment(self, workspace_id, client_id, request, commit=False):
+        if client_id != CLIENT:
+            raise NotFound("No such invoice.")
+        self.plans.append((request, request.get("key")))
+        amount = request.get("amount") or self.balance
+        return {"client_id": client_id, "currency": "USD", "amount": amount, "applied": {"credit": 0, "retainer": 0},
+                "allocations": [{"invoice_id": "inv-1", "number": "INV-1", "amount": amount}], "stripe_account": None}
+
+
+@pytest.fixture
+def engine(sqlite_engine):
+    return sqlite_engine("payments")
+
+
+@pytest.fixture
+def run(engine):
+    def call(handler, *args, now=NOW, **kwargs):
+        with UnitOfWork(engine) as uow:
+            result = handler(uow, now, *args, **kwargs)
+            uow.commit()
+            return result
+    return call
+
+
+def published(engine, event_type):
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(OUTBOX.c.body).where(OUTBOX.c.event_type == event_type)).all()
+    return [json.loads(r.body)["data"] for r in rows]
+
+
+def stripe_event(event_id, kind, obj):
+    return {"id": event_id, "type": kind, "data": {"object": obj}}
+
+
+def intent_event(event_id, kind, pi, status=None):
+    return stripe_event(event_id, kind, {**pi, "status": status or pi["status"], "latest_charge": "ch_1",
+                                         "last_payment_error": {"message": "Your card was declined."}
+                                         if kind.endswith("failed") else None})
+
+
+@pytest.fixture
+def stripe():
+    return FakeStripe()
+
+
+@pytest.fixture
+def billing():
+    return FakeBilling()
+
+
+def paid_attempt(run, stripe, billing, key="k1"):
+    attempt = run(handlers.start_payment, billing, WS, CLIENT, {"invoice_ids": ["inv-1"]}, key)
+    setup = run(handlers.card_setup, stripe, billing, WS, CLIENT, attempt["id"])
+    return run(handlers.confirm_attempt, stripe, WS, CLIENT, attempt["id"], setup["setup_intent"])
+
+
+def test_a_double_submit_makes_one_attempt_and_another_client_cannot_see_it(run, billing):
+    first = run(handlers.start_payment, billing, WS, CLIENT, {"invoice_ids": ["inv-1"]}, "key-1")
+    again = run(handlers.start_payment, billing, WS, CLIENT, {"invoice_ids": ["inv-1"]}, "key-1")
+    assert again["id"] == first["id"] and len(billing.plans) == 1
+    assert billing.plans[0][1] == f"payment:{CLIENT}:key-1"  # credit applied once per form key
+    with pytest.raises(NotFound):
+        run(handlers.get_attempt, WS, first["id"], OTHER)
+    with pytest.raises(Invalid):
+        run(handlers.start_payment, billing, WS, CLIENT, {"invoice_ids": ["inv-1"]}, "")
+
+
+def test_confirming_charges_once_with_a_key_made_of_the_attempt_and_its_try(run, stripe, billing, engine):
+    attempt = paid_attempt(run, stripe, billing)
+    assert attempt["status"] == "processing"
+    assert f"attempt:{attempt['id']}:0" in stripe.by_key
+    again = run(handlers.confirm_attempt, stripe, WS, CLIENT, attempt["id"], payment_method_id="pm_good")
+    assert again["status"] == "processing" and len(stripe.intents) == 1
+    assert len(published(engine, "payment.attempted")) == 1
+    assert published(engine, "payment.succeeded") == []  # only the signed event settles it
+
+
+def test_a_decline_is_shown_and_the_next_try_uses_a_new_key(run, stripe, billing, engine):
+    attempt = run(handlers.start_payment, billing, WS, CLIENT, {"invoice_ids": ["inv-1"]}, "k")
+    setup = run(handlers.card_setup, stripe, billing, WS, CLIENT, attempt["id"])
+    stripe.decline_next = "card_declined"
+    failed = run(handlers.confirm_attempt, stripe, WS, CLIENT, attempt["id"], setup["setup_intent"], save=True)
+    assert failed["status"] == "failed" and failed["failure_message"] == "Your card was declined."
+    [event] = published(engine, "payment.failed")
+    assert event["off_session"] is False  # on screen, so documents sends no email
+    retried = run(handlers.confirm_attempt, stripe, WS, CLIENT, attempt["id"], payment_method_id="pm_good")
+    assert retried["status"] == "processing" and f"attempt:{attempt['id']}:1" in stripe.by_key
+
+
+def test_stripe_unreachable_reopens_the_attempt_with_the_same_key(run, stripe, billing):
+    attempt = run(handlers.start_payment, billing, WS, CLIENT, {"invoice_ids": ["inv-1"]}, "k")
+    setup = run(handlers.card_setup, stripe, billing, WS, CLIENT, attempt["id"])
+    stripe.unavailable = True
+    with pytest.raises(StripeUnavailable):
+        run(handlers.confirm_attempt, stripe, WS, CLIENT, attempt["id"], setup["setup_intent"], save=True)
+    assert run(handlers.get_attempt, WS, attempt["id"])["status"] == "open"
+    stripe.unavailable = False
+    run(handlers.confirm_attempt, stripe, WS, CLIENT, attempt["id"], payment_method_id="pm_good")
+    assert f"attempt:{attempt['id']}:0" in stripe.by_key and f"attempt:{attempt['id']}:1" not in stripe.by_key
+
+
+def test_a_claimed_attempt_is_not_charged_by_a_second_confirmation(run, stripe, billing, engine):
+    attempt = run(handlers.start_payment, billing, WS, CLIENT, {"invoice_ids": ["inv-1"]}, "k")
+    run(handlers.card_setup, stripe, billing, WS, CLIENT, attempt["id"])
+    with engine.begin() as conn:  # another request holds the claim
+        conn.execute(attempts.update().values(status="confirming", updated_at=NOW))
+    assert run(handlers.charge, stripe, attempt["id"], "pm_good")["status"] == "confirming"
+    assert stripe.intents == {}
+    later = NOW + handlers.CLAIM_TIMEOUT + timedelta(seconds=1)  # the claimer crashed: taken over, same key
+    assert run(handlers.charge, stripe, attempt["id"], "pm_good", now=later)["status"] == "processing"
+
+
+def test_events_three_times_and_out_of_order_give_one_payment(run, stripe, billing, engine):
+    attempt = paid_attempt(run, stripe, billing)
+    [pi] = stripe.intents.values()
+    succeeded = intent_event("evt_s", "payment_intent.succeeded", pi)
+    processing = intent_event("evt_p", "payment_intent.processing", pi, "processing")
+    for event in (succeeded, processing, succeeded, processing, succeeded):
+        run(handlers.receive_event, event)
+    outcomes = [run(handlers.process_event, stripe, e) for e in ("evt_s", "evt_p")]
+    assert outcomes == ["paid", "ignored: attempt is succeeded"]
+    assert run(handlers.process_event, stripe, "evt_s") is None  # processed already
+    [payment] = published(engine, "payment.succeeded")
+    assert payment["payment_id"] == attempt["id"] and payment["amount"] == 10_000
+    assert payment["allocations"] == [{"invoice_id": "inv-1", "amount": 10_000}]
+    assert run(handlers.get_attempt, WS, attempt["id"])["status"] == "succeeded"
+
+
+def test_a_late_failure_of_an_earlier_try_does_not_fail_the_current_one(run, stripe, billing, engine):
+    attempt = paid_attempt(run, stripe, billing)
+    [pi] = stripe.intents.values()
+    stale = intent_event("evt_f", "payment_intent.payment_failed", {**pi, "metadata": {**pi["metadata"], "try": "7"}},
+                         "requires_payment_method")
+    run(handlers.receive_event, stale)
+    assert run(handlers.process_event, stripe, "evt_f").startswith("ignored")
+    assert run(handlers.get_attempt, WS, attempt["id"])["status"] == "processing"
+
+
+def test_an_event_whose_amount_differs_fulfils_nothing(run, stripe, billing, engine):
+    paid_attempt(run, stripe, billing)
+    [pi] = stripe.intents.values()
+    run(handlers.receive_event, intent_event("evt_x", "payment_intent.succeeded", {**pi, "amount": 1}))
+    assert run(handlers.process_event, stripe, "evt_x").startswith("rejected")
+    assert published(engine, "payment.succeeded") == []
+
+
+def test_refunds_are_idempotent_by_key_and_bounded_by_the_payment(run, stripe, billing, engine):
+    attempt = paid_attempt(run, stripe, billing)
+    [pi] = stripe.intents.values()
+    run(handlers.receive_event, intent_event("evt_s", "payment_intent.succeeded", pi))
+    run(handlers.process_event, stripe, "evt_s")
+    with pytest.raises(Invalid):
+        run(handlers.refund_payment, stripe, WS, attempt["id"], 10_001, "", "r0")
+    first = run(handlers.refund_payment, stripe, WS, attempt["id"], 4_000, "damaged", "r1")
+    again = run(handlers.refund_payment, stripe, WS, attempt["id"], 4_000, "damaged", "r1")
+    assert first["id"] == again["id"] and first["status"] == "succeeded" and len(stripe.refunds) == 1
+    # Stripe's charge.refunded event reports the same refund: nothing more is published.
+    charge = {"id": "ch_1", "payment_intent": pi["id"],
+              "refunds": {"data": [{"id": first["stripe_refund_id"], "amount": 4_000, "status": "succeeded"},
+                                   {"id": "re_dashboard", "amount": 1_000, "status": "succeeded"}]}}
+    run(handlers.receive_event, stripe_event("evt_r", "charge.refunded", charge))
+    run(handlers.receive_event, stripe_event("evt_r2", "charge.refunded", charge))
+    run(handlers.process_event, stripe, "evt_r")
+    run(handlers.process_event, stripe, "evt_r2")
+    assert [e["amount"] for e in published(engine, "payment.refunded")] == [4_000, 1_000]
+    assert run(handlers.get_attempt, WS, attempt["id"])["refunded"] == 5_000
+    with pytest.raises(Invalid):  # 5,000 of 10,000 refunded: 6,000 more is too much
+        run(handlers.refund_payment, stripe, WS, attempt["id"], 6_000, "", "r2")
+    with pytest.raises(NotFound):
+        run(handlers.refund_payment, stripe, "ws-other", attempt["id"], 100, "", "r3")
+
+
+def test_disputes_are_recorded_once_per_status(run, stripe, billing, engine):
+    attempt = paid_attempt(run, stripe, billing)
+    [pi] = stripe.intents.values()
+    dispute = {"id": "dp_1", "payment_intent": pi["id"], "amount": 10_000, "reason": "fraudulent",
+               "status": "needs_response"}
+    for n, (kind, status) in enumerate([("created", "needs_response"), ("created", "needs_response"),
+                                        ("closed", "lost")]):
+        run(handlers.receive_event, stripe_event(f"evt_d{n}", f"charge.dispute.{kind}", {**dispute, "status": status}))
+        run(handlers.process_event, stripe, f"evt_d{n}")
+    assert [e["status"] for e in published(engine, "payment.disputed")] == ["needs_response", "lost"]
+    [listed] = run(handlers.list_disputes, WS)
+    assert listed["payment_id"] == attempt["id"] and listed["status"] == "lost"
+
+
+def test_saved_cards_default_and_removal(run, stripe, billing):
+    setup = run(handlers.card_setup, stripe, billing, WS, CLIENT)
+    card = run(handlers.save_card, stripe, WS, CLIENT, setup["setup_intent"])
+    assert card["last4"] == "4242" and card["default"] is True
+    assert run(handlers.save_card, stripe, WS, CLIENT, setup["setup_intent"])["id"] == card["id"]  # idempotent
+    with pytest.raises(NotFound):  # another client cannot use or remove it
+        run(handlers.remove_card, stripe, WS, OTHER, card["id"])
+    with pytest.raises(NotFound):
+        run(handlers.save_card, stripe, WS, OTHER, setup["setup_intent"])
+    assert run(handlers.remove_card, stripe, WS, CLIENT, card["id"]) == []
+    assert stripe.cards["pm_good"]["customer"] is None
+
+
+def test_autopay_charges_the_default_card_off_session_or_emails_a_pay_link(run, stripe, billing, engine):
+    invoice = {"id": "inv-1", "client_id": CLIENT, "balance": 10_000, "currency": "USD"}
+    assert run(handlers.queue_autopay, billing, WS, invoice) is None  # no card yet
+    [no_card] = published(engine, "payment.failed")
+    assert no_card["off_session"] is True and no_card["pay_url"].endswith("/pay?invoice=inv-1")
+    setup = run(handlers.card_setup, stripe, billing, WS, CLIENT)
+    run(handlers.save_card, stripe, WS, CLIENT, setup["setup_intent"])
+    queued = run(handlers.queue_autopay, billing, WS, invoice)
+    with UnitOfWork(engine) as uow:
+        due = handlers.due_autopay(uow)
+    assert due == [(queued["id"], "pm_good")]
+    stripe.decline_next = "authentication_required"
+    assert run(handlers.charge, stripe, queued["id"], "pm_good")["status"] == "failed"
+    failure = published(engine, "payment.failed")[-1]
+    assert failure["off_session"] is True and failure["code"] == "authentication_required"
+    with UnitOfWork(engine) as uow:
+        assert handlers.due_autopay(uow) == []  # not retried by itself: the client got a pay link
+    with pytest.raises(Conflict):
+        run(handlers.confirm_attempt, stripe, WS, CLIENT, queued["id"], payment_method_id="pm_good")
