@@ -10,6 +10,7 @@ from services.gateway.admin import PREFIX as ADMIN
 from services.gateway.app import GatewayConfig, create_app
 from services.gateway.portal_api import PortalApiResource
 from tests.conftest import sign_in
+from tests.e2e.payments_support import CARD_OK, confirm_setup
 from tests.integration.test_admin_api import snapshot
 
 pytestmark = pytest.mark.e2e
@@ -24,7 +25,8 @@ NOT_CLIENT_SCOPED = {
     "/bookings/new/{link_id}/confirm": "as above",
     "/api/portal/v1/booking-links/{id}/slots": "as above",
 }
-SEGMENT_KIND = {"invoices": "invoice", "quotes": "quote", "payments": "payment", "bookings": "booking"}
+SEGMENT_KIND = {"invoices": "invoice", "quotes": "quote", "payments": "payment", "bookings": "booking",
+                "pay": "attempt", "payment-methods": "card"}
 FORM = {"signature_name": "Mallory", "confirmed": "yes", "reason": "x", "body": "x", "to": "m@example.org",
         "note": "x"}
 JSON_BODIES = {"CommentIn": {"body": "x"}, "ForwardIn": {"to": "m@example.org"},
@@ -42,8 +44,9 @@ def templated_routes() -> list[tuple[str, str, object]]:
             if node.resource is not None and "{" in template and not template.startswith(ADMIN):
                 if isinstance(node.resource, PortalApiResource):
                     methods = list(node.resource.routes)
-                else:
-                    methods = [m for m in ("GET", "POST", "PATCH", "DELETE") if hasattr(node.resource, f"on_{m.lower()}")]
+                else:  # the responders this route really has (suffixed ones too, like on_post_confirm)
+                    methods = [m for m, responder in node.method_map.items()
+                               if m in ("GET", "POST", "PATCH", "DELETE") and responder.__name__.startswith("on_")]
                 found.extend((method, template, node.resource) for method in methods)
             walk(node.children)
 
@@ -52,10 +55,10 @@ def templated_routes() -> list[tuple[str, str, object]]:
 
 
 def unchanged_state(stack) -> dict:
-    """Billing's tables, except where signing in is recorded in the background (its event's inbox row and
-    the activity timeline)."""
-    return {table: digest for table, digest in snapshot(stack.databases["billing"]).items()
-            if table not in ("activities", "inbox")}
+    """Billing's and payments' tables, except where signing in is recorded in the background (its event's
+    inbox row and the activity timeline) and Stripe's own notifications arrive (customer.created...)."""
+    return {f"{service}.{table}": digest for service in ("billing", "payments")
+            for table, digest in snapshot(stack.databases[service]).items() if table not in ("activities", "inbox", "stripe_events")}
 
 
 def kind_of(template: str) -> str:
@@ -86,8 +89,14 @@ def accounts(stack):
             slots = rpc.billing.booking_options(ws, "consultation-30")["slots"]
             booking = rpc.billing.book_slot(ws, client, contact, "consultation-30", slots[-1 if "Demo" in name else -2])
             quotes = rpc.billing.list_quotes(ws, {"client_id": client, "portal": True})["items"]
+            unpaid = next(i for i in invoices if i["status"] in ("sent", "viewed", "partially_paid"))
+            attempt = rpc.payments.start_payment(ws, client, {"invoice_ids": [unpaid["id"]]}, "isolation")
+            setup = rpc.payments.card_setup(ws, client)
+            confirm_setup(stack, setup["client_secret"], CARD_OK)
+            card = rpc.payments.save_card(ws, client, setup["setup_intent"])
             accounts[email] = {"name": name, "ids": {"invoice": invoices[0]["id"], "quote": quotes[0]["id"],
-                                                     "payment": payments[0]["id"], "booking": booking["id"]},
+                                                     "payment": payments[0]["id"], "booking": booking["id"],
+                                                     "attempt": attempt["id"], "card": card["id"]},
                                "numbers": [invoices[0]["number"], quotes[0]["number"]]}
     return accounts
 
@@ -116,7 +125,7 @@ def test_every_route_with_the_other_clients_ids_is_404(stack, accounts, me, them
         assert answer.status_code == 404, (method, template, answer.status_code, answer.text[:300])
         assert not [s for s in secrets if s in answer.text], (method, template)
     assert unchanged_state(stack) == before
-    # the router really was walked: HTML and JSON routes of invoices, quotes, payments and bookings
+    # the router really was walked: HTML and JSON routes of invoices, quotes, payments, bookings, pay pages, cards
     assert {kind_of(template) for _, template in tried} == set(SEGMENT_KIND.values())
     assert {t.startswith("/api/") for _, t in tried} == {True, False} and len(tried) >= 20, tried
 
