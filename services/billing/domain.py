@@ -130,13 +130,9 @@ def status_after_settlement(status: str, total: int, paid: int, credited: int) -
 def status_after_refund(status: str, total: int, paid: int, credited: int, viewed: bool) -> str:
     """An invoice's status once refunded money is taken off it: still paid if credits cover it, partly
     paid while anything is paid or credited, else back to sent (or viewed, if the client opened it)."""
-    if status in ("draft", "void"):
-        return status
-    if balance(total, paid, credited) == 0:
-        return "paid"
-    if paid + credited > 0:
-        return "partially_paid"
-    return "viewed" if viewed else "sent"
+    if status == "paid" or status == "partially_paid":  # back to what it was before any money came
+        status = "viewed" if viewed else "sent"
+    return status_after_settlement(status, total, paid, credited)
 
 
 def check_settlement(status: str, amount: int, owed: int, what: str = "payment") -> None:

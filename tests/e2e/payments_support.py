@@ -13,6 +13,8 @@ import psycopg2
 import requests
 import stripe
 
+from tests.integration.test_services import wait_until  # noqa: F401 - shared with the payment tests
+
 CARD_OK, CARD_DECLINED, CARD_3DS = "4242424242424242", "4000000000000341", "4000002760003184"
 
 
@@ -73,16 +75,6 @@ def save_card(session, stack, number: str) -> dict:
 
 def attempt_status(session, stack, attempt_id: str) -> str:
     return session.get(f"{stack.url}/pay/{attempt_id}/status").json()["status"]
-
-
-def wait_until(predicate, timeout: float = 20, what: str = "the condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def signed(stack, event: dict, timestamp: int | None = None, secret: str | None = None) -> tuple[bytes, dict]:

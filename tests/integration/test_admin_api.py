@@ -13,6 +13,8 @@ import pytest
 import requests
 from nameko.standalone.rpc import ClusterRpcProxy
 
+from tests.integration.test_services import wait_until
+
 from services.gateway.admin import PREFIX, ROUTES
 from tests.conftest import ROOT
 
@@ -89,6 +91,28 @@ def admin(stack):
     return {"a": api_a, "b": Api(stack.url, key_b), "ws_a": ws_a, "client": client, "invoice": invoice,
             "quote": quote, "recurring": recurring, "booking": booking, "db": stack.databases["billing"],
             "stack": stack}
+
+
+def card_payment(admin) -> dict:
+    """A card payment of a new invoice, paid through localstripe as the portal does it; made once, when
+    first needed (after the tests that check invoice numbers)."""
+    if "card_payment" not in admin:
+        with ClusterRpcProxy({"AMQP_URI": admin["stack"].amqp_uri}, timeout=20) as rpc:
+            admin["card_payment"] = _card_payment(admin["stack"], rpc, admin["ws_a"], admin["client"]["id"])
+    return admin["card_payment"]
+
+
+def _card_payment(stack, rpc, workspace_id: str, client_id: str) -> dict:
+    from tests.e2e.payments_support import CARD_OK, confirm_setup
+
+    invoice = rpc.billing.create_invoice(workspace_id, {"client_id": client_id, "send": True, "lines": [
+        {"description": "Paid by card", "quantity": 1, "unit_price": 5000}]})
+    attempt = rpc.payments.start_payment(workspace_id, client_id, {"invoice_ids": [invoice["id"]]}, "admin-tests")
+    setup = rpc.payments.card_setup(workspace_id, client_id, attempt["id"])
+    confirm_setup(stack, setup["client_secret"], CARD_OK)
+    rpc.payments.confirm_attempt(workspace_id, client_id, attempt["id"], setup["setup_intent"])
+    return wait_until(lambda: (lambda a: a if a["status"] == "succeeded" else None)(
+        rpc.payments.get_attempt(workspace_id, attempt["id"])), what="the card payment's webhook")
 
 
 def test_cli_contact_and_portal_commands(admin):
@@ -191,6 +215,13 @@ def test_every_route_works_for_its_own_workspace(admin):
     assert api("GET", "/bookings", params={"client_id": client_id}, expect=200).json() == []
     kinds = [a["kind"] for a in api("GET", f"/clients/{beta}/activity", expect=200).json()]
     assert {"invoice.sent", "payment.recorded", "credit.applied", "retainer.applied", "comment.added"} <= set(kinds)
+    card = card_payment(admin)
+    assert api("GET", f"/payments/{card['id']}/refunds", expect=200).json() == []
+    refund = api("POST", f"/payments/{card['id']}/refunds", {"amount": 1500, "idempotency_key": "admin-1"},
+                 expect=201).json()
+    assert (refund["amount"], refund["status"]) == (1500, "succeeded")
+    assert [r["id"] for r in api("GET", f"/payments/{card['id']}/refunds", expect=200).json()] == [refund["id"]]
+    assert api("GET", "/disputes", expect=200).json() == []
 
 
 def test_the_openapi_document_is_served_and_lists_every_route(admin):
@@ -221,7 +252,7 @@ def test_invalid_input_is_a_422_with_field_errors_and_changes_nothing(admin, rou
 
 VALID_BODIES = {
     "ClientUpdate": {"phone": "1"}, "ContactIn": {"email": "x@example.org"}, "ContactUpdate": {"name": "x"},
-    "RefundIn": {"amount": 100}, "InvoiceUpdate": {"notes": "x"}, "ArchiveIn": {"archived": True},
+    "RefundIn": {"amount": 100}, "CardRefundIn": {"amount": 100, "idempotency_key": "other-workspace"}, "InvoiceUpdate": {"notes": "x"}, "ArchiveIn": {"archived": True},
     "OfflinePayment": {"amount": 100}, "AmountIn": {"amount": 100}, "CommentIn": {"body": "hi"},
     "QuoteUpdate": {"notes": "x"}, "RecurringUpdate": {"active": False},
 }
@@ -229,7 +260,8 @@ VALID_BODIES = {
 
 @pytest.mark.parametrize("route", ID_ROUTES, ids=lambda r: f"{r.method} {r.path}")
 def test_another_workspaces_key_gets_404_and_changes_nothing(admin, route):
-    targets = {"clients": admin["client"]["id"], "contacts": admin["client"]["contacts"][0]["id"],
+    targets = {"payments": card_payment(admin)["id"], "clients": admin["client"]["id"],
+               "contacts": admin["client"]["contacts"][0]["id"],
                "invoices": admin["invoice"]["id"], "quotes": admin["quote"]["id"],
                "recurring-invoices": admin["recurring"]["id"], "bookings": admin["booking"]["id"]}
     target = targets[route.path.split("/")[1]]
