@@ -78,6 +78,13 @@ class ServiceBase:
             conn.execute(sa.text("SELECT 1"))
         return {"service": self.name, "ok": True}
 
+    def _tx(self, handler, *args, **kwargs):
+        """Run `handler(uow, now, *args)` in one transaction, committed when it returns."""
+        with self.db.uow() as uow:
+            result = handler(uow, events.utcnow(), *args, **kwargs)
+            uow.commit()
+            return result
+
     @timer(interval=float(settings.env("OUTBOX_RELAY_INTERVAL", "0.2")))
     def relay_outbox(self):
         events.relay_outbox(self.db.engine, self.dispatch)

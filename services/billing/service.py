@@ -34,12 +34,6 @@ class BillingService(ServiceBase):
     name = "billing"
     db = Database("billing", Path(__file__).parent / "migrations")
 
-    def _tx(self, handler, *args, **kwargs):
-        with self.db.uow() as uow:
-            result = handler(uow, utcnow(), *args, **kwargs)
-            uow.commit()
-            return result
-
     # workspaces and keys
     create_workspace = _admin("create_workspace")
     get_workspace = _admin("get_workspace")

@@ -60,10 +60,8 @@ class PayReview(Portal):
         ws, client_id = session["workspace_id"], session["client_id"]
         client = self.call(req, "billing", "get_client", ws, client_id)
         request = payment_request({**params, "amount": None})
-        plan = self.call(req, "billing", "plan_payment", ws, client_id, request)
-        with_balance = self.call(req, "billing", "plan_payment", ws, client_id, {**request, "apply_balance": True})
-        self.page(req, resp, "pay_review.html", session, status=status, client=client, plan=plan,
-                  with_balance=with_balance, error=error, key=uuid.uuid4().hex, selection=params,
+        plan = self.call(req, "billing", "plan_payment", ws, client_id, {**request, "apply_balance": False})
+        self.page(req, resp, "pay_review.html", session, status=status, client=client, plan=plan, error=error, key=uuid.uuid4().hex, selection=params,
                   amount=params.get("amount", ""), apply_balance=params.get("apply_balance") in ("1", "on"))
 
     def on_get(self, req, resp):

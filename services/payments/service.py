@@ -36,20 +36,6 @@ class PaymentsService(ServiceBase):
     stripe = Stripe()
     billing = RpcProxy("billing")
 
-    def _tx(self, handler, *args, **kwargs):
-        with self.db.uow() as uow:
-            result = handler(uow, utcnow(), *args, **kwargs)
-            uow.commit()
-            return result
-
-    @rpc
-    def stripe_config(self) -> dict:
-        """What the browser may know: the publishable key and where Stripe.js comes from."""
-        return {
-            "publishable_key": settings.env("STRIPE_PUBLISHABLE_KEY", "pk_test_localstripe"),
-            "api_base": settings.env("STRIPE_API_BASE"),  # localstripe in development; None means Stripe
-        }
-
     @rpc(expected_exceptions=EXPECTED)
     def start_payment(self, workspace_id: str, client_id: str, request: dict, request_key: str) -> dict:
         return self._tx(handlers.start_payment, self.billing, workspace_id, client_id, request, request_key)

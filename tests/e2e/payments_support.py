@@ -64,6 +64,14 @@ def pay_card(session, stack, attempt_id: str, number: str = CARD_OK, save: bool 
     return answer.json()
 
 
+def paid_by_card(session, stack, invoice_id: str) -> str:
+    """Pay one invoice with a new card and wait for Stripe's event to settle it; the attempt id."""
+    attempt_id = start(session, stack, invoice=invoice_id).headers["Location"].rsplit("/", 1)[1]
+    pay_card(session, stack, attempt_id)
+    wait_until(lambda: attempt_status(session, stack, attempt_id) == "succeeded", what="the webhook")
+    return attempt_id
+
+
 def save_card(session, stack, number: str) -> dict:
     headers = {"X-CSRF-Token": csrf_of(session, f"{stack.url}/payment-methods"), "Accept": "application/json"}
     setup = session.post(f"{stack.url}/payment-methods/setup", json={}, headers=headers).json()

@@ -15,7 +15,8 @@ from nameko.standalone.rpc import ClusterRpcProxy
 
 from tests.conftest import new_portal_client, sign_in
 from tests.e2e.payments_support import (CARD_3DS, CARD_OK, assert_ledger_matches_stripe, attempt_status, deliver,
-                                        pay_card, query, save_card, signed, start, stripe_client, wait_until)
+                                        paid_by_card, pay_card, query, save_card, signed, start, stripe_client,
+                                        wait_until)
 
 pytestmark = pytest.mark.e2e
 
@@ -113,9 +114,7 @@ def test_bad_input_is_refused_clearly_and_calls_no_stripe(stack):
 def test_each_event_three_times_out_of_order_gives_one_payment(stack):
     made = new_portal_client(stack, "Replay Co", "replay@example.com", invoices=1)
     session = sign_in(stack, "replay@example.com")
-    attempt_id = start(session, stack, invoice=made["invoices"][0]["id"]).headers["Location"].rsplit("/", 1)[1]
-    pay_card(session, stack, attempt_id)
-    wait_until(lambda: attempt_status(session, stack, attempt_id) == "succeeded", what="the webhook")
+    attempt_id = paid_by_card(session, stack, made["invoices"][0]["id"])
     intent_id = query(stack, "payments", "SELECT payment_intent_id FROM attempts WHERE id = %s", attempt_id)[0][0]
     intent = stripe_client(stack).v1.payment_intents.retrieve(intent_id).to_dict()
     events = [{"id": f"evt_replay_{kind}_{attempt_id[:8]}", "object": "event", "type": f"payment_intent.{kind}",
@@ -170,9 +169,7 @@ def test_refunds_through_the_admin_api_reopen_the_invoice(stack, api_key):
     made = new_portal_client(stack, "Refund Me", "refundme@example.com", invoices=1)
     invoice_id = made["invoices"][0]["id"]
     session = sign_in(stack, "refundme@example.com")
-    attempt_id = start(session, stack, invoice=invoice_id).headers["Location"].rsplit("/", 1)[1]
-    pay_card(session, stack, attempt_id)
-    wait_until(lambda: attempt_status(session, stack, attempt_id) == "succeeded", what="the webhook")
+    attempt_id = paid_by_card(session, stack, invoice_id)
     wait_until(lambda: admin(stack, "GET", f"/invoices/{invoice_id}", api_key).json()["status"] == "paid")
     too_much = admin(stack, "POST", f"/payments/{attempt_id}/refunds", api_key,
                      json={"amount": 10001, "idempotency_key": "r-big"})
@@ -200,9 +197,7 @@ def test_refunds_through_the_admin_api_reopen_the_invoice(stack, api_key):
 def test_a_dispute_is_recorded_and_visible_to_the_business(stack, api_key):
     made = new_portal_client(stack, "Dispute Co", "dispute@example.com", invoices=1)
     session = sign_in(stack, "dispute@example.com")
-    attempt_id = start(session, stack, invoice=made["invoices"][0]["id"]).headers["Location"].rsplit("/", 1)[1]
-    pay_card(session, stack, attempt_id)
-    wait_until(lambda: attempt_status(session, stack, attempt_id) == "succeeded", what="the webhook")
+    attempt_id = paid_by_card(session, stack, made["invoices"][0]["id"])
     intent = query(stack, "payments", "SELECT payment_intent_id FROM attempts WHERE id = %s", attempt_id)[0][0]
     dispute = {"id": f"dp_{attempt_id[:8]}", "object": "dispute", "amount": 10000, "currency": "usd",
                "payment_intent": intent, "reason": "fraudulent", "status": "needs_response"}

@@ -91,6 +91,20 @@ def _selection(uow, workspace_id: str, client_id: str, invoice_ids, done: dict) 
     return sorted(rows, key=_oldest_first)
 
 
+def _balance_use(available: dict, rows, owed: dict) -> list[tuple[str, str, int]]:
+    """Credit, then retainer, spread over the standard invoices oldest first."""
+    owed, uses = dict(owed), []
+    for source in SOURCES:
+        left = max(available[source], 0)  # below zero after a refund of spent credit
+        for r in rows:
+            use = min(left, owed[r.id]) if r.kind == "standard" else 0
+            if use:
+                uses.append((r.id, source, use))
+                owed[r.id] -= use
+                left -= use
+    return uses
+
+
 def plan_payment(uow, now: datetime, workspace_id: str, client_id: str, request: dict | None,
                  commit: bool = False, key: str | None = None) -> dict:
     """What to charge and how it pays the client's invoices. `amount`, when given, is the card amount:
@@ -127,18 +141,11 @@ def plan_payment(uow, now: datetime, workspace_id: str, client_id: str, request:
     # earlier commit with this key applied. A replay finds nothing more to apply.
     owed = {r.id: domain.balance(r.total, r.amount_paid, r.amount_credited) for r in rows}
     applied = {source: sum(d.get(source, 0) for d in done.values()) for source in SOURCES}
-    to_apply = []  # (invoice_id, source, amount)
-    if apply_balance:
-        available = _available(uow, client.id, currency)
-        for source in SOURCES:
-            left = max(available[source], 0)  # below zero after a refund of spent credit
-            for r in rows:
-                use = min(left, owed[r.id]) if r.kind == "standard" else 0
-                if use:
-                    to_apply.append((r.id, source, use))
-                    owed[r.id] -= use
-                    applied[source] += use
-                    left -= use
+    usable = _balance_use(_available(uow, client.id, currency), rows, owed)  # (invoice_id, source, amount)
+    to_apply = usable if apply_balance else []
+    for invoice_id, source, use in to_apply:
+        owed[invoice_id] -= use
+        applied[source] += use
     remaining = sum(owed.values())
 
     amount = request.get("amount")
@@ -174,4 +181,6 @@ def plan_payment(uow, now: datetime, workspace_id: str, client_id: str, request:
         "customer": {"name": client.name, "email": contact["contact_email"] or None},
         "stripe_account": settings.stripe_account, "minimum": settings.partial_payment_minimum,
         "allow_partial": settings.allow_partial_payments,
+        # what "use my credit first" would apply, so the review page needs one plan, not two
+        "balance_usable": sum(use for _, _, use in usable) if not apply_balance else 0,
     }
