@@ -102,6 +102,12 @@ def card_payment(admin) -> dict:
     return admin["card_payment"]
 
 
+def _billing_has_refund(url: str, refund_id: str) -> bool:
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM refunds WHERE id = %s", (refund_id,))
+        return cur.fetchone() is not None
+
+
 def _card_payment(stack, rpc, workspace_id: str, client_id: str) -> dict:
     from tests.e2e.payments_support import CARD_OK, confirm_setup
 
@@ -220,6 +226,8 @@ def test_every_route_works_for_its_own_workspace(admin):
     refund = api("POST", f"/payments/{card['id']}/refunds", {"amount": 1500, "idempotency_key": "admin-1"},
                  expect=201).json()
     assert (refund["amount"], refund["status"]) == (1500, "succeeded")
+    wait_until(lambda: _billing_has_refund(admin["db"], refund["stripe_refund_id"]),  # before the next snapshots
+               what="billing to record the refund from payments' event")
     assert [r["id"] for r in api("GET", f"/payments/{card['id']}/refunds", expect=200).json()] == [refund["id"]]
     assert api("GET", "/disputes", expect=200).json() == []
 
