@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: dev test unit integration e2e seed bench install clean lint
+.PHONY: dev test unit integration e2e chaos seed bench install clean lint
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ integration: $(STAMP)
 
 e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e
+
+## Fault tests at full size: kill -9 under webhooks, a broker restart, dropped connections, a dead replica.
+## (`make test` runs the same tests smaller.) Counts land in test-artifacts/chaos-report.json.
+chaos: $(STAMP)
+	CHAOS_SCALE=full $(BIN)/python -m pytest -p no:cacheprovider tests/chaos
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3* var/mail var/logs

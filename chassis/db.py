@@ -11,6 +11,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine
 
+from chassis.scope import db_scope
+
 log = logging.getLogger(__name__)
 
 
@@ -30,7 +32,27 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
     if url.startswith("postgresql"):
         _green_psycopg_if_eventlet()
     # Pool sized to the caller's worker count: nameko's 10 workers exceed the default 5.
-    return sa.create_engine(url, pool_size=pool_size, max_overflow=2, pool_pre_ping=True)
+    engine = sa.create_engine(url, pool_size=pool_size, max_overflow=2, pool_pre_ping=True)
+    if engine.dialect.name == "postgresql":
+        sa.event.listen(engine, "begin", _scope_transaction)
+    return engine
+
+
+# Transaction-local (is_local=true) settings: they end with the transaction, so a pooled connection
+# never carries one worker's scope into the next worker's transaction.
+_SCOPE_SQL = sa.text("SELECT set_config('app.workspace_id', :workspace_id, true), "
+                     "set_config('app.client_id', :client_id, true), set_config('app.rls_bypass', :bypass, true)")
+
+
+def _scope_transaction(conn: Connection) -> None:
+    """At the start of every transaction: the caller's scope for the row-level security policies, or
+    the bypass when the service works for itself (no scope: timers, event consumers, sign-in, CLI)."""
+    scope = db_scope.get()
+    if scope is None:
+        params = {"workspace_id": "", "client_id": "", "bypass": "on"}
+    else:
+        params = {"workspace_id": scope.workspace_id, "client_id": scope.client_id or "", "bypass": ""}
+    conn.execute(_SCOPE_SQL, params)  # SQLAlchemy does not autobegin again inside its begin event
 
 
 def _green_psycopg_if_eventlet() -> None:
@@ -83,6 +105,9 @@ def run_migrations_env(target_metadata: sa.MetaData) -> None:
 
 
 def _run(context, connection: Connection, target_metadata: sa.MetaData) -> None:
+    if connection.dialect.name == "postgresql":  # a service migrating its own schema: data migrations see every row
+        connection.execute(sa.text("SELECT set_config('app.rls_bypass', 'on', false)"))
+        connection.commit()  # a session setting, kept for this connection's life
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
@@ -90,6 +115,37 @@ def _run(context, connection: Connection, target_metadata: sa.MetaData) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+
+
+# Row-level security (PostgreSQL only), keyed on the settings _scope_transaction sets. No settings at
+# all (a connection outside make_engine, a forgotten scope) compare NULL and see no rows. Migrations
+# call these, so the SQL is history: change a policy with a new migration, not by editing this.
+def _rls_expression(client_column: str | None) -> str:
+    scoped = "workspace_id = current_setting('app.workspace_id', true)"
+    if client_column:
+        scoped += (f" AND (coalesce(current_setting('app.client_id', true), '') = ''"
+                   f" OR {client_column} = current_setting('app.client_id', true))")
+    return f"current_setting('app.rls_bypass', true) = 'on' OR ({scoped})"
+
+
+def enable_row_level_security(op, table: str, client_column: str | None = "client_id") -> None:
+    """In a migration: rows of `table` visible and writable only within the transaction's workspace
+    (and client, when one is set and `client_column` names the table's client). FORCE makes the
+    policy bind the table's owner too, which is the service's own role."""
+    if op.get_bind().dialect.name != "postgresql":  # SQLite (make dev) has no row-level security
+        return
+    expression = _rls_expression(client_column)
+    op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+    op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
+    op.execute(f"CREATE POLICY scoped ON {table} USING ({expression}) WITH CHECK ({expression})")
+
+
+def disable_row_level_security(op, table: str) -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    op.execute(f"DROP POLICY IF EXISTS scoped ON {table}")
+    op.execute(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
+    op.execute(f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY")
 
 
 class UnitOfWork:

@@ -59,6 +59,14 @@ def define_tables(metadata: sa.MetaData) -> None:
         sa.Column("error", sa.Text, nullable=False),
         sa.Column("failed_at", UtcDateTime, nullable=False),
     )
+    sa.Table(
+        "idempotency_keys",
+        metadata,
+        sa.Column("key", sa.String(250), primary_key=True),  # caller's namespace + method + key
+        sa.Column("request_hash", sa.String(64), nullable=False),
+        sa.Column("result", sa.Text, nullable=True),
+        sa.Column("created_at", UtcDateTime, nullable=False),
+    )
 
 
 # Lightweight table handles (same definitions as define_tables) for use without a service's metadata.
@@ -66,6 +74,7 @@ _META = sa.MetaData()
 define_tables(_META)
 _TABLES = _META.tables
 OUTBOX, INBOX, DEAD = _TABLES["outbox"], _TABLES["inbox"], _TABLES["dead_letters"]
+IDEMPOTENCY = _TABLES["idempotency_keys"]
 
 
 def add_to_outbox(conn: Connection, event_type: str, workspace_id, data: dict, version: int = 1) -> dict:
@@ -132,9 +141,41 @@ def consume_once(engine: Engine, consumer: str, event: dict, handle) -> bool:
 
 def dead_letter(engine: Engine, consumer: str, event: dict, error: str) -> None:
     with engine.begin() as conn:
-        conn.execute(
-            DEAD.insert().values(
-                consumer=consumer, event_id=event.get("id", "?"), body=json.dumps(event, default=str), error=error,
-                failed_at=utcnow()
-            )
-        )
+        add_dead_letter(conn, consumer, event, error)
+
+
+def add_dead_letter(conn: Connection, consumer: str, event: dict, error: str) -> None:
+    conn.execute(DEAD.insert().values(consumer=consumer, event_id=str(event.get("id", "?")),
+                                      body=json.dumps(event, default=str), error=error[:2000], failed_at=utcnow()))
+
+
+def list_dead_letters(engine: Engine, limit: int = 100) -> list[dict]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(DEAD).order_by(DEAD.c.id).limit(limit)).all()
+    return [_letter(row, with_body=False) for row in rows]
+
+
+def get_dead_letter(engine: Engine, letter_id: int) -> dict | None:
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(DEAD).where(DEAD.c.id == letter_id)).first()
+    return _letter(row, with_body=True) if row else None
+
+
+def claim_dead_letter(engine: Engine, letter_id: int) -> dict | None:
+    """Take a letter off the dead-letter table for a replay; None if gone (another replay took it).
+    If the replay fails again, the consumer parks the event anew, so nothing is lost either way."""
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(DEAD).where(DEAD.c.id == letter_id)).first()
+        if row is None or conn.execute(DEAD.delete().where(DEAD.c.id == letter_id)).rowcount != 1:
+            return None
+    return _letter(row, with_body=True)
+
+
+def _letter(row, with_body: bool) -> dict:
+    letter = {"id": row.id, "consumer": row.consumer, "event_id": row.event_id, "error": row.error,
+              "failed_at": row.failed_at.isoformat()}
+    if with_body:
+        letter["event"] = json.loads(row.body)
+    else:
+        letter["event_type"] = json.loads(row.body).get("type")
+    return letter

@@ -14,9 +14,12 @@ from nameko.rpc import rpc
 from nameko.timer import timer
 
 from chassis import db as dbmod
-from chassis import events, settings
-from chassis.errors import ServiceError
+from chassis import events, idempotency, settings
+from chassis.errors import EXPECTED, NotFound, ServiceError, Unavailable
 from chassis.logs import request_id_var
+from chassis.scope import CONTEXT_KEY as SCOPE_KEY
+from chassis.scope import db_scope
+from chassis.scope import from_context as scope_from_context
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +68,27 @@ class RequestContext(DependencyProvider):
         request_id_var.set(None)
 
 
+class ScopeContext(DependencyProvider):
+    """Binds the caller's workspace/client scope (nameko context data, from the gateway) to this
+    worker's database transactions, where PostgreSQL's row-level security enforces it (chassis/scope.py)."""
+
+    def get_dependency(self, worker_ctx):
+        return scope_from_context(worker_ctx.data.get(SCOPE_KEY))
+
+    def worker_setup(self, worker_ctx):
+        db_scope.set(scope_from_context(worker_ctx.data.get(SCOPE_KEY)))
+
+    def worker_teardown(self, worker_ctx):
+        db_scope.set(None)
+
+
 class ServiceBase:
     """Every service: a database with an outbox, a relay that publishes it, and `ping`."""
 
     db: DatabaseHandle
     dispatch = EventDispatcher()
     request_id = RequestContext()
+    scope = ScopeContext()
 
     @rpc
     def ping(self):
@@ -78,26 +96,67 @@ class ServiceBase:
             conn.execute(sa.text("SELECT 1"))
         return {"service": self.name, "ok": True}
 
-    def _tx(self, handler, *args, **kwargs):
-        """Run `handler(uow, now, *args)` in one transaction, committed when it returns."""
+    def _tx(self, handler, *args, idempotency_key: str | None = None, **kwargs):
+        """Run `handler(uow, now, *args)` in one transaction, committed when it returns. With an
+        idempotency key, a repeat of the same call returns the first answer and changes nothing."""
         with self.db.uow() as uow:
+            if idempotency_key:
+                key = f"{self.name}.{handler.__name__}:{idempotency_key}"
+                fingerprint = idempotency.request_hash(key, args, kwargs)
+                kept = idempotency.claim(uow, key, fingerprint)
+                if kept is not idempotency.MISSING:
+                    return kept
             result = handler(uow, events.utcnow(), *args, **kwargs)
+            if idempotency_key:
+                idempotency.keep(uow, key, result)
             uow.commit()
             return result
+
+    @rpc
+    def list_dead_letters(self, limit=100):
+        return events.list_dead_letters(self.db.engine, int(limit))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def get_dead_letter(self, letter_id):
+        letter = events.get_dead_letter(self.db.engine, int(letter_id))
+        if letter is None:
+            raise NotFound(f"No dead letter {letter_id} in {self.name}.")
+        return letter
+
+    @rpc(expected_exceptions=EXPECTED)
+    def replay_dead_letter(self, letter_id):
+        """Hand a parked event to its consumer again. The consumer's inbox makes a replay of an event
+        that meanwhile got through harmless; a replay that fails again is parked anew."""
+        letter = events.claim_dead_letter(self.db.engine, int(letter_id))
+        if letter is None:
+            raise NotFound(f"No dead letter {letter_id} in {self.name}.")
+        handled = self.replay_parked(letter["consumer"].split(".", 1)[1], letter["event"])
+        return {"id": letter["id"], "consumer": letter["consumer"], "event_id": letter["event_id"],
+                "handled": bool(handled)}
+
+    def replay_parked(self, consumer: str, event: dict):
+        """Run one consumer method (a `consumes` wrapper) on a parked event, in this worker."""
+        handler = getattr(self, consumer, None)
+        if handler is None or not getattr(handler, "is_consumer", False):
+            raise NotFound(f"{self.name} has no consumer {consumer}.")
+        return handler(event)
 
     @timer(interval=float(settings.env("OUTBOX_RELAY_INTERVAL", "0.2")))
     def relay_outbox(self):
         events.relay_outbox(self.db.engine, self.dispatch)
 
 
-def consumes(source_service: str, event_type: str, max_attempts: int = 5, base_delay: float = 0.2):
+def consumes(source_service: str, event_type: str, max_attempts: int | None = None, base_delay: float | None = None):
     """Subscribe a method `fn(self, uow, event)` to an event, exactly once per event id. The unit of
     work joins the transaction that also records the event id, and commits with it.
 
     Failures are retried in place with exponential backoff; after `max_attempts` the event goes to
     the dead-letter table instead of being silently dropped. The message is acked only after this
-    returns, so a crash mid-way gets it redelivered.
+    returns, so a crash mid-way gets it redelivered. A business rule's refusal is parked at once;
+    `Unavailable` (a peer or Stripe did not answer) is retried like any other failure.
     """
+    max_attempts = max_attempts or settings.env_int("EVENT_RETRY_ATTEMPTS", 5)
+    base_delay = base_delay if base_delay is not None else float(settings.env("EVENT_RETRY_BASE_DELAY", "0.5"))
 
     def decorator(fn):
         @event_handler(source_service, event_type)
@@ -108,21 +167,26 @@ def consumes(source_service: str, event_type: str, max_attempts: int = 5, base_d
                 try:
                     return events.consume_once(self.db.engine, consumer, event,
                                                lambda conn, e: fn(self, dbmod.JoinedUnitOfWork(conn), e))
-                except ServiceError as exc:  # a business rule said no: retrying cannot help, park it now
-                    log.error("event refused by a business rule", extra={
-                        "consumer": consumer, "event_id": event.get("id"), "error": repr(exc)})
-                    events.dead_letter(self.db.engine, consumer, event, repr(exc))
-                    return False
                 except Exception as exc:  # noqa: BLE001 - anything may fail; we retry then park it
-                    log.warning(
-                        "event handler failed",
-                        extra={"consumer": consumer, "event_id": event.get("id"), "attempt": attempt, "error": repr(exc)},
-                    )
-                    if attempt == max_attempts:
+                    refused = isinstance(exc, ServiceError) and not isinstance(exc, Unavailable)
+                    if refused:  # a business rule said no: retrying cannot help, park it now
+                        log.error("event refused by a business rule", extra={
+                            "consumer": consumer, "event_id": event.get("id"), "error": repr(exc)})
+                    if refused or not _retry_later(consumer, event, attempt, max_attempts, base_delay, repr(exc)):
                         events.dead_letter(self.db.engine, consumer, event, repr(exc))
                         return False
-                    eventlet.sleep(base_delay * 2 ** (attempt - 1))
 
+        wrapper.is_consumer = True
         return wrapper
 
     return decorator
+
+
+def _retry_later(consumer: str, event: dict, attempt: int, max_attempts: int, base_delay: float, error: str) -> bool:
+    """Log the failure and sleep before the next attempt (exponential backoff); False when out of tries."""
+    log.warning("event handler failed", extra={
+        "consumer": consumer, "event_id": event.get("id"), "attempt": attempt, "error": error})
+    if attempt >= max_attempts:
+        return False
+    eventlet.sleep(base_delay * 2 ** (attempt - 1))
+    return True

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from email import policy
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
@@ -99,21 +100,61 @@ def amqp_uri(containers):
     delete_vhost(uri)
 
 
-@pytest.fixture(scope="session")
-def service_databases(postgres_admin_url):
-    """One fresh PostgreSQL database per service, dropped afterwards."""
-    admin = psycopg2.connect(postgres_admin_url)
+@contextmanager
+def databases_with_roles(admin_url: str, prefix: str, services=SERVICE_NAMES):
+    """One fresh PostgreSQL database per service, owned by a login role of its own, both dropped
+    afterwards. The role is neither superuser nor BYPASSRLS, as in production, so row-level security
+    binds it. Yields `service` URLs logging in as that role (what the services use) and `admin` URLs
+    reaching the same databases as the admin role, which sees every row (for tests to inspect)."""
+    admin = psycopg2.connect(admin_url)
     admin.autocommit = True
-    names = {service: f"portal_{RUN_ID}_{service}" for service in SERVICE_NAMES}
-    with admin.cursor() as cur:
-        for name in names.values():
-            cur.execute(f'CREATE DATABASE "{name}"')
-    base = urlparse(postgres_admin_url)
-    yield {service: urlunparse(base._replace(path="/" + name)) for service, name in names.items()}
-    with admin.cursor() as cur:
-        for name in names.values():
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+    names = {service: f"{prefix}_{service}" for service in services}
+    passwords = {service: uuid.uuid4().hex for service in services}  # works on md5/scram clusters too
+    base = urlparse(admin_url)
+    host = f"[{base.hostname}]" if base.hostname and ":" in base.hostname else (base.hostname or "")
+    port = f":{base.port}" if base.port else ""
+    try:
+        with admin.cursor() as cur:
+            for service, name in names.items():
+                cur.execute(f'CREATE ROLE "{name}" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE '
+                            'PASSWORD %s', (passwords[service],))
+                cur.execute(f'CREATE DATABASE "{name}" OWNER "{name}"')
+        yield {
+            "admin": {service: urlunparse(base._replace(path="/" + name)) for service, name in names.items()},
+            "service": {service: urlunparse(base._replace(path="/" + name,
+                                                          netloc=f"{name}:{passwords[service]}@{host}{port}"))
+                        for service, name in names.items()},
+        }
+    finally:
+        with admin.cursor() as cur:
+            for name in names.values():
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                cur.execute(f'DROP ROLE IF EXISTS "{name}"')
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def database_urls(postgres_admin_url):
+    with databases_with_roles(postgres_admin_url, f"portal_{RUN_ID}") as urls:
+        yield urls
+        # Before the drop: every event this run published must match docs/events.asyncapi.yaml.
+        from tests.event_contract_check import outbox_problems, report
+
+        checked, problems = outbox_problems(urls["admin"])
+        if problems:
+            pytest.fail(report(checked, problems), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def service_databases(database_urls):
+    """Each service's database as the service's own role (subject to row-level security)."""
+    return database_urls["service"]
+
+
+@pytest.fixture(scope="session")
+def admin_databases(database_urls):
+    """Each service's database as the admin role: sees every row, for checks and snapshots."""
+    return database_urls["admin"]
 
 
 def free_port() -> int:
@@ -149,7 +190,7 @@ class Outbox:
 
 
 @pytest.fixture(scope="session")
-def stack(amqp_uri, service_databases, tmp_path_factory):
+def stack(amqp_uri, service_databases, admin_databases, tmp_path_factory):
     """The four services and the gateway as real processes on PostgreSQL and RabbitMQ, seeded."""
     work = tmp_path_factory.mktemp("stack")
     port = free_port()
@@ -157,8 +198,11 @@ def stack(amqp_uri, service_databases, tmp_path_factory):
     env.update({
         "PORTAL_ENV": "dev", "PORTAL_VAR_DIR": str(work / "var"), "MAIL_OUTBOX_DIR": str(work / "mail"),
         "AMQP_URI": amqp_uri, "GATEWAY_BIND": f"127.0.0.1:{port}", "PORTAL_URL": f"http://localhost:{port}",
-        "RPC_TIMEOUT": "6", "GATEWAY_WORKERS": "2", "OUTBOX_RELAY_INTERVAL": "0.1", "MAIL_POLL_INTERVAL": "0.2",
+        "RPC_TIMEOUT": "6", "SERVICE_RPC_TIMEOUT": "8", "EVENT_RETRY_ATTEMPTS": "4", "EVENT_RETRY_BASE_DELAY": "0.5",
+        "GATEWAY_WORKERS": "2", "OUTBOX_RELAY_INTERVAL": "0.1", "MAIL_POLL_INTERVAL": "0.2",
+        "WEBHOOK_RETRY_BASE_SECONDS": "0.2", "WEBHOOK_DELIVERY_INTERVAL": "0.2",
         "AUTH_LINKS_PER_EMAIL": "50", "AUTH_LINKS_PER_IP": "500", "BILLING_SWEEP_INTERVAL": "1",
+        "AUTH_VERIFY_FAILURES_PER_IP": "100",  # every test runs from 127.0.0.1; the abuse test reaches it
     })
     env.pop("SMTP_URL", None)
     for service, url in service_databases.items():
@@ -173,9 +217,10 @@ def stack(amqp_uri, service_databases, tmp_path_factory):
     try:
         running.wait_healthy(120)
         subprocess.run([sys.executable, "-m", "services.billing.seed"], cwd=ROOT, env=env, check=True)
-        _wait_for_contacts(service_databases["auth"], 4)
+        _wait_for_contacts(admin_databases["auth"], 4)
         running.outbox = Outbox(work / "mail")
-        running.databases = service_databases
+        running.databases = admin_databases  # tests inspect as the admin: they see every row
+        running.service_databases = service_databases  # what the services log in with (row-level security)
         running.amqp_uri = amqp_uri
         yield running
     finally:

@@ -45,6 +45,8 @@ class Policy:
     touch_every: timedelta = timedelta(seconds=60)
     links_per_email: int = 5
     links_per_ip: int = 20
+    # sign-in link tokens we never issued, per address and window, before it is refused (guessing)
+    verify_failures_per_ip: int = 30
     rate_window: timedelta = timedelta(minutes=15)
 
 

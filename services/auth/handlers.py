@@ -56,8 +56,7 @@ def request_links(uow, raw_email: str, client_ip: str, now: datetime, policy: do
     return to_send
 
 
-def link_state(uow, token: str, now: datetime) -> str:
-    """'valid', 'used', 'expired' or 'unknown', without consuming anything."""
+def _token_state(uow, token: str, now: datetime) -> str:
     if not token or len(token) > 200:
         return "unknown"
     row = uow.execute(sa.select(link_tokens).where(link_tokens.c.token_hash == domain.hash_secret(token))).first()
@@ -66,12 +65,40 @@ def link_state(uow, token: str, now: datetime) -> str:
     return domain.LinkToken(row.contact_id, row.created_at, row.expires_at, row.used_at).state(now)
 
 
-def consume_link(uow, token: str, previous_sid: str | None, now: datetime) -> dict:
+def _check_guessing(uow, client_ip: str | None, now: datetime, policy: domain.Policy | None) -> None:
+    """An address that sent too many tokens we never issued (someone guessing) is refused for the rate
+    window, even with a real link: a lucky guess then gets nothing either."""
+    if client_ip and policy and _hit_rate_limit(uow, f"verify:{client_ip}", policy.verify_failures_per_ip, now,
+                                                policy):
+        raise RateLimited("Too many sign-in links that do not work came from your network. "
+                          "Wait a few minutes, then use the link from your latest email.")
+
+
+def _count_guess(uow, client_ip: str | None, now: datetime, policy: domain.Policy | None) -> None:
+    if client_ip and policy:
+        uow.execute(rate_hits.insert().values(key=f"verify:{client_ip}", at=now))
+        uow.commit()
+
+
+def link_state(uow, token: str, now: datetime, client_ip: str | None = None,
+               policy: domain.Policy | None = None) -> str:
+    """'valid', 'used', 'expired' or 'unknown', without consuming anything. With the requester's address,
+    unknown tokens count against it and RateLimited refuses it past `policy.verify_failures_per_ip`."""
+    _check_guessing(uow, client_ip, now, policy)
+    state = _token_state(uow, token, now)
+    if state == "unknown":
+        _count_guess(uow, client_ip, now, policy)
+    return state
+
+
+def consume_link(uow, token: str, previous_sid: str | None, now: datetime, client_ip: str | None = None,
+                 policy: domain.Policy | None = None) -> dict:
     """Use a link once (atomically, even under concurrent posts) and open a new session.
 
-    Returns {"sid": <plaintext session id>, ...session}; raises Unauthorized with the link state.
+    Returns {"sid": <plaintext session id>, ...session}; raises Unauthorized with the link state, or
+    RateLimited when the address is guessing (see link_state).
     """
-    state = link_state(uow, token, now)
+    state = link_state(uow, token, now, client_ip, policy)
     if state != "valid":
         raise Unauthorized(state)
     token_hash = domain.hash_secret(token)

@@ -4,12 +4,13 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import rpc
 
 from chassis import settings
 from chassis.errors import EXPECTED
 from chassis.events import utcnow
 from chassis.nameko_ext import Database, ServiceBase, consumes
+from chassis.rpc import TimedRpcProxy
 from services.auth import domain, handlers
 
 
@@ -20,6 +21,7 @@ def policy_from_env() -> domain.Policy:
         session_absolute=timedelta(minutes=settings.env_int("AUTH_SESSION_ABSOLUTE_MINUTES", 12 * 60)),
         links_per_email=settings.env_int("AUTH_LINKS_PER_EMAIL", 5),
         links_per_ip=settings.env_int("AUTH_LINKS_PER_IP", 20),
+        verify_failures_per_ip=settings.env_int("AUTH_VERIFY_FAILURES_PER_IP", 30),
         rate_window=timedelta(minutes=settings.env_int("AUTH_RATE_WINDOW_MINUTES", 15)),
     )
 
@@ -27,7 +29,7 @@ def policy_from_env() -> domain.Policy:
 class AuthService(ServiceBase):
     name = "auth"
     db = Database("auth", Path(__file__).parent / "migrations")
-    documents = RpcProxy("documents")
+    documents = TimedRpcProxy("documents")
     policy = policy_from_env()
 
     @rpc(expected_exceptions=EXPECTED)
@@ -49,15 +51,15 @@ class AuthService(ServiceBase):
             )
         return {"accepted": True}
 
-    @rpc
-    def link_state(self, token: str) -> str:
+    @rpc(expected_exceptions=EXPECTED)
+    def link_state(self, token: str, client_ip: str | None = None) -> str:
         with self.db.uow() as uow:
-            return handlers.link_state(uow, token, utcnow())
+            return handlers.link_state(uow, token, utcnow(), client_ip, self.policy)
 
     @rpc(expected_exceptions=EXPECTED)
-    def consume_link(self, token: str, previous_sid: str | None = None) -> dict:
+    def consume_link(self, token: str, previous_sid: str | None = None, client_ip: str | None = None) -> dict:
         with self.db.uow() as uow:
-            return handlers.consume_link(uow, token, previous_sid, utcnow())
+            return handlers.consume_link(uow, token, previous_sid, utcnow(), client_ip, self.policy)
 
     @rpc(expected_exceptions=EXPECTED)
     def validate_session(self, sid: str) -> dict:

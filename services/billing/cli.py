@@ -9,6 +9,9 @@
     portalctl invoice create --workspace WS --client CL --line "Design:10:9500[:tax%]" [--due-in 30] [--send]
     portalctl invoice send --workspace WS --invoice INV
     portalctl contacts republish [--workspace WS]
+    portalctl dead-letters list [--service S]                  (events a consumer gave up on, per service)
+    portalctl dead-letters show --service S --id N              (the event and the last error)
+    portalctl dead-letters replay --service S (--id N | --all)  (hand them to their consumer again)
 
 AMQP_URI says where the broker is. Output is JSON.
 """
@@ -94,11 +97,40 @@ def build_parser() -> argparse.ArgumentParser:
     contacts = sub.add_parser("contacts").add_subparsers(dest="action", required=True)
     p = contacts.add_parser("republish")
     p.add_argument("--workspace")
+
+    letters = sub.add_parser("dead-letters").add_subparsers(dest="action", required=True)
+    for action in ("list", "show", "replay"):
+        p = letters.add_parser(action)
+        p.add_argument("--service", choices=SERVICES, required=action != "list")
+        if action == "show":
+            p.add_argument("--id", type=int, required=True)
+        if action == "replay":
+            which = p.add_mutually_exclusive_group(required=True)
+            which.add_argument("--id", type=int)
+            which.add_argument("--all", action="store_true")
     return parser
 
 
-def run(args, billing):
+SERVICES = ("auth", "billing", "payments", "documents")
+
+
+def dead_letters(args, cluster):
+    """Dead letters live in each service's own database, so each service answers for its own."""
+    service = getattr(cluster, args.service) if args.service else None
+    match args.action:
+        case "list":
+            names = [args.service] if args.service else SERVICES
+            return {name: getattr(cluster, name).list_dead_letters() for name in names}
+        case "show":
+            return service.get_dead_letter(args.id)
+        case "replay":
+            ids = [args.id] if args.id is not None else [letter["id"] for letter in service.list_dead_letters(1000)]
+            return [service.replay_dead_letter(letter_id) for letter_id in ids]
+
+
+def run(args, cluster):
     """The RPC call for each command."""
+    billing = cluster.billing
     match (args.area, args.action):
         case ("workspace", "create"):
             return billing.create_workspace({"name": args.name, "email": args.email, "currency": args.currency,
@@ -129,6 +161,8 @@ def run(args, billing):
             return billing.send_invoice(args.workspace, args.invoice)
         case ("contacts", "republish"):
             return {"republished": billing.republish_contacts(args.workspace)}
+        case ("dead-letters", _):
+            return dead_letters(args, cluster)
     raise SystemExit(f"unknown command {args.area} {args.action}")
 
 
@@ -137,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with ClusterRpcProxy({"AMQP_URI": settings.amqp_uri()},
                              timeout=float(settings.env("RPC_TIMEOUT", "20"))) as cluster:
-            result = run(args, cluster.billing)
+            result = run(args, cluster)
     except ServiceError as exc:
         print(json.dumps({"error": exc.title, "detail": exc.detail, "errors": exc.fields}), file=sys.stderr)
         return 1
@@ -146,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except (RpcTimeout, UnknownService, OSError) as exc:
         broker = urlparse(settings.amqp_uri())
-        print(f"portalctl: cannot reach the billing service ({exc!r}); is it running? The broker is "
+        print(f"portalctl: cannot reach the {getattr(args, 'service', None) or 'billing'} service ({exc!r}); is it running? The broker is "
               f"{broker.hostname}:{broker.port or 5672}{broker.path} (AMQP_URI)", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2))

@@ -3,6 +3,7 @@ one transaction. Every call but create_workspace and authenticate_api_key is sco
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from pathlib import Path
 
 from nameko.rpc import rpc
@@ -14,6 +15,7 @@ from chassis.events import utcnow
 from chassis.nameko_ext import Database, ServiceBase, consumes
 from services.billing import handlers
 from services.billing.handlers.common import record_activity
+from services.billing.handlers.engagement import record_signal
 
 
 def _admin(name: str):
@@ -28,6 +30,16 @@ def _admin(name: str):
 
 
 log = logging.getLogger(__name__)
+
+
+def _occurred(event: dict):
+    """When the event happened (its envelope), not when it reached us: retries and a backlog must
+    not make a failure look recent. Falls back to now for an envelope without a usable time."""
+    try:
+        at = datetime.fromisoformat(event["occurred_at"])
+    except (KeyError, TypeError, ValueError):
+        return utcnow()
+    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
 
 
 class BillingService(ServiceBase):
@@ -84,6 +96,9 @@ class BillingService(ServiceBase):
     statement = _admin("statement")
     client_dashboard = _admin("client_dashboard")
     list_activity = _admin("list_activity")
+    # collection signals
+    client_engagement = _admin("client_engagement")
+    list_engagement = _admin("list_engagement")
     plan_payment = _admin("plan_payment")
     list_refunds = _admin("list_refunds")
     # bookings and reviews
@@ -114,6 +129,7 @@ class BillingService(ServiceBase):
         data = event["data"]
         record_activity(uow, utcnow(), event["workspace_id"], data["client_id"],
                               "portal.signed_in", "Signed in to the portal", {"contact_id": data["contact_id"]})
+        record_signal(uow, utcnow(), event["workspace_id"], data["client_id"], "sign_in", _occurred(event))
 
     @consumes("documents", "document.downloaded")
     def on_document_downloaded(self, uow, event):
@@ -136,11 +152,14 @@ class BillingService(ServiceBase):
         charged already, so what the invoices no longer owe becomes the client's credit (allow_unapplied)
         instead of refusing the payment."""
         data = event["data"]
+        known = handlers.payment_known(uow, data["payment_id"])  # a payment counts once as a signal too
         handlers.record_payment(uow, utcnow(), event["workspace_id"], {
             "payment_id": data["payment_id"], "allocations": data["allocations"], "amount": data["amount"],
             "currency": data["currency"], "client_id": data.get("client_id"), "method": "card",
             "reference": data.get("reference", ""), "source": "stripe", "received_at": data.get("received_at")},
             allow_unapplied=True)
+        if data.get("client_id") and not known:
+            record_signal(uow, utcnow(), event["workspace_id"], data["client_id"], "payment", _occurred(event))
 
     @consumes("payments", "payment.refunded")
     def on_payment_refunded(self, uow, event):
@@ -160,6 +179,7 @@ class BillingService(ServiceBase):
         data = event["data"]
         record_activity(uow, utcnow(), event["workspace_id"], data["client_id"],
                               "payment.attempted", "Payment attempted", {"payment_id": data.get("payment_id")})
+        record_signal(uow, utcnow(), event["workspace_id"], data["client_id"], "attempt", _occurred(event))
 
     @consumes("payments", "payment.failed")
     def on_payment_failed(self, uow, event):
@@ -167,3 +187,4 @@ class BillingService(ServiceBase):
         record_activity(uow, utcnow(), event["workspace_id"], data["client_id"],
                               "payment.failed", "Payment failed", {"payment_id": data.get("payment_id"),
                                                                    "reason": data.get("reason", "")})
+        record_signal(uow, utcnow(), event["workspace_id"], data["client_id"], "failure", _occurred(event))

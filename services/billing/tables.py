@@ -346,3 +346,25 @@ booking_cells = sa.Table(
     sa.Column("starts_at", UtcDateTime, primary_key=True),
     sa.Column("booking_id", sa.String(36), sa.ForeignKey("bookings.id"), nullable=False, index=True),
 )
+
+# Collection signals per client, kept up to date by the events that carry them (see engagement.py):
+# counters and latest times, so the admin API reads one row instead of scanning the timeline.
+client_engagement = sa.Table(
+    "client_engagement",
+    metadata,
+    sa.Column("workspace_id", sa.String(36), sa.ForeignKey("workspaces.id"), primary_key=True),
+    sa.Column("client_id", sa.String(36), sa.ForeignKey("clients.id"), primary_key=True),
+    sa.Column("portal_views", sa.Integer, nullable=False, default=0, server_default="0"),
+    sa.Column("last_viewed_at", UtcDateTime, nullable=True),
+    sa.Column("last_signed_in_at", UtcDateTime, nullable=True),
+    sa.Column("payment_attempts", sa.Integer, nullable=False, default=0, server_default="0"),
+    sa.Column("failed_payments", sa.Integer, nullable=False, default=0, server_default="0"),
+    sa.Column("last_failed_at", UtcDateTime, nullable=True),
+    sa.Column("previous_failed_at", UtcDateTime, nullable=True),
+    sa.Column("successful_payments", sa.Integer, nullable=False, default=0, server_default="0"),
+    sa.Column("last_paid_at", UtcDateTime, nullable=True),
+    sa.Column("reminders_sent", sa.Integer, nullable=False, default=0, server_default="0"),
+    sa.Column("last_reminder_at", UtcDateTime, nullable=True),
+    sa.Column("unanswered_reminder_since", UtcDateTime, nullable=True),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)

@@ -6,16 +6,19 @@ import os
 import uuid
 from pathlib import Path
 
+import eventlet
+import requests
 from cachetools import TTLCache
 from nameko.extensions import DependencyProvider
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import rpc
 from nameko.timer import timer
 
 from chassis import settings
 from chassis.errors import EXPECTED
 from chassis.events import utcnow
 from chassis.nameko_ext import Database, ServiceBase, consumes
-from services.documents import handlers, mails
+from chassis.rpc import TimedRpcProxy
+from services.documents import handlers, mails, webhooks
 from services.documents.mail import backend_from_env
 from services.documents.pdf import Renderer
 from services.documents.storage import FileStorage
@@ -48,13 +51,17 @@ class Mailer(DependencyProvider):
         return self.backend
 
 
+def _delete_subscription(uow, now, workspace_id: str, subscription_id: str) -> None:
+    webhooks.delete_subscription(uow, workspace_id, subscription_id)
+
+
 class DocumentsService(ServiceBase):
     name = "documents"
     db = Database("documents", Path(__file__).parent / "migrations")
     renderer = PdfRenderer()
     mailer = Mailer()
-    billing = RpcProxy("billing")
-    auth = RpcProxy("auth")
+    billing = TimedRpcProxy("billing")
+    auth = TimedRpcProxy("auth")
     sender = settings.env("MAIL_FROM", "Billing Portal <no-reply@portal.localhost>")
 
     @rpc
@@ -237,3 +244,70 @@ class DocumentsService(ServiceBase):
     def on_invoice_reminder(self, uow, event):
         handlers.queue_reminders(uow, utcnow(), self.sender, event,
                                  settings.env("PORTAL_URL", "http://localhost:8000"))
+
+    # --- outbound webhooks (services/documents/webhooks.py; the admin API's /webhooks routes) ---
+    webhook_base = float(settings.env("WEBHOOK_RETRY_BASE_SECONDS", "30"))
+    # Private and loopback addresses are refused outside development (PORTAL_ENV=dev).
+    webhook_allow_private = settings.env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", settings.is_dev())
+
+    @rpc(expected_exceptions=EXPECTED)
+    def create_webhook(self, workspace_id: str, data: dict, idempotency_key: str | None = None) -> dict:
+        """The new subscription with its secret: the only time the secret is shown."""
+        return self._tx(webhooks.create_subscription, workspace_id, data, self.webhook_allow_private,
+                        idempotency_key=idempotency_key)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def list_webhooks(self, workspace_id: str) -> list[dict]:
+        with self.db.uow() as uow:
+            return webhooks.list_subscriptions(uow, workspace_id)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def get_webhook(self, workspace_id: str, subscription_id: str) -> dict:
+        with self.db.uow() as uow:
+            return webhooks.get_subscription(uow, workspace_id, subscription_id)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def update_webhook(self, workspace_id: str, subscription_id: str, data: dict,
+                       idempotency_key: str | None = None) -> dict:
+        return self._tx(webhooks.update_subscription, workspace_id, subscription_id, data, self.webhook_allow_private,
+                        idempotency_key=idempotency_key)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def delete_webhook(self, workspace_id: str, subscription_id: str, idempotency_key: str | None = None) -> None:
+        self._tx(_delete_subscription, workspace_id, subscription_id, idempotency_key=idempotency_key)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def list_webhook_deliveries(self, workspace_id: str, subscription_id: str, limit=50) -> list[dict]:
+        with self.db.uow() as uow:
+            return webhooks.list_deliveries(uow, workspace_id, subscription_id, limit)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def replay_webhook_delivery(self, workspace_id: str, delivery_id: str, idempotency_key: str | None = None) -> dict:
+        return self._tx(webhooks.replay, workspace_id, delivery_id, idempotency_key=idempotency_key)
+
+    @timer(interval=float(settings.env("WEBHOOK_DELIVERY_INTERVAL", "1")))
+    def deliver_webhooks(self):
+        """POST what is due, several at once (green threads), holding no transaction while waiting."""
+        pool = eventlet.GreenPool(webhooks.CONCURRENCY)
+        with requests.Session() as http:
+            webhooks.deliver_due(self.db.uow, http, utcnow, base=self.webhook_base,
+                                 allow_private=self.webhook_allow_private, map_fn=pool.imap)
+
+
+def _webhook_consumer(source: str, event_type: str):
+    """A consumer that queues one event type for the workspace's subscriptions. Its name is both the
+    method's and its queue's, and the inbox's key, so a parked event can be replayed to it."""
+    name = "webhooks_" + event_type.replace(".", "_")
+
+    def consume(self, uow, event):
+        webhooks.fan_out(uow, utcnow(), event)
+
+    consume.__name__ = consume.__qualname__ = name
+    return name, consumes(source, event_type)(consume)
+
+
+# One consumer per public event type (nameko binds an event handler to one type); added to the class
+# before any container is built, which is when nameko looks for entrypoints.
+for _source, _types in webhooks.EVENTS.items():
+    for _type in _types:
+        setattr(DocumentsService, *_webhook_consumer(_source, _type))

@@ -39,3 +39,57 @@ workspaces = sa.Table(
     sa.Column("version", sa.Integer, nullable=False, default=0),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
+
+# Outbound webhooks: a workspace's own systems subscribe to event types; each event becomes one
+# delivery per matching subscription, retried until it is acknowledged or 24 hours have passed.
+webhook_subscriptions = sa.Table(
+    "webhook_subscriptions",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("workspace_id", sa.String(36), nullable=False, index=True),
+    sa.Column("url", sa.String(2000), nullable=False),
+    sa.Column("description", sa.String(500), nullable=False, default=""),
+    sa.Column("event_types", sa.JSON, nullable=False),  # exact types, "invoice.*" or "*"
+    sa.Column("secret", sa.String(200), nullable=False),  # HMAC key: kept, since every delivery is signed with it
+    sa.Column("active", sa.Boolean, nullable=False, default=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("subscription_id", sa.String(36), sa.ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("workspace_id", sa.String(36), nullable=False),
+    sa.Column("event_id", sa.String(36), nullable=False),
+    sa.Column("event_type", sa.String(100), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),  # the exact bytes signed and sent, the same on every attempt
+    sa.Column("status", sa.String(20), nullable=False),  # pending, succeeded, failed
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", UtcDateTime, nullable=False),
+    sa.Column("retry_until", UtcDateTime, nullable=False),  # 24 h after creation (or after a replay)
+    sa.Column("claim_token", sa.String(36), nullable=True),  # the delivery run that holds it, if any
+    sa.Column("last_status_code", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("delivered_at", UtcDateTime, nullable=True),
+    # a redelivered event never becomes a second delivery to the same subscription
+    sa.UniqueConstraint("subscription_id", "event_id", name="uq_webhook_deliveries_subscription_event"),
+    sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    sa.Index("ix_webhook_deliveries_log", "subscription_id", "created_at"),
+)
+
+# One row per HTTP request made, for the delivery log.
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", sa.String(36), sa.ForeignKey("webhook_deliveries.id", ondelete="CASCADE"),
+              nullable=False, index=True),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+)

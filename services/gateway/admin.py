@@ -13,7 +13,9 @@ import falcon
 from pydantic import Field
 
 from chassis.errors import Unauthorized
-from services.gateway.jsonapi import Body, Endpoint, OpenApi, Query, openapi_document as _openapi, read_body
+from chassis.scope import Scope
+from services.gateway.jsonapi import Body, Endpoint, OpenApi, Query, idempotency_key, read_body
+from services.gateway.jsonapi import openapi_document as _openapi
 
 PREFIX = "/api/admin/v1"
 Id = Field(min_length=1, max_length=64)
@@ -199,11 +201,35 @@ class RecurringUpdate(Body):
     active: bool | None = None
 
 
+WEBHOOK_EVENTS = "Event types (e.g. invoice.paid), invoice.* for a family, or * for all"
+
+
+class WebhookIn(Body):
+    url: str = Field(min_length=1, max_length=2000, description="http(s) URL that receives the POSTs")
+    event_types: list[str] = Field(min_length=1, max_length=50, description=WEBHOOK_EVENTS)
+    secret: str | None = Field(None, min_length=16, max_length=200,
+                               description="Signing secret; omit to get a random whsec_... (shown only in this answer)")
+    description: str = Field("", max_length=500)
+    active: bool = True
+
+
+class WebhookUpdate(Body):
+    url: str | None = Field(None, min_length=1, max_length=2000)
+    event_types: list[str] | None = Field(None, min_length=1, max_length=50, description=WEBHOOK_EVENTS)
+    description: str | None = Field(None, max_length=500)
+    active: bool | None = Field(None, description="false pauses deliveries; pending ones wait")
+
+
 @dataclass(frozen=True)
 class Route(Endpoint):
     """An admin endpoint: `call(path params, body, query)` gives the RPC's arguments after the workspace id."""
     service: str = "billing"
     scope_check: str | None = None  # a billing method that 404s when {id} is not this workspace's
+
+    @property
+    def keyed(self) -> bool:
+        # payments' refunds carry their key in the body (it is also Stripe's idempotency key)
+        return self.method != "GET" and self.service != "payments"
 
 
 def _p(name):
@@ -218,6 +244,11 @@ def _comment(kind):
     return lambda p, b, q: (kind, p["id"], "business", b.get("author_name") or "The business", b["body"])
 
 
+# The late-payment risk rule (services/billing/engagement.py), as the API documents it.
+ENGAGEMENT_RULE = ("Risk is high when an invoice is more than 30 days overdue, or 2 or more card payments failed in "
+                   "the last 30 days, or reminders were sent and the client has viewed no invoice since the first "
+                   "of them while still owing; medium when any invoice is overdue or a card payment failed in the "
+                   "last 30 days; low otherwise. `reasons` lists each rule that applies.")
 STATUS_FILTER = ("all", "paid", "unpaid", "partially_paid", "overdue", "draft", "sent", "viewed", "void")
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/workspace", "get_workspace", "The workspace's details and settings", lambda p, b, q: ()),
@@ -238,6 +269,14 @@ ROUTES: tuple[Route, ...] = (
           query=(Query("from", "YYYY-MM-DD"), Query("to", "YYYY-MM-DD"), Query("currency"))),
     Route("GET", "/clients/{id}/activity", "list_activity", "The client's activity timeline",
           lambda p, b, q: (p["id"], q.get("limit", 50)), query=(Query("limit"),)),
+    Route("GET", "/clients/{id}/engagement", "client_engagement",
+          "Collection signals and late-payment risk: portal views, sign-ins, card attempts and failures, "
+          "reminders, days overdue (see GET /engagement for the rule)", _p("id")),
+    Route("GET", "/engagement", "list_engagement",
+          "Clients by late-payment risk, riskiest and longest overdue first. " + ENGAGEMENT_RULE,
+          lambda p, b, q: (q.get("risk"), q.get("limit", 100), q.get("offset", 0)),
+          query=(Query("risk", "Only clients at this risk level", enum=("high", "medium", "low")), Query("limit"),
+                 Query("offset"))),
     Route("POST", "/clients/{id}/retainer-refunds", "refund_retainer", "Refund unused retainer money",
           lambda p, b, q: (p["id"], b["amount"], b.get("reference", "")), RefundIn, status=201),
     Route("GET", "/clients/{id}/emails", "list_emails", "Emails sent to the client's contacts, with delivery status",
@@ -310,6 +349,22 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/payments/{id}/refunds", "list_refunds", "A card payment's refunds", _p("id"), service="payments"),
     Route("GET", "/disputes", "list_disputes", "Card payments the client disputed with its bank",
           lambda p, b, q: (), service="payments"),
+    Route("POST", "/webhooks", "create_webhook", "Subscribe a URL to events (the answer holds the signing secret, "
+          "shown only once)", lambda p, b, q: (b,), WebhookIn, status=201, service="documents"),
+    Route("GET", "/webhooks", "list_webhooks", "The workspace's webhook subscriptions", lambda p, b, q: (),
+          service="documents"),
+    Route("GET", "/webhooks/{id}", "get_webhook", "A webhook subscription", _p("id"), service="documents"),
+    Route("PATCH", "/webhooks/{id}", "update_webhook", "Change the URL or event types, pause or resume", _pb("id"),
+          WebhookUpdate, service="documents"),
+    Route("DELETE", "/webhooks/{id}", "delete_webhook", "Delete a subscription with its deliveries", _p("id"),
+          status=204, service="documents"),
+    Route("GET", "/webhooks/{id}/deliveries", "list_webhook_deliveries",
+          "The delivery log, newest first, each delivery with its attempts",
+          lambda p, b, q: (p["id"], q.get("limit", 50)), query=(Query("limit", "1 to 200, default 50"),),
+          service="documents"),
+    Route("POST", "/webhook-deliveries/{id}/replay", "replay_webhook_delivery",
+          "Send a delivery again now (whatever its status), retried for another 24 hours", _p("id"), status=202,
+          service="documents"),
 )
 
 
@@ -338,15 +393,19 @@ class AdminResource:
         if route is None:
             raise falcon.HTTPMethodNotAllowed(sorted(self.routes))
         workspace_id = self._workspace(req)
+        scope = Scope(workspace_id)  # the services' databases hold the call to the key's workspace too
         body = read_body(req, route.body) if route.body is not None else {}
         query = {k: v for k, v in req.params.items() if isinstance(v, str)}
         if route.scope_check:
-            self.rpc.call("billing", route.scope_check, workspace_id, params["id"], request_id=req.context.request_id)
+            self.rpc.call("billing", route.scope_check, workspace_id, params["id"], request_id=req.context.request_id,
+                          scope=scope)
+        keyed = {"idempotency_key": key} if route.keyed and (key := idempotency_key(req, f"admin:{workspace_id}")) \
+            else {}
         resp.media = self.rpc.call(route.service, route.name, workspace_id, *route.call(params, body, query),
-                                   request_id=req.context.request_id)
+                                   request_id=req.context.request_id, scope=scope, **keyed)
         resp.status = route.status
 
-    on_get = on_post = on_patch = _handle
+    on_get = on_post = on_patch = on_delete = _handle
 
 
 def openapi_document() -> dict:

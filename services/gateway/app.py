@@ -18,6 +18,7 @@ from services.gateway import resources
 from services.gateway.admin import add_admin_routes
 from services.gateway.bookings import add_booking_routes
 from services.gateway.csrf import CsrfMiddleware
+from services.gateway.jsonapi import unstorable_text
 from services.gateway.payments import add_payment_routes
 from services.gateway.portal_api import add_portal_api_routes
 from services.gateway.rpc import RpcPool, ServiceCrashed, ServiceTimeout, ServiceUnavailable
@@ -122,6 +123,11 @@ class SecurityMiddleware:
             if site == "cross-site" or (origin and origin.rstrip("/") not in (self.origin, req.prefix.rstrip("/"))):
                 raise falcon.HTTPForbidden(title="Cross-site request refused",
                                            description="This form must be sent from the portal itself.")
+        form = req.get_media() if req.method == "POST" and not req.path.startswith("/webhooks/") and \
+            (req.content_type or "").startswith(falcon.MEDIA_URLENCODED) else None
+        if unstorable_text([req.path, list(req.params.values()), form]):  # NUL from %00, in any field
+            raise falcon.HTTPBadRequest(title="Characters that are not allowed",
+                                        description="The address or the form contains a NUL character.")
 
     def process_response(self, req, resp, resource, req_succeeded):
         resp.set_header("Content-Security-Policy", self.csp)
@@ -171,15 +177,23 @@ class ErrorRenderer:
         fields = {"errors": ex.fields} if ex.fields else None
         self.respond(req, resp, ex.status, ex.title, ex.detail, fields)
 
+    # What a client loses while one service is down; pages that do not need it keep working.
+    FEATURES = {"auth": "Signing in is", "billing": "Your invoices and account are", "payments": "Card payments are",
+                "documents": "PDF documents and emails are"}
+
+    def _part(self, ex) -> str:
+        feature = self.FEATURES.get(getattr(ex, "service", None) or "")
+        return (f"{feature} not available right now; the rest of the portal still works."
+                if feature else "Part of the portal is not answering right now.")
+
     def unavailable(self, req, resp, ex, params):
-        log.warning("service unavailable", extra={"error": str(ex)})
-        self.respond(req, resp, 503, "Temporarily unavailable",
-                     "Part of the portal is not answering right now. Please try again in a minute.")
+        log.warning("service unavailable", extra={"error": str(ex), "service": getattr(ex, "service", None)})
+        self.respond(req, resp, 503, "Temporarily unavailable", f"{self._part(ex)} Please try again in a minute.")
 
     def timeout(self, req, resp, ex, params):
-        log.warning("service timeout", extra={"error": str(ex)})
+        log.warning("service timeout", extra={"error": str(ex), "service": getattr(ex, "service", None)})
         self.respond(req, resp, 504, "Taking too long",
-                     "The portal did not get an answer in time. Please try again in a minute.")
+                     f"The portal did not get an answer in time. {self._part(ex)} Please try again in a minute.")
 
     def crashed(self, req, resp, ex, params):
         self.respond(req, resp, 502, "Something went wrong",

@@ -3,6 +3,7 @@ document generated from the same table of endpoints that mounts the routes, so t
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -34,6 +35,31 @@ class Endpoint:
     query: tuple[Query, ...] = ()
     status: int = 200
     content_type: str = "application/json"
+    problems: tuple[int, ...] = ()  # statuses it may answer beyond those every operation can (e.g. 429)
+
+    @property
+    def keyed(self) -> bool:
+        """Takes an Idempotency-Key header (see `idempotency_key`)."""
+        return False
+
+
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+IDEMPOTENCY_HEADER = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY.pattern},
+    "description": "Send the same key again (e.g. after a timeout) and get the first answer back; nothing "
+                   "is done twice. Reusing a key for a different request is a 409."}
+
+
+def idempotency_key(req, namespace: str) -> str | None:
+    """The caller's Idempotency-Key, namespaced so two callers' keys never meet; None without one."""
+    key = req.get_header("Idempotency-Key")
+    if key is None:
+        return None
+    if not IDEMPOTENCY_KEY.match(key):
+        raise falcon.HTTPBadRequest(title="Invalid Idempotency-Key",
+                                    description="1 to 100 letters, digits, '.', '_', ':' or '-'.")
+    return f"{namespace}:{key}"
 
 
 def read_body(req, model: type[Body]) -> dict:
@@ -45,10 +71,32 @@ def read_body(req, model: type[Body]) -> dict:
         data = json.loads(raw or b"{}")
     except ValueError:
         raise Invalid("The body is not valid JSON.", body="malformed JSON") from None
+    bad = dict(unstorable_text(data))
+    if bad:
+        raise Invalid("Some fields are not valid.", **bad)
     try:
         return model.model_validate(data).model_dump(mode="json", exclude_unset=True)
     except ValidationError as exc:
         raise Invalid("Some fields are not valid.", **field_errors(exc)) from None
+
+
+def unstorable_text(value, path: str = "") -> list[tuple[str, str]]:
+    """(field, reason) for each string holding NUL or an unpaired surrogate: both are valid JSON escapes
+    (and URL escapes), but no database text column can store them, so they are refused at the door."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return [(path or "body", "contains a NUL character")]
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return [(path or "body", "contains an unpaired surrogate")]
+        return []
+    if isinstance(value, dict):
+        return [found for key, item in value.items()
+                for found in unstorable_text(key, path or "body") + unstorable_text(item, f"{path}.{key}".strip("."))]
+    if isinstance(value, list):
+        return [found for i, item in enumerate(value) for found in unstorable_text(item, f"{path}.{i}".strip("."))]
+    return []
 
 
 PROBLEM = {"description": "Problem details (RFC 9457)", "content": {
@@ -71,9 +119,11 @@ def openapi_document(endpoints, prefix: str, info: dict, security_schemes: dict)
             "security": security,
             "parameters": [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
                            for name in _path_names(ep.path)],
-            "responses": {str(ep.status): success, **{code: {"$ref": "#/components/responses/Problem"}
-                                                      for code in ("401", "404", "409", "422")}},
+            "responses": {str(ep.status): success, **{str(code): {"$ref": "#/components/responses/Problem"}
+                                                      for code in sorted(_problems(ep))}},
         }
+        if ep.keyed:
+            operation["parameters"].append(IDEMPOTENCY_HEADER)
         for q in ep.query:
             schema = {"type": "string", **({"enum": list(q.enum)} if q.enum else {})}
             operation["parameters"].append({"name": q.name, "in": "query", "required": False, "schema": schema,
@@ -92,6 +142,19 @@ def openapi_document(endpoints, prefix: str, info: dict, security_schemes: dict)
         "components": {"schemas": components, "securitySchemes": security_schemes,
                        "responses": {"Problem": PROBLEM}},
     }
+
+
+def _problems(ep: Endpoint) -> set[int]:
+    """The error statuses an operation can answer: bad query or path text (400), no or a bad credential
+    (401), not found in the caller's scope (404), a business rule (409), invalid input (422); a change may
+    be refused as cross-site or without its CSRF token (403); a body may be too large (413) or not JSON
+    (415)."""
+    codes = {400, 401, 404, 409, 422, *ep.problems}
+    if ep.method != "GET":
+        codes.add(403)
+    if ep.body is not None:
+        codes.update((413, 415))
+    return codes
 
 
 def _path_names(path: str) -> list[str]:

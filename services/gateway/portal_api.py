@@ -90,7 +90,7 @@ def _me(a, p, b, q, s) -> dict:
 
 
 def _sign_in(a, p, b, q, s) -> dict:
-    session = a.call("auth", "consume_link", b["token"], None)
+    session = a.call("auth", "consume_link", b["token"], None, a.client_ip(a.req))  # guessing is rate-limited
     return {"access_token": session["sid"], "token_type": "bearer", "expires_at": session.get("expires_at")}
 
 
@@ -128,7 +128,7 @@ PDF = "application/pdf"
 
 ROUTES: tuple[PortalRoute, ...] = (
     PortalRoute("POST", "/session", "sign_in", "Exchange a sign-in link's token for a bearer access token", _sign_in,
-                SessionIn, status=201, public=True),
+                SessionIn, status=201, public=True, problems=(429,)),
     PortalRoute("DELETE", "/session", "sign_out", "Sign out: this session ends at once, server-side "
                 "(?everywhere=true ends all of your sessions, on every device)",
                 lambda a, p, b, q, s: a.call("auth", "logout", s["sid"], q.get("everywhere") == "true"), status=204,

@@ -12,6 +12,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from chassis.errors import Invalid, RateLimited, Unauthorized
 from chassis.logs import request_id_var
+from chassis.scope import Scope
 from services.gateway.branding import BrandCss, BrandLogo, brand_of
 from services.gateway.views import env_for
 
@@ -29,7 +30,9 @@ class Base:
         self.config = config
 
     def call(self, req, service, method, *args, **kwargs):
-        return self.rpc.call(service, method, *args, request_id=req.context.request_id, **kwargs)
+        # once the caller is known (session, document link), the services' databases enforce its scope too
+        return self.rpc.call(service, method, *args, request_id=req.context.request_id,
+                             scope=req.context.get("scope"), **kwargs)
 
     def render(self, resp, template: str, status: int = 200, **context):
         """A page; a client's page (session) or one document's (workspace_id) wears the business's brand.
@@ -94,6 +97,7 @@ class Base:
                 raise falcon.HTTPUnauthorized(title="Not signed in", description="Sign in with a magic link first.")
             raise falcon.HTTPSeeOther("/login?expired=1" if sid else "/login")
         req.context.session = session
+        req.context.scope = Scope(session["workspace_id"], session["client_id"])
         return session
 
 
@@ -135,20 +139,29 @@ class Verify(Base):
         self.render(resp, "error.html", status=400 if state == "unknown" else 410, title=title, detail=detail,
                     retry=True)
 
+    def _limited(self, resp, exc: RateLimited):
+        resp.set_header("Retry-After", "900")
+        self.render(resp, "error.html", status=429, title="Too many sign-in attempts", detail=exc.detail, retry=True)
+
     def on_get(self, req, resp):
         # Consumes nothing: mail scanners prefetch links. The button POSTs the token.
         token = req.get_param("token") or ""
-        state = self.call(req, "auth", "link_state", token) if token else "unknown"
+        try:  # auth counts tokens it never issued against the address (guessing is rate-limited)
+            state = self.call(req, "auth", "link_state", token, self.client_ip(req)) if token else "unknown"
+        except RateLimited as exc:
+            return self._limited(resp, exc)
         if state != "valid":
             return self._problem(resp, state)
         self.render(resp, "verify.html", token=token)
 
     def on_post(self, req, resp):
         token = str(self.form(req).get("token", ""))
-        try:
-            session = self.call(req, "auth", "consume_link", token, self.session_id(req))
+        try:  # a new session id every time: a cookie set before sign-in (fixation) is revoked, never kept
+            session = self.call(req, "auth", "consume_link", token, self.session_id(req), self.client_ip(req))
         except Unauthorized as exc:
             return self._problem(resp, exc.detail)
+        except RateLimited as exc:
+            return self._limited(resp, exc)
         self.set_session_cookie(resp, session["sid"])
         raise falcon.HTTPSeeOther("/dashboard")
 
@@ -402,6 +415,7 @@ class DocumentLink(Base):
             raise falcon.HTTPGone(title="This link no longer works",
                                   description="Links in emails expire or are withdrawn. Sign in to see the document.") \
                 if gone else falcon.HTTPNotFound() from None
+        req.context.scope = Scope(scope["workspace_id"], scope["client_id"])
         method = "get_invoice" if scope["kind"] == "invoice" else "get_quote"
         document = self.call(req, "billing", method, scope["workspace_id"], scope["document_id"],
                              client_id=scope["client_id"])

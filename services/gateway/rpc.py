@@ -15,6 +15,8 @@ from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from chassis.errors import ServiceError, from_remote
+from chassis.scope import CONTEXT_KEY as SCOPE_KEY
+from chassis.scope import Scope
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +24,12 @@ log = logging.getLogger(__name__)
 class ServiceUnavailable(Exception):
     """The broker or the service cannot be reached (503)."""
 
+    def __init__(self, message: str, service: str | None = None):
+        super().__init__(message)
+        self.service = service  # None when the broker itself is out of reach
 
-class ServiceTimeout(Exception):
+
+class ServiceTimeout(ServiceUnavailable):
     """The service did not answer within the timeout (504)."""
 
 
@@ -71,10 +77,15 @@ class RpcPool:
             pass
 
     @contextmanager
-    def _proxy(self, request_id: str | None):
+    def _proxy(self, request_id: str | None, scope: Scope | None = None):
         proxy = self._checkout()
-        # nameko sends worker context data as message headers: the services log this request id.
+        # nameko sends worker context data as message headers: the services log this request id, and
+        # their database enforces the caller's scope (row-level security, chassis/scope.py).
         proxy._worker_ctx.data["request_id"] = request_id
+        if scope is None:
+            proxy._worker_ctx.data.pop(SCOPE_KEY, None)  # the proxy is reused: no scope from a previous call
+        else:
+            proxy._worker_ctx.data[SCOPE_KEY] = scope.to_context()
         healthy = False
         try:
             yield proxy._proxy
@@ -88,9 +99,12 @@ class RpcPool:
             else:
                 self._forget(proxy)
 
-    def call(self, service: str, method: str, *args, request_id: str | None = None, **kwargs):
+    def call(self, service: str, method: str, *args, request_id: str | None = None, scope: Scope | None = None,
+             **kwargs):
+        """`scope`: the signed-in client (portal) or the API key's workspace (admin API); None when the
+        caller is not known yet (sign-in, webhooks, health)."""
         try:
-            with self._proxy(request_id) as cluster:
+            with self._proxy(request_id, scope) as cluster:
                 return getattr(getattr(cluster, service), method)(*args, **kwargs)
         except RemoteError as exc:
             mapped = from_remote(exc.exc_type, exc.value)
@@ -99,8 +113,8 @@ class RpcPool:
             log.error("service error", extra={"service": service, "method": method, "error": str(exc)})
             raise ServiceCrashed(f"{service}.{method} failed") from None
         except RpcTimeout:
-            raise ServiceTimeout(f"{service} did not answer within {self.timeout:g}s") from None
+            raise ServiceTimeout(f"{service} did not answer within {self.timeout:g}s", service) from None
         except UnknownService:
-            raise ServiceUnavailable(f"{service} is not running") from None
+            raise ServiceUnavailable(f"{service} is not running", service) from None
         except (OSError, OperationalError) as exc:
             raise ServiceUnavailable(f"message broker unreachable: {exc}") from None

@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from chassis import settings
 from chassis.errors import Conflict, Invalid, NotFound
+from chassis.events import add_dead_letter
 from services.payments.stripe_api import CardDeclined, StripeUnavailable, payment_intent_view
 from services.payments.tables import attempts, card_setups, customers, disputes, payment_methods, refunds, stripe_events
 
@@ -425,9 +426,37 @@ def receive_event(uow, now, event: dict) -> bool:
     return True
 
 
-def pending_events(uow, limit: int = 20) -> list[str]:
-    return [r.id for r in uow.execute(sa.select(stripe_events.c.id).where(stripe_events.c.processed_at.is_(None))
+def pending_events(uow, now, limit: int = 20) -> list[str]:
+    due = sa.or_(stripe_events.c.next_attempt_at.is_(None), stripe_events.c.next_attempt_at <= now)
+    return [r.id for r in uow.execute(sa.select(stripe_events.c.id).where(stripe_events.c.processed_at.is_(None), due)
                                       .order_by(stripe_events.c.received_at, stripe_events.c.id).limit(limit)).all()]
+
+
+STRIPE_EVENT_CONSUMER = "payments.stripe_event"
+
+
+def event_failed(uow, now, event_id: str, error: str, max_attempts: int, base_delay: float) -> bool:
+    """Count a failed try of a stored event: retry it later with a growing delay, or, out of tries,
+    park it in dead_letters (marked processed so the timer stops). True when it was parked."""
+    row = uow.execute(sa.select(stripe_events).where(stripe_events.c.id == event_id,
+                                                     stripe_events.c.processed_at.is_(None))).first()
+    if row is None:
+        return False
+    tries = row.attempts + 1
+    if tries >= max_attempts:
+        add_dead_letter(uow.conn, STRIPE_EVENT_CONSUMER, json.loads(row.body), error)
+        uow.execute(stripe_events.update().where(stripe_events.c.id == event_id).values(
+            attempts=tries, processed_at=now, outcome=f"dead-lettered: {error}"[:200]))
+        return True
+    uow.execute(stripe_events.update().where(stripe_events.c.id == event_id).values(
+        attempts=tries, next_attempt_at=now + timedelta(seconds=base_delay * 2 ** (tries - 1))))
+    return False
+
+
+def requeue_event(uow, event_id: str) -> bool:
+    """A replay from the dead-letter table: the timer processes the stored event again, afresh."""
+    return uow.execute(stripe_events.update().where(stripe_events.c.id == event_id).values(
+        processed_at=None, attempts=0, next_attempt_at=None, outcome="")).rowcount == 1
 
 
 def process_event(uow, now, stripe, event_id: str) -> str | None:

@@ -7,13 +7,14 @@ import logging
 from pathlib import Path
 
 from nameko.extensions import DependencyProvider
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import rpc
 from nameko.timer import timer
 
 from chassis import settings
 from chassis.errors import EXPECTED, ServiceError
 from chassis.events import utcnow
 from chassis.nameko_ext import Database, ServiceBase, consumes
+from chassis.rpc import TimedRpcProxy
 from services.payments import handlers
 from services.payments.stripe_api import StripeApi
 
@@ -34,7 +35,7 @@ class PaymentsService(ServiceBase):
     name = "payments"
     db = Database("payments", Path(__file__).parent / "migrations")
     stripe = Stripe()
-    billing = RpcProxy("billing")
+    billing = TimedRpcProxy("billing")
 
     @rpc(expected_exceptions=EXPECTED)
     def start_payment(self, workspace_id: str, client_id: str, request: dict, request_key: str) -> dict:
@@ -95,7 +96,7 @@ class PaymentsService(ServiceBase):
     @timer(interval=float(settings.env("STRIPE_EVENTS_INTERVAL", "0.25")))
     def process_stripe_events(self):
         with self.db.uow() as uow:
-            pending = handlers.pending_events(uow)
+            pending = handlers.pending_events(uow, utcnow())
         for event_id in pending:
             try:
                 with self.db.uow() as uow:
@@ -103,8 +104,16 @@ class PaymentsService(ServiceBase):
                     uow.commit()
                 if outcome is not None:
                     log.info("stripe event processed", extra={"event_id": event_id, "outcome": outcome})
-            except Exception:  # noqa: BLE001 - it stays pending and is tried again on the next tick
+            except Exception as exc:  # noqa: BLE001 - retried later with a growing delay, then parked
                 log.exception("stripe event failed", extra={"event_id": event_id})
+                self._tx(handlers.event_failed, event_id, repr(exc),
+                         settings.env_int("EVENT_RETRY_ATTEMPTS", 5),
+                         float(settings.env("EVENT_RETRY_BASE_DELAY", "0.5")))
+
+    def replay_parked(self, consumer: str, event: dict):
+        if consumer == handlers.STRIPE_EVENT_CONSUMER.split(".", 1)[1]:
+            return self._tx(lambda uow, now: handlers.requeue_event(uow, event["id"]))
+        return super().replay_parked(consumer, event)
 
     @consumes("billing", "invoice.sent")
     def on_invoice_sent(self, uow, event):

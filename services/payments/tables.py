@@ -85,6 +85,9 @@ stripe_events = sa.Table(
     sa.Column("received_at", UtcDateTime, nullable=False),
     sa.Column("processed_at", UtcDateTime, nullable=True),
     sa.Column("outcome", sa.String(200), nullable=False, default=""),
+    # A failing event is retried with growing delays, then parked in dead_letters (see handlers).
+    sa.Column("attempts", sa.Integer, nullable=False, default=0, server_default="0"),
+    sa.Column("next_attempt_at", UtcDateTime, nullable=True),
     sa.Index("ix_stripe_events_pending", "processed_at", "received_at"),
 )
 

@@ -102,6 +102,22 @@ def card_payment(admin) -> dict:
     return admin["card_payment"]
 
 
+def webhook(admin) -> dict:
+    """A webhook subscription of workspace A with one delivery (to a closed port), made when first
+    needed, then paused so it stops retrying. Its own tests: tests/e2e/test_outbound_webhooks.py."""
+    if "webhook" not in admin:
+        api = admin["a"]
+        made = api("POST", "/webhooks", {"url": "http://127.0.0.1:9/admin-tests", "event_types": ["client.updated"]},
+                   expect=201).json()
+        assert made["id"] in [w["id"] for w in api("GET", "/webhooks", expect=200).json()]
+        api("PATCH", f"/clients/{admin['client']['id']}", {"phone": "+1 555 0100"}, expect=200)
+        [delivery] = wait_until(lambda: api("GET", f"/webhooks/{made['id']}/deliveries", expect=200).json(),
+                                what="the client.updated event to reach the webhook")
+        api("PATCH", f"/webhooks/{made['id']}", {"active": False}, expect=200)
+        admin["webhook"] = {"id": made["id"], "delivery_id": delivery["id"]}
+    return admin["webhook"]
+
+
 def _billing_has_refund(url: str, refund_id: str) -> bool:
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
         cur.execute("SELECT 1 FROM refunds WHERE id = %s", (refund_id,))
@@ -221,6 +237,10 @@ def test_every_route_works_for_its_own_workspace(admin):
     assert api("GET", "/bookings", params={"client_id": client_id}, expect=200).json() == []
     kinds = [a["kind"] for a in api("GET", f"/clients/{beta}/activity", expect=200).json()]
     assert {"invoice.sent", "payment.recorded", "credit.applied", "retainer.applied", "comment.added"} <= set(kinds)
+    signals = api("GET", f"/clients/{beta}/engagement", expect=200).json()
+    assert (signals["client_id"], signals["outstanding"]) == (beta, [{"amount": 15000, "currency": "USD"}])
+    assert beta in [s["client_id"] for s in api("GET", "/engagement", params={"risk": signals["risk"]},
+                                                 expect=200).json()["items"]]
     card = card_payment(admin)
     assert api("GET", f"/payments/{card['id']}/refunds", expect=200).json() == []
     refund = api("POST", f"/payments/{card['id']}/refunds", {"amount": 1500, "idempotency_key": "admin-1"},
@@ -262,7 +282,7 @@ VALID_BODIES = {
     "ClientUpdate": {"phone": "1"}, "ContactIn": {"email": "x@example.org"}, "ContactUpdate": {"name": "x"},
     "RefundIn": {"amount": 100}, "CardRefundIn": {"amount": 100, "idempotency_key": "other-workspace"}, "InvoiceUpdate": {"notes": "x"}, "ArchiveIn": {"archived": True},
     "OfflinePayment": {"amount": 100}, "AmountIn": {"amount": 100}, "CommentIn": {"body": "hi"},
-    "QuoteUpdate": {"notes": "x"}, "RecurringUpdate": {"active": False},
+    "QuoteUpdate": {"notes": "x"}, "RecurringUpdate": {"active": False}, "WebhookUpdate": {"active": True},
 }
 
 
@@ -271,7 +291,8 @@ def test_another_workspaces_key_gets_404_and_changes_nothing(admin, route):
     targets = {"payments": card_payment(admin)["id"], "clients": admin["client"]["id"],
                "contacts": admin["client"]["contacts"][0]["id"],
                "invoices": admin["invoice"]["id"], "quotes": admin["quote"]["id"],
-               "recurring-invoices": admin["recurring"]["id"], "bookings": admin["booking"]["id"]}
+               "recurring-invoices": admin["recurring"]["id"], "bookings": admin["booking"]["id"],
+               "webhooks": webhook(admin)["id"], "webhook-deliveries": webhook(admin)["delivery_id"]}
     target = targets[route.path.split("/")[1]]
     body = VALID_BODIES[route.body.__name__] if route.body else None
     before = snapshot(admin["db"])

@@ -175,3 +175,27 @@ def test_session_rows_store_no_plaintext_id(engine):
     with engine.connect() as conn:
         hashes = conn.execute(sa.select(sessions.c.sid_hash)).scalars().all()
     assert hashes == [domain.hash_secret(sid)]
+
+
+def test_guessing_link_tokens_is_rate_limited_per_address_even_for_a_real_link(engine):
+    policy = domain.Policy(verify_failures_per_ip=3)
+    [link] = request(engine)
+
+    def state(token, ip, now=NOW):
+        with UnitOfWork(engine) as uow:
+            return handlers.link_state(uow, token, now, ip, policy)
+
+    for guess in ("guess-1", "guess-2", ""):
+        assert state(guess, "10.6.6.6") == "unknown"
+    with pytest.raises(RateLimited):
+        state("guess-4", "10.6.6.6")
+    with pytest.raises(RateLimited), UnitOfWork(engine) as uow:  # a lucky guess gets nothing either
+        handlers.consume_link(uow, link["token"], None, NOW, "10.6.6.6", policy)
+    assert state(link["token"], "10.0.0.1") == "valid"  # nothing consumed; another address is not limited
+    with UnitOfWork(engine) as uow:
+        handlers.consume_link(uow, link["token"], None, NOW, "10.0.0.1", policy)
+    for _ in range(3):  # replaying a used link is refused as used, and is not counted as a guess
+        with pytest.raises(Unauthorized, match="used"), UnitOfWork(engine) as uow:
+            handlers.consume_link(uow, link["token"], None, NOW, "10.0.0.1", policy)
+    assert state("guess-6", "10.0.0.1") == "unknown"
+    assert state("guess-5", "10.6.6.6", NOW + policy.rate_window + timedelta(seconds=1)) == "unknown"

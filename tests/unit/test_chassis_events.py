@@ -1,9 +1,11 @@
 """Outbox, relay and idempotent consumers on an embedded database, with a fake dispatcher."""
+import pytest
 import sqlalchemy as sa
 
 from chassis.db import UnitOfWork
-from chassis.events import DEAD, INBOX, OUTBOX, consume_once, relay_outbox
-from chassis.nameko_ext import DatabaseHandle, consumes
+from chassis.errors import Conflict, Invalid, NotFound, Unavailable
+from chassis.events import DEAD, INBOX, OUTBOX, consume_once, list_dead_letters, relay_outbox
+from chassis.nameko_ext import DatabaseHandle, ServiceBase, consumes
 
 
 def publish_two(engine):
@@ -109,3 +111,97 @@ def test_a_handlers_own_integrity_error_is_retried_and_parked_not_taken_for_a_du
     assert service.calls == 2
     with engine.connect() as conn:
         assert [r.event_id for r in conn.execute(sa.select(DEAD)).all()] == ["e3"]
+
+
+class ReplayableService(ServiceBase):
+    """The real ServiceBase dead-letter RPCs (called directly, no broker) over a flaky consumer."""
+    name = "svc"
+
+    def __init__(self, engine, error):
+        self.db = DatabaseHandle(engine)
+        self.error = error
+        self.handled = []
+
+    @consumes("billing", "thing.created", max_attempts=2, base_delay=0)
+    def on_thing(self, uow, event):
+        if self.error is not None:
+            raise self.error
+        self.handled.append(event["id"])
+
+
+def test_a_business_refusal_is_parked_at_once_but_unavailable_is_retried(sqlite_engine):
+    engine = sqlite_engine("payments")
+    refused = ReplayableService(engine, Invalid("no such client"))
+    refused.on_thing({"id": "e4", "type": "thing.created", "data": {}})
+    busy = ReplayableService(engine, Unavailable("billing did not answer"))
+    busy.on_thing({"id": "e5", "type": "thing.created", "data": {}})
+    letters = list_dead_letters(engine)
+    assert [(letter["event_id"], letter["event_type"]) for letter in letters] == [
+        ("e4", "thing.created"), ("e5", "thing.created")]
+    assert "no such client" in letters[0]["error"] and "did not answer" in letters[1]["error"]
+
+
+def test_dead_letters_are_listed_inspected_and_replayed_once(sqlite_engine):
+    engine = sqlite_engine("payments")
+    service = ReplayableService(engine, RuntimeError("database was down"))
+    service.on_thing({"id": "e6", "type": "thing.created", "data": {"n": 6}})
+    [letter] = service.list_dead_letters()
+    shown = service.get_dead_letter(letter["id"])
+    assert shown["event"]["data"] == {"n": 6} and "database was down" in shown["error"]
+
+    service.error = None  # the cause is fixed; the operator replays
+    assert service.replay_dead_letter(letter["id"])["handled"] is True
+    assert service.handled == ["e6"] and service.list_dead_letters() == []
+    with pytest.raises(NotFound):  # a second replay of the same letter finds nothing to do
+        service.replay_dead_letter(letter["id"])
+    service.on_thing({"id": "e6", "type": "thing.created", "data": {"n": 6}})  # a late redelivery
+    assert service.handled == ["e6"]
+
+
+def test_a_replay_that_fails_again_is_parked_anew_not_lost(sqlite_engine):
+    engine = sqlite_engine("payments")
+    service = ReplayableService(engine, RuntimeError("still down"))
+    service.on_thing({"id": "e7", "type": "thing.created", "data": {}})
+    [letter] = service.list_dead_letters()
+    assert service.replay_dead_letter(letter["id"])["handled"] is False
+    [again] = service.list_dead_letters()
+    assert again["event_id"] == "e7" and "still down" in again["error"]
+
+
+def _make_thing(uow, now, name):
+    uow.publish("thing.created", "ws1", {"name": name})
+    return {"name": name, "at": now.isoformat()}
+
+
+def test_an_idempotency_key_returns_the_first_answer_and_refuses_a_different_request(sqlite_engine):
+    engine = sqlite_engine("payments")
+    service = ReplayableService(engine, None)
+    first = service._tx(_make_thing, "one", idempotency_key="k1")
+    assert service._tx(_make_thing, "one", idempotency_key="k1") == first  # same answer, nothing done again
+    with pytest.raises(Conflict):
+        service._tx(_make_thing, "two", idempotency_key="k1")
+    service._tx(_make_thing, "two", idempotency_key="k2")
+    service._tx(_make_thing, "two")  # without a key every call counts
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(OUTBOX)).scalar_one() == 3
+
+
+def test_a_failed_call_leaves_its_key_free_for_the_retry(sqlite_engine):
+    engine = sqlite_engine("payments")
+    service = ReplayableService(engine, None)
+
+    tries = []
+
+    def flaky(uow, now, name):
+        tries.append(name)
+        made = _make_thing(uow, now, name)
+        if len(tries) == 1:
+            raise Invalid("not now")  # rolls back the change and the key with it
+        return made
+
+    with pytest.raises(Invalid):
+        service._tx(flaky, "one", idempotency_key="k3")
+    assert service._tx(flaky, "one", idempotency_key="k3")["name"] == "one"
+    assert service._tx(flaky, "one", idempotency_key="k3")["name"] == "one" and len(tries) == 2
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(OUTBOX)).scalar_one() == 1

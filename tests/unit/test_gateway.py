@@ -277,3 +277,28 @@ def test_an_svg_logo_is_never_served():
     from services.gateway import branding
 
     assert branding._logo("data:image/svg+xml;base64,PHN2Zz48c2NyaXB0Lz48L3N2Zz4=") is None
+
+
+def test_text_no_database_can_store_is_refused_before_any_call():
+    """NUL (%00, \\u0000) and unpaired surrogates: a 400 for the address or a form, a 422 naming the field
+    for a JSON body (schemathesis found them reaching PostgreSQL as 5xx)."""
+    c, rpc = client({("auth", "validate_session"): SESSION})
+    for path, params in (("/invoices/%00", None), ("/invoices", {"search": "a\x00"}),
+                         ("/api/portal/v1/invoices", {"search": "\x00"})):
+        page = c.simulate_get(path, params=params, cookies={"portal_session": "sid"})
+        assert page.status_code == 400, path
+    assert c.simulate_post("/contact", body="subject=a%00&message=b", headers=FORM,
+                           cookies={"portal_session": "sid"}).status_code == 400
+    for body in ('{"rating": 4, "message": "a\\u0000"}', '{"rating": 4, "message": "\\ud800"}'):
+        api = c.simulate_post("/api/portal/v1/reviews", body=body, headers={"Content-Type": "application/json"},
+                              cookies={"portal_session": "sid"})
+        assert api.status_code == 422 and "message" in api.json["errors"], api.text
+    assert [call[1] for call in rpc.calls] == ["validate_session"] * 2  # the two JSON calls' sessions, nothing more
+
+
+def test_verify_is_rate_limited_with_a_readable_429():
+    c, rpc = client({("auth", "link_state"): RateLimited("Too many."), ("auth", "consume_link"): RateLimited("x")})
+    for page in (c.simulate_get("/login/verify", params={"token": "t"}),
+                 c.simulate_post("/login/verify", body="token=t", headers=FORM)):
+        assert page.status_code == 429 and page.headers["retry-after"] == "900"
+    assert [call[2][-1] for call in rpc.calls] == ["127.0.0.1", "127.0.0.1"]  # auth is told the address

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from chassis.db import UnitOfWork
 from chassis.errors import Conflict, Invalid, NotFound
-from chassis.events import OUTBOX
+from chassis.events import DEAD, OUTBOX
 from services.payments import handlers
 from services.payments.stripe_api import CardDeclined, StripeUnavailable
 from services.payments.tables import attempts
@@ -251,6 +251,28 @@ def test_an_event_whose_amount_differs_fulfils_nothing(run, stripe, billing, eng
     run(handlers.receive_event, intent_event("evt_x", "payment_intent.succeeded", {**pi, "amount": 1}))
     assert run(handlers.process_event, stripe, "evt_x").startswith("rejected")
     assert published(engine, "payment.succeeded") == []
+
+
+def test_a_failing_event_is_retried_later_with_growing_delays_then_parked_and_replayable(run, engine):
+    run(handlers.receive_event, stripe_event("evt_bad", "payment_intent.succeeded", {"id": "pi_x"}))
+    due_times = []
+    for attempt in range(1, 4):
+        now = NOW + timedelta(minutes=attempt)
+        assert run(handlers.pending_events, now=now) == ["evt_bad"]
+        parked = run(handlers.event_failed, "evt_bad", "KeyError('metadata')", 4, 2.0, now=now)
+        assert parked is False
+        with engine.connect() as conn:
+            due_times.append(conn.execute(sa.select(handlers.stripe_events.c.next_attempt_at)).scalar_one() - now)
+        assert run(handlers.pending_events, now=now) == []  # not due again yet
+    assert due_times == [timedelta(seconds=2), timedelta(seconds=4), timedelta(seconds=8)]
+    assert run(handlers.event_failed, "evt_bad", "KeyError('metadata')", 4, 2.0, now=NOW + timedelta(hours=1))
+    assert run(handlers.pending_events, now=NOW + timedelta(days=1)) == []  # parked: the timer stops
+    with engine.connect() as conn:
+        [letter] = conn.execute(sa.select(DEAD)).all()
+    assert letter.consumer == handlers.STRIPE_EVENT_CONSUMER and letter.event_id == "evt_bad"
+    assert "KeyError" in letter.error and json.loads(letter.body)["type"] == "payment_intent.succeeded"
+    assert run(lambda uow, now: handlers.requeue_event(uow, "evt_bad"))
+    assert run(handlers.pending_events, now=NOW) == ["evt_bad"]  # a replay starts afresh
 
 
 def test_refunds_are_idempotent_by_key_and_bounded_by_the_payment(run, stripe, billing, engine):

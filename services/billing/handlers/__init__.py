@@ -3,6 +3,7 @@ and returns plain JSON-ready data. Errors are chassis.errors, raised before anyt
 from services.billing.handlers.bookings import *  # noqa: F401,F403
 from services.billing.handlers.clients import *  # noqa: F401,F403
 from services.billing.handlers.documents import *  # noqa: F401,F403
+from services.billing.handlers.engagement import *  # noqa: F401,F403
 from services.billing.handlers.ledger import *  # noqa: F401,F403
 from services.billing.handlers.payment_plans import *  # noqa: F401,F403
 from services.billing.handlers.schedules import *  # noqa: F401,F403

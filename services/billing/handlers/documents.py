@@ -10,6 +10,7 @@ from services.billing import domain
 from services.billing.handlers.common import (allocate_number, check_fields, page_bounds, client_row, client_snapshot, get_scoped, iso, load_lines, new_id,
                                               parse_date, parse_lines, portal_recipients, record_activity,
                                               save_lines, settings_of, workspace_row, workspace_today)
+from services.billing.handlers.engagement import record_signal
 from services.billing.tables import (comments, credit_applications, credit_notes, invoices,
                                      payment_allocations, payments, quotes)
 
@@ -182,6 +183,7 @@ def mark_invoice_viewed(uow, now: datetime, workspace_id: str, client_id: str, i
                     _invoice_event(get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")))
     record_activity(uow, now, workspace_id, client_id, "invoice.viewed", f"Invoice {row.number} viewed",
                     {"invoice_id": invoice_id})
+    record_signal(uow, now, workspace_id, client_id, "view")  # every view, not only the first (the event's)
     return get_invoice(uow, now, workspace_id, invoice_id, client_id=client_id)
 
 

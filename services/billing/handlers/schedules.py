@@ -14,6 +14,7 @@ from services.billing.handlers.common import (check_fields, client_row, get_scop
                                               portal_recipients, record_activity, settings_of, workspace_row,
                                               workspace_today)
 from services.billing.handlers.documents import create_invoice
+from services.billing.handlers.engagement import record_signal
 from services.billing.tables import invoices, recurring_invoices, reminders_sent, workspaces
 
 __all__ = ["create_recurring", "update_recurring", "get_recurring", "list_recurring", "run_due_recurring",
@@ -91,7 +92,8 @@ def update_recurring(uow, now: datetime, workspace_id: str, recurring_id: str, d
         values["notes"] = str(data["notes"])[:5000]
     if "payment_terms_days" in data:
         values["payment_terms_days"] = int(data["payment_terms_days"])
-    uow.execute(recurring_invoices.update().where(recurring_invoices.c.id == recurring_id).values(**values))
+    if values:  # an empty PATCH changes nothing (an UPDATE with no SET is not SQL)
+        uow.execute(recurring_invoices.update().where(recurring_invoices.c.id == recurring_id).values(**values))
     row = get_scoped(uow, recurring_invoices, workspace_id, recurring_id, "recurring invoice")
     uow.publish("recurring.updated", workspace_id, recurring_view(row))
     return recurring_view(row)
@@ -184,6 +186,7 @@ def run_reminders(uow, now: datetime) -> int:
                     record_activity(uow, now, row.workspace_id, row.client_id, "reminder.sent",
                                     f"Reminder ({kind.replace('_', ' ')}) sent for {row.number}",
                                     {"invoice_id": row.id})
+                    record_signal(uow, now, row.workspace_id, row.client_id, "reminder")
                     sent += 1
                 uow.commit()
             except IntegrityError:

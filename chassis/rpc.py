@@ -1,0 +1,76 @@
+"""RPC between services with a deadline.
+
+nameko 2.14's in-service `RpcProxy` waits for a reply forever: a hung or stopped service would hang
+its callers, and their callers, for good. `TimedRpcProxy` is a drop-in replacement whose calls give
+up after `SERVICE_RPC_TIMEOUT` seconds (or the timeout given) with `Unavailable` (503), which the
+gateway shows as "temporarily unavailable" and the event consumers retry, then dead-letter.
+"""
+from __future__ import annotations
+
+import eventlet
+from nameko.exceptions import UnknownService
+from nameko.rpc import RpcProxy
+
+from chassis import settings
+from chassis.errors import Unavailable
+
+
+def default_timeout() -> float:
+    return float(settings.env("SERVICE_RPC_TIMEOUT", "10"))
+
+
+class _TimedMethod:
+    def __init__(self, method_proxy, service: str, method: str, timeout: float):
+        self._method = method_proxy
+        self._where = f"{service}.{method}"
+        self._timeout = timeout
+
+    def __call__(self, *args, **kwargs):
+        try:
+            reply = self._method.call_async(*args, **kwargs)
+        except UnknownService:
+            raise Unavailable(f"{self._where}: the service is not running") from None
+        timer = eventlet.Timeout(self._timeout)
+        try:
+            return reply.result()
+        except eventlet.Timeout as exc:
+            if exc is not timer:
+                raise
+            # Forget the pending reply, so a late answer is dropped instead of kept forever.
+            _forget_reply(self._method.reply_listener, reply)
+            raise Unavailable(f"{self._where} did not answer within {self._timeout:g}s") from None
+        finally:
+            timer.cancel()
+
+    def call_async(self, *args, **kwargs):  # fire-and-forget callers keep nameko's own behaviour
+        return self._method.call_async(*args, **kwargs)
+
+
+def _forget_reply(listener, reply) -> None:
+    """Drop the reply event nameko keeps by correlation id (the reply holds no reference to it)."""
+    pending = listener._reply_events
+    for correlation_id, event in list(pending.items()):
+        if event is reply.reply_event:
+            pending.pop(correlation_id, None)
+
+
+class _TimedService:
+    def __init__(self, proxy, service: str, timeout: float):
+        self._proxy = proxy
+        self._service = service
+        self._timeout = timeout
+
+    def __getattr__(self, method: str):
+        return _TimedMethod(getattr(self._proxy, method), self._service, method, self._timeout)
+
+
+class TimedRpcProxy(RpcProxy):
+    """`RpcProxy` whose synchronous calls time out (see the module docstring)."""
+
+    def __init__(self, target_service: str, timeout: float | None = None, **options):
+        super().__init__(target_service, **options)
+        self.timeout = timeout
+
+    def get_dependency(self, worker_ctx):
+        return _TimedService(super().get_dependency(worker_ctx), self.target_service,
+                             self.timeout if self.timeout is not None else default_timeout())

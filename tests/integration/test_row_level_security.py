@@ -1,0 +1,291 @@
+"""Row-level security on real PostgreSQL, with each service's migrations applied as its own role
+(neither superuser nor BYPASSRLS, as in production): a query with no scope sees no rows, a client
+scope sees its client's, a workspace scope its workspace's, the bypass everything, and a write into
+another client's rows is refused. The protected tables are read from the catalogue, so a new table
+with a workspace and a client cannot be added without a policy."""
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, timedelta, timezone
+
+import eventlet
+import psycopg2
+import psycopg2.errors
+import pytest
+import sqlalchemy as sa
+
+from chassis.db import UnitOfWork, make_engine, upgrade
+from chassis.errors import NotFound
+from chassis.events import utcnow
+from chassis.scope import Scope, db_scope
+from services.billing import handlers as billing
+from tests.conftest import ROOT, RUN_ID, databases_with_roles
+
+pytestmark = pytest.mark.integration
+
+SERVICES = ("auth", "billing", "payments")
+# Where a table's client is its own id rather than a client_id column.
+CLIENT_COLUMN = {("billing", "clients"): "id"}
+W1, W2 = str(uuid.uuid4()), str(uuid.uuid4())
+A, B, C = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())  # A and B in W1, C in W2
+OWNERS = ((W1, A), (W1, B), (W2, C))
+
+
+@pytest.fixture(scope="module")
+def dbs(postgres_admin_url):
+    """Databases of our own (not the running stack's): the rows below are made for the policies only."""
+    with databases_with_roles(postgres_admin_url, f"portal_{RUN_ID}_rls", SERVICES) as urls:
+        for service in SERVICES:
+            upgrade(urls["service"][service], ROOT / "services" / service / "migrations")
+        yield urls
+
+
+def fetch(url: str, sql: str, params=()) -> list[tuple]:
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def protected_tables(admin_url: str) -> set[str]:
+    return {name for (name,) in fetch(admin_url, """
+        SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relrowsecurity AND c.relforcerowsecurity
+          AND EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid)""")}
+
+
+def columns_of(admin_url: str) -> dict[str, dict[str, tuple]]:
+    tables: dict[str, dict[str, tuple]] = {}
+    for table, column, data_type, length, nullable, default in fetch(admin_url, """
+            SELECT table_name, column_name, data_type, character_maximum_length, is_nullable = 'YES',
+                   column_default IS NOT NULL OR is_identity = 'YES'
+            FROM information_schema.columns WHERE table_schema = 'public' ORDER BY ordinal_position"""):
+        tables.setdefault(table, {})[column] = (data_type, length, nullable, default)
+    return tables
+
+
+def client_column(service: str, table: str, columns: dict) -> str | None:
+    return CLIENT_COLUMN.get((service, table)) or ("client_id" if "client_id" in columns else None)
+
+
+def _value(data_type: str, length: int | None):
+    if data_type in ("character varying", "text", "character"):
+        return uuid.uuid4().hex[:length or 32]  # unique wherever a column must be
+    if data_type in ("integer", "bigint", "smallint", "numeric"):
+        return 1  # also a valid review rating
+    if data_type == "boolean":
+        return False
+    if data_type == "date":
+        return date(2026, 1, 1) + timedelta(days=uuid.uuid4().int % 3000)
+    if data_type.startswith("timestamp"):
+        return datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=uuid.uuid4().int % 10**8)
+    if data_type in ("json", "jsonb"):
+        return "{}"
+    raise AssertionError(f"the test cannot make a value of type {data_type}: teach _value about it")
+
+
+def row_for(columns: dict, client_col: str | None, workspace_id: str, client_id: str) -> dict:
+    """Every required column filled; the workspace and client set to the given ones."""
+    row = {name: _value(data_type, length) for name, (data_type, length, nullable, default) in columns.items()
+           if not nullable and not default}
+    row["workspace_id"] = workspace_id
+    if client_col:
+        row[client_col] = client_id
+    return row
+
+
+def insert_sql(table: str, row: dict) -> tuple[str, list]:
+    names = list(row)
+    return (f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))})",
+            [row[n] for n in names])
+
+
+@pytest.fixture(scope="module")
+def seeded(dbs):
+    """Rows of three owners in every protected table, written as the admin (which RLS does not bind).
+    Foreign keys are not the subject here, so their triggers are off for this one transaction."""
+    tables = {}
+    for service in SERVICES:
+        admin_url = dbs["admin"][service]
+        columns = columns_of(admin_url)
+        tables[service] = {t: client_column(service, t, columns[t]) for t in protected_tables(admin_url)}
+        with psycopg2.connect(admin_url) as conn, conn.cursor() as cur:
+            cur.execute("SET LOCAL session_replication_role = replica")
+            for table, client_col in tables[service].items():
+                for workspace_id, client_id in OWNERS:
+                    cur.execute(*insert_sql(table, row_for(columns[table], client_col, workspace_id, client_id)))
+    return tables
+
+
+def scoped_rows(url: str, table: str, client_col: str | None, settings: dict | None) -> list[tuple]:
+    """(workspace, client) of every row the service's role sees in one transaction with `settings`
+    set the way chassis/db.py sets them; None sets nothing at all."""
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        for name, value in (settings or {}).items():
+            cur.execute("SELECT set_config(%s, %s, true)", (f"app.{name}", value))
+        cur.execute(f"SELECT workspace_id, {client_col or 'NULL'} FROM {table}")
+        return cur.fetchall()
+
+
+def client_scope(workspace_id, client_id):
+    return {"workspace_id": workspace_id, "client_id": client_id, "rls_bypass": ""}
+
+
+def each_table(seeded):
+    return [(service, table, client_col) for service, tables in seeded.items()
+            for table, client_col in sorted(tables.items())]
+
+
+def test_every_table_with_a_workspace_and_a_client_is_protected(dbs):
+    for service in SERVICES:
+        admin_url = dbs["admin"][service]
+        columns = columns_of(admin_url)
+        client_scoped = {t for t, cols in columns.items() if {"workspace_id", "client_id"} <= set(cols)}
+        assert client_scoped, f"{service} has client-scoped tables"
+        assert client_scoped - protected_tables(admin_url) == set(), \
+            f"{service}: tables with workspace_id and client_id but no forced row-level security policy"
+    billing_protected = protected_tables(dbs["admin"]["billing"])
+    assert {"invoices", "payments", "bookings", "clients", "booking_cells", "counters"} <= billing_protected
+    assert {"attempts", "payment_methods", "customers", "card_setups", "disputes"} <= \
+        protected_tables(dbs["admin"]["payments"])
+    assert {"sessions", "document_links", "contacts"} <= protected_tables(dbs["admin"]["auth"])
+
+
+def test_the_service_roles_are_bound_by_the_policies(dbs):
+    for service in SERVICES:
+        [(superuser, bypass)] = fetch(dbs["service"][service],
+                                      "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+        assert (superuser, bypass) == (False, False)
+
+
+def test_an_unscoped_query_returns_no_rows(dbs, seeded):
+    for service, table, client_col in each_table(seeded):
+        [(count,)] = fetch(dbs["admin"][service], f"SELECT count(*) FROM {table}")
+        assert count >= 3, (service, table)  # the rows exist
+        assert scoped_rows(dbs["service"][service], table, client_col, None) == [], (service, table)
+
+
+def test_a_client_scope_sees_only_its_clients_rows(dbs, seeded):
+    for service, table, client_col in each_table(seeded):
+        seen = scoped_rows(dbs["service"][service], table, client_col, client_scope(W1, A))
+        if client_col:
+            assert seen == [(W1, A)], (service, table)
+        else:  # workspace-wide tables (numbering, booking cells): the whole workspace, never another
+            assert seen == [(W1, None), (W1, None)], (service, table)
+
+
+def test_a_workspace_scope_sees_the_workspace_and_the_bypass_sees_all(dbs, seeded):
+    for service, table, client_col in each_table(seeded):
+        url = dbs["service"][service]
+        workspace = sorted(scoped_rows(url, table, client_col, client_scope(W1, "")), key=str)
+        assert workspace == sorted([(W1, A if client_col else None), (W1, B if client_col else None)], key=str), \
+            (service, table)
+        everything = scoped_rows(url, table, client_col, {"rls_bypass": "on"})
+        [(count,)] = fetch(dbs["admin"][service], f"SELECT count(*) FROM {table}")
+        assert len(everything) == count and {W1, W2} <= {ws for ws, _ in everything}, (service, table)
+
+
+def test_writing_another_clients_row_under_a_client_scope_is_refused(dbs, seeded):
+    for service, table, client_col in each_table(seeded):
+        columns = columns_of(dbs["admin"][service])[table]
+        wrong = ((W1, B), (W2, C)) if client_col else ((W2, C),)
+        for workspace_id, client_id in wrong:
+            with psycopg2.connect(dbs["service"][service]) as conn, conn.cursor() as cur:
+                for name, value in client_scope(W1, A).items():
+                    cur.execute("SELECT set_config(%s, %s, true)", (f"app.{name}", value))
+                with pytest.raises(psycopg2.errors.InsufficientPrivilege, match="row-level security"):
+                    cur.execute(*insert_sql(table, row_for(columns, client_col, workspace_id, client_id)))
+
+
+def test_moving_a_row_to_another_client_is_refused(dbs, seeded):
+    url = dbs["service"]["billing"]
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        for name, value in client_scope(W1, A).items():
+            cur.execute("SELECT set_config(%s, %s, true)", (f"app.{name}", value))
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege, match="row-level security"):
+            cur.execute("UPDATE invoices SET client_id = %s WHERE client_id = %s", (B, A))
+
+
+# ------------------------------------------------------------- through the chassis, as services do
+
+@pytest.fixture(scope="module")
+def billing_data(dbs):
+    """A workspace with two clients, an invoice each, made by the handlers with no scope (the bypass)."""
+    engine = make_engine(dbs["service"]["billing"], pool_size=4)
+    with UnitOfWork(engine) as uow:
+        now = utcnow()
+        ws = billing.create_workspace(uow, now, {"name": "Scoped Co", "email": "s@scoped.example.org"})["id"]
+        clients = [billing.create_client(uow, now, ws, {"name": name})["id"] for name in ("Mine", "Theirs")]
+        invoices = [billing.create_invoice(uow, now, ws, {
+            "client_id": client, "send": True, "lines": [{"description": "Work", "quantity": 1, "unit_price": 1000}]})
+            ["id"] for client in clients]
+        uow.commit()
+    yield engine, ws, clients, invoices
+    engine.dispose()
+
+
+def test_a_handler_that_forgets_the_client_filter_still_sees_one_client(billing_data):
+    engine, ws, (mine, theirs), (my_invoice, their_invoice) = billing_data
+    token = db_scope.set(Scope(ws, mine))
+    try:
+        with UnitOfWork(engine) as uow:
+            listed = billing.list_invoices(uow, utcnow(), ws)  # no client filter: the admin listing
+            assert [i["id"] for i in listed["items"]] == [my_invoice]
+            with pytest.raises(NotFound):
+                billing.get_invoice(uow, utcnow(), ws, their_invoice)
+            with pytest.raises(NotFound):
+                billing.get_client(uow, utcnow(), ws, theirs)
+    finally:
+        db_scope.reset(token)
+    token = db_scope.set(Scope(ws))  # the admin API: the whole workspace
+    try:
+        with UnitOfWork(engine) as uow:
+            assert {i["id"] for i in billing.list_invoices(uow, utcnow(), ws)["items"]} == {my_invoice, their_invoice}
+    finally:
+        db_scope.reset(token)
+    token = db_scope.set(Scope(str(uuid.uuid4())))  # another workspace's key
+    try:
+        with UnitOfWork(engine) as uow:
+            assert billing.list_invoices(uow, utcnow(), ws)["items"] == []
+    finally:
+        db_scope.reset(token)
+
+
+def test_a_pooled_connection_does_not_carry_a_scope_into_the_next_transaction(billing_data):
+    engine, ws, (mine, theirs), _ = billing_data
+    token = db_scope.set(Scope(ws, mine))
+    try:
+        with engine.connect() as conn:
+            assert {c for (c,) in conn.execute(sa.text("SELECT client_id FROM invoices"))} == {mine}
+    finally:
+        db_scope.reset(token)
+    with engine.connect() as conn:  # the same pooled connection, now for the service itself
+        assert {c for (c,) in conn.execute(sa.text("SELECT client_id FROM invoices WHERE workspace_id = :ws"),
+                                           {"ws": ws})} == {mine, theirs}
+    raw = engine.raw_connection()  # outside a transaction's settings nothing is visible
+    try:
+        cur = raw.cursor()
+        cur.execute("SELECT count(*) FROM invoices")
+        assert cur.fetchone()[0] == 0
+    finally:
+        raw.close()
+
+
+def test_green_threads_each_keep_their_own_scope(billing_data):
+    """nameko runs each worker in its own green thread: scopes must not leak between them, even when
+    they interleave mid-transaction."""
+    engine, ws, (mine, theirs), _ = billing_data
+
+    def worker(client_id):
+        db_scope.set(Scope(ws, client_id))
+        seen = []
+        for _ in range(3):
+            eventlet.sleep(0)  # let the other workers run between setting the scope and using it
+            with engine.connect() as conn:
+                eventlet.sleep(0)
+                seen.extend(c for (c,) in conn.execute(sa.text("SELECT client_id FROM invoices")))
+        return client_id, seen
+
+    threads = [eventlet.spawn(worker, client) for client in (mine, theirs) * 3]
+    for client_id, seen in (t.wait() for t in threads):
+        assert seen and set(seen) == {client_id}
+    assert db_scope.get() is None  # the test's own context was never touched

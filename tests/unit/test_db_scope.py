@@ -1,0 +1,94 @@
+"""The caller's scope, from the gateway to the services' database transactions (no broker, no
+PostgreSQL: tests/integration/test_row_level_security.py runs the policies themselves)."""
+from types import SimpleNamespace
+
+import eventlet
+import falcon.testing
+
+from chassis.nameko_ext import ScopeContext
+from chassis.scope import Scope, db_scope, from_context
+from services.gateway.app import GatewayConfig, create_app
+from services.gateway.rpc import RpcPool
+
+SESSION = {"contact_id": "c1", "client_id": "cl1", "workspace_id": "ws1", "email": "demo@example.com",
+           "name": "Dana", "expires_at": "2026-11-23T12:30:00+00:00"}
+
+
+def test_a_scope_travels_as_context_data_and_anything_malformed_fails_closed():
+    assert from_context(Scope("ws1", "cl1").to_context()) == Scope("ws1", "cl1")
+    assert from_context(Scope("ws1").to_context()) == Scope("ws1") and Scope("ws1").to_context() == {
+        "workspace_id": "ws1"}
+    assert from_context(None) is None  # no scope: the service works for itself
+    for bad in ("ws1", {}, {"workspace_id": ""}, {"workspace_id": 5}, {"workspace_id": "ws1", "client_id": ""},
+                {"workspace_id": "ws1", "client_id": ["cl1"]}):
+        assert from_context(bad) == Scope("")  # a workspace no row has: nothing visible
+
+
+def test_the_dependency_binds_the_callers_scope_for_one_worker():
+    provider = ScopeContext()
+    worker = SimpleNamespace(data={"scope": {"workspace_id": "ws1", "client_id": "cl1"}})
+    provider.worker_setup(worker)
+    try:
+        assert db_scope.get() == Scope("ws1", "cl1") == provider.get_dependency(worker)
+    finally:
+        provider.worker_teardown(worker)
+    assert db_scope.get() is None
+    provider.worker_setup(SimpleNamespace(data={"request_id": "r1"}))  # a timer or an event: no scope
+    assert db_scope.get() is None
+
+
+def test_each_green_thread_has_its_own_scope():
+    def worker(name):
+        db_scope.set(Scope("ws", name))
+        eventlet.sleep(0)  # every other worker sets its own meanwhile
+        return db_scope.get()
+
+    threads = {name: eventlet.spawn(worker, name) for name in ("a", "b", "c")}
+    assert {name: t.wait() for name, t in threads.items()} == {n: Scope("ws", n) for n in threads}
+    assert db_scope.get() is None
+
+
+class FakeProxy:
+    """A started ClusterRpcProxy as far as RpcPool uses it: context data, and the services."""
+
+    def __init__(self):
+        self._worker_ctx = SimpleNamespace(data={})
+        self.sent = []
+        self._proxy = SimpleNamespace(billing=SimpleNamespace(ping=lambda: self.sent.append(
+            dict(self._worker_ctx.data))))
+
+
+def test_the_rpc_pool_sends_the_scope_and_forgets_it_on_the_next_call():
+    pool = RpcPool({}, timeout=1, size=1)
+    proxy = FakeProxy()
+    pool._idle.put(proxy)
+    pool._created = 1
+    pool.call("billing", "ping", request_id="r1", scope=Scope("ws1", "cl1"))
+    pool.call("billing", "ping", request_id="r2")
+    assert proxy.sent == [{"request_id": "r1", "scope": {"workspace_id": "ws1", "client_id": "cl1"}},
+                          {"request_id": "r2"}]
+
+
+class RecordingRpc:
+    def __init__(self, answers):
+        self.answers = answers
+        self.calls = []
+
+    def call(self, service, method, *args, request_id=None, scope=None, **kwargs):
+        self.calls.append((service, method, scope))
+        return self.answers.get((service, method))
+
+
+def test_the_gateway_scopes_portal_calls_to_the_session_and_admin_calls_to_the_key():
+    rpc = RecordingRpc({("auth", "validate_session"): SESSION, ("billing", "get_workspace"): {
+        "id": "ws1", "name": "Acme", "logo_url": "", "brand_color": "#1d4ed8", "accent_color": "#0f766e"},
+        ("billing", "client_dashboard"): None, ("billing", "authenticate_api_key"): "ws9",
+        ("billing", "list_clients"): []})
+    app = falcon.testing.TestClient(create_app(rpc, rpc, GatewayConfig(portal_url="http://portal.test", dev=True)))
+    app.simulate_get("/api/portal/v1/dashboard", headers={"Authorization": "Bearer sid"})
+    assert ("auth", "validate_session", None) in rpc.calls  # who is calling is not known yet
+    assert ("billing", "client_dashboard", Scope("ws1", "cl1")) in rpc.calls
+    rpc.calls.clear()
+    page = app.simulate_get("/api/admin/v1/clients", headers={"Authorization": "Bearer key"})
+    assert page.status_code == 200
+    assert rpc.calls == [("billing", "authenticate_api_key", None), ("billing", "list_clients", Scope("ws9"))]
