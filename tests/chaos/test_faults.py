@@ -53,6 +53,7 @@ def test_kill_payments_while_webhooks_arrive_every_invoice_is_paid_once_with_one
     email = f"webhooks-{uuid.uuid4().hex[:6]}@example.com"
     made = new_portal_client(stack, "Webhook Storm Ltd", email, invoices=count)
     invoice_ids = [invoice["id"] for invoice in made["invoices"]]
+    stack.outbox.wait_for(email, count, timeout=600)  # the invoice emails first: the sign-in link queues behind
     session = sign_in(stack, email)
     card = save_card(session, stack, "4242424242424242")
     headers = {"Accept": "application/json"}
