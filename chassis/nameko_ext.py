@@ -17,9 +17,7 @@ from chassis import db as dbmod
 from chassis import events, idempotency, settings
 from chassis.errors import EXPECTED, NotFound, ServiceError, Unavailable
 from chassis.logs import request_id_var
-from chassis.scope import CONTEXT_KEY as SCOPE_KEY
-from chassis.scope import db_scope
-from chassis.scope import from_context as scope_from_context
+from chassis.scope import CONTEXT_KEY as SCOPE_KEY, db_scope, from_context as scope_from_context
 
 log = logging.getLogger(__name__)
 

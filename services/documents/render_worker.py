@@ -6,6 +6,7 @@ WeasyPrint's CPU work never competes with the service's event loop.
 import base64
 import json
 import os
+import signal
 import sys
 
 from services.documents.pdf import render_pdf
@@ -14,6 +15,10 @@ from services.documents.pdf import render_pdf
 def main() -> None:
     # Lower priority than the service: on a busy machine, answering RPC calls comes before rendering.
     os.nice(10)
+    # A SIGTERM to the whole process group (devstack, a shell, some supervisors) must not kill a render
+    # in flight: the service stops gracefully and lets it finish. The service kills idle workers when
+    # it stops, and a worker whose service is gone sees stdin close and exits.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     for line in sys.stdin:
         try:
             request = json.loads(line)

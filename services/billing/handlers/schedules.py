@@ -91,7 +91,10 @@ def update_recurring(uow, now: datetime, workspace_id: str, recurring_id: str, d
     if "notes" in data:
         values["notes"] = str(data["notes"])[:5000]
     if "payment_terms_days" in data:
-        values["payment_terms_days"] = int(data["payment_terms_days"])
+        terms = data["payment_terms_days"]
+        if not isinstance(terms, int) or isinstance(terms, bool) or not 0 <= terms <= 365:
+            raise Invalid("payment_terms_days is 0 to 365.", payment_terms_days="out of range")
+        values["payment_terms_days"] = terms
     if values:  # an empty PATCH changes nothing (an UPDATE with no SET is not SQL)
         uow.execute(recurring_invoices.update().where(recurring_invoices.c.id == recurring_id).values(**values))
     row = get_scoped(uow, recurring_invoices, workspace_id, recurring_id, "recurring invoice")
