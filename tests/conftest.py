@@ -189,11 +189,9 @@ class Outbox:
         raise AssertionError(f"no email #{count} to {to} within {timeout}s")
 
 
-@pytest.fixture(scope="session")
-def stack(amqp_uri, service_databases, admin_databases, tmp_path_factory):
-    """The four services and the gateway as real processes on PostgreSQL and RabbitMQ, seeded."""
-    work = tmp_path_factory.mktemp("stack")
-    port = free_port()
+def stack_env(work: Path, amqp_uri: str, service_urls: dict, **overrides: str) -> dict:
+    """The environment of a test stack: fast timers, its own ports, localstripe, the given databases."""
+    port, localstripe_port = free_port(), free_port()
     env = dev_env()
     env.update({
         "PORTAL_ENV": "dev", "PORTAL_VAR_DIR": str(work / "var"), "MAIL_OUTBOX_DIR": str(work / "mail"),
@@ -203,28 +201,44 @@ def stack(amqp_uri, service_databases, admin_databases, tmp_path_factory):
         "WEBHOOK_RETRY_BASE_SECONDS": "0.2", "WEBHOOK_DELIVERY_INTERVAL": "0.2",
         "AUTH_LINKS_PER_EMAIL": "50", "AUTH_LINKS_PER_IP": "500", "BILLING_SWEEP_INTERVAL": "1",
         "AUTH_VERIFY_FAILURES_PER_IP": "100",  # every test runs from 127.0.0.1; the abuse test reaches it
+        "STRIPE_API_BASE": f"http://localhost:{localstripe_port}", "LOCALSTRIPE_FROM_SCRATCH": "1",
+        "STRIPE_WEBHOOK_SECRET": f"whsec_test_{uuid.uuid4().hex}", "AUTOPAY_INTERVAL": "0.3",
+        **overrides,
     })
     env.pop("SMTP_URL", None)
-    for service, url in service_databases.items():
+    for service, url in service_urls.items():
         env[f"{service.upper()}_DATABASE_URL"] = url
-    logs = ARTIFACTS / "stack-logs"
+    return env
+
+
+@contextmanager
+def running_stack(env: dict, work: Path, amqp_uri: str, database_urls: dict, logs_name: str, stack_class=Stack):
+    """Start the stack in `env`, seed it, and stop it afterwards. The services log in with the `service`
+    URLs; the tests inspect through the `admin` ones (they see every row)."""
+    logs = ARTIFACTS / logs_name
     shutil.rmtree(logs, ignore_errors=True)
-    localstripe_port = free_port()
-    env.update({"STRIPE_API_BASE": f"http://localhost:{localstripe_port}", "LOCALSTRIPE_FROM_SCRATCH": "1",
-                "STRIPE_WEBHOOK_SECRET": f"whsec_test_{uuid.uuid4().hex}", "AUTOPAY_INTERVAL": "0.3"})
-    running = Stack(env, logs, env["GATEWAY_BIND"], localstripe_port=localstripe_port)
+    running = stack_class(env, logs, env["GATEWAY_BIND"], localstripe_port=int(env["STRIPE_API_BASE"].rsplit(":", 1)[1]))
     running.start()
     try:
         running.wait_healthy(120)
         subprocess.run([sys.executable, "-m", "services.billing.seed"], cwd=ROOT, env=env, check=True)
-        _wait_for_contacts(admin_databases["auth"], 4)
+        _wait_for_contacts(database_urls["admin"]["auth"], 4)
         running.outbox = Outbox(work / "mail")
-        running.databases = admin_databases  # tests inspect as the admin: they see every row
-        running.service_databases = service_databases  # what the services log in with (row-level security)
+        running.databases = database_urls["admin"]  # tests inspect as the admin: they see every row
+        running.service_databases = database_urls["service"]  # what the services log in with (row-level security)
         running.amqp_uri = amqp_uri
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(amqp_uri, database_urls, tmp_path_factory):
+    """The four services and the gateway as real processes on PostgreSQL and RabbitMQ, seeded."""
+    work = tmp_path_factory.mktemp("stack")
+    env = stack_env(work, amqp_uri, database_urls["service"])
+    with running_stack(env, work, amqp_uri, database_urls, "stack-logs") as running:
+        yield running
 
 
 def _wait_for_contacts(auth_url: str, count: int, timeout: float = 30) -> None:

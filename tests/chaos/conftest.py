@@ -9,17 +9,14 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
-import uuid
 from pathlib import Path
 
-import psycopg2
 import pytest
 import requests
 
-from deploy.devstack import BIN, SERVICES, Stack, dev_env, port_open, register_stripe_webhook, wait_for
-from tests.conftest import ARTIFACTS, ROOT, RUN_ID, Outbox, _wait_for_contacts, databases_with_roles, free_port
+from deploy.devstack import BIN, SERVICES, Stack, port_open, register_stripe_webhook, wait_for
+from tests.conftest import RUN_ID, databases_with_roles, free_port, running_stack, stack_env
 
 FULL = os.environ.get("CHAOS_SCALE", "short") == "full"
 
@@ -99,11 +96,6 @@ class ChaosStack(Stack):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
-    def admin_query(self, service: str, sql: str, *args) -> list:
-        with psycopg2.connect(self.admin_databases[service]) as conn, conn.cursor() as cur:
-            cur.execute(sql, args)
-            return cur.fetchall()
-
     def wait_service(self, name: str, timeout: float = 60) -> None:
         def answering():
             try:
@@ -117,38 +109,14 @@ class ChaosStack(Stack):
 @pytest.fixture(scope="session")
 def chaos_stack(private_broker, postgres_admin_url, tmp_path_factory):
     work = tmp_path_factory.mktemp("chaos")
-    port, localstripe_port = free_port(), free_port()
-    env = dev_env()
-    env.update({
-        "PORTAL_ENV": "dev", "PORTAL_VAR_DIR": str(work / "var"), "MAIL_OUTBOX_DIR": str(work / "mail"),
-        "AMQP_URI": private_broker.uri, "GATEWAY_BIND": f"127.0.0.1:{port}", "PORTAL_URL": f"http://localhost:{port}",
-        "RPC_TIMEOUT": "10", "GATEWAY_WORKERS": "2", "OUTBOX_RELAY_INTERVAL": "0.1", "MAIL_POLL_INTERVAL": "0.2",
-        "AUTH_LINKS_PER_EMAIL": "50", "AUTH_LINKS_PER_IP": "500", "BILLING_SWEEP_INTERVAL": "5",
-        "STRIPE_API_BASE": f"http://localhost:{localstripe_port}", "LOCALSTRIPE_FROM_SCRATCH": "1",
-        "STRIPE_WEBHOOK_SECRET": f"whsec_chaos_{uuid.uuid4().hex}", "AUTOPAY_INTERVAL": "1",
-        "SERVICE_RPC_TIMEOUT": "8", "EVENT_RETRY_ATTEMPTS": "8", "EVENT_RETRY_BASE_DELAY": "0.25",
-    })
-    env.pop("SMTP_URL", None)
     with databases_with_roles(postgres_admin_url, f"chaos_{RUN_ID}") as urls:
-        for service, url in urls["service"].items():
-            env[f"{service.upper()}_DATABASE_URL"] = url
-        logs = ARTIFACTS / "chaos-logs"
-        shutil.rmtree(logs, ignore_errors=True)
-        running = ChaosStack(env, logs, env["GATEWAY_BIND"], localstripe_port=localstripe_port)
-        running.start()
-        try:
-            running.wait_healthy(120)
+        # Longer waits and more retries than the main stack: these tests stop things on purpose.
+        env = stack_env(work, private_broker.uri, urls["service"], RPC_TIMEOUT="10", BILLING_SWEEP_INTERVAL="5",
+                        AUTOPAY_INTERVAL="1", EVENT_RETRY_ATTEMPTS="8", EVENT_RETRY_BASE_DELAY="0.25")
+        with running_stack(env, work, private_broker.uri, urls, "chaos-logs", ChaosStack) as running:
             # The tests deliver Stripe's events themselves (signed, repeated, during faults): localstripe's
             # own one-shot deliveries are pointed at a closed port.
             register_stripe_webhook(env["STRIPE_API_BASE"], f"http://127.0.0.1:{free_port()}/closed",
                                     env["STRIPE_WEBHOOK_SECRET"])
-            subprocess.run([sys.executable, "-m", "services.billing.seed"], cwd=ROOT, env=env, check=True)
-            _wait_for_contacts(urls["admin"]["auth"], 4)
-            running.outbox = Outbox(work / "mail")
-            running.databases = urls["admin"]
-            running.admin_databases = urls["admin"]
-            running.amqp_uri = private_broker.uri
             running.broker = private_broker
             yield running
-        finally:
-            running.stop()

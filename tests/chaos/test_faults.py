@@ -17,7 +17,7 @@ import requests
 
 from tests.chaos.conftest import FULL, scale
 from tests.conftest import ARTIFACTS, new_portal_client, sign_in
-from tests.e2e.payments_support import save_card, signed, start, stripe_client
+from tests.e2e.payments_support import query, save_card, signed, start, stripe_client
 from tests.integration.test_services import wait_until
 
 pytestmark = pytest.mark.chaos
@@ -69,8 +69,8 @@ def test_kill_payments_while_webhooks_arrive_every_invoice_is_paid_once_with_one
 
     # Stripe's events for those charges, as Stripe would send them (its own ids, signed).
     stripe = stripe_client(stack)
-    intents = dict(stack.admin_query("payments", "SELECT id, payment_intent_id FROM attempts WHERE id = ANY(%s)",
-                                     attempts))
+    intents = dict(query(stack, "payments", "SELECT id, payment_intent_id FROM attempts WHERE id = ANY(%s)",
+                         attempts))
     events = [{"id": f"evt_{uuid.uuid4().hex[:24]}", "type": "payment_intent.succeeded",
                "data": {"object": stripe.v1.payment_intents.retrieve(intents[a]).to_dict()}} for a in attempts]
     deliveries = events + random.Random(7).sample(events, count // 2)  # Stripe delivers at least once
@@ -93,26 +93,26 @@ def test_kill_payments_while_webhooks_arrive_every_invoice_is_paid_once_with_one
     assert killed.is_set()
     stack.wait_service("payments")
 
-    paid = wait_until(lambda: stack.admin_query(
-        "billing", "SELECT count(*) FROM invoices WHERE id = ANY(%s) AND status = 'paid'", invoice_ids)[0][0] == count,
-        timeout=180, what=f"all {count} invoices paid")
+    paid = wait_until(lambda: query(stack, "billing", "SELECT count(*) FROM invoices WHERE id = ANY(%s) AND "
+                                                      "status = 'paid'", invoice_ids)[0][0] == count,
+                      timeout=180, what=f"all {count} invoices paid")
     assert paid
     stack.outbox.wait_for(email, count, timeout=180, subject="Payment received")
     time.sleep(3)  # any duplicate would land now
-    allocations = stack.admin_query("billing", "SELECT invoice_id, count(*), sum(amount) FROM payment_allocations "
-                                               "WHERE invoice_id = ANY(%s) GROUP BY invoice_id", invoice_ids)
+    allocations = query(stack, "billing", "SELECT invoice_id, count(*), sum(amount) FROM payment_allocations "
+                                          "WHERE invoice_id = ANY(%s) GROUP BY invoice_id", invoice_ids)
     totals = {invoice["id"]: invoice["total"] for invoice in made["invoices"]}
     assert {row[0]: (row[1], row[2]) for row in allocations} == {i: (1, totals[i]) for i in invoice_ids}
-    [(stripe_payments, money)] = stack.admin_query(
-        "billing", "SELECT count(*), sum(amount) FROM payments WHERE client_id = %s AND source = 'stripe'",
-        made["client"]["id"])
+    [(stripe_payments, money)] = query(stack, "billing", "SELECT count(*), sum(amount) FROM payments "
+                                                         "WHERE client_id = %s AND source = 'stripe'",
+                                       made["client"]["id"])
     assert (stripe_payments, money) == (count, sum(totals.values()))
     receipts = stack.outbox.count(email, "Payment received")
     assert receipts == count
-    published = stack.admin_query("payments", "SELECT count(*) FROM outbox WHERE event_type = 'payment.succeeded' "
-                                               "AND body LIKE %s", f'%{made["client"]["id"]}%')[0][0]
-    stored = stack.admin_query("payments", "SELECT count(*) FROM stripe_events WHERE id = ANY(%s) AND processed_at "
-                                           "IS NOT NULL", [e["id"] for e in events])[0][0]
+    published = query(stack, "payments", "SELECT count(*) FROM outbox WHERE event_type = 'payment.succeeded' "
+                                         "AND body LIKE %s", f'%{made["client"]["id"]}%')[0][0]
+    stored = query(stack, "payments", "SELECT count(*) FROM stripe_events WHERE id = ANY(%s) AND processed_at "
+                                      "IS NOT NULL", [e["id"] for e in events])[0][0]
     assert published == count and stored == count
     report("kill -9 payments during webhooks", invoices=count, webhook_deliveries=len(deliveries),
            http_retries=sum(tries) - len(tries), stripe_events_stored=stored, payment_succeeded_published=published,
@@ -130,27 +130,27 @@ def _queue_in_auth_outbox(stack, events: list[dict]) -> None:
     """As if auth had committed these sign-ins: its relay publishes them, billing consumes them."""
     import psycopg2
 
-    with psycopg2.connect(stack.admin_databases["auth"]) as conn, conn.cursor() as cur:
+    with psycopg2.connect(stack.databases["auth"]) as conn, conn.cursor() as cur:
         cur.executemany("INSERT INTO outbox (event_id, event_type, body, created_at) VALUES (%s, %s, %s, now())",
                         [(e["id"], e["type"], json.dumps(e)) for e in events])
 
 
 def _demo_client(stack) -> tuple[str, str, str]:
     """The demo client, and a contact id of this test's own, so its events are counted apart."""
-    [(workspace_id, client_id)] = stack.admin_query(
-        "billing", "SELECT workspace_id, client_id FROM contacts WHERE email = 'demo@example.com'")
+    [(workspace_id, client_id)] = query(stack, "billing", "SELECT workspace_id, client_id FROM contacts "
+                                                          "WHERE email = 'demo@example.com'")
     return workspace_id, client_id, f"chaos-{uuid.uuid4().hex[:12]}"
 
 
 def _consumed(stack, events: list[dict]) -> int:
-    return stack.admin_query("billing", "SELECT count(*) FROM inbox WHERE consumer = 'billing.on_signed_in' "
-                                        "AND event_id = ANY(%s)", [e["id"] for e in events])[0][0]
+    return query(stack, "billing", "SELECT count(*) FROM inbox WHERE consumer = 'billing.on_signed_in' "
+                                   "AND event_id = ANY(%s)", [e["id"] for e in events])[0][0]
 
 
 def _activity_rows(stack, client_id: str, contact_id: str) -> int:
     """Sign-ins billing recorded for this (made-up, per test) contact id: exactly one per event."""
-    return stack.admin_query("billing", "SELECT count(*) FROM activities WHERE client_id = %s AND kind = "
-                                        "'portal.signed_in' AND data->>'contact_id' = %s", client_id, contact_id)[0][0]
+    return query(stack, "billing", "SELECT count(*) FROM activities WHERE client_id = %s AND kind = "
+                                   "'portal.signed_in' AND data->>'contact_id' = %s", client_id, contact_id)[0][0]
 
 
 def test_restart_rabbitmq_with_events_in_flight_loses_none_and_applies_none_twice(chaos_stack):
@@ -167,8 +167,8 @@ def test_restart_rabbitmq_with_events_in_flight_loses_none_and_applies_none_twic
     wait_until(lambda: _consumed(stack, events) == count, 240, f"all {count} events consumed after the restart")
     time.sleep(3)
     applied = _activity_rows(stack, client_id, contact_id)
-    unpublished = stack.admin_query("auth", "SELECT count(*) FROM outbox WHERE published_at IS NULL")[0][0]
-    parked = stack.admin_query("billing", "SELECT count(*) FROM dead_letters")[0][0]
+    unpublished = query(stack, "auth", "SELECT count(*) FROM outbox WHERE published_at IS NULL")[0][0]
+    parked = query(stack, "billing", "SELECT count(*) FROM dead_letters")[0][0]
     assert (applied, unpublished, parked) == (count, 0, 0)
     stack.wait_healthy(60)  # every service and the gateway found the broker again
     report("restart RabbitMQ with events in flight", events=count, in_flight_at_restart=in_flight,
@@ -196,9 +196,9 @@ def test_dropping_billings_database_connections_mid_load_recovers_without_a_rest
     dropped = 0
     for _ in range(3):
         time.sleep(1)
-        dropped += stack.admin_query(
-            "billing", "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
-                       "current_database() AND pid <> pg_backend_pid()) AS killed")[0][0]
+        dropped += query(stack, "billing", "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM "
+                                           "pg_stat_activity WHERE datname = current_database() AND "
+                                           "pid <> pg_backend_pid()) AS killed")[0][0]
     wait_until(lambda: _consumed(stack, events) == count, 180, f"all {count} events consumed")
     stop.set()
     for browser in browsers:
@@ -206,7 +206,7 @@ def test_dropping_billings_database_connections_mid_load_recovers_without_a_rest
 
     after = [session.get(f"{stack.url}/dashboard", timeout=30).status_code for _ in range(20)]
     applied = _activity_rows(stack, client_id, contact_id)
-    parked = stack.admin_query("billing", "SELECT count(*) FROM dead_letters")[0][0]
+    parked = query(stack, "billing", "SELECT count(*) FROM dead_letters")[0][0]
     assert dropped > 0 and stack.procs["billing"].pid == billing_pid and stack.procs["billing"].poll() is None
     assert after == [200] * 20
     assert (applied, parked) == (count, 0)

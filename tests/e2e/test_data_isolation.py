@@ -21,6 +21,7 @@ from services.gateway.portal_api import PortalApiResource
 from tests.conftest import sign_in
 from tests.e2e.payments_support import CARD_OK, confirm_setup
 from tests.integration.test_admin_api import VALID_BODIES, Api, portalctl, snapshot
+from tests.integration.test_services import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -264,23 +265,13 @@ def workspaces(stack, accounts):
                            expect=201).json()
                 api("POST", f"/invoices/{ids['invoices']}/comments", {"body": "For the webhook"}, expect=201)
                 ids["webhooks"] = hook["id"]
-                ids["webhook-deliveries"] = wait_for(lambda: api("GET", f"/webhooks/{hook['id']}/deliveries",
+                ids["webhook-deliveries"] = wait_until(lambda: api("GET", f"/webhooks/{hook['id']}/deliveries",
                                                                  expect=200).json())[0]["id"]
             keyed[name] = {"api": api, "ids": ids, "name": account["name"], "numbers": account["numbers"]}
     yield keyed
     for workspace in keyed.values():  # its deliveries stop being retried
         if "webhooks" in workspace["ids"]:
             workspace["api"]("DELETE", f"/webhooks/{workspace['ids']['webhooks']}")
-
-
-def wait_for(fetch, timeout: float = 15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = fetch()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError("nothing arrived in time")
 
 
 @pytest.mark.parametrize("me,them", [("acme", "beta"), ("beta", "acme")])

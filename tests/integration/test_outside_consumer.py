@@ -23,6 +23,7 @@ from kombu import Connection, Exchange, Queue
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from tests.conftest import new_portal_client
+from tests.integration.test_services import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -119,22 +120,12 @@ def billing_relayed_everything(stack) -> None:
         with psycopg2.connect(stack.databases["billing"]) as conn, conn.cursor() as cur:
             cur.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL")
             return cur.fetchone()[0] == 0
-    wait_until(drained, what="billing's outbox to be relayed")
+    wait_until(drained, 30, what="billing's outbox to be relayed")
 
 
 def waiting_in_queue(amqp_uri: str, queue: str) -> int:
     with Connection(amqp_uri) as conn:
         return Queue(queue, channel=conn.default_channel).queue_declare(passive=True).message_count
-
-
-def wait_until(predicate, timeout=30, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_an_outside_kombu_consumer_gets_real_events_on_its_own_durable_queue(stack, consumers, queue_name):
@@ -164,7 +155,7 @@ def test_an_outside_kombu_consumer_gets_real_events_on_its_own_durable_queue(sta
         second = rpc.billing.create_invoice(made["workspace_id"], {
             "client_id": made["client"]["id"], "send": True,
             "lines": [{"description": "Follow-up work", "quantity": 1, "unit_price": 4200}]})
-    wait_until(lambda: waiting_in_queue(stack.amqp_uri, queue_name) == 4, what="4 messages waiting in the queue")
+    wait_until(lambda: waiting_in_queue(stack.amqp_uri, queue_name) == 4, 30, what="4 messages waiting in the queue")
     later = outbox_events(stack, invoice["id"])[2:] + outbox_events(stack, second["id"])
     assert [t for _, t in later] == ["invoice.voided", "invoice.created", "invoice.sent"]
 

@@ -3,7 +3,6 @@ cannot finish parks the event in dead letters, the CLI lists and replays it once
 and with one service down the portal pages that do not need it keep working."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -14,16 +13,10 @@ import requests
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from tests.conftest import ROOT, new_portal_client, sign_in
+from tests.integration.test_admin_api import portalctl
 from tests.integration.test_services import query, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def portalctl(stack, *args) -> dict | list:
-    result = subprocess.run([sys.executable, "-m", "services.billing.cli", *args], cwd=ROOT, env=stack.env,
-                            capture_output=True, text=True, timeout=90)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 def letters_of(stack, service: str, event_type: str) -> list[dict]:

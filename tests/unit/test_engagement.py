@@ -8,12 +8,12 @@ from alembic import command
 from alembic.config import Config
 
 from chassis import db as dbmod
-from chassis.db import UnitOfWork
 from chassis.errors import Invalid, NotFound
 from services.billing import engagement as eng
 from services.billing import handlers as h
 from services.billing.tables import client_engagement
 from tests.unit.conftest import ROOT
+from tests.unit.test_billing_handlers import db  # noqa: F401 - the same fixture (a handler runner on SQLite)
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
 TODAY = date(2026, 11, 23)
@@ -141,20 +141,6 @@ def test_listing_order_is_riskiest_then_longest_overdue_then_name():
 
 
 # ---------------------------------------------------------------- the handlers, on an embedded database
-
-@pytest.fixture
-def db(sqlite_engine):
-    engine = sqlite_engine("billing")
-
-    def run(fn, *args, now=NOW, **kwargs):
-        with UnitOfWork(engine) as uow:
-            result = fn(uow, now, *args, **kwargs)
-            uow.commit()
-            return result
-
-    run.engine = engine
-    return run
-
 
 @pytest.fixture
 def ws(db):
