@@ -10,6 +10,7 @@ import eventlet
 import sqlalchemy as sa
 from nameko.events import EventDispatcher, event_handler
 from nameko.extensions import DependencyProvider
+from nameko.messaging import QueueConsumer
 from nameko.rpc import rpc
 from nameko.timer import timer
 
@@ -20,6 +21,26 @@ from chassis.logs import request_id_var
 from chassis.scope import CONTEXT_KEY as SCOPE_KEY, db_scope, from_context as scope_from_context
 
 log = logging.getLogger(__name__)
+
+
+def _tolerate_lost_connection(method):
+    """nameko 2.14 acks (or requeues) a message after its worker, ignoring only amqp's ConnectionError.
+    When the broker has just gone away, the socket raises ConnectionResetError instead, which kills
+    the whole service container (the process exits). The broker has reclaimed the unacked message and
+    will deliver it again, and every consumer dedupes by event id, so losing the ack is harmless."""
+
+    @functools.wraps(method)
+    def tolerant(self, message):
+        try:
+            return method(self, message)
+        except OSError as exc:
+            log.warning("message not acked: the broker connection is gone; it will be redelivered",
+                        extra={"error": repr(exc)})
+    return tolerant
+
+
+QueueConsumer.ack_message = _tolerate_lost_connection(QueueConsumer.ack_message)
+QueueConsumer.requeue_message = _tolerate_lost_connection(QueueConsumer.requeue_message)
 
 
 class DatabaseHandle:

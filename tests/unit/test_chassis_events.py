@@ -205,3 +205,23 @@ def test_a_failed_call_leaves_its_key_free_for_the_retry(sqlite_engine):
     assert service._tx(flaky, "one", idempotency_key="k3")["name"] == "one" and len(tries) == 2
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(OUTBOX)).scalar_one() == 1
+
+
+class _LostMessage:
+    """A message whose broker connection dropped between delivery and ack, as in a broker restart."""
+
+    class channel:
+        connection = object()
+
+    def ack(self):
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    requeue = ack
+
+
+def test_an_ack_on_a_lost_connection_does_not_kill_the_service():
+    from nameko.messaging import QueueConsumer
+
+    # Unpatched, this exception escapes the worker and nameko kills the whole container.
+    assert QueueConsumer.ack_message(None, _LostMessage()) is None
+    assert QueueConsumer.requeue_message(None, _LostMessage()) is None
