@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import date, datetime
+from decimal import Decimal
+from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -15,8 +18,16 @@ from chassis.events import IDEMPOTENCY, utcnow
 MISSING = object()
 
 
+def _stable(value) -> str:
+    """RPC arguments arrive as JSON; anything else in a call is a dependency the service passed in (a
+    Stripe client, an RPC proxy), whose repr differs per worker. It counts by its type alone."""
+    if isinstance(value, (datetime, date, Decimal, UUID)):
+        return str(value)
+    return f"<{type(value).__name__}>"
+
+
 def request_hash(method: str, args, kwargs) -> str:
-    return hashlib.sha256(json.dumps([method, args, kwargs], sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(json.dumps([method, args, kwargs], sort_keys=True, default=_stable).encode()).hexdigest()
 
 
 def claim(uow, key: str, fingerprint: str):

@@ -25,6 +25,7 @@ class SessionIn(Body):
 
 class CommentIn(Body):
     body: str = Field(min_length=1, max_length=5000)
+    idempotency_key: str = Field("", max_length=64, description="Repeat it on a retry and the comment is posted once")
 
 
 class ForwardIn(Body):
@@ -106,6 +107,12 @@ def _forward(a, p, b, q, s) -> dict:
     return {"email_id": email_id}
 
 
+def _comment(a, p, b, q, s) -> dict:
+    key = f"comment:{s['contact_id']}:{b['idempotency_key']}" if b.get("idempotency_key") else None
+    return a.call("billing", "add_comment", s["workspace_id"], "invoice", p["id"], "client", _name(s), b["body"],
+                  client_id=s["client_id"], idempotency_key=key)
+
+
 def _message(a, p, b, q, s) -> dict:
     client = a.call("billing", "get_client", s["workspace_id"], s["client_id"])
     key = b.get("idempotency_key") or a.req.context.request_id
@@ -148,9 +155,8 @@ ROUTES: tuple[PortalRoute, ...] = (
     PortalRoute("GET", "/invoices/{id}/comments", "list_comments", "The invoice's comment thread",
                 lambda a, p, b, q, s: a.call("billing", "list_comments", s["workspace_id"], "invoice", p["id"],
                                              client_id=s["client_id"])),
-    PortalRoute("POST", "/invoices/{id}/comments", "add_comment", "Comment on the invoice",
-                lambda a, p, b, q, s: a.call("billing", "add_comment", s["workspace_id"], "invoice", p["id"], "client",
-                                             _name(s), b["body"], client_id=s["client_id"]), CommentIn, status=201),
+    PortalRoute("POST", "/invoices/{id}/comments", "add_comment", "Comment on the invoice", _comment, CommentIn,
+                status=201),
     PortalRoute("POST", "/invoices/{id}/forward", "forward_invoice", "Email the invoice to another address", _forward,
                 ForwardIn, status=202),
     PortalRoute("GET", "/quotes", "list_quotes", "The client's quotes",

@@ -227,17 +227,20 @@ class InvoiceDetail(Portal):
         comments = self.call(req, "billing", "list_comments", ws, "invoice", invoice_id, client_id=client)
         self.page(req, resp, "invoice.html", session, client=invoice, inv=invoice, comments=comments,
                   business=invoice.get("business_name", ""), forwarded=req.get_param("forwarded"),
-                  printable=req.get_param_as_bool("print") or False)
+                  printable=req.get_param_as_bool("print") or False, nonce=uuid.uuid4().hex)
 
 
 class InvoiceComment(Portal):
     def on_post(self, req, resp, invoice_id: str):
         session = self.session(req, resp)
-        body = str(self.form(req).get("body", "")).strip()
+        form = self.form(req)
+        body = str(form.get("body", "")).strip()
         if not body or len(body) > 5000:
             raise falcon.HTTPBadRequest(title="Write a comment", description="A comment is 1 to 5000 characters.")
+        nonce = str(form.get("nonce", ""))[:64] or req.context.request_id  # a double submit posts once
         self.call(req, "billing", "add_comment", session["workspace_id"], "invoice", invoice_id, "client",
-                  session["name"] or session["email"], body, client_id=session["client_id"])
+                  session["name"] or session["email"], body, client_id=session["client_id"],
+                  idempotency_key=f"comment:{session['contact_id']}:{nonce}")
         raise falcon.HTTPSeeOther(f"/invoices/{invoice_id}#comments")
 
 
@@ -251,9 +254,9 @@ class InvoiceForward(Portal):
         except EmailNotValidError:
             raise falcon.HTTPBadRequest(title="Check the address",
                                         description="Enter the email address to forward the invoice to.") from None
+        nonce = str(form.get("nonce", ""))[:64] or req.context.request_id  # a double submit sends once
         self.call(req, "documents", "forward_invoice", session["workspace_id"], session["client_id"], invoice_id, to,
-                  session["name"] or session["email"], note,
-                  idempotency_key=f"forward:{invoice_id}:{to}:{req.context.request_id}")
+                  session["name"] or session["email"], note, idempotency_key=f"forward:{invoice_id}:{to}:{nonce}")
         raise falcon.HTTPSeeOther(f"/invoices/{invoice_id}?{urlencode({'forwarded': to})}")
 
 

@@ -46,9 +46,14 @@ class PaymentsService(ServiceBase):
         return self._tx(handlers.get_attempt, workspace_id, attempt_id, client_id)
 
     @rpc(expected_exceptions=EXPECTED)
-    def card_setup(self, workspace_id: str, client_id: str, attempt_id: str | None = None) -> dict:
-        return self._tx(handlers.card_setup, self.stripe, self.billing, workspace_id, client_id, attempt_id)
+    def card_setup(self, workspace_id: str, client_id: str, attempt_id: str | None = None,
+                   idempotency_key: str | None = None) -> dict:
+        return self._tx(handlers.card_setup, self.stripe, self.billing, workspace_id, client_id, attempt_id,
+                        idempotency_key=idempotency_key)
 
+    # confirm_attempt and refresh_attempt take no idempotency key: a conditional UPDATE claims the
+    # attempt row, so a repeat while the first runs, or after it, gets the attempt's real state, and
+    # Stripe's own key (attempt:<id>:<try>) keeps the charge single. A kept answer would go stale.
     @rpc(expected_exceptions=EXPECTED)
     def confirm_attempt(self, workspace_id: str, client_id: str, attempt_id: str, setup_intent_id: str | None = None,
                         payment_method_id: str | None = None, save: bool = False) -> dict:
@@ -64,16 +69,22 @@ class PaymentsService(ServiceBase):
         return self._tx(handlers.list_cards, workspace_id, client_id)
 
     @rpc(expected_exceptions=EXPECTED)
-    def save_card(self, workspace_id: str, client_id: str, setup_intent_id: str) -> dict:
-        return self._tx(handlers.save_card, self.stripe, workspace_id, client_id, setup_intent_id)
+    def save_card(self, workspace_id: str, client_id: str, setup_intent_id: str,
+                  idempotency_key: str | None = None) -> dict:
+        return self._tx(handlers.save_card, self.stripe, workspace_id, client_id, setup_intent_id,
+                        idempotency_key=idempotency_key)
 
     @rpc(expected_exceptions=EXPECTED)
-    def set_default_card(self, workspace_id: str, client_id: str, payment_method_id: str) -> list[dict]:
-        return self._tx(handlers.set_default_card, self.stripe, workspace_id, client_id, payment_method_id)
+    def set_default_card(self, workspace_id: str, client_id: str, payment_method_id: str,
+                         idempotency_key: str | None = None) -> list[dict]:
+        return self._tx(handlers.set_default_card, self.stripe, workspace_id, client_id, payment_method_id,
+                        idempotency_key=idempotency_key)
 
     @rpc(expected_exceptions=EXPECTED)
-    def remove_card(self, workspace_id: str, client_id: str, payment_method_id: str) -> list[dict]:
-        return self._tx(handlers.remove_card, self.stripe, workspace_id, client_id, payment_method_id)
+    def remove_card(self, workspace_id: str, client_id: str, payment_method_id: str,
+                    idempotency_key: str | None = None) -> list[dict]:
+        return self._tx(handlers.remove_card, self.stripe, workspace_id, client_id, payment_method_id,
+                        idempotency_key=idempotency_key)
 
     @rpc(expected_exceptions=EXPECTED)
     def refund_payment(self, workspace_id: str, payment_id: str, amount=None, reason: str = "",

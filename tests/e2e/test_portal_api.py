@@ -38,7 +38,10 @@ def test_a_bearer_client_reads_and_acts_through_the_api(stack):
     invoice = api("GET", f"/invoices/{listed['items'][0]['id']}")
     assert invoice["lines"][0]["description"] == "Api User Co work 0"
     assert api("GET", f"/invoices/{invoice['id']}/pdf").content.startswith(b"%PDF-")
-    api("POST", f"/invoices/{invoice['id']}/comments", 201, json={"body": "Via the API"})
+    posted = [api("POST", f"/invoices/{invoice['id']}/comments", 201, json={"body": "Via the API",
+                                                                            "idempotency_key": "retry-1"})
+              for _ in range(2)]  # a retry with the same key posts once
+    assert posted[0]["id"] == posted[1]["id"]
     assert [c["body"] for c in api("GET", f"/invoices/{invoice['id']}/comments")] == ["Via the API"]
     api("POST", f"/invoices/{invoice['id']}/forward", 202, json={"to": "books@example.org"})
     stack.outbox.wait_for("books@example.org", subject=invoice["number"])

@@ -43,8 +43,11 @@ def test_detail_comment_and_forward(stack, demo):
     assert page.status_code == 200 and "Photography day rate" in page.text
     assert re.search(r'data-testid="balance">\$850\.00<', page.text)  # 900.00 less a 50.00 credit
     assert "Could you add our PO number 4471" in page.text  # the seeded thread, both sides
-    posted = demo.post(f"{stack.url}/invoices/{invoice_id}/comments", data={"body": "Paying on Friday."})
-    assert posted.status_code == 200 and "Paying on Friday." in posted.text
+    nonce = re.search(r'/comments">.*?name="nonce" value="([0-9a-f]{32})"', page.text, re.S).group(1)
+    for _ in range(2):  # a double submit of the same form posts once
+        posted = demo.post(f"{stack.url}/invoices/{invoice_id}/comments",
+                           data={"body": "Paying on Friday.", "nonce": nonce})
+    assert posted.status_code == 200 and posted.text.count("Paying on Friday.") == 1
     before = stack.outbox.count("books@example.org")
     forwarded = demo.post(f"{stack.url}/invoices/{invoice_id}/forward", data={"to": "books@example.org",
                                                                                "note": "For Q4"})

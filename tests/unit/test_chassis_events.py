@@ -207,6 +207,26 @@ def test_a_failed_call_leaves_its_key_free_for_the_retry(sqlite_engine):
         assert conn.execute(sa.select(sa.func.count()).select_from(OUTBOX)).scalar_one() == 1
 
 
+def test_a_key_matches_a_repeat_whatever_dependency_object_the_worker_passes(sqlite_engine):
+    """Payments passes its Stripe client and billing proxy to handlers; each worker has its own
+    objects, and a repeat served by another worker must still match the first call."""
+    engine = sqlite_engine("payments")
+    service = ReplayableService(engine, None)
+
+    def with_dependency(uow, now, client, name):
+        return _make_thing(uow, now, name)
+
+    class StripeClient:
+        pass
+
+    first = service._tx(with_dependency, StripeClient(), "one", idempotency_key="k4")
+    assert service._tx(with_dependency, StripeClient(), "one", idempotency_key="k4") == first
+    with pytest.raises(Conflict):
+        service._tx(with_dependency, StripeClient(), "two", idempotency_key="k4")
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(OUTBOX)).scalar_one() == 1
+
+
 class _LostMessage:
     """A message whose broker connection dropped between delivery and ack, as in a broker restart."""
 
