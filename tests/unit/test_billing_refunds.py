@@ -5,7 +5,7 @@ import pytest
 import sqlalchemy as sa
 
 from chassis.db import UnitOfWork
-from chassis.errors import Invalid, NotFound
+from chassis.errors import Invalid, Unavailable
 from services.billing import domain
 from services.billing import handlers as h
 from services.billing.service import BillingService
@@ -136,13 +136,14 @@ def test_a_refund_reopens_the_newest_invoices_first(db, ws):
     assert db(h.list_refunds, ws_id, client_id="someone-else") == []
 
 
-def test_a_refund_of_an_unknown_or_foreign_payment_is_not_found(db, ws):
+def test_a_refund_of_an_unknown_or_foreign_payment_waits_for_it(db, ws):
+    """Unavailable, so the consumer retries: the refund may have overtaken payment.succeeded."""
     ws_id, client = ws
     invoice = _invoice(db, ws_id, client, 1000)
     _card(db, ws_id, "pi_1", [(invoice, 1000)])
     other_ws = db(h.create_workspace, {"name": "Other", "email": "o@example.com"})["id"]
     for workspace_id, payment_id in ((ws_id, "pi_missing"), (other_ws, "pi_1")):
-        with pytest.raises(NotFound):
+        with pytest.raises(Unavailable):
             _refund(db, workspace_id, "re_x", payment_id, 100)
     for bad in ({"amount": 0}, {"amount": "5"}, {"currency": "EUR"}, {"client_id": "another"}, {"refund_id": ""},
                 {"extra": 1}):
@@ -219,5 +220,5 @@ def test_disputes_record_their_latest_status_once_each(db, ws):
     assert db(h.list_payments, ws_id)[0]["dispute_status"] == "won"
     assert len(events(db, "payment.dispute_recorded")) == 2
     assert db(h.get_invoice, ws_id, invoice["id"])["status"] == "paid"  # a dispute alone moves no money
-    with pytest.raises(NotFound):
+    with pytest.raises(Unavailable):
         db(h.record_dispute, ws_id, {**dispute, "payment_id": "pi_missing"})

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from chassis.errors import Invalid
+from chassis.errors import Invalid, NotFound, Unavailable
 from chassis.money import Money
 from services.billing import domain
 from services.billing.handlers.common import (check_fields, client_row, client_snapshot, get_scoped, iso, new_id, page_bounds,
@@ -265,8 +265,15 @@ def _text_field(data: dict, key: str, limit: int, required: bool = False) -> str
 
 
 def _card_payment(uow, workspace_id: str, data: dict):
-    """The payment a refund or dispute is about, locked, checked against the event's client and currency."""
-    payment = get_scoped(uow, payments, workspace_id, str(data.get("payment_id") or ""), "payment", lock=True)
+    """The payment a refund or dispute is about, locked, checked against the event's client and currency.
+
+    Unknown yet is not a refusal: payment.succeeded and payment.refunded arrive on different queues,
+    so a refund made right after the payment can overtake it. Unavailable has the consumer retry
+    with backoff, and park it as a dead letter (replayable) only if the payment never arrives."""
+    try:
+        payment = get_scoped(uow, payments, workspace_id, str(data.get("payment_id") or ""), "payment", lock=True)
+    except NotFound:
+        raise Unavailable("The payment is not recorded here yet.") from None
     if data.get("client_id") and data["client_id"] != payment.client_id:
         raise Invalid("The payment belongs to another client.", client_id="mismatch")
     if data.get("currency") and data["currency"] != payment.currency:
