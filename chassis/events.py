@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from chassis.db import UtcDateTime
+from chassis.logs import request_id_var
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ def define_tables(metadata: sa.MetaData) -> None:
         sa.Column("body", sa.Text, nullable=False),
         sa.Column("created_at", UtcDateTime, nullable=False),
         sa.Column("published_at", UtcDateTime, nullable=True, index=True),
+        # The request that recorded the event: the relay publishes it as the message's request id.
+        sa.Column("request_id", sa.String(64), nullable=True),
     )
     sa.Table(
         "inbox",
@@ -81,10 +84,16 @@ def add_to_outbox(conn: Connection, event_type: str, workspace_id, data: dict, v
     event = envelope(event_type, workspace_id, data, version)
     conn.execute(
         OUTBOX.insert().values(
-            event_id=event["id"], event_type=event_type, body=json.dumps(event), created_at=utcnow()
+            event_id=event["id"], event_type=event_type, body=json.dumps(event), created_at=utcnow(),
+            request_id=_request_id(),
         )
     )
     return event
+
+
+def _request_id() -> str | None:
+    value = request_id_var.get()  # any caller's header: cut to the column's size rather than fail the write
+    return str(value)[:64] if value else None
 
 
 def relay_outbox(engine: Engine, dispatch, batch: int = 100) -> int:
@@ -96,7 +105,7 @@ def relay_outbox(engine: Engine, dispatch, batch: int = 100) -> int:
     with engine.connect() as conn:
         with conn.begin():
             query = (
-                sa.select(OUTBOX.c.seq, OUTBOX.c.event_type, OUTBOX.c.body)
+                sa.select(OUTBOX.c.seq, OUTBOX.c.event_type, OUTBOX.c.body, OUTBOX.c.request_id)
                 .where(OUTBOX.c.published_at.is_(None))
                 .order_by(OUTBOX.c.seq)
                 .limit(batch)
@@ -105,7 +114,9 @@ def relay_outbox(engine: Engine, dispatch, batch: int = 100) -> int:
                 query = query.with_for_update(skip_locked=True)
             rows = conn.execute(query).all()
             for row in rows:
-                dispatch(row.event_type, json.loads(row.body))  # nameko waits for the broker's confirm
+                # nameko waits for the broker's confirm; the request id goes along as a message header
+                extra = {"request_id": row.request_id} if row.request_id else {}
+                dispatch(row.event_type, json.loads(row.body), **extra)
                 conn.execute(OUTBOX.update().where(OUTBOX.c.seq == row.seq).values(published_at=utcnow()))
             return len(rows)
 
@@ -137,6 +148,26 @@ def consume_once(engine: Engine, consumer: str, event: dict, handle) -> bool:
             log.info("duplicate event ignored", extra={"event_id": event_id, "consumer": consumer})
             return False
     return True
+
+
+def add_request_id_column(op) -> None:
+    """Alembic step shared by every service's migration that adds `outbox.request_id`."""
+    op.add_column("outbox", sa.Column("request_id", sa.String(64), nullable=True))
+
+
+def outbox_lag(engine: Engine, now: datetime | None = None) -> tuple[int, float]:
+    """(unpublished outbox rows, age in seconds of the oldest of them; 0 when none)."""
+    with engine.connect() as conn:
+        count, oldest = conn.execute(sa.select(sa.func.count(), sa.func.min(OUTBOX.c.created_at))
+                                     .where(OUTBOX.c.published_at.is_(None))).one()
+    if not count or oldest is None:
+        return 0, 0.0
+    return int(count), max(((now or utcnow()) - oldest).total_seconds(), 0.0)
+
+
+def count_dead_letters(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(DEAD)).scalar_one())
 
 
 def dead_letter(engine: Engine, consumer: str, event: dict, error: str) -> None:

@@ -1,9 +1,12 @@
 """nameko glue shared by the services: database dependency, request-id propagation, the outbox
-relay timer, idempotent event handlers with bounded retries, and a ping for health checks."""
+relay timer, idempotent event handlers with bounded retries, a ping for health checks, and each
+process's HTTP endpoint for metrics, liveness and readiness."""
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import time
 from pathlib import Path
 
 import eventlet
@@ -11,11 +14,13 @@ import sqlalchemy as sa
 from nameko.events import EventDispatcher, event_handler
 from nameko.extensions import DependencyProvider
 from nameko.messaging import QueueConsumer
-from nameko.rpc import rpc
+from nameko.rpc import Rpc, rpc
 from nameko.timer import timer
+from nameko.web.handlers import http
 
 from chassis import db as dbmod
-from chassis import events, idempotency, settings
+from chassis import fast_rpc
+from chassis import events, idempotency, metrics, settings
 from chassis.errors import EXPECTED, NotFound, ServiceError, Unavailable
 from chassis.logs import request_id_var
 from chassis.scope import CONTEXT_KEY as SCOPE_KEY, db_scope, from_context as scope_from_context
@@ -41,6 +46,7 @@ def _tolerate_lost_connection(method):
 
 QueueConsumer.ack_message = _tolerate_lost_connection(QueueConsumer.ack_message)
 QueueConsumer.requeue_message = _tolerate_lost_connection(QueueConsumer.requeue_message)
+fast_rpc.install()  # RPC replies: one connection, no confirms, direct reply-to (chassis/fast_rpc.py)
 
 
 class DatabaseHandle:
@@ -101,13 +107,78 @@ class ScopeContext(DependencyProvider):
         db_scope.set(None)
 
 
+class RpcMetrics(DependencyProvider):
+    """Times every RPC (histogram by method and outcome) and logs one line for it, with the caller's
+    request id, so a request can be followed through the services' logs."""
+
+    QUIET = {"ping"}  # health checks call it every few seconds
+
+    def __init__(self):
+        self._started: dict = {}
+
+    def worker_setup(self, worker_ctx):
+        if isinstance(worker_ctx.entrypoint, Rpc):
+            self._started[worker_ctx] = time.perf_counter()
+
+    def worker_result(self, worker_ctx, result=None, exc_info=None):
+        started = self._started.pop(worker_ctx, None)
+        if started is None:
+            return
+        elapsed = time.perf_counter() - started
+        entrypoint = worker_ctx.entrypoint
+        outcome = metrics.outcome_of(exc_info[1] if exc_info else None, entrypoint.expected_exceptions)
+        metrics.RPC_DURATION.labels(self.container.service_name, entrypoint.method_name, outcome).observe(elapsed)
+        log.log(logging.DEBUG if entrypoint.method_name in self.QUIET else logging.INFO, "rpc handled", extra={
+            "method": entrypoint.method_name, "outcome": outcome, "ms": round(elapsed * 1000, 2)})
+
+    def worker_teardown(self, worker_ctx):
+        self._started.pop(worker_ctx, None)
+
+
+class OutboxDispatcher(EventDispatcher):
+    """nameko's dispatcher, plus a request id per event: the relay publishes from its own timer worker,
+    so the id of the request that recorded each event comes from its outbox row, not the worker."""
+
+    def get_dependency(self, worker_ctx):
+        headers = self.get_message_headers(worker_ctx)
+
+        def dispatch(event_type, event_data, request_id=None):
+            extra = {**headers, self._get_header_name("request_id"): request_id} if request_id else headers
+            self.publisher.publish(event_data, exchange=self.exchange, routing_key=event_type, extra_headers=extra)
+
+        return dispatch
+
+
+class ContainerProbe(DependencyProvider):
+    """The container itself, for /readyz: is its broker connection up?"""
+
+    def get_dependency(self, worker_ctx):
+        return self
+
+    def broker_connected(self) -> bool:
+        """Whether the consumers (RPC requests, replies, events) hold an open broker channel. While the
+        broker is away, kombu keeps reconnecting and the old channels stay closed."""
+        queue_consumers = [ext for ext in self.container.subextensions if isinstance(ext, QueueConsumer)]
+        channels = [c.channel for qc in queue_consumers for c in list(qc._consumers.values())]
+        return bool(channels) and all(
+            getattr(ch, "is_open", False) and getattr(ch.connection, "connected", False) for ch in channels)
+
+
+def _json(status: int, body: dict):
+    return status, {"Content-Type": "application/json"}, json.dumps(body)
+
+
 class ServiceBase:
-    """Every service: a database with an outbox, a relay that publishes it, and `ping`."""
+    """Every service: a database with an outbox, a relay that publishes it, `ping`, and an HTTP
+    endpoint (`WEB_SERVER_ADDRESS` in its config.yml) serving /metrics, /healthz and /readyz."""
 
     db: DatabaseHandle
-    dispatch = EventDispatcher()
+    dispatch = OutboxDispatcher()
     request_id = RequestContext()
     scope = ScopeContext()
+    rpc_metrics = RpcMetrics()
+    probe = ContainerProbe()
+    READY_TIMEOUT = 3.0  # seconds for the database to answer before /readyz says 503
 
     @rpc
     def ping(self):
@@ -162,7 +233,46 @@ class ServiceBase:
 
     @timer(interval=float(settings.env("OUTBOX_RELAY_INTERVAL", "0.2")))
     def relay_outbox(self):
-        events.relay_outbox(self.db.engine, self.dispatch)
+        def publish(event_type, event, **headers):
+            self.dispatch(event_type, event, **headers)
+            self.published(event_type, event)
+
+        events.relay_outbox(self.db.engine, publish)
+
+    def published(self, event_type: str, event: dict) -> None:
+        """Called once the broker took an event from the outbox (a committed fact): a service may count it."""
+
+    @http("GET", "/metrics")
+    def http_metrics(self, request):
+        try:
+            with eventlet.Timeout(self.READY_TIMEOUT):
+                metrics.refresh_database_gauges(self.name, self.db.engine)
+        except (Exception, eventlet.Timeout) as exc:  # noqa: BLE001 - the other metrics are still worth serving
+            log.warning("database gauges not refreshed", extra={"error": repr(exc)})
+        body, content_type = metrics.exposition()
+        return 200, {"Content-Type": content_type}, body.decode()
+
+    @http("GET", "/healthz")
+    def http_healthz(self, request):
+        """Liveness: answering at all means the process runs and its worker pool took this request."""
+        return _json(200, {"service": self.name, "ok": True})
+
+    @http("GET", "/readyz")
+    def http_readyz(self, request):
+        """Readiness: the database answers SELECT 1 and the broker connection is up."""
+        checks = {"database": self._database_check(),
+                  "broker": {"ok": self.probe.broker_connected()}}
+        ready = all(check["ok"] for check in checks.values())
+        return _json(200 if ready else 503, {"service": self.name, "ready": ready, "checks": checks})
+
+    def _database_check(self) -> dict:
+        try:
+            with eventlet.Timeout(self.READY_TIMEOUT):
+                with self.db.engine.connect() as conn:
+                    conn.execute(sa.text("SELECT 1"))
+            return {"ok": True}
+        except (Exception, eventlet.Timeout) as exc:  # noqa: BLE001 - any failure means not ready
+            return {"ok": False, "error": repr(exc)[:300]}
 
 
 def consumes(source_service: str, event_type: str, max_attempts: int | None = None, base_delay: float | None = None):
@@ -182,10 +292,13 @@ def consumes(source_service: str, event_type: str, max_attempts: int | None = No
         @functools.wraps(fn)
         def wrapper(self, event):
             consumer = f"{self.name}.{fn.__name__}"
+            started = time.perf_counter()
             for attempt in range(1, max_attempts + 1):
                 try:
-                    return events.consume_once(self.db.engine, consumer, event,
-                                               lambda conn, e: fn(self, dbmod.JoinedUnitOfWork(conn), e))
+                    handled = events.consume_once(self.db.engine, consumer, event,
+                                                  lambda conn, e: fn(self, dbmod.JoinedUnitOfWork(conn), e))
+                    _handled(self.name, consumer, event, "processed" if handled else "duplicate", started)
+                    return handled
                 except Exception as exc:  # noqa: BLE001 - anything may fail; we retry then park it
                     refused = isinstance(exc, ServiceError) and not isinstance(exc, Unavailable)
                     if refused:  # a business rule said no: retrying cannot help, park it now
@@ -193,12 +306,22 @@ def consumes(source_service: str, event_type: str, max_attempts: int | None = No
                             "consumer": consumer, "event_id": event.get("id"), "error": repr(exc)})
                     if refused or not _retry_later(consumer, event, attempt, max_attempts, base_delay, repr(exc)):
                         events.dead_letter(self.db.engine, consumer, event, repr(exc))
+                        metrics.DEAD_LETTERED.labels(self.name, consumer).inc()
+                        _handled(self.name, consumer, event, "dead_lettered", started)
                         return False
+                    metrics.EVENT_RETRIES.labels(self.name, consumer).inc()
 
         wrapper.is_consumer = True
         return wrapper
 
     return decorator
+
+
+def _handled(service: str, consumer: str, event: dict, outcome: str, started: float) -> None:
+    metrics.EVENTS_HANDLED.labels(service, consumer, outcome).inc()
+    log.info("event handled", extra={"consumer": consumer, "event_type": event.get("type"),
+                                     "event_id": event.get("id"), "outcome": outcome,
+                                     "ms": round((time.perf_counter() - started) * 1000, 2)})
 
 
 def _retry_later(consumer: str, event: dict, attempt: int, max_attempts: int, base_delay: float, error: str) -> bool:

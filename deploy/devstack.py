@@ -21,6 +21,18 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 SERVICES = {"auth": "AuthService", "billing": "BillingService", "payments": "PaymentsService",
             "documents": "DocumentsService"}
+# Each service process serves /metrics, /healthz and /readyz at <SERVICE>_HTTP_ADDRESS (config.yml).
+HTTP_PORTS = {"auth": 9101, "billing": 9102, "payments": 9103, "documents": 9104}
+
+
+def http_address_var(service: str) -> str:
+    return f"{service.upper()}_HTTP_ADDRESS"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -98,21 +110,31 @@ class Stack:
         self.with_localstripe = with_localstripe
         self.localstripe_port = localstripe_port
         self.procs: dict[str, subprocess.Popen] = {}
+        self.http_addresses: dict[str, str] = {}  # process name -> host:port of its /metrics, /healthz, /readyz
 
     @property
     def url(self) -> str:
         host, port = self.gateway_bind.rsplit(":", 1)
         return f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def _spawn(self, name: str, argv: list[str], env: dict | None = None) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{name}.log", "ab")
-        self.procs[name] = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+        self.procs[name] = subprocess.Popen(argv, cwd=ROOT, env=env or self.env, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
 
-    def start_service(self, name: str) -> None:
-        self._spawn(name, [str(BIN / "nameko"), "run", "--config", f"services/{name}/config.yml",
-                           f"services.{name}.service:{SERVICES[name]}"])
+    def start_service(self, name: str, process: str | None = None, http_address: str | None = None) -> None:
+        """One process of a service. Its HTTP address: the one given, else the environment's, else a free
+        port, so stacks and replicas started side by side never fight over one."""
+        var = http_address_var(name)
+        address = http_address or self.env.get(var) or f"127.0.0.1:{free_port()}"
+        self.http_addresses[process or name] = address
+        self._spawn(process or name, [str(BIN / "nameko"), "run", "--config", f"services/{name}/config.yml",
+                                      f"services.{name}.service:{SERVICES[name]}"], {**self.env, var: address})
+
+    def http_url(self, process: str) -> str:
+        host, port = self.http_addresses[process].rsplit(":", 1)
+        return f"http://{'127.0.0.1' if host in ('', '0.0.0.0') else host}:{port}"
 
     def start(self) -> None:
         if self.with_localstripe:
@@ -194,6 +216,8 @@ def dev_env() -> dict:
 
 def main() -> int:
     env = dev_env()
+    for name, port in HTTP_PORTS.items():  # make dev: the documented ports (other stacks get free ones)
+        env.setdefault(http_address_var(name), f"127.0.0.1:{port}")
     os.environ.update(env)
     print(ensure_broker(env["AMQP_URI"]), flush=True)
     stack = Stack(env, Path(env["PORTAL_VAR_DIR"]) / "logs", env["GATEWAY_BIND"])
@@ -210,6 +234,7 @@ def main() -> int:
   Sign in as:     demo@example.com  (or other@example.com)
   Sign-in email:  {stack.url}/dev/mail  (also written to var/mail/*.eml)
   Health:         {stack.url}/healthz
+  Metrics:        {stack.url}/metrics  {' '.join(f'{stack.http_url(n)}/metrics' for n in SERVICES)}
   Press Ctrl-C to stop.
 """, flush=True)
         while True:

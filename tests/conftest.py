@@ -203,6 +203,8 @@ def stack_env(work: Path, amqp_uri: str, service_urls: dict, **overrides: str) -
         "AUTH_VERIFY_FAILURES_PER_IP": "100",  # every test runs from 127.0.0.1; the abuse test reaches it
         "STRIPE_API_BASE": f"http://localhost:{localstripe_port}", "LOCALSTRIPE_FROM_SCRATCH": "1",
         "STRIPE_WEBHOOK_SECRET": f"whsec_test_{uuid.uuid4().hex}", "AUTOPAY_INTERVAL": "0.3",
+        # each service's /metrics, /healthz, /readyz (Stack.http_addresses; replicas get their own)
+        **{f"{service.upper()}_HTTP_ADDRESS": f"127.0.0.1:{free_port()}" for service in SERVICE_NAMES},
         **overrides,
     })
     env.pop("SMTP_URL", None)

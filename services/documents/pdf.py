@@ -8,9 +8,11 @@ import json
 import logging
 import mimetypes
 import sys
+import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from chassis import metrics
 from chassis.errors import Invalid
 from services.documents.i18n import template_env
 
@@ -175,7 +177,9 @@ class Renderer:
         cached = self.storage.get(key)
         if cached is not None:
             return cached, key, False
+        started = time.perf_counter()
         pdf = self.pool.render(kind, context)
+        metrics.PDF_RENDER.labels(kind).observe(time.perf_counter() - started)
         self.storage.put(key, pdf)
         self.renders += 1
         return pdf, key, True

@@ -10,7 +10,7 @@ from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 from nameko.timer import timer
 
-from chassis import settings
+from chassis import metrics, settings
 from chassis.errors import EXPECTED, ServiceError
 from chassis.events import utcnow
 from chassis.nameko_ext import Database, ServiceBase, consumes
@@ -115,11 +115,26 @@ class PaymentsService(ServiceBase):
                     uow.commit()
                 if outcome is not None:
                     log.info("stripe event processed", extra={"event_id": event_id, "outcome": outcome})
+                    metrics.EVENTS_HANDLED.labels(self.name, handlers.STRIPE_EVENT_CONSUMER, "processed").inc()
             except Exception as exc:  # noqa: BLE001 - retried later with a growing delay, then parked
                 log.exception("stripe event failed", extra={"event_id": event_id})
-                self._tx(handlers.event_failed, event_id, repr(exc),
-                         settings.env_int("EVENT_RETRY_ATTEMPTS", 5),
-                         float(settings.env("EVENT_RETRY_BASE_DELAY", "0.5")))
+                parked = self._tx(handlers.event_failed, event_id, repr(exc),
+                                  settings.env_int("EVENT_RETRY_ATTEMPTS", 5),
+                                  float(settings.env("EVENT_RETRY_BASE_DELAY", "0.5")))
+                consumer = handlers.STRIPE_EVENT_CONSUMER  # counted as `consumes` counts broker events
+                if parked:
+                    metrics.DEAD_LETTERED.labels(self.name, consumer).inc()
+                    metrics.EVENTS_HANDLED.labels(self.name, consumer, "dead_lettered").inc()
+                else:
+                    metrics.EVENT_RETRIES.labels(self.name, consumer).inc()
+
+    OUTCOMES = {"payment.succeeded": "succeeded", "payment.failed": "failed", "payment.refunded": "refunded",
+                "payment.disputed": "disputed"}
+
+    def published(self, event_type: str, event: dict) -> None:
+        """portal_payments_total: an outcome counts once its event left the outbox, i.e. it was committed."""
+        if event_type in self.OUTCOMES:
+            metrics.PAYMENTS.labels(self.OUTCOMES[event_type]).inc()
 
     def replay_parked(self, consumer: str, event: dict):
         if consumer == handlers.STRIPE_EVENT_CONSUMER.split(".", 1)[1]:

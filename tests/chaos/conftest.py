@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from deploy.devstack import BIN, SERVICES, Stack, port_open, register_stripe_webhook, wait_for
+from deploy.devstack import Stack, port_open, register_stripe_webhook, wait_for
 from tests.conftest import RUN_ID, databases_with_roles, free_port, running_stack, stack_env
 
 FULL = os.environ.get("CHAOS_SCALE", "short") == "full"
@@ -84,8 +84,7 @@ class ChaosStack(Stack):
     def start_replica(self, name: str, replica: str) -> None:
         """One more process of a service: it consumes from the same queues (competing consumers)."""
         replica_name = f"{name}-{replica}"
-        self._spawn(replica_name, [str(BIN / "nameko"), "run", "--config", f"services/{name}/config.yml",
-                                   f"services.{name}.service:{SERVICES[name]}"])
+        self.start_service(name, replica_name, http_address=f"127.0.0.1:{free_port()}")  # its own /metrics port
         log = self.log_dir / f"{replica_name}.log"
         wait_for(lambda: "starting services" in log.read_text(errors="replace"), 60, f"{replica_name} to start")
         time.sleep(3)  # its migrations check and queue consumers come up right after
