@@ -43,6 +43,11 @@ chaos: $(STAMP)
 clean:
 	rm -rf $(VENV) var/*.sqlite3* var/mail var/logs
 
-## Latency figures as ratios to a baseline measured in the same run (not a test).
+## Every benchmark against a baseline measured side by side in the same run (not a test): starts its own
+## stack on PostgreSQL and a throwaway vhost; writes bench/results.json, bench/report.md, bench/results.png.
+## Installs the load generator (wrk) and pgbench first when missing (Debian/Ubuntu; sudo when not root).
 bench: $(STAMP)
-	$(BIN)/python -m deploy.bench
+	@command -v wrk >/dev/null && command -v pgbench >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk postgresql-client; }
+	$(BIN)/python -m deploy.bench $(BENCH_ARGS)

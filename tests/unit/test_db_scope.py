@@ -48,25 +48,27 @@ def test_each_green_thread_has_its_own_scope():
     assert db_scope.get() is None
 
 
-class FakeProxy:
-    """A started ClusterRpcProxy as far as RpcPool uses it: context data, and the services."""
+class FakeClient:
+    """A connected RpcClient as far as RpcPool uses it: the context data each call sends."""
 
     def __init__(self):
-        self._worker_ctx = SimpleNamespace(data={})
         self.sent = []
-        self._proxy = SimpleNamespace(billing=SimpleNamespace(ping=lambda: self.sent.append(
-            dict(self._worker_ctx.data))))
+
+    def usable(self):
+        return True
+
+    def call(self, service, method, args, kwargs, context=None):
+        self.sent.append(dict(context))
 
 
 def test_the_rpc_pool_sends_the_scope_and_forgets_it_on_the_next_call():
     pool = RpcPool({}, timeout=1, size=1)
-    proxy = FakeProxy()
-    pool._idle.put(proxy)
-    pool._created = 1
+    client = FakeClient()
+    pool._new_client = lambda: client
     pool.call("billing", "ping", request_id="r1", scope=Scope("ws1", "cl1"))
     pool.call("billing", "ping", request_id="r2")
-    assert proxy.sent == [{"request_id": "r1", "scope": {"workspace_id": "ws1", "client_id": "cl1"}},
-                          {"request_id": "r2"}]
+    assert client.sent == [{"request_id": "r1", "scope": {"workspace_id": "ws1", "client_id": "cl1"}},
+                           {"request_id": "r2"}]
 
 
 class RecordingRpc:

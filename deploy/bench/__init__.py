@@ -1,0 +1,12 @@
+"""`make bench`: every benchmark of issue 9 against a baseline measured side by side in the same run.
+
+`python -m deploy.bench` starts its own system (deploy/bench/stack.py), runs the benchmarks in order,
+prints a table and writes bench/results.json, bench/report.md and bench/results.png:
+
+1. rpc_overhead  nameko RPC through the gateway's pool vs a raw AMQP round trip
+2. portal        dashboard and invoice list under 50 users (wrk) vs a hello-world; parts of the dashboard
+3. webhooks      1,000 Stripe webhooks to Paid vs the broker's raw publish->consume rate
+4. pdf           cold render vs cached fetch
+5. scaleout      billing with two replicas vs one
+6. memory        RSS of each service idle vs under the portal load (sampled during 2)
+"""

@@ -1,0 +1,28 @@
+"""Two trivial nameko services for the RPC overhead benchmark: `bench_echo` answers the way the
+portal's services do (chassis/fast_rpc.py installed, as chassis.nameko_ext installs it for them),
+`bench_echo_stock` the way nameko 2.14 does out of the box (BENCH_STOCK_NAMEKO=1 keeps it so).
+Run with `nameko run --broker AMQP_URI deploy.bench.echo_service:EchoService` (or StockEchoService)."""
+import os
+
+from nameko.rpc import rpc
+
+if os.environ.get("BENCH_STOCK_NAMEKO") != "1":
+    from chassis import fast_rpc
+
+    fast_rpc.install()
+
+
+class EchoService:
+    name = "bench_echo"
+
+    @rpc
+    def echo(self, value):
+        return value
+
+
+class StockEchoService:
+    name = "bench_echo_stock"
+
+    @rpc
+    def echo(self, value):
+        return value

@@ -1,0 +1,66 @@
+"""Loaded by the benchmark's nameko processes only (deploy/bench/stack.py puts this folder on their
+PYTHONPATH): counts the SQL round trips each process makes, for the portal benchmark's "sum of its
+parts". Counters live in a small file per process (BENCH_SQL_COUNTS/<pid>) that the benchmark reads;
+production code is untouched.
+
+Nothing is imported here at start-up: `nameko run` must monkey-patch before SQLAlchemy is imported,
+so the listeners are attached right after the program itself first imports sqlalchemy.
+"""
+import os
+import sys
+
+FIELDS = ("statements", "begins", "commits", "rollbacks", "checkouts")
+
+
+def _attach():
+    import mmap
+    import struct
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.pool import Pool
+
+    state = {"pid": None, "map": None, "counts": [0] * len(FIELDS)}
+
+    def bump(index):
+        if state["pid"] != os.getpid():  # first use in this process
+            path = os.path.join(os.environ["BENCH_SQL_COUNTS"], str(os.getpid()))
+            with open(path, "wb") as f:
+                f.write(b"\0" * 8 * len(FIELDS))
+            with open(path, "r+b") as f:
+                state["map"] = mmap.mmap(f.fileno(), 8 * len(FIELDS))
+            state["pid"], state["counts"] = os.getpid(), [0] * len(FIELDS)
+        state["counts"][index] += 1
+        struct.pack_into("<Q", state["map"], 8 * index, state["counts"][index])
+
+    event.listen(Engine, "before_cursor_execute", lambda *a, **k: bump(0))
+    event.listen(Engine, "begin", lambda *a: bump(1))  # psycopg2 sends BEGIN with the first statement
+    event.listen(Engine, "commit", lambda *a: bump(2))
+    event.listen(Engine, "rollback", lambda *a: bump(3))
+    event.listen(Pool, "checkout", lambda *a: bump(4))  # pool_pre_ping: one SELECT 1 round trip each
+
+
+class _AfterSqlalchemy:
+    """A meta-path finder that only wraps the loading of the `sqlalchemy` package."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "sqlalchemy":
+            return None
+        sys.meta_path.remove(self)
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return spec
+        loader_exec = spec.loader.exec_module
+
+        def exec_module(module):
+            loader_exec(module)
+            _attach()
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+if os.environ.get("BENCH_SQL_COUNTS"):
+    sys.meta_path.insert(0, _AfterSqlalchemy())

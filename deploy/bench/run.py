@@ -1,0 +1,59 @@
+"""Runs the benchmarks in order on one stack and writes the report (see deploy/bench/__init__.py)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+from deploy.bench import pdf, portal, rpc_overhead, scaleout, webhooks
+from deploy.bench import report as reporting
+from deploy.bench.stack import running
+from deploy.devstack import ROOT
+
+# Memory (6) is sampled during the portal load (2); webhooks stop documents, so they come last.
+BENCHMARKS = {"rpc": rpc_overhead, "portal": portal, "pdf": pdf, "scaleout": scaleout, "webhooks": webhooks}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deploy.bench", description=__doc__)
+    parser.add_argument("--only", nargs="*", choices=list(BENCHMARKS), help="run only these benchmarks")
+    parser.add_argument("--out", default=str(ROOT / "bench"), help="where to write the report (default: bench/)")
+    args = parser.parse_args(argv)
+    missing = [tool for tool in ("wrk", "pgbench") if not shutil.which(tool)]
+    if missing:
+        print(f"missing: {', '.join(missing)} (make bench installs them: apt-get install wrk postgresql-client)",
+              file=sys.stderr)
+        return 2
+    report = reporting.Report(machine={
+        "when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpus": os.cpu_count(),
+        "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg())})
+    admin_url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get(
+        "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    # py-amqp warns about confirms still arriving while nameko's proxies close their channels: noise
+    logging.getLogger("amqp").setLevel(logging.ERROR)
+    started = time.monotonic()
+    with running(admin_url) as ctx:
+        print(f"stack up in {time.monotonic() - started:.0f} s", flush=True)
+        for key, module in BENCHMARKS.items():
+            if args.only and key not in args.only:
+                continue
+            began = time.monotonic()
+            print(f"running {module.NAME} ...", flush=True)
+            try:
+                module.run(ctx, report)
+            except Exception as exc:  # noqa: BLE001 - report it, run the others
+                traceback.print_exc()
+                report.errors[module.NAME] = f"{type(exc).__name__}: {exc}"
+            print(f"  {time.monotonic() - began:.0f} s", flush=True)
+    report.machine["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    report.machine["seconds"] = round(time.monotonic() - started)
+    print(reporting.table(report))
+    written = reporting.write(report, Path(args.out))
+    print("\nwrote " + ", ".join(str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p) for p in written))
+    return 1 if report.errors else 0

@@ -1,0 +1,148 @@
+"""3. Webhook to paid: 1,000 Stripe `payment_intent.succeeded` events, signed as Stripe signs them,
+delivered to `POST /webhooks/stripe` as fast as the gateway accepts them (16 at a time); the time until
+billing shows all 1,000 invoices Paid, as events per second against the broker's raw publish->consume
+rate measured just before (kombu: persistent messages to a durable queue, publisher confirms as the
+outbox relay uses them, consumer acks).
+
+The path measured: gateway -> payments (stores the event) -> payments' timer (processes it, outbox)
+-> broker -> billing (records the payment, the invoice becomes Paid). Documents is stopped for this
+benchmark (it is not on that path): the 2,000 invoice and receipt PDFs it would render would otherwise
+compete for the 2 cores. It is the last benchmark for that reason."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import kombu
+import requests
+
+from deploy.bench.report import Result
+from deploy.devstack import wait_for
+from services.gateway.rpc import RpcPool
+
+NAME = "3. Webhook to paid"
+EVENTS = 1000
+SENDERS = 16
+
+
+def broker_rate(amqp_uri: str, n: int = 3000) -> dict:
+    """Messages per second from a publisher to a consumer through one durable queue."""
+    queue = kombu.Queue(f"bench-raw-rate-{uuid.uuid4().hex[:6]}", durable=True, auto_delete=False)
+    consumed, first_publish = threading.Event(), {}
+    count = [0]
+    with kombu.Connection(amqp_uri) as consumer_conn, \
+            kombu.Connection(amqp_uri, transport_options={"confirm_publish": True}) as producer_conn:
+        channel = consumer_conn.channel()
+        bound = queue(channel)
+        bound.declare()
+
+        def on_message(body, message):
+            message.ack()
+            count[0] += 1
+            if count[0] == n:
+                consumed.set()
+
+        consumer = kombu.Consumer(channel, queues=[bound], callbacks=[on_message], accept=["json"])
+        consumer.qos(prefetch_count=100)
+        consumer.consume()
+
+        def drain():
+            while not consumed.is_set():
+                try:
+                    consumer_conn.drain_events(timeout=1)
+                except TimeoutError:
+                    pass
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        producer = kombu.Producer(producer_conn.channel())
+        first_publish["t"] = time.perf_counter()
+        for i in range(n):
+            producer.publish({"i": i, "pad": "x" * 200}, routing_key=queue.name, delivery_mode=2, serializer="json")
+        consumed.wait(120)
+        elapsed = time.perf_counter() - first_publish["t"]
+        reader.join(5)
+        bound.delete()
+    return {"messages": n, "seconds": elapsed, "per_second": n / elapsed}
+
+
+def signed(secret: str, event: dict) -> tuple[bytes, dict]:
+    """A delivery as Stripe signs it: HMAC-SHA256 of "<t>.<body>" with the endpoint secret."""
+    body = json.dumps(event).encode()
+    timestamp = int(time.time())
+    signature = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return body, {"Stripe-Signature": f"t={timestamp},v1={signature}", "Content-Type": "application/json"}
+
+
+def make_attempts(ctx, workspace_id: str) -> tuple[str, list[dict]]:
+    """A client with EVENTS sent invoices, each with a payment attempt (as "Proceed to payment" makes)."""
+    pool = RpcPool({"AMQP_URI": ctx.amqp_uri}, timeout=60, size=8)
+    client = pool.call("billing", "create_client", workspace_id, {"name": "Webhook Bench Ltd", "contacts": [
+        {"email": f"webhooks-{uuid.uuid4().hex[:6]}@example.com", "name": "Bench", "is_primary": True}]})
+
+    def one(i: int) -> dict:
+        invoice = pool.call("billing", "create_invoice", workspace_id, {
+            "client_id": client["id"], "send": True,
+            "lines": [{"description": f"Webhook bench {i}", "quantity": 1, "unit_price": 1000 + i}]})
+        attempt = pool.call("payments", "start_payment", workspace_id, client["id"], {"invoice_ids": [invoice["id"]]},
+                            f"bench-{i}")
+        return {"invoice_id": invoice["id"], "attempt": attempt}
+
+    with ThreadPoolExecutor(8) as executor:
+        return client["id"], list(executor.map(one, range(EVENTS)))
+
+
+def event_for(made: dict, i: int) -> dict:
+    attempt = made["attempt"]
+    return {"id": f"evt_bench_{uuid.uuid4().hex[:20]}", "object": "event", "type": "payment_intent.succeeded",
+            "created": int(time.time()), "data": {"object": {
+                "id": f"pi_bench_{i}_{uuid.uuid4().hex[:8]}", "object": "payment_intent", "status": "succeeded",
+                "amount": attempt["amount"], "currency": attempt["currency"].lower(), "payment_method": None,
+                "metadata": {"attempt_id": attempt["id"]}}}}
+
+
+def run(ctx, report) -> None:
+    raw = broker_rate(ctx.amqp_uri)
+    ctx.stack.stop_process("documents")
+    workspace_id, _ = ctx.demo_client()
+    setup_started = time.monotonic()
+    client_id, made = make_attempts(ctx, workspace_id)
+    setup_seconds = time.monotonic() - setup_started
+    secret = ctx.env["STRIPE_WEBHOOK_SECRET"]
+    deliveries = [signed(secret, event_for(m, i)) for i, m in enumerate(made)]
+    local = threading.local()
+
+    def deliver(delivery) -> int:
+        if not hasattr(local, "session"):
+            local.session = requests.Session()  # one keep-alive connection per sender
+        return local.session.post(f"{ctx.stack.url}/webhooks/stripe", data=delivery[0], headers=delivery[1],
+                            timeout=60).status_code
+
+    def paid() -> int:
+        return ctx.query("billing", "SELECT count(*) FROM invoices WHERE client_id = %s AND status = 'paid'",
+                         client_id)[0][0]
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(SENDERS) as executor:
+        statuses = list(executor.map(deliver, deliveries))
+    accepted_seconds = time.monotonic() - started
+    wait_for(lambda: paid() == EVENTS, 600, f"all {EVENTS} invoices paid")
+    paid_seconds = time.monotonic() - started
+    rejected = sum(status != 200 for status in statuses)
+    report.details["webhooks"] = {"events": EVENTS, "senders": SENDERS, "setup_seconds": setup_seconds,
+                                  "accepted_seconds": accepted_seconds, "all_paid_seconds": paid_seconds,
+                                  "rejected": rejected, "broker_raw": raw}
+    report.add(
+        Result(NAME, f"events/s until all {EVENTS} invoices show Paid", EVENTS / paid_seconds, raw["per_second"],
+               "events/s", "broker raw publish->consume",
+               note=f"all Paid {paid_seconds:.1f} s after the first delivery; accepted in {accepted_seconds:.1f} s "
+                    f"({rejected} rejected); broker: {raw['messages']} persistent messages with confirms and acks "
+                    f"in {raw['seconds']:.2f} s"),
+        Result(NAME, f"events/s accepted by POST /webhooks/stripe ({SENDERS} at a time)", EVENTS / accepted_seconds,
+               raw["per_second"], "events/s", "broker raw publish->consume"),
+    )

@@ -1,0 +1,89 @@
+"""The pure parts of `make bench` (deploy/bench/report.py): percentiles, ratios to baselines, goals,
+and the table, JSON, Markdown and PNG it writes."""
+import json
+
+import pytest
+
+from deploy.bench.report import Goal, Report, Result, fmt, markdown, percentile, summary, table, to_json, write
+
+
+def test_percentiles_are_nearest_rank():
+    samples = [float(i) for i in range(1, 101)]  # 1..100
+    assert percentile(samples, 50) == 50.0
+    assert percentile(samples, 95) == 95.0
+    assert percentile(samples, 99) == 99.0
+    assert percentile(samples, 100) == 100.0
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0  # sorted first
+    assert summary([4.0, 1.0, 3.0, 2.0]) == {"n": 4, "p50": 2.0, "p95": 4.0, "p99": 4.0, "mean": 2.5}
+
+
+def test_a_ratio_goal_is_judged_on_value_over_baseline():
+    within = Result("1. RPC overhead", "p50", value=1.5, baseline=0.75, unit="ms", goal=Goal("ratio", "<=", 2.0))
+    assert within.ratio == pytest.approx(2.0)
+    assert within.met is True  # exactly 2x is within 2x
+    beyond = Result("1. RPC overhead", "p50", value=1.8, baseline=0.75, unit="ms", goal=Goal("ratio", "<=", 2.0))
+    assert beyond.ratio == pytest.approx(2.4) and beyond.met is False
+    throughput = Result("2. Portal", "req/s", value=800, baseline=3000, unit="req/s", goal=Goal("ratio", ">=", 0.25))
+    assert throughput.ratio == pytest.approx(0.2667, abs=1e-4) and throughput.met is True
+
+
+def test_a_value_goal_ignores_the_baseline_and_no_goal_is_no_verdict():
+    p95 = Result("2. Portal", "p95", value=120.0, baseline=4.0, unit="ms", goal=Goal("value", "<", 100))
+    assert p95.ratio == pytest.approx(30.0) and p95.met is False
+    errors = Result("2. Portal", "errors", value=0, baseline=0, unit="", goal=Goal("value", "==", 0))
+    assert errors.ratio is None and errors.met is True  # no ratio to a zero baseline, still judged
+    info = Result("6. Memory", "rss", value=90.0, baseline=60.0, unit="MB")
+    assert info.ratio == pytest.approx(1.5) and info.met is None
+    assert str(Goal("ratio", "<=", 2.0)) == "ratio <= 2x" and str(Goal("value", "<", 100)) == "< 100"
+
+
+def sample_report() -> Report:
+    report = Report(machine={"when": "2026-01-01 00:00 UTC", "cpus": 2, "load_before": "1.00"})
+    report.add(Result("2. Portal throughput", "/dashboard: p95", 120.0, 4.0, "ms", "hello-world",
+                      Goal("value", "<", 100), note="p50 40 ms"))
+    report.add(Result("1. RPC overhead", "p50: RpcPool -> nameko echo", 1.5, 0.75, "ms", "raw AMQP round trip",
+                      Goal("ratio", "<=", 2.0)))
+    report.add(Result("6. Memory", "billing RSS", 90.0, 60.0, "MB", "idle"))
+    report.details["rpc_overhead"] = {"raw": {"p50": 0.75}}
+    return report
+
+
+def test_the_table_groups_by_benchmark_in_order_and_counts_the_goals():
+    report = sample_report()
+    assert report.goals_met == (1, 2)
+    text = table(report)
+    assert text.index("1. RPC overhead") < text.index("2. Portal throughput") < text.index("6. Memory")
+    rpc_line = next(line for line in text.splitlines() if "RpcPool -> nameko echo" in line)
+    assert "1.50 ms" in rpc_line and "0.75 ms (raw AMQP round trip)" in rpc_line and "2.00x" in rpc_line
+    assert rpc_line.rstrip().endswith("met")
+    assert "NOT MET" in next(line for line in text.splitlines() if "/dashboard: p95" in line)
+    assert text.rstrip().endswith("goals met: 1 of 2")
+
+
+def test_figures_are_formatted_to_a_sensible_precision():
+    assert fmt(3069.4, "req/s") == "3,069 req/s"
+    assert fmt(45.23, "ms") == "45.2 ms"
+    assert fmt(0.7481, "ms") == "0.75 ms"
+    assert fmt(0.0412, "ms") == "0.041 ms"
+    assert fmt(2.0, "x") == "2.00x"
+    assert fmt(None) == "-"
+
+
+def test_the_report_files(tmp_path):
+    report = sample_report()
+    written = write(report, tmp_path)
+    assert [p.name for p in written] == ["results.json", "report.md", "results.png"]
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data == json.loads(json.dumps(to_json(report)))
+    assert data["goals_met"] == {"met": 1, "judged": 2}
+    first = data["results"][0]
+    assert first["name"] == "p50: RpcPool -> nameko echo"
+    assert first["ratio"] == pytest.approx(2.0) and first["met"] is True and first["goal"] == "ratio <= 2x"
+    assert data["results"][1]["met"] is False and data["results"][2]["met"] is None
+    md = (tmp_path / "report.md").read_text()
+    assert md == markdown(report)
+    assert "**Goals met: 1 of 2.**" in md and "## 1. RPC overhead" in md
+    assert "| p50: RpcPool -> nameko echo | 1.50 ms | 0.75 ms (raw AMQP round trip) | 2.00x | ratio <= 2x | met |" in md
+    assert "- **/dashboard: p95**: p50 40 ms" in md
+    png = (tmp_path / "results.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
