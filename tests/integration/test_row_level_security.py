@@ -23,7 +23,7 @@ from tests.conftest import ROOT, RUN_ID, databases_with_roles
 
 pytestmark = pytest.mark.integration
 
-SERVICES = ("auth", "billing", "payments")
+SERVICES = ("auth", "billing", "payments", "documents")
 # Where a table's client is its own id rather than a client_id column.
 CLIENT_COLUMN = {("billing", "clients"): "id"}
 W1, W2 = str(uuid.uuid4()), str(uuid.uuid4())
@@ -148,6 +148,7 @@ def test_every_table_with_a_workspace_and_a_client_is_protected(dbs):
     assert {"attempts", "payment_methods", "customers", "card_setups", "disputes"} <= \
         protected_tables(dbs["admin"]["payments"])
     assert {"sessions", "document_links", "contacts"} <= protected_tables(dbs["admin"]["auth"])
+    assert {"emails", "webhook_subscriptions", "webhook_deliveries"} <= protected_tables(dbs["admin"]["documents"])
 
 
 def test_the_service_roles_are_bound_by_the_policies(dbs):
