@@ -12,9 +12,12 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote, urlparse, urlunparse
 
+import psycopg2
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +36,39 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextmanager
+def databases_with_roles(admin_url: str, prefix: str, services=tuple(SERVICES)):
+    """One fresh PostgreSQL database per service, owned by a login role of its own, both dropped
+    afterwards. The role is neither superuser nor BYPASSRLS, as in production, so row-level security
+    binds it. Yields `service` URLs logging in as that role (what the services use) and `admin` URLs
+    reaching the same databases as the admin role, which sees every row (for tests to inspect)."""
+    admin = psycopg2.connect(admin_url)
+    admin.autocommit = True
+    names = {service: f"{prefix}_{service}" for service in services}
+    passwords = {service: uuid.uuid4().hex for service in services}  # works on md5/scram clusters too
+    base = urlparse(admin_url)
+    host = f"[{base.hostname}]" if base.hostname and ":" in base.hostname else (base.hostname or "")
+    port = f":{base.port}" if base.port else ""
+    try:
+        with admin.cursor() as cur:
+            for service, name in names.items():
+                cur.execute(f'CREATE ROLE "{name}" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE '
+                            'PASSWORD %s', (passwords[service],))
+                cur.execute(f'CREATE DATABASE "{name}" OWNER "{name}"')
+        yield {
+            "admin": {service: urlunparse(base._replace(path="/" + name)) for service, name in names.items()},
+            "service": {service: urlunparse(base._replace(path="/" + name,
+                                                          netloc=f"{name}:{passwords[service]}@{host}{port}"))
+                        for service, name in names.items()},
+        }
+    finally:
+        with admin.cursor() as cur:
+            for name in names.values():
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                cur.execute(f'DROP ROLE IF EXISTS "{name}"')
+        admin.close()
 
 
 def port_open(host: str, port: int, timeout: float = 1.0) -> bool:

@@ -19,7 +19,7 @@ import uuid
 from contextlib import contextmanager
 from email import policy
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import urlparse
 
 import psycopg2
 import pytest
@@ -27,7 +27,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from deploy.devstack import Stack, create_vhost, delete_vhost, dev_env  # noqa: E402
+from deploy.devstack import Stack, create_vhost, databases_with_roles, delete_vhost, dev_env  # noqa: E402, F401
 ARTIFACTS = ROOT / "test-artifacts"
 RUN_ID = uuid.uuid4().hex[:8]
 SERVICE_NAMES = ("auth", "billing", "payments", "documents")
@@ -98,39 +98,6 @@ def amqp_uri(containers):
         return
     yield uri
     delete_vhost(uri)
-
-
-@contextmanager
-def databases_with_roles(admin_url: str, prefix: str, services=SERVICE_NAMES):
-    """One fresh PostgreSQL database per service, owned by a login role of its own, both dropped
-    afterwards. The role is neither superuser nor BYPASSRLS, as in production, so row-level security
-    binds it. Yields `service` URLs logging in as that role (what the services use) and `admin` URLs
-    reaching the same databases as the admin role, which sees every row (for tests to inspect)."""
-    admin = psycopg2.connect(admin_url)
-    admin.autocommit = True
-    names = {service: f"{prefix}_{service}" for service in services}
-    passwords = {service: uuid.uuid4().hex for service in services}  # works on md5/scram clusters too
-    base = urlparse(admin_url)
-    host = f"[{base.hostname}]" if base.hostname and ":" in base.hostname else (base.hostname or "")
-    port = f":{base.port}" if base.port else ""
-    try:
-        with admin.cursor() as cur:
-            for service, name in names.items():
-                cur.execute(f'CREATE ROLE "{name}" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE '
-                            'PASSWORD %s', (passwords[service],))
-                cur.execute(f'CREATE DATABASE "{name}" OWNER "{name}"')
-        yield {
-            "admin": {service: urlunparse(base._replace(path="/" + name)) for service, name in names.items()},
-            "service": {service: urlunparse(base._replace(path="/" + name,
-                                                          netloc=f"{name}:{passwords[service]}@{host}{port}"))
-                        for service, name in names.items()},
-        }
-    finally:
-        with admin.cursor() as cur:
-            for name in names.values():
-                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                cur.execute(f'DROP ROLE IF EXISTS "{name}"')
-        admin.close()
 
 
 @pytest.fixture(scope="session")

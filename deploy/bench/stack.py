@@ -15,14 +15,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import urlparse
 
 import psycopg2
 import requests
 
 from deploy.bench.common import HERE, Management
-from deploy.devstack import (ROOT, SERVICES, Stack, create_vhost, delete_vhost, dev_env, ensure_broker, port_open,
-                             wait_for)
+from deploy.devstack import (ROOT, Stack, create_vhost, databases_with_roles, delete_vhost, dev_env, ensure_broker,
+                             port_open, wait_for)
 
 SQL_FIELDS = ("statements", "begins", "commits", "rollbacks", "checkouts")
 RUN_ID = uuid.uuid4().hex[:8]
@@ -47,32 +47,6 @@ class BenchStack(Stack):
 
     def pid(self, name: str) -> int:
         return self.procs[name].pid
-
-
-@contextmanager
-def databases(admin_url: str, prefix: str):
-    """One fresh database per service, owned by a login role of the same name (not superuser, not
-    BYPASSRLS); both dropped afterwards. Yields (service URLs, admin URLs)."""
-    admin = psycopg2.connect(admin_url)
-    admin.autocommit = True
-    names = {service: f"{prefix}_{service}" for service in SERVICES}
-    passwords = {service: uuid.uuid4().hex for service in SERVICES}
-    base = urlparse(admin_url)
-    hostport = f"{base.hostname or ''}{f':{base.port}' if base.port else ''}"
-    try:
-        with admin.cursor() as cur:
-            for service, name in names.items():
-                cur.execute(f'CREATE ROLE "{name}" LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD %s', (passwords[service],))
-                cur.execute(f'CREATE DATABASE "{name}" OWNER "{name}"')
-        yield ({s: urlunparse(base._replace(path=f"/{n}", netloc=f"{n}:{passwords[s]}@{hostport}"))
-                for s, n in names.items()},
-               {s: urlunparse(base._replace(path=f"/{n}")) for s, n in names.items()})
-    finally:
-        with admin.cursor() as cur:
-            for name in names.values():
-                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                cur.execute(f'DROP ROLE IF EXISTS "{name}"')
-        admin.close()
 
 
 @dataclass
@@ -154,7 +128,8 @@ def running(admin_url: str):
     (work / "sql-counts").mkdir()
     port, stripe_port = free_port(), free_port()
     try:
-        with databases(admin_url, f"portal_bench_{RUN_ID}") as (service_urls, admin_urls):
+        with databases_with_roles(admin_url, f"portal_bench_{RUN_ID}") as urls:
+            service_urls, admin_urls = urls["service"], urls["admin"]
             env.update({
                 "PORTAL_ENV": "dev", "PORTAL_VAR_DIR": str(work / "var"), "MAIL_OUTBOX_DIR": str(work / "mail"),
                 "AMQP_URI": amqp_uri, "GATEWAY_BIND": f"127.0.0.1:{port}", "PORTAL_URL": f"http://localhost:{port}",
