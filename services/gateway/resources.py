@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
-import socket
 import uuid
-from urllib.parse import urlencode, urlparse
+from urllib.parse import urlencode
 
 import falcon
 from email_validator import EmailNotValidError, validate_email
@@ -14,6 +13,7 @@ from chassis.errors import Invalid, RateLimited, Unauthorized
 from chassis.logs import request_id_var
 from chassis.scope import Scope
 from services.gateway.branding import BrandCss, BrandLogo, brand_of
+from services.gateway.metrics import broker_reachable
 from services.gateway.views import env_for
 
 LINK_PROBLEMS = {
@@ -460,21 +460,13 @@ class Health(Base):
     """200 only when the broker and every service answer a ping."""
 
     def on_get(self, req, resp):
-        checks = {"broker": self._broker()}
+        checks = {"broker": broker_reachable(self.config.amqp_uri)}
         with concurrent.futures.ThreadPoolExecutor(len(self.config.services)) as pool:
             futures = {name: pool.submit(self._ping, req.context.request_id, name) for name in self.config.services}
             checks.update({name: future.result() for name, future in futures.items()})
         healthy = all(check["ok"] for check in checks.values())
         resp.status = 200 if healthy else 503
         resp.media = {"status": "ok" if healthy else "degraded", "checks": checks}
-
-    def _broker(self) -> dict:
-        url = urlparse(self.config.amqp_uri)
-        try:
-            with socket.create_connection((url.hostname or "localhost", url.port or 5672), timeout=2):
-                return {"ok": True}
-        except OSError as exc:
-            return {"ok": False, "error": str(exc)}
 
     def _ping(self, request_id: str, name: str) -> dict:
         try:
