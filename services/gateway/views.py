@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import date, datetime
+from functools import lru_cache
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -13,6 +14,7 @@ from babel.numbers import format_decimal
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 
+from chassis import settings
 from chassis.i18n import language_of, translations
 from chassis.money import Money
 from services.gateway import csrf
@@ -78,29 +80,49 @@ CODE_MESSAGES = (
 )
 
 
+# The formatting filters are pure functions of their arguments, and Babel's formatting is the costliest
+# part of rendering a page (a dashboard formats dozens of amounts and dates): each keeps its recent
+# answers. The arguments are plain strings and ints, so a cache entry is small and never goes stale.
+_formatted = lru_cache(maxsize=8192)
+
+
+@_formatted
+def _number(value: str, locale: str) -> str:
+    return format_decimal(Decimal(value).normalize(), locale=locale)
+
+
 def number(value, locale: str = "en_US") -> str:
     """A quantity or a percentage as the reader writes numbers: 1.5 in English, 1,5 in German."""
-    return format_decimal(Decimal(str(value)).normalize(), locale=locale)
+    return _number(str(value), locale)
+
+
+@_formatted
+def _money(amount: int, currency: str, locale: str) -> str:
+    return Money(amount, currency).format(locale)
 
 
 def money(value: dict | None, locale: str = "en_US") -> str:
     if not value:
         return ""
-    return Money(int(value["amount"]), value["currency"]).format(locale)
+    return _money(int(value["amount"]), value["currency"], locale)
 
 
+@_formatted
 def local_datetime(iso: str, tz: str = "UTC", locale: str = "en_US") -> str:
     return format_datetime(datetime.fromisoformat(iso).astimezone(ZoneInfo(tz)), "medium", locale=locale)
 
 
+@_formatted
 def local_date(iso: str, locale: str = "en_US", style: str = "medium") -> str:
     return format_date(date.fromisoformat(iso), style, locale=locale)
 
 
+@_formatted
 def local_time(iso: str, tz: str = "UTC", locale: str = "en_US") -> str:
     return format_time(datetime.fromisoformat(iso).astimezone(ZoneInfo(tz)), "short", locale=locale)
 
 
+@_formatted
 def zone_name(tz: str, locale: str = "en_US") -> str:
     """'Eastern Time' rather than 'America/New_York', in the reader's language."""
     return get_timezone_name(ZoneInfo(tz), locale=locale)
@@ -122,6 +144,7 @@ def _build_env(language: str) -> Environment:
         loader=FileSystemLoader(TEMPLATES),
         autoescape=select_autoescape(["html"]),
         extensions=["jinja2.ext.i18n"],
+        auto_reload=settings.is_dev(),  # production templates never change under a running gateway
     )
     catalogue = translations(language, LOCALE_DIR)
     env.install_gettext_translations(catalogue, newstyle=True)

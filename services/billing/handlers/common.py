@@ -72,7 +72,12 @@ def settings_of(ws_row) -> WorkspaceSettings:
 
 
 def workspace_today(ws_row, now: datetime) -> date:
-    return now.astimezone(ZoneInfo(ws_row.timezone)).date()
+    return today_in(ws_row.timezone, now)
+
+
+def today_in(timezone: str, now: datetime) -> date:
+    """The date it is now in a time zone: due dates fall due by the business's calendar."""
+    return now.astimezone(ZoneInfo(timezone)).date()
 
 
 def parse_date(value, name: str) -> date | None:

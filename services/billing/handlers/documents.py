@@ -215,15 +215,20 @@ def get_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, client_i
     return view
 
 
-def _listing(uow, now: datetime, table: sa.Table, workspace_id: str, filters: dict):
+def _listing_query(table: sa.Table, workspace_id: str, filters: dict):
     """The start of a document listing: one workspace, optionally one client, and in the portal only
-    what a client may see (issued, not archived). Returns the query and the workspace's today."""
+    what a client may see (issued, not archived)."""
     query = sa.select(table).where(table.c.workspace_id == workspace_id)
     if filters.get("client_id"):
         query = query.where(table.c.client_id == filters["client_id"])
     if filters.get("portal"):
         query = query.where(table.c.status != "draft", table.c.archived_at.is_(None))
-    return query, workspace_today(workspace_row(uow, workspace_id), now)
+    return query
+
+
+def _listing(uow, now: datetime, table: sa.Table, workspace_id: str, filters: dict):
+    """_listing_query, and the workspace's today (for overdue and expired)."""
+    return _listing_query(table, workspace_id, filters), workspace_today(workspace_row(uow, workspace_id), now)
 
 
 SORTS = {"date": invoices.c.issue_date, "due_date": invoices.c.due_date, "amount": invoices.c.total,
@@ -429,8 +434,18 @@ def list_quotes(uow, now: datetime, workspace_id: str, filters: dict | None = No
     if conditions[status] is not None:
         query = query.where(conditions[status])
     limit, _ = page_bounds(filters.get("limit", 50), 0, 100)
-    rows = uow.execute(query.order_by(quotes.c.issue_date.desc(), quotes.c.number.desc()).limit(limit)).all()
+    rows = uow.execute(query.order_by(*QUOTE_ORDER).limit(limit)).all()
     return {"items": [quote_view(r, today) for r in rows]}
+
+
+QUOTE_ORDER = (quotes.c.issue_date.desc(), quotes.c.number.desc())
+
+
+def recent_quotes(uow, workspace_id: str, client_id: str, today, limit: int) -> list[dict]:
+    """The newest quotes a client sees in the portal (list_quotes with portal=True, status all), for
+    a caller that knows the workspace's today already."""
+    query = _listing_query(quotes, workspace_id, {"client_id": client_id, "portal": True})
+    return [quote_view(r, today) for r in uow.execute(query.order_by(*QUOTE_ORDER).limit(limit))]
 
 
 # ---------------------------------------------------------------- credit notes

@@ -11,11 +11,11 @@ from chassis.money import Money
 from services.billing import domain
 from services.billing.handlers.common import (check_fields, client_row, client_snapshot, get_scoped, iso, new_id, page_bounds,
                                               parse_date,
-                                              portal_recipients, record_activity, settings_of,
+                                              portal_recipients, record_activity, settings_of, today_in,
                                               workspace_row, workspace_today)
-from services.billing.handlers.documents import invoice_view, list_quotes
-from services.billing.tables import (activities, credit_applications, credit_notes, invoices, payment_allocations,
-                                     payments, refunds)
+from services.billing.handlers.documents import invoice_view, recent_quotes
+from services.billing.tables import (activities, clients, credit_applications, credit_notes, invoices,
+                                     payment_allocations, payments, refunds, workspaces)
 
 __all__ = ["get_payment", "record_payment", "apply_credit", "apply_retainer", "refund_retainer", "client_balances", "statement",
            "client_dashboard", "list_activity", "list_payments", "record_refund", "list_refunds", "record_dispute"]
@@ -176,25 +176,46 @@ def list_payments(uow, now: datetime, workspace_id: str, client_id: str | None =
     return [_payment_view(uow, r) for r in rows]
 
 
-def _available(uow, client_id: str, currency: str) -> dict:
-    """Credit (credit notes and unapplied card money) and retainer money not yet used, in one currency.
-    Applications with source "refund" are refunds turned into credit on an invoice: never spendable."""
-    def total(statement) -> int:
-        return int(uow.execute(statement).scalar_one() or 0)
+# The balance figures, as scalar subqueries built once at import: the portal asks for them on every
+# dashboard, and a prebuilt statement skips SQLAlchemy's construction and cache-key work each time.
+_client, _currency, _today = sa.bindparam("client_id"), sa.bindparam("currency"), sa.bindparam("today", type_=sa.Date)
 
-    issued = total(sa.select(sa.func.sum(credit_notes.c.total)).where(credit_notes.c.client_id == client_id,
-                                                                       credit_notes.c.currency == currency))
-    issued += total(sa.select(sa.func.sum(payments.c.unapplied)).where(payments.c.client_id == client_id,
-                                                                       payments.c.currency == currency))
-    used = sa.select(sa.func.sum(credit_applications.c.amount)).where(
-        credit_applications.c.client_id == client_id, credit_applications.c.currency == currency)
-    credit_used = total(used.where(credit_applications.c.source == "credit"))
-    retainer_paid = total(sa.select(sa.func.sum(payment_allocations.c.amount))
-                          .join(invoices, invoices.c.id == payment_allocations.c.invoice_id)
-                          .where(invoices.c.client_id == client_id, invoices.c.kind == "retainer",
-                                 invoices.c.currency == currency))
-    retainer_used = total(used.where(credit_applications.c.source == "retainer"))
-    return {"credit": issued - credit_used, "retainer": retainer_paid - retainer_used}
+
+def _sum(column, *where, select_from=None):
+    query = sa.select(sa.func.coalesce(sa.func.sum(column), 0))
+    return (query.select_from(select_from) if select_from is not None else query).where(*where).scalar_subquery()
+
+
+_used = (credit_applications.c.client_id == _client, credit_applications.c.currency == _currency)
+# Credit: credit notes and unapplied card money, less what was spent. Applications with source
+# "refund" are refunds turned into credit on an invoice: never spendable, so never subtracted here.
+_AVAILABLE = [
+    (_sum(credit_notes.c.total, credit_notes.c.client_id == _client, credit_notes.c.currency == _currency)
+     + _sum(payments.c.unapplied, payments.c.client_id == _client, payments.c.currency == _currency)
+     - _sum(credit_applications.c.amount, *_used, credit_applications.c.source == "credit")).label("credit"),
+    (_sum(payment_allocations.c.amount, invoices.c.client_id == _client, invoices.c.kind == "retainer",
+          invoices.c.currency == _currency,
+          select_from=payment_allocations.join(invoices, invoices.c.id == payment_allocations.c.invoice_id))
+     - _sum(credit_applications.c.amount, *_used, credit_applications.c.source == "retainer")).label("retainer"),
+]
+_owed = invoices.c.total - invoices.c.amount_paid - invoices.c.amount_credited
+_open = (invoices.c.client_id == _client, invoices.c.kind == "standard",
+         invoices.c.archived_at.is_(None),  # hidden from the client, so not in its total
+         invoices.c.status.in_(sorted(domain.OPEN_STATUSES)), _owed > 0)  # domain.balance: never below zero
+_overdue = (*_open, invoices.c.due_date < _today)  # domain.is_overdue
+_OUTSTANDING = _sum(_owed, *_open, invoices.c.currency == _currency).label("outstanding")
+AVAILABLE = sa.select(*_AVAILABLE)
+BALANCES = sa.select(_OUTSTANDING, *_AVAILABLE)
+DASHBOARD_FIGURES = sa.select(  # totals never mix currencies: amounts in the client's currency only
+    _OUTSTANDING, *_AVAILABLE,
+    sa.select(sa.func.count()).where(*_overdue).scalar_subquery().label("overdue_count"),
+    _sum(_owed, *_overdue, invoices.c.currency == _currency).label("overdue_amount"))
+
+
+def _available(uow, client_id: str, currency: str) -> dict:
+    """Credit and retainer money not yet used, in one currency."""
+    row = uow.execute(AVAILABLE, {"client_id": client_id, "currency": currency}).one()
+    return {"credit": int(row.credit), "retainer": int(row.retainer)}
 
 
 def _use_balance(uow, now, workspace_id: str, invoice_id: str, amount, source: str, reference: str = "") -> dict:
@@ -393,16 +414,9 @@ def record_dispute(uow, now: datetime, workspace_id: str, data: dict) -> dict:
 
 def client_balances(uow, now: datetime, workspace_id: str, client_id: str) -> dict:
     client = client_row(uow, workspace_id, client_id)
-    rows = uow.execute(sa.select(invoices.c.total, invoices.c.amount_paid, invoices.c.amount_credited,
-                                 invoices.c.currency)
-                       .where(invoices.c.client_id == client_id, invoices.c.kind == "standard",
-                              invoices.c.archived_at.is_(None),  # hidden from the client, so not in its total
-                              invoices.c.status.in_(sorted(domain.OPEN_STATUSES)))).all()
-    owed = domain.outstanding([Money(domain.balance(r.total, r.amount_paid, r.amount_credited), r.currency)
-                               for r in rows], client.currency)
-    available = _available(uow, client_id, client.currency)
-    return {"currency": client.currency, "outstanding": owed.amount, "credit_available": available["credit"],
-            "retainer_available": available["retainer"]}
+    row = uow.execute(BALANCES, {"client_id": client_id, "currency": client.currency}).one()
+    return {"currency": client.currency, "outstanding": int(row.outstanding), "credit_available": int(row.credit),
+            "retainer_available": int(row.retainer)}
 
 
 def statement(uow, now: datetime, workspace_id: str, client_id: str, start, end, currency: str | None = None) -> dict:
@@ -456,8 +470,7 @@ def statement(uow, now: datetime, workspace_id: str, client_id: str, start, end,
             "from": start.isoformat(), "to": end.isoformat(), **result}
 
 
-def list_activity(uow, now: datetime, workspace_id: str, client_id: str, limit: int = 50) -> list[dict]:
-    client_row(uow, workspace_id, client_id)
+def _activity(uow, workspace_id: str, client_id: str, limit) -> list[dict]:
     rows = uow.execute(sa.select(activities).where(activities.c.workspace_id == workspace_id,
                                                    activities.c.client_id == client_id)
                        .order_by(activities.c.occurred_at.desc(), activities.c.id.desc())
@@ -465,35 +478,51 @@ def list_activity(uow, now: datetime, workspace_id: str, client_id: str, limit: 
     return [{"kind": r.kind, "summary": r.summary, "data": r.data, "occurred_at": iso(r.occurred_at)} for r in rows]
 
 
+def list_activity(uow, now: datetime, workspace_id: str, client_id: str, limit: int = 50) -> list[dict]:
+    client_row(uow, workspace_id, client_id)
+    return _activity(uow, workspace_id, client_id, limit)
+
+
+_ws = workspaces.alias("business")
+_CLIENT_AND_BUSINESS = (
+    sa.select(clients.c.id, clients.c.name, clients.c.address, clients.c.phone, clients.c.currency,
+              clients.c.locale, clients.c.timezone, _ws.c.timezone.label("business_timezone"),
+              *(getattr(_ws.c, name).label(f"business_{name}")
+                for name in ("name", "email", "phone", "address", "logo_url", "brand_color")))
+    .join_from(clients, _ws, _ws.c.id == clients.c.workspace_id)
+    .where(clients.c.id == _client, clients.c.workspace_id == sa.bindparam("workspace_id")))
+_visible = (invoices.c.client_id == _client, invoices.c.workspace_id == sa.bindparam("workspace_id"),
+            invoices.c.status != "draft", invoices.c.archived_at.is_(None))
+_RECENT_INVOICES = (sa.select(invoices).where(*_visible)
+                    .order_by(invoices.c.issue_date.desc(), invoices.c.number.desc()).limit(5))
+_LAST_PAYMENT = (sa.select(payments.c.amount, payments.c.currency, payments.c.received_at)
+                 .where(payments.c.client_id == _client, payments.c.workspace_id == sa.bindparam("workspace_id"))
+                 .order_by(payments.c.received_at.desc()).limit(1))
+
+
 def client_dashboard(uow, now: datetime, workspace_id: str, client_id: str) -> dict:
-    """What the portal's dashboard shows, scoped to one client of one workspace."""
-    client = client_row(uow, workspace_id, client_id)
-    ws = workspace_row(uow, workspace_id)
-    today = workspace_today(ws, now)
-    visible = sa.select(invoices).where(invoices.c.client_id == client_id, invoices.c.workspace_id == workspace_id,
-                                        invoices.c.status != "draft", invoices.c.archived_at.is_(None))
-    rows = uow.execute(visible.order_by(invoices.c.issue_date.desc(), invoices.c.number.desc())).all()
-    standard_open = [r for r in rows if r.kind == "standard" and r.status in domain.OPEN_STATUSES]
-    owed = lambda r: domain.balance(r.total, r.amount_paid, r.amount_credited)  # noqa: E731
-    overdue = [r for r in standard_open if domain.is_overdue(r.status, r.due_date, owed(r), today)]
-    last = uow.execute(sa.select(payments).where(payments.c.client_id == client_id,
-                                                 payments.c.workspace_id == workspace_id)
-                       .order_by(payments.c.received_at.desc()).limit(1)).first()
-    balances = client_balances(uow, now, workspace_id, client_id)
+    """What the portal's dashboard shows, scoped to one client of one workspace. The portal's most
+    visited page: a few prebuilt statements, each figure summed by the database."""
+    scope = {"workspace_id": workspace_id, "client_id": client_id}
+    client = uow.execute(_CLIENT_AND_BUSINESS, scope).first()
+    if client is None:
+        raise NotFound("No such client.")
+    today = today_in(client.business_timezone, now)
+    figures = uow.execute(DASHBOARD_FIGURES, {**scope, "currency": client.currency, "today": today}).one()
+    last = uow.execute(_LAST_PAYMENT, scope).first()
+    money = lambda amount: {"amount": int(amount), "currency": client.currency}  # noqa: E731
     return {
         "client": {"id": client.id, "name": client.name, "address": client.address, "phone": client.phone,
                    "currency": client.currency, "locale": client.locale, "timezone": client.timezone},
-        "business": {"name": ws.name, "email": ws.email, "phone": ws.phone, "address": ws.address,
-                     "logo_url": ws.logo_url, "brand_color": ws.brand_color},
-        "outstanding": {"amount": balances["outstanding"], "currency": client.currency},
-        "overdue": {"count": len(overdue), **domain.outstanding(
-            [Money(owed(r), r.currency) for r in overdue], client.currency).as_dict()},
-        "credit_available": {"amount": balances["credit_available"], "currency": client.currency},
-        "retainer_available": {"amount": balances["retainer_available"], "currency": client.currency},
+        "business": {name: getattr(client, f"business_{name}")
+                     for name in ("name", "email", "phone", "address", "logo_url", "brand_color")},
+        "outstanding": money(figures.outstanding),
+        "overdue": {"count": figures.overdue_count, **money(figures.overdue_amount)},
+        "credit_available": money(figures.credit),
+        "retainer_available": money(figures.retainer),
         "last_payment": None if last is None else {"amount": last.amount, "currency": last.currency,
                                                    "received_at": iso(last.received_at)},
-        "recent_invoices": [invoice_view(r, today) for r in rows[:5]],
-        "recent_quotes": list_quotes(uow, now, workspace_id, {"client_id": client_id, "portal": True,
-                                                              "limit": 5})["items"],
-        "recent_activity": list_activity(uow, now, workspace_id, client_id, 10),
+        "recent_invoices": [invoice_view(r, today) for r in uow.execute(_RECENT_INVOICES, scope)],
+        "recent_quotes": recent_quotes(uow, workspace_id, client_id, today, 5),
+        "recent_activity": _activity(uow, workspace_id, client_id, 10),
     }
