@@ -264,11 +264,45 @@ def test_a_pooled_connection_does_not_carry_a_scope_into_the_next_transaction(bi
                                            {"ws": ws})} == {mine, theirs}
     raw = engine.raw_connection()  # outside a transaction's settings nothing is visible
     try:
+        raw.rollback()  # ends the transaction the checkout's scope statement opened, and its settings
         cur = raw.cursor()
         cur.execute("SELECT count(*) FROM invoices")
         assert cur.fetchone()[0] == 0
     finally:
         raw.close()
+
+
+def test_every_transaction_of_a_checkout_has_the_scope(billing_data):
+    """The checkout sets the scope for the first transaction; each later one sets it again."""
+    engine, ws, (mine, _theirs), _ = billing_data
+    token = db_scope.set(Scope(ws, mine))
+    try:
+        with UnitOfWork(engine) as uow:
+            for _ in range(3):
+                assert {c for (c,) in uow.execute(sa.text("SELECT client_id FROM invoices"))} == {mine}
+                uow.commit()
+            uow.rollback()
+            assert {c for (c,) in uow.execute(sa.text("SELECT client_id FROM invoices"))} == {mine}
+    finally:
+        db_scope.reset(token)
+
+
+def test_a_pooled_connection_the_server_dropped_is_replaced_unseen(billing_data, postgres_admin_url):
+    """What pool_pre_ping did, done by the checkout's scope statement: no caller gets the error."""
+    _, ws, (mine, _theirs), _ = billing_data
+    engine = make_engine(str(billing_data[0].url.render_as_string(hide_password=False)), pool_size=2)
+    try:
+        token = db_scope.set(Scope(ws, mine))
+        with engine.connect() as a, engine.connect() as b:  # two pooled connections, then returned
+            pids = [conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() for conn in (a, b)]
+        fetch(postgres_admin_url, "SELECT pg_terminate_backend(pid) FROM unnest(%s) AS pid", (pids,))
+        for _ in range(3):
+            with UnitOfWork(engine) as uow:
+                assert {c for (c,) in uow.execute(sa.text("SELECT client_id FROM invoices"))} == {mine}
+                assert uow.execute(sa.text("SELECT pg_backend_pid()")).scalar() not in pids
+        db_scope.reset(token)
+    finally:
+        engine.dispose()
 
 
 def test_green_threads_each_keep_their_own_scope(billing_data):

@@ -132,6 +132,10 @@ def test_invoice_list_filters_sorts_and_pages(db, ws):
     assert db(h.list_invoices, ws_id, {"search": made[2]["number"][-3:]})["total"] == 1
     with pytest.raises(Invalid):
         db(h.list_invoices, ws_id, {"status": "bogus"})
+    assert "client" not in listing  # the business's listing; the portal's carries the reader's settings:
+    portal = db(h.list_invoices, ws_id, {"client_id": client, "portal": True})
+    assert portal["client"] == {key: value for key, value in db(h.get_client, ws_id, client).items()
+                                if key in ("name", "currency", "locale", "timezone")}
 
 
 def test_events_carry_every_state_change(db, ws):

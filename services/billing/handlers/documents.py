@@ -269,7 +269,12 @@ def list_invoices(uow, now: datetime, workspace_id: str, filters: dict | None = 
     limit, offset = page_bounds(filters.get("limit", 20), filters.get("offset", 0), 100)
     total = uow.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
     rows = uow.execute(query.order_by(order, invoices.c.number.desc()).limit(limit).offset(offset)).all()
-    return {"items": [invoice_view(r, today) for r in rows], "total": total, "limit": limit, "offset": offset}
+    page = {"items": [invoice_view(r, today) for r in rows], "total": total, "limit": limit, "offset": offset}
+    if filters.get("portal") and filters.get("client_id"):  # how the reader formats: one call renders the page
+        client = client_row(uow, workspace_id, filters["client_id"])
+        page["client"] = {"name": client.name, "currency": client.currency, "locale": client.locale,
+                          "timezone": client.timezone}
+    return page
 
 
 # ---------------------------------------------------------------- quotes
