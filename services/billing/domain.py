@@ -13,7 +13,6 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from dateutil.relativedelta import relativedelta
 
 from chassis.errors import Invalid
-from chassis.money import Money
 
 OPEN_STATUSES = {"sent", "viewed", "partially_paid"}
 INVOICE_STATUSES = {"draft", "sent", "viewed", "partially_paid", "paid", "void"}
@@ -156,15 +155,6 @@ def quote_display_status(status: str, expiry_date: date | None, today: date) -> 
     if status == "sent" and expiry_date is not None and expiry_date < today:
         return "expired"
     return status
-
-
-def outstanding(balances: list[Money], currency: str) -> Money:
-    """Totals never mix currencies: only balances in `currency` are summed."""
-    total = Money.zero(currency)
-    for amount in balances:
-        if amount.currency == currency:
-            total = total + amount
-    return total
 
 
 NUMBER_TOKEN = re.compile(r"\{(YYYY|YY|MM|seq(?::0?(\d+))?)\}")

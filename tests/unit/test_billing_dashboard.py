@@ -2,7 +2,9 @@
 partly paid, paid, void, draft and archived invoices, a retainer, a credit note, quotes."""
 from datetime import timedelta
 
+from chassis.db import UnitOfWork
 from services.billing import handlers as h
+from services.billing.tables import invoices
 from tests.unit.test_billing_handlers import NOW, db, ws  # noqa: F401 - shared fixtures
 
 
@@ -77,3 +79,18 @@ def test_a_new_client_has_an_empty_dashboard(db, ws):
     assert (dash["outstanding"]["amount"], dash["overdue"]["count"], dash["overdue"]["amount"],
             dash["credit_available"]["amount"], dash["retainer_available"]["amount"]) == (0, 0, 0, 0, 0)
     assert (dash["last_payment"], dash["recent_invoices"], dash["recent_quotes"]) == (None, [], [])
+
+
+def test_totals_never_mix_currencies(db, ws):
+    """A client's currency is fixed once it has documents (update_client refuses), but an invoice in
+    another currency (written straight to the database, say by an import) is still never added in."""
+    ws_id, client = ws
+    _invoice(db, ws_id, client, 10000, "2026-10-01", "2026-11-01")
+    eur = _invoice(db, ws_id, client, 7000, "2026-10-02", "2026-11-02")
+    with UnitOfWork(db.engine) as uow:
+        uow.execute(invoices.update().where(invoices.c.id == eur["id"]).values(currency="EUR"))
+        uow.commit()
+    dash = db(h.client_dashboard, ws_id, client)
+    assert dash["outstanding"] == {"amount": 10000, "currency": "USD"}
+    assert dash["overdue"] == {"count": 2, "amount": 10000, "currency": "USD"}  # both are late; USD is summed
+    assert db(h.client_balances, ws_id, client)["outstanding"] == 10000

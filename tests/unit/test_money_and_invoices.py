@@ -121,11 +121,6 @@ def test_overdue_is_derived_from_due_date_and_balance():
     assert domain.quote_display_status("accepted", date(2026, 1, 31), date(2026, 2, 1)) == "accepted"
 
 
-def test_outstanding_only_sums_the_client_currency():
-    total = domain.outstanding([Money(100, "USD"), Money(50, "EUR"), Money(25, "USD")], "USD")
-    assert total == Money(125, "USD")
-
-
 @pytest.mark.parametrize("pattern,seq,on,expected", [
     ("INV-{YYYY}-{seq:05}", 42, date(2026, 3, 1), "INV-2026-00042"),
     ("{YY}{MM}-{seq}", 7, date(2026, 3, 1), "2603-7"),

@@ -37,7 +37,7 @@ def _attach():
     event.listen(Engine, "begin", lambda *a: bump(1))  # psycopg2 sends BEGIN with the first statement
     event.listen(Engine, "commit", lambda *a: bump(2))
     event.listen(Engine, "rollback", lambda *a: bump(3))
-    event.listen(Pool, "checkout", lambda *a: bump(4))  # pool_pre_ping: one SELECT 1 round trip each
+    event.listen(Pool, "checkout", lambda *a: bump(4))  # the scope statement at checkout (chassis/db.py)
 
 
 class _AfterSqlalchemy:
