@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from chassis.db import UtcDateTime
-from chassis.logs import request_id_var
+from chassis.logs import current_request_id
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +85,10 @@ def add_to_outbox(conn: Connection, event_type: str, workspace_id, data: dict, v
     conn.execute(
         OUTBOX.insert().values(
             event_id=event["id"], event_type=event_type, body=json.dumps(event), created_at=utcnow(),
-            request_id=_request_id(),
+            request_id=current_request_id(),
         )
     )
     return event
-
-
-def _request_id() -> str | None:
-    value = request_id_var.get()  # any caller's header: cut to the column's size rather than fail the write
-    return str(value)[:64] if value else None
 
 
 def relay_outbox(engine: Engine, dispatch, batch: int = 100) -> int:

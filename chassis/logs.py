@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
+from contextlib import contextmanager
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -11,6 +12,25 @@ from pythonjsonlogger.json import JsonFormatter
 QUIET_LOGGERS = ("amqp", "kombu", "alembic")
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+REQUEST_ID_LENGTH = 64  # the request_id columns' size
+
+
+def current_request_id() -> str | None:
+    """The id of the request under way, to keep with work done for it later (an outbox row, a stored
+    Stripe event, a queued email). Any caller's header: cut to the column's size rather than fail."""
+    value = request_id_var.get()
+    return str(value)[:REQUEST_ID_LENGTH] if value else None
+
+
+@contextmanager
+def request_context(request_id: str | None):
+    """Run a timer's work for an earlier request under that request's id: its log lines, and the
+    events it records, carry the id the request came in with."""
+    token = request_id_var.set(request_id)
+    try:
+        yield
+    finally:
+        request_id_var.reset(token)
 
 
 class RequestIdFilter(logging.Filter):

@@ -1,6 +1,7 @@
 """Documents use cases: queue an email durably, deliver what is due, keep workspace names."""
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from datetime import datetime, timedelta
@@ -11,11 +12,14 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from chassis.errors import Invalid, NotFound
+from chassis.logs import current_request_id, request_context
 from chassis.settings import is_dev
 from services.documents.mail import PermanentMailError, TransientMailError
 from services.documents.i18n import template_env
 from services.documents.pdf import encode
 from services.documents.tables import emails, workspaces
+
+log = logging.getLogger(__name__)
 
 EMAIL_TEMPLATES = Path(__file__).parent / "templates" / "email"
 MAX_ATTEMPTS = 8
@@ -82,7 +86,7 @@ def queue_email(uow, now: datetime, sender: str, *, idempotency_key: str, kind: 
         id=email_id, idempotency_key=idempotency_key, kind=kind, workspace_id=workspace_id, client_id=client_id,
         to_addr=to, subject=subject, status="queued",
         message=build_message(sender, to, subject, text, html, now, attachments, reply_to),
-        attempts=0, next_attempt_at=now, created_at=now))
+        attempts=0, next_attempt_at=now, created_at=now, request_id=current_request_id()))
     return email_id
 
 
@@ -102,22 +106,33 @@ def deliver_due(uow, backend, now: datetime, batch: int = 20) -> int:
         row = uow.execute(query).first()
         if row is None:
             break
-        values: dict = {"attempts": row.attempts + 1}
-        try:
-            backend.send(row.id, row.message)
-            values.update(status="sent", sent_at=now, last_error=None)
-            if not is_dev():  # sign-in and document links inside are live credentials: keep no copy
-                values["message"] = ""
-            sent += 1
-        except TransientMailError as exc:
-            failed = row.attempts + 1 >= MAX_ATTEMPTS
-            values.update(status="failed" if failed else "queued", last_error=str(exc),
-                          next_attempt_at=now + retry_delay(row.attempts))
-        except PermanentMailError as exc:
-            values.update(status="failed", last_error=str(exc))
+        with request_context(row.request_id):  # sent later, logged under the request it was queued for
+            values = _send(backend, row, now)
+        sent += values["status"] == "sent"
         uow.execute(emails.update().where(emails.c.id == row.id).values(**values))
         uow.commit()
     return sent
+
+
+def _send(backend, row, now: datetime) -> dict:
+    """Try one queued email; the row's new values."""
+    values: dict = {"attempts": row.attempts + 1}
+    try:
+        backend.send(row.id, row.message)
+        values.update(status="sent", sent_at=now, last_error=None)
+        if not is_dev():  # sign-in and document links inside are live credentials: keep no copy
+            values["message"] = ""
+        log.info("email sent", extra={"email_id": row.id, "kind": row.kind, "attempt": values["attempts"]})
+    except TransientMailError as exc:
+        failed = row.attempts + 1 >= MAX_ATTEMPTS
+        values.update(status="failed" if failed else "queued", last_error=str(exc),
+                      next_attempt_at=now + retry_delay(row.attempts))
+        log.warning("email not sent", extra={"email_id": row.id, "kind": row.kind, "attempt": values["attempts"],
+                                             "gave_up": failed})  # the error (it may name the address) stays in the row
+    except PermanentMailError as exc:
+        values.update(status="failed", last_error=str(exc))
+        log.warning("email refused", extra={"email_id": row.id, "kind": row.kind})
+    return values
 
 
 def queue_reminders(uow, now: datetime, sender: str, event: dict, portal_url: str) -> int:

@@ -26,6 +26,7 @@ emails = sa.Table(
     sa.Column("next_attempt_at", UtcDateTime, nullable=False, index=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("sent_at", UtcDateTime, nullable=True),
+    sa.Column("request_id", sa.String(64), nullable=True),  # the request it was queued for: sending logs under it
 )
 
 # Documents' own copy of each workspace's identity, from billing's events, for branding mail.

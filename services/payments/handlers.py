@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from chassis import settings
 from chassis.errors import Conflict, Invalid, NotFound
 from chassis.events import add_dead_letter
+from chassis.logs import current_request_id
 from services.payments.stripe_api import CardDeclined, StripeUnavailable, payment_intent_view
 from services.payments.tables import attempts, card_setups, customers, disputes, payment_methods, refunds, stripe_events
 
@@ -420,16 +421,19 @@ def receive_event(uow, now, event: dict) -> bool:
     try:
         with uow.conn.begin_nested():
             uow.execute(stripe_events.insert().values(id=event["id"], type=str(event["type"])[:100],
-                                                      body=json.dumps(event), received_at=now, outcome=""))
+                                                      body=json.dumps(event), received_at=now, outcome="",
+                                                      request_id=current_request_id()))
     except IntegrityError:
         return False
     return True
 
 
-def pending_events(uow, now, limit: int = 20) -> list[str]:
+def pending_events(uow, now, limit: int = 20) -> list[tuple[str, str | None]]:
+    """Stored events due for processing: (event id, id of the request that delivered it)."""
     due = sa.or_(stripe_events.c.next_attempt_at.is_(None), stripe_events.c.next_attempt_at <= now)
-    return [r.id for r in uow.execute(sa.select(stripe_events.c.id).where(stripe_events.c.processed_at.is_(None), due)
-                                      .order_by(stripe_events.c.received_at, stripe_events.c.id).limit(limit)).all()]
+    return [(r.id, r.request_id) for r in uow.execute(
+        sa.select(stripe_events.c.id, stripe_events.c.request_id).where(stripe_events.c.processed_at.is_(None), due)
+        .order_by(stripe_events.c.received_at, stripe_events.c.id).limit(limit)).all()]
 
 
 STRIPE_EVENT_CONSUMER = "payments.stripe_event"

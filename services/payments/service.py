@@ -13,6 +13,7 @@ from nameko.timer import timer
 from chassis import metrics, settings
 from chassis.errors import EXPECTED, ServiceError
 from chassis.events import utcnow
+from chassis.logs import request_context
 from chassis.nameko_ext import Database, ServiceBase, consumes
 from chassis.rpc import TimedRpcProxy
 from services.payments import handlers
@@ -108,25 +109,29 @@ class PaymentsService(ServiceBase):
     def process_stripe_events(self):
         with self.db.uow() as uow:
             pending = handlers.pending_events(uow, utcnow())
-        for event_id in pending:
-            try:
-                with self.db.uow() as uow:
-                    outcome = handlers.process_event(uow, utcnow(), self.stripe, event_id)
-                    uow.commit()
-                if outcome is not None:
-                    log.info("stripe event processed", extra={"event_id": event_id, "outcome": outcome})
-                    metrics.EVENTS_HANDLED.labels(self.name, handlers.STRIPE_EVENT_CONSUMER, "processed").inc()
-            except Exception as exc:  # noqa: BLE001 - retried later with a growing delay, then parked
-                log.exception("stripe event failed", extra={"event_id": event_id})
-                parked = self._tx(handlers.event_failed, event_id, repr(exc),
-                                  settings.env_int("EVENT_RETRY_ATTEMPTS", 5),
-                                  float(settings.env("EVENT_RETRY_BASE_DELAY", "0.5")))
-                consumer = handlers.STRIPE_EVENT_CONSUMER  # counted as `consumes` counts broker events
-                if parked:
-                    metrics.DEAD_LETTERED.labels(self.name, consumer).inc()
-                    metrics.EVENTS_HANDLED.labels(self.name, consumer, "dead_lettered").inc()
-                else:
-                    metrics.EVENT_RETRIES.labels(self.name, consumer).inc()
+        for event_id, request_id in pending:
+            with request_context(request_id):  # the webhook's id, in this worker's logs and the events it records
+                self._process_stripe_event(event_id)
+
+    def _process_stripe_event(self, event_id: str) -> None:
+        try:
+            with self.db.uow() as uow:
+                outcome = handlers.process_event(uow, utcnow(), self.stripe, event_id)
+                uow.commit()
+            if outcome is not None:
+                log.info("stripe event processed", extra={"event_id": event_id, "outcome": outcome})
+                metrics.EVENTS_HANDLED.labels(self.name, handlers.STRIPE_EVENT_CONSUMER, "processed").inc()
+        except Exception as exc:  # noqa: BLE001 - retried later with a growing delay, then parked
+            log.exception("stripe event failed", extra={"event_id": event_id})
+            parked = self._tx(handlers.event_failed, event_id, repr(exc),
+                              settings.env_int("EVENT_RETRY_ATTEMPTS", 5),
+                              float(settings.env("EVENT_RETRY_BASE_DELAY", "0.5")))
+            consumer = handlers.STRIPE_EVENT_CONSUMER  # counted as `consumes` counts broker events
+            if parked:
+                metrics.DEAD_LETTERED.labels(self.name, consumer).inc()
+                metrics.EVENTS_HANDLED.labels(self.name, consumer, "dead_lettered").inc()
+            else:
+                metrics.EVENT_RETRIES.labels(self.name, consumer).inc()
 
     OUTCOMES = {"payment.succeeded": "succeeded", "payment.failed": "failed", "payment.refunded": "refunded",
                 "payment.disputed": "disputed"}

@@ -88,6 +88,7 @@ stripe_events = sa.Table(
     # A failing event is retried with growing delays, then parked in dead_letters (see handlers).
     sa.Column("attempts", sa.Integer, nullable=False, default=0, server_default="0"),
     sa.Column("next_attempt_at", UtcDateTime, nullable=True),
+    sa.Column("request_id", sa.String(64), nullable=True),  # the webhook's: processing later logs under it
     sa.Index("ix_stripe_events_pending", "processed_at", "received_at"),
 )
 

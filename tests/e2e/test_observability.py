@@ -12,7 +12,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import SERVICE_NAMES, SIGN_IN, Browser, link_token, new_portal_client, sign_in
-from tests.e2e.payments_support import paid_by_card
+from tests.e2e.payments_support import paid_by_card, query, signed
 from tests.integration.test_services import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -145,6 +145,7 @@ def test_one_request_id_follows_a_sign_in_through_every_service_it_reaches(stack
     wait_for_log(stack, "gateway", login_id, method="POST", path="/login", status=200)
     wait_for_log(stack, "auth", login_id, message="rpc handled", method="request_link", outcome="ok")
     wait_for_log(stack, "documents", login_id, message="rpc handled", method="send_magic_link", outcome="ok")
+    wait_for_log(stack, "documents", login_id, message="email sent", kind="magic_link")  # by the mail timer, later
 
     # gateway -> auth.consume_link (RPC) -> auth.signed_in (auth's outbox, relayed) -> billing's consumer
     token = link_token(stack.outbox.wait_for("traced@example.com", before + 1, subject=SIGN_IN)[-1])
@@ -156,3 +157,25 @@ def test_one_request_id_follows_a_sign_in_through_every_service_it_reaches(stack
     assert handled["outcome"] == "processed" and handled["event_type"] == "auth.signed_in"
     assert all(entry["service"] == process for process in ("auth", "billing")
                for entry in log_lines(stack, process, verify_id))
+
+
+def test_one_request_id_follows_a_stripe_webhook_through_the_timer_that_processes_it(stack):
+    """gateway -> payments.receive_stripe_event (stored) -> payments' event timer, later -> the
+    payment.disputed event (payments' outbox) -> billing's consumer: all under the webhook's id."""
+    made = new_portal_client(stack, "Traced Payer", "traced-payer@example.com", invoices=1)
+    attempt_id = paid_by_card(sign_in(stack, "traced-payer@example.com"), stack, made["invoices"][0]["id"])
+    intent = query(stack, "payments", "SELECT payment_intent_id FROM attempts WHERE id = %s", attempt_id)[0][0]
+    event = {"id": f"evt_trace_{attempt_id[:8]}", "object": "event", "type": "charge.dispute.created",
+             "data": {"object": {"id": f"dp_trace_{attempt_id[:8]}", "object": "dispute", "amount": 10000,
+                                 "currency": "usd", "payment_intent": intent, "reason": "fraudulent",
+                                 "status": "needs_response"}}}
+    webhook_id = f"trace-webhook-{uuid.uuid4().hex[:12]}"
+    body, headers = signed(stack, event)
+    answer = requests.post(f"{stack.url}/webhooks/stripe", data=body, headers={**headers, "X-Request-Id": webhook_id},
+                           timeout=10)
+    assert answer.status_code == 200 and answer.headers["X-Request-ID"] == webhook_id
+    wait_for_log(stack, "payments", webhook_id, message="rpc handled", method="receive_stripe_event", outcome="ok")
+    processed = wait_for_log(stack, "payments", webhook_id, message="stripe event processed", event_id=event["id"])
+    assert processed["outcome"].startswith("dispute")
+    handled = wait_for_log(stack, "billing", webhook_id, message="event handled", consumer="billing.on_payment_disputed")
+    assert handled["outcome"] == "processed" and handled["event_type"] == "payment.disputed"

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 
 from chassis.db import UnitOfWork
+from chassis.logs import request_context, request_id_var
 from services.documents import handlers
 from services.documents.mail import FileOutbox, SmtpSender
 from services.documents.tables import emails
@@ -133,3 +134,23 @@ def test_unreachable_smtp_server_is_transient(sqlite_engine):
     deliver(engine, SmtpSender("smtp://127.0.0.1:1", timeout=2))
     with engine.connect() as conn:
         assert conn.execute(sa.select(emails.c.status)).scalar_one() == "queued"
+
+
+def test_an_email_is_sent_under_the_request_id_it_was_queued_for(sqlite_engine, tmp_path, caplog):
+    """The timer sends later, in a worker of its own; its log line still names the request."""
+    engine = sqlite_engine("documents")
+    with request_context("req-sign-in-42"):
+        email_id = queue(engine)
+    assert request_id_var.get() is None  # the context ended with the block
+
+    class SeesTheRequest(FileOutbox):
+        def send(self, message_id, message):
+            seen.append(request_id_var.get())
+            super().send(message_id, message)
+
+    seen = []
+    with caplog.at_level("INFO", logger="services.documents.handlers"):
+        assert deliver(engine, SeesTheRequest(tmp_path / "mail")) == 1
+    assert seen == ["req-sign-in-42"] and request_id_var.get() is None
+    [record] = [r for r in caplog.records if r.getMessage() == "email sent"]
+    assert (record.email_id, record.kind) == (email_id, "magic_link")

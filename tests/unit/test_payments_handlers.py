@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from chassis.db import UnitOfWork
 from chassis.errors import Conflict, Invalid, NotFound
 from chassis.events import DEAD, OUTBOX
+from chassis.logs import request_context
 from services.payments import handlers
 from services.payments.stripe_api import CardDeclined, StripeUnavailable
 from services.payments.tables import attempts
@@ -258,7 +259,7 @@ def test_a_failing_event_is_retried_later_with_growing_delays_then_parked_and_re
     due_times = []
     for attempt in range(1, 4):
         now = NOW + timedelta(minutes=attempt)
-        assert run(handlers.pending_events, now=now) == ["evt_bad"]
+        assert run(handlers.pending_events, now=now) == [("evt_bad", None)]  # no request: none to follow
         parked = run(handlers.event_failed, "evt_bad", "KeyError('metadata')", 4, 2.0, now=now)
         assert parked is False
         with engine.connect() as conn:
@@ -272,7 +273,24 @@ def test_a_failing_event_is_retried_later_with_growing_delays_then_parked_and_re
     assert letter.consumer == handlers.STRIPE_EVENT_CONSUMER and letter.event_id == "evt_bad"
     assert "KeyError" in letter.error and json.loads(letter.body)["type"] == "payment_intent.succeeded"
     assert run(lambda uow, now: handlers.requeue_event(uow, "evt_bad"))
-    assert run(handlers.pending_events, now=NOW) == ["evt_bad"]  # a replay starts afresh
+    assert run(handlers.pending_events, now=NOW) == [("evt_bad", None)]  # a replay starts afresh
+
+
+def test_a_stored_event_is_processed_under_the_webhooks_request_id(run, stripe, billing, engine):
+    """The timer processes it later; pending_events hands back the webhook's request id, and under it
+    the events the processing records carry that id to the services that consume them."""
+    attempt = paid_attempt(run, stripe, billing)
+    [pi] = stripe.intents.values()
+    with request_context("req-webhook-7"):
+        run(handlers.receive_event, intent_event("evt_traced", "payment_intent.succeeded", pi, "succeeded"))
+    [(event_id, request_id)] = run(handlers.pending_events)
+    assert (event_id, request_id) == ("evt_traced", "req-webhook-7")
+    with request_context(request_id):
+        assert run(handlers.process_event, stripe, event_id) == "paid"
+    with engine.connect() as conn:
+        [row] = conn.execute(sa.select(OUTBOX.c.body, OUTBOX.c.request_id)
+                             .where(OUTBOX.c.event_type == "payment.succeeded")).all()
+    assert json.loads(row.body)["data"]["payment_id"] == attempt["id"] and row.request_id == "req-webhook-7"
 
 
 def test_refunds_are_idempotent_by_key_and_bounded_by_the_payment(run, stripe, billing, engine):
