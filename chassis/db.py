@@ -31,11 +31,14 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
         return engine
     if url.startswith("postgresql"):
         _green_psycopg_if_eventlet()
-        # Pool sized to the caller's worker count: nameko's 10 workers exceed the default 5. No
-        # pool_pre_ping: the scope statement each checkout runs anyway is the liveness check, which
-        # saves a round trip on every call (see _scope_on_checkout).
-        engine = sa.create_engine(url, pool_size=pool_size, max_overflow=2)
-        sa.event.listen(engine.pool, "checkout", _scope_on_checkout)
+        # Pool sized to the caller's worker count: nameko's 10 workers exceed the default 5. With
+        # psycopg2 no pool_pre_ping: the scope statement each checkout runs anyway is the liveness
+        # check, which saves a round trip on every call (see _scope_on_checkout).
+        checkout_scope = sa.engine.make_url(url).get_driver_name() == "psycopg2"
+        engine = sa.create_engine(url, pool_size=pool_size, max_overflow=2, pool_pre_ping=not checkout_scope)
+        if checkout_scope:
+            sa.event.listen(engine.pool, "checkout", _scope_on_checkout)
+            sa.event.listen(engine.pool, "checkin", _forget_checkout_scope)
         sa.event.listen(engine, "begin", _scope_transaction)
         return engine
     return sa.create_engine(url, pool_size=pool_size, max_overflow=2, pool_pre_ping=True)
@@ -73,13 +76,25 @@ def _scope_on_checkout(dbapi_conn, record, _proxy) -> None:
     record.info[_SCOPED_AT_CHECKOUT] = params
 
 
+def _forget_checkout_scope(_dbapi_conn, record) -> None:
+    record.info.pop(_SCOPED_AT_CHECKOUT, None)
+
+
 def _scope_transaction(conn: Connection) -> None:
     """At the start of every transaction: the caller's scope, unless the checkout set this same
-    scope in this same transaction (the first one after checkout)."""
+    scope in the transaction still open (the first one after checkout; anything that ended it, such
+    as an isolation-level change, makes this set the scope again)."""
     params = _scope_params()
-    if conn.info.pop(_SCOPED_AT_CHECKOUT, None) == params:
+    if conn.info.pop(_SCOPED_AT_CHECKOUT, None) == params and _transaction_open(conn):
         return
     conn.exec_driver_sql(_SCOPE_SQL, params)  # SQLAlchemy does not autobegin again inside its begin event
+
+
+def _transaction_open(conn: Connection) -> bool:
+    """psycopg2's own view (no round trip): is the DBAPI connection inside a transaction, idle?"""
+    from psycopg2.extensions import TRANSACTION_STATUS_INTRANS
+
+    return conn.connection.dbapi_connection.info.transaction_status == TRANSACTION_STATUS_INTRANS
 
 
 def _green_psycopg_if_eventlet() -> None:
@@ -144,9 +159,11 @@ def _run(context, connection: Connection, target_metadata: sa.MetaData) -> None:
         context.run_migrations()
 
 
-# Row-level security (PostgreSQL only), keyed on the settings _scope_transaction sets. No settings at
-# all (a connection outside make_engine, a forgotten scope) compare NULL and see no rows. Migrations
-# call these, so the SQL is history: change a policy with a new migration, not by editing this.
+# Row-level security (PostgreSQL only), keyed on the settings _scope_on_checkout and
+# _scope_transaction set: every transaction of a make_engine connection has them (the caller's scope,
+# or the bypass). No settings at all (a connection outside make_engine, a transaction after the one a
+# raw_connection() came with) compare NULL and see no rows. Migrations call these, so the SQL is
+# history: change a policy with a new migration, not by editing this.
 def _rls_expression(client_column: str | None) -> str:
     scoped = "workspace_id = current_setting('app.workspace_id', true)"
     if client_column:

@@ -152,6 +152,24 @@ def cpu_seconds(pid: int) -> float:
     return total / ticks
 
 
+def cpu_seconds_of_command(command: str) -> float:
+    """CPU time used so far by every process named `command` (/proc/<pid>/comm): the broker's
+    beam.smp, PostgreSQL's server processes, wherever they were started from."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if Path(f"/proc/{entry}/comm").read_text().strip() != command:
+                continue
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
 def machine_busy() -> tuple[float, float]:
     """(busy, total) CPU jiffies of the whole machine so far, from /proc/stat."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]

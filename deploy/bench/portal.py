@@ -20,7 +20,7 @@ import requests
 
 from deploy.bench import memory, rpc_overhead
 from chassis.scope import Scope
-from deploy.bench.common import Sampler, timed, wrk
+from deploy.bench.common import Sampler, cpu_seconds, cpu_seconds_of_command, timed, wrk
 from deploy.bench.report import Goal, Result
 from deploy.bench.stack import Context, free_port, http_ok, spawn_and_wait
 from deploy.devstack import BIN
@@ -100,6 +100,26 @@ def dashboard_rpcs_ms(ctx: Context, n: int = 100) -> dict:
     return {name: statistics.median(timed(call, n)) for name, call in calls.items()}
 
 
+def cpu_used(ctx: Context, processes) -> dict[str, float]:
+    """CPU seconds used so far by each of the stack's `processes` (child processes included), the
+    broker and PostgreSQL: everything a page's request passes through."""
+    used = {name: cpu_seconds(ctx.stack.pid(name)) for name in processes}
+    used["rabbitmq"] = cpu_seconds_of_command("beam.smp")
+    used["postgresql"] = cpu_seconds_of_command("postgres")
+    return used
+
+
+def loaded_with_cpu(ctx: Context, url: str, processes, headers: dict | None = None) -> dict:
+    """wrk's figures for `url` under the benchmark's load, plus the CPU each process spent per
+    request meanwhile (milliseconds), read from /proc before and after."""
+    before = cpu_used(ctx, processes)
+    figures = wrk(url, USERS, SECONDS, headers=headers)
+    after = cpu_used(ctx, processes)
+    figures["cpu_ms_per_request"] = {name: (after[name] - before[name]) * 1000 / max(figures["requests"], 1)
+                                     for name in after}
+    return figures
+
+
 def run(ctx: Context, report) -> None:
     hello = start_hello(ctx)
     pages = {"dashboard": f"{ctx.stack.url}/dashboard", "invoices": f"{ctx.stack.url}/invoices"}
@@ -112,9 +132,9 @@ def run(ctx: Context, report) -> None:
     mem, queues = memory.sampler(ctx), Sampler(ctx.management.reply_queues, 1.0)
     mem.start()
     queues.start()
-    loaded = {"hello": wrk(hello, USERS, SECONDS)}
+    loaded = {"hello": loaded_with_cpu(ctx, hello, ["hello"])}
     for name, url in pages.items():
-        loaded[name] = wrk(url, USERS, SECONDS, headers=headers)
+        loaded[name] = loaded_with_cpu(ctx, url, memory.PROCESSES, headers=headers)
     mem_samples, queue_samples = mem.stop(), queues.stop()
     time.sleep(1)
     queues_after = ctx.management.reply_queues()
@@ -143,6 +163,15 @@ def run(ctx: Context, report) -> None:
             Result(NAME, f"/{name}: errors, {USERS} users", figures["errors"], base["errors"], "", "hello-world",
                    Goal("value", "==", 0), note=f"{figures['error_detail']}"),
         )
+    # Where the CPU goes: every process a page passes through, per page, against hello-world's gunicorn.
+    hello_cpu = base["cpu_ms_per_request"]["hello"]
+    for name in pages:
+        split = {k: v for k, v in loaded[name]["cpu_ms_per_request"].items() if v > 0.005}
+        report.add(Result(
+            NAME, f"/{name}: CPU per page, all processes, {USERS} users", sum(split.values()), hello_cpu, "ms",
+            "hello-world's gunicorn", note="per process: " + ", ".join(
+                f"{k} {v:.2f}" for k, v in sorted(split.items(), key=lambda kv: -kv[1])) + " ms; from /proc "
+                "before and after the load; the broker and PostgreSQL count whole (other work on them too)"))
     rpc_text = f"{rpcs:.1f}" if rpcs is not None else "? (the gateway served no /metrics)"
     report.add(Result(
         NAME, "/dashboard p50 alone vs the sum of its parts", single["dashboard"]["p50"], sum_of_parts, "ms",

@@ -287,6 +287,20 @@ def test_every_transaction_of_a_checkout_has_the_scope(billing_data):
         db_scope.reset(token)
 
 
+def test_a_transaction_the_checkout_did_not_open_still_gets_the_scope(billing_data):
+    """Changing the isolation level ends the transaction the checkout's scope statement opened (psycopg2
+    rolls it back); the next transaction sets the scope itself instead of trusting the checkout."""
+    engine, ws, (mine, _theirs), _ = billing_data
+    token = db_scope.set(Scope(ws, mine))
+    try:
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="REPEATABLE READ")
+            assert conn.exec_driver_sql("SHOW transaction_isolation").scalar() == "repeatable read"
+            assert {c for (c,) in conn.execute(sa.text("SELECT client_id FROM invoices"))} == {mine}
+    finally:
+        db_scope.reset(token)
+
+
 def test_a_pooled_connection_the_server_dropped_is_replaced_unseen(billing_data, postgres_admin_url):
     """What pool_pre_ping did, done by the checkout's scope statement: no caller gets the error."""
     _, ws, (mine, _theirs), _ = billing_data

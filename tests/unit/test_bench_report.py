@@ -1,6 +1,8 @@
 """The pure parts of `make bench` (deploy/bench/report.py): percentiles, ratios to baselines, goals,
 and the table, JSON, Markdown and PNG it writes."""
 import json
+import os
+import time
 
 import pytest
 
@@ -87,3 +89,17 @@ def test_the_report_files(tmp_path):
     assert "- **/dashboard: p95**: p50 40 ms" in md
     png = (tmp_path / "results.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
+
+
+def test_cpu_by_command_name_counts_every_process_of_that_name():
+    """What the portal benchmark reads for the broker (beam.smp) and PostgreSQL (postgres)."""
+    from pathlib import Path
+
+    from deploy.bench.common import cpu_seconds, cpu_seconds_of_command
+
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:  # spend some CPU, so there is something to count
+        pass
+    own = cpu_seconds(os.getpid())
+    assert cpu_seconds_of_command(Path("/proc/self/comm").read_text().strip()) >= own >= 0.2
+    assert cpu_seconds_of_command("no-such-command-here") == 0

@@ -68,13 +68,24 @@ def test_the_language_is_the_contacts_then_the_clients_then_english(session_loca
 def test_filter_labels_statuses_and_pages_are_german():
     page_of_invoices = {"items": [INVOICE_ROW], "total": 1, "offset": 0, "limit": 20,
                         "client": dashboard("de_DE")["client"]}  # a portal listing carries the reader's locale
-    c, _ = portal("de_DE", answers={("billing", "list_invoices"): page_of_invoices})
+    c, rpc = portal("de_DE", answers={("billing", "list_invoices"): page_of_invoices})
     page = c.simulate_get("/invoices", params={"status": "partially_paid"}, cookies=COOKIES)
     assert page.status_code == 200
+    assert [call[:2] for call in rpc.calls] == [("auth", "validate_session"), ("billing", "list_invoices")]
     for text in ("Rechnungen", "Alle", "Unbezahlt", "Teilweise bezahlt", "Neueste zuerst", "Höchster Betrag",
                  "Seite 1 von 1", "Anwenden", "Nummer"):
         assert text in page.text, text
     assert 'href="?status=partially_paid&amp;sort=-date" aria-current="page" class="active"' in page.text
+
+
+def test_an_older_billing_without_the_readers_settings_in_the_listing_still_renders():
+    """During a rolling upgrade billing may not send "client" yet: the page asks for it."""
+    page_of_invoices = {"items": [INVOICE_ROW], "total": 1, "offset": 0, "limit": 20}
+    c, rpc = portal("de_DE", answers={("billing", "list_invoices"): page_of_invoices,
+                                     ("billing", "get_client"): dashboard("de_DE")["client"]})
+    page = c.simulate_get("/invoices", cookies=COOKIES)
+    assert page.status_code == 200 and "Rechnungen" in page.text
+    assert any(call[:2] == ("billing", "get_client") for call in rpc.calls)
 
 
 def test_german_text_with_values_keeps_escaping_them():

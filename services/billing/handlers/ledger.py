@@ -199,7 +199,8 @@ _AVAILABLE = [
      - _sum(credit_applications.c.amount, *_used, credit_applications.c.source == "retainer")).label("retainer"),
 ]
 _owed = invoices.c.total - invoices.c.amount_paid - invoices.c.amount_credited
-_open = (invoices.c.client_id == _client, invoices.c.kind == "standard",
+_open = (invoices.c.client_id == _client, invoices.c.workspace_id == sa.bindparam("workspace_id"),
+         invoices.c.kind == "standard",
          invoices.c.archived_at.is_(None),  # hidden from the client, so not in its total
          invoices.c.status.in_(sorted(domain.OPEN_STATUSES)), _owed > 0)  # domain.balance: never below zero
 _overdue = (*_open, invoices.c.due_date < _today)  # domain.is_overdue
@@ -414,7 +415,8 @@ def record_dispute(uow, now: datetime, workspace_id: str, data: dict) -> dict:
 
 def client_balances(uow, now: datetime, workspace_id: str, client_id: str) -> dict:
     client = client_row(uow, workspace_id, client_id)
-    row = uow.execute(BALANCES, {"client_id": client_id, "currency": client.currency}).one()
+    row = uow.execute(BALANCES, {"workspace_id": workspace_id, "client_id": client_id,
+                                 "currency": client.currency}).one()
     return {"currency": client.currency, "outstanding": int(row.outstanding), "credit_available": int(row.credit),
             "retainer_available": int(row.retainer)}
 
