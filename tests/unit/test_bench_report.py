@@ -1,7 +1,6 @@
 """The pure parts of `make bench` (deploy/bench/report.py): percentiles, ratios to baselines, goals,
 and the table, JSON, Markdown and PNG it writes."""
 import json
-import os
 import time
 
 import pytest
@@ -95,11 +94,11 @@ def test_cpu_by_command_name_counts_every_process_of_that_name():
     """What the portal benchmark reads for the broker (beam.smp) and PostgreSQL (postgres)."""
     from pathlib import Path
 
-    from deploy.bench.common import cpu_seconds, cpu_seconds_of_command
+    from deploy.bench.common import cpu_seconds_of_command
 
     deadline = time.process_time() + 0.3
     while time.process_time() < deadline:  # spend some CPU, so there is something to count
         pass
-    own = cpu_seconds(os.getpid())
-    assert cpu_seconds_of_command(Path("/proc/self/comm").read_text().strip()) >= own >= 0.2
+    own = time.process_time() - 0.05  # this process alone (its children, e.g. a test stack, not); /proc has 10 ms ticks
+    assert cpu_seconds_of_command(Path("/proc/self/comm").read_text().strip()) >= own >= 0.25
     assert cpu_seconds_of_command("no-such-command-here") == 0
