@@ -11,6 +11,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine
 
+from chassis.clock import Clock, utcnow
 from chassis.scope import db_scope
 
 log = logging.getLogger(__name__)
@@ -198,8 +199,9 @@ class UnitOfWork:
     Use as `with uow: ...; uow.commit()`; leaving without commit rolls back.
     """
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, clock: Clock = utcnow):
         self.engine = engine
+        self.clock = clock  # dates the events this transaction records
         self.conn: Connection | None = None
 
     def __enter__(self) -> UnitOfWork:
@@ -229,7 +231,7 @@ class UnitOfWork:
     def publish(self, event_type: str, workspace_id: str | None, data: dict, version: int = 1) -> dict:
         from chassis.events import add_to_outbox
 
-        return add_to_outbox(self.conn, event_type, workspace_id, data, version)
+        return add_to_outbox(self.conn, event_type, workspace_id, data, version, now=self.clock())
 
 
 class UtcDateTime(sa.types.TypeDecorator):
@@ -256,8 +258,9 @@ class JoinedUnitOfWork(UnitOfWork):
     """A unit of work inside a transaction someone else commits (an event consumer commits the
     change together with its inbox row), so the same handlers serve RPC calls and events."""
 
-    def __init__(self, conn: Connection):
+    def __init__(self, conn: Connection, clock: Clock = utcnow):
         self.conn = conn
+        self.clock = clock
 
     def commit(self) -> None:
         pass

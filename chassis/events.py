@@ -5,27 +5,25 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from chassis.clock import utcnow
 from chassis.db import UtcDateTime
 from chassis.logs import current_request_id
 
 log = logging.getLogger(__name__)
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def envelope(event_type: str, workspace_id: str | None, data: dict, version: int = 1) -> dict:
+def envelope(event_type: str, workspace_id: str | None, data: dict, version: int = 1,
+             occurred_at: datetime | None = None) -> dict:
     return {
         "id": str(uuid.uuid4()),
         "type": event_type,
         "version": version,
-        "occurred_at": utcnow().isoformat(),
+        "occurred_at": (occurred_at or utcnow()).isoformat(),
         "workspace_id": workspace_id,
         "data": data,
     }
@@ -80,11 +78,14 @@ OUTBOX, INBOX, DEAD = _TABLES["outbox"], _TABLES["inbox"], _TABLES["dead_letters
 IDEMPOTENCY = _TABLES["idempotency_keys"]
 
 
-def add_to_outbox(conn: Connection, event_type: str, workspace_id, data: dict, version: int = 1) -> dict:
-    event = envelope(event_type, workspace_id, data, version)
+def add_to_outbox(conn: Connection, event_type: str, workspace_id, data: dict, version: int = 1,
+                  now: datetime | None = None) -> dict:
+    """Record an event in the caller's transaction, dated `now` (the caller's clock)."""
+    now = now or utcnow()
+    event = envelope(event_type, workspace_id, data, version, occurred_at=now)
     conn.execute(
         OUTBOX.insert().values(
-            event_id=event["id"], event_type=event_type, body=json.dumps(event), created_at=utcnow(),
+            event_id=event["id"], event_type=event_type, body=json.dumps(event), created_at=now,
             request_id=current_request_id(),
         )
     )

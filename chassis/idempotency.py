@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from chassis.errors import Conflict, Invalid
-from chassis.events import IDEMPOTENCY, utcnow
+from chassis.clock import utcnow
+from chassis.events import IDEMPOTENCY
 
 MISSING = object()
 

@@ -21,6 +21,7 @@ from nameko.web.handlers import http
 from chassis import db as dbmod
 from chassis import fast_rpc
 from chassis import events, idempotency, metrics, settings
+from chassis.clock import Clock, utcnow
 from chassis.errors import EXPECTED, NotFound, ServiceError, Unavailable
 from chassis.logs import request_id_var
 from chassis.scope import CONTEXT_KEY as SCOPE_KEY, db_scope, from_context as scope_from_context
@@ -49,12 +50,24 @@ QueueConsumer.requeue_message = _tolerate_lost_connection(QueueConsumer.requeue_
 fast_rpc.install()  # RPC replies: one connection, no confirms, direct reply-to (chassis/fast_rpc.py)
 
 
+class ClockProvider(DependencyProvider):
+    """The time, injected: entrypoints call `self.clock()` and hand it to handlers, and the service's
+    units of work date their events with it, so one clock rules a whole call (chassis/clock.py)."""
+
+    def __init__(self, clock: Clock = utcnow):
+        self.now = clock
+
+    def get_dependency(self, worker_ctx) -> Clock:
+        return self.now
+
+
 class DatabaseHandle:
-    def __init__(self, engine: sa.Engine):
+    def __init__(self, engine: sa.Engine, clock: Clock = utcnow):
         self.engine = engine
+        self.clock = clock
 
     def uow(self) -> dbmod.UnitOfWork:
-        return dbmod.UnitOfWork(self.engine)
+        return dbmod.UnitOfWork(self.engine, self.clock)
 
 
 class Database(DependencyProvider):
@@ -64,6 +77,7 @@ class Database(DependencyProvider):
         self.service = service
         self.migrations_dir = migrations_dir
         self.engine = None
+        self.clock: Clock = utcnow
 
     def setup(self):
         url = self.container.config.get("DATABASE_URL") or settings.database_url(self.service)
@@ -71,13 +85,15 @@ class Database(DependencyProvider):
         workers = int(self.container.config.get("max_workers", 10))
         pool = self.container.config.get("DB_POOL_SIZE") or workers + 2  # a connection per worker by default
         self.engine = dbmod.make_engine(url, pool_size=int(pool))
+        clocks = [dep.now for dep in self.container.dependencies if isinstance(dep, ClockProvider)]
+        self.clock = clocks[0] if clocks else utcnow
 
     def stop(self):
         if self.engine is not None:
             self.engine.dispose()
 
     def get_dependency(self, worker_ctx):
-        return DatabaseHandle(self.engine)
+        return DatabaseHandle(self.engine, self.clock)
 
 
 class RequestContext(DependencyProvider):
@@ -173,6 +189,7 @@ class ServiceBase:
     endpoint (`WEB_SERVER_ADDRESS` in its config.yml) serving /metrics, /healthz and /readyz."""
 
     db: DatabaseHandle
+    clock = ClockProvider()
     dispatch = OutboxDispatcher()
     request_id = RequestContext()
     scope = ScopeContext()
@@ -196,7 +213,7 @@ class ServiceBase:
                 kept = idempotency.claim(uow, key, fingerprint)
                 if kept is not idempotency.MISSING:
                     return kept
-            result = handler(uow, events.utcnow(), *args, **kwargs)
+            result = handler(uow, self.clock(), *args, **kwargs)
             if idempotency_key:
                 idempotency.keep(uow, key, result)
             uow.commit()
@@ -276,8 +293,9 @@ class ServiceBase:
 
 
 def consumes(source_service: str, event_type: str, max_attempts: int | None = None, base_delay: float | None = None):
-    """Subscribe a method `fn(self, uow, event)` to an event, exactly once per event id. The unit of
-    work joins the transaction that also records the event id, and commits with it.
+    """Subscribe a method `fn(self, uow, now, event)` to an event, exactly once per event id. The unit
+    of work joins the transaction that also records the event id, and commits with it; `now` is the
+    service's clock, read once for the whole handling.
 
     Failures are retried in place with exponential backoff; after `max_attempts` the event goes to
     the dead-letter table instead of being silently dropped. The message is acked only after this
@@ -295,8 +313,10 @@ def consumes(source_service: str, event_type: str, max_attempts: int | None = No
             started = time.perf_counter()
             for attempt in range(1, max_attempts + 1):
                 try:
-                    handled = events.consume_once(self.db.engine, consumer, event,
-                                                  lambda conn, e: fn(self, dbmod.JoinedUnitOfWork(conn), e))
+                    now = self.clock()
+                    handled = events.consume_once(
+                        self.db.engine, consumer, event,
+                        lambda conn, e: fn(self, dbmod.JoinedUnitOfWork(conn, lambda: now), now, e))
                     _handled(self.name, consumer, event, "processed" if handled else "duplicate", started)
                     return handled
                 except Exception as exc:  # noqa: BLE001 - anything may fail; we retry then park it

@@ -8,9 +8,9 @@ import shutil
 import sys
 import time
 import traceback
-from datetime import datetime, timezone
 from pathlib import Path
 
+from chassis.clock import utcnow
 from deploy.bench import pdf, portal, rpc_overhead, scaleout, webhooks
 from deploy.bench import report as reporting
 from deploy.bench.stack import running
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     report = reporting.Report(machine={
-        "when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpus": os.cpu_count(),
+        "when": utcnow().strftime("%Y-%m-%d %H:%M UTC"), "cpus": os.cpu_count(),
         "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg())})
     admin_url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get(
         "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -8,7 +8,6 @@ from nameko.rpc import rpc
 
 from chassis import settings
 from chassis.errors import EXPECTED
-from chassis.events import utcnow
 from chassis.nameko_ext import Database, ServiceBase, consumes
 from chassis.rpc import TimedRpcProxy
 from services.auth import domain, handlers
@@ -35,7 +34,7 @@ class AuthService(ServiceBase):
     @rpc(expected_exceptions=EXPECTED)
     def request_link(self, email: str, client_ip: str, portal_url: str) -> dict:
         with self.db.uow() as uow:
-            links = handlers.request_links(uow, email, client_ip, utcnow(), self.policy)
+            links = handlers.request_links(uow, email, client_ip, self.clock(), self.policy)
         for link in links:
             # Queued on documents' durable RPC queue; we don't wait, so the answer takes the same
             # time whether or not the address exists.
@@ -54,48 +53,48 @@ class AuthService(ServiceBase):
     @rpc(expected_exceptions=EXPECTED)
     def link_state(self, token: str, client_ip: str | None = None) -> str:
         with self.db.uow() as uow:
-            return handlers.link_state(uow, token, utcnow(), client_ip, self.policy)
+            return handlers.link_state(uow, token, self.clock(), client_ip, self.policy)
 
     @rpc(expected_exceptions=EXPECTED)
     def consume_link(self, token: str, previous_sid: str | None = None, client_ip: str | None = None) -> dict:
         with self.db.uow() as uow:
-            return handlers.consume_link(uow, token, previous_sid, utcnow(), client_ip, self.policy)
+            return handlers.consume_link(uow, token, previous_sid, self.clock(), client_ip, self.policy)
 
     @rpc(expected_exceptions=EXPECTED)
     def validate_session(self, sid: str) -> dict:
         with self.db.uow() as uow:
-            return handlers.validate_session(uow, sid, utcnow(), self.policy)
+            return handlers.validate_session(uow, sid, self.clock(), self.policy)
 
     @rpc
     def logout(self, sid: str, everywhere: bool = False) -> int:
         with self.db.uow() as uow:
-            return handlers.logout(uow, sid, utcnow(), everywhere)
+            return handlers.logout(uow, sid, self.clock(), everywhere)
 
     @rpc(expected_exceptions=EXPECTED)
     def issue_document_link(self, workspace_id: str, client_id: str, kind: str, document_id: str) -> dict:
         ttl = timedelta(days=settings.env_int("AUTH_DOCUMENT_LINK_TTL_DAYS", 60))
         with self.db.uow() as uow:
-            return handlers.issue_document_link(uow, utcnow(), workspace_id, client_id, kind, document_id, ttl)
+            return handlers.issue_document_link(uow, self.clock(), workspace_id, client_id, kind, document_id, ttl)
 
     @rpc(expected_exceptions=EXPECTED)
     def resolve_document_link(self, token: str) -> dict:
         with self.db.uow() as uow:
-            return handlers.resolve_document_link(uow, utcnow(), token)
+            return handlers.resolve_document_link(uow, self.clock(), token)
 
     @rpc
     def revoke_document_links(self, workspace_id: str, document_id: str) -> int:
         with self.db.uow() as uow:
-            return handlers.revoke_document_links(uow, utcnow(), workspace_id, document_id)
+            return handlers.revoke_document_links(uow, self.clock(), workspace_id, document_id)
 
     @consumes("billing", "invoice.voided")
-    def on_invoice_voided(self, uow, event):
+    def on_invoice_voided(self, uow, now, event):
         """A void invoice's email links stop working."""
-        handlers.revoke_document_links(uow, utcnow(), event["workspace_id"], event["data"]["id"])
+        handlers.revoke_document_links(uow, now, event["workspace_id"], event["data"]["id"])
 
     @consumes("billing", "contact.created")
-    def on_contact_created(self, uow, event):
-        handlers.apply_contact(uow, event["data"], utcnow())
+    def on_contact_created(self, uow, now, event):
+        handlers.apply_contact(uow, event["data"], now)
 
     @consumes("billing", "contact.updated")
-    def on_contact_updated(self, uow, event):
-        handlers.apply_contact(uow, event["data"], utcnow())
+    def on_contact_updated(self, uow, now, event):
+        handlers.apply_contact(uow, event["data"], now)

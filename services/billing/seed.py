@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from chassis import db as dbmod
 from chassis import settings
-from chassis.events import utcnow
+from chassis.clock import utcnow
 from services.billing import handlers as h
 from services.billing.handlers.common import workspace_row, workspace_today
 from services.billing.tables import workspaces

@@ -11,7 +11,6 @@ from nameko.timer import timer
 
 from chassis import settings
 from chassis.errors import EXPECTED
-from chassis.events import utcnow
 from chassis.nameko_ext import Database, ServiceBase, consumes
 from services.billing import handlers
 from services.billing.handlers.common import record_activity
@@ -32,13 +31,13 @@ def _admin(name: str):
 log = logging.getLogger(__name__)
 
 
-def _occurred(event: dict):
+def _occurred(event: dict, now: datetime):
     """When the event happened (its envelope), not when it reached us: retries and a backlog must
     not make a failure look recent. Falls back to now for an envelope without a usable time."""
     try:
         at = datetime.fromisoformat(event["occurred_at"])
     except (KeyError, TypeError, ValueError):
-        return utcnow()
+        return now
     return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
 
 
@@ -120,71 +119,71 @@ class BillingService(ServiceBase):
         for job in (handlers.run_due_recurring, handlers.run_reminders):
             try:  # one failing job must not stop the other
                 with self.db.uow() as uow:
-                    job(uow, utcnow())
+                    job(uow, self.clock())
             except Exception:  # noqa: BLE001 - logged; the next sweep tries again
                 log.exception("sweep job failed", extra={"job": job.__name__})
 
     @consumes("auth", "auth.signed_in")
-    def on_signed_in(self, uow, event):
+    def on_signed_in(self, uow, now, event):
         data = event["data"]
-        record_activity(uow, utcnow(), event["workspace_id"], data["client_id"],
+        record_activity(uow, now, event["workspace_id"], data["client_id"],
                               "portal.signed_in", "Signed in to the portal", {"contact_id": data["contact_id"]})
-        record_signal(uow, utcnow(), event["workspace_id"], data["client_id"], "sign_in", _occurred(event))
+        record_signal(uow, now, event["workspace_id"], data["client_id"], "sign_in", _occurred(event, now))
 
     @consumes("documents", "document.downloaded")
-    def on_document_downloaded(self, uow, event):
+    def on_document_downloaded(self, uow, now, event):
         data = event["data"]
         label = {"invoice": "Invoice", "quote": "Quote", "receipt": "Receipt", "statement": "Statement",
                  "credit_note": "Credit note"}.get(data["kind"], "Document")
-        record_activity(uow, utcnow(), event["workspace_id"], data["client_id"], "document.downloaded",
+        record_activity(uow, now, event["workspace_id"], data["client_id"], "document.downloaded",
                               f"{label} PDF downloaded{' (' + data['number'] + ')' if data.get('number') else ''}",
                               {"kind": data["kind"], "document_id": data.get("document_id")})
 
     @consumes("documents", "message.sent")
-    def on_message_sent(self, uow, event):
+    def on_message_sent(self, uow, now, event):
         data = event["data"]
-        record_activity(uow, utcnow(), event["workspace_id"], data["client_id"], "message.sent",
+        record_activity(uow, now, event["workspace_id"], data["client_id"], "message.sent",
                               f"Message sent from the portal: {data['subject']}", {"subject": data["subject"]})
 
     @consumes("payments", "payment.succeeded")
-    def on_payment_succeeded(self, uow, event):
+    def on_payment_succeeded(self, uow, now, event):
         """Stripe payments reach the ledger here; the payment id makes a replay harmless. The card was
         charged already, so what the invoices no longer owe becomes the client's credit (allow_unapplied)
         instead of refusing the payment."""
         data = event["data"]
         known = handlers.payment_known(uow, data["payment_id"])  # a payment counts once as a signal too
-        handlers.record_payment(uow, utcnow(), event["workspace_id"], {
+        handlers.record_payment(uow, now, event["workspace_id"], {
             "payment_id": data["payment_id"], "allocations": data["allocations"], "amount": data["amount"],
             "currency": data["currency"], "client_id": data.get("client_id"), "method": "card",
             "reference": data.get("reference", ""), "source": "stripe", "received_at": data.get("received_at")},
             allow_unapplied=True)
         if data.get("client_id") and not known:
-            record_signal(uow, utcnow(), event["workspace_id"], data["client_id"], "payment", _occurred(event))
+            record_signal(uow, now, event["workspace_id"], data["client_id"], "payment", _occurred(event, now))
 
     @consumes("payments", "payment.refunded")
-    def on_payment_refunded(self, uow, event):
+    def on_payment_refunded(self, uow, now, event):
         data = event["data"]
-        handlers.record_refund(uow, utcnow(), event["workspace_id"], {
+        handlers.record_refund(uow, now, event["workspace_id"], {
             key: data.get(key) for key in ("refund_id", "payment_id", "amount", "currency", "client_id", "reason")})
 
     @consumes("payments", "payment.disputed")
-    def on_payment_disputed(self, uow, event):
+    def on_payment_disputed(self, uow, now, event):
         data = event["data"]
-        handlers.record_dispute(uow, utcnow(), event["workspace_id"], {
+        handlers.record_dispute(uow, now, event["workspace_id"], {
             key: data.get(key) for key in ("dispute_id", "payment_id", "amount", "currency", "client_id", "reason",
                                            "status")})
 
     @consumes("payments", "payment.attempted")
-    def on_payment_attempted(self, uow, event):
+    def on_payment_attempted(self, uow, now, event):
         data = event["data"]
-        record_activity(uow, utcnow(), event["workspace_id"], data["client_id"],
+        record_activity(uow, now, event["workspace_id"], data["client_id"],
                               "payment.attempted", "Payment attempted", {"payment_id": data.get("payment_id")})
-        record_signal(uow, utcnow(), event["workspace_id"], data["client_id"], "attempt", _occurred(event))
+        record_signal(uow, now, event["workspace_id"], data["client_id"], "attempt", _occurred(event, now))
 
     @consumes("payments", "payment.failed")
-    def on_payment_failed(self, uow, event):
+    def on_payment_failed(self, uow, now, event):
         data = event["data"]
-        record_activity(uow, utcnow(), event["workspace_id"], data["client_id"],
+        record_activity(uow, now, event["workspace_id"], data["client_id"],
                               "payment.failed", "Payment failed", {"payment_id": data.get("payment_id"),
                                                                    "reason": data.get("reason", "")})
-        record_signal(uow, utcnow(), event["workspace_id"], data["client_id"], "failure", _occurred(event))
+        record_signal(uow, now, event["workspace_id"], data["client_id"], "failure", _occurred(event, now))

@@ -15,7 +15,6 @@ from nameko.timer import timer
 
 from chassis import settings
 from chassis.errors import EXPECTED
-from chassis.events import utcnow
 from chassis.nameko_ext import Database, ServiceBase, consumes
 from chassis.rpc import TimedRpcProxy
 from services.documents import handlers, mails, webhooks
@@ -69,7 +68,7 @@ class DocumentsService(ServiceBase):
                         locale=None) -> str:
         with self.db.uow() as uow:
             email_id = handlers.queue_email(
-                uow, utcnow(), self.sender, idempotency_key=idempotency_key, kind="magic_link", to=to,
+                uow, self.clock(), self.sender, idempotency_key=idempotency_key, kind="magic_link", to=to,
                 workspace_id=workspace_id, client_id=client_id, locale=locale,
                 context={"name": name, "url": url, "expires_at": expires_at[:16].replace("T", " ")})
             uow.commit()
@@ -78,7 +77,7 @@ class DocumentsService(ServiceBase):
     @timer(interval=float(settings.env("MAIL_POLL_INTERVAL", "0.5")))
     def deliver_mail(self):
         with self.db.uow() as uow:
-            handlers.deliver_due(uow, self.mailer, utcnow())
+            handlers.deliver_due(uow, self.mailer, self.clock())
 
     @rpc(expected_exceptions=EXPECTED)
     def render_document(self, kind: str, workspace_id: str, data: dict, locale: str | None = None,
@@ -117,12 +116,12 @@ class DocumentsService(ServiceBase):
             return handlers.recent_emails(uow, limit)
 
     @consumes("billing", "workspace.created")
-    def on_workspace_created(self, uow, event):
-        handlers.apply_workspace(uow, event["data"], utcnow())
+    def on_workspace_created(self, uow, now, event):
+        handlers.apply_workspace(uow, event["data"], now)
 
     @consumes("billing", "workspace.updated")
-    def on_workspace_updated(self, uow, event):
-        handlers.apply_workspace(uow, event["data"], utcnow())
+    def on_workspace_updated(self, uow, now, event):
+        handlers.apply_workspace(uow, event["data"], now)
 
     def _portal(self, path: str = "") -> str:
         return settings.env("PORTAL_URL", "http://localhost:8000").rstrip("/") + path
@@ -132,14 +131,14 @@ class DocumentsService(ServiceBase):
         return self._portal(f"/i/{link['token']}")
 
     @consumes("billing", "invoice.sent")
-    def on_invoice_sent(self, uow, event):
-        self._document_sent(uow, event, "invoice", self.billing.get_invoice)
+    def on_invoice_sent(self, uow, now, event):
+        self._document_sent(uow, now, event, "invoice", self.billing.get_invoice)
 
     @consumes("billing", "quote.sent")
-    def on_quote_sent(self, uow, event):
-        self._document_sent(uow, event, "quote", self.billing.get_quote)
+    def on_quote_sent(self, uow, now, event):
+        self._document_sent(uow, now, event, "quote", self.billing.get_quote)
 
-    def _document_sent(self, uow, event, kind: str, fetch):
+    def _document_sent(self, uow, now, event, kind: str, fetch):
         """Everything slow (the document, its PDF, the links) is fetched before anything is written,
         so this transaction holds no write lock while it waits."""
         data, workspace_id = event["data"], event["workspace_id"]
@@ -153,11 +152,11 @@ class DocumentsService(ServiceBase):
             else ()
         links = [self._link(workspace_id, data["client_id"], kind, data["id"]) for _ in pending]
         for (key, recipient), link in zip(pending, links):
-            mails.document_sent(uow, utcnow(), self.sender, self.renderer, brand, key=key, kind=kind,
+            mails.document_sent(uow, now, self.sender, self.renderer, brand, key=key, kind=kind,
                                 document=document, recipient=recipient, link=link, attachments=attachments)
 
     @consumes("billing", "payment.recorded")
-    def on_payment_recorded(self, uow, event):
+    def on_payment_recorded(self, uow, now, event):
         data, workspace_id = event["data"], event["workspace_id"]
         pending = [(f"receipt:{data['id']}:{r['contact_id']}", r) for r in data["recipients"]]
         pending = [(key, r) for key, r in pending if not handlers.email_exists(uow, key)]
@@ -167,18 +166,18 @@ class DocumentsService(ServiceBase):
         payment = self.billing.get_payment(workspace_id, data["id"])
         receipt = mails.pdf_attachment(self.renderer, brand, "receipt", payment)
         for key, recipient in pending:
-            mails.payment_receipt(uow, utcnow(), self.sender, self.renderer, brand, key=key, payment=payment,
+            mails.payment_receipt(uow, now, self.sender, self.renderer, brand, key=key, payment=payment,
                                   recipient=recipient, portal_url=self._portal("/login"), attachments=(receipt,))
 
     @consumes("payments", "payment.failed")
-    def on_payment_failed(self, uow, event):
+    def on_payment_failed(self, uow, now, event):
         """Only automatic payments are emailed: a client paying on screen sees the failure there."""
         data, workspace_id = event["data"], event["workspace_id"]
         if not data.get("off_session", True):
             return
         client = self.billing.get_client(workspace_id, data["client_id"])
         for contact in (c for c in client["contacts"] if c["portal_access"]):
-            mails.payment_failed(uow, utcnow(), self.sender, self._branding(workspace_id),
+            mails.payment_failed(uow, now, self.sender, self._branding(workspace_id),
                                  key=f"payment-failed:{data.get('payment_id') or event['id']}:{contact['id']}",
                                  data=data,
                                  recipient=contact, link=data.get("pay_url") or self._portal("/login"))
@@ -190,7 +189,7 @@ class DocumentsService(ServiceBase):
         invoice = self.billing.get_invoice(workspace_id, invoice_id, client_id=client_id)
         with self.db.uow() as uow:
             email_id = mails.document_sent(
-                uow, utcnow(), self.sender, self.renderer, self._branding(workspace_id),
+                uow, self.clock(), self.sender, self.renderer, self._branding(workspace_id),
                 key=f"forward:{hashlib.sha256(idempotency_key.encode()).hexdigest()}" if idempotency_key
                 else f"forward:{uuid.uuid4()}", kind="invoice",
                 document=invoice, recipient={"email": to, "name": ""}, forwarded_by=forwarded_by, note=note,
@@ -203,7 +202,7 @@ class DocumentsService(ServiceBase):
                               from_email: str, subject: str, message: str, idempotency_key: str) -> str:
         with self.db.uow() as uow:
             repeated = handlers.email_exists(uow, idempotency_key)
-            email_id = mails.business_message(uow, utcnow(), self.sender, self._branding(workspace_id),
+            email_id = mails.business_message(uow, self.clock(), self.sender, self._branding(workspace_id),
                                               key=idempotency_key, client_id=client_id, client_name=client_name,
                                               from_name=from_name, from_email=from_email, subject=subject,
                                               message=message)
@@ -214,18 +213,18 @@ class DocumentsService(ServiceBase):
             return email_id
 
     @consumes("billing", "booking.confirmed")
-    def on_booking_confirmed(self, uow, event):
-        self._booking_email(uow, event, cancelled=False)
+    def on_booking_confirmed(self, uow, now, event):
+        self._booking_email(uow, now, event, cancelled=False)
 
     @consumes("billing", "booking.cancelled")
-    def on_booking_cancelled(self, uow, event):
-        self._booking_email(uow, event, cancelled=True)
+    def on_booking_cancelled(self, uow, now, event):
+        self._booking_email(uow, now, event, cancelled=True)
 
-    def _booking_email(self, uow, event, cancelled: bool) -> None:
+    def _booking_email(self, uow, now, event, cancelled: bool) -> None:
         """The confirmation (or cancellation) with its .ics; the key makes a redelivery send nothing."""
         data = event["data"]
         booking = data["booking"]
-        mails.booking(uow, utcnow(), self.sender, self._branding(event["workspace_id"]),
+        mails.booking(uow, now, self.sender, self._branding(event["workspace_id"]),
                       key=f"booking-{'cancelled' if cancelled else 'confirmed'}:{booking['id']}",
                       client_id=data["client_id"], recipient=data["recipient"], booking=booking, cancelled=cancelled,
                       portal_url=self._portal("/bookings"))
@@ -234,15 +233,15 @@ class DocumentsService(ServiceBase):
     def send_statement(self, workspace_id: str, client_id: str, recipient: dict, statement: dict,
                        idempotency_key: str) -> str:
         with self.db.uow() as uow:
-            email_id = mails.statement(uow, utcnow(), self.sender, self.renderer, self._branding(workspace_id),
+            email_id = mails.statement(uow, self.clock(), self.sender, self.renderer, self._branding(workspace_id),
                                        key=idempotency_key, client_id=client_id, recipient=recipient,
                                        statement=statement)
             uow.commit()
             return email_id
 
     @consumes("billing", "invoice.reminder")
-    def on_invoice_reminder(self, uow, event):
-        handlers.queue_reminders(uow, utcnow(), self.sender, event,
+    def on_invoice_reminder(self, uow, now, event):
+        handlers.queue_reminders(uow, now, self.sender, event,
                                  settings.env("PORTAL_URL", "http://localhost:8000"))
 
     # --- outbound webhooks (services/documents/webhooks.py; the admin API's /webhooks routes) ---
@@ -290,7 +289,7 @@ class DocumentsService(ServiceBase):
         """POST what is due, several at once (green threads), holding no transaction while waiting."""
         pool = eventlet.GreenPool(webhooks.CONCURRENCY)
         with requests.Session() as http:
-            webhooks.deliver_due(self.db.uow, http, utcnow, base=self.webhook_base,
+            webhooks.deliver_due(self.db.uow, http, self.clock, base=self.webhook_base,
                                  allow_private=self.webhook_allow_private, map_fn=pool.imap)
 
 
@@ -299,8 +298,8 @@ def _webhook_consumer(source: str, event_type: str):
     method's and its queue's, and the inbox's key, so a parked event can be replayed to it."""
     name = "webhooks_" + event_type.replace(".", "_")
 
-    def consume(self, uow, event):
-        webhooks.fan_out(uow, utcnow(), event)
+    def consume(self, uow, now, event):
+        webhooks.fan_out(uow, now, event)
 
     consume.__name__ = consume.__qualname__ = name
     return name, consumes(source, event_type)(consume)

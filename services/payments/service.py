@@ -12,7 +12,6 @@ from nameko.timer import timer
 
 from chassis import metrics, settings
 from chassis.errors import EXPECTED, ServiceError
-from chassis.events import utcnow
 from chassis.logs import request_context
 from chassis.nameko_ext import Database, ServiceBase, consumes
 from chassis.rpc import TimedRpcProxy
@@ -108,7 +107,7 @@ class PaymentsService(ServiceBase):
     @timer(interval=float(settings.env("STRIPE_EVENTS_INTERVAL", "0.25")))
     def process_stripe_events(self):
         with self.db.uow() as uow:
-            pending = handlers.pending_events(uow, utcnow())
+            pending = handlers.pending_events(uow, self.clock())
         for event_id, request_id in pending:
             with request_context(request_id):  # the webhook's id, in this worker's logs and the events it records
                 self._process_stripe_event(event_id)
@@ -116,7 +115,7 @@ class PaymentsService(ServiceBase):
     def _process_stripe_event(self, event_id: str) -> None:
         try:
             with self.db.uow() as uow:
-                outcome = handlers.process_event(uow, utcnow(), self.stripe, event_id)
+                outcome = handlers.process_event(uow, self.clock(), self.stripe, event_id)
                 uow.commit()
             if outcome is not None:
                 log.info("stripe event processed", extra={"event_id": event_id, "outcome": outcome})
@@ -147,10 +146,10 @@ class PaymentsService(ServiceBase):
         return super().replay_parked(consumer, event)
 
     @consumes("billing", "invoice.sent")
-    def on_invoice_sent(self, uow, event):
+    def on_invoice_sent(self, uow, now, event):
         """Recurring invoices with autopay are charged to the default card (by `run_autopay`)."""
         if event["data"].get("autopay") and event["data"].get("balance", 0) > 0:
-            handlers.queue_autopay(uow, utcnow(), self.billing, event["workspace_id"], event["data"])
+            handlers.queue_autopay(uow, now, self.billing, event["workspace_id"], event["data"])
 
     @timer(interval=float(settings.env("AUTOPAY_INTERVAL", "1")))
     def run_autopay(self):
@@ -159,7 +158,7 @@ class PaymentsService(ServiceBase):
         for attempt_id, card_id in due:
             try:
                 with self.db.uow() as uow:
-                    handlers.charge(uow, utcnow(), self.stripe, attempt_id, card_id)
+                    handlers.charge(uow, self.clock(), self.stripe, attempt_id, card_id)
             except ServiceError as exc:  # Stripe unreachable: the attempt is open again for the next tick
                 log.warning("autopay charge postponed", extra={"attempt_id": attempt_id, "error": exc.detail})
             except Exception:  # noqa: BLE001

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from chassis.db import UnitOfWork, make_engine, upgrade
 from chassis.errors import Invalid
-from chassis.events import utcnow
+from chassis.clock import utcnow
 from services.billing import domain
 from services.billing import handlers as h
 from services.billing.tables import invoices

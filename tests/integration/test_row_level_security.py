@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from chassis.db import UnitOfWork, make_engine, upgrade
 from chassis.errors import NotFound
-from chassis.events import utcnow
+from chassis.clock import utcnow
 from chassis.scope import Scope, db_scope
 from services.billing import handlers as billing
 from tests.conftest import ROOT, RUN_ID, databases_with_roles

@@ -18,7 +18,7 @@ def db(sqlite_engine):
     engine = sqlite_engine("billing")
 
     def run(fn, *args, now=NOW, **kwargs):
-        with UnitOfWork(engine) as uow:
+        with UnitOfWork(engine, lambda: now) as uow:
             result = fn(uow, now, *args, **kwargs)
             uow.commit()
             return result

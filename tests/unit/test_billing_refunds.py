@@ -10,7 +10,7 @@ from services.billing import domain
 from services.billing import handlers as h
 from services.billing.service import BillingService
 from services.billing.tables import credit_applications
-from tests.unit.test_billing_handlers import db, events, ws  # noqa: F401 - shared fixtures
+from tests.unit.test_billing_handlers import NOW, db, events, ws  # noqa: F401 - shared fixtures
 
 
 def _invoice(db, ws_id, client, amount, due="2026-12-01"):
@@ -33,8 +33,8 @@ def _refund(db, ws_id, refund_id, payment_id, amount, reason="requested_by_custo
 
 def _consume(db, method, workspace_id, data):
     """Run a consumer's body in one transaction, as nameko's consumes() would."""
-    with UnitOfWork(db.engine) as uow:
-        getattr(BillingService, method).__wrapped__(None, uow, {"workspace_id": workspace_id, "data": data})
+    with UnitOfWork(db.engine, lambda: NOW) as uow:
+        getattr(BillingService, method).__wrapped__(None, uow, NOW, {"workspace_id": workspace_id, "data": data})
         uow.commit()
 
 

@@ -4,6 +4,7 @@ import sqlalchemy as sa
 
 from chassis.db import UnitOfWork
 from chassis.errors import Conflict, Invalid, NotFound, Unavailable
+from chassis.clock import utcnow
 from chassis.events import DEAD, INBOX, OUTBOX, consume_once, list_dead_letters, relay_outbox
 from chassis.nameko_ext import DatabaseHandle, ServiceBase, consumes
 
@@ -60,6 +61,7 @@ def test_consume_once_ignores_a_duplicate_event(sqlite_engine):
 
 class FakeService:
     name = "svc"
+    clock = staticmethod(utcnow)
 
     def __init__(self, engine, failures):
         self.db = DatabaseHandle(engine)
@@ -67,7 +69,7 @@ class FakeService:
         self.calls = 0
 
     @consumes("billing", "thing.created", max_attempts=3, base_delay=0)
-    def on_thing(self, conn, event):
+    def on_thing(self, conn, now, event):
         self.calls += 1
         if self.calls <= self.failures:
             raise RuntimeError("flaky")
@@ -99,12 +101,10 @@ def test_a_handlers_own_integrity_error_is_retried_and_parked_not_taken_for_a_du
 
     class Clashing(FakeService):
         @consumes("billing", "thing.created", max_attempts=2, base_delay=0)
-        def on_thing(self, conn, event):
+        def on_thing(self, conn, now, event):
             self.calls += 1
             conn.execute(INBOX.insert().values(consumer="x", event_id="same", processed_at=event["at"]))
             conn.execute(INBOX.insert().values(consumer="x", event_id="same", processed_at=event["at"]))
-
-    from chassis.events import utcnow
 
     service = Clashing(engine, failures=0)
     service.on_thing({"id": "e3", "type": "thing.created", "data": {}, "at": utcnow()})
@@ -116,6 +116,7 @@ def test_a_handlers_own_integrity_error_is_retried_and_parked_not_taken_for_a_du
 class ReplayableService(ServiceBase):
     """The real ServiceBase dead-letter RPCs (called directly, no broker) over a flaky consumer."""
     name = "svc"
+    clock = staticmethod(utcnow)
 
     def __init__(self, engine, error):
         self.db = DatabaseHandle(engine)
@@ -123,7 +124,7 @@ class ReplayableService(ServiceBase):
         self.handled = []
 
     @consumes("billing", "thing.created", max_attempts=2, base_delay=0)
-    def on_thing(self, uow, event):
+    def on_thing(self, uow, now, event):
         if self.error is not None:
             raise self.error
         self.handled.append(event["id"])

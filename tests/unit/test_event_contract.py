@@ -17,7 +17,8 @@ from jsonschema import Draft7Validator
 
 from chassis import event_contract
 from chassis.db import UnitOfWork
-from chassis.events import envelope, utcnow
+from chassis.clock import utcnow
+from chassis.events import envelope
 
 ROOT = Path(__file__).resolve().parents[2]
 

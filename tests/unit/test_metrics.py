@@ -22,6 +22,7 @@ from nameko.testing.services import worker_factory
 from prometheus_client import REGISTRY
 
 from chassis import events, metrics
+from chassis.clock import utcnow
 from chassis.errors import EXPECTED, Conflict, NotFound
 from chassis.logs import request_id_var
 from chassis.nameko_ext import Database, DatabaseHandle, OutboxDispatcher, RpcMetrics, ServiceBase, consumes
@@ -98,13 +99,14 @@ def test_outcome_of():
 
 class EventsService:
     name = "unit-events"
+    clock = staticmethod(utcnow)
 
     def __init__(self, engine):
         self.db = DatabaseHandle(engine)
         self.seen = []
 
     @consumes("billing", "thing.happened", max_attempts=3, base_delay=0)
-    def on_thing(self, uow, event):
+    def on_thing(self, uow, now, event):
         if event["data"].get("refuse"):
             raise Conflict("a business rule says no")
         if event["data"].get("fail_times", 0) > len(self.seen):
@@ -168,7 +170,7 @@ def test_outbox_dispatcher_puts_the_events_request_id_in_the_message_headers():
 
 def test_outbox_lag_and_parked_letters_are_read_at_scrape_time(sqlite_engine):
     engine = sqlite_engine("documents")
-    old = events.utcnow() - timedelta(seconds=90)
+    old = utcnow() - timedelta(seconds=90)
     with engine.begin() as conn:
         for i in range(3):
             conn.execute(events.OUTBOX.insert().values(event_id=f"e{i}", event_type="x.y", body="{}", created_at=old))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
+from dateutil.relativedelta import relativedelta
 
 from chassis.errors import Invalid, NotFound, Unavailable
 from chassis.money import Money
@@ -427,8 +428,8 @@ def statement(uow, now: datetime, workspace_id: str, client_id: str, start, end,
     client = client_row(uow, workspace_id, client_id)
     ws = workspace_row(uow, workspace_id)
     today = workspace_today(ws, now)
-    # Without a period: this month to date, as the portals we follow default to.
-    start = parse_date(start, "from") or today.replace(day=1)
+    # Without a period: the last three months, so that it opens with content even on the 1st.
+    start = parse_date(start, "from") or today - relativedelta(months=3)
     end = parse_date(end, "to") or today
     if end < start:
         raise Invalid("The period's start is after its end.", period="from after to")
