@@ -11,6 +11,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine
 
+from chassis import sqlite
 from chassis.clock import Clock, utcnow
 from chassis.scope import db_scope
 
@@ -19,17 +20,7 @@ log = logging.getLogger(__name__)
 
 def make_engine(url: str, pool_size: int = 5) -> Engine:
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
-
-        @sa.event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # WAL lets readers and one writer share the file
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
-
-        return engine
+        return sqlite.make_engine(url)  # writers queue without freezing an eventlet process
     if url.startswith("postgresql"):
         _green_psycopg_if_eventlet()
         # Pool sized to the caller's worker count: nameko's 10 workers exceed the default 5. With

@@ -45,6 +45,9 @@ OUTBOX_OLDEST = Gauge(
 PDF_RENDER = Histogram(
     "portal_pdf_render_seconds", "Time to render one PDF that was not cached, waiting for a render process included.",
     ["kind"], buckets=RENDER_BUCKETS)
+TIMER_JOBS = Counter(
+    "portal_timer_jobs", "Runs of a timer's job (billing's sweep: recurring invoices, reminders), by outcome.",
+    ["service", "job", "outcome"])
 PAYMENTS = Counter(
     "portal_payments", "Payment outcomes, counted when payments publishes the outcome's event.", ["outcome"])
 

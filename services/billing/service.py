@@ -9,7 +9,7 @@ from pathlib import Path
 from nameko.rpc import rpc
 from nameko.timer import timer
 
-from chassis import settings
+from chassis import metrics, settings
 from chassis.errors import EXPECTED
 from chassis.nameko_ext import Database, ServiceBase, consumes
 from services.billing import handlers
@@ -120,7 +120,9 @@ class BillingService(ServiceBase):
             try:  # one failing job must not stop the other
                 with self.db.uow() as uow:
                     job(uow, self.clock())
+                metrics.TIMER_JOBS.labels(self.name, job.__name__, metrics.OK).inc()
             except Exception:  # noqa: BLE001 - logged; the next sweep tries again
+                metrics.TIMER_JOBS.labels(self.name, job.__name__, metrics.ERROR).inc()
                 log.exception("sweep job failed", extra={"job": job.__name__})
 
     @consumes("auth", "auth.signed_in")
