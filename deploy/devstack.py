@@ -92,7 +92,7 @@ def create_vhost(amqp_uri: str, name: str) -> str | None:
     """A throwaway vhost through the management API, so a test or benchmark stack cannot share queues
     with another running stack. None when the API is not available."""
     parsed = urlparse(amqp_uri)
-    api = os.environ.get("TEST_RABBIT_MANAGEMENT_URL", f"http://{parsed.hostname}:15672")
+    api = management_url(amqp_uri)
     auth = (parsed.username or "guest", parsed.password or "guest")
     try:
         requests.put(f"{api}/api/vhosts/{name}", auth=auth, timeout=5).raise_for_status()
@@ -103,9 +103,41 @@ def create_vhost(amqp_uri: str, name: str) -> str | None:
     return urlunparse(parsed._replace(path="/" + quote(name, safe="")))
 
 
+def management_url(amqp_uri: str) -> str:
+    parsed = urlparse(amqp_uri)
+    return os.environ.get("TEST_RABBIT_MANAGEMENT_URL", f"http://{parsed.hostname}:15672")
+
+
+def ensure_management(amqp_uri: str) -> str:
+    """Enable RabbitMQ's management plugin on a local broker when its API does not answer (as root, or
+    with sudo that asks no password). A sentence saying what happened; never raises."""
+    parsed = urlparse(amqp_uri)
+    api = urlparse(management_url(amqp_uri))
+    if port_open(api.hostname or "localhost", api.port or 15672):
+        return f"RabbitMQ management API at {api.hostname}:{api.port}"
+    if parsed.hostname not in ("localhost", "127.0.0.1", "::1"):
+        return f"no RabbitMQ management API at {api.hostname}:{api.port} (a remote broker: not enabled from here)"
+    plugins = shutil.which("rabbitmq-plugins") or next(
+        (p for p in ("/usr/sbin/rabbitmq-plugins", "/usr/lib/rabbitmq/bin/rabbitmq-plugins") if os.access(p, os.X_OK)),
+        None)
+    if plugins is None:
+        return "no RabbitMQ management API, and no rabbitmq-plugins here to enable it"
+    command = [plugins, "enable", "--quiet", "rabbitmq_management"]
+    if os.geteuid() != 0:
+        command = ["sudo", "-n", *command]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        return f"no RabbitMQ management API ({' '.join(command)} failed: {done.stderr.strip()[:200]})"
+    try:
+        wait_for(lambda: port_open(api.hostname or "localhost", api.port or 15672), 60, "the management API")
+    except TimeoutError:
+        return "enabled RabbitMQ's management plugin, but its API did not answer within 60 s"
+    return "enabled RabbitMQ's management plugin"
+
+
 def delete_vhost(amqp_uri: str) -> None:
     parsed = urlparse(amqp_uri)
-    api = os.environ.get("TEST_RABBIT_MANAGEMENT_URL", f"http://{parsed.hostname}:15672")
+    api = management_url(amqp_uri)
     auth = (parsed.username or "guest", parsed.password or "guest")
     requests.delete(f"{api}/api/vhosts/{parsed.path.lstrip('/')}", auth=auth, timeout=10)
 

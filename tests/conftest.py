@@ -27,7 +27,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from deploy.devstack import Stack, create_vhost, databases_with_roles, delete_vhost, dev_env  # noqa: E402, F401
+from deploy.devstack import (Stack, create_vhost, databases_with_roles, delete_vhost, dev_env,  # noqa: E402, F401
+                             ensure_management)
 ARTIFACTS = ROOT / "test-artifacts"
 RUN_ID = uuid.uuid4().hex[:8]
 SERVICE_NAMES = ("auth", "billing", "payments", "documents")
@@ -91,6 +92,7 @@ def amqp_uri(containers):
     if not _reachable(base, 5672):
         pytest.fail(f"RabbitMQ is not reachable at {base}. Start it, or set TEST_AMQP_URI. "
                     "Integration tests need a real broker and do not skip.", pytrace=False)
+    print(f"\n{ensure_management(base)}", file=sys.stderr)  # a throwaway vhost needs its API
     uri = create_vhost(base, f"portal-test-{RUN_ID}")
     if uri is None:
         print(f"\nRabbitMQ management API unavailable; tests share the vhost of {base}", file=sys.stderr)

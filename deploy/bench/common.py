@@ -12,6 +12,8 @@ from urllib.parse import quote, unquote, urlparse
 
 import requests
 
+from deploy.devstack import management_url
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -59,11 +61,19 @@ def wrk(url: str, connections: int, seconds: float, threads: int = 2, headers: d
 # ---------------------------------------------------------------- RabbitMQ management API
 
 class Management:
+    """Queue facts for the benchmarks: from the management API when it answers; otherwise a queue's
+    consumers come over AMQP (a passive declare) and the listing of reply queues is not measured (None)."""
+
     def __init__(self, amqp_uri: str):
         url = urlparse(amqp_uri)
-        self.api = os.environ.get("TEST_RABBIT_MANAGEMENT_URL", f"http://{url.hostname}:15672")
+        self.amqp_uri = amqp_uri
+        self.api = management_url(amqp_uri)
         self.auth = (url.username or "guest", url.password or "guest")
         self.vhost = unquote(url.path[1:]) or "/"
+        try:
+            self.available = requests.get(f"{self.api}/api/overview", auth=self.auth, timeout=5).status_code == 200
+        except requests.RequestException:
+            self.available = False
 
     def queues(self) -> list[dict]:
         answer = requests.get(f"{self.api}/api/queues/{quote(self.vhost, safe='')}", auth=self.auth, timeout=10,
@@ -71,13 +81,18 @@ class Management:
         answer.raise_for_status()
         return answer.json()
 
-    def reply_queues(self) -> int:
-        """nameko's reply queues (`rpc.reply-*`) and any server-named ones (`amq.gen-*`)."""
+    def reply_queues(self) -> int | None:
+        """nameko's reply queues (`rpc.reply-*`) and any server-named ones (`amq.gen-*`); None without the API."""
+        if not self.available:
+            return None
         return sum(q["name"].startswith(("rpc.reply-", "amq.gen-")) for q in self.queues())
 
-    def delete_unused_standalone_reply_queues(self) -> int:
+    def delete_unused_standalone_reply_queues(self) -> int | None:
         """Reply queues left by nameko's standalone proxies that have stopped (the benchmark's own
-        comparison with nameko as shipped): without a consumer, nothing will ever read them."""
+        comparison with nameko as shipped): without a consumer, nothing will ever read them. Without
+        the API they stay until their x-expires (5 minutes) removes them; None."""
+        if not self.available:
+            return None
         gone = 0
         for q in self.queues():
             if q["name"].startswith("rpc.reply-standalone_rpc_proxy-") and not q.get("consumers"):
@@ -87,7 +102,15 @@ class Management:
         return gone
 
     def consumers(self, queue: str) -> int:
-        return next((q.get("consumers", 0) for q in self.queues() if q["name"] == queue), 0)
+        if self.available:
+            return next((q.get("consumers", 0) for q in self.queues() if q["name"] == queue), 0)
+        import kombu
+
+        with kombu.Connection(self.amqp_uri, connect_timeout=5) as connection:
+            try:
+                return connection.default_channel.queue_declare(queue, passive=True).consumer_count
+            except Exception:  # noqa: BLE001 - a queue not declared yet has no consumers
+                return 0
 
 
 class Sampler(threading.Thread):

@@ -13,6 +13,7 @@ from deploy.bench.common import timed
 from deploy.bench.report import Goal, Result, summary
 
 NAME = "4. PDF"
+GOALS = ((NAME, "cold one-page invoice (15 lines) vs cached fetch"), (NAME, "documents.ping p99 during 20 renders vs idle"))
 
 
 def invoice_data(lines: int, tag: str) -> dict:

@@ -29,6 +29,9 @@ from services.gateway.rpc import RpcPool
 NAME = "2. Portal throughput"
 USERS = 50
 SECONDS = 10
+GOALS = (*((NAME, f"/{page}: {what}, {USERS} users") for page in ("dashboard", "invoices")
+           for what in ("req/s", "p95", "errors")),
+         (NAME, "/dashboard p50 alone vs the sum of its parts"), *rpc_overhead.REPLY_QUEUE_GOALS)
 
 
 def start_hello(ctx: Context) -> str:

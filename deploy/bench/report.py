@@ -72,15 +72,38 @@ class Result:
         return data
 
 
+@dataclass(frozen=True)
+class Missed:
+    """A goal with no figure: its benchmark crashed or could not measure it. It counts as not met."""
+    benchmark: str
+    name: str
+    reason: str
+
+
 @dataclass
 class Report:
     results: list[Result] = field(default_factory=list)
     details: dict = field(default_factory=dict)  # per benchmark: the raw figures behind the results
     errors: dict = field(default_factory=dict)   # benchmark -> what went wrong
     machine: dict = field(default_factory=dict)
+    missed: list[Missed] = field(default_factory=list)
+    did_not_run: dict = field(default_factory=dict)  # benchmark -> why (crashed, or not selected)
 
     def add(self, *results: Result) -> None:
         self.results.extend(results)
+
+    def miss(self, benchmark: str, name: str, reason: str) -> None:
+        if not self.has(benchmark, name):
+            self.missed.append(Missed(benchmark, name, reason))
+
+    def has(self, benchmark: str, name: str) -> bool:
+        return any(r.benchmark == benchmark and r.name == name for r in self.results) or any(
+            m.benchmark == benchmark and m.name == name for m in self.missed)
+
+    def account_for(self, goals, reason: str) -> None:
+        """After a benchmark ran or crashed: every goal it owns that has no figure counts as missed."""
+        for benchmark, name in goals:
+            self.miss(benchmark, name, reason)
 
     def ordered(self) -> list[Result]:
         """By benchmark ("1. ..." to "6. ..."), in the order each added its results."""
@@ -89,7 +112,7 @@ class Report:
     @property
     def goals_met(self) -> tuple[int, int]:
         judged = [r.met for r in self.results if r.met is not None]
-        return sum(judged), len(judged)
+        return sum(judged), len(judged) + len(self.missed)
 
 
 def fmt(value: float | None, unit: str = "") -> str:
@@ -132,8 +155,11 @@ def table(report: Report) -> str:
         lines.append("  " + "  ".join(cell[:w].ljust(w) for cell, w in zip(row, widths)))
     for benchmark, error in report.errors.items():
         lines.append(f"\n{benchmark}: FAILED: {error}")
+    for missed in report.missed:
+        lines.append(f"NOT MET, no figure: {missed.benchmark} / {missed.name}: {missed.reason}")
     met, judged = report.goals_met
-    lines.append(f"\ngoals met: {met} of {judged}")
+    lines.append(f"\ngoals met: {met} of {judged}" + (f" ({len(report.missed)} without a figure)" if report.missed
+                                                       else ""))
     return "\n".join(lines)
 
 
@@ -157,6 +183,11 @@ def markdown(report: Report) -> str:
         out += ["", "## Notes", ""] + [f"- **{name}**: {note}" for name, note in notes]
     for benchmark, error in report.errors.items():
         out += ["", f"**{benchmark} failed:** `{error}`"]
+    if report.missed:
+        out += ["", "## Goals without a figure (counted as not met)", ""] + [
+            f"- {m.benchmark} / {m.name}: {m.reason}" for m in report.missed]
+    if report.did_not_run:
+        out += ["", "## Did not run", ""] + [f"- {name}: {why}" for name, why in report.did_not_run.items()]
     if report.details:
         out += ["", "## Raw figures", "", "```json", json.dumps(report.details, indent=2, default=str), "```"]
     return "\n".join(out) + "\n"
@@ -164,7 +195,9 @@ def markdown(report: Report) -> str:
 
 def to_json(report: Report) -> dict:
     return {"machine": report.machine, "goals_met": dict(zip(("met", "judged"), report.goals_met)),
-            "results": [r.to_dict() for r in report.ordered()], "details": report.details, "errors": report.errors}
+            "complete": not report.errors and not report.missed and not report.did_not_run,
+            "results": [r.to_dict() for r in report.ordered()], "details": report.details, "errors": report.errors,
+            "missed": [asdict(m) for m in report.missed], "did_not_run": report.did_not_run}
 
 
 def chart(report: Report, path: Path) -> None:

@@ -38,22 +38,39 @@ def main(argv: list[str] | None = None) -> int:
     # py-amqp warns about confirms still arriving while nameko's proxies close their channels: noise
     logging.getLogger("amqp").setLevel(logging.ERROR)
     started = time.monotonic()
-    with running(admin_url) as ctx:
-        print(f"stack up in {time.monotonic() - started:.0f} s", flush=True)
-        for key, module in BENCHMARKS.items():
-            if args.only and key not in args.only:
-                continue
-            began = time.monotonic()
-            print(f"running {module.NAME} ...", flush=True)
-            try:
-                module.run(ctx, report)
-            except Exception as exc:  # noqa: BLE001 - report it, run the others
-                traceback.print_exc()
-                report.errors[module.NAME] = f"{type(exc).__name__}: {exc}"
-            print(f"  {time.monotonic() - began:.0f} s", flush=True)
+    selected = {key: module for key, module in BENCHMARKS.items() if not args.only or key in args.only}
+    report.did_not_run.update({module.NAME: "not selected (--only)" for key, module in BENCHMARKS.items()
+                               if key not in selected})
+    try:
+        with running(admin_url) as ctx:
+            print(f"stack up in {time.monotonic() - started:.0f} s", flush=True)
+            for module in selected.values():
+                run_one(module, ctx, report)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the stack did not come up: nothing ran
+        traceback.print_exc()
+        for module in selected.values():
+            if module.NAME not in report.errors and not any(r.benchmark == module.NAME for r in report.results):
+                report.errors[module.NAME] = f"the benchmark stack failed: {type(exc).__name__}: {exc}"
+                report.did_not_run[module.NAME] = report.errors[module.NAME]
+                report.account_for(module.GOALS, report.errors[module.NAME])
     report.machine["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     report.machine["seconds"] = round(time.monotonic() - started)
     print(reporting.table(report))
     written = reporting.write(report, Path(args.out))
     print("\nwrote " + ", ".join(str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p) for p in written))
-    return 1 if report.errors else 0
+    return 1 if report.errors else 0  # a crash fails the run; a goal it could not measure counts as missed
+
+
+def run_one(module, ctx, report: reporting.Report) -> None:
+    """One benchmark; a crash is reported, its goals without a figure count as missed, the others go on."""
+    began = time.monotonic()
+    print(f"running {module.NAME} ...", flush=True)
+    try:
+        module.run(ctx, report)
+    except Exception as exc:  # noqa: BLE001 - report it, run the others
+        traceback.print_exc()
+        report.errors[module.NAME] = f"{type(exc).__name__}: {exc}"
+        report.did_not_run[module.NAME] = f"crashed: {report.errors[module.NAME]}"
+    report.account_for(module.GOALS, f"{module.NAME} crashed before measuring it: {report.errors[module.NAME]}"
+                       if module.NAME in report.errors else "not reported by its benchmark")
+    print(f"  {time.monotonic() - began:.0f} s", flush=True)

@@ -18,6 +18,7 @@ from deploy.bench.stack import free_port, wait_consumers
 from services.gateway.rpc import RpcPool
 
 NAME = "5. Scale-out"
+GOALS = ((NAME, "billing.client_dashboard calls/s: 2 replicas vs 1"),)
 CALLERS = 16
 SECONDS = 10
 

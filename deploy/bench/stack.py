@@ -22,7 +22,7 @@ import requests
 
 from deploy.bench.common import HERE, Management
 from deploy.devstack import (ROOT, Stack, create_vhost, databases_with_roles, delete_vhost, dev_env, ensure_broker,
-                             port_open, wait_for)
+                             ensure_management, port_open, wait_for)
 
 SQL_FIELDS = ("statements", "begins", "commits", "rollbacks", "checkouts")
 RUN_ID = uuid.uuid4().hex[:8]
@@ -117,6 +117,7 @@ def running(admin_url: str):
     """Everything up, seeded and signed in; torn down (processes, databases, vhost) afterwards."""
     env = dev_env()
     print(ensure_broker(env["AMQP_URI"]), flush=True)
+    print(ensure_management(env["AMQP_URI"]), flush=True)  # a throwaway vhost and the reply-queue counts need it
     try:
         psycopg2.connect(admin_url, connect_timeout=5).close()
     except psycopg2.Error as exc:

@@ -26,6 +26,7 @@ from deploy.devstack import wait_for
 from services.gateway.rpc import RpcPool
 
 NAME = "3. Webhook to paid"
+GOALS = ()
 EVENTS = 1000
 SENDERS = 16
 

@@ -102,3 +102,52 @@ def test_cpu_by_command_name_counts_every_process_of_that_name():
     own = time.process_time() - 0.05  # this process alone (its children, e.g. a test stack, not); /proc has 10 ms ticks
     assert cpu_seconds_of_command(Path("/proc/self/comm").read_text().strip()) >= own >= 0.25
     assert cpu_seconds_of_command("no-such-command-here") == 0
+
+
+class Crashing:
+    """A benchmark that reports one of its two goals, then crashes."""
+    NAME = "4. PDF"
+    GOALS = (("4. PDF", "cold vs cached"), ("4. PDF", "ping under load"))
+
+    @staticmethod
+    def run(ctx, report):
+        report.add(Result("4. PDF", "cold vs cached", 60.0, 1.0, "ms", "cached", Goal("ratio", ">=", 50)))
+        raise ConnectionError("port 15672 refused")
+
+
+def test_a_crashed_benchmark_fails_the_run_and_its_goals_without_a_figure_count_as_missed(tmp_path):
+    from deploy.bench.run import run_one
+
+    report = sample_report()
+    run_one(Crashing, ctx=None, report=report)
+    assert report.errors == {"4. PDF": "ConnectionError: port 15672 refused"}
+    assert [(m.benchmark, m.name) for m in report.missed] == [("4. PDF", "ping under load")]
+    assert report.goals_met == (2, 4)  # the crash's unmeasured goal is judged, and not met
+    assert table(report).rstrip().endswith("goals met: 2 of 4 (1 without a figure)")
+    write(report, tmp_path, with_chart=False)
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["complete"] is False
+    assert data["did_not_run"] == {"4. PDF": "crashed: ConnectionError: port 15672 refused"}
+    assert data["missed"] == [{"benchmark": "4. PDF", "name": "ping under load",
+                               "reason": "4. PDF crashed before measuring it: ConnectionError: port 15672 refused"}]
+
+
+def test_every_goal_in_the_last_published_run_is_declared_by_its_benchmark():
+    """A crash can only be counted against goals the benchmark declares up front: the published
+    results (bench/results.json) have no goal that a benchmark would fail to account for."""
+    from deploy.bench.run import BENCHMARKS
+    from deploy.devstack import ROOT
+
+    declared = {goal for module in BENCHMARKS.values() for goal in module.GOALS}
+    published = json.loads((ROOT / "bench" / "results.json").read_text())
+    judged = {(r["benchmark"], r["name"]) for r in published["results"] if r["goal"]}
+    assert judged and judged <= declared, sorted(judged - declared)
+
+
+def test_without_the_management_api_the_reply_queue_goals_are_missed_not_invented():
+    from deploy.bench import rpc_overhead
+
+    report = Report()
+    rpc_overhead.reply_queue_results(report, None, [None, None], None)
+    assert [m.name for m in report.missed] == [name for _, name in rpc_overhead.REPLY_QUEUE_GOALS]
+    assert report.results == [] and report.goals_met == (0, 2)
