@@ -44,10 +44,12 @@ _SCOPED_AT_CHECKOUT = "portal_scoped_at_checkout"
 
 
 def _scope_params() -> dict:
-    """The caller's scope for the row-level security policies, or the bypass when the service works
-    for itself (no scope: timers, event consumers, sign-in, CLI)."""
+    """The scope for the row-level security policies: none sees no rows (fails closed); only the
+    allow-listed system scope bypasses them (chassis/scope.py)."""
     scope = db_scope.get()
     if scope is None:
+        return {"workspace_id": "", "client_id": "", "bypass": ""}
+    if scope.system:
         return {"workspace_id": "", "client_id": "", "bypass": "on"}
     return {"workspace_id": scope.workspace_id, "client_id": scope.client_id or "", "bypass": ""}
 

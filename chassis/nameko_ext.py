@@ -3,6 +3,7 @@ relay timer, idempotent event handlers with bounded retries, a ping for health c
 process's HTTP endpoint for metrics, liveness and readiness."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -24,7 +25,10 @@ from chassis import events, idempotency, metrics, settings
 from chassis.clock import Clock, utcnow
 from chassis.errors import EXPECTED, NotFound, ServiceError, Unavailable
 from chassis.logs import request_id_var
-from chassis.scope import CONTEXT_KEY as SCOPE_KEY, db_scope, from_context as scope_from_context
+from chassis.scope import CALLER, EVENT, OWN, SYSTEM, SYSTEM_WIDE, Scope, acting_for, db_scope, runs_in
+from chassis.scope import CONTEXT_KEY as SCOPE_KEY
+from chassis.scope import from_context as scope_from_context
+from chassis.scope import of_event as scope_of_event
 
 log = logging.getLogger(__name__)
 
@@ -109,15 +113,72 @@ class RequestContext(DependencyProvider):
         request_id_var.set(None)
 
 
+class ScopeHandle:
+    """`self.scope` in an entrypoint: the scope it acts in now, and blocks that act for a workspace
+    (or, on the allow-list, for the system). Inside a block the database and the RPCs the worker
+    makes carry that scope; the system scope never travels to another service."""
+
+    def __init__(self, worker_ctx):
+        self._worker_ctx = worker_ctx
+
+    @property
+    def current(self) -> Scope | None:
+        return db_scope.get()
+
+    @contextlib.contextmanager
+    def workspace(self, workspace_id: str, client_id: str | None = None):
+        with self._acting(Scope(workspace_id or "", client_id or None)) as scope:
+            yield scope
+
+    @contextlib.contextmanager
+    def system(self):
+        with self._acting(SYSTEM) as scope:
+            yield scope
+
+    @contextlib.contextmanager
+    def _acting(self, scope: Scope):
+        data = self._worker_ctx.data
+        sent = data.get(SCOPE_KEY)
+        if scope.system:
+            data.pop(SCOPE_KEY, None)
+        else:
+            data[SCOPE_KEY] = scope.to_context()
+        try:
+            with acting_for(scope):
+                yield scope
+        finally:
+            if sent is None:
+                data.pop(SCOPE_KEY, None)
+            else:
+                data[SCOPE_KEY] = sent
+
+
+def declared_scope(service_cls, method_name: str) -> str | None:
+    return getattr(getattr(service_cls, method_name, None), "scope_kind", None)
+
+
 class ScopeContext(DependencyProvider):
-    """Binds the caller's workspace/client scope (nameko context data, from the gateway) to this
-    worker's database transactions, where PostgreSQL's row-level security enforces it (chassis/scope.py)."""
+    """Binds each worker to the scope its entrypoint declares (chassis/scope.py): the caller's
+    (nameko context data, from the gateway), the event's workspace, the system (allow-listed), or
+    none until the entrypoint enters one. PostgreSQL's row-level security enforces it."""
 
     def get_dependency(self, worker_ctx):
-        return scope_from_context(worker_ctx.data.get(SCOPE_KEY))
+        return ScopeHandle(worker_ctx)
 
     def worker_setup(self, worker_ctx):
-        db_scope.set(scope_from_context(worker_ctx.data.get(SCOPE_KEY)))
+        kind = declared_scope(type(worker_ctx.service), worker_ctx.entrypoint.method_name)
+        if kind == CALLER:
+            scope = scope_from_context(worker_ctx.data.get(SCOPE_KEY))
+        elif kind == EVENT:
+            scope = scope_of_event(worker_ctx.args[0] if worker_ctx.args else {})
+            worker_ctx.data[SCOPE_KEY] = scope.to_context()  # the RPCs it makes act for the same workspace
+        elif kind == SYSTEM_WIDE:
+            scope = SYSTEM
+            worker_ctx.data.pop(SCOPE_KEY, None)
+        else:  # OWN, or an entrypoint that declared nothing: no scope, so it sees nothing
+            scope = None
+            worker_ctx.data.pop(SCOPE_KEY, None)
+        db_scope.set(scope)
 
     def worker_teardown(self, worker_ctx):
         db_scope.set(None)
@@ -197,6 +258,7 @@ class ServiceBase:
     probe = ContainerProbe()
     READY_TIMEOUT = 3.0  # seconds for the database to answer before /readyz says 503
 
+    @runs_in(CALLER)
     @rpc
     def ping(self):
         with self.db.engine.connect() as conn:
@@ -219,10 +281,12 @@ class ServiceBase:
             uow.commit()
             return result
 
+    @runs_in(CALLER)  # dead letters, like the outbox and inbox, belong to the service, not a workspace
     @rpc
     def list_dead_letters(self, limit=100):
         return events.list_dead_letters(self.db.engine, int(limit))
 
+    @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def get_dead_letter(self, letter_id):
         letter = events.get_dead_letter(self.db.engine, int(letter_id))
@@ -230,6 +294,7 @@ class ServiceBase:
             raise NotFound(f"No dead letter {letter_id} in {self.name}.")
         return letter
 
+    @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def replay_dead_letter(self, letter_id):
         """Hand a parked event to its consumer again. The consumer's inbox makes a replay of an event
@@ -246,8 +311,10 @@ class ServiceBase:
         handler = getattr(self, consumer, None)
         if handler is None or not getattr(handler, "is_consumer", False):
             raise NotFound(f"{self.name} has no consumer {consumer}.")
-        return handler(event)
+        with self.scope.workspace(scope_of_event(event).workspace_id):  # its RPCs act for the event's workspace
+            return handler(event)
 
+    @runs_in(OWN)  # the outbox belongs to the service: no workspace's rows are read
     @timer(interval=float(settings.env("OUTBOX_RELAY_INTERVAL", "0.2")))
     def relay_outbox(self):
         def publish(event_type, event, **headers):
@@ -259,6 +326,7 @@ class ServiceBase:
     def published(self, event_type: str, event: dict) -> None:
         """Called once the broker took an event from the outbox (a committed fact): a service may count it."""
 
+    @runs_in(OWN)
     @http("GET", "/metrics")
     def http_metrics(self, request):
         try:
@@ -269,11 +337,13 @@ class ServiceBase:
         body, content_type = metrics.exposition()
         return 200, {"Content-Type": content_type}, body.decode()
 
+    @runs_in(OWN)
     @http("GET", "/healthz")
     def http_healthz(self, request):
         """Liveness: answering at all means the process runs and its worker pool took this request."""
         return _json(200, {"service": self.name, "ok": True})
 
+    @runs_in(OWN)
     @http("GET", "/readyz")
     def http_readyz(self, request):
         """Readiness: the database answers SELECT 1 and the broker connection is up."""
@@ -306,6 +376,7 @@ def consumes(source_service: str, event_type: str, max_attempts: int | None = No
     base_delay = base_delay if base_delay is not None else float(settings.env("EVENT_RETRY_BASE_DELAY", "0.5"))
 
     def decorator(fn):
+        @runs_in(EVENT)
         @event_handler(source_service, event_type)
         @functools.wraps(fn)
         def wrapper(self, event):
@@ -314,9 +385,10 @@ def consumes(source_service: str, event_type: str, max_attempts: int | None = No
             for attempt in range(1, max_attempts + 1):
                 try:
                     now = self.clock()
-                    handled = events.consume_once(
-                        self.db.engine, consumer, event,
-                        lambda conn, e: fn(self, dbmod.JoinedUnitOfWork(conn, lambda: now), now, e))
+                    with acting_for(scope_of_event(event)):  # the event's workspace, and only it
+                        handled = events.consume_once(
+                            self.db.engine, consumer, event,
+                            lambda conn, e: fn(self, dbmod.JoinedUnitOfWork(conn, lambda: now), now, e))
                     _handled(self.name, consumer, event, "processed" if handled else "duplicate", started)
                     return handled
                 except Exception as exc:  # noqa: BLE001 - anything may fail; we retry then park it

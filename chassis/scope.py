@@ -4,8 +4,12 @@ The gateway knows who is calling (a portal session: a workspace and a client; an
 workspace) and sends that scope in nameko's context data, which nameko carries as message headers
 to the service and on to every RPC the service makes in turn. `ScopeContext` (chassis/nameko_ext.py)
 binds it to `db_scope` for the worker; chassis/db.py sets it on each PostgreSQL transaction, where
-the row-level security policies read it. No scope means the service works for itself (timers, event
-consumers, sign-in before anyone is known): its transactions bypass the policies.
+the row-level security policies read it.
+
+No scope sees nothing: a path that forgets its scope fails closed. Every entrypoint declares where
+its scope comes from (`runs_in`): the caller's message, the event's workspace, or, for its own work
+(timers), scopes it enters as it goes. Only work that really spans workspaces acts as `SYSTEM`, which
+bypasses the policies: the entrypoints and code paths that may are an allow-list a test checks.
 
 Under eventlet each green thread has its own contextvars, so concurrent workers never see each
 other's scope.
@@ -13,29 +17,44 @@ other's scope.
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 CONTEXT_KEY = "scope"  # the nameko context-data key (sent as the `nameko.scope` header)
+
+# Where an entrypoint's scope comes from.
+CALLER = "caller"  # the caller's scope, from the message; a call without one sees nothing
+EVENT = "event"    # the workspace the event belongs to (its envelope's workspace_id)
+OWN = "own"        # nothing at first: the entrypoint enters the scopes it works in (timers)
+SYSTEM_WIDE = "system"  # every workspace (allow-listed: lookups that precede knowing the workspace)
+KINDS = (CALLER, EVENT, OWN, SYSTEM_WIDE)
 
 
 @dataclass(frozen=True)
 class Scope:
     workspace_id: str
     client_id: str | None = None  # None: the whole workspace (admin API)
+    system: bool = False  # every workspace: only for the allow-listed paths
 
     def to_context(self) -> dict:
+        if self.system:
+            raise ValueError("the system scope never travels to another service")
         data = {"workspace_id": self.workspace_id}
         if self.client_id:
             data["client_id"] = self.client_id
         return data
 
 
+SYSTEM = Scope("", system=True)
+
+
 def from_context(value) -> Scope | None:
     """The scope a caller sent, or None when it sent none. Anything malformed fails closed: a scope
-    whose workspace matches no row."""
+    whose workspace matches no row. A message can never carry the system scope."""
     if value is None:
         return None
-    if not isinstance(value, dict):
+    if not isinstance(value, dict) or set(value) - {"workspace_id", "client_id"}:
         return Scope("")
     workspace_id, client_id = value.get("workspace_id"), value.get("client_id")
     if not isinstance(workspace_id, str) or not workspace_id:
@@ -43,6 +62,34 @@ def from_context(value) -> Scope | None:
     if client_id is not None and (not isinstance(client_id, str) or not client_id):
         return Scope("")
     return Scope(workspace_id, client_id)
+
+
+def of_event(event: dict) -> Scope:
+    """The scope an event's consumer acts in: its workspace (an event without one sees nothing)."""
+    workspace_id = event.get("workspace_id") if isinstance(event, dict) else None
+    return Scope(workspace_id if isinstance(workspace_id, str) else "")
+
+
+def runs_in(kind: str):
+    """Declare where an entrypoint's scope comes from (one of KINDS); every entrypoint declares one."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown scope kind {kind!r}")
+
+    def declare(fn):
+        fn.scope_kind = kind
+        return fn
+
+    return declare
+
+
+@contextmanager
+def acting_for(scope: Scope | None) -> Iterator[Scope | None]:
+    """The database sees `scope` inside the block (its transactions begun there), then the previous one."""
+    token = db_scope.set(scope)
+    try:
+        yield scope
+    finally:
+        db_scope.reset(token)
 
 
 db_scope: contextvars.ContextVar[Scope | None] = contextvars.ContextVar("db_scope", default=None)

@@ -266,15 +266,24 @@ def link_token(message) -> str:
     return re.search(r"/login/verify\?token=([A-Za-z0-9_-]+)", text).group(1)
 
 
+def services_rpc(stack, workspace_id: str | None = None, timeout: float = 30):
+    """The services' RPC as the business reaches them (the admin API, portalctl): acting for one
+    workspace, which the services' databases enforce. Without one, a call sees no workspace's rows."""
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    from chassis.scope import CONTEXT_KEY, Scope
+
+    context = {CONTEXT_KEY: Scope(workspace_id).to_context()} if workspace_id else None
+    return ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, context_data=context, timeout=timeout)
+
+
 def new_portal_client(stack, name: str, email: str, invoices: int = 1, quotes: int = 0) -> dict:
     """A client of the seeded workspace with its own portal contact, sent invoices and quotes, made the
     way the business makes them (billing RPC), and known to auth before this returns."""
-    from nameko.standalone.rpc import ClusterRpcProxy
-
     with psycopg2.connect(stack.databases["billing"]) as conn, conn.cursor() as cur:
         cur.execute("SELECT id FROM workspaces WHERE name = 'Acme Studio'")
         workspace_id = cur.fetchone()[0]
-    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=30) as rpc:
+    with services_rpc(stack, workspace_id) as rpc:
         client = rpc.billing.create_client(workspace_id, {"name": name, "contacts": [
             {"email": email, "name": name.split()[0], "is_primary": True, "portal_access": True}]})
         made = {"workspace_id": workspace_id, "client": client, "contact_id": client["contacts"][0]["id"],

@@ -9,6 +9,7 @@ from nameko.rpc import rpc
 from chassis import settings
 from chassis.errors import EXPECTED
 from chassis.nameko_ext import Database, ServiceBase, consumes
+from chassis.scope import CALLER, SYSTEM_WIDE, runs_in
 from chassis.rpc import TimedRpcProxy
 from services.auth import domain, handlers
 
@@ -31,56 +32,65 @@ class AuthService(ServiceBase):
     documents = TimedRpcProxy("documents")
     policy = policy_from_env()
 
+    @runs_in(SYSTEM_WIDE)  # sign-in: the contact is looked up by email in every workspace
     @rpc(expected_exceptions=EXPECTED)
     def request_link(self, email: str, client_ip: str, portal_url: str) -> dict:
         with self.db.uow() as uow:
             links = handlers.request_links(uow, email, client_ip, self.clock(), self.policy)
         for link in links:
             # Queued on documents' durable RPC queue; we don't wait, so the answer takes the same
-            # time whether or not the address exists.
-            self.documents.send_magic_link.call_async(
-                to=link["email"],
-                name=link["name"],
-                workspace_id=link["workspace_id"],
-                client_id=link["client_id"],
-                url=f"{portal_url.rstrip('/')}/login/verify?token={link['token']}",
-                expires_at=link["expires_at"],
-                locale=link["locale"],
-                idempotency_key=f"magic-link:{domain.hash_secret(link['token'])}",
-            )
+            # time whether or not the address exists. Documents acts for the contact's client only.
+            with self.scope.workspace(link["workspace_id"], link["client_id"]):
+                self.documents.send_magic_link.call_async(
+                    to=link["email"],
+                    name=link["name"],
+                    workspace_id=link["workspace_id"],
+                    client_id=link["client_id"],
+                    url=f"{portal_url.rstrip('/')}/login/verify?token={link['token']}",
+                    expires_at=link["expires_at"],
+                    locale=link["locale"],
+                    idempotency_key=f"magic-link:{domain.hash_secret(link['token'])}",
+                )
         return {"accepted": True}
 
+    @runs_in(SYSTEM_WIDE)  # a sign-in link's token, before anyone is known
     @rpc(expected_exceptions=EXPECTED)
     def link_state(self, token: str, client_ip: str | None = None) -> str:
         with self.db.uow() as uow:
             return handlers.link_state(uow, token, self.clock(), client_ip, self.policy)
 
+    @runs_in(SYSTEM_WIDE)
     @rpc(expected_exceptions=EXPECTED)
     def consume_link(self, token: str, previous_sid: str | None = None, client_ip: str | None = None) -> dict:
         with self.db.uow() as uow:
             return handlers.consume_link(uow, token, previous_sid, self.clock(), client_ip, self.policy)
 
+    @runs_in(SYSTEM_WIDE)  # a session cookie, before anyone is known
     @rpc(expected_exceptions=EXPECTED)
     def validate_session(self, sid: str) -> dict:
         with self.db.uow() as uow:
             return handlers.validate_session(uow, sid, self.clock(), self.policy)
 
+    @runs_in(CALLER)
     @rpc
     def logout(self, sid: str, everywhere: bool = False) -> int:
         with self.db.uow() as uow:
             return handlers.logout(uow, sid, self.clock(), everywhere)
 
+    @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def issue_document_link(self, workspace_id: str, client_id: str, kind: str, document_id: str) -> dict:
         ttl = timedelta(days=settings.env_int("AUTH_DOCUMENT_LINK_TTL_DAYS", 60))
         with self.db.uow() as uow:
             return handlers.issue_document_link(uow, self.clock(), workspace_id, client_id, kind, document_id, ttl)
 
+    @runs_in(SYSTEM_WIDE)  # a document link's token, before anyone is known
     @rpc(expected_exceptions=EXPECTED)
     def resolve_document_link(self, token: str) -> dict:
         with self.db.uow() as uow:
             return handlers.resolve_document_link(uow, self.clock(), token)
 
+    @runs_in(CALLER)
     @rpc
     def revoke_document_links(self, workspace_id: str, document_id: str) -> int:
         with self.db.uow() as uow:

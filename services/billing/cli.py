@@ -8,7 +8,7 @@
     portalctl portal enable|disable --workspace WS --contact CT
     portalctl invoice create --workspace WS --client CL --line "Design:10:9500[:tax%]" [--due-in 30] [--send]
     portalctl invoice send --workspace WS --invoice INV
-    portalctl contacts republish [--workspace WS]
+    portalctl contacts republish --workspace WS
     portalctl dead-letters list [--service S]                  (events a consumer gave up on, per service)
     portalctl dead-letters show --service S --id N              (the event and the last error)
     portalctl dead-letters replay --service S (--id N | --all)  (hand them to their consumer again)
@@ -27,6 +27,8 @@ from nameko.standalone.rpc import ClusterRpcProxy
 
 from chassis import settings
 from chassis.errors import ServiceError
+from chassis.scope import CONTEXT_KEY as SCOPE_KEY
+from chassis.scope import Scope
 
 
 def parse_line(text: str) -> dict:
@@ -96,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     contacts = sub.add_parser("contacts").add_subparsers(dest="action", required=True)
     p = contacts.add_parser("republish")
-    p.add_argument("--workspace")
+    p.add_argument("--workspace", required=True)
 
     letters = sub.add_parser("dead-letters").add_subparsers(dest="action", required=True)
     for action in ("list", "show", "replay"):
@@ -168,8 +170,11 @@ def run(args, cluster):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Acting for one workspace: the services' databases hold every call to it (row-level security).
+    workspace = getattr(args, "workspace", None)
+    context = {SCOPE_KEY: Scope(workspace).to_context()} if workspace else None
     try:
-        with ClusterRpcProxy({"AMQP_URI": settings.amqp_uri()},
+        with ClusterRpcProxy({"AMQP_URI": settings.amqp_uri()}, context_data=context,
                              timeout=float(settings.env("RPC_TIMEOUT", "20"))) as cluster:
             result = run(args, cluster)
     except ServiceError as exc:

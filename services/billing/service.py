@@ -12,20 +12,22 @@ from nameko.timer import timer
 from chassis import metrics, settings
 from chassis.errors import EXPECTED
 from chassis.nameko_ext import Database, ServiceBase, consumes
+from chassis.scope import CALLER, OWN, SYSTEM_WIDE, runs_in
 from services.billing import handlers
 from services.billing.handlers.common import record_activity
 from services.billing.handlers.engagement import record_signal
 
 
-def _admin(name: str):
-    """An RPC method `name(workspace_id, *args)` running handlers.<name> in one committed transaction."""
+def _admin(name: str, scope: str = CALLER):
+    """An RPC method `name(workspace_id, *args)` running handlers.<name> in one committed transaction,
+    in the caller's scope unless `scope` says otherwise."""
     handler = getattr(handlers, name)
 
     def method(self, *args, **kwargs):
         return self._tx(handler, *args, **kwargs)
 
     method.__name__ = name
-    return rpc(expected_exceptions=EXPECTED)(method)
+    return runs_in(scope)(rpc(expected_exceptions=EXPECTED)(method))
 
 
 log = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ class BillingService(ServiceBase):
     create_api_key = _admin("create_api_key")
     list_api_keys = _admin("list_api_keys")
     revoke_api_key = _admin("revoke_api_key")
-    authenticate_api_key = _admin("authenticate_api_key")
+    authenticate_api_key = _admin("authenticate_api_key", SYSTEM_WIDE)  # which workspace a key belongs to
     # clients and contacts
     create_client = _admin("create_client")
     update_client = _admin("update_client")
@@ -113,13 +115,22 @@ class BillingService(ServiceBase):
     get_recurring = _admin("get_recurring")
     list_recurring = _admin("list_recurring")
 
+    SWEEP_JOBS = ((handlers.workspaces_due_recurring, handlers.run_due_recurring),
+                  (handlers.workspaces_with_open_invoices, handlers.run_reminders))
+
+    @runs_in(OWN)
     @timer(interval=float(settings.env("BILLING_SWEEP_INTERVAL", "60")))
     def sweep(self):
-        """Recurring invoices and reminders; safe to run on every replica at once."""
-        for job in (handlers.run_due_recurring, handlers.run_reminders):
+        """Recurring invoices and reminders; safe to run on every replica at once. Which workspaces
+        have work is looked up across them all; the work is done in each workspace's own scope."""
+        now = self.clock()
+        for find, job in self.SWEEP_JOBS:
             try:  # one failing job must not stop the other
-                with self.db.uow() as uow:
-                    job(uow, self.clock())
+                with self.scope.system(), self.db.uow() as uow:
+                    due = find(uow, now)
+                for workspace_id in due:
+                    with self.scope.workspace(workspace_id), self.db.uow() as uow:
+                        job(uow, now, workspace_id)
                 metrics.TIMER_JOBS.labels(self.name, job.__name__, metrics.OK).inc()
             except Exception:  # noqa: BLE001 - logged; the next sweep tries again
                 metrics.TIMER_JOBS.labels(self.name, job.__name__, metrics.ERROR).inc()

@@ -68,7 +68,7 @@ def _brand_or_default(uow, workspace_id: str | None) -> dict:
 
 
 def queue_email(uow, now: datetime, sender: str, *, idempotency_key: str, kind: str, to: str, context: dict,
-                workspace_id: str | None = None, client_id: str | None = None, attachments: tuple = (),
+                workspace_id: str, client_id: str | None = None, attachments: tuple = (),
                 reply_to: str | None = None, locale: str | None = None, brand: dict | None = None) -> str:
     """Store the rendered message for delivery; the same key twice queues it once. Callers that
     already hold the workspace's branding pass it, saving a lookup."""
@@ -94,13 +94,22 @@ def retry_delay(attempts: int) -> timedelta:
     return timedelta(seconds=min(2 ** attempts * 5, 3600))
 
 
-def deliver_due(uow, backend, now: datetime, batch: int = 20) -> int:
-    """Send queued emails whose time has come, one row per transaction: the row stays locked while it
-    is sent (SKIP LOCKED on PostgreSQL lets other replicas take the next ones, never the same one)."""
+def workspaces_with_mail_due(uow, now: datetime) -> list[str]:
+    """The workspaces with an email due: the mail timer's step that looks across workspaces."""
+    return list(uow.execute(sa.select(emails.c.workspace_id).distinct().where(
+        emails.c.status == "queued", emails.c.next_attempt_at <= now, emails.c.workspace_id.is_not(None))).scalars())
+
+
+def deliver_due(uow, backend, now: datetime, batch: int = 20, workspace_id: str | None = None) -> int:
+    """Send queued emails whose time has come (one workspace's, or all the transaction can see), one
+    row per transaction: the row stays locked while it is sent (SKIP LOCKED on PostgreSQL lets other
+    replicas take the next ones, never the same one)."""
     sent = 0
     for _ in range(batch):
         query = (sa.select(emails).where(emails.c.status == "queued", emails.c.next_attempt_at <= now)
                  .order_by(emails.c.created_at).limit(1))
+        if workspace_id is not None:
+            query = query.where(emails.c.workspace_id == workspace_id)
         if uow.conn.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         row = uow.execute(query).first()

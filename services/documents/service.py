@@ -16,6 +16,7 @@ from nameko.timer import timer
 from chassis import settings
 from chassis.errors import EXPECTED
 from chassis.nameko_ext import Database, ServiceBase, consumes
+from chassis.scope import CALLER, OWN, SYSTEM_WIDE, runs_in
 from chassis.rpc import TimedRpcProxy
 from services.documents import handlers, mails, webhooks
 from services.documents.mail import backend_from_env
@@ -63,6 +64,7 @@ class DocumentsService(ServiceBase):
     auth = TimedRpcProxy("auth")
     sender = settings.env("MAIL_FROM", "Billing Portal <no-reply@portal.localhost>")
 
+    @runs_in(CALLER)
     @rpc
     def send_magic_link(self, *, to, name, workspace_id, client_id, url, expires_at, idempotency_key,
                         locale=None) -> str:
@@ -74,11 +76,18 @@ class DocumentsService(ServiceBase):
             uow.commit()
             return email_id
 
+    @runs_in(OWN)
     @timer(interval=float(settings.env("MAIL_POLL_INTERVAL", "0.5")))
     def deliver_mail(self):
-        with self.db.uow() as uow:
-            handlers.deliver_due(uow, self.mailer, self.clock())
+        """Which workspaces have mail due is looked up across them all; each sends in its own scope."""
+        now = self.clock()
+        with self.scope.system(), self.db.uow() as uow:
+            due = handlers.workspaces_with_mail_due(uow, now)
+        for workspace_id in due:
+            with self.scope.workspace(workspace_id), self.db.uow() as uow:
+                handlers.deliver_due(uow, self.mailer, now, workspace_id=workspace_id)
 
+    @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def render_document(self, kind: str, workspace_id: str, data: dict, locale: str | None = None,
                         timezone: str | None = None, purpose: str = "download") -> dict:
@@ -105,11 +114,13 @@ class DocumentsService(ServiceBase):
                 brand = self._branding_cache[workspace_id] = handlers.branding(uow, workspace_id)
         return brand
 
+    @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def list_emails(self, workspace_id: str, client_id: str | None = None, limit: int = 100) -> list[dict]:
         with self.db.uow() as uow:
             return handlers.list_emails(uow, workspace_id, client_id, limit)
 
+    @runs_in(SYSTEM_WIDE)  # the development mail page: every workspace's newest emails
     @rpc
     def recent_emails(self, limit: int = 50) -> list[dict]:
         with self.db.uow() as uow:
@@ -182,6 +193,7 @@ class DocumentsService(ServiceBase):
                                  data=data,
                                  recipient=contact, link=data.get("pay_url") or self._portal("/login"))
 
+    @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def forward_invoice(self, workspace_id: str, client_id: str, invoice_id: str, to: str, forwarded_by: str,
                         note: str = "", idempotency_key: str = "") -> str:
@@ -197,6 +209,7 @@ class DocumentsService(ServiceBase):
             uow.commit()
             return email_id
 
+    @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def send_business_message(self, workspace_id: str, client_id: str, client_name: str, from_name: str,
                               from_email: str, subject: str, message: str, idempotency_key: str) -> str:
@@ -229,6 +242,7 @@ class DocumentsService(ServiceBase):
                       client_id=data["client_id"], recipient=data["recipient"], booking=booking, cancelled=cancelled,
                       portal_url=self._portal("/bookings"))
 
+    @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def send_statement(self, workspace_id: str, client_id: str, recipient: dict, statement: dict,
                        idempotency_key: str) -> str:
@@ -249,48 +263,62 @@ class DocumentsService(ServiceBase):
     # Private and loopback addresses are refused outside development (PORTAL_ENV=dev).
     webhook_allow_private = settings.env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", settings.is_dev())
 
+    @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def create_webhook(self, workspace_id: str, data: dict, idempotency_key: str | None = None) -> dict:
         """The new subscription with its secret: the only time the secret is shown."""
         return self._tx(webhooks.create_subscription, workspace_id, data, self.webhook_allow_private,
                         idempotency_key=idempotency_key)
 
+    @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def list_webhooks(self, workspace_id: str) -> list[dict]:
         with self.db.uow() as uow:
             return webhooks.list_subscriptions(uow, workspace_id)
 
+    @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def get_webhook(self, workspace_id: str, subscription_id: str) -> dict:
         with self.db.uow() as uow:
             return webhooks.get_subscription(uow, workspace_id, subscription_id)
 
+    @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def update_webhook(self, workspace_id: str, subscription_id: str, data: dict,
                        idempotency_key: str | None = None) -> dict:
         return self._tx(webhooks.update_subscription, workspace_id, subscription_id, data, self.webhook_allow_private,
                         idempotency_key=idempotency_key)
 
+    @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def delete_webhook(self, workspace_id: str, subscription_id: str, idempotency_key: str | None = None) -> None:
         self._tx(_delete_subscription, workspace_id, subscription_id, idempotency_key=idempotency_key)
 
+    @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def list_webhook_deliveries(self, workspace_id: str, subscription_id: str, limit=50) -> list[dict]:
         with self.db.uow() as uow:
             return webhooks.list_deliveries(uow, workspace_id, subscription_id, limit)
 
+    @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def replay_webhook_delivery(self, workspace_id: str, delivery_id: str, idempotency_key: str | None = None) -> dict:
         return self._tx(webhooks.replay, workspace_id, delivery_id, idempotency_key=idempotency_key)
 
+    @runs_in(OWN)
     @timer(interval=float(settings.env("WEBHOOK_DELIVERY_INTERVAL", "1")))
     def deliver_webhooks(self):
-        """POST what is due, several at once (green threads), holding no transaction while waiting."""
+        """POST what is due, several at once (green threads), holding no transaction while waiting.
+        Which workspaces have deliveries due is looked up across them all; each delivers in its own scope."""
+        with self.scope.system(), self.db.uow() as uow:
+            due = webhooks.workspaces_with_deliveries_due(uow, self.clock())
         pool = eventlet.GreenPool(webhooks.CONCURRENCY)
         with requests.Session() as http:
-            webhooks.deliver_due(self.db.uow, http, self.clock, base=self.webhook_base,
-                                 allow_private=self.webhook_allow_private, map_fn=pool.imap)
+            for workspace_id in due:
+                with self.scope.workspace(workspace_id):
+                    webhooks.deliver_due(self.db.uow, http, self.clock, base=self.webhook_base,
+                                         allow_private=self.webhook_allow_private, map_fn=pool.imap,
+                                         workspace_id=workspace_id)
 
 
 def _webhook_consumer(source: str, event_type: str):

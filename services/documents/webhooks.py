@@ -311,7 +311,15 @@ class Outcome:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def claim_due(uow, now: datetime, batch: int = 50, lease: timedelta = LEASE) -> list[Claim]:
+def workspaces_with_deliveries_due(uow, now: datetime) -> list[str]:
+    """The workspaces with a delivery due: the delivery timer's step that looks across workspaces."""
+    d = webhook_deliveries
+    return list(uow.execute(sa.select(d.c.workspace_id).distinct().where(
+        d.c.status == "pending", d.c.next_attempt_at <= now)).scalars())
+
+
+def claim_due(uow, now: datetime, batch: int = 50, lease: timedelta = LEASE,
+              workspace_id: str | None = None) -> list[Claim]:
     """Take due deliveries of active subscriptions by pushing their next attempt a lease ahead. The
     caller commits before sending, so no transaction stays open during the POSTs; SKIP LOCKED on
     PostgreSQL lets replicas take different rows, and the lease makes a row whose sender died due
@@ -321,6 +329,8 @@ def claim_due(uow, now: datetime, batch: int = 50, lease: timedelta = LEASE) -> 
              .join(s, s.c.id == d.c.subscription_id)
              .where(d.c.status == "pending", d.c.next_attempt_at <= now, s.c.active.is_(True))
              .order_by(d.c.next_attempt_at).limit(batch))
+    if workspace_id is not None:
+        query = query.where(d.c.workspace_id == workspace_id)
     if uow.conn.dialect.name == "postgresql":
         query = query.with_for_update(of=d, skip_locked=True)
     rows = uow.execute(query).all()
@@ -409,11 +419,12 @@ def record(uow, now: datetime, claim: Claim, outcome: Outcome, base: float,
 
 def deliver_due(new_uow, http, clock: Callable[[], datetime], *, base: float, batch: int = 50,
                 lease: timedelta = LEASE, allow_private: bool = False, map_fn: Callable = map,
-                rng: Callable[[], float] = random.random) -> int:
-    """One delivery run: claim (one short transaction), POST them all (`map_fn` may run them
-    concurrently, e.g. a green pool's imap), then record each outcome in its own transaction."""
+                rng: Callable[[], float] = random.random, workspace_id: str | None = None) -> int:
+    """One delivery run (of one workspace, or of all the transactions can see): claim (one short
+    transaction), POST them all (`map_fn` may run them concurrently, e.g. a green pool's imap), then
+    record each outcome in its own transaction."""
     with new_uow() as uow:
-        claims = claim_due(uow, clock(), batch, lease)
+        claims = claim_due(uow, clock(), batch, lease, workspace_id)
         uow.commit()
     outcomes: Iterable[Outcome] = map_fn(lambda claim: send(http, claim, clock(), allow_private), claims)
     for claim, outcome in zip(claims, outcomes):

@@ -372,6 +372,8 @@ ROUTES: tuple[Route, ...] = (
 class AdminResource:
     """All the routes of one path; each method validates, calls billing once, and answers JSON."""
 
+    public = True  # to sessions: the admin API authenticates its own callers, by API key
+
     def __init__(self, rpc, routes: list[Route]):
         self.rpc = rpc
         self.routes = {route.method: route for route in routes}

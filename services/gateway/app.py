@@ -23,6 +23,7 @@ from services.gateway.metrics import MeteredRpc, MetricsMiddleware, add_ops_rout
 from services.gateway.payments import add_payment_routes
 from services.gateway.portal_api import add_portal_api_routes
 from services.gateway.rpc import RpcPool, ServiceCrashed, ServiceTimeout, ServiceUnavailable
+from services.gateway.sessions import SessionMiddleware
 from services.gateway.views import env_for
 
 log = logging.getLogger(__name__)
@@ -210,7 +211,8 @@ class ErrorRenderer:
 
 def create_app(rpc: RpcPool, health_rpc: RpcPool, config: GatewayConfig) -> falcon.App:
     csrf = CsrfMiddleware(config.secret, config.csrf_cookie_name, config.cookie_name, secure=not config.dev)
-    app = falcon.App(middleware=[MetricsMiddleware(), RequestIdMiddleware(), SecurityMiddleware(config), csrf])
+    app = falcon.App(middleware=[MetricsMiddleware(), RequestIdMiddleware(), SecurityMiddleware(config), csrf,
+                                 SessionMiddleware(rpc, config.cookie_name)])
     app.req_options.strip_url_path_trailing_slash = True
     errors = ErrorRenderer(config)
     app.add_error_handler(Exception, errors.unexpected)

@@ -15,6 +15,7 @@ import falcon
 from cachetools import TTLCache
 
 from chassis.errors import NotFound
+from chassis.scope import Scope
 
 LOGO_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}  # not SVG: it can carry script
 DATA_URI = re.compile(r"^data:(?P<type>[\w/+.-]+);base64,(?P<data>[A-Za-z0-9+/=\s]+)$")
@@ -28,7 +29,7 @@ def brand_of(call, workspace_id: str) -> dict:
         cached = _cache.get(workspace_id)
     if cached is not None:
         return cached
-    ws = call("billing", "get_workspace", workspace_id)
+    ws = call("billing", "get_workspace", workspace_id, scope=Scope(workspace_id))
     brand = {"id": ws["id"], "name": ws["name"], "logo": bool(_logo(ws.get("logo_url") or "")),
              "brand": readable_on_white(ws.get("brand_color") or "#1d4ed8"),
              "accent": readable_on_white(ws.get("accent_color") or "#0f766e"), "logo_url": ws.get("logo_url") or ""}
@@ -85,12 +86,14 @@ def stylesheet(brand: dict) -> str:
 
 
 class _BrandResource:
+    public = True  # the login page and emails wear the brand before anyone signs in
+
     def __init__(self, rpc):
         self.rpc = rpc
 
     def brand(self, req, workspace_id: str) -> dict:
         try:
-            return brand_of(lambda *a: self.rpc.call(*a, request_id=req.context.request_id), workspace_id)
+            return brand_of(lambda *a, **k: self.rpc.call(*a, request_id=req.context.request_id, **k), workspace_id)
         except NotFound:
             raise falcon.HTTPNotFound() from None
 

@@ -162,6 +162,8 @@ def _path_names(path: str) -> list[str]:
 
 
 class OpenApi:
+    public = True
+
     def __init__(self, document: dict):
         self.document = document
 

@@ -104,6 +104,8 @@ def exposition() -> tuple[bytes, str]:
 class Metrics:
     """`GET /metrics`, for Prometheus only: with METRICS_TOKEN set, only for `Authorization: Bearer
     <METRICS_TOKEN>`; without it, only in development (PORTAL_ENV=dev), else 404."""
+    public = True  # for ops and probes, not clients
+
 
     def __init__(self, token: str | None, dev: bool):
         self.token = token
@@ -135,6 +137,8 @@ def broker_reachable(amqp_uri: str, timeout: float = 2.0) -> dict:
 class Live:
     """`GET /livez`: the process answers HTTP; asks nothing of anyone (a liveness probe must not fail
     because a service or the broker is down: restarting the gateway would not help)."""
+    public = True  # for ops and probes, not clients
+
 
     def on_get(self, req, resp):
         resp.media = {"status": "ok"}
@@ -142,6 +146,8 @@ class Live:
 
 class Ready:
     """`GET /readyz`: the broker is reachable, so requests can be served; 503 otherwise."""
+    public = True  # for ops and probes, not clients
+
 
     def __init__(self, amqp_uri: str):
         self.amqp_uri = amqp_uri

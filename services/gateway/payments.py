@@ -174,6 +174,8 @@ class StripeWebhook:
     """Stripe's events: the signature is checked on the raw body (and its timestamp must be recent),
     then payments stores the event and answers at once; it is processed there, once, later."""
 
+    public = True  # Stripe signs its events; there is no session
+
     def __init__(self, rpc, secret: str | None, tolerance: int = 300):
         self.rpc = rpc
         self.secret = secret

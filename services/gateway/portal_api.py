@@ -215,11 +215,16 @@ class PortalApiResource(Base):
         super().__init__(rpc, config)
         self.routes = {route.method: route for route in routes}
 
+    def public_for(self, req) -> bool:
+        """Signing in is public; everything else needs the session (an unknown method answers 405)."""
+        route = self.routes.get(req.method)
+        return route is None or route.public
+
     def _handle(self, req, resp, **params):
         route = self.routes.get(req.method)
         if route is None:
             raise falcon.HTTPMethodNotAllowed(sorted(self.routes))
-        session = {} if route.public else {**self.session(req, resp), "sid": self.session_id(req)}
+        session = {} if route.public else {**self.session(req, resp), "sid": req.context.sid}
         body = read_body(req, route.body) if route.body is not None else {}
         query = {k: v for k, v in req.params.items() if isinstance(v, str)}
         for q in route.query:

@@ -14,6 +14,7 @@ from chassis.logs import request_id_var
 from chassis.scope import Scope
 from services.gateway.branding import BrandCss, BrandLogo, brand_of
 from services.gateway.metrics import broker_reachable
+from services.gateway.sessions import session_id
 from services.gateway.views import env_for
 
 LINK_PROBLEMS = {
@@ -50,7 +51,7 @@ class Base:
 
     def brand(self, workspace_id: str) -> dict:
         """The business's name, logo and colours (cached for a minute per gateway process)."""
-        return brand_of(lambda *a: self.rpc.call(*a, request_id=request_id_var.get()), workspace_id)
+        return brand_of(lambda *a, **k: self.rpc.call(*a, request_id=request_id_var.get(), **k), workspace_id)
 
     def form(self, req) -> dict:
         if req.content_type and req.content_type.startswith(falcon.MEDIA_URLENCODED):
@@ -69,12 +70,7 @@ class Base:
 
     def session_id(self, req) -> str | None:
         """The session cookie, or for the JSON API a bearer access token (the same session id)."""
-        if req.path.startswith("/api/portal/"):
-            scheme, _, token = (req.get_header("Authorization") or "").partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-        values = req.get_cookie_values(self.config.cookie_name)
-        return values[0] if values else None
+        return session_id(req, self.config.cookie_name)
 
     def set_session_cookie(self, resp, sid: str):
         resp.set_cookie(self.config.cookie_name, sid, http_only=True, same_site="Lax", secure=not self.config.dev,
@@ -84,29 +80,24 @@ class Base:
         resp.unset_cookie(self.config.cookie_name, path="/")
 
     def session(self, req, resp) -> dict:
-        """The signed-in contact's scope, or a redirect to sign-in (401 problem for the API)."""
-        sid = self.session_id(req)
-        try:
-            session = self.call(req, "auth", "validate_session", sid) if sid else None
-        except Unauthorized:
-            session = None
+        """The signed-in contact's session, which SessionMiddleware checked before any responder of a
+        route that is not public (services/gateway/sessions.py)."""
+        session = req.context.get("session")
         if session is None:
-            if sid:
-                self.clear_session_cookie(resp)
-            if req.path.startswith("/api/"):
-                raise falcon.HTTPUnauthorized(title="Not signed in", description="Sign in with a magic link first.")
-            raise falcon.HTTPSeeOther("/login?expired=1" if sid else "/login")
-        req.context.session = session
-        req.context.scope = Scope(session["workspace_id"], session["client_id"])
+            raise RuntimeError(f"{type(self).__name__} is public: it has no session to read")
         return session
 
 
 class Root(Base):
+    public = True
+
     def on_get(self, req, resp):
         raise falcon.HTTPSeeOther("/dashboard" if self.session_id(req) else "/login")
 
 
 class Login(Base):
+    public = True
+
     def on_get(self, req, resp):
         notice = {"expired": "Your session has ended. Sign in again to continue.",
                   "signed_out": "You are signed out."}
@@ -134,6 +125,8 @@ class Login(Base):
 
 
 class Verify(Base):
+    public = True
+
     def _problem(self, resp, state: str):
         title, detail = LINK_PROBLEMS.get(state, LINK_PROBLEMS["unknown"])
         self.render(resp, "error.html", status=400 if state == "unknown" else 410, title=title, detail=detail,
@@ -410,6 +403,7 @@ def render_pdf(call, kind: str, session: dict, object_id: str | None, query: dic
 
 class DocumentLink(Base):
     """/i/<token>: one invoice or quote from an email link, without signing in, and nothing else."""
+    public = True
 
     def _resolve(self, req, token: str) -> tuple[dict, dict]:
         try:
@@ -459,6 +453,7 @@ def send_pdf(req, resp, pdf: dict) -> None:
 
 class Health(Base):
     """200 only when the broker and every service answer a ping."""
+    public = True
 
     def on_get(self, req, resp):
         checks = {"broker": broker_reachable(self.config.amqp_uri)}
@@ -479,6 +474,7 @@ class Health(Base):
 
 class DevMail(Base):
     """Development only: the mail the system sent, so a newcomer can sign in without a mail server."""
+    public = True
 
     def on_get(self, req, resp):
         self.render(resp, "dev_mail.html", emails=self.call(req, "documents", "recent_emails", 50))

@@ -405,10 +405,11 @@ def queue_autopay(uow, now, billing, workspace_id: str, invoice: dict) -> dict |
     return view
 
 
-def due_autopay(uow) -> list[tuple[str, str]]:
-    """Autopay attempts waiting to be charged: (attempt id, card id)."""
-    return [(r.id, r.payment_method_id) for r in uow.execute(
-        sa.select(attempts.c.id, attempts.c.payment_method_id)
+def due_autopay(uow) -> list[tuple[str, str, str, str]]:
+    """Autopay attempts waiting to be charged: (attempt id, card id, workspace id, client id). The
+    autopay timer's step that looks across workspaces; each is charged in its client's scope."""
+    return [(r.id, r.payment_method_id, r.workspace_id, r.client_id) for r in uow.execute(
+        sa.select(attempts.c.id, attempts.c.payment_method_id, attempts.c.workspace_id, attempts.c.client_id)
         .where(attempts.c.off_session.is_(True), attempts.c.status == "open").limit(50)).all()]
 
 
@@ -461,6 +462,32 @@ def requeue_event(uow, event_id: str) -> bool:
     """A replay from the dead-letter table: the timer processes the stored event again, afresh."""
     return uow.execute(stripe_events.update().where(stripe_events.c.id == event_id).values(
         processed_at=None, attempts=0, next_attempt_at=None, outcome="")).rowcount == 1
+
+
+def event_workspace(uow, event_id: str) -> str | None:
+    """Which workspace a stored Stripe event belongs to, from our own rows for the object it names: the
+    processing timer's lookup across workspaces. None when it names nothing of ours."""
+    stored = uow.execute(sa.select(stripe_events.c.body).where(stripe_events.c.id == event_id)).first()
+    if stored is None:
+        return None
+    event = json.loads(stored.body)
+    obj, kind = event["data"]["object"], event["type"]
+    if kind.startswith("payment_intent."):
+        found = _attempt_for_intent(uow, payment_intent_view(obj))
+    elif kind == "charge.refunded" or kind.startswith("charge.dispute."):
+        intent_id = obj.get("payment_intent")
+        intent_id = intent_id if isinstance(intent_id, str) else (intent_id or {}).get("id")
+        found = uow.execute(sa.select(attempts.c.workspace_id).where(
+            attempts.c.payment_intent_id == intent_id)).first() if intent_id else None
+    elif kind == "setup_intent.succeeded":
+        found = uow.execute(sa.select(card_setups.c.workspace_id).where(
+            card_setups.c.setup_intent_id == obj["id"])).first()
+    elif kind == "payment_method.detached":
+        found = uow.execute(sa.select(payment_methods.c.workspace_id).where(
+            payment_methods.c.id == obj["id"])).first()
+    else:
+        found = None
+    return found.workspace_id if found is not None else None
 
 
 def process_event(uow, now, stripe, event_id: str) -> str | None:

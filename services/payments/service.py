@@ -14,6 +14,7 @@ from chassis import metrics, settings
 from chassis.errors import EXPECTED, ServiceError
 from chassis.logs import request_context
 from chassis.nameko_ext import Database, ServiceBase, consumes
+from chassis.scope import CALLER, OWN, runs_in
 from chassis.rpc import TimedRpcProxy
 from services.payments import handlers
 from services.payments.stripe_api import StripeApi
@@ -37,14 +38,17 @@ class PaymentsService(ServiceBase):
     stripe = Stripe()
     billing = TimedRpcProxy("billing")
 
+    @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def start_payment(self, workspace_id: str, client_id: str, request: dict, request_key: str) -> dict:
         return self._tx(handlers.start_payment, self.billing, workspace_id, client_id, request, request_key)
 
+    @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def get_attempt(self, workspace_id: str, attempt_id: str, client_id: str | None = None) -> dict:
         return self._tx(handlers.get_attempt, workspace_id, attempt_id, client_id)
 
+    @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def card_setup(self, workspace_id: str, client_id: str, attempt_id: str | None = None,
                    idempotency_key: str | None = None) -> dict:
@@ -54,67 +58,82 @@ class PaymentsService(ServiceBase):
     # confirm_attempt and refresh_attempt take no idempotency key: a conditional UPDATE claims the
     # attempt row, so a repeat while the first runs, or after it, gets the attempt's real state, and
     # Stripe's own key (attempt:<id>:<try>) keeps the charge single. A kept answer would go stale.
+    @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def confirm_attempt(self, workspace_id: str, client_id: str, attempt_id: str, setup_intent_id: str | None = None,
                         payment_method_id: str | None = None, save: bool = False) -> dict:
         return self._tx(handlers.confirm_attempt, self.stripe, workspace_id, client_id, attempt_id, setup_intent_id,
                         payment_method_id, save)
 
+    @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def refresh_attempt(self, workspace_id: str, client_id: str, attempt_id: str) -> dict:
         return self._tx(handlers.refresh_attempt, self.stripe, workspace_id, client_id, attempt_id)
 
+    @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def list_cards(self, workspace_id: str, client_id: str) -> list[dict]:
         return self._tx(handlers.list_cards, workspace_id, client_id)
 
+    @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def save_card(self, workspace_id: str, client_id: str, setup_intent_id: str,
                   idempotency_key: str | None = None) -> dict:
         return self._tx(handlers.save_card, self.stripe, workspace_id, client_id, setup_intent_id,
                         idempotency_key=idempotency_key)
 
+    @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def set_default_card(self, workspace_id: str, client_id: str, payment_method_id: str,
                          idempotency_key: str | None = None) -> list[dict]:
         return self._tx(handlers.set_default_card, self.stripe, workspace_id, client_id, payment_method_id,
                         idempotency_key=idempotency_key)
 
+    @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def remove_card(self, workspace_id: str, client_id: str, payment_method_id: str,
                     idempotency_key: str | None = None) -> list[dict]:
         return self._tx(handlers.remove_card, self.stripe, workspace_id, client_id, payment_method_id,
                         idempotency_key=idempotency_key)
 
+    @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def refund_payment(self, workspace_id: str, payment_id: str, amount=None, reason: str = "",
                        request_key: str = "") -> dict:
         return self._tx(handlers.refund_payment, self.stripe, workspace_id, payment_id, amount, reason, request_key)
 
+    @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def list_refunds(self, workspace_id: str, payment_id: str) -> list[dict]:
         return self._tx(handlers.list_refunds, workspace_id, payment_id)
 
+    @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def list_disputes(self, workspace_id: str) -> list[dict]:
         return self._tx(handlers.list_disputes, workspace_id)
 
+    @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def receive_stripe_event(self, event: dict) -> bool:
         """The gateway verified the signature; keep the event durably and answer at once."""
         return self._tx(handlers.receive_event, event)
 
+    @runs_in(OWN)
     @timer(interval=float(settings.env("STRIPE_EVENTS_INTERVAL", "0.25")))
     def process_stripe_events(self):
-        with self.db.uow() as uow:
+        with self.db.uow() as uow:  # Stripe's events are the service's own: no workspace's rows
             pending = handlers.pending_events(uow, self.clock())
         for event_id, request_id in pending:
             with request_context(request_id):  # the webhook's id, in this worker's logs and the events it records
                 self._process_stripe_event(event_id)
 
     def _process_stripe_event(self, event_id: str) -> None:
+        """Whose event it is is looked up across workspaces; it is handled in that workspace's scope
+        (an event naming nothing of ours sees nothing, and is ignored)."""
         try:
-            with self.db.uow() as uow:
+            with self.scope.system(), self.db.uow() as uow:
+                workspace_id = handlers.event_workspace(uow, event_id)
+            with self.scope.workspace(workspace_id or ""), self.db.uow() as uow:
                 outcome = handlers.process_event(uow, self.clock(), self.stripe, event_id)
                 uow.commit()
             if outcome is not None:
@@ -151,13 +170,15 @@ class PaymentsService(ServiceBase):
         if event["data"].get("autopay") and event["data"].get("balance", 0) > 0:
             handlers.queue_autopay(uow, now, self.billing, event["workspace_id"], event["data"])
 
+    @runs_in(OWN)
     @timer(interval=float(settings.env("AUTOPAY_INTERVAL", "1")))
     def run_autopay(self):
-        with self.db.uow() as uow:
+        """Which attempts are due is looked up across workspaces; each is charged in its client's scope."""
+        with self.scope.system(), self.db.uow() as uow:
             due = handlers.due_autopay(uow)
-        for attempt_id, card_id in due:
+        for attempt_id, card_id, workspace_id, client_id in due:
             try:
-                with self.db.uow() as uow:
+                with self.scope.workspace(workspace_id, client_id), self.db.uow() as uow:
                     handlers.charge(uow, self.clock(), self.stripe, attempt_id, card_id)
             except ServiceError as exc:  # Stripe unreachable: the attempt is open again for the next tick
                 log.warning("autopay charge postponed", extra={"attempt_id": attempt_id, "error": exc.detail})

@@ -13,12 +13,11 @@ from datetime import date, timedelta
 
 import psycopg2
 import pytest
-from nameko.standalone.rpc import ClusterRpcProxy
 
 from services.gateway.admin import PREFIX as ADMIN, ROUTES as ADMIN_ROUTES
 from services.gateway.app import GatewayConfig, create_app
 from services.gateway.portal_api import PortalApiResource
-from tests.conftest import sign_in
+from tests.conftest import services_rpc, sign_in
 from tests.e2e.payments_support import CARD_OK, confirm_setup
 from tests.integration.test_admin_api import VALID_BODIES, Api, portalctl, snapshot
 from tests.integration.test_services import wait_until
@@ -124,25 +123,26 @@ def portal_ids(stack, rpc, ws: str, client: str, contact: str, link: str, slot: 
             "booking": booking["id"], "attempt": attempt["id"], "card": card["id"], "link": link}
 
 
-def make_beta_workspace(stack, rpc) -> dict:
+def make_beta_workspace(stack) -> dict:
     """A second business, made as an operator makes one (portalctl), with its own numbering and booking
     link, and a client with a portal contact, invoices (one part paid), a quote and a recurring invoice."""
     ws = portalctl(stack, "workspace", "create", "--name", "Beta Works", "--email", "books@beta.example.org",
                    "--currency", "EUR")["id"]
-    rpc.billing.update_workspace(ws, {"settings": {
-        "invoice_number_pattern": "BETA-{YYYY}-{seq:05}", "quote_number_pattern": "BQ-{YYYY}-{seq:05}",
-        "booking_links": [{"id": "beta-call", "name": "Beta call", "duration_minutes": 20}]}})
-    client = rpc.billing.create_client(ws, {"name": "Beta Buyer GmbH", "contacts": [
-        {"email": BETA, "name": "Bea", "is_primary": True, "portal_access": True}]})
-    for i in range(2):
-        invoice = rpc.billing.create_invoice(ws, {"client_id": client["id"], "send": True, "lines": [
-            {"description": f"Beta secret work {i}", "quantity": 1, "unit_price": 40000 + i}]})
-    rpc.billing.record_payment(ws, {"invoice_id": invoice["id"], "amount": 1000, "method": "cash"})
-    rpc.billing.create_quote(ws, {"client_id": client["id"], "send": True, "lines": [
-        {"description": "Beta secret plan", "quantity": 1, "unit_price": 9000}]})
-    rpc.billing.create_recurring(ws, {"client_id": client["id"], "frequency": "monthly",
-                                      "start_date": (date.today() + timedelta(days=30)).isoformat(),
-                                      "lines": [{"description": "Beta care", "unit_price": 100}]})
+    with services_rpc(stack, ws) as rpc:
+        rpc.billing.update_workspace(ws, {"settings": {
+            "invoice_number_pattern": "BETA-{YYYY}-{seq:05}", "quote_number_pattern": "BQ-{YYYY}-{seq:05}",
+            "booking_links": [{"id": "beta-call", "name": "Beta call", "duration_minutes": 20}]}})
+        client = rpc.billing.create_client(ws, {"name": "Beta Buyer GmbH", "contacts": [
+            {"email": BETA, "name": "Bea", "is_primary": True, "portal_access": True}]})
+        for i in range(2):
+            invoice = rpc.billing.create_invoice(ws, {"client_id": client["id"], "send": True, "lines": [
+                {"description": f"Beta secret work {i}", "quantity": 1, "unit_price": 40000 + i}]})
+        rpc.billing.record_payment(ws, {"invoice_id": invoice["id"], "amount": 1000, "method": "cash"})
+        rpc.billing.create_quote(ws, {"client_id": client["id"], "send": True, "lines": [
+            {"description": "Beta secret plan", "quantity": 1, "unit_price": 9000}]})
+        rpc.billing.create_recurring(ws, {"client_id": client["id"], "frequency": "monthly",
+                                          "start_date": (date.today() + timedelta(days=30)).isoformat(),
+                                          "lines": [{"description": "Beta care", "unit_price": 100}]})
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # auth learns the contact from billing's events
         with psycopg2.connect(stack.databases["auth"]) as conn, conn.cursor() as cur:
@@ -161,13 +161,13 @@ def accounts(stack):
                     "WHERE ct.email IN ('demo@example.com', 'other@example.com')")
         rows = {name: (client, ws, contact) for name, client, ws, contact in cur.fetchall()}
     accounts = {}
-    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=30) as rpc:
-        beta = make_beta_workspace(stack, rpc)
-        rows["Beta Buyer GmbH"] = (beta["client"]["id"], beta["workspace_id"], beta["client"]["contacts"][0]["id"])
-        for name, email, link, slot in (("Demo Client Ltd", "demo@example.com", "consultation-30", -1),
-                                        ("Other Corp", "other@example.com", "consultation-30", -2),
-                                        ("Beta Buyer GmbH", BETA, "beta-call", -1)):
-            client, ws, contact = rows[name]
+    beta = make_beta_workspace(stack)
+    rows["Beta Buyer GmbH"] = (beta["client"]["id"], beta["workspace_id"], beta["client"]["contacts"][0]["id"])
+    for name, email, link, slot in (("Demo Client Ltd", "demo@example.com", "consultation-30", -1),
+                                    ("Other Corp", "other@example.com", "consultation-30", -2),
+                                    ("Beta Buyer GmbH", BETA, "beta-call", -1)):
+        client, ws, contact = rows[name]
+        with services_rpc(stack, ws) as rpc:
             ids = portal_ids(stack, rpc, ws, client, contact, link, slot)
             numbers = [rpc.billing.get_invoice(ws, ids["invoice"])["number"],
                        rpc.billing.get_quote(ws, ids["quote"])["number"]]
@@ -250,10 +250,10 @@ def test_no_listing_or_page_shows_another_client(stack, accounts, me, them):
 def workspaces(stack, accounts):
     """Each workspace's API key and one object of every kind the admin API's {id} routes take."""
     keyed = {}
-    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=30) as rpc:
-        for name, email in (("acme", "demo@example.com"), ("beta", BETA)):
-            account = accounts[email]
-            ws, client = account["workspace_id"], account["client_id"]
+    for name, email in (("acme", "demo@example.com"), ("beta", BETA)):
+        account = accounts[email]
+        ws, client = account["workspace_id"], account["client_id"]
+        with services_rpc(stack, ws) as rpc:
             key = portalctl(stack, "key", "create", "--workspace", ws, "--name", "isolation")["key"]
             api = Api(stack.url, key)
             ids = {"clients": client, "contacts": account["contact_id"], "invoices": account["ids"]["invoice"],

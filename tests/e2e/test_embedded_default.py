@@ -3,6 +3,7 @@ writers queue instead of freezing a service, the timers keep running, and SIGTER
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -14,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor, wait
 import pytest
 import requests
 
-from tests.conftest import ROOT, SERVICE_NAMES, SIGN_IN, Browser, Outbox, Stack, link_token, stack_env
+from tests.conftest import (ROOT, RUN_ID, SERVICE_NAMES, SIGN_IN, Browser, Outbox, Stack, create_vhost, delete_vhost,
+                            link_token, stack_env)
 
 pytestmark = pytest.mark.e2e
 API = "/api/portal/v1"
@@ -23,14 +25,25 @@ WRITES = 60
 
 
 @pytest.fixture(scope="module")
-def embedded(amqp_uri, tmp_path_factory):
+def embedded_vhost(amqp_uri):
+    """A vhost of its own: the session's stack runs meanwhile, and its services would share our queues."""
+    uri = create_vhost(amqp_uri, f"portal-embedded-{RUN_ID}")
+    assert uri is not None, "the RabbitMQ management API is needed for a second stack's own vhost"
+    yield uri
+    delete_vhost(uri)
+
+
+@pytest.fixture(scope="module")
+def embedded(embedded_vhost, tmp_path_factory):
     """The whole stack on the embedded default: no database URLs, so each service makes its SQLite file."""
     work = tmp_path_factory.mktemp("embedded")
-    env = stack_env(work, amqp_uri, {}, BILLING_SWEEP_INTERVAL="0.2", RPC_TIMEOUT="10")
+    env = stack_env(work, embedded_vhost, {}, BILLING_SWEEP_INTERVAL="0.2", RPC_TIMEOUT="10")
     for name in list(env):
         if name.endswith("_DATABASE_URL"):
             del env[name]
-    stack = Stack(env, ROOT / "test-artifacts" / "embedded-logs", env["GATEWAY_BIND"],
+    logs = ROOT / "test-artifacts" / "embedded-logs"
+    shutil.rmtree(logs, ignore_errors=True)
+    stack = Stack(env, logs, env["GATEWAY_BIND"],
                   localstripe_port=int(env["STRIPE_API_BASE"].rsplit(":", 1)[1]))
     stack.start()
     try:

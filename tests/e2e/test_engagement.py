@@ -13,9 +13,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 from nameko.standalone.events import event_dispatcher
-from nameko.standalone.rpc import ClusterRpcProxy
 
-from tests.conftest import new_portal_client, sign_in
+from tests.conftest import new_portal_client, services_rpc, sign_in
 from tests.e2e.payments_support import CARD_DECLINED, pay_card, query, start, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -31,9 +30,10 @@ def admin_get(stack, key: str, path: str, **params) -> requests.Response:
 def keys(stack):
     """A key of the seeded workspace (where new_portal_client puts clients) and one of another workspace."""
     workspace_id = query(stack, "billing", "SELECT id FROM workspaces WHERE name = 'Acme Studio'")[0][0]
-    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=30) as rpc:
+    with services_rpc(stack, workspace_id) as rpc:
         own = rpc.billing.create_api_key(workspace_id, "engagement tests")["key"]
         other_ws = rpc.billing.create_workspace({"name": "Elsewhere Ltd", "email": "elsewhere@example.org"})["id"]
+    with services_rpc(stack, other_ws) as rpc:
         other = rpc.billing.create_api_key(other_ws, "engagement tests")["key"]
     return {"own": own, "other": other, "workspace_id": workspace_id}
 
@@ -109,7 +109,7 @@ def test_signals_roll_up_into_the_engagement_summary_and_risk(stack, keys):
     # A reminder (due in 3 days: the default "3 days before" one, sent by the next sweep) that the
     # client has not looked at since: high risk, and in the high-risk list.
     today = datetime.now(ZoneInfo("America/New_York")).date()  # the seeded workspace's time zone
-    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=30) as rpc:
+    with services_rpc(stack, keys["workspace_id"]) as rpc:
         soon = rpc.billing.create_invoice(keys["workspace_id"], {
             "client_id": client_id, "send": True, "issue_date": today.isoformat(),
             "due_date": (today + timedelta(days=3)).isoformat(),
@@ -128,7 +128,7 @@ def test_signals_roll_up_into_the_engagement_summary_and_risk(stack, keys):
     assert answered["unanswered_reminder_since"] is None
 
     # An invoice 40 days past due (in the workspace's own date): high, with its amount per currency.
-    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=30) as rpc:
+    with services_rpc(stack, keys["workspace_id"]) as rpc:
         late = rpc.billing.create_invoice(keys["workspace_id"], {
             "client_id": client_id, "send": True, "issue_date": (today - timedelta(days=50)).isoformat(),
             "due_date": (today - timedelta(days=40)).isoformat(),

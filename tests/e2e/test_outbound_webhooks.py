@@ -10,9 +10,9 @@ from collections import Counter
 
 import psycopg2
 import pytest
-from nameko.standalone.rpc import ClusterRpcProxy
 
 from services.documents import webhooks
+from tests.conftest import services_rpc
 from tests.integration.test_admin_api import Api, _card_payment, portalctl
 from tests.integration.test_services import wait_until
 from tests.unit.test_webhooks import Receiver
@@ -124,7 +124,7 @@ def test_events_from_the_payments_service_are_delivered_too(hooks, receiver):
         {"email": "pay@cardpayer.example.org", "portal_access": True}]}, expect=201).json()
     marks = outbox_marks(stack)
     subscribe(api, receiver, "/payments", ["payment.*"])
-    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=20) as rpc:
+    with services_rpc(stack, hooks["ws_a"], timeout=20) as rpc:
         attempt = _card_payment(stack, rpc, hooks["ws_a"], client["id"])
     wait_until(lambda: {"payment.attempted", "payment.succeeded", "payment.recorded"} <= set(
         published_since(stack, marks, hooks["ws_a"], ["payment.*"]).values()), timeout=30,

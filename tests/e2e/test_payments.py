@@ -11,9 +11,8 @@ from datetime import date
 
 import pytest
 import requests
-from nameko.standalone.rpc import ClusterRpcProxy
 
-from tests.conftest import new_portal_client, sign_in
+from tests.conftest import new_portal_client, services_rpc, sign_in
 from tests.e2e.payments_support import (CARD_3DS, CARD_OK, assert_ledger_matches_stripe, attempt_status, deliver,
                                         paid_by_card, pay_card, query, save_card, signed, start, stripe_client,
                                         wait_until)
@@ -34,8 +33,8 @@ def admin(stack, method: str, path: str, key: str, **kwargs) -> requests.Respons
 
 @pytest.fixture(scope="module")
 def api_key(stack):
-    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=30) as rpc:
-        workspace_id = query(stack, "billing", "SELECT id FROM workspaces WHERE name = 'Acme Studio'")[0][0]
+    workspace_id = query(stack, "billing", "SELECT id FROM workspaces WHERE name = 'Acme Studio'")[0][0]
+    with services_rpc(stack, workspace_id) as rpc:
         return rpc.billing.create_api_key(workspace_id, "payment tests")["key"]
 
 
@@ -71,7 +70,7 @@ def test_bad_input_is_refused_clearly_and_calls_no_stripe(stack):
     first, second = made["invoices"]
     intents_before = len(stripe_client(stack).v1.payment_intents.list({"limit": 100}).data)
     attempts_before = query(stack, "payments", "SELECT count(*) FROM attempts")[0][0]
-    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=30) as rpc:
+    with services_rpc(stack, made["workspace_id"]) as rpc:
         rpc.billing.void_invoice(made["workspace_id"], second["id"])
         # The invoice as the business sees it now: void.
         cases = {
@@ -187,8 +186,9 @@ def test_refunds_through_the_admin_api_reopen_the_invoice(stack, api_key):
         intent).customer}).data[0]
     assert charge.amount_refunded == 4000
     other_key = None
-    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=30) as rpc:
+    with services_rpc(stack) as rpc:
         other_ws = rpc.billing.create_workspace({"name": "Elsewhere Ltd", "email": "x@example.com"})
+    with services_rpc(stack, other_ws["id"]) as rpc:
         other_key = rpc.billing.create_api_key(other_ws["id"], "other")["key"]
     assert admin(stack, "POST", f"/payments/{attempt_id}/refunds", other_key,
                  json={"amount": 100, "idempotency_key": "r-x"}).status_code == 404
@@ -218,7 +218,7 @@ def test_autopay_for_a_recurring_invoice(stack, card, paid):
     made = new_portal_client(stack, f"Autopay {'Ok' if paid else 'Bank'}", email, invoices=0)
     session = sign_in(stack, email)
     save_card(session, stack, card)
-    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=30) as rpc:
+    with services_rpc(stack, made["workspace_id"]) as rpc:
         rpc.billing.create_recurring(made["workspace_id"], {
             "client_id": made["client"]["id"], "frequency": "monthly", "start_date": date.today().isoformat(),
             "autopay": True, "lines": [{"description": "Retainer", "quantity": 1, "unit_price": 25000}]})

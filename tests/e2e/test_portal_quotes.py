@@ -4,9 +4,8 @@ import re
 
 import psycopg2
 import pytest
-from nameko.standalone.rpc import ClusterRpcProxy
 
-from tests.conftest import sign_in
+from tests.conftest import services_rpc, sign_in
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +34,7 @@ def test_quote_filters_accept_and_decline(stack):
         status, signature, by, workspace_id, client_id = cur.fetchone()
     assert (status, signature, by) == ("accepted", "Dana Demo", "demo@example.com")
 
-    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=20) as rpc:
+    with services_rpc(stack, workspace_id, timeout=20) as rpc:
         fresh = rpc.billing.create_quote(workspace_id, {"client_id": client_id, "send": True, "lines": [
             {"description": "Second idea", "unit_price": 5000}]})
     declined = demo.post(f"{stack.url}/quotes/{fresh['id']}/reject", data={"reason": "Not this quarter"})

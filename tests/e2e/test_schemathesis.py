@@ -16,7 +16,6 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
-from nameko.standalone.rpc import ClusterRpcProxy
 from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance, \
     status_code_conformance
@@ -24,7 +23,7 @@ from schemathesis.checks import not_a_server_error
 
 from services.gateway.admin import PREFIX as ADMIN, ROUTES as ADMIN_ROUTES, openapi_document as admin_openapi
 from services.gateway.portal_api import PREFIX as PORTAL, portal_openapi
-from tests.conftest import new_portal_client, sign_in
+from tests.conftest import new_portal_client, services_rpc, sign_in
 from tests.e2e.auth_support import forget_guesses
 from tests.e2e.test_portal_api import bearer_token
 from tests.integration.test_admin_api import Api, _card_payment, portalctl, snapshot
@@ -53,7 +52,7 @@ def portal_account(stack):
     """A new client of the seeded workspace with one object of every kind its API has ids for."""
     made = new_portal_client(stack, "Fuzz Portal Ltd", "fuzz-portal@example.org", invoices=2, quotes=2)
     ws, client, contact = made["workspace_id"], made["client"]["id"], made["contact_id"]
-    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=30) as rpc:
+    with services_rpc(stack, ws) as rpc:
         payment = rpc.billing.record_payment(ws, {"invoice_id": made["invoices"][1]["id"], "amount": 5000,
                                                   "method": "cash"})
         slots = rpc.billing.booking_options(ws, "consultation-30")["slots"]
@@ -81,7 +80,7 @@ def admin_account(stack):
         "lines": [{"description": "Care", "unit_price": 100}]}, expect=201).json()
     api("PATCH", "/workspace", {"settings": {"booking_links": [
         {"id": "fuzz", "name": "Fuzz call", "duration_minutes": 20}]}}, expect=200)
-    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=30) as rpc:
+    with services_rpc(stack, ws) as rpc:
         slot = rpc.billing.booking_options(ws, "fuzz")["slots"][0]
         booking = rpc.billing.book_slot(ws, client["id"], client["contacts"][0]["id"], "fuzz", slot)
         card = _card_payment(stack, rpc, ws, client["id"])  # /payments/{id} are card payments (refunds)

@@ -12,11 +12,10 @@ from urllib.parse import urlencode, urlsplit
 import psycopg2
 import pytest
 import requests
-from nameko.standalone.rpc import ClusterRpcProxy
 
 from services.auth.domain import hash_secret
 from services.gateway.portal_api import PREFIX as API, ROUTES as API_ROUTES
-from tests.conftest import SIGN_IN, Browser, link_token, new_portal_client, sign_in
+from tests.conftest import SIGN_IN, Browser, link_token, new_portal_client, services_rpc, sign_in
 from tests.e2e.auth_support import forget_guesses, guesses_counted
 from tests.e2e.payments_support import CARD_OK, confirm_setup
 from tests.e2e.test_data_isolation import portal_routes, unchanged_state
@@ -221,7 +220,7 @@ def csrf_client(stack):
     cards (one not the default), and a payment begun (the card page)."""
     made = new_portal_client(stack, "Forgery Target Ltd", "forgery@example.org", invoices=2, quotes=2)
     ws, client = made["workspace_id"], made["client"]["id"]
-    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=30) as rpc:
+    with services_rpc(stack, ws) as rpc:
         slots = rpc.billing.booking_options(ws, "consultation-30")["slots"]
         rpc.billing.book_slot(ws, client, made["contact_id"], "consultation-30", slots[-4])
         for _ in range(2):

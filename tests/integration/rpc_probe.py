@@ -5,6 +5,7 @@ from nameko.rpc import rpc
 
 from chassis.errors import NotFound
 from chassis.nameko_ext import RequestContext, ScopeContext  # noqa: F401 - also installs fast_rpc
+from chassis.scope import CALLER, runs_in
 
 
 class RpcProbe:
@@ -16,9 +17,11 @@ class RpcProbe:
     def echo(self, value):
         return value
 
+    @runs_in(CALLER)
     @rpc
     def context(self):
-        return {"request_id": self.request_id, "scope": self.scope.to_context() if self.scope else None}
+        current = self.scope.current
+        return {"request_id": self.request_id, "scope": current.to_context() if current else None}
 
     @rpc
     def slow(self, seconds, value):

@@ -11,12 +11,11 @@ from datetime import date, timedelta
 import psycopg2
 import pytest
 import requests
-from nameko.standalone.rpc import ClusterRpcProxy
 
 from tests.integration.test_services import wait_until
 
 from services.gateway.admin import PREFIX, ROUTES
-from tests.conftest import ROOT
+from tests.conftest import ROOT, services_rpc
 
 pytestmark = pytest.mark.integration
 HIT: set[tuple[str, str]] = set()
@@ -83,7 +82,7 @@ def admin(stack):
         "lines": [{"description": "Licence", "unit_price": 100}]}, expect=201).json()
     api_a("PATCH", "/workspace", {"settings": {"booking_links": [
         {"id": "intro", "name": "Intro call", "duration_minutes": 20}]}}, expect=200)
-    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=20) as rpc:  # as the portal books and reviews
+    with services_rpc(stack, ws_a, timeout=20) as rpc:  # as the portal books and reviews
         contact_id = client["contacts"][0]["id"]
         slot = rpc.billing.booking_options(ws_a, "intro")["slots"][0]
         booking = rpc.billing.book_slot(ws_a, client["id"], contact_id, "intro", slot)
@@ -97,7 +96,7 @@ def card_payment(admin) -> dict:
     """A card payment of a new invoice, paid through localstripe as the portal does it; made once, when
     first needed (after the tests that check invoice numbers)."""
     if "card_payment" not in admin:
-        with ClusterRpcProxy({"AMQP_URI": admin["stack"].amqp_uri}, timeout=20) as rpc:
+        with services_rpc(admin["stack"], admin["ws_a"], timeout=20) as rpc:
             admin["card_payment"] = _card_payment(admin["stack"], rpc, admin["ws_a"], admin["client"]["id"])
     return admin["card_payment"]
 

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from chassis.db import UnitOfWork, make_engine, upgrade
 from chassis.errors import Invalid
 from chassis.clock import utcnow
+from chassis.scope import Scope, acting_for, db_scope
 from services.billing import domain
 from services.billing import handlers as h
 from services.billing.tables import invoices
@@ -30,21 +31,28 @@ def engine(service_databases):
 
 @pytest.fixture
 def client(engine):
+    """A workspace with a client; the test acts for the workspace, as the admin API would."""
     with UnitOfWork(engine) as uow:
         ws = h.create_workspace(uow, utcnow(), {"name": "Concurrency Co", "email": "c@c.example.org"})["id"]
-        client_id = h.create_client(uow, utcnow(), ws, {"name": "Racer"})["id"]
         uow.commit()
-    return ws, client_id
+    with acting_for(Scope(ws)):
+        with UnitOfWork(engine) as uow:
+            client_id = h.create_client(uow, utcnow(), ws, {"name": "Racer"})["id"]
+            uow.commit()
+        yield ws, client_id
 
 
 def in_parallel(count: int, work) -> list:
+    """`work(i)` in `count` threads at once, each acting for the caller's scope (a thread starts with none)."""
     results: list = [None] * count
     barrier = threading.Barrier(count)
+    scope = db_scope.get()
 
     def run(i):
         barrier.wait()
         try:
-            results[i] = work(i)
+            with acting_for(scope):
+                results[i] = work(i)
         except Exception as exc:  # noqa: BLE001 - the test inspects what each thread got
             results[i] = exc
 

@@ -20,9 +20,8 @@ import psycopg2
 import pytest
 import requests
 from kombu import Connection, Exchange, Queue
-from nameko.standalone.rpc import ClusterRpcProxy
 
-from tests.conftest import new_portal_client
+from tests.conftest import new_portal_client, services_rpc
 from tests.integration.test_services import wait_until
 
 pytestmark = pytest.mark.integration
@@ -150,7 +149,7 @@ def test_an_outside_kombu_consumer_gets_real_events_on_its_own_durable_queue(sta
     with Connection(stack.amqp_uri) as conn:
         conn.Producer().publish(sent_event, exchange=Exchange("billing.events", type="topic", durable=True),
                                 routing_key="invoice.sent", serializer="json", declare=[], retry=True)
-    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=30) as rpc:
+    with services_rpc(stack, made["workspace_id"]) as rpc:
         rpc.billing.void_invoice(made["workspace_id"], invoice["id"])
         second = rpc.billing.create_invoice(made["workspace_id"], {
             "client_id": made["client"]["id"], "send": True,
@@ -176,7 +175,7 @@ def test_the_outside_consumer_reconnects_when_the_broker_drops_its_connection(st
     closed = _close_connections(stack.amqp_uri, f"kombu-consumer-example {queue_name}")
     assert closed == 1
     consumer.wait_for("ready queue=" + queue_name, count=2)  # connected, declared and consuming again
-    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=30) as rpc:
+    with services_rpc(stack, made["workspace_id"]) as rpc:
         rpc.billing.void_invoice(made["workspace_id"], made["invoices"][0]["id"])
     assert consumer.wait_exit() == 0
     voided = [(i, t) for i, t in outbox_events(stack, made["invoices"][0]["id"]) if t == "invoice.voided"]

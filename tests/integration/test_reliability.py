@@ -10,9 +10,8 @@ import uuid
 
 import pytest
 import requests
-from nameko.standalone.rpc import ClusterRpcProxy
 
-from tests.conftest import ROOT, new_portal_client, sign_in
+from tests.conftest import ROOT, new_portal_client, services_rpc, sign_in
 from tests.integration.test_admin_api import portalctl
 from tests.integration.test_services import query, wait_until
 
@@ -32,7 +31,7 @@ def test_a_consumer_whose_peer_is_down_times_out_parks_the_event_and_a_replay_de
     invoice = made["invoices"][0]
     stack.stop_process("documents")
     try:
-        with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=20) as rpc:
+        with services_rpc(stack, made["workspace_id"], timeout=20) as rpc:
             payment = rpc.billing.record_payment(made["workspace_id"], {
                 "invoice_id": invoice["id"], "amount": invoice["total"], "method": "bank_transfer",
                 "reference": "parked"})
@@ -101,7 +100,7 @@ def test_sigterm_lets_the_work_in_flight_finish_before_the_service_stops(stack):
     import threading
 
     made = new_portal_client(stack, "Graceful Ltd", f"graceful-{uuid.uuid4().hex[:6]}@example.com", invoices=1)
-    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=60) as rpc:
+    with services_rpc(stack, made["workspace_id"], timeout=60) as rpc:
         invoice = rpc.billing.get_invoice(made["workspace_id"], made["invoices"][0]["id"])
         long_invoice = {**invoice, "notes": uuid.uuid4().hex,  # new content: a cold render, not the cache
                         "lines": [{**invoice["lines"][0], "description": f"Line {i}"} for i in range(300)]}

@@ -1,6 +1,6 @@
 """Row-level security on real PostgreSQL, with each service's migrations applied as its own role
 (neither superuser nor BYPASSRLS, as in production): a query with no scope sees no rows, a client
-scope sees its client's, a workspace scope its workspace's, the bypass everything, and a write into
+scope sees its client's, a workspace scope its workspace's, the system scope (the bypass) everything, and a write into
 another client's rows is refused. The protected tables are read from the catalogue, so a new table
 with a workspace and a client cannot be added without a policy."""
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from chassis.db import UnitOfWork, make_engine, upgrade
 from chassis.errors import NotFound
 from chassis.clock import utcnow
-from chassis.scope import Scope, db_scope
+from chassis.scope import SYSTEM, Scope, acting_for, db_scope
 from services.billing import handlers as billing
 from tests.conftest import ROOT, RUN_ID, databases_with_roles
 
@@ -210,9 +210,9 @@ def test_moving_a_row_to_another_client_is_refused(dbs, seeded):
 
 @pytest.fixture(scope="module")
 def billing_data(dbs):
-    """A workspace with two clients, an invoice each, made by the handlers with no scope (the bypass)."""
+    """A workspace with two clients, an invoice each, made by the handlers in the system scope (the bypass)."""
     engine = make_engine(dbs["service"]["billing"], pool_size=4)
-    with UnitOfWork(engine) as uow:
+    with acting_for(SYSTEM), UnitOfWork(engine) as uow:
         now = utcnow()
         ws = billing.create_workspace(uow, now, {"name": "Scoped Co", "email": "s@scoped.example.org"})["id"]
         clients = [billing.create_client(uow, now, ws, {"name": name})["id"] for name in ("Mine", "Theirs")]
@@ -251,6 +251,22 @@ def test_a_handler_that_forgets_the_client_filter_still_sees_one_client(billing_
         db_scope.reset(token)
 
 
+def test_a_handler_called_with_no_scope_sees_nothing_and_writes_nothing(billing_data):
+    """A path that forgets its scope (a new page, a new consumer) fails closed."""
+    engine, ws, (mine, _), (my_invoice, _) = billing_data
+    assert db_scope.get() is None
+    with UnitOfWork(engine) as uow:
+        assert billing.list_invoices(uow, utcnow(), ws)["items"] == []
+        with pytest.raises(NotFound):
+            billing.get_invoice(uow, utcnow(), ws, my_invoice)
+        with pytest.raises(NotFound):
+            billing.client_dashboard(uow, utcnow(), ws, mine)
+        with pytest.raises(NotFound):
+            billing.record_payment(uow, utcnow(), ws, {"invoice_id": my_invoice, "amount": 100})
+    with acting_for(Scope(ws, mine)), UnitOfWork(engine) as uow:
+        assert billing.get_invoice(uow, utcnow(), ws, my_invoice)["amount_paid"] == 0  # nothing was written
+
+
 def test_a_pooled_connection_does_not_carry_a_scope_into_the_next_transaction(billing_data):
     engine, ws, (mine, theirs), _ = billing_data
     token = db_scope.set(Scope(ws, mine))
@@ -259,7 +275,9 @@ def test_a_pooled_connection_does_not_carry_a_scope_into_the_next_transaction(bi
             assert {c for (c,) in conn.execute(sa.text("SELECT client_id FROM invoices"))} == {mine}
     finally:
         db_scope.reset(token)
-    with engine.connect() as conn:  # the same pooled connection, now for the service itself
+    with engine.connect() as conn:  # the same pooled connection, now with no scope: nothing
+        assert conn.execute(sa.text("SELECT count(*) FROM invoices")).scalar_one() == 0
+    with acting_for(SYSTEM), engine.connect() as conn:  # and for the system (allow-listed paths only)
         assert {c for (c,) in conn.execute(sa.text("SELECT client_id FROM invoices WHERE workspace_id = :ws"),
                                            {"ws": ws})} == {mine, theirs}
     raw = engine.raw_connection()  # outside a transaction's settings nothing is visible

@@ -11,9 +11,8 @@ import psycopg2
 import pytest
 import requests
 from kombu import Connection, Exchange
-from nameko.standalone.rpc import ClusterRpcProxy
 
-from tests.conftest import SIGN_IN, Browser, link_token, sign_in
+from tests.conftest import SIGN_IN, Browser, link_token, services_rpc, sign_in
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +41,7 @@ def test_health_reports_broker_and_every_service(stack):
 
 
 def test_each_service_answers_rpc_and_uses_its_own_postgres_database(stack):
-    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=10) as rpc:
+    with services_rpc(stack, timeout=10) as rpc:
         for name in ("auth", "billing", "payments", "documents"):
             assert getattr(rpc, name).ping() == {"service": name, "ok": True}
     assert query(stack.databases["billing"], "SELECT count(*) FROM invoices")[0][0] > 0
@@ -111,7 +110,7 @@ def test_disabling_portal_access_in_billing_revokes_the_session(stack):
     assert session.get(f"{stack.url}/api/portal/v1/me").status_code == 200
     [(workspace_id, contact_id)] = query(stack.databases["billing"],
                                          "SELECT workspace_id, id FROM contacts WHERE email = 'other@example.com'")
-    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=10) as rpc:
+    with services_rpc(stack, workspace_id, timeout=10) as rpc:
         rpc.billing.set_portal_access(workspace_id, contact_id, False)
         wait_until(lambda: session.get(f"{stack.url}/api/portal/v1/me").status_code == 401,
                    what="session revoked through contact.updated")
@@ -165,7 +164,7 @@ def test_a_due_reminder_is_emailed_once_by_documents(stack):
 
     email = f"remind-{uuid.uuid4().hex[:6]}@example.com"
     [(workspace_id,)] = query(stack.databases["billing"], "SELECT id FROM workspaces WHERE name = 'Acme Studio'")
-    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=10) as rpc:
+    with services_rpc(stack, workspace_id, timeout=10) as rpc:
         client = rpc.billing.create_client(workspace_id, {"name": "Reminded Ltd", "timezone": "UTC", "contacts": [
             {"email": email, "name": "Rita", "portal_access": True}]})
         rpc.billing.create_invoice(workspace_id, {
@@ -183,7 +182,7 @@ def test_an_invoice_email_link_opens_that_invoice_only_until_it_is_voided(stack)
 
     email = f"linked-{uuid.uuid4().hex[:6]}@example.com"
     [(workspace_id,)] = query(stack.databases["billing"], "SELECT id FROM workspaces WHERE name = 'Acme Studio'")
-    with ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=20) as rpc:
+    with services_rpc(stack, workspace_id, timeout=20) as rpc:
         client = rpc.billing.create_client(workspace_id, {"name": "Linked Ltd", "contacts": [
             {"email": email, "name": "Lin", "portal_access": True}]})
         invoice = rpc.billing.create_invoice(workspace_id, {"client_id": client["id"], "send": True, "lines": [

@@ -1,4 +1,6 @@
 """Outbox, relay and idempotent consumers on an embedded database, with a fake dispatcher."""
+from types import SimpleNamespace
+
 import pytest
 import sqlalchemy as sa
 
@@ -6,7 +8,7 @@ from chassis.db import UnitOfWork
 from chassis.errors import Conflict, Invalid, NotFound, Unavailable
 from chassis.clock import utcnow
 from chassis.events import DEAD, INBOX, OUTBOX, consume_once, list_dead_letters, relay_outbox
-from chassis.nameko_ext import DatabaseHandle, ServiceBase, consumes
+from chassis.nameko_ext import DatabaseHandle, ScopeHandle, ServiceBase, consumes
 
 
 def publish_two(engine):
@@ -120,6 +122,7 @@ class ReplayableService(ServiceBase):
 
     def __init__(self, engine, error):
         self.db = DatabaseHandle(engine)
+        self.scope = ScopeHandle(SimpleNamespace(data={}))  # what nameko injects: a worker's context
         self.error = error
         self.handled = []
 

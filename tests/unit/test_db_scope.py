@@ -4,9 +4,10 @@ from types import SimpleNamespace
 
 import eventlet
 import falcon.testing
+import pytest
 
 from chassis.nameko_ext import ScopeContext
-from chassis.scope import Scope, db_scope, from_context
+from chassis.scope import CALLER, EVENT, OWN, SYSTEM, SYSTEM_WIDE, Scope, acting_for, db_scope, from_context, runs_in
 from services.gateway.app import GatewayConfig, create_app
 from services.gateway.rpc import RpcPool
 
@@ -18,23 +19,79 @@ def test_a_scope_travels_as_context_data_and_anything_malformed_fails_closed():
     assert from_context(Scope("ws1", "cl1").to_context()) == Scope("ws1", "cl1")
     assert from_context(Scope("ws1").to_context()) == Scope("ws1") and Scope("ws1").to_context() == {
         "workspace_id": "ws1"}
-    assert from_context(None) is None  # no scope: the service works for itself
+    assert from_context(None) is None  # no scope at all: sees nothing (chassis/db.py)
     for bad in ("ws1", {}, {"workspace_id": ""}, {"workspace_id": 5}, {"workspace_id": "ws1", "client_id": ""},
-                {"workspace_id": "ws1", "client_id": ["cl1"]}):
+                {"workspace_id": "ws1", "client_id": ["cl1"]}, {"workspace_id": "ws1", "system": True}):
         assert from_context(bad) == Scope("")  # a workspace no row has: nothing visible
+    with pytest.raises(ValueError):
+        SYSTEM.to_context()  # the system scope never travels to another service
 
 
-def test_the_dependency_binds_the_callers_scope_for_one_worker():
-    provider = ScopeContext()
-    worker = SimpleNamespace(data={"scope": {"workspace_id": "ws1", "client_id": "cl1"}})
-    provider.worker_setup(worker)
+def test_no_scope_sees_nothing_and_only_the_system_scope_bypasses():
+    from chassis.db import _scope_params
+
+    assert _scope_params() == {"workspace_id": "", "client_id": "", "bypass": ""}
+    with acting_for(SYSTEM):
+        assert _scope_params()["bypass"] == "on"
+    with acting_for(Scope("ws1", "cl1")):
+        assert _scope_params() == {"workspace_id": "ws1", "client_id": "cl1", "bypass": ""}
+    assert db_scope.get() is None
+
+
+class Declared:
+    """Entrypoints of every kind, as a service declares them."""
+
+    @runs_in(CALLER)
+    def portal_call(self): ...
+
+    @runs_in(EVENT)
+    def on_event(self, event): ...
+
+    @runs_in(SYSTEM_WIDE)
+    def look_up_by_email(self): ...
+
+    @runs_in(OWN)
+    def timer(self): ...
+
+    def undeclared(self): ...
+
+
+def worker(method: str, data: dict, *args) -> SimpleNamespace:
+    return SimpleNamespace(service=Declared(), entrypoint=SimpleNamespace(method_name=method), data=data, args=args)
+
+
+def bound(method: str, data: dict, *args) -> tuple:
+    """(the scope the worker's database sees, the scope its RPCs carry) for one worker."""
+    provider, ctx = ScopeContext(), worker(method, data, *args)
+    provider.worker_setup(ctx)
     try:
-        assert db_scope.get() == Scope("ws1", "cl1") == provider.get_dependency(worker)
+        return db_scope.get(), ctx.data.get("scope")
     finally:
-        provider.worker_teardown(worker)
+        provider.worker_teardown(ctx)
+
+
+def test_each_entrypoint_is_bound_to_the_scope_it_declares():
+    sent = {"workspace_id": "ws1", "client_id": "cl1"}
+    assert bound("portal_call", {"scope": sent}) == (Scope("ws1", "cl1"), sent)
+    assert bound("portal_call", {}) == (None, None)  # a call without a scope sees nothing
+    assert bound("on_event", {}, {"workspace_id": "ws2", "data": {}}) == (Scope("ws2"), {"workspace_id": "ws2"})
+    assert bound("on_event", {}, {"data": {}}) == (Scope(""), {"workspace_id": ""})
+    assert bound("look_up_by_email", {"scope": sent}) == (SYSTEM, None)  # and never passed on
+    assert bound("timer", {}) == (None, None)
+    assert bound("undeclared", {"scope": sent}) == (None, None)
     assert db_scope.get() is None
-    provider.worker_setup(SimpleNamespace(data={"request_id": "r1"}))  # a timer or an event: no scope
-    assert db_scope.get() is None
+
+
+def test_a_handle_acts_for_a_workspace_then_restores_what_the_worker_had():
+    ctx = worker("timer", {"request_id": "r1"})
+    handle = ScopeContext().get_dependency(ctx)
+    with handle.system():
+        assert handle.current == SYSTEM and "scope" not in ctx.data
+        with handle.workspace("ws1", "cl1"):
+            assert handle.current == Scope("ws1", "cl1")
+            assert ctx.data["scope"] == {"workspace_id": "ws1", "client_id": "cl1"}  # its RPCs carry it
+        assert handle.current == SYSTEM and "scope" not in ctx.data
+    assert handle.current is None and ctx.data == {"request_id": "r1"}
 
 
 def test_each_green_thread_has_its_own_scope():

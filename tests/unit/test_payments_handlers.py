@@ -356,7 +356,7 @@ def test_autopay_charges_the_default_card_off_session_or_emails_a_pay_link(run, 
     queued = run(handlers.queue_autopay, billing, WS, invoice)
     with UnitOfWork(engine) as uow:
         due = handlers.due_autopay(uow)
-    assert due == [(queued["id"], "pm_good")]
+    assert due == [(queued["id"], "pm_good", WS, CLIENT)]
     stripe.decline_next = "authentication_required"
     assert run(handlers.charge, stripe, queued["id"], "pm_good")["status"] == "failed"
     failure = published(engine, "payment.failed")[-1]

@@ -192,12 +192,10 @@ def set_portal_access(uow, now: datetime, workspace_id: str, contact_id: str, en
     return update_contact(uow, now, workspace_id, contact_id, {"portal_access": bool(enabled)})
 
 
-def republish_contacts(uow, now: datetime, workspace_id: str | None = None) -> int:
-    """Re-announce every contact (e.g. to a fresh auth database); consumers ignore versions they have."""
-    query = sa.select(contacts)
-    if workspace_id:
-        query = query.where(contacts.c.workspace_id == workspace_id)
-    rows = uow.execute(query).all()
+def republish_contacts(uow, now: datetime, workspace_id: str) -> int:
+    """Re-announce every contact of the workspace (e.g. to a fresh auth database); consumers ignore
+    versions they have."""
+    rows = uow.execute(sa.select(contacts).where(contacts.c.workspace_id == workspace_id)).all()
     for row in rows:
         uow.publish("contact.updated", row.workspace_id, _contact_event(uow, row))
     return len(rows)

@@ -3,7 +3,7 @@ billing replicas running the same timer: a conditional update or a unique row de
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -18,7 +18,7 @@ from services.billing.handlers.engagement import record_signal
 from services.billing.tables import invoices, recurring_invoices, reminders_sent, workspaces
 
 __all__ = ["create_recurring", "update_recurring", "get_recurring", "list_recurring", "run_due_recurring",
-           "run_reminders"]
+           "run_reminders", "workspaces_due_recurring", "workspaces_with_open_invoices"]
 
 log = logging.getLogger(__name__)
 RECURRING_FIELDS = {"client_id", "frequency", "interval", "start_date", "end_date", "payment_terms_days", "lines",
@@ -113,14 +113,32 @@ def list_recurring(uow, now: datetime, workspace_id: str, client_id: str | None 
     return [recurring_view(r) for r in uow.execute(query.order_by(recurring_invoices.c.created_at)).all()]
 
 
-def run_due_recurring(uow, now: datetime) -> int:
-    """Generate every invoice whose period has come, catching up missed periods. Each period is claimed
-    with a compare-and-set on next_run, and the (schedule, period) unique key backs it up, so two
-    replicas never make the same invoice twice."""
+def workspaces_due_recurring(uow, now: datetime) -> list[str]:
+    """The workspaces with a recurring invoice whose next run may have come (today somewhere on Earth):
+    the sweep's step that looks across workspaces."""
+    latest_today = (now + timedelta(days=1)).date()
+    return list(uow.execute(sa.select(recurring_invoices.c.workspace_id).distinct().where(
+        recurring_invoices.c.active.is_(True), recurring_invoices.c.next_run <= latest_today)).scalars())
+
+
+def workspaces_with_open_invoices(uow, now: datetime) -> list[str]:
+    """The workspaces with an open invoice, which may be due a reminder."""
+    return list(uow.execute(sa.select(invoices.c.workspace_id).distinct().where(
+        invoices.c.status.in_(sorted(domain.OPEN_STATUSES)), invoices.c.kind == "standard",
+        invoices.c.archived_at.is_(None))).scalars())
+
+
+def run_due_recurring(uow, now: datetime, workspace_id: str | None = None) -> int:
+    """Generate every invoice whose period has come, catching up missed periods (in one workspace, or
+    in all that the transaction can see). Each period is claimed with a compare-and-set on next_run,
+    and the (schedule, period) unique key backs it up, so two replicas never make the same invoice twice."""
     made = 0
-    due = uow.execute(sa.select(recurring_invoices, workspaces.c.timezone)
-                      .join(workspaces, workspaces.c.id == recurring_invoices.c.workspace_id)
-                      .where(recurring_invoices.c.active.is_(True), recurring_invoices.c.next_run.is_not(None))).all()
+    query = (sa.select(recurring_invoices, workspaces.c.timezone)
+             .join(workspaces, workspaces.c.id == recurring_invoices.c.workspace_id)
+             .where(recurring_invoices.c.active.is_(True), recurring_invoices.c.next_run.is_not(None)))
+    if workspace_id is not None:
+        query = query.where(recurring_invoices.c.workspace_id == workspace_id)
+    due = uow.execute(query).all()
     uow.rollback()
     for row in due:
         schedule = domain.Schedule(row.frequency, row.interval, row.start_date, row.end_date)
@@ -155,14 +173,18 @@ def run_due_recurring(uow, now: datetime) -> int:
     return made
 
 
-def run_reminders(uow, now: datetime) -> int:
+def run_reminders(uow, now: datetime, workspace_id: str | None = None) -> int:
     """Announce reminders before, on and after due dates, each once per invoice, and an invoice's
-    first day overdue. Documents sends the emails from these events."""
+    first day overdue (in one workspace, or in all that the transaction can see). Documents sends the
+    emails from these events."""
     sent = 0
-    rows = uow.execute(sa.select(invoices, workspaces.c.settings, workspaces.c.timezone)
-                       .join(workspaces, workspaces.c.id == invoices.c.workspace_id)
-                       .where(invoices.c.status.in_(sorted(domain.OPEN_STATUSES)), invoices.c.kind == "standard",
-                              invoices.c.archived_at.is_(None))).all()
+    query = (sa.select(invoices, workspaces.c.settings, workspaces.c.timezone)
+             .join(workspaces, workspaces.c.id == invoices.c.workspace_id)
+             .where(invoices.c.status.in_(sorted(domain.OPEN_STATUSES)), invoices.c.kind == "standard",
+                    invoices.c.archived_at.is_(None)))
+    if workspace_id is not None:
+        query = query.where(invoices.c.workspace_id == workspace_id)
+    rows = uow.execute(query).all()
     uow.rollback()
     for row in rows:
         owed = domain.balance(row.total, row.amount_paid, row.amount_credited)
