@@ -1,4 +1,4 @@
-"""The portal's pages for phones: the menu that needs no script."""
+"""The portal's pages for phones: the menu that needs no script, and the dashboard's invoice links."""
 from tests.unit.test_gateway import DASHBOARD, SESSION, WORKSPACE, client
 
 COOKIES = {"portal_session": "sid"}
@@ -29,3 +29,10 @@ def test_the_menu_is_a_details_element_that_marks_the_current_section():
     assert "<summary>" in menu and "Menu</summary>" in menu and "<script" not in page.text
     assert '<a href="/statement" aria-current="page">Statement</a>' in menu
     assert '<a href="/invoices">Invoices</a>' in menu and "Sign out" in menu
+
+
+def test_the_dashboards_recent_invoice_numbers_link_to_their_pages():
+    c, _ = portal()
+    page = c.simulate_get("/dashboard", cookies=COOKIES)
+    assert '<a href="/invoices/i1">INV-0042</a>' in page.text
+    assert 'data-label="Number"' in page.text and '<table class="stack">' in page.text
