@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import uuid
+from datetime import date, timedelta
 from urllib.parse import urlencode
 
 import falcon
@@ -319,12 +320,35 @@ class PaymentList(Portal):
                   sorts=PAYMENT_SORTS)
 
 
+ALL_TIME_FROM = date(1900, 1, 1)
+
+
+def statement_periods(today: date) -> list[tuple[str, dict]]:
+    """The statement's quick picks as (key, query), for `today` in the business's time zone. A period
+    that ends today leaves "to" out, so billing ends it on its own today (a bookmark stays current);
+    no query at all is billing's default, the last three months."""
+    month = today.replace(day=1)
+    last_month_end = month - timedelta(days=1)
+    return [("this_month", {"from": month.isoformat()}),
+            ("last_month", {"from": last_month_end.replace(day=1).isoformat(), "to": last_month_end.isoformat()}),
+            ("last_3_months", {}),
+            ("this_year", {"from": month.replace(month=1).isoformat()}),
+            ("all_time", {"from": ALL_TIME_FROM.isoformat()})]
+
+
 class StatementPage(Portal):
     def on_get(self, req, resp):
         session = self.session(req, resp)
-        statement = self.call(req, "billing", "statement", session["workspace_id"], session["client_id"],
-                              req.get_param("from"), req.get_param("to"))
-        self.page(req, resp, "statement.html", session, client=statement, st=statement)
+        ws, client = session["workspace_id"], session["client_id"]
+        asked = {key: value for key in ("from", "to") if (value := req.get_param(key))}
+        statement = self.call(req, "billing", "statement", ws, client, asked.get("from"), asked.get("to"))
+        # Without "to", billing ends the statement on the business's today; for another end, it is asked.
+        today = statement["to"] if "to" not in asked else \
+            self.call(req, "billing", "statement", ws, client, None, None)["to"]
+        periods = statement_periods(date.fromisoformat(today))
+        shown = {key for key, query in periods if query == asked}  # in January, this month's "from" is the year's
+        self.page(req, resp, "statement.html", session, client=statement, st=statement, periods=periods,
+                  shown=shown)
 
 
 class ProfilePage(Portal):

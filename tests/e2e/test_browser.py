@@ -100,10 +100,12 @@ def test_the_whole_portal_in_a_browser(stack, browser):
     page.click("text=Send")
     page.wait_for_selector("text=Your message is on its way")
 
-    page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: the links are in the menu
+    page.click("summary:has-text('Menu')")
     page.click("nav >> text=Dashboard")
     check(page, "12-dashboard-phone")
 
+    page.click("summary:has-text('Menu')")
     page.click("text=Sign out")
     page.wait_for_url(re.compile("/login"))
     page.goto(f"{base}/dashboard")
