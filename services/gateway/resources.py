@@ -342,9 +342,8 @@ class StatementPage(Portal):
         ws, client = session["workspace_id"], session["client_id"]
         asked = {key: value for key in ("from", "to") if (value := req.get_param(key))}
         statement = self.call(req, "billing", "statement", ws, client, asked.get("from"), asked.get("to"))
-        # Without "to", billing ends the statement on the business's today; for another end, it is asked.
-        today = statement["to"] if "to" not in asked else \
-            self.call(req, "billing", "statement", ws, client, None, None)["to"]
+        # Billing says what day it is for the business; without "to", the statement ends that day.
+        today = statement.get("today") or statement["to"]  # an older billing sends no "today"
         periods = statement_periods(date.fromisoformat(today))
         shown = {key for key, query in periods if query == asked}  # in January, this month's "from" is the year's
         self.page(req, resp, "statement.html", session, client=statement, st=statement, periods=periods,

@@ -12,10 +12,11 @@ CLIENT = {**DASHBOARD["client"], "locale": "en_US", "timezone": "America/New_Yor
 
 
 def statement_answer(today: str):
-    """Billing's statement: without "from" the last three months (roughly), without "to" ending today."""
+    """Billing's statement: without "from" the last three months (roughly), without "to" ending today,
+    and always saying what day it is for the business."""
     def statement(_ws, _client, start, end):
         return {**CLIENT, "client": CLIENT, "currency": "USD", "from": start or "2000-01-01", "to": end or today,
-                "opening_balance": 0, "closing_balance": 0, "entries": []}
+                "today": today, "opening_balance": 0, "closing_balance": 0, "entries": []}
     return statement
 
 
@@ -51,8 +52,8 @@ def test_the_statement_offers_quick_picks_dated_from_billings_today():
     assert statement_calls(rpc) == [(None, None)]  # billing's own today, one call
 
 
-def test_a_statement_with_its_own_end_asks_billing_for_today():
-    """A period that ends before today (last month, or dates typed in) does not say what today is."""
+def test_a_statement_with_its_own_end_is_dated_from_billings_today_in_one_call():
+    """A period that ends before today (last month, or dates typed in): billing still says what day it is."""
     c, rpc = portal()
     page = c.simulate_get("/statement", params={"from": "2026-10-01", "to": "2026-10-31"}, cookies=COOKIES)
     assert page.status_code == 200
@@ -60,7 +61,7 @@ def test_a_statement_with_its_own_end_asks_billing_for_today():
         assert href in page.text, label
     assert 'aria-current="page" class="active">Last month</a>' in page.text
     assert page.text.count('aria-current="page" class="active"') == 1
-    assert statement_calls(rpc) == [("2026-10-01", "2026-10-31"), (None, None)]
+    assert statement_calls(rpc) == [("2026-10-01", "2026-10-31")]
 
 
 def test_a_period_that_ends_today_is_billings_to_fill_in():

@@ -470,7 +470,7 @@ def statement(uow, now: datetime, workspace_id: str, client_id: str, start, end,
     result = domain.statement(opening, [e for e in entries if start <= e.on <= end])
     return {"client": client_snapshot(uow, client), "client_id": client.id, "locale": client.locale,
             "timezone": client.timezone, "currency": currency,
-            "from": start.isoformat(), "to": end.isoformat(), **result}
+            "from": start.isoformat(), "to": end.isoformat(), "today": today.isoformat(), **result}
 
 
 def _activity(uow, workspace_id: str, client_id: str, limit) -> list[dict]:
