@@ -261,6 +261,19 @@ def sign_in(stack, email_address: str, session: Browser | None = None) -> Browse
     return session
 
 
+def refused_within(answer, seconds: float = 1.0, refused=(303, 401)):
+    """An ended session is refused by every gateway worker within `seconds` (the revocation reaches
+    them through the broker): `answer()` makes one request; this asks until it is refused, and fails
+    if that takes longer. Returns the refusing response."""
+    deadline = time.monotonic() + seconds
+    while True:
+        response = answer()
+        if response.status_code in refused:
+            return response
+        assert time.monotonic() < deadline, f"still {response.status_code} after {seconds} s"
+        time.sleep(0.05)
+
+
 def link_token(message) -> str:
     text = message.get_body(("plain",)).get_content()
     return re.search(r"/login/verify\?token=([A-Za-z0-9_-]+)", text).group(1)

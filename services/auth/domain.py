@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from email_validator import EmailNotValidError, validate_email
 
+from chassis import credentials
 from chassis.errors import Invalid
 
 TOKEN_BYTES = 32  # 256 random bits for link tokens and session ids
@@ -48,6 +49,11 @@ class Policy:
     # sign-in link tokens we never issued, per address and window, before it is refused (guessing)
     verify_failures_per_ip: int = 30
     rate_window: timedelta = timedelta(minutes=15)
+
+    @property
+    def limits(self) -> credentials.Limits:
+        """The same limits, as every gateway checks them on the session's credential."""
+        return credentials.Limits(idle=self.session_idle, absolute=self.session_absolute)
 
 
 @dataclass(frozen=True)

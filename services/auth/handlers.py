@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from chassis import credentials
 from chassis.errors import Invalid, RateLimited, Unauthorized
 from services.auth import domain
 from services.auth.tables import contacts, document_links, link_tokens, rate_hits, sessions
@@ -91,11 +92,12 @@ def link_state(uow, token: str, now: datetime, client_ip: str | None = None,
     return state
 
 
-def consume_link(uow, token: str, previous_sid: str | None, now: datetime, client_ip: str | None = None,
-                 policy: domain.Policy | None = None) -> dict:
+def consume_link(uow, token: str, previous_session_id: str | None, now: datetime, client_ip: str | None,
+                 policy: domain.Policy, keys: credentials.Keys) -> dict:
     """Use a link once (atomically, even under concurrent posts) and open a new session.
 
-    Returns {"sid": <plaintext session id>, ...session}; raises Unauthorized with the link state, or
+    Returns the session with its signed credential (`credential`), which the gateway sets as the
+    cookie or hands out as the API's bearer token; raises Unauthorized with the link state, or
     RateLimited when the address is guessing (see link_state).
     """
     state = link_state(uow, token, now, client_ip, policy)
@@ -119,83 +121,102 @@ def consume_link(uow, token: str, previous_sid: str | None, now: datetime, clien
     if not contact.portal_access:
         uow.commit()  # the link stays used
         raise Unauthorized("no_access")
-    if previous_sid:  # rotate: the old session id stops working
-        uow.execute(
-            sessions.update()
-            .where(sessions.c.sid_hash == domain.hash_secret(previous_sid), sessions.c.revoked_at.is_(None))
-            .values(revoked_at=now)
-        )
-    sid = domain.new_secret()
-    uow.execute(
-        sessions.insert().values(
-            sid_hash=domain.hash_secret(sid),
-            contact_id=contact.id,
-            client_id=contact.client_id,
-            workspace_id=contact.workspace_id,
-            created_at=now,
-            last_seen_at=now,
-        )
-    )
+    if previous_session_id:  # a new session every sign-in: the one the browser had (fixation) ends
+        _end(uow, now, sessions.c.id == _int(previous_session_id), "signed_in_again", policy)
+    session_id = uow.execute(sessions.insert().values(
+        sid_hash=domain.hash_secret(domain.new_secret()),  # a unique key the schema keeps; never handed out
+        contact_id=contact.id, client_id=contact.client_id, workspace_id=contact.workspace_id, created_at=now,
+        last_seen_at=now).returning(sessions.c.id)).scalar_one()
     uow.publish("auth.signed_in", contact.workspace_id, {"contact_id": contact.id, "client_id": contact.client_id})
     uow.commit()
-    return {"sid": sid, **_session_view(contact.id, contact, now, now)}
+    session = credentials.Session(str(session_id), contact.id, contact.client_id, contact.workspace_id,
+                                  contact.email, contact.name, contact.locale, now, now)
+    return {"credential": credentials.issue(session, keys),
+            **session.view(policy.limits)}
 
 
-def _session_view(contact_id: str, row, created_at: datetime, last_seen_at: datetime) -> dict:
-    return {
-        "contact_id": contact_id,
-        "client_id": row.client_id,
-        "workspace_id": row.workspace_id,
-        "email": row.email,
-        "name": row.name,
-        "locale": row.locale,  # the language the portal speaks to this contact
-        "created_at": created_at.isoformat(),
-        "last_seen_at": last_seen_at.isoformat(),
-    }
+def _int(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1  # matches no session
 
 
-def validate_session(uow, sid: str, now: datetime, policy: domain.Policy) -> dict:
-    """The session's client scope, or Unauthorized; slides the idle timeout."""
-    if not sid or len(sid) > 200:
-        raise Unauthorized("missing")
-    row = uow.execute(
-        sa.select(sessions, contacts.c.email, contacts.c.name, contacts.c.locale, contacts.c.portal_access)
-        .join(contacts, contacts.c.id == sessions.c.contact_id)
-        .where(sessions.c.sid_hash == domain.hash_secret(sid))
-    ).first()
-    if row is None:
-        raise Unauthorized("unknown")
-    session = domain.Session(row.contact_id, row.client_id, row.workspace_id, row.created_at, row.last_seen_at, row.revoked_at)
-    state = session.state(now, policy)
-    if state != "active" or not row.portal_access:
-        raise Unauthorized(state if state != "active" else "no_access")
-    last_seen = row.last_seen_at
-    if session.needs_touch(now, policy):
-        uow.execute(sessions.update().where(sessions.c.id == row.id).values(last_seen_at=now))
-        uow.commit()
-        last_seen = now
-    view = _session_view(row.contact_id, row, row.created_at, last_seen)
-    view["expires_at"] = min(last_seen + policy.session_idle, row.created_at + policy.session_absolute).isoformat()
-    return view
+def _end(uow, now: datetime, which, reason: str, policy: domain.Policy) -> int:
+    """End the sessions `which` selects that are still open, announcing each (every gateway keeps a
+    list of ended sessions until their credentials would have expired anyway)."""
+    ended = uow.execute(sa.select(sessions.c.id, sessions.c.contact_id, sessions.c.client_id,
+                                  sessions.c.workspace_id, sessions.c.created_at)
+                        .where(which, sessions.c.revoked_at.is_(None))).all()
+    if not ended:
+        return 0
+    uow.execute(sessions.update().where(sessions.c.id.in_([row.id for row in ended])).values(revoked_at=now))
+    for row in ended:
+        uow.publish("session.ended", row.workspace_id, {
+            "session_id": str(row.id), "contact_id": row.contact_id, "client_id": row.client_id, "reason": reason,
+            "ended_at": now.isoformat(), "remember_until": (row.created_at + policy.session_absolute).isoformat()})
+    return len(ended)
 
 
-def logout(uow, sid: str, now: datetime, everywhere: bool = False) -> int:
+def end_session(uow, now: datetime, session_id: str, everywhere: bool = False,
+                policy: domain.Policy | None = None) -> int:
     """End this session, or (everywhere) every session of its contact, on all devices. Returns how
     many sessions ended."""
-    if not sid:
-        return 0
-    this = sessions.c.sid_hash == domain.hash_secret(sid)
+    policy = policy or domain.Policy()
+    this = sessions.c.id == _int(session_id)
+    reason = "signed_out"
     if everywhere:
         contact_id = uow.execute(sa.select(sessions.c.contact_id).where(this)).scalar()
         if contact_id is None:
             return 0
-        this = sessions.c.contact_id == contact_id
-    revoked = uow.execute(sessions.update().where(this, sessions.c.revoked_at.is_(None)).values(revoked_at=now)).rowcount
+        this, reason = sessions.c.contact_id == contact_id, "signed_out_everywhere"
+    ended = _end(uow, now, this, reason, policy)
     uow.commit()
-    return revoked
+    return ended
 
 
-def apply_contact(uow, data: dict, now: datetime) -> None:
+def check_session(uow, now: datetime, session_id: str) -> str:
+    """What auth's records say of a session: active, revoked, no_access or unknown. The gateway asks
+    only while it has no revocation list (starting up, or after losing the broker)."""
+    row = uow.execute(sa.select(sessions.c.revoked_at, contacts.c.portal_access)
+                      .join(contacts, contacts.c.id == sessions.c.contact_id)
+                      .where(sessions.c.id == _int(session_id))).first()
+    if row is None:
+        return "unknown"
+    if row.revoked_at is not None:
+        return "revoked"
+    return "active" if row.portal_access else "no_access"
+
+
+def revocations(uow, now: datetime, policy: domain.Policy) -> dict:
+    """What a gateway must refuse although the credential is signed and in time: sessions ended early
+    (until they would have expired anyway) and contacts without portal access (sessions begun before)."""
+    ended = uow.execute(sa.select(sessions.c.id, sessions.c.created_at).where(
+        sessions.c.revoked_at.is_not(None), sessions.c.created_at > now - policy.session_absolute)).all()
+    barred = uow.execute(sa.select(contacts.c.id, contacts.c.updated_at).where(contacts.c.portal_access.is_(False)))
+    return {"sessions": [[str(row.id), (row.created_at + policy.session_absolute).isoformat()] for row in ended],
+            "contacts": [[row.id, row.updated_at.isoformat()] for row in barred]}
+
+
+def sessions_seen(uow, now: datetime, seen: dict) -> int:
+    """When each session was last active, as the gateways report it now and then (for a sessions list,
+    not for the limits: the gateways hold those on the credential)."""
+    updated = 0
+    for session_id, at in (seen or {}).items():
+        try:
+            moment = datetime.fromisoformat(at)
+        except (TypeError, ValueError):
+            continue
+        if moment.tzinfo is None or moment > now + timedelta(minutes=5):
+            continue
+        updated += uow.execute(sessions.update().where(sessions.c.id == _int(session_id),
+                                                      sessions.c.last_seen_at < moment)
+                               .values(last_seen_at=moment)).rowcount
+    uow.commit()
+    return updated
+
+
+def apply_contact(uow, data: dict, now: datetime, policy: domain.Policy | None = None) -> None:
     """Upsert auth's copy of a billing contact. Versions order the events: an older one, even one
     racing a newer one on another worker, never overwrites (the update is conditional on version).
     Losing portal access revokes the contact's sessions at once."""
@@ -216,11 +237,7 @@ def apply_contact(uow, data: dict, now: datetime) -> None:
             return  # we already have this version or a newer one
         uow.execute(contacts.insert().values(id=data["id"], **values))  # a racing insert fails and is retried
     if not values["portal_access"]:
-        uow.execute(
-            sessions.update()
-            .where(sessions.c.contact_id == data["id"], sessions.c.revoked_at.is_(None))
-            .values(revoked_at=now)
-        )
+        _end(uow, now, sessions.c.contact_id == data["id"], "access_removed", policy or domain.Policy())
 
 
 DOCUMENT_KINDS = {"invoice", "quote"}

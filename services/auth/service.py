@@ -4,9 +4,10 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 
-from chassis import settings
+from chassis import credentials, settings
 from chassis.errors import EXPECTED
 from chassis.nameko_ext import Database, ServiceBase, consumes
 from chassis.scope import CALLER, SYSTEM_WIDE, runs_in
@@ -26,11 +27,22 @@ def policy_from_env() -> domain.Policy:
     )
 
 
+class SigningKeys(DependencyProvider):
+    """The keys session credentials are signed with (SESSION_KEYS), read once as the service starts."""
+
+    def setup(self):
+        self.keys = credentials.Keys.from_env()
+
+    def get_dependency(self, worker_ctx) -> credentials.Keys:
+        return self.keys
+
+
 class AuthService(ServiceBase):
     name = "auth"
     db = Database("auth", Path(__file__).parent / "migrations")
     documents = TimedRpcProxy("documents")
     policy = policy_from_env()
+    keys = SigningKeys()
 
     @runs_in(SYSTEM_WIDE)  # sign-in: the contact is looked up by email in every workspace
     @rpc(expected_exceptions=EXPECTED)
@@ -61,21 +73,34 @@ class AuthService(ServiceBase):
 
     @runs_in(SYSTEM_WIDE)
     @rpc(expected_exceptions=EXPECTED)
-    def consume_link(self, token: str, previous_sid: str | None = None, client_ip: str | None = None) -> dict:
+    def consume_link(self, token: str, previous_session_id: str | None = None, client_ip: str | None = None) -> dict:
         with self.db.uow() as uow:
-            return handlers.consume_link(uow, token, previous_sid, self.clock(), client_ip, self.policy)
+            return handlers.consume_link(uow, token, previous_session_id, self.clock(), client_ip, self.policy,
+                                         self.keys)
 
-    @runs_in(SYSTEM_WIDE)  # a session cookie, before anyone is known
-    @rpc(expected_exceptions=EXPECTED)
-    def validate_session(self, sid: str) -> dict:
+    @runs_in(CALLER)  # the gateway read the session's credential: the call acts for its client
+    @rpc
+    def end_session(self, session_id: str, everywhere: bool = False) -> int:
         with self.db.uow() as uow:
-            return handlers.validate_session(uow, sid, self.clock(), self.policy)
+            return handlers.end_session(uow, self.clock(), session_id, everywhere, self.policy)
 
     @runs_in(CALLER)
     @rpc
-    def logout(self, sid: str, everywhere: bool = False) -> int:
+    def check_session(self, session_id: str) -> str:
         with self.db.uow() as uow:
-            return handlers.logout(uow, sid, self.clock(), everywhere)
+            return handlers.check_session(uow, self.clock(), session_id)
+
+    @runs_in(SYSTEM_WIDE)  # a gateway's list of what to refuse, in every workspace
+    @rpc
+    def revocations(self) -> dict:
+        with self.db.uow() as uow:
+            return handlers.revocations(uow, self.clock(), self.policy)
+
+    @runs_in(CALLER)
+    @rpc
+    def sessions_seen(self, seen: dict) -> int:
+        with self.db.uow() as uow:
+            return handlers.sessions_seen(uow, self.clock(), seen)
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
@@ -103,8 +128,8 @@ class AuthService(ServiceBase):
 
     @consumes("billing", "contact.created")
     def on_contact_created(self, uow, now, event):
-        handlers.apply_contact(uow, event["data"], now)
+        handlers.apply_contact(uow, event["data"], now, self.policy)
 
     @consumes("billing", "contact.updated")
     def on_contact_updated(self, uow, now, event):
-        handlers.apply_contact(uow, event["data"], now)
+        handlers.apply_contact(uow, event["data"], now, self.policy)

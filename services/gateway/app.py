@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import falcon
 
-from chassis import settings
+from chassis import credentials, settings
+from chassis.clock import Clock, utcnow
 from chassis.errors import ServiceError
 from chassis.logs import configure_logging, request_id_var
 from services.gateway import resources
@@ -22,8 +24,9 @@ from services.gateway.jsonapi import unstorable_text
 from services.gateway.metrics import MeteredRpc, MetricsMiddleware, add_ops_routes
 from services.gateway.payments import add_payment_routes
 from services.gateway.portal_api import add_portal_api_routes
+from services.gateway.revocations import RevocationFeed, RevocationList
 from services.gateway.rpc import RpcPool, ServiceCrashed, ServiceTimeout, ServiceUnavailable
-from services.gateway.sessions import SessionMiddleware
+from services.gateway.sessions import SeenReports, SessionGuard, SessionMiddleware
 from services.gateway.views import env_for
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,10 @@ class GatewayConfig:
     # publishable_key, js_url (Stripe.js, or localstripe's stand-in), api_origin, webhook_secret
     stripe: dict = field(default_factory=lambda: stripe_settings(None, "pk_test_localstripe", "whsec_localstripe"))
     metrics_token: str | None = None  # /metrics needs it as a bearer token; unset: served in dev only
+    # the keys auth signs session credentials with (SESSION_KEYS, shared with auth), and the limits
+    session_keys: credentials.Keys = field(default_factory=lambda: credentials.Keys.parse(credentials.DEV_KEYS))
+    session_limits: credentials.Limits = field(default_factory=credentials.Limits)
+    workspaces: frozenset[str] | None = None  # PORTAL_WORKSPACES: the only workspaces served here; None: all
 
     @property
     def cookie_name(self) -> str:
@@ -69,6 +76,10 @@ class GatewayConfig:
             trusted_proxy_hops=settings.env_int("TRUSTED_PROXY_HOPS", 0),
             metrics_token=settings.env("METRICS_TOKEN"),
             amqp_uri=settings.amqp_uri(),
+            session_keys=credentials.Keys.from_env(),
+            session_limits=credentials.Limits.from_env(),
+            workspaces=frozenset(w.strip() for w in settings.env("PORTAL_WORKSPACES", "").split(",") if w.strip())
+            or None,
             stripe=stripe_settings(settings.env("STRIPE_API_BASE") or None,
                                    settings.env("STRIPE_PUBLISHABLE_KEY", "pk_test_localstripe" if dev else None),
                                    settings.env("STRIPE_WEBHOOK_SECRET", "whsec_localstripe" if dev else None)),
@@ -94,6 +105,11 @@ def wants_json(req: falcon.Request) -> bool:
 
 
 class RequestIdMiddleware:
+    def __init__(self, dev: bool = False):
+        # In development, which worker answered (tests check that every worker of every replica
+        # refuses an ended session); never in production, where it would describe the deployment.
+        self.served_by = f"gateway-{os.getpid()}" if dev else None
+
     def process_request(self, req, resp):
         incoming = req.get_header("X-Request-ID") or ""
         req.context.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
@@ -101,6 +117,8 @@ class RequestIdMiddleware:
 
     def process_response(self, req, resp, resource, req_succeeded):
         resp.set_header("X-Request-ID", req.context.get("request_id", ""))
+        if self.served_by:
+            resp.set_header("X-Served-By", self.served_by)
         request_id_var.set(None)
 
 
@@ -209,10 +227,16 @@ class ErrorRenderer:
                      "We could not complete this request. It has been logged; please try again.")
 
 
-def create_app(rpc: RpcPool, health_rpc: RpcPool, config: GatewayConfig) -> falcon.App:
+def create_app(rpc: RpcPool, health_rpc: RpcPool, config: GatewayConfig, revocations: RevocationList | None = None,
+               clock: Clock = utcnow, reports: SeenReports | None = None) -> falcon.App:
+    """The gateway. `revocations` is the worker's list of ended sessions, kept by its feed (get_app);
+    without one (a test), nothing is revoked and every session is checked with auth."""
     csrf = CsrfMiddleware(config.secret, config.csrf_cookie_name, config.cookie_name, secure=not config.dev)
-    app = falcon.App(middleware=[MetricsMiddleware(), RequestIdMiddleware(), SecurityMiddleware(config), csrf,
-                                 SessionMiddleware(rpc, config.cookie_name)])
+    guard = SessionGuard(config.session_keys, config.session_limits, revocations or RevocationList(), clock, rpc,
+                         config.workspaces)
+    sessions = SessionMiddleware(guard, config.cookie_name, secure=not config.dev, reports=reports)
+    app = falcon.App(middleware=[MetricsMiddleware(), RequestIdMiddleware(config.dev), SecurityMiddleware(config),
+                                 csrf, sessions])
     app.req_options.strip_url_path_trailing_slash = True
     errors = ErrorRenderer(config)
     app.add_error_handler(Exception, errors.unexpected)
@@ -239,4 +263,8 @@ def get_app() -> falcon.App:
     rpc = MeteredRpc(RpcPool(nameko_config, timeout=float(settings.env("RPC_TIMEOUT", "10")),
                              size=settings.env_int("RPC_POOL_SIZE", 8)))
     health_rpc = MeteredRpc(RpcPool(nameko_config, timeout=float(settings.env("HEALTH_RPC_TIMEOUT", "2")), size=4))
-    return create_app(rpc, health_rpc, config)
+    # Each worker keeps its own revocation list, fed by its own queue (services/gateway/revocations.py).
+    revocations = RevocationList()
+    RevocationFeed(config.amqp_uri, revocations, lambda: rpc.call("auth", "revocations"), utcnow,
+                   config.session_limits.absolute).start()
+    return create_app(rpc, health_rpc, config, revocations, utcnow, SeenReports(rpc))

@@ -92,7 +92,7 @@ def _me(a, p, b, q, s) -> dict:
 
 def _sign_in(a, p, b, q, s) -> dict:
     session = a.call("auth", "consume_link", b["token"], None, a.client_ip(a.req))  # guessing is rate-limited
-    return {"access_token": session["sid"], "token_type": "bearer", "expires_at": session.get("expires_at")}
+    return {"access_token": session["credential"], "token_type": "bearer", "expires_at": session.get("expires_at")}
 
 
 def _invoices(a, p, b, q, s) -> dict:
@@ -138,10 +138,10 @@ ROUTES: tuple[PortalRoute, ...] = (
                 SessionIn, status=201, public=True, problems=(429,)),
     PortalRoute("DELETE", "/session", "sign_out", "Sign out: this session ends at once, server-side "
                 "(?everywhere=true ends all of your sessions, on every device)",
-                lambda a, p, b, q, s: a.call("auth", "logout", s["sid"], q.get("everywhere") == "true"), status=204,
+                lambda a, p, b, q, s: a.resource.end_session(a.req, q.get("everywhere") == "true"), status=204,
                 query=(Query("everywhere", enum=("true", "false")),)),
     PortalRoute("POST", "/session/logout", "sign_out", "Sign out (for clients that cannot send DELETE)",
-                lambda a, p, b, q, s: a.call("auth", "logout", s["sid"]), status=204),
+                lambda a, p, b, q, s: a.resource.end_session(a.req), status=204),
     PortalRoute("GET", "/me", "me", "Who is signed in, and the CSRF token for cookie-authenticated calls", _me),
     PortalRoute("GET", "/dashboard", "dashboard", "Outstanding, credits, retainer, last payment, recent items",
                 lambda a, p, b, q, s: a.call("billing", "client_dashboard", s["workspace_id"], s["client_id"])),
@@ -224,7 +224,7 @@ class PortalApiResource(Base):
         route = self.routes.get(req.method)
         if route is None:
             raise falcon.HTTPMethodNotAllowed(sorted(self.routes))
-        session = {} if route.public else {**self.session(req, resp), "sid": req.context.sid}
+        session = {} if route.public else self.session(req, resp)
         body = read_body(req, route.body) if route.body is not None else {}
         query = {k: v for k, v in req.params.items() if isinstance(v, str)}
         for q in route.query:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import uuid
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from urllib.parse import urlencode
 
 import falcon
@@ -15,7 +15,7 @@ from chassis.logs import request_id_var
 from chassis.scope import Scope
 from services.gateway.branding import BrandCss, BrandLogo, brand_of
 from services.gateway.metrics import broker_reachable
-from services.gateway.sessions import session_id
+from services.gateway.sessions import previous_session_id, set_session_cookie
 from services.gateway.views import env_for
 
 LINK_PROBLEMS = {
@@ -69,16 +69,22 @@ class Base:
             return forwarded[-hops]
         return req.remote_addr or "unknown"
 
-    def session_id(self, req) -> str | None:
-        """The session cookie, or for the JSON API a bearer access token (the same session id)."""
-        return session_id(req, self.config.cookie_name)
+    def has_session_cookie(self, req) -> bool:
+        return bool(req.get_cookie_values(self.config.cookie_name))
 
-    def set_session_cookie(self, resp, sid: str):
-        resp.set_cookie(self.config.cookie_name, sid, http_only=True, same_site="Lax", secure=not self.config.dev,
-                        path="/")
+    def set_session_cookie(self, resp, credential: str):
+        set_session_cookie(resp, self.config.cookie_name, credential, secure=not self.config.dev)
 
     def clear_session_cookie(self, resp):
         resp.unset_cookie(self.config.cookie_name, path="/")
+
+    def end_session(self, req, everywhere: bool = False) -> None:
+        """Sign out: auth ends the session (or all of the contact's) and announces it to every gateway;
+        this worker refuses the credential at once, before the announcement comes back."""
+        self.call(req, "auth", "end_session", req.context.session_id, everywhere)
+        guard = req.context.sessions
+        started = datetime.fromisoformat(req.context.session["created_at"])
+        guard.revocations.end_session(req.context.session_id, started + guard.limits.absolute)
 
     def session(self, req, resp) -> dict:
         """The signed-in contact's session, which SessionMiddleware checked before any responder of a
@@ -93,7 +99,7 @@ class Root(Base):
     public = True
 
     def on_get(self, req, resp):
-        raise falcon.HTTPSeeOther("/dashboard" if self.session_id(req) else "/login")
+        raise falcon.HTTPSeeOther("/dashboard" if self.has_session_cookie(req) else "/login")
 
 
 class Login(Base):
@@ -150,21 +156,21 @@ class Verify(Base):
 
     def on_post(self, req, resp):
         token = str(self.form(req).get("token", ""))
-        try:  # a new session id every time: a cookie set before sign-in (fixation) is revoked, never kept
-            session = self.call(req, "auth", "consume_link", token, self.session_id(req), self.client_ip(req))
+        previous = previous_session_id(req, self.config.cookie_name, req.context.sessions.keys)
+        try:  # a new session every time: the one this browser had (fixation) ends, never kept
+            session = self.call(req, "auth", "consume_link", token, previous, self.client_ip(req))
         except Unauthorized as exc:
             return self._problem(resp, exc.detail)
         except RateLimited as exc:
             return self._limited(resp, exc)
-        self.set_session_cookie(resp, session["sid"])
+        self.set_session_cookie(resp, session["credential"])
         raise falcon.HTTPSeeOther("/dashboard")
 
 
 class Logout(Base):
     def on_post(self, req, resp):
-        sid = self.session_id(req)
-        if sid:  # "everywhere" (from the profile page) ends the contact's sessions on all devices
-            self.call(req, "auth", "logout", sid, self.form(req).get("everywhere") == "1")
+        # "everywhere" (from the profile page) ends the contact's sessions on all devices
+        self.end_session(req, everywhere=self.form(req).get("everywhere") == "1")
         self.clear_session_cookie(resp)
         raise falcon.HTTPSeeOther("/login?signed_out=1")
 

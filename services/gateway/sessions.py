@@ -1,30 +1,47 @@
-"""Signed-in clients: every route needs one unless its resource says it is public.
+"""Signed-in clients, checked at the gateway without asking auth.
 
-The check is structural: `SessionMiddleware` runs before every responder, so a new page cannot
-forget it. A resource opts out with `public = True` (sign-in pages, token links, health, the admin
-API with its own keys, Stripe's webhook) or, when it serves public and private methods on one path,
-with `public_for(req)`. Responders read the session from `req.context.session` and the scope the
-services' databases enforce from `req.context.scope`.
+Every route needs a signed-in client unless its resource says it is public: `SessionMiddleware`
+runs before every responder, so a new page cannot forget it. A resource opts out with
+`public = True` (sign-in pages, token links, health, the admin API with its own keys, Stripe's
+webhook) or, when it serves public and private methods on one path, with `public_for(req)`.
+
+The session is the signed credential auth issued at sign-in (chassis/credentials.py), sent as the
+cookie or, to the JSON API, as a bearer token. The gateway checks its signature, the idle and the
+absolute limits with its own clock, and the revocation list auth and billing keep current
+(services/gateway/revocations.py). While a client is active the gateway gives it a fresh credential
+once a minute (a new cookie, or an `X-Session-Token` header for bearer clients), which slides the
+idle limit, and tells auth when each session was last seen, in batches, off the request path.
+Responders read the session from `req.context.session` and the scope the services' databases
+enforce from `req.context.scope`.
 """
 from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
 
 import falcon
 from falcon.routing import StaticRoute
 
-from chassis.errors import Unauthorized
+from chassis import credentials
+from chassis.credentials import Refused
 from chassis.scope import Scope
+from services.gateway.revocations import RevocationList
 
+log = logging.getLogger(__name__)
 API_PREFIX = "/api/"
+REFRESHED_TOKEN_HEADER = "X-Session-Token"
 
 
-def session_id(req, cookie_name: str) -> str | None:
-    """The session cookie, or for the portal's JSON API a bearer access token (the same session id)."""
+def session_token(req, cookie_name: str) -> tuple[str | None, bool]:
+    """(the credential, whether it came as the cookie): the portal's JSON API also takes a bearer token."""
     if req.path.startswith("/api/portal/"):
         scheme, _, token = (req.get_header("Authorization") or "").partition(" ")
         if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
+            return token.strip(), False
     values = req.get_cookie_values(cookie_name)
-    return values[0] if values else None
+    return (values[0], True) if values else (None, False)
 
 
 def is_public(resource, req) -> bool:
@@ -37,26 +54,128 @@ def is_public(resource, req) -> bool:
     return getattr(resource, "public", False) is True
 
 
-class SessionMiddleware:
-    def __init__(self, rpc, cookie_name: str):
+class SeenReports:
+    """When sessions were last active, sent to auth in batches by one thread, per workspace (each batch
+    acts for its workspace). Best effort: a lost batch only makes a sessions list a minute staler."""
+
+    def __init__(self, rpc, interval: float = 30.0):
         self.rpc = rpc
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._pending: dict[str, dict[str, str]] = {}
+        self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+
+    def seen(self, session: credentials.Session) -> None:
+        with self._lock:
+            self._pending.setdefault(session.workspace_id, {})[session.session_id] = session.seen_at.isoformat()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="seen-reports", daemon=True)
+                self._thread.start()
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for workspace_id, seen in pending.items():
+            try:
+                self.rpc.call("auth", "sessions_seen", seen, scope=Scope(workspace_id))
+            except Exception as exc:  # noqa: BLE001 - best effort, see the class docstring
+                log.warning("last-seen report not sent", extra={"error": repr(exc), "sessions": len(seen)})
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self.interval):
+            self.flush()
+
+
+class SessionGuard:
+    """Whether a credential is a live session of this portal, with no call to auth on the hot path."""
+
+    def __init__(self, keys: credentials.Keys, limits: credentials.Limits, revocations: RevocationList,
+                 clock: Callable[[], datetime], rpc, workspaces: frozenset[str] | None = None):
+        self.keys = keys
+        self.limits = limits
+        self.revocations = revocations
+        self.clock = clock
+        self.rpc = rpc
+        self.workspaces = workspaces  # None: every workspace; else the ones this gateway serves
+
+    def check(self, token: str, request_id: str | None = None) -> credentials.Session:
+        """The session, or Refused(forged | workspace | idle | expired | revoked | no_access | unknown)."""
+        session = credentials.read(token, self.keys)
+        if self.workspaces is not None and session.workspace_id not in self.workspaces:
+            raise Refused("workspace")
+        state = session.state(self.clock(), self.limits)
+        if state != "active":
+            raise Refused(state)
+        refused = self.revocations.refuses(session)
+        if refused:
+            raise Refused(refused)
+        if not self.revocations.ready:  # starting, or the broker was lost: ask auth until the list is back
+            answer = self.rpc.call("auth", "check_session", session.session_id, request_id=request_id,
+                                   scope=Scope(session.workspace_id, session.client_id))
+            if answer != "active":
+                raise Refused(answer)
+        return session
+
+    def refreshed(self, session: credentials.Session) -> credentials.Session | None:
+        """The session seen now, when its credential is old enough to replace (once a minute at most)."""
+        now = self.clock()
+        if now - session.seen_at < self.limits.refresh_after:
+            return None
+        return session.seen(now)
+
+    def issue(self, session: credentials.Session) -> str:
+        return credentials.issue(session, self.keys)
+
+
+class SessionMiddleware:
+    def __init__(self, guard: SessionGuard, cookie_name: str, secure: bool, reports: SeenReports | None = None):
+        self.guard = guard
         self.cookie_name = cookie_name
+        self.secure = secure
+        self.reports = reports
 
     def process_resource(self, req, resp, resource, params):
+        req.context.sessions = self.guard  # sign-in and sign-out need the keys and the revocation list
         if resource is None or is_public(resource, req):
             return
-        sid = session_id(req, self.cookie_name)
+        token, from_cookie = session_token(req, self.cookie_name)
         try:
-            session = self.rpc.call("auth", "validate_session", sid, request_id=req.context.request_id) \
-                if sid else None
-        except Unauthorized:
-            session = None
-        if session is None:
-            if sid:
+            if not token:
+                raise Refused("missing")
+            session = self.guard.check(token, req.context.get("request_id"))
+        except Refused:
+            if from_cookie:
                 resp.unset_cookie(self.cookie_name, path="/")
             if req.path.startswith(API_PREFIX):
-                raise falcon.HTTPUnauthorized(title="Not signed in", description="Sign in with a magic link first.")
-            raise falcon.HTTPSeeOther("/login?expired=1" if sid else "/login")
-        req.context.session = session
-        req.context.sid = sid
-        req.context.scope = Scope(session["workspace_id"], session["client_id"])
+                raise falcon.HTTPUnauthorized(title="Not signed in",
+                                              description="Sign in with a magic link first.") from None
+            raise falcon.HTTPSeeOther("/login?expired=1" if token else "/login") from None
+        fresh = self.guard.refreshed(session)
+        if fresh is not None:
+            session, token = fresh, self.guard.issue(fresh)
+            if from_cookie:
+                set_session_cookie(resp, self.cookie_name, token, self.secure)
+            else:
+                resp.set_header(REFRESHED_TOKEN_HEADER, token)
+            if self.reports is not None:
+                self.reports.seen(session)
+        req.context.session = session.view(self.guard.limits)
+        req.context.session_id = session.session_id
+        req.context.scope = Scope(session.workspace_id, session.client_id)
+
+
+def set_session_cookie(resp, cookie_name: str, token: str, secure: bool) -> None:
+    resp.set_cookie(cookie_name, token, http_only=True, same_site="Lax", secure=secure, path="/")
+
+
+def previous_session_id(req, cookie_name: str, keys: credentials.Keys) -> str | None:
+    """The session a browser signs in over (it ends: a new session every sign-in), if its credential
+    is genuine; anything else is ignored."""
+    token, _ = session_token(req, cookie_name)
+    if not token:
+        return None
+    try:
+        return credentials.read(token, keys).session_id
+    except Refused:
+        return None

@@ -4,7 +4,7 @@ import re
 import pytest
 import requests
 
-from tests.conftest import SIGN_IN, Browser, link_token
+from tests.conftest import SIGN_IN, Browser, link_token, refused_within
 
 pytestmark = pytest.mark.e2e
 
@@ -57,9 +57,10 @@ def test_sign_in_see_balance_sign_out_and_nothing_reusable(stack):
     old_cookie = browser.cookies.get("portal_session")
     out = browser.post(f"{base}/logout", allow_redirects=False)
     assert out.status_code == 303 and out.headers["location"] == "/login?signed_out=1"
-    replay = requests.get(f"{base}/dashboard", cookies={"portal_session": old_cookie}, allow_redirects=False)
+    replay = refused_within(lambda: requests.get(f"{base}/dashboard", cookies={"portal_session": old_cookie},
+                                                 allow_redirects=False))
     assert replay.status_code == 303 and replay.headers["location"].startswith("/login")
-    assert requests.get(f"{base}/api/portal/v1/me", cookies={"portal_session": old_cookie}).status_code == 401
+    refused_within(lambda: requests.get(f"{base}/api/portal/v1/me", cookies={"portal_session": old_cookie}))
     reused = Browser(base).post(f"{base}/login/verify", data={"token": token}, allow_redirects=False)
     assert reused.status_code == 410 and "already been used" in reused.text
 
@@ -147,4 +148,4 @@ def test_sign_out_on_all_devices_ends_every_session_of_the_contact(stack):
     assert phone.get(f"{stack.url}/dashboard", allow_redirects=False).status_code == 200
     laptop.post(f"{stack.url}/logout", data={"everywhere": "1"})
     for device in (laptop, phone):
-        assert device.get(f"{stack.url}/dashboard", allow_redirects=False).status_code == 303
+        refused_within(lambda: device.get(f"{stack.url}/dashboard", allow_redirects=False))

@@ -146,8 +146,9 @@ def test_request_id_travels_into_the_services_logs(stack):
                 return True
         return False
 
-    # a forged session makes auth raise an expected error, which nameko logs with the worker's context
-    requests.get(f"{stack.url}/dashboard", cookies={"portal_session": "forged"}, headers={"X-Request-ID": request_id})
+    # a sign-in request reaches auth, which logs it with the worker's context
+    Browser(stack.url).post(f"{stack.url}/login", data={"email": "nobody@example.org"},
+                            headers={"X-Request-ID": request_id})
     wait_until(logged, what="request id in auth's JSON log")
 
 

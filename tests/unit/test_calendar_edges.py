@@ -9,8 +9,8 @@ import pytest
 import sqlalchemy as sa
 from dateutil.relativedelta import relativedelta
 
-from chassis.db import UnitOfWork
-from chassis.errors import Unauthorized
+from chassis.db import JoinedUnitOfWork, UnitOfWork
+from chassis import credentials
 from chassis.events import OUTBOX
 from services.auth import domain as auth_domain
 from services.auth import handlers as auth
@@ -126,29 +126,32 @@ def test_a_recurring_invoice_starting_today_is_issued_once_and_its_next_run_keep
 
 
 def test_session_limits_count_real_elapsed_time_across_the_change(sqlite_engine, now):
+    """The gateway holds the limits on the session's credential, with its own clock (UTC instants)."""
     engine = sqlite_engine("auth")
     policy = auth_domain.Policy()
+    keys = credentials.Keys.parse("test:" + "k" * 40)
     with engine.begin() as conn:
-        auth.apply_contact(conn, {"id": "c1", "workspace_id": "ws1", "client_id": "cl1", "email": "a@example.com",
-                                  "name": "A", "portal_access": True, "version": 1}, now)
+        auth.apply_contact(JoinedUnitOfWork(conn), {"id": "c1", "workspace_id": "ws1", "client_id": "cl1",
+                                                    "email": "a@example.com", "name": "A", "portal_access": True,
+                                                    "version": 1}, now)
 
-    def call(fn, *args, at):
-        with UnitOfWork(engine, lambda: at) as uow:
-            result = fn(uow, *args)
+    def sign_in() -> credentials.Session:
+        with UnitOfWork(engine, lambda: now) as uow:
+            [link] = auth.request_links(uow, "a@example.com", "10.0.0.1", now, policy)
             uow.commit()
-            return result
+        with UnitOfWork(engine, lambda: now) as uow:
+            return credentials.read(auth.consume_link(uow, link["token"], None, now, None, policy, keys)["credential"],
+                                    keys)
 
-    [link] = call(auth.request_links, "a@example.com", "10.0.0.1", now, policy, at=now)
-    sid = call(auth.consume_link, link["token"], None, now, at=now)["sid"]
-    # active every 29 minutes: the idle limit never ends it, the absolute limit (12 h) does
-    at = now
+    # active every 29 minutes: the idle limit never ends it, the absolute limit (12 h) does, to the minute
+    session, at = sign_in(), now
     while at + timedelta(minutes=29) < now + policy.session_absolute:
         at += timedelta(minutes=29)
-        call(auth.validate_session, sid, at, policy, at=at)
-    with pytest.raises(Unauthorized, match="expired"):
-        call(auth.validate_session, sid, now + policy.session_absolute + timedelta(seconds=1), policy, at=now)
+        assert session.state(at, policy.limits) == "active"
+        session = session.seen(at)  # the gateway's fresh credential
+    assert session.state(now + policy.session_absolute - timedelta(minutes=1), policy.limits) == "active"
+    assert session.state(now + policy.session_absolute + timedelta(minutes=1), policy.limits) == "expired"
     # a fresh session left alone for 31 minutes has gone idle, however the wall clocks were set
-    [link] = call(auth.request_links, "a@example.com", "10.0.0.1", now, policy, at=now)
-    idle = call(auth.consume_link, link["token"], None, now, at=now)["sid"]
-    with pytest.raises(Unauthorized):
-        call(auth.validate_session, idle, now + policy.session_idle + timedelta(minutes=1), policy, at=now)
+    idle = sign_in()
+    assert idle.state(now + policy.session_idle - timedelta(minutes=1), policy.limits) == "active"
+    assert idle.state(now + policy.session_idle + timedelta(minutes=1), policy.limits) == "idle"

@@ -9,7 +9,9 @@ import pytest
 from chassis.nameko_ext import ScopeContext
 from chassis.scope import CALLER, EVENT, OWN, SYSTEM, SYSTEM_WIDE, Scope, acting_for, db_scope, from_context, runs_in
 from services.gateway.app import GatewayConfig, create_app
+from services.gateway.revocations import RevocationList
 from services.gateway.rpc import RpcPool
+from tests.unit.test_gateway import NOW, credential
 
 SESSION = {"contact_id": "c1", "client_id": "cl1", "workspace_id": "ws1", "email": "demo@example.com",
            "name": "Dana", "expires_at": "2026-11-23T12:30:00+00:00"}
@@ -139,14 +141,20 @@ class RecordingRpc:
 
 
 def test_the_gateway_scopes_portal_calls_to_the_session_and_admin_calls_to_the_key():
-    rpc = RecordingRpc({("auth", "validate_session"): SESSION, ("billing", "get_workspace"): {
+    rpc = RecordingRpc({("auth", "check_session"): "active", ("billing", "get_workspace"): {
         "id": "ws1", "name": "Acme", "logo_url": "", "brand_color": "#1d4ed8", "accent_color": "#0f766e"},
         ("billing", "client_dashboard"): None, ("billing", "authenticate_api_key"): "ws9",
         ("billing", "list_clients"): []})
-    app = falcon.testing.TestClient(create_app(rpc, rpc, GatewayConfig(portal_url="http://portal.test", dev=True)))
-    app.simulate_get("/api/portal/v1/dashboard", headers={"Authorization": "Bearer sid"})
-    assert ("auth", "validate_session", None) in rpc.calls  # who is calling is not known yet
-    assert ("billing", "client_dashboard", Scope("ws1", "cl1")) in rpc.calls
+    revocations = RevocationList()  # not fed yet: each session is checked with auth, in its own scope
+    app = falcon.testing.TestClient(create_app(rpc, rpc, GatewayConfig(portal_url="http://portal.test", dev=True),
+                                               revocations, clock=lambda: NOW))
+    app.simulate_get("/api/portal/v1/dashboard", headers={"Authorization": f"Bearer {credential()}"})
+    assert rpc.calls == [("auth", "check_session", Scope("ws1", "cl1")),
+                         ("billing", "client_dashboard", Scope("ws1", "cl1"))]
+    rpc.calls.clear()
+    revocations.ready = True  # fed: no call to auth at all
+    app.simulate_get("/api/portal/v1/dashboard", headers={"Authorization": f"Bearer {credential()}"})
+    assert rpc.calls == [("billing", "client_dashboard", Scope("ws1", "cl1"))]
     rpc.calls.clear()
     page = app.simulate_get("/api/admin/v1/clients", headers={"Authorization": "Bearer key"})
     assert page.status_code == 200

@@ -1,12 +1,15 @@
 """The gateway's HTTP behaviour with the services replaced by a fake RPC pool (no broker)."""
 import json
+from datetime import datetime, timezone
 
 import falcon.testing
 import pytest
 
+from chassis import credentials
 from chassis.errors import RateLimited, Unauthorized
 from services.gateway.app import GatewayConfig, create_app
 from services.gateway.csrf import sign
+from services.gateway.revocations import RevocationList
 from services.gateway.rpc import ServiceTimeout, ServiceUnavailable
 
 SESSION = {"contact_id": "c1", "client_id": "cl1", "workspace_id": "ws1", "email": "demo@example.com",
@@ -57,10 +60,27 @@ class Browser(falcon.testing.TestClient):
         return super().simulate_post(path, **kwargs)
 
 
-def client(answers=None, dev=True, hops=0):
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+
+
+def credential(session: dict = SESSION, started: datetime = NOW, seen: datetime | None = None,
+               keys: credentials.Keys | None = None) -> str:
+    """What auth signs at sign-in, for `session`."""
+    return credentials.issue(credentials.Session(
+        session.get("session_id", "s1"), session["contact_id"], session["client_id"], session["workspace_id"],
+        session["email"], session["name"], session.get("locale"), started, seen or started),
+        keys or GatewayConfig().session_keys)
+
+
+def client(answers=None, dev=True, hops=0, session=SESSION, now=NOW, revocations=None):
+    """The gateway on a fake RPC pool, its clock at `now`; `c.session_cookie` is `session` signed in."""
     rpc = FakeRpc(answers)
     config = GatewayConfig(portal_url="http://portal.test", dev=dev, trusted_proxy_hops=hops)
-    return Browser(create_app(rpc, rpc, config), config), rpc
+    app = create_app(rpc, rpc, config, revocations or RevocationList(ready=True), clock=lambda: now)
+    browser = Browser(app, config)
+    browser.session_cookie = {config.cookie_name: credential(session)}
+    browser.bearer = {"Authorization": f"Bearer {credential(session)}"}
+    return browser, rpc
 
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -126,28 +146,28 @@ def test_missing_token_is_a_400_without_calling_auth():
 
 
 def test_verify_post_sets_a_hardened_cookie_in_production():
-    c, _ = client({("auth", "consume_link"): {"sid": "s" * 43, **SESSION}}, dev=False)
+    c, _ = client({("auth", "consume_link"): {"credential": "c" * 43, **SESSION}}, dev=False)
     page = c.simulate_post("/login/verify", body="token=abc", headers=FORM)
     assert page.status_code == 303 and page.headers["location"] == "/dashboard"
     cookie = page.cookies["__Host-portal_session"]
-    assert cookie.value == "s" * 43 and cookie.http_only and cookie.secure and cookie.same_site == "Lax"
+    assert cookie.value == "c" * 43 and cookie.http_only and cookie.secure and cookie.same_site == "Lax"
     assert "max-age" in page.headers["strict-transport-security"]
 
 
 def test_dashboard_shows_name_and_formatted_balance():
-    c, rpc = client({("auth", "validate_session"): SESSION, ("billing", "client_dashboard"): DASHBOARD,
-                     ("billing", "get_workspace"): WORKSPACE})
-    page = c.simulate_get("/dashboard", cookies={"portal_session": "sid"})
+    c, rpc = client({("billing", "client_dashboard"): DASHBOARD, ("billing", "get_workspace"): WORKSPACE})
+    page = c.simulate_get("/dashboard", cookies=c.session_cookie)
     assert page.status_code == 200
     assert "Demo Client Ltd" in page.text and "$2,375.00" in page.text and "$250.00" in page.text
     assert ("billing", "client_dashboard", ("ws1", "cl1")) in [call[:3] for call in rpc.calls]  # the session's scope
 
 
 def test_forged_cookie_redirects_to_sign_in_and_clears_it():
-    c, _ = client({("auth", "validate_session"): Unauthorized("unknown")})
+    c, rpc = client()
     page = c.simulate_get("/dashboard", cookies={"portal_session": "forged"})
     assert page.status_code == 303 and page.headers["location"] == "/login?expired=1"
     assert page.cookies["portal_session"].value == ""
+    assert rpc.calls == []  # refused at the gateway
 
 
 def test_api_without_session_is_problem_json():
@@ -159,10 +179,10 @@ def test_api_without_session_is_problem_json():
 
 @pytest.mark.parametrize("error,status", [(ServiceUnavailable("down"), 503), (ServiceTimeout("slow"), 504)])
 def test_unreachable_or_slow_services_give_clear_pages(error, status):
-    c, _ = client({("auth", "validate_session"): SESSION, ("billing", "client_dashboard"): error})
-    page = c.simulate_get("/dashboard", cookies={"portal_session": "sid"})
+    c, _ = client({("billing", "client_dashboard"): error})
+    page = c.simulate_get("/dashboard", cookies=c.session_cookie)
     assert page.status_code == status and "try again" in page.text
-    api = c.simulate_get("/api/portal/v1/dashboard", cookies={"portal_session": "sid"})
+    api = c.simulate_get("/api/portal/v1/dashboard", cookies=c.session_cookie)
     assert api.status_code == status and json.loads(api.text)["status"] == status
 
 
@@ -213,21 +233,20 @@ def test_pdf_downloads_are_scoped_named_and_revalidated():
     import base64
 
     pdf = {"filename": "INV-2026-00042.pdf", "etag": "abc", "pdf": base64.b64encode(b"%PDF-1.7 x").decode()}
-    c, rpc = client({("auth", "validate_session"): SESSION, ("billing", "get_invoice"): {"id": "i1", "number": "N"},
+    c, rpc = client({("billing", "get_invoice"): {"id": "i1", "number": "N"},
                      ("documents", "render_document"): pdf})
-    page = c.simulate_get("/invoices/i1/pdf", cookies={"portal_session": "sid"})
+    page = c.simulate_get("/invoices/i1/pdf", cookies=c.session_cookie)
     assert page.status_code == 200 and page.content == b"%PDF-1.7 x"
     assert page.headers["content-type"] == "application/pdf"
     assert page.headers["content-disposition"] == 'attachment; filename="INV-2026-00042.pdf"'
     assert page.headers["cache-control"] == "private, max-age=0, must-revalidate"
-    assert rpc.calls[1][:3] == ("billing", "get_invoice", ("ws1", "i1"))  # client scope passed as a keyword
-    again = c.simulate_get("/invoices/i1/pdf", cookies={"portal_session": "sid"}, headers={"If-None-Match": '"abc"'})
+    assert rpc.calls[0][:3] == ("billing", "get_invoice", ("ws1", "i1"))  # client scope passed as a keyword
+    again = c.simulate_get("/invoices/i1/pdf", cookies=c.session_cookie, headers={"If-None-Match": '"abc"'})
     assert again.status_code == 304 and not again.content
 
 
 def test_forms_need_the_csrf_token_of_their_own_cookie():
-    c, rpc = client({("auth", "request_link"): {"accepted": True}, ("auth", "validate_session"): SESSION,
-                     ("auth", "logout"): None})
+    c, rpc = client({("auth", "request_link"): {"accepted": True}, ("auth", "end_session"): 1})
     page = c.simulate_get("/login")
     cookie = page.cookies["portal_csrf"]
     assert cookie.http_only and cookie.same_site == "Lax"
@@ -237,7 +256,7 @@ def test_forms_need_the_csrf_token_of_their_own_cookie():
         c.simulate_post("/login", csrf=False, body="email=demo@example.com", headers=FORM),  # no cookie, no token
         c.simulate_post("/login", csrf=False, body=f"email=demo@example.com&csrf_token={token}", headers=FORM,
                         cookies={"portal_csrf": "d" * 43}),  # another browser's token
-        c.simulate_post("/logout", csrf=False, cookies={"portal_session": "sid", "portal_csrf": cookie.value}),
+        c.simulate_post("/logout", csrf=False, cookies={**c.session_cookie, "portal_csrf": cookie.value}),
     ]
     assert [p.status_code for p in refused] == [403, 403, 403] and rpc.calls == []
     assert "reload it and try again" in refused[0].text
@@ -247,10 +266,10 @@ def test_forms_need_the_csrf_token_of_their_own_cookie():
 
 
 def test_a_json_api_call_with_only_a_bearer_token_needs_no_csrf_token():
-    c, rpc = client({("auth", "validate_session"): SESSION, ("auth", "logout"): None})
-    page = c.simulate_post("/api/portal/v1/session/logout", csrf=False, headers={"Authorization": "Bearer sid"})
-    assert page.status_code == 204
-    with_cookie = c.simulate_post("/api/portal/v1/session/logout", csrf=False, cookies={"portal_session": "sid"})
+    c, rpc = client({("auth", "end_session"): 1})
+    page = c.simulate_post("/api/portal/v1/session/logout", csrf=False, headers=c.bearer)
+    assert page.status_code == 204 and rpc.calls[0][:3] == ("auth", "end_session", ("s1", False))
+    with_cookie = c.simulate_post("/api/portal/v1/session/logout", csrf=False, cookies=c.session_cookie)
     assert with_cookie.status_code == 403
 
 
@@ -260,10 +279,10 @@ def test_pages_wear_the_business_brand_with_readable_colours():
     from services.gateway import branding
 
     png = "data:image/png;base64," + base64.b64encode(b"\x89PNG fake").decode()
-    c, _ = client({("auth", "validate_session"): {**SESSION, "workspace_id": "ws-brand"},
-                   ("billing", "client_dashboard"): DASHBOARD,
-                   ("billing", "get_workspace"): {**WORKSPACE, "id": "ws-brand", "logo_url": png}})
-    page = c.simulate_get("/dashboard", cookies={"portal_session": "sid"})
+    c, _ = client({("billing", "client_dashboard"): DASHBOARD,
+                   ("billing", "get_workspace"): {**WORKSPACE, "id": "ws-brand", "logo_url": png}},
+                  session={**SESSION, "workspace_id": "ws-brand"})
+    page = c.simulate_get("/dashboard", cookies=c.session_cookie)
     assert '<img src="/brand/ws-brand/logo?v=' in page.text and 'alt="Acme"' in page.text
     css = c.simulate_get("/brand/ws-brand.css")
     brand = css.text.split("--brand: ")[1][:7]
@@ -282,18 +301,18 @@ def test_an_svg_logo_is_never_served():
 def test_text_no_database_can_store_is_refused_before_any_call():
     """NUL (%00, \\u0000) and unpaired surrogates: a 400 for the address or a form, a 422 naming the field
     for a JSON body (schemathesis found them reaching PostgreSQL as 5xx)."""
-    c, rpc = client({("auth", "validate_session"): SESSION})
+    c, rpc = client()
     for path, params in (("/invoices/%00", None), ("/invoices", {"search": "a\x00"}),
                          ("/api/portal/v1/invoices", {"search": "\x00"})):
-        page = c.simulate_get(path, params=params, cookies={"portal_session": "sid"})
+        page = c.simulate_get(path, params=params, cookies=c.session_cookie)
         assert page.status_code == 400, path
     assert c.simulate_post("/contact", body="subject=a%00&message=b", headers=FORM,
-                           cookies={"portal_session": "sid"}).status_code == 400
+                           cookies=c.session_cookie).status_code == 400
     for body in ('{"rating": 4, "message": "a\\u0000"}', '{"rating": 4, "message": "\\ud800"}'):
         api = c.simulate_post("/api/portal/v1/reviews", body=body, headers={"Content-Type": "application/json"},
-                              cookies={"portal_session": "sid"})
+                              cookies=c.session_cookie)
         assert api.status_code == 422 and "message" in api.json["errors"], api.text
-    assert [call[1] for call in rpc.calls] == ["validate_session"] * 2  # the two JSON calls' sessions, nothing more
+    assert rpc.calls == []  # nothing reached a service
 
 
 def test_verify_is_rate_limited_with_a_readable_429():

@@ -13,7 +13,6 @@ from tests.unit.test_gateway import DASHBOARD, FORM, SESSION, WORKSPACE, client
 
 GATEWAY = Path(views.__file__).parent
 DE_PO = GATEWAY / "locale" / "de" / "LC_MESSAGES" / "messages.po"
-COOKIES = {"portal_session": "sid"}
 PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
 INVOICE_ROW = {"id": "i1", "number": "INV-0042", "display_status": "partially_paid", "issue_date": "2026-11-01",
@@ -26,14 +25,14 @@ def dashboard(locale: str) -> dict:
 
 
 def portal(session_locale, client_locale="de_DE", answers=None):
-    return client({("auth", "validate_session"): {**SESSION, "locale": session_locale},
-                   ("billing", "client_dashboard"): dashboard(client_locale),
-                   ("billing", "get_workspace"): WORKSPACE, **(answers or {})})
+    return client({("billing", "client_dashboard"): dashboard(client_locale),
+                   ("billing", "get_workspace"): WORKSPACE, **(answers or {})},
+                  session={**SESSION, "locale": session_locale})
 
 
 def test_a_german_contact_reads_the_dashboard_in_german():
     c, _ = portal("de_DE")
-    page = c.simulate_get("/dashboard", cookies=COOKIES)
+    page = c.simulate_get("/dashboard", cookies=c.session_cookie)
     assert page.status_code == 200
     assert '<html lang="de">' in page.text
     assert "Offener Betrag" in page.text and "2.375,00\xa0$" in page.text  # words and money in German
@@ -44,7 +43,7 @@ def test_a_german_contact_reads_the_dashboard_in_german():
 
 def test_an_english_contact_reads_the_dashboard_in_english():
     c, _ = portal("en_US", client_locale="en_US")
-    page = c.simulate_get("/dashboard", cookies=COOKIES)
+    page = c.simulate_get("/dashboard", cookies=c.session_cookie)
     assert page.status_code == 200 and '<html lang="en">' in page.text
     assert "Outstanding" in page.text and "$2,375.00" in page.text and "Sign out" in page.text
     assert ">partially paid</span>" in page.text and "1 overdue" in page.text
@@ -61,7 +60,7 @@ def test_an_english_contact_reads_the_dashboard_in_english():
 ])
 def test_the_language_is_the_contacts_then_the_clients_then_english(session_locale, client_locale, lang):
     c, _ = portal(session_locale, client_locale=client_locale)
-    page = c.simulate_get("/dashboard", cookies=COOKIES)
+    page = c.simulate_get("/dashboard", cookies=c.session_cookie)
     assert page.status_code == 200 and f'<html lang="{lang}">' in page.text
 
 
@@ -69,9 +68,9 @@ def test_filter_labels_statuses_and_pages_are_german():
     page_of_invoices = {"items": [INVOICE_ROW], "total": 1, "offset": 0, "limit": 20,
                         "client": dashboard("de_DE")["client"]}  # a portal listing carries the reader's locale
     c, rpc = portal("de_DE", answers={("billing", "list_invoices"): page_of_invoices})
-    page = c.simulate_get("/invoices", params={"status": "partially_paid"}, cookies=COOKIES)
+    page = c.simulate_get("/invoices", params={"status": "partially_paid"}, cookies=c.session_cookie)
     assert page.status_code == 200
-    assert [call[:2] for call in rpc.calls] == [("auth", "validate_session"), ("billing", "list_invoices")]
+    assert [call[:2] for call in rpc.calls] == [("billing", "list_invoices")]  # no call to auth
     for text in ("Rechnungen", "Alle", "Unbezahlt", "Teilweise bezahlt", "Neueste zuerst", "Höchster Betrag",
                  "Seite 1 von 1", "Anwenden", "Nummer"):
         assert text in page.text, text
@@ -83,7 +82,7 @@ def test_an_older_billing_without_the_readers_settings_in_the_listing_still_rend
     page_of_invoices = {"items": [INVOICE_ROW], "total": 1, "offset": 0, "limit": 20}
     c, rpc = portal("de_DE", answers={("billing", "list_invoices"): page_of_invoices,
                                      ("billing", "get_client"): dashboard("de_DE")["client"]})
-    page = c.simulate_get("/invoices", cookies=COOKIES)
+    page = c.simulate_get("/invoices", cookies=c.session_cookie)
     assert page.status_code == 200 and "Rechnungen" in page.text
     assert any(call[:2] == ("billing", "get_client") for call in rpc.calls)
 
@@ -94,7 +93,7 @@ def test_german_text_with_values_keeps_escaping_them():
              "locale": "de_DE", "timezone": "Europe/Berlin"}
     c, _ = portal("de_DE", answers={("billing", "get_quote"): quote})
     page = c.simulate_post("/quotes/q1/accept", body="signature_name=%3Cb%3EDana%3C%2Fb%3E", headers=FORM,
-                           cookies=COOKIES)
+                           cookies=c.session_cookie)
     assert page.status_code == 200
     assert "Sie nehmen das Angebot Q-7 über 120,00\xa0€ als <strong>&lt;b&gt;Dana&lt;/b&gt;</strong> an." in page.text
     assert "<b>Dana" not in page.text and "Annahme bestätigen" in page.text and ">Offen</span>" in page.text
@@ -102,13 +101,13 @@ def test_german_text_with_values_keeps_escaping_them():
 
 def test_an_error_page_speaks_the_signed_in_contacts_language():
     c, _ = portal("de_DE", answers={("billing", "mark_invoice_viewed"): NotFound("No such invoice.")})
-    page = c.simulate_get("/invoices/nope", cookies=COOKIES)
+    page = c.simulate_get("/invoices/nope", cookies=c.session_cookie)
     assert page.status_code == 404 and '<html lang="de">' in page.text
     assert "Nicht gefunden" in page.text and "Diese Rechnung gibt es nicht." in page.text
     assert "Zurück zum Portal" in page.text and "Referenz: " in page.text
 
     english, _ = portal("en_US", answers={("billing", "mark_invoice_viewed"): NotFound("No such invoice.")})
-    page = english.simulate_get("/invoices/nope", cookies=COOKIES)
+    page = english.simulate_get("/invoices/nope", cookies=english.session_cookie)
     assert page.status_code == 404 and '<html lang="en">' in page.text and "Not found" in page.text
 
 

@@ -7,7 +7,6 @@ import pytest
 from services.gateway.resources import statement_periods
 from tests.unit.test_gateway import DASHBOARD, SESSION, WORKSPACE, client
 
-COOKIES = {"portal_session": "sid"}
 CLIENT = {**DASHBOARD["client"], "locale": "en_US", "timezone": "America/New_York"}
 
 
@@ -21,12 +20,11 @@ def statement_answer(today: str):
 
 
 def portal(today: str = "2026-11-23", locale: str = "en_US"):
-    return client({("auth", "validate_session"): {**SESSION, "locale": locale},
-                   ("billing", "statement"): statement_answer(today),
+    return client({("billing", "statement"): statement_answer(today),
                    ("billing", "client_dashboard"): {**DASHBOARD, "recent_invoices": [
                        {"id": "i1", "number": "INV-0042", "display_status": "sent", "issue_date": "2026-11-01",
                         "due_date": "2026-11-15", "total": 1000, "balance": 1000, "currency": "USD"}]},
-                   ("billing", "get_workspace"): WORKSPACE})
+                   ("billing", "get_workspace"): WORKSPACE}, session={**SESSION, "locale": locale})
 
 
 def statement_calls(rpc) -> list:
@@ -44,7 +42,7 @@ QUICK_PICKS = {
 
 def test_the_statement_offers_quick_picks_dated_from_billings_today():
     c, rpc = portal()
-    page = c.simulate_get("/statement", cookies=COOKIES)
+    page = c.simulate_get("/statement", cookies=c.session_cookie)
     assert page.status_code == 200
     for label, href in QUICK_PICKS.items():
         assert f'{href} ' in page.text and f">{label}</a>" in page.text, label
@@ -55,7 +53,7 @@ def test_the_statement_offers_quick_picks_dated_from_billings_today():
 def test_a_statement_with_its_own_end_is_dated_from_billings_today_in_one_call():
     """A period that ends before today (last month, or dates typed in): billing still says what day it is."""
     c, rpc = portal()
-    page = c.simulate_get("/statement", params={"from": "2026-10-01", "to": "2026-10-31"}, cookies=COOKIES)
+    page = c.simulate_get("/statement", params={"from": "2026-10-01", "to": "2026-10-31"}, cookies=c.session_cookie)
     assert page.status_code == 200
     for label, href in QUICK_PICKS.items():
         assert href in page.text, label
@@ -66,7 +64,7 @@ def test_a_statement_with_its_own_end_is_dated_from_billings_today_in_one_call()
 
 def test_a_period_that_ends_today_is_billings_to_fill_in():
     c, rpc = portal()
-    page = c.simulate_get("/statement", params={"from": "2026-01-01"}, cookies=COOKIES)
+    page = c.simulate_get("/statement", params={"from": "2026-01-01"}, cookies=c.session_cookie)
     assert 'aria-current="page" class="active">This year</a>' in page.text
     assert 'value="2026-11-23"' in page.text  # the "to" field shows billing's end
     assert statement_calls(rpc) == [("2026-01-01", None)]
@@ -87,13 +85,13 @@ def test_quick_picks_across_month_and_year_ends(today, this_month, last_month, t
 
 def test_in_january_this_month_and_this_year_are_both_shown_as_current():
     c, _ = portal(today="2027-01-15")
-    page = c.simulate_get("/statement", params={"from": "2027-01-01"}, cookies=COOKIES)
+    page = c.simulate_get("/statement", params={"from": "2027-01-01"}, cookies=c.session_cookie)
     assert page.text.count('aria-current="page" class="active"') == 2
 
 
 def test_quick_picks_and_the_menu_in_german():
     c, _ = portal(locale="de_DE")
-    page = c.simulate_get("/statement", cookies=COOKIES)
+    page = c.simulate_get("/statement", cookies=c.session_cookie)
     for text in ("Dieser Monat", "Letzter Monat", "Letzte 3 Monate", "Dieses Jahr", "Gesamter Zeitraum",
                  'aria-label="Zeitraum"', "Menü", "In diesem Zeitraum gab es keine Kontobewegungen."):
         assert text in page.text, text
@@ -101,7 +99,7 @@ def test_quick_picks_and_the_menu_in_german():
 
 def test_the_menu_is_a_details_element_that_marks_the_current_section():
     c, _ = portal()
-    page = c.simulate_get("/statement", cookies=COOKIES)
+    page = c.simulate_get("/statement", cookies=c.session_cookie)
     menu = page.text.split('<details class="menu">')[1].split("</details>")[0]
     assert "<summary>" in menu and "Menu</summary>" in menu and "<script" not in page.text
     assert '<a href="/statement" aria-current="page">Statement</a>' in menu
@@ -110,6 +108,6 @@ def test_the_menu_is_a_details_element_that_marks_the_current_section():
 
 def test_the_dashboards_recent_invoice_numbers_link_to_their_pages():
     c, _ = portal()
-    page = c.simulate_get("/dashboard", cookies=COOKIES)
+    page = c.simulate_get("/dashboard", cookies=c.session_cookie)
     assert '<a href="/invoices/i1">INV-0042</a>' in page.text
     assert 'data-label="Number"' in page.text and '<table class="stack">' in page.text

@@ -23,7 +23,7 @@ SYSTEM_ENTRYPOINTS = {
     ("auth", "request_link"),  # sign-in: a contact is found by email in every workspace
     ("auth", "link_state"),  # a sign-in link's token
     ("auth", "consume_link"),
-    ("auth", "validate_session"),  # a session cookie
+    ("auth", "revocations"),  # what every gateway refuses, in every workspace
     ("auth", "resolve_document_link"),  # an emailed document link's token
     ("billing", "authenticate_api_key"),  # which workspace an API key belongs to
     ("documents", "recent_emails"),  # the development mail page

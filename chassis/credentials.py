@@ -1,0 +1,149 @@
+"""Session credentials: what auth issues at sign-in, and what the gateway checks on every request
+without asking auth.
+
+A credential is a JWT (RFC 7519, HS256) naming one session of one contact: who it is (contact,
+client, workspace, and the name, email and language pages show), when the session began and when the
+client was last active. Auth and every gateway share the signing keys (`SESSION_KEYS`); each key has
+an id (`kid`), so a new key can be added, made the signing one, and the old one dropped once every
+credential signed with it has expired (12 hours). The limits are checked against the clock the caller
+passes; a credential carries no expiry of its own for a library to check against the wall clock.
+
+Ending a session early (sign-out, portal access turned off) is not in the credential: auth and
+billing publish it, and every gateway keeps the list (services/gateway/revocations.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+
+import jwt
+
+from chassis import settings
+
+ALGORITHM = "HS256"
+DEV_KEYS = "dev:dev-only-session-signing-key-change-me"
+MIN_SECRET_BYTES = 32  # HS256 wants a key at least as long as its output
+
+
+class Refused(Exception):
+    """The credential is not (or no longer) a session: forged, idle, expired, revoked or elsewhere."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Keys:
+    signing_kid: str
+    secrets: dict[str, bytes]  # every key id still accepted, the signing one included
+
+    @classmethod
+    def parse(cls, text: str) -> Keys:
+        """`kid:secret,kid:secret`: the first signs new credentials, all of them verify."""
+        pairs = [item.split(":", 1) for item in text.split(",") if item.strip()]
+        if not pairs or any(len(pair) != 2 or not pair[0].strip() or not pair[1] for pair in pairs):
+            raise ValueError("SESSION_KEYS is `kid:secret[,kid:secret...]`")
+        secrets = {kid.strip(): secret.encode() for kid, secret in pairs}
+        if any(len(secret) < MIN_SECRET_BYTES for secret in secrets.values()):
+            raise ValueError(f"each SESSION_KEYS secret needs at least {MIN_SECRET_BYTES} characters")
+        return cls(pairs[0][0].strip(), secrets)
+
+    @classmethod
+    def from_env(cls) -> Keys:
+        text = settings.env("SESSION_KEYS")
+        if not text and not settings.is_dev():
+            raise RuntimeError("SESSION_KEYS must be set outside development (the same for auth and every gateway)")
+        return cls.parse(text or DEV_KEYS)
+
+
+@dataclass(frozen=True)
+class Limits:
+    idle: timedelta = timedelta(minutes=30)
+    absolute: timedelta = timedelta(hours=12)
+    refresh_after: timedelta = timedelta(seconds=60)  # how stale "last seen" may get before a new credential
+    skew: timedelta = timedelta(seconds=30)  # clocks of auth and the gateways may differ this much
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        return cls(idle=timedelta(minutes=settings.env_int("AUTH_SESSION_IDLE_MINUTES", 30)),
+                   absolute=timedelta(minutes=settings.env_int("AUTH_SESSION_ABSOLUTE_MINUTES", 12 * 60)))
+
+
+@dataclass(frozen=True)
+class Session:
+    session_id: str
+    contact_id: str
+    client_id: str
+    workspace_id: str
+    email: str
+    name: str
+    locale: str | None
+    started_at: datetime
+    seen_at: datetime
+
+    def state(self, now: datetime, limits: Limits) -> str:
+        """active, expired (past the absolute limit) or idle; a credential from the future is forged."""
+        if self.started_at > now + limits.skew or self.seen_at > now + limits.skew:
+            return "forged"
+        if now >= self.started_at + limits.absolute + limits.skew:
+            return "expired"
+        if now >= self.seen_at + limits.idle + limits.skew:
+            return "idle"
+        return "active"
+
+    def expires_at(self, limits: Limits) -> datetime:
+        return min(self.seen_at + limits.idle, self.started_at + limits.absolute)
+
+    def seen(self, now: datetime) -> Session:
+        return replace(self, seen_at=max(now, self.seen_at))
+
+    def view(self, limits: Limits) -> dict:
+        """What pages and the API show of the session (and auth's sign-in answer)."""
+        return {"session_id": self.session_id, "contact_id": self.contact_id, "client_id": self.client_id,
+                "workspace_id": self.workspace_id, "email": self.email, "name": self.name, "locale": self.locale,
+                "created_at": self.started_at.isoformat(), "last_seen_at": self.seen_at.isoformat(),
+                "expires_at": self.expires_at(limits).isoformat()}
+
+
+def _epoch(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def _moment(value) -> datetime:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Refused("forged")
+    return datetime.fromtimestamp(value, timezone.utc)
+
+
+def issue(session: Session, keys: Keys) -> str:
+    claims = {"sid": session.session_id, "sub": session.contact_id, "cli": session.client_id,
+              "ws": session.workspace_id, "email": session.email, "name": session.name, "loc": session.locale,
+              "iat": _epoch(session.started_at), "seen": _epoch(session.seen_at)}
+    return jwt.encode(claims, keys.secrets[keys.signing_kid], algorithm=ALGORITHM,
+                      headers={"kid": keys.signing_kid})
+
+
+def read(token: str, keys: Keys) -> Session:
+    """The session a credential names, if one of `keys` signed it; Refused("forged") otherwise. The
+    limits are the caller's to check (Session.state), with its own clock."""
+    if not isinstance(token, str) or not token or len(token) > 4096:
+        raise Refused("forged")
+    try:
+        secret = keys.secrets.get(jwt.get_unverified_header(token).get("kid"))
+        if secret is None:
+            raise Refused("forged")
+        # iat is ours to check against the caller's clock; the library would read the wall clock
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={
+            "verify_iat": False, "verify_exp": False, "verify_nbf": False, "require": ["sid", "sub", "ws", "iat"]})
+    except jwt.PyJWTError:
+        raise Refused("forged") from None
+    try:
+        texts = [claims["sid"], claims["sub"], claims["cli"], claims["ws"], claims.get("email") or "",
+                 claims.get("name") or ""]
+    except KeyError:
+        raise Refused("forged") from None
+    locale = claims.get("loc")
+    if not all(isinstance(text, str) for text in texts) or not (locale is None or isinstance(locale, str)):
+        raise Refused("forged")
+    return Session(*texts, locale, _moment(claims["iat"]), _moment(claims.get("seen", claims["iat"])))
