@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from dateutil.relativedelta import relativedelta
 
 from chassis.errors import Invalid, NotFound, Unavailable
+from chassis.fields import text
 from chassis.money import Money
 from services.billing import domain
 from services.billing.handlers.common import (check_fields, client_row, client_snapshot, get_scoped, iso, new_id, page_bounds,
@@ -55,7 +56,7 @@ def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_u
     allowed = {"payment_id", "client_id", "invoice_id", "allocations", "amount", "currency", "method", "reference",
                "received_at", "source"}
     check_fields(data, allowed)
-    payment_id = str(data.get("payment_id") or new_id())[:64]
+    payment_id = text(data.get("payment_id"), "payment_id", 64, null="") or new_id()
     existing = uow.execute(sa.select(payments).where(payments.c.id == payment_id)).first()
     if existing is not None:
         if existing.workspace_id != workspace_id:
@@ -112,7 +113,7 @@ def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_u
         id=payment_id, workspace_id=workspace_id, client_id=client_id,
         kind="retainer" if kinds == {"retainer"} else "invoice", amount=charged, unapplied=charged - total,
         currency=currency, method=method,
-        reference=str(data.get("reference", ""))[:200], source=str(data.get("source", "offline"))[:20],
+        reference=text(data.get("reference", ""), "reference", 200), source=text(data.get("source", "offline"), "source", 20),
         received_at=received_at))
     if settled:
         uow.execute(payment_allocations.insert(), [{"payment_id": payment_id, "invoice_id": row.id, "amount": amount}
@@ -266,7 +267,7 @@ def refund_retainer(uow, now: datetime, workspace_id: str, client_id: str, amoun
     refund_id = new_id()
     uow.execute(credit_applications.insert().values(
         id=refund_id, workspace_id=workspace_id, client_id=client_id, source="retainer", invoice_id=None,
-        amount=amount, currency=client.currency, kind="refunded", reference=str(reference)[:200], created_at=now))
+        amount=amount, currency=client.currency, kind="refunded", reference=text(reference, "reference", 200), created_at=now))
     uow.publish("retainer.refunded", workspace_id, {"id": refund_id, "client_id": client_id, "amount": amount,
                                                     "currency": client.currency})
     record_activity(uow, now, workspace_id, client_id, "retainer.refunded",
@@ -280,11 +281,7 @@ DISPUTE_FIELDS = {"dispute_id", "payment_id", "amount", "currency", "client_id",
 
 
 def _text_field(data: dict, key: str, limit: int, required: bool = False) -> str:
-    value = data.get(key) or ""
-    if not isinstance(value, str) or len(value) > limit or (required and not value.strip()):
-        raise Invalid(f"{key} is text of 1 to {limit} characters." if required
-                      else f"{key} is text of at most {limit} characters.", **{key: "invalid"})
-    return value
+    return text(data.get(key), key, limit, required=required, null="")
 
 
 def _card_payment(uow, workspace_id: str, data: dict):
