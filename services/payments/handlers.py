@@ -574,7 +574,7 @@ def refund_payment(uow, now, stripe, workspace_id: str, payment_id: str, amount,
         committed = uow.execute(sa.select(sa.func.coalesce(sa.func.sum(refunds.c.amount), 0)).where(
             refunds.c.attempt_id == row.id, refunds.c.status != "failed")).scalar_one()
         if amount > row.amount - committed:
-            raise Invalid("That is more than is left to refund on this payment.", amount="above the refundable")
+            raise Conflict("That is more than is left to refund on this payment.", amount="above the refundable")
         try:
             with uow.conn.begin_nested():
                 uow.execute(refunds.insert().values(id=str(uuid.uuid4()), attempt_id=row.id, request_key=request_key,

@@ -125,7 +125,12 @@ def update_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, data:
                   "payment_terms_days": row.payment_terms_days, **data}
         if "due_date" not in data and "payment_terms_days" not in data:
             merged["due_date"] = row.due_date
-        issue, due, terms = _dates(merged, workspace_today(ws, now), settings_of(ws).default_payment_terms_days)
+        try:
+            issue, due, terms = _dates(merged, workspace_today(ws, now), settings_of(ws).default_payment_terms_days)
+        except Invalid as exc:  # a date before the stored other one is a conflict with the invoice
+            if "due_date" in exc.fields and not {"issue_date", "due_date"} <= set(data):
+                raise Conflict(exc.detail, exc.fields) from None
+            raise
         values.update(issue_date=issue, due_date=due, payment_terms_days=terms)
     values.update(_content_changes(uow, "invoice", invoice_id, data))
     if values:
@@ -332,8 +337,9 @@ def update_quote(uow, now: datetime, workspace_id: str, quote_id: str, data: dic
     values = {}
     issue = parse_date(data.get("issue_date"), "issue_date") or row.issue_date
     expiry = parse_date(data.get("expiry_date"), "expiry_date") or row.expiry_date
-    if expiry < issue:
-        raise Invalid("The expiry date cannot be before the issue date.", expiry_date="before issue date")
+    if expiry < issue:  # both sent: invalid input; one of them stored: a conflict with the quote
+        error = Invalid if {"issue_date", "expiry_date"} <= set(data) else Conflict
+        raise error("The expiry date cannot be before the issue date.", expiry_date="before issue date")
     values.update(issue_date=issue, expiry_date=expiry)
     values.update(_content_changes(uow, "quote", quote_id, data))
     uow.execute(quotes.update().where(quotes.c.id == quote_id).values(**values))
@@ -462,6 +468,8 @@ def issue_credit_note(uow, now: datetime, workspace_id: str, data: dict) -> dict
     ws = workspace_row(uow, workspace_id)
     client = client_row(uow, workspace_id, data.get("client_id", ""))
     raw_lines = data.get("lines")
+    if "lines" in data and "amount" in data:
+        raise Invalid("Send lines or an amount, not both.", amount="lines are sent too")
     if raw_lines is None and "amount" in data:
         raw_lines = [{"description": data.get("reason") or "Credit", "quantity": 1, "unit_price": data["amount"]}]
     lines = parse_lines(raw_lines)

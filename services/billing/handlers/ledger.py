@@ -7,7 +7,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from dateutil.relativedelta import relativedelta
 
-from chassis.errors import Invalid, NotFound, Unavailable
+from chassis.errors import Conflict, Invalid, NotFound, Unavailable
 from chassis.fields import text
 from chassis.money import Money
 from services.billing import domain
@@ -60,7 +60,7 @@ def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_u
     existing = uow.execute(sa.select(payments).where(payments.c.id == payment_id)).first()
     if existing is not None:
         if existing.workspace_id != workspace_id:
-            raise Invalid("This payment id is already used.", payment_id="taken")
+            raise Conflict("This payment id is already used.", payment_id="taken")
         return _payment_view(uow, existing)
     allocations = data.get("allocations")
     if allocations is None:
@@ -92,7 +92,7 @@ def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_u
         else:
             row = _settle(uow, workspace_id, invoice_id, paid=amount)
         if client_id not in (None, row.client_id) or currency not in (None, row.currency):
-            raise Invalid("One payment is for one client's invoices in one currency.", allocations="mixed")
+            raise Conflict("One payment is for one client's invoices in one currency.", allocations="mixed")
         client_id, currency = row.client_id, row.currency
         if amount:
             kinds.add(row.kind)
@@ -227,11 +227,11 @@ def _use_balance(uow, now, workspace_id: str, invoice_id: str, amount, source: s
     amount = _amount(amount)
     target = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
     if target.kind == "retainer":
-        raise Invalid("Credits are applied to standard invoices, not retainer invoices.", invoice_id="retainer")
+        raise Conflict("Credits are applied to standard invoices, not retainer invoices.", invoice_id="retainer")
     client_row(uow, workspace_id, target.client_id, lock=True)  # serialise balance use per client
     available = _available(uow, target.client_id, target.currency)[source]
     if amount > available:
-        raise Invalid(f"Only {Money(available, target.currency).format()} of {source} is available.",
+        raise Conflict(f"Only {Money(available, target.currency).format()} of {source} is available.",
                       amount="more than available")
     row = _settle(uow, workspace_id, invoice_id, credited=amount)
     uow.execute(credit_applications.insert().values(
@@ -262,7 +262,7 @@ def refund_retainer(uow, now: datetime, workspace_id: str, client_id: str, amoun
     client = client_row(uow, workspace_id, client_id, lock=True)
     available = _available(uow, client_id, client.currency)["retainer"]
     if amount > available:
-        raise Invalid(f"Only {Money(available, client.currency).format()} of retainer is available.",
+        raise Conflict(f"Only {Money(available, client.currency).format()} of retainer is available.",
                       amount="more than available")
     refund_id = new_id()
     uow.execute(credit_applications.insert().values(

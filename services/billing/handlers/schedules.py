@@ -8,7 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from chassis.errors import Invalid, ServiceError
+from chassis.errors import Conflict, Invalid, ServiceError
 from chassis.fields import flag, text
 from services.billing import domain
 from services.billing.handlers.common import (check_fields, client_row, get_scoped, iso, new_id, parse_date, parse_lines,
@@ -77,7 +77,10 @@ def update_recurring(uow, now: datetime, workspace_id: str, recurring_id: str, d
     row = get_scoped(uow, recurring_invoices, workspace_id, recurring_id, "recurring invoice", lock=True)
     values = {}
     if "end_date" in data:
-        schedule = _schedule({"end_date": data["end_date"]}, row)
+        end = parse_date(data["end_date"], "end_date")
+        if end is not None and end < row.start_date:  # the schedule's start is not the caller's to change
+            raise Conflict("The end date cannot be before the schedule's start date.", end_date="before start")
+        schedule = _schedule({"end_date": end}, row)
         values["end_date"] = schedule.end_date
         values["next_run"] = schedule.occurrence(row.runs)
     if "lines" in data:
