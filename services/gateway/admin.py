@@ -17,7 +17,7 @@ from chassis.errors import Unauthorized
 from chassis.scope import Scope
 from services.billing.settings_model import BookingLink
 from services.documents.webhooks import EVENT_TYPES
-from services.gateway.jsonapi import OFFSET, Body, Currency, Day, Endpoint, Limit, Locale, Moment, OpenApi, Query, \
+from services.gateway.jsonapi import OFFSET, Body, Currency, Day, Email, Endpoint, Limit, Locale, Moment, OpenApi, Query, \
     Routed, Text, TimeZone, CURRENCIES, idempotency_key, read_body, read_query
 from services.gateway.jsonapi import openapi_document as _openapi
 
@@ -37,11 +37,11 @@ def _decimal(pattern: str, minimum: Decimal, maximum: Decimal, exclusive_minimum
             return value
         try:
             number = Decimal(repr(value))
+            if number > maximum or number < minimum or (exclusive_minimum and number == minimum) or \
+                    number != number.quantize(Decimal("0.0001")):
+                raise InvalidOperation
         except InvalidOperation:
-            raise ValueError(what) from None
-        if number != number.quantize(Decimal("0.0001")) or number > maximum or number < minimum or \
-                (exclusive_minimum and number == minimum):
-            raise ValueError(f"{what}, with at most 4 decimal places")
+            raise ValueError(f"{what}, with at most 4 decimal places") from None
         return value
 
     number = {"type": "number", "maximum": float(maximum), "multipleOf": 0.0001,
@@ -140,15 +140,15 @@ class WorkspaceUpdate(Body):
     locale: Locale = None
     timezone: TimeZone = None
     tax_id: str | None = Text(50, default=None)
-    logo_url: str | None = Field(None, max_length=300_000, pattern=LOGO, description="data:image/png;base64,... (embedded)")
+    logo_url: str | None = Field(None, max_length=60_000, pattern=LOGO,  # within the gateway's 64 KB bodies
+                                 description="data:image/png;base64,... (embedded)")
     brand_color: str = Field(None, pattern=COLOR)
     accent_color: str = Field(None, pattern=COLOR)
     settings: SettingsIn = None
 
 
 class ContactIn(Body):
-    email: str = Field(max_length=254, json_schema_extra={"format": "email"},
-                       description="Stored in its normal form (lower case)")
+    email: Email = Field(description="Stored in its normal form (lower case)")
     name: str = Text(200, default="")
     phone: str = Text(50, default="")
     locale: Locale | None = Field(None, description="null: the client's")
@@ -158,7 +158,7 @@ class ContactIn(Body):
 
 class ContactUpdate(Body):
     """Only the fields sent change; null clears the name or phone, and the locale (the client's applies)."""
-    email: str = Field(None, max_length=254, json_schema_extra={"format": "email"})
+    email: Email = Field(None, description="Stored in its normal form (lower case)")
     name: str | None = Text(200, default=None)
     phone: str | None = Text(50, default=None)
     locale: Locale | None = None

@@ -208,17 +208,37 @@ def read_body(req, model: type[Body]) -> dict:
     if not (req.content_type or "").startswith("application/json"):
         raise falcon.HTTPUnsupportedMediaType(description="Send a JSON body (Content-Type: application/json).")
     raw = req.bounded_stream.read() or b"{}"
-    try:
-        data = json.loads(raw)
+    try:  # 2.0 is the integer 2, as JSON Schema counts numbers; 2.5 stays a number no integer field takes
+        data = json.loads(raw, parse_float=_number)
     except ValueError:
         raise Invalid("The body is not valid JSON.", body="malformed JSON") from None
     bad = dict(unstorable_text(data))
     if bad:
         raise Invalid("Some fields are not valid.", **bad)
     try:
-        return model.model_validate_json(raw).model_dump(mode="json", exclude_unset=True)
+        return model.model_validate_json(json.dumps(data)).model_dump(mode="json", exclude_unset=True)
     except ValidationError as exc:
         raise Invalid("Some fields are not valid.", **field_errors(exc)) from None
+
+
+def _number(text: str) -> int | float:
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+def valid_email(value: str) -> str:
+    """An address email can be sent to, as email_validator writes it; special-use domains (.test, .local)
+    are addresses too (they never leave a test mail server)."""
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        return validate_email(value, check_deliverability=False, globally_deliverable=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a valid email address: {exc}") from None
+
+
+Email = Annotated[str, AfterValidator(valid_email), WithJsonSchema({"type": "string", "format": "email",
+                                                                    "maxLength": 254})]
 
 
 def unstorable_text(value, path: str = "") -> list[tuple[str, str]]:
@@ -260,7 +280,7 @@ def openapi_document(endpoints, prefix: str, info: dict, security_schemes: dict)
         operation: dict = {
             "operationId": f"{ep.name}_{ep.method.lower()}_{slug}",
             "summary": ep.summary,
-            "security": security,
+            "security": [] if getattr(ep, "public", False) else security,
             "parameters": [{"name": name, "in": "path", "required": True, "schema": dict(PATH_ID)}
                            for name in _path_names(ep.path)],
             "responses": {str(ep.status): success, **{str(code): {"$ref": "#/components/responses/Problem"}

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import falcon
-from pydantic import EmailStr, Field
+from pydantic import Field
 
-from services.gateway.jsonapi import OFFSET, Body, Endpoint, Limit, Moment, OpenApi, Query, Routed, Text, \
+from services.gateway.jsonapi import OFFSET, Body, Email, Endpoint, Limit, Moment, OpenApi, Query, Routed, Text, \
     openapi_document, read_body, read_query
 from services.gateway.resources import INVOICE_FILTERS, INVOICE_SORTS, PAYMENT_KINDS, PAYMENT_SORTS, QUOTE_FILTERS, \
     Base, render_pdf, send_pdf
@@ -31,7 +31,7 @@ class CommentIn(Body):
 
 
 class ForwardIn(Body):
-    to: EmailStr
+    to: Email
     note: str = Text(500, default="")
 
 

@@ -425,9 +425,11 @@ def statement(uow, now: datetime, workspace_id: str, client_id: str, start, end,
     client = client_row(uow, workspace_id, client_id)
     ws = workspace_row(uow, workspace_id)
     today = workspace_today(ws, now)
-    # Without a period: the last three months, so that it opens with content even on the 1st.
-    start = parse_date(start, "from") or today - relativedelta(months=3)
-    end = parse_date(end, "to") or today
+    # Without a period: the last three months, so that it opens with content even on the 1st. Without its
+    # start: the three months before its end; without its end: today (or the start, when that is later).
+    start, end = parse_date(start, "from"), parse_date(end, "to")
+    end = end or max(today, start or today)
+    start = start or end - relativedelta(months=3)
     if end < start:
         raise Invalid("The period's start is after its end.", period="from after to")
     currency = currency or client.currency
