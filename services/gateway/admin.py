@@ -18,7 +18,7 @@ from chassis.scope import Scope
 from services.billing.settings_model import BookingLink
 from services.documents.webhooks import EVENT_TYPES
 from services.gateway.jsonapi import OFFSET, Body, Currency, Day, Email, Endpoint, Limit, Locale, Moment, OpenApi, Query, \
-    Routed, Text, TimeZone, CURRENCIES, idempotency_key, read_body, read_query
+    Routed, SHARED_SCHEMAS, Text, TimeZone, idempotency_key, read_body, read_query
 from services.gateway.jsonapi import openapi_document as _openapi
 
 PREFIX = "/api/admin/v1"
@@ -398,7 +398,8 @@ ROUTES: tuple[Route, ...] = (
           lambda p, b, q: (p["id"], q.get("from"), q.get("to"), q.get("currency")),
           query=(Query("from", "The first day (default three months before to); on or before to", kind="date"),
                  Query("to", "The last day (default today)", kind="date"),
-                 Query("currency", "The client's if left out", enum=tuple(CURRENCIES)))),
+                 Query("currency", "An ISO 4217 code; the client's if left out",
+                       pattern=SHARED_SCHEMAS["Currency"]["pattern"]))),
     Route("GET", "/clients/{id}/activity", "list_activity", "The client's activity timeline",
           lambda p, b, q: (p["id"], q.get("limit", 50)), query=(Limit(200, 50),)),
     Route("GET", "/clients/{id}/engagement", "client_engagement",

@@ -66,8 +66,8 @@ def check(answer, before, after, table: str, column: str, sent, ok=(200, 201, 30
     else:
         assert answer.status_code in (400, 409, 422), answer.text
         assert after == before, (column, sent, answer.status_code)
-    assert "None" not in {str(v) for v in after} - ({sent} if isinstance(sent, str) else set()) - {
-        str(v) for v in before}
+    assert "None" not in {v for v in after if isinstance(v, str)} - ({sent} if isinstance(sent, str) else set()) - {
+        v for v in before if isinstance(v, str)}
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +112,9 @@ def targets(world) -> list[tuple]:
             "email", "name", "phone", "locale", "is_primary", "portal_access")}),
         (ADMIN, "patch", "/recurring-invoices/{id}", {f: ("recurring_invoices", world["recurring"], f) for f in (
             "end_date", "payment_terms_days", "notes", "autopay", "active", "lines")}),
-        (ADMIN, "patch", "/invoices/{id}", {f: ("invoices", world["draft"], f) for f in (
-            "issue_date", "due_date", "payment_terms_days", "notes", "terms", "lines")}),
+        (ADMIN, "patch", "/invoices/{id}", {**{f: ("invoices", world["draft"], f) for f in (
+            "issue_date", "due_date", "payment_terms_days", "notes", "terms")},
+            "lines": ("invoices", world["draft"], "total")}),
         (ADMIN, "patch", "/workspace", {f: ("workspaces", None, f) for f in (  # the key's workspace
             "name", "email", "phone", "address", "currency", "locale", "timezone", "tax_id", "logo_url",
             "brand_color", "accent_color", "settings")}),
@@ -145,7 +146,7 @@ def test_every_json_type_in_every_changed_field(stack, world, data):
     headers = world["bearer"] if prefix == PORTAL else world["admin"]
     answer = requests.request(method, f"{stack.url}{prefix}{target}", json={field: value}, headers=headers, timeout=30)
     after = row(url, table, [column], "id = %s", row_id)
-    if column in ("lines", "settings"):  # structured: refused unchanged, or a list or object that was accepted
+    if field in ("lines", "settings"):  # structured: refused unchanged, or a list or object that was accepted
         assert answer.status_code in (200, 422), answer.text
         assert after == before or (answer.status_code == 200 and isinstance(value, (list, dict)))
         return
@@ -262,7 +263,7 @@ def test_every_json_type_in_the_portals_forms(stack, world, data):
     answer = browser.post(f"{stack.url}{path}", data=fields, allow_redirects=False, timeout=30)
     after = read()
     assert answer.status_code < 500, answer.text
-    refused = answer.status_code in (400, 409, 422)
+    refused = answer.status_code in (400, 404, 409, 422, 429)  # 429: sign-in links are rate-limited
     assert refused or answer.status_code in (200, 303), answer.status_code
     if refused:
         assert "text/html" in answer.headers["content-type"]

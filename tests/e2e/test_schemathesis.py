@@ -81,6 +81,10 @@ def exercise(case) -> bool:
             body[first], body[then] = body[then], body[first]
         elif isinstance(body.get(then), str) and first not in body and first != "start_date":
             body[first] = body[then]  # a due or expiry date alone is measured from today: it dates the document
+    weekly = ((body.get("settings") or {}).get("booking") or {}).get("weekly") if isinstance(body.get("settings"),
+                                                                                          dict) else None
+    for day, windows in (weekly or {}).items() if isinstance(weekly, dict) else ():
+        weekly[day] = [w if w.split("-")[0] < w.split("-")[1] else "09:00-17:00" for w in windows]  # start first
     return True
 
 
