@@ -12,12 +12,13 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 from dateutil.relativedelta import relativedelta
 
-from chassis.errors import Invalid
+from chassis.errors import Conflict, Invalid
 
 OPEN_STATUSES = {"sent", "viewed", "partially_paid"}
 INVOICE_STATUSES = {"draft", "sent", "viewed", "partially_paid", "paid", "void"}
 QUOTE_STATUSES = {"draft", "sent", "accepted", "rejected", "expired"}
 HUNDRED = Decimal(100)
+MAX_UNIT_PRICE = 1_000_000_000
 
 
 def round_minor(value: Decimal) -> int:
@@ -53,6 +54,8 @@ class Line:
             raise Invalid("Quantities must be positive.", quantity="must be positive")
         if self.unit_price < 0:
             raise Invalid("Unit prices cannot be negative.", unit_price="must not be negative")
+        if self.unit_price > MAX_UNIT_PRICE:  # 200 lines of the largest quantity still total within 64 bits
+            raise Invalid("Unit prices are at most 1,000,000,000 minor units.", unit_price="too large")
         if not (0 <= self.tax_rate <= 100):
             raise Invalid("Tax rates are percentages from 0 to 100.", tax_rate="out of range")
         if not (0 <= self.discount_percent <= 100):
@@ -136,11 +139,11 @@ def status_after_refund(status: str, total: int, paid: int, credited: int, viewe
 
 def check_settlement(status: str, amount: int, owed: int, what: str = "payment") -> None:
     if status not in OPEN_STATUSES:
-        raise Invalid(f"A {status.replace('_', ' ')} invoice cannot take a {what}.", status=status)
+        raise Conflict(f"A {status.replace('_', ' ')} invoice cannot take a {what}.", status=status)
     if amount <= 0:
         raise Invalid("The amount must be positive.", amount="must be positive")
     if amount > owed:
-        raise Invalid("The amount is more than the invoice balance.", amount="more than the balance")
+        raise Conflict("The amount is more than the invoice balance.", amount="more than the balance")
 
 
 def is_overdue(status: str, due_date: date, owed: int, today: date) -> bool:

@@ -83,7 +83,7 @@ class WorkspaceSettings(BaseModel):
 
 def parse_settings(data: dict) -> WorkspaceSettings:
     try:
-        return WorkspaceSettings.model_validate(data)
+        return WorkspaceSettings.model_validate(data, strict=True)  # stored as sent: no "true" for true
     except ValidationError as exc:
         raise Invalid("Some settings are not valid.", **field_errors(exc)) from None
 

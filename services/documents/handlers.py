@@ -12,6 +12,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from chassis.errors import Invalid, NotFound
+from chassis.fields import display_name
 from chassis.logs import current_request_id, request_context
 from chassis.settings import is_dev
 from services.documents.mail import PermanentMailError, TransientMailError
@@ -76,6 +77,8 @@ def queue_email(uow, now: datetime, sender: str, *, idempotency_key: str, kind: 
     if existing:
         return existing.id
     brand = brand or _brand_or_default(uow, workspace_id)
+    if "name" in context:  # the greeting: a contact without a name is greeted by its address
+        context = {**context, "name": display_name(context["name"], to)}
     color = brand.get("brand_color") or "#1d4ed8"
     context = {"business_name": brand["name"], "brand_color": color, "logo_url": brand.get("logo_url", ""),
                "button": f"display:inline-block;padding:12px 20px;background:{color};color:#ffffff;"

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_date, format_datetime
 from icalendar import Calendar, Event
 
+from chassis.fields import display_name
 from chassis.money import Money
 from services.documents import handlers
 
@@ -75,7 +76,7 @@ def payment_failed(uow, now, sender, brand: dict, *, key: str, data: dict, recip
 def business_message(uow, now, sender, brand: dict, *, key: str, client_id: str, client_name: str, from_name: str,
                      from_email: str, subject: str, message: str) -> str:
     """A client's message from the portal, to the business's contact address; replies go to the client."""
-    context = {"from_name": from_name, "from_email": from_email, "client_name": client_name, "subject": subject,
+    context = {"from_name": display_name(from_name, from_email), "from_email": from_email, "client_name": client_name, "subject": subject,
                "message": message}
     return handlers.queue_email(uow, now, sender, brand=brand, idempotency_key=key, kind="business_message", to=brand["email"],
                                 context=context, workspace_id=brand["id"], client_id=client_id, reply_to=from_email)

@@ -94,9 +94,9 @@ def clean_event_types(values) -> list[str]:
 
 
 def clean_url(url, allow_private: bool) -> str:
-    url = url.strip() if isinstance(url, str) else ""
-    parts = urlsplit(url)
+    url = url if isinstance(url, str) and url == url.strip() else ""  # stored as sent, or refused
     try:
+        parts = urlsplit(url)
         parts.port  # noqa: B018 - raises for a port that is not a number
     except ValueError:
         raise Invalid("The URL's port is not valid.", url="invalid port") from None

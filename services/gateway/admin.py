@@ -5,160 +5,272 @@ Bodies are validated here (pydantic) for clear field errors; billing checks the 
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import date
-from typing import Any, Literal
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Literal
 
 import falcon
-from pydantic import Field
+from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
 from chassis.errors import Unauthorized
 from chassis.scope import Scope
-from services.gateway.jsonapi import Body, Endpoint, OpenApi, Query, idempotency_key, read_body
+from services.billing.settings_model import BookingLink
+from services.documents.webhooks import EVENT_TYPES
+from services.gateway.jsonapi import OFFSET, Body, Currency, Day, Email, Endpoint, Limit, Locale, Moment, OpenApi, Query, \
+    Routed, SHARED_SCHEMAS, Text, TimeZone, idempotency_key, read_body, read_query
 from services.gateway.jsonapi import openapi_document as _openapi
 
 PREFIX = "/api/admin/v1"
-Id = Field(min_length=1, max_length=64)
+Id = Text(64, required=True)
+NULL_CLEARS = "; null clears it"
+MAX_PRICE = 1_000_000_000  # minor units: 200 lines of the largest quantity still total within a 64-bit integer
+MAX_AMOUNT = 10**15
+
+
+def _decimal(pattern: str, minimum: Decimal, maximum: Decimal, exclusive_minimum: bool, what: str):
+    """A number with at most 4 decimal places (what is stored), as a JSON number or as decimal text."""
+    def check(value):
+        if isinstance(value, str):
+            if not re.fullmatch(pattern, value):
+                raise ValueError(f"{what}, as a number or as text like 1.5")
+            return value
+        try:
+            number = Decimal(repr(value))
+            if number > maximum or number < minimum or (exclusive_minimum and number == minimum) or \
+                    number != number.quantize(Decimal("0.0001")):
+                raise InvalidOperation
+        except InvalidOperation:
+            raise ValueError(f"{what}, with at most 4 decimal places") from None
+        return value
+
+    number = {"type": "number", "maximum": float(maximum), "multipleOf": 0.0001,
+              **({"exclusiveMinimum": float(minimum)} if exclusive_minimum else {"minimum": float(minimum)})}
+    return Annotated[float | str, AfterValidator(check),
+                     WithJsonSchema({"anyOf": [number, {"type": "string", "pattern": pattern}], "description": what})]
+
+
+Quantity = _decimal(r"^([1-9][0-9]{0,6}(\.[0-9]{1,4})?|0\.([1-9][0-9]{0,3}|0[1-9][0-9]{0,2}|00[1-9][0-9]?|000[1-9]))$",
+                    Decimal(0), Decimal("9999999.9999"), True, "more than 0 and below 10,000,000")
+Percent = _decimal(r"^(100(\.0{1,4})?|[1-9]?[0-9](\.[0-9]{1,4})?)$", Decimal(0), Decimal(100), False,
+                   "a percentage from 0 to 100")
 
 
 class LineIn(Body):
-    description: str = Field(min_length=1, max_length=500)
-    quantity: float | str = 1
-    unit_price: int = Field(ge=0, description="Minor units (cents)")
-    tax_rate: float | str = 0
-    discount_percent: float | str = 0
+    description: str = Text(500, required=True)
+    quantity: Quantity = 1
+    unit_price: int = Field(ge=0, le=MAX_PRICE, description="Minor units (cents)")
+    tax_rate: Percent = 0
+    discount_percent: Percent = 0
+
+
+NUMBER_PATTERN = r"^[^{}\u0000]*(\{(YYYY|YY|MM)\}[^{}\u0000]*)*\{seq(:0?[1-9])?\}[^{}\u0000]*(\{(YYYY|YY|MM)\}[^{}\u0000]*)*$"
+WINDOW = r"^([01][0-9]|2[0-3]):[0-5][05]-([01][0-9]|2[0-3]):[0-5][05]$"
+
+
+def _windows(weekly: dict) -> dict:
+    for day, windows in weekly.items():
+        for window in windows:
+            start, end = window.split("-")
+            if start >= end:
+                raise ValueError(f"{day}: {window} starts before it ends")
+    return weekly
+
+
+class BookingRulesIn(Body):
+    weekly: Annotated[dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                           Annotated[list[Annotated[str, Field(pattern=WINDOW)]], Field(max_length=6)]],
+                      AfterValidator(_windows)] = Field(None, description="Windows like 09:00-12:00, each "
+                                                                           "starting before it ends")
+    slot_step_minutes: int = Field(None, ge=5, le=240, multiple_of=5)
+    min_notice_hours: int = Field(None, ge=0, le=24 * 14)
+    horizon_days: int = Field(None, ge=1, le=90)
+
+
+Days = Annotated[list[Annotated[int, Field(ge=1, le=365)]], Field(max_length=10, json_schema_extra={"uniqueItems": True})]
+
+
+def _unique(values: list) -> list:
+    if len(set(values)) != len(values):
+        raise ValueError("each at most once")
+    return values
+
+
+class RemindersIn(Body):
+    enabled: bool = None
+    days_before: Annotated[Days, AfterValidator(_unique)] = None
+    on_due: bool = None
+    days_after: Annotated[Days, AfterValidator(_unique)] = None
+
+
+class SettingsIn(Body):
+    """The settings to change; the others keep their values."""
+    portal_enabled: bool = None
+    allow_partial_payments: bool = None
+    partial_payment_minimum: int = Field(None, ge=0, le=MAX_AMOUNT)
+    payment_methods: Annotated[list[Literal["card", "bank_transfer"]], AfterValidator(_unique),
+                               Field(json_schema_extra={"uniqueItems": True})] = None
+    stripe_account: str | None = Field(None, pattern=r"^acct_[A-Za-z0-9]+$", max_length=100,
+                                       description="A Stripe Connect account" + NULL_CLEARS)
+    booking_links: list[BookingLink] = Field(None, max_length=20)
+    booking: BookingRulesIn = None
+    invoice_number_pattern: str = Field(None, pattern=NUMBER_PATTERN, max_length=40)
+    retainer_number_pattern: str = Field(None, pattern=NUMBER_PATTERN, max_length=40)
+    quote_number_pattern: str = Field(None, pattern=NUMBER_PATTERN, max_length=40)
+    credit_number_pattern: str = Field(None, pattern=NUMBER_PATTERN, max_length=40)
+    default_payment_terms_days: int = Field(None, ge=0, le=365)
+    reminders: RemindersIn = None
+    auto_convert_accepted_quotes: bool = None
+    refund_policy: Literal["reopen", "credit"] = None
+    paper_size: Literal["A4", "Letter"] = None
+    attach_pdf_to_emails: bool = None
+
+
+LOGO = r"^(data:image/(png|jpeg|svg\+xml);base64,[A-Za-z0-9+/=]+)?$"
+COLOR = r"^#[0-9a-fA-F]{6}$"
 
 
 class WorkspaceUpdate(Body):
-    name: str | None = Field(None, min_length=1, max_length=200)
-    email: str | None = Field(None, max_length=254)
-    phone: str | None = Field(None, max_length=50)
-    address: str | None = Field(None, max_length=2000)
-    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
-    locale: str | None = Field(None, max_length=20)
-    timezone: str | None = Field(None, max_length=60)
-    tax_id: str | None = Field(None, max_length=50)
-    logo_url: str | None = Field(None, max_length=300_000, description="data:image/png;base64,... (embedded)")
-    brand_color: str | None = Field(None, pattern=r"^#[0-9a-fA-F]{6}$")
-    accent_color: str | None = Field(None, pattern=r"^#[0-9a-fA-F]{6}$")
-    settings: dict[str, Any] | None = None
+    """Only the fields sent change; null clears the phone, address, tax id or logo."""
+    name: str = Text(200, required=True, default=None)
+    email: str = Text(254, required=True, default=None)
+    phone: str | None = Text(50, default=None)
+    address: str | None = Text(2000, default=None)
+    currency: Currency = None
+    locale: Locale = None
+    timezone: TimeZone = None
+    tax_id: str | None = Text(50, default=None)
+    logo_url: str | None = Field(None, max_length=60_000, pattern=LOGO,  # within the gateway's 64 KB bodies
+                                 description="data:image/png;base64,... (embedded)")
+    brand_color: str = Field(None, pattern=COLOR)
+    accent_color: str = Field(None, pattern=COLOR)
+    settings: SettingsIn = None
 
 
 class ContactIn(Body):
-    email: str = Field(max_length=254)
-    name: str = Field("", max_length=200)
-    phone: str = Field("", max_length=50)
-    locale: str | None = Field(None, max_length=20)
+    email: Email = Field(description="Stored in its normal form (lower case)")
+    name: str = Text(200, default="")
+    phone: str = Text(50, default="")
+    locale: Locale | None = Field(None, description="null: the client's")
     is_primary: bool = False
     portal_access: bool = False
 
 
 class ContactUpdate(Body):
-    email: str | None = Field(None, max_length=254)
-    name: str | None = Field(None, max_length=200)
-    phone: str | None = Field(None, max_length=50)
-    locale: str | None = Field(None, max_length=20)
-    is_primary: bool | None = None
-    portal_access: bool | None = None
+    """Only the fields sent change; null clears the name or phone, and the locale (the client's applies)."""
+    email: Email = Field(None, description="Stored in its normal form (lower case)")
+    name: str | None = Text(200, default=None)
+    phone: str | None = Text(50, default=None)
+    locale: Locale | None = None
+    is_primary: bool = None
+    portal_access: bool = None
 
 
 class ClientIn(Body):
-    name: str = Field(min_length=1, max_length=200)
-    address: str = Field("", max_length=2000)
-    phone: str = Field("", max_length=50)
-    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
-    locale: str | None = Field(None, max_length=20)
-    timezone: str | None = Field(None, max_length=60)
-    tax_id: str = Field("", max_length=50)
+    name: str = Text(200, required=True)
+    address: str = Text(2000, default="")
+    phone: str = Text(50, default="")
+    currency: Currency = Field(None, description="The workspace's if left out")
+    locale: Locale = Field(None, description="The workspace's if left out")
+    timezone: TimeZone = Field(None, description="The workspace's if left out")
+    tax_id: str = Text(50, default="")
     contacts: list[ContactIn] = Field(default_factory=list, max_length=20)
 
 
 class ClientUpdate(Body):
-    name: str | None = Field(None, min_length=1, max_length=200)
-    address: str | None = Field(None, max_length=2000)
-    phone: str | None = Field(None, max_length=50)
-    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
-    locale: str | None = Field(None, max_length=20)
-    timezone: str | None = Field(None, max_length=60)
-    tax_id: str | None = Field(None, max_length=50)
+    """Only the fields sent change; null clears the address, phone or tax id."""
+    name: str = Text(200, required=True, default=None)
+    address: str | None = Text(2000, default=None)
+    phone: str | None = Text(50, default=None)
+    currency: Currency = None
+    locale: Locale = None
+    timezone: TimeZone = None
+    tax_id: str | None = Text(50, default=None)
+
+
+TERMS = Field(None, ge=0, le=365, description="Days to pay; null: the workspace's default (the due date is then "
+                                               "issue date + that default)")
+DUE = "On or after issue_date (default: issue date + payment terms)"
 
 
 class InvoiceIn(Body):
     client_id: str = Id
     kind: Literal["standard", "retainer"] = "standard"
-    issue_date: date | None = None
-    due_date: date | None = None
-    payment_terms_days: int | None = Field(None, ge=0, le=365)
+    issue_date: Day = Field(None, description="Today (the workspace's) if left out")
+    due_date: Day = Field(None, description=DUE)
+    payment_terms_days: int | None = TERMS
     lines: list[LineIn] = Field(min_length=1, max_length=200)
-    notes: str = Field("", max_length=5000)
-    terms: str = Field("", max_length=5000)
+    notes: str = Text(5000, default="")
+    terms: str = Text(5000, default="")
     send: bool = False
 
 
 class InvoiceUpdate(Body):
-    issue_date: date | None = None
-    due_date: date | None = None
-    payment_terms_days: int | None = Field(None, ge=0, le=365)
-    lines: list[LineIn] | None = Field(None, min_length=1, max_length=200)
-    notes: str | None = Field(None, max_length=5000)
-    terms: str | None = Field(None, max_length=5000)
+    """A draft's dates and lines, any invoice's notes and terms (null clears those)."""
+    issue_date: Day = None
+    due_date: Day = Field(None, description=DUE)
+    payment_terms_days: int | None = TERMS
+    lines: list[LineIn] = Field(None, min_length=1, max_length=200)
+    notes: str | None = Text(5000, default=None)
+    terms: str | None = Text(5000, default=None)
 
 
 class QuoteIn(Body):
     client_id: str = Id
-    issue_date: date | None = None
-    expiry_date: date | None = None
+    issue_date: Day = Field(None, description="Today (the workspace's) if left out")
+    expiry_date: Day = Field(None, description="On or after issue_date (default: 30 days after it)")
     lines: list[LineIn] = Field(min_length=1, max_length=200)
-    notes: str = Field("", max_length=5000)
-    terms: str = Field("", max_length=5000)
+    notes: str = Text(5000, default="")
+    terms: str = Text(5000, default="")
     send: bool = False
 
 
 class QuoteUpdate(Body):
-    issue_date: date | None = None
-    expiry_date: date | None = None
-    lines: list[LineIn] | None = Field(None, min_length=1, max_length=200)
-    notes: str | None = Field(None, max_length=5000)
-    terms: str | None = Field(None, max_length=5000)
+    """A draft quote's dates and lines, and its notes and terms (null clears those)."""
+    issue_date: Day = None
+    expiry_date: Day = Field(None, description="On or after issue_date")
+    lines: list[LineIn] = Field(None, min_length=1, max_length=200)
+    notes: str | None = Text(5000, default=None)
+    terms: str | None = Text(5000, default=None)
 
 
 Method = Literal["card", "bank_transfer", "cash", "cheque", "other"]
 
 
 class OfflinePayment(Body):
-    amount: int = Field(gt=0, description="Minor units")
+    amount: int = Field(gt=0, le=MAX_AMOUNT, description="Minor units")
     method: Method = "bank_transfer"
-    reference: str = Field("", max_length=200)
-    received_at: str | None = Field(None, description="ISO 8601 with time zone; now if omitted")
-    payment_id: str | None = Field(None, max_length=64, description="Your id for the payment; makes retries safe")
+    reference: str = Text(200, default="")
+    received_at: Moment = Field(None, description="ISO 8601 with time zone; now if left out")
+    payment_id: str = Text(64, required=True, default=None, description="Your id for the payment; makes retries safe")
 
 
 class Allocation(Body):
     invoice_id: str = Id
-    amount: int = Field(gt=0)
+    amount: int = Field(gt=0, le=MAX_AMOUNT)
 
 
 class MultiPayment(Body):
     allocations: list[Allocation] = Field(min_length=1, max_length=100)
     method: Method = "bank_transfer"
-    reference: str = Field("", max_length=200)
-    received_at: str | None = None
-    payment_id: str | None = Field(None, max_length=64)
+    reference: str = Text(200, default="")
+    received_at: Moment = Field(None, description="ISO 8601 with time zone; now if left out")
+    payment_id: str = Text(64, required=True, default=None, description="Your id for the payment; makes retries safe")
 
 
 class AmountIn(Body):
-    amount: int = Field(gt=0, description="Minor units")
+    amount: int = Field(gt=0, le=MAX_AMOUNT, description="Minor units")
 
 
 class RefundIn(Body):
-    amount: int = Field(gt=0)
-    reference: str = Field("", max_length=200)
+    amount: int = Field(gt=0, le=MAX_AMOUNT)
+    reference: str = Text(200, default="")
 
 
 class CardRefundIn(Body):
-    amount: int | None = Field(None, gt=0, description="Minor units; omit to refund what is left")
-    reason: str = Field("", max_length=500)
-    idempotency_key: str = Field(min_length=1, max_length=100, description="The same key never refunds twice")
+    amount: int | None = Field(None, gt=0, le=MAX_AMOUNT, description="Minor units; null or left out: what is left")
+    reason: str = Text(500, default="")
+    idempotency_key: str = Text(100, required=True, description="The same key never refunds twice")
 
 
 class ArchiveIn(Body):
@@ -166,58 +278,74 @@ class ArchiveIn(Body):
 
 
 class CommentIn(Body):
-    body: str = Field(min_length=1, max_length=5000)
-    author_name: str = Field("", max_length=200)
+    body: str = Text(5000, required=True, description="The comment; blank space around it is trimmed")
+    author_name: str = Text(200, default="", description="The business's name if left out or empty")
 
 
 class CreditNoteIn(Body):
+    """Lines, or an amount (one line for it): exactly one of the two."""
+    model_config = {**Body.model_config, "json_schema_extra": {"oneOf": [{"required": ["lines"]},
+                                                                         {"required": ["amount"]}]}}
     client_id: str = Id
-    issue_date: date | None = None
-    lines: list[LineIn] | None = Field(None, min_length=1, max_length=200)
-    amount: int | None = Field(None, gt=0)
-    reason: str = Field("", max_length=2000)
-    invoice_id: str | None = Field(None, max_length=64)
+    issue_date: Day = Field(None, description="Today (the workspace's) if left out")
+    lines: list[LineIn] = Field(None, min_length=1, max_length=200, description="Totalling more than 0")
+    amount: int = Field(None, gt=0, le=MAX_AMOUNT)
+    reason: str = Text(2000, default="")
+    invoice_id: str = Text(64, required=True, default=None)
+
+    @model_validator(mode="after")
+    def _lines_or_amount(self):
+        if ("lines" in self.model_fields_set) == ("amount" in self.model_fields_set):
+            raise ValueError("send lines or an amount (one of the two)")
+        return self
 
 
 class RecurringIn(Body):
     client_id: str = Id
     frequency: Literal["weekly", "monthly", "yearly"]
     interval: int = Field(1, ge=1, le=36)
-    start_date: date
-    end_date: date | None = None
-    payment_terms_days: int | None = Field(None, ge=0, le=365)
+    start_date: Day
+    end_date: Day | None = Field(None, description="On or after start_date; null or left out: no end")
+    payment_terms_days: int = Field(None, ge=0, le=365, description="The workspace's default if left out")
     lines: list[LineIn] = Field(min_length=1, max_length=200)
-    notes: str = Field("", max_length=5000)
+    notes: str = Text(5000, default="")
     autopay: bool = False
     active: bool = True
 
 
 class RecurringUpdate(Body):
-    end_date: date | None = None
-    payment_terms_days: int | None = Field(None, ge=0, le=365)
-    lines: list[LineIn] | None = Field(None, min_length=1, max_length=200)
-    notes: str | None = Field(None, max_length=5000)
-    autopay: bool | None = None
-    active: bool | None = None
+    """Only the fields sent change; null clears the end date (no end) or the notes."""
+    end_date: Day | None = Field(None, description="On or after the start date (a 409 otherwise)")
+    payment_terms_days: int = Field(None, ge=0, le=365)
+    lines: list[LineIn] = Field(None, min_length=1, max_length=200)
+    notes: str | None = Text(5000, default=None)
+    autopay: bool = None
+    active: bool = None
 
 
-WEBHOOK_EVENTS = "Event types (e.g. invoice.paid), invoice.* for a family, or * for all"
+WEBHOOK_EVENTS = "Event types (e.g. invoice.paid), invoice.* for a family, or * for all; each once"
+EVENT_PATTERNS = sorted(EVENT_TYPES | {t.split(".")[0] + ".*" for t in EVENT_TYPES} | {"*"})
+EventTypes = Annotated[list[Literal[tuple(EVENT_PATTERNS)]], AfterValidator(_unique),
+                       Field(min_length=1, max_length=50, description=WEBHOOK_EVENTS,
+                             json_schema_extra={"uniqueItems": True})]
+PORT = r"(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+URL = r"^https?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?" + PORT + r"([/?#][!-~]*)?$"
 
 
 class WebhookIn(Body):
-    url: str = Field(min_length=1, max_length=2000, description="http(s) URL that receives the POSTs")
-    event_types: list[str] = Field(min_length=1, max_length=50, description=WEBHOOK_EVENTS)
-    secret: str | None = Field(None, min_length=16, max_length=200,
-                               description="Signing secret; omit to get a random whsec_... (shown only in this answer)")
-    description: str = Field("", max_length=500)
+    url: str = Field(max_length=2000, pattern=URL, description="http(s) URL that receives the POSTs")
+    event_types: EventTypes
+    secret: str = Field(None, pattern=r"^[ -~]{16,200}$",
+                        description="Signing secret; left out: a random whsec_... (shown only in this answer)")
+    description: str = Text(500, default="")
     active: bool = True
 
 
 class WebhookUpdate(Body):
-    url: str | None = Field(None, min_length=1, max_length=2000)
-    event_types: list[str] | None = Field(None, min_length=1, max_length=50, description=WEBHOOK_EVENTS)
-    description: str | None = Field(None, max_length=500)
-    active: bool | None = Field(None, description="false pauses deliveries; pending ones wait")
+    url: str = Field(None, max_length=2000, pattern=URL)
+    event_types: EventTypes = None
+    description: str = Text(500, default=None)
+    active: bool = Field(None, description="false pauses deliveries; pending ones wait")
 
 
 @dataclass(frozen=True)
@@ -249,13 +377,15 @@ ENGAGEMENT_RULE = ("Risk is high when an invoice is more than 30 days overdue, o
                    "the last 30 days, or reminders were sent and the client has viewed no invoice since the first "
                    "of them while still owing; medium when any invoice is overdue or a card payment failed in the "
                    "last 30 days; low otherwise. `reasons` lists each rule that applies.")
+CLIENT_ID = Query("client_id", "Only this client's", max_length=64)
+INVOICE_SORTS = tuple(f"{d}{k}" for k in ("date", "due_date", "amount", "number") for d in ("", "-"))
 STATUS_FILTER = ("all", "paid", "unpaid", "partially_paid", "overdue", "draft", "sent", "viewed", "void")
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/workspace", "get_workspace", "The workspace's details and settings", lambda p, b, q: ()),
     Route("PATCH", "/workspace", "update_workspace", "Change details, branding and settings", lambda p, b, q: (b,),
           WorkspaceUpdate),
     Route("GET", "/clients", "list_clients", "List clients", lambda p, b, q: (q.get("limit", 100), q.get("offset", 0)),
-          query=(Query("limit"), Query("offset"))),
+          query=(Limit(500, 100), OFFSET)),
     Route("POST", "/clients", "create_client", "Create a client, optionally with contacts", lambda p, b, q: (b,),
           ClientIn, status=201),
     Route("GET", "/clients/{id}", "get_client", "A client with contacts and balances", _p("id")),
@@ -266,27 +396,31 @@ ROUTES: tuple[Route, ...] = (
           ContactUpdate),
     Route("GET", "/clients/{id}/statement", "statement", "Statement of account for a period",
           lambda p, b, q: (p["id"], q.get("from"), q.get("to"), q.get("currency")),
-          query=(Query("from", "YYYY-MM-DD"), Query("to", "YYYY-MM-DD"), Query("currency"))),
+          query=(Query("from", "The first day (default three months before to); on or before to", kind="date"),
+                 Query("to", "The last day (default today)", kind="date"),
+                 Query("currency", "An ISO 4217 code; the client's if left out",
+                       pattern=SHARED_SCHEMAS["Currency"]["pattern"]))),
     Route("GET", "/clients/{id}/activity", "list_activity", "The client's activity timeline",
-          lambda p, b, q: (p["id"], q.get("limit", 50)), query=(Query("limit"),)),
+          lambda p, b, q: (p["id"], q.get("limit", 50)), query=(Limit(200, 50),)),
     Route("GET", "/clients/{id}/engagement", "client_engagement",
           "Collection signals and late-payment risk: portal views, sign-ins, card attempts and failures, "
           "reminders, days overdue (see GET /engagement for the rule)", _p("id")),
     Route("GET", "/engagement", "list_engagement",
           "Clients by late-payment risk, riskiest and longest overdue first. " + ENGAGEMENT_RULE,
           lambda p, b, q: (q.get("risk"), q.get("limit", 100), q.get("offset", 0)),
-          query=(Query("risk", "Only clients at this risk level", enum=("high", "medium", "low")), Query("limit"),
-                 Query("offset"))),
+          query=(Query("risk", "Only clients at this risk level", enum=("high", "medium", "low")), Limit(500, 100),
+                 OFFSET)),
     Route("POST", "/clients/{id}/retainer-refunds", "refund_retainer", "Refund unused retainer money",
           lambda p, b, q: (p["id"], b["amount"], b.get("reference", "")), RefundIn, status=201),
     Route("GET", "/clients/{id}/emails", "list_emails", "Emails sent to the client's contacts, with delivery status",
-          lambda p, b, q: (p["id"], q.get("limit", 100)), query=(Query("limit"),), service="documents",
+          lambda p, b, q: (p["id"], q.get("limit", 100)), query=(Limit(500, 100),), service="documents",
           scope_check="get_client"),
     Route("GET", "/invoices", "list_invoices", "List invoices",
           lambda p, b, q: ({**q, "include_archived": q.get("include_archived") == "true"},),
-          query=(Query("client_id"), Query("status", enum=STATUS_FILTER), Query("kind", enum=("standard", "retainer")),
-                 Query("search", "Part of an invoice number"), Query("sort", "date, due_date, amount or number; - for descending"),
-                 Query("limit"), Query("offset"), Query("include_archived", enum=("true", "false")))),
+          query=(CLIENT_ID, Query("status", enum=STATUS_FILTER), Query("kind", enum=("standard", "retainer")),
+                 Query("search", "Part of an invoice number", max_length=50),
+                 Query("sort", "By date, due date, amount or number; - for descending", enum=INVOICE_SORTS),
+                 Limit(100, 20), OFFSET, Query("include_archived", enum=("true", "false")))),
     Route("POST", "/invoices", "create_invoice", "Create an invoice (numbered at once)", lambda p, b, q: (b,),
           InvoiceIn, status=201),
     Route("GET", "/invoices/{id}", "get_invoice", "An invoice with lines, payments and credits", _p("id")),
@@ -308,8 +442,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/invoices/{id}/comments", "add_comment", "Reply on an invoice as the business",
           _comment("invoice"), CommentIn, status=201),
     Route("GET", "/quotes", "list_quotes", "List quotes", lambda p, b, q: (q,),
-          query=(Query("client_id"), Query("status", enum=("all", "draft", "pending", "accepted", "rejected", "expired")),
-                 Query("limit"))),
+          query=(CLIENT_ID, Query("status", enum=("all", "draft", "pending", "accepted", "rejected", "expired")),
+                 Limit(100, 50))),
     Route("POST", "/quotes", "create_quote", "Create a quote", lambda p, b, q: (b,), QuoteIn, status=201),
     Route("GET", "/quotes/{id}", "get_quote", "A quote with lines", _p("id")),
     Route("PATCH", "/quotes/{id}", "update_quote", "Change a draft quote", _pb("id"), QuoteUpdate),
@@ -320,16 +454,17 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/quotes/{id}/comments", "add_comment", "Reply on a quote as the business", _comment("quote"),
           CommentIn, status=201),
     Route("GET", "/credit-notes", "list_credit_notes", "List credit notes", lambda p, b, q: (q.get("client_id"),),
-          query=(Query("client_id"),)),
+          query=(CLIENT_ID,)),
     Route("POST", "/credit-notes", "issue_credit_note", "Issue a credit note", lambda p, b, q: (b,), CreditNoteIn,
           status=201),
     Route("GET", "/payments", "list_payments", "List payments",
           lambda p, b, q: (q.get("client_id"), q.get("kind"), q.get("sort", "-date")),
-          query=(Query("client_id"), Query("kind", enum=("invoice", "retainer")), Query("sort"))),
+          query=(CLIENT_ID, Query("kind", enum=("invoice", "retainer")),
+                 Query("sort", enum=("-date", "date", "-amount", "amount")))),
     Route("POST", "/payments", "record_payment", "Record one offline payment across several invoices",
           lambda p, b, q: ({k: v for k, v in b.items() if v is not None},), MultiPayment, status=201),
     Route("GET", "/recurring-invoices", "list_recurring", "List recurring invoices",
-          lambda p, b, q: (q.get("client_id"),), query=(Query("client_id"),)),
+          lambda p, b, q: (q.get("client_id"),), query=(CLIENT_ID,)),
     Route("POST", "/recurring-invoices", "create_recurring", "Create a recurring invoice", lambda p, b, q: (b,),
           RecurringIn, status=201),
     Route("GET", "/recurring-invoices/{id}", "get_recurring", "A recurring invoice", _p("id")),
@@ -337,10 +472,10 @@ ROUTES: tuple[Route, ...] = (
           RecurringUpdate),
     Route("GET", "/reviews", "list_reviews", "Reviews clients wrote in the portal, newest first",
           lambda p, b, q: (q.get("client_id"), q.get("limit", 50), q.get("offset", 0)),
-          query=(Query("client_id"), Query("limit"), Query("offset"))),
+          query=(CLIENT_ID, Limit(200, 50), OFFSET)),
     Route("GET", "/bookings", "list_bookings", "Bookings clients made in the portal",
           lambda p, b, q: (q.get("client_id"), q.get("upcoming", "true") != "false"),
-          query=(Query("client_id"), Query("upcoming", "false lists past and cancelled ones too",
+          query=(CLIENT_ID, Query("upcoming", "false lists past and cancelled ones too",
                                            enum=("true", "false")))),
     Route("POST", "/bookings/{id}/cancel", "cancel_booking", "Cancel a booking (the client is emailed)", _p("id")),
     Route("POST", "/payments/{id}/refunds", "refund_payment", "Refund all or part of a card payment through Stripe",
@@ -360,7 +495,7 @@ ROUTES: tuple[Route, ...] = (
           status=204, service="documents"),
     Route("GET", "/webhooks/{id}/deliveries", "list_webhook_deliveries",
           "The delivery log, newest first, each delivery with its attempts",
-          lambda p, b, q: (p["id"], q.get("limit", 50)), query=(Query("limit", "1 to 200, default 50"),),
+          lambda p, b, q: (p["id"], q.get("limit", 50)), query=(Limit(200, 50),),
           service="documents"),
     Route("POST", "/webhook-deliveries/{id}/replay", "replay_webhook_delivery",
           "Send a delivery again now (whatever its status), retried for another 24 hours", _p("id"), status=202,
@@ -369,7 +504,7 @@ ROUTES: tuple[Route, ...] = (
 
 
 
-class AdminResource:
+class AdminResource(Routed):
     """All the routes of one path; each method validates, calls billing once, and answers JSON."""
 
     public = True  # to sessions: the admin API authenticates its own callers, by API key
@@ -377,6 +512,7 @@ class AdminResource:
     def __init__(self, rpc, routes: list[Route]):
         self.rpc = rpc
         self.routes = {route.method: route for route in routes}
+        self.methods = tuple(self.routes)
 
     def _workspace(self, req) -> str:
         header = req.get_header("Authorization") or ""
@@ -393,11 +529,11 @@ class AdminResource:
     def _handle(self, req, resp, **params):
         route = self.routes.get(req.method)
         if route is None:
-            raise falcon.HTTPMethodNotAllowed(sorted(self.routes))
+            self.not_allowed(req, resp)
         workspace_id = self._workspace(req)
         scope = Scope(workspace_id)  # the services' databases hold the call to the key's workspace too
+        query = read_query(req, route.query)
         body = read_body(req, route.body) if route.body is not None else {}
-        query = {k: v for k, v in req.params.items() if isinstance(v, str)}
         if route.scope_check:
             self.rpc.call("billing", route.scope_check, workspace_id, params["id"], request_id=req.context.request_id,
                           scope=scope)

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import falcon
 
+from services.gateway.forms import field
 from services.gateway.resources import Portal
 
 DAYS_PER_PAGE = 5
@@ -35,7 +36,7 @@ class BookingList(Portal):
         """Confirm a booking (the last step after choosing a time)."""
         session = self.session(req, resp)
         form = self.form(req)
-        link_id, start = str(form.get("link_id", ""))[:50], str(form.get("start", ""))[:40]
+        link_id, start = field(form, "link_id", 50), field(form, "start", 40)
         booking = self.call(req, "billing", "book_slot", session["workspace_id"], session["client_id"],
                             session["contact_id"], link_id, start)
         raise falcon.HTTPSeeOther(f"/bookings?{urlencode({'booked': booking['id']})}")
@@ -86,11 +87,11 @@ class ReviewPage(Portal):
     def on_post(self, req, resp):
         session = self.session(req, resp)
         form = self.form(req)
-        rating = str(form.get("rating", ""))
-        if rating not in {"1", "2", "3", "4", "5"}:
+        rating = form.get("rating", "")
+        if rating not in ("1", "2", "3", "4", "5"):
             raise falcon.HTTPBadRequest(title="Choose a rating", description="Pick from 1 to 5 stars.")
         self.call(req, "billing", "add_review", session["workspace_id"], session["client_id"], session["contact_id"],
-                  session["name"] or session["email"], int(rating), str(form.get("message", ""))[:5000])
+                  session["name"] or session["email"], int(rating), field(form, "message", 5000))
         raise falcon.HTTPSeeOther("/review?sent=1")
 
 

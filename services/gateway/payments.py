@@ -18,6 +18,7 @@ from babel.numbers import NumberFormatError, parse_decimal
 
 from chassis.errors import Invalid
 from chassis.money import Money
+from services.gateway.forms import field
 from services.gateway.resources import Portal
 
 
@@ -26,6 +27,21 @@ def _json_body(req) -> dict:
     if not isinstance(body, dict):
         raise falcon.HTTPBadRequest(title="Send a JSON object")
     return body
+
+
+def _json_text(body: dict, name: str) -> str | None:
+    """A text field of the pay page's JSON (None when left out or empty), or a 422 naming it."""
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise Invalid(f"{name} is text.", **{name: "not text"})
+    return value or None
+
+
+def _json_flag(body: dict, name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise Invalid(f"{name} is true or false.", **{name: "not a boolean"})
+    return value
 
 
 def parse_amount(text: str, currency: str, locale: str) -> int | None:
@@ -44,12 +60,16 @@ def payment_request(params: dict, currency: str | None = None, locale: str = "en
     """The selection from the pay page's query or form: invoice ids, or all; an amount; balance use."""
     invoices = params.get("invoice") or []
     invoices = [invoices] if isinstance(invoices, str) else list(invoices)
-    request = {"invoice_ids": [str(i)[:64] for i in invoices][:100] or None,
+    if len(invoices) > 100 or not all(isinstance(i, str) and 0 < len(i) <= 64 for i in invoices):
+        raise Invalid("Choose the invoices to pay.", invoice="not invoice ids")
+    request = {"invoice_ids": invoices or None,
                "apply_balance": params.get("apply_balance") in ("1", "on", "true")}
     if request["invoice_ids"] is None and params.get("all") != "1":
         raise Invalid("Choose the invoices to pay.", invoice="required")
     if currency and params.get("amount"):
-        request["amount"] = parse_amount(str(params.get("amount")), currency, locale)
+        if not isinstance(params["amount"], str):
+            raise Invalid("Enter the amount as a number, like 150.00.", amount="not a number")
+        request["amount"] = parse_amount(params["amount"], currency, locale)
     return request
 
 
@@ -76,7 +96,7 @@ class PayReview(Portal):
         try:
             request = payment_request(form, client["currency"], client["locale"])
             attempt = self.call(req, "payments", "start_payment", session["workspace_id"], session["client_id"],
-                                request, str(form.get("key", "")))
+                                request, field(form, "key", 100))
         except Invalid as exc:  # shown on the review page, with what the client entered
             params = {k: form.get(k) for k in ("invoice", "all", "amount", "apply_balance")}
             params["invoice"] = params["invoice"] or []
@@ -111,8 +131,8 @@ class PayAction(Portal):
         session = self.session(req, resp)
         body = _json_body(req)
         attempt = self.call(req, "payments", "confirm_attempt", session["workspace_id"], session["client_id"],
-                            attempt_id, body.get("setup_intent") or None, body.get("payment_method") or None,
-                            bool(body.get("save")))
+                            attempt_id, _json_text(body, "setup_intent"), _json_text(body, "payment_method"),
+                            _json_flag(body, "save"))
         resp.media = {**attempt, "next": f"/pay/{attempt_id}/done"}
 
     def on_post_refresh(self, req, resp, attempt_id: str):
@@ -151,7 +171,7 @@ class Cards(Portal):
         session = self.session(req, resp)
         body = _json_body(req)
         card = self.call(req, "payments", "save_card", session["workspace_id"], session["client_id"],
-                         str(body.get("setup_intent", "")))
+                         _json_text(body, "setup_intent") or "")
         resp.status = 201
         resp.media = card
 

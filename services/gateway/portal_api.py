@@ -10,59 +10,62 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import falcon
-from pydantic import EmailStr, Field
+from pydantic import Field
 
-from services.gateway.jsonapi import Body, Endpoint, OpenApi, Query, openapi_document, read_body
+from services.gateway.jsonapi import OFFSET, Body, Email, Endpoint, Limit, Moment, OpenApi, Query, Routed, Text, \
+    openapi_document, read_body, read_query
 from services.gateway.resources import INVOICE_FILTERS, INVOICE_SORTS, PAYMENT_KINDS, PAYMENT_SORTS, QUOTE_FILTERS, \
     Base, render_pdf, send_pdf
 
 PREFIX = "/api/portal/v1"
+TRIMMED = "; blank space around it is trimmed"
 
 
 class SessionIn(Body):
-    token: str = Field(min_length=1, max_length=200, description="The token from the sign-in link")
+    token: str = Text(200, required=True, description="The token from the sign-in link")
 
 
 class CommentIn(Body):
-    body: str = Field(min_length=1, max_length=5000)
-    idempotency_key: str = Field("", max_length=64, description="Repeat it on a retry and the comment is posted once")
+    body: str = Text(5000, required=True, description="The comment" + TRIMMED)
+    idempotency_key: str = Text(64, default="", description="Repeat it on a retry and the comment is posted once")
 
 
 class ForwardIn(Body):
-    to: EmailStr
-    note: str = Field("", max_length=500)
+    to: Email
+    note: str = Text(500, default="")
 
 
 class AcceptIn(Body):
-    signature_name: str = Field(min_length=1, max_length=200, description="Full name, as a signature")
+    signature_name: str = Text(200, required=True, description="Full name, as a signature")
 
 
 class RejectIn(Body):
-    reason: str = Field("", max_length=2000)
+    reason: str = Text(2000, default="")
 
 
 class ProfileIn(Body):
-    name: str | None = Field(None, max_length=200)
-    phone: str | None = Field(None, max_length=50)
-    company: str | None = Field(None, min_length=1, max_length=200)
-    address: str | None = Field(None, max_length=2000)
-    company_phone: str | None = Field(None, max_length=50)
+    """Only the fields sent change; null clears your name or phone, or the company's address or phone."""
+    name: str | None = Text(200, default=None)
+    phone: str | None = Text(50, default=None)
+    company: str = Text(200, required=True, default=None)
+    address: str | None = Text(2000, default=None)
+    company_phone: str | None = Text(50, default=None)
 
 
 class MessageIn(Body):
-    subject: str = Field(min_length=1, max_length=200)
-    message: str = Field(min_length=1, max_length=5000)
-    idempotency_key: str = Field("", max_length=64, description="Repeat it on a retry and the message is sent once")
+    subject: str = Text(200, required=True)
+    message: str = Text(5000, required=True)
+    idempotency_key: str = Text(64, default="", description="Repeat it on a retry and the message is sent once")
 
 
 class ReviewIn(Body):
     rating: int = Field(ge=1, le=5)
-    message: str = Field("", max_length=5000)
+    message: str = Text(5000, default="", description="What you think" + TRIMMED)
 
 
 class BookingIn(Body):
-    link_id: str = Field(min_length=1, max_length=50)
-    start: str = Field(min_length=1, max_length=40, description="One of the slots offered, as given")
+    link_id: str = Text(50, required=True)
+    start: Moment = Field(description="One of the slots offered (a taken or unknown time is a 409)")
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ def _sign_in(a, p, b, q, s) -> dict:
 def _invoices(a, p, b, q, s) -> dict:
     return a.call("billing", "list_invoices", s["workspace_id"], {
         "client_id": s["client_id"], "portal": True, "status": q.get("status", "all"), "sort": q.get("sort", "-date"),
-        "search": q.get("search", "")[:50], "limit": q.get("limit", 20), "offset": q.get("offset", 0)})
+        "search": q.get("search", ""), "limit": q.get("limit", 20), "offset": q.get("offset", 0)})
 
 
 def _forward(a, p, b, q, s) -> dict:
@@ -130,7 +133,8 @@ def _bookings(a, p, b, q, s) -> dict:
 ENUM = {"invoice_status": tuple(k for k, _ in INVOICE_FILTERS), "invoice_sort": tuple(k for k, _ in INVOICE_SORTS),
         "quote_status": tuple(k for k, _ in QUOTE_FILTERS), "payment_kind": tuple(k for k, _ in PAYMENT_KINDS),
         "payment_sort": tuple(k for k, _ in PAYMENT_SORTS)}
-PERIOD = (Query("from", "YYYY-MM-DD"), Query("to", "YYYY-MM-DD"))
+PERIOD = (Query("from", "The first day (default three months before to); on or before to", kind="date"),
+          Query("to", "The last day (default today)", kind="date"))
 PDF = "application/pdf"
 
 ROUTES: tuple[PortalRoute, ...] = (
@@ -147,7 +151,8 @@ ROUTES: tuple[PortalRoute, ...] = (
                 lambda a, p, b, q, s: a.call("billing", "client_dashboard", s["workspace_id"], s["client_id"])),
     PortalRoute("GET", "/invoices", "list_invoices", "The client's invoices, filtered, sorted, searched, paged",
                 _invoices, query=(Query("status", enum=ENUM["invoice_status"]), Query("sort", enum=ENUM["invoice_sort"]),
-                                  Query("search", "Part of an invoice number"), Query("limit"), Query("offset"))),
+                                  Query("search", "Part of an invoice number", max_length=50), Limit(100, 20),
+                                  OFFSET)),
     PortalRoute("GET", "/invoices/{id}", "get_invoice", "One invoice with lines, payments and credits (recorded as viewed)",
                 lambda a, p, b, q, s: a.call("billing", "mark_invoice_viewed", s["workspace_id"], s["client_id"],
                                              p["id"])),
@@ -208,12 +213,13 @@ ROUTES: tuple[PortalRoute, ...] = (
 )
 
 
-class PortalApiResource(Base):
+class PortalApiResource(Routed, Base):
     """All the portal API routes of one path."""
 
     def __init__(self, rpc, config, routes: list[PortalRoute]):
         super().__init__(rpc, config)
         self.routes = {route.method: route for route in routes}
+        self.methods = tuple(self.routes)
 
     def public_for(self, req) -> bool:
         """Signing in is public; everything else needs the session (an unknown method answers 405)."""
@@ -223,13 +229,10 @@ class PortalApiResource(Base):
     def _handle(self, req, resp, **params):
         route = self.routes.get(req.method)
         if route is None:
-            raise falcon.HTTPMethodNotAllowed(sorted(self.routes))
+            self.not_allowed(req, resp)
         session = {} if route.public else self.session(req, resp)
+        query = read_query(req, route.query)
         body = read_body(req, route.body) if route.body is not None else {}
-        query = {k: v for k, v in req.params.items() if isinstance(v, str)}
-        for q in route.query:
-            if q.enum and q.name in query and query[q.name] not in q.enum:
-                raise falcon.HTTPBadRequest(title="Unknown value", description=f"{q.name} is one of {', '.join(q.enum)}.")
         result = route.call(_Call(self, req), params, body, query, session)
         resp.status = route.status
         if route.content_type == PDF:

@@ -14,6 +14,7 @@ from chassis.errors import Invalid, RateLimited, Unauthorized
 from chassis.logs import request_id_var
 from chassis.scope import Scope
 from services.gateway.branding import BrandCss, BrandLogo, brand_of
+from services.gateway.forms import field
 from services.gateway.metrics import broker_reachable
 from services.gateway.sessions import previous_session_id, set_session_cookie
 from services.gateway.views import env_for
@@ -112,7 +113,7 @@ class Login(Base):
         self.render(resp, "login.html", notice=message, email="")
 
     def on_post(self, req, resp):
-        email = str(self.form(req).get("email", "")).strip()
+        email = field(self.form(req), "email", 1000).strip()
         try:
             validate_email(email, check_deliverability=False)
         except EmailNotValidError:
@@ -155,7 +156,7 @@ class Verify(Base):
         self.render(resp, "verify.html", token=token)
 
     def on_post(self, req, resp):
-        token = str(self.form(req).get("token", ""))
+        token = field(self.form(req), "token", 200)
         previous = previous_session_id(req, self.config.cookie_name, req.context.sessions.keys)
         try:  # a new session every time: the one this browser had (fixation) ends, never kept
             session = self.call(req, "auth", "consume_link", token, previous, self.client_ip(req))
@@ -235,10 +236,10 @@ class InvoiceComment(Portal):
     def on_post(self, req, resp, invoice_id: str):
         session = self.session(req, resp)
         form = self.form(req)
-        body = str(form.get("body", "")).strip()
-        if not body or len(body) > 5000:
+        body = field(form, "body", 5000, title="Write a comment")  # as written
+        if not body.strip():
             raise falcon.HTTPBadRequest(title="Write a comment", description="A comment is 1 to 5000 characters.")
-        nonce = str(form.get("nonce", ""))[:64] or req.context.request_id  # a double submit posts once
+        nonce = field(form, "nonce", 64) or req.context.request_id  # a double submit posts once
         self.call(req, "billing", "add_comment", session["workspace_id"], "invoice", invoice_id, "client",
                   session["name"] or session["email"], body, client_id=session["client_id"],
                   idempotency_key=f"comment:{session['contact_id']}:{nonce}")
@@ -249,13 +250,13 @@ class InvoiceForward(Portal):
     def on_post(self, req, resp, invoice_id: str):
         session = self.session(req, resp)
         form = self.form(req)
-        to, note = str(form.get("to", "")).strip(), str(form.get("note", ""))[:500]
+        to, note = field(form, "to", 1000).strip(), field(form, "note", 500)
         try:
             to = validate_email(to, check_deliverability=False).normalized
         except EmailNotValidError:
             raise falcon.HTTPBadRequest(title="Check the address",
                                         description="Enter the email address to forward the invoice to.") from None
-        nonce = str(form.get("nonce", ""))[:64] or req.context.request_id  # a double submit sends once
+        nonce = field(form, "nonce", 64) or req.context.request_id  # a double submit sends once
         self.call(req, "documents", "forward_invoice", session["workspace_id"], session["client_id"], invoice_id, to,
                   session["name"] or session["email"], note, idempotency_key=f"forward:{invoice_id}:{to}:{nonce}")
         raise falcon.HTTPSeeOther(f"/invoices/{invoice_id}?{urlencode({'forwarded': to})}")
@@ -290,8 +291,8 @@ class QuoteAccept(QuoteDetail):
     def on_post(self, req, resp, quote_id: str):
         session = self.session(req, resp)
         form = self.form(req)
-        name = str(form.get("signature_name", "")).strip()[:200]
-        if not name:
+        name = field(form, "signature_name", 200, title="Sign with your name")  # signed as typed
+        if not name.strip():
             raise falcon.HTTPBadRequest(title="Sign with your name", description="Type your full name to accept.")
         if form.get("confirmed") != "yes":
             return self.on_get(req, resp, quote_id, confirm=name)
@@ -303,7 +304,7 @@ class QuoteAccept(QuoteDetail):
 class QuoteReject(Portal):
     def on_post(self, req, resp, quote_id: str):
         session = self.session(req, resp)
-        reason = str(self.form(req).get("reason", ""))[:2000]
+        reason = field(self.form(req), "reason", 2000)
         self.call(req, "billing", "reject_quote", session["workspace_id"], quote_id, session["email"], reason,
                   client_id=session["client_id"])
         raise falcon.HTTPSeeOther(f"/quotes/{quote_id}")
@@ -356,6 +357,9 @@ class StatementPage(Portal):
                   shown=shown)
 
 
+PROFILE_FIELDS = {"name": 200, "phone": 50, "company": 200, "address": 2000, "company_phone": 50}
+
+
 class ProfilePage(Portal):
     def _show(self, req, resp, session, status: int = 200, error: str | None = None):
         client = self.call(req, "billing", "get_client", session["workspace_id"], session["client_id"])
@@ -370,9 +374,9 @@ class ProfilePage(Portal):
     def on_post(self, req, resp):
         session = self.session(req, resp)
         form = self.form(req)
-        data = {key: str(form.get(key, "")).strip() for key in ("name", "phone", "company", "address",
-                                                                 "company_phone")}
-        if not data["company"]:
+        # what the form sends is saved as typed; a field the form leaves out is left as it is
+        data = {key: field(form, key, limit) for key, limit in PROFILE_FIELDS.items() if key in form}
+        if "company" in data and not data["company"].strip():
             return self._show(req, resp, session, status=400, error="The company name cannot be empty.")
         self.call(req, "billing", "update_profile", session["workspace_id"], session["client_id"],
                   session["contact_id"], data)
@@ -389,12 +393,13 @@ class ContactBusiness(Portal):
     def on_post(self, req, resp):
         session = self.session(req, resp)
         form = self.form(req)
-        subject, message = str(form.get("subject", "")).strip()[:200], str(form.get("message", "")).strip()
-        if not subject or not message or len(message) > 5000:
+        title = "Write a subject and a message"
+        subject, message = field(form, "subject", 200, title=title), field(form, "message", 5000, title=title)
+        if not subject.strip() or not message.strip():
             raise falcon.HTTPBadRequest(title="Write a subject and a message",
                                         description="Both are needed; the message is at most 5000 characters.")
         client = self.call(req, "billing", "get_client", session["workspace_id"], session["client_id"])
-        nonce = str(form.get("nonce", ""))[:64] or req.context.request_id  # a double submit sends once
+        nonce = field(form, "nonce", 64) or req.context.request_id  # a double submit sends once
         self.call(req, "documents", "send_business_message", session["workspace_id"], session["client_id"],
                   client["name"], session["name"] or session["email"], session["email"], subject, message,
                   f"message:{session['contact_id']}:{nonce}")

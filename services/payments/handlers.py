@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from chassis import settings
 from chassis.errors import Conflict, Invalid, NotFound
 from chassis.events import add_dead_letter
+from chassis.fields import text
 from chassis.logs import current_request_id
 from services.payments.stripe_api import CardDeclined, StripeUnavailable, payment_intent_view
 from services.payments.tables import attempts, card_setups, customers, disputes, payment_methods, refunds, stripe_events
@@ -111,9 +112,9 @@ def start_payment(uow, now, billing, workspace_id: str, client_id: str, request:
                   off_session: bool = False) -> dict:
     """Turn the reviewed selection into an attempt. Billing checks everything (the invoices are the
     client's and open, the amount, the minimum, the currency) and applies credit first, once per key."""
-    request_key = str(request_key or "").strip()[:100]
-    if not request_key:
+    if not isinstance(request_key, str) or not request_key.strip():
         raise Invalid("The payment form is missing its key; reload the page.", key="required")
+    request_key = text(request_key, "key", 100)
     existing = uow.execute(sa.select(attempts).where(
         attempts.c.workspace_id == workspace_id, attempts.c.client_id == client_id,
         attempts.c.request_key == request_key)).first()
@@ -585,9 +586,10 @@ def refund_payment(uow, now, stripe, workspace_id: str, payment_id: str, amount,
     """Refund all or part of a card payment. The refund row is claimed before Stripe is called, and
     its id is the idempotency key, so retrying with the same request key never refunds twice."""
     row = _attempt(uow, workspace_id, payment_id)
-    request_key = str(request_key or "").strip()[:100]
-    if not request_key:
+    if not isinstance(request_key, str) or not request_key.strip():
         raise Invalid("Send an idempotency key with a refund.", idempotency_key="required")
+    request_key = text(request_key, "idempotency_key", 100)
+    reason = text(reason, "reason", 500, null="")
     existing = uow.execute(sa.select(refunds).where(refunds.c.attempt_id == row.id,
                                                     refunds.c.request_key == request_key)).first()
     if existing is None:
@@ -599,11 +601,11 @@ def refund_payment(uow, now, stripe, workspace_id: str, payment_id: str, amount,
         committed = uow.execute(sa.select(sa.func.coalesce(sa.func.sum(refunds.c.amount), 0)).where(
             refunds.c.attempt_id == row.id, refunds.c.status != "failed")).scalar_one()
         if amount > row.amount - committed:
-            raise Invalid("That is more than is left to refund on this payment.", amount="above the refundable")
+            raise Conflict("That is more than is left to refund on this payment.", amount="above the refundable")
         try:
             with uow.conn.begin_nested():
                 uow.execute(refunds.insert().values(id=str(uuid.uuid4()), attempt_id=row.id, request_key=request_key,
-                                                    amount=amount, currency=row.currency, reason=str(reason)[:500],
+                                                    amount=amount, currency=row.currency, reason=reason,
                                                     status="pending", created_at=now))
         except IntegrityError:
             pass

@@ -99,10 +99,10 @@ def test_credit_cannot_be_applied_beyond_what_is_available(db, ws):
     ws_id, client = ws
     invoice = db(h.create_invoice, ws_id, {"client_id": client, "lines": LINE, "send": True})
     db(h.issue_credit_note, ws_id, {"client_id": client, "amount": 3000})
-    with pytest.raises(Invalid):
+    with pytest.raises(Conflict):
         db(h.apply_credit, ws_id, invoice["id"], 3001)
     assert db(h.apply_credit, ws_id, invoice["id"], 3000)["balance"] == 7000
-    with pytest.raises(Invalid):
+    with pytest.raises(Conflict):
         db(h.apply_credit, ws_id, invoice["id"], 1)
 
 

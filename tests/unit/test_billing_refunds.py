@@ -5,7 +5,7 @@ import pytest
 import sqlalchemy as sa
 
 from chassis.db import UnitOfWork
-from chassis.errors import Invalid, Unavailable
+from chassis.errors import Conflict, Invalid, Unavailable
 from services.billing import domain
 from services.billing import handlers as h
 from services.billing.service import BillingService
@@ -91,7 +91,7 @@ def test_paid_void_and_overcharged_allocations_are_clipped_only_for_card_payment
     void = _invoice(db, ws_id, client, 2000)
     db(h.void_invoice, ws_id, void["id"])
     open_ = _invoice(db, ws_id, client, 1000)
-    with pytest.raises(Invalid):  # an offline payment still has to fit
+    with pytest.raises(Conflict):  # an offline payment still has to fit
         db(h.record_payment, ws_id, {"invoice_id": paid["id"], "amount": 3000})
     payment = _card(db, ws_id, "pi_2", [(paid, 3000), (void, 2000), (open_, 1500)], amount=7000)
     assert payment["amount"] == 7000 and payment["unapplied"] == 6000  # 1000 paid open_, and 500 beyond allocations

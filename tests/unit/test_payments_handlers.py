@@ -298,7 +298,7 @@ def test_refunds_are_idempotent_by_key_and_bounded_by_the_payment(run, stripe, b
     [pi] = stripe.intents.values()
     run(handlers.receive_event, intent_event("evt_s", "payment_intent.succeeded", pi))
     run(handlers.process_event, stripe, "evt_s")
-    with pytest.raises(Invalid):
+    with pytest.raises(Conflict):
         run(handlers.refund_payment, stripe, WS, attempt["id"], 10_001, "", "r0")
     first = run(handlers.refund_payment, stripe, WS, attempt["id"], 4_000, "damaged", "r1")
     again = run(handlers.refund_payment, stripe, WS, attempt["id"], 4_000, "damaged", "r1")
@@ -313,7 +313,7 @@ def test_refunds_are_idempotent_by_key_and_bounded_by_the_payment(run, stripe, b
     run(handlers.process_event, stripe, "evt_r2")
     assert [e["amount"] for e in published(engine, "payment.refunded")] == [4_000, 1_000]
     assert run(handlers.get_attempt, WS, attempt["id"])["refunded"] == 5_000
-    with pytest.raises(Invalid):  # 5,000 of 10,000 refunded: 6,000 more is too much
+    with pytest.raises(Conflict):  # 5,000 of 10,000 refunded: 6,000 more is too much
         run(handlers.refund_payment, stripe, WS, attempt["id"], 6_000, "", "r2")
     with pytest.raises(NotFound):
         run(handlers.refund_payment, stripe, "ws-other", attempt["id"], 100, "", "r3")

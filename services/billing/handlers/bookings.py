@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from chassis.errors import Conflict, Invalid, NotFound
+from chassis.fields import text
 from services.billing import availability
 from services.billing.handlers.common import (client_row, get_scoped, iso, new_id, page_bounds, record_activity,
                                               settings_of, workspace_row)
@@ -64,7 +65,7 @@ def book_slot(uow, now: datetime, workspace_id: str, client_id: str, contact_id:
         raise NotFound("No such contact.")
     link = _link(settings_of(ws_row), link_id)
     try:
-        starts_at = datetime.fromisoformat(str(start))
+        starts_at = datetime.fromisoformat(text(start, "start", 40))
     except ValueError:
         raise Invalid("Choose one of the times offered.", start="not a time") from None
     if starts_at.tzinfo is None:
@@ -142,12 +143,11 @@ def add_review(uow, now: datetime, workspace_id: str, client_id: str, contact_id
     client_row(uow, workspace_id, client_id)
     if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
         raise Invalid("Choose a rating from 1 to 5 stars.", rating="1 to 5")
-    message = str(message or "").strip()
-    if len(message) > 5000:
-        raise Invalid("A review is at most 5000 characters.", message="too long")
+    message = text(message, "message", 5000).strip()  # surrounding blank space trimmed
+    author_name = text(author_name, "author_name", 200)
     review_id = new_id()
     uow.execute(reviews.insert().values(id=review_id, workspace_id=workspace_id, client_id=client_id,
-                                        contact_id=contact_id, author_name=str(author_name)[:200], rating=rating,
+                                        contact_id=contact_id, author_name=author_name, rating=rating,
                                         message=message, created_at=now))
     uow.publish("review.submitted", workspace_id, {"id": review_id, "client_id": client_id, "rating": rating})
     record_activity(uow, now, workspace_id, client_id, "review.submitted", f"Review: {rating} of 5 stars",

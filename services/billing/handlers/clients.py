@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 
 from chassis.errors import Conflict, Invalid
+from chassis.fields import REFUSE, flag, text
 from services.billing.handlers.common import (check_fields, check_regional, client_row, get_scoped, page_bounds, iso, new_id, record_activity,
                                               workspace_row)
 from services.billing.handlers.workspaces import check_locale
@@ -21,16 +22,19 @@ PORTAL_EDITABLE = {"name", "address", "phone"}
 CONTACT_FIELDS = {"email", "name", "phone", "locale", "is_primary", "portal_access"}
 
 
+LIMITS = {"name": 200, "address": 2000, "phone": 50, "tax_id": 50}
+
+
 def _clean_client(data: dict, partial: bool) -> dict:
+    """The client's fields as sent, or a field error. Changing one, null clears a text field other than
+    the name; a new client takes its defaults from what is left out, never from a null."""
     values = dict(data)
-    if not partial and not str(values.get("name", "")).strip():
+    if not partial and "name" not in values:
         raise Invalid("name is required.", name="required")
-    for key in ("name", "address", "phone", "tax_id"):
+    for key, limit in LIMITS.items():
         if key in values:
-            if not isinstance(values[key], str) or len(values[key]) > (2000 if key == "address" else 200):
-                raise Invalid(f"{key} must be text.", **{key: "invalid"})
-    if "name" in values and not values["name"].strip():
-        raise Invalid("name is required.", name="required")
+            values[key] = text(values[key], key, limit, required=key == "name",
+                               null="" if partial and key != "name" else REFUSE)
     check_regional(values)
     return values
 
@@ -106,8 +110,11 @@ def list_clients(uow, now: datetime, workspace_id: str, limit: int = 100, offset
 
 
 def _normal_email(raw) -> str:
+    """The address as it is compared and stored: email_validator's normal form, in lower case."""
+    raw = text(raw, "email", 254)
     try:
-        return validate_email(str(raw).strip(), check_deliverability=False).normalized.lower()
+        return validate_email(raw, check_deliverability=False, globally_deliverable=False,
+                              test_environment=True).normalized.lower()
     except EmailNotValidError:
         raise Invalid("Enter a valid email address.", email="invalid") from None
 
@@ -132,23 +139,36 @@ def _only_primary(uow, workspace_id: str, client_id: str, contact_id: str) -> No
                     _contact_event(uow, get_scoped(uow, contacts, workspace_id, other_id, "contact")))
 
 
+def _contact_values(data: dict, creating: bool) -> dict:
+    """A contact's own fields as sent. Changing one, null clears the name or phone, and the locale (the
+    contact then reads its client's language); a new contact leaves out what it does not have."""
+    values = {}
+    for key, limit in (("name", 200), ("phone", 50)):
+        if key in data:
+            values[key] = text(data[key], key, limit, null=REFUSE if creating else "")
+    if "locale" in data:
+        values["locale"] = None if data["locale"] is None else check_locale(text(data["locale"], "locale", 20))
+    for key in ("is_primary", "portal_access"):
+        if key in data:
+            values[key] = flag(data[key], key)
+    return values
+
+
 def add_contact(uow, now: datetime, workspace_id: str, client_id: str, data: dict) -> dict:
     check_fields(data, CONTACT_FIELDS)
     client_row(uow, workspace_id, client_id)
-    email = _normal_email(data.get("email", ""))
+    email = _normal_email(data.get("email"))
+    values = _contact_values(data, creating=True)
     if uow.execute(sa.select(contacts.c.id).where(contacts.c.workspace_id == workspace_id,
                                                   contacts.c.email == email)).first():
         raise Conflict("A contact with this email already exists in this workspace.", email="taken")
-    if data.get("locale"):
-        check_locale(data["locale"])
     first = not uow.execute(sa.select(contacts.c.id).where(contacts.c.client_id == client_id)).first()
     contact_id = new_id()
     uow.execute(contacts.insert().values(
-        id=contact_id, workspace_id=workspace_id, client_id=client_id, email=email,
-        name=str(data.get("name", ""))[:200], phone=str(data.get("phone", ""))[:50], locale=data.get("locale"),
-        is_primary=bool(data.get("is_primary", first)), portal_access=bool(data.get("portal_access", False)),
-        version=1, created_at=now))
-    if data.get("is_primary"):
+        id=contact_id, workspace_id=workspace_id, client_id=client_id, email=email, name=values.get("name", ""),
+        phone=values.get("phone", ""), locale=values.get("locale"), is_primary=values.get("is_primary", first),
+        portal_access=values.get("portal_access", False), version=1, created_at=now))
+    if values.get("is_primary"):
         _only_primary(uow, workspace_id, client_id, contact_id)
     row = get_scoped(uow, contacts, workspace_id, contact_id, "contact")
     uow.publish("contact.created", workspace_id, _contact_event(uow, row))
@@ -158,7 +178,7 @@ def add_contact(uow, now: datetime, workspace_id: str, client_id: str, data: dic
 def update_contact(uow, now: datetime, workspace_id: str, contact_id: str, data: dict) -> dict:
     check_fields(data, CONTACT_FIELDS)
     row = get_scoped(uow, contacts, workspace_id, contact_id, "contact", lock=True)
-    values = {}
+    values = _contact_values(data, creating=False)
     if "email" in data:
         values["email"] = _normal_email(data["email"])
         clash = uow.execute(sa.select(contacts.c.id).where(contacts.c.workspace_id == workspace_id,
@@ -166,16 +186,6 @@ def update_contact(uow, now: datetime, workspace_id: str, contact_id: str, data:
                                                            contacts.c.id != contact_id)).first()
         if clash:
             raise Conflict("A contact with this email already exists in this workspace.", email="taken")
-    for key in ("name", "phone"):
-        if key in data:
-            values[key] = str(data[key])[:200]
-    if data.get("locale"):
-        values["locale"] = check_locale(data["locale"])
-    for key in ("is_primary", "portal_access"):
-        if key in data:
-            if not isinstance(data[key], bool):
-                raise Invalid(f"{key} is true or false.", **{key: "not a boolean"})
-            values[key] = data[key]
     uow.execute(contacts.update().where(contacts.c.id == contact_id)
                 .values(version=contacts.c.version + 1, **values))
     if values.get("is_primary"):
@@ -189,7 +199,7 @@ def update_contact(uow, now: datetime, workspace_id: str, contact_id: str, data:
 
 
 def set_portal_access(uow, now: datetime, workspace_id: str, contact_id: str, enabled: bool) -> dict:
-    return update_contact(uow, now, workspace_id, contact_id, {"portal_access": bool(enabled)})
+    return update_contact(uow, now, workspace_id, contact_id, {"portal_access": enabled})
 
 
 def republish_contacts(uow, now: datetime, workspace_id: str) -> int:
@@ -206,11 +216,14 @@ def update_profile(uow, now: datetime, workspace_id: str, client_id: str, contac
     company's name, address and phone (for future invoices). The email is not the client's to change."""
     check_fields(data, {"name", "phone", "company", "address", "company_phone"})
     contact = get_scoped(uow, contacts, workspace_id, contact_id, "contact", client_id=client_id)
-    contact_changes = {k: data[k] for k in ("name", "phone") if k in data and data[k] != getattr(contact, k)}
+    mine = _contact_values({k: data[k] for k in ("name", "phone") if k in data}, creating=False)
+    company = {field: text(data[key], key, LIMITS[field], required=key == "company",
+                           null=REFUSE if key == "company" else "")
+               for key, field in (("company", "name"), ("address", "address"), ("company_phone", "phone"))
+               if key in data}  # checked under the form's names
+    contact_changes = {k: v for k, v in mine.items() if v != getattr(contact, k)}
     if contact_changes:
         update_contact(uow, now, workspace_id, contact_id, contact_changes)
-    company = {"name": data.get("company"), "address": data.get("address"), "phone": data.get("company_phone")}
-    update_client(uow, now, workspace_id, client_id, {k: v for k, v in company.items() if v is not None},
-                  from_portal=True)
+    update_client(uow, now, workspace_id, client_id, company, from_portal=True)
     return {"contact": contact_view(get_scoped(uow, contacts, workspace_id, contact_id, "contact")),
             "client": get_client(uow, now, workspace_id, client_id)}

@@ -34,6 +34,8 @@ def check_regional(values: dict) -> None:
 
     for key, check in (("currency", check_currency), ("locale", check_locale), ("timezone", check_timezone)):
         if key in values:
+            if not isinstance(values[key], str):
+                raise Invalid(f"{key} is text.", **{key: "not text" if values[key] is not None else "null is not allowed"})
             check(values[key])
 
 

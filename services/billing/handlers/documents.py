@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from chassis.errors import Conflict, Invalid, NotFound
+from chassis.fields import flag, text
 from services.billing import domain
 from services.billing.handlers.common import (allocate_number, check_fields, page_bounds, client_row, client_snapshot, get_scoped, iso, load_lines, new_id,
                                               parse_date, parse_lines, portal_recipients, record_activity,
@@ -25,11 +26,11 @@ QUOTE_FIELDS = {"client_id", "issue_date", "expiry_date", "lines", "notes", "ter
 CREDIT_FIELDS = {"client_id", "issue_date", "lines", "amount", "reason", "invoice_id"}
 
 
-def _text(data: dict, key: str, limit: int = 5000) -> str:
-    value = data.get(key, "")
-    if not isinstance(value, str) or len(value) > limit:
-        raise Invalid(f"{key} must be text of at most {limit} characters.", **{key: "invalid"})
-    return value
+def _text(data: dict, key: str, limit: int = 5000, null=None) -> str:
+    """The text sent for `key` ('' when left out); null only where `null` says what it means."""
+    from chassis.fields import REFUSE
+
+    return text(data.get(key, ""), key, limit, null=REFUSE if null is None else null)
 
 
 def _dates(data: dict, today, terms_default: int):
@@ -54,7 +55,7 @@ def _content_changes(uow, kind: str, document_id: str, data: dict) -> dict:
         save_lines(uow, kind, document_id, lines)
     for key in ("notes", "terms"):
         if key in data:
-            values[key] = _text(data, key)
+            values[key] = _text(data, key, null="")  # null clears them
     return values
 
 
@@ -105,7 +106,7 @@ def create_invoice(uow, now: datetime, workspace_id: str, data: dict, recurring:
     save_lines(uow, "invoice", invoice_id, lines)
     row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
     uow.publish("invoice.created", workspace_id, _invoice_event(row))
-    if data.get("send", False):
+    if flag(data.get("send", False), "send"):
         return send_invoice(uow, now, workspace_id, invoice_id, autopay=bool((recurring or {}).get("autopay")))
     return get_invoice(uow, now, workspace_id, invoice_id)
 
@@ -124,7 +125,12 @@ def update_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, data:
                   "payment_terms_days": row.payment_terms_days, **data}
         if "due_date" not in data and "payment_terms_days" not in data:
             merged["due_date"] = row.due_date
-        issue, due, terms = _dates(merged, workspace_today(ws, now), settings_of(ws).default_payment_terms_days)
+        try:
+            issue, due, terms = _dates(merged, workspace_today(ws, now), settings_of(ws).default_payment_terms_days)
+        except Invalid as exc:  # a date before the stored other one is a conflict with the invoice
+            if "due_date" in exc.fields and not {"issue_date", "due_date"} <= set(data):
+                raise Conflict(exc.detail, exc.fields) from None
+            raise
         values.update(issue_date=issue, due_date=due, payment_terms_days=terms)
     values.update(_content_changes(uow, "invoice", invoice_id, data))
     if values:
@@ -318,7 +324,7 @@ def create_quote(uow, now: datetime, workspace_id: str, data: dict) -> dict:
     save_lines(uow, "quote", quote_id, lines)
     row = get_scoped(uow, quotes, workspace_id, quote_id, "quote")
     uow.publish("quote.created", workspace_id, _quote_event(row))
-    if data.get("send", False):
+    if flag(data.get("send", False), "send"):
         return send_quote(uow, now, workspace_id, quote_id)
     return get_quote(uow, now, workspace_id, quote_id)
 
@@ -331,8 +337,9 @@ def update_quote(uow, now: datetime, workspace_id: str, quote_id: str, data: dic
     values = {}
     issue = parse_date(data.get("issue_date"), "issue_date") or row.issue_date
     expiry = parse_date(data.get("expiry_date"), "expiry_date") or row.expiry_date
-    if expiry < issue:
-        raise Invalid("The expiry date cannot be before the issue date.", expiry_date="before issue date")
+    if expiry < issue:  # both sent: invalid input; one of them stored: a conflict with the quote
+        error = Invalid if {"issue_date", "expiry_date"} <= set(data) else Conflict
+        raise error("The expiry date cannot be before the issue date.", expiry_date="before issue date")
     values.update(issue_date=issue, expiry_date=expiry)
     values.update(_content_changes(uow, "quote", quote_id, data))
     uow.execute(quotes.update().where(quotes.c.id == quote_id).values(**values))
@@ -367,11 +374,12 @@ def _actionable_quote(uow, now, workspace_id, quote_id, client_id):
 def accept_quote(uow, now: datetime, workspace_id: str, quote_id: str, by: str, ip: str = "",
                  signature_name: str = "", client_id: str | None = None) -> dict:
     row, ws = _actionable_quote(uow, now, workspace_id, quote_id, client_id)
-    if len(signature_name or "") > 200:
-        raise Invalid("The signature name is at most 200 characters.", signature_name="too long")
+    signature_name = text(signature_name, "signature_name", 200, null="")
+    if signature_name and not signature_name.strip():
+        raise Invalid("Sign with your name.", signature_name="required")
     uow.execute(quotes.update().where(quotes.c.id == quote_id).values(
-        status="accepted", accepted_at=now, accepted_by=str(by)[:254], accepted_ip=str(ip)[:64],
-        signature_name=(signature_name or None)))
+        status="accepted", accepted_at=now, accepted_by=text(by, "by", 254), accepted_ip=(ip or "")[:64],
+        signature_name=signature_name or None))  # no signature: NULL
     row = get_scoped(uow, quotes, workspace_id, quote_id, "quote")
     uow.publish("quote.accepted", workspace_id, {**_quote_event(row), "accepted_by": row.accepted_by})
     record_activity(uow, now, workspace_id, row.client_id, "quote.accepted",
@@ -384,10 +392,9 @@ def accept_quote(uow, now: datetime, workspace_id: str, quote_id: str, by: str, 
 def reject_quote(uow, now: datetime, workspace_id: str, quote_id: str, by: str, reason: str = "",
                  client_id: str | None = None) -> dict:
     row, _ = _actionable_quote(uow, now, workspace_id, quote_id, client_id)
-    if not isinstance(reason, str) or len(reason) > 2000:
-        raise Invalid("The reason is text of at most 2000 characters.", reason="too long")
+    reason = text(reason, "reason", 2000)
     uow.execute(quotes.update().where(quotes.c.id == quote_id).values(
-        status="rejected", rejected_at=now, rejected_by=str(by)[:254], rejection_reason=reason))
+        status="rejected", rejected_at=now, rejected_by=text(by, "by", 254), rejection_reason=reason))
     row = get_scoped(uow, quotes, workspace_id, quote_id, "quote")
     uow.publish("quote.rejected", workspace_id, {**_quote_event(row), "reason": reason})
     record_activity(uow, now, workspace_id, row.client_id, "quote.rejected", f"Quote {row.number} rejected",
@@ -461,6 +468,8 @@ def issue_credit_note(uow, now: datetime, workspace_id: str, data: dict) -> dict
     ws = workspace_row(uow, workspace_id)
     client = client_row(uow, workspace_id, data.get("client_id", ""))
     raw_lines = data.get("lines")
+    if "lines" in data and "amount" in data:
+        raise Invalid("Send lines or an amount, not both.", amount="lines are sent too")
     if raw_lines is None and "amount" in data:
         raw_lines = [{"description": data.get("reason") or "Credit", "quantity": 1, "unit_price": data["amount"]}]
     lines = parse_lines(raw_lines)
@@ -506,15 +515,15 @@ def add_comment(uow, now: datetime, workspace_id: str, document_kind: str, docum
         raise Invalid("Comments go on invoices or quotes.", document_kind="unknown")
     if author_kind not in ("client", "business"):
         raise Invalid("The author is the client or the business.", author_kind="unknown")
-    if not isinstance(body, str) or not body.strip() or len(body) > 5000:
-        raise Invalid("A comment is 1 to 5000 characters.", body="required")
+    body = text(body, "body", 5000, required=True).strip()  # surrounding blank space trimmed
+    author_name = text(author_name, "author_name", 200)
     document = get_scoped(uow, DOCUMENT_TABLES[document_kind], workspace_id, document_id, document_kind,
                           client_id=client_id)
     _visible_to_client(document, client_id, document_kind)
     comment_id = new_id()
     uow.execute(comments.insert().values(
         id=comment_id, workspace_id=workspace_id, client_id=document.client_id, document_kind=document_kind,
-        document_id=document_id, author_kind=author_kind, author_name=str(author_name)[:200], body=body.strip(),
+        document_id=document_id, author_kind=author_kind, author_name=author_name, body=body,
         created_at=now))
     uow.publish("comment.added", workspace_id, {"id": comment_id, "document_kind": document_kind,
                                                 "document_id": document_id, "client_id": document.client_id,
@@ -522,7 +531,7 @@ def add_comment(uow, now: datetime, workspace_id: str, document_kind: str, docum
     record_activity(uow, now, workspace_id, document.client_id, "comment.added",
                     f"Comment on {document_kind} {document.number} by {author_name}",
                     {"document_kind": document_kind, "document_id": document_id})
-    return {"id": comment_id, "author_kind": author_kind, "author_name": author_name, "body": body.strip(),
+    return {"id": comment_id, "author_kind": author_kind, "author_name": author_name, "body": body,
             "created_at": iso(now)}
 
 

@@ -7,7 +7,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from dateutil.relativedelta import relativedelta
 
-from chassis.errors import Invalid, NotFound, Unavailable
+from chassis.errors import Conflict, Invalid, NotFound, Unavailable
+from chassis.fields import text
 from chassis.money import Money
 from services.billing import domain
 from services.billing.handlers.common import (check_fields, client_row, client_snapshot, get_scoped, iso, new_id, page_bounds,
@@ -55,11 +56,11 @@ def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_u
     allowed = {"payment_id", "client_id", "invoice_id", "allocations", "amount", "currency", "method", "reference",
                "received_at", "source"}
     check_fields(data, allowed)
-    payment_id = str(data.get("payment_id") or new_id())[:64]
+    payment_id = text(data.get("payment_id"), "payment_id", 64, null="") or new_id()
     existing = uow.execute(sa.select(payments).where(payments.c.id == payment_id)).first()
     if existing is not None:
         if existing.workspace_id != workspace_id:
-            raise Invalid("This payment id is already used.", payment_id="taken")
+            raise Conflict("This payment id is already used.", payment_id="taken")
         return _payment_view(uow, existing)
     allocations = data.get("allocations")
     if allocations is None:
@@ -91,7 +92,7 @@ def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_u
         else:
             row = _settle(uow, workspace_id, invoice_id, paid=amount)
         if client_id not in (None, row.client_id) or currency not in (None, row.currency):
-            raise Invalid("One payment is for one client's invoices in one currency.", allocations="mixed")
+            raise Conflict("One payment is for one client's invoices in one currency.", allocations="mixed")
         client_id, currency = row.client_id, row.currency
         if amount:
             kinds.add(row.kind)
@@ -112,7 +113,7 @@ def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_u
         id=payment_id, workspace_id=workspace_id, client_id=client_id,
         kind="retainer" if kinds == {"retainer"} else "invoice", amount=charged, unapplied=charged - total,
         currency=currency, method=method,
-        reference=str(data.get("reference", ""))[:200], source=str(data.get("source", "offline"))[:20],
+        reference=text(data.get("reference", ""), "reference", 200), source=text(data.get("source", "offline"), "source", 20),
         received_at=received_at))
     if settled:
         uow.execute(payment_allocations.insert(), [{"payment_id": payment_id, "invoice_id": row.id, "amount": amount}
@@ -226,11 +227,11 @@ def _use_balance(uow, now, workspace_id: str, invoice_id: str, amount, source: s
     amount = _amount(amount)
     target = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
     if target.kind == "retainer":
-        raise Invalid("Credits are applied to standard invoices, not retainer invoices.", invoice_id="retainer")
+        raise Conflict("Credits are applied to standard invoices, not retainer invoices.", invoice_id="retainer")
     client_row(uow, workspace_id, target.client_id, lock=True)  # serialise balance use per client
     available = _available(uow, target.client_id, target.currency)[source]
     if amount > available:
-        raise Invalid(f"Only {Money(available, target.currency).format()} of {source} is available.",
+        raise Conflict(f"Only {Money(available, target.currency).format()} of {source} is available.",
                       amount="more than available")
     row = _settle(uow, workspace_id, invoice_id, credited=amount)
     uow.execute(credit_applications.insert().values(
@@ -261,12 +262,12 @@ def refund_retainer(uow, now: datetime, workspace_id: str, client_id: str, amoun
     client = client_row(uow, workspace_id, client_id, lock=True)
     available = _available(uow, client_id, client.currency)["retainer"]
     if amount > available:
-        raise Invalid(f"Only {Money(available, client.currency).format()} of retainer is available.",
+        raise Conflict(f"Only {Money(available, client.currency).format()} of retainer is available.",
                       amount="more than available")
     refund_id = new_id()
     uow.execute(credit_applications.insert().values(
         id=refund_id, workspace_id=workspace_id, client_id=client_id, source="retainer", invoice_id=None,
-        amount=amount, currency=client.currency, kind="refunded", reference=str(reference)[:200], created_at=now))
+        amount=amount, currency=client.currency, kind="refunded", reference=text(reference, "reference", 200), created_at=now))
     uow.publish("retainer.refunded", workspace_id, {"id": refund_id, "client_id": client_id, "amount": amount,
                                                     "currency": client.currency})
     record_activity(uow, now, workspace_id, client_id, "retainer.refunded",
@@ -280,11 +281,7 @@ DISPUTE_FIELDS = {"dispute_id", "payment_id", "amount", "currency", "client_id",
 
 
 def _text_field(data: dict, key: str, limit: int, required: bool = False) -> str:
-    value = data.get(key) or ""
-    if not isinstance(value, str) or len(value) > limit or (required and not value.strip()):
-        raise Invalid(f"{key} is text of 1 to {limit} characters." if required
-                      else f"{key} is text of at most {limit} characters.", **{key: "invalid"})
-    return value
+    return text(data.get(key), key, limit, required=required, null="")
 
 
 def _card_payment(uow, workspace_id: str, data: dict):
@@ -428,9 +425,11 @@ def statement(uow, now: datetime, workspace_id: str, client_id: str, start, end,
     client = client_row(uow, workspace_id, client_id)
     ws = workspace_row(uow, workspace_id)
     today = workspace_today(ws, now)
-    # Without a period: the last three months, so that it opens with content even on the 1st.
-    start = parse_date(start, "from") or today - relativedelta(months=3)
-    end = parse_date(end, "to") or today
+    # Without a period: the last three months, so that it opens with content even on the 1st. Without its
+    # start: the three months before its end; without its end: today (or the start, when that is later).
+    start, end = parse_date(start, "from"), parse_date(end, "to")
+    end = end or max(today, start or today)
+    start = start or end - relativedelta(months=3)
     if end < start:
         raise Invalid("The period's start is after its end.", period="from after to")
     currency = currency or client.currency

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from chassis.errors import Invalid, ServiceError
+from chassis.errors import Conflict, Invalid, ServiceError
+from chassis.fields import flag, text
 from services.billing import domain
 from services.billing.handlers.common import (check_fields, client_row, get_scoped, iso, new_id, parse_date, parse_lines,
                                               portal_recipients, record_activity, settings_of, workspace_row,
@@ -36,13 +37,13 @@ def _schedule(data: dict, base=None) -> domain.Schedule:
     def pick(key):
         return data[key] if key in data else getattr(base, key, None)
 
-    interval = pick("interval") or 1
+    interval = pick("interval") if "interval" in data or base is not None else 1
     if isinstance(interval, bool) or not isinstance(interval, int):
         raise Invalid("interval is a whole number.", interval="not an integer")
     start = parse_date(pick("start_date"), "start_date")
     if start is None:
         raise Invalid("start_date is required.", start_date="required")
-    return domain.Schedule(str(pick("frequency") or ""), interval, start, parse_date(pick("end_date"), "end_date"))
+    return domain.Schedule(text(pick("frequency"), "frequency", 10, null=""), interval, start, parse_date(pick("end_date"), "end_date"))
 
 
 def create_recurring(uow, now: datetime, workspace_id: str, data: dict) -> dict:
@@ -61,8 +62,8 @@ def create_recurring(uow, now: datetime, workspace_id: str, data: dict) -> dict:
         next_run=schedule.occurrence(0), runs=0, payment_terms_days=terms,
         lines=[{k: v for k, v in l.as_dict().items() if k in ("description", "quantity", "unit_price", "tax_rate",
                                                               "discount_percent")} for l in lines],
-        notes=str(data.get("notes", ""))[:5000], autopay=bool(data.get("autopay", False)),
-        active=bool(data.get("active", True)), created_at=now))
+        notes=text(data.get("notes", ""), "notes", 5000), autopay=flag(data.get("autopay", False), "autopay"),
+        active=flag(data.get("active", True), "active"), created_at=now))
     row = get_scoped(uow, recurring_invoices, workspace_id, recurring_id, "recurring invoice")
     uow.publish("recurring.created", workspace_id, recurring_view(row))
     return recurring_view(row)
@@ -76,7 +77,10 @@ def update_recurring(uow, now: datetime, workspace_id: str, recurring_id: str, d
     row = get_scoped(uow, recurring_invoices, workspace_id, recurring_id, "recurring invoice", lock=True)
     values = {}
     if "end_date" in data:
-        schedule = _schedule({"end_date": data["end_date"]}, row)
+        end = parse_date(data["end_date"], "end_date")
+        if end is not None and end < row.start_date:  # the schedule's start is not the caller's to change
+            raise Conflict("The end date cannot be before the schedule's start date.", end_date="before start")
+        schedule = _schedule({"end_date": end}, row)
         values["end_date"] = schedule.end_date
         values["next_run"] = schedule.occurrence(row.runs)
     if "lines" in data:
@@ -85,11 +89,9 @@ def update_recurring(uow, now: datetime, workspace_id: str, recurring_id: str, d
                            for l in parse_lines(data["lines"])]
     for key in ("autopay", "active"):
         if key in data:
-            if not isinstance(data[key], bool):
-                raise Invalid(f"{key} is true or false.", **{key: "not a boolean"})
-            values[key] = data[key]
+            values[key] = flag(data[key], key)
     if "notes" in data:
-        values["notes"] = str(data["notes"])[:5000]
+        values["notes"] = text(data["notes"], "notes", 5000, null="")  # null clears them
     if "payment_terms_days" in data:
         terms = data["payment_terms_days"]
         if not isinstance(terms, int) or isinstance(terms, bool) or not 0 <= terms <= 365:

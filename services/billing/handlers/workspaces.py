@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from babel import Locale, UnknownLocaleError
 
 from chassis.errors import Invalid, NotFound, Unauthorized
+from chassis.fields import REFUSE, text
 from chassis.money import Money
 from services.billing.handlers.common import check_fields, check_regional, iso, new_id, settings_of, workspace_row
 from services.billing.settings_model import parse_settings
@@ -51,22 +52,29 @@ def check_timezone(name: str) -> str:
     return name
 
 
+LIMITS = {"name": 200, "email": 254, "phone": 50, "address": 2000, "tax_id": 50, "logo_url": 300_000,
+          "brand_color": 7, "accent_color": 7}
+CLEARABLE = {"phone", "address", "tax_id", "logo_url"}  # null clears them when changing a workspace
+
+
 def _clean_workspace(data: dict, partial: bool) -> dict:
     check_fields(data, WORKSPACE_FIELDS | {"settings"})
     values = {k: v for k, v in data.items() if k in WORKSPACE_FIELDS}
     if not partial:
         for required in ("name", "email"):
-            if not str(values.get(required, "")).strip():
+            if required not in values:
                 raise Invalid(f"{required} is required.", **{required: "required"})
-    if "name" in values and not str(values["name"]).strip():
-        raise Invalid("name is required.", name="required")
+    for key, limit in LIMITS.items():
+        if key in values:
+            values[key] = text(values[key], key, limit, required=key in ("name", "email"),
+                               null="" if partial and key in CLEARABLE else REFUSE)
     check_regional(values)
-    if values.get("logo_url") and (len(values["logo_url"]) > 300_000 or not LOGO.match(values["logo_url"])):
+    if values.get("logo_url") and not LOGO.fullmatch(values["logo_url"]):
         # Embedded so documents never fetch from the network: a data: URI of a PNG, JPEG or SVG.
         raise Invalid("The logo is a data: URI of a PNG, JPEG or SVG image, at most about 200 KB.",
                       logo_url="not a data: image URI")
     for color in ("brand_color", "accent_color"):
-        if color in values and not COLOR.match(str(values[color])):
+        if color in values and not COLOR.fullmatch(values[color]):
             raise Invalid("Colours are hex like #1d4ed8.", **{color: "not a hex colour"})
     return values
 
@@ -104,7 +112,9 @@ def update_workspace(uow, now: datetime, workspace_id: str, data: dict) -> dict:
     row = workspace_row(uow, workspace_id, lock=True)
     values = _clean_workspace(data, partial=True)
     if "settings" in data:
-        merged = {**settings_of(row).model_dump(mode="json"), **(data["settings"] or {})}
+        if not isinstance(data["settings"], dict):
+            raise Invalid("settings is an object of the settings to change.", settings="not an object")
+        merged = {**settings_of(row).model_dump(mode="json"), **data["settings"]}
         values["settings"] = parse_settings(merged).model_dump(mode="json")
     uow.execute(workspaces.update().where(workspaces.c.id == workspace_id)
                 .values(version=workspaces.c.version + 1, **values))

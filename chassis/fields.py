@@ -1,0 +1,38 @@
+"""Input values checked for what they are, never converted: text is stored as the text that was sent or
+refused with a field error, so nothing is ever stored as Python's spelling of another value ("None",
+"True", "[...]", "{...}")."""
+from __future__ import annotations
+
+from chassis.errors import Invalid
+
+REFUSE = object()  # `null=REFUSE`: null is not a value this field can hold
+
+
+def text(value, name: str, limit: int, *, required: bool = False, null=REFUSE) -> str | None:
+    """`value` when it is text of at most `limit` characters (and not blank when `required`). A None is
+    what `null` says it means ('' clears a text column, None a nullable one), or refused by default."""
+    if value is None:
+        if null is REFUSE:
+            raise Invalid(f"{name} is text, not null.", **{name: "null is not allowed"})
+        return null
+    if not isinstance(value, str):
+        raise Invalid(f"{name} is text.", **{name: "not text"})
+    if "\x00" in value:
+        raise Invalid(f"{name} contains a NUL character.", **{name: "contains a NUL character"})
+    if len(value) > limit:
+        raise Invalid(f"{name} is at most {limit} characters.", **{name: f"longer than {limit} characters"})
+    if required and not value.strip():
+        raise Invalid(f"{name} is required.", **{name: "required"})
+    return value
+
+
+def flag(value, name: str) -> bool:
+    """true or false, nothing that Python would call truthy."""
+    if not isinstance(value, bool):
+        raise Invalid(f"{name} is true or false.", **{name: "not a boolean"})
+    return value
+
+
+def display_name(name, email) -> str:
+    """How a person is shown: their name, or their email address when they have none."""
+    return name if isinstance(name, str) and name.strip() else (email or "")
