@@ -3,7 +3,9 @@
 Authentication is the session from a magic link: the browser's cookie, or `Authorization: Bearer
 <access_token>` where the token comes from `POST /session` with the link's token. Scope comes from the
 session only, never from the request, so another client's ids answer 404. State-changing calls with the
-cookie need the `X-CSRF-Token` header (the token is in `GET /me`); bearer calls do not.
+cookie need the `X-CSRF-Token` header (the token is in `GET /me`); bearer calls do not. A token not used
+for 30 minutes expires; while a client is active, an answer carries a fresh token in the `X-Session-Token`
+header (at most once a minute), to be used from then on.
 """
 from __future__ import annotations
 
@@ -96,6 +98,13 @@ def _me(a, p, b, q, s) -> dict:
 def _sign_in(a, p, b, q, s) -> dict:
     session = a.call("auth", "consume_link", b["token"], None, a.client_ip(a.req))  # guessing is rate-limited
     return {"access_token": session["credential"], "token_type": "bearer", "expires_at": session.get("expires_at")}
+
+
+def _profile(a, p, b, q, s) -> dict:
+    saved = a.call("billing", "update_profile", s["workspace_id"], s["client_id"], s["contact_id"], b)
+    if saved["contact"]["name"] != s["name"]:  # the session says the new name from now on
+        a.req.context.sessions.renew(a.req, a.resp, name=saved["contact"]["name"])
+    return saved
 
 
 def _invoices(a, p, b, q, s) -> dict:
@@ -193,8 +202,7 @@ ROUTES: tuple[PortalRoute, ...] = (
     PortalRoute("GET", "/profile", "get_profile", "The client's company details and contacts",
                 lambda a, p, b, q, s: a.call("billing", "get_client", s["workspace_id"], s["client_id"])),
     PortalRoute("PATCH", "/profile", "update_profile", "Change your name and phone, and the company's details",
-                lambda a, p, b, q, s: a.call("billing", "update_profile", s["workspace_id"], s["client_id"],
-                                             s["contact_id"], b), ProfileIn),
+                _profile, ProfileIn),
     PortalRoute("POST", "/messages", "send_message", "Send the business a message (by email)", _message, MessageIn,
                 status=202),
     PortalRoute("POST", "/reviews", "add_review", "Review the business",
@@ -233,7 +241,7 @@ class PortalApiResource(Routed, Base):
         session = {} if route.public else self.session(req, resp)
         query = read_query(req, route.query)
         body = read_body(req, route.body) if route.body is not None else {}
-        result = route.call(_Call(self, req), params, body, query, session)
+        result = route.call(_Call(self, req, resp), params, body, query, session)
         resp.status = route.status
         if route.content_type == PDF:
             send_pdf(req, resp, result)
@@ -246,9 +254,10 @@ class PortalApiResource(Routed, Base):
 class _Call:
     """What a route's call function may use: the services, the request and the PDF helper."""
 
-    def __init__(self, resource: PortalApiResource, req):
+    def __init__(self, resource: PortalApiResource, req, resp):
         self.resource = resource
         self.req = req
+        self.resp = resp
         self.client_ip = resource.client_ip
 
     def call(self, service, method, *args, **kwargs):

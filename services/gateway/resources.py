@@ -4,7 +4,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from urllib.parse import urlencode
 
 import falcon
@@ -83,9 +83,8 @@ class Base:
         """Sign out: auth ends the session (or all of the contact's) and announces it to every gateway;
         this worker refuses the credential at once, before the announcement comes back."""
         self.call(req, "auth", "end_session", req.context.session_id, everywhere)
-        guard = req.context.sessions
-        started = datetime.fromisoformat(req.context.session["created_at"])
-        guard.revocations.end_session(req.context.session_id, started + guard.limits.absolute)
+        guard = req.context.sessions.guard
+        guard.revocations.end_session(req.context.session_id, req.context.credential.started_at + guard.limits.absolute)
 
     def session(self, req, resp) -> dict:
         """The signed-in contact's session, which SessionMiddleware checked before any responder of a
@@ -157,7 +156,7 @@ class Verify(Base):
 
     def on_post(self, req, resp):
         token = field(self.form(req), "token", 200)
-        previous = previous_session_id(req, self.config.cookie_name, req.context.sessions.keys)
+        previous = previous_session_id(req, self.config.cookie_name, req.context.sessions.guard.keys)
         try:  # a new session every time: the one this browser had (fixation) ends, never kept
             session = self.call(req, "auth", "consume_link", token, previous, self.client_ip(req))
         except Unauthorized as exc:
@@ -378,8 +377,10 @@ class ProfilePage(Portal):
         data = {key: field(form, key, limit) for key, limit in PROFILE_FIELDS.items() if key in form}
         if "company" in data and not data["company"].strip():
             return self._show(req, resp, session, status=400, error="The company name cannot be empty.")
-        self.call(req, "billing", "update_profile", session["workspace_id"], session["client_id"],
-                  session["contact_id"], data)
+        saved = self.call(req, "billing", "update_profile", session["workspace_id"], session["client_id"],
+                          session["contact_id"], data)
+        if saved["contact"]["name"] != session["name"]:  # the pages greet the contact by the new name
+            req.context.sessions.renew(req, resp, name=saved["contact"]["name"])
         raise falcon.HTTPSeeOther("/profile?saved=1")
 
 

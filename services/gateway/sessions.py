@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 
 import falcon
@@ -136,7 +137,7 @@ class SessionMiddleware:
         self.reports = reports
 
     def process_resource(self, req, resp, resource, params):
-        req.context.sessions = self.guard  # sign-in and sign-out need the keys and the revocation list
+        req.context.sessions = self  # sign-in, sign-out and a new name need the keys and the revocation list
         if resource is None or is_public(resource, req):
             return
         token, from_cookie = session_token(req, self.cookie_name)
@@ -160,6 +161,20 @@ class SessionMiddleware:
                 resp.set_header(REFRESHED_TOKEN_HEADER, token)
             if self.reports is not None:
                 self.reports.seen(session)
+        self._keep(req, session, from_cookie)
+
+    def renew(self, req, resp, **changes) -> None:
+        """The contact changed what its credential says (its own name): a new credential from now on."""
+        session = replace(req.context.credential, **changes)
+        token = self.guard.issue(session)
+        if req.context.from_cookie:
+            set_session_cookie(resp, self.cookie_name, token, self.secure)
+        else:
+            resp.set_header(REFRESHED_TOKEN_HEADER, token)
+        self._keep(req, session, req.context.from_cookie)
+
+    def _keep(self, req, session: credentials.Session, from_cookie: bool) -> None:
+        req.context.credential, req.context.from_cookie = session, from_cookie
         req.context.session = session.view(self.guard.limits)
         req.context.session_id = session.session_id
         req.context.scope = Scope(session.workspace_id, session.client_id)

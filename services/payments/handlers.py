@@ -595,7 +595,10 @@ def refund_payment(uow, now, stripe, workspace_id: str, payment_id: str, amount,
     if existing is None:
         if row.status != "succeeded" or not row.payment_intent_id:
             raise Conflict("Only a completed card payment can be refunded.")
-        amount = row.amount - row.refunded if amount is None else amount
+        if amount is None:  # the rest; once everything is refunded there is no rest (a state, not bad input)
+            amount = row.amount - row.refunded
+            if amount <= 0:
+                raise Conflict("This payment has been refunded in full.", amount="nothing left to refund")
         if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
             raise Invalid("The amount is a positive integer in minor units.", amount="not a positive integer")
         committed = uow.execute(sa.select(sa.func.coalesce(sa.func.sum(refunds.c.amount), 0)).where(

@@ -99,7 +99,7 @@ def test_two_payments_at_once_never_over_apply(engine, client):
                 return result
 
         results = in_parallel(2, pay)
-        assert sorted(type(r).__name__ for r in results) == ["Invalid", "dict"]
+        assert sorted(type(r).__name__ for r in results) == ["Conflict", "dict"]  # the second would over-apply
         with engine.connect() as conn:
             row = conn.execute(sa.select(invoices).where(invoices.c.id == invoice["id"])).one()
         assert (row.amount_paid, row.status) == (7000, "partially_paid")
