@@ -44,6 +44,9 @@ class GatewayConfig:
     # publishable_key, js_url (Stripe.js, or localstripe's stand-in), api_origin, webhook_secret
     stripe: dict = field(default_factory=lambda: stripe_settings(None, "pk_test_localstripe", "whsec_localstripe"))
     metrics_token: str | None = None  # /metrics needs it as a bearer token; unset: served in dev only
+    # checks the references by which cached PDFs are fetched from documents (PDF_FETCH_SECRET, shared
+    # with documents); None: PDFs come in the RPC answer (services/gateway/pdf_fetch.py)
+    pdf_fetch_secret: bytes | None = b"dev-only-pdf-fetch-secret"
 
     @property
     def cookie_name(self) -> str:
@@ -68,6 +71,8 @@ class GatewayConfig:
             max_body=settings.env_int("GATEWAY_MAX_BODY", 64 * 1024),
             trusted_proxy_hops=settings.env_int("TRUSTED_PROXY_HOPS", 0),
             metrics_token=settings.env("METRICS_TOKEN"),
+            pdf_fetch_secret=(settings.env("PDF_FETCH_SECRET") or (cls.pdf_fetch_secret.decode() if dev else "")).encode()
+            or None,
             amqp_uri=settings.amqp_uri(),
             stripe=stripe_settings(settings.env("STRIPE_API_BASE") or None,
                                    settings.env("STRIPE_PUBLISHABLE_KEY", "pk_test_localstripe" if dev else None),
