@@ -13,7 +13,8 @@ WALL_CLOCK_READS = {("datetime", "now"), ("datetime", "utcnow"), ("date", "today
 # Where the clock is wired in (the unit of work, the nameko clock, the outbox's own bookkeeping) and
 # the command-line entry points, which are their own callers. Handlers and entrypoints take the time.
 MAY_IMPORT_THE_CLOCK = {"chassis/clock.py", "chassis/db.py", "chassis/events.py", "chassis/idempotency.py",
-                        "chassis/nameko_ext.py", "services/billing/seed.py", "deploy/bench/run.py"}
+                        "chassis/nameko_ext.py", "services/billing/seed.py", "deploy/bench/run.py",
+                        "deploy/bench/users.py", "deploy/bench/monolith.py"}
 
 
 def product_modules():

@@ -36,6 +36,7 @@ SYSTEM_BLOCKS = {
     ("services/documents/service.py", "deliver_mail"),  # which workspaces have mail due
     ("services/documents/service.py", "deliver_webhooks"),  # which workspaces have deliveries due
     ("services/billing/seed.py", "seed"),  # the demo seed creates a workspace and fills it in one go
+    ("deploy/bench/monolith.py", "_validate_session"),  # the benchmark's monolith baseline, as auth's entrypoint
 }
 # Routes a client may use without signing in (path, method).
 PUBLIC_ROUTES = {
