@@ -191,14 +191,17 @@ class Stack:
         self.procs[name] = subprocess.Popen(argv, cwd=ROOT, env=env or self.env, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
 
-    def start_service(self, name: str, process: str | None = None, http_address: str | None = None) -> None:
-        """One process of a service. Its HTTP address: the one given, else the environment's, else a free
-        port, so stacks and replicas started side by side never fight over one."""
+    def start_service(self, name: str, process: str | None = None, http_address: str | None = None,
+                      env: dict | None = None) -> None:
+        """One process of a service, with `env` added to the stack's environment. Its HTTP address: the
+        one given, else the environment's, else a free port, so stacks and replicas started side by
+        side never fight over one."""
         var = http_address_var(name)
         address = http_address or self.env.get(var) or f"127.0.0.1:{free_port()}"
         self.http_addresses[process or name] = address
         self._spawn(process or name, [str(BIN / "nameko"), "run", "--config", f"services/{name}/config.yml",
-                                      f"services.{name}.service:{SERVICES[name]}"], {**self.env, var: address})
+                                      f"services.{name}.service:{SERVICES[name]}"],
+                    {**self.env, **(env or {}), var: address})
 
     def http_url(self, process: str) -> str:
         host, port = self.http_addresses[process].rsplit(":", 1)

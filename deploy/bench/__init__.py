@@ -4,9 +4,10 @@
 prints a table and writes bench/results.json, bench/report.md and bench/results.png:
 
 1. rpc_overhead  nameko RPC through the gateway's pool vs a raw AMQP round trip
-2. portal        dashboard and invoice list under 50 users (wrk) vs a hello-world; parts of the dashboard
+2. portal        dashboard and invoice list for 50 distinct signed-in clients (wrk) vs a hello-world and vs
+                 the same portal as a monolith; CPU per page; auth RPCs per page; parts of the dashboard
 3. webhooks      1,000 Stripe webhooks to Paid vs the broker's raw publish->consume rate
-4. pdf           cold render vs cached fetch
+4. pdf           cold render vs cached fetch; a cached PDF through the gateway vs a hello-world
 5. scaleout      billing with two replicas vs one
 6. memory        RSS of each service idle vs under the portal load (sampled during 2)
 """

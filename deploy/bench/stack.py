@@ -134,7 +134,8 @@ def running(admin_url: str):
             env.update({
                 "PORTAL_ENV": "dev", "PORTAL_VAR_DIR": str(work / "var"), "MAIL_OUTBOX_DIR": str(work / "mail"),
                 "AMQP_URI": amqp_uri, "GATEWAY_BIND": f"127.0.0.1:{port}", "PORTAL_URL": f"http://localhost:{port}",
-                "AUTH_LINKS_PER_EMAIL": "1000", "STRIPE_API_BASE": f"http://localhost:{stripe_port}",
+                # the portal benchmark signs 50 clients in from this one address
+                "AUTH_LINKS_PER_EMAIL": "1000", "AUTH_LINKS_PER_IP": "10000", "STRIPE_API_BASE": f"http://localhost:{stripe_port}",
                 "LOCALSTRIPE_FROM_SCRATCH": "1", "STRIPE_WEBHOOK_SECRET": f"whsec_bench_{uuid.uuid4().hex}",
                 "BENCH_SQL_COUNTS": str(work / "sql-counts"),
                 **{f"{s.upper()}_DATABASE_URL": url for s, url in service_urls.items()}})

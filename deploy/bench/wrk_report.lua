@@ -1,13 +1,32 @@
 -- wrk script: counts answers other than 200 (a redirect to /login would otherwise pass for success)
 -- and prints one JSON line with the percentiles wrk's own report leaves out (p95).
+--
+-- With WRK_COOKIES naming a file of Cookie header values, one a line, thread N sends the N-th: run
+-- with as many threads as connections (-tN -cN) and each connection is a client of its own.
 local threads = {}
+local count = 0
 
 function setup(thread)
+  count = count + 1
+  thread:set("thread_number", count)
   table.insert(threads, thread)
 end
 
 function init(args)
   non200 = 0
+  local path = os.getenv("WRK_COOKIES")
+  if path ~= nil and path ~= "" then
+    local n = 0
+    for line in io.lines(path) do
+      n = n + 1
+      if n == thread_number then
+        wrk.headers["Cookie"] = line
+      end
+    end
+    if wrk.headers["Cookie"] == nil then
+      error("WRK_COOKIES has no line " .. thread_number)
+    end
+  end
 end
 
 function response(status, headers, body)

@@ -221,15 +221,21 @@ def document_filename(kind: str, data: dict) -> str:
 
 
 def render_document(renderer, brand: dict, kind: str, data: dict, locale: str | None = None,
-                    timezone: str | None = None) -> dict:
+                    timezone: str | None = None, reference=None) -> dict:
     """A PDF for one document, from the cache when the same data was rendered before. Takes no
-    database connection: a render can take a second, and connections are for short work."""
+    database connection: a render can take a second, and connections are for short work.
+
+    With `reference` (cache key -> a signed reference to that cached file), the answer carries the
+    reference instead of the bytes, and a cached PDF is not even read: the caller fetches it over HTTP."""
     context = {"doc": data, "business": brand, "client": data.get("client") or {},
                "locale": locale or brand.get("locale") or "en_US", "timezone": timezone or brand.get("timezone") or "UTC",
                "paper": brand.get("paper", "A4")}
+    answer = {"filename": document_filename(kind, data), "content_type": "application/pdf"}
+    if reference is not None:
+        key, size, rendered = renderer.ensure(kind, context)
+        return {**answer, "etag": key[:32], "rendered": rendered, "size": size, "reference": reference(key)}
     pdf, key, rendered = renderer.get(kind, context)
-    return {"filename": document_filename(kind, data), "content_type": "application/pdf", "etag": key[:32],
-            "rendered": rendered, "size": len(pdf), "pdf": encode(pdf)}
+    return {**answer, "etag": key[:32], "rendered": rendered, "size": len(pdf), "pdf": encode(pdf)}
 
 
 def list_emails(uow, workspace_id: str, client_id: str | None = None, limit: int = 100) -> list[dict]:

@@ -177,12 +177,23 @@ class Renderer:
         cached = self.storage.get(key)
         if cached is not None:
             return cached, key, False
+        return self._render(kind, context, key), key, True
+
+    def ensure(self, kind: str, context: dict) -> tuple[str, int, bool]:
+        """(cache key, size, rendered now?): the PDF is in the cache afterwards; a cached one is not read."""
+        key = cache_key(kind, context)
+        size = self.storage.size(key)
+        if size is not None:
+            return key, size, False
+        return key, len(self._render(kind, context, key)), True
+
+    def _render(self, kind: str, context: dict, key: str) -> bytes:
         started = time.perf_counter()
         pdf = self.pool.render(kind, context)
         metrics.PDF_RENDER.labels(kind).observe(time.perf_counter() - started)
         self.storage.put(key, pdf)
         self.renders += 1
-        return pdf, key, True
+        return pdf
 
     def close(self) -> None:
         self.pool.close()

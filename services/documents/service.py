@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import eventlet
@@ -12,8 +14,11 @@ from cachetools import TTLCache
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 from nameko.timer import timer
+from nameko.web.handlers import http
+from werkzeug.wrappers import Response
+from werkzeug.wsgi import wrap_file
 
-from chassis import settings
+from chassis import settings, signing
 from chassis.errors import EXPECTED
 from chassis.nameko_ext import Database, ServiceBase, consumes
 from chassis.scope import CALLER, OWN, SYSTEM_WIDE, runs_in
@@ -40,6 +45,58 @@ class PdfRenderer(DependencyProvider):
         return self.renderer
 
 
+FETCH_TTL = timedelta(minutes=1)
+DEV_FETCH_SECRET = "dev-only-pdf-fetch-secret"
+
+
+def fetch_secret() -> bytes | None:
+    """PDF_FETCH_SECRET, shared with the gateway; a fixed value in development. Without one outside
+    development no reference is issued (PDFs travel in the RPC answer) and every fetch is refused."""
+    secret = settings.env("PDF_FETCH_SECRET") or (DEV_FETCH_SECRET if settings.is_dev() else None)
+    return secret.encode() if secret else None
+
+
+def internal_url(web_server_address: str) -> str:
+    """How the gateway reaches this process's HTTP server: DOCUMENTS_INTERNAL_URL, else its listening
+    address; one that listens everywhere stands for the address the host name resolves to (a pod's
+    or a container's own IP), else the host name itself."""
+    configured = settings.env("DOCUMENTS_INTERNAL_URL")
+    if configured:
+        return configured.rstrip("/")
+    host, _, port = web_server_address.rpartition(":")
+    if host in ("", "0.0.0.0", "::", "[::]"):
+        host = socket.gethostname()
+        try:
+            host = socket.gethostbyname(host)
+        except OSError:
+            pass
+    return f"http://{host}:{port}"
+
+
+class PdfFetch(DependencyProvider):
+    """Signed, short-lived references to cached PDFs, and their check when one is presented: each
+    names one cached file and this process's address (another replica's cache is not this one's)."""
+
+    def setup(self):
+        self.secret = fetch_secret()
+        self.base_url = internal_url(str(self.container.config.get("WEB_SERVER_ADDRESS", "127.0.0.1:8000")))
+
+    def get_dependency(self, worker_ctx):
+        return self
+
+    def reference(self, key: str, now) -> str:
+        return signing.issue(self.secret, {"k": key, "u": self.base_url}, now, FETCH_TTL)
+
+    def check(self, reference: str, now) -> str:
+        """The cache key a reference names, or signing.Refused (forged, expired, or no secret here)."""
+        if not self.secret:
+            raise signing.Refused("not configured")
+        key = signing.check(self.secret, reference, now).get("k")
+        if not isinstance(key, str) or not key.isalnum():
+            raise signing.Refused("malformed")
+        return key
+
+
 class Mailer(DependencyProvider):
     """The delivery backend, built once: SMTP when SMTP_URL is set, else the .eml file outbox."""
 
@@ -59,6 +116,7 @@ class DocumentsService(ServiceBase):
     name = "documents"
     db = Database("documents", Path(__file__).parent / "migrations")
     renderer = PdfRenderer()
+    pdf_fetch = PdfFetch()
     mailer = Mailer()
     billing = TimedRpcProxy("billing")
     auth = TimedRpcProxy("auth")
@@ -90,11 +148,17 @@ class DocumentsService(ServiceBase):
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def render_document(self, kind: str, workspace_id: str, data: dict, locale: str | None = None,
-                        timezone: str | None = None, purpose: str = "download") -> dict:
-        """The PDF of an invoice, quote, credit note, receipt or statement, base64 in the reply.
-        A download by a client is announced, so the business sees it in the activity timeline."""
+                        timezone: str | None = None, purpose: str = "download", by_reference: bool = False) -> dict:
+        """The PDF of an invoice, quote, credit note, receipt or statement, base64 in the reply; or,
+        `by_reference`, rendered into the cache if it was not there and answered with a signed
+        reference to fetch it from this process's HTTP server within a minute (`GET /pdf/<reference>`),
+        so the bytes never pass through the broker. A download by a client is announced, so the
+        business sees it in the activity timeline."""
         brand = self._branding(workspace_id)
-        result = handlers.render_document(self.renderer, brand, kind, data, locale, timezone)
+        now = self.clock()
+        reference = (lambda key: self.pdf_fetch.reference(key, now)) if by_reference and self.pdf_fetch.secret \
+            else None
+        result = handlers.render_document(self.renderer, brand, kind, data, locale, timezone, reference)
         if purpose == "download" and data.get("client_id"):
             with self.db.uow() as uow:
                 uow.publish("document.downloaded", workspace_id, {
@@ -102,6 +166,21 @@ class DocumentsService(ServiceBase):
                     "number": data.get("number"), "filename": result["filename"]})
                 uow.commit()
         return result
+
+    @runs_in(OWN)  # a signed reference names one cached file: no workspace's rows are read
+    @http("GET", "/pdf/<string:reference>")
+    def http_pdf(self, request, reference):
+        """A cached PDF, streamed, for a reference render_document signed less than a minute ago
+        (the gateway fetches it for a client it has checked). Anything else is refused."""
+        try:
+            key = self.pdf_fetch.check(reference, self.clock())
+        except signing.Refused as exc:
+            return 403, {"Content-Type": "text/plain"}, f"refused: {exc.reason}\n"
+        size, stream = self.renderer.storage.size(key), self.renderer.storage.open(key)
+        if stream is None:
+            return 404, {"Content-Type": "text/plain"}, "not cached here\n"
+        return Response(wrap_file(request.environ, stream), status=200, direct_passthrough=True,
+                        headers={"Content-Type": "application/pdf", "Content-Length": str(size)})
 
     # Branding for a few seconds per replica: a cached PDF then costs no database round trip. A new
     # logo or colour shows within the TTL (the PDF cache key includes the branding it used).

@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 
 class Storage(Protocol):
     def get(self, key: str) -> bytes | None: ...
 
     def put(self, key: str, data: bytes) -> None: ...
+
+    def size(self, key: str) -> int | None: ...
+
+    def open(self, key: str) -> BinaryIO | None: ...
 
 
 class FileStorage:
@@ -26,6 +30,20 @@ class FileStorage:
     def get(self, key: str) -> bytes | None:
         try:
             return self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def size(self, key: str) -> int | None:
+        """The stored file's size, or None when it is not stored: whether it is there, without reading it."""
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def open(self, key: str) -> BinaryIO | None:
+        """The stored file, open for reading (to stream it), or None."""
+        try:
+            return self._path(key).open("rb")
         except FileNotFoundError:
             return None
 

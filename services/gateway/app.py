@@ -51,6 +51,9 @@ class GatewayConfig:
     session_keys: credentials.Keys = field(default_factory=lambda: credentials.Keys.parse(credentials.DEV_KEYS))
     session_limits: credentials.Limits = field(default_factory=credentials.Limits)
     workspaces: frozenset[str] | None = None  # PORTAL_WORKSPACES: the only workspaces served here; None: all
+    # checks the references by which cached PDFs are fetched from documents (PDF_FETCH_SECRET, shared
+    # with documents); None: PDFs come in the RPC answer (services/gateway/pdf_fetch.py)
+    pdf_fetch_secret: bytes | None = b"dev-only-pdf-fetch-secret"
 
     @property
     def cookie_name(self) -> str:
@@ -75,6 +78,8 @@ class GatewayConfig:
             max_body=settings.env_int("GATEWAY_MAX_BODY", 64 * 1024),
             trusted_proxy_hops=settings.env_int("TRUSTED_PROXY_HOPS", 0),
             metrics_token=settings.env("METRICS_TOKEN"),
+            pdf_fetch_secret=(settings.env("PDF_FETCH_SECRET") or (cls.pdf_fetch_secret.decode() if dev else "")).encode()
+            or None,
             amqp_uri=settings.amqp_uri(),
             session_keys=credentials.Keys.from_env(),
             session_limits=credentials.Limits.from_env(),

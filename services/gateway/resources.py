@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import logging
 import uuid
 from datetime import date, timedelta
 from urllib.parse import urlencode
@@ -16,8 +17,11 @@ from chassis.scope import Scope
 from services.gateway.branding import BrandCss, BrandLogo, brand_of
 from services.gateway.forms import field
 from services.gateway.metrics import broker_reachable
+from services.gateway.pdf_fetch import FetchFailed, PdfFetcher
 from services.gateway.sessions import previous_session_id, set_session_cookie
 from services.gateway.views import env_for
+
+log = logging.getLogger(__name__)
 
 LINK_PROBLEMS = {
     "used": ("This link has already been used", "Each sign-in link works once. Ask for a new one below."),
@@ -410,19 +414,22 @@ class ContactBusiness(Portal):
 class PdfDownload(Base):
     """A PDF of one of the signed-in client's documents, rendered (or served from cache) by documents."""
 
-    def __init__(self, rpc, config, kind: str):
+    def __init__(self, rpc, config, kind: str, fetcher: PdfFetcher | None = None):
         super().__init__(rpc, config)
         self.kind = kind
+        self.fetcher = fetcher or PdfFetcher(None)
 
     def on_get(self, req, resp, object_id=None, invoice_id=None, quote_id=None):
         session = self.session(req, resp)
         call = lambda *args, **kwargs: self.call(req, *args, **kwargs)  # noqa: E731
         send_pdf(req, resp, render_pdf(call, self.kind, session, invoice_id or quote_id or object_id,
-                                       {"from": req.get_param("from"), "to": req.get_param("to")}))
+                                       {"from": req.get_param("from"), "to": req.get_param("to")},
+                                       by_reference=self.fetcher.enabled), self.fetcher)
 
 
-def render_pdf(call, kind: str, session: dict, object_id: str | None, query: dict) -> dict:
-    """Look the document up within the session's client (404 otherwise), then have documents render it."""
+def render_pdf(call, kind: str, session: dict, object_id: str | None, query: dict, by_reference: bool = False) -> dict:
+    """Look the document up within the session's client (404 otherwise), then have documents render it
+    (`by_reference`: answer with a reference to fetch the cached PDF by, not its bytes)."""
     ws, client = session["workspace_id"], session["client_id"]
     if kind == "invoice":
         data = call("billing", "get_invoice", ws, object_id, client_id=client)
@@ -433,7 +440,17 @@ def render_pdf(call, kind: str, session: dict, object_id: str | None, query: dic
     else:
         data = call("billing", "statement", ws, client, query.get("from"), query.get("to"))
     data.setdefault("client_id", client)
-    return call("documents", "render_document", kind, ws, data, data.get("locale"), data.get("timezone"))
+    return document_pdf(call, kind, ws, data, by_reference)
+
+
+def document_pdf(call, kind: str, workspace_id: str, data: dict, by_reference: bool = False) -> dict:
+    extra = {"by_reference": True} if by_reference else {}
+    answer = call("documents", "render_document", kind, workspace_id, data, data.get("locale"), data.get("timezone"),
+                  **extra)
+    # the bytes after all, when the reference cannot be fetched (announced once, by the first call)
+    answer["again"] = lambda: call("documents", "render_document", kind, workspace_id, data, data.get("locale"),
+                                   data.get("timezone"), purpose="fallback")
+    return answer
 
 
 class DocumentLink(Base):
@@ -465,15 +482,22 @@ class DocumentLink(Base):
 
 
 class DocumentLinkPdf(DocumentLink):
+    def __init__(self, rpc, config, fetcher: PdfFetcher | None = None):
+        super().__init__(rpc, config)
+        self.fetcher = fetcher or PdfFetcher(None)
+
     def on_get(self, req, resp, token: str):
         scope, document = self._resolve(req, token)
         document.setdefault("client_id", scope["client_id"])
-        pdf = self.call(req, "documents", "render_document", scope["kind"], scope["workspace_id"], document,
-                        document.get("locale"), document.get("timezone"))
-        send_pdf(req, resp, pdf)
+        call = lambda *args, **kwargs: self.call(req, *args, **kwargs)  # noqa: E731
+        send_pdf(req, resp, document_pdf(call, scope["kind"], scope["workspace_id"], document, self.fetcher.enabled),
+                 self.fetcher)
 
 
-def send_pdf(req, resp, pdf: dict) -> None:
+def send_pdf(req, resp, pdf: dict, fetcher: PdfFetcher | None = None) -> None:
+    """The PDF documents answered with: its bytes, or streamed from documents by its reference. A
+    reference that cannot be fetched (the documents process restarted, a secret mismatch) falls back
+    to the bytes in an RPC answer."""
     etag = f'"{pdf["etag"]}"'
     resp.set_header("ETag", etag)
     # private: the PDF is one client's; revalidate so a changed document is never served stale
@@ -483,6 +507,13 @@ def send_pdf(req, resp, pdf: dict) -> None:
         return
     resp.content_type = "application/pdf"
     resp.set_header("Content-Disposition", f'attachment; filename="{pdf["filename"]}"')
+    if "pdf" not in pdf and fetcher is not None:
+        try:
+            resp.stream, resp.content_length = fetcher.open(pdf["reference"])
+            return
+        except FetchFailed as exc:
+            log.warning("cached PDF not fetched by reference; asking for its bytes", extra={"error": str(exc)})
+            pdf = pdf["again"]()
     resp.data = base64.b64decode(pdf["pdf"])
 
 
@@ -516,6 +547,7 @@ class DevMail(Base):
 
 
 def add_routes(app: falcon.App, rpc, health_rpc, config) -> None:
+    pdfs = PdfFetcher(config.pdf_fetch_secret)
     app.add_route("/", Root(rpc, config))
     app.add_route("/login", Login(rpc, config))
     app.add_route("/login/verify", Verify(rpc, config))
@@ -528,20 +560,20 @@ def add_routes(app: falcon.App, rpc, health_rpc, config) -> None:
     app.add_route("/invoices/{invoice_id}", InvoiceDetail(rpc, config))
     app.add_route("/invoices/{invoice_id}/comments", InvoiceComment(rpc, config))
     app.add_route("/invoices/{invoice_id}/forward", InvoiceForward(rpc, config))
-    app.add_route("/invoices/{invoice_id}/pdf", PdfDownload(rpc, config, "invoice"))
+    app.add_route("/invoices/{invoice_id}/pdf", PdfDownload(rpc, config, "invoice", pdfs))
     app.add_route("/quotes", QuoteList(rpc, config))
     app.add_route("/quotes/{quote_id}", QuoteDetail(rpc, config))
     app.add_route("/quotes/{quote_id}/accept", QuoteAccept(rpc, config))
     app.add_route("/quotes/{quote_id}/reject", QuoteReject(rpc, config))
-    app.add_route("/quotes/{quote_id}/pdf", PdfDownload(rpc, config, "quote"))
+    app.add_route("/quotes/{quote_id}/pdf", PdfDownload(rpc, config, "quote", pdfs))
     app.add_route("/payments", PaymentList(rpc, config))
-    app.add_route("/payments/{object_id}/receipt.pdf", PdfDownload(rpc, config, "receipt"))
+    app.add_route("/payments/{object_id}/receipt.pdf", PdfDownload(rpc, config, "receipt", pdfs))
     app.add_route("/statement", StatementPage(rpc, config))
     app.add_route("/profile", ProfilePage(rpc, config))
     app.add_route("/contact", ContactBusiness(rpc, config))
-    app.add_route("/statement.pdf", PdfDownload(rpc, config, "statement"))
+    app.add_route("/statement.pdf", PdfDownload(rpc, config, "statement", pdfs))
     app.add_route("/i/{token}", DocumentLink(rpc, config))
-    app.add_route("/i/{token}/pdf", DocumentLinkPdf(rpc, config))
+    app.add_route("/i/{token}/pdf", DocumentLinkPdf(rpc, config, pdfs))
     app.add_route("/brand/{workspace_id}.css", BrandCss(rpc))
     app.add_route("/brand/{workspace_id}/logo", BrandLogo(rpc))
 

@@ -1,18 +1,20 @@
 """Payments service entrypoints: card payments, saved cards, autopay, refunds and Stripe events.
-Each RPC or event runs one handler; Stripe events are stored first and processed by a timer, so the
-webhook answers fast and each event is handled once even with several replicas."""
+Each RPC or event runs one handler. A Stripe event is stored first, so the webhook answers fast, and
+processed as soon as it is stored, in the background; a timer processes whatever that left (a
+stopped process, a retry that is due). Each event is handled once even with several replicas."""
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
+import eventlet.queue
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 from nameko.timer import timer
 
 from chassis import metrics, settings
 from chassis.errors import EXPECTED, ServiceError
-from chassis.logs import request_context
+from chassis.logs import current_request_id, request_context
 from chassis.nameko_ext import Database, ServiceBase, consumes
 from chassis.scope import CALLER, OWN, runs_in
 from chassis.rpc import TimedRpcProxy
@@ -32,10 +34,40 @@ class Stripe(DependencyProvider):
         return self.api
 
 
+class Background(DependencyProvider):
+    """`self.background(fn, *args)`: queue fn to run after the worker has answered, in one of
+    `concurrency` threads that the container manages (and stops with itself), so a burst of webhooks
+    takes no more database connections than that. The queue is in memory: what a stopped process
+    leaves in it, the timers find. Errors are logged, never raised."""
+
+    def __init__(self, concurrency: int):
+        self.concurrency = concurrency
+        self.queue = None
+
+    def setup(self):
+        self.queue = eventlet.queue.LightQueue()
+
+    def start(self):
+        for _ in range(self.concurrency):
+            self.container.spawn_managed_thread(self._run, identifier="background")
+
+    def _run(self):
+        while True:
+            fn, args = self.queue.get()
+            try:
+                fn(*args)
+            except Exception:  # noqa: BLE001 - an error here must not stop the container
+                log.exception("background work failed", extra={"work": getattr(fn, "__name__", "?")})
+
+    def get_dependency(self, worker_ctx):
+        return lambda fn, *args: self.queue.put((fn, args))
+
+
 class PaymentsService(ServiceBase):
     name = "payments"
     db = Database("payments", Path(__file__).parent / "migrations")
     stripe = Stripe()
+    background = Background(settings.env_int("STRIPE_EVENTS_CONCURRENCY", 4))
     billing = TimedRpcProxy("billing")
 
     @runs_in(CALLER)
@@ -115,17 +147,27 @@ class PaymentsService(ServiceBase):
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def receive_stripe_event(self, event: dict) -> bool:
-        """The gateway verified the signature; keep the event durably and answer at once."""
-        return self._tx(handlers.receive_event, event)
+        """The gateway verified the signature; keep the event durably and answer at once. Once the
+        event is committed, it is processed right away, after the answer, as the timer would process
+        it; a redelivery (False) starts nothing."""
+        stored = self._tx(handlers.receive_event, event)
+        if stored:
+            self.background(self._process_stored_event, event["id"], current_request_id())
+        return stored
 
     @runs_in(OWN)
     @timer(interval=float(settings.env("STRIPE_EVENTS_INTERVAL", "0.25")))
     def process_stripe_events(self):
+        """The safety net: events left unprocessed (a replica stopped mid-way, a failure whose retry is
+        due). An event being processed as it was stored is locked, and this skips it."""
         with self.db.uow() as uow:  # Stripe's events are the service's own: no workspace's rows
             pending = handlers.pending_events(uow, self.clock())
         for event_id, request_id in pending:
-            with request_context(request_id):  # the webhook's id, in this worker's logs and the events it records
-                self._process_stripe_event(event_id)
+            self._process_stored_event(event_id, request_id)
+
+    def _process_stored_event(self, event_id: str, request_id: str | None) -> None:
+        with request_context(request_id):  # the webhook's id, in this worker's logs and the events it records
+            self._process_stripe_event(event_id)
 
     def _process_stripe_event(self, event_id: str) -> None:
         """Whose event it is is looked up across workspaces; it is handled in that workspace's scope

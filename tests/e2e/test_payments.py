@@ -132,6 +132,45 @@ def test_each_event_three_times_out_of_order_gives_one_payment(stack):
     assert stack.outbox.count("replay@example.com", "Payment received") == 1
 
 
+@pytest.fixture()
+def payments_timer_an_hour_away(stack):
+    """payments restarted with its Stripe-event timer an hour away (it first runs an interval after
+    the start): a stored event is processed as it is stored, or not within the test."""
+    def restart(**env):
+        stack.stop_process("payments")
+        stack.start_service("payments", env=env)
+        stack.wait_healthy(90)
+
+    restart(STRIPE_EVENTS_INTERVAL="3600")
+    try:
+        yield
+    finally:
+        restart()
+
+
+def test_a_stored_event_is_processed_without_waiting_for_the_timer(stack, payments_timer_an_hour_away):
+    made = new_portal_client(stack, "Prompt Ltd", "prompt@example.com", invoices=1)
+    invoice_id = made["invoices"][0]["id"]
+    session = sign_in(stack, "prompt@example.com")
+    attempt_id = paid_by_card(session, stack, invoice_id)  # settled by localstripe's own webhook, within 15 s
+    wait_until(lambda: query(stack, "billing", "SELECT status FROM invoices WHERE id = %s", invoice_id)[0][0]
+               == "paid", what="the invoice paid")
+
+    # A new delivery of the same outcome, three times at once: stored once, processed at once, no second payment.
+    intent_id = query(stack, "payments", "SELECT payment_intent_id FROM attempts WHERE id = %s", attempt_id)[0][0]
+    intent = stripe_client(stack).v1.payment_intents.retrieve(intent_id).to_dict()
+    event = {"id": f"evt_prompt_{attempt_id[:8]}", "object": "event", "type": "payment_intent.succeeded",
+             "created": int(time.time()), "data": {"object": intent}}
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda e: deliver(stack, e), [event] * 3))
+    assert sorted(a.json()["duplicate"] for a in answers) == [False, True, True]
+    wait_until(lambda: query(stack, "payments", "SELECT processed_at FROM stripe_events WHERE id = %s",
+                             event["id"])[0][0] is not None, timeout=10, what="the event processed as it was stored")
+    assert query(stack, "billing", "SELECT count(*) FROM payments WHERE id = %s", attempt_id)[0][0] == 1
+    assert not query(stack, "payments", "SELECT id FROM stripe_events WHERE processed_at IS NULL AND body LIKE %s",
+                     f"%{attempt_id}%")  # none of this payment's events waits for the timer
+
+
 def test_a_bad_or_old_signature_is_rejected_and_stored_nowhere(stack):
     event = {"id": "evt_forged_1", "object": "event", "type": "payment_intent.succeeded",
              "data": {"object": {"id": "pi_forged", "amount": 1, "currency": "usd", "metadata": {}, "status": "succeeded"}}}

@@ -1,11 +1,15 @@
 """The portal's invoice pages over HTTP as the demo client: filters, search, detail, comments,
 forwarding, and nothing of anyone else's."""
 import re
+from datetime import timedelta
 
 import psycopg2
 import pytest
+import requests
 
-from tests.conftest import sign_in
+from chassis import signing
+from chassis.clock import utcnow
+from tests.conftest import services_rpc, sign_in
 
 pytestmark = pytest.mark.e2e
 
@@ -71,3 +75,42 @@ def test_other_clients_and_hidden_invoices_are_404(stack, demo):
             response = demo.request(method, stack.url + path, data=data, allow_redirects=False)
             assert response.status_code == 404, (method, path)
             assert "Secret project" not in response.text
+
+
+def test_a_cached_pdf_is_streamed_from_documents_by_a_reference_that_documents_alone_accepts(stack, demo):
+    with psycopg2.connect(stack.databases["billing"]) as conn, conn.cursor() as cur:
+        cur.execute("SELECT i.id, i.workspace_id FROM invoices i JOIN contacts c ON c.client_id = i.client_id "
+                    "WHERE c.email = 'demo@example.com' AND i.status = 'sent' LIMIT 1")
+        invoice_id, workspace_id = cur.fetchone()
+    first, again = (demo.get(f"{stack.url}/invoices/{invoice_id}/pdf") for _ in range(2))
+    assert first.status_code == again.status_code == 200 and again.content.startswith(b"%PDF-")
+    assert first.content == again.content and again.headers["Content-Length"] == str(len(again.content))
+    assert again.headers["Content-Type"] == "application/pdf" and again.headers["ETag"] == first.headers["ETag"]
+    assert demo.get(f"{stack.url}/invoices/{invoice_id}/pdf", headers={"If-None-Match": first.headers["ETag"]}) \
+        .status_code == 304
+
+    with services_rpc(stack, workspace_id) as rpc:
+        invoice = rpc.billing.get_invoice(workspace_id, invoice_id)
+        answer = rpc.documents.render_document("invoice", workspace_id, invoice, purpose="check", by_reference=True)
+    assert "pdf" not in answer and answer["size"] > 1000
+    documents = stack.http_url("documents")
+    secret = stack.env.get("PDF_FETCH_SECRET", "dev-only-pdf-fetch-secret").encode()
+    payload = signing.read(secret, answer["reference"])
+    assert payload["u"] == documents  # this documents process: its cache holds the file
+    fetched = requests.get(f"{documents}/pdf/{answer['reference']}", timeout=10)
+    assert fetched.status_code == 200 and fetched.content.startswith(b"%PDF-") and len(fetched.content) == answer["size"]
+
+    body, signature = answer["reference"].split(".")
+    now = utcnow()
+    refused = {
+        "another secret": signing.issue(b"guessed", {"k": payload["k"], "u": documents}, now, timedelta(minutes=1)),
+        "altered": f"{signing.issue(secret, {'k': 'ab' * 32, 'u': documents}, now, timedelta(minutes=1)).split('.')[0]}"
+                   f".{signature}",
+        "expired": signing.issue(secret, {"k": payload["k"], "u": documents}, now - timedelta(minutes=2),
+                                 timedelta(minutes=1)),
+    }
+    for why, reference in refused.items():
+        answer = requests.get(f"{documents}/pdf/{reference}", timeout=10)
+        assert answer.status_code == 403 and b"%PDF" not in answer.content, why
+    unknown = signing.issue(secret, {"k": "ab" * 32, "u": documents}, now, timedelta(minutes=1))
+    assert requests.get(f"{documents}/pdf/{unknown}", timeout=10).status_code == 404

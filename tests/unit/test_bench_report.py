@@ -151,3 +151,19 @@ def test_without_the_management_api_the_reply_queue_goals_are_missed_not_invente
     rpc_overhead.reply_queue_results(report, None, [None, None], None)
     assert [m.name for m in report.missed] == [name for _, name in rpc_overhead.REPLY_QUEUE_GOALS]
     assert report.results == [] and report.goals_met == (0, 2)
+
+
+def test_the_portal_reports_the_median_of_its_rounds_and_every_round_s_errors():
+    from deploy.bench.portal import median_of
+
+    def run(rps, p95, errors, billing_cpu):
+        return {"rps": rps, "p50": p95 / 2, "p90": p95 * 0.9, "p95": p95, "p99": p95 * 1.2, "mean": p95 / 2,
+                "requests": rps * 10, "errors": errors,
+                "error_detail": {"connect": 0, "read": 0, "write": 0, "timeout": 0, "non200": errors},
+                "cpu_ms_per_request": {"billing": billing_cpu, "gateway": 1.0}}
+
+    merged = median_of([run(100, 300, 0, 5.0), run(80, 500, 2, 9.0), run(120, 250, 1, 4.0)])
+    assert merged["rps"] == 100 and merged["p95"] == 300  # the middle round, not the best
+    assert merged["errors"] == 3 and merged["error_detail"]["non200"] == 3  # any round's errors count
+    assert merged["cpu_ms_per_request"] == {"billing": 5.0, "gateway": 1.0} and merged["cpu_ms_total"] == 6.0
+    assert [r["rps"] for r in merged["rounds"]] == [100, 80, 120]

@@ -1,14 +1,18 @@
 """PDF documents: real WeasyPrint renders read back with pypdf, page images kept for review, the
 content-hash cache, and the locked-down resource fetcher."""
+import base64
 import io
 import logging
 import shutil
 import subprocess
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from pypdf import PdfReader
 
+from chassis import signing
+from services.documents import handlers as doc_handlers
 from services.documents import pdf as pdfmod
 from services.documents.storage import FileStorage
 
@@ -151,3 +155,80 @@ def test_a_hostile_template_renders_without_reaching_files_or_network(caplog):
     blocked = [r for r in caplog.records if r.getMessage() == "blocked resource in a document template"]
     assert {r.url for r in blocked} >= {"file:///etc/passwd", "http://127.0.0.1:9/track.png",
                                         "http://127.0.0.1:9/evil.css"}
+
+
+# --- cached PDFs fetched by a signed reference (documents' GET /pdf/<reference>) ---
+
+SECRET = b"test-pdf-fetch-secret"
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+
+
+def test_a_reference_round_trips_and_a_forged_or_expired_one_is_refused():
+    reference = signing.issue(SECRET, {"k": "ab" * 32, "u": "http://10.0.0.7:9100"}, NOW, timedelta(minutes=1))
+    assert signing.check(SECRET, reference, NOW + timedelta(seconds=59)) == {
+        "k": "ab" * 32, "u": "http://10.0.0.7:9100", "exp": int((NOW + timedelta(minutes=1)).timestamp())}
+    with pytest.raises(signing.Refused, match="expired"):
+        signing.check(SECRET, reference, NOW + timedelta(minutes=1))
+    assert signing.read(SECRET, reference)["k"] == "ab" * 32  # the signature alone, whatever the age
+    body, signature = reference.split(".")
+    other_key = signing.issue(SECRET, {"k": "cd" * 32, "u": "http://10.0.0.7:9100"}, NOW, timedelta(minutes=1))
+    for forged in (signing.issue(b"another secret", {"k": "ab" * 32}, NOW, timedelta(minutes=1)),
+                   f"{other_key.split('.')[0]}.{signature}",  # another file under this signature
+                   f"{body}.{signature[:-2]}AA", f"{body}x.{signature}"):
+        with pytest.raises(signing.Refused) as refused:
+            signing.check(SECRET, forged, NOW)
+        assert refused.value.reason in ("forged", "malformed")
+    for junk in ("", "no-dot", "a.b.c", None, "x" * 3000):
+        with pytest.raises(signing.Refused, match="malformed"):
+            signing.check(SECRET, junk, NOW)
+    with pytest.raises(signing.Refused):
+        signing.check(b"", reference, NOW)  # no secret configured: nothing is accepted
+
+
+def test_by_reference_the_answer_carries_no_bytes_and_a_cached_pdf_is_not_read(tmp_path):
+    storage = FileStorage(tmp_path)
+    renderer = pdfmod.Renderer(storage, concurrency=1)
+    brand = {**BUSINESS, "locale": "en_US", "timezone": "America/New_York"}
+    key = pdfmod.cache_key("invoice", {"doc": INVOICE, "business": brand, "client": CLIENT, "locale": "en_US",
+                                       "timezone": "America/New_York", "paper": "A4"})
+    storage.put(key, b"%PDF-1.7 cached")
+    answer = doc_handlers.render_document(renderer, brand, "invoice", INVOICE, reference=lambda k: f"ref:{k}")
+    assert answer == {"filename": answer["filename"], "content_type": "application/pdf", "etag": key[:32],
+                      "rendered": False, "size": len(b"%PDF-1.7 cached"), "reference": f"ref:{key}"}
+    assert renderer.renders == 0 and "pdf" not in answer
+    inline = doc_handlers.render_document(renderer, brand, "invoice", INVOICE)  # as before: the bytes, base64
+    assert base64.b64decode(inline["pdf"]) == b"%PDF-1.7 cached" and inline["etag"] == key[:32]
+
+
+def test_documents_serves_a_cached_pdf_only_for_a_fresh_reference_it_signed(tmp_path):
+    from nameko.testing.services import worker_factory
+    from werkzeug.test import EnvironBuilder
+
+    from services.documents.service import DocumentsService, PdfFetch
+
+    storage = FileStorage(tmp_path)
+    storage.put("ab" * 32, b"%PDF-1.7 cached")
+    fetch = PdfFetch()
+    fetch.secret, fetch.base_url = SECRET, "http://127.0.0.1:9104"
+    renderer = pdfmod.Renderer(storage, concurrency=1)
+    now = [NOW]
+    service = worker_factory(DocumentsService, pdf_fetch=fetch, renderer=renderer, clock=lambda: now[0])
+
+    def get(reference):
+        request = EnvironBuilder(path=f"/pdf/{reference}").get_request()
+        answer = service.http_pdf(request, reference)
+        if isinstance(answer, tuple):
+            return answer[0], answer[2].encode()
+        return answer.status_code, b"".join(answer.response)
+
+    good = fetch.reference("ab" * 32, NOW)
+    assert signing.read(SECRET, good)["u"] == "http://127.0.0.1:9104"  # where the gateway fetches it
+    assert get(good) == (200, b"%PDF-1.7 cached")
+    assert get(fetch.reference("cd" * 32, NOW))[0] == 404  # signed, but not in this process's cache
+    assert get(signing.issue(b"guessed", {"k": "ab" * 32}, NOW, timedelta(minutes=1)))[0] == 403
+    assert get(good.replace(".", "x.", 1))[0] == 403
+    assert get(signing.issue(SECRET, {"k": "../../etc/passwd"}, NOW, timedelta(minutes=1)))[0] == 403
+    now[0] = NOW + timedelta(minutes=1)  # a minute later the reference is worth nothing
+    assert get(good) == (403, b"refused: expired\n")
+    fetch.secret = None  # no secret configured: every reference is refused
+    assert get(good)[0] == 403
