@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import logging
 import time
@@ -185,13 +186,20 @@ class ScopeContext(DependencyProvider):
 
 
 class RpcMetrics(DependencyProvider):
-    """Times every RPC (histogram by method and outcome) and logs one line for it, with the caller's
-    request id, so a request can be followed through the services' logs."""
+    """Times every RPC (histogram by method and outcome: the counts) and logs a line for it with the
+    caller's request id, so a request can be followed through the services' logs. Reads that answered
+    well and fast, the bulk of the traffic (every page), are logged one in RPC_LOG_SAMPLE; every call
+    that changes something, fails or is slow (RPC_LOG_SLOW_MS) is logged."""
 
     QUIET = {"ping"}  # health checks call it every few seconds
+    READS = ("get_", "list_", "client_dashboard", "client_balances", "statement", "booking_options",
+             "check_session", "recent_emails")
 
     def __init__(self):
         self._started: dict = {}
+        self.sample = max(settings.env_int("RPC_LOG_SAMPLE", 10), 1)
+        self.slow = float(settings.env("RPC_LOG_SLOW_MS", "250")) / 1000
+        self._reads = itertools.count()
 
     def worker_setup(self, worker_ctx):
         if isinstance(worker_ctx.entrypoint, Rpc):
@@ -204,9 +212,16 @@ class RpcMetrics(DependencyProvider):
         elapsed = time.perf_counter() - started
         entrypoint = worker_ctx.entrypoint
         outcome = metrics.outcome_of(exc_info[1] if exc_info else None, entrypoint.expected_exceptions)
-        metrics.RPC_DURATION.labels(self.container.service_name, entrypoint.method_name, outcome).observe(elapsed)
-        log.log(logging.DEBUG if entrypoint.method_name in self.QUIET else logging.INFO, "rpc handled", extra={
-            "method": entrypoint.method_name, "outcome": outcome, "ms": round(elapsed * 1000, 2)})
+        name = entrypoint.method_name
+        metrics.RPC_DURATION.labels(self.container.service_name, name, outcome).observe(elapsed)
+        if name in self.QUIET:
+            level = logging.DEBUG
+        elif outcome == metrics.OK and elapsed < self.slow and name.startswith(self.READS) \
+                and next(self._reads) % self.sample:
+            return  # counted above; one in `sample` is logged
+        else:
+            level = logging.INFO if outcome != metrics.ERROR else logging.WARNING
+        log.log(level, "rpc handled", extra={"method": name, "outcome": outcome, "ms": round(elapsed * 1000, 2)})
 
     def worker_teardown(self, worker_ctx):
         self._started.pop(worker_ctx, None)

@@ -80,6 +80,31 @@ def test_every_rpc_is_timed_by_method_and_outcome_and_logged_with_the_request_id
     assert provider._started == {}  # nothing kept per worker
 
 
+def test_fast_good_reads_are_logged_one_in_ten_everything_else_always(caplog, monkeypatch):
+    monkeypatch.setenv("RPC_LOG_SLOW_MS", "5")
+    provider = RpcMetrics()
+    provider.container = SimpleNamespace(service_name="unit-rpc-sampled")
+    caplog.set_level(logging.INFO, logger="chassis.nameko_ext")
+
+    def call(method, exc=None, seconds=0.0):
+        ctx = worker(method)
+        provider.worker_setup(ctx)
+        time.sleep(seconds)
+        provider.worker_result(ctx, None, (type(exc), exc, None) if exc else None)
+
+    for _ in range(20):
+        call("client_dashboard")
+    call("get_invoice", seconds=0.01)  # slow
+    call("get_invoice", NotFound("no such invoice"))  # refused
+    for _ in range(3):
+        call("add_comment")  # changes something
+    logged = [(r.method, r.outcome) for r in caplog.records if r.getMessage() == "rpc handled"]
+    assert logged == [("client_dashboard", "ok")] * 2 + [("get_invoice", "ok"), ("get_invoice", "refused")] + [
+        ("add_comment", "ok")] * 3
+    assert value("portal_rpc_duration_seconds_count", service="unit-rpc-sampled", method="client_dashboard",
+                 outcome="ok") == 20  # every call is still counted
+
+
 def test_timers_and_http_workers_are_not_counted_as_rpc():
     provider = RpcMetrics()
     provider.container = SimpleNamespace(service_name="unit-rpc-timer")
