@@ -211,12 +211,12 @@ class UnitOfWork:
             self.conn = None
 
     def commit(self) -> None:
+        """Commit; the next statement begins the next transaction (and sets its scope). Beginning it
+        here would cost every call a scope statement and a rollback it never needs."""
         self.conn.commit()
-        self.conn.begin()
 
     def rollback(self) -> None:
         self.conn.rollback()
-        self.conn.begin()
 
     def execute(self, statement, params=None):
         return self.conn.execute(statement, params or {})
