@@ -11,6 +11,7 @@ from services.billing.handlers.common import (allocate_number, check_fields, pag
                                               parse_date, parse_lines, portal_recipients, record_activity,
                                               save_lines, settings_of, workspace_row, workspace_today)
 from services.billing.handlers.engagement import record_signal
+from services.billing.handlers.summaries import money_moved
 from services.billing.tables import (comments, credit_applications, credit_notes, invoices,
                                      payment_allocations, payments, quotes)
 
@@ -143,6 +144,7 @@ def send_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, autopay
         client = client_row(uow, workspace_id, row.client_id)
         uow.execute(invoices.update().where(invoices.c.id == invoice_id)
                     .values(status="sent", sent_at=now, client_snapshot=client_snapshot(uow, client)))
+        money_moved(uow, now, workspace_id, row.client_id)
     row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
     uow.publish("invoice.sent", workspace_id, {**_invoice_event(row), "autopay": autopay,
                                                "recipients": portal_recipients(uow, row.client_id)})
@@ -159,6 +161,7 @@ def void_invoice(uow, now: datetime, workspace_id: str, invoice_id: str) -> dict
         raise Conflict("This invoice has payments or credits applied; refund or reverse them before voiding.",
                        status=row.status)
     uow.execute(invoices.update().where(invoices.c.id == invoice_id).values(status="void", voided_at=now))
+    money_moved(uow, now, workspace_id, row.client_id)
     row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
     uow.publish("invoice.voided", workspace_id, _invoice_event(row))
     record_activity(uow, now, workspace_id, row.client_id, "invoice.voided", f"Invoice {row.number} voided",
@@ -169,6 +172,7 @@ def void_invoice(uow, now: datetime, workspace_id: str, invoice_id: str) -> dict
 def archive_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, archived: bool = True) -> dict:
     row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True)
     uow.execute(invoices.update().where(invoices.c.id == invoice_id).values(archived_at=now if archived else None))
+    money_moved(uow, now, workspace_id, row.client_id)
     uow.publish("invoice.archived" if archived else "invoice.unarchived", workspace_id, _invoice_event(row))
     return get_invoice(uow, now, workspace_id, invoice_id)
 
@@ -215,14 +219,22 @@ def get_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, client_i
     return view
 
 
+def portal_visible(table: sa.Table) -> tuple:
+    """What a client may see of a document table in the portal: issued, not archived."""
+    return table.c.status != "draft", table.c.archived_at.is_(None)
+
+
+PORTAL_QUOTES = portal_visible(quotes)
+
+
 def _listing_query(table: sa.Table, workspace_id: str, filters: dict):
     """The start of a document listing: one workspace, optionally one client, and in the portal only
-    what a client may see (issued, not archived)."""
+    what a client may see."""
     query = sa.select(table).where(table.c.workspace_id == workspace_id)
     if filters.get("client_id"):
         query = query.where(table.c.client_id == filters["client_id"])
     if filters.get("portal"):
-        query = query.where(table.c.status != "draft", table.c.archived_at.is_(None))
+        query = query.where(*portal_visible(table))
     return query
 
 
@@ -446,13 +458,6 @@ def list_quotes(uow, now: datetime, workspace_id: str, filters: dict | None = No
 QUOTE_ORDER = (quotes.c.issue_date.desc(), quotes.c.number.desc())
 
 
-def recent_quotes(uow, workspace_id: str, client_id: str, today, limit: int) -> list[dict]:
-    """The newest quotes a client sees in the portal (list_quotes with portal=True, status all), for
-    a caller that knows the workspace's today already."""
-    query = _listing_query(quotes, workspace_id, {"client_id": client_id, "portal": True})
-    return [quote_view(r, today) for r in uow.execute(query.order_by(*QUOTE_ORDER).limit(limit))]
-
-
 # ---------------------------------------------------------------- credit notes
 
 def issue_credit_note(uow, now: datetime, workspace_id: str, data: dict) -> dict:
@@ -477,6 +482,7 @@ def issue_credit_note(uow, now: datetime, workspace_id: str, data: dict) -> dict
         issue_date=issue, subtotal=totals.subtotal, tax_total=totals.tax, total=totals.total,
         reason=_text(data, "reason", 2000), invoice_id=data.get("invoice_id"), created_at=now))
     save_lines(uow, "credit", credit_id, lines)
+    money_moved(uow, now, workspace_id, client.id)
     uow.publish("credit.issued", workspace_id, {"id": credit_id, "number": number, "client_id": client.id,
                                                 "total": totals.total, "currency": client.currency})
     record_activity(uow, now, workspace_id, client.id, "credit.issued", f"Credit note {number} issued",
