@@ -14,7 +14,7 @@ from pydantic import Field
 
 from chassis.errors import Unauthorized
 from chassis.scope import Scope
-from services.gateway.jsonapi import Body, Endpoint, OpenApi, Query, idempotency_key, read_body
+from services.gateway.jsonapi import AFTER, OFFSET, Body, Endpoint, OpenApi, Query, idempotency_key, read_body
 from services.gateway.jsonapi import openapi_document as _openapi
 
 PREFIX = "/api/admin/v1"
@@ -286,7 +286,7 @@ ROUTES: tuple[Route, ...] = (
           lambda p, b, q: ({**q, "include_archived": q.get("include_archived") == "true"},),
           query=(Query("client_id"), Query("status", enum=STATUS_FILTER), Query("kind", enum=("standard", "retainer")),
                  Query("search", "Part of an invoice number"), Query("sort", "date, due_date, amount or number; - for descending"),
-                 Query("limit"), Query("offset"), Query("include_archived", enum=("true", "false")))),
+                 Query("limit"), AFTER, OFFSET, Query("include_archived", enum=("true", "false")))),
     Route("POST", "/invoices", "create_invoice", "Create an invoice (numbered at once)", lambda p, b, q: (b,),
           InvoiceIn, status=201),
     Route("GET", "/invoices/{id}", "get_invoice", "An invoice with lines, payments and credits", _p("id")),

@@ -24,6 +24,11 @@ class Query:
     enum: tuple = ()
 
 
+# Paging a listing: by cursor (keyset; the page starts where the last ended) or by offset.
+AFTER = Query("after", "The next_cursor of the previous page: the page after it, however deep (same filters and sort)")
+OFFSET = Query("offset", "Rows to skip, for page numbers; `after` is cheaper for deep pages")
+
+
 @dataclass(frozen=True)
 class Endpoint:
     method: str

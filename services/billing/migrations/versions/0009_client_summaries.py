@@ -1,4 +1,5 @@
-"""client summaries (the dashboard's read model), filled from the ledger; open invoices by due date
+"""client summaries (the dashboard's read model), filled from the ledger; indexes for the invoice
+listings, open invoices and number search
 
 Revision ID: 0009
 Revises: 0007
@@ -68,11 +69,52 @@ def upgrade() -> None:
     enable_row_level_security(op, 'client_summaries')
     op.execute(FILL)
 
+    op.create_table('invoice_number_suffixes',
+    sa.Column('invoice_id', sa.String(length=36), nullable=False),
+    sa.Column('suffix', sa.String(length=50).with_variant(sa.String(length=50, collation='C'), 'postgresql'),
+              nullable=False),
+    sa.Column('workspace_id', sa.String(length=36), nullable=False),
+    sa.Column('client_id', sa.String(length=36), nullable=False),
+    sa.ForeignKeyConstraint(['invoice_id'], ['invoices.id'], ),
+    sa.PrimaryKeyConstraint('invoice_id', 'suffix')
+    )
+    op.create_index('ix_invoice_number_suffixes_search', 'invoice_number_suffixes', ['workspace_id', 'suffix'])
+    enable_row_level_security(op, 'invoice_number_suffixes')
+    _fill_suffixes()
+
+    op.create_index('ix_invoices_client_listing', 'invoices', ['workspace_id', 'client_id', 'issue_date', 'number'])
+    op.create_index('ix_invoices_listing', 'invoices', ['workspace_id', 'issue_date', 'number'])
     op.create_index('ix_invoices_open', 'invoices', ['workspace_id', 'client_id', 'due_date'],
                     postgresql_where=sa.text(OPEN_INVOICE), sqlite_where=sa.text(OPEN_INVOICE))
 
 
+def _fill_suffixes() -> None:
+    """Every ending of every number, lower-cased, as handlers/documents.py writes them (frozen here)."""
+    conn = op.get_bind()
+    meta = sa.MetaData()
+    invoices = sa.Table('invoices', meta, sa.Column('id', sa.String), sa.Column('workspace_id', sa.String),
+                        sa.Column('client_id', sa.String), sa.Column('number', sa.String))
+    suffixes = sa.Table('invoice_number_suffixes', meta, sa.Column('invoice_id', sa.String),
+                        sa.Column('suffix', sa.String), sa.Column('workspace_id', sa.String),
+                        sa.Column('client_id', sa.String))
+    batch = []
+    for row in conn.execute(sa.select(invoices)).all():
+        number = row.number.lower()
+        batch += [{"invoice_id": row.id, "suffix": ending, "workspace_id": row.workspace_id,
+                   "client_id": row.client_id} for ending in {number[i:] for i in range(len(number))}]
+        if len(batch) >= 5000:
+            conn.execute(suffixes.insert(), batch)
+            batch = []
+    if batch:
+        conn.execute(suffixes.insert(), batch)
+
+
 def downgrade() -> None:
     op.drop_index('ix_invoices_open', table_name='invoices')
+    op.drop_index('ix_invoices_listing', table_name='invoices')
+    op.drop_index('ix_invoices_client_listing', table_name='invoices')
+    disable_row_level_security(op, 'invoice_number_suffixes')
+    op.drop_index('ix_invoice_number_suffixes_search', table_name='invoice_number_suffixes')
+    op.drop_table('invoice_number_suffixes')
     disable_row_level_security(op, 'client_summaries')
     op.drop_table('client_summaries')
