@@ -25,7 +25,8 @@ class Query:
 
 
 # Paging a listing: by cursor (keyset; the page starts where the last ended) or by offset.
-AFTER = Query("after", "The next_cursor of the previous page: the page after it, however deep (same filters and sort)")
+AFTER = Query("after", "The next_cursor of the previous page: the page after it, however deep (same filters and "
+                       "sort); such a page's total is null, the first page's stands")
 OFFSET = Query("offset", "Rows to skip, for page numbers; `after` is cheaper for deep pages")
 
 

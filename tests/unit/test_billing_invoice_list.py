@@ -52,7 +52,8 @@ def test_a_cursor_keeps_the_filters_and_the_portals_view(db, listed):
     first = db(h.list_invoices, ws_id, {"status": "unpaid", "limit": 4})
     assert (first["total"], first["offset"], len(first["items"])) == (21, 0, 4)
     second = db(h.list_invoices, ws_id, {"status": "unpaid", "limit": 4, "after": first["next_cursor"]})
-    assert second["total"] == 21 and [i["number"] for i in second["items"]] == unpaid[4:8]
+    assert [i["number"] for i in second["items"]] == unpaid[4:8]
+    assert second["total"] is None  # the first page counted; counting again would read every row
 
 
 def test_a_cursor_is_for_its_own_sort_and_does_not_combine_with_an_offset(db, listed):

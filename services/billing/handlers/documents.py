@@ -306,8 +306,8 @@ def list_invoices(uow, now: datetime, workspace_id: str, filters: dict | None = 
     """Filter by client, status (including derived 'overdue' and 'unpaid'), number search; sorted, paged.
 
     Two ways to page: `after`, the `next_cursor` of the previous page (keyset: the page starts in the
-    index where the last one ended, however deep), or `offset` (page numbers; the rows before it are
-    still read). The indexes behind the listing: ix_invoices_client_listing (a client's, by date),
+    index where the last one ended, however deep; its `total` is None, as counting would read every
+    row), or `offset` (page numbers; the rows before it are still read). The indexes behind the listing: ix_invoices_client_listing (a client's, by date),
     ix_invoices_listing (a workspace's, by date), ix_invoices_open (unpaid and overdue), and
     ix_invoice_number_suffixes_search (part of a number)."""
     filters = filters or {}
@@ -340,7 +340,7 @@ def list_invoices(uow, now: datetime, workspace_id: str, filters: dict | None = 
     sort = filters.get("sort") or "-date"  # a leading - sorts descending; newest first by default
     keys, descending = _sort_keys(sort)
     limit, offset = page_bounds(filters.get("limit", 20), filters.get("offset", 0), 100)
-    total = uow.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
+    total = None  # a page by cursor does not count again: counting reads every row the first page counted
     if filters.get("after"):
         if offset:
             raise Invalid("Page by after or by offset, not both.", after="with offset")
@@ -348,6 +348,8 @@ def list_invoices(uow, now: datetime, workspace_id: str, filters: dict | None = 
         position = sa.tuple_(*keys) if len(keys) > 1 else keys[0]
         start = tuple(start) if len(keys) > 1 else start[0]
         query = query.where(position < start if descending else position > start)
+    else:
+        total = uow.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
     order = [key.desc() if descending else key.asc() for key in keys]
     rows = uow.execute(query.order_by(*order).limit(limit + 1).offset(offset)).all()  # one more: is there a next?
     page = {"items": [invoice_view(r, today) for r in rows[:limit]], "total": total, "limit": limit, "offset": offset,
