@@ -1,6 +1,8 @@
 """Client summaries, the dashboard's read model: kept by every change to a client's money, filled by the
 migration for clients that existed before it, rebuilt (and drift reported) by the repair."""
+import json
 from datetime import timedelta
+from types import SimpleNamespace
 
 import sqlalchemy as sa
 from alembic import command
@@ -16,6 +18,7 @@ from tests.unit.test_billing_handlers import NOW, db, ws  # noqa: F401 - shared 
 
 MIGRATIONS = ROOT / "services" / "billing" / "migrations"
 FIGURES = [c for c in client_summaries.c if c.name != "updated_at"]
+FIGURE_NAMES = sorted(c.name for c in FIGURES if c.name not in ("workspace_id", "client_id"))
 
 
 def summaries(engine) -> list[tuple]:
@@ -59,3 +62,53 @@ def test_the_migration_fills_the_summaries_the_handlers_keep(tmp_path):
     upgrade(url, MIGRATIONS)
     assert summaries(engine) == kept
     assert run(h.repair_client_summaries, ws_id) == {"workspace_id": ws_id, "clients": 3, "drifted": []}
+
+
+def test_the_repair_rebuilds_drifted_and_missing_summaries_and_says_which(db, ws):
+    ws_id, client = ws
+    other_ws = db(h.create_workspace, {"name": "Other", "email": "o@example.com"})["id"]
+    theirs = db(h.create_client, other_ws, {"name": "Theirs"})["id"]
+    _invoice(db, ws_id, client, 4000, "2026-11-01", "2026-11-30")
+    second = db(h.create_client, ws_id, {"name": "Client Two"})["id"]
+    with UnitOfWork(db.engine) as uow:  # behind billing's back: one figure off, one row gone, another workspace off
+        uow.execute(client_summaries.update().where(client_summaries.c.client_id.in_([client, theirs]))
+                    .values(outstanding=client_summaries.c.outstanding + 1))
+        uow.execute(client_summaries.delete().where(client_summaries.c.client_id == second))
+        uow.commit()
+    report = db(h.repair_client_summaries, ws_id)
+    assert (report["workspace_id"], report["clients"]) == (ws_id, 2)
+    assert sorted((d["client_id"], d["missing"], sorted(d["figures"])) for d in report["drifted"]) == sorted([
+        (client, False, ["outstanding"]), (second, True, FIGURE_NAMES)])
+    assert [d["figures"]["outstanding"] for d in report["drifted"] if d["client_id"] == client] == [
+        {"was": 4001, "now": 4000}]
+    assert db(h.repair_client_summaries, ws_id)["drifted"] == []
+    assert db(h.repair_client_summaries, other_ws)["drifted"][0]["client_id"] == theirs  # untouched until asked
+
+
+def test_portalctl_repairs_the_workspace_it_acts_for(db, ws, monkeypatch, capsys):
+    from services.billing import cli
+
+    ws_id, client = ws
+    with UnitOfWork(db.engine) as uow:
+        uow.execute(client_summaries.update().values(credit_available=77))
+        uow.commit()
+    proxies = []
+
+    class Proxy:  # the cluster, as ClusterRpcProxy gives it, calling the handler as billing would
+        def __init__(self, config, context_data=None, timeout=None):
+            proxies.append(context_data)
+            self.billing = SimpleNamespace(repair_client_summaries=lambda workspace_id: db(
+                h.repair_client_summaries, workspace_id))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(cli, "ClusterRpcProxy", Proxy)
+    assert cli.main(["summaries", "repair", "--workspace", ws_id]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert proxies == [{"scope": {"workspace_id": ws_id}}]  # the services hold the call to this workspace
+    assert report["drifted"] == [{"client_id": client, "missing": False,
+                                  "figures": {"credit_available": {"was": 77, "now": 0}}}]
