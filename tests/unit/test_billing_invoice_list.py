@@ -1,6 +1,9 @@
 """The invoice listing's paging and search: a page after any other by cursor (keyset), the same rows as
 paging by offset, in every sort; "part of a number" anywhere in it. (The indexes behind them are checked
 with EXPLAIN on PostgreSQL in tests/integration/test_billing_read_model.py.)"""
+import base64
+import json
+
 import pytest
 
 from chassis.errors import Invalid
@@ -56,11 +59,17 @@ def test_a_cursor_keeps_the_filters_and_the_portals_view(db, listed):
     assert second["total"] is None  # the first page counted; counting again would read every row
 
 
+def _token(keys) -> str:
+    return base64.urlsafe_b64encode(json.dumps(keys).encode()).decode().rstrip("=")
+
+
 def test_a_cursor_is_for_its_own_sort_and_does_not_combine_with_an_offset(db, listed):
     ws_id, _, _ = listed
     cursor = db(h.list_invoices, ws_id, {"sort": "-date", "limit": 2})["next_cursor"]
+    forged = [["-date", 1, "INV"], ["amount", 2**64, "INV"], ["number", "INV\x00"], ["number", "9" * 51], {"-date": 1}]
     for bad in ({"after": cursor, "sort": "amount"}, {"after": cursor, "offset": 2}, {"after": "not a cursor"},
-                {"after": cursor[:-4]}, {"after": "WyItZGF0ZSIsMSwiSU5WIl0"}):  # ["-date",1,"INV"]: a number for a date
+                {"after": cursor[:-4]}, {"after": "é"},
+                *({"after": _token(f), "sort": f[0] if isinstance(f, list) else "-date"} for f in forged)):
         with pytest.raises(Invalid) as refused:
             db(h.list_invoices, ws_id, {"limit": 2, **bad})
         assert set(refused.value.fields) == {"after"}

@@ -291,9 +291,10 @@ def _after(cursor, sort: str) -> list:
         for key, value in zip(keys, values):
             if isinstance(key.type, sa.Date):
                 typed.append(date.fromisoformat(value))
-            elif isinstance(key.type, sa.Integer) and isinstance(value, int) and not isinstance(value, bool):
+            elif (isinstance(key.type, sa.Integer) and isinstance(value, int) and not isinstance(value, bool)
+                  and -2**63 <= value < 2**63):
                 typed.append(value)
-            elif isinstance(key.type, sa.String) and isinstance(value, str):
+            elif isinstance(key.type, sa.String) and isinstance(value, str) and len(value) <= 50 and "\x00" not in value:
                 typed.append(value)
             else:
                 raise ValueError("a key of the wrong type")
