@@ -87,7 +87,8 @@ def _bulk_invoices(cur, ws: str, clients: list[str], count: int) -> None:
                'INV-' || (2018 + i / 1500) || '-' || lpad((i %% 1500 + 1)::text, 5, '0'), 'standard', s.status, 'USD',
                date '2018-06-01' + i / 4, date '2018-06-01' + i / 4 + 30, t.total, 0, 0, t.total,
                CASE s.status WHEN 'paid' THEN t.total WHEN 'partially_paid' THEN t.total / 2 ELSE 0 END, 0, '', '',
-               timestamptz '2018-06-01' + (i / 4) * interval '1 day', timestamptz '2018-06-01' + (i / 4) * interval '1 day'
+               timestamptz '2018-06-01' + (i / 4) * interval '1 day',
+               timestamptz '2018-06-01' + (i / 4) * interval '1 day'
         FROM generate_series(0, %(last)s) i,
              LATERAL (SELECT 1000 + (i * 37) %% 90000 AS total) t,
              LATERAL (SELECT CASE WHEN i < %(last)s - 600 THEN (CASE WHEN i %% 50 = 0 THEN 'void' ELSE 'paid' END)

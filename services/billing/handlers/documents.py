@@ -294,7 +294,8 @@ def _after(cursor, sort: str) -> list:
             elif (isinstance(key.type, sa.Integer) and isinstance(value, int) and not isinstance(value, bool)
                   and -2**63 <= value < 2**63):
                 typed.append(value)
-            elif isinstance(key.type, sa.String) and isinstance(value, str) and len(value) <= 50 and "\x00" not in value:
+            elif (isinstance(key.type, sa.String) and isinstance(value, str) and len(value) <= 50
+                  and "\x00" not in value):
                 typed.append(value)
             else:
                 raise ValueError("a key of the wrong type")
@@ -308,9 +309,9 @@ def list_invoices(uow, now: datetime, workspace_id: str, filters: dict | None = 
 
     Two ways to page: `after`, the `next_cursor` of the previous page (keyset: the page starts in the
     index where the last one ended, however deep; its `total` is None, as counting would read every
-    row), or `offset` (page numbers; the rows before it are still read). The indexes behind the listing: ix_invoices_client_listing (a client's, by date),
-    ix_invoices_listing (a workspace's, by date), ix_invoices_open (unpaid and overdue), and
-    ix_invoice_number_suffixes_search (part of a number)."""
+    row), or `offset` (page numbers; the rows before it are still read). The indexes behind the
+    listing: ix_invoices_client_listing (a client's, by date), ix_invoices_listing (a workspace's, by
+    date), ix_invoices_open (unpaid and overdue), ix_invoice_number_suffixes_search (part of a number)."""
     filters = filters or {}
     query, today = _listing(uow, now, invoices, workspace_id, filters)
     if not filters.get("portal") and not filters.get("include_archived"):

@@ -489,7 +489,8 @@ _RECENT_ACTIVITY = sa.select(activities.c.kind, activities.c.summary, activities
 _BUSINESS = ("name", "email", "phone", "address", "logo_url", "brand_color")
 _DASHBOARD = (
     sa.select(clients.c.id, clients.c.name, clients.c.address, clients.c.phone, clients.c.currency,
-              clients.c.locale, clients.c.timezone, *(getattr(_ws.c, name).label(f"business_{name}") for name in _BUSINESS),
+              clients.c.locale, clients.c.timezone,
+              *(getattr(_ws.c, name).label(f"business_{name}") for name in _BUSINESS),
               local_date(_now, _ws.c.timezone).label("today"),
               _summary.c.currency.label("summary_currency"), _summary.c.outstanding, _summary.c.credit_available,
               _summary.c.retainer_available, _summary.c.last_payment_amount, _summary.c.last_payment_currency,
