@@ -196,6 +196,7 @@ class UnitOfWork:
         self.engine = engine
         self.clock = clock  # dates the events this transaction records
         self.conn: Connection | None = None
+        self._before_commit: dict = {}
 
     def __enter__(self) -> UnitOfWork:
         self.conn = self.engine.connect()
@@ -203,6 +204,7 @@ class UnitOfWork:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._before_commit.clear()
         try:
             if self.conn.in_transaction():
                 self.conn.rollback()
@@ -210,13 +212,28 @@ class UnitOfWork:
             self.conn.close()
             self.conn = None
 
+    def before_commit(self, key, work) -> None:
+        """Have `work(uow)` run once before the transaction commits, however many times it is asked
+        for under the same key: what must change in the same transaction as the data, once however
+        many changes one transaction makes (a read model kept in step). The work runs in key order,
+        so transactions take the locks it takes in one order; a rollback forgets it."""
+        self._before_commit.setdefault(key, work)
+
+    def finish(self) -> None:
+        """Run the work registered with before_commit; the owner of a joined unit of work calls this
+        before it commits."""
+        while self._before_commit:
+            self._before_commit.pop(min(self._before_commit))(self)
+
     def commit(self) -> None:
+        """Commit; the next statement begins the next transaction (and sets its scope). Beginning it
+        here would cost every call a scope statement and a rollback it never needs."""
+        self.finish()
         self.conn.commit()
-        self.conn.begin()
 
     def rollback(self) -> None:
+        self._before_commit.clear()
         self.conn.rollback()
-        self.conn.begin()
 
     def execute(self, statement, params=None):
         return self.conn.execute(statement, params or {})
@@ -254,6 +271,7 @@ class JoinedUnitOfWork(UnitOfWork):
     def __init__(self, conn: Connection, clock: Clock = utcnow):
         self.conn = conn
         self.clock = clock
+        self._before_commit = {}
 
     def commit(self) -> None:
         pass

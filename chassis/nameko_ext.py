@@ -401,9 +401,8 @@ def consumes(source_service: str, event_type: str, max_attempts: int | None = No
                 try:
                     now = self.clock()
                     with acting_for(scope_of_event(event)):  # the event's workspace, and only it
-                        handled = events.consume_once(
-                            self.db.engine, consumer, event,
-                            lambda conn, e: fn(self, dbmod.JoinedUnitOfWork(conn, lambda: now), now, e))
+                        handled = events.consume_once(self.db.engine, consumer, event,
+                                                      lambda conn, e: _joined(fn, self, conn, now, e))
                     _handled(self.name, consumer, event, "processed" if handled else "duplicate", started)
                     return handled
                 except Exception as exc:  # noqa: BLE001 - anything may fail; we retry then park it
@@ -422,6 +421,13 @@ def consumes(source_service: str, event_type: str, max_attempts: int | None = No
         return wrapper
 
     return decorator
+
+
+def _joined(fn, service, conn, now, event) -> None:
+    """A consumer's body in the inbox transaction, with the work it left for before the commit."""
+    uow = dbmod.JoinedUnitOfWork(conn, lambda: now)
+    fn(service, uow, now, event)
+    uow.finish()
 
 
 def _handled(service: str, consumer: str, event: dict, outcome: str, started: float) -> None:

@@ -26,6 +26,8 @@ import time
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from chassis import sql
+
 BUSY_TIMEOUT = 0.05  # seconds sqlite3 may block in C on another process's lock
 WRITE_TIMEOUT = 30.0  # seconds a writer waits for the gate, then for the file's lock
 RETRY_EVERY = 0.02  # seconds between BEGIN IMMEDIATE attempts (a cooperative sleep under eventlet)
@@ -147,6 +149,8 @@ def make_engine(url: str) -> Engine:
         connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, factory=GatedConnection,
                                      check_same_thread=False)
         connection.gate = gate
+        # SQL the PostgreSQL side has built in (chassis/sql.py)
+        connection.create_function("portal_local_date", 2, sql.sqlite_local_date, deterministic=True)
         return connection
 
     engine = sa.create_engine(url, creator=connect)

@@ -9,6 +9,8 @@
     portalctl invoice create --workspace WS --client CL --line "Design:10:9500[:tax%]" [--due-in 30] [--send]
     portalctl invoice send --workspace WS --invoice INV
     portalctl contacts republish --workspace WS
+    portalctl summaries repair --workspace WS                  (rebuild the clients' dashboard figures from the
+                                                                ledger; lists any that had drifted)
     portalctl dead-letters list [--service S]                  (events a consumer gave up on, per service)
     portalctl dead-letters show --service S --id N              (the event and the last error)
     portalctl dead-letters replay --service S (--id N | --all)  (hand them to their consumer again)
@@ -100,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = contacts.add_parser("republish")
     p.add_argument("--workspace", required=True)
 
+    summaries = sub.add_parser("summaries").add_subparsers(dest="action", required=True)
+    p = summaries.add_parser("repair")
+    p.add_argument("--workspace", required=True)
+
     letters = sub.add_parser("dead-letters").add_subparsers(dest="action", required=True)
     for action in ("list", "show", "replay"):
         p = letters.add_parser(action)
@@ -163,6 +169,8 @@ def run(args, cluster):
             return billing.send_invoice(args.workspace, args.invoice)
         case ("contacts", "republish"):
             return {"republished": billing.republish_contacts(args.workspace)}
+        case ("summaries", "repair"):
+            return billing.repair_client_summaries(args.workspace)
         case ("dead-letters", _):
             return dead_letters(args, cluster)
     raise SystemExit(f"unknown command {args.area} {args.action}")

@@ -96,6 +96,7 @@ class BillingService(ServiceBase):
     client_balances = _admin("client_balances")
     statement = _admin("statement")
     client_dashboard = _admin("client_dashboard")
+    repair_client_summaries = _admin("repair_client_summaries")  # one workspace's, as its caller acts for it
     list_activity = _admin("list_activity")
     # collection signals
     client_engagement = _admin("client_engagement")

@@ -12,6 +12,12 @@ def money(name: str, **kw) -> sa.Column:
     return sa.Column(name, sa.BigInteger, nullable=False, default=0, server_default="0", **kw)
 
 
+# An invoice still open for payment (domain.OPEN_STATUSES), as the partial index's condition.
+OPEN_INVOICE = "status IN ('partially_paid', 'sent', 'viewed')"
+# Text compared byte by byte (SQLite's default), so that a prefix is a range on PostgreSQL too.
+SUFFIX = sa.String(50).with_variant(sa.String(50, collation="C"), "postgresql")
+
+
 workspaces = sa.Table(
     "workspaces",
     metadata,
@@ -122,6 +128,25 @@ invoices = sa.Table(
     sa.UniqueConstraint("workspace_id", "number", name="uq_invoices_workspace_number"),
     # with two billing replicas, each recurring period still makes exactly one invoice
     sa.UniqueConstraint("recurring_id", "recurring_period", name="uq_invoices_recurring_period"),
+    # the listings' order (newest first), for a page after any other by its key (list_invoices)
+    sa.Index("ix_invoices_client_listing", "workspace_id", "client_id", "issue_date", "number"),
+    sa.Index("ix_invoices_listing", "workspace_id", "issue_date", "number"),
+    # open invoices by due date: overdue figures, the unpaid and overdue filters, reminders
+    sa.Index("ix_invoices_open", "workspace_id", "client_id", "due_date",
+             postgresql_where=sa.text(OPEN_INVOICE), sqlite_where=sa.text(OPEN_INVOICE)),
+)
+
+# Every ending of every invoice number, lower-cased: "part of a number" is a range of this index
+# (suffix >= term and < term + U+10FFFF). A pattern (ILIKE) on invoices could use no index under
+# row-level security, whose policies must run before any function that is not leakproof.
+invoice_number_suffixes = sa.Table(
+    "invoice_number_suffixes",
+    metadata,
+    sa.Column("invoice_id", sa.String(36), sa.ForeignKey("invoices.id"), primary_key=True),
+    sa.Column("suffix", SUFFIX, primary_key=True),
+    sa.Column("workspace_id", sa.String(36), nullable=False),
+    sa.Column("client_id", sa.String(36), nullable=False),
+    sa.Index("ix_invoice_number_suffixes_search", "workspace_id", "suffix"),
 )
 
 quotes = sa.Table(
@@ -366,5 +391,24 @@ client_engagement = sa.Table(
     sa.Column("reminders_sent", sa.Integer, nullable=False, default=0, server_default="0"),
     sa.Column("last_reminder_at", UtcDateTime, nullable=True),
     sa.Column("unanswered_reminder_since", UtcDateTime, nullable=True),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# What the portal's dashboard shows of a client's money, one row per client in the client's currency,
+# recomputed from the ledger in the same transaction as every change to it (handlers/summaries.py):
+# read, never summed on read. Overdue figures change with the date, not with the ledger: not here.
+client_summaries = sa.Table(
+    "client_summaries",
+    metadata,
+    sa.Column("workspace_id", sa.String(36), sa.ForeignKey("workspaces.id"), primary_key=True),
+    sa.Column("client_id", sa.String(36), sa.ForeignKey("clients.id"), primary_key=True),
+    sa.Column("currency", sa.String(3), nullable=False),
+    money("outstanding"),
+    money("credit_available"),  # below zero when refunded card money was already spent as credit
+    money("retainer_available"),
+    money("processing"),  # paid but not settled yet (bank debits on their way): none are taken yet
+    sa.Column("last_payment_amount", sa.BigInteger, nullable=True),
+    sa.Column("last_payment_currency", sa.String(3), nullable=True),
+    sa.Column("last_payment_received_at", UtcDateTime, nullable=True),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )

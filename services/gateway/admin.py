@@ -17,7 +17,7 @@ from chassis.errors import Unauthorized
 from chassis.scope import Scope
 from services.billing.settings_model import BookingLink
 from services.documents.webhooks import EVENT_TYPES
-from services.gateway.jsonapi import OFFSET, Body, Currency, Day, Email, Endpoint, Limit, Locale, Moment, OpenApi, Query, \
+from services.gateway.jsonapi import AFTER, OFFSET, Body, Currency, Day, Email, Endpoint, Limit, Locale, Moment, OpenApi, Query, \
     Routed, SHARED_SCHEMAS, Text, TimeZone, idempotency_key, read_body, read_query
 from services.gateway.jsonapi import openapi_document as _openapi
 
@@ -420,7 +420,7 @@ ROUTES: tuple[Route, ...] = (
           query=(CLIENT_ID, Query("status", enum=STATUS_FILTER), Query("kind", enum=("standard", "retainer")),
                  Query("search", "Part of an invoice number", max_length=50),
                  Query("sort", "By date, due date, amount or number; - for descending", enum=INVOICE_SORTS),
-                 Limit(100, 20), OFFSET, Query("include_archived", enum=("true", "false")))),
+                 Limit(100, 20), AFTER, OFFSET, Query("include_archived", enum=("true", "false")))),
     Route("POST", "/invoices", "create_invoice", "Create an invoice (numbered at once)", lambda p, b, q: (b,),
           InvoiceIn, status=201),
     Route("GET", "/invoices/{id}", "get_invoice", "An invoice with lines, payments and credits", _p("id")),

@@ -163,7 +163,8 @@ def Limit(most: int, default: int) -> Query:
     return Query("limit", f"How many, 1 to {most} (default {default})", kind="integer", minimum=1, maximum=most)
 
 
-OFFSET = Query("offset", "How many to skip", kind="integer", minimum=0, maximum=10**9)
+OFFSET = Query("offset", "Rows to skip, for page numbers; `after` is cheaper for deep pages", kind="integer",
+               minimum=0, maximum=10**9)
 
 
 def read_query(req, queries: tuple[Query, ...]) -> dict:
@@ -177,6 +178,11 @@ def read_query(req, queries: tuple[Query, ...]) -> dict:
             raise BadQuery(f"Send {q.name} once.", **{q.name: "sent more than once"})
         values[q.name] = q.parse(raw)
     return values
+
+
+# Paging a listing: by cursor (keyset; the page starts where the last ended) or by offset.
+AFTER = Query("after", "The next_cursor of the previous page: the page after it, however deep (same filters and "
+                       "sort); such a page's total is null, the first page's stands", max_length=500)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import falcon
 from pydantic import Field
 
-from services.gateway.jsonapi import OFFSET, Body, Email, Endpoint, Limit, Moment, OpenApi, Query, Routed, Text, \
+from services.gateway.jsonapi import AFTER, OFFSET, Body, Email, Endpoint, Limit, Moment, OpenApi, Query, Routed, Text, \
     openapi_document, read_body, read_query
 from services.gateway.resources import INVOICE_FILTERS, INVOICE_SORTS, PAYMENT_KINDS, PAYMENT_SORTS, QUOTE_FILTERS, \
     Base, render_pdf, send_pdf
@@ -110,7 +110,8 @@ def _profile(a, p, b, q, s) -> dict:
 def _invoices(a, p, b, q, s) -> dict:
     return a.call("billing", "list_invoices", s["workspace_id"], {
         "client_id": s["client_id"], "portal": True, "status": q.get("status", "all"), "sort": q.get("sort", "-date"),
-        "search": q.get("search", ""), "limit": q.get("limit", 20), "offset": q.get("offset", 0)})
+        "search": q.get("search", ""), "limit": q.get("limit", 20), "offset": q.get("offset", 0),
+        "after": q.get("after")})
 
 
 def _forward(a, p, b, q, s) -> dict:
@@ -161,7 +162,7 @@ ROUTES: tuple[PortalRoute, ...] = (
     PortalRoute("GET", "/invoices", "list_invoices", "The client's invoices, filtered, sorted, searched, paged",
                 _invoices, query=(Query("status", enum=ENUM["invoice_status"]), Query("sort", enum=ENUM["invoice_sort"]),
                                   Query("search", "Part of an invoice number", max_length=50), Limit(100, 20),
-                                  OFFSET)),
+                                  AFTER, OFFSET)),
     PortalRoute("GET", "/invoices/{id}", "get_invoice", "One invoice with lines, payments and credits (recorded as viewed)",
                 lambda a, p, b, q, s: a.call("billing", "mark_invoice_viewed", s["workspace_id"], s["client_id"],
                                              p["id"])),

@@ -319,3 +319,21 @@ def test_a_revoked_key_stops_working(admin):
 def test_every_route_was_exercised():
     """Runs last in this module: each route in the table was called at least once above."""
     assert {(r.method, r.path) for r in ROUTES} <= HIT | {("GET", "/openapi.json")}
+
+
+def test_invoices_page_by_cursor_and_the_cli_repairs_summaries(admin):
+    api, stack = admin["a"], admin["stack"]
+    api("POST", "/invoices", {"client_id": admin["client"]["id"], "send": True,
+                              "lines": [{"description": "More", "unit_price": 700}]}, expect=201)
+    first = api("GET", "/invoices", params={"limit": 1, "sort": "number"}, expect=200).json()
+    second = api("GET", "/invoices", params={"limit": 1, "sort": "number", "after": first["next_cursor"]},
+                 expect=200).json()
+    assert first["total"] >= 2 and second["total"] is None
+    assert second["items"][0]["number"] > first["items"][0]["number"]
+    assert api("GET", "/invoices", params={"after": "nonsense"}).status_code == 422
+    with psycopg2.connect(admin["db"]) as conn, conn.cursor() as cur:  # behind billing's back
+        cur.execute("UPDATE client_summaries SET outstanding = outstanding + 1 WHERE client_id = %s",
+                    (admin["client"]["id"],))
+    report = portalctl(stack, "summaries", "repair", "--workspace", admin["ws_a"])
+    assert [(d["client_id"], list(d["figures"])) for d in report["drifted"]] == [(admin["client"]["id"], ["outstanding"])]
+    assert portalctl(stack, "summaries", "repair", "--workspace", admin["ws_a"])["drifted"] == []

@@ -1,5 +1,6 @@
 """Billing's guarantees under concurrency, on real PostgreSQL: gapless numbers, no over-applied
-payments, one invoice per recurring period however many replicas run the timer."""
+payments, one invoice per recurring period however many replicas run the timer, client summaries that
+count every change made at the same time."""
 from __future__ import annotations
 
 import threading
@@ -123,6 +124,30 @@ def test_the_same_payment_id_twice_at_once_is_applied_once(engine, client):
         assert conn.execute(sa.select(invoices.c.amount_paid).where(invoices.c.id == invoice["id"])).scalar_one() == 4000
     assert any(isinstance(r, dict) for r in results)
     assert all(isinstance(r, (dict, sa.exc.IntegrityError, Invalid)) for r in results)
+
+
+def test_money_moving_at_once_for_one_client_leaves_its_summary_right(engine, client):
+    """Eight payments of eight invoices and two credit notes, all at once: each transaction sums the
+    client's figures only once it holds the summary's lock, so what committed while it waited counts."""
+    ws, client_id = client
+    with UnitOfWork(engine) as uow:
+        made = [h.create_invoice(uow, utcnow(), ws, {"client_id": client_id, "lines": LINE, "send": True})
+                for _ in range(8)]
+        uow.commit()
+
+    def move(i):
+        with UnitOfWork(engine) as uow:
+            if i < 8:
+                h.record_payment(uow, utcnow(), ws, {"invoice_id": made[i]["id"], "amount": 10000 - i})
+            else:
+                h.issue_credit_note(uow, utcnow(), ws, {"client_id": client_id, "amount": 500})
+            uow.commit()
+
+    assert [r for r in in_parallel(10, move) if r is not None] == []
+    with UnitOfWork(engine) as uow:
+        dashboard = h.client_dashboard(uow, utcnow(), ws, client_id)
+        assert (dashboard["outstanding"]["amount"], dashboard["credit_available"]["amount"]) == (sum(range(8)), 1000)
+        assert h.repair_client_summaries(uow, utcnow(), ws)["drifted"] == []
 
 
 def test_two_replicas_running_the_recurring_timer_make_one_invoice_per_period(engine, client):

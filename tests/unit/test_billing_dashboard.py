@@ -83,13 +83,17 @@ def test_a_new_client_has_an_empty_dashboard(db, ws):
 
 def test_totals_never_mix_currencies(db, ws):
     """A client's currency is fixed once it has documents (update_client refuses), but an invoice in
-    another currency (written straight to the database, say by an import) is still never added in."""
+    another currency (written straight to the database, say by an import) is still never added in.
+    A write that bypasses the handlers bypasses the client's summary too: the repair rebuilds it."""
     ws_id, client = ws
     _invoice(db, ws_id, client, 10000, "2026-10-01", "2026-11-01")
     eur = _invoice(db, ws_id, client, 7000, "2026-10-02", "2026-11-02")
     with UnitOfWork(db.engine) as uow:
         uow.execute(invoices.update().where(invoices.c.id == eur["id"]).values(currency="EUR"))
         uow.commit()
+    repaired = db(h.repair_client_summaries, ws_id)
+    assert [(d["client_id"], d["figures"]) for d in repaired["drifted"]] == [
+        (client, {"outstanding": {"was": 17000, "now": 10000}})]
     dash = db(h.client_dashboard, ws_id, client)
     assert dash["outstanding"] == {"amount": 10000, "currency": "USD"}
     assert dash["overdue"] == {"count": 2, "amount": 10000, "currency": "USD"}  # both are late; USD is summed

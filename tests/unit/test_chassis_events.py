@@ -1,4 +1,5 @@
 """Outbox, relay and idempotent consumers on an embedded database, with a fake dispatcher."""
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -85,6 +86,47 @@ def test_a_failing_handler_is_retried_then_succeeds_once(sqlite_engine):
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(INBOX)).scalar_one() == 1
         assert conn.execute(sa.select(sa.func.count()).select_from(DEAD)).scalar_one() == 0
+
+
+def _leave(uow, key, ran):
+    """Work for the end of the transaction, which leaves a trace in it (an outbox row)."""
+    uow.before_commit(key, lambda unit: (ran.append(key), unit.publish("thing.summed", "ws1", {"key": key})))
+
+
+def test_work_left_for_the_commit_runs_once_per_key_in_key_order_and_a_rollback_forgets_it(sqlite_engine):
+    engine = sqlite_engine("payments")
+    ran = []
+    with UnitOfWork(engine) as uow:
+        for key in ("b", "a", "b"):
+            _leave(uow, key, ran)
+        assert ran == []
+        uow.commit()
+        assert ran == ["a", "b"]
+        _leave(uow, "c", ran)
+        uow.rollback()
+        uow.commit()
+        _leave(uow, "d", ran)  # never committed
+    assert ran == ["a", "b"]
+    with engine.connect() as conn:
+        bodies = conn.execute(sa.select(OUTBOX.c.body).order_by(OUTBOX.c.seq)).scalars()
+        assert [json.loads(body)["data"]["key"] for body in bodies] == ["a", "b"]
+
+
+class LeavesWork(FakeService):
+    @consumes("billing", "thing.created", max_attempts=1, base_delay=0)
+    def on_thing(self, uow, now, event):
+        _leave(uow, "summary", self.ran)
+
+
+def test_a_consumer_runs_the_work_it_left_in_its_inbox_transaction(sqlite_engine):
+    engine = sqlite_engine("payments")
+    service = LeavesWork(engine, failures=0)
+    service.ran = []
+    service.on_thing({"id": "e9", "type": "thing.created", "data": {}})
+    assert service.ran == ["summary"]
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(OUTBOX)).scalar_one() == 1
+        assert conn.execute(sa.select(sa.func.count()).select_from(INBOX)).scalar_one() == 1
 
 
 def test_a_handler_that_keeps_failing_is_parked_in_dead_letters_not_lost(sqlite_engine):

@@ -7,4 +7,5 @@ from services.billing.handlers.engagement import *  # noqa: F401,F403
 from services.billing.handlers.ledger import *  # noqa: F401,F403
 from services.billing.handlers.payment_plans import *  # noqa: F401,F403
 from services.billing.handlers.schedules import *  # noqa: F401,F403
+from services.billing.handlers.summaries import *  # noqa: F401,F403
 from services.billing.handlers.workspaces import *  # noqa: F401,F403

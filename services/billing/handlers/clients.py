@@ -10,6 +10,7 @@ from chassis.errors import Conflict, Invalid
 from chassis.fields import REFUSE, flag, text
 from services.billing.handlers.common import (check_fields, check_regional, client_row, get_scoped, page_bounds, iso, new_id, record_activity,
                                               workspace_row)
+from services.billing.handlers.summaries import money_moved
 from services.billing.handlers.workspaces import check_locale
 from services.billing.tables import clients, contacts
 
@@ -61,6 +62,7 @@ def create_client(uow, now: datetime, workspace_id: str, data: dict) -> dict:
                 "timezone": ws.timezone}
     uow.execute(clients.insert().values(id=client_id, workspace_id=workspace_id, created_at=now,
                                         **{**defaults, **values}))
+    money_moved(uow, now, workspace_id, client_id)  # its first summary: nothing owed, nothing held
     uow.publish("client.created", workspace_id, {"id": client_id, "name": values["name"]})
     record_activity(uow, now, workspace_id, client_id, "client.created", "Client account created")
     for contact in data.get("contacts") or []:
@@ -80,6 +82,8 @@ def update_client(uow, now: datetime, workspace_id: str, client_id: str, data: d
                        "currency.", currency="client has documents")
     if values:
         uow.execute(clients.update().where(clients.c.id == client_id).values(**values))
+    if values.get("currency", current.currency) != current.currency:
+        money_moved(uow, now, workspace_id, client_id)  # its summary is in the client's currency
     uow.publish("client.updated", workspace_id, {"id": client_id, "changed": sorted(values),
                                                   "by": "client" if from_portal else "business"})
     record_activity(uow, now, workspace_id, client_id, "profile.changed",

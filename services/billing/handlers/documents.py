@@ -1,7 +1,10 @@
 """Invoices, quotes, credit notes and the comment threads on them."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import base64
+import binascii
+import json
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -12,7 +15,8 @@ from services.billing.handlers.common import (allocate_number, check_fields, pag
                                               parse_date, parse_lines, portal_recipients, record_activity,
                                               save_lines, settings_of, workspace_row, workspace_today)
 from services.billing.handlers.engagement import record_signal
-from services.billing.tables import (comments, credit_applications, credit_notes, invoices,
+from services.billing.handlers.summaries import money_moved
+from services.billing.tables import (comments, credit_applications, credit_notes, invoice_number_suffixes, invoices,
                                      payment_allocations, payments, quotes)
 
 __all__ = ["create_invoice", "update_invoice", "send_invoice", "void_invoice", "archive_invoice",
@@ -104,6 +108,9 @@ def create_invoice(uow, now: datetime, workspace_id: str, data: dict, recurring:
         recurring_id=(recurring or {}).get("id"), recurring_period=(recurring or {}).get("period"),
         created_at=now))
     save_lines(uow, "invoice", invoice_id, lines)
+    uow.execute(invoice_number_suffixes.insert(), [
+        {"invoice_id": invoice_id, "suffix": ending, "workspace_id": workspace_id, "client_id": client.id}
+        for ending in number_suffixes(number)])
     row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
     uow.publish("invoice.created", workspace_id, _invoice_event(row))
     if flag(data.get("send", False), "send"):
@@ -149,6 +156,7 @@ def send_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, autopay
         client = client_row(uow, workspace_id, row.client_id)
         uow.execute(invoices.update().where(invoices.c.id == invoice_id)
                     .values(status="sent", sent_at=now, client_snapshot=client_snapshot(uow, client)))
+        money_moved(uow, now, workspace_id, row.client_id)
     row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
     uow.publish("invoice.sent", workspace_id, {**_invoice_event(row), "autopay": autopay,
                                                "recipients": portal_recipients(uow, row.client_id)})
@@ -165,6 +173,7 @@ def void_invoice(uow, now: datetime, workspace_id: str, invoice_id: str) -> dict
         raise Conflict("This invoice has payments or credits applied; refund or reverse them before voiding.",
                        status=row.status)
     uow.execute(invoices.update().where(invoices.c.id == invoice_id).values(status="void", voided_at=now))
+    money_moved(uow, now, workspace_id, row.client_id)
     row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
     uow.publish("invoice.voided", workspace_id, _invoice_event(row))
     record_activity(uow, now, workspace_id, row.client_id, "invoice.voided", f"Invoice {row.number} voided",
@@ -175,6 +184,7 @@ def void_invoice(uow, now: datetime, workspace_id: str, invoice_id: str) -> dict
 def archive_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, archived: bool = True) -> dict:
     row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True)
     uow.execute(invoices.update().where(invoices.c.id == invoice_id).values(archived_at=now if archived else None))
+    money_moved(uow, now, workspace_id, row.client_id)
     uow.publish("invoice.archived" if archived else "invoice.unarchived", workspace_id, _invoice_event(row))
     return get_invoice(uow, now, workspace_id, invoice_id)
 
@@ -221,14 +231,22 @@ def get_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, client_i
     return view
 
 
+def portal_visible(table: sa.Table) -> tuple:
+    """What a client may see of a document table in the portal: issued, not archived."""
+    return table.c.status != "draft", table.c.archived_at.is_(None)
+
+
+PORTAL_QUOTES = portal_visible(quotes)
+
+
 def _listing_query(table: sa.Table, workspace_id: str, filters: dict):
     """The start of a document listing: one workspace, optionally one client, and in the portal only
-    what a client may see (issued, not archived)."""
+    what a client may see."""
     query = sa.select(table).where(table.c.workspace_id == workspace_id)
     if filters.get("client_id"):
         query = query.where(table.c.client_id == filters["client_id"])
     if filters.get("portal"):
-        query = query.where(table.c.status != "draft", table.c.archived_at.is_(None))
+        query = query.where(*portal_visible(table))
     return query
 
 
@@ -239,18 +257,78 @@ def _listing(uow, now: datetime, table: sa.Table, workspace_id: str, filters: di
 
 SORTS = {"date": invoices.c.issue_date, "due_date": invoices.c.due_date, "amount": invoices.c.total,
          "number": invoices.c.number}
+# Above every character a number can hold: suffix >= term and < term + this is "starts with term".
+LAST_CHARACTER = "\U0010ffff"
+
+
+def number_suffixes(number: str) -> set[str]:
+    """What invoice_number_suffixes holds for a number: each of its endings, lower-cased."""
+    number = number.lower()
+    return {number[i:] for i in range(len(number))}
+
+
+def _sort_keys(sort: str) -> tuple[list, bool]:
+    """The columns a listing is ordered by and whether descending: the sort's column, then the number
+    (unique in a workspace) in the same direction, so that each order is one range of an index, read
+    forwards or backwards, and a page can start right after any row."""
+    column = SORTS.get(sort.lstrip("-"))
+    if column is None:
+        raise Invalid("Unknown sort.", sort=f"one of {', '.join(SORTS)}, optionally with a leading -")
+    return ([column] if column is invoices.c.number else [column, invoices.c.number]), sort.startswith("-")
+
+
+def _cursor(sort: str, row) -> str:
+    """An opaque token for "the rows after this one" in this sort: its sort keys."""
+    keys, _ = _sort_keys(sort)
+    values = [getattr(row, key.name) for key in keys]
+    raw = json.dumps([sort, *(v.isoformat() if isinstance(v, date) else v for v in values)], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _after(cursor, sort: str) -> list:
+    """The sort keys a cursor from an earlier page of the same listing holds."""
+    keys, _ = _sort_keys(sort)
+    try:
+        raw = base64.urlsafe_b64decode(str(cursor) + "=" * (-len(str(cursor)) % 4))
+        cursor_sort, *values = json.loads(raw)
+        if cursor_sort != sort or len(values) != len(keys):
+            raise ValueError("another listing's cursor")
+        typed = []
+        for key, value in zip(keys, values):
+            if isinstance(key.type, sa.Date):
+                typed.append(date.fromisoformat(value))
+            elif (isinstance(key.type, sa.Integer) and isinstance(value, int) and not isinstance(value, bool)
+                  and -2**63 <= value < 2**63):
+                typed.append(value)
+            elif (isinstance(key.type, sa.String) and isinstance(value, str) and len(value) <= 50
+                  and "\x00" not in value):
+                typed.append(value)
+            else:
+                raise ValueError("a key of the wrong type")
+        return typed
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise Invalid("after is the next_cursor of an earlier page with the same sort.", after="invalid") from None
 
 
 def list_invoices(uow, now: datetime, workspace_id: str, filters: dict | None = None) -> dict:
-    """Filter by client, status (including derived 'overdue' and 'unpaid'), number search; sorted, paged."""
+    """Filter by client, status (including derived 'overdue' and 'unpaid'), number search; sorted, paged.
+
+    Two ways to page: `after`, the `next_cursor` of the previous page (keyset: the page starts in the
+    index where the last one ended, however deep; its `total` is None, as counting would read every
+    row), or `offset` (page numbers; the rows before it are still read). The indexes behind the
+    listing: ix_invoices_client_listing (a client's, by date), ix_invoices_listing (a workspace's, by
+    date), ix_invoices_open (unpaid and overdue), ix_invoice_number_suffixes_search (part of a number)."""
     filters = filters or {}
     query, today = _listing(uow, now, invoices, workspace_id, filters)
     if not filters.get("portal") and not filters.get("include_archived"):
         query = query.where(invoices.c.archived_at.is_(None))
     if filters.get("kind"):
         query = query.where(invoices.c.kind == filters["kind"])
-    if filters.get("search"):
-        query = query.where(invoices.c.number.ilike(f"%{str(filters['search'])[:50]}%"))
+    search = str(filters.get("search") or "")[:50].lower()
+    if search:
+        endings = invoice_number_suffixes.c
+        query = query.where(invoices.c.id.in_(sa.select(endings.invoice_id).where(
+            endings.workspace_id == workspace_id, endings.suffix >= search, endings.suffix < search + LAST_CHARACTER)))
     owed = invoices.c.total - invoices.c.amount_paid - invoices.c.amount_credited
     status = filters.get("status") or "all"
     open_ = invoices.c.status.in_(sorted(domain.OPEN_STATUSES))
@@ -268,14 +346,22 @@ def list_invoices(uow, now: datetime, workspace_id: str, filters: dict | None = 
     if conditions[status] is not None:
         query = query.where(conditions[status])
     sort = filters.get("sort") or "-date"  # a leading - sorts descending; newest first by default
-    column = SORTS.get(sort.lstrip("-"))
-    if column is None:
-        raise Invalid("Unknown sort.", sort=f"one of {', '.join(SORTS)}, optionally with a leading -")
-    order = column.desc() if sort.startswith("-") else column.asc()
+    keys, descending = _sort_keys(sort)
     limit, offset = page_bounds(filters.get("limit", 20), filters.get("offset", 0), 100)
-    total = uow.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
-    rows = uow.execute(query.order_by(order, invoices.c.number.desc()).limit(limit).offset(offset)).all()
-    page = {"items": [invoice_view(r, today) for r in rows], "total": total, "limit": limit, "offset": offset}
+    total = None  # a page by cursor does not count again: counting reads every row the first page counted
+    if filters.get("after"):
+        if offset:
+            raise Invalid("Page by after or by offset, not both.", after="with offset")
+        start = _after(filters["after"], sort)
+        position = sa.tuple_(*keys) if len(keys) > 1 else keys[0]
+        start = tuple(start) if len(keys) > 1 else start[0]
+        query = query.where(position < start if descending else position > start)
+    else:
+        total = uow.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
+    order = [key.desc() if descending else key.asc() for key in keys]
+    rows = uow.execute(query.order_by(*order).limit(limit + 1).offset(offset)).all()  # one more: is there a next?
+    page = {"items": [invoice_view(r, today) for r in rows[:limit]], "total": total, "limit": limit, "offset": offset,
+            "next_cursor": _cursor(sort, rows[limit - 1]) if len(rows) > limit else None}
     if filters.get("portal") and filters.get("client_id"):  # how the reader formats: one call renders the page
         client = client_row(uow, workspace_id, filters["client_id"])
         page["client"] = {"name": client.name, "currency": client.currency, "locale": client.locale,
@@ -453,13 +539,6 @@ def list_quotes(uow, now: datetime, workspace_id: str, filters: dict | None = No
 QUOTE_ORDER = (quotes.c.issue_date.desc(), quotes.c.number.desc())
 
 
-def recent_quotes(uow, workspace_id: str, client_id: str, today, limit: int) -> list[dict]:
-    """The newest quotes a client sees in the portal (list_quotes with portal=True, status all), for
-    a caller that knows the workspace's today already."""
-    query = _listing_query(quotes, workspace_id, {"client_id": client_id, "portal": True})
-    return [quote_view(r, today) for r in uow.execute(query.order_by(*QUOTE_ORDER).limit(limit))]
-
-
 # ---------------------------------------------------------------- credit notes
 
 def issue_credit_note(uow, now: datetime, workspace_id: str, data: dict) -> dict:
@@ -486,6 +565,7 @@ def issue_credit_note(uow, now: datetime, workspace_id: str, data: dict) -> dict
         issue_date=issue, subtotal=totals.subtotal, tax_total=totals.tax, total=totals.total,
         reason=_text(data, "reason", 2000), invoice_id=data.get("invoice_id"), created_at=now))
     save_lines(uow, "credit", credit_id, lines)
+    money_moved(uow, now, workspace_id, client.id)
     uow.publish("credit.issued", workspace_id, {"id": credit_id, "number": number, "client_id": client.id,
                                                 "total": totals.total, "currency": client.currency})
     record_activity(uow, now, workspace_id, client.id, "credit.issued", f"Credit note {number} issued",

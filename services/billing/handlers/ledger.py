@@ -2,26 +2,32 @@
 the client dashboard and the activity timeline."""
 from __future__ import annotations
 
+import logging
 from datetime import datetime
+from types import SimpleNamespace
 
 import sqlalchemy as sa
 from dateutil.relativedelta import relativedelta
 
+from chassis.db import UtcDateTime
 from chassis.errors import Conflict, Invalid, NotFound, Unavailable
 from chassis.fields import text
 from chassis.money import Money
+from chassis.sql import json_rows, local_date, rows_from_json
 from services.billing import domain
 from services.billing.handlers.common import (check_fields, client_row, client_snapshot, get_scoped, iso, new_id, page_bounds,
                                               parse_date,
-                                              portal_recipients, record_activity, settings_of, today_in,
+                                              portal_recipients, record_activity, settings_of,
                                               workspace_row, workspace_today)
-from services.billing.handlers.documents import invoice_view, recent_quotes
-from services.billing.tables import (activities, clients, credit_applications, credit_notes, invoices,
-                                     payment_allocations, payments, refunds, workspaces)
+from services.billing.handlers.documents import PORTAL_QUOTES, QUOTE_ORDER, invoice_view, quote_view
+from services.billing.handlers.summaries import AVAILABLE, BALANCES, OPEN, OWED, money_moved, params
+from services.billing.tables import (activities, client_summaries, clients, credit_applications, credit_notes, invoices,
+                                     payment_allocations, payments, quotes, refunds, workspaces)
 
 __all__ = ["get_payment", "record_payment", "apply_credit", "apply_retainer", "refund_retainer", "client_balances", "statement",
            "client_dashboard", "list_activity", "list_payments", "record_refund", "list_refunds", "record_dispute"]
 
+log = logging.getLogger(__name__)
 METHODS = {"card", "bank_transfer", "cash", "cheque", "other"}
 
 
@@ -125,6 +131,7 @@ def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_u
         uow.publish("invoice.payment_applied", workspace_id, event)
         if row.status == "paid":
             uow.publish("invoice.paid", workspace_id, event)
+    money_moved(uow, now, workspace_id, client_id)
     summary = f"Payment of {Money(charged, currency).format()} recorded"
     if charged > total:
         summary += f", {Money(charged - total, currency).format()} kept as credit"
@@ -178,46 +185,9 @@ def list_payments(uow, now: datetime, workspace_id: str, client_id: str | None =
     return [_payment_view(uow, r) for r in rows]
 
 
-# The balance figures, as scalar subqueries built once at import: the portal asks for them on every
-# dashboard, and a prebuilt statement skips SQLAlchemy's construction and cache-key work each time.
-_client, _currency, _today = sa.bindparam("client_id"), sa.bindparam("currency"), sa.bindparam("today", type_=sa.Date)
-
-
-def _sum(column, *where, select_from=None):
-    query = sa.select(sa.func.coalesce(sa.func.sum(column), 0))
-    return (query.select_from(select_from) if select_from is not None else query).where(*where).scalar_subquery()
-
-
-_used = (credit_applications.c.client_id == _client, credit_applications.c.currency == _currency)
-# Credit: credit notes and unapplied card money, less what was spent. Applications with source
-# "refund" are refunds turned into credit on an invoice: never spendable, so never subtracted here.
-_AVAILABLE = [
-    (_sum(credit_notes.c.total, credit_notes.c.client_id == _client, credit_notes.c.currency == _currency)
-     + _sum(payments.c.unapplied, payments.c.client_id == _client, payments.c.currency == _currency)
-     - _sum(credit_applications.c.amount, *_used, credit_applications.c.source == "credit")).label("credit"),
-    (_sum(payment_allocations.c.amount, invoices.c.client_id == _client, invoices.c.kind == "retainer",
-          invoices.c.currency == _currency,
-          select_from=payment_allocations.join(invoices, invoices.c.id == payment_allocations.c.invoice_id))
-     - _sum(credit_applications.c.amount, *_used, credit_applications.c.source == "retainer")).label("retainer"),
-]
-_owed = invoices.c.total - invoices.c.amount_paid - invoices.c.amount_credited
-_open = (invoices.c.client_id == _client, invoices.c.workspace_id == sa.bindparam("workspace_id"),
-         invoices.c.kind == "standard",
-         invoices.c.archived_at.is_(None),  # hidden from the client, so not in its total
-         invoices.c.status.in_(sorted(domain.OPEN_STATUSES)), _owed > 0)  # domain.balance: never below zero
-_overdue = (*_open, invoices.c.due_date < _today)  # domain.is_overdue
-_OUTSTANDING = _sum(_owed, *_open, invoices.c.currency == _currency).label("outstanding")
-AVAILABLE = sa.select(*_AVAILABLE)
-BALANCES = sa.select(_OUTSTANDING, *_AVAILABLE)
-DASHBOARD_FIGURES = sa.select(  # totals never mix currencies: amounts in the client's currency only
-    _OUTSTANDING, *_AVAILABLE,
-    sa.select(sa.func.count()).where(*_overdue).scalar_subquery().label("overdue_count"),
-    _sum(_owed, *_overdue, invoices.c.currency == _currency).label("overdue_amount"))
-
-
 def _available(uow, client_id: str, currency: str) -> dict:
     """Credit and retainer money not yet used, in one currency."""
-    row = uow.execute(AVAILABLE, {"client_id": client_id, "currency": currency}).one()
+    row = uow.execute(AVAILABLE, params(None, client_id, currency)).one()
     return {"credit": int(row.credit), "retainer": int(row.retainer)}
 
 
@@ -237,6 +207,7 @@ def _use_balance(uow, now, workspace_id: str, invoice_id: str, amount, source: s
     uow.execute(credit_applications.insert().values(
         id=new_id(), workspace_id=workspace_id, client_id=row.client_id, source=source, invoice_id=invoice_id,
         amount=amount, currency=row.currency, kind="applied", reference=reference[:200], created_at=now))
+    money_moved(uow, now, workspace_id, row.client_id)
     event = {"invoice_id": invoice_id, "number": row.number, "client_id": row.client_id, "amount": amount,
              "currency": row.currency, "status": row.status,
              "balance": domain.balance(row.total, row.amount_paid, row.amount_credited)}
@@ -268,6 +239,7 @@ def refund_retainer(uow, now: datetime, workspace_id: str, client_id: str, amoun
     uow.execute(credit_applications.insert().values(
         id=refund_id, workspace_id=workspace_id, client_id=client_id, source="retainer", invoice_id=None,
         amount=amount, currency=client.currency, kind="refunded", reference=text(reference, "reference", 200), created_at=now))
+    money_moved(uow, now, workspace_id, client_id)
     uow.publish("retainer.refunded", workspace_id, {"id": refund_id, "client_id": client_id, "amount": amount,
                                                     "currency": client.currency})
     record_activity(uow, now, workspace_id, client_id, "retainer.refunded",
@@ -372,6 +344,7 @@ def record_refund(uow, now: datetime, workspace_id: str, data: dict) -> dict:
     uow.execute(refunds.insert().values(
         id=refund_id, workspace_id=workspace_id, payment_id=payment.id, client_id=payment.client_id, amount=amount,
         currency=payment.currency, policy=policy, reason=reason, created_at=now))
+    money_moved(uow, now, workspace_id, payment.client_id)
     view = _refund_view(uow.execute(sa.select(refunds).where(refunds.c.id == refund_id)).one())
     uow.publish("refund.recorded", workspace_id, {**view, "from_unapplied": from_unapplied, "reversals": reversals,
                                                   "recipients": portal_recipients(uow, payment.client_id)})
@@ -413,8 +386,7 @@ def record_dispute(uow, now: datetime, workspace_id: str, data: dict) -> dict:
 
 def client_balances(uow, now: datetime, workspace_id: str, client_id: str) -> dict:
     client = client_row(uow, workspace_id, client_id)
-    row = uow.execute(BALANCES, {"workspace_id": workspace_id, "client_id": client_id,
-                                 "currency": client.currency}).one()
+    row = uow.execute(BALANCES, params(workspace_id, client_id, client.currency)).one()
     return {"currency": client.currency, "outstanding": int(row.outstanding), "credit_available": int(row.credit),
             "retainer_available": int(row.retainer)}
 
@@ -477,7 +449,11 @@ def _activity(uow, workspace_id: str, client_id: str, limit) -> list[dict]:
                                                    activities.c.client_id == client_id)
                        .order_by(activities.c.occurred_at.desc(), activities.c.id.desc())
                        .limit(page_bounds(limit, 0, 200)[0])).all()
-    return [{"kind": r.kind, "summary": r.summary, "data": r.data, "occurred_at": iso(r.occurred_at)} for r in rows]
+    return [_activity_view(r) for r in rows]
+
+
+def _activity_view(row) -> dict:
+    return {"kind": row.kind, "summary": row.summary, "data": row.data, "occurred_at": iso(row.occurred_at)}
 
 
 def list_activity(uow, now: datetime, workspace_id: str, client_id: str, limit: int = 50) -> list[dict]:
@@ -485,46 +461,78 @@ def list_activity(uow, now: datetime, workspace_id: str, client_id: str, limit: 
     return _activity(uow, workspace_id, client_id, limit)
 
 
+_client, _workspace = sa.bindparam("of_client"), sa.bindparam("of_workspace")  # as in summaries.params
+_now = sa.bindparam("now", type_=UtcDateTime)
 _ws = workspaces.alias("business")
-_CLIENT_AND_BUSINESS = (
+_summary = client_summaries
+# Overdue: the client's open invoices (ix_invoices_open) due before the business's today; counted in
+# any currency, summed in the client's (domain.is_overdue). The client's currency and the business's
+# time zone are looked up once for the whole scan.
+_client_currency = (sa.select(clients.c.currency).where(clients.c.id == _client, clients.c.workspace_id == _workspace)
+                    .scalar_subquery())
+_business_zone = sa.select(workspaces.c.timezone).where(workspaces.c.id == _workspace).scalar_subquery()
+_OVERDUE = (
+    sa.select(sa.func.count().label("overdue_count"),
+              sa.func.coalesce(sa.func.sum(sa.case((invoices.c.currency == _client_currency, OWED), else_=0)),
+                               0).label("overdue_amount"))
+    .where(*OPEN, invoices.c.due_date < local_date(_now, _business_zone))
+    .subquery("overdue"))
+# The recent lists as the portal sees them: issued, not archived, newest first.
+_RECENT_INVOICES = sa.select(invoices).where(invoices.c.client_id == _client, invoices.c.workspace_id == _workspace,
+                                             invoices.c.status != "draft", invoices.c.archived_at.is_(None))
+_RECENT_QUOTES = sa.select(quotes).where(quotes.c.client_id == _client, quotes.c.workspace_id == _workspace,
+                                         *PORTAL_QUOTES)
+_RECENT_ACTIVITY = sa.select(activities.c.kind, activities.c.summary, activities.c.data,
+                             activities.c.occurred_at).where(activities.c.workspace_id == _workspace,
+                                                             activities.c.client_id == _client)
+_BUSINESS = ("name", "email", "phone", "address", "logo_url", "brand_color")
+_DASHBOARD = (
     sa.select(clients.c.id, clients.c.name, clients.c.address, clients.c.phone, clients.c.currency,
-              clients.c.locale, clients.c.timezone, _ws.c.timezone.label("business_timezone"),
-              *(getattr(_ws.c, name).label(f"business_{name}")
-                for name in ("name", "email", "phone", "address", "logo_url", "brand_color")))
-    .join_from(clients, _ws, _ws.c.id == clients.c.workspace_id)
-    .where(clients.c.id == _client, clients.c.workspace_id == sa.bindparam("workspace_id")))
-_visible = (invoices.c.client_id == _client, invoices.c.workspace_id == sa.bindparam("workspace_id"),
-            invoices.c.status != "draft", invoices.c.archived_at.is_(None))
-_RECENT_INVOICES = (sa.select(invoices).where(*_visible)
-                    .order_by(invoices.c.issue_date.desc(), invoices.c.number.desc()).limit(5))
-_LAST_PAYMENT = (sa.select(payments.c.amount, payments.c.currency, payments.c.received_at)
-                 .where(payments.c.client_id == _client, payments.c.workspace_id == sa.bindparam("workspace_id"))
-                 .order_by(payments.c.received_at.desc()).limit(1))
+              clients.c.locale, clients.c.timezone,
+              *(getattr(_ws.c, name).label(f"business_{name}") for name in _BUSINESS),
+              local_date(_now, _ws.c.timezone).label("today"),
+              _summary.c.currency.label("summary_currency"), _summary.c.outstanding, _summary.c.credit_available,
+              _summary.c.retainer_available, _summary.c.last_payment_amount, _summary.c.last_payment_currency,
+              _summary.c.last_payment_received_at, _OVERDUE.c.overdue_count, _OVERDUE.c.overdue_amount,
+              json_rows(_RECENT_INVOICES, (invoices.c.issue_date.desc(), invoices.c.number.desc()), 5)
+              .label("recent_invoices"),
+              json_rows(_RECENT_QUOTES, QUOTE_ORDER, 5).label("recent_quotes"),
+              json_rows(_RECENT_ACTIVITY, (activities.c.occurred_at.desc(), activities.c.id.desc()), 10)
+              .label("recent_activity"))
+    .select_from(clients.join(_ws, _ws.c.id == clients.c.workspace_id)
+                 .outerjoin(_summary, (_summary.c.client_id == clients.c.id)
+                            & (_summary.c.workspace_id == clients.c.workspace_id))
+                 .join(_OVERDUE, sa.true()))
+    .where(clients.c.id == _client, clients.c.workspace_id == _workspace))
 
 
 def client_dashboard(uow, now: datetime, workspace_id: str, client_id: str) -> dict:
-    """What the portal's dashboard shows, scoped to one client of one workspace. The portal's most
-    visited page: a few prebuilt statements, each figure summed by the database."""
-    scope = {"workspace_id": workspace_id, "client_id": client_id}
-    client = uow.execute(_CLIENT_AND_BUSINESS, scope).first()
-    if client is None:
+    """What the portal's dashboard shows, scoped to one client of one workspace, in one statement:
+    the client and its business, the client's summary row (handlers/summaries.py: kept by every
+    change to its money, never summed here), the overdue figures from its open invoices as of the
+    business's today, and the recent invoices, quotes and activity as JSON lists."""
+    row = uow.execute(_DASHBOARD, {**params(workspace_id, client_id), "now": now}).first()
+    if row is None:
         raise NotFound("No such client.")
-    today = today_in(client.business_timezone, now)
-    figures = uow.execute(DASHBOARD_FIGURES, {**scope, "currency": client.currency, "today": today}).one()
-    last = uow.execute(_LAST_PAYMENT, scope).first()
-    money = lambda amount: {"amount": int(amount), "currency": client.currency}  # noqa: E731
+    summary = row
+    if row.summary_currency != row.currency:  # none yet, or made before a change of currency
+        log.warning("client summary missing; portalctl summaries repair rebuilds it",
+                    extra={"workspace_id": workspace_id, "client_id": client_id})
+        summary = SimpleNamespace(outstanding=0, credit_available=0, retainer_available=0, last_payment_amount=None)
+    money = lambda amount: {"amount": int(amount), "currency": row.currency}  # noqa: E731
+    today = row.today
     return {
-        "client": {"id": client.id, "name": client.name, "address": client.address, "phone": client.phone,
-                   "currency": client.currency, "locale": client.locale, "timezone": client.timezone},
-        "business": {name: getattr(client, f"business_{name}")
-                     for name in ("name", "email", "phone", "address", "logo_url", "brand_color")},
-        "outstanding": money(figures.outstanding),
-        "overdue": {"count": figures.overdue_count, **money(figures.overdue_amount)},
-        "credit_available": money(figures.credit),
-        "retainer_available": money(figures.retainer),
-        "last_payment": None if last is None else {"amount": last.amount, "currency": last.currency,
-                                                   "received_at": iso(last.received_at)},
-        "recent_invoices": [invoice_view(r, today) for r in uow.execute(_RECENT_INVOICES, scope)],
-        "recent_quotes": recent_quotes(uow, workspace_id, client_id, today, 5),
-        "recent_activity": _activity(uow, workspace_id, client_id, 10),
+        "client": {"id": row.id, "name": row.name, "address": row.address, "phone": row.phone,
+                   "currency": row.currency, "locale": row.locale, "timezone": row.timezone},
+        "business": {name: getattr(row, f"business_{name}") for name in _BUSINESS},
+        "outstanding": money(summary.outstanding),
+        "overdue": {"count": row.overdue_count, **money(row.overdue_amount)},
+        "credit_available": money(summary.credit_available),
+        "retainer_available": money(summary.retainer_available),
+        "last_payment": None if summary.last_payment_amount is None else {
+            "amount": summary.last_payment_amount, "currency": summary.last_payment_currency,
+            "received_at": iso(summary.last_payment_received_at)},
+        "recent_invoices": [invoice_view(r, today) for r in rows_from_json(_RECENT_INVOICES, row.recent_invoices)],
+        "recent_quotes": [quote_view(r, today) for r in rows_from_json(_RECENT_QUOTES, row.recent_quotes)],
+        "recent_activity": [_activity_view(r) for r in rows_from_json(_RECENT_ACTIVITY, row.recent_activity)],
     }

@@ -1,0 +1,147 @@
+"""SQL that PostgreSQL and SQLite spell differently, as SQLAlchemy constructs: the date at a moment in
+a time zone, and JSON built by the database, so that one statement can answer with lists inside its
+row (`json_rows`, read back with `rows_from_json`)."""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timezone
+from types import SimpleNamespace
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
+
+
+class local_date(FunctionElement):  # noqa: N801 - used like an SQL function
+    """local_date(moment, zone): the calendar date at `moment` (a timestamp with a time zone) in the
+    IANA time zone `zone`, e.g. a business's today for due dates."""
+
+    type = sa.Date()
+    inherit_cache = True
+    name = "local_date"
+
+
+@compiles(local_date, "postgresql")
+def _local_date_postgresql(element, compiler, **kw):
+    moment, zone = element.clauses
+    return f"CAST(timezone({compiler.process(zone, **kw)}, {compiler.process(moment, **kw)}) AS DATE)"
+
+
+@compiles(local_date, "sqlite")
+def _local_date_sqlite(element, compiler, **kw):
+    return f"portal_local_date({compiler.process(element.clauses, **kw)})"  # chassis/sqlite.py registers it
+
+
+def sqlite_local_date(moment: str | None, zone: str | None) -> str | None:
+    """portal_local_date for SQLite, which stores UTC timestamps as naive ISO text."""
+    if moment is None or zone is None:
+        return None
+    at = datetime.fromisoformat(moment)
+    at = at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at
+    return at.astimezone(ZoneInfo(zone)).date().isoformat()
+
+
+class json_object(FunctionElement):  # noqa: N801
+    """json_object(key, value, key, value, ...): one JSON object."""
+
+    type = sa.JSON()
+    inherit_cache = True
+    name = "json_object"
+
+
+@compiles(json_object, "postgresql")
+def _json_object_postgresql(element, compiler, **kw):
+    return f"json_build_object({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(json_object)
+def _json_object(element, compiler, **kw):
+    return f"json_object({compiler.process(element.clauses, **kw)})"
+
+
+class json_array_agg(FunctionElement):  # noqa: N801
+    """The aggregate of its argument over the rows, as one JSON array (NULL or [] for no rows)."""
+
+    type = sa.JSON()
+    inherit_cache = True
+    name = "json_array_agg"
+
+
+@compiles(json_array_agg, "postgresql")
+def _json_array_agg_postgresql(element, compiler, **kw):
+    return f"json_agg({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(json_array_agg)
+def _json_array_agg(element, compiler, **kw):
+    return f"json_group_array({compiler.process(element.clauses, **kw)})"
+
+
+class as_json(FunctionElement):  # noqa: N801
+    """A JSON column's value as JSON inside json_object (SQLite keeps JSON as text, so without json()
+    it would be embedded as a string)."""
+
+    type = sa.JSON()
+    inherit_cache = True
+    name = "as_json"
+
+
+@compiles(as_json, "sqlite")
+def _as_json_sqlite(element, compiler, **kw):
+    return f"json({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(as_json)
+def _as_json(element, compiler, **kw):
+    return compiler.process(element.clauses, **kw)
+
+
+POSITION = "position_"
+
+
+def json_rows(query: sa.Select, order_by, limit: int) -> sa.ScalarSelect:
+    """The first `limit` rows of `query` in `order_by` order as one JSON array of objects (column name:
+    value), a scalar subquery for another statement's columns. Each object carries its position,
+    since an aggregate's input order is not something either database promises."""
+    rows = (query.add_columns(sa.func.row_number().over(order_by=order_by).label(POSITION))
+            .order_by(*order_by).limit(limit).subquery())
+    pairs = []
+    for column in rows.c:
+        pairs += [sa.literal_column(f"'{column.name}'"),
+                  as_json(column) if isinstance(column.type, sa.JSON) else column]
+    return sa.select(json_array_agg(json_object(*pairs))).select_from(rows).scalar_subquery()
+
+
+def rows_from_json(query: sa.Select, value) -> list[SimpleNamespace]:
+    """What json_rows(query, ...) answered, as rows with the Python values the columns of `query`
+    would have had when selected directly (dates, UTC datetimes, JSON), in the query's order."""
+    if value is None:  # PostgreSQL's json_agg of no rows
+        return []
+    items = json.loads(value) if isinstance(value, str) else value
+    decoders = {column.name: _decoder(column.type) for column in query.selected_columns}
+    items = sorted(items, key=lambda item: item[POSITION])
+    return [SimpleNamespace(**{name: decode(item[name]) for name, decode in decoders.items()}) for item in items]
+
+
+def _decoder(type_):
+    base = type_.impl_instance if isinstance(type_, sa.TypeDecorator) else type_
+    if isinstance(base, sa.DateTime):
+        return _utc_datetime
+    if isinstance(base, sa.Date):
+        return lambda v: None if v is None else date.fromisoformat(v)
+    if isinstance(base, sa.Boolean):
+        return lambda v: None if v is None else bool(v)
+    return _same
+
+
+def _same(value):
+    return value
+
+
+def _utc_datetime(value):
+    """PostgreSQL writes a timestamp with its offset, SQLite the naive UTC text it stores."""
+    if value is None:
+        return None
+    at = datetime.fromisoformat(value)
+    return at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)

@@ -1,0 +1,276 @@
+"""The portal's reads on real PostgreSQL, as the service's own role under row-level security: the
+dashboard in at most 3 round trips (the scope statement at checkout and the commit included), its
+answer the same as the listings give, and the invoice listing served by its indexes, never a
+sequential scan of invoices, in a workspace of 12,000 invoices (among 60,000). The plans are written to
+test-artifacts/invoice-list-plans.txt."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from types import SimpleNamespace
+
+import psycopg2
+import pytest
+import sqlalchemy as sa
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE
+
+from chassis.db import UnitOfWork, make_engine, upgrade
+from chassis.nameko_ext import DatabaseHandle, ServiceBase
+from chassis.scope import SYSTEM, Scope, acting_for
+from services.billing import handlers as h
+from tests.conftest import ARTIFACTS, ROOT, RUN_ID, databases_with_roles
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
+INVOICES = 12_000  # in the workspace under test, and in each of the others
+OTHERS = 4  # workspaces: the one under test holds a fifth of the table (in production, far less)
+BIG_SHARE = 0.4  # of them, one client's: a portal listing that is not small either
+LISTING_INDEXES = {"ix_invoices_client_listing", "ix_invoices_listing", "ix_invoices_open", "ix_invoices_client_id",
+                   "invoices_pkey"}
+
+
+@pytest.fixture(scope="module")
+def billing(postgres_admin_url):
+    """Billing's database as in production (its own role, bound by the policies), with five workspaces
+    of 40 clients and 12,000 invoices each; in each, one client holds 40% of them and 39 share the
+    rest. Rows the handlers would make in thousands are written in bulk by the admin (invoices, their
+    number endings as create_invoice writes them, the other workspaces' clients)."""
+    with databases_with_roles(postgres_admin_url, f"portal_{RUN_ID}_readmodel", ("billing",)) as urls:
+        upgrade(urls["service"]["billing"], ROOT / "services" / "billing" / "migrations")
+        engine = make_engine(urls["service"]["billing"], pool_size=2)
+
+        def run(scope, fn, *args, **kwargs):
+            with acting_for(scope), UnitOfWork(engine, lambda: NOW) as uow:
+                result = fn(uow, NOW, *args, **kwargs)
+                uow.commit()
+                return result
+
+        made = []
+        for n in range(1 + OTHERS):
+            ws = run(SYSTEM, h.create_workspace, {"name": f"Studio {n}", "email": "b@example.org",
+                                                  "timezone": "America/New_York"})["id"]
+            made.append((ws, [run(Scope(ws), h.create_client, ws, {"name": f"Client {i}"})["id"]
+                              for i in range(40 if n == 0 else 0)]))
+        with psycopg2.connect(urls["admin"]["billing"]) as conn, conn.cursor() as cur:
+            for ws, clients in made[1:]:  # the other workspaces' clients, in bulk: only their invoices matter
+                cur.execute("""INSERT INTO clients (id, workspace_id, name, address, phone, currency, locale, timezone,
+                                                    created_at)
+                               SELECT md5(%(ws)s || c)::uuid::text, %(ws)s, 'Client ' || c, '', '', 'USD', 'en_US',
+                                      'America/New_York', now()
+                               FROM generate_series(1, 40) c RETURNING id""", {"ws": ws})
+                clients += [row[0] for row in cur.fetchall()]
+            for ws, clients in made:
+                _bulk_invoices(cur, ws, clients, INVOICES)
+            cur.execute("""INSERT INTO invoice_number_suffixes (invoice_id, suffix, workspace_id, client_id)
+                           SELECT i.id, lower(substr(i.number, p)), i.workspace_id, i.client_id
+                           FROM invoices i, generate_series(1, length(i.number)) p""")
+        with psycopg2.connect(urls["admin"]["billing"]) as conn:
+            conn.autocommit = True
+            conn.cursor().execute("ANALYZE")
+        ws, clients = made[0]
+        run(Scope(ws), h.repair_client_summaries, ws)  # the summaries, as the handlers would have kept them
+        yield SimpleNamespace(engine=engine, run=run, ws=ws, big=clients[0], small=clients[1])
+        engine.dispose()
+
+
+def _bulk_invoices(cur, ws: str, clients: list[str], count: int) -> None:
+    """`count` standard invoices over 8 years, four a day, numbered by year. The newest 600 are a mix
+    of every status; older ones are paid, one in 50 void."""
+    cur.execute("""
+        INSERT INTO invoices (id, workspace_id, client_id, number, kind, status, currency, issue_date, due_date,
+                              subtotal, discount_total, tax_total, total, amount_paid, amount_credited, notes, terms,
+                              sent_at, created_at)
+        SELECT md5(%(ws)s || i)::uuid::text, %(ws)s,
+               CASE WHEN i %% 10 < %(share)s THEN (%(clients)s::text[])[1]
+                    ELSE (%(clients)s::text[])[2 + i %% greatest(cardinality(%(clients)s::text[]) - 1, 1)] END,
+               'INV-' || (2018 + i / 1500) || '-' || lpad((i %% 1500 + 1)::text, 5, '0'), 'standard', s.status, 'USD',
+               date '2018-06-01' + i / 4, date '2018-06-01' + i / 4 + 30, t.total, 0, 0, t.total,
+               CASE s.status WHEN 'paid' THEN t.total WHEN 'partially_paid' THEN t.total / 2 ELSE 0 END, 0, '', '',
+               timestamptz '2018-06-01' + (i / 4) * interval '1 day',
+               timestamptz '2018-06-01' + (i / 4) * interval '1 day'
+        FROM generate_series(0, %(last)s) i,
+             LATERAL (SELECT 1000 + (i * 37) %% 90000 AS total) t,
+             LATERAL (SELECT CASE WHEN i < %(last)s - 600 THEN (CASE WHEN i %% 50 = 0 THEN 'void' ELSE 'paid' END)
+                                  ELSE (ARRAY['sent', 'viewed', 'partially_paid', 'paid', 'paid', 'draft'])[1 + i %% 6]
+                             END AS status) s""",
+                {"ws": ws, "clients": clients, "count": count, "last": count - 1,
+                 "share": int(BIG_SHARE * 10) if len(clients) > 1 else 10})
+
+
+class RoundTrips:
+    """What goes to the server and waits for its answer: each statement, the scope statement a
+    checkout runs (chassis/db.py), and each commit or rollback of a transaction that is open (one of
+    an idle connection is not sent)."""
+
+    def __init__(self, engine):
+        self.count = 0
+        self.statements: list[str] = []
+        sa.event.listen(engine, "before_cursor_execute", self._statement)
+        sa.event.listen(engine.pool, "checkout", self._checkout)
+        sa.event.listen(engine, "commit", self._end)
+        sa.event.listen(engine, "rollback", self._end)
+        sa.event.listen(engine.pool, "reset", self._reset)
+        self.engine = engine
+
+    def _statement(self, conn, cursor, statement, *_):
+        self.count += 1
+        self.statements.append(statement)
+
+    def _checkout(self, *_):
+        self.count += 1
+        self.statements.append("(the scope statement at checkout)")
+
+    def _end(self, conn):
+        if conn.connection.dbapi_connection.info.transaction_status != TRANSACTION_STATUS_IDLE:
+            self.count += 1
+            self.statements.append("COMMIT or ROLLBACK")
+
+    def _reset(self, dbapi_connection, *_):
+        if dbapi_connection.info.transaction_status != TRANSACTION_STATUS_IDLE:
+            self.count += 1
+            self.statements.append("ROLLBACK at checkin")
+
+    def remove(self):
+        sa.event.remove(self.engine, "before_cursor_execute", self._statement)
+        sa.event.remove(self.engine.pool, "checkout", self._checkout)
+        sa.event.remove(self.engine, "commit", self._end)
+        sa.event.remove(self.engine, "rollback", self._end)
+        sa.event.remove(self.engine.pool, "reset", self._reset)
+
+
+def as_the_service(engine, handler, *args):
+    """One RPC's database work exactly as BillingService runs it (ServiceBase._tx): a unit of work from
+    the service's handle, the handler, the commit."""
+    service = SimpleNamespace(db=DatabaseHandle(engine, lambda: NOW), clock=lambda: NOW, name="billing")
+    return ServiceBase._tx(service, handler, *args)
+
+
+def test_the_dashboard_takes_three_round_trips_and_answers_what_the_listings_do(billing):
+    with acting_for(Scope(billing.ws, billing.big)):
+        as_the_service(billing.engine, h.client_dashboard, billing.ws, billing.big)  # the pool has a connection
+        trips = RoundTrips(billing.engine)
+        try:
+            dashboard = as_the_service(billing.engine, h.client_dashboard, billing.ws, billing.big)
+        finally:
+            trips.remove()
+        assert trips.count <= 3, trips.statements
+        listing = as_the_service(billing.engine, h.list_invoices, billing.ws,
+                                 {"client_id": billing.big, "portal": True, "limit": 5})
+        balances = as_the_service(billing.engine, h.client_balances, billing.ws, billing.big)
+        activity = as_the_service(billing.engine, h.list_activity, billing.ws, billing.big, 10)
+    assert dashboard["recent_invoices"] == listing["items"]  # dates, times and JSON read back alike
+    assert dashboard["recent_activity"] == activity
+    assert (dashboard["outstanding"]["amount"], dashboard["credit_available"]["amount"]) == (
+        balances["outstanding"], balances["credit_available"])
+    assert dashboard["overdue"]["count"] > 0
+
+
+def test_a_dashboard_with_quotes_payments_and_activity_reads_back_like_the_listings(billing):
+    ws, client = billing.ws, billing.small
+    with acting_for(Scope(ws)):
+        for i in range(7):
+            billing.run(Scope(ws), h.create_quote, ws, {"client_id": client, "send": i != 3,
+                                                        "lines": [{"description": f"Idea {i}", "unit_price": 100 + i}]})
+        invoice = billing.run(Scope(ws), h.create_invoice, ws, {
+            "client_id": client, "send": True, "lines": [{"description": "Work", "unit_price": 5000}]})
+        billing.run(Scope(ws), h.record_payment, ws, {"invoice_id": invoice["id"], "amount": 1234})
+        billing.run(Scope(ws), h.archive_invoice, ws, invoice["id"])
+    with acting_for(Scope(ws, client)):
+        dashboard = as_the_service(billing.engine, h.client_dashboard, ws, client)
+        quotes = as_the_service(billing.engine, h.list_quotes, ws, {"client_id": client, "portal": True, "limit": 5})
+        listing = as_the_service(billing.engine, h.list_invoices, ws, {"client_id": client, "portal": True, "limit": 5})
+        activity = as_the_service(billing.engine, h.list_activity, ws, client, 10)
+    assert dashboard["recent_quotes"] == quotes["items"] and len(quotes["items"]) == 5
+    assert dashboard["recent_invoices"] == listing["items"]
+    assert dashboard["recent_activity"] == activity and activity[0]["data"]
+    assert dashboard["last_payment"] == {"amount": 1234, "currency": "USD", "received_at": NOW.isoformat()}
+
+
+def _plans(engine, handler, *args) -> list[tuple[str, dict]]:
+    """Each statement the handler ran on invoices, with its plan and timing (EXPLAIN ANALYZE, same
+    parameters, same transaction, so the same scope and policies)."""
+    seen = []
+    listen = lambda conn, cursor, statement, parameters, *_: seen.append((statement, parameters))  # noqa: E731
+    sa.event.listen(engine, "before_cursor_execute", listen)
+    try:
+        with UnitOfWork(engine, lambda: NOW) as uow:
+            result = handler(uow, NOW, *args)
+            cursor = uow.conn.connection.dbapi_connection.cursor()
+            plans = []
+            for statement, parameters in seen:
+                if " invoices" in statement and statement.lstrip().upper().startswith("SELECT"):
+                    cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, parameters)
+                    plans.append((statement, cursor.fetchone()[0][0]))
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", listen)
+    return result, plans
+
+
+def _nodes(plan):
+    yield plan
+    for child in plan.get("Plans", ()):
+        yield from _nodes(child)
+
+
+def _uses_indexes(label: str, plans) -> set[str]:
+    """The indexes the plans read invoices with; no plan may scan invoices sequentially."""
+    used = set()
+    with (ARTIFACTS / "invoice-list-plans.txt").open("a") as out:
+        for statement, plan in plans:
+            out.write(f"== {label}\n{statement}\n{json.dumps(plan, indent=1)}\n\n")
+            for node in _nodes(plan["Plan"]):
+                if node.get("Relation Name") in ("invoices", "invoice_number_suffixes"):
+                    assert node["Node Type"] != "Seq Scan", f"{label}: {statement}\n{json.dumps(plan, indent=1)}"
+                if "Index Name" in node:  # a bitmap index scan names its index, not its table
+                    used.add(node["Index Name"])
+    return used
+
+
+def _in_index_order(plans) -> bool:
+    """The page's rows come from an index in the listing's order: no sort of the matching rows."""
+    statement, plan = plans[-1]
+    return "LIMIT" in statement and not any(node["Node Type"] == "Sort" for node in _nodes(plan["Plan"]))
+
+
+def test_the_invoice_listing_is_served_by_its_indexes(billing):
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "invoice-list-plans.txt").write_text("")
+    ws, big = billing.ws, billing.big
+    portal = {"client_id": big, "portal": True, "limit": 20}
+    with acting_for(Scope(ws, big)):
+        first, plans = _plans(billing.engine, h.list_invoices, ws, portal)
+        assert first["total"] > 4000 and first["next_cursor"]
+        assert "ix_invoices_client_listing" in _uses_indexes("portal: first page", plans) and _in_index_order(plans)
+        after = first["next_cursor"]
+        for _ in range(10):  # ten pages on
+            page = as_the_service(billing.engine, h.list_invoices, ws, {**portal, "after": after})
+            after = page["next_cursor"]
+        later, plans = _plans(billing.engine, h.list_invoices, ws, {**portal, "after": after})
+        key = lambda invoice: (invoice["issue_date"], invoice["number"])  # noqa: E731 - newest first
+        assert key(later["items"][0]) < key(page["items"][-1])
+        assert "ix_invoices_client_listing" in _uses_indexes("portal: a later page by cursor", plans)
+        assert _in_index_order(plans) and len(plans) == 1  # and no count
+        overdue, plans = _plans(billing.engine, h.list_invoices, ws, {**portal, "status": "overdue"})
+        assert overdue["total"] > 0 and all(i["display_status"] == "overdue" for i in overdue["items"])
+        assert _uses_indexes("portal: overdue", plans) & LISTING_INDEXES
+        found, plans = _plans(billing.engine, h.list_invoices, ws, {**portal, "search": "2024-0004"})
+        assert found["total"] > 0 and all("2024-0004" in i["number"] for i in found["items"])
+        assert _uses_indexes("portal: part of a number", plans)
+        _, plans = _plans(billing.engine, h.client_dashboard, ws, big)
+        assert _uses_indexes("the dashboard", plans) & LISTING_INDEXES
+    with acting_for(Scope(ws)):  # the admin API: the whole workspace
+        first, plans = _plans(billing.engine, h.list_invoices, ws, {"limit": 20})
+        assert first["total"] >= INVOICES * 0.99
+        assert "ix_invoices_listing" in _uses_indexes("workspace: first page", plans) and _in_index_order(plans)
+        later, plans = _plans(billing.engine, h.list_invoices, ws, {"limit": 20, "after": first["next_cursor"]})
+        assert "ix_invoices_listing" in _uses_indexes("workspace: the next page by cursor", plans)
+        assert _in_index_order(plans)
+        unpaid, plans = _plans(billing.engine, h.list_invoices, ws, {"limit": 20, "status": "unpaid"})
+        assert unpaid["total"] > 0
+        assert _uses_indexes("workspace: unpaid", plans) & LISTING_INDEXES
+        paid, plans = _plans(billing.engine, h.list_invoices, ws, {"limit": 20, "status": "paid"})
+        assert _uses_indexes("workspace: paid", plans) & LISTING_INDEXES
+        found, plans = _plans(billing.engine, h.list_invoices, ws, {"limit": 20, "search": "2021-0123"})
+        assert sorted(i["number"] for i in found["items"]) == [f"INV-2021-0123{d}" for d in range(10)]
+        _uses_indexes("workspace: part of a number", plans)

@@ -1,0 +1,90 @@
+"""The invoice listing's paging and search: a page after any other by cursor (keyset), the same rows as
+paging by offset, in every sort; "part of a number" anywhere in it. (The indexes behind them are checked
+with EXPLAIN on PostgreSQL in tests/integration/test_billing_read_model.py.)"""
+import base64
+import json
+
+import pytest
+
+from chassis.errors import Invalid
+from services.billing import handlers as h
+from tests.unit.test_billing_handlers import NOW, db, ws  # noqa: F401 - shared fixtures
+
+SORTS = {"date": "issue_date", "due_date": "due_date", "amount": "total", "number": "number"}
+
+
+@pytest.fixture
+def listed(db, ws):
+    """23 invoices over 5 issue dates and 4 amounts, so every sort has ties; two are paid."""
+    ws_id, client = ws
+    made = [db(h.create_invoice, ws_id, {"client_id": client, "send": True, "issue_date": f"2026-11-{1 + i % 5:02d}",
+                                         "due_date": f"2026-12-{1 + i % 3:02d}",
+                                         "lines": [{"description": "Work", "unit_price": 1000 * (1 + i % 4)}]})
+            for i in range(23)]
+    for invoice in made[:2]:
+        db(h.record_payment, ws_id, {"invoice_id": invoice["id"], "amount": invoice["total"]})
+    return ws_id, client, made
+
+
+def walk(db, ws_id, filters: dict) -> list[str]:
+    numbers, after = [], None
+    while True:
+        page = db(h.list_invoices, ws_id, {**filters, **({"after": after} if after else {})})
+        numbers += [i["number"] for i in page["items"]]
+        after = page["next_cursor"]
+        if after is None:
+            return numbers
+
+
+def test_pages_by_cursor_hold_the_same_rows_as_pages_by_offset_in_the_sorts_order(db, listed):
+    ws_id, client, made = listed
+    for sort in ("-date", "date", "due_date", "-due_date", "-amount", "amount", "number", "-number"):
+        key = SORTS[sort.lstrip("-")]
+        expected = [i["number"] for i in sorted(made, key=lambda i: (i[key], i["number"]),
+                                                reverse=sort.startswith("-"))]
+        by_offset = [i["number"] for offset in range(0, 25, 5)
+                     for i in db(h.list_invoices, ws_id, {"sort": sort, "limit": 5, "offset": offset})["items"]]
+        assert walk(db, ws_id, {"sort": sort, "limit": 5}) == by_offset == expected, sort
+        assert walk(db, ws_id, {"sort": sort, "limit": 23}) == expected, sort  # a full last page: no next
+
+
+def test_a_cursor_keeps_the_filters_and_the_portals_view(db, listed):
+    ws_id, client, made = listed
+    unpaid = walk(db, ws_id, {"client_id": client, "portal": True, "status": "unpaid", "limit": 4})
+    assert sorted(unpaid) == sorted(i["number"] for i in made[2:])
+    first = db(h.list_invoices, ws_id, {"status": "unpaid", "limit": 4})
+    assert (first["total"], first["offset"], len(first["items"])) == (21, 0, 4)
+    second = db(h.list_invoices, ws_id, {"status": "unpaid", "limit": 4, "after": first["next_cursor"]})
+    assert [i["number"] for i in second["items"]] == unpaid[4:8]
+    assert second["total"] is None  # the first page counted; counting again would read every row
+
+
+def _token(keys) -> str:
+    return base64.urlsafe_b64encode(json.dumps(keys).encode()).decode().rstrip("=")
+
+
+def test_a_cursor_is_for_its_own_sort_and_does_not_combine_with_an_offset(db, listed):
+    ws_id, _, _ = listed
+    cursor = db(h.list_invoices, ws_id, {"sort": "-date", "limit": 2})["next_cursor"]
+    forged = [["-date", 1, "INV"], ["amount", 2**64, "INV"], ["number", "INV\x00"], ["number", "9" * 51], {"-date": 1}]
+    for bad in ({"after": cursor, "sort": "amount"}, {"after": cursor, "offset": 2}, {"after": "not a cursor"},
+                {"after": cursor[:-4]}, {"after": "é"},
+                *({"after": _token(f), "sort": f[0] if isinstance(f, list) else "-date"} for f in forged)):
+        with pytest.raises(Invalid) as refused:
+            db(h.list_invoices, ws_id, {"limit": 2, **bad})
+        assert set(refused.value.fields) == {"after"}
+
+
+def test_part_of_a_number_is_found_anywhere_in_it_whatever_the_case(db, listed):
+    ws_id, client, made = listed
+    numbers = [i["number"] for i in made]  # INV-2026-00001 ...
+
+    def found(term, **filters):
+        listing = db(h.list_invoices, ws_id, {"search": term, "limit": 100, **filters})
+        return sorted(i["number"] for i in listing["items"])
+
+    assert found(numbers[11][-3:]) == [numbers[11]]  # the end of one
+    assert found("inv-2026-0001") == sorted(n for n in numbers if "-0001" in n)  # the start, any case
+    assert found("6-000") == sorted(numbers)  # the middle
+    assert found("2026-00012", client_id=client, portal=True) == [numbers[11]]
+    assert found("%") == found("no-such-number") == []  # no pattern characters: the text itself
