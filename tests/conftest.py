@@ -17,9 +17,11 @@ import sys
 import time
 import uuid
 from contextlib import contextmanager
+from datetime import date, datetime
 from email import policy
 from pathlib import Path
 from urllib.parse import urlparse
+from zoneinfo import ZoneInfo
 
 import psycopg2
 import pytest
@@ -277,6 +279,15 @@ def refused_within(answer, seconds: float = 1.0, refused=(303, 401)):
 def link_token(message) -> str:
     text = message.get_body(("plain",)).get_content()
     return re.search(r"/login/verify\?token=([A-Za-z0-9_-]+)", text).group(1)
+
+
+SEEDED_TIME_ZONE = ZoneInfo("America/New_York")  # the seeded business's (services/billing/seed.py)
+
+
+def business_today() -> date:
+    """Today by the seeded business's calendar, which due dates, reminders and recurring runs follow:
+    from midnight UTC to midnight in New York it is still yesterday there."""
+    return datetime.now(SEEDED_TIME_ZONE).date()
 
 
 def services_rpc(stack, workspace_id: str | None = None, timeout: float = 30):

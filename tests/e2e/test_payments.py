@@ -7,12 +7,11 @@ from __future__ import annotations
 import concurrent.futures
 import random
 import time
-from datetime import date
 
 import pytest
 import requests
 
-from tests.conftest import new_portal_client, services_rpc, sign_in
+from tests.conftest import business_today, new_portal_client, services_rpc, sign_in
 from tests.e2e.payments_support import (CARD_3DS, CARD_OK, assert_ledger_matches_stripe, attempt_status, deliver,
                                         paid_by_card, pay_card, query, save_card, signed, start, stripe_client,
                                         wait_until)
@@ -259,7 +258,7 @@ def test_autopay_for_a_recurring_invoice(stack, card, paid):
     save_card(session, stack, card)
     with services_rpc(stack, made["workspace_id"]) as rpc:
         rpc.billing.create_recurring(made["workspace_id"], {
-            "client_id": made["client"]["id"], "frequency": "monthly", "start_date": date.today().isoformat(),
+            "client_id": made["client"]["id"], "frequency": "monthly", "start_date": business_today().isoformat(),
             "autopay": True, "lines": [{"description": "Retainer", "quantity": 1, "unit_price": 25000}]})
     issued = wait_until(lambda: query(stack, "billing", "SELECT id, status FROM invoices WHERE client_id = %s",
                                       made["client"]["id"]), what="the recurring invoice")

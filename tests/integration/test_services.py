@@ -12,7 +12,7 @@ import pytest
 import requests
 from kombu import Connection, Exchange
 
-from tests.conftest import SIGN_IN, Browser, link_token, services_rpc, sign_in
+from tests.conftest import SIGN_IN, Browser, business_today, link_token, services_rpc, sign_in
 
 pytestmark = pytest.mark.integration
 
@@ -161,7 +161,7 @@ def test_sign_ins_reach_billing_activity_through_events(stack):
 
 
 def test_a_due_reminder_is_emailed_once_by_documents(stack):
-    from datetime import date, timedelta
+    from datetime import timedelta
 
     email = f"remind-{uuid.uuid4().hex[:6]}@example.com"
     [(workspace_id,)] = query(stack.databases["billing"], "SELECT id FROM workspaces WHERE name = 'Acme Studio'")
@@ -169,8 +169,8 @@ def test_a_due_reminder_is_emailed_once_by_documents(stack):
         client = rpc.billing.create_client(workspace_id, {"name": "Reminded Ltd", "timezone": "UTC", "contacts": [
             {"email": email, "name": "Rita", "portal_access": True}]})
         rpc.billing.create_invoice(workspace_id, {
-            "client_id": client["id"], "send": True, "issue_date": date.today().isoformat(),
-            "due_date": (date.today() + timedelta(days=3)).isoformat(),
+            "client_id": client["id"], "send": True, "issue_date": business_today().isoformat(),
+            "due_date": (business_today() + timedelta(days=3)).isoformat(),
             "lines": [{"description": "Reminder test", "unit_price": 4200}]})
     [message] = stack.outbox.wait_for(email, 1, timeout=20, subject="is due on")
     assert "$42.00" in message.get_body(("plain",)).get_content()
