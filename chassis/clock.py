@@ -5,6 +5,7 @@ handed the time: handlers take `now`, services inject `ServiceBase.clock`, a uni
 events with its own clock. Tests then fix the time by passing another clock, never by patching this
 module. A test bans `datetime.now`, `datetime.utcnow` and `date.today` everywhere else.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

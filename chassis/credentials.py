@@ -11,6 +11,7 @@ passes; a credential carries no expiry of its own for a library to check against
 Ending a session early (sign-out, portal access turned off) is not in the credential: auth and
 billing publish it, and every gateway keeps the list (services/gateway/revocations.py).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -66,8 +67,10 @@ class Limits:
 
     @classmethod
     def from_env(cls) -> Limits:
-        return cls(idle=timedelta(minutes=settings.env_int("AUTH_SESSION_IDLE_MINUTES", 30)),
-                   absolute=timedelta(minutes=settings.env_int("AUTH_SESSION_ABSOLUTE_MINUTES", 12 * 60)))
+        return cls(
+            idle=timedelta(minutes=settings.env_int("AUTH_SESSION_IDLE_MINUTES", 30)),
+            absolute=timedelta(minutes=settings.env_int("AUTH_SESSION_ABSOLUTE_MINUTES", 12 * 60)),
+        )
 
 
 @dataclass(frozen=True)
@@ -100,10 +103,18 @@ class Session:
 
     def view(self, limits: Limits) -> dict:
         """What pages and the API show of the session (and auth's sign-in answer)."""
-        return {"session_id": self.session_id, "contact_id": self.contact_id, "client_id": self.client_id,
-                "workspace_id": self.workspace_id, "email": self.email, "name": self.name, "locale": self.locale,
-                "created_at": self.started_at.isoformat(), "last_seen_at": self.seen_at.isoformat(),
-                "expires_at": self.expires_at(limits).isoformat()}
+        return {
+            "session_id": self.session_id,
+            "contact_id": self.contact_id,
+            "client_id": self.client_id,
+            "workspace_id": self.workspace_id,
+            "email": self.email,
+            "name": self.name,
+            "locale": self.locale,
+            "created_at": self.started_at.isoformat(),
+            "last_seen_at": self.seen_at.isoformat(),
+            "expires_at": self.expires_at(limits).isoformat(),
+        }
 
 
 def _epoch(moment: datetime) -> int:
@@ -117,11 +128,18 @@ def _moment(value) -> datetime:
 
 
 def issue(session: Session, keys: Keys) -> str:
-    claims = {"sid": session.session_id, "sub": session.contact_id, "cli": session.client_id,
-              "ws": session.workspace_id, "email": session.email, "name": session.name, "loc": session.locale,
-              "iat": _epoch(session.started_at), "seen": _epoch(session.seen_at)}
-    return jwt.encode(claims, keys.secrets[keys.signing_kid], algorithm=ALGORITHM,
-                      headers={"kid": keys.signing_kid})
+    claims = {
+        "sid": session.session_id,
+        "sub": session.contact_id,
+        "cli": session.client_id,
+        "ws": session.workspace_id,
+        "email": session.email,
+        "name": session.name,
+        "loc": session.locale,
+        "iat": _epoch(session.started_at),
+        "seen": _epoch(session.seen_at),
+    }
+    return jwt.encode(claims, keys.secrets[keys.signing_kid], algorithm=ALGORITHM, headers={"kid": keys.signing_kid})
 
 
 def read(token: str, keys: Keys) -> Session:
@@ -134,13 +152,28 @@ def read(token: str, keys: Keys) -> Session:
         if secret is None:
             raise Refused("forged")
         # iat is ours to check against the caller's clock; the library would read the wall clock
-        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={
-            "verify_iat": False, "verify_exp": False, "verify_nbf": False, "require": ["sid", "sub", "ws", "iat"]})
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            options={
+                "verify_iat": False,
+                "verify_exp": False,
+                "verify_nbf": False,
+                "require": ["sid", "sub", "ws", "iat"],
+            },
+        )
     except jwt.PyJWTError:
         raise Refused("forged") from None
     try:
-        texts = [claims["sid"], claims["sub"], claims["cli"], claims["ws"], claims.get("email") or "",
-                 claims.get("name") or ""]
+        texts = [
+            claims["sid"],
+            claims["sub"],
+            claims["cli"],
+            claims["ws"],
+            claims.get("email") or "",
+            claims.get("name") or "",
+        ]
     except KeyError:
         raise Refused("forged") from None
     locale = claims.get("loc")

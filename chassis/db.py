@@ -1,4 +1,5 @@
 """SQLAlchemy 2 engine, unit of work and Alembic-at-start for one service's own database."""
+
 from __future__ import annotations
 
 import logging
@@ -38,8 +39,10 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
 
 # Transaction-local (is_local=true) settings: they end with the transaction, so a pooled connection
 # never carries one worker's scope into the next worker's transaction.
-_SCOPE_SQL = ("SELECT set_config('app.workspace_id', %(workspace_id)s, true), "
-              "set_config('app.client_id', %(client_id)s, true), set_config('app.rls_bypass', %(bypass)s, true)")
+_SCOPE_SQL = (
+    "SELECT set_config('app.workspace_id', %(workspace_id)s, true), "
+    "set_config('app.client_id', %(client_id)s, true), set_config('app.rls_bypass', %(bypass)s, true)"
+)
 _SCOPED_AT_CHECKOUT = "portal_scoped_at_checkout"
 
 
@@ -161,8 +164,10 @@ def _run(context, connection: Connection, target_metadata: sa.MetaData) -> None:
 def _rls_expression(client_column: str | None) -> str:
     scoped = "workspace_id = current_setting('app.workspace_id', true)"
     if client_column:
-        scoped += (f" AND (coalesce(current_setting('app.client_id', true), '') = ''"
-                   f" OR {client_column} = current_setting('app.client_id', true))")
+        scoped += (
+            f" AND (coalesce(current_setting('app.client_id', true), '') = ''"
+            f" OR {client_column} = current_setting('app.client_id', true))"
+        )
     return f"current_setting('app.rls_bypass', true) = 'on' OR ({scoped})"
 
 

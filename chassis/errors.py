@@ -4,6 +4,7 @@ Services raise these and list them as `expected_exceptions`, so nameko does not 
 They are registered with nameko's `deserialize_to_instance`, so a caller (the gateway, the CLI)
 receives the same exception, field errors included, instead of a bare RemoteError.
 """
+
 from __future__ import annotations
 
 from nameko.exceptions import deserialize_to_instance
@@ -55,6 +56,7 @@ class Unauthorized(ServiceError):
 @deserialize_to_instance
 class Unavailable(ServiceError):
     """Something outside us (Stripe) did not answer; the outcome is unknown and a retry is safe."""
+
     status = 503
     title = "Temporarily unavailable"
 

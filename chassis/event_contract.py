@@ -6,6 +6,7 @@ Plain Python: the AsyncAPI document is read as YAML, and each message's payload 
 the AsyncAPI schema format) is checked with the `jsonschema` library; `$ref`s resolve inside the
 document itself.
 """
+
 from __future__ import annotations
 
 import functools
@@ -47,8 +48,11 @@ class EventContract:
                 event_type, version = pinned(messages[name])
                 if (event_type, version) in self.messages:
                     raise ValueError(f"{event_type} v{version} is documented twice")
-                validator = Draft7Validator({"$ref": f"{_BASE}#/components/messages/{name}/payload"},
-                                            registry=registry, format_checker=Draft7Validator.FORMAT_CHECKER)
+                validator = Draft7Validator(
+                    {"$ref": f"{_BASE}#/components/messages/{name}/payload"},
+                    registry=registry,
+                    format_checker=Draft7Validator.FORMAT_CHECKER,
+                )
                 self.messages[(event_type, version)] = Message(event_type, version, service, name, validator)
 
     def documented(self) -> set[tuple[str, int]]:

@@ -1,5 +1,6 @@
 """One envelope for every domain event, a transactional outbox with a relay, and an inbox
 that makes every consumer idempotent with bounded retries and a dead-letter table."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,10 @@ from chassis.logs import current_request_id
 
 log = logging.getLogger(__name__)
 
-def envelope(event_type: str, workspace_id: str | None, data: dict, version: int = 1,
-             occurred_at: datetime | None = None) -> dict:
+
+def envelope(
+    event_type: str, workspace_id: str | None, data: dict, version: int = 1, occurred_at: datetime | None = None
+) -> dict:
     return {
         "id": str(uuid.uuid4()),
         "type": event_type,
@@ -78,14 +81,18 @@ OUTBOX, INBOX, DEAD = _TABLES["outbox"], _TABLES["inbox"], _TABLES["dead_letters
 IDEMPOTENCY = _TABLES["idempotency_keys"]
 
 
-def add_to_outbox(conn: Connection, event_type: str, workspace_id, data: dict, version: int = 1,
-                  now: datetime | None = None) -> dict:
+def add_to_outbox(
+    conn: Connection, event_type: str, workspace_id, data: dict, version: int = 1, now: datetime | None = None
+) -> dict:
     """Record an event in the caller's transaction, dated `now` (the caller's clock)."""
     now = now or utcnow()
     event = envelope(event_type, workspace_id, data, version, occurred_at=now)
     conn.execute(
         OUTBOX.insert().values(
-            event_id=event["id"], event_type=event_type, body=json.dumps(event), created_at=now,
+            event_id=event["id"],
+            event_type=event_type,
+            body=json.dumps(event),
+            created_at=now,
             request_id=current_request_id(),
         )
     )
@@ -131,8 +138,9 @@ def consume_once(engine: Engine, consumer: str, event: dict, handle) -> bool:
     with engine.connect() as conn:
         try:
             with conn.begin():
-                seen = conn.execute(sa.select(INBOX.c.event_id).where(
-                    INBOX.c.consumer == consumer, INBOX.c.event_id == event_id)).first()
+                seen = conn.execute(
+                    sa.select(INBOX.c.event_id).where(INBOX.c.consumer == consumer, INBOX.c.event_id == event_id)
+                ).first()
                 if seen:
                     raise Duplicate()
                 handle(conn, event)
@@ -154,8 +162,9 @@ def add_request_id_column(op) -> None:
 def outbox_lag(engine: Engine, now: datetime | None = None) -> tuple[int, float]:
     """(unpublished outbox rows, age in seconds of the oldest of them; 0 when none)."""
     with engine.connect() as conn:
-        count, oldest = conn.execute(sa.select(sa.func.count(), sa.func.min(OUTBOX.c.created_at))
-                                     .where(OUTBOX.c.published_at.is_(None))).one()
+        count, oldest = conn.execute(
+            sa.select(sa.func.count(), sa.func.min(OUTBOX.c.created_at)).where(OUTBOX.c.published_at.is_(None))
+        ).one()
     if not count or oldest is None:
         return 0, 0.0
     return int(count), max(((now or utcnow()) - oldest).total_seconds(), 0.0)
@@ -172,8 +181,15 @@ def dead_letter(engine: Engine, consumer: str, event: dict, error: str) -> None:
 
 
 def add_dead_letter(conn: Connection, consumer: str, event: dict, error: str) -> None:
-    conn.execute(DEAD.insert().values(consumer=consumer, event_id=str(event.get("id", "?")),
-                                      body=json.dumps(event, default=str), error=error[:2000], failed_at=utcnow()))
+    conn.execute(
+        DEAD.insert().values(
+            consumer=consumer,
+            event_id=str(event.get("id", "?")),
+            body=json.dumps(event, default=str),
+            error=error[:2000],
+            failed_at=utcnow(),
+        )
+    )
 
 
 def list_dead_letters(engine: Engine, limit: int = 100) -> list[dict]:
@@ -199,8 +215,13 @@ def claim_dead_letter(engine: Engine, letter_id: int) -> dict | None:
 
 
 def _letter(row, with_body: bool) -> dict:
-    letter = {"id": row.id, "consumer": row.consumer, "event_id": row.event_id, "error": row.error,
-              "failed_at": row.failed_at.isoformat()}
+    letter = {
+        "id": row.id,
+        "consumer": row.consumer,
+        "event_id": row.event_id,
+        "error": row.error,
+        "failed_at": row.failed_at.isoformat(),
+    }
     if with_body:
         letter["event"] = json.loads(row.body)
     else:

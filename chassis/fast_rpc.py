@@ -28,6 +28,7 @@ service, docs/decisions.md "Benchmarks (issue 9)"):
 
 `install()` (called once by chassis.nameko_ext) puts all three in place.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -39,8 +40,8 @@ import amqp
 import kombu
 import kombu.serialization
 import nameko.rpc
-from kombu.exceptions import OperationalError
 from eventlet import patcher
+from kombu.exceptions import OperationalError
 from nameko.exceptions import IncorrectSignature, UnserializableValueError, serialize
 from nameko.messaging import QueueConsumer
 
@@ -64,12 +65,24 @@ class ReplyPublisher:
         self._connection: kombu.Connection | None = None
         self._channel = None
 
-    def publish(self, body, content_type: str, content_encoding: str, exchange: str, routing_key: str,
-                correlation_id: str | None) -> None:
+    def publish(
+        self,
+        body,
+        content_type: str,
+        content_encoding: str,
+        exchange: str,
+        routing_key: str,
+        correlation_id: str | None,
+    ) -> None:
         """Publish one reply; raises one of BROKER_ERRORS when the broker stays out of reach (about
         two seconds of retries: a restart's blip is ridden out, an outage is not waited for)."""
-        message = amqp.Message(body, content_type=content_type, content_encoding=content_encoding,
-                               correlation_id=correlation_id, delivery_mode=TRANSIENT)
+        message = amqp.Message(
+            body,
+            content_type=content_type,
+            content_encoding=content_encoding,
+            correlation_id=correlation_id,
+            delivery_mode=TRANSIENT,
+        )
         with self._lock:
             for attempt in (1, 2):
                 try:
@@ -148,8 +161,14 @@ class FastResponder(nameko.rpc.Responder):
         reply_to = properties["reply_to"]
         publisher = reply_publisher(self.amqp_uri, self.ssl, self.login_method)
         try:
-            publisher.publish(body, content_type, encoding, reply_exchange(reply_to, self.exchange.name), reply_to,
-                              properties.get("correlation_id"))
+            publisher.publish(
+                body,
+                content_type,
+                encoding,
+                reply_exchange(reply_to, self.exchange.name),
+                reply_to,
+                properties.get("correlation_id"),
+            )
         except BROKER_ERRORS as exc:
             # The broker is gone: the caller times out, as it would had the broker lost the reply. Raising
             # here would kill the service container (nameko treats a failing worker thread as fatal).
@@ -188,4 +207,3 @@ def install() -> None:
     nameko.rpc.Responder = FastResponder  # RpcConsumer looks `Responder` up per reply
     nameko.rpc.Rpc.check_signature = check_signature
     QueueConsumer.handle_message = handle_message
-

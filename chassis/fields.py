@@ -1,6 +1,7 @@
 """Input values checked for what they are, never converted: text is stored as the text that was sent or
 refused with a field error, so nothing is ever stored as Python's spelling of another value ("None",
 "True", "[...]", "{...}")."""
+
 from __future__ import annotations
 
 from chassis.errors import Invalid

@@ -4,6 +4,7 @@ Each service keeps `locale/<language>/LC_MESSAGES/messages.po` next to its templ
 parsed and compiled in memory (Babel's read_po/write_mo), so there is no .mo build step to forget and
 a corrected translation ships with the code. A language without a catalogue falls back to the msgids
 (English)."""
+
 from __future__ import annotations
 
 import functools
@@ -31,7 +32,7 @@ def translations(language: str, locale_dir: Path) -> NullTranslations:
 
 
 def language_of(locale: str | None) -> str:
-    """"de" for "de_DE" (or "de-DE"); "en" for anything Babel cannot parse."""
+    """ "de" for "de_DE" (or "de-DE"); "en" for anything Babel cannot parse."""
     try:
         return Locale.parse(locale.replace("-", "_")).language
     except (ValueError, TypeError, AttributeError, UnknownLocaleError):

@@ -1,6 +1,7 @@
 """Idempotency keys for state-changing RPCs: the first call with a key runs and its answer is kept
 in the same transaction; a repeat (a retried request, a double submit) gets that answer back and
 changes nothing. The same key with a different request is refused, as Stripe does."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,8 +13,8 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from chassis.errors import Conflict, Invalid
 from chassis.clock import utcnow
+from chassis.errors import Conflict, Invalid
 from chassis.events import IDEMPOTENCY
 
 MISSING = object()
@@ -40,8 +41,11 @@ def claim(uow, key: str, fingerprint: str):
     if not key or len(key) > 250:
         raise Invalid("An idempotency key is 1 to 200 characters.", idempotency_key="1-200 characters")
     dialect = postgresql if uow.conn.dialect.name == "postgresql" else sqlite
-    inserted = uow.execute(dialect.insert(IDEMPOTENCY).values(key=key, request_hash=fingerprint, created_at=utcnow())
-                           .on_conflict_do_nothing(index_elements=["key"])).rowcount
+    inserted = uow.execute(
+        dialect.insert(IDEMPOTENCY)
+        .values(key=key, request_hash=fingerprint, created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["key"])
+    ).rowcount
     if inserted == 1:
         return MISSING
     row = uow.execute(sa.select(IDEMPOTENCY).where(IDEMPOTENCY.c.key == key)).first()
@@ -51,16 +55,17 @@ def claim(uow, key: str, fingerprint: str):
 
 
 def keep(uow, key: str, result) -> None:
-    uow.execute(IDEMPOTENCY.update().where(IDEMPOTENCY.c.key == key)
-                .values(result=json.dumps(result, default=str)))
+    uow.execute(IDEMPOTENCY.update().where(IDEMPOTENCY.c.key == key).values(result=json.dumps(result, default=str)))
 
 
 def create_table(op) -> None:
     """The migration step every service shares (the same table as chassis.events.define_tables)."""
     from chassis.db import UtcDateTime
 
-    op.create_table("idempotency_keys",
-                    sa.Column("key", sa.String(length=250), primary_key=True),
-                    sa.Column("request_hash", sa.String(length=64), nullable=False),
-                    sa.Column("result", sa.Text(), nullable=True),
-                    sa.Column("created_at", UtcDateTime(timezone=True), nullable=False))
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("key", sa.String(length=250), primary_key=True),
+        sa.Column("request_hash", sa.String(length=64), nullable=False),
+        sa.Column("result", sa.Text(), nullable=True),
+        sa.Column("created_at", UtcDateTime(timezone=True), nullable=False),
+    )

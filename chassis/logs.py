@@ -1,4 +1,5 @@
 """JSON logging with a correlation (request) id that follows a request across services."""
+
 from __future__ import annotations
 
 import contextvars

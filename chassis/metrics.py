@@ -4,12 +4,14 @@ Each service process serves them at `GET /metrics` on its own HTTP address (chas
 `ServiceBase`). The gateway has its own (services/gateway/metrics.py). Every series carries the
 service name, so one dashboard can sum or split replicas and services alike.
 """
+
 from __future__ import annotations
 
 import logging
 
 import prometheus_client
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
+
 # Every name here is a classic one, so the 0.0.4 text format, which every Prometheus reads, says it all.
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4 as CONTENT_TYPE
 
@@ -23,33 +25,48 @@ LATENCY_BUCKETS = (0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5
 RENDER_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 
 RPC_DURATION = Histogram(
-    "portal_rpc_duration_seconds", "Time a service took to answer an RPC call, reply included.",
-    ["service", "method", "outcome"], buckets=LATENCY_BUCKETS)
+    "portal_rpc_duration_seconds",
+    "Time a service took to answer an RPC call, reply included.",
+    ["service", "method", "outcome"],
+    buckets=LATENCY_BUCKETS,
+)
 EVENTS_HANDLED = Counter(
-    "portal_events_handled", "Events a consumer finished with: processed, duplicate (seen before) or dead_lettered.",
-    ["service", "consumer", "outcome"])
+    "portal_events_handled",
+    "Events a consumer finished with: processed, duplicate (seen before) or dead_lettered.",
+    ["service", "consumer", "outcome"],
+)
 EVENT_RETRIES = Counter(
-    "portal_event_retries", "Failed tries of an event handler that were retried after a backoff.",
-    ["service", "consumer"])
+    "portal_event_retries",
+    "Failed tries of an event handler that were retried after a backoff.",
+    ["service", "consumer"],
+)
 DEAD_LETTERED = Counter(
-    "portal_dead_letters", "Events parked in the dead_letters table by this process.", ["service", "consumer"])
+    "portal_dead_letters", "Events parked in the dead_letters table by this process.", ["service", "consumer"]
+)
 # A gauge may not share the counter's family name `portal_dead_letters` in one exposition.
 DEAD_LETTERS_PARKED = Gauge(
-    "portal_dead_letters_parked", "Letters in the service's dead_letters table now (read at scrape time).",
-    ["service"])
-OUTBOX_PENDING = Gauge(
-    "portal_outbox_pending", "Outbox rows not yet published (read at scrape time).", ["service"])
+    "portal_dead_letters_parked", "Letters in the service's dead_letters table now (read at scrape time).", ["service"]
+)
+OUTBOX_PENDING = Gauge("portal_outbox_pending", "Outbox rows not yet published (read at scrape time).", ["service"])
 OUTBOX_OLDEST = Gauge(
-    "portal_outbox_oldest_seconds", "Age of the oldest unpublished outbox row; 0 when none (read at scrape time).",
-    ["service"])
+    "portal_outbox_oldest_seconds",
+    "Age of the oldest unpublished outbox row; 0 when none (read at scrape time).",
+    ["service"],
+)
 PDF_RENDER = Histogram(
-    "portal_pdf_render_seconds", "Time to render one PDF that was not cached, waiting for a render process included.",
-    ["kind"], buckets=RENDER_BUCKETS)
+    "portal_pdf_render_seconds",
+    "Time to render one PDF that was not cached, waiting for a render process included.",
+    ["kind"],
+    buckets=RENDER_BUCKETS,
+)
 TIMER_JOBS = Counter(
-    "portal_timer_jobs", "Runs of a timer's job (billing's sweep: recurring invoices, reminders), by outcome.",
-    ["service", "job", "outcome"])
+    "portal_timer_jobs",
+    "Runs of a timer's job (billing's sweep: recurring invoices, reminders), by outcome.",
+    ["service", "job", "outcome"],
+)
 PAYMENTS = Counter(
-    "portal_payments", "Payment outcomes, counted when payments publishes the outcome's event.", ["outcome"])
+    "portal_payments", "Payment outcomes, counted when payments publishes the outcome's event.", ["outcome"]
+)
 
 OK, REFUSED, ERROR = "ok", "refused", "error"
 

@@ -1,4 +1,5 @@
 """Money as integer minor units plus an ISO 4217 currency; formatting with Babel."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

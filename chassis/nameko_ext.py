@@ -1,6 +1,7 @@
 """nameko glue shared by the services: database dependency, request-id propagation, the outbox
 relay timer, idempotent event handlers with bounded retries, a ping for health checks, and each
 process's HTTP endpoint for metrics, liveness and readiness."""
+
 from __future__ import annotations
 
 import contextlib
@@ -21,8 +22,7 @@ from nameko.timer import timer
 from nameko.web.handlers import http
 
 from chassis import db as dbmod
-from chassis import fast_rpc
-from chassis import events, idempotency, metrics, settings
+from chassis import events, fast_rpc, idempotency, metrics, settings
 from chassis.clock import Clock, utcnow
 from chassis.errors import EXPECTED, NotFound, ServiceError, Unavailable
 from chassis.logs import request_id_var
@@ -45,8 +45,10 @@ def _tolerate_lost_connection(method):
         try:
             return method(self, message)
         except OSError as exc:
-            log.warning("message not acked: the broker connection is gone; it will be redelivered",
-                        extra={"error": repr(exc)})
+            log.warning(
+                "message not acked: the broker connection is gone; it will be redelivered", extra={"error": repr(exc)}
+            )
+
     return tolerant
 
 
@@ -192,8 +194,16 @@ class RpcMetrics(DependencyProvider):
     that changes something, fails or is slow (RPC_LOG_SLOW_MS) is logged."""
 
     QUIET = {"ping"}  # health checks call it every few seconds
-    READS = ("get_", "list_", "client_dashboard", "client_balances", "statement", "booking_options",
-             "check_session", "recent_emails")
+    READS = (
+        "get_",
+        "list_",
+        "client_dashboard",
+        "client_balances",
+        "statement",
+        "booking_options",
+        "check_session",
+        "recent_emails",
+    )
 
     def __init__(self):
         self._started: dict = {}
@@ -216,8 +226,12 @@ class RpcMetrics(DependencyProvider):
         metrics.RPC_DURATION.labels(self.container.service_name, name, outcome).observe(elapsed)
         if name in self.QUIET:
             level = logging.DEBUG
-        elif outcome == metrics.OK and elapsed < self.slow and name.startswith(self.READS) \
-                and next(self._reads) % self.sample:
+        elif (
+            outcome == metrics.OK
+            and elapsed < self.slow
+            and name.startswith(self.READS)
+            and next(self._reads) % self.sample
+        ):
             return  # counted above; one in `sample` is logged
         else:
             level = logging.INFO if outcome != metrics.ERROR else logging.WARNING
@@ -253,7 +267,8 @@ class ContainerProbe(DependencyProvider):
         queue_consumers = [ext for ext in self.container.subextensions if isinstance(ext, QueueConsumer)]
         channels = [c.channel for qc in queue_consumers for c in list(qc._consumers.values())]
         return bool(channels) and all(
-            getattr(ch, "is_open", False) and getattr(ch.connection, "connected", False) for ch in channels)
+            getattr(ch, "is_open", False) and getattr(ch.connection, "connected", False) for ch in channels
+        )
 
 
 def _json(status: int, body: dict):
@@ -318,8 +333,12 @@ class ServiceBase:
         if letter is None:
             raise NotFound(f"No dead letter {letter_id} in {self.name}.")
         handled = self.replay_parked(letter["consumer"].split(".", 1)[1], letter["event"])
-        return {"id": letter["id"], "consumer": letter["consumer"], "event_id": letter["event_id"],
-                "handled": bool(handled)}
+        return {
+            "id": letter["id"],
+            "consumer": letter["consumer"],
+            "event_id": letter["event_id"],
+            "handled": bool(handled),
+        }
 
     def replay_parked(self, consumer: str, event: dict):
         """Run one consumer method (a `consumes` wrapper) on a parked event, in this worker."""
@@ -362,8 +381,7 @@ class ServiceBase:
     @http("GET", "/readyz")
     def http_readyz(self, request):
         """Readiness: the database answers SELECT 1 and the broker connection is up."""
-        checks = {"database": self._database_check(),
-                  "broker": {"ok": self.probe.broker_connected()}}
+        checks = {"database": self._database_check(), "broker": {"ok": self.probe.broker_connected()}}
         ready = all(check["ok"] for check in checks.values())
         return _json(200 if ready else 503, {"service": self.name, "ready": ready, "checks": checks})
 
@@ -401,15 +419,18 @@ def consumes(source_service: str, event_type: str, max_attempts: int | None = No
                 try:
                     now = self.clock()
                     with acting_for(scope_of_event(event)):  # the event's workspace, and only it
-                        handled = events.consume_once(self.db.engine, consumer, event,
-                                                      lambda conn, e: _joined(fn, self, conn, now, e))
+                        handled = events.consume_once(
+                            self.db.engine, consumer, event, lambda conn, e: _joined(fn, self, conn, now, e)
+                        )
                     _handled(self.name, consumer, event, "processed" if handled else "duplicate", started)
                     return handled
                 except Exception as exc:  # noqa: BLE001 - anything may fail; we retry then park it
                     refused = isinstance(exc, ServiceError) and not isinstance(exc, Unavailable)
                     if refused:  # a business rule said no: retrying cannot help, park it now
-                        log.error("event refused by a business rule", extra={
-                            "consumer": consumer, "event_id": event.get("id"), "error": repr(exc)})
+                        log.error(
+                            "event refused by a business rule",
+                            extra={"consumer": consumer, "event_id": event.get("id"), "error": repr(exc)},
+                        )
                     if refused or not _retry_later(consumer, event, attempt, max_attempts, base_delay, repr(exc)):
                         events.dead_letter(self.db.engine, consumer, event, repr(exc))
                         metrics.DEAD_LETTERED.labels(self.name, consumer).inc()
@@ -432,15 +453,24 @@ def _joined(fn, service, conn, now, event) -> None:
 
 def _handled(service: str, consumer: str, event: dict, outcome: str, started: float) -> None:
     metrics.EVENTS_HANDLED.labels(service, consumer, outcome).inc()
-    log.info("event handled", extra={"consumer": consumer, "event_type": event.get("type"),
-                                     "event_id": event.get("id"), "outcome": outcome,
-                                     "ms": round((time.perf_counter() - started) * 1000, 2)})
+    log.info(
+        "event handled",
+        extra={
+            "consumer": consumer,
+            "event_type": event.get("type"),
+            "event_id": event.get("id"),
+            "outcome": outcome,
+            "ms": round((time.perf_counter() - started) * 1000, 2),
+        },
+    )
 
 
 def _retry_later(consumer: str, event: dict, attempt: int, max_attempts: int, base_delay: float, error: str) -> bool:
     """Log the failure and sleep before the next attempt (exponential backoff); False when out of tries."""
-    log.warning("event handler failed", extra={
-        "consumer": consumer, "event_id": event.get("id"), "attempt": attempt, "error": error})
+    log.warning(
+        "event handler failed",
+        extra={"consumer": consumer, "event_id": event.get("id"), "attempt": attempt, "error": error},
+    )
     if attempt >= max_attempts:
         return False
     eventlet.sleep(base_delay * 2 ** (attempt - 1))

@@ -5,6 +5,7 @@ its callers, and their callers, for good. `TimedRpcProxy` is a drop-in replaceme
 up after `SERVICE_RPC_TIMEOUT` seconds (or the timeout given) with `Unavailable` (503), which the
 gateway shows as "temporarily unavailable" and the event consumers retry, then dead-letter.
 """
+
 from __future__ import annotations
 
 import eventlet
@@ -72,5 +73,8 @@ class TimedRpcProxy(RpcProxy):
         self.timeout = timeout
 
     def get_dependency(self, worker_ctx):
-        return _TimedService(super().get_dependency(worker_ctx), self.target_service,
-                             self.timeout if self.timeout is not None else default_timeout())
+        return _TimedService(
+            super().get_dependency(worker_ctx),
+            self.target_service,
+            self.timeout if self.timeout is not None else default_timeout(),
+        )

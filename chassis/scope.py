@@ -14,6 +14,7 @@ bypasses the policies: the entrypoints and code paths that may are an allow-list
 Under eventlet each green thread has its own contextvars, so concurrent workers never see each
 other's scope.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -25,8 +26,8 @@ CONTEXT_KEY = "scope"  # the nameko context-data key (sent as the `nameko.scope`
 
 # Where an entrypoint's scope comes from.
 CALLER = "caller"  # the caller's scope, from the message; a call without one sees nothing
-EVENT = "event"    # the workspace the event belongs to (its envelope's workspace_id)
-OWN = "own"        # nothing at first: the entrypoint enters the scopes it works in (timers)
+EVENT = "event"  # the workspace the event belongs to (its envelope's workspace_id)
+OWN = "own"  # nothing at first: the entrypoint enters the scopes it works in (timers)
 SYSTEM_WIDE = "system"  # every workspace (allow-listed: lookups that precede knowing the workspace)
 KINDS = (CALLER, EVENT, OWN, SYSTEM_WIDE)
 

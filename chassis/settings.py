@@ -1,4 +1,5 @@
 """Settings read from the environment, with embedded-default fallbacks for development."""
+
 from __future__ import annotations
 
 import os

@@ -6,6 +6,7 @@ A reference is `<payload>.<signature>`, both base64url without padding; the payl
 expiry in `exp` (Unix seconds). It is opaque to anyone without the secret, and a reference that was
 altered, signed with another secret, or has expired is refused. Callers pass the time (`now`).
 """
+
 from __future__ import annotations
 
 import base64
@@ -40,8 +41,9 @@ def issue(secret: bytes, payload: dict, now: datetime, ttl: timedelta) -> str:
     """A reference to `payload` that works until now + ttl."""
     if not secret:
         raise ValueError("signing needs a secret")
-    body = _b64(json.dumps({**payload, "exp": int((now + ttl).timestamp())}, separators=(",", ":"),
-                           sort_keys=True).encode())
+    body = _b64(
+        json.dumps({**payload, "exp": int((now + ttl).timestamp())}, separators=(",", ":"), sort_keys=True).encode()
+    )
     return f"{body}.{_b64(_mac(secret, body))}"
 
 

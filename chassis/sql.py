@@ -1,6 +1,7 @@
 """SQL that PostgreSQL and SQLite spell differently, as SQLAlchemy constructs: the date at a moment in
 a time zone, and JSON built by the database, so that one statement can answer with lists inside its
 row (`json_rows`, read back with `rows_from_json`)."""
+
 from __future__ import annotations
 
 import json
@@ -104,12 +105,18 @@ def json_rows(query: sa.Select, order_by, limit: int) -> sa.ScalarSelect:
     """The first `limit` rows of `query` in `order_by` order as one JSON array of objects (column name:
     value), a scalar subquery for another statement's columns. Each object carries its position,
     since an aggregate's input order is not something either database promises."""
-    rows = (query.add_columns(sa.func.row_number().over(order_by=order_by).label(POSITION))
-            .order_by(*order_by).limit(limit).subquery())
+    rows = (
+        query.add_columns(sa.func.row_number().over(order_by=order_by).label(POSITION))
+        .order_by(*order_by)
+        .limit(limit)
+        .subquery()
+    )
     pairs = []
     for column in rows.c:
-        pairs += [sa.literal_column(f"'{column.name}'"),
-                  as_json(column) if isinstance(column.type, sa.JSON) else column]
+        pairs += [
+            sa.literal_column(f"'{column.name}'"),
+            as_json(column) if isinstance(column.type, sa.JSON) else column,
+        ]
     return sa.select(json_array_agg(json_object(*pairs))).select_from(rows).scalar_subquery()
 
 

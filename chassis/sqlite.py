@@ -16,6 +16,7 @@ This works at the DB-API level (a sqlite3.Connection subclass), under SQLAlchemy
 sqlite3 runs in autocommit mode and this module opens each write transaction itself, as pysqlite's
 own legacy mode did (reads before the first write run outside a transaction).
 """
+
 from __future__ import annotations
 
 import re
@@ -33,8 +34,9 @@ WRITE_TIMEOUT = 30.0  # seconds a writer waits for the gate, then for the file's
 RETRY_EVERY = 0.02  # seconds between BEGIN IMMEDIATE attempts (a cooperative sleep under eventlet)
 # Statements that write (or open a savepoint, which starts a transaction); pysqlite's legacy mode
 # opened its implicit transaction before the same ones.
-_WRITE = re.compile(r"^\s*(?:INSERT|UPDATE|DELETE|REPLACE|SAVEPOINT|WITH\b[\s\S]*\b(?:INSERT|UPDATE|DELETE)\b)",
-                    re.IGNORECASE)
+_WRITE = re.compile(
+    r"^\s*(?:INSERT|UPDATE|DELETE|REPLACE|SAVEPOINT|WITH\b[\s\S]*\b(?:INSERT|UPDATE|DELETE)\b)", re.IGNORECASE
+)
 
 
 class WriteGate:
@@ -51,7 +53,8 @@ class WriteGate:
         if self.owner == me and self.holder is not connection:
             raise sqlite3.OperationalError(
                 "this thread already writes through another connection to the same database: a unit of work "
-                "nested in another that writes would wait for itself")
+                "nested in another that writes would wait for itself"
+            )
         if not self._lock.acquire(timeout=timeout):
             raise sqlite3.OperationalError(f"database is locked: waited {timeout:.0f} s for the write gate")
         self.holder, self.owner = connection, me
@@ -107,7 +110,8 @@ class GatedConnection(sqlite3.Connection):
                     raise
                 if time.monotonic() >= deadline:
                     raise sqlite3.OperationalError(
-                        f"database is locked: another process held it for {WRITE_TIMEOUT:.0f} s") from exc
+                        f"database is locked: another process held it for {WRITE_TIMEOUT:.0f} s"
+                    ) from exc
                 time.sleep(RETRY_EVERY)  # eventlet's sleep where the process is monkey patched
 
     def commit(self) -> None:  # noqa: D102
@@ -146,8 +150,9 @@ def make_engine(url: str) -> Engine:
     gate = gate_for(path)
 
     def connect():
-        connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, factory=GatedConnection,
-                                     check_same_thread=False)
+        connection = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT, isolation_level=None, factory=GatedConnection, check_same_thread=False
+        )
         connection.gate = gate
         # SQL the PostgreSQL side has built in (chassis/sql.py)
         connection.create_function("portal_local_date", 2, sql.sqlite_local_date, deterministic=True)

@@ -3,6 +3,7 @@
 Also used by the integration and end-to-end tests, which start the same processes against
 PostgreSQL and a throwaway RabbitMQ vhost.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,12 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-SERVICES = {"auth": "AuthService", "billing": "BillingService", "payments": "PaymentsService",
-            "documents": "DocumentsService"}
+SERVICES = {
+    "auth": "AuthService",
+    "billing": "BillingService",
+    "payments": "PaymentsService",
+    "documents": "DocumentsService",
+}
 # Each service process serves /metrics, /healthz and /readyz at <SERVICE>_HTTP_ADDRESS (config.yml).
 HTTP_PORTS = {"auth": 9101, "billing": 9102, "payments": 9103, "documents": 9104}
 
@@ -54,14 +59,17 @@ def databases_with_roles(admin_url: str, prefix: str, services=tuple(SERVICES)):
     try:
         with admin.cursor() as cur:
             for service, name in names.items():
-                cur.execute(f'CREATE ROLE "{name}" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE '
-                            'PASSWORD %s', (passwords[service],))
+                cur.execute(
+                    f'CREATE ROLE "{name}" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD %s',
+                    (passwords[service],),
+                )
                 cur.execute(f'CREATE DATABASE "{name}" OWNER "{name}"')
         yield {
             "admin": {service: urlunparse(base._replace(path="/" + name)) for service, name in names.items()},
-            "service": {service: urlunparse(base._replace(path="/" + name,
-                                                          netloc=f"{name}:{passwords[service]}@{host}{port}"))
-                        for service, name in names.items()},
+            "service": {
+                service: urlunparse(base._replace(path="/" + name, netloc=f"{name}:{passwords[service]}@{host}{port}"))
+                for service, name in names.items()
+            },
         }
     finally:
         with admin.cursor() as cur:
@@ -96,8 +104,12 @@ def create_vhost(amqp_uri: str, name: str) -> str | None:
     auth = (parsed.username or "guest", parsed.password or "guest")
     try:
         requests.put(f"{api}/api/vhosts/{name}", auth=auth, timeout=5).raise_for_status()
-        requests.put(f"{api}/api/permissions/{name}/{auth[0]}", auth=auth, timeout=5,
-                     json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+        requests.put(
+            f"{api}/api/permissions/{name}/{auth[0]}",
+            auth=auth,
+            timeout=5,
+            json={"configure": ".*", "write": ".*", "read": ".*"},
+        ).raise_for_status()
     except requests.RequestException:
         return None
     return urlunparse(parsed._replace(path="/" + quote(name, safe="")))
@@ -119,7 +131,8 @@ def ensure_management(amqp_uri: str) -> str:
         return f"no RabbitMQ management API at {api.hostname}:{api.port} (a remote broker: not enabled from here)"
     plugins = shutil.which("rabbitmq-plugins") or next(
         (p for p in ("/usr/sbin/rabbitmq-plugins", "/usr/lib/rabbitmq/bin/rabbitmq-plugins") if os.access(p, os.X_OK)),
-        None)
+        None,
+    )
     if plugins is None:
         return "no RabbitMQ management API, and no rabbitmq-plugins here to enable it"
     command = [plugins, "enable", "--quiet", "rabbitmq_management"]
@@ -151,7 +164,9 @@ def ensure_broker(amqp_uri: str) -> str:
     if host not in ("localhost", "127.0.0.1", "::1"):
         raise SystemExit(f"RabbitMQ at {host}:{port} (AMQP_URI) is not answering; start it or fix AMQP_URI.")
     server = shutil.which("rabbitmq-server") or next(
-        (p for p in ("/usr/sbin/rabbitmq-server", "/usr/lib/rabbitmq/bin/rabbitmq-server") if os.access(p, os.X_OK)), None)
+        (p for p in ("/usr/sbin/rabbitmq-server", "/usr/lib/rabbitmq/bin/rabbitmq-server") if os.access(p, os.X_OK)),
+        None,
+    )
     if server:
         subprocess.run([server, "-detached"], check=False)
         wait_for(lambda: port_open(host, port), 90, "rabbitmq-server to listen")
@@ -164,14 +179,16 @@ def ensure_broker(amqp_uri: str) -> str:
         "No RabbitMQ is listening on {0}:{1}, none is installed, and Docker is not available.\n"
         "Install one:  sudo apt-get install rabbitmq-server   (Debian/Ubuntu)\n"
         "         or:  brew install rabbitmq && brew services start rabbitmq   (macOS)\n"
-        "         or:  set AMQP_URI to a broker you already run.".format(host, port))
+        "         or:  set AMQP_URI to a broker you already run.".format(host, port)
+    )
 
 
 class Stack:
     """The four services, the gateway and (optionally) localstripe as child processes."""
 
-    def __init__(self, env: dict, log_dir: Path, gateway_bind: str, with_localstripe: bool = True,
-                 localstripe_port: int = 8420):
+    def __init__(
+        self, env: dict, log_dir: Path, gateway_bind: str, with_localstripe: bool = True, localstripe_port: int = 8420
+    ):
         self.env = env
         self.log_dir = log_dir
         self.gateway_bind = gateway_bind
@@ -188,20 +205,30 @@ class Stack:
     def _spawn(self, name: str, argv: list[str], env: dict | None = None) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{name}.log", "ab")
-        self.procs[name] = subprocess.Popen(argv, cwd=ROOT, env=env or self.env, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[name] = subprocess.Popen(
+            argv, cwd=ROOT, env=env or self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
-    def start_service(self, name: str, process: str | None = None, http_address: str | None = None,
-                      env: dict | None = None) -> None:
+    def start_service(
+        self, name: str, process: str | None = None, http_address: str | None = None, env: dict | None = None
+    ) -> None:
         """One process of a service, with `env` added to the stack's environment. Its HTTP address: the
         one given, else the environment's, else a free port, so stacks and replicas started side by
         side never fight over one."""
         var = http_address_var(name)
         address = http_address or self.env.get(var) or f"127.0.0.1:{free_port()}"
         self.http_addresses[process or name] = address
-        self._spawn(process or name, [str(BIN / "nameko"), "run", "--config", f"services/{name}/config.yml",
-                                      f"services.{name}.service:{SERVICES[name]}"],
-                    {**self.env, **(env or {}), var: address})
+        self._spawn(
+            process or name,
+            [
+                str(BIN / "nameko"),
+                "run",
+                "--config",
+                f"services/{name}/config.yml",
+                f"services.{name}.service:{SERVICES[name]}",
+            ],
+            {**self.env, **(env or {}), var: address},
+        )
 
     def http_url(self, process: str) -> str:
         host, port = self.http_addresses[process].rsplit(":", 1)
@@ -212,8 +239,9 @@ class Stack:
             self.start_localstripe()
         for name in SERVICES:
             self.start_service(name)
-        self._spawn("gateway", [str(BIN / "gunicorn"), "-c", "services/gateway/gunicorn.conf.py",
-                                "--bind", self.gateway_bind])
+        self._spawn(
+            "gateway", [str(BIN / "gunicorn"), "-c", "services/gateway/gunicorn.conf.py", "--bind", self.gateway_bind]
+        )
 
     def start_localstripe(self) -> None:
         """localstripe (the stateful Stripe fake), told to send its signed webhooks to our gateway.
@@ -222,8 +250,9 @@ class Stack:
             extra = ["--from-scratch"] if self.env.get("LOCALSTRIPE_FROM_SCRATCH") else []
             self._spawn("localstripe", [str(BIN / "localstripe"), "--port", str(self.localstripe_port), *extra])
             wait_for(lambda: port_open("127.0.0.1", self.localstripe_port), 30, "localstripe to listen")
-        register_stripe_webhook(self.env["STRIPE_API_BASE"], f"{self.url}/webhooks/stripe",
-                                self.env["STRIPE_WEBHOOK_SECRET"])
+        register_stripe_webhook(
+            self.env["STRIPE_API_BASE"], f"{self.url}/webhooks/stripe", self.env["STRIPE_WEBHOOK_SECRET"]
+        )
 
     def healthy(self) -> bool:
         try:
@@ -264,8 +293,9 @@ class Stack:
 
 def register_stripe_webhook(api_base: str, url: str, secret: str, webhook_id: str = "portal") -> None:
     """localstripe's own configuration call: POST /_config/webhooks/<id> with the URL and secret."""
-    response = requests.post(f"{api_base.rstrip('/')}/_config/webhooks/{webhook_id}",
-                             data={"url": url, "secret": secret}, timeout=10)
+    response = requests.post(
+        f"{api_base.rstrip('/')}/_config/webhooks/{webhook_id}", data={"url": url, "secret": secret}, timeout=10
+    )
     response.raise_for_status()
 
 
@@ -300,14 +330,17 @@ def main() -> int:
         from services.billing.seed import main as seed  # billing's own seeding code, on billing's database
 
         seed()
-        print(f"""
+        print(
+            f"""
   Client portal:  {stack.url}
   Sign in as:     demo@example.com  (or other@example.com)
   Sign-in email:  {stack.url}/dev/mail  (also written to var/mail/*.eml)
   Health:         {stack.url}/healthz
-  Metrics:        {stack.url}/metrics  {' '.join(f'{stack.http_url(n)}/metrics' for n in SERVICES)}
+  Metrics:        {stack.url}/metrics  {" ".join(f"{stack.http_url(n)}/metrics" for n in SERVICES)}
   Press Ctrl-C to stop.
-""", flush=True)
+""",
+            flush=True,
+        )
         while True:
             for name, proc in stack.procs.items():
                 if proc.poll() is not None:

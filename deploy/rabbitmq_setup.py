@@ -15,6 +15,7 @@ Reads `RABBITMQ_MANAGEMENT_URL` (default `http://rabbitmq:15672`), `RABBITMQ_ADM
 Secret) and `AMQP_URI`. Waits up to `RABBITMQ_SETUP_WAIT` seconds (default 300) for the API to
 answer. Kubernetes runs it as the `rabbitmq-setup` Job (deploy/k8s/rabbitmq-setup-job.yaml).
 """
+
 from __future__ import annotations
 
 import base64
@@ -82,10 +83,13 @@ def apply(api: ManagementApi, definitions: dict, amqp_uri: str) -> list[str]:
     quoted_user = urllib.parse.quote(user, safe="")
     api.request("POST", "/api/definitions", definitions)
     api.request("PUT", f"/api/users/{quoted_user}", {"password": password, "tags": ""})
-    api.request("PUT", f"/api/permissions/{quoted_vhost}/{quoted_user}",
-                {"configure": ".*", "write": ".*", "read": ".*"})
-    return [f"imported definitions: vhosts {sorted(vhosts)}, {len(definitions.get('policies', []))} policies",
-            f"user {user!r} may configure, write and read in vhost {vhost!r}"]
+    api.request(
+        "PUT", f"/api/permissions/{quoted_vhost}/{quoted_user}", {"configure": ".*", "write": ".*", "read": ".*"}
+    )
+    return [
+        f"imported definitions: vhosts {sorted(vhosts)}, {len(definitions.get('policies', []))} policies",
+        f"user {user!r} may configure, write and read in vhost {vhost!r}",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,8 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"rabbitmq_setup: set {', '.join(missing)}", file=sys.stderr)
         return 2
-    api = ManagementApi(env.get("RABBITMQ_MANAGEMENT_URL") or "http://rabbitmq:15672",
-                        env["RABBITMQ_ADMIN_USERNAME"], env["RABBITMQ_ADMIN_PASSWORD"])
+    api = ManagementApi(
+        env.get("RABBITMQ_MANAGEMENT_URL") or "http://rabbitmq:15672",
+        env["RABBITMQ_ADMIN_USERNAME"],
+        env["RABBITMQ_ADMIN_PASSWORD"],
+    )
     try:
         definitions = json.loads(path.read_text())
         api.wait(float(env.get("RABBITMQ_SETUP_WAIT") or 300))

@@ -5,6 +5,7 @@ Where the servers come from: TEST_AMQP_URI / TEST_DATABASE_URL when set; else te
 Docker engine answers; else the local defaults. If a server cannot be reached the tests fail with a
 message saying so: they never skip.
 """
+
 from __future__ import annotations
 
 import email
@@ -29,8 +30,15 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from deploy.devstack import (Stack, create_vhost, databases_with_roles, delete_vhost, dev_env,  # noqa: E402, F401
-                             ensure_management)
+from deploy.devstack import (
+    Stack,
+    create_vhost,
+    databases_with_roles,
+    delete_vhost,
+    dev_env,  # noqa: E402, F401
+    ensure_management,
+)
+
 ARTIFACTS = ROOT / "test-artifacts"
 RUN_ID = uuid.uuid4().hex[:8]
 SERVICE_NAMES = ("auth", "billing", "payments", "documents")
@@ -78,12 +86,16 @@ def containers():
 @pytest.fixture(scope="session")
 def postgres_admin_url(containers) -> str:
     url = containers.get("TEST_DATABASE_URL") or os.environ.get(
-        "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+        "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
     try:
         psycopg2.connect(url, connect_timeout=5).close()
     except psycopg2.Error as exc:
-        pytest.fail(f"PostgreSQL is not reachable at {url} ({exc}). Start it, or set TEST_DATABASE_URL. "
-                    "Integration tests need a real database and do not skip.", pytrace=False)
+        pytest.fail(
+            f"PostgreSQL is not reachable at {url} ({exc}). Start it, or set TEST_DATABASE_URL. "
+            "Integration tests need a real database and do not skip.",
+            pytrace=False,
+        )
     return url
 
 
@@ -92,8 +104,11 @@ def amqp_uri(containers):
     """A throwaway vhost per run (management API) so stray consumers cannot steal test messages."""
     base = containers.get("TEST_AMQP_URI") or os.environ.get("TEST_AMQP_URI", "amqp://guest:guest@localhost:5672/")
     if not _reachable(base, 5672):
-        pytest.fail(f"RabbitMQ is not reachable at {base}. Start it, or set TEST_AMQP_URI. "
-                    "Integration tests need a real broker and do not skip.", pytrace=False)
+        pytest.fail(
+            f"RabbitMQ is not reachable at {base}. Start it, or set TEST_AMQP_URI. "
+            "Integration tests need a real broker and do not skip.",
+            pytrace=False,
+        )
     print(f"\n{ensure_management(base)}", file=sys.stderr)  # a throwaway vhost needs its API
     uri = create_vhost(base, f"portal-test-{RUN_ID}")
     if uri is None:
@@ -164,20 +179,36 @@ def stack_env(work: Path, amqp_uri: str, service_urls: dict, **overrides: str) -
     """The environment of a test stack: fast timers, its own ports, localstripe, the given databases."""
     port, localstripe_port = free_port(), free_port()
     env = dev_env()
-    env.update({
-        "PORTAL_ENV": "dev", "PORTAL_VAR_DIR": str(work / "var"), "MAIL_OUTBOX_DIR": str(work / "mail"),
-        "AMQP_URI": amqp_uri, "GATEWAY_BIND": f"127.0.0.1:{port}", "PORTAL_URL": f"http://localhost:{port}",
-        "RPC_TIMEOUT": "6", "SERVICE_RPC_TIMEOUT": "8", "EVENT_RETRY_ATTEMPTS": "4", "EVENT_RETRY_BASE_DELAY": "0.5",
-        "GATEWAY_WORKERS": "2", "OUTBOX_RELAY_INTERVAL": "0.1", "MAIL_POLL_INTERVAL": "0.2",
-        "WEBHOOK_RETRY_BASE_SECONDS": "0.2", "WEBHOOK_DELIVERY_INTERVAL": "0.2",
-        "AUTH_LINKS_PER_EMAIL": "50", "AUTH_LINKS_PER_IP": "500", "BILLING_SWEEP_INTERVAL": "1",
-        "AUTH_VERIFY_FAILURES_PER_IP": "100",  # every test runs from 127.0.0.1; the abuse test reaches it
-        "STRIPE_API_BASE": f"http://localhost:{localstripe_port}", "LOCALSTRIPE_FROM_SCRATCH": "1",
-        "STRIPE_WEBHOOK_SECRET": f"whsec_test_{uuid.uuid4().hex}", "AUTOPAY_INTERVAL": "0.3",
-        # each service's /metrics, /healthz, /readyz (Stack.http_addresses; replicas get their own)
-        **{f"{service.upper()}_HTTP_ADDRESS": f"127.0.0.1:{free_port()}" for service in SERVICE_NAMES},
-        **overrides,
-    })
+    env.update(
+        {
+            "PORTAL_ENV": "dev",
+            "PORTAL_VAR_DIR": str(work / "var"),
+            "MAIL_OUTBOX_DIR": str(work / "mail"),
+            "AMQP_URI": amqp_uri,
+            "GATEWAY_BIND": f"127.0.0.1:{port}",
+            "PORTAL_URL": f"http://localhost:{port}",
+            "RPC_TIMEOUT": "6",
+            "SERVICE_RPC_TIMEOUT": "8",
+            "EVENT_RETRY_ATTEMPTS": "4",
+            "EVENT_RETRY_BASE_DELAY": "0.5",
+            "GATEWAY_WORKERS": "2",
+            "OUTBOX_RELAY_INTERVAL": "0.1",
+            "MAIL_POLL_INTERVAL": "0.2",
+            "WEBHOOK_RETRY_BASE_SECONDS": "0.2",
+            "WEBHOOK_DELIVERY_INTERVAL": "0.2",
+            "AUTH_LINKS_PER_EMAIL": "50",
+            "AUTH_LINKS_PER_IP": "500",
+            "BILLING_SWEEP_INTERVAL": "1",
+            "AUTH_VERIFY_FAILURES_PER_IP": "100",  # every test runs from 127.0.0.1; the abuse test reaches it
+            "STRIPE_API_BASE": f"http://localhost:{localstripe_port}",
+            "LOCALSTRIPE_FROM_SCRATCH": "1",
+            "STRIPE_WEBHOOK_SECRET": f"whsec_test_{uuid.uuid4().hex}",
+            "AUTOPAY_INTERVAL": "0.3",
+            # each service's /metrics, /healthz, /readyz (Stack.http_addresses; replicas get their own)
+            **{f"{service.upper()}_HTTP_ADDRESS": f"127.0.0.1:{free_port()}" for service in SERVICE_NAMES},
+            **overrides,
+        }
+    )
     env.pop("SMTP_URL", None)
     for service, url in service_urls.items():
         env[f"{service.upper()}_DATABASE_URL"] = url
@@ -190,7 +221,9 @@ def running_stack(env: dict, work: Path, amqp_uri: str, database_urls: dict, log
     URLs; the tests inspect through the `admin` ones (they see every row)."""
     logs = ARTIFACTS / logs_name
     shutil.rmtree(logs, ignore_errors=True)
-    running = stack_class(env, logs, env["GATEWAY_BIND"], localstripe_port=int(env["STRIPE_API_BASE"].rsplit(":", 1)[1]))
+    running = stack_class(
+        env, logs, env["GATEWAY_BIND"], localstripe_port=int(env["STRIPE_API_BASE"].rsplit(":", 1)[1])
+    )
     running.start()
     try:
         running.wait_healthy(120)
@@ -244,8 +277,12 @@ class Browser(requests.Session):
 
     def request(self, method, url, *args, **kwargs):
         data = kwargs.get("data")
-        if method.upper() == "POST" and (data is None or (isinstance(data, dict) and "csrf_token" not in data)) \
-                and kwargs.get("json") is None and url.startswith(self.base_url):
+        if (
+            method.upper() == "POST"
+            and (data is None or (isinstance(data, dict) and "csrf_token" not in data))
+            and kwargs.get("json") is None
+            and url.startswith(self.base_url)
+        ):
             kwargs["data"] = {**(data or {}), "csrf_token": self.csrf_token()}
         return super().request(method, url, *args, **kwargs)
 
@@ -308,17 +345,40 @@ def new_portal_client(stack, name: str, email: str, invoices: int = 1, quotes: i
         cur.execute("SELECT id FROM workspaces WHERE name = 'Acme Studio'")
         workspace_id = cur.fetchone()[0]
     with services_rpc(stack, workspace_id) as rpc:
-        client = rpc.billing.create_client(workspace_id, {"name": name, "contacts": [
-            {"email": email, "name": name.split()[0], "is_primary": True, "portal_access": True}]})
-        made = {"workspace_id": workspace_id, "client": client, "contact_id": client["contacts"][0]["id"],
-                "invoices": [rpc.billing.create_invoice(workspace_id, {
-                    "client_id": client["id"], "send": True,
-                    "lines": [{"description": f"{name} work {i}", "quantity": 1, "unit_price": 10000 * (i + 1)}]})
-                    for i in range(invoices)],
-                "quotes": [rpc.billing.create_quote(workspace_id, {
-                    "client_id": client["id"], "send": True,
-                    "lines": [{"description": f"{name} idea {i}", "quantity": 1, "unit_price": 5000 * (i + 1)}]})
-                    for i in range(quotes)]}
+        client = rpc.billing.create_client(
+            workspace_id,
+            {
+                "name": name,
+                "contacts": [{"email": email, "name": name.split()[0], "is_primary": True, "portal_access": True}],
+            },
+        )
+        made = {
+            "workspace_id": workspace_id,
+            "client": client,
+            "contact_id": client["contacts"][0]["id"],
+            "invoices": [
+                rpc.billing.create_invoice(
+                    workspace_id,
+                    {
+                        "client_id": client["id"],
+                        "send": True,
+                        "lines": [{"description": f"{name} work {i}", "quantity": 1, "unit_price": 10000 * (i + 1)}],
+                    },
+                )
+                for i in range(invoices)
+            ],
+            "quotes": [
+                rpc.billing.create_quote(
+                    workspace_id,
+                    {
+                        "client_id": client["id"],
+                        "send": True,
+                        "lines": [{"description": f"{name} idea {i}", "quantity": 1, "unit_price": 5000 * (i + 1)}],
+                    },
+                )
+                for i in range(quotes)
+            ],
+        }
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         with psycopg2.connect(stack.databases["auth"]) as conn, conn.cursor() as cur:

@@ -3,6 +3,7 @@ event it published (the relay marks rows, it never deletes them), so at the end 
 and e2e tiers `check_outboxes` validates all of them against docs/events.asyncapi.yaml and fails the
 run, with a report grouped by event type, if any is undocumented or does not match its schema.
 """
+
 from __future__ import annotations
 
 import json

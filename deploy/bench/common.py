@@ -1,4 +1,5 @@
 """What the benchmarks share: timing loops, wrk, the RabbitMQ management API, and process memory."""
+
 from __future__ import annotations
 
 import json
@@ -41,31 +42,57 @@ def interleaved(calls: dict, rounds: int, per_round: int, warmup: int = 50) -> d
 
 # ---------------------------------------------------------------- wrk
 
-def wrk(url: str, connections: int, seconds: float, threads: int = 2, headers: dict | None = None,
-        cookies: Path | None = None) -> dict:
+
+def wrk(
+    url: str,
+    connections: int,
+    seconds: float,
+    threads: int = 2,
+    headers: dict | None = None,
+    cookies: Path | None = None,
+) -> dict:
     """Run wrk against url; its figures in milliseconds and requests per second, and every error
     (socket errors, and any answer other than 200) counted. With `cookies` (a file of Cookie header
     values, one a line), each connection is a client of its own: one thread per connection, each
     sending its own line (wrk_report.lua)."""
     if cookies is not None:
         threads = connections
-    argv = ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s",
-            "-s", str(HERE / "wrk_report.lua")]
+    argv = [
+        "wrk",
+        f"-t{min(threads, connections)}",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(HERE / "wrk_report.lua"),
+    ]
     for name, value in (headers or {}).items():
         argv += ["-H", f"{name}: {value}"]
     env = {**os.environ, "WRK_COOKIES": str(cookies) if cookies is not None else ""}
     out = subprocess.run(argv + [url], capture_output=True, text=True, check=True, env=env).stdout
     line = next(l for l in out.splitlines() if l.startswith("WRK_JSON "))
-    raw = json.loads(line[len("WRK_JSON "):])
+    raw = json.loads(line[len("WRK_JSON ") :])
     errors = raw["connect"] + raw["read"] + raw["write"] + raw["timeout"] + raw["non200"]
-    return {"rps": raw["requests"] / (raw["duration_us"] / 1e6), "requests": raw["requests"], "errors": errors,
-            "p50": raw["p50_us"] / 1000, "p90": raw["p90_us"] / 1000, "p95": raw["p95_us"] / 1000,
-            "p99": raw["p99_us"] / 1000, "mean": raw["mean_us"] / 1000, "connections": connections,
-            "seconds": seconds, "threads": min(threads, connections), "distinct_cookies": cookies is not None,
-            "error_detail": {k: raw[k] for k in ("connect", "read", "write", "timeout", "non200")}}
+    return {
+        "rps": raw["requests"] / (raw["duration_us"] / 1e6),
+        "requests": raw["requests"],
+        "errors": errors,
+        "p50": raw["p50_us"] / 1000,
+        "p90": raw["p90_us"] / 1000,
+        "p95": raw["p95_us"] / 1000,
+        "p99": raw["p99_us"] / 1000,
+        "mean": raw["mean_us"] / 1000,
+        "connections": connections,
+        "seconds": seconds,
+        "threads": min(threads, connections),
+        "distinct_cookies": cookies is not None,
+        "error_detail": {k: raw[k] for k in ("connect", "read", "write", "timeout", "non200")},
+    }
 
 
 # ---------------------------------------------------------------- RabbitMQ management API
+
 
 class Management:
     """Queue facts for the benchmarks: from the management API when it answers; otherwise a queue's
@@ -83,8 +110,12 @@ class Management:
             self.available = False
 
     def queues(self) -> list[dict]:
-        answer = requests.get(f"{self.api}/api/queues/{quote(self.vhost, safe='')}", auth=self.auth, timeout=10,
-                              params={"columns": "name,consumers,messages"})
+        answer = requests.get(
+            f"{self.api}/api/queues/{quote(self.vhost, safe='')}",
+            auth=self.auth,
+            timeout=10,
+            params={"columns": "name,consumers,messages"},
+        )
         answer.raise_for_status()
         return answer.json()
 
@@ -103,8 +134,11 @@ class Management:
         gone = 0
         for q in self.queues():
             if q["name"].startswith("rpc.reply-standalone_rpc_proxy-") and not q.get("consumers"):
-                requests.delete(f"{self.api}/api/queues/{quote(self.vhost, safe='')}/{quote(q['name'], safe='')}",
-                                auth=self.auth, timeout=10)
+                requests.delete(
+                    f"{self.api}/api/queues/{quote(self.vhost, safe='')}/{quote(q['name'], safe='')}",
+                    auth=self.auth,
+                    timeout=10,
+                )
                 gone += 1
         return gone
 
@@ -145,6 +179,7 @@ class Sampler(threading.Thread):
 
 
 # ---------------------------------------------------------------- memory
+
 
 def _children() -> dict[int, list[int]]:
     tree: dict[int, list[int]] = {}

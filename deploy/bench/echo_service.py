@@ -2,6 +2,7 @@
 portal's services do (chassis/fast_rpc.py installed, as chassis.nameko_ext installs it for them),
 `bench_echo_stock` the way nameko 2.14 does out of the box (BENCH_STOCK_NAMEKO=1 keeps it so).
 Run with `nameko run --broker AMQP_URI deploy.bench.echo_service:EchoService` (or StockEchoService)."""
+
 import os
 
 from nameko.rpc import rpc

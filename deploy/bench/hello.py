@@ -1,5 +1,6 @@
 """The portal benchmark's baseline: a Falcon hello-world, served by the gateway's own gunicorn
 configuration (services/gateway/gunicorn.conf.py: workers, gthread, threads, access log)."""
+
 import falcon
 
 

@@ -1,5 +1,6 @@
 """6. Memory: resident memory (VmRSS from /proc, child processes included: documents' render workers,
 gunicorn's workers) of each service and the gateway, idle and under the portal load."""
+
 from __future__ import annotations
 
 from deploy.bench.common import Sampler, rss_mb
@@ -23,5 +24,14 @@ def results(report, idle: dict[str, float], samples: list[dict[str, float]]) -> 
     report.details["memory_mb"] = {"idle": idle, "under_load_peak": peak, "samples": len(samples)}
     for name in idle:
         report.add(Result(NAME, f"{name}: RSS under the portal load (peak)", peak[name], idle[name], "MB", "idle"))
-    report.add(Result(NAME, "all services and the gateway (peak)", sum(peak.values()), sum(idle.values()), "MB",
-                      "idle", note="RSS counts pages shared between a parent and its forked children in each"))
+    report.add(
+        Result(
+            NAME,
+            "all services and the gateway (peak)",
+            sum(peak.values()),
+            sum(idle.values()),
+            "MB",
+            "idle",
+            note="RSS counts pages shared between a parent and its forked children in each",
+        )
+    )

@@ -13,6 +13,7 @@ Only what /dashboard and /invoices need is in process; any other call fails (503
 `gunicorn -c services/gateway/gunicorn.conf.py 'deploy.bench.monolith:get_app()'` with
 AUTH_DATABASE_URL and BILLING_DATABASE_URL set.
 """
+
 from __future__ import annotations
 
 import falcon
@@ -37,8 +38,9 @@ class InProcess:
         self.auth = dbmod.make_engine(auth_url, pool_size=pool_size)
         self.billing = dbmod.make_engine(billing_url, pool_size=pool_size)
 
-    def call(self, service: str, method: str, *args, request_id: str | None = None, scope: Scope | None = None,
-             **kwargs):
+    def call(
+        self, service: str, method: str, *args, request_id: str | None = None, scope: Scope | None = None, **kwargs
+    ):
         if (service, method) == ("auth", "check_session"):
             with acting_for(scope), dbmod.UnitOfWork(self.auth) as uow:
                 return auth_handlers.check_session(uow, utcnow(), *args)
@@ -51,7 +53,10 @@ class InProcess:
 
 
 def get_app() -> falcon.App:
-    services = InProcess(settings.database_url("auth"), settings.database_url("billing"),
-                         pool_size=settings.env_int("GATEWAY_THREADS", 4))
+    services = InProcess(
+        settings.database_url("auth"),
+        settings.database_url("billing"),
+        pool_size=settings.env_int("GATEWAY_THREADS", 4),
+    )
     # no revocation feed: every session is checked against its row, as one program with one database would
     return create_app(services, services, GatewayConfig.from_env(), RevocationList(ready=False), utcnow)

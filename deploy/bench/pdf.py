@@ -3,6 +3,7 @@ the documents service's RPC latency while 20 PDFs render, against idle, and a ca
 fetched through the gateway as a signed-in client fetches it (GET /invoices/<id>/pdf: the session
 check, the invoice looked up in billing, documents' signed reference, the file streamed from
 documents' HTTP port), against a hello-world request, interleaved on one keep-alive connection each."""
+
 from __future__ import annotations
 
 import statistics
@@ -19,18 +20,46 @@ from deploy.bench.report import Goal, Result, summary
 
 NAME = "4. PDF"
 GATEWAY_FETCH = "cached invoice PDF through the gateway: p50 vs hello-world p50"
-GOALS = ((NAME, "cold one-page invoice (15 lines) vs cached fetch"), (NAME, "documents.ping p99 during 20 renders vs idle"),
-         (NAME, GATEWAY_FETCH))
+GOALS = (
+    (NAME, "cold one-page invoice (15 lines) vs cached fetch"),
+    (NAME, "documents.ping p99 during 20 renders vs idle"),
+    (NAME, GATEWAY_FETCH),
+)
 
 
 def invoice_data(lines: int, tag: str) -> dict:
-    line = {"description": "Consulting", "quantity": "1", "unit_price": 10000, "tax_rate": "0",
-            "discount_percent": "0", "discount": 0, "subtotal": 10000, "tax": 0, "total": 10000}
+    line = {
+        "description": "Consulting",
+        "quantity": "1",
+        "unit_price": 10000,
+        "tax_rate": "0",
+        "discount_percent": "0",
+        "discount": 0,
+        "subtotal": 10000,
+        "tax": 0,
+        "total": 10000,
+    }
     total = 10000 * lines
-    return {"id": tag, "number": f"BENCH-{tag}", "kind": "standard", "display_status": "sent", "currency": "USD",
-            "issue_date": "2026-11-01", "due_date": "2026-12-01", "lines": [line] * lines, "subtotal": total,
-            "discount_total": 0, "tax_total": 0, "total": total, "amount_paid": 0, "amount_credited": 0,
-            "balance": total, "notes": tag, "terms": "", "client": {"name": "Bench Client", "address": ""}}
+    return {
+        "id": tag,
+        "number": f"BENCH-{tag}",
+        "kind": "standard",
+        "display_status": "sent",
+        "currency": "USD",
+        "issue_date": "2026-11-01",
+        "due_date": "2026-12-01",
+        "lines": [line] * lines,
+        "subtotal": total,
+        "discount_total": 0,
+        "tax_total": 0,
+        "total": total,
+        "amount_paid": 0,
+        "amount_credited": 0,
+        "balance": total,
+        "notes": tag,
+        "terms": "",
+        "client": {"name": "Bench Client", "address": ""},
+    }
 
 
 def through_the_gateway(ctx) -> dict:
@@ -38,9 +67,12 @@ def through_the_gateway(ctx) -> dict:
     from deploy.bench.portal import start_hello
 
     hello = start_hello(ctx)
-    [(invoice_id,)] = ctx.query("billing", "SELECT i.id FROM invoices i JOIN contacts c ON c.client_id = i.client_id "
-                                           "WHERE c.email = 'demo@example.com' AND i.status = 'sent' "
-                                           "ORDER BY i.number LIMIT 1")
+    [(invoice_id,)] = ctx.query(
+        "billing",
+        "SELECT i.id FROM invoices i JOIN contacts c ON c.client_id = i.client_id "
+        "WHERE c.email = 'demo@example.com' AND i.status = 'sent' "
+        "ORDER BY i.number LIMIT 1",
+    )
     url = f"{ctx.stack.url}/invoices/{invoice_id}/pdf"
     client, baseline = requests.Session(), requests.Session()
     client.cookies.update(ctx.cookie)
@@ -51,8 +83,12 @@ def through_the_gateway(ctx) -> dict:
         return answer
 
     size = len(fetch().content)  # rendered into the cache now, if it was not there
-    samples = interleaved({"hello": lambda: baseline.get(hello, timeout=10).raise_for_status(), "pdf": fetch},
-                          rounds=10, per_round=20, warmup=20)
+    samples = interleaved(
+        {"hello": lambda: baseline.get(hello, timeout=10).raise_for_status(), "pdf": fetch},
+        rounds=10,
+        per_round=20,
+        warmup=20,
+    )
     return {"size": size, "hello": summary(samples["hello"]), "pdf": summary(samples["pdf"])}
 
 
@@ -66,8 +102,15 @@ def run(ctx, report) -> None:
         docs.render_document("invoice", workspace_id, invoice_data(15, "warmup"), purpose="bench")  # a worker up
 
         def cold(lines: int, runs: int) -> list[float]:
-            return [timed(lambda: docs.render_document("invoice", workspace_id, invoice_data(lines, uuid.uuid4().hex),
-                                                       purpose="bench"), 1)[0] for _ in range(runs)]
+            return [
+                timed(
+                    lambda: docs.render_document(
+                        "invoice", workspace_id, invoice_data(lines, uuid.uuid4().hex), purpose="bench"
+                    ),
+                    1,
+                )[0]
+                for _ in range(runs)
+            ]
 
         one_page, ten_pages = cold(15, 5), cold(330, 3)
         fixed = invoice_data(15, "cached")
@@ -78,8 +121,9 @@ def run(ctx, report) -> None:
 
     def render(i: int) -> None:
         with ClusterRpcProxy(config, context_data=scoped, timeout=300) as own:
-            own.documents.render_document("invoice", workspace_id, invoice_data(15, f"burst-{i}-{uuid.uuid4().hex}"),
-                                          purpose="bench")
+            own.documents.render_document(
+                "invoice", workspace_id, invoice_data(15, f"burst-{i}-{uuid.uuid4().hex}"), purpose="bench"
+            )
 
     with ThreadPoolExecutor(20) as pool, ClusterRpcProxy(config, context_data=scoped, timeout=60) as rpc:
         burst = [pool.submit(render, i) for i in range(20)]
@@ -92,19 +136,47 @@ def run(ctx, report) -> None:
     loaded = summary(busy)
     gateway = through_the_gateway(ctx)
     cold_p50, cached_p50 = statistics.median(one_page), statistics.median(cached)
-    report.details["pdf"] = {"cold_one_page_ms": one_page, "cold_ten_pages_ms": ten_pages,
-                             "cached": summary(cached), "ping_idle": idle, "ping_during_20_renders": loaded,
-                             "through_the_gateway": gateway}
+    report.details["pdf"] = {
+        "cold_one_page_ms": one_page,
+        "cold_ten_pages_ms": ten_pages,
+        "cached": summary(cached),
+        "ping_idle": idle,
+        "ping_during_20_renders": loaded,
+        "through_the_gateway": gateway,
+    }
     report.add(
-        Result(NAME, "cold one-page invoice (15 lines) vs cached fetch", cold_p50, cached_p50, "ms", "cached fetch",
-               Goal("ratio", ">=", 50), note=f"medians of 5 cold renders and 200 cached fetches (documents' RPC, the PDF in its answer); cold ten-page "
-                                             f"invoice (330 lines) {statistics.median(ten_pages):.0f} ms"),
-        Result(NAME, "documents.ping p99 during 20 renders vs idle", loaded["p99"], idle["p99"], "ms", "idle",
-               Goal("ratio", "<=", 3), note=f"{len(busy)} pings during the burst; p50 {loaded['p50']:.2f} ms "
-                                            f"vs {idle['p50']:.2f} ms idle"),
-        Result(NAME, GATEWAY_FETCH, gateway["pdf"]["p50"], gateway["hello"]["p50"], "ms", "hello-world",
-               Goal("ratio", "<=", 3), note=f"GET /invoices/<id>/pdf signed in as the demo client, a {gateway['size']:,} "
-                                            f"byte PDF already cached; 200 fetches interleaved with 200 hello-world "
-                                            f"requests in 10 rounds, one keep-alive connection each; p95 "
-                                            f"{gateway['pdf']['p95']:.2f} ms vs {gateway['hello']['p95']:.2f} ms"),
+        Result(
+            NAME,
+            "cold one-page invoice (15 lines) vs cached fetch",
+            cold_p50,
+            cached_p50,
+            "ms",
+            "cached fetch",
+            Goal("ratio", ">=", 50),
+            note=f"medians of 5 cold renders and 200 cached fetches (documents' RPC, the PDF in its answer); cold ten-page "
+            f"invoice (330 lines) {statistics.median(ten_pages):.0f} ms",
+        ),
+        Result(
+            NAME,
+            "documents.ping p99 during 20 renders vs idle",
+            loaded["p99"],
+            idle["p99"],
+            "ms",
+            "idle",
+            Goal("ratio", "<=", 3),
+            note=f"{len(busy)} pings during the burst; p50 {loaded['p50']:.2f} ms vs {idle['p50']:.2f} ms idle",
+        ),
+        Result(
+            NAME,
+            GATEWAY_FETCH,
+            gateway["pdf"]["p50"],
+            gateway["hello"]["p50"],
+            "ms",
+            "hello-world",
+            Goal("ratio", "<=", 3),
+            note=f"GET /invoices/<id>/pdf signed in as the demo client, a {gateway['size']:,} "
+            f"byte PDF already cached; 200 fetches interleaved with 200 hello-world "
+            f"requests in 10 rounds, one keep-alive connection each; p95 "
+            f"{gateway['pdf']['p95']:.2f} ms vs {gateway['hello']['p95']:.2f} ms",
+        ),
     )

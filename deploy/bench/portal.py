@@ -25,6 +25,7 @@ for every process a page passes through. Auth's RPCs per page view are read from
 
 While the load runs, the memory benchmark (6) samples RSS and the RPC benchmark (1) counts reply
 queues."""
+
 from __future__ import annotations
 
 import re
@@ -53,12 +54,14 @@ ROUNDS = 3
 PAGES = ("dashboard", "invoices")
 DISTINCT = f"{USERS} distinct users"
 ONE_COOKIE = f"{USERS} connections sharing one cookie"
-GOALS = (*((NAME, f"/{page}: {what}, {DISTINCT}") for page in PAGES for what in ("req/s", "p95", "errors")),
-         (NAME, f"/dashboard: CPU per page, all processes, {DISTINCT}"),
-         (NAME, f"/dashboard: req/s vs the monolith, {DISTINCT}"),
-         (NAME, "/dashboard p50 alone vs the sum of its parts"),
-         (NAME, "auth RPCs per signed-in page view"),
-         *rpc_overhead.REPLY_QUEUE_GOALS)
+GOALS = (
+    *((NAME, f"/{page}: {what}, {DISTINCT}") for page in PAGES for what in ("req/s", "p95", "errors")),
+    (NAME, f"/dashboard: CPU per page, all processes, {DISTINCT}"),
+    (NAME, f"/dashboard: req/s vs the monolith, {DISTINCT}"),
+    (NAME, "/dashboard p50 alone vs the sum of its parts"),
+    (NAME, "auth RPCs per signed-in page view"),
+    *rpc_overhead.REPLY_QUEUE_GOALS,
+)
 
 
 def _gunicorn(ctx: Context, name: str, app: str) -> str:
@@ -67,10 +70,13 @@ def _gunicorn(ctx: Context, name: str, app: str) -> str:
         return ctx.shared[f"{name}_url"]
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    spawn_and_wait(ctx.stack, name, [str(BIN / "gunicorn"), "-c", "services/gateway/gunicorn.conf.py",
-                                     "--bind", f"127.0.0.1:{port}", app],
-                   lambda: http_ok(url if name == "hello" else url + "livez"),
-                   env={**ctx.env, "GATEWAY_BIND": f"127.0.0.1:{port}"})
+    spawn_and_wait(
+        ctx.stack,
+        name,
+        [str(BIN / "gunicorn"), "-c", "services/gateway/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", app],
+        lambda: http_ok(url if name == "hello" else url + "livez"),
+        env={**ctx.env, "GATEWAY_BIND": f"127.0.0.1:{port}"},
+    )
     ctx.shared[f"{name}_url"] = url
     return url
 
@@ -89,13 +95,21 @@ def portal_users(ctx: Context) -> list[users.User]:
         workspace_id, _ = ctx.demo_client()
         started = time.monotonic()
         made = users.seed(ctx.env["BILLING_DATABASE_URL"], workspace_id, uuid.uuid4().hex[:6])
-        print(f"  {len(made)} clients with {users.INVOICES} invoices each in {time.monotonic() - started:.0f} s",
-              flush=True)
+        print(
+            f"  {len(made)} clients with {users.INVOICES} invoices each in {time.monotonic() - started:.0f} s",
+            flush=True,
+        )
         emails = {u.email for u in made}
         placeholders = ",".join(["%s"] * len(emails))
         ctx.shared["seed_seconds"] = time.monotonic() - started
-        wait_for(lambda: ctx.query("auth", f"SELECT count(*) FROM contacts WHERE email IN ({placeholders})",
-                                   *emails)[0][0] == len(emails), 120, "auth to learn the benchmark's contacts")
+        wait_for(
+            lambda: (
+                ctx.query("auth", f"SELECT count(*) FROM contacts WHERE email IN ({placeholders})", *emails)[0][0]
+                == len(emails)
+            ),
+            120,
+            "auth to learn the benchmark's contacts",
+        )
         ctx.shared["portal_users"] = users.sign_in_all(ctx.stack.url, ctx.work / "mail", made[:USERS])
         ctx.shared["workspace_id"] = workspace_id
         ctx.shared["clients"] = len(made)
@@ -125,8 +139,13 @@ def pgbench_select_ms(admin_url: str, seconds: int = 5) -> float:
     env = {"PGPASSWORD": url.password or "", "PATH": "/usr/bin:/bin"}
     with pgbench_database(admin_url) as db:
         subprocess.run(["pgbench", "-i", "-q", "-s", "1", *conn, db], check=True, capture_output=True, env=env)
-        out = subprocess.run(["pgbench", "-S", "-n", "-M", "simple", "-c", "1", "-j", "1", "-T", str(seconds),
-                              *conn, db], check=True, capture_output=True, text=True, env=env).stdout
+        out = subprocess.run(
+            ["pgbench", "-S", "-n", "-M", "simple", "-c", "1", "-j", "1", "-T", str(seconds), *conn, db],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+        ).stdout
     return float(re.search(r"latency average = ([\d.]+) ms", out).group(1))
 
 
@@ -143,17 +162,24 @@ def count_parts(ctx: Context, url: str, cookies: dict, n: int = 20) -> dict:
     rpc_after, sql_after, elapsed = ctx.gateway_rpc_count(), ctx.sql_counts(), time.monotonic() - started
     background = {k: (idle_after[k] - idle_before[k]) / idle_seconds * elapsed for k in sql_after}
     sql = {k: max(0.0, (sql_after[k] - sql_before[k] - background[k]) / n) for k in sql_after}
-    return {"rpcs": None if rpc_before is None else (rpc_after - rpc_before) / n,
-            "sql": sql, "sql_round_trips": sum(sql.values()), "requests": n,
-            "background_sql_per_second": {k: v / elapsed for k, v in background.items()}}
+    return {
+        "rpcs": None if rpc_before is None else (rpc_after - rpc_before) / n,
+        "sql": sql,
+        "sql_round_trips": sum(sql.values()),
+        "requests": n,
+        "background_sql_per_second": {k: v / elapsed for k, v in background.items()},
+    }
 
 
 def dashboard_rpcs_ms(ctx: Context, workspace_id: str, user: users.User, n: int = 100) -> dict:
     """p50 of each RPC the dashboard makes, called alone through the gateway's pool as the gateway
     calls them: where the dashboard's time goes."""
     pool = RpcPool({"AMQP_URI": ctx.amqp_uri}, timeout=10, size=1)
-    calls = {"billing.client_dashboard": lambda: pool.call("billing", "client_dashboard", workspace_id,
-                                                           user.client_id, scope=Scope(workspace_id, user.client_id))}
+    calls = {
+        "billing.client_dashboard": lambda: pool.call(
+            "billing", "client_dashboard", workspace_id, user.client_id, scope=Scope(workspace_id, user.client_id)
+        )
+    }
     for call in calls.values():
         timed(call, 10)
     return {name: statistics.median(timed(call, n)) for name, call in calls.items()}
@@ -162,8 +188,11 @@ def dashboard_rpcs_ms(ctx: Context, workspace_id: str, user: users.User, n: int 
 def auth_session_checks(ctx: Context) -> float:
     """RPCs auth has answered so far, whatever the method (its portal_rpc_duration_seconds histogram)."""
     text = requests.get(f"{ctx.stack.http_url('auth')}/metrics", timeout=10).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("portal_rpc_duration_seconds_count{") and 'method="ping"' not in line)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("portal_rpc_duration_seconds_count{") and 'method="ping"' not in line
+    )
 
 
 def cpu_used(ctx: Context, processes, with_broker: bool = True) -> dict[str, float]:
@@ -182,8 +211,9 @@ def loaded_with_cpu(ctx: Context, url: str, processes, with_broker: bool = True,
     before = cpu_used(ctx, processes, with_broker)
     figures = wrk(url, USERS, SECONDS, **load)
     after = cpu_used(ctx, processes, with_broker)
-    figures["cpu_ms_per_request"] = {name: (after[name] - before[name]) * 1000 / max(figures["requests"], 1)
-                                     for name in after}
+    figures["cpu_ms_per_request"] = {
+        name: (after[name] - before[name]) * 1000 / max(figures["requests"], 1) for name in after
+    }
     return figures
 
 
@@ -194,8 +224,10 @@ def median_of(runs: list[dict]) -> dict:
     merged["errors"] = sum(run["errors"] for run in runs)
     merged["error_detail"] = {k: sum(run["error_detail"][k] for run in runs) for k in runs[0]["error_detail"]}
     if "cpu_ms_per_request" in runs[0]:
-        merged["cpu_ms_per_request"] = {name: statistics.median(run["cpu_ms_per_request"][name] for run in runs)
-                                        for name in runs[0]["cpu_ms_per_request"]}
+        merged["cpu_ms_per_request"] = {
+            name: statistics.median(run["cpu_ms_per_request"][name] for run in runs)
+            for name in runs[0]["cpu_ms_per_request"]
+        }
         merged["cpu_ms_total"] = statistics.median(sum(run["cpu_ms_per_request"].values()) for run in runs)
     merged["rounds"] = [{k: run[k] for k in ("rps", "p50", "p95", "errors")} for run in runs]
     return merged
@@ -223,15 +255,17 @@ def run(ctx: Context, report) -> None:
             print(f"  round {number + 1} of {ROUNDS}", flush=True)
             loads = {
                 "hello": lambda: loaded_with_cpu(ctx, hello, ["hello"], with_broker=False, cookies=cookies),
-                "monolith": lambda: loaded_with_cpu(ctx, f"{monolith}dashboard", ["monolith"], with_broker=False,
-                                                    cookies=cookies),
+                "monolith": lambda: loaded_with_cpu(
+                    ctx, f"{monolith}dashboard", ["monolith"], with_broker=False, cookies=cookies
+                ),
             }
             for page, url in pages.items():
                 loads[page] = lambda url=url: loaded_with_cpu(ctx, url, memory.PROCESSES, cookies=cookies)
             loads["hello_one_cookie"] = lambda: loaded_with_cpu(ctx, hello, ["hello"], with_broker=False)
             for page, url in pages.items():
-                loads[f"{page}_one_cookie"] = lambda url=url: loaded_with_cpu(ctx, url, memory.PROCESSES,
-                                                                              headers=one_cookie)
+                loads[f"{page}_one_cookie"] = lambda url=url: loaded_with_cpu(
+                    ctx, url, memory.PROCESSES, headers=one_cookie
+                )
             for name, load in loads.items():
                 before = auth_session_checks(ctx) if name in PAGES else None
                 runs.setdefault(name, []).append(load())
@@ -239,8 +273,7 @@ def run(ctx: Context, report) -> None:
                     checks["session_checks"] += auth_session_checks(ctx) - before
                     checks["pages"] += runs[name][-1]["requests"]
             runs.setdefault("hello_alone", []).append(wrk(hello, 1, 5, threads=1))
-            runs.setdefault("dashboard_alone", []).append(wrk(pages["dashboard"], 1, 5, threads=1,
-                                                             headers=one_cookie))
+            runs.setdefault("dashboard_alone", []).append(wrk(pages["dashboard"], 1, 5, threads=1, headers=one_cookie))
     finally:
         mem_samples, queue_samples = mem.stop(), queues.stop()
     time.sleep(1)
@@ -257,67 +290,157 @@ def run(ctx: Context, report) -> None:
     sum_of_parts = loaded["hello_alone"]["p50"] + (rpcs or 0) * rtt + parts["sql_round_trips"] * select_ms
     checks_per_page = checks["session_checks"] / max(checks["pages"], 1)
     report.details["portal"] = {
-        "clients": ctx.shared["clients"], "invoices_per_client": users.INVOICES, "signed_in": len(clients),
-        "seed_seconds": ctx.shared["seed_seconds"], "rounds": ROUNDS, "seconds_per_load": SECONDS,
-        "median_of_rounds": loaded, "dashboard_parts": parts, "raw_rtt_p50_ms": rtt, "pgbench_select_ms": select_ms,
-        "sum_of_parts_ms": sum_of_parts, "dashboard_rpcs_alone_p50_ms": rpc_ms, "auth_session_checks": checks}
+        "clients": ctx.shared["clients"],
+        "invoices_per_client": users.INVOICES,
+        "signed_in": len(clients),
+        "seed_seconds": ctx.shared["seed_seconds"],
+        "rounds": ROUNDS,
+        "seconds_per_load": SECONDS,
+        "median_of_rounds": loaded,
+        "dashboard_parts": parts,
+        "raw_rtt_p50_ms": rtt,
+        "pgbench_select_ms": select_ms,
+        "sum_of_parts_ms": sum_of_parts,
+        "dashboard_rpcs_alone_p50_ms": rpc_ms,
+        "auth_session_checks": checks,
+    }
 
     base, base_one = loaded["hello"], loaded["hello_one_cookie"]
-    how = (f"median of {ROUNDS} rounds of {SECONDS} s, the pages and their baselines in turn in each round; "
-           f"{ctx.shared['clients']} clients with {users.INVOICES} invoices each, {USERS} signed in, one per "
-           f"connection (wrk: one thread per connection, each with its own session cookie)")
+    how = (
+        f"median of {ROUNDS} rounds of {SECONDS} s, the pages and their baselines in turn in each round; "
+        f"{ctx.shared['clients']} clients with {users.INVOICES} invoices each, {USERS} signed in, one per "
+        f"connection (wrk: one thread per connection, each with its own session cookie)"
+    )
     for page in PAGES:
         figures, shared = loaded[page], loaded[f"{page}_one_cookie"]
         report.add(
-            Result(NAME, f"/{page}: req/s, {DISTINCT}", figures["rps"], base["rps"], "req/s", "hello-world",
-                   Goal("ratio", ">=", 0.08), note=how),
-            Result(NAME, f"/{page}: p95, {DISTINCT}", figures["p95"], base["p95"], "ms", "hello-world",
-                   Goal("value", "<=", 300), note=f"p50 {figures['p50']:.1f} ms, p99 {figures['p99']:.1f} ms; "
-                                                  f"{figures['requests']:.0f} requests a round"),
-            Result(NAME, f"/{page}: errors, {DISTINCT}", figures["errors"], base["errors"], "", "hello-world",
-                   Goal("value", "==", 0), note=f"in all {ROUNDS} rounds: {figures['error_detail']}"),
-            Result(NAME, f"/{page}: req/s, {ONE_COOKIE}", shared["rps"], base_one["rps"], "req/s", "hello-world",
-                   note=f"the same client's session on all {USERS} connections (2 wrk threads), as this benchmark "
-                        f"measured before; p95 {shared['p95']:.1f} ms, errors {shared['errors']}"),
+            Result(
+                NAME,
+                f"/{page}: req/s, {DISTINCT}",
+                figures["rps"],
+                base["rps"],
+                "req/s",
+                "hello-world",
+                Goal("ratio", ">=", 0.08),
+                note=how,
+            ),
+            Result(
+                NAME,
+                f"/{page}: p95, {DISTINCT}",
+                figures["p95"],
+                base["p95"],
+                "ms",
+                "hello-world",
+                Goal("value", "<=", 300),
+                note=f"p50 {figures['p50']:.1f} ms, p99 {figures['p99']:.1f} ms; "
+                f"{figures['requests']:.0f} requests a round",
+            ),
+            Result(
+                NAME,
+                f"/{page}: errors, {DISTINCT}",
+                figures["errors"],
+                base["errors"],
+                "",
+                "hello-world",
+                Goal("value", "==", 0),
+                note=f"in all {ROUNDS} rounds: {figures['error_detail']}",
+            ),
+            Result(
+                NAME,
+                f"/{page}: req/s, {ONE_COOKIE}",
+                shared["rps"],
+                base_one["rps"],
+                "req/s",
+                "hello-world",
+                note=f"the same client's session on all {USERS} connections (2 wrk threads), as this benchmark "
+                f"measured before; p95 {shared['p95']:.1f} ms, errors {shared['errors']}",
+            ),
         )
     # Where the CPU goes: every process a page passes through, per page, against hello-world's gunicorn.
     hello_cpu = base["cpu_ms_per_request"]["hello"]
-    for name, label, goal in (("dashboard", f"/dashboard: CPU per page, all processes, {DISTINCT}",
-                               Goal("ratio", "<=", 12)),
-                              ("invoices", f"/invoices: CPU per page, all processes, {DISTINCT}", None),
-                              ("monolith", f"monolith /dashboard: CPU per page, {DISTINCT}", None)):
+    for name, label, goal in (
+        ("dashboard", f"/dashboard: CPU per page, all processes, {DISTINCT}", Goal("ratio", "<=", 12)),
+        ("invoices", f"/invoices: CPU per page, all processes, {DISTINCT}", None),
+        ("monolith", f"monolith /dashboard: CPU per page, {DISTINCT}", None),
+    ):
         split = {k: v for k, v in loaded[name]["cpu_ms_per_request"].items() if v > 0.005}
-        report.add(Result(
-            NAME, label, loaded[name]["cpu_ms_total"], hello_cpu, "ms", "hello-world's gunicorn", goal,
-            note="per process: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(split.items(), key=lambda kv: -kv[1]))
-                 + " ms; from /proc before and after each load; "
-                 + ("the monolith and PostgreSQL (counted whole: other work on it too)" if name == "monolith" else
-                    "the broker and PostgreSQL count whole (other work on them too)")))
+        report.add(
+            Result(
+                NAME,
+                label,
+                loaded[name]["cpu_ms_total"],
+                hello_cpu,
+                "ms",
+                "hello-world's gunicorn",
+                goal,
+                note="per process: "
+                + ", ".join(f"{k} {v:.2f}" for k, v in sorted(split.items(), key=lambda kv: -kv[1]))
+                + " ms; from /proc before and after each load; "
+                + (
+                    "the monolith and PostgreSQL (counted whole: other work on it too)"
+                    if name == "monolith"
+                    else "the broker and PostgreSQL count whole (other work on them too)"
+                ),
+            )
+        )
     mono = loaded["monolith"]
     report.add(
-        Result(NAME, f"/dashboard: req/s vs the monolith, {DISTINCT}", loaded["dashboard"]["rps"], mono["rps"],
-               "req/s", "the monolith", Goal("ratio", ">=", 0.5),
-               note=f"the monolith: the gateway's app with each RPC replaced by the service's handler in process "
-                    f"(deploy/bench/monolith.py), one gunicorn like the gateway's; its /dashboard p95 "
-                    f"{mono['p95']:.1f} ms, {mono['errors']} errors, {mono['rps'] / max(base['rps'], 1e-9):.2f}x "
-                    f"hello-world's req/s"),
+        Result(
+            NAME,
+            f"/dashboard: req/s vs the monolith, {DISTINCT}",
+            loaded["dashboard"]["rps"],
+            mono["rps"],
+            "req/s",
+            "the monolith",
+            Goal("ratio", ">=", 0.5),
+            note=f"the monolith: the gateway's app with each RPC replaced by the service's handler in process "
+            f"(deploy/bench/monolith.py), one gunicorn like the gateway's; its /dashboard p95 "
+            f"{mono['p95']:.1f} ms, {mono['errors']} errors, {mono['rps'] / max(base['rps'], 1e-9):.2f}x "
+            f"hello-world's req/s",
+        ),
         Result(NAME, f"monolith /dashboard: req/s, {DISTINCT}", mono["rps"], base["rps"], "req/s", "hello-world"),
     )
     rpc_text = f"{rpcs:.1f}" if rpcs is not None else "? (the gateway served no /metrics)"
-    report.add(Result(
-        NAME, "/dashboard p50 alone vs the sum of its parts", alone, sum_of_parts, "ms", "sum of parts",
-        Goal("ratio", "<=", 2.0),
-        note=f"parts: hello-world p50 {loaded['hello_alone']['p50']:.2f} ms + {rpc_text} RPCs x {rtt:.3f} ms raw "
-             f"round trip + {parts['sql_round_trips']:.1f} SQL round trips "
-             f"({', '.join(f'{k} {v:.1f}' for k, v in parts['sql'].items())}) x {select_ms:.3f} ms pgbench -S "
-             f"= {sum_of_parts:.2f} ms; one connection, 5 s each, median of {ROUNDS} rounds"))
-    report.add(Result(
-        NAME, "auth RPCs per signed-in page view", checks_per_page, None, "calls", "", Goal("value", "==", 0),
-        note=f"{checks['session_checks']:.0f} calls answered by auth (its /metrics) during "
-             f"{checks['pages']:.0f} pages served to the {USERS} clients ({ROUNDS} rounds of /dashboard and "
-             f"/invoices)"))
+    report.add(
+        Result(
+            NAME,
+            "/dashboard p50 alone vs the sum of its parts",
+            alone,
+            sum_of_parts,
+            "ms",
+            "sum of parts",
+            Goal("ratio", "<=", 2.0),
+            note=f"parts: hello-world p50 {loaded['hello_alone']['p50']:.2f} ms + {rpc_text} RPCs x {rtt:.3f} ms raw "
+            f"round trip + {parts['sql_round_trips']:.1f} SQL round trips "
+            f"({', '.join(f'{k} {v:.1f}' for k, v in parts['sql'].items())}) x {select_ms:.3f} ms pgbench -S "
+            f"= {sum_of_parts:.2f} ms; one connection, 5 s each, median of {ROUNDS} rounds",
+        )
+    )
+    report.add(
+        Result(
+            NAME,
+            "auth RPCs per signed-in page view",
+            checks_per_page,
+            None,
+            "calls",
+            "",
+            Goal("value", "==", 0),
+            note=f"{checks['session_checks']:.0f} calls answered by auth (its /metrics) during "
+            f"{checks['pages']:.0f} pages served to the {USERS} clients ({ROUNDS} rounds of /dashboard and "
+            f"/invoices)",
+        )
+    )
     for name, ms in rpc_ms.items():
-        report.add(Result(NAME, f"/dashboard's {name} RPC alone: p50", ms, rtt, "ms", "raw AMQP round trip",
-                          note="called through the gateway's pool as the page calls it: where the page's time goes"))
+        report.add(
+            Result(
+                NAME,
+                f"/dashboard's {name} RPC alone: p50",
+                ms,
+                rtt,
+                "ms",
+                "raw AMQP round trip",
+                note="called through the gateway's pool as the page calls it: where the page's time goes",
+            )
+        )
     rpc_overhead.reply_queue_results(report, queues_before, queue_samples, queues_after)
     memory.results(report, idle_memory, mem_samples)

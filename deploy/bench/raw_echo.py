@@ -7,6 +7,7 @@ request/reply over this broker can cost: the floor the nameko RPC benchmark is m
 
 Server: `python -m deploy.bench.raw_echo AMQP_URI QUEUE` (prints "ready" once consuming).
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,12 @@ DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 
 def connect(amqp_uri: str) -> amqp.Connection:
     url = urlparse(amqp_uri)
-    connection = amqp.Connection(f"{url.hostname or 'localhost'}:{url.port or 5672}", userid=url.username or "guest",
-                                 password=url.password or "guest", virtual_host=unquote(url.path[1:]) or "/")
+    connection = amqp.Connection(
+        f"{url.hostname or 'localhost'}:{url.port or 5672}",
+        userid=url.username or "guest",
+        password=url.password or "guest",
+        virtual_host=unquote(url.path[1:]) or "/",
+    )
     connection.connect()
     return connection
 
@@ -34,9 +39,15 @@ def serve(amqp_uri: str, queue: str) -> None:
     channel.basic_qos(0, 10, False)
 
     def answer(message: amqp.Message) -> None:
-        channel.basic_publish(amqp.Message(message.body, content_type=message.properties.get("content_type"),
-                                           correlation_id=message.properties.get("correlation_id")),
-                              exchange="", routing_key=message.properties["reply_to"])
+        channel.basic_publish(
+            amqp.Message(
+                message.body,
+                content_type=message.properties.get("content_type"),
+                correlation_id=message.properties.get("correlation_id"),
+            ),
+            exchange="",
+            routing_key=message.properties["reply_to"],
+        )
         channel.basic_ack(message.delivery_tag)
 
     channel.basic_consume(queue, callback=answer)
@@ -62,8 +73,13 @@ class RawClient:
     def call(self, value="hello"):
         correlation_id = uuid.uuid4().hex
         body = json.dumps({"args": [value], "kwargs": {}})
-        self.channel.basic_publish(amqp.Message(body, content_type="application/json", correlation_id=correlation_id,
-                                                reply_to=DIRECT_REPLY_TO), exchange="", routing_key=self.queue)
+        self.channel.basic_publish(
+            amqp.Message(
+                body, content_type="application/json", correlation_id=correlation_id, reply_to=DIRECT_REPLY_TO
+            ),
+            exchange="",
+            routing_key=self.queue,
+        )
         while correlation_id not in self.replies:
             self.connection.drain_events(timeout=self.timeout)
         return json.loads(self.replies.pop(correlation_id))["args"][0]

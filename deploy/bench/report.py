@@ -1,5 +1,6 @@
 """Results as ratios to baselines, goals, and the three outputs: a table, results.json, report.md and
 results.png. Pure: no broker, no stack (tests/unit/test_bench_report.py)."""
+
 from __future__ import annotations
 
 import json
@@ -20,13 +21,19 @@ def percentile(samples: list[float], q: float) -> float:
 
 
 def summary(samples: list[float]) -> dict:
-    return {"n": len(samples), "p50": percentile(samples, 50), "p95": percentile(samples, 95),
-            "p99": percentile(samples, 99), "mean": statistics.fmean(samples)}
+    return {
+        "n": len(samples),
+        "p50": percentile(samples, 50),
+        "p95": percentile(samples, 95),
+        "p99": percentile(samples, 99),
+        "mean": statistics.fmean(samples),
+    }
 
 
 @dataclass(frozen=True)
 class Goal:
     """`on` is "ratio" (value / baseline) or "value" (the absolute figure); e.g. Goal("ratio", "<=", 2)."""
+
     on: str
     op: str
     threshold: float
@@ -45,9 +52,9 @@ class Goal:
 
 @dataclass
 class Result:
-    benchmark: str          # "1. RPC overhead"
-    name: str               # what was measured
-    value: float            # the figure
+    benchmark: str  # "1. RPC overhead"
+    name: str  # what was measured
+    value: float  # the figure
     baseline: float | None  # its baseline, measured in the same run
     unit: str
     baseline_name: str = ""
@@ -75,6 +82,7 @@ class Result:
 @dataclass(frozen=True)
 class Missed:
     """A goal with no figure: its benchmark crashed or could not measure it. It counts as not met."""
+
     benchmark: str
     name: str
     reason: str
@@ -84,7 +92,7 @@ class Missed:
 class Report:
     results: list[Result] = field(default_factory=list)
     details: dict = field(default_factory=dict)  # per benchmark: the raw figures behind the results
-    errors: dict = field(default_factory=dict)   # benchmark -> what went wrong
+    errors: dict = field(default_factory=dict)  # benchmark -> what went wrong
     machine: dict = field(default_factory=dict)
     missed: list[Missed] = field(default_factory=list)
     did_not_run: dict = field(default_factory=dict)  # benchmark -> why (crashed, or not selected)
@@ -98,7 +106,8 @@ class Report:
 
     def has(self, benchmark: str, name: str) -> bool:
         return any(r.benchmark == benchmark and r.name == name for r in self.results) or any(
-            m.benchmark == benchmark and m.name == name for m in self.missed)
+            m.benchmark == benchmark and m.name == name for m in self.missed
+        )
 
     def account_for(self, goals, reason: str) -> None:
         """After a benchmark ran or crashed: every goal it owns that has no figure counts as missed."""
@@ -121,8 +130,15 @@ def fmt(value: float | None, unit: str = "") -> str:
     if unit == "x":
         return f"{value:.2f}x"
     magnitude = abs(value)
-    text = f"{value:,.0f}" if magnitude >= 100 else f"{value:.1f}" if magnitude >= 10 else f"{value:.2f}" \
-        if magnitude >= 0.1 or magnitude == 0 else f"{value:.3f}"
+    text = (
+        f"{value:,.0f}"
+        if magnitude >= 100
+        else f"{value:.1f}"
+        if magnitude >= 10
+        else f"{value:.2f}"
+        if magnitude >= 0.1 or magnitude == 0
+        else f"{value:.3f}"
+    )
     return f"{text} {unit}".strip()
 
 
@@ -134,9 +150,17 @@ COLUMNS = ("result", "value", "baseline", "ratio", "goal", "")
 
 
 def rows(report: Report) -> list[tuple[str, ...]]:
-    return [(r.name, fmt(r.value, r.unit), (f"{fmt(r.baseline, r.unit)} ({r.baseline_name})" if r.baseline is not None
-                                            else "-"),
-             fmt(r.ratio, "x"), str(r.goal) if r.goal else "-", verdict(r.met)) for r in report.ordered()]
+    return [
+        (
+            r.name,
+            fmt(r.value, r.unit),
+            (f"{fmt(r.baseline, r.unit)} ({r.baseline_name})" if r.baseline is not None else "-"),
+            fmt(r.ratio, "x"),
+            str(r.goal) if r.goal else "-",
+            verdict(r.met),
+        )
+        for r in report.ordered()
+    ]
 
 
 def table(report: Report) -> str:
@@ -158,25 +182,36 @@ def table(report: Report) -> str:
     for missed in report.missed:
         lines.append(f"NOT MET, no figure: {missed.benchmark} / {missed.name}: {missed.reason}")
     met, judged = report.goals_met
-    lines.append(f"\ngoals met: {met} of {judged}" + (f" ({len(report.missed)} without a figure)" if report.missed
-                                                       else ""))
+    lines.append(
+        f"\ngoals met: {met} of {judged}" + (f" ({len(report.missed)} without a figure)" if report.missed else "")
+    )
     return "\n".join(lines)
 
 
 def markdown(report: Report) -> str:
     met, judged = report.goals_met
     machine = report.machine
-    out = ["# Benchmark report", "",
-           f"Run {machine.get('when', '?')} on {machine.get('cpus', '?')} CPUs (load average before the run "
-           f"{machine.get('load_before', '?')}). Each result is a ratio to a baseline measured in the same run; "
-           "absolute figures drift on a shared machine, ratios much less.", "",
-           f"**Goals met: {met} of {judged}.**", ""]
+    out = [
+        "# Benchmark report",
+        "",
+        f"Run {machine.get('when', '?')} on {machine.get('cpus', '?')} CPUs (load average before the run "
+        f"{machine.get('load_before', '?')}). Each result is a ratio to a baseline measured in the same run; "
+        "absolute figures drift on a shared machine, ratios much less.",
+        "",
+        f"**Goals met: {met} of {judged}.**",
+        "",
+    ]
     current = None
     for result, row in zip(report.ordered(), rows(report)):
         if result.benchmark != current:
             current = result.benchmark
-            out += ["", f"## {current}", "", "| " + " | ".join(c or "met?" for c in COLUMNS) + " |",
-                    "|" + "---|" * len(COLUMNS)]
+            out += [
+                "",
+                f"## {current}",
+                "",
+                "| " + " | ".join(c or "met?" for c in COLUMNS) + " |",
+                "|" + "---|" * len(COLUMNS),
+            ]
         out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
     notes = [(r.name, r.note) for r in report.ordered() if r.note]
     if notes:
@@ -185,7 +220,8 @@ def markdown(report: Report) -> str:
         out += ["", f"**{benchmark} failed:** `{error}`"]
     if report.missed:
         out += ["", "## Goals without a figure (counted as not met)", ""] + [
-            f"- {m.benchmark} / {m.name}: {m.reason}" for m in report.missed]
+            f"- {m.benchmark} / {m.name}: {m.reason}" for m in report.missed
+        ]
     if report.did_not_run:
         out += ["", "## Did not run", ""] + [f"- {name}: {why}" for name, why in report.did_not_run.items()]
     if report.details:
@@ -194,10 +230,16 @@ def markdown(report: Report) -> str:
 
 
 def to_json(report: Report) -> dict:
-    return {"machine": report.machine, "goals_met": dict(zip(("met", "judged"), report.goals_met)),
-            "complete": not report.errors and not report.missed and not report.did_not_run,
-            "results": [r.to_dict() for r in report.ordered()], "details": report.details, "errors": report.errors,
-            "missed": [asdict(m) for m in report.missed], "did_not_run": report.did_not_run}
+    return {
+        "machine": report.machine,
+        "goals_met": dict(zip(("met", "judged"), report.goals_met)),
+        "complete": not report.errors and not report.missed and not report.did_not_run,
+        "results": [r.to_dict() for r in report.ordered()],
+        "details": report.details,
+        "errors": report.errors,
+        "missed": [asdict(m) for m in report.missed],
+        "did_not_run": report.did_not_run,
+    }
 
 
 def chart(report: Report, path: Path) -> None:

@@ -7,6 +7,7 @@ Side by side, interleaved in rounds on the same broker and vhost:
 - RpcPool calling billing.ping (a real service: its dependencies and a SELECT 1 on PostgreSQL).
 Then a pooled call against a client (connection) created per call, and nameko's proxy per call.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -48,21 +49,29 @@ def start_echo_servers(ctx: Context) -> None:
             raw.clear()
             return False
 
-    spawn_and_wait(ctx.stack, "raw-echo", [sys.executable, "-m", "deploy.bench.raw_echo", ctx.amqp_uri, RAW_QUEUE],
-                   raw_ready)
+    spawn_and_wait(
+        ctx.stack, "raw-echo", [sys.executable, "-m", "deploy.bench.raw_echo", ctx.amqp_uri, RAW_QUEUE], raw_ready
+    )
     raw["client"].close()
     pool = RpcPool({"AMQP_URI": ctx.amqp_uri}, timeout=2, size=1)
-    spawn_and_wait(ctx.stack, "echo", [str(BIN / "nameko"), "run", "--broker", ctx.amqp_uri,
-                                       "deploy.bench.echo_service:EchoService"],
-                   lambda: _answers(lambda: pool.call("bench_echo", "echo", "hello")))
+    spawn_and_wait(
+        ctx.stack,
+        "echo",
+        [str(BIN / "nameko"), "run", "--broker", ctx.amqp_uri, "deploy.bench.echo_service:EchoService"],
+        lambda: _answers(lambda: pool.call("bench_echo", "echo", "hello")),
+    )
 
     def stock_answers():  # a stock nameko service cannot answer direct reply-to: nameko's own proxy
         with ClusterRpcProxy({"AMQP_URI": ctx.amqp_uri}, timeout=2) as proxy:
             return _answers(lambda: proxy.bench_echo_stock.echo("hello"))
 
-    spawn_and_wait(ctx.stack, "echo-stock", [str(BIN / "nameko"), "run", "--broker", ctx.amqp_uri,
-                                             "deploy.bench.echo_service:StockEchoService"],
-                   stock_answers, env={**ctx.env, "BENCH_STOCK_NAMEKO": "1"})
+    spawn_and_wait(
+        ctx.stack,
+        "echo-stock",
+        [str(BIN / "nameko"), "run", "--broker", ctx.amqp_uri, "deploy.bench.echo_service:StockEchoService"],
+        stock_answers,
+        env={**ctx.env, "BENCH_STOCK_NAMEKO": "1"},
+    )
 
 
 def raw_round_trip_ms(ctx: Context, n: int = 400) -> float:
@@ -84,12 +93,16 @@ def run(ctx: Context, report) -> None:
     stock = ClusterRpcProxy(config, timeout=10)
     stock_proxy = stock.start()
     try:
-        samples = interleaved({
-            "raw": raw.call,
-            "pool_echo": lambda: pool.call("bench_echo", "echo", "hello", request_id="bench"),
-            "stock_echo": lambda: stock_proxy.bench_echo_stock.echo("hello"),
-            "pool_ping": lambda: pool.call("billing", "ping", request_id="bench"),
-        }, rounds=20, per_round=100)
+        samples = interleaved(
+            {
+                "raw": raw.call,
+                "pool_echo": lambda: pool.call("bench_echo", "echo", "hello", request_id="bench"),
+                "stock_echo": lambda: stock_proxy.bench_echo_stock.echo("hello"),
+                "pool_ping": lambda: pool.call("billing", "ping", request_id="bench"),
+            },
+            rounds=20,
+            per_round=100,
+        )
         pooled = timed(lambda: pool.call("bench_echo", "echo", "hello"), 200)
 
         def per_call():
@@ -120,21 +133,57 @@ def run(ctx: Context, report) -> None:
     base = figures["raw"]
     raw_name = "raw AMQP round trip"
     report.add(
-        Result(NAME, "p50: RpcPool -> nameko echo", figures["pool_echo"]["p50"], base["p50"], "ms", raw_name,
-               Goal("ratio", "<=", 2.0), note="2,000 calls each, interleaved with the baseline in 20 rounds of 100"),
+        Result(
+            NAME,
+            "p50: RpcPool -> nameko echo",
+            figures["pool_echo"]["p50"],
+            base["p50"],
+            "ms",
+            raw_name,
+            Goal("ratio", "<=", 2.0),
+            note="2,000 calls each, interleaved with the baseline in 20 rounds of 100",
+        ),
         Result(NAME, "p99: RpcPool -> nameko echo", figures["pool_echo"]["p99"], base["p99"], "ms", raw_name),
-        Result(NAME, "p50: nameko as shipped (ClusterRpcProxy -> stock echo)", figures["stock_echo"]["p50"],
-               base["p50"], "ms", raw_name, note="what the gateway did before issue 9"),
+        Result(
+            NAME,
+            "p50: nameko as shipped (ClusterRpcProxy -> stock echo)",
+            figures["stock_echo"]["p50"],
+            base["p50"],
+            "ms",
+            raw_name,
+            note="what the gateway did before issue 9",
+        ),
         Result(NAME, "p99: nameko as shipped", figures["stock_echo"]["p99"], base["p99"], "ms", raw_name),
-        Result(NAME, "p50: RpcPool -> billing.ping (SELECT 1 on PostgreSQL)", figures["pool_ping"]["p50"],
-               base["p50"], "ms", raw_name),
-        Result(NAME, "p50: a client (connection) per call vs pooled", figures["client_per_call"]["p50"],
-               figures["pooled"]["p50"], "ms", "pooled call"),
-        Result(NAME, "p50: nameko's ClusterRpcProxy per call vs pooled", figures["stock_proxy_per_call"]["p50"],
-               figures["pooled"]["p50"], "ms", "pooled call",
-               note="declares a reply queue per call, left behind for 5 minutes (x-expires): "
-                    + (f"{left_behind} after this comparison, deleted before the portal benchmark counts queues"
-                       if left_behind is not None else "not counted (no management API)")),
+        Result(
+            NAME,
+            "p50: RpcPool -> billing.ping (SELECT 1 on PostgreSQL)",
+            figures["pool_ping"]["p50"],
+            base["p50"],
+            "ms",
+            raw_name,
+        ),
+        Result(
+            NAME,
+            "p50: a client (connection) per call vs pooled",
+            figures["client_per_call"]["p50"],
+            figures["pooled"]["p50"],
+            "ms",
+            "pooled call",
+        ),
+        Result(
+            NAME,
+            "p50: nameko's ClusterRpcProxy per call vs pooled",
+            figures["stock_proxy_per_call"]["p50"],
+            figures["pooled"]["p50"],
+            "ms",
+            "pooled call",
+            note="declares a reply queue per call, left behind for 5 minutes (x-expires): "
+            + (
+                f"{left_behind} after this comparison, deleted before the portal benchmark counts queues"
+                if left_behind is not None
+                else "not counted (no management API)"
+            ),
+        ),
     )
 
 
@@ -148,10 +197,25 @@ def reply_queue_results(report, before: int | None, during: list[int | None], af
     report.details["reply_queues"] = {"before": before, "during": during, "after": after}
     peak = max(during) if during else before
     report.add(
-        Result(NAME, "reply queues during the portal load (peak)", peak, before, "queues", "before the load",
-               Goal("value", "<=", before), note=f"sampled {len(during)} times under load: {sorted(set(during))}; "
-                                                 f"after the load: {after}. The services' own in-service proxies "
-                                                 "hold one each; the gateway's calls use none (direct reply-to)"),
-        Result(NAME, "reply queues after the portal load", after, before, "queues", "before the load",
-               Goal("value", "<=", before)),
+        Result(
+            NAME,
+            "reply queues during the portal load (peak)",
+            peak,
+            before,
+            "queues",
+            "before the load",
+            Goal("value", "<=", before),
+            note=f"sampled {len(during)} times under load: {sorted(set(during))}; "
+            f"after the load: {after}. The services' own in-service proxies "
+            "hold one each; the gateway's calls use none (direct reply-to)",
+        ),
+        Result(
+            NAME,
+            "reply queues after the portal load",
+            after,
+            before,
+            "queues",
+            "before the load",
+            Goal("value", "<=", before),
+        ),
     )

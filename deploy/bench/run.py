@@ -1,4 +1,5 @@
 """Runs the benchmarks in order on one stack and writes the report (see deploy/bench/__init__.py)."""
+
 from __future__ import annotations
 
 import argparse
@@ -27,20 +28,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     missing = [tool for tool in ("wrk", "pgbench") if not shutil.which(tool)]
     if missing:
-        print(f"missing: {', '.join(missing)} (make bench installs them: apt-get install wrk postgresql-client)",
-              file=sys.stderr)
+        print(
+            f"missing: {', '.join(missing)} (make bench installs them: apt-get install wrk postgresql-client)",
+            file=sys.stderr,
+        )
         return 2
-    report = reporting.Report(machine={
-        "when": utcnow().strftime("%Y-%m-%d %H:%M UTC"), "cpus": os.cpu_count(),
-        "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg())})
+    report = reporting.Report(
+        machine={
+            "when": utcnow().strftime("%Y-%m-%d %H:%M UTC"),
+            "cpus": os.cpu_count(),
+            "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        }
+    )
     admin_url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get(
-        "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+        "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
     # py-amqp warns about confirms still arriving while nameko's proxies close their channels: noise
     logging.getLogger("amqp").setLevel(logging.ERROR)
     started = time.monotonic()
     selected = {key: module for key, module in BENCHMARKS.items() if not args.only or key in args.only}
-    report.did_not_run.update({module.NAME: "not selected (--only)" for key, module in BENCHMARKS.items()
-                               if key not in selected})
+    report.did_not_run.update(
+        {module.NAME: "not selected (--only)" for key, module in BENCHMARKS.items() if key not in selected}
+    )
     try:
         with running(admin_url) as ctx:
             print(f"stack up in {time.monotonic() - started:.0f} s", flush=True)
@@ -71,6 +80,10 @@ def run_one(module, ctx, report: reporting.Report) -> None:
         traceback.print_exc()
         report.errors[module.NAME] = f"{type(exc).__name__}: {exc}"
         report.did_not_run[module.NAME] = f"crashed: {report.errors[module.NAME]}"
-    report.account_for(module.GOALS, f"{module.NAME} crashed before measuring it: {report.errors[module.NAME]}"
-                       if module.NAME in report.errors else "not reported by its benchmark")
+    report.account_for(
+        module.GOALS,
+        f"{module.NAME} crashed before measuring it: {report.errors[module.NAME]}"
+        if module.NAME in report.errors
+        else "not reported by its benchmark",
+    )
     print(f"  {time.monotonic() - began:.0f} s", flush=True)

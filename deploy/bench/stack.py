@@ -1,6 +1,7 @@
 """The benchmark's own system: a throwaway RabbitMQ vhost, throwaway PostgreSQL databases (one per
 service, each owned by a login role of its own, as in production and the tests), localstripe, the
 four services and the gateway, seeded and signed in."""
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,18 @@ import psycopg2
 import requests
 
 from deploy.bench.common import HERE, Management
-from deploy.devstack import (ROOT, Stack, create_vhost, databases_with_roles, delete_vhost, dev_env, ensure_broker,
-                             ensure_management, port_open, wait_for)
+from deploy.devstack import (
+    ROOT,
+    Stack,
+    create_vhost,
+    databases_with_roles,
+    delete_vhost,
+    dev_env,
+    ensure_broker,
+    ensure_management,
+    port_open,
+    wait_for,
+)
 
 SQL_FIELDS = ("statements", "begins", "commits", "rollbacks", "checkouts")
 RUN_ID = uuid.uuid4().hex[:8]
@@ -52,12 +63,13 @@ class BenchStack(Stack):
 @dataclass
 class Context:
     """What every benchmark gets: the running stack and how to reach and inspect it."""
+
     stack: BenchStack
     env: dict
     work: Path
     amqp_uri: str
-    admin_url: str                 # the PostgreSQL superuser URL (pgbench, throwaway databases)
-    admin_db: dict                 # service -> its database as the admin (sees every row)
+    admin_url: str  # the PostgreSQL superuser URL (pgbench, throwaway databases)
+    admin_db: dict  # service -> its database as the admin (sees every row)
     management: Management
     cookie: dict = field(default_factory=dict)
     shared: dict = field(default_factory=dict)  # figures one benchmark measures for another
@@ -70,7 +82,8 @@ class Context:
     def demo_client(self) -> tuple[str, str]:
         """(workspace id, client id) of the seeded demo@example.com."""
         [(workspace_id, client_id)] = self.query(
-            "billing", "SELECT c.workspace_id, c.client_id FROM contacts c WHERE c.email = 'demo@example.com'")
+            "billing", "SELECT c.workspace_id, c.client_id FROM contacts c WHERE c.email = 'demo@example.com'"
+        )
         return workspace_id, client_id
 
     def sql_counts(self) -> dict[str, int]:
@@ -89,8 +102,11 @@ class Context:
         answer = requests.get(f"{self.stack.url}/metrics", timeout=10)
         if answer.status_code != 200:
             return None
-        return sum(float(line.rsplit(" ", 1)[1]) for line in answer.text.splitlines()
-                   if line.startswith("portal_gateway_rpc_duration_seconds_count{"))
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in answer.text.splitlines()
+            if line.startswith("portal_gateway_rpc_duration_seconds_count{")
+        )
 
 
 def sign_in(url: str, mail_dir: Path, email: str = "demo@example.com") -> dict:
@@ -121,8 +137,10 @@ def running(admin_url: str):
     try:
         psycopg2.connect(admin_url, connect_timeout=5).close()
     except psycopg2.Error as exc:
-        raise SystemExit(f"PostgreSQL is not reachable at {admin_url} ({exc}); start it or set BENCH_DATABASE_URL "
-                         "to a superuser URL (the benchmark makes throwaway databases there).")
+        raise SystemExit(
+            f"PostgreSQL is not reachable at {admin_url} ({exc}); start it or set BENCH_DATABASE_URL "
+            "to a superuser URL (the benchmark makes throwaway databases there)."
+        )
     vhost_uri = create_vhost(env["AMQP_URI"], f"portal-bench-{RUN_ID}")
     amqp_uri = vhost_uri or env["AMQP_URI"]
     work = Path(tempfile.mkdtemp(prefix="portal-bench-"))
@@ -131,24 +149,38 @@ def running(admin_url: str):
     try:
         with databases_with_roles(admin_url, f"portal_bench_{RUN_ID}") as urls:
             service_urls, admin_urls = urls["service"], urls["admin"]
-            env.update({
-                "PORTAL_ENV": "dev", "PORTAL_VAR_DIR": str(work / "var"), "MAIL_OUTBOX_DIR": str(work / "mail"),
-                "AMQP_URI": amqp_uri, "GATEWAY_BIND": f"127.0.0.1:{port}", "PORTAL_URL": f"http://localhost:{port}",
-                # the portal benchmark signs 50 clients in from this one address
-                "AUTH_LINKS_PER_EMAIL": "1000", "AUTH_LINKS_PER_IP": "10000", "STRIPE_API_BASE": f"http://localhost:{stripe_port}",
-                "LOCALSTRIPE_FROM_SCRATCH": "1", "STRIPE_WEBHOOK_SECRET": f"whsec_bench_{uuid.uuid4().hex}",
-                "BENCH_SQL_COUNTS": str(work / "sql-counts"),
-                **{f"{s.upper()}_DATABASE_URL": url for s, url in service_urls.items()}})
+            env.update(
+                {
+                    "PORTAL_ENV": "dev",
+                    "PORTAL_VAR_DIR": str(work / "var"),
+                    "MAIL_OUTBOX_DIR": str(work / "mail"),
+                    "AMQP_URI": amqp_uri,
+                    "GATEWAY_BIND": f"127.0.0.1:{port}",
+                    "PORTAL_URL": f"http://localhost:{port}",
+                    # the portal benchmark signs 50 clients in from this one address
+                    "AUTH_LINKS_PER_EMAIL": "1000",
+                    "AUTH_LINKS_PER_IP": "10000",
+                    "STRIPE_API_BASE": f"http://localhost:{stripe_port}",
+                    "LOCALSTRIPE_FROM_SCRATCH": "1",
+                    "STRIPE_WEBHOOK_SECRET": f"whsec_bench_{uuid.uuid4().hex}",
+                    "BENCH_SQL_COUNTS": str(work / "sql-counts"),
+                    **{f"{s.upper()}_DATABASE_URL": url for s, url in service_urls.items()},
+                }
+            )
             env.pop("SMTP_URL", None)
             stack = BenchStack(env, work / "logs", env["GATEWAY_BIND"], localstripe_port=stripe_port)
             stack.start()
             try:
                 stack.wait_healthy(120)
-                subprocess.run([sys.executable, "-m", "services.billing.seed"], cwd=ROOT, env=env, check=True,
-                               capture_output=True)
+                subprocess.run(
+                    [sys.executable, "-m", "services.billing.seed"], cwd=ROOT, env=env, check=True, capture_output=True
+                )
                 ctx = Context(stack, env, work, amqp_uri, admin_url, admin_urls, Management(amqp_uri))
-                wait_for(lambda: ctx.query("auth", "SELECT count(*) FROM contacts")[0][0] >= 3, 60,
-                         "auth to learn the seeded contacts")
+                wait_for(
+                    lambda: ctx.query("auth", "SELECT count(*) FROM contacts")[0][0] >= 3,
+                    60,
+                    "auth to learn the seeded contacts",
+                )
                 ctx.cookie = sign_in(stack.url, work / "mail")
                 yield ctx
             finally:

@@ -10,6 +10,7 @@ sent, payment recorded, ...) are taken out of the outbox in the same transaction
 imported history: had they been published, documents would render and email some ten thousand PDFs
 on the benchmark's two cores while it measures, which is not what the portal benchmark measures.
 """
+
 from __future__ import annotations
 
 import re
@@ -56,25 +57,54 @@ def _invoice(uow, now, ws: str, client_id: str, today, j: int, i: int) -> None:
     days_ago = 3 + j * 9
     issued = now - days_ago * DAY
     kind = j % 10
-    invoice = h.create_invoice(uow, issued, ws, {
-        "client_id": client_id, "issue_date": (today - days_ago * DAY).isoformat(), "payment_terms_days": 30,
-        "send": kind != 8, "lines": [
-            {"description": f"Consulting, week {j + 1}", "quantity": 1 + (i + j) % 7, "unit_price": 9500},
-            {"description": "Materials", "quantity": 1, "unit_price": 1200 + 100 * j, "tax_rate": 20}]})
+    invoice = h.create_invoice(
+        uow,
+        issued,
+        ws,
+        {
+            "client_id": client_id,
+            "issue_date": (today - days_ago * DAY).isoformat(),
+            "payment_terms_days": 30,
+            "send": kind != 8,
+            "lines": [
+                {"description": f"Consulting, week {j + 1}", "quantity": 1 + (i + j) % 7, "unit_price": 9500},
+                {"description": "Materials", "quantity": 1, "unit_price": 1200 + 100 * j, "tax_rate": 20},
+            ],
+        },
+    )
     if kind in (0, 1, 2):
-        h.record_payment(uow, issued + 5 * DAY, ws, {"invoice_id": invoice["id"], "amount": invoice["total"],
-                                                     "method": "bank_transfer", "reference": f"TRX-{i}-{j}"})
+        h.record_payment(
+            uow,
+            issued + 5 * DAY,
+            ws,
+            {
+                "invoice_id": invoice["id"],
+                "amount": invoice["total"],
+                "method": "bank_transfer",
+                "reference": f"TRX-{i}-{j}",
+            },
+        )
     elif kind == 3:
-        h.record_payment(uow, issued + 7 * DAY, ws, {"invoice_id": invoice["id"], "amount": invoice["total"] // 3,
-                                                     "method": "card", "reference": "Card ending 4242"})
+        h.record_payment(
+            uow,
+            issued + 7 * DAY,
+            ws,
+            {
+                "invoice_id": invoice["id"],
+                "amount": invoice["total"] // 3,
+                "method": "card",
+                "reference": "Card ending 4242",
+            },
+        )
     elif kind == 5:
         h.mark_invoice_viewed(uow, issued + DAY, ws, client_id, invoice["id"])
     elif kind == 9:
         h.void_invoice(uow, issued + 2 * DAY, ws, invoice["id"])
 
 
-def seed(billing_url: str, workspace_id: str, run_id: str, count: int = CLIENTS,
-         invoices: int = INVOICES) -> list[User]:
+def seed(
+    billing_url: str, workspace_id: str, run_id: str, count: int = CLIENTS, invoices: int = INVOICES
+) -> list[User]:
     """`count` clients with a portal contact and `invoices` invoices each; their contact events published."""
     engine = dbmod.make_engine(billing_url)
     made: list[User] = []
@@ -87,10 +117,22 @@ def seed(billing_url: str, workspace_id: str, run_id: str, count: int = CLIENTS,
                     today = workspace_today(workspace_row(uow, workspace_id), now)
                     for i in range(first, min(first + BATCH, count)):
                         email = email_of(run_id, i)
-                        client = h.create_client(uow, now - 200 * DAY, workspace_id, {
-                            "name": f"Bench Client {i:04d} Ltd", "contacts": [
-                                {"email": email, "name": f"Bench {i:04d}", "is_primary": True,
-                                 "portal_access": True}]})
+                        client = h.create_client(
+                            uow,
+                            now - 200 * DAY,
+                            workspace_id,
+                            {
+                                "name": f"Bench Client {i:04d} Ltd",
+                                "contacts": [
+                                    {
+                                        "email": email,
+                                        "name": f"Bench {i:04d}",
+                                        "is_primary": True,
+                                        "portal_access": True,
+                                    }
+                                ],
+                            },
+                        )
                         for j in range(invoices):
                             _invoice(uow, now, workspace_id, client["id"], today, j, i)
                         made.append(User(email, client["id"]))
@@ -108,7 +150,9 @@ def sign_in_all(url: str, mail_dir: Path, users: list[User], timeout: float = 12
 
     def ask(user: User) -> str:
         session = sessions[user.email]
-        csrf = re.search(r'name="csrf_token" value="([0-9a-f]+)"', session.get(f"{url}/login", timeout=30).text).group(1)
+        csrf = re.search(r'name="csrf_token" value="([0-9a-f]+)"', session.get(f"{url}/login", timeout=30).text).group(
+            1
+        )
         session.post(f"{url}/login", data={"email": user.email, "csrf_token": csrf}, timeout=30).raise_for_status()
         return csrf
 
@@ -124,8 +168,9 @@ def sign_in_all(url: str, mail_dir: Path, users: list[User], timeout: float = 12
             seen.add(path)
             message = message_from_bytes(path.read_bytes(), policy=policy.default)
             if message["To"] in wanted and "sign-in link" in message["Subject"]:
-                tokens[message["To"]] = re.search(r"token=([A-Za-z0-9_-]+)",
-                                                  message.get_body(("plain",)).get_content()).group(1)
+                tokens[message["To"]] = re.search(
+                    r"token=([A-Za-z0-9_-]+)", message.get_body(("plain",)).get_content()
+                ).group(1)
         return wanted <= set(tokens)
 
     started = time.monotonic()
@@ -133,16 +178,20 @@ def sign_in_all(url: str, mail_dir: Path, users: list[User], timeout: float = 12
 
     def verify(user: User) -> User:
         session = sessions[user.email]
-        session.post(f"{url}/login/verify", data={"token": tokens[user.email], "csrf_token": csrf[user.email]},
-                     timeout=30).raise_for_status()
-        assert session.get(f"{url}/dashboard", allow_redirects=False, timeout=30).status_code == 200, \
+        session.post(
+            f"{url}/login/verify", data={"token": tokens[user.email], "csrf_token": csrf[user.email]}, timeout=30
+        ).raise_for_status()
+        assert session.get(f"{url}/dashboard", allow_redirects=False, timeout=30).status_code == 200, (
             f"{user.email} is not signed in"
+        )
         return User(user.email, user.client_id, session.cookies["portal_session"])
 
     with ThreadPoolExecutor(8) as pool:
         signed = list(pool.map(verify, users))
-    print(f"  {len(signed)} clients signed in ({time.monotonic() - started:.0f} s after the links were asked for)",
-          flush=True)
+    print(
+        f"  {len(signed)} clients signed in ({time.monotonic() - started:.0f} s after the links were asked for)",
+        flush=True,
+    )
     return signed
 
 

@@ -8,6 +8,7 @@ The path measured: gateway -> payments (stores the event, then processes it at o
 broker -> billing (records the payment, the invoice becomes Paid). Documents is stopped for this
 benchmark (it is not on that path): the 2,000 invoice and receipt PDFs it would render would otherwise
 compete for the 2 cores. It is the last benchmark for that reason."""
+
 from __future__ import annotations
 
 import hashlib
@@ -38,8 +39,10 @@ def broker_rate(amqp_uri: str, n: int = 3000) -> dict:
     queue = kombu.Queue(f"bench-raw-rate-{uuid.uuid4().hex[:6]}", durable=True, auto_delete=False)
     consumed, first_publish = threading.Event(), {}
     count = [0]
-    with kombu.Connection(amqp_uri) as consumer_conn, \
-            kombu.Connection(amqp_uri, transport_options={"confirm_publish": True}) as producer_conn:
+    with (
+        kombu.Connection(amqp_uri) as consumer_conn,
+        kombu.Connection(amqp_uri, transport_options={"confirm_publish": True}) as producer_conn,
+    ):
         channel = consumer_conn.channel()
         bound = queue(channel)
         bound.declare()
@@ -87,16 +90,40 @@ def make_attempts(ctx, workspace_id: str) -> tuple[str, list[dict]]:
     made through the services' RPC acting for the workspace (the business) and its client (the portal)."""
     pool = RpcPool({"AMQP_URI": ctx.amqp_uri}, timeout=60, size=8)
     business = Scope(workspace_id)
-    client = pool.call("billing", "create_client", workspace_id, {"name": "Webhook Bench Ltd", "contacts": [
-        {"email": f"webhooks-{uuid.uuid4().hex[:6]}@example.com", "name": "Bench", "is_primary": True}]},
-        scope=business)
+    client = pool.call(
+        "billing",
+        "create_client",
+        workspace_id,
+        {
+            "name": "Webhook Bench Ltd",
+            "contacts": [
+                {"email": f"webhooks-{uuid.uuid4().hex[:6]}@example.com", "name": "Bench", "is_primary": True}
+            ],
+        },
+        scope=business,
+    )
 
     def one(i: int) -> dict:
-        invoice = pool.call("billing", "create_invoice", workspace_id, {
-            "client_id": client["id"], "send": True,
-            "lines": [{"description": f"Webhook bench {i}", "quantity": 1, "unit_price": 1000 + i}]}, scope=business)
-        attempt = pool.call("payments", "start_payment", workspace_id, client["id"], {"invoice_ids": [invoice["id"]]},
-                            f"bench-{i}", scope=Scope(workspace_id, client["id"]))
+        invoice = pool.call(
+            "billing",
+            "create_invoice",
+            workspace_id,
+            {
+                "client_id": client["id"],
+                "send": True,
+                "lines": [{"description": f"Webhook bench {i}", "quantity": 1, "unit_price": 1000 + i}],
+            },
+            scope=business,
+        )
+        attempt = pool.call(
+            "payments",
+            "start_payment",
+            workspace_id,
+            client["id"],
+            {"invoice_ids": [invoice["id"]]},
+            f"bench-{i}",
+            scope=Scope(workspace_id, client["id"]),
+        )
         return {"invoice_id": invoice["id"], "attempt": attempt}
 
     with ThreadPoolExecutor(8) as executor:
@@ -105,11 +132,23 @@ def make_attempts(ctx, workspace_id: str) -> tuple[str, list[dict]]:
 
 def event_for(made: dict, i: int) -> dict:
     attempt = made["attempt"]
-    return {"id": f"evt_bench_{uuid.uuid4().hex[:20]}", "object": "event", "type": "payment_intent.succeeded",
-            "created": int(time.time()), "data": {"object": {
-                "id": f"pi_bench_{i}_{uuid.uuid4().hex[:8]}", "object": "payment_intent", "status": "succeeded",
-                "amount": attempt["amount"], "currency": attempt["currency"].lower(), "payment_method": None,
-                "metadata": {"attempt_id": attempt["id"]}}}}
+    return {
+        "id": f"evt_bench_{uuid.uuid4().hex[:20]}",
+        "object": "event",
+        "type": "payment_intent.succeeded",
+        "created": int(time.time()),
+        "data": {
+            "object": {
+                "id": f"pi_bench_{i}_{uuid.uuid4().hex[:8]}",
+                "object": "payment_intent",
+                "status": "succeeded",
+                "amount": attempt["amount"],
+                "currency": attempt["currency"].lower(),
+                "payment_method": None,
+                "metadata": {"attempt_id": attempt["id"]},
+            }
+        },
+    }
 
 
 def run(ctx, report) -> None:
@@ -126,12 +165,14 @@ def run(ctx, report) -> None:
     def deliver(delivery) -> int:
         if not hasattr(local, "session"):
             local.session = requests.Session()  # one keep-alive connection per sender
-        return local.session.post(f"{ctx.stack.url}/webhooks/stripe", data=delivery[0], headers=delivery[1],
-                            timeout=60).status_code
+        return local.session.post(
+            f"{ctx.stack.url}/webhooks/stripe", data=delivery[0], headers=delivery[1], timeout=60
+        ).status_code
 
     def paid() -> int:
-        return ctx.query("billing", "SELECT count(*) FROM invoices WHERE client_id = %s AND status = 'paid'",
-                         client_id)[0][0]
+        return ctx.query(
+            "billing", "SELECT count(*) FROM invoices WHERE client_id = %s AND status = 'paid'", client_id
+        )[0][0]
 
     started = time.monotonic()
     with ThreadPoolExecutor(SENDERS) as executor:
@@ -140,15 +181,34 @@ def run(ctx, report) -> None:
     wait_for(lambda: paid() == EVENTS, 600, f"all {EVENTS} invoices paid")
     paid_seconds = time.monotonic() - started
     rejected = sum(status != 200 for status in statuses)
-    report.details["webhooks"] = {"events": EVENTS, "senders": SENDERS, "setup_seconds": setup_seconds,
-                                  "accepted_seconds": accepted_seconds, "all_paid_seconds": paid_seconds,
-                                  "rejected": rejected, "broker_raw": raw}
+    report.details["webhooks"] = {
+        "events": EVENTS,
+        "senders": SENDERS,
+        "setup_seconds": setup_seconds,
+        "accepted_seconds": accepted_seconds,
+        "all_paid_seconds": paid_seconds,
+        "rejected": rejected,
+        "broker_raw": raw,
+    }
     report.add(
-        Result(NAME, PAID, EVENTS / paid_seconds, raw["per_second"], "events/s", "broker raw publish->consume",
-               Goal("ratio", ">=", 0.2),
-               note=f"all Paid {paid_seconds:.1f} s after the first delivery; accepted in {accepted_seconds:.1f} s "
-                    f"({rejected} rejected); broker: {raw['messages']} persistent messages with confirms and acks "
-                    f"in {raw['seconds']:.2f} s"),
-        Result(NAME, f"events/s accepted by POST /webhooks/stripe ({SENDERS} at a time)", EVENTS / accepted_seconds,
-               raw["per_second"], "events/s", "broker raw publish->consume"),
+        Result(
+            NAME,
+            PAID,
+            EVENTS / paid_seconds,
+            raw["per_second"],
+            "events/s",
+            "broker raw publish->consume",
+            Goal("ratio", ">=", 0.2),
+            note=f"all Paid {paid_seconds:.1f} s after the first delivery; accepted in {accepted_seconds:.1f} s "
+            f"({rejected} rejected); broker: {raw['messages']} persistent messages with confirms and acks "
+            f"in {raw['seconds']:.2f} s",
+        ),
+        Result(
+            NAME,
+            f"events/s accepted by POST /webhooks/stripe ({SENDERS} at a time)",
+            EVENTS / accepted_seconds,
+            raw["per_second"],
+            "events/s",
+            "broker raw publish->consume",
+        ),
     )

@@ -21,6 +21,7 @@ What it shows (see docs/events.asyncapi.yaml for every event and its fields):
 
 No nameko and nothing of the portal's code: any AMQP 0-9-1 client can do the same.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,13 @@ def subscription_queue(name: str, bindings: list[tuple[str, str]]) -> Queue:
     """A durable, non-exclusive, non-auto-delete queue of our own, bound with each routing key.
     (For production, consider `queue_arguments={"x-dead-letter-exchange": ...}` so rejected messages
     are kept somewhere, and `"x-queue-type": "quorum"` on a RabbitMQ cluster.)"""
-    return Queue(name, durable=True, exclusive=False, auto_delete=False,
-                 bindings=[binding(event_exchange(exchange), routing_key=key) for exchange, key in bindings])
+    return Queue(
+        name,
+        durable=True,
+        exclusive=False,
+        auto_delete=False,
+        bindings=[binding(event_exchange(exchange), routing_key=key) for exchange, key in bindings],
+    )
 
 
 class SeenEvents:
@@ -73,8 +79,10 @@ class SeenEvents:
             if self.db.execute("SELECT 1 FROM seen WHERE id = ?", (event["id"],)).fetchone():
                 self.db.execute("ROLLBACK")
                 return False
-            self.db.execute("INSERT INTO seen VALUES (?, ?, ?)",
-                            (event["id"], event["type"], datetime.now(timezone.utc).isoformat()))
+            self.db.execute(
+                "INSERT INTO seen VALUES (?, ?, ?)",
+                (event["id"], event["type"], datetime.now(timezone.utc).isoformat()),
+            )
             handle(event)
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -86,8 +94,10 @@ class SeenEvents:
 def describe(event: dict) -> str:
     """One line per event. Money is in minor units next to its currency."""
     data = event["data"]
-    parts = [f"event {event['type']} v{event['version']} id={event['id']} workspace={event['workspace_id']}",
-             f"at={event['occurred_at']}"]
+    parts = [
+        f"event {event['type']} v{event['version']} id={event['id']} workspace={event['workspace_id']}",
+        f"at={event['occurred_at']}",
+    ]
     details = []
     for key in ("number", "client_id", "invoice_id", "payment_id", "status"):
         if data.get(key) is not None:
@@ -104,8 +114,15 @@ def print_event(event: dict) -> None:
 
 
 class EventConsumer(ConsumerMixin):
-    def __init__(self, connection: Connection, queue: Queue, seen: SeenEvents, handle=print_event,
-                 max_events: int = 0, prefetch: int = 10):
+    def __init__(
+        self,
+        connection: Connection,
+        queue: Queue,
+        seen: SeenEvents,
+        handle=print_event,
+        max_events: int = 0,
+        prefetch: int = 10,
+    ):
         self.connection = connection
         self.queue = queue
         self.seen = seen
@@ -116,8 +133,15 @@ class EventConsumer(ConsumerMixin):
 
     def get_consumers(self, Consumer, channel):
         # Manual acks (no_ack=False): a message is only gone once we say so.
-        return [Consumer(queues=[self.queue], callbacks=[self.on_message], accept=["json"],
-                         prefetch_count=self.prefetch, no_ack=False)]
+        return [
+            Consumer(
+                queues=[self.queue],
+                callbacks=[self.on_message],
+                accept=["json"],
+                prefetch_count=self.prefetch,
+                no_ack=False,
+            )
+        ]
 
     def on_consume_ready(self, connection, channel, consumers, **kwargs):
         keys = ",".join(sorted(f"{b.exchange.name}:{b.routing_key}" for b in self.queue.bindings))
@@ -160,23 +184,33 @@ def parse_bindings(values: list[str]) -> list[tuple[str, str]]:
     for value in values:
         exchange, sep, key = value.partition(":")
         if not sep or not exchange or not key:
-            raise argparse.ArgumentTypeError(f"--bind takes exchange:routing_key, e.g. billing.events:invoice.*; "
-                                             f"got {value!r}")
+            raise argparse.ArgumentTypeError(
+                f"--bind takes exchange:routing_key, e.g. billing.events:invoice.*; got {value!r}"
+            )
         pairs.append((exchange, key))
     return pairs
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        description="Consume the billing portal's events from a durable queue of your own.")
+        description="Consume the billing portal's events from a durable queue of your own."
+    )
     parser.add_argument("--amqp-uri", default=os.environ.get("AMQP_URI", "amqp://guest:guest@localhost:5672/"))
     parser.add_argument("--queue", default="crm.billing-events", help="your queue's name (default %(default)s)")
-    parser.add_argument("--bind", action="append", metavar="EXCHANGE:KEY",
-                        help=f"bind the queue (repeatable; default {' '.join(DEFAULT_BINDINGS)})")
-    parser.add_argument("--max-events", type=int, default=0,
-                        help="exit after handling N new events (0: run until stopped)")
-    parser.add_argument("--seen-db", default=":memory:",
-                        help="SQLite file of handled event ids, to dedupe across restarts (default: this run only)")
+    parser.add_argument(
+        "--bind",
+        action="append",
+        metavar="EXCHANGE:KEY",
+        help=f"bind the queue (repeatable; default {' '.join(DEFAULT_BINDINGS)})",
+    )
+    parser.add_argument(
+        "--max-events", type=int, default=0, help="exit after handling N new events (0: run until stopped)"
+    )
+    parser.add_argument(
+        "--seen-db",
+        default=":memory:",
+        help="SQLite file of handled event ids, to dedupe across restarts (default: this run only)",
+    )
     parser.add_argument("--prefetch", type=int, default=10, help="unacked messages in flight (default %(default)s)")
     args = parser.parse_args(argv)
     try:
@@ -185,10 +219,18 @@ def main(argv=None) -> int:
         parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
 
-    connection = Connection(args.amqp_uri, heartbeat=20, transport_options={
-        "client_properties": {"connection_name": f"kombu-consumer-example {args.queue}"}})
-    consumer = EventConsumer(connection, subscription_queue(args.queue, bindings), SeenEvents(args.seen_db),
-                             max_events=args.max_events, prefetch=args.prefetch)
+    connection = Connection(
+        args.amqp_uri,
+        heartbeat=20,
+        transport_options={"client_properties": {"connection_name": f"kombu-consumer-example {args.queue}"}},
+    )
+    consumer = EventConsumer(
+        connection,
+        subscription_queue(args.queue, bindings),
+        SeenEvents(args.seen_db),
+        max_events=args.max_events,
+        prefetch=args.prefetch,
+    )
 
     def stop(*_):
         consumer.should_stop = True

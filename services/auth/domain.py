@@ -1,4 +1,5 @@
 """Magic-link and session rules, in plain Python: no database, no broker."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,5 @@
 """Auth service entrypoints: translate RPC calls and events into handler calls, nothing more."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -10,8 +11,8 @@ from nameko.rpc import rpc
 from chassis import credentials, settings
 from chassis.errors import EXPECTED
 from chassis.nameko_ext import Database, ServiceBase, consumes
-from chassis.scope import CALLER, SYSTEM_WIDE, runs_in
 from chassis.rpc import TimedRpcProxy
+from chassis.scope import CALLER, SYSTEM_WIDE, runs_in
 from services.auth import domain, handlers
 
 
@@ -75,8 +76,9 @@ class AuthService(ServiceBase):
     @rpc(expected_exceptions=EXPECTED)
     def consume_link(self, token: str, previous_session_id: str | None = None, client_ip: str | None = None) -> dict:
         with self.db.uow() as uow:
-            return handlers.consume_link(uow, token, previous_session_id, self.clock(), client_ip, self.policy,
-                                         self.keys)
+            return handlers.consume_link(
+                uow, token, previous_session_id, self.clock(), client_ip, self.policy, self.keys
+            )
 
     @runs_in(CALLER)  # the gateway read the session's credential: the call acts for its client
     @rpc

@@ -1,4 +1,5 @@
 """The auth service's own tables."""
+
 import sqlalchemy as sa
 
 from chassis.db import UtcDateTime

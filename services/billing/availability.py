@@ -4,6 +4,7 @@ Time is cut into 5-minute cells. A booking holds every cell it covers, and the c
 row per (workspace, cell), so two bookings can never overlap, even when they are made at the same
 moment or have different lengths: the database refuses the second insert.
 """
+
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
@@ -33,8 +34,16 @@ def cells(start: datetime, end: datetime) -> list[datetime]:
     return out
 
 
-def slots(weekly: dict[str, list[str]], tz: str, duration: timedelta, step: timedelta, now: datetime,
-          notice: timedelta, horizon_days: int, busy: set[datetime]) -> list[datetime]:
+def slots(
+    weekly: dict[str, list[str]],
+    tz: str,
+    duration: timedelta,
+    step: timedelta,
+    now: datetime,
+    notice: timedelta,
+    horizon_days: int,
+    busy: set[datetime],
+) -> list[datetime]:
     """Free start times (UTC) from the earliest allowed moment to the end of the horizon. Windows are
     wall-clock times in the business's zone, so 09:00 stays 09:00 across a DST change."""
     zone = ZoneInfo(tz)

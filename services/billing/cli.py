@@ -17,6 +17,7 @@
 
 AMQP_URI says where the broker is. Output is JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -141,8 +142,15 @@ def run(args, cluster):
     billing = cluster.billing
     match (args.area, args.action):
         case ("workspace", "create"):
-            return billing.create_workspace({"name": args.name, "email": args.email, "currency": args.currency,
-                                             "locale": args.locale, "timezone": args.timezone})
+            return billing.create_workspace(
+                {
+                    "name": args.name,
+                    "email": args.email,
+                    "currency": args.currency,
+                    "locale": args.locale,
+                    "timezone": args.timezone,
+                }
+            )
         case ("key", "create"):
             return billing.create_api_key(args.workspace, args.name)
         case ("key", "revoke"):
@@ -152,12 +160,19 @@ def run(args, cluster):
         case ("client", "create"):
             data = {"name": args.name, **({"currency": args.currency} if args.currency else {})}
             if args.contact_email:
-                data["contacts"] = [{"email": args.contact_email, "name": args.contact_name,
-                                     "portal_access": args.portal, "is_primary": True}]
+                data["contacts"] = [
+                    {
+                        "email": args.contact_email,
+                        "name": args.contact_name,
+                        "portal_access": args.portal,
+                        "is_primary": True,
+                    }
+                ]
             return billing.create_client(args.workspace, data)
         case ("contact", "add"):
-            return billing.add_contact(args.workspace, args.client, {"email": args.email, "name": args.name,
-                                                                     "portal_access": args.portal})
+            return billing.add_contact(
+                args.workspace, args.client, {"email": args.email, "name": args.name, "portal_access": args.portal}
+            )
         case ("portal", action):
             return billing.set_portal_access(args.workspace, args.contact, action == "enable")
         case ("invoice", "create"):
@@ -182,8 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     workspace = getattr(args, "workspace", None)
     context = {SCOPE_KEY: Scope(workspace).to_context()} if workspace else None
     try:
-        with ClusterRpcProxy({"AMQP_URI": settings.amqp_uri()}, context_data=context,
-                             timeout=float(settings.env("RPC_TIMEOUT", "20"))) as cluster:
+        with ClusterRpcProxy(
+            {"AMQP_URI": settings.amqp_uri()}, context_data=context, timeout=float(settings.env("RPC_TIMEOUT", "20"))
+        ) as cluster:
             result = run(args, cluster)
     except ServiceError as exc:
         print(json.dumps({"error": exc.title, "detail": exc.detail, "errors": exc.fields}), file=sys.stderr)
@@ -193,8 +209,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except (RpcTimeout, UnknownService, OSError) as exc:
         broker = urlparse(settings.amqp_uri())
-        print(f"portalctl: cannot reach the {getattr(args, 'service', None) or 'billing'} service ({exc!r}); is it running? The broker is "
-              f"{broker.hostname}:{broker.port or 5672}{broker.path} (AMQP_URI)", file=sys.stderr)
+        print(
+            f"portalctl: cannot reach the {getattr(args, 'service', None) or 'billing'} service ({exc!r}); is it running? The broker is "
+            f"{broker.hostname}:{broker.port or 5672}{broker.path} (AMQP_URI)",
+            file=sys.stderr,
+        )
         return 2
     print(json.dumps(result, indent=2))
     return 0

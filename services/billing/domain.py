@@ -3,6 +3,7 @@
 Rounding: each line's discount and tax are rounded half-even to minor units, and every total is the
 sum of what the lines print, so a document always adds up to the cent.
 """
+
 from __future__ import annotations
 
 import re
@@ -67,9 +68,13 @@ class Line:
             unit_price = data["unit_price"]
             if isinstance(unit_price, bool) or not isinstance(unit_price, int):
                 raise Invalid("Unit prices are integers in minor units (cents).", unit_price="not an integer")
-            return cls(str(data["description"]), to_decimal(data.get("quantity", 1), "quantity"), unit_price,
-                       to_decimal(data.get("tax_rate", 0), "tax_rate"),
-                       to_decimal(data.get("discount_percent", 0), "discount_percent"))
+            return cls(
+                str(data["description"]),
+                to_decimal(data.get("quantity", 1), "quantity"),
+                unit_price,
+                to_decimal(data.get("tax_rate", 0), "tax_rate"),
+                to_decimal(data.get("discount_percent", 0), "discount_percent"),
+            )
         except KeyError as exc:
             raise Invalid(f"Each line needs {exc.args[0]}.", **{exc.args[0]: "required"}) from None
 
@@ -94,9 +99,17 @@ class Line:
         return self.subtotal + self.tax
 
     def as_dict(self) -> dict:
-        return {"description": self.description, "quantity": str(self.quantity), "unit_price": self.unit_price,
-                "tax_rate": str(self.tax_rate), "discount_percent": str(self.discount_percent),
-                "discount": self.discount, "subtotal": self.subtotal, "tax": self.tax, "total": self.total}
+        return {
+            "description": self.description,
+            "quantity": str(self.quantity),
+            "unit_price": self.unit_price,
+            "tax_rate": str(self.tax_rate),
+            "discount_percent": str(self.discount_percent),
+            "discount": self.discount,
+            "subtotal": self.subtotal,
+            "tax": self.tax,
+            "total": self.total,
+        }
 
 
 @dataclass(frozen=True)
@@ -110,8 +123,12 @@ class Totals:
     def of(cls, lines: list[Line]) -> Totals:
         if not lines:
             raise Invalid("A document needs at least one line.", lines="empty")
-        return cls(sum(l.subtotal for l in lines), sum(l.discount for l in lines), sum(l.tax for l in lines),
-                   sum(l.total for l in lines))
+        return cls(
+            sum(l.subtotal for l in lines),
+            sum(l.discount for l in lines),
+            sum(l.tax for l in lines),
+            sum(l.total for l in lines),
+        )
 
 
 def balance(total: int, paid: int, credited: int) -> int:
@@ -251,6 +268,13 @@ def statement(opening: int, entries: list[StatementEntry]) -> dict:
     rows = []
     for entry in sorted(entries, key=lambda e: (e.on, e.kind != "invoice", e.reference)):
         running += entry.effect
-        rows.append({"date": entry.on.isoformat(), "kind": entry.kind, "reference": entry.reference,
-                     "amount": entry.amount, "balance": running})
+        rows.append(
+            {
+                "date": entry.on.isoformat(),
+                "kind": entry.kind,
+                "reference": entry.reference,
+                "amount": entry.amount,
+                "balance": running,
+            }
+        )
     return {"opening_balance": opening, "entries": rows, "closing_balance": running}

@@ -13,6 +13,7 @@ The risk rule (also in the README and the admin API's OpenAPI description):
 
 Every rule that applies is listed in `reasons`, so the flag can be explained to whoever acts on it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
@@ -29,6 +30,7 @@ FAILURE_WINDOW = timedelta(days=30)
 @dataclass(frozen=True)
 class Rollup:
     """What the events said about one client so far. Counters only grow; times are UTC."""
+
     portal_views: int = 0
     last_viewed_at: datetime | None = None
     last_signed_in_at: datetime | None = None
@@ -60,32 +62,47 @@ def apply_signal(rollup: Rollup, signal: str, at: datetime) -> Rollup:
     order (events from other services), so "last" times keep the latest, whatever came first."""
     if signal == "view":
         answered = rollup.unanswered_reminder_since is not None and at >= rollup.unanswered_reminder_since
-        return replace(rollup, portal_views=rollup.portal_views + 1, last_viewed_at=_later(rollup.last_viewed_at, at),
-                       unanswered_reminder_since=None if answered else rollup.unanswered_reminder_since)
+        return replace(
+            rollup,
+            portal_views=rollup.portal_views + 1,
+            last_viewed_at=_later(rollup.last_viewed_at, at),
+            unanswered_reminder_since=None if answered else rollup.unanswered_reminder_since,
+        )
     if signal == "sign_in":
         return replace(rollup, last_signed_in_at=_later(rollup.last_signed_in_at, at))
     if signal == "attempt":
         return replace(rollup, payment_attempts=rollup.payment_attempts + 1)
     if signal == "failure":
-        latest = sorted((t for t in (rollup.last_failed_at, rollup.previous_failed_at, at) if t is not None),
-                        reverse=True)[:2]
-        return replace(rollup, failed_payments=rollup.failed_payments + 1, last_failed_at=latest[0],
-                       previous_failed_at=latest[1] if len(latest) > 1 else None)
+        latest = sorted(
+            (t for t in (rollup.last_failed_at, rollup.previous_failed_at, at) if t is not None), reverse=True
+        )[:2]
+        return replace(
+            rollup,
+            failed_payments=rollup.failed_payments + 1,
+            last_failed_at=latest[0],
+            previous_failed_at=latest[1] if len(latest) > 1 else None,
+        )
     if signal == "payment":
-        return replace(rollup, successful_payments=rollup.successful_payments + 1,
-                       last_paid_at=_later(rollup.last_paid_at, at))
+        return replace(
+            rollup, successful_payments=rollup.successful_payments + 1, last_paid_at=_later(rollup.last_paid_at, at)
+        )
     if signal == "reminder":
         since = rollup.unanswered_reminder_since
         if since is None and (rollup.last_viewed_at is None or at > rollup.last_viewed_at):
             since = at  # the first reminder the client has not answered with a view
-        return replace(rollup, reminders_sent=rollup.reminders_sent + 1,
-                       last_reminder_at=_later(rollup.last_reminder_at, at), unanswered_reminder_since=since)
+        return replace(
+            rollup,
+            reminders_sent=rollup.reminders_sent + 1,
+            last_reminder_at=_later(rollup.last_reminder_at, at),
+            unanswered_reminder_since=since,
+        )
     raise ValueError(f"unknown signal {signal!r}; one of {', '.join(SIGNALS)}")
 
 
 @dataclass(frozen=True)
 class OpenInvoice:
     """A standard invoice the client still owes on (issued, not void, not archived)."""
+
     due_date: date
     owed: int  # minor units, > 0
     currency: str
@@ -133,15 +150,23 @@ def summarize(rollup: Rollup, open_invoices: list[OpenInvoice], today: date, now
     risk, reasons = assess(rollup, days_overdue, any(inv.owed > 0 for inv in open_invoices), now)
     iso = lambda value: value.isoformat() if value is not None else None  # noqa: E731
     return {
-        "risk": risk, "reasons": reasons, "as_of": today.isoformat(),
-        "days_overdue": days_overdue, "overdue_invoices": len(overdue), "overdue_amount": _per_currency(overdue),
+        "risk": risk,
+        "reasons": reasons,
+        "as_of": today.isoformat(),
+        "days_overdue": days_overdue,
+        "overdue_invoices": len(overdue),
+        "overdue_amount": _per_currency(overdue),
         "outstanding": _per_currency([inv for inv in open_invoices if inv.owed > 0]),
-        "portal_views": rollup.portal_views, "last_viewed_at": iso(rollup.last_viewed_at),
+        "portal_views": rollup.portal_views,
+        "last_viewed_at": iso(rollup.last_viewed_at),
         "last_signed_in_at": iso(rollup.last_signed_in_at),
-        "payment_attempts": rollup.payment_attempts, "failed_payments": rollup.failed_payments,
+        "payment_attempts": rollup.payment_attempts,
+        "failed_payments": rollup.failed_payments,
         "last_failed_at": iso(rollup.last_failed_at),
-        "successful_payments": rollup.successful_payments, "last_paid_at": iso(rollup.last_paid_at),
-        "reminders_sent": rollup.reminders_sent, "last_reminder_at": iso(rollup.last_reminder_at),
+        "successful_payments": rollup.successful_payments,
+        "last_paid_at": iso(rollup.last_paid_at),
+        "reminders_sent": rollup.reminders_sent,
+        "last_reminder_at": iso(rollup.last_reminder_at),
         "unanswered_reminder_since": iso(rollup.unanswered_reminder_since),
     }
 

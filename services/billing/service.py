@@ -1,5 +1,6 @@
 """Billing service entrypoints: each translates an RPC call or an event into one handler call in
 one transaction. Every call but create_workspace and authenticate_api_key is scoped by workspace."""
+
 from __future__ import annotations
 
 import logging
@@ -116,8 +117,10 @@ class BillingService(ServiceBase):
     get_recurring = _admin("get_recurring")
     list_recurring = _admin("list_recurring")
 
-    SWEEP_JOBS = ((handlers.workspaces_due_recurring, handlers.run_due_recurring),
-                  (handlers.workspaces_with_open_invoices, handlers.run_reminders))
+    SWEEP_JOBS = (
+        (handlers.workspaces_due_recurring, handlers.run_due_recurring),
+        (handlers.workspaces_with_open_invoices, handlers.run_reminders),
+    )
 
     @runs_in(OWN)
     @timer(interval=float(settings.env("BILLING_SWEEP_INTERVAL", "60")))
@@ -140,24 +143,49 @@ class BillingService(ServiceBase):
     @consumes("auth", "auth.signed_in")
     def on_signed_in(self, uow, now, event):
         data = event["data"]
-        record_activity(uow, now, event["workspace_id"], data["client_id"],
-                              "portal.signed_in", "Signed in to the portal", {"contact_id": data["contact_id"]})
+        record_activity(
+            uow,
+            now,
+            event["workspace_id"],
+            data["client_id"],
+            "portal.signed_in",
+            "Signed in to the portal",
+            {"contact_id": data["contact_id"]},
+        )
         record_signal(uow, now, event["workspace_id"], data["client_id"], "sign_in", _occurred(event, now))
 
     @consumes("documents", "document.downloaded")
     def on_document_downloaded(self, uow, now, event):
         data = event["data"]
-        label = {"invoice": "Invoice", "quote": "Quote", "receipt": "Receipt", "statement": "Statement",
-                 "credit_note": "Credit note"}.get(data["kind"], "Document")
-        record_activity(uow, now, event["workspace_id"], data["client_id"], "document.downloaded",
-                              f"{label} PDF downloaded{' (' + data['number'] + ')' if data.get('number') else ''}",
-                              {"kind": data["kind"], "document_id": data.get("document_id")})
+        label = {
+            "invoice": "Invoice",
+            "quote": "Quote",
+            "receipt": "Receipt",
+            "statement": "Statement",
+            "credit_note": "Credit note",
+        }.get(data["kind"], "Document")
+        record_activity(
+            uow,
+            now,
+            event["workspace_id"],
+            data["client_id"],
+            "document.downloaded",
+            f"{label} PDF downloaded{' (' + data['number'] + ')' if data.get('number') else ''}",
+            {"kind": data["kind"], "document_id": data.get("document_id")},
+        )
 
     @consumes("documents", "message.sent")
     def on_message_sent(self, uow, now, event):
         data = event["data"]
-        record_activity(uow, now, event["workspace_id"], data["client_id"], "message.sent",
-                              f"Message sent from the portal: {data['subject']}", {"subject": data["subject"]})
+        record_activity(
+            uow,
+            now,
+            event["workspace_id"],
+            data["client_id"],
+            "message.sent",
+            f"Message sent from the portal: {data['subject']}",
+            {"subject": data["subject"]},
+        )
 
     @consumes("payments", "payment.succeeded")
     def on_payment_succeeded(self, uow, now, event):
@@ -166,38 +194,73 @@ class BillingService(ServiceBase):
         instead of refusing the payment."""
         data = event["data"]
         known = handlers.payment_known(uow, data["payment_id"])  # a payment counts once as a signal too
-        handlers.record_payment(uow, now, event["workspace_id"], {
-            "payment_id": data["payment_id"], "allocations": data["allocations"], "amount": data["amount"],
-            "currency": data["currency"], "client_id": data.get("client_id"), "method": "card",
-            "reference": data.get("reference", ""), "source": "stripe", "received_at": data.get("received_at")},
-            allow_unapplied=True)
+        handlers.record_payment(
+            uow,
+            now,
+            event["workspace_id"],
+            {
+                "payment_id": data["payment_id"],
+                "allocations": data["allocations"],
+                "amount": data["amount"],
+                "currency": data["currency"],
+                "client_id": data.get("client_id"),
+                "method": "card",
+                "reference": data.get("reference", ""),
+                "source": "stripe",
+                "received_at": data.get("received_at"),
+            },
+            allow_unapplied=True,
+        )
         if data.get("client_id") and not known:
             record_signal(uow, now, event["workspace_id"], data["client_id"], "payment", _occurred(event, now))
 
     @consumes("payments", "payment.refunded")
     def on_payment_refunded(self, uow, now, event):
         data = event["data"]
-        handlers.record_refund(uow, now, event["workspace_id"], {
-            key: data.get(key) for key in ("refund_id", "payment_id", "amount", "currency", "client_id", "reason")})
+        handlers.record_refund(
+            uow,
+            now,
+            event["workspace_id"],
+            {key: data.get(key) for key in ("refund_id", "payment_id", "amount", "currency", "client_id", "reason")},
+        )
 
     @consumes("payments", "payment.disputed")
     def on_payment_disputed(self, uow, now, event):
         data = event["data"]
-        handlers.record_dispute(uow, now, event["workspace_id"], {
-            key: data.get(key) for key in ("dispute_id", "payment_id", "amount", "currency", "client_id", "reason",
-                                           "status")})
+        handlers.record_dispute(
+            uow,
+            now,
+            event["workspace_id"],
+            {
+                key: data.get(key)
+                for key in ("dispute_id", "payment_id", "amount", "currency", "client_id", "reason", "status")
+            },
+        )
 
     @consumes("payments", "payment.attempted")
     def on_payment_attempted(self, uow, now, event):
         data = event["data"]
-        record_activity(uow, now, event["workspace_id"], data["client_id"],
-                              "payment.attempted", "Payment attempted", {"payment_id": data.get("payment_id")})
+        record_activity(
+            uow,
+            now,
+            event["workspace_id"],
+            data["client_id"],
+            "payment.attempted",
+            "Payment attempted",
+            {"payment_id": data.get("payment_id")},
+        )
         record_signal(uow, now, event["workspace_id"], data["client_id"], "attempt", _occurred(event, now))
 
     @consumes("payments", "payment.failed")
     def on_payment_failed(self, uow, now, event):
         data = event["data"]
-        record_activity(uow, now, event["workspace_id"], data["client_id"],
-                              "payment.failed", "Payment failed", {"payment_id": data.get("payment_id"),
-                                                                   "reason": data.get("reason", "")})
+        record_activity(
+            uow,
+            now,
+            event["workspace_id"],
+            data["client_id"],
+            "payment.failed",
+            "Payment failed",
+            {"payment_id": data.get("payment_id"), "reason": data.get("reason", "")},
+        )
         record_signal(uow, now, event["workspace_id"], data["client_id"], "failure", _occurred(event, now))

@@ -1,4 +1,5 @@
 """Workspace settings: validated with pydantic, stored as JSON beside the workspace's core columns."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -18,9 +19,11 @@ class BookingLink(BaseModel):
 
 class BookingRules(BaseModel):
     """When clients may book: weekly windows in the workspace's time zone, how far ahead, how soon."""
+
     model_config = ConfigDict(extra="forbid")
     weekly: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], list[str]] = Field(
-        default_factory=lambda: {day: ["09:00-12:00", "13:00-17:00"] for day in ("mon", "tue", "wed", "thu", "fri")})
+        default_factory=lambda: {day: ["09:00-12:00", "13:00-17:00"] for day in ("mon", "tue", "wed", "thu", "fri")}
+    )
     slot_step_minutes: int = Field(default=30, ge=5, le=240, multiple_of=5)
     min_notice_hours: int = Field(default=12, ge=0, le=24 * 14)
     horizon_days: int = Field(default=21, ge=1, le=90)
@@ -71,8 +74,9 @@ class WorkspaceSettings(BaseModel):
     paper_size: Literal["A4", "Letter"] = "A4"
     attach_pdf_to_emails: bool = True
 
-    @field_validator("invoice_number_pattern", "retainer_number_pattern", "quote_number_pattern",
-                     "credit_number_pattern")
+    @field_validator(
+        "invoice_number_pattern", "retainer_number_pattern", "quote_number_pattern", "credit_number_pattern"
+    )
     @classmethod
     def _pattern(cls, pattern: str) -> str:
         try:
@@ -86,4 +90,3 @@ def parse_settings(data: dict) -> WorkspaceSettings:
         return WorkspaceSettings.model_validate(data, strict=True)  # stored as sent: no "true" for true
     except ValidationError as exc:
         raise Invalid("Some settings are not valid.", **field_errors(exc)) from None
-

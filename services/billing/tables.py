@@ -1,4 +1,5 @@
 """The billing service's own tables. Money columns are integer minor units beside a currency."""
+
 import sqlalchemy as sa
 
 from chassis.db import UtcDateTime
@@ -132,8 +133,14 @@ invoices = sa.Table(
     sa.Index("ix_invoices_client_listing", "workspace_id", "client_id", "issue_date", "number"),
     sa.Index("ix_invoices_listing", "workspace_id", "issue_date", "number"),
     # open invoices by due date: overdue figures, the unpaid and overdue filters, reminders
-    sa.Index("ix_invoices_open", "workspace_id", "client_id", "due_date",
-             postgresql_where=sa.text(OPEN_INVOICE), sqlite_where=sa.text(OPEN_INVOICE)),
+    sa.Index(
+        "ix_invoices_open",
+        "workspace_id",
+        "client_id",
+        "due_date",
+        postgresql_where=sa.text(OPEN_INVOICE),
+        sqlite_where=sa.text(OPEN_INVOICE),
+    ),
 )
 
 # Every ending of every invoice number, lower-cased: "part of a number" is a range of this index

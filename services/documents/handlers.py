@@ -1,4 +1,5 @@
 """Documents use cases: queue an email durably, deliver what is due, keep workspace names."""
+
 from __future__ import annotations
 
 import logging
@@ -15,8 +16,8 @@ from chassis.errors import Invalid, NotFound
 from chassis.fields import display_name
 from chassis.logs import current_request_id, request_context
 from chassis.settings import is_dev
-from services.documents.mail import PermanentMailError, TransientMailError
 from services.documents.i18n import template_env
+from services.documents.mail import PermanentMailError, TransientMailError
 from services.documents.pdf import encode
 from services.documents.tables import emails, workspaces
 
@@ -37,8 +38,16 @@ def render_email(kind: str, context: dict, locale: str = "en_US") -> tuple[str, 
     return subject, text, html
 
 
-def build_message(sender: str, to: str, subject: str, text: str, html: str, when: datetime,
-                  attachments: tuple = (), reply_to: str | None = None) -> str:
+def build_message(
+    sender: str,
+    to: str,
+    subject: str,
+    text: str,
+    html: str,
+    when: datetime,
+    attachments: tuple = (),
+    reply_to: str | None = None,
+) -> str:
     """Multipart: plain text and HTML alternatives, then any (filename, mime type, bytes) attachments."""
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = sender, to, subject
@@ -68,9 +77,22 @@ def _brand_or_default(uow, workspace_id: str | None) -> dict:
         return {"name": "Your billing portal"}
 
 
-def queue_email(uow, now: datetime, sender: str, *, idempotency_key: str, kind: str, to: str, context: dict,
-                workspace_id: str, client_id: str | None = None, attachments: tuple = (),
-                reply_to: str | None = None, locale: str | None = None, brand: dict | None = None) -> str:
+def queue_email(
+    uow,
+    now: datetime,
+    sender: str,
+    *,
+    idempotency_key: str,
+    kind: str,
+    to: str,
+    context: dict,
+    workspace_id: str,
+    client_id: str | None = None,
+    attachments: tuple = (),
+    reply_to: str | None = None,
+    locale: str | None = None,
+    brand: dict | None = None,
+) -> str:
     """Store the rendered message for delivery; the same key twice queues it once. Callers that
     already hold the workspace's branding pass it, saving a lookup."""
     existing = uow.execute(sa.select(emails.c.id).where(emails.c.idempotency_key == idempotency_key)).first()
@@ -80,27 +102,49 @@ def queue_email(uow, now: datetime, sender: str, *, idempotency_key: str, kind: 
     if "name" in context:  # the greeting: a contact without a name is greeted by its address
         context = {**context, "name": display_name(context["name"], to)}
     color = brand.get("brand_color") or "#1d4ed8"
-    context = {"business_name": brand["name"], "brand_color": color, "logo_url": brand.get("logo_url", ""),
-               "button": f"display:inline-block;padding:12px 20px;background:{color};color:#ffffff;"
-                         "border-radius:6px;text-decoration:none", **context}
+    context = {
+        "business_name": brand["name"],
+        "brand_color": color,
+        "logo_url": brand.get("logo_url", ""),
+        "button": f"display:inline-block;padding:12px 20px;background:{color};color:#ffffff;"
+        "border-radius:6px;text-decoration:none",
+        **context,
+    }
     subject, text, html = render_email(kind, context, locale or brand.get("locale") or "en_US")
     email_id = str(uuid.uuid4())
-    uow.execute(emails.insert().values(
-        id=email_id, idempotency_key=idempotency_key, kind=kind, workspace_id=workspace_id, client_id=client_id,
-        to_addr=to, subject=subject, status="queued",
-        message=build_message(sender, to, subject, text, html, now, attachments, reply_to),
-        attempts=0, next_attempt_at=now, created_at=now, request_id=current_request_id()))
+    uow.execute(
+        emails.insert().values(
+            id=email_id,
+            idempotency_key=idempotency_key,
+            kind=kind,
+            workspace_id=workspace_id,
+            client_id=client_id,
+            to_addr=to,
+            subject=subject,
+            status="queued",
+            message=build_message(sender, to, subject, text, html, now, attachments, reply_to),
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+            request_id=current_request_id(),
+        )
+    )
     return email_id
 
 
 def retry_delay(attempts: int) -> timedelta:
-    return timedelta(seconds=min(2 ** attempts * 5, 3600))
+    return timedelta(seconds=min(2**attempts * 5, 3600))
 
 
 def workspaces_with_mail_due(uow, now: datetime) -> list[str]:
     """The workspaces with an email due: the mail timer's step that looks across workspaces."""
-    return list(uow.execute(sa.select(emails.c.workspace_id).distinct().where(
-        emails.c.status == "queued", emails.c.next_attempt_at <= now, emails.c.workspace_id.is_not(None))).scalars())
+    return list(
+        uow.execute(
+            sa.select(emails.c.workspace_id)
+            .distinct()
+            .where(emails.c.status == "queued", emails.c.next_attempt_at <= now, emails.c.workspace_id.is_not(None))
+        ).scalars()
+    )
 
 
 def deliver_due(uow, backend, now: datetime, batch: int = 20, workspace_id: str | None = None) -> int:
@@ -109,8 +153,12 @@ def deliver_due(uow, backend, now: datetime, batch: int = 20, workspace_id: str 
     replicas take the next ones, never the same one)."""
     sent = 0
     for _ in range(batch):
-        query = (sa.select(emails).where(emails.c.status == "queued", emails.c.next_attempt_at <= now)
-                 .order_by(emails.c.created_at).limit(1))
+        query = (
+            sa.select(emails)
+            .where(emails.c.status == "queued", emails.c.next_attempt_at <= now)
+            .order_by(emails.c.created_at)
+            .limit(1)
+        )
         if workspace_id is not None:
             query = query.where(emails.c.workspace_id == workspace_id)
         if uow.conn.dialect.name == "postgresql":
@@ -137,10 +185,15 @@ def _send(backend, row, now: datetime) -> dict:
         log.info("email sent", extra={"email_id": row.id, "kind": row.kind, "attempt": values["attempts"]})
     except TransientMailError as exc:
         failed = row.attempts + 1 >= MAX_ATTEMPTS
-        values.update(status="failed" if failed else "queued", last_error=str(exc),
-                      next_attempt_at=now + retry_delay(row.attempts))
-        log.warning("email not sent", extra={"email_id": row.id, "kind": row.kind, "attempt": values["attempts"],
-                                             "gave_up": failed})  # the error (it may name the address) stays in the row
+        values.update(
+            status="failed" if failed else "queued",
+            last_error=str(exc),
+            next_attempt_at=now + retry_delay(row.attempts),
+        )
+        log.warning(
+            "email not sent",
+            extra={"email_id": row.id, "kind": row.kind, "attempt": values["attempts"], "gave_up": failed},
+        )  # the error (it may name the address) stays in the row
     except PermanentMailError as exc:
         values.update(status="failed", last_error=str(exc))
         log.warning("email refused", extra={"email_id": row.id, "kind": row.kind})
@@ -154,13 +207,25 @@ def queue_reminders(uow, now: datetime, sender: str, event: dict, portal_url: st
     data = event["data"]
     for recipient in data["recipients"]:
         locale = recipient.get("locale") or "en_US"
-        queue_email(uow, now, sender, idempotency_key=f"reminder:{data['id']}:{data['kind']}:{recipient['contact_id']}",
-                    kind="invoice_reminder", to=recipient["email"], workspace_id=event["workspace_id"],
-                    client_id=data["client_id"], locale=locale,
-                    context={"name": recipient["name"], "number": data["number"], "kind": data["kind"],
-                             "due_date": day(data["due_date"], locale),
-                             "balance": money(data["balance"], data["currency"], locale),
-                             "portal_url": f"{portal_url.rstrip('/')}/login"})
+        queue_email(
+            uow,
+            now,
+            sender,
+            idempotency_key=f"reminder:{data['id']}:{data['kind']}:{recipient['contact_id']}",
+            kind="invoice_reminder",
+            to=recipient["email"],
+            workspace_id=event["workspace_id"],
+            client_id=data["client_id"],
+            locale=locale,
+            context={
+                "name": recipient["name"],
+                "number": data["number"],
+                "kind": data["kind"],
+                "due_date": day(data["due_date"], locale),
+                "balance": money(data["balance"], data["currency"], locale),
+                "portal_url": f"{portal_url.rstrip('/')}/login",
+            },
+        )
     return len(data["recipients"])
 
 
@@ -169,9 +234,18 @@ LINK = re.compile(r"https?://\S+")
 
 def recent_emails(uow, limit: int = 50) -> list[dict]:
     rows = uow.execute(sa.select(emails).order_by(emails.c.created_at.desc()).limit(limit)).all()
-    return [{"id": r.id, "to": r.to_addr, "subject": r.subject, "kind": r.kind, "status": r.status,
-             "created_at": r.created_at.isoformat(), "links": sorted(set(LINK.findall(_text_part(r.message))))}
-            for r in rows]
+    return [
+        {
+            "id": r.id,
+            "to": r.to_addr,
+            "subject": r.subject,
+            "kind": r.kind,
+            "status": r.status,
+            "created_at": r.created_at.isoformat(),
+            "links": sorted(set(LINK.findall(_text_part(r.message)))),
+        }
+        for r in rows
+    ]
 
 
 def _text_part(message: str) -> str:
@@ -182,8 +256,18 @@ def _text_part(message: str) -> str:
     return part.get_content() if part else ""
 
 
-BRANDING_KEYS = ("name", "email", "phone", "address", "tax_id", "logo_url", "brand_color", "accent_color", "locale",
-                 "timezone")
+BRANDING_KEYS = (
+    "name",
+    "email",
+    "phone",
+    "address",
+    "tax_id",
+    "logo_url",
+    "brand_color",
+    "accent_color",
+    "locale",
+    "timezone",
+)
 
 
 def apply_workspace(uow, data: dict, now: datetime) -> None:
@@ -194,8 +278,9 @@ def apply_workspace(uow, data: dict, now: datetime) -> None:
     branding["attach_pdf"] = settings.get("attach_pdf_to_emails", True)
     version = int(data.get("version", 0))
     values = {"name": data["name"], "branding": branding, "version": version, "updated_at": now}
-    updated = uow.execute(workspaces.update().where(workspaces.c.id == data["id"], workspaces.c.version < version)
-                          .values(**values)).rowcount
+    updated = uow.execute(
+        workspaces.update().where(workspaces.c.id == data["id"], workspaces.c.version < version).values(**values)
+    ).rowcount
     if not updated and not uow.execute(sa.select(workspaces.c.id).where(workspaces.c.id == data["id"])).first():
         uow.execute(workspaces.insert().values(id=data["id"], **values))
 
@@ -220,16 +305,22 @@ def document_filename(kind: str, data: dict) -> str:
     return SAFE_NAME.sub("-", stem).strip("-") + ".pdf"
 
 
-def render_document(renderer, brand: dict, kind: str, data: dict, locale: str | None = None,
-                    timezone: str | None = None, reference=None) -> dict:
+def render_document(
+    renderer, brand: dict, kind: str, data: dict, locale: str | None = None, timezone: str | None = None, reference=None
+) -> dict:
     """A PDF for one document, from the cache when the same data was rendered before. Takes no
     database connection: a render can take a second, and connections are for short work.
 
     With `reference` (cache key -> a signed reference to that cached file), the answer carries the
     reference instead of the bytes, and a cached PDF is not even read: the caller fetches it over HTTP."""
-    context = {"doc": data, "business": brand, "client": data.get("client") or {},
-               "locale": locale or brand.get("locale") or "en_US", "timezone": timezone or brand.get("timezone") or "UTC",
-               "paper": brand.get("paper", "A4")}
+    context = {
+        "doc": data,
+        "business": brand,
+        "client": data.get("client") or {},
+        "locale": locale or brand.get("locale") or "en_US",
+        "timezone": timezone or brand.get("timezone") or "UTC",
+        "paper": brand.get("paper", "A4"),
+    }
     answer = {"filename": document_filename(kind, data), "content_type": "application/pdf"}
     if reference is not None:
         key, size, rendered = renderer.ensure(kind, context)
@@ -248,6 +339,17 @@ def list_emails(uow, workspace_id: str, client_id: str | None = None, limit: int
     except (TypeError, ValueError):
         raise Invalid("limit is a whole number.", limit="not a number") from None
     rows = uow.execute(query.order_by(emails.c.created_at.desc()).limit(limit)).all()
-    return [{"id": r.id, "kind": r.kind, "to": r.to_addr, "subject": r.subject, "status": r.status,
-             "attempts": r.attempts, "last_error": r.last_error, "created_at": r.created_at.isoformat(),
-             "sent_at": r.sent_at.isoformat() if r.sent_at else None} for r in rows]
+    return [
+        {
+            "id": r.id,
+            "kind": r.kind,
+            "to": r.to_addr,
+            "subject": r.subject,
+            "status": r.status,
+            "attempts": r.attempts,
+            "last_error": r.last_error,
+            "created_at": r.created_at.isoformat(),
+            "sent_at": r.sent_at.isoformat() if r.sent_at else None,
+        }
+        for r in rows
+    ]

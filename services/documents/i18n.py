@@ -1,5 +1,6 @@
 """Localised templates: gettext catalogues (read from .po at start, no compile step) and Babel
 formatting of money and dates for the recipient's locale."""
+
 from __future__ import annotations
 
 import functools
@@ -25,15 +26,25 @@ def translations(language: str) -> NullTranslations:
 
 @functools.cache
 def template_env(directory: Path, locale: str) -> Environment:
-    env = Environment(loader=FileSystemLoader(directory), autoescape=select_autoescape(["html"]),
-                      undefined=StrictUndefined, extensions=["jinja2.ext.i18n"])
+    env = Environment(
+        loader=FileSystemLoader(directory),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        extensions=["jinja2.ext.i18n"],
+    )
     env.install_gettext_translations(translations(language_of(locale)), newstyle=True)
     env.filters.update(
         money=lambda amount, currency: Money(int(amount), currency).format(locale),
-        date=lambda value: format_date(value if isinstance(value, date) else date.fromisoformat(value), "medium",
-                                       locale=locale) if value else "",
-        datetime=lambda value, tz="UTC": format_datetime(datetime.fromisoformat(value).astimezone(ZoneInfo(tz)),
-                                                         "medium", locale=locale) if value else "",
+        date=lambda value: (
+            format_date(value if isinstance(value, date) else date.fromisoformat(value), "medium", locale=locale)
+            if value
+            else ""
+        ),
+        datetime=lambda value, tz="UTC": (
+            format_datetime(datetime.fromisoformat(value).astimezone(ZoneInfo(tz)), "medium", locale=locale)
+            if value
+            else ""
+        ),
         quantity=lambda value: f"{float(value):g}",
         percent=lambda value: f"{float(value):g}%",
     )

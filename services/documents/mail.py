@@ -1,4 +1,5 @@
 """Mail delivery backends: SMTP (TLS, auth) and a file outbox of .eml files for development."""
+
 from __future__ import annotations
 
 import smtplib

@@ -1,6 +1,7 @@
 """What goes into each kind of email: recipients, links, attachments, amounts in the reader's locale.
 Each function queues through handlers.queue_email with an idempotency key, so a repeated event or
 call sends nothing twice."""
+
 from __future__ import annotations
 
 import base64
@@ -32,54 +33,156 @@ def pdf_attachment(renderer, brand: dict, kind: str, data: dict) -> tuple:
     return (rendered["filename"], "application/pdf", base64.b64decode(rendered["pdf"]))
 
 
-def document_sent(uow, now, sender, renderer, brand: dict, *, key: str, kind: str, document: dict, recipient: dict,
-                  link: str, forwarded_by: str = "", note: str = "", attachments: tuple | None = None) -> str:
+def document_sent(
+    uow,
+    now,
+    sender,
+    renderer,
+    brand: dict,
+    *,
+    key: str,
+    kind: str,
+    document: dict,
+    recipient: dict,
+    link: str,
+    forwarded_by: str = "",
+    note: str = "",
+    attachments: tuple | None = None,
+) -> str:
     """An invoice or a quote, with its one-document link and (by setting) its PDF attached."""
     locale = recipient.get("locale") or document.get("locale") or "en_US"
     if attachments is None:
         attachments = (pdf_attachment(renderer, brand, kind, document),) if brand.get("attach_pdf", True) else ()
-    context = {"name": recipient.get("name", ""), "number": document["number"], "link": link,
-               "total": money(document["total"], document["currency"], locale), "attached": bool(attachments),
-               "forwarded_by": forwarded_by, "note": note}
+    context = {
+        "name": recipient.get("name", ""),
+        "number": document["number"],
+        "link": link,
+        "total": money(document["total"], document["currency"], locale),
+        "attached": bool(attachments),
+        "forwarded_by": forwarded_by,
+        "note": note,
+    }
     if kind == "invoice":
-        context.update(balance=money(document["balance"], document["currency"], locale),
-                       due_date=day(document["due_date"], locale))
+        context.update(
+            balance=money(document["balance"], document["currency"], locale), due_date=day(document["due_date"], locale)
+        )
     else:
         context.update(expiry_date=day(document.get("expiry_date"), locale))
-    return handlers.queue_email(uow, now, sender, brand=brand, idempotency_key=key, kind=f"{kind}_sent", to=recipient["email"],
-                                context=context, workspace_id=brand["id"], client_id=document["client_id"],
-                                attachments=attachments, locale=locale)
+    return handlers.queue_email(
+        uow,
+        now,
+        sender,
+        brand=brand,
+        idempotency_key=key,
+        kind=f"{kind}_sent",
+        to=recipient["email"],
+        context=context,
+        workspace_id=brand["id"],
+        client_id=document["client_id"],
+        attachments=attachments,
+        locale=locale,
+    )
 
 
-def payment_receipt(uow, now, sender, renderer, brand: dict, *, key: str, payment: dict, recipient: dict,
-                    portal_url: str, attachments: tuple | None = None) -> str:
+def payment_receipt(
+    uow,
+    now,
+    sender,
+    renderer,
+    brand: dict,
+    *,
+    key: str,
+    payment: dict,
+    recipient: dict,
+    portal_url: str,
+    attachments: tuple | None = None,
+) -> str:
     locale = recipient.get("locale") or payment.get("locale") or "en_US"
     tz = payment.get("timezone") or "UTC"
-    context = {"name": recipient.get("name", ""), "amount": money(payment["amount"], payment["currency"], locale),
-               "received_at": moment(payment["received_at"], tz, locale), "portal_url": portal_url,
-               "allocations": [{"number": a["number"], "amount": money(a["amount"], payment["currency"], locale)}
-                               for a in payment["allocations"]]}
-    return handlers.queue_email(uow, now, sender, brand=brand, idempotency_key=key, kind="payment_receipt", to=recipient["email"],
-                                context=context, workspace_id=brand["id"], client_id=payment["client_id"],
-                                attachments=attachments or (pdf_attachment(renderer, brand, "receipt", payment),),
-                                locale=locale)
+    context = {
+        "name": recipient.get("name", ""),
+        "amount": money(payment["amount"], payment["currency"], locale),
+        "received_at": moment(payment["received_at"], tz, locale),
+        "portal_url": portal_url,
+        "allocations": [
+            {"number": a["number"], "amount": money(a["amount"], payment["currency"], locale)}
+            for a in payment["allocations"]
+        ],
+    }
+    return handlers.queue_email(
+        uow,
+        now,
+        sender,
+        brand=brand,
+        idempotency_key=key,
+        kind="payment_receipt",
+        to=recipient["email"],
+        context=context,
+        workspace_id=brand["id"],
+        client_id=payment["client_id"],
+        attachments=attachments or (pdf_attachment(renderer, brand, "receipt", payment),),
+        locale=locale,
+    )
 
 
 def payment_failed(uow, now, sender, brand: dict, *, key: str, data: dict, recipient: dict, link: str) -> str:
     locale = recipient.get("locale") or "en_US"
-    context = {"name": recipient.get("name", ""), "amount": money(data["amount"], data["currency"], locale),
-               "reason": data.get("reason", ""), "link": link}
-    return handlers.queue_email(uow, now, sender, brand=brand, idempotency_key=key, kind="payment_failed", to=recipient["email"],
-                                context=context, workspace_id=brand["id"], client_id=data["client_id"], locale=locale)
+    context = {
+        "name": recipient.get("name", ""),
+        "amount": money(data["amount"], data["currency"], locale),
+        "reason": data.get("reason", ""),
+        "link": link,
+    }
+    return handlers.queue_email(
+        uow,
+        now,
+        sender,
+        brand=brand,
+        idempotency_key=key,
+        kind="payment_failed",
+        to=recipient["email"],
+        context=context,
+        workspace_id=brand["id"],
+        client_id=data["client_id"],
+        locale=locale,
+    )
 
 
-def business_message(uow, now, sender, brand: dict, *, key: str, client_id: str, client_name: str, from_name: str,
-                     from_email: str, subject: str, message: str) -> str:
+def business_message(
+    uow,
+    now,
+    sender,
+    brand: dict,
+    *,
+    key: str,
+    client_id: str,
+    client_name: str,
+    from_name: str,
+    from_email: str,
+    subject: str,
+    message: str,
+) -> str:
     """A client's message from the portal, to the business's contact address; replies go to the client."""
-    context = {"from_name": display_name(from_name, from_email), "from_email": from_email, "client_name": client_name, "subject": subject,
-               "message": message}
-    return handlers.queue_email(uow, now, sender, brand=brand, idempotency_key=key, kind="business_message", to=brand["email"],
-                                context=context, workspace_id=brand["id"], client_id=client_id, reply_to=from_email)
+    context = {
+        "from_name": display_name(from_name, from_email),
+        "from_email": from_email,
+        "client_name": client_name,
+        "subject": subject,
+        "message": message,
+    }
+    return handlers.queue_email(
+        uow,
+        now,
+        sender,
+        brand=brand,
+        idempotency_key=key,
+        kind="business_message",
+        to=brand["email"],
+        context=context,
+        workspace_id=brand["id"],
+        client_id=client_id,
+        reply_to=from_email,
+    )
 
 
 def booking_invite(brand: dict, booking: dict, cancelled: bool) -> bytes:
@@ -101,26 +204,66 @@ def booking_invite(brand: dict, booking: dict, cancelled: bool) -> bytes:
     return calendar.to_ical()
 
 
-def booking(uow, now, sender, brand: dict, *, key: str, client_id: str, recipient: dict, booking: dict,
-            cancelled: bool, portal_url: str) -> str:
+def booking(
+    uow,
+    now,
+    sender,
+    brand: dict,
+    *,
+    key: str,
+    client_id: str,
+    recipient: dict,
+    booking: dict,
+    cancelled: bool,
+    portal_url: str,
+) -> str:
     locale, tz = recipient.get("locale") or "en_US", booking.get("timezone") or "UTC"
     start, end = datetime.fromisoformat(booking["start"]), datetime.fromisoformat(booking["end"])
-    context = {"name": recipient.get("name", ""), "title": booking["title"], "cancelled": cancelled,
-               "when": moment(booking["start"], tz, locale), "duration": int((end - start).total_seconds() // 60),
-               "portal_url": portal_url}
-    invite = ("cancel.ics" if cancelled else "invite.ics", "text/calendar",
-              booking_invite(brand, booking, cancelled))
-    return handlers.queue_email(uow, now, sender, brand=brand, idempotency_key=key, kind="booking", to=recipient["email"],
-                                context=context, workspace_id=brand["id"], client_id=client_id, attachments=(invite,),
-                                locale=locale)
+    context = {
+        "name": recipient.get("name", ""),
+        "title": booking["title"],
+        "cancelled": cancelled,
+        "when": moment(booking["start"], tz, locale),
+        "duration": int((end - start).total_seconds() // 60),
+        "portal_url": portal_url,
+    }
+    invite = ("cancel.ics" if cancelled else "invite.ics", "text/calendar", booking_invite(brand, booking, cancelled))
+    return handlers.queue_email(
+        uow,
+        now,
+        sender,
+        brand=brand,
+        idempotency_key=key,
+        kind="booking",
+        to=recipient["email"],
+        context=context,
+        workspace_id=brand["id"],
+        client_id=client_id,
+        attachments=(invite,),
+        locale=locale,
+    )
 
 
-def statement(uow, now, sender, renderer, brand: dict, *, key: str, client_id: str, recipient: dict,
-              statement: dict) -> str:
+def statement(
+    uow, now, sender, renderer, brand: dict, *, key: str, client_id: str, recipient: dict, statement: dict
+) -> str:
     locale = recipient.get("locale") or statement.get("locale") or "en_US"
-    context = {"name": recipient.get("name", ""),
-               "period": f"{day(statement['from'], locale)} – {day(statement['to'], locale)}",
-               "closing": money(statement["closing_balance"], statement["currency"], locale)}
-    return handlers.queue_email(uow, now, sender, brand=brand, idempotency_key=key, kind="statement", to=recipient["email"],
-                                context=context, workspace_id=brand["id"], client_id=client_id,
-                                attachments=(pdf_attachment(renderer, brand, "statement", statement),), locale=locale)
+    context = {
+        "name": recipient.get("name", ""),
+        "period": f"{day(statement['from'], locale)} – {day(statement['to'], locale)}",
+        "closing": money(statement["closing_balance"], statement["currency"], locale),
+    }
+    return handlers.queue_email(
+        uow,
+        now,
+        sender,
+        brand=brand,
+        idempotency_key=key,
+        kind="statement",
+        to=recipient["email"],
+        context=context,
+        workspace_id=brand["id"],
+        client_id=client_id,
+        attachments=(pdf_attachment(renderer, brand, "statement", statement),),
+        locale=locale,
+    )

@@ -1,5 +1,6 @@
 """PDF rendering with WeasyPrint: locked-down resource fetching, deterministic output, a cache keyed
 by a hash of everything that is rendered, and rendering off the eventlet hub in a process pool."""
+
 from __future__ import annotations
 
 import base64
@@ -45,10 +46,14 @@ def _locked_fetcher_class():
                 return super().fetch(url, headers)
             if parsed.scheme == "file":
                 path = Path(unquote(parsed.path)).resolve()
-                if path.is_relative_to(ASSETS.resolve()) and path.is_file() \
-                        and path.stat().st_size <= MAX_RESOURCE_BYTES:
-                    return URLFetcherResponse(url, path.read_bytes(),
-                                              {"Content-Type": mimetypes.guess_type(path.name)[0] or "text/plain"})
+                if (
+                    path.is_relative_to(ASSETS.resolve())
+                    and path.is_file()
+                    and path.stat().st_size <= MAX_RESOURCE_BYTES
+                ):
+                    return URLFetcherResponse(
+                        url, path.read_bytes(), {"Content-Type": mimetypes.guess_type(path.name)[0] or "text/plain"}
+                    )
             log.warning("blocked resource in a document template", extra={"url": url[:200]})
             raise BlockedResource(f"blocked: {url[:100]}")
 
@@ -111,9 +116,14 @@ class WorkerPool:
     def _spawn(self):
         self.started += 1
         try:
-            return self._subprocess.Popen([sys.executable, "-m", "services.documents.render_worker"],
-                                          stdin=self._subprocess.PIPE, stdout=self._subprocess.PIPE,
-                                          cwd=str(ROOT), text=True, bufsize=1)
+            return self._subprocess.Popen(
+                [sys.executable, "-m", "services.documents.render_worker"],
+                stdin=self._subprocess.PIPE,
+                stdout=self._subprocess.PIPE,
+                cwd=str(ROOT),
+                text=True,
+                bufsize=1,
+            )
         except Exception:
             self.started -= 1
             raise

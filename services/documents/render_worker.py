@@ -3,6 +3,7 @@
 Run by the documents service (never by hand). It is a fresh interpreter, free of eventlet, so
 WeasyPrint's CPU work never competes with the service's event loop.
 """
+
 import base64
 import json
 import os

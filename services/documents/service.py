@@ -1,4 +1,5 @@
 """Documents service entrypoints: branded PDFs and every email the portal sends."""
+
 from __future__ import annotations
 
 import hashlib
@@ -21,8 +22,8 @@ from werkzeug.wsgi import wrap_file
 from chassis import settings, signing
 from chassis.errors import EXPECTED
 from chassis.nameko_ext import Database, ServiceBase, consumes
-from chassis.scope import CALLER, OWN, SYSTEM_WIDE, runs_in
 from chassis.rpc import TimedRpcProxy
+from chassis.scope import CALLER, OWN, SYSTEM_WIDE, runs_in
 from services.documents import handlers, mails, webhooks
 from services.documents.mail import backend_from_env
 from services.documents.pdf import Renderer
@@ -124,13 +125,22 @@ class DocumentsService(ServiceBase):
 
     @runs_in(CALLER)
     @rpc
-    def send_magic_link(self, *, to, name, workspace_id, client_id, url, expires_at, idempotency_key,
-                        locale=None) -> str:
+    def send_magic_link(
+        self, *, to, name, workspace_id, client_id, url, expires_at, idempotency_key, locale=None
+    ) -> str:
         with self.db.uow() as uow:
             email_id = handlers.queue_email(
-                uow, self.clock(), self.sender, idempotency_key=idempotency_key, kind="magic_link", to=to,
-                workspace_id=workspace_id, client_id=client_id, locale=locale,
-                context={"name": name, "url": url, "expires_at": expires_at[:16].replace("T", " ")})
+                uow,
+                self.clock(),
+                self.sender,
+                idempotency_key=idempotency_key,
+                kind="magic_link",
+                to=to,
+                workspace_id=workspace_id,
+                client_id=client_id,
+                locale=locale,
+                context={"name": name, "url": url, "expires_at": expires_at[:16].replace("T", " ")},
+            )
             uow.commit()
             return email_id
 
@@ -147,8 +157,16 @@ class DocumentsService(ServiceBase):
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
-    def render_document(self, kind: str, workspace_id: str, data: dict, locale: str | None = None,
-                        timezone: str | None = None, purpose: str = "download", by_reference: bool = False) -> dict:
+    def render_document(
+        self,
+        kind: str,
+        workspace_id: str,
+        data: dict,
+        locale: str | None = None,
+        timezone: str | None = None,
+        purpose: str = "download",
+        by_reference: bool = False,
+    ) -> dict:
         """The PDF of an invoice, quote, credit note, receipt or statement, base64 in the reply; or,
         `by_reference`, rendered into the cache if it was not there and answered with a signed
         reference to fetch it from this process's HTTP server within a minute (`GET /pdf/<reference>`),
@@ -156,14 +174,21 @@ class DocumentsService(ServiceBase):
         business sees it in the activity timeline."""
         brand = self._branding(workspace_id)
         now = self.clock()
-        reference = (lambda key: self.pdf_fetch.reference(key, now)) if by_reference and self.pdf_fetch.secret \
-            else None
+        reference = (lambda key: self.pdf_fetch.reference(key, now)) if by_reference and self.pdf_fetch.secret else None
         result = handlers.render_document(self.renderer, brand, kind, data, locale, timezone, reference)
         if purpose == "download" and data.get("client_id"):
             with self.db.uow() as uow:
-                uow.publish("document.downloaded", workspace_id, {
-                    "kind": kind, "client_id": data["client_id"], "document_id": data.get("id"),
-                    "number": data.get("number"), "filename": result["filename"]})
+                uow.publish(
+                    "document.downloaded",
+                    workspace_id,
+                    {
+                        "kind": kind,
+                        "client_id": data["client_id"],
+                        "document_id": data.get("id"),
+                        "number": data.get("number"),
+                        "filename": result["filename"],
+                    },
+                )
                 uow.commit()
         return result
 
@@ -179,8 +204,12 @@ class DocumentsService(ServiceBase):
         size, stream = self.renderer.storage.size(key), self.renderer.storage.open(key)
         if stream is None:
             return 404, {"Content-Type": "text/plain"}, "not cached here\n"
-        return Response(wrap_file(request.environ, stream), status=200, direct_passthrough=True,
-                        headers={"Content-Type": "application/pdf", "Content-Length": str(size)})
+        return Response(
+            wrap_file(request.environ, stream),
+            status=200,
+            direct_passthrough=True,
+            headers={"Content-Type": "application/pdf", "Content-Length": str(size)},
+        )
 
     # Branding for a few seconds per replica: a cached PDF then costs no database round trip. A new
     # logo or colour shows within the TTL (the PDF cache key includes the branding it used).
@@ -238,12 +267,24 @@ class DocumentsService(ServiceBase):
             return
         brand = self._branding(workspace_id)
         document = fetch(workspace_id, data["id"])
-        attachments = (mails.pdf_attachment(self.renderer, brand, kind, document),) if brand.get("attach_pdf", True) \
-            else ()
+        attachments = (
+            (mails.pdf_attachment(self.renderer, brand, kind, document),) if brand.get("attach_pdf", True) else ()
+        )
         links = [self._link(workspace_id, data["client_id"], kind, data["id"]) for _ in pending]
         for (key, recipient), link in zip(pending, links):
-            mails.document_sent(uow, now, self.sender, self.renderer, brand, key=key, kind=kind,
-                                document=document, recipient=recipient, link=link, attachments=attachments)
+            mails.document_sent(
+                uow,
+                now,
+                self.sender,
+                self.renderer,
+                brand,
+                key=key,
+                kind=kind,
+                document=document,
+                recipient=recipient,
+                link=link,
+                attachments=attachments,
+            )
 
     @consumes("billing", "payment.recorded")
     def on_payment_recorded(self, uow, now, event):
@@ -256,8 +297,18 @@ class DocumentsService(ServiceBase):
         payment = self.billing.get_payment(workspace_id, data["id"])
         receipt = mails.pdf_attachment(self.renderer, brand, "receipt", payment)
         for key, recipient in pending:
-            mails.payment_receipt(uow, now, self.sender, self.renderer, brand, key=key, payment=payment,
-                                  recipient=recipient, portal_url=self._portal("/login"), attachments=(receipt,))
+            mails.payment_receipt(
+                uow,
+                now,
+                self.sender,
+                self.renderer,
+                brand,
+                key=key,
+                payment=payment,
+                recipient=recipient,
+                portal_url=self._portal("/login"),
+                attachments=(receipt,),
+            )
 
     @consumes("payments", "payment.failed")
     def on_payment_failed(self, uow, now, event):
@@ -267,40 +318,83 @@ class DocumentsService(ServiceBase):
             return
         client = self.billing.get_client(workspace_id, data["client_id"])
         for contact in (c for c in client["contacts"] if c["portal_access"]):
-            mails.payment_failed(uow, now, self.sender, self._branding(workspace_id),
-                                 key=f"payment-failed:{data.get('payment_id') or event['id']}:{contact['id']}",
-                                 data=data,
-                                 recipient=contact, link=data.get("pay_url") or self._portal("/login"))
+            mails.payment_failed(
+                uow,
+                now,
+                self.sender,
+                self._branding(workspace_id),
+                key=f"payment-failed:{data.get('payment_id') or event['id']}:{contact['id']}",
+                data=data,
+                recipient=contact,
+                link=data.get("pay_url") or self._portal("/login"),
+            )
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
-    def forward_invoice(self, workspace_id: str, client_id: str, invoice_id: str, to: str, forwarded_by: str,
-                        note: str = "", idempotency_key: str = "") -> str:
+    def forward_invoice(
+        self,
+        workspace_id: str,
+        client_id: str,
+        invoice_id: str,
+        to: str,
+        forwarded_by: str,
+        note: str = "",
+        idempotency_key: str = "",
+    ) -> str:
         """A client forwards one of its invoices to another address (a colleague, its accountant)."""
         invoice = self.billing.get_invoice(workspace_id, invoice_id, client_id=client_id)
         with self.db.uow() as uow:
             email_id = mails.document_sent(
-                uow, self.clock(), self.sender, self.renderer, self._branding(workspace_id),
-                key=f"forward:{hashlib.sha256(idempotency_key.encode()).hexdigest()}" if idempotency_key
-                else f"forward:{uuid.uuid4()}", kind="invoice",
-                document=invoice, recipient={"email": to, "name": ""}, forwarded_by=forwarded_by, note=note,
-                link=self._link(workspace_id, client_id, "invoice", invoice_id))
+                uow,
+                self.clock(),
+                self.sender,
+                self.renderer,
+                self._branding(workspace_id),
+                key=f"forward:{hashlib.sha256(idempotency_key.encode()).hexdigest()}"
+                if idempotency_key
+                else f"forward:{uuid.uuid4()}",
+                kind="invoice",
+                document=invoice,
+                recipient={"email": to, "name": ""},
+                forwarded_by=forwarded_by,
+                note=note,
+                link=self._link(workspace_id, client_id, "invoice", invoice_id),
+            )
             uow.commit()
             return email_id
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
-    def send_business_message(self, workspace_id: str, client_id: str, client_name: str, from_name: str,
-                              from_email: str, subject: str, message: str, idempotency_key: str) -> str:
+    def send_business_message(
+        self,
+        workspace_id: str,
+        client_id: str,
+        client_name: str,
+        from_name: str,
+        from_email: str,
+        subject: str,
+        message: str,
+        idempotency_key: str,
+    ) -> str:
         with self.db.uow() as uow:
             repeated = handlers.email_exists(uow, idempotency_key)
-            email_id = mails.business_message(uow, self.clock(), self.sender, self._branding(workspace_id),
-                                              key=idempotency_key, client_id=client_id, client_name=client_name,
-                                              from_name=from_name, from_email=from_email, subject=subject,
-                                              message=message)
+            email_id = mails.business_message(
+                uow,
+                self.clock(),
+                self.sender,
+                self._branding(workspace_id),
+                key=idempotency_key,
+                client_id=client_id,
+                client_name=client_name,
+                from_name=from_name,
+                from_email=from_email,
+                subject=subject,
+                message=message,
+            )
             if not repeated:  # the business's timeline shows each message once, however often it was posted
-                uow.publish("message.sent", workspace_id, {"client_id": client_id, "subject": subject,
-                                                           "email_id": email_id})
+                uow.publish(
+                    "message.sent", workspace_id, {"client_id": client_id, "subject": subject, "email_id": email_id}
+                )
             uow.commit()
             return email_id
 
@@ -316,26 +410,42 @@ class DocumentsService(ServiceBase):
         """The confirmation (or cancellation) with its .ics; the key makes a redelivery send nothing."""
         data = event["data"]
         booking = data["booking"]
-        mails.booking(uow, now, self.sender, self._branding(event["workspace_id"]),
-                      key=f"booking-{'cancelled' if cancelled else 'confirmed'}:{booking['id']}",
-                      client_id=data["client_id"], recipient=data["recipient"], booking=booking, cancelled=cancelled,
-                      portal_url=self._portal("/bookings"))
+        mails.booking(
+            uow,
+            now,
+            self.sender,
+            self._branding(event["workspace_id"]),
+            key=f"booking-{'cancelled' if cancelled else 'confirmed'}:{booking['id']}",
+            client_id=data["client_id"],
+            recipient=data["recipient"],
+            booking=booking,
+            cancelled=cancelled,
+            portal_url=self._portal("/bookings"),
+        )
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
-    def send_statement(self, workspace_id: str, client_id: str, recipient: dict, statement: dict,
-                       idempotency_key: str) -> str:
+    def send_statement(
+        self, workspace_id: str, client_id: str, recipient: dict, statement: dict, idempotency_key: str
+    ) -> str:
         with self.db.uow() as uow:
-            email_id = mails.statement(uow, self.clock(), self.sender, self.renderer, self._branding(workspace_id),
-                                       key=idempotency_key, client_id=client_id, recipient=recipient,
-                                       statement=statement)
+            email_id = mails.statement(
+                uow,
+                self.clock(),
+                self.sender,
+                self.renderer,
+                self._branding(workspace_id),
+                key=idempotency_key,
+                client_id=client_id,
+                recipient=recipient,
+                statement=statement,
+            )
             uow.commit()
             return email_id
 
     @consumes("billing", "invoice.reminder")
     def on_invoice_reminder(self, uow, now, event):
-        handlers.queue_reminders(uow, now, self.sender, event,
-                                 settings.env("PORTAL_URL", "http://localhost:8000"))
+        handlers.queue_reminders(uow, now, self.sender, event, settings.env("PORTAL_URL", "http://localhost:8000"))
 
     # --- outbound webhooks (services/documents/webhooks.py; the admin API's /webhooks routes) ---
     webhook_base = float(settings.env("WEBHOOK_RETRY_BASE_SECONDS", "30"))
@@ -346,8 +456,13 @@ class DocumentsService(ServiceBase):
     @rpc(expected_exceptions=EXPECTED)
     def create_webhook(self, workspace_id: str, data: dict, idempotency_key: str | None = None) -> dict:
         """The new subscription with its secret: the only time the secret is shown."""
-        return self._tx(webhooks.create_subscription, workspace_id, data, self.webhook_allow_private,
-                        idempotency_key=idempotency_key)
+        return self._tx(
+            webhooks.create_subscription,
+            workspace_id,
+            data,
+            self.webhook_allow_private,
+            idempotency_key=idempotency_key,
+        )
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
@@ -363,10 +478,17 @@ class DocumentsService(ServiceBase):
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
-    def update_webhook(self, workspace_id: str, subscription_id: str, data: dict,
-                       idempotency_key: str | None = None) -> dict:
-        return self._tx(webhooks.update_subscription, workspace_id, subscription_id, data, self.webhook_allow_private,
-                        idempotency_key=idempotency_key)
+    def update_webhook(
+        self, workspace_id: str, subscription_id: str, data: dict, idempotency_key: str | None = None
+    ) -> dict:
+        return self._tx(
+            webhooks.update_subscription,
+            workspace_id,
+            subscription_id,
+            data,
+            self.webhook_allow_private,
+            idempotency_key=idempotency_key,
+        )
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
@@ -395,9 +517,15 @@ class DocumentsService(ServiceBase):
         with requests.Session() as http:
             for workspace_id in due:
                 with self.scope.workspace(workspace_id):
-                    webhooks.deliver_due(self.db.uow, http, self.clock, base=self.webhook_base,
-                                         allow_private=self.webhook_allow_private, map_fn=pool.imap,
-                                         workspace_id=workspace_id)
+                    webhooks.deliver_due(
+                        self.db.uow,
+                        http,
+                        self.clock,
+                        base=self.webhook_base,
+                        allow_private=self.webhook_allow_private,
+                        map_fn=pool.imap,
+                        workspace_id=workspace_id,
+                    )
 
 
 def _webhook_consumer(source: str, event_type: str):

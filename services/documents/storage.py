@@ -1,4 +1,5 @@
 """Where rendered PDFs are kept. An interface, so object storage can replace the filesystem."""
+
 from __future__ import annotations
 
 import os

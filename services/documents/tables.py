@@ -1,4 +1,5 @@
 """The documents service's own tables."""
+
 import sqlalchemy as sa
 
 from chassis.db import UtcDateTime
@@ -61,8 +62,9 @@ webhook_deliveries = sa.Table(
     "webhook_deliveries",
     metadata,
     sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("subscription_id", sa.String(36), sa.ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"),
-              nullable=False),
+    sa.Column(
+        "subscription_id", sa.String(36), sa.ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"), nullable=False
+    ),
     sa.Column("workspace_id", sa.String(36), nullable=False),
     sa.Column("event_id", sa.String(36), nullable=False),
     sa.Column("event_type", sa.String(100), nullable=False),
@@ -87,8 +89,13 @@ webhook_attempts = sa.Table(
     "webhook_attempts",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("delivery_id", sa.String(36), sa.ForeignKey("webhook_deliveries.id", ondelete="CASCADE"),
-              nullable=False, index=True),
+    sa.Column(
+        "delivery_id",
+        sa.String(36),
+        sa.ForeignKey("webhook_deliveries.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
     sa.Column("at", UtcDateTime, nullable=False),
     sa.Column("status_code", sa.Integer, nullable=True),
     sa.Column("error", sa.Text, nullable=True),

@@ -13,6 +13,7 @@ an event again, so receivers dedupe by `Portal-Event-Id`. Order is not guarantee
 Plain functions over a unit of work (and a requests session for the POST), so they are tested
 without a broker; the documents service's entrypoints are thin wrappers.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -42,15 +43,41 @@ from services.documents.tables import webhook_attempts, webhook_deliveries, webh
 EVENTS: dict[str, tuple[str, ...]] = {
     "billing": (
         "workspace.updated",
-        "client.created", "client.updated", "contact.created", "contact.updated",
-        "invoice.created", "invoice.updated", "invoice.sent", "invoice.viewed", "invoice.voided",
-        "invoice.archived", "invoice.unarchived", "invoice.payment_applied", "invoice.paid", "invoice.overdue",
+        "client.created",
+        "client.updated",
+        "contact.created",
+        "contact.updated",
+        "invoice.created",
+        "invoice.updated",
+        "invoice.sent",
+        "invoice.viewed",
+        "invoice.voided",
+        "invoice.archived",
+        "invoice.unarchived",
+        "invoice.payment_applied",
+        "invoice.paid",
+        "invoice.overdue",
         "invoice.reminder",
-        "quote.created", "quote.updated", "quote.sent", "quote.accepted", "quote.rejected", "quote.converted",
-        "credit.issued", "credit.applied", "retainer.applied", "retainer.refunded",
-        "payment.recorded", "refund.recorded", "payment.dispute_recorded",
-        "comment.added", "booking.confirmed", "booking.cancelled", "review.submitted",
-        "recurring.created", "recurring.updated", "recurring.paused",
+        "quote.created",
+        "quote.updated",
+        "quote.sent",
+        "quote.accepted",
+        "quote.rejected",
+        "quote.converted",
+        "credit.issued",
+        "credit.applied",
+        "retainer.applied",
+        "retainer.refunded",
+        "payment.recorded",
+        "refund.recorded",
+        "payment.dispute_recorded",
+        "comment.added",
+        "booking.confirmed",
+        "booking.cancelled",
+        "review.submitted",
+        "recurring.created",
+        "recurring.updated",
+        "recurring.paused",
     ),
     "payments": ("payment.attempted", "payment.succeeded", "payment.failed", "payment.refunded", "payment.disputed"),
 }
@@ -67,6 +94,7 @@ STATUSES = ("pending", "succeeded", "failed")
 
 
 # --- subscriptions -------------------------------------------------------------------------------
+
 
 def matches(pattern: str, event_type: str) -> bool:
     """`*` is every type, `invoice.*` every type starting `invoice.`; anything else is exact."""
@@ -138,8 +166,15 @@ def new_secret() -> str:
 
 def subscription_view(row) -> dict:
     """Everything but the secret, which is shown once, when the subscription is created."""
-    return {"id": row.id, "url": row.url, "description": row.description, "event_types": list(row.event_types),
-            "active": row.active, "created_at": row.created_at.isoformat(), "updated_at": row.updated_at.isoformat()}
+    return {
+        "id": row.id,
+        "url": row.url,
+        "description": row.description,
+        "event_types": list(row.event_types),
+        "active": row.active,
+        "created_at": row.created_at.isoformat(),
+        "updated_at": row.updated_at.isoformat(),
+    }
 
 
 def create_subscription(uow, now: datetime, workspace_id: str, data: dict, allow_private: bool = False) -> dict:
@@ -152,16 +187,31 @@ def create_subscription(uow, now: datetime, workspace_id: str, data: dict, allow
     if secret is None:
         secret = new_secret()
     elif not isinstance(secret, str) or not 16 <= len(secret) <= 200 or not secret.isprintable():
-        raise Invalid("A secret is 16 to 200 printable characters; leave it out to get a random one.",
-                      secret="16 to 200 printable characters")
-    count = uow.execute(sa.select(sa.func.count()).select_from(webhook_subscriptions)
-                        .where(webhook_subscriptions.c.workspace_id == workspace_id)).scalar_one()
+        raise Invalid(
+            "A secret is 16 to 200 printable characters; leave it out to get a random one.",
+            secret="16 to 200 printable characters",
+        )
+    count = uow.execute(
+        sa.select(sa.func.count())
+        .select_from(webhook_subscriptions)
+        .where(webhook_subscriptions.c.workspace_id == workspace_id)
+    ).scalar_one()
     if count >= MAX_SUBSCRIPTIONS:
         raise Conflict(f"A workspace may have at most {MAX_SUBSCRIPTIONS} webhook subscriptions.")
     subscription_id = str(uuid.uuid4())
-    uow.execute(webhook_subscriptions.insert().values(
-        id=subscription_id, workspace_id=workspace_id, url=url, description=description, event_types=event_types,
-        secret=secret, active=active, created_at=now, updated_at=now))
+    uow.execute(
+        webhook_subscriptions.insert().values(
+            id=subscription_id,
+            workspace_id=workspace_id,
+            url=url,
+            description=description,
+            event_types=event_types,
+            secret=secret,
+            active=active,
+            created_at=now,
+            updated_at=now,
+        )
+    )
     return {**get_subscription(uow, workspace_id, subscription_id), "secret": secret}
 
 
@@ -192,8 +242,9 @@ def list_subscriptions(uow, workspace_id: str) -> list[dict]:
     return [subscription_view(row) for row in rows]
 
 
-def update_subscription(uow, now: datetime, workspace_id: str, subscription_id: str, data: dict,
-                        allow_private: bool = False) -> dict:
+def update_subscription(
+    uow, now: datetime, workspace_id: str, subscription_id: str, data: dict, allow_private: bool = False
+) -> dict:
     _refuse_unknown(data, {"url", "event_types", "description", "active"})
     values: dict = {}
     if "url" in data:
@@ -205,8 +256,11 @@ def update_subscription(uow, now: datetime, workspace_id: str, subscription_id: 
     if "active" in data:
         values["active"] = _clean_active(data)
     _subscription_row(uow, workspace_id, subscription_id, lock=True)
-    uow.execute(webhook_subscriptions.update().where(webhook_subscriptions.c.id == subscription_id)
-                .values(**values, updated_at=now))
+    uow.execute(
+        webhook_subscriptions.update()
+        .where(webhook_subscriptions.c.id == subscription_id)
+        .values(**values, updated_at=now)
+    )
     return get_subscription(uow, workspace_id, subscription_id)
 
 
@@ -222,6 +276,7 @@ def delete_subscription(uow, workspace_id: str, subscription_id: str) -> None:
 
 # --- fan-out: one pending delivery per matching subscription ------------------------------------
 
+
 def encode(event: dict) -> str:
     """The body every attempt sends: the event envelope (id, type, version, occurred_at, workspace_id,
     data) as compact JSON."""
@@ -235,24 +290,42 @@ def fan_out(uow, now: datetime, event: dict) -> int:
     if not workspace_id:
         return 0
     s, d = webhook_subscriptions, webhook_deliveries
-    subscriptions = uow.execute(sa.select(s.c.id, s.c.event_types).where(
-        s.c.workspace_id == workspace_id, s.c.active.is_(True))).all()
+    subscriptions = uow.execute(
+        sa.select(s.c.id, s.c.event_types).where(s.c.workspace_id == workspace_id, s.c.active.is_(True))
+    ).all()
     wanted = [row.id for row in subscriptions if any(matches(p, event_type) for p in row.event_types)]
     if not wanted:
         return 0
-    done = set(uow.execute(sa.select(d.c.subscription_id).where(
-        d.c.event_id == event["id"], d.c.subscription_id.in_(wanted))).scalars())
+    done = set(
+        uow.execute(
+            sa.select(d.c.subscription_id).where(d.c.event_id == event["id"], d.c.subscription_id.in_(wanted))
+        ).scalars()
+    )
     body = encode(event)
-    rows = [{"id": str(uuid.uuid4()), "subscription_id": subscription_id, "workspace_id": workspace_id,
-             "event_id": event["id"], "event_type": event_type, "body": body, "status": "pending", "attempts": 0,
-             "next_attempt_at": now, "retry_until": now + RETRY_WINDOW, "created_at": now}
-            for subscription_id in wanted if subscription_id not in done]
+    rows = [
+        {
+            "id": str(uuid.uuid4()),
+            "subscription_id": subscription_id,
+            "workspace_id": workspace_id,
+            "event_id": event["id"],
+            "event_type": event_type,
+            "body": body,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "retry_until": now + RETRY_WINDOW,
+            "created_at": now,
+        }
+        for subscription_id in wanted
+        if subscription_id not in done
+    ]
     if rows:
         uow.execute(d.insert(), rows)
     return len(rows)
 
 
 # --- signing and backoff ------------------------------------------------------------------------
+
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
     """`t=<unix>,v1=<hex HMAC-SHA256(secret, "<unix>.<body>")>`, as Stripe signs its webhooks: the
@@ -261,11 +334,16 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={mac}"
 
 
-def request_headers(delivery_id: str, event_id: str, event_type: str, secret: str, timestamp: int,
-                    body: bytes) -> dict:
-    return {"Content-Type": "application/json", "User-Agent": "BillingPortal-Webhooks/1",
-            "Portal-Webhook-Id": delivery_id, "Portal-Event-Id": event_id, "Portal-Event-Type": event_type,
-            "Portal-Timestamp": str(timestamp), "Portal-Signature": signature(secret, timestamp, body)}
+def request_headers(delivery_id: str, event_id: str, event_type: str, secret: str, timestamp: int, body: bytes) -> dict:
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": "BillingPortal-Webhooks/1",
+        "Portal-Webhook-Id": delivery_id,
+        "Portal-Event-Id": event_id,
+        "Portal-Event-Type": event_type,
+        "Portal-Timestamp": str(timestamp),
+        "Portal-Signature": signature(secret, timestamp, body),
+    }
 
 
 def retry_delay(failures: int, base: float, rng: Callable[[], float] = random.random) -> timedelta:
@@ -277,8 +355,9 @@ def retry_delay(failures: int, base: float, rng: Callable[[], float] = random.ra
     return timedelta(seconds=nominal / 2 + rng() * nominal / 2)
 
 
-def after_failure(now: datetime, failures: int, retry_until: datetime, base: float,
-                  rng: Callable[[], float] = random.random) -> tuple[str, datetime]:
+def after_failure(
+    now: datetime, failures: int, retry_until: datetime, base: float, rng: Callable[[], float] = random.random
+) -> tuple[str, datetime]:
     """(status, next attempt): retried until `retry_until`, with one last attempt right at it."""
     if now >= retry_until:
         return "failed", now
@@ -287,9 +366,11 @@ def after_failure(now: datetime, failures: int, retry_until: datetime, base: flo
 
 # --- delivery -----------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Claim:
     """A due delivery taken by one delivery run, with what the POST needs."""
+
     delivery_id: str
     token: str
     url: str
@@ -314,21 +395,28 @@ class Outcome:
 def workspaces_with_deliveries_due(uow, now: datetime) -> list[str]:
     """The workspaces with a delivery due: the delivery timer's step that looks across workspaces."""
     d = webhook_deliveries
-    return list(uow.execute(sa.select(d.c.workspace_id).distinct().where(
-        d.c.status == "pending", d.c.next_attempt_at <= now)).scalars())
+    return list(
+        uow.execute(
+            sa.select(d.c.workspace_id).distinct().where(d.c.status == "pending", d.c.next_attempt_at <= now)
+        ).scalars()
+    )
 
 
-def claim_due(uow, now: datetime, batch: int = 50, lease: timedelta = LEASE,
-              workspace_id: str | None = None) -> list[Claim]:
+def claim_due(
+    uow, now: datetime, batch: int = 50, lease: timedelta = LEASE, workspace_id: str | None = None
+) -> list[Claim]:
     """Take due deliveries of active subscriptions by pushing their next attempt a lease ahead. The
     caller commits before sending, so no transaction stays open during the POSTs; SKIP LOCKED on
     PostgreSQL lets replicas take different rows, and the lease makes a row whose sender died due
     again. A paused subscription's deliveries wait for it."""
     d, s = webhook_deliveries, webhook_subscriptions
-    query = (sa.select(d.c.id, d.c.event_id, d.c.event_type, d.c.body, s.c.url, s.c.secret)
-             .join(s, s.c.id == d.c.subscription_id)
-             .where(d.c.status == "pending", d.c.next_attempt_at <= now, s.c.active.is_(True))
-             .order_by(d.c.next_attempt_at).limit(batch))
+    query = (
+        sa.select(d.c.id, d.c.event_id, d.c.event_type, d.c.body, s.c.url, s.c.secret)
+        .join(s, s.c.id == d.c.subscription_id)
+        .where(d.c.status == "pending", d.c.next_attempt_at <= now, s.c.active.is_(True))
+        .order_by(d.c.next_attempt_at)
+        .limit(batch)
+    )
     if workspace_id is not None:
         query = query.where(d.c.workspace_id == workspace_id)
     if uow.conn.dialect.name == "postgresql":
@@ -337,8 +425,9 @@ def claim_due(uow, now: datetime, batch: int = 50, lease: timedelta = LEASE,
     if not rows:
         return []
     token = str(uuid.uuid4())
-    uow.execute(d.update().where(d.c.id.in_([row.id for row in rows]))
-                .values(claim_token=token, next_attempt_at=now + lease))
+    uow.execute(
+        d.update().where(d.c.id.in_([row.id for row in rows])).values(claim_token=token, next_attempt_at=now + lease)
+    )
     return [Claim(row.id, token, row.url, row.secret, row.event_id, row.event_type, row.body) for row in rows]
 
 
@@ -369,8 +458,9 @@ def send(http, claim: Claim, now: datetime, allow_private: bool = False, timeout
     try:
         if not allow_private:
             refuse_internal(claim.url)
-        with http.post(claim.url, data=body, headers=headers, timeout=timeout, allow_redirects=False,
-                       stream=True) as response:
+        with http.post(
+            claim.url, data=body, headers=headers, timeout=timeout, allow_redirects=False, stream=True
+        ) as response:
             status_code = response.status_code
             if not 200 <= status_code < 300:
                 error = f"HTTP {status_code}: {_start_of(response)}".strip()
@@ -388,8 +478,9 @@ def _start_of(response, limit: int = 300) -> str:
         return ""
 
 
-def record(uow, now: datetime, claim: Claim, outcome: Outcome, base: float,
-           rng: Callable[[], float] = random.random) -> str | None:
+def record(
+    uow, now: datetime, claim: Claim, outcome: Outcome, base: float, rng: Callable[[], float] = random.random
+) -> str | None:
     """Log the attempt and decide what comes next. If the delivery was replayed (or its lease ran out
     and another run took it) while this POST was in flight, the newer claim decides its state; the
     attempt is still logged. Returns the delivery's status, or None if it was deleted meanwhile."""
@@ -398,8 +489,15 @@ def record(uow, now: datetime, claim: Claim, outcome: Outcome, base: float,
     row = uow.execute(query.with_for_update() if uow.conn.dialect.name == "postgresql" else query).first()
     if row is None:  # its subscription was deleted while we were sending
         return None
-    uow.execute(webhook_attempts.insert().values(delivery_id=row.id, at=outcome.at, status_code=outcome.status_code,
-                                                 error=outcome.error, duration_ms=outcome.duration_ms))
+    uow.execute(
+        webhook_attempts.insert().values(
+            delivery_id=row.id,
+            at=outcome.at,
+            status_code=outcome.status_code,
+            error=outcome.error,
+            duration_ms=outcome.duration_ms,
+        )
+    )
     attempts = row.attempts + 1
     values: dict = {"attempts": attempts, "last_status_code": outcome.status_code, "last_error": outcome.error}
     status = row.status
@@ -409,17 +507,30 @@ def record(uow, now: datetime, claim: Claim, outcome: Outcome, base: float,
             values.update(delivered_at=now)
         else:  # the backoff counts the failures since the window opened (created, or replayed)
             a = webhook_attempts
-            failures = uow.execute(sa.select(sa.func.count()).select_from(a).where(
-                a.c.delivery_id == row.id, a.c.at >= row.retry_until - RETRY_WINDOW)).scalar_one()
+            failures = uow.execute(
+                sa.select(sa.func.count())
+                .select_from(a)
+                .where(a.c.delivery_id == row.id, a.c.at >= row.retry_until - RETRY_WINDOW)
+            ).scalar_one()
             status, values["next_attempt_at"] = after_failure(now, max(failures, 1), row.retry_until, base, rng)
         values.update(status=status, claim_token=None)
     uow.execute(d.update().where(d.c.id == row.id).values(**values))
     return status
 
 
-def deliver_due(new_uow, http, clock: Callable[[], datetime], *, base: float, batch: int = 50,
-                lease: timedelta = LEASE, allow_private: bool = False, map_fn: Callable = map,
-                rng: Callable[[], float] = random.random, workspace_id: str | None = None) -> int:
+def deliver_due(
+    new_uow,
+    http,
+    clock: Callable[[], datetime],
+    *,
+    base: float,
+    batch: int = 50,
+    lease: timedelta = LEASE,
+    allow_private: bool = False,
+    map_fn: Callable = map,
+    rng: Callable[[], float] = random.random,
+    workspace_id: str | None = None,
+) -> int:
     """One delivery run (of one workspace, or of all the transactions can see): claim (one short
     transaction), POST them all (`map_fn` may run them concurrently, e.g. a green pool's imap), then
     record each outcome in its own transaction."""
@@ -436,13 +547,23 @@ def deliver_due(new_uow, http, clock: Callable[[], datetime], *, base: float, ba
 
 # --- the delivery log and replays ---------------------------------------------------------------
 
+
 def delivery_view(row, log: list[dict]) -> dict:
-    return {"id": row.id, "subscription_id": row.subscription_id, "event_id": row.event_id,
-            "event_type": row.event_type, "status": row.status, "attempts": row.attempts,
-            "next_attempt_at": row.next_attempt_at.isoformat() if row.status == "pending" else None,
-            "retry_until": row.retry_until.isoformat(), "last_status_code": row.last_status_code,
-            "last_error": row.last_error, "created_at": row.created_at.isoformat(),
-            "delivered_at": row.delivered_at.isoformat() if row.delivered_at else None, "attempt_log": log}
+    return {
+        "id": row.id,
+        "subscription_id": row.subscription_id,
+        "event_id": row.event_id,
+        "event_type": row.event_type,
+        "status": row.status,
+        "attempts": row.attempts,
+        "next_attempt_at": row.next_attempt_at.isoformat() if row.status == "pending" else None,
+        "retry_until": row.retry_until.isoformat(),
+        "last_status_code": row.last_status_code,
+        "last_error": row.last_error,
+        "created_at": row.created_at.isoformat(),
+        "delivered_at": row.delivered_at.isoformat() if row.delivered_at else None,
+        "attempt_log": log,
+    }
 
 
 def _attempt_logs(uow, delivery_ids: list[str]) -> dict[str, list[dict]]:
@@ -450,8 +571,14 @@ def _attempt_logs(uow, delivery_ids: list[str]) -> dict[str, list[dict]]:
     logs: dict[str, list[dict]] = {delivery_id: [] for delivery_id in delivery_ids}
     if delivery_ids:
         for row in uow.execute(sa.select(a).where(a.c.delivery_id.in_(delivery_ids)).order_by(a.c.id)).all():
-            logs[row.delivery_id].append({"at": row.at.isoformat(), "status_code": row.status_code,
-                                          "error": row.error, "duration_ms": row.duration_ms})
+            logs[row.delivery_id].append(
+                {
+                    "at": row.at.isoformat(),
+                    "status_code": row.status_code,
+                    "error": row.error,
+                    "duration_ms": row.duration_ms,
+                }
+            )
     return logs
 
 
@@ -465,8 +592,12 @@ def list_deliveries(uow, workspace_id: str, subscription_id: str, limit=50) -> l
         raise Invalid("limit is a number from 1 to 200.", limit="1 to 200")
     _subscription_row(uow, workspace_id, subscription_id)
     d = webhook_deliveries
-    rows = uow.execute(sa.select(d).where(d.c.subscription_id == subscription_id, d.c.workspace_id == workspace_id)
-                       .order_by(d.c.created_at.desc(), d.c.id.desc()).limit(limit)).all()
+    rows = uow.execute(
+        sa.select(d)
+        .where(d.c.subscription_id == subscription_id, d.c.workspace_id == workspace_id)
+        .order_by(d.c.created_at.desc(), d.c.id.desc())
+        .limit(limit)
+    ).all()
     logs = _attempt_logs(uow, [row.id for row in rows])
     return [delivery_view(row, logs[row.id]) for row in rows]
 
@@ -475,13 +606,21 @@ def replay(uow, now: datetime, workspace_id: str, delivery_id: str) -> dict:
     """Send a delivery again now, whatever its state, with a fresh 24-hour retry window. The body is
     the one first sent (same event id), so a receiver that dedupes sees it as the same event."""
     d, s = webhook_deliveries, webhook_subscriptions
-    row = uow.execute(sa.select(d, s.c.active).join(s, s.c.id == d.c.subscription_id)
-                      .where(d.c.id == delivery_id, d.c.workspace_id == workspace_id)).first()
+    row = uow.execute(
+        sa.select(d, s.c.active)
+        .join(s, s.c.id == d.c.subscription_id)
+        .where(d.c.id == delivery_id, d.c.workspace_id == workspace_id)
+    ).first()
     if row is None:
         raise NotFound("No such webhook delivery.")
     if not row.active:
         raise Conflict("The subscription is paused: activate it (PATCH active: true) before replaying.")
-    uow.execute(d.update().where(d.c.id == delivery_id).values(
-        status="pending", next_attempt_at=now, retry_until=now + RETRY_WINDOW, claim_token=None, delivered_at=None))
+    uow.execute(
+        d.update()
+        .where(d.c.id == delivery_id)
+        .values(
+            status="pending", next_attempt_at=now, retry_until=now + RETRY_WINDOW, claim_token=None, delivered_at=None
+        )
+    )
     row = uow.execute(sa.select(d).where(d.c.id == delivery_id)).first()
     return delivery_view(row, _attempt_logs(uow, [delivery_id])[delivery_id])

@@ -1,4 +1,5 @@
 """gunicorn's logger, with one-document link tokens taken out of the access log."""
+
 import re
 
 from gunicorn.glogging import Logger
@@ -11,6 +12,9 @@ class RedactingLogger(Logger):
         atoms = super().atoms(resp, req, environ, request_time)
         for key in ("U", "r"):
             if key in atoms and isinstance(atoms[key], str):
-                atoms[key] = TOKEN_PATH.sub("/i/<token>", atoms[key]) if key == "U" else re.sub(
-                    r" /i/[^/ ]+", " /i/<token>", atoms[key])
+                atoms[key] = (
+                    TOKEN_PATH.sub("/i/<token>", atoms[key])
+                    if key == "U"
+                    else re.sub(r" /i/[^/ ]+", " /i/<token>", atoms[key])
+                )
         return atoms

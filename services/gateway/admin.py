@@ -3,6 +3,7 @@
 One table of routes drives the request handling and the OpenAPI document, so the two cannot drift.
 Bodies are validated here (pydantic) for clear field errors; billing checks the business rules again.
 """
+
 from __future__ import annotations
 
 import re
@@ -17,8 +18,27 @@ from chassis.errors import Unauthorized
 from chassis.scope import Scope
 from services.billing.settings_model import BookingLink
 from services.documents.webhooks import EVENT_TYPES
-from services.gateway.jsonapi import AFTER, OFFSET, Body, Currency, Day, Email, Endpoint, Limit, Locale, Moment, OpenApi, Query, \
-    Routed, SHARED_SCHEMAS, Text, TimeZone, idempotency_key, read_body, read_query
+from services.gateway.jsonapi import (
+    AFTER,
+    OFFSET,
+    SHARED_SCHEMAS,
+    Body,
+    Currency,
+    Day,
+    Email,
+    Endpoint,
+    Limit,
+    Locale,
+    Moment,
+    OpenApi,
+    Query,
+    Routed,
+    Text,
+    TimeZone,
+    idempotency_key,
+    read_body,
+    read_query,
+)
 from services.gateway.jsonapi import openapi_document as _openapi
 
 PREFIX = "/api/admin/v1"
@@ -30,6 +50,7 @@ MAX_AMOUNT = 10**15
 
 def _decimal(pattern: str, minimum: Decimal, maximum: Decimal, exclusive_minimum: bool, what: str):
     """A number with at most 4 decimal places (what is stored), as a JSON number or as decimal text."""
+
     def check(value):
         if isinstance(value, str):
             if not re.fullmatch(pattern, value):
@@ -37,23 +58,40 @@ def _decimal(pattern: str, minimum: Decimal, maximum: Decimal, exclusive_minimum
             return value
         try:
             number = Decimal(repr(value))
-            if number > maximum or number < minimum or (exclusive_minimum and number == minimum) or \
-                    number != number.quantize(Decimal("0.0001")):
+            if (
+                number > maximum
+                or number < minimum
+                or (exclusive_minimum and number == minimum)
+                or number != number.quantize(Decimal("0.0001"))
+            ):
                 raise InvalidOperation
         except InvalidOperation:
             raise ValueError(f"{what}, with at most 4 decimal places") from None
         return value
 
-    number = {"type": "number", "maximum": float(maximum), "multipleOf": 0.0001,
-              **({"exclusiveMinimum": float(minimum)} if exclusive_minimum else {"minimum": float(minimum)})}
-    return Annotated[float | str, AfterValidator(check),
-                     WithJsonSchema({"anyOf": [number, {"type": "string", "pattern": pattern}], "description": what})]
+    number = {
+        "type": "number",
+        "maximum": float(maximum),
+        "multipleOf": 0.0001,
+        **({"exclusiveMinimum": float(minimum)} if exclusive_minimum else {"minimum": float(minimum)}),
+    }
+    return Annotated[
+        float | str,
+        AfterValidator(check),
+        WithJsonSchema({"anyOf": [number, {"type": "string", "pattern": pattern}], "description": what}),
+    ]
 
 
-Quantity = _decimal(r"^([1-9][0-9]{0,6}(\.[0-9]{1,4})?|0\.([1-9][0-9]{0,3}|0[1-9][0-9]{0,2}|00[1-9][0-9]?|000[1-9]))$",
-                    Decimal(0), Decimal("9999999.9999"), True, "more than 0 and below 10,000,000")
-Percent = _decimal(r"^(100(\.0{1,4})?|[1-9]?[0-9](\.[0-9]{1,4})?)$", Decimal(0), Decimal(100), False,
-                   "a percentage from 0 to 100")
+Quantity = _decimal(
+    r"^([1-9][0-9]{0,6}(\.[0-9]{1,4})?|0\.([1-9][0-9]{0,3}|0[1-9][0-9]{0,2}|00[1-9][0-9]?|000[1-9]))$",
+    Decimal(0),
+    Decimal("9999999.9999"),
+    True,
+    "more than 0 and below 10,000,000",
+)
+Percent = _decimal(
+    r"^(100(\.0{1,4})?|[1-9]?[0-9](\.[0-9]{1,4})?)$", Decimal(0), Decimal(100), False, "a percentage from 0 to 100"
+)
 
 
 class LineIn(Body):
@@ -64,7 +102,9 @@ class LineIn(Body):
     discount_percent: Percent = 0
 
 
-NUMBER_PATTERN = r"^[^{}\u0000]*(\{(YYYY|YY|MM)\}[^{}\u0000]*)*\{seq(:0?[1-9])?\}[^{}\u0000]*(\{(YYYY|YY|MM)\}[^{}\u0000]*)*$"
+NUMBER_PATTERN = (
+    r"^[^{}\u0000]*(\{(YYYY|YY|MM)\}[^{}\u0000]*)*\{seq(:0?[1-9])?\}[^{}\u0000]*(\{(YYYY|YY|MM)\}[^{}\u0000]*)*$"
+)
 WINDOW = r"^([01][0-9]|2[0-3]):[0-5][05]-([01][0-9]|2[0-3]):[0-5][05]$"
 
 
@@ -78,16 +118,21 @@ def _windows(weekly: dict) -> dict:
 
 
 class BookingRulesIn(Body):
-    weekly: Annotated[dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
-                           Annotated[list[Annotated[str, Field(pattern=WINDOW)]], Field(max_length=6)]],
-                      AfterValidator(_windows)] = Field(None, description="Windows like 09:00-12:00, each "
-                                                                           "starting before it ends")
+    weekly: Annotated[
+        dict[
+            Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+            Annotated[list[Annotated[str, Field(pattern=WINDOW)]], Field(max_length=6)],
+        ],
+        AfterValidator(_windows),
+    ] = Field(None, description="Windows like 09:00-12:00, each starting before it ends")
     slot_step_minutes: int = Field(None, ge=5, le=240, multiple_of=5)
     min_notice_hours: int = Field(None, ge=0, le=24 * 14)
     horizon_days: int = Field(None, ge=1, le=90)
 
 
-Days = Annotated[list[Annotated[int, Field(ge=1, le=365)]], Field(max_length=10, json_schema_extra={"uniqueItems": True})]
+Days = Annotated[
+    list[Annotated[int, Field(ge=1, le=365)]], Field(max_length=10, json_schema_extra={"uniqueItems": True})
+]
 
 
 def _unique(values: list) -> list:
@@ -105,13 +150,16 @@ class RemindersIn(Body):
 
 class SettingsIn(Body):
     """The settings to change; the others keep their values."""
+
     portal_enabled: bool = None
     allow_partial_payments: bool = None
     partial_payment_minimum: int = Field(None, ge=0, le=MAX_AMOUNT)
-    payment_methods: Annotated[list[Literal["card", "bank_transfer"]], AfterValidator(_unique),
-                               Field(json_schema_extra={"uniqueItems": True})] = None
-    stripe_account: str | None = Field(None, pattern=r"^acct_[A-Za-z0-9]+$", max_length=100,
-                                       description="A Stripe Connect account" + NULL_CLEARS)
+    payment_methods: Annotated[
+        list[Literal["card", "bank_transfer"]], AfterValidator(_unique), Field(json_schema_extra={"uniqueItems": True})
+    ] = None
+    stripe_account: str | None = Field(
+        None, pattern=r"^acct_[A-Za-z0-9]+$", max_length=100, description="A Stripe Connect account" + NULL_CLEARS
+    )
     booking_links: list[BookingLink] = Field(None, max_length=20)
     booking: BookingRulesIn = None
     invoice_number_pattern: str = Field(None, pattern=NUMBER_PATTERN, max_length=40)
@@ -132,6 +180,7 @@ COLOR = r"^#[0-9a-fA-F]{6}$"
 
 class WorkspaceUpdate(Body):
     """Only the fields sent change; null clears the phone, address, tax id or logo."""
+
     name: str = Text(200, required=True, default=None)
     email: str = Text(254, required=True, default=None)
     phone: str | None = Text(50, default=None)
@@ -140,8 +189,12 @@ class WorkspaceUpdate(Body):
     locale: Locale = None
     timezone: TimeZone = None
     tax_id: str | None = Text(50, default=None)
-    logo_url: str | None = Field(None, max_length=60_000, pattern=LOGO,  # within the gateway's 64 KB bodies
-                                 description="data:image/png;base64,... (embedded)")
+    logo_url: str | None = Field(
+        None,
+        max_length=60_000,
+        pattern=LOGO,  # within the gateway's 64 KB bodies
+        description="data:image/png;base64,... (embedded)",
+    )
     brand_color: str = Field(None, pattern=COLOR)
     accent_color: str = Field(None, pattern=COLOR)
     settings: SettingsIn = None
@@ -158,6 +211,7 @@ class ContactIn(Body):
 
 class ContactUpdate(Body):
     """Only the fields sent change; null clears the name or phone, and the locale (the client's applies)."""
+
     email: Email = Field(None, description="Stored in its normal form (lower case)")
     name: str | None = Text(200, default=None)
     phone: str | None = Text(50, default=None)
@@ -179,6 +233,7 @@ class ClientIn(Body):
 
 class ClientUpdate(Body):
     """Only the fields sent change; null clears the address, phone or tax id."""
+
     name: str = Text(200, required=True, default=None)
     address: str | None = Text(2000, default=None)
     phone: str | None = Text(50, default=None)
@@ -188,8 +243,12 @@ class ClientUpdate(Body):
     tax_id: str | None = Text(50, default=None)
 
 
-TERMS = Field(None, ge=0, le=365, description="Days to pay; null: the workspace's default (the due date is then "
-                                               "issue date + that default)")
+TERMS = Field(
+    None,
+    ge=0,
+    le=365,
+    description="Days to pay; null: the workspace's default (the due date is then issue date + that default)",
+)
 DUE = "On or after issue_date (default: issue date + payment terms)"
 
 
@@ -207,6 +266,7 @@ class InvoiceIn(Body):
 
 class InvoiceUpdate(Body):
     """A draft's dates and lines, any invoice's notes and terms (null clears those)."""
+
     issue_date: Day = None
     due_date: Day = Field(None, description=DUE)
     payment_terms_days: int | None = TERMS
@@ -227,6 +287,7 @@ class QuoteIn(Body):
 
 class QuoteUpdate(Body):
     """A draft quote's dates and lines, and its notes and terms (null clears those)."""
+
     issue_date: Day = None
     expiry_date: Day = Field(None, description="On or after issue_date")
     lines: list[LineIn] = Field(None, min_length=1, max_length=200)
@@ -284,8 +345,11 @@ class CommentIn(Body):
 
 class CreditNoteIn(Body):
     """Lines, or an amount (one line for it): exactly one of the two."""
-    model_config = {**Body.model_config, "json_schema_extra": {"oneOf": [{"required": ["lines"]},
-                                                                         {"required": ["amount"]}]}}
+
+    model_config = {
+        **Body.model_config,
+        "json_schema_extra": {"oneOf": [{"required": ["lines"]}, {"required": ["amount"]}]},
+    }
     client_id: str = Id
     issue_date: Day = Field(None, description="Today (the workspace's) if left out")
     lines: list[LineIn] = Field(None, min_length=1, max_length=200, description="Totalling more than 0")
@@ -315,6 +379,7 @@ class RecurringIn(Body):
 
 class RecurringUpdate(Body):
     """Only the fields sent change; null clears the end date (no end) or the notes."""
+
     end_date: Day | None = Field(None, description="On or after the start date (a 409 otherwise)")
     payment_terms_days: int = Field(None, ge=0, le=365)
     lines: list[LineIn] = Field(None, min_length=1, max_length=200)
@@ -325,9 +390,11 @@ class RecurringUpdate(Body):
 
 WEBHOOK_EVENTS = "Event types (e.g. invoice.paid), invoice.* for a family, or * for all; each once"
 EVENT_PATTERNS = sorted(EVENT_TYPES | {t.split(".")[0] + ".*" for t in EVENT_TYPES} | {"*"})
-EventTypes = Annotated[list[Literal[tuple(EVENT_PATTERNS)]], AfterValidator(_unique),
-                       Field(min_length=1, max_length=50, description=WEBHOOK_EVENTS,
-                             json_schema_extra={"uniqueItems": True})]
+EventTypes = Annotated[
+    list[Literal[tuple(EVENT_PATTERNS)]],
+    AfterValidator(_unique),
+    Field(min_length=1, max_length=50, description=WEBHOOK_EVENTS, json_schema_extra={"uniqueItems": True}),
+]
 PORT = r"(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
 URL = r"^https?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?" + PORT + r"([/?#][!-~]*)?$"
 
@@ -335,8 +402,11 @@ URL = r"^https?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?" + PORT + r"([/?#][!-~
 class WebhookIn(Body):
     url: str = Field(max_length=2000, pattern=URL, description="http(s) URL that receives the POSTs")
     event_types: EventTypes
-    secret: str = Field(None, pattern=r"^[ -~]{16,200}$",
-                        description="Signing secret; left out: a random whsec_... (shown only in this answer)")
+    secret: str = Field(
+        None,
+        pattern=r"^[ -~]{16,200}$",
+        description="Signing secret; left out: a random whsec_... (shown only in this answer)",
+    )
     description: str = Text(500, default="")
     active: bool = True
 
@@ -351,6 +421,7 @@ class WebhookUpdate(Body):
 @dataclass(frozen=True)
 class Route(Endpoint):
     """An admin endpoint: `call(path params, body, query)` gives the RPC's arguments after the workspace id."""
+
     service: str = "billing"
     scope_check: str | None = None  # a billing method that 404s when {id} is not this workspace's
 
@@ -373,135 +444,385 @@ def _comment(kind):
 
 
 # The late-payment risk rule (services/billing/engagement.py), as the API documents it.
-ENGAGEMENT_RULE = ("Risk is high when an invoice is more than 30 days overdue, or 2 or more card payments failed in "
-                   "the last 30 days, or reminders were sent and the client has viewed no invoice since the first "
-                   "of them while still owing; medium when any invoice is overdue or a card payment failed in the "
-                   "last 30 days; low otherwise. `reasons` lists each rule that applies.")
+ENGAGEMENT_RULE = (
+    "Risk is high when an invoice is more than 30 days overdue, or 2 or more card payments failed in "
+    "the last 30 days, or reminders were sent and the client has viewed no invoice since the first "
+    "of them while still owing; medium when any invoice is overdue or a card payment failed in the "
+    "last 30 days; low otherwise. `reasons` lists each rule that applies."
+)
 CLIENT_ID = Query("client_id", "Only this client's", max_length=64)
 INVOICE_SORTS = tuple(f"{d}{k}" for k in ("date", "due_date", "amount", "number") for d in ("", "-"))
 STATUS_FILTER = ("all", "paid", "unpaid", "partially_paid", "overdue", "draft", "sent", "viewed", "void")
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/workspace", "get_workspace", "The workspace's details and settings", lambda p, b, q: ()),
-    Route("PATCH", "/workspace", "update_workspace", "Change details, branding and settings", lambda p, b, q: (b,),
-          WorkspaceUpdate),
-    Route("GET", "/clients", "list_clients", "List clients", lambda p, b, q: (q.get("limit", 100), q.get("offset", 0)),
-          query=(Limit(500, 100), OFFSET)),
-    Route("POST", "/clients", "create_client", "Create a client, optionally with contacts", lambda p, b, q: (b,),
-          ClientIn, status=201),
+    Route(
+        "PATCH",
+        "/workspace",
+        "update_workspace",
+        "Change details, branding and settings",
+        lambda p, b, q: (b,),
+        WorkspaceUpdate,
+    ),
+    Route(
+        "GET",
+        "/clients",
+        "list_clients",
+        "List clients",
+        lambda p, b, q: (q.get("limit", 100), q.get("offset", 0)),
+        query=(Limit(500, 100), OFFSET),
+    ),
+    Route(
+        "POST",
+        "/clients",
+        "create_client",
+        "Create a client, optionally with contacts",
+        lambda p, b, q: (b,),
+        ClientIn,
+        status=201,
+    ),
     Route("GET", "/clients/{id}", "get_client", "A client with contacts and balances", _p("id")),
-    Route("PATCH", "/clients/{id}", "update_client", "Change a client (future invoices only)", _pb("id"),
-          ClientUpdate),
+    Route("PATCH", "/clients/{id}", "update_client", "Change a client (future invoices only)", _pb("id"), ClientUpdate),
     Route("POST", "/clients/{id}/contacts", "add_contact", "Add a contact", _pb("id"), ContactIn, status=201),
-    Route("PATCH", "/contacts/{id}", "update_contact", "Change a contact, e.g. enable portal access", _pb("id"),
-          ContactUpdate),
-    Route("GET", "/clients/{id}/statement", "statement", "Statement of account for a period",
-          lambda p, b, q: (p["id"], q.get("from"), q.get("to"), q.get("currency")),
-          query=(Query("from", "The first day (default three months before to); on or before to", kind="date"),
-                 Query("to", "The last day (default today)", kind="date"),
-                 Query("currency", "An ISO 4217 code; the client's if left out",
-                       pattern=SHARED_SCHEMAS["Currency"]["pattern"]))),
-    Route("GET", "/clients/{id}/activity", "list_activity", "The client's activity timeline",
-          lambda p, b, q: (p["id"], q.get("limit", 50)), query=(Limit(200, 50),)),
-    Route("GET", "/clients/{id}/engagement", "client_engagement",
-          "Collection signals and late-payment risk: portal views, sign-ins, card attempts and failures, "
-          "reminders, days overdue (see GET /engagement for the rule)", _p("id")),
-    Route("GET", "/engagement", "list_engagement",
-          "Clients by late-payment risk, riskiest and longest overdue first. " + ENGAGEMENT_RULE,
-          lambda p, b, q: (q.get("risk"), q.get("limit", 100), q.get("offset", 0)),
-          query=(Query("risk", "Only clients at this risk level", enum=("high", "medium", "low")), Limit(500, 100),
-                 OFFSET)),
-    Route("POST", "/clients/{id}/retainer-refunds", "refund_retainer", "Refund unused retainer money",
-          lambda p, b, q: (p["id"], b["amount"], b.get("reference", "")), RefundIn, status=201),
-    Route("GET", "/clients/{id}/emails", "list_emails", "Emails sent to the client's contacts, with delivery status",
-          lambda p, b, q: (p["id"], q.get("limit", 100)), query=(Limit(500, 100),), service="documents",
-          scope_check="get_client"),
-    Route("GET", "/invoices", "list_invoices", "List invoices",
-          lambda p, b, q: ({**q, "include_archived": q.get("include_archived") == "true"},),
-          query=(CLIENT_ID, Query("status", enum=STATUS_FILTER), Query("kind", enum=("standard", "retainer")),
-                 Query("search", "Part of an invoice number", max_length=50),
-                 Query("sort", "By date, due date, amount or number; - for descending", enum=INVOICE_SORTS),
-                 Limit(100, 20), AFTER, OFFSET, Query("include_archived", enum=("true", "false")))),
-    Route("POST", "/invoices", "create_invoice", "Create an invoice (numbered at once)", lambda p, b, q: (b,),
-          InvoiceIn, status=201),
+    Route(
+        "PATCH",
+        "/contacts/{id}",
+        "update_contact",
+        "Change a contact, e.g. enable portal access",
+        _pb("id"),
+        ContactUpdate,
+    ),
+    Route(
+        "GET",
+        "/clients/{id}/statement",
+        "statement",
+        "Statement of account for a period",
+        lambda p, b, q: (p["id"], q.get("from"), q.get("to"), q.get("currency")),
+        query=(
+            Query("from", "The first day (default three months before to); on or before to", kind="date"),
+            Query("to", "The last day (default today)", kind="date"),
+            Query(
+                "currency", "An ISO 4217 code; the client's if left out", pattern=SHARED_SCHEMAS["Currency"]["pattern"]
+            ),
+        ),
+    ),
+    Route(
+        "GET",
+        "/clients/{id}/activity",
+        "list_activity",
+        "The client's activity timeline",
+        lambda p, b, q: (p["id"], q.get("limit", 50)),
+        query=(Limit(200, 50),),
+    ),
+    Route(
+        "GET",
+        "/clients/{id}/engagement",
+        "client_engagement",
+        "Collection signals and late-payment risk: portal views, sign-ins, card attempts and failures, "
+        "reminders, days overdue (see GET /engagement for the rule)",
+        _p("id"),
+    ),
+    Route(
+        "GET",
+        "/engagement",
+        "list_engagement",
+        "Clients by late-payment risk, riskiest and longest overdue first. " + ENGAGEMENT_RULE,
+        lambda p, b, q: (q.get("risk"), q.get("limit", 100), q.get("offset", 0)),
+        query=(
+            Query("risk", "Only clients at this risk level", enum=("high", "medium", "low")),
+            Limit(500, 100),
+            OFFSET,
+        ),
+    ),
+    Route(
+        "POST",
+        "/clients/{id}/retainer-refunds",
+        "refund_retainer",
+        "Refund unused retainer money",
+        lambda p, b, q: (p["id"], b["amount"], b.get("reference", "")),
+        RefundIn,
+        status=201,
+    ),
+    Route(
+        "GET",
+        "/clients/{id}/emails",
+        "list_emails",
+        "Emails sent to the client's contacts, with delivery status",
+        lambda p, b, q: (p["id"], q.get("limit", 100)),
+        query=(Limit(500, 100),),
+        service="documents",
+        scope_check="get_client",
+    ),
+    Route(
+        "GET",
+        "/invoices",
+        "list_invoices",
+        "List invoices",
+        lambda p, b, q: ({**q, "include_archived": q.get("include_archived") == "true"},),
+        query=(
+            CLIENT_ID,
+            Query("status", enum=STATUS_FILTER),
+            Query("kind", enum=("standard", "retainer")),
+            Query("search", "Part of an invoice number", max_length=50),
+            Query("sort", "By date, due date, amount or number; - for descending", enum=INVOICE_SORTS),
+            Limit(100, 20),
+            AFTER,
+            OFFSET,
+            Query("include_archived", enum=("true", "false")),
+        ),
+    ),
+    Route(
+        "POST",
+        "/invoices",
+        "create_invoice",
+        "Create an invoice (numbered at once)",
+        lambda p, b, q: (b,),
+        InvoiceIn,
+        status=201,
+    ),
     Route("GET", "/invoices/{id}", "get_invoice", "An invoice with lines, payments and credits", _p("id")),
-    Route("PATCH", "/invoices/{id}", "update_invoice", "Change a draft invoice (notes on any)", _pb("id"),
-          InvoiceUpdate),
+    Route(
+        "PATCH", "/invoices/{id}", "update_invoice", "Change a draft invoice (notes on any)", _pb("id"), InvoiceUpdate
+    ),
     Route("POST", "/invoices/{id}/send", "send_invoice", "Issue or re-send an invoice", _p("id")),
     Route("POST", "/invoices/{id}/void", "void_invoice", "Void an invoice without payments", _p("id")),
-    Route("POST", "/invoices/{id}/archive", "archive_invoice", "Hide an invoice from the portal (or show again)",
-          lambda p, b, q: (p["id"], b.get("archived", True)), ArchiveIn),
-    Route("POST", "/invoices/{id}/payments", "record_payment", "Record an offline payment",
-          lambda p, b, q: ({**{k: v for k, v in b.items() if v is not None}, "invoice_id": p["id"]},),
-          OfflinePayment, status=201),
-    Route("POST", "/invoices/{id}/apply-credit", "apply_credit", "Apply available credit",
-          lambda p, b, q: (p["id"], b["amount"]), AmountIn),
-    Route("POST", "/invoices/{id}/apply-retainer", "apply_retainer", "Apply retainer balance",
-          lambda p, b, q: (p["id"], b["amount"]), AmountIn),
-    Route("GET", "/invoices/{id}/comments", "list_comments", "The invoice's comment thread",
-          lambda p, b, q: ("invoice", p["id"])),
-    Route("POST", "/invoices/{id}/comments", "add_comment", "Reply on an invoice as the business",
-          _comment("invoice"), CommentIn, status=201),
-    Route("GET", "/quotes", "list_quotes", "List quotes", lambda p, b, q: (q,),
-          query=(CLIENT_ID, Query("status", enum=("all", "draft", "pending", "accepted", "rejected", "expired")),
-                 Limit(100, 50))),
+    Route(
+        "POST",
+        "/invoices/{id}/archive",
+        "archive_invoice",
+        "Hide an invoice from the portal (or show again)",
+        lambda p, b, q: (p["id"], b.get("archived", True)),
+        ArchiveIn,
+    ),
+    Route(
+        "POST",
+        "/invoices/{id}/payments",
+        "record_payment",
+        "Record an offline payment",
+        lambda p, b, q: ({**{k: v for k, v in b.items() if v is not None}, "invoice_id": p["id"]},),
+        OfflinePayment,
+        status=201,
+    ),
+    Route(
+        "POST",
+        "/invoices/{id}/apply-credit",
+        "apply_credit",
+        "Apply available credit",
+        lambda p, b, q: (p["id"], b["amount"]),
+        AmountIn,
+    ),
+    Route(
+        "POST",
+        "/invoices/{id}/apply-retainer",
+        "apply_retainer",
+        "Apply retainer balance",
+        lambda p, b, q: (p["id"], b["amount"]),
+        AmountIn,
+    ),
+    Route(
+        "GET",
+        "/invoices/{id}/comments",
+        "list_comments",
+        "The invoice's comment thread",
+        lambda p, b, q: ("invoice", p["id"]),
+    ),
+    Route(
+        "POST",
+        "/invoices/{id}/comments",
+        "add_comment",
+        "Reply on an invoice as the business",
+        _comment("invoice"),
+        CommentIn,
+        status=201,
+    ),
+    Route(
+        "GET",
+        "/quotes",
+        "list_quotes",
+        "List quotes",
+        lambda p, b, q: (q,),
+        query=(
+            CLIENT_ID,
+            Query("status", enum=("all", "draft", "pending", "accepted", "rejected", "expired")),
+            Limit(100, 50),
+        ),
+    ),
     Route("POST", "/quotes", "create_quote", "Create a quote", lambda p, b, q: (b,), QuoteIn, status=201),
     Route("GET", "/quotes/{id}", "get_quote", "A quote with lines", _p("id")),
     Route("PATCH", "/quotes/{id}", "update_quote", "Change a draft quote", _pb("id"), QuoteUpdate),
     Route("POST", "/quotes/{id}/send", "send_quote", "Send a quote to the client", _p("id")),
     Route("POST", "/quotes/{id}/convert", "convert_quote", "Turn an accepted quote into an invoice", _p("id")),
-    Route("GET", "/quotes/{id}/comments", "list_comments", "The quote's comment thread",
-          lambda p, b, q: ("quote", p["id"])),
-    Route("POST", "/quotes/{id}/comments", "add_comment", "Reply on a quote as the business", _comment("quote"),
-          CommentIn, status=201),
-    Route("GET", "/credit-notes", "list_credit_notes", "List credit notes", lambda p, b, q: (q.get("client_id"),),
-          query=(CLIENT_ID,)),
-    Route("POST", "/credit-notes", "issue_credit_note", "Issue a credit note", lambda p, b, q: (b,), CreditNoteIn,
-          status=201),
-    Route("GET", "/payments", "list_payments", "List payments",
-          lambda p, b, q: (q.get("client_id"), q.get("kind"), q.get("sort", "-date")),
-          query=(CLIENT_ID, Query("kind", enum=("invoice", "retainer")),
-                 Query("sort", enum=("-date", "date", "-amount", "amount")))),
-    Route("POST", "/payments", "record_payment", "Record one offline payment across several invoices",
-          lambda p, b, q: ({k: v for k, v in b.items() if v is not None},), MultiPayment, status=201),
-    Route("GET", "/recurring-invoices", "list_recurring", "List recurring invoices",
-          lambda p, b, q: (q.get("client_id"),), query=(CLIENT_ID,)),
-    Route("POST", "/recurring-invoices", "create_recurring", "Create a recurring invoice", lambda p, b, q: (b,),
-          RecurringIn, status=201),
+    Route(
+        "GET",
+        "/quotes/{id}/comments",
+        "list_comments",
+        "The quote's comment thread",
+        lambda p, b, q: ("quote", p["id"]),
+    ),
+    Route(
+        "POST",
+        "/quotes/{id}/comments",
+        "add_comment",
+        "Reply on a quote as the business",
+        _comment("quote"),
+        CommentIn,
+        status=201,
+    ),
+    Route(
+        "GET",
+        "/credit-notes",
+        "list_credit_notes",
+        "List credit notes",
+        lambda p, b, q: (q.get("client_id"),),
+        query=(CLIENT_ID,),
+    ),
+    Route(
+        "POST",
+        "/credit-notes",
+        "issue_credit_note",
+        "Issue a credit note",
+        lambda p, b, q: (b,),
+        CreditNoteIn,
+        status=201,
+    ),
+    Route(
+        "GET",
+        "/payments",
+        "list_payments",
+        "List payments",
+        lambda p, b, q: (q.get("client_id"), q.get("kind"), q.get("sort", "-date")),
+        query=(
+            CLIENT_ID,
+            Query("kind", enum=("invoice", "retainer")),
+            Query("sort", enum=("-date", "date", "-amount", "amount")),
+        ),
+    ),
+    Route(
+        "POST",
+        "/payments",
+        "record_payment",
+        "Record one offline payment across several invoices",
+        lambda p, b, q: ({k: v for k, v in b.items() if v is not None},),
+        MultiPayment,
+        status=201,
+    ),
+    Route(
+        "GET",
+        "/recurring-invoices",
+        "list_recurring",
+        "List recurring invoices",
+        lambda p, b, q: (q.get("client_id"),),
+        query=(CLIENT_ID,),
+    ),
+    Route(
+        "POST",
+        "/recurring-invoices",
+        "create_recurring",
+        "Create a recurring invoice",
+        lambda p, b, q: (b,),
+        RecurringIn,
+        status=201,
+    ),
     Route("GET", "/recurring-invoices/{id}", "get_recurring", "A recurring invoice", _p("id")),
-    Route("PATCH", "/recurring-invoices/{id}", "update_recurring", "Pause, resume, end or change one", _pb("id"),
-          RecurringUpdate),
-    Route("GET", "/reviews", "list_reviews", "Reviews clients wrote in the portal, newest first",
-          lambda p, b, q: (q.get("client_id"), q.get("limit", 50), q.get("offset", 0)),
-          query=(CLIENT_ID, Limit(200, 50), OFFSET)),
-    Route("GET", "/bookings", "list_bookings", "Bookings clients made in the portal",
-          lambda p, b, q: (q.get("client_id"), q.get("upcoming", "true") != "false"),
-          query=(CLIENT_ID, Query("upcoming", "false lists past and cancelled ones too",
-                                           enum=("true", "false")))),
+    Route(
+        "PATCH",
+        "/recurring-invoices/{id}",
+        "update_recurring",
+        "Pause, resume, end or change one",
+        _pb("id"),
+        RecurringUpdate,
+    ),
+    Route(
+        "GET",
+        "/reviews",
+        "list_reviews",
+        "Reviews clients wrote in the portal, newest first",
+        lambda p, b, q: (q.get("client_id"), q.get("limit", 50), q.get("offset", 0)),
+        query=(CLIENT_ID, Limit(200, 50), OFFSET),
+    ),
+    Route(
+        "GET",
+        "/bookings",
+        "list_bookings",
+        "Bookings clients made in the portal",
+        lambda p, b, q: (q.get("client_id"), q.get("upcoming", "true") != "false"),
+        query=(CLIENT_ID, Query("upcoming", "false lists past and cancelled ones too", enum=("true", "false"))),
+    ),
     Route("POST", "/bookings/{id}/cancel", "cancel_booking", "Cancel a booking (the client is emailed)", _p("id")),
-    Route("POST", "/payments/{id}/refunds", "refund_payment", "Refund all or part of a card payment through Stripe",
-          lambda p, b, q: (p["id"], b.get("amount"), b.get("reason", ""), b["idempotency_key"]), CardRefundIn,
-          status=201, service="payments"),
+    Route(
+        "POST",
+        "/payments/{id}/refunds",
+        "refund_payment",
+        "Refund all or part of a card payment through Stripe",
+        lambda p, b, q: (p["id"], b.get("amount"), b.get("reason", ""), b["idempotency_key"]),
+        CardRefundIn,
+        status=201,
+        service="payments",
+    ),
     Route("GET", "/payments/{id}/refunds", "list_refunds", "A card payment's refunds", _p("id"), service="payments"),
-    Route("GET", "/disputes", "list_disputes", "Card payments the client disputed with its bank",
-          lambda p, b, q: (), service="payments"),
-    Route("POST", "/webhooks", "create_webhook", "Subscribe a URL to events (the answer holds the signing secret, "
-          "shown only once)", lambda p, b, q: (b,), WebhookIn, status=201, service="documents"),
-    Route("GET", "/webhooks", "list_webhooks", "The workspace's webhook subscriptions", lambda p, b, q: (),
-          service="documents"),
+    Route(
+        "GET",
+        "/disputes",
+        "list_disputes",
+        "Card payments the client disputed with its bank",
+        lambda p, b, q: (),
+        service="payments",
+    ),
+    Route(
+        "POST",
+        "/webhooks",
+        "create_webhook",
+        "Subscribe a URL to events (the answer holds the signing secret, shown only once)",
+        lambda p, b, q: (b,),
+        WebhookIn,
+        status=201,
+        service="documents",
+    ),
+    Route(
+        "GET",
+        "/webhooks",
+        "list_webhooks",
+        "The workspace's webhook subscriptions",
+        lambda p, b, q: (),
+        service="documents",
+    ),
     Route("GET", "/webhooks/{id}", "get_webhook", "A webhook subscription", _p("id"), service="documents"),
-    Route("PATCH", "/webhooks/{id}", "update_webhook", "Change the URL or event types, pause or resume", _pb("id"),
-          WebhookUpdate, service="documents"),
-    Route("DELETE", "/webhooks/{id}", "delete_webhook", "Delete a subscription with its deliveries", _p("id"),
-          status=204, service="documents"),
-    Route("GET", "/webhooks/{id}/deliveries", "list_webhook_deliveries",
-          "The delivery log, newest first, each delivery with its attempts",
-          lambda p, b, q: (p["id"], q.get("limit", 50)), query=(Limit(200, 50),),
-          service="documents"),
-    Route("POST", "/webhook-deliveries/{id}/replay", "replay_webhook_delivery",
-          "Send a delivery again now (whatever its status), retried for another 24 hours", _p("id"), status=202,
-          service="documents"),
+    Route(
+        "PATCH",
+        "/webhooks/{id}",
+        "update_webhook",
+        "Change the URL or event types, pause or resume",
+        _pb("id"),
+        WebhookUpdate,
+        service="documents",
+    ),
+    Route(
+        "DELETE",
+        "/webhooks/{id}",
+        "delete_webhook",
+        "Delete a subscription with its deliveries",
+        _p("id"),
+        status=204,
+        service="documents",
+    ),
+    Route(
+        "GET",
+        "/webhooks/{id}/deliveries",
+        "list_webhook_deliveries",
+        "The delivery log, newest first, each delivery with its attempts",
+        lambda p, b, q: (p["id"], q.get("limit", 50)),
+        query=(Limit(200, 50),),
+        service="documents",
+    ),
+    Route(
+        "POST",
+        "/webhook-deliveries/{id}/replay",
+        "replay_webhook_delivery",
+        "Send a delivery again now (whatever its status), retried for another 24 hours",
+        _p("id"),
+        status=202,
+        service="documents",
+    ),
 )
-
 
 
 class AdminResource(Routed):
@@ -518,13 +839,15 @@ class AdminResource(Routed):
         header = req.get_header("Authorization") or ""
         scheme, _, key = header.partition(" ")
         if scheme.lower() != "bearer" or not key:
-            raise falcon.HTTPUnauthorized(title="API key required",
-                                          description="Send Authorization: Bearer <workspace API key>.")
+            raise falcon.HTTPUnauthorized(
+                title="API key required", description="Send Authorization: Bearer <workspace API key>."
+            )
         try:
             return self.rpc.call("billing", "authenticate_api_key", key.strip(), request_id=req.context.request_id)
         except Unauthorized:
-            raise falcon.HTTPUnauthorized(title="Invalid API key",
-                                          description="The key is unknown or revoked.") from None
+            raise falcon.HTTPUnauthorized(
+                title="Invalid API key", description="The key is unknown or revoked."
+            ) from None
 
     def _handle(self, req, resp, **params):
         route = self.routes.get(req.method)
@@ -535,24 +858,44 @@ class AdminResource(Routed):
         query = read_query(req, route.query)
         body = read_body(req, route.body) if route.body is not None else {}
         if route.scope_check:
-            self.rpc.call("billing", route.scope_check, workspace_id, params["id"], request_id=req.context.request_id,
-                          scope=scope)
-        keyed = {"idempotency_key": key} if route.keyed and (key := idempotency_key(req, f"admin:{workspace_id}")) \
-            else {}
-        resp.media = self.rpc.call(route.service, route.name, workspace_id, *route.call(params, body, query),
-                                   request_id=req.context.request_id, scope=scope, **keyed)
+            self.rpc.call(
+                "billing", route.scope_check, workspace_id, params["id"], request_id=req.context.request_id, scope=scope
+            )
+        keyed = (
+            {"idempotency_key": key} if route.keyed and (key := idempotency_key(req, f"admin:{workspace_id}")) else {}
+        )
+        resp.media = self.rpc.call(
+            route.service,
+            route.name,
+            workspace_id,
+            *route.call(params, body, query),
+            request_id=req.context.request_id,
+            scope=scope,
+            **keyed,
+        )
         resp.status = route.status
 
     on_get = on_post = on_patch = on_delete = _handle
 
 
 def openapi_document() -> dict:
-    return _openapi(ROUTES, PREFIX, {
-        "title": "Billing portal admin API", "version": "1.0.0",
-        "description": "Money is integer minor units with an ISO 4217 currency. Errors are "
-                       "application/problem+json; a rejected request changes nothing."},
-        {"apiKey": {"type": "http", "scheme": "bearer",
-                    "description": "A workspace API key from `portalctl key create`"}})
+    return _openapi(
+        ROUTES,
+        PREFIX,
+        {
+            "title": "Billing portal admin API",
+            "version": "1.0.0",
+            "description": "Money is integer minor units with an ISO 4217 currency. Errors are "
+            "application/problem+json; a rejected request changes nothing.",
+        },
+        {
+            "apiKey": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "A workspace API key from `portalctl key create`",
+            }
+        },
+    )
 
 
 def add_admin_routes(app: falcon.App, rpc) -> None:

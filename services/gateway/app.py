@@ -1,5 +1,6 @@
 """The gateway: a Falcon app that checks magic-link sessions, serves the portal and its JSON API,
 and reaches the services over RPC. `get_app()` is what gunicorn loads."""
+
 from __future__ import annotations
 
 import json
@@ -69,8 +70,10 @@ class GatewayConfig:
         dev = settings.is_dev()
         secret = settings.env("GATEWAY_SECRET")
         if not secret and not dev:
-            raise RuntimeError("GATEWAY_SECRET must be set outside development (a long random string, "
-                               "the same for every gateway replica).")
+            raise RuntimeError(
+                "GATEWAY_SECRET must be set outside development (a long random string, "
+                "the same for every gateway replica)."
+            )
         return cls(
             secret=(secret or cls.secret.decode()).encode(),
             portal_url=settings.env("PORTAL_URL", "http://localhost:8000"),
@@ -78,16 +81,20 @@ class GatewayConfig:
             max_body=settings.env_int("GATEWAY_MAX_BODY", 64 * 1024),
             trusted_proxy_hops=settings.env_int("TRUSTED_PROXY_HOPS", 0),
             metrics_token=settings.env("METRICS_TOKEN"),
-            pdf_fetch_secret=(settings.env("PDF_FETCH_SECRET") or (cls.pdf_fetch_secret.decode() if dev else "")).encode()
+            pdf_fetch_secret=(
+                settings.env("PDF_FETCH_SECRET") or (cls.pdf_fetch_secret.decode() if dev else "")
+            ).encode()
             or None,
             amqp_uri=settings.amqp_uri(),
             session_keys=credentials.Keys.from_env(),
             session_limits=credentials.Limits.from_env(),
             workspaces=frozenset(w.strip() for w in settings.env("PORTAL_WORKSPACES", "").split(",") if w.strip())
             or None,
-            stripe=stripe_settings(settings.env("STRIPE_API_BASE") or None,
-                                   settings.env("STRIPE_PUBLISHABLE_KEY", "pk_test_localstripe" if dev else None),
-                                   settings.env("STRIPE_WEBHOOK_SECRET", "whsec_localstripe" if dev else None)),
+            stripe=stripe_settings(
+                settings.env("STRIPE_API_BASE") or None,
+                settings.env("STRIPE_PUBLISHABLE_KEY", "pk_test_localstripe" if dev else None),
+                settings.env("STRIPE_WEBHOOK_SECRET", "whsec_localstripe" if dev else None),
+            ),
         )
 
 
@@ -96,11 +103,20 @@ def stripe_settings(api_base: str | None, publishable_key: str | None, webhook_s
     development (which serves a stand-in Stripe.js and answers its calls)."""
     if api_base:
         origin = api_base.rstrip("/")
-        return {"publishable_key": publishable_key, "js_url": f"{origin}/js.stripe.com/v3/", "js_origin": origin,
-                "api_origin": origin, "webhook_secret": webhook_secret}
-    return {"publishable_key": publishable_key, "js_url": "https://js.stripe.com/v3/",
-            "js_origin": "https://js.stripe.com", "api_origin": "https://api.stripe.com",
-            "webhook_secret": webhook_secret}
+        return {
+            "publishable_key": publishable_key,
+            "js_url": f"{origin}/js.stripe.com/v3/",
+            "js_origin": origin,
+            "api_origin": origin,
+            "webhook_secret": webhook_secret,
+        }
+    return {
+        "publishable_key": publishable_key,
+        "js_url": "https://js.stripe.com/v3/",
+        "js_origin": "https://js.stripe.com",
+        "api_origin": "https://api.stripe.com",
+        "webhook_secret": webhook_secret,
+    }
 
 
 def wants_json(req: falcon.Request) -> bool:
@@ -136,25 +152,35 @@ class SecurityMiddleware:
         js, api = config.stripe["js_origin"], config.stripe["api_origin"]
         # Stripe.js is the only script from elsewhere; it talks to Stripe's API and frames its own
         # 3-D Secure pages (https://docs.stripe.com/security/guide#content-security-policy).
-        self.csp = (f"default-src 'self'; script-src 'self' {js}; connect-src 'self' {api}; "
-                    f"frame-src {js} https://hooks.stripe.com; img-src 'self' data:; frame-ancestors 'none'; "
-                    "form-action 'self'; base-uri 'none'")
+        self.csp = (
+            f"default-src 'self'; script-src 'self' {js}; connect-src 'self' {api}; "
+            f"frame-src {js} https://hooks.stripe.com; img-src 'self' data:; frame-ancestors 'none'; "
+            "form-action 'self'; base-uri 'none'"
+        )
 
     def process_request(self, req, resp):
         if req.content_length and req.content_length > self.config.max_body:
-            raise falcon.HTTPContentTooLarge(title="Request too large",
-                                             description=f"Requests may be at most {self.config.max_body} bytes.")
+            raise falcon.HTTPContentTooLarge(
+                title="Request too large", description=f"Requests may be at most {self.config.max_body} bytes."
+            )
         if req.method in ("POST", "PUT", "PATCH", "DELETE") and not req.path.startswith("/webhooks/"):
             site = req.get_header("Sec-Fetch-Site")
             origin = req.get_header("Origin")
             if site == "cross-site" or (origin and origin.rstrip("/") not in (self.origin, req.prefix.rstrip("/"))):
-                raise falcon.HTTPForbidden(title="Cross-site request refused",
-                                           description="This form must be sent from the portal itself.")
-        form = req.get_media() if req.method == "POST" and not req.path.startswith("/webhooks/") and \
-            (req.content_type or "").startswith(falcon.MEDIA_URLENCODED) else None
+                raise falcon.HTTPForbidden(
+                    title="Cross-site request refused", description="This form must be sent from the portal itself."
+                )
+        form = (
+            req.get_media()
+            if req.method == "POST"
+            and not req.path.startswith("/webhooks/")
+            and (req.content_type or "").startswith(falcon.MEDIA_URLENCODED)
+            else None
+        )
         if unstorable_text([req.path, list(req.params.values()), form]):  # NUL from %00, in any field
-            raise falcon.HTTPBadRequest(title="Characters that are not allowed",
-                                        description="The address or the form contains a NUL character.")
+            raise falcon.HTTPBadRequest(
+                title="Characters that are not allowed", description="The address or the form contains a NUL character."
+            )
 
     def process_response(self, req, resp, resource, req_succeeded):
         resp.set_header("Content-Security-Policy", self.csp)
@@ -179,20 +205,37 @@ class ErrorRenderer:
         resp.status = status
         if wants_json(req):
             resp.content_type = "application/problem+json"
-            resp.text = json.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail,
-                                    "request_id": req.context.get("request_id"), **(extra or {})})
+            resp.text = json.dumps(
+                {
+                    "type": "about:blank",
+                    "title": title,
+                    "status": status,
+                    "detail": detail,
+                    "request_id": req.context.get("request_id"),
+                    **(extra or {}),
+                }
+            )
         else:
             resp.content_type = falcon.MEDIA_HTML
             session = req.context.get("session")
             # In the signed-in contact's language; English without a session.
-            resp.text = env_for((session or {}).get("locale")).get_template("error.html").render(
-                status=status, title=title, detail=detail, request_id=req.context.get("request_id"),
-                session=session)
+            resp.text = (
+                env_for((session or {}).get("locale"))
+                .get_template("error.html")
+                .render(
+                    status=status, title=title, detail=detail, request_id=req.context.get("request_id"), session=session
+                )
+            )
 
     def http_error(self, req, resp, ex: falcon.HTTPError, params):
         if ex.status_code == 404:
-            self.respond(req, resp, 404, "Page not found",
-                         "There is nothing here, or it is not yours to see. Check the address or go back to the portal.")
+            self.respond(
+                req,
+                resp,
+                404,
+                "Page not found",
+                "There is nothing here, or it is not yours to see. Check the address or go back to the portal.",
+            )
         elif ex.status_code == 405:
             self.respond(req, resp, 405, "Not allowed", "This address does not accept that kind of request.")
         else:
@@ -205,13 +248,20 @@ class ErrorRenderer:
         self.respond(req, resp, ex.status, ex.title, ex.detail, fields)
 
     # What a client loses while one service is down; pages that do not need it keep working.
-    FEATURES = {"auth": "Signing in is", "billing": "Your invoices and account are", "payments": "Card payments are",
-                "documents": "PDF documents and emails are"}
+    FEATURES = {
+        "auth": "Signing in is",
+        "billing": "Your invoices and account are",
+        "payments": "Card payments are",
+        "documents": "PDF documents and emails are",
+    }
 
     def _part(self, ex) -> str:
         feature = self.FEATURES.get(getattr(ex, "service", None) or "")
-        return (f"{feature} not available right now; the rest of the portal still works."
-                if feature else "Part of the portal is not answering right now.")
+        return (
+            f"{feature} not available right now; the rest of the portal still works."
+            if feature
+            else "Part of the portal is not answering right now."
+        )
 
     def unavailable(self, req, resp, ex, params):
         log.warning("service unavailable", extra={"error": str(ex), "service": getattr(ex, "service", None)})
@@ -219,29 +269,52 @@ class ErrorRenderer:
 
     def timeout(self, req, resp, ex, params):
         log.warning("service timeout", extra={"error": str(ex), "service": getattr(ex, "service", None)})
-        self.respond(req, resp, 504, "Taking too long",
-                     f"The portal did not get an answer in time. {self._part(ex)} Please try again in a minute.")
+        self.respond(
+            req,
+            resp,
+            504,
+            "Taking too long",
+            f"The portal did not get an answer in time. {self._part(ex)} Please try again in a minute.",
+        )
 
     def crashed(self, req, resp, ex, params):
-        self.respond(req, resp, 502, "Something went wrong",
-                     "We could not complete this request. It has been logged; please try again.")
+        self.respond(
+            req,
+            resp,
+            502,
+            "Something went wrong",
+            "We could not complete this request. It has been logged; please try again.",
+        )
 
     def unexpected(self, req, resp, ex, params):
         log.exception("unhandled error")
-        self.respond(req, resp, 500, "Something went wrong",
-                     "We could not complete this request. It has been logged; please try again.")
+        self.respond(
+            req,
+            resp,
+            500,
+            "Something went wrong",
+            "We could not complete this request. It has been logged; please try again.",
+        )
 
 
-def create_app(rpc: RpcPool, health_rpc: RpcPool, config: GatewayConfig, revocations: RevocationList | None = None,
-               clock: Clock = utcnow, reports: SeenReports | None = None) -> falcon.App:
+def create_app(
+    rpc: RpcPool,
+    health_rpc: RpcPool,
+    config: GatewayConfig,
+    revocations: RevocationList | None = None,
+    clock: Clock = utcnow,
+    reports: SeenReports | None = None,
+) -> falcon.App:
     """The gateway. `revocations` is the worker's list of ended sessions, kept by its feed (get_app);
     without one (a test), nothing is revoked and every session is checked with auth."""
     csrf = CsrfMiddleware(config.secret, config.csrf_cookie_name, config.cookie_name, secure=not config.dev)
-    guard = SessionGuard(config.session_keys, config.session_limits, revocations or RevocationList(), clock, rpc,
-                         config.workspaces)
+    guard = SessionGuard(
+        config.session_keys, config.session_limits, revocations or RevocationList(), clock, rpc, config.workspaces
+    )
     sessions = SessionMiddleware(guard, config.cookie_name, secure=not config.dev, reports=reports)
-    app = falcon.App(middleware=[MetricsMiddleware(), RequestIdMiddleware(config.dev), SecurityMiddleware(config),
-                                 csrf, sessions])
+    app = falcon.App(
+        middleware=[MetricsMiddleware(), RequestIdMiddleware(config.dev), SecurityMiddleware(config), csrf, sessions]
+    )
     app.req_options.strip_url_path_trailing_slash = True
     errors = ErrorRenderer(config)
     app.add_error_handler(Exception, errors.unexpected)
@@ -265,11 +338,15 @@ def get_app() -> falcon.App:
     config = GatewayConfig.from_env()
     nameko_config = {"AMQP_URI": config.amqp_uri}
     # MeteredRpc times every call (portal_gateway_rpc_duration_seconds) without touching rpc.py.
-    rpc = MeteredRpc(RpcPool(nameko_config, timeout=float(settings.env("RPC_TIMEOUT", "10")),
-                             size=settings.env_int("RPC_POOL_SIZE", 8)))
+    rpc = MeteredRpc(
+        RpcPool(
+            nameko_config, timeout=float(settings.env("RPC_TIMEOUT", "10")), size=settings.env_int("RPC_POOL_SIZE", 8)
+        )
+    )
     health_rpc = MeteredRpc(RpcPool(nameko_config, timeout=float(settings.env("HEALTH_RPC_TIMEOUT", "2")), size=4))
     # Each worker keeps its own revocation list, fed by its own queue (services/gateway/revocations.py).
     revocations = RevocationList()
-    RevocationFeed(config.amqp_uri, revocations, lambda: rpc.call("auth", "revocations"), utcnow,
-                   config.session_limits.absolute).start()
+    RevocationFeed(
+        config.amqp_uri, revocations, lambda: rpc.call("auth", "revocations"), utcnow, config.session_limits.absolute
+    ).start()
     return create_app(rpc, health_rpc, config, revocations, utcnow, SeenReports(rpc))

@@ -1,4 +1,5 @@
 """Portal pages for booking time with the business, and for writing a review."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -29,16 +30,32 @@ class BookingList(Portal):
         ws = session["workspace_id"]
         options = self.call(req, "billing", "booking_options", ws)
         upcoming = self.call(req, "billing", "list_bookings", ws, session["client_id"])
-        self.page(req, resp, "bookings.html", session, links=options["links"], upcoming=upcoming,
-                  booked=req.get_param("booked"), cancelled=req.get_param("cancelled"))
+        self.page(
+            req,
+            resp,
+            "bookings.html",
+            session,
+            links=options["links"],
+            upcoming=upcoming,
+            booked=req.get_param("booked"),
+            cancelled=req.get_param("cancelled"),
+        )
 
     def on_post(self, req, resp):
         """Confirm a booking (the last step after choosing a time)."""
         session = self.session(req, resp)
         form = self.form(req)
         link_id, start = field(form, "link_id", 50), field(form, "start", 40)
-        booking = self.call(req, "billing", "book_slot", session["workspace_id"], session["client_id"],
-                            session["contact_id"], link_id, start)
+        booking = self.call(
+            req,
+            "billing",
+            "book_slot",
+            session["workspace_id"],
+            session["client_id"],
+            session["contact_id"],
+            link_id,
+            start,
+        )
         raise falcon.HTTPSeeOther(f"/bookings?{urlencode({'booked': booking['id']})}")
 
 
@@ -52,9 +69,19 @@ class BookingSlots(Portal):
         days = slots_by_day(options["slots"], client["timezone"])
         pages = max(1, -(-len(days) // DAYS_PER_PAGE))
         number = min(req.get_param_as_int("page", min_value=1, max_value=100) or 1, pages)
-        shown = days[(number - 1) * DAYS_PER_PAGE:number * DAYS_PER_PAGE]
-        self.page(req, resp, "booking_slots.html", session, client=client, link=options["link"], days=shown,
-                  page_number=number, pages=pages, taken=req.get_param("taken"))
+        shown = days[(number - 1) * DAYS_PER_PAGE : number * DAYS_PER_PAGE]
+        self.page(
+            req,
+            resp,
+            "booking_slots.html",
+            session,
+            client=client,
+            link=options["link"],
+            days=shown,
+            page_number=number,
+            pages=pages,
+            taken=req.get_param("taken"),
+        )
 
 
 class BookingConfirm(Portal):
@@ -73,8 +100,7 @@ class BookingConfirm(Portal):
 class BookingCancel(Portal):
     def on_post(self, req, resp, booking_id: str):
         session = self.session(req, resp)
-        self.call(req, "billing", "cancel_booking", session["workspace_id"], booking_id,
-                  client_id=session["client_id"])
+        self.call(req, "billing", "cancel_booking", session["workspace_id"], booking_id, client_id=session["client_id"])
         raise falcon.HTTPSeeOther("/bookings?cancelled=1")
 
 
@@ -90,8 +116,17 @@ class ReviewPage(Portal):
         rating = form.get("rating", "")
         if rating not in ("1", "2", "3", "4", "5"):
             raise falcon.HTTPBadRequest(title="Choose a rating", description="Pick from 1 to 5 stars.")
-        self.call(req, "billing", "add_review", session["workspace_id"], session["client_id"], session["contact_id"],
-                  session["name"] or session["email"], int(rating), field(form, "message", 5000))
+        self.call(
+            req,
+            "billing",
+            "add_review",
+            session["workspace_id"],
+            session["client_id"],
+            session["contact_id"],
+            session["name"] or session["email"],
+            int(rating),
+            field(form, "message", 5000),
+        )
         raise falcon.HTTPSeeOther("/review?sent=1")
 
 

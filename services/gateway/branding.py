@@ -3,6 +3,7 @@
 The workspace's branding changes rarely, so each gateway process keeps it for a minute (one RPC per
 workspace per minute, not one per page). Colours are adjusted so text on them stays readable (WCAG AA).
 """
+
 from __future__ import annotations
 
 import base64
@@ -30,9 +31,14 @@ def brand_of(call, workspace_id: str) -> dict:
     if cached is not None:
         return cached
     ws = call("billing", "get_workspace", workspace_id, scope=Scope(workspace_id))
-    brand = {"id": ws["id"], "name": ws["name"], "logo": bool(_logo(ws.get("logo_url") or "")),
-             "brand": readable_on_white(ws.get("brand_color") or "#1d4ed8"),
-             "accent": readable_on_white(ws.get("accent_color") or "#0f766e"), "logo_url": ws.get("logo_url") or ""}
+    brand = {
+        "id": ws["id"],
+        "name": ws["name"],
+        "logo": bool(_logo(ws.get("logo_url") or "")),
+        "brand": readable_on_white(ws.get("brand_color") or "#1d4ed8"),
+        "accent": readable_on_white(ws.get("accent_color") or "#0f766e"),
+        "logo_url": ws.get("logo_url") or "",
+    }
     brand["version"] = hashlib.sha256(repr(sorted(brand.items())).encode()).hexdigest()[:12]
     with _lock:
         _cache[workspace_id] = brand
@@ -81,8 +87,10 @@ def _logo(uri: str) -> tuple[str, bytes] | None:
 
 
 def stylesheet(brand: dict) -> str:
-    return (":root { --brand: %s; --accent: %s; }\n" % (brand["brand"], brand["accent"])
-            + ".top { border-top: 4px solid var(--brand); }\n")
+    return (
+        ":root { --brand: %s; --accent: %s; }\n" % (brand["brand"], brand["accent"])
+        + ".top { border-top: 4px solid var(--brand); }\n"
+    )
 
 
 class _BrandResource:

@@ -6,6 +6,7 @@ request that carries ambient credentials (the session or CSRF cookie) or is a fo
 the token; a JSON API call with only a bearer token has nothing ambient to abuse and needs none.
 Origin / Sec-Fetch-Site checks run before this, in SecurityMiddleware.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -44,7 +45,8 @@ class CsrfMiddleware:
             if cookie is None or not sent or not hmac.compare_digest(sent, req.context.csrf_token):
                 raise falcon.HTTPForbidden(
                     title="This form has expired",
-                    description="The page was open too long or came from elsewhere. Go back, reload it and try again.")
+                    description="The page was open too long or came from elsewhere. Go back, reload it and try again.",
+                )
 
     def _needs_token(self, req) -> bool:
         ambient = bool(req.get_cookie_values(self.session_cookie) or req.get_cookie_values(self.cookie_name))
@@ -62,5 +64,6 @@ class CsrfMiddleware:
     def process_response(self, req, resp, resource, req_succeeded):
         current_token.set("")
         if req.context.get("csrf_cookie_is_new") and not req.path.startswith(("/api/", "/webhooks/", "/static/")):
-            resp.set_cookie(self.cookie_name, req.context.csrf_cookie, http_only=True, same_site="Lax",
-                            secure=self.secure, path="/")
+            resp.set_cookie(
+                self.cookie_name, req.context.csrf_cookie, http_only=True, same_site="Lax", secure=self.secure, path="/"
+            )

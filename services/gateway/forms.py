@@ -1,5 +1,6 @@
 """Reading the portal's form posts: each field is the text that was typed, or the form is refused. A field
 sent twice (a list) or text that is too long is a 400 page, never joined or cut into something else."""
+
 from __future__ import annotations
 
 import falcon

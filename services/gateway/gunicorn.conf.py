@@ -1,4 +1,5 @@
 """gunicorn settings for the gateway; every value can be overridden from the environment."""
+
 import glob
 import os
 import shutil

@@ -1,5 +1,6 @@
 """What the admin and portal JSON APIs share: request bodies validated by pydantic, and an OpenAPI 3.1
 document generated from the same table of endpoints that mounts the routes, so the two cannot drift."""
+
 from __future__ import annotations
 
 import json
@@ -7,12 +8,12 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Callable
+from zoneinfo import available_timezones
 
 import falcon
 from babel import localedata
 from babel.numbers import list_currencies
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
-from zoneinfo import available_timezones
 
 from chassis.errors import Invalid, ServiceError, field_errors
 
@@ -21,6 +22,7 @@ class Body(BaseModel):
     """A request body: exactly its fields, each of exactly its JSON type (strict: no "1" for 1, no 1 for
     true), so what is stored is what was sent. A field typed `X | None` takes null (it clears the value);
     an optional field typed `X` may be left out but not sent as null."""
+
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
@@ -32,8 +34,12 @@ MOMENT = DAY[:-1] + "T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,6})?(Z
 
 def Text(max_length: int, *, required: bool = False, **kwargs):
     """A text field of at most `max_length` characters; `required` ones may not be blank."""
-    return Field(max_length=max_length, pattern=NOT_BLANK if required else NO_NUL,
-                 **({"min_length": 1} if required else {}), **kwargs)
+    return Field(
+        max_length=max_length,
+        pattern=NOT_BLANK if required else NO_NUL,
+        **({"min_length": 1} if required else {}),
+        **kwargs,
+    )
 
 
 def _day(value: date) -> date:
@@ -53,8 +59,9 @@ def _moment(value: str) -> str:
 
 
 Day = Annotated[date, AfterValidator(_day), WithJsonSchema({"type": "string", "format": "date", "pattern": DAY})]
-Moment = Annotated[str, AfterValidator(_moment), WithJsonSchema({"type": "string", "format": "date-time",
-                                                                  "pattern": MOMENT})]
+Moment = Annotated[
+    str, AfterValidator(_moment), WithJsonSchema({"type": "string", "format": "date-time", "pattern": MOMENT})
+]
 
 
 def _known(values, what: str):
@@ -64,6 +71,7 @@ def _known(values, what: str):
         if value not in allowed:
             raise ValueError(f"a known {what}")
         return value
+
     return check
 
 
@@ -82,12 +90,13 @@ def _currencies() -> list[str]:
 CURRENCIES = _currencies()
 LOCALES = sorted(localedata.locale_identifiers())
 TIMEZONES = sorted(available_timezones())
-Currency = Annotated[str, AfterValidator(_known(CURRENCIES, "ISO 4217 currency")),
-                     WithJsonSchema({"x-shared": "Currency"})]
-Locale = Annotated[str, AfterValidator(_known(LOCALES, "locale")),
-                   WithJsonSchema({"x-shared": "Locale"})]
-TimeZone = Annotated[str, AfterValidator(_known(TIMEZONES, "IANA time zone")),
-                     WithJsonSchema({"x-shared": "TimeZone"})]
+Currency = Annotated[
+    str, AfterValidator(_known(CURRENCIES, "ISO 4217 currency")), WithJsonSchema({"x-shared": "Currency"})
+]
+Locale = Annotated[str, AfterValidator(_known(LOCALES, "locale")), WithJsonSchema({"x-shared": "Locale"})]
+TimeZone = Annotated[str, AfterValidator(_known(TIMEZONES, "IANA time zone")), WithJsonSchema({"x-shared": "TimeZone"})]
+
+
 def _one_of(values: list[str]) -> str:
     """A pattern matching exactly these values: as exact as an enum, without a list of hundreds of values
     that a client (or a test generator) would walk one by one."""
@@ -95,12 +104,24 @@ def _one_of(values: list[str]) -> str:
 
 
 SHARED_SCHEMAS = {
-    "Currency": {"type": "string", "pattern": _one_of(CURRENCIES), "examples": ["EUR", "USD"],
-                 "description": "An ISO 4217 currency code"},
-    "Locale": {"type": "string", "pattern": _one_of(LOCALES), "examples": ["en_US", "de_DE"],
-               "description": "A locale (CLDR), like en_US or de_DE"},
-    "TimeZone": {"type": "string", "pattern": _one_of(TIMEZONES), "examples": ["Europe/Paris"],
-                 "description": "An IANA time zone, like Europe/Paris"},
+    "Currency": {
+        "type": "string",
+        "pattern": _one_of(CURRENCIES),
+        "examples": ["EUR", "USD"],
+        "description": "An ISO 4217 currency code",
+    },
+    "Locale": {
+        "type": "string",
+        "pattern": _one_of(LOCALES),
+        "examples": ["en_US", "de_DE"],
+        "description": "A locale (CLDR), like en_US or de_DE",
+    },
+    "TimeZone": {
+        "type": "string",
+        "pattern": _one_of(TIMEZONES),
+        "examples": ["Europe/Paris"],
+        "description": "An IANA time zone, like Europe/Paris",
+    },
 }
 
 
@@ -114,6 +135,7 @@ class Query:
     """A query parameter as the document declares it and the gateway parses it: a string (of at most
     `max_length` characters, one of `enum` if given), an integer from `minimum` to `maximum`, or a date.
     Anything else, or the parameter sent twice, is a 400 that names it."""
+
     name: str
     description: str = ""
     enum: tuple = ()
@@ -125,8 +147,11 @@ class Query:
 
     def schema(self) -> dict:
         if self.kind == "integer":
-            return {"type": "integer", **({"minimum": self.minimum} if self.minimum is not None else {}),
-                    **({"maximum": self.maximum} if self.maximum is not None else {})}
+            return {
+                "type": "integer",
+                **({"minimum": self.minimum} if self.minimum is not None else {}),
+                **({"maximum": self.maximum} if self.maximum is not None else {}),
+            }
         if self.kind == "date":
             return {"type": "string", "format": "date", "pattern": DAY}
         if self.enum:
@@ -140,7 +165,9 @@ class Query:
             if not re.fullmatch(r"-?[0-9]{1,18}", raw):
                 raise BadQuery(f"{self.name} is a whole number.", **{self.name: "not an integer"})
             value = int(raw)
-            if (self.minimum is not None and value < self.minimum) or (self.maximum is not None and value > self.maximum):
+            if (self.minimum is not None and value < self.minimum) or (
+                self.maximum is not None and value > self.maximum
+            ):
                 raise BadQuery(f"{self.name} is from {self.minimum} to {self.maximum}.", **{self.name: "out of range"})
             return value
         if self.kind == "date":
@@ -163,8 +190,13 @@ def Limit(most: int, default: int) -> Query:
     return Query("limit", f"How many, 1 to {most} (default {default})", kind="integer", minimum=1, maximum=most)
 
 
-OFFSET = Query("offset", "Rows to skip, for page numbers; `after` is cheaper for deep pages", kind="integer",
-               minimum=0, maximum=10**9)
+OFFSET = Query(
+    "offset",
+    "Rows to skip, for page numbers; `after` is cheaper for deep pages",
+    kind="integer",
+    minimum=0,
+    maximum=10**9,
+)
 
 
 def read_query(req, queries: tuple[Query, ...]) -> dict:
@@ -181,8 +213,12 @@ def read_query(req, queries: tuple[Query, ...]) -> dict:
 
 
 # Paging a listing: by cursor (keyset; the page starts where the last ended) or by offset.
-AFTER = Query("after", "The next_cursor of the previous page: the page after it, however deep (same filters and "
-                       "sort); such a page's total is null, the first page's stands", max_length=500)
+AFTER = Query(
+    "after",
+    "The next_cursor of the previous page: the page after it, however deep (same filters and "
+    "sort); such a page's total is null, the first page's stands",
+    max_length=500,
+)
 
 
 @dataclass(frozen=True)
@@ -206,10 +242,13 @@ class Endpoint:
 
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 IDEMPOTENCY_HEADER = {
-    "name": "Idempotency-Key", "in": "header", "required": False,
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
     "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY.pattern},
     "description": "Send the same key again (e.g. after a timeout) and get the first answer back; nothing "
-                   "is done twice. Reusing a key for a different request is a 409."}
+    "is done twice. Reusing a key for a different request is a 409.",
+}
 
 
 def idempotency_key(req, namespace: str) -> str | None:
@@ -218,8 +257,9 @@ def idempotency_key(req, namespace: str) -> str | None:
     if key is None:
         return None
     if not IDEMPOTENCY_KEY.match(key):
-        raise falcon.HTTPBadRequest(title="Invalid Idempotency-Key",
-                                    description="1 to 100 letters, digits, '.', '_', ':' or '-'.")
+        raise falcon.HTTPBadRequest(
+            title="Invalid Idempotency-Key", description="1 to 100 letters, digits, '.', '_', ':' or '-'."
+        )
     return f"{namespace}:{key}"
 
 
@@ -252,14 +292,16 @@ def valid_email(value: str) -> str:
     from email_validator import EmailNotValidError, validate_email
 
     try:
-        return validate_email(value, check_deliverability=False, globally_deliverable=False,
-                              test_environment=True).normalized
+        return validate_email(
+            value, check_deliverability=False, globally_deliverable=False, test_environment=True
+        ).normalized
     except EmailNotValidError as exc:
         raise ValueError(f"not a valid email address: {exc}") from None
 
 
-Email = Annotated[str, AfterValidator(valid_email), WithJsonSchema({"type": "string", "format": "email",
-                                                                    "maxLength": 254})]
+Email = Annotated[
+    str, AfterValidator(valid_email), WithJsonSchema({"type": "string", "format": "email", "maxLength": 254})
+]
 
 
 def unstorable_text(value, path: str = "") -> list[tuple[str, str]]:
@@ -274,17 +316,32 @@ def unstorable_text(value, path: str = "") -> list[tuple[str, str]]:
             return [(path or "body", "contains an unpaired surrogate")]
         return []
     if isinstance(value, dict):
-        return [found for key, item in value.items()
-                for found in unstorable_text(key, path or "body") + unstorable_text(item, f"{path}.{key}".strip("."))]
+        return [
+            found
+            for key, item in value.items()
+            for found in unstorable_text(key, path or "body") + unstorable_text(item, f"{path}.{key}".strip("."))
+        ]
     if isinstance(value, list):
         return [found for i, item in enumerate(value) for found in unstorable_text(item, f"{path}.{i}".strip("."))]
     return []
 
 
-PROBLEM = {"description": "Problem details (RFC 9457)", "content": {
-    "application/problem+json": {"schema": {"type": "object", "properties": {
-        "title": {"type": "string"}, "status": {"type": "integer"}, "detail": {"type": "string"},
-        "errors": {"type": "object", "additionalProperties": {"type": "string"}}}}}}}
+PROBLEM = {
+    "description": "Problem details (RFC 9457)",
+    "content": {
+        "application/problem+json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "title": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "detail": {"type": "string"},
+                    "errors": {"type": "object", "additionalProperties": {"type": "string"}},
+                },
+            }
+        }
+    },
+}
 
 
 PATH_ID = {"type": "string", "minLength": 1, "pattern": NO_NUL}
@@ -296,28 +353,37 @@ def openapi_document(endpoints, prefix: str, info: dict, security_schemes: dict)
     security = [{name: []} for name in security_schemes]
     for ep in endpoints:
         slug = ep.path.strip("/").replace("/", "_").replace("{", "").replace("}", "") or "root"
-        success = {"description": "Success", "content": {ep.content_type: {"schema": {}}}} if ep.status != 204 \
+        success = (
+            {"description": "Success", "content": {ep.content_type: {"schema": {}}}}
+            if ep.status != 204
             else {"description": "Done, nothing to return"}
+        )
         operation: dict = {
             "operationId": f"{ep.name}_{ep.method.lower()}_{slug}",
             "summary": ep.summary,
             "security": [] if getattr(ep, "public", False) else security,
-            "parameters": [{"name": name, "in": "path", "required": True, "schema": dict(PATH_ID)}
-                           for name in _path_names(ep.path)],
-            "responses": {str(ep.status): success, **{str(code): {"$ref": "#/components/responses/Problem"}
-                                                      for code in sorted(_problems(ep))}},
+            "parameters": [
+                {"name": name, "in": "path", "required": True, "schema": dict(PATH_ID)} for name in _path_names(ep.path)
+            ],
+            "responses": {
+                str(ep.status): success,
+                **{str(code): {"$ref": "#/components/responses/Problem"} for code in sorted(_problems(ep))},
+            },
         }
         if ep.keyed:
             operation["parameters"].append(IDEMPOTENCY_HEADER)
         for q in ep.query:
-            operation["parameters"].append({"name": q.name, "in": "query", "required": False, "schema": q.schema(),
-                                            "description": q.description})
+            operation["parameters"].append(
+                {"name": q.name, "in": "query", "required": False, "schema": q.schema(), "description": q.description}
+            )
         if ep.body is not None:
             schema = ep.body.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(schema.pop("$defs", {}))
             components[ep.body.__name__] = schema
-            operation["requestBody"] = {"required": True, "content": {"application/json": {
-                "schema": {"$ref": f"#/components/schemas/{ep.body.__name__}"}}}}
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ep.body.__name__}"}}},
+            }
         paths.setdefault(prefix + ep.path, {})[ep.method.lower()] = operation
     if any(ep.body is not None for ep in endpoints):
         components.update({name: schema for name, schema in SHARED_SCHEMAS.items() if _uses(components, name)})
@@ -325,8 +391,11 @@ def openapi_document(endpoints, prefix: str, info: dict, security_schemes: dict)
         "openapi": "3.1.0",
         "info": info,
         "paths": paths,
-        "components": {"schemas": {name: exact(schema) for name, schema in components.items()},
-                       "securitySchemes": security_schemes, "responses": {"Problem": PROBLEM}},
+        "components": {
+            "schemas": {name: exact(schema) for name, schema in components.items()},
+            "securitySchemes": security_schemes,
+            "responses": {"Problem": PROBLEM},
+        },
     }
 
 
@@ -343,8 +412,11 @@ def exact(schema):
         return schema
     if "x-shared" in schema:  # one of SHARED_SCHEMAS (pydantic cannot point at a schema it did not make)
         return {"$ref": f"#/components/schemas/{schema['x-shared']}"}
-    schema = {key: exact(value) if key not in ("enum", "const", "default", "examples") else value
-              for key, value in schema.items() if key != "title"}
+    schema = {
+        key: exact(value) if key not in ("enum", "const", "default", "examples") else value
+        for key, value in schema.items()
+        if key != "title"
+    }
     branches = schema.get("anyOf")
     if isinstance(branches, list) and {"type": "null"} in branches and len(branches) == 2:
         other = next(branch for branch in branches if branch != {"type": "null"})
@@ -378,6 +450,7 @@ def _path_names(path: str) -> list[str]:
 class Routed:
     """A resource serving some methods of one path: any other method is a 405 whose Allow header lists
     exactly the methods the document has for the path (OPTIONS answers with the same list)."""
+
     methods: tuple[str, ...] = ()
 
     def on_options(self, req, resp, **params):

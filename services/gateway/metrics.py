@@ -4,6 +4,7 @@ gunicorn runs several worker processes: gunicorn.conf.py sets PROMETHEUS_MULTIPR
 writes its values to files there, and /metrics (whichever worker answers) adds up all of them.
 Without it (a test client, one process) the process's own registry is served.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -24,11 +25,17 @@ prometheus_client.disable_created_metrics()  # no `*_created` series: no query u
 
 BUCKETS = (0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 HTTP_DURATION = Histogram(
-    "portal_http_request_duration_seconds", "Time the gateway took to answer an HTTP request, by route template.",
-    ["method", "route", "status"], buckets=BUCKETS)
+    "portal_http_request_duration_seconds",
+    "Time the gateway took to answer an HTTP request, by route template.",
+    ["method", "route", "status"],
+    buckets=BUCKETS,
+)
 GATEWAY_RPC = Histogram(
-    "portal_gateway_rpc_duration_seconds", "Time the gateway waited for a service's answer, pool checkout included.",
-    ["service", "method", "outcome"], buckets=BUCKETS)
+    "portal_gateway_rpc_duration_seconds",
+    "Time the gateway waited for a service's answer, pool checkout included.",
+    ["service", "method", "outcome"],
+    buckets=BUCKETS,
+)
 
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
@@ -55,7 +62,8 @@ class MetricsMiddleware:
             return
         method = req.method if req.method in METHODS else "other"
         HTTP_DURATION.labels(method, route_of(req), str(falcon.http_status_to_code(resp.status))).observe(
-            time.perf_counter() - started)
+            time.perf_counter() - started
+        )
 
 
 def rpc_outcome(exc: BaseException | None) -> str:
@@ -104,8 +112,8 @@ def exposition() -> tuple[bytes, str]:
 class Metrics:
     """`GET /metrics`, for Prometheus only: with METRICS_TOKEN set, only for `Authorization: Bearer
     <METRICS_TOKEN>`; without it, only in development (PORTAL_ENV=dev), else 404."""
-    public = True  # for ops and probes, not clients
 
+    public = True  # for ops and probes, not clients
 
     def __init__(self, token: str | None, dev: bool):
         self.token = token
@@ -115,9 +123,11 @@ class Metrics:
         if self.token:
             scheme, _, given = (req.get_header("Authorization") or "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token.encode()):
-                raise falcon.HTTPUnauthorized(title="Metrics need a token",
-                                              description="Send Authorization: Bearer <METRICS_TOKEN>.",
-                                              challenges=["Bearer"])
+                raise falcon.HTTPUnauthorized(
+                    title="Metrics need a token",
+                    description="Send Authorization: Bearer <METRICS_TOKEN>.",
+                    challenges=["Bearer"],
+                )
         elif not self.dev:
             raise falcon.HTTPNotFound()
         body, content_type = exposition()
@@ -137,8 +147,8 @@ def broker_reachable(amqp_uri: str, timeout: float = 2.0) -> dict:
 class Live:
     """`GET /livez`: the process answers HTTP; asks nothing of anyone (a liveness probe must not fail
     because a service or the broker is down: restarting the gateway would not help)."""
-    public = True  # for ops and probes, not clients
 
+    public = True  # for ops and probes, not clients
 
     def on_get(self, req, resp):
         resp.media = {"status": "ok"}
@@ -146,8 +156,8 @@ class Live:
 
 class Ready:
     """`GET /readyz`: the broker is reachable, so requests can be served; 503 otherwise."""
-    public = True  # for ops and probes, not clients
 
+    public = True  # for ops and probes, not clients
 
     def __init__(self, amqp_uri: str):
         self.amqp_uri = amqp_uri

@@ -5,6 +5,7 @@ confirmation that shows the real state until Stripe's event is processed (`/pay/
 Card details never touch our servers: Stripe.js collects them into a SetupIntent, and the payments
 service charges the resulting card with a PaymentIntent.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,7 +46,7 @@ def _json_flag(body: dict, name: str) -> bool:
 
 
 def parse_amount(text: str, currency: str, locale: str) -> int | None:
-    """"150.00" (or "150,00" in German) to minor units; empty means the whole balance."""
+    """ "150.00" (or "150,00" in German) to minor units; empty means the whole balance."""
     text = (text or "").strip()
     if not text:
         return None
@@ -62,8 +63,7 @@ def payment_request(params: dict, currency: str | None = None, locale: str = "en
     invoices = [invoices] if isinstance(invoices, str) else list(invoices)
     if len(invoices) > 100 or not all(isinstance(i, str) and 0 < len(i) <= 64 for i in invoices):
         raise Invalid("Choose the invoices to pay.", invoice="not invoice ids")
-    request = {"invoice_ids": invoices or None,
-               "apply_balance": params.get("apply_balance") in ("1", "on", "true")}
+    request = {"invoice_ids": invoices or None, "apply_balance": params.get("apply_balance") in ("1", "on", "true")}
     if request["invoice_ids"] is None and params.get("all") != "1":
         raise Invalid("Choose the invoices to pay.", invoice="required")
     if currency and params.get("amount"):
@@ -81,8 +81,20 @@ class PayReview(Portal):
         client = self.call(req, "billing", "get_client", ws, client_id)
         request = payment_request({**params, "amount": None})
         plan = self.call(req, "billing", "plan_payment", ws, client_id, {**request, "apply_balance": False})
-        self.page(req, resp, "pay_review.html", session, status=status, client=client, plan=plan, error=error, key=uuid.uuid4().hex, selection=params,
-                  amount=params.get("amount", ""), apply_balance=params.get("apply_balance") in ("1", "on"))
+        self.page(
+            req,
+            resp,
+            "pay_review.html",
+            session,
+            status=status,
+            client=client,
+            plan=plan,
+            error=error,
+            key=uuid.uuid4().hex,
+            selection=params,
+            amount=params.get("amount", ""),
+            apply_balance=params.get("apply_balance") in ("1", "on"),
+        )
 
     def on_get(self, req, resp):
         session = self.session(req, resp)
@@ -95,8 +107,15 @@ class PayReview(Portal):
         client = self.call(req, "billing", "get_client", session["workspace_id"], session["client_id"])
         try:
             request = payment_request(form, client["currency"], client["locale"])
-            attempt = self.call(req, "payments", "start_payment", session["workspace_id"], session["client_id"],
-                                request, field(form, "key", 100))
+            attempt = self.call(
+                req,
+                "payments",
+                "start_payment",
+                session["workspace_id"],
+                session["client_id"],
+                request,
+                field(form, "key", 100),
+            )
         except Invalid as exc:  # shown on the review page, with what the client entered
             params = {k: form.get(k) for k in ("invoice", "all", "amount", "apply_balance")}
             params["invoice"] = params["invoice"] or []
@@ -124,27 +143,34 @@ class PayAction(Portal):
 
     def on_post_setup(self, req, resp, attempt_id: str):
         session = self.session(req, resp)
-        resp.media = self.call(req, "payments", "card_setup", session["workspace_id"], session["client_id"],
-                               attempt_id)
+        resp.media = self.call(req, "payments", "card_setup", session["workspace_id"], session["client_id"], attempt_id)
 
     def on_post_confirm(self, req, resp, attempt_id: str):
         session = self.session(req, resp)
         body = _json_body(req)
-        attempt = self.call(req, "payments", "confirm_attempt", session["workspace_id"], session["client_id"],
-                            attempt_id, _json_text(body, "setup_intent"), _json_text(body, "payment_method"),
-                            _json_flag(body, "save"))
+        attempt = self.call(
+            req,
+            "payments",
+            "confirm_attempt",
+            session["workspace_id"],
+            session["client_id"],
+            attempt_id,
+            _json_text(body, "setup_intent"),
+            _json_text(body, "payment_method"),
+            _json_flag(body, "save"),
+        )
         resp.media = {**attempt, "next": f"/pay/{attempt_id}/done"}
 
     def on_post_refresh(self, req, resp, attempt_id: str):
         session = self.session(req, resp)
-        attempt = self.call(req, "payments", "refresh_attempt", session["workspace_id"], session["client_id"],
-                            attempt_id)
+        attempt = self.call(
+            req, "payments", "refresh_attempt", session["workspace_id"], session["client_id"], attempt_id
+        )
         resp.media = {**attempt, "next": f"/pay/{attempt_id}/done"}
 
     def on_get_status(self, req, resp, attempt_id: str):
         session = self.session(req, resp)
-        attempt = self.call(req, "payments", "get_attempt", session["workspace_id"], attempt_id,
-                            session["client_id"])
+        attempt = self.call(req, "payments", "get_attempt", session["workspace_id"], attempt_id, session["client_id"])
         resp.media = {"status": attempt["status"], "failure_message": attempt["failure_message"]}
 
 
@@ -153,8 +179,7 @@ class PayDone(Portal):
 
     def on_get(self, req, resp, attempt_id: str):
         session = self.session(req, resp)
-        attempt = self.call(req, "payments", "get_attempt", session["workspace_id"], attempt_id,
-                            session["client_id"])
+        attempt = self.call(req, "payments", "get_attempt", session["workspace_id"], attempt_id, session["client_id"])
         self.page(req, resp, "pay_done.html", session, attempt=attempt)
 
 
@@ -164,14 +189,21 @@ class Cards(Portal):
     def on_get(self, req, resp):
         session = self.session(req, resp)
         cards = self.call(req, "payments", "list_cards", session["workspace_id"], session["client_id"])
-        self.page(req, resp, "cards.html", session, cards=cards, stripe=self.config.stripe,
-                  notice=req.get_param("notice"))
+        self.page(
+            req, resp, "cards.html", session, cards=cards, stripe=self.config.stripe, notice=req.get_param("notice")
+        )
 
     def on_post(self, req, resp):
         session = self.session(req, resp)
         body = _json_body(req)
-        card = self.call(req, "payments", "save_card", session["workspace_id"], session["client_id"],
-                         _json_text(body, "setup_intent") or "")
+        card = self.call(
+            req,
+            "payments",
+            "save_card",
+            session["workspace_id"],
+            session["client_id"],
+            _json_text(body, "setup_intent") or "",
+        )
         resp.status = 201
         resp.media = card
 
@@ -203,16 +235,19 @@ class StripeWebhook:
 
     def on_post(self, req, resp):
         if not self.secret:
-            raise falcon.HTTPServiceUnavailable(title="Webhooks not configured",
-                                                description="STRIPE_WEBHOOK_SECRET is not set.")
+            raise falcon.HTTPServiceUnavailable(
+                title="Webhooks not configured", description="STRIPE_WEBHOOK_SECRET is not set."
+            )
         payload = req.bounded_stream.read()
         try:
-            stripe.WebhookSignature.verify_header(payload.decode("utf-8"), req.get_header("Stripe-Signature") or "",
-                                                  self.secret, self.tolerance)
+            stripe.WebhookSignature.verify_header(
+                payload.decode("utf-8"), req.get_header("Stripe-Signature") or "", self.secret, self.tolerance
+            )
             event = json.loads(payload)
         except (stripe.SignatureVerificationError, UnicodeDecodeError, ValueError):
-            raise falcon.HTTPBadRequest(title="Invalid signature",
-                                        description="The Stripe-Signature header does not match this body.") from None
+            raise falcon.HTTPBadRequest(
+                title="Invalid signature", description="The Stripe-Signature header does not match this body."
+            ) from None
         stored = self.rpc.call("payments", "receive_stripe_event", event, request_id=req.context.request_id)
         resp.media = {"received": True, "duplicate": not stored}
 

@@ -7,6 +7,7 @@ ever fetches from an address documents signed, then streams `GET <address>/pdf/<
 client: the PDF's bytes pass through no RPC answer and no shared filesystem. documents checks the
 signature and the expiry again before it serves anything.
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,8 +54,9 @@ class PdfFetcher:
         if not isinstance(base, str) or urlparse(base).scheme not in ("http", "https"):
             raise FetchFailed("reference names no address")
         try:
-            answer = self._session().get(f"{base.rstrip('/')}/pdf/{reference}", stream=True,
-                                         timeout=(2.0, self.timeout))
+            answer = self._session().get(
+                f"{base.rstrip('/')}/pdf/{reference}", stream=True, timeout=(2.0, self.timeout)
+            )
         except requests.RequestException as exc:
             raise FetchFailed(f"documents did not answer: {exc}") from None
         if answer.status_code != 200:

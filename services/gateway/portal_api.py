@@ -7,6 +7,7 @@ cookie need the `X-CSRF-Token` header (the token is in `GET /me`); bearer calls 
 for 30 minutes expires; while a client is active, an answer carries a fresh token in the `X-Session-Token`
 header (at most once a minute), to be used from then on.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,10 +15,32 @@ from dataclasses import dataclass
 import falcon
 from pydantic import Field
 
-from services.gateway.jsonapi import AFTER, OFFSET, Body, Email, Endpoint, Limit, Moment, OpenApi, Query, Routed, Text, \
-    openapi_document, read_body, read_query
-from services.gateway.resources import INVOICE_FILTERS, INVOICE_SORTS, PAYMENT_KINDS, PAYMENT_SORTS, QUOTE_FILTERS, \
-    Base, render_pdf, send_pdf
+from services.gateway.jsonapi import (
+    AFTER,
+    OFFSET,
+    Body,
+    Email,
+    Endpoint,
+    Limit,
+    Moment,
+    OpenApi,
+    Query,
+    Routed,
+    Text,
+    openapi_document,
+    read_body,
+    read_query,
+)
+from services.gateway.resources import (
+    INVOICE_FILTERS,
+    INVOICE_SORTS,
+    PAYMENT_KINDS,
+    PAYMENT_SORTS,
+    QUOTE_FILTERS,
+    Base,
+    render_pdf,
+    send_pdf,
+)
 
 PREFIX = "/api/portal/v1"
 TRIMMED = "; blank space around it is trimmed"
@@ -47,6 +70,7 @@ class RejectIn(Body):
 
 class ProfileIn(Body):
     """Only the fields sent change; null clears your name or phone, or the company's address or phone."""
+
     name: str | None = Text(200, default=None)
     phone: str | None = Text(50, default=None)
     company: str = Text(200, required=True, default=None)
@@ -74,6 +98,7 @@ class BookingIn(Body):
 class PortalRoute(Endpoint):
     """`call(api, path params, body, query, session)`: `api.call(service, method, ...)` reaches the
     services; the session dict holds workspace_id, client_id, contact_id, email, name and sid."""
+
     public: bool = False
 
 
@@ -91,8 +116,10 @@ def _name(s) -> str:
 
 
 def _me(a, p, b, q, s) -> dict:
-    return {**{k: s[k] for k in ("contact_id", "client_id", "workspace_id", "email", "name", "expires_at")},
-            "csrf_token": a.req.context.csrf_token}
+    return {
+        **{k: s[k] for k in ("contact_id", "client_id", "workspace_id", "email", "name", "expires_at")},
+        "csrf_token": a.req.context.csrf_token,
+    }
 
 
 def _sign_in(a, p, b, q, s) -> dict:
@@ -108,117 +135,329 @@ def _profile(a, p, b, q, s) -> dict:
 
 
 def _invoices(a, p, b, q, s) -> dict:
-    return a.call("billing", "list_invoices", s["workspace_id"], {
-        "client_id": s["client_id"], "portal": True, "status": q.get("status", "all"), "sort": q.get("sort", "-date"),
-        "search": q.get("search", ""), "limit": q.get("limit", 20), "offset": q.get("offset", 0),
-        "after": q.get("after")})
+    return a.call(
+        "billing",
+        "list_invoices",
+        s["workspace_id"],
+        {
+            "client_id": s["client_id"],
+            "portal": True,
+            "status": q.get("status", "all"),
+            "sort": q.get("sort", "-date"),
+            "search": q.get("search", ""),
+            "limit": q.get("limit", 20),
+            "offset": q.get("offset", 0),
+            "after": q.get("after"),
+        },
+    )
 
 
 def _forward(a, p, b, q, s) -> dict:
-    email_id = a.call("documents", "forward_invoice", s["workspace_id"], s["client_id"], p["id"], b["to"], _name(s),
-                      b.get("note", ""), idempotency_key=f"forward:{p['id']}:{b['to']}:{a.req.context.request_id}")
+    email_id = a.call(
+        "documents",
+        "forward_invoice",
+        s["workspace_id"],
+        s["client_id"],
+        p["id"],
+        b["to"],
+        _name(s),
+        b.get("note", ""),
+        idempotency_key=f"forward:{p['id']}:{b['to']}:{a.req.context.request_id}",
+    )
     return {"email_id": email_id}
 
 
 def _comment(a, p, b, q, s) -> dict:
     key = f"comment:{s['contact_id']}:{b['idempotency_key']}" if b.get("idempotency_key") else None
-    return a.call("billing", "add_comment", s["workspace_id"], "invoice", p["id"], "client", _name(s), b["body"],
-                  client_id=s["client_id"], idempotency_key=key)
+    return a.call(
+        "billing",
+        "add_comment",
+        s["workspace_id"],
+        "invoice",
+        p["id"],
+        "client",
+        _name(s),
+        b["body"],
+        client_id=s["client_id"],
+        idempotency_key=key,
+    )
 
 
 def _message(a, p, b, q, s) -> dict:
     client = a.call("billing", "get_client", s["workspace_id"], s["client_id"])
     key = b.get("idempotency_key") or a.req.context.request_id
-    email_id = a.call("documents", "send_business_message", s["workspace_id"], s["client_id"], client["name"],
-                      _name(s), s["email"], b["subject"], b["message"], f"message:{s['contact_id']}:{key}")
+    email_id = a.call(
+        "documents",
+        "send_business_message",
+        s["workspace_id"],
+        s["client_id"],
+        client["name"],
+        _name(s),
+        s["email"],
+        b["subject"],
+        b["message"],
+        f"message:{s['contact_id']}:{key}",
+    )
     return {"email_id": email_id}
 
 
 def _bookings(a, p, b, q, s) -> dict:
     options = a.call("billing", "booking_options", s["workspace_id"])
-    return {"links": options["links"], "timezone": options["timezone"],
-            "upcoming": a.call("billing", "list_bookings", s["workspace_id"], s["client_id"])}
+    return {
+        "links": options["links"],
+        "timezone": options["timezone"],
+        "upcoming": a.call("billing", "list_bookings", s["workspace_id"], s["client_id"]),
+    }
 
 
-ENUM = {"invoice_status": tuple(k for k, _ in INVOICE_FILTERS), "invoice_sort": tuple(k for k, _ in INVOICE_SORTS),
-        "quote_status": tuple(k for k, _ in QUOTE_FILTERS), "payment_kind": tuple(k for k, _ in PAYMENT_KINDS),
-        "payment_sort": tuple(k for k, _ in PAYMENT_SORTS)}
-PERIOD = (Query("from", "The first day (default three months before to); on or before to", kind="date"),
-          Query("to", "The last day (default today)", kind="date"))
+ENUM = {
+    "invoice_status": tuple(k for k, _ in INVOICE_FILTERS),
+    "invoice_sort": tuple(k for k, _ in INVOICE_SORTS),
+    "quote_status": tuple(k for k, _ in QUOTE_FILTERS),
+    "payment_kind": tuple(k for k, _ in PAYMENT_KINDS),
+    "payment_sort": tuple(k for k, _ in PAYMENT_SORTS),
+}
+PERIOD = (
+    Query("from", "The first day (default three months before to); on or before to", kind="date"),
+    Query("to", "The last day (default today)", kind="date"),
+)
 PDF = "application/pdf"
 
 ROUTES: tuple[PortalRoute, ...] = (
-    PortalRoute("POST", "/session", "sign_in", "Exchange a sign-in link's token for a bearer access token", _sign_in,
-                SessionIn, status=201, public=True, problems=(429,)),
-    PortalRoute("DELETE", "/session", "sign_out", "Sign out: this session ends at once, server-side "
-                "(?everywhere=true ends all of your sessions, on every device)",
-                lambda a, p, b, q, s: a.resource.end_session(a.req, q.get("everywhere") == "true"), status=204,
-                query=(Query("everywhere", enum=("true", "false")),)),
-    PortalRoute("POST", "/session/logout", "sign_out", "Sign out (for clients that cannot send DELETE)",
-                lambda a, p, b, q, s: a.resource.end_session(a.req), status=204),
+    PortalRoute(
+        "POST",
+        "/session",
+        "sign_in",
+        "Exchange a sign-in link's token for a bearer access token",
+        _sign_in,
+        SessionIn,
+        status=201,
+        public=True,
+        problems=(429,),
+    ),
+    PortalRoute(
+        "DELETE",
+        "/session",
+        "sign_out",
+        "Sign out: this session ends at once, server-side "
+        "(?everywhere=true ends all of your sessions, on every device)",
+        lambda a, p, b, q, s: a.resource.end_session(a.req, q.get("everywhere") == "true"),
+        status=204,
+        query=(Query("everywhere", enum=("true", "false")),),
+    ),
+    PortalRoute(
+        "POST",
+        "/session/logout",
+        "sign_out",
+        "Sign out (for clients that cannot send DELETE)",
+        lambda a, p, b, q, s: a.resource.end_session(a.req),
+        status=204,
+    ),
     PortalRoute("GET", "/me", "me", "Who is signed in, and the CSRF token for cookie-authenticated calls", _me),
-    PortalRoute("GET", "/dashboard", "dashboard", "Outstanding, credits, retainer, last payment, recent items",
-                lambda a, p, b, q, s: a.call("billing", "client_dashboard", s["workspace_id"], s["client_id"])),
-    PortalRoute("GET", "/invoices", "list_invoices", "The client's invoices, filtered, sorted, searched, paged",
-                _invoices, query=(Query("status", enum=ENUM["invoice_status"]), Query("sort", enum=ENUM["invoice_sort"]),
-                                  Query("search", "Part of an invoice number", max_length=50), Limit(100, 20),
-                                  AFTER, OFFSET)),
-    PortalRoute("GET", "/invoices/{id}", "get_invoice", "One invoice with lines, payments and credits (recorded as viewed)",
-                lambda a, p, b, q, s: a.call("billing", "mark_invoice_viewed", s["workspace_id"], s["client_id"],
-                                             p["id"])),
+    PortalRoute(
+        "GET",
+        "/dashboard",
+        "dashboard",
+        "Outstanding, credits, retainer, last payment, recent items",
+        lambda a, p, b, q, s: a.call("billing", "client_dashboard", s["workspace_id"], s["client_id"]),
+    ),
+    PortalRoute(
+        "GET",
+        "/invoices",
+        "list_invoices",
+        "The client's invoices, filtered, sorted, searched, paged",
+        _invoices,
+        query=(
+            Query("status", enum=ENUM["invoice_status"]),
+            Query("sort", enum=ENUM["invoice_sort"]),
+            Query("search", "Part of an invoice number", max_length=50),
+            Limit(100, 20),
+            AFTER,
+            OFFSET,
+        ),
+    ),
+    PortalRoute(
+        "GET",
+        "/invoices/{id}",
+        "get_invoice",
+        "One invoice with lines, payments and credits (recorded as viewed)",
+        lambda a, p, b, q, s: a.call("billing", "mark_invoice_viewed", s["workspace_id"], s["client_id"], p["id"]),
+    ),
     PortalRoute("GET", "/invoices/{id}/pdf", "invoice_pdf", "The invoice as PDF", _pdf("invoice"), content_type=PDF),
-    PortalRoute("GET", "/invoices/{id}/comments", "list_comments", "The invoice's comment thread",
-                lambda a, p, b, q, s: a.call("billing", "list_comments", s["workspace_id"], "invoice", p["id"],
-                                             client_id=s["client_id"])),
-    PortalRoute("POST", "/invoices/{id}/comments", "add_comment", "Comment on the invoice", _comment, CommentIn,
-                status=201),
-    PortalRoute("POST", "/invoices/{id}/forward", "forward_invoice", "Email the invoice to another address", _forward,
-                ForwardIn, status=202),
-    PortalRoute("GET", "/quotes", "list_quotes", "The client's quotes",
-                lambda a, p, b, q, s: a.call("billing", "list_quotes", s["workspace_id"], {
-                    "client_id": s["client_id"], "portal": True, "status": q.get("status", "all"), "limit": 100}),
-                query=(Query("status", enum=ENUM["quote_status"]),)),
+    PortalRoute(
+        "GET",
+        "/invoices/{id}/comments",
+        "list_comments",
+        "The invoice's comment thread",
+        lambda a, p, b, q, s: a.call(
+            "billing", "list_comments", s["workspace_id"], "invoice", p["id"], client_id=s["client_id"]
+        ),
+    ),
+    PortalRoute(
+        "POST", "/invoices/{id}/comments", "add_comment", "Comment on the invoice", _comment, CommentIn, status=201
+    ),
+    PortalRoute(
+        "POST",
+        "/invoices/{id}/forward",
+        "forward_invoice",
+        "Email the invoice to another address",
+        _forward,
+        ForwardIn,
+        status=202,
+    ),
+    PortalRoute(
+        "GET",
+        "/quotes",
+        "list_quotes",
+        "The client's quotes",
+        lambda a, p, b, q, s: a.call(
+            "billing",
+            "list_quotes",
+            s["workspace_id"],
+            {"client_id": s["client_id"], "portal": True, "status": q.get("status", "all"), "limit": 100},
+        ),
+        query=(Query("status", enum=ENUM["quote_status"]),),
+    ),
     PortalRoute("GET", "/quotes/{id}", "get_quote", "One quote with lines and totals", _mine("get_quote")),
     PortalRoute("GET", "/quotes/{id}/pdf", "quote_pdf", "The quote as PDF", _pdf("quote"), content_type=PDF),
-    PortalRoute("POST", "/quotes/{id}/accept", "accept_quote", "Accept a pending quote, signed with a name",
-                lambda a, p, b, q, s: a.call("billing", "accept_quote", s["workspace_id"], p["id"], s["email"],
-                                             a.client_ip(a.req), b["signature_name"], client_id=s["client_id"]),
-                AcceptIn),
-    PortalRoute("POST", "/quotes/{id}/reject", "reject_quote", "Decline a pending quote, with a reason",
-                lambda a, p, b, q, s: a.call("billing", "reject_quote", s["workspace_id"], p["id"], s["email"],
-                                             b.get("reason", ""), client_id=s["client_id"]), RejectIn),
-    PortalRoute("GET", "/payments", "list_payments", "Payments made, invoice or retainer",
-                lambda a, p, b, q, s: a.call("billing", "list_payments", s["workspace_id"], s["client_id"],
-                                             None if q.get("kind", "all") == "all" else q["kind"],
-                                             q.get("sort", "-date")),
-                query=(Query("kind", enum=ENUM["payment_kind"]), Query("sort", enum=ENUM["payment_sort"]))),
+    PortalRoute(
+        "POST",
+        "/quotes/{id}/accept",
+        "accept_quote",
+        "Accept a pending quote, signed with a name",
+        lambda a, p, b, q, s: a.call(
+            "billing",
+            "accept_quote",
+            s["workspace_id"],
+            p["id"],
+            s["email"],
+            a.client_ip(a.req),
+            b["signature_name"],
+            client_id=s["client_id"],
+        ),
+        AcceptIn,
+    ),
+    PortalRoute(
+        "POST",
+        "/quotes/{id}/reject",
+        "reject_quote",
+        "Decline a pending quote, with a reason",
+        lambda a, p, b, q, s: a.call(
+            "billing",
+            "reject_quote",
+            s["workspace_id"],
+            p["id"],
+            s["email"],
+            b.get("reason", ""),
+            client_id=s["client_id"],
+        ),
+        RejectIn,
+    ),
+    PortalRoute(
+        "GET",
+        "/payments",
+        "list_payments",
+        "Payments made, invoice or retainer",
+        lambda a, p, b, q, s: a.call(
+            "billing",
+            "list_payments",
+            s["workspace_id"],
+            s["client_id"],
+            None if q.get("kind", "all") == "all" else q["kind"],
+            q.get("sort", "-date"),
+        ),
+        query=(Query("kind", enum=ENUM["payment_kind"]), Query("sort", enum=ENUM["payment_sort"])),
+    ),
     PortalRoute("GET", "/payments/{id}", "get_payment", "One payment and what it paid", _mine("get_payment")),
-    PortalRoute("GET", "/payments/{id}/receipt.pdf", "receipt_pdf", "The payment's receipt as PDF", _pdf("receipt"),
-                content_type=PDF),
-    PortalRoute("GET", "/statement", "statement", "Statement of account for a period",
-                lambda a, p, b, q, s: a.call("billing", "statement", s["workspace_id"], s["client_id"], q.get("from"),
-                                             q.get("to")), query=PERIOD),
-    PortalRoute("GET", "/statement.pdf", "statement_pdf", "The statement as PDF", _pdf("statement"), query=PERIOD,
-                content_type=PDF),
-    PortalRoute("GET", "/profile", "get_profile", "The client's company details and contacts",
-                lambda a, p, b, q, s: a.call("billing", "get_client", s["workspace_id"], s["client_id"])),
-    PortalRoute("PATCH", "/profile", "update_profile", "Change your name and phone, and the company's details",
-                _profile, ProfileIn),
-    PortalRoute("POST", "/messages", "send_message", "Send the business a message (by email)", _message, MessageIn,
-                status=202),
-    PortalRoute("POST", "/reviews", "add_review", "Review the business",
-                lambda a, p, b, q, s: a.call("billing", "add_review", s["workspace_id"], s["client_id"],
-                                             s["contact_id"], _name(s), b["rating"], b.get("message", "")),
-                ReviewIn, status=201),
+    PortalRoute(
+        "GET",
+        "/payments/{id}/receipt.pdf",
+        "receipt_pdf",
+        "The payment's receipt as PDF",
+        _pdf("receipt"),
+        content_type=PDF,
+    ),
+    PortalRoute(
+        "GET",
+        "/statement",
+        "statement",
+        "Statement of account for a period",
+        lambda a, p, b, q, s: a.call(
+            "billing", "statement", s["workspace_id"], s["client_id"], q.get("from"), q.get("to")
+        ),
+        query=PERIOD,
+    ),
+    PortalRoute(
+        "GET",
+        "/statement.pdf",
+        "statement_pdf",
+        "The statement as PDF",
+        _pdf("statement"),
+        query=PERIOD,
+        content_type=PDF,
+    ),
+    PortalRoute(
+        "GET",
+        "/profile",
+        "get_profile",
+        "The client's company details and contacts",
+        lambda a, p, b, q, s: a.call("billing", "get_client", s["workspace_id"], s["client_id"]),
+    ),
+    PortalRoute(
+        "PATCH",
+        "/profile",
+        "update_profile",
+        "Change your name and phone, and the company's details",
+        _profile,
+        ProfileIn,
+    ),
+    PortalRoute(
+        "POST", "/messages", "send_message", "Send the business a message (by email)", _message, MessageIn, status=202
+    ),
+    PortalRoute(
+        "POST",
+        "/reviews",
+        "add_review",
+        "Review the business",
+        lambda a, p, b, q, s: a.call(
+            "billing",
+            "add_review",
+            s["workspace_id"],
+            s["client_id"],
+            s["contact_id"],
+            _name(s),
+            b["rating"],
+            b.get("message", ""),
+        ),
+        ReviewIn,
+        status=201,
+    ),
     PortalRoute("GET", "/bookings", "list_bookings", "Booking links and your upcoming bookings", _bookings),
-    PortalRoute("GET", "/booking-links/{id}/slots", "booking_slots", "Free start times (UTC) for one booking link",
-                lambda a, p, b, q, s: a.call("billing", "booking_options", s["workspace_id"], p["id"])),
-    PortalRoute("POST", "/bookings", "book_slot", "Book one of the free start times (a confirmation is emailed)",
-                lambda a, p, b, q, s: a.call("billing", "book_slot", s["workspace_id"], s["client_id"],
-                                             s["contact_id"], b["link_id"], b["start"]), BookingIn, status=201),
-    PortalRoute("POST", "/bookings/{id}/cancel", "cancel_booking", "Cancel one of your upcoming bookings",
-                lambda a, p, b, q, s: a.call("billing", "cancel_booking", s["workspace_id"], p["id"],
-                                             client_id=s["client_id"])),
+    PortalRoute(
+        "GET",
+        "/booking-links/{id}/slots",
+        "booking_slots",
+        "Free start times (UTC) for one booking link",
+        lambda a, p, b, q, s: a.call("billing", "booking_options", s["workspace_id"], p["id"]),
+    ),
+    PortalRoute(
+        "POST",
+        "/bookings",
+        "book_slot",
+        "Book one of the free start times (a confirmation is emailed)",
+        lambda a, p, b, q, s: a.call(
+            "billing", "book_slot", s["workspace_id"], s["client_id"], s["contact_id"], b["link_id"], b["start"]
+        ),
+        BookingIn,
+        status=201,
+    ),
+    PortalRoute(
+        "POST",
+        "/bookings/{id}/cancel",
+        "cancel_booking",
+        "Cancel one of your upcoming bookings",
+        lambda a, p, b, q, s: a.call("billing", "cancel_booking", s["workspace_id"], p["id"], client_id=s["client_id"]),
+    ),
 )
 
 
@@ -269,13 +508,25 @@ class _Call:
 
 
 def portal_openapi() -> dict:
-    return openapi_document(ROUTES, PREFIX, {
-        "title": "Billing portal client API", "version": "1.0.0",
-        "description": __doc__.split("\n\n", 1)[1].strip() + " Money is integer minor units with an ISO 4217 "
-                       "currency; times are UTC (ISO 8601). Errors are application/problem+json."},
-        {"session": {"type": "http", "scheme": "bearer", "description": "access_token from POST /session"},
-         "cookie": {"type": "apiKey", "in": "cookie", "name": "__Host-portal_session",
-                    "description": "The portal's own session cookie (plus X-CSRF-Token on changes)"}})
+    return openapi_document(
+        ROUTES,
+        PREFIX,
+        {
+            "title": "Billing portal client API",
+            "version": "1.0.0",
+            "description": __doc__.split("\n\n", 1)[1].strip() + " Money is integer minor units with an ISO 4217 "
+            "currency; times are UTC (ISO 8601). Errors are application/problem+json.",
+        },
+        {
+            "session": {"type": "http", "scheme": "bearer", "description": "access_token from POST /session"},
+            "cookie": {
+                "type": "apiKey",
+                "in": "cookie",
+                "name": "__Host-portal_session",
+                "description": "The portal's own session cookie (plus X-CSRF-Token on changes)",
+            },
+        },
+    )
 
 
 def add_portal_api_routes(app: falcon.App, rpc, config) -> None:
@@ -285,4 +536,3 @@ def add_portal_api_routes(app: falcon.App, rpc, config) -> None:
     for path, routes in by_path.items():
         app.add_route(PREFIX + path, PortalApiResource(rpc, config, routes))
     app.add_route(PREFIX + "/openapi.json", OpenApi(portal_openapi()))
-

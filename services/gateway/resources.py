@@ -1,4 +1,5 @@
 """Gateway resources, grouped by area: sign-in, portal pages, JSON API, health, dev mail."""
+
 from __future__ import annotations
 
 import base64
@@ -38,8 +39,9 @@ class Base:
 
     def call(self, req, service, method, *args, **kwargs):
         # once the caller is known (session, document link), the services' databases enforce its scope too
-        return self.rpc.call(service, method, *args, request_id=req.context.request_id,
-                             scope=req.context.get("scope"), **kwargs)
+        return self.rpc.call(
+            service, method, *args, request_id=req.context.request_id, scope=req.context.get("scope"), **kwargs
+        )
 
     def render(self, resp, template: str, status: int = 200, **context):
         """A page; a client's page (session) or one document's (workspace_id) wears the business's brand.
@@ -110,8 +112,7 @@ class Login(Base):
     public = True
 
     def on_get(self, req, resp):
-        notice = {"expired": "Your session has ended. Sign in again to continue.",
-                  "signed_out": "You are signed out."}
+        notice = {"expired": "Your session has ended. Sign in again to continue.", "signed_out": "You are signed out."}
         message = next((text for key, text in notice.items() if req.get_param(key)), None)
         self.render(resp, "login.html", notice=message, email="")
 
@@ -120,17 +121,28 @@ class Login(Base):
         try:
             validate_email(email, check_deliverability=False)
         except EmailNotValidError:
-            return self.render(resp, "login.html", status=400, email=email[:254],
-                               error="Enter a valid email address, like name@example.com.")
+            return self.render(
+                resp,
+                "login.html",
+                status=400,
+                email=email[:254],
+                error="Enter a valid email address, like name@example.com.",
+            )
         try:
             self.call(req, "auth", "request_link", email, self.client_ip(req), self.config.portal_url)
         except Invalid:
-            return self.render(resp, "login.html", status=400, email=email[:254],
-                               error="Enter a valid email address, like name@example.com.")
+            return self.render(
+                resp,
+                "login.html",
+                status=400,
+                email=email[:254],
+                error="Enter a valid email address, like name@example.com.",
+            )
         except RateLimited as exc:
             resp.set_header("Retry-After", "900")
-            return self.render(resp, "error.html", status=429, title="Too many sign-in requests",
-                               detail=exc.detail, retry=True)
+            return self.render(
+                resp, "error.html", status=429, title="Too many sign-in requests", detail=exc.detail, retry=True
+            )
         # The same answer whether or not the address has portal access: addresses cannot be probed.
         self.render(resp, "check_email.html")
 
@@ -140,8 +152,9 @@ class Verify(Base):
 
     def _problem(self, resp, state: str):
         title, detail = LINK_PROBLEMS.get(state, LINK_PROBLEMS["unknown"])
-        self.render(resp, "error.html", status=400 if state == "unknown" else 410, title=title, detail=detail,
-                    retry=True)
+        self.render(
+            resp, "error.html", status=400 if state == "unknown" else 410, title=title, detail=detail, retry=True
+        )
 
     def _limited(self, resp, exc: RateLimited):
         resp.set_header("Retry-After", "900")
@@ -183,27 +196,50 @@ class Dashboard(Base):
     def on_get(self, req, resp):
         session = self.session(req, resp)
         data = self.call(req, "billing", "client_dashboard", session["workspace_id"], session["client_id"])
-        self.render(resp, "dashboard.html", session=session, d=data, locale=data["client"]["locale"],
-                    tz=data["client"]["timezone"])
+        self.render(
+            resp,
+            "dashboard.html",
+            session=session,
+            d=data,
+            locale=data["client"]["locale"],
+            tz=data["client"]["timezone"],
+        )
 
 
-INVOICE_FILTERS = [("all", "All"), ("unpaid", "Unpaid"), ("partially_paid", "Partially paid"), ("overdue", "Overdue"),
-                   ("paid", "Paid")]
-INVOICE_SORTS = [("-date", "Newest first"), ("date", "Oldest first"), ("due_date", "Due date"),
-                 ("-amount", "Largest amount"), ("amount", "Smallest amount")]
+INVOICE_FILTERS = [
+    ("all", "All"),
+    ("unpaid", "Unpaid"),
+    ("partially_paid", "Partially paid"),
+    ("overdue", "Overdue"),
+    ("paid", "Paid"),
+]
+INVOICE_SORTS = [
+    ("-date", "Newest first"),
+    ("date", "Oldest first"),
+    ("due_date", "Due date"),
+    ("-amount", "Largest amount"),
+    ("amount", "Smallest amount"),
+]
 PAGE_SIZE = 20
 
 
 class Portal(Base):
     """A page for the signed-in client: its scope comes from the session, never from the request."""
 
-    def page(self, req, resp, template: str, session: dict, status: int = 200, client: dict | None = None,
-             **context):
+    def page(self, req, resp, template: str, session: dict, status: int = 200, client: dict | None = None, **context):
         """Render for the client's locale and time zone; pass `client` (or any dict with those two)
         when the caller already has it, to save the lookup."""
         client = client or self.call(req, "billing", "get_client", session["workspace_id"], session["client_id"])
-        self.render(resp, template, status=status, session=session, client=client, locale=client["locale"],
-                    tz=client["timezone"], **context)
+        self.render(
+            resp,
+            template,
+            status=status,
+            session=session,
+            client=client,
+            locale=client["locale"],
+            tz=client["timezone"],
+            **context,
+        )
 
 
 class InvoiceList(Portal):
@@ -215,13 +251,37 @@ class InvoiceList(Portal):
             raise falcon.HTTPBadRequest(title="Unknown filter", description="Choose a filter and a sort from the page.")
         search = (req.get_param("q") or "")[:50]
         number = max(req.get_param_as_int("page", min_value=1, max_value=10_000) or 1, 1)
-        page = self.call(req, "billing", "list_invoices", session["workspace_id"], {
-            "client_id": session["client_id"], "portal": True, "status": status, "sort": sort, "search": search,
-            "limit": PAGE_SIZE, "offset": (number - 1) * PAGE_SIZE})
+        page = self.call(
+            req,
+            "billing",
+            "list_invoices",
+            session["workspace_id"],
+            {
+                "client_id": session["client_id"],
+                "portal": True,
+                "status": status,
+                "sort": sort,
+                "search": search,
+                "limit": PAGE_SIZE,
+                "offset": (number - 1) * PAGE_SIZE,
+            },
+        )
         # A billing older than this gateway (a rolling upgrade) sends no "client": page() then asks for it.
-        self.page(req, resp, "invoices.html", session, client=page.get("client"), page=page, current=status,
-                  sort=sort, search=search, filters=INVOICE_FILTERS, sorts=INVOICE_SORTS, page_number=number,
-                  pages=max(1, -(-page["total"] // PAGE_SIZE)))
+        self.page(
+            req,
+            resp,
+            "invoices.html",
+            session,
+            client=page.get("client"),
+            page=page,
+            current=status,
+            sort=sort,
+            search=search,
+            filters=INVOICE_FILTERS,
+            sorts=INVOICE_SORTS,
+            page_number=number,
+            pages=max(1, -(-page["total"] // PAGE_SIZE)),
+        )
 
 
 class InvoiceDetail(Portal):
@@ -230,9 +290,19 @@ class InvoiceDetail(Portal):
         ws, client = session["workspace_id"], session["client_id"]
         invoice = self.call(req, "billing", "mark_invoice_viewed", ws, client, invoice_id)  # scoped, and recorded
         comments = self.call(req, "billing", "list_comments", ws, "invoice", invoice_id, client_id=client)
-        self.page(req, resp, "invoice.html", session, client=invoice, inv=invoice, comments=comments,
-                  business=invoice.get("business_name", ""), forwarded=req.get_param("forwarded"),
-                  printable=req.get_param_as_bool("print") or False, nonce=uuid.uuid4().hex)
+        self.page(
+            req,
+            resp,
+            "invoice.html",
+            session,
+            client=invoice,
+            inv=invoice,
+            comments=comments,
+            business=invoice.get("business_name", ""),
+            forwarded=req.get_param("forwarded"),
+            printable=req.get_param_as_bool("print") or False,
+            nonce=uuid.uuid4().hex,
+        )
 
 
 class InvoiceComment(Portal):
@@ -243,9 +313,19 @@ class InvoiceComment(Portal):
         if not body.strip():
             raise falcon.HTTPBadRequest(title="Write a comment", description="A comment is 1 to 5000 characters.")
         nonce = field(form, "nonce", 64) or req.context.request_id  # a double submit posts once
-        self.call(req, "billing", "add_comment", session["workspace_id"], "invoice", invoice_id, "client",
-                  session["name"] or session["email"], body, client_id=session["client_id"],
-                  idempotency_key=f"comment:{session['contact_id']}:{nonce}")
+        self.call(
+            req,
+            "billing",
+            "add_comment",
+            session["workspace_id"],
+            "invoice",
+            invoice_id,
+            "client",
+            session["name"] or session["email"],
+            body,
+            client_id=session["client_id"],
+            idempotency_key=f"comment:{session['contact_id']}:{nonce}",
+        )
         raise falcon.HTTPSeeOther(f"/invoices/{invoice_id}#comments")
 
 
@@ -257,16 +337,32 @@ class InvoiceForward(Portal):
         try:
             to = validate_email(to, check_deliverability=False).normalized
         except EmailNotValidError:
-            raise falcon.HTTPBadRequest(title="Check the address",
-                                        description="Enter the email address to forward the invoice to.") from None
+            raise falcon.HTTPBadRequest(
+                title="Check the address", description="Enter the email address to forward the invoice to."
+            ) from None
         nonce = field(form, "nonce", 64) or req.context.request_id  # a double submit sends once
-        self.call(req, "documents", "forward_invoice", session["workspace_id"], session["client_id"], invoice_id, to,
-                  session["name"] or session["email"], note, idempotency_key=f"forward:{invoice_id}:{to}:{nonce}")
+        self.call(
+            req,
+            "documents",
+            "forward_invoice",
+            session["workspace_id"],
+            session["client_id"],
+            invoice_id,
+            to,
+            session["name"] or session["email"],
+            note,
+            idempotency_key=f"forward:{invoice_id}:{to}:{nonce}",
+        )
         raise falcon.HTTPSeeOther(f"/invoices/{invoice_id}?{urlencode({'forwarded': to})}")
 
 
-QUOTE_FILTERS = [("all", "All"), ("pending", "Pending"), ("accepted", "Accepted"), ("rejected", "Declined"),
-                 ("expired", "Expired")]
+QUOTE_FILTERS = [
+    ("all", "All"),
+    ("pending", "Pending"),
+    ("accepted", "Accepted"),
+    ("rejected", "Declined"),
+    ("expired", "Expired"),
+]
 
 
 class QuoteList(Portal):
@@ -275,16 +371,22 @@ class QuoteList(Portal):
         status = req.get_param("status") or "all"
         if status not in dict(QUOTE_FILTERS):
             raise falcon.HTTPBadRequest(title="Unknown filter", description="Choose a filter from the page.")
-        quotes = self.call(req, "billing", "list_quotes", session["workspace_id"], {
-            "client_id": session["client_id"], "portal": True, "status": status, "limit": 100})["items"]
+        quotes = self.call(
+            req,
+            "billing",
+            "list_quotes",
+            session["workspace_id"],
+            {"client_id": session["client_id"], "portal": True, "status": status, "limit": 100},
+        )["items"]
         self.page(req, resp, "quotes.html", session, quotes=quotes, current=status, filters=QUOTE_FILTERS)
 
 
 class QuoteDetail(Portal):
     def on_get(self, req, resp, quote_id: str, confirm: str | None = None):
         session = self.session(req, resp)
-        quote = self.call(req, "billing", "get_quote", session["workspace_id"], quote_id,
-                          client_id=session["client_id"])
+        quote = self.call(
+            req, "billing", "get_quote", session["workspace_id"], quote_id, client_id=session["client_id"]
+        )
         self.page(req, resp, "quote.html", session, client=quote, q=quote, confirm=confirm)
 
 
@@ -299,8 +401,17 @@ class QuoteAccept(QuoteDetail):
             raise falcon.HTTPBadRequest(title="Sign with your name", description="Type your full name to accept.")
         if form.get("confirmed") != "yes":
             return self.on_get(req, resp, quote_id, confirm=name)
-        self.call(req, "billing", "accept_quote", session["workspace_id"], quote_id, session["email"],
-                  self.client_ip(req), name, client_id=session["client_id"])
+        self.call(
+            req,
+            "billing",
+            "accept_quote",
+            session["workspace_id"],
+            quote_id,
+            session["email"],
+            self.client_ip(req),
+            name,
+            client_id=session["client_id"],
+        )
         raise falcon.HTTPSeeOther(f"/quotes/{quote_id}")
 
 
@@ -308,14 +419,26 @@ class QuoteReject(Portal):
     def on_post(self, req, resp, quote_id: str):
         session = self.session(req, resp)
         reason = field(self.form(req), "reason", 2000)
-        self.call(req, "billing", "reject_quote", session["workspace_id"], quote_id, session["email"], reason,
-                  client_id=session["client_id"])
+        self.call(
+            req,
+            "billing",
+            "reject_quote",
+            session["workspace_id"],
+            quote_id,
+            session["email"],
+            reason,
+            client_id=session["client_id"],
+        )
         raise falcon.HTTPSeeOther(f"/quotes/{quote_id}")
 
 
 PAYMENT_KINDS = [("all", "All payments"), ("invoice", "Invoice payments"), ("retainer", "Retainer payments")]
-PAYMENT_SORTS = [("-date", "Newest first"), ("date", "Oldest first"), ("-amount", "Largest amount"),
-                 ("amount", "Smallest amount")]
+PAYMENT_SORTS = [
+    ("-date", "Newest first"),
+    ("date", "Oldest first"),
+    ("-amount", "Largest amount"),
+    ("amount", "Smallest amount"),
+]
 
 
 class PaymentList(Portal):
@@ -324,10 +447,26 @@ class PaymentList(Portal):
         kind, sort = req.get_param("kind") or "all", req.get_param("sort") or "-date"
         if kind not in dict(PAYMENT_KINDS) or sort not in dict(PAYMENT_SORTS):
             raise falcon.HTTPBadRequest(title="Unknown filter", description="Choose a filter and a sort from the page.")
-        payments = self.call(req, "billing", "list_payments", session["workspace_id"], session["client_id"],
-                             None if kind == "all" else kind, sort)
-        self.page(req, resp, "payments.html", session, payments=payments, kind=kind, sort=sort, kinds=PAYMENT_KINDS,
-                  sorts=PAYMENT_SORTS)
+        payments = self.call(
+            req,
+            "billing",
+            "list_payments",
+            session["workspace_id"],
+            session["client_id"],
+            None if kind == "all" else kind,
+            sort,
+        )
+        self.page(
+            req,
+            resp,
+            "payments.html",
+            session,
+            payments=payments,
+            kind=kind,
+            sort=sort,
+            kinds=PAYMENT_KINDS,
+            sorts=PAYMENT_SORTS,
+        )
 
 
 ALL_TIME_FROM = date(1900, 1, 1)
@@ -339,11 +478,13 @@ def statement_periods(today: date) -> list[tuple[str, dict]]:
     no query at all is billing's default, the last three months."""
     month = today.replace(day=1)
     last_month_end = month - timedelta(days=1)
-    return [("this_month", {"from": month.isoformat()}),
-            ("last_month", {"from": last_month_end.replace(day=1).isoformat(), "to": last_month_end.isoformat()}),
-            ("last_3_months", {}),
-            ("this_year", {"from": month.replace(month=1).isoformat()}),
-            ("all_time", {"from": ALL_TIME_FROM.isoformat()})]
+    return [
+        ("this_month", {"from": month.isoformat()}),
+        ("last_month", {"from": last_month_end.replace(day=1).isoformat(), "to": last_month_end.isoformat()}),
+        ("last_3_months", {}),
+        ("this_year", {"from": month.replace(month=1).isoformat()}),
+        ("all_time", {"from": ALL_TIME_FROM.isoformat()}),
+    ]
 
 
 class StatementPage(Portal):
@@ -356,8 +497,7 @@ class StatementPage(Portal):
         today = statement.get("today") or statement["to"]  # an older billing sends no "today"
         periods = statement_periods(date.fromisoformat(today))
         shown = {key for key, query in periods if query == asked}  # in January, this month's "from" is the year's
-        self.page(req, resp, "statement.html", session, client=statement, st=statement, periods=periods,
-                  shown=shown)
+        self.page(req, resp, "statement.html", session, client=statement, st=statement, periods=periods, shown=shown)
 
 
 PROFILE_FIELDS = {"name": 200, "phone": 50, "company": 200, "address": 2000, "company_phone": 50}
@@ -368,8 +508,18 @@ class ProfilePage(Portal):
         client = self.call(req, "billing", "get_client", session["workspace_id"], session["client_id"])
         contact = next(c for c in client["contacts"] if c["id"] == session["contact_id"])
         business = self.brand(session["workspace_id"])["name"]
-        self.page(req, resp, "profile.html", session, status=status, client=client, contact=contact,
-                  business=business, saved=req.get_param("saved") == "1", error=error)
+        self.page(
+            req,
+            resp,
+            "profile.html",
+            session,
+            status=status,
+            client=client,
+            contact=contact,
+            business=business,
+            saved=req.get_param("saved") == "1",
+            error=error,
+        )
 
     def on_get(self, req, resp):
         self._show(req, resp, self.session(req, resp))
@@ -381,8 +531,9 @@ class ProfilePage(Portal):
         data = {key: field(form, key, limit) for key, limit in PROFILE_FIELDS.items() if key in form}
         if "company" in data and not data["company"].strip():
             return self._show(req, resp, session, status=400, error="The company name cannot be empty.")
-        saved = self.call(req, "billing", "update_profile", session["workspace_id"], session["client_id"],
-                          session["contact_id"], data)
+        saved = self.call(
+            req, "billing", "update_profile", session["workspace_id"], session["client_id"], session["contact_id"], data
+        )
         if saved["contact"]["name"] != session["name"]:  # the pages greet the contact by the new name
             req.context.sessions.renew(req, resp, name=saved["contact"]["name"])
         raise falcon.HTTPSeeOther("/profile?saved=1")
@@ -392,8 +543,15 @@ class ContactBusiness(Portal):
     def on_get(self, req, resp):
         session = self.session(req, resp)
         business = self.brand(session["workspace_id"])["name"]
-        self.page(req, resp, "contact.html", session, business=business, sent=req.get_param("sent") == "1",
-                  nonce=uuid.uuid4().hex)
+        self.page(
+            req,
+            resp,
+            "contact.html",
+            session,
+            business=business,
+            sent=req.get_param("sent") == "1",
+            nonce=uuid.uuid4().hex,
+        )
 
     def on_post(self, req, resp):
         session = self.session(req, resp)
@@ -401,13 +559,25 @@ class ContactBusiness(Portal):
         title = "Write a subject and a message"
         subject, message = field(form, "subject", 200, title=title), field(form, "message", 5000, title=title)
         if not subject.strip() or not message.strip():
-            raise falcon.HTTPBadRequest(title="Write a subject and a message",
-                                        description="Both are needed; the message is at most 5000 characters.")
+            raise falcon.HTTPBadRequest(
+                title="Write a subject and a message",
+                description="Both are needed; the message is at most 5000 characters.",
+            )
         client = self.call(req, "billing", "get_client", session["workspace_id"], session["client_id"])
         nonce = field(form, "nonce", 64) or req.context.request_id  # a double submit sends once
-        self.call(req, "documents", "send_business_message", session["workspace_id"], session["client_id"],
-                  client["name"], session["name"] or session["email"], session["email"], subject, message,
-                  f"message:{session['contact_id']}:{nonce}")
+        self.call(
+            req,
+            "documents",
+            "send_business_message",
+            session["workspace_id"],
+            session["client_id"],
+            client["name"],
+            session["name"] or session["email"],
+            session["email"],
+            subject,
+            message,
+            f"message:{session['contact_id']}:{nonce}",
+        )
         raise falcon.HTTPSeeOther("/contact?sent=1")
 
 
@@ -422,9 +592,19 @@ class PdfDownload(Base):
     def on_get(self, req, resp, object_id=None, invoice_id=None, quote_id=None):
         session = self.session(req, resp)
         call = lambda *args, **kwargs: self.call(req, *args, **kwargs)  # noqa: E731
-        send_pdf(req, resp, render_pdf(call, self.kind, session, invoice_id or quote_id or object_id,
-                                       {"from": req.get_param("from"), "to": req.get_param("to")},
-                                       by_reference=self.fetcher.enabled), self.fetcher)
+        send_pdf(
+            req,
+            resp,
+            render_pdf(
+                call,
+                self.kind,
+                session,
+                invoice_id or quote_id or object_id,
+                {"from": req.get_param("from"), "to": req.get_param("to")},
+                by_reference=self.fetcher.enabled,
+            ),
+            self.fetcher,
+        )
 
 
 def render_pdf(call, kind: str, session: dict, object_id: str | None, query: dict, by_reference: bool = False) -> dict:
@@ -445,16 +625,26 @@ def render_pdf(call, kind: str, session: dict, object_id: str | None, query: dic
 
 def document_pdf(call, kind: str, workspace_id: str, data: dict, by_reference: bool = False) -> dict:
     extra = {"by_reference": True} if by_reference else {}
-    answer = call("documents", "render_document", kind, workspace_id, data, data.get("locale"), data.get("timezone"),
-                  **extra)
+    answer = call(
+        "documents", "render_document", kind, workspace_id, data, data.get("locale"), data.get("timezone"), **extra
+    )
     # the bytes after all, when the reference cannot be fetched (announced once, by the first call)
-    answer["again"] = lambda: call("documents", "render_document", kind, workspace_id, data, data.get("locale"),
-                                   data.get("timezone"), purpose="fallback")
+    answer["again"] = lambda: call(
+        "documents",
+        "render_document",
+        kind,
+        workspace_id,
+        data,
+        data.get("locale"),
+        data.get("timezone"),
+        purpose="fallback",
+    )
     return answer
 
 
 class DocumentLink(Base):
     """/i/<token>: one invoice or quote from an email link, without signing in, and nothing else."""
+
     public = True
 
     def _resolve(self, req, token: str) -> tuple[dict, dict]:
@@ -462,23 +652,37 @@ class DocumentLink(Base):
             scope = self.call(req, "auth", "resolve_document_link", token)
         except Unauthorized as exc:
             gone = exc.detail in ("expired", "revoked")
-            raise falcon.HTTPGone(title="This link no longer works",
-                                  description="Links in emails expire or are withdrawn. Sign in to see the document.") \
-                if gone else falcon.HTTPNotFound() from None
+            raise (
+                falcon.HTTPGone(
+                    title="This link no longer works",
+                    description="Links in emails expire or are withdrawn. Sign in to see the document.",
+                )
+                if gone
+                else falcon.HTTPNotFound()
+            ) from None
         req.context.scope = Scope(scope["workspace_id"], scope["client_id"])
         method = "get_invoice" if scope["kind"] == "invoice" else "get_quote"
-        document = self.call(req, "billing", method, scope["workspace_id"], scope["document_id"],
-                             client_id=scope["client_id"])
+        document = self.call(
+            req, "billing", method, scope["workspace_id"], scope["document_id"], client_id=scope["client_id"]
+        )
         return scope, document
 
     def on_get(self, req, resp, token: str):
         scope, document = self._resolve(req, token)
         if scope["kind"] == "invoice":  # the business sees the visit in the client's activity
-            self.call(req, "billing", "mark_invoice_viewed", scope["workspace_id"], scope["client_id"],
-                      scope["document_id"])
-        self.render(resp, "document_public.html", doc=document, kind=scope["kind"], token=token,
-                    workspace_id=scope["workspace_id"],
-                    business=document.get("business_name", ""), locale=document.get("locale", "en_US"))
+            self.call(
+                req, "billing", "mark_invoice_viewed", scope["workspace_id"], scope["client_id"], scope["document_id"]
+            )
+        self.render(
+            resp,
+            "document_public.html",
+            doc=document,
+            kind=scope["kind"],
+            token=token,
+            workspace_id=scope["workspace_id"],
+            business=document.get("business_name", ""),
+            locale=document.get("locale", "en_US"),
+        )
 
 
 class DocumentLinkPdf(DocumentLink):
@@ -490,8 +694,12 @@ class DocumentLinkPdf(DocumentLink):
         scope, document = self._resolve(req, token)
         document.setdefault("client_id", scope["client_id"])
         call = lambda *args, **kwargs: self.call(req, *args, **kwargs)  # noqa: E731
-        send_pdf(req, resp, document_pdf(call, scope["kind"], scope["workspace_id"], document, self.fetcher.enabled),
-                 self.fetcher)
+        send_pdf(
+            req,
+            resp,
+            document_pdf(call, scope["kind"], scope["workspace_id"], document, self.fetcher.enabled),
+            self.fetcher,
+        )
 
 
 def send_pdf(req, resp, pdf: dict, fetcher: PdfFetcher | None = None) -> None:
@@ -519,6 +727,7 @@ def send_pdf(req, resp, pdf: dict, fetcher: PdfFetcher | None = None) -> None:
 
 class Health(Base):
     """200 only when the broker and every service answer a ping."""
+
     public = True
 
     def on_get(self, req, resp):
@@ -540,6 +749,7 @@ class Health(Base):
 
 class DevMail(Base):
     """Development only: the mail the system sent, so a newcomer can sign in without a mail server."""
+
     public = True
 
     def on_get(self, req, resp):
@@ -576,4 +786,3 @@ def add_routes(app: falcon.App, rpc, health_rpc, config) -> None:
     app.add_route("/i/{token}/pdf", DocumentLinkPdf(rpc, config, pdfs))
     app.add_route("/brand/{workspace_id}.css", BrandCss(rpc))
     app.add_route("/brand/{workspace_id}/logo", BrandLogo(rpc))
-

@@ -11,6 +11,7 @@ for the list of revocations still in force, so nothing falls between the two. Un
 it is not `ready`, and sessions are checked with auth on every request instead (chassis/credentials.py
 and services/gateway/sessions.py say the rest).
 """
+
 from __future__ import annotations
 
 import logging
@@ -105,8 +106,14 @@ class RevocationFeed(threading.Thread):
     """Keeps a worker's RevocationList current: a server-named, exclusive queue bound to the events
     above (gone with the worker), then auth's snapshot, then every event as it comes."""
 
-    def __init__(self, amqp_uri: str, revocations: RevocationList, snapshot: Callable[[], dict],
-                 clock: Callable[[], datetime], absolute: timedelta):
+    def __init__(
+        self,
+        amqp_uri: str,
+        revocations: RevocationList,
+        snapshot: Callable[[], dict],
+        clock: Callable[[], datetime],
+        absolute: timedelta,
+    ):
         super().__init__(name="revocation-feed", daemon=True)
         self.amqp_uri = amqp_uri
         self.revocations = revocations
@@ -129,8 +136,7 @@ class RevocationFeed(threading.Thread):
 
     def _follow(self) -> None:
         with kombu.Connection(self.amqp_uri, heartbeat=30, connect_timeout=5) as connection:
-            bindings = [kombu.binding(events_exchange(service), routing_key=event_type)
-                        for service, event_type in FEED]
+            bindings = [kombu.binding(events_exchange(service), routing_key=event_type) for service, event_type in FEED]
             queue = kombu.Queue("", bindings=bindings, exclusive=True, auto_delete=True, durable=False)
             with kombu.Consumer(connection, queues=[queue], callbacks=[self._on_message], accept=["json"]):
                 self.revocations.load(self.snapshot())  # after subscribing: nothing falls in between

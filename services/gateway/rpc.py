@@ -19,6 +19,7 @@ The reply is matched to the call by correlation id; anything else that arrives i
 client whose call timed out or lost its connection is thrown away: a late reply is never read as
 the next call's answer.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,8 +35,15 @@ import amqp
 import kombu
 import kombu.serialization
 from kombu.exceptions import OperationalError
-from nameko.constants import (AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY, DEFAULT_SERIALIZER, HEADER_PREFIX,
-                              LOGIN_METHOD_CONFIG_KEY, RPC_EXCHANGE_CONFIG_KEY, SERIALIZER_CONFIG_KEY)
+from nameko.constants import (
+    AMQP_SSL_CONFIG_KEY,
+    AMQP_URI_CONFIG_KEY,
+    DEFAULT_SERIALIZER,
+    HEADER_PREFIX,
+    LOGIN_METHOD_CONFIG_KEY,
+    RPC_EXCHANGE_CONFIG_KEY,
+    SERIALIZER_CONFIG_KEY,
+)
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService, deserialize
 
 from chassis.errors import ServiceError, from_remote
@@ -79,9 +87,12 @@ class RpcClient:
         self.exchange = config.get(RPC_EXCHANGE_CONFIG_KEY, "nameko-rpc")
         self.serializer = config.get(SERIALIZER_CONFIG_KEY, DEFAULT_SERIALIZER)
         self._accept = {kombu.serialization.registry.name_to_type[self.serializer]}
-        self._connection = kombu.Connection(config[AMQP_URI_CONFIG_KEY], ssl=config.get(AMQP_SSL_CONFIG_KEY),
-                                            login_method=config.get(LOGIN_METHOD_CONFIG_KEY),
-                                            connect_timeout=min(timeout, 5))
+        self._connection = kombu.Connection(
+            config[AMQP_URI_CONFIG_KEY],
+            ssl=config.get(AMQP_SSL_CONFIG_KEY),
+            login_method=config.get(LOGIN_METHOD_CONFIG_KEY),
+            connect_timeout=min(timeout, 5),
+        )
         self._waiting_for: str | None = None
         self._reply: amqp.Message | None = None
         self._returned = False
@@ -103,18 +114,29 @@ class RpcClient:
         content_type, encoding, body = kombu.serialization.dumps({"args": args, "kwargs": kwargs}, self.serializer)
         headers = {f"{HEADER_PREFIX}.{key}": value for key, value in (context or {}).items() if value is not None}
         headers[f"{HEADER_PREFIX}.call_id_stack"] = [f"gateway.{service}.{method}.{correlation_id}"]
-        message = amqp.Message(body, content_type=content_type, content_encoding=encoding,
-                               correlation_id=correlation_id, reply_to=DIRECT_REPLY_TO, delivery_mode=PERSISTENT,
-                               application_headers=headers)
+        message = amqp.Message(
+            body,
+            content_type=content_type,
+            content_encoding=encoding,
+            correlation_id=correlation_id,
+            reply_to=DIRECT_REPLY_TO,
+            delivery_mode=PERSISTENT,
+            application_headers=headers,
+        )
         self._waiting_for, self._reply, self._returned = correlation_id, None, False
         try:
-            self._channel.basic_publish(message, exchange=self.exchange, routing_key=f"{service}.{method}",
-                                        mandatory=True)
+            self._channel.basic_publish(
+                message, exchange=self.exchange, routing_key=f"{service}.{method}", mandatory=True
+            )
             reply = self._wait(service)
         finally:
             self._waiting_for = None
-        answer = kombu.serialization.loads(reply.body, reply.properties.get("content_type"),
-                                           reply.properties.get("content_encoding", "utf-8"), accept=self._accept)
+        answer = kombu.serialization.loads(
+            reply.body,
+            reply.properties.get("content_type"),
+            reply.properties.get("content_encoding", "utf-8"),
+            accept=self._accept,
+        )
         if answer.get("error"):
             raise deserialize(answer["error"])
         return answer.get("result")
@@ -220,8 +242,9 @@ class RpcPool:
             else:
                 self._forget(client)
 
-    def call(self, service: str, method: str, *args, request_id: str | None = None, scope: Scope | None = None,
-             **kwargs):
+    def call(
+        self, service: str, method: str, *args, request_id: str | None = None, scope: Scope | None = None, **kwargs
+    ):
         """`scope`: the signed-in client (portal) or the API key's workspace (admin API); None when the
         caller is not known yet (sign-in, webhooks, health)."""
         # nameko context data, sent as `nameko.*` headers: the services log this request id, and their

@@ -14,6 +14,7 @@ idle limit, and tells auth when each session was last seen, in batches, off the 
 Responders read the session from `req.context.session` and the scope the services' databases
 enforce from `req.context.scope`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -91,8 +92,15 @@ class SeenReports:
 class SessionGuard:
     """Whether a credential is a live session of this portal, with no call to auth on the hot path."""
 
-    def __init__(self, keys: credentials.Keys, limits: credentials.Limits, revocations: RevocationList,
-                 clock: Callable[[], datetime], rpc, workspaces: frozenset[str] | None = None):
+    def __init__(
+        self,
+        keys: credentials.Keys,
+        limits: credentials.Limits,
+        revocations: RevocationList,
+        clock: Callable[[], datetime],
+        rpc,
+        workspaces: frozenset[str] | None = None,
+    ):
         self.keys = keys
         self.limits = limits
         self.revocations = revocations
@@ -112,8 +120,13 @@ class SessionGuard:
         if refused:
             raise Refused(refused)
         if not self.revocations.ready:  # starting, or the broker was lost: ask auth until the list is back
-            answer = self.rpc.call("auth", "check_session", session.session_id, request_id=request_id,
-                                   scope=Scope(session.workspace_id, session.client_id))
+            answer = self.rpc.call(
+                "auth",
+                "check_session",
+                session.session_id,
+                request_id=request_id,
+                scope=Scope(session.workspace_id, session.client_id),
+            )
             if answer != "active":
                 raise Refused(answer)
         return session
@@ -149,8 +162,9 @@ class SessionMiddleware:
             if from_cookie:
                 resp.unset_cookie(self.cookie_name, path="/")
             if req.path.startswith(API_PREFIX):
-                raise falcon.HTTPUnauthorized(title="Not signed in",
-                                              description="Sign in with a magic link first.") from None
+                raise falcon.HTTPUnauthorized(
+                    title="Not signed in", description="Sign in with a magic link first."
+                ) from None
             raise falcon.HTTPSeeOther("/login?expired=1" if token else "/login") from None
         fresh = self.guard.refreshed(session)
         if fresh is not None:

@@ -1,11 +1,12 @@
 """Jinja2 rendering for the portal pages, in the reader's language (gettext catalogues under
 locale/, see chassis.i18n), with Babel formatting of money and dates."""
+
 from __future__ import annotations
 
 import threading
 from datetime import date, datetime
-from functools import lru_cache
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -31,52 +32,106 @@ def N_(message: str) -> str:
 
 # Badges show a status key as words (English unchanged: the key with spaces; CSS capitalises).
 STATUS_LABELS = {
-    "draft": N_("draft"), "sent": N_("sent"), "viewed": N_("viewed"), "partially_paid": N_("partially paid"),
-    "paid": N_("paid"), "void": N_("void"), "overdue": N_("overdue"), "pending": N_("pending"),
-    "accepted": N_("accepted"), "rejected": N_("rejected"), "expired": N_("expired"),
+    "draft": N_("draft"),
+    "sent": N_("sent"),
+    "viewed": N_("viewed"),
+    "partially_paid": N_("partially paid"),
+    "paid": N_("paid"),
+    "void": N_("void"),
+    "overdue": N_("overdue"),
+    "pending": N_("pending"),
+    "accepted": N_("accepted"),
+    "rejected": N_("rejected"),
+    "expired": N_("expired"),
 }
-METHOD_LABELS = {"card": N_("card"), "bank_transfer": N_("bank transfer"), "cash": N_("cash"),
-                 "cheque": N_("cheque"), "other": N_("other")}
+METHOD_LABELS = {
+    "card": N_("card"),
+    "bank_transfer": N_("bank transfer"),
+    "cash": N_("cash"),
+    "cheque": N_("cheque"),
+    "other": N_("other"),
+}
 
 # Text the gateway's Python code hands to templates (filter labels, notices, error pages), which the
 # templates translate with the `translate` filter. Listed so `pybabel extract` keeps them in the .pot;
 # tests/unit/test_gateway_i18n.py checks the code's own lists against the German catalogue.
 CODE_MESSAGES = (
     # resources.py: INVOICE_FILTERS, INVOICE_SORTS, QUOTE_FILTERS, PAYMENT_KINDS, PAYMENT_SORTS
-    N_("All"), N_("Unpaid"), N_("Partially paid"), N_("Overdue"), N_("Paid"), N_("Newest first"),
-    N_("Oldest first"), N_("Due date"), N_("Largest amount"), N_("Smallest amount"), N_("Pending"),
-    N_("Accepted"), N_("Declined"), N_("Expired"), N_("All payments"), N_("Invoice payments"),
+    N_("All"),
+    N_("Unpaid"),
+    N_("Partially paid"),
+    N_("Overdue"),
+    N_("Paid"),
+    N_("Newest first"),
+    N_("Oldest first"),
+    N_("Due date"),
+    N_("Largest amount"),
+    N_("Smallest amount"),
+    N_("Pending"),
+    N_("Accepted"),
+    N_("Declined"),
+    N_("Expired"),
+    N_("All payments"),
+    N_("Invoice payments"),
     N_("Retainer payments"),
     # resources.py: sign-in notices and problems
-    N_("Your session has ended. Sign in again to continue."), N_("You are signed out."),
-    N_("Enter a valid email address, like name@example.com."), N_("Too many sign-in requests"),
+    N_("Your session has ended. Sign in again to continue."),
+    N_("You are signed out."),
+    N_("Enter a valid email address, like name@example.com."),
+    N_("Too many sign-in requests"),
     N_("Too many sign-in links were requested. Wait a few minutes and try again."),
-    N_("This link has already been used"), N_("Each sign-in link works once. Ask for a new one below."),
-    N_("This link has expired"), N_("Sign-in links work for a limited time. Ask for a new one below."),
-    N_("This link is not valid"), N_("The link may be incomplete. Ask for a new one below."),
-    N_("Portal access is turned off"), N_("Contact the business to have portal access enabled."),
+    N_("This link has already been used"),
+    N_("Each sign-in link works once. Ask for a new one below."),
+    N_("This link has expired"),
+    N_("Sign-in links work for a limited time. Ask for a new one below."),
+    N_("This link is not valid"),
+    N_("The link may be incomplete. Ask for a new one below."),
+    N_("Portal access is turned off"),
+    N_("Contact the business to have portal access enabled."),
     N_("The company name cannot be empty."),
     # resources.py, bookings.py, csrf.py, app.py: error pages
-    N_("Unknown filter"), N_("Choose a filter and a sort from the page."), N_("Choose a filter from the page."),
-    N_("Write a comment"), N_("A comment is 1 to 5000 characters."), N_("Check the address"),
-    N_("Enter the email address to forward the invoice to."), N_("Sign with your name"),
-    N_("Type your full name to accept."), N_("Write a subject and a message"),
-    N_("Both are needed; the message is at most 5000 characters."), N_("Choose a rating"),
-    N_("Pick from 1 to 5 stars."), N_("This link no longer works"),
+    N_("Unknown filter"),
+    N_("Choose a filter and a sort from the page."),
+    N_("Choose a filter from the page."),
+    N_("Write a comment"),
+    N_("A comment is 1 to 5000 characters."),
+    N_("Check the address"),
+    N_("Enter the email address to forward the invoice to."),
+    N_("Sign with your name"),
+    N_("Type your full name to accept."),
+    N_("Write a subject and a message"),
+    N_("Both are needed; the message is at most 5000 characters."),
+    N_("Choose a rating"),
+    N_("Pick from 1 to 5 stars."),
+    N_("This link no longer works"),
     N_("Links in emails expire or are withdrawn. Sign in to see the document."),
     N_("This form has expired"),
     N_("The page was open too long or came from elsewhere. Go back, reload it and try again."),
-    N_("Cross-site request refused"), N_("This form must be sent from the portal itself."),
+    N_("Cross-site request refused"),
+    N_("This form must be sent from the portal itself."),
     N_("Page not found"),
     N_("There is nothing here, or it is not yours to see. Check the address or go back to the portal."),
-    N_("Not allowed"), N_("This address does not accept that kind of request."), N_("Error"),
-    N_("Temporarily unavailable"), N_("Part of the portal is not answering right now. Please try again in a minute."),
-    N_("Taking too long"), N_("The portal did not get an answer in time. Please try again in a minute."),
-    N_("Something went wrong"), N_("We could not complete this request. It has been logged; please try again."),
+    N_("Not allowed"),
+    N_("This address does not accept that kind of request."),
+    N_("Error"),
+    N_("Temporarily unavailable"),
+    N_("Part of the portal is not answering right now. Please try again in a minute."),
+    N_("Taking too long"),
+    N_("The portal did not get an answer in time. Please try again in a minute."),
+    N_("Something went wrong"),
+    N_("We could not complete this request. It has been logged; please try again."),
     # chassis/errors.py titles, and the services' commonest details
-    N_("Internal error"), N_("Not found"), N_("Invalid input"), N_("Conflict"), N_("Too many requests"),
-    N_("Not signed in"), N_("No such invoice."), N_("No such quote."), N_("No such payment."),
-    N_("No such booking link."), N_("No such booking."),
+    N_("Internal error"),
+    N_("Not found"),
+    N_("Invalid input"),
+    N_("Conflict"),
+    N_("Too many requests"),
+    N_("Not signed in"),
+    N_("No such invoice."),
+    N_("No such quote."),
+    N_("No such payment."),
+    N_("No such booking link."),
+    N_("No such booking."),
 )
 
 
@@ -154,10 +209,17 @@ def _build_env(language: str) -> Environment:
         _() it never marks the text safe nor %-formats it, so it suits values that are not literals."""
         return catalogue.gettext(text) if isinstance(text, str) and text else text
 
-    env.filters.update(money=money, local_datetime=local_datetime, local_date=local_date, local_time=local_time,
-                       zone_name=zone_name, translate=translate, number=number,
-                       status_label=lambda key: translate(STATUS_LABELS.get(key) or str(key).replace("_", " ")),
-                       method_label=lambda key: translate(METHOD_LABELS.get(key) or str(key).replace("_", " ")))
+    env.filters.update(
+        money=money,
+        local_datetime=local_datetime,
+        local_date=local_date,
+        local_time=local_time,
+        zone_name=zone_name,
+        translate=translate,
+        number=number,
+        status_label=lambda key: translate(STATUS_LABELS.get(key) or str(key).replace("_", " ")),
+        method_label=lambda key: translate(METHOD_LABELS.get(key) or str(key).replace("_", " ")),
+    )
     env.globals.update(csrf_field=csrf_field, csrf_token=csrf.current_token.get, language=language)
     return env
 

@@ -13,6 +13,7 @@ How a card payment flows:
 3. Money is recorded only when Stripe's signed `payment_intent.succeeded` event is processed
    (`handle_event`), once per attempt, whatever the order or number of deliveries.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,14 +47,26 @@ def portal_url(path: str) -> str:
 
 # ---------------------------------------------------------------- views and lookups
 
+
 def attempt_view(row) -> dict:
-    return {"id": row.id, "client_id": row.client_id, "status": row.status, "amount": row.amount,
-            "currency": row.currency, "allocations": row.allocations, "applied": row.applied,
-            "failure_message": row.failure_message, "off_session": row.off_session,
-            "client_secret": row.client_secret if row.status == "requires_action" else None,
-            "payment_intent_id": row.payment_intent_id, "payment_method_id": row.payment_method_id,
-            "refunded": row.refunded, "dispute_status": row.dispute_status, "created_at": iso(row.created_at),
-            "succeeded_at": iso(row.succeeded_at)}
+    return {
+        "id": row.id,
+        "client_id": row.client_id,
+        "status": row.status,
+        "amount": row.amount,
+        "currency": row.currency,
+        "allocations": row.allocations,
+        "applied": row.applied,
+        "failure_message": row.failure_message,
+        "off_session": row.off_session,
+        "client_secret": row.client_secret if row.status == "requires_action" else None,
+        "payment_intent_id": row.payment_intent_id,
+        "payment_method_id": row.payment_method_id,
+        "refunded": row.refunded,
+        "dispute_status": row.dispute_status,
+        "created_at": iso(row.created_at),
+        "succeeded_at": iso(row.succeeded_at),
+    }
 
 
 def _attempt(uow, workspace_id: str, attempt_id: str, client_id: str | None = None, lock: bool = False):
@@ -74,8 +87,9 @@ def get_attempt(uow, now, workspace_id: str, attempt_id: str, client_id: str | N
 
 
 def _customer(uow, workspace_id: str, client_id: str):
-    return uow.execute(sa.select(customers).where(customers.c.workspace_id == workspace_id,
-                                                  customers.c.client_id == client_id)).first()
+    return uow.execute(
+        sa.select(customers).where(customers.c.workspace_id == workspace_id, customers.c.client_id == client_id)
+    ).first()
 
 
 def ensure_customer(uow, now, stripe, billing, workspace_id: str, client_id: str, account: str | None = None):
@@ -85,17 +99,28 @@ def ensure_customer(uow, now, stripe, billing, workspace_id: str, client_id: str
     if row is not None:
         return row
     client = billing.get_client(workspace_id, client_id)
-    primary = next((c for c in client.get("contacts", []) if c.get("is_primary")), None) or \
-        (client.get("contacts") or [{}])[0]
+    primary = (
+        next((c for c in client.get("contacts", []) if c.get("is_primary")), None)
+        or (client.get("contacts") or [{}])[0]
+    )
     customer_id = stripe.create_customer(
-        name=client["name"], email=primary.get("email", ""),
+        name=client["name"],
+        email=primary.get("email", ""),
         metadata={"workspace_id": workspace_id, "client_id": client_id},
-        key=f"customer:{workspace_id}:{client_id}", account=account)
+        key=f"customer:{workspace_id}:{client_id}",
+        account=account,
+    )
     try:
         with uow.conn.begin_nested():
-            uow.execute(customers.insert().values(workspace_id=workspace_id, client_id=client_id,
-                                                  stripe_customer_id=customer_id, stripe_account=account,
-                                                  created_at=now))
+            uow.execute(
+                customers.insert().values(
+                    workspace_id=workspace_id,
+                    client_id=client_id,
+                    stripe_customer_id=customer_id,
+                    stripe_account=account,
+                    created_at=now,
+                )
+            )
     except IntegrityError:
         pass  # a concurrent first payment stored it (the same Customer, thanks to the key)
     return _customer(uow, workspace_id, client_id)
@@ -108,55 +133,95 @@ def _account_of(billing, workspace_id: str) -> str | None:
 
 # ---------------------------------------------------------------- starting a payment
 
-def start_payment(uow, now, billing, workspace_id: str, client_id: str, request: dict, request_key: str,
-                  off_session: bool = False) -> dict:
+
+def start_payment(
+    uow, now, billing, workspace_id: str, client_id: str, request: dict, request_key: str, off_session: bool = False
+) -> dict:
     """Turn the reviewed selection into an attempt. Billing checks everything (the invoices are the
     client's and open, the amount, the minimum, the currency) and applies credit first, once per key."""
     if not isinstance(request_key, str) or not request_key.strip():
         raise Invalid("The payment form is missing its key; reload the page.", key="required")
     request_key = text(request_key, "key", 100)
-    existing = uow.execute(sa.select(attempts).where(
-        attempts.c.workspace_id == workspace_id, attempts.c.client_id == client_id,
-        attempts.c.request_key == request_key)).first()
+    existing = uow.execute(
+        sa.select(attempts).where(
+            attempts.c.workspace_id == workspace_id,
+            attempts.c.client_id == client_id,
+            attempts.c.request_key == request_key,
+        )
+    ).first()
     if existing is not None:  # a double submit, or a retried call
         return attempt_view(existing)
     if not isinstance(request, dict):
         raise Invalid("Say what to pay.", request="not an object")
-    plan = billing.plan_payment(workspace_id, client_id, {**request, "key": f"payment:{client_id}:{request_key}"},
-                                commit=True)
+    plan = billing.plan_payment(
+        workspace_id, client_id, {**request, "key": f"payment:{client_id}:{request_key}"}, commit=True
+    )
     attempt_id = str(uuid.uuid4())
     try:
         with uow.conn.begin_nested():
-            uow.execute(attempts.insert().values(
-                id=attempt_id, workspace_id=workspace_id, client_id=client_id, request_key=request_key,
-                currency=plan["currency"], amount=plan["amount"],
-                allocations=[{"invoice_id": a["invoice_id"], "number": a.get("number", ""), "amount": a["amount"]}
-                             for a in plan["allocations"]],
-                applied=plan.get("applied") or {}, status="succeeded" if plan["amount"] == 0 else "open",
-                tries=0, off_session=off_session, stripe_account=plan.get("stripe_account"),
-                failure_message="", refunded=0, created_at=now, updated_at=now,
-                succeeded_at=now if plan["amount"] == 0 else None))
+            uow.execute(
+                attempts.insert().values(
+                    id=attempt_id,
+                    workspace_id=workspace_id,
+                    client_id=client_id,
+                    request_key=request_key,
+                    currency=plan["currency"],
+                    amount=plan["amount"],
+                    allocations=[
+                        {"invoice_id": a["invoice_id"], "number": a.get("number", ""), "amount": a["amount"]}
+                        for a in plan["allocations"]
+                    ],
+                    applied=plan.get("applied") or {},
+                    status="succeeded" if plan["amount"] == 0 else "open",
+                    tries=0,
+                    off_session=off_session,
+                    stripe_account=plan.get("stripe_account"),
+                    failure_message="",
+                    refunded=0,
+                    created_at=now,
+                    updated_at=now,
+                    succeeded_at=now if plan["amount"] == 0 else None,
+                )
+            )
     except IntegrityError:  # the same key submitted concurrently: the other one won
         pass
-    row = uow.execute(sa.select(attempts).where(
-        attempts.c.workspace_id == workspace_id, attempts.c.client_id == client_id,
-        attempts.c.request_key == request_key)).one()
+    row = uow.execute(
+        sa.select(attempts).where(
+            attempts.c.workspace_id == workspace_id,
+            attempts.c.client_id == client_id,
+            attempts.c.request_key == request_key,
+        )
+    ).one()
     return attempt_view(row)
 
 
 # ---------------------------------------------------------------- cards
 
+
 def card_view(row, default_id: str | None) -> dict:
-    return {"id": row.id, "brand": row.brand, "last4": row.last4, "exp_month": row.exp_month,
-            "exp_year": row.exp_year, "default": row.id == default_id, "created_at": iso(row.created_at)}
+    return {
+        "id": row.id,
+        "brand": row.brand,
+        "last4": row.last4,
+        "exp_month": row.exp_month,
+        "exp_year": row.exp_year,
+        "default": row.id == default_id,
+        "created_at": iso(row.created_at),
+    }
 
 
 def list_cards(uow, now, workspace_id: str, client_id: str) -> list[dict]:
     customer = _customer(uow, workspace_id, client_id)
-    rows = uow.execute(sa.select(payment_methods).where(
-        payment_methods.c.workspace_id == workspace_id, payment_methods.c.client_id == client_id,
-        payment_methods.c.saved.is_(True), payment_methods.c.removed_at.is_(None))
-        .order_by(payment_methods.c.created_at.desc(), payment_methods.c.id)).all()
+    rows = uow.execute(
+        sa.select(payment_methods)
+        .where(
+            payment_methods.c.workspace_id == workspace_id,
+            payment_methods.c.client_id == client_id,
+            payment_methods.c.saved.is_(True),
+            payment_methods.c.removed_at.is_(None),
+        )
+        .order_by(payment_methods.c.created_at.desc(), payment_methods.c.id)
+    ).all()
     default = customer.default_payment_method if customer else None
     return [card_view(r, default) for r in rows]
 
@@ -172,13 +237,28 @@ def card_setup(uow, now, stripe, billing, workspace_id: str, client_id: str, att
         account = _account_of(billing, workspace_id)
     customer = ensure_customer(uow, now, stripe, billing, workspace_id, client_id, account)
     setup_id = str(uuid.uuid4())
-    intent = stripe.create_setup_intent(customer=customer.stripe_customer_id, key=f"setup:{setup_id}",
-                                        account=customer.stripe_account,
-                                        metadata={"workspace_id": workspace_id, "client_id": client_id,
-                                                  "setup_id": setup_id, "attempt_id": attempt_id or ""})
-    uow.execute(card_setups.insert().values(id=setup_id, workspace_id=workspace_id, client_id=client_id,
-                                            attempt_id=attempt_id, setup_intent_id=intent["id"],
-                                            client_secret=intent["client_secret"], created_at=now))
+    intent = stripe.create_setup_intent(
+        customer=customer.stripe_customer_id,
+        key=f"setup:{setup_id}",
+        account=customer.stripe_account,
+        metadata={
+            "workspace_id": workspace_id,
+            "client_id": client_id,
+            "setup_id": setup_id,
+            "attempt_id": attempt_id or "",
+        },
+    )
+    uow.execute(
+        card_setups.insert().values(
+            id=setup_id,
+            workspace_id=workspace_id,
+            client_id=client_id,
+            attempt_id=attempt_id,
+            setup_intent_id=intent["id"],
+            client_secret=intent["client_secret"],
+            created_at=now,
+        )
+    )
     return {"setup_intent": intent["id"], "client_secret": intent["client_secret"]}
 
 
@@ -193,10 +273,19 @@ def _register_card(uow, now, stripe, customer, payment_method_id: str, saved: bo
     if existing is None:
         try:
             with uow.conn.begin_nested():
-                uow.execute(payment_methods.insert().values(
-                    id=card["id"], workspace_id=customer.workspace_id, client_id=customer.client_id,
-                    brand=card["brand"], last4=card["last4"], exp_month=card["exp_month"],
-                    exp_year=card["exp_year"], saved=saved, created_at=now))
+                uow.execute(
+                    payment_methods.insert().values(
+                        id=card["id"],
+                        workspace_id=customer.workspace_id,
+                        client_id=customer.client_id,
+                        brand=card["brand"],
+                        last4=card["last4"],
+                        exp_month=card["exp_month"],
+                        exp_year=card["exp_year"],
+                        saved=saved,
+                        created_at=now,
+                    )
+                )
         except IntegrityError:
             pass  # the setup_intent.succeeded event registered it at the same moment
     elif saved and not existing.saved:
@@ -207,9 +296,13 @@ def _register_card(uow, now, stripe, customer, payment_method_id: str, saved: bo
 
 
 def _setup(uow, workspace_id: str, client_id: str, setup_intent_id: str):
-    row = uow.execute(sa.select(card_setups).where(
-        card_setups.c.setup_intent_id == str(setup_intent_id), card_setups.c.workspace_id == workspace_id,
-        card_setups.c.client_id == client_id)).first()
+    row = uow.execute(
+        sa.select(card_setups).where(
+            card_setups.c.setup_intent_id == str(setup_intent_id),
+            card_setups.c.workspace_id == workspace_id,
+            card_setups.c.client_id == client_id,
+        )
+    ).first()
     if row is None:
         raise NotFound("No such card set-up.")
     return row
@@ -232,10 +325,15 @@ def save_card(uow, now, stripe, workspace_id: str, client_id: str, setup_intent_
 
 
 def _saved_card(uow, workspace_id: str, client_id: str, payment_method_id: str):
-    row = uow.execute(sa.select(payment_methods).where(
-        payment_methods.c.id == str(payment_method_id), payment_methods.c.workspace_id == workspace_id,
-        payment_methods.c.client_id == client_id, payment_methods.c.saved.is_(True),
-        payment_methods.c.removed_at.is_(None))).first()
+    row = uow.execute(
+        sa.select(payment_methods).where(
+            payment_methods.c.id == str(payment_method_id),
+            payment_methods.c.workspace_id == workspace_id,
+            payment_methods.c.client_id == client_id,
+            payment_methods.c.saved.is_(True),
+            payment_methods.c.removed_at.is_(None),
+        )
+    ).first()
     if row is None:
         raise NotFound("No such card.")
     return row
@@ -243,9 +341,11 @@ def _saved_card(uow, workspace_id: str, client_id: str, payment_method_id: str):
 
 def _set_default(uow, stripe, customer, payment_method_id: str | None) -> None:
     stripe.set_default(customer.stripe_customer_id, payment_method_id, customer.stripe_account)
-    uow.execute(customers.update().where(customers.c.workspace_id == customer.workspace_id,
-                                         customers.c.client_id == customer.client_id)
-                .values(default_payment_method=payment_method_id))
+    uow.execute(
+        customers.update()
+        .where(customers.c.workspace_id == customer.workspace_id, customers.c.client_id == customer.client_id)
+        .values(default_payment_method=payment_method_id)
+    )
 
 
 def set_default_card(uow, now, stripe, workspace_id: str, client_id: str, payment_method_id: str) -> list[dict]:
@@ -279,9 +379,18 @@ def _forget_card(uow, now, stripe, payment_method_id: str) -> None:
 
 # ---------------------------------------------------------------- charging
 
-def confirm_attempt(uow, now, stripe, workspace_id: str, client_id: str, attempt_id: str,
-                    setup_intent_id: str | None = None, payment_method_id: str | None = None,
-                    save: bool = False) -> dict:
+
+def confirm_attempt(
+    uow,
+    now,
+    stripe,
+    workspace_id: str,
+    client_id: str,
+    attempt_id: str,
+    setup_intent_id: str | None = None,
+    payment_method_id: str | None = None,
+    save: bool = False,
+) -> dict:
     """Charge the attempt with a card the client just set up (setup_intent_id) or a saved one."""
     row = _attempt(uow, workspace_id, attempt_id, client_id)
     if row.off_session:
@@ -302,11 +411,17 @@ def charge(uow, now, stripe, attempt_id: str, card_id: str) -> dict:
     """Claim the attempt, then create and confirm its PaymentIntent. Only one caller wins the claim;
     the others get the attempt as it stands. The idempotency key is the attempt and its try number,
     so a retry after a lost answer returns the same PaymentIntent rather than charging again."""
-    claimed = uow.execute(attempts.update().where(
-        attempts.c.id == attempt_id,
-        sa.or_(attempts.c.status.in_(["open", "failed"]),
-               sa.and_(attempts.c.status == "confirming", attempts.c.updated_at < now - CLAIM_TIMEOUT)))
-        .values(status="confirming", payment_method_id=card_id, updated_at=now)).rowcount
+    claimed = uow.execute(
+        attempts.update()
+        .where(
+            attempts.c.id == attempt_id,
+            sa.or_(
+                attempts.c.status.in_(["open", "failed"]),
+                sa.and_(attempts.c.status == "confirming", attempts.c.updated_at < now - CLAIM_TIMEOUT),
+            ),
+        )
+        .values(status="confirming", payment_method_id=card_id, updated_at=now)
+    ).rowcount
     row = uow.execute(sa.select(attempts).where(attempts.c.id == attempt_id)).one()
     if claimed != 1:
         return attempt_view(row)
@@ -315,16 +430,29 @@ def charge(uow, now, stripe, attempt_id: str, card_id: str) -> dict:
     customer = _customer(uow, row.workspace_id, row.client_id)
     try:
         intent = stripe.create_payment_intent(
-            amount=row.amount, currency=row.currency, customer=customer.stripe_customer_id, payment_method=card_id,
-            off_session=row.off_session, key=f"attempt:{row.id}:{row.tries}", account=row.stripe_account,
-            metadata={"attempt_id": row.id, "try": str(row.tries), "workspace_id": row.workspace_id,
-                      "client_id": row.client_id})
+            amount=row.amount,
+            currency=row.currency,
+            customer=customer.stripe_customer_id,
+            payment_method=card_id,
+            off_session=row.off_session,
+            key=f"attempt:{row.id}:{row.tries}",
+            account=row.stripe_account,
+            metadata={
+                "attempt_id": row.id,
+                "try": str(row.tries),
+                "workspace_id": row.workspace_id,
+                "client_id": row.client_id,
+            },
+        )
     except CardDeclined as exc:
         _fail(uow, now, row, exc.message, exc.code)
     except StripeUnavailable:
         # Unknown outcome: open it again with the same try number, so the retry reuses the key.
-        uow.execute(attempts.update().where(attempts.c.id == row.id, attempts.c.status == "confirming")
-                    .values(status="open", updated_at=now))
+        uow.execute(
+            attempts.update()
+            .where(attempts.c.id == row.id, attempts.c.status == "confirming")
+            .values(status="open", updated_at=now)
+        )
         uow.commit()
         raise
     else:
@@ -341,33 +469,62 @@ def _apply_intent(uow, now, row, intent: dict) -> None:
     elif status == "requires_action" and not row.off_session:
         new = {"status": "requires_action", "client_secret": intent["client_secret"]}
     elif status == "requires_action":  # autopay, but the bank wants the client there
-        return _fail(uow, now, row, "Your bank asks you to confirm this payment yourself.",
-                     "authentication_required", intent["id"])
+        return _fail(
+            uow,
+            now,
+            row,
+            "Your bank asks you to confirm this payment yourself.",
+            "authentication_required",
+            intent["id"],
+        )
     else:
         return _fail(uow, now, row, intent["error"] or "The payment did not go through.", status, intent["id"])
-    uow.execute(attempts.update().where(attempts.c.id == row.id, attempts.c.status == "confirming")
-                .values(payment_intent_id=intent["id"], updated_at=now, **new))
+    uow.execute(
+        attempts.update()
+        .where(attempts.c.id == row.id, attempts.c.status == "confirming")
+        .values(payment_intent_id=intent["id"], updated_at=now, **new)
+    )
 
 
 def _fail(uow, now, row, message: str, code: str, payment_intent_id: str | None = None) -> None:
     """The try failed: the attempt can be tried again with another card (try number + 1)."""
-    failed = uow.execute(attempts.update().where(attempts.c.id == row.id,
-                                                 attempts.c.status.in_(["confirming", "requires_action",
-                                                                        "processing", "open"]))
-                         .values(status="failed", tries=row.tries + 1, failure_message=message[:500],
-                                 payment_intent_id=None, client_secret=None, updated_at=now)).rowcount
+    failed = uow.execute(
+        attempts.update()
+        .where(attempts.c.id == row.id, attempts.c.status.in_(["confirming", "requires_action", "processing", "open"]))
+        .values(
+            status="failed",
+            tries=row.tries + 1,
+            failure_message=message[:500],
+            payment_intent_id=None,
+            client_secret=None,
+            updated_at=now,
+        )
+    ).rowcount
     if failed != 1:
         return
     pay_url = portal_url("/pay?" + "&".join(f"invoice={a['invoice_id']}" for a in row.allocations))
-    uow.publish("payment.failed", row.workspace_id, {**_event(row, off_session=row.off_session), "reason": message,
-                                                     "code": code, "pay_url": pay_url,
-                                                     "payment_intent_id": payment_intent_id})
+    uow.publish(
+        "payment.failed",
+        row.workspace_id,
+        {
+            **_event(row, off_session=row.off_session),
+            "reason": message,
+            "code": code,
+            "pay_url": pay_url,
+            "payment_intent_id": payment_intent_id,
+        },
+    )
 
 
 def _event(row, **extra) -> dict:
-    return {"payment_id": row.id, "client_id": row.client_id, "amount": row.amount, "currency": row.currency,
-            "allocations": [{"invoice_id": a["invoice_id"], "amount": a["amount"]} for a in row.allocations],
-            **extra}
+    return {
+        "payment_id": row.id,
+        "client_id": row.client_id,
+        "amount": row.amount,
+        "currency": row.currency,
+        "allocations": [{"invoice_id": a["invoice_id"], "amount": a["amount"]} for a in row.allocations],
+        **extra,
+    }
 
 
 def refresh_attempt(uow, now, stripe, workspace_id: str, client_id: str, attempt_id: str) -> dict:
@@ -377,44 +534,81 @@ def refresh_attempt(uow, now, stripe, workspace_id: str, client_id: str, attempt
         return attempt_view(row)
     intent = stripe.payment_intent(row.payment_intent_id, row.stripe_account)
     if intent["status"] in ("requires_payment_method", "canceled"):
-        _fail(uow, now, row, intent["error"] or "The payment was not authenticated.", "authentication_failed",
-              intent["id"])
+        _fail(
+            uow,
+            now,
+            row,
+            intent["error"] or "The payment was not authenticated.",
+            "authentication_failed",
+            intent["id"],
+        )
     elif intent["status"] == "processing" or intent["status"] == "succeeded":
-        uow.execute(attempts.update().where(attempts.c.id == row.id, attempts.c.status == "requires_action")
-                    .values(status="processing", updated_at=now))
+        uow.execute(
+            attempts.update()
+            .where(attempts.c.id == row.id, attempts.c.status == "requires_action")
+            .values(status="processing", updated_at=now)
+        )
     uow.commit()
     return get_attempt(uow, now, workspace_id, attempt_id, client_id)
 
 
 # ---------------------------------------------------------------- autopay
 
+
 def queue_autopay(uow, now, billing, workspace_id: str, invoice: dict) -> dict | None:
     """A recurring invoice with autopay was issued: queue an off-session charge of the default card.
     Without a saved card the client gets the pay-link email instead."""
     customer = _customer(uow, workspace_id, invoice["client_id"])
     if customer is None or not customer.default_payment_method:
-        uow.publish("payment.failed", workspace_id, {
-            "payment_id": None, "client_id": invoice["client_id"], "amount": invoice["balance"],
-            "currency": invoice["currency"], "allocations": [{"invoice_id": invoice["id"], "amount": invoice["balance"]}],
-            "off_session": True, "reason": "There is no saved card to pay automatically.", "code": "no_card",
-            "pay_url": portal_url(f"/pay?invoice={invoice['id']}")})
+        uow.publish(
+            "payment.failed",
+            workspace_id,
+            {
+                "payment_id": None,
+                "client_id": invoice["client_id"],
+                "amount": invoice["balance"],
+                "currency": invoice["currency"],
+                "allocations": [{"invoice_id": invoice["id"], "amount": invoice["balance"]}],
+                "off_session": True,
+                "reason": "There is no saved card to pay automatically.",
+                "code": "no_card",
+                "pay_url": portal_url(f"/pay?invoice={invoice['id']}"),
+            },
+        )
         return None
-    view = start_payment(uow, now, billing, workspace_id, invoice["client_id"],
-                         {"invoice_ids": [invoice["id"]]}, f"autopay:{invoice['id']}", off_session=True)
-    uow.execute(attempts.update().where(attempts.c.id == view["id"], attempts.c.payment_method_id.is_(None))
-                .values(payment_method_id=customer.default_payment_method))
+    view = start_payment(
+        uow,
+        now,
+        billing,
+        workspace_id,
+        invoice["client_id"],
+        {"invoice_ids": [invoice["id"]]},
+        f"autopay:{invoice['id']}",
+        off_session=True,
+    )
+    uow.execute(
+        attempts.update()
+        .where(attempts.c.id == view["id"], attempts.c.payment_method_id.is_(None))
+        .values(payment_method_id=customer.default_payment_method)
+    )
     return view
 
 
 def due_autopay(uow) -> list[tuple[str, str, str, str]]:
     """Autopay attempts waiting to be charged: (attempt id, card id, workspace id, client id). The
     autopay timer's step that looks across workspaces; each is charged in its client's scope."""
-    return [(r.id, r.payment_method_id, r.workspace_id, r.client_id) for r in uow.execute(
-        sa.select(attempts.c.id, attempts.c.payment_method_id, attempts.c.workspace_id, attempts.c.client_id)
-        .where(attempts.c.off_session.is_(True), attempts.c.status == "open").limit(50)).all()]
+    return [
+        (r.id, r.payment_method_id, r.workspace_id, r.client_id)
+        for r in uow.execute(
+            sa.select(attempts.c.id, attempts.c.payment_method_id, attempts.c.workspace_id, attempts.c.client_id)
+            .where(attempts.c.off_session.is_(True), attempts.c.status == "open")
+            .limit(50)
+        ).all()
+    ]
 
 
 # ---------------------------------------------------------------- Stripe events
+
 
 def receive_event(uow, now, event: dict) -> bool:
     """Keep a verified Stripe event; processing happens later, once. False for a redelivery."""
@@ -422,9 +616,16 @@ def receive_event(uow, now, event: dict) -> bool:
         raise Invalid("Not a Stripe event.")
     try:
         with uow.conn.begin_nested():
-            uow.execute(stripe_events.insert().values(id=event["id"], type=str(event["type"])[:100],
-                                                      body=json.dumps(event), received_at=now, outcome="",
-                                                      request_id=current_request_id()))
+            uow.execute(
+                stripe_events.insert().values(
+                    id=event["id"],
+                    type=str(event["type"])[:100],
+                    body=json.dumps(event),
+                    received_at=now,
+                    outcome="",
+                    request_id=current_request_id(),
+                )
+            )
     except IntegrityError:
         return False
     return True
@@ -433,9 +634,15 @@ def receive_event(uow, now, event: dict) -> bool:
 def pending_events(uow, now, limit: int = 20) -> list[tuple[str, str | None]]:
     """Stored events due for processing: (event id, id of the request that delivered it)."""
     due = sa.or_(stripe_events.c.next_attempt_at.is_(None), stripe_events.c.next_attempt_at <= now)
-    return [(r.id, r.request_id) for r in uow.execute(
-        sa.select(stripe_events.c.id, stripe_events.c.request_id).where(stripe_events.c.processed_at.is_(None), due)
-        .order_by(stripe_events.c.received_at, stripe_events.c.id).limit(limit)).all()]
+    return [
+        (r.id, r.request_id)
+        for r in uow.execute(
+            sa.select(stripe_events.c.id, stripe_events.c.request_id)
+            .where(stripe_events.c.processed_at.is_(None), due)
+            .order_by(stripe_events.c.received_at, stripe_events.c.id)
+            .limit(limit)
+        ).all()
+    ]
 
 
 STRIPE_EVENT_CONSUMER = "payments.stripe_event"
@@ -444,25 +651,38 @@ STRIPE_EVENT_CONSUMER = "payments.stripe_event"
 def event_failed(uow, now, event_id: str, error: str, max_attempts: int, base_delay: float) -> bool:
     """Count a failed try of a stored event: retry it later with a growing delay, or, out of tries,
     park it in dead_letters (marked processed so the timer stops). True when it was parked."""
-    row = uow.execute(sa.select(stripe_events).where(stripe_events.c.id == event_id,
-                                                     stripe_events.c.processed_at.is_(None))).first()
+    row = uow.execute(
+        sa.select(stripe_events).where(stripe_events.c.id == event_id, stripe_events.c.processed_at.is_(None))
+    ).first()
     if row is None:
         return False
     tries = row.attempts + 1
     if tries >= max_attempts:
         add_dead_letter(uow.conn, STRIPE_EVENT_CONSUMER, json.loads(row.body), error)
-        uow.execute(stripe_events.update().where(stripe_events.c.id == event_id).values(
-            attempts=tries, processed_at=now, outcome=f"dead-lettered: {error}"[:200]))
+        uow.execute(
+            stripe_events.update()
+            .where(stripe_events.c.id == event_id)
+            .values(attempts=tries, processed_at=now, outcome=f"dead-lettered: {error}"[:200])
+        )
         return True
-    uow.execute(stripe_events.update().where(stripe_events.c.id == event_id).values(
-        attempts=tries, next_attempt_at=now + timedelta(seconds=base_delay * 2 ** (tries - 1))))
+    uow.execute(
+        stripe_events.update()
+        .where(stripe_events.c.id == event_id)
+        .values(attempts=tries, next_attempt_at=now + timedelta(seconds=base_delay * 2 ** (tries - 1)))
+    )
     return False
 
 
 def requeue_event(uow, event_id: str) -> bool:
     """A replay from the dead-letter table: the timer processes the stored event again, afresh."""
-    return uow.execute(stripe_events.update().where(stripe_events.c.id == event_id).values(
-        processed_at=None, attempts=0, next_attempt_at=None, outcome="")).rowcount == 1
+    return (
+        uow.execute(
+            stripe_events.update()
+            .where(stripe_events.c.id == event_id)
+            .values(processed_at=None, attempts=0, next_attempt_at=None, outcome="")
+        ).rowcount
+        == 1
+    )
 
 
 def event_workspace(uow, event_id: str) -> str | None:
@@ -478,14 +698,17 @@ def event_workspace(uow, event_id: str) -> str | None:
     elif kind == "charge.refunded" or kind.startswith("charge.dispute."):
         intent_id = obj.get("payment_intent")
         intent_id = intent_id if isinstance(intent_id, str) else (intent_id or {}).get("id")
-        found = uow.execute(sa.select(attempts.c.workspace_id).where(
-            attempts.c.payment_intent_id == intent_id)).first() if intent_id else None
+        found = (
+            uow.execute(sa.select(attempts.c.workspace_id).where(attempts.c.payment_intent_id == intent_id)).first()
+            if intent_id
+            else None
+        )
     elif kind == "setup_intent.succeeded":
-        found = uow.execute(sa.select(card_setups.c.workspace_id).where(
-            card_setups.c.setup_intent_id == obj["id"])).first()
+        found = uow.execute(
+            sa.select(card_setups.c.workspace_id).where(card_setups.c.setup_intent_id == obj["id"])
+        ).first()
     elif kind == "payment_method.detached":
-        found = uow.execute(sa.select(payment_methods.c.workspace_id).where(
-            payment_methods.c.id == obj["id"])).first()
+        found = uow.execute(sa.select(payment_methods.c.workspace_id).where(payment_methods.c.id == obj["id"])).first()
     else:
         found = None
     return found.workspace_id if found is not None else None
@@ -501,15 +724,19 @@ def process_event(uow, now, stripe, event_id: str) -> str | None:
     if row is None:
         return None
     outcome = handle_event(uow, now, stripe, json.loads(row.body))
-    uow.execute(stripe_events.update().where(stripe_events.c.id == event_id)
-                .values(processed_at=now, outcome=outcome[:200]))
+    uow.execute(
+        stripe_events.update().where(stripe_events.c.id == event_id).values(processed_at=now, outcome=outcome[:200])
+    )
     return outcome
 
 
 def _attempt_for_intent(uow, intent: dict):
     attempt_id = intent["metadata"].get("attempt_id")
-    query = sa.select(attempts).where(attempts.c.id == attempt_id) if attempt_id else \
-        sa.select(attempts).where(attempts.c.payment_intent_id == intent["id"])
+    query = (
+        sa.select(attempts).where(attempts.c.id == attempt_id)
+        if attempt_id
+        else sa.select(attempts).where(attempts.c.payment_intent_id == intent["id"])
+    )
     return uow.execute(query).first()
 
 
@@ -545,20 +772,42 @@ def _on_payment_intent(uow, now, kind: str, intent: dict) -> str:
         if row.status == "succeeded":
             return "duplicate: already paid"
         if intent["amount"] != row.amount or intent["currency"] != row.currency:
-            log.error("payment intent does not match its attempt", extra={"attempt_id": row.id,
-                                                                           "payment_intent": intent["id"]})
+            log.error(
+                "payment intent does not match its attempt",
+                extra={"attempt_id": row.id, "payment_intent": intent["id"]},
+            )
             return "rejected: amount or currency differs from the attempt"
         # A success always counts, even of a try we thought failed: the money was taken.
-        paid = uow.execute(attempts.update().where(attempts.c.id == row.id, attempts.c.status != "succeeded")
-                           .values(status="succeeded", payment_intent_id=intent["id"], client_secret=None,
-                                   failure_message="", succeeded_at=now, updated_at=now)).rowcount
+        paid = uow.execute(
+            attempts.update()
+            .where(attempts.c.id == row.id, attempts.c.status != "succeeded")
+            .values(
+                status="succeeded",
+                payment_intent_id=intent["id"],
+                client_secret=None,
+                failure_message="",
+                succeeded_at=now,
+                updated_at=now,
+            )
+        ).rowcount
         if paid == 1:
-            card = uow.execute(sa.select(payment_methods).where(
-                payment_methods.c.id == (intent["payment_method"] or row.payment_method_id))).first()
-            uow.publish("payment.succeeded", row.workspace_id, _event(
-                row, reference=intent["id"], received_at=now.isoformat(), method="card",
-                off_session=row.off_session,
-                card={"brand": card.brand, "last4": card.last4} if card else None))
+            card = uow.execute(
+                sa.select(payment_methods).where(
+                    payment_methods.c.id == (intent["payment_method"] or row.payment_method_id)
+                )
+            ).first()
+            uow.publish(
+                "payment.succeeded",
+                row.workspace_id,
+                _event(
+                    row,
+                    reference=intent["id"],
+                    received_at=now.isoformat(),
+                    method="card",
+                    off_session=row.off_session,
+                    card={"brand": card.brand, "last4": card.last4} if card else None,
+                ),
+            )
         return "paid"
     if not current_try or row.status in ("succeeded", "failed", "canceled"):
         return f"ignored: attempt is {row.status}"
@@ -566,23 +815,34 @@ def _on_payment_intent(uow, now, kind: str, intent: dict) -> str:
         _fail(uow, now, row, intent["error"] or "The payment did not go through.", "payment_failed", intent["id"])
         return "failed"
     if kind == "payment_intent.processing":
-        uow.execute(attempts.update().where(attempts.c.id == row.id,
-                                            attempts.c.status.in_(["confirming", "requires_action"]))
-                    .values(status="processing", payment_intent_id=intent["id"], updated_at=now))
+        uow.execute(
+            attempts.update()
+            .where(attempts.c.id == row.id, attempts.c.status.in_(["confirming", "requires_action"]))
+            .values(status="processing", payment_intent_id=intent["id"], updated_at=now)
+        )
         return "processing"
     return "ignored"
 
 
 # ---------------------------------------------------------------- refunds and disputes
 
+
 def refund_view(row) -> dict:
-    return {"id": row.id, "payment_id": row.attempt_id, "stripe_refund_id": row.stripe_refund_id,
-            "amount": row.amount, "currency": row.currency, "reason": row.reason, "status": row.status,
-            "created_at": iso(row.created_at)}
+    return {
+        "id": row.id,
+        "payment_id": row.attempt_id,
+        "stripe_refund_id": row.stripe_refund_id,
+        "amount": row.amount,
+        "currency": row.currency,
+        "reason": row.reason,
+        "status": row.status,
+        "created_at": iso(row.created_at),
+    }
 
 
-def refund_payment(uow, now, stripe, workspace_id: str, payment_id: str, amount, reason: str = "",
-                   request_key: str = "") -> dict:
+def refund_payment(
+    uow, now, stripe, workspace_id: str, payment_id: str, amount, reason: str = "", request_key: str = ""
+) -> dict:
     """Refund all or part of a card payment. The refund row is claimed before Stripe is called, and
     its id is the idempotency key, so retrying with the same request key never refunds twice."""
     row = _attempt(uow, workspace_id, payment_id)
@@ -590,8 +850,9 @@ def refund_payment(uow, now, stripe, workspace_id: str, payment_id: str, amount,
         raise Invalid("Send an idempotency key with a refund.", idempotency_key="required")
     request_key = text(request_key, "idempotency_key", 100)
     reason = text(reason, "reason", 500, null="")
-    existing = uow.execute(sa.select(refunds).where(refunds.c.attempt_id == row.id,
-                                                    refunds.c.request_key == request_key)).first()
+    existing = uow.execute(
+        sa.select(refunds).where(refunds.c.attempt_id == row.id, refunds.c.request_key == request_key)
+    ).first()
     if existing is None:
         if row.status != "succeeded" or not row.payment_intent_id:
             raise Conflict("Only a completed card payment can be refunded.")
@@ -601,26 +862,43 @@ def refund_payment(uow, now, stripe, workspace_id: str, payment_id: str, amount,
                 raise Conflict("This payment has been refunded in full.", amount="nothing left to refund")
         if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
             raise Invalid("The amount is a positive integer in minor units.", amount="not a positive integer")
-        committed = uow.execute(sa.select(sa.func.coalesce(sa.func.sum(refunds.c.amount), 0)).where(
-            refunds.c.attempt_id == row.id, refunds.c.status != "failed")).scalar_one()
+        committed = uow.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(refunds.c.amount), 0)).where(
+                refunds.c.attempt_id == row.id, refunds.c.status != "failed"
+            )
+        ).scalar_one()
         if amount > row.amount - committed:
             raise Conflict("That is more than is left to refund on this payment.", amount="above the refundable")
         try:
             with uow.conn.begin_nested():
-                uow.execute(refunds.insert().values(id=str(uuid.uuid4()), attempt_id=row.id, request_key=request_key,
-                                                    amount=amount, currency=row.currency, reason=reason,
-                                                    status="pending", created_at=now))
+                uow.execute(
+                    refunds.insert().values(
+                        id=str(uuid.uuid4()),
+                        attempt_id=row.id,
+                        request_key=request_key,
+                        amount=amount,
+                        currency=row.currency,
+                        reason=reason,
+                        status="pending",
+                        created_at=now,
+                    )
+                )
         except IntegrityError:
             pass
         uow.commit()
-        existing = uow.execute(sa.select(refunds).where(refunds.c.attempt_id == row.id,
-                                                        refunds.c.request_key == request_key)).one()
+        existing = uow.execute(
+            sa.select(refunds).where(refunds.c.attempt_id == row.id, refunds.c.request_key == request_key)
+        ).one()
     if existing.status != "pending":
         return refund_view(existing)
     try:
-        result = stripe.create_refund(payment_intent=row.payment_intent_id, amount=existing.amount,
-                                      metadata={"refund_id": existing.id, "payment_id": row.id},
-                                      key=f"refund:{existing.id}", account=row.stripe_account)
+        result = stripe.create_refund(
+            payment_intent=row.payment_intent_id,
+            amount=existing.amount,
+            metadata={"refund_id": existing.id, "payment_id": row.id},
+            key=f"refund:{existing.id}",
+            account=row.stripe_account,
+        )
     except Invalid:
         uow.execute(refunds.update().where(refunds.c.id == existing.id).values(status="failed"))
         uow.commit()
@@ -634,16 +912,27 @@ def refund_payment(uow, now, stripe, workspace_id: str, payment_id: str, amount,
 
 def _refund_succeeded(uow, attempt, refund_id: str) -> None:
     """Publish payment.refunded once per refund, however many paths report it."""
-    done = uow.execute(refunds.update().where(refunds.c.id == refund_id, refunds.c.status == "pending")
-                       .values(status="succeeded")).rowcount
+    done = uow.execute(
+        refunds.update().where(refunds.c.id == refund_id, refunds.c.status == "pending").values(status="succeeded")
+    ).rowcount
     if done != 1:
         return
     refund = uow.execute(sa.select(refunds).where(refunds.c.id == refund_id)).one()
-    uow.execute(attempts.update().where(attempts.c.id == attempt.id)
-                .values(refunded=attempts.c.refunded + refund.amount))
-    uow.publish("payment.refunded", attempt.workspace_id, {
-        "refund_id": refund.stripe_refund_id or refund.id, "payment_id": attempt.id, "client_id": attempt.client_id,
-        "amount": refund.amount, "currency": refund.currency, "reason": refund.reason})
+    uow.execute(
+        attempts.update().where(attempts.c.id == attempt.id).values(refunded=attempts.c.refunded + refund.amount)
+    )
+    uow.publish(
+        "payment.refunded",
+        attempt.workspace_id,
+        {
+            "refund_id": refund.stripe_refund_id or refund.id,
+            "payment_id": attempt.id,
+            "client_id": attempt.client_id,
+            "amount": refund.amount,
+            "currency": refund.currency,
+            "reason": refund.reason,
+        },
+    )
 
 
 def _on_charge_refunded(uow, now, charge: dict) -> str:
@@ -653,16 +942,25 @@ def _on_charge_refunded(uow, now, charge: dict) -> str:
     if row is None:
         return "ignored: no such payment"
     count = 0
-    for refund in ((charge.get("refunds") or {}).get("data") or []):
+    for refund in (charge.get("refunds") or {}).get("data") or []:
         if refund.get("status") != "succeeded":
             continue
         known = uow.execute(sa.select(refunds).where(refunds.c.stripe_refund_id == refund["id"])).first()
         if known is None:  # made at Stripe directly (the dashboard): record it here too
             refund_id = str(uuid.uuid4())
-            uow.execute(refunds.insert().values(id=refund_id, attempt_id=row.id, request_key=f"stripe:{refund['id']}",
-                                                stripe_refund_id=refund["id"], amount=refund["amount"],
-                                                currency=row.currency, reason=str(refund.get("reason") or ""),
-                                                status="pending", created_at=now))
+            uow.execute(
+                refunds.insert().values(
+                    id=refund_id,
+                    attempt_id=row.id,
+                    request_key=f"stripe:{refund['id']}",
+                    stripe_refund_id=refund["id"],
+                    amount=refund["amount"],
+                    currency=row.currency,
+                    reason=str(refund.get("reason") or ""),
+                    status="pending",
+                    created_at=now,
+                )
+            )
             known = uow.execute(sa.select(refunds).where(refunds.c.id == refund_id)).one()
         _refund_succeeded(uow, uow.execute(sa.select(attempts).where(attempts.c.id == row.id)).one(), known.id)
         count += 1
@@ -671,8 +969,9 @@ def _on_charge_refunded(uow, now, charge: dict) -> str:
 
 def _on_dispute(uow, now, dispute: dict) -> str:
     intent_id = dispute.get("payment_intent")
-    row = uow.execute(sa.select(attempts).where(attempts.c.payment_intent_id == intent_id)).first() \
-        if intent_id else None
+    row = (
+        uow.execute(sa.select(attempts).where(attempts.c.payment_intent_id == intent_id)).first() if intent_id else None
+    )
     if row is None:
         return "ignored: no such payment"
     known = uow.execute(sa.select(disputes).where(disputes.c.id == dispute["id"])).first()
@@ -681,27 +980,65 @@ def _on_dispute(uow, now, dispute: dict) -> str:
         return "duplicate: dispute unchanged"
     values = {"status": status, "updated_at": now}
     if known is None:
-        uow.execute(disputes.insert().values(id=dispute["id"], attempt_id=row.id, workspace_id=row.workspace_id,
-                                             amount=dispute["amount"], currency=row.currency,
-                                             reason=str(dispute.get("reason") or "")[:100], created_at=now, **values))
+        uow.execute(
+            disputes.insert().values(
+                id=dispute["id"],
+                attempt_id=row.id,
+                workspace_id=row.workspace_id,
+                amount=dispute["amount"],
+                currency=row.currency,
+                reason=str(dispute.get("reason") or "")[:100],
+                created_at=now,
+                **values,
+            )
+        )
     else:
         uow.execute(disputes.update().where(disputes.c.id == dispute["id"]).values(**values))
     uow.execute(attempts.update().where(attempts.c.id == row.id).values(dispute_status=status))
-    uow.publish("payment.disputed", row.workspace_id, {
-        "dispute_id": dispute["id"], "payment_id": row.id, "client_id": row.client_id, "amount": dispute["amount"],
-        "currency": row.currency, "reason": str(dispute.get("reason") or ""), "status": status})
+    uow.publish(
+        "payment.disputed",
+        row.workspace_id,
+        {
+            "dispute_id": dispute["id"],
+            "payment_id": row.id,
+            "client_id": row.client_id,
+            "amount": dispute["amount"],
+            "currency": row.currency,
+            "reason": str(dispute.get("reason") or ""),
+            "status": status,
+        },
+    )
     return f"dispute {status}"
 
 
 def list_disputes(uow, now, workspace_id: str) -> list[dict]:
-    rows = uow.execute(sa.select(disputes, attempts.c.client_id).join(attempts, attempts.c.id == disputes.c.attempt_id)
-                       .where(disputes.c.workspace_id == workspace_id).order_by(disputes.c.created_at.desc())).all()
-    return [{"id": r.id, "payment_id": r.attempt_id, "client_id": r.client_id, "amount": r.amount,
-             "currency": r.currency, "reason": r.reason, "status": r.status, "created_at": iso(r.created_at),
-             "updated_at": iso(r.updated_at)} for r in rows]
+    rows = uow.execute(
+        sa.select(disputes, attempts.c.client_id)
+        .join(attempts, attempts.c.id == disputes.c.attempt_id)
+        .where(disputes.c.workspace_id == workspace_id)
+        .order_by(disputes.c.created_at.desc())
+    ).all()
+    return [
+        {
+            "id": r.id,
+            "payment_id": r.attempt_id,
+            "client_id": r.client_id,
+            "amount": r.amount,
+            "currency": r.currency,
+            "reason": r.reason,
+            "status": r.status,
+            "created_at": iso(r.created_at),
+            "updated_at": iso(r.updated_at),
+        }
+        for r in rows
+    ]
 
 
 def list_refunds(uow, now, workspace_id: str, payment_id: str) -> list[dict]:
     row = _attempt(uow, workspace_id, payment_id)
-    return [refund_view(r) for r in uow.execute(sa.select(refunds).where(refunds.c.attempt_id == row.id)
-                                                 .order_by(refunds.c.created_at)).all()]
+    return [
+        refund_view(r)
+        for r in uow.execute(
+            sa.select(refunds).where(refunds.c.attempt_id == row.id).order_by(refunds.c.created_at)
+        ).all()
+    ]

@@ -2,6 +2,7 @@
 Each RPC or event runs one handler. A Stripe event is stored first, so the webhook answers fast, and
 processed as soon as it is stored, in the background; a timer processes whatever that left (a
 stopped process, a retry that is due). Each event is handled once even with several replicas."""
+
 from __future__ import annotations
 
 import logging
@@ -16,8 +17,8 @@ from chassis import metrics, settings
 from chassis.errors import EXPECTED, ServiceError
 from chassis.logs import current_request_id, request_context
 from chassis.nameko_ext import Database, ServiceBase, consumes
-from chassis.scope import CALLER, OWN, runs_in
 from chassis.rpc import TimedRpcProxy
+from chassis.scope import CALLER, OWN, runs_in
 from services.payments import handlers
 from services.payments.stripe_api import StripeApi
 
@@ -82,20 +83,43 @@ class PaymentsService(ServiceBase):
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
-    def card_setup(self, workspace_id: str, client_id: str, attempt_id: str | None = None,
-                   idempotency_key: str | None = None) -> dict:
-        return self._tx(handlers.card_setup, self.stripe, self.billing, workspace_id, client_id, attempt_id,
-                        idempotency_key=idempotency_key)
+    def card_setup(
+        self, workspace_id: str, client_id: str, attempt_id: str | None = None, idempotency_key: str | None = None
+    ) -> dict:
+        return self._tx(
+            handlers.card_setup,
+            self.stripe,
+            self.billing,
+            workspace_id,
+            client_id,
+            attempt_id,
+            idempotency_key=idempotency_key,
+        )
 
     # confirm_attempt and refresh_attempt take no idempotency key: a conditional UPDATE claims the
     # attempt row, so a repeat while the first runs, or after it, gets the attempt's real state, and
     # Stripe's own key (attempt:<id>:<try>) keeps the charge single. A kept answer would go stale.
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
-    def confirm_attempt(self, workspace_id: str, client_id: str, attempt_id: str, setup_intent_id: str | None = None,
-                        payment_method_id: str | None = None, save: bool = False) -> dict:
-        return self._tx(handlers.confirm_attempt, self.stripe, workspace_id, client_id, attempt_id, setup_intent_id,
-                        payment_method_id, save)
+    def confirm_attempt(
+        self,
+        workspace_id: str,
+        client_id: str,
+        attempt_id: str,
+        setup_intent_id: str | None = None,
+        payment_method_id: str | None = None,
+        save: bool = False,
+    ) -> dict:
+        return self._tx(
+            handlers.confirm_attempt,
+            self.stripe,
+            workspace_id,
+            client_id,
+            attempt_id,
+            setup_intent_id,
+            payment_method_id,
+            save,
+        )
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
@@ -109,29 +133,46 @@ class PaymentsService(ServiceBase):
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
-    def save_card(self, workspace_id: str, client_id: str, setup_intent_id: str,
-                  idempotency_key: str | None = None) -> dict:
-        return self._tx(handlers.save_card, self.stripe, workspace_id, client_id, setup_intent_id,
-                        idempotency_key=idempotency_key)
+    def save_card(
+        self, workspace_id: str, client_id: str, setup_intent_id: str, idempotency_key: str | None = None
+    ) -> dict:
+        return self._tx(
+            handlers.save_card, self.stripe, workspace_id, client_id, setup_intent_id, idempotency_key=idempotency_key
+        )
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
-    def set_default_card(self, workspace_id: str, client_id: str, payment_method_id: str,
-                         idempotency_key: str | None = None) -> list[dict]:
-        return self._tx(handlers.set_default_card, self.stripe, workspace_id, client_id, payment_method_id,
-                        idempotency_key=idempotency_key)
+    def set_default_card(
+        self, workspace_id: str, client_id: str, payment_method_id: str, idempotency_key: str | None = None
+    ) -> list[dict]:
+        return self._tx(
+            handlers.set_default_card,
+            self.stripe,
+            workspace_id,
+            client_id,
+            payment_method_id,
+            idempotency_key=idempotency_key,
+        )
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
-    def remove_card(self, workspace_id: str, client_id: str, payment_method_id: str,
-                    idempotency_key: str | None = None) -> list[dict]:
-        return self._tx(handlers.remove_card, self.stripe, workspace_id, client_id, payment_method_id,
-                        idempotency_key=idempotency_key)
+    def remove_card(
+        self, workspace_id: str, client_id: str, payment_method_id: str, idempotency_key: str | None = None
+    ) -> list[dict]:
+        return self._tx(
+            handlers.remove_card,
+            self.stripe,
+            workspace_id,
+            client_id,
+            payment_method_id,
+            idempotency_key=idempotency_key,
+        )
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
-    def refund_payment(self, workspace_id: str, payment_id: str, amount=None, reason: str = "",
-                       request_key: str = "") -> dict:
+    def refund_payment(
+        self, workspace_id: str, payment_id: str, amount=None, reason: str = "", request_key: str = ""
+    ) -> dict:
         return self._tx(handlers.refund_payment, self.stripe, workspace_id, payment_id, amount, reason, request_key)
 
     @runs_in(CALLER)
@@ -183,9 +224,13 @@ class PaymentsService(ServiceBase):
                 metrics.EVENTS_HANDLED.labels(self.name, handlers.STRIPE_EVENT_CONSUMER, "processed").inc()
         except Exception as exc:  # noqa: BLE001 - retried later with a growing delay, then parked
             log.exception("stripe event failed", extra={"event_id": event_id})
-            parked = self._tx(handlers.event_failed, event_id, repr(exc),
-                              settings.env_int("EVENT_RETRY_ATTEMPTS", 5),
-                              float(settings.env("EVENT_RETRY_BASE_DELAY", "0.5")))
+            parked = self._tx(
+                handlers.event_failed,
+                event_id,
+                repr(exc),
+                settings.env_int("EVENT_RETRY_ATTEMPTS", 5),
+                float(settings.env("EVENT_RETRY_BASE_DELAY", "0.5")),
+            )
             consumer = handlers.STRIPE_EVENT_CONSUMER  # counted as `consumes` counts broker events
             if parked:
                 metrics.DEAD_LETTERED.labels(self.name, consumer).inc()
@@ -193,8 +238,12 @@ class PaymentsService(ServiceBase):
             else:
                 metrics.EVENT_RETRIES.labels(self.name, consumer).inc()
 
-    OUTCOMES = {"payment.succeeded": "succeeded", "payment.failed": "failed", "payment.refunded": "refunded",
-                "payment.disputed": "disputed"}
+    OUTCOMES = {
+        "payment.succeeded": "succeeded",
+        "payment.failed": "failed",
+        "payment.refunded": "refunded",
+        "payment.disputed": "disputed",
+    }
 
     def published(self, event_type: str, event: dict) -> None:
         """portal_payments_total: an outcome counts once its event left the outbox, i.e. it was committed."""

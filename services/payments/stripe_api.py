@@ -5,6 +5,7 @@ SDK, by a redelivered message, by a double click) returns the first result inste
 again. Calls run on the workspace's connected account when it has one (Stripe Connect). Results are
 plain dicts, so the handlers can be tested with a fake of this class.
 """
+
 from __future__ import annotations
 
 import stripe
@@ -44,22 +45,36 @@ def _id(value) -> str | None:
 
 def payment_intent_view(pi) -> dict:
     error = pi.get("last_payment_error") or {}
-    return {"id": pi["id"], "status": pi["status"], "amount": pi["amount"], "currency": pi["currency"].upper(),
-            "client_secret": pi.get("client_secret"), "payment_method": _id(pi.get("payment_method")),
-            "latest_charge": _id(pi.get("latest_charge")), "metadata": dict(pi.get("metadata") or {}),
-            "error": error.get("message") or ""}
+    return {
+        "id": pi["id"],
+        "status": pi["status"],
+        "amount": pi["amount"],
+        "currency": pi["currency"].upper(),
+        "client_secret": pi.get("client_secret"),
+        "payment_method": _id(pi.get("payment_method")),
+        "latest_charge": _id(pi.get("latest_charge")),
+        "metadata": dict(pi.get("metadata") or {}),
+        "error": error.get("message") or "",
+    }
 
 
 def card_view(pm) -> dict:
     card = pm.get("card") or {}
-    return {"id": pm["id"], "customer": _id(pm.get("customer")), "brand": card.get("brand", ""),
-            "last4": card.get("last4", ""), "exp_month": card.get("exp_month", 0), "exp_year": card.get("exp_year", 0)}
+    return {
+        "id": pm["id"],
+        "customer": _id(pm.get("customer")),
+        "brand": card.get("brand", ""),
+        "last4": card.get("last4", ""),
+        "exp_month": card.get("exp_month", 0),
+        "exp_year": card.get("exp_year", 0),
+    }
 
 
 class StripeApi:
     def __init__(self, secret_key: str, api_base: str | None = None):
-        self.client = stripe.StripeClient(secret_key, base_addresses={"api": api_base} if api_base else {},
-                                          max_network_retries=2)
+        self.client = stripe.StripeClient(
+            secret_key, base_addresses={"api": api_base} if api_base else {}, max_network_retries=2
+        )
 
     @classmethod
     def from_env(cls) -> StripeApi:
@@ -75,8 +90,9 @@ class StripeApi:
             return result.to_dict() if hasattr(result, "to_dict") else result  # plain dicts, all the way down
         except stripe.CardError as exc:
             pi = (exc.error and getattr(exc.error, "payment_intent", None)) or {}
-            raise CardDeclined(exc.user_message or "Your card was declined.", exc.code or "card_declined",
-                               _id(pi)) from None
+            raise CardDeclined(
+                exc.user_message or "Your card was declined.", exc.code or "card_declined", _id(pi)
+            ) from None
         except stripe.InvalidRequestError as exc:
             raise Invalid(exc.user_message or "The payment provider refused the request.") from None
         except stripe.StripeError as exc:  # connection, rate limit, 5xx: outcome unknown
@@ -93,16 +109,28 @@ class StripeApi:
 
     def setup_intent(self, setup_intent_id: str, account: str | None) -> dict:
         seti = self._call(self.client.v1.setup_intents.retrieve, setup_intent_id, {}, _options(None, account))
-        return {"id": seti["id"], "status": seti["status"], "payment_method": _id(seti.get("payment_method")),
-                "customer": _id(seti.get("customer")), "metadata": dict(seti.get("metadata") or {})}
+        return {
+            "id": seti["id"],
+            "status": seti["status"],
+            "payment_method": _id(seti.get("payment_method")),
+            "customer": _id(seti.get("customer")),
+            "metadata": dict(seti.get("metadata") or {}),
+        }
 
     def payment_method(self, payment_method_id: str, account: str | None) -> dict:
-        return card_view(self._call(self.client.v1.payment_methods.retrieve, payment_method_id, {},
-                                    _options(None, account)))
+        return card_view(
+            self._call(self.client.v1.payment_methods.retrieve, payment_method_id, {}, _options(None, account))
+        )
 
     def attach(self, payment_method_id: str, customer: str, account: str | None) -> dict:
-        return card_view(self._call(self.client.v1.payment_methods.attach, payment_method_id,
-                                    {"customer": customer}, _options(None, account)))
+        return card_view(
+            self._call(
+                self.client.v1.payment_methods.attach,
+                payment_method_id,
+                {"customer": customer},
+                _options(None, account),
+            )
+        )
 
     def detach(self, payment_method_id: str, account: str | None) -> None:
         self._call(self.client.v1.payment_methods.detach, payment_method_id, {}, _options(None, account))
@@ -111,21 +139,36 @@ class StripeApi:
         params = {"invoice_settings": {"default_payment_method": payment_method_id or ""}}
         self._call(self.client.v1.customers.update, customer, params, _options(None, account))
 
-    def create_payment_intent(self, *, amount: int, currency: str, customer: str, payment_method: str,
-                              metadata: dict, off_session: bool, key: str, account: str | None) -> dict:
-        params = {"amount": amount, "currency": currency.lower(), "customer": customer,
-                  "payment_method": payment_method, "confirm": True, "metadata": metadata}
+    def create_payment_intent(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        customer: str,
+        payment_method: str,
+        metadata: dict,
+        off_session: bool,
+        key: str,
+        account: str | None,
+    ) -> dict:
+        params = {
+            "amount": amount,
+            "currency": currency.lower(),
+            "customer": customer,
+            "payment_method": payment_method,
+            "confirm": True,
+            "metadata": metadata,
+        }
         if off_session:
             params["off_session"] = True
-        return payment_intent_view(self._call(self.client.v1.payment_intents.create, params,
-                                              _options(key, account)))
+        return payment_intent_view(self._call(self.client.v1.payment_intents.create, params, _options(key, account)))
 
     def payment_intent(self, payment_intent_id: str, account: str | None) -> dict:
-        return payment_intent_view(self._call(self.client.v1.payment_intents.retrieve, payment_intent_id, {},
-                                              _options(None, account)))
+        return payment_intent_view(
+            self._call(self.client.v1.payment_intents.retrieve, payment_intent_id, {}, _options(None, account))
+        )
 
-    def create_refund(self, *, payment_intent: str, amount: int, metadata: dict, key: str,
-                      account: str | None) -> dict:
+    def create_refund(self, *, payment_intent: str, amount: int, metadata: dict, key: str, account: str | None) -> dict:
         params = {"payment_intent": payment_intent, "amount": amount, "metadata": metadata}
         refund = self._call(self.client.v1.refunds.create, params, _options(key, account))
         return {"id": refund["id"], "status": refund["status"], "amount": refund["amount"]}

@@ -1,5 +1,6 @@
 """The payments service's own tables: Stripe customers and saved cards per client, payment attempts
 (one per "Proceed to payment"), card set-ups, the Stripe events received, refunds and disputes."""
+
 import sqlalchemy as sa
 
 from chassis.db import UtcDateTime

@@ -3,6 +3,7 @@ databases, and the whole stack on them, with replicas started and processes kill
 
 `make chaos` runs them at full size (CHAOS_SCALE=full); `make test` runs the same tests smaller.
 """
+
 from __future__ import annotations
 
 import os
@@ -39,11 +40,18 @@ class PrivateBroker:
         self.port = free_port()
         self.node = f"chaos{RUN_ID}@localhost"
         self.uri = f"amqp://guest:guest@127.0.0.1:{self.port}/"
-        self.env = {**os.environ, "RABBITMQ_NODENAME": self.node, "RABBITMQ_NODE_PORT": str(self.port),
-                    "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_DIST_PORT": str(free_port()),
-                    "RABBITMQ_MNESIA_BASE": str(work / "mnesia"), "RABBITMQ_LOG_BASE": str(work / "log"),
-                    "RABBITMQ_ENABLED_PLUGINS_FILE": str(work / "enabled_plugins"),
-                    "RABBITMQ_CONFIG_FILE": str(work / "rabbitmq"), "RABBITMQ_PID_FILE": str(work / "pid")}
+        self.env = {
+            **os.environ,
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_DIST_PORT": str(free_port()),
+            "RABBITMQ_MNESIA_BASE": str(work / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(work / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(work / "enabled_plugins"),
+            "RABBITMQ_CONFIG_FILE": str(work / "rabbitmq"),
+            "RABBITMQ_PID_FILE": str(work / "pid"),
+        }
         (work / "enabled_plugins").write_text("[].\n")
 
     def start(self) -> None:
@@ -102,6 +110,7 @@ class ChaosStack(Stack):
                 return checks[name]["ok"]
             except (requests.RequestException, ValueError, KeyError):
                 return False
+
         wait_for(answering, timeout, f"{name} to answer again")
 
 
@@ -110,12 +119,21 @@ def chaos_stack(private_broker, postgres_admin_url, tmp_path_factory):
     work = tmp_path_factory.mktemp("chaos")
     with databases_with_roles(postgres_admin_url, f"chaos_{RUN_ID}") as urls:
         # Longer waits and more retries than the main stack: these tests stop things on purpose.
-        env = stack_env(work, private_broker.uri, urls["service"], RPC_TIMEOUT="10", BILLING_SWEEP_INTERVAL="5",
-                        AUTOPAY_INTERVAL="1", EVENT_RETRY_ATTEMPTS="8", EVENT_RETRY_BASE_DELAY="0.25")
+        env = stack_env(
+            work,
+            private_broker.uri,
+            urls["service"],
+            RPC_TIMEOUT="10",
+            BILLING_SWEEP_INTERVAL="5",
+            AUTOPAY_INTERVAL="1",
+            EVENT_RETRY_ATTEMPTS="8",
+            EVENT_RETRY_BASE_DELAY="0.25",
+        )
         with running_stack(env, work, private_broker.uri, urls, "chaos-logs", ChaosStack) as running:
             # The tests deliver Stripe's events themselves (signed, repeated, during faults): localstripe's
             # own one-shot deliveries are pointed at a closed port.
-            register_stripe_webhook(env["STRIPE_API_BASE"], f"http://127.0.0.1:{free_port()}/closed",
-                                    env["STRIPE_WEBHOOK_SECRET"])
+            register_stripe_webhook(
+                env["STRIPE_API_BASE"], f"http://127.0.0.1:{free_port()}/closed", env["STRIPE_WEBHOOK_SECRET"]
+            )
             running.broker = private_broker
             yield running

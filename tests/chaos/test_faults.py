@@ -3,6 +3,7 @@ load, and the money, events and emails counted afterwards. Nothing may be lost o
 
 Each test writes what it published and consumed to test-artifacts/chaos-report.json.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,17 +63,23 @@ def test_kill_payments_while_webhooks_arrive_every_invoice_is_paid_once_with_one
         attempt_id = start(session, stack, invoice=invoice_id).headers["Location"].rsplit("/", 1)[1]
         page = f"{stack.url}/pay/{attempt_id}"
         token = session.get(page).text.split('data-csrf="', 1)[1].split('"', 1)[0]
-        answer = session.post(f"{page}/confirm", json={"payment_method": card["id"]},
-                              headers={**headers, "X-CSRF-Token": token})
+        answer = session.post(
+            f"{page}/confirm", json={"payment_method": card["id"]}, headers={**headers, "X-CSRF-Token": token}
+        )
         assert answer.status_code == 200 and answer.json()["status"] == "processing", answer.text
         attempts.append(attempt_id)
 
     # Stripe's events for those charges, as Stripe would send them (its own ids, signed).
     stripe = stripe_client(stack)
-    intents = dict(query(stack, "payments", "SELECT id, payment_intent_id FROM attempts WHERE id = ANY(%s)",
-                         attempts))
-    events = [{"id": f"evt_{uuid.uuid4().hex[:24]}", "type": "payment_intent.succeeded",
-               "data": {"object": stripe.v1.payment_intents.retrieve(intents[a]).to_dict()}} for a in attempts]
+    intents = dict(query(stack, "payments", "SELECT id, payment_intent_id FROM attempts WHERE id = ANY(%s)", attempts))
+    events = [
+        {
+            "id": f"evt_{uuid.uuid4().hex[:24]}",
+            "type": "payment_intent.succeeded",
+            "data": {"object": stripe.v1.payment_intents.retrieve(intents[a]).to_dict()},
+        }
+        for a in attempts
+    ]
     deliveries = events + random.Random(7).sample(events, count // 2)  # Stripe delivers at least once
     random.Random(8).shuffle(deliveries)
 
@@ -93,37 +100,76 @@ def test_kill_payments_while_webhooks_arrive_every_invoice_is_paid_once_with_one
     assert killed.is_set()
     stack.wait_service("payments")
 
-    paid = wait_until(lambda: query(stack, "billing", "SELECT count(*) FROM invoices WHERE id = ANY(%s) AND "
-                                                      "status = 'paid'", invoice_ids)[0][0] == count,
-                      timeout=180, what=f"all {count} invoices paid")
+    paid = wait_until(
+        lambda: (
+            query(
+                stack, "billing", "SELECT count(*) FROM invoices WHERE id = ANY(%s) AND status = 'paid'", invoice_ids
+            )[0][0]
+            == count
+        ),
+        timeout=180,
+        what=f"all {count} invoices paid",
+    )
     assert paid
     stack.outbox.wait_for(email, count, timeout=180, subject="Payment received")
     time.sleep(3)  # any duplicate would land now
-    allocations = query(stack, "billing", "SELECT invoice_id, count(*), sum(amount) FROM payment_allocations "
-                                          "WHERE invoice_id = ANY(%s) GROUP BY invoice_id", invoice_ids)
+    allocations = query(
+        stack,
+        "billing",
+        "SELECT invoice_id, count(*), sum(amount) FROM payment_allocations "
+        "WHERE invoice_id = ANY(%s) GROUP BY invoice_id",
+        invoice_ids,
+    )
     totals = {invoice["id"]: invoice["total"] for invoice in made["invoices"]}
     assert {row[0]: (row[1], row[2]) for row in allocations} == {i: (1, totals[i]) for i in invoice_ids}
-    [(stripe_payments, money)] = query(stack, "billing", "SELECT count(*), sum(amount) FROM payments "
-                                                         "WHERE client_id = %s AND source = 'stripe'",
-                                       made["client"]["id"])
+    [(stripe_payments, money)] = query(
+        stack,
+        "billing",
+        "SELECT count(*), sum(amount) FROM payments WHERE client_id = %s AND source = 'stripe'",
+        made["client"]["id"],
+    )
     assert (stripe_payments, money) == (count, sum(totals.values()))
     receipts = stack.outbox.count(email, "Payment received")
     assert receipts == count
-    published = query(stack, "payments", "SELECT count(*) FROM outbox WHERE event_type = 'payment.succeeded' "
-                                         "AND body LIKE %s", f'%{made["client"]["id"]}%')[0][0]
-    stored = query(stack, "payments", "SELECT count(*) FROM stripe_events WHERE id = ANY(%s) AND processed_at "
-                                      "IS NOT NULL", [e["id"] for e in events])[0][0]
+    published = query(
+        stack,
+        "payments",
+        "SELECT count(*) FROM outbox WHERE event_type = 'payment.succeeded' AND body LIKE %s",
+        f"%{made['client']['id']}%",
+    )[0][0]
+    stored = query(
+        stack,
+        "payments",
+        "SELECT count(*) FROM stripe_events WHERE id = ANY(%s) AND processed_at IS NOT NULL",
+        [e["id"] for e in events],
+    )[0][0]
     assert published == count and stored == count
-    report("kill -9 payments during webhooks", invoices=count, webhook_deliveries=len(deliveries),
-           http_retries=sum(tries) - len(tries), stripe_events_stored=stored, payment_succeeded_published=published,
-           payments_recorded_in_billing=stripe_payments, receipts_emailed=receipts, lost=count - stripe_payments,
-           doubled=sum(n - 1 for _, n, _ in allocations))
+    report(
+        "kill -9 payments during webhooks",
+        invoices=count,
+        webhook_deliveries=len(deliveries),
+        http_retries=sum(tries) - len(tries),
+        stripe_events_stored=stored,
+        payment_succeeded_published=published,
+        payments_recorded_in_billing=stripe_payments,
+        receipts_emailed=receipts,
+        lost=count - stripe_payments,
+        doubled=sum(n - 1 for _, n, _ in allocations),
+    )
 
 
 def _signed_in_events(workspace_id: str, client_id: str, contact_id: str, count: int, marker: str) -> list[dict]:
-    return [{"id": str(uuid.uuid4()), "type": "auth.signed_in", "version": 1,
-             "occurred_at": "2026-11-23T12:00:00+00:00", "workspace_id": workspace_id,
-             "data": {"contact_id": contact_id, "client_id": client_id, "marker": marker}} for _ in range(count)]
+    return [
+        {
+            "id": str(uuid.uuid4()),
+            "type": "auth.signed_in",
+            "version": 1,
+            "occurred_at": "2026-11-23T12:00:00+00:00",
+            "workspace_id": workspace_id,
+            "data": {"contact_id": contact_id, "client_id": client_id, "marker": marker},
+        }
+        for _ in range(count)
+    ]
 
 
 def _queue_in_auth_outbox(stack, events: list[dict]) -> None:
@@ -131,26 +177,39 @@ def _queue_in_auth_outbox(stack, events: list[dict]) -> None:
     import psycopg2
 
     with psycopg2.connect(stack.databases["auth"]) as conn, conn.cursor() as cur:
-        cur.executemany("INSERT INTO outbox (event_id, event_type, body, created_at) VALUES (%s, %s, %s, now())",
-                        [(e["id"], e["type"], json.dumps(e)) for e in events])
+        cur.executemany(
+            "INSERT INTO outbox (event_id, event_type, body, created_at) VALUES (%s, %s, %s, now())",
+            [(e["id"], e["type"], json.dumps(e)) for e in events],
+        )
 
 
 def _demo_client(stack) -> tuple[str, str, str]:
     """The demo client, and a contact id of this test's own, so its events are counted apart."""
-    [(workspace_id, client_id)] = query(stack, "billing", "SELECT workspace_id, client_id FROM contacts "
-                                                          "WHERE email = 'demo@example.com'")
+    [(workspace_id, client_id)] = query(
+        stack, "billing", "SELECT workspace_id, client_id FROM contacts WHERE email = 'demo@example.com'"
+    )
     return workspace_id, client_id, f"chaos-{uuid.uuid4().hex[:12]}"
 
 
 def _consumed(stack, events: list[dict]) -> int:
-    return query(stack, "billing", "SELECT count(*) FROM inbox WHERE consumer = 'billing.on_signed_in' "
-                                   "AND event_id = ANY(%s)", [e["id"] for e in events])[0][0]
+    return query(
+        stack,
+        "billing",
+        "SELECT count(*) FROM inbox WHERE consumer = 'billing.on_signed_in' AND event_id = ANY(%s)",
+        [e["id"] for e in events],
+    )[0][0]
 
 
 def _activity_rows(stack, client_id: str, contact_id: str) -> int:
     """Sign-ins billing recorded for this (made-up, per test) contact id: exactly one per event."""
-    return query(stack, "billing", "SELECT count(*) FROM activities WHERE client_id = %s AND kind = "
-                                   "'portal.signed_in' AND data->>'contact_id' = %s", client_id, contact_id)[0][0]
+    return query(
+        stack,
+        "billing",
+        "SELECT count(*) FROM activities WHERE client_id = %s AND kind = "
+        "'portal.signed_in' AND data->>'contact_id' = %s",
+        client_id,
+        contact_id,
+    )[0][0]
 
 
 def test_restart_rabbitmq_with_events_in_flight_loses_none_and_applies_none_twice(chaos_stack):
@@ -171,9 +230,17 @@ def test_restart_rabbitmq_with_events_in_flight_loses_none_and_applies_none_twic
     parked = query(stack, "billing", "SELECT count(*) FROM dead_letters")[0][0]
     assert (applied, unpublished, parked) == (count, 0, 0)
     stack.wait_healthy(60)  # every service and the gateway found the broker again
-    report("restart RabbitMQ with events in flight", events=count, in_flight_at_restart=in_flight,
-           published=count - unpublished, consumed=_consumed(stack, events), applied=applied,
-           lost=count - applied, doubled=max(0, applied - count), dead_letters=parked)
+    report(
+        "restart RabbitMQ with events in flight",
+        events=count,
+        in_flight_at_restart=in_flight,
+        published=count - unpublished,
+        consumed=_consumed(stack, events),
+        applied=applied,
+        lost=count - applied,
+        doubled=max(0, applied - count),
+        dead_letters=parked,
+    )
 
 
 def test_dropping_billings_database_connections_mid_load_recovers_without_a_restart(chaos_stack):
@@ -199,9 +266,13 @@ def test_dropping_billings_database_connections_mid_load_recovers_without_a_rest
     dropped = 0
     for _ in range(3):
         time.sleep(1)
-        dropped += query(stack, "billing", "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM "
-                                           "pg_stat_activity WHERE datname = current_database() AND "
-                                           "pid <> pg_backend_pid()) AS killed")[0][0]
+        dropped += query(
+            stack,
+            "billing",
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM "
+            "pg_stat_activity WHERE datname = current_database() AND "
+            "pid <> pg_backend_pid()) AS killed",
+        )[0][0]
     wait_until(lambda: _consumed(stack, events) == count, 180, f"all {count} events consumed")
     stop.set()
     for browser in browsers:
@@ -214,9 +285,18 @@ def test_dropping_billings_database_connections_mid_load_recovers_without_a_rest
     assert after == [200] * 20
     assert (applied, parked) == (count, 0)
     failed = [status for status in statuses if status != 200]
-    report("drop billing's database connections", events=count, connections_dropped=dropped,
-           consumed=_consumed(stack, events), applied=applied, lost=count - applied, doubled=max(0, applied - count),
-           portal_requests=len(statuses), failed_requests_during_drop=len(failed), failed_after=0)
+    report(
+        "drop billing's database connections",
+        events=count,
+        connections_dropped=dropped,
+        consumed=_consumed(stack, events),
+        applied=applied,
+        lost=count - applied,
+        doubled=max(0, applied - count),
+        portal_requests=len(statuses),
+        failed_requests_during_drop=len(failed),
+        failed_after=0,
+    )
 
 
 def test_with_two_replicas_killing_one_mid_load_fails_no_portal_request(chaos_stack):
@@ -259,8 +339,13 @@ def test_with_two_replicas_killing_one_mid_load_fails_no_portal_request(chaos_st
         # the other replica picks those up too and usually none fails.
         assert len(failed) <= concurrency, failed
         assert len(after_kill) > concurrency and after_kill[-concurrency:] == [200] * concurrency
-        report("kill one of two replicas of billing and payments", portal_requests=len(results),
-               after_kill=len(after_kill), failed=len(failed), in_flight_allowance=concurrency)
+        report(
+            "kill one of two replicas of billing and payments",
+            portal_requests=len(results),
+            after_kill=len(after_kill),
+            failed=len(failed),
+            in_flight_allowance=concurrency,
+        )
     finally:
         stack.start_service("billing")
         stack.start_service("payments")

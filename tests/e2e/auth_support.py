@@ -1,5 +1,6 @@
 """Helpers for tests that knock on sign-in: every test sends from 127.0.0.1, so one that makes auth count
 guessed tokens against that address wipes the count afterwards, leaving later tests free to sign in."""
+
 import psycopg2
 
 

@@ -1,6 +1,7 @@
 """What the payment tests share: the Stripe SDK pointed at the stack's localstripe, what Stripe.js
 does in a browser (confirming a SetupIntent with a card), signed webhook deliveries, and the ledger
 check (payments recorded in billing == what localstripe charged, per client)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -26,9 +27,15 @@ def confirm_setup(stack, client_secret: str, number: str) -> dict:
     """Stripe.js's confirmCardSetup, as localstripe's stand-in does it: with the publishable key."""
     seti = client_secret.split("_secret_")[0]
     url = f"{stack.env['STRIPE_API_BASE']}/v1/setup_intents/{seti}/confirm"
-    body = {"key": "pk_test_localstripe", "client_secret": client_secret, "use_stripe_sdk": True,
-            "payment_method_data": {"type": "card", "card": {"number": number, "exp_month": "12",
-                                                             "exp_year": "2031", "cvc": "123"}}}
+    body = {
+        "key": "pk_test_localstripe",
+        "client_secret": client_secret,
+        "use_stripe_sdk": True,
+        "payment_method_data": {
+            "type": "card",
+            "card": {"number": number, "exp_month": "12", "exp_year": "2031", "cvc": "123"},
+        },
+    }
     answer = requests.post(url, data=json.dumps(body), timeout=10).json()
     if answer.get("status") == "requires_action":  # 3-D Secure: "Complete authentication"
         answer = requests.post(url, data=json.dumps({k: body[k] for k in ("key", "client_secret")}), timeout=10).json()
@@ -106,8 +113,11 @@ def query(stack, service: str, sql: str, *args) -> list:
 
 
 def recorded_by_client(stack) -> dict[str, int]:
-    return dict(query(stack, "billing", "SELECT client_id, sum(amount) FROM payments WHERE source = 'stripe' "
-                                        "GROUP BY client_id"))
+    return dict(
+        query(
+            stack, "billing", "SELECT client_id, sum(amount) FROM payments WHERE source = 'stripe' GROUP BY client_id"
+        )
+    )
 
 
 def charged_by_client(stack) -> dict[str, int]:

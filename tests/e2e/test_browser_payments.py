@@ -1,6 +1,7 @@
 """Paying in a real browser: Playwright drives Debian's chromium through the pay pages, with
 localstripe's Stripe.js stand-in collecting the card. Every pay page is checked with axe-core, and
 after every test what billing recorded equals what localstripe charged, per client."""
+
 from __future__ import annotations
 
 import re
@@ -80,8 +81,15 @@ def test_pay_one_invoice_with_a_new_card(stack, page):
     page.goto(f"{stack.url}/invoices/{invoice['id']}")
     page.wait_for_selector("text=Paid")
     assert page.locator("text=Pay now").count() == 0
-    assert query(stack, "payments", "SELECT count(*) FROM payment_methods WHERE client_id = %s AND saved",
-                 made["client"]["id"])[0][0] == 0  # not asked to keep the card
+    assert (
+        query(
+            stack,
+            "payments",
+            "SELECT count(*) FROM payment_methods WHERE client_id = %s AND saved",
+            made["client"]["id"],
+        )[0][0]
+        == 0
+    )  # not asked to keep the card
 
 
 def test_pay_all_outstanding_from_the_dashboard(stack, page):
@@ -136,8 +144,9 @@ def test_saved_cards_add_default_remove_and_pay_with_one(stack, page):
     page.goto(f"{stack.url}/pay?invoice={made['invoices'][0]['id']}")
     proceed_and_pay(page, None)  # the saved default card is chosen already
     thank_you(page)
-    [(card,)] = query(stack, "payments", "SELECT payment_method_id FROM attempts WHERE client_id = %s",
-                      made["client"]["id"])
+    [(card,)] = query(
+        stack, "payments", "SELECT payment_method_id FROM attempts WHERE client_id = %s", made["client"]["id"]
+    )
     assert query(stack, "payments", "SELECT last4 FROM payment_methods WHERE id = %s", card)[0][0] == "4444"
 
 
@@ -151,5 +160,7 @@ def test_a_declined_card_shows_a_clear_error_and_records_nothing(stack, page):
     assert "declined" in page.inner_text("#pay-message").lower()
     check(page, "25-pay-declined")
     assert page.locator("#pay-form button[type=submit]").is_enabled()  # can try another card
-    assert query(stack, "billing", "SELECT count(*) FROM payments WHERE client_id = %s", made["client"]["id"])[0][0] == 0
+    assert (
+        query(stack, "billing", "SELECT count(*) FROM payments WHERE client_id = %s", made["client"]["id"])[0][0] == 0
+    )
     assert query(stack, "billing", "SELECT status FROM invoices WHERE id = %s", invoice["id"])[0][0] == "sent"

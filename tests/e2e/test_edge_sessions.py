@@ -1,6 +1,7 @@
 """Sessions are checked at the gateways without asking auth: an ended session is refused by every worker
 of every gateway replica within a second (the cookie and the API's bearer token alike), portal access
 turned off in billing reaches them while auth is down, and signed-in clients keep browsing meanwhile."""
+
 from __future__ import annotations
 
 import time
@@ -24,8 +25,11 @@ def replicas(stack):
     urls = []
     for name in names:
         port = free_port()
-        stack._spawn(name, [str(BIN / "gunicorn"), "-c", "services/gateway/gunicorn.conf.py", "--bind",
-                            f"127.0.0.1:{port}"], {**stack.env, "GATEWAY_WORKERS": str(WORKERS)})
+        stack._spawn(
+            name,
+            [str(BIN / "gunicorn"), "-c", "services/gateway/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"],
+            {**stack.env, "GATEWAY_WORKERS": str(WORKERS)},
+        )
         urls.append(f"http://localhost:{port}")
     for url in urls:
         wait_for(lambda url=url: _answers(f"{url}/livez"), 60, f"{url} to answer")
@@ -76,7 +80,9 @@ def refused_everywhere(urls: list[str], credentials: list[dict], since: float, w
     refused_after_deadline: set[str] = set()
     stop = time.monotonic() + 10
     while refused_after_deadline != workers:
-        assert time.monotonic() < stop, f"workers not seen refusing after the deadline: {workers - refused_after_deadline}"
+        assert time.monotonic() < stop, (
+            f"workers not seen refusing after the deadline: {workers - refused_after_deadline}"
+        )
         for url in urls:
             for credential in credentials:
                 answer = ask(url, credential)
@@ -110,8 +116,11 @@ def test_signing_out_everywhere_is_refused_by_every_worker_within_a_second(stack
     new_portal_client(stack, "Everywhere Ltd", email)
     laptop, phone = sign_in(stack, email), sign_in(stack, email)
     token = bearer(stack, email)
-    credentials = [{"portal_session": laptop.cookies["portal_session"]},
-                   {"portal_session": phone.cookies["portal_session"]}, token]
+    credentials = [
+        {"portal_session": laptop.cookies["portal_session"]},
+        {"portal_session": phone.cookies["portal_session"]},
+        token,
+    ]
     workers = set().union(*(every_worker_accepts(replicas, credential) for credential in credentials))
 
     laptop.post(f"{stack.url}/logout", data={"everywhere": "1"}, allow_redirects=False)

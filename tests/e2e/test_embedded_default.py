@@ -1,5 +1,6 @@
 """The `make dev` configuration (every service on its own SQLite file under var/) under concurrent use:
 writers queue instead of freezing a service, the timers keep running, and SIGTERM stops everything."""
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,19 @@ from concurrent.futures import ThreadPoolExecutor, wait
 import pytest
 import requests
 
-from tests.conftest import (ROOT, RUN_ID, SERVICE_NAMES, SIGN_IN, Browser, Outbox, Stack, create_vhost, delete_vhost,
-                            link_token, stack_env)
+from tests.conftest import (
+    ROOT,
+    RUN_ID,
+    SERVICE_NAMES,
+    SIGN_IN,
+    Browser,
+    Outbox,
+    Stack,
+    create_vhost,
+    delete_vhost,
+    link_token,
+    stack_env,
+)
 
 pytestmark = pytest.mark.e2e
 API = "/api/portal/v1"
@@ -43,8 +55,7 @@ def embedded(embedded_vhost, tmp_path_factory):
             del env[name]
     logs = ROOT / "test-artifacts" / "embedded-logs"
     shutil.rmtree(logs, ignore_errors=True)
-    stack = Stack(env, logs, env["GATEWAY_BIND"],
-                  localstripe_port=int(env["STRIPE_API_BASE"].rsplit(":", 1)[1]))
+    stack = Stack(env, logs, env["GATEWAY_BIND"], localstripe_port=int(env["STRIPE_API_BASE"].rsplit(":", 1)[1]))
     stack.start()
     try:
         stack.wait_healthy(120)
@@ -96,14 +107,23 @@ def _write(stack, clients, n: int, round_: int) -> int:
     auth, invoice_id = clients[n % CLIENTS]
     kind = n % 3
     if kind == 0:
-        answer = requests.post(f"{stack.url}{API}/invoices/{invoice_id}/comments", headers=auth, timeout=10,
-                               json={"body": f"Comment {round_}-{n}", "idempotency_key": f"c-{round_}-{n}"})
+        answer = requests.post(
+            f"{stack.url}{API}/invoices/{invoice_id}/comments",
+            headers=auth,
+            timeout=10,
+            json={"body": f"Comment {round_}-{n}", "idempotency_key": f"c-{round_}-{n}"},
+        )
     elif kind == 1:
-        answer = requests.patch(f"{stack.url}{API}/profile", headers=auth, timeout=10,
-                                json={"phone": f"+1 555 {round_:02d}{n:02d}"})
+        answer = requests.patch(
+            f"{stack.url}{API}/profile", headers=auth, timeout=10, json={"phone": f"+1 555 {round_:02d}{n:02d}"}
+        )
     else:
-        answer = requests.post(f"{stack.url}{API}/messages", headers=auth, timeout=10,
-                               json={"subject": f"Load {round_}-{n}", "message": "Hello", "idempotency_key": f"m-{n}"})
+        answer = requests.post(
+            f"{stack.url}{API}/messages",
+            headers=auth,
+            timeout=10,
+            json={"subject": f"Load {round_}-{n}", "message": "Hello", "idempotency_key": f"m-{n}"},
+        )
     return answer.status_code
 
 
@@ -125,8 +145,11 @@ class HealthWatch(threading.Thread):
 
 def _sweeps(stack, outcome: str) -> float:
     text = requests.get(f"{stack.http_url('billing')}/metrics", timeout=5).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("portal_timer_jobs_total{") and f'outcome="{outcome}"' in line)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("portal_timer_jobs_total{") and f'outcome="{outcome}"' in line
+    )
 
 
 def test_sixty_concurrent_writes_all_succeed_while_the_sweep_runs_and_health_answers(embedded, clients):

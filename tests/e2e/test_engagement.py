@@ -2,6 +2,7 @@
 sweep sends a reminder, an invoice is long overdue; the admin API's engagement summary follows each
 step through the real events (auth's sign-in, payments' attempts and failures, billing's own views and
 reminders), and the same events delivered again change nothing."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,9 @@ API = "/api/admin/v1"
 
 
 def admin_get(stack, key: str, path: str, **params) -> requests.Response:
-    return requests.get(f"{stack.url}{API}{path}", params=params, headers={"Authorization": f"Bearer {key}"},
-                        timeout=15)
+    return requests.get(
+        f"{stack.url}{API}{path}", params=params, headers={"Authorization": f"Bearer {key}"}, timeout=15
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +48,9 @@ def engagement(stack, key: str, client_id: str) -> dict:
 
 def wait_for_summary(stack, key: str, client_id: str, what: str, check, timeout: float = 30) -> dict:
     """Poll the summary until `check` holds (events arrive asynchronously); the summary that passed."""
-    return wait_until(lambda: (lambda s: s if check(s) else None)(engagement(stack, key, client_id)),
-                      timeout=timeout, what=what)
+    return wait_until(
+        lambda: (lambda s: s if check(s) else None)(engagement(stack, key, client_id)), timeout=timeout, what=what
+    )
 
 
 def codes(summary: dict) -> set[str]:
@@ -56,8 +59,12 @@ def codes(summary: dict) -> set[str]:
 
 def outbox_events(stack, event_type: str, client_id: str) -> list[dict]:
     """The events payments published about this client (its outbox keeps every one)."""
-    bodies = [json.loads(row[0]) for row in query(stack, "payments", "SELECT body FROM outbox WHERE event_type = %s "
-                                                                     "AND published_at IS NOT NULL", event_type)]
+    bodies = [
+        json.loads(row[0])
+        for row in query(
+            stack, "payments", "SELECT body FROM outbox WHERE event_type = %s AND published_at IS NOT NULL", event_type
+        )
+    ]
     return [event for event in bodies if event["data"].get("client_id") == client_id]
 
 
@@ -76,8 +83,12 @@ class Queue:
         acks once the handler returned), with nothing waiting or in flight."""
         queue = requests.get(self.url, auth=self.auth, timeout=5).json()
         stats = queue.get("message_stats", {})
-        return (stats.get("publish", 0) >= published and stats.get("ack", 0) >= stats.get("publish", 0)
-                and queue.get("messages_ready") == 0 and queue.get("messages_unacknowledged") == 0)
+        return (
+            stats.get("publish", 0) >= published
+            and stats.get("ack", 0) >= stats.get("publish", 0)
+            and queue.get("messages_ready") == 0
+            and queue.get("messages_unacknowledged") == 0
+        )
 
 
 def test_signals_roll_up_into_the_engagement_summary_and_risk(stack, keys):
@@ -101,8 +112,9 @@ def test_signals_roll_up_into_the_engagement_summary_and_risk(stack, keys):
     # A declined card: payments' attempt and failure events reach billing; one failure is medium risk.
     attempt_id = start(session, stack, invoice=first["id"]).headers["Location"].rsplit("/", 1)[1]
     assert pay_card(session, stack, attempt_id, CARD_DECLINED)["status"] == "failed"
-    declined = wait_for_summary(stack, key, client_id, "the payment events",
-                                lambda s: s["payment_attempts"] == 1 and s["failed_payments"] == 1)
+    declined = wait_for_summary(
+        stack, key, client_id, "the payment events", lambda s: s["payment_attempts"] == 1 and s["failed_payments"] == 1
+    )
     assert (declined["risk"], codes(declined), declined["successful_payments"]) == ("medium", {"failed_payment"}, 0)
     assert declined["last_failed_at"] is not None
 
@@ -110,10 +122,16 @@ def test_signals_roll_up_into_the_engagement_summary_and_risk(stack, keys):
     # client has not looked at since: high risk, and in the high-risk list.
     today = datetime.now(ZoneInfo("America/New_York")).date()  # the seeded workspace's time zone
     with services_rpc(stack, keys["workspace_id"]) as rpc:
-        soon = rpc.billing.create_invoice(keys["workspace_id"], {
-            "client_id": client_id, "send": True, "issue_date": today.isoformat(),
-            "due_date": (today + timedelta(days=3)).isoformat(),
-            "lines": [{"description": "Due soon", "quantity": 1, "unit_price": 2500}]})
+        soon = rpc.billing.create_invoice(
+            keys["workspace_id"],
+            {
+                "client_id": client_id,
+                "send": True,
+                "issue_date": today.isoformat(),
+                "due_date": (today + timedelta(days=3)).isoformat(),
+                "lines": [{"description": "Due soon", "quantity": 1, "unit_price": 2500}],
+            },
+        )
     reminded = wait_for_summary(stack, key, client_id, "the reminder sweep", lambda s: s["reminders_sent"] == 1)
     assert (reminded["risk"], codes(reminded)) == ("high", {"failed_payment", "reminders_unanswered"})
     assert reminded["last_reminder_at"] is not None and reminded["unanswered_reminder_since"] is not None
@@ -129,10 +147,16 @@ def test_signals_roll_up_into_the_engagement_summary_and_risk(stack, keys):
 
     # An invoice 40 days past due (in the workspace's own date): high, with its amount per currency.
     with services_rpc(stack, keys["workspace_id"]) as rpc:
-        late = rpc.billing.create_invoice(keys["workspace_id"], {
-            "client_id": client_id, "send": True, "issue_date": (today - timedelta(days=50)).isoformat(),
-            "due_date": (today - timedelta(days=40)).isoformat(),
-            "lines": [{"description": "Long ago", "quantity": 1, "unit_price": 7700}]})
+        late = rpc.billing.create_invoice(
+            keys["workspace_id"],
+            {
+                "client_id": client_id,
+                "send": True,
+                "issue_date": (today - timedelta(days=50)).isoformat(),
+                "due_date": (today - timedelta(days=40)).isoformat(),
+                "lines": [{"description": "Long ago", "quantity": 1, "unit_price": 7700}],
+            },
+        )
     overdue = engagement(stack, key, client_id)
     now_there = datetime.now(ZoneInfo("America/New_York")).date()
     assert overdue["days_overdue"] == (now_there - (today - timedelta(days=40))).days
@@ -142,18 +166,34 @@ def test_signals_roll_up_into_the_engagement_summary_and_risk(stack, keys):
     order = [(("high", "medium", "low").index(s["risk"]), -s["days_overdue"]) for s in listed]
     assert order == sorted(order) and client_id in [s["client_id"] for s in listed]
     # the sweep's overdue notice for it is not a reminder to the client
-    wait_until(lambda: query(stack, "billing", "SELECT count(*) FROM reminders_sent WHERE invoice_id = %s "
-                                               "AND kind = 'overdue'", late["id"])[0][0] == 1, what="the overdue sweep")
+    wait_until(
+        lambda: (
+            query(
+                stack,
+                "billing",
+                "SELECT count(*) FROM reminders_sent WHERE invoice_id = %s AND kind = 'overdue'",
+                late["id"],
+            )[0][0]
+            == 1
+        ),
+        what="the overdue sweep",
+    )
     assert engagement(stack, key, client_id)["reminders_sent"] == 1
 
     # The counts are the distinct events: payments' own outbox, billing's timeline for views.
-    attempts, failures = outbox_events(stack, "payment.attempted", client_id), outbox_events(
-        stack, "payment.failed", client_id)
-    views = query(stack, "billing", "SELECT count(*) FROM activities WHERE client_id = %s AND kind = 'invoice.viewed'",
-                  client_id)[0][0]
+    attempts, failures = (
+        outbox_events(stack, "payment.attempted", client_id),
+        outbox_events(stack, "payment.failed", client_id),
+    )
+    views = query(
+        stack, "billing", "SELECT count(*) FROM activities WHERE client_id = %s AND kind = 'invoice.viewed'", client_id
+    )[0][0]
     summary = engagement(stack, key, client_id)
-    assert (summary["payment_attempts"], summary["failed_payments"], summary["portal_views"]) == (
-        len(attempts), len(failures), views) == (1, 1, 3)
+    assert (
+        (summary["payment_attempts"], summary["failed_payments"], summary["portal_views"])
+        == (len(attempts), len(failures), views)
+        == (1, 1, 3)
+    )
 
 
 def test_the_same_events_delivered_again_count_once(stack, keys):
@@ -163,25 +203,35 @@ def test_the_same_events_delivered_again_count_once(stack, keys):
     session = sign_in(stack, "replayed-signals@example.com")
     attempt_id = start(session, stack, invoice=invoice["id"]).headers["Location"].rsplit("/", 1)[1]
     assert pay_card(session, stack, attempt_id, CARD_DECLINED)["status"] == "failed"
-    before = wait_for_summary(stack, key, client_id, "the payment events",
-                              lambda s: s["payment_attempts"] == 1 and s["failed_payments"] == 1)
+    before = wait_for_summary(
+        stack, key, client_id, "the payment events", lambda s: s["payment_attempts"] == 1 and s["failed_payments"] == 1
+    )
 
     # Each of payments' events about this client, published again twice as it was (same event id),
     # as an at-least-once relay or a broker redelivery would.
     dispatch = event_dispatcher({"AMQP_URI": stack.amqp_uri})
-    for event_type, consumer in (("payment.attempted", "on_payment_attempted"), ("payment.failed", "on_payment_failed")):
+    for event_type, consumer in (
+        ("payment.attempted", "on_payment_attempted"),
+        ("payment.failed", "on_payment_failed"),
+    ):
         [event] = outbox_events(stack, event_type, client_id)
         queue = Queue(stack.amqp_uri, f"evt-payments-{event_type}--billing.{consumer}")
         # every event billing has taken from this queue so far, then our two copies
         handled = query(stack, "billing", "SELECT count(*) FROM inbox WHERE consumer = %s", f"billing.{consumer}")[0][0]
         for _ in range(2):
             dispatch("payments", event_type, event)
-        wait_until(lambda: queue.settled_after(handled + 2), timeout=45, what=f"billing to take both copies of {event_type}")
+        wait_until(
+            lambda: queue.settled_after(handled + 2), timeout=45, what=f"billing to take both copies of {event_type}"
+        )
     after = engagement(stack, key, client_id)
     assert (after["payment_attempts"], after["failed_payments"]) == (1, 1)
     assert after["last_failed_at"] == before["last_failed_at"]
-    timeline = query(stack, "billing", "SELECT kind, count(*) FROM activities WHERE client_id = %s "
-                                       "AND kind LIKE 'payment.%%' GROUP BY kind", client_id)
+    timeline = query(
+        stack,
+        "billing",
+        "SELECT kind, count(*) FROM activities WHERE client_id = %s AND kind LIKE 'payment.%%' GROUP BY kind",
+        client_id,
+    )
     assert dict(timeline) == {"payment.attempted": 1, "payment.failed": 1}
 
 

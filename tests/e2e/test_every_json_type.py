@@ -2,6 +2,7 @@
 JSON APIs' changes, and of the portal's form posts, then the row read back from the database: either the
 request was refused (422, or the form's error page) and the row is unchanged, or the row holds exactly the
 value sent. Nothing is ever stored as Python's spelling of another value ("None", "True", "[...]")."""
+
 from __future__ import annotations
 
 import json
@@ -11,10 +12,13 @@ from decimal import Decimal
 import psycopg2
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from services.gateway.admin import PREFIX as ADMIN, openapi_document as admin_openapi
-from services.gateway.portal_api import PREFIX as PORTAL, portal_openapi
+from services.gateway.admin import PREFIX as ADMIN
+from services.gateway.admin import openapi_document as admin_openapi
+from services.gateway.portal_api import PREFIX as PORTAL
+from services.gateway.portal_api import portal_openapi
 from tests.conftest import new_portal_client, services_rpc, sign_in
 from tests.e2e.test_portal_api import bearer_token
 from tests.integration.test_admin_api import portalctl
@@ -22,14 +26,32 @@ from tests.integration.test_admin_api import portalctl
 pytestmark = pytest.mark.e2e
 
 # Values of every JSON type, and some a field can hold (so the accepted path runs too)
-HOLDABLE = ["", "Jana Novak", "  spaced  ", "None", "True", "+49 30 1234", "EUR", "de_DE", "Europe/Berlin",
-            "2027-01-15", "#112233", "ana@example.org", "Ünïcödé ✓"]
-JSON_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10, 400), st.floats(-1e6, 1e6, allow_nan=False),
-                        st.sampled_from(HOLDABLE), st.text(max_size=12),
-                        st.lists(st.sampled_from(["a", 1, None]), max_size=2),
-                        st.dictionaries(st.sampled_from(["a", "name"]), st.sampled_from([1, "x"]), max_size=2))
-RUN = settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck),
-               database=None)
+HOLDABLE = [
+    "",
+    "Jana Novak",
+    "  spaced  ",
+    "None",
+    "True",
+    "+49 30 1234",
+    "EUR",
+    "de_DE",
+    "Europe/Berlin",
+    "2027-01-15",
+    "#112233",
+    "ana@example.org",
+    "Ünïcödé ✓",
+]
+JSON_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-10, 400),
+    st.floats(-1e6, 1e6, allow_nan=False),
+    st.sampled_from(HOLDABLE),
+    st.text(max_size=12),
+    st.lists(st.sampled_from(["a", 1, None]), max_size=2),
+    st.dictionaries(st.sampled_from(["a", "name"]), st.sampled_from([1, "x"]), max_size=2),
+)
+RUN = settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck), database=None)
 EMAILS = {"email"}
 TRIMMED = {("comments", "body"), ("reviews", "message")}
 
@@ -47,7 +69,7 @@ def as_sent(table: str, column: str, sent, stored) -> bool:
     if isinstance(sent, bool) or isinstance(stored, bool):
         return type(sent) is type(stored) and sent == stored
     if isinstance(stored, (date, datetime)):
-        return isinstance(sent, str) and stored.isoformat()[:len(sent)] == sent
+        return isinstance(sent, str) and stored.isoformat()[: len(sent)] == sent
     if isinstance(stored, (int, Decimal)) and not isinstance(stored, bool):
         return isinstance(sent, (int, float, str)) and not isinstance(sent, bool) and Decimal(str(sent)) == stored
     if not isinstance(sent, str):
@@ -66,7 +88,8 @@ def check(answer, before, after, table: str, column: str, sent, ok=(200, 201, 30
         assert answer.status_code in (400, 409, 422), answer.text
         assert after == before, (column, sent, answer.status_code)
     assert "None" not in {v for v in after if isinstance(v, str)} - ({sent} if isinstance(sent, str) else set()) - {
-        v for v in before if isinstance(v, str)}
+        v for v in before if isinstance(v, str)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -75,20 +98,39 @@ def world(stack):
     ws = portalctl(stack, "workspace", "create", "--name", "Types Admin", "--email", "types@admin.example.org")["id"]
     key = portalctl(stack, "key", "create", "--workspace", ws, "--name", "types")["key"]
     admin = {"Authorization": f"Bearer {key}"}
-    client = requests.post(f"{stack.url}{ADMIN}/clients", headers=admin, json={
-        "name": "Typed Client", "contacts": [{"email": "typed@example.org"}]}).json()
-    recurring = requests.post(f"{stack.url}{ADMIN}/recurring-invoices", headers=admin, json={
-        "client_id": client["id"], "frequency": "monthly",
-        "start_date": (date.today() + timedelta(days=30)).isoformat(),
-        "lines": [{"description": "Care", "unit_price": 100}]}).json()
-    draft = requests.post(f"{stack.url}{ADMIN}/invoices", headers=admin, json={
-        "client_id": client["id"], "lines": [{"description": "Draft", "unit_price": 100}]}).json()
+    client = requests.post(
+        f"{stack.url}{ADMIN}/clients",
+        headers=admin,
+        json={"name": "Typed Client", "contacts": [{"email": "typed@example.org"}]},
+    ).json()
+    recurring = requests.post(
+        f"{stack.url}{ADMIN}/recurring-invoices",
+        headers=admin,
+        json={
+            "client_id": client["id"],
+            "frequency": "monthly",
+            "start_date": (date.today() + timedelta(days=30)).isoformat(),
+            "lines": [{"description": "Care", "unit_price": 100}],
+        },
+    ).json()
+    draft = requests.post(
+        f"{stack.url}{ADMIN}/invoices",
+        headers=admin,
+        json={"client_id": client["id"], "lines": [{"description": "Draft", "unit_price": 100}]},
+    ).json()
     with services_rpc(stack, made["workspace_id"]) as rpc:
         slots = rpc.billing.booking_options(made["workspace_id"], "consultation-30")["slots"]
-    return {"made": made, "admin": admin, "client": client, "contact": client["contacts"][0]["id"],
-            "recurring": recurring["id"], "draft": draft["id"], "slots": slots,
-            "bearer": {"Authorization": f"Bearer {bearer_token(stack, 'types@example.org')}"},
-            "browser": sign_in(stack, "types@example.org")}
+    return {
+        "made": made,
+        "admin": admin,
+        "client": client,
+        "contact": client["contacts"][0]["id"],
+        "recurring": recurring["id"],
+        "draft": draft["id"],
+        "slots": slots,
+        "bearer": {"Authorization": f"Bearer {bearer_token(stack, 'types@example.org')}"},
+        "browser": sign_in(stack, "types@example.org"),
+    }
 
 
 def body_fields(document: dict, path: str, method: str) -> list[str]:
@@ -100,23 +142,79 @@ def body_fields(document: dict, path: str, method: str) -> list[str]:
 def targets(world) -> list[tuple]:
     made = world["made"]
     return [
-        (PORTAL, "patch", "/profile", {"name": ("contacts", made["contact_id"], "name"),
-                                       "phone": ("contacts", made["contact_id"], "phone"),
-                                       "company": ("clients", made["client"]["id"], "name"),
-                                       "address": ("clients", made["client"]["id"], "address"),
-                                       "company_phone": ("clients", made["client"]["id"], "phone")}),
-        (ADMIN, "patch", "/clients/{id}", {f: ("clients", world["client"]["id"], f) for f in (
-            "name", "address", "phone", "currency", "locale", "timezone", "tax_id")}),
-        (ADMIN, "patch", "/contacts/{id}", {f: ("contacts", world["contact"], f) for f in (
-            "email", "name", "phone", "locale", "is_primary", "portal_access")}),
-        (ADMIN, "patch", "/recurring-invoices/{id}", {f: ("recurring_invoices", world["recurring"], f) for f in (
-            "end_date", "payment_terms_days", "notes", "autopay", "active", "lines")}),
-        (ADMIN, "patch", "/invoices/{id}", {**{f: ("invoices", world["draft"], f) for f in (
-            "issue_date", "due_date", "payment_terms_days", "notes", "terms")},
-            "lines": ("invoices", world["draft"], "total")}),
-        (ADMIN, "patch", "/workspace", {f: ("workspaces", None, f) for f in (  # the key's workspace
-            "name", "email", "phone", "address", "currency", "locale", "timezone", "tax_id", "logo_url",
-            "brand_color", "accent_color", "settings")}),
+        (
+            PORTAL,
+            "patch",
+            "/profile",
+            {
+                "name": ("contacts", made["contact_id"], "name"),
+                "phone": ("contacts", made["contact_id"], "phone"),
+                "company": ("clients", made["client"]["id"], "name"),
+                "address": ("clients", made["client"]["id"], "address"),
+                "company_phone": ("clients", made["client"]["id"], "phone"),
+            },
+        ),
+        (
+            ADMIN,
+            "patch",
+            "/clients/{id}",
+            {
+                f: ("clients", world["client"]["id"], f)
+                for f in ("name", "address", "phone", "currency", "locale", "timezone", "tax_id")
+            },
+        ),
+        (
+            ADMIN,
+            "patch",
+            "/contacts/{id}",
+            {
+                f: ("contacts", world["contact"], f)
+                for f in ("email", "name", "phone", "locale", "is_primary", "portal_access")
+            },
+        ),
+        (
+            ADMIN,
+            "patch",
+            "/recurring-invoices/{id}",
+            {
+                f: ("recurring_invoices", world["recurring"], f)
+                for f in ("end_date", "payment_terms_days", "notes", "autopay", "active", "lines")
+            },
+        ),
+        (
+            ADMIN,
+            "patch",
+            "/invoices/{id}",
+            {
+                **{
+                    f: ("invoices", world["draft"], f)
+                    for f in ("issue_date", "due_date", "payment_terms_days", "notes", "terms")
+                },
+                "lines": ("invoices", world["draft"], "total"),
+            },
+        ),
+        (
+            ADMIN,
+            "patch",
+            "/workspace",
+            {
+                f: ("workspaces", None, f)
+                for f in (  # the key's workspace
+                    "name",
+                    "email",
+                    "phone",
+                    "address",
+                    "currency",
+                    "locale",
+                    "timezone",
+                    "tax_id",
+                    "logo_url",
+                    "brand_color",
+                    "accent_color",
+                    "settings",
+                )
+            },
+        ),
     ]
 
 
@@ -172,21 +270,31 @@ def test_every_json_type_in_the_created_objects(stack, world, data):
         answer = requests.post(f"{stack.url}{ADMIN}/clients", json=body, headers=world["admin"], timeout=30)
         table, columns, created = "clients", field, answer.status_code == 201
     elif kind == "contact":
-        field = data.draw(st.sampled_from(body_fields(admin_openapi(), ADMIN + "/clients/{id}/contacts", "post")),
-                          label="field")
+        field = data.draw(
+            st.sampled_from(body_fields(admin_openapi(), ADMIN + "/clients/{id}/contacts", "post")), label="field"
+        )
         body = {"email": unique, field: value}
-        answer = requests.post(f"{stack.url}{ADMIN}/clients/{world['client']['id']}/contacts", json=body,
-                               headers=world["admin"], timeout=30)
+        answer = requests.post(
+            f"{stack.url}{ADMIN}/clients/{world['client']['id']}/contacts",
+            json=body,
+            headers=world["admin"],
+            timeout=30,
+        )
         table, columns, created = "contacts", field, answer.status_code == 201
     elif kind in ("comment", "admin comment"):
         field = "body" if kind == "comment" else data.draw(st.sampled_from(["body", "author_name"]), label="field")
         body = {"body": "Typed comment", field: value}
         if kind == "comment":
-            answer = requests.post(f"{stack.url}{PORTAL}/invoices/{made['invoices'][0]['id']}/comments", json=body,
-                                   headers=world["bearer"], timeout=30)
+            answer = requests.post(
+                f"{stack.url}{PORTAL}/invoices/{made['invoices'][0]['id']}/comments",
+                json=body,
+                headers=world["bearer"],
+                timeout=30,
+            )
         else:
-            answer = requests.post(f"{stack.url}{ADMIN}/invoices/{world['draft']}/comments", json=body,
-                                   headers=world["admin"], timeout=30)
+            answer = requests.post(
+                f"{stack.url}{ADMIN}/invoices/{world['draft']}/comments", json=body, headers=world["admin"], timeout=30
+            )
         table, columns, created = "comments", field, answer.status_code == 201
     else:
         field = data.draw(st.sampled_from(["rating", "message"]), label="field")
@@ -240,27 +348,53 @@ def test_every_json_type_in_the_portals_forms(stack, world, data):
     browser, made, url = world["browser"], world["made"], stack.databases["billing"]
     contact, client = made["contact_id"], made["client"]["id"]
     invoice, (accept_quote, reject_quote) = made["invoices"][0]["id"], [q["id"] for q in made["quotes"]]
-    base = {"profile": {"company": "Types Ltd"}, "comment": {"body": "A comment"}, "review": {"rating": "4"},
-            "reject": {"reason": "Too dear"}, "accept": {"signature_name": "Jana", "confirmed": "yes"},
-            "booking": {"link_id": "consultation-30", "start": world["slots"][-1]},
-            "message": {"subject": "Hello", "message": "A question"}, "login": {"email": "types@example.org"}}[form]
+    base = {
+        "profile": {"company": "Types Ltd"},
+        "comment": {"body": "A comment"},
+        "review": {"rating": "4"},
+        "reject": {"reason": "Too dear"},
+        "accept": {"signature_name": "Jana", "confirmed": "yes"},
+        "booking": {"link_id": "consultation-30", "start": world["slots"][-1]},
+        "message": {"subject": "Hello", "message": "A question"},
+        "login": {"email": "types@example.org"},
+    }[form]
     fields = {k: v for k, v in base.items() if k != field}
     if sent is not None:
         fields[field] = sent
-    profile_column = {"name": "name", "phone": "phone", "company": "name", "address": "address",
-                      "company_phone": "phone"}.get(field)
-    where = {"profile": ("contacts" if field in ("name", "phone") else "clients", profile_column,
-                         contact if field in ("name", "phone") else client),
-             "comment": ("comments", "count(*)", invoice), "review": ("reviews", "count(*)", client),
-             "reject": ("quotes", "rejection_reason", reject_quote),
-             "accept": ("quotes", "signature_name", accept_quote),
-             "booking": ("bookings", "count(*)", client), "message": None, "login": None}[form]
+    profile_column = {
+        "name": "name",
+        "phone": "phone",
+        "company": "name",
+        "address": "address",
+        "company_phone": "phone",
+    }.get(field)
+    where = {
+        "profile": (
+            "contacts" if field in ("name", "phone") else "clients",
+            profile_column,
+            contact if field in ("name", "phone") else client,
+        ),
+        "comment": ("comments", "count(*)", invoice),
+        "review": ("reviews", "count(*)", client),
+        "reject": ("quotes", "rejection_reason", reject_quote),
+        "accept": ("quotes", "signature_name", accept_quote),
+        "booking": ("bookings", "count(*)", client),
+        "message": None,
+        "login": None,
+    }[form]
     key = "document_id" if form == "comment" else "client_id" if form in ("review", "booking") else "id"
     read = (lambda: row(url, where[0], [where[1]], f"{key} = %s", where[2])) if where else (lambda: None)
     before = read()
-    path = {"profile": "/profile", "comment": f"/invoices/{invoice}/comments", "review": "/review",
-            "reject": f"/quotes/{reject_quote}/reject", "accept": f"/quotes/{accept_quote}/accept",
-            "booking": "/bookings", "message": "/contact", "login": "/login"}[form]
+    path = {
+        "profile": "/profile",
+        "comment": f"/invoices/{invoice}/comments",
+        "review": "/review",
+        "reject": f"/quotes/{reject_quote}/reject",
+        "accept": f"/quotes/{accept_quote}/accept",
+        "booking": "/bookings",
+        "message": "/contact",
+        "login": "/login",
+    }[form]
     answer = browser.post(f"{stack.url}{path}", data=fields, allow_redirects=False, timeout=30)
     after = read()
     assert answer.status_code < 500, answer.text

@@ -1,6 +1,7 @@
 """Observability of the running stack: every service's and the gateway's /metrics move with real portal
 requests, every service is live and ready, and one request id is found in the JSON logs of each
 service a request reaches (over RPC, service-to-service RPC and events through the outbox)."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,11 @@ def scrape(url: str) -> dict:
     answer = requests.get(f"{url}/metrics", timeout=10)
     assert answer.status_code == 200, answer.text
     assert answer.headers["Content-Type"].startswith("text/plain")
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(answer.text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(answer.text)
+        for s in family.samples
+    }
 
 
 def sample(samples: dict, name: str, **labels) -> float:
@@ -43,8 +47,10 @@ def test_service_and_gateway_metrics_move_with_real_requests(stack):
         assert session.get(f"{stack.url}/dashboard").status_code == 200
     assert session.get(f"{stack.url}/invoices/{made['invoices'][0]['id']}").status_code == 200
     day = random.randint(1, 28)  # a period no other test asked for: a cold render, not a cached one
-    pdf = session.get(f"{stack.url}/statement.pdf", params={"from": f"2019-0{random.randint(1, 9)}-{day:02d}",
-                                                              "to": f"2019-10-{day:02d}"})
+    pdf = session.get(
+        f"{stack.url}/statement.pdf",
+        params={"from": f"2019-0{random.randint(1, 9)}-{day:02d}", "to": f"2019-10-{day:02d}"},
+    )
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
 
     after = {name: scrape(url) for name, url in services.items()} | {"gateway": scrape(stack.url)}
@@ -59,15 +65,20 @@ def test_service_and_gateway_metrics_move_with_real_requests(stack):
     assert moved("gateway", http, method="GET", route="/invoices/{invoice_id}", status="200") == 1
     assert not any(made["invoices"][0]["id"] in dict(labels).get("route", "") for _, labels in after["gateway"])
     inf = dict(method="GET", route="/dashboard", status="200", le="+Inf")
-    assert sample(after["gateway"], "portal_http_request_duration_seconds_bucket", **inf) == \
-        sample(after["gateway"], http, method="GET", route="/dashboard", status="200")
-    assert moved("gateway", "portal_http_request_duration_seconds_sum", method="GET", route="/dashboard",
-                 status="200") > 0
+    assert sample(after["gateway"], "portal_http_request_duration_seconds_bucket", **inf) == sample(
+        after["gateway"], http, method="GET", route="/dashboard", status="200"
+    )
+    assert (
+        moved("gateway", "portal_http_request_duration_seconds_sum", method="GET", route="/dashboard", status="200") > 0
+    )
     gateway_rpc = "portal_gateway_rpc_duration_seconds_count"
     assert moved("gateway", gateway_rpc, service="billing", method="list_invoices", outcome="ok") == 5
     # sessions are checked at the gateway: ten signed-in pages and a PDF, and not one call to auth
-    assert [dict(labels) for name, labels in after["gateway"] if name == gateway_rpc
-            and dict(labels)["service"] == "auth" and moved("gateway", gateway_rpc, **dict(labels))] == []
+    assert [
+        dict(labels)
+        for name, labels in after["gateway"]
+        if name == gateway_rpc and dict(labels)["service"] == "auth" and moved("gateway", gateway_rpc, **dict(labels))
+    ] == []
 
     # the services: their side of the same calls
     rpc = "portal_rpc_duration_seconds_count"
@@ -78,8 +89,16 @@ def test_service_and_gateway_metrics_move_with_real_requests(stack):
     assert moved("documents", "portal_pdf_render_seconds_count", kind="statement") == 1
     assert moved("documents", "portal_pdf_render_seconds_sum", kind="statement") > 0.05
     # the sign-in's auth.signed_in event reached billing's consumer
-    assert sample(after["billing"], "portal_events_handled_total", service="billing",
-                  consumer="billing.on_signed_in", outcome="processed") >= 1
+    assert (
+        sample(
+            after["billing"],
+            "portal_events_handled_total",
+            service="billing",
+            consumer="billing.on_signed_in",
+            outcome="processed",
+        )
+        >= 1
+    )
     for name in SERVICE_NAMES:  # outbox lag and parked letters, read from each service's database
         assert ("portal_outbox_pending", frozenset({("service", name)})) in after[name]
         assert sample(after[name], "portal_outbox_oldest_seconds", service=name) < 60
@@ -91,14 +110,30 @@ def test_a_card_payment_is_counted_by_outcome(stack):
     session = sign_in(stack, "metered-payer@example.com")
     before = scrape(stack.http_url("payments"))
     paid_by_card(session, stack, made["invoices"][0]["id"])
-    counted = lambda: sample(scrape(stack.http_url("payments")), "portal_payments_total",  # noqa: E731
-                             outcome="succeeded") - sample(before, "portal_payments_total", outcome="succeeded")
+    counted = lambda: (
+        sample(
+            scrape(stack.http_url("payments")),
+            "portal_payments_total",  # noqa: E731
+            outcome="succeeded",
+        )
+        - sample(before, "portal_payments_total", outcome="succeeded")
+    )
     assert wait_until(lambda: counted() >= 1, what="payments to count the payment") and counted() == 1
-    webhooks = sample(scrape(stack.url), "portal_http_request_duration_seconds_count", method="POST",
-                      route="/webhooks/stripe", status="200")
+    webhooks = sample(
+        scrape(stack.url),
+        "portal_http_request_duration_seconds_count",
+        method="POST",
+        route="/webhooks/stripe",
+        status="200",
+    )
     assert webhooks >= 1
-    stripe_events = sample(scrape(stack.http_url("payments")), "portal_events_handled_total", service="payments",
-                           consumer="payments.stripe_event", outcome="processed")
+    stripe_events = sample(
+        scrape(stack.http_url("payments")),
+        "portal_events_handled_total",
+        service="payments",
+        consumer="payments.stripe_event",
+        outcome="processed",
+    )
     assert stripe_events >= 1  # stored Stripe events count like broker events
 
 
@@ -108,8 +143,11 @@ def test_every_service_is_live_and_ready(stack):
         assert live.status_code == 200 and live.json() == {"service": name, "ok": True}
         ready = requests.get(f"{stack.http_url(name)}/readyz", timeout=10)
         assert ready.status_code == 200, ready.text
-        assert ready.json() == {"service": name, "ready": True,
-                                "checks": {"database": {"ok": True}, "broker": {"ok": True}}}
+        assert ready.json() == {
+            "service": name,
+            "ready": True,
+            "checks": {"database": {"ok": True}, "broker": {"ok": True}},
+        }
     assert requests.get(f"{stack.url}/livez", timeout=10).json() == {"status": "ok"}
     ready = requests.get(f"{stack.url}/readyz", timeout=10)
     assert ready.status_code == 200 and ready.json()["checks"]["broker"]["ok"] is True
@@ -129,8 +167,14 @@ def log_lines(stack, process: str, request_id: str) -> list[dict]:
 
 def wait_for_log(stack, process: str, request_id: str, **fields) -> dict:
     def found():
-        return next((entry for entry in log_lines(stack, process, request_id)
-                     if all(entry.get(k) == v for k, v in fields.items())), None)
+        return next(
+            (
+                entry
+                for entry in log_lines(stack, process, request_id)
+                if all(entry.get(k) == v for k, v in fields.items())
+            ),
+            None,
+        )
 
     return wait_until(found, timeout=20, what=f"{process} to log {fields} with request id {request_id}")
 
@@ -151,14 +195,16 @@ def test_one_request_id_follows_a_sign_in_through_every_service_it_reaches(stack
 
     # gateway -> auth.consume_link (RPC) -> auth.signed_in (auth's outbox, relayed) -> billing's consumer
     token = link_token(stack.outbox.wait_for("traced@example.com", before + 1, subject=SIGN_IN)[-1])
-    page = browser.post(f"{stack.url}/login/verify", data={"token": token}, headers={"X-Request-Id": verify_id},
-                        allow_redirects=False)
+    page = browser.post(
+        f"{stack.url}/login/verify", data={"token": token}, headers={"X-Request-Id": verify_id}, allow_redirects=False
+    )
     assert page.status_code == 303 and page.headers["X-Request-ID"] == verify_id
     wait_for_log(stack, "auth", verify_id, message="rpc handled", method="consume_link", outcome="ok")
     handled = wait_for_log(stack, "billing", verify_id, message="event handled", consumer="billing.on_signed_in")
     assert handled["outcome"] == "processed" and handled["event_type"] == "auth.signed_in"
-    assert all(entry["service"] == process for process in ("auth", "billing")
-               for entry in log_lines(stack, process, verify_id))
+    assert all(
+        entry["service"] == process for process in ("auth", "billing") for entry in log_lines(stack, process, verify_id)
+    )
 
 
 def test_one_request_id_follows_a_stripe_webhook_through_the_timer_that_processes_it(stack):
@@ -167,17 +213,32 @@ def test_one_request_id_follows_a_stripe_webhook_through_the_timer_that_processe
     made = new_portal_client(stack, "Traced Payer", "traced-payer@example.com", invoices=1)
     attempt_id = paid_by_card(sign_in(stack, "traced-payer@example.com"), stack, made["invoices"][0]["id"])
     intent = query(stack, "payments", "SELECT payment_intent_id FROM attempts WHERE id = %s", attempt_id)[0][0]
-    event = {"id": f"evt_trace_{attempt_id[:8]}", "object": "event", "type": "charge.dispute.created",
-             "data": {"object": {"id": f"dp_trace_{attempt_id[:8]}", "object": "dispute", "amount": 10000,
-                                 "currency": "usd", "payment_intent": intent, "reason": "fraudulent",
-                                 "status": "needs_response"}}}
+    event = {
+        "id": f"evt_trace_{attempt_id[:8]}",
+        "object": "event",
+        "type": "charge.dispute.created",
+        "data": {
+            "object": {
+                "id": f"dp_trace_{attempt_id[:8]}",
+                "object": "dispute",
+                "amount": 10000,
+                "currency": "usd",
+                "payment_intent": intent,
+                "reason": "fraudulent",
+                "status": "needs_response",
+            }
+        },
+    }
     webhook_id = f"trace-webhook-{uuid.uuid4().hex[:12]}"
     body, headers = signed(stack, event)
-    answer = requests.post(f"{stack.url}/webhooks/stripe", data=body, headers={**headers, "X-Request-Id": webhook_id},
-                           timeout=10)
+    answer = requests.post(
+        f"{stack.url}/webhooks/stripe", data=body, headers={**headers, "X-Request-Id": webhook_id}, timeout=10
+    )
     assert answer.status_code == 200 and answer.headers["X-Request-ID"] == webhook_id
     wait_for_log(stack, "payments", webhook_id, message="rpc handled", method="receive_stripe_event", outcome="ok")
     processed = wait_for_log(stack, "payments", webhook_id, message="stripe event processed", event_id=event["id"])
     assert processed["outcome"].startswith("dispute")
-    handled = wait_for_log(stack, "billing", webhook_id, message="event handled", consumer="billing.on_payment_disputed")
+    handled = wait_for_log(
+        stack, "billing", webhook_id, message="event handled", consumer="billing.on_payment_disputed"
+    )
     assert handled["outcome"] == "processed" and handled["event_type"] == "payment.disputed"

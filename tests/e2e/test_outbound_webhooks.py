@@ -2,6 +2,7 @@
 (invoices sent and paid, clients created, a card payment through localstripe) delivered by the
 documents service to a real HTTP server this test starts, which checks every signature and timestamp
 itself. Retries, the delivery log, replays, pausing, deleting, bad input and another workspace's key."""
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,9 @@ def hooks(stack, receiver):
 
 
 def subscribe(api, receiver, path: str, event_types: list[str], **more) -> dict:
-    created = api("POST", "/webhooks", {"url": receiver.url(path), "event_types": event_types, **more},
-                  expect=201).json()
+    created = api(
+        "POST", "/webhooks", {"url": receiver.url(path), "event_types": event_types, **more}, expect=201
+    ).json()
     receiver.secrets[path] = created["secret"]
     return created
 
@@ -87,15 +89,32 @@ def test_real_events_arrive_once_each_with_a_valid_signature(hooks, receiver):
     assert "secret" not in api("GET", f"/webhooks/{sub['id']}", expect=200).json()
     assert [w["id"] for w in api("GET", "/webhooks", expect=200).json()] == [sub["id"]]
 
-    client = api("POST", "/clients", {"name": "Hooked Ltd", "contacts": [
-        {"email": "ap@hooked.example.org", "portal_access": True}]}, expect=201).json()
-    invoice = api("POST", "/invoices", {"client_id": client["id"], "send": True, "lines": [
-        {"description": "Integration work", "quantity": 2, "unit_price": 15000}]}, expect=201).json()
-    api("POST", f"/invoices/{invoice['id']}/payments", {"amount": 30000, "method": "bank_transfer",
-                                                        "payment_id": "hook-pay-1"}, expect=201)
+    client = api(
+        "POST",
+        "/clients",
+        {"name": "Hooked Ltd", "contacts": [{"email": "ap@hooked.example.org", "portal_access": True}]},
+        expect=201,
+    ).json()
+    invoice = api(
+        "POST",
+        "/invoices",
+        {
+            "client_id": client["id"],
+            "send": True,
+            "lines": [{"description": "Integration work", "quantity": 2, "unit_price": 15000}],
+        },
+        expect=201,
+    ).json()
+    api(
+        "POST",
+        f"/invoices/{invoice['id']}/payments",
+        {"amount": 30000, "method": "bank_transfer", "payment_id": "hook-pay-1"},
+        expect=201,
+    )
     expected = published_since(stack, marks, hooks["ws_a"], patterns)
     assert {"client.created", "invoice.created", "invoice.sent", "invoice.paid", "payment.recorded"} <= set(
-        expected.values())
+        expected.values()
+    )
 
     wait_until(lambda: len(receiver.at("/a")) >= len(expected), timeout=30, what="every event at the receiver")
     time.sleep(SETTLE)  # and nothing more after a few more delivery runs
@@ -120,15 +139,24 @@ def test_real_events_arrive_once_each_with_a_valid_signature(hooks, receiver):
 
 def test_events_from_the_payments_service_are_delivered_too(hooks, receiver):
     api, stack = hooks["a"], hooks["stack"]
-    client = api("POST", "/clients", {"name": "Card Payer Ltd", "contacts": [
-        {"email": "pay@cardpayer.example.org", "portal_access": True}]}, expect=201).json()
+    client = api(
+        "POST",
+        "/clients",
+        {"name": "Card Payer Ltd", "contacts": [{"email": "pay@cardpayer.example.org", "portal_access": True}]},
+        expect=201,
+    ).json()
     marks = outbox_marks(stack)
     subscribe(api, receiver, "/payments", ["payment.*"])
     with services_rpc(stack, hooks["ws_a"], timeout=20) as rpc:
         attempt = _card_payment(stack, rpc, hooks["ws_a"], client["id"])
-    wait_until(lambda: {"payment.attempted", "payment.succeeded", "payment.recorded"} <= set(
-        published_since(stack, marks, hooks["ws_a"], ["payment.*"]).values()), timeout=30,
-        what="payments and billing to publish the card payment")
+    wait_until(
+        lambda: (
+            {"payment.attempted", "payment.succeeded", "payment.recorded"}
+            <= set(published_since(stack, marks, hooks["ws_a"], ["payment.*"]).values())
+        ),
+        timeout=30,
+        what="payments and billing to publish the card payment",
+    )
     expected = published_since(stack, marks, hooks["ws_a"], ["payment.*"])
     wait_until(lambda: len(receiver.at("/payments")) >= len(expected), timeout=30, what="the payment events")
     time.sleep(SETTLE)
@@ -144,8 +172,11 @@ def test_a_failing_receiver_is_retried_until_it_answers_and_the_log_shows_each_a
     receiver.fail_first["/flaky"] = 2
     sub = subscribe(api, receiver, "/flaky", ["client.created"])
     client = new_client(api, "Flaky Receiver Ltd")
-    [delivery] = wait_until(lambda: [d for d in deliveries(api, sub["id"]) if d["status"] == "succeeded"],
-                            timeout=30, what="the delivery to succeed on the third attempt")
+    [delivery] = wait_until(
+        lambda: [d for d in deliveries(api, sub["id"]) if d["status"] == "succeeded"],
+        timeout=30,
+        what="the delivery to succeed on the third attempt",
+    )
     got = receiver.at("/flaky")
     assert [r["status"] for r in got] == [500, 500, 200] and all(r["verified"] for r in got)
     assert {r["headers"]["Portal-Webhook-Id"] for r in got} == {delivery["id"]}
@@ -161,8 +192,11 @@ def test_a_replay_sends_a_delivered_event_again(hooks, receiver):
     api = hooks["a"]
     sub = subscribe(api, receiver, "/replay", ["client.created"])
     new_client(api, "Replayed Ltd")
-    [delivery] = wait_until(lambda: [d for d in deliveries(api, sub["id"]) if d["status"] == "succeeded"],
-                            timeout=30, what="the first delivery")
+    [delivery] = wait_until(
+        lambda: [d for d in deliveries(api, sub["id"]) if d["status"] == "succeeded"],
+        timeout=30,
+        what="the first delivery",
+    )
     answer = api("POST", f"/webhook-deliveries/{delivery['id']}/replay", expect=202).json()
     assert (answer["id"], answer["status"]) == (delivery["id"], "pending")
     wait_until(lambda: len(receiver.at("/replay")) == 2, timeout=30, what="the replayed request")
@@ -170,8 +204,10 @@ def test_a_replay_sends_a_delivered_event_again(hooks, receiver):
     assert again["verified"] and again["body"] == first["body"]
     assert again["headers"]["Portal-Webhook-Id"] == first["headers"]["Portal-Webhook-Id"] == delivery["id"]
     assert int(again["headers"]["Portal-Timestamp"]) >= int(first["headers"]["Portal-Timestamp"])
-    [logged] = wait_until(lambda: [d for d in deliveries(api, sub["id"]) if d["attempts"] == 2
-                                   and d["status"] == "succeeded"], what="the replay in the log")
+    [logged] = wait_until(
+        lambda: [d for d in deliveries(api, sub["id"]) if d["attempts"] == 2 and d["status"] == "succeeded"],
+        what="the replay in the log",
+    )
     assert [a["status_code"] for a in logged["attempt_log"]] == [200, 200]
 
 
@@ -179,8 +215,11 @@ def test_another_workspace_cannot_see_change_replay_or_delete_a_subscription(hoo
     api_a, api_b = hooks["a"], hooks["b"]
     sub = subscribe(api_a, receiver, "/private", ["client.created"])
     new_client(api_a, "Private Ltd")
-    [delivery] = wait_until(lambda: [d for d in deliveries(api_a, sub["id"]) if d["status"] == "succeeded"],
-                            timeout=30, what="workspace A's delivery")
+    [delivery] = wait_until(
+        lambda: [d for d in deliveries(api_a, sub["id"]) if d["status"] == "succeeded"],
+        timeout=30,
+        what="workspace A's delivery",
+    )
     before = (api_a("GET", f"/webhooks/{sub['id']}", expect=200).json(), deliveries(api_a, sub["id"]))
     requests_before = len(receiver.at("/private"))
 
@@ -201,16 +240,19 @@ def test_another_workspace_cannot_see_change_replay_or_delete_a_subscription(hoo
     assert len(receiver.at("/private")) == requests_before  # the refused replay sent nothing
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"url": "ftp://hooks.example.org/x", "event_types": ["*"]}, "url"),
-    ({"url": "https://", "event_types": ["*"]}, "url"),
-    ({"url": "https://hooks.example.org/x", "event_types": ["invoice.exploded"]}, "event_types.0"),
-    ({"url": "https://hooks.example.org/x", "event_types": ["invoice.paid", "nothing.*"]}, "event_types.1"),
-    ({"url": "https://hooks.example.org/x", "event_types": []}, "event_types"),
-    ({"url": "https://hooks.example.org/x"}, "event_types"),
-    ({"url": "https://hooks.example.org/x", "event_types": ["*"], "secret": "short"}, "secret"),
-    ({"url": "https://hooks.example.org/x", "event_types": ["*"], "colour": "red"}, "colour"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"url": "ftp://hooks.example.org/x", "event_types": ["*"]}, "url"),
+        ({"url": "https://", "event_types": ["*"]}, "url"),
+        ({"url": "https://hooks.example.org/x", "event_types": ["invoice.exploded"]}, "event_types.0"),
+        ({"url": "https://hooks.example.org/x", "event_types": ["invoice.paid", "nothing.*"]}, "event_types.1"),
+        ({"url": "https://hooks.example.org/x", "event_types": []}, "event_types"),
+        ({"url": "https://hooks.example.org/x"}, "event_types"),
+        ({"url": "https://hooks.example.org/x", "event_types": ["*"], "secret": "short"}, "secret"),
+        ({"url": "https://hooks.example.org/x", "event_types": ["*"], "colour": "red"}, "colour"),
+    ],
+)
 def test_invalid_subscriptions_are_422_with_the_field_and_change_nothing(hooks, body, field):
     api = hooks["a"]
     before = api("GET", "/webhooks", expect=200).json()
@@ -225,14 +267,17 @@ def target(hooks, receiver):
     return subscribe(hooks["a"], receiver, "/target", ["quote.*"])
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"url": "mailto:ap@example.org"}, "url"),
-    ({"url": None}, "url"),
-    ({"event_types": ["quote.sent", "quote.lost"]}, "event_types.1"),
-    ({"event_types": []}, "event_types"),
-    ({"active": None}, "active"),
-    ({"secret": "a-new-secret-of-enough-length"}, "secret"),  # not changeable: delete and subscribe again
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"url": "mailto:ap@example.org"}, "url"),
+        ({"url": None}, "url"),
+        ({"event_types": ["quote.sent", "quote.lost"]}, "event_types.1"),
+        ({"event_types": []}, "event_types"),
+        ({"active": None}, "active"),
+        ({"secret": "a-new-secret-of-enough-length"}, "secret"),  # not changeable: delete and subscribe again
+    ],
+)
 def test_invalid_changes_are_422_and_change_nothing(hooks, target, body, field):
     api = hooks["a"]
     before = api("GET", f"/webhooks/{target['id']}", expect=200).json()
@@ -247,8 +292,11 @@ def test_a_paused_subscription_gets_nothing_and_a_deleted_one_is_gone(hooks, rec
     paused = subscribe(api, receiver, "/paused", ["client.created"])
     assert api("PATCH", f"/webhooks/{paused['id']}", {"active": False}, expect=200).json()["active"] is False
     first = new_client(api, "While Paused Ltd")
-    wait_until(lambda: any(json.loads(r["body"])["data"]["id"] == first["id"] for r in receiver.at("/witness")),
-               timeout=30, what="the witness to get the event")
+    wait_until(
+        lambda: any(json.loads(r["body"])["data"]["id"] == first["id"] for r in receiver.at("/witness")),
+        timeout=30,
+        what="the witness to get the event",
+    )
     assert deliveries(api, paused["id"]) == [] and receiver.at("/paused") == []  # queued in the same transaction
 
     assert api("DELETE", f"/webhooks/{paused['id']}", expect=204).text == ""
@@ -257,8 +305,11 @@ def test_a_paused_subscription_gets_nothing_and_a_deleted_one_is_gone(hooks, rec
     api("DELETE", f"/webhooks/{paused['id']}", expect=404)
     assert paused["id"] not in [w["id"] for w in api("GET", "/webhooks", expect=200).json()]
     second = new_client(api, "After Delete Ltd")
-    wait_until(lambda: any(json.loads(r["body"])["data"]["id"] == second["id"] for r in receiver.at("/witness")),
-               timeout=30, what="the witness to get the second event")
+    wait_until(
+        lambda: any(json.loads(r["body"])["data"]["id"] == second["id"] for r in receiver.at("/witness")),
+        timeout=30,
+        what="the witness to get the second event",
+    )
     assert receiver.at("/paused") == []
     assert witness["id"] in [w["id"] for w in api("GET", "/webhooks", expect=200).json()]
 
@@ -268,6 +319,7 @@ def test_the_openapi_document_describes_the_webhook_bodies(hooks):
     paths = document["paths"]
     assert set(paths["/api/admin/v1/webhooks/{id}"]) == {"get", "patch", "delete"}
     assert paths["/api/admin/v1/webhooks"]["post"]["requestBody"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/WebhookIn"}
+        "$ref": "#/components/schemas/WebhookIn"
+    }
     assert {"url", "event_types", "secret"} <= set(document["components"]["schemas"]["WebhookIn"]["properties"])
     assert "202" in paths["/api/admin/v1/webhook-deliveries/{id}/replay"]["post"]["responses"]

@@ -2,6 +2,7 @@
 localstripe (the real Stripe SDK): paying, bad input, signed webhooks delivered many times and out of
 order, concurrent confirmations, refunds, disputes and autopay. After every test, what billing
 recorded equals what localstripe charged, per client."""
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -12,9 +13,21 @@ import pytest
 import requests
 
 from tests.conftest import business_today, new_portal_client, services_rpc, sign_in
-from tests.e2e.payments_support import (CARD_3DS, CARD_OK, assert_ledger_matches_stripe, attempt_status, deliver,
-                                        paid_by_card, pay_card, query, save_card, signed, start, stripe_client,
-                                        wait_until)
+from tests.e2e.payments_support import (
+    CARD_3DS,
+    CARD_OK,
+    assert_ledger_matches_stripe,
+    attempt_status,
+    deliver,
+    paid_by_card,
+    pay_card,
+    query,
+    save_card,
+    signed,
+    start,
+    stripe_client,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -26,8 +39,9 @@ def ledger_check(stack):
 
 
 def admin(stack, method: str, path: str, key: str, **kwargs) -> requests.Response:
-    return requests.request(method, f"{stack.url}/api/admin/v1{path}", headers={"Authorization": f"Bearer {key}"},
-                            timeout=15, **kwargs)
+    return requests.request(
+        method, f"{stack.url}/api/admin/v1{path}", headers={"Authorization": f"Bearer {key}"}, timeout=15, **kwargs
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,27 +94,42 @@ def test_bad_input_is_refused_clearly_and_calls_no_stripe(stack):
             "unknown": ({"invoice": "no-such-invoice"}, 404, ""),
         }
         for name, (form, status, words) in cases.items():
-            answer = start(session, stack, **form) if "amount" in form else \
-                session.get(f"{stack.url}/pay", params={"invoice": form["invoice"]})  # refused on review
+            answer = (
+                start(session, stack, **form)
+                if "amount" in form
+                else session.get(f"{stack.url}/pay", params={"invoice": form["invoice"]})
+            )  # refused on review
             assert answer.status_code == status, (name, answer.status_code)
             assert words.lower() in answer.text.lower(), name
             assert other["client"]["name"] not in answer.text
         # The wrong currency and a paid invoice, asked of the payments service directly.
         with pytest.raises(Exception, match="USD"):
-            rpc.payments.start_payment(made["workspace_id"], made["client"]["id"],
-                                       {"invoice_ids": [first["id"]], "currency": "EUR"}, "wrong-currency")
-        rpc.billing.record_payment(made["workspace_id"], {"invoice_id": first["id"], "amount": 10000,
-                                                          "method": "bank_transfer"})
+            rpc.payments.start_payment(
+                made["workspace_id"],
+                made["client"]["id"],
+                {"invoice_ids": [first["id"]], "currency": "EUR"},
+                "wrong-currency",
+            )
+        rpc.billing.record_payment(
+            made["workspace_id"], {"invoice_id": first["id"], "amount": 10000, "method": "bank_transfer"}
+        )
         with pytest.raises(Exception, match="paid"):
-            rpc.payments.start_payment(made["workspace_id"], made["client"]["id"],
-                                       {"invoice_ids": [first["id"]]}, "paid-already")
+            rpc.payments.start_payment(
+                made["workspace_id"], made["client"]["id"], {"invoice_ids": [first["id"]]}, "paid-already"
+            )
         ws = rpc.billing.get_workspace(made["workspace_id"])
-        rpc.billing.update_workspace(made["workspace_id"], {"settings": {**ws["settings"],
-                                                                          "partial_payment_minimum": 5000}})
+        rpc.billing.update_workspace(
+            made["workspace_id"], {"settings": {**ws["settings"], "partial_payment_minimum": 5000}}
+        )
         try:
-            third = rpc.billing.create_invoice(made["workspace_id"], {
-                "client_id": made["client"]["id"], "send": True,
-                "lines": [{"description": "More", "quantity": 1, "unit_price": 20000}]})
+            third = rpc.billing.create_invoice(
+                made["workspace_id"],
+                {
+                    "client_id": made["client"]["id"],
+                    "send": True,
+                    "lines": [{"description": "More", "quantity": 1, "unit_price": 20000}],
+                },
+            )
             below = start(session, stack, invoice=third["id"], amount="49.99")
             assert below.status_code == 422 and "at least" in below.text
         finally:
@@ -115,17 +144,26 @@ def test_each_event_three_times_out_of_order_gives_one_payment(stack):
     attempt_id = paid_by_card(session, stack, made["invoices"][0]["id"])
     intent_id = query(stack, "payments", "SELECT payment_intent_id FROM attempts WHERE id = %s", attempt_id)[0][0]
     intent = stripe_client(stack).v1.payment_intents.retrieve(intent_id).to_dict()
-    events = [{"id": f"evt_replay_{kind}_{attempt_id[:8]}", "object": "event", "type": f"payment_intent.{kind}",
-               "created": int(time.time()), "data": {"object": {**intent, "status": status}}}
-              for kind, status in (("succeeded", "succeeded"), ("processing", "processing"))]
+    events = [
+        {
+            "id": f"evt_replay_{kind}_{attempt_id[:8]}",
+            "object": "event",
+            "type": f"payment_intent.{kind}",
+            "created": int(time.time()),
+            "data": {"object": {**intent, "status": status}},
+        }
+        for kind, status in (("succeeded", "succeeded"), ("processing", "processing"))
+    ]
     deliveries = events * 3
     random.shuffle(deliveries)
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         answers = list(pool.map(lambda e: deliver(stack, e), deliveries))
     assert all(a.status_code == 200 for a in answers)
     assert sum(not a.json()["duplicate"] for a in answers) == 2  # each event stored once
-    wait_until(lambda: not query(stack, "payments", "SELECT 1 FROM stripe_events WHERE processed_at IS NULL"),
-               what="the events to be processed")
+    wait_until(
+        lambda: not query(stack, "payments", "SELECT 1 FROM stripe_events WHERE processed_at IS NULL"),
+        what="the events to be processed",
+    )
     assert query(stack, "billing", "SELECT count(*) FROM payments WHERE id = %s", attempt_id)[0][0] == 1
     time.sleep(1)  # give any duplicate the time to show up
     assert stack.outbox.count("replay@example.com", "Payment received") == 1
@@ -135,6 +173,7 @@ def test_each_event_three_times_out_of_order_gives_one_payment(stack):
 def payments_timer_an_hour_away(stack):
     """payments restarted with its Stripe-event timer an hour away (it first runs an interval after
     the start): a stored event is processed as it is stored, or not within the test."""
+
     def restart(**env):
         stack.stop_process("payments")
         stack.start_service("payments", env=env)
@@ -152,27 +191,45 @@ def test_a_stored_event_is_processed_without_waiting_for_the_timer(stack, paymen
     invoice_id = made["invoices"][0]["id"]
     session = sign_in(stack, "prompt@example.com")
     attempt_id = paid_by_card(session, stack, invoice_id)  # settled by localstripe's own webhook, within 15 s
-    wait_until(lambda: query(stack, "billing", "SELECT status FROM invoices WHERE id = %s", invoice_id)[0][0]
-               == "paid", what="the invoice paid")
+    wait_until(
+        lambda: query(stack, "billing", "SELECT status FROM invoices WHERE id = %s", invoice_id)[0][0] == "paid",
+        what="the invoice paid",
+    )
 
     # A new delivery of the same outcome, three times at once: stored once, processed at once, no second payment.
     intent_id = query(stack, "payments", "SELECT payment_intent_id FROM attempts WHERE id = %s", attempt_id)[0][0]
     intent = stripe_client(stack).v1.payment_intents.retrieve(intent_id).to_dict()
-    event = {"id": f"evt_prompt_{attempt_id[:8]}", "object": "event", "type": "payment_intent.succeeded",
-             "created": int(time.time()), "data": {"object": intent}}
+    event = {
+        "id": f"evt_prompt_{attempt_id[:8]}",
+        "object": "event",
+        "type": "payment_intent.succeeded",
+        "created": int(time.time()),
+        "data": {"object": intent},
+    }
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         answers = list(pool.map(lambda e: deliver(stack, e), [event] * 3))
     assert sorted(a.json()["duplicate"] for a in answers) == [False, True, True]
-    wait_until(lambda: query(stack, "payments", "SELECT processed_at FROM stripe_events WHERE id = %s",
-                             event["id"])[0][0] is not None, timeout=10, what="the event processed as it was stored")
+    wait_until(
+        lambda: (
+            query(stack, "payments", "SELECT processed_at FROM stripe_events WHERE id = %s", event["id"])[0][0]
+            is not None
+        ),
+        timeout=10,
+        what="the event processed as it was stored",
+    )
     assert query(stack, "billing", "SELECT count(*) FROM payments WHERE id = %s", attempt_id)[0][0] == 1
-    assert not query(stack, "payments", "SELECT id FROM stripe_events WHERE processed_at IS NULL AND body LIKE %s",
-                     f"%{attempt_id}%")  # none of this payment's events waits for the timer
+    assert not query(
+        stack, "payments", "SELECT id FROM stripe_events WHERE processed_at IS NULL AND body LIKE %s", f"%{attempt_id}%"
+    )  # none of this payment's events waits for the timer
 
 
 def test_a_bad_or_old_signature_is_rejected_and_stored_nowhere(stack):
-    event = {"id": "evt_forged_1", "object": "event", "type": "payment_intent.succeeded",
-             "data": {"object": {"id": "pi_forged", "amount": 1, "currency": "usd", "metadata": {}, "status": "succeeded"}}}
+    event = {
+        "id": "evt_forged_1",
+        "object": "event",
+        "type": "payment_intent.succeeded",
+        "data": {"object": {"id": "pi_forged", "amount": 1, "currency": "usd", "metadata": {}, "status": "succeeded"}},
+    }
     body, headers = signed(stack, event, secret="whsec_not_ours")
     assert requests.post(f"{stack.url}/webhooks/stripe", data=body, headers=headers).status_code == 400
     body, headers = signed(stack, event, timestamp=int(time.time()) - 3600)
@@ -191,14 +248,18 @@ def test_two_concurrent_confirmations_charge_once(stack):
     attempt_id = start(session, stack, invoice=made["invoices"][0]["id"]).headers["Location"].rsplit("/", 1)[1]
     page = f"{stack.url}/pay/{attempt_id}"
     token = session.get(page).text.split('data-csrf="')[1].split('"')[0]
-    confirm = lambda _: session.post(f"{page}/confirm", json={"payment_method": card["id"]},  # noqa: E731
-                                     headers={"X-CSRF-Token": token})
+    confirm = lambda _: session.post(
+        f"{page}/confirm",
+        json={"payment_method": card["id"]},  # noqa: E731
+        headers={"X-CSRF-Token": token},
+    )
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         answers = list(pool.map(confirm, range(2)))
     assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
     wait_until(lambda: attempt_status(session, stack, attempt_id) == "succeeded", what="the webhook")
-    customer = query(stack, "payments", "SELECT stripe_customer_id FROM customers WHERE client_id = %s",
-                     made["client"]["id"])[0][0]
+    customer = query(
+        stack, "payments", "SELECT stripe_customer_id FROM customers WHERE client_id = %s", made["client"]["id"]
+    )[0][0]
     assert len(stripe_client(stack).v1.charges.list({"customer": customer}).data) == 1
 
 
@@ -208,28 +269,50 @@ def test_refunds_through_the_admin_api_reopen_the_invoice(stack, api_key):
     session = sign_in(stack, "refundme@example.com")
     attempt_id = paid_by_card(session, stack, invoice_id)
     wait_until(lambda: admin(stack, "GET", f"/invoices/{invoice_id}", api_key).json()["status"] == "paid")
-    too_much = admin(stack, "POST", f"/payments/{attempt_id}/refunds", api_key,
-                     json={"amount": 10001, "idempotency_key": "r-big"})
+    too_much = admin(
+        stack, "POST", f"/payments/{attempt_id}/refunds", api_key, json={"amount": 10001, "idempotency_key": "r-big"}
+    )
     assert too_much.status_code == 409  # more than is left to refund: a state, not a malformed request
-    refund = admin(stack, "POST", f"/payments/{attempt_id}/refunds", api_key,
-                   json={"amount": 4000, "reason": "Unused hours", "idempotency_key": "r-1"})
-    again = admin(stack, "POST", f"/payments/{attempt_id}/refunds", api_key,
-                  json={"amount": 4000, "reason": "Unused hours", "idempotency_key": "r-1"})
+    refund = admin(
+        stack,
+        "POST",
+        f"/payments/{attempt_id}/refunds",
+        api_key,
+        json={"amount": 4000, "reason": "Unused hours", "idempotency_key": "r-1"},
+    )
+    again = admin(
+        stack,
+        "POST",
+        f"/payments/{attempt_id}/refunds",
+        api_key,
+        json={"amount": 4000, "reason": "Unused hours", "idempotency_key": "r-1"},
+    )
     assert refund.status_code == 201 and again.json()["id"] == refund.json()["id"]
-    reopened = wait_until(lambda: (lambda inv: inv if inv["balance"] == 4000 else None)(
-        admin(stack, "GET", f"/invoices/{invoice_id}", api_key).json()), what="billing to reopen the invoice")
+    reopened = wait_until(
+        lambda: (lambda inv: inv if inv["balance"] == 4000 else None)(
+            admin(stack, "GET", f"/invoices/{invoice_id}", api_key).json()
+        ),
+        what="billing to reopen the invoice",
+    )
     assert reopened["status"] == "partially_paid"
     intent = query(stack, "payments", "SELECT payment_intent_id FROM attempts WHERE id = %s", attempt_id)[0][0]
-    charge = stripe_client(stack).v1.charges.list({"customer": stripe_client(stack).v1.payment_intents.retrieve(
-        intent).customer}).data[0]
+    charge = (
+        stripe_client(stack)
+        .v1.charges.list({"customer": stripe_client(stack).v1.payment_intents.retrieve(intent).customer})
+        .data[0]
+    )
     assert charge.amount_refunded == 4000
     other_key = None
     with services_rpc(stack) as rpc:
         other_ws = rpc.billing.create_workspace({"name": "Elsewhere Ltd", "email": "x@example.com"})
     with services_rpc(stack, other_ws["id"]) as rpc:
         other_key = rpc.billing.create_api_key(other_ws["id"], "other")["key"]
-    assert admin(stack, "POST", f"/payments/{attempt_id}/refunds", other_key,
-                 json={"amount": 100, "idempotency_key": "r-x"}).status_code == 404
+    assert (
+        admin(
+            stack, "POST", f"/payments/{attempt_id}/refunds", other_key, json={"amount": 100, "idempotency_key": "r-x"}
+        ).status_code
+        == 404
+    )
 
 
 def test_a_dispute_is_recorded_and_visible_to_the_business(stack, api_key):
@@ -237,16 +320,40 @@ def test_a_dispute_is_recorded_and_visible_to_the_business(stack, api_key):
     session = sign_in(stack, "dispute@example.com")
     attempt_id = paid_by_card(session, stack, made["invoices"][0]["id"])
     intent = query(stack, "payments", "SELECT payment_intent_id FROM attempts WHERE id = %s", attempt_id)[0][0]
-    dispute = {"id": f"dp_{attempt_id[:8]}", "object": "dispute", "amount": 10000, "currency": "usd",
-               "payment_intent": intent, "reason": "fraudulent", "status": "needs_response"}
+    dispute = {
+        "id": f"dp_{attempt_id[:8]}",
+        "object": "dispute",
+        "amount": 10000,
+        "currency": "usd",
+        "payment_intent": intent,
+        "reason": "fraudulent",
+        "status": "needs_response",
+    }
     for _ in range(2):
-        assert deliver(stack, {"id": f"evt_dispute_{attempt_id[:8]}", "object": "event",
-                               "type": "charge.dispute.created", "data": {"object": dispute}}).status_code == 200
-    listed = wait_until(lambda: [d for d in admin(stack, "GET", "/disputes", api_key).json()
-                                 if d["payment_id"] == attempt_id], what="the dispute")
+        assert (
+            deliver(
+                stack,
+                {
+                    "id": f"evt_dispute_{attempt_id[:8]}",
+                    "object": "event",
+                    "type": "charge.dispute.created",
+                    "data": {"object": dispute},
+                },
+            ).status_code
+            == 200
+        )
+    listed = wait_until(
+        lambda: [d for d in admin(stack, "GET", "/disputes", api_key).json() if d["payment_id"] == attempt_id],
+        what="the dispute",
+    )
     assert listed[0]["reason"] == "fraudulent" and listed[0]["status"] == "needs_response"
-    activity = wait_until(lambda: [a for a in admin(stack, "GET", f"/clients/{made['client']['id']}/activity",
-                                                    api_key).json() if "disputed" in a["summary"]])
+    activity = wait_until(
+        lambda: [
+            a
+            for a in admin(stack, "GET", f"/clients/{made['client']['id']}/activity", api_key).json()
+            if "disputed" in a["summary"]
+        ]
+    )
     assert len(activity) == 1
 
 
@@ -257,19 +364,36 @@ def test_autopay_for_a_recurring_invoice(stack, card, paid):
     session = sign_in(stack, email)
     save_card(session, stack, card)
     with services_rpc(stack, made["workspace_id"]) as rpc:
-        rpc.billing.create_recurring(made["workspace_id"], {
-            "client_id": made["client"]["id"], "frequency": "monthly", "start_date": business_today().isoformat(),
-            "autopay": True, "lines": [{"description": "Retainer", "quantity": 1, "unit_price": 25000}]})
-    issued = wait_until(lambda: query(stack, "billing", "SELECT id, status FROM invoices WHERE client_id = %s",
-                                      made["client"]["id"]), what="the recurring invoice")
+        rpc.billing.create_recurring(
+            made["workspace_id"],
+            {
+                "client_id": made["client"]["id"],
+                "frequency": "monthly",
+                "start_date": business_today().isoformat(),
+                "autopay": True,
+                "lines": [{"description": "Retainer", "quantity": 1, "unit_price": 25000}],
+            },
+        )
+    issued = wait_until(
+        lambda: query(stack, "billing", "SELECT id, status FROM invoices WHERE client_id = %s", made["client"]["id"]),
+        what="the recurring invoice",
+    )
     invoice_id = issued[0][0]
     if paid:
-        wait_until(lambda: query(stack, "billing", "SELECT status FROM invoices WHERE id = %s",
-                                 invoice_id)[0][0] == "paid", what="autopay to pay the invoice")
+        wait_until(
+            lambda: query(stack, "billing", "SELECT status FROM invoices WHERE id = %s", invoice_id)[0][0] == "paid",
+            what="autopay to pay the invoice",
+        )
         stack.outbox.wait_for(email, subject="Payment received")
     else:
-        [mail] = stack.outbox.wait_for(email, subject="did not go through")  # the pay link, since the bank wants the client
+        [mail] = stack.outbox.wait_for(
+            email, subject="did not go through"
+        )  # the pay link, since the bank wants the client
         assert f"/pay?invoice={invoice_id}" in mail.get_body(("plain",)).get_content()
         assert query(stack, "billing", "SELECT status FROM invoices WHERE id = %s", invoice_id)[0][0] == "sent"
-        assert query(stack, "payments", "SELECT status FROM attempts WHERE request_key = %s",
-                     f"autopay:{invoice_id}")[0][0] == "failed"
+        assert (
+            query(stack, "payments", "SELECT status FROM attempts WHERE request_key = %s", f"autopay:{invoice_id}")[0][
+                0
+            ]
+            == "failed"
+        )

@@ -2,6 +2,7 @@
 the dark colour scheme: nothing scrolls sideways, axe-core finds nothing serious (contrast included), and
 a screenshot of each is kept in test-artifacts/phone-layout/ for review. Phones of 360 and 414 px are
 checked for sideways scrolling too, and the menu works with JavaScript turned off."""
+
 from __future__ import annotations
 
 import re
@@ -45,8 +46,11 @@ def serious_violations(page) -> list:
 
     result = Axe().run(page)
     assert any(rule["id"] == "color-contrast" for rule in result.response["passes"]), page.url
-    return [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
-            for v in result.response["violations"] if v["impact"] in ("serious", "critical")]
+    return [
+        (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+        for v in result.response["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
 
 
 BACKGROUND = {"light": "rgb(245, 247, 250)", "dark": "rgb(15, 20, 26)"}
@@ -59,8 +63,12 @@ def pages(stack):
     SHOTS.mkdir(parents=True)
     base = stack.url
     demo = sign_in(stack, "demo@example.com")
-    invoice, overdue = (re.search(r'href="/invoices/([0-9a-f-]+)"', demo.get(
-        f"{base}/invoices", params={"status": status}).text).group(1) for status in ("partially_paid", "overdue"))
+    invoice, overdue = (
+        re.search(r'href="/invoices/([0-9a-f-]+)"', demo.get(f"{base}/invoices", params={"status": status}).text).group(
+            1
+        )
+        for status in ("partially_paid", "overdue")
+    )
     quote = re.search(r'href="/quotes/([0-9a-f-]+)"', demo.get(f"{base}/quotes", params={"status": "pending"}).text)
     slots = demo.get(f"{base}/bookings/new/consultation-30").text
     slot = re.search(r'name="start" value="([^"]+)"', slots).group(1)
@@ -82,20 +90,45 @@ def pages(stack):
         links[document["number"]] = f"/i/{token}"
     quote_link, invoice_link = links[made["quotes"][0]["number"]], links[made["invoices"][1]["number"]]
     return {
-        "demo": (cookies_of(demo, stack), [
-            ("dashboard", "/dashboard"), ("invoices", "/invoices"), ("invoice", f"/invoices/{invoice}"),
-            ("invoice-with-comments", f"/invoices/{overdue}"), ("invoice-print", f"/invoices/{invoice}?print=1"),
-            ("quotes", "/quotes"), ("quote", f"/quotes/{quote.group(1)}"), ("payments", "/payments"),
-            ("statement", "/statement"), ("statement-all-time", "/statement?from=1900-01-01"),
-            ("profile", "/profile"), ("contact", "/contact"), ("review", "/review"),
-            ("bookings", "/bookings"), ("booking-slots", "/bookings/new/consultation-30"),
-            ("booking-confirm", f"/bookings/new/consultation-30/confirm?{urlencode({'start': slot})}")]),
-        "person": (cookies_of(person, stack), [
-            ("cards", "/payment-methods"), ("pay-review", f"/pay?invoice={unpaid}"),
-            ("pay-card", f"/pay/{open_attempt}"), ("pay-done", f"/pay/{paid_attempt}/done")]),
-        "nobody": ([], [
-            ("login", "/login"), ("document-invoice", invoice_link), ("document-quote", quote_link),
-            ("not-found", "/no/such/page")]),
+        "demo": (
+            cookies_of(demo, stack),
+            [
+                ("dashboard", "/dashboard"),
+                ("invoices", "/invoices"),
+                ("invoice", f"/invoices/{invoice}"),
+                ("invoice-with-comments", f"/invoices/{overdue}"),
+                ("invoice-print", f"/invoices/{invoice}?print=1"),
+                ("quotes", "/quotes"),
+                ("quote", f"/quotes/{quote.group(1)}"),
+                ("payments", "/payments"),
+                ("statement", "/statement"),
+                ("statement-all-time", "/statement?from=1900-01-01"),
+                ("profile", "/profile"),
+                ("contact", "/contact"),
+                ("review", "/review"),
+                ("bookings", "/bookings"),
+                ("booking-slots", "/bookings/new/consultation-30"),
+                ("booking-confirm", f"/bookings/new/consultation-30/confirm?{urlencode({'start': slot})}"),
+            ],
+        ),
+        "person": (
+            cookies_of(person, stack),
+            [
+                ("cards", "/payment-methods"),
+                ("pay-review", f"/pay?invoice={unpaid}"),
+                ("pay-card", f"/pay/{open_attempt}"),
+                ("pay-done", f"/pay/{paid_attempt}/done"),
+            ],
+        ),
+        "nobody": (
+            [],
+            [
+                ("login", "/login"),
+                ("document-invoice", invoice_link),
+                ("document-quote", quote_link),
+                ("not-found", "/no/such/page"),
+            ],
+        ),
     }
 
 
@@ -200,8 +233,12 @@ def test_german_pages_fit_a_small_phone(stack, browser):  # noqa: F811
     problems = []
     for scheme in SCHEMES:
         page.emulate_media(color_scheme=scheme)
-        for name, path in (("dashboard", "/dashboard"), ("invoices", "/invoices"), ("statement", "/statement"),
-                           ("payments", "/payments")):
+        for name, path in (
+            ("dashboard", "/dashboard"),
+            ("invoices", "/invoices"),
+            ("statement", "/statement"),
+            ("payments", "/payments"),
+        ):
             visit(page, stack.url, path)
             assert page.get_attribute("html", "lang") == "de"
             page.screenshot(path=str(SHOTS / f"de-{name}-360-{scheme}.png"), full_page=True)

@@ -1,5 +1,6 @@
 """Payments, statement, profile and contacting the business, as the Other Corp client (so the demo
 client's figures other tests rely on stay untouched)."""
+
 import re
 
 import psycopg2
@@ -19,7 +20,7 @@ def test_payments_filter_sort_and_receipts(stack, demo):
     everything = demo.get(f"{stack.url}/payments").text
     receipts = re.findall(r'href="(/payments/[^"]+/receipt\.pdf)"', everything)
     assert len(receipts) == 4  # brand workshop, copywriting part, retainer, last year's logo
-    retainer = re.findall(r'receipt\.pdf', demo.get(f"{stack.url}/payments", params={"kind": "retainer"}).text)
+    retainer = re.findall(r"receipt\.pdf", demo.get(f"{stack.url}/payments", params={"kind": "retainer"}).text)
     assert len(retainer) == 1
     largest = demo.get(f"{stack.url}/payments", params={"sort": "-amount"}).text
     assert largest.index("$1,200.00") < largest.index("$250.00")
@@ -32,21 +33,34 @@ def test_statement_page_and_pdf(stack, demo):
     assert page.status_code == 200
     # closing = outstanding 2,635.00 - credit 100.00 - retainer 500.00 (seeded figures)
     assert re.search(r'data-testid="closing">\$2,035\.00<', page.text)
-    assert demo.get(f"{stack.url}/statement.pdf", params={"from": "2020-01-01", "to": "2099-12-31"}).content[:5] == b"%PDF-"
+    assert (
+        demo.get(f"{stack.url}/statement.pdf", params={"from": "2020-01-01", "to": "2099-12-31"}).content[:5]
+        == b"%PDF-"
+    )
     assert demo.get(f"{stack.url}/statement", params={"from": "2026-12-31", "to": "2026-01-01"}).status_code == 422
 
 
 def test_profile_edits_apply_to_future_invoices_and_email_is_read_only(stack):
     other = sign_in(stack, "other@example.com")
     page = other.get(f"{stack.url}/profile")
-    assert 'readonly' in page.text and "contact Acme Studio" in page.text
-    saved = other.post(f"{stack.url}/profile", data={"name": "Otto O.", "phone": "+1 555 0777", "company": "Other Corp",
-                                                      "address": "10 New Street", "company_phone": ""})
+    assert "readonly" in page.text and "contact Acme Studio" in page.text
+    saved = other.post(
+        f"{stack.url}/profile",
+        data={
+            "name": "Otto O.",
+            "phone": "+1 555 0777",
+            "company": "Other Corp",
+            "address": "10 New Street",
+            "company_phone": "",
+        },
+    )
     assert saved.status_code == 200 and "Your changes are saved" in saved.text and "10 New Street" in saved.text
     assert other.post(f"{stack.url}/profile", data={"company": ""}).status_code == 400
     with psycopg2.connect(stack.databases["billing"]) as conn, conn.cursor() as cur:
-        cur.execute("SELECT i.client_snapshot->>'address' FROM invoices i JOIN clients c ON c.id = i.client_id "
-                    "WHERE c.name = 'Other Corp'")
+        cur.execute(
+            "SELECT i.client_snapshot->>'address' FROM invoices i JOIN clients c ON c.id = i.client_id "
+            "WHERE c.name = 'Other Corp'"
+        )
         assert {row[0] for row in cur.fetchall()} == {"9 Elsewhere Ave"}  # issued invoices keep their details
         cur.execute("SELECT name, phone FROM contacts WHERE email = 'other@example.com'")
         assert cur.fetchone() == ("Otto O.", "+1 555 0777")
@@ -58,8 +72,10 @@ def test_contact_the_business_emails_it_once_and_records_activity(stack):
     nonce = re.search(r'name="nonce" value="([0-9a-f]+)"', form).group(1)
     before = stack.outbox.count("billing@acme.example", "Question about PO")
     for _ in range(2):  # a double submit
-        sent = other.post(f"{stack.url}/contact", data={"subject": "Question about PO", "message": "Hello <b>there</b>",
-                                                        "nonce": nonce})
+        sent = other.post(
+            f"{stack.url}/contact",
+            data={"subject": "Question about PO", "message": "Hello <b>there</b>", "nonce": nonce},
+        )
         assert sent.status_code == 200 and "on its way" in sent.text
     [message] = stack.outbox.wait_for("billing@acme.example", before + 1, subject="Question about PO")[-1:]
     assert message["Reply-To"] == "other@example.com"
@@ -69,6 +85,7 @@ def test_contact_the_business_emails_it_once_and_records_activity(stack):
     assert stack.outbox.count("billing@acme.example", "Question about PO") == before + 1
     assert other.post(f"{stack.url}/contact", data={"subject": "", "message": ""}).status_code == 400
     with psycopg2.connect(stack.databases["billing"]) as conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM activities WHERE kind = 'message.sent' AND summary LIKE %s",
-                    ("%Question about PO",))
+        cur.execute(
+            "SELECT count(*) FROM activities WHERE kind = 'message.sent' AND summary LIKE %s", ("%Question about PO",)
+        )
         assert cur.fetchone()[0] == 1  # recorded once, like the email

@@ -1,4 +1,5 @@
 """The portal's JSON API: a bearer token from a magic link, everything the pages show, CSRF on cookie calls."""
+
 import time
 
 import pytest
@@ -38,9 +39,15 @@ def test_a_bearer_client_reads_and_acts_through_the_api(stack):
     invoice = api("GET", f"/invoices/{listed['items'][0]['id']}")
     assert invoice["lines"][0]["description"] == "Api User Co work 0"
     assert api("GET", f"/invoices/{invoice['id']}/pdf").content.startswith(b"%PDF-")
-    posted = [api("POST", f"/invoices/{invoice['id']}/comments", 201, json={"body": "Via the API",
-                                                                            "idempotency_key": "retry-1"})
-              for _ in range(2)]  # a retry with the same key posts once
+    posted = [
+        api(
+            "POST",
+            f"/invoices/{invoice['id']}/comments",
+            201,
+            json={"body": "Via the API", "idempotency_key": "retry-1"},
+        )
+        for _ in range(2)
+    ]  # a retry with the same key posts once
     assert posted[0]["id"] == posted[1]["id"]
     assert [c["body"] for c in api("GET", f"/invoices/{invoice['id']}/comments")] == ["Via the API"]
     api("POST", f"/invoices/{invoice['id']}/forward", 202, json={"to": "books@example.org"})
@@ -80,9 +87,13 @@ def test_bad_api_input_is_a_problem_and_changes_nothing(stack):
     auth = {"Authorization": f"Bearer {bearer_token(stack, 'api-strict@example.org')}"}
     before = requests.get(f"{stack.url}{API}/profile", headers=auth).json()
     for method, path, body, status in (
-            ("PATCH", "/profile", {"company": ""}, 422), ("PATCH", "/profile", {"email": "new@example.org"}, 422),
-            ("POST", "/reviews", {"rating": 6}, 422), ("POST", "/bookings", {"link_id": "x"}, 422),
-            ("GET", "/invoices?status=bogus", None, 400), ("POST", "/session", {"token": "forged"}, 401)):
+        ("PATCH", "/profile", {"company": ""}, 422),
+        ("PATCH", "/profile", {"email": "new@example.org"}, 422),
+        ("POST", "/reviews", {"rating": 6}, 422),
+        ("POST", "/bookings", {"link_id": "x"}, 422),
+        ("GET", "/invoices?status=bogus", None, 400),
+        ("POST", "/session", {"token": "forged"}, 401),
+    ):
         answer = requests.request(method, f"{stack.url}{API}{path}", headers=auth, json=body)
         assert answer.status_code == status, (path, answer.text)
         assert answer.headers["content-type"] == "application/problem+json"
@@ -97,8 +108,9 @@ def test_cookie_calls_need_the_csrf_token_from_me(stack):
     refused = browser.patch(f"{stack.url}{API}/profile", json={"phone": "+1 555 0100"})
     assert refused.status_code == 403 and refused.headers["content-type"] == "application/problem+json"
     token = browser.get(f"{stack.url}{API}/me").json()["csrf_token"]
-    accepted = browser.patch(f"{stack.url}{API}/profile", json={"phone": "+1 555 0100"},
-                             headers={"X-CSRF-Token": token})
+    accepted = browser.patch(
+        f"{stack.url}{API}/profile", json={"phone": "+1 555 0100"}, headers={"X-CSRF-Token": token}
+    )
     assert accepted.status_code == 200, accepted.text
 
 
@@ -106,5 +118,5 @@ def test_the_openapi_document_lists_every_portal_route(stack):
     from services.gateway.portal_api import ROUTES
 
     document = requests.get(f"{stack.url}{API}/openapi.json").json()
-    listed = {(method.upper(), path[len(API):]) for path, ops in document["paths"].items() for method in ops}
+    listed = {(method.upper(), path[len(API) :]) for path, ops in document["paths"].items() for method in ops}
     assert listed == {(r.method, r.path) for r in ROUTES}

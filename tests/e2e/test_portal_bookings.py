@@ -1,4 +1,5 @@
 """Booking time with the business and writing a review, over HTTP against the running stack."""
+
 import re
 import threading
 
@@ -39,8 +40,10 @@ def test_book_see_and_cancel_a_slot_with_calendar_emails(stack):
     cancelled = browser.post(f"{stack.url}/bookings/{booking_id}/cancel")
     assert "Your booking is cancelled" in cancelled.text and "No upcoming bookings" in cancelled.text
     [gone] = stack.outbox.wait_for("booker@example.org", subject="Cancelled:")
-    assert "METHOD:CANCEL" in next(p for p in gone.iter_attachments()
-                                   if p.get_content_type() == "text/calendar").get_content()
+    assert (
+        "METHOD:CANCEL"
+        in next(p for p in gone.iter_attachments() if p.get_content_type() == "text/calendar").get_content()
+    )
     assert start in slots(browser.get(f"{stack.url}/bookings/new/consultation-30").text)
     assert made["client"]["name"] == "Booker Ltd"
 
@@ -63,17 +66,20 @@ def test_two_clients_racing_for_one_slot_get_one_booking(stack):
     for t in threads:
         t.join()
     assert sorted(results) == [303, 409]
-    taken = browsers[1].get(f"{stack.url}/bookings/new/consultation-30/confirm", params={"start": start},
-                            allow_redirects=False)
+    taken = browsers[1].get(
+        f"{stack.url}/bookings/new/consultation-30/confirm", params={"start": start}, allow_redirects=False
+    )
     assert taken.status_code == 303 and taken.headers["location"].endswith("?taken=1")
 
 
 def test_bad_booking_requests_are_clear_and_book_nothing(stack):
     new_portal_client(stack, "Careful Co", "careful@example.org")
     browser = sign_in(stack, "careful@example.org")
-    for form, status in (({"link_id": "consultation-30", "start": "2020-01-01T10:00:00+00:00"}, 409),
-                         ({"link_id": "consultation-30", "start": "soon"}, 422),
-                         ({"link_id": "no-such-link", "start": "2030-01-01T10:00:00+00:00"}, 404)):
+    for form, status in (
+        ({"link_id": "consultation-30", "start": "2020-01-01T10:00:00+00:00"}, 409),
+        ({"link_id": "consultation-30", "start": "soon"}, 422),
+        ({"link_id": "no-such-link", "start": "2030-01-01T10:00:00+00:00"}, 404),
+    ):
         answer = browser.post(f"{stack.url}/bookings", data=form)
         assert answer.status_code == status, (form, answer.text)
         assert "<main" in answer.text
@@ -90,8 +96,11 @@ def test_a_review_is_stored_and_listed_in_the_admin_api(stack):
     from tests.integration.test_admin_api import portalctl
 
     key = portalctl(stack, "key", "create", "--workspace", made["workspace_id"], "--name", "reviews")["key"]
-    listed = requests.get(f"{stack.url}/api/admin/v1/reviews", params={"client_id": made["client"]["id"]},
-                          headers={"Authorization": f"Bearer {key}"}).json()
+    listed = requests.get(
+        f"{stack.url}/api/admin/v1/reviews",
+        params={"client_id": made["client"]["id"]},
+        headers={"Authorization": f"Bearer {key}"},
+    ).json()
     assert [(r["rating"], r["message"]) for r in listed["items"]] == [(4, "Fast <b>and</b> friendly.")]
 
 

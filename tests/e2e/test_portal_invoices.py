@@ -1,5 +1,6 @@
 """The portal's invoice pages over HTTP as the demo client: filters, search, detail, comments,
 forwarding, and nothing of anyone else's."""
+
 import re
 from datetime import timedelta
 
@@ -49,12 +50,14 @@ def test_detail_comment_and_forward(stack, demo):
     assert "Could you add our PO number 4471" in page.text  # the seeded thread, both sides
     nonce = re.search(r'/comments">.*?name="nonce" value="([0-9a-f]{32})"', page.text, re.S).group(1)
     for _ in range(2):  # a double submit of the same form posts once
-        posted = demo.post(f"{stack.url}/invoices/{invoice_id}/comments",
-                           data={"body": "Paying on Friday.", "nonce": nonce})
+        posted = demo.post(
+            f"{stack.url}/invoices/{invoice_id}/comments", data={"body": "Paying on Friday.", "nonce": nonce}
+        )
     assert posted.status_code == 200 and posted.text.count("Paying on Friday.") == 1
     before = stack.outbox.count("books@example.org")
-    forwarded = demo.post(f"{stack.url}/invoices/{invoice_id}/forward", data={"to": "books@example.org",
-                                                                               "note": "For Q4"})
+    forwarded = demo.post(
+        f"{stack.url}/invoices/{invoice_id}/forward", data={"to": "books@example.org", "note": "For Q4"}
+    )
     assert forwarded.status_code == 200 and "on its way to books@example.org" in forwarded.text
     [message] = stack.outbox.wait_for("books@example.org", before + 1)[-1:]
     assert "Dana Demo forwarded you invoice" in message["Subject"]
@@ -64,14 +67,18 @@ def test_detail_comment_and_forward(stack, demo):
 
 def test_other_clients_and_hidden_invoices_are_404(stack, demo):
     with psycopg2.connect(stack.databases["billing"]) as conn, conn.cursor() as cur:
-        cur.execute("SELECT i.id FROM invoices i JOIN clients c ON c.id = i.client_id "
-                    "WHERE c.name <> 'Demo Client Ltd' OR i.status = 'draft' OR i.archived_at IS NOT NULL")
+        cur.execute(
+            "SELECT i.id FROM invoices i JOIN clients c ON c.id = i.client_id "
+            "WHERE c.name <> 'Demo Client Ltd' OR i.status = 'draft' OR i.archived_at IS NOT NULL"
+        )
         hidden = [row[0] for row in cur.fetchall()]
     assert hidden
     for invoice_id in hidden:
-        for method, path, data in (("GET", f"/invoices/{invoice_id}", None),
-                                   ("POST", f"/invoices/{invoice_id}/comments", {"body": "hi"}),
-                                   ("POST", f"/invoices/{invoice_id}/forward", {"to": "x@example.org"})):
+        for method, path, data in (
+            ("GET", f"/invoices/{invoice_id}", None),
+            ("POST", f"/invoices/{invoice_id}/comments", {"body": "hi"}),
+            ("POST", f"/invoices/{invoice_id}/forward", {"to": "x@example.org"}),
+        ):
             response = demo.request(method, stack.url + path, data=data, allow_redirects=False)
             assert response.status_code == 404, (method, path)
             assert "Secret project" not in response.text
@@ -79,15 +86,19 @@ def test_other_clients_and_hidden_invoices_are_404(stack, demo):
 
 def test_a_cached_pdf_is_streamed_from_documents_by_a_reference_that_documents_alone_accepts(stack, demo):
     with psycopg2.connect(stack.databases["billing"]) as conn, conn.cursor() as cur:
-        cur.execute("SELECT i.id, i.workspace_id FROM invoices i JOIN contacts c ON c.client_id = i.client_id "
-                    "WHERE c.email = 'demo@example.com' AND i.status = 'sent' LIMIT 1")
+        cur.execute(
+            "SELECT i.id, i.workspace_id FROM invoices i JOIN contacts c ON c.client_id = i.client_id "
+            "WHERE c.email = 'demo@example.com' AND i.status = 'sent' LIMIT 1"
+        )
         invoice_id, workspace_id = cur.fetchone()
     first, again = (demo.get(f"{stack.url}/invoices/{invoice_id}/pdf") for _ in range(2))
     assert first.status_code == again.status_code == 200 and again.content.startswith(b"%PDF-")
     assert first.content == again.content and again.headers["Content-Length"] == str(len(again.content))
     assert again.headers["Content-Type"] == "application/pdf" and again.headers["ETag"] == first.headers["ETag"]
-    assert demo.get(f"{stack.url}/invoices/{invoice_id}/pdf", headers={"If-None-Match": first.headers["ETag"]}) \
-        .status_code == 304
+    assert (
+        demo.get(f"{stack.url}/invoices/{invoice_id}/pdf", headers={"If-None-Match": first.headers["ETag"]}).status_code
+        == 304
+    )
 
     with services_rpc(stack, workspace_id) as rpc:
         invoice = rpc.billing.get_invoice(workspace_id, invoice_id)
@@ -98,16 +109,19 @@ def test_a_cached_pdf_is_streamed_from_documents_by_a_reference_that_documents_a
     payload = signing.read(secret, answer["reference"])
     assert payload["u"] == documents  # this documents process: its cache holds the file
     fetched = requests.get(f"{documents}/pdf/{answer['reference']}", timeout=10)
-    assert fetched.status_code == 200 and fetched.content.startswith(b"%PDF-") and len(fetched.content) == answer["size"]
+    assert (
+        fetched.status_code == 200 and fetched.content.startswith(b"%PDF-") and len(fetched.content) == answer["size"]
+    )
 
     body, signature = answer["reference"].split(".")
     now = utcnow()
     refused = {
         "another secret": signing.issue(b"guessed", {"k": payload["k"], "u": documents}, now, timedelta(minutes=1)),
         "altered": f"{signing.issue(secret, {'k': 'ab' * 32, 'u': documents}, now, timedelta(minutes=1)).split('.')[0]}"
-                   f".{signature}",
-        "expired": signing.issue(secret, {"k": payload["k"], "u": documents}, now - timedelta(minutes=2),
-                                 timedelta(minutes=1)),
+        f".{signature}",
+        "expired": signing.issue(
+            secret, {"k": payload["k"], "u": documents}, now - timedelta(minutes=2), timedelta(minutes=1)
+        ),
     }
     for why, reference in refused.items():
         answer = requests.get(f"{documents}/pdf/{reference}", timeout=10)

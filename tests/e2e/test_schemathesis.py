@@ -5,6 +5,7 @@ its own key), so what the fuzzing creates or changes touches nothing another tes
 
 Path ids are half the time the account's real objects (so the handlers past the lookup run too) and
 half the time generated (so the 404 path runs). Runs are derandomized: the same cases every time."""
+
 from __future__ import annotations
 
 import json
@@ -20,9 +21,20 @@ from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 from schemathesis.core.parameters import ParameterLocation
 
-from services.gateway.admin import PREFIX as ADMIN, ROUTES as ADMIN_ROUTES, URL as URL_PATTERN, \
-    openapi_document as admin_openapi
-from services.gateway.portal_api import PREFIX as PORTAL, portal_openapi
+from services.gateway.admin import (
+    PREFIX as ADMIN,
+)
+from services.gateway.admin import (
+    ROUTES as ADMIN_ROUTES,
+)
+from services.gateway.admin import (
+    URL as URL_PATTERN,
+)
+from services.gateway.admin import (
+    openapi_document as admin_openapi,
+)
+from services.gateway.portal_api import PREFIX as PORTAL
+from services.gateway.portal_api import portal_openapi
 from tests.conftest import new_portal_client, refused_within, services_rpc, sign_in
 from tests.e2e.auth_support import forget_guesses
 from tests.e2e.test_portal_api import bearer_token
@@ -48,7 +60,8 @@ def credential(case, token: str) -> dict:
     meta = case.meta
     negative_header = meta is not None and any(
         location == ParameterLocation.HEADER and component.mode.is_negative
-        for location, component in meta.components.items())
+        for location, component in meta.components.items()
+    )
     return {} if negative_header else {"Authorization": f"Bearer {token}"}
 
 
@@ -72,21 +85,26 @@ def exercise(case) -> bool:
             body[first], body[then] = body[then], body[first]
         elif isinstance(body.get(then), str) and first not in body and first != "start_date":
             body[first] = body[then]  # a due or expiry date alone is measured from today: it dates the document
-    weekly = ((body.get("settings") or {}).get("booking") or {}).get("weekly") if isinstance(body.get("settings"),
-                                                                                          dict) else None
+    weekly = (
+        ((body.get("settings") or {}).get("booking") or {}).get("weekly")
+        if isinstance(body.get("settings"), dict)
+        else None
+    )
     for day, windows in (weekly or {}).items() if isinstance(weekly, dict) else ():
         weekly[day] = [w if w.split("-")[0] < w.split("-")[1] else "09:00-17:00" for w in windows]  # start first
     return True
 
 
 def config(max_examples: int = EXAMPLES) -> SchemathesisConfig:
-    return SchemathesisConfig.from_dict({
-        "seed": 20261123,
-        "generation": {"max-examples": max_examples, "deterministic": True},
-        "phases": {"stateful": {"enabled": False}},
-        "checks": {"enabled": True},  # every check schemathesis has (the CLI's --checks all)
-        "warnings": False,
-    })
+    return SchemathesisConfig.from_dict(
+        {
+            "seed": 20261123,
+            "generation": {"max-examples": max_examples, "deterministic": True},
+            "phases": {"stateful": {"enabled": False}},
+            "checks": {"enabled": True},  # every check schemathesis has (the CLI's --checks all)
+            "warnings": False,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -95,13 +113,21 @@ def portal_account(stack):
     made = new_portal_client(stack, "Fuzz Portal Ltd", "fuzz-portal@example.org", invoices=2, quotes=2)
     ws, client, contact = made["workspace_id"], made["client"]["id"], made["contact_id"]
     with services_rpc(stack, ws) as rpc:
-        payment = rpc.billing.record_payment(ws, {"invoice_id": made["invoices"][1]["id"], "amount": 5000,
-                                                  "method": "cash"})
+        payment = rpc.billing.record_payment(
+            ws, {"invoice_id": made["invoices"][1]["id"], "amount": 5000, "method": "cash"}
+        )
         slots = rpc.billing.booking_options(ws, "consultation-30")["slots"]
         booking = rpc.billing.book_slot(ws, client, contact, "consultation-30", slots[-3])
-    yield {"token": bearer_token(stack, "fuzz-portal@example.org"),
-           "ids": {"invoices": made["invoices"][0]["id"], "quotes": made["quotes"][0]["id"],
-                   "payments": payment["id"], "bookings": booking["id"], "booking-links": "consultation-30"}}
+    yield {
+        "token": bearer_token(stack, "fuzz-portal@example.org"),
+        "ids": {
+            "invoices": made["invoices"][0]["id"],
+            "quotes": made["quotes"][0]["id"],
+            "payments": payment["id"],
+            "bookings": booking["id"],
+            "booking-links": "consultation-30",
+        },
+    }
     forget_guesses(stack)  # POST /session was fuzzed with made-up tokens: auth counted them against us
 
 
@@ -111,24 +137,58 @@ def admin_account(stack):
     ws = portalctl(stack, "workspace", "create", "--name", "Fuzz Admin", "--email", "fuzz@admin.example.org")["id"]
     key = portalctl(stack, "key", "create", "--workspace", ws, "--name", "schemathesis")["key"]
     api = Api(stack.url, key)
-    client = api("POST", "/clients", {"name": "Fuzz Client", "contacts": [
-        {"email": "fuzz-client@example.org", "portal_access": True}]}, expect=201).json()
-    invoice = api("POST", "/invoices", {"client_id": client["id"], "send": True, "lines": [
-        {"description": "Fuzzing", "quantity": 2, "unit_price": 5000}]}, expect=201).json()
-    quote = api("POST", "/quotes", {"client_id": client["id"], "send": True,
-                                    "lines": [{"description": "Plan", "unit_price": 900}]}, expect=201).json()
-    recurring = api("POST", "/recurring-invoices", {
-        "client_id": client["id"], "frequency": "monthly", "start_date": (date.today() + timedelta(days=30)).isoformat(),
-        "lines": [{"description": "Care", "unit_price": 100}]}, expect=201).json()
-    api("PATCH", "/workspace", {"settings": {"booking_links": [
-        {"id": "fuzz", "name": "Fuzz call", "duration_minutes": 20}]}}, expect=200)
+    client = api(
+        "POST",
+        "/clients",
+        {"name": "Fuzz Client", "contacts": [{"email": "fuzz-client@example.org", "portal_access": True}]},
+        expect=201,
+    ).json()
+    invoice = api(
+        "POST",
+        "/invoices",
+        {
+            "client_id": client["id"],
+            "send": True,
+            "lines": [{"description": "Fuzzing", "quantity": 2, "unit_price": 5000}],
+        },
+        expect=201,
+    ).json()
+    quote = api(
+        "POST",
+        "/quotes",
+        {"client_id": client["id"], "send": True, "lines": [{"description": "Plan", "unit_price": 900}]},
+        expect=201,
+    ).json()
+    recurring = api(
+        "POST",
+        "/recurring-invoices",
+        {
+            "client_id": client["id"],
+            "frequency": "monthly",
+            "start_date": (date.today() + timedelta(days=30)).isoformat(),
+            "lines": [{"description": "Care", "unit_price": 100}],
+        },
+        expect=201,
+    ).json()
+    api(
+        "PATCH",
+        "/workspace",
+        {"settings": {"booking_links": [{"id": "fuzz", "name": "Fuzz call", "duration_minutes": 20}]}},
+        expect=200,
+    )
     with services_rpc(stack, ws) as rpc:
         slot = rpc.billing.booking_options(ws, "fuzz")["slots"][0]
         booking = rpc.billing.book_slot(ws, client["id"], client["contacts"][0]["id"], "fuzz", slot)
         card = _card_payment(stack, rpc, ws, client["id"])  # /payments/{id} are card payments (refunds)
-    ids = {"clients": client["id"], "contacts": client["contacts"][0]["id"], "invoices": invoice["id"],
-           "payments": card["id"], "quotes": quote["id"], "recurring-invoices": recurring["id"],
-           "bookings": booking["id"]}
+    ids = {
+        "clients": client["id"],
+        "contacts": client["contacts"][0]["id"],
+        "invoices": invoice["id"],
+        "payments": card["id"],
+        "quotes": quote["id"],
+        "recurring-invoices": recurring["id"],
+        "bookings": booking["id"],
+    }
     webhooks = any(route.path == "/webhooks" for route in ADMIN_ROUTES)
     if webhooks:
         ids["webhooks"] = api("POST", "/webhooks", {"url": LOCAL_HOOK, "event_types": ["*"]}, expect=201).json()["id"]
@@ -143,7 +203,8 @@ def admin_account(stack):
 # test_the_served_documents_are_the_ones_fuzzed checks they are the same), so the operations are known when
 # pytest collects: one test per operation. (Schemathesis' lazy `from_fixture` loader does not run on pytest 9.)
 portal = schemathesis.openapi.from_dict(portal_openapi(), config=config()).exclude(
-    func=lambda ctx: f"{ctx.operation.method.upper()} {ctx.operation.path}" in SIGN_OUT)
+    func=lambda ctx: f"{ctx.operation.method.upper()} {ctx.operation.path}" in SIGN_OUT
+)
 admin = schemathesis.openapi.from_dict(admin_openapi(), config=config())
 
 
@@ -205,8 +266,10 @@ def test_sign_out_operations(stack):
     bad = requests.delete(f"{stack.url}{PORTAL}/session", headers=auth[2], params={"everywhere": "maybe"})
     assert bad.status_code == 400 and bad.headers["content-type"] == "application/problem+json"
     assert requests.get(me, headers=auth[2]).status_code == 200
-    assert requests.delete(f"{stack.url}{PORTAL}/session", headers=auth[2],
-                           params={"everywhere": "true"}).status_code == 204
+    assert (
+        requests.delete(f"{stack.url}{PORTAL}/session", headers=auth[2], params={"everywhere": "true"}).status_code
+        == 204
+    )
     refused_within(lambda: requests.get(me, headers=auth[2]))
     for path, method in (("/session", "DELETE"), ("/session/logout", "POST")):  # a spent token: 401, not 5xx
         answer = refused_within(lambda: requests.request(method, f"{stack.url}{PORTAL}{path}", headers=auth[0]))
@@ -216,8 +279,11 @@ def test_sign_out_operations(stack):
 def stored(stack) -> dict:
     """What the refused requests below would have written (refunds the fuzzing made may still be
     arriving in billing's other tables, by event)."""
-    return {table: digest for table, digest in snapshot(stack.databases["billing"]).items()
-            if table in ("reviews", "comments", "clients", "contacts")}
+    return {
+        table: digest
+        for table, digest in snapshot(stack.databases["billing"]).items()
+        if table in ("reviews", "comments", "clients", "contacts")
+    }
 
 
 def test_what_the_fuzzing_found_stays_fixed(stack, portal_account, admin_account):
@@ -230,17 +296,22 @@ def test_what_the_fuzzing_found_stays_fixed(stack, portal_account, admin_account
     before = stored(stack)
     # NUL (and unpaired surrogates) in JSON text reached PostgreSQL, which cannot store them (502)
     for method, url, body, field in (
-            ("POST", f"{PORTAL}/reviews", '{"rating": 4, "message": "a\\u0000b"}', "message"),
-            ("POST", f"{PORTAL}/invoices/{portal_account['ids']['invoices']}/comments", '{"body": "\\ud800"}', "body"),
-            ("PATCH", f"{ADMIN}/clients/{admin_account['ids']['clients']}", '{"name": "x\\u0000"}', "name")):
+        ("POST", f"{PORTAL}/reviews", '{"rating": 4, "message": "a\\u0000b"}', "message"),
+        ("POST", f"{PORTAL}/invoices/{portal_account['ids']['invoices']}/comments", '{"body": "\\ud800"}', "body"),
+        ("PATCH", f"{ADMIN}/clients/{admin_account['ids']['clients']}", '{"name": "x\\u0000"}', "name"),
+    ):
         auth = portal_auth if url.startswith(PORTAL) else {"Authorization": f"Bearer {admin_account['key']}"}
-        answer = requests.request(method, stack.url + url, data=body,
-                                  headers={**auth, "Content-Type": "application/json"})
+        answer = requests.request(
+            method, stack.url + url, data=body, headers={**auth, "Content-Type": "application/json"}
+        )
         assert answer.status_code == 422, (url, answer.text)
         assert answer.headers["content-type"] == "application/problem+json" and field in answer.json()["errors"]
     # ...and %00 in a path or a query string, for the APIs and the pages alike
-    for url, headers in ((f"{PORTAL}/invoices/%00", portal_auth), (f"{PORTAL}/invoices?search=a%00", portal_auth),
-                         (f"{ADMIN}/invoices?search=%00", {"Authorization": f"Bearer {admin_account['key']}"})):
+    for url, headers in (
+        (f"{PORTAL}/invoices/%00", portal_auth),
+        (f"{PORTAL}/invoices?search=a%00", portal_auth),
+        (f"{ADMIN}/invoices?search=%00", {"Authorization": f"Bearer {admin_account['key']}"}),
+    ):
         answer = requests.get(stack.url + url, headers=headers)
         assert answer.status_code == 400 and answer.headers["content-type"] == "application/problem+json", url
     browser = sign_in(stack, "fuzz-portal@example.org")
@@ -259,10 +330,16 @@ def test_what_the_fuzzing_found_stays_fixed(stack, portal_account, admin_account
 def test_every_operation_but_the_sign_outs_was_fuzzed():
     """Runs after the fuzzing tests above (pytest keeps the file's order): each documented operation of both
     APIs got its generated cases, except the two that end the session the run rides on."""
-    documented = {f"{method.upper()} {path}" for document in (portal_openapi(), admin_openapi())
-                  for path, operations in document["paths"].items() for method in operations}
+    documented = {
+        f"{method.upper()} {path}"
+        for document in (portal_openapi(), admin_openapi())
+        for path, operations in document["paths"].items()
+        for method in operations
+    }
     assert set(SIGN_OUT) <= documented
-    print(f"\n{sum(EXERCISED.values())} cases generated, {sum(SENT.values())} sent, over {len(EXERCISED)} of "
-          f"{len(documented)} operations")
+    print(
+        f"\n{sum(EXERCISED.values())} cases generated, {sum(SENT.values())} sent, over {len(EXERCISED)} of "
+        f"{len(documented)} operations"
+    )
     assert set(EXERCISED) == documented - set(SIGN_OUT)
     assert len(EXERCISED) == len(documented) - len(SIGN_OUT)

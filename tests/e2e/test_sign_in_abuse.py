@@ -2,6 +2,7 @@
 cookie before sign-in, and forging requests (CSRF) on every form and every state-changing API call. Each is
 refused, and refused requests change nothing. (test_sign_in_story.py has the ordinary story, sign-out and
 forged session cookies; this file goes after the attacks.)"""
+
 from __future__ import annotations
 
 import re
@@ -14,7 +15,8 @@ import pytest
 import requests
 
 from services.auth.domain import hash_secret
-from services.gateway.portal_api import PREFIX as API, ROUTES as API_ROUTES
+from services.gateway.portal_api import PREFIX as API
+from services.gateway.portal_api import ROUTES as API_ROUTES
 from tests.conftest import SIGN_IN, Browser, link_token, new_portal_client, refused_within, services_rpc, sign_in
 from tests.e2e.auth_support import forget_guesses, guesses_counted
 from tests.e2e.payments_support import CARD_OK, confirm_setup
@@ -37,13 +39,17 @@ def auth_count(stack, sql: str, *args) -> int:
 
 
 def sessions_of(stack, email: str) -> int:
-    return auth_count(stack, "SELECT count(*) FROM sessions s JOIN contacts c ON c.id = s.contact_id "
-                             "WHERE c.email = %s", email)
+    return auth_count(
+        stack, "SELECT count(*) FROM sessions s JOIN contacts c ON c.id = s.contact_id WHERE c.email = %s", email
+    )
 
 
 def link_used(stack, token: str) -> bool:
-    return bool(auth_count(stack, "SELECT count(*) FROM link_tokens WHERE token_hash = %s AND used_at IS NOT NULL",
-                           hash_secret(token)))
+    return bool(
+        auth_count(
+            stack, "SELECT count(*) FROM link_tokens WHERE token_hash = %s AND used_at IS NOT NULL", hash_secret(token)
+        )
+    )
 
 
 def me(stack, sid: str) -> requests.Response:
@@ -51,6 +57,7 @@ def me(stack, sid: str) -> requests.Response:
 
 
 # --- guessing tokens ---------------------------------------------------------------------------------------
+
 
 def test_guessed_tokens_are_refused_and_then_the_address_is_limited_even_with_a_real_link(stack):
     new_portal_client(stack, "Guess Target Ltd", "guess-target@example.org")
@@ -76,8 +83,10 @@ def test_guessed_tokens_are_refused_and_then_the_address_is_limited_even_with_a_
             assert COOKIE not in answer.cookies and "access_token" not in answer.text
         assert guesses_counted(stack) == limit
         # past the limit the address is refused outright, with the real link too: a lucky guess gets nothing
-        for answer in (browser.get(verify, params={"token": secrets.token_urlsafe(32)}),
-                       browser.post(verify, data={"token": token, "csrf_token": csrf}, allow_redirects=False)):
+        for answer in (
+            browser.get(verify, params={"token": secrets.token_urlsafe(32)}),
+            browser.post(verify, data={"token": token, "csrf_token": csrf}, allow_redirects=False),
+        ):
             assert answer.status_code == 429 and answer.headers["retry-after"] == "900"
             assert "Too many sign-in attempts" in answer.text and COOKIE not in answer.cookies
         api = requests.post(session_api, json={"token": token})
@@ -93,6 +102,7 @@ def test_guessed_tokens_are_refused_and_then_the_address_is_limited_even_with_a_
 
 
 # --- replaying a used link ---------------------------------------------------------------------------------
+
 
 def test_a_used_link_is_refused_everywhere_and_opens_no_session(stack):
     new_portal_client(stack, "Replay Ltd", "replay@example.org")
@@ -116,11 +126,16 @@ def test_a_used_link_is_refused_everywhere_and_opens_no_session(stack):
 
 # --- session fixation --------------------------------------------------------------------------------------
 
+
 def sign_in_with_cookie(stack, email: str, planted: str) -> requests.Response:
     """The link's button pressed in a browser that already holds `planted` as its session cookie."""
     browser = Browser(stack.url)
-    answer = browser.post(f"{stack.url}/login/verify", data={"token": fresh_link(stack, email)},
-                          cookies={COOKIE: planted}, allow_redirects=False)
+    answer = browser.post(
+        f"{stack.url}/login/verify",
+        data={"token": fresh_link(stack, email)},
+        cookies={COOKIE: planted},
+        allow_redirects=False,
+    )
     assert answer.status_code == 303, answer.text[:300]
     return answer
 
@@ -149,8 +164,17 @@ def test_a_session_cookie_set_before_sign_in_is_never_the_one_after(stack):
 
 # --- CSRF: every form, every state-changing API call -------------------------------------------------------
 
-FILL = {"email": "mallory@example.org", "to": "mallory@example.org", "signature_name": "Mallory", "rating": "1",
-        "subject": "Forged", "message": "Forged", "body": "Forged", "company": "Forged Inc", "name": "Forged"}
+FILL = {
+    "email": "mallory@example.org",
+    "to": "mallory@example.org",
+    "signature_name": "Mallory",
+    "rating": "1",
+    "subject": "Forged",
+    "message": "Forged",
+    "body": "Forged",
+    "company": "Forged Inc",
+    "name": "Forged",
+}
 
 
 class Page(HTMLParser):
@@ -167,10 +191,15 @@ class Page(HTMLParser):
         if tag == "a" and a.get("href", "").startswith("/"):
             self.links.append(a["href"])
         elif tag == "form":
-            self._form = {"method": (a.get("method") or "get").lower(), "action": a.get("action", ""),
-                          "fields": {}, "scripted": {k: v for k, v in a.items() if k.startswith("data-") and
-                                                     k.endswith("-url") and k != "data-done-url"},
-                          "csrf_header": "data-csrf" in a}
+            self._form = {
+                "method": (a.get("method") or "get").lower(),
+                "action": a.get("action", ""),
+                "fields": {},
+                "scripted": {
+                    k: v for k, v in a.items() if k.startswith("data-") and k.endswith("-url") and k != "data-done-url"
+                },
+                "csrf_header": "data-csrf" in a,
+            }
             self.forms.append(self._form)
         elif self._form is not None and tag in ("input", "textarea", "select") and a.get("name"):
             name, kind = a["name"], a.get("type", "text")
@@ -239,20 +268,43 @@ def refusals(stack, url: str, browser, other_token: str, form: dict | None = Non
     if form is not None:
         fields = {k: v for k, v in form["fields"].items() if k != "csrf_token"}
         for token in (None, "0" * 64, other_token):
-            yield requests.post(url, data=fields if token is None else {**fields, "csrf_token": token},
-                                cookies=cookies, allow_redirects=False)
+            yield requests.post(
+                url,
+                data=fields if token is None else {**fields, "csrf_token": token},
+                cookies=cookies,
+                allow_redirects=False,
+            )
     else:
         for token in (None, "0" * 64, other_token):
-            yield requests.post(url, json={}, cookies=cookies, allow_redirects=False,
-                                headers={} if token is None else {"X-CSRF-Token": token})
+            yield requests.post(
+                url,
+                json={},
+                cookies=cookies,
+                allow_redirects=False,
+                headers={} if token is None else {"X-CSRF-Token": token},
+            )
 
 
 def test_every_form_on_every_page_refuses_a_post_without_its_token(stack, csrf_client):
     browser = sign_in(stack, "forgery@example.org")
     other_token = Browser(stack.url).csrf_token()  # a real token, of another browser
-    forms = crawl(stack, browser, ["/dashboard", "/invoices", "/quotes", "/payments", "/statement", "/profile",
-                                   "/contact", "/review", "/bookings", "/payment-methods",
-                                   f"/pay/{csrf_client['attempt']}"])
+    forms = crawl(
+        stack,
+        browser,
+        [
+            "/dashboard",
+            "/invoices",
+            "/quotes",
+            "/payments",
+            "/statement",
+            "/profile",
+            "/contact",
+            "/review",
+            "/bookings",
+            "/payment-methods",
+            f"/pay/{csrf_client['attempt']}",
+        ],
+    )
     before = unchanged_state(stack, csrf_client["client"]["id"])
     mail = len(stack.outbox.messages())
     sessions = sessions_of(stack, "forgery@example.org")
@@ -267,8 +319,11 @@ def test_every_form_on_every_page_refuses_a_post_without_its_token(stack, csrf_c
                 assert "expired" in answer.text  # the refusal says what to do: reload and try again
             posted.add(template_of(url))
     # every POST route of the pages was found on a page, as a form or as its script's call
-    expected = {template_of(re.sub(r"\{\w+\}", "{id}", t)) for m, t, _ in portal_routes()
-                if m == "POST" and not t.startswith(("/api/", "/webhooks/", "/login"))}
+    expected = {
+        template_of(re.sub(r"\{\w+\}", "{id}", t))
+        for m, t, _ in portal_routes()
+        if m == "POST" and not t.startswith(("/api/", "/webhooks/", "/login"))
+    }
     assert expected <= posted, sorted(expected - posted)
     assert unchanged_state(stack, csrf_client["client"]["id"]) == before
     assert len(stack.outbox.messages()) == mail and sessions_of(stack, "forgery@example.org") == sessions
@@ -293,16 +348,26 @@ def test_the_sign_in_forms_need_the_token_too(stack):
     assert not link_used(stack, token) and stack.outbox.count("login-forgery@example.org", SIGN_IN) == sent
 
 
-BODIES = {"SessionIn": {"token": "x"}, "CommentIn": {"body": "Forged"}, "ForwardIn": {"to": "mallory@example.org"},
-          "AcceptIn": {"signature_name": "Mallory"}, "RejectIn": {"reason": "Forged"}, "ProfileIn": {"company": "F"},
-          "MessageIn": {"subject": "Forged", "message": "Forged"}, "ReviewIn": {"rating": 1},
-          "BookingIn": {"link_id": "consultation-30", "start": "2030-01-07T15:00:00+00:00"}}
+BODIES = {
+    "SessionIn": {"token": "x"},
+    "CommentIn": {"body": "Forged"},
+    "ForwardIn": {"to": "mallory@example.org"},
+    "AcceptIn": {"signature_name": "Mallory"},
+    "RejectIn": {"reason": "Forged"},
+    "ProfileIn": {"company": "F"},
+    "MessageIn": {"subject": "Forged", "message": "Forged"},
+    "ReviewIn": {"rating": 1},
+    "BookingIn": {"link_id": "consultation-30", "start": "2030-01-07T15:00:00+00:00"},
+}
 
 
 def test_every_state_changing_api_call_with_the_cookie_needs_the_header(stack, csrf_client):
     browser = sign_in(stack, "forgery@example.org")
-    ids = {"invoices": csrf_client["invoices"][1]["id"], "quotes": csrf_client["quotes"][1]["id"],
-           "bookings": browser.get(f"{stack.url}{API}/bookings").json()["upcoming"][0]["id"]}
+    ids = {
+        "invoices": csrf_client["invoices"][1]["id"],
+        "quotes": csrf_client["quotes"][1]["id"],
+        "bookings": browser.get(f"{stack.url}{API}/bookings").json()["upcoming"][0]["id"],
+    }
     other_token = Browser(stack.url).csrf_token()
     before = unchanged_state(stack, csrf_client["client"]["id"])
     mail = len(stack.outbox.messages())
@@ -312,8 +377,9 @@ def test_every_state_changing_api_call_with_the_cookie_needs_the_header(stack, c
         path = re.sub(r"\{id\}", lambda _: ids[route.path.split("/")[1]], route.path)
         body = BODIES[route.body.__name__] if route.body else None
         for headers in ({}, {"X-CSRF-Token": "0" * 64}, {"X-CSRF-Token": other_token}):
-            answer = requests.request(route.method, f"{stack.url}{API}{path}", json=body, headers=headers,
-                                      cookies=browser.cookies.get_dict())
+            answer = requests.request(
+                route.method, f"{stack.url}{API}{path}", json=body, headers=headers, cookies=browser.cookies.get_dict()
+            )
             assert answer.status_code == 403, (route.method, path, answer.status_code, answer.text[:200])
             assert answer.headers["content-type"] == "application/problem+json"
     assert unchanged_state(stack, csrf_client["client"]["id"]) == before

@@ -1,4 +1,5 @@
 """The whole sign-in story over HTTP against the running stack, as a new client lives it."""
+
 import re
 
 import pytest
@@ -57,8 +58,9 @@ def test_sign_in_see_balance_sign_out_and_nothing_reusable(stack):
     old_cookie = browser.cookies.get("portal_session")
     out = browser.post(f"{base}/logout", allow_redirects=False)
     assert out.status_code == 303 and out.headers["location"] == "/login?signed_out=1"
-    replay = refused_within(lambda: requests.get(f"{base}/dashboard", cookies={"portal_session": old_cookie},
-                                                 allow_redirects=False))
+    replay = refused_within(
+        lambda: requests.get(f"{base}/dashboard", cookies={"portal_session": old_cookie}, allow_redirects=False)
+    )
     assert replay.status_code == 303 and replay.headers["location"].startswith("/login")
     refused_within(lambda: requests.get(f"{base}/api/portal/v1/me", cookies={"portal_session": old_cookie}))
     reused = Browser(base).post(f"{base}/login/verify", data={"token": token}, allow_redirects=False)
@@ -126,15 +128,20 @@ def test_pdf_routes_never_serve_another_clients_documents(stack):
         other_invoices = [row[0] for row in cur.fetchall()]
         cur.execute("SELECT q.id FROM quotes q JOIN clients c ON c.id = q.client_id WHERE c.name = 'Other Corp'")
         other_quotes = [row[0] for row in cur.fetchall()]
-        cur.execute("SELECT i.id FROM invoices i JOIN clients c ON c.id = i.client_id "
-                    "WHERE c.name = 'Demo Client Ltd' AND i.status = 'draft'")
+        cur.execute(
+            "SELECT i.id FROM invoices i JOIN clients c ON c.id = i.client_id "
+            "WHERE c.name = 'Demo Client Ltd' AND i.status = 'draft'"
+        )
         demo_drafts = [row[0] for row in cur.fetchall()]
     assert other_invoices and other_quotes and demo_drafts
     from tests.conftest import sign_in
 
     demo = sign_in(stack, "demo@example.com")
-    for path in ([f"/invoices/{i}/pdf" for i in other_invoices + demo_drafts]
-                 + [f"/quotes/{q}/pdf" for q in other_quotes] + ["/payments/not-a-payment/receipt.pdf"]):
+    for path in (
+        [f"/invoices/{i}/pdf" for i in other_invoices + demo_drafts]
+        + [f"/quotes/{q}/pdf" for q in other_quotes]
+        + ["/payments/not-a-payment/receipt.pdf"]
+    ):
         response = demo.get(stack.url + path)
         assert response.status_code == 404, path
         assert not response.content.startswith(b"%PDF")

@@ -1,5 +1,6 @@
 """A nameko service for tests/integration/test_gateway_rpc.py: answers as the portal's services do
 (chassis.nameko_ext installs chassis/fast_rpc.py), slowly, with a business error, or with a crash."""
+
 import eventlet
 from nameko.rpc import rpc
 

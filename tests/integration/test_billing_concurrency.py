@@ -1,6 +1,7 @@
 """Billing's guarantees under concurrency, on real PostgreSQL: gapless numbers, no over-applied
 payments, one invoice per recurring period however many replicas run the timer, client summaries that
 count every change made at the same time."""
+
 from __future__ import annotations
 
 import threading
@@ -9,9 +10,9 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from chassis.clock import utcnow
 from chassis.db import UnitOfWork, make_engine, upgrade
 from chassis.errors import Invalid
-from chassis.clock import utcnow
 from chassis.scope import Scope, acting_for, db_scope
 from services.billing import domain
 from services.billing import handlers as h
@@ -114,14 +115,17 @@ def test_the_same_payment_id_twice_at_once_is_applied_once(engine, client):
 
     def pay(i):
         with UnitOfWork(engine) as uow:
-            result = h.record_payment(uow, utcnow(), ws, {"invoice_id": invoice["id"], "amount": 4000,
-                                                          "payment_id": "pi_same"})
+            result = h.record_payment(
+                uow, utcnow(), ws, {"invoice_id": invoice["id"], "amount": 4000, "payment_id": "pi_same"}
+            )
             uow.commit()
             return result
 
     results = in_parallel(3, pay)
     with engine.connect() as conn:
-        assert conn.execute(sa.select(invoices.c.amount_paid).where(invoices.c.id == invoice["id"])).scalar_one() == 4000
+        assert (
+            conn.execute(sa.select(invoices.c.amount_paid).where(invoices.c.id == invoice["id"])).scalar_one() == 4000
+        )
     assert any(isinstance(r, dict) for r in results)
     assert all(isinstance(r, (dict, sa.exc.IntegrityError, Invalid)) for r in results)
 
@@ -131,8 +135,9 @@ def test_money_moving_at_once_for_one_client_leaves_its_summary_right(engine, cl
     client's figures only once it holds the summary's lock, so what committed while it waited counts."""
     ws, client_id = client
     with UnitOfWork(engine) as uow:
-        made = [h.create_invoice(uow, utcnow(), ws, {"client_id": client_id, "lines": LINE, "send": True})
-                for _ in range(8)]
+        made = [
+            h.create_invoice(uow, utcnow(), ws, {"client_id": client_id, "lines": LINE, "send": True}) for _ in range(8)
+        ]
         uow.commit()
 
     def move(i):
@@ -154,9 +159,18 @@ def test_two_replicas_running_the_recurring_timer_make_one_invoice_per_period(en
     ws, client_id = client
     start = (utcnow() - timedelta(days=70)).date()
     with UnitOfWork(engine) as uow:
-        schedule = h.create_recurring(uow, utcnow(), ws, {"client_id": client_id, "frequency": "monthly",
-                                                          "interval": 1, "start_date": start.isoformat(),
-                                                          "lines": LINE})
+        schedule = h.create_recurring(
+            uow,
+            utcnow(),
+            ws,
+            {
+                "client_id": client_id,
+                "frequency": "monthly",
+                "interval": 1,
+                "start_date": start.isoformat(),
+                "lines": LINE,
+            },
+        )
         uow.commit()
 
     def sweep(i):
@@ -166,7 +180,13 @@ def test_two_replicas_running_the_recurring_timer_make_one_invoice_per_period(en
     in_parallel(4, sweep)
     in_parallel(2, sweep)  # and again later: nothing new
     with engine.connect() as conn:
-        periods = conn.execute(sa.select(invoices.c.recurring_period).where(
-            invoices.c.recurring_id == schedule["id"])).scalars().all()
-    assert sorted(periods) == [start, domain.Schedule("monthly", 1, start).occurrence(1),
-                               domain.Schedule("monthly", 1, start).occurrence(2)]
+        periods = (
+            conn.execute(sa.select(invoices.c.recurring_period).where(invoices.c.recurring_id == schedule["id"]))
+            .scalars()
+            .all()
+        )
+    assert sorted(periods) == [
+        start,
+        domain.Schedule("monthly", 1, start).occurrence(1),
+        domain.Schedule("monthly", 1, start).occurrence(2),
+    ]

@@ -3,6 +3,7 @@ dashboard in at most 3 round trips (the scope statement at checkout and the comm
 answer the same as the listings give, and the invoice listing served by its indexes, never a
 sequential scan of invoices, in a workspace of 12,000 invoices (among 60,000). The plans are written to
 test-artifacts/invoice-list-plans.txt."""
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,13 @@ NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
 INVOICES = 12_000  # in the workspace under test, and in each of the others
 OTHERS = 4  # workspaces: the one under test holds a fifth of the table (in production, far less)
 BIG_SHARE = 0.4  # of them, one client's: a portal listing that is not small either
-LISTING_INDEXES = {"ix_invoices_client_listing", "ix_invoices_listing", "ix_invoices_open", "ix_invoices_client_id",
-                   "invoices_pkey"}
+LISTING_INDEXES = {
+    "ix_invoices_client_listing",
+    "ix_invoices_listing",
+    "ix_invoices_open",
+    "ix_invoices_client_id",
+    "invoices_pkey",
+}
 
 
 @pytest.fixture(scope="module")
@@ -48,17 +54,30 @@ def billing(postgres_admin_url):
 
         made = []
         for n in range(1 + OTHERS):
-            ws = run(SYSTEM, h.create_workspace, {"name": f"Studio {n}", "email": "b@example.org",
-                                                  "timezone": "America/New_York"})["id"]
-            made.append((ws, [run(Scope(ws), h.create_client, ws, {"name": f"Client {i}"})["id"]
-                              for i in range(40 if n == 0 else 0)]))
+            ws = run(
+                SYSTEM,
+                h.create_workspace,
+                {"name": f"Studio {n}", "email": "b@example.org", "timezone": "America/New_York"},
+            )["id"]
+            made.append(
+                (
+                    ws,
+                    [
+                        run(Scope(ws), h.create_client, ws, {"name": f"Client {i}"})["id"]
+                        for i in range(40 if n == 0 else 0)
+                    ],
+                )
+            )
         with psycopg2.connect(urls["admin"]["billing"]) as conn, conn.cursor() as cur:
             for ws, clients in made[1:]:  # the other workspaces' clients, in bulk: only their invoices matter
-                cur.execute("""INSERT INTO clients (id, workspace_id, name, address, phone, currency, locale, timezone,
+                cur.execute(
+                    """INSERT INTO clients (id, workspace_id, name, address, phone, currency, locale, timezone,
                                                     created_at)
                                SELECT md5(%(ws)s || c)::uuid::text, %(ws)s, 'Client ' || c, '', '', 'USD', 'en_US',
                                       'America/New_York', now()
-                               FROM generate_series(1, 40) c RETURNING id""", {"ws": ws})
+                               FROM generate_series(1, 40) c RETURNING id""",
+                    {"ws": ws},
+                )
                 clients += [row[0] for row in cur.fetchall()]
             for ws, clients in made:
                 _bulk_invoices(cur, ws, clients, INVOICES)
@@ -77,7 +96,8 @@ def billing(postgres_admin_url):
 def _bulk_invoices(cur, ws: str, clients: list[str], count: int) -> None:
     """`count` standard invoices over 8 years, four a day, numbered by year. The newest 600 are a mix
     of every status; older ones are paid, one in 50 void."""
-    cur.execute("""
+    cur.execute(
+        """
         INSERT INTO invoices (id, workspace_id, client_id, number, kind, status, currency, issue_date, due_date,
                               subtotal, discount_total, tax_total, total, amount_paid, amount_credited, notes, terms,
                               sent_at, created_at)
@@ -94,8 +114,14 @@ def _bulk_invoices(cur, ws: str, clients: list[str], count: int) -> None:
              LATERAL (SELECT CASE WHEN i < %(last)s - 600 THEN (CASE WHEN i %% 50 = 0 THEN 'void' ELSE 'paid' END)
                                   ELSE (ARRAY['sent', 'viewed', 'partially_paid', 'paid', 'paid', 'draft'])[1 + i %% 6]
                              END AS status) s""",
-                {"ws": ws, "clients": clients, "count": count, "last": count - 1,
-                 "share": int(BIG_SHARE * 10) if len(clients) > 1 else 10})
+        {
+            "ws": ws,
+            "clients": clients,
+            "count": count,
+            "last": count - 1,
+            "share": int(BIG_SHARE * 10) if len(clients) > 1 else 10,
+        },
+    )
 
 
 class RoundTrips:
@@ -155,14 +181,17 @@ def test_the_dashboard_takes_three_round_trips_and_answers_what_the_listings_do(
         finally:
             trips.remove()
         assert trips.count <= 3, trips.statements
-        listing = as_the_service(billing.engine, h.list_invoices, billing.ws,
-                                 {"client_id": billing.big, "portal": True, "limit": 5})
+        listing = as_the_service(
+            billing.engine, h.list_invoices, billing.ws, {"client_id": billing.big, "portal": True, "limit": 5}
+        )
         balances = as_the_service(billing.engine, h.client_balances, billing.ws, billing.big)
         activity = as_the_service(billing.engine, h.list_activity, billing.ws, billing.big, 10)
     assert dashboard["recent_invoices"] == listing["items"]  # dates, times and JSON read back alike
     assert dashboard["recent_activity"] == activity
     assert (dashboard["outstanding"]["amount"], dashboard["credit_available"]["amount"]) == (
-        balances["outstanding"], balances["credit_available"])
+        balances["outstanding"],
+        balances["credit_available"],
+    )
     assert dashboard["overdue"]["count"] > 0
 
 
@@ -170,10 +199,18 @@ def test_a_dashboard_with_quotes_payments_and_activity_reads_back_like_the_listi
     ws, client = billing.ws, billing.small
     with acting_for(Scope(ws)):
         for i in range(7):
-            billing.run(Scope(ws), h.create_quote, ws, {"client_id": client, "send": i != 3,
-                                                        "lines": [{"description": f"Idea {i}", "unit_price": 100 + i}]})
-        invoice = billing.run(Scope(ws), h.create_invoice, ws, {
-            "client_id": client, "send": True, "lines": [{"description": "Work", "unit_price": 5000}]})
+            billing.run(
+                Scope(ws),
+                h.create_quote,
+                ws,
+                {"client_id": client, "send": i != 3, "lines": [{"description": f"Idea {i}", "unit_price": 100 + i}]},
+            )
+        invoice = billing.run(
+            Scope(ws),
+            h.create_invoice,
+            ws,
+            {"client_id": client, "send": True, "lines": [{"description": "Work", "unit_price": 5000}]},
+        )
         billing.run(Scope(ws), h.record_payment, ws, {"invoice_id": invoice["id"], "amount": 1234})
         billing.run(Scope(ws), h.archive_invoice, ws, invoice["id"])
     with acting_for(Scope(ws, client)):

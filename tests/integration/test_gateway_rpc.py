@@ -1,6 +1,7 @@
 """The gateway's RPC client (services/gateway/rpc.py) against a real broker and a real nameko service:
 answers, context headers, and each failure mapped as the gateway shows it. A late reply is never
 read as the next call's answer, and no reply queue is declared."""
+
 from __future__ import annotations
 
 import subprocess
@@ -29,8 +30,12 @@ def probe_uri(amqp_uri):
     uri = create_vhost(amqp_uri, f"portal-test-{RUN_ID}-rpc") or amqp_uri
     ARTIFACTS.mkdir(exist_ok=True)
     with open(ARTIFACTS / "rpc-probe.log", "wb") as log:
-        proc = subprocess.Popen([str(BIN / "nameko"), "run", "--broker", uri, "tests.integration.rpc_probe:RpcProbe"],
-                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [str(BIN / "nameko"), "run", "--broker", uri, "tests.integration.rpc_probe:RpcProbe"],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         pool = RpcPool({"AMQP_URI": uri}, timeout=1, size=1)
 
@@ -53,7 +58,9 @@ def test_a_call_answers_and_carries_the_request_id_and_scope(probe_uri):
     pool = RpcPool({"AMQP_URI": probe_uri}, timeout=5, size=2)
     assert pool.call("rpc_probe", "echo", {"a": [1, "b"]}) == {"a": [1, "b"]}
     assert pool.call("rpc_probe", "context", request_id="r-1", scope=Scope("ws1", "cl1")) == {
-        "request_id": "r-1", "scope": {"workspace_id": "ws1", "client_id": "cl1"}}
+        "request_id": "r-1",
+        "scope": {"workspace_id": "ws1", "client_id": "cl1"},
+    }
     assert pool.call("rpc_probe", "context", request_id="r-2") == {"request_id": "r-2", "scope": None}
 
 
@@ -108,7 +115,8 @@ def test_a_pooled_connection_closed_by_the_broker_is_replaced(probe_uri):
         return next((c["name"] for c in connections if c.get("peer_port") == port), None)
 
     name = wait_until(ours, 30, "the management API to list the connection")
-    requests.delete(f"{management.api}/api/connections/{requests.utils.quote(name, safe='')}",
-                    auth=management.auth, timeout=10).raise_for_status()
+    requests.delete(
+        f"{management.api}/api/connections/{requests.utils.quote(name, safe='')}", auth=management.auth, timeout=10
+    ).raise_for_status()
     time.sleep(0.5)
     assert pool.call("rpc_probe", "echo", 2) == 2

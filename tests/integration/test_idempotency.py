@@ -1,6 +1,7 @@
 """Idempotency keys on the admin API: a repeated request with the same Idempotency-Key gets the first
 answer and changes nothing; the same key for a different request is refused; keys of two workspaces
 never meet."""
+
 from __future__ import annotations
 
 import threading
@@ -16,15 +17,21 @@ pytestmark = pytest.mark.integration
 
 def post(admin, who: str, path: str, body: dict, key: str) -> requests.Response:
     api = admin[who]
-    return requests.post(f"{api.base}{PREFIX}{path}", json=body, timeout=20,
-                         headers={"Authorization": f"Bearer {api.key}", "Idempotency-Key": key})
+    return requests.post(
+        f"{api.base}{PREFIX}{path}",
+        json=body,
+        timeout=20,
+        headers={"Authorization": f"Bearer {api.key}", "Idempotency-Key": key},
+    )
 
 
 def test_a_repeated_create_with_the_same_key_makes_one_client(admin):
     key, name = f"create-{uuid.uuid4().hex}", f"Keyed {uuid.uuid4().hex[:6]}"
     answers = []
-    threads = [threading.Thread(target=lambda: answers.append(post(admin, "a", "/clients", {"name": name}, key)))
-               for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: answers.append(post(admin, "a", "/clients", {"name": name}, key)))
+        for _ in range(4)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

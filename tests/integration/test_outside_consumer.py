@@ -3,6 +3,7 @@ runs as its own process (isolated: no project code on its path) against the test
 on a durable queue it declares itself. Real events, made through billing's RPC, reach it; events
 published while it is down wait in its queue; a redelivered event is acked but not handled twice;
 and it reconnects when the broker drops its connection."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,10 @@ from tests.integration.test_services import wait_until
 pytestmark = pytest.mark.integration
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "kombu_consumer.py"
-EVENT_LINE = re.compile(r"^event (?P<type>\S+) v(?P<version>\d+) id=(?P<id>\S+) workspace=(?P<workspace>\S+) "
-                        r"at=\S+(?: \| (?P<details>.*))?$")
+EVENT_LINE = re.compile(
+    r"^event (?P<type>\S+) v(?P<version>\d+) id=(?P<id>\S+) workspace=(?P<workspace>\S+) "
+    r"at=\S+(?: \| (?P<details>.*))?$"
+)
 BINDS = ["billing.events:invoice.created", "billing.events:invoice.sent", "billing.events:invoice.voided"]
 
 
@@ -37,13 +40,25 @@ class Example:
 
     def __init__(self, tmp_path: Path, amqp_uri: str, queue: str, max_events: int):
         self.log = tmp_path / f"consumer-{uuid.uuid4().hex[:6]}.stderr"
-        args = [sys.executable, "-I", str(EXAMPLE), "--amqp-uri", amqp_uri, "--queue", queue,
-                "--max-events", str(max_events), "--seen-db", str(tmp_path / "seen.sqlite3")]
+        args = [
+            sys.executable,
+            "-I",
+            str(EXAMPLE),
+            "--amqp-uri",
+            amqp_uri,
+            "--queue",
+            queue,
+            "--max-events",
+            str(max_events),
+            "--seen-db",
+            str(tmp_path / "seen.sqlite3"),
+        ]
         for bind in BINDS:
             args += ["--bind", bind]
         self.lines: list[str] = []
-        self.process = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=self.log.open("w"),
-                                        text=True, bufsize=1)
+        self.process = subprocess.Popen(
+            args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=self.log.open("w"), text=True, bufsize=1
+        )
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -60,15 +75,17 @@ class Example:
             if self.process.poll() is not None and not self.reader.is_alive():
                 break
             time.sleep(0.1)
-        raise AssertionError(f"no {count} x {prefix!r} from the consumer; stdout {self.lines}, "
-                             f"stderr {self.log.read_text()[-2000:]}")
+        raise AssertionError(
+            f"no {count} x {prefix!r} from the consumer; stdout {self.lines}, stderr {self.log.read_text()[-2000:]}"
+        )
 
     def wait_exit(self, timeout: float = 60) -> int:
         try:
             code = self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"the consumer did not stop; stdout {self.lines}, "
-                                 f"stderr {self.log.read_text()[-2000:]}") from None
+            raise AssertionError(
+                f"the consumer did not stop; stdout {self.lines}, stderr {self.log.read_text()[-2000:]}"
+            ) from None
         self.reader.join(5)
         return code
 
@@ -107,18 +124,23 @@ def outbox_events(stack, invoice_id: str) -> list[tuple[str, str]]:
     """(event id, type) of billing's events about one invoice that the consumer's bindings match, in
     publishing order."""
     with psycopg2.connect(stack.databases["billing"]) as conn, conn.cursor() as cur:
-        cur.execute("SELECT event_id, event_type FROM outbox WHERE body::json -> 'data' ->> 'id' = %s "
-                    "AND event_type = ANY(%s) ORDER BY seq", (invoice_id, [b.split(":")[1] for b in BINDS]))
+        cur.execute(
+            "SELECT event_id, event_type FROM outbox WHERE body::json -> 'data' ->> 'id' = %s "
+            "AND event_type = ANY(%s) ORDER BY seq",
+            (invoice_id, [b.split(":")[1] for b in BINDS]),
+        )
         return [tuple(row) for row in cur.fetchall()]
 
 
 def billing_relayed_everything(stack) -> None:
     """Earlier events (of other tests, or of setting this one up) are on the broker before the
     consumer binds its queue, so it only sees what the test does next."""
+
     def drained():
         with psycopg2.connect(stack.databases["billing"]) as conn, conn.cursor() as cur:
             cur.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL")
             return cur.fetchone()[0] == 0
+
     wait_until(drained, 30, what="billing's outbox to be relayed")
 
 
@@ -147,13 +169,24 @@ def test_an_outside_kombu_consumer_gets_real_events_on_its_own_durable_queue(sta
     # already handled (what the outbox relay does after a crash), then three new events.
     sent_event = next(json.loads(body) for (body,) in _bodies(stack, expected[1][0]))
     with Connection(stack.amqp_uri) as conn:
-        conn.Producer().publish(sent_event, exchange=Exchange("billing.events", type="topic", durable=True),
-                                routing_key="invoice.sent", serializer="json", declare=[], retry=True)
+        conn.Producer().publish(
+            sent_event,
+            exchange=Exchange("billing.events", type="topic", durable=True),
+            routing_key="invoice.sent",
+            serializer="json",
+            declare=[],
+            retry=True,
+        )
     with services_rpc(stack, made["workspace_id"]) as rpc:
         rpc.billing.void_invoice(made["workspace_id"], invoice["id"])
-        second = rpc.billing.create_invoice(made["workspace_id"], {
-            "client_id": made["client"]["id"], "send": True,
-            "lines": [{"description": "Follow-up work", "quantity": 1, "unit_price": 4200}]})
+        second = rpc.billing.create_invoice(
+            made["workspace_id"],
+            {
+                "client_id": made["client"]["id"],
+                "send": True,
+                "lines": [{"description": "Follow-up work", "quantity": 1, "unit_price": 4200}],
+            },
+        )
     wait_until(lambda: waiting_in_queue(stack.amqp_uri, queue_name) == 4, 30, what="4 messages waiting in the queue")
     later = outbox_events(stack, invoice["id"])[2:] + outbox_events(stack, second["id"])
     assert [t for _, t in later] == ["invoice.voided", "invoice.created", "invoice.sent"]
@@ -162,7 +195,8 @@ def test_an_outside_kombu_consumer_gets_real_events_on_its_own_durable_queue(sta
     back = consumers(stack.amqp_uri, queue_name, max_events=3)
     assert back.wait_exit() == 0
     assert [line for line in back.lines if line.startswith("duplicate")] == [
-        f"duplicate id={expected[1][0]} type=invoice.sent (already handled; acked)"]
+        f"duplicate id={expected[1][0]} type=invoice.sent (already handled; acked)"
+    ]
     assert [(e["id"], e["type"]) for e in back.events()] == later
     assert waiting_in_queue(stack.amqp_uri, queue_name) == 0  # everything handled was acked
 
@@ -200,11 +234,18 @@ def _close_connections(amqp_uri: str, connection_name: str) -> int:
     def ours():
         found = requests.get(f"{api}/api/vhosts/{quote(vhost, safe='')}/connections", auth=auth, timeout=10)
         found.raise_for_status()
-        return [c["name"] for c in found.json()
-                if (c.get("client_properties") or {}).get("connection_name") == connection_name]
+        return [
+            c["name"]
+            for c in found.json()
+            if (c.get("client_properties") or {}).get("connection_name") == connection_name
+        ]
 
     names = wait_until(ours, timeout=15, what="the consumer's connection in the management API")
     for name in names:
-        requests.delete(f"{api}/api/connections/{quote(name, safe='')}", auth=auth, timeout=10,
-                        headers={"X-Reason": "test: simulated connection loss"}).raise_for_status()
+        requests.delete(
+            f"{api}/api/connections/{quote(name, safe='')}",
+            auth=auth,
+            timeout=10,
+            headers={"X-Reason": "test: simulated connection loss"},
+        ).raise_for_status()
     return len(names)

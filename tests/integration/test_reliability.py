@@ -1,6 +1,7 @@
 """Reliability on the running stack: RPC between services gives up after its timeout, a consumer that
 cannot finish parks the event in dead letters, the CLI lists and replays it once the cause is gone,
 and with one service down the portal pages that do not need it keep working."""
+
 from __future__ import annotations
 
 import subprocess
@@ -19,8 +20,11 @@ pytestmark = pytest.mark.integration
 
 
 def letters_of(stack, service: str, event_type: str) -> list[dict]:
-    return [letter for letter in portalctl(stack, "dead-letters", "list", "--service", service)[service]
-            if letter["event_type"] == event_type]
+    return [
+        letter
+        for letter in portalctl(stack, "dead-letters", "list", "--service", service)[service]
+        if letter["event_type"] == event_type
+    ]
 
 
 def test_a_consumer_whose_peer_is_down_times_out_parks_the_event_and_a_replay_delivers_it_once(stack):
@@ -32,17 +36,34 @@ def test_a_consumer_whose_peer_is_down_times_out_parks_the_event_and_a_replay_de
     stack.stop_process("documents")
     try:
         with services_rpc(stack, made["workspace_id"], timeout=20) as rpc:
-            payment = rpc.billing.record_payment(made["workspace_id"], {
-                "invoice_id": invoice["id"], "amount": invoice["total"], "method": "bank_transfer",
-                "reference": "parked"})
-        wait_until(lambda: query(stack.databases["billing"], "SELECT count(*) FROM outbox WHERE published_at IS NULL "
-                                 "AND event_type = 'payment.recorded'")[0][0] == 0, what="payment.recorded published")
+            payment = rpc.billing.record_payment(
+                made["workspace_id"],
+                {
+                    "invoice_id": invoice["id"],
+                    "amount": invoice["total"],
+                    "method": "bank_transfer",
+                    "reference": "parked",
+                },
+            )
+        wait_until(
+            lambda: (
+                query(
+                    stack.databases["billing"],
+                    "SELECT count(*) FROM outbox WHERE published_at IS NULL AND event_type = 'payment.recorded'",
+                )[0][0]
+                == 0
+            ),
+            what="payment.recorded published",
+        )
         stack.stop_process("billing")  # the event waits in documents' durable queue; billing is gone
     finally:
         stack.start_service("documents")
     try:
-        parked = wait_until(lambda: letters_of(stack, "documents", "payment.recorded"), timeout=120,
-                            what="the receipt event parked after the retries")
+        parked = wait_until(
+            lambda: letters_of(stack, "documents", "payment.recorded"),
+            timeout=120,
+            what="the receipt event parked after the retries",
+        )
         [letter] = [entry for entry in parked if entry["event_id"]]
         shown = portalctl(stack, "dead-letters", "show", "--service", "documents", "--id", str(letter["id"]))
         assert shown["event"]["data"]["id"] == payment["id"]
@@ -53,22 +74,46 @@ def test_a_consumer_whose_peer_is_down_times_out_parks_the_event_and_a_replay_de
     stack.wait_healthy(60)
 
     replayed = portalctl(stack, "dead-letters", "replay", "--service", "documents", "--id", str(letter["id"]))
-    assert replayed == [{"id": letter["id"], "consumer": "documents.on_payment_recorded",
-                         "event_id": letter["event_id"], "handled": True}]
+    assert replayed == [
+        {
+            "id": letter["id"],
+            "consumer": "documents.on_payment_recorded",
+            "event_id": letter["event_id"],
+            "handled": True,
+        }
+    ]
     stack.outbox.wait_for(email, 1, subject="Payment received")
     assert letters_of(stack, "documents", "payment.recorded") == []
-    result = subprocess.run([sys.executable, "-m", "services.billing.cli", "dead-letters", "replay", "--service",
-                             "documents", "--id", str(letter["id"])], cwd=ROOT, env=stack.env, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.billing.cli",
+            "dead-letters",
+            "replay",
+            "--service",
+            "documents",
+            "--id",
+            str(letter["id"]),
+        ],
+        cwd=ROOT,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1 and "No dead letter" in result.stderr  # replayed once, gone
     time.sleep(1)
     assert stack.outbox.count(email, "Payment received") == 1
 
 
-@pytest.mark.parametrize("down, broken, working", [
-    ("documents", ["/invoices/{invoice}/pdf"], ["/dashboard", "/invoices", "/invoices/{invoice}", "/payments"]),
-    ("payments", ["/payment-methods"], ["/dashboard", "/invoices", "/invoices/{invoice}", "/statement"]),
-])
+@pytest.mark.parametrize(
+    "down, broken, working",
+    [
+        ("documents", ["/invoices/{invoice}/pdf"], ["/dashboard", "/invoices", "/invoices/{invoice}", "/payments"]),
+        ("payments", ["/payment-methods"], ["/dashboard", "/invoices", "/invoices/{invoice}", "/statement"]),
+    ],
+)
 def test_with_one_service_down_the_pages_that_do_not_need_it_still_work(stack, down, broken, working):
     email = f"degraded-{down}-{uuid.uuid4().hex[:6]}@example.com"
     made = new_portal_client(stack, f"Degraded {down}", email, invoices=1)
@@ -102,10 +147,14 @@ def test_sigterm_lets_the_work_in_flight_finish_before_the_service_stops(stack):
     made = new_portal_client(stack, "Graceful Ltd", f"graceful-{uuid.uuid4().hex[:6]}@example.com", invoices=1)
     with services_rpc(stack, made["workspace_id"], timeout=60) as rpc:
         invoice = rpc.billing.get_invoice(made["workspace_id"], made["invoices"][0]["id"])
-        long_invoice = {**invoice, "notes": uuid.uuid4().hex,  # new content: a cold render, not the cache
-                        "lines": [{**invoice["lines"][0], "description": f"Line {i}"} for i in range(300)]}
-        reply = rpc.documents.render_document.call_async("invoice", made["workspace_id"], long_invoice,
-                                                         purpose="preview")
+        long_invoice = {
+            **invoice,
+            "notes": uuid.uuid4().hex,  # new content: a cold render, not the cache
+            "lines": [{**invoice["lines"][0], "description": f"Line {i}"} for i in range(300)],
+        }
+        reply = rpc.documents.render_document.call_async(
+            "invoice", made["workspace_id"], long_invoice, purpose="preview"
+        )
         answered = {}
 
         def wait_for_answer():

@@ -3,6 +3,7 @@
 scope sees its client's, a workspace scope its workspace's, the system scope (the bypass) everything, and a write into
 another client's rows is refused. The protected tables are read from the catalogue, so a new table
 with a workspace and a client cannot be added without a policy."""
+
 from __future__ import annotations
 
 import uuid
@@ -14,9 +15,9 @@ import psycopg2.errors
 import pytest
 import sqlalchemy as sa
 
+from chassis.clock import utcnow
 from chassis.db import UnitOfWork, make_engine, upgrade
 from chassis.errors import NotFound
-from chassis.clock import utcnow
 from chassis.scope import SYSTEM, Scope, acting_for, db_scope
 from services.billing import handlers as billing
 from tests.conftest import ROOT, RUN_ID, databases_with_roles
@@ -47,18 +48,27 @@ def fetch(url: str, sql: str, params=()) -> list[tuple]:
 
 
 def protected_tables(admin_url: str) -> set[str]:
-    return {name for (name,) in fetch(admin_url, """
+    return {
+        name
+        for (name,) in fetch(
+            admin_url,
+            """
         SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relrowsecurity AND c.relforcerowsecurity
-          AND EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid)""")}
+          AND EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid)""",
+        )
+    }
 
 
 def columns_of(admin_url: str) -> dict[str, dict[str, tuple]]:
     tables: dict[str, dict[str, tuple]] = {}
-    for table, column, data_type, length, nullable, default in fetch(admin_url, """
+    for table, column, data_type, length, nullable, default in fetch(
+        admin_url,
+        """
             SELECT table_name, column_name, data_type, character_maximum_length, is_nullable = 'YES',
                    column_default IS NOT NULL OR is_identity = 'YES'
-            FROM information_schema.columns WHERE table_schema = 'public' ORDER BY ordinal_position"""):
+            FROM information_schema.columns WHERE table_schema = 'public' ORDER BY ordinal_position""",
+    ):
         tables.setdefault(table, {})[column] = (data_type, length, nullable, default)
     return tables
 
@@ -69,7 +79,7 @@ def client_column(service: str, table: str, columns: dict) -> str | None:
 
 def _value(data_type: str, length: int | None):
     if data_type in ("character varying", "text", "character"):
-        return uuid.uuid4().hex[:length or 32]  # unique wherever a column must be
+        return uuid.uuid4().hex[: length or 32]  # unique wherever a column must be
     if data_type in ("integer", "bigint", "smallint", "numeric"):
         return 1  # also a valid review rating
     if data_type == "boolean":
@@ -85,8 +95,11 @@ def _value(data_type: str, length: int | None):
 
 def row_for(columns: dict, client_col: str | None, workspace_id: str, client_id: str) -> dict:
     """Every required column filled; the workspace and client set to the given ones."""
-    row = {name: _value(data_type, length) for name, (data_type, length, nullable, default) in columns.items()
-           if not nullable and not default}
+    row = {
+        name: _value(data_type, length)
+        for name, (data_type, length, nullable, default) in columns.items()
+        if not nullable and not default
+    }
     row["workspace_id"] = workspace_id
     if client_col:
         row[client_col] = client_id
@@ -95,8 +108,10 @@ def row_for(columns: dict, client_col: str | None, workspace_id: str, client_id:
 
 def insert_sql(table: str, row: dict) -> tuple[str, list]:
     names = list(row)
-    return (f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))})",
-            [row[n] for n in names])
+    return (
+        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))})",
+        [row[n] for n in names],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +146,11 @@ def client_scope(workspace_id, client_id):
 
 
 def each_table(seeded):
-    return [(service, table, client_col) for service, tables in seeded.items()
-            for table, client_col in sorted(tables.items())]
+    return [
+        (service, table, client_col)
+        for service, tables in seeded.items()
+        for table, client_col in sorted(tables.items())
+    ]
 
 
 def test_every_table_with_a_workspace_and_a_client_is_protected(dbs):
@@ -141,20 +159,23 @@ def test_every_table_with_a_workspace_and_a_client_is_protected(dbs):
         columns = columns_of(admin_url)
         client_scoped = {t for t, cols in columns.items() if {"workspace_id", "client_id"} <= set(cols)}
         assert client_scoped, f"{service} has client-scoped tables"
-        assert client_scoped - protected_tables(admin_url) == set(), \
+        assert client_scoped - protected_tables(admin_url) == set(), (
             f"{service}: tables with workspace_id and client_id but no forced row-level security policy"
+        )
     billing_protected = protected_tables(dbs["admin"]["billing"])
     assert {"invoices", "payments", "bookings", "clients", "booking_cells", "counters"} <= billing_protected
-    assert {"attempts", "payment_methods", "customers", "card_setups", "disputes"} <= \
-        protected_tables(dbs["admin"]["payments"])
+    assert {"attempts", "payment_methods", "customers", "card_setups", "disputes"} <= protected_tables(
+        dbs["admin"]["payments"]
+    )
     assert {"sessions", "document_links", "contacts"} <= protected_tables(dbs["admin"]["auth"])
     assert {"emails", "webhook_subscriptions", "webhook_deliveries"} <= protected_tables(dbs["admin"]["documents"])
 
 
 def test_the_service_roles_are_bound_by_the_policies(dbs):
     for service in SERVICES:
-        [(superuser, bypass)] = fetch(dbs["service"][service],
-                                      "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+        [(superuser, bypass)] = fetch(
+            dbs["service"][service], "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"
+        )
         assert (superuser, bypass) == (False, False)
 
 
@@ -178,8 +199,10 @@ def test_a_workspace_scope_sees_the_workspace_and_the_bypass_sees_all(dbs, seede
     for service, table, client_col in each_table(seeded):
         url = dbs["service"][service]
         workspace = sorted(scoped_rows(url, table, client_col, client_scope(W1, "")), key=str)
-        assert workspace == sorted([(W1, A if client_col else None), (W1, B if client_col else None)], key=str), \
-            (service, table)
+        assert workspace == sorted([(W1, A if client_col else None), (W1, B if client_col else None)], key=str), (
+            service,
+            table,
+        )
         everything = scoped_rows(url, table, client_col, {"rls_bypass": "on"})
         [(count,)] = fetch(dbs["admin"][service], f"SELECT count(*) FROM {table}")
         assert len(everything) == count and {W1, W2} <= {ws for ws, _ in everything}, (service, table)
@@ -208,6 +231,7 @@ def test_moving_a_row_to_another_client_is_refused(dbs, seeded):
 
 # ------------------------------------------------------------- through the chassis, as services do
 
+
 @pytest.fixture(scope="module")
 def billing_data(dbs):
     """A workspace with two clients, an invoice each, made by the handlers in the system scope (the bypass)."""
@@ -216,9 +240,19 @@ def billing_data(dbs):
         now = utcnow()
         ws = billing.create_workspace(uow, now, {"name": "Scoped Co", "email": "s@scoped.example.org"})["id"]
         clients = [billing.create_client(uow, now, ws, {"name": name})["id"] for name in ("Mine", "Theirs")]
-        invoices = [billing.create_invoice(uow, now, ws, {
-            "client_id": client, "send": True, "lines": [{"description": "Work", "quantity": 1, "unit_price": 1000}]})
-            ["id"] for client in clients]
+        invoices = [
+            billing.create_invoice(
+                uow,
+                now,
+                ws,
+                {
+                    "client_id": client,
+                    "send": True,
+                    "lines": [{"description": "Work", "quantity": 1, "unit_price": 1000}],
+                },
+            )["id"]
+            for client in clients
+        ]
         uow.commit()
     yield engine, ws, clients, invoices
     engine.dispose()
@@ -278,8 +312,9 @@ def test_a_pooled_connection_does_not_carry_a_scope_into_the_next_transaction(bi
     with engine.connect() as conn:  # the same pooled connection, now with no scope: nothing
         assert conn.execute(sa.text("SELECT count(*) FROM invoices")).scalar_one() == 0
     with acting_for(SYSTEM), engine.connect() as conn:  # and for the system (allow-listed paths only)
-        assert {c for (c,) in conn.execute(sa.text("SELECT client_id FROM invoices WHERE workspace_id = :ws"),
-                                           {"ws": ws})} == {mine, theirs}
+        assert {
+            c for (c,) in conn.execute(sa.text("SELECT client_id FROM invoices WHERE workspace_id = :ws"), {"ws": ws})
+        } == {mine, theirs}
     raw = engine.raw_connection()  # outside a transaction's settings nothing is visible
     try:
         raw.rollback()  # ends the transaction the checkout's scope statement opened, and its settings

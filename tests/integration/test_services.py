@@ -1,5 +1,6 @@
 """The real services on real RabbitMQ and PostgreSQL: RPC, events through the outbox, idempotent
 consumers, single-use links under concurrency, and a dead service."""
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,12 @@ def test_health_reports_broker_and_every_service(stack):
     page = requests.get(f"{stack.url}/healthz", timeout=10)
     assert page.status_code == 200
     assert {name for name, check in page.json()["checks"].items() if check["ok"]} == {
-        "broker", "auth", "billing", "payments", "documents"}
+        "broker",
+        "auth",
+        "billing",
+        "payments",
+        "documents",
+    }
 
 
 def test_each_service_answers_rpc_and_uses_its_own_postgres_database(stack):
@@ -50,23 +56,43 @@ def test_each_service_answers_rpc_and_uses_its_own_postgres_database(stack):
 
 def test_every_outbox_event_gets_published(stack):
     for service in ("billing", "auth"):
-        wait_until(lambda: query(stack.databases[service],
-                                 "SELECT count(*) FROM outbox WHERE published_at IS NULL")[0][0] == 0,
-                   what=f"{service} outbox to drain")
+        wait_until(
+            lambda: (
+                query(stack.databases[service], "SELECT count(*) FROM outbox WHERE published_at IS NULL")[0][0] == 0
+            ),
+            what=f"{service} outbox to drain",
+        )
 
 
 def publish(amqp_uri: str, source: str, event: dict) -> None:
     with Connection(amqp_uri) as conn:
         producer = conn.Producer(serializer="json")
-        producer.publish(event, exchange=Exchange(f"{source}.events", type="topic", durable=True),
-                         routing_key=event["type"], declare=[])
+        producer.publish(
+            event,
+            exchange=Exchange(f"{source}.events", type="topic", durable=True),
+            routing_key=event["type"],
+            declare=[],
+        )
 
 
 def contact_event(contact_id: str, version: int, access: bool = True, event_id: str | None = None) -> dict:
-    return {"id": event_id or str(uuid.uuid4()), "type": "contact.updated", "version": 1,
-            "occurred_at": "2026-11-23T12:00:00+00:00", "workspace_id": "ws-x",
-            "data": {"id": contact_id, "workspace_id": "ws-x", "client_id": "cl-x", "email": f"{contact_id}@x.test",
-                     "name": "X", "portal_access": access, "is_primary": True, "version": version}}
+    return {
+        "id": event_id or str(uuid.uuid4()),
+        "type": "contact.updated",
+        "version": 1,
+        "occurred_at": "2026-11-23T12:00:00+00:00",
+        "workspace_id": "ws-x",
+        "data": {
+            "id": contact_id,
+            "workspace_id": "ws-x",
+            "client_id": "cl-x",
+            "email": f"{contact_id}@x.test",
+            "name": "X",
+            "portal_access": access,
+            "is_primary": True,
+            "version": version,
+        },
+    }
 
 
 def test_a_duplicate_event_is_processed_once_and_an_older_version_is_ignored(stack):
@@ -76,8 +102,10 @@ def test_a_duplicate_event_is_processed_once_and_an_older_version_is_ignored(sta
     for _ in range(3):
         publish(stack.amqp_uri, "billing", event)
     publish(stack.amqp_uri, "billing", contact_event(contact_id, version=1, access=False))
-    wait_until(lambda: query(auth_db, "SELECT portal_access, version FROM contacts WHERE id = %s", (contact_id,)),
-               what="contact copy in auth")
+    wait_until(
+        lambda: query(auth_db, "SELECT portal_access, version FROM contacts WHERE id = %s", (contact_id,)),
+        what="contact copy in auth",
+    )
     time.sleep(1)  # let any duplicate deliveries land
     assert query(auth_db, "SELECT count(*) FROM inbox WHERE event_id = %s", (event["id"],))[0][0] == 1
     assert query(auth_db, "SELECT portal_access, version FROM contacts WHERE id = %s", (contact_id,)) == [(True, 2)]
@@ -108,15 +136,23 @@ def test_two_concurrent_posts_of_one_link_open_one_session(stack):
 def test_disabling_portal_access_in_billing_revokes_the_session(stack):
     session = sign_in(stack, "other@example.com")
     assert session.get(f"{stack.url}/api/portal/v1/me").status_code == 200
-    [(workspace_id, contact_id)] = query(stack.databases["billing"],
-                                         "SELECT workspace_id, id FROM contacts WHERE email = 'other@example.com'")
+    [(workspace_id, contact_id)] = query(
+        stack.databases["billing"], "SELECT workspace_id, id FROM contacts WHERE email = 'other@example.com'"
+    )
     with services_rpc(stack, workspace_id, timeout=10) as rpc:
         rpc.billing.set_portal_access(workspace_id, contact_id, False)
-        wait_until(lambda: session.get(f"{stack.url}/api/portal/v1/me").status_code == 401,
-                   what="session revoked through contact.updated")
+        wait_until(
+            lambda: session.get(f"{stack.url}/api/portal/v1/me").status_code == 401,
+            what="session revoked through contact.updated",
+        )
         rpc.billing.set_portal_access(workspace_id, contact_id, True)
-    wait_until(lambda: query(stack.databases["auth"], "SELECT portal_access FROM contacts WHERE id = %s",
-                             (contact_id,)) == [(True,)], what="access restored")
+    wait_until(
+        lambda: (
+            query(stack.databases["auth"], "SELECT portal_access FROM contacts WHERE id = %s", (contact_id,))
+            == [(True,)]
+        ),
+        what="access restored",
+    )
 
 
 def test_a_stopped_service_gives_a_504_within_the_timeout_then_recovers(stack):
@@ -140,6 +176,7 @@ def test_a_stopped_service_gives_a_504_within_the_timeout_then_recovers(stack):
 
 def test_request_id_travels_into_the_services_logs(stack):
     request_id = f"it-{uuid.uuid4().hex[:12]}"
+
     def logged():
         for line in (stack.log_dir / "auth.log").read_text().splitlines():
             if line.startswith("{") and json.loads(line).get("request_id") == request_id:
@@ -147,17 +184,28 @@ def test_request_id_travels_into_the_services_logs(stack):
         return False
 
     # a sign-in request reaches auth, which logs it with the worker's context
-    Browser(stack.url).post(f"{stack.url}/login", data={"email": "nobody@example.org"},
-                            headers={"X-Request-ID": request_id})
+    Browser(stack.url).post(
+        f"{stack.url}/login", data={"email": "nobody@example.org"}, headers={"X-Request-ID": request_id}
+    )
     wait_until(logged, what="request id in auth's JSON log")
 
 
 def test_sign_ins_reach_billing_activity_through_events(stack):
     sign_in(stack, "other@example.com")
-    [(client_id,)] = query(stack.databases["billing"], "SELECT client_id FROM contacts WHERE email = 'other@example.com'")
-    wait_until(lambda: query(stack.databases["billing"], "SELECT count(*) FROM activities WHERE client_id = %s "
-                             "AND kind = 'portal.signed_in'", (client_id,))[0][0] >= 1,
-               what="portal.signed_in activity in billing")
+    [(client_id,)] = query(
+        stack.databases["billing"], "SELECT client_id FROM contacts WHERE email = 'other@example.com'"
+    )
+    wait_until(
+        lambda: (
+            query(
+                stack.databases["billing"],
+                "SELECT count(*) FROM activities WHERE client_id = %s AND kind = 'portal.signed_in'",
+                (client_id,),
+            )[0][0]
+            >= 1
+        ),
+        what="portal.signed_in activity in billing",
+    )
 
 
 def test_a_due_reminder_is_emailed_once_by_documents(stack):
@@ -166,12 +214,24 @@ def test_a_due_reminder_is_emailed_once_by_documents(stack):
     email = f"remind-{uuid.uuid4().hex[:6]}@example.com"
     [(workspace_id,)] = query(stack.databases["billing"], "SELECT id FROM workspaces WHERE name = 'Acme Studio'")
     with services_rpc(stack, workspace_id, timeout=10) as rpc:
-        client = rpc.billing.create_client(workspace_id, {"name": "Reminded Ltd", "timezone": "UTC", "contacts": [
-            {"email": email, "name": "Rita", "portal_access": True}]})
-        rpc.billing.create_invoice(workspace_id, {
-            "client_id": client["id"], "send": True, "issue_date": business_today().isoformat(),
-            "due_date": (business_today() + timedelta(days=3)).isoformat(),
-            "lines": [{"description": "Reminder test", "unit_price": 4200}]})
+        client = rpc.billing.create_client(
+            workspace_id,
+            {
+                "name": "Reminded Ltd",
+                "timezone": "UTC",
+                "contacts": [{"email": email, "name": "Rita", "portal_access": True}],
+            },
+        )
+        rpc.billing.create_invoice(
+            workspace_id,
+            {
+                "client_id": client["id"],
+                "send": True,
+                "issue_date": business_today().isoformat(),
+                "due_date": (business_today() + timedelta(days=3)).isoformat(),
+                "lines": [{"description": "Reminder test", "unit_price": 4200}],
+            },
+        )
     [message] = stack.outbox.wait_for(email, 1, timeout=20, subject="is due on")
     assert "$42.00" in message.get_body(("plain",)).get_content()
     time.sleep(3)  # several more sweeps pass
@@ -184,10 +244,17 @@ def test_an_invoice_email_link_opens_that_invoice_only_until_it_is_voided(stack)
     email = f"linked-{uuid.uuid4().hex[:6]}@example.com"
     [(workspace_id,)] = query(stack.databases["billing"], "SELECT id FROM workspaces WHERE name = 'Acme Studio'")
     with services_rpc(stack, workspace_id, timeout=20) as rpc:
-        client = rpc.billing.create_client(workspace_id, {"name": "Linked Ltd", "contacts": [
-            {"email": email, "name": "Lin", "portal_access": True}]})
-        invoice = rpc.billing.create_invoice(workspace_id, {"client_id": client["id"], "send": True, "lines": [
-            {"description": "Linked work", "quantity": 2, "unit_price": 12345}]})
+        client = rpc.billing.create_client(
+            workspace_id, {"name": "Linked Ltd", "contacts": [{"email": email, "name": "Lin", "portal_access": True}]}
+        )
+        invoice = rpc.billing.create_invoice(
+            workspace_id,
+            {
+                "client_id": client["id"],
+                "send": True,
+                "lines": [{"description": "Linked work", "quantity": 2, "unit_price": 12345}],
+            },
+        )
         [message] = stack.outbox.wait_for(email, 1, timeout=30, subject=invoice["number"])
         text = message.get_body(("plain",)).get_content()
         link = regex.search(r"https?://\S+/i/[A-Za-z0-9_-]+", text).group(0)
@@ -204,8 +271,13 @@ def test_an_invoice_email_link_opens_that_invoice_only_until_it_is_voided(stack)
         assert requests.get(link.rsplit("/", 1)[0] + "/forged-token").status_code == 404
         assert requests.get(f"{stack.url}/dashboard", allow_redirects=False).status_code == 303  # no session
 
-        wait_until(lambda: query(stack.databases["billing"], "SELECT status FROM invoices WHERE id = %s",
-                                 (invoice["id"],)) == [("viewed",)], what="invoice marked viewed")
+        wait_until(
+            lambda: (
+                query(stack.databases["billing"], "SELECT status FROM invoices WHERE id = %s", (invoice["id"],))
+                == [("viewed",)]
+            ),
+            what="invoice marked viewed",
+        )
         log = rpc.documents.list_emails(workspace_id, client["id"])
         assert [(e["kind"], e["status"]) for e in log] == [("invoice_sent", "sent")]
 

@@ -1,5 +1,6 @@
 """The OpenAPI document and the mounted admin routes come from one table; this keeps them in step
 even if someone mounts an admin route by hand."""
+
 import re
 
 from services.gateway.admin import PREFIX, ROUTES, AdminResource, openapi_document
@@ -13,7 +14,7 @@ def mounted_admin_routes() -> set[tuple[str, str]]:
     def walk(nodes):
         for node in nodes:
             if node.resource is not None and node.uri_template.startswith(PREFIX):
-                path = re.sub(r"\{\w+\}", "{id}", node.uri_template[len(PREFIX):])
+                path = re.sub(r"\{\w+\}", "{id}", node.uri_template[len(PREFIX) :])
                 if isinstance(node.resource, AdminResource):
                     found.update((method, path) for method in node.resource.routes)
                 elif path != "/openapi.json":
@@ -26,7 +27,7 @@ def mounted_admin_routes() -> set[tuple[str, str]]:
 
 def test_every_mounted_admin_route_is_documented_and_vice_versa():
     document = openapi_document()
-    documented = {(method.upper(), path[len(PREFIX):]) for path, ops in document["paths"].items() for method in ops}
+    documented = {(method.upper(), path[len(PREFIX) :]) for path, ops in document["paths"].items() for method in ops}
     assert mounted_admin_routes() == documented == {(r.method, r.path) for r in ROUTES}
 
 
@@ -43,7 +44,9 @@ def test_request_bodies_reference_real_schemas():
 
 
 def test_the_portal_api_is_mounted_exactly_as_documented():
-    from services.gateway.portal_api import PREFIX as PORTAL, ROUTES as PORTAL_ROUTES, PortalApiResource, portal_openapi
+    from services.gateway.portal_api import PREFIX as PORTAL
+    from services.gateway.portal_api import ROUTES as PORTAL_ROUTES
+    from services.gateway.portal_api import PortalApiResource, portal_openapi
 
     app = create_app(rpc=None, health_rpc=None, config=GatewayConfig())
     mounted = set()
@@ -51,17 +54,20 @@ def test_the_portal_api_is_mounted_exactly_as_documented():
     def walk(nodes):
         for node in nodes:
             if node.resource is not None and node.uri_template.startswith(PORTAL):
-                assert isinstance(node.resource, PortalApiResource) or node.uri_template.endswith("/openapi.json"), \
+                assert isinstance(node.resource, PortalApiResource) or node.uri_template.endswith("/openapi.json"), (
                     node.uri_template
+                )
                 if isinstance(node.resource, PortalApiResource):
-                    mounted.update((method, node.uri_template[len(PORTAL):]) for method in node.resource.routes)
+                    mounted.update((method, node.uri_template[len(PORTAL) :]) for method in node.resource.routes)
             walk(node.children)
 
     walk(app._router._roots)
     document = portal_openapi()
-    documented = {(method.upper(), path[len(PORTAL):]) for path, ops in document["paths"].items() for method in ops}
+    documented = {(method.upper(), path[len(PORTAL) :]) for path, ops in document["paths"].items() for method in ops}
     assert mounted == documented == {(r.method, r.path) for r in PORTAL_ROUTES}
     assert document["paths"][PORTAL + "/invoices/{id}/pdf"]["get"]["responses"]["200"]["content"] == {
-        "application/pdf": {"schema": {}}}
+        "application/pdf": {"schema": {}}
+    }
     assert document["paths"][PORTAL + "/bookings"]["post"]["requestBody"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/BookingIn"}
+        "$ref": "#/components/schemas/BookingIn"
+    }

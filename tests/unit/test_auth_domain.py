@@ -1,4 +1,5 @@
 """The auth rules in plain Python: no broker, no database."""
+
 from datetime import datetime, timedelta, timezone
 
 import pytest

@@ -1,4 +1,5 @@
 """Auth use cases on a real (embedded SQLite) database, with the time passed in."""
+
 import json
 from datetime import datetime, timedelta, timezone
 
@@ -18,8 +19,15 @@ KEYS = credentials.Keys.parse("test:" + "k" * 40)
 
 
 def contact(cid="c1", email="demo@example.com", access=True, version=1, client="cl1"):
-    return {"id": cid, "workspace_id": "ws1", "client_id": client, "email": email, "name": "Dana",
-            "portal_access": access, "version": version}
+    return {
+        "id": cid,
+        "workspace_id": "ws1",
+        "client_id": client,
+        "email": email,
+        "name": "Dana",
+        "portal_access": access,
+        "version": version,
+    }
 
 
 @pytest.fixture
@@ -28,7 +36,9 @@ def engine(sqlite_engine):
     with engine.begin() as conn:
         handlers.apply_contact(JoinedUnitOfWork(conn), contact(), NOW)
         handlers.apply_contact(JoinedUnitOfWork(conn), contact("c2", "other@example.com", client="cl2"), NOW)
-        handlers.apply_contact(JoinedUnitOfWork(conn), contact("c3", "off@example.com", access=False, client="cl3"), NOW)
+        handlers.apply_contact(
+            JoinedUnitOfWork(conn), contact("c3", "off@example.com", access=False, client="cl3"), NOW
+        )
     return engine
 
 
@@ -83,7 +93,12 @@ def test_a_link_signs_in_once_and_gives_a_signed_credential(engine):
     session = consume(engine, link["token"])
     claims = credentials.read(session["credential"], KEYS)
     assert (claims.session_id, claims.contact_id, claims.client_id, claims.workspace_id, claims.email) == (
-        session["session_id"], "c1", "cl1", "ws1", "demo@example.com")
+        session["session_id"],
+        "c1",
+        "cl1",
+        "ws1",
+        "demo@example.com",
+    )
     assert claims.started_at == claims.seen_at == NOW and claims.state(NOW, POLICY.limits) == "active"
     with pytest.raises(Unauthorized, match="used"):
         consume(engine, link["token"])
@@ -109,8 +124,11 @@ def state(engine, session) -> str:
 def ended(engine) -> list[tuple[str, str]]:
     """(session id, reason) of every session.ended event, in order."""
     with engine.connect() as conn:
-        bodies = conn.execute(sa.select(OUTBOX.c.body).where(OUTBOX.c.event_type == "session.ended")
-                              .order_by(OUTBOX.c.seq)).scalars().all()
+        bodies = (
+            conn.execute(sa.select(OUTBOX.c.body).where(OUTBOX.c.event_type == "session.ended").order_by(OUTBOX.c.seq))
+            .scalars()
+            .all()
+        )
     return [(json.loads(b)["data"]["session_id"], json.loads(b)["data"]["reason"]) for b in bodies]
 
 
@@ -131,9 +149,14 @@ def test_signing_out_ends_the_session_and_every_gateway_is_told(engine):
         assert handlers.end_session(uow, NOW, session["session_id"]) == 0  # already ended
     assert state(engine, session) == "revoked"
     [event] = [json.loads(b) for b in outbox(engine, "session.ended")]
-    assert event["data"] == {"session_id": session["session_id"], "contact_id": "c1", "client_id": "cl1",
-                             "reason": "signed_out", "ended_at": NOW.isoformat(),
-                             "remember_until": (NOW + POLICY.session_absolute).isoformat()}
+    assert event["data"] == {
+        "session_id": session["session_id"],
+        "contact_id": "c1",
+        "client_id": "cl1",
+        "reason": "signed_out",
+        "ended_at": NOW.isoformat(),
+        "remember_until": (NOW + POLICY.session_absolute).isoformat(),
+    }
 
 
 def test_signing_out_everywhere_ends_the_contacts_sessions_on_every_device(engine):
@@ -180,8 +203,12 @@ def test_gateways_report_when_sessions_were_last_seen(engine):
     session = consume(engine, link["token"])
     later = NOW + timedelta(minutes=7)
     with UnitOfWork(engine) as uow:
-        assert handlers.sessions_seen(uow, later, {session["session_id"]: later.isoformat(),
-                                                   "999": later.isoformat(), "x": "not a time"}) == 1
+        assert (
+            handlers.sessions_seen(
+                uow, later, {session["session_id"]: later.isoformat(), "999": later.isoformat(), "x": "not a time"}
+            )
+            == 1
+        )
         assert handlers.sessions_seen(uow, later, {session["session_id"]: NOW.isoformat()}) == 0  # never back
     with engine.connect() as conn:
         assert conn.execute(sa.select(sessions.c.last_seen_at)).scalar_one() == later

@@ -1,5 +1,6 @@
 """The pure parts of `make bench` (deploy/bench/report.py): percentiles, ratios to baselines, goals,
 and the table, JSON, Markdown and PNG it writes."""
+
 import json
 import time
 
@@ -40,10 +41,29 @@ def test_a_value_goal_ignores_the_baseline_and_no_goal_is_no_verdict():
 
 def sample_report() -> Report:
     report = Report(machine={"when": "2026-01-01 00:00 UTC", "cpus": 2, "load_before": "1.00"})
-    report.add(Result("2. Portal throughput", "/dashboard: p95", 120.0, 4.0, "ms", "hello-world",
-                      Goal("value", "<", 100), note="p50 40 ms"))
-    report.add(Result("1. RPC overhead", "p50: RpcPool -> nameko echo", 1.5, 0.75, "ms", "raw AMQP round trip",
-                      Goal("ratio", "<=", 2.0)))
+    report.add(
+        Result(
+            "2. Portal throughput",
+            "/dashboard: p95",
+            120.0,
+            4.0,
+            "ms",
+            "hello-world",
+            Goal("value", "<", 100),
+            note="p50 40 ms",
+        )
+    )
+    report.add(
+        Result(
+            "1. RPC overhead",
+            "p50: RpcPool -> nameko echo",
+            1.5,
+            0.75,
+            "ms",
+            "raw AMQP round trip",
+            Goal("ratio", "<=", 2.0),
+        )
+    )
     report.add(Result("6. Memory", "billing RSS", 90.0, 60.0, "MB", "idle"))
     report.details["rpc_overhead"] = {"raw": {"p50": 0.75}}
     return report
@@ -106,6 +126,7 @@ def test_cpu_by_command_name_counts_every_process_of_that_name():
 
 class Crashing:
     """A benchmark that reports one of its two goals, then crashes."""
+
     NAME = "4. PDF"
     GOALS = (("4. PDF", "cold vs cached"), ("4. PDF", "ping under load"))
 
@@ -128,8 +149,13 @@ def test_a_crashed_benchmark_fails_the_run_and_its_goals_without_a_figure_count_
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["complete"] is False
     assert data["did_not_run"] == {"4. PDF": "crashed: ConnectionError: port 15672 refused"}
-    assert data["missed"] == [{"benchmark": "4. PDF", "name": "ping under load",
-                               "reason": "4. PDF crashed before measuring it: ConnectionError: port 15672 refused"}]
+    assert data["missed"] == [
+        {
+            "benchmark": "4. PDF",
+            "name": "ping under load",
+            "reason": "4. PDF crashed before measuring it: ConnectionError: port 15672 refused",
+        }
+    ]
 
 
 def test_every_goal_in_the_last_published_run_is_declared_by_its_benchmark():
@@ -157,10 +183,18 @@ def test_the_portal_reports_the_median_of_its_rounds_and_every_round_s_errors():
     from deploy.bench.portal import median_of
 
     def run(rps, p95, errors, billing_cpu):
-        return {"rps": rps, "p50": p95 / 2, "p90": p95 * 0.9, "p95": p95, "p99": p95 * 1.2, "mean": p95 / 2,
-                "requests": rps * 10, "errors": errors,
-                "error_detail": {"connect": 0, "read": 0, "write": 0, "timeout": 0, "non200": errors},
-                "cpu_ms_per_request": {"billing": billing_cpu, "gateway": 1.0}}
+        return {
+            "rps": rps,
+            "p50": p95 / 2,
+            "p90": p95 * 0.9,
+            "p95": p95,
+            "p99": p95 * 1.2,
+            "mean": p95 / 2,
+            "requests": rps * 10,
+            "errors": errors,
+            "error_detail": {"connect": 0, "read": 0, "write": 0, "timeout": 0, "non200": errors},
+            "cpu_ms_per_request": {"billing": billing_cpu, "gateway": 1.0},
+        }
 
     merged = median_of([run(100, 300, 0, 5.0), run(80, 500, 2, 9.0), run(120, 250, 1, 4.0)])
     assert merged["rps"] == 100 and merged["p95"] == 300  # the middle round, not the best

@@ -1,5 +1,6 @@
 """The client dashboard's figures, worked out by hand from one client's mixed history: open, overdue,
 partly paid, paid, void, draft and archived invoices, a retainer, a credit note, quotes."""
+
 from datetime import timedelta
 
 from chassis.db import UnitOfWork
@@ -9,8 +10,18 @@ from tests.unit.test_billing_handlers import NOW, db, ws  # noqa: F401 - shared 
 
 
 def _invoice(db, ws_id, client, amount, issued, due, send=True, kind="standard"):
-    return db(h.create_invoice, ws_id, {"client_id": client, "kind": kind, "send": send, "issue_date": issued,
-                                        "due_date": due, "lines": [{"description": "Work", "unit_price": amount}]})
+    return db(
+        h.create_invoice,
+        ws_id,
+        {
+            "client_id": client,
+            "kind": kind,
+            "send": send,
+            "issue_date": issued,
+            "due_date": due,
+            "lines": [{"description": "Work", "unit_price": amount}],
+        },
+    )
 
 
 def _history(db, ws_id, client):
@@ -26,17 +37,27 @@ def _history(db, ws_id, client):
     }
     db(h.void_invoice, ws_id, made["void"]["id"])
     db(h.archive_invoice, ws_id, made["archived"]["id"])
-    db(h.record_payment, ws_id, {"invoice_id": made["partly_paid"]["id"], "amount": 2000},
-       now=NOW - timedelta(days=3))
-    db(h.record_payment, ws_id, {"invoice_id": made["paid"]["id"], "amount": 3000, "reference": "latest"},
-       now=NOW - timedelta(days=1))
-    db(h.record_payment, ws_id, {"invoice_id": made["retainer"]["id"], "amount": 6000},
-       now=NOW - timedelta(days=2))
+    db(h.record_payment, ws_id, {"invoice_id": made["partly_paid"]["id"], "amount": 2000}, now=NOW - timedelta(days=3))
+    db(
+        h.record_payment,
+        ws_id,
+        {"invoice_id": made["paid"]["id"], "amount": 3000, "reference": "latest"},
+        now=NOW - timedelta(days=1),
+    )
+    db(h.record_payment, ws_id, {"invoice_id": made["retainer"]["id"], "amount": 6000}, now=NOW - timedelta(days=2))
     db(h.apply_retainer, ws_id, made["overdue"]["id"], 1000)
     db(h.issue_credit_note, ws_id, {"client_id": client, "amount": 1500, "reason": "Goodwill"})
     db(h.apply_credit, ws_id, made["partly_paid"]["id"], 500)
-    db(h.create_quote, ws_id, {"client_id": client, "send": True, "issue_date": "2026-11-01",
-                               "lines": [{"description": "Plan", "unit_price": 800}]})
+    db(
+        h.create_quote,
+        ws_id,
+        {
+            "client_id": client,
+            "send": True,
+            "issue_date": "2026-11-01",
+            "lines": [{"description": "Plan", "unit_price": 800}],
+        },
+    )
     db(h.create_quote, ws_id, {"client_id": client, "lines": [{"description": "Draft", "unit_price": 900}]})
     return made
 
@@ -56,9 +77,15 @@ def test_the_dashboard_adds_up_what_the_client_owes_and_holds(db, ws):
     assert dash["last_payment"]["received_at"] == (NOW - timedelta(days=1)).isoformat()
     # newest first; no draft and no archived invoice
     assert [i["number"] for i in dash["recent_invoices"]] == [
-        made[k]["number"] for k in ("retainer", "void", "paid", "partly_paid", "overdue")]
-    assert [i["display_status"] for i in dash["recent_invoices"]] == ["paid", "void", "paid", "partially_paid",
-                                                                      "overdue"]
+        made[k]["number"] for k in ("retainer", "void", "paid", "partly_paid", "overdue")
+    ]
+    assert [i["display_status"] for i in dash["recent_invoices"]] == [
+        "paid",
+        "void",
+        "paid",
+        "partially_paid",
+        "overdue",
+    ]
     assert [q["status"] for q in dash["recent_quotes"]] == ["sent"]
     assert dash["recent_activity"] == db(h.list_activity, ws_id, client, 10)
     assert dash["client"]["id"] == client and dash["business"]["name"] == "Acme"
@@ -68,16 +95,24 @@ def test_the_dashboard_balances_agree_with_client_balances(db, ws):
     ws_id, client = ws
     _history(db, ws_id, client)
     dash, balances = db(h.client_dashboard, ws_id, client), db(h.client_balances, ws_id, client)
-    assert balances == {"currency": "USD", "outstanding": dash["outstanding"]["amount"],
-                        "credit_available": dash["credit_available"]["amount"],
-                        "retainer_available": dash["retainer_available"]["amount"]}
+    assert balances == {
+        "currency": "USD",
+        "outstanding": dash["outstanding"]["amount"],
+        "credit_available": dash["credit_available"]["amount"],
+        "retainer_available": dash["retainer_available"]["amount"],
+    }
 
 
 def test_a_new_client_has_an_empty_dashboard(db, ws):
     ws_id, client = ws
     dash = db(h.client_dashboard, ws_id, client)
-    assert (dash["outstanding"]["amount"], dash["overdue"]["count"], dash["overdue"]["amount"],
-            dash["credit_available"]["amount"], dash["retainer_available"]["amount"]) == (0, 0, 0, 0, 0)
+    assert (
+        dash["outstanding"]["amount"],
+        dash["overdue"]["count"],
+        dash["overdue"]["amount"],
+        dash["credit_available"]["amount"],
+        dash["retainer_available"]["amount"],
+    ) == (0, 0, 0, 0, 0)
     assert (dash["last_payment"], dash["recent_invoices"], dash["recent_quotes"]) == (None, [], [])
 
 
@@ -93,7 +128,8 @@ def test_totals_never_mix_currencies(db, ws):
         uow.commit()
     repaired = db(h.repair_client_summaries, ws_id)
     assert [(d["client_id"], d["figures"]) for d in repaired["drifted"]] == [
-        (client, {"outstanding": {"was": 17000, "now": 10000}})]
+        (client, {"outstanding": {"was": 17000, "now": 10000}})
+    ]
     dash = db(h.client_dashboard, ws_id, client)
     assert dash["outstanding"] == {"amount": 10000, "currency": "USD"}
     assert dash["overdue"] == {"count": 2, "amount": 10000, "currency": "USD"}  # both are late; USD is summed

@@ -1,4 +1,5 @@
 """Billing use cases on an embedded database: the rules a business relies on, without a broker."""
+
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -70,9 +71,12 @@ def test_lookups_across_workspaces_are_not_found(db, ws):
     ws_id, client = ws
     other = db(h.create_workspace, {"name": "Other", "email": "o@example.com"})["id"]
     invoice = db(h.create_invoice, ws_id, {"client_id": client, "lines": LINE, "send": True})
-    for call in (lambda: db(h.get_invoice, other, invoice["id"]), lambda: db(h.get_client, other, client),
-                 lambda: db(h.void_invoice, other, invoice["id"]),
-                 lambda: db(h.record_payment, other, {"invoice_id": invoice["id"], "amount": 1})):
+    for call in (
+        lambda: db(h.get_invoice, other, invoice["id"]),
+        lambda: db(h.get_client, other, client),
+        lambda: db(h.void_invoice, other, invoice["id"]),
+        lambda: db(h.record_payment, other, {"invoice_id": invoice["id"], "amount": 1}),
+    ):
         with pytest.raises(NotFound):
             call()
 
@@ -80,16 +84,25 @@ def test_lookups_across_workspaces_are_not_found(db, ws):
 def test_quotes_are_accepted_or_rejected_once_and_never_after_expiry(db, ws):
     ws_id, client = ws
     db(h.update_workspace, ws_id, {"settings": {"auto_convert_accepted_quotes": True}})
-    quote = db(h.create_quote, ws_id, {"client_id": client, "lines": LINE, "send": True,
-                                       "issue_date": "2026-11-20", "expiry_date": "2026-11-30"})
+    quote = db(
+        h.create_quote,
+        ws_id,
+        {"client_id": client, "lines": LINE, "send": True, "issue_date": "2026-11-20", "expiry_date": "2026-11-30"},
+    )
     accepted = db(h.accept_quote, ws_id, quote["id"], "one@example.com", "198.51.100.4", "One Person")
     assert (accepted["status"], accepted["accepted_ip"], accepted["signature_name"]) == (
-        "accepted", "198.51.100.4", "One Person")
+        "accepted",
+        "198.51.100.4",
+        "One Person",
+    )
     assert accepted["invoice_id"]  # converted automatically
     with pytest.raises(Conflict):
         db(h.reject_quote, ws_id, quote["id"], "one@example.com", "changed my mind")
-    old = db(h.create_quote, ws_id, {"client_id": client, "lines": LINE, "send": True,
-                                     "issue_date": "2026-10-01", "expiry_date": "2026-10-31"})
+    old = db(
+        h.create_quote,
+        ws_id,
+        {"client_id": client, "lines": LINE, "send": True, "issue_date": "2026-10-01", "expiry_date": "2026-10-31"},
+    )
     assert old["display_status"] == "expired"
     with pytest.raises(Conflict):
         db(h.accept_quote, ws_id, old["id"], "one@example.com")
@@ -109,8 +122,11 @@ def test_credit_cannot_be_applied_beyond_what_is_available(db, ws):
 def test_reminders_are_announced_once_each(db, ws):
     ws_id, client = ws
     due = date(2026, 11, 24)
-    db(h.create_invoice, ws_id, {"client_id": client, "lines": LINE, "send": True, "issue_date": "2026-11-01",
-                                 "due_date": due.isoformat()})
+    db(
+        h.create_invoice,
+        ws_id,
+        {"client_id": client, "lines": LINE, "send": True, "issue_date": "2026-11-01", "due_date": due.isoformat()},
+    )
     day_before = datetime(2026, 11, 21, 15, 0, tzinfo=timezone.utc)  # 3 days before, New York time
     assert db(h.run_reminders, now=day_before) == 1
     assert db(h.run_reminders, now=day_before) == 0
@@ -123,8 +139,19 @@ def test_reminders_are_announced_once_each(db, ws):
 
 def test_invoice_list_filters_sorts_and_pages(db, ws):
     ws_id, client = ws
-    made = [db(h.create_invoice, ws_id, {"client_id": client, "send": True, "issue_date": f"2026-11-0{i}",
-                                         "lines": [{"description": "x", "unit_price": 1000 * i}]}) for i in range(1, 6)]
+    made = [
+        db(
+            h.create_invoice,
+            ws_id,
+            {
+                "client_id": client,
+                "send": True,
+                "issue_date": f"2026-11-0{i}",
+                "lines": [{"description": "x", "unit_price": 1000 * i}],
+            },
+        )
+        for i in range(1, 6)
+    ]
     db(h.record_payment, ws_id, {"invoice_id": made[0]["id"], "amount": 1000})
     listing = db(h.list_invoices, ws_id, {"status": "unpaid", "sort": "-amount", "limit": 2})
     assert listing["total"] == 4 and [i["total"] for i in listing["items"]] == [5000, 4000]
@@ -134,16 +161,26 @@ def test_invoice_list_filters_sorts_and_pages(db, ws):
         db(h.list_invoices, ws_id, {"status": "bogus"})
     assert "client" not in listing  # the business's listing; the portal's carries the reader's settings:
     portal = db(h.list_invoices, ws_id, {"client_id": client, "portal": True})
-    assert portal["client"] == {key: value for key, value in db(h.get_client, ws_id, client).items()
-                                if key in ("name", "currency", "locale", "timezone")}
+    assert portal["client"] == {
+        key: value
+        for key, value in db(h.get_client, ws_id, client).items()
+        if key in ("name", "currency", "locale", "timezone")
+    }
 
 
 def test_events_carry_every_state_change(db, ws):
     ws_id, client = ws
     invoice = db(h.create_invoice, ws_id, {"client_id": client, "lines": LINE, "send": True})
     db(h.record_payment, ws_id, {"invoice_id": invoice["id"], "amount": 10000})
-    for event_type in ("workspace.created", "client.created", "contact.created", "invoice.created", "invoice.sent",
-                       "invoice.payment_applied", "invoice.paid"):
+    for event_type in (
+        "workspace.created",
+        "client.created",
+        "contact.created",
+        "invoice.created",
+        "invoice.sent",
+        "invoice.payment_applied",
+        "invoice.paid",
+    ):
         assert events(db, event_type), event_type
 
 

@@ -1,6 +1,7 @@
 """The invoice listing's paging and search: a page after any other by cursor (keyset), the same rows as
 paging by offset, in every sort; "part of a number" anywhere in it. (The indexes behind them are checked
 with EXPLAIN on PostgreSQL in tests/integration/test_billing_read_model.py.)"""
+
 import base64
 import json
 
@@ -17,10 +18,20 @@ SORTS = {"date": "issue_date", "due_date": "due_date", "amount": "total", "numbe
 def listed(db, ws):
     """23 invoices over 5 issue dates and 4 amounts, so every sort has ties; two are paid."""
     ws_id, client = ws
-    made = [db(h.create_invoice, ws_id, {"client_id": client, "send": True, "issue_date": f"2026-11-{1 + i % 5:02d}",
-                                         "due_date": f"2026-12-{1 + i % 3:02d}",
-                                         "lines": [{"description": "Work", "unit_price": 1000 * (1 + i % 4)}]})
-            for i in range(23)]
+    made = [
+        db(
+            h.create_invoice,
+            ws_id,
+            {
+                "client_id": client,
+                "send": True,
+                "issue_date": f"2026-11-{1 + i % 5:02d}",
+                "due_date": f"2026-12-{1 + i % 3:02d}",
+                "lines": [{"description": "Work", "unit_price": 1000 * (1 + i % 4)}],
+            },
+        )
+        for i in range(23)
+    ]
     for invoice in made[:2]:
         db(h.record_payment, ws_id, {"invoice_id": invoice["id"], "amount": invoice["total"]})
     return ws_id, client, made
@@ -40,10 +51,14 @@ def test_pages_by_cursor_hold_the_same_rows_as_pages_by_offset_in_the_sorts_orde
     ws_id, client, made = listed
     for sort in ("-date", "date", "due_date", "-due_date", "-amount", "amount", "number", "-number"):
         key = SORTS[sort.lstrip("-")]
-        expected = [i["number"] for i in sorted(made, key=lambda i: (i[key], i["number"]),
-                                                reverse=sort.startswith("-"))]
-        by_offset = [i["number"] for offset in range(0, 25, 5)
-                     for i in db(h.list_invoices, ws_id, {"sort": sort, "limit": 5, "offset": offset})["items"]]
+        expected = [
+            i["number"] for i in sorted(made, key=lambda i: (i[key], i["number"]), reverse=sort.startswith("-"))
+        ]
+        by_offset = [
+            i["number"]
+            for offset in range(0, 25, 5)
+            for i in db(h.list_invoices, ws_id, {"sort": sort, "limit": 5, "offset": offset})["items"]
+        ]
         assert walk(db, ws_id, {"sort": sort, "limit": 5}) == by_offset == expected, sort
         assert walk(db, ws_id, {"sort": sort, "limit": 23}) == expected, sort  # a full last page: no next
 
@@ -67,9 +82,14 @@ def test_a_cursor_is_for_its_own_sort_and_does_not_combine_with_an_offset(db, li
     ws_id, _, _ = listed
     cursor = db(h.list_invoices, ws_id, {"sort": "-date", "limit": 2})["next_cursor"]
     forged = [["-date", 1, "INV"], ["amount", 2**64, "INV"], ["number", "INV\x00"], ["number", "9" * 51], {"-date": 1}]
-    for bad in ({"after": cursor, "sort": "amount"}, {"after": cursor, "offset": 2}, {"after": "not a cursor"},
-                {"after": cursor[:-4]}, {"after": "é"},
-                *({"after": _token(f), "sort": f[0] if isinstance(f, list) else "-date"} for f in forged)):
+    for bad in (
+        {"after": cursor, "sort": "amount"},
+        {"after": cursor, "offset": 2},
+        {"after": "not a cursor"},
+        {"after": cursor[:-4]},
+        {"after": "é"},
+        *({"after": _token(f), "sort": f[0] if isinstance(f, list) else "-date"} for f in forged),
+    ):
         with pytest.raises(Invalid) as refused:
             db(h.list_invoices, ws_id, {"limit": 2, **bad})
         assert set(refused.value.fields) == {"after"}

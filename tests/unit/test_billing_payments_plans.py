@@ -1,4 +1,5 @@
 """Payment plans: what a card payment pays, asked by the payments service before it charges."""
+
 import pytest
 import sqlalchemy as sa
 
@@ -10,15 +11,26 @@ from tests.unit.test_billing_handlers import db, ws  # noqa: F401 - shared fixtu
 
 
 def _invoice(db, ws_id, client, amount=10000, due="2026-12-01", issue="2026-11-01", send=True, kind="standard"):
-    return db(h.create_invoice, ws_id, {"client_id": client, "kind": kind, "send": send, "issue_date": issue,
-                                        "due_date": due, "lines": [{"description": "Work", "unit_price": amount}]})
+    return db(
+        h.create_invoice,
+        ws_id,
+        {
+            "client_id": client,
+            "kind": kind,
+            "send": send,
+            "issue_date": issue,
+            "due_date": due,
+            "lines": [{"description": "Work", "unit_price": amount}],
+        },
+    )
 
 
 def _counts(db):
     """Rows a preview must not add to."""
     with db.engine.connect() as conn:
-        return tuple(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
-                     for t in (OUTBOX, credit_applications))
+        return tuple(
+            conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() for t in (OUTBOX, credit_applications)
+        )
 
 
 def _balances(db, ws_id, *invoice_ids):
@@ -42,11 +54,14 @@ def test_pay_all_takes_every_open_standard_invoice_oldest_first_and_writes_nothi
 
     assert _counts(db) == before
     assert plan["amount"] == 12500 and plan["currency"] == "USD" and plan["partial"] is False
-    assert plan["allocations"] == [{"invoice_id": older["id"], "number": older["number"], "amount": 7500},
-                                   {"invoice_id": later["id"], "number": later["number"], "amount": 5000}]
+    assert plan["allocations"] == [
+        {"invoice_id": older["id"], "number": older["number"], "amount": 7500},
+        {"invoice_id": later["id"], "number": later["number"], "amount": 5000},
+    ]
     assert plan["invoices"] == [
         {"id": older["id"], "number": older["number"], "due_date": "2026-12-01", "balance": 7500},
-        {"id": later["id"], "number": later["number"], "due_date": "2026-12-20", "balance": 5000}]
+        {"id": later["id"], "number": later["number"], "due_date": "2026-12-20", "balance": 5000},
+    ]
     assert plan["applied"] == {"credit": 0, "retainer": 0}
     assert plan["customer"] == {"name": "Client One", "email": "one@example.com"}
     assert plan["client_id"] == client and plan["stripe_account"] is None and plan["minimum"] == 0
@@ -58,11 +73,17 @@ def test_a_partial_amount_pays_the_oldest_invoices_first(db, ws):
     newer = _invoice(db, ws_id, client, 4000, due="2026-12-10", issue="2026-11-10")
     same_due_later_issue = _invoice(db, ws_id, client, 3000, due="2026-12-01", issue="2026-11-05")
     oldest = _invoice(db, ws_id, client, 2000, due="2026-12-01", issue="2026-11-01")
-    plan = db(h.plan_payment, ws_id, client, {"invoice_ids": [newer["id"], oldest["id"], same_due_later_issue["id"]],
-                                              "amount": 3500, "currency": "USD"})
+    plan = db(
+        h.plan_payment,
+        ws_id,
+        client,
+        {"invoice_ids": [newer["id"], oldest["id"], same_due_later_issue["id"]], "amount": 3500, "currency": "USD"},
+    )
     assert plan["partial"] is True and plan["amount"] == 3500
-    assert [(a["invoice_id"], a["amount"]) for a in plan["allocations"]] == [(oldest["id"], 2000),
-                                                                            (same_due_later_issue["id"], 1500)]
+    assert [(a["invoice_id"], a["amount"]) for a in plan["allocations"]] == [
+        (oldest["id"], 2000),
+        (same_due_later_issue["id"], 1500),
+    ]
     assert [i["id"] for i in plan["invoices"]] == [oldest["id"], same_due_later_issue["id"], newer["id"]]
 
 

@@ -1,4 +1,5 @@
 """Card money after the charge: overpayments kept as credit, refunds and disputes."""
+
 import json
 
 import pytest
@@ -14,21 +15,41 @@ from tests.unit.test_billing_handlers import NOW, db, events, ws  # noqa: F401 -
 
 
 def _invoice(db, ws_id, client, amount, due="2026-12-01"):
-    return db(h.create_invoice, ws_id, {"client_id": client, "send": True, "issue_date": "2026-11-01", "due_date": due,
-                                        "lines": [{"description": "Work", "unit_price": amount}]})
+    return db(
+        h.create_invoice,
+        ws_id,
+        {
+            "client_id": client,
+            "send": True,
+            "issue_date": "2026-11-01",
+            "due_date": due,
+            "lines": [{"description": "Work", "unit_price": amount}],
+        },
+    )
 
 
 def _card(db, ws_id, payment_id, allocations, amount=None):
     """A card payment as on_payment_succeeded records it."""
-    return db(h.record_payment, ws_id, {
-        "payment_id": payment_id, "allocations": [{"invoice_id": i["id"], "amount": a} for i, a in allocations],
-        "amount": sum(a for _, a in allocations) if amount is None else amount, "method": "card", "source": "stripe"},
-        allow_unapplied=True)
+    return db(
+        h.record_payment,
+        ws_id,
+        {
+            "payment_id": payment_id,
+            "allocations": [{"invoice_id": i["id"], "amount": a} for i, a in allocations],
+            "amount": sum(a for _, a in allocations) if amount is None else amount,
+            "method": "card",
+            "source": "stripe",
+        },
+        allow_unapplied=True,
+    )
 
 
 def _refund(db, ws_id, refund_id, payment_id, amount, reason="requested_by_customer"):
-    return db(h.record_refund, ws_id, {"refund_id": refund_id, "payment_id": payment_id, "amount": amount,
-                                       "currency": "USD", "reason": reason})
+    return db(
+        h.record_refund,
+        ws_id,
+        {"refund_id": refund_id, "payment_id": payment_id, "amount": amount, "currency": "USD", "reason": reason},
+    )
 
 
 def _consume(db, method, workspace_id, data):
@@ -43,14 +64,17 @@ def _invoice_state(db, ws_id, invoice):
     return view["status"], view["amount_paid"], view["amount_credited"], view["balance"]
 
 
-@pytest.mark.parametrize("status, total, paid, credited, viewed, expected", [
-    ("paid", 10000, 6000, 0, False, "partially_paid"),
-    ("paid", 10000, 0, 0, False, "sent"),
-    ("paid", 10000, 0, 0, True, "viewed"),
-    ("partially_paid", 10000, 0, 2000, True, "partially_paid"),  # a credit still pays part of it
-    ("paid", 10000, 0, 10000, False, "paid"),
-    ("void", 10000, 0, 0, False, "void"),
-])
+@pytest.mark.parametrize(
+    "status, total, paid, credited, viewed, expected",
+    [
+        ("paid", 10000, 6000, 0, False, "partially_paid"),
+        ("paid", 10000, 0, 0, False, "sent"),
+        ("paid", 10000, 0, 0, True, "viewed"),
+        ("partially_paid", 10000, 0, 2000, True, "partially_paid"),  # a credit still pays part of it
+        ("paid", 10000, 0, 10000, False, "paid"),
+        ("void", 10000, 0, 0, False, "void"),
+    ],
+)
 def test_status_after_refund(status, total, paid, credited, viewed, expected):
     assert domain.status_after_refund(status, total, paid, credited, viewed) == expected
 
@@ -62,21 +86,44 @@ def test_a_card_payment_for_an_invoice_paid_meanwhile_becomes_credit(db, ws):
     ws_id, client = ws
     invoice = _invoice(db, ws_id, client, 10000)
     db(h.record_payment, ws_id, {"invoice_id": invoice["id"], "amount": 4000})  # a bank transfer got there first
-    _consume(db, "on_payment_succeeded", ws_id, {
-        "payment_id": "pi_1", "client_id": client, "amount": 10000, "currency": "USD", "reference": "ch_1",
-        "allocations": [{"invoice_id": invoice["id"], "amount": 10000}]})
+    _consume(
+        db,
+        "on_payment_succeeded",
+        ws_id,
+        {
+            "payment_id": "pi_1",
+            "client_id": client,
+            "amount": 10000,
+            "currency": "USD",
+            "reference": "ch_1",
+            "allocations": [{"invoice_id": invoice["id"], "amount": 10000}],
+        },
+    )
     payment = db(h.get_payment, ws_id, "pi_1")
     assert (payment["amount"], payment["unapplied"], payment["refunded"], payment["dispute_status"]) == (
-        10000, 4000, 0, None)
+        10000,
+        4000,
+        0,
+        None,
+    )
     assert payment["allocations"] == [{"invoice_id": invoice["id"], "number": invoice["number"], "amount": 6000}]
     assert _invoice_state(db, ws_id, invoice) == ("paid", 10000, 0, 0)
     assert db(h.client_balances, ws_id, client)["credit_available"] == 4000
     # the statement keeps what was charged: the balance below zero is the client's credit
     assert db(h.statement, ws_id, client, None, None)["closing_balance"] == -4000
     # a replayed event changes nothing
-    _consume(db, "on_payment_succeeded", ws_id, {
-        "payment_id": "pi_1", "client_id": client, "amount": 10000, "currency": "USD",
-        "allocations": [{"invoice_id": invoice["id"], "amount": 10000}]})
+    _consume(
+        db,
+        "on_payment_succeeded",
+        ws_id,
+        {
+            "payment_id": "pi_1",
+            "client_id": client,
+            "amount": 10000,
+            "currency": "USD",
+            "allocations": [{"invoice_id": invoice["id"], "amount": 10000}],
+        },
+    )
     assert db(h.client_balances, ws_id, client)["credit_available"] == 4000
     # the credit pays another invoice like credit-note credit does
     other = _invoice(db, ws_id, client, 5000)
@@ -115,8 +162,14 @@ def test_a_refund_reopens_the_newest_invoices_first(db, ws):
     refund = _refund(db, ws_id, "re_1", "pi_1", 7000)
 
     assert {k: refund[k] for k in ("id", "payment_id", "client_id", "amount", "currency", "policy", "reason")} == {
-        "id": "re_1", "payment_id": "pi_1", "client_id": client, "amount": 7000, "currency": "USD",
-        "policy": "reopen", "reason": "requested_by_customer"}
+        "id": "re_1",
+        "payment_id": "pi_1",
+        "client_id": client,
+        "amount": 7000,
+        "currency": "USD",
+        "policy": "reopen",
+        "reason": "requested_by_customer",
+    }
     assert _invoice_state(db, ws_id, newer) == ("viewed", 0, 0, 5000)  # nothing paid: back to viewed
     assert _invoice_state(db, ws_id, older) == ("partially_paid", 8000, 0, 2000)
     payment = db(h.get_payment, ws_id, "pi_1")
@@ -145,8 +198,14 @@ def test_a_refund_of_an_unknown_or_foreign_payment_waits_for_it(db, ws):
     for workspace_id, payment_id in ((ws_id, "pi_missing"), (other_ws, "pi_1")):
         with pytest.raises(Unavailable):
             _refund(db, workspace_id, "re_x", payment_id, 100)
-    for bad in ({"amount": 0}, {"amount": "5"}, {"currency": "EUR"}, {"client_id": "another"}, {"refund_id": ""},
-                {"extra": 1}):
+    for bad in (
+        {"amount": 0},
+        {"amount": "5"},
+        {"currency": "EUR"},
+        {"client_id": "another"},
+        {"refund_id": ""},
+        {"extra": 1},
+    ):
         with pytest.raises(Invalid):
             db(h.record_refund, ws_id, {"refund_id": "re_y", "payment_id": "pi_1", "amount": 100, **bad})
     assert db(h.list_refunds, ws_id) == []
@@ -173,11 +232,18 @@ def test_under_the_credit_policy_refunded_invoices_stay_settled_by_a_credit(db, 
     with db.engine.connect() as conn:
         row = conn.execute(sa.select(credit_applications)).one()
     assert (row.source, row.kind, row.reference, row.amount, row.invoice_id) == (
-        "refund", "applied", "re_1", 4000, invoice["id"])
+        "refund",
+        "applied",
+        "re_1",
+        4000,
+        invoice["id"],
+    )
     assert db(h.client_balances, ws_id, client)["credit_available"] == 0  # not credit the client can spend
     entries = db(h.statement, ws_id, client, None, None)["entries"]
     assert sorted((e["kind"], e["amount"], e["date"]) for e in entries if e["kind"] in ("refund", "credit")) == [
-        ("credit", 4000, "2026-11-23"), ("refund", 4000, "2026-11-23")]
+        ("credit", 4000, "2026-11-23"),
+        ("refund", 4000, "2026-11-23"),
+    ]
 
 
 def test_a_refund_owes_again_on_the_statement(db, ws):
@@ -187,7 +253,10 @@ def test_a_refund_owes_again_on_the_statement(db, ws):
     _refund(db, ws_id, "re_1", "pi_1", 2500)
     result = db(h.statement, ws_id, client, None, None)
     assert sorted((e["kind"], e["amount"]) for e in result["entries"]) == [
-        ("invoice", 10000), ("payment", 10000), ("refund", 2500)]
+        ("invoice", 10000),
+        ("payment", 10000),
+        ("refund", 2500),
+    ]
     assert result["closing_balance"] == 2500
 
 
@@ -195,8 +264,19 @@ def test_the_refund_consumer_records_the_event(db, ws):
     ws_id, client = ws
     invoice = _invoice(db, ws_id, client, 3000)
     _card(db, ws_id, "pi_1", [(invoice, 3000)])
-    _consume(db, "on_payment_refunded", ws_id, {"refund_id": "re_9", "payment_id": "pi_1", "amount": 3000,
-                                                "currency": "USD", "client_id": client, "reason": "duplicate"})
+    _consume(
+        db,
+        "on_payment_refunded",
+        ws_id,
+        {
+            "refund_id": "re_9",
+            "payment_id": "pi_1",
+            "amount": 3000,
+            "currency": "USD",
+            "client_id": client,
+            "reason": "duplicate",
+        },
+    )
     assert db(h.list_refunds, ws_id)[0]["reason"] == "duplicate"
     assert db(h.get_invoice, ws_id, invoice["id"])["status"] == "sent"
 
@@ -208,8 +288,15 @@ def test_disputes_record_their_latest_status_once_each(db, ws):
     ws_id, client = ws
     invoice = _invoice(db, ws_id, client, 3000)
     _card(db, ws_id, "pi_1", [(invoice, 3000)])
-    dispute = {"dispute_id": "dp_1", "payment_id": "pi_1", "amount": 3000, "currency": "USD", "client_id": client,
-               "reason": "fraudulent", "status": "needs_response"}
+    dispute = {
+        "dispute_id": "dp_1",
+        "payment_id": "pi_1",
+        "amount": 3000,
+        "currency": "USD",
+        "client_id": client,
+        "reason": "fraudulent",
+        "status": "needs_response",
+    }
     _consume(db, "on_payment_disputed", ws_id, dispute)
     _consume(db, "on_payment_disputed", ws_id, dispute)  # the same status again: nothing new
     assert db(h.get_payment, ws_id, "pi_1")["dispute_status"] == "needs_response"

@@ -1,5 +1,6 @@
 """Client summaries, the dashboard's read model: kept by every change to a client's money, filled by the
 migration for clients that existed before it, rebuilt (and drift reported) by the repair."""
+
 import json
 from datetime import timedelta
 from types import SimpleNamespace
@@ -50,8 +51,12 @@ def test_the_migration_fills_the_summaries_the_handlers_keep(tmp_path):
     clients = [run(h.create_client, ws_id, {"name": name})["id"] for name in ("One", "Two", "Three")]
     _history(run, ws_id, clients[0])
     _invoice(run, ws_id, clients[1], 2500, "2026-11-01", "2026-11-30")
-    run(h.record_payment, ws_id, {"invoice_id": _invoice(run, ws_id, clients[1], 900, "2026-11-02", "2026-11-30")["id"],
-                                  "amount": 900}, now=NOW - timedelta(hours=1))
+    run(
+        h.record_payment,
+        ws_id,
+        {"invoice_id": _invoice(run, ws_id, clients[1], 900, "2026-11-02", "2026-11-30")["id"], "amount": 900},
+        now=NOW - timedelta(hours=1),
+    )
     kept = summaries(engine)
     assert [row[3] for row in kept if row[1] == clients[0]] == [11500]
 
@@ -71,16 +76,21 @@ def test_the_repair_rebuilds_drifted_and_missing_summaries_and_says_which(db, ws
     _invoice(db, ws_id, client, 4000, "2026-11-01", "2026-11-30")
     second = db(h.create_client, ws_id, {"name": "Client Two"})["id"]
     with UnitOfWork(db.engine) as uow:  # behind billing's back: one figure off, one row gone, another workspace off
-        uow.execute(client_summaries.update().where(client_summaries.c.client_id.in_([client, theirs]))
-                    .values(outstanding=client_summaries.c.outstanding + 1))
+        uow.execute(
+            client_summaries.update()
+            .where(client_summaries.c.client_id.in_([client, theirs]))
+            .values(outstanding=client_summaries.c.outstanding + 1)
+        )
         uow.execute(client_summaries.delete().where(client_summaries.c.client_id == second))
         uow.commit()
     report = db(h.repair_client_summaries, ws_id)
     assert (report["workspace_id"], report["clients"]) == (ws_id, 2)
-    assert sorted((d["client_id"], d["missing"], sorted(d["figures"])) for d in report["drifted"]) == sorted([
-        (client, False, ["outstanding"]), (second, True, FIGURE_NAMES)])
+    assert sorted((d["client_id"], d["missing"], sorted(d["figures"])) for d in report["drifted"]) == sorted(
+        [(client, False, ["outstanding"]), (second, True, FIGURE_NAMES)]
+    )
     assert [d["figures"]["outstanding"] for d in report["drifted"] if d["client_id"] == client] == [
-        {"was": 4001, "now": 4000}]
+        {"was": 4001, "now": 4000}
+    ]
     assert db(h.repair_client_summaries, ws_id)["drifted"] == []
     assert db(h.repair_client_summaries, other_ws)["drifted"][0]["client_id"] == theirs  # untouched until asked
 
@@ -97,8 +107,9 @@ def test_portalctl_repairs_the_workspace_it_acts_for(db, ws, monkeypatch, capsys
     class Proxy:  # the cluster, as ClusterRpcProxy gives it, calling the handler as billing would
         def __init__(self, config, context_data=None, timeout=None):
             proxies.append(context_data)
-            self.billing = SimpleNamespace(repair_client_summaries=lambda workspace_id: db(
-                h.repair_client_summaries, workspace_id))
+            self.billing = SimpleNamespace(
+                repair_client_summaries=lambda workspace_id: db(h.repair_client_summaries, workspace_id)
+            )
 
         def __enter__(self):
             return self
@@ -110,5 +121,6 @@ def test_portalctl_repairs_the_workspace_it_acts_for(db, ws, monkeypatch, capsys
     assert cli.main(["summaries", "repair", "--workspace", ws_id]) == 0
     report = json.loads(capsys.readouterr().out)
     assert proxies == [{"scope": {"workspace_id": ws_id}}]  # the services hold the call to this workspace
-    assert report["drifted"] == [{"client_id": client, "missing": False,
-                                  "figures": {"credit_available": {"was": 77, "now": 0}}}]
+    assert report["drifted"] == [
+        {"client_id": client, "missing": False, "figures": {"credit_available": {"was": 77, "now": 0}}}
+    ]

@@ -8,6 +8,7 @@ part offline, card payments as on_payment_succeeded records them (over- or misdi
 credit), card refunds and disputes as their consumers record them (under either refund policy),
 credit notes, credit and retainer applied, retainer refunded, invoices voided and archived, and the
 clock moved on by hours or weeks. A step the ledger refuses changes nothing, and is checked too."""
+
 from __future__ import annotations
 
 import itertools
@@ -46,8 +47,10 @@ class Ledger:
 
     def __init__(self, engine, zone: str, policy: str):
         self.engine, self.zone, self.now = engine, zone, START
-        self.ws = self.run(h.create_workspace, {"name": "Props", "email": "p@example.com", "timezone": zone,
-                                                 "settings": {"refund_policy": policy}})["id"]
+        self.ws = self.run(
+            h.create_workspace,
+            {"name": "Props", "email": "p@example.com", "timezone": zone, "settings": {"refund_policy": policy}},
+        )["id"]
         self.client = self.run(h.create_client, self.ws, {"name": "Client"})["id"]
         self.invoices: list[str] = []
         self.card_payments: list[str] = []
@@ -89,14 +92,32 @@ class Ledger:
         """days < 0: issued that many days ago and due at once (overdue); else issued today, due in days."""
         issued = self.today() + timedelta(days=min(days, 0))
         due = issued if days < 0 else issued + timedelta(days=days)
-        self.invoices.append(self.run(h.create_invoice, self.ws, {
-            "client_id": self.client, "send": True, "issue_date": issued.isoformat(), "due_date": due.isoformat(),
-            "lines": [{"description": "Work", "unit_price": amount}]})["id"])
+        self.invoices.append(
+            self.run(
+                h.create_invoice,
+                self.ws,
+                {
+                    "client_id": self.client,
+                    "send": True,
+                    "issue_date": issued.isoformat(),
+                    "due_date": due.isoformat(),
+                    "lines": [{"description": "Work", "unit_price": amount}],
+                },
+            )["id"]
+        )
 
     def retainer(self, amount: int, pay: int):
         """A retainer invoice, paid (retainer money for standard invoices) unless pay is 0."""
-        invoice = self.run(h.create_invoice, self.ws, {"client_id": self.client, "kind": "retainer", "send": True,
-                                                       "lines": [{"description": "Retainer", "unit_price": amount}]})
+        invoice = self.run(
+            h.create_invoice,
+            self.ws,
+            {
+                "client_id": self.client,
+                "kind": "retainer",
+                "send": True,
+                "lines": [{"description": "Retainer", "unit_price": amount}],
+            },
+        )
         self.invoices.append(invoice["id"])
         if pay:
             self.run(h.record_payment, self.ws, {"invoice_id": invoice["id"], "amount": amount})
@@ -107,8 +128,11 @@ class Ledger:
         if not invoice:
             return False
         owed = self.owed(invoice)
-        self.run(h.record_payment, self.ws, {"invoice_id": invoice,
-                                             "amount": owed if not part else max(owed * part // 10, 1)})
+        self.run(
+            h.record_payment,
+            self.ws,
+            {"invoice_id": invoice, "amount": owed if not part else max(owed * part // 10, 1)},
+        )
 
     def card(self, pick: int, extra: int):
         """A card payment event for one or two invoices, charging `extra` beyond the allocations."""
@@ -117,9 +141,17 @@ class Ledger:
         chosen = sorted({self.invoice(pick), self.invoice(pick + extra)})
         allocations = [{"invoice_id": i, "amount": max(self.owed(i), 100)} for i in chosen]
         payment_id = f"pi_{next(ids)}"
-        self.consume("on_payment_succeeded", {
-            "payment_id": payment_id, "client_id": self.client, "currency": "USD", "allocations": allocations,
-            "amount": sum(a["amount"] for a in allocations) + extra * 10, "received_at": self.now.isoformat()})
+        self.consume(
+            "on_payment_succeeded",
+            {
+                "payment_id": payment_id,
+                "client_id": self.client,
+                "currency": "USD",
+                "allocations": allocations,
+                "amount": sum(a["amount"] for a in allocations) + extra * 10,
+                "received_at": self.now.isoformat(),
+            },
+        )
         self.card_payments.append(payment_id)
 
     def refund(self, pick: int, part: int):
@@ -129,16 +161,31 @@ class Ledger:
         payment = self.run(h.get_payment, self.ws, self.card_payments[pick % len(self.card_payments)])
         left = payment["amount"] - payment["refunded"]
         amount = left if not part else max(payment["amount"] * part // 10, 1)
-        self.consume("on_payment_refunded", {"refund_id": f"re_{next(ids)}", "payment_id": payment["id"],
-                                              "amount": amount, "currency": "USD", "client_id": self.client})
+        self.consume(
+            "on_payment_refunded",
+            {
+                "refund_id": f"re_{next(ids)}",
+                "payment_id": payment["id"],
+                "amount": amount,
+                "currency": "USD",
+                "client_id": self.client,
+            },
+        )
 
     def dispute(self, pick: int, status: int):
         if not self.card_payments:
             return False
-        self.consume("on_payment_disputed", {
-            "dispute_id": f"dp_{pick}", "payment_id": self.card_payments[pick % len(self.card_payments)],
-            "currency": "USD", "client_id": self.client, "reason": "fraudulent",
-            "status": ("needs_response", "under_review", "won", "lost")[status % 4]})
+        self.consume(
+            "on_payment_disputed",
+            {
+                "dispute_id": f"dp_{pick}",
+                "payment_id": self.card_payments[pick % len(self.card_payments)],
+                "currency": "USD",
+                "client_id": self.client,
+                "reason": "fraudulent",
+                "status": ("needs_response", "under_review", "won", "lost")[status % 4],
+            },
+        )
 
     def credit_note(self, amount: int, _: int):
         self.run(h.issue_credit_note, self.ws, {"client_id": self.client, "amount": amount, "reason": "Goodwill"})
@@ -175,23 +222,32 @@ class Ledger:
         mine = self.rows(invoices, invoices.c.client_id == client)
         kinds = {r.id: r.kind for r in mine}
         owed = {r.id: r.total - r.amount_paid - r.amount_credited for r in mine}
-        counted = [r for r in mine if r.kind == "standard" and r.archived_at is None and r.status in OPEN
-                   and owed[r.id] > 0]
+        counted = [
+            r for r in mine if r.kind == "standard" and r.archived_at is None and r.status in OPEN and owed[r.id] > 0
+        ]
         overdue = [r for r in counted if r.due_date < today]
         paid = self.rows(payments, payments.c.client_id == client)
         spent = self.rows(credit_applications, credit_applications.c.client_id == client)
         allocations = self.rows(payment_allocations, payment_allocations.c.invoice_id.in_(list(kinds)))
-        credit = (sum(n.total for n in self.rows(credit_notes, credit_notes.c.client_id == client))
-                  + sum(p.unapplied for p in paid) - sum(a.amount for a in spent if a.source == "credit"))
-        retainer = (sum(a.amount for a in allocations if kinds[a.invoice_id] == "retainer")
-                    - sum(a.amount for a in spent if a.source == "retainer"))
+        credit = (
+            sum(n.total for n in self.rows(credit_notes, credit_notes.c.client_id == client))
+            + sum(p.unapplied for p in paid)
+            - sum(a.amount for a in spent if a.source == "credit")
+        )
+        retainer = sum(a.amount for a in allocations if kinds[a.invoice_id] == "retainer") - sum(
+            a.amount for a in spent if a.source == "retainer"
+        )
         last = max(paid, key=lambda p: (p.received_at, p.id), default=None)
         money = lambda amount: {"amount": amount, "currency": "USD"}  # noqa: E731 - one currency here
-        return {"outstanding": money(sum(owed[r.id] for r in counted)),
-                "overdue": {"count": len(overdue), **money(sum(owed[r.id] for r in overdue))},
-                "credit_available": money(credit), "retainer_available": money(retainer),
-                "last_payment": None if last is None else {"amount": last.amount, "currency": last.currency,
-                                                           "received_at": last.received_at.isoformat()}}
+        return {
+            "outstanding": money(sum(owed[r.id] for r in counted)),
+            "overdue": {"count": len(overdue), **money(sum(owed[r.id] for r in overdue))},
+            "credit_available": money(credit),
+            "retainer_available": money(retainer),
+            "last_payment": None
+            if last is None
+            else {"amount": last.amount, "currency": last.currency, "received_at": last.received_at.isoformat()},
+        }
 
     def check(self) -> None:
         dashboard = self.run(h.client_dashboard, self.ws, self.client)
@@ -203,7 +259,10 @@ ISSUE = st.tuples(st.just("issue"), AMOUNT, st.integers(-45, 30))
 CARD = st.tuples(st.just("card"), st.integers(0, 20), st.integers(0, 30))
 REFUND = st.tuples(st.just("refund"), st.integers(0, 20), st.integers(0, 12))
 STEPS = st.one_of(
-    ISSUE, CARD, REFUND, REFUND,  # refunds twice as often: they have more ways to go
+    ISSUE,
+    CARD,
+    REFUND,
+    REFUND,  # refunds twice as often: they have more ways to go
     st.tuples(st.just("retainer"), AMOUNT, st.integers(0, 3)),
     st.tuples(st.just("pay"), st.integers(0, 20), st.integers(0, 9)),
     st.tuples(st.just("dispute"), st.integers(0, 20), st.integers(0, 3)),
@@ -217,10 +276,13 @@ STEPS = st.one_of(
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(zone=st.sampled_from(["America/New_York", "Pacific/Auckland", "UTC"]),
-       policy=st.sampled_from(["reopen", "credit"]),
-       steps=st.tuples(st.lists(ISSUE, min_size=1, max_size=3), st.lists(CARD, max_size=2),
-                       st.lists(STEPS, min_size=4, max_size=25)).map(lambda parts: [s for part in parts for s in part]))
+@given(
+    zone=st.sampled_from(["America/New_York", "Pacific/Auckland", "UTC"]),
+    policy=st.sampled_from(["reopen", "credit"]),
+    steps=st.tuples(
+        st.lists(ISSUE, min_size=1, max_size=3), st.lists(CARD, max_size=2), st.lists(STEPS, min_size=4, max_size=25)
+    ).map(lambda parts: [s for part in parts for s in part]),
+)
 def test_the_dashboard_always_shows_what_the_ledger_adds_up_to(engine, zone, policy, steps):
     ledger = Ledger(engine, zone, policy)
     ledger.check()

@@ -1,4 +1,5 @@
 """Booking slots and reviews: the availability rules in plain Python, the handlers on embedded SQLite."""
+
 import json
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -17,8 +18,16 @@ WEEKDAYS = {day: ["09:00-12:00", "13:00-17:00"] for day in ("mon", "tue", "wed",
 
 
 def free(now=NOW, busy=(), duration=30, step=30, notice_hours=12, horizon=7, tz="America/New_York", weekly=None):
-    return availability.slots(weekly or WEEKDAYS, tz, timedelta(minutes=duration), timedelta(minutes=step), now,
-                              timedelta(hours=notice_hours), horizon, set(busy))
+    return availability.slots(
+        weekly or WEEKDAYS,
+        tz,
+        timedelta(minutes=duration),
+        timedelta(minutes=step),
+        now,
+        timedelta(hours=notice_hours),
+        horizon,
+        set(busy),
+    )
 
 
 def test_slots_follow_the_weekly_windows_in_the_business_time_zone():
@@ -67,15 +76,26 @@ def test_no_offered_slot_ever_overlaps_a_booking(existing):
 
 @pytest.fixture
 def bookable(db):  # noqa: F811
-    ws = db(h.create_workspace, {"name": "Acme", "email": "acme@example.com", "timezone": "America/New_York",
-                                 "settings": {"booking_links": [
-                                     {"id": "call-30", "name": "30-minute call", "duration_minutes": 30},
-                                     {"id": "workshop", "name": "Workshop", "duration_minutes": 90}]}})["id"]
+    ws = db(
+        h.create_workspace,
+        {
+            "name": "Acme",
+            "email": "acme@example.com",
+            "timezone": "America/New_York",
+            "settings": {
+                "booking_links": [
+                    {"id": "call-30", "name": "30-minute call", "duration_minutes": 30},
+                    {"id": "workshop", "name": "Workshop", "duration_minutes": 90},
+                ]
+            },
+        },
+    )["id"]
     people = []
     for name in ("One", "Two"):
         client = db(h.create_client, ws, {"name": f"Client {name}"})["id"]
-        contact = db(h.add_contact, ws, client, {"email": f"{name.lower()}@example.com", "name": name,
-                                                  "portal_access": True})["id"]
+        contact = db(
+            h.add_contact, ws, client, {"email": f"{name.lower()}@example.com", "name": name, "portal_access": True}
+        )["id"]
         people.append((client, contact))
     return ws, people
 
@@ -122,8 +142,16 @@ def test_the_cells_refuse_a_race_the_slot_check_missed(db, bookable, monkeypatch
     assert [b["client_id"] for b in db(h.list_bookings, ws)] == [one]
 
 
-@pytest.mark.parametrize("start", ["tomorrow", "2026-11-24T14:00:00", "2026-11-24T14:07:00+00:00",
-                                   "2026-11-28T15:00:00+00:00", "2026-11-23T16:00:00+00:00"])
+@pytest.mark.parametrize(
+    "start",
+    [
+        "tomorrow",
+        "2026-11-24T14:00:00",
+        "2026-11-24T14:07:00+00:00",
+        "2026-11-28T15:00:00+00:00",
+        "2026-11-23T16:00:00+00:00",
+    ],
+)
 def test_times_not_offered_are_refused(db, bookable, start):  # noqa: F811
     ws, [(client, contact), _] = bookable
     with pytest.raises((Invalid, Conflict)):

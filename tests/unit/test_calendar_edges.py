@@ -1,6 +1,7 @@
 """The rules that depend on the date, run with the clock on the days calendars get wrong: the last and
 the first day of a month (also when UTC and the business's zone disagree on the date), 29 February,
 and both daylight-saving changes in the business's time zone (America/New_York)."""
+
 import json
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -9,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 from dateutil.relativedelta import relativedelta
 
-from chassis.db import JoinedUnitOfWork, UnitOfWork
 from chassis import credentials
+from chassis.db import JoinedUnitOfWork, UnitOfWork
 from chassis.events import OUTBOX
 from services.auth import domain as auth_domain
 from services.auth import handlers as auth
@@ -55,9 +56,17 @@ def local_today(now: datetime) -> date:
 
 
 def invoice(billing, issue: date, due: date, amount: int = 10000) -> dict:
-    return billing(h.create_invoice, billing.ws, {
-        "client_id": billing.client, "send": True, "issue_date": issue.isoformat(), "due_date": due.isoformat(),
-        "lines": [{"description": "Work", "unit_price": amount}]})
+    return billing(
+        h.create_invoice,
+        billing.ws,
+        {
+            "client_id": billing.client,
+            "send": True,
+            "issue_date": issue.isoformat(),
+            "due_date": due.isoformat(),
+            "lines": [{"description": "Work", "unit_price": amount}],
+        },
+    )
 
 
 def test_the_default_statement_holds_what_happened_today_in_the_business_zone(billing, now):
@@ -68,9 +77,10 @@ def test_the_default_statement_holds_what_happened_today_in_the_business_zone(bi
     assert statement["to"] == today.isoformat()
     assert date.fromisoformat(statement["from"]) == today - relativedelta(months=3)
     assert [(entry["kind"], entry["date"]) for entry in statement["entries"]] == [
-        ("invoice", today.isoformat()), ("payment", today.isoformat())]
-    assert statement["closing_balance"] == 7500 == billing(h.client_balances, billing.ws, billing.client)[
-        "outstanding"]
+        ("invoice", today.isoformat()),
+        ("payment", today.isoformat()),
+    ]
+    assert statement["closing_balance"] == 7500 == billing(h.client_balances, billing.ws, billing.client)["outstanding"]
 
 
 def test_reminders_and_overdue_follow_the_business_calendar(billing, now):
@@ -81,16 +91,24 @@ def test_reminders_and_overdue_follow_the_business_calendar(billing, now):
     with UnitOfWork(billing.engine, lambda: now) as uow:
         h.run_reminders(uow, now)
     with billing.engine.connect() as conn:
-        published = [(row.event_type, row.body) for row in conn.execute(
-            sa.select(OUTBOX.c.event_type, OUTBOX.c.body).where(
-                OUTBOX.c.event_type.in_(["invoice.reminder", "invoice.overdue"])))]
+        published = [
+            (row.event_type, row.body)
+            for row in conn.execute(
+                sa.select(OUTBOX.c.event_type, OUTBOX.c.body).where(
+                    OUTBOX.c.event_type.in_(["invoice.reminder", "invoice.overdue"])
+                )
+            )
+        ]
     kinds = sorted((number_of(body), event_type, kind_of(body)) for event_type, body in published)
-    assert kinds == sorted([
-        (due_today["number"], "invoice.reminder", "on_due"),
-        (due_yesterday["number"], "invoice.reminder", "on_due"),  # yesterday's, caught up
-        (due_yesterday["number"], "invoice.reminder", "after_1"),
-        (due_yesterday["number"], "invoice.overdue", "overdue"),
-        (due_in_three_days["number"], "invoice.reminder", "before_3")])
+    assert kinds == sorted(
+        [
+            (due_today["number"], "invoice.reminder", "on_due"),
+            (due_yesterday["number"], "invoice.reminder", "on_due"),  # yesterday's, caught up
+            (due_yesterday["number"], "invoice.reminder", "after_1"),
+            (due_yesterday["number"], "invoice.overdue", "overdue"),
+            (due_in_three_days["number"], "invoice.reminder", "before_3"),
+        ]
+    )
     dashboard = billing(h.client_dashboard, billing.ws, billing.client)
     assert (dashboard["overdue"]["count"], dashboard["overdue"]["amount"]) == (1, 10000)
 
@@ -105,9 +123,16 @@ def kind_of(body: str) -> str:
 
 def test_a_recurring_invoice_starting_today_is_issued_once_and_its_next_run_keeps_the_day(billing, now):
     today = local_today(now)
-    schedule = billing(h.create_recurring, billing.ws, {
-        "client_id": billing.client, "frequency": "monthly", "start_date": today.isoformat(),
-        "lines": [{"description": "Retainer", "unit_price": 5000}]})
+    schedule = billing(
+        h.create_recurring,
+        billing.ws,
+        {
+            "client_id": billing.client,
+            "frequency": "monthly",
+            "start_date": today.isoformat(),
+            "lines": [{"description": "Retainer", "unit_price": 5000}],
+        },
+    )
     with UnitOfWork(billing.engine, lambda: now) as uow:
         assert h.run_due_recurring(uow, now) == 1
     with UnitOfWork(billing.engine, lambda: now) as uow:
@@ -131,17 +156,28 @@ def test_session_limits_count_real_elapsed_time_across_the_change(sqlite_engine,
     policy = auth_domain.Policy()
     keys = credentials.Keys.parse("test:" + "k" * 40)
     with engine.begin() as conn:
-        auth.apply_contact(JoinedUnitOfWork(conn), {"id": "c1", "workspace_id": "ws1", "client_id": "cl1",
-                                                    "email": "a@example.com", "name": "A", "portal_access": True,
-                                                    "version": 1}, now)
+        auth.apply_contact(
+            JoinedUnitOfWork(conn),
+            {
+                "id": "c1",
+                "workspace_id": "ws1",
+                "client_id": "cl1",
+                "email": "a@example.com",
+                "name": "A",
+                "portal_access": True,
+                "version": 1,
+            },
+            now,
+        )
 
     def sign_in() -> credentials.Session:
         with UnitOfWork(engine, lambda: now) as uow:
             [link] = auth.request_links(uow, "a@example.com", "10.0.0.1", now, policy)
             uow.commit()
         with UnitOfWork(engine, lambda: now) as uow:
-            return credentials.read(auth.consume_link(uow, link["token"], None, now, None, policy, keys)["credential"],
-                                    keys)
+            return credentials.read(
+                auth.consume_link(uow, link["token"], None, now, None, policy, keys)["credential"], keys
+            )
 
     # active every 29 minutes: the idle limit never ends it, the absolute limit (12 h) does, to the minute
     session, at = sign_in(), now

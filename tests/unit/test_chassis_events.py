@@ -1,13 +1,14 @@
 """Outbox, relay and idempotent consumers on an embedded database, with a fake dispatcher."""
+
 import json
 from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
 
+from chassis.clock import utcnow
 from chassis.db import UnitOfWork
 from chassis.errors import Conflict, Invalid, NotFound, Unavailable
-from chassis.clock import utcnow
 from chassis.events import DEAD, INBOX, OUTBOX, consume_once, list_dead_letters, relay_outbox
 from chassis.nameko_ext import DatabaseHandle, ScopeHandle, ServiceBase, consumes
 
@@ -159,6 +160,7 @@ def test_a_handlers_own_integrity_error_is_retried_and_parked_not_taken_for_a_du
 
 class ReplayableService(ServiceBase):
     """The real ServiceBase dead-letter RPCs (called directly, no broker) over a flaky consumer."""
+
     name = "svc"
     clock = staticmethod(utcnow)
 
@@ -183,7 +185,9 @@ def test_a_business_refusal_is_parked_at_once_but_unavailable_is_retried(sqlite_
     busy.on_thing({"id": "e5", "type": "thing.created", "data": {}})
     letters = list_dead_letters(engine)
     assert [(letter["event_id"], letter["event_type"]) for letter in letters] == [
-        ("e4", "thing.created"), ("e5", "thing.created")]
+        ("e4", "thing.created"),
+        ("e5", "thing.created"),
+    ]
     assert "no such client" in letters[0]["error"] and "did not answer" in letters[1]["error"]
 
 

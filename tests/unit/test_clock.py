@@ -1,5 +1,6 @@
 """One clock: the product reads the wall clock in chassis/clock.py only, and rules take the time they
 are given, so tests can put the calendar anywhere."""
+
 import ast
 from datetime import timedelta
 from pathlib import Path
@@ -12,10 +13,18 @@ PRODUCT = ("chassis", "services", "deploy")
 WALL_CLOCK_READS = {("datetime", "now"), ("datetime", "utcnow"), ("date", "today"), ("datetime", "today")}
 # Where the clock is wired in (the unit of work, the nameko clock, the outbox's own bookkeeping) and
 # the command-line entry points, which are their own callers. Handlers and entrypoints take the time.
-MAY_IMPORT_THE_CLOCK = {"chassis/clock.py", "chassis/db.py", "chassis/events.py", "chassis/idempotency.py",
-                        "chassis/nameko_ext.py", "services/billing/seed.py", "deploy/bench/run.py",
-                        "deploy/bench/users.py", "deploy/bench/monolith.py",
-                        "services/gateway/app.py"}  # the gateway's wiring gives its session check the clock
+MAY_IMPORT_THE_CLOCK = {
+    "chassis/clock.py",
+    "chassis/db.py",
+    "chassis/events.py",
+    "chassis/idempotency.py",
+    "chassis/nameko_ext.py",
+    "services/billing/seed.py",
+    "deploy/bench/run.py",
+    "deploy/bench/users.py",
+    "deploy/bench/monolith.py",
+    "services/gateway/app.py",
+}  # the gateway's wiring gives its session check the clock
 
 
 def product_modules():
@@ -41,8 +50,11 @@ def test_handlers_and_entrypoints_are_given_the_time_they_do_not_fetch_it():
     importers = set()
     for name, tree in product_modules():
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module == "chassis.clock" and any(
-                    alias.name == "utcnow" for alias in node.names):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module == "chassis.clock"
+                and any(alias.name == "utcnow" for alias in node.names)
+            ):
                 importers.add(name)
             if isinstance(node, ast.Attribute) and node.attr == "utcnow" and name not in MAY_IMPORT_THE_CLOCK:
                 importers.add(name)

@@ -1,5 +1,6 @@
 """The caller's scope, from the gateway to the services' database transactions (no broker, no
 PostgreSQL: tests/integration/test_row_level_security.py runs the policies themselves)."""
+
 from types import SimpleNamespace
 
 import eventlet
@@ -13,17 +14,31 @@ from services.gateway.revocations import RevocationList
 from services.gateway.rpc import RpcPool
 from tests.unit.test_gateway import NOW, credential
 
-SESSION = {"contact_id": "c1", "client_id": "cl1", "workspace_id": "ws1", "email": "demo@example.com",
-           "name": "Dana", "expires_at": "2026-11-23T12:30:00+00:00"}
+SESSION = {
+    "contact_id": "c1",
+    "client_id": "cl1",
+    "workspace_id": "ws1",
+    "email": "demo@example.com",
+    "name": "Dana",
+    "expires_at": "2026-11-23T12:30:00+00:00",
+}
 
 
 def test_a_scope_travels_as_context_data_and_anything_malformed_fails_closed():
     assert from_context(Scope("ws1", "cl1").to_context()) == Scope("ws1", "cl1")
     assert from_context(Scope("ws1").to_context()) == Scope("ws1") and Scope("ws1").to_context() == {
-        "workspace_id": "ws1"}
+        "workspace_id": "ws1"
+    }
     assert from_context(None) is None  # no scope at all: sees nothing (chassis/db.py)
-    for bad in ("ws1", {}, {"workspace_id": ""}, {"workspace_id": 5}, {"workspace_id": "ws1", "client_id": ""},
-                {"workspace_id": "ws1", "client_id": ["cl1"]}, {"workspace_id": "ws1", "system": True}):
+    for bad in (
+        "ws1",
+        {},
+        {"workspace_id": ""},
+        {"workspace_id": 5},
+        {"workspace_id": "ws1", "client_id": ""},
+        {"workspace_id": "ws1", "client_id": ["cl1"]},
+        {"workspace_id": "ws1", "system": True},
+    ):
         assert from_context(bad) == Scope("")  # a workspace no row has: nothing visible
     with pytest.raises(ValueError):
         SYSTEM.to_context()  # the system scope never travels to another service
@@ -126,8 +141,10 @@ def test_the_rpc_pool_sends_the_scope_and_forgets_it_on_the_next_call():
     pool._new_client = lambda: client
     pool.call("billing", "ping", request_id="r1", scope=Scope("ws1", "cl1"))
     pool.call("billing", "ping", request_id="r2")
-    assert client.sent == [{"request_id": "r1", "scope": {"workspace_id": "ws1", "client_id": "cl1"}},
-                           {"request_id": "r2"}]
+    assert client.sent == [
+        {"request_id": "r1", "scope": {"workspace_id": "ws1", "client_id": "cl1"}},
+        {"request_id": "r2"},
+    ]
 
 
 class RecordingRpc:
@@ -141,16 +158,30 @@ class RecordingRpc:
 
 
 def test_the_gateway_scopes_portal_calls_to_the_session_and_admin_calls_to_the_key():
-    rpc = RecordingRpc({("auth", "check_session"): "active", ("billing", "get_workspace"): {
-        "id": "ws1", "name": "Acme", "logo_url": "", "brand_color": "#1d4ed8", "accent_color": "#0f766e"},
-        ("billing", "client_dashboard"): None, ("billing", "authenticate_api_key"): "ws9",
-        ("billing", "list_clients"): []})
+    rpc = RecordingRpc(
+        {
+            ("auth", "check_session"): "active",
+            ("billing", "get_workspace"): {
+                "id": "ws1",
+                "name": "Acme",
+                "logo_url": "",
+                "brand_color": "#1d4ed8",
+                "accent_color": "#0f766e",
+            },
+            ("billing", "client_dashboard"): None,
+            ("billing", "authenticate_api_key"): "ws9",
+            ("billing", "list_clients"): [],
+        }
+    )
     revocations = RevocationList()  # not fed yet: each session is checked with auth, in its own scope
-    app = falcon.testing.TestClient(create_app(rpc, rpc, GatewayConfig(portal_url="http://portal.test", dev=True),
-                                               revocations, clock=lambda: NOW))
+    app = falcon.testing.TestClient(
+        create_app(rpc, rpc, GatewayConfig(portal_url="http://portal.test", dev=True), revocations, clock=lambda: NOW)
+    )
     app.simulate_get("/api/portal/v1/dashboard", headers={"Authorization": f"Bearer {credential()}"})
-    assert rpc.calls == [("auth", "check_session", Scope("ws1", "cl1")),
-                         ("billing", "client_dashboard", Scope("ws1", "cl1"))]
+    assert rpc.calls == [
+        ("auth", "check_session", Scope("ws1", "cl1")),
+        ("billing", "client_dashboard", Scope("ws1", "cl1")),
+    ]
     rpc.calls.clear()
     revocations.ready = True  # fed: no call to auth at all
     app.simulate_get("/api/portal/v1/dashboard", headers={"Authorization": f"Bearer {credential()}"})

@@ -8,6 +8,7 @@ validated against Kubernetes' own JSON schemas (strict: unknown fields fail) fro
 `kubernetes-validate` package, except the RabbitmqCluster custom resource, which gets structural
 checks only. Nothing here skips.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,6 +48,7 @@ def compose() -> dict:
 
 # --- docker-compose.yml -----------------------------------------------------------------------
 
+
 def docker_compose_available() -> bool:
     if shutil.which("docker") is None:
         return False
@@ -62,8 +64,9 @@ HEALTHCHECK_DURATIONS = ("interval", "timeout", "start_period", "start_interval"
 def compose_schema_errors(document: dict) -> list[str]:
     schema = json.loads((ROOT / "tests" / "schemas" / "compose-spec.json").read_text())
     validator = jsonschema.Draft202012Validator(schema)
-    errors = [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-              for e in validator.iter_errors(document)]
+    errors = [
+        f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(document)
+    ]
     for name, service in (document.get("services") or {}).items():
         for key in HEALTHCHECK_DURATIONS:
             value = (service.get("healthcheck") or {}).get(key)
@@ -74,8 +77,13 @@ def compose_schema_errors(document: dict) -> list[str]:
 
 def test_compose_file_is_valid():
     if docker_compose_available():
-        result = subprocess.run(["docker", "compose", "-f", str(COMPOSE), "config", "-q"],
-                                capture_output=True, text=True, cwd=ROOT, timeout=120)
+        result = subprocess.run(
+            ["docker", "compose", "-f", str(COMPOSE), "config", "-q"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
         assert result.returncode == 0, f"docker compose config failed:\n{result.stderr}"
     else:
         # No compose plugin here: the specification's own schema is the validator.
@@ -86,8 +94,9 @@ def test_compose_file_is_valid():
 def test_compose_schema_check_catches_mistakes():
     """The fallback validator is not a rubber stamp: a misspelt key and a bad duration fail."""
     document = compose()
-    document["services"]["billing"]["healthcheck"] = dict(document["services"]["billing"]["healthcheck"],
-                                                          intervall="15s")
+    document["services"]["billing"]["healthcheck"] = dict(
+        document["services"]["billing"]["healthcheck"], intervall="15s"
+    )
     assert any("intervall" in e for e in compose_schema_errors(document))
     document = compose()
     document["services"]["auth"]["healthcheck"] = dict(document["services"]["auth"]["healthcheck"], interval="15")
@@ -143,6 +152,7 @@ def test_each_service_connects_as_its_own_database_role():
 
 # --- deploy/Dockerfile and deploy/entrypoint.sh -----------------------------------------------
 
+
 def test_dockerfile_runs_as_non_root_and_lets_the_command_pick_the_process():
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     users = re.findall(r"^USER\s+(\S+)", dockerfile, re.M)
@@ -168,8 +178,14 @@ def stub_bin(tmp_path):
 
 def run_entrypoint(stub_bin: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PATH=f"{stub_bin}:{os.environ['PATH']}")
-    return subprocess.run(["sh", str(ROOT / "deploy" / "entrypoint.sh"), *args],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=30)
+    return subprocess.run(
+        ["sh", str(ROOT / "deploy" / "entrypoint.sh"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=30,
+    )
 
 
 def test_entrypoint_picks_the_service(stub_bin):
@@ -189,6 +205,7 @@ def test_entrypoint_picks_the_service(stub_bin):
 
 
 # --- deploy/k8s -------------------------------------------------------------------------------
+
 
 def kustomization() -> dict:
     return yaml.safe_load((K8S / "kustomization.yaml").read_text())
@@ -230,11 +247,21 @@ def test_manifests_match_the_kubernetes_schemas(version):
         try:
             kubernetes_validate.validate(document, version, strict=True)
         except kubernetes_validate.ValidationError as exc:
-            pytest.fail(f"{document['kind']} {document['metadata']['name']} (Kubernetes {version}): {exc.message} "
-                        f"at {'/'.join(map(str, exc.path))}")
+            pytest.fail(
+                f"{document['kind']} {document['metadata']['name']} (Kubernetes {version}): {exc.message} "
+                f"at {'/'.join(map(str, exc.path))}"
+            )
         checked.add(document["kind"])
-    assert {"Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "ConfigMap",
-            "Secret", "Job", "Namespace"} <= checked
+    assert {
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "ConfigMap",
+        "Secret",
+        "Job",
+        "Namespace",
+    } <= checked
 
 
 def test_kubernetes_schema_check_catches_mistakes():
@@ -343,6 +370,7 @@ def test_rabbitmq_cluster_and_setup_job():
 
 # --- RabbitMQ definitions ---------------------------------------------------------------------
 
+
 def definitions() -> dict:
     return json.loads((K8S / "rabbitmq-definitions.json").read_text())
 
@@ -404,8 +432,9 @@ server.serve_forever()
 
 def test_rabbitmq_setup_imports_the_definitions_and_creates_the_app_user(monkeypatch, capsys, tmp_path):
     log = tmp_path / "calls.jsonl"
-    server = subprocess.Popen([sys.executable, "-c", FAKE_MANAGEMENT_API, "0", str(log)], stdout=subprocess.PIPE,
-                              text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-c", FAKE_MANAGEMENT_API, "0", str(log)], stdout=subprocess.PIPE, text=True
+    )
     try:
         port = int(server.stdout.readline())
         monkeypatch.setenv("RABBITMQ_MANAGEMENT_URL", f"http://127.0.0.1:{port}")

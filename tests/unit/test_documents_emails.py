@@ -1,5 +1,6 @@
 """Every kind of portal email, delivered to a real SMTP server (aiosmtpd) and read back: headers,
 both parts, links and attachments."""
+
 from datetime import datetime, timezone
 
 import pytest
@@ -15,8 +16,18 @@ from tests.unit.test_documents_pdf import DOCUMENTS
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 SENDER = "Portal <no-reply@portal.example.com>"
-BRAND = {"id": "ws1", "name": "Acme Studio", "email": "billing@acme.example.com", "address": "1 Market St",
-         "brand_color": "#1d4ed8", "paper": "A4", "attach_pdf": True, "phone": "", "tax_id": "", "logo_url": ""}
+BRAND = {
+    "id": "ws1",
+    "name": "Acme Studio",
+    "email": "billing@acme.example.com",
+    "address": "1 Market St",
+    "brand_color": "#1d4ed8",
+    "paper": "A4",
+    "attach_pdf": True,
+    "phone": "",
+    "tax_id": "",
+    "logo_url": "",
+}
 DANA = {"contact_id": "c1", "email": "dana@example.com", "name": "Dana"}
 
 
@@ -48,9 +59,20 @@ def attachments(message):
 
 def test_invoice_email_has_the_link_in_both_parts_and_the_pdf_attached(outbox):
     invoice = {**DOCUMENTS["invoice"], "client_id": "cl1", "locale": "en_US"}
-    [(rcpts, msg)] = outbox(lambda uow, r: mails.document_sent(
-        uow, NOW, SENDER, r, BRAND, key="k1", kind="invoice", document=invoice, recipient=DANA,
-        link="http://portal.example.com/i/TOKEN"))
+    [(rcpts, msg)] = outbox(
+        lambda uow, r: mails.document_sent(
+            uow,
+            NOW,
+            SENDER,
+            r,
+            BRAND,
+            key="k1",
+            kind="invoice",
+            document=invoice,
+            recipient=DANA,
+            link="http://portal.example.com/i/TOKEN",
+        )
+    )
     assert rcpts == ["dana@example.com"] and msg["Subject"] == "Invoice INV-2026-00042 from Acme Studio"
     text, html = parts(msg)
     assert "http://portal.example.com/i/TOKEN" in text and 'href="http://portal.example.com/i/TOKEN"' in html
@@ -61,27 +83,49 @@ def test_invoice_email_has_the_link_in_both_parts_and_the_pdf_attached(outbox):
 
 def test_forwarded_invoice_says_who_forwarded_it(outbox):
     invoice = {**DOCUMENTS["invoice"], "client_id": "cl1"}
-    [(rcpts, msg)] = outbox(lambda uow, r: mails.document_sent(
-        uow, NOW, SENDER, r, {**BRAND, "attach_pdf": False}, key="k2", kind="invoice", document=invoice,
-        recipient={"email": "accountant@example.com"}, link="http://p/i/T", forwarded_by="Dana Demo",
-        note="For the Q4 books"))
+    [(rcpts, msg)] = outbox(
+        lambda uow, r: mails.document_sent(
+            uow,
+            NOW,
+            SENDER,
+            r,
+            {**BRAND, "attach_pdf": False},
+            key="k2",
+            kind="invoice",
+            document=invoice,
+            recipient={"email": "accountant@example.com"},
+            link="http://p/i/T",
+            forwarded_by="Dana Demo",
+            note="For the Q4 books",
+        )
+    )
     assert rcpts == ["accountant@example.com"] and msg["Subject"].startswith("Dana Demo forwarded you invoice")
     assert "For the Q4 books" in parts(msg)[0] and not attachments(msg)  # the setting turns the PDF off
 
 
 def test_quote_email_links_to_the_quote(outbox):
     quote = {**DOCUMENTS["quote"], "client_id": "cl1"}
-    [(_, msg)] = outbox(lambda uow, r: mails.document_sent(uow, NOW, SENDER, r, BRAND, key="k3", kind="quote",
-                                                           document=quote, recipient=DANA, link="http://p/i/Q"))
+    [(_, msg)] = outbox(
+        lambda uow, r: mails.document_sent(
+            uow, NOW, SENDER, r, BRAND, key="k3", kind="quote", document=quote, recipient=DANA, link="http://p/i/Q"
+        )
+    )
     assert msg["Subject"] == "Quote QUO-2026-00007 from Acme Studio" and "http://p/i/Q" in parts(msg)[0]
     assert "QUO-2026-00007.pdf" in attachments(msg)
 
 
 def test_payment_receipt_attaches_the_receipt(outbox):
-    payment = {**DOCUMENTS["receipt"], "client_id": "cl1", "timezone": "America/New_York",
-               "client": DOCUMENTS["invoice"]["client"]}
-    [(_, msg)] = outbox(lambda uow, r: mails.payment_receipt(uow, NOW, SENDER, r, BRAND, key="k4", payment=payment,
-                                                             recipient=DANA, portal_url="http://p/login"))
+    payment = {
+        **DOCUMENTS["receipt"],
+        "client_id": "cl1",
+        "timezone": "America/New_York",
+        "client": DOCUMENTS["invoice"]["client"],
+    }
+    [(_, msg)] = outbox(
+        lambda uow, r: mails.payment_receipt(
+            uow, NOW, SENDER, r, BRAND, key="k4", payment=payment, recipient=DANA, portal_url="http://p/login"
+        )
+    )
     text, _ = parts(msg)
     assert msg["Subject"] == "Payment received: $250.00 · Acme Studio" and "INV-2026-00042: $250.00" in text
     assert "Nov 20, 2026, 10:00:00" in text  # shown in the client's time zone
@@ -89,18 +133,38 @@ def test_payment_receipt_attaches_the_receipt(outbox):
 
 
 def test_failed_payment_email_offers_to_pay_again(outbox):
-    data = {"client_id": "cl1", "amount": 5000, "currency": "USD", "reason": "Your card was declined.",
-            "payment_id": "pi_1"}
-    [(_, msg)] = outbox(lambda uow, r: mails.payment_failed(uow, NOW, SENDER, BRAND, key="k5", data=data,
-                                                            recipient=DANA, link="http://p/pay"))
+    data = {
+        "client_id": "cl1",
+        "amount": 5000,
+        "currency": "USD",
+        "reason": "Your card was declined.",
+        "payment_id": "pi_1",
+    }
+    [(_, msg)] = outbox(
+        lambda uow, r: mails.payment_failed(
+            uow, NOW, SENDER, BRAND, key="k5", data=data, recipient=DANA, link="http://p/pay"
+        )
+    )
     text, html = parts(msg)
     assert "did not go through" in msg["Subject"] and "declined" in text and 'href="http://p/pay"' in html
 
 
 def test_message_to_the_business_goes_to_its_address_and_replies_to_the_client(outbox):
-    [(rcpts, msg)] = outbox(lambda uow, r: mails.business_message(
-        uow, NOW, SENDER, BRAND, key="k6", client_id="cl1", client_name="Demo Client Ltd", from_name="Dana",
-        from_email="dana@example.com", subject="PO number", message="Please add PO 4471 <b>thanks</b>"))
+    [(rcpts, msg)] = outbox(
+        lambda uow, r: mails.business_message(
+            uow,
+            NOW,
+            SENDER,
+            BRAND,
+            key="k6",
+            client_id="cl1",
+            client_name="Demo Client Ltd",
+            from_name="Dana",
+            from_email="dana@example.com",
+            subject="PO number",
+            message="Please add PO 4471 <b>thanks</b>",
+        )
+    )
     assert rcpts == ["billing@acme.example.com"] and msg["Reply-To"] == "dana@example.com"
     text, html = parts(msg)
     assert "Please add PO 4471 <b>thanks</b>" in text and "&lt;b&gt;thanks&lt;/b&gt;" in html  # escaped in HTML
@@ -108,12 +172,28 @@ def test_message_to_the_business_goes_to_its_address_and_replies_to_the_client(o
 
 @pytest.mark.parametrize("cancelled", [False, True])
 def test_booking_emails_carry_a_calendar_invitation(outbox, cancelled):
-    booking = {"id": "b1", "title": "30-minute consultation", "start": "2026-12-01T15:00:00+00:00",
-               "end": "2026-12-01T15:30:00+00:00", "timezone": "America/New_York",
-               "created_at": "2026-11-23T12:00:00+00:00"}
-    [(_, msg)] = outbox(lambda uow, r: mails.booking(uow, NOW, SENDER, BRAND, key="k7", client_id="cl1",
-                                                     recipient=DANA, booking=booking, cancelled=cancelled,
-                                                     portal_url="http://p/login"))
+    booking = {
+        "id": "b1",
+        "title": "30-minute consultation",
+        "start": "2026-12-01T15:00:00+00:00",
+        "end": "2026-12-01T15:30:00+00:00",
+        "timezone": "America/New_York",
+        "created_at": "2026-11-23T12:00:00+00:00",
+    }
+    [(_, msg)] = outbox(
+        lambda uow, r: mails.booking(
+            uow,
+            NOW,
+            SENDER,
+            BRAND,
+            key="k7",
+            client_id="cl1",
+            recipient=DANA,
+            booking=booking,
+            cancelled=cancelled,
+            portal_url="http://p/login",
+        )
+    )
     assert msg["Subject"].startswith("Cancelled" if cancelled else "Confirmed")
     assert "Dec 1, 2026, 10:00:00" in parts(msg)[0]
     [ics] = attachments(msg).values()
@@ -125,8 +205,11 @@ def test_booking_emails_carry_a_calendar_invitation(outbox, cancelled):
 
 def test_statement_email_attaches_the_statement(outbox):
     statement = {**DOCUMENTS["statement"], "locale": "en_US"}
-    [(_, msg)] = outbox(lambda uow, r: mails.statement(uow, NOW, SENDER, r, BRAND, key="k8", client_id="cl1",
-                                                       recipient=DANA, statement=statement))
+    [(_, msg)] = outbox(
+        lambda uow, r: mails.statement(
+            uow, NOW, SENDER, r, BRAND, key="k8", client_id="cl1", recipient=DANA, statement=statement
+        )
+    )
     assert "Closing balance: $755.00" in parts(msg)[0]
     assert "statement-2026-11-01-to-2026-11-30.pdf" in attachments(msg)
 

@@ -1,8 +1,8 @@
 """Email queueing and delivery, against a real SMTP server (aiosmtpd) started by the test."""
-from datetime import datetime, timedelta, timezone
-from email import message_from_bytes, policy
 
 import socket
+from datetime import datetime, timedelta, timezone
+from email import message_from_bytes, policy
 
 import pytest
 import sqlalchemy as sa
@@ -57,10 +57,21 @@ def queue(engine, key="magic-link:abc", to="demo@example.com"):
     with UnitOfWork(engine) as uow:
         with engine.begin() as conn:
             handlers.apply_workspace(conn, {"id": "ws1", "name": "Acme Studio"}, NOW)
-        email_id = handlers.queue_email(uow, NOW, SENDER, idempotency_key=key, kind="magic_link", to=to,
-                                        workspace_id="ws1", client_id="cl1",
-                                        context={"name": "Dana", "url": "http://portal.test/login/verify?token=T0K",
-                                                 "expires_at": "2026-11-24 12:00"})
+        email_id = handlers.queue_email(
+            uow,
+            NOW,
+            SENDER,
+            idempotency_key=key,
+            kind="magic_link",
+            to=to,
+            workspace_id="ws1",
+            client_id="cl1",
+            context={
+                "name": "Dana",
+                "url": "http://portal.test/login/verify?token=T0K",
+                "expires_at": "2026-11-24 12:00",
+            },
+        )
         uow.commit()
         return email_id
 

@@ -1,5 +1,6 @@
 """PDF documents: real WeasyPrint renders read back with pypdf, page images kept for review, the
 content-hash cache, and the locked-down resource fetcher."""
+
 import base64
 import io
 import logging
@@ -17,40 +18,130 @@ from services.documents import pdf as pdfmod
 from services.documents.storage import FileStorage
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "pdf"
-BUSINESS = {"name": "Acme Studio", "address": "1 Market Street\nSpringfield", "email": "billing@acme.example",
-            "phone": "+1 555 0100", "tax_id": "US-1", "logo_url": "", "brand_color": "#1d4ed8", "paper": "A4"}
+BUSINESS = {
+    "name": "Acme Studio",
+    "address": "1 Market Street\nSpringfield",
+    "email": "billing@acme.example",
+    "phone": "+1 555 0100",
+    "tax_id": "US-1",
+    "logo_url": "",
+    "brand_color": "#1d4ed8",
+    "paper": "A4",
+}
 CLIENT = {"name": "Demo Client Ltd", "address": "42 Demo Road", "contact_name": "Dana Demo", "tax_id": ""}
 LINES = [
-    {"description": "Website design (hours)", "quantity": "10", "unit_price": 9500, "tax_rate": "0",
-     "discount_percent": "10", "discount": 9500, "subtotal": 85500, "tax": 0, "total": 85500},
-    {"description": "Hosting, first month", "quantity": "1", "unit_price": 2500, "tax_rate": "20",
-     "discount_percent": "0", "discount": 0, "subtotal": 2500, "tax": 500, "total": 3000},
+    {
+        "description": "Website design (hours)",
+        "quantity": "10",
+        "unit_price": 9500,
+        "tax_rate": "0",
+        "discount_percent": "10",
+        "discount": 9500,
+        "subtotal": 85500,
+        "tax": 0,
+        "total": 85500,
+    },
+    {
+        "description": "Hosting, first month",
+        "quantity": "1",
+        "unit_price": 2500,
+        "tax_rate": "20",
+        "discount_percent": "0",
+        "discount": 0,
+        "subtotal": 2500,
+        "tax": 500,
+        "total": 3000,
+    },
 ]
-INVOICE = {"id": "i1", "number": "INV-2026-00042", "kind": "standard", "display_status": "partially_paid",
-           "currency": "USD", "issue_date": "2026-11-18", "due_date": "2026-12-18", "lines": LINES,
-           "subtotal": 88000, "discount_total": 9500, "tax_total": 500, "total": 88500, "amount_paid": 25000,
-           "amount_credited": 0, "balance": 63500, "notes": "PO 4471", "terms": "", "client": CLIENT}
+INVOICE = {
+    "id": "i1",
+    "number": "INV-2026-00042",
+    "kind": "standard",
+    "display_status": "partially_paid",
+    "currency": "USD",
+    "issue_date": "2026-11-18",
+    "due_date": "2026-12-18",
+    "lines": LINES,
+    "subtotal": 88000,
+    "discount_total": 9500,
+    "tax_total": 500,
+    "total": 88500,
+    "amount_paid": 25000,
+    "amount_credited": 0,
+    "balance": 63500,
+    "notes": "PO 4471",
+    "terms": "",
+    "client": CLIENT,
+}
 DOCUMENTS = {
     "invoice": INVOICE,
-    "quote": {**INVOICE, "number": "QUO-2026-00007", "display_status": "accepted", "expiry_date": "2026-12-31",
-              "accepted_at": "2026-11-20T15:00:00+00:00", "accepted_by": "demo@example.com",
-              "signature_name": "Dana Demo"},
-    "credit_note": {"id": "c1", "number": "CN-2026-00003", "currency": "USD", "issue_date": "2026-11-11",
-                    "lines": [{**LINES[1], "description": "Goodwill credit"}], "subtotal": 2500, "discount_total": 0,
-                    "tax_total": 500, "total": 3000, "reason": "Late delivery", "client": CLIENT},
-    "receipt": {"id": "pay_1234567890", "amount": 25000, "currency": "USD", "method": "card",
-                "reference": "Card ending 4242", "received_at": "2026-11-20T15:00:00+00:00",
-                "allocations": [{"invoice_id": "i1", "number": "INV-2026-00042", "amount": 25000}]},
-    "statement": {"from": "2026-11-01", "to": "2026-11-30", "currency": "USD", "client": CLIENT,
-                  "opening_balance": 12000, "closing_balance": 75500, "entries": [
-                      {"date": "2026-11-18", "kind": "invoice", "reference": "INV-2026-00042", "amount": 88500,
-                       "balance": 100500},
-                      {"date": "2026-11-20", "kind": "payment", "reference": "Card ending 4242", "amount": 25000,
-                       "balance": 75500}]},
+    "quote": {
+        **INVOICE,
+        "number": "QUO-2026-00007",
+        "display_status": "accepted",
+        "expiry_date": "2026-12-31",
+        "accepted_at": "2026-11-20T15:00:00+00:00",
+        "accepted_by": "demo@example.com",
+        "signature_name": "Dana Demo",
+    },
+    "credit_note": {
+        "id": "c1",
+        "number": "CN-2026-00003",
+        "currency": "USD",
+        "issue_date": "2026-11-11",
+        "lines": [{**LINES[1], "description": "Goodwill credit"}],
+        "subtotal": 2500,
+        "discount_total": 0,
+        "tax_total": 500,
+        "total": 3000,
+        "reason": "Late delivery",
+        "client": CLIENT,
+    },
+    "receipt": {
+        "id": "pay_1234567890",
+        "amount": 25000,
+        "currency": "USD",
+        "method": "card",
+        "reference": "Card ending 4242",
+        "received_at": "2026-11-20T15:00:00+00:00",
+        "allocations": [{"invoice_id": "i1", "number": "INV-2026-00042", "amount": 25000}],
+    },
+    "statement": {
+        "from": "2026-11-01",
+        "to": "2026-11-30",
+        "currency": "USD",
+        "client": CLIENT,
+        "opening_balance": 12000,
+        "closing_balance": 75500,
+        "entries": [
+            {
+                "date": "2026-11-18",
+                "kind": "invoice",
+                "reference": "INV-2026-00042",
+                "amount": 88500,
+                "balance": 100500,
+            },
+            {
+                "date": "2026-11-20",
+                "kind": "payment",
+                "reference": "Card ending 4242",
+                "amount": 25000,
+                "balance": 75500,
+            },
+        ],
+    },
 }
 EXPECTED_TEXT = {
-    "invoice": ["INV-2026-00042", "Demo Client Ltd", "Website design (hours)", "$855.00", "$885.00", "$635.00",
-                "Partially paid", "Nov 18, 2026"],
+    "invoice": [
+        "INV-2026-00042",
+        "Demo Client Ltd",
+        "Website design (hours)",
+        "$855.00",
+        "$885.00",
+        "$635.00",
+        "Partially paid",
+        "Nov 18, 2026",
+    ],
     "quote": ["QUO-2026-00007", "Accepted by Dana Demo", "$885.00", "Dec 31, 2026"],
     "credit_note": ["CN-2026-00003", "Goodwill credit", "$30.00", "Late delivery"],
     "receipt": ["$250.00", "INV-2026-00042", "Card ending 4242", "Thank you for your payment."],
@@ -59,8 +150,14 @@ EXPECTED_TEXT = {
 
 
 def context(kind, locale="en_US", **business):
-    return {"doc": DOCUMENTS[kind], "business": {**BUSINESS, **business}, "client": CLIENT, "locale": locale,
-            "timezone": "America/New_York", "paper": business.get("paper", "A4")}
+    return {
+        "doc": DOCUMENTS[kind],
+        "business": {**BUSINESS, **business},
+        "client": CLIENT,
+        "locale": locale,
+        "timezone": "America/New_York",
+        "paper": business.get("paper", "A4"),
+    }
 
 
 def text_of(pdf: bytes) -> str:
@@ -77,8 +174,21 @@ def keep_page_images(name: str, pdf: bytes) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / f"{name}.pdf").write_bytes(pdf)
     if shutil.which("pdftoppm"):
-        subprocess.run(["pdftoppm", "-r", "70", "-png", "-f", "1", "-l", "1", str(ARTIFACTS / f"{name}.pdf"),
-                        str(ARTIFACTS / name)], check=True)
+        subprocess.run(
+            [
+                "pdftoppm",
+                "-r",
+                "70",
+                "-png",
+                "-f",
+                "1",
+                "-l",
+                "1",
+                str(ARTIFACTS / f"{name}.pdf"),
+                str(ARTIFACTS / name),
+            ],
+            check=True,
+        )
 
 
 @pytest.mark.parametrize("kind", sorted(DOCUMENTS))
@@ -112,7 +222,9 @@ def test_the_same_data_gives_the_same_document_and_cache_key():
     first, second = (pdfmod.render_pdf("receipt", context("receipt")) for _ in range(2))
     assert text_of(first) == text_of(second) and text_of(first)
     assert pdfmod.cache_key("receipt", context("receipt")) == pdfmod.cache_key("receipt", context("receipt"))
-    assert pdfmod.cache_key("receipt", context("receipt")) != pdfmod.cache_key("receipt", context("receipt", locale="de_DE"))
+    assert pdfmod.cache_key("receipt", context("receipt")) != pdfmod.cache_key(
+        "receipt", context("receipt", locale="de_DE")
+    )
 
 
 def test_the_second_request_is_served_from_the_cache_and_a_change_renders_again(tmp_path):
@@ -130,8 +242,16 @@ def test_the_second_request_is_served_from_the_cache_and_a_change_renders_again(
         renderer.close()
 
 
-@pytest.mark.parametrize("url", ["file:///etc/passwd", "http://127.0.0.1:9/logo.png", "https://example.com/x.css",
-                                 "file://" + str(pdfmod.ASSETS / ".." / "pdf.py"), "ftp://example.com/x"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///etc/passwd",
+        "http://127.0.0.1:9/logo.png",
+        "https://example.com/x.css",
+        "file://" + str(pdfmod.ASSETS / ".." / "pdf.py"),
+        "ftp://example.com/x",
+    ],
+)
 def test_the_fetcher_refuses_the_network_and_files_outside_the_assets(url):
     with pytest.raises((pdfmod.BlockedResource, ValueError)):
         pdfmod.locked_fetcher().fetch(url)
@@ -149,12 +269,17 @@ def test_a_hostile_template_renders_without_reaching_files_or_network(caplog):
       <p>Hostile</p><img src="file:///etc/passwd"><img src="http://127.0.0.1:9/track.png">
       <object data="file:///etc/passwd"></object><iframe src="file:///etc/hostname"></iframe></body></html>"""
     with caplog.at_level(logging.WARNING):
-        pdf = HTML(string=hostile, base_url=pdfmod.ASSETS.as_uri() + "/", url_fetcher=pdfmod.locked_fetcher()).write_pdf()
+        pdf = HTML(
+            string=hostile, base_url=pdfmod.ASSETS.as_uri() + "/", url_fetcher=pdfmod.locked_fetcher()
+        ).write_pdf()
     text = text_of(pdf)
     assert "Hostile" in text and "root:" not in text
     blocked = [r for r in caplog.records if r.getMessage() == "blocked resource in a document template"]
-    assert {r.url for r in blocked} >= {"file:///etc/passwd", "http://127.0.0.1:9/track.png",
-                                        "http://127.0.0.1:9/evil.css"}
+    assert {r.url for r in blocked} >= {
+        "file:///etc/passwd",
+        "http://127.0.0.1:9/track.png",
+        "http://127.0.0.1:9/evil.css",
+    }
 
 
 # --- cached PDFs fetched by a signed reference (documents' GET /pdf/<reference>) ---
@@ -166,15 +291,21 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 def test_a_reference_round_trips_and_a_forged_or_expired_one_is_refused():
     reference = signing.issue(SECRET, {"k": "ab" * 32, "u": "http://10.0.0.7:9100"}, NOW, timedelta(minutes=1))
     assert signing.check(SECRET, reference, NOW + timedelta(seconds=59)) == {
-        "k": "ab" * 32, "u": "http://10.0.0.7:9100", "exp": int((NOW + timedelta(minutes=1)).timestamp())}
+        "k": "ab" * 32,
+        "u": "http://10.0.0.7:9100",
+        "exp": int((NOW + timedelta(minutes=1)).timestamp()),
+    }
     with pytest.raises(signing.Refused, match="expired"):
         signing.check(SECRET, reference, NOW + timedelta(minutes=1))
     assert signing.read(SECRET, reference)["k"] == "ab" * 32  # the signature alone, whatever the age
     body, signature = reference.split(".")
     other_key = signing.issue(SECRET, {"k": "cd" * 32, "u": "http://10.0.0.7:9100"}, NOW, timedelta(minutes=1))
-    for forged in (signing.issue(b"another secret", {"k": "ab" * 32}, NOW, timedelta(minutes=1)),
-                   f"{other_key.split('.')[0]}.{signature}",  # another file under this signature
-                   f"{body}.{signature[:-2]}AA", f"{body}x.{signature}"):
+    for forged in (
+        signing.issue(b"another secret", {"k": "ab" * 32}, NOW, timedelta(minutes=1)),
+        f"{other_key.split('.')[0]}.{signature}",  # another file under this signature
+        f"{body}.{signature[:-2]}AA",
+        f"{body}x.{signature}",
+    ):
         with pytest.raises(signing.Refused) as refused:
             signing.check(SECRET, forged, NOW)
         assert refused.value.reason in ("forged", "malformed")
@@ -189,12 +320,27 @@ def test_by_reference_the_answer_carries_no_bytes_and_a_cached_pdf_is_not_read(t
     storage = FileStorage(tmp_path)
     renderer = pdfmod.Renderer(storage, concurrency=1)
     brand = {**BUSINESS, "locale": "en_US", "timezone": "America/New_York"}
-    key = pdfmod.cache_key("invoice", {"doc": INVOICE, "business": brand, "client": CLIENT, "locale": "en_US",
-                                       "timezone": "America/New_York", "paper": "A4"})
+    key = pdfmod.cache_key(
+        "invoice",
+        {
+            "doc": INVOICE,
+            "business": brand,
+            "client": CLIENT,
+            "locale": "en_US",
+            "timezone": "America/New_York",
+            "paper": "A4",
+        },
+    )
     storage.put(key, b"%PDF-1.7 cached")
     answer = doc_handlers.render_document(renderer, brand, "invoice", INVOICE, reference=lambda k: f"ref:{k}")
-    assert answer == {"filename": answer["filename"], "content_type": "application/pdf", "etag": key[:32],
-                      "rendered": False, "size": len(b"%PDF-1.7 cached"), "reference": f"ref:{key}"}
+    assert answer == {
+        "filename": answer["filename"],
+        "content_type": "application/pdf",
+        "etag": key[:32],
+        "rendered": False,
+        "size": len(b"%PDF-1.7 cached"),
+        "reference": f"ref:{key}",
+    }
     assert renderer.renders == 0 and "pdf" not in answer
     inline = doc_handlers.render_document(renderer, brand, "invoice", INVOICE)  # as before: the bytes, base64
     assert base64.b64decode(inline["pdf"]) == b"%PDF-1.7 cached" and inline["etag"] == key[:32]

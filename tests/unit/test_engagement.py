@@ -1,5 +1,6 @@
 """Collection signals without a broker: the risk rule on fixed dates, the rollup's folding of signals,
 and the billing handlers that keep and read it on an embedded database (the migration's backfill too)."""
+
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -38,6 +39,7 @@ def codes(summary) -> list[str]:
 
 # ---------------------------------------------------------------- the rule, on fixed dates
 
+
 def test_a_client_with_nothing_overdue_and_no_signals_is_low_risk():
     summary = eng.summarize(eng.Rollup(), [owed(-10)], TODAY, NOW)
     assert (summary["risk"], summary["reasons"], summary["days_overdue"]) == ("low", [], 0)
@@ -53,13 +55,21 @@ def test_overdue_is_medium_up_to_30_days_and_high_after():
     assert (thirty["risk"], codes(thirty)) == ("medium", ["overdue"])
     late = eng.summarize(eng.Rollup(), [owed(5), owed(31)], TODAY, NOW)
     assert (late["risk"], codes(late), late["days_overdue"], late["overdue_invoices"]) == (
-        "high", ["overdue_over_30_days"], 31, 2)
+        "high",
+        ["overdue_over_30_days"],
+        31,
+        2,
+    )
     assert late["reasons"][0]["detail"] == "An invoice is 31 days overdue."
 
 
 def test_overdue_amounts_are_summed_per_currency_in_minor_units():
-    summary = eng.summarize(eng.Rollup(), [owed(3, 1050, "USD"), owed(40, 2000, "EUR"), owed(1, 950, "USD"),
-                                           owed(-5, 7000, "USD")], TODAY, NOW)
+    summary = eng.summarize(
+        eng.Rollup(),
+        [owed(3, 1050, "USD"), owed(40, 2000, "EUR"), owed(1, 950, "USD"), owed(-5, 7000, "USD")],
+        TODAY,
+        NOW,
+    )
     assert summary["overdue_amount"] == [{"amount": 2000, "currency": "EUR"}, {"amount": 2000, "currency": "USD"}]
     assert summary["outstanding"] == [{"amount": 2000, "currency": "EUR"}, {"amount": 9000, "currency": "USD"}]
 
@@ -67,7 +77,9 @@ def test_overdue_amounts_are_summed_per_currency_in_minor_units():
 def test_one_failed_payment_in_30_days_is_medium_two_are_high():
     one = fold(("failure", NOW - 10 * DAY))
     assert (eng.summarize(one, [], TODAY, NOW)["risk"], codes(eng.summarize(one, [], TODAY, NOW))) == (
-        "medium", ["failed_payment"])
+        "medium",
+        ["failed_payment"],
+    )
     two = fold(("failure", NOW - 29 * DAY), ("failure", NOW - DAY))
     assert codes(eng.summarize(two, [], TODAY, NOW)) == ["repeated_failed_payments"]
     assert eng.summarize(two, [], TODAY, NOW)["risk"] == "high"
@@ -83,8 +95,7 @@ def test_failures_fade_after_30_days():
 
 def test_failures_arriving_out_of_order_keep_the_two_latest():
     rollup = fold(("failure", NOW - DAY), ("failure", NOW - 50 * DAY), ("failure", NOW - 3 * DAY))
-    assert (rollup.last_failed_at, rollup.previous_failed_at, rollup.failed_payments) == (
-        NOW - DAY, NOW - 3 * DAY, 3)
+    assert (rollup.last_failed_at, rollup.previous_failed_at, rollup.failed_payments) == (NOW - DAY, NOW - 3 * DAY, 3)
     assert eng.failures_within(rollup, NOW) == 2
 
 
@@ -112,18 +123,28 @@ def test_every_rule_that_applies_is_a_reason():
     summary = eng.summarize(rollup, [owed(12)], TODAY, NOW)
     assert summary["risk"] == "high"
     assert [(r["level"], r["code"]) for r in summary["reasons"]] == [
-        ("medium", "overdue"), ("medium", "failed_payment"), ("high", "reminders_unanswered")]
+        ("medium", "overdue"),
+        ("medium", "failed_payment"),
+        ("high", "reminders_unanswered"),
+    ]
 
 
 def test_signals_count_and_keep_the_latest_times():
-    rollup = fold(("view", NOW - 2 * DAY), ("view", NOW - 5 * DAY), ("sign_in", NOW - DAY),
-                  ("sign_in", NOW - 9 * DAY), ("attempt", NOW - DAY), ("attempt", NOW - DAY),
-                  ("failure", NOW - DAY), ("payment", NOW - DAY))
+    rollup = fold(
+        ("view", NOW - 2 * DAY),
+        ("view", NOW - 5 * DAY),
+        ("sign_in", NOW - DAY),
+        ("sign_in", NOW - 9 * DAY),
+        ("attempt", NOW - DAY),
+        ("attempt", NOW - DAY),
+        ("failure", NOW - DAY),
+        ("payment", NOW - DAY),
+    )
     summary = eng.summarize(rollup, [], TODAY, NOW)
-    assert {k: summary[k] for k in ("portal_views", "payment_attempts", "failed_payments", "successful_payments",
-                                    "reminders_sent")} == {
-        "portal_views": 2, "payment_attempts": 2, "failed_payments": 1, "successful_payments": 1,
-        "reminders_sent": 0}
+    assert {
+        k: summary[k]
+        for k in ("portal_views", "payment_attempts", "failed_payments", "successful_payments", "reminders_sent")
+    } == {"portal_views": 2, "payment_attempts": 2, "failed_payments": 1, "successful_payments": 1, "reminders_sent": 0}
     assert summary["last_viewed_at"] == (NOW - 2 * DAY).isoformat()
     assert summary["last_signed_in_at"] == (NOW - DAY).isoformat()
     with pytest.raises(ValueError, match="unknown signal"):
@@ -131,16 +152,24 @@ def test_signals_count_and_keep_the_latest_times():
 
 
 def test_listing_order_is_riskiest_then_longest_overdue_then_name():
-    rows = [{"risk": "low", "days_overdue": 0, "client_name": "A"},
-            {"risk": "high", "days_overdue": 3, "client_name": "B"},
-            {"risk": "medium", "days_overdue": 9, "client_name": "C"},
-            {"risk": "high", "days_overdue": 45, "client_name": "D"},
-            {"risk": "high", "days_overdue": 3, "client_name": "A"}]
+    rows = [
+        {"risk": "low", "days_overdue": 0, "client_name": "A"},
+        {"risk": "high", "days_overdue": 3, "client_name": "B"},
+        {"risk": "medium", "days_overdue": 9, "client_name": "C"},
+        {"risk": "high", "days_overdue": 45, "client_name": "D"},
+        {"risk": "high", "days_overdue": 3, "client_name": "A"},
+    ]
     assert [(r["risk"], r["client_name"]) for r in sorted(rows, key=eng.sort_key)] == [
-        ("high", "D"), ("high", "A"), ("high", "B"), ("medium", "C"), ("low", "A")]
+        ("high", "D"),
+        ("high", "A"),
+        ("high", "B"),
+        ("medium", "C"),
+        ("low", "A"),
+    ]
 
 
 # ---------------------------------------------------------------- the handlers, on an embedded database
+
 
 @pytest.fixture
 def ws(db):
@@ -153,8 +182,11 @@ def ws(db):
 def test_every_portal_view_counts_and_a_reminder_counts_once(db, ws):
     ws_id, client = ws
     # due in 3 days in New York: the default "3 days before" reminder is due today
-    invoice = db(h.create_invoice, ws_id, {"client_id": client, "lines": LINE, "send": True,
-                                           "issue_date": "2026-11-23", "due_date": "2026-11-26"})
+    invoice = db(
+        h.create_invoice,
+        ws_id,
+        {"client_id": client, "lines": LINE, "send": True, "issue_date": "2026-11-23", "due_date": "2026-11-26"},
+    )
     assert db(h.client_engagement, ws_id, client)["risk"] == "low"
     assert db(h.run_reminders) == 1
     assert db(h.run_reminders) == 0  # the next sweep (or another replica) sends nothing twice
@@ -170,8 +202,11 @@ def test_every_portal_view_counts_and_a_reminder_counts_once(db, ws):
 
 def test_days_overdue_use_the_workspaces_date(db, ws):
     ws_id, client = ws
-    db(h.create_invoice, ws_id, {"client_id": client, "lines": LINE, "send": True,
-                                 "issue_date": "2026-10-01", "due_date": "2026-11-22"})
+    db(
+        h.create_invoice,
+        ws_id,
+        {"client_id": client, "lines": LINE, "send": True, "issue_date": "2026-10-01", "due_date": "2026-11-22"},
+    )
     # 03:00 UTC on the 23rd is still the 22nd in New York: due today there, not overdue
     early = datetime(2026, 11, 23, 3, 0, tzinfo=timezone.utc)
     assert db(h.client_engagement, ws_id, client, now=early)["days_overdue"] == 0
@@ -207,12 +242,18 @@ def test_the_list_is_sorted_filtered_paged_and_refuses_bad_input(db, ws):
     ws_id, quiet = ws
     late = db(h.create_client, ws_id, {"name": "Late Ltd"})["id"]
     shaky = db(h.create_client, ws_id, {"name": "Shaky Co"})["id"]
-    db(h.create_invoice, ws_id, {"client_id": late, "lines": LINE, "send": True,
-                                 "issue_date": "2026-09-01", "due_date": "2026-10-01"})
+    db(
+        h.create_invoice,
+        ws_id,
+        {"client_id": late, "lines": LINE, "send": True, "issue_date": "2026-09-01", "due_date": "2026-10-01"},
+    )
     db(h.record_signal, ws_id, shaky, "failure", at=NOW - DAY)
     listed = db(h.list_engagement, ws_id)
     assert [(s["client_name"], s["risk"]) for s in listed["items"]] == [
-        ("Late Ltd", "high"), ("Shaky Co", "medium"), ("Client One", "low")]
+        ("Late Ltd", "high"),
+        ("Shaky Co", "medium"),
+        ("Client One", "low"),
+    ]
     assert listed["items"][0]["days_overdue"] == 53 and listed["total"] == 3
     assert [s["client_id"] for s in db(h.list_engagement, ws_id, "medium")["items"]] == [shaky]
     page = db(h.list_engagement, ws_id, None, 1, 1)
@@ -236,29 +277,60 @@ def test_the_migration_backfills_the_rollup_from_the_activity_timeline(tmp_path)
         command.upgrade(cfg, "0003")
     t = lambda days: (NOW - days * DAY).replace(tzinfo=None)  # noqa: E731 - SQLite stores naive UTC
     with engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO workspaces (id, name, email, phone, address, currency, locale, timezone, "
-                             "created_at) VALUES ('w', 'W', 'w@example.com', '', '', 'USD', 'en_US', 'UTC', :t)"),
-                     {"t": t(100)})
-        conn.execute(sa.text("INSERT INTO clients (id, workspace_id, name, address, phone, currency, locale, timezone, "
-                             "created_at) VALUES ('c', 'w', 'C', '', '', 'USD', 'en_US', 'UTC', :t)"), {"t": t(100)})
-        conn.execute(sa.text("INSERT INTO payments (id, workspace_id, client_id, amount, currency, method, source, "
-                             "received_at) VALUES ('card-1', 'w', 'c', 100, 'USD', 'card', 'stripe', :t), "
-                             "('cash-1', 'w', 'c', 100, 'USD', 'cash', 'offline', :t)"), {"t": t(1)})
-        timeline = [("invoice.viewed", 9, {}), ("reminder.sent", 8, {}), ("payment.attempted", 7, {}),
-                    ("payment.failed", 7, {}), ("payment.failed", 3, {}), ("portal.signed_in", 2, {}),
-                    ("reminder.sent", 2, {}), ("payment.recorded", 1, {"payment_id": "card-1"}),
-                    ("payment.recorded", 1, {"payment_id": "cash-1"}), ("invoice.sent", 1, {}),
-                    ("portal.signed_in", 9, {})]
+        conn.execute(
+            sa.text(
+                "INSERT INTO workspaces (id, name, email, phone, address, currency, locale, timezone, "
+                "created_at) VALUES ('w', 'W', 'w@example.com', '', '', 'USD', 'en_US', 'UTC', :t)"
+            ),
+            {"t": t(100)},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO clients (id, workspace_id, name, address, phone, currency, locale, timezone, "
+                "created_at) VALUES ('c', 'w', 'C', '', '', 'USD', 'en_US', 'UTC', :t)"
+            ),
+            {"t": t(100)},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO payments (id, workspace_id, client_id, amount, currency, method, source, "
+                "received_at) VALUES ('card-1', 'w', 'c', 100, 'USD', 'card', 'stripe', :t), "
+                "('cash-1', 'w', 'c', 100, 'USD', 'cash', 'offline', :t)"
+            ),
+            {"t": t(1)},
+        )
+        timeline = [
+            ("invoice.viewed", 9, {}),
+            ("reminder.sent", 8, {}),
+            ("payment.attempted", 7, {}),
+            ("payment.failed", 7, {}),
+            ("payment.failed", 3, {}),
+            ("portal.signed_in", 2, {}),
+            ("reminder.sent", 2, {}),
+            ("payment.recorded", 1, {"payment_id": "card-1"}),
+            ("payment.recorded", 1, {"payment_id": "cash-1"}),
+            ("invoice.sent", 1, {}),
+            ("portal.signed_in", 9, {}),
+        ]
         for kind, days, data in timeline:
-            conn.execute(sa.text("INSERT INTO activities (workspace_id, client_id, kind, summary, data, occurred_at) "
-                                 "VALUES ('w', 'c', :kind, 'x', :data, :t)"),
-                         {"kind": kind, "data": __import__("json").dumps(data), "t": t(days)})
+            conn.execute(
+                sa.text(
+                    "INSERT INTO activities (workspace_id, client_id, kind, summary, data, occurred_at) "
+                    "VALUES ('w', 'c', :kind, 'x', :data, :t)"
+                ),
+                {"kind": kind, "data": __import__("json").dumps(data), "t": t(days)},
+            )
     dbmod.upgrade(url, ROOT / "services" / "billing" / "migrations")
     with engine.connect() as conn:
         row = conn.execute(sa.select(client_engagement)).one()
     rollup = eng.Rollup.from_row(row)
-    assert (rollup.portal_views, rollup.reminders_sent, rollup.payment_attempts, rollup.failed_payments,
-            rollup.successful_payments) == (1, 2, 1, 2, 1)
+    assert (
+        rollup.portal_views,
+        rollup.reminders_sent,
+        rollup.payment_attempts,
+        rollup.failed_payments,
+        rollup.successful_payments,
+    ) == (1, 2, 1, 2, 1)
     assert (rollup.last_failed_at, rollup.previous_failed_at) == (NOW - 3 * DAY, NOW - 7 * DAY)
     assert rollup.last_signed_in_at == NOW - 2 * DAY
     assert rollup.unanswered_reminder_since == NOW - 8 * DAY  # no view after the first reminder

@@ -3,6 +3,7 @@ well-formed AsyncAPI document, document every event type the code publishes (and
 not), and `chassis.event_contract.validate` must tell good events from bad ones. The integration and
 e2e tiers check every event they produce against it (tests/event_contract_check.py); here the demo
 seed's events are checked without a broker."""
+
 from __future__ import annotations
 
 import ast
@@ -16,8 +17,8 @@ import yaml
 from jsonschema import Draft7Validator
 
 from chassis import event_contract
-from chassis.db import UnitOfWork
 from chassis.clock import utcnow
+from chassis.db import UnitOfWork
 from chassis.events import envelope
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +43,7 @@ def document():
 
 
 # ---------------------------------------------------------------- the document itself
+
 
 def _refs(node):
     if isinstance(node, dict):
@@ -80,8 +82,9 @@ def test_document_is_asyncapi_3_with_amqp_exchanges_as_nameko_declares_them(docu
         exchanges[exchange["name"]] = channel
     assert set(exchanges) == {"auth.events", "billing.events", "payments.events", "documents.events"}
     assert {op["action"] for op in document["operations"].values()} == {"send"}
-    assert {_resolve(document, op["channel"]["$ref"])["title"] for op in document["operations"].values()} \
-        == set(exchanges)
+    assert {_resolve(document, op["channel"]["$ref"])["title"] for op in document["operations"].values()} == set(
+        exchanges
+    )
 
 
 def test_every_message_has_an_envelope_and_a_data_schema_of_its_own_name(document):
@@ -107,6 +110,7 @@ def test_every_message_has_an_envelope_and_a_data_schema_of_its_own_name(documen
 
 # ---------------------------------------------------------------- the code publishes what is documented
 
+
 def _published_in_code() -> dict[tuple[str, int], set[str]]:
     """(type, version) -> the services whose code publishes it, from every `.publish(type, ...)` call."""
     found: dict[tuple[str, int], set[str]] = {}
@@ -117,8 +121,12 @@ def _published_in_code() -> dict[tuple[str, int], set[str]]:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for function in [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
             for call in ast.walk(function):
-                if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
-                        and call.func.attr == "publish" and call.args):
+                if not (
+                    isinstance(call, ast.Call)
+                    and isinstance(call.func, ast.Attribute)
+                    and call.func.attr == "publish"
+                    and call.args
+                ):
                     continue
                 version = 1
                 if len(call.args) > 3 and isinstance(call.args[3], ast.Constant):
@@ -137,16 +145,24 @@ def _published_in_code() -> dict[tuple[str, int], set[str]]:
                     continue
                 for event_type in types:
                     found.setdefault((event_type, version), set()).add(service)
-    assert not unexplained, ("publish calls with a computed event type: list their types in COMPUTED "
-                             f"and document them: {unexplained}")
+    assert not unexplained, (
+        f"publish calls with a computed event type: list their types in COMPUTED and document them: {unexplained}"
+    )
     return found
 
 
 def test_every_event_type_published_in_the_code_is_documented_for_its_service(contract):
     published = _published_in_code()
     assert len(published) >= 40  # the scan really finds the calls
-    for key in [("invoice.paid", 1), ("workspace.updated", 1), ("invoice.unarchived", 1), ("retainer.applied", 1),
-                ("auth.signed_in", 1), ("payment.succeeded", 1), ("document.downloaded", 1)]:
+    for key in [
+        ("invoice.paid", 1),
+        ("workspace.updated", 1),
+        ("invoice.unarchived", 1),
+        ("retainer.applied", 1),
+        ("auth.signed_in", 1),
+        ("payment.succeeded", 1),
+        ("document.downloaded", 1),
+    ]:
         assert key in published, key
     undocumented = sorted(f"{t} v{v}" for t, v in set(published) - contract.documented())
     assert not undocumented, f"published but not in {event_contract.DOCUMENT.name}: {undocumented}"
@@ -161,10 +177,23 @@ def test_nothing_is_documented_that_no_code_publishes(contract):
 
 # ---------------------------------------------------------------- validate()
 
+
 def _invoice_paid(**data) -> dict:
-    return envelope("invoice.paid", "8f7c1f0e-0000-4000-8000-000000000001", {
-        "payment_id": "pay-1", "invoice_id": "inv-1", "number": "INV-2026-0001", "client_id": "cli-1",
-        "amount": 12000, "currency": "USD", "status": "paid", "balance": 0, **data})
+    return envelope(
+        "invoice.paid",
+        "8f7c1f0e-0000-4000-8000-000000000001",
+        {
+            "payment_id": "pay-1",
+            "invoice_id": "inv-1",
+            "number": "INV-2026-0001",
+            "client_id": "cli-1",
+            "amount": 12000,
+            "currency": "USD",
+            "status": "paid",
+            "balance": 0,
+            **data,
+        },
+    )
 
 
 def test_a_valid_event_passes(contract):
@@ -179,7 +208,8 @@ def test_a_valid_event_passes(contract):
 
 def test_an_undocumented_type_or_version_fails(contract):
     assert contract.validate(envelope("invoice.teleported", "ws-1", {})) == [
-        "undocumented event type/version 'invoice.teleported' v1: add it to events.asyncapi.yaml"]
+        "undocumented event type/version 'invoice.teleported' v1: add it to events.asyncapi.yaml"
+    ]
     errors = contract.validate({**_invoice_paid(), "version": 2})
     assert len(errors) == 1 and "'invoice.paid' v2" in errors[0]
     assert contract.validate("not an event") == ["not an object: str"]
@@ -201,17 +231,35 @@ def test_a_malformed_event_fails_with_each_problem_named(contract):
 
 
 def test_nullable_fields_are_nullable_only_where_the_code_makes_them_null(contract):
-    no_card = envelope("payment.failed", "ws-1", {
-        "payment_id": None, "client_id": "cli-1", "amount": 5000, "currency": "EUR",
-        "allocations": [{"invoice_id": "inv-1", "amount": 5000}], "off_session": True,
-        "reason": "There is no saved card to pay automatically.", "code": "no_card", "pay_url": "http://x/pay"})
+    no_card = envelope(
+        "payment.failed",
+        "ws-1",
+        {
+            "payment_id": None,
+            "client_id": "cli-1",
+            "amount": 5000,
+            "currency": "EUR",
+            "allocations": [{"invoice_id": "inv-1", "amount": 5000}],
+            "off_session": True,
+            "reason": "There is no saved card to pay automatically.",
+            "code": "no_card",
+            "pay_url": "http://x/pay",
+        },
+    )
     assert contract.validate(no_card) == []
-    attempted = envelope("payment.attempted", "ws-1", {k: no_card["data"][k] for k in (
-        "payment_id", "client_id", "amount", "currency", "allocations", "off_session")})
+    attempted = envelope(
+        "payment.attempted",
+        "ws-1",
+        {
+            k: no_card["data"][k]
+            for k in ("payment_id", "client_id", "amount", "currency", "allocations", "off_session")
+        },
+    )
     assert contract.validate(attempted) == ["data/payment_id: None is not of type 'string'"]
 
 
 # ---------------------------------------------------------------- real events, without a broker
+
 
 def test_every_event_of_the_demo_seed_and_the_reminder_sweep_matches_the_contract(sqlite_engine, contract):
     """The seed writes a whole business through billing's own handlers (invoices in every state,
@@ -229,8 +277,24 @@ def test_every_event_of_the_demo_seed_and_the_reminder_sweep_matches_the_contrac
     problems = {(e["type"], e["version"], error) for e in events for error in contract.validate(e)}
     assert not problems, sorted(problems)
     seen = {e["type"] for e in events}
-    assert {"workspace.created", "client.created", "contact.created", "invoice.created", "invoice.sent",
-            "invoice.viewed", "invoice.voided", "invoice.archived", "invoice.payment_applied", "invoice.paid",
-            "payment.recorded", "credit.issued", "credit.applied", "comment.added", "quote.sent",
-            "quote.accepted", "quote.rejected", "recurring.created",
-            "invoice.overdue"} <= seen, seen
+    assert {
+        "workspace.created",
+        "client.created",
+        "contact.created",
+        "invoice.created",
+        "invoice.sent",
+        "invoice.viewed",
+        "invoice.voided",
+        "invoice.archived",
+        "invoice.payment_applied",
+        "invoice.paid",
+        "payment.recorded",
+        "credit.issued",
+        "credit.applied",
+        "comment.added",
+        "quote.sent",
+        "quote.accepted",
+        "quote.rejected",
+        "recurring.created",
+        "invoice.overdue",
+    } <= seen, seen

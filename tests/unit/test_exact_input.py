@@ -2,6 +2,7 @@
 text belongs is refused with a field error (or, where null is documented, clears the field), and never
 reaches a column as Python's spelling of it ("None", "True", "[...]", "{...}"). The migrations repair what
 was stored that way before."""
+
 from datetime import datetime
 
 import pytest
@@ -28,8 +29,7 @@ def test_a_null_phone_from_the_portal_clears_it_and_never_stores_none(db, ws):
     ws_id, client = ws
     me = contact(db, ws_id, client)
     db(h.update_profile, ws_id, client, me["id"], {"name": "Jana", "phone": "+49 30 1234"})
-    db(h.update_profile, ws_id, client, me["id"], {"phone": None, "name": None, "address": None,
-                                                  "company_phone": None})
+    db(h.update_profile, ws_id, client, me["id"], {"phone": None, "name": None, "address": None, "company_phone": None})
     stored = db(h.get_client, ws_id, client)
     assert (stored["contacts"][0]["name"], stored["contacts"][0]["phone"]) == ("", "")
     assert (stored["address"], stored["phone"], stored["name"]) == ("", "", "Client One")
@@ -99,8 +99,14 @@ def test_documents_and_schedules_store_text_as_sent(db, ws):
     with pytest.raises(Invalid):
         db(h.create_invoice, ws_id, {"client_id": client, "lines": LINE, "send": "yes"})
     recurring = {"client_id": client, "frequency": "monthly", "start_date": "2026-12-01", "lines": LINE}
-    for field, value in (("notes", None), ("notes", 5), ("autopay", "false"), ("active", 1), ("interval", 0),
-                         ("frequency", None)):
+    for field, value in (
+        ("notes", None),
+        ("notes", 5),
+        ("autopay", "false"),
+        ("active", 1),
+        ("interval", 0),
+        ("frequency", None),
+    ):
         with pytest.raises(Invalid):
             db(h.create_recurring, ws_id, {**recurring, field: value})
     made = db(h.create_recurring, ws_id, {**recurring, "notes": "monthly care"})
@@ -143,10 +149,22 @@ def test_a_contact_without_a_name_is_shown_and_greeted_by_its_email(tmp_path):
     assert display_name("", "jana@example.org") == "jana@example.org"
     assert display_name(None, "jana@example.org") == "jana@example.org"
     assert display_name("Jana", "jana@example.org") == "Jana"
-    _, text, html = documents.render_email("invoice_reminder", {
-        "name": display_name("", "jana@example.org"), "number": "INV-1", "kind": "on_due", "due_date": "today",
-        "balance": "$1", "portal_url": "http://x", "business_name": "Acme", "brand_color": "#000000",
-        "logo_url": "", "button": ""}, "de_DE")
+    _, text, html = documents.render_email(
+        "invoice_reminder",
+        {
+            "name": display_name("", "jana@example.org"),
+            "number": "INV-1",
+            "kind": "on_due",
+            "due_date": "today",
+            "balance": "$1",
+            "portal_url": "http://x",
+            "business_name": "Acme",
+            "brand_color": "#000000",
+            "logo_url": "",
+            "button": "",
+        },
+        "de_DE",
+    )
     assert "jana@example.org" in text and "None" not in text and "None" not in html
 
 
@@ -166,23 +184,43 @@ def test_billing_0008_repairs_none_stored_as_text(tmp_path):
     url, engine = migrated_to("billing", "0007", tmp_path)
     t = datetime(2026, 11, 1).replace(tzinfo=None)
     with engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO workspaces (id, name, email, phone, address, currency, locale, timezone, "
-                             "created_at) VALUES ('w', 'W', 'w@example.com', 'None', '', 'EUR', 'de_DE', 'UTC', :t)"),
-                     {"t": t})
-        conn.execute(sa.text("INSERT INTO clients (id, workspace_id, name, address, phone, currency, locale, timezone, "
-                             "created_at) VALUES ('c', 'w', 'None GmbH', 'None', 'None', 'EUR', 'de_DE', 'UTC', :t)"),
-                     {"t": t})
-        conn.execute(sa.text("INSERT INTO contacts (id, workspace_id, client_id, email, name, phone, locale, is_primary, "
-                             "portal_access, version, created_at) VALUES ('k', 'w', 'c', 'jana@example.de', 'None', "
-                             "'None', 'None', 1, 1, 1, :t), ('l', 'w', 'c', 'max@example.de', 'Max', '', NULL, 0, 1, "
-                             "1, :t)"), {"t": t})
-        conn.execute(sa.text("INSERT INTO quotes (id, workspace_id, client_id, number, status, currency, issue_date, "
-                             "notes, terms, signature_name, created_at) VALUES ('q', 'w', 'c', 'Q-1', 'accepted', "
-                             "'EUR', '2026-11-01', 'None', '', 'None', :t)"), {"t": t})
+        conn.execute(
+            sa.text(
+                "INSERT INTO workspaces (id, name, email, phone, address, currency, locale, timezone, "
+                "created_at) VALUES ('w', 'W', 'w@example.com', 'None', '', 'EUR', 'de_DE', 'UTC', :t)"
+            ),
+            {"t": t},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO clients (id, workspace_id, name, address, phone, currency, locale, timezone, "
+                "created_at) VALUES ('c', 'w', 'None GmbH', 'None', 'None', 'EUR', 'de_DE', 'UTC', :t)"
+            ),
+            {"t": t},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO contacts (id, workspace_id, client_id, email, name, phone, locale, is_primary, "
+                "portal_access, version, created_at) VALUES ('k', 'w', 'c', 'jana@example.de', 'None', "
+                "'None', 'None', 1, 1, 1, :t), ('l', 'w', 'c', 'max@example.de', 'Max', '', NULL, 0, 1, "
+                "1, :t)"
+            ),
+            {"t": t},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO quotes (id, workspace_id, client_id, number, status, currency, issue_date, "
+                "notes, terms, signature_name, created_at) VALUES ('q', 'w', 'c', 'Q-1', 'accepted', "
+                "'EUR', '2026-11-01', 'None', '', 'None', :t)"
+            ),
+            {"t": t},
+        )
     dbmod.upgrade(url, ROOT / "services" / "billing" / "migrations")
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT name, phone, locale FROM contacts ORDER BY id")).all() == [
-            ("", "", None), ("Max", "", None)]
+            ("", "", None),
+            ("Max", "", None),
+        ]
         assert conn.execute(sa.text("SELECT name, address, phone FROM clients")).one() == ("None GmbH", "", "")
         assert conn.execute(sa.text("SELECT phone FROM workspaces")).scalar_one() == ""
         assert conn.execute(sa.text("SELECT notes, signature_name FROM quotes")).one() == ("", None)
@@ -191,13 +229,17 @@ def test_billing_0008_repairs_none_stored_as_text(tmp_path):
 def test_auth_0005_repairs_the_names_it_copied(tmp_path):
     url, engine = migrated_to("auth", "0004", tmp_path)
     with engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO contacts (id, workspace_id, client_id, email, name, locale, portal_access, "
-                             "version, updated_at) VALUES ('k', 'w', 'c', 'jana@example.de', 'None', 'de_DE', 1, 1, "
-                             ":t), ('l', 'w', 'c', 'max@example.de', 'Max', 'None', 1, 1, :t)"),
-                     {"t": datetime(2026, 11, 1)})
+        conn.execute(
+            sa.text(
+                "INSERT INTO contacts (id, workspace_id, client_id, email, name, locale, portal_access, "
+                "version, updated_at) VALUES ('k', 'w', 'c', 'jana@example.de', 'None', 'de_DE', 1, 1, "
+                ":t), ('l', 'w', 'c', 'max@example.de', 'Max', 'None', 1, 1, :t)"
+            ),
+            {"t": datetime(2026, 11, 1)},
+        )
     dbmod.upgrade(url, ROOT / "services" / "auth" / "migrations")
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT name, locale FROM contacts ORDER BY id")).all() == [
-            ("", "de_DE"), ("Max", None)]
-
-
+            ("", "de_DE"),
+            ("Max", None),
+        ]

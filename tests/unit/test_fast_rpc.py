@@ -1,5 +1,6 @@
 """How the services answer RPCs (chassis/fast_rpc.py), without a broker: the reply's address and body,
 and nameko's argument check."""
+
 from types import SimpleNamespace
 
 import pytest
@@ -14,8 +15,15 @@ class RecordingPublisher:
         self.sent = []
 
     def publish(self, body, content_type, content_encoding, exchange, routing_key, correlation_id):
-        self.sent.append({"body": body, "content_type": content_type, "exchange": exchange,
-                          "routing_key": routing_key, "correlation_id": correlation_id})
+        self.sent.append(
+            {
+                "body": body,
+                "content_type": content_type,
+                "exchange": exchange,
+                "routing_key": routing_key,
+                "correlation_id": correlation_id,
+            }
+        )
 
 
 @pytest.fixture
@@ -26,8 +34,9 @@ def publisher(monkeypatch):
 
 
 def responder(reply_to: str) -> fast_rpc.FastResponder:
-    message = SimpleNamespace(properties={"content_type": "application/json", "reply_to": reply_to,
-                                          "correlation_id": "c1"})
+    message = SimpleNamespace(
+        properties={"content_type": "application/json", "reply_to": reply_to, "correlation_id": "c1"}
+    )
     return fast_rpc.FastResponder("amqp://broker/", Exchange("nameko-rpc", type="topic"), "json", message)
 
 

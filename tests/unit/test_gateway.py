@@ -1,4 +1,5 @@
 """The gateway's HTTP behaviour with the services replaced by a fake RPC pool (no broker)."""
+
 import json
 from datetime import datetime, timezone
 
@@ -12,11 +13,24 @@ from services.gateway.csrf import sign
 from services.gateway.revocations import RevocationList
 from services.gateway.rpc import ServiceTimeout, ServiceUnavailable
 
-SESSION = {"contact_id": "c1", "client_id": "cl1", "workspace_id": "ws1", "email": "demo@example.com",
-           "name": "Dana", "expires_at": "2026-11-23T12:30:00+00:00"}
+SESSION = {
+    "contact_id": "c1",
+    "client_id": "cl1",
+    "workspace_id": "ws1",
+    "email": "demo@example.com",
+    "name": "Dana",
+    "expires_at": "2026-11-23T12:30:00+00:00",
+}
 DASHBOARD = {
-    "client": {"id": "cl1", "name": "Demo Client Ltd", "address": "1 Road", "phone": "", "currency": "USD",
-               "locale": "en_US", "timezone": "America/New_York"},
+    "client": {
+        "id": "cl1",
+        "name": "Demo Client Ltd",
+        "address": "1 Road",
+        "phone": "",
+        "currency": "USD",
+        "locale": "en_US",
+        "timezone": "America/New_York",
+    },
     "business": {"name": "Acme", "email": "b@acme.example", "phone": "", "address": ""},
     "outstanding": {"amount": 237500, "currency": "USD"},
     "overdue": {"count": 1, "amount": 90000, "currency": "USD"},
@@ -63,13 +77,24 @@ class Browser(falcon.testing.TestClient):
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 
 
-def credential(session: dict = SESSION, started: datetime = NOW, seen: datetime | None = None,
-               keys: credentials.Keys | None = None) -> str:
+def credential(
+    session: dict = SESSION, started: datetime = NOW, seen: datetime | None = None, keys: credentials.Keys | None = None
+) -> str:
     """What auth signs at sign-in, for `session`."""
-    return credentials.issue(credentials.Session(
-        session.get("session_id", "s1"), session["contact_id"], session["client_id"], session["workspace_id"],
-        session["email"], session["name"], session.get("locale"), started, seen or started),
-        keys or GatewayConfig().session_keys)
+    return credentials.issue(
+        credentials.Session(
+            session.get("session_id", "s1"),
+            session["contact_id"],
+            session["client_id"],
+            session["workspace_id"],
+            session["email"],
+            session["name"],
+            session.get("locale"),
+            started,
+            seen or started,
+        ),
+        keys or GatewayConfig().session_keys,
+    )
 
 
 def client(answers=None, dev=True, hops=0, session=SESSION, now=NOW, revocations=None):
@@ -118,8 +143,11 @@ def test_oversized_body_is_refused_before_any_call():
 
 def test_cross_site_post_is_refused():
     c, rpc = client()
-    page = c.simulate_post("/login", body="email=demo@example.com",
-                           headers={**FORM, "Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"})
+    page = c.simulate_post(
+        "/login",
+        body="email=demo@example.com",
+        headers={**FORM, "Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+    )
     assert page.status_code == 403 and rpc.calls == []
 
 
@@ -130,12 +158,16 @@ def test_verify_get_consumes_nothing_and_shows_a_button():
     assert [call[1] for call in rpc.calls] == ["link_state"]
 
 
-@pytest.mark.parametrize("state,status,text", [("used", 410, "already been used"), ("expired", 410, "expired"),
-                                               ("unknown", 400, "not valid")])
+@pytest.mark.parametrize(
+    "state,status,text",
+    [("used", 410, "already been used"), ("expired", 410, "expired"), ("unknown", 400, "not valid")],
+)
 def test_bad_links_get_a_clear_page_with_a_new_link_button(state, status, text):
     c, _ = client({("auth", "link_state"): state, ("auth", "consume_link"): Unauthorized(state)})
-    for page in (c.simulate_get("/login/verify", params={"token": "x"}),
-                 c.simulate_post("/login/verify", body="token=x", headers=FORM)):
+    for page in (
+        c.simulate_get("/login/verify", params={"token": "x"}),
+        c.simulate_post("/login/verify", body="token=x", headers=FORM),
+    ):
         assert page.status_code == status and text in page.text and "Request a new sign-in link" in page.text
 
 
@@ -208,8 +240,14 @@ def test_unknown_page_is_a_designed_404():
 
 
 def test_health_is_503_when_a_service_does_not_answer():
-    c, _ = client({("auth", "ping"): {"ok": True}, ("billing", "ping"): ServiceTimeout("slow"),
-                   ("payments", "ping"): {"ok": True}, ("documents", "ping"): {"ok": True}})
+    c, _ = client(
+        {
+            ("auth", "ping"): {"ok": True},
+            ("billing", "ping"): ServiceTimeout("slow"),
+            ("payments", "ping"): {"ok": True},
+            ("documents", "ping"): {"ok": True},
+        }
+    )
     page = c.simulate_get("/healthz")
     assert page.status_code == 503
     assert page.json["checks"]["billing"]["ok"] is False and page.json["checks"]["auth"]["ok"] is True
@@ -221,8 +259,9 @@ def test_dev_mail_exists_only_in_dev():
 
 def test_rate_limits_use_the_address_our_proxy_saw_not_a_forged_one():
     c, rpc = client({("auth", "request_link"): {"accepted": True}}, hops=1)
-    c.simulate_post("/login", body="email=demo@example.com",
-                    headers={**FORM, "X-Forwarded-For": "6.6.6.6, 203.0.113.9"})
+    c.simulate_post(
+        "/login", body="email=demo@example.com", headers={**FORM, "X-Forwarded-For": "6.6.6.6, 203.0.113.9"}
+    )
     assert rpc.calls[0][2][1] == "203.0.113.9"
     c, rpc = client({("auth", "request_link"): {"accepted": True}})  # no proxy: the header is ignored
     c.simulate_post("/login", body="email=demo@example.com", headers={**FORM, "X-Forwarded-For": "6.6.6.6"})
@@ -233,8 +272,7 @@ def test_pdf_downloads_are_scoped_named_and_revalidated():
     import base64
 
     pdf = {"filename": "INV-2026-00042.pdf", "etag": "abc", "pdf": base64.b64encode(b"%PDF-1.7 x").decode()}
-    c, rpc = client({("billing", "get_invoice"): {"id": "i1", "number": "N"},
-                     ("documents", "render_document"): pdf})
+    c, rpc = client({("billing", "get_invoice"): {"id": "i1", "number": "N"}, ("documents", "render_document"): pdf})
     page = c.simulate_get("/invoices/i1/pdf", cookies=c.session_cookie)
     assert page.status_code == 200 and page.content == b"%PDF-1.7 x"
     assert page.headers["content-type"] == "application/pdf"
@@ -254,14 +292,24 @@ def test_forms_need_the_csrf_token_of_their_own_cookie():
     assert f'name="csrf_token" value="{token}"' in page.text
     refused = [
         c.simulate_post("/login", csrf=False, body="email=demo@example.com", headers=FORM),  # no cookie, no token
-        c.simulate_post("/login", csrf=False, body=f"email=demo@example.com&csrf_token={token}", headers=FORM,
-                        cookies={"portal_csrf": "d" * 43}),  # another browser's token
+        c.simulate_post(
+            "/login",
+            csrf=False,
+            body=f"email=demo@example.com&csrf_token={token}",
+            headers=FORM,
+            cookies={"portal_csrf": "d" * 43},
+        ),  # another browser's token
         c.simulate_post("/logout", csrf=False, cookies={**c.session_cookie, "portal_csrf": cookie.value}),
     ]
     assert [p.status_code for p in refused] == [403, 403, 403] and rpc.calls == []
     assert "reload it and try again" in refused[0].text
-    ok = c.simulate_post("/login", csrf=False, body=f"email=demo@example.com&csrf_token={token}", headers=FORM,
-                         cookies={"portal_csrf": cookie.value})
+    ok = c.simulate_post(
+        "/login",
+        csrf=False,
+        body=f"email=demo@example.com&csrf_token={token}",
+        headers=FORM,
+        cookies={"portal_csrf": cookie.value},
+    )
     assert ok.status_code == 200 and [call[1] for call in rpc.calls] == ["request_link"]
 
 
@@ -279,9 +327,13 @@ def test_pages_wear_the_business_brand_with_readable_colours():
     from services.gateway import branding
 
     png = "data:image/png;base64," + base64.b64encode(b"\x89PNG fake").decode()
-    c, _ = client({("billing", "client_dashboard"): DASHBOARD,
-                   ("billing", "get_workspace"): {**WORKSPACE, "id": "ws-brand", "logo_url": png}},
-                  session={**SESSION, "workspace_id": "ws-brand"})
+    c, _ = client(
+        {
+            ("billing", "client_dashboard"): DASHBOARD,
+            ("billing", "get_workspace"): {**WORKSPACE, "id": "ws-brand", "logo_url": png},
+        },
+        session={**SESSION, "workspace_id": "ws-brand"},
+    )
     page = c.simulate_get("/dashboard", cookies=c.session_cookie)
     assert '<img src="/brand/ws-brand/logo?v=' in page.text and 'alt="Acme"' in page.text
     css = c.simulate_get("/brand/ws-brand.css")
@@ -302,22 +354,30 @@ def test_text_no_database_can_store_is_refused_before_any_call():
     """NUL (%00, \\u0000) and unpaired surrogates: a 400 for the address or a form, a 422 naming the field
     for a JSON body (schemathesis found them reaching PostgreSQL as 5xx)."""
     c, rpc = client()
-    for path, params in (("/invoices/%00", None), ("/invoices", {"search": "a\x00"}),
-                         ("/api/portal/v1/invoices", {"search": "\x00"})):
+    for path, params in (
+        ("/invoices/%00", None),
+        ("/invoices", {"search": "a\x00"}),
+        ("/api/portal/v1/invoices", {"search": "\x00"}),
+    ):
         page = c.simulate_get(path, params=params, cookies=c.session_cookie)
         assert page.status_code == 400, path
-    assert c.simulate_post("/contact", body="subject=a%00&message=b", headers=FORM,
-                           cookies=c.session_cookie).status_code == 400
+    assert (
+        c.simulate_post("/contact", body="subject=a%00&message=b", headers=FORM, cookies=c.session_cookie).status_code
+        == 400
+    )
     for body in ('{"rating": 4, "message": "a\\u0000"}', '{"rating": 4, "message": "\\ud800"}'):
-        api = c.simulate_post("/api/portal/v1/reviews", body=body, headers={"Content-Type": "application/json"},
-                              cookies=c.session_cookie)
+        api = c.simulate_post(
+            "/api/portal/v1/reviews", body=body, headers={"Content-Type": "application/json"}, cookies=c.session_cookie
+        )
         assert api.status_code == 422 and "message" in api.json["errors"], api.text
     assert rpc.calls == []  # nothing reached a service
 
 
 def test_verify_is_rate_limited_with_a_readable_429():
     c, rpc = client({("auth", "link_state"): RateLimited("Too many."), ("auth", "consume_link"): RateLimited("x")})
-    for page in (c.simulate_get("/login/verify", params={"token": "t"}),
-                 c.simulate_post("/login/verify", body="token=t", headers=FORM)):
+    for page in (
+        c.simulate_get("/login/verify", params={"token": "t"}),
+        c.simulate_post("/login/verify", body="token=t", headers=FORM),
+    ):
         assert page.status_code == 429 and page.headers["retry-after"] == "900"
     assert [call[2][-1] for call in rpc.calls] == ["127.0.0.1", "127.0.0.1"]  # auth is told the address

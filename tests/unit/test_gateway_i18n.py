@@ -1,4 +1,5 @@
 """The portal in the signed-in contact's language (English, German), and a complete German catalogue."""
+
 import re
 from pathlib import Path
 
@@ -15,19 +16,35 @@ GATEWAY = Path(views.__file__).parent
 DE_PO = GATEWAY / "locale" / "de" / "LC_MESSAGES" / "messages.po"
 PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
-INVOICE_ROW = {"id": "i1", "number": "INV-0042", "display_status": "partially_paid", "issue_date": "2026-11-01",
-               "due_date": "2026-11-15", "total": 250000, "balance": 237500, "currency": "USD"}
+INVOICE_ROW = {
+    "id": "i1",
+    "number": "INV-0042",
+    "display_status": "partially_paid",
+    "issue_date": "2026-11-01",
+    "due_date": "2026-11-15",
+    "total": 250000,
+    "balance": 237500,
+    "currency": "USD",
+}
 
 
 def dashboard(locale: str) -> dict:
-    return {**DASHBOARD, "client": {**DASHBOARD["client"], "locale": locale, "timezone": "Europe/Berlin"},
-            "recent_invoices": [INVOICE_ROW]}
+    return {
+        **DASHBOARD,
+        "client": {**DASHBOARD["client"], "locale": locale, "timezone": "Europe/Berlin"},
+        "recent_invoices": [INVOICE_ROW],
+    }
 
 
 def portal(session_locale, client_locale="de_DE", answers=None):
-    return client({("billing", "client_dashboard"): dashboard(client_locale),
-                   ("billing", "get_workspace"): WORKSPACE, **(answers or {})},
-                  session={**SESSION, "locale": session_locale})
+    return client(
+        {
+            ("billing", "client_dashboard"): dashboard(client_locale),
+            ("billing", "get_workspace"): WORKSPACE,
+            **(answers or {}),
+        },
+        session={**SESSION, "locale": session_locale},
+    )
 
 
 def test_a_german_contact_reads_the_dashboard_in_german():
@@ -50,14 +67,17 @@ def test_an_english_contact_reads_the_dashboard_in_english():
     assert "Offener Betrag" not in page.text and "Abmelden" not in page.text
 
 
-@pytest.mark.parametrize("session_locale,client_locale,lang", [
-    ("de_DE", "en_US", "de"),  # the contact's own locale wins over the client's
-    ("en_GB", "de_DE", "en"),
-    (None, "de_AT", "de"),  # no contact locale: the client's
-    ("", "de_DE", "de"),
-    ("fr_FR", "de_DE", "en"),  # a language the portal does not speak: English
-    ("not a locale", "de_DE", "en"),
-])
+@pytest.mark.parametrize(
+    "session_locale,client_locale,lang",
+    [
+        ("de_DE", "en_US", "de"),  # the contact's own locale wins over the client's
+        ("en_GB", "de_DE", "en"),
+        (None, "de_AT", "de"),  # no contact locale: the client's
+        ("", "de_DE", "de"),
+        ("fr_FR", "de_DE", "en"),  # a language the portal does not speak: English
+        ("not a locale", "de_DE", "en"),
+    ],
+)
 def test_the_language_is_the_contacts_then_the_clients_then_english(session_locale, client_locale, lang):
     c, _ = portal(session_locale, client_locale=client_locale)
     page = c.simulate_get("/dashboard", cookies=c.session_cookie)
@@ -65,14 +85,28 @@ def test_the_language_is_the_contacts_then_the_clients_then_english(session_loca
 
 
 def test_filter_labels_statuses_and_pages_are_german():
-    page_of_invoices = {"items": [INVOICE_ROW], "total": 1, "offset": 0, "limit": 20,
-                        "client": dashboard("de_DE")["client"]}  # a portal listing carries the reader's locale
+    page_of_invoices = {
+        "items": [INVOICE_ROW],
+        "total": 1,
+        "offset": 0,
+        "limit": 20,
+        "client": dashboard("de_DE")["client"],
+    }  # a portal listing carries the reader's locale
     c, rpc = portal("de_DE", answers={("billing", "list_invoices"): page_of_invoices})
     page = c.simulate_get("/invoices", params={"status": "partially_paid"}, cookies=c.session_cookie)
     assert page.status_code == 200
     assert [call[:2] for call in rpc.calls] == [("billing", "list_invoices")]  # no call to auth
-    for text in ("Rechnungen", "Alle", "Unbezahlt", "Teilweise bezahlt", "Neueste zuerst", "Höchster Betrag",
-                 "Seite 1 von 1", "Anwenden", "Nummer"):
+    for text in (
+        "Rechnungen",
+        "Alle",
+        "Unbezahlt",
+        "Teilweise bezahlt",
+        "Neueste zuerst",
+        "Höchster Betrag",
+        "Seite 1 von 1",
+        "Anwenden",
+        "Nummer",
+    ):
         assert text in page.text, text
     assert 'href="?status=partially_paid&amp;sort=-date" aria-current="page" class="active"' in page.text
 
@@ -80,20 +114,38 @@ def test_filter_labels_statuses_and_pages_are_german():
 def test_an_older_billing_without_the_readers_settings_in_the_listing_still_renders():
     """During a rolling upgrade billing may not send "client" yet: the page asks for it."""
     page_of_invoices = {"items": [INVOICE_ROW], "total": 1, "offset": 0, "limit": 20}
-    c, rpc = portal("de_DE", answers={("billing", "list_invoices"): page_of_invoices,
-                                     ("billing", "get_client"): dashboard("de_DE")["client"]})
+    c, rpc = portal(
+        "de_DE",
+        answers={
+            ("billing", "list_invoices"): page_of_invoices,
+            ("billing", "get_client"): dashboard("de_DE")["client"],
+        },
+    )
     page = c.simulate_get("/invoices", cookies=c.session_cookie)
     assert page.status_code == 200 and "Rechnungen" in page.text
     assert any(call[:2] == ("billing", "get_client") for call in rpc.calls)
 
 
 def test_german_text_with_values_keeps_escaping_them():
-    quote = {"id": "q1", "number": "Q-7", "display_status": "sent", "issue_date": "2026-11-01", "expiry_date": None,
-             "accepted_at": None, "rejected_at": None, "lines": [], "currency": "EUR", "tax_total": 0, "total": 12000,
-             "locale": "de_DE", "timezone": "Europe/Berlin"}
+    quote = {
+        "id": "q1",
+        "number": "Q-7",
+        "display_status": "sent",
+        "issue_date": "2026-11-01",
+        "expiry_date": None,
+        "accepted_at": None,
+        "rejected_at": None,
+        "lines": [],
+        "currency": "EUR",
+        "tax_total": 0,
+        "total": 12000,
+        "locale": "de_DE",
+        "timezone": "Europe/Berlin",
+    }
     c, _ = portal("de_DE", answers={("billing", "get_quote"): quote})
-    page = c.simulate_post("/quotes/q1/accept", body="signature_name=%3Cb%3EDana%3C%2Fb%3E", headers=FORM,
-                           cookies=c.session_cookie)
+    page = c.simulate_post(
+        "/quotes/q1/accept", body="signature_name=%3Cb%3EDana%3C%2Fb%3E", headers=FORM, cookies=c.session_cookie
+    )
     assert page.status_code == 200
     assert "Sie nehmen das Angebot Q-7 über 120,00\xa0€ als <strong>&lt;b&gt;Dana&lt;/b&gt;</strong> an." in page.text
     assert "<b>Dana" not in page.text and "Annahme bestätigen" in page.text and ">Offen</span>" in page.text
@@ -125,6 +177,7 @@ def test_one_shared_env_per_language():
 
 
 # --- the German catalogue is complete -------------------------------------------------------------
+
 
 def portal_messages() -> dict:
     """{msgid or (singular, plural): file} for every message babel.cfg extracts (templates and views.py)."""
@@ -161,8 +214,17 @@ def test_every_portal_message_has_a_german_translation(german):
 
 def test_every_label_the_python_code_shows_is_extracted_and_translated(german):
     messages = portal_messages()
-    labels = [label for pairs in (resources.INVOICE_FILTERS, resources.INVOICE_SORTS, resources.QUOTE_FILTERS,
-                                  resources.PAYMENT_KINDS, resources.PAYMENT_SORTS) for _key, label in pairs]
+    labels = [
+        label
+        for pairs in (
+            resources.INVOICE_FILTERS,
+            resources.INVOICE_SORTS,
+            resources.QUOTE_FILTERS,
+            resources.PAYMENT_KINDS,
+            resources.PAYMENT_SORTS,
+        )
+        for _key, label in pairs
+    ]
     labels += [text for pair in resources.LINK_PROBLEMS.values() for text in pair]
     labels += [*views.STATUS_LABELS.values(), *views.METHOD_LABELS.values()]
     missing = [label for label in labels if label not in messages or not getattr(german.get(label), "string", "")]
@@ -175,5 +237,6 @@ def test_templates_translate_only_literal_text():
     for template in sorted((GATEWAY / "templates").glob("*.html")):
         for lineno, function, message in env.extract_translations(template.read_text()):
             strings = message if isinstance(message, tuple) else (message,)
-            assert None not in strings[:2 if function == "ngettext" else 1], \
+            assert None not in strings[: 2 if function == "ngettext" else 1], (
                 f"{template.name}:{lineno}: {function}() of a value; use | translate"
+            )

@@ -1,5 +1,6 @@
 """The portal's pages for phones: the menu that needs no script, the dashboard's invoice links, and the
 statement's quick picks, dated from billing's today (the business's date), never the gateway's clock."""
+
 from datetime import date
 
 import pytest
@@ -13,18 +14,46 @@ CLIENT = {**DASHBOARD["client"], "locale": "en_US", "timezone": "America/New_Yor
 def statement_answer(today: str):
     """Billing's statement: without "from" the last three months (roughly), without "to" ending today,
     and always saying what day it is for the business."""
+
     def statement(_ws, _client, start, end):
-        return {**CLIENT, "client": CLIENT, "currency": "USD", "from": start or "2000-01-01", "to": end or today,
-                "today": today, "opening_balance": 0, "closing_balance": 0, "entries": []}
+        return {
+            **CLIENT,
+            "client": CLIENT,
+            "currency": "USD",
+            "from": start or "2000-01-01",
+            "to": end or today,
+            "today": today,
+            "opening_balance": 0,
+            "closing_balance": 0,
+            "entries": [],
+        }
+
     return statement
 
 
 def portal(today: str = "2026-11-23", locale: str = "en_US"):
-    return client({("billing", "statement"): statement_answer(today),
-                   ("billing", "client_dashboard"): {**DASHBOARD, "recent_invoices": [
-                       {"id": "i1", "number": "INV-0042", "display_status": "sent", "issue_date": "2026-11-01",
-                        "due_date": "2026-11-15", "total": 1000, "balance": 1000, "currency": "USD"}]},
-                   ("billing", "get_workspace"): WORKSPACE}, session={**SESSION, "locale": locale})
+    return client(
+        {
+            ("billing", "statement"): statement_answer(today),
+            ("billing", "client_dashboard"): {
+                **DASHBOARD,
+                "recent_invoices": [
+                    {
+                        "id": "i1",
+                        "number": "INV-0042",
+                        "display_status": "sent",
+                        "issue_date": "2026-11-01",
+                        "due_date": "2026-11-15",
+                        "total": 1000,
+                        "balance": 1000,
+                        "currency": "USD",
+                    }
+                ],
+            },
+            ("billing", "get_workspace"): WORKSPACE,
+        },
+        session={**SESSION, "locale": locale},
+    )
 
 
 def statement_calls(rpc) -> list:
@@ -45,7 +74,7 @@ def test_the_statement_offers_quick_picks_dated_from_billings_today():
     page = c.simulate_get("/statement", cookies=c.session_cookie)
     assert page.status_code == 200
     for label, href in QUICK_PICKS.items():
-        assert f'{href} ' in page.text and f">{label}</a>" in page.text, label
+        assert f"{href} " in page.text and f">{label}</a>" in page.text, label
     assert 'href="/statement" aria-current="page" class="active">Last 3 months</a>' in page.text
     assert statement_calls(rpc) == [(None, None)]  # billing's own today, one call
 
@@ -70,11 +99,14 @@ def test_a_period_that_ends_today_is_billings_to_fill_in():
     assert statement_calls(rpc) == [("2026-01-01", None)]
 
 
-@pytest.mark.parametrize("today,this_month,last_month,this_year", [
-    ("2027-01-01", "2027-01-01", ("2026-12-01", "2026-12-31"), "2027-01-01"),
-    ("2028-03-31", "2028-03-01", ("2028-02-01", "2028-02-29"), "2028-01-01"),
-    ("2026-03-01", "2026-03-01", ("2026-02-01", "2026-02-28"), "2026-01-01"),
-])
+@pytest.mark.parametrize(
+    "today,this_month,last_month,this_year",
+    [
+        ("2027-01-01", "2027-01-01", ("2026-12-01", "2026-12-31"), "2027-01-01"),
+        ("2028-03-31", "2028-03-01", ("2028-02-01", "2028-02-29"), "2028-01-01"),
+        ("2026-03-01", "2026-03-01", ("2026-02-01", "2026-02-28"), "2026-01-01"),
+    ],
+)
 def test_quick_picks_across_month_and_year_ends(today, this_month, last_month, this_year):
     periods = dict(statement_periods(date.fromisoformat(today)))
     assert periods["this_month"] == {"from": this_month}
@@ -92,8 +124,16 @@ def test_in_january_this_month_and_this_year_are_both_shown_as_current():
 def test_quick_picks_and_the_menu_in_german():
     c, _ = portal(locale="de_DE")
     page = c.simulate_get("/statement", cookies=c.session_cookie)
-    for text in ("Dieser Monat", "Letzter Monat", "Letzte 3 Monate", "Dieses Jahr", "Gesamter Zeitraum",
-                 'aria-label="Zeitraum"', "Menü", "In diesem Zeitraum gab es keine Kontobewegungen."):
+    for text in (
+        "Dieser Monat",
+        "Letzter Monat",
+        "Letzte 3 Monate",
+        "Dieses Jahr",
+        "Gesamter Zeitraum",
+        'aria-label="Zeitraum"',
+        "Menü",
+        "In diesem Zeitraum gab es keine Kontobewegungen.",
+    ):
         assert text in page.text, text
 
 

@@ -1,5 +1,6 @@
 """Metrics, health and request-id plumbing, without a broker: the nameko pieces called directly, the
 gateway through Falcon's test client, the outbox on SQLite."""
+
 from __future__ import annotations
 
 import json
@@ -99,10 +100,16 @@ def test_fast_good_reads_are_logged_one_in_ten_everything_else_always(caplog, mo
     for _ in range(3):
         call("add_comment")  # changes something
     logged = [(r.method, r.outcome) for r in caplog.records if r.getMessage() == "rpc handled"]
-    assert logged == [("client_dashboard", "ok")] * 2 + [("get_invoice", "ok"), ("get_invoice", "refused")] + [
-        ("add_comment", "ok")] * 3
-    assert value("portal_rpc_duration_seconds_count", service="unit-rpc-sampled", method="client_dashboard",
-                 outcome="ok") == 20  # every call is still counted
+    assert (
+        logged
+        == [("client_dashboard", "ok")] * 2
+        + [("get_invoice", "ok"), ("get_invoice", "refused")]
+        + [("add_comment", "ok")] * 3
+    )
+    assert (
+        value("portal_rpc_duration_seconds_count", service="unit-rpc-sampled", method="client_dashboard", outcome="ok")
+        == 20
+    )  # every call is still counted
 
 
 def test_timers_and_http_workers_are_not_counted_as_rpc():
@@ -111,8 +118,9 @@ def test_timers_and_http_workers_are_not_counted_as_rpc():
     ctx = Worker(SimpleNamespace(method_name="relay_outbox", expected_exceptions=()))
     provider.worker_setup(ctx)
     provider.worker_result(ctx, None, None)
-    assert value("portal_rpc_duration_seconds_count", service="unit-rpc-timer", method="relay_outbox",
-                 outcome="ok") == 0
+    assert (
+        value("portal_rpc_duration_seconds_count", service="unit-rpc-timer", method="relay_outbox", outcome="ok") == 0
+    )
 
 
 def test_outcome_of():
@@ -164,8 +172,13 @@ def test_consumers_count_processed_duplicates_retries_and_dead_letters(sqlite_en
     assert value("portal_dead_letters_total", service="unit-events", consumer=consumer) == 2
     assert events.count_dead_letters(engine) == 2
     logged = [(r.event_id, r.outcome) for r in caplog.records if r.getMessage() == "event handled"]
-    assert logged == [(ok["id"], "processed"), (ok["id"], "duplicate"), (flaky["id"], "processed"),
-                      (broken["id"], "dead_lettered"), (refused["id"], "dead_lettered")]
+    assert logged == [
+        (ok["id"], "processed"),
+        (ok["id"], "duplicate"),
+        (flaky["id"], "processed"),
+        (broken["id"], "dead_lettered"),
+        (refused["id"], "dead_lettered"),
+    ]
 
 
 def test_the_relay_publishes_each_event_with_the_request_id_that_recorded_it(sqlite_engine):
@@ -216,16 +229,20 @@ class ProbedService(ServiceBase):
 
 
 def probed(engine, broker_up: bool = True):
-    return worker_factory(ProbedService, db=DatabaseHandle(engine),
-                          probe=SimpleNamespace(broker_connected=lambda: broker_up))
+    return worker_factory(
+        ProbedService, db=DatabaseHandle(engine), probe=SimpleNamespace(broker_connected=lambda: broker_up)
+    )
 
 
 def test_service_readyz_asks_the_database_and_the_broker(sqlite_engine, tmp_path):
     engine = sqlite_engine("billing")
     status, headers, body = probed(engine).http_readyz(None)
     assert status == 200 and headers["Content-Type"] == "application/json"
-    assert json.loads(body) == {"service": "unit-probed", "ready": True,
-                                "checks": {"database": {"ok": True}, "broker": {"ok": True}}}
+    assert json.loads(body) == {
+        "service": "unit-probed",
+        "ready": True,
+        "checks": {"database": {"ok": True}, "broker": {"ok": True}},
+    }
     status, _, body = probed(engine, broker_up=False).http_readyz(None)
     assert status == 503 and json.loads(body)["checks"]["broker"] == {"ok": False}
     gone = sa.create_engine(f"sqlite:///{tmp_path / 'missing' / 'x.sqlite3'}")  # its directory does not exist
@@ -248,8 +265,14 @@ def test_service_metrics_endpoint_serves_prometheus_text_with_fresh_gauges(sqlit
 def test_payments_counts_an_outcome_once_its_event_is_published():
     service = worker_factory(PaymentsService)
     before = {o: value("portal_payments_total", outcome=o) for o in ("succeeded", "failed", "refunded", "disputed")}
-    for event_type in ("payment.succeeded", "payment.succeeded", "payment.failed", "payment.refunded",
-                       "payment.disputed", "payment.attempted"):
+    for event_type in (
+        "payment.succeeded",
+        "payment.succeeded",
+        "payment.failed",
+        "payment.refunded",
+        "payment.disputed",
+        "payment.attempted",
+    ):
         service.published(event_type, {})
     after = {o: value("portal_payments_total", outcome=o) - before[o] for o in before}
     assert after == {"succeeded": 2, "failed": 1, "refunded": 1, "disputed": 1}
@@ -306,18 +329,28 @@ def test_gateway_rpc_outcomes():
                 raise answer
             return answer
 
-    errors = [ServiceTimeout("slow", "billing"), ServiceUnavailable("down", "billing"), NotFound("nope"),
-              RuntimeError("bug")]
+    errors = [
+        ServiceTimeout("slow", "billing"),
+        ServiceUnavailable("down", "billing"),
+        NotFound("nope"),
+        RuntimeError("bug"),
+    ]
     rpc = gateway_metrics.MeteredRpc(Pool("fine", *errors))
-    before = {o: value("portal_gateway_rpc_duration_seconds_count", service="billing", method="unit_outcomes",
-                       outcome=o) for o in ("ok", "timeout", "unavailable", "refused", "error")}
+    before = {
+        o: value("portal_gateway_rpc_duration_seconds_count", service="billing", method="unit_outcomes", outcome=o)
+        for o in ("ok", "timeout", "unavailable", "refused", "error")
+    }
     assert rpc.call("billing", "unit_outcomes") == "fine"
     for error in errors:
         with pytest.raises(type(error)):
             rpc.call("billing", "unit_outcomes")
     for outcome in before:
-        assert value("portal_gateway_rpc_duration_seconds_count", service="billing", method="unit_outcomes",
-                     outcome=outcome) == before[outcome] + 1
+        assert (
+            value(
+                "portal_gateway_rpc_duration_seconds_count", service="billing", method="unit_outcomes", outcome=outcome
+            )
+            == before[outcome] + 1
+        )
     assert rpc.size == 8  # everything else reaches the pool
 
 
@@ -360,8 +393,9 @@ def test_gateway_metrics_add_up_every_gunicorn_worker(tmp_path, monkeypatch):
         subprocess.run([sys.executable, "-c", WORKER, str(count)], env=env, check=True, cwd=ROOT)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     body, _ = gateway_metrics.exposition()
-    assert 'portal_http_request_duration_seconds_count{method="GET",route="/dashboard",status="200"} 7.0' \
-        in body.decode()
+    assert (
+        'portal_http_request_duration_seconds_count{method="GET",route="/dashboard",status="200"} 7.0' in body.decode()
+    )
 
 
 def test_gunicorn_conf_gives_the_workers_a_metrics_directory_and_cleans_it(monkeypatch):

@@ -1,4 +1,5 @@
 """Money and invoice rules, including property-based checks of the ledger arithmetic."""
+
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -34,30 +35,39 @@ def test_line_discount_and_tax_round_half_even_per_line():
     assert half.total == 2
 
 
-@pytest.mark.parametrize("bad", [{"description": "", "quantity": 1, "unit_price": 1},
-                                 {"description": "x", "quantity": 0, "unit_price": 1},
-                                 {"description": "x", "quantity": 1, "unit_price": -1},
-                                 {"description": "x", "quantity": 1, "unit_price": 1.5},
-                                 {"description": "x", "quantity": "abc", "unit_price": 1},
-                                 {"description": "x", "quantity": 1, "unit_price": 1, "tax_rate": 101},
-                                 {"description": "x", "quantity": 1, "unit_price": 1, "discount_percent": -1},
-                                 {"description": "x", "quantity": "1.23456", "unit_price": 100000},
-                                 {"description": "x", "quantity": 1, "unit_price": 1, "tax_rate": "19.00001"},
-                                 {"description": "x", "quantity": "1e12", "unit_price": 1},
-                                 {"quantity": 1, "unit_price": 1}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"description": "", "quantity": 1, "unit_price": 1},
+        {"description": "x", "quantity": 0, "unit_price": 1},
+        {"description": "x", "quantity": 1, "unit_price": -1},
+        {"description": "x", "quantity": 1, "unit_price": 1.5},
+        {"description": "x", "quantity": "abc", "unit_price": 1},
+        {"description": "x", "quantity": 1, "unit_price": 1, "tax_rate": 101},
+        {"description": "x", "quantity": 1, "unit_price": 1, "discount_percent": -1},
+        {"description": "x", "quantity": "1.23456", "unit_price": 100000},
+        {"description": "x", "quantity": 1, "unit_price": 1, "tax_rate": "19.00001"},
+        {"description": "x", "quantity": "1e12", "unit_price": 1},
+        {"quantity": 1, "unit_price": 1},
+    ],
+)
 def test_bad_lines_are_rejected(bad):
     with pytest.raises(Invalid):
         domain.Line.from_dict(bad)
 
 
-lines_strategy = st.lists(st.builds(
-    domain.Line,
-    description=st.just("item"),
-    quantity=st.decimals(min_value=Decimal("0.0001"), max_value=Decimal(1000), places=4),
-    unit_price=st.integers(min_value=0, max_value=10_000_000),
-    tax_rate=st.decimals(min_value=0, max_value=100, places=2),
-    discount_percent=st.decimals(min_value=0, max_value=100, places=2),
-), min_size=1, max_size=20)
+lines_strategy = st.lists(
+    st.builds(
+        domain.Line,
+        description=st.just("item"),
+        quantity=st.decimals(min_value=Decimal("0.0001"), max_value=Decimal(1000), places=4),
+        unit_price=st.integers(min_value=0, max_value=10_000_000),
+        tax_rate=st.decimals(min_value=0, max_value=100, places=2),
+        discount_percent=st.decimals(min_value=0, max_value=100, places=2),
+    ),
+    min_size=1,
+    max_size=20,
+)
 
 
 @given(lines_strategy)
@@ -98,18 +108,25 @@ def test_balance_is_total_less_payments_and_credits_and_never_negative(total, op
     assert status == ("paid" if paid + credited == total else "partially_paid" if paid + credited else "sent")
 
 
-entries = st.lists(st.builds(domain.StatementEntry,
-                             on=st.dates(date(2026, 1, 1), date(2026, 12, 31)),
-                             kind=st.sampled_from(["invoice", "payment", "credit", "refund"]),
-                             reference=st.text(min_size=1, max_size=5),
-                             amount=st.integers(1, 1_000_000)), max_size=40)
+entries = st.lists(
+    st.builds(
+        domain.StatementEntry,
+        on=st.dates(date(2026, 1, 1), date(2026, 12, 31)),
+        kind=st.sampled_from(["invoice", "payment", "credit", "refund"]),
+        reference=st.text(min_size=1, max_size=5),
+        amount=st.integers(1, 1_000_000),
+    ),
+    max_size=40,
+)
 
 
 @given(opening=st.integers(-1_000_000, 1_000_000), entries=entries)
 def test_statement_closing_is_opening_plus_charges_less_payments_and_credits(opening, entries):
     result = domain.statement(opening, entries)
+
     def of(kind):
         return sum(e.amount for e in entries if e.kind == kind)
+
     assert result["closing_balance"] == opening + of("invoice") - of("payment") - of("credit") + of("refund")
     running = [row["balance"] for row in result["entries"]]
     assert (running[-1] if running else opening) == result["closing_balance"]
@@ -124,11 +141,14 @@ def test_overdue_is_derived_from_due_date_and_balance():
     assert domain.quote_display_status("accepted", date(2026, 1, 31), date(2026, 2, 1)) == "accepted"
 
 
-@pytest.mark.parametrize("pattern,seq,on,expected", [
-    ("INV-{YYYY}-{seq:05}", 42, date(2026, 3, 1), "INV-2026-00042"),
-    ("{YY}{MM}-{seq}", 7, date(2026, 3, 1), "2603-7"),
-    ("Q{seq:3}", 12, date(2026, 3, 1), "Q012"),
-])
+@pytest.mark.parametrize(
+    "pattern,seq,on,expected",
+    [
+        ("INV-{YYYY}-{seq:05}", 42, date(2026, 3, 1), "INV-2026-00042"),
+        ("{YY}{MM}-{seq}", 7, date(2026, 3, 1), "2603-7"),
+        ("Q{seq:3}", 12, date(2026, 3, 1), "Q012"),
+    ],
+)
 def test_number_patterns(pattern, seq, on, expected):
     assert domain.format_number(pattern, seq, on) == expected
 
@@ -147,8 +167,12 @@ def test_bad_patterns_are_refused(pattern):
 
 def test_monthly_schedule_counts_from_the_start_so_month_ends_do_not_drift():
     schedule = domain.Schedule("monthly", 1, date(2026, 1, 31))
-    assert [schedule.occurrence(n) for n in range(4)] == [date(2026, 1, 31), date(2026, 2, 28), date(2026, 3, 31),
-                                                         date(2026, 4, 30)]
+    assert [schedule.occurrence(n) for n in range(4)] == [
+        date(2026, 1, 31),
+        date(2026, 2, 28),
+        date(2026, 3, 31),
+        date(2026, 4, 30),
+    ]
     assert domain.Schedule("weekly", 2, date(2026, 1, 1), date(2026, 1, 20)).occurrence(2) is None
 
 

@@ -1,5 +1,6 @@
 """The payments core on a real (SQLite) database with a stateful Stripe fake: attempts, the claim,
 idempotency keys, events in any order and number, refunds, disputes, cards and autopay."""
+
 from __future__ import annotations
 
 import itertools
@@ -28,8 +29,16 @@ class FakeStripe:
         self.ids = itertools.count(1)
         self.by_key: dict[str, dict] = {}
         self.intents: dict[str, dict] = {}
-        self.cards = {"pm_good": {"id": "pm_good", "customer": None, "brand": "visa", "last4": "4242",
-                                  "exp_month": 12, "exp_year": 2030}}
+        self.cards = {
+            "pm_good": {
+                "id": "pm_good",
+                "customer": None,
+                "brand": "visa",
+                "last4": "4242",
+                "exp_month": 12,
+                "exp_year": 2030,
+            }
+        }
         self.setups: dict[str, dict] = {}
         self.decline_next = None
         self.unavailable = False
@@ -49,10 +58,17 @@ class FakeStripe:
 
     def create_setup_intent(self, *, customer, metadata, key, account):
         def make():
-            seti = {"id": self._new("seti"), "client_secret": "secret", "status": "succeeded",
-                    "payment_method": "pm_good", "customer": customer, "metadata": metadata}
+            seti = {
+                "id": self._new("seti"),
+                "client_secret": "secret",
+                "status": "succeeded",
+                "payment_method": "pm_good",
+                "customer": customer,
+                "metadata": metadata,
+            }
             self.setups[seti["id"]] = seti
             return seti
+
         return self._once(key, make)
 
     def setup_intent(self, setup_intent_id, account):
@@ -71,8 +87,7 @@ class FakeStripe:
     def set_default(self, customer, pm, account):
         self.defaults[customer] = pm
 
-    def create_payment_intent(self, *, amount, currency, customer, payment_method, metadata, off_session, key,
-                              account):
+    def create_payment_intent(self, *, amount, currency, customer, payment_method, metadata, off_session, key, account):
         if self.unavailable:
             raise StripeUnavailable("Stripe did not answer.")
         if self.decline_next:
@@ -80,10 +95,19 @@ class FakeStripe:
             raise CardDeclined("Your card was declined.", code)
 
         def make():
-            pi = {"id": self._new("pi"), "status": "succeeded", "amount": amount, "currency": currency,
-                  "client_secret": "pi_secret", "payment_method": payment_method, "metadata": metadata, "error": ""}
+            pi = {
+                "id": self._new("pi"),
+                "status": "succeeded",
+                "amount": amount,
+                "currency": currency,
+                "client_secret": "pi_secret",
+                "payment_method": payment_method,
+                "metadata": metadata,
+                "error": "",
+            }
             self.intents[pi["id"]] = pi
             return pi
+
         return dict(self._once(key, make))
 
     def payment_intent(self, pi, account):
@@ -94,6 +118,7 @@ class FakeStripe:
             refund = {"id": self._new("re"), "status": "succeeded", "amount": amount}
             self.refunds.append(refund)
             return refund
+
         return self._once(key, make)
 
 
@@ -113,8 +138,14 @@ class FakeBilling:
             raise NotFound("No such invoice.")
         self.plans.append((request, request.get("key")))
         amount = request.get("amount") or self.balance
-        return {"client_id": client_id, "currency": "USD", "amount": amount, "applied": {"credit": 0, "retainer": 0},
-                "allocations": [{"invoice_id": "inv-1", "number": "INV-1", "amount": amount}], "stripe_account": None}
+        return {
+            "client_id": client_id,
+            "currency": "USD",
+            "amount": amount,
+            "applied": {"credit": 0, "retainer": 0},
+            "allocations": [{"invoice_id": "inv-1", "number": "INV-1", "amount": amount}],
+            "stripe_account": None,
+        }
 
 
 @pytest.fixture
@@ -129,6 +160,7 @@ def run(engine):
             result = handler(uow, now, *args, **kwargs)
             uow.commit()
             return result
+
     return call
 
 
@@ -143,9 +175,16 @@ def stripe_event(event_id, kind, obj):
 
 
 def intent_event(event_id, kind, pi, status=None):
-    return stripe_event(event_id, kind, {**pi, "status": status or pi["status"], "latest_charge": "ch_1",
-                                         "last_payment_error": {"message": "Your card was declined."}
-                                         if kind.endswith("failed") else None})
+    return stripe_event(
+        event_id,
+        kind,
+        {
+            **pi,
+            "status": status or pi["status"],
+            "latest_charge": "ch_1",
+            "last_payment_error": {"message": "Your card was declined."} if kind.endswith("failed") else None,
+        },
+    )
 
 
 @pytest.fixture
@@ -239,8 +278,12 @@ def test_events_three_times_and_out_of_order_give_one_payment(run, stripe, billi
 def test_a_late_failure_of_an_earlier_try_does_not_fail_the_current_one(run, stripe, billing, engine):
     attempt = paid_attempt(run, stripe, billing)
     [pi] = stripe.intents.values()
-    stale = intent_event("evt_f", "payment_intent.payment_failed", {**pi, "metadata": {**pi["metadata"], "try": "7"}},
-                         "requires_payment_method")
+    stale = intent_event(
+        "evt_f",
+        "payment_intent.payment_failed",
+        {**pi, "metadata": {**pi["metadata"], "try": "7"}},
+        "requires_payment_method",
+    )
     run(handlers.receive_event, stale)
     assert run(handlers.process_event, stripe, "evt_f").startswith("ignored")
     assert run(handlers.get_attempt, WS, attempt["id"])["status"] == "processing"
@@ -288,8 +331,9 @@ def test_a_stored_event_is_processed_under_the_webhooks_request_id(run, stripe, 
     with request_context(request_id):
         assert run(handlers.process_event, stripe, event_id) == "paid"
     with engine.connect() as conn:
-        [row] = conn.execute(sa.select(OUTBOX.c.body, OUTBOX.c.request_id)
-                             .where(OUTBOX.c.event_type == "payment.succeeded")).all()
+        [row] = conn.execute(
+            sa.select(OUTBOX.c.body, OUTBOX.c.request_id).where(OUTBOX.c.event_type == "payment.succeeded")
+        ).all()
     assert json.loads(row.body)["data"]["payment_id"] == attempt["id"] and row.request_id == "req-webhook-7"
 
 
@@ -304,9 +348,16 @@ def test_refunds_are_idempotent_by_key_and_bounded_by_the_payment(run, stripe, b
     again = run(handlers.refund_payment, stripe, WS, attempt["id"], 4_000, "damaged", "r1")
     assert first["id"] == again["id"] and first["status"] == "succeeded" and len(stripe.refunds) == 1
     # Stripe's charge.refunded event reports the same refund: nothing more is published.
-    charge = {"id": "ch_1", "payment_intent": pi["id"],
-              "refunds": {"data": [{"id": first["stripe_refund_id"], "amount": 4_000, "status": "succeeded"},
-                                   {"id": "re_dashboard", "amount": 1_000, "status": "succeeded"}]}}
+    charge = {
+        "id": "ch_1",
+        "payment_intent": pi["id"],
+        "refunds": {
+            "data": [
+                {"id": first["stripe_refund_id"], "amount": 4_000, "status": "succeeded"},
+                {"id": "re_dashboard", "amount": 1_000, "status": "succeeded"},
+            ]
+        },
+    }
     run(handlers.receive_event, stripe_event("evt_r", "charge.refunded", charge))
     run(handlers.receive_event, stripe_event("evt_r2", "charge.refunded", charge))
     run(handlers.process_event, stripe, "evt_r")
@@ -322,10 +373,16 @@ def test_refunds_are_idempotent_by_key_and_bounded_by_the_payment(run, stripe, b
 def test_disputes_are_recorded_once_per_status(run, stripe, billing, engine):
     attempt = paid_attempt(run, stripe, billing)
     [pi] = stripe.intents.values()
-    dispute = {"id": "dp_1", "payment_intent": pi["id"], "amount": 10_000, "reason": "fraudulent",
-               "status": "needs_response"}
-    for n, (kind, status) in enumerate([("created", "needs_response"), ("created", "needs_response"),
-                                        ("closed", "lost")]):
+    dispute = {
+        "id": "dp_1",
+        "payment_intent": pi["id"],
+        "amount": 10_000,
+        "reason": "fraudulent",
+        "status": "needs_response",
+    }
+    for n, (kind, status) in enumerate(
+        [("created", "needs_response"), ("created", "needs_response"), ("closed", "lost")]
+    ):
         run(handlers.receive_event, stripe_event(f"evt_d{n}", f"charge.dispute.{kind}", {**dispute, "status": status}))
         run(handlers.process_event, stripe, f"evt_d{n}")
     assert [e["status"] for e in published(engine, "payment.disputed")] == ["needs_response", "lost"]

@@ -1,6 +1,7 @@
 """Row-level security fails closed, structurally: every entrypoint of every service declares where its
 scope comes from, only an allow-list acts for the whole system, and every gateway route that is not
 on the public list needs a signed-in client before its responder runs."""
+
 import ast
 from pathlib import Path
 
@@ -39,13 +40,24 @@ SYSTEM_BLOCKS = {
 }
 # Routes a client may use without signing in (path, method).
 PUBLIC_ROUTES = {
-    ("/", "GET"), ("/login", "GET"), ("/login", "POST"), ("/login/verify", "GET"), ("/login/verify", "POST"),
-    ("/healthz", "GET"), ("/dev/mail", "GET"), ("/livez", "GET"), ("/readyz", "GET"), ("/metrics", "GET"),
-    ("/i/{token}", "GET"), ("/i/{token}/pdf", "GET"),  # one document, by the emailed link's token
-    ("/brand/{workspace_id}.css", "GET"), ("/brand/{workspace_id}/logo", "GET"),
+    ("/", "GET"),
+    ("/login", "GET"),
+    ("/login", "POST"),
+    ("/login/verify", "GET"),
+    ("/login/verify", "POST"),
+    ("/healthz", "GET"),
+    ("/dev/mail", "GET"),
+    ("/livez", "GET"),
+    ("/readyz", "GET"),
+    ("/metrics", "GET"),
+    ("/i/{token}", "GET"),
+    ("/i/{token}/pdf", "GET"),  # one document, by the emailed link's token
+    ("/brand/{workspace_id}.css", "GET"),
+    ("/brand/{workspace_id}/logo", "GET"),
     ("/webhooks/stripe", "POST"),  # signed by Stripe
     ("/api/portal/v1/session", "POST"),  # signing in
-    ("/api/portal/v1/openapi.json", "GET"), ("/api/admin/v1/openapi.json", "GET"),
+    ("/api/portal/v1/openapi.json", "GET"),
+    ("/api/admin/v1/openapi.json", "GET"),
 }
 ADMIN_API = "/api/admin/v1/"  # the business's API: its callers authenticate with an API key instead
 
@@ -75,9 +87,12 @@ def test_only_the_allow_listed_code_enters_the_system_scope():
             tree = ast.parse(path.read_text())
             for function in (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))):
                 for node in ast.walk(function):
-                    enters = (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                              and node.func.attr == "system" and not node.args) or (
-                        isinstance(node, ast.Name) and node.id == "SYSTEM")
+                    enters = (
+                        isinstance(node, ast.Call)
+                        and isinstance(node.func, ast.Attribute)
+                        and node.func.attr == "system"
+                        and not node.args
+                    ) or (isinstance(node, ast.Name) and node.id == "SYSTEM")
                     if enters:
                         found.add((path.relative_to(ROOT).as_posix(), function.name))
     found -= {("chassis/nameko_ext.py", name) for name in ("system", "worker_setup")}  # the mechanism itself
@@ -97,6 +112,7 @@ class NoRpc:
 
 def routes(app):
     """(path template, resource) for every route of the app's router."""
+
     def walk(nodes):
         for node in nodes:
             if node.resource is not None:
@@ -115,8 +131,11 @@ def test_every_client_route_needs_a_session_before_its_responder_runs():
         if hasattr(resource, "routes"):  # the JSON APIs: one resource serves the methods of one path
             methods = list(resource.routes)
         else:
-            methods = [m for m in falcon.constants.COMBINED_METHODS if any(
-                name == f"on_{m.lower()}" or name.startswith(f"on_{m.lower()}_") for name in dir(resource))]
+            methods = [
+                m
+                for m in falcon.constants.COMBINED_METHODS
+                if any(name == f"on_{m.lower()}" or name.startswith(f"on_{m.lower()}_") for name in dir(resource))
+            ]
         for method in methods:
             url = path.replace("{", "").replace("}", "")
             request = falcon.testing.create_req(path=url, method=method)

@@ -1,5 +1,6 @@
 """Sessions checked at the gateway: the signed credential, its limits against a moving clock, the
 revocation list, key rotation, and what the gateway does with each (no broker, no auth)."""
+
 import base64
 import json
 from datetime import datetime, timedelta, timezone
@@ -19,8 +20,17 @@ STARTED = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 
 
 def session(**changes) -> Session:
-    values = dict(session_id="7", contact_id="c1", client_id="cl1", workspace_id="ws1", email="a@example.com",
-                  name="A", locale="en_US", started_at=STARTED, seen_at=STARTED)
+    values = dict(
+        session_id="7",
+        contact_id="c1",
+        client_id="cl1",
+        workspace_id="ws1",
+        email="a@example.com",
+        name="A",
+        locale="en_US",
+        started_at=STARTED,
+        seen_at=STARTED,
+    )
     return Session(**{**values, **changes})
 
 
@@ -32,19 +42,27 @@ class Clock:
         return self.now
 
 
-def guard(clock: Clock, revocations: RevocationList | None = None, rpc=None, workspaces=None,
-          keys: Keys = KEYS) -> SessionGuard:
+def guard(
+    clock: Clock, revocations: RevocationList | None = None, rpc=None, workspaces=None, keys: Keys = KEYS
+) -> SessionGuard:
     return SessionGuard(keys, LIMITS, revocations or RevocationList(ready=True), clock, rpc, workspaces)
 
 
 # ---------------------------------------------------------------- forged
 
-@pytest.mark.parametrize("token", [
-    "", "not-a-jwt", "a.b.c", "x" * 5000,
-    credentials.issue(session(), Keys.parse("k1:" + "b" * 40)),  # signed with another secret, same key id
-    credentials.issue(session(), Keys.parse("k9:" + "a" * 40)),  # a key id nobody here knows
-    jwt.encode({"sid": "7", "sub": "c1", "cli": "cl1", "ws": "ws1", "iat": 1}, None, algorithm="none"),
-])
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "not-a-jwt",
+        "a.b.c",
+        "x" * 5000,
+        credentials.issue(session(), Keys.parse("k1:" + "b" * 40)),  # signed with another secret, same key id
+        credentials.issue(session(), Keys.parse("k9:" + "a" * 40)),  # a key id nobody here knows
+        jwt.encode({"sid": "7", "sub": "c1", "cli": "cl1", "ws": "ws1", "iat": 1}, None, algorithm="none"),
+    ],
+)
 def test_a_forged_credential_is_refused(token):
     with pytest.raises(Refused, match="forged"):
         guard(Clock(STARTED)).check(token)
@@ -60,14 +78,16 @@ def test_a_credential_whose_claims_were_changed_is_refused():
 
 
 def test_a_credential_from_the_future_is_refused_beyond_the_allowed_clock_skew():
-    ahead = credentials.issue(session(started_at=STARTED + timedelta(minutes=5),
-                                      seen_at=STARTED + timedelta(minutes=5)), KEYS)
+    ahead = credentials.issue(
+        session(started_at=STARTED + timedelta(minutes=5), seen_at=STARTED + timedelta(minutes=5)), KEYS
+    )
     with pytest.raises(Refused, match="forged"):
         guard(Clock(STARTED)).check(ahead)
     assert guard(Clock(STARTED + timedelta(minutes=5) - LIMITS.skew)).check(ahead).session_id == "7"
 
 
 # ---------------------------------------------------------------- the limits, with a moving clock
+
 
 def test_the_idle_limit_holds_to_within_a_minute():
     token = credentials.issue(session(), KEYS)
@@ -102,12 +122,14 @@ def test_a_fresh_credential_is_given_at_most_once_a_minute():
 
 # ---------------------------------------------------------------- revoked, elsewhere
 
+
 def test_a_credential_replayed_after_its_session_ended_is_refused():
     revocations = RevocationList(ready=True)
     token = credentials.issue(session(), KEYS)
     assert guard(Clock(STARTED), revocations).check(token)
-    revocations.apply("session.ended", {"data": {"session_id": "7", "remember_until": (
-        STARTED + LIMITS.absolute).isoformat()}})
+    revocations.apply(
+        "session.ended", {"data": {"session_id": "7", "remember_until": (STARTED + LIMITS.absolute).isoformat()}}
+    )
     with pytest.raises(Refused, match="revoked"):
         guard(Clock(STARTED + timedelta(seconds=1)), revocations).check(token)
     revocations.prune(STARTED + LIMITS.absolute + timedelta(seconds=1), LIMITS.absolute)  # expired anyway by then
@@ -156,6 +178,7 @@ def test_without_its_revocation_list_a_worker_asks_auth_and_fails_closed():
 
 # ---------------------------------------------------------------- keys
 
+
 def test_keys_rotate_the_new_one_signs_and_the_old_one_still_verifies_until_dropped():
     old = Keys.parse("old:" + "o" * 40)
     rotated = Keys.parse("new:" + "n" * 40 + ",old:" + "o" * 40)
@@ -173,6 +196,7 @@ def test_bad_key_settings_are_refused_at_start(text):
 
 
 # ---------------------------------------------------------------- through the gateway
+
 
 def test_the_gateway_slides_the_cookie_and_hands_bearer_clients_a_fresh_token():
     later = NOW + timedelta(minutes=5)

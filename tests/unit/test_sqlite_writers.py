@@ -1,5 +1,6 @@
 """The embedded database under concurrent writers: in an eventlet process (as every service runs)
 writers queue cooperatively, and another process holding the file's lock does not freeze it."""
+
 import json
 import subprocess
 import sys
@@ -53,8 +54,12 @@ GREEN_WRITERS = textwrap.dedent("""
 
 
 def test_sixty_green_writers_queue_without_freezing_the_process(tmp_path):
-    done = subprocess.run([sys.executable, "-c", GREEN_WRITERS, f"sqlite:///{tmp_path / 'w.sqlite3'}"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", GREEN_WRITERS, f"sqlite:///{tmp_path / 'w.sqlite3'}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     outcome = json.loads(done.stdout.strip().splitlines()[-1])
     assert outcome["errors"] == [] and outcome["rows"] == 120
@@ -67,12 +72,20 @@ def test_a_writer_waits_out_another_process_holding_the_lock(tmp_path):
     engine = make_engine(url)
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE TABLE t (v INTEGER)"))
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import sqlite3, sys, time
-        db = sqlite3.connect({str(tmp_path / 'x.sqlite3')!r}, isolation_level=None)
+        db = sqlite3.connect({str(tmp_path / "x.sqlite3")!r}, isolation_level=None)
         db.execute("BEGIN IMMEDIATE"); db.execute("INSERT INTO t VALUES (1)")
         print("holding", flush=True); time.sleep(0.5); db.execute("COMMIT")
-    """)], stdout=subprocess.PIPE, text=True)
+    """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "holding"
     with UnitOfWork(engine) as uow:  # retried every RETRY_EVERY until the other process commits
         uow.execute(sa.text("INSERT INTO t VALUES (2)"))
@@ -103,9 +116,19 @@ def test_a_unit_of_work_that_writes_inside_another_writing_one_is_refused_not_hu
 
 
 def test_only_writes_take_the_gate():
-    writes = ["INSERT INTO t VALUES (1)", "  update t set v = 2", "DELETE FROM t", "REPLACE INTO t VALUES (1)",
-              "SAVEPOINT sa_1", "WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x"]
-    reads = ["SELECT * FROM t", "PRAGMA foreign_keys=ON", "WITH x AS (SELECT 1) SELECT * FROM x",
-             "SELECT 'INSERT' FROM t"]
+    writes = [
+        "INSERT INTO t VALUES (1)",
+        "  update t set v = 2",
+        "DELETE FROM t",
+        "REPLACE INTO t VALUES (1)",
+        "SAVEPOINT sa_1",
+        "WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x",
+    ]
+    reads = [
+        "SELECT * FROM t",
+        "PRAGMA foreign_keys=ON",
+        "WITH x AS (SELECT 1) SELECT * FROM x",
+        "SELECT 'INSERT' FROM t",
+    ]
     assert [bool(sqlite._WRITE.match(sql)) for sql in writes] == [True] * len(writes)
     assert [bool(sqlite._WRITE.match(sql)) for sql in reads] == [False] * len(reads)

@@ -1,6 +1,7 @@
 """Outbound webhooks on an embedded database, with a real HTTP receiver on a local port: signing,
 the backoff schedule, fan-out and its idempotency, validation, workspace scope, and delivery runs
 (claims, retries, replays, deletions while a POST is in flight)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -79,11 +80,22 @@ class Receiver:
         path, headers = handler.path, handler.headers
         ok = self.verified(path, headers, body)
         with self.lock:
-            earlier = sum(1 for r in self.received if r["path"] == path
-                          and r["headers"].get("Portal-Event-Id") == headers.get("Portal-Event-Id"))
+            earlier = sum(
+                1
+                for r in self.received
+                if r["path"] == path and r["headers"].get("Portal-Event-Id") == headers.get("Portal-Event-Id")
+            )
             status = 400 if not ok else 500 if earlier < self.fail_first.get(path, 0) else 200
-            self.received.append({"path": path, "headers": dict(headers), "body": body, "verified": ok,
-                                  "status": status, "at": time.time()})
+            self.received.append(
+                {
+                    "path": path,
+                    "headers": dict(headers),
+                    "body": body,
+                    "verified": ok,
+                    "status": status,
+                    "at": time.time(),
+                }
+            )
         handler.send_response(status)
         handler.send_header("Content-Type", "text/plain")
         handler.end_headers()
@@ -128,8 +140,7 @@ def rows(engine, table) -> list:
 
 def state(engine) -> list:
     """Every webhook row: proves that a refused request changed nothing."""
-    return [sorted(map(tuple, rows(engine, t))) for t in (webhook_subscriptions, webhook_deliveries,
-                                                         webhook_attempts)]
+    return [sorted(map(tuple, rows(engine, t))) for t in (webhook_subscriptions, webhook_deliveries, webhook_attempts)]
 
 
 class Clock:
@@ -150,15 +161,18 @@ def real_clock() -> Clock:
 
 def run(engine, clock, base=30.0, **kwargs):
     with requests.Session() as http:
-        return webhooks.deliver_due(lambda: UnitOfWork(engine), http, clock, base=base, allow_private=True,
-                                    rng=lambda: 1.0, **kwargs)
+        return webhooks.deliver_due(
+            lambda: UnitOfWork(engine), http, clock, base=base, allow_private=True, rng=lambda: 1.0, **kwargs
+        )
 
 
 # --- the event catalogue ---------------------------------------------------------------------------
 
 # Publish calls whose type is not a literal, and the types they can produce.
-DYNAMIC = {'f"{source}.applied"': {"credit.applied", "retainer.applied"},
-           "event_type": {"workspace.created", "workspace.updated"}}
+DYNAMIC = {
+    'f"{source}.applied"': {"credit.applied", "retainer.applied"},
+    "event_type": {"workspace.created", "workspace.updated"},
+}
 NOT_OFFERED = {"workspace.created"}  # no subscription can exist before its workspace
 
 
@@ -194,6 +208,7 @@ def test_every_offered_event_has_its_payload_documented_for_receivers():
 
 # --- signing -------------------------------------------------------------------------------------
 
+
 def test_the_signature_is_an_hmac_of_the_timestamp_and_the_raw_body():
     body = b'{"id":"e1","type":"invoice.paid"}'
     expected = hmac.new(b"whsec_abc", b"1790000000." + body, hashlib.sha256).hexdigest()
@@ -216,7 +231,10 @@ def test_a_delivery_reaches_a_real_server_signed_with_every_header(engine, recei
     [delivery] = rows(engine, webhook_deliveries)
     assert headers["Content-Type"] == "application/json"
     assert (headers["Portal-Webhook-Id"], headers["Portal-Event-Id"], headers["Portal-Event-Type"]) == (
-        delivery.id, sent["id"], "invoice.paid")
+        delivery.id,
+        sent["id"],
+        "invoice.paid",
+    )
     assert abs(int(headers["Portal-Timestamp"]) - clock.now.timestamp()) < 1
     assert json.loads(request["body"]) == sent  # the whole envelope, unicode intact
     assert delivery.status == "succeeded" and delivery.attempts == 1 and delivery.last_status_code == 200
@@ -238,6 +256,7 @@ def test_a_receiver_with_another_secret_refuses_it(engine, receiver):
 
 
 # --- backoff -------------------------------------------------------------------------------------
+
 
 def schedule(base: float, rng) -> tuple[list[datetime], str]:
     """When each attempt of a delivery that always fails is made, and how it ends."""
@@ -274,6 +293,7 @@ def test_the_jitter_stays_within_the_upper_half_of_the_nominal_delay():
 
 # --- fan-out -------------------------------------------------------------------------------------
 
+
 def test_an_event_is_queued_once_for_each_matching_active_subscription(engine):
     everything = subscribe(engine, event_types=["*"])
     invoices = subscribe(engine, event_types=["invoice.*"])
@@ -287,7 +307,8 @@ def test_an_event_is_queued_once_for_each_matching_active_subscription(engine):
     deliveries = rows(engine, webhook_deliveries)
     assert sorted(d.subscription_id for d in deliveries) == sorted([everything["id"], invoices["id"], exact["id"]])
     assert {(d.status, d.attempts, d.next_attempt_at, d.retry_until, d.workspace_id) for d in deliveries} == {
-        ("pending", 0, NOW, NOW + timedelta(hours=24), WS)}
+        ("pending", 0, NOW, NOW + timedelta(hours=24), WS)
+    }
     assert {json.loads(d.body)["id"] for d in deliveries} == {sent["id"]}
 
 
@@ -316,6 +337,7 @@ def test_events_without_subscribers_or_workspace_queue_nothing(engine):
 
 # --- subscriptions: validation and scope --------------------------------------------------------
 
+
 def test_the_secret_is_generated_and_shown_only_at_creation(engine):
     created = subscribe(engine, description="ERP")
     assert re.fullmatch(r"whsec_[A-Za-z0-9_-]{43}", created["secret"])
@@ -326,29 +348,32 @@ def test_the_secret_is_generated_and_shown_only_at_creation(engine):
     assert subscribe(engine, secret=SECRET)["secret"] == SECRET
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"url": "ftp://hooks.example.com/x"}, "url"),
-    ({"url": "https://"}, "url"),
-    ({"url": "hooks.example.com/x"}, "url"),
-    ({"url": "https://hooks.example.com:99999/x"}, "url"),
-    ({"url": "https://hooks.example.com/" + "x" * 2000}, "url"),
-    ({"url": "http://10.0.0.8/hook"}, "url"),
-    ({"url": "http://localhost:8000/hook"}, "url"),
-    ({"url": "http://[::1]/hook"}, "url"),
-    ({"url": "http://169.254.169.254/latest"}, "url"),
-    ({"event_types": []}, "event_types"),
-    ({"event_types": "invoice.sent"}, "event_types"),
-    ({"event_types": ["invoice.exploded"]}, "event_types.0"),
-    ({"event_types": ["invoice.sent", "nothing.*"]}, "event_types.1"),
-    ({"event_types": ["invoice*"]}, "event_types.0"),
-    ({"event_types": ["*.sent"]}, "event_types.0"),
-    ({"event_types": ["invoice.sent"] * 51}, "event_types"),
-    ({"secret": "short"}, "secret"),
-    ({"secret": "x" * 201}, "secret"),
-    ({"description": "x" * 501}, "description"),
-    ({"active": "yes"}, "active"),
-    ({"colour": "red"}, "colour"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"url": "ftp://hooks.example.com/x"}, "url"),
+        ({"url": "https://"}, "url"),
+        ({"url": "hooks.example.com/x"}, "url"),
+        ({"url": "https://hooks.example.com:99999/x"}, "url"),
+        ({"url": "https://hooks.example.com/" + "x" * 2000}, "url"),
+        ({"url": "http://10.0.0.8/hook"}, "url"),
+        ({"url": "http://localhost:8000/hook"}, "url"),
+        ({"url": "http://[::1]/hook"}, "url"),
+        ({"url": "http://169.254.169.254/latest"}, "url"),
+        ({"event_types": []}, "event_types"),
+        ({"event_types": "invoice.sent"}, "event_types"),
+        ({"event_types": ["invoice.exploded"]}, "event_types.0"),
+        ({"event_types": ["invoice.sent", "nothing.*"]}, "event_types.1"),
+        ({"event_types": ["invoice*"]}, "event_types.0"),
+        ({"event_types": ["*.sent"]}, "event_types.0"),
+        ({"event_types": ["invoice.sent"] * 51}, "event_types"),
+        ({"secret": "short"}, "secret"),
+        ({"secret": "x" * 201}, "secret"),
+        ({"description": "x" * 501}, "description"),
+        ({"active": "yes"}, "active"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
 def test_invalid_subscriptions_are_refused_with_the_field_and_change_nothing(engine, body, field):
     subscribe(engine)
     before = state(engine)
@@ -359,8 +384,15 @@ def test_invalid_subscriptions_are_refused_with_the_field_and_change_nothing(eng
     update = {k: v for k, v in body.items() if k not in ("secret",)}
     if update:
         with pytest.raises(Invalid):
-            tx(engine, webhooks.update_subscription, NOW, WS, rows(engine, webhook_subscriptions)[0].id, update,
-               allow_private=False)
+            tx(
+                engine,
+                webhooks.update_subscription,
+                NOW,
+                WS,
+                rows(engine, webhook_subscriptions)[0].id,
+                update,
+                allow_private=False,
+            )
     assert state(engine) == before
 
 
@@ -384,10 +416,21 @@ def test_a_workspace_has_at_most_twenty_subscriptions(engine):
 def test_an_update_changes_only_what_it_names(engine):
     created = subscribe(engine, description="ERP", event_types=["invoice.*"])
     later = NOW + timedelta(minutes=5)
-    updated = tx(engine, webhooks.update_subscription, later, WS, created["id"],
-                 {"url": "https://erp.example.com/in", "active": False}, allow_private=False)
+    updated = tx(
+        engine,
+        webhooks.update_subscription,
+        later,
+        WS,
+        created["id"],
+        {"url": "https://erp.example.com/in", "active": False},
+        allow_private=False,
+    )
     assert (updated["url"], updated["active"], updated["event_types"], updated["description"]) == (
-        "https://erp.example.com/in", False, ["invoice.*"], "ERP")
+        "https://erp.example.com/in",
+        False,
+        ["invoice.*"],
+        "ERP",
+    )
     assert updated["updated_at"] == later.isoformat() and updated["created_at"] == NOW.isoformat()
 
 
@@ -426,6 +469,7 @@ def test_deleting_a_subscription_removes_its_deliveries_and_log(engine, receiver
 
 
 # --- delivery runs -------------------------------------------------------------------------------
+
 
 def test_a_failing_receiver_is_retried_with_backoff_until_it_answers(engine, receiver):
     created = subscribe(engine, url=receiver.url("/flaky"), secret=SECRET)
@@ -543,7 +587,10 @@ def test_a_replay_sends_a_delivered_or_failed_one_again_with_a_fresh_window(engi
     assert delivery.status == "succeeded"
     replayed = tx(engine, webhooks.replay, clock.now, WS, delivery.id)
     assert (replayed["status"], replayed["next_attempt_at"], replayed["delivered_at"]) == (
-        "pending", clock.now.isoformat(), None)
+        "pending",
+        clock.now.isoformat(),
+        None,
+    )
     assert replayed["retry_until"] == (clock.now + timedelta(hours=24)).isoformat()
     run(engine, clock)
     requests_made = receiver.at("/hook")
@@ -557,8 +604,7 @@ def test_a_replay_sends_a_delivered_or_failed_one_again_with_a_fresh_window(engi
     clock.advance(60)
     tx(engine, webhooks.replay, clock.now, WS, delivery.id)
     [claim] = tx(engine, webhooks.claim_due, clock.now)
-    tx(engine, webhooks.record, clock.now, claim, webhooks.Outcome(clock.now, 503, "HTTP 503:", 3), 30,
-       rng=lambda: 1.0)
+    tx(engine, webhooks.record, clock.now, claim, webhooks.Outcome(clock.now, 503, "HTTP 503:", 3), 30, rng=lambda: 1.0)
     [row] = rows(engine, webhook_deliveries)
     assert (row.status, row.next_attempt_at) == ("pending", clock.now + timedelta(seconds=30))
 

@@ -6,6 +6,7 @@ production code is untouched.
 Nothing is imported here at start-up: `nameko run` must monkey-patch before SQLAlchemy is imported,
 so the listeners are attached right after the program itself first imports sqlalchemy.
 """
+
 import os
 import sys
 

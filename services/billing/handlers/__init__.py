@@ -1,5 +1,6 @@
 """Billing use cases. Each takes a unit of work and the current time first, is scoped by workspace,
 and returns plain JSON-ready data. Errors are chassis.errors, raised before anything is committed."""
+
 from services.billing.handlers.bookings import *  # noqa: F401,F403
 from services.billing.handlers.clients import *  # noqa: F401,F403
 from services.billing.handlers.documents import *  # noqa: F401,F403

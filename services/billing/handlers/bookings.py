@@ -1,4 +1,5 @@
 """Bookings (appointments with the business) and reviews, both made by clients in the portal."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -9,8 +10,16 @@ import sqlalchemy as sa
 from chassis.errors import Conflict, Invalid, NotFound
 from chassis.fields import text
 from services.billing import availability
-from services.billing.handlers.common import (client_row, get_scoped, iso, new_id, page_bounds, record_activity,
-                                              settings_of, workspace_row)
+from services.billing.handlers.common import (
+    client_row,
+    get_scoped,
+    iso,
+    new_id,
+    page_bounds,
+    record_activity,
+    settings_of,
+    workspace_row,
+)
 from services.billing.tables import booking_cells, bookings, contacts, reviews
 
 __all__ = ["booking_options", "book_slot", "list_bookings", "cancel_booking", "add_review", "list_reviews"]
@@ -26,20 +35,32 @@ def _link(ws_settings, link_id: str):
 def _free_slots(uow, now: datetime, ws_row, link) -> list[datetime]:
     rules = settings_of(ws_row).booking
     until = now + timedelta(days=rules.horizon_days + 2)
-    busy = set(uow.execute(sa.select(booking_cells.c.starts_at).where(
-        booking_cells.c.workspace_id == ws_row.id, booking_cells.c.starts_at >= now - timedelta(days=1),
-        booking_cells.c.starts_at < until)).scalars())
-    return availability.slots(rules.weekly, ws_row.timezone, timedelta(minutes=link.duration_minutes),
-                              timedelta(minutes=rules.slot_step_minutes), now,
-                              timedelta(hours=rules.min_notice_hours), rules.horizon_days, busy)
+    busy = set(
+        uow.execute(
+            sa.select(booking_cells.c.starts_at).where(
+                booking_cells.c.workspace_id == ws_row.id,
+                booking_cells.c.starts_at >= now - timedelta(days=1),
+                booking_cells.c.starts_at < until,
+            )
+        ).scalars()
+    )
+    return availability.slots(
+        rules.weekly,
+        ws_row.timezone,
+        timedelta(minutes=link.duration_minutes),
+        timedelta(minutes=rules.slot_step_minutes),
+        now,
+        timedelta(hours=rules.min_notice_hours),
+        rules.horizon_days,
+        busy,
+    )
 
 
 def booking_options(uow, now: datetime, workspace_id: str, link_id: str | None = None) -> dict:
     """The workspace's booking links and, for the chosen one, its free start times (UTC)."""
     ws_row = workspace_row(uow, workspace_id)
     links = settings_of(ws_row).booking_links
-    result = {"timezone": ws_row.timezone, "links": [link.model_dump() for link in links], "link": None,
-              "slots": []}
+    result = {"timezone": ws_row.timezone, "links": [link.model_dump() for link in links], "link": None, "slots": []}
     if link_id:
         link = _link(settings_of(ws_row), link_id)
         result["link"] = link.model_dump()
@@ -48,19 +69,30 @@ def booking_options(uow, now: datetime, workspace_id: str, link_id: str | None =
 
 
 def _booking_dict(row, timezone: str) -> dict:
-    return {"id": row.id, "client_id": row.client_id, "link_id": row.link_id, "title": row.title,
-            "start": iso(row.starts_at), "end": iso(row.ends_at), "status": row.status,
-            "timezone": timezone, "created_at": iso(row.created_at), "cancelled_at": iso(row.cancelled_at)}
+    return {
+        "id": row.id,
+        "client_id": row.client_id,
+        "link_id": row.link_id,
+        "title": row.title,
+        "start": iso(row.starts_at),
+        "end": iso(row.ends_at),
+        "status": row.status,
+        "timezone": timezone,
+        "created_at": iso(row.created_at),
+        "cancelled_at": iso(row.cancelled_at),
+    }
 
 
-def book_slot(uow, now: datetime, workspace_id: str, client_id: str, contact_id: str, link_id: str,
-              start: str) -> dict:
+def book_slot(uow, now: datetime, workspace_id: str, client_id: str, contact_id: str, link_id: str, start: str) -> dict:
     """Book one of the offered start times. The cells' primary key refuses a second booking of any
     overlapping time; the same client booking the same slot again gets its booking back."""
     ws_row = workspace_row(uow, workspace_id)
     client_row(uow, workspace_id, client_id)
-    contact = uow.execute(sa.select(contacts).where(contacts.c.id == contact_id, contacts.c.client_id == client_id,
-                                                    contacts.c.workspace_id == workspace_id)).first()
+    contact = uow.execute(
+        sa.select(contacts).where(
+            contacts.c.id == contact_id, contacts.c.client_id == client_id, contacts.c.workspace_id == workspace_id
+        )
+    ).first()
     if contact is None:
         raise NotFound("No such contact.")
     link = _link(settings_of(ws_row), link_id)
@@ -77,35 +109,62 @@ def book_slot(uow, now: datetime, workspace_id: str, client_id: str, contact_id:
     if starts_at not in _free_slots(uow, now, ws_row, link):
         raise Conflict("That time is no longer available. Please choose another.", start="taken")
     booking_id = new_id()
-    uow.execute(bookings.insert().values(
-        id=booking_id, workspace_id=workspace_id, client_id=client_id, contact_id=contact_id, link_id=link_id,
-        title=link.name, starts_at=starts_at, ends_at=ends_at, status="confirmed", created_at=now))
+    uow.execute(
+        bookings.insert().values(
+            id=booking_id,
+            workspace_id=workspace_id,
+            client_id=client_id,
+            contact_id=contact_id,
+            link_id=link_id,
+            title=link.name,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            status="confirmed",
+            created_at=now,
+        )
+    )
     try:
         with uow.conn.begin_nested():
-            uow.execute(booking_cells.insert(), [{"workspace_id": workspace_id, "starts_at": cell,
-                                                  "booking_id": booking_id}
-                                                 for cell in availability.cells(starts_at, ends_at)])
+            uow.execute(
+                booking_cells.insert(),
+                [
+                    {"workspace_id": workspace_id, "starts_at": cell, "booking_id": booking_id}
+                    for cell in availability.cells(starts_at, ends_at)
+                ],
+            )
     except sa.exc.IntegrityError:  # someone else took an overlapping time a moment ago
         raise Conflict("That time was just booked by someone else. Please choose another.", start="taken") from None
     row = get_scoped(uow, bookings, workspace_id, booking_id, "booking")
     booking = _booking_dict(row, ws_row.timezone)
     recipient = {"email": contact.email, "name": contact.name, "locale": contact.locale}
-    uow.publish("booking.confirmed", workspace_id, {"client_id": client_id, "booking": booking,
-                                                    "recipient": recipient})
-    record_activity(uow, now, workspace_id, client_id, "booking.confirmed",
-                    f"Booked {link.name} for {starts_at.astimezone(ZoneInfo(ws_row.timezone)):%Y-%m-%d %H:%M %Z}",
-                    {"booking_id": booking_id})
+    uow.publish("booking.confirmed", workspace_id, {"client_id": client_id, "booking": booking, "recipient": recipient})
+    record_activity(
+        uow,
+        now,
+        workspace_id,
+        client_id,
+        "booking.confirmed",
+        f"Booked {link.name} for {starts_at.astimezone(ZoneInfo(ws_row.timezone)):%Y-%m-%d %H:%M %Z}",
+        {"booking_id": booking_id},
+    )
     return booking
 
 
 def _same_booking(uow, workspace_id, client_id, link_id, starts_at):
-    return uow.execute(sa.select(bookings).where(
-        bookings.c.workspace_id == workspace_id, bookings.c.client_id == client_id, bookings.c.link_id == link_id,
-        bookings.c.starts_at == starts_at, bookings.c.status == "confirmed")).first()
+    return uow.execute(
+        sa.select(bookings).where(
+            bookings.c.workspace_id == workspace_id,
+            bookings.c.client_id == client_id,
+            bookings.c.link_id == link_id,
+            bookings.c.starts_at == starts_at,
+            bookings.c.status == "confirmed",
+        )
+    ).first()
 
 
-def list_bookings(uow, now: datetime, workspace_id: str, client_id: str | None = None,
-                  upcoming: bool = True) -> list[dict]:
+def list_bookings(
+    uow, now: datetime, workspace_id: str, client_id: str | None = None, upcoming: bool = True
+) -> list[dict]:
     ws_row = workspace_row(uow, workspace_id)
     query = sa.select(bookings).where(bookings.c.workspace_id == workspace_id)
     if client_id is not None:
@@ -130,40 +189,74 @@ def cancel_booking(uow, now: datetime, workspace_id: str, booking_id: str, clien
     booking = _booking_dict(row, ws_row.timezone)
     contact = uow.execute(sa.select(contacts).where(contacts.c.id == row.contact_id)).first()
     if contact is not None:
-        uow.publish("booking.cancelled", workspace_id, {
-            "client_id": row.client_id, "booking": booking,
-            "recipient": {"email": contact.email, "name": contact.name, "locale": contact.locale}})
-    record_activity(uow, now, workspace_id, row.client_id, "booking.cancelled", f"Cancelled {row.title}",
-                    {"booking_id": booking_id})
+        uow.publish(
+            "booking.cancelled",
+            workspace_id,
+            {
+                "client_id": row.client_id,
+                "booking": booking,
+                "recipient": {"email": contact.email, "name": contact.name, "locale": contact.locale},
+            },
+        )
+    record_activity(
+        uow, now, workspace_id, row.client_id, "booking.cancelled", f"Cancelled {row.title}", {"booking_id": booking_id}
+    )
     return booking
 
 
-def add_review(uow, now: datetime, workspace_id: str, client_id: str, contact_id: str, author_name: str,
-               rating, message: str) -> dict:
+def add_review(
+    uow, now: datetime, workspace_id: str, client_id: str, contact_id: str, author_name: str, rating, message: str
+) -> dict:
     client_row(uow, workspace_id, client_id)
     if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
         raise Invalid("Choose a rating from 1 to 5 stars.", rating="1 to 5")
     message = text(message, "message", 5000).strip()  # surrounding blank space trimmed
     author_name = text(author_name, "author_name", 200)
     review_id = new_id()
-    uow.execute(reviews.insert().values(id=review_id, workspace_id=workspace_id, client_id=client_id,
-                                        contact_id=contact_id, author_name=author_name, rating=rating,
-                                        message=message, created_at=now))
+    uow.execute(
+        reviews.insert().values(
+            id=review_id,
+            workspace_id=workspace_id,
+            client_id=client_id,
+            contact_id=contact_id,
+            author_name=author_name,
+            rating=rating,
+            message=message,
+            created_at=now,
+        )
+    )
     uow.publish("review.submitted", workspace_id, {"id": review_id, "client_id": client_id, "rating": rating})
-    record_activity(uow, now, workspace_id, client_id, "review.submitted", f"Review: {rating} of 5 stars",
-                    {"review_id": review_id})
-    return {"id": review_id, "client_id": client_id, "author_name": author_name, "rating": rating,
-            "message": message, "created_at": iso(now)}
+    record_activity(
+        uow, now, workspace_id, client_id, "review.submitted", f"Review: {rating} of 5 stars", {"review_id": review_id}
+    )
+    return {
+        "id": review_id,
+        "client_id": client_id,
+        "author_name": author_name,
+        "rating": rating,
+        "message": message,
+        "created_at": iso(now),
+    }
 
 
-def list_reviews(uow, now: datetime, workspace_id: str, client_id: str | None = None, limit=50,
-                 offset=0) -> dict:
+def list_reviews(uow, now: datetime, workspace_id: str, client_id: str | None = None, limit=50, offset=0) -> dict:
     limit, offset = page_bounds(limit, offset, 200)
     query = sa.select(reviews).where(reviews.c.workspace_id == workspace_id)
     if client_id is not None:
         query = query.where(reviews.c.client_id == client_id)
     total = uow.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
     rows = uow.execute(query.order_by(reviews.c.created_at.desc(), reviews.c.id).limit(limit).offset(offset)).all()
-    return {"total": total, "items": [{"id": r.id, "client_id": r.client_id, "author_name": r.author_name,
-                                       "rating": r.rating, "message": r.message, "created_at": iso(r.created_at)}
-                                      for r in rows]}
+    return {
+        "total": total,
+        "items": [
+            {
+                "id": r.id,
+                "client_id": r.client_id,
+                "author_name": r.author_name,
+                "rating": r.rating,
+                "message": r.message,
+                "created_at": iso(r.created_at),
+            }
+            for r in rows
+        ],
+    }

@@ -1,4 +1,5 @@
 """Clients and their contacts."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -8,14 +9,33 @@ from email_validator import EmailNotValidError, validate_email
 
 from chassis.errors import Conflict, Invalid
 from chassis.fields import REFUSE, flag, text
-from services.billing.handlers.common import (check_fields, check_regional, client_row, get_scoped, page_bounds, iso, new_id, record_activity,
-                                              workspace_row)
+from services.billing.handlers.common import (
+    check_fields,
+    check_regional,
+    client_row,
+    get_scoped,
+    iso,
+    new_id,
+    page_bounds,
+    record_activity,
+    workspace_row,
+)
 from services.billing.handlers.summaries import money_moved
 from services.billing.handlers.workspaces import check_locale
 from services.billing.tables import clients, contacts
 
-__all__ = ["update_profile", "create_client", "update_client", "get_client", "list_clients", "add_contact", "update_contact",
-           "set_portal_access", "republish_contacts", "client_view"]
+__all__ = [
+    "update_profile",
+    "create_client",
+    "update_client",
+    "get_client",
+    "list_clients",
+    "add_contact",
+    "update_contact",
+    "set_portal_access",
+    "republish_contacts",
+    "client_view",
+]
 
 CLIENT_FIELDS = {"name", "address", "phone", "currency", "locale", "timezone", "tax_id"}
 # What a client may change about itself from the portal; the rest is the business's to set.
@@ -34,23 +54,44 @@ def _clean_client(data: dict, partial: bool) -> dict:
         raise Invalid("name is required.", name="required")
     for key, limit in LIMITS.items():
         if key in values:
-            values[key] = text(values[key], key, limit, required=key == "name",
-                               null="" if partial and key != "name" else REFUSE)
+            values[key] = text(
+                values[key], key, limit, required=key == "name", null="" if partial and key != "name" else REFUSE
+            )
     check_regional(values)
     return values
 
 
 def client_view(uow, row) -> dict:
-    contact_rows = uow.execute(sa.select(contacts).where(contacts.c.client_id == row.id)
-                               .order_by(contacts.c.is_primary.desc(), contacts.c.created_at)).all()
-    return {"id": row.id, "name": row.name, "address": row.address, "phone": row.phone, "currency": row.currency,
-            "locale": row.locale, "timezone": row.timezone, "tax_id": row.tax_id, "created_at": iso(row.created_at),
-            "contacts": [contact_view(c) for c in contact_rows]}
+    contact_rows = uow.execute(
+        sa.select(contacts)
+        .where(contacts.c.client_id == row.id)
+        .order_by(contacts.c.is_primary.desc(), contacts.c.created_at)
+    ).all()
+    return {
+        "id": row.id,
+        "name": row.name,
+        "address": row.address,
+        "phone": row.phone,
+        "currency": row.currency,
+        "locale": row.locale,
+        "timezone": row.timezone,
+        "tax_id": row.tax_id,
+        "created_at": iso(row.created_at),
+        "contacts": [contact_view(c) for c in contact_rows],
+    }
 
 
 def contact_view(row) -> dict:
-    return {"id": row.id, "client_id": row.client_id, "email": row.email, "name": row.name, "phone": row.phone,
-            "locale": row.locale, "is_primary": row.is_primary, "portal_access": row.portal_access}
+    return {
+        "id": row.id,
+        "client_id": row.client_id,
+        "email": row.email,
+        "name": row.name,
+        "phone": row.phone,
+        "locale": row.locale,
+        "is_primary": row.is_primary,
+        "portal_access": row.portal_access,
+    }
 
 
 def create_client(uow, now: datetime, workspace_id: str, data: dict) -> dict:
@@ -58,10 +99,17 @@ def create_client(uow, now: datetime, workspace_id: str, data: dict) -> dict:
     ws = workspace_row(uow, workspace_id)
     values = _clean_client({k: v for k, v in data.items() if k in CLIENT_FIELDS}, partial=False)
     client_id = new_id()
-    defaults = {"address": "", "phone": "", "tax_id": "", "currency": ws.currency, "locale": ws.locale,
-                "timezone": ws.timezone}
-    uow.execute(clients.insert().values(id=client_id, workspace_id=workspace_id, created_at=now,
-                                        **{**defaults, **values}))
+    defaults = {
+        "address": "",
+        "phone": "",
+        "tax_id": "",
+        "currency": ws.currency,
+        "locale": ws.locale,
+        "timezone": ws.timezone,
+    }
+    uow.execute(
+        clients.insert().values(id=client_id, workspace_id=workspace_id, created_at=now, **{**defaults, **values})
+    )
     money_moved(uow, now, workspace_id, client_id)  # its first summary: nothing owed, nothing held
     uow.publish("client.created", workspace_id, {"id": client_id, "name": values["name"]})
     record_activity(uow, now, workspace_id, client_id, "client.created", "Client account created")
@@ -70,33 +118,45 @@ def create_client(uow, now: datetime, workspace_id: str, data: dict) -> dict:
     return get_client(uow, now, workspace_id, client_id)
 
 
-def update_client(uow, now: datetime, workspace_id: str, client_id: str, data: dict,
-                  from_portal: bool = False) -> dict:
+def update_client(uow, now: datetime, workspace_id: str, client_id: str, data: dict, from_portal: bool = False) -> dict:
     """Changes apply to future invoices only: issued ones keep their snapshot of these details."""
     check_fields(data, PORTAL_EDITABLE if from_portal else CLIENT_FIELDS)
     current = client_row(uow, workspace_id, client_id, lock=True)
     values = _clean_client(data, partial=True)
     if values.get("currency", current.currency) != current.currency and _has_documents(uow, client_id):
         # Amounts are minor units of a currency: re-labelling them would change what is owed.
-        raise Conflict("This client already has documents in its currency; create a new client for another "
-                       "currency.", currency="client has documents")
+        raise Conflict(
+            "This client already has documents in its currency; create a new client for another currency.",
+            currency="client has documents",
+        )
     if values:
         uow.execute(clients.update().where(clients.c.id == client_id).values(**values))
     if values.get("currency", current.currency) != current.currency:
         money_moved(uow, now, workspace_id, client_id)  # its summary is in the client's currency
-    uow.publish("client.updated", workspace_id, {"id": client_id, "changed": sorted(values),
-                                                  "by": "client" if from_portal else "business"})
-    record_activity(uow, now, workspace_id, client_id, "profile.changed",
-                    "Profile updated " + ("from the portal" if from_portal else "by the business"),
-                    {"fields": sorted(values)})
+    uow.publish(
+        "client.updated",
+        workspace_id,
+        {"id": client_id, "changed": sorted(values), "by": "client" if from_portal else "business"},
+    )
+    record_activity(
+        uow,
+        now,
+        workspace_id,
+        client_id,
+        "profile.changed",
+        "Profile updated " + ("from the portal" if from_portal else "by the business"),
+        {"fields": sorted(values)},
+    )
     return get_client(uow, now, workspace_id, client_id)
 
 
 def _has_documents(uow, client_id: str) -> bool:
     from services.billing.tables import credit_notes, invoices, payments, quotes
 
-    return any(uow.execute(sa.select(t.c.id).where(t.c.client_id == client_id).limit(1)).first()
-               for t in (invoices, quotes, credit_notes, payments))
+    return any(
+        uow.execute(sa.select(t.c.id).where(t.c.client_id == client_id).limit(1)).first()
+        for t in (invoices, quotes, credit_notes, payments)
+    )
 
 
 def get_client(uow, now: datetime, workspace_id: str, client_id: str) -> dict:
@@ -108,8 +168,13 @@ def get_client(uow, now: datetime, workspace_id: str, client_id: str) -> dict:
 
 def list_clients(uow, now: datetime, workspace_id: str, limit: int = 100, offset: int = 0) -> list[dict]:
     limit, offset = page_bounds(limit, offset, 500)
-    rows = uow.execute(sa.select(clients).where(clients.c.workspace_id == workspace_id)
-                       .order_by(clients.c.name).limit(limit).offset(offset)).all()
+    rows = uow.execute(
+        sa.select(clients)
+        .where(clients.c.workspace_id == workspace_id)
+        .order_by(clients.c.name)
+        .limit(limit)
+        .offset(offset)
+    ).all()
     return [client_view(uow, r) for r in rows]
 
 
@@ -117,8 +182,9 @@ def _normal_email(raw) -> str:
     """The address as it is compared and stored: email_validator's normal form, in lower case."""
     raw = text(raw, "email", 254)
     try:
-        return validate_email(raw, check_deliverability=False, globally_deliverable=False,
-                              test_environment=True).normalized.lower()
+        return validate_email(
+            raw, check_deliverability=False, globally_deliverable=False, test_environment=True
+        ).normalized.lower()
     except EmailNotValidError:
         raise Invalid("Enter a valid email address.", email="invalid") from None
 
@@ -126,21 +192,39 @@ def _normal_email(raw) -> str:
 def _contact_event(uow, row) -> dict:
     """A contact as consumers see it; its locale falls back to the client's (the language of its emails)."""
     client_locale = uow.execute(sa.select(clients.c.locale).where(clients.c.id == row.client_id)).scalar_one()
-    return {"id": row.id, "workspace_id": row.workspace_id, "client_id": row.client_id, "email": row.email,
-            "name": row.name, "locale": row.locale or client_locale, "portal_access": row.portal_access,
-            "is_primary": row.is_primary, "version": row.version}
+    return {
+        "id": row.id,
+        "workspace_id": row.workspace_id,
+        "client_id": row.client_id,
+        "email": row.email,
+        "name": row.name,
+        "locale": row.locale or client_locale,
+        "portal_access": row.portal_access,
+        "is_primary": row.is_primary,
+        "version": row.version,
+    }
 
 
 def _only_primary(uow, workspace_id: str, client_id: str, contact_id: str) -> None:
     """One primary contact per client: demote the others, and tell consumers."""
-    demoted = uow.execute(sa.select(contacts.c.id).where(contacts.c.client_id == client_id,
-                                                         contacts.c.id != contact_id,
-                                                         contacts.c.is_primary.is_(True))).scalars().all()
+    demoted = (
+        uow.execute(
+            sa.select(contacts.c.id).where(
+                contacts.c.client_id == client_id, contacts.c.id != contact_id, contacts.c.is_primary.is_(True)
+            )
+        )
+        .scalars()
+        .all()
+    )
     for other_id in demoted:
-        uow.execute(contacts.update().where(contacts.c.id == other_id)
-                    .values(is_primary=False, version=contacts.c.version + 1))
-        uow.publish("contact.updated", workspace_id,
-                    _contact_event(uow, get_scoped(uow, contacts, workspace_id, other_id, "contact")))
+        uow.execute(
+            contacts.update().where(contacts.c.id == other_id).values(is_primary=False, version=contacts.c.version + 1)
+        )
+        uow.publish(
+            "contact.updated",
+            workspace_id,
+            _contact_event(uow, get_scoped(uow, contacts, workspace_id, other_id, "contact")),
+        )
 
 
 def _contact_values(data: dict, creating: bool) -> dict:
@@ -163,15 +247,27 @@ def add_contact(uow, now: datetime, workspace_id: str, client_id: str, data: dic
     client_row(uow, workspace_id, client_id)
     email = _normal_email(data.get("email"))
     values = _contact_values(data, creating=True)
-    if uow.execute(sa.select(contacts.c.id).where(contacts.c.workspace_id == workspace_id,
-                                                  contacts.c.email == email)).first():
+    if uow.execute(
+        sa.select(contacts.c.id).where(contacts.c.workspace_id == workspace_id, contacts.c.email == email)
+    ).first():
         raise Conflict("A contact with this email already exists in this workspace.", email="taken")
     first = not uow.execute(sa.select(contacts.c.id).where(contacts.c.client_id == client_id)).first()
     contact_id = new_id()
-    uow.execute(contacts.insert().values(
-        id=contact_id, workspace_id=workspace_id, client_id=client_id, email=email, name=values.get("name", ""),
-        phone=values.get("phone", ""), locale=values.get("locale"), is_primary=values.get("is_primary", first),
-        portal_access=values.get("portal_access", False), version=1, created_at=now))
+    uow.execute(
+        contacts.insert().values(
+            id=contact_id,
+            workspace_id=workspace_id,
+            client_id=client_id,
+            email=email,
+            name=values.get("name", ""),
+            phone=values.get("phone", ""),
+            locale=values.get("locale"),
+            is_primary=values.get("is_primary", first),
+            portal_access=values.get("portal_access", False),
+            version=1,
+            created_at=now,
+        )
+    )
     if values.get("is_primary"):
         _only_primary(uow, workspace_id, client_id, contact_id)
     row = get_scoped(uow, contacts, workspace_id, contact_id, "contact")
@@ -185,20 +281,29 @@ def update_contact(uow, now: datetime, workspace_id: str, contact_id: str, data:
     values = _contact_values(data, creating=False)
     if "email" in data:
         values["email"] = _normal_email(data["email"])
-        clash = uow.execute(sa.select(contacts.c.id).where(contacts.c.workspace_id == workspace_id,
-                                                           contacts.c.email == values["email"],
-                                                           contacts.c.id != contact_id)).first()
+        clash = uow.execute(
+            sa.select(contacts.c.id).where(
+                contacts.c.workspace_id == workspace_id,
+                contacts.c.email == values["email"],
+                contacts.c.id != contact_id,
+            )
+        ).first()
         if clash:
             raise Conflict("A contact with this email already exists in this workspace.", email="taken")
-    uow.execute(contacts.update().where(contacts.c.id == contact_id)
-                .values(version=contacts.c.version + 1, **values))
+    uow.execute(contacts.update().where(contacts.c.id == contact_id).values(version=contacts.c.version + 1, **values))
     if values.get("is_primary"):
         _only_primary(uow, workspace_id, row.client_id, contact_id)
     updated = get_scoped(uow, contacts, workspace_id, contact_id, "contact")
     uow.publish("contact.updated", workspace_id, _contact_event(uow, updated))
     if "portal_access" in values:
-        record_activity(uow, now, workspace_id, row.client_id, "portal_access.changed",
-                        f"Portal access {'enabled' if values['portal_access'] else 'disabled'} for {row.email}")
+        record_activity(
+            uow,
+            now,
+            workspace_id,
+            row.client_id,
+            "portal_access.changed",
+            f"Portal access {'enabled' if values['portal_access'] else 'disabled'} for {row.email}",
+        )
     return contact_view(updated)
 
 
@@ -221,13 +326,16 @@ def update_profile(uow, now: datetime, workspace_id: str, client_id: str, contac
     check_fields(data, {"name", "phone", "company", "address", "company_phone"})
     contact = get_scoped(uow, contacts, workspace_id, contact_id, "contact", client_id=client_id)
     mine = _contact_values({k: data[k] for k in ("name", "phone") if k in data}, creating=False)
-    company = {field: text(data[key], key, LIMITS[field], required=key == "company",
-                           null=REFUSE if key == "company" else "")
-               for key, field in (("company", "name"), ("address", "address"), ("company_phone", "phone"))
-               if key in data}  # checked under the form's names
+    company = {
+        field: text(data[key], key, LIMITS[field], required=key == "company", null=REFUSE if key == "company" else "")
+        for key, field in (("company", "name"), ("address", "address"), ("company_phone", "phone"))
+        if key in data
+    }  # checked under the form's names
     contact_changes = {k: v for k, v in mine.items() if v != getattr(contact, k)}
     if contact_changes:
         update_contact(uow, now, workspace_id, contact_id, contact_changes)
     update_client(uow, now, workspace_id, client_id, company, from_portal=True)
-    return {"contact": contact_view(get_scoped(uow, contacts, workspace_id, contact_id, "contact")),
-            "client": get_client(uow, now, workspace_id, client_id)}
+    return {
+        "contact": contact_view(get_scoped(uow, contacts, workspace_id, contact_id, "contact")),
+        "client": get_client(uow, now, workspace_id, client_id),
+    }

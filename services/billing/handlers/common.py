@@ -1,4 +1,5 @@
 """Helpers shared by the billing handlers: ids, scoped lookups, numbering, lines, activity."""
+
 from __future__ import annotations
 
 import uuid
@@ -35,7 +36,9 @@ def check_regional(values: dict) -> None:
     for key, check in (("currency", check_currency), ("locale", check_locale), ("timezone", check_timezone)):
         if key in values:
             if not isinstance(values[key], str):
-                raise Invalid(f"{key} is text.", **{key: "not text" if values[key] is not None else "null is not allowed"})
+                raise Invalid(
+                    f"{key} is text.", **{key: "not text" if values[key] is not None else "null is not allowed"}
+                )
             check(values[key])
 
 
@@ -47,8 +50,9 @@ def page_bounds(limit, offset, most: int) -> tuple[int, int]:
         raise Invalid("limit and offset are whole numbers.", limit="not a number") from None
 
 
-def get_scoped(uow, table: sa.Table, workspace_id: str, object_id: str, what: str, lock: bool = False,
-               client_id: str | None = None):
+def get_scoped(
+    uow, table: sa.Table, workspace_id: str, object_id: str, what: str, lock: bool = False, client_id: str | None = None
+):
     """Every lookup is scoped to a workspace (and a client for the portal); outside it, NotFound."""
     query = sa.select(table).where(table.c.id == str(object_id), table.c.workspace_id == workspace_id)
     if client_id is not None:
@@ -99,10 +103,12 @@ def allocate_number(uow, workspace_id: str, kind: str, pattern: str, on: date) -
     dialect = uow.conn.dialect.name
     if dialect in ("postgresql", "sqlite"):
         insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(counters)
-        uow.execute(insert.values(workspace_id=workspace_id, kind=kind, period=period, value=0)
-                    .on_conflict_do_nothing())
-    value = uow.execute(counters.update().where(key).values(value=counters.c.value + 1)
-                        .returning(counters.c.value)).scalar_one()
+        uow.execute(
+            insert.values(workspace_id=workspace_id, kind=kind, period=period, value=0).on_conflict_do_nothing()
+        )
+    value = uow.execute(
+        counters.update().where(key).values(value=counters.c.value + 1).returning(counters.c.value)
+    ).scalar_one()
     return domain.format_number(pattern, value, on)
 
 
@@ -124,42 +130,83 @@ def parse_lines(raw_lines) -> list[domain.Line]:
 
 def save_lines(uow, kind: str, document_id: str, lines: list[domain.Line]) -> None:
     uow.execute(line_items.delete().where(line_items.c.document_kind == kind, line_items.c.document_id == document_id))
-    uow.execute(line_items.insert(), [
-        {"document_kind": kind, "document_id": document_id, "position": i, "description": l.description,
-         "quantity": l.quantity, "unit_price": l.unit_price, "tax_rate": l.tax_rate,
-         "discount_percent": l.discount_percent, "subtotal": l.subtotal, "tax": l.tax, "line_total": l.total}
-        for i, l in enumerate(lines, start=1)
-    ])
+    uow.execute(
+        line_items.insert(),
+        [
+            {
+                "document_kind": kind,
+                "document_id": document_id,
+                "position": i,
+                "description": l.description,
+                "quantity": l.quantity,
+                "unit_price": l.unit_price,
+                "tax_rate": l.tax_rate,
+                "discount_percent": l.discount_percent,
+                "subtotal": l.subtotal,
+                "tax": l.tax,
+                "line_total": l.total,
+            }
+            for i, l in enumerate(lines, start=1)
+        ],
+    )
 
 
 def load_lines(uow, kind: str, document_id: str) -> list[dict]:
-    rows = uow.execute(sa.select(line_items).where(line_items.c.document_kind == kind,
-                                                   line_items.c.document_id == document_id)
-                       .order_by(line_items.c.position)).all()
+    rows = uow.execute(
+        sa.select(line_items)
+        .where(line_items.c.document_kind == kind, line_items.c.document_id == document_id)
+        .order_by(line_items.c.position)
+    ).all()
     # the stored amounts are what the document was totalled from: show those, never recompute
-    return [{**domain.Line(r.description, Decimal(r.quantity), r.unit_price, Decimal(r.tax_rate),
-                           Decimal(r.discount_percent)).as_dict(),
-             "subtotal": r.subtotal, "tax": r.tax, "total": r.line_total} for r in rows]
+    return [
+        {
+            **domain.Line(
+                r.description, Decimal(r.quantity), r.unit_price, Decimal(r.tax_rate), Decimal(r.discount_percent)
+            ).as_dict(),
+            "subtotal": r.subtotal,
+            "tax": r.tax,
+            "total": r.line_total,
+        }
+        for r in rows
+    ]
 
 
 def client_snapshot(uow, client_row) -> dict:
-    primary = uow.execute(sa.select(contacts).where(contacts.c.client_id == client_row.id)
-                          .order_by(contacts.c.is_primary.desc(), contacts.c.created_at)).first()
-    return {"name": client_row.name, "address": client_row.address, "phone": client_row.phone,
-            "tax_id": client_row.tax_id, "contact_name": primary.name if primary else "",
-            "contact_email": primary.email if primary else ""}
+    primary = uow.execute(
+        sa.select(contacts)
+        .where(contacts.c.client_id == client_row.id)
+        .order_by(contacts.c.is_primary.desc(), contacts.c.created_at)
+    ).first()
+    return {
+        "name": client_row.name,
+        "address": client_row.address,
+        "phone": client_row.phone,
+        "tax_id": client_row.tax_id,
+        "contact_name": primary.name if primary else "",
+        "contact_email": primary.email if primary else "",
+    }
 
 
 def portal_recipients(uow, client_id: str) -> list[dict]:
-    rows = uow.execute(sa.select(contacts).where(contacts.c.client_id == client_id,
-                                                 contacts.c.portal_access.is_(True))).all()
+    rows = uow.execute(
+        sa.select(contacts).where(contacts.c.client_id == client_id, contacts.c.portal_access.is_(True))
+    ).all()
     return [{"contact_id": r.id, "email": r.email, "name": r.name, "locale": r.locale} for r in rows]
 
 
-def record_activity(uow, now: datetime, workspace_id: str, client_id: str, kind: str, summary: str,
-                    data: dict | None = None) -> None:
-    uow.execute(activities.insert().values(workspace_id=workspace_id, client_id=client_id, kind=kind,
-                                           summary=summary[:300], data=data or {}, occurred_at=now))
+def record_activity(
+    uow, now: datetime, workspace_id: str, client_id: str, kind: str, summary: str, data: dict | None = None
+) -> None:
+    uow.execute(
+        activities.insert().values(
+            workspace_id=workspace_id,
+            client_id=client_id,
+            kind=kind,
+            summary=summary[:300],
+            data=data or {},
+            occurred_at=now,
+        )
+    )
 
 
 def client_row(uow, workspace_id: str, client_id: str, lock: bool = False):

@@ -1,4 +1,5 @@
 """Invoices, quotes, credit notes and the comment threads on them."""
+
 from __future__ import annotations
 
 import base64
@@ -11,21 +12,73 @@ import sqlalchemy as sa
 from chassis.errors import Conflict, Invalid, NotFound
 from chassis.fields import flag, text
 from services.billing import domain
-from services.billing.handlers.common import (allocate_number, check_fields, page_bounds, client_row, client_snapshot, get_scoped, iso, load_lines, new_id,
-                                              parse_date, parse_lines, portal_recipients, record_activity,
-                                              save_lines, settings_of, workspace_row, workspace_today)
+from services.billing.handlers.common import (
+    allocate_number,
+    check_fields,
+    client_row,
+    client_snapshot,
+    get_scoped,
+    iso,
+    load_lines,
+    new_id,
+    page_bounds,
+    parse_date,
+    parse_lines,
+    portal_recipients,
+    record_activity,
+    save_lines,
+    settings_of,
+    workspace_row,
+    workspace_today,
+)
 from services.billing.handlers.engagement import record_signal
 from services.billing.handlers.summaries import money_moved
-from services.billing.tables import (comments, credit_applications, credit_notes, invoice_number_suffixes, invoices,
-                                     payment_allocations, payments, quotes)
+from services.billing.tables import (
+    comments,
+    credit_applications,
+    credit_notes,
+    invoice_number_suffixes,
+    invoices,
+    payment_allocations,
+    payments,
+    quotes,
+)
 
-__all__ = ["create_invoice", "update_invoice", "send_invoice", "void_invoice", "archive_invoice",
-           "mark_invoice_viewed", "get_invoice", "list_invoices", "invoice_view", "create_quote", "update_quote",
-           "send_quote", "accept_quote", "reject_quote", "convert_quote", "get_quote", "list_quotes",
-           "issue_credit_note", "list_credit_notes", "add_comment", "list_comments"]
+__all__ = [
+    "create_invoice",
+    "update_invoice",
+    "send_invoice",
+    "void_invoice",
+    "archive_invoice",
+    "mark_invoice_viewed",
+    "get_invoice",
+    "list_invoices",
+    "invoice_view",
+    "create_quote",
+    "update_quote",
+    "send_quote",
+    "accept_quote",
+    "reject_quote",
+    "convert_quote",
+    "get_quote",
+    "list_quotes",
+    "issue_credit_note",
+    "list_credit_notes",
+    "add_comment",
+    "list_comments",
+]
 
-INVOICE_FIELDS = {"client_id", "kind", "issue_date", "due_date", "payment_terms_days", "lines", "notes", "terms",
-                  "send"}
+INVOICE_FIELDS = {
+    "client_id",
+    "kind",
+    "issue_date",
+    "due_date",
+    "payment_terms_days",
+    "lines",
+    "notes",
+    "terms",
+    "send",
+}
 QUOTE_FIELDS = {"client_id", "issue_date", "expiry_date", "lines", "notes", "terms", "send"}
 CREDIT_FIELDS = {"client_id", "issue_date", "lines", "amount", "reason", "invoice_id"}
 
@@ -42,7 +95,9 @@ def _dates(data: dict, today, terms_default: int):
     terms = data.get("payment_terms_days")
     if terms is not None and (not isinstance(terms, int) or isinstance(terms, bool) or not 0 <= terms <= 365):
         raise Invalid("payment_terms_days is 0 to 365.", payment_terms_days="out of range")
-    due = parse_date(data.get("due_date"), "due_date") or issue + timedelta(days=terms if terms is not None else terms_default)
+    due = parse_date(data.get("due_date"), "due_date") or issue + timedelta(
+        days=terms if terms is not None else terms_default
+    )
     if due < issue:
         raise Invalid("The due date cannot be before the issue date.", due_date="before issue date")
     return issue, due, terms
@@ -54,8 +109,9 @@ def _content_changes(uow, kind: str, document_id: str, data: dict) -> dict:
     if "lines" in data:
         lines = parse_lines(data["lines"])
         totals = domain.Totals.of(lines)
-        values.update(subtotal=totals.subtotal, discount_total=totals.discount, tax_total=totals.tax,
-                      total=totals.total)
+        values.update(
+            subtotal=totals.subtotal, discount_total=totals.discount, tax_total=totals.tax, total=totals.total
+        )
         save_lines(uow, kind, document_id, lines)
     for key in ("notes", "terms"):
         if key in data:
@@ -65,25 +121,52 @@ def _content_changes(uow, kind: str, document_id: str, data: dict) -> dict:
 
 # ---------------------------------------------------------------- invoices
 
+
 def invoice_view(row, today, client: dict | None = None) -> dict:
     owed = 0 if row.status == "void" else domain.balance(row.total, row.amount_paid, row.amount_credited)
     return {
-        "id": row.id, "number": row.number, "kind": row.kind, "client_id": row.client_id,
-        "status": row.status, "display_status": domain.display_status(row.status, row.due_date, owed, today),
-        "currency": row.currency, "issue_date": iso(row.issue_date), "due_date": iso(row.due_date),
-        "payment_terms_days": row.payment_terms_days, "subtotal": row.subtotal, "discount_total": row.discount_total,
-        "tax_total": row.tax_total, "total": row.total, "amount_paid": row.amount_paid,
-        "amount_credited": row.amount_credited, "balance": owed, "notes": row.notes, "terms": row.terms,
-        "client": row.client_snapshot or client, "quote_id": row.quote_id, "recurring_id": row.recurring_id,
-        "sent_at": iso(row.sent_at), "viewed_at": iso(row.viewed_at), "voided_at": iso(row.voided_at),
-        "archived": row.archived_at is not None, "created_at": iso(row.created_at),
+        "id": row.id,
+        "number": row.number,
+        "kind": row.kind,
+        "client_id": row.client_id,
+        "status": row.status,
+        "display_status": domain.display_status(row.status, row.due_date, owed, today),
+        "currency": row.currency,
+        "issue_date": iso(row.issue_date),
+        "due_date": iso(row.due_date),
+        "payment_terms_days": row.payment_terms_days,
+        "subtotal": row.subtotal,
+        "discount_total": row.discount_total,
+        "tax_total": row.tax_total,
+        "total": row.total,
+        "amount_paid": row.amount_paid,
+        "amount_credited": row.amount_credited,
+        "balance": owed,
+        "notes": row.notes,
+        "terms": row.terms,
+        "client": row.client_snapshot or client,
+        "quote_id": row.quote_id,
+        "recurring_id": row.recurring_id,
+        "sent_at": iso(row.sent_at),
+        "viewed_at": iso(row.viewed_at),
+        "voided_at": iso(row.voided_at),
+        "archived": row.archived_at is not None,
+        "created_at": iso(row.created_at),
     }
 
 
 def _invoice_event(row) -> dict:
-    return {"id": row.id, "number": row.number, "kind": row.kind, "client_id": row.client_id, "status": row.status,
-            "total": row.total, "balance": domain.balance(row.total, row.amount_paid, row.amount_credited),
-            "currency": row.currency, "due_date": iso(row.due_date)}
+    return {
+        "id": row.id,
+        "number": row.number,
+        "kind": row.kind,
+        "client_id": row.client_id,
+        "status": row.status,
+        "total": row.total,
+        "balance": domain.balance(row.total, row.amount_paid, row.amount_credited),
+        "currency": row.currency,
+        "due_date": iso(row.due_date),
+    }
 
 
 def create_invoice(uow, now: datetime, workspace_id: str, data: dict, recurring: dict | None = None) -> dict:
@@ -100,17 +183,39 @@ def create_invoice(uow, now: datetime, workspace_id: str, data: dict, recurring:
     pattern = settings.retainer_number_pattern if kind == "retainer" else settings.invoice_number_pattern
     invoice_id = new_id()
     number = allocate_number(uow, workspace_id, kind if kind == "retainer" else "invoice", pattern, issue)
-    uow.execute(invoices.insert().values(
-        id=invoice_id, workspace_id=workspace_id, client_id=client.id, number=number, kind=kind,
-        status="draft", currency=client.currency, issue_date=issue, due_date=due, payment_terms_days=terms,
-        subtotal=totals.subtotal, discount_total=totals.discount, tax_total=totals.tax, total=totals.total,
-        amount_paid=0, amount_credited=0, notes=_text(data, "notes"), terms=_text(data, "terms"),
-        recurring_id=(recurring or {}).get("id"), recurring_period=(recurring or {}).get("period"),
-        created_at=now))
+    uow.execute(
+        invoices.insert().values(
+            id=invoice_id,
+            workspace_id=workspace_id,
+            client_id=client.id,
+            number=number,
+            kind=kind,
+            status="draft",
+            currency=client.currency,
+            issue_date=issue,
+            due_date=due,
+            payment_terms_days=terms,
+            subtotal=totals.subtotal,
+            discount_total=totals.discount,
+            tax_total=totals.tax,
+            total=totals.total,
+            amount_paid=0,
+            amount_credited=0,
+            notes=_text(data, "notes"),
+            terms=_text(data, "terms"),
+            recurring_id=(recurring or {}).get("id"),
+            recurring_period=(recurring or {}).get("period"),
+            created_at=now,
+        )
+    )
     save_lines(uow, "invoice", invoice_id, lines)
-    uow.execute(invoice_number_suffixes.insert(), [
-        {"invoice_id": invoice_id, "suffix": ending, "workspace_id": workspace_id, "client_id": client.id}
-        for ending in number_suffixes(number)])
+    uow.execute(
+        invoice_number_suffixes.insert(),
+        [
+            {"invoice_id": invoice_id, "suffix": ending, "workspace_id": workspace_id, "client_id": client.id}
+            for ending in number_suffixes(number)
+        ],
+    )
     row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
     uow.publish("invoice.created", workspace_id, _invoice_event(row))
     if flag(data.get("send", False), "send"):
@@ -123,13 +228,18 @@ def update_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, data:
     row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True)
     if row.status != "draft":
         if set(data) - {"notes", "terms"}:
-            raise Conflict("Only a draft can change its lines or dates; void it and issue a new one.",
-                           status=row.status)
+            raise Conflict(
+                "Only a draft can change its lines or dates; void it and issue a new one.", status=row.status
+            )
     ws = workspace_row(uow, workspace_id)
     values = {}
     if {"issue_date", "due_date", "payment_terms_days"} & set(data):
-        merged = {"issue_date": row.issue_date, "due_date": data.get("due_date"),
-                  "payment_terms_days": row.payment_terms_days, **data}
+        merged = {
+            "issue_date": row.issue_date,
+            "due_date": data.get("due_date"),
+            "payment_terms_days": row.payment_terms_days,
+            **data,
+        }
         if "due_date" not in data and "payment_terms_days" not in data:
             merged["due_date"] = row.due_date
         try:
@@ -154,14 +264,21 @@ def send_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, autopay
         raise Conflict("A void invoice cannot be sent.", status="void")
     if row.status == "draft":
         client = client_row(uow, workspace_id, row.client_id)
-        uow.execute(invoices.update().where(invoices.c.id == invoice_id)
-                    .values(status="sent", sent_at=now, client_snapshot=client_snapshot(uow, client)))
+        uow.execute(
+            invoices.update()
+            .where(invoices.c.id == invoice_id)
+            .values(status="sent", sent_at=now, client_snapshot=client_snapshot(uow, client))
+        )
         money_moved(uow, now, workspace_id, row.client_id)
     row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
-    uow.publish("invoice.sent", workspace_id, {**_invoice_event(row), "autopay": autopay,
-                                               "recipients": portal_recipients(uow, row.client_id)})
-    record_activity(uow, now, workspace_id, row.client_id, "invoice.sent", f"Invoice {row.number} sent",
-                    {"invoice_id": invoice_id})
+    uow.publish(
+        "invoice.sent",
+        workspace_id,
+        {**_invoice_event(row), "autopay": autopay, "recipients": portal_recipients(uow, row.client_id)},
+    )
+    record_activity(
+        uow, now, workspace_id, row.client_id, "invoice.sent", f"Invoice {row.number} sent", {"invoice_id": invoice_id}
+    )
     return get_invoice(uow, now, workspace_id, invoice_id)
 
 
@@ -170,14 +287,22 @@ def void_invoice(uow, now: datetime, workspace_id: str, invoice_id: str) -> dict
     if row.status == "void":
         return get_invoice(uow, now, workspace_id, invoice_id)
     if row.amount_paid or row.amount_credited:
-        raise Conflict("This invoice has payments or credits applied; refund or reverse them before voiding.",
-                       status=row.status)
+        raise Conflict(
+            "This invoice has payments or credits applied; refund or reverse them before voiding.", status=row.status
+        )
     uow.execute(invoices.update().where(invoices.c.id == invoice_id).values(status="void", voided_at=now))
     money_moved(uow, now, workspace_id, row.client_id)
     row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
     uow.publish("invoice.voided", workspace_id, _invoice_event(row))
-    record_activity(uow, now, workspace_id, row.client_id, "invoice.voided", f"Invoice {row.number} voided",
-                    {"invoice_id": invoice_id})
+    record_activity(
+        uow,
+        now,
+        workspace_id,
+        row.client_id,
+        "invoice.voided",
+        f"Invoice {row.number} voided",
+        {"invoice_id": invoice_id},
+    )
     return get_invoice(uow, now, workspace_id, invoice_id)
 
 
@@ -195,10 +320,14 @@ def mark_invoice_viewed(uow, now: datetime, workspace_id: str, client_id: str, i
     _visible_to_client(row, client_id, "invoice")
     if row.status == "sent":
         uow.execute(invoices.update().where(invoices.c.id == invoice_id).values(status="viewed", viewed_at=now))
-        uow.publish("invoice.viewed", workspace_id,
-                    _invoice_event(get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")))
-    record_activity(uow, now, workspace_id, client_id, "invoice.viewed", f"Invoice {row.number} viewed",
-                    {"invoice_id": invoice_id})
+        uow.publish(
+            "invoice.viewed",
+            workspace_id,
+            _invoice_event(get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")),
+        )
+    record_activity(
+        uow, now, workspace_id, client_id, "invoice.viewed", f"Invoice {row.number} viewed", {"invoice_id": invoice_id}
+    )
     record_signal(uow, now, workspace_id, client_id, "view")  # every view, not only the first (the event's)
     return get_invoice(uow, now, workspace_id, invoice_id, client_id=client_id)
 
@@ -218,16 +347,29 @@ def get_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, client_i
     view.update(locale=client.locale, timezone=client.timezone, business_name=ws.name)
     view["lines"] = load_lines(uow, "invoice", invoice_id)
     view["payments"] = [
-        {"payment_id": p.id, "amount": p.allocated, "currency": p.currency, "method": p.method,
-         "reference": p.reference, "received_at": iso(p.received_at)}
-        for p in uow.execute(sa.select(payments, payment_allocations.c.amount.label("allocated"))
-                             .join(payment_allocations, payment_allocations.c.payment_id == payments.c.id)
-                             .where(payment_allocations.c.invoice_id == invoice_id)
-                             .order_by(payments.c.received_at)).all()]
+        {
+            "payment_id": p.id,
+            "amount": p.allocated,
+            "currency": p.currency,
+            "method": p.method,
+            "reference": p.reference,
+            "received_at": iso(p.received_at),
+        }
+        for p in uow.execute(
+            sa.select(payments, payment_allocations.c.amount.label("allocated"))
+            .join(payment_allocations, payment_allocations.c.payment_id == payments.c.id)
+            .where(payment_allocations.c.invoice_id == invoice_id)
+            .order_by(payments.c.received_at)
+        ).all()
+    ]
     view["credits"] = [
         {"id": c.id, "source": c.source, "amount": c.amount, "currency": c.currency, "applied_at": iso(c.created_at)}
-        for c in uow.execute(sa.select(credit_applications).where(credit_applications.c.invoice_id == invoice_id)
-                             .order_by(credit_applications.c.created_at)).all()]
+        for c in uow.execute(
+            sa.select(credit_applications)
+            .where(credit_applications.c.invoice_id == invoice_id)
+            .order_by(credit_applications.c.created_at)
+        ).all()
+    ]
     return view
 
 
@@ -255,8 +397,12 @@ def _listing(uow, now: datetime, table: sa.Table, workspace_id: str, filters: di
     return _listing_query(table, workspace_id, filters), workspace_today(workspace_row(uow, workspace_id), now)
 
 
-SORTS = {"date": invoices.c.issue_date, "due_date": invoices.c.due_date, "amount": invoices.c.total,
-         "number": invoices.c.number}
+SORTS = {
+    "date": invoices.c.issue_date,
+    "due_date": invoices.c.due_date,
+    "amount": invoices.c.total,
+    "number": invoices.c.number,
+}
 # Above every character a number can hold: suffix >= term and < term + this is "starts with term".
 LAST_CHARACTER = "\U0010ffff"
 
@@ -297,11 +443,16 @@ def _after(cursor, sort: str) -> list:
         for key, value in zip(keys, values):
             if isinstance(key.type, sa.Date):
                 typed.append(date.fromisoformat(value))
-            elif (isinstance(key.type, sa.Integer) and isinstance(value, int) and not isinstance(value, bool)
-                  and -2**63 <= value < 2**63):
+            elif (
+                isinstance(key.type, sa.Integer)
+                and isinstance(value, int)
+                and not isinstance(value, bool)
+                and -(2**63) <= value < 2**63
+            ):
                 typed.append(value)
-            elif (isinstance(key.type, sa.String) and isinstance(value, str) and len(value) <= 50
-                  and "\x00" not in value):
+            elif (
+                isinstance(key.type, sa.String) and isinstance(value, str) and len(value) <= 50 and "\x00" not in value
+            ):
                 typed.append(value)
             else:
                 raise ValueError("a key of the wrong type")
@@ -327,8 +478,15 @@ def list_invoices(uow, now: datetime, workspace_id: str, filters: dict | None = 
     search = str(filters.get("search") or "")[:50].lower()
     if search:
         endings = invoice_number_suffixes.c
-        query = query.where(invoices.c.id.in_(sa.select(endings.invoice_id).where(
-            endings.workspace_id == workspace_id, endings.suffix >= search, endings.suffix < search + LAST_CHARACTER)))
+        query = query.where(
+            invoices.c.id.in_(
+                sa.select(endings.invoice_id).where(
+                    endings.workspace_id == workspace_id,
+                    endings.suffix >= search,
+                    endings.suffix < search + LAST_CHARACTER,
+                )
+            )
+        )
     owed = invoices.c.total - invoices.c.amount_paid - invoices.c.amount_credited
     status = filters.get("status") or "all"
     open_ = invoices.c.status.in_(sorted(domain.OPEN_STATUSES))
@@ -338,8 +496,10 @@ def list_invoices(uow, now: datetime, workspace_id: str, filters: dict | None = 
         "unpaid": open_ & (owed > 0),
         "partially_paid": invoices.c.status == "partially_paid",
         "overdue": open_ & (owed > 0) & (invoices.c.due_date < today),
-        "draft": invoices.c.status == "draft", "sent": invoices.c.status == "sent",
-        "viewed": invoices.c.status == "viewed", "void": invoices.c.status == "void",
+        "draft": invoices.c.status == "draft",
+        "sent": invoices.c.status == "sent",
+        "viewed": invoices.c.status == "viewed",
+        "void": invoices.c.status == "void",
     }
     if status not in conditions:
         raise Invalid("Unknown status filter.", status=f"one of {', '.join(conditions)}")
@@ -360,34 +520,67 @@ def list_invoices(uow, now: datetime, workspace_id: str, filters: dict | None = 
         total = uow.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
     order = [key.desc() if descending else key.asc() for key in keys]
     rows = uow.execute(query.order_by(*order).limit(limit + 1).offset(offset)).all()  # one more: is there a next?
-    page = {"items": [invoice_view(r, today) for r in rows[:limit]], "total": total, "limit": limit, "offset": offset,
-            "next_cursor": _cursor(sort, rows[limit - 1]) if len(rows) > limit else None}
+    page = {
+        "items": [invoice_view(r, today) for r in rows[:limit]],
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "next_cursor": _cursor(sort, rows[limit - 1]) if len(rows) > limit else None,
+    }
     if filters.get("portal") and filters.get("client_id"):  # how the reader formats: one call renders the page
         client = client_row(uow, workspace_id, filters["client_id"])
-        page["client"] = {"name": client.name, "currency": client.currency, "locale": client.locale,
-                          "timezone": client.timezone}
+        page["client"] = {
+            "name": client.name,
+            "currency": client.currency,
+            "locale": client.locale,
+            "timezone": client.timezone,
+        }
     return page
 
 
 # ---------------------------------------------------------------- quotes
 
+
 def quote_view(row, today) -> dict:
     return {
-        "id": row.id, "number": row.number, "client_id": row.client_id, "status": row.status,
+        "id": row.id,
+        "number": row.number,
+        "client_id": row.client_id,
+        "status": row.status,
         "display_status": domain.quote_display_status(row.status, row.expiry_date, today),
-        "currency": row.currency, "issue_date": iso(row.issue_date), "expiry_date": iso(row.expiry_date),
-        "subtotal": row.subtotal, "discount_total": row.discount_total, "tax_total": row.tax_total,
-        "total": row.total, "notes": row.notes, "terms": row.terms, "client": row.client_snapshot,
-        "accepted_at": iso(row.accepted_at), "accepted_by": row.accepted_by, "accepted_ip": row.accepted_ip,
-        "signature_name": row.signature_name, "rejected_at": iso(row.rejected_at), "rejected_by": row.rejected_by,
-        "rejection_reason": row.rejection_reason, "invoice_id": row.invoice_id, "sent_at": iso(row.sent_at),
-        "archived": row.archived_at is not None, "created_at": iso(row.created_at),
+        "currency": row.currency,
+        "issue_date": iso(row.issue_date),
+        "expiry_date": iso(row.expiry_date),
+        "subtotal": row.subtotal,
+        "discount_total": row.discount_total,
+        "tax_total": row.tax_total,
+        "total": row.total,
+        "notes": row.notes,
+        "terms": row.terms,
+        "client": row.client_snapshot,
+        "accepted_at": iso(row.accepted_at),
+        "accepted_by": row.accepted_by,
+        "accepted_ip": row.accepted_ip,
+        "signature_name": row.signature_name,
+        "rejected_at": iso(row.rejected_at),
+        "rejected_by": row.rejected_by,
+        "rejection_reason": row.rejection_reason,
+        "invoice_id": row.invoice_id,
+        "sent_at": iso(row.sent_at),
+        "archived": row.archived_at is not None,
+        "created_at": iso(row.created_at),
     }
 
 
 def _quote_event(row) -> dict:
-    return {"id": row.id, "number": row.number, "client_id": row.client_id, "status": row.status,
-            "total": row.total, "currency": row.currency}
+    return {
+        "id": row.id,
+        "number": row.number,
+        "client_id": row.client_id,
+        "status": row.status,
+        "total": row.total,
+        "currency": row.currency,
+    }
 
 
 def create_quote(uow, now: datetime, workspace_id: str, data: dict) -> dict:
@@ -402,11 +595,25 @@ def create_quote(uow, now: datetime, workspace_id: str, data: dict) -> dict:
     totals = domain.Totals.of(lines)
     quote_id = new_id()
     number = allocate_number(uow, workspace_id, "quote", settings_of(ws).quote_number_pattern, issue)
-    uow.execute(quotes.insert().values(
-        id=quote_id, workspace_id=workspace_id, client_id=client.id, number=number, status="draft",
-        currency=client.currency, issue_date=issue, expiry_date=expiry, subtotal=totals.subtotal,
-        discount_total=totals.discount, tax_total=totals.tax, total=totals.total, notes=_text(data, "notes"),
-        terms=_text(data, "terms"), created_at=now))
+    uow.execute(
+        quotes.insert().values(
+            id=quote_id,
+            workspace_id=workspace_id,
+            client_id=client.id,
+            number=number,
+            status="draft",
+            currency=client.currency,
+            issue_date=issue,
+            expiry_date=expiry,
+            subtotal=totals.subtotal,
+            discount_total=totals.discount,
+            tax_total=totals.tax,
+            total=totals.total,
+            notes=_text(data, "notes"),
+            terms=_text(data, "terms"),
+            created_at=now,
+        )
+    )
     save_lines(uow, "quote", quote_id, lines)
     row = get_scoped(uow, quotes, workspace_id, quote_id, "quote")
     uow.publish("quote.created", workspace_id, _quote_event(row))
@@ -439,12 +646,16 @@ def send_quote(uow, now: datetime, workspace_id: str, quote_id: str) -> dict:
         raise Conflict(f"A {row.status} quote cannot be sent.", status=row.status)
     if row.status == "draft":
         client = client_row(uow, workspace_id, row.client_id)
-        uow.execute(quotes.update().where(quotes.c.id == quote_id)
-                    .values(status="sent", sent_at=now, client_snapshot=client_snapshot(uow, client)))
+        uow.execute(
+            quotes.update()
+            .where(quotes.c.id == quote_id)
+            .values(status="sent", sent_at=now, client_snapshot=client_snapshot(uow, client))
+        )
     row = get_scoped(uow, quotes, workspace_id, quote_id, "quote")
     uow.publish("quote.sent", workspace_id, {**_quote_event(row), "recipients": portal_recipients(uow, row.client_id)})
-    record_activity(uow, now, workspace_id, row.client_id, "quote.sent", f"Quote {row.number} sent",
-                    {"quote_id": quote_id})
+    record_activity(
+        uow, now, workspace_id, row.client_id, "quote.sent", f"Quote {row.number} sent", {"quote_id": quote_id}
+    )
     return get_quote(uow, now, workspace_id, quote_id)
 
 
@@ -457,34 +668,68 @@ def _actionable_quote(uow, now, workspace_id, quote_id, client_id):
     return row, ws
 
 
-def accept_quote(uow, now: datetime, workspace_id: str, quote_id: str, by: str, ip: str = "",
-                 signature_name: str = "", client_id: str | None = None) -> dict:
+def accept_quote(
+    uow,
+    now: datetime,
+    workspace_id: str,
+    quote_id: str,
+    by: str,
+    ip: str = "",
+    signature_name: str = "",
+    client_id: str | None = None,
+) -> dict:
     row, ws = _actionable_quote(uow, now, workspace_id, quote_id, client_id)
     signature_name = text(signature_name, "signature_name", 200, null="")
     if signature_name and not signature_name.strip():
         raise Invalid("Sign with your name.", signature_name="required")
-    uow.execute(quotes.update().where(quotes.c.id == quote_id).values(
-        status="accepted", accepted_at=now, accepted_by=text(by, "by", 254), accepted_ip=(ip or "")[:64],
-        signature_name=signature_name or None))  # no signature: NULL
+    uow.execute(
+        quotes.update()
+        .where(quotes.c.id == quote_id)
+        .values(
+            status="accepted",
+            accepted_at=now,
+            accepted_by=text(by, "by", 254),
+            accepted_ip=(ip or "")[:64],
+            signature_name=signature_name or None,
+        )
+    )  # no signature: NULL
     row = get_scoped(uow, quotes, workspace_id, quote_id, "quote")
     uow.publish("quote.accepted", workspace_id, {**_quote_event(row), "accepted_by": row.accepted_by})
-    record_activity(uow, now, workspace_id, row.client_id, "quote.accepted",
-                    f"Quote {row.number} accepted by {row.accepted_by}", {"quote_id": quote_id})
+    record_activity(
+        uow,
+        now,
+        workspace_id,
+        row.client_id,
+        "quote.accepted",
+        f"Quote {row.number} accepted by {row.accepted_by}",
+        {"quote_id": quote_id},
+    )
     if settings_of(ws).auto_convert_accepted_quotes:
         convert_quote(uow, now, workspace_id, quote_id)
     return get_quote(uow, now, workspace_id, quote_id)
 
 
-def reject_quote(uow, now: datetime, workspace_id: str, quote_id: str, by: str, reason: str = "",
-                 client_id: str | None = None) -> dict:
+def reject_quote(
+    uow, now: datetime, workspace_id: str, quote_id: str, by: str, reason: str = "", client_id: str | None = None
+) -> dict:
     row, _ = _actionable_quote(uow, now, workspace_id, quote_id, client_id)
     reason = text(reason, "reason", 2000)
-    uow.execute(quotes.update().where(quotes.c.id == quote_id).values(
-        status="rejected", rejected_at=now, rejected_by=text(by, "by", 254), rejection_reason=reason))
+    uow.execute(
+        quotes.update()
+        .where(quotes.c.id == quote_id)
+        .values(status="rejected", rejected_at=now, rejected_by=text(by, "by", 254), rejection_reason=reason)
+    )
     row = get_scoped(uow, quotes, workspace_id, quote_id, "quote")
     uow.publish("quote.rejected", workspace_id, {**_quote_event(row), "reason": reason})
-    record_activity(uow, now, workspace_id, row.client_id, "quote.rejected", f"Quote {row.number} rejected",
-                    {"quote_id": quote_id, "reason": reason})
+    record_activity(
+        uow,
+        now,
+        workspace_id,
+        row.client_id,
+        "quote.rejected",
+        f"Quote {row.number} rejected",
+        {"quote_id": quote_id, "reason": reason},
+    )
     return get_quote(uow, now, workspace_id, quote_id)
 
 
@@ -495,9 +740,18 @@ def convert_quote(uow, now: datetime, workspace_id: str, quote_id: str) -> dict:
         raise Conflict("Only an accepted quote can become an invoice.", status=row.status)
     if row.invoice_id:
         return get_invoice(uow, now, workspace_id, row.invoice_id)
-    invoice = create_invoice(uow, now, workspace_id, {
-        "client_id": row.client_id, "lines": load_lines(uow, "quote", quote_id), "notes": row.notes,
-        "terms": row.terms, "send": True})
+    invoice = create_invoice(
+        uow,
+        now,
+        workspace_id,
+        {
+            "client_id": row.client_id,
+            "lines": load_lines(uow, "quote", quote_id),
+            "notes": row.notes,
+            "terms": row.terms,
+            "send": True,
+        },
+    )
     uow.execute(invoices.update().where(invoices.c.id == invoice["id"]).values(quote_id=quote_id))
     uow.execute(quotes.update().where(quotes.c.id == quote_id).values(invoice_id=invoice["id"]))
     uow.publish("quote.converted", workspace_id, {"id": quote_id, "invoice_id": invoice["id"]})
@@ -510,8 +764,12 @@ def get_quote(uow, now: datetime, workspace_id: str, quote_id: str, client_id: s
     ws = workspace_row(uow, workspace_id)
     client = client_row(uow, workspace_id, row.client_id)
     view = quote_view(row, workspace_today(ws, now))
-    view.update(client=row.client_snapshot or client_snapshot(uow, client), locale=client.locale,
-                timezone=client.timezone, business_name=ws.name)
+    view.update(
+        client=row.client_snapshot or client_snapshot(uow, client),
+        locale=client.locale,
+        timezone=client.timezone,
+        business_name=ws.name,
+    )
     view["lines"] = load_lines(uow, "quote", quote_id)
     return view
 
@@ -522,9 +780,12 @@ def list_quotes(uow, now: datetime, workspace_id: str, filters: dict | None = No
     status = filters.get("status") or "all"
     not_expired = sa.or_(quotes.c.expiry_date.is_(None), quotes.c.expiry_date >= today)
     conditions = {
-        "all": None, "draft": quotes.c.status == "draft",
-        "pending": (quotes.c.status == "sent") & not_expired, "sent": (quotes.c.status == "sent") & not_expired,
-        "accepted": quotes.c.status == "accepted", "rejected": quotes.c.status == "rejected",
+        "all": None,
+        "draft": quotes.c.status == "draft",
+        "pending": (quotes.c.status == "sent") & not_expired,
+        "sent": (quotes.c.status == "sent") & not_expired,
+        "accepted": quotes.c.status == "accepted",
+        "rejected": quotes.c.status == "rejected",
         "expired": (quotes.c.status == "expired") | ((quotes.c.status == "sent") & ~not_expired),
     }
     if status not in conditions:
@@ -540,6 +801,7 @@ QUOTE_ORDER = (quotes.c.issue_date.desc(), quotes.c.number.desc())
 
 
 # ---------------------------------------------------------------- credit notes
+
 
 def issue_credit_note(uow, now: datetime, workspace_id: str, data: dict) -> dict:
     """A credit note adds to the client's available credit; apply it to invoices separately."""
@@ -560,28 +822,67 @@ def issue_credit_note(uow, now: datetime, workspace_id: str, data: dict) -> dict
     issue = parse_date(data.get("issue_date"), "issue_date") or workspace_today(ws, now)
     credit_id = new_id()
     number = allocate_number(uow, workspace_id, "credit", settings_of(ws).credit_number_pattern, issue)
-    uow.execute(credit_notes.insert().values(
-        id=credit_id, workspace_id=workspace_id, client_id=client.id, number=number, currency=client.currency,
-        issue_date=issue, subtotal=totals.subtotal, tax_total=totals.tax, total=totals.total,
-        reason=_text(data, "reason", 2000), invoice_id=data.get("invoice_id"), created_at=now))
+    uow.execute(
+        credit_notes.insert().values(
+            id=credit_id,
+            workspace_id=workspace_id,
+            client_id=client.id,
+            number=number,
+            currency=client.currency,
+            issue_date=issue,
+            subtotal=totals.subtotal,
+            tax_total=totals.tax,
+            total=totals.total,
+            reason=_text(data, "reason", 2000),
+            invoice_id=data.get("invoice_id"),
+            created_at=now,
+        )
+    )
     save_lines(uow, "credit", credit_id, lines)
     money_moved(uow, now, workspace_id, client.id)
-    uow.publish("credit.issued", workspace_id, {"id": credit_id, "number": number, "client_id": client.id,
-                                                "total": totals.total, "currency": client.currency})
-    record_activity(uow, now, workspace_id, client.id, "credit.issued", f"Credit note {number} issued",
-                    {"credit_note_id": credit_id})
-    return {"id": credit_id, "number": number, "client_id": client.id, "currency": client.currency,
-            "issue_date": iso(issue), "total": totals.total, "tax_total": totals.tax, "reason": data.get("reason", ""),
-            "lines": load_lines(uow, "credit", credit_id)}
+    uow.publish(
+        "credit.issued",
+        workspace_id,
+        {"id": credit_id, "number": number, "client_id": client.id, "total": totals.total, "currency": client.currency},
+    )
+    record_activity(
+        uow,
+        now,
+        workspace_id,
+        client.id,
+        "credit.issued",
+        f"Credit note {number} issued",
+        {"credit_note_id": credit_id},
+    )
+    return {
+        "id": credit_id,
+        "number": number,
+        "client_id": client.id,
+        "currency": client.currency,
+        "issue_date": iso(issue),
+        "total": totals.total,
+        "tax_total": totals.tax,
+        "reason": data.get("reason", ""),
+        "lines": load_lines(uow, "credit", credit_id),
+    }
 
 
 def list_credit_notes(uow, now: datetime, workspace_id: str, client_id: str | None = None) -> list[dict]:
     query = sa.select(credit_notes).where(credit_notes.c.workspace_id == workspace_id)
     if client_id:
         query = query.where(credit_notes.c.client_id == client_id)
-    return [{"id": r.id, "number": r.number, "client_id": r.client_id, "currency": r.currency,
-             "issue_date": iso(r.issue_date), "total": r.total, "reason": r.reason}
-            for r in uow.execute(query.order_by(credit_notes.c.issue_date.desc())).all()]
+    return [
+        {
+            "id": r.id,
+            "number": r.number,
+            "client_id": r.client_id,
+            "currency": r.currency,
+            "issue_date": iso(r.issue_date),
+            "total": r.total,
+            "reason": r.reason,
+        }
+        for r in uow.execute(query.order_by(credit_notes.c.issue_date.desc())).all()
+    ]
 
 
 # ---------------------------------------------------------------- comments
@@ -589,41 +890,91 @@ def list_credit_notes(uow, now: datetime, workspace_id: str, client_id: str | No
 DOCUMENT_TABLES = {"invoice": invoices, "quote": quotes}
 
 
-def add_comment(uow, now: datetime, workspace_id: str, document_kind: str, document_id: str, author_kind: str,
-                author_name: str, body: str, client_id: str | None = None) -> dict:
+def add_comment(
+    uow,
+    now: datetime,
+    workspace_id: str,
+    document_kind: str,
+    document_id: str,
+    author_kind: str,
+    author_name: str,
+    body: str,
+    client_id: str | None = None,
+) -> dict:
     if document_kind not in DOCUMENT_TABLES:
         raise Invalid("Comments go on invoices or quotes.", document_kind="unknown")
     if author_kind not in ("client", "business"):
         raise Invalid("The author is the client or the business.", author_kind="unknown")
     body = text(body, "body", 5000, required=True).strip()  # surrounding blank space trimmed
     author_name = text(author_name, "author_name", 200)
-    document = get_scoped(uow, DOCUMENT_TABLES[document_kind], workspace_id, document_id, document_kind,
-                          client_id=client_id)
+    document = get_scoped(
+        uow, DOCUMENT_TABLES[document_kind], workspace_id, document_id, document_kind, client_id=client_id
+    )
     _visible_to_client(document, client_id, document_kind)
     comment_id = new_id()
-    uow.execute(comments.insert().values(
-        id=comment_id, workspace_id=workspace_id, client_id=document.client_id, document_kind=document_kind,
-        document_id=document_id, author_kind=author_kind, author_name=author_name, body=body,
-        created_at=now))
-    uow.publish("comment.added", workspace_id, {"id": comment_id, "document_kind": document_kind,
-                                                "document_id": document_id, "client_id": document.client_id,
-                                                "author_kind": author_kind})
-    record_activity(uow, now, workspace_id, document.client_id, "comment.added",
-                    f"Comment on {document_kind} {document.number} by {author_name}",
-                    {"document_kind": document_kind, "document_id": document_id})
-    return {"id": comment_id, "author_kind": author_kind, "author_name": author_name, "body": body,
-            "created_at": iso(now)}
+    uow.execute(
+        comments.insert().values(
+            id=comment_id,
+            workspace_id=workspace_id,
+            client_id=document.client_id,
+            document_kind=document_kind,
+            document_id=document_id,
+            author_kind=author_kind,
+            author_name=author_name,
+            body=body,
+            created_at=now,
+        )
+    )
+    uow.publish(
+        "comment.added",
+        workspace_id,
+        {
+            "id": comment_id,
+            "document_kind": document_kind,
+            "document_id": document_id,
+            "client_id": document.client_id,
+            "author_kind": author_kind,
+        },
+    )
+    record_activity(
+        uow,
+        now,
+        workspace_id,
+        document.client_id,
+        "comment.added",
+        f"Comment on {document_kind} {document.number} by {author_name}",
+        {"document_kind": document_kind, "document_id": document_id},
+    )
+    return {
+        "id": comment_id,
+        "author_kind": author_kind,
+        "author_name": author_name,
+        "body": body,
+        "created_at": iso(now),
+    }
 
 
-def list_comments(uow, now: datetime, workspace_id: str, document_kind: str, document_id: str,
-                  client_id: str | None = None) -> list[dict]:
+def list_comments(
+    uow, now: datetime, workspace_id: str, document_kind: str, document_id: str, client_id: str | None = None
+) -> list[dict]:
     if document_kind not in DOCUMENT_TABLES:
         raise Invalid("Comments go on invoices or quotes.", document_kind="unknown")
-    document = get_scoped(uow, DOCUMENT_TABLES[document_kind], workspace_id, document_id, document_kind,
-                          client_id=client_id)
+    document = get_scoped(
+        uow, DOCUMENT_TABLES[document_kind], workspace_id, document_id, document_kind, client_id=client_id
+    )
     _visible_to_client(document, client_id, document_kind)
-    rows = uow.execute(sa.select(comments).where(comments.c.document_kind == document_kind,
-                                                 comments.c.document_id == document_id)
-                       .order_by(comments.c.created_at, comments.c.id)).all()
-    return [{"id": r.id, "author_kind": r.author_kind, "author_name": r.author_name, "body": r.body,
-             "created_at": iso(r.created_at)} for r in rows]
+    rows = uow.execute(
+        sa.select(comments)
+        .where(comments.c.document_kind == document_kind, comments.c.document_id == document_id)
+        .order_by(comments.c.created_at, comments.c.id)
+    ).all()
+    return [
+        {
+            "id": r.id,
+            "author_kind": r.author_kind,
+            "author_name": r.author_name,
+            "body": r.body,
+            "created_at": iso(r.created_at),
+        }
+        for r in rows
+    ]

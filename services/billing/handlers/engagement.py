@@ -1,5 +1,6 @@
 """Collection signals: the per-client rollup the events maintain, and the engagement summaries the
 admin API reads (the rule itself is plain Python in services/billing/engagement.py)."""
+
 from __future__ import annotations
 
 import logging
@@ -12,31 +13,35 @@ from sqlalchemy.dialects import postgresql, sqlite
 from chassis.errors import Invalid
 from services.billing import domain, engagement
 from services.billing.handlers.common import client_row, page_bounds, workspace_row, workspace_today
-from services.billing.tables import client_engagement as rollups_table, clients, invoices, payments
+from services.billing.tables import client_engagement as rollups_table
+from services.billing.tables import clients, invoices, payments
 
 __all__ = ["record_signal", "payment_known", "client_engagement", "list_engagement"]
 
 log = logging.getLogger(__name__)
 
 
-def record_signal(uow, now: datetime, workspace_id: str, client_id: str, signal: str,
-                  at: datetime | None = None) -> bool:
+def record_signal(
+    uow, now: datetime, workspace_id: str, client_id: str, signal: str, at: datetime | None = None
+) -> bool:
     """Fold one signal into the client's rollup, in the caller's transaction: an event consumer's (so
     the inbox makes a redelivered event count once) or the one that publishes billing's own event.
     The row is locked while it changes, so concurrent signals for one client queue up rather than
     lose an increment. A client outside the workspace is logged and skipped: the event's other
     effects (its timeline entry) still happen."""
-    exists = uow.execute(sa.select(clients.c.id).where(clients.c.id == client_id,
-                                                       clients.c.workspace_id == workspace_id)).first()
+    exists = uow.execute(
+        sa.select(clients.c.id).where(clients.c.id == client_id, clients.c.workspace_id == workspace_id)
+    ).first()
     if exists is None:
-        log.warning("signal for a client not in the workspace", extra={
-            "workspace_id": workspace_id, "client_id": client_id, "signal": signal})
+        log.warning(
+            "signal for a client not in the workspace",
+            extra={"workspace_id": workspace_id, "client_id": client_id, "signal": signal},
+        )
         return False
     key = (rollups_table.c.workspace_id == workspace_id) & (rollups_table.c.client_id == client_id)
     dialect = uow.conn.dialect.name
     insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(rollups_table)
-    uow.execute(insert.values(workspace_id=workspace_id, client_id=client_id, updated_at=now)
-                .on_conflict_do_nothing())
+    uow.execute(insert.values(workspace_id=workspace_id, client_id=client_id, updated_at=now).on_conflict_do_nothing())
     row = uow.execute(sa.select(rollups_table).where(key).with_for_update()).one()
     rollup = engagement.apply_signal(engagement.Rollup.from_row(row), signal, at or now)
     uow.execute(rollups_table.update().where(key).values(**rollup.as_values(), updated_at=now))
@@ -50,10 +55,19 @@ def payment_known(uow, payment_id) -> bool:
 
 def _open_invoices(uow, workspace_id: str, client_id: str | None = None) -> dict[str, list]:
     """Standard invoices still owed, per client: what the client sees as owed (archived ones are not)."""
-    query = sa.select(invoices.c.client_id, invoices.c.due_date, invoices.c.total, invoices.c.amount_paid,
-                      invoices.c.amount_credited, invoices.c.currency).where(
-        invoices.c.workspace_id == workspace_id, invoices.c.kind == "standard", invoices.c.archived_at.is_(None),
-        invoices.c.status.in_(sorted(domain.OPEN_STATUSES)))
+    query = sa.select(
+        invoices.c.client_id,
+        invoices.c.due_date,
+        invoices.c.total,
+        invoices.c.amount_paid,
+        invoices.c.amount_credited,
+        invoices.c.currency,
+    ).where(
+        invoices.c.workspace_id == workspace_id,
+        invoices.c.kind == "standard",
+        invoices.c.archived_at.is_(None),
+        invoices.c.status.in_(sorted(domain.OPEN_STATUSES)),
+    )
     if client_id is not None:
         query = query.where(invoices.c.client_id == client_id)
     found: dict[str, list] = defaultdict(list)
@@ -72,20 +86,29 @@ def _rollups(uow, workspace_id: str, client_id: str | None = None) -> dict[str, 
 
 
 def _summary(client, rollup, open_invoices, today, now) -> dict:
-    return {"client_id": client.id, "client_name": client.name,
-            **engagement.summarize(rollup or engagement.Rollup(), open_invoices, today, now)}
+    return {
+        "client_id": client.id,
+        "client_name": client.name,
+        **engagement.summarize(rollup or engagement.Rollup(), open_invoices, today, now),
+    }
 
 
 def client_engagement(uow, now: datetime, workspace_id: str, client_id: str) -> dict:
     """One client's collection signals and late-payment risk; NotFound outside the workspace."""
     client = client_row(uow, workspace_id, client_id)
     today = workspace_today(workspace_row(uow, workspace_id), now)
-    return _summary(client, _rollups(uow, workspace_id, client.id).get(client.id),
-                    _open_invoices(uow, workspace_id, client.id)[client.id], today, now)
+    return _summary(
+        client,
+        _rollups(uow, workspace_id, client.id).get(client.id),
+        _open_invoices(uow, workspace_id, client.id)[client.id],
+        today,
+        now,
+    )
 
 
-def list_engagement(uow, now: datetime, workspace_id: str, risk: str | None = None, limit: int = 100,
-                    offset: int = 0) -> dict:
+def list_engagement(
+    uow, now: datetime, workspace_id: str, risk: str | None = None, limit: int = 100, offset: int = 0
+) -> dict:
     """Every client of the workspace, riskiest first (then longest overdue), optionally one risk level.
     The risk depends on today's date, so it is computed on read, for all clients, then paged."""
     if risk not in (None, "") and risk not in engagement.RISKS:
@@ -98,4 +121,4 @@ def list_engagement(uow, now: datetime, workspace_id: str, risk: str | None = No
     if risk:
         summaries = [s for s in summaries if s["risk"] == risk]
     summaries.sort(key=engagement.sort_key)
-    return {"items": summaries[offset:offset + limit], "total": len(summaries), "limit": limit, "offset": offset}
+    return {"items": summaries[offset : offset + limit], "total": len(summaries), "limit": limit, "offset": offset}

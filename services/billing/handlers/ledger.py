@@ -1,5 +1,6 @@
 """Money that moves: payments applied to invoices, credits and retainers, balances, statements,
 the client dashboard and the activity timeline."""
+
 from __future__ import annotations
 
 import logging
@@ -15,17 +16,52 @@ from chassis.fields import text
 from chassis.money import Money
 from chassis.sql import json_rows, local_date, rows_from_json
 from services.billing import domain
-from services.billing.handlers.common import (check_fields, client_row, client_snapshot, get_scoped, iso, new_id, page_bounds,
-                                              parse_date,
-                                              portal_recipients, record_activity, settings_of,
-                                              workspace_row, workspace_today)
+from services.billing.handlers.common import (
+    check_fields,
+    client_row,
+    client_snapshot,
+    get_scoped,
+    iso,
+    new_id,
+    page_bounds,
+    parse_date,
+    portal_recipients,
+    record_activity,
+    settings_of,
+    workspace_row,
+    workspace_today,
+)
 from services.billing.handlers.documents import PORTAL_QUOTES, QUOTE_ORDER, invoice_view, quote_view
 from services.billing.handlers.summaries import AVAILABLE, BALANCES, OPEN, OWED, money_moved, params
-from services.billing.tables import (activities, client_summaries, clients, credit_applications, credit_notes, invoices,
-                                     payment_allocations, payments, quotes, refunds, workspaces)
+from services.billing.tables import (
+    activities,
+    client_summaries,
+    clients,
+    credit_applications,
+    credit_notes,
+    invoices,
+    payment_allocations,
+    payments,
+    quotes,
+    refunds,
+    workspaces,
+)
 
-__all__ = ["get_payment", "record_payment", "apply_credit", "apply_retainer", "refund_retainer", "client_balances", "statement",
-           "client_dashboard", "list_activity", "list_payments", "record_refund", "list_refunds", "record_dispute"]
+__all__ = [
+    "get_payment",
+    "record_payment",
+    "apply_credit",
+    "apply_retainer",
+    "refund_retainer",
+    "client_balances",
+    "statement",
+    "client_dashboard",
+    "list_activity",
+    "list_payments",
+    "record_refund",
+    "list_refunds",
+    "record_dispute",
+]
 
 log = logging.getLogger(__name__)
 METHODS = {"card", "bank_transfer", "cash", "cheque", "other"}
@@ -46,8 +82,11 @@ def _settle(uow, workspace_id: str, invoice_id: str, *, paid: int = 0, credited:
     domain.check_settlement(row.status, paid + credited, owed, "payment" if paid else "credit")
     new_paid, new_credited = row.amount_paid + paid, row.amount_credited + credited
     status = domain.status_after_settlement(row.status, row.total, new_paid, new_credited)
-    uow.execute(invoices.update().where(invoices.c.id == invoice_id)
-                .values(amount_paid=new_paid, amount_credited=new_credited, status=status))
+    uow.execute(
+        invoices.update()
+        .where(invoices.c.id == invoice_id)
+        .values(amount_paid=new_paid, amount_credited=new_credited, status=status)
+    )
     return get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
 
 
@@ -59,8 +98,18 @@ def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_u
     charged cannot be refused, so each allocation is clipped to what its invoice still owes (nothing
     for a paid or void one) and the rest of data["amount"] stays on the payment as `unapplied`, which
     is the client's credit. Without it, an allocation the invoice cannot take is an error."""
-    allowed = {"payment_id", "client_id", "invoice_id", "allocations", "amount", "currency", "method", "reference",
-               "received_at", "source"}
+    allowed = {
+        "payment_id",
+        "client_id",
+        "invoice_id",
+        "allocations",
+        "amount",
+        "currency",
+        "method",
+        "reference",
+        "received_at",
+        "source",
+    }
     check_fields(data, allowed)
     payment_id = text(data.get("payment_id"), "payment_id", 64, null="") or new_id()
     existing = uow.execute(sa.select(payments).where(payments.c.id == payment_id)).first()
@@ -115,19 +164,37 @@ def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_u
             raise Invalid("The amount is less than the sum of the allocations.", amount="mismatch")
     elif data.get("amount") is not None and data.get("allocations") is not None and data["amount"] != total:
         raise Invalid("The amount differs from the sum of the allocations.", amount="mismatch")
-    uow.execute(payments.insert().values(
-        id=payment_id, workspace_id=workspace_id, client_id=client_id,
-        kind="retainer" if kinds == {"retainer"} else "invoice", amount=charged, unapplied=charged - total,
-        currency=currency, method=method,
-        reference=text(data.get("reference", ""), "reference", 200), source=text(data.get("source", "offline"), "source", 20),
-        received_at=received_at))
+    uow.execute(
+        payments.insert().values(
+            id=payment_id,
+            workspace_id=workspace_id,
+            client_id=client_id,
+            kind="retainer" if kinds == {"retainer"} else "invoice",
+            amount=charged,
+            unapplied=charged - total,
+            currency=currency,
+            method=method,
+            reference=text(data.get("reference", ""), "reference", 200),
+            source=text(data.get("source", "offline"), "source", 20),
+            received_at=received_at,
+        )
+    )
     if settled:
-        uow.execute(payment_allocations.insert(), [{"payment_id": payment_id, "invoice_id": row.id, "amount": amount}
-                                                   for row, amount in settled])
+        uow.execute(
+            payment_allocations.insert(),
+            [{"payment_id": payment_id, "invoice_id": row.id, "amount": amount} for row, amount in settled],
+        )
     for row, amount in settled:
-        event = {"payment_id": payment_id, "invoice_id": row.id, "number": row.number, "client_id": client_id,
-                 "amount": amount, "currency": currency, "status": row.status,
-                 "balance": domain.balance(row.total, row.amount_paid, row.amount_credited)}
+        event = {
+            "payment_id": payment_id,
+            "invoice_id": row.id,
+            "number": row.number,
+            "client_id": client_id,
+            "amount": amount,
+            "currency": currency,
+            "status": row.status,
+            "balance": domain.balance(row.total, row.amount_paid, row.amount_credited),
+        }
         uow.publish("invoice.payment_applied", workspace_id, event)
         if row.status == "paid":
             uow.publish("invoice.paid", workspace_id, event)
@@ -142,34 +209,51 @@ def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_u
 
 
 def _payment_view(uow, row) -> dict:
-    allocations = uow.execute(sa.select(payment_allocations.c.invoice_id, payment_allocations.c.amount,
-                                        invoices.c.number)
-                              .join(invoices, invoices.c.id == payment_allocations.c.invoice_id)
-                              .where(payment_allocations.c.payment_id == row.id)).all()
+    allocations = uow.execute(
+        sa.select(payment_allocations.c.invoice_id, payment_allocations.c.amount, invoices.c.number)
+        .join(invoices, invoices.c.id == payment_allocations.c.invoice_id)
+        .where(payment_allocations.c.payment_id == row.id)
+    ).all()
     # amount = what the allocations still pay + unapplied + refunded
-    return {"id": row.id, "client_id": row.client_id, "kind": row.kind, "amount": row.amount,
-            "currency": row.currency, "method": row.method, "reference": row.reference, "source": row.source,
-            "received_at": iso(row.received_at),
-            "allocations": [{"invoice_id": a.invoice_id, "number": a.number, "amount": a.amount}
-                            for a in allocations],
-            "unapplied": row.unapplied, "refunded": _refunded(uow, row.id), "dispute_status": row.dispute_status}
+    return {
+        "id": row.id,
+        "client_id": row.client_id,
+        "kind": row.kind,
+        "amount": row.amount,
+        "currency": row.currency,
+        "method": row.method,
+        "reference": row.reference,
+        "source": row.source,
+        "received_at": iso(row.received_at),
+        "allocations": [{"invoice_id": a.invoice_id, "number": a.number, "amount": a.amount} for a in allocations],
+        "unapplied": row.unapplied,
+        "refunded": _refunded(uow, row.id),
+        "dispute_status": row.dispute_status,
+    }
 
 
 def _refunded(uow, payment_id: str) -> int:
-    return int(uow.execute(sa.select(sa.func.sum(refunds.c.amount)).where(refunds.c.payment_id == payment_id))
-               .scalar_one() or 0)
+    return int(
+        uow.execute(sa.select(sa.func.sum(refunds.c.amount)).where(refunds.c.payment_id == payment_id)).scalar_one()
+        or 0
+    )
 
 
 def get_payment(uow, now: datetime, workspace_id: str, payment_id: str, client_id: str | None = None) -> dict:
     """One payment with what it paid, and the client's details for a receipt."""
     row = get_scoped(uow, payments, workspace_id, payment_id, "payment", client_id=client_id)
     client = client_row(uow, workspace_id, row.client_id)
-    return {**_payment_view(uow, row), "client": client_snapshot(uow, client), "locale": client.locale,
-            "timezone": client.timezone}
+    return {
+        **_payment_view(uow, row),
+        "client": client_snapshot(uow, client),
+        "locale": client.locale,
+        "timezone": client.timezone,
+    }
 
 
-def list_payments(uow, now: datetime, workspace_id: str, client_id: str | None = None, kind: str | None = None,
-                  sort: str = "-date") -> list[dict]:
+def list_payments(
+    uow, now: datetime, workspace_id: str, client_id: str | None = None, kind: str | None = None, sort: str = "-date"
+) -> list[dict]:
     query = sa.select(payments).where(payments.c.workspace_id == workspace_id)
     if client_id:
         query = query.where(payments.c.client_id == client_id)
@@ -201,22 +285,46 @@ def _use_balance(uow, now, workspace_id: str, invoice_id: str, amount, source: s
     client_row(uow, workspace_id, target.client_id, lock=True)  # serialise balance use per client
     available = _available(uow, target.client_id, target.currency)[source]
     if amount > available:
-        raise Conflict(f"Only {Money(available, target.currency).format()} of {source} is available.",
-                      amount="more than available")
+        raise Conflict(
+            f"Only {Money(available, target.currency).format()} of {source} is available.", amount="more than available"
+        )
     row = _settle(uow, workspace_id, invoice_id, credited=amount)
-    uow.execute(credit_applications.insert().values(
-        id=new_id(), workspace_id=workspace_id, client_id=row.client_id, source=source, invoice_id=invoice_id,
-        amount=amount, currency=row.currency, kind="applied", reference=reference[:200], created_at=now))
+    uow.execute(
+        credit_applications.insert().values(
+            id=new_id(),
+            workspace_id=workspace_id,
+            client_id=row.client_id,
+            source=source,
+            invoice_id=invoice_id,
+            amount=amount,
+            currency=row.currency,
+            kind="applied",
+            reference=reference[:200],
+            created_at=now,
+        )
+    )
     money_moved(uow, now, workspace_id, row.client_id)
-    event = {"invoice_id": invoice_id, "number": row.number, "client_id": row.client_id, "amount": amount,
-             "currency": row.currency, "status": row.status,
-             "balance": domain.balance(row.total, row.amount_paid, row.amount_credited)}
+    event = {
+        "invoice_id": invoice_id,
+        "number": row.number,
+        "client_id": row.client_id,
+        "amount": amount,
+        "currency": row.currency,
+        "status": row.status,
+        "balance": domain.balance(row.total, row.amount_paid, row.amount_credited),
+    }
     uow.publish(f"{source}.applied", workspace_id, event)
     if row.status == "paid":
         uow.publish("invoice.paid", workspace_id, event)
-    record_activity(uow, now, workspace_id, row.client_id, f"{source}.applied",
-                    f"{Money(amount, row.currency).format()} of {source} applied to {row.number}",
-                    {"invoice_id": invoice_id})
+    record_activity(
+        uow,
+        now,
+        workspace_id,
+        row.client_id,
+        f"{source}.applied",
+        f"{Money(amount, row.currency).format()} of {source} applied to {row.number}",
+        {"invoice_id": invoice_id},
+    )
     return invoice_view(row, workspace_today(workspace_row(uow, workspace_id), now))
 
 
@@ -233,19 +341,39 @@ def refund_retainer(uow, now: datetime, workspace_id: str, client_id: str, amoun
     client = client_row(uow, workspace_id, client_id, lock=True)
     available = _available(uow, client_id, client.currency)["retainer"]
     if amount > available:
-        raise Conflict(f"Only {Money(available, client.currency).format()} of retainer is available.",
-                      amount="more than available")
+        raise Conflict(
+            f"Only {Money(available, client.currency).format()} of retainer is available.", amount="more than available"
+        )
     refund_id = new_id()
-    uow.execute(credit_applications.insert().values(
-        id=refund_id, workspace_id=workspace_id, client_id=client_id, source="retainer", invoice_id=None,
-        amount=amount, currency=client.currency, kind="refunded", reference=text(reference, "reference", 200), created_at=now))
+    uow.execute(
+        credit_applications.insert().values(
+            id=refund_id,
+            workspace_id=workspace_id,
+            client_id=client_id,
+            source="retainer",
+            invoice_id=None,
+            amount=amount,
+            currency=client.currency,
+            kind="refunded",
+            reference=text(reference, "reference", 200),
+            created_at=now,
+        )
+    )
     money_moved(uow, now, workspace_id, client_id)
-    uow.publish("retainer.refunded", workspace_id, {"id": refund_id, "client_id": client_id, "amount": amount,
-                                                    "currency": client.currency})
-    record_activity(uow, now, workspace_id, client_id, "retainer.refunded",
-                    f"{Money(amount, client.currency).format()} of retainer refunded")
-    return {"id": refund_id, "amount": amount, "currency": client.currency,
-            "retainer_available": available - amount}
+    uow.publish(
+        "retainer.refunded",
+        workspace_id,
+        {"id": refund_id, "client_id": client_id, "amount": amount, "currency": client.currency},
+    )
+    record_activity(
+        uow,
+        now,
+        workspace_id,
+        client_id,
+        "retainer.refunded",
+        f"{Money(amount, client.currency).format()} of retainer refunded",
+    )
+    return {"id": refund_id, "amount": amount, "currency": client.currency, "retainer_available": available - amount}
 
 
 REFUND_FIELDS = {"refund_id", "payment_id", "amount", "currency", "client_id", "reason"}
@@ -274,8 +402,16 @@ def _card_payment(uow, workspace_id: str, data: dict):
 
 
 def _refund_view(row) -> dict:
-    return {"id": row.id, "payment_id": row.payment_id, "client_id": row.client_id, "amount": row.amount,
-            "currency": row.currency, "policy": row.policy, "reason": row.reason, "created_at": iso(row.created_at)}
+    return {
+        "id": row.id,
+        "payment_id": row.payment_id,
+        "client_id": row.client_id,
+        "amount": row.amount,
+        "currency": row.currency,
+        "policy": row.policy,
+        "reason": row.reason,
+        "created_at": iso(row.created_at),
+    }
 
 
 def _reverse(uow, now, workspace_id: str, invoice_id: str, amount: int, policy: str, refund_id: str):
@@ -285,13 +421,27 @@ def _reverse(uow, now, workspace_id: str, invoice_id: str, amount: int, policy: 
     paid, credited, status = row.amount_paid - amount, row.amount_credited, row.status
     if policy == "credit":
         credited += amount
-        uow.execute(credit_applications.insert().values(
-            id=new_id(), workspace_id=workspace_id, client_id=row.client_id, source="refund", invoice_id=invoice_id,
-            amount=amount, currency=row.currency, kind="applied", reference=refund_id, created_at=now))
+        uow.execute(
+            credit_applications.insert().values(
+                id=new_id(),
+                workspace_id=workspace_id,
+                client_id=row.client_id,
+                source="refund",
+                invoice_id=invoice_id,
+                amount=amount,
+                currency=row.currency,
+                kind="applied",
+                reference=refund_id,
+                created_at=now,
+            )
+        )
     else:
         status = domain.status_after_refund(row.status, row.total, paid, credited, row.viewed_at is not None)
-    uow.execute(invoices.update().where(invoices.c.id == invoice_id)
-                .values(amount_paid=paid, amount_credited=credited, status=status))
+    uow.execute(
+        invoices.update()
+        .where(invoices.c.id == invoice_id)
+        .values(amount_paid=paid, amount_credited=credited, status=status)
+    )
     return get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
 
 
@@ -311,22 +461,25 @@ def record_refund(uow, now: datetime, workspace_id: str, data: dict) -> dict:
     payment = _card_payment(uow, workspace_id, data)
     refundable = payment.amount - _refunded(uow, payment.id)
     if amount > refundable:
-        raise Invalid(f"Only {Money(refundable, payment.currency).format()} of this payment can be refunded.",
-                      amount="more than refundable")
+        raise Invalid(
+            f"Only {Money(refundable, payment.currency).format()} of this payment can be refunded.",
+            amount="more than refundable",
+        )
     policy = settings_of(workspace_row(uow, workspace_id)).refund_policy
     # Unapplied money first: it paid no invoice. If the client already spent it as credit, their
     # available credit goes below zero, which is what they owe back.
     from_unapplied = min(amount, payment.unapplied)
     if from_unapplied:
-        uow.execute(payments.update().where(payments.c.id == payment.id)
-                    .values(unapplied=payments.c.unapplied - from_unapplied))
+        uow.execute(
+            payments.update().where(payments.c.id == payment.id).values(unapplied=payments.c.unapplied - from_unapplied)
+        )
     left, reversals = amount - from_unapplied, []
-    allocated = uow.execute(sa.select(payment_allocations.c.id, payment_allocations.c.invoice_id,
-                                      payment_allocations.c.amount)
-                            .join(invoices, invoices.c.id == payment_allocations.c.invoice_id)
-                            .where(payment_allocations.c.payment_id == payment.id)
-                            .order_by(invoices.c.due_date.desc(), invoices.c.issue_date.desc(),
-                                      invoices.c.number.desc())).all()
+    allocated = uow.execute(
+        sa.select(payment_allocations.c.id, payment_allocations.c.invoice_id, payment_allocations.c.amount)
+        .join(invoices, invoices.c.id == payment_allocations.c.invoice_id)
+        .where(payment_allocations.c.payment_id == payment.id)
+        .order_by(invoices.c.due_date.desc(), invoices.c.issue_date.desc(), invoices.c.number.desc())
+    ).all()
     # allocations + unapplied + earlier refunds make up the payment's amount, so this covers `left`
     for allocation in allocated:
         if not left:
@@ -335,27 +488,62 @@ def record_refund(uow, now: datetime, workspace_id: str, data: dict) -> dict:
         if take == allocation.amount:  # the payment no longer pays this invoice at all
             uow.execute(payment_allocations.delete().where(payment_allocations.c.id == allocation.id))
         else:
-            uow.execute(payment_allocations.update().where(payment_allocations.c.id == allocation.id)
-                        .values(amount=allocation.amount - take))
+            uow.execute(
+                payment_allocations.update()
+                .where(payment_allocations.c.id == allocation.id)
+                .values(amount=allocation.amount - take)
+            )
         row = _reverse(uow, now, workspace_id, allocation.invoice_id, take, policy, refund_id)
-        reversals.append({"invoice_id": row.id, "number": row.number, "amount": take, "status": row.status,
-                          "balance": domain.balance(row.total, row.amount_paid, row.amount_credited)})
+        reversals.append(
+            {
+                "invoice_id": row.id,
+                "number": row.number,
+                "amount": take,
+                "status": row.status,
+                "balance": domain.balance(row.total, row.amount_paid, row.amount_credited),
+            }
+        )
         left -= take
-    uow.execute(refunds.insert().values(
-        id=refund_id, workspace_id=workspace_id, payment_id=payment.id, client_id=payment.client_id, amount=amount,
-        currency=payment.currency, policy=policy, reason=reason, created_at=now))
+    uow.execute(
+        refunds.insert().values(
+            id=refund_id,
+            workspace_id=workspace_id,
+            payment_id=payment.id,
+            client_id=payment.client_id,
+            amount=amount,
+            currency=payment.currency,
+            policy=policy,
+            reason=reason,
+            created_at=now,
+        )
+    )
     money_moved(uow, now, workspace_id, payment.client_id)
     view = _refund_view(uow.execute(sa.select(refunds).where(refunds.c.id == refund_id)).one())
-    uow.publish("refund.recorded", workspace_id, {**view, "from_unapplied": from_unapplied, "reversals": reversals,
-                                                  "recipients": portal_recipients(uow, payment.client_id)})
-    record_activity(uow, now, workspace_id, payment.client_id, "refund.recorded",
-                    f"Refund of {Money(amount, payment.currency).format()} recorded",
-                    {"refund_id": refund_id, "payment_id": payment.id})
+    uow.publish(
+        "refund.recorded",
+        workspace_id,
+        {
+            **view,
+            "from_unapplied": from_unapplied,
+            "reversals": reversals,
+            "recipients": portal_recipients(uow, payment.client_id),
+        },
+    )
+    record_activity(
+        uow,
+        now,
+        workspace_id,
+        payment.client_id,
+        "refund.recorded",
+        f"Refund of {Money(amount, payment.currency).format()} recorded",
+        {"refund_id": refund_id, "payment_id": payment.id},
+    )
     return view
 
 
-def list_refunds(uow, now: datetime, workspace_id: str, payment_id: str | None = None,
-                 client_id: str | None = None) -> list[dict]:
+def list_refunds(
+    uow, now: datetime, workspace_id: str, payment_id: str | None = None, client_id: str | None = None
+) -> list[dict]:
     query = sa.select(refunds).where(refunds.c.workspace_id == workspace_id)
     if payment_id:
         query = query.where(refunds.c.payment_id == payment_id)
@@ -373,22 +561,46 @@ def record_dispute(uow, now: datetime, workspace_id: str, data: dict) -> dict:
     payment = _card_payment(uow, workspace_id, data)
     if payment.dispute_status != status:  # the same status again is a replay: nothing to do
         uow.execute(payments.update().where(payments.c.id == payment.id).values(dispute_status=status))
-        summary = (f"Payment disputed: {reason}" if payment.dispute_status is None
-                   else f"Payment dispute {status.replace('_', ' ')}: {reason}")
-        record_activity(uow, now, workspace_id, payment.client_id, "payment.disputed", summary,
-                        {"payment_id": payment.id, "dispute_id": data.get("dispute_id"), "status": status})
-        uow.publish("payment.dispute_recorded", workspace_id, {
-            "payment_id": payment.id, "dispute_id": data.get("dispute_id"), "client_id": payment.client_id,
-            "amount": data.get("amount"), "currency": payment.currency, "reason": reason, "status": status,
-            "previous_status": payment.dispute_status})
+        summary = (
+            f"Payment disputed: {reason}"
+            if payment.dispute_status is None
+            else f"Payment dispute {status.replace('_', ' ')}: {reason}"
+        )
+        record_activity(
+            uow,
+            now,
+            workspace_id,
+            payment.client_id,
+            "payment.disputed",
+            summary,
+            {"payment_id": payment.id, "dispute_id": data.get("dispute_id"), "status": status},
+        )
+        uow.publish(
+            "payment.dispute_recorded",
+            workspace_id,
+            {
+                "payment_id": payment.id,
+                "dispute_id": data.get("dispute_id"),
+                "client_id": payment.client_id,
+                "amount": data.get("amount"),
+                "currency": payment.currency,
+                "reason": reason,
+                "status": status,
+                "previous_status": payment.dispute_status,
+            },
+        )
     return _payment_view(uow, uow.execute(sa.select(payments).where(payments.c.id == payment.id)).one())
 
 
 def client_balances(uow, now: datetime, workspace_id: str, client_id: str) -> dict:
     client = client_row(uow, workspace_id, client_id)
     row = uow.execute(BALANCES, params(workspace_id, client_id, client.currency)).one()
-    return {"currency": client.currency, "outstanding": int(row.outstanding), "credit_available": int(row.credit),
-            "retainer_available": int(row.retainer)}
+    return {
+        "currency": client.currency,
+        "outstanding": int(row.outstanding),
+        "credit_available": int(row.credit),
+        "retainer_available": int(row.retainer),
+    }
 
 
 def statement(uow, now: datetime, workspace_id: str, client_id: str, start, end, currency: str | None = None) -> dict:
@@ -406,49 +618,82 @@ def statement(uow, now: datetime, workspace_id: str, client_id: str, start, end,
         raise Invalid("The period's start is after its end.", period="from after to")
     currency = currency or client.currency
     entries: list[domain.StatementEntry] = []
-    for r in uow.execute(sa.select(invoices).where(invoices.c.client_id == client_id, invoices.c.kind == "standard",
-                                                   invoices.c.currency == currency,
-                                                   invoices.c.status.notin_(["draft", "void"]))).all():
+    for r in uow.execute(
+        sa.select(invoices).where(
+            invoices.c.client_id == client_id,
+            invoices.c.kind == "standard",
+            invoices.c.currency == currency,
+            invoices.c.status.notin_(["draft", "void"]),
+        )
+    ).all():
         entries.append(domain.StatementEntry(r.issue_date, "invoice", r.number, r.total))
     tz_today = lambda moment: workspace_today(ws, moment)  # noqa: E731 - payment dates in the business's zone
-    for r in uow.execute(sa.select(payments).where(payments.c.client_id == client_id,
-                                                   payments.c.currency == currency)).all():
+    for r in uow.execute(
+        sa.select(payments).where(payments.c.client_id == client_id, payments.c.currency == currency)
+    ).all():
         entries.append(domain.StatementEntry(tz_today(r.received_at), "payment", r.reference or r.method, r.amount))
-    for r in uow.execute(sa.select(credit_notes).where(credit_notes.c.client_id == client_id,
-                                                       credit_notes.c.currency == currency)).all():
+    for r in uow.execute(
+        sa.select(credit_notes).where(credit_notes.c.client_id == client_id, credit_notes.c.currency == currency)
+    ).all():
         entries.append(domain.StatementEntry(r.issue_date, "credit", r.number, r.total))
-    for r in uow.execute(sa.select(credit_applications).where(credit_applications.c.client_id == client_id,
-                                                              credit_applications.c.currency == currency,
-                                                              credit_applications.c.kind == "refunded")).all():
-        entries.append(domain.StatementEntry(tz_today(r.created_at), "refund", r.reference or "Retainer refund",
-                                             r.amount))
+    for r in uow.execute(
+        sa.select(credit_applications).where(
+            credit_applications.c.client_id == client_id,
+            credit_applications.c.currency == currency,
+            credit_applications.c.kind == "refunded",
+        )
+    ).all():
+        entries.append(
+            domain.StatementEntry(tz_today(r.created_at), "refund", r.reference or "Retainer refund", r.amount)
+        )
     # Card refunds owe again what they gave back; under the credit policy the invoices they reversed
     # stay settled by a credit of what was taken off them (the unapplied part is not credited).
-    credited = dict(uow.execute(
-        sa.select(credit_applications.c.reference, sa.func.sum(credit_applications.c.amount))
-        .where(credit_applications.c.client_id == client_id, credit_applications.c.currency == currency,
-               credit_applications.c.source == "refund")
-        .group_by(credit_applications.c.reference)).all())
-    for r in uow.execute(sa.select(refunds, payments.c.reference.label("paid_by"), payments.c.method)
-                         .join(payments, payments.c.id == refunds.c.payment_id)
-                         .where(refunds.c.client_id == client_id, refunds.c.currency == currency)).all():
+    credited = dict(
+        uow.execute(
+            sa.select(credit_applications.c.reference, sa.func.sum(credit_applications.c.amount))
+            .where(
+                credit_applications.c.client_id == client_id,
+                credit_applications.c.currency == currency,
+                credit_applications.c.source == "refund",
+            )
+            .group_by(credit_applications.c.reference)
+        ).all()
+    )
+    for r in uow.execute(
+        sa.select(refunds, payments.c.reference.label("paid_by"), payments.c.method)
+        .join(payments, payments.c.id == refunds.c.payment_id)
+        .where(refunds.c.client_id == client_id, refunds.c.currency == currency)
+    ).all():
         label = f"Refund of {r.paid_by or r.method}"
         entries.append(domain.StatementEntry(tz_today(r.created_at), "refund", label, r.amount))
         if credited.get(r.id):
-            entries.append(domain.StatementEntry(tz_today(r.created_at), "credit", f"Credit for {label.lower()}",
-                                                 int(credited[r.id])))
+            entries.append(
+                domain.StatementEntry(
+                    tz_today(r.created_at), "credit", f"Credit for {label.lower()}", int(credited[r.id])
+                )
+            )
     opening = sum(e.effect for e in entries if e.on < start)
     result = domain.statement(opening, [e for e in entries if start <= e.on <= end])
-    return {"client": client_snapshot(uow, client), "client_id": client.id, "locale": client.locale,
-            "timezone": client.timezone, "currency": currency,
-            "from": start.isoformat(), "to": end.isoformat(), "today": today.isoformat(), **result}
+    return {
+        "client": client_snapshot(uow, client),
+        "client_id": client.id,
+        "locale": client.locale,
+        "timezone": client.timezone,
+        "currency": currency,
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "today": today.isoformat(),
+        **result,
+    }
 
 
 def _activity(uow, workspace_id: str, client_id: str, limit) -> list[dict]:
-    rows = uow.execute(sa.select(activities).where(activities.c.workspace_id == workspace_id,
-                                                   activities.c.client_id == client_id)
-                       .order_by(activities.c.occurred_at.desc(), activities.c.id.desc())
-                       .limit(page_bounds(limit, 0, 200)[0])).all()
+    rows = uow.execute(
+        sa.select(activities)
+        .where(activities.c.workspace_id == workspace_id, activities.c.client_id == client_id)
+        .order_by(activities.c.occurred_at.desc(), activities.c.id.desc())
+        .limit(page_bounds(limit, 0, 200)[0])
+    ).all()
     return [_activity_view(r) for r in rows]
 
 
@@ -468,42 +713,71 @@ _summary = client_summaries
 # Overdue: the client's open invoices (ix_invoices_open) due before the business's today; counted in
 # any currency, summed in the client's (domain.is_overdue). The client's currency and the business's
 # time zone are looked up once for the whole scan.
-_client_currency = (sa.select(clients.c.currency).where(clients.c.id == _client, clients.c.workspace_id == _workspace)
-                    .scalar_subquery())
+_client_currency = (
+    sa.select(clients.c.currency).where(clients.c.id == _client, clients.c.workspace_id == _workspace).scalar_subquery()
+)
 _business_zone = sa.select(workspaces.c.timezone).where(workspaces.c.id == _workspace).scalar_subquery()
 _OVERDUE = (
-    sa.select(sa.func.count().label("overdue_count"),
-              sa.func.coalesce(sa.func.sum(sa.case((invoices.c.currency == _client_currency, OWED), else_=0)),
-                               0).label("overdue_amount"))
+    sa.select(
+        sa.func.count().label("overdue_count"),
+        sa.func.coalesce(sa.func.sum(sa.case((invoices.c.currency == _client_currency, OWED), else_=0)), 0).label(
+            "overdue_amount"
+        ),
+    )
     .where(*OPEN, invoices.c.due_date < local_date(_now, _business_zone))
-    .subquery("overdue"))
+    .subquery("overdue")
+)
 # The recent lists as the portal sees them: issued, not archived, newest first.
-_RECENT_INVOICES = sa.select(invoices).where(invoices.c.client_id == _client, invoices.c.workspace_id == _workspace,
-                                             invoices.c.status != "draft", invoices.c.archived_at.is_(None))
-_RECENT_QUOTES = sa.select(quotes).where(quotes.c.client_id == _client, quotes.c.workspace_id == _workspace,
-                                         *PORTAL_QUOTES)
-_RECENT_ACTIVITY = sa.select(activities.c.kind, activities.c.summary, activities.c.data,
-                             activities.c.occurred_at).where(activities.c.workspace_id == _workspace,
-                                                             activities.c.client_id == _client)
+_RECENT_INVOICES = sa.select(invoices).where(
+    invoices.c.client_id == _client,
+    invoices.c.workspace_id == _workspace,
+    invoices.c.status != "draft",
+    invoices.c.archived_at.is_(None),
+)
+_RECENT_QUOTES = sa.select(quotes).where(
+    quotes.c.client_id == _client, quotes.c.workspace_id == _workspace, *PORTAL_QUOTES
+)
+_RECENT_ACTIVITY = sa.select(
+    activities.c.kind, activities.c.summary, activities.c.data, activities.c.occurred_at
+).where(activities.c.workspace_id == _workspace, activities.c.client_id == _client)
 _BUSINESS = ("name", "email", "phone", "address", "logo_url", "brand_color")
 _DASHBOARD = (
-    sa.select(clients.c.id, clients.c.name, clients.c.address, clients.c.phone, clients.c.currency,
-              clients.c.locale, clients.c.timezone,
-              *(getattr(_ws.c, name).label(f"business_{name}") for name in _BUSINESS),
-              local_date(_now, _ws.c.timezone).label("today"),
-              _summary.c.currency.label("summary_currency"), _summary.c.outstanding, _summary.c.credit_available,
-              _summary.c.retainer_available, _summary.c.last_payment_amount, _summary.c.last_payment_currency,
-              _summary.c.last_payment_received_at, _OVERDUE.c.overdue_count, _OVERDUE.c.overdue_amount,
-              json_rows(_RECENT_INVOICES, (invoices.c.issue_date.desc(), invoices.c.number.desc()), 5)
-              .label("recent_invoices"),
-              json_rows(_RECENT_QUOTES, QUOTE_ORDER, 5).label("recent_quotes"),
-              json_rows(_RECENT_ACTIVITY, (activities.c.occurred_at.desc(), activities.c.id.desc()), 10)
-              .label("recent_activity"))
-    .select_from(clients.join(_ws, _ws.c.id == clients.c.workspace_id)
-                 .outerjoin(_summary, (_summary.c.client_id == clients.c.id)
-                            & (_summary.c.workspace_id == clients.c.workspace_id))
-                 .join(_OVERDUE, sa.true()))
-    .where(clients.c.id == _client, clients.c.workspace_id == _workspace))
+    sa.select(
+        clients.c.id,
+        clients.c.name,
+        clients.c.address,
+        clients.c.phone,
+        clients.c.currency,
+        clients.c.locale,
+        clients.c.timezone,
+        *(getattr(_ws.c, name).label(f"business_{name}") for name in _BUSINESS),
+        local_date(_now, _ws.c.timezone).label("today"),
+        _summary.c.currency.label("summary_currency"),
+        _summary.c.outstanding,
+        _summary.c.credit_available,
+        _summary.c.retainer_available,
+        _summary.c.last_payment_amount,
+        _summary.c.last_payment_currency,
+        _summary.c.last_payment_received_at,
+        _OVERDUE.c.overdue_count,
+        _OVERDUE.c.overdue_amount,
+        json_rows(_RECENT_INVOICES, (invoices.c.issue_date.desc(), invoices.c.number.desc()), 5).label(
+            "recent_invoices"
+        ),
+        json_rows(_RECENT_QUOTES, QUOTE_ORDER, 5).label("recent_quotes"),
+        json_rows(_RECENT_ACTIVITY, (activities.c.occurred_at.desc(), activities.c.id.desc()), 10).label(
+            "recent_activity"
+        ),
+    )
+    .select_from(
+        clients.join(_ws, _ws.c.id == clients.c.workspace_id)
+        .outerjoin(
+            _summary, (_summary.c.client_id == clients.c.id) & (_summary.c.workspace_id == clients.c.workspace_id)
+        )
+        .join(_OVERDUE, sa.true())
+    )
+    .where(clients.c.id == _client, clients.c.workspace_id == _workspace)
+)
 
 
 def client_dashboard(uow, now: datetime, workspace_id: str, client_id: str) -> dict:
@@ -516,22 +790,35 @@ def client_dashboard(uow, now: datetime, workspace_id: str, client_id: str) -> d
         raise NotFound("No such client.")
     summary = row
     if row.summary_currency != row.currency:  # none yet, or made before a change of currency
-        log.warning("client summary missing; portalctl summaries repair rebuilds it",
-                    extra={"workspace_id": workspace_id, "client_id": client_id})
+        log.warning(
+            "client summary missing; portalctl summaries repair rebuilds it",
+            extra={"workspace_id": workspace_id, "client_id": client_id},
+        )
         summary = SimpleNamespace(outstanding=0, credit_available=0, retainer_available=0, last_payment_amount=None)
     money = lambda amount: {"amount": int(amount), "currency": row.currency}  # noqa: E731
     today = row.today
     return {
-        "client": {"id": row.id, "name": row.name, "address": row.address, "phone": row.phone,
-                   "currency": row.currency, "locale": row.locale, "timezone": row.timezone},
+        "client": {
+            "id": row.id,
+            "name": row.name,
+            "address": row.address,
+            "phone": row.phone,
+            "currency": row.currency,
+            "locale": row.locale,
+            "timezone": row.timezone,
+        },
         "business": {name: getattr(row, f"business_{name}") for name in _BUSINESS},
         "outstanding": money(summary.outstanding),
         "overdue": {"count": row.overdue_count, **money(row.overdue_amount)},
         "credit_available": money(summary.credit_available),
         "retainer_available": money(summary.retainer_available),
-        "last_payment": None if summary.last_payment_amount is None else {
-            "amount": summary.last_payment_amount, "currency": summary.last_payment_currency,
-            "received_at": iso(summary.last_payment_received_at)},
+        "last_payment": None
+        if summary.last_payment_amount is None
+        else {
+            "amount": summary.last_payment_amount,
+            "currency": summary.last_payment_currency,
+            "received_at": iso(summary.last_payment_received_at),
+        },
         "recent_invoices": [invoice_view(r, today) for r in rows_from_json(_RECENT_INVOICES, row.recent_invoices)],
         "recent_quotes": [quote_view(r, today) for r in rows_from_json(_RECENT_QUOTES, row.recent_quotes)],
         "recent_activity": [_activity_view(r) for r in rows_from_json(_RECENT_ACTIVITY, row.recent_activity)],

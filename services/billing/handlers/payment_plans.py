@@ -5,6 +5,7 @@ client's credit and retainer balance to them first, and spreads what is left to 
 oldest first. As a preview nothing is written; committed, the balance applications are made and tagged
 with the caller's key, so asking again with the same key (a retried checkout) never applies them twice.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -14,8 +15,15 @@ import sqlalchemy as sa
 from chassis.errors import Invalid
 from chassis.money import Money
 from services.billing import domain
-from services.billing.handlers.common import (check_fields, client_row, client_snapshot, get_scoped, iso,
-                                              settings_of, workspace_row)
+from services.billing.handlers.common import (
+    check_fields,
+    client_row,
+    client_snapshot,
+    get_scoped,
+    iso,
+    settings_of,
+    workspace_row,
+)
 from services.billing.handlers.ledger import _amount, _available, _use_balance
 from services.billing.tables import credit_applications, invoices
 
@@ -34,12 +42,19 @@ def _done(uow, workspace_id: str, client_id: str, key: str | None) -> dict[str, 
     done: dict[str, dict[str, int]] = {}
     if not key:
         return done
-    rows = uow.execute(sa.select(credit_applications.c.invoice_id, credit_applications.c.source,
-                                 sa.func.sum(credit_applications.c.amount))
-                       .where(credit_applications.c.workspace_id == workspace_id,
-                              credit_applications.c.client_id == client_id, credit_applications.c.reference == key,
-                              credit_applications.c.kind == "applied", credit_applications.c.source.in_(SOURCES))
-                       .group_by(credit_applications.c.invoice_id, credit_applications.c.source)).all()
+    rows = uow.execute(
+        sa.select(
+            credit_applications.c.invoice_id, credit_applications.c.source, sa.func.sum(credit_applications.c.amount)
+        )
+        .where(
+            credit_applications.c.workspace_id == workspace_id,
+            credit_applications.c.client_id == client_id,
+            credit_applications.c.reference == key,
+            credit_applications.c.kind == "applied",
+            credit_applications.c.source.in_(SOURCES),
+        )
+        .group_by(credit_applications.c.invoice_id, credit_applications.c.source)
+    ).all()
     for invoice_id, source, amount in rows:
         done.setdefault(invoice_id, {})[source] = int(amount)
     return done
@@ -64,11 +79,20 @@ def _unpayable(row, done: dict) -> str | None:
 
 def _selection(uow, workspace_id: str, client_id: str, invoice_ids, done: dict) -> list:
     if invoice_ids is None:  # pay all: every open standard invoice the client can see
-        rows = uow.execute(sa.select(invoices).where(
-            invoices.c.workspace_id == workspace_id, invoices.c.client_id == client_id,
-            sa.or_(invoices.c.id.in_(list(done)),  # paid meanwhile by this plan's own applications
-                   sa.and_(invoices.c.kind == "standard", invoices.c.archived_at.is_(None),
-                           invoices.c.status.in_(sorted(domain.OPEN_STATUSES)))))).all()
+        rows = uow.execute(
+            sa.select(invoices).where(
+                invoices.c.workspace_id == workspace_id,
+                invoices.c.client_id == client_id,
+                sa.or_(
+                    invoices.c.id.in_(list(done)),  # paid meanwhile by this plan's own applications
+                    sa.and_(
+                        invoices.c.kind == "standard",
+                        invoices.c.archived_at.is_(None),
+                        invoices.c.status.in_(sorted(domain.OPEN_STATUSES)),
+                    ),
+                ),
+            )
+        ).all()
         rows = [r for r in rows if _unpayable(r, done) is None]
     else:
         if not isinstance(invoice_ids, list) or not all(isinstance(i, str) for i in invoice_ids):
@@ -105,8 +129,15 @@ def _balance_use(available: dict, rows, owed: dict) -> list[tuple[str, str, int]
     return uses
 
 
-def plan_payment(uow, now: datetime, workspace_id: str, client_id: str, request: dict | None,
-                 commit: bool = False, key: str | None = None) -> dict:
+def plan_payment(
+    uow,
+    now: datetime,
+    workspace_id: str,
+    client_id: str,
+    request: dict | None,
+    commit: bool = False,
+    key: str | None = None,
+) -> dict:
     """What to charge and how it pays the client's invoices. `amount`, when given, is the card amount:
     it is spread over what is left once balance is applied; less than that is a partial payment.
     The key may come in the request or as the `key` argument (as the payments service passes it)."""
@@ -151,14 +182,17 @@ def plan_payment(uow, now: datetime, workspace_id: str, client_id: str, request:
     amount = request.get("amount")
     amount = remaining if amount is None else _amount(amount)
     if amount > remaining:
-        raise Invalid(f"The amount is more than the {Money(remaining, currency).format()} owed.",
-                      amount="more than the balance")
+        raise Invalid(
+            f"The amount is more than the {Money(remaining, currency).format()} owed.", amount="more than the balance"
+        )
     partial = amount < remaining
     if partial and not settings.allow_partial_payments:
         raise Invalid("This business takes payment of the whole balance only.", amount="partial payments off")
     if partial and amount < settings.partial_payment_minimum:
-        raise Invalid(f"A partial payment is at least {Money(settings.partial_payment_minimum, currency).format()}.",
-                      amount="below the minimum")
+        raise Invalid(
+            f"A partial payment is at least {Money(settings.partial_payment_minimum, currency).format()}.",
+            amount="below the minimum",
+        )
 
     allocations, left = [], amount
     for r in rows:
@@ -173,13 +207,19 @@ def plan_payment(uow, now: datetime, workspace_id: str, client_id: str, request:
 
     contact = client_snapshot(uow, client)
     return {
-        "client_id": client.id, "currency": currency, "amount": amount, "allocations": allocations,
+        "client_id": client.id,
+        "currency": currency,
+        "amount": amount,
+        "allocations": allocations,
         "applied": applied,
-        "invoices": [{"id": r.id, "number": r.number, "due_date": iso(r.due_date), "balance": _balance_before(r, done)}
-                     for r in rows],
+        "invoices": [
+            {"id": r.id, "number": r.number, "due_date": iso(r.due_date), "balance": _balance_before(r, done)}
+            for r in rows
+        ],
         "partial": partial,
         "customer": {"name": client.name, "email": contact["contact_email"] or None},
-        "stripe_account": settings.stripe_account, "minimum": settings.partial_payment_minimum,
+        "stripe_account": settings.stripe_account,
+        "minimum": settings.partial_payment_minimum,
         "allow_partial": settings.allow_partial_payments,
         # what "use my credit first" would apply, so the review page needs one plan, not two
         "balance_usable": sum(use for _, _, use in usable) if not apply_balance else 0,

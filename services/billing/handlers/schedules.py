@@ -1,5 +1,6 @@
 """Work that happens on time: recurring invoices and payment reminders. Both are safe with several
 billing replicas running the same timer: a conditional update or a unique row decides who does it."""
+
 from __future__ import annotations
 
 import logging
@@ -11,26 +12,67 @@ from sqlalchemy.exc import IntegrityError
 from chassis.errors import Conflict, Invalid, ServiceError
 from chassis.fields import flag, text
 from services.billing import domain
-from services.billing.handlers.common import (check_fields, client_row, get_scoped, iso, new_id, parse_date, parse_lines,
-                                              portal_recipients, record_activity, settings_of, workspace_row,
-                                              workspace_today)
+from services.billing.handlers.common import (
+    check_fields,
+    client_row,
+    get_scoped,
+    iso,
+    new_id,
+    parse_date,
+    parse_lines,
+    portal_recipients,
+    record_activity,
+    settings_of,
+    workspace_row,
+    workspace_today,
+)
 from services.billing.handlers.documents import create_invoice
 from services.billing.handlers.engagement import record_signal
 from services.billing.tables import invoices, recurring_invoices, reminders_sent, workspaces
 
-__all__ = ["create_recurring", "update_recurring", "get_recurring", "list_recurring", "run_due_recurring",
-           "run_reminders", "workspaces_due_recurring", "workspaces_with_open_invoices"]
+__all__ = [
+    "create_recurring",
+    "update_recurring",
+    "get_recurring",
+    "list_recurring",
+    "run_due_recurring",
+    "run_reminders",
+    "workspaces_due_recurring",
+    "workspaces_with_open_invoices",
+]
 
 log = logging.getLogger(__name__)
-RECURRING_FIELDS = {"client_id", "frequency", "interval", "start_date", "end_date", "payment_terms_days", "lines",
-                    "notes", "autopay", "active"}
+RECURRING_FIELDS = {
+    "client_id",
+    "frequency",
+    "interval",
+    "start_date",
+    "end_date",
+    "payment_terms_days",
+    "lines",
+    "notes",
+    "autopay",
+    "active",
+}
 
 
 def recurring_view(row) -> dict:
-    return {"id": row.id, "client_id": row.client_id, "frequency": row.frequency, "interval": row.interval,
-            "start_date": iso(row.start_date), "end_date": iso(row.end_date), "next_run": iso(row.next_run),
-            "runs": row.runs, "payment_terms_days": row.payment_terms_days, "lines": row.lines, "notes": row.notes,
-            "autopay": row.autopay, "active": row.active, "created_at": iso(row.created_at)}
+    return {
+        "id": row.id,
+        "client_id": row.client_id,
+        "frequency": row.frequency,
+        "interval": row.interval,
+        "start_date": iso(row.start_date),
+        "end_date": iso(row.end_date),
+        "next_run": iso(row.next_run),
+        "runs": row.runs,
+        "payment_terms_days": row.payment_terms_days,
+        "lines": row.lines,
+        "notes": row.notes,
+        "autopay": row.autopay,
+        "active": row.active,
+        "created_at": iso(row.created_at),
+    }
 
 
 def _schedule(data: dict, base=None) -> domain.Schedule:
@@ -43,7 +85,9 @@ def _schedule(data: dict, base=None) -> domain.Schedule:
     start = parse_date(pick("start_date"), "start_date")
     if start is None:
         raise Invalid("start_date is required.", start_date="required")
-    return domain.Schedule(text(pick("frequency"), "frequency", 10, null=""), interval, start, parse_date(pick("end_date"), "end_date"))
+    return domain.Schedule(
+        text(pick("frequency"), "frequency", 10, null=""), interval, start, parse_date(pick("end_date"), "end_date")
+    )
 
 
 def create_recurring(uow, now: datetime, workspace_id: str, data: dict) -> dict:
@@ -56,14 +100,32 @@ def create_recurring(uow, now: datetime, workspace_id: str, data: dict) -> dict:
     if isinstance(terms, bool) or not isinstance(terms, int) or not 0 <= terms <= 365:
         raise Invalid("payment_terms_days is 0 to 365.", payment_terms_days="out of range")
     recurring_id = new_id()
-    uow.execute(recurring_invoices.insert().values(
-        id=recurring_id, workspace_id=workspace_id, client_id=client.id, frequency=schedule.frequency,
-        interval=schedule.interval, start_date=schedule.start_date, end_date=schedule.end_date,
-        next_run=schedule.occurrence(0), runs=0, payment_terms_days=terms,
-        lines=[{k: v for k, v in l.as_dict().items() if k in ("description", "quantity", "unit_price", "tax_rate",
-                                                              "discount_percent")} for l in lines],
-        notes=text(data.get("notes", ""), "notes", 5000), autopay=flag(data.get("autopay", False), "autopay"),
-        active=flag(data.get("active", True), "active"), created_at=now))
+    uow.execute(
+        recurring_invoices.insert().values(
+            id=recurring_id,
+            workspace_id=workspace_id,
+            client_id=client.id,
+            frequency=schedule.frequency,
+            interval=schedule.interval,
+            start_date=schedule.start_date,
+            end_date=schedule.end_date,
+            next_run=schedule.occurrence(0),
+            runs=0,
+            payment_terms_days=terms,
+            lines=[
+                {
+                    k: v
+                    for k, v in l.as_dict().items()
+                    if k in ("description", "quantity", "unit_price", "tax_rate", "discount_percent")
+                }
+                for l in lines
+            ],
+            notes=text(data.get("notes", ""), "notes", 5000),
+            autopay=flag(data.get("autopay", False), "autopay"),
+            active=flag(data.get("active", True), "active"),
+            created_at=now,
+        )
+    )
     row = get_scoped(uow, recurring_invoices, workspace_id, recurring_id, "recurring invoice")
     uow.publish("recurring.created", workspace_id, recurring_view(row))
     return recurring_view(row)
@@ -72,8 +134,9 @@ def create_recurring(uow, now: datetime, workspace_id: str, data: dict) -> dict:
 def update_recurring(uow, now: datetime, workspace_id: str, recurring_id: str, data: dict) -> dict:
     allowed = RECURRING_FIELDS - {"client_id", "start_date", "frequency", "interval"}
     if not isinstance(data, dict) or set(data) - allowed:
-        raise Invalid("Unknown or unchangeable fields.",
-                      **{k: "cannot be changed" for k in sorted(set(data or {}) - allowed)})
+        raise Invalid(
+            "Unknown or unchangeable fields.", **{k: "cannot be changed" for k in sorted(set(data or {}) - allowed)}
+        )
     row = get_scoped(uow, recurring_invoices, workspace_id, recurring_id, "recurring invoice", lock=True)
     values = {}
     if "end_date" in data:
@@ -84,9 +147,14 @@ def update_recurring(uow, now: datetime, workspace_id: str, recurring_id: str, d
         values["end_date"] = schedule.end_date
         values["next_run"] = schedule.occurrence(row.runs)
     if "lines" in data:
-        values["lines"] = [{k: v for k, v in l.as_dict().items() if k in ("description", "quantity", "unit_price",
-                                                                          "tax_rate", "discount_percent")}
-                           for l in parse_lines(data["lines"])]
+        values["lines"] = [
+            {
+                k: v
+                for k, v in l.as_dict().items()
+                if k in ("description", "quantity", "unit_price", "tax_rate", "discount_percent")
+            }
+            for l in parse_lines(data["lines"])
+        ]
     for key in ("autopay", "active"):
         if key in data:
             values[key] = flag(data[key], key)
@@ -119,15 +187,28 @@ def workspaces_due_recurring(uow, now: datetime) -> list[str]:
     """The workspaces with a recurring invoice whose next run may have come (today somewhere on Earth):
     the sweep's step that looks across workspaces."""
     latest_today = (now + timedelta(days=1)).date()
-    return list(uow.execute(sa.select(recurring_invoices.c.workspace_id).distinct().where(
-        recurring_invoices.c.active.is_(True), recurring_invoices.c.next_run <= latest_today)).scalars())
+    return list(
+        uow.execute(
+            sa.select(recurring_invoices.c.workspace_id)
+            .distinct()
+            .where(recurring_invoices.c.active.is_(True), recurring_invoices.c.next_run <= latest_today)
+        ).scalars()
+    )
 
 
 def workspaces_with_open_invoices(uow, now: datetime) -> list[str]:
     """The workspaces with an open invoice, which may be due a reminder."""
-    return list(uow.execute(sa.select(invoices.c.workspace_id).distinct().where(
-        invoices.c.status.in_(sorted(domain.OPEN_STATUSES)), invoices.c.kind == "standard",
-        invoices.c.archived_at.is_(None))).scalars())
+    return list(
+        uow.execute(
+            sa.select(invoices.c.workspace_id)
+            .distinct()
+            .where(
+                invoices.c.status.in_(sorted(domain.OPEN_STATUSES)),
+                invoices.c.kind == "standard",
+                invoices.c.archived_at.is_(None),
+            )
+        ).scalars()
+    )
 
 
 def run_due_recurring(uow, now: datetime, workspace_id: str | None = None) -> int:
@@ -135,9 +216,11 @@ def run_due_recurring(uow, now: datetime, workspace_id: str | None = None) -> in
     in all that the transaction can see). Each period is claimed with a compare-and-set on next_run,
     and the (schedule, period) unique key backs it up, so two replicas never make the same invoice twice."""
     made = 0
-    query = (sa.select(recurring_invoices, workspaces.c.timezone)
-             .join(workspaces, workspaces.c.id == recurring_invoices.c.workspace_id)
-             .where(recurring_invoices.c.active.is_(True), recurring_invoices.c.next_run.is_not(None)))
+    query = (
+        sa.select(recurring_invoices, workspaces.c.timezone)
+        .join(workspaces, workspaces.c.id == recurring_invoices.c.workspace_id)
+        .where(recurring_invoices.c.active.is_(True), recurring_invoices.c.next_run.is_not(None))
+    )
     if workspace_id is not None:
         query = query.where(recurring_invoices.c.workspace_id == workspace_id)
     due = uow.execute(query).all()
@@ -147,18 +230,33 @@ def run_due_recurring(uow, now: datetime, workspace_id: str | None = None) -> in
         runs, period = row.runs, row.next_run
         while period is not None and period <= workspace_today(row, now):
             following = schedule.occurrence(runs + 1)
-            claimed = uow.execute(recurring_invoices.update()
-                                  .where(recurring_invoices.c.id == row.id, recurring_invoices.c.next_run == period,
-                                         recurring_invoices.c.runs == runs)
-                                  .values(next_run=following, runs=runs + 1)).rowcount
+            claimed = uow.execute(
+                recurring_invoices.update()
+                .where(
+                    recurring_invoices.c.id == row.id,
+                    recurring_invoices.c.next_run == period,
+                    recurring_invoices.c.runs == runs,
+                )
+                .values(next_run=following, runs=runs + 1)
+            ).rowcount
             if claimed != 1:
                 uow.rollback()
                 break  # another replica has this period
             try:
-                create_invoice(uow, now, row.workspace_id, {
-                    "client_id": row.client_id, "issue_date": period.isoformat(), "lines": row.lines,
-                    "payment_terms_days": row.payment_terms_days, "notes": row.notes, "send": True},
-                    recurring={"id": row.id, "period": period, "autopay": row.autopay})
+                create_invoice(
+                    uow,
+                    now,
+                    row.workspace_id,
+                    {
+                        "client_id": row.client_id,
+                        "issue_date": period.isoformat(),
+                        "lines": row.lines,
+                        "payment_terms_days": row.payment_terms_days,
+                        "notes": row.notes,
+                        "send": True,
+                    },
+                    recurring={"id": row.id, "period": period, "autopay": row.autopay},
+                )
                 uow.commit()
                 made += 1
             except IntegrityError:
@@ -180,10 +278,15 @@ def run_reminders(uow, now: datetime, workspace_id: str | None = None) -> int:
     first day overdue (in one workspace, or in all that the transaction can see). Documents sends the
     emails from these events."""
     sent = 0
-    query = (sa.select(invoices, workspaces.c.settings, workspaces.c.timezone)
-             .join(workspaces, workspaces.c.id == invoices.c.workspace_id)
-             .where(invoices.c.status.in_(sorted(domain.OPEN_STATUSES)), invoices.c.kind == "standard",
-                    invoices.c.archived_at.is_(None)))
+    query = (
+        sa.select(invoices, workspaces.c.settings, workspaces.c.timezone)
+        .join(workspaces, workspaces.c.id == invoices.c.workspace_id)
+        .where(
+            invoices.c.status.in_(sorted(domain.OPEN_STATUSES)),
+            invoices.c.kind == "standard",
+            invoices.c.archived_at.is_(None),
+        )
+    )
     if workspace_id is not None:
         query = query.where(invoices.c.workspace_id == workspace_id)
     rows = uow.execute(query).all()
@@ -203,16 +306,29 @@ def run_reminders(uow, now: datetime, workspace_id: str | None = None) -> int:
         for kind in kinds:
             try:
                 uow.execute(reminders_sent.insert().values(invoice_id=row.id, kind=kind, sent_at=now))
-                event = {"id": row.id, "number": row.number, "client_id": row.client_id, "kind": kind,
-                         "balance": owed, "currency": row.currency, "due_date": iso(row.due_date),
-                         "recipients": portal_recipients(uow, row.client_id)}
+                event = {
+                    "id": row.id,
+                    "number": row.number,
+                    "client_id": row.client_id,
+                    "kind": kind,
+                    "balance": owed,
+                    "currency": row.currency,
+                    "due_date": iso(row.due_date),
+                    "recipients": portal_recipients(uow, row.client_id),
+                }
                 if kind == "overdue":
                     uow.publish("invoice.overdue", row.workspace_id, event)
                 else:
                     uow.publish("invoice.reminder", row.workspace_id, event)
-                    record_activity(uow, now, row.workspace_id, row.client_id, "reminder.sent",
-                                    f"Reminder ({kind.replace('_', ' ')}) sent for {row.number}",
-                                    {"invoice_id": row.id})
+                    record_activity(
+                        uow,
+                        now,
+                        row.workspace_id,
+                        row.client_id,
+                        "reminder.sent",
+                        f"Reminder ({kind.replace('_', ' ')}) sent for {row.number}",
+                        {"invoice_id": row.id},
+                    )
                     record_signal(uow, now, row.workspace_id, row.client_id, "reminder")
                     sent += 1
                 uow.commit()

@@ -19,6 +19,7 @@ comes back as a refund). Overdue figures change with the date, so the dashboard 
 client's open invoices (`ix_invoices_open`), never from here. `repair_client_summaries` rebuilds
 every summary of a workspace and says which had drifted.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,8 +31,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from chassis.db import UtcDateTime
 from services.billing import domain
 from services.billing.handlers.common import iso, workspace_row
-from services.billing.tables import (client_summaries, clients, credit_applications, credit_notes, invoices,
-                                     payment_allocations, payments)
+from services.billing.tables import (
+    client_summaries,
+    clients,
+    credit_applications,
+    credit_notes,
+    invoices,
+    payment_allocations,
+    payments,
+)
 
 __all__ = ["repair_client_summaries"]
 
@@ -57,19 +65,29 @@ def _sum(column, *where, select_from=None):
 _used = (credit_applications.c.client_id == _client, credit_applications.c.currency == _currency)
 # Credit: credit notes and unapplied card money, less what was spent. Applications with source
 # "refund" are refunds turned into credit on an invoice: never spendable, so never subtracted here.
-CREDIT = (_sum(credit_notes.c.total, credit_notes.c.client_id == _client, credit_notes.c.currency == _currency)
-          + _sum(payments.c.unapplied, payments.c.client_id == _client, payments.c.currency == _currency)
-          - _sum(credit_applications.c.amount, *_used, credit_applications.c.source == "credit"))
-RETAINER = (_sum(payment_allocations.c.amount, invoices.c.client_id == _client, invoices.c.kind == "retainer",
-                 invoices.c.currency == _currency,
-                 select_from=payment_allocations.join(invoices, invoices.c.id == payment_allocations.c.invoice_id))
-            - _sum(credit_applications.c.amount, *_used, credit_applications.c.source == "retainer"))
+CREDIT = (
+    _sum(credit_notes.c.total, credit_notes.c.client_id == _client, credit_notes.c.currency == _currency)
+    + _sum(payments.c.unapplied, payments.c.client_id == _client, payments.c.currency == _currency)
+    - _sum(credit_applications.c.amount, *_used, credit_applications.c.source == "credit")
+)
+RETAINER = _sum(
+    payment_allocations.c.amount,
+    invoices.c.client_id == _client,
+    invoices.c.kind == "retainer",
+    invoices.c.currency == _currency,
+    select_from=payment_allocations.join(invoices, invoices.c.id == payment_allocations.c.invoice_id),
+) - _sum(credit_applications.c.amount, *_used, credit_applications.c.source == "retainer")
 OWED = invoices.c.total - invoices.c.amount_paid - invoices.c.amount_credited
 # What a client owes on: issued standard invoices not settled, except archived ones (hidden from the
 # client, so not in its total). The overdue figures add the due date (dashboard, ix_invoices_open).
-OPEN = (invoices.c.client_id == _client, invoices.c.workspace_id == _workspace, invoices.c.kind == "standard",
-        invoices.c.archived_at.is_(None),
-        invoices.c.status.in_(sorted(domain.OPEN_STATUSES)), OWED > 0)  # domain.balance: never below zero
+OPEN = (
+    invoices.c.client_id == _client,
+    invoices.c.workspace_id == _workspace,
+    invoices.c.kind == "standard",
+    invoices.c.archived_at.is_(None),
+    invoices.c.status.in_(sorted(domain.OPEN_STATUSES)),
+    OWED > 0,
+)  # domain.balance: never below zero
 OUTSTANDING = _sum(OWED, *OPEN, invoices.c.currency == _currency)  # totals never mix currencies
 # Paid but not settled yet: bank debits on their way will count here. None are taken yet.
 PROCESSING = sa.literal(0, sa.BigInteger)
@@ -78,30 +96,59 @@ BALANCES = sa.select(OUTSTANDING.label("outstanding"), CREDIT.label("credit"), R
 
 
 def _last_payment(column):
-    return (sa.select(column).where(payments.c.client_id == _client, payments.c.workspace_id == _workspace)
-            .order_by(payments.c.received_at.desc(), payments.c.id.desc()).limit(1).scalar_subquery())
+    return (
+        sa.select(column)
+        .where(payments.c.client_id == _client, payments.c.workspace_id == _workspace)
+        .order_by(payments.c.received_at.desc(), payments.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
 
 
 _key = (client_summaries.c.workspace_id == _workspace, client_summaries.c.client_id == _client)
-_LOCK = (sa.select(client_summaries, clients.c.currency.label("client_currency"))
-         .join(clients, (clients.c.id == client_summaries.c.client_id)
-               & (clients.c.workspace_id == client_summaries.c.workspace_id))
-         .where(*_key).with_for_update(of=client_summaries))
-_REFRESH = (client_summaries.update().where(*_key).values(
-    currency=_currency, outstanding=OUTSTANDING, credit_available=CREDIT, retainer_available=RETAINER,
-    processing=PROCESSING, last_payment_amount=_last_payment(payments.c.amount),
-    last_payment_currency=_last_payment(payments.c.currency),
-    last_payment_received_at=_last_payment(payments.c.received_at),
-    updated_at=sa.bindparam("now", type_=UtcDateTime)).returning(*client_summaries.c))
-FIGURES = ("currency", "outstanding", "credit_available", "retainer_available", "processing", "last_payment_amount",
-           "last_payment_currency", "last_payment_received_at")
+_LOCK = (
+    sa.select(client_summaries, clients.c.currency.label("client_currency"))
+    .join(
+        clients,
+        (clients.c.id == client_summaries.c.client_id) & (clients.c.workspace_id == client_summaries.c.workspace_id),
+    )
+    .where(*_key)
+    .with_for_update(of=client_summaries)
+)
+_REFRESH = (
+    client_summaries.update()
+    .where(*_key)
+    .values(
+        currency=_currency,
+        outstanding=OUTSTANDING,
+        credit_available=CREDIT,
+        retainer_available=RETAINER,
+        processing=PROCESSING,
+        last_payment_amount=_last_payment(payments.c.amount),
+        last_payment_currency=_last_payment(payments.c.currency),
+        last_payment_received_at=_last_payment(payments.c.received_at),
+        updated_at=sa.bindparam("now", type_=UtcDateTime),
+    )
+    .returning(*client_summaries.c)
+)
+FIGURES = (
+    "currency",
+    "outstanding",
+    "credit_available",
+    "retainer_available",
+    "processing",
+    "last_payment_amount",
+    "last_payment_currency",
+    "last_payment_received_at",
+)
 
 
 def money_moved(uow, now: datetime, workspace_id: str, client_id: str) -> None:
     """The client's money changed in this transaction: its summary is recomputed before the commit,
     once however many changes the transaction makes."""
-    uow.before_commit(("client_summary", workspace_id, client_id),
-                      lambda unit: refresh(unit, now, workspace_id, client_id))
+    uow.before_commit(
+        ("client_summary", workspace_id, client_id), lambda unit: refresh(unit, now, workspace_id, client_id)
+    )
 
 
 def refresh(uow, now: datetime, workspace_id: str, client_id: str):
@@ -116,13 +163,20 @@ def refresh(uow, now: datetime, workspace_id: str, client_id: str):
     scope = params(workspace_id, client_id)
     before = locked = uow.execute(_LOCK, scope).first()
     if locked is None:  # a new client (or a missing row): create it, then lock it like any other
-        currency = uow.execute(sa.select(clients.c.currency).where(clients.c.id == client_id,
-                                                                   clients.c.workspace_id == workspace_id)).scalar()
+        currency = uow.execute(
+            sa.select(clients.c.currency).where(clients.c.id == client_id, clients.c.workspace_id == workspace_id)
+        ).scalar()
         if currency is None:
             return None, None  # no such client in this scope: nothing to keep
         insert = (postgresql.insert if uow.conn.dialect.name == "postgresql" else sqlite.insert)(client_summaries)
-        created = uow.execute(insert.values(workspace_id=workspace_id, client_id=client_id, currency=currency,
-                                            updated_at=now).on_conflict_do_nothing()).rowcount == 1
+        created = (
+            uow.execute(
+                insert.values(
+                    workspace_id=workspace_id, client_id=client_id, currency=currency, updated_at=now
+                ).on_conflict_do_nothing()
+            ).rowcount
+            == 1
+        )
         locked = uow.execute(_LOCK, scope).one()  # another transaction may have made it meanwhile
         before = None if created else locked
     after = uow.execute(_REFRESH, {**params(workspace_id, client_id, locked.client_currency), "now": now}).one()
@@ -134,21 +188,35 @@ def repair_client_summaries(uow, now: datetime, workspace_id: str) -> dict:
     drifted from it (a summary that was missing counts), figure by figure. Nothing but the summaries
     changes; running it again finds nothing."""
     workspace_row(uow, workspace_id)
-    client_ids = uow.execute(sa.select(clients.c.id).where(clients.c.workspace_id == workspace_id)
-                             .order_by(clients.c.id)).scalars().all()  # the order money_moved locks in
+    client_ids = (
+        uow.execute(sa.select(clients.c.id).where(clients.c.workspace_id == workspace_id).order_by(clients.c.id))
+        .scalars()
+        .all()
+    )  # the order money_moved locks in
     drifted = []
     for client_id in client_ids:
         before, after = refresh(uow, now, workspace_id, client_id)
         if after is None:
             continue
-        changes = {name: {"was": _plain(getattr(before, name)) if before is not None else None,
-                          "now": _plain(getattr(after, name))}
-                   for name in FIGURES if before is None or getattr(before, name) != getattr(after, name)}
+        changes = {
+            name: {
+                "was": _plain(getattr(before, name)) if before is not None else None,
+                "now": _plain(getattr(after, name)),
+            }
+            for name in FIGURES
+            if before is None or getattr(before, name) != getattr(after, name)
+        }
         if changes:
             drifted.append({"client_id": client_id, "missing": before is None, "figures": changes})
-            log.warning("client summary had drifted from the ledger", extra={
-                "workspace_id": workspace_id, "client_id": client_id, "missing": before is None,
-                "figures": sorted(changes)})
+            log.warning(
+                "client summary had drifted from the ledger",
+                extra={
+                    "workspace_id": workspace_id,
+                    "client_id": client_id,
+                    "missing": before is None,
+                    "figures": sorted(changes),
+                },
+            )
     return {"workspace_id": workspace_id, "clients": len(client_ids), "drifted": drifted}
 
 

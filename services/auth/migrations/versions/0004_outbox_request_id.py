@@ -4,12 +4,13 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-24 10:00:00
 """
+
 from alembic import op
+
 import chassis.events
 
-
-revision = '0004'
-down_revision = '0003'
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
@@ -19,5 +20,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('outbox', schema=None) as batch_op:
-        batch_op.drop_column('request_id')
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_column("request_id")

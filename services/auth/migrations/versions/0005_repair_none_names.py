@@ -5,12 +5,12 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-25 10:00:00
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
-
-revision = '0005'
-down_revision = '0004'
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

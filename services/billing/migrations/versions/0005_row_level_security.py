@@ -4,18 +4,32 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-25 12:00:00.000000
 """
+
 from alembic import op
 
 from chassis.db import disable_row_level_security, enable_row_level_security
 
-revision = '0005'
-down_revision = '0004'
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
 # Tables with a workspace and a client: a portal call sees only its own client's rows.
-CLIENT_TABLES = ("contacts", "invoices", "quotes", "credit_notes", "payments", "refunds", "credit_applications",
-                 "recurring_invoices", "comments", "activities", "reviews", "bookings", "client_engagement")
+CLIENT_TABLES = (
+    "contacts",
+    "invoices",
+    "quotes",
+    "credit_notes",
+    "payments",
+    "refunds",
+    "credit_applications",
+    "recurring_invoices",
+    "comments",
+    "activities",
+    "reviews",
+    "bookings",
+    "client_engagement",
+)
 # Workspace-wide tables: every client of the workspace shares them (numbering, booking cells, which
 # hold every client's bookings so that free times are right), so they are held to the workspace only.
 WORKSPACE_TABLES = ("api_keys", "counters", "booking_cells")

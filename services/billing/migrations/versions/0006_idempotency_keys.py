@@ -4,12 +4,13 @@ Revision ID: 0006
 Revises: 0005
 Create Date: 2026-11-23 13:00:00
 """
+
 from alembic import op
+
 import chassis.idempotency
 
-
-revision = '0006'
-down_revision = '0005'
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
@@ -19,4 +20,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_table('idempotency_keys')
+    op.drop_table("idempotency_keys")

@@ -5,12 +5,13 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-23 12:00:00.000000
 """
+
 from alembic import op
 
 from chassis.db import disable_row_level_security, enable_row_level_security
 
-revision = '0005'
-down_revision = '0004'
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -4,12 +4,13 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-25 12:00:00.000000
 """
+
 from alembic import op
 
 from chassis.db import disable_row_level_security, enable_row_level_security
 
-revision = '0004'
-down_revision = '0003'
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

@@ -4,12 +4,13 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-23 13:00:00
 """
+
 from alembic import op
+
 import chassis.idempotency
 
-
-revision = '0005'
-down_revision = '0004'
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
@@ -19,4 +20,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_table('idempotency_keys')
+    op.drop_table("idempotency_keys")

@@ -5,12 +5,12 @@ Revision ID: 0007
 Revises: 0006
 Create Date: 2026-11-23 19:00:00
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
-
-revision = '0007'
-down_revision = '0006'
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
