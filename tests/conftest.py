@@ -30,12 +30,12 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from deploy.devstack import (
+from deploy.devstack import (  # noqa: E402 - after the path is set; F401 - shared with the tests
     Stack,
     create_vhost,
     databases_with_roles,
     delete_vhost,
-    dev_env,  # noqa: E402, F401
+    dev_env,
     ensure_management,
 )
 

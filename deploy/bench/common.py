@@ -71,7 +71,7 @@ def wrk(
         argv += ["-H", f"{name}: {value}"]
     env = {**os.environ, "WRK_COOKIES": str(cookies) if cookies is not None else ""}
     out = subprocess.run(argv + [url], capture_output=True, text=True, check=True, env=env).stdout
-    line = next(l for l in out.splitlines() if l.startswith("WRK_JSON "))
+    line = next(row for row in out.splitlines() if row.startswith("WRK_JSON "))
     raw = json.loads(line[len("WRK_JSON ") :])
     errors = raw["connect"] + raw["read"] + raw["write"] + raw["timeout"] + raw["non200"]
     return {

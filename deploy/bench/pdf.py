@@ -153,8 +153,8 @@ def run(ctx, report) -> None:
             "ms",
             "cached fetch",
             Goal("ratio", ">=", 50),
-            note=f"medians of 5 cold renders and 200 cached fetches (documents' RPC, the PDF in its answer); cold ten-page "
-            f"invoice (330 lines) {statistics.median(ten_pages):.0f} ms",
+            note="medians of 5 cold renders and 200 cached fetches (documents' RPC, the PDF in its answer); "
+            f"cold ten-page invoice (330 lines) {statistics.median(ten_pages):.0f} ms",
         ),
         Result(
             NAME,

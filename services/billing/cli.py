@@ -210,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     except (RpcTimeout, UnknownService, OSError) as exc:
         broker = urlparse(settings.amqp_uri())
         print(
-            f"portalctl: cannot reach the {getattr(args, 'service', None) or 'billing'} service ({exc!r}); is it running? The broker is "
-            f"{broker.hostname}:{broker.port or 5672}{broker.path} (AMQP_URI)",
+            f"portalctl: cannot reach the {getattr(args, 'service', None) or 'billing'} service ({exc!r}); "
+            f"is it running? The broker is {broker.hostname}:{broker.port or 5672}{broker.path} (AMQP_URI)",
             file=sys.stderr,
         )
         return 2

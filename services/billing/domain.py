@@ -124,10 +124,10 @@ class Totals:
         if not lines:
             raise Invalid("A document needs at least one line.", lines="empty")
         return cls(
-            sum(l.subtotal for l in lines),
-            sum(l.discount for l in lines),
-            sum(l.tax for l in lines),
-            sum(l.total for l in lines),
+            sum(line.subtotal for line in lines),
+            sum(line.discount for line in lines),
+            sum(line.tax for line in lines),
+            sum(line.total for line in lines),
         )
 
 

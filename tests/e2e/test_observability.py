@@ -110,14 +110,11 @@ def test_a_card_payment_is_counted_by_outcome(stack):
     session = sign_in(stack, "metered-payer@example.com")
     before = scrape(stack.http_url("payments"))
     paid_by_card(session, stack, made["invoices"][0]["id"])
-    counted = lambda: (
-        sample(
-            scrape(stack.http_url("payments")),
-            "portal_payments_total",  # noqa: E731
-            outcome="succeeded",
-        )
-        - sample(before, "portal_payments_total", outcome="succeeded")
-    )
+
+    def counted() -> float:
+        now = sample(scrape(stack.http_url("payments")), "portal_payments_total", outcome="succeeded")
+        return now - sample(before, "portal_payments_total", outcome="succeeded")
+
     assert wait_until(lambda: counted() >= 1, what="payments to count the payment") and counted() == 1
     webhooks = sample(
         scrape(stack.url),

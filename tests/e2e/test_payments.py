@@ -248,11 +248,10 @@ def test_two_concurrent_confirmations_charge_once(stack):
     attempt_id = start(session, stack, invoice=made["invoices"][0]["id"]).headers["Location"].rsplit("/", 1)[1]
     page = f"{stack.url}/pay/{attempt_id}"
     token = session.get(page).text.split('data-csrf="')[1].split('"')[0]
-    confirm = lambda _: session.post(
-        f"{page}/confirm",
-        json={"payment_method": card["id"]},  # noqa: E731
-        headers={"X-CSRF-Token": token},
-    )
+
+    def confirm(_):
+        return session.post(f"{page}/confirm", json={"payment_method": card["id"]}, headers={"X-CSRF-Token": token})
+
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         answers = list(pool.map(confirm, range(2)))
     assert all(a.status_code == 200 for a in answers), [a.text for a in answers]

@@ -137,16 +137,16 @@ def save_lines(uow, kind: str, document_id: str, lines: list[domain.Line]) -> No
                 "document_kind": kind,
                 "document_id": document_id,
                 "position": i,
-                "description": l.description,
-                "quantity": l.quantity,
-                "unit_price": l.unit_price,
-                "tax_rate": l.tax_rate,
-                "discount_percent": l.discount_percent,
-                "subtotal": l.subtotal,
-                "tax": l.tax,
-                "line_total": l.total,
+                "description": line.description,
+                "quantity": line.quantity,
+                "unit_price": line.unit_price,
+                "tax_rate": line.tax_rate,
+                "discount_percent": line.discount_percent,
+                "subtotal": line.subtotal,
+                "tax": line.tax,
+                "line_total": line.total,
             }
-            for i, l in enumerate(lines, start=1)
+            for i, line in enumerate(lines, start=1)
         ],
     )
 

@@ -4,6 +4,7 @@ the client dashboard and the activity timeline."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import SimpleNamespace
 
@@ -90,6 +91,20 @@ def _settle(uow, workspace_id: str, invoice_id: str, *, paid: int = 0, credited:
     return get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
 
 
+PAYMENT_FIELDS = {
+    "payment_id",
+    "client_id",
+    "invoice_id",
+    "allocations",
+    "amount",
+    "currency",
+    "method",
+    "reference",
+    "received_at",
+    "source",
+}
+
+
 def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_unapplied: bool = False) -> dict:
     """Apply a payment to one or more invoices (oldest first when several). Idempotent by payment id:
     the same payment arriving twice (a duplicate event, a retried call) is applied once.
@@ -98,25 +113,55 @@ def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_u
     charged cannot be refused, so each allocation is clipped to what its invoice still owes (nothing
     for a paid or void one) and the rest of data["amount"] stays on the payment as `unapplied`, which
     is the client's credit. Without it, an allocation the invoice cannot take is an error."""
-    allowed = {
-        "payment_id",
-        "client_id",
-        "invoice_id",
-        "allocations",
-        "amount",
-        "currency",
-        "method",
-        "reference",
-        "received_at",
-        "source",
-    }
-    check_fields(data, allowed)
+    check_fields(data, PAYMENT_FIELDS)
     payment_id = text(data.get("payment_id"), "payment_id", 64, null="") or new_id()
     existing = uow.execute(sa.select(payments).where(payments.c.id == payment_id)).first()
     if existing is not None:
         if existing.workspace_id != workspace_id:
             raise Conflict("This payment id is already used.", payment_id="taken")
         return _payment_view(uow, existing)
+    allocations, method, received_at = _payment_request(data, now)
+    applied = _apply(uow, workspace_id, allocations, allow_unapplied)
+    if data.get("client_id") and data["client_id"] != applied.client_id:
+        raise Invalid("The invoices belong to another client.", client_id="mismatch")
+    if data.get("currency") and data["currency"] != applied.currency:
+        raise Invalid("The payment currency differs from the invoice currency.", currency="mismatch")
+    total = sum(amount for _, amount in applied.settled)
+    charged = _charged(data, applied.requested, total, allow_unapplied)
+    client_id, currency = applied.client_id, applied.currency
+    uow.execute(
+        payments.insert().values(
+            id=payment_id,
+            workspace_id=workspace_id,
+            client_id=client_id,
+            kind="retainer" if applied.kinds == {"retainer"} else "invoice",
+            amount=charged,
+            unapplied=charged - total,
+            currency=currency,
+            method=method,
+            reference=text(data.get("reference", ""), "reference", 200),
+            source=text(data.get("source", "offline"), "source", 20),
+            received_at=received_at,
+        )
+    )
+    if applied.settled:
+        uow.execute(
+            payment_allocations.insert(),
+            [{"payment_id": payment_id, "invoice_id": row.id, "amount": amount} for row, amount in applied.settled],
+        )
+    _announce_applied(uow, workspace_id, payment_id, client_id, currency, applied.settled)
+    money_moved(uow, now, workspace_id, client_id)
+    summary = f"Payment of {Money(charged, currency).format()} recorded"
+    if charged > total:
+        summary += f", {Money(charged - total, currency).format()} kept as credit"
+    record_activity(uow, now, workspace_id, client_id, "payment.recorded", summary, {"payment_id": payment_id})
+    view = _payment_view(uow, uow.execute(sa.select(payments).where(payments.c.id == payment_id)).one())
+    uow.publish("payment.recorded", workspace_id, {**view, "recipients": portal_recipients(uow, client_id)})
+    return view
+
+
+def _payment_request(data: dict, now: datetime) -> tuple[list, str, datetime]:
+    """(allocations, method, received_at) of a payment, checked."""
     allocations = data.get("allocations")
     if allocations is None:
         allocations = [{"invoice_id": data.get("invoice_id"), "amount": data.get("amount")}]
@@ -131,13 +176,26 @@ def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_u
         raise Invalid("received_at is an ISO 8601 date and time.", received_at="not a date-time") from None
     if received_at.tzinfo is None:
         raise Invalid("received_at needs a time zone.", received_at="naive datetime")
+    return allocations, method, received_at
+
+
+@dataclass
+class _Applied:
+    settled: list = field(default_factory=list)  # (invoice row, amount) for each invoice paid something
+    client_id: str | None = None
+    currency: str | None = None
+    kinds: set = field(default_factory=set)
+    requested: int = 0  # what the allocations asked for, before any clipping
+
+
+def _apply(uow, workspace_id: str, allocations: list, allow_unapplied: bool) -> _Applied:
+    """Settle each allocation on its invoice (locked; clipped to what it owes with allow_unapplied)."""
+    applied = _Applied()
     # Lock invoices in a fixed order so two payments touching the same invoices cannot deadlock.
-    allocations = sorted(allocations, key=lambda a: str(a.get("invoice_id")))
-    settled, client_id, currency, kinds, requested = [], None, None, set(), 0
-    for i, allocation in enumerate(allocations):
+    for i, allocation in enumerate(sorted(allocations, key=lambda a: str(a.get("invoice_id")))):
         amount = _amount(allocation.get("amount"), f"allocations.{i}.amount")
         invoice_id = str(allocation.get("invoice_id") or "")
-        requested += amount
+        applied.requested += amount
         if allow_unapplied:
             row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True)
             owed = domain.balance(row.total, row.amount_paid, row.amount_credited)
@@ -146,44 +204,28 @@ def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_u
                 row = _settle(uow, workspace_id, invoice_id, paid=amount)
         else:
             row = _settle(uow, workspace_id, invoice_id, paid=amount)
-        if client_id not in (None, row.client_id) or currency not in (None, row.currency):
+        if applied.client_id not in (None, row.client_id) or applied.currency not in (None, row.currency):
             raise Conflict("One payment is for one client's invoices in one currency.", allocations="mixed")
-        client_id, currency = row.client_id, row.currency
+        applied.client_id, applied.currency = row.client_id, row.currency
         if amount:
-            kinds.add(row.kind)
-            settled.append((row, amount))
-    if data.get("client_id") and data["client_id"] != client_id:
-        raise Invalid("The invoices belong to another client.", client_id="mismatch")
-    if data.get("currency") and data["currency"] != currency:
-        raise Invalid("The payment currency differs from the invoice currency.", currency="mismatch")
-    total = sum(amount for _, amount in settled)
-    charged = total
+            applied.kinds.add(row.kind)
+            applied.settled.append((row, amount))
+    return applied
+
+
+def _charged(data: dict, requested: int, total: int, allow_unapplied: bool) -> int:
+    """What the payment is for: the allocations' total, or (a card charge) the amount charged."""
     if allow_unapplied:
         charged = requested if data.get("amount") is None else _amount(data["amount"])
         if charged < requested:
             raise Invalid("The amount is less than the sum of the allocations.", amount="mismatch")
-    elif data.get("amount") is not None and data.get("allocations") is not None and data["amount"] != total:
+        return charged
+    if data.get("amount") is not None and data.get("allocations") is not None and data["amount"] != total:
         raise Invalid("The amount differs from the sum of the allocations.", amount="mismatch")
-    uow.execute(
-        payments.insert().values(
-            id=payment_id,
-            workspace_id=workspace_id,
-            client_id=client_id,
-            kind="retainer" if kinds == {"retainer"} else "invoice",
-            amount=charged,
-            unapplied=charged - total,
-            currency=currency,
-            method=method,
-            reference=text(data.get("reference", ""), "reference", 200),
-            source=text(data.get("source", "offline"), "source", 20),
-            received_at=received_at,
-        )
-    )
-    if settled:
-        uow.execute(
-            payment_allocations.insert(),
-            [{"payment_id": payment_id, "invoice_id": row.id, "amount": amount} for row, amount in settled],
-        )
+    return total
+
+
+def _announce_applied(uow, workspace_id: str, payment_id: str, client_id: str, currency: str, settled: list) -> None:
     for row, amount in settled:
         event = {
             "payment_id": payment_id,
@@ -198,14 +240,6 @@ def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_u
         uow.publish("invoice.payment_applied", workspace_id, event)
         if row.status == "paid":
             uow.publish("invoice.paid", workspace_id, event)
-    money_moved(uow, now, workspace_id, client_id)
-    summary = f"Payment of {Money(charged, currency).format()} recorded"
-    if charged > total:
-        summary += f", {Money(charged - total, currency).format()} kept as credit"
-    record_activity(uow, now, workspace_id, client_id, "payment.recorded", summary, {"payment_id": payment_id})
-    view = _payment_view(uow, uow.execute(sa.select(payments).where(payments.c.id == payment_id)).one())
-    uow.publish("payment.recorded", workspace_id, {**view, "recipients": portal_recipients(uow, client_id)})
-    return view
 
 
 def _payment_view(uow, row) -> dict:

@@ -129,6 +129,35 @@ def _balance_use(available: dict, rows, owed: dict) -> list[tuple[str, str, int]
     return uses
 
 
+def _plan_key(request: dict, key: str | None, commit: bool) -> str | None:
+    """The plan's key: given in the request or by the caller (the same one if both), needed to commit."""
+    if key is not None and request.get("key") not in (None, key):
+        raise Invalid("Two different keys were given.", key="mismatch")
+    key = request.get("key") if key is None else key
+    if key is not None and (not isinstance(key, str) or not key.strip() or len(key) > 200):
+        raise Invalid("key is text of 1 to 200 characters.", key="invalid")
+    if commit and key is None:
+        raise Invalid("A key is needed to commit a payment plan.", key="required")
+    return key
+
+
+def _card_amount(asked, remaining: int, currency: str, settings) -> int:
+    """What the card pays: all that remains, or (a partial payment) less, as the business allows."""
+    amount = remaining if asked is None else _amount(asked)
+    if amount > remaining:
+        raise Invalid(
+            f"The amount is more than the {Money(remaining, currency).format()} owed.", amount="more than the balance"
+        )
+    if amount < remaining and not settings.allow_partial_payments:
+        raise Invalid("This business takes payment of the whole balance only.", amount="partial payments off")
+    if amount < remaining and amount < settings.partial_payment_minimum:
+        raise Invalid(
+            f"A partial payment is at least {Money(settings.partial_payment_minimum, currency).format()}.",
+            amount="below the minimum",
+        )
+    return amount
+
+
 def plan_payment(
     uow,
     now: datetime,
@@ -149,13 +178,7 @@ def plan_payment(
     apply_balance = request.get("apply_balance", False)
     if not isinstance(apply_balance, bool):
         raise Invalid("apply_balance is true or false.", apply_balance="not a boolean")
-    if key is not None and request.get("key") not in (None, key):
-        raise Invalid("Two different keys were given.", key="mismatch")
-    key = request.get("key") if key is None else key
-    if key is not None and (not isinstance(key, str) or not key.strip() or len(key) > 200):
-        raise Invalid("key is text of 1 to 200 characters.", key="invalid")
-    if commit and key is None:
-        raise Invalid("A key is needed to commit a payment plan.", key="required")
+    key = _plan_key(request, key, commit)
     # Locked when committing: balance use and replays of one key are serialised per client.
     client = client_row(uow, workspace_id, client_id, lock=commit)
     done = _done(uow, workspace_id, client.id, key)
@@ -179,20 +202,8 @@ def plan_payment(
         applied[source] += use
     remaining = sum(owed.values())
 
-    amount = request.get("amount")
-    amount = remaining if amount is None else _amount(amount)
-    if amount > remaining:
-        raise Invalid(
-            f"The amount is more than the {Money(remaining, currency).format()} owed.", amount="more than the balance"
-        )
+    amount = _card_amount(request.get("amount"), remaining, currency, settings)
     partial = amount < remaining
-    if partial and not settings.allow_partial_payments:
-        raise Invalid("This business takes payment of the whole balance only.", amount="partial payments off")
-    if partial and amount < settings.partial_payment_minimum:
-        raise Invalid(
-            f"A partial payment is at least {Money(settings.partial_payment_minimum, currency).format()}.",
-            amount="below the minimum",
-        )
 
     allocations, left = [], amount
     for r in rows:

@@ -115,10 +115,10 @@ def create_recurring(uow, now: datetime, workspace_id: str, data: dict) -> dict:
             lines=[
                 {
                     k: v
-                    for k, v in l.as_dict().items()
+                    for k, v in line.as_dict().items()
                     if k in ("description", "quantity", "unit_price", "tax_rate", "discount_percent")
                 }
-                for l in lines
+                for line in lines
             ],
             notes=text(data.get("notes", ""), "notes", 5000),
             autopay=flag(data.get("autopay", False), "autopay"),
@@ -150,10 +150,10 @@ def update_recurring(uow, now: datetime, workspace_id: str, recurring_id: str, d
         values["lines"] = [
             {
                 k: v
-                for k, v in l.as_dict().items()
+                for k, v in line.as_dict().items()
                 if k in ("description", "quantity", "unit_price", "tax_rate", "discount_percent")
             }
-            for l in parse_lines(data["lines"])
+            for line in parse_lines(data["lines"])
         ]
     for key in ("autopay", "active"):
         if key in data:
