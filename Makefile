@@ -22,9 +22,15 @@ dev: $(STAMP)
 seed: $(STAMP)
 	$(BIN)/python -m services.billing.seed
 
-## Every test: unit, integration (real RabbitMQ + PostgreSQL) and end-to-end.
-test: $(STAMP)
+## Every test: the architecture's rules (lint), unit, integration (real RabbitMQ + PostgreSQL) and end-to-end.
+test: lint
 	$(BIN)/python -m pytest -p no:cacheprovider tests
+
+## Lint, import order and format (ruff), and the import contracts between the services (import-linter).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import timezone
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -14,7 +13,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from chassis import sqlite
 from chassis.clock import Clock, utcnow
+from chassis.events import add_to_outbox
 from chassis.scope import db_scope
+from chassis.sqltypes import UtcDateTime  # noqa: F401 - the tables' type, as services import it
 
 log = logging.getLogger(__name__)
 
@@ -244,29 +245,7 @@ class UnitOfWork:
         return self.conn.execute(statement, params or {})
 
     def publish(self, event_type: str, workspace_id: str | None, data: dict, version: int = 1) -> dict:
-        from chassis.events import add_to_outbox
-
         return add_to_outbox(self.conn, event_type, workspace_id, data, version, now=self.clock())
-
-
-class UtcDateTime(sa.types.TypeDecorator):
-    """Timezone-aware UTC datetimes on every backend (SQLite hands back naive ones otherwise)."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value, dialect):
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given; store UTC-aware datetimes only")
-        value = value.astimezone(timezone.utc)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value, dialect):
-        if value is None:
-            return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 class JoinedUnitOfWork(UnitOfWork):

@@ -1,17 +1,15 @@
-"""Business errors shared over RPC.
+"""Business errors: plain exceptions the domain and the handlers raise, with no framework in them.
 
-Services raise these and list them as `expected_exceptions`, so nameko does not log them as crashes.
-They are registered with nameko's `deserialize_to_instance`, so a caller (the gateway, the CLI)
-receives the same exception, field errors included, instead of a bare RemoteError.
+The edges map them: services list them as nameko's `expected_exceptions` (not logged as crashes) and
+chassis/remote_errors.py registers them with nameko, so a caller (the gateway, the CLI) receives the
+same exception, field errors included; the gateway answers each with its HTTP status
+(services/gateway/app.py).
 """
 
 from __future__ import annotations
 
-from nameko.exceptions import deserialize_to_instance
-
 
 class ServiceError(Exception):
-    status = 500
     title = "Internal error"
 
     def __init__(self, detail: str = "", fields: dict | None = None, **more_fields):
@@ -23,41 +21,29 @@ class ServiceError(Exception):
         return self.detail
 
 
-@deserialize_to_instance
 class NotFound(ServiceError):
-    status = 404
     title = "Not found"
 
 
-@deserialize_to_instance
 class Invalid(ServiceError):
-    status = 422
     title = "Invalid input"
 
 
-@deserialize_to_instance
 class Conflict(ServiceError):
-    status = 409
     title = "Conflict"
 
 
-@deserialize_to_instance
 class RateLimited(ServiceError):
-    status = 429
     title = "Too many requests"
 
 
-@deserialize_to_instance
 class Unauthorized(ServiceError):
-    status = 401
     title = "Not signed in"
 
 
-@deserialize_to_instance
 class Unavailable(ServiceError):
     """Something outside us (Stripe) did not answer; the outcome is unknown and a retry is safe."""
 
-    status = 503
     title = "Temporarily unavailable"
 
 

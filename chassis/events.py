@@ -13,8 +13,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from chassis.clock import utcnow
-from chassis.db import UtcDateTime
 from chassis.logs import current_request_id
+from chassis.sqltypes import UtcDateTime
 
 log = logging.getLogger(__name__)
 

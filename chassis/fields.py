@@ -4,6 +4,10 @@ refused with a field error, so nothing is ever stored as Python's spelling of an
 
 from __future__ import annotations
 
+from zoneinfo import available_timezones
+
+from babel import Locale, UnknownLocaleError
+
 from chassis.errors import Invalid
 
 REFUSE = object()  # `null=REFUSE`: null is not a value this field can hold
@@ -37,3 +41,19 @@ def flag(value, name: str) -> bool:
 def display_name(name, email) -> str:
     """How a person is shown: their name, or their email address when they have none."""
     return name if isinstance(name, str) and name.strip() else (email or "")
+
+
+def check_locale(code: str) -> str:
+    """The code, if Babel knows it as a locale (en_US, de_DE); Invalid otherwise."""
+    try:
+        Locale.parse(code)
+    except (ValueError, UnknownLocaleError, TypeError):
+        raise Invalid("Locales look like en_US or fr_FR.", locale="unknown") from None
+    return code
+
+
+def check_timezone(name: str) -> str:
+    """The name, if it is an IANA time zone (Europe/Paris); Invalid otherwise."""
+    if name not in available_timezones():
+        raise Invalid("Time zones are IANA names like Europe/Paris.", timezone="unknown")
+    return name

@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from chassis.clock import utcnow
 from chassis.errors import Conflict, Invalid
 from chassis.events import IDEMPOTENCY
+from chassis.sqltypes import UtcDateTime
 
 MISSING = object()
 
@@ -60,7 +61,6 @@ def keep(uow, key: str, result) -> None:
 
 def create_table(op) -> None:
     """The migration step every service shares (the same table as chassis.events.define_tables)."""
-    from chassis.db import UtcDateTime
 
     op.create_table(
         "idempotency_keys",

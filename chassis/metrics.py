@@ -15,6 +15,8 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_late
 # Every name here is a classic one, so the 0.0.4 text format, which every Prometheus reads, says it all.
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4 as CONTENT_TYPE
 
+from chassis import events
+
 log = logging.getLogger(__name__)
 
 # No `*_created` series: they double the output and no query here uses them.
@@ -81,8 +83,6 @@ def outcome_of(exc: BaseException | None, expected: tuple | type = ()) -> str:
 def refresh_database_gauges(service: str, engine) -> None:
     """Outbox lag and parked letters from the service's database, just before a scrape. All replicas
     of a service share a database and so report the same values: aggregate them with max()."""
-    from chassis import events
-
     pending, oldest = events.outbox_lag(engine)
     OUTBOX_PENDING.labels(service).set(pending)
     OUTBOX_OLDEST.labels(service).set(oldest)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from babel.numbers import format_currency, get_currency_precision
+from babel.numbers import format_currency, get_currency_name, get_currency_precision
+
+from chassis.errors import Invalid
 
 
 def minor_digits(currency: str) -> int:
@@ -53,3 +55,14 @@ class Money:
 
     def as_dict(self) -> dict:
         return {"amount": self.amount, "currency": self.currency}
+
+
+def check_currency(code: str) -> str:
+    """The code, if it is an ISO 4217 currency Babel knows; Invalid otherwise."""
+    try:
+        Money(0, code)
+    except (ValueError, TypeError):
+        raise Invalid("Currencies are ISO 4217 codes like USD or EUR.", currency="unknown") from None
+    if get_currency_name(code, locale="en") == code:
+        raise Invalid("Currencies are ISO 4217 codes like USD or EUR.", currency="unknown")
+    return code

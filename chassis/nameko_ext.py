@@ -22,7 +22,14 @@ from nameko.timer import timer
 from nameko.web.handlers import http
 
 from chassis import db as dbmod
-from chassis import events, fast_rpc, idempotency, metrics, settings
+from chassis import (
+    events,
+    fast_rpc,
+    idempotency,
+    metrics,
+    remote_errors,  # noqa: F401 - business errors from peers arrive as themselves
+    settings,
+)
 from chassis.clock import Clock, utcnow
 from chassis.errors import EXPECTED, NotFound, ServiceError, Unavailable
 from chassis.logs import request_id_var

@@ -28,7 +28,10 @@ from urllib.parse import urlparse
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 from nameko.standalone.rpc import ClusterRpcProxy
 
-from chassis import settings
+from chassis import (
+    remote_errors,  # noqa: F401 - business errors arrive as themselves
+    settings,
+)
 from chassis.errors import ServiceError
 from chassis.scope import CONTEXT_KEY as SCOPE_KEY
 from chassis.scope import Scope

@@ -7,14 +7,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from chassis.errors import Invalid, field_errors
+from clients.billing import BookingLink
 from services.billing import availability, domain
-
-
-class BookingLink(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: str = Field(min_length=1, max_length=50, pattern=r"^[a-z0-9-]+$")
-    name: str = Field(min_length=1, max_length=100)
-    duration_minutes: int = Field(ge=5, le=480, multiple_of=5)
 
 
 class BookingRules(BaseModel):

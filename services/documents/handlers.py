@@ -16,6 +16,7 @@ from chassis.errors import Invalid, NotFound
 from chassis.fields import display_name
 from chassis.logs import current_request_id, request_context
 from chassis.settings import is_dev
+from services.documents.formatting import day, money
 from services.documents.i18n import template_env
 from services.documents.mail import PermanentMailError, TransientMailError
 from services.documents.pdf import encode
@@ -202,8 +203,6 @@ def _send(backend, row, now: datetime) -> dict:
 
 def queue_reminders(uow, now: datetime, sender: str, event: dict, portal_url: str) -> int:
     """One reminder email per portal contact, once per invoice, kind and contact, in its language."""
-    from services.documents.mails import day, money
-
     data = event["data"]
     for recipient in data["recipients"]:
         locale = recipient.get("locale") or "en_US"

@@ -5,27 +5,13 @@ call sends nothing twice."""
 from __future__ import annotations
 
 import base64
-from datetime import date, datetime
-from zoneinfo import ZoneInfo
+from datetime import datetime
 
-from babel.dates import format_date, format_datetime
 from icalendar import Calendar, Event
 
 from chassis.fields import display_name
-from chassis.money import Money
 from services.documents import handlers
-
-
-def money(amount: int, currency: str, locale: str) -> str:
-    return Money(int(amount), currency).format(locale)
-
-
-def day(iso: str | None, locale: str) -> str:
-    return format_date(date.fromisoformat(iso), "medium", locale=locale) if iso else ""
-
-
-def moment(iso: str, tz: str, locale: str) -> str:
-    return format_datetime(datetime.fromisoformat(iso).astimezone(ZoneInfo(tz)), "medium", locale=locale)
+from services.documents.formatting import day, moment, money  # noqa: F401 - the templates' filters
 
 
 def pdf_attachment(renderer, brand: dict, kind: str, data: dict) -> tuple:

@@ -24,6 +24,7 @@ from chassis.errors import EXPECTED
 from chassis.nameko_ext import Database, ServiceBase, consumes
 from chassis.rpc import TimedRpcProxy
 from chassis.scope import CALLER, OWN, SYSTEM_WIDE, runs_in
+from clients.documents import EVENTS
 from services.documents import handlers, mails, webhooks
 from services.documents.mail import backend_from_env
 from services.documents.pdf import Renderer
@@ -542,6 +543,6 @@ def _webhook_consumer(source: str, event_type: str):
 
 # One consumer per public event type (nameko binds an event handler to one type); added to the class
 # before any container is built, which is when nameko looks for entrypoints.
-for _source, _types in webhooks.EVENTS.items():
+for _source, _types in EVENTS.items():
     for _type in _types:
         setattr(DocumentsService, *_webhook_consumer(_source, _type))

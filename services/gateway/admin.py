@@ -16,8 +16,8 @@ from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
 from chassis.errors import Unauthorized
 from chassis.scope import Scope
-from services.billing.settings_model import BookingLink
-from services.documents.webhooks import EVENT_TYPES
+from clients.billing import BookingLink
+from clients.documents import EVENT_TYPES
 from services.gateway.jsonapi import (
     AFTER,
     OFFSET,

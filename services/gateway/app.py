@@ -15,7 +15,7 @@ import falcon
 
 from chassis import credentials, settings
 from chassis.clock import Clock, utcnow
-from chassis.errors import ServiceError
+from chassis.errors import Conflict, Invalid, NotFound, RateLimited, ServiceError, Unauthorized, Unavailable
 from chassis.logs import configure_logging, request_id_var
 from services.gateway import resources
 from services.gateway.admin import add_admin_routes
@@ -31,6 +31,8 @@ from services.gateway.sessions import SeenReports, SessionGuard, SessionMiddlewa
 from services.gateway.views import env_for
 
 log = logging.getLogger(__name__)
+# The services' business errors, as HTTP answers.
+HTTP_STATUS = {NotFound: 404, Invalid: 422, Conflict: 409, RateLimited: 429, Unauthorized: 401, Unavailable: 503}
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 SERVICES = ("auth", "billing", "payments", "documents")
 
@@ -245,7 +247,7 @@ class ErrorRenderer:
 
     def service_error(self, req, resp, ex: ServiceError, params):
         fields = {"errors": ex.fields} if ex.fields else None
-        self.respond(req, resp, ex.status, ex.title, ex.detail, fields)
+        self.respond(req, resp, HTTP_STATUS.get(type(ex), 500), ex.title, ex.detail, fields)
 
     # What a client loses while one service is down; pages that do not need it keep working.
     FEATURES = {

@@ -16,6 +16,7 @@ from babel.numbers import list_currencies
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
 from chassis.errors import Invalid, ServiceError, field_errors
+from chassis.money import check_currency
 
 
 class Body(BaseModel):
@@ -76,8 +77,6 @@ def _known(values, what: str):
 
 
 def _currencies() -> list[str]:
-    from services.billing.handlers.workspaces import check_currency
-
     found = []
     for code in sorted(list_currencies()):
         try:

@@ -46,6 +46,7 @@ from nameko.constants import (
 )
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService, deserialize
 
+from chassis import remote_errors  # noqa: F401 - business errors arrive as themselves
 from chassis.errors import ServiceError, from_remote
 from chassis.scope import CONTEXT_KEY as SCOPE_KEY
 from chassis.scope import Scope

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from chassis.db import UnitOfWork
 from chassis.errors import Conflict, Invalid, NotFound
 from chassis.events import envelope
+from clients.documents import EVENT_TYPES, EVENTS
 from services.documents import webhooks
 from services.documents.tables import webhook_attempts, webhook_deliveries, webhook_subscriptions
 
@@ -192,18 +193,18 @@ def published_types(service: str) -> set[str]:
 
 @pytest.mark.parametrize("service", ["billing", "payments"])
 def test_every_event_billing_and_payments_publish_can_be_subscribed_to(service):
-    assert published_types(service) - NOT_OFFERED == set(webhooks.EVENTS[service])
+    assert published_types(service) - NOT_OFFERED == set(EVENTS[service])
 
 
 def test_an_event_type_belongs_to_one_publisher():
-    assert len(webhooks.EVENT_TYPES) == sum(len(types) for types in webhooks.EVENTS.values())
+    assert len(EVENT_TYPES) == sum(len(types) for types in EVENTS.values())
 
 
 def test_every_offered_event_has_its_payload_documented_for_receivers():
     from chassis import event_contract
 
     documented = {(m.type, m.service) for m in event_contract.default().messages.values()}
-    assert {(t, service) for service, types in webhooks.EVENTS.items() for t in types} <= documented
+    assert {(t, service) for service, types in EVENTS.items() for t in types} <= documented
 
 
 # --- signing -------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 
 from chassis.errors import Conflict, Invalid
-from chassis.fields import REFUSE, flag, text
+from chassis.fields import REFUSE, check_locale, flag, text
 from services.billing.handlers.common import (
     check_fields,
     check_regional,
@@ -20,9 +20,9 @@ from services.billing.handlers.common import (
     record_activity,
     workspace_row,
 )
+from services.billing.handlers.ledger import client_balances
 from services.billing.handlers.summaries import money_moved
-from services.billing.handlers.workspaces import check_locale
-from services.billing.tables import clients, contacts
+from services.billing.tables import clients, contacts, credit_notes, invoices, payments, quotes
 
 __all__ = [
     "update_profile",
@@ -151,8 +151,6 @@ def update_client(uow, now: datetime, workspace_id: str, client_id: str, data: d
 
 
 def _has_documents(uow, client_id: str) -> bool:
-    from services.billing.tables import credit_notes, invoices, payments, quotes
-
     return any(
         uow.execute(sa.select(t.c.id).where(t.c.client_id == client_id).limit(1)).first()
         for t in (invoices, quotes, credit_notes, payments)
@@ -160,8 +158,6 @@ def _has_documents(uow, client_id: str) -> bool:
 
 
 def get_client(uow, now: datetime, workspace_id: str, client_id: str) -> dict:
-    from services.billing.handlers.ledger import client_balances
-
     row = client_row(uow, workspace_id, client_id)
     return {**client_view(uow, row), "balances": client_balances(uow, now, workspace_id, client_id)}
 

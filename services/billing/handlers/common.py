@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from chassis.errors import Invalid, NotFound
+from chassis.fields import check_locale, check_timezone
+from chassis.money import check_currency
 from services.billing import domain
 from services.billing.settings_model import WorkspaceSettings, parse_settings
 from services.billing.tables import activities, clients, contacts, counters, line_items, workspaces
@@ -31,8 +33,6 @@ def check_fields(data, allowed: set) -> None:
 
 def check_regional(values: dict) -> None:
     """Currency, locale and time zone, where given, must be real ones."""
-    from services.billing.handlers.workspaces import check_currency, check_locale, check_timezone
-
     for key, check in (("currency", check_currency), ("locale", check_locale), ("timezone", check_timezone)):
         if key in values:
             if not isinstance(values[key], str):

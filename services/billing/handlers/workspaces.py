@@ -6,14 +6,11 @@ import hashlib
 import re
 import secrets
 from datetime import datetime
-from zoneinfo import available_timezones
 
 import sqlalchemy as sa
-from babel import Locale, UnknownLocaleError
 
 from chassis.errors import Invalid, NotFound, Unauthorized
 from chassis.fields import REFUSE, text
-from chassis.money import Money
 from services.billing.handlers.common import check_fields, check_regional, iso, new_id, settings_of, workspace_row
 from services.billing.settings_model import parse_settings
 from services.billing.tables import api_keys, workspaces
@@ -26,9 +23,6 @@ __all__ = [
     "list_api_keys",
     "revoke_api_key",
     "authenticate_api_key",
-    "check_locale",
-    "check_currency",
-    "check_timezone",
 ]
 
 LOGO = re.compile(r"^data:image/(png|jpeg|svg\+xml);base64,[A-Za-z0-9+/=]+$")
@@ -46,32 +40,6 @@ WORKSPACE_FIELDS = {
     "brand_color",
     "accent_color",
 }
-
-
-def check_currency(code: str) -> str:
-    try:
-        Money(0, code)
-    except (ValueError, TypeError):
-        raise Invalid("Currencies are ISO 4217 codes like USD or EUR.", currency="unknown") from None
-    from babel.numbers import get_currency_name
-
-    if get_currency_name(code, locale="en") == code:
-        raise Invalid("Currencies are ISO 4217 codes like USD or EUR.", currency="unknown")
-    return code
-
-
-def check_locale(code: str) -> str:
-    try:
-        Locale.parse(code)
-    except (ValueError, UnknownLocaleError, TypeError):
-        raise Invalid("Locales look like en_US or fr_FR.", locale="unknown") from None
-    return code
-
-
-def check_timezone(name: str) -> str:
-    if name not in available_timezones():
-        raise Invalid("Time zones are IANA names like Europe/Paris.", timezone="unknown")
-    return name
 
 
 LIMITS = {
