@@ -1,4 +1,4 @@
-"""`make bench`: every benchmark of issue 9 against a baseline measured side by side in the same run.
+"""`make bench`: every benchmark against a baseline measured side by side in the same run.
 
 `python -m deploy.bench` starts its own system (deploy/bench/stack.py), runs the benchmarks in order,
 prints a table and writes bench/results.json, bench/report.md and bench/results.png:

@@ -151,7 +151,7 @@ def run(ctx: Context, report) -> None:
             base["p50"],
             "ms",
             raw_name,
-            note="what the gateway did before issue 9",
+            note="what the gateway did before its own RPC client",
         ),
         Result(NAME, "p99: nameko as shipped", figures["stock_echo"]["p99"], base["p99"], "ms", raw_name),
         Result(
