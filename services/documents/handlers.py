@@ -39,6 +39,12 @@ def render_email(kind: str, context: dict, locale: str = "en_US") -> tuple[str, 
     return subject, text, html
 
 
+def one_line(value: str) -> str:
+    """A header value on one line: a client's subject may hold any line break Unicode knows (U+0085,
+    U+2028...), which email headers cannot carry; they become spaces, as mail programs show them."""
+    return " ".join(value.splitlines())
+
+
 def build_message(
     sender: str,
     to: str,
@@ -51,9 +57,9 @@ def build_message(
 ) -> str:
     """Multipart: plain text and HTML alternatives, then any (filename, mime type, bytes) attachments."""
     msg = EmailMessage()
-    msg["From"], msg["To"], msg["Subject"] = sender, to, subject
+    msg["From"], msg["To"], msg["Subject"] = one_line(sender), to, one_line(subject)
     if reply_to:
-        msg["Reply-To"] = reply_to
+        msg["Reply-To"] = one_line(reply_to)
     msg["Date"] = formatdate(when.timestamp(), usegmt=True)
     msg["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1].strip(">") or "localhost")
     msg.set_content(text)

@@ -21,7 +21,7 @@ from services.gateway import resources
 from services.gateway.admin import add_admin_routes
 from services.gateway.bookings import add_booking_routes
 from services.gateway.csrf import CsrfMiddleware
-from services.gateway.jsonapi import unstorable_text
+from services.gateway.jsonapi import BadQuery, unstorable_text
 from services.gateway.metrics import MeteredRpc, MetricsMiddleware, add_ops_routes
 from services.gateway.payments import add_payment_routes
 from services.gateway.portal_api import add_portal_api_routes
@@ -32,7 +32,15 @@ from services.gateway.views import env_for
 
 log = logging.getLogger(__name__)
 # The services' business errors, as HTTP answers.
-HTTP_STATUS = {NotFound: 404, Invalid: 422, Conflict: 409, RateLimited: 429, Unauthorized: 401, Unavailable: 503}
+HTTP_STATUS = {
+    BadQuery: 400,
+    NotFound: 404,
+    Invalid: 422,
+    Conflict: 409,
+    RateLimited: 429,
+    Unauthorized: 401,
+    Unavailable: 503,
+}
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 SERVICES = ("auth", "billing", "payments", "documents")
 
@@ -247,7 +255,8 @@ class ErrorRenderer:
 
     def service_error(self, req, resp, ex: ServiceError, params):
         fields = {"errors": ex.fields} if ex.fields else None
-        self.respond(req, resp, HTTP_STATUS.get(type(ex), 500), ex.title, ex.detail, fields)
+        status = next((code for kind, code in HTTP_STATUS.items() if isinstance(ex, kind)), 500)
+        self.respond(req, resp, status, ex.title, ex.detail, fields)
 
     # What a client loses while one service is down; pages that do not need it keep working.
     FEATURES = {

@@ -125,7 +125,8 @@ SHARED_SCHEMAS = {
 
 
 class BadQuery(ServiceError):
-    status = 400
+    """A query parameter the route cannot take (400, services/gateway/app.py)."""
+
     title = "Invalid query parameter"
 
 
@@ -215,7 +216,8 @@ def read_query(req, queries: tuple[Query, ...]) -> dict:
 AFTER = Query(
     "after",
     "The next_cursor of the previous page: the page after it, however deep (same filters and "
-    "sort); such a page's total is null, the first page's stands",
+    "sort), and with an offset that many rows further; such a page's total is null, the first page's stands; a "
+    "cursor no page of this listing gave is a 404",
     max_length=500,
 )
 

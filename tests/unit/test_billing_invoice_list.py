@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from chassis.errors import Invalid
+from chassis.errors import NotFound
 from services.billing import handlers as h
 from tests.unit.test_billing_handlers import NOW, db, ws  # noqa: F401 - shared fixtures
 
@@ -78,21 +78,23 @@ def _token(keys) -> str:
     return base64.urlsafe_b64encode(json.dumps(keys).encode()).decode().rstrip("=")
 
 
-def test_a_cursor_is_for_its_own_sort_and_does_not_combine_with_an_offset(db, listed):
+def test_a_cursor_is_for_its_own_sort_and_an_offset_skips_rows_after_it(db, listed):
     ws_id, _, _ = listed
     cursor = db(h.list_invoices, ws_id, {"sort": "-date", "limit": 2})["next_cursor"]
     forged = [["-date", 1, "INV"], ["amount", 2**64, "INV"], ["number", "INV\x00"], ["number", "9" * 51], {"-date": 1}]
-    for bad in (
+    after = db(h.list_invoices, ws_id, {"limit": 4, "after": cursor})["items"]
+    skipped = db(h.list_invoices, ws_id, {"limit": 2, "after": cursor, "offset": 2})["items"]
+    assert [i["number"] for i in skipped] == [i["number"] for i in after[2:]]
+    for bad in (  # not a page this listing gave: like an unknown id, not found
         {"after": cursor, "sort": "amount"},
-        {"after": cursor, "offset": 2},
         {"after": "not a cursor"},
         {"after": cursor[:-4]},
         {"after": "é"},
         *({"after": _token(f), "sort": f[0] if isinstance(f, list) else "-date"} for f in forged),
     ):
-        with pytest.raises(Invalid) as refused:
+        with pytest.raises(NotFound) as missing:
             db(h.list_invoices, ws_id, {"limit": 2, **bad})
-        assert set(refused.value.fields) == {"after"}
+        assert set(missing.value.fields) == {"after"}
 
 
 def test_part_of_a_number_is_found_anywhere_in_it_whatever_the_case(db, listed):

@@ -165,3 +165,17 @@ def test_an_email_is_sent_under_the_request_id_it_was_queued_for(sqlite_engine, 
     assert seen == ["req-sign-in-42"] and request_id_var.get() is None
     [record] = [r for r in caplog.records if r.getMessage() == "email sent"]
     assert (record.email_id, record.kind) == (email_id, "magic_link")
+
+
+def test_a_subject_with_any_kind_of_line_break_is_sent_on_one_line():
+    from datetime import datetime, timezone
+
+    message = handlers.build_message(
+        "Acme <billing@acme.example>",
+        "dana@example.com",
+        "Invoice\u0085question\u2028now\r\nplease",
+        "text",
+        "<p>html</p>",
+        datetime(2026, 11, 23, tzinfo=timezone.utc),
+    )
+    assert "Subject: Invoice question now please" in message.replace("\r\n", "\n")

@@ -7,9 +7,10 @@ import falcon.testing
 import pytest
 
 from chassis import credentials
-from chassis.errors import RateLimited, Unauthorized
+from chassis.errors import Conflict, Invalid, NotFound, RateLimited, Unauthorized, Unavailable
 from services.gateway.app import GatewayConfig, create_app
 from services.gateway.csrf import sign
+from services.gateway.jsonapi import BadQuery
 from services.gateway.revocations import RevocationList
 from services.gateway.rpc import ServiceTimeout, ServiceUnavailable
 
@@ -381,3 +382,22 @@ def test_verify_is_rate_limited_with_a_readable_429():
     ):
         assert page.status_code == 429 and page.headers["retry-after"] == "900"
     assert [call[2][-1] for call in rpc.calls] == ["127.0.0.1", "127.0.0.1"]  # auth is told the address
+
+
+@pytest.mark.parametrize(
+    "error,status",
+    [
+        (BadQuery("limit is a number.", limit="not a number"), 400),
+        (NotFound("No such invoice."), 404),
+        (Invalid("Bad."), 422),
+        (Conflict("Taken."), 409),
+        (RateLimited("Slow down."), 429),
+        (Unauthorized("unknown"), 401),
+        (Unavailable("Stripe is away."), 503),
+    ],
+)
+def test_each_business_error_is_its_http_status_with_its_fields(error, status):
+    c, _ = client({("billing", "client_dashboard"): error})
+    answer = c.simulate_get("/api/portal/v1/dashboard", cookies=c.session_cookie)
+    assert answer.status_code == status and answer.json["status"] == status
+    assert answer.json.get("errors", {}) == error.fields

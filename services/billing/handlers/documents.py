@@ -458,7 +458,11 @@ def _after(cursor, sort: str) -> list:
                 raise ValueError("a key of the wrong type")
         return typed
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise Invalid("after is the next_cursor of an earlier page with the same sort.", after="invalid") from None
+        # an opaque reference to a page this listing never gave, like an unknown id: not found
+        raise NotFound(
+            "There is no such page: after is the next_cursor of an earlier page with the same sort.",
+            after="not a page of this listing",
+        ) from None
 
 
 def list_invoices(uow, now: datetime, workspace_id: str, filters: dict | None = None) -> dict:
@@ -509,9 +513,7 @@ def list_invoices(uow, now: datetime, workspace_id: str, filters: dict | None = 
     keys, descending = _sort_keys(sort)
     limit, offset = page_bounds(filters.get("limit", 20), filters.get("offset", 0), 100)
     total = None  # a page by cursor does not count again: counting reads every row the first page counted
-    if filters.get("after"):
-        if offset:
-            raise Invalid("Page by after or by offset, not both.", after="with offset")
+    if filters.get("after"):  # with an offset too, that many rows after the cursor are skipped
         start = _after(filters["after"], sort)
         position = sa.tuple_(*keys) if len(keys) > 1 else keys[0]
         start = tuple(start) if len(keys) > 1 else start[0]
