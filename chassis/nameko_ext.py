@@ -297,7 +297,7 @@ class ServiceBase:
 
     @runs_in(CALLER)
     @rpc
-    def ping(self):
+    def ping(self) -> dict:
         with self.db.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
         return {"service": self.name, "ok": True}
@@ -320,12 +320,12 @@ class ServiceBase:
 
     @runs_in(CALLER)  # dead letters, like the outbox and inbox, belong to the service, not a workspace
     @rpc
-    def list_dead_letters(self, limit=100):
+    def list_dead_letters(self, limit: int = 100) -> list[dict]:
         return events.list_dead_letters(self.db.engine, int(limit))
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
-    def get_dead_letter(self, letter_id):
+    def get_dead_letter(self, letter_id: int) -> dict:
         letter = events.get_dead_letter(self.db.engine, int(letter_id))
         if letter is None:
             raise NotFound(f"No dead letter {letter_id} in {self.name}.")
@@ -333,7 +333,7 @@ class ServiceBase:
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
-    def replay_dead_letter(self, letter_id):
+    def replay_dead_letter(self, letter_id: int) -> dict:
         """Hand a parked event to its consumer again. The consumer's inbox makes a replay of an event
         that meanwhile got through harmless; a replay that fails again is parked anew."""
         letter = events.claim_dead_letter(self.db.engine, int(letter_id))

@@ -3,6 +3,8 @@ publishes them (the admin API validates subscriptions against them)."""
 
 from __future__ import annotations
 
+from clients.base import ServiceClient
+
 # The public events a subscription may ask for, by the service that publishes them. The documents
 # service consumes each of them; tests/unit/test_webhooks.py checks this list against every
 # `uow.publish(...)` in billing and payments, so a new event type is not forgotten silently.
@@ -49,3 +51,133 @@ EVENTS: dict[str, tuple[str, ...]] = {
     "payments": ("payment.attempted", "payment.succeeded", "payment.failed", "payment.refunded", "payment.disputed"),
 }
 EVENT_TYPES = frozenset(t for types in EVENTS.values() for t in types)
+
+
+class DocumentsClient(ServiceClient):
+    """documents"s RPCs, with their real signatures (tests/unit/test_clients.py keeps them equal to the
+    service"s). `DocumentsClient(call)` where `call(service, method, *args, **kwargs)` makes the call: the
+    gateway"s RpcPool.call, portalctl"s and the tests" proxies."""
+
+    service = "documents"
+
+    def create_webhook(self, workspace_id: str, data: dict, idempotency_key: str | None = None) -> dict:
+        return self._call("documents", "create_webhook", workspace_id, data, idempotency_key=idempotency_key)
+
+    def delete_webhook(self, workspace_id: str, subscription_id: str, idempotency_key: str | None = None) -> None:
+        return self._call("documents", "delete_webhook", workspace_id, subscription_id, idempotency_key=idempotency_key)
+
+    def forward_invoice(
+        self,
+        workspace_id: str,
+        client_id: str,
+        invoice_id: str,
+        to: str,
+        forwarded_by: str,
+        note: str = "",
+        idempotency_key: str = "",
+    ) -> str:
+        return self._call(
+            "documents",
+            "forward_invoice",
+            workspace_id,
+            client_id,
+            invoice_id,
+            to,
+            forwarded_by,
+            note=note,
+            idempotency_key=idempotency_key,
+        )
+
+    def get_webhook(self, workspace_id: str, subscription_id: str) -> dict:
+        return self._call("documents", "get_webhook", workspace_id, subscription_id)
+
+    def list_emails(self, workspace_id: str, client_id: str | None = None, limit: int = 100) -> list[dict]:
+        return self._call("documents", "list_emails", workspace_id, client_id=client_id, limit=limit)
+
+    def list_webhook_deliveries(self, workspace_id: str, subscription_id: str, limit=50) -> list[dict]:
+        return self._call("documents", "list_webhook_deliveries", workspace_id, subscription_id, limit=limit)
+
+    def list_webhooks(self, workspace_id: str) -> list[dict]:
+        return self._call("documents", "list_webhooks", workspace_id)
+
+    def recent_emails(self, limit: int = 50) -> list[dict]:
+        return self._call("documents", "recent_emails", limit=limit)
+
+    def render_document(
+        self,
+        kind: str,
+        workspace_id: str,
+        data: dict,
+        locale: str | None = None,
+        timezone: str | None = None,
+        purpose: str = "download",
+        by_reference: bool = False,
+    ) -> dict:
+        return self._call(
+            "documents",
+            "render_document",
+            kind,
+            workspace_id,
+            data,
+            locale=locale,
+            timezone=timezone,
+            purpose=purpose,
+            by_reference=by_reference,
+        )
+
+    def replay_webhook_delivery(self, workspace_id: str, delivery_id: str, idempotency_key: str | None = None) -> dict:
+        return self._call(
+            "documents", "replay_webhook_delivery", workspace_id, delivery_id, idempotency_key=idempotency_key
+        )
+
+    def send_business_message(
+        self,
+        workspace_id: str,
+        client_id: str,
+        client_name: str,
+        from_name: str,
+        from_email: str,
+        subject: str,
+        message: str,
+        idempotency_key: str,
+    ) -> str:
+        return self._call(
+            "documents",
+            "send_business_message",
+            workspace_id,
+            client_id,
+            client_name,
+            from_name,
+            from_email,
+            subject,
+            message,
+            idempotency_key,
+        )
+
+    def send_magic_link(
+        self, *, to, name, workspace_id, client_id, url, expires_at, idempotency_key, locale=None
+    ) -> str:
+        return self._call(
+            "documents",
+            "send_magic_link",
+            to=to,
+            name=name,
+            workspace_id=workspace_id,
+            client_id=client_id,
+            url=url,
+            expires_at=expires_at,
+            idempotency_key=idempotency_key,
+            locale=locale,
+        )
+
+    def send_statement(
+        self, workspace_id: str, client_id: str, recipient: dict, statement: dict, idempotency_key: str
+    ) -> str:
+        return self._call("documents", "send_statement", workspace_id, client_id, recipient, statement, idempotency_key)
+
+    def update_webhook(
+        self, workspace_id: str, subscription_id: str, data: dict, idempotency_key: str | None = None
+    ) -> dict:
+        return self._call(
+            "documents", "update_webhook", workspace_id, subscription_id, data, idempotency_key=idempotency_key
+        )

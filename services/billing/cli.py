@@ -35,6 +35,11 @@ from chassis import (
 from chassis.errors import ServiceError
 from chassis.scope import CONTEXT_KEY as SCOPE_KEY
 from chassis.scope import Scope
+from clients.auth import AuthClient
+from clients.base import ServiceClient
+from clients.billing import BillingClient
+from clients.documents import DocumentsClient
+from clients.payments import PaymentsClient
 
 
 def parse_line(text: str) -> dict:
@@ -126,23 +131,40 @@ def build_parser() -> argparse.ArgumentParser:
 SERVICES = ("auth", "billing", "payments", "documents")
 
 
-def dead_letters(args, cluster):
+def stubs(cluster) -> dict[str, ServiceClient]:
+    """Each service's typed stub (clients/), calling through nameko's cluster proxy."""
+
+    def call(service: str, method: str, *args, **kwargs):
+        return getattr(getattr(cluster, service), method)(*args, **kwargs)
+
+    return {
+        "auth": AuthClient(call),
+        "billing": BillingClient(call),
+        "payments": PaymentsClient(call),
+        "documents": DocumentsClient(call),
+    }
+
+
+def dead_letters(args, services: dict[str, ServiceClient]):
     """Dead letters live in each service's own database, so each service answers for its own."""
-    service = getattr(cluster, args.service) if args.service else None
+    service = services[args.service] if args.service else None
     match args.action:
         case "list":
             names = [args.service] if args.service else SERVICES
-            return {name: getattr(cluster, name).list_dead_letters() for name in names}
+            return {name: services[name].list_dead_letters() for name in names}
         case "show":
             return service.get_dead_letter(args.id)
         case "replay":
-            ids = [args.id] if args.id is not None else [letter["id"] for letter in service.list_dead_letters(1000)]
+            ids = (
+                [args.id] if args.id is not None else [letter["id"] for letter in service.list_dead_letters(limit=1000)]
+            )
             return [service.replay_dead_letter(letter_id) for letter_id in ids]
 
 
 def run(args, cluster):
     """The RPC call for each command."""
-    billing = cluster.billing
+    services = stubs(cluster)
+    billing: BillingClient = services["billing"]
     match (args.area, args.action):
         case ("workspace", "create"):
             return billing.create_workspace(
@@ -190,7 +212,7 @@ def run(args, cluster):
         case ("summaries", "repair"):
             return billing.repair_client_summaries(args.workspace)
         case ("dead-letters", _):
-            return dead_letters(args, cluster)
+            return dead_letters(args, services)
     raise SystemExit(f"unknown command {args.area} {args.action}")
 
 

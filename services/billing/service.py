@@ -14,22 +14,19 @@ from chassis import metrics, settings
 from chassis.errors import EXPECTED
 from chassis.nameko_ext import Database, ServiceBase, consumes
 from chassis.scope import CALLER, OWN, SYSTEM_WIDE, runs_in
-from services.billing import handlers
+from services.billing.handlers import (
+    bookings,
+    clients,
+    documents,
+    engagement,
+    ledger,
+    payment_plans,
+    schedules,
+    summaries,
+    workspaces,
+)
 from services.billing.handlers.common import record_activity
 from services.billing.handlers.engagement import record_signal
-
-
-def _admin(name: str, scope: str = CALLER):
-    """An RPC method `name(workspace_id, *args)` running handlers.<name> in one committed transaction,
-    in the caller's scope unless `scope` says otherwise."""
-    handler = getattr(handlers, name)
-
-    def method(self, *args, **kwargs):
-        return self._tx(handler, *args, **kwargs)
-
-    method.__name__ = name
-    return runs_in(scope)(rpc(expected_exceptions=EXPECTED)(method))
-
 
 log = logging.getLogger(__name__)
 
@@ -49,77 +46,451 @@ class BillingService(ServiceBase):
     db = Database("billing", Path(__file__).parent / "migrations")
 
     # workspaces and keys
-    create_workspace = _admin("create_workspace")
-    get_workspace = _admin("get_workspace")
-    update_workspace = _admin("update_workspace")
-    create_api_key = _admin("create_api_key")
-    list_api_keys = _admin("list_api_keys")
-    revoke_api_key = _admin("revoke_api_key")
-    authenticate_api_key = _admin("authenticate_api_key", SYSTEM_WIDE)  # which workspace a key belongs to
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def create_workspace(self, data: dict, *, idempotency_key: str | None = None) -> dict:
+        return self._tx(workspaces.create_workspace, data, idempotency_key=idempotency_key)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def get_workspace(self, workspace_id: str) -> dict:
+        return self._tx(workspaces.get_workspace, workspace_id)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def update_workspace(self, workspace_id: str, data: dict, *, idempotency_key: str | None = None) -> dict:
+        return self._tx(workspaces.update_workspace, workspace_id, data, idempotency_key=idempotency_key)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def create_api_key(self, workspace_id: str, name: str, *, idempotency_key: str | None = None) -> dict:
+        return self._tx(workspaces.create_api_key, workspace_id, name, idempotency_key=idempotency_key)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def list_api_keys(self, workspace_id: str) -> list[dict]:
+        return self._tx(workspaces.list_api_keys, workspace_id)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def revoke_api_key(self, workspace_id: str, key_id: str, *, idempotency_key: str | None = None) -> dict:
+        return self._tx(workspaces.revoke_api_key, workspace_id, key_id, idempotency_key=idempotency_key)
+
+    @runs_in(SYSTEM_WIDE)  # which workspace a key belongs to
+    @rpc(expected_exceptions=EXPECTED)
+    def authenticate_api_key(self, key: str) -> str:
+        return self._tx(workspaces.authenticate_api_key, key)
+
     # clients and contacts
-    create_client = _admin("create_client")
-    update_client = _admin("update_client")
-    update_profile = _admin("update_profile")
-    get_client = _admin("get_client")
-    list_clients = _admin("list_clients")
-    add_contact = _admin("add_contact")
-    update_contact = _admin("update_contact")
-    set_portal_access = _admin("set_portal_access")
-    republish_contacts = _admin("republish_contacts")
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def create_client(self, workspace_id: str, data: dict, *, idempotency_key: str | None = None) -> dict:
+        return self._tx(clients.create_client, workspace_id, data, idempotency_key=idempotency_key)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def update_client(
+        self,
+        workspace_id: str,
+        client_id: str,
+        data: dict,
+        from_portal: bool = False,
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict:
+        return self._tx(
+            clients.update_client, workspace_id, client_id, data, from_portal, idempotency_key=idempotency_key
+        )
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def update_profile(
+        self, workspace_id: str, client_id: str, contact_id: str, data: dict, *, idempotency_key: str | None = None
+    ) -> dict:
+        return self._tx(
+            clients.update_profile, workspace_id, client_id, contact_id, data, idempotency_key=idempotency_key
+        )
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def get_client(self, workspace_id: str, client_id: str) -> dict:
+        return self._tx(clients.get_client, workspace_id, client_id)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def list_clients(self, workspace_id: str, limit: int = 100, offset: int = 0) -> list[dict]:
+        return self._tx(clients.list_clients, workspace_id, limit, offset)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def add_contact(self, workspace_id: str, client_id: str, data: dict, *, idempotency_key: str | None = None) -> dict:
+        return self._tx(clients.add_contact, workspace_id, client_id, data, idempotency_key=idempotency_key)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def update_contact(
+        self, workspace_id: str, contact_id: str, data: dict, *, idempotency_key: str | None = None
+    ) -> dict:
+        return self._tx(clients.update_contact, workspace_id, contact_id, data, idempotency_key=idempotency_key)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def set_portal_access(
+        self, workspace_id: str, contact_id: str, enabled: bool, *, idempotency_key: str | None = None
+    ) -> dict:
+        return self._tx(clients.set_portal_access, workspace_id, contact_id, enabled, idempotency_key=idempotency_key)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def republish_contacts(self, workspace_id: str, *, idempotency_key: str | None = None) -> int:
+        return self._tx(clients.republish_contacts, workspace_id, idempotency_key=idempotency_key)
+
     # invoices, quotes, credit notes, comments
-    create_invoice = _admin("create_invoice")
-    update_invoice = _admin("update_invoice")
-    send_invoice = _admin("send_invoice")
-    void_invoice = _admin("void_invoice")
-    archive_invoice = _admin("archive_invoice")
-    mark_invoice_viewed = _admin("mark_invoice_viewed")
-    get_invoice = _admin("get_invoice")
-    list_invoices = _admin("list_invoices")
-    create_quote = _admin("create_quote")
-    update_quote = _admin("update_quote")
-    send_quote = _admin("send_quote")
-    accept_quote = _admin("accept_quote")
-    reject_quote = _admin("reject_quote")
-    convert_quote = _admin("convert_quote")
-    get_quote = _admin("get_quote")
-    list_quotes = _admin("list_quotes")
-    issue_credit_note = _admin("issue_credit_note")
-    list_credit_notes = _admin("list_credit_notes")
-    add_comment = _admin("add_comment")
-    list_comments = _admin("list_comments")
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def create_invoice(
+        self, workspace_id: str, data: dict, recurring: dict | None = None, *, idempotency_key: str | None = None
+    ) -> dict:
+        return self._tx(documents.create_invoice, workspace_id, data, recurring, idempotency_key=idempotency_key)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def update_invoice(
+        self, workspace_id: str, invoice_id: str, data: dict, *, idempotency_key: str | None = None
+    ) -> dict:
+        return self._tx(documents.update_invoice, workspace_id, invoice_id, data, idempotency_key=idempotency_key)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def send_invoice(
+        self, workspace_id: str, invoice_id: str, autopay: bool = False, *, idempotency_key: str | None = None
+    ) -> dict:
+        return self._tx(documents.send_invoice, workspace_id, invoice_id, autopay, idempotency_key=idempotency_key)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def void_invoice(self, workspace_id: str, invoice_id: str, *, idempotency_key: str | None = None) -> dict:
+        return self._tx(documents.void_invoice, workspace_id, invoice_id, idempotency_key=idempotency_key)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def archive_invoice(
+        self, workspace_id: str, invoice_id: str, archived: bool = True, *, idempotency_key: str | None = None
+    ) -> dict:
+        return self._tx(documents.archive_invoice, workspace_id, invoice_id, archived, idempotency_key=idempotency_key)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def mark_invoice_viewed(
+        self, workspace_id: str, client_id: str, invoice_id: str, *, idempotency_key: str | None = None
+    ) -> dict:
+        return self._tx(
+            documents.mark_invoice_viewed, workspace_id, client_id, invoice_id, idempotency_key=idempotency_key
+        )
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def get_invoice(self, workspace_id: str, invoice_id: str, client_id: str | None = None) -> dict:
+        return self._tx(documents.get_invoice, workspace_id, invoice_id, client_id)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def list_invoices(self, workspace_id: str, filters: dict | None = None) -> dict:
+        return self._tx(documents.list_invoices, workspace_id, filters)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def create_quote(self, workspace_id: str, data: dict, *, idempotency_key: str | None = None) -> dict:
+        return self._tx(documents.create_quote, workspace_id, data, idempotency_key=idempotency_key)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def update_quote(self, workspace_id: str, quote_id: str, data: dict, *, idempotency_key: str | None = None) -> dict:
+        return self._tx(documents.update_quote, workspace_id, quote_id, data, idempotency_key=idempotency_key)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def send_quote(self, workspace_id: str, quote_id: str, *, idempotency_key: str | None = None) -> dict:
+        return self._tx(documents.send_quote, workspace_id, quote_id, idempotency_key=idempotency_key)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def accept_quote(
+        self,
+        workspace_id: str,
+        quote_id: str,
+        by: str,
+        ip: str = "",
+        signature_name: str = "",
+        client_id: str | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict:
+        return self._tx(
+            documents.accept_quote,
+            workspace_id,
+            quote_id,
+            by,
+            ip,
+            signature_name,
+            client_id,
+            idempotency_key=idempotency_key,
+        )
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def reject_quote(
+        self,
+        workspace_id: str,
+        quote_id: str,
+        by: str,
+        reason: str = "",
+        client_id: str | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict:
+        return self._tx(
+            documents.reject_quote, workspace_id, quote_id, by, reason, client_id, idempotency_key=idempotency_key
+        )
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def convert_quote(self, workspace_id: str, quote_id: str, *, idempotency_key: str | None = None) -> dict:
+        return self._tx(documents.convert_quote, workspace_id, quote_id, idempotency_key=idempotency_key)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def get_quote(self, workspace_id: str, quote_id: str, client_id: str | None = None) -> dict:
+        return self._tx(documents.get_quote, workspace_id, quote_id, client_id)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def list_quotes(self, workspace_id: str, filters: dict | None = None) -> dict:
+        return self._tx(documents.list_quotes, workspace_id, filters)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def issue_credit_note(self, workspace_id: str, data: dict, *, idempotency_key: str | None = None) -> dict:
+        return self._tx(documents.issue_credit_note, workspace_id, data, idempotency_key=idempotency_key)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def list_credit_notes(self, workspace_id: str, client_id: str | None = None) -> list[dict]:
+        return self._tx(documents.list_credit_notes, workspace_id, client_id)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def add_comment(
+        self,
+        workspace_id: str,
+        document_kind: str,
+        document_id: str,
+        author_kind: str,
+        author_name: str,
+        body: str,
+        client_id: str | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict:
+        return self._tx(
+            documents.add_comment,
+            workspace_id,
+            document_kind,
+            document_id,
+            author_kind,
+            author_name,
+            body,
+            client_id,
+            idempotency_key=idempotency_key,
+        )
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def list_comments(
+        self, workspace_id: str, document_kind: str, document_id: str, client_id: str | None = None
+    ) -> list[dict]:
+        return self._tx(documents.list_comments, workspace_id, document_kind, document_id, client_id)
+
     # ledger
-    record_payment = _admin("record_payment")
-    get_payment = _admin("get_payment")
-    list_payments = _admin("list_payments")
-    apply_credit = _admin("apply_credit")
-    apply_retainer = _admin("apply_retainer")
-    refund_retainer = _admin("refund_retainer")
-    client_balances = _admin("client_balances")
-    statement = _admin("statement")
-    client_dashboard = _admin("client_dashboard")
-    repair_client_summaries = _admin("repair_client_summaries")  # one workspace's, as its caller acts for it
-    list_activity = _admin("list_activity")
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def record_payment(self, workspace_id: str, data: dict, *, idempotency_key: str | None = None) -> dict:
+        return self._tx(ledger.record_payment, workspace_id, data, idempotency_key=idempotency_key)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def get_payment(self, workspace_id: str, payment_id: str, client_id: str | None = None) -> dict:
+        return self._tx(ledger.get_payment, workspace_id, payment_id, client_id)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def list_payments(
+        self, workspace_id: str, client_id: str | None = None, kind: str | None = None, sort: str = "-date"
+    ) -> list[dict]:
+        return self._tx(ledger.list_payments, workspace_id, client_id, kind, sort)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def apply_credit(
+        self, workspace_id: str, invoice_id: str, amount: int, *, idempotency_key: str | None = None
+    ) -> dict:
+        return self._tx(ledger.apply_credit, workspace_id, invoice_id, amount, idempotency_key=idempotency_key)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def apply_retainer(
+        self, workspace_id: str, invoice_id: str, amount: int, *, idempotency_key: str | None = None
+    ) -> dict:
+        return self._tx(ledger.apply_retainer, workspace_id, invoice_id, amount, idempotency_key=idempotency_key)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def refund_retainer(
+        self, workspace_id: str, client_id: str, amount: int, reference: str = "", *, idempotency_key: str | None = None
+    ) -> dict:
+        return self._tx(
+            ledger.refund_retainer, workspace_id, client_id, amount, reference, idempotency_key=idempotency_key
+        )
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def client_balances(self, workspace_id: str, client_id: str) -> dict:
+        return self._tx(ledger.client_balances, workspace_id, client_id)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def statement(self, workspace_id: str, client_id: str, start, end, currency: str | None = None) -> dict:
+        return self._tx(ledger.statement, workspace_id, client_id, start, end, currency)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def client_dashboard(self, workspace_id: str, client_id: str) -> dict:
+        return self._tx(ledger.client_dashboard, workspace_id, client_id)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def repair_client_summaries(self, workspace_id: str, *, idempotency_key: str | None = None) -> dict:
+        return self._tx(summaries.repair_client_summaries, workspace_id, idempotency_key=idempotency_key)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def list_activity(self, workspace_id: str, client_id: str, limit: int = 50) -> list[dict]:
+        return self._tx(ledger.list_activity, workspace_id, client_id, limit)
+
     # collection signals
-    client_engagement = _admin("client_engagement")
-    list_engagement = _admin("list_engagement")
-    plan_payment = _admin("plan_payment")
-    list_refunds = _admin("list_refunds")
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def client_engagement(self, workspace_id: str, client_id: str) -> dict:
+        return self._tx(engagement.client_engagement, workspace_id, client_id)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def list_engagement(self, workspace_id: str, risk: str | None = None, limit: int = 100, offset: int = 0) -> dict:
+        return self._tx(engagement.list_engagement, workspace_id, risk, limit, offset)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def plan_payment(
+        self, workspace_id: str, client_id: str, request: dict | None, commit: bool = False, key: str | None = None
+    ) -> dict:
+        return self._tx(payment_plans.plan_payment, workspace_id, client_id, request, commit, key)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def list_refunds(
+        self, workspace_id: str, payment_id: str | None = None, client_id: str | None = None
+    ) -> list[dict]:
+        return self._tx(ledger.list_refunds, workspace_id, payment_id, client_id)
+
     # bookings and reviews
-    booking_options = _admin("booking_options")
-    book_slot = _admin("book_slot")
-    list_bookings = _admin("list_bookings")
-    cancel_booking = _admin("cancel_booking")
-    add_review = _admin("add_review")
-    list_reviews = _admin("list_reviews")
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def booking_options(self, workspace_id: str, link_id: str | None = None) -> dict:
+        return self._tx(bookings.booking_options, workspace_id, link_id)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def book_slot(
+        self,
+        workspace_id: str,
+        client_id: str,
+        contact_id: str,
+        link_id: str,
+        start: str,
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict:
+        return self._tx(
+            bookings.book_slot, workspace_id, client_id, contact_id, link_id, start, idempotency_key=idempotency_key
+        )
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def list_bookings(self, workspace_id: str, client_id: str | None = None, upcoming: bool = True) -> list[dict]:
+        return self._tx(bookings.list_bookings, workspace_id, client_id, upcoming)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def cancel_booking(
+        self, workspace_id: str, booking_id: str, client_id: str | None = None, *, idempotency_key: str | None = None
+    ) -> dict:
+        return self._tx(bookings.cancel_booking, workspace_id, booking_id, client_id, idempotency_key=idempotency_key)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def add_review(
+        self,
+        workspace_id: str,
+        client_id: str,
+        contact_id: str,
+        author_name: str,
+        rating,
+        message: str,
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict:
+        return self._tx(
+            bookings.add_review,
+            workspace_id,
+            client_id,
+            contact_id,
+            author_name,
+            rating,
+            message,
+            idempotency_key=idempotency_key,
+        )
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def list_reviews(self, workspace_id: str, client_id: str | None = None, limit=50, offset=0) -> dict:
+        return self._tx(bookings.list_reviews, workspace_id, client_id, limit, offset)
+
     # recurring
-    create_recurring = _admin("create_recurring")
-    update_recurring = _admin("update_recurring")
-    get_recurring = _admin("get_recurring")
-    list_recurring = _admin("list_recurring")
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def create_recurring(self, workspace_id: str, data: dict, *, idempotency_key: str | None = None) -> dict:
+        return self._tx(schedules.create_recurring, workspace_id, data, idempotency_key=idempotency_key)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def update_recurring(
+        self, workspace_id: str, recurring_id: str, data: dict, *, idempotency_key: str | None = None
+    ) -> dict:
+        return self._tx(schedules.update_recurring, workspace_id, recurring_id, data, idempotency_key=idempotency_key)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def get_recurring(self, workspace_id: str, recurring_id: str) -> dict:
+        return self._tx(schedules.get_recurring, workspace_id, recurring_id)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def list_recurring(self, workspace_id: str, client_id: str | None = None) -> list[dict]:
+        return self._tx(schedules.list_recurring, workspace_id, client_id)
 
     SWEEP_JOBS = (
-        (handlers.workspaces_due_recurring, handlers.run_due_recurring),
-        (handlers.workspaces_with_open_invoices, handlers.run_reminders),
+        (schedules.workspaces_due_recurring, schedules.run_due_recurring),
+        (schedules.workspaces_with_open_invoices, schedules.run_reminders),
     )
 
     @runs_in(OWN)
@@ -193,8 +564,8 @@ class BillingService(ServiceBase):
         charged already, so what the invoices no longer owe becomes the client's credit (allow_unapplied)
         instead of refusing the payment."""
         data = event["data"]
-        known = handlers.payment_known(uow, data["payment_id"])  # a payment counts once as a signal too
-        handlers.record_payment(
+        known = engagement.payment_known(uow, data["payment_id"])  # a payment counts once as a signal too
+        ledger.record_payment(
             uow,
             now,
             event["workspace_id"],
@@ -217,7 +588,7 @@ class BillingService(ServiceBase):
     @consumes("payments", "payment.refunded")
     def on_payment_refunded(self, uow, now, event):
         data = event["data"]
-        handlers.record_refund(
+        ledger.record_refund(
             uow,
             now,
             event["workspace_id"],
@@ -227,7 +598,7 @@ class BillingService(ServiceBase):
     @consumes("payments", "payment.disputed")
     def on_payment_disputed(self, uow, now, event):
         data = event["data"]
-        handlers.record_dispute(
+        ledger.record_dispute(
             uow,
             now,
             event["workspace_id"],

@@ -28,8 +28,8 @@ class BookingList(Portal):
     def on_get(self, req, resp):
         session = self.session(req, resp)
         ws = session["workspace_id"]
-        options = self.call(req, "billing", "booking_options", ws)
-        upcoming = self.call(req, "billing", "list_bookings", ws, session["client_id"])
+        options = self.billing(req).booking_options(ws)
+        upcoming = self.billing(req).list_bookings(ws, session["client_id"])
         self.page(
             req,
             resp,
@@ -46,10 +46,7 @@ class BookingList(Portal):
         session = self.session(req, resp)
         form = self.form(req)
         link_id, start = field(form, "link_id", 50), field(form, "start", 40)
-        booking = self.call(
-            req,
-            "billing",
-            "book_slot",
+        booking = self.billing(req).book_slot(
             session["workspace_id"],
             session["client_id"],
             session["contact_id"],
@@ -64,8 +61,8 @@ class BookingSlots(Portal):
 
     def on_get(self, req, resp, link_id: str):
         session = self.session(req, resp)
-        client = self.call(req, "billing", "get_client", session["workspace_id"], session["client_id"])
-        options = self.call(req, "billing", "booking_options", session["workspace_id"], link_id)
+        client = self.billing(req).get_client(session["workspace_id"], session["client_id"])
+        options = self.billing(req).booking_options(session["workspace_id"], link_id)
         days = slots_by_day(options["slots"], client["timezone"])
         pages = max(1, -(-len(days) // DAYS_PER_PAGE))
         number = min(req.get_param_as_int("page", min_value=1, max_value=100) or 1, pages)
@@ -90,8 +87,8 @@ class BookingConfirm(Portal):
     def on_get(self, req, resp, link_id: str):
         session = self.session(req, resp)
         start = req.get_param("start") or ""
-        client = self.call(req, "billing", "get_client", session["workspace_id"], session["client_id"])
-        options = self.call(req, "billing", "booking_options", session["workspace_id"], link_id)
+        client = self.billing(req).get_client(session["workspace_id"], session["client_id"])
+        options = self.billing(req).booking_options(session["workspace_id"], link_id)
         if start not in options["slots"]:
             raise falcon.HTTPSeeOther(f"/bookings/new/{link_id}?taken=1")
         self.page(req, resp, "booking_confirm.html", session, client=client, link=options["link"], start=start)
@@ -100,7 +97,7 @@ class BookingConfirm(Portal):
 class BookingCancel(Portal):
     def on_post(self, req, resp, booking_id: str):
         session = self.session(req, resp)
-        self.call(req, "billing", "cancel_booking", session["workspace_id"], booking_id, client_id=session["client_id"])
+        self.billing(req).cancel_booking(session["workspace_id"], booking_id, client_id=session["client_id"])
         raise falcon.HTTPSeeOther("/bookings?cancelled=1")
 
 
@@ -116,10 +113,7 @@ class ReviewPage(Portal):
         rating = form.get("rating", "")
         if rating not in ("1", "2", "3", "4", "5"):
             raise falcon.HTTPBadRequest(title="Choose a rating", description="Pick from 1 to 5 stars.")
-        self.call(
-            req,
-            "billing",
-            "add_review",
+        self.billing(req).add_review(
             session["workspace_id"],
             session["client_id"],
             session["contact_id"],

@@ -78,9 +78,9 @@ class PayReview(Portal):
 
     def _review(self, req, resp, session, params: dict, status: int = 200, error: str | None = None):
         ws, client_id = session["workspace_id"], session["client_id"]
-        client = self.call(req, "billing", "get_client", ws, client_id)
+        client = self.billing(req).get_client(ws, client_id)
         request = payment_request({**params, "amount": None})
-        plan = self.call(req, "billing", "plan_payment", ws, client_id, {**request, "apply_balance": False})
+        plan = self.billing(req).plan_payment(ws, client_id, {**request, "apply_balance": False})
         self.page(
             req,
             resp,
@@ -104,13 +104,10 @@ class PayReview(Portal):
     def on_post(self, req, resp):
         session = self.session(req, resp)
         form = self.form(req)
-        client = self.call(req, "billing", "get_client", session["workspace_id"], session["client_id"])
+        client = self.billing(req).get_client(session["workspace_id"], session["client_id"])
         try:
             request = payment_request(form, client["currency"], client["locale"])
-            attempt = self.call(
-                req,
-                "payments",
-                "start_payment",
+            attempt = self.payments(req).start_payment(
                 session["workspace_id"],
                 session["client_id"],
                 request,
@@ -130,10 +127,10 @@ class PayCard(Portal):
     def on_get(self, req, resp, attempt_id: str):
         session = self.session(req, resp)
         ws, client_id = session["workspace_id"], session["client_id"]
-        attempt = self.call(req, "payments", "get_attempt", ws, attempt_id, client_id)
+        attempt = self.payments(req).get_attempt(ws, attempt_id, client_id)
         if attempt["status"] not in ("open", "failed"):
             raise falcon.HTTPSeeOther(f"/pay/{attempt_id}/done")
-        cards = self.call(req, "payments", "list_cards", ws, client_id)
+        cards = self.payments(req).list_cards(ws, client_id)
         self.page(req, resp, "pay_card.html", session, attempt=attempt, cards=cards, stripe=self.config.stripe)
 
 
@@ -143,15 +140,12 @@ class PayAction(Portal):
 
     def on_post_setup(self, req, resp, attempt_id: str):
         session = self.session(req, resp)
-        resp.media = self.call(req, "payments", "card_setup", session["workspace_id"], session["client_id"], attempt_id)
+        resp.media = self.payments(req).card_setup(session["workspace_id"], session["client_id"], attempt_id)
 
     def on_post_confirm(self, req, resp, attempt_id: str):
         session = self.session(req, resp)
         body = _json_body(req)
-        attempt = self.call(
-            req,
-            "payments",
-            "confirm_attempt",
+        attempt = self.payments(req).confirm_attempt(
             session["workspace_id"],
             session["client_id"],
             attempt_id,
@@ -163,14 +157,12 @@ class PayAction(Portal):
 
     def on_post_refresh(self, req, resp, attempt_id: str):
         session = self.session(req, resp)
-        attempt = self.call(
-            req, "payments", "refresh_attempt", session["workspace_id"], session["client_id"], attempt_id
-        )
+        attempt = self.payments(req).refresh_attempt(session["workspace_id"], session["client_id"], attempt_id)
         resp.media = {**attempt, "next": f"/pay/{attempt_id}/done"}
 
     def on_get_status(self, req, resp, attempt_id: str):
         session = self.session(req, resp)
-        attempt = self.call(req, "payments", "get_attempt", session["workspace_id"], attempt_id, session["client_id"])
+        attempt = self.payments(req).get_attempt(session["workspace_id"], attempt_id, session["client_id"])
         resp.media = {"status": attempt["status"], "failure_message": attempt["failure_message"]}
 
 
@@ -179,7 +171,7 @@ class PayDone(Portal):
 
     def on_get(self, req, resp, attempt_id: str):
         session = self.session(req, resp)
-        attempt = self.call(req, "payments", "get_attempt", session["workspace_id"], attempt_id, session["client_id"])
+        attempt = self.payments(req).get_attempt(session["workspace_id"], attempt_id, session["client_id"])
         self.page(req, resp, "pay_done.html", session, attempt=attempt)
 
 
@@ -188,7 +180,7 @@ class Cards(Portal):
 
     def on_get(self, req, resp):
         session = self.session(req, resp)
-        cards = self.call(req, "payments", "list_cards", session["workspace_id"], session["client_id"])
+        cards = self.payments(req).list_cards(session["workspace_id"], session["client_id"])
         self.page(
             req, resp, "cards.html", session, cards=cards, stripe=self.config.stripe, notice=req.get_param("notice")
         )
@@ -196,10 +188,7 @@ class Cards(Portal):
     def on_post(self, req, resp):
         session = self.session(req, resp)
         body = _json_body(req)
-        card = self.call(
-            req,
-            "payments",
-            "save_card",
+        card = self.payments(req).save_card(
             session["workspace_id"],
             session["client_id"],
             _json_text(body, "setup_intent") or "",
@@ -209,16 +198,16 @@ class Cards(Portal):
 
     def on_post_setup(self, req, resp):
         session = self.session(req, resp)
-        resp.media = self.call(req, "payments", "card_setup", session["workspace_id"], session["client_id"])
+        resp.media = self.payments(req).card_setup(session["workspace_id"], session["client_id"])
 
     def on_post_default(self, req, resp, card_id: str):
         session = self.session(req, resp)
-        self.call(req, "payments", "set_default_card", session["workspace_id"], session["client_id"], card_id)
+        self.payments(req).set_default_card(session["workspace_id"], session["client_id"], card_id)
         raise falcon.HTTPSeeOther("/payment-methods?" + urlencode({"notice": "default"}))
 
     def on_post_remove(self, req, resp, card_id: str):
         session = self.session(req, resp)
-        self.call(req, "payments", "remove_card", session["workspace_id"], session["client_id"], card_id)
+        self.payments(req).remove_card(session["workspace_id"], session["client_id"], card_id)
         raise falcon.HTTPSeeOther("/payment-methods?" + urlencode({"notice": "removed"}))
 
 

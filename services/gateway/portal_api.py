@@ -15,6 +15,9 @@ from dataclasses import dataclass
 import falcon
 from pydantic import Field
 
+from clients.auth import AuthClient
+from clients.billing import BillingClient
+from clients.documents import DocumentsClient
 from services.gateway.jsonapi import (
     AFTER,
     OFFSET,
@@ -104,7 +107,7 @@ class PortalRoute(Endpoint):
 
 def _mine(method):
     """A billing lookup of one of the client's objects by the path's id."""
-    return lambda a, p, b, q, s: a.call("billing", method, s["workspace_id"], p["id"], client_id=s["client_id"])
+    return lambda a, p, b, q, s: getattr(a.billing, method)(s["workspace_id"], p["id"], client_id=s["client_id"])
 
 
 def _pdf(kind):
@@ -123,21 +126,19 @@ def _me(a, p, b, q, s) -> dict:
 
 
 def _sign_in(a, p, b, q, s) -> dict:
-    session = a.call("auth", "consume_link", b["token"], None, a.client_ip(a.req))  # guessing is rate-limited
+    session = a.auth.consume_link(b["token"], None, a.client_ip(a.req))  # guessing is rate-limited
     return {"access_token": session["credential"], "token_type": "bearer", "expires_at": session.get("expires_at")}
 
 
 def _profile(a, p, b, q, s) -> dict:
-    saved = a.call("billing", "update_profile", s["workspace_id"], s["client_id"], s["contact_id"], b)
+    saved = a.billing.update_profile(s["workspace_id"], s["client_id"], s["contact_id"], b)
     if saved["contact"]["name"] != s["name"]:  # the session says the new name from now on
         a.req.context.sessions.renew(a.req, a.resp, name=saved["contact"]["name"])
     return saved
 
 
 def _invoices(a, p, b, q, s) -> dict:
-    return a.call(
-        "billing",
-        "list_invoices",
+    return a.billing.list_invoices(
         s["workspace_id"],
         {
             "client_id": s["client_id"],
@@ -153,9 +154,7 @@ def _invoices(a, p, b, q, s) -> dict:
 
 
 def _forward(a, p, b, q, s) -> dict:
-    email_id = a.call(
-        "documents",
-        "forward_invoice",
+    email_id = a.documents.forward_invoice(
         s["workspace_id"],
         s["client_id"],
         p["id"],
@@ -169,9 +168,7 @@ def _forward(a, p, b, q, s) -> dict:
 
 def _comment(a, p, b, q, s) -> dict:
     key = f"comment:{s['contact_id']}:{b['idempotency_key']}" if b.get("idempotency_key") else None
-    return a.call(
-        "billing",
-        "add_comment",
+    return a.billing.add_comment(
         s["workspace_id"],
         "invoice",
         p["id"],
@@ -184,11 +181,9 @@ def _comment(a, p, b, q, s) -> dict:
 
 
 def _message(a, p, b, q, s) -> dict:
-    client = a.call("billing", "get_client", s["workspace_id"], s["client_id"])
+    client = a.billing.get_client(s["workspace_id"], s["client_id"])
     key = b.get("idempotency_key") or a.req.context.request_id
-    email_id = a.call(
-        "documents",
-        "send_business_message",
+    email_id = a.documents.send_business_message(
         s["workspace_id"],
         s["client_id"],
         client["name"],
@@ -202,11 +197,11 @@ def _message(a, p, b, q, s) -> dict:
 
 
 def _bookings(a, p, b, q, s) -> dict:
-    options = a.call("billing", "booking_options", s["workspace_id"])
+    options = a.billing.booking_options(s["workspace_id"])
     return {
         "links": options["links"],
         "timezone": options["timezone"],
-        "upcoming": a.call("billing", "list_bookings", s["workspace_id"], s["client_id"]),
+        "upcoming": a.billing.list_bookings(s["workspace_id"], s["client_id"]),
     }
 
 
@@ -259,7 +254,7 @@ ROUTES: tuple[PortalRoute, ...] = (
         "/dashboard",
         "dashboard",
         "Outstanding, credits, retainer, last payment, recent items",
-        lambda a, p, b, q, s: a.call("billing", "client_dashboard", s["workspace_id"], s["client_id"]),
+        lambda a, p, b, q, s: a.billing.client_dashboard(s["workspace_id"], s["client_id"]),
     ),
     PortalRoute(
         "GET",
@@ -281,7 +276,7 @@ ROUTES: tuple[PortalRoute, ...] = (
         "/invoices/{id}",
         "get_invoice",
         "One invoice with lines, payments and credits (recorded as viewed)",
-        lambda a, p, b, q, s: a.call("billing", "mark_invoice_viewed", s["workspace_id"], s["client_id"], p["id"]),
+        lambda a, p, b, q, s: a.billing.mark_invoice_viewed(s["workspace_id"], s["client_id"], p["id"]),
     ),
     PortalRoute("GET", "/invoices/{id}/pdf", "invoice_pdf", "The invoice as PDF", _pdf("invoice"), content_type=PDF),
     PortalRoute(
@@ -289,9 +284,7 @@ ROUTES: tuple[PortalRoute, ...] = (
         "/invoices/{id}/comments",
         "list_comments",
         "The invoice's comment thread",
-        lambda a, p, b, q, s: a.call(
-            "billing", "list_comments", s["workspace_id"], "invoice", p["id"], client_id=s["client_id"]
-        ),
+        lambda a, p, b, q, s: a.billing.list_comments(s["workspace_id"], "invoice", p["id"], client_id=s["client_id"]),
     ),
     PortalRoute(
         "POST", "/invoices/{id}/comments", "add_comment", "Comment on the invoice", _comment, CommentIn, status=201
@@ -310,9 +303,7 @@ ROUTES: tuple[PortalRoute, ...] = (
         "/quotes",
         "list_quotes",
         "The client's quotes",
-        lambda a, p, b, q, s: a.call(
-            "billing",
-            "list_quotes",
+        lambda a, p, b, q, s: a.billing.list_quotes(
             s["workspace_id"],
             {"client_id": s["client_id"], "portal": True, "status": q.get("status", "all"), "limit": 100},
         ),
@@ -325,9 +316,7 @@ ROUTES: tuple[PortalRoute, ...] = (
         "/quotes/{id}/accept",
         "accept_quote",
         "Accept a pending quote, signed with a name",
-        lambda a, p, b, q, s: a.call(
-            "billing",
-            "accept_quote",
+        lambda a, p, b, q, s: a.billing.accept_quote(
             s["workspace_id"],
             p["id"],
             s["email"],
@@ -342,9 +331,7 @@ ROUTES: tuple[PortalRoute, ...] = (
         "/quotes/{id}/reject",
         "reject_quote",
         "Decline a pending quote, with a reason",
-        lambda a, p, b, q, s: a.call(
-            "billing",
-            "reject_quote",
+        lambda a, p, b, q, s: a.billing.reject_quote(
             s["workspace_id"],
             p["id"],
             s["email"],
@@ -358,9 +345,7 @@ ROUTES: tuple[PortalRoute, ...] = (
         "/payments",
         "list_payments",
         "Payments made, invoice or retainer",
-        lambda a, p, b, q, s: a.call(
-            "billing",
-            "list_payments",
+        lambda a, p, b, q, s: a.billing.list_payments(
             s["workspace_id"],
             s["client_id"],
             None if q.get("kind", "all") == "all" else q["kind"],
@@ -382,9 +367,7 @@ ROUTES: tuple[PortalRoute, ...] = (
         "/statement",
         "statement",
         "Statement of account for a period",
-        lambda a, p, b, q, s: a.call(
-            "billing", "statement", s["workspace_id"], s["client_id"], q.get("from"), q.get("to")
-        ),
+        lambda a, p, b, q, s: a.billing.statement(s["workspace_id"], s["client_id"], q.get("from"), q.get("to")),
         query=PERIOD,
     ),
     PortalRoute(
@@ -401,7 +384,7 @@ ROUTES: tuple[PortalRoute, ...] = (
         "/profile",
         "get_profile",
         "The client's company details and contacts",
-        lambda a, p, b, q, s: a.call("billing", "get_client", s["workspace_id"], s["client_id"]),
+        lambda a, p, b, q, s: a.billing.get_client(s["workspace_id"], s["client_id"]),
     ),
     PortalRoute(
         "PATCH",
@@ -419,9 +402,7 @@ ROUTES: tuple[PortalRoute, ...] = (
         "/reviews",
         "add_review",
         "Review the business",
-        lambda a, p, b, q, s: a.call(
-            "billing",
-            "add_review",
+        lambda a, p, b, q, s: a.billing.add_review(
             s["workspace_id"],
             s["client_id"],
             s["contact_id"],
@@ -438,15 +419,15 @@ ROUTES: tuple[PortalRoute, ...] = (
         "/booking-links/{id}/slots",
         "booking_slots",
         "Free start times (UTC) for one booking link",
-        lambda a, p, b, q, s: a.call("billing", "booking_options", s["workspace_id"], p["id"]),
+        lambda a, p, b, q, s: a.billing.booking_options(s["workspace_id"], p["id"]),
     ),
     PortalRoute(
         "POST",
         "/bookings",
         "book_slot",
         "Book one of the free start times (a confirmation is emailed)",
-        lambda a, p, b, q, s: a.call(
-            "billing", "book_slot", s["workspace_id"], s["client_id"], s["contact_id"], b["link_id"], b["start"]
+        lambda a, p, b, q, s: a.billing.book_slot(
+            s["workspace_id"], s["client_id"], s["contact_id"], b["link_id"], b["start"]
         ),
         BookingIn,
         status=201,
@@ -456,7 +437,7 @@ ROUTES: tuple[PortalRoute, ...] = (
         "/bookings/{id}/cancel",
         "cancel_booking",
         "Cancel one of your upcoming bookings",
-        lambda a, p, b, q, s: a.call("billing", "cancel_booking", s["workspace_id"], p["id"], client_id=s["client_id"]),
+        lambda a, p, b, q, s: a.billing.cancel_booking(s["workspace_id"], p["id"], client_id=s["client_id"]),
     ),
 )
 
@@ -502,6 +483,18 @@ class _Call:
 
     def call(self, service, method, *args, **kwargs):
         return self.resource.call(self.req, service, method, *args, **kwargs)
+
+    @property
+    def auth(self) -> AuthClient:
+        return AuthClient(self.call)
+
+    @property
+    def billing(self) -> BillingClient:
+        return BillingClient(self.call)
+
+    @property
+    def documents(self) -> DocumentsClient:
+        return DocumentsClient(self.call)
 
     def pdf(self, kind, session, object_id, query) -> dict:
         return render_pdf(self.call, kind, session, object_id, query)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import functools
 import logging
 import uuid
 from datetime import date, timedelta
@@ -15,6 +16,10 @@ from email_validator import EmailNotValidError, validate_email
 from chassis.errors import Invalid, RateLimited, Unauthorized
 from chassis.logs import request_id_var
 from chassis.scope import Scope
+from clients.auth import AuthClient
+from clients.billing import BillingClient
+from clients.documents import DocumentsClient
+from clients.payments import PaymentsClient
 from services.gateway.branding import BrandCss, BrandLogo, brand_of
 from services.gateway.forms import field
 from services.gateway.metrics import broker_reachable
@@ -42,6 +47,19 @@ class Base:
         return self.rpc.call(
             service, method, *args, request_id=req.context.request_id, scope=req.context.get("scope"), **kwargs
         )
+
+    # The services, typed (clients/): each call carries this request's id and its caller's scope.
+    def auth(self, req) -> AuthClient:
+        return AuthClient(functools.partial(self.call, req))
+
+    def billing(self, req) -> BillingClient:
+        return BillingClient(functools.partial(self.call, req))
+
+    def payments(self, req) -> PaymentsClient:
+        return PaymentsClient(functools.partial(self.call, req))
+
+    def documents(self, req) -> DocumentsClient:
+        return DocumentsClient(functools.partial(self.call, req))
 
     def render(self, resp, template: str, status: int = 200, **context):
         """A page; a client's page (session) or one document's (workspace_id) wears the business's brand.
@@ -88,7 +106,7 @@ class Base:
     def end_session(self, req, everywhere: bool = False) -> None:
         """Sign out: auth ends the session (or all of the contact's) and announces it to every gateway;
         this worker refuses the credential at once, before the announcement comes back."""
-        self.call(req, "auth", "end_session", req.context.session_id, everywhere)
+        self.auth(req).end_session(req.context.session_id, everywhere)
         guard = req.context.sessions.guard
         guard.revocations.end_session(req.context.session_id, req.context.credential.started_at + guard.limits.absolute)
 
@@ -129,7 +147,7 @@ class Login(Base):
                 error="Enter a valid email address, like name@example.com.",
             )
         try:
-            self.call(req, "auth", "request_link", email, self.client_ip(req), self.config.portal_url)
+            self.auth(req).request_link(email, self.client_ip(req), self.config.portal_url)
         except Invalid:
             return self.render(
                 resp,
@@ -164,7 +182,7 @@ class Verify(Base):
         # Consumes nothing: mail scanners prefetch links. The button POSTs the token.
         token = req.get_param("token") or ""
         try:  # auth counts tokens it never issued against the address (guessing is rate-limited)
-            state = self.call(req, "auth", "link_state", token, self.client_ip(req)) if token else "unknown"
+            state = self.auth(req).link_state(token, self.client_ip(req)) if token else "unknown"
         except RateLimited as exc:
             return self._limited(resp, exc)
         if state != "valid":
@@ -175,7 +193,7 @@ class Verify(Base):
         token = field(self.form(req), "token", 200)
         previous = previous_session_id(req, self.config.cookie_name, req.context.sessions.guard.keys)
         try:  # a new session every time: the one this browser had (fixation) ends, never kept
-            session = self.call(req, "auth", "consume_link", token, previous, self.client_ip(req))
+            session = self.auth(req).consume_link(token, previous, self.client_ip(req))
         except Unauthorized as exc:
             return self._problem(resp, exc.detail)
         except RateLimited as exc:
@@ -195,7 +213,7 @@ class Logout(Base):
 class Dashboard(Base):
     def on_get(self, req, resp):
         session = self.session(req, resp)
-        data = self.call(req, "billing", "client_dashboard", session["workspace_id"], session["client_id"])
+        data = self.billing(req).client_dashboard(session["workspace_id"], session["client_id"])
         self.render(
             resp,
             "dashboard.html",
@@ -229,7 +247,7 @@ class Portal(Base):
     def page(self, req, resp, template: str, session: dict, status: int = 200, client: dict | None = None, **context):
         """Render for the client's locale and time zone; pass `client` (or any dict with those two)
         when the caller already has it, to save the lookup."""
-        client = client or self.call(req, "billing", "get_client", session["workspace_id"], session["client_id"])
+        client = client or self.billing(req).get_client(session["workspace_id"], session["client_id"])
         self.render(
             resp,
             template,
@@ -251,10 +269,7 @@ class InvoiceList(Portal):
             raise falcon.HTTPBadRequest(title="Unknown filter", description="Choose a filter and a sort from the page.")
         search = (req.get_param("q") or "")[:50]
         number = max(req.get_param_as_int("page", min_value=1, max_value=10_000) or 1, 1)
-        page = self.call(
-            req,
-            "billing",
-            "list_invoices",
+        page = self.billing(req).list_invoices(
             session["workspace_id"],
             {
                 "client_id": session["client_id"],
@@ -288,8 +303,8 @@ class InvoiceDetail(Portal):
     def on_get(self, req, resp, invoice_id: str):
         session = self.session(req, resp)
         ws, client = session["workspace_id"], session["client_id"]
-        invoice = self.call(req, "billing", "mark_invoice_viewed", ws, client, invoice_id)  # scoped, and recorded
-        comments = self.call(req, "billing", "list_comments", ws, "invoice", invoice_id, client_id=client)
+        invoice = self.billing(req).mark_invoice_viewed(ws, client, invoice_id)  # scoped, and recorded
+        comments = self.billing(req).list_comments(ws, "invoice", invoice_id, client_id=client)
         self.page(
             req,
             resp,
@@ -313,10 +328,7 @@ class InvoiceComment(Portal):
         if not body.strip():
             raise falcon.HTTPBadRequest(title="Write a comment", description="A comment is 1 to 5000 characters.")
         nonce = field(form, "nonce", 64) or req.context.request_id  # a double submit posts once
-        self.call(
-            req,
-            "billing",
-            "add_comment",
+        self.billing(req).add_comment(
             session["workspace_id"],
             "invoice",
             invoice_id,
@@ -341,10 +353,7 @@ class InvoiceForward(Portal):
                 title="Check the address", description="Enter the email address to forward the invoice to."
             ) from None
         nonce = field(form, "nonce", 64) or req.context.request_id  # a double submit sends once
-        self.call(
-            req,
-            "documents",
-            "forward_invoice",
+        self.documents(req).forward_invoice(
             session["workspace_id"],
             session["client_id"],
             invoice_id,
@@ -371,10 +380,7 @@ class QuoteList(Portal):
         status = req.get_param("status") or "all"
         if status not in dict(QUOTE_FILTERS):
             raise falcon.HTTPBadRequest(title="Unknown filter", description="Choose a filter from the page.")
-        quotes = self.call(
-            req,
-            "billing",
-            "list_quotes",
+        quotes = self.billing(req).list_quotes(
             session["workspace_id"],
             {"client_id": session["client_id"], "portal": True, "status": status, "limit": 100},
         )["items"]
@@ -384,9 +390,7 @@ class QuoteList(Portal):
 class QuoteDetail(Portal):
     def on_get(self, req, resp, quote_id: str, confirm: str | None = None):
         session = self.session(req, resp)
-        quote = self.call(
-            req, "billing", "get_quote", session["workspace_id"], quote_id, client_id=session["client_id"]
-        )
+        quote = self.billing(req).get_quote(session["workspace_id"], quote_id, client_id=session["client_id"])
         self.page(req, resp, "quote.html", session, client=quote, q=quote, confirm=confirm)
 
 
@@ -401,10 +405,7 @@ class QuoteAccept(QuoteDetail):
             raise falcon.HTTPBadRequest(title="Sign with your name", description="Type your full name to accept.")
         if form.get("confirmed") != "yes":
             return self.on_get(req, resp, quote_id, confirm=name)
-        self.call(
-            req,
-            "billing",
-            "accept_quote",
+        self.billing(req).accept_quote(
             session["workspace_id"],
             quote_id,
             session["email"],
@@ -419,10 +420,7 @@ class QuoteReject(Portal):
     def on_post(self, req, resp, quote_id: str):
         session = self.session(req, resp)
         reason = field(self.form(req), "reason", 2000)
-        self.call(
-            req,
-            "billing",
-            "reject_quote",
+        self.billing(req).reject_quote(
             session["workspace_id"],
             quote_id,
             session["email"],
@@ -447,10 +445,7 @@ class PaymentList(Portal):
         kind, sort = req.get_param("kind") or "all", req.get_param("sort") or "-date"
         if kind not in dict(PAYMENT_KINDS) or sort not in dict(PAYMENT_SORTS):
             raise falcon.HTTPBadRequest(title="Unknown filter", description="Choose a filter and a sort from the page.")
-        payments = self.call(
-            req,
-            "billing",
-            "list_payments",
+        payments = self.billing(req).list_payments(
             session["workspace_id"],
             session["client_id"],
             None if kind == "all" else kind,
@@ -492,7 +487,7 @@ class StatementPage(Portal):
         session = self.session(req, resp)
         ws, client = session["workspace_id"], session["client_id"]
         asked = {key: value for key in ("from", "to") if (value := req.get_param(key))}
-        statement = self.call(req, "billing", "statement", ws, client, asked.get("from"), asked.get("to"))
+        statement = self.billing(req).statement(ws, client, asked.get("from"), asked.get("to"))
         # Billing says what day it is for the business; without "to", the statement ends that day.
         today = statement.get("today") or statement["to"]  # an older billing sends no "today"
         periods = statement_periods(date.fromisoformat(today))
@@ -505,7 +500,7 @@ PROFILE_FIELDS = {"name": 200, "phone": 50, "company": 200, "address": 2000, "co
 
 class ProfilePage(Portal):
     def _show(self, req, resp, session, status: int = 200, error: str | None = None):
-        client = self.call(req, "billing", "get_client", session["workspace_id"], session["client_id"])
+        client = self.billing(req).get_client(session["workspace_id"], session["client_id"])
         contact = next(c for c in client["contacts"] if c["id"] == session["contact_id"])
         business = self.brand(session["workspace_id"])["name"]
         self.page(
@@ -531,8 +526,8 @@ class ProfilePage(Portal):
         data = {key: field(form, key, limit) for key, limit in PROFILE_FIELDS.items() if key in form}
         if "company" in data and not data["company"].strip():
             return self._show(req, resp, session, status=400, error="The company name cannot be empty.")
-        saved = self.call(
-            req, "billing", "update_profile", session["workspace_id"], session["client_id"], session["contact_id"], data
+        saved = self.billing(req).update_profile(
+            session["workspace_id"], session["client_id"], session["contact_id"], data
         )
         if saved["contact"]["name"] != session["name"]:  # the pages greet the contact by the new name
             req.context.sessions.renew(req, resp, name=saved["contact"]["name"])
@@ -563,12 +558,9 @@ class ContactBusiness(Portal):
                 title="Write a subject and a message",
                 description="Both are needed; the message is at most 5000 characters.",
             )
-        client = self.call(req, "billing", "get_client", session["workspace_id"], session["client_id"])
+        client = self.billing(req).get_client(session["workspace_id"], session["client_id"])
         nonce = field(form, "nonce", 64) or req.context.request_id  # a double submit sends once
-        self.call(
-            req,
-            "documents",
-            "send_business_message",
+        self.documents(req).send_business_message(
             session["workspace_id"],
             session["client_id"],
             client["name"],
@@ -649,7 +641,7 @@ class DocumentLink(Base):
 
     def _resolve(self, req, token: str) -> tuple[dict, dict]:
         try:
-            scope = self.call(req, "auth", "resolve_document_link", token)
+            scope = self.auth(req).resolve_document_link(token)
         except Unauthorized as exc:
             gone = exc.detail in ("expired", "revoked")
             raise (
@@ -670,9 +662,7 @@ class DocumentLink(Base):
     def on_get(self, req, resp, token: str):
         scope, document = self._resolve(req, token)
         if scope["kind"] == "invoice":  # the business sees the visit in the client's activity
-            self.call(
-                req, "billing", "mark_invoice_viewed", scope["workspace_id"], scope["client_id"], scope["document_id"]
-            )
+            self.billing(req).mark_invoice_viewed(scope["workspace_id"], scope["client_id"], scope["document_id"])
         self.render(
             resp,
             "document_public.html",
@@ -753,7 +743,7 @@ class DevMail(Base):
     public = True
 
     def on_get(self, req, resp):
-        self.render(resp, "dev_mail.html", emails=self.call(req, "documents", "recent_emails", 50))
+        self.render(resp, "dev_mail.html", emails=self.documents(req).recent_emails(50))
 
 
 def add_routes(app: falcon.App, rpc, health_rpc, config) -> None:

@@ -51,7 +51,7 @@ class FakeRpc:
         self.calls = []
 
     def call(self, service, method, *args, request_id=None, **kwargs):
-        self.calls.append((service, method, args, request_id))
+        self.calls.append((service, method, args, request_id, kwargs))
         answer = self.answers.get((service, method))
         if isinstance(answer, Exception):
             raise answer
@@ -317,7 +317,8 @@ def test_forms_need_the_csrf_token_of_their_own_cookie():
 def test_a_json_api_call_with_only_a_bearer_token_needs_no_csrf_token():
     c, rpc = client({("auth", "end_session"): 1})
     page = c.simulate_post("/api/portal/v1/session/logout", csrf=False, headers=c.bearer)
-    assert page.status_code == 204 and rpc.calls[0][:3] == ("auth", "end_session", ("s1", False))
+    assert page.status_code == 204 and rpc.calls[0][:3] == ("auth", "end_session", ("s1",))
+    assert rpc.calls[0][4]["everywhere"] is False
     with_cookie = c.simulate_post("/api/portal/v1/session/logout", csrf=False, cookies=c.session_cookie)
     assert with_cookie.status_code == 403
 
@@ -381,7 +382,7 @@ def test_verify_is_rate_limited_with_a_readable_429():
         c.simulate_post("/login/verify", body="token=t", headers=FORM),
     ):
         assert page.status_code == 429 and page.headers["retry-after"] == "900"
-    assert [call[2][-1] for call in rpc.calls] == ["127.0.0.1", "127.0.0.1"]  # auth is told the address
+    assert [call[4]["client_ip"] for call in rpc.calls] == ["127.0.0.1", "127.0.0.1"]  # auth is told the address
 
 
 @pytest.mark.parametrize(

@@ -82,7 +82,7 @@ def test_every_rpc_is_timed_by_method_and_outcome_and_logged_with_the_request_id
 
 
 def test_fast_good_reads_are_logged_one_in_ten_everything_else_always(caplog, monkeypatch):
-    monkeypatch.setenv("RPC_LOG_SLOW_MS", "5")
+    monkeypatch.setenv("RPC_LOG_SLOW_MS", "200")  # far above a fast call, even on a busy machine
     provider = RpcMetrics()
     provider.container = SimpleNamespace(service_name="unit-rpc-sampled")
     caplog.set_level(logging.INFO, logger="chassis.nameko_ext")
@@ -95,7 +95,7 @@ def test_fast_good_reads_are_logged_one_in_ten_everything_else_always(caplog, mo
 
     for _ in range(20):
         call("client_dashboard")
-    call("get_invoice", seconds=0.01)  # slow
+    call("get_invoice", seconds=0.25)  # slow
     call("get_invoice", NotFound("no such invoice"))  # refused
     for _ in range(3):
         call("add_comment")  # changes something

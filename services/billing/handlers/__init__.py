@@ -1,12 +1,94 @@
 """Billing use cases. Each takes a unit of work and the current time first, is scoped by workspace,
-and returns plain JSON-ready data. Errors are chassis.errors, raised before anything is committed."""
+and returns plain JSON-ready data. Errors are chassis.errors, raised before anything is committed.
 
-from services.billing.handlers.bookings import *  # noqa: F401,F403
-from services.billing.handlers.clients import *  # noqa: F401,F403
-from services.billing.handlers.documents import *  # noqa: F401,F403
-from services.billing.handlers.engagement import *  # noqa: F401,F403
-from services.billing.handlers.ledger import *  # noqa: F401,F403
-from services.billing.handlers.payment_plans import *  # noqa: F401,F403
-from services.billing.handlers.schedules import *  # noqa: F401,F403
-from services.billing.handlers.summaries import *  # noqa: F401,F403
-from services.billing.handlers.workspaces import *  # noqa: F401,F403
+One module per concern; this package lists what each offers, so a name leads to its module."""
+
+from services.billing.handlers.bookings import (  # noqa: F401
+    add_review,
+    book_slot,
+    booking_options,
+    cancel_booking,
+    list_bookings,
+    list_reviews,
+)
+from services.billing.handlers.clients import (  # noqa: F401
+    add_contact,
+    client_view,
+    create_client,
+    get_client,
+    list_clients,
+    republish_contacts,
+    set_portal_access,
+    update_client,
+    update_contact,
+    update_profile,
+)
+from services.billing.handlers.documents import (  # noqa: F401
+    accept_quote,
+    add_comment,
+    archive_invoice,
+    convert_quote,
+    create_invoice,
+    create_quote,
+    get_invoice,
+    get_quote,
+    invoice_view,
+    issue_credit_note,
+    list_comments,
+    list_credit_notes,
+    list_invoices,
+    list_quotes,
+    mark_invoice_viewed,
+    reject_quote,
+    send_invoice,
+    send_quote,
+    update_invoice,
+    update_quote,
+    void_invoice,
+)
+from services.billing.handlers.engagement import (  # noqa: F401
+    client_engagement,
+    list_engagement,
+    payment_known,
+    record_signal,
+)
+from services.billing.handlers.ledger import (  # noqa: F401
+    apply_credit,
+    apply_retainer,
+    client_balances,
+    client_dashboard,
+    get_payment,
+    list_activity,
+    list_payments,
+    list_refunds,
+    record_dispute,
+    record_payment,
+    record_refund,
+    refund_retainer,
+    statement,
+)
+from services.billing.handlers.payment_plans import (  # noqa: F401
+    plan_payment,
+)
+from services.billing.handlers.schedules import (  # noqa: F401
+    create_recurring,
+    get_recurring,
+    list_recurring,
+    run_due_recurring,
+    run_reminders,
+    update_recurring,
+    workspaces_due_recurring,
+    workspaces_with_open_invoices,
+)
+from services.billing.handlers.summaries import (  # noqa: F401
+    repair_client_summaries,
+)
+from services.billing.handlers.workspaces import (  # noqa: F401
+    authenticate_api_key,
+    create_api_key,
+    create_workspace,
+    get_workspace,
+    list_api_keys,
+    revoke_api_key,
+    update_workspace,
+)
