@@ -108,7 +108,9 @@ def test_portalctl_repairs_the_workspace_it_acts_for(db, ws, monkeypatch, capsys
         def __init__(self, config, context_data=None, timeout=None):
             proxies.append(context_data)
             self.billing = SimpleNamespace(
-                repair_client_summaries=lambda workspace_id: db(h.repair_client_summaries, workspace_id)
+                repair_client_summaries=lambda workspace_id, *, idempotency_key=None: db(
+                    h.repair_client_summaries, workspace_id
+                )
             )
 
         def __enter__(self):
