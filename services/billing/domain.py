@@ -1,7 +1,14 @@
 """Billing rules in plain Python: money in integer minor units, no database, no broker.
 
-Rounding: each line's discount and tax are rounded half-even to minor units, and every total is the
-sum of what the lines print, so a document always adds up to the cent.
+Presentation, the same on every document, page and API:
+- a line's amount is quantity x unit price - its discount, net of tax (`Line.subtotal`);
+- the subtotal is the sum of the line amounts;
+- then one row per tax rate: the net base (sum of that rate's line amounts) and its tax;
+- the total is the subtotal plus those taxes.
+
+Rounding: a line's amount and discount are rounded half-even to minor units; tax is computed per
+rate, on the rate's net base, and rounded once (EN 16931: VAT per category = the category's net
+total x its rate). A line's own `tax` is shown for reference and is not added up.
 """
 
 from __future__ import annotations
@@ -113,22 +120,66 @@ class Line:
 
 
 @dataclass(frozen=True)
+class TaxBand:
+    """One row of a document's tax breakdown: the net amount taxed at `rate` (percent) and its tax."""
+
+    rate: Decimal
+    base: int
+    tax: int
+
+    def as_dict(self) -> dict:
+        return {"rate": str(self.rate), "base": self.base, "tax": self.tax}
+
+
+def _rate_key(rate) -> Decimal:
+    """20, 20.0 and 20.0000 are one rate, written 20 (never 2E+1)."""
+    rate = Decimal(rate).normalize()
+    return rate.quantize(Decimal(1)) if rate.as_tuple().exponent > 0 else rate
+
+
+def tax_breakdown(lines: list[Line]) -> list[TaxBand]:
+    """Net base per rate, highest rate first, each rate's tax rounded once on its base."""
+    bases: dict[Decimal, int] = {}
+    for line in lines:
+        rate = _rate_key(line.tax_rate)
+        bases[rate] = bases.get(rate, 0) + line.subtotal
+    return [
+        TaxBand(rate, base, round_minor(base * rate / HUNDRED)) for rate, base in sorted(bases.items(), reverse=True)
+    ]
+
+
+def stored_tax_breakdown(lines: list[dict], tax_total: int) -> list[dict]:
+    """The breakdown of a stored document, from its stored line amounts. Documents totalled before tax
+    was rounded per rate summed each line's rounded tax instead; for those (the bands then miss the
+    stored tax by a cent or so) each band shows the sum of its lines' stored tax, so the printed rows
+    still add up to the total the document was issued with."""
+    bases: dict[Decimal, list[int]] = {}
+    for line in lines:
+        base_and_tax = bases.setdefault(_rate_key(line["tax_rate"]), [0, 0])
+        base_and_tax[0] += line["subtotal"]
+        base_and_tax[1] += line["tax"]
+    bands = [TaxBand(rate, base, round_minor(base * rate / HUNDRED)) for rate, (base, _) in bases.items()]
+    if sum(band.tax for band in bands) != tax_total:
+        bands = [TaxBand(rate, base, tax) for rate, (base, tax) in bases.items()]
+    return [band.as_dict() for band in sorted(bands, key=lambda band: band.rate, reverse=True)]
+
+
+@dataclass(frozen=True)
 class Totals:
     subtotal: int
     discount: int
     tax: int
     total: int
+    breakdown: tuple[TaxBand, ...] = field(default=())
 
     @classmethod
     def of(cls, lines: list[Line]) -> Totals:
         if not lines:
             raise Invalid("A document needs at least one line.", lines="empty")
-        return cls(
-            sum(line.subtotal for line in lines),
-            sum(line.discount for line in lines),
-            sum(line.tax for line in lines),
-            sum(line.total for line in lines),
-        )
+        subtotal = sum(line.subtotal for line in lines)
+        bands = tax_breakdown(lines)
+        tax = sum(band.tax for band in bands)
+        return cls(subtotal, sum(line.discount for line in lines), tax, subtotal + tax, tuple(bands))
 
 
 def balance(total: int, paid: int, credited: int) -> int:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import functools
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime
+from babel.numbers import format_decimal
 from babel.support import NullTranslations
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
@@ -45,7 +47,7 @@ def template_env(directory: Path, locale: str) -> Environment:
             if value
             else ""
         ),
-        quantity=lambda value: f"{float(value):g}",
-        percent=lambda value: f"{float(value):g}%",
+        quantity=lambda value: format_decimal(Decimal(value), locale=locale, decimal_quantization=False),
+        percent=lambda value: format_decimal(Decimal(value), locale=locale, decimal_quantization=False) + "%",
     )
     return env

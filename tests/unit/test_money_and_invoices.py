@@ -71,16 +71,49 @@ lines_strategy = st.lists(
 
 
 @given(lines_strategy)
-def test_invoice_total_is_the_sum_of_its_rounded_lines(lines):
+def test_totals_read_top_to_bottom_with_tax_rounded_once_per_rate(lines):
     totals = domain.Totals.of(lines)
-    assert totals.total == sum(line.total for line in lines)
+    assert totals.subtotal == sum(line.subtotal for line in lines)  # the line amounts add up to the subtotal
+    assert sum(band.base for band in totals.breakdown) == totals.subtotal
+    assert totals.tax == sum(band.tax for band in totals.breakdown)
     assert totals.total == totals.subtotal + totals.tax
     assert all(isinstance(v, int) for v in (totals.subtotal, totals.tax, totals.total, totals.discount))
-    for line in lines:  # three half-cent roundings (gross, discount, tax), the first two also taxed
-        exact = line.quantity * line.unit_price * (1 - line.discount_percent / 100) * (1 + line.tax_rate / 100)
-        bound = Decimal("0.5") + (1 + line.tax_rate / 100) * 1 + Decimal("1e-9")
-        assert abs(line.total - exact) <= bound
+    rates = [band.rate for band in totals.breakdown]
+    assert rates == sorted(set(rates), reverse=True)  # one row per rate, highest first
+    for band in totals.breakdown:  # EN 16931: the rate's net base times the rate, rounded once
+        assert band.base == sum(line.subtotal for line in lines if line.tax_rate == band.rate)
+        assert abs(band.tax - band.base * band.rate / 100) <= Decimal("0.5")
+    for line in lines:  # two half-cent roundings: the gross, then the discount
+        exact = line.quantity * line.unit_price * (1 - line.discount_percent / 100)
+        assert abs(line.subtotal - exact) <= 1
     assert domain.Totals.of(list(reversed(lines))) == totals
+
+
+def test_the_seeded_invoice_adds_up_on_its_face():
+    lines = [
+        domain.Line("Website design (hours)", Decimal(10), 9500, Decimal(0), Decimal(10)),
+        domain.Line("Hosting, first month", Decimal(1), 2500, Decimal(20)),
+    ]
+    totals = domain.Totals.of(lines)
+    assert [line.subtotal for line in lines] == [85500, 2500]
+    assert (totals.subtotal, totals.tax, totals.total, totals.discount) == (88000, 500, 88500, 9500)
+    assert [band.as_dict() for band in totals.breakdown] == [
+        {"rate": "20", "base": 2500, "tax": 500},
+        {"rate": "0", "base": 85500, "tax": 0},
+    ]
+
+
+def test_tax_is_rounded_per_rate_not_per_line():
+    three_lines = [domain.Line("item", Decimal(1), 5, Decimal(10))] * 3  # 0.5 cent of tax each
+    totals = domain.Totals.of(three_lines)
+    assert [line.tax for line in three_lines] == [0, 0, 0]  # half-even per line would lose the cent
+    assert (totals.tax, totals.total) == (2, 17)  # round(15 x 10%) = round(1.5) = 2
+
+
+def test_a_document_totalled_per_line_keeps_the_breakdown_it_was_issued_with():
+    stored = [{"tax_rate": "10.0000", "subtotal": 5, "tax": 0}] * 3  # issued when tax was rounded per line
+    assert domain.stored_tax_breakdown(stored, 0) == [{"rate": "10", "base": 15, "tax": 0}]
+    assert domain.stored_tax_breakdown(stored, 2) == [{"rate": "10", "base": 15, "tax": 2}]
 
 
 settlements = st.lists(st.tuples(st.sampled_from(["paid", "credited"]), st.integers(-100, 200_000)), max_size=30)

@@ -171,6 +171,12 @@ def load_lines(uow, kind: str, document_id: str) -> list[dict]:
     ]
 
 
+def lines_and_taxes(uow, kind: str, document_id: str, tax_total: int) -> dict:
+    """A document's lines and its tax breakdown (one row per rate), as every view of it shows them."""
+    lines = load_lines(uow, kind, document_id)
+    return {"lines": lines, "tax_breakdown": domain.stored_tax_breakdown(lines, tax_total)}
+
+
 def client_snapshot(uow, client_row) -> dict:
     primary = uow.execute(
         sa.select(contacts)

@@ -19,6 +19,7 @@ from services.billing.handlers.common import (
     client_snapshot,
     get_scoped,
     iso,
+    lines_and_taxes,
     load_lines,
     new_id,
     page_bounds,
@@ -345,7 +346,7 @@ def get_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, client_i
     client = client_row(uow, workspace_id, row.client_id)
     view = invoice_view(row, workspace_today(ws, now), None if row.client_snapshot else client_snapshot(uow, client))
     view.update(locale=client.locale, timezone=client.timezone, business_name=ws.name)
-    view["lines"] = load_lines(uow, "invoice", invoice_id)
+    view.update(lines_and_taxes(uow, "invoice", invoice_id, row.tax_total))
     view["payments"] = [
         {
             "payment_id": p.id,
@@ -772,7 +773,7 @@ def get_quote(uow, now: datetime, workspace_id: str, quote_id: str, client_id: s
         timezone=client.timezone,
         business_name=ws.name,
     )
-    view["lines"] = load_lines(uow, "quote", quote_id)
+    view.update(lines_and_taxes(uow, "quote", quote_id, row.tax_total))
     return view
 
 
@@ -863,9 +864,10 @@ def issue_credit_note(uow, now: datetime, workspace_id: str, data: dict) -> dict
         "currency": client.currency,
         "issue_date": iso(issue),
         "total": totals.total,
+        "subtotal": totals.subtotal,
         "tax_total": totals.tax,
         "reason": data.get("reason", ""),
-        "lines": load_lines(uow, "credit", credit_id),
+        **lines_and_taxes(uow, "credit", credit_id, totals.tax),
     }
 
 
