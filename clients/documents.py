@@ -125,6 +125,9 @@ class DocumentsClient(ServiceClient):
             by_reference=by_reference,
         )
 
+    def einvoice(self, kind: str, workspace_id: str, data: dict) -> dict:
+        return self._call("documents", "einvoice", kind, workspace_id, data)
+
     def replay_webhook_delivery(self, workspace_id: str, delivery_id: str, idempotency_key: str | None = None) -> dict:
         return self._call(
             "documents", "replay_webhook_delivery", workspace_id, delivery_id, idempotency_key=idempotency_key

@@ -52,7 +52,7 @@ def invoice_data(lines: int, tag: str) -> dict:
         "subtotal": total,
         "discount_total": 0,
         "tax_total": 0,
-        "tax_breakdown": [{"rate": "0", "base": total, "tax": 0}],
+        "tax_breakdown": [{"category": "Z", "rate": "0", "base": total, "tax": 0}],
         "total": total,
         "amount_paid": 0,
         "amount_credited": 0,

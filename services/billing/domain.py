@@ -47,6 +47,14 @@ def to_decimal(value, name: str) -> Decimal:
     return result
 
 
+# VAT categories (EN 16931, UNTDID 5305): S standard rate, Z zero rated, E exempt, AE reverse charge.
+TAX_CATEGORIES = ("S", "Z", "E", "AE")
+
+
+def default_category(rate: Decimal) -> str:
+    return "S" if rate > 0 else "Z"
+
+
 @dataclass(frozen=True)
 class Line:
     description: str
@@ -54,8 +62,18 @@ class Line:
     unit_price: int  # minor units
     tax_rate: Decimal = Decimal(0)  # percent
     discount_percent: Decimal = Decimal(0)
+    tax_category: str = ""  # "" takes the rate's default: S when taxed, Z at 0%
 
     def __post_init__(self) -> None:
+        if not self.tax_category:
+            object.__setattr__(self, "tax_category", default_category(self.tax_rate))
+        if self.tax_category not in TAX_CATEGORIES:
+            raise Invalid("tax_category is S, Z, E or AE.", tax_category="unknown")
+        if (self.tax_category == "S") != (self.tax_rate > 0):
+            raise Invalid(
+                "Standard-rated lines (S) have a tax rate above 0; zero-rated, exempt and reverse-charge lines have 0.",
+                tax_category="does not match the tax rate",
+            )
         if not self.description.strip():
             raise Invalid("Each line needs a description.", description="required")
         if self.quantity <= 0:
@@ -81,6 +99,7 @@ class Line:
                 unit_price,
                 to_decimal(data.get("tax_rate", 0), "tax_rate"),
                 to_decimal(data.get("discount_percent", 0), "discount_percent"),
+                _category(data.get("tax_category")),
             )
         except KeyError as exc:
             raise Invalid(f"Each line needs {exc.args[0]}.", **{exc.args[0]: "required"}) from None
@@ -112,6 +131,7 @@ class Line:
             "unit_price": self.unit_price,
             "tax_rate": str(self.tax_rate),
             "discount_percent": str(self.discount_percent),
+            "tax_category": self.tax_category,
             "discount": self.discount,
             "subtotal": self.subtotal,
             "tax": self.tax,
@@ -119,16 +139,26 @@ class Line:
         }
 
 
+def _category(value) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or value not in TAX_CATEGORIES:
+        raise Invalid("tax_category is S, Z, E or AE.", tax_category="unknown")
+    return value
+
+
 @dataclass(frozen=True)
 class TaxBand:
-    """One row of a document's tax breakdown: the net amount taxed at `rate` (percent) and its tax."""
+    """One row of a document's tax breakdown: the net amount taxed at `rate` (percent) in a VAT
+    category, and its tax."""
 
+    category: str
     rate: Decimal
     base: int
     tax: int
 
     def as_dict(self) -> dict:
-        return {"rate": str(self.rate), "base": self.base, "tax": self.tax}
+        return {"category": self.category, "rate": str(self.rate), "base": self.base, "tax": self.tax}
 
 
 def _rate_key(rate) -> Decimal:
@@ -137,15 +167,18 @@ def _rate_key(rate) -> Decimal:
     return rate.quantize(Decimal(1)) if rate.as_tuple().exponent > 0 else rate
 
 
+def _band_order(band: TaxBand):
+    return (-band.rate, TAX_CATEGORIES.index(band.category))
+
+
 def tax_breakdown(lines: list[Line]) -> list[TaxBand]:
-    """Net base per rate, highest rate first, each rate's tax rounded once on its base."""
-    bases: dict[Decimal, int] = {}
+    """Net base per category and rate, highest rate first, each band's tax rounded once on its base."""
+    bases: dict[tuple[str, Decimal], int] = {}
     for line in lines:
-        rate = _rate_key(line.tax_rate)
-        bases[rate] = bases.get(rate, 0) + line.subtotal
-    return [
-        TaxBand(rate, base, round_minor(base * rate / HUNDRED)) for rate, base in sorted(bases.items(), reverse=True)
-    ]
+        key = (line.tax_category, _rate_key(line.tax_rate))
+        bases[key] = bases.get(key, 0) + line.subtotal
+    bands = [TaxBand(cat, rate, base, round_minor(base * rate / HUNDRED)) for (cat, rate), base in bases.items()]
+    return sorted(bands, key=_band_order)
 
 
 def stored_tax_breakdown(lines: list[dict], tax_total: int) -> list[dict]:
@@ -153,15 +186,17 @@ def stored_tax_breakdown(lines: list[dict], tax_total: int) -> list[dict]:
     was rounded per rate summed each line's rounded tax instead; for those (the bands then miss the
     stored tax by a cent or so) each band shows the sum of its lines' stored tax, so the printed rows
     still add up to the total the document was issued with."""
-    bases: dict[Decimal, list[int]] = {}
+    bases: dict[tuple[str, Decimal], list[int]] = {}
     for line in lines:
-        base_and_tax = bases.setdefault(_rate_key(line["tax_rate"]), [0, 0])
+        rate = _rate_key(line["tax_rate"])
+        key = (line.get("tax_category") or default_category(rate), rate)
+        base_and_tax = bases.setdefault(key, [0, 0])
         base_and_tax[0] += line["subtotal"]
         base_and_tax[1] += line["tax"]
-    bands = [TaxBand(rate, base, round_minor(base * rate / HUNDRED)) for rate, (base, _) in bases.items()]
+    bands = [TaxBand(cat, rate, base, round_minor(base * rate / HUNDRED)) for (cat, rate), (base, _) in bases.items()]
     if sum(band.tax for band in bands) != tax_total:
-        bands = [TaxBand(rate, base, tax) for rate, (base, tax) in bases.items()]
-    return [band.as_dict() for band in sorted(bands, key=lambda band: band.rate, reverse=True)]
+        bands = [TaxBand(cat, rate, base, tax) for (cat, rate), (base, tax) in bases.items()]
+    return [band.as_dict() for band in sorted(bands, key=_band_order)]
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ Demo client (demo@example.com, USD): invoices paid, sent, viewed, partially paid
 void and archived; a credit note partly applied; a paid retainer; quotes in every status; a monthly
 recurring invoice; a comment thread. Other Corp (other@example.com) and Euro Kunde GmbH
 (euro@example.com, EUR, German) have their own data, which the demo client must never see.
+A second workspace, Muster Design GmbH (a German seller issuing XRechnung), bills Kunde AG
+(kunde@example.com) and a French business by reverse charge.
 """
 
 from __future__ import annotations
@@ -244,8 +246,105 @@ def seed(engine) -> bool:
         invoice(
             euro, 7, 14, [{"description": "Übersetzung Website", "quantity": 3, "unit_price": 33333, "tax_rate": 19}]
         )
+        seed_german_seller(uow, now)
         uow.commit()
     return True
+
+
+def seed_german_seller(uow, now) -> None:
+    """A German seller (VAT id, IBAN, XRechnung) whose invoices cover the VAT categories an auditor
+    meets: standard 19 % and 7 %, zero rated, exempt, and reverse charge to a French business."""
+    ws = h.create_workspace(
+        uow,
+        now - 30 * DAY,
+        {
+            "name": "Muster Design GmbH",
+            "email": "rechnung@muster-design.example",
+            "phone": "+49 30 1234567",
+            "address": "Friedrichstraße 10\n10117 Berlin",
+            "currency": "EUR",
+            "locale": "de_DE",
+            "timezone": "Europe/Berlin",
+            "tax_id": "29/123/45678",
+            "settings": {
+                "default_payment_terms_days": 14,
+                "legal": {
+                    "country": "DE",
+                    "vat_id": "DE136695976",
+                    "iban": "DE89370400440532013000",
+                    "bic": "COBADEFFXXX",
+                    "einvoice_profile": "xrechnung",
+                },
+            },
+        },
+    )["id"]
+    today = workspace_today(workspace_row(uow, ws), now)
+    kunde = h.create_client(
+        uow,
+        now - 20 * DAY,
+        ws,
+        {
+            "name": "Kunde AG",
+            "address": "Hauptstraße 5\n80331 München",
+            "country": "DE",
+            "vat_id": "DE129273398",
+            "buyer_reference": "04011000-12345-03",
+            "contacts": [
+                {"email": "kunde@example.com", "name": "Karl Kunde", "is_primary": True, "portal_access": True}
+            ],
+        },
+    )["id"]
+    client_fr = h.create_client(
+        uow,
+        now - 20 * DAY,
+        ws,
+        {
+            "name": "Client Exemple SARL",
+            "address": "12 rue de la Paix\n75002 Paris",
+            "country": "FR",
+            "vat_id": "FR40303265045",
+            "buyer_reference": "PO-7781",
+            "locale": "en_US",
+            "contacts": [{"email": "achats@client-exemple.example", "name": "Claire", "is_primary": True}],
+        },
+    )["id"]
+    last_month_end = today.replace(day=1) - DAY
+    period = {
+        "service_period_start": last_month_end.replace(day=1).isoformat(),
+        "service_period_end": last_month_end.isoformat(),
+    }
+    h.create_invoice(
+        uow,
+        now - 2 * DAY,
+        ws,
+        {
+            "client_id": kunde,
+            "issue_date": (today - 2 * DAY).isoformat(),
+            **period,
+            "tax_exemption_reason": "§ 4 Nr. 21 UStG (Schulungsleistung)",
+            "lines": [
+                {"description": "Webdesign (Stunden)", "quantity": 12, "unit_price": 9000, "tax_rate": 19},
+                {"description": "Fachbuch Typografie", "quantity": 2, "unit_price": 3900, "tax_rate": 7},
+                {"description": "Versand ins Drittland", "quantity": 1, "unit_price": 1500, "tax_category": "Z"},
+                {"description": "Schulung Barrierefreiheit", "quantity": 1, "unit_price": 60000, "tax_category": "E"},
+            ],
+            "send": True,
+        },
+    )
+    h.create_invoice(
+        uow,
+        now - DAY,
+        ws,
+        {
+            "client_id": client_fr,
+            "issue_date": (today - DAY).isoformat(),
+            "supply_date": (today - 3 * DAY).isoformat(),
+            "lines": [
+                {"description": "Brand identity workshop", "quantity": 2, "unit_price": 120000, "tax_category": "AE"}
+            ],
+            "send": True,
+        },
+    )
 
 
 def main() -> int:

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from chassis.errors import Invalid, field_errors
 from clients.billing import BookingLink
-from services.billing import availability, domain
+from services.billing import availability, domain, legal_ids
 
 
 class BookingRules(BaseModel):
@@ -48,6 +48,32 @@ class Reminders(BaseModel):
         return sorted(set(days))
 
 
+class Legal(BaseModel):
+    """What invoice law asks a seller's documents to state, and the e-invoice profile they follow."""
+
+    model_config = ConfigDict(extra="forbid")
+    country: str = Field(default="", pattern=r"^([A-Z]{2})?$", description="ISO 3166 alpha-2")
+    vat_id: str = Field(default="", max_length=20, description="Checked by its check digits; stored compact")
+    iban: str = Field(default="", max_length=42, description="Printed with the payment terms; stored compact")
+    bic: str = Field(default="", max_length=11)
+    einvoice_profile: Literal["en16931", "xrechnung"] = "en16931"
+
+    @field_validator("vat_id")
+    @classmethod
+    def _vat_id(cls, value: str) -> str:
+        return legal_ids.vat_id(value) if value else ""
+
+    @field_validator("iban")
+    @classmethod
+    def _iban(cls, value: str) -> str:
+        return legal_ids.iban(value) if value else ""
+
+    @field_validator("bic")
+    @classmethod
+    def _bic(cls, value: str) -> str:
+        return legal_ids.bic(value) if value else ""
+
+
 class WorkspaceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     portal_enabled: bool = True
@@ -67,6 +93,7 @@ class WorkspaceSettings(BaseModel):
     refund_policy: Literal["reopen", "credit"] = "reopen"
     paper_size: Literal["A4", "Letter"] = "A4"
     attach_pdf_to_emails: bool = True
+    legal: Legal = Field(default_factory=Legal)
 
     @field_validator(
         "invoice_number_pattern", "retainer_number_pattern", "quote_number_pattern", "credit_number_pattern"

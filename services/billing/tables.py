@@ -75,6 +75,9 @@ clients = sa.Table(
     sa.Column("locale", sa.String(20), nullable=False),
     sa.Column("timezone", sa.String(60), nullable=False),
     sa.Column("tax_id", sa.String(50), nullable=False, default="", server_default=""),
+    sa.Column("country", sa.String(2), nullable=False, default="", server_default=""),  # ISO 3166 alpha-2
+    sa.Column("vat_id", sa.String(20), nullable=False, default="", server_default=""),
+    sa.Column("buyer_reference", sa.String(100), nullable=False, default="", server_default=""),  # Leitweg-ID
     sa.Column("created_at", UtcDateTime, nullable=False),
 )
 
@@ -116,6 +119,12 @@ invoices = sa.Table(
     money("amount_credited"),  # credits and retainer applied
     sa.Column("notes", sa.Text, nullable=False, default="", server_default=""),
     sa.Column("terms", sa.Text, nullable=False, default="", server_default=""),
+    # what the law asks an invoice to state: when the goods or service were supplied, and why a
+    # line carries no tax (for exempt lines)
+    sa.Column("supply_date", sa.Date, nullable=True),
+    sa.Column("service_period_start", sa.Date, nullable=True),
+    sa.Column("service_period_end", sa.Date, nullable=True),
+    sa.Column("tax_exemption_reason", sa.Text, nullable=False, default="", server_default=""),
     # the client's details as they were when the invoice was issued: later edits do not rewrite it
     sa.Column("client_snapshot", sa.JSON, nullable=True),
     sa.Column("quote_id", sa.String(36), nullable=True),
@@ -204,6 +213,7 @@ line_items = sa.Table(
     sa.Column("subtotal", sa.BigInteger, nullable=False),
     sa.Column("tax", sa.BigInteger, nullable=False),
     sa.Column("line_total", sa.BigInteger, nullable=False),
+    sa.Column("tax_category", sa.String(2), nullable=True),  # NULL on older lines: the rate's default
     sa.Index("ix_line_items_document", "document_kind", "document_id"),
 )
 

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from chassis.errors import Invalid, NotFound
+from chassis.errors import Conflict, Invalid, NotFound
 from chassis.fields import display_name
 from chassis.logs import current_request_id, request_context
 from chassis.settings import is_dev
+from services.documents.einvoice.cii import EInvoiceError, cii_xml
 from services.documents.formatting import day, money
 from services.documents.i18n import template_env
 from services.documents.mail import PermanentMailError, TransientMailError
@@ -275,12 +276,18 @@ BRANDING_KEYS = (
 )
 
 
+LEGAL_KEYS = ("country", "vat_id", "iban", "bic", "einvoice_profile")
+
+
 def apply_workspace(uow, data: dict, now: datetime) -> None:
     """Keep documents' own copy of a workspace's branding; an older version never overwrites."""
     branding = {key: data.get(key, "") for key in BRANDING_KEYS}
     settings = data.get("settings") or {}
     branding["paper"] = settings.get("paper_size", "A4")
     branding["attach_pdf"] = settings.get("attach_pdf_to_emails", True)
+    legal = settings.get("legal") or {}
+    for key in LEGAL_KEYS:  # what invoice law asks the documents to state about the seller
+        branding[key] = legal.get(key, "en16931" if key == "einvoice_profile" else "")
     version = int(data.get("version", 0))
     values = {"name": data["name"], "branding": branding, "version": version, "updated_at": now}
     updated = uow.execute(
@@ -326,12 +333,36 @@ def render_document(
         "timezone": timezone or brand.get("timezone") or "UTC",
         "paper": brand.get("paper", "A4"),
     }
+    if kind in ("invoice", "credit_note") and issues_einvoices(brand):
+        try:  # a Factur-X / ZUGFeRD PDF: the same document, readable by accounting software too
+            context["einvoice_xml"] = cii_xml(kind, data, brand).decode()
+        except EInvoiceError as exc:
+            log.warning("plain PDF: not an e-invoice", extra={"number": data.get("number"), "error": str(exc)})
     answer = {"filename": document_filename(kind, data), "content_type": "application/pdf"}
     if reference is not None:
         key, size, rendered = renderer.ensure(kind, context)
         return {**answer, "etag": key[:32], "rendered": rendered, "size": size, "reference": reference(key)}
     pdf, key, rendered = renderer.get(kind, context)
     return {**answer, "etag": key[:32], "rendered": rendered, "size": len(pdf), "pdf": encode(pdf)}
+
+
+def issues_einvoices(brand: dict) -> bool:
+    """EN 16931 asks for the seller's VAT id (or tax registration) on every e-invoice: a workspace that
+    has not set one (a US business, say) issues plain PDFs."""
+    return bool(brand.get("vat_id"))
+
+
+def einvoice(brand: dict, kind: str, data: dict) -> dict:
+    if kind not in ("invoice", "credit_note"):
+        raise Invalid("E-invoices are for invoices and credit notes.", kind="unknown")
+    if not issues_einvoices(brand):
+        raise Conflict("This business issues no e-invoices: its VAT id is not set.", vat_id="not set")
+    try:
+        xml = cii_xml(kind, data, brand)
+    except EInvoiceError as exc:
+        raise Conflict(f"This document cannot be an e-invoice: {exc}") from None
+    stem = SAFE_NAME.sub("-", data["number"]).strip("-")
+    return {"filename": f"{stem}.xml", "content_type": "application/xml", "xml": xml.decode()}
 
 
 def list_emails(uow, workspace_id: str, client_id: str | None = None, limit: int = 100) -> list[dict]:

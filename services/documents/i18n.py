@@ -47,6 +47,9 @@ def template_env(directory: Path, locale: str) -> Environment:
             if value
             else ""
         ),
+        iban=lambda value: " ".join(
+            value[i : i + 4] for i in range(0, len(value), 4)
+        ),  # the paper format, in groups of four
         quantity=lambda value: format_decimal(Decimal(value), locale=locale, decimal_quantization=False),
         percent=lambda value: format_decimal(Decimal(value), locale=locale, decimal_quantization=False) + "%",
     )

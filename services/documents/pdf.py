@@ -77,8 +77,11 @@ def template_version() -> str:
 VERSION = template_version()
 
 
-def cache_key(kind: str, context: dict) -> str:
-    canonical = json.dumps({"kind": kind, "context": context, "version": VERSION}, sort_keys=True, default=str)
+def cache_key(kind: str, context: dict, einvoice_xml: bytes | None = None) -> str:
+    parts = {"kind": kind, "context": context, "version": VERSION}
+    if einvoice_xml is not None:  # a PDF carrying e-invoice XML is a different file from the plain one
+        parts["einvoice_xml"] = hashlib.sha256(einvoice_xml).hexdigest()
+    canonical = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -89,12 +92,24 @@ def render_html(kind: str, context: dict) -> str:
     return env.get_template(f"{kind}.html").render(**context)
 
 
-def render_pdf(kind: str, context: dict) -> bytes:
-    """HTML to PDF bytes; deterministic for the same context (no render-time dates or ids)."""
+def render_pdf(kind: str, context: dict, einvoice_xml: bytes | None = None) -> bytes:
+    """HTML to PDF bytes; deterministic for the same context (no render-time dates or ids).
+
+    With `einvoice_xml` (or a context carrying it as text under "einvoice_xml", the form that travels
+    to a render worker and into the cache key), the PDF is a Factur-X / ZUGFeRD PDF/A-3b with that
+    CII XML embedded."""
     from weasyprint import HTML
 
+    if einvoice_xml is None and context.get("einvoice_xml"):
+        einvoice_xml = context["einvoice_xml"].encode("utf-8")
     html = render_html(kind, context)
-    return HTML(string=html, base_url=ASSETS.as_uri() + "/", url_fetcher=locked_fetcher()).write_pdf()
+    fetcher = locked_fetcher()
+    document = HTML(string=html, base_url=ASSETS.as_uri() + "/", url_fetcher=fetcher)
+    if einvoice_xml is None:
+        return document.write_pdf()
+    from services.documents.einvoice.pdfa import write_pdf_options
+
+    return document.write_pdf(**write_pdf_options(einvoice_xml, url_fetcher=fetcher))
 
 
 class RenderFailed(Exception):

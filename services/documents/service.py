@@ -193,6 +193,13 @@ class DocumentsService(ServiceBase):
                 uow.commit()
         return result
 
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def einvoice(self, kind: str, workspace_id: str, data: dict) -> dict:
+        """An invoice or credit note as an EN 16931 e-invoice (CII XML, in the workspace's profile:
+        EN 16931 or XRechnung), for a workspace that has a VAT id."""
+        return handlers.einvoice(self._branding(workspace_id), kind, data)
+
     @runs_in(OWN)  # a signed reference names one cached file: no workspace's rows are read
     @http("GET", "/pdf/<string:reference>")
     def http_pdf(self, request, reference):

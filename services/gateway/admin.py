@@ -40,6 +40,7 @@ from services.gateway.jsonapi import (
     read_query,
 )
 from services.gateway.jsonapi import openapi_document as _openapi
+from services.gateway.resources import send_xml
 
 PREFIX = "/api/admin/v1"
 Id = Text(64, required=True)
@@ -100,6 +101,11 @@ class LineIn(Body):
     unit_price: int = Field(ge=0, le=MAX_PRICE, description="Minor units (cents)")
     tax_rate: Percent = 0
     discount_percent: Percent = 0
+    tax_category: Literal["S", "Z", "E", "AE"] = Field(
+        None,
+        description="VAT category: S standard (rate above 0), Z zero rated, E exempt, AE reverse charge; "
+        "left out: S when taxed, Z at 0%",
+    )
 
 
 NUMBER_PATTERN = (
@@ -148,6 +154,16 @@ class RemindersIn(Body):
     days_after: Annotated[Days, AfterValidator(_unique)] = None
 
 
+class LegalIn(Body):
+    """What invoice law asks the documents to state; the fields sent change, the others stay."""
+
+    country: str = Field(None, pattern=r"^([A-Z]{2})?$", description="ISO 3166 alpha-2 (empty: none)")
+    vat_id: str = Field(None, max_length=20, description="With its country prefix; checked by its check digits")
+    iban: str = Field(None, max_length=42, description="Printed with the payment terms; checked")
+    bic: str = Field(None, max_length=11)
+    einvoice_profile: Literal["en16931", "xrechnung"] = None
+
+
 class SettingsIn(Body):
     """The settings to change; the others keep their values."""
 
@@ -172,6 +188,7 @@ class SettingsIn(Body):
     refund_policy: Literal["reopen", "credit"] = None
     paper_size: Literal["A4", "Letter"] = None
     attach_pdf_to_emails: bool = None
+    legal: LegalIn = None
 
 
 LOGO = r"^(data:image/(png|jpeg|svg\+xml);base64,[A-Za-z0-9+/=]+)?$"
@@ -228,6 +245,9 @@ class ClientIn(Body):
     locale: Locale = Field(None, description="The workspace's if left out")
     timezone: TimeZone = Field(None, description="The workspace's if left out")
     tax_id: str = Text(50, default="")
+    country: str = Field("", pattern=r"^([A-Za-z]{2})?$", description="ISO 3166 alpha-2")
+    vat_id: str = Text(30, default="", description="With its country prefix; checked by its check digits")
+    buyer_reference: str = Text(100, default="", description="The buyer's reference (Leitweg-ID for XRechnung)")
     contacts: list[ContactIn] = Field(default_factory=list, max_length=20)
 
 
@@ -241,6 +261,17 @@ class ClientUpdate(Body):
     locale: Locale = None
     timezone: TimeZone = None
     tax_id: str | None = Text(50, default=None)
+    country: str | None = Field(None, pattern=r"^([A-Za-z]{2})?$", description="ISO 3166 alpha-2")
+    vat_id: str | None = Text(30, default=None)
+    buyer_reference: str | None = Text(100, default=None)
+
+
+LEGAL_DATES = {
+    "supply_date": "The date of supply, when it is not the issue date",
+    "service_period_start": "The service period's first day (with its end)",
+    "service_period_end": "The service period's last day",
+}
+EXEMPTION = "Why exempt lines (tax_category E) carry no tax, as printed"
 
 
 TERMS = Field(
@@ -261,6 +292,10 @@ class InvoiceIn(Body):
     lines: list[LineIn] = Field(min_length=1, max_length=200)
     notes: str = Text(5000, default="")
     terms: str = Text(5000, default="")
+    supply_date: Day = Field(None, description=LEGAL_DATES["supply_date"])
+    service_period_start: Day = Field(None, description=LEGAL_DATES["service_period_start"])
+    service_period_end: Day = Field(None, description=LEGAL_DATES["service_period_end"])
+    tax_exemption_reason: str = Text(500, default="", description=EXEMPTION)
     send: bool = False
 
 
@@ -273,6 +308,10 @@ class InvoiceUpdate(Body):
     lines: list[LineIn] = Field(None, min_length=1, max_length=200)
     notes: str | None = Text(5000, default=None)
     terms: str | None = Text(5000, default=None)
+    supply_date: Day | None = Field(None, description=LEGAL_DATES["supply_date"])
+    service_period_start: Day | None = Field(None, description=LEGAL_DATES["service_period_start"])
+    service_period_end: Day | None = Field(None, description=LEGAL_DATES["service_period_end"])
+    tax_exemption_reason: str | None = Text(500, default=None, description=EXEMPTION)
 
 
 class QuoteIn(Body):
@@ -424,6 +463,7 @@ class Route(Endpoint):
 
     service: str = "billing"
     scope_check: str | None = None  # a billing method that 404s when {id} is not this workspace's
+    einvoice: str | None = None  # a document kind: the call's answer is sent as that kind's e-invoice XML
 
     @property
     def keyed(self) -> bool:
@@ -580,6 +620,17 @@ ROUTES: tuple[Route, ...] = (
         status=201,
     ),
     Route("GET", "/invoices/{id}", "get_invoice", "An invoice with lines, payments and credits", _p("id")),
+    Route(
+        "GET",
+        "/invoices/{id}/xml",
+        "get_invoice",
+        "The invoice as an EN 16931 e-invoice: CII XML in the workspace's profile (EN 16931 or XRechnung); "
+        "409 when the workspace has no VAT id",
+        _p("id"),
+        content_type="application/xml",
+        problems=(409,),
+        einvoice="invoice",
+    ),
     Route(
         "PATCH", "/invoices/{id}", "update_invoice", "Change a draft invoice (notes on any)", _pb("id"), InvoiceUpdate
     ),
@@ -864,7 +915,7 @@ class AdminResource(Routed):
         keyed = (
             {"idempotency_key": key} if route.keyed and (key := idempotency_key(req, f"admin:{workspace_id}")) else {}
         )
-        resp.media = self.rpc.call(
+        answer = self.rpc.call(
             route.service,
             route.name,
             workspace_id,
@@ -874,6 +925,19 @@ class AdminResource(Routed):
             **keyed,
         )
         resp.status = route.status
+        if route.einvoice:  # the document billing answered, written as XML by documents
+            xml = self.rpc.call(
+                "documents",
+                "einvoice",
+                route.einvoice,
+                workspace_id,
+                answer,
+                request_id=req.context.request_id,
+                scope=scope,
+            )
+            send_xml(resp, xml)
+        else:
+            resp.media = answer
 
     on_get = on_post = on_patch = on_delete = _handle
 

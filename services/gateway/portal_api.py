@@ -41,8 +41,10 @@ from services.gateway.resources import (
     PAYMENT_SORTS,
     QUOTE_FILTERS,
     Base,
+    einvoice_xml,
     render_pdf,
     send_pdf,
+    send_xml,
 )
 
 PREFIX = "/api/portal/v1"
@@ -217,6 +219,7 @@ PERIOD = (
     Query("to", "The last day (default today)", kind="date"),
 )
 PDF = "application/pdf"
+XML = "application/xml"
 
 ROUTES: tuple[PortalRoute, ...] = (
     PortalRoute(
@@ -279,6 +282,15 @@ ROUTES: tuple[PortalRoute, ...] = (
         lambda a, p, b, q, s: a.billing.mark_invoice_viewed(s["workspace_id"], s["client_id"], p["id"]),
     ),
     PortalRoute("GET", "/invoices/{id}/pdf", "invoice_pdf", "The invoice as PDF", _pdf("invoice"), content_type=PDF),
+    PortalRoute(
+        "GET",
+        "/invoices/{id}/xml",
+        "invoice_einvoice",
+        "The invoice as an EN 16931 e-invoice (CII XML; 409 when the business issues none)",
+        lambda a, p, b, q, s: einvoice_xml(a.call, s["workspace_id"], p["id"], s["client_id"]),
+        content_type=XML,
+        problems=(409,),
+    ),
     PortalRoute(
         "GET",
         "/invoices/{id}/comments",
@@ -466,6 +478,8 @@ class PortalApiResource(Routed, Base):
         resp.status = route.status
         if route.content_type == PDF:
             send_pdf(req, resp, result)
+        elif route.content_type == XML:
+            send_xml(resp, result)
         elif route.status != 204:
             resp.media = result
 

@@ -599,6 +599,28 @@ class PdfDownload(Base):
         )
 
 
+class EInvoiceDownload(Base):
+    """The signed-in client's invoice as an EN 16931 e-invoice (CII XML), for its accounting software."""
+
+    def on_get(self, req, resp, invoice_id):
+        session = self.session(req, resp)
+        call = lambda *args, **kwargs: self.call(req, *args, **kwargs)  # noqa: E731
+        send_xml(resp, einvoice_xml(call, session["workspace_id"], invoice_id, session["client_id"]))
+
+
+def einvoice_xml(call, workspace_id: str, invoice_id: str, client_id: str | None) -> dict:
+    """Look the invoice up (within the client, when one is given), then have documents write its XML."""
+    data = call("billing", "get_invoice", workspace_id, invoice_id, client_id=client_id)
+    return call("documents", "einvoice", "invoice", workspace_id, data)
+
+
+def send_xml(resp, answer: dict) -> None:
+    resp.content_type = answer["content_type"]
+    resp.set_header("Content-Disposition", f'attachment; filename="{answer["filename"]}"')
+    resp.set_header("Cache-Control", "private, max-age=0, must-revalidate")
+    resp.text = answer["xml"]
+
+
 def render_pdf(call, kind: str, session: dict, object_id: str | None, query: dict, by_reference: bool = False) -> dict:
     """Look the document up within the session's client (404 otherwise), then have documents render it
     (`by_reference`: answer with a reference to fetch the cached PDF by, not its bytes)."""
@@ -761,6 +783,7 @@ def add_routes(app: falcon.App, rpc, health_rpc, config) -> None:
     app.add_route("/invoices/{invoice_id}/comments", InvoiceComment(rpc, config))
     app.add_route("/invoices/{invoice_id}/forward", InvoiceForward(rpc, config))
     app.add_route("/invoices/{invoice_id}/pdf", PdfDownload(rpc, config, "invoice", pdfs))
+    app.add_route("/invoices/{invoice_id}/xml", EInvoiceDownload(rpc, config))
     app.add_route("/quotes", QuoteList(rpc, config))
     app.add_route("/quotes/{quote_id}", QuoteDetail(rpc, config))
     app.add_route("/quotes/{quote_id}/accept", QuoteAccept(rpc, config))

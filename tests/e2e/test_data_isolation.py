@@ -405,7 +405,8 @@ def test_every_admin_route_with_the_other_workspaces_ids_is_404(stack, workspace
     for route in admin_id_routes():
         if route.method == "GET":
             path = route.path.replace("{id}", theirs["ids"][route.path.split("/")[1]])
-            assert owner("GET", path).status_code == 200, path
+            # an e-invoice is refused (409) to a workspace without a VAT id, after the lookup found it
+            assert owner("GET", path).status_code in ((200, 409) if route.einvoice else (200,)), path
 
 
 @pytest.mark.parametrize("me,them", [("acme", "beta"), ("beta", "acme")])

@@ -48,6 +48,7 @@ EXAMPLES = 10  # per operation, in the fuzzing phase; the coverage phase adds it
 SIGN_OUT = ("DELETE /api/portal/v1/session", "POST /api/portal/v1/session/logout")
 LOCAL_HOOK = "http://127.0.0.1:9/fuzz-hook"  # the discard port: nothing listens, nothing leaves this machine
 URL = re.compile(URL_PATTERN)
+VALID_IDS = {"vat_id": "DE136695976", "iban": "DE89370400440532013000", "bic": "COBADEFFXXX"}
 EXERCISED: dict[str, int] = {}  # "METHOD path": the cases sent to it
 
 
@@ -85,6 +86,21 @@ def exercise(case) -> bool:
             body[first], body[then] = body[then], body[first]
         elif isinstance(body.get(then), str) and first not in body and first != "start_date":
             body[first] = body[then]  # a due or expiry date alone is measured from today: it dates the document
+    for line in body.get("lines") or [] if isinstance(body.get("lines"), list) else ():
+        if isinstance(line, dict) and isinstance(line.get("tax_category"), str):
+            # a VAT category goes with its rate (S taxed, the others 0%), and reverse charge needs VAT ids
+            line["tax_category"] = "Z" if line["tax_category"] == "AE" else line["tax_category"]
+            taxed = line["tax_category"] == "S"
+            try:
+                rated = float(line.get("tax_rate") or 0) > 0
+            except (TypeError, ValueError):
+                continue  # not a number: the request is refused on that, as it should be
+            if taxed != rated:
+                line["tax_rate"] = "19" if taxed else "0"
+    legal = (body.get("settings") or {}).get("legal") if isinstance(body.get("settings"), dict) else None
+    for holder, key in [(body, "vat_id"), *((legal, k) for k in ("vat_id", "iban", "bic") if isinstance(legal, dict))]:
+        if isinstance(holder.get(key), str) and holder[key]:
+            holder[key] = VALID_IDS[key]  # check digits, which JSON Schema cannot state
     weekly = (
         ((body.get("settings") or {}).get("booking") or {}).get("weekly")
         if isinstance(body.get("settings"), dict)

@@ -128,9 +128,16 @@ def admin(stack):
     api_a(
         "PATCH",
         "/workspace",
-        {"settings": {"booking_links": [{"id": "intro", "name": "Intro call", "duration_minutes": 20}]}},
+        {
+            "address": "Friedrichstraße 10\n10117 Berlin",
+            "settings": {
+                "booking_links": [{"id": "intro", "name": "Intro call", "duration_minutes": 20}],
+                "legal": {"country": "DE", "vat_id": "DE 136 695 976", "iban": "DE89 3704 0044 0532 0130 00"},
+            },
+        },
         expect=200,
     )
+    api_a("PATCH", f"/clients/{client['id']}", {"country": "de", "vat_id": "DE129273398"}, expect=200)
     with services_rpc(stack, ws_a, timeout=20) as rpc:  # as the portal books and reviews
         contact_id = client["contacts"][0]["id"]
         slot = rpc.billing.booking_options(ws_a, "intro")["slots"][0]
@@ -248,6 +255,22 @@ def test_every_route_works_for_its_own_workspace(admin):
         expect=200,
     ).json()
     assert settings["brand_color"] == "#112233" and settings["settings"]["invoice_number_pattern"].startswith("A-")
+    assert settings["settings"]["legal"] == {  # stored compact, checked by their check digits
+        "country": "DE",
+        "vat_id": "DE136695976",
+        "iban": "DE89370400440532013000",
+        "bic": "",
+        "einvoice_profile": "en16931",
+    }
+    refused = api("PATCH", "/workspace", {"settings": {"legal": {"vat_id": "DE136695977"}}}, expect=422).json()
+    assert "vat_id" in json.dumps(refused["errors"])
+    xml = wait_until(  # documents learns the VAT id from billing's workspace.updated event
+        lambda: (answer := api("GET", f"/invoices/{admin['invoice']['id']}/xml")).status_code == 200 and answer,
+        what="documents to issue e-invoices for the workspace",
+    )
+    assert xml.headers["content-type"] == "application/xml"
+    assert admin["invoice"]["number"] in xml.text and "CrossIndustryInvoice" in xml.text
+    assert admin["b"]("GET", f"/invoices/{admin['invoice']['id']}/xml").status_code == 404
     created = api(
         "POST",
         "/clients",

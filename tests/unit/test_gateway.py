@@ -402,3 +402,26 @@ def test_each_business_error_is_its_http_status_with_its_fields(error, status):
     answer = c.simulate_get("/api/portal/v1/dashboard", cookies=c.session_cookie)
     assert answer.status_code == status and answer.json["status"] == status
     assert answer.json.get("errors", {}) == error.fields
+
+
+def test_the_einvoice_xml_is_the_clients_own_invoice_and_refused_where_the_business_issues_none():
+    from chassis.errors import Conflict
+
+    invoice = {"id": "i1", "number": "INV-1", "client_id": "c1"}
+    xml = {"filename": "INV-1.xml", "content_type": "application/xml", "xml": "<rsm:CrossIndustryInvoice/>"}
+    c, rpc = client({("billing", "get_invoice"): invoice, ("documents", "einvoice"): xml})
+    for path in ("/invoices/i1/xml", "/api/portal/v1/invoices/i1/xml"):
+        answer = c.simulate_get(path, cookies=c.session_cookie)
+        assert answer.status_code == 200 and answer.text == xml["xml"]
+        assert answer.headers["content-type"] == "application/xml"
+        assert answer.headers["content-disposition"] == 'attachment; filename="INV-1.xml"'
+    lookups = [call for call in rpc.calls if call[:2] == ("billing", "get_invoice")]
+    assert [(call[2], call[4]["client_id"]) for call in lookups] == [(("ws1", "i1"), SESSION["client_id"])] * 2
+    assert [call[2] for call in rpc.calls if call[0] == "documents"] == [("invoice", "ws1", invoice)] * 2
+
+    refused = Conflict("This business issues no e-invoices: its VAT id is not set.", vat_id="not set")
+    c, _ = client({("billing", "get_invoice"): invoice, ("documents", "einvoice"): refused})
+    page = c.simulate_get("/invoices/i1/xml", cookies=c.session_cookie)
+    assert page.status_code == 409 and "VAT id is not set" in page.text
+    api = c.simulate_get("/api/portal/v1/invoices/i1/xml", cookies=c.session_cookie)
+    assert api.status_code == 409 and api.headers["content-type"] == "application/problem+json"

@@ -139,7 +139,7 @@ def test_german_text_with_values_keeps_escaping_them():
         "currency": "EUR",
         "subtotal": 12000,
         "tax_total": 0,
-        "tax_breakdown": [{"rate": "0", "base": 12000, "tax": 0}],
+        "tax_breakdown": [{"category": "Z", "rate": "0", "base": 12000, "tax": 0}],
         "total": 12000,
         "locale": "de_DE",
         "timezone": "Europe/Berlin",

@@ -78,10 +78,13 @@ def test_totals_read_top_to_bottom_with_tax_rounded_once_per_rate(lines):
     assert totals.tax == sum(band.tax for band in totals.breakdown)
     assert totals.total == totals.subtotal + totals.tax
     assert all(isinstance(v, int) for v in (totals.subtotal, totals.tax, totals.total, totals.discount))
-    rates = [band.rate for band in totals.breakdown]
-    assert rates == sorted(set(rates), reverse=True)  # one row per rate, highest first
+    keys = [(band.category, band.rate) for band in totals.breakdown]
+    assert len(keys) == len(set(keys))  # one row per category and rate
+    assert [band.rate for band in totals.breakdown] == sorted((band.rate for band in totals.breakdown), reverse=True)
     for band in totals.breakdown:  # EN 16931: the rate's net base times the rate, rounded once
-        assert band.base == sum(line.subtotal for line in lines if line.tax_rate == band.rate)
+        assert band.base == sum(
+            line.subtotal for line in lines if (line.tax_category, line.tax_rate) == (band.category, band.rate)
+        )
         assert abs(band.tax - band.base * band.rate / 100) <= Decimal("0.5")
     for line in lines:  # two half-cent roundings: the gross, then the discount
         exact = line.quantity * line.unit_price * (1 - line.discount_percent / 100)
@@ -98,8 +101,8 @@ def test_the_seeded_invoice_adds_up_on_its_face():
     assert [line.subtotal for line in lines] == [85500, 2500]
     assert (totals.subtotal, totals.tax, totals.total, totals.discount) == (88000, 500, 88500, 9500)
     assert [band.as_dict() for band in totals.breakdown] == [
-        {"rate": "20", "base": 2500, "tax": 500},
-        {"rate": "0", "base": 85500, "tax": 0},
+        {"category": "S", "rate": "20", "base": 2500, "tax": 500},
+        {"category": "Z", "rate": "0", "base": 85500, "tax": 0},
     ]
 
 
@@ -112,8 +115,8 @@ def test_tax_is_rounded_per_rate_not_per_line():
 
 def test_a_document_totalled_per_line_keeps_the_breakdown_it_was_issued_with():
     stored = [{"tax_rate": "10.0000", "subtotal": 5, "tax": 0}] * 3  # issued when tax was rounded per line
-    assert domain.stored_tax_breakdown(stored, 0) == [{"rate": "10", "base": 15, "tax": 0}]
-    assert domain.stored_tax_breakdown(stored, 2) == [{"rate": "10", "base": 15, "tax": 2}]
+    assert domain.stored_tax_breakdown(stored, 0) == [{"category": "S", "rate": "10", "base": 15, "tax": 0}]
+    assert domain.stored_tax_breakdown(stored, 2) == [{"category": "S", "rate": "10", "base": 15, "tax": 2}]
 
 
 settlements = st.lists(st.tuples(st.sampled_from(["paid", "credited"]), st.integers(-100, 200_000)), max_size=30)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
+from babel import Locale
 from email_validator import EmailNotValidError, validate_email
 
 from chassis.errors import Conflict, Invalid
 from chassis.fields import REFUSE, check_locale, flag, text
+from services.billing import legal_ids
 from services.billing.handlers.common import (
     check_fields,
     check_regional,
@@ -37,13 +39,26 @@ __all__ = [
     "client_view",
 ]
 
-CLIENT_FIELDS = {"name", "address", "phone", "currency", "locale", "timezone", "tax_id"}
+CLIENT_FIELDS = {
+    "name",
+    "address",
+    "phone",
+    "currency",
+    "locale",
+    "timezone",
+    "tax_id",
+    "country",
+    "vat_id",
+    "buyer_reference",
+}
 # What a client may change about itself from the portal; the rest is the business's to set.
 PORTAL_EDITABLE = {"name", "address", "phone"}
 CONTACT_FIELDS = {"email", "name", "phone", "locale", "is_primary", "portal_access"}
 
 
-LIMITS = {"name": 200, "address": 2000, "phone": 50, "tax_id": 50}
+LIMITS = {"name": 200, "address": 2000, "phone": 50, "tax_id": 50, "country": 2, "vat_id": 30, "buyer_reference": 100}
+NOT_COUNTRIES = {"ZZ", "EU", "EZ", "UN", "QO", "XA", "XB"}  # CLDR's regions that are not a country
+COUNTRIES = frozenset(c for c in Locale("en").territories if len(c) == 2 and c.isalpha()) - NOT_COUNTRIES
 
 
 def _clean_client(data: dict, partial: bool) -> dict:
@@ -58,6 +73,15 @@ def _clean_client(data: dict, partial: bool) -> dict:
                 values[key], key, limit, required=key == "name", null="" if partial and key != "name" else REFUSE
             )
     check_regional(values)
+    if values.get("country"):
+        values["country"] = values["country"].upper()
+    if values.get("country") and values["country"] not in COUNTRIES:
+        raise Invalid("country is an ISO 3166 alpha-2 code, such as DE.", country="unknown")
+    if values.get("vat_id"):
+        try:
+            values["vat_id"] = legal_ids.vat_id(values["vat_id"])
+        except ValueError as exc:
+            raise Invalid(f"The VAT id is {exc}.", vat_id="invalid") from None
     return values
 
 
@@ -76,6 +100,9 @@ def client_view(uow, row) -> dict:
         "locale": row.locale,
         "timezone": row.timezone,
         "tax_id": row.tax_id,
+        "country": row.country,
+        "vat_id": row.vat_id,
+        "buyer_reference": row.buyer_reference,
         "created_at": iso(row.created_at),
         "contacts": [contact_view(c) for c in contact_rows],
     }
@@ -103,6 +130,9 @@ def create_client(uow, now: datetime, workspace_id: str, data: dict) -> dict:
         "address": "",
         "phone": "",
         "tax_id": "",
+        "country": "",
+        "vat_id": "",
+        "buyer_reference": "",
         "currency": ws.currency,
         "locale": ws.locale,
         "timezone": ws.timezone,

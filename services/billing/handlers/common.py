@@ -128,6 +128,20 @@ def parse_lines(raw_lines) -> list[domain.Line]:
     return lines
 
 
+def check_reverse_charge(ws, client, lines: list[domain.Line]) -> list[domain.Line]:
+    """A reverse-charge line (AE) is only lawful between two VAT-registered businesses: the invoice
+    must name both VAT ids, so it is refused where it is written, not where it is received."""
+    if any(line.tax_category == "AE" for line in lines):
+        if not client.vat_id:
+            raise Invalid("Reverse charge (AE) needs the client's VAT id.", vat_id="required for reverse charge")
+        if not settings_of(ws).legal.vat_id:
+            raise Invalid(
+                "Reverse charge (AE) needs the workspace's VAT id (settings.legal.vat_id).",
+                vat_id="required for reverse charge",
+            )
+    return lines
+
+
 def save_lines(uow, kind: str, document_id: str, lines: list[domain.Line]) -> None:
     uow.execute(line_items.delete().where(line_items.c.document_kind == kind, line_items.c.document_id == document_id))
     uow.execute(
@@ -145,6 +159,7 @@ def save_lines(uow, kind: str, document_id: str, lines: list[domain.Line]) -> No
                 "subtotal": line.subtotal,
                 "tax": line.tax,
                 "line_total": line.total,
+                "tax_category": line.tax_category,
             }
             for i, line in enumerate(lines, start=1)
         ],
@@ -161,7 +176,12 @@ def load_lines(uow, kind: str, document_id: str) -> list[dict]:
     return [
         {
             **domain.Line(
-                r.description, Decimal(r.quantity), r.unit_price, Decimal(r.tax_rate), Decimal(r.discount_percent)
+                r.description,
+                Decimal(r.quantity),
+                r.unit_price,
+                Decimal(r.tax_rate),
+                Decimal(r.discount_percent),
+                r.tax_category or "",
             ).as_dict(),
             "subtotal": r.subtotal,
             "tax": r.tax,
@@ -188,6 +208,9 @@ def client_snapshot(uow, client_row) -> dict:
         "address": client_row.address,
         "phone": client_row.phone,
         "tax_id": client_row.tax_id,
+        "country": client_row.country,
+        "vat_id": client_row.vat_id,
+        "buyer_reference": client_row.buyer_reference,
         "contact_name": primary.name if primary else "",
         "contact_email": primary.email if primary else "",
     }

@@ -15,6 +15,7 @@ from services.billing import domain
 from services.billing.handlers.common import (
     allocate_number,
     check_fields,
+    check_reverse_charge,
     client_row,
     client_snapshot,
     get_scoped,
@@ -69,6 +70,8 @@ __all__ = [
     "list_comments",
 ]
 
+LEGAL_FIELDS = ("supply_date", "service_period_start", "service_period_end", "tax_exemption_reason")
+REVERSE_CHARGE = "Reverse charge"  # the exemption reason of category AE (the documents print it translated)
 INVOICE_FIELDS = {
     "client_id",
     "kind",
@@ -79,6 +82,7 @@ INVOICE_FIELDS = {
     "notes",
     "terms",
     "send",
+    *LEGAL_FIELDS,
 }
 QUOTE_FIELDS = {"client_id", "issue_date", "expiry_date", "lines", "notes", "terms", "send"}
 CREDIT_FIELDS = {"client_id", "issue_date", "lines", "amount", "reason", "invoice_id"}
@@ -104,20 +108,46 @@ def _dates(data: dict, today, terms_default: int):
     return issue, due, terms
 
 
-def _content_changes(uow, kind: str, document_id: str, data: dict) -> dict:
+def _content_changes(uow, kind: str, row, data: dict) -> dict:
     """New lines (saved, with recomputed totals) and texts for an invoice or quote being edited."""
     values = {}
     if "lines" in data:
-        lines = parse_lines(data["lines"])
+        ws = workspace_row(uow, row.workspace_id)
+        lines = check_reverse_charge(ws, client_row(uow, row.workspace_id, row.client_id), parse_lines(data["lines"]))
         totals = domain.Totals.of(lines)
         values.update(
             subtotal=totals.subtotal, discount_total=totals.discount, tax_total=totals.tax, total=totals.total
         )
-        save_lines(uow, kind, document_id, lines)
+        save_lines(uow, kind, row.id, lines)
     for key in ("notes", "terms"):
         if key in data:
             values[key] = _text(data, key, null="")  # null clears them
     return values
+
+
+def _legal_changes(data: dict, current=None) -> dict:
+    """The date of supply, service period and exemption reason sent (null clears one), checked against
+    what the invoice keeps of the others."""
+    values = {}
+    for key in ("supply_date", "service_period_start", "service_period_end"):
+        if key in data:
+            values[key] = parse_date(data[key], key)
+    if "tax_exemption_reason" in data:
+        values["tax_exemption_reason"] = _text(data, "tax_exemption_reason", 500, null="")
+    start = values.get("service_period_start", getattr(current, "service_period_start", None))
+    end = values.get("service_period_end", getattr(current, "service_period_end", None))
+    if (start is None) != (end is None):
+        raise Invalid("A service period has a start and an end.", service_period_end="required with the start")
+    if start and end and end < start:
+        raise Invalid("A service period ends on or after its start.", service_period_end="before the start")
+    return values
+
+
+def with_exemption_reasons(breakdown: list[dict], exemption_reason: str) -> list[dict]:
+    """E rows carry the invoice's reason (the documents print "Exempt from VAT" with or without one, the
+    note §14 UStG asks for); AE rows say reverse charge."""
+    reasons = {"E": exemption_reason, "AE": REVERSE_CHARGE}
+    return [{**band, "exemption_reason": reasons.get(band["category"], "")} for band in breakdown]
 
 
 # ---------------------------------------------------------------- invoices
@@ -145,6 +175,11 @@ def invoice_view(row, today, client: dict | None = None) -> dict:
         "balance": owed,
         "notes": row.notes,
         "terms": row.terms,
+        "supply_date": iso(row.supply_date),
+        "service_period_start": iso(row.service_period_start),
+        "service_period_end": iso(row.service_period_end),
+        "tax_exemption_reason": row.tax_exemption_reason,
+        "buyer_reference": (row.client_snapshot or client or {}).get("buyer_reference", ""),  # BT-10
         "client": row.client_snapshot or client,
         "quote_id": row.quote_id,
         "recurring_id": row.recurring_id,
@@ -181,6 +216,8 @@ def create_invoice(uow, now: datetime, workspace_id: str, data: dict, recurring:
     issue, due, terms = _dates(data, workspace_today(ws, now), settings.default_payment_terms_days)
     lines = parse_lines(data.get("lines"))
     totals = domain.Totals.of(lines)
+    check_reverse_charge(ws, client, lines)
+    legal = _legal_changes(data)
     pattern = settings.retainer_number_pattern if kind == "retainer" else settings.invoice_number_pattern
     invoice_id = new_id()
     number = allocate_number(uow, workspace_id, kind if kind == "retainer" else "invoice", pattern, issue)
@@ -204,6 +241,7 @@ def create_invoice(uow, now: datetime, workspace_id: str, data: dict, recurring:
             amount_credited=0,
             notes=_text(data, "notes"),
             terms=_text(data, "terms"),
+            **legal,
             recurring_id=(recurring or {}).get("id"),
             recurring_period=(recurring or {}).get("period"),
             created_at=now,
@@ -250,7 +288,8 @@ def update_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, data:
                 raise Conflict(exc.detail, exc.fields) from None
             raise
         values.update(issue_date=issue, due_date=due, payment_terms_days=terms)
-    values.update(_content_changes(uow, "invoice", invoice_id, data))
+    values.update(_content_changes(uow, "invoice", row, data))
+    values.update(_legal_changes(data, row))
     if values:
         uow.execute(invoices.update().where(invoices.c.id == invoice_id).values(**values))
     row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
@@ -272,11 +311,10 @@ def send_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, autopay
         )
         money_moved(uow, now, workspace_id, row.client_id)
     row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
-    uow.publish(
-        "invoice.sent",
-        workspace_id,
-        {**_invoice_event(row), "autopay": autopay, "recipients": portal_recipients(uow, row.client_id)},
-    )
+    sent = {**_invoice_event(row), "autopay": autopay, "recipients": portal_recipients(uow, row.client_id)}
+    if settings_of(workspace_row(uow, workspace_id)).legal.vat_id:
+        sent["links"] = {"einvoice_xml": f"/api/admin/v1/invoices/{invoice_id}/xml"}
+    uow.publish("invoice.sent", workspace_id, sent)
     record_activity(
         uow, now, workspace_id, row.client_id, "invoice.sent", f"Invoice {row.number} sent", {"invoice_id": invoice_id}
     )
@@ -347,6 +385,8 @@ def get_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, client_i
     view = invoice_view(row, workspace_today(ws, now), None if row.client_snapshot else client_snapshot(uow, client))
     view.update(locale=client.locale, timezone=client.timezone, business_name=ws.name)
     view.update(lines_and_taxes(uow, "invoice", invoice_id, row.tax_total))
+    view["tax_breakdown"] = with_exemption_reasons(view["tax_breakdown"], row.tax_exemption_reason)
+    view["einvoice"] = bool(settings_of(ws).legal.vat_id)  # documents writes XML for a seller with a VAT id
     view["payments"] = [
         {
             "payment_id": p.id,
@@ -594,7 +634,7 @@ def create_quote(uow, now: datetime, workspace_id: str, data: dict) -> dict:
     expiry = parse_date(data.get("expiry_date"), "expiry_date") or issue + timedelta(days=30)
     if expiry < issue:
         raise Invalid("The expiry date cannot be before the issue date.", expiry_date="before issue date")
-    lines = parse_lines(data.get("lines"))
+    lines = check_reverse_charge(ws, client, parse_lines(data.get("lines")))
     totals = domain.Totals.of(lines)
     quote_id = new_id()
     number = allocate_number(uow, workspace_id, "quote", settings_of(ws).quote_number_pattern, issue)
@@ -637,7 +677,7 @@ def update_quote(uow, now: datetime, workspace_id: str, quote_id: str, data: dic
         error = Invalid if {"issue_date", "expiry_date"} <= set(data) else Conflict
         raise error("The expiry date cannot be before the issue date.", expiry_date="before issue date")
     values.update(issue_date=issue, expiry_date=expiry)
-    values.update(_content_changes(uow, "quote", quote_id, data))
+    values.update(_content_changes(uow, "quote", row, data))
     uow.execute(quotes.update().where(quotes.c.id == quote_id).values(**values))
     uow.publish("quote.updated", workspace_id, _quote_event(get_scoped(uow, quotes, workspace_id, quote_id, "quote")))
     return get_quote(uow, now, workspace_id, quote_id)
@@ -816,7 +856,7 @@ def issue_credit_note(uow, now: datetime, workspace_id: str, data: dict) -> dict
         raise Invalid("Send lines or an amount, not both.", amount="lines are sent too")
     if raw_lines is None and "amount" in data:
         raw_lines = [{"description": data.get("reason") or "Credit", "quantity": 1, "unit_price": data["amount"]}]
-    lines = parse_lines(raw_lines)
+    lines = check_reverse_charge(ws, client, parse_lines(raw_lines))
     totals = domain.Totals.of(lines)
     if totals.total <= 0:
         raise Invalid("A credit note must be for a positive amount.", amount="must be positive")

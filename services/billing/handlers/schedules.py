@@ -14,6 +14,7 @@ from chassis.fields import flag, text
 from services.billing import domain
 from services.billing.handlers.common import (
     check_fields,
+    check_reverse_charge,
     client_row,
     get_scoped,
     iso,
@@ -90,12 +91,16 @@ def _schedule(data: dict, base=None) -> domain.Schedule:
     )
 
 
+LINE_KEYS = ("description", "quantity", "unit_price", "tax_rate", "discount_percent", "tax_category")  # as sent
+
+
 def create_recurring(uow, now: datetime, workspace_id: str, data: dict) -> dict:
     check_fields(data, RECURRING_FIELDS)
     ws = workspace_row(uow, workspace_id)
     client = client_row(uow, workspace_id, data.get("client_id", ""))
     schedule = _schedule(data)
     lines = parse_lines(data.get("lines"))
+    check_reverse_charge(ws, client, lines)
     terms = data.get("payment_terms_days", settings_of(ws).default_payment_terms_days)
     if isinstance(terms, bool) or not isinstance(terms, int) or not 0 <= terms <= 365:
         raise Invalid("payment_terms_days is 0 to 365.", payment_terms_days="out of range")
@@ -112,14 +117,7 @@ def create_recurring(uow, now: datetime, workspace_id: str, data: dict) -> dict:
             next_run=schedule.occurrence(0),
             runs=0,
             payment_terms_days=terms,
-            lines=[
-                {
-                    k: v
-                    for k, v in line.as_dict().items()
-                    if k in ("description", "quantity", "unit_price", "tax_rate", "discount_percent")
-                }
-                for line in lines
-            ],
+            lines=[{k: v for k, v in line.as_dict().items() if k in LINE_KEYS} for line in lines],
             notes=text(data.get("notes", ""), "notes", 5000),
             autopay=flag(data.get("autopay", False), "autopay"),
             active=flag(data.get("active", True), "active"),
@@ -148,12 +146,12 @@ def update_recurring(uow, now: datetime, workspace_id: str, recurring_id: str, d
         values["next_run"] = schedule.occurrence(row.runs)
     if "lines" in data:
         values["lines"] = [
-            {
-                k: v
-                for k, v in line.as_dict().items()
-                if k in ("description", "quantity", "unit_price", "tax_rate", "discount_percent")
-            }
-            for line in parse_lines(data["lines"])
+            {k: v for k, v in line.as_dict().items() if k in LINE_KEYS}
+            for line in check_reverse_charge(
+                workspace_row(uow, workspace_id),
+                client_row(uow, workspace_id, row.client_id),
+                parse_lines(data["lines"]),
+            )
         ]
     for key in ("autopay", "active"):
         if key in data:

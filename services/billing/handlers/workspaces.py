@@ -143,7 +143,10 @@ def update_workspace(uow, now: datetime, workspace_id: str, data: dict) -> dict:
     if "settings" in data:
         if not isinstance(data["settings"], dict):
             raise Invalid("settings is an object of the settings to change.", settings="not an object")
-        merged = {**settings_of(row).model_dump(mode="json"), **data["settings"]}
+        current = settings_of(row).model_dump(mode="json")
+        merged = {**current, **data["settings"]}
+        if isinstance(data["settings"].get("legal"), dict):  # the legal details sent change; the others stay
+            merged["legal"] = {**current["legal"], **data["settings"]["legal"]}
         values["settings"] = parse_settings(merged).model_dump(mode="json")
     uow.execute(
         workspaces.update().where(workspaces.c.id == workspace_id).values(version=workspaces.c.version + 1, **values)
