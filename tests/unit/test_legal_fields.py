@@ -120,3 +120,29 @@ def test_the_date_of_supply_or_service_period_and_the_exemption_reason_travel_wi
     edited = db(h.update_invoice, ws_id, invoice["id"], {"supply_date": "2026-11-15", "tax_exemption_reason": None})
     assert (edited["supply_date"], edited["tax_exemption_reason"]) == ("2026-11-15", "")
     assert edited["tax_breakdown"][0]["exemption_reason"] == ""  # the documents print "Exempt from VAT."
+
+
+def test_a_credit_note_of_a_vat_registered_seller_is_a_valid_einvoice_naming_its_invoice(db, ws, sqlite_engine):
+    from chassis.db import UnitOfWork
+    from services.documents import handlers as documents
+    from services.documents.einvoice.validate import validate
+    from tests.unit.test_billing_handlers import NOW
+
+    ws_id, client = ws
+    db(h.update_workspace, ws_id, {"address": "Friedrichstraße 10\n10117 Berlin", "settings": {"legal": LEGAL}})
+    db(
+        h.update_client,
+        ws_id,
+        client,
+        {"country": "DE", "vat_id": "DE129273398", "address": "Hauptstraße 5\n80331 München"},
+    )
+    taxed = [{"description": "Design", "quantity": 2, "unit_price": 9000, "tax_rate": 19}]
+    invoice = db(h.create_invoice, ws_id, {"client_id": client, "lines": taxed, "send": True})
+    note = db(h.issue_credit_note, ws_id, {"client_id": client, "invoice_id": invoice["id"], "lines": taxed[:1]})
+    assert (note["client"]["vat_id"], note["invoice_number"]) == ("DE129273398", invoice["number"])
+    with UnitOfWork(sqlite_engine("documents")) as uow:  # documents' copy of the seller, as its events keep it
+        documents.apply_workspace(uow, db(h.get_workspace, ws_id), NOW)
+        brand = documents.branding(uow, ws_id)
+    xml = documents.einvoice(brand, "credit_note", note)["xml"]
+    assert validate(xml.encode(), "en16931") == []
+    assert ">381<" in xml and invoice["number"] in xml  # a credit note, referring to the invoice it credits

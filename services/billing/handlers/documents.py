@@ -860,8 +860,11 @@ def issue_credit_note(uow, now: datetime, workspace_id: str, data: dict) -> dict
     totals = domain.Totals.of(lines)
     if totals.total <= 0:
         raise Invalid("A credit note must be for a positive amount.", amount="must be positive")
+    invoice_number = None
     if data.get("invoice_id"):
-        get_scoped(uow, invoices, workspace_id, data["invoice_id"], "invoice", client_id=client.id)
+        invoice_number = get_scoped(
+            uow, invoices, workspace_id, data["invoice_id"], "invoice", client_id=client.id
+        ).number
     issue = parse_date(data.get("issue_date"), "issue_date") or workspace_today(ws, now)
     credit_id = new_id()
     number = allocate_number(uow, workspace_id, "credit", settings_of(ws).credit_number_pattern, issue)
@@ -907,6 +910,9 @@ def issue_credit_note(uow, now: datetime, workspace_id: str, data: dict) -> dict
         "subtotal": totals.subtotal,
         "tax_total": totals.tax,
         "reason": data.get("reason", ""),
+        # what a credit note document shows: the client, and the invoice it credits (BT-25)
+        "client": client_snapshot(uow, client),
+        "invoice_number": invoice_number,
         **lines_and_taxes(uow, "credit", credit_id, totals.tax),
     }
 
