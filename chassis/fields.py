@@ -52,6 +52,25 @@ def check_locale(code: str) -> str:
     return code
 
 
+# ISO 3166 alpha-2 codes as CLDR knows them, less CLDR's regions that are not a country
+COUNTRIES = frozenset(c for c in Locale("en").territories if len(c) == 2 and c.isalpha()) - {
+    "ZZ",
+    "EU",
+    "EZ",
+    "UN",
+    "QO",
+    "XA",
+    "XB",
+}
+
+
+def check_country(code: str) -> str:
+    """The code, if it is an ISO 3166 alpha-2 country code (DE, FR); Invalid otherwise."""
+    if code not in COUNTRIES:
+        raise Invalid("Countries are ISO 3166 alpha-2 codes, such as DE.", country="unknown")
+    return code
+
+
 def check_timezone(name: str) -> str:
     """The name, if it is an IANA time zone (Europe/Paris); Invalid otherwise."""
     if name not in available_timezones():

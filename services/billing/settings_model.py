@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from chassis.errors import Invalid, field_errors
+from chassis.fields import COUNTRIES
 from clients.billing import BookingLink
 from services.billing import availability, domain, legal_ids
 
@@ -52,11 +53,18 @@ class Legal(BaseModel):
     """What invoice law asks a seller's documents to state, and the e-invoice profile they follow."""
 
     model_config = ConfigDict(extra="forbid")
-    country: str = Field(default="", pattern=r"^([A-Z]{2})?$", description="ISO 3166 alpha-2")
+    country: str = Field(default="", description="ISO 3166 alpha-2 (empty: not set)")
     vat_id: str = Field(default="", max_length=20, description="Checked by its check digits; stored compact")
     iban: str = Field(default="", max_length=42, description="Printed with the payment terms; stored compact")
     bic: str = Field(default="", max_length=11)
     einvoice_profile: Literal["en16931", "xrechnung"] = "en16931"
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, value: str) -> str:
+        if value and value not in COUNTRIES:
+            raise ValueError("an ISO 3166 alpha-2 country code, such as DE")
+        return value
 
     @field_validator("vat_id")
     @classmethod

@@ -23,6 +23,7 @@ from services.gateway.jsonapi import (
     OFFSET,
     SHARED_SCHEMAS,
     Body,
+    Country,
     Currency,
     Day,
     Email,
@@ -157,7 +158,7 @@ class RemindersIn(Body):
 class LegalIn(Body):
     """What invoice law asks the documents to state; the fields sent change, the others stay."""
 
-    country: str = Field(None, pattern=r"^([A-Z]{2})?$", description="ISO 3166 alpha-2 (empty: none)")
+    country: Country = None
     vat_id: str = Field(None, max_length=20, description="With its country prefix; checked by its check digits")
     iban: str = Field(None, max_length=42, description="Printed with the payment terms; checked")
     bic: str = Field(None, max_length=11)
@@ -245,7 +246,7 @@ class ClientIn(Body):
     locale: Locale = Field(None, description="The workspace's if left out")
     timezone: TimeZone = Field(None, description="The workspace's if left out")
     tax_id: str = Text(50, default="")
-    country: str = Field("", pattern=r"^([A-Za-z]{2})?$", description="ISO 3166 alpha-2")
+    country: Country = ""
     vat_id: str = Text(30, default="", description="With its country prefix; checked by its check digits")
     buyer_reference: str = Text(100, default="", description="The buyer's reference (Leitweg-ID for XRechnung)")
     contacts: list[ContactIn] = Field(default_factory=list, max_length=20)
@@ -261,7 +262,7 @@ class ClientUpdate(Body):
     locale: Locale = None
     timezone: TimeZone = None
     tax_id: str | None = Text(50, default=None)
-    country: str | None = Field(None, pattern=r"^([A-Za-z]{2})?$", description="ISO 3166 alpha-2")
+    country: Country | None = None
     vat_id: str | None = Text(30, default=None)
     buyer_reference: str | None = Text(100, default=None)
 

@@ -16,6 +16,7 @@ from babel.numbers import list_currencies
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
 from chassis.errors import Invalid, ServiceError, field_errors
+from chassis.fields import COUNTRIES
 from chassis.money import check_currency
 
 
@@ -89,11 +90,15 @@ def _currencies() -> list[str]:
 CURRENCIES = _currencies()
 LOCALES = sorted(localedata.locale_identifiers())
 TIMEZONES = sorted(available_timezones())
+COUNTRY_CODES = ["", *sorted(COUNTRIES)]
 Currency = Annotated[
     str, AfterValidator(_known(CURRENCIES, "ISO 4217 currency")), WithJsonSchema({"x-shared": "Currency"})
 ]
 Locale = Annotated[str, AfterValidator(_known(LOCALES, "locale")), WithJsonSchema({"x-shared": "Locale"})]
 TimeZone = Annotated[str, AfterValidator(_known(TIMEZONES, "IANA time zone")), WithJsonSchema({"x-shared": "TimeZone"})]
+Country = Annotated[
+    str, AfterValidator(_known(COUNTRY_CODES, "ISO 3166 country, or empty")), WithJsonSchema({"x-shared": "Country"})
+]
 
 
 def _one_of(values: list[str]) -> str:
@@ -120,6 +125,12 @@ SHARED_SCHEMAS = {
         "pattern": _one_of(TIMEZONES),
         "examples": ["Europe/Paris"],
         "description": "An IANA time zone, like Europe/Paris",
+    },
+    "Country": {
+        "type": "string",
+        "pattern": _one_of(COUNTRY_CODES),
+        "examples": ["DE", "FR"],
+        "description": "An ISO 3166 alpha-2 country code, like DE; empty: not set",
     },
 }
 

@@ -160,7 +160,18 @@ def targets(world) -> list[tuple]:
             "/clients/{id}",
             {
                 f: ("clients", world["client"]["id"], f)
-                for f in ("name", "address", "phone", "currency", "locale", "timezone", "tax_id")
+                for f in (
+                    "name",
+                    "address",
+                    "phone",
+                    "currency",
+                    "locale",
+                    "timezone",
+                    "tax_id",
+                    "country",
+                    "vat_id",
+                    "buyer_reference",
+                )
             },
         ),
         (
@@ -188,7 +199,17 @@ def targets(world) -> list[tuple]:
             {
                 **{
                     f: ("invoices", world["draft"], f)
-                    for f in ("issue_date", "due_date", "payment_terms_days", "notes", "terms")
+                    for f in (
+                        "issue_date",
+                        "due_date",
+                        "payment_terms_days",
+                        "notes",
+                        "terms",
+                        "supply_date",
+                        "service_period_start",
+                        "service_period_end",
+                        "tax_exemption_reason",
+                    )
                 },
                 "lines": ("invoices", world["draft"], "total"),
             },

@@ -137,7 +137,7 @@ def admin(stack):
         },
         expect=200,
     )
-    api_a("PATCH", f"/clients/{client['id']}", {"country": "de", "vat_id": "DE129273398"}, expect=200)
+    api_a("PATCH", f"/clients/{client['id']}", {"country": "DE", "vat_id": "DE129273398"}, expect=200)
     with services_rpc(stack, ws_a, timeout=20) as rpc:  # as the portal books and reviews
         contact_id = client["contacts"][0]["id"]
         slot = rpc.billing.booking_options(ws_a, "intro")["slots"][0]

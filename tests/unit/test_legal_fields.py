@@ -48,7 +48,7 @@ def test_reverse_charge_needs_both_vat_ids_on_every_kind_of_document(db, ws):
     for write, data in writes:  # the client has no VAT id
         with pytest.raises(Invalid, match="client's VAT id"):
             db(write, ws_id, data)
-    db(h.update_client, ws_id, client, {"country": "fr", "vat_id": "FR 40 303265045"})
+    db(h.update_client, ws_id, client, {"country": "FR", "vat_id": "FR 40 303265045"})
     for write, data in writes:  # nor has the workspace
         with pytest.raises(Invalid, match="workspace's VAT id"):
             db(write, ws_id, data)
@@ -79,7 +79,7 @@ def test_vat_ids_and_bank_details_are_checked_and_stored_compact(db, ws):
     for wrong in ({"vat_id": "DE136695977"}, {"iban": "DE89370400440532013001"}, {"bic": "COBA"}):
         with pytest.raises(Invalid):
             db(h.update_workspace, ws_id, {"settings": {"legal": wrong}})
-    for wrong in ({"vat_id": "DE136695977"}, {"country": "XX"}, {"country": "Germany"}):
+    for wrong in ({"vat_id": "DE136695977"}, {"country": "XX"}, {"country": "Germany"}, {"country": "de"}):
         with pytest.raises(Invalid):
             db(h.update_client, ws_id, client, wrong)
     assert db(h.get_workspace, ws_id)["settings"]["legal"] == changed["settings"]["legal"]

@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
-from babel import Locale
 from email_validator import EmailNotValidError, validate_email
 
 from chassis.errors import Conflict, Invalid
-from chassis.fields import REFUSE, check_locale, flag, text
+from chassis.fields import REFUSE, check_country, check_locale, flag, text
 from services.billing import legal_ids
 from services.billing.handlers.common import (
     check_fields,
@@ -57,8 +56,6 @@ CONTACT_FIELDS = {"email", "name", "phone", "locale", "is_primary", "portal_acce
 
 
 LIMITS = {"name": 200, "address": 2000, "phone": 50, "tax_id": 50, "country": 2, "vat_id": 30, "buyer_reference": 100}
-NOT_COUNTRIES = {"ZZ", "EU", "EZ", "UN", "QO", "XA", "XB"}  # CLDR's regions that are not a country
-COUNTRIES = frozenset(c for c in Locale("en").territories if len(c) == 2 and c.isalpha()) - NOT_COUNTRIES
 
 
 def _clean_client(data: dict, partial: bool) -> dict:
@@ -73,10 +70,8 @@ def _clean_client(data: dict, partial: bool) -> dict:
                 values[key], key, limit, required=key == "name", null="" if partial and key != "name" else REFUSE
             )
     check_regional(values)
-    if values.get("country"):
-        values["country"] = values["country"].upper()
-    if values.get("country") and values["country"] not in COUNTRIES:
-        raise Invalid("country is an ISO 3166 alpha-2 code, such as DE.", country="unknown")
+    if values.get("country"):  # "" leaves it unset
+        check_country(values["country"])
     if values.get("vat_id"):
         try:
             values["vat_id"] = legal_ids.vat_id(values["vat_id"])

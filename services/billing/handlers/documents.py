@@ -134,12 +134,16 @@ def _legal_changes(data: dict, current=None) -> dict:
             values[key] = parse_date(data[key], key)
     if "tax_exemption_reason" in data:
         values["tax_exemption_reason"] = _text(data, "tax_exemption_reason", 500, null="")
+    sent = [key for key in ("service_period_start", "service_period_end") if key in data]
     start = values.get("service_period_start", getattr(current, "service_period_start", None))
     end = values.get("service_period_end", getattr(current, "service_period_end", None))
-    if (start is None) != (end is None):
-        raise Invalid("A service period has a start and an end.", service_period_end="required with the start")
-    if start and end and end < start:
-        raise Invalid("A service period ends on or after its start.", service_period_end="before the start")
+    if sent and (start is None) != (end is None):
+        raise Invalid("A service period has a start and an end: send both.", **{sent[0]: "needs the other end"})
+    if sent and start and end and end < start:
+        problem = {sent[-1]: "the period ends before it starts"}
+        if len(sent) == 2:
+            raise Invalid("A service period ends on or after its start.", **problem)
+        raise Conflict("The service period would end before it starts.", **problem)  # with the stored other end
     return values
 
 
