@@ -383,3 +383,19 @@ def test_documents_serves_a_cached_pdf_only_for_a_fresh_reference_it_signed(tmp_
     assert get(good) == (403, b"refused: expired\n")
     fetch.secret = None  # no secret configured: every reference is refused
     assert get(good)[0] == 403
+
+
+@pytest.mark.parametrize(
+    "status, balance, says, never",
+    [
+        ("partially_paid", 63500, "Please pay $635.00 by Dec 18, 2026.", "Paid in full"),
+        ("paid", 0, "Paid in full. Thank you.", "Please pay"),
+        ("void", 0, "This invoice is void: nothing is owed.", "Paid in full"),
+    ],
+)
+def test_the_payment_terms_say_what_is_owed_and_the_bank_details_only_while_it_is(status, balance, says, never):
+    ctx = context("invoice", iban="DE89370400440532013000", bic="COBADEFFXXX")
+    ctx["doc"] = {**INVOICE, "status": status, "balance": balance}
+    text = squeezed(text_of(pdfmod.render_pdf("invoice", ctx)))
+    assert squeezed(says) in text and squeezed(never) not in text
+    assert (squeezed("IBAN DE89 3704 0044 0532 0130 00") in text) == (balance > 0)
