@@ -178,6 +178,9 @@ def sign_in_all(url: str, mail_dir: Path, users: list[User], timeout: float = 12
 
     def verify(user: User) -> User:
         session = sessions[user.email]
+        # A new connection: the one kept from asking for the link idled while the mail was awaited, and
+        # the gateway may close it (keep-alive) just as this POST, which is never retried, is sent on it.
+        session.close()
         session.post(
             f"{url}/login/verify", data={"token": tokens[user.email], "csrf_token": csrf[user.email]}, timeout=30
         ).raise_for_status()
