@@ -217,8 +217,9 @@ class Page(HTMLParser):
 
 
 def template_of(path: str) -> str:
-    """/invoices/<uuid>/comments -> /invoices/{id}/comments (the ids the pages link to)."""
-    return re.sub(r"/(?=[^/]*\d)[A-Za-z0-9_-]{16,}(?=/|$)", "/{id}", path)
+    """/invoices/<uuid>/comments -> /invoices/{id}/comments (the ids the pages link to: uuids, with a
+    digit, and Stripe's, with an underscore after their prefix, which may have no digit at all)."""
+    return re.sub(r"/(?=[^/]*[\d_])[A-Za-z0-9_-]{16,}(?=/|$)", "/{id}", path)
 
 
 def crawl(stack, browser, starts: list[str], limit: int = 60) -> list[dict]:
