@@ -50,10 +50,10 @@ clean:
 	rm -rf $(VENV) var/*.sqlite3* var/mail var/logs
 
 ## Every benchmark against a baseline measured side by side in the same run (not a test): starts its own
-## stack on PostgreSQL and a throwaway vhost; writes bench/results.json, bench/report.md, bench/results.png.
+## stack on PostgreSQL and a throwaway vhost; writes bench/results/: results.json, report.md, results.png.
 ## Installs the load generator (wrk) and pgbench first when missing (Debian/Ubuntu; sudo when not root).
 bench: $(STAMP)
 	@command -v wrk >/dev/null && command -v pgbench >/dev/null || { \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk postgresql-client; }
-	$(BIN)/python -m deploy.bench $(BENCH_ARGS)
+	$(BIN)/python -m bench $(BENCH_ARGS)

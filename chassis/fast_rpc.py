@@ -17,7 +17,7 @@ nameko's reply format (the same `{"result", "error"}` body, serializer and corre
   classic nameko reply queue still goes to the RPC exchange.
 
 Two more changes on the way in, where nameko spent ~170 us of a ~500 us echo (measured in the
-service, docs/decisions.md "Benchmarks"):
+service, docs/decisions.md "The gateway's RPC"):
 
 - An RPC request is handed to its entrypoint in the consumer's green thread when the worker pool has
   room, instead of through one more green thread first (nameko spawns it so that a full pool cannot

@@ -3,7 +3,7 @@ reminders roll up, and the late-payment risk read from that rollup and the clien
 
 No database and no broker here; handlers/engagement.py loads and stores the rollup.
 
-The risk rule (also in the README and the admin API's OpenAPI description):
+The risk rule (also in docs/admin-api.md and the admin API's OpenAPI description):
 
 - high: an invoice is more than 30 days overdue; or at least 2 card payments failed in the last
   30 days; or reminders were sent and the client has not viewed an invoice since the first of

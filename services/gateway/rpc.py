@@ -3,7 +3,7 @@ gunicorn threads, speaking nameko's RPC protocol.
 
 A call is what nameko's standalone proxy sends (the same exchange, routing key `<service>.<method>`,
 `{"args", "kwargs"}` body and `nameko.*` context headers, so the services see no difference), with
-three changes that take it from ~3.5x to ~1.5x a raw AMQP round trip (README, Benchmarks):
+three changes that take it from ~3.5x to ~1.5x a raw AMQP round trip (docs/benchmarks.md):
 
 - **Connections are reused.** Each `RpcClient` holds one connection and channel for its lifetime; a
   thread checks one out per call. Nothing is declared per call.

@@ -26,7 +26,7 @@ REPORT = ARTIFACTS / "chaos-report.json"
 
 
 def report(name: str, **figures) -> None:
-    """Keep each test's counts for the operator (and the issue's note)."""
+    """Keep each test's counts for the operator (docs/reliability.md quotes them)."""
     ARTIFACTS.mkdir(exist_ok=True)
     data = json.loads(REPORT.read_text()) if REPORT.exists() else {}
     data[name] = {"scale": "full" if FULL else "short", **figures}

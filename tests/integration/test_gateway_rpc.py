@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from bench.common import Management
 from chassis.errors import NotFound
 from chassis.scope import Scope
-from deploy.bench.common import Management
 from deploy.devstack import BIN, create_vhost, delete_vhost
 from services.gateway.rpc import RpcPool, ServiceCrashed, ServiceTimeout, ServiceUnavailable
 from tests.conftest import ARTIFACTS, RUN_ID

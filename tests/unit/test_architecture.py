@@ -27,7 +27,7 @@ def lint_imports(cwd: Path) -> subprocess.CompletedProcess:
 def test_the_import_contracts_hold():
     checked = lint_imports(ROOT)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "4 kept, 0 broken" in checked.stdout
+    assert "5 kept, 0 broken" in checked.stdout
 
 
 def test_a_module_that_breaks_a_contract_is_caught(tmp_path):
@@ -40,6 +40,20 @@ def test_a_module_that_breaks_a_contract_is_caught(tmp_path):
     assert checked.returncode != 0
     assert "The chassis and the clients import no service BROKEN" in " ".join(checked.stdout.split())
     assert "chassis.planted -> services.billing.domain" in checked.stdout
+
+
+def test_product_code_that_imports_the_benchmark_is_caught(tmp_path):
+    """The benchmark and make dev's tooling drive the product from outside; nothing shipped needs them."""
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    (tmp_path / "services" / "gateway" / "planted.py").write_text("from bench import report  # noqa\n")
+    checked = lint_imports(tmp_path)
+    assert checked.returncode != 0
+    assert "The product imports neither the benchmark nor the development and deployment tooling BROKEN" in " ".join(
+        checked.stdout.split()
+    )
+    assert "services.gateway.planted -> bench" in checked.stdout
 
 
 def test_no_two_modules_import_each_other():

@@ -1,4 +1,4 @@
-"""The pure parts of `make bench` (deploy/bench/report.py): percentiles, ratios to baselines, goals,
+"""The pure parts of `make bench` (bench/report.py): percentiles, ratios to baselines, goals,
 and the table, JSON, Markdown and PNG it writes."""
 
 import json
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from deploy.bench.report import Goal, Report, Result, fmt, markdown, percentile, summary, table, to_json, write
+from bench.report import Goal, Report, Result, fmt, markdown, percentile, summary, table, to_json, write
 
 
 def test_percentiles_are_nearest_rank():
@@ -114,7 +114,7 @@ def test_cpu_by_command_name_counts_every_process_of_that_name():
     """What the portal benchmark reads for the broker (beam.smp) and PostgreSQL (postgres)."""
     from pathlib import Path
 
-    from deploy.bench.common import cpu_seconds_of_command
+    from bench.common import cpu_seconds_of_command
 
     deadline = time.process_time() + 0.3
     while time.process_time() < deadline:  # spend some CPU, so there is something to count
@@ -137,7 +137,7 @@ class Crashing:
 
 
 def test_a_crashed_benchmark_fails_the_run_and_its_goals_without_a_figure_count_as_missed(tmp_path):
-    from deploy.bench.run import run_one
+    from bench.run import run_one
 
     report = sample_report()
     run_one(Crashing, ctx=None, report=report)
@@ -160,18 +160,18 @@ def test_a_crashed_benchmark_fails_the_run_and_its_goals_without_a_figure_count_
 
 def test_every_goal_in_the_last_published_run_is_declared_by_its_benchmark():
     """A crash can only be counted against goals the benchmark declares up front: the published
-    results (bench/results.json) have no goal that a benchmark would fail to account for."""
-    from deploy.bench.run import BENCHMARKS
+    results (bench/results/results.json) have no goal that a benchmark would fail to account for."""
+    from bench.run import BENCHMARKS
     from deploy.devstack import ROOT
 
     declared = {goal for module in BENCHMARKS.values() for goal in module.GOALS}
-    published = json.loads((ROOT / "bench" / "results.json").read_text())
+    published = json.loads((ROOT / "bench" / "results" / "results.json").read_text())
     judged = {(r["benchmark"], r["name"]) for r in published["results"] if r["goal"]}
     assert judged and judged <= declared, sorted(judged - declared)
 
 
 def test_without_the_management_api_the_reply_queue_goals_are_missed_not_invented():
-    from deploy.bench import rpc_overhead
+    from bench import rpc_overhead
 
     report = Report()
     rpc_overhead.reply_queue_results(report, None, [None, None], None)
@@ -180,7 +180,7 @@ def test_without_the_management_api_the_reply_queue_goals_are_missed_not_invente
 
 
 def test_the_portal_reports_the_median_of_its_rounds_and_every_round_s_errors():
-    from deploy.bench.portal import median_of
+    from bench.portal import median_of
 
     def run(rps, p95, errors, billing_cpu):
         return {

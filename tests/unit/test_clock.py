@@ -9,7 +9,7 @@ from chassis.clock import utcnow
 from tests.unit.test_billing_handlers import NOW
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCT = ("chassis", "services", "deploy")
+PRODUCT = ("chassis", "services", "deploy", "bench")
 WALL_CLOCK_READS = {("datetime", "now"), ("datetime", "utcnow"), ("date", "today"), ("datetime", "today")}
 # Where the clock is wired in (the unit of work, the nameko clock, the outbox's own bookkeeping) and
 # the command-line entry points, which are their own callers. Handlers and entrypoints take the time.
@@ -20,9 +20,9 @@ MAY_IMPORT_THE_CLOCK = {
     "chassis/idempotency.py",
     "chassis/nameko_ext.py",
     "services/billing/seed.py",
-    "deploy/bench/run.py",
-    "deploy/bench/users.py",
-    "deploy/bench/monolith.py",
+    "bench/run.py",
+    "bench/users.py",
+    "bench/monolith.py",
     "services/gateway/app.py",
 }  # the gateway's wiring gives its session check the clock
 

@@ -33,7 +33,7 @@ SECRET = "s3cret-for-tests-0123456789"
 
 class Receiver:
     """A real HTTP server on a free local port. It records every POST and checks the signature and
-    timestamp itself, as a receiver following the README would; `fail_first[path] = n` answers 500 to
+    timestamp itself, as a receiver following docs/admin-api.md would; `fail_first[path] = n` answers 500 to
     the first n requests of each event at that path. A request it cannot verify gets 400."""
 
     def __init__(self, tolerance: float = 300):

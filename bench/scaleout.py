@@ -12,10 +12,10 @@ from __future__ import annotations
 import threading
 import time
 
+from bench.common import cpu_seconds, machine_busy
+from bench.report import Goal, Result
+from bench.stack import free_port, wait_consumers
 from chassis.scope import Scope
-from deploy.bench.common import cpu_seconds, machine_busy
-from deploy.bench.report import Goal, Result
-from deploy.bench.stack import free_port, wait_consumers
 from services.gateway.rpc import RpcPool
 
 NAME = "5. Scale-out"

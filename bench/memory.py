@@ -3,8 +3,8 @@ gunicorn's workers) of each service and the gateway, idle and under the portal l
 
 from __future__ import annotations
 
-from deploy.bench.common import Sampler, rss_mb
-from deploy.bench.report import Result
+from bench.common import Sampler, rss_mb
+from bench.report import Result
 from deploy.devstack import SERVICES
 
 NAME = "6. Memory"

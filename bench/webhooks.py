@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 import kombu
 import requests
 
+from bench.report import Goal, Result
 from chassis.scope import Scope
-from deploy.bench.report import Goal, Result
 from deploy.devstack import wait_for
 from services.gateway.rpc import RpcPool
 

@@ -1,4 +1,4 @@
-"""Runs the benchmarks in order on one stack and writes the report (see deploy/bench/__init__.py)."""
+"""Runs the benchmarks in order on one stack and writes the report (see bench/__init__.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import time
 import traceback
 from pathlib import Path
 
+from bench import pdf, portal, rpc_overhead, scaleout, webhooks
+from bench import report as reporting
+from bench.stack import running
 from chassis.clock import utcnow
-from deploy.bench import pdf, portal, rpc_overhead, scaleout, webhooks
-from deploy.bench import report as reporting
-from deploy.bench.stack import running
 from deploy.devstack import ROOT
 
 # Memory (6) is sampled during the portal load (2); webhooks stop documents, so they come last.
@@ -22,9 +22,11 @@ BENCHMARKS = {"rpc": rpc_overhead, "portal": portal, "pdf": pdf, "scaleout": sca
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--only", nargs="*", choices=list(BENCHMARKS), help="run only these benchmarks")
-    parser.add_argument("--out", default=str(ROOT / "bench"), help="where to write the report (default: bench/)")
+    parser.add_argument(
+        "--out", default=str(ROOT / "bench" / "results"), help="where to write the report (default: bench/results/)"
+    )
     args = parser.parse_args(argv)
     missing = [tool for tool in ("wrk", "pgbench") if not shutil.which(tool)]
     if missing:

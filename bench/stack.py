@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 import psycopg2
 import requests
 
-from deploy.bench.common import HERE, Management
+from bench.common import HERE, Management
 from deploy.devstack import (
     ROOT,
     Stack,

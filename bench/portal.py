@@ -3,15 +3,15 @@ against a Falcon hello-world served by the same gunicorn configuration and again
 a monolith; and the dashboard's latency against the sum of its parts.
 
 The clients: 500 clients of the benchmark's workspace, each with its own portal contact and 20
-invoices in a mix of statuses (deploy/bench/users.py); 50 of them sign in with a magic link. Under
+invoices in a mix of statuses (bench/users.py); 50 of them sign in with a magic link. Under
 load each of wrk's 50 connections is one of those 50 clients, with its own session (one wrk thread
 per connection, each sending its own cookie: wrk_report.lua), so nothing one client's requests warm
 serves another's. The same pages with one cookie on all 50 connections (what this benchmark measured
 before) are reported beside them, labelled as such.
 
 Baselines, measured in the same run, interleaved with the pages:
-- hello-world: deploy/bench/hello.py under the gateway's gunicorn.conf.py, loaded the same way;
-- the monolith: deploy/bench/monolith.py, the gateway's own app with each RPC replaced by the
+- hello-world: bench/hello.py under the gateway's gunicorn.conf.py, loaded the same way;
+- the monolith: bench/monolith.py, the gateway's own app with each RPC replaced by the
   service's handler called in process on the service's database (the same SQL, the same row-level
   security scope, the same template), one gunicorn like the gateway's, the same 50 clients;
 - the sum of the dashboard's parts: hello-world's p50 + its RPCs x a raw AMQP round trip + its SQL
@@ -39,11 +39,11 @@ from urllib.parse import urlparse
 import psycopg2
 import requests
 
+from bench import memory, rpc_overhead, users
+from bench.common import Sampler, cpu_seconds, cpu_seconds_of_command, timed, wrk
+from bench.report import Goal, Result
+from bench.stack import Context, free_port, http_ok, spawn_and_wait
 from chassis.scope import Scope
-from deploy.bench import memory, rpc_overhead, users
-from deploy.bench.common import Sampler, cpu_seconds, cpu_seconds_of_command, timed, wrk
-from deploy.bench.report import Goal, Result
-from deploy.bench.stack import Context, free_port, http_ok, spawn_and_wait
 from deploy.devstack import BIN, wait_for
 from services.gateway.rpc import RpcPool
 
@@ -82,11 +82,11 @@ def _gunicorn(ctx: Context, name: str, app: str) -> str:
 
 
 def start_hello(ctx: Context) -> str:
-    return _gunicorn(ctx, "hello", "deploy.bench.hello:app")
+    return _gunicorn(ctx, "hello", "bench.hello:app")
 
 
 def start_monolith(ctx: Context) -> str:
-    return _gunicorn(ctx, "monolith", "deploy.bench.monolith:get_app()")
+    return _gunicorn(ctx, "monolith", "bench.monolith:get_app()")
 
 
 def portal_users(ctx: Context) -> list[users.User]:
@@ -409,7 +409,7 @@ def run(ctx: Context, report) -> None:
             "the monolith",
             Goal("ratio", ">=", 0.5),
             note=f"the monolith: the gateway's app with each RPC replaced by the service's handler in process "
-            f"(deploy/bench/monolith.py), one gunicorn like the gateway's; its /dashboard p95 "
+            f"(bench/monolith.py), one gunicorn like the gateway's; its /dashboard p95 "
             f"{mono['p95']:.1f} ms, {mono['errors']} errors, {mono['rps'] / max(base['rps'], 1e-9):.2f}x "
             f"hello-world's req/s",
         ),

@@ -1,7 +1,7 @@
 """1. RPC overhead: a nameko RPC through the gateway's pool against a raw AMQP round trip.
 
 Side by side, interleaved in rounds on the same broker and vhost:
-- the baseline: deploy/bench/raw_echo.py (py-amqp echo server and client, direct reply-to);
+- the baseline: bench/raw_echo.py (py-amqp echo server and client, direct reply-to);
 - the gateway's RpcPool calling a trivial nameko echo that answers as the portal's services do;
 - the same echo on nameko as shipped (ClusterRpcProxy, reused, to a stock-nameko echo): "before";
 - RpcPool calling billing.ping (a real service: its dependencies and a SELECT 1 on PostgreSQL).
@@ -15,10 +15,10 @@ import sys
 
 from nameko.standalone.rpc import ClusterRpcProxy
 
-from deploy.bench.common import interleaved, timed
-from deploy.bench.raw_echo import RawClient
-from deploy.bench.report import Goal, Result, summary
-from deploy.bench.stack import Context, spawn_and_wait
+from bench.common import interleaved, timed
+from bench.raw_echo import RawClient
+from bench.report import Goal, Result, summary
+from bench.stack import Context, spawn_and_wait
 from deploy.devstack import BIN
 from services.gateway.rpc import RpcClient, RpcPool
 
@@ -49,15 +49,13 @@ def start_echo_servers(ctx: Context) -> None:
             raw.clear()
             return False
 
-    spawn_and_wait(
-        ctx.stack, "raw-echo", [sys.executable, "-m", "deploy.bench.raw_echo", ctx.amqp_uri, RAW_QUEUE], raw_ready
-    )
+    spawn_and_wait(ctx.stack, "raw-echo", [sys.executable, "-m", "bench.raw_echo", ctx.amqp_uri, RAW_QUEUE], raw_ready)
     raw["client"].close()
     pool = RpcPool({"AMQP_URI": ctx.amqp_uri}, timeout=2, size=1)
     spawn_and_wait(
         ctx.stack,
         "echo",
-        [str(BIN / "nameko"), "run", "--broker", ctx.amqp_uri, "deploy.bench.echo_service:EchoService"],
+        [str(BIN / "nameko"), "run", "--broker", ctx.amqp_uri, "bench.echo_service:EchoService"],
         lambda: _answers(lambda: pool.call("bench_echo", "echo", "hello")),
     )
 
@@ -68,7 +66,7 @@ def start_echo_servers(ctx: Context) -> None:
     spawn_and_wait(
         ctx.stack,
         "echo-stock",
-        [str(BIN / "nameko"), "run", "--broker", ctx.amqp_uri, "deploy.bench.echo_service:StockEchoService"],
+        [str(BIN / "nameko"), "run", "--broker", ctx.amqp_uri, "bench.echo_service:StockEchoService"],
         stock_answers,
         env={**ctx.env, "BENCH_STOCK_NAMEKO": "1"},
     )

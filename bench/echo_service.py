@@ -1,7 +1,7 @@
 """Two trivial nameko services for the RPC overhead benchmark: `bench_echo` answers the way the
 portal's services do (chassis/fast_rpc.py installed, as chassis.nameko_ext installs it for them),
 `bench_echo_stock` the way nameko 2.14 does out of the box (BENCH_STOCK_NAMEKO=1 keeps it so).
-Run with `nameko run --broker AMQP_URI deploy.bench.echo_service:EchoService` (or StockEchoService)."""
+Run with `nameko run --broker AMQP_URI bench.echo_service:EchoService` (or StockEchoService)."""
 
 import os
 

@@ -1,4 +1,4 @@
-"""4. PDF: a cold render against a cached fetch of the same invoice (the documents issue's benchmark),
+"""4. PDF: a cold render against a cached fetch of the same invoice (what caching PDFs buys),
 the documents service's RPC latency while 20 PDFs render, against idle, and a cached invoice PDF
 fetched through the gateway as a signed-in client fetches it (GET /invoices/<id>/pdf: the session
 check, the invoice looked up in billing, documents' signed reference, the file streamed from
@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 from nameko.standalone.rpc import ClusterRpcProxy
 
+from bench.common import interleaved, timed
+from bench.report import Goal, Result, summary
 from chassis.scope import CONTEXT_KEY, Scope
-from deploy.bench.common import interleaved, timed
-from deploy.bench.report import Goal, Result, summary
 
 NAME = "4. PDF"
 GATEWAY_FETCH = "cached invoice PDF through the gateway: p50 vs hello-world p50"
@@ -65,7 +65,7 @@ def invoice_data(lines: int, tag: str) -> dict:
 
 def through_the_gateway(ctx) -> dict:
     """p50s of the demo client's cached invoice PDF through the gateway and of hello-world, interleaved."""
-    from deploy.bench.portal import start_hello
+    from bench.portal import start_hello
 
     hello = start_hello(ctx)
     [(invoice_id,)] = ctx.query(

@@ -199,6 +199,6 @@ def sign_in_all(url: str, mail_dir: Path, users: list[User], timeout: float = 12
 
 
 def cookie_file(users: list[User], path: Path) -> Path:
-    """One `Cookie` header value a line, for deploy/bench/wrk_report.lua: each wrk thread takes its own."""
+    """One `Cookie` header value a line, for bench/wrk_report.lua: each wrk thread takes its own."""
     path.write_text("".join(f"portal_session={user.cookie}\n" for user in users))
     return path

@@ -1,4 +1,4 @@
-"""Loaded by the benchmark's nameko processes only (deploy/bench/stack.py puts this folder on their
+"""Loaded by the benchmark's nameko processes only (bench/stack.py puts this folder on their
 PYTHONPATH): counts the SQL round trips each process makes, for the portal benchmark's "sum of its
 parts". Counters live in a small file per process (BENCH_SQL_COUNTS/<pid>) that the benchmark reads;
 production code is untouched.

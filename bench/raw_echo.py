@@ -5,7 +5,7 @@ exchange, then acks it (as a nameko service does); the client publishes to that 
 the answer on RabbitMQ's direct reply-to, matched by correlation id. One round trip is the least any
 request/reply over this broker can cost: the floor the nameko RPC benchmark is measured against.
 
-Server: `python -m deploy.bench.raw_echo AMQP_URI QUEUE` (prints "ready" once consuming).
+Server: `python -m bench.raw_echo AMQP_URI QUEUE` (prints "ready" once consuming).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`make bench`: every benchmark against a baseline measured side by side in the same run.
 
-`python -m deploy.bench` starts its own system (deploy/bench/stack.py), runs the benchmarks in order,
-prints a table and writes bench/results.json, bench/report.md and bench/results.png:
+`python -m bench` starts its own system (bench/stack.py), runs the benchmarks in order,
+prints a table and writes bench/results/results.json, report.md and results.png:
 
 1. rpc_overhead  nameko RPC through the gateway's pool vs a raw AMQP round trip
 2. portal        dashboard and invoice list for 50 distinct signed-in clients (wrk) vs a hello-world and vs

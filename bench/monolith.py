@@ -10,7 +10,7 @@ session row (auth's `check_session` on auth's database), the dashboard is read b
 so on. No broker, no other process.
 
 Only what /dashboard and /invoices need is in process; any other call fails (503).
-`gunicorn -c services/gateway/gunicorn.conf.py 'deploy.bench.monolith:get_app()'` with
+`gunicorn -c services/gateway/gunicorn.conf.py 'bench.monolith:get_app()'` with
 AUTH_DATABASE_URL and BILLING_DATABASE_URL set.
 """
 

@@ -1,5 +1,0 @@
-import sys
-
-from deploy.bench.run import main
-
-sys.exit(main())
