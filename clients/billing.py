@@ -29,6 +29,7 @@ class BillingClient(ServiceClient):
         ip: str = "",
         signature_name: str = "",
         client_id: str | None = None,
+        version: int | None = None,
         *,
         idempotency_key: str | None = None,
     ) -> dict:
@@ -41,6 +42,7 @@ class BillingClient(ServiceClient):
             ip=ip,
             signature_name=signature_name,
             client_id=client_id,
+            version=version,
             idempotency_key=idempotency_key,
         )
 
@@ -181,6 +183,12 @@ class BillingClient(ServiceClient):
     def get_invoice(self, workspace_id: str, invoice_id: str, client_id: str | None = None) -> dict:
         return self._call("billing", "get_invoice", workspace_id, invoice_id, client_id=client_id)
 
+    def get_invoice_dispute(self, workspace_id: str, dispute_id: str, client_id: str | None = None) -> dict:
+        return self._call("billing", "get_invoice_dispute", workspace_id, dispute_id, client_id=client_id)
+
+    def get_notification_preferences(self, workspace_id: str, contact_id: str, client_id: str | None = None) -> dict:
+        return self._call("billing", "get_notification_preferences", workspace_id, contact_id, client_id=client_id)
+
     def get_payment(self, workspace_id: str, payment_id: str, client_id: str | None = None) -> dict:
         return self._call("billing", "get_payment", workspace_id, payment_id, client_id=client_id)
 
@@ -219,13 +227,22 @@ class BillingClient(ServiceClient):
     def list_engagement(self, workspace_id: str, risk: str | None = None, limit: int = 100, offset: int = 0) -> dict:
         return self._call("billing", "list_engagement", workspace_id, risk=risk, limit=limit, offset=offset)
 
+    def list_invoice_disputes(self, workspace_id: str, filters: dict | None = None) -> dict:
+        return self._call("billing", "list_invoice_disputes", workspace_id, filters=filters)
+
     def list_invoices(self, workspace_id: str, filters: dict | None = None) -> dict:
         return self._call("billing", "list_invoices", workspace_id, filters=filters)
+
+    def list_notification_preferences(self, workspace_id: str, client_id: str) -> list[dict]:
+        return self._call("billing", "list_notification_preferences", workspace_id, client_id)
 
     def list_payments(
         self, workspace_id: str, client_id: str | None = None, kind: str | None = None, sort: str = "-date"
     ) -> list[dict]:
         return self._call("billing", "list_payments", workspace_id, client_id=client_id, kind=kind, sort=sort)
+
+    def list_quote_versions(self, workspace_id: str, quote_id: str, client_id: str | None = None) -> dict:
+        return self._call("billing", "list_quote_versions", workspace_id, quote_id, client_id=client_id)
 
     def list_quotes(self, workspace_id: str, filters: dict | None = None) -> dict:
         return self._call("billing", "list_quotes", workspace_id, filters=filters)
@@ -248,10 +265,38 @@ class BillingClient(ServiceClient):
             "billing", "mark_invoice_viewed", workspace_id, client_id, invoice_id, idempotency_key=idempotency_key
         )
 
+    def note_payment_payer(self, workspace_id: str, client_id: str, payment_id: str, contact_id: str) -> dict:
+        return self._call("billing", "note_payment_payer", workspace_id, client_id, payment_id, contact_id)
+
     def plan_payment(
         self, workspace_id: str, client_id: str, request: dict | None, commit: bool = False, key: str | None = None
     ) -> dict:
         return self._call("billing", "plan_payment", workspace_id, client_id, request, commit=commit, key=key)
+
+    def raise_invoice_dispute(
+        self,
+        workspace_id: str,
+        client_id: str,
+        contact_id: str,
+        author_name: str,
+        invoice_id: str,
+        reason: str,
+        lines: list | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict:
+        return self._call(
+            "billing",
+            "raise_invoice_dispute",
+            workspace_id,
+            client_id,
+            contact_id,
+            author_name,
+            invoice_id,
+            reason,
+            lines=lines,
+            idempotency_key=idempotency_key,
+        )
 
     def record_payment(self, workspace_id: str, data: dict, *, idempotency_key: str | None = None) -> dict:
         return self._call("billing", "record_payment", workspace_id, data, idempotency_key=idempotency_key)
@@ -276,6 +321,7 @@ class BillingClient(ServiceClient):
         by: str,
         reason: str = "",
         client_id: str | None = None,
+        version: int | None = None,
         *,
         idempotency_key: str | None = None,
     ) -> dict:
@@ -287,6 +333,20 @@ class BillingClient(ServiceClient):
             by,
             reason=reason,
             client_id=client_id,
+            version=version,
+            idempotency_key=idempotency_key,
+        )
+
+    def resolve_invoice_dispute(
+        self, workspace_id: str, dispute_id: str, outcome: str, data: dict, *, idempotency_key: str | None = None
+    ) -> dict:
+        return self._call(
+            "billing",
+            "resolve_invoice_dispute",
+            workspace_id,
+            dispute_id,
+            outcome,
+            data,
             idempotency_key=idempotency_key,
         )
 
@@ -295,6 +355,32 @@ class BillingClient(ServiceClient):
 
     def republish_contacts(self, workspace_id: str, *, idempotency_key: str | None = None) -> int:
         return self._call("billing", "republish_contacts", workspace_id, idempotency_key=idempotency_key)
+
+    def request_quote_changes(
+        self,
+        workspace_id: str,
+        client_id: str,
+        contact_id: str,
+        quote_id: str,
+        message: str,
+        version: int | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict:
+        return self._call(
+            "billing",
+            "request_quote_changes",
+            workspace_id,
+            client_id,
+            contact_id,
+            quote_id,
+            message,
+            version=version,
+            idempotency_key=idempotency_key,
+        )
+
+    def revise_quote(self, workspace_id: str, quote_id: str, data: dict, *, idempotency_key: str | None = None) -> dict:
+        return self._call("billing", "revise_quote", workspace_id, quote_id, data, idempotency_key=idempotency_key)
 
     def revoke_api_key(self, workspace_id: str, key_id: str, *, idempotency_key: str | None = None) -> dict:
         return self._call("billing", "revoke_api_key", workspace_id, key_id, idempotency_key=idempotency_key)
@@ -348,6 +434,27 @@ class BillingClient(ServiceClient):
     ) -> dict:
         return self._call("billing", "update_invoice", workspace_id, invoice_id, data, idempotency_key=idempotency_key)
 
+    def update_notification_preferences(
+        self,
+        workspace_id: str,
+        contact_id: str,
+        data: dict,
+        client_id: str | None = None,
+        via: str = "portal",
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict:
+        return self._call(
+            "billing",
+            "update_notification_preferences",
+            workspace_id,
+            contact_id,
+            data,
+            client_id=client_id,
+            via=via,
+            idempotency_key=idempotency_key,
+        )
+
     def update_profile(
         self, workspace_id: str, client_id: str, contact_id: str, data: dict, *, idempotency_key: str | None = None
     ) -> dict:
@@ -367,6 +474,9 @@ class BillingClient(ServiceClient):
 
     def update_workspace(self, workspace_id: str, data: dict, *, idempotency_key: str | None = None) -> dict:
         return self._call("billing", "update_workspace", workspace_id, data, idempotency_key=idempotency_key)
+
+    def verify_document(self, code: str) -> dict:
+        return self._call("billing", "verify_document", code)
 
     def void_invoice(self, workspace_id: str, invoice_id: str, *, idempotency_key: str | None = None) -> dict:
         return self._call("billing", "void_invoice", workspace_id, invoice_id, idempotency_key=idempotency_key)

@@ -1,5 +1,6 @@
 """Billing service entrypoints: each translates an RPC call or an event into one handler call in
-one transaction. Every call but create_workspace and authenticate_api_key is scoped by workspace."""
+one transaction. Every call but create_workspace, authenticate_api_key and verify_document (a printed
+document's code) is scoped by workspace."""
 
 from __future__ import annotations
 
@@ -17,12 +18,15 @@ from chassis.scope import CALLER, OWN, SYSTEM_WIDE, runs_in
 from services.billing.handlers import (
     bookings,
     clients,
+    disputes,
     documents,
     engagement,
     ledger,
+    notifications,
     payment_plans,
     schedules,
     summaries,
+    verification,
     workspaces,
 )
 from services.billing.handlers.common import record_activity
@@ -80,6 +84,11 @@ class BillingService(ServiceBase):
     @rpc(expected_exceptions=EXPECTED)
     def authenticate_api_key(self, key: str) -> str:
         return self._tx(workspaces.authenticate_api_key, key)
+
+    @runs_in(SYSTEM_WIDE)  # a printed document's code: whoever holds the paper, in whichever workspace
+    @rpc(expected_exceptions=EXPECTED)
+    def verify_document(self, code: str) -> dict:
+        return self._tx(verification.verify_document, code)
 
     # clients and contacts
     @runs_in(CALLER)
@@ -144,6 +153,44 @@ class BillingService(ServiceBase):
     @rpc(expected_exceptions=EXPECTED)
     def republish_contacts(self, workspace_id: str, *, idempotency_key: str | None = None) -> int:
         return self._tx(clients.republish_contacts, workspace_id, idempotency_key=idempotency_key)
+
+    # notification preferences (services/billing/notifications.py)
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def get_notification_preferences(self, workspace_id: str, contact_id: str, client_id: str | None = None) -> dict:
+        return self._tx(notifications.get_notification_preferences, workspace_id, contact_id, client_id)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def list_notification_preferences(self, workspace_id: str, client_id: str) -> list[dict]:
+        return self._tx(notifications.list_notification_preferences, workspace_id, client_id)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def update_notification_preferences(
+        self,
+        workspace_id: str,
+        contact_id: str,
+        data: dict,
+        client_id: str | None = None,
+        via: str = "portal",
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict:
+        return self._tx(
+            notifications.update_notification_preferences,
+            workspace_id,
+            contact_id,
+            data,
+            client_id,
+            via,
+            idempotency_key=idempotency_key,
+        )
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def note_payment_payer(self, workspace_id: str, client_id: str, payment_id: str, contact_id: str) -> dict:
+        return self._tx(notifications.note_payment_payer, workspace_id, client_id, payment_id, contact_id)
 
     # invoices, quotes, credit notes, comments
     @runs_in(CALLER)
@@ -223,6 +270,7 @@ class BillingService(ServiceBase):
         ip: str = "",
         signature_name: str = "",
         client_id: str | None = None,
+        version: int | None = None,
         *,
         idempotency_key: str | None = None,
     ) -> dict:
@@ -234,6 +282,7 @@ class BillingService(ServiceBase):
             ip,
             signature_name,
             client_id,
+            version,
             idempotency_key=idempotency_key,
         )
 
@@ -246,12 +295,54 @@ class BillingService(ServiceBase):
         by: str,
         reason: str = "",
         client_id: str | None = None,
+        version: int | None = None,
         *,
         idempotency_key: str | None = None,
     ) -> dict:
         return self._tx(
-            documents.reject_quote, workspace_id, quote_id, by, reason, client_id, idempotency_key=idempotency_key
+            documents.reject_quote,
+            workspace_id,
+            quote_id,
+            by,
+            reason,
+            client_id,
+            version,
+            idempotency_key=idempotency_key,
         )
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def request_quote_changes(
+        self,
+        workspace_id: str,
+        client_id: str,
+        contact_id: str,
+        quote_id: str,
+        message: str,
+        version: int | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict:
+        return self._tx(
+            documents.request_quote_changes,
+            workspace_id,
+            client_id,
+            contact_id,
+            quote_id,
+            message,
+            version,
+            idempotency_key=idempotency_key,
+        )
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def revise_quote(self, workspace_id: str, quote_id: str, data: dict, *, idempotency_key: str | None = None) -> dict:
+        return self._tx(documents.revise_quote, workspace_id, quote_id, data, idempotency_key=idempotency_key)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def list_quote_versions(self, workspace_id: str, quote_id: str, client_id: str | None = None) -> dict:
+        return self._tx(documents.list_quote_versions, workspace_id, quote_id, client_id)
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
@@ -310,6 +401,52 @@ class BillingService(ServiceBase):
         self, workspace_id: str, document_kind: str, document_id: str, client_id: str | None = None
     ) -> list[dict]:
         return self._tx(documents.list_comments, workspace_id, document_kind, document_id, client_id)
+
+    # invoice disputes (a client's objection to an invoice; card chargebacks are record_dispute's)
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def raise_invoice_dispute(
+        self,
+        workspace_id: str,
+        client_id: str,
+        contact_id: str,
+        author_name: str,
+        invoice_id: str,
+        reason: str,
+        lines: list | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict:
+        return self._tx(
+            disputes.raise_invoice_dispute,
+            workspace_id,
+            client_id,
+            contact_id,
+            author_name,
+            invoice_id,
+            reason,
+            lines,
+            idempotency_key=idempotency_key,
+        )
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def resolve_invoice_dispute(
+        self, workspace_id: str, dispute_id: str, outcome: str, data: dict, *, idempotency_key: str | None = None
+    ) -> dict:
+        return self._tx(
+            disputes.resolve_invoice_dispute, workspace_id, dispute_id, outcome, data, idempotency_key=idempotency_key
+        )
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def get_invoice_dispute(self, workspace_id: str, dispute_id: str, client_id: str | None = None) -> dict:
+        return self._tx(disputes.get_invoice_dispute, workspace_id, dispute_id, client_id)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def list_invoice_disputes(self, workspace_id: str, filters: dict | None = None) -> dict:
+        return self._tx(disputes.list_invoice_disputes, workspace_id, filters)
 
     # ledger
     @runs_in(CALLER)
@@ -491,12 +628,13 @@ class BillingService(ServiceBase):
     SWEEP_JOBS = (
         (schedules.workspaces_due_recurring, schedules.run_due_recurring),
         (schedules.workspaces_with_open_invoices, schedules.run_reminders),
+        (notifications.workspaces_with_statements_wanted, notifications.run_monthly_statements),
     )
 
     @runs_in(OWN)
     @timer(interval=float(settings.env("BILLING_SWEEP_INTERVAL", "60")))
     def sweep(self):
-        """Recurring invoices and reminders; safe to run on every replica at once. Which workspaces
+        """Recurring invoices, reminders and monthly statements; safe to run on every replica at once. Which workspaces
         have work is looked up across them all; the work is done in each workspace's own scope."""
         now = self.clock()
         for find, job in self.SWEEP_JOBS:

@@ -194,7 +194,38 @@ quotes = sa.Table(
     sa.Column("sent_at", UtcDateTime, nullable=True),
     sa.Column("archived_at", UtcDateTime, nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    # Revisions: the row is always the newest version; earlier ones are frozen in quote_versions.
+    sa.Column("version", sa.Integer, nullable=False, default=1, server_default="1"),
+    sa.Column("changes_requested_at", UtcDateTime, nullable=True),  # since the newest version was issued
+    sa.Column("accepted_version", sa.Integer, nullable=True),
+    sa.Column("rejected_version", sa.Integer, nullable=True),
     sa.UniqueConstraint("workspace_id", "number", name="uq_quotes_workspace_number"),
+)
+
+# An earlier version of a quote, read-only: what the client was shown (number, dates, texts, lines and
+# totals as issued), kept when a revision replaced it.
+quote_versions = sa.Table(
+    "quote_versions",
+    metadata,
+    sa.Column("quote_id", sa.String(36), sa.ForeignKey("quotes.id"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("workspace_id", sa.String(36), sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("client_id", sa.String(36), sa.ForeignKey("clients.id"), nullable=False),
+    sa.Column("number", sa.String(50), nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("issue_date", sa.Date, nullable=False),
+    sa.Column("expiry_date", sa.Date, nullable=True),
+    money("subtotal"),
+    money("discount_total"),
+    money("tax_total"),
+    money("total"),
+    sa.Column("notes", sa.Text, nullable=False, default=""),
+    sa.Column("terms", sa.Text, nullable=False, default=""),
+    sa.Column("lines", sa.JSON, nullable=False),  # as load_lines shows them
+    sa.Column("tax_breakdown", sa.JSON, nullable=False),
+    sa.Column("issued_at", UtcDateTime, nullable=True),
+    sa.Column("changes_requested_at", UtcDateTime, nullable=True),
+    sa.Column("superseded_at", UtcDateTime, nullable=False),
 )
 
 # Lines of invoices, quotes and credit notes alike: (document_kind, document_id).
@@ -428,4 +459,93 @@ client_summaries = sa.Table(
     sa.Column("last_payment_currency", sa.String(3), nullable=True),
     sa.Column("last_payment_received_at", UtcDateTime, nullable=True),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# The code printed on each invoice, quote, credit note and receipt (clients/verification.py), issued with
+# the document. The code is the key: a lookup by it, across every workspace, is one index probe.
+verification_codes = sa.Table(
+    "verification_codes",
+    metadata,
+    sa.Column("code", sa.String(28), primary_key=True),
+    sa.Column("workspace_id", sa.String(36), sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("client_id", sa.String(36), sa.ForeignKey("clients.id"), nullable=False),
+    sa.Column("document_kind", sa.String(20), nullable=False),  # invoice | quote | credit_note | receipt
+    sa.Column("document_id", sa.String(64), nullable=False),  # a receipt's is its payment's id
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("document_kind", "document_id", name="uq_verification_codes_document"),
+)
+
+# A client's dispute of an owed invoice, as a whole or some of its lines (`lines`: their positions;
+# empty for the whole invoice), and how the business resolved it. At most one is open per invoice
+# (a partial unique index); while it is, the invoice gets no reminders and no automatic payment.
+invoice_disputes = sa.Table(
+    "invoice_disputes",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("workspace_id", sa.String(36), sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("client_id", sa.String(36), sa.ForeignKey("clients.id"), nullable=False),
+    sa.Column("invoice_id", sa.String(36), sa.ForeignKey("invoices.id"), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # open | adjusted | rejected
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("lines", sa.JSON, nullable=False),
+    sa.Column("contact_id", sa.String(36), nullable=True),
+    sa.Column("raised_by", sa.String(254), nullable=False),
+    sa.Column("raised_at", UtcDateTime, nullable=False),
+    sa.Column("resolution_message", sa.Text, nullable=False, default="", server_default=""),
+    sa.Column("credit_note_id", sa.String(36), nullable=True),
+    sa.Column("credit_amount", sa.BigInteger, nullable=True),
+    sa.Column("resolved_at", UtcDateTime, nullable=True),
+    sa.Index("ix_invoice_disputes_invoice", "invoice_id"),
+    sa.Index("ix_invoice_disputes_listing", "workspace_id", "status", "raised_at"),
+    sa.Index(
+        "uq_invoice_disputes_open",
+        "invoice_id",
+        unique=True,
+        postgresql_where=sa.text("status = 'open'"),
+        sqlite_where=sa.text("status = 'open'"),
+    ),
+)
+
+# What each contact wants emailed (services/billing/notifications.py). No row: the defaults, which is
+# what every contact had before the choice existed. Documents keeps a copy from billing's events.
+notification_preferences = sa.Table(
+    "notification_preferences",
+    metadata,
+    sa.Column("contact_id", sa.String(36), sa.ForeignKey("contacts.id"), primary_key=True),
+    sa.Column("workspace_id", sa.String(36), sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("client_id", sa.String(36), sa.ForeignKey("clients.id"), nullable=False, index=True),
+    sa.Column("invoices", sa.Boolean, nullable=False, default=True),
+    sa.Column("quotes", sa.Boolean, nullable=False, default=True),
+    sa.Column("reminders", sa.Boolean, nullable=False, default=True),
+    sa.Column("receipts", sa.Boolean, nullable=False, default=True),
+    sa.Column("monthly_statement", sa.Boolean, nullable=False, default=False),
+    sa.Column("comment_replies", sa.Boolean, nullable=False, default=True),
+    sa.Column("bookings", sa.Boolean, nullable=False, default=True),
+    sa.Column("version", sa.Integer, nullable=False, default=1),  # orders the copies consumers keep
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Index("ix_notification_preferences_statement", "workspace_id", "monthly_statement"),
+)
+
+# One row per contact and month whose statement was announced: the primary key makes the monthly send
+# happen once, whatever the retries, restarts or replicas racing for it.
+monthly_statements = sa.Table(
+    "monthly_statements",
+    metadata,
+    sa.Column("contact_id", sa.String(36), sa.ForeignKey("contacts.id"), primary_key=True),
+    sa.Column("period", sa.String(7), primary_key=True),  # YYYY-MM, in the workspace's calendar
+    sa.Column("workspace_id", sa.String(36), sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("client_id", sa.String(36), sa.ForeignKey("clients.id"), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+# Which contact started a card payment from the portal, noted by the gateway before the card is
+# charged; the payment's id is the payments service's attempt id. Its receipt is then the payer's own.
+payment_payers = sa.Table(
+    "payment_payers",
+    metadata,
+    sa.Column("payment_id", sa.String(36), primary_key=True),
+    sa.Column("workspace_id", sa.String(36), sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("client_id", sa.String(36), sa.ForeignKey("clients.id"), nullable=False),
+    sa.Column("contact_id", sa.String(36), sa.ForeignKey("contacts.id"), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
 )

@@ -15,7 +15,10 @@ import sqlalchemy as sa
 from chassis.errors import Conflict, Invalid, NotFound
 from chassis.fields import display_name
 from chassis.logs import current_request_id, request_context
+from chassis.settings import env as setting
 from chassis.settings import is_dev
+from clients import verification
+from services.documents import preferences
 from services.documents.einvoice.cii import EInvoiceError, cii_xml
 from services.documents.formatting import day, money
 from services.documents.i18n import template_env
@@ -55,12 +58,16 @@ def build_message(
     when: datetime,
     attachments: tuple = (),
     reply_to: str | None = None,
+    headers: dict | None = None,
 ) -> str:
-    """Multipart: plain text and HTML alternatives, then any (filename, mime type, bytes) attachments."""
+    """Multipart: plain text and HTML alternatives, then any (filename, mime type, bytes) attachments;
+    `headers` are added as given (List-Unsubscribe...)."""
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = one_line(sender), to, one_line(subject)
     if reply_to:
         msg["Reply-To"] = one_line(reply_to)
+    for name, value in (headers or {}).items():
+        msg[name] = one_line(value)
     msg["Date"] = formatdate(when.timestamp(), usegmt=True)
     msg["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1].strip(">") or "localhost")
     msg.set_content(text)
@@ -100,6 +107,7 @@ def queue_email(
     reply_to: str | None = None,
     locale: str | None = None,
     brand: dict | None = None,
+    headers: dict | None = None,
 ) -> str:
     """Store the rendered message for delivery; the same key twice queues it once. Callers that
     already hold the workspace's branding pass it, saving a lookup."""
@@ -130,7 +138,7 @@ def queue_email(
             to_addr=to,
             subject=subject,
             status="queued",
-            message=build_message(sender, to, subject, text, html, now, attachments, reply_to),
+            message=build_message(sender, to, subject, text, html, now, attachments, reply_to, headers),
             attempts=0,
             next_attempt_at=now,
             created_at=now,
@@ -208,10 +216,12 @@ def _send(backend, row, now: datetime) -> dict:
     return values
 
 
-def queue_reminders(uow, now: datetime, sender: str, event: dict, portal_url: str) -> int:
-    """One reminder email per portal contact, once per invoice, kind and contact, in its language."""
+def queue_reminders(uow, now: datetime, sender: str, event: dict, portal_url: str, headers_for=None) -> int:
+    """One reminder email per portal contact who has not turned reminders off, once per invoice, kind
+    and contact, in its language. `headers_for(recipient)`: the headers of that contact's email."""
     data = event["data"]
-    for recipient in data["recipients"]:
+    recipients = [r for r in data["recipients"] if preferences.wanted(uow, "invoice_reminder", r["contact_id"])]
+    for recipient in recipients:
         locale = recipient.get("locale") or "en_US"
         queue_email(
             uow,
@@ -231,8 +241,9 @@ def queue_reminders(uow, now: datetime, sender: str, event: dict, portal_url: st
                 "balance": money(data["balance"], data["currency"], locale),
                 "portal_url": f"{portal_url.rstrip('/')}/login",
             },
+            headers=headers_for(recipient) if headers_for else None,
         )
-    return len(data["recipients"])
+    return len(recipients)
 
 
 LINK = re.compile(r"https?://\S+")
@@ -317,6 +328,9 @@ def document_filename(kind: str, data: dict) -> str:
     return SAFE_NAME.sub("-", stem).strip("-") + ".pdf"
 
 
+VERIFIABLE = ("invoice", "quote", "credit_note", "receipt")  # a statement is a summary, not a document to pay
+
+
 def render_document(
     renderer, brand: dict, kind: str, data: dict, locale: str | None = None, timezone: str | None = None, reference=None
 ) -> dict:
@@ -333,6 +347,11 @@ def render_document(
         "timezone": timezone or brand.get("timezone") or "UTC",
         "paper": brand.get("paper", "A4"),
     }
+    if kind in VERIFIABLE and data.get("verification_code"):  # the paper says where to check it
+        context["verify"] = {
+            "code": verification.grouped(data["verification_code"]),
+            "url": verification.url(setting("PORTAL_URL", "http://localhost:8000"), data["verification_code"]),
+        }
     if kind in ("invoice", "credit_note") and issues_einvoices(brand):
         try:  # a Factur-X / ZUGFeRD PDF: the same document, readable by accounting software too
             context["einvoice_xml"] = cii_xml(kind, data, brand).decode()

@@ -34,6 +34,7 @@ def document_sent(
     forwarded_by: str = "",
     note: str = "",
     attachments: tuple | None = None,
+    headers: dict | None = None,
 ) -> str:
     """An invoice or a quote, with its one-document link and (by setting) its PDF attached."""
     locale = recipient.get("locale") or document.get("locale") or "en_US"
@@ -67,6 +68,7 @@ def document_sent(
         client_id=document["client_id"],
         attachments=attachments,
         locale=locale,
+        headers=headers,
     )
 
 
@@ -82,6 +84,7 @@ def payment_receipt(
     recipient: dict,
     portal_url: str,
     attachments: tuple | None = None,
+    headers: dict | None = None,
 ) -> str:
     locale = recipient.get("locale") or payment.get("locale") or "en_US"
     tz = payment.get("timezone") or "UTC"
@@ -108,6 +111,7 @@ def payment_receipt(
         client_id=payment["client_id"],
         attachments=attachments or (pdf_attachment(renderer, brand, "receipt", payment),),
         locale=locale,
+        headers=headers,
     )
 
 
@@ -202,6 +206,7 @@ def booking(
     booking: dict,
     cancelled: bool,
     portal_url: str,
+    headers: dict | None = None,
 ) -> str:
     locale, tz = recipient.get("locale") or "en_US", booking.get("timezone") or "UTC"
     start, end = datetime.fromisoformat(booking["start"]), datetime.fromisoformat(booking["end"])
@@ -227,11 +232,22 @@ def booking(
         client_id=client_id,
         attachments=(invite,),
         locale=locale,
+        headers=headers,
     )
 
 
 def statement(
-    uow, now, sender, renderer, brand: dict, *, key: str, client_id: str, recipient: dict, statement: dict
+    uow,
+    now,
+    sender,
+    renderer,
+    brand: dict,
+    *,
+    key: str,
+    client_id: str,
+    recipient: dict,
+    statement: dict,
+    headers: dict | None = None,
 ) -> str:
     locale = recipient.get("locale") or statement.get("locale") or "en_US"
     context = {
@@ -252,4 +268,5 @@ def statement(
         client_id=client_id,
         attachments=(pdf_attachment(renderer, brand, "statement", statement),),
         locale=locale,
+        headers=headers,
     )

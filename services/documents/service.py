@@ -19,13 +19,13 @@ from nameko.web.handlers import http
 from werkzeug.wrappers import Response
 from werkzeug.wsgi import wrap_file
 
-from chassis import settings, signing
+from chassis import settings, signing, unsubscribe
 from chassis.errors import EXPECTED
 from chassis.nameko_ext import Database, ServiceBase, consumes
 from chassis.rpc import TimedRpcProxy
 from chassis.scope import CALLER, OWN, SYSTEM_WIDE, runs_in
 from clients.documents import EVENTS
-from services.documents import handlers, mails, webhooks
+from services.documents import handlers, mails, preferences, webhooks
 from services.documents.mail import backend_from_env
 from services.documents.pdf import Renderer
 from services.documents.storage import FileStorage
@@ -253,6 +253,15 @@ class DocumentsService(ServiceBase):
     def _portal(self, path: str = "") -> str:
         return settings.env("PORTAL_URL", "http://localhost:8000").rstrip("/") + path
 
+    def _unsubscribe(self, workspace_id: str, client_id: str, recipient: dict, kind: str, paid_by=None) -> dict | None:
+        """The one-click unsubscribe headers of an email that may be turned off (none on an essential one):
+        a signed link that turns off that one category for that one contact, without signing in."""
+        category, key = preferences.category(kind, recipient.get("contact_id"), paid_by), unsubscribe.secret()
+        if category is None or key is None:
+            return None
+        token = unsubscribe.issue(key, workspace_id, client_id, recipient["contact_id"], category, self.clock())
+        return preferences.unsubscribe_headers(self._portal(f"/unsubscribe?token={token}"))
+
     def _link(self, workspace_id: str, client_id: str, kind: str, document_id: str) -> str:
         link = self.auth.issue_document_link(workspace_id, client_id, kind, document_id)
         return self._portal(f"/i/{link['token']}")
@@ -269,7 +278,8 @@ class DocumentsService(ServiceBase):
         """Everything slow (the document, its PDF, the links) is fetched before anything is written,
         so this transaction holds no write lock while it waits."""
         data, workspace_id = event["data"], event["workspace_id"]
-        pending = [(f"{kind}-sent:{event['id']}:{r['contact_id']}", r) for r in data["recipients"]]
+        wanted = [r for r in data["recipients"] if preferences.wanted(uow, f"{kind}_sent", r["contact_id"])]
+        pending = [(f"{kind}-sent:{event['id']}:{r['contact_id']}", r) for r in wanted]
         pending = [(key, r) for key, r in pending if not handlers.email_exists(uow, key)]  # redelivered?
         if not pending:
             return
@@ -292,12 +302,15 @@ class DocumentsService(ServiceBase):
                 recipient=recipient,
                 link=link,
                 attachments=attachments,
+                headers=self._unsubscribe(workspace_id, data["client_id"], recipient, f"{kind}_sent"),
             )
 
     @consumes("billing", "payment.recorded")
     def on_payment_recorded(self, uow, now, event):
         data, workspace_id = event["data"], event["workspace_id"]
-        pending = [(f"receipt:{data['id']}:{r['contact_id']}", r) for r in data["recipients"]]
+        paid_by = data.get("paid_by_contact_id")  # the payer's own receipt is always sent
+        wanted = [r for r in data["recipients"] if preferences.wanted(uow, "payment_receipt", r["contact_id"], paid_by)]
+        pending = [(f"receipt:{data['id']}:{r['contact_id']}", r) for r in wanted]
         pending = [(key, r) for key, r in pending if not handlers.email_exists(uow, key)]
         if not pending:
             return
@@ -316,6 +329,7 @@ class DocumentsService(ServiceBase):
                 recipient=recipient,
                 portal_url=self._portal("/login"),
                 attachments=(receipt,),
+                headers=self._unsubscribe(workspace_id, data["client_id"], recipient, "payment_receipt", paid_by),
             )
 
     @consumes("payments", "payment.failed")
@@ -417,7 +431,9 @@ class DocumentsService(ServiceBase):
     def _booking_email(self, uow, now, event, cancelled: bool) -> None:
         """The confirmation (or cancellation) with its .ics; the key makes a redelivery send nothing."""
         data = event["data"]
-        booking = data["booking"]
+        booking, recipient = data["booking"], data["recipient"]
+        if not preferences.wanted(uow, "booking", recipient.get("contact_id")):
+            return
         mails.booking(
             uow,
             now,
@@ -425,10 +441,11 @@ class DocumentsService(ServiceBase):
             self._branding(event["workspace_id"]),
             key=f"booking-{'cancelled' if cancelled else 'confirmed'}:{booking['id']}",
             client_id=data["client_id"],
-            recipient=data["recipient"],
+            recipient=recipient,
             booking=booking,
             cancelled=cancelled,
             portal_url=self._portal("/bookings"),
+            headers=self._unsubscribe(event["workspace_id"], data["client_id"], recipient, "booking"),
         )
 
     @runs_in(CALLER)
@@ -453,7 +470,43 @@ class DocumentsService(ServiceBase):
 
     @consumes("billing", "invoice.reminder")
     def on_invoice_reminder(self, uow, now, event):
-        handlers.queue_reminders(uow, now, self.sender, event, settings.env("PORTAL_URL", "http://localhost:8000"))
+        workspace_id, client_id = event["workspace_id"], event["data"]["client_id"]
+        handlers.queue_reminders(
+            uow,
+            now,
+            self.sender,
+            event,
+            settings.env("PORTAL_URL", "http://localhost:8000"),
+            lambda recipient: self._unsubscribe(workspace_id, client_id, recipient, "invoice_reminder"),
+        )
+
+    @consumes("billing", "contact.notification_preferences_changed")
+    def on_notification_preferences_changed(self, uow, now, event):
+        preferences.apply(uow, now, event["workspace_id"], event["data"])
+
+    @consumes("billing", "statement.monthly")
+    def on_monthly_statement(self, uow, now, event):
+        """Last month's statement of account for one contact who asked for it; billing announces each
+        contact and month once, and the key makes a redelivered event send nothing."""
+        data, workspace_id = event["data"], event["workspace_id"]
+        recipient = data["recipient"]
+        key = f"monthly-statement:{recipient['contact_id']}:{data['period']}"
+        if handlers.email_exists(uow, key) or not preferences.wanted(uow, "monthly_statement", recipient["contact_id"]):
+            return  # sent already, or turned off since billing announced it
+        statement = self.billing.statement(workspace_id, data["client_id"], data["from"], data["to"])
+        statement.setdefault("client_id", data["client_id"])
+        mails.statement(
+            uow,
+            now,
+            self.sender,
+            self.renderer,
+            self._branding(workspace_id),
+            key=key,
+            client_id=data["client_id"],
+            recipient=recipient,
+            statement=statement,
+            headers=self._unsubscribe(workspace_id, data["client_id"], recipient, "monthly_statement"),
+        )
 
     # --- outbound webhooks (services/documents/webhooks.py; the admin API's /webhooks routes) ---
     webhook_base = float(settings.env("WEBHOOK_RETRY_BASE_SECONDS", "30"))

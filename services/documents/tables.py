@@ -101,3 +101,17 @@ webhook_attempts = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("duration_ms", sa.Integer, nullable=False),
 )
+
+# Documents' own copy of each contact's email choices, from billing's
+# contact.notification_preferences_changed events (the newest version wins). No row: the defaults.
+notification_preferences = sa.Table(
+    "notification_preferences",
+    metadata,
+    sa.Column("contact_id", sa.String(36), primary_key=True),
+    sa.Column("workspace_id", sa.String(36), nullable=False),
+    sa.Column("client_id", sa.String(36), nullable=False),
+    sa.Column("choices", sa.JSON, nullable=False),  # {category: true/false}
+    sa.Column("email_locale", sa.String(20), nullable=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)

@@ -18,6 +18,7 @@ from chassis.errors import Unauthorized
 from chassis.scope import Scope
 from clients.billing import BookingLink
 from clients.documents import EVENT_TYPES
+from services.gateway.document_check import with_verify_urls
 from services.gateway.jsonapi import (
     AFTER,
     OFFSET,
@@ -335,6 +336,16 @@ class QuoteUpdate(Body):
     terms: str | None = Text(5000, default=None)
 
 
+class QuoteRevisionIn(Body):
+    """The next version of a sent quote: its lines, and optionally new notes, terms (null clears those) and
+    expiry date. It is issued today, numbered like the quote with the version as a suffix (Q-0007-2)."""
+
+    lines: list[LineIn] = Field(min_length=1, max_length=200)
+    expiry_date: Day = Field(None, description="On or after today (default: 30 days from today)")
+    notes: str | None = Text(5000, default=None, description="The current version's if left out")
+    terms: str | None = Text(5000, default=None, description="The current version's if left out")
+
+
 Method = Literal["card", "bank_transfer", "cash", "cheque", "other"]
 
 
@@ -402,6 +413,15 @@ class CreditNoteIn(Body):
         if ("lines" in self.model_fields_set) == ("amount" in self.model_fields_set):
             raise ValueError("send lines or an amount (one of the two)")
         return self
+
+
+class DisputeAdjustIn(Body):
+    amount: int = Field(gt=0, le=MAX_AMOUNT, description="The credit note's amount, at most the invoice's total")
+    message: str = Text(2000, default="", description="The answer to the client; also the credit note's reason")
+
+
+class DisputeRejectIn(Body):
+    message: str = Text(2000, required=True, description="Why the invoice stands as it is")
 
 
 class RecurringIn(Body):
@@ -534,6 +554,13 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "GET",
+        "/clients/{id}/notification-preferences",
+        "list_notification_preferences",
+        "Which emails each of the client's contacts chose to get (read-only: contacts choose in the portal)",
+        _p("id"),
+    ),
+    Route(
+        "GET",
         "/clients/{id}/statement",
         "statement",
         "Statement of account for a period",
@@ -620,7 +647,13 @@ ROUTES: tuple[Route, ...] = (
         InvoiceIn,
         status=201,
     ),
-    Route("GET", "/invoices/{id}", "get_invoice", "An invoice with lines, payments and credits", _p("id")),
+    Route(
+        "GET",
+        "/invoices/{id}",
+        "get_invoice",
+        "An invoice with lines, payments and credits, and its verify_url",
+        _p("id"),
+    ),
     Route(
         "GET",
         "/invoices/{id}/xml",
@@ -699,10 +732,26 @@ ROUTES: tuple[Route, ...] = (
         ),
     ),
     Route("POST", "/quotes", "create_quote", "Create a quote", lambda p, b, q: (b,), QuoteIn, status=201),
-    Route("GET", "/quotes/{id}", "get_quote", "A quote with lines", _p("id")),
+    Route("GET", "/quotes/{id}", "get_quote", "A quote with lines and its verify_url", _p("id")),
     Route("PATCH", "/quotes/{id}", "update_quote", "Change a draft quote", _pb("id"), QuoteUpdate),
     Route("POST", "/quotes/{id}/send", "send_quote", "Send a quote to the client", _p("id")),
     Route("POST", "/quotes/{id}/convert", "convert_quote", "Turn an accepted quote into an invoice", _p("id")),
+    Route(
+        "POST",
+        "/quotes/{id}/revisions",
+        "revise_quote",
+        "Issue the next version of a sent quote (same number with -<version>); the client is emailed it",
+        _pb("id"),
+        QuoteRevisionIn,
+        status=201,
+    ),
+    Route(
+        "GET",
+        "/quotes/{id}/versions",
+        "list_quote_versions",
+        "Every version of a quote, oldest first, with its lines and totals and what changed from the one before",
+        _p("id"),
+    ),
     Route(
         "GET",
         "/quotes/{id}/comments",
@@ -820,6 +869,38 @@ ROUTES: tuple[Route, ...] = (
         service="payments",
     ),
     Route(
+        "GET",
+        "/invoice-disputes",
+        "list_invoice_disputes",
+        "Invoices your clients disputed in the portal, newest first (not card chargebacks: see /disputes)",
+        lambda p, b, q: (q,),
+        query=(
+            CLIENT_ID,
+            Query("invoice_id", "Only this invoice's", max_length=64),
+            Query("status", enum=("all", "open", "adjusted", "rejected")),
+            Limit(200, 50),
+            OFFSET,
+        ),
+    ),
+    Route("GET", "/invoice-disputes/{id}", "get_invoice_dispute", "An invoice dispute", _p("id")),
+    Route(
+        "POST",
+        "/invoice-disputes/{id}/adjust",
+        "resolve_invoice_dispute",
+        "Resolve an open invoice dispute by a credit note for an amount, linked to the invoice and applied to "
+        "what it owes (any rest is the client's credit); reminders and autopay resume",
+        lambda p, b, q: (p["id"], "adjust", b),
+        DisputeAdjustIn,
+    ),
+    Route(
+        "POST",
+        "/invoice-disputes/{id}/reject",
+        "resolve_invoice_dispute",
+        "Reject an open invoice dispute with a message; reminders and autopay resume",
+        lambda p, b, q: (p["id"], "reject", b),
+        DisputeRejectIn,
+    ),
+    Route(
         "POST",
         "/webhooks",
         "create_webhook",
@@ -882,8 +963,9 @@ class AdminResource(Routed):
 
     public = True  # to sessions: the admin API authenticates its own callers, by API key
 
-    def __init__(self, rpc, routes: list[Route]):
+    def __init__(self, rpc, routes: list[Route], portal_url: str = "http://localhost:8000"):
         self.rpc = rpc
+        self.portal_url = portal_url  # where a document's verify_url points
         self.routes = {route.method: route for route in routes}
         self.methods = tuple(self.routes)
 
@@ -937,8 +1019,8 @@ class AdminResource(Routed):
                 scope=scope,
             )
             send_xml(resp, xml)
-        else:
-            resp.media = answer
+        else:  # each invoice, quote and credit note with the address its paper's QR code opens
+            resp.media = with_verify_urls(self.portal_url, answer)
 
     on_get = on_post = on_patch = on_delete = _handle
 
@@ -951,7 +1033,9 @@ def openapi_document() -> dict:
             "title": "Billing portal admin API",
             "version": "1.0.0",
             "description": "Money is integer minor units with an ISO 4217 currency. Errors are "
-            "application/problem+json; a rejected request changes nothing.",
+            "application/problem+json; a rejected request changes nothing. Invoices, quotes and credit notes carry "
+            "verification_code and verify_url: the public page, printed on their PDFs with a QR code, where anyone "
+            "holding the paper checks it.",
         },
         {
             "apiKey": {
@@ -963,10 +1047,10 @@ def openapi_document() -> dict:
     )
 
 
-def add_admin_routes(app: falcon.App, rpc) -> None:
+def add_admin_routes(app: falcon.App, rpc, portal_url: str = "http://localhost:8000") -> None:
     by_path: dict[str, list[Route]] = {}
     for route in ROUTES:
         by_path.setdefault(route.path, []).append(route)
     for path, routes in by_path.items():
-        app.add_route(PREFIX + path, AdminResource(rpc, routes))
+        app.add_route(PREFIX + path, AdminResource(rpc, routes, portal_url))
     app.add_route(PREFIX + "/openapi.json", OpenApi(openapi_document()))

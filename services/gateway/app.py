@@ -21,8 +21,10 @@ from services.gateway import resources
 from services.gateway.admin import add_admin_routes
 from services.gateway.bookings import add_booking_routes
 from services.gateway.csrf import CsrfMiddleware
+from services.gateway.document_check import add_document_check_routes
 from services.gateway.jsonapi import BadQuery, unstorable_text
 from services.gateway.metrics import MeteredRpc, MetricsMiddleware, add_ops_routes
+from services.gateway.notifications import add_notification_routes
 from services.gateway.payments import add_payment_routes
 from services.gateway.portal_api import add_portal_api_routes
 from services.gateway.revocations import RevocationFeed, RevocationList
@@ -173,7 +175,8 @@ class SecurityMiddleware:
             raise falcon.HTTPContentTooLarge(
                 title="Request too large", description=f"Requests may be at most {self.config.max_body} bytes."
             )
-        if req.method in ("POST", "PUT", "PATCH", "DELETE") and not req.path.startswith("/webhooks/"):
+        # a signed link is its own credential: mail programs POST one-click unsubscribes from anywhere
+        if req.method in ("POST", "PUT", "PATCH", "DELETE") and not req.path.startswith(("/webhooks/", "/unsubscribe")):
             site = req.get_header("Sec-Fetch-Site")
             origin = req.get_header("Origin")
             if site == "cross-site" or (origin and origin.rstrip("/") not in (self.origin, req.prefix.rstrip("/"))):
@@ -254,9 +257,10 @@ class ErrorRenderer:
             resp.set_header(name, value)
 
     def service_error(self, req, resp, ex: ServiceError, params):
-        fields = {"errors": ex.fields} if ex.fields else None
+        fields = {"errors": ex.fields} if ex.fields else {}
         status = next((code for kind, code in HTTP_STATUS.items() if isinstance(ex, kind)), 500)
-        self.respond(req, resp, status, ex.title, ex.detail, fields)
+        # problem+json extension members a gateway error may add (e.g. a link to the newest version)
+        self.respond(req, resp, status, ex.title, ex.detail, {**fields, **getattr(ex, "extensions", {})})
 
     # What a client loses while one service is down; pages that do not need it keep working.
     FEATURES = {
@@ -336,9 +340,11 @@ def create_app(
     app.add_error_handler(ServiceCrashed, errors.crashed)
     resources.add_routes(app, rpc, health_rpc, config)
     add_booking_routes(app, rpc, config)
+    add_document_check_routes(app, rpc, config)
     add_portal_api_routes(app, rpc, config)
-    add_admin_routes(app, rpc)
+    add_admin_routes(app, rpc, config.portal_url)
     add_payment_routes(app, rpc, config)
+    add_notification_routes(app, rpc, config, clock)
     add_ops_routes(app, config)
     app.add_static_route("/static", str(Path(__file__).parent / "static"))
     return app

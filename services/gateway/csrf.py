@@ -19,6 +19,8 @@ import falcon
 UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
 FIELD = "csrf_token"
 HEADER = "X-CSRF-Token"
+# Authenticated by what they carry, not by ambient cookies: Stripe's signature, an unsubscribe link's token.
+EXEMPT = ("/webhooks/", "/unsubscribe")
 current_token: contextvars.ContextVar[str] = contextvars.ContextVar("csrf_token", default="")
 
 
@@ -40,7 +42,7 @@ class CsrfMiddleware:
         req.context.csrf_cookie = cookie or secrets.token_urlsafe(32)
         req.context.csrf_token = sign(self.secret, req.context.csrf_cookie)
         current_token.set(req.context.csrf_token)
-        if req.method in UNSAFE and not req.path.startswith("/webhooks/") and self._needs_token(req):
+        if req.method in UNSAFE and not req.path.startswith(EXEMPT) and self._needs_token(req):
             sent = req.get_header(HEADER) or self._form_token(req)
             if cookie is None or not sent or not hmac.compare_digest(sent, req.context.csrf_token):
                 raise falcon.HTTPForbidden(

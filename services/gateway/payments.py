@@ -117,6 +117,10 @@ class PayReview(Portal):
             params = {k: form.get(k) for k in ("invoice", "all", "amount", "apply_balance")}
             params["invoice"] = params["invoice"] or []
             return self._review(req, resp, session, params, status=422, error=exc.detail)
+        if attempt["status"] != "succeeded":  # the receipt will be this contact's own, whatever it chose
+            self.billing(req).note_payment_payer(
+                session["workspace_id"], session["client_id"], attempt["id"], session["contact_id"]
+            )
         done = attempt["status"] == "succeeded"
         raise falcon.HTTPSeeOther(f"/pay/{attempt['id']}" + ("/done" if done else ""))
 

@@ -11,13 +11,16 @@ header (at most once a minute), to be used from then on.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import falcon
 from pydantic import Field
 
+from chassis.errors import Conflict
 from clients.auth import AuthClient
 from clients.billing import BillingClient
 from clients.documents import DocumentsClient
+from services.gateway.document_check import with_verify_urls
 from services.gateway.jsonapi import (
     AFTER,
     OFFSET,
@@ -25,6 +28,7 @@ from services.gateway.jsonapi import (
     Email,
     Endpoint,
     Limit,
+    Locale,
     Moment,
     OpenApi,
     Query,
@@ -65,12 +69,33 @@ class ForwardIn(Body):
     note: str = Text(500, default="")
 
 
+VERSION = "The quote's version you saw (`version` in GET /quotes/{id}); a revision since is a 409 naming the newest"
+
+
 class AcceptIn(Body):
     signature_name: str = Text(200, required=True, description="Full name, as a signature")
+    version: int = Field(ge=1, le=1_000_000, description=VERSION)
 
 
 class RejectIn(Body):
     reason: str = Text(2000, default="")
+    version: int = Field(ge=1, le=1_000_000, description=VERSION)
+
+
+class ChangesIn(Body):
+    message: str = Text(5000, required=True, description="What you would like changed" + TRIMMED)
+    version: int = Field(ge=1, le=1_000_000, description=VERSION)
+    idempotency_key: str = Text(64, default="", description="Repeat it on a retry and the request is made once")
+
+
+class DisputeIn(Body):
+    reason: str = Text(2000, required=True, description="Why you dispute the invoice" + TRIMMED)
+    lines: list[Annotated[int, Field(ge=1, le=200)]] = Field(
+        None,
+        max_length=200,
+        description="Line numbers (from 1) you dispute; left out or all of them: the whole invoice",
+    )
+    idempotency_key: str = Text(64, default="", description="Repeat it on a retry and the dispute is raised once")
 
 
 class ProfileIn(Body):
@@ -81,6 +106,20 @@ class ProfileIn(Body):
     company: str = Text(200, required=True, default=None)
     address: str | None = Text(2000, default=None)
     company_phone: str | None = Text(50, default=None)
+
+
+class NotificationPreferencesIn(Body):
+    """Only the fields sent change. Sign-in links, security notices and receipts for your own payments
+    are always sent."""
+
+    invoices: bool = Field(None, description="New and re-sent invoices")
+    quotes: bool = Field(None, description="New quotes")
+    reminders: bool = Field(None, description="Payment reminders")
+    receipts: bool = Field(None, description="Receipts for payments made by others at your company")
+    monthly_statement: bool = Field(None, description="The statement of account for last month, on the 1st")
+    comment_replies: bool = Field(None, description="Replies to your comments")
+    bookings: bool = Field(None, description="Booking confirmations and cancellations")
+    email_locale: Locale | None = Field(None, description="The language of your emails; null: the company's")
 
 
 class MessageIn(Body):
@@ -110,6 +149,12 @@ class PortalRoute(Endpoint):
 def _mine(method):
     """A billing lookup of one of the client's objects by the path's id."""
     return lambda a, p, b, q, s: getattr(a.billing, method)(s["workspace_id"], p["id"], client_id=s["client_id"])
+
+
+def _verifiable(call):
+    """The invoices or quotes the call answers, each with `verify_url`: where anyone holding its paper
+    copy checks it (the address in its QR code)."""
+    return lambda a, p, b, q, s: with_verify_urls(a.resource.config.portal_url, call(a, p, b, q, s))
 
 
 def _pdf(kind):
@@ -179,6 +224,50 @@ def _comment(a, p, b, q, s) -> dict:
         b["body"],
         client_id=s["client_id"],
         idempotency_key=key,
+    )
+
+
+def _dispute(a, p, b, q, s) -> dict:
+    key = f"dispute:{s['contact_id']}:{b['idempotency_key']}" if b.get("idempotency_key") else None
+    return a.billing.raise_invoice_dispute(
+        s["workspace_id"],
+        s["client_id"],
+        s["contact_id"],
+        _name(s),
+        p["id"],
+        b["reason"],
+        lines=b.get("lines"),
+        idempotency_key=key,
+    )
+
+
+class NewerVersion(Conflict):
+    """A decision on a version a revision replaced: the 409 also says which version is the newest and where
+    to read it (problem+json members `newest_version` and `newest`)."""
+
+    def __init__(self, exc: Conflict, quote_id: str):
+        super().__init__(exc.detail, exc.fields)
+        self.extensions = {"newest_version": int(exc.fields["newest_version"]), "newest": f"{PREFIX}/quotes/{quote_id}"}
+
+
+def _on_newest(decide):
+    """A quote decision whose stale-version 409 links to the newest version."""
+
+    def call(a, p, b, q, s):
+        try:
+            return decide(a, p, b, q, s)
+        except Conflict as exc:
+            if "newest_version" in exc.fields:
+                raise NewerVersion(exc, p["id"]) from None
+            raise
+
+    return call
+
+
+def _request_changes(a, p, b, q, s) -> dict:
+    key = f"quote-changes:{s['contact_id']}:{b['idempotency_key']}" if b.get("idempotency_key") else None
+    return a.billing.request_quote_changes(
+        s["workspace_id"], s["client_id"], s["contact_id"], p["id"], b["message"], b["version"], idempotency_key=key
     )
 
 
@@ -264,7 +353,7 @@ ROUTES: tuple[PortalRoute, ...] = (
         "/invoices",
         "list_invoices",
         "The client's invoices, filtered, sorted, searched, paged",
-        _invoices,
+        _verifiable(_invoices),
         query=(
             Query("status", enum=ENUM["invoice_status"]),
             Query("sort", enum=ENUM["invoice_sort"]),
@@ -278,8 +367,8 @@ ROUTES: tuple[PortalRoute, ...] = (
         "GET",
         "/invoices/{id}",
         "get_invoice",
-        "One invoice with lines, payments and credits (recorded as viewed)",
-        lambda a, p, b, q, s: a.billing.mark_invoice_viewed(s["workspace_id"], s["client_id"], p["id"]),
+        "One invoice with lines, payments and credits, and its verify_url (recorded as viewed)",
+        _verifiable(lambda a, p, b, q, s: a.billing.mark_invoice_viewed(s["workspace_id"], s["client_id"], p["id"])),
     ),
     PortalRoute("GET", "/invoices/{id}/pdf", "invoice_pdf", "The invoice as PDF", _pdf("invoice"), content_type=PDF),
     PortalRoute(
@@ -303,6 +392,16 @@ ROUTES: tuple[PortalRoute, ...] = (
     ),
     PortalRoute(
         "POST",
+        "/invoices/{id}/dispute",
+        "dispute_invoice",
+        "Dispute an invoice you owe on, as a whole or some of its lines, with a reason (409 while a dispute "
+        "of it is open, or when nothing is owed); reminders and automatic payment wait until it is resolved",
+        _dispute,
+        DisputeIn,
+        status=201,
+    ),
+    PortalRoute(
+        "POST",
         "/invoices/{id}/forward",
         "forward_invoice",
         "Email the invoice to another address",
@@ -315,26 +414,37 @@ ROUTES: tuple[PortalRoute, ...] = (
         "/quotes",
         "list_quotes",
         "The client's quotes",
-        lambda a, p, b, q, s: a.billing.list_quotes(
-            s["workspace_id"],
-            {"client_id": s["client_id"], "portal": True, "status": q.get("status", "all"), "limit": 100},
+        _verifiable(
+            lambda a, p, b, q, s: a.billing.list_quotes(
+                s["workspace_id"],
+                {"client_id": s["client_id"], "portal": True, "status": q.get("status", "all"), "limit": 100},
+            )
         ),
         query=(Query("status", enum=ENUM["quote_status"]),),
     ),
-    PortalRoute("GET", "/quotes/{id}", "get_quote", "One quote with lines and totals", _mine("get_quote")),
+    PortalRoute(
+        "GET",
+        "/quotes/{id}",
+        "get_quote",
+        "One quote with lines and totals, and its verify_url",
+        _verifiable(_mine("get_quote")),
+    ),
     PortalRoute("GET", "/quotes/{id}/pdf", "quote_pdf", "The quote as PDF", _pdf("quote"), content_type=PDF),
     PortalRoute(
         "POST",
         "/quotes/{id}/accept",
         "accept_quote",
-        "Accept a pending quote, signed with a name",
-        lambda a, p, b, q, s: a.billing.accept_quote(
-            s["workspace_id"],
-            p["id"],
-            s["email"],
-            a.client_ip(a.req),
-            b["signature_name"],
-            client_id=s["client_id"],
+        "Accept the version you saw of a pending quote, signed with a name",
+        _on_newest(
+            lambda a, p, b, q, s: a.billing.accept_quote(
+                s["workspace_id"],
+                p["id"],
+                s["email"],
+                a.client_ip(a.req),
+                b["signature_name"],
+                client_id=s["client_id"],
+                version=b["version"],
+            )
         ),
         AcceptIn,
     ),
@@ -342,15 +452,40 @@ ROUTES: tuple[PortalRoute, ...] = (
         "POST",
         "/quotes/{id}/reject",
         "reject_quote",
-        "Decline a pending quote, with a reason",
-        lambda a, p, b, q, s: a.billing.reject_quote(
-            s["workspace_id"],
-            p["id"],
-            s["email"],
-            b.get("reason", ""),
-            client_id=s["client_id"],
+        "Decline the version you saw of a pending quote, with a reason",
+        _on_newest(
+            lambda a, p, b, q, s: a.billing.reject_quote(
+                s["workspace_id"],
+                p["id"],
+                s["email"],
+                b.get("reason", ""),
+                client_id=s["client_id"],
+                version=b["version"],
+            )
         ),
         RejectIn,
+    ),
+    PortalRoute(
+        "POST",
+        "/quotes/{id}/request-changes",
+        "request_quote_changes",
+        "Ask for changes to the version you saw of a pending quote; the message joins the quote's comments",
+        _on_newest(_request_changes),
+        ChangesIn,
+    ),
+    PortalRoute(
+        "GET",
+        "/quotes/{id}/versions",
+        "list_quote_versions",
+        "Every version of the quote, oldest first, with lines, totals and what changed from the one before",
+        _mine("list_quote_versions"),
+    ),
+    PortalRoute(
+        "GET",
+        "/quotes/{id}/comments",
+        "list_quote_comments",
+        "The quote's comment thread (your change requests and the business's answers)",
+        lambda a, p, b, q, s: a.billing.list_comments(s["workspace_id"], "quote", p["id"], client_id=s["client_id"]),
     ),
     PortalRoute(
         "GET",
@@ -405,6 +540,25 @@ ROUTES: tuple[PortalRoute, ...] = (
         "Change your name and phone, and the company's details",
         _profile,
         ProfileIn,
+    ),
+    PortalRoute(
+        "GET",
+        "/notification-preferences",
+        "get_notification_preferences",
+        "Which emails you get (each category on or off) and their language",
+        lambda a, p, b, q, s: a.billing.get_notification_preferences(
+            s["workspace_id"], s["contact_id"], client_id=s["client_id"]
+        ),
+    ),
+    PortalRoute(
+        "PATCH",
+        "/notification-preferences",
+        "update_notification_preferences",
+        "Turn categories of email on or off, or change their language",
+        lambda a, p, b, q, s: a.billing.update_notification_preferences(
+            s["workspace_id"], s["contact_id"], b, client_id=s["client_id"]
+        ),
+        NotificationPreferencesIn,
     ),
     PortalRoute(
         "POST", "/messages", "send_message", "Send the business a message (by email)", _message, MessageIn, status=202
@@ -522,7 +676,9 @@ def portal_openapi() -> dict:
             "title": "Billing portal client API",
             "version": "1.0.0",
             "description": __doc__.split("\n\n", 1)[1].strip() + " Money is integer minor units with an ISO 4217 "
-            "currency; times are UTC (ISO 8601). Errors are application/problem+json.",
+            "currency; times are UTC (ISO 8601). Errors are application/problem+json. Invoices and quotes carry "
+            "verification_code and verify_url: the public page, printed on their PDFs with a QR code, where anyone "
+            "holding the paper checks it.",
         },
         {
             "session": {"type": "http", "scheme": "bearer", "description": "access_token from POST /session"},

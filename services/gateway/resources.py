@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import falcon
 from email_validator import EmailNotValidError, validate_email
 
-from chassis.errors import Invalid, RateLimited, Unauthorized
+from chassis.errors import Conflict, Invalid, RateLimited, Unauthorized
 from chassis.logs import request_id_var
 from chassis.scope import Scope
 from clients.auth import AuthClient
@@ -341,6 +341,35 @@ class InvoiceComment(Portal):
         raise falcon.HTTPSeeOther(f"/invoices/{invoice_id}#comments")
 
 
+class InvoiceDispute(Portal):
+    """The invoice page's dispute form: a reason (required) and, optionally, the lines disputed."""
+
+    def on_post(self, req, resp, invoice_id: str):
+        session = self.session(req, resp)
+        form = self.form(req)
+        reason = field(form, "reason", 2000, title="Say why you dispute the invoice")
+        if not reason.strip():
+            raise falcon.HTTPBadRequest(
+                title="Say why you dispute the invoice", description="A reason is 1 to 2000 characters."
+            )
+        raw = form.get("line", [])
+        raw = raw if isinstance(raw, list) else [raw]
+        if len(raw) > 200 or not all(isinstance(v, str) and v.isdigit() and len(v) <= 3 for v in raw):
+            raise falcon.HTTPBadRequest(title="Choose the lines", description="Tick the lines you dispute, or none.")
+        nonce = field(form, "nonce", 64) or req.context.request_id  # a double submit raises it once
+        self.billing(req).raise_invoice_dispute(
+            session["workspace_id"],
+            session["client_id"],
+            session["contact_id"],
+            session["name"] or session["email"],
+            invoice_id,
+            reason,
+            lines=[int(v) for v in raw] or None,
+            idempotency_key=f"dispute:{session['contact_id']}:{nonce}",
+        )
+        raise falcon.HTTPSeeOther(f"/invoices/{invoice_id}#dispute")
+
+
 class InvoiceForward(Portal):
     def on_post(self, req, resp, invoice_id: str):
         session = self.session(req, resp)
@@ -387,11 +416,55 @@ class QuoteList(Portal):
         self.page(req, resp, "quotes.html", session, quotes=quotes, current=status, filters=QUOTE_FILTERS)
 
 
-class QuoteDetail(Portal):
-    def on_get(self, req, resp, quote_id: str, confirm: str | None = None):
+class QuotePage(Portal):
+    """The quote page, and the forms on it that decide on the version it showed."""
+
+    def show(self, req, resp, quote_id: str, confirm: str | None = None, stale: int | None = None):
         session = self.session(req, resp)
-        quote = self.billing(req).get_quote(session["workspace_id"], quote_id, client_id=session["client_id"])
-        self.page(req, resp, "quote.html", session, client=quote, q=quote, confirm=confirm)
+        ws, client = session["workspace_id"], session["client_id"]
+        quote = self.billing(req).get_quote(ws, quote_id, client_id=client)
+        comments = self.billing(req).list_comments(ws, "quote", quote_id, client_id=client)
+        self.page(
+            req,
+            resp,
+            "quote.html",
+            session,
+            status=409 if stale else 200,
+            client=quote,
+            q=quote,
+            confirm=confirm,
+            stale=stale,
+            comments=comments or [],
+            nonce=uuid.uuid4().hex,
+        )
+
+    def decide(self, req, resp, quote_id: str, seen: int, decision):
+        """Make a decision on the version the page showed; when a revision has replaced it, the page
+        again with the newest version and a 409 that says so, and nothing changed."""
+        try:
+            decision()
+        except Conflict as exc:
+            if "newest_version" not in exc.fields:
+                raise
+            return self.show(req, resp, quote_id, stale=seen)
+        raise falcon.HTTPSeeOther(f"/quotes/{quote_id}")
+
+
+class QuoteDetail(QuotePage):
+    def on_get(self, req, resp, quote_id: str):
+        self.show(req, resp, quote_id)
+
+
+def seen_version(form: dict, required: bool = True) -> int | None:
+    """The quote version a decision form was shown with (its hidden field)."""
+    raw = field(form, "version", 10)
+    if not raw and not required:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= 1_000_000:
+        raise falcon.HTTPBadRequest(
+            title="This page is out of date", description="Open the quote again and decide on what it shows."
+        )
+    return int(raw)
 
 
 class QuoteAccept(QuoteDetail):
@@ -403,31 +476,80 @@ class QuoteAccept(QuoteDetail):
         name = field(form, "signature_name", 200, title="Sign with your name")  # signed as typed
         if not name.strip():
             raise falcon.HTTPBadRequest(title="Sign with your name", description="Type your full name to accept.")
-        if form.get("confirmed") != "yes":
-            return self.on_get(req, resp, quote_id, confirm=name)
-        self.billing(req).accept_quote(
-            session["workspace_id"],
+        confirmed = form.get("confirmed") == "yes"
+        seen = seen_version(form, required=confirmed)
+        if not confirmed:
+            quote = self.billing(req).get_quote(session["workspace_id"], quote_id, client_id=session["client_id"])
+            if seen is not None and seen != quote.get("version", 1):
+                return self.show(req, resp, quote_id, stale=seen)
+            return self.show(req, resp, quote_id, confirm=name)
+        self.decide(
+            req,
+            resp,
             quote_id,
-            session["email"],
-            self.client_ip(req),
-            name,
-            client_id=session["client_id"],
+            seen,
+            lambda: self.billing(req).accept_quote(
+                session["workspace_id"],
+                quote_id,
+                session["email"],
+                self.client_ip(req),
+                name,
+                client_id=session["client_id"],
+                version=seen,
+            ),
         )
-        raise falcon.HTTPSeeOther(f"/quotes/{quote_id}")
 
 
-class QuoteReject(Portal):
+class QuoteReject(QuotePage):
     def on_post(self, req, resp, quote_id: str):
         session = self.session(req, resp)
-        reason = field(self.form(req), "reason", 2000)
-        self.billing(req).reject_quote(
-            session["workspace_id"],
+        form = self.form(req)
+        reason = field(form, "reason", 2000)
+        seen = seen_version(form)
+        self.decide(
+            req,
+            resp,
             quote_id,
-            session["email"],
-            reason,
-            client_id=session["client_id"],
+            seen,
+            lambda: self.billing(req).reject_quote(
+                session["workspace_id"],
+                quote_id,
+                session["email"],
+                reason,
+                client_id=session["client_id"],
+                version=seen,
+            ),
         )
-        raise falcon.HTTPSeeOther(f"/quotes/{quote_id}")
+
+
+class QuoteChanges(QuotePage):
+    """Request changes: the message joins the quote's comments and the business is told."""
+
+    def on_post(self, req, resp, quote_id: str):
+        session = self.session(req, resp)
+        form = self.form(req)
+        message = field(form, "message", 5000, title="Say what you would like changed")  # as written
+        if not message.strip():
+            raise falcon.HTTPBadRequest(
+                title="Say what you would like changed", description="A message is 1 to 5000 characters."
+            )
+        seen = seen_version(form)
+        nonce = field(form, "nonce", 64) or req.context.request_id  # a double submit asks once
+        try:
+            self.billing(req).request_quote_changes(
+                session["workspace_id"],
+                session["client_id"],
+                session["contact_id"],
+                quote_id,
+                message,
+                seen,
+                idempotency_key=f"quote-changes:{session['contact_id']}:{nonce}",
+            )
+        except Conflict as exc:
+            if "newest_version" not in exc.fields:
+                raise
+            return self.show(req, resp, quote_id, stale=seen)
+        raise falcon.HTTPSeeOther(f"/quotes/{quote_id}#comments")
 
 
 PAYMENT_KINDS = [("all", "All payments"), ("invoice", "Invoice payments"), ("retainer", "Retainer payments")]
@@ -514,6 +636,10 @@ class ProfilePage(Portal):
             business=business,
             saved=req.get_param("saved") == "1",
             error=error,
+            notifications=self.billing(req).get_notification_preferences(
+                session["workspace_id"], session["contact_id"], client_id=session["client_id"]
+            ),
+            notifications_saved=req.get_param("notifications") == "saved",
         )
 
     def on_get(self, req, resp):
@@ -782,12 +908,14 @@ def add_routes(app: falcon.App, rpc, health_rpc, config) -> None:
     app.add_route("/invoices/{invoice_id}", InvoiceDetail(rpc, config))
     app.add_route("/invoices/{invoice_id}/comments", InvoiceComment(rpc, config))
     app.add_route("/invoices/{invoice_id}/forward", InvoiceForward(rpc, config))
+    app.add_route("/invoices/{invoice_id}/dispute", InvoiceDispute(rpc, config))
     app.add_route("/invoices/{invoice_id}/pdf", PdfDownload(rpc, config, "invoice", pdfs))
     app.add_route("/invoices/{invoice_id}/xml", EInvoiceDownload(rpc, config))
     app.add_route("/quotes", QuoteList(rpc, config))
     app.add_route("/quotes/{quote_id}", QuoteDetail(rpc, config))
     app.add_route("/quotes/{quote_id}/accept", QuoteAccept(rpc, config))
     app.add_route("/quotes/{quote_id}/reject", QuoteReject(rpc, config))
+    app.add_route("/quotes/{quote_id}/changes", QuoteChanges(rpc, config))
     app.add_route("/quotes/{quote_id}/pdf", PdfDownload(rpc, config, "quote", pdfs))
     app.add_route("/payments", PaymentList(rpc, config))
     app.add_route("/payments/{object_id}/receipt.pdf", PdfDownload(rpc, config, "receipt", pdfs))

@@ -555,9 +555,10 @@ def refresh_attempt(uow, now, stripe, workspace_id: str, client_id: str, attempt
 # ---------------------------------------------------------------- autopay
 
 
-def queue_autopay(uow, now, billing, workspace_id: str, invoice: dict) -> dict | None:
+def queue_autopay(uow, now, billing, workspace_id: str, invoice: dict, key: str | None = None) -> dict | None:
     """A recurring invoice with autopay was issued: queue an off-session charge of the default card.
-    Without a saved card the client gets the pay-link email instead."""
+    Without a saved card the client gets the pay-link email instead. `key` names the attempt (one per
+    invoice; a resumed one after a dispute has its own)."""
     customer = _customer(uow, workspace_id, invoice["client_id"])
     if customer is None or not customer.default_payment_method:
         uow.publish(
@@ -576,22 +577,78 @@ def queue_autopay(uow, now, billing, workspace_id: str, invoice: dict) -> dict |
             },
         )
         return None
-    view = start_payment(
-        uow,
-        now,
-        billing,
-        workspace_id,
-        invoice["client_id"],
-        {"invoice_ids": [invoice["id"]]},
-        f"autopay:{invoice['id']}",
-        off_session=True,
-    )
+    try:  # billing refuses an automatic payment of an invoice under dispute
+        view = start_payment(
+            uow,
+            now,
+            billing,
+            workspace_id,
+            invoice["client_id"],
+            {"invoice_ids": [invoice["id"]], "autopay": True},
+            key or f"autopay:{invoice['id']}",
+            off_session=True,
+        )
+    except Conflict as exc:
+        log.info("autopay not queued", extra={"invoice_id": invoice["id"], "reason": exc.detail})
+        return None
     uow.execute(
         attempts.update()
         .where(attempts.c.id == view["id"], attempts.c.payment_method_id.is_(None))
         .values(payment_method_id=customer.default_payment_method)
     )
     return view
+
+
+LIVE = ("open", "confirming", "requires_action", "processing", "succeeded")  # an attempt that may still pay
+
+
+def _autopay_attempts(uow, workspace_id: str, client_id: str, invoice_id: str) -> list:
+    rows = uow.execute(
+        sa.select(attempts).where(
+            attempts.c.workspace_id == workspace_id,
+            attempts.c.client_id == client_id,
+            attempts.c.off_session.is_(True),
+        )
+    ).all()
+    return [r for r in rows if any(a["invoice_id"] == invoice_id for a in r.allocations)]
+
+
+def pause_autopay(uow, now, workspace_id: str, invoice: dict) -> list[str]:
+    """The invoice was disputed: an automatic charge still waiting for the timer is cancelled (nothing
+    was taken; a plan for autopay applies no credit, so nothing is given back). One that the timer has
+    already claimed (confirming, or with Stripe) completes: the dispute's adjustment then becomes the
+    client's credit if the invoice is paid meanwhile. The compare-and-set on `open` decides the race
+    with the timer's claim, so an attempt is either charged or cancelled, never both."""
+    cancelled = []
+    for row in _autopay_attempts(uow, workspace_id, invoice["client_id"], invoice["invoice_id"]):
+        done = uow.execute(
+            attempts.update()
+            .where(attempts.c.id == row.id, attempts.c.status == "open")
+            .values(status="cancelled", failure_message="The invoice is disputed.", updated_at=now)
+        ).rowcount
+        if done:
+            cancelled.append(row.id)
+    if cancelled:
+        log.info("autopay paused by an invoice dispute", extra={"invoice_id": invoice["invoice_id"]})
+    return cancelled
+
+
+def resume_autopay(uow, now, billing, workspace_id: str, resolved: dict) -> dict | None:
+    """The dispute was resolved: an invoice charged automatically, still owing, with no charge that may
+    still pay it, is queued again (its own key per dispute, so a redelivered event queues it once)."""
+    if not resolved.get("autopay") or resolved.get("balance", 0) <= 0:
+        return None
+    previous = _autopay_attempts(uow, workspace_id, resolved["client_id"], resolved["invoice_id"])
+    key = f"autopay:{resolved['invoice_id']}:{resolved['dispute_id']}"
+    if any(r.status in LIVE and r.request_key != key for r in previous):
+        return None
+    invoice = {
+        "id": resolved["invoice_id"],
+        "client_id": resolved["client_id"],
+        "balance": resolved["balance"],
+        "currency": resolved["currency"],
+    }
+    return queue_autopay(uow, now, billing, workspace_id, invoice, key=key)
 
 
 def due_autopay(uow) -> list[tuple[str, str, str, str]]:

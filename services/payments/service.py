@@ -261,6 +261,16 @@ class PaymentsService(ServiceBase):
         if event["data"].get("autopay") and event["data"].get("balance", 0) > 0:
             handlers.queue_autopay(uow, now, self.billing, event["workspace_id"], event["data"])
 
+    @consumes("billing", "invoice.disputed")
+    def on_invoice_disputed(self, uow, now, event):
+        """An autopay charge still queued for the invoice is cancelled until the dispute is resolved."""
+        handlers.pause_autopay(uow, now, event["workspace_id"], event["data"])
+
+    @consumes("billing", "invoice.dispute_resolved")
+    def on_invoice_dispute_resolved(self, uow, now, event):
+        """Autopay resumes for what the invoice still owes after the dispute's outcome."""
+        handlers.resume_autopay(uow, now, self.billing, event["workspace_id"], event["data"])
+
     @runs_in(OWN)
     @timer(interval=float(settings.env("AUTOPAY_INTERVAL", "1")))
     def run_autopay(self):

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.e2e
 PUBLIC = {
     "/i/{token}": "a document link is its own scope (tests/integration/test_services.py)",
     "/i/{token}/pdf": "as above",
+    "/verify/{code}": "a printed document's code; shows no client's data (tests/e2e/test_verify_documents.py)",
     "/brand/{workspace_id}.css": "the business's public colours",
     "/brand/{workspace_id}/logo": "the business's public logo",
 }
@@ -48,12 +49,23 @@ SEGMENT_KIND = {
     "payment-methods": "card",
     "booking-links": "link",
 }
-FORM = {"signature_name": "Mallory", "confirmed": "yes", "reason": "x", "body": "x", "to": "m@example.org", "note": "x"}
+FORM = {
+    "signature_name": "Mallory",
+    "confirmed": "yes",
+    "version": "1",
+    "reason": "x",
+    "body": "x",
+    "message": "x",
+    "to": "m@example.org",
+    "note": "x",
+}
 JSON_BODIES = {
     "CommentIn": {"body": "x"},
     "ForwardIn": {"to": "m@example.org"},
-    "AcceptIn": {"signature_name": "Mallory"},
-    "RejectIn": {"reason": "x"},
+    "AcceptIn": {"signature_name": "Mallory", "version": 1},
+    "RejectIn": {"reason": "x", "version": 1},
+    "ChangesIn": {"message": "x", "version": 1},
+    "DisputeIn": {"reason": "x"},
 }
 LOCAL_HOOK = "http://127.0.0.1:9/isolation-hook"  # webhook deliveries stay on this machine (nothing listens)
 BETA = "beta-client@example.org"
@@ -368,6 +380,9 @@ def workspaces(stack, accounts):
                 "bookings": account["ids"]["booking"],
                 "payments": account["ids"]["attempt"],
                 "recurring-invoices": rpc.billing.list_recurring(ws, client)[0]["id"],
+                "invoice-disputes": rpc.billing.raise_invoice_dispute(
+                    ws, client, account["contact_id"], "Isolation", account["ids"]["invoice"], "For the walk"
+                )["id"],
             }
             if any(route.path.startswith("/webhooks") for route in ADMIN_ROUTES):
                 hook = api(

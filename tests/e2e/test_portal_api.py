@@ -55,9 +55,12 @@ def test_a_bearer_client_reads_and_acts_through_the_api(stack):
 
     quotes = api("GET", "/quotes", params={"status": "pending"})["items"]
     assert len(quotes) == 2
-    assert api("POST", f"/quotes/{quotes[0]['id']}/accept", json={"signature_name": "Api User"})["status"] == "accepted"
-    assert api("POST", f"/quotes/{quotes[1]['id']}/reject", json={"reason": "No"})["status"] == "rejected"
-    api("POST", f"/quotes/{quotes[1]['id']}/accept", 409, json={"signature_name": "Api User"})
+    assert (
+        api("POST", f"/quotes/{quotes[0]['id']}/accept", json={"signature_name": "Api User", "version": 1})["status"]
+        == "accepted"
+    )
+    assert api("POST", f"/quotes/{quotes[1]['id']}/reject", json={"reason": "No", "version": 1})["status"] == "rejected"
+    api("POST", f"/quotes/{quotes[1]['id']}/accept", 409, json={"signature_name": "Api User", "version": 1})
 
     profile = api("PATCH", "/profile", json={"phone": "+1 555 0199", "company": "Api User Company"})
     assert profile["client"]["name"] == "Api User Company" and profile["contact"]["phone"] == "+1 555 0199"

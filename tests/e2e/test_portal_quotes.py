@@ -27,9 +27,11 @@ def test_quote_filters_accept_and_decline(stack):
     step_one = demo.post(f"{stack.url}/quotes/{pending}/accept", data={"signature_name": "Dana Demo"})
     assert step_one.status_code == 200 and "Confirm acceptance" in step_one.text
     assert "pending" in demo.get(f"{stack.url}/quotes/{pending}").text  # nothing accepted yet
-    done = demo.post(f"{stack.url}/quotes/{pending}/accept", data={"signature_name": "Dana Demo", "confirmed": "yes"})
+    done = demo.post(
+        f"{stack.url}/quotes/{pending}/accept", data={"signature_name": "Dana Demo", "confirmed": "yes", "version": "1"}
+    )
     assert done.status_code == 200 and "Dana Demo" in done.text and "Confirm acceptance" not in done.text
-    again = demo.post(f"{stack.url}/quotes/{pending}/reject", data={"reason": "changed my mind"})
+    again = demo.post(f"{stack.url}/quotes/{pending}/reject", data={"reason": "changed my mind", "version": "1"})
     assert again.status_code == 409 and "cannot be acted on" in again.text
     with psycopg2.connect(stack.databases["billing"]) as conn, conn.cursor() as cur:
         cur.execute(
@@ -43,7 +45,9 @@ def test_quote_filters_accept_and_decline(stack):
             workspace_id,
             {"client_id": client_id, "send": True, "lines": [{"description": "Second idea", "unit_price": 5000}]},
         )
-    declined = demo.post(f"{stack.url}/quotes/{fresh['id']}/reject", data={"reason": "Not this quarter"})
+    declined = demo.post(
+        f"{stack.url}/quotes/{fresh['id']}/reject", data={"reason": "Not this quarter", "version": "1"}
+    )
     assert declined.status_code == 200 and "Not this quarter" in declined.text
     assert demo.get(f"{stack.url}/quotes/{fresh['id']}/pdf").content.startswith(b"%PDF-")
 
@@ -58,5 +62,7 @@ def test_another_clients_quote_is_404(stack):
         ("POST", f"/quotes/{other}/reject"),
         ("POST", f"/quotes/{other}/accept"),
     ):
-        response = demo.request(method, stack.url + path, data={"signature_name": "x", "confirmed": "yes"})
+        response = demo.request(
+            method, stack.url + path, data={"signature_name": "x", "confirmed": "yes", "version": "1"}
+        )
         assert response.status_code == 404 and "Secret phase two" not in response.text

@@ -196,6 +196,9 @@ def admin_account(stack):
         slot = rpc.billing.booking_options(ws, "fuzz")["slots"][0]
         booking = rpc.billing.book_slot(ws, client["id"], client["contacts"][0]["id"], "fuzz", slot)
         card = _card_payment(stack, rpc, ws, client["id"])  # /payments/{id} are card payments (refunds)
+        dispute = rpc.billing.raise_invoice_dispute(
+            ws, client["id"], client["contacts"][0]["id"], "Fuzz", invoice["id"], "Fuzzing the resolution"
+        )
     ids = {
         "clients": client["id"],
         "contacts": client["contacts"][0]["id"],
@@ -204,6 +207,7 @@ def admin_account(stack):
         "quotes": quote["id"],
         "recurring-invoices": recurring["id"],
         "bookings": booking["id"],
+        "invoice-disputes": dispute["id"],
     }
     webhooks = any(route.path == "/webhooks" for route in ADMIN_ROUTES)
     if webhooks:

@@ -166,6 +166,31 @@ def card_payment(admin) -> dict:
     return admin["card_payment"]
 
 
+def invoice_dispute(admin) -> dict:
+    """An open dispute of a new invoice of workspace A, raised as the portal raises it; made when first needed."""
+    if "invoice_dispute" not in admin:
+        invoice = admin["a"](
+            "POST",
+            "/invoices",
+            {
+                "client_id": admin["client"]["id"],
+                "send": True,
+                "lines": [{"description": "Disputed", "unit_price": 900}],
+            },
+            expect=201,
+        ).json()
+        with services_rpc(admin["stack"], admin["ws_a"], timeout=20) as rpc:
+            admin["invoice_dispute"] = rpc.billing.raise_invoice_dispute(
+                admin["ws_a"],
+                admin["client"]["id"],
+                admin["client"]["contacts"][0]["id"],
+                "Cli",
+                invoice["id"],
+                "Not ordered",
+            )
+    return admin["invoice_dispute"]
+
+
 def webhook(admin) -> dict:
     """A webhook subscription of workspace A with one delivery (to a closed port), made when first
     needed, then paused so it stops retrying. Its own tests: tests/e2e/test_outbound_webhooks.py."""
@@ -465,7 +490,10 @@ VALID_BODIES = {
     "AmountIn": {"amount": 100},
     "CommentIn": {"body": "hi"},
     "QuoteUpdate": {"notes": "x"},
+    "QuoteRevisionIn": {"lines": [{"description": "x", "unit_price": 100}]},
     "RecurringUpdate": {"active": False},
+    "DisputeAdjustIn": {"amount": 100},
+    "DisputeRejectIn": {"message": "x"},
     "WebhookUpdate": {"active": True},
 }
 
@@ -482,6 +510,7 @@ def test_another_workspaces_key_gets_404_and_changes_nothing(admin, route):
         "bookings": admin["booking"]["id"],
         "webhooks": webhook(admin)["id"],
         "webhook-deliveries": webhook(admin)["delivery_id"],
+        "invoice-disputes": invoice_dispute(admin)["id"],
     }
     target = targets[route.path.split("/")[1]]
     body = VALID_BODIES[route.body.__name__] if route.body else None
@@ -505,6 +534,20 @@ def test_a_revoked_key_stops_working(admin):
     Api(stack.url, created["key"])("GET", "/workspace", expect=200)
     portalctl(stack, "key", "revoke", "--workspace", admin["ws_a"], "--key-id", created["id"])
     Api(stack.url, created["key"])("GET", "/workspace", expect=401)
+
+
+def test_invoice_disputes_are_listed_and_answered_by_the_workspace(admin):
+    api, dispute = admin["a"], invoice_dispute(admin)
+    listed = api("GET", "/invoice-disputes", params={"status": "open"}, expect=200).json()["items"]
+    assert dispute["id"] in [d["id"] for d in listed]
+    assert admin["b"]("GET", "/invoice-disputes", expect=200).json()["items"] == []
+    api("POST", f"/invoice-disputes/{dispute['id']}/reject", {"message": ""}, expect=422)
+    rejected = api("POST", f"/invoice-disputes/{dispute['id']}/reject", {"message": "Ordered by phone."}, expect=200)
+    assert rejected.json()["status"] == "rejected"
+    api("POST", f"/invoice-disputes/{dispute['id']}/adjust", {"amount": 100}, expect=409)  # resolved already
+    assert api("GET", f"/invoice-disputes/{dispute['id']}", expect=200).json()["resolution_message"] == (
+        "Ordered by phone."
+    )
 
 
 def test_every_route_was_exercised():

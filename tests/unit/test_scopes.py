@@ -27,6 +27,7 @@ SYSTEM_ENTRYPOINTS = {
     ("auth", "revocations"),  # what every gateway refuses, in every workspace
     ("auth", "resolve_document_link"),  # an emailed document link's token
     ("billing", "authenticate_api_key"),  # which workspace an API key belongs to
+    ("billing", "verify_document"),  # a printed document's code: its holder is nobody the portal knows
     ("documents", "recent_emails"),  # the development mail page
 }
 # Code that enters the system scope itself: each the step that finds which workspaces have work.
@@ -52,9 +53,12 @@ PUBLIC_ROUTES = {
     ("/metrics", "GET"),
     ("/i/{token}", "GET"),
     ("/i/{token}/pdf", "GET"),  # one document, by the emailed link's token
+    ("/verify/{code}", "GET"),  # what proves a printed document, by its code: no client's name or lines
     ("/brand/{workspace_id}.css", "GET"),
     ("/brand/{workspace_id}/logo", "GET"),
     ("/webhooks/stripe", "POST"),  # signed by Stripe
+    ("/unsubscribe", "GET"),  # an email's one-click unsubscribe link, by its signed token
+    ("/unsubscribe", "POST"),
     ("/api/portal/v1/session", "POST"),  # signing in
     ("/api/portal/v1/openapi.json", "GET"),
     ("/api/admin/v1/openapi.json", "GET"),

@@ -23,6 +23,12 @@ from services.billing.handlers.clients import (  # noqa: F401
     update_contact,
     update_profile,
 )
+from services.billing.handlers.disputes import (  # noqa: F401
+    get_invoice_dispute,
+    list_invoice_disputes,
+    raise_invoice_dispute,
+    resolve_invoice_dispute,
+)
 from services.billing.handlers.documents import (  # noqa: F401
     accept_quote,
     add_comment,
@@ -37,9 +43,12 @@ from services.billing.handlers.documents import (  # noqa: F401
     list_comments,
     list_credit_notes,
     list_invoices,
+    list_quote_versions,
     list_quotes,
     mark_invoice_viewed,
     reject_quote,
+    request_quote_changes,
+    revise_quote,
     send_invoice,
     send_quote,
     update_invoice,
@@ -82,6 +91,12 @@ from services.billing.handlers.schedules import (  # noqa: F401
 )
 from services.billing.handlers.summaries import (  # noqa: F401
     repair_client_summaries,
+)
+from services.billing.handlers.verification import (  # noqa: F401
+    code_of,
+    codes_of,
+    issue_code,
+    verify_document,
 )
 from services.billing.handlers.workspaces import (  # noqa: F401
     authenticate_api_key,

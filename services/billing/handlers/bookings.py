@@ -136,7 +136,7 @@ def book_slot(uow, now: datetime, workspace_id: str, client_id: str, contact_id:
         raise Conflict("That time was just booked by someone else. Please choose another.", start="taken") from None
     row = get_scoped(uow, bookings, workspace_id, booking_id, "booking")
     booking = _booking_dict(row, ws_row.timezone)
-    recipient = {"email": contact.email, "name": contact.name, "locale": contact.locale}
+    recipient = {"contact_id": contact.id, "email": contact.email, "name": contact.name, "locale": contact.locale}
     uow.publish("booking.confirmed", workspace_id, {"client_id": client_id, "booking": booking, "recipient": recipient})
     record_activity(
         uow,
@@ -195,7 +195,12 @@ def cancel_booking(uow, now: datetime, workspace_id: str, booking_id: str, clien
             {
                 "client_id": row.client_id,
                 "booking": booking,
-                "recipient": {"email": contact.email, "name": contact.name, "locale": contact.locale},
+                "recipient": {
+                    "contact_id": contact.id,
+                    "email": contact.email,
+                    "name": contact.name,
+                    "locale": contact.locale,
+                },
             },
         )
     record_activity(

@@ -11,7 +11,9 @@ import sqlalchemy as sa
 
 from chassis.errors import Conflict, Invalid, NotFound
 from chassis.fields import flag, text
-from services.billing import domain
+from clients import verification
+from services.billing import domain, revisions
+from services.billing.disputes import dispute_view
 from services.billing.handlers.common import (
     allocate_number,
     check_fields,
@@ -35,14 +37,18 @@ from services.billing.handlers.common import (
 )
 from services.billing.handlers.engagement import record_signal
 from services.billing.handlers.summaries import money_moved
+from services.billing.handlers.verification import code_of, codes_of, issue_code
 from services.billing.tables import (
     comments,
+    contacts,
     credit_applications,
     credit_notes,
+    invoice_disputes,
     invoice_number_suffixes,
     invoices,
     payment_allocations,
     payments,
+    quote_versions,
     quotes,
 )
 
@@ -64,6 +70,9 @@ __all__ = [
     "convert_quote",
     "get_quote",
     "list_quotes",
+    "request_quote_changes",
+    "revise_quote",
+    "list_quote_versions",
     "issue_credit_note",
     "list_credit_notes",
     "add_comment",
@@ -85,6 +94,7 @@ INVOICE_FIELDS = {
     *LEGAL_FIELDS,
 }
 QUOTE_FIELDS = {"client_id", "issue_date", "expiry_date", "lines", "notes", "terms", "send"}
+REVISION_FIELDS = {"expiry_date", "lines", "notes", "terms"}
 CREDIT_FIELDS = {"client_id", "issue_date", "lines", "amount", "reason", "invoice_id"}
 
 
@@ -252,6 +262,7 @@ def create_invoice(uow, now: datetime, workspace_id: str, data: dict, recurring:
         )
     )
     save_lines(uow, "invoice", invoice_id, lines)
+    issue_code(uow, now, workspace_id, client.id, "invoice", invoice_id)
     uow.execute(
         invoice_number_suffixes.insert(),
         [
@@ -316,8 +327,9 @@ def send_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, autopay
         money_moved(uow, now, workspace_id, row.client_id)
     row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
     sent = {**_invoice_event(row), "autopay": autopay, "recipients": portal_recipients(uow, row.client_id)}
+    sent["links"] = {"verify": verification.path(code_of(uow, "invoice", invoice_id))}  # on the portal
     if settings_of(workspace_row(uow, workspace_id)).legal.vat_id:
-        sent["links"] = {"einvoice_xml": f"/api/admin/v1/invoices/{invoice_id}/xml"}
+        sent["links"]["einvoice_xml"] = f"/api/admin/v1/invoices/{invoice_id}/xml"
     uow.publish("invoice.sent", workspace_id, sent)
     record_activity(
         uow, now, workspace_id, row.client_id, "invoice.sent", f"Invoice {row.number} sent", {"invoice_id": invoice_id}
@@ -391,6 +403,7 @@ def get_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, client_i
     view.update(lines_and_taxes(uow, "invoice", invoice_id, row.tax_total))
     view["tax_breakdown"] = with_exemption_reasons(view["tax_breakdown"], row.tax_exemption_reason)
     view["einvoice"] = bool(settings_of(ws).legal.vat_id)  # documents writes XML for a seller with a VAT id
+    view["verification_code"] = code_of(uow, "invoice", invoice_id)
     view["payments"] = [
         {
             "payment_id": p.id,
@@ -415,6 +428,14 @@ def get_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, client_i
             .order_by(credit_applications.c.created_at)
         ).all()
     ]
+    # the latest invoice dispute (open, or how the last one was resolved), for the page's dispute form
+    latest = uow.execute(
+        sa.select(invoice_disputes)
+        .where(invoice_disputes.c.invoice_id == invoice_id)
+        .order_by(invoice_disputes.c.raised_at.desc(), invoice_disputes.c.id)
+        .limit(1)
+    ).first()
+    view["dispute"] = dispute_view(latest, row.number) if latest is not None else None
     return view
 
 
@@ -574,6 +595,7 @@ def list_invoices(uow, now: datetime, workspace_id: str, filters: dict | None = 
         "offset": offset,
         "next_cursor": _cursor(sort, rows[limit - 1]) if len(rows) > limit else None,
     }
+    _with_codes(uow, "invoice", page["items"])
     if filters.get("portal") and filters.get("client_id"):  # how the reader formats: one call renders the page
         client = client_row(uow, workspace_id, filters["client_id"])
         page["client"] = {
@@ -616,6 +638,11 @@ def quote_view(row, today) -> dict:
         "sent_at": iso(row.sent_at),
         "archived": row.archived_at is not None,
         "created_at": iso(row.created_at),
+        "version": row.version,
+        "changes_requested": row.changes_requested_at is not None,
+        "changes_requested_at": iso(row.changes_requested_at),
+        "accepted_version": row.accepted_version,
+        "rejected_version": row.rejected_version,
     }
 
 
@@ -627,6 +654,7 @@ def _quote_event(row) -> dict:
         "status": row.status,
         "total": row.total,
         "currency": row.currency,
+        "version": row.version,
     }
 
 
@@ -662,6 +690,7 @@ def create_quote(uow, now: datetime, workspace_id: str, data: dict) -> dict:
         )
     )
     save_lines(uow, "quote", quote_id, lines)
+    issue_code(uow, now, workspace_id, client.id, "quote", quote_id)
     row = get_scoped(uow, quotes, workspace_id, quote_id, "quote")
     uow.publish("quote.created", workspace_id, _quote_event(row))
     if flag(data.get("send", False), "send"):
@@ -724,8 +753,12 @@ def accept_quote(
     ip: str = "",
     signature_name: str = "",
     client_id: str | None = None,
+    version: int | None = None,
 ) -> dict:
+    """`version`: the one the client saw (the portal always sends it); a revision since is a 409."""
+    seen = revisions.seen_version(version)
     row, ws = _actionable_quote(uow, now, workspace_id, quote_id, client_id)
+    revisions.check_newest(seen, row.version, row.number)
     signature_name = text(signature_name, "signature_name", 200, null="")
     if signature_name and not signature_name.strip():
         raise Invalid("Sign with your name.", signature_name="required")
@@ -738,6 +771,7 @@ def accept_quote(
             accepted_by=text(by, "by", 254),
             accepted_ip=(ip or "")[:64],
             signature_name=signature_name or None,
+            accepted_version=row.version,
         )
     )  # no signature: NULL
     row = get_scoped(uow, quotes, workspace_id, quote_id, "quote")
@@ -748,8 +782,8 @@ def accept_quote(
         workspace_id,
         row.client_id,
         "quote.accepted",
-        f"Quote {row.number} accepted by {row.accepted_by}",
-        {"quote_id": quote_id},
+        f"Quote {row.number} (version {row.version}) accepted by {row.accepted_by}",
+        {"quote_id": quote_id, "version": row.version},
     )
     if settings_of(ws).auto_convert_accepted_quotes:
         convert_quote(uow, now, workspace_id, quote_id)
@@ -757,14 +791,30 @@ def accept_quote(
 
 
 def reject_quote(
-    uow, now: datetime, workspace_id: str, quote_id: str, by: str, reason: str = "", client_id: str | None = None
+    uow,
+    now: datetime,
+    workspace_id: str,
+    quote_id: str,
+    by: str,
+    reason: str = "",
+    client_id: str | None = None,
+    version: int | None = None,
 ) -> dict:
+    """`version` as for accept_quote: declining a version a revision replaced is a 409."""
+    seen = revisions.seen_version(version)
     row, _ = _actionable_quote(uow, now, workspace_id, quote_id, client_id)
+    revisions.check_newest(seen, row.version, row.number)
     reason = text(reason, "reason", 2000)
     uow.execute(
         quotes.update()
         .where(quotes.c.id == quote_id)
-        .values(status="rejected", rejected_at=now, rejected_by=text(by, "by", 254), rejection_reason=reason)
+        .values(
+            status="rejected",
+            rejected_at=now,
+            rejected_by=text(by, "by", 254),
+            rejection_reason=reason,
+            rejected_version=row.version,
+        )
     )
     row = get_scoped(uow, quotes, workspace_id, quote_id, "quote")
     uow.publish("quote.rejected", workspace_id, {**_quote_event(row), "reason": reason})
@@ -774,8 +824,8 @@ def reject_quote(
         workspace_id,
         row.client_id,
         "quote.rejected",
-        f"Quote {row.number} rejected",
-        {"quote_id": quote_id, "reason": reason},
+        f"Quote {row.number} (version {row.version}) rejected",
+        {"quote_id": quote_id, "reason": reason, "version": row.version},
     )
     return get_quote(uow, now, workspace_id, quote_id)
 
@@ -816,8 +866,14 @@ def get_quote(uow, now: datetime, workspace_id: str, quote_id: str, client_id: s
         locale=client.locale,
         timezone=client.timezone,
         business_name=ws.name,
+        verification_code=code_of(uow, "quote", quote_id),
     )
     view.update(lines_and_taxes(uow, "quote", quote_id, row.tax_total))
+    versions = [*_earlier_versions(uow, quote_id), _version_view(view, row)] if row.version > 1 else []
+    view["versions"] = [
+        {k: v for k, v in version.items() if k not in ("lines", "tax_breakdown")} for version in versions
+    ]
+    view["changes"] = revisions.history(versions)
     return view
 
 
@@ -841,10 +897,219 @@ def list_quotes(uow, now: datetime, workspace_id: str, filters: dict | None = No
         query = query.where(conditions[status])
     limit, _ = page_bounds(filters.get("limit", 50), 0, 100)
     rows = uow.execute(query.order_by(*QUOTE_ORDER).limit(limit)).all()
-    return {"items": [quote_view(r, today) for r in rows]}
+    return {"items": _with_codes(uow, "quote", [quote_view(r, today) for r in rows])}
 
 
 QUOTE_ORDER = (quotes.c.issue_date.desc(), quotes.c.number.desc())
+
+
+# ---------------------------------------------------------------- quote revisions
+
+
+def _version_view(view: dict, row) -> dict:
+    """The newest version (the quote itself) in the shape quote_versions keeps the earlier ones."""
+    return {
+        "version": row.version,
+        "number": row.number,
+        "current": True,
+        "currency": row.currency,
+        "issue_date": iso(row.issue_date),
+        "expiry_date": iso(row.expiry_date),
+        **{key: getattr(row, key) for key in revisions.TOTAL_FIELDS},
+        "notes": row.notes,
+        "terms": row.terms,
+        "lines": view["lines"],
+        "tax_breakdown": view["tax_breakdown"],
+        "issued_at": iso(row.sent_at),
+        "changes_requested_at": iso(row.changes_requested_at),
+        "superseded_at": None,
+    }
+
+
+def _earlier_versions(uow, quote_id: str) -> list[dict]:
+    rows = uow.execute(
+        sa.select(quote_versions).where(quote_versions.c.quote_id == quote_id).order_by(quote_versions.c.version)
+    ).all()
+    return [
+        {
+            "version": r.version,
+            "number": r.number,
+            "current": False,
+            "currency": r.currency,
+            "issue_date": iso(r.issue_date),
+            "expiry_date": iso(r.expiry_date),
+            **{key: getattr(r, key) for key in revisions.TOTAL_FIELDS},
+            "notes": r.notes,
+            "terms": r.terms,
+            "lines": r.lines,
+            "tax_breakdown": r.tax_breakdown,
+            "issued_at": iso(r.issued_at),
+            "changes_requested_at": iso(r.changes_requested_at),
+            "superseded_at": iso(r.superseded_at),
+        }
+        for r in rows
+    ]
+
+
+def request_quote_changes(
+    uow,
+    now: datetime,
+    workspace_id: str,
+    client_id: str,
+    contact_id: str,
+    quote_id: str,
+    message: str,
+    version: int | None = None,
+) -> dict:
+    """A contact asks for changes to a quote it can still decide on: the message goes into the quote's
+    comment thread, and the quote shows that changes were asked for until a revision answers."""
+    seen = revisions.seen_version(version)
+    message = text(message, "message", 5000, required=True).strip()  # the comment rule: 1 to 5000, trimmed
+    row = get_scoped(uow, quotes, workspace_id, quote_id, "quote", lock=True, client_id=client_id)
+    _visible_to_client(row, client_id, "quote")
+    contact = get_scoped(uow, contacts, workspace_id, contact_id, "contact", client_id=client_id)
+    if not revisions.may_request_changes(contact):
+        raise NotFound("No such quote.")  # fail closed: as if the quote were not there
+    ws = workspace_row(uow, workspace_id)
+    state = domain.quote_display_status(row.status, row.expiry_date, workspace_today(ws, now))
+    if not revisions.open_for_changes(state):
+        raise Conflict(f"This quote is {state} and cannot be acted on.", status=state)
+    revisions.check_newest(seen, row.version, row.number)
+    author = contact.name or contact.email
+    comment = add_comment(uow, now, workspace_id, "quote", quote_id, "client", author, message, client_id)
+    uow.execute(quotes.update().where(quotes.c.id == quote_id).values(changes_requested_at=now))
+    row = get_scoped(uow, quotes, workspace_id, quote_id, "quote")
+    uow.publish(
+        "quote.changes_requested",
+        workspace_id,
+        {
+            **_quote_event(row),
+            "contact_id": contact.id,
+            "requested_by": contact.email,
+            "comment_id": comment["id"],
+            "message": message,
+        },
+    )
+    record_activity(
+        uow,
+        now,
+        workspace_id,
+        row.client_id,
+        "quote.changes_requested",
+        f"Changes to quote {row.number} requested by {author}",
+        {"quote_id": quote_id, "version": row.version, "comment_id": comment["id"]},
+    )
+    return get_quote(uow, now, workspace_id, quote_id, client_id=client_id)
+
+
+def revise_quote(uow, now: datetime, workspace_id: str, quote_id: str, data: dict) -> dict:
+    """Issue the next version of a sent quote (new lines, texts, expiry): the version it replaces is kept
+    read-only, the quote takes the same number with the version as a suffix, and it is sent again."""
+    check_fields(data, REVISION_FIELDS)
+    if "lines" not in data:
+        raise Invalid("A revision needs its lines.", lines="required")
+    row = get_scoped(uow, quotes, workspace_id, quote_id, "quote", lock=True)
+    if row.status != "sent":
+        raise Conflict(f"Only a sent quote can be revised; this one is {row.status}.", status=row.status)
+    ws = workspace_row(uow, workspace_id)
+    client = client_row(uow, workspace_id, row.client_id)
+    lines = check_reverse_charge(ws, client, parse_lines(data["lines"]))
+    totals = domain.Totals.of(lines)
+    issue = workspace_today(ws, now)
+    expiry = parse_date(data.get("expiry_date"), "expiry_date") or issue + timedelta(days=30)
+    if expiry < issue:
+        raise Invalid("The expiry date cannot be before today, the revision's issue date.", expiry_date="in the past")
+    version = row.version + 1
+    first = row.number if row.version == 1 else _earlier_versions(uow, quote_id)[0]["number"]
+    number = revisions.version_number(first, version)
+    taken = uow.execute(
+        sa.select(quotes.c.id).where(quotes.c.workspace_id == workspace_id, quotes.c.number == number)
+    ).first()
+    if taken is not None or len(number) > 50:
+        raise Conflict(f"The revision's number {number[:60]} is taken or too long.", number="not available")
+    texts = {key: _text(data, key, null="") for key in ("notes", "terms") if key in data}  # null clears them
+    current = lines_and_taxes(uow, "quote", quote_id, row.tax_total)
+    uow.execute(
+        quote_versions.insert().values(
+            quote_id=quote_id,
+            version=row.version,
+            workspace_id=workspace_id,
+            client_id=row.client_id,
+            number=row.number,
+            currency=row.currency,
+            issue_date=row.issue_date,
+            expiry_date=row.expiry_date,
+            subtotal=row.subtotal,
+            discount_total=row.discount_total,
+            tax_total=row.tax_total,
+            total=row.total,
+            notes=row.notes,
+            terms=row.terms,
+            lines=current["lines"],
+            tax_breakdown=current["tax_breakdown"],
+            issued_at=row.sent_at,
+            changes_requested_at=row.changes_requested_at,
+            superseded_at=now,
+        )
+    )
+    save_lines(uow, "quote", quote_id, lines)
+    uow.execute(
+        quotes.update()
+        .where(quotes.c.id == quote_id)
+        .values(
+            version=version,
+            number=number,
+            issue_date=issue,
+            expiry_date=expiry,
+            subtotal=totals.subtotal,
+            discount_total=totals.discount,
+            tax_total=totals.tax,
+            total=totals.total,
+            sent_at=now,
+            changes_requested_at=None,
+            client_snapshot=client_snapshot(uow, client),  # a new issue freezes today's client details
+            **texts,
+        )
+    )
+    previous = row
+    row = get_scoped(uow, quotes, workspace_id, quote_id, "quote")
+    uow.publish(
+        "quote.revised",
+        workspace_id,
+        {
+            **_quote_event(row),
+            "previous_version": previous.version,
+            "previous_number": previous.number,
+            "previous_total": previous.total,
+        },
+    )
+    # the usual quote email, for the new version
+    uow.publish("quote.sent", workspace_id, {**_quote_event(row), "recipients": portal_recipients(uow, row.client_id)})
+    record_activity(
+        uow,
+        now,
+        workspace_id,
+        row.client_id,
+        "quote.revised",
+        f"Quote {previous.number} revised: version {version} is {row.number}",
+        {"quote_id": quote_id, "version": version},
+    )
+    return get_quote(uow, now, workspace_id, quote_id)
+
+
+def list_quote_versions(uow, now: datetime, workspace_id: str, quote_id: str, client_id: str | None = None) -> dict:
+    """Every version of a quote, oldest first, each with its lines and totals, and what changed from one
+    to the next."""
+    quote = get_quote(uow, now, workspace_id, quote_id, client_id=client_id)
+    row = get_scoped(uow, quotes, workspace_id, quote_id, "quote", client_id=client_id)
+    versions = [*_earlier_versions(uow, quote_id), _version_view(quote, row)]
+    return {
+        "quote_id": quote_id,
+        "number": row.number,
+        "version": row.version,
+        "versions": versions,
+        "changes": revisions.history(versions),
+    }
 
 
 # ---------------------------------------------------------------- credit notes
@@ -889,6 +1154,7 @@ def issue_credit_note(uow, now: datetime, workspace_id: str, data: dict) -> dict
         )
     )
     save_lines(uow, "credit", credit_id, lines)
+    code = issue_code(uow, now, workspace_id, client.id, "credit_note", credit_id)
     money_moved(uow, now, workspace_id, client.id)
     uow.publish(
         "credit.issued",
@@ -917,6 +1183,7 @@ def issue_credit_note(uow, now: datetime, workspace_id: str, data: dict) -> dict
         # what a credit note document shows: the client, and the invoice it credits (BT-25)
         "client": client_snapshot(uow, client),
         "invoice_number": invoice_number,
+        "verification_code": code,
         **lines_and_taxes(uow, "credit", credit_id, totals.tax),
     }
 
@@ -925,7 +1192,7 @@ def list_credit_notes(uow, now: datetime, workspace_id: str, client_id: str | No
     query = sa.select(credit_notes).where(credit_notes.c.workspace_id == workspace_id)
     if client_id:
         query = query.where(credit_notes.c.client_id == client_id)
-    return [
+    notes = [
         {
             "id": r.id,
             "number": r.number,
@@ -937,6 +1204,15 @@ def list_credit_notes(uow, now: datetime, workspace_id: str, client_id: str | No
         }
         for r in uow.execute(query.order_by(credit_notes.c.issue_date.desc())).all()
     ]
+    return _with_codes(uow, "credit_note", notes)
+
+
+def _with_codes(uow, kind: str, items: list[dict]) -> list[dict]:
+    """Each listed document with its verification code, looked up for the whole list at once."""
+    codes = codes_of(uow, kind, [item["id"] for item in items])
+    for item in items:
+        item["verification_code"] = codes.get(item["id"])
+    return items
 
 
 # ---------------------------------------------------------------- comments

@@ -3,9 +3,10 @@ the client dashboard and the activity timeline."""
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from types import SimpleNamespace
 
 import sqlalchemy as sa
@@ -15,8 +16,9 @@ from chassis.db import UtcDateTime
 from chassis.errors import Conflict, Invalid, NotFound, Unavailable
 from chassis.fields import text
 from chassis.money import Money
-from chassis.sql import json_rows, local_date, rows_from_json
+from chassis.sql import json_array_agg, json_object, json_rows, local_date, rows_from_json
 from services.billing import domain
+from services.billing.aging import aging
 from services.billing.handlers.common import (
     check_fields,
     client_row,
@@ -34,6 +36,7 @@ from services.billing.handlers.common import (
 )
 from services.billing.handlers.documents import PORTAL_QUOTES, QUOTE_ORDER, invoice_view, quote_view
 from services.billing.handlers.summaries import AVAILABLE, BALANCES, OPEN, OWED, money_moved, params
+from services.billing.handlers.verification import code_of, issue_code
 from services.billing.tables import (
     activities,
     client_summaries,
@@ -42,6 +45,7 @@ from services.billing.tables import (
     credit_notes,
     invoices,
     payment_allocations,
+    payment_payers,
     payments,
     quotes,
     refunds,
@@ -144,6 +148,7 @@ def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_u
             received_at=received_at,
         )
     )
+    issue_code(uow, now, workspace_id, client_id, "receipt", payment_id)
     if applied.settled:
         uow.execute(
             payment_allocations.insert(),
@@ -156,8 +161,19 @@ def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_u
         summary += f", {Money(charged - total, currency).format()} kept as credit"
     record_activity(uow, now, workspace_id, client_id, "payment.recorded", summary, {"payment_id": payment_id})
     view = _payment_view(uow, uow.execute(sa.select(payments).where(payments.c.id == payment_id)).one())
-    uow.publish("payment.recorded", workspace_id, {**view, "recipients": portal_recipients(uow, client_id)})
+    uow.publish(
+        "payment.recorded",
+        workspace_id,
+        {**view, "recipients": portal_recipients(uow, client_id), "paid_by_contact_id": _payer(uow, payment_id)},
+    )
     return view
+
+
+def _payer(uow, payment_id: str) -> str | None:
+    """The contact who started this card payment in the portal, if one did (its receipt is its own)."""
+    return uow.execute(
+        sa.select(payment_payers.c.contact_id).where(payment_payers.c.payment_id == payment_id)
+    ).scalar_one_or_none()
 
 
 def _payment_request(data: dict, now: datetime) -> tuple[list, str, datetime]:
@@ -279,6 +295,7 @@ def get_payment(uow, now: datetime, workspace_id: str, payment_id: str, client_i
     client = client_row(uow, workspace_id, row.client_id)
     return {
         **_payment_view(uow, row),
+        "verification_code": code_of(uow, "receipt", payment_id),  # printed on the receipt
         "client": client_snapshot(uow, client),
         "locale": client.locale,
         "timezone": client.timezone,
@@ -708,6 +725,9 @@ def statement(uow, now: datetime, workspace_id: str, client_id: str, start, end,
             )
     opening = sum(e.effect for e in entries if e.on < start)
     result = domain.statement(opening, [e for e in entries if start <= e.on <= end])
+    # what is owed now by days past due: as of today whatever the period, from the dashboard's read
+    open_by_due = uow.execute(_STATEMENT_AGING, params(workspace_id, client_id, currency)).all()
+    result["aging"] = aging(((r.currency, r.due_date, r.owed) for r in open_by_due), today, first=currency)[0]
     return {
         "client": client_snapshot(uow, client),
         "client_id": client.id,
@@ -751,16 +771,54 @@ _client_currency = (
     sa.select(clients.c.currency).where(clients.c.id == _client, clients.c.workspace_id == _workspace).scalar_subquery()
 )
 _business_zone = sa.select(workspaces.c.timezone).where(workspaces.c.id == _workspace).scalar_subquery()
+# The same scan gives the aging buckets: what is owed per currency and due date, which
+# aging.aging() sorts into buckets by days past due (few rows: one per distinct due date).
+OPEN_BY_DUE = (
+    sa.select(
+        invoices.c.currency,
+        invoices.c.due_date,
+        sa.func.count().label("invoices"),
+        sa.func.sum(OWED).label("owed"),
+    )
+    .where(*OPEN)
+    .group_by(invoices.c.currency, invoices.c.due_date)
+    .subquery("open_by_due")
+)
+_past_due = OPEN_BY_DUE.c.due_date < local_date(_now, _business_zone)
 _OVERDUE = (
     sa.select(
-        sa.func.count().label("overdue_count"),
-        sa.func.coalesce(sa.func.sum(sa.case((invoices.c.currency == _client_currency, OWED), else_=0)), 0).label(
-            "overdue_amount"
-        ),
+        sa.func.coalesce(sa.func.sum(sa.case((_past_due, OPEN_BY_DUE.c.invoices), else_=0)), 0).label("overdue_count"),
+        sa.func.coalesce(
+            sa.func.sum(
+                sa.case((_past_due & (OPEN_BY_DUE.c.currency == _client_currency), OPEN_BY_DUE.c.owed), else_=0)
+            ),
+            0,
+        ).label("overdue_amount"),
+        json_array_agg(
+            json_object(
+                *(
+                    part
+                    for name in ("currency", "due_date", "owed")
+                    for part in (sa.literal_column(f"'{name}'"), OPEN_BY_DUE.c[name])
+                )
+            )
+        ).label("open_by_due"),
     )
-    .where(*OPEN, invoices.c.due_date < local_date(_now, _business_zone))
+    .select_from(OPEN_BY_DUE)
     .subquery("overdue")
 )
+# The statement's aging: the same grouped read, in the statement's currency.
+_STATEMENT_AGING = sa.select(OPEN_BY_DUE.c.currency, OPEN_BY_DUE.c.due_date, OPEN_BY_DUE.c.owed).where(
+    OPEN_BY_DUE.c.currency == sa.bindparam("in_currency")
+)
+
+
+def _open_by_due(value) -> list[tuple[str, date, int]]:
+    """The open_by_due JSON array as (currency, due date, owed) rows (NULL or [] when nothing is open)."""
+    items = json.loads(value) if isinstance(value, str) else (value or [])
+    return [(i["currency"], date.fromisoformat(str(i["due_date"])[:10]), int(i["owed"])) for i in items if i]
+
+
 # The recent lists as the portal sees them: issued, not archived, newest first.
 _RECENT_INVOICES = sa.select(invoices).where(
     invoices.c.client_id == _client,
@@ -795,6 +853,7 @@ _DASHBOARD = (
         _summary.c.last_payment_received_at,
         _OVERDUE.c.overdue_count,
         _OVERDUE.c.overdue_amount,
+        _OVERDUE.c.open_by_due,
         json_rows(_RECENT_INVOICES, (invoices.c.issue_date.desc(), invoices.c.number.desc()), 5).label(
             "recent_invoices"
         ),
@@ -843,7 +902,9 @@ def client_dashboard(uow, now: datetime, workspace_id: str, client_id: str) -> d
         },
         "business": {name: getattr(row, f"business_{name}") for name in _BUSINESS},
         "outstanding": money(summary.outstanding),
-        "overdue": {"count": row.overdue_count, **money(row.overdue_amount)},
+        "overdue": {"count": int(row.overdue_count), **money(row.overdue_amount)},
+        # what is owed by days past due (the business's today), per currency, the client's first
+        "aging": aging(_open_by_due(row.open_by_due), today, first=row.currency),
         "credit_available": money(summary.credit_available),
         "retainer_available": money(summary.retainer_available),
         "last_payment": None

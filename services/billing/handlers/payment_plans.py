@@ -12,7 +12,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from chassis.errors import Invalid
+from chassis.errors import Conflict, Invalid
 from chassis.money import Money
 from services.billing import domain
 from services.billing.handlers.common import (
@@ -24,12 +24,13 @@ from services.billing.handlers.common import (
     settings_of,
     workspace_row,
 )
+from services.billing.handlers.disputes import open_dispute_of
 from services.billing.handlers.ledger import _amount, _available, _use_balance
 from services.billing.tables import credit_applications, invoices
 
 __all__ = ["plan_payment"]
 
-PLAN_FIELDS = {"invoice_ids", "amount", "apply_balance", "currency", "key"}
+PLAN_FIELDS = {"invoice_ids", "amount", "apply_balance", "currency", "key", "autopay"}
 SOURCES = ("credit", "retainer")  # the order balance is used in
 
 
@@ -183,6 +184,15 @@ def plan_payment(
     client = client_row(uow, workspace_id, client_id, lock=commit)
     done = _done(uow, workspace_id, client.id, key)
     rows = _selection(uow, workspace_id, client.id, request.get("invoice_ids"), done)
+    if request.get("autopay", False) is not False:  # payments' automatic charge of a recurring invoice
+        if request["autopay"] is not True:
+            raise Invalid("autopay is true or false.", autopay="not a boolean")
+        disputed = [r.number for r in rows if open_dispute_of(uow, r.id) is not None]
+        if disputed:  # the client pays by hand meanwhile if it wants to; nothing is charged automatically
+            raise Conflict(
+                f"Invoice {', '.join(disputed)} is disputed; automatic payment waits until the dispute is resolved.",
+                invoice_ids="disputed",
+            )
 
     currencies = {r.currency for r in rows}
     if len(currencies) > 1:

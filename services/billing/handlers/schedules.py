@@ -29,7 +29,10 @@ from services.billing.handlers.common import (
 )
 from services.billing.handlers.documents import create_invoice
 from services.billing.handlers.engagement import record_signal
-from services.billing.tables import invoices, recurring_invoices, reminders_sent, workspaces
+from services.billing.tables import invoice_disputes, invoices, recurring_invoices, reminders_sent, workspaces
+
+# An invoice with an open dispute (handlers/disputes.py) gets no reminders while it is open.
+UNDER_DISPUTE = sa.exists().where(invoice_disputes.c.invoice_id == invoices.c.id, invoice_disputes.c.status == "open")
 
 __all__ = [
     "create_recurring",
@@ -283,6 +286,7 @@ def run_reminders(uow, now: datetime, workspace_id: str | None = None) -> int:
             invoices.c.status.in_(sorted(domain.OPEN_STATUSES)),
             invoices.c.kind == "standard",
             invoices.c.archived_at.is_(None),
+            ~UNDER_DISPUTE,  # paused until the business resolves the dispute; then they resume
         )
     )
     if workspace_id is not None:

@@ -1,0 +1,118 @@
+"""/verify/<code>: anyone holding a printed invoice, quote, credit note or receipt checks it against
+the business's own record, without signing in (the code on the paper, or its QR code, leads here).
+
+The page shows only what proves the document: the business, the document's kind, number and date,
+its amounts and status, and the bank account to pay (IBAN and BIC in full, to compare with the paper).
+It never shows the client's name or the lines. A code that cannot be one is answered "not verified"
+before any call; a lookup is one primary-key probe in billing, and each address may make only so many
+a minute on each gateway worker (the codes are unguessable; the limit keeps the page cheap to serve).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import falcon
+
+from chassis.errors import NotFound
+from clients import verification
+from services.gateway.resources import Base
+
+LOOKUPS_PER_MINUTE = 30  # per client address, per gateway worker
+
+
+class Budget:
+    """At most `limit` requests per address in any `window` seconds (a sliding log), in one process."""
+
+    def __init__(self, limit: int, window: float = 60.0, clock: Callable[[], float] = time.monotonic, size=10_000):
+        self.limit, self.window, self.clock, self.size = limit, window, clock, size
+        self._seen: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def spend(self, address: str) -> bool:
+        now = self.clock()
+        with self._lock:
+            if len(self._seen) >= self.size:  # many addresses at once: forget the quiet ones first
+                self._seen = {a: t for a, t in self._seen.items() if t and t[-1] > now - self.window}
+                if len(self._seen) >= self.size:
+                    self._seen.clear()
+            recent = [t for t in self._seen.get(address, ()) if t > now - self.window]
+            if len(recent) >= self.limit:
+                self._seen[address] = recent
+                return False
+            self._seen[address] = [*recent, now]
+            return True
+
+
+class DocumentCheck(Base):
+    """GET /verify/{code}: the record of one printed document, or a 404 page saying it could not be verified."""
+
+    public = True  # the code is the credential, and what it shows is printed on the paper anyway
+
+    def __init__(self, rpc, config, budget: Budget | None = None):
+        super().__init__(rpc, config)
+        self.budget = budget or Budget(LOOKUPS_PER_MINUTE)
+
+    def on_get(self, req, resp, code: str):
+        resp.set_header("X-Robots-Tag", "noindex")  # a document's record is for its holder, not for search engines
+        if not self.budget.spend(self.client_ip(req)):
+            self.render(resp, "document_check.html", 429, found=False, limited=True, locale=self._reader(req))
+            resp.set_header("Retry-After", "60")
+            return
+        canonical = verification.parse(code)
+        if canonical is None:  # no code can look like this: no lookup
+            self._unknown(req, resp)
+            return
+        try:
+            record = self.billing(req).verify_document(canonical)
+        except NotFound:
+            self._unknown(req, resp)
+            return
+        self.render(
+            resp,
+            "document_check.html",
+            found=True,
+            record=record,
+            iban=" ".join(record["iban"][i : i + 4] for i in range(0, len(record["iban"]), 4)),
+            workspace_id=record["workspace_id"],
+            locale=record["locale"],
+        )
+
+    def _unknown(self, req, resp) -> None:
+        self.render(resp, "document_check.html", 404, found=False, limited=False, locale=self._reader(req))
+
+    def _reader(self, req) -> str:
+        """No document, so no client's language: the browser's (Accept-Language), German or English."""
+        return reader_locale(req.get_header("Accept-Language") or "")
+
+
+def reader_locale(accept_language: str) -> str:
+    """de_DE when the reader prefers German to English, else en_US."""
+    best, best_q = "en_US", 0.0
+    for part in accept_language.split(",")[:20]:
+        tag, _, params = part.strip().partition(";")
+        try:
+            q = float(params.strip()[2:]) if params.strip().startswith("q=") else 1.0
+        except ValueError:
+            continue
+        language = tag.strip().lower()[:2]
+        if language in ("de", "en") and q > best_q:
+            best, best_q = ("de_DE" if language == "de" else "en_US"), q
+    return best
+
+
+def with_verify_urls(portal_url: str, answer):
+    """Billing's answer with `verify_url` beside each `verification_code`: on one document, on each
+    of a page's `items`, or on each of a list. Anything else passes unchanged."""
+    documents = answer.get("items") if isinstance(answer, dict) and "items" in answer else answer
+    for document in documents if isinstance(documents, list) else [documents]:
+        if isinstance(document, dict) and "verification_code" in document:
+            code = document["verification_code"]
+            document["verify_url"] = verification.url(portal_url, code) if code else None
+    return answer
+
+
+def add_document_check_routes(app: falcon.App, rpc, config) -> None:
+    app.add_route("/verify/{code}", DocumentCheck(rpc, config))
