@@ -72,6 +72,31 @@ def document_sent(
     )
 
 
+def comment_reply(uow, now, sender, brand: dict, *, key: str, comment: dict, recipient: dict, link: str, headers):
+    """The business's answer in a document's comment thread, quoted, with the document's link."""
+    return handlers.queue_email(
+        uow,
+        now,
+        sender,
+        brand=brand,
+        idempotency_key=key,
+        kind="comment_reply",
+        to=recipient["email"],
+        context={
+            "name": recipient.get("name", ""),
+            "document_kind": comment["document_kind"],
+            "number": comment.get("document_number", ""),
+            "author": comment.get("author_name") or brand["name"],
+            "body": comment.get("body", ""),
+            "link": link,
+        },
+        workspace_id=brand["id"],
+        client_id=comment["client_id"],
+        locale=recipient.get("locale") or "en_US",
+        headers=headers,
+    )
+
+
 def payment_receipt(
     uow,
     now,

@@ -305,6 +305,34 @@ class DocumentsService(ServiceBase):
                 headers=self._unsubscribe(workspace_id, data["client_id"], recipient, f"{kind}_sent"),
             )
 
+    @consumes("billing", "comment.added")
+    def on_comment_added(self, uow, now, event):
+        """The business answered in an invoice's or a quote's thread: each contact who keeps comment
+        replies on gets the answer and a link to the document. The client's own comments email nobody."""
+        data, workspace_id = event["data"], event["workspace_id"]
+        if data.get("author_kind") != "business":
+            return
+        wanted = [r for r in data.get("recipients", ()) if preferences.wanted(uow, "comment_reply", r["contact_id"])]
+        pending = [(f"comment-reply:{data['id']}:{r['contact_id']}", r) for r in wanted]
+        pending = [(key, r) for key, r in pending if not handlers.email_exists(uow, key)]  # redelivered?
+        if not pending:
+            return
+        kind, client_id = data["document_kind"], data["client_id"]
+        links = [self._link(workspace_id, client_id, kind, data["document_id"], r["contact_id"]) for _, r in pending]
+        brand = self._branding(workspace_id)
+        for (key, recipient), link in zip(pending, links):
+            mails.comment_reply(
+                uow,
+                now,
+                self.sender,
+                brand,
+                key=key,
+                comment=data,
+                recipient=recipient,
+                link=link,
+                headers=self._unsubscribe(workspace_id, client_id, recipient, "comment_reply"),
+            )
+
     @consumes("billing", "payment.recorded")
     def on_payment_recorded(self, uow, now, event):
         data, workspace_id = event["data"], event["workspace_id"]

@@ -200,3 +200,23 @@ def test_the_monthly_statement_goes_once_to_the_contact_who_asked_and_the_busine
     by_email = {c["email"]: c for c in listed}
     assert by_email[PAYER]["monthly_statement"] is True and by_email[PAYER]["reminders"] is False
     assert by_email[COLLEAGUE]["monthly_statement"] is False and by_email[COLLEAGUE]["reminders"] is True
+
+
+def test_a_reply_from_the_business_is_emailed_to_the_contacts_who_keep_comment_replies_on(stack, account):
+    ws, client_id, invoice = account["workspace_id"], account["client"]["id"], account["invoices"][0]
+    colleague = account["colleague_id"]
+    with services_rpc(stack, ws) as rpc:
+        rpc.billing.update_notification_preferences(ws, colleague, {"comment_replies": False}, client_id)
+    wait_until(lambda: _copied(stack, colleague, "comment_replies", False), timeout=30, what="documents' copy")
+
+    with services_rpc(stack, ws) as rpc:
+        rpc.billing.add_comment(ws, "invoice", invoice["id"], "client", "Payer", "Could you split the second line?")
+        rpc.billing.add_comment(ws, "invoice", invoice["id"], "business", "Sam", "Done: see the new lines.")
+    [reply] = stack.outbox.wait_for(PAYER, subject=f"A reply on invoice {invoice['number']}", timeout=30)
+    text = reply.get_body(("plain",)).get_content()
+    assert "Sam replied on invoice" in text and "Done: see the new lines." in text and "/i/" in text
+    assert reply["List-Unsubscribe-Post"] == ONE_CLICK
+    # the reply went out for both contacts at once: the colleague's choice kept it away, and the
+    # client's own comment emailed nobody
+    assert stack.outbox.count(COLLEAGUE, "A reply on") == 0
+    assert stack.outbox.count(PAYER, "A reply on") == 1

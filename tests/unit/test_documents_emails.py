@@ -149,6 +149,33 @@ def test_failed_payment_email_offers_to_pay_again(outbox):
     assert "did not go through" in msg["Subject"] and "declined" in text and 'href="http://p/pay"' in html
 
 
+def test_a_reply_in_a_thread_quotes_the_business_and_links_to_the_document(outbox):
+    comment = {
+        "id": "cm1",
+        "document_kind": "quote",
+        "document_id": "q1",
+        "client_id": "cl1",
+        "author_kind": "business",
+        "author_name": "Sam at Acme",
+        "document_number": "Q-0007",
+        "body": "We can do <b>10%</b> less if you take both phases.",
+    }
+    headers = {
+        "List-Unsubscribe": "<http://p/unsubscribe?token=t>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+    [(_, msg)] = outbox(
+        lambda uow, r: mails.comment_reply(
+            uow, NOW, SENDER, BRAND, key="k9", comment=comment, recipient=DANA, link="http://p/i/tok", headers=headers
+        )
+    )
+    text, html = parts(msg)
+    assert msg["Subject"] == "A reply on quote Q-0007 · Acme Studio" and msg["To"] == "dana@example.com"
+    assert "Sam at Acme replied on quote Q-0007:" in text and "10%</b> less" in text  # plain text: as written
+    assert "&lt;b&gt;10%&lt;/b&gt;" in html and 'href="http://p/i/tok"' in html  # HTML: the text, never markup
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
 def test_message_to_the_business_goes_to_its_address_and_replies_to_the_client(outbox):
     [(rcpts, msg)] = outbox(
         lambda uow, r: mails.business_message(

@@ -1255,17 +1255,21 @@ def add_comment(
             created_at=now,
         )
     )
-    uow.publish(
-        "comment.added",
-        workspace_id,
-        {
-            "id": comment_id,
-            "document_kind": document_kind,
-            "document_id": document_id,
-            "client_id": document.client_id,
-            "author_kind": author_kind,
-        },
-    )
+    payload = {
+        "id": comment_id,
+        "document_kind": document_kind,
+        "document_id": document_id,
+        "client_id": document.client_id,
+        "author_kind": author_kind,
+    }
+    if author_kind == "business":  # a reply the client's contacts are emailed (unless they turned it off)
+        payload.update(
+            document_number=document.number,
+            body=body,
+            author_name=author_name,
+            recipients=portal_recipients(uow, document.client_id),
+        )
+    uow.publish("comment.added", workspace_id, payload)
     record_activity(
         uow,
         now,
