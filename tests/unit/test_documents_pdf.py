@@ -214,6 +214,17 @@ def test_german_client_gets_german_labels_dates_and_money():
     keep_page_images("invoice-de", pdf)
 
 
+def test_the_statement_shows_what_is_owed_by_days_past_due_in_the_readers_language():
+    aging = {"currency": "EUR", "current": 10000, "days_1_30": 0, "days_31_60": 2550, "days_61_90": 0}
+    aging |= {"days_over_90": 70000, "total": 82550}
+    statement = {**DOCUMENTS["statement"], "currency": "EUR", "today": "2026-12-01", "aging": aging}
+    pdf = pdfmod.render_pdf("statement", {**context("statement", locale="de_DE"), "doc": statement})
+    text = squeezed(text_of(pdf))
+    for expected in ("Stand 01.12.2026", "Noch nicht fällig", "100,00 €", "25,50 €", "Über 90 Tage", "825,50 €"):
+        assert squeezed(expected) in text, expected
+    assert squeezed("Owed by days") not in squeezed(text_of(pdfmod.render_pdf("statement", context("statement"))))
+
+
 def test_letter_paper_by_setting():
     a4 = PdfReader(io.BytesIO(pdfmod.render_pdf("invoice", context("invoice")))).pages[0].mediabox
     letter = PdfReader(io.BytesIO(pdfmod.render_pdf("invoice", context("invoice", paper="Letter")))).pages[0].mediabox
