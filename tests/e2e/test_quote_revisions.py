@@ -70,6 +70,8 @@ def test_changes_requested_revised_and_the_newest_version_accepted(stack, busine
     )
     assert asked.status_code == 200 and "Changes requested" in asked.text
     assert "Could hosting be 6 months, and add a training session?" in asked.text  # in the thread
+    listed = browser.get(f"{stack.url}/quotes").text  # the list says so too
+    assert f'href="/quotes/{qid}"' in listed and "Changes requested" in listed
     [event] = events(stack, "quote.changes_requested", qid)
     assert (event["version"], event["requested_by"], event["number"]) == (1, "revisions@example.org", number)
     thread = admin("GET", f"/quotes/{qid}/comments", expect=200).json()
