@@ -17,6 +17,7 @@ from chassis.errors import Conflict, Invalid, NotFound, Unavailable
 from chassis.fields import text
 from chassis.money import Money
 from chassis.sql import json_array_agg, json_object, json_rows, local_date, rows_from_json
+from clients import verification
 from services.billing import domain
 from services.billing.aging import aging
 from services.billing.handlers.common import (
@@ -49,6 +50,7 @@ from services.billing.tables import (
     payments,
     quotes,
     refunds,
+    verification_codes,
     workspaces,
 )
 
@@ -820,13 +822,25 @@ def _open_by_due(value) -> list[tuple[str, date, int]]:
 
 
 # The recent lists as the portal sees them: issued, not archived, newest first.
-_RECENT_INVOICES = sa.select(invoices).where(
+
+
+def _grouped(code: str | None) -> str | None:
+    return None if code is None else verification.grouped(code)
+
+
+def _code_of(kind: str, document_id):
+    """A listed document's verification code, in the same statement (the listings look them up apart)."""
+    found = verification_codes.c.document_kind == kind, verification_codes.c.document_id == document_id
+    return sa.select(verification_codes.c.code).where(*found).scalar_subquery().label("verification_code")
+
+
+_RECENT_INVOICES = sa.select(invoices, _code_of("invoice", invoices.c.id)).where(
     invoices.c.client_id == _client,
     invoices.c.workspace_id == _workspace,
     invoices.c.status != "draft",
     invoices.c.archived_at.is_(None),
 )
-_RECENT_QUOTES = sa.select(quotes).where(
+_RECENT_QUOTES = sa.select(quotes, _code_of("quote", quotes.c.id)).where(
     quotes.c.client_id == _client, quotes.c.workspace_id == _workspace, *PORTAL_QUOTES
 )
 _RECENT_ACTIVITY = sa.select(
@@ -914,7 +928,13 @@ def client_dashboard(uow, now: datetime, workspace_id: str, client_id: str) -> d
             "currency": summary.last_payment_currency,
             "received_at": iso(summary.last_payment_received_at),
         },
-        "recent_invoices": [invoice_view(r, today) for r in rows_from_json(_RECENT_INVOICES, row.recent_invoices)],
-        "recent_quotes": [quote_view(r, today) for r in rows_from_json(_RECENT_QUOTES, row.recent_quotes)],
+        "recent_invoices": [
+            {**invoice_view(r, today), "verification_code": _grouped(r.verification_code)}
+            for r in rows_from_json(_RECENT_INVOICES, row.recent_invoices)
+        ],
+        "recent_quotes": [
+            {**quote_view(r, today), "verification_code": _grouped(r.verification_code)}
+            for r in rows_from_json(_RECENT_QUOTES, row.recent_quotes)
+        ],
         "recent_activity": [_activity_view(r) for r in rows_from_json(_RECENT_ACTIVITY, row.recent_activity)],
     }
