@@ -2,13 +2,14 @@
 without asking auth.
 
 A credential is a JWT (RFC 7519, HS256) naming one session of one contact: who it is (contact,
-client, workspace, and the name, email and language pages show), when the session began and when the
-client was last active. Auth and every gateway share the signing keys (`SESSION_KEYS`); each key has
-an id (`kid`), so a new key can be added, made the signing one, and the old one dropped once every
-credential signed with it has expired (12 hours). The limits are checked against the clock the caller
-passes; a credential carries no expiry of its own for a library to check against the wall clock.
+client, workspace, its role in the client's organisation, and the name, email and language pages
+show), when the session began and when the client was last active. Auth and every gateway share the
+signing keys (`SESSION_KEYS`); each key has an id (`kid`), so a new key can be added, made the
+signing one, and the old one dropped once every credential signed with it has expired (12 hours).
+The limits are checked against the clock the caller passes; a credential carries no expiry of its own
+for a library to check against the wall clock.
 
-Ending a session early (sign-out, portal access turned off) is not in the credential: auth and
+Ending a session early (sign-out, portal access turned off, a new role) is not in the credential: auth and
 billing publish it, and every gateway keeps the list (services/gateway/revocations.py).
 """
 
@@ -20,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 import jwt
 
 from chassis import settings
+from chassis.scope import ROLES
 
 ALGORITHM = "HS256"
 DEV_KEYS = "dev:dev-only-session-signing-key-change-me"
@@ -84,6 +86,9 @@ class Session:
     locale: str | None
     started_at: datetime
     seen_at: datetime
+    role: str = "viewer"  # the contact's role in its organisation (chassis/scope.py); least power by default
+    # when the contact last proved presence, by passkey or magic link: payments' step-up for money
+    proved_at: datetime | None = None
 
     def state(self, now: datetime, limits: Limits) -> str:
         """active, expired (past the absolute limit) or idle; a credential from the future is forged."""
@@ -111,6 +116,8 @@ class Session:
             "email": self.email,
             "name": self.name,
             "locale": self.locale,
+            "role": self.role,
+            "proved_at": self.proved_at.isoformat() if self.proved_at else None,
             "created_at": self.started_at.isoformat(),
             "last_seen_at": self.seen_at.isoformat(),
             "expires_at": self.expires_at(limits).isoformat(),
@@ -136,6 +143,8 @@ def issue(session: Session, keys: Keys) -> str:
         "email": session.email,
         "name": session.name,
         "loc": session.locale,
+        "role": session.role,
+        "prv": _epoch(session.proved_at) if session.proved_at else None,
         "iat": _epoch(session.started_at),
         "seen": _epoch(session.seen_at),
     }
@@ -179,4 +188,15 @@ def read(token: str, keys: Keys) -> Session:
     locale = claims.get("loc")
     if not all(isinstance(text, str) for text in texts) or not (locale is None or isinstance(locale, str)):
         raise Refused("forged")
-    return Session(*texts, locale, _moment(claims["iat"]), _moment(claims.get("seen", claims["iat"])))
+    role = claims.get("role")
+    if role not in ROLES:  # a credential from before roles, or a made-up role: sign in again
+        raise Refused("forged")
+    proved = claims.get("prv")
+    return Session(
+        *texts,
+        locale,
+        _moment(claims["iat"]),
+        _moment(claims.get("seen", claims["iat"])),
+        role=role,
+        proved_at=None if proved is None else _moment(proved),
+    )

@@ -41,13 +41,19 @@ class Unauthorized(ServiceError):
     title = "Not signed in"
 
 
+class Forbidden(ServiceError):
+    """Signed in, but the contact's role in its organisation does not allow this (chassis/scope.py)."""
+
+    title = "Not allowed for your role"
+
+
 class Unavailable(ServiceError):
     """Something outside us (Stripe) did not answer; the outcome is unknown and a retry is safe."""
 
     title = "Temporarily unavailable"
 
 
-EXPECTED = (NotFound, Invalid, Conflict, RateLimited, Unauthorized, Unavailable)
+EXPECTED = (NotFound, Invalid, Conflict, RateLimited, Unauthorized, Forbidden, Unavailable)
 _BY_NAME = {cls.__name__: cls for cls in EXPECTED}
 
 

@@ -11,6 +11,10 @@ its scope comes from (`runs_in`): the caller's message, the event's workspace, o
 (timers), scopes it enters as it goes. Only work that really spans workspaces acts as `SYSTEM`, which
 bypasses the policies: the entrypoints and code paths that may are an allow-list a test checks.
 
+A portal scope also carries the signed-in contact's role in its organisation (owner, payer, approver,
+viewer): the service that owns an action checks it (`require_role`), so hiding a button is never the
+only guard. A client scope without a role (a one-document link) may only read.
+
 Under eventlet each green thread has its own contextvars, so concurrent workers never see each
 other's scope.
 """
@@ -22,6 +26,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from chassis.errors import Forbidden
+
 CONTEXT_KEY = "scope"  # the nameko context-data key (sent as the `nameko.scope` header)
 
 # Where an entrypoint's scope comes from.
@@ -31,12 +37,18 @@ OWN = "own"  # nothing at first: the entrypoint enters the scopes it works in (t
 SYSTEM_WIDE = "system"  # every workspace (allow-listed: lookups that precede knowing the workspace)
 KINDS = (CALLER, EVENT, OWN, SYSTEM_WIDE)
 
+# A contact's role inside its client's organisation, most powerful first.
+ROLES = ("owner", "payer", "approver", "viewer")
+
 
 @dataclass(frozen=True)
 class Scope:
     workspace_id: str
     client_id: str | None = None  # None: the whole workspace (admin API)
     system: bool = False  # every workspace: only for the allow-listed paths
+    role: str | None = None  # the signed-in contact's role (portal scopes only)
+    # when the contact last proved presence (passkey or magic link), ISO UTC: payments' step-up check
+    proved_at: str | None = None
 
     def to_context(self) -> dict:
         if self.system:
@@ -44,7 +56,18 @@ class Scope:
         data = {"workspace_id": self.workspace_id}
         if self.client_id:
             data["client_id"] = self.client_id
+            if self.role:
+                data["role"] = self.role
+            if self.proved_at:
+                data["proved_at"] = self.proved_at
         return data
+
+    def allows(self, roles) -> bool:
+        """Whether the caller may do what `roles` may: the business (no client) always; a client's
+        contact only with one of `roles`; anything else (no role, an unknown one) fails closed."""
+        if self.system or not self.client_id:
+            return True
+        return self.role in roles and self.role in ROLES
 
 
 SYSTEM = Scope("", system=True)
@@ -55,14 +78,19 @@ def from_context(value) -> Scope | None:
     whose workspace matches no row. A message can never carry the system scope."""
     if value is None:
         return None
-    if not isinstance(value, dict) or set(value) - {"workspace_id", "client_id"}:
+    if not isinstance(value, dict) or set(value) - {"workspace_id", "client_id", "role", "proved_at"}:
         return Scope("")
-    workspace_id, client_id = value.get("workspace_id"), value.get("client_id")
+    workspace_id, client_id, role = value.get("workspace_id"), value.get("client_id"), value.get("role")
     if not isinstance(workspace_id, str) or not workspace_id:
         return Scope("")
     if client_id is not None and (not isinstance(client_id, str) or not client_id):
         return Scope("")
-    return Scope(workspace_id, client_id)
+    if role is not None and (client_id is None or role not in ROLES):
+        return Scope("")
+    proved_at = value.get("proved_at")
+    if proved_at is not None and (client_id is None or not isinstance(proved_at, str)):
+        return Scope("")
+    return Scope(workspace_id, client_id, role=role, proved_at=proved_at)
 
 
 def of_event(event: dict) -> Scope:
@@ -81,6 +109,15 @@ def runs_in(kind: str):
         return fn
 
     return declare
+
+
+def require_role(roles, detail: str) -> None:
+    """Refuse (Forbidden, a 403 with `detail`) unless the current scope allows one of `roles`. Code run
+    in-process with no scope bound (the CLI's seed, tests of handlers) is not a portal caller; over RPC
+    every entrypoint binds one, and a call that sent none sees no rows at all."""
+    scope = db_scope.get()
+    if scope is not None and not scope.allows(roles):
+        raise Forbidden(detail, role="not allowed")
 
 
 @contextmanager

@@ -143,6 +143,27 @@ class BillingClient(ServiceClient):
             "billing", "cancel_booking", workspace_id, booking_id, client_id=client_id, idempotency_key=idempotency_key
         )
 
+    def change_contact_role(
+        self,
+        workspace_id: str,
+        client_id: str,
+        actor_id: str,
+        contact_id: str,
+        role: str,
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict:
+        return self._call(
+            "billing",
+            "change_contact_role",
+            workspace_id,
+            client_id,
+            actor_id,
+            contact_id,
+            role,
+            idempotency_key=idempotency_key,
+        )
+
     def client_balances(self, workspace_id: str, client_id: str) -> dict:
         return self._call("billing", "client_balances", workspace_id, client_id)
 
@@ -201,6 +222,13 @@ class BillingClient(ServiceClient):
     def get_workspace(self, workspace_id: str) -> dict:
         return self._call("billing", "get_workspace", workspace_id)
 
+    def invite_contact(
+        self, workspace_id: str, client_id: str, actor_id: str, data: dict, *, idempotency_key: str | None = None
+    ) -> dict:
+        return self._call(
+            "billing", "invite_contact", workspace_id, client_id, actor_id, data, idempotency_key=idempotency_key
+        )
+
     def issue_credit_note(self, workspace_id: str, data: dict, *, idempotency_key: str | None = None) -> dict:
         return self._call("billing", "issue_credit_note", workspace_id, data, idempotency_key=idempotency_key)
 
@@ -236,6 +264,9 @@ class BillingClient(ServiceClient):
     def list_notification_preferences(self, workspace_id: str, client_id: str) -> list[dict]:
         return self._call("billing", "list_notification_preferences", workspace_id, client_id)
 
+    def list_processing_payments(self, workspace_id: str, client_id: str) -> list[dict]:
+        return self._call("billing", "list_processing_payments", workspace_id, client_id)
+
     def list_payments(
         self, workspace_id: str, client_id: str | None = None, kind: str | None = None, sort: str = "-date"
     ) -> list[dict]:
@@ -257,6 +288,9 @@ class BillingClient(ServiceClient):
 
     def list_reviews(self, workspace_id: str, client_id: str | None = None, limit=50, offset=0) -> dict:
         return self._call("billing", "list_reviews", workspace_id, client_id=client_id, limit=limit, offset=offset)
+
+    def list_team(self, workspace_id: str, client_id: str, actor_id: str) -> list[dict]:
+        return self._call("billing", "list_team", workspace_id, client_id, actor_id)
 
     def mark_invoice_viewed(
         self, workspace_id: str, client_id: str, invoice_id: str, *, idempotency_key: str | None = None
@@ -348,6 +382,13 @@ class BillingClient(ServiceClient):
             outcome,
             data,
             idempotency_key=idempotency_key,
+        )
+
+    def remove_contact(
+        self, workspace_id: str, client_id: str, actor_id: str, contact_id: str, *, idempotency_key: str | None = None
+    ) -> dict:
+        return self._call(
+            "billing", "remove_contact", workspace_id, client_id, actor_id, contact_id, idempotency_key=idempotency_key
         )
 
     def repair_client_summaries(self, workspace_id: str, *, idempotency_key: str | None = None) -> dict:

@@ -54,7 +54,18 @@ EVENTS: dict[str, tuple[str, ...]] = {
         "recurring.updated",
         "recurring.paused",
     ),
-    "payments": ("payment.attempted", "payment.succeeded", "payment.failed", "payment.refunded", "payment.disputed"),
+    "payments": (
+        "payment.attempted",
+        "payment.processing",
+        "payment.succeeded",
+        "payment.failed",
+        "payment.refunded",
+        "payment.disputed",
+        "payment.debit_scheduled",
+        "mandate.accepted",
+    ),
+    # without the device's IP and user agent, unless the workspace opts in (services/documents/webhooks.py)
+    "auth": ("session.started", "session.ended", "password.set", "password.reset"),
 }
 EVENT_TYPES = frozenset(t for types in EVENTS.values() for t in types)
 
@@ -163,8 +174,35 @@ class DocumentsClient(ServiceClient):
             idempotency_key,
         )
 
-    def send_magic_link(
+    def send_password_reset_link(
         self, *, to, name, workspace_id, client_id, url, expires_at, idempotency_key, locale=None
+    ) -> str:
+        return self._call(
+            "documents",
+            "send_password_reset_link",
+            to=to,
+            name=name,
+            workspace_id=workspace_id,
+            client_id=client_id,
+            url=url,
+            expires_at=expires_at,
+            idempotency_key=idempotency_key,
+            locale=locale,
+        )
+
+    def send_magic_link(
+        self,
+        *,
+        to,
+        name,
+        workspace_id,
+        client_id,
+        url,
+        expires_at,
+        idempotency_key,
+        locale=None,
+        device=None,
+        report_url=None,
     ) -> str:
         return self._call(
             "documents",
@@ -175,6 +213,25 @@ class DocumentsClient(ServiceClient):
             client_id=client_id,
             url=url,
             expires_at=expires_at,
+            idempotency_key=idempotency_key,
+            locale=locale,
+            device=device,
+            report_url=report_url,
+        )
+
+    def send_new_device_notice(
+        self, *, to, name, workspace_id, client_id, contact_id, device, signed_in_at, idempotency_key, locale=None
+    ) -> str:
+        return self._call(
+            "documents",
+            "send_new_device_notice",
+            to=to,
+            name=name,
+            workspace_id=workspace_id,
+            client_id=client_id,
+            contact_id=contact_id,
+            device=device,
+            signed_in_at=signed_in_at,
             idempotency_key=idempotency_key,
             locale=locale,
         )

@@ -12,6 +12,28 @@ class PaymentsClient(ServiceClient):
 
     service = "payments"
 
+    def add_bank_account(
+        self,
+        workspace_id: str,
+        client_id: str,
+        details: dict,
+        acceptance: dict,
+        attempt_id: str | None = None,
+        save: bool = True,
+        idempotency_key: str | None = None,
+    ) -> dict:
+        return self._call(
+            "payments",
+            "add_bank_account",
+            workspace_id,
+            client_id,
+            details,
+            acceptance,
+            attempt_id=attempt_id,
+            save=save,
+            idempotency_key=idempotency_key,
+        )
+
     def card_setup(
         self, workspace_id: str, client_id: str, attempt_id: str | None = None, idempotency_key: str | None = None
     ) -> dict:
@@ -47,6 +69,9 @@ class PaymentsClient(ServiceClient):
 
     def list_disputes(self, workspace_id: str) -> list[dict]:
         return self._call("payments", "list_disputes", workspace_id)
+
+    def list_mandates(self, workspace_id: str, client_id: str) -> list[dict]:
+        return self._call("payments", "list_mandates", workspace_id, client_id)
 
     def list_refunds(self, workspace_id: str, payment_id: str) -> list[dict]:
         return self._call("payments", "list_refunds", workspace_id, payment_id)

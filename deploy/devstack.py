@@ -248,7 +248,9 @@ class Stack:
         Tests start theirs empty; `make dev` keeps its data between runs, like a Stripe test account."""
         if not port_open("127.0.0.1", self.localstripe_port):
             extra = ["--from-scratch"] if self.env.get("LOCALSTRIPE_FROM_SCRATCH") else []
-            self._spawn("localstripe", [str(BIN / "localstripe"), "--port", str(self.localstripe_port), *extra])
+            # localstripe with its SEPA Direct Debit gaps patched (deploy/localstripe_sepa.py)
+            argv = [sys.executable, "-m", "deploy.localstripe_sepa", "--port", str(self.localstripe_port), *extra]
+            self._spawn("localstripe", argv)
             wait_for(lambda: port_open("127.0.0.1", self.localstripe_port), 30, "localstripe to listen")
         register_stripe_webhook(
             self.env["STRIPE_API_BASE"], f"{self.url}/webhooks/stripe", self.env["STRIPE_WEBHOOK_SECRET"]

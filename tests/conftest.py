@@ -349,7 +349,16 @@ def new_portal_client(stack, name: str, email: str, invoices: int = 1, quotes: i
             workspace_id,
             {
                 "name": name,
-                "contacts": [{"email": email, "name": name.split()[0], "is_primary": True, "portal_access": True}],
+                "contacts": [
+                    # an owner: everything, as every contact could before roles
+                    {
+                        "email": email,
+                        "name": name.split()[0],
+                        "is_primary": True,
+                        "portal_access": True,
+                        "role": "owner",
+                    }
+                ],
             },
         )
         made = {

@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import ua_parser
 from email_validator import EmailNotValidError, validate_email
 
 from chassis import credentials
@@ -99,3 +100,35 @@ class Session:
 
     def needs_touch(self, now: datetime, policy: Policy) -> bool:
         return now - self.last_seen_at >= policy.touch_every
+
+
+@dataclass(frozen=True)
+class Device:
+    """What a user agent says of the device: the browser and the operating system, by family (a
+    version changes with every update, so it would make a known device look new)."""
+
+    browser: str | None
+    os: str | None
+
+    @property
+    def known(self) -> bool:
+        return self.browser is not None or self.os is not None
+
+
+USER_AGENT_LIMIT = 500  # what is kept of a user agent; longer ones are cut, never refused
+
+
+def describe_device(user_agent: str | None) -> Device:
+    """Browser and OS families from a user agent (ua-parser's maintained rules); None where unknown."""
+    if not user_agent:
+        return Device(None, None)
+    result = ua_parser.parse(user_agent[:USER_AGENT_LIMIT])
+    browser = result.user_agent.family if result.user_agent and result.user_agent.family != "Other" else None
+    os = result.os.family if result.os and result.os.family != "Other" else None
+    return Device(browser, os)
+
+
+def is_new_device(device: Device, earlier: list[Device]) -> bool:
+    """A sign-in from a browser and OS the contact never signed in from before. The very first
+    sign-in is not "new": there is nothing to tell the contact that they do not know."""
+    return bool(earlier) and device not in earlier

@@ -4,7 +4,9 @@
     portalctl key create --workspace WS --name ci            (prints the key once)
     portalctl key revoke --workspace WS --key-id ID
     portalctl client create --workspace WS --name "Client" [--contact-email a@b.c --contact-name N --portal]
-    portalctl contact add --workspace WS --client CL --email a@b.c [--name N] [--portal]
+    portalctl contact add --workspace WS --client CL --email a@b.c [--name N] [--portal] [--role payer]
+    portalctl contact role --workspace WS --contact CT --role owner|payer|approver|viewer
+                                                               (e.g. the client's first owner; its sessions end)
     portalctl portal enable|disable --workspace WS --contact CT
     portalctl invoice create --workspace WS --client CL --line "Design:10:9500[:tax%]" [--due-in 30] [--send]
     portalctl invoice send --workspace WS --invoice INV
@@ -34,7 +36,7 @@ from chassis import (
 )
 from chassis.errors import ServiceError
 from chassis.scope import CONTEXT_KEY as SCOPE_KEY
-from chassis.scope import Scope
+from chassis.scope import ROLES, Scope
 from clients.auth import AuthClient
 from clients.base import ServiceClient
 from clients.billing import BillingClient
@@ -89,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--email", required=True)
     p.add_argument("--name", default="")
     p.add_argument("--portal", action="store_true")
+    p.add_argument("--role", choices=ROLES, default="payer")
+    p = contact.add_parser("role")
+    p.add_argument("--workspace", required=True)
+    p.add_argument("--contact", required=True)
+    p.add_argument("--role", choices=ROLES, required=True)
 
     portal = sub.add_parser("portal").add_subparsers(dest="action", required=True)
     for action in ("enable", "disable"):
@@ -161,6 +168,13 @@ def dead_letters(args, services: dict[str, ServiceClient]):
             return [service.replay_dead_letter(letter_id) for letter_id in ids]
 
 
+def contact_command(args, billing):
+    if args.action == "add":
+        data = {"email": args.email, "name": args.name, "portal_access": args.portal, "role": args.role}
+        return billing.add_contact(args.workspace, args.client, data)
+    return billing.update_contact(args.workspace, args.contact, {"role": args.role})  # role
+
+
 def run(args, cluster):
     """The RPC call for each command."""
     services = stubs(cluster)
@@ -194,10 +208,8 @@ def run(args, cluster):
                     }
                 ]
             return billing.create_client(args.workspace, data)
-        case ("contact", "add"):
-            return billing.add_contact(
-                args.workspace, args.client, {"email": args.email, "name": args.name, "portal_access": args.portal}
-            )
+        case ("contact", _):
+            return contact_command(args, billing)
         case ("portal", action):
             return billing.set_portal_access(args.workspace, args.contact, action == "enable")
         case ("invoice", "create"):

@@ -26,6 +26,16 @@ OPEN_STATUSES = {"sent", "viewed", "partially_paid"}
 INVOICE_STATUSES = {"draft", "sent", "viewed", "partially_paid", "paid", "void"}
 QUOTE_STATUSES = {"draft", "sent", "accepted", "rejected", "expired"}
 HUNDRED = Decimal(100)
+# Who in a client's organisation may write to the business from the portal (comments, disputes, bookings,
+# reviews): every role but the viewer, who reads and downloads only (roles: chassis/scope.py).
+ACTING_ROLES = ("owner", "payer", "approver")
+ACTING_DETAIL = "Your role in your organisation lets you read and download only."
+# Who may pay and plan payments (payments refuses the charge itself for the same roles).
+PAYING_ROLES = ("owner", "payer")
+PAYING_DETAIL = "Only an owner or a payer of your organisation can pay or change its cards."
+# Who may change the company's own details (its name, address and phone on future invoices).
+COMPANY_ROLES = ("owner",)
+COMPANY_DETAIL = "Only an owner of your organisation can change the company's details."
 MAX_UNIT_PRICE = 1_000_000_000
 
 

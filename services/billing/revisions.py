@@ -22,10 +22,15 @@ def version_number(first_number: str, version: int) -> str:
     return first_number if version == 1 else f"{first_number}-{version}"
 
 
+# The roles that decide on quotes: accept, decline, ask for changes (chassis/scope.py lists the roles).
+DECIDING_ROLES = ("owner", "approver")
+DECIDING_DETAIL = "Only an owner or an approver of your organisation can accept, decline or ask to change quotes."
+
+
 def may_request_changes(contact) -> bool:
-    """Whether this contact of the client may ask for changes to its quotes. Every contact with portal
-    access may, until contacts have roles; a role check belongs here and only here."""
-    return bool(getattr(contact, "portal_access", False))
+    """Whether this contact of the client may ask for changes to its quotes: with portal access, as an
+    owner or an approver."""
+    return bool(getattr(contact, "portal_access", False)) and getattr(contact, "role", None) in DECIDING_ROLES
 
 
 def open_for_changes(display_status: str) -> bool:

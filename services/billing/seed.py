@@ -93,7 +93,13 @@ def seed(engine) -> bool:
             at(90),
             ws,
             demo,
-            {"email": "demo@example.com", "name": "Dana Demo", "is_primary": True, "portal_access": True},
+            {
+                "email": "demo@example.com",
+                "name": "Dana Demo",
+                "is_primary": True,
+                "portal_access": True,
+                "role": "owner",
+            },
         )
         h.add_contact(uow, at(90), ws, demo, {"email": "accounts@demo-client.example", "name": "Demo Accounts"})
 
@@ -210,7 +216,11 @@ def seed(engine) -> bool:
 
         other = h.create_client(uow, at(50), ws, {"name": "Other Corp", "address": "9 Elsewhere Ave"})["id"]
         h.add_contact(
-            uow, at(50), ws, other, {"email": "other@example.com", "name": "Otto Other", "portal_access": True}
+            uow,
+            at(50),
+            ws,
+            other,
+            {"email": "other@example.com", "name": "Otto Other", "portal_access": True, "role": "owner"},
         )
         invoice(other, 10, 30, [{"description": "Secret project retainer", "quantity": 1, "unit_price": 777700}])
         h.create_quote(
@@ -241,7 +251,13 @@ def seed(engine) -> bool:
             at(20),
             ws,
             euro,
-            {"email": "euro@example.com", "name": "Eva Euro", "locale": "de_DE", "portal_access": True},
+            {
+                "email": "euro@example.com",
+                "name": "Eva Euro",
+                "locale": "de_DE",
+                "portal_access": True,
+                "role": "owner",
+            },
         )
         invoice(
             euro, 7, 14, [{"description": "Übersetzung Website", "quantity": 3, "unit_price": 33333, "tax_rate": 19}]
@@ -290,7 +306,13 @@ def seed_german_seller(uow, now) -> None:
             "vat_id": "DE129273398",
             "buyer_reference": "04011000-12345-03",
             "contacts": [
-                {"email": "kunde@example.com", "name": "Karl Kunde", "is_primary": True, "portal_access": True}
+                {
+                    "email": "kunde@example.com",
+                    "name": "Karl Kunde",
+                    "is_primary": True,
+                    "portal_access": True,
+                    "role": "owner",
+                }
             ],
         },
     )["id"]

@@ -24,6 +24,7 @@ from services.billing.handlers import (
     ledger,
     notifications,
     payment_plans,
+    processing,
     schedules,
     summaries,
     verification,
@@ -153,6 +154,52 @@ class BillingService(ServiceBase):
     @rpc(expected_exceptions=EXPECTED)
     def republish_contacts(self, workspace_id: str, *, idempotency_key: str | None = None) -> int:
         return self._tx(clients.republish_contacts, workspace_id, idempotency_key=idempotency_key)
+
+    # the organisation's contacts, managed by its owners from the portal (roles: chassis/scope.py)
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def list_team(self, workspace_id: str, client_id: str, actor_id: str) -> list[dict]:
+        return self._tx(clients.list_team, workspace_id, client_id, actor_id)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def invite_contact(
+        self, workspace_id: str, client_id: str, actor_id: str, data: dict, *, idempotency_key: str | None = None
+    ) -> dict:
+        return self._tx(
+            clients.invite_contact, workspace_id, client_id, actor_id, data, idempotency_key=idempotency_key
+        )
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def change_contact_role(
+        self,
+        workspace_id: str,
+        client_id: str,
+        actor_id: str,
+        contact_id: str,
+        role: str,
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict:
+        return self._tx(
+            clients.change_contact_role,
+            workspace_id,
+            client_id,
+            actor_id,
+            contact_id,
+            role,
+            idempotency_key=idempotency_key,
+        )
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def remove_contact(
+        self, workspace_id: str, client_id: str, actor_id: str, contact_id: str, *, idempotency_key: str | None = None
+    ) -> dict:
+        return self._tx(
+            clients.remove_contact, workspace_id, client_id, actor_id, contact_id, idempotency_key=idempotency_key
+        )
 
     # notification preferences (services/billing/notifications.py)
     @runs_in(CALLER)
@@ -506,6 +553,12 @@ class BillingService(ServiceBase):
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
+    def list_processing_payments(self, workspace_id: str, client_id: str) -> list[dict]:
+        """The client's bank debits still with the bank (payments' payment.processing, not yet settled)."""
+        return self._tx(processing.list_processing, workspace_id, client_id)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
     def repair_client_summaries(self, workspace_id: str, *, idempotency_key: str | None = None) -> dict:
         return self._tx(summaries.repair_client_summaries, workspace_id, idempotency_key=idempotency_key)
 
@@ -713,15 +766,31 @@ class BillingService(ServiceBase):
                 "amount": data["amount"],
                 "currency": data["currency"],
                 "client_id": data.get("client_id"),
-                "method": "card",
+                "method": "sepa_debit" if data.get("method") == "sepa_debit" else "card",
                 "reference": data.get("reference", ""),
                 "source": "stripe",
                 "received_at": data.get("received_at"),
             },
             allow_unapplied=True,
         )
+        processing.payment_succeeded(uow, now, event["workspace_id"], data)
         if data.get("client_id") and not known:
             record_signal(uow, now, event["workspace_id"], data["client_id"], "payment", _occurred(event, now))
+
+    @consumes("payments", "payment.processing")
+    def on_payment_processing(self, uow, now, event):
+        """A bank debit is with the bank: its invoices show it as processing until it settles."""
+        data = event["data"]
+        if processing.payment_processing(uow, now, event["workspace_id"], data):
+            record_activity(
+                uow,
+                now,
+                event["workspace_id"],
+                data["client_id"],
+                "payment.processing",
+                "Payment processing",
+                {"payment_id": data.get("payment_id")},
+            )
 
     @consumes("payments", "payment.refunded")
     def on_payment_refunded(self, uow, now, event):
@@ -763,6 +832,7 @@ class BillingService(ServiceBase):
     @consumes("payments", "payment.failed")
     def on_payment_failed(self, uow, now, event):
         data = event["data"]
+        processing.payment_failed(uow, now, event["workspace_id"], data)  # the invoice is open again
         record_activity(
             uow,
             now,

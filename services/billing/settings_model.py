@@ -85,8 +85,12 @@ class Legal(BaseModel):
 class WorkspaceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     portal_enabled: bool = True
+    # contacts may also sign in with a password (set from the profile or by "Forgot your password?")
+    passwords_enabled: bool = False
     allow_partial_payments: bool = True
     partial_payment_minimum: int = Field(default=0, ge=0)
+    # days between the pre-notification of an automatic bank debit and its collection (SEPA rules)
+    debit_notice_days: int = Field(default=3, ge=0, le=14)
     payment_methods: list[Literal["card", "bank_transfer"]] = Field(default_factory=lambda: ["card"])
     stripe_account: str | None = Field(default=None, pattern=r"^acct_[A-Za-z0-9]+$")  # a Stripe Connect account
     booking_links: list[BookingLink] = Field(default_factory=list, max_length=20)
@@ -99,8 +103,13 @@ class WorkspaceSettings(BaseModel):
     reminders: Reminders = Field(default_factory=Reminders)
     auto_convert_accepted_quotes: bool = False
     refund_policy: Literal["reopen", "credit"] = "reopen"
+    # step-up for money: a contact proves presence again (passkey or sign-in link, within the last
+    # 10 minutes) before paying or changing payment methods; payments checks it
+    step_up_for_payments: bool = False
     paper_size: Literal["A4", "Letter"] = "A4"
     attach_pdf_to_emails: bool = True
+    # outbound webhooks of session events carry the contact's IP address and user agent (personal data)
+    webhooks_include_device_details: bool = False
     legal: Legal = Field(default_factory=Legal)
 
     @field_validator(

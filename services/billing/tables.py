@@ -94,6 +94,7 @@ contacts = sa.Table(
     sa.Column("is_primary", sa.Boolean, nullable=False, default=False),
     sa.Column("portal_access", sa.Boolean, nullable=False, default=False),
     sa.Column("version", sa.Integer, nullable=False, default=1),  # orders contact events for consumers
+    sa.Column("role", sa.String(20), nullable=False),  # owner, payer, approver or viewer (chassis/scope.py)
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.UniqueConstraint("workspace_id", "email", name="uq_contacts_workspace_email"),
 )
@@ -548,4 +549,24 @@ payment_payers = sa.Table(
     sa.Column("client_id", sa.String(36), sa.ForeignKey("clients.id"), nullable=False),
     sa.Column("contact_id", sa.String(36), sa.ForeignKey("contacts.id"), nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+# Debits in flight: a bank debit is "processing" from payments' payment.processing until its
+# payment.succeeded or payment.failed, which may come days later; one row per try and invoice it pays.
+# A failed try's row stays (settled_at set), so a late or repeated payment.processing never brings it back.
+processing_payments = sa.Table(
+    "processing_payments",
+    metadata,
+    sa.Column("payment_id", sa.String(36), primary_key=True),
+    sa.Column("try_number", sa.Integer, primary_key=True),  # payments' try: a failed one may be tried again
+    sa.Column("invoice_id", sa.String(36), sa.ForeignKey("invoices.id"), primary_key=True),
+    sa.Column("workspace_id", sa.String(36), sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("client_id", sa.String(36), sa.ForeignKey("clients.id"), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("method", sa.String(20), nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("settled_at", UtcDateTime, nullable=True),
+    sa.Index("ix_processing_payments_client", "workspace_id", "client_id", "settled_at"),
+    sa.Index("ix_processing_payments_invoice", "invoice_id", "settled_at"),
 )

@@ -92,6 +92,11 @@ def _brand_or_default(uow, workspace_id: str | None) -> dict:
         return {"name": "Your billing portal"}
 
 
+def branding_or_default(uow, workspace_id: str | None) -> dict:
+    """The workspace's branding, or a neutral one while its events have not reached documents."""
+    return _brand_or_default(uow, workspace_id)
+
+
 def queue_email(
     uow,
     now: datetime,
@@ -296,6 +301,8 @@ def apply_workspace(uow, data: dict, now: datetime) -> None:
     settings = data.get("settings") or {}
     branding["paper"] = settings.get("paper_size", "A4")
     branding["attach_pdf"] = settings.get("attach_pdf_to_emails", True)
+    # whether outbound webhooks may carry a contact's IP and user agent (services/documents/webhooks.py)
+    branding["webhook_device_details"] = settings.get("webhooks_include_device_details", False) is True
     legal = settings.get("legal") or {}
     for key in LEGAL_KEYS:  # what invoice law asks the documents to state about the seller
         branding[key] = legal.get(key, "en16931" if key == "einvoice_profile" else "")

@@ -295,3 +295,67 @@ def statement(
         locale=locale,
         headers=headers,
     )
+
+
+def device_context(device: dict | None) -> dict | None:
+    """What a sign-in email says of the device: browser and OS as the user agent named them, and the
+    address; None when nothing is known (the template then says nothing of it)."""
+    if not isinstance(device, dict):
+        return None
+    known = {key: str(device[key])[:100] for key in ("browser", "os", "ip") if device.get(key)}
+    return known or None
+
+
+def mandate_copy(
+    uow, now, sender, brand: dict, *, key: str, data: dict, recipient: dict, timezone: str, link: str
+) -> str:
+    """The client's copy of a SEPA Direct Debit mandate it accepted in the portal, with its reference."""
+    locale = recipient.get("locale") or "en_US"
+    context = {
+        "name": recipient.get("name", ""),
+        "holder_name": data["holder_name"],
+        "iban_last4": data["iban_last4"],
+        "reference": data["reference"],
+        "accepted_at": moment(data["accepted_at"], timezone or "UTC", locale),
+        "link": link,
+    }
+    return handlers.queue_email(
+        uow,
+        now,
+        sender,
+        brand=brand,
+        idempotency_key=key,
+        kind="mandate_copy",
+        to=recipient["email"],
+        context=context,
+        workspace_id=brand["id"],
+        client_id=data["client_id"],
+        locale=locale,
+    )
+
+
+def debit_notice(uow, now, sender, brand: dict, *, key: str, data: dict, recipient: dict, link: str) -> str:
+    """SEPA pre-notification: the amount and date of an automatic debit, before it is collected."""
+    locale = recipient.get("locale") or "en_US"
+    context = {
+        "name": recipient.get("name", ""),
+        "amount": money(data["amount"], data["currency"], locale),
+        "collect_on": day(data["collect_on"], locale),
+        "iban_last4": data.get("iban_last4", ""),
+        "reference": data.get("mandate_reference", ""),
+        "invoices": ", ".join(a.get("number") or a["invoice_id"] for a in data["allocations"]),
+        "link": link,
+    }
+    return handlers.queue_email(
+        uow,
+        now,
+        sender,
+        brand=brand,
+        idempotency_key=key,
+        kind="debit_notice",
+        to=recipient["email"],
+        context=context,
+        workspace_id=brand["id"],
+        client_id=data["client_id"],
+        locale=locale,
+    )

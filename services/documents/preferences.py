@@ -26,7 +26,11 @@ DEFAULTS = {
 # The category of each kind of email to a contact; None: essential, always sent.
 CATEGORY_OF_KIND = {
     "magic_link": None,
+    "password_reset": None,  # "Forgot your password?": a sign-in credential, like a sign-in link
+    "new_device": None,  # a sign-in from a device the contact had not used: a security notice
     "payment_failed": None,  # a card failing, or autopay needing the client: a security and account notice
+    "mandate_copy": None,  # the client's copy of a direct debit mandate it accepted: a record it must get
+    "debit_notice": None,  # the pre-notification of an automatic debit, which SEPA rules require
     "invoice_sent": "invoices",
     "quote_sent": "quotes",
     "invoice_reminder": "reminders",

@@ -26,6 +26,7 @@ from chassis.rpc import TimedRpcProxy
 from chassis.scope import CALLER, OWN, SYSTEM_WIDE, runs_in
 from clients.documents import EVENTS
 from services.documents import handlers, mails, preferences, webhooks
+from services.documents.formatting import moment
 from services.documents.mail import backend_from_env
 from services.documents.pdf import Renderer
 from services.documents.storage import FileStorage
@@ -126,9 +127,42 @@ class DocumentsService(ServiceBase):
 
     @runs_in(CALLER)
     @rpc
-    def send_magic_link(
+    def send_password_reset_link(
         self, *, to, name, workspace_id, client_id, url, expires_at, idempotency_key, locale=None
     ) -> str:
+        with self.db.uow() as uow:
+            email_id = handlers.queue_email(
+                uow,
+                self.clock(),
+                self.sender,
+                idempotency_key=idempotency_key,
+                kind="password_reset",
+                to=to,
+                workspace_id=workspace_id,
+                client_id=client_id,
+                locale=locale,
+                context={"name": name, "url": url, "expires_at": expires_at[:16].replace("T", " ")},
+            )
+            uow.commit()
+            return email_id
+
+    @runs_in(CALLER)
+    @rpc
+    def send_magic_link(
+        self,
+        *,
+        to,
+        name,
+        workspace_id,
+        client_id,
+        url,
+        expires_at,
+        idempotency_key,
+        locale=None,
+        device=None,
+        report_url=None,
+    ) -> str:
+        """`device` (browser, os, ip) is who asked for the link; `report_url` the "this wasn't me" link."""
         with self.db.uow() as uow:
             email_id = handlers.queue_email(
                 uow,
@@ -140,7 +174,47 @@ class DocumentsService(ServiceBase):
                 workspace_id=workspace_id,
                 client_id=client_id,
                 locale=locale,
-                context={"name": name, "url": url, "expires_at": expires_at[:16].replace("T", " ")},
+                context={
+                    "name": name,
+                    "url": url,
+                    "expires_at": expires_at[:16].replace("T", " "),
+                    "device": mails.device_context(device),
+                    "report_url": report_url,
+                },
+            )
+            uow.commit()
+            return email_id
+
+    @runs_in(CALLER)
+    @rpc
+    def send_new_device_notice(
+        self, *, to, name, workspace_id, client_id, contact_id, device, signed_in_at, idempotency_key, locale=None
+    ) -> str:
+        """A sign-in from a browser and OS the contact had not used before: essential, always sent."""
+        with self.db.uow() as uow:
+            if not preferences.wanted(uow, "new_device", contact_id):
+                return ""
+            brand = handlers.branding_or_default(uow, workspace_id)
+            # shown in the business's time zone, named, as the contact has no other to go by here
+            zone = brand.get("timezone") or "UTC"
+            when = f"{moment(signed_in_at, zone, locale or brand.get('locale') or 'en_US')} ({zone})"
+            email_id = handlers.queue_email(
+                uow,
+                self.clock(),
+                self.sender,
+                idempotency_key=idempotency_key,
+                kind="new_device",
+                to=to,
+                workspace_id=workspace_id,
+                client_id=client_id,
+                locale=locale,
+                brand=brand,
+                context={
+                    "name": name,
+                    "device": mails.device_context(device),
+                    "signed_in_at": when,
+                    "sessions_url": self._portal("/profile/sessions"),
+                },
             )
             uow.commit()
             return email_id
@@ -262,8 +336,9 @@ class DocumentsService(ServiceBase):
         token = unsubscribe.issue(key, workspace_id, client_id, recipient["contact_id"], category, self.clock())
         return preferences.unsubscribe_headers(self._portal(f"/unsubscribe?token={token}"))
 
-    def _link(self, workspace_id: str, client_id: str, kind: str, document_id: str) -> str:
-        link = self.auth.issue_document_link(workspace_id, client_id, kind, document_id)
+    def _link(self, workspace_id: str, client_id: str, kind: str, document_id: str, contact_id=None) -> str:
+        """A one-document link; with the recipient's contact id, its sessions page lists the link."""
+        link = self.auth.issue_document_link(workspace_id, client_id, kind, document_id, contact_id=contact_id)
         return self._portal(f"/i/{link['token']}")
 
     @consumes("billing", "invoice.sent")
@@ -288,7 +363,7 @@ class DocumentsService(ServiceBase):
         attachments = (
             (mails.pdf_attachment(self.renderer, brand, kind, document),) if brand.get("attach_pdf", True) else ()
         )
-        links = [self._link(workspace_id, data["client_id"], kind, data["id"]) for _ in pending]
+        links = [self._link(workspace_id, data["client_id"], kind, data["id"], r.get("contact_id")) for _, r in pending]
         for (key, recipient), link in zip(pending, links):
             mails.document_sent(
                 uow,
@@ -362,9 +437,10 @@ class DocumentsService(ServiceBase):
 
     @consumes("payments", "payment.failed")
     def on_payment_failed(self, uow, now, event):
-        """Only automatic payments are emailed: a client paying on screen sees the failure there."""
+        """Automatic payments and late failures (a debit the bank returned days later) are emailed: a
+        client paying on screen sees any other failure there."""
         data, workspace_id = event["data"], event["workspace_id"]
-        if not data.get("off_session", True):
+        if not data.get("off_session", True) and not data.get("late"):
             return
         client = self.billing.get_client(workspace_id, data["client_id"])
         for contact in (c for c in client["contacts"] if c["portal_access"]):
@@ -377,6 +453,47 @@ class DocumentsService(ServiceBase):
                 data=data,
                 recipient=contact,
                 link=data.get("pay_url") or self._portal("/login"),
+            )
+
+    @consumes("payments", "mandate.accepted")
+    def on_mandate_accepted(self, uow, now, event):
+        """The client's copy of the direct debit mandate, to the contact who accepted it and to the
+        email given for the mandate (once each)."""
+        data, workspace_id = event["data"], event["workspace_id"]
+        client = self.billing.get_client(workspace_id, data["client_id"])
+        contacts = [c for c in client["contacts"] if c["portal_access"] and c["id"] == data.get("contact_id")]
+        recipients = {c["email"].lower(): c for c in contacts}
+        recipients.setdefault(
+            data["email"].lower(), {"email": data["email"], "name": data["holder_name"], "locale": client.get("locale")}
+        )
+        for email, recipient in recipients.items():
+            mails.mandate_copy(
+                uow,
+                now,
+                self.sender,
+                self._branding(workspace_id),
+                key=f"mandate-copy:{data['id']}:{email}",
+                data=data,
+                recipient={**recipient, "locale": recipient.get("locale") or client.get("locale")},
+                timezone=client.get("timezone") or "UTC",
+                link=self._portal("/payment-methods"),
+            )
+
+    @consumes("payments", "payment.debit_scheduled")
+    def on_debit_scheduled(self, uow, now, event):
+        """SEPA pre-notification of an automatic debit: its amount and date, before it is collected."""
+        data, workspace_id = event["data"], event["workspace_id"]
+        client = self.billing.get_client(workspace_id, data["client_id"])
+        for contact in (c for c in client["contacts"] if c["portal_access"]):
+            mails.debit_notice(
+                uow,
+                now,
+                self.sender,
+                self._branding(workspace_id),
+                key=f"debit-notice:{data['payment_id']}:{contact['id']}",
+                data=data,
+                recipient={**contact, "locale": contact.get("locale") or client.get("locale")},
+                link=self._portal("/invoices"),
             )
 
     @runs_in(CALLER)

@@ -35,7 +35,7 @@ import sqlalchemy as sa
 
 from chassis.errors import Conflict, Invalid, NotFound
 from clients.documents import EVENT_TYPES
-from services.documents.tables import webhook_attempts, webhook_deliveries, webhook_subscriptions
+from services.documents.tables import webhook_attempts, webhook_deliveries, webhook_subscriptions, workspaces
 
 MAX_SUBSCRIPTIONS = 20  # per workspace
 MAX_EVENT_TYPES = 50  # per subscription
@@ -237,6 +237,25 @@ def encode(event: dict) -> str:
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
 
 
+# Personal data about a contact's device, in auth's session events: sent to a workspace's URLs only
+# when the workspace turns on `webhooks_include_device_details` (documents' copy of its settings).
+DEVICE_FIELDS = ("ip", "user_agent")
+
+
+def outbound(uow, event: dict) -> dict:
+    """The event as a workspace's URLs receive it: without the device's IP and user agent unless the
+    workspace opted in. Fails closed: an unknown workspace or setting gets them left out."""
+    data = event.get("data")
+    if not isinstance(data, dict) or not any(name in data for name in DEVICE_FIELDS):
+        return event
+    branding = uow.execute(
+        sa.select(workspaces.c.branding).where(workspaces.c.id == event.get("workspace_id"))
+    ).scalar()
+    if isinstance(branding, dict) and branding.get("webhook_device_details") is True:
+        return event
+    return {**event, "data": {key: value for key, value in data.items() if key not in DEVICE_FIELDS}}
+
+
 def fan_out(uow, now: datetime, event: dict) -> int:
     """Queue the event for each active subscription of its workspace that wants its type. Run again
     for the same event (a redelivery) it queues nothing: (subscription, event id) is unique."""
@@ -255,7 +274,7 @@ def fan_out(uow, now: datetime, event: dict) -> int:
             sa.select(d.c.subscription_id).where(d.c.event_id == event["id"], d.c.subscription_id.in_(wanted))
         ).scalars()
     )
-    body = encode(event)
+    body = encode(outbound(uow, event))
     rows = [
         {
             "id": str(uuid.uuid4()),

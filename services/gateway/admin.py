@@ -170,8 +170,14 @@ class SettingsIn(Body):
     """The settings to change; the others keep their values."""
 
     portal_enabled: bool = None
+    passwords_enabled: bool = Field(
+        None, description="Contacts may also sign in with an email and a password they set (off by default)"
+    )
     allow_partial_payments: bool = None
     partial_payment_minimum: int = Field(None, ge=0, le=MAX_AMOUNT)
+    debit_notice_days: int = Field(
+        None, ge=0, le=14, description="Days between the notice of an automatic bank debit and its collection"
+    )
     payment_methods: Annotated[
         list[Literal["card", "bank_transfer"]], AfterValidator(_unique), Field(json_schema_extra={"uniqueItems": True})
     ] = None
@@ -188,8 +194,16 @@ class SettingsIn(Body):
     reminders: RemindersIn = None
     auto_convert_accepted_quotes: bool = None
     refund_policy: Literal["reopen", "credit"] = None
+    step_up_for_payments: bool = Field(
+        None,
+        description="Before paying or changing payment methods, a contact confirms with a passkey or a sign-in "
+        "link from the last 10 minutes (off by default)",
+    )
     paper_size: Literal["A4", "Letter"] = None
     attach_pdf_to_emails: bool = None
+    webhooks_include_device_details: bool = Field(
+        None, description="Outbound webhooks of session events include the contact's IP address and user agent"
+    )
     legal: LegalIn = None
 
 
@@ -219,6 +233,14 @@ class WorkspaceUpdate(Body):
     settings: SettingsIn = None
 
 
+ContactRole = Literal["owner", "payer", "approver", "viewer"]
+CONTACT_ROLES = (
+    "The contact's role in its organisation: owner (everything, and manages the other contacts in the "
+    "portal), payer (pays, manages cards), approver (accepts, declines and asks to change quotes) or viewer "
+    "(reads and downloads). A client's last owner cannot lose the role"
+)
+
+
 class ContactIn(Body):
     email: Email = Field(description="Stored in its normal form (lower case)")
     name: str = Text(200, default="")
@@ -226,6 +248,7 @@ class ContactIn(Body):
     locale: Locale | None = Field(None, description="null: the client's")
     is_primary: bool = False
     portal_access: bool = False
+    role: ContactRole = Field("payer", description=CONTACT_ROLES)
 
 
 class ContactUpdate(Body):
@@ -237,6 +260,7 @@ class ContactUpdate(Body):
     locale: Locale | None = None
     is_primary: bool = None
     portal_access: bool = None
+    role: ContactRole = Field(None, description=CONTACT_ROLES + ". The contact's sessions end when it changes")
 
 
 class ClientIn(Body):
@@ -618,6 +642,16 @@ ROUTES: tuple[Route, ...] = (
         lambda p, b, q: (p["id"], q.get("limit", 100)),
         query=(Limit(500, 100),),
         service="documents",
+        scope_check="get_client",
+    ),
+    Route(
+        "GET",
+        "/clients/{id}/mandates",
+        "list_mandates",
+        "The client's SEPA Direct Debit mandates, newest first: who accepted each, when, from which IP address "
+        "and browser, the mandate text version, its reference, and whether it was cancelled (its bank account removed)",
+        _p("id"),
+        service="payments",
         scope_check="get_client",
     ),
     Route(

@@ -15,21 +15,35 @@ import falcon
 
 from chassis import credentials, settings
 from chassis.clock import Clock, utcnow
-from chassis.errors import Conflict, Invalid, NotFound, RateLimited, ServiceError, Unauthorized, Unavailable
+from chassis.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    RateLimited,
+    ServiceError,
+    Unauthorized,
+    Unavailable,
+)
 from chassis.logs import configure_logging, request_id_var
 from services.gateway import resources
 from services.gateway.admin import add_admin_routes
+from services.gateway.bank_debit import add_bank_debit_routes
 from services.gateway.bookings import add_booking_routes
 from services.gateway.csrf import CsrfMiddleware
+from services.gateway.devices import add_device_routes
 from services.gateway.document_check import add_document_check_routes
 from services.gateway.jsonapi import BadQuery, unstorable_text
 from services.gateway.metrics import MeteredRpc, MetricsMiddleware, add_ops_routes
 from services.gateway.notifications import add_notification_routes
+from services.gateway.passkeys import add_passkey_routes, step_up_location
+from services.gateway.passwords import add_password_routes
 from services.gateway.payments import add_payment_routes
 from services.gateway.portal_api import add_portal_api_routes
 from services.gateway.revocations import RevocationFeed, RevocationList
 from services.gateway.rpc import RpcPool, ServiceCrashed, ServiceTimeout, ServiceUnavailable
 from services.gateway.sessions import SeenReports, SessionGuard, SessionMiddleware
+from services.gateway.team import add_team_routes
 from services.gateway.views import env_for
 
 log = logging.getLogger(__name__)
@@ -41,6 +55,7 @@ HTTP_STATUS = {
     Conflict: 409,
     RateLimited: 429,
     Unauthorized: 401,
+    Forbidden: 403,
     Unavailable: 503,
 }
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -258,6 +273,13 @@ class ErrorRenderer:
 
     def service_error(self, req, resp, ex: ServiceError, params):
         fields = {"errors": ex.fields} if ex.fields else {}
+        if isinstance(ex, Unauthorized) and ex.fields.get("step_up") == "required":
+            # step-up for money (services/gateway/passkeys.py): a page goes to confirm it is you first
+            location = step_up_location(req, self.config.portal_url)
+            if not wants_json(req):
+                resp.status, resp.location, resp.text = 303, location, ""
+                return
+            return self.respond(req, resp, 401, "Confirm it is you", ex.detail, {**fields, "step_up_url": location})
         status = next((code for kind, code in HTTP_STATUS.items() if isinstance(ex, kind)), 500)
         # problem+json extension members a gateway error may add (e.g. a link to the newest version)
         self.respond(req, resp, status, ex.title, ex.detail, {**fields, **getattr(ex, "extensions", {})})
@@ -340,11 +362,16 @@ def create_app(
     app.add_error_handler(ServiceCrashed, errors.crashed)
     resources.add_routes(app, rpc, health_rpc, config)
     add_booking_routes(app, rpc, config)
+    add_team_routes(app, rpc, config)
     add_document_check_routes(app, rpc, config)
     add_portal_api_routes(app, rpc, config)
+    add_password_routes(app, rpc, config)
     add_admin_routes(app, rpc, config.portal_url)
     add_payment_routes(app, rpc, config)
+    add_bank_debit_routes(app, rpc, config)
+    add_passkey_routes(app, rpc, config)
     add_notification_routes(app, rpc, config, clock)
+    add_device_routes(app, rpc, config)
     add_ops_routes(app, config)
     app.add_static_route("/static", str(Path(__file__).parent / "static"))
     return app

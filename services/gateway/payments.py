@@ -134,8 +134,12 @@ class PayCard(Portal):
         attempt = self.payments(req).get_attempt(ws, attempt_id, client_id)
         if attempt["status"] not in ("open", "failed"):
             raise falcon.HTTPSeeOther(f"/pay/{attempt_id}/done")
-        cards = self.payments(req).list_cards(ws, client_id)
-        self.page(req, resp, "pay_card.html", session, attempt=attempt, cards=cards, stripe=self.config.stripe)
+        methods = self.payments(req).list_cards(ws, client_id)
+        cards = [m for m in methods if m.get("type", "card") == "card"]
+        banks = [m for m in methods if m.get("type") == "sepa_debit"]  # offered for EUR payments
+        self.page(
+            req, resp, "pay_card.html", session, attempt=attempt, cards=cards, banks=banks, stripe=self.config.stripe
+        )
 
 
 class PayAction(Portal):
@@ -184,9 +188,18 @@ class Cards(Portal):
 
     def on_get(self, req, resp):
         session = self.session(req, resp)
-        cards = self.payments(req).list_cards(session["workspace_id"], session["client_id"])
+        methods = self.payments(req).list_cards(session["workspace_id"], session["client_id"])
         self.page(
-            req, resp, "cards.html", session, cards=cards, stripe=self.config.stripe, notice=req.get_param("notice")
+            req,
+            resp,
+            "cards.html",
+            session,
+            cards=[m for m in methods if m.get("type", "card") == "card"],
+            banks=[m for m in methods if m.get("type") == "sepa_debit"],
+            mandates=self.payments(req).list_mandates(session["workspace_id"], session["client_id"]),
+            bank_key=uuid.uuid4().hex,
+            stripe=self.config.stripe,
+            notice=req.get_param("notice"),
         )
 
     def on_post(self, req, resp):

@@ -1,7 +1,8 @@
 """The portal's JSON API, `/api/portal/v1/`: everything the pages show and do, for the signed-in client.
 
 Authentication is the session from a magic link: the browser's cookie, or `Authorization: Bearer
-<access_token>` where the token comes from `POST /session` with the link's token. Scope comes from the
+<access_token>` where the token comes from `POST /session` with the link's token (or, where the business
+allows passwords, from `POST /session/password` with an email and password). Scope comes from the
 session only, never from the request, so another client's ids answer 404. State-changing calls with the
 cookie need the `X-CSRF-Token` header (the token is in `GET /me`); bearer calls do not. A token not used
 for 30 minutes expires; while a client is active, an answer carries a fresh token in the `X-Session-Token`
@@ -11,15 +12,18 @@ header (at most once a minute), to be used from then on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Literal
 
 import falcon
 from pydantic import Field
 
-from chassis.errors import Conflict
+from chassis.errors import Conflict, Unauthorized
 from clients.auth import AuthClient
 from clients.billing import BillingClient
 from clients.documents import DocumentsClient
+from clients.payments import PaymentsClient
+from services.gateway import devices
 from services.gateway.document_check import with_verify_urls
 from services.gateway.jsonapi import (
     AFTER,
@@ -38,6 +42,8 @@ from services.gateway.jsonapi import (
     read_body,
     read_query,
 )
+from services.gateway.passkeys import REFUSALS as PASSKEY_REFUSALS
+from services.gateway.passwords import PASSWORD_REFUSALS, RESET_LINK_PROBLEMS
 from services.gateway.resources import (
     INVOICE_FILTERS,
     INVOICE_SORTS,
@@ -52,11 +58,41 @@ from services.gateway.resources import (
 )
 
 PREFIX = "/api/portal/v1"
+BASE64URL = "^[A-Za-z0-9_-]+$"
 TRIMMED = "; blank space around it is trimmed"
 
 
 class SessionIn(Body):
     token: str = Text(200, required=True, description="The token from the sign-in link")
+
+
+class PasswordSignInIn(Body):
+    email: Email
+    password: str = Text(512, required=True, description="The password the contact set")
+
+
+class PasswordForgotIn(Body):
+    email: Email
+
+
+class PasswordResetIn(Body):
+    token: str = Text(200, required=True, description="The token from the emailed link")
+    password: str = Text(512, required=True, description="The new password: 12 to 128 characters, not a common one")
+
+
+class PasswordIn(Body):
+    current_password: str = Text(
+        512, default="", description="Required when a password is set already (forgot it? use /password/forgot)"
+    )
+    password: str = Text(512, required=True, description="The new password: 12 to 128 characters, not a common one")
+
+
+class BankAccountIn(Body):
+    holder_name: str = Text(200, required=True, description="The account holder's name")
+    email: str = Text(254, required=True, description="Where the mandate copy and debit notices go")
+    iban: str = Text(64, required=True, description="A SEPA IBAN; checked (check digits, country) before Stripe")
+    accept_mandate: bool = Field(description="true: the contact accepts the SEPA Direct Debit mandate text")
+    idempotency_key: str = Text(64, default="", description="Repeat it on a retry and the account is added once")
 
 
 class CommentIn(Body):
@@ -122,6 +158,23 @@ class NotificationPreferencesIn(Body):
     email_locale: Locale | None = Field(None, description="The language of your emails; null: the company's")
 
 
+Role = Literal["owner", "payer", "approver", "viewer"]
+ROLES_TEXT = (
+    "owner: everything, and manages the organisation's contacts; payer: pays and manages cards; "
+    "approver: accepts, declines and asks to change quotes; viewer: reads and downloads"
+)
+
+
+class InviteIn(Body):
+    email: Email
+    name: str = Text(200, default="")
+    role: Role = Field(description=ROLES_TEXT)
+
+
+class RoleIn(Body):
+    role: Role = Field(description=ROLES_TEXT)
+
+
 class MessageIn(Body):
     subject: str = Text(200, required=True)
     message: str = Text(5000, required=True)
@@ -136,6 +189,56 @@ class ReviewIn(Body):
 class BookingIn(Body):
     link_id: str = Text(50, required=True)
     start: Moment = Field(description="One of the slots offered (a taken or unknown time is a 409)")
+
+
+def _bytes(max_length: int, **kwargs):
+    return Field(min_length=1, max_length=max_length, pattern=BASE64URL, **kwargs)
+
+
+class PasskeyResponseIn(Body):
+    """An AuthenticatorAttestationResponse (adding) or AuthenticatorAssertionResponse (using) as JSON."""
+
+    clientDataJSON: str = _bytes(4096)
+    attestationObject: str = _bytes(16384, default=None)
+    authenticatorData: str = _bytes(4096, default=None)
+    signature: str = _bytes(1024, default=None)
+    userHandle: str | None = Field(None, max_length=1024, pattern=BASE64URL)
+    publicKey: str = _bytes(4096, default=None)
+    publicKeyAlgorithm: int = None
+    transports: list[Literal["ble", "cable", "hybrid", "internal", "nfc", "smart-card", "usb"]] = Field(
+        None, max_length=7
+    )
+
+
+class CredPropsIn(Body):
+    rk: bool = None
+
+
+class ExtensionResultsIn(Body):
+    credProps: CredPropsIn = None
+
+
+class PasskeyCredentialIn(Body):
+    """The browser's PublicKeyCredential as JSON (WebAuthn Level 3 toJSON(): bytes as base64url)."""
+
+    id: str = _bytes(1400)
+    rawId: str = _bytes(1400)
+    type: Literal["public-key"]
+    response: PasskeyResponseIn
+    authenticatorAttachment: Literal["platform", "cross-platform"] | None = None
+    clientExtensionResults: ExtensionResultsIn = None
+
+
+class PasskeyAnswerIn(Body):
+    credential: PasskeyCredentialIn
+
+
+class NewPasskeyIn(PasskeyAnswerIn):
+    name: str = Text(100, description="So the contact can tell its passkeys apart (default: Passkey)")
+
+
+class PasskeyNameIn(Body):
+    name: str = Text(100, required=True)
 
 
 @dataclass(frozen=True)
@@ -167,14 +270,75 @@ def _name(s) -> str:
 
 def _me(a, p, b, q, s) -> dict:
     return {
-        **{k: s[k] for k in ("contact_id", "client_id", "workspace_id", "email", "name", "expires_at")},
+        **{k: s[k] for k in ("contact_id", "client_id", "workspace_id", "email", "name", "role", "expires_at")},
         "csrf_token": a.req.context.csrf_token,
     }
 
 
 def _sign_in(a, p, b, q, s) -> dict:
-    session = a.auth.consume_link(b["token"], None, a.client_ip(a.req))  # guessing is rate-limited
+    session = a.auth.consume_link(  # guessing is rate-limited
+        b["token"], None, a.client_ip(a.req), user_agent=a.req.user_agent
+    )
     return {"access_token": session["credential"], "token_type": "bearer", "expires_at": session.get("expires_at")}
+
+
+def _token(session: dict) -> dict:
+    return {"access_token": session["credential"], "token_type": "bearer", "expires_at": session.get("expires_at")}
+
+
+def _password_sign_in(a, p, b, q, s) -> dict:
+    try:  # failures per account and per address are rate-limited by auth
+        session = a.auth.sign_in_with_password(
+            b["email"], b["password"], a.client_ip(a.req), user_agent=a.req.user_agent
+        )
+    except Unauthorized as exc:
+        raise Unauthorized(PASSWORD_REFUSALS.get(exc.detail, PASSWORD_REFUSALS["wrong_password"])) from None
+    return _token(session)
+
+
+def _password_reset(a, p, b, q, s) -> dict:
+    try:
+        session = a.auth.reset_password(b["token"], b["password"], None, a.client_ip(a.req), a.req.user_agent)
+    except Unauthorized as exc:
+        raise Unauthorized(RESET_LINK_PROBLEMS.get(exc.detail, RESET_LINK_PROBLEMS["unknown"])[1]) from None
+    return _token(session)
+
+
+def _passkey(call):
+    """A passkey ceremony whose refusal (a used or expired challenge, an unknown passkey) is a 401 that
+    says why in words."""
+
+    def checked(a, p, b, q, s):
+        try:
+            return call(a, p, b, q, s)
+        except Unauthorized as exc:
+            raise Unauthorized(PASSKEY_REFUSALS.get(exc.detail, PASSKEY_REFUSALS["passkey"])) from None
+
+    return checked
+
+
+def _passkey_sign_in(a, p, b, q, s) -> dict:
+    session = a.auth.passkey_sign_in(
+        b["credential"], a.resource.config.portal_url, None, a.client_ip(a.req), a.req.user_agent
+    )
+    return _token(session)
+
+
+def _step_up(a, p, b, q, s) -> dict:
+    proved = a.auth.passkey_step_up(s["contact_id"], s["session_id"], b["credential"], a.resource.config.portal_url)
+    # a new credential that says so: the cookie, or the X-Session-Token header for a bearer client
+    a.req.context.sessions.renew(a.req, a.resp, proved_at=datetime.fromisoformat(proved["proved_at"]))
+    return {"proved_at": proved["proved_at"]}
+
+
+def _end_session(a, p, b, q, s) -> None:
+    if not devices.end_session(a.req, a.auth, s, p["id"]):
+        raise falcon.HTTPNotFound()  # ended already, or not this contact's
+
+
+def _ended(ended: int) -> None:
+    if not ended:
+        raise falcon.HTTPNotFound()
 
 
 def _profile(a, p, b, q, s) -> dict:
@@ -211,6 +375,20 @@ def _forward(a, p, b, q, s) -> dict:
         idempotency_key=f"forward:{p['id']}:{b['to']}:{a.req.context.request_id}",
     )
     return {"email_id": email_id}
+
+
+def _bank_account(a, p, b, q, s) -> dict:
+    key = f"bank:{s['contact_id']}:{b['idempotency_key']}" if b.get("idempotency_key") else None
+    acceptance = {
+        "accepted": b["accept_mandate"],
+        "contact_id": s["contact_id"],
+        "ip_address": a.client_ip(a.req),
+        "user_agent": (a.req.user_agent or "")[:500],
+    }
+    details = {k: b[k] for k in ("holder_name", "email", "iban")}
+    return a.payments.add_bank_account(s["workspace_id"], s["client_id"], details, acceptance, idempotency_key=key)[
+        "mandate"
+    ]
 
 
 def _comment(a, p, b, q, s) -> dict:
@@ -503,6 +681,38 @@ ROUTES: tuple[PortalRoute, ...] = (
     PortalRoute("GET", "/payments/{id}", "get_payment", "One payment and what it paid", _mine("get_payment")),
     PortalRoute(
         "GET",
+        "/processing-payments",
+        "list_processing_payments",
+        "Bank debits still with the bank (processing until they settle or fail, which may take days)",
+        lambda a, p, b, q, s: a.billing.list_processing_payments(s["workspace_id"], s["client_id"]),
+    ),
+    PortalRoute(
+        "GET",
+        "/payment-methods",
+        "list_payment_methods",
+        "Saved cards and bank accounts (type card or sepa_debit), the default first marked",
+        lambda a, p, b, q, s: a.payments.list_cards(s["workspace_id"], s["client_id"]),
+    ),
+    PortalRoute(
+        "POST",
+        "/bank-accounts",
+        "add_bank_account",
+        "Save a bank account for SEPA Direct Debit (EUR clients) under a new mandate, recorded with this "
+        "request's IP address and user agent; a copy of the mandate is emailed. A bad IBAN is a 422 and "
+        "nothing is created",
+        _bank_account,
+        BankAccountIn,
+        status=201,
+    ),
+    PortalRoute(
+        "GET",
+        "/mandates",
+        "list_mandates",
+        "The SEPA Direct Debit mandates you accepted, active and cancelled",
+        lambda a, p, b, q, s: a.payments.list_mandates(s["workspace_id"], s["client_id"]),
+    ),
+    PortalRoute(
+        "GET",
         "/payments/{id}/receipt.pdf",
         "receipt_pdf",
         "The payment's receipt as PDF",
@@ -543,6 +753,40 @@ ROUTES: tuple[PortalRoute, ...] = (
     ),
     PortalRoute(
         "GET",
+        "/contacts",
+        "list_contacts",
+        "Owners only: the organisation's contacts, each with its role and whether it may sign in",
+        lambda a, p, b, q, s: {"items": a.billing.list_team(s["workspace_id"], s["client_id"], s["contact_id"])},
+        problems=(403,),
+    ),
+    PortalRoute(
+        "POST",
+        "/contacts",
+        "invite_contact",
+        "Owners only: invite a person by email with a role (they get a sign-in link)",
+        lambda a, p, b, q, s: a.billing.invite_contact(s["workspace_id"], s["client_id"], s["contact_id"], b),
+        InviteIn,
+        status=201,
+    ),
+    PortalRoute(
+        "PATCH",
+        "/contacts/{id}",
+        "change_contact_role",
+        "Owners only: change a contact's role (its sessions end; the last owner stays an owner)",
+        lambda a, p, b, q, s: a.billing.change_contact_role(
+            s["workspace_id"], s["client_id"], s["contact_id"], p["id"], b["role"]
+        ),
+        RoleIn,
+    ),
+    PortalRoute(
+        "DELETE",
+        "/contacts/{id}",
+        "remove_contact",
+        "Owners only: take a contact's portal access away (its sessions end; the last owner stays)",
+        lambda a, p, b, q, s: a.billing.remove_contact(s["workspace_id"], s["client_id"], s["contact_id"], p["id"]),
+    ),
+    PortalRoute(
+        "GET",
         "/notification-preferences",
         "get_notification_preferences",
         "Which emails you get (each category on or off) and their language",
@@ -579,6 +823,100 @@ ROUTES: tuple[PortalRoute, ...] = (
         ReviewIn,
         status=201,
     ),
+    PortalRoute(
+        "POST",
+        "/session/password",
+        "sign_in_with_password",
+        "Sign in with an email and a password, where the business allows passwords; "
+        "the same 401 whatever is wrong, so it tells nobody whether an email has an account",
+        _password_sign_in,
+        PasswordSignInIn,
+        status=201,
+        public=True,
+        problems=(429,),
+    ),
+    PortalRoute(
+        "POST",
+        "/password/forgot",
+        "forgot_password",
+        "Email a link to set a new password (single-use, one hour); the same answer for any email",
+        lambda a, p, b, q, s: a.auth.request_password_reset(
+            b["email"], a.client_ip(a.req), a.resource.config.portal_url
+        ),
+        PasswordForgotIn,
+        status=202,
+        public=True,
+        problems=(429,),
+    ),
+    PortalRoute(
+        "POST",
+        "/password/reset",
+        "reset_password",
+        "Set a new password with the emailed link's token: every other session ends, and a bearer token "
+        "for a new one is returned",
+        _password_reset,
+        PasswordResetIn,
+        status=201,
+        public=True,
+        problems=(429,),
+    ),
+    PortalRoute(
+        "GET",
+        "/me/password",
+        "get_password",
+        "Whether the business allows passwords, and whether you have set one",
+        lambda a, p, b, q, s: a.auth.password_status(s["contact_id"]),
+    ),
+    PortalRoute(
+        "POST",
+        "/me/password",
+        "set_password",
+        "Set or change your password (changing needs the current one); your other sessions end",
+        lambda a, p, b, q, s: a.auth.set_password(
+            s["session_id"], s["contact_id"], b.get("current_password") or None, b["password"]
+        ),
+        PasswordIn,
+        problems=(429,),
+    ),
+    PortalRoute(
+        "GET",
+        "/sessions",
+        "list_sessions",
+        "Your active sessions (the current one marked; last seen may lag a minute), unused sign-in links and "
+        "active one-document links emailed to you",
+        lambda a, p, b, q, s: devices.devices(a.auth, s),
+    ),
+    PortalRoute(
+        "POST",
+        "/sessions/{id}/end",
+        "end_session",
+        "End one of your sessions on every gateway (your current one too: that signs you out)",
+        _end_session,
+        status=204,
+    ),
+    PortalRoute(
+        "POST",
+        "/sessions/end-others",
+        "end_other_sessions",
+        "End every session but this one; answers how many ended",
+        lambda a, p, b, q, s: {"ended": devices.end_others(a.req, a.auth, s)},
+    ),
+    PortalRoute(
+        "POST",
+        "/sign-in-links/{id}/end",
+        "end_sign_in_link",
+        "Make one of your unused sign-in links stop working",
+        lambda a, p, b, q, s: _ended(a.auth.end_sign_in_link(s["contact_id"], p["id"])),
+        status=204,
+    ),
+    PortalRoute(
+        "POST",
+        "/document-links/{id}/end",
+        "end_document_link",
+        "Make a one-document link emailed to you stop working",
+        lambda a, p, b, q, s: _ended(a.auth.end_document_link(s["contact_id"], p["id"])),
+        status=204,
+    ),
     PortalRoute("GET", "/bookings", "list_bookings", "Booking links and your upcoming bookings", _bookings),
     PortalRoute(
         "GET",
@@ -604,6 +942,90 @@ ROUTES: tuple[PortalRoute, ...] = (
         "cancel_booking",
         "Cancel one of your upcoming bookings",
         lambda a, p, b, q, s: a.billing.cancel_booking(s["workspace_id"], p["id"], client_id=s["client_id"]),
+    ),
+    PortalRoute(
+        "POST",
+        "/session/passkey/options",
+        "passkey_sign_in_options",
+        "A challenge for signing in with a passkey (no email: the device offers the passkeys it holds); "
+        "pass it to navigator.credentials.get(), single-use, five minutes",
+        lambda a, p, b, q, s: a.auth.passkey_sign_in_options(a.resource.config.portal_url, a.client_ip(a.req)),
+        public=True,
+        problems=(429,),
+    ),
+    PortalRoute(
+        "POST",
+        "/session/passkey",
+        "sign_in_with_passkey",
+        "Sign in with the passkey's answer to that challenge; a bearer token for the new session",
+        _passkey(_passkey_sign_in),
+        PasskeyAnswerIn,
+        status=201,
+        public=True,
+    ),
+    PortalRoute(
+        "GET",
+        "/me/passkeys",
+        "list_passkeys",
+        "Your passkeys",
+        lambda a, p, b, q, s: a.auth.list_passkeys(s["contact_id"]),
+    ),
+    PortalRoute(
+        "POST",
+        "/me/passkeys/options",
+        "passkey_registration_options",
+        "A challenge for adding a passkey; pass it to navigator.credentials.create()",
+        lambda a, p, b, q, s: a.auth.passkey_registration_options(
+            s["contact_id"], a.resource.config.portal_url, a.resource.brand(s["workspace_id"])["name"]
+        ),
+    ),
+    PortalRoute(
+        "POST",
+        "/me/passkeys",
+        "add_passkey",
+        "Add a passkey: the device's answer to that challenge, and a name",
+        _passkey(
+            lambda a, p, b, q, s: a.auth.register_passkey(
+                s["contact_id"], b["credential"], b.get("name"), a.resource.config.portal_url
+            )
+        ),
+        NewPasskeyIn,
+        status=201,
+    ),
+    PortalRoute(
+        "PATCH",
+        "/me/passkeys/{id}",
+        "rename_passkey",
+        "Rename one of your passkeys",
+        lambda a, p, b, q, s: a.auth.rename_passkey(s["contact_id"], p["id"], b["name"]),
+        PasskeyNameIn,
+    ),
+    PortalRoute(
+        "DELETE",
+        "/me/passkeys/{id}",
+        "remove_passkey",
+        "Remove one of your passkeys (it signs nobody in from then on; sign-in links still work)",
+        lambda a, p, b, q, s: a.auth.remove_passkey(s["contact_id"], p["id"]),
+        status=204,
+    ),
+    PortalRoute(
+        "POST",
+        "/me/step-up/options",
+        "step_up_options",
+        "A challenge only your passkeys answer, to confirm it is you before paying or changing payment methods "
+        "(where the business asks; without a passkey, sign in again with an emailed link)",
+        lambda a, p, b, q, s: a.auth.passkey_step_up_options(
+            s["contact_id"], s["session_id"], a.resource.config.portal_url
+        ),
+    ),
+    PortalRoute(
+        "POST",
+        "/me/step-up",
+        "step_up",
+        "Confirm it is you with your passkey's answer: the session counts as proved for 10 minutes "
+        "(a new token comes in the X-Session-Token header)",
+        _passkey(_step_up),
+        PasskeyAnswerIn,
     ),
 )
 
@@ -663,6 +1085,10 @@ class _Call:
     @property
     def documents(self) -> DocumentsClient:
         return DocumentsClient(self.call)
+
+    @property
+    def payments(self) -> PaymentsClient:
+        return PaymentsClient(self.call)
 
     def pdf(self, kind, session, object_id, query) -> dict:
         return render_pdf(self.call, kind, session, object_id, query)

@@ -132,7 +132,14 @@ class Login(Base):
     def on_get(self, req, resp):
         notice = {"expired": "Your session has ended. Sign in again to continue.", "signed_out": "You are signed out."}
         message = next((text for key, text in notice.items() if req.get_param(key)), None)
-        self.render(resp, "login.html", notice=message, email="")
+        # the password form only where some workspace allows passwords (services/gateway/passwords.py)
+        self.render(resp, "login.html", notice=message, email="", passwords=self._passwords_offered(req))
+
+    def _passwords_offered(self, req) -> bool:
+        try:
+            return bool(self.auth(req).passwords_offered())
+        except Exception:  # noqa: BLE001 - without an answer the page still offers the emailed link
+            return False
 
     def on_post(self, req, resp):
         email = field(self.form(req), "email", 1000).strip()
@@ -147,7 +154,7 @@ class Login(Base):
                 error="Enter a valid email address, like name@example.com.",
             )
         try:
-            self.auth(req).request_link(email, self.client_ip(req), self.config.portal_url)
+            self.auth(req).request_link(email, self.client_ip(req), self.config.portal_url, user_agent=req.user_agent)
         except Invalid:
             return self.render(
                 resp,
@@ -193,7 +200,7 @@ class Verify(Base):
         token = field(self.form(req), "token", 200)
         previous = previous_session_id(req, self.config.cookie_name, req.context.sessions.guard.keys)
         try:  # a new session every time: the one this browser had (fixation) ends, never kept
-            session = self.auth(req).consume_link(token, previous, self.client_ip(req))
+            session = self.auth(req).consume_link(token, previous, self.client_ip(req), user_agent=req.user_agent)
         except Unauthorized as exc:
             return self._problem(resp, exc.detail)
         except RateLimited as exc:
@@ -579,6 +586,7 @@ class PaymentList(Portal):
             "payments.html",
             session,
             payments=payments,
+            processing=self.billing(req).list_processing_payments(session["workspace_id"], session["client_id"]),
             kind=kind,
             sort=sort,
             kinds=PAYMENT_KINDS,
@@ -640,6 +648,7 @@ class ProfilePage(Portal):
                 session["workspace_id"], session["contact_id"], client_id=session["client_id"]
             ),
             notifications_saved=req.get_param("notifications") == "saved",
+            password=self.auth(req).password_status(session["contact_id"]),  # its link, where passwords are on
         )
 
     def on_get(self, req, resp):

@@ -1,8 +1,9 @@
 """What a gateway worker refuses although a session's credential is signed and in time.
 
 Auth announces every session it ends (`session.ended`: sign-out, sign-out everywhere, a new sign-in
-in the same browser, portal access removed) and billing announces a contact's portal access being
-turned off (`contact.updated`), which reaches the gateways even while auth is down. Each gateway
+in the same browser, portal access removed, a new role) and billing announces a contact's portal
+access being turned off or its role changed (`contact.updated`), which reaches the gateways even
+while auth is down. Each gateway
 worker keeps the list in memory, fed by a queue of its own bound to both services' events: a
 revocation reaches every worker of every replica as soon as the broker delivers it.
 
@@ -88,10 +89,16 @@ class RevocationList:
             until = _moment(data.get("remember_until"))
             if data.get("session_id") and until is not None:
                 self.end_session(data["session_id"], until)
-        elif event_type == "contact.updated" and data.get("portal_access") is False and data.get("id"):
+        elif event_type == "contact.updated" and data.get("id") and _bars(data):
             since = _moment(event.get("occurred_at"))
             if since is not None:
                 self.bar_contact(data["id"], since)
+
+
+def _bars(contact: dict) -> bool:
+    """Whether a contact event ends the contact's sessions: access taken away, or a new role (the next
+    sign-in carries it)."""
+    return contact.get("portal_access") is False or contact.get("role_changed") is True
 
 
 FEED = (("auth", "session.ended"), ("billing", "contact.updated"))

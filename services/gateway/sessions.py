@@ -191,7 +191,12 @@ class SessionMiddleware:
         req.context.credential, req.context.from_cookie = session, from_cookie
         req.context.session = session.view(self.guard.limits)
         req.context.session_id = session.session_id
-        req.context.scope = Scope(session.workspace_id, session.client_id)
+        req.context.scope = Scope(
+            session.workspace_id,
+            session.client_id,
+            role=session.role,
+            proved_at=session.proved_at.isoformat() if session.proved_at else None,
+        )
 
 
 def set_session_cookie(resp, cookie_name: str, token: str, secure: bool) -> None:

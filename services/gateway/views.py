@@ -39,6 +39,7 @@ STATUS_LABELS = {
     "paid": N_("paid"),
     "void": N_("void"),
     "overdue": N_("overdue"),
+    "processing": N_("processing"),
     "pending": N_("pending"),
     "accepted": N_("accepted"),
     "rejected": N_("rejected"),
@@ -46,6 +47,7 @@ STATUS_LABELS = {
 }
 METHOD_LABELS = {
     "card": N_("card"),
+    "sepa_debit": N_("direct debit"),
     "bank_transfer": N_("bank transfer"),
     "cash": N_("cash"),
     "cheque": N_("cheque"),
@@ -56,6 +58,16 @@ METHOD_LABELS = {
 # templates translate with the `translate` filter. Listed so `pybabel extract` keeps them in the .pot;
 # tests/unit/test_gateway_i18n.py checks the code's own lists against the German catalogue.
 CODE_MESSAGES = (
+    # the payments service's answers to the bank account form (services/payments/bank_debit.py)
+    N_("That IBAN is not valid; check it against your bank statement."),
+    N_("Only bank accounts in the SEPA area can be debited."),
+    N_("Accept the direct debit mandate to pay by bank."),
+    N_("Enter the account holder's name."),
+    N_("Enter an email for the mandate."),
+    N_("That email address is not valid."),
+    N_("Enter the IBAN."),
+    N_("A bank account can pay invoices in EUR only."),
+    N_("The bank account was not accepted; check its details."),
     # resources.py: INVOICE_FILTERS, INVOICE_SORTS, QUOTE_FILTERS, PAYMENT_KINDS, PAYMENT_SORTS
     N_("All"),
     N_("Unpaid"),
@@ -136,6 +148,57 @@ CODE_MESSAGES = (
     N_("No such payment."),
     N_("No such booking link."),
     N_("No such booking."),
+    # devices.py: a "this wasn't me" link that is not (or no longer) valid
+    N_("The link may be incomplete, or older than 30 days. Sign in and end your sessions from your profile instead."),
+    # passwords.py and auth's password rules
+    N_(
+        "That email and password do not match an account that signs in with a password. "
+        "Check them, use “Forgot your password?”, or sign in with an emailed link."
+    ),
+    N_("Password sign-in is not turned on for this portal. Sign in with an emailed link."),
+    N_("Each password link works once. Ask for a new one."),
+    N_("Password links work for one hour. Ask for a new one."),
+    N_("The link may be incomplete. Ask for a new one."),
+    N_("Passwords are not available"),
+    N_("Your portal no longer signs in with passwords. Sign in with an emailed link."),
+    N_("The two passwords are not the same. Type the new password twice."),
+    N_("Enter your password."),
+    N_("Enter a password."),
+    N_("Use at least 12 characters."),
+    N_("Use at most 128 characters."),
+    N_("This password is one of the most common ones. Choose another, for example a few unrelated words."),
+    N_("Choose a password that is not your email address."),
+    N_("This password repeats too few characters. Choose another."),
+    N_("Your current password is not right."),
+    N_("Passwords are turned off for this portal. Sign in with an emailed link."),
+    N_("Your password was changed at the same time somewhere else. Reload the page and try again."),
+    N_("Too many wrong passwords. Wait 15 minutes and try again."),
+    N_("Too many failed password sign-ins. Wait 15 minutes, or sign in with an emailed link instead."),
+    N_("Too many password reset links were requested. Wait a few minutes and try again."),
+    # team.py and the role checks of billing and payments (roles: chassis/scope.py)
+    N_("Owner"),
+    N_("Payer"),
+    N_("Approver"),
+    N_("Viewer"),
+    N_("Everything, and manages these contacts"),
+    N_("Pays invoices and manages cards; sees everything"),
+    N_("Accepts, declines and comments on quotes; sees everything"),
+    N_("Reads and downloads only"),
+    N_("The invitation is on its way: they get an email with a sign-in link."),
+    N_("The role is changed. That person signs in again to use it."),
+    N_("That person can no longer sign in."),
+    N_("Not allowed for your role"),
+    N_("Only an owner of your organisation can manage its contacts."),
+    N_("Only an owner or an approver of your organisation can accept, decline or ask to change quotes."),
+    N_("Only an owner or a payer of your organisation can pay or change its cards."),
+    N_("Your role in your organisation lets you read and download only."),
+    N_("Only an owner of your organisation can change the company's details."),
+    N_("This is the organisation's last owner. Make another contact an owner first."),
+    N_("This address cannot be invited. Ask the business to add it."),
+    N_("This person can already sign in."),
+    N_("Choose a role."),
+    N_("Enter a valid email address."),
+    N_("No such contact."),
 )
 
 

@@ -29,10 +29,23 @@ from chassis.errors import Conflict, Invalid, NotFound
 from chassis.events import add_dead_letter
 from chassis.fields import text
 from chassis.logs import current_request_id
+from chassis.scope import require_role
 from services.payments.stripe_api import CardDeclined, StripeUnavailable, payment_intent_view
-from services.payments.tables import attempts, card_setups, customers, disputes, payment_methods, refunds, stripe_events
+from services.payments.tables import (
+    attempts,
+    card_setups,
+    customers,
+    disputes,
+    mandates,
+    payment_methods,
+    refunds,
+    stripe_events,
+)
 
 log = logging.getLogger(__name__)
+# Who in the client's organisation may pay and change its cards (the roles: chassis/scope.py).
+PAYING_ROLES = ("owner", "payer")
+PAYING_DETAIL = "Only an owner or a payer of your organisation can pay or change its cards."
 
 CLAIM_TIMEOUT = timedelta(seconds=60)  # a confirmation that crashed mid-way may be taken over after this
 
@@ -139,6 +152,7 @@ def start_payment(
 ) -> dict:
     """Turn the reviewed selection into an attempt. Billing checks everything (the invoices are the
     client's and open, the amount, the minimum, the currency) and applies credit first, once per key."""
+    require_role(PAYING_ROLES, PAYING_DETAIL)
     if not isinstance(request_key, str) or not request_key.strip():
         raise Invalid("The payment form is missing its key; reload the page.", key="required")
     request_key = text(request_key, "key", 100)
@@ -205,6 +219,9 @@ def card_view(row, default_id: str | None) -> dict:
         "last4": row.last4,
         "exp_month": row.exp_month,
         "exp_year": row.exp_year,
+        "type": row.type,  # card | sepa_debit
+        "holder_name": row.holder_name,
+        "country": row.country,
         "default": row.id == default_id,
         "created_at": iso(row.created_at),
     }
@@ -228,6 +245,7 @@ def list_cards(uow, now, workspace_id: str, client_id: str) -> list[dict]:
 
 def card_setup(uow, now, stripe, billing, workspace_id: str, client_id: str, attempt_id: str | None = None) -> dict:
     """A SetupIntent for Stripe.js to collect a card into: to save it, or to pay an attempt with it."""
+    require_role(PAYING_ROLES, PAYING_DETAIL)
     if attempt_id is not None:
         attempt = _attempt(uow, workspace_id, attempt_id, client_id)
         if attempt.status not in ("open", "failed"):
@@ -320,6 +338,7 @@ def _setup_card(uow, now, stripe, workspace_id: str, client_id: str, setup_inten
 
 def save_card(uow, now, stripe, workspace_id: str, client_id: str, setup_intent_id: str) -> dict:
     """After Stripe.js confirmed the SetupIntent: keep the card (idempotent)."""
+    require_role(PAYING_ROLES, PAYING_DETAIL)
     card_id = _setup_card(uow, now, stripe, workspace_id, client_id, setup_intent_id, saved=True)
     return next(c for c in list_cards(uow, now, workspace_id, client_id) if c["id"] == card_id)
 
@@ -349,6 +368,7 @@ def _set_default(uow, stripe, customer, payment_method_id: str | None) -> None:
 
 
 def set_default_card(uow, now, stripe, workspace_id: str, client_id: str, payment_method_id: str) -> list[dict]:
+    require_role(PAYING_ROLES, PAYING_DETAIL)
     card = _saved_card(uow, workspace_id, client_id, payment_method_id)
     _set_default(uow, stripe, _customer(uow, workspace_id, client_id), card.id)
     return list_cards(uow, now, workspace_id, client_id)
@@ -356,6 +376,7 @@ def set_default_card(uow, now, stripe, workspace_id: str, client_id: str, paymen
 
 def remove_card(uow, now, stripe, workspace_id: str, client_id: str, payment_method_id: str) -> list[dict]:
     """Detach the card at Stripe and forget it; the newest remaining card becomes the default."""
+    require_role(PAYING_ROLES, PAYING_DETAIL)
     card = _saved_card(uow, workspace_id, client_id, payment_method_id)
     customer = _customer(uow, workspace_id, client_id)
     try:
@@ -371,6 +392,12 @@ def _forget_card(uow, now, stripe, payment_method_id: str) -> None:
     if row is None or row.removed_at is not None:
         return
     uow.execute(payment_methods.update().where(payment_methods.c.id == payment_method_id).values(removed_at=now))
+    # A removed bank account's mandate ends with it (Stripe deactivates the mandate on detach).
+    uow.execute(
+        mandates.update()
+        .where(mandates.c.payment_method_id == payment_method_id, mandates.c.status == "active")
+        .values(status="cancelled", cancelled_at=now)
+    )
     customer = _customer(uow, row.workspace_id, row.client_id)
     if customer is not None and customer.default_payment_method == payment_method_id:
         remaining = list_cards(uow, now, row.workspace_id, row.client_id)
@@ -392,6 +419,7 @@ def confirm_attempt(
     save: bool = False,
 ) -> dict:
     """Charge the attempt with a card the client just set up (setup_intent_id) or a saved one."""
+    require_role(PAYING_ROLES, PAYING_DETAIL)
     row = _attempt(uow, workspace_id, attempt_id, client_id)
     if row.off_session:
         raise Conflict("This automatic payment is charged by the system.")
@@ -425,6 +453,12 @@ def charge(uow, now, stripe, attempt_id: str, card_id: str) -> dict:
     row = uow.execute(sa.select(attempts).where(attempts.c.id == attempt_id)).one()
     if claimed != 1:
         return attempt_view(row)
+    method = uow.execute(sa.select(payment_methods).where(payment_methods.c.id == card_id)).first()
+    mandate = method.mandate_id if method is not None and method.type == "sepa_debit" else None
+    if method is not None and method.type == "sepa_debit" and row.currency != "EUR":
+        _fail(uow, now, row, "A bank account can pay invoices in EUR only.", "currency_not_supported")
+        uow.commit()
+        return attempt_view(uow.execute(sa.select(attempts).where(attempts.c.id == row.id)).one())
     uow.publish("payment.attempted", row.workspace_id, _event(row, off_session=row.off_session))
     uow.commit()
     customer = _customer(uow, row.workspace_id, row.client_id)
@@ -437,6 +471,7 @@ def charge(uow, now, stripe, attempt_id: str, card_id: str) -> dict:
             off_session=row.off_session,
             key=f"attempt:{row.id}:{row.tries}",
             account=row.stripe_account,
+            **({"mandate": mandate} if mandate else {}),  # a debit: collected under its mandate
             metadata={
                 "attempt_id": row.id,
                 "try": str(row.tries),
@@ -456,13 +491,14 @@ def charge(uow, now, stripe, attempt_id: str, card_id: str) -> dict:
         uow.commit()
         raise
     else:
-        _apply_intent(uow, now, row, intent)
+        _apply_intent(uow, now, row, intent, debit=mandate is not None)
     uow.commit()
     return attempt_view(uow.execute(sa.select(attempts).where(attempts.c.id == row.id)).one())
 
 
-def _apply_intent(uow, now, row, intent: dict) -> None:
-    """Move the attempt along with what Stripe answered; success itself waits for the signed event."""
+def _apply_intent(uow, now, row, intent: dict, debit: bool = False) -> None:
+    """Move the attempt along with what Stripe answered; success itself waits for the signed event. A
+    debit stays processing for days: billing is told (payment.processing) so the invoice shows it."""
     status = intent["status"]
     if status in ("succeeded", "processing"):
         new = {"status": "processing"}
@@ -479,15 +515,35 @@ def _apply_intent(uow, now, row, intent: dict) -> None:
         )
     else:
         return _fail(uow, now, row, intent["error"] or "The payment did not go through.", status, intent["id"])
-    uow.execute(
+    moved = uow.execute(
         attempts.update()
         .where(attempts.c.id == row.id, attempts.c.status == "confirming")
         .values(payment_intent_id=intent["id"], updated_at=now, **new)
+    ).rowcount
+    if moved == 1 and debit and new["status"] == "processing":
+        _publish_processing(uow, now, row, intent["id"])
+
+
+def _publish_processing(uow, now, row, payment_intent_id: str) -> None:
+    uow.publish(
+        "payment.processing",
+        row.workspace_id,
+        _event(
+            row,
+            off_session=row.off_session,
+            method="sepa_debit",
+            reference=payment_intent_id,
+            since=now.isoformat(),
+            **{"try": row.tries},
+        ),
     )
 
 
 def _fail(uow, now, row, message: str, code: str, payment_intent_id: str | None = None) -> None:
-    """The try failed: the attempt can be tried again with another card (try number + 1)."""
+    """The try failed: the attempt can be tried again with another card (try number + 1). A failure
+    after the payment was processing (a debit the bank returned days later) is `late`: the client
+    has left the page, so it is emailed, like a failed automatic payment."""
+    late = row.status == "processing"
     failed = uow.execute(
         attempts.update()
         .where(attempts.c.id == row.id, attempts.c.status.in_(["confirming", "requires_action", "processing", "open"]))
@@ -512,6 +568,8 @@ def _fail(uow, now, row, message: str, code: str, payment_intent_id: str | None 
             "code": code,
             "pay_url": pay_url,
             "payment_intent_id": payment_intent_id,
+            "late": late,
+            "try": row.tries,
         },
     )
 
@@ -529,6 +587,7 @@ def _event(row, **extra) -> dict:
 
 def refresh_attempt(uow, now, stripe, workspace_id: str, client_id: str, attempt_id: str) -> dict:
     """After the browser's authentication step: a failure there sends no event, so ask Stripe."""
+    require_role(PAYING_ROLES, PAYING_DETAIL)
     row = _attempt(uow, workspace_id, attempt_id, client_id)
     if row.status != "requires_action" or not row.payment_intent_id:
         return attempt_view(row)
@@ -591,12 +650,48 @@ def queue_autopay(uow, now, billing, workspace_id: str, invoice: dict, key: str 
     except Conflict as exc:
         log.info("autopay not queued", extra={"invoice_id": invoice["id"], "reason": exc.detail})
         return None
-    uow.execute(
+    queued = uow.execute(
         attempts.update()
         .where(attempts.c.id == view["id"], attempts.c.payment_method_id.is_(None))
         .values(payment_method_id=customer.default_payment_method)
-    )
+    ).rowcount
+    method = uow.execute(
+        sa.select(payment_methods).where(payment_methods.c.id == customer.default_payment_method)
+    ).first()
+    if queued == 1 and method is not None and method.type == "sepa_debit" and view["status"] == "open":
+        _notify_debit(uow, now, billing, workspace_id, view, method, invoice)
     return view
+
+
+def _notify_debit(uow, now, billing, workspace_id: str, view: dict, method, invoice: dict) -> None:
+    """SEPA rules: the client is told the amount and date of an automatic debit before it is
+    collected, by the workspace's lead time (debit_notice_days); the timer collects it no earlier."""
+    settings_ = billing.get_workspace(workspace_id).get("settings") or {}
+    lead_days = settings_.get("debit_notice_days", 3)
+    collect_at = now + timedelta(days=lead_days)
+    uow.execute(attempts.update().where(attempts.c.id == view["id"]).values(collect_at=collect_at))
+    mandate = uow.execute(
+        sa.select(mandates.c.reference).where(mandates.c.payment_method_id == method.id, mandates.c.status == "active")
+    ).first()
+    uow.publish(
+        "payment.debit_scheduled",
+        workspace_id,
+        {
+            "payment_id": view["id"],
+            "client_id": invoice["client_id"],
+            "amount": view["amount"],
+            "currency": view["currency"],
+            "allocations": [
+                {"invoice_id": a["invoice_id"], "number": a.get("number", ""), "amount": a["amount"]}
+                for a in view["allocations"]
+            ],
+            "off_session": True,
+            "collect_on": collect_at.date().isoformat(),
+            "collect_at": collect_at.isoformat(),
+            "mandate_reference": mandate.reference if mandate else "",
+            "iban_last4": method.last4,
+        },
+    )
 
 
 LIVE = ("open", "confirming", "requires_action", "processing", "succeeded")  # an attempt that may still pay
@@ -651,14 +746,16 @@ def resume_autopay(uow, now, billing, workspace_id: str, resolved: dict) -> dict
     return queue_autopay(uow, now, billing, workspace_id, invoice, key=key)
 
 
-def due_autopay(uow) -> list[tuple[str, str, str, str]]:
+def due_autopay(uow, now=None) -> list[tuple[str, str, str, str]]:
     """Autopay attempts waiting to be charged: (attempt id, card id, workspace id, client id). The
-    autopay timer's step that looks across workspaces; each is charged in its client's scope."""
+    autopay timer's step that looks across workspaces; each is charged in its client's scope. A debit
+    waits out its pre-notification (collect_at)."""
+    due = sa.true() if now is None else sa.or_(attempts.c.collect_at.is_(None), attempts.c.collect_at <= now)
     return [
         (r.id, r.payment_method_id, r.workspace_id, r.client_id)
         for r in uow.execute(
             sa.select(attempts.c.id, attempts.c.payment_method_id, attempts.c.workspace_id, attempts.c.client_id)
-            .where(attempts.c.off_session.is_(True), attempts.c.status == "open")
+            .where(attempts.c.off_session.is_(True), attempts.c.status == "open", due)
             .limit(50)
         ).all()
     ]
@@ -809,6 +906,8 @@ def handle_event(uow, now, stripe, event: dict) -> str:
         setup = uow.execute(sa.select(card_setups).where(card_setups.c.setup_intent_id == obj["id"])).first()
         if setup is None or setup.attempt_id:  # cards entered to pay are kept by the payment itself
             return "ignored: not a card being saved"
+        if "sepa_debit" in (obj.get("payment_method_types") or []):  # kept, with its mandate, when set up
+            return "ignored: a bank account"
         customer = _customer(uow, setup.workspace_id, setup.client_id)
         payment_method = obj.get("payment_method")
         payment_method = payment_method if isinstance(payment_method, str) else (payment_method or {}).get("id")
@@ -860,9 +959,12 @@ def _on_payment_intent(uow, now, kind: str, intent: dict) -> str:
                     row,
                     reference=intent["id"],
                     received_at=now.isoformat(),
-                    method="card",
+                    method="sepa_debit" if card is not None and card.type == "sepa_debit" else "card",
                     off_session=row.off_session,
-                    card={"brand": card.brand, "last4": card.last4} if card else None,
+                    card={"brand": card.brand, "last4": card.last4} if card and card.type == "card" else None,
+                    bank={"last4": card.last4, "country": card.country}
+                    if card is not None and card.type == "sepa_debit"
+                    else None,
                 ),
             )
         return "paid"
@@ -872,11 +974,19 @@ def _on_payment_intent(uow, now, kind: str, intent: dict) -> str:
         _fail(uow, now, row, intent["error"] or "The payment did not go through.", "payment_failed", intent["id"])
         return "failed"
     if kind == "payment_intent.processing":
-        uow.execute(
+        # Only from before processing: a success (or failure) that came first is never undone by it.
+        moved = uow.execute(
             attempts.update()
             .where(attempts.c.id == row.id, attempts.c.status.in_(["confirming", "requires_action"]))
             .values(status="processing", payment_intent_id=intent["id"], updated_at=now)
-        )
+        ).rowcount
+        method = uow.execute(
+            sa.select(payment_methods.c.type).where(
+                payment_methods.c.id == (intent["payment_method"] or row.payment_method_id)
+            )
+        ).first()
+        if moved == 1 and method is not None and method.type == "sepa_debit":
+            _publish_processing(uow, now, row, intent["id"])
         return "processing"
     return "ignored"
 

@@ -19,7 +19,7 @@ from chassis.logs import current_request_id, request_context
 from chassis.nameko_ext import Database, ServiceBase, consumes
 from chassis.rpc import TimedRpcProxy
 from chassis.scope import CALLER, OWN, runs_in
-from services.payments import handlers
+from services.payments import bank_debit, handlers, step_up
 from services.payments.stripe_api import StripeApi
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ class PaymentsService(ServiceBase):
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
+    @step_up.required  # step-up for money (services/payments/step_up.py)
     def start_payment(self, workspace_id: str, client_id: str, request: dict, request_key: str) -> dict:
         return self._tx(handlers.start_payment, self.billing, workspace_id, client_id, request, request_key)
 
@@ -83,6 +84,7 @@ class PaymentsService(ServiceBase):
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
+    @step_up.required  # step-up for money (services/payments/step_up.py)
     def card_setup(
         self, workspace_id: str, client_id: str, attempt_id: str | None = None, idempotency_key: str | None = None
     ) -> dict:
@@ -101,6 +103,7 @@ class PaymentsService(ServiceBase):
     # Stripe's own key (attempt:<id>:<try>) keeps the charge single. A kept answer would go stale.
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
+    @step_up.required  # step-up for money (services/payments/step_up.py)
     def confirm_attempt(
         self,
         workspace_id: str,
@@ -133,6 +136,7 @@ class PaymentsService(ServiceBase):
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
+    @step_up.required  # step-up for money (services/payments/step_up.py)
     def save_card(
         self, workspace_id: str, client_id: str, setup_intent_id: str, idempotency_key: str | None = None
     ) -> dict:
@@ -142,6 +146,7 @@ class PaymentsService(ServiceBase):
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
+    @step_up.required  # step-up for money (services/payments/step_up.py)
     def set_default_card(
         self, workspace_id: str, client_id: str, payment_method_id: str, idempotency_key: str | None = None
     ) -> list[dict]:
@@ -156,6 +161,7 @@ class PaymentsService(ServiceBase):
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
+    @step_up.required  # step-up for money (services/payments/step_up.py)
     def remove_card(
         self, workspace_id: str, client_id: str, payment_method_id: str, idempotency_key: str | None = None
     ) -> list[dict]:
@@ -167,6 +173,37 @@ class PaymentsService(ServiceBase):
             payment_method_id,
             idempotency_key=idempotency_key,
         )
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def add_bank_account(
+        self,
+        workspace_id: str,
+        client_id: str,
+        details: dict,
+        acceptance: dict,
+        attempt_id: str | None = None,
+        save: bool = True,
+        idempotency_key: str | None = None,
+    ) -> dict:
+        """A bank account under a new SEPA mandate; with attempt_id, the debit of that payment too."""
+        return self._tx(
+            bank_debit.add_bank_account,
+            self.stripe,
+            self.billing,
+            workspace_id,
+            client_id,
+            details,
+            acceptance,
+            attempt_id,
+            save,
+            idempotency_key=idempotency_key,
+        )
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def list_mandates(self, workspace_id: str, client_id: str) -> list[dict]:
+        return self._tx(bank_debit.list_mandates, workspace_id, client_id)
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
@@ -276,7 +313,7 @@ class PaymentsService(ServiceBase):
     def run_autopay(self):
         """Which attempts are due is looked up across workspaces; each is charged in its client's scope."""
         with self.scope.system(), self.db.uow() as uow:
-            due = handlers.due_autopay(uow)
+            due = handlers.due_autopay(uow, self.clock())
         for attempt_id, card_id, workspace_id, client_id in due:
             try:
                 with self.scope.workspace(workspace_id, client_id), self.db.uow() as uow:

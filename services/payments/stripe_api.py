@@ -70,6 +70,17 @@ def card_view(pm) -> dict:
     }
 
 
+def bank_view(pm) -> dict:
+    bank = pm.get("sepa_debit") or {}
+    return {
+        "id": pm["id"],
+        "customer": _id(pm.get("customer")),
+        "last4": bank.get("last4", ""),
+        "country": bank.get("country", ""),
+        "bank_code": bank.get("bank_code", "") or "",
+    }
+
+
 class StripeApi:
     def __init__(self, secret_key: str, api_base: str | None = None):
         self.client = stripe.StripeClient(
@@ -102,8 +113,12 @@ class StripeApi:
         params = {"name": name, "email": email, "metadata": metadata}
         return self._call(self.client.v1.customers.create, params, _options(key, account))["id"]
 
-    def create_setup_intent(self, *, customer: str, metadata: dict, key: str, account: str | None) -> dict:
+    def create_setup_intent(
+        self, *, customer: str, metadata: dict, key: str, account: str | None, payment_method_types: list | None = None
+    ) -> dict:
         params = {"customer": customer, "usage": "off_session", "metadata": metadata}
+        if payment_method_types:
+            params["payment_method_types"] = payment_method_types
         seti = self._call(self.client.v1.setup_intents.create, params, _options(key, account))
         return {"id": seti["id"], "client_secret": seti["client_secret"]}
 
@@ -116,6 +131,24 @@ class StripeApi:
             "customer": _id(seti.get("customer")),
             "metadata": dict(seti.get("metadata") or {}),
         }
+
+    def create_bank_account(self, *, iban: str, name: str, email: str, account: str | None) -> dict:
+        """A sepa_debit PaymentMethod from the IBAN the client entered (already checked by us)."""
+        params = {"type": "sepa_debit", "sepa_debit": {"iban": iban}, "billing_details": {"name": name, "email": email}}
+        return bank_view(self._call(self.client.v1.payment_methods.create, params, _options(None, account)))
+
+    def confirm_mandate(
+        self, setup_intent_id: str, *, payment_method: str, acceptance: dict, account: str | None
+    ) -> dict:
+        """Confirm a debit's SetupIntent with the customer's acceptance; Stripe makes the mandate."""
+        params = {"payment_method": payment_method, "mandate_data": {"customer_acceptance": acceptance}}
+        seti = self._call(self.client.v1.setup_intents.confirm, setup_intent_id, params, _options(None, account))
+        return {"id": seti["id"], "status": seti["status"], "mandate": _id(seti.get("mandate"))}
+
+    def mandate(self, mandate_id: str, account: str | None) -> dict:
+        mandate = self._call(self.client.v1.mandates.retrieve, mandate_id, {}, _options(None, account))
+        details = (mandate.get("payment_method_details") or {}).get("sepa_debit") or {}
+        return {"id": mandate["id"], "status": mandate.get("status", ""), "reference": details.get("reference", "")}
 
     def payment_method(self, payment_method_id: str, account: str | None) -> dict:
         return card_view(
@@ -150,6 +183,7 @@ class StripeApi:
         off_session: bool,
         key: str,
         account: str | None,
+        mandate: str | None = None,
     ) -> dict:
         params = {
             "amount": amount,
@@ -161,6 +195,9 @@ class StripeApi:
         }
         if off_session:
             params["off_session"] = True
+        if mandate:  # a bank debit, collected under the mandate its account was set up with
+            params["payment_method_types"] = ["sepa_debit"]
+            params["mandate"] = mandate
         return payment_intent_view(self._call(self.client.v1.payment_intents.create, params, _options(key, account)))
 
     def payment_intent(self, payment_intent_id: str, account: str | None) -> dict:

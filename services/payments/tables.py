@@ -1,5 +1,6 @@
-"""The payments service's own tables: Stripe customers and saved cards per client, payment attempts
-(one per "Proceed to payment"), card set-ups, the Stripe events received, refunds and disputes."""
+"""The payments service's own tables: Stripe customers and saved cards and bank accounts per client,
+SEPA mandates, payment attempts (one per "Proceed to payment"), card set-ups, the Stripe events
+received, refunds and disputes."""
 
 import sqlalchemy as sa
 
@@ -33,7 +34,38 @@ payment_methods = sa.Table(
     sa.Column("saved", sa.Boolean, nullable=False, default=False),  # shown and reusable, or used once
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("removed_at", UtcDateTime, nullable=True),
+    # "card" or "sepa_debit"; a bank account keeps its holder and where the IBAN is, never the IBAN
+    sa.Column("type", sa.String(20), nullable=False, default="card", server_default="card"),
+    sa.Column("holder_name", sa.String(200), nullable=False, default="", server_default=""),
+    sa.Column("country", sa.String(2), nullable=False, default="", server_default=""),
+    sa.Column("bank_code", sa.String(20), nullable=False, default="", server_default=""),
+    sa.Column("mandate_id", sa.String(64), nullable=True),  # Stripe's mandate a debit is collected under
     sa.Index("ix_payment_methods_client", "workspace_id", "client_id"),
+)
+
+mandates = sa.Table(
+    "mandates",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("workspace_id", sa.String(36), nullable=False),
+    sa.Column("client_id", sa.String(36), nullable=False),
+    sa.Column("payment_method_id", sa.String(64), nullable=False),
+    sa.Column("stripe_mandate_id", sa.String(64), nullable=False),
+    sa.Column("reference", sa.String(64), nullable=False),  # the mandate reference the bank shows
+    sa.Column("status", sa.String(20), nullable=False),  # active | cancelled
+    sa.Column("contact_id", sa.String(36), nullable=True),  # who accepted it in the portal
+    sa.Column("holder_name", sa.String(200), nullable=False),
+    sa.Column("email", sa.String(254), nullable=False),
+    sa.Column("iban_last4", sa.String(4), nullable=False),
+    sa.Column("country", sa.String(2), nullable=False),
+    sa.Column("accepted_at", UtcDateTime, nullable=False),
+    sa.Column("ip_address", sa.String(64), nullable=False),
+    sa.Column("user_agent", sa.String(500), nullable=False),
+    sa.Column("text_version", sa.String(40), nullable=False),  # which mandate text was shown
+    sa.Column("cancelled_at", UtcDateTime, nullable=True),
+    sa.UniqueConstraint("stripe_mandate_id", name="uq_mandates_stripe"),
+    sa.Index("ix_mandates_client", "workspace_id", "client_id"),
+    sa.Index("ix_mandates_payment_method", "payment_method_id"),
 )
 
 attempts = sa.Table(
@@ -60,6 +92,7 @@ attempts = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Column("succeeded_at", UtcDateTime, nullable=True),
+    sa.Column("collect_at", UtcDateTime, nullable=True),  # an automatic debit: not before its pre-notice ends
     sa.UniqueConstraint("workspace_id", "client_id", "request_key", name="uq_attempts_request"),
     sa.Index("ix_attempts_client", "workspace_id", "client_id"),
     sa.Index("ix_attempts_status", "status"),

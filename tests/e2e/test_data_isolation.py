@@ -11,6 +11,7 @@ below with the reason it is not) without editing this test:
 import re
 import time
 from datetime import date, timedelta
+from urllib.parse import urlparse
 
 import psycopg2
 import pytest
@@ -19,10 +20,11 @@ from services.gateway.admin import PREFIX as ADMIN
 from services.gateway.admin import ROUTES as ADMIN_ROUTES
 from services.gateway.app import GatewayConfig, create_app
 from services.gateway.portal_api import PortalApiResource
-from tests.conftest import services_rpc, sign_in
+from tests.conftest import SIGN_IN, Browser, services_rpc, sign_in
 from tests.e2e.payments_support import CARD_OK, confirm_setup
 from tests.integration.test_admin_api import VALID_BODIES, Api, portalctl, snapshot
 from tests.integration.test_services import wait_until
+from tests.passkey_authenticator import SoftAuthenticator
 
 pytestmark = pytest.mark.e2e
 
@@ -48,6 +50,13 @@ SEGMENT_KIND = {
     "pay": "attempt",
     "payment-methods": "card",
     "booking-links": "link",
+    "team": "contact",  # the organisation's contacts, managed by its owners (the page, and its JSON routes)
+    "contacts": "contact",
+    # the contact's sessions and links (the sessions and devices page, and its JSON routes)
+    "sessions": "session",
+    "sign-in-links": "sign_in_link",
+    "document-links": "document_link",
+    "passkeys": "passkey",  # /profile/passkeys/..., /api/portal/v1/me/passkeys/...
 }
 FORM = {
     "signature_name": "Mallory",
@@ -58,8 +67,11 @@ FORM = {
     "message": "x",
     "to": "m@example.org",
     "note": "x",
+    "role": "viewer",
 }
 JSON_BODIES = {
+    "RoleIn": {"role": "viewer"},
+    "PasskeyNameIn": {"name": "Mallory"},
     "CommentIn": {"body": "x"},
     "ForwardIn": {"to": "m@example.org"},
     "AcceptIn": {"signature_name": "Mallory", "version": 1},
@@ -135,8 +147,36 @@ def unchanged_state(stack, signed_in: str | None = None) -> dict:
 
 
 def kind_of(template: str) -> str:
-    segment = template.removeprefix("/api/portal/v1").split("/")[1]
-    return SEGMENT_KIND[segment]
+    segments = template.removeprefix("/api/portal/v1").split("/")
+    return SEGMENT_KIND[segments[2] if segments[1] in ("profile", "me") else segments[1]]  # /profile/sessions/...
+
+
+def auth_ids(stack, rpc, ws: str, client: str, email: str, contact: str, invoice: str) -> dict:
+    """The contact's own session, unused sign-in link and emailed one-document link, as auth holds them."""
+    rpc.auth.issue_document_link(ws, client, "invoice", invoice, contact_id=contact)  # as an invoice email does
+    sign_in(stack, email)
+    Browser(stack.url).post(f"{stack.url}/login", data={"email": email})  # asked for, left unused
+    with psycopg2.connect(stack.databases["auth"]) as conn, conn.cursor() as cur:
+        cur.execute("SELECT max(id) FROM sessions WHERE contact_id = %s AND revoked_at IS NULL", (contact,))
+        session = cur.fetchone()[0]
+        cur.execute("SELECT max(id) FROM link_tokens WHERE contact_id = %s AND used_at IS NULL", (contact,))
+        link = cur.fetchone()[0]
+        cur.execute("SELECT max(id) FROM document_links WHERE contact_id = %s AND revoked_at IS NULL", (contact,))
+        document = cur.fetchone()[0]
+    assert session and link and document, (email, session, link, document)
+    return {"session": str(session), "sign_in_link": str(link), "document_link": str(document)}
+
+
+def auth_state(stack, contact: str) -> list:
+    """What ending a contact's sessions or links would change, in auth's tables."""
+    with psycopg2.connect(stack.databases["auth"]) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT 's', id, revoked_at FROM sessions WHERE contact_id = %s UNION ALL "
+            "SELECT 'l', id, expires_at FROM link_tokens WHERE contact_id = %s UNION ALL "
+            "SELECT 'd', id, revoked_at FROM document_links WHERE contact_id = %s ORDER BY 1, 2",
+            (contact, contact, contact),
+        )
+        return cur.fetchall()
 
 
 def portal_ids(stack, rpc, ws: str, client: str, contact: str, link: str, slot: int) -> dict:
@@ -163,6 +203,9 @@ def portal_ids(stack, rpc, ws: str, client: str, contact: str, link: str, slot: 
     setup = rpc.payments.card_setup(ws, client)
     confirm_setup(stack, setup["client_secret"], CARD_OK)
     card = rpc.payments.save_card(ws, client, setup["setup_intent"])
+    key = SoftAuthenticator(stack.url, urlparse(stack.url).hostname)  # a passkey, added as the profile adds one
+    options = rpc.auth.passkey_registration_options(contact, stack.url)
+    passkey = rpc.auth.register_passkey(contact, key.create(options), "Isolation key", stack.url)
     return {
         "invoice": invoices[0]["id"],
         "quote": quotes[0]["id"],
@@ -171,6 +214,7 @@ def portal_ids(stack, rpc, ws: str, client: str, contact: str, link: str, slot: 
         "attempt": attempt["id"],
         "card": card["id"],
         "link": link,
+        "passkey": passkey["id"],
     }
 
 
@@ -195,7 +239,9 @@ def make_beta_workspace(stack) -> dict:
             ws,
             {
                 "name": "Beta Buyer GmbH",
-                "contacts": [{"email": BETA, "name": "Bea", "is_primary": True, "portal_access": True}],
+                "contacts": [
+                    {"email": BETA, "name": "Bea", "is_primary": True, "portal_access": True, "role": "owner"}
+                ],
             },
         )
         for i in range(2):
@@ -255,6 +301,8 @@ def accounts(stack):
         client, ws, contact = rows[name]
         with services_rpc(stack, ws) as rpc:
             ids = portal_ids(stack, rpc, ws, client, contact, link, slot)
+            ids["contact"] = contact
+            ids.update(auth_ids(stack, rpc, ws, client, email, contact, ids["invoice"]))
             numbers = [
                 rpc.billing.get_invoice(ws, ids["invoice"])["number"],
                 rpc.billing.get_quote(ws, ids["quote"])["number"],
@@ -311,8 +359,11 @@ def assert_pages_hide(stack, browser, mine: dict, theirs: dict) -> None:
         "/review",
         "/statement.pdf",
         "/payment-methods",
+        "/team",
+        "/profile/sessions",
     ]
-    api = ["/dashboard", "/invoices", "/quotes", "/payments", "/statement", "/profile", "/bookings", "/me"]
+    api = ["/dashboard", "/invoices", "/quotes", "/payments", "/statement", "/profile", "/bookings", "/me", "/sessions"]
+    api.append("/contacts")  # the organisation's contacts: every account walked here is an owner
     for path in pages + [f"/api/portal/v1{p}" for p in api]:
         answer = browser.get(stack.url + path)
         assert answer.status_code == 200, (path, answer.text[:300])
@@ -338,6 +389,7 @@ PAIRS = [
 def test_every_route_with_another_clients_ids_is_404(stack, accounts, me, them):
     browser = sign_in(stack, me)
     before = unchanged_state(stack, accounts[me]["client_id"])
+    their_auth = auth_state(stack, accounts[them]["contact_id"])
     other_workspace = accounts[me]["workspace_id"] != accounts[them]["workspace_id"]
     walk_portal_routes(stack, browser, accounts[them], workspace_scoped=other_workspace)
     if other_workspace:  # ids in a query or a body are refused too
@@ -352,6 +404,8 @@ def test_every_route_with_another_clients_ids_is_404(stack, accounts, me, them):
         review = browser.get(f"{stack.url}/pay", params={"invoice": theirs["invoice"]})
         assert review.status_code in (404, 422) and accounts[them]["numbers"][0] not in review.text, review.text[:300]
     assert unchanged_state(stack, accounts[me]["client_id"]) == before
+    # none of their sessions or links ended (new ones may come: a reminder's email brings a document link)
+    assert set(their_auth) <= set(auth_state(stack, accounts[them]["contact_id"]))
 
 
 @pytest.mark.parametrize("me,them", PAIRS)
@@ -440,3 +494,175 @@ def test_no_admin_listing_shows_the_other_workspace(stack, workspaces, me, them)
         assert answer.status_code in (200, 404) and not [s for s in secrets if s in answer.text], path
     mine = {c["id"] for c in api("GET", "/clients", expect=200).json()}
     assert workspaces[me]["ids"]["clients"] in mine and theirs["ids"]["clients"] not in mine
+
+
+# --- the role matrix: every client route, as each role of one organisation ---------------------------------
+
+MATRIX = "Matrix Org Ltd"
+ROLE_EMAILS = {role: f"{role}@matrix-org.example.org" for role in ("owner", "payer", "approver", "viewer")}
+# Routes with no session to check, or that end the walking session itself (every role may end its own).
+NOT_WALKED = re.compile(
+    r"^(/api/portal/v1)?/(login|logout|not-me|password|unsubscribe|healthz|livez|readyz|metrics|dev/|i/|brand/|verify|"
+    r"session|openapi\.json|sessions/\{|profile/sessions/\{)"
+)
+MATRIX_FORM = {
+    **FORM,
+    "email": "matrix-invitee@example.org",
+    "name": "Mia",
+    "rating": "5",
+    "subject": "x",
+    "all": "1",  # pay everything owed
+    "key": "matrix-pay",
+}
+MATRIX_BODIES = {
+    **JSON_BODIES,
+    "InviteIn": {"email": "matrix-invitee@example.org", "role": "viewer"},
+    "BookingIn": {"link_id": "consultation-30", "start": "2030-01-07T15:00:00+00:00"},
+    "ReviewIn": {"rating": 5},
+    "MessageIn": {"subject": "x", "message": "x"},
+    "ProfileIn": {"name": "Matrix"},
+}
+MATRIX_AUTH_KINDS = {"session", "sign_in_link", "document_link", "passkey"}  # the contact's own; "0": none
+
+
+def refused_for(role: str, method: str, template: str) -> bool:
+    """What the role may not do, by the portal's routes: the contacts page is the owners'; paying and
+    cards the owners' and payers'; deciding on quotes the owners' and approvers'; a viewer reads only."""
+    path = template.removeprefix("/api/portal/v1")
+    if re.match(r"^/(team|contacts)(/|$)", path):
+        return role != "owner"
+    paying = path == "/pay" or (method != "GET" and re.match(r"^/(pay|payment-methods)(/|$)", path))
+    if paying:
+        return role not in ("owner", "payer")
+    if method == "POST" and re.match(r"^/quotes/\{\w+\}/(accept|reject|changes|request-changes)$", path):
+        return role not in ("owner", "approver")
+    writes = r"^/(invoices/\{\w+\}/(comments|dispute)|quotes/\{\w+\}/comments|bookings.*|reviews?)$"
+    return role == "viewer" and method != "GET" and bool(re.match(writes, path))
+
+
+@pytest.fixture(scope="module")
+def matrix(stack):
+    """A client of Acme Studio with one contact of each role and an object of every kind, its own so that
+    what the roles may do changes no other test's data."""
+    with psycopg2.connect(stack.databases["billing"]) as conn, conn.cursor() as cur:
+        cur.execute("SELECT id FROM workspaces WHERE name = 'Acme Studio'")
+        ws = cur.fetchone()[0]
+    with services_rpc(stack, ws) as rpc:
+        client = rpc.billing.create_client(
+            ws,
+            {
+                "name": MATRIX,
+                "contacts": [
+                    {"email": email, "name": role.title(), "portal_access": True, "role": role}
+                    for role, email in ROLE_EMAILS.items()
+                ]
+                + [{"email": "spare@matrix-org.example.org", "portal_access": True, "role": "viewer"}],
+            },
+        )
+        contacts = {c["email"]: c["id"] for c in client["contacts"]}
+        for i in range(2):
+            rpc.billing.create_invoice(
+                ws,
+                {
+                    "client_id": client["id"],
+                    "send": True,
+                    "lines": [{"description": f"Matrix work {i}", "quantity": 1, "unit_price": 20000 + i}],
+                },
+            )
+        rpc.billing.create_quote(
+            ws, {"client_id": client["id"], "send": True, "lines": [{"description": "Matrix plan", "unit_price": 900}]}
+        )
+        wait_until(lambda: _auth_knows(stack, [*ROLE_EMAILS.values()]), 30, "auth to learn the matrix contacts")
+        ids = portal_ids(stack, rpc, ws, client["id"], contacts[ROLE_EMAILS["owner"]], "consultation-30", -3)
+    ids.update({kind: "0" for kind in MATRIX_AUTH_KINDS}, contact=contacts["spare@matrix-org.example.org"])
+    owner = sign_in(stack, ROLE_EMAILS["owner"])
+    for kind in ("invoice", "quote"):  # rendered once before the walk, as forwarding attaches them
+        assert owner.get(f"{stack.url}/{kind}s/{ids[kind]}/pdf", timeout=60).status_code == 200
+    return {"workspace_id": ws, "client_id": client["id"], "contacts": contacts, "ids": ids}
+
+
+def _auth_knows(stack, emails: list[str]) -> bool:
+    with psycopg2.connect(stack.databases["auth"]) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM contacts WHERE email = ANY(%s) AND portal_access", (emails,))
+        return cur.fetchone()[0] == len(emails)
+
+
+def matrix_request(stack, browser, csrf: str, ids: dict, method: str, template: str, resource):
+    url = stack.url + re.sub(r"\{\w+\}", lambda m: ids[kind_of(template)], template)
+    if template == "/pay":
+        url += "?all=1"  # everything the client owes, as the dashboard's button asks
+    if template.startswith("/api/"):
+        route = resource.routes[method]
+        body = MATRIX_BODIES.get(route.body.__name__, {}) if route.body else None
+        return browser.request(method, url, json=body, headers={"X-CSRF-Token": csrf})
+    return browser.request(method, url, data=MATRIX_FORM if method == "POST" else None)
+
+
+@pytest.mark.parametrize("role", ["viewer", "approver", "payer", "owner"])  # the owner last: it changes most
+def test_every_client_route_as_each_role_does_what_the_role_may(stack, matrix, role):
+    browser = sign_in(stack, ROLE_EMAILS[role])
+    assert browser.get(f"{stack.url}/api/portal/v1/me").json()["role"] == role  # the session carries it
+    csrf = browser.get(f"{stack.url}/api/portal/v1/me").json()["csrf_token"]
+    routes = [r for r in portal_routes() if not NOT_WALKED.match(r[1])]
+    refused = [r for r in routes if refused_for(role, r[0], r[1])]
+    allowed = [r for r in routes if not refused_for(role, r[0], r[1])]
+    before, problems = unchanged_state(stack, matrix["client_id"]), []
+    for method, template, resource in refused:  # 403 with a clear page or problem, and nothing changes
+        answer = matrix_request(stack, browser, csrf, matrix["ids"], method, template, resource)
+        if template.startswith("/api/"):
+            clear = answer.headers.get("Content-Type", "").startswith("application/problem+json") and (
+                "your organisation" in answer.json().get("detail", "")
+                and answer.json().get("errors") == {"role": "not allowed"}
+            )
+        else:
+            clear = "your organisation" in answer.text and "<h1>Not allowed for your role</h1>" in answer.text
+        if answer.status_code != 403 or not clear:
+            problems.append(("should refuse", method, template, answer.status_code, answer.text[:200]))
+    assert unchanged_state(stack, matrix["client_id"]) == before, role
+    for method, template, resource in allowed:  # what the role may do is never refused for its role
+        answer = matrix_request(stack, browser, csrf, matrix["ids"], method, template, resource)
+        for _ in range(2):  # a first PDF rendered on a busy machine times out; the next finds it cached
+            if answer.status_code != 504:
+                break
+            time.sleep(2)
+            answer = matrix_request(stack, browser, csrf, matrix["ids"], method, template, resource)
+        expected = answer.status_code == 200 if method == "GET" and "{" not in template else answer.status_code < 500
+        if answer.status_code == 403 or not expected:
+            problems.append(("should allow", method, template, answer.status_code, answer.text[:200]))
+    assert not problems, "\n".join(map(str, problems))
+    # every role met both kinds of route, and every kind of refusal is someone's
+    assert allowed and (refused or role == "owner")
+    if role == "owner":
+        assert not refused
+
+
+def test_an_invited_contact_signs_in_and_a_new_role_ends_its_sessions(stack, matrix):
+    spare = "spare@matrix-org.example.org"  # the owner's walk above took its access away
+    owner = sign_in(stack, ROLE_EMAILS["owner"])
+    csrf = owner.get(f"{stack.url}/api/portal/v1/me").json()["csrf_token"]
+    before = stack.outbox.count(spare, SIGN_IN)
+    invited = owner.post(
+        f"{stack.url}/api/portal/v1/contacts", json={"email": spare, "role": "viewer"}, headers={"X-CSRF-Token": csrf}
+    )
+    assert invited.status_code == 201 and invited.json()["role"] == "viewer", invited.text
+    stack.outbox.wait_for(spare, before + 1, subject=SIGN_IN)  # the invitation: a sign-in link, by email
+    browser = sign_in(stack, spare)
+    assert browser.get(f"{stack.url}/api/portal/v1/me").json()["role"] == "viewer"
+    assert browser.get(f"{stack.url}/team").status_code == 403
+    changed = owner.patch(
+        f"{stack.url}/api/portal/v1/contacts/{invited.json()['id']}",
+        json={"role": "approver"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert changed.status_code == 200 and changed.json()["role"] == "approver", changed.text
+    wait_until(lambda: browser.get(f"{stack.url}/api/portal/v1/me").status_code == 401, 15, "the session to end")
+    assert sign_in(stack, spare).get(f"{stack.url}/api/portal/v1/me").json()["role"] == "approver"
+    # the last owner stays, whoever asks, and the contacts page says why
+    last = owner.patch(
+        f"{stack.url}/api/portal/v1/contacts/{matrix['contacts'][ROLE_EMAILS['owner']]}",
+        json={"role": "payer"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert last.status_code == 409 and last.json()["errors"] == {"role": "last owner"}, last.text
+    page = owner.post(f"{stack.url}/team/{matrix['contacts'][ROLE_EMAILS['owner']]}/role", data={"role": "viewer"})
+    assert page.status_code == 409 and "last owner" in page.text

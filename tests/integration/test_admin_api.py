@@ -34,6 +34,20 @@ def portalctl(stack, *args) -> dict:
     return json.loads(result.stdout)
 
 
+def portalctl_fails(stack, *args) -> str:
+    """What portalctl says (on stderr, as JSON) when the services refuse the command."""
+    result = subprocess.run(
+        [sys.executable, "-m", "services.billing.cli", *args],
+        cwd=ROOT,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0, result.stdout
+    return result.stderr
+
+
 class Api:
     def __init__(self, base: str, key: str | None):
         self.base = base
@@ -255,9 +269,18 @@ def test_cli_contact_and_portal_commands(admin):
         "--email",
         "second@client.example.org",
     )
-    assert contact["portal_access"] is False
+    assert contact["portal_access"] is False and contact["role"] == "payer"  # the business's default
     enabled = portalctl(stack, "portal", "enable", "--workspace", admin["ws_a"], "--contact", contact["id"])
     assert enabled["portal_access"] is True
+    # the business sets the client's first owner; the last owner cannot be made anything else
+    owner = portalctl(
+        stack, "contact", "role", "--workspace", admin["ws_a"], "--contact", contact["id"], "--role", "owner"
+    )
+    assert owner["role"] == "owner"
+    refused = portalctl_fails(
+        stack, "contact", "role", "--workspace", admin["ws_a"], "--contact", contact["id"], "--role", "viewer"
+    )
+    assert "last owner" in refused
     assert (
         portalctl(stack, "invoice", "send", "--workspace", admin["ws_a"], "--invoice", admin["invoice"]["id"])["status"]
         == "sent"
@@ -310,6 +333,11 @@ def test_every_route_works_for_its_own_workspace(admin):
         "POST", f"/clients/{beta}/contacts", {"email": "ap@beta.example.org", "name": "AP"}, expect=201
     ).json()
     assert api("PATCH", f"/contacts/{contact['id']}", {"portal_access": True}, expect=200).json()["portal_access"]
+    assert contact["role"] == "payer"  # the admin API's default role
+    assert api("PATCH", f"/contacts/{contact['id']}", {"role": "owner"}, expect=200).json()["role"] == "owner"
+    last = api("PATCH", f"/contacts/{contact['id']}", {"role": "approver"}, expect=409).json()
+    assert last["errors"] == {"role": "last owner"}
+    api("PATCH", f"/contacts/{contact['id']}", {"role": "boss"}, expect=422)
 
     invoice = api(
         "POST",

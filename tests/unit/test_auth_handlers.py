@@ -219,7 +219,7 @@ def test_sign_in_publishes_an_event_through_the_outbox(engine):
     consume(engine, link["token"])
     with engine.connect() as conn:
         types = conn.execute(sa.select(OUTBOX.c.event_type)).scalars().all()
-    assert types == ["auth.signed_in"]
+    assert types == ["auth.signed_in", "session.started"]
 
 
 def outbox(engine, event_type: str) -> list[str]:

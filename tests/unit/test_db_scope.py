@@ -180,12 +180,12 @@ def test_the_gateway_scopes_portal_calls_to_the_session_and_admin_calls_to_the_k
     app.simulate_get("/api/portal/v1/dashboard", headers={"Authorization": f"Bearer {credential()}"})
     assert rpc.calls == [
         ("auth", "check_session", Scope("ws1", "cl1")),
-        ("billing", "client_dashboard", Scope("ws1", "cl1")),
+        ("billing", "client_dashboard", Scope("ws1", "cl1", role="owner")),  # the session's role travels
     ]
     rpc.calls.clear()
     revocations.ready = True  # fed: no call to auth at all
     app.simulate_get("/api/portal/v1/dashboard", headers={"Authorization": f"Bearer {credential()}"})
-    assert rpc.calls == [("billing", "client_dashboard", Scope("ws1", "cl1"))]
+    assert rpc.calls == [("billing", "client_dashboard", Scope("ws1", "cl1", role="owner"))]
     rpc.calls.clear()
     page = app.simulate_get("/api/admin/v1/clients", headers={"Authorization": "Bearer key"})
     assert page.status_code == 200

@@ -93,6 +93,7 @@ def credential(
             session.get("locale"),
             started,
             seen or started,
+            role=session.get("role", "owner"),  # everything, as every contact could before roles
         ),
         keys or GatewayConfig().session_keys,
     )
@@ -287,6 +288,7 @@ def test_pdf_downloads_are_scoped_named_and_revalidated():
 def test_forms_need_the_csrf_token_of_their_own_cookie():
     c, rpc = client({("auth", "request_link"): {"accepted": True}, ("auth", "end_session"): 1})
     page = c.simulate_get("/login")
+    assert rpc.calls.pop()[:2] == ("auth", "passwords_offered")  # the page asks whether to offer passwords
     cookie = page.cookies["portal_csrf"]
     assert cookie.http_only and cookie.same_site == "Lax"
     token = sign(GatewayConfig.secret, cookie.value)

@@ -37,7 +37,18 @@ def test_every_category_is_on_by_default_except_the_monthly_statement():
     assert preferences.DEFAULTS == rules.DEFAULTS  # documents' copy of the defaults is billing's
 
 
-@pytest.mark.parametrize("kind", ["magic_link", "payment_failed", "business_message", "some_future_kind"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "magic_link",
+        "new_device",
+        "payment_failed",
+        "mandate_copy",
+        "debit_notice",
+        "business_message",
+        "some_future_kind",
+    ],
+)
 def test_sign_in_security_and_unlisted_emails_are_essential(kind):
     assert preferences.category(kind, "contact-1") is None
 
@@ -45,7 +56,11 @@ def test_sign_in_security_and_unlisted_emails_are_essential(kind):
 def test_each_kind_of_email_maps_to_its_category():
     assert {kind: preferences.category(kind, "c1") for kind in preferences.CATEGORY_OF_KIND} == {
         "magic_link": None,
+        "password_reset": None,
+        "new_device": None,
         "payment_failed": None,
+        "mandate_copy": None,
+        "debit_notice": None,
         "invoice_sent": "invoices",
         "quote_sent": "quotes",
         "invoice_reminder": "reminders",

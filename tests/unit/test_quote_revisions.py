@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from chassis.db import UnitOfWork
 from chassis.errors import Conflict, Invalid, NotFound
 from chassis.events import OUTBOX
+from chassis.scope import ROLES
 from services.billing import handlers as h
 from services.billing import revisions
 from tests.unit.test_gateway import FORM, client
@@ -100,10 +101,13 @@ def test_only_the_newest_version_can_be_decided_on():
 
 def test_who_may_ask_for_changes_and_on_what():
     class Contact:
-        def __init__(self, access):
-            self.portal_access = access
+        def __init__(self, access, role="approver"):
+            self.portal_access, self.role = access, role
 
     assert revisions.may_request_changes(Contact(True)) and not revisions.may_request_changes(Contact(False))
+    # owners and approvers decide on quotes; payers and viewers do not, nor a contact without access
+    assert [r for r in ROLES if revisions.may_request_changes(Contact(True, r))] == ["owner", "approver"]
+    assert not revisions.may_request_changes(Contact(False, "owner"))
     assert [
         s for s in ("draft", "sent", "viewed", "accepted", "rejected", "expired") if revisions.open_for_changes(s)
     ] == [
@@ -133,7 +137,9 @@ def db(sqlite_engine):
 def quote(db):
     ws = db(h.create_workspace, {"name": "Acme", "email": "acme@example.com", "timezone": "Europe/Berlin"})["id"]
     cl = db(h.create_client, ws, {"name": "Client One", "currency": "EUR"})["id"]
-    contact = db(h.add_contact, ws, cl, {"email": "one@example.com", "name": "Una", "portal_access": True})["id"]
+    contact = db(
+        h.add_contact, ws, cl, {"email": "one@example.com", "name": "Una", "portal_access": True, "role": "approver"}
+    )["id"]
     lines = [line("Design", "2", 5000), line("Hosting", "12", 1000)]
     made = db(h.create_quote, ws, {"client_id": cl, "lines": lines, "send": True, "terms": "30 days"})
     return {"ws": ws, "client": cl, "contact": contact, "id": made["id"], "number": made["number"]}

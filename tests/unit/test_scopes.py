@@ -26,6 +26,15 @@ SYSTEM_ENTRYPOINTS = {
     ("auth", "consume_link"),
     ("auth", "revocations"),  # what every gateway refuses, in every workspace
     ("auth", "resolve_document_link"),  # an emailed document link's token
+    ("auth", "passwords_offered"),  # whether the sign-in page shows the password form
+    ("auth", "sign_in_with_password"),  # password sign-in: a contact is found by email in every workspace
+    ("auth", "request_password_reset"),  # "Forgot your password?", likewise
+    ("auth", "password_reset_state"),  # a password link's token
+    ("auth", "reset_password"),
+    ("auth", "passkey_sign_in_options"),  # passkey sign-in: nobody is known until the passkey answers
+    ("auth", "passkey_sign_in"),
+    ("auth", "report_state"),  # a sign-in email's "this wasn't me" token
+    ("auth", "report_not_me"),
     ("billing", "authenticate_api_key"),  # which workspace an API key belongs to
     ("billing", "verify_document"),  # a printed document's code: its holder is nobody the portal knows
     ("documents", "recent_emails"),  # the development mail page
@@ -46,6 +55,13 @@ PUBLIC_ROUTES = {
     ("/login", "POST"),
     ("/login/verify", "GET"),
     ("/login/verify", "POST"),
+    ("/login/password", "POST"),  # password sign-in: the password is the credential
+    ("/password/forgot", "GET"),  # "Forgot your password?" and its emailed link, by the token
+    ("/password/forgot", "POST"),
+    ("/password/reset", "GET"),
+    ("/password/reset", "POST"),
+    ("/login/passkey", "POST"),  # passkey sign-in: the passkey's answer is the credential
+    ("/login/passkey/options", "POST"),
     ("/healthz", "GET"),
     ("/dev/mail", "GET"),
     ("/livez", "GET"),
@@ -58,8 +74,15 @@ PUBLIC_ROUTES = {
     ("/brand/{workspace_id}/logo", "GET"),
     ("/webhooks/stripe", "POST"),  # signed by Stripe
     ("/unsubscribe", "GET"),  # an email's one-click unsubscribe link, by its signed token
+    ("/not-me", "GET"),  # a sign-in email's "this wasn't me" link: shows what it would do
+    ("/not-me", "POST"),  # ...and ends every session and link of the contact, by the token
     ("/unsubscribe", "POST"),
     ("/api/portal/v1/session", "POST"),  # signing in
+    ("/api/portal/v1/session/passkey", "POST"),  # signing in with a passkey
+    ("/api/portal/v1/session/passkey/options", "POST"),
+    ("/api/portal/v1/session/password", "POST"),  # signing in with a password
+    ("/api/portal/v1/password/forgot", "POST"),
+    ("/api/portal/v1/password/reset", "POST"),
     ("/api/portal/v1/openapi.json", "GET"),
     ("/api/admin/v1/openapi.json", "GET"),
 }

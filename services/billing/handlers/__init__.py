@@ -13,10 +13,14 @@ from services.billing.handlers.bookings import (  # noqa: F401
 )
 from services.billing.handlers.clients import (  # noqa: F401
     add_contact,
+    change_contact_role,
     client_view,
     create_client,
     get_client,
+    invite_contact,
     list_clients,
+    list_team,
+    remove_contact,
     republish_contacts,
     set_portal_access,
     update_client,

@@ -9,7 +9,8 @@ import sqlalchemy as sa
 
 from chassis.errors import Conflict, Invalid, NotFound
 from chassis.fields import text
-from services.billing import availability
+from chassis.scope import require_role
+from services.billing import availability, domain
 from services.billing.handlers.common import (
     client_row,
     get_scoped,
@@ -86,6 +87,7 @@ def _booking_dict(row, timezone: str) -> dict:
 def book_slot(uow, now: datetime, workspace_id: str, client_id: str, contact_id: str, link_id: str, start: str) -> dict:
     """Book one of the offered start times. The cells' primary key refuses a second booking of any
     overlapping time; the same client booking the same slot again gets its booking back."""
+    require_role(domain.ACTING_ROLES, domain.ACTING_DETAIL)
     ws_row = workspace_row(uow, workspace_id)
     client_row(uow, workspace_id, client_id)
     contact = uow.execute(
@@ -177,6 +179,7 @@ def list_bookings(
 
 def cancel_booking(uow, now: datetime, workspace_id: str, booking_id: str, client_id: str | None = None) -> dict:
     """Frees the time and tells the client. Cancelling twice is harmless; a past booking stays."""
+    require_role(domain.ACTING_ROLES, domain.ACTING_DETAIL)
     ws_row = workspace_row(uow, workspace_id)
     row = get_scoped(uow, bookings, workspace_id, booking_id, "booking", lock=True, client_id=client_id)
     if row.status == "cancelled":
@@ -212,6 +215,7 @@ def cancel_booking(uow, now: datetime, workspace_id: str, booking_id: str, clien
 def add_review(
     uow, now: datetime, workspace_id: str, client_id: str, contact_id: str, author_name: str, rating, message: str
 ) -> dict:
+    require_role(domain.ACTING_ROLES, domain.ACTING_DETAIL)
     client_row(uow, workspace_id, client_id)
     if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
         raise Invalid("Choose a rating from 1 to 5 stars.", rating="1 to 5")

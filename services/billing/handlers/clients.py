@@ -7,9 +7,10 @@ from datetime import datetime
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 
-from chassis.errors import Conflict, Invalid
+from chassis.errors import Conflict, Forbidden, Invalid
 from chassis.fields import REFUSE, check_country, check_locale, flag, text
-from services.billing import legal_ids
+from chassis.scope import ROLES, require_role
+from services.billing import domain, legal_ids
 from services.billing.handlers.common import (
     check_fields,
     check_regional,
@@ -36,6 +37,10 @@ __all__ = [
     "set_portal_access",
     "republish_contacts",
     "client_view",
+    "list_team",
+    "invite_contact",
+    "change_contact_role",
+    "remove_contact",
 ]
 
 CLIENT_FIELDS = {
@@ -52,7 +57,8 @@ CLIENT_FIELDS = {
 }
 # What a client may change about itself from the portal; the rest is the business's to set.
 PORTAL_EDITABLE = {"name", "address", "phone"}
-CONTACT_FIELDS = {"email", "name", "phone", "locale", "is_primary", "portal_access"}
+CONTACT_FIELDS = {"email", "name", "phone", "locale", "is_primary", "portal_access", "role"}
+DEFAULT_ROLE = "payer"  # a contact the business adds without naming a role: pays, sees everything
 
 
 LIMITS = {"name": 200, "address": 2000, "phone": 50, "tax_id": 50, "country": 2, "vat_id": 30, "buyer_reference": 100}
@@ -113,6 +119,7 @@ def contact_view(row) -> dict:
         "locale": row.locale,
         "is_primary": row.is_primary,
         "portal_access": row.portal_access,
+        "role": row.role,
     }
 
 
@@ -210,10 +217,12 @@ def _normal_email(raw) -> str:
         raise Invalid("Enter a valid email address.", email="invalid") from None
 
 
-def _contact_event(uow, row) -> dict:
-    """A contact as consumers see it; its locale falls back to the client's (the language of its emails)."""
+def _contact_event(uow, row, **extra) -> dict:
+    """A contact as consumers see it; its locale falls back to the client's (the language of its emails).
+    `extra`: role_changed (its sessions end), invited (auth emails it a sign-in link)."""
     client_locale = uow.execute(sa.select(clients.c.locale).where(clients.c.id == row.client_id)).scalar_one()
     return {
+        **extra,
         "id": row.id,
         "workspace_id": row.workspace_id,
         "client_id": row.client_id,
@@ -222,6 +231,7 @@ def _contact_event(uow, row) -> dict:
         "locale": row.locale or client_locale,
         "portal_access": row.portal_access,
         "is_primary": row.is_primary,
+        "role": row.role,
         "version": row.version,
     }
 
@@ -260,10 +270,37 @@ def _contact_values(data: dict, creating: bool) -> dict:
     for key in ("is_primary", "portal_access"):
         if key in data:
             values[key] = flag(data[key], key)
+    if "role" in data:
+        values["role"] = _role(data["role"])
     return values
 
 
-def add_contact(uow, now: datetime, workspace_id: str, client_id: str, data: dict) -> dict:
+def _role(value) -> str:
+    if value not in ROLES:
+        raise Invalid(f"role is one of {', '.join(ROLES)}.", role=f"one of {', '.join(ROLES)}")
+    return value
+
+
+def _keep_an_owner(uow, client_id: str, contact_id: str) -> None:
+    """Refuse to leave a client that has an owner without one. The caller holds the client row's lock,
+    so two owners demoting each other at once are serialized: the second sees the first's change."""
+    owners = set(
+        uow.execute(
+            sa.select(contacts.c.id).where(
+                contacts.c.client_id == client_id, contacts.c.role == "owner", contacts.c.portal_access.is_(True)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if owners == {contact_id}:
+        raise Conflict(
+            "This is the organisation's last owner. Make another contact an owner first.",
+            role="last owner",
+        )
+
+
+def add_contact(uow, now: datetime, workspace_id: str, client_id: str, data: dict, invited: bool = False) -> dict:
     check_fields(data, CONTACT_FIELDS)
     client_row(uow, workspace_id, client_id)
     email = _normal_email(data.get("email"))
@@ -285,6 +322,7 @@ def add_contact(uow, now: datetime, workspace_id: str, client_id: str, data: dic
             locale=values.get("locale"),
             is_primary=values.get("is_primary", first),
             portal_access=values.get("portal_access", False),
+            role=values.get("role", DEFAULT_ROLE),
             version=1,
             created_at=now,
         )
@@ -292,14 +330,23 @@ def add_contact(uow, now: datetime, workspace_id: str, client_id: str, data: dic
     if values.get("is_primary"):
         _only_primary(uow, workspace_id, client_id, contact_id)
     row = get_scoped(uow, contacts, workspace_id, contact_id, "contact")
-    uow.publish("contact.created", workspace_id, _contact_event(uow, row))
+    uow.publish("contact.created", workspace_id, _contact_event(uow, row, **({"invited": True} if invited else {})))
     return contact_view(row)
 
 
-def update_contact(uow, now: datetime, workspace_id: str, contact_id: str, data: dict) -> dict:
+def update_contact(
+    uow, now: datetime, workspace_id: str, contact_id: str, data: dict, actor: str = "", invited: bool = False
+) -> dict:
+    """`actor`: the owner who changed it from the portal (the business otherwise); `invited`: the change
+    grants portal access by an invitation, which auth answers with a sign-in link."""
     check_fields(data, CONTACT_FIELDS)
-    row = get_scoped(uow, contacts, workspace_id, contact_id, "contact", lock=True)
     values = _contact_values(data, creating=False)
+    if "role" in values:  # the client first, as every change of roles locks it: one at a time per client
+        client_row(uow, workspace_id, get_scoped(uow, contacts, workspace_id, contact_id, "contact").client_id, True)
+    row = get_scoped(uow, contacts, workspace_id, contact_id, "contact", lock=True)
+    role_changed = values.get("role", row.role) != row.role
+    if role_changed and row.role == "owner":
+        _keep_an_owner(uow, row.client_id, contact_id)
     if "email" in data:
         values["email"] = _normal_email(data["email"])
         clash = uow.execute(
@@ -315,7 +362,21 @@ def update_contact(uow, now: datetime, workspace_id: str, contact_id: str, data:
     if values.get("is_primary"):
         _only_primary(uow, workspace_id, row.client_id, contact_id)
     updated = get_scoped(uow, contacts, workspace_id, contact_id, "contact")
-    uow.publish("contact.updated", workspace_id, _contact_event(uow, updated))
+    extra = {"role_changed": True} if role_changed else {}
+    if invited:
+        extra["invited"] = True
+    uow.publish("contact.updated", workspace_id, _contact_event(uow, updated, **extra))
+    if role_changed:
+        record_activity(
+            uow,
+            now,
+            workspace_id,
+            row.client_id,
+            "contact.role_changed",
+            f"Role of {row.email} changed from {row.role} to {updated.role}"
+            + (f" by {actor}" if actor else " by the business"),
+            {"contact_id": contact_id, "from": row.role, "to": updated.role},
+        )
     if "portal_access" in values:
         record_activity(
             uow,
@@ -353,6 +414,9 @@ def update_profile(uow, now: datetime, workspace_id: str, client_id: str, contac
         if key in data
     }  # checked under the form's names
     contact_changes = {k: v for k, v in mine.items() if v != getattr(contact, k)}
+    current = client_row(uow, workspace_id, client_id)
+    if any(value != getattr(current, field) for field, value in company.items()):  # the form resends them all
+        require_role(domain.COMPANY_ROLES, domain.COMPANY_DETAIL)
     if contact_changes:
         update_contact(uow, now, workspace_id, contact_id, contact_changes)
     update_client(uow, now, workspace_id, client_id, company, from_portal=True)
@@ -360,3 +424,90 @@ def update_profile(uow, now: datetime, workspace_id: str, client_id: str, contac
         "contact": contact_view(get_scoped(uow, contacts, workspace_id, contact_id, "contact")),
         "client": get_client(uow, now, workspace_id, client_id),
     }
+
+
+# ---------------------------------------------------------------- the organisation's contacts, by its owners
+
+MANAGE_DETAIL = "Only an owner of your organisation can manage its contacts."
+
+
+def _owner(uow, workspace_id: str, client_id: str, actor_id: str):
+    """The signed-in contact, an owner both in its session's scope and in the contacts table now (its
+    role may have changed since it signed in)."""
+    require_role(("owner",), MANAGE_DETAIL)
+    actor = get_scoped(uow, contacts, workspace_id, actor_id, "contact", client_id=client_id)
+    if actor.role != "owner" or not actor.portal_access:
+        raise Forbidden(MANAGE_DETAIL, role="not allowed")
+    return actor
+
+
+def list_team(uow, now: datetime, workspace_id: str, client_id: str, actor_id: str) -> list[dict]:
+    """The client's contacts, for an owner: who may sign in, and as what."""
+    _owner(uow, workspace_id, client_id, actor_id)
+    rows = uow.execute(
+        sa.select(contacts).where(contacts.c.client_id == client_id).order_by(contacts.c.created_at, contacts.c.email)
+    ).all()
+    return [contact_view(r) for r in rows]
+
+
+def invite_contact(uow, now: datetime, workspace_id: str, client_id: str, actor_id: str, data: dict) -> dict:
+    """An owner gives another person portal access with a role; auth emails it a sign-in link. A contact
+    of the client without access gets it back; an address of another client is refused."""
+    check_fields(data, {"email", "name", "role"})
+    client_row(uow, workspace_id, client_id, lock=True)
+    actor = _owner(uow, workspace_id, client_id, actor_id)
+    email = _normal_email(data.get("email"))
+    if "role" not in data:
+        raise Invalid("Choose a role.", role="required")
+    role = _role(data["role"])
+    name = text(data.get("name", ""), "name", 200, null="")
+    existing = uow.execute(
+        sa.select(contacts).where(contacts.c.workspace_id == workspace_id, contacts.c.email == email)
+    ).first()
+    if existing is not None and existing.client_id != client_id:
+        raise Conflict("This address cannot be invited. Ask the business to add it.", email="taken")
+    if existing is not None and existing.portal_access:
+        raise Conflict("This person can already sign in.", email="has access")
+    if existing is not None:
+        changes = {"portal_access": True, "role": role, **({"name": name} if name else {})}
+        view = update_contact(uow, now, workspace_id, existing.id, changes, actor=actor.email, invited=True)
+    else:
+        data = {"email": email, "name": name, "role": role, "portal_access": True}
+        view = add_contact(uow, now, workspace_id, client_id, data, invited=True)
+    record_activity(
+        uow,
+        now,
+        workspace_id,
+        client_id,
+        "contact.invited",
+        f"{email} invited as {role} by {actor.email}",
+        {"contact_id": view["id"], "role": role},
+    )
+    return view
+
+
+def change_contact_role(
+    uow, now: datetime, workspace_id: str, client_id: str, actor_id: str, contact_id: str, role: str
+) -> dict:
+    """An owner changes a contact's role (its own too, while another owner remains); the contact's
+    sessions end, so its next sign-in carries the new role."""
+    client_row(uow, workspace_id, client_id, lock=True)
+    actor = _owner(uow, workspace_id, client_id, actor_id)
+    role = _role(role)
+    target = get_scoped(uow, contacts, workspace_id, contact_id, "contact", client_id=client_id)
+    if target.role == role:
+        return contact_view(target)  # nothing changes, and no session ends
+    return update_contact(uow, now, workspace_id, contact_id, {"role": role}, actor=actor.email)
+
+
+def remove_contact(uow, now: datetime, workspace_id: str, client_id: str, actor_id: str, contact_id: str) -> dict:
+    """An owner takes a contact's portal access away (its sessions end); the business keeps the contact
+    for its records. The last owner stays."""
+    client_row(uow, workspace_id, client_id, lock=True)
+    actor = _owner(uow, workspace_id, client_id, actor_id)
+    target = get_scoped(uow, contacts, workspace_id, contact_id, "contact", client_id=client_id)
+    if not target.portal_access:
+        return contact_view(target)
+    if target.role == "owner":
+        _keep_an_owner(uow, client_id, contact_id)
+    return update_contact(uow, now, workspace_id, contact_id, {"portal_access": False}, actor=actor.email)

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from chassis.errors import Conflict, Invalid
 from chassis.fields import text
 from chassis.money import Money
+from chassis.scope import require_role
 from services.billing import domain
 from services.billing.disputes import (
     check_adjustment,
@@ -113,6 +114,7 @@ def raise_invoice_dispute(
     lines: list | None = None,
 ) -> dict:
     """A client's contact disputes an invoice it owes on, as a whole or some of its lines, saying why."""
+    require_role(domain.ACTING_ROLES, domain.ACTING_DETAIL)
     reason = text(reason, "reason", 2000, required=True).strip()
     author_name = text(author_name, "author_name", 200)
     invoice = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True, client_id=client_id)

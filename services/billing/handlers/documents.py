@@ -9,8 +9,9 @@ from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 
-from chassis.errors import Conflict, Invalid, NotFound
+from chassis.errors import Conflict, Forbidden, Invalid, NotFound
 from chassis.fields import flag, text
+from chassis.scope import require_role
 from clients import verification
 from services.billing import domain, revisions
 from services.billing.disputes import dispute_view
@@ -36,6 +37,7 @@ from services.billing.handlers.common import (
     workspace_today,
 )
 from services.billing.handlers.engagement import record_signal
+from services.billing.handlers.processing import processing_by_invoice
 from services.billing.handlers.summaries import money_moved
 from services.billing.handlers.verification import code_of, codes_of, issue_code
 from services.billing.tables import (
@@ -436,6 +438,10 @@ def get_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, client_i
         .limit(1)
     ).first()
     view["dispute"] = dispute_view(latest, row.number) if latest is not None else None
+    # a bank debit still with the bank: shown as processing, apart from what is owed
+    view["processing"] = processing_by_invoice(uow, [invoice_id]).get(invoice_id, 0)
+    if view["processing"] and view["balance"] > 0:
+        view["display_status"] = "processing"
     return view
 
 
@@ -756,6 +762,7 @@ def accept_quote(
     version: int | None = None,
 ) -> dict:
     """`version`: the one the client saw (the portal always sends it); a revision since is a 409."""
+    require_role(revisions.DECIDING_ROLES, revisions.DECIDING_DETAIL)
     seen = revisions.seen_version(version)
     row, ws = _actionable_quote(uow, now, workspace_id, quote_id, client_id)
     revisions.check_newest(seen, row.version, row.number)
@@ -801,6 +808,7 @@ def reject_quote(
     version: int | None = None,
 ) -> dict:
     """`version` as for accept_quote: declining a version a revision replaced is a 409."""
+    require_role(revisions.DECIDING_ROLES, revisions.DECIDING_DETAIL)
     seen = revisions.seen_version(version)
     row, _ = _actionable_quote(uow, now, workspace_id, quote_id, client_id)
     revisions.check_newest(seen, row.version, row.number)
@@ -963,13 +971,16 @@ def request_quote_changes(
 ) -> dict:
     """A contact asks for changes to a quote it can still decide on: the message goes into the quote's
     comment thread, and the quote shows that changes were asked for until a revision answers."""
+    require_role(revisions.DECIDING_ROLES, revisions.DECIDING_DETAIL)
     seen = revisions.seen_version(version)
     message = text(message, "message", 5000, required=True).strip()  # the comment rule: 1 to 5000, trimmed
     row = get_scoped(uow, quotes, workspace_id, quote_id, "quote", lock=True, client_id=client_id)
     _visible_to_client(row, client_id, "quote")
     contact = get_scoped(uow, contacts, workspace_id, contact_id, "contact", client_id=client_id)
-    if not revisions.may_request_changes(contact):
+    if not contact.portal_access:
         raise NotFound("No such quote.")  # fail closed: as if the quote were not there
+    if not revisions.may_request_changes(contact):  # its role now, which may be newer than its session's
+        raise Forbidden(revisions.DECIDING_DETAIL, role="not allowed")
     ws = workspace_row(uow, workspace_id)
     state = domain.quote_display_status(row.status, row.expiry_date, workspace_today(ws, now))
     if not revisions.open_for_changes(state):
@@ -1231,6 +1242,7 @@ def add_comment(
     body: str,
     client_id: str | None = None,
 ) -> dict:
+    require_role(domain.ACTING_ROLES, domain.ACTING_DETAIL)
     if document_kind not in DOCUMENT_TABLES:
         raise Invalid("Comments go on invoices or quotes.", document_kind="unknown")
     if author_kind not in ("client", "business"):

@@ -48,6 +48,7 @@ from services.billing.tables import (
     payment_allocations,
     payment_payers,
     payments,
+    processing_payments,
     quotes,
     refunds,
     verification_codes,
@@ -71,7 +72,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-METHODS = {"card", "bank_transfer", "cash", "cheque", "other"}
+METHODS = {"card", "sepa_debit", "bank_transfer", "cash", "cheque", "other"}  # sepa_debit: through Stripe
 
 
 def _amount(value, name: str = "amount") -> int:
@@ -846,6 +847,17 @@ _RECENT_QUOTES = sa.select(quotes, _code_of("quote", quotes.c.id)).where(
 _RECENT_ACTIVITY = sa.select(
     activities.c.kind, activities.c.summary, activities.c.data, activities.c.occurred_at
 ).where(activities.c.workspace_id == _workspace, activities.c.client_id == _client)
+# What bank debits in flight are paying (kept from payments' events), in the dashboard's one statement.
+_PROCESSING = (
+    sa.select(sa.func.coalesce(sa.func.sum(processing_payments.c.amount), 0))
+    .where(
+        processing_payments.c.workspace_id == _workspace,
+        processing_payments.c.client_id == _client,
+        processing_payments.c.settled_at.is_(None),
+    )
+    .scalar_subquery()
+    .label("processing")
+)
 _BUSINESS = ("name", "email", "phone", "address", "logo_url", "brand_color")
 _DASHBOARD = (
     sa.select(
@@ -868,6 +880,7 @@ _DASHBOARD = (
         _OVERDUE.c.overdue_count,
         _OVERDUE.c.overdue_amount,
         _OVERDUE.c.open_by_due,
+        _PROCESSING,
         json_rows(_RECENT_INVOICES, (invoices.c.issue_date.desc(), invoices.c.number.desc()), 5).label(
             "recent_invoices"
         ),
@@ -916,6 +929,8 @@ def client_dashboard(uow, now: datetime, workspace_id: str, client_id: str) -> d
         },
         "business": {name: getattr(row, f"business_{name}") for name in _BUSINESS},
         "outstanding": money(summary.outstanding),
+        # of the outstanding, what bank debits are paying already (settled or failed within days)
+        "processing": money(int(row.processing)),
         "overdue": {"count": int(row.overdue_count), **money(row.overdue_amount)},
         # what is owed by days past due (the business's today), per currency, the client's first
         "aging": aging(_open_by_due(row.open_by_due), today, first=row.currency),

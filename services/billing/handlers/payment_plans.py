@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from chassis.errors import Conflict, Invalid
 from chassis.money import Money
+from chassis.scope import require_role
 from services.billing import domain
 from services.billing.handlers.common import (
     check_fields,
@@ -26,6 +27,7 @@ from services.billing.handlers.common import (
 )
 from services.billing.handlers.disputes import open_dispute_of
 from services.billing.handlers.ledger import _amount, _available, _use_balance
+from services.billing.handlers.processing import processing_by_invoice, refuse_if_processing
 from services.billing.tables import credit_applications, invoices
 
 __all__ = ["plan_payment"]
@@ -95,6 +97,8 @@ def _selection(uow, workspace_id: str, client_id: str, invoice_ids, done: dict) 
             )
         ).all()
         rows = [r for r in rows if _unpayable(r, done) is None]
+        busy = processing_by_invoice(uow, [r.id for r in rows if r.id not in done])
+        rows = [r for r in rows if not busy.get(r.id)]  # a debit with the bank pays those already
     else:
         if not isinstance(invoice_ids, list) or not all(isinstance(i, str) for i in invoice_ids):
             raise Invalid("invoice_ids is a list of invoice ids.", invoice_ids="not a list of ids")
@@ -171,6 +175,7 @@ def plan_payment(
     """What to charge and how it pays the client's invoices. `amount`, when given, is the card amount:
     it is spread over what is left once balance is applied; less than that is a partial payment.
     The key may come in the request or as the `key` argument (as the payments service passes it)."""
+    require_role(domain.PAYING_ROLES, domain.PAYING_DETAIL)  # before showing what a payment would do
     request = {} if request is None else request
     check_fields(request, PLAN_FIELDS)
     settings = settings_of(workspace_row(uow, workspace_id))
@@ -184,6 +189,8 @@ def plan_payment(
     client = client_row(uow, workspace_id, client_id, lock=commit)
     done = _done(uow, workspace_id, client.id, key)
     rows = _selection(uow, workspace_id, client.id, request.get("invoice_ids"), done)
+    if not done:  # a replay of a committed plan is not a second payment
+        refuse_if_processing(uow, rows)
     if request.get("autopay", False) is not False:  # payments' automatic charge of a recurring invoice
         if request["autopay"] is not True:
             raise Invalid("autopay is true or false.", autopay="not a boolean")

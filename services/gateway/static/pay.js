@@ -18,6 +18,9 @@
       body: JSON.stringify(body || {}),
     });
     const data = await response.json().catch(function () { return {}; });
+    if (!response.ok && data.step_up_url) {
+      window.location.assign(data.step_up_url);  // the business asks the contact to confirm it is them first
+    }
     if (!response.ok) {
       throw new Error(data.detail || data.title || form.dataset.genericError);
     }
