@@ -151,7 +151,27 @@ def consume_link(
     if not contact.portal_access:
         uow.commit()  # the link stays used
         raise Unauthorized("no_access")
-    if previous_session_id:  # a new session every sign-in: the one the browser had (fixation) ends
+    # a magic link proves presence: step-up for money counts from it
+    opened = open_session(uow, now, contact, previous_session_id, client_ip, user_agent, policy, keys, proved_at=now)
+    uow.commit()
+    return opened
+
+
+def open_session(
+    uow,
+    now: datetime,
+    contact,
+    previous_session_id: str | None,
+    client_ip: str | None,
+    user_agent: str | None,
+    policy: domain.Policy,
+    keys: credentials.Keys,
+    proved_at: datetime | None = None,
+) -> dict:
+    """A new session for `contact`, however it signed in (the caller commits): the browser's previous
+    session ends (no fixation), the device is recorded and announced (`session.started`), and the
+    answer carries the signed credential and `new_device`, what to tell the contact (or None)."""
+    if previous_session_id:
         _end(uow, now, sessions.c.id == _int(previous_session_id), "signed_in_again", policy)
     device, new_device = session_device(uow, contact.id, client_ip, user_agent)
     session_id = uow.execute(
@@ -169,7 +189,6 @@ def consume_link(
     ).scalar_one()
     uow.publish("auth.signed_in", contact.workspace_id, {"contact_id": contact.id, "client_id": contact.client_id})
     notice = session_started(uow, now, contact, session_id, device, new_device)
-    uow.commit()
     session = credentials.Session(
         str(session_id),
         contact.id,
@@ -181,7 +200,7 @@ def consume_link(
         now,
         now,
         role=contact.role,
-        proved_at=now,  # a magic link proves presence: step-up for money counts from it
+        proved_at=proved_at,
     )
     return {"credential": credentials.issue(session, keys), **session.view(policy.limits), "new_device": notice}
 

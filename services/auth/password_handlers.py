@@ -21,8 +21,7 @@ from services.auth.handlers import (
     _end,
     _hit_rate_limit,
     _int,
-    session_device,
-    session_started,
+    open_session,
 )
 from services.auth.tables import contacts, password_reset_tokens, rate_hits, sessions, workspace_passwords
 from services.auth.tables import passwords as password_rows
@@ -96,49 +95,9 @@ def _failures_limited(uow, email: str, client_ip: str, now, policy, password_pol
     ) or _hit_rate_limit(uow, f"password:email:{email}", password_policy.failures_per_account, now, policy)
 
 
-def _open_session(
-    uow,
-    contact,
-    previous_session_id: str | None,
-    now: datetime,
-    policy,
-    keys,
-    client_ip: str | None = None,
-    user_agent: str | None = None,
-) -> dict:
-    """A new session for `contact`, as a sign-in link opens one: the browser's previous one ends, the
-    device is recorded and announced (`session.started`), and `new_device` says what to tell the contact."""
-    if previous_session_id:
-        _end(uow, now, sessions.c.id == _int(previous_session_id), "signed_in_again", policy)
-    device, new_device = session_device(uow, contact.id, client_ip, user_agent)
-    session_id = uow.execute(
-        sessions.insert()
-        .values(
-            sid_hash=domain.hash_secret(domain.new_secret()),
-            contact_id=contact.id,
-            client_id=contact.client_id,
-            workspace_id=contact.workspace_id,
-            created_at=now,
-            last_seen_at=now,
-            **device,
-        )
-        .returning(sessions.c.id)
-    ).scalar_one()
-    uow.publish("auth.signed_in", contact.workspace_id, {"contact_id": contact.id, "client_id": contact.client_id})
-    notice = session_started(uow, now, contact, session_id, device, new_device)
-    session = credentials.Session(
-        str(session_id),
-        contact.id,
-        contact.client_id,
-        contact.workspace_id,
-        contact.email,
-        contact.name,
-        contact.locale,
-        now,
-        now,
-        role=contact.role,
-    )
-    return {"credential": credentials.issue(session, keys), **session.view(policy.limits), "new_device": notice}
+def _open_session(uow, contact, previous_session_id, now, policy, keys, client_ip=None, user_agent=None) -> dict:
+    """A session as a sign-in link opens one, but a password proves no presence for step-up."""
+    return open_session(uow, now, contact, previous_session_id, client_ip, user_agent, policy, keys)
 
 
 def sign_in(
