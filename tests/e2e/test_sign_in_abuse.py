@@ -332,8 +332,8 @@ def test_every_form_on_every_page_refuses_a_post_without_its_token(stack, csrf_c
     }
     # Forms this walk's client cannot show: before sign-in (the password and "this wasn't me" pages, whose
     # own forms carry the token), or in states it does not have (a second session, passkeys, colleagues,
-    # passwords turned on, a EUR invoice for a bank debit, step-up asked for). The portal JSON API's twin of each is refused
-    # without the header in the test below.
+    # passwords turned on, a EUR invoice for a bank debit, step-up asked for). The portal JSON API's twin of
+    # each is refused without the header in the test below.
     elsewhere = {
         "/not-me",
         "/password/forgot",
