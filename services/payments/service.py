@@ -176,6 +176,7 @@ class PaymentsService(ServiceBase):
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
+    @step_up.required  # a new mandate, and with attempt_id a debit: money moves
     def add_bank_account(
         self,
         workspace_id: str,

@@ -42,4 +42,5 @@ def required(entrypoint):
             check(self.clock(), workspace.get("settings") or {}, scope)
         return entrypoint(self, workspace_id, *args, **kwargs)
 
+    checked.asks_for_step_up = True  # a test checks every money-moving entrypoint carries it
     return checked

@@ -80,3 +80,11 @@ def test_the_proof_travels_in_the_scope_between_services():
     assert from_context(sent).proved_at == NOW.isoformat()
     assert from_context({"workspace_id": "ws1", "proved_at": NOW.isoformat()}) == Scope("")  # no client: refused
     assert from_context({"workspace_id": "ws1", "client_id": "c", "proved_at": 5}) == Scope("")
+
+
+def test_every_entrypoint_that_moves_money_or_changes_how_asks_for_step_up():
+    from services.payments.service import PaymentsService
+
+    money = {"start_payment", "card_setup", "confirm_attempt", "save_card", "set_default_card", "remove_card"}
+    money |= {"add_bank_account"}
+    assert {name for name in money if getattr(getattr(PaymentsService, name), "asks_for_step_up", False)} == money
