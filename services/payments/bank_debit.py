@@ -124,7 +124,6 @@ def add_bank_account(
 ) -> dict:
     """Set up a bank account under a new mandate; with `attempt_id`, then debit it for that payment."""
     require_role(PAYING_ROLES, PAYING_DETAIL)  # an approver or a viewer neither pays nor adds accounts
-    require_role(PAYING_ROLES, PAYING_DETAIL)  # as for cards: only who may pay adds a bank account
     # Whose payment it is comes first (another client's is missing), then the input, then Stripe.
     attempt = _attempt(uow, workspace_id, attempt_id, client_id) if attempt_id is not None else None
     details, acceptance = check_bank_details(details), check_acceptance(acceptance)
