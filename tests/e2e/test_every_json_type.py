@@ -180,7 +180,7 @@ def targets(world) -> list[tuple]:
             "/contacts/{id}",
             {
                 f: ("contacts", world["contact"], f)
-                for f in ("email", "name", "phone", "locale", "is_primary", "portal_access")
+                for f in ("email", "name", "phone", "locale", "is_primary", "portal_access", "role")
             },
         ),
         (
