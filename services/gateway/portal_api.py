@@ -89,9 +89,9 @@ class PasswordIn(Body):
 
 class BankAccountIn(Body):
     holder_name: str = Text(200, required=True, description="The account holder's name")
-    email: str = Text(254, required=True, description="Where the mandate copy and debit notices go")
+    email: Email = Field(description="Where the mandate copy and debit notices go")
     iban: str = Text(64, required=True, description="A SEPA IBAN; checked (check digits, country) before Stripe")
-    accept_mandate: bool = Field(description="true: the contact accepts the SEPA Direct Debit mandate text")
+    accept_mandate: Literal[True] = Field(description="true: the contact accepts the SEPA Direct Debit mandate text")
     idempotency_key: str = Text(64, default="", description="Repeat it on a retry and the account is added once")
 
 

@@ -54,7 +54,9 @@ def check_bank_details(details) -> dict:
     if not isinstance(raw_email, str) or not raw_email.strip():
         raise Invalid("Enter an email for the mandate.", email="required")
     try:
-        email = validate_email(raw_email.strip(), check_deliverability=False).normalized
+        email = validate_email(
+            raw_email.strip(), check_deliverability=False, globally_deliverable=False, test_environment=True
+        ).normalized
     except EmailNotValidError:
         raise Invalid("That email address is not valid.", email="not an email") from None
     raw_iban = details.get("iban")
@@ -133,12 +135,12 @@ def add_bank_account(
         if attempt.status not in ("open", "failed"):
             raise Conflict("This payment is no longer waiting for a payment method.")
         if attempt.currency != DEBIT_CURRENCY:
-            raise Invalid("A bank account can pay invoices in EUR only.", currency=attempt.currency)
+            raise Conflict("A bank account can pay invoices in EUR only.", currency=attempt.currency)
         account = attempt.stripe_account
     else:
         client = billing.get_client(workspace_id, client_id)
         if client.get("currency") != DEBIT_CURRENCY:
-            raise Invalid("A bank account can pay invoices in EUR only.", currency=str(client.get("currency")))
+            raise Conflict("A bank account can pay invoices in EUR only.", currency=str(client.get("currency")))
         account = _account_of(billing, workspace_id)
     customer = ensure_customer(uow, now, stripe, billing, workspace_id, client_id, account)
     bank = stripe.create_bank_account(

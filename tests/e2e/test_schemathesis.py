@@ -98,7 +98,11 @@ def exercise(case) -> bool:
             if taxed != rated:
                 line["tax_rate"] = "19" if taxed else "0"
     legal = (body.get("settings") or {}).get("legal") if isinstance(body.get("settings"), dict) else None
-    for holder, key in [(body, "vat_id"), *((legal, k) for k in ("vat_id", "iban", "bic") if isinstance(legal, dict))]:
+    for holder, key in [
+        (body, "vat_id"),
+        (body, "iban"),
+        *((legal, k) for k in ("vat_id", "iban", "bic") if isinstance(legal, dict)),
+    ]:
         if isinstance(holder.get(key), str) and holder[key]:
             holder[key] = VALID_IDS[key]  # check digits, which JSON Schema cannot state
     weekly = (

@@ -187,6 +187,14 @@ def test_a_credit_note_is_type_381_and_refers_to_the_invoice(profile):
     assert amount(xml, "DuePayableAmount") == "226.10"
 
 
+def test_characters_xml_cannot_hold_are_left_out_not_a_failure():
+    typed = {**MIXED, "client": {**MIXED["client"], "name": "Kunde\x00 AG\x1b"}, "notes": "Bitte\x0b zahlen"}
+    xml = cii_xml("invoice", typed, BUSINESS)
+    root = etree.fromstring(xml)
+    assert root.findtext(".//ram:BuyerTradeParty/ram:Name", namespaces=NS) == "Kunde AG"
+    assert validate(xml, "en16931") == []
+
+
 def test_the_xml_totals_are_the_documents_totals():
     xml = cii_xml("invoice", MIXED, BUSINESS)
     assert amount(xml, "LineTotalAmount") == major(MIXED["subtotal"])

@@ -49,10 +49,15 @@ def _q(tag: str) -> str:
     return f"{{{NS[prefix]}}}{name}"
 
 
+# What XML 1.0 cannot hold at all (control characters other than tab and line breaks, lone
+# surrogates, U+FFFE/U+FFFF): a name typed with one still makes an e-invoice, without it.
+NOT_IN_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def _el(parent, tag: str, text=None, **attrs):
-    element = etree.SubElement(parent, _q(tag), {k: str(v) for k, v in attrs.items()})
+    element = etree.SubElement(parent, _q(tag), {k: NOT_IN_XML.sub("", str(v)) for k, v in attrs.items()})
     if text is not None:
-        element.text = str(text)
+        element.text = NOT_IN_XML.sub("", str(text))
     return element
 
 
