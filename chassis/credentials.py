@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import jwt
 
@@ -106,7 +107,7 @@ class Session:
     def seen(self, now: datetime) -> Session:
         return replace(self, seen_at=max(now, self.seen_at))
 
-    def view(self, limits: Limits) -> dict:
+    def view(self, limits: Limits) -> dict[str, Any]:
         """What pages and the API show of the session (and auth's sign-in answer)."""
         return {
             "session_id": self.session_id,
@@ -128,7 +129,7 @@ def _epoch(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
-def _moment(value) -> datetime:
+def _moment(value: object) -> datetime:
     if isinstance(value, bool) or not isinstance(value, int):
         raise Refused("forged")
     return datetime.fromtimestamp(value, timezone.utc)
@@ -157,7 +158,8 @@ def read(token: str, keys: Keys) -> Session:
     if not isinstance(token, str) or not token or len(token) > 4096:
         raise Refused("forged")
     try:
-        secret = keys.secrets.get(jwt.get_unverified_header(token).get("kid"))
+        kid = jwt.get_unverified_header(token).get("kid")  # PyJWT lets only a str (or none) through
+        secret = keys.secrets.get(kid) if isinstance(kid, str) else None
         if secret is None:
             raise Refused("forged")
         # iat is ours to check against the caller's clock; the library would read the wall clock
@@ -188,12 +190,18 @@ def read(token: str, keys: Keys) -> Session:
     locale = claims.get("loc")
     if not all(isinstance(text, str) for text in texts) or not (locale is None or isinstance(locale, str)):
         raise Refused("forged")
+    session_id, contact_id, client_id, workspace_id, email, name = texts
     role = claims.get("role")
     if role not in ROLES:  # a credential from before roles, or a made-up role: sign in again
         raise Refused("forged")
     proved = claims.get("prv")
     return Session(
-        *texts,
+        session_id,
+        contact_id,
+        client_id,
+        workspace_id,
+        email,
+        name,
         locale,
         _moment(claims["iat"]),
         _moment(claims.get("seen", claims["iat"])),

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, CursorResult, Engine
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from chassis import sqlite
 from chassis.clock import Clock, utcnow
 from chassis.events import add_to_outbox
 from chassis.scope import db_scope
-from chassis.sqltypes import UtcDateTime  # noqa: F401 - the tables' type, as services import it
+from chassis.sqltypes import UtcDateTime as UtcDateTime  # the tables' type, as services import it
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ _SCOPE_SQL = (
 _SCOPED_AT_CHECKOUT = "portal_scoped_at_checkout"
 
 
-def _scope_params() -> dict:
+def _scope_params() -> dict[str, str]:
     """The scope for the row-level security policies: none sees no rows (fails closed); only the
     allow-listed system scope bypasses them (chassis/scope.py)."""
     scope = db_scope.get()
@@ -58,7 +61,7 @@ def _scope_params() -> dict:
     return {"workspace_id": scope.workspace_id, "client_id": scope.client_id or "", "bypass": ""}
 
 
-def _scope_on_checkout(dbapi_conn, record, _proxy) -> None:
+def _scope_on_checkout(dbapi_conn: Any, record: ConnectionPoolEntry, _proxy: object) -> None:
     """As a connection leaves the pool: set the caller's scope. psycopg2 opens the transaction with
     this statement, so the first transaction needs no statement of its own (_scope_transaction). It
     is the pre-ping too: on a dead connection, DisconnectionError makes the pool replace it and try
@@ -74,7 +77,7 @@ def _scope_on_checkout(dbapi_conn, record, _proxy) -> None:
     record.info[_SCOPED_AT_CHECKOUT] = params
 
 
-def _forget_checkout_scope(_dbapi_conn, record) -> None:
+def _forget_checkout_scope(_dbapi_conn: object, record: ConnectionPoolEntry) -> None:
     record.info.pop(_SCOPED_AT_CHECKOUT, None)
 
 
@@ -92,7 +95,8 @@ def _transaction_open(conn: Connection) -> bool:
     """psycopg2's own view (no round trip): is the DBAPI connection inside a transaction, idle?"""
     from psycopg2.extensions import TRANSACTION_STATUS_INTRANS
 
-    return conn.connection.dbapi_connection.info.transaction_status == TRANSACTION_STATUS_INTRANS
+    dbapi_conn: Any = conn.connection.dbapi_connection  # psycopg2's, with its `info`
+    return bool(dbapi_conn.info.transaction_status == TRANSACTION_STATUS_INTRANS)
 
 
 def _green_psycopg_if_eventlet() -> None:
@@ -136,6 +140,8 @@ def run_migrations_env(target_metadata: sa.MetaData) -> None:
     connection = context.config.attributes.get("connection")
     if connection is None:  # plain `alembic upgrade head` from the CLI
         url = os.environ.get("DATABASE_URL") or context.config.get_main_option("sqlalchemy.url")
+        if url is None:
+            raise RuntimeError("no database to migrate: set DATABASE_URL or sqlalchemy.url")
         engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
         with engine.connect() as connection:
             _run(context, connection, target_metadata)
@@ -144,7 +150,7 @@ def run_migrations_env(target_metadata: sa.MetaData) -> None:
     _run(context, connection, target_metadata)
 
 
-def _run(context, connection: Connection, target_metadata: sa.MetaData) -> None:
+def _run(context: Any, connection: Connection, target_metadata: sa.MetaData) -> None:
     if connection.dialect.name == "postgresql":  # a service migrating its own schema: data migrations see every row
         connection.execute(sa.text("SELECT set_config('app.rls_bypass', 'on', false)"))
         connection.commit()  # a session setting, kept for this connection's life
@@ -172,7 +178,7 @@ def _rls_expression(client_column: str | None) -> str:
     return f"current_setting('app.rls_bypass', true) = 'on' OR ({scoped})"
 
 
-def enable_row_level_security(op, table: str, client_column: str | None = "client_id") -> None:
+def enable_row_level_security(op: Any, table: str, client_column: str | None = "client_id") -> None:
     """In a migration: rows of `table` visible and writable only within the transaction's workspace
     (and client, when one is set and `client_column` names the table's client). FORCE makes the
     policy bind the table's owner too, which is the service's own role."""
@@ -184,7 +190,7 @@ def enable_row_level_security(op, table: str, client_column: str | None = "clien
     op.execute(f"CREATE POLICY scoped ON {table} USING ({expression}) WITH CHECK ({expression})")
 
 
-def disable_row_level_security(op, table: str) -> None:
+def disable_row_level_security(op: Any, table: str) -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
     op.execute(f"DROP POLICY IF EXISTS scoped ON {table}")
@@ -201,24 +207,31 @@ class UnitOfWork:
     def __init__(self, engine: Engine, clock: Clock = utcnow):
         self.engine = engine
         self.clock = clock  # dates the events this transaction records
-        self.conn: Connection | None = None
-        self._before_commit: dict = {}
+        self._conn: Connection | None = None
+        self._before_commit: dict[tuple[str, ...], Callable[[UnitOfWork], object]] = {}
+
+    @property
+    def conn(self) -> Connection:
+        """The transaction's connection, while the unit of work is open."""
+        if self._conn is None:
+            raise RuntimeError("the unit of work is not open: use it as `with uow: ...`")
+        return self._conn
 
     def __enter__(self) -> UnitOfWork:
-        self.conn = self.engine.connect()
-        self.conn.begin()
+        self._conn = self.engine.connect()
+        self._conn.begin()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._before_commit.clear()
+        conn, self._conn = self.conn, None
         try:
-            if self.conn.in_transaction():
-                self.conn.rollback()
+            if conn.in_transaction():
+                conn.rollback()
         finally:
-            self.conn.close()
-            self.conn = None
+            conn.close()
 
-    def before_commit(self, key, work) -> None:
+    def before_commit(self, key: tuple[str, ...], work: Callable[[UnitOfWork], object]) -> None:
         """Have `work(uow)` run once before the transaction commits, however many times it is asked
         for under the same key: what must change in the same transaction as the data, once however
         many changes one transaction makes (a read model kept in step). The work runs in key order,
@@ -241,10 +254,14 @@ class UnitOfWork:
         self._before_commit.clear()
         self.conn.rollback()
 
-    def execute(self, statement, params=None):
+    def execute(
+        self, statement: sa.Executable, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
+    ) -> CursorResult[Any]:
         return self.conn.execute(statement, params or {})
 
-    def publish(self, event_type: str, workspace_id: str | None, data: dict, version: int = 1) -> dict:
+    def publish(
+        self, event_type: str, workspace_id: str | None, data: dict[str, Any], version: int = 1
+    ) -> dict[str, Any]:
         return add_to_outbox(self.conn, event_type, workspace_id, data, version, now=self.clock())
 
 
@@ -253,7 +270,7 @@ class JoinedUnitOfWork(UnitOfWork):
     change together with its inbox row), so the same handlers serve RPC calls and events."""
 
     def __init__(self, conn: Connection, clock: Clock = utcnow):
-        self.conn = conn
+        self._conn = conn
         self.clock = clock
         self._before_commit = {}
 

@@ -8,11 +8,13 @@ same exception, field errors included; the gateway answers each with its HTTP st
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ServiceError(Exception):
     title = "Internal error"
 
-    def __init__(self, detail: str = "", fields: dict | None = None, **more_fields):
+    def __init__(self, detail: str = "", fields: dict[str, Any] | None = None, **more_fields: Any) -> None:
         self.detail = detail
         self.fields = {str(k): str(v) for k, v in {**(fields or {}), **more_fields}.items()}
         super().__init__(detail, self.fields)  # args travel over RPC and rebuild the instance
@@ -63,6 +65,6 @@ def from_remote(exc_type: str, value: str) -> ServiceError | None:
     return cls(value) if cls else None
 
 
-def field_errors(exc) -> dict:
+def field_errors(exc: Any) -> dict[str, str]:
     """A pydantic ValidationError as {"field.path": "message"}, for problem+json."""
     return {".".join(str(p) for p in err["loc"]) or "body": err["msg"] for err in exc.errors()}

@@ -12,9 +12,11 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 from jsonschema import Draft7Validator
+from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
@@ -34,7 +36,7 @@ class Message:
 
 
 class EventContract:
-    def __init__(self, document: dict):
+    def __init__(self, document: dict[str, Any]) -> None:
         self.document = document
         registry = Registry().with_resource(_BASE, Resource.from_contents(document, default_specification=DRAFT7))
         messages = document.get("components", {}).get("messages", {})
@@ -58,11 +60,11 @@ class EventContract:
     def documented(self) -> set[tuple[str, int]]:
         return set(self.messages)
 
-    def validate(self, event) -> list[str]:
+    def validate(self, event: object) -> list[str]:
         """Everything wrong with one event (an envelope dict as published), as readable lines; [] if valid."""
         if not isinstance(event, dict):
             return [f"not an object: {type(event).__name__}"]
-        key = (event.get("type"), event.get("version"))
+        key: tuple[Any, Any] = (event.get("type"), event.get("version"))
         message = self.messages.get(key)
         if message is None:
             return [f"undocumented event type/version {key[0]!r} v{key[1]!r}: add it to {DOCUMENT.name}"]
@@ -70,7 +72,7 @@ class EventContract:
         return [f"{_path(e)}: {e.message}" for e in errors]
 
 
-def pinned(message: dict) -> tuple[str, int]:
+def pinned(message: dict[str, Any]) -> tuple[str, int]:
     """The (type, version) a message's payload pins with `const`: the key the contract is looked up by."""
     for part in message.get("payload", {}).get("allOf", []):
         props = part.get("properties", {})
@@ -79,14 +81,14 @@ def pinned(message: dict) -> tuple[str, int]:
     raise ValueError(f"message {message.get('name')!r} does not pin its type and version with const")
 
 
-def _resolve(document: dict, ref: str):
-    node = document
+def _resolve(document: dict[str, Any], ref: str) -> Any:
+    node: Any = document
     for part in ref.removeprefix("#/").split("/"):
         node = node[part]
     return node
 
 
-def _path(error) -> str:
+def _path(error: ValidationError) -> str:
     return "/".join(str(p) for p in error.absolute_path) or "(event)"
 
 
@@ -100,6 +102,6 @@ def default() -> EventContract:
     return load()
 
 
-def validate(event) -> list[str]:
+def validate(event: object) -> list[str]:
     """Check one event against docs/events.asyncapi.yaml; [] means it is a documented, valid event."""
     return default().validate(event)

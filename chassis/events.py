@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -20,8 +22,12 @@ log = logging.getLogger(__name__)
 
 
 def envelope(
-    event_type: str, workspace_id: str | None, data: dict, version: int = 1, occurred_at: datetime | None = None
-) -> dict:
+    event_type: str,
+    workspace_id: str | None,
+    data: dict[str, Any],
+    version: int = 1,
+    occurred_at: datetime | None = None,
+) -> dict[str, Any]:
     return {
         "id": str(uuid.uuid4()),
         "type": event_type,
@@ -82,8 +88,13 @@ IDEMPOTENCY = _TABLES["idempotency_keys"]
 
 
 def add_to_outbox(
-    conn: Connection, event_type: str, workspace_id, data: dict, version: int = 1, now: datetime | None = None
-) -> dict:
+    conn: Connection,
+    event_type: str,
+    workspace_id: str | None,
+    data: dict[str, Any],
+    version: int = 1,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """Record an event in the caller's transaction, dated `now` (the caller's clock)."""
     now = now or utcnow()
     event = envelope(event_type, workspace_id, data, version, occurred_at=now)
@@ -99,7 +110,7 @@ def add_to_outbox(
     return event
 
 
-def relay_outbox(engine: Engine, dispatch, batch: int = 100) -> int:
+def relay_outbox(engine: Engine, dispatch: Callable[..., object], batch: int = 100) -> int:
     """Publish unpublished outbox rows in order, marking each once the broker confirmed it.
 
     At-least-once: a crash between publish and mark re-publishes, and consumers dedupe by id.
@@ -128,7 +139,9 @@ class Duplicate(Exception):
     pass
 
 
-def consume_once(engine: Engine, consumer: str, event: dict, handle) -> bool:
+def consume_once(
+    engine: Engine, consumer: str, event: dict[str, Any], handle: Callable[[Connection, dict[str, Any]], object]
+) -> bool:
     """Run `handle(conn, event)` exactly once per (consumer, event id), in one transaction with the
     inbox row. The inbox row is written last, so the transaction takes no write lock while the
     handler may still be waiting on something; only that row's unique key means "duplicate" (also
@@ -154,7 +167,7 @@ def consume_once(engine: Engine, consumer: str, event: dict, handle) -> bool:
     return True
 
 
-def add_request_id_column(op) -> None:
+def add_request_id_column(op: Any) -> None:
     """Alembic step shared by every service's migration that adds `outbox.request_id`."""
     op.add_column("outbox", sa.Column("request_id", sa.String(64), nullable=True))
 
@@ -175,12 +188,12 @@ def count_dead_letters(engine: Engine) -> int:
         return int(conn.execute(sa.select(sa.func.count()).select_from(DEAD)).scalar_one())
 
 
-def dead_letter(engine: Engine, consumer: str, event: dict, error: str) -> None:
+def dead_letter(engine: Engine, consumer: str, event: dict[str, Any], error: str) -> None:
     with engine.begin() as conn:
         add_dead_letter(conn, consumer, event, error)
 
 
-def add_dead_letter(conn: Connection, consumer: str, event: dict, error: str) -> None:
+def add_dead_letter(conn: Connection, consumer: str, event: dict[str, Any], error: str) -> None:
     conn.execute(
         DEAD.insert().values(
             consumer=consumer,
@@ -192,19 +205,19 @@ def add_dead_letter(conn: Connection, consumer: str, event: dict, error: str) ->
     )
 
 
-def list_dead_letters(engine: Engine, limit: int = 100) -> list[dict]:
+def list_dead_letters(engine: Engine, limit: int = 100) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         rows = conn.execute(sa.select(DEAD).order_by(DEAD.c.id).limit(limit)).all()
     return [_letter(row, with_body=False) for row in rows]
 
 
-def get_dead_letter(engine: Engine, letter_id: int) -> dict | None:
+def get_dead_letter(engine: Engine, letter_id: int) -> dict[str, Any] | None:
     with engine.connect() as conn:
         row = conn.execute(sa.select(DEAD).where(DEAD.c.id == letter_id)).first()
     return _letter(row, with_body=True) if row else None
 
 
-def claim_dead_letter(engine: Engine, letter_id: int) -> dict | None:
+def claim_dead_letter(engine: Engine, letter_id: int) -> dict[str, Any] | None:
     """Take a letter off the dead-letter table for a replay; None if gone (another replay took it).
     If the replay fails again, the consumer parks the event anew, so nothing is lost either way."""
     with engine.begin() as conn:
@@ -214,8 +227,8 @@ def claim_dead_letter(engine: Engine, letter_id: int) -> dict | None:
     return _letter(row, with_body=True)
 
 
-def _letter(row, with_body: bool) -> dict:
-    letter = {
+def _letter(row: sa.Row[Any], with_body: bool) -> dict[str, Any]:
+    letter: dict[str, Any] = {
         "id": row.id,
         "consumer": row.consumer,
         "event_id": row.event_id,

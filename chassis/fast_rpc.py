@@ -26,15 +26,17 @@ service, docs/decisions.md "The gateway's RPC"):
 - The arguments are checked against the method with a cached `inspect.Signature.bind` instead of
   `inspect.getcallargs` per call (~30 us); a mismatch is still nameko's `IncorrectSignature`.
 
-`install()` (called once by chassis.nameko_ext) puts all three in place.
+`chassis.nameko_patches.apply()`, called as each service process starts, puts all three in place.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-import sys
 import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Protocol, cast
 
 import amqp
 import kombu
@@ -52,22 +54,43 @@ BROKER_ERRORS = (OSError, amqp.exceptions.AMQPError, OperationalError)
 TRANSIENT = 1  # a reply is never worth keeping across a broker restart: its caller is gone by then
 _select = patcher.original("select").select  # a zero-timeout poll, never a switch to the eventlet hub
 
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+
+class _Broker(Protocol):
+    """What this module uses of a kombu.Connection, typed (kombu leaves these unannotated)."""
+
+    @property
+    def connection(self) -> Any: ...  # py-amqp's connection (untyped): its socket and channels
+
+    def ensure_connection(
+        self, *, max_retries: int, interval_start: float, interval_step: float, interval_max: float
+    ) -> object: ...
+
+    def collect(self) -> None: ...
+
+
+def _dumps(data: object, serializer: str) -> tuple[str, str, bytes | str]:
+    """kombu's `dumps`, typed: (content type, content encoding, body)."""
+    dumps = cast(Callable[[object, str], tuple[str, str, bytes | str]], kombu.serialization.dumps)
+    return dumps(data, serializer)
+
 
 class ReplyPublisher:
     """One broker connection that publishes replies, shared by the process's workers (one at a time)."""
 
-    def __init__(self, amqp_uri: str, ssl=None, login_method=None):
+    def __init__(self, amqp_uri: str, ssl: object = None, login_method: str | None = None) -> None:
         self.amqp_uri = amqp_uri
         self.ssl = ssl
         self.login_method = login_method
         # threading.Lock is green under `nameko run` (monkey-patched), a real lock elsewhere.
         self._lock = threading.Lock()
-        self._connection: kombu.Connection | None = None
-        self._channel = None
+        self._connection: _Broker | None = None
+        self._channel: Any = None  # py-amqp's channel
 
     def publish(
         self,
-        body,
+        body: bytes | str,
         content_type: str,
         content_encoding: str,
         exchange: str,
@@ -100,7 +123,7 @@ class ReplyPublisher:
         """Connected, and nothing waiting to be read. This connection only publishes, so anything
         readable is the broker closing it (connection.close, or EOF after a restart): publishing into
         it would lose the reply without an error, so it is replaced first."""
-        if self._channel is None or not self._channel.is_open:
+        if self._channel is None or self._connection is None or not self._channel.is_open:
             return False
         try:
             readable, _, _ = _select([self._connection.connection.sock], [], [], 0)
@@ -110,7 +133,8 @@ class ReplyPublisher:
 
     def _reconnect(self) -> None:
         self._close()
-        connection = kombu.Connection(self.amqp_uri, ssl=self.ssl, login_method=self.login_method)
+        connect = cast(Callable[..., _Broker], kombu.Connection)
+        connection = connect(self.amqp_uri, ssl=self.ssl, login_method=self.login_method)
         try:
             connection.ensure_connection(max_retries=3, interval_start=0.2, interval_step=0.4, interval_max=1.0)
             self._connection, self._channel = connection, connection.connection.channel()
@@ -127,11 +151,11 @@ class ReplyPublisher:
                 pass
 
 
-_publishers: dict[tuple, ReplyPublisher] = {}
+_publishers: dict[tuple[str, str, str | None], ReplyPublisher] = {}
 _publishers_lock = threading.Lock()
 
 
-def reply_publisher(amqp_uri: str, ssl=None, login_method=None) -> ReplyPublisher:
+def reply_publisher(amqp_uri: str, ssl: object = None, login_method: str | None = None) -> ReplyPublisher:
     key = (amqp_uri, repr(ssl), login_method)
     with _publishers_lock:
         if key not in _publishers:
@@ -147,17 +171,17 @@ def reply_exchange(reply_to: str, rpc_exchange: str) -> str:
 class FastResponder(nameko.rpc.Responder):
     """nameko's Responder, publishing as described in the module docstring."""
 
-    def send_response(self, result, exc_info):
+    def send_response(self, result: Any, exc_info: ExcInfo | None) -> tuple[Any, ExcInfo | None]:
         error = serialize(exc_info[1]) if exc_info is not None else None
         properties = self.message.properties
         # answer in the encoding of the request, as nameko does
         serializer = kombu.serialization.registry.type_to_name[properties["content_type"]]
         try:
-            content_type, encoding, body = kombu.serialization.dumps({"result": result, "error": error}, serializer)
-        except Exception:  # noqa: BLE001 - nameko's rule: an unserializable result is the caller's error
-            exc_info = sys.exc_info()
+            content_type, encoding, body = _dumps({"result": result, "error": error}, serializer)
+        except Exception as exc:  # noqa: BLE001 - nameko's rule: an unserializable result is the caller's error
+            exc_info = (type(exc), exc, exc.__traceback__)
             error, result = serialize(UnserializableValueError(result)), None
-            content_type, encoding, body = kombu.serialization.dumps({"result": None, "error": error}, serializer)
+            content_type, encoding, body = _dumps({"result": None, "error": error}, serializer)
         reply_to = properties["reply_to"]
         publisher = reply_publisher(self.amqp_uri, self.ssl, self.login_method)
         try:
@@ -176,10 +200,10 @@ class FastResponder(nameko.rpc.Responder):
         return result, exc_info
 
 
-_signatures: dict[tuple, inspect.Signature] = {}
+_signatures: dict[tuple[type, str], inspect.Signature] = {}
 
 
-def check_signature(self, args, kwargs):
+def check_signature(self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """nameko's `Rpc.check_signature` with the method's signature computed once."""
     key = (self.container.service_cls, self.method_name)
     signature = _signatures.get(key)
@@ -194,16 +218,9 @@ def check_signature(self, args, kwargs):
 _spawning_handle_message = QueueConsumer.handle_message
 
 
-def handle_message(self, provider, body, message):
+def handle_message(self: Any, provider: Any, body: Any, message: Any) -> None:
     """QueueConsumer's callback: an RPC request with room in the worker pool goes straight on."""
     if isinstance(provider, nameko.rpc.RpcConsumer) and self.container._worker_pool.free() > 0:
         provider.handle_message(body, message)  # checks, then spawns the worker; never blocks with room
         return
     _spawning_handle_message(self, provider, body, message)
-
-
-def install() -> None:
-    """Put the three changes of the module docstring in place (idempotent)."""
-    nameko.rpc.Responder = FastResponder  # RpcConsumer looks `Responder` up per reply
-    nameko.rpc.Rpc.check_signature = check_signature
-    QueueConsumer.handle_message = handle_message

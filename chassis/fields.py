@@ -4,41 +4,57 @@ refused with a field error, so nothing is ever stored as Python's spelling of an
 
 from __future__ import annotations
 
+import enum
+from typing import Final, overload
 from zoneinfo import available_timezones
 
 from babel import Locale, UnknownLocaleError
 
 from chassis.errors import Invalid
 
-REFUSE = object()  # `null=REFUSE`: null is not a value this field can hold
+
+class _Refuse(enum.Enum):
+    REFUSE = "refuse"
 
 
-def text(value, name: str, limit: int, *, required: bool = False, null=REFUSE) -> str | None:
+REFUSE: Final = _Refuse.REFUSE  # `null=REFUSE`: null is not a value this field can hold
+
+
+# Unless null may stand for None, the answer is text.
+@overload
+def text(value: object, name: str, limit: int, *, required: bool = False, null: str | _Refuse = REFUSE) -> str: ...
+@overload
+def text(value: object, name: str, limit: int, *, required: bool = False, null: str | None | _Refuse) -> str | None: ...
+
+
+def text(
+    value: object, name: str, limit: int, *, required: bool = False, null: str | None | _Refuse = REFUSE
+) -> str | None:
     """`value` when it is text of at most `limit` characters (and not blank when `required`). A None is
     what `null` says it means ('' clears a text column, None a nullable one), or refused by default."""
     if value is None:
         if null is REFUSE:
-            raise Invalid(f"{name} is text, not null.", **{name: "null is not allowed"})
+            raise Invalid(f"{name} is text, not null.", fields={name: "null is not allowed"})
         return null
     if not isinstance(value, str):
-        raise Invalid(f"{name} is text.", **{name: "not text"})
+        raise Invalid(f"{name} is text.", fields={name: "not text"})
     if "\x00" in value:
-        raise Invalid(f"{name} contains a NUL character.", **{name: "contains a NUL character"})
+        raise Invalid(f"{name} contains a NUL character.", fields={name: "contains a NUL character"})
     if len(value) > limit:
-        raise Invalid(f"{name} is at most {limit} characters.", **{name: f"longer than {limit} characters"})
+        raise Invalid(f"{name} is at most {limit} characters.", fields={name: f"longer than {limit} characters"})
     if required and not value.strip():
-        raise Invalid(f"{name} is required.", **{name: "required"})
+        raise Invalid(f"{name} is required.", fields={name: "required"})
     return value
 
 
-def flag(value, name: str) -> bool:
+def flag(value: object, name: str) -> bool:
     """true or false, nothing that Python would call truthy."""
     if not isinstance(value, bool):
-        raise Invalid(f"{name} is true or false.", **{name: "not a boolean"})
+        raise Invalid(f"{name} is true or false.", fields={name: "not a boolean"})
     return value
 
 
-def display_name(name, email) -> str:
+def display_name(name: object, email: str | None) -> str:
     """How a person is shown: their name, or their email address when they have none."""
     return name if isinstance(name, str) and name.strip() else (email or "")
 
@@ -53,7 +69,7 @@ def check_locale(code: str) -> str:
 
 
 # ISO 3166 alpha-2 codes as CLDR knows them, less CLDR's regions that are not a country
-COUNTRIES = frozenset(c for c in Locale("en").territories if len(c) == 2 and c.isalpha()) - {
+COUNTRIES = frozenset(c for c in Locale("en").territories if isinstance(c, str) and len(c) == 2 and c.isalpha()) - {
     "ZZ",
     "EU",
     "EZ",

@@ -33,6 +33,8 @@ def translations(language: str, locale_dir: Path) -> NullTranslations:
 
 def language_of(locale: str | None) -> str:
     """ "de" for "de_DE" (or "de-DE"); "en" for anything Babel cannot parse."""
+    if not isinstance(locale, str):
+        return "en"
     try:
         return Locale.parse(locale.replace("-", "_")).language
     except (ValueError, TypeError, AttributeError, UnknownLocaleError):

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -18,10 +20,13 @@ from chassis.errors import Conflict, Invalid
 from chassis.events import IDEMPOTENCY
 from chassis.sqltypes import UtcDateTime
 
+if TYPE_CHECKING:
+    from chassis.db import UnitOfWork
+
 MISSING = object()
 
 
-def _stable(value) -> str:
+def _stable(value: object) -> str:
     """RPC arguments arrive as JSON; anything else in a call is a dependency the service passed in (a
     Stripe client, an RPC proxy), whose repr differs per worker. It counts by its type alone."""
     if isinstance(value, (datetime, date, Decimal, UUID)):
@@ -29,11 +34,11 @@ def _stable(value) -> str:
     return f"<{type(value).__name__}>"
 
 
-def request_hash(method: str, args, kwargs) -> str:
+def request_hash(method: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps([method, args, kwargs], sort_keys=True, default=_stable).encode()).hexdigest()
 
 
-def claim(uow, key: str, fingerprint: str):
+def claim(uow: UnitOfWork, key: str, fingerprint: str) -> Any:
     """Reserve `key` in this transaction, or return the answer kept for it (MISSING if it is ours now).
 
     The row is written first, so a concurrent call with the same key waits on its unique index until
@@ -49,17 +54,17 @@ def claim(uow, key: str, fingerprint: str):
     ).rowcount
     if inserted == 1:
         return MISSING
-    row = uow.execute(sa.select(IDEMPOTENCY).where(IDEMPOTENCY.c.key == key)).first()
+    row = uow.execute(sa.select(IDEMPOTENCY).where(IDEMPOTENCY.c.key == key)).one()  # the row we conflicted with
     if row.request_hash != fingerprint:
         raise Conflict("This idempotency key was used for a different request.", idempotency_key="reused")
     return json.loads(row.result) if row.result is not None else None
 
 
-def keep(uow, key: str, result) -> None:
+def keep(uow: UnitOfWork, key: str, result: Any) -> None:
     uow.execute(IDEMPOTENCY.update().where(IDEMPOTENCY.c.key == key).values(result=json.dumps(result, default=str)))
 
 
-def create_table(op) -> None:
+def create_table(op: Any) -> None:
     """The migration step every service shares (the same table as chassis.events.define_tables)."""
 
     op.create_table(

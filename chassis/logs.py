@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from pythonjsonlogger.json import JsonFormatter
@@ -24,7 +25,7 @@ def current_request_id() -> str | None:
 
 
 @contextmanager
-def request_context(request_id: str | None):
+def request_context(request_id: str | None) -> Iterator[None]:
     """Run a timer's work for an earlier request under that request's id: its log lines, and the
     events it records, carry the id the request came in with."""
     token = request_id_var.set(request_id)

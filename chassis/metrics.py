@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 
 import prometheus_client
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
+import sqlalchemy as sa
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # Every name here is a classic one, so the 0.0.4 text format, which every Prometheus reads, says it all.
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4 as CONTENT_TYPE
@@ -20,7 +21,7 @@ from chassis import events
 log = logging.getLogger(__name__)
 
 # No `*_created` series: they double the output and no query here uses them.
-prometheus_client.disable_created_metrics()
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated upstream
 
 # RPCs answer in milliseconds, renders and slow peers take seconds.
 LATENCY_BUCKETS = (0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -73,14 +74,14 @@ PAYMENTS = Counter(
 OK, REFUSED, ERROR = "ok", "refused", "error"
 
 
-def outcome_of(exc: BaseException | None, expected: tuple | type = ()) -> str:
+def outcome_of(exc: BaseException | None, expected: type[BaseException] | tuple[type[BaseException], ...] = ()) -> str:
     """ok; refused: an expected (business) error the caller is told about; error: anything else."""
     if exc is None:
         return OK
     return REFUSED if expected and isinstance(exc, expected) else ERROR
 
 
-def refresh_database_gauges(service: str, engine) -> None:
+def refresh_database_gauges(service: str, engine: sa.Engine) -> None:
     """Outbox lag and parked letters from the service's database, just before a scrape. All replicas
     of a service share a database and so report the same values: aggregate them with max()."""
     pending, oldest = events.outbox_lag(engine)
@@ -89,6 +90,6 @@ def refresh_database_gauges(service: str, engine) -> None:
     DEAD_LETTERS_PARKED.labels(service).set(events.count_dead_letters(engine))
 
 
-def exposition(registry=REGISTRY) -> tuple[bytes, str]:
+def exposition(registry: CollectorRegistry = REGISTRY) -> tuple[bytes, str]:
     """(body, content type) of a scrape."""
     return generate_latest(registry), CONTENT_TYPE

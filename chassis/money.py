@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
 from babel.numbers import format_currency, get_currency_name, get_currency_precision
 
@@ -53,7 +54,7 @@ class Money:
     def format(self, locale: str = "en_US") -> str:
         return format_currency(self.to_decimal(), self.currency, locale=locale)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"amount": self.amount, "currency": self.currency}
 
 

@@ -1,6 +1,7 @@
 """nameko glue shared by the services: database dependency, request-id propagation, the outbox
 relay timer, idempotent event handlers with bounded retries, a ping for health checks, and each
-process's HTTP endpoint for metrics, liveness and readiness."""
+process's HTTP endpoint for metrics, liveness and readiness. Importing it patches nothing in nameko:
+its patches are chassis/nameko_patches.py, applied by each service module."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ import itertools
 import json
 import logging
 import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import eventlet
 import sqlalchemy as sa
+from nameko.containers import WorkerContext
 from nameko.events import EventDispatcher, event_handler
 from nameko.extensions import DependencyProvider
 from nameko.messaging import QueueConsumer
@@ -24,7 +29,6 @@ from nameko.web.handlers import http
 from chassis import db as dbmod
 from chassis import (
     events,
-    fast_rpc,
     idempotency,
     metrics,
     remote_errors,  # noqa: F401 - business errors from peers arrive as themselves
@@ -38,40 +42,30 @@ from chassis.scope import CONTEXT_KEY as SCOPE_KEY
 from chassis.scope import from_context as scope_from_context
 from chassis.scope import of_event as scope_of_event
 
+if TYPE_CHECKING:
+    from werkzeug.wrappers import Request
+
 log = logging.getLogger(__name__)
 
-
-def _tolerate_lost_connection(method):
-    """nameko 2.14 acks (or requeues) a message after its worker, ignoring only amqp's ConnectionError.
-    When the broker has just gone away, the socket raises ConnectionResetError instead, which kills
-    the whole service container (the process exits). The broker has reclaimed the unacked message and
-    will deliver it again, and every consumer dedupes by event id, so losing the ack is harmless."""
-
-    @functools.wraps(method)
-    def tolerant(self, message):
-        try:
-            return method(self, message)
-        except OSError as exc:
-            log.warning(
-                "message not acked: the broker connection is gone; it will be redelivered", extra={"error": repr(exc)}
-            )
-
-    return tolerant
+F = TypeVar("F", bound=Callable[..., Any])
+Event = dict[str, Any]
+HttpAnswer = tuple[int, dict[str, str], str]
 
 
-QueueConsumer.ack_message = _tolerate_lost_connection(QueueConsumer.ack_message)
-QueueConsumer.requeue_message = _tolerate_lost_connection(QueueConsumer.requeue_message)
-fast_rpc.install()  # RPC replies: one connection, no confirms, direct reply-to (chassis/fast_rpc.py)
+def entrypoint(decorator: object) -> Callable[[F], F]:
+    """A nameko entrypoint decorator (`rpc`, `timer(...)`, `http(...)`, `event_handler(...)`), typed:
+    nameko has no annotations, and each of them registers the method and returns it unchanged."""
+    return cast("Callable[[F], F]", decorator)
 
 
 class ClockProvider(DependencyProvider):
     """The time, injected: entrypoints call `self.clock()` and hand it to handlers, and the service's
     units of work date their events with it, so one clock rules a whole call (chassis/clock.py)."""
 
-    def __init__(self, clock: Clock = utcnow):
+    def __init__(self, clock: Clock = utcnow) -> None:
         self.now = clock
 
-    def get_dependency(self, worker_ctx) -> Clock:
+    def get_dependency(self, worker_ctx: WorkerContext) -> Clock:
         return self.now
 
 
@@ -87,13 +81,13 @@ class DatabaseHandle:
 class Database(DependencyProvider):
     """The service's own database: migrated to head when the container starts."""
 
-    def __init__(self, service: str, migrations_dir: Path):
+    def __init__(self, service: str, migrations_dir: Path) -> None:
         self.service = service
         self.migrations_dir = migrations_dir
-        self.engine = None
+        self.engine: sa.Engine | None = None
         self.clock: Clock = utcnow
 
-    def setup(self):
+    def setup(self) -> None:
         url = self.container.config.get("DATABASE_URL") or settings.database_url(self.service)
         dbmod.upgrade(url, self.migrations_dir)
         workers = int(self.container.config.get("max_workers", 10))
@@ -102,24 +96,26 @@ class Database(DependencyProvider):
         clocks = [dep.now for dep in self.container.dependencies if isinstance(dep, ClockProvider)]
         self.clock = clocks[0] if clocks else utcnow
 
-    def stop(self):
+    def stop(self) -> None:
         if self.engine is not None:
             self.engine.dispose()
 
-    def get_dependency(self, worker_ctx):
+    def get_dependency(self, worker_ctx: WorkerContext) -> DatabaseHandle:
+        if self.engine is None:
+            raise RuntimeError(f"{self.service}'s database is used before the container set it up")
         return DatabaseHandle(self.engine, self.clock)
 
 
 class RequestContext(DependencyProvider):
     """Binds the caller's request id (nameko context data) to this worker's log records."""
 
-    def get_dependency(self, worker_ctx):
-        return worker_ctx.data.get("request_id")
+    def get_dependency(self, worker_ctx: WorkerContext) -> str | None:
+        return cast("str | None", worker_ctx.data.get("request_id"))
 
-    def worker_setup(self, worker_ctx):
+    def worker_setup(self, worker_ctx: WorkerContext) -> None:
         request_id_var.set(worker_ctx.data.get("request_id"))
 
-    def worker_teardown(self, worker_ctx):
+    def worker_teardown(self, worker_ctx: WorkerContext) -> None:
         request_id_var.set(None)
 
 
@@ -128,7 +124,7 @@ class ScopeHandle:
     (or, on the allow-list, for the system). Inside a block the database and the RPCs the worker
     makes carry that scope; the system scope never travels to another service."""
 
-    def __init__(self, worker_ctx):
+    def __init__(self, worker_ctx: WorkerContext) -> None:
         self._worker_ctx = worker_ctx
 
     @property
@@ -136,17 +132,17 @@ class ScopeHandle:
         return db_scope.get()
 
     @contextlib.contextmanager
-    def workspace(self, workspace_id: str, client_id: str | None = None):
+    def workspace(self, workspace_id: str, client_id: str | None = None) -> Iterator[Scope]:
         with self._acting(Scope(workspace_id or "", client_id or None)) as scope:
             yield scope
 
     @contextlib.contextmanager
-    def system(self):
+    def system(self) -> Iterator[Scope]:
         with self._acting(SYSTEM) as scope:
             yield scope
 
     @contextlib.contextmanager
-    def _acting(self, scope: Scope):
+    def _acting(self, scope: Scope) -> Iterator[Scope]:
         data = self._worker_ctx.data
         sent = data.get(SCOPE_KEY)
         if scope.system:
@@ -163,8 +159,9 @@ class ScopeHandle:
                 data[SCOPE_KEY] = sent
 
 
-def declared_scope(service_cls, method_name: str) -> str | None:
-    return getattr(getattr(service_cls, method_name, None), "scope_kind", None)
+def declared_scope(service_cls: type, method_name: str) -> str | None:
+    kind = getattr(getattr(service_cls, method_name, None), "scope_kind", None)
+    return kind if isinstance(kind, str) else None
 
 
 class ScopeContext(DependencyProvider):
@@ -172,10 +169,11 @@ class ScopeContext(DependencyProvider):
     (nameko context data, from the gateway), the event's workspace, the system (allow-listed), or
     none until the entrypoint enters one. PostgreSQL's row-level security enforces it."""
 
-    def get_dependency(self, worker_ctx):
+    def get_dependency(self, worker_ctx: WorkerContext) -> ScopeHandle:
         return ScopeHandle(worker_ctx)
 
-    def worker_setup(self, worker_ctx):
+    def worker_setup(self, worker_ctx: WorkerContext) -> None:
+        scope: Scope | None
         kind = declared_scope(type(worker_ctx.service), worker_ctx.entrypoint.method_name)
         if kind == CALLER:
             scope = scope_from_context(worker_ctx.data.get(SCOPE_KEY))
@@ -190,7 +188,7 @@ class ScopeContext(DependencyProvider):
             worker_ctx.data.pop(SCOPE_KEY, None)
         db_scope.set(scope)
 
-    def worker_teardown(self, worker_ctx):
+    def worker_teardown(self, worker_ctx: WorkerContext) -> None:
         db_scope.set(None)
 
 
@@ -212,17 +210,19 @@ class RpcMetrics(DependencyProvider):
         "recent_emails",
     )
 
-    def __init__(self):
-        self._started: dict = {}
+    def __init__(self) -> None:
+        self._started: dict[WorkerContext, float] = {}
         self.sample = max(settings.env_int("RPC_LOG_SAMPLE", 10), 1)
         self.slow = float(settings.env("RPC_LOG_SLOW_MS", "250")) / 1000
         self._reads = itertools.count()
 
-    def worker_setup(self, worker_ctx):
+    def worker_setup(self, worker_ctx: WorkerContext) -> None:
         if isinstance(worker_ctx.entrypoint, Rpc):
             self._started[worker_ctx] = time.perf_counter()
 
-    def worker_result(self, worker_ctx, result=None, exc_info=None):
+    def worker_result(
+        self, worker_ctx: WorkerContext, result: object = None, exc_info: tuple[Any, ...] | None = None
+    ) -> None:
         started = self._started.pop(worker_ctx, None)
         if started is None:
             return
@@ -244,7 +244,7 @@ class RpcMetrics(DependencyProvider):
             level = logging.INFO if outcome != metrics.ERROR else logging.WARNING
         log.log(level, "rpc handled", extra={"method": name, "outcome": outcome, "ms": round(elapsed * 1000, 2)})
 
-    def worker_teardown(self, worker_ctx):
+    def worker_teardown(self, worker_ctx: WorkerContext) -> None:
         self._started.pop(worker_ctx, None)
 
 
@@ -252,10 +252,10 @@ class OutboxDispatcher(EventDispatcher):
     """nameko's dispatcher, plus a request id per event: the relay publishes from its own timer worker,
     so the id of the request that recorded each event comes from its outbox row, not the worker."""
 
-    def get_dependency(self, worker_ctx):
+    def get_dependency(self, worker_ctx: WorkerContext) -> Callable[..., None]:
         headers = self.get_message_headers(worker_ctx)
 
-        def dispatch(event_type, event_data, request_id=None):
+        def dispatch(event_type: str, event_data: Event, request_id: str | None = None) -> None:
             extra = {**headers, self._get_header_name("request_id"): request_id} if request_id else headers
             self.publisher.publish(event_data, exchange=self.exchange, routing_key=event_type, extra_headers=extra)
 
@@ -265,7 +265,7 @@ class OutboxDispatcher(EventDispatcher):
 class ContainerProbe(DependencyProvider):
     """The container itself, for /readyz: is its broker connection up?"""
 
-    def get_dependency(self, worker_ctx):
+    def get_dependency(self, worker_ctx: WorkerContext) -> ContainerProbe:
         return self
 
     def broker_connected(self) -> bool:
@@ -278,7 +278,7 @@ class ContainerProbe(DependencyProvider):
         )
 
 
-def _json(status: int, body: dict):
+def _json(status: int, body: dict[str, Any]) -> HttpAnswer:
     return status, {"Content-Type": "application/json"}, json.dumps(body)
 
 
@@ -286,6 +286,7 @@ class ServiceBase:
     """Every service: a database with an outbox, a relay that publishes it, `ping`, and an HTTP
     endpoint (`WEB_SERVER_ADDRESS` in its config.yml) serving /metrics, /healthz and /readyz."""
 
+    name: str  # each service's own, as nameko requires
     db: DatabaseHandle
     clock = ClockProvider()
     dispatch = OutboxDispatcher()
@@ -296,13 +297,13 @@ class ServiceBase:
     READY_TIMEOUT = 3.0  # seconds for the database to answer before /readyz says 503
 
     @runs_in(CALLER)
-    @rpc
-    def ping(self) -> dict:
+    @entrypoint(rpc)
+    def ping(self) -> dict[str, Any]:
         with self.db.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
         return {"service": self.name, "ok": True}
 
-    def _tx(self, handler, *args, idempotency_key: str | None = None, **kwargs):
+    def _tx(self, handler: Callable[..., Any], *args: Any, idempotency_key: str | None = None, **kwargs: Any) -> Any:
         """Run `handler(uow, now, *args)` in one transaction, committed when it returns. With an
         idempotency key, a repeat of the same call returns the first answer and changes nothing."""
         with self.db.uow() as uow:
@@ -319,21 +320,21 @@ class ServiceBase:
             return result
 
     @runs_in(CALLER)  # dead letters, like the outbox and inbox, belong to the service, not a workspace
-    @rpc
-    def list_dead_letters(self, limit: int = 100) -> list[dict]:
+    @entrypoint(rpc)
+    def list_dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
         return events.list_dead_letters(self.db.engine, int(limit))
 
     @runs_in(CALLER)
-    @rpc(expected_exceptions=EXPECTED)
-    def get_dead_letter(self, letter_id: int) -> dict:
+    @entrypoint(rpc(expected_exceptions=EXPECTED))
+    def get_dead_letter(self, letter_id: int) -> dict[str, Any]:
         letter = events.get_dead_letter(self.db.engine, int(letter_id))
         if letter is None:
             raise NotFound(f"No dead letter {letter_id} in {self.name}.")
         return letter
 
     @runs_in(CALLER)
-    @rpc(expected_exceptions=EXPECTED)
-    def replay_dead_letter(self, letter_id: int) -> dict:
+    @entrypoint(rpc(expected_exceptions=EXPECTED))
+    def replay_dead_letter(self, letter_id: int) -> dict[str, Any]:
         """Hand a parked event to its consumer again. The consumer's inbox makes a replay of an event
         that meanwhile got through harmless; a replay that fails again is parked anew."""
         letter = events.claim_dead_letter(self.db.engine, int(letter_id))
@@ -347,7 +348,7 @@ class ServiceBase:
             "handled": bool(handled),
         }
 
-    def replay_parked(self, consumer: str, event: dict):
+    def replay_parked(self, consumer: str, event: Event) -> object:
         """Run one consumer method (a `consumes` wrapper) on a parked event, in this worker."""
         handler = getattr(self, consumer, None)
         if handler is None or not getattr(handler, "is_consumer", False):
@@ -356,20 +357,20 @@ class ServiceBase:
             return handler(event)
 
     @runs_in(OWN)  # the outbox belongs to the service: no workspace's rows are read
-    @timer(interval=float(settings.env("OUTBOX_RELAY_INTERVAL", "0.2")))
-    def relay_outbox(self):
-        def publish(event_type, event, **headers):
+    @entrypoint(timer(interval=float(settings.env("OUTBOX_RELAY_INTERVAL", "0.2"))))
+    def relay_outbox(self) -> None:
+        def publish(event_type: str, event: Event, **headers: Any) -> None:
             self.dispatch(event_type, event, **headers)
             self.published(event_type, event)
 
         events.relay_outbox(self.db.engine, publish)
 
-    def published(self, event_type: str, event: dict) -> None:
+    def published(self, event_type: str, event: Event) -> None:
         """Called once the broker took an event from the outbox (a committed fact): a service may count it."""
 
     @runs_in(OWN)
-    @http("GET", "/metrics")
-    def http_metrics(self, request):
+    @entrypoint(http("GET", "/metrics"))
+    def http_metrics(self, request: Request) -> HttpAnswer:
         try:
             with eventlet.Timeout(self.READY_TIMEOUT):
                 metrics.refresh_database_gauges(self.name, self.db.engine)
@@ -379,20 +380,20 @@ class ServiceBase:
         return 200, {"Content-Type": content_type}, body.decode()
 
     @runs_in(OWN)
-    @http("GET", "/healthz")
-    def http_healthz(self, request):
+    @entrypoint(http("GET", "/healthz"))
+    def http_healthz(self, request: Request) -> HttpAnswer:
         """Liveness: answering at all means the process runs and its worker pool took this request."""
         return _json(200, {"service": self.name, "ok": True})
 
     @runs_in(OWN)
-    @http("GET", "/readyz")
-    def http_readyz(self, request):
+    @entrypoint(http("GET", "/readyz"))
+    def http_readyz(self, request: Request) -> HttpAnswer:
         """Readiness: the database answers SELECT 1 and the broker connection is up."""
         checks = {"database": self._database_check(), "broker": {"ok": self.probe.broker_connected()}}
         ready = all(check["ok"] for check in checks.values())
         return _json(200 if ready else 503, {"service": self.name, "ready": ready, "checks": checks})
 
-    def _database_check(self) -> dict:
+    def _database_check(self) -> dict[str, Any]:
         try:
             with eventlet.Timeout(self.READY_TIMEOUT):
                 with self.db.engine.connect() as conn:
@@ -402,7 +403,9 @@ class ServiceBase:
             return {"ok": False, "error": repr(exc)[:300]}
 
 
-def consumes(source_service: str, event_type: str, max_attempts: int | None = None, base_delay: float | None = None):
+def consumes(
+    source_service: str, event_type: str, max_attempts: int | None = None, base_delay: float | None = None
+) -> Callable[[Callable[..., None]], Callable[[Any, Event], bool]]:
     """Subscribe a method `fn(self, uow, now, event)` to an event, exactly once per event id. The unit
     of work joins the transaction that also records the event id, and commits with it; `now` is the
     service's clock, read once for the whole handling.
@@ -415,11 +418,11 @@ def consumes(source_service: str, event_type: str, max_attempts: int | None = No
     max_attempts = max_attempts or settings.env_int("EVENT_RETRY_ATTEMPTS", 5)
     base_delay = base_delay if base_delay is not None else float(settings.env("EVENT_RETRY_BASE_DELAY", "0.5"))
 
-    def decorator(fn):
+    def decorator(fn: Callable[..., None]) -> Callable[[Any, Event], bool]:
         @runs_in(EVENT)
-        @event_handler(source_service, event_type)
+        @entrypoint(event_handler(source_service, event_type))
         @functools.wraps(fn)
-        def wrapper(self, event):
+        def wrapper(self: Any, event: Event) -> bool:
             consumer = f"{self.name}.{fn.__name__}"
             started = time.perf_counter()
             for attempt in range(1, max_attempts + 1):
@@ -444,21 +447,22 @@ def consumes(source_service: str, event_type: str, max_attempts: int | None = No
                         _handled(self.name, consumer, event, "dead_lettered", started)
                         return False
                     metrics.EVENT_RETRIES.labels(self.name, consumer).inc()
+            return False  # max_attempts < 1: not even tried
 
-        wrapper.is_consumer = True
+        setattr(wrapper, "is_consumer", True)  # replay_parked hands parked events only to these
         return wrapper
 
     return decorator
 
 
-def _joined(fn, service, conn, now, event) -> None:
+def _joined(fn: Callable[..., None], service: Any, conn: sa.Connection, now: datetime, event: Event) -> None:
     """A consumer's body in the inbox transaction, with the work it left for before the commit."""
     uow = dbmod.JoinedUnitOfWork(conn, lambda: now)
     fn(service, uow, now, event)
     uow.finish()
 
 
-def _handled(service: str, consumer: str, event: dict, outcome: str, started: float) -> None:
+def _handled(service: str, consumer: str, event: Event, outcome: str, started: float) -> None:
     metrics.EVENTS_HANDLED.labels(service, consumer, outcome).inc()
     log.info(
         "event handled",
@@ -472,7 +476,7 @@ def _handled(service: str, consumer: str, event: dict, outcome: str, started: fl
     )
 
 
-def _retry_later(consumer: str, event: dict, attempt: int, max_attempts: int, base_delay: float, error: str) -> bool:
+def _retry_later(consumer: str, event: Event, attempt: int, max_attempts: int, base_delay: float, error: str) -> bool:
     """Log the failure and sleep before the next attempt (exponential backoff); False when out of tries."""
     log.warning(
         "event handler failed",

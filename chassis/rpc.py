@@ -8,6 +8,8 @@ gateway shows as "temporarily unavailable" and the event consumers retry, then d
 
 from __future__ import annotations
 
+from typing import Any
+
 import eventlet
 from nameko.exceptions import UnknownService
 from nameko.rpc import RpcProxy
@@ -21,12 +23,12 @@ def default_timeout() -> float:
 
 
 class _TimedMethod:
-    def __init__(self, method_proxy, service: str, method: str, timeout: float):
+    def __init__(self, method_proxy: Any, service: str, method: str, timeout: float) -> None:
         self._method = method_proxy
         self._where = f"{service}.{method}"
         self._timeout = timeout
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
             reply = self._method.call_async(*args, **kwargs)
         except UnknownService:
@@ -43,11 +45,11 @@ class _TimedMethod:
         finally:
             timer.cancel()
 
-    def call_async(self, *args, **kwargs):  # fire-and-forget callers keep nameko's own behaviour
+    def call_async(self, *args: Any, **kwargs: Any) -> Any:  # fire-and-forget callers keep nameko's own behaviour
         return self._method.call_async(*args, **kwargs)
 
 
-def _forget_reply(listener, reply) -> None:
+def _forget_reply(listener: Any, reply: Any) -> None:
     """Drop the reply event nameko keeps by correlation id (the reply holds no reference to it)."""
     pending = listener._reply_events
     for correlation_id, event in list(pending.items()):
@@ -56,23 +58,23 @@ def _forget_reply(listener, reply) -> None:
 
 
 class _TimedService:
-    def __init__(self, proxy, service: str, timeout: float):
+    def __init__(self, proxy: Any, service: str, timeout: float) -> None:
         self._proxy = proxy
         self._service = service
         self._timeout = timeout
 
-    def __getattr__(self, method: str):
+    def __getattr__(self, method: str) -> _TimedMethod:
         return _TimedMethod(getattr(self._proxy, method), self._service, method, self._timeout)
 
 
 class TimedRpcProxy(RpcProxy):
     """`RpcProxy` whose synchronous calls time out (see the module docstring)."""
 
-    def __init__(self, target_service: str, timeout: float | None = None, **options):
+    def __init__(self, target_service: str, timeout: float | None = None, **options: Any) -> None:
         super().__init__(target_service, **options)
         self.timeout = timeout
 
-    def get_dependency(self, worker_ctx):
+    def get_dependency(self, worker_ctx: Any) -> _TimedService:
         return _TimedService(
             super().get_dependency(worker_ctx),
             self.target_service,

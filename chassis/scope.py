@@ -22,9 +22,10 @@ other's scope.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from chassis.errors import Forbidden
 
@@ -50,7 +51,7 @@ class Scope:
     # when the contact last proved presence (passkey or magic link), ISO UTC: payments' step-up check
     proved_at: str | None = None
 
-    def to_context(self) -> dict:
+    def to_context(self) -> dict[str, str]:
         if self.system:
             raise ValueError("the system scope never travels to another service")
         data = {"workspace_id": self.workspace_id}
@@ -62,7 +63,7 @@ class Scope:
                 data["proved_at"] = self.proved_at
         return data
 
-    def allows(self, roles) -> bool:
+    def allows(self, roles: Collection[str]) -> bool:
         """Whether the caller may do what `roles` may: the business (no client) always; a client's
         contact only with one of `roles`; anything else (no role, an unknown one) fails closed."""
         if self.system or not self.client_id:
@@ -73,7 +74,7 @@ class Scope:
 SYSTEM = Scope("", system=True)
 
 
-def from_context(value) -> Scope | None:
+def from_context(value: object) -> Scope | None:
     """The scope a caller sent, or None when it sent none. Anything malformed fails closed: a scope
     whose workspace matches no row. A message can never carry the system scope."""
     if value is None:
@@ -93,25 +94,28 @@ def from_context(value) -> Scope | None:
     return Scope(workspace_id, client_id, role=role, proved_at=proved_at)
 
 
-def of_event(event: dict) -> Scope:
+def of_event(event: object) -> Scope:
     """The scope an event's consumer acts in: its workspace (an event without one sees nothing)."""
     workspace_id = event.get("workspace_id") if isinstance(event, dict) else None
     return Scope(workspace_id if isinstance(workspace_id, str) else "")
 
 
-def runs_in(kind: str):
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def runs_in(kind: str) -> Callable[[F], F]:
     """Declare where an entrypoint's scope comes from (one of KINDS); every entrypoint declares one."""
     if kind not in KINDS:
         raise ValueError(f"unknown scope kind {kind!r}")
 
-    def declare(fn):
-        fn.scope_kind = kind
+    def declare(fn: F) -> F:
+        setattr(fn, "scope_kind", kind)  # read by ScopeContext (chassis/nameko_ext.py)
         return fn
 
     return declare
 
 
-def require_role(roles, detail: str) -> None:
+def require_role(roles: Collection[str], detail: str) -> None:
     """Refuse (Forbidden, a 403 with `detail`) unless the current scope allows one of `roles`. Code run
     in-process with no scope bound (the CLI's seed, tests of handlers) is not a portal caller; over RPC
     every entrypoint binds one, and a call that sent none sees no rows at all."""

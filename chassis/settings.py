@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, overload
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+# With a str default the answer is a str: callers need no None check.
+@overload
+def env(name: str) -> str | None: ...
+@overload
+def env(name: str, default: str) -> str: ...
+@overload
+def env(name: str, default: str | None) -> str | None: ...
 
 
 def env(name: str, default: str | None = None) -> str | None:
@@ -47,6 +57,6 @@ def is_dev() -> bool:
     return env("PORTAL_ENV", "production") == "dev"
 
 
-def nameko_config() -> dict:
+def nameko_config() -> dict[str, Any]:
     """Config for standalone nameko clients (gateway proxies, CLI)."""
     return {"AMQP_URI": amqp_uri()}

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 from datetime import datetime, timedelta
+from typing import Any
 
 
 class Refused(Exception):
@@ -37,7 +38,7 @@ def _mac(secret: bytes, payload: str) -> bytes:
     return hmac.new(secret, payload.encode("ascii"), hashlib.sha256).digest()
 
 
-def issue(secret: bytes, payload: dict, now: datetime, ttl: timedelta) -> str:
+def issue(secret: bytes, payload: dict[str, Any], now: datetime, ttl: timedelta) -> str:
     """A reference to `payload` that works until now + ttl."""
     if not secret:
         raise ValueError("signing needs a secret")
@@ -47,7 +48,7 @@ def issue(secret: bytes, payload: dict, now: datetime, ttl: timedelta) -> str:
     return f"{body}.{_b64(_mac(secret, body))}"
 
 
-def read(secret: bytes, reference: str) -> dict:
+def read(secret: bytes, reference: str) -> dict[str, Any]:
     """The payload of a reference signed with `secret`, whatever its age (the holder that serves it
     checks the expiry with `check`). Refused otherwise."""
     if not secret or not isinstance(reference, str) or len(reference) > 2000 or reference.count(".") != 1:
@@ -68,7 +69,7 @@ def read(secret: bytes, reference: str) -> dict:
     return payload
 
 
-def check(secret: bytes, reference: str, now: datetime) -> dict:
+def check(secret: bytes, reference: str, now: datetime) -> dict[str, Any]:
     """The payload of a reference signed with `secret` that has not expired at `now`; Refused otherwise."""
     payload = read(secret, reference)
     if now.timestamp() >= payload["exp"]:

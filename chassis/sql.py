@@ -5,16 +5,19 @@ row (`json_rows`, read back with `rows_from_json`)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timezone
 from types import SimpleNamespace
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 
-class local_date(FunctionElement):  # noqa: N801 - used like an SQL function
+class local_date(FunctionElement[date]):  # noqa: N801 - used like an SQL function
     """local_date(moment, zone): the calendar date at `moment` (a timestamp with a time zone) in the
     IANA time zone `zone`, e.g. a business's today for due dates."""
 
@@ -24,13 +27,13 @@ class local_date(FunctionElement):  # noqa: N801 - used like an SQL function
 
 
 @compiles(local_date, "postgresql")
-def _local_date_postgresql(element, compiler, **kw):
+def _local_date_postgresql(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> str:
     moment, zone = element.clauses
     return f"CAST(timezone({compiler.process(zone, **kw)}, {compiler.process(moment, **kw)}) AS DATE)"
 
 
 @compiles(local_date, "sqlite")
-def _local_date_sqlite(element, compiler, **kw):
+def _local_date_sqlite(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> str:
     return f"portal_local_date({compiler.process(element.clauses, **kw)})"  # chassis/sqlite.py registers it
 
 
@@ -43,7 +46,7 @@ def sqlite_local_date(moment: str | None, zone: str | None) -> str | None:
     return at.astimezone(ZoneInfo(zone)).date().isoformat()
 
 
-class json_object(FunctionElement):  # noqa: N801
+class json_object(FunctionElement[Any]):  # noqa: N801
     """json_object(key, value, key, value, ...): one JSON object."""
 
     type = sa.JSON()
@@ -52,16 +55,16 @@ class json_object(FunctionElement):  # noqa: N801
 
 
 @compiles(json_object, "postgresql")
-def _json_object_postgresql(element, compiler, **kw):
+def _json_object_postgresql(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> str:
     return f"json_build_object({compiler.process(element.clauses, **kw)})"
 
 
 @compiles(json_object)
-def _json_object(element, compiler, **kw):
+def _json_object(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> str:
     return f"json_object({compiler.process(element.clauses, **kw)})"
 
 
-class json_array_agg(FunctionElement):  # noqa: N801
+class json_array_agg(FunctionElement[Any]):  # noqa: N801
     """The aggregate of its argument over the rows, as one JSON array (NULL or [] for no rows)."""
 
     type = sa.JSON()
@@ -70,16 +73,16 @@ class json_array_agg(FunctionElement):  # noqa: N801
 
 
 @compiles(json_array_agg, "postgresql")
-def _json_array_agg_postgresql(element, compiler, **kw):
+def _json_array_agg_postgresql(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> str:
     return f"json_agg({compiler.process(element.clauses, **kw)})"
 
 
 @compiles(json_array_agg)
-def _json_array_agg(element, compiler, **kw):
+def _json_array_agg(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> str:
     return f"json_group_array({compiler.process(element.clauses, **kw)})"
 
 
-class as_json(FunctionElement):  # noqa: N801
+class as_json(FunctionElement[Any]):  # noqa: N801
     """A JSON column's value as JSON inside json_object (SQLite keeps JSON as text, so without json()
     it would be embedded as a string)."""
 
@@ -89,19 +92,19 @@ class as_json(FunctionElement):  # noqa: N801
 
 
 @compiles(as_json, "sqlite")
-def _as_json_sqlite(element, compiler, **kw):
+def _as_json_sqlite(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> str:
     return f"json({compiler.process(element.clauses, **kw)})"
 
 
 @compiles(as_json)
-def _as_json(element, compiler, **kw):
+def _as_json(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> str:
     return compiler.process(element.clauses, **kw)
 
 
 POSITION = "position_"
 
 
-def json_rows(query: sa.Select, order_by, limit: int) -> sa.ScalarSelect:
+def json_rows(query: sa.Select[Any], order_by: Sequence[sa.ColumnElement[Any]], limit: int) -> sa.ScalarSelect[Any]:
     """The first `limit` rows of `query` in `order_by` order as one JSON array of objects (column name:
     value), a scalar subquery for another statement's columns. Each object carries its position,
     since an aggregate's input order is not something either database promises."""
@@ -111,7 +114,7 @@ def json_rows(query: sa.Select, order_by, limit: int) -> sa.ScalarSelect:
         .limit(limit)
         .subquery()
     )
-    pairs = []
+    pairs: list[sa.ColumnElement[Any]] = []
     for column in rows.c:
         pairs += [
             sa.literal_column(f"'{column.name}'"),
@@ -120,18 +123,18 @@ def json_rows(query: sa.Select, order_by, limit: int) -> sa.ScalarSelect:
     return sa.select(json_array_agg(json_object(*pairs))).select_from(rows).scalar_subquery()
 
 
-def rows_from_json(query: sa.Select, value) -> list[SimpleNamespace]:
+def rows_from_json(query: sa.Select[Any], value: str | list[dict[str, Any]] | None) -> list[SimpleNamespace]:
     """What json_rows(query, ...) answered, as rows with the Python values the columns of `query`
     would have had when selected directly (dates, UTC datetimes, JSON), in the query's order."""
     if value is None:  # PostgreSQL's json_agg of no rows
         return []
-    items = json.loads(value) if isinstance(value, str) else value
+    items: list[dict[str, Any]] = json.loads(value) if isinstance(value, str) else value  # psycopg2 parses it
     decoders = {column.name: _decoder(column.type) for column in query.selected_columns}
     items = sorted(items, key=lambda item: item[POSITION])
     return [SimpleNamespace(**{name: decode(item[name]) for name, decode in decoders.items()}) for item in items]
 
 
-def _decoder(type_):
+def _decoder(type_: sa.types.TypeEngine[Any]) -> Callable[[Any], Any]:
     base = type_.impl_instance if isinstance(type_, sa.TypeDecorator) else type_
     if isinstance(base, sa.DateTime):
         return _utc_datetime
@@ -142,11 +145,11 @@ def _decoder(type_):
     return _same
 
 
-def _same(value):
+def _same(value: Any) -> Any:
     return value
 
 
-def _utc_datetime(value):
+def _utc_datetime(value: str | None) -> datetime | None:
     """PostgreSQL writes a timestamp with its offset, SQLite the naive UTC text it stores."""
     if value is None:
         return None

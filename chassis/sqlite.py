@@ -23,11 +23,18 @@ import re
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, TypeVar, cast, overload
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from chassis import sql
+
+if TYPE_CHECKING:
+    from sqlite3 import _Parameters  # typeshed's name for what execute() takes
+
+_CursorT = TypeVar("_CursorT", bound=sqlite3.Cursor)
 
 BUSY_TIMEOUT = 0.05  # seconds sqlite3 may block in C on another process's lock
 WRITE_TIMEOUT = 30.0  # seconds a writer waits for the gate, then for the file's lock
@@ -79,13 +86,18 @@ class GatedConnection(sqlite3.Connection):
 
     gate: WriteGate
 
-    def cursor(self, factory=None):  # noqa: D102 - sqlite3's signature
+    @overload
+    def cursor(self, factory: None = None) -> sqlite3.Cursor: ...
+    @overload
+    def cursor(self, factory: Callable[[sqlite3.Connection], _CursorT]) -> _CursorT: ...
+
+    def cursor(self, factory: Callable[[sqlite3.Connection], sqlite3.Cursor] | None = None) -> sqlite3.Cursor:
         return super().cursor(factory or GatedCursor)
 
-    def execute(self, sql, parameters=(), /):  # noqa: D102
+    def execute(self, sql: str, parameters: _Parameters = (), /) -> sqlite3.Cursor:  # noqa: D102
         return self.cursor().execute(sql, parameters)
 
-    def executemany(self, sql, parameters, /):  # noqa: D102
+    def executemany(self, sql: str, parameters: Iterable[_Parameters], /) -> sqlite3.Cursor:  # noqa: D102
         return self.cursor().executemany(sql, parameters)
 
     def begin_write(self, sql: str) -> None:
@@ -135,12 +147,12 @@ class GatedConnection(sqlite3.Connection):
 
 
 class GatedCursor(sqlite3.Cursor):
-    def execute(self, sql, parameters=(), /):  # noqa: D102
-        self.connection.begin_write(sql)
+    def execute(self, sql: str, parameters: _Parameters = (), /) -> GatedCursor:  # noqa: D102
+        cast(GatedConnection, self.connection).begin_write(sql)  # only GatedConnection.cursor makes these
         return super().execute(sql, parameters)
 
-    def executemany(self, sql, parameters, /):  # noqa: D102
-        self.connection.begin_write(sql)
+    def executemany(self, sql: str, parameters: Iterable[_Parameters], /) -> GatedCursor:  # noqa: D102
+        cast(GatedConnection, self.connection).begin_write(sql)
         return super().executemany(sql, parameters)
 
 
@@ -149,7 +161,7 @@ def make_engine(url: str) -> Engine:
     path = sa.engine.make_url(url).database or ""
     gate = gate_for(path)
 
-    def connect():
+    def connect() -> GatedConnection:
         connection = sqlite3.connect(
             path, timeout=BUSY_TIMEOUT, isolation_level=None, factory=GatedConnection, check_same_thread=False
         )
@@ -161,7 +173,9 @@ def make_engine(url: str) -> Engine:
     engine = sa.create_engine(url, creator=connect)
 
     @sa.event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn, _record):  # WAL lets readers and one writer share the file
+    def _pragmas(
+        dbapi_conn: sqlite3.Connection, _record: object
+    ) -> None:  # WAL lets readers and one writer share the file
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")

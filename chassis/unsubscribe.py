@@ -28,7 +28,7 @@ def issue(key: bytes, workspace_id: str, client_id: str, contact_id: str, catego
     return signing.issue(key, {"w": workspace_id, "c": client_id, "p": contact_id, "k": category}, now, TTL)
 
 
-def check(key: bytes, token: str, now: datetime) -> dict:
+def check(key: bytes, token: str, now: datetime) -> dict[str, str]:
     """{workspace_id, client_id, contact_id, category} of a token we signed that has not expired;
     Refused otherwise."""
     payload = signing.check(key, token, now)

@@ -15,13 +15,13 @@ class ServiceClient:
         self._call = call
 
     def ping(self) -> dict:
-        return self._call(self.service, "ping")  # type: ignore[no-any-return]
+        return self._call(self.service, "ping")
 
     def list_dead_letters(self, limit: int = 100) -> list[dict]:
-        return self._call(self.service, "list_dead_letters", limit=limit)  # type: ignore[no-any-return]
+        return self._call(self.service, "list_dead_letters", limit=limit)
 
     def get_dead_letter(self, letter_id: int) -> dict:
-        return self._call(self.service, "get_dead_letter", letter_id)  # type: ignore[no-any-return]
+        return self._call(self.service, "get_dead_letter", letter_id)
 
     def replay_dead_letter(self, letter_id: int) -> dict:
-        return self._call(self.service, "replay_dead_letter", letter_id)  # type: ignore[no-any-return]
+        return self._call(self.service, "replay_dead_letter", letter_id)

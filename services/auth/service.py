@@ -10,12 +10,15 @@ import eventlet.tpool
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 
-from chassis import credentials, settings
+from chassis import credentials, nameko_patches, settings
 from chassis.errors import EXPECTED
 from chassis.nameko_ext import Database, ServiceBase, consumes
 from chassis.rpc import TimedRpcProxy
 from chassis.scope import CALLER, SYSTEM_WIDE, runs_in
 from services.auth import domain, handlers, passkeys, password_handlers, passwords
+
+# `nameko run` loads this module to start the service: nameko is patched before it builds the container.
+nameko_patches.apply()
 
 
 def policy_from_env() -> domain.Policy:

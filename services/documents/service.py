@@ -19,7 +19,7 @@ from nameko.web.handlers import http
 from werkzeug.wrappers import Response
 from werkzeug.wsgi import wrap_file
 
-from chassis import settings, signing, unsubscribe
+from chassis import nameko_patches, settings, signing, unsubscribe
 from chassis.errors import EXPECTED
 from chassis.nameko_ext import Database, ServiceBase, consumes
 from chassis.rpc import TimedRpcProxy
@@ -30,6 +30,9 @@ from services.documents.formatting import moment
 from services.documents.mail import backend_from_env
 from services.documents.pdf import Renderer
 from services.documents.storage import FileStorage
+
+# `nameko run` loads this module to start the service: nameko is patched before it builds the container.
+nameko_patches.apply()
 
 
 class PdfRenderer(DependencyProvider):
@@ -88,7 +91,8 @@ class PdfFetch(DependencyProvider):
         return self
 
     def reference(self, key: str, now) -> str:
-        return signing.issue(self.secret, {"k": key, "u": self.base_url}, now, FETCH_TTL)
+        # without a secret, issue refuses (ValueError); callers ask only when there is one
+        return signing.issue(self.secret or b"", {"k": key, "u": self.base_url}, now, FETCH_TTL)
 
     def check(self, reference: str, now) -> str:
         """The cache key a reference names, or signing.Refused (forged, expired, or no secret here)."""
@@ -130,10 +134,10 @@ class DocumentsService(ServiceBase):
     def send_password_reset_link(
         self, *, to, name, workspace_id, client_id, url, expires_at, idempotency_key, locale=None
     ) -> str:
-        with self.db.uow() as uow:
-            email_id = handlers.queue_email(
+        return self._tx(
+            lambda uow, now: handlers.queue_email(
                 uow,
-                self.clock(),
+                now,
                 self.sender,
                 idempotency_key=idempotency_key,
                 kind="password_reset",
@@ -143,8 +147,7 @@ class DocumentsService(ServiceBase):
                 locale=locale,
                 context={"name": name, "url": url, "expires_at": expires_at[:16].replace("T", " ")},
             )
-            uow.commit()
-            return email_id
+        )
 
     @runs_in(CALLER)
     @rpc
@@ -163,10 +166,10 @@ class DocumentsService(ServiceBase):
         report_url=None,
     ) -> str:
         """`device` (browser, os, ip) is who asked for the link; `report_url` the "this wasn't me" link."""
-        with self.db.uow() as uow:
-            email_id = handlers.queue_email(
+        return self._tx(
+            lambda uow, now: handlers.queue_email(
                 uow,
-                self.clock(),
+                now,
                 self.sender,
                 idempotency_key=idempotency_key,
                 kind="magic_link",
@@ -182,8 +185,7 @@ class DocumentsService(ServiceBase):
                     "report_url": report_url,
                 },
             )
-            uow.commit()
-            return email_id
+        )
 
     @runs_in(CALLER)
     @rpc
@@ -191,16 +193,17 @@ class DocumentsService(ServiceBase):
         self, *, to, name, workspace_id, client_id, contact_id, device, signed_in_at, idempotency_key, locale=None
     ) -> str:
         """A sign-in from a browser and OS the contact had not used before: essential, always sent."""
-        with self.db.uow() as uow:
+
+        def queue(uow, now) -> str:
             if not preferences.wanted(uow, "new_device", contact_id):
                 return ""
             brand = handlers.branding_or_default(uow, workspace_id)
             # shown in the business's time zone, named, as the contact has no other to go by here
             zone = brand.get("timezone") or "UTC"
             when = f"{moment(signed_in_at, zone, locale or brand.get('locale') or 'en_US')} ({zone})"
-            email_id = handlers.queue_email(
+            return handlers.queue_email(
                 uow,
-                self.clock(),
+                now,
                 self.sender,
                 idempotency_key=idempotency_key,
                 kind="new_device",
@@ -216,8 +219,8 @@ class DocumentsService(ServiceBase):
                     "sessions_url": self._portal("/profile/sessions"),
                 },
             )
-            uow.commit()
-            return email_id
+
+        return self._tx(queue)
 
     @runs_in(OWN)
     @timer(interval=float(settings.env("MAIL_POLL_INTERVAL", "0.5")))
@@ -252,8 +255,8 @@ class DocumentsService(ServiceBase):
         reference = (lambda key: self.pdf_fetch.reference(key, now)) if by_reference and self.pdf_fetch.secret else None
         result = handlers.render_document(self.renderer, brand, kind, data, locale, timezone, reference)
         if purpose == "download" and data.get("client_id"):
-            with self.db.uow() as uow:
-                uow.publish(
+            self._tx(
+                lambda uow, now: uow.publish(
                     "document.downloaded",
                     workspace_id,
                     {
@@ -264,7 +267,7 @@ class DocumentsService(ServiceBase):
                         "filename": result["filename"],
                     },
                 )
-                uow.commit()
+            )
         return result
 
     @runs_in(CALLER)
@@ -295,7 +298,7 @@ class DocumentsService(ServiceBase):
 
     # Branding for a few seconds per replica: a cached PDF then costs no database round trip. A new
     # logo or colour shows within the TTL (the PDF cache key includes the branding it used).
-    _branding_cache = TTLCache(maxsize=256, ttl=5)
+    _branding_cache: TTLCache[str, dict] = TTLCache(maxsize=256, ttl=5)
 
     def _branding(self, workspace_id: str) -> dict:
         brand = self._branding_cache.get(workspace_id)
@@ -510,10 +513,10 @@ class DocumentsService(ServiceBase):
     ) -> str:
         """A client forwards one of its invoices to another address (a colleague, its accountant)."""
         invoice = self.billing.get_invoice(workspace_id, invoice_id, client_id=client_id)
-        with self.db.uow() as uow:
-            email_id = mails.document_sent(
+        return self._tx(
+            lambda uow, now: mails.document_sent(
                 uow,
-                self.clock(),
+                now,
                 self.sender,
                 self.renderer,
                 self._branding(workspace_id),
@@ -527,8 +530,7 @@ class DocumentsService(ServiceBase):
                 note=note,
                 link=self._link(workspace_id, client_id, "invoice", invoice_id),
             )
-            uow.commit()
-            return email_id
+        )
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
@@ -543,11 +545,11 @@ class DocumentsService(ServiceBase):
         message: str,
         idempotency_key: str,
     ) -> str:
-        with self.db.uow() as uow:
+        def send(uow, now) -> str:
             repeated = handlers.email_exists(uow, idempotency_key)
             email_id = mails.business_message(
                 uow,
-                self.clock(),
+                now,
                 self.sender,
                 self._branding(workspace_id),
                 key=idempotency_key,
@@ -562,8 +564,9 @@ class DocumentsService(ServiceBase):
                 uow.publish(
                     "message.sent", workspace_id, {"client_id": client_id, "subject": subject, "email_id": email_id}
                 )
-            uow.commit()
             return email_id
+
+        return self._tx(send)
 
     @consumes("billing", "booking.confirmed")
     def on_booking_confirmed(self, uow, now, event):
@@ -598,10 +601,10 @@ class DocumentsService(ServiceBase):
     def send_statement(
         self, workspace_id: str, client_id: str, recipient: dict, statement: dict, idempotency_key: str
     ) -> str:
-        with self.db.uow() as uow:
-            email_id = mails.statement(
+        return self._tx(
+            lambda uow, now: mails.statement(
                 uow,
-                self.clock(),
+                now,
                 self.sender,
                 self.renderer,
                 self._branding(workspace_id),
@@ -610,8 +613,7 @@ class DocumentsService(ServiceBase):
                 recipient=recipient,
                 statement=statement,
             )
-            uow.commit()
-            return email_id
+        )
 
     @consumes("billing", "invoice.reminder")
     def on_invoice_reminder(self, uow, now, event):

@@ -1,12 +1,17 @@
 """A nameko service for tests/integration/test_gateway_rpc.py: answers as the portal's services do
-(chassis.nameko_ext installs chassis/fast_rpc.py), slowly, with a business error, or with a crash."""
+(nameko patched by chassis/nameko_patches.py), slowly, with a business error, or with a crash."""
 
 import eventlet
 from nameko.rpc import rpc
 
+from chassis import nameko_patches
 from chassis.errors import NotFound
-from chassis.nameko_ext import RequestContext, ScopeContext  # noqa: F401 - also installs fast_rpc
+from chassis.nameko_ext import RequestContext, ScopeContext
 from chassis.scope import CALLER, runs_in
+
+nameko_patches.apply()  # as the services' modules do
+
+RECORDED: list = []  # what `record` was called with, in this process
 
 
 class RpcProbe:
@@ -32,6 +37,14 @@ class RpcProbe:
     @rpc(expected_exceptions=NotFound)
     def missing(self):
         raise NotFound("No such thing.")
+
+    @rpc
+    def record(self, value):
+        RECORDED.append(value)
+
+    @rpc
+    def recorded(self):
+        return RECORDED
 
     @rpc
     def crash(self):

@@ -292,6 +292,9 @@ class _LostMessage:
 def test_an_ack_on_a_lost_connection_does_not_kill_the_service():
     from nameko.messaging import QueueConsumer
 
+    from chassis import nameko_patches
+
+    nameko_patches.apply()  # what every service module does as its process starts
     # Unpatched, this exception escapes the worker and nameko kills the whole container.
     assert QueueConsumer.ack_message(None, _LostMessage()) is None
     assert QueueConsumer.requeue_message(None, _LostMessage()) is None
