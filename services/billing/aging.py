@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date
+from typing import Any
 
 # Bucket names in order: not yet due, then ranges of days past due.
 BUCKETS = ("current", "days_1_30", "days_31_60", "days_61_90", "days_over_90")
@@ -26,7 +27,7 @@ def aging_bucket(due_date: date, today: date) -> str:
     return "days_over_90"
 
 
-def aging(rows: Iterable[tuple[str, date, int]], today: date, first: str | None = None) -> list[dict]:
+def aging(rows: Iterable[tuple[str, date, int]], today: date, first: str | None = None) -> list[dict[str, Any]]:
     """Buckets per currency from (currency, due date, amount owed) rows; `first` (the client's
     currency, listed even when nothing is owed in it) leads, the others follow alphabetically. Each
     entry's total is the sum of its buckets."""

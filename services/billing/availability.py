@@ -7,11 +7,14 @@ moment or have different lengths: the database refuses the second insert.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 CELL = timedelta(minutes=5)
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 def parse_window(text: str) -> tuple[time, time]:
@@ -35,7 +38,7 @@ def cells(start: datetime, end: datetime) -> list[datetime]:
 
 
 def slots(
-    weekly: dict[str, list[str]],
+    weekly: Mapping[Weekday, list[str]],
     tz: str,
     duration: timedelta,
     step: timedelta,

@@ -154,14 +154,14 @@ def stubs(cluster) -> dict[str, ServiceClient]:
 
 def dead_letters(args, services: dict[str, ServiceClient]):
     """Dead letters live in each service's own database, so each service answers for its own."""
-    service = services[args.service] if args.service else None
     match args.action:
         case "list":
             names = [args.service] if args.service else SERVICES
             return {name: services[name].list_dead_letters() for name in names}
-        case "show":
-            return service.get_dead_letter(args.id)
+        case "show":  # show and replay require --service
+            return services[args.service].get_dead_letter(args.id)
         case "replay":
+            service = services[args.service]
             ids = (
                 [args.id] if args.id is not None else [letter["id"] for letter in service.list_dead_letters(limit=1000)]
             )
@@ -178,7 +178,8 @@ def contact_command(args, billing):
 def run(args, cluster):
     """The RPC call for each command."""
     services = stubs(cluster)
-    billing: BillingClient = services["billing"]
+    billing = services["billing"]
+    assert isinstance(billing, BillingClient)
     match (args.area, args.action):
         case ("workspace", "create"):
             return billing.create_workspace(

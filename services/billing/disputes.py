@@ -1,8 +1,11 @@
 """Invoice disputes in plain Python: which invoices a client may dispute, which of their lines, and what
 an adjustment may credit. (Card disputes, chargebacks raised with the bank, are another thing: see
-ledger.record_dispute.)"""
+handlers/card_disputes.py.)"""
 
 from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
 
 from chassis.errors import Conflict, Invalid
 
@@ -17,7 +20,7 @@ def check_disputable(status: str, balance: int, archived: bool, kind: str) -> No
         raise Conflict(f"Only an invoice with a balance owed can be disputed; this one is {shown}.", status=shown)
 
 
-def disputed_lines(raw, line_count: int) -> list[int]:
+def disputed_lines(raw: object, line_count: int) -> list[int]:
     """The positions (1 to line_count) of the lines disputed, sorted and each once; none or all of them
     is the whole invoice ([])."""
     if raw is None:
@@ -26,9 +29,9 @@ def disputed_lines(raw, line_count: int) -> list[int]:
         raise Invalid("lines is a list of line numbers.", lines="not a list of line numbers")
     for i, number in enumerate(raw):
         if number < 1:
-            raise Invalid("Line numbers start at 1.", **{f"lines.{i}": "no such line"})
+            raise Invalid("Line numbers start at 1.", fields={f"lines.{i}": "no such line"})
         if number > line_count:  # a well-formed number this invoice has no line for
-            raise Conflict(f"The invoice has lines 1 to {line_count}.", **{f"lines.{i}": "no such line"})
+            raise Conflict(f"The invoice has lines 1 to {line_count}.", fields={f"lines.{i}": "no such line"})
     positions = sorted(set(raw))
     return [] if len(positions) == line_count else positions
 
@@ -39,7 +42,7 @@ def check_outcome(outcome: str) -> str:
     return OUTCOMES[outcome]
 
 
-def check_adjustment(amount, total: int) -> int:
+def check_adjustment(amount: object, total: int) -> int:
     """An adjustment is a credit note for a positive amount of at most the invoice's total. It is applied
     to what the invoice still owes; any rest (the invoice was paid meanwhile) is the client's credit."""
     if isinstance(amount, bool) or not isinstance(amount, int):
@@ -51,10 +54,10 @@ def check_adjustment(amount, total: int) -> int:
     return amount
 
 
-def dispute_view(row, number: str | None = None) -> dict:
-    """A dispute as the APIs show it (times in UTC, ISO 8601)."""
+def dispute_view(row: Any, number: str | None = None) -> dict[str, Any]:
+    """A dispute as the APIs show it (times in UTC, ISO 8601); `row` is the dispute's database row."""
 
-    def iso(value):
+    def iso(value: datetime | None) -> str | None:
         return value.isoformat() if value is not None else None
 
     return {

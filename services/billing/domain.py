@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Any
 
 from dateutil.relativedelta import relativedelta
 
@@ -43,18 +44,26 @@ def round_minor(value: Decimal) -> int:
     return int(value.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
-def to_decimal(value, name: str) -> Decimal:
+def to_decimal(value: object, name: str) -> Decimal:
     """A number with at most 4 decimal places (what is stored), so totals computed now match the
     lines read back later to the cent."""
     try:
         result = Decimal(str(value))
     except (InvalidOperation, ValueError):
-        raise Invalid(f"{name} must be a number.", **{name: "not a number"}) from None
+        raise Invalid(f"{name} must be a number.", fields={name: "not a number"}) from None
     if not result.is_finite() or abs(result) >= 10_000_000:
-        raise Invalid(f"{name} must be a number below 10,000,000.", **{name: "out of range"})
-    if result.as_tuple().exponent < -4 and result != result.quantize(Decimal("0.0001")):
-        raise Invalid(f"{name} has at most 4 decimal places.", **{name: "too many decimals"})
+        raise Invalid(f"{name} must be a number below 10,000,000.", fields={name: "out of range"})
+    if _exponent(result) < -4 and result != result.quantize(Decimal("0.0001")):
+        raise Invalid(f"{name} has at most 4 decimal places.", fields={name: "too many decimals"})
     return result
+
+
+def _exponent(value: Decimal) -> int:
+    """The exponent of a finite number (NaN and infinities have none, and are refused where they come in)."""
+    exponent = value.as_tuple().exponent
+    if not isinstance(exponent, int):
+        raise TypeError(f"{value} is not a finite number")
+    return exponent
 
 
 # VAT categories (EN 16931, UNTDID 5305): S standard rate, Z zero rated, E exempt, AE reverse charge.
@@ -98,7 +107,7 @@ class Line:
             raise Invalid("Discounts are percentages from 0 to 100.", discount_percent="out of range")
 
     @classmethod
-    def from_dict(cls, data: dict) -> Line:
+    def from_dict(cls, data: dict[str, Any]) -> Line:
         try:
             unit_price = data["unit_price"]
             if isinstance(unit_price, bool) or not isinstance(unit_price, int):
@@ -112,7 +121,8 @@ class Line:
                 _category(data.get("tax_category")),
             )
         except KeyError as exc:
-            raise Invalid(f"Each line needs {exc.args[0]}.", **{exc.args[0]: "required"}) from None
+            missing = str(exc.args[0])
+            raise Invalid(f"Each line needs {missing}.", fields={missing: "required"}) from None
 
     @property
     def gross(self) -> int:
@@ -134,7 +144,7 @@ class Line:
     def total(self) -> int:
         return self.subtotal + self.tax
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "description": self.description,
             "quantity": str(self.quantity),
@@ -149,7 +159,7 @@ class Line:
         }
 
 
-def _category(value) -> str:
+def _category(value: object) -> str:
     if value is None:
         return ""
     if not isinstance(value, str) or value not in TAX_CATEGORIES:
@@ -167,17 +177,17 @@ class TaxBand:
     base: int
     tax: int
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"category": self.category, "rate": str(self.rate), "base": self.base, "tax": self.tax}
 
 
-def _rate_key(rate) -> Decimal:
+def _rate_key(rate: Decimal | int | str) -> Decimal:
     """20, 20.0 and 20.0000 are one rate, written 20 (never 2E+1)."""
-    rate = Decimal(rate).normalize()
-    return rate.quantize(Decimal(1)) if rate.as_tuple().exponent > 0 else rate
+    normal = Decimal(rate).normalize()
+    return normal.quantize(Decimal(1)) if _exponent(normal) > 0 else normal
 
 
-def _band_order(band: TaxBand):
+def _band_order(band: TaxBand) -> tuple[Decimal, int]:
     return (-band.rate, TAX_CATEGORIES.index(band.category))
 
 
@@ -191,7 +201,7 @@ def tax_breakdown(lines: list[Line]) -> list[TaxBand]:
     return sorted(bands, key=_band_order)
 
 
-def stored_tax_breakdown(lines: list[dict], tax_total: int) -> list[dict]:
+def stored_tax_breakdown(lines: list[dict[str, Any]], tax_total: int) -> list[dict[str, Any]]:
     """The breakdown of a stored document, from its stored line amounts. Documents totalled before tax
     was rounded per rate summed each line's rounded tax instead; for those (the bands then miss the
     stored tax by a cent or so) each band shows the sum of its lines' stored tax, so the printed rows
@@ -292,7 +302,7 @@ def counter_period(pattern: str, on: date) -> str:
 
 
 def format_number(pattern: str, seq: int, on: date) -> str:
-    def sub(match: re.Match) -> str:
+    def sub(match: re.Match[str]) -> str:
         token = match.group(1)
         if token == "YYYY":
             return f"{on.year:04d}"
@@ -358,7 +368,7 @@ class StatementEntry:
         return self.amount if self.kind in ("invoice", "refund") else -self.amount
 
 
-def statement(opening: int, entries: list[StatementEntry]) -> dict:
+def statement(opening: int, entries: list[StatementEntry]) -> dict[str, Any]:
     """Running balance over entries sorted by date; closing = opening + charges - payments - credits + refunds."""
     running = opening
     rows = []

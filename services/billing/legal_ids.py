@@ -7,7 +7,7 @@ from __future__ import annotations
 from schwifty import BIC, IBAN
 from schwifty.exceptions import SchwiftyException
 from stdnum import vatin
-from stdnum.exceptions import ValidationError
+from stdnum.exceptions import InvalidChecksum, InvalidComponent, InvalidFormat, ValidationError
 
 
 def vat_id(value: str) -> str:
@@ -15,7 +15,9 @@ def vat_id(value: str) -> str:
     try:
         return vatin.validate(value)
     except ValidationError as exc:
-        raise ValueError(f"not a valid VAT id ({exc.message})") from None
+        # stdnum raises these subclasses, each naming its reason in `message`; the base class has none
+        reason = exc.message if isinstance(exc, (InvalidFormat, InvalidChecksum, InvalidComponent)) else str(exc)
+        raise ValueError(f"not a valid VAT id ({reason})") from None
 
 
 def iban(value: str) -> str:

@@ -32,10 +32,10 @@ def clean(data) -> dict:
         raise Invalid("Expected an object.", body="not an object")
     unknown = sorted(set(data) - FIELDS)
     if unknown:
-        raise Invalid("Unknown fields.", **{key: "unknown field" for key in unknown})
+        raise Invalid("Unknown fields.", fields={key: "unknown field" for key in unknown})
     wrong = sorted(key for key in CATEGORIES if key in data and not isinstance(data[key], bool))
     if wrong:
-        raise Invalid("Each notification is on (true) or off (false).", **{key: "not a boolean" for key in wrong})
+        raise Invalid("Each notification is on (true) or off (false).", fields={key: "not a boolean" for key in wrong})
     return dict(data)
 
 

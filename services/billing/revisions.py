@@ -7,6 +7,7 @@ plain, JSON-ready data back."""
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from chassis.errors import Conflict, Invalid
 
@@ -27,7 +28,7 @@ DECIDING_ROLES = ("owner", "approver")
 DECIDING_DETAIL = "Only an owner or an approver of your organisation can accept, decline or ask to change quotes."
 
 
-def may_request_changes(contact) -> bool:
+def may_request_changes(contact: object) -> bool:
     """Whether this contact of the client may ask for changes to its quotes: with portal access, as an
     owner or an approver."""
     return bool(getattr(contact, "portal_access", False)) and getattr(contact, "role", None) in DECIDING_ROLES
@@ -39,7 +40,7 @@ def open_for_changes(display_status: str) -> bool:
     return display_status in ("sent", "viewed")
 
 
-def seen_version(value) -> int | None:
+def seen_version(value: object) -> int | None:
     """The version a client says it saw, checked: None (not sent) or a whole number from 1."""
     if value is None:
         return None
@@ -61,28 +62,28 @@ def check_newest(seen: int | None, newest: int, newest_number: str) -> None:
         )
 
 
-def _quantity(value) -> Decimal:
+def _quantity(value: object) -> Decimal:
     try:
         return Decimal(str(value)).normalize()
     except (InvalidOperation, ValueError):
         return Decimal(0)
 
 
-def _same(field: str, before, after) -> bool:
+def _same(field: str, before: object, after: object) -> bool:
     if field in ("quantity", "discount_percent", "tax_rate"):
         return _quantity(before) == _quantity(after)  # "2" and "2.0000" are one quantity
     return before == after
 
 
-def _changed_fields(before: dict, after: dict) -> list[str]:
+def _changed_fields(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     return [f for f in LINE_FIELDS if not _same(f, before.get(f), after.get(f))]
 
 
-def _line(line: dict) -> dict:
+def _line(line: dict[str, Any]) -> dict[str, Any]:
     return {key: line.get(key) for key in (*LINE_FIELDS, "total")}
 
 
-def diff_lines(before: list[dict], after: list[dict]) -> list[dict]:
+def diff_lines(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What happened to each line from one version to the next, in the new version's order, then the
     removed lines in the old order.
 
@@ -120,7 +121,7 @@ def diff_lines(before: list[dict], after: list[dict]) -> list[dict]:
     return changes
 
 
-def diff_versions(before: dict, after: dict) -> dict:
+def diff_versions(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     """The changes from one version of a quote to the next: lines added, removed or changed, the texts
     changed, and the totals before and after (minor units, in the quote's currency)."""
     return {
@@ -137,7 +138,7 @@ def diff_versions(before: dict, after: dict) -> dict:
     }
 
 
-def history(versions: list[dict]) -> list[dict]:
+def history(versions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The diff of each consecutive pair of versions, oldest first (versions sorted by number)."""
     ordered = sorted(versions, key=lambda v: v["version"])
     return [diff_versions(a, b) for a, b in zip(ordered, ordered[1:])]

@@ -11,27 +11,37 @@ from pathlib import Path
 from nameko.rpc import rpc
 from nameko.timer import timer
 
-from chassis import metrics, settings
+from chassis import metrics, nameko_patches, settings
 from chassis.errors import EXPECTED
 from chassis.nameko_ext import Database, ServiceBase, consumes
 from chassis.scope import CALLER, OWN, SYSTEM_WIDE, runs_in
 from services.billing.handlers import (
+    activity,
+    balances,
     bookings,
+    card_disputes,
     clients,
+    dashboard,
     disputes,
     documents,
     engagement,
-    ledger,
     notifications,
     payment_plans,
+    payments,
     processing,
+    refunds,
     schedules,
+    statements,
     summaries,
     verification,
     workspaces,
 )
 from services.billing.handlers.common import record_activity
 from services.billing.handlers.engagement import record_signal
+
+# `nameko run` loads this module to start the service: nameko is patched before it builds the container.
+nameko_patches.apply()
+
 
 log = logging.getLogger(__name__)
 
@@ -495,37 +505,37 @@ class BillingService(ServiceBase):
     def list_invoice_disputes(self, workspace_id: str, filters: dict | None = None) -> dict:
         return self._tx(disputes.list_invoice_disputes, workspace_id, filters)
 
-    # ledger
+    # money: payments, credits and retainers, refunds, statements, the dashboard and activity
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def record_payment(self, workspace_id: str, data: dict, *, idempotency_key: str | None = None) -> dict:
-        return self._tx(ledger.record_payment, workspace_id, data, idempotency_key=idempotency_key)
+        return self._tx(payments.record_payment, workspace_id, data, idempotency_key=idempotency_key)
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def get_payment(self, workspace_id: str, payment_id: str, client_id: str | None = None) -> dict:
-        return self._tx(ledger.get_payment, workspace_id, payment_id, client_id)
+        return self._tx(payments.get_payment, workspace_id, payment_id, client_id)
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def list_payments(
         self, workspace_id: str, client_id: str | None = None, kind: str | None = None, sort: str = "-date"
     ) -> list[dict]:
-        return self._tx(ledger.list_payments, workspace_id, client_id, kind, sort)
+        return self._tx(payments.list_payments, workspace_id, client_id, kind, sort)
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def apply_credit(
         self, workspace_id: str, invoice_id: str, amount: int, *, idempotency_key: str | None = None
     ) -> dict:
-        return self._tx(ledger.apply_credit, workspace_id, invoice_id, amount, idempotency_key=idempotency_key)
+        return self._tx(balances.apply_credit, workspace_id, invoice_id, amount, idempotency_key=idempotency_key)
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def apply_retainer(
         self, workspace_id: str, invoice_id: str, amount: int, *, idempotency_key: str | None = None
     ) -> dict:
-        return self._tx(ledger.apply_retainer, workspace_id, invoice_id, amount, idempotency_key=idempotency_key)
+        return self._tx(balances.apply_retainer, workspace_id, invoice_id, amount, idempotency_key=idempotency_key)
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
@@ -533,23 +543,23 @@ class BillingService(ServiceBase):
         self, workspace_id: str, client_id: str, amount: int, reference: str = "", *, idempotency_key: str | None = None
     ) -> dict:
         return self._tx(
-            ledger.refund_retainer, workspace_id, client_id, amount, reference, idempotency_key=idempotency_key
+            balances.refund_retainer, workspace_id, client_id, amount, reference, idempotency_key=idempotency_key
         )
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def client_balances(self, workspace_id: str, client_id: str) -> dict:
-        return self._tx(ledger.client_balances, workspace_id, client_id)
+        return self._tx(balances.client_balances, workspace_id, client_id)
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def statement(self, workspace_id: str, client_id: str, start, end, currency: str | None = None) -> dict:
-        return self._tx(ledger.statement, workspace_id, client_id, start, end, currency)
+        return self._tx(statements.statement, workspace_id, client_id, start, end, currency)
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def client_dashboard(self, workspace_id: str, client_id: str) -> dict:
-        return self._tx(ledger.client_dashboard, workspace_id, client_id)
+        return self._tx(dashboard.client_dashboard, workspace_id, client_id)
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
@@ -565,7 +575,7 @@ class BillingService(ServiceBase):
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def list_activity(self, workspace_id: str, client_id: str, limit: int = 50) -> list[dict]:
-        return self._tx(ledger.list_activity, workspace_id, client_id, limit)
+        return self._tx(activity.list_activity, workspace_id, client_id, limit)
 
     # collection signals
     @runs_in(CALLER)
@@ -590,7 +600,7 @@ class BillingService(ServiceBase):
     def list_refunds(
         self, workspace_id: str, payment_id: str | None = None, client_id: str | None = None
     ) -> list[dict]:
-        return self._tx(ledger.list_refunds, workspace_id, payment_id, client_id)
+        return self._tx(refunds.list_refunds, workspace_id, payment_id, client_id)
 
     # bookings and reviews
     @runs_in(CALLER)
@@ -756,7 +766,7 @@ class BillingService(ServiceBase):
         instead of refusing the payment."""
         data = event["data"]
         known = engagement.payment_known(uow, data["payment_id"])  # a payment counts once as a signal too
-        ledger.record_payment(
+        payments.record_payment(
             uow,
             now,
             event["workspace_id"],
@@ -795,7 +805,7 @@ class BillingService(ServiceBase):
     @consumes("payments", "payment.refunded")
     def on_payment_refunded(self, uow, now, event):
         data = event["data"]
-        ledger.record_refund(
+        refunds.record_refund(
             uow,
             now,
             event["workspace_id"],
@@ -805,7 +815,7 @@ class BillingService(ServiceBase):
     @consumes("payments", "payment.disputed")
     def on_payment_disputed(self, uow, now, event):
         data = event["data"]
-        ledger.record_dispute(
+        card_disputes.record_dispute(
             uow,
             now,
             event["workspace_id"],

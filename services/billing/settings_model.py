@@ -11,6 +11,12 @@ from chassis.fields import COUNTRIES
 from clients.billing import BookingLink
 from services.billing import availability, domain, legal_ids
 
+PaymentMethod = Literal["card", "bank_transfer"]
+
+
+def _card_only() -> list[PaymentMethod]:
+    return ["card"]
+
 
 class BookingRules(BaseModel):
     """When clients may book: weekly windows in the workspace's time zone, how far ahead, how soon."""
@@ -91,7 +97,7 @@ class WorkspaceSettings(BaseModel):
     partial_payment_minimum: int = Field(default=0, ge=0)
     # days between the pre-notification of an automatic bank debit and its collection (SEPA rules)
     debit_notice_days: int = Field(default=3, ge=0, le=14)
-    payment_methods: list[Literal["card", "bank_transfer"]] = Field(default_factory=lambda: ["card"])
+    payment_methods: list[PaymentMethod] = Field(default_factory=_card_only)
     stripe_account: str | None = Field(default=None, pattern=r"^acct_[A-Za-z0-9]+$")  # a Stripe Connect account
     booking_links: list[BookingLink] = Field(default_factory=list, max_length=20)
     booking: BookingRules = Field(default_factory=BookingRules)
@@ -127,4 +133,4 @@ def parse_settings(data: dict) -> WorkspaceSettings:
     try:
         return WorkspaceSettings.model_validate(data, strict=True)  # stored as sent: no "true" for true
     except ValidationError as exc:
-        raise Invalid("Some settings are not valid.", **field_errors(exc)) from None
+        raise Invalid("Some settings are not valid.", fields=field_errors(exc)) from None

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPUTED = {
     ("services/billing/handlers/workspaces.py", "_publish_workspace"): {"workspace.created", "workspace.updated"},
     # f"{source}.applied"
-    ("services/billing/handlers/ledger.py", "_use_balance"): {"credit.applied", "retainer.applied"},
+    ("services/billing/handlers/balances.py", "_use_balance"): {"credit.applied", "retainer.applied"},
 }
 
 

@@ -3,6 +3,15 @@ and returns plain JSON-ready data. Errors are chassis.errors, raised before anyt
 
 One module per concern; this package lists what each offers, so a name leads to its module."""
 
+from services.billing.handlers.activity import (  # noqa: F401
+    list_activity,
+)
+from services.billing.handlers.balances import (  # noqa: F401
+    apply_credit,
+    apply_retainer,
+    client_balances,
+    refund_retainer,
+)
 from services.billing.handlers.bookings import (  # noqa: F401
     add_review,
     book_slot,
@@ -10,6 +19,9 @@ from services.billing.handlers.bookings import (  # noqa: F401
     cancel_booking,
     list_bookings,
     list_reviews,
+)
+from services.billing.handlers.card_disputes import (  # noqa: F401
+    record_dispute,
 )
 from services.billing.handlers.clients import (  # noqa: F401
     add_contact,
@@ -26,6 +38,9 @@ from services.billing.handlers.clients import (  # noqa: F401
     update_client,
     update_contact,
     update_profile,
+)
+from services.billing.handlers.dashboard import (  # noqa: F401
+    client_dashboard,
 )
 from services.billing.handlers.disputes import (  # noqa: F401
     get_invoice_dispute,
@@ -65,23 +80,17 @@ from services.billing.handlers.engagement import (  # noqa: F401
     payment_known,
     record_signal,
 )
-from services.billing.handlers.ledger import (  # noqa: F401
-    apply_credit,
-    apply_retainer,
-    client_balances,
-    client_dashboard,
-    get_payment,
-    list_activity,
-    list_payments,
-    list_refunds,
-    record_dispute,
-    record_payment,
-    record_refund,
-    refund_retainer,
-    statement,
-)
 from services.billing.handlers.payment_plans import (  # noqa: F401
     plan_payment,
+)
+from services.billing.handlers.payments import (  # noqa: F401
+    get_payment,
+    list_payments,
+    record_payment,
+)
+from services.billing.handlers.refunds import (  # noqa: F401
+    list_refunds,
+    record_refund,
 )
 from services.billing.handlers.schedules import (  # noqa: F401
     create_recurring,
@@ -92,6 +101,9 @@ from services.billing.handlers.schedules import (  # noqa: F401
     update_recurring,
     workspaces_due_recurring,
     workspaces_with_open_invoices,
+)
+from services.billing.handlers.statements import (  # noqa: F401
+    statement,
 )
 from services.billing.handlers.summaries import (  # noqa: F401
     repair_client_summaries,

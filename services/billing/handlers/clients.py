@@ -11,6 +11,7 @@ from chassis.errors import Conflict, Forbidden, Invalid
 from chassis.fields import REFUSE, check_country, check_locale, flag, text
 from chassis.scope import ROLES, require_role
 from services.billing import domain, legal_ids
+from services.billing.handlers.balances import client_balances
 from services.billing.handlers.common import (
     check_fields,
     check_regional,
@@ -22,7 +23,6 @@ from services.billing.handlers.common import (
     record_activity,
     workspace_row,
 )
-from services.billing.handlers.ledger import client_balances
 from services.billing.handlers.summaries import money_moved
 from services.billing.tables import clients, contacts, credit_notes, invoices, payments, quotes
 
@@ -261,7 +261,7 @@ def _only_primary(uow, workspace_id: str, client_id: str, contact_id: str) -> No
 def _contact_values(data: dict, creating: bool) -> dict:
     """A contact's own fields as sent. Changing one, null clears the name or phone, and the locale (the
     contact then reads its client's language); a new contact leaves out what it does not have."""
-    values = {}
+    values: dict[str, object] = {}
     for key, limit in (("name", 200), ("phone", 50)):
         if key in data:
             values[key] = text(data[key], key, limit, null=REFUSE if creating else "")

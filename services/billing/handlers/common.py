@@ -28,7 +28,7 @@ def check_fields(data, allowed: set) -> None:
         raise Invalid("Expected an object.", body="not an object")
     unknown = set(data) - allowed
     if unknown:
-        raise Invalid("Unknown fields.", **{k: "unknown field" for k in sorted(unknown)})
+        raise Invalid("Unknown fields.", fields={k: "unknown field" for k in sorted(unknown)})
 
 
 def check_regional(values: dict) -> None:
@@ -37,7 +37,7 @@ def check_regional(values: dict) -> None:
         if key in values:
             if not isinstance(values[key], str):
                 raise Invalid(
-                    f"{key} is text.", **{key: "not text" if values[key] is not None else "null is not allowed"}
+                    f"{key} is text.", fields={key: "not text" if values[key] is not None else "null is not allowed"}
                 )
             check(values[key])
 
@@ -92,7 +92,7 @@ def parse_date(value, name: str) -> date | None:
     try:
         return date.fromisoformat(str(value))
     except ValueError:
-        raise Invalid(f"{name} must be a date like 2026-11-23.", **{name: "not a date"}) from None
+        raise Invalid(f"{name} must be a date like 2026-11-23.", fields={name: "not a date"}) from None
 
 
 def allocate_number(uow, workspace_id: str, kind: str, pattern: str, on: date) -> str:
@@ -120,11 +120,11 @@ def parse_lines(raw_lines) -> list[domain.Line]:
     lines = []
     for i, raw in enumerate(raw_lines):
         if not isinstance(raw, dict):
-            raise Invalid("Each line is an object.", **{f"lines.{i}": "not an object"})
+            raise Invalid("Each line is an object.", fields={f"lines.{i}": "not an object"})
         try:
             lines.append(domain.Line.from_dict(raw))
         except Invalid as exc:
-            raise Invalid(exc.detail, **{f"lines.{i}.{k}": v for k, v in exc.fields.items()}) from None
+            raise Invalid(exc.detail, fields={f"lines.{i}.{k}": v for k, v in exc.fields.items()}) from None
     return lines
 
 

@@ -25,6 +25,7 @@ from services.billing.disputes import (
     dispute_view,
     disputed_lines,
 )
+from services.billing.handlers.balances import apply_credit
 from services.billing.handlers.common import (
     check_fields,
     get_scoped,
@@ -34,7 +35,6 @@ from services.billing.handlers.common import (
     workspace_row,
 )
 from services.billing.handlers.documents import _visible_to_client, issue_credit_note
-from services.billing.handlers.ledger import apply_credit
 from services.billing.tables import comments, invoice_disputes, invoices, line_items, recurring_invoices
 
 __all__ = [
@@ -215,8 +215,8 @@ def resolve_invoice_dispute(uow, now: datetime, workspace_id: str, dispute_id: s
     invoice = get_scoped(uow, invoices, workspace_id, dispute.invoice_id, "invoice")
     business = workspace_row(uow, workspace_id).name
     if credit:
-        amount = Money(credit["total"], credit["currency"]).format()
-        body = f"Dispute resolved: adjusted by credit note {credit['number']} for {amount}"
+        credited = Money(credit["total"], credit["currency"]).format()
+        body = f"Dispute resolved: adjusted by credit note {credit['number']} for {credited}"
         summary = f"Dispute of invoice {invoice.number} adjusted by credit note {credit['number']}"
     else:
         body, summary = "Dispute rejected", f"Dispute of invoice {invoice.number} rejected"

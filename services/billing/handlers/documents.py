@@ -6,11 +6,12 @@ import base64
 import binascii
 import json
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
 from chassis.errors import Conflict, Forbidden, Invalid, NotFound
-from chassis.fields import flag, text
+from chassis.fields import REFUSE, flag, text
 from chassis.scope import require_role
 from clients import verification
 from services.billing import domain, revisions
@@ -40,6 +41,7 @@ from services.billing.handlers.engagement import record_signal
 from services.billing.handlers.processing import processing_by_invoice
 from services.billing.handlers.summaries import money_moved
 from services.billing.handlers.verification import code_of, codes_of, issue_code
+from services.billing.lifecycle import Invoice, Quote
 from services.billing.tables import (
     comments,
     contacts,
@@ -100,11 +102,14 @@ REVISION_FIELDS = {"expiry_date", "lines", "notes", "terms"}
 CREDIT_FIELDS = {"client_id", "issue_date", "lines", "amount", "reason", "invoice_id"}
 
 
-def _text(data: dict, key: str, limit: int = 5000, null=None) -> str:
+def _text(data: dict, key: str, limit: int = 5000, null: str | None = None) -> str:
     """The text sent for `key` ('' when left out); null only where `null` says what it means."""
-    from chassis.fields import REFUSE
+    return _given_text(data.get(key, ""), key, limit, null=null)
 
-    return text(data.get(key, ""), key, limit, null=REFUSE if null is None else null)
+
+def _given_text(value, name: str, limit: int, *, required: bool = False, null: str | None = None) -> str:
+    """chassis.fields.text where the answer is always text: null is refused, or stands for `null`."""
+    return text(value, name, limit, required=required, null=REFUSE if null is None else null) or ""
 
 
 def _dates(data: dict, today, terms_default: int):
@@ -122,7 +127,7 @@ def _dates(data: dict, today, terms_default: int):
 
 def _content_changes(uow, kind: str, row, data: dict) -> dict:
     """New lines (saved, with recomputed totals) and texts for an invoice or quote being edited."""
-    values = {}
+    values: dict[str, object] = {}
     if "lines" in data:
         ws = workspace_row(uow, row.workspace_id)
         lines = check_reverse_charge(ws, client_row(uow, row.workspace_id, row.client_id), parse_lines(data["lines"]))
@@ -140,22 +145,24 @@ def _content_changes(uow, kind: str, row, data: dict) -> dict:
 def _legal_changes(data: dict, current=None) -> dict:
     """The date of supply, service period and exemption reason sent (null clears one), checked against
     what the invoice keeps of the others."""
-    values = {}
-    for key in ("supply_date", "service_period_start", "service_period_end"):
-        if key in data:
-            values[key] = parse_date(data[key], key)
+    dates = {
+        key: parse_date(data[key], key)
+        for key in ("supply_date", "service_period_start", "service_period_end")
+        if key in data
+    }
+    values: dict[str, object] = dict(dates)
     if "tax_exemption_reason" in data:
         values["tax_exemption_reason"] = _text(data, "tax_exemption_reason", 500, null="")
     sent = [key for key in ("service_period_start", "service_period_end") if key in data]
-    start = values.get("service_period_start", getattr(current, "service_period_start", None))
-    end = values.get("service_period_end", getattr(current, "service_period_end", None))
+    start = dates.get("service_period_start", getattr(current, "service_period_start", None))
+    end = dates.get("service_period_end", getattr(current, "service_period_end", None))
     if sent and (start is None) != (end is None):
-        raise Invalid("A service period has a start and an end: send both.", **{sent[0]: "needs the other end"})
+        raise Invalid("A service period has a start and an end: send both.", fields={sent[0]: "needs the other end"})
     if sent and start and end and end < start:
         problem = {sent[-1]: "the period ends before it starts"}
         if len(sent) == 2:
-            raise Invalid("A service period ends on or after its start.", **problem)
-        raise Conflict("The service period would end before it starts.", **problem)  # with the stored other end
+            raise Invalid("A service period ends on or after its start.", fields=problem)
+        raise Conflict("The service period would end before it starts.", fields=problem)  # with the stored other end
     return values
 
 
@@ -164,6 +171,13 @@ def with_exemption_reasons(breakdown: list[dict], exemption_reason: str) -> list
     note §14 UStG asks for); AE rows say reverse charge."""
     reasons = {"E": exemption_reason, "AE": REVERSE_CHARGE}
     return [{**band, "exemption_reason": reasons.get(band["category"], "")} for band in breakdown]
+
+
+def _save(uow, table: sa.Table, aggregate: Invoice | Quote, **more) -> None:
+    """Write the columns the aggregate's commands set, and `more` (what only the handler knows)."""
+    values = {**aggregate.changes(), **more}
+    if values:
+        uow.execute(table.update().where(table.c.id == aggregate.id).values(**values))
 
 
 # ---------------------------------------------------------------- invoices
@@ -288,7 +302,7 @@ def update_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, data:
                 "Only a draft can change its lines or dates; void it and issue a new one.", status=row.status
             )
     ws = workspace_row(uow, workspace_id)
-    values = {}
+    values: dict[str, object] = {}
     if {"issue_date", "due_date", "payment_terms_days"} & set(data):
         merged = {
             "issue_date": row.issue_date,
@@ -314,22 +328,26 @@ def update_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, data:
     return get_invoice(uow, now, workspace_id, invoice_id)
 
 
+def _invoice_code(uow, invoice_id: str) -> str:
+    """An invoice's verification code, issued with the invoice when it was created."""
+    code = code_of(uow, "invoice", invoice_id)
+    if code is None:  # a broken invariant, not the caller's error
+        raise LookupError(f"Invoice {invoice_id} has no verification code.")
+    return code
+
+
 def send_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, autopay: bool = False) -> dict:
     """Issue (or re-send) an invoice: its client details are frozen the first time."""
     row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True)
-    if row.status == "void":
-        raise Conflict("A void invoice cannot be sent.", status="void")
-    if row.status == "draft":
+    invoice = Invoice.from_row(row)
+    (event,) = invoice.send(now)
+    if event.issued:
         client = client_row(uow, workspace_id, row.client_id)
-        uow.execute(
-            invoices.update()
-            .where(invoices.c.id == invoice_id)
-            .values(status="sent", sent_at=now, client_snapshot=client_snapshot(uow, client))
-        )
+        _save(uow, invoices, invoice, client_snapshot=client_snapshot(uow, client))
         money_moved(uow, now, workspace_id, row.client_id)
     row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
     sent = {**_invoice_event(row), "autopay": autopay, "recipients": portal_recipients(uow, row.client_id)}
-    sent["links"] = {"verify": verification.path(code_of(uow, "invoice", invoice_id))}  # on the portal
+    sent["links"] = {"verify": verification.path(_invoice_code(uow, invoice_id))}  # on the portal
     if settings_of(workspace_row(uow, workspace_id)).legal.vat_id:
         sent["links"]["einvoice_xml"] = f"/api/admin/v1/invoices/{invoice_id}/xml"
     uow.publish("invoice.sent", workspace_id, sent)
@@ -341,13 +359,10 @@ def send_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, autopay
 
 def void_invoice(uow, now: datetime, workspace_id: str, invoice_id: str) -> dict:
     row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True)
-    if row.status == "void":
+    invoice = Invoice.from_row(row)
+    if not invoice.void(now):  # already void
         return get_invoice(uow, now, workspace_id, invoice_id)
-    if row.amount_paid or row.amount_credited:
-        raise Conflict(
-            "This invoice has payments or credits applied; refund or reverse them before voiding.", status=row.status
-        )
-    uow.execute(invoices.update().where(invoices.c.id == invoice_id).values(status="void", voided_at=now))
+    _save(uow, invoices, invoice)
     money_moved(uow, now, workspace_id, row.client_id)
     row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
     uow.publish("invoice.voided", workspace_id, _invoice_event(row))
@@ -365,8 +380,14 @@ def void_invoice(uow, now: datetime, workspace_id: str, invoice_id: str) -> dict
 
 def archive_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, archived: bool = True) -> dict:
     row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True)
-    uow.execute(invoices.update().where(invoices.c.id == invoice_id).values(archived_at=now if archived else None))
+    invoice = Invoice.from_row(row)
+    if archived:
+        invoice.archive(now)
+    else:
+        invoice.unarchive()
+    _save(uow, invoices, invoice)
     money_moved(uow, now, workspace_id, row.client_id)
+    # the row as loaded: archiving changes nothing the event carries
     uow.publish("invoice.archived" if archived else "invoice.unarchived", workspace_id, _invoice_event(row))
     return get_invoice(uow, now, workspace_id, invoice_id)
 
@@ -375,8 +396,9 @@ def mark_invoice_viewed(uow, now: datetime, workspace_id: str, client_id: str, i
     """A client opened the invoice in the portal: a collection signal for the business."""
     row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True, client_id=client_id)
     _visible_to_client(row, client_id, "invoice")
-    if row.status == "sent":
-        uow.execute(invoices.update().where(invoices.c.id == invoice_id).values(status="viewed", viewed_at=now))
+    invoice = Invoice.from_row(row)
+    if invoice.view(now):  # only the first view changes the invoice
+        _save(uow, invoices, invoice)
         uow.publish(
             "invoice.viewed",
             workspace_id,
@@ -511,7 +533,7 @@ def _after(cursor, sort: str) -> list:
         cursor_sort, *values = json.loads(raw)
         if cursor_sort != sort or len(values) != len(keys):
             raise ValueError("another listing's cursor")
-        typed = []
+        typed: list[date | int | str] = []
         for key, value in zip(keys, values):
             if isinstance(key.type, sa.Date):
                 typed.append(date.fromisoformat(value))
@@ -586,15 +608,15 @@ def list_invoices(uow, now: datetime, workspace_id: str, filters: dict | None = 
     limit, offset = page_bounds(filters.get("limit", 20), filters.get("offset", 0), 100)
     total = None  # a page by cursor does not count again: counting reads every row the first page counted
     if filters.get("after"):  # with an offset too, that many rows after the cursor are skipped
-        start = _after(filters["after"], sort)
+        after = _after(filters["after"], sort)
         position = sa.tuple_(*keys) if len(keys) > 1 else keys[0]
-        start = tuple(start) if len(keys) > 1 else start[0]
+        start = tuple(after) if len(keys) > 1 else after[0]
         query = query.where(position < start if descending else position > start)
     else:
         total = uow.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
     order = [key.desc() if descending else key.asc() for key in keys]
     rows = uow.execute(query.order_by(*order).limit(limit + 1).offset(offset)).all()  # one more: is there a next?
-    page = {
+    page: dict[str, Any] = {
         "items": [invoice_view(r, today) for r in rows[:limit]],
         "total": total,
         "limit": limit,
@@ -709,7 +731,7 @@ def update_quote(uow, now: datetime, workspace_id: str, quote_id: str, data: dic
     row = get_scoped(uow, quotes, workspace_id, quote_id, "quote", lock=True)
     if row.status != "draft":
         raise Conflict("Only a draft quote can be changed.", status=row.status)
-    values = {}
+    values: dict[str, object] = {}
     issue = parse_date(data.get("issue_date"), "issue_date") or row.issue_date
     expiry = parse_date(data.get("expiry_date"), "expiry_date") or row.expiry_date
     if expiry < issue:  # both sent: invalid input; one of them stored: a conflict with the quote
@@ -724,15 +746,11 @@ def update_quote(uow, now: datetime, workspace_id: str, quote_id: str, data: dic
 
 def send_quote(uow, now: datetime, workspace_id: str, quote_id: str) -> dict:
     row = get_scoped(uow, quotes, workspace_id, quote_id, "quote", lock=True)
-    if row.status not in ("draft", "sent"):
-        raise Conflict(f"A {row.status} quote cannot be sent.", status=row.status)
-    if row.status == "draft":
+    quote = Quote.from_row(row)
+    (event,) = quote.send(now)
+    if event.issued:
         client = client_row(uow, workspace_id, row.client_id)
-        uow.execute(
-            quotes.update()
-            .where(quotes.c.id == quote_id)
-            .values(status="sent", sent_at=now, client_snapshot=client_snapshot(uow, client))
-        )
+        _save(uow, quotes, quote, client_snapshot=client_snapshot(uow, client))
     row = get_scoped(uow, quotes, workspace_id, quote_id, "quote")
     uow.publish("quote.sent", workspace_id, {**_quote_event(row), "recipients": portal_recipients(uow, row.client_id)})
     record_activity(
@@ -741,13 +759,15 @@ def send_quote(uow, now: datetime, workspace_id: str, quote_id: str) -> dict:
     return get_quote(uow, now, workspace_id, quote_id)
 
 
-def _actionable_quote(uow, now, workspace_id, quote_id, client_id):
+def _decidable_quote(uow, now: datetime, workspace_id: str, quote_id: str, client_id: str | None, seen: int | None):
+    """The quote a client decides on, its workspace and the workspace's today; checked before the decision's
+    input is read, so a quote that cannot be decided on answers 409 whatever the input."""
     row = get_scoped(uow, quotes, workspace_id, quote_id, "quote", lock=True, client_id=client_id)
     ws = workspace_row(uow, workspace_id)
-    state = domain.quote_display_status(row.status, row.expiry_date, workspace_today(ws, now))
-    if state != "sent":
-        raise Conflict(f"This quote is {state} and cannot be acted on.", status=state)
-    return row, ws
+    today = workspace_today(ws, now)
+    quote = Quote.from_row(row)
+    quote.check_decidable(today, seen)
+    return quote, ws, today
 
 
 def accept_quote(
@@ -764,23 +784,13 @@ def accept_quote(
     """`version`: the one the client saw (the portal always sends it); a revision since is a 409."""
     require_role(revisions.DECIDING_ROLES, revisions.DECIDING_DETAIL)
     seen = revisions.seen_version(version)
-    row, ws = _actionable_quote(uow, now, workspace_id, quote_id, client_id)
-    revisions.check_newest(seen, row.version, row.number)
-    signature_name = text(signature_name, "signature_name", 200, null="")
-    if signature_name and not signature_name.strip():
+    quote, ws, today = _decidable_quote(uow, now, workspace_id, quote_id, client_id, seen)
+    signature = _given_text(signature_name, "signature_name", 200, null="")
+    if signature and not signature.strip():
         raise Invalid("Sign with your name.", signature_name="required")
-    uow.execute(
-        quotes.update()
-        .where(quotes.c.id == quote_id)
-        .values(
-            status="accepted",
-            accepted_at=now,
-            accepted_by=text(by, "by", 254),
-            accepted_ip=(ip or "")[:64],
-            signature_name=signature_name or None,
-            accepted_version=row.version,
-        )
-    )  # no signature: NULL
+    by = _given_text(by, "by", 254)
+    quote.accept(now, today, seen, by, (ip or "")[:64], signature or None)  # no signature: NULL
+    _save(uow, quotes, quote)
     row = get_scoped(uow, quotes, workspace_id, quote_id, "quote")
     uow.publish("quote.accepted", workspace_id, {**_quote_event(row), "accepted_by": row.accepted_by})
     record_activity(
@@ -810,20 +820,10 @@ def reject_quote(
     """`version` as for accept_quote: declining a version a revision replaced is a 409."""
     require_role(revisions.DECIDING_ROLES, revisions.DECIDING_DETAIL)
     seen = revisions.seen_version(version)
-    row, _ = _actionable_quote(uow, now, workspace_id, quote_id, client_id)
-    revisions.check_newest(seen, row.version, row.number)
-    reason = text(reason, "reason", 2000)
-    uow.execute(
-        quotes.update()
-        .where(quotes.c.id == quote_id)
-        .values(
-            status="rejected",
-            rejected_at=now,
-            rejected_by=text(by, "by", 254),
-            rejection_reason=reason,
-            rejected_version=row.version,
-        )
-    )
+    quote, _, today = _decidable_quote(uow, now, workspace_id, quote_id, client_id, seen)
+    reason = _given_text(reason, "reason", 2000)
+    quote.reject(now, today, seen, _given_text(by, "by", 254), reason)
+    _save(uow, quotes, quote)
     row = get_scoped(uow, quotes, workspace_id, quote_id, "quote")
     uow.publish("quote.rejected", workspace_id, {**_quote_event(row), "reason": reason})
     record_activity(
@@ -973,7 +973,7 @@ def request_quote_changes(
     comment thread, and the quote shows that changes were asked for until a revision answers."""
     require_role(revisions.DECIDING_ROLES, revisions.DECIDING_DETAIL)
     seen = revisions.seen_version(version)
-    message = text(message, "message", 5000, required=True).strip()  # the comment rule: 1 to 5000, trimmed
+    message = _given_text(message, "message", 5000, required=True).strip()  # the comment rule: 1 to 5000, trimmed
     row = get_scoped(uow, quotes, workspace_id, quote_id, "quote", lock=True, client_id=client_id)
     _visible_to_client(row, client_id, "quote")
     contact = get_scoped(uow, contacts, workspace_id, contact_id, "contact", client_id=client_id)
@@ -981,14 +981,11 @@ def request_quote_changes(
         raise NotFound("No such quote.")  # fail closed: as if the quote were not there
     if not revisions.may_request_changes(contact):  # its role now, which may be newer than its session's
         raise Forbidden(revisions.DECIDING_DETAIL, role="not allowed")
-    ws = workspace_row(uow, workspace_id)
-    state = domain.quote_display_status(row.status, row.expiry_date, workspace_today(ws, now))
-    if not revisions.open_for_changes(state):
-        raise Conflict(f"This quote is {state} and cannot be acted on.", status=state)
-    revisions.check_newest(seen, row.version, row.number)
+    quote = Quote.from_row(row)
+    quote.request_changes(now, workspace_today(workspace_row(uow, workspace_id), now), seen)
     author = contact.name or contact.email
     comment = add_comment(uow, now, workspace_id, "quote", quote_id, "client", author, message, client_id)
-    uow.execute(quotes.update().where(quotes.c.id == quote_id).values(changes_requested_at=now))
+    _save(uow, quotes, quote)
     row = get_scoped(uow, quotes, workspace_id, quote_id, "quote")
     uow.publish(
         "quote.changes_requested",
@@ -1020,24 +1017,21 @@ def revise_quote(uow, now: datetime, workspace_id: str, quote_id: str, data: dic
     if "lines" not in data:
         raise Invalid("A revision needs its lines.", lines="required")
     row = get_scoped(uow, quotes, workspace_id, quote_id, "quote", lock=True)
-    if row.status != "sent":
-        raise Conflict(f"Only a sent quote can be revised; this one is {row.status}.", status=row.status)
+    quote = Quote.from_row(row)
+    quote.check_revisable()  # before the lines are read: a quote that cannot be revised answers 409 whatever they are
     ws = workspace_row(uow, workspace_id)
     client = client_row(uow, workspace_id, row.client_id)
     lines = check_reverse_charge(ws, client, parse_lines(data["lines"]))
     totals = domain.Totals.of(lines)
     issue = workspace_today(ws, now)
     expiry = parse_date(data.get("expiry_date"), "expiry_date") or issue + timedelta(days=30)
-    if expiry < issue:
-        raise Invalid("The expiry date cannot be before today, the revision's issue date.", expiry_date="in the past")
-    version = row.version + 1
     first = row.number if row.version == 1 else _earlier_versions(uow, quote_id)[0]["number"]
-    number = revisions.version_number(first, version)
-    taken = uow.execute(
-        sa.select(quotes.c.id).where(quotes.c.workspace_id == workspace_id, quotes.c.number == number)
-    ).first()
-    if taken is not None or len(number) > 50:
-        raise Conflict(f"The revision's number {number[:60]} is taken or too long.", number="not available")
+
+    def is_number_taken(number: str) -> bool:
+        query = sa.select(quotes.c.id).where(quotes.c.workspace_id == workspace_id, quotes.c.number == number)
+        return uow.execute(query).first() is not None
+
+    revised, _ = quote.revise(now, issue, expiry, totals, first, is_number_taken)
     texts = {key: _text(data, key, null="") for key in ("notes", "terms") if key in data}  # null clears them
     current = lines_and_taxes(uow, "quote", quote_id, row.tax_total)
     uow.execute(
@@ -1064,34 +1058,17 @@ def revise_quote(uow, now: datetime, workspace_id: str, quote_id: str, data: dic
         )
     )
     save_lines(uow, "quote", quote_id, lines)
-    uow.execute(
-        quotes.update()
-        .where(quotes.c.id == quote_id)
-        .values(
-            version=version,
-            number=number,
-            issue_date=issue,
-            expiry_date=expiry,
-            subtotal=totals.subtotal,
-            discount_total=totals.discount,
-            tax_total=totals.tax,
-            total=totals.total,
-            sent_at=now,
-            changes_requested_at=None,
-            client_snapshot=client_snapshot(uow, client),  # a new issue freezes today's client details
-            **texts,
-        )
-    )
-    previous = row
+    # a new issue freezes today's client details
+    _save(uow, quotes, quote, client_snapshot=client_snapshot(uow, client), **texts)
     row = get_scoped(uow, quotes, workspace_id, quote_id, "quote")
     uow.publish(
         "quote.revised",
         workspace_id,
         {
             **_quote_event(row),
-            "previous_version": previous.version,
-            "previous_number": previous.number,
-            "previous_total": previous.total,
+            "previous_version": revised.previous_version,
+            "previous_number": revised.previous_number,
+            "previous_total": revised.previous_total,
         },
     )
     # the usual quote email, for the new version
@@ -1102,8 +1079,8 @@ def revise_quote(uow, now: datetime, workspace_id: str, quote_id: str, data: dic
         workspace_id,
         row.client_id,
         "quote.revised",
-        f"Quote {previous.number} revised: version {version} is {row.number}",
-        {"quote_id": quote_id, "version": version},
+        f"Quote {revised.previous_number} revised: version {revised.version} is {row.number}",
+        {"quote_id": quote_id, "version": revised.version},
     )
     return get_quote(uow, now, workspace_id, quote_id)
 
@@ -1247,8 +1224,8 @@ def add_comment(
         raise Invalid("Comments go on invoices or quotes.", document_kind="unknown")
     if author_kind not in ("client", "business"):
         raise Invalid("The author is the client or the business.", author_kind="unknown")
-    body = text(body, "body", 5000, required=True).strip()  # surrounding blank space trimmed
-    author_name = text(author_name, "author_name", 200)
+    body = _given_text(body, "body", 5000, required=True).strip()  # surrounding blank space trimmed
+    author_name = _given_text(author_name, "author_name", 200)
     document = get_scoped(
         uow, DOCUMENT_TABLES[document_kind], workspace_id, document_id, document_kind, client_id=client_id
     )

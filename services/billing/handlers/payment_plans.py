@@ -16,6 +16,7 @@ from chassis.errors import Conflict, Invalid
 from chassis.money import Money
 from chassis.scope import require_role
 from services.billing import domain
+from services.billing.handlers.balances import _available, _use_balance
 from services.billing.handlers.common import (
     check_fields,
     client_row,
@@ -26,8 +27,8 @@ from services.billing.handlers.common import (
     workspace_row,
 )
 from services.billing.handlers.disputes import open_dispute_of
-from services.billing.handlers.ledger import _amount, _available, _use_balance
 from services.billing.handlers.processing import processing_by_invoice, refuse_if_processing
+from services.billing.handlers.settlement import _amount
 from services.billing.tables import credit_applications, invoices
 
 __all__ = ["plan_payment"]
@@ -111,7 +112,9 @@ def _selection(uow, workspace_id: str, client_id: str, invoice_ids, done: dict) 
             row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", client_id=client_id)
             problem = _unpayable(row, done)
             if problem:
-                raise Invalid(problem, **{f"invoice_ids.{i}": row.status if row.archived_at is None else "archived"})
+                raise Invalid(
+                    problem, fields={f"invoice_ids.{i}": row.status if row.archived_at is None else "archived"}
+                )
             rows.append(row)
     if set(done) - {r.id for r in rows}:
         raise Invalid("This key was used to pay other invoices.", key="used for other invoices")
@@ -230,6 +233,7 @@ def plan_payment(
             left -= take
 
     if commit:  # everything is checked: only now write
+        assert key is not None  # _plan_key refuses to commit without one
         for invoice_id, source, use in to_apply:
             _use_balance(uow, now, workspace_id, invoice_id, use, source, reference=key)
 

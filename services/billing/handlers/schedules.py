@@ -136,10 +136,11 @@ def update_recurring(uow, now: datetime, workspace_id: str, recurring_id: str, d
     allowed = RECURRING_FIELDS - {"client_id", "start_date", "frequency", "interval"}
     if not isinstance(data, dict) or set(data) - allowed:
         raise Invalid(
-            "Unknown or unchangeable fields.", **{k: "cannot be changed" for k in sorted(set(data or {}) - allowed)}
+            "Unknown or unchangeable fields.",
+            fields={k: "cannot be changed" for k in sorted(set(data or {}) - allowed)},
         )
     row = get_scoped(uow, recurring_invoices, workspace_id, recurring_id, "recurring invoice", lock=True)
-    values = {}
+    values: dict[str, object] = {}
     if "end_date" in data:
         end = parse_date(data["end_date"], "end_date")
         if end is not None and end < row.start_date:  # the schedule's start is not the caller's to change

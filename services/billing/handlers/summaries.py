@@ -8,9 +8,11 @@ changes that call it:
 - documents.py: `send_invoice` (a draft issued), `void_invoice`, `archive_invoice` (archived
   invoices are out of the total; unarchiving puts them back), `issue_credit_note`, and `create_invoice`
   / `convert_quote` / the recurring sweep through `send_invoice`;
-- ledger.py: `record_payment` (offline, and card payments from `on_payment_succeeded`, unapplied money
-  included), `_use_balance` (`apply_credit`, `apply_retainer`, and `plan_payment` when it commits),
-  `refund_retainer`, `record_refund` (card refunds, under either refund policy);
+- payments.py: `record_payment` (offline, and card payments from `on_payment_succeeded`, unapplied
+  money included);
+- balances.py: `_use_balance` (`apply_credit`, `apply_retainer`, and `plan_payment` when it commits),
+  `refund_retainer`;
+- refunds.py: `record_refund` (card refunds, under either refund policy);
 - clients.py: `create_client` (its first, empty summary) and `update_client` when the currency changes.
 
 Not on the list because they move no money: drafts and their edits, `mark_invoice_viewed` (sent to
@@ -48,7 +50,9 @@ log = logging.getLogger(__name__)
 # The balance figures, as scalar subqueries built once at import: a prebuilt statement skips
 # SQLAlchemy's construction and cache-key work each time. Their parameters (see `params`) are not
 # named like columns, which an UPDATE's SET reserves.
-_client, _workspace, _currency = sa.bindparam("of_client"), sa.bindparam("of_workspace"), sa.bindparam("in_currency")
+_client: sa.BindParameter[str] = sa.bindparam("of_client")
+_workspace: sa.BindParameter[str] = sa.bindparam("of_workspace")
+_currency: sa.BindParameter[str] = sa.bindparam("in_currency")
 
 
 def params(workspace_id: str | None, client_id: str, currency: str | None = None) -> dict:

@@ -61,7 +61,7 @@ def _clean_workspace(data: dict, partial: bool) -> dict:
     if not partial:
         for required in ("name", "email"):
             if required not in values:
-                raise Invalid(f"{required} is required.", **{required: "required"})
+                raise Invalid(f"{required} is required.", fields={required: "required"})
     for key, limit in LIMITS.items():
         if key in values:
             values[key] = text(
@@ -80,7 +80,7 @@ def _clean_workspace(data: dict, partial: bool) -> dict:
         )
     for color in ("brand_color", "accent_color"):
         if color in values and not COLOR.fullmatch(values[color]):
-            raise Invalid("Colours are hex like #1d4ed8.", **{color: "not a hex colour"})
+            raise Invalid("Colours are hex like #1d4ed8.", fields={color: "not a hex colour"})
     return values
 
 

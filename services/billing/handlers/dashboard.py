@@ -1,0 +1,230 @@
+"""The portal's dashboard for one client, read in one prebuilt statement: the client and its business,
+the client's summary row (summaries.py), what is overdue and its aging as of the business's today,
+what bank debits in flight are paying, and the recent invoices, quotes and activity. The statement
+is built once at import, so that a page view skips SQLAlchemy's construction work; its grouped read
+of open invoices by due date (`OPEN_BY_DUE`) also gives a statement of account its aging."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date, datetime
+from types import SimpleNamespace
+
+import sqlalchemy as sa
+
+from chassis.errors import NotFound
+from chassis.sql import json_array_agg, json_object, json_rows, local_date, rows_from_json
+from chassis.sqltypes import UtcDateTime
+from clients import verification
+from services.billing.aging import aging
+from services.billing.handlers.activity import _activity_view
+from services.billing.handlers.common import iso
+from services.billing.handlers.documents import PORTAL_QUOTES, QUOTE_ORDER, invoice_view, quote_view
+from services.billing.handlers.summaries import OPEN, OWED, params
+from services.billing.tables import (
+    activities,
+    client_summaries,
+    clients,
+    invoices,
+    processing_payments,
+    quotes,
+    verification_codes,
+    workspaces,
+)
+
+__all__ = ["client_dashboard", "OPEN_BY_DUE"]
+
+log = logging.getLogger(__name__)
+
+# named as in summaries.params
+_client: sa.BindParameter[str] = sa.bindparam("of_client")
+_workspace: sa.BindParameter[str] = sa.bindparam("of_workspace")
+_now = sa.bindparam("now", type_=UtcDateTime)
+_ws = workspaces.alias("business")
+_summary = client_summaries
+# Overdue: the client's open invoices (ix_invoices_open) due before the business's today; counted in
+# any currency, summed in the client's (domain.is_overdue). The client's currency and the business's
+# time zone are looked up once for the whole scan.
+_client_currency = (
+    sa.select(clients.c.currency).where(clients.c.id == _client, clients.c.workspace_id == _workspace).scalar_subquery()
+)
+_business_zone = sa.select(workspaces.c.timezone).where(workspaces.c.id == _workspace).scalar_subquery()
+# The same scan gives the aging buckets: what is owed per currency and due date, which
+# aging.aging() sorts into buckets by days past due (few rows: one per distinct due date).
+OPEN_BY_DUE = (
+    sa.select(
+        invoices.c.currency,
+        invoices.c.due_date,
+        sa.func.count().label("invoices"),
+        sa.func.sum(OWED).label("owed"),
+    )
+    .where(*OPEN)
+    .group_by(invoices.c.currency, invoices.c.due_date)
+    .subquery("open_by_due")
+)
+_past_due = OPEN_BY_DUE.c.due_date < local_date(_now, _business_zone)
+_OVERDUE = (
+    sa.select(
+        sa.func.coalesce(sa.func.sum(sa.case((_past_due, OPEN_BY_DUE.c.invoices), else_=0)), 0).label("overdue_count"),
+        sa.func.coalesce(
+            sa.func.sum(
+                sa.case((_past_due & (OPEN_BY_DUE.c.currency == _client_currency), OPEN_BY_DUE.c.owed), else_=0)
+            ),
+            0,
+        ).label("overdue_amount"),
+        json_array_agg(
+            json_object(
+                *(
+                    part
+                    for name in ("currency", "due_date", "owed")
+                    for part in (sa.literal_column(f"'{name}'"), OPEN_BY_DUE.c[name])
+                )
+            )
+        ).label("open_by_due"),
+    )
+    .select_from(OPEN_BY_DUE)
+    .subquery("overdue")
+)
+
+
+def _open_by_due(value) -> list[tuple[str, date, int]]:
+    """The open_by_due JSON array as (currency, due date, owed) rows (NULL or [] when nothing is open)."""
+    items = json.loads(value) if isinstance(value, str) else (value or [])
+    return [(i["currency"], date.fromisoformat(str(i["due_date"])[:10]), int(i["owed"])) for i in items if i]
+
+
+# The recent lists as the portal sees them: issued, not archived, newest first.
+
+
+# The recent lists as the portal sees them: issued, not archived, newest first.
+
+
+def _grouped(code: str | None) -> str | None:
+    return None if code is None else verification.grouped(code)
+
+
+def _code_of(kind: str, document_id):
+    """A listed document's verification code, in the same statement (the listings look them up apart)."""
+    found = verification_codes.c.document_kind == kind, verification_codes.c.document_id == document_id
+    return sa.select(verification_codes.c.code).where(*found).scalar_subquery().label("verification_code")
+
+
+_RECENT_INVOICES = sa.select(invoices, _code_of("invoice", invoices.c.id)).where(
+    invoices.c.client_id == _client,
+    invoices.c.workspace_id == _workspace,
+    invoices.c.status != "draft",
+    invoices.c.archived_at.is_(None),
+)
+_RECENT_QUOTES = sa.select(quotes, _code_of("quote", quotes.c.id)).where(
+    quotes.c.client_id == _client, quotes.c.workspace_id == _workspace, *PORTAL_QUOTES
+)
+_RECENT_ACTIVITY = sa.select(
+    activities.c.kind, activities.c.summary, activities.c.data, activities.c.occurred_at
+).where(activities.c.workspace_id == _workspace, activities.c.client_id == _client)
+# What bank debits in flight are paying (kept from payments' events), in the dashboard's one statement.
+_PROCESSING = (
+    sa.select(sa.func.coalesce(sa.func.sum(processing_payments.c.amount), 0))
+    .where(
+        processing_payments.c.workspace_id == _workspace,
+        processing_payments.c.client_id == _client,
+        processing_payments.c.settled_at.is_(None),
+    )
+    .scalar_subquery()
+    .label("processing")
+)
+_BUSINESS = ("name", "email", "phone", "address", "logo_url", "brand_color")
+_DASHBOARD = (
+    sa.select(
+        clients.c.id,
+        clients.c.name,
+        clients.c.address,
+        clients.c.phone,
+        clients.c.currency,
+        clients.c.locale,
+        clients.c.timezone,
+        *(getattr(_ws.c, name).label(f"business_{name}") for name in _BUSINESS),
+        local_date(_now, _ws.c.timezone).label("today"),
+        _summary.c.currency.label("summary_currency"),
+        _summary.c.outstanding,
+        _summary.c.credit_available,
+        _summary.c.retainer_available,
+        _summary.c.last_payment_amount,
+        _summary.c.last_payment_currency,
+        _summary.c.last_payment_received_at,
+        _OVERDUE.c.overdue_count,
+        _OVERDUE.c.overdue_amount,
+        _OVERDUE.c.open_by_due,
+        _PROCESSING,
+        json_rows(_RECENT_INVOICES, (invoices.c.issue_date.desc(), invoices.c.number.desc()), 5).label(
+            "recent_invoices"
+        ),
+        json_rows(_RECENT_QUOTES, QUOTE_ORDER, 5).label("recent_quotes"),
+        json_rows(_RECENT_ACTIVITY, (activities.c.occurred_at.desc(), activities.c.id.desc()), 10).label(
+            "recent_activity"
+        ),
+    )
+    .select_from(
+        clients.join(_ws, _ws.c.id == clients.c.workspace_id)
+        .outerjoin(
+            _summary, (_summary.c.client_id == clients.c.id) & (_summary.c.workspace_id == clients.c.workspace_id)
+        )
+        .join(_OVERDUE, sa.true())
+    )
+    .where(clients.c.id == _client, clients.c.workspace_id == _workspace)
+)
+
+
+def client_dashboard(uow, now: datetime, workspace_id: str, client_id: str) -> dict:
+    """What the portal's dashboard shows, scoped to one client of one workspace, in one statement:
+    the client and its business, the client's summary row (handlers/summaries.py: kept by every
+    change to its money, never summed here), the overdue figures from its open invoices as of the
+    business's today, and the recent invoices, quotes and activity as JSON lists."""
+    row = uow.execute(_DASHBOARD, {**params(workspace_id, client_id), "now": now}).first()
+    if row is None:
+        raise NotFound("No such client.")
+    summary = row
+    if row.summary_currency != row.currency:  # none yet, or made before a change of currency
+        log.warning(
+            "client summary missing; portalctl summaries repair rebuilds it",
+            extra={"workspace_id": workspace_id, "client_id": client_id},
+        )
+        summary = SimpleNamespace(outstanding=0, credit_available=0, retainer_available=0, last_payment_amount=None)
+    money = lambda amount: {"amount": int(amount), "currency": row.currency}  # noqa: E731
+    today = row.today
+    return {
+        "client": {
+            "id": row.id,
+            "name": row.name,
+            "address": row.address,
+            "phone": row.phone,
+            "currency": row.currency,
+            "locale": row.locale,
+            "timezone": row.timezone,
+        },
+        "business": {name: getattr(row, f"business_{name}") for name in _BUSINESS},
+        "outstanding": money(summary.outstanding),
+        # of the outstanding, what bank debits are paying already (settled or failed within days)
+        "processing": money(int(row.processing)),
+        "overdue": {"count": int(row.overdue_count), **money(row.overdue_amount)},
+        # what is owed by days past due (the business's today), per currency, the client's first
+        "aging": aging(_open_by_due(row.open_by_due), today, first=row.currency),
+        "credit_available": money(summary.credit_available),
+        "retainer_available": money(summary.retainer_available),
+        "last_payment": None
+        if summary.last_payment_amount is None
+        else {
+            "amount": summary.last_payment_amount,
+            "currency": summary.last_payment_currency,
+            "received_at": iso(summary.last_payment_received_at),
+        },
+        "recent_invoices": [
+            {**invoice_view(r, today), "verification_code": _grouped(r.verification_code)}
+            for r in rows_from_json(_RECENT_INVOICES, row.recent_invoices)
+        ],
+        "recent_quotes": [
+            {**quote_view(r, today), "verification_code": _grouped(r.verification_code)}
+            for r in rows_from_json(_RECENT_QUOTES, row.recent_quotes)
+        ],
+        "recent_activity": [_activity_view(r) for r in rows_from_json(_RECENT_ACTIVITY, row.recent_activity)],
+    }

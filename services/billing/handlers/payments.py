@@ -1,0 +1,259 @@
+"""Payments: recording one against one or more of a client's invoices (offline payments from the
+admin API, card and bank debit payments from payments' events), and reading and listing them with
+what they paid. A payment is idempotent by its id. Money a card payment brings beyond what its
+invoices still owe stays on it as `unapplied`, which is the client's credit (see balances.py); the
+invoices themselves are settled through settlement.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from chassis.errors import Conflict, Invalid
+from chassis.fields import text
+from chassis.money import Money
+from services.billing import domain
+from services.billing.handlers.common import (
+    check_fields,
+    client_row,
+    client_snapshot,
+    get_scoped,
+    iso,
+    new_id,
+    portal_recipients,
+    record_activity,
+)
+from services.billing.handlers.settlement import _amount, _settle
+from services.billing.handlers.summaries import money_moved
+from services.billing.handlers.verification import code_of, issue_code
+from services.billing.tables import invoices, payment_allocations, payment_payers, payments, refunds
+
+__all__ = ["record_payment", "get_payment", "list_payments"]
+
+METHODS = {"card", "sepa_debit", "bank_transfer", "cash", "cheque", "other"}  # sepa_debit: through Stripe
+PAYMENT_FIELDS = {
+    "payment_id",
+    "client_id",
+    "invoice_id",
+    "allocations",
+    "amount",
+    "currency",
+    "method",
+    "reference",
+    "received_at",
+    "source",
+}
+
+
+def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_unapplied: bool = False) -> dict:
+    """Apply a payment to one or more invoices (oldest first when several). Idempotent by payment id:
+    the same payment arriving twice (a duplicate event, a retried call) is applied once.
+
+    allow_unapplied is for card payments only (BillingService.on_payment_succeeded): money already
+    charged cannot be refused, so each allocation is clipped to what its invoice still owes (nothing
+    for a paid or void one) and the rest of data["amount"] stays on the payment as `unapplied`, which
+    is the client's credit. Without it, an allocation the invoice cannot take is an error."""
+    check_fields(data, PAYMENT_FIELDS)
+    payment_id = text(data.get("payment_id"), "payment_id", 64, null="") or new_id()
+    existing = uow.execute(sa.select(payments).where(payments.c.id == payment_id)).first()
+    if existing is not None:
+        if existing.workspace_id != workspace_id:
+            raise Conflict("This payment id is already used.", payment_id="taken")
+        return _payment_view(uow, existing)
+    allocations, method, received_at = _payment_request(data, now)
+    applied = _apply(uow, workspace_id, allocations, allow_unapplied)
+    if data.get("client_id") and data["client_id"] != applied.client_id:
+        raise Invalid("The invoices belong to another client.", client_id="mismatch")
+    if data.get("currency") and data["currency"] != applied.currency:
+        raise Invalid("The payment currency differs from the invoice currency.", currency="mismatch")
+    total = sum(amount for _, amount in applied.settled)
+    charged = _charged(data, applied.requested, total, allow_unapplied)
+    client_id, currency = applied.client_id, applied.currency
+    assert client_id is not None and currency is not None  # set by every allocation, and there is at least one
+    uow.execute(
+        payments.insert().values(
+            id=payment_id,
+            workspace_id=workspace_id,
+            client_id=client_id,
+            kind="retainer" if applied.kinds == {"retainer"} else "invoice",
+            amount=charged,
+            unapplied=charged - total,
+            currency=currency,
+            method=method,
+            reference=text(data.get("reference", ""), "reference", 200),
+            source=text(data.get("source", "offline"), "source", 20),
+            received_at=received_at,
+        )
+    )
+    issue_code(uow, now, workspace_id, client_id, "receipt", payment_id)
+    if applied.settled:
+        uow.execute(
+            payment_allocations.insert(),
+            [{"payment_id": payment_id, "invoice_id": row.id, "amount": amount} for row, amount in applied.settled],
+        )
+    _announce_applied(uow, workspace_id, payment_id, client_id, currency, applied.settled)
+    money_moved(uow, now, workspace_id, client_id)
+    summary = f"Payment of {Money(charged, currency).format()} recorded"
+    if charged > total:
+        summary += f", {Money(charged - total, currency).format()} kept as credit"
+    record_activity(uow, now, workspace_id, client_id, "payment.recorded", summary, {"payment_id": payment_id})
+    view = _payment_view(uow, uow.execute(sa.select(payments).where(payments.c.id == payment_id)).one())
+    uow.publish(
+        "payment.recorded",
+        workspace_id,
+        {**view, "recipients": portal_recipients(uow, client_id), "paid_by_contact_id": _payer(uow, payment_id)},
+    )
+    return view
+
+
+def _payer(uow, payment_id: str) -> str | None:
+    """The contact who started this card payment in the portal, if one did (its receipt is its own)."""
+    return uow.execute(
+        sa.select(payment_payers.c.contact_id).where(payment_payers.c.payment_id == payment_id)
+    ).scalar_one_or_none()
+
+
+def _payment_request(data: dict, now: datetime) -> tuple[list, str, datetime]:
+    """(allocations, method, received_at) of a payment, checked."""
+    allocations = data.get("allocations")
+    if allocations is None:
+        allocations = [{"invoice_id": data.get("invoice_id"), "amount": data.get("amount")}]
+    if not isinstance(allocations, list) or not allocations:
+        raise Invalid("Say which invoices the payment is for.", allocations="required")
+    method = data.get("method", "bank_transfer")
+    if method not in METHODS:
+        raise Invalid("Unknown payment method.", method=f"one of {', '.join(sorted(METHODS))}")
+    try:
+        received_at = datetime.fromisoformat(data["received_at"]) if data.get("received_at") else now
+    except (TypeError, ValueError):
+        raise Invalid("received_at is an ISO 8601 date and time.", received_at="not a date-time") from None
+    if received_at.tzinfo is None:
+        raise Invalid("received_at needs a time zone.", received_at="naive datetime")
+    return allocations, method, received_at
+
+
+@dataclass
+class _Applied:
+    settled: list = field(default_factory=list)  # (invoice row, amount) for each invoice paid something
+    client_id: str | None = None
+    currency: str | None = None
+    kinds: set = field(default_factory=set)
+    requested: int = 0  # what the allocations asked for, before any clipping
+
+
+def _apply(uow, workspace_id: str, allocations: list, allow_unapplied: bool) -> _Applied:
+    """Settle each allocation on its invoice (locked; clipped to what it owes with allow_unapplied)."""
+    applied = _Applied()
+    # Lock invoices in a fixed order so two payments touching the same invoices cannot deadlock.
+    for i, allocation in enumerate(sorted(allocations, key=lambda a: str(a.get("invoice_id")))):
+        amount = _amount(allocation.get("amount"), f"allocations.{i}.amount")
+        invoice_id = str(allocation.get("invoice_id") or "")
+        applied.requested += amount
+        if allow_unapplied:
+            row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True)
+            owed = domain.balance(row.total, row.amount_paid, row.amount_credited)
+            amount = min(amount, owed if row.status in domain.OPEN_STATUSES else 0)
+            if amount:
+                row = _settle(uow, workspace_id, invoice_id, paid=amount)
+        else:
+            row = _settle(uow, workspace_id, invoice_id, paid=amount)
+        if applied.client_id not in (None, row.client_id) or applied.currency not in (None, row.currency):
+            raise Conflict("One payment is for one client's invoices in one currency.", allocations="mixed")
+        applied.client_id, applied.currency = row.client_id, row.currency
+        if amount:
+            applied.kinds.add(row.kind)
+            applied.settled.append((row, amount))
+    return applied
+
+
+def _charged(data: dict, requested: int, total: int, allow_unapplied: bool) -> int:
+    """What the payment is for: the allocations' total, or (a card charge) the amount charged."""
+    if allow_unapplied:
+        charged = requested if data.get("amount") is None else _amount(data["amount"])
+        if charged < requested:
+            raise Invalid("The amount is less than the sum of the allocations.", amount="mismatch")
+        return charged
+    if data.get("amount") is not None and data.get("allocations") is not None and data["amount"] != total:
+        raise Invalid("The amount differs from the sum of the allocations.", amount="mismatch")
+    return total
+
+
+def _announce_applied(uow, workspace_id: str, payment_id: str, client_id: str, currency: str, settled: list) -> None:
+    for row, amount in settled:
+        event = {
+            "payment_id": payment_id,
+            "invoice_id": row.id,
+            "number": row.number,
+            "client_id": client_id,
+            "amount": amount,
+            "currency": currency,
+            "status": row.status,
+            "balance": domain.balance(row.total, row.amount_paid, row.amount_credited),
+        }
+        uow.publish("invoice.payment_applied", workspace_id, event)
+        if row.status == "paid":
+            uow.publish("invoice.paid", workspace_id, event)
+
+
+def _payment_view(uow, row) -> dict:
+    allocations = uow.execute(
+        sa.select(payment_allocations.c.invoice_id, payment_allocations.c.amount, invoices.c.number)
+        .join(invoices, invoices.c.id == payment_allocations.c.invoice_id)
+        .where(payment_allocations.c.payment_id == row.id)
+    ).all()
+    # amount = what the allocations still pay + unapplied + refunded
+    return {
+        "id": row.id,
+        "client_id": row.client_id,
+        "kind": row.kind,
+        "amount": row.amount,
+        "currency": row.currency,
+        "method": row.method,
+        "reference": row.reference,
+        "source": row.source,
+        "received_at": iso(row.received_at),
+        "allocations": [{"invoice_id": a.invoice_id, "number": a.number, "amount": a.amount} for a in allocations],
+        "unapplied": row.unapplied,
+        "refunded": _refunded(uow, row.id),
+        "dispute_status": row.dispute_status,
+    }
+
+
+def _refunded(uow, payment_id: str) -> int:
+    return int(
+        uow.execute(sa.select(sa.func.sum(refunds.c.amount)).where(refunds.c.payment_id == payment_id)).scalar_one()
+        or 0
+    )
+
+
+def get_payment(uow, now: datetime, workspace_id: str, payment_id: str, client_id: str | None = None) -> dict:
+    """One payment with what it paid, and the client's details for a receipt."""
+    row = get_scoped(uow, payments, workspace_id, payment_id, "payment", client_id=client_id)
+    client = client_row(uow, workspace_id, row.client_id)
+    return {
+        **_payment_view(uow, row),
+        "verification_code": code_of(uow, "receipt", payment_id),  # printed on the receipt
+        "client": client_snapshot(uow, client),
+        "locale": client.locale,
+        "timezone": client.timezone,
+    }
+
+
+def list_payments(
+    uow, now: datetime, workspace_id: str, client_id: str | None = None, kind: str | None = None, sort: str = "-date"
+) -> list[dict]:
+    query = sa.select(payments).where(payments.c.workspace_id == workspace_id)
+    if client_id:
+        query = query.where(payments.c.client_id == client_id)
+    if kind:
+        if kind not in ("invoice", "retainer"):
+            raise Invalid("kind is invoice or retainer.", kind="unknown")
+        query = query.where(payments.c.kind == kind)
+    columns = {"date": payments.c.received_at, "amount": payments.c.amount}
+    column = columns.get(sort.lstrip("-"))
+    if column is None:
+        raise Invalid("Unknown sort.", sort="date or amount, optionally with a leading -")
+    rows = uow.execute(query.order_by(column.desc() if sort.startswith("-") else column.asc())).all()
+    return [_payment_view(uow, r) for r in rows]

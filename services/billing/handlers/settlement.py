@@ -1,0 +1,55 @@
+"""Settling invoices: the only code that changes an invoice's paid and credited amounts and, from
+them, its status. Payments and credits add money with `_settle` (under a row lock, refusing more
+than the invoice owes); card refunds take it back with `_reverse`, by the workspace's refund policy.
+`_amount` checks a money amount given in minor units."""
+
+from __future__ import annotations
+
+from chassis.errors import Invalid
+from services.billing.handlers.common import get_scoped, new_id
+from services.billing.lifecycle import Invoice
+from services.billing.tables import credit_applications, invoices
+
+__all__ = ["_amount", "_settle", "_reverse"]
+
+
+def _amount(value, name: str = "amount") -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(f"{name} is an integer in minor units (cents).", fields={name: "not an integer"})
+    if value <= 0:
+        raise Invalid(f"{name} must be positive.", fields={name: "must be positive"})
+    return value
+
+
+def _settle(uow, workspace_id: str, invoice_id: str, *, paid: int = 0, credited: int = 0):
+    """Add money to an invoice under a row lock and recompute its status (Invoice.settle); returns the new row."""
+    row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True)
+    invoice = Invoice.from_row(row)
+    invoice.settle(paid=paid, credited=credited)
+    uow.execute(invoices.update().where(invoices.c.id == invoice_id).values(**invoice.changes()))
+    return get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
+
+
+def _reverse(uow, now, workspace_id: str, invoice_id: str, amount: int, policy: str, refund_id: str):
+    """Take refunded money off an invoice: under "reopen" it is owed again; under "credit" a credit of
+    the same amount keeps it settled. Returns the new row."""
+    row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True)
+    invoice = Invoice.from_row(row)
+    (refunded,) = invoice.reverse(amount, policy)
+    if refunded.credited_back:
+        uow.execute(
+            credit_applications.insert().values(
+                id=new_id(),
+                workspace_id=workspace_id,
+                client_id=row.client_id,
+                source="refund",
+                invoice_id=invoice_id,
+                amount=amount,
+                currency=row.currency,
+                kind="applied",
+                reference=refund_id,
+                created_at=now,
+            )
+        )
+    uow.execute(invoices.update().where(invoices.c.id == invoice_id).values(**invoice.changes()))
+    return get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
