@@ -6,7 +6,7 @@ How a debit flows:
 2. `add_bank_account` makes a sepa_debit PaymentMethod, attaches it to the client's Customer and
    confirms a SetupIntent with the acceptance (`mandate_data`): Stripe makes the mandate, and it is
    recorded here (who, when, address, browser, text version) and emailed to the client (`mandate.accepted`).
-3. A debit is charged like a card (handlers.charge), under that mandate. It is `processing` for days;
+3. A debit is charged like a card (handlers/charging.py), under that mandate. It is `processing` for days;
    `payment.processing` tells billing, and only `payment_intent.succeeded` records money. A late
    `payment_intent.payment_failed` reopens the invoice and emails the client (`late` in payment.failed).
 """
@@ -24,17 +24,11 @@ from sqlalchemy.exc import IntegrityError
 from chassis.errors import Conflict, Invalid
 from chassis.fields import text
 from chassis.scope import require_role
-from services.payments.handlers import (
-    PAYING_DETAIL,
-    PAYING_ROLES,
-    _account_of,
-    _attempt,
-    _customer,
-    _set_default,
-    charge,
-    ensure_customer,
-    iso,
-)
+from services.payments.handlers.cards import _set_default
+from services.payments.handlers.charging import charge
+from services.payments.handlers.common import PAYING_DETAIL, PAYING_ROLES, iso
+from services.payments.handlers.payment_attempts import _attempt
+from services.payments.handlers.stripe_customers import _account_of, _customer, ensure_customer
 from services.payments.tables import card_setups, mandates, payment_methods
 
 # The mandate text shown beside the IBAN field (services/gateway/templates/_bank_form.html); a change of
@@ -49,7 +43,8 @@ def check_bank_details(details) -> dict:
         raise Invalid("Enter the account holder, an email and the IBAN.", bank_account="not an object")
     if not isinstance(details.get("holder_name"), str) or not details["holder_name"].strip():
         raise Invalid("Enter the account holder's name.", holder_name="required")
-    name = text(details["holder_name"], "holder_name", 200)
+    name = details["holder_name"]
+    text(name, "holder_name", 200)  # refuses an overlong name or a NUL
     raw_email = details.get("email")
     if not isinstance(raw_email, str) or not raw_email.strip():
         raise Invalid("Enter an email for the mandate.", email="required")

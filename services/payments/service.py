@@ -13,14 +13,27 @@ from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 from nameko.timer import timer
 
-from chassis import metrics, settings
+from chassis import metrics, nameko_patches, settings
 from chassis.errors import EXPECTED, ServiceError
 from chassis.logs import current_request_id, request_context
 from chassis.nameko_ext import Database, ServiceBase, consumes
 from chassis.rpc import TimedRpcProxy
 from chassis.scope import CALLER, OWN, runs_in
-from services.payments import bank_debit, handlers, step_up
+from services.payments import bank_debit, step_up
+from services.payments.handlers import (
+    autopay,
+    card_disputes,
+    cards,
+    charging,
+    payment_attempts,
+    payment_refunds,
+    webhook_events,
+)
 from services.payments.stripe_api import StripeApi
+
+# `nameko run` loads this module to start the service: nameko is patched before it builds the container.
+nameko_patches.apply()
+
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +54,10 @@ class Background(DependencyProvider):
     takes no more database connections than that. The queue is in memory: what a stopped process
     leaves in it, the timers find. Errors are logged, never raised."""
 
+    queue: eventlet.queue.LightQueue  # made by setup(), in the container that runs the threads
+
     def __init__(self, concurrency: int):
         self.concurrency = concurrency
-        self.queue = None
 
     def setup(self):
         self.queue = eventlet.queue.LightQueue()
@@ -75,12 +89,12 @@ class PaymentsService(ServiceBase):
     @rpc(expected_exceptions=EXPECTED)
     @step_up.required  # step-up for money (services/payments/step_up.py)
     def start_payment(self, workspace_id: str, client_id: str, request: dict, request_key: str) -> dict:
-        return self._tx(handlers.start_payment, self.billing, workspace_id, client_id, request, request_key)
+        return self._tx(payment_attempts.start_payment, self.billing, workspace_id, client_id, request, request_key)
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def get_attempt(self, workspace_id: str, attempt_id: str, client_id: str | None = None) -> dict:
-        return self._tx(handlers.get_attempt, workspace_id, attempt_id, client_id)
+        return self._tx(payment_attempts.get_attempt, workspace_id, attempt_id, client_id)
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
@@ -89,7 +103,7 @@ class PaymentsService(ServiceBase):
         self, workspace_id: str, client_id: str, attempt_id: str | None = None, idempotency_key: str | None = None
     ) -> dict:
         return self._tx(
-            handlers.card_setup,
+            cards.card_setup,
             self.stripe,
             self.billing,
             workspace_id,
@@ -114,7 +128,7 @@ class PaymentsService(ServiceBase):
         save: bool = False,
     ) -> dict:
         return self._tx(
-            handlers.confirm_attempt,
+            charging.confirm_attempt,
             self.stripe,
             workspace_id,
             client_id,
@@ -127,12 +141,12 @@ class PaymentsService(ServiceBase):
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def refresh_attempt(self, workspace_id: str, client_id: str, attempt_id: str) -> dict:
-        return self._tx(handlers.refresh_attempt, self.stripe, workspace_id, client_id, attempt_id)
+        return self._tx(charging.refresh_attempt, self.stripe, workspace_id, client_id, attempt_id)
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def list_cards(self, workspace_id: str, client_id: str) -> list[dict]:
-        return self._tx(handlers.list_cards, workspace_id, client_id)
+        return self._tx(cards.list_cards, workspace_id, client_id)
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
@@ -141,7 +155,7 @@ class PaymentsService(ServiceBase):
         self, workspace_id: str, client_id: str, setup_intent_id: str, idempotency_key: str | None = None
     ) -> dict:
         return self._tx(
-            handlers.save_card, self.stripe, workspace_id, client_id, setup_intent_id, idempotency_key=idempotency_key
+            cards.save_card, self.stripe, workspace_id, client_id, setup_intent_id, idempotency_key=idempotency_key
         )
 
     @runs_in(CALLER)
@@ -151,7 +165,7 @@ class PaymentsService(ServiceBase):
         self, workspace_id: str, client_id: str, payment_method_id: str, idempotency_key: str | None = None
     ) -> list[dict]:
         return self._tx(
-            handlers.set_default_card,
+            cards.set_default_card,
             self.stripe,
             workspace_id,
             client_id,
@@ -166,7 +180,7 @@ class PaymentsService(ServiceBase):
         self, workspace_id: str, client_id: str, payment_method_id: str, idempotency_key: str | None = None
     ) -> list[dict]:
         return self._tx(
-            handlers.remove_card,
+            cards.remove_card,
             self.stripe,
             workspace_id,
             client_id,
@@ -211,17 +225,19 @@ class PaymentsService(ServiceBase):
     def refund_payment(
         self, workspace_id: str, payment_id: str, amount=None, reason: str = "", request_key: str = ""
     ) -> dict:
-        return self._tx(handlers.refund_payment, self.stripe, workspace_id, payment_id, amount, reason, request_key)
+        return self._tx(
+            payment_refunds.refund_payment, self.stripe, workspace_id, payment_id, amount, reason, request_key
+        )
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def list_refunds(self, workspace_id: str, payment_id: str) -> list[dict]:
-        return self._tx(handlers.list_refunds, workspace_id, payment_id)
+        return self._tx(payment_refunds.list_refunds, workspace_id, payment_id)
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def list_disputes(self, workspace_id: str) -> list[dict]:
-        return self._tx(handlers.list_disputes, workspace_id)
+        return self._tx(card_disputes.list_disputes, workspace_id)
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
@@ -229,7 +245,7 @@ class PaymentsService(ServiceBase):
         """The gateway verified the signature; keep the event durably and answer at once. Once the
         event is committed, it is processed right away, after the answer, as the timer would process
         it; a redelivery (False) starts nothing."""
-        stored = self._tx(handlers.receive_event, event)
+        stored = self._tx(webhook_events.receive_event, event)
         if stored:
             self.background(self._process_stored_event, event["id"], current_request_id())
         return stored
@@ -240,7 +256,7 @@ class PaymentsService(ServiceBase):
         """The safety net: events left unprocessed (a replica stopped mid-way, a failure whose retry is
         due). An event being processed as it was stored is locked, and this skips it."""
         with self.db.uow() as uow:  # Stripe's events are the service's own: no workspace's rows
-            pending = handlers.pending_events(uow, self.clock())
+            pending = webhook_events.pending_events(uow, self.clock())
         for event_id, request_id in pending:
             self._process_stored_event(event_id, request_id)
 
@@ -253,23 +269,22 @@ class PaymentsService(ServiceBase):
         (an event naming nothing of ours sees nothing, and is ignored)."""
         try:
             with self.scope.system(), self.db.uow() as uow:
-                workspace_id = handlers.event_workspace(uow, event_id)
-            with self.scope.workspace(workspace_id or ""), self.db.uow() as uow:
-                outcome = handlers.process_event(uow, self.clock(), self.stripe, event_id)
-                uow.commit()
+                workspace_id = webhook_events.event_workspace(uow, event_id)
+            with self.scope.workspace(workspace_id or ""):
+                outcome = self._tx(webhook_events.process_event, self.stripe, event_id)
             if outcome is not None:
                 log.info("stripe event processed", extra={"event_id": event_id, "outcome": outcome})
-                metrics.EVENTS_HANDLED.labels(self.name, handlers.STRIPE_EVENT_CONSUMER, "processed").inc()
+                metrics.EVENTS_HANDLED.labels(self.name, webhook_events.STRIPE_EVENT_CONSUMER, "processed").inc()
         except Exception as exc:  # noqa: BLE001 - retried later with a growing delay, then parked
             log.exception("stripe event failed", extra={"event_id": event_id})
             parked = self._tx(
-                handlers.event_failed,
+                webhook_events.event_failed,
                 event_id,
                 repr(exc),
                 settings.env_int("EVENT_RETRY_ATTEMPTS", 5),
                 float(settings.env("EVENT_RETRY_BASE_DELAY", "0.5")),
             )
-            consumer = handlers.STRIPE_EVENT_CONSUMER  # counted as `consumes` counts broker events
+            consumer = webhook_events.STRIPE_EVENT_CONSUMER  # counted as `consumes` counts broker events
             if parked:
                 metrics.DEAD_LETTERED.labels(self.name, consumer).inc()
                 metrics.EVENTS_HANDLED.labels(self.name, consumer, "dead_lettered").inc()
@@ -289,36 +304,36 @@ class PaymentsService(ServiceBase):
             metrics.PAYMENTS.labels(self.OUTCOMES[event_type]).inc()
 
     def replay_parked(self, consumer: str, event: dict):
-        if consumer == handlers.STRIPE_EVENT_CONSUMER.split(".", 1)[1]:
-            return self._tx(lambda uow, now: handlers.requeue_event(uow, event["id"]))
+        if consumer == webhook_events.STRIPE_EVENT_CONSUMER.split(".", 1)[1]:
+            return self._tx(lambda uow, now: webhook_events.requeue_event(uow, event["id"]))
         return super().replay_parked(consumer, event)
 
     @consumes("billing", "invoice.sent")
     def on_invoice_sent(self, uow, now, event):
         """Recurring invoices with autopay are charged to the default card (by `run_autopay`)."""
         if event["data"].get("autopay") and event["data"].get("balance", 0) > 0:
-            handlers.queue_autopay(uow, now, self.billing, event["workspace_id"], event["data"])
+            autopay.queue_autopay(uow, now, self.billing, event["workspace_id"], event["data"])
 
     @consumes("billing", "invoice.disputed")
     def on_invoice_disputed(self, uow, now, event):
         """An autopay charge still queued for the invoice is cancelled until the dispute is resolved."""
-        handlers.pause_autopay(uow, now, event["workspace_id"], event["data"])
+        autopay.pause_autopay(uow, now, event["workspace_id"], event["data"])
 
     @consumes("billing", "invoice.dispute_resolved")
     def on_invoice_dispute_resolved(self, uow, now, event):
         """Autopay resumes for what the invoice still owes after the dispute's outcome."""
-        handlers.resume_autopay(uow, now, self.billing, event["workspace_id"], event["data"])
+        autopay.resume_autopay(uow, now, self.billing, event["workspace_id"], event["data"])
 
     @runs_in(OWN)
     @timer(interval=float(settings.env("AUTOPAY_INTERVAL", "1")))
     def run_autopay(self):
         """Which attempts are due is looked up across workspaces; each is charged in its client's scope."""
         with self.scope.system(), self.db.uow() as uow:
-            due = handlers.due_autopay(uow, self.clock())
+            due = autopay.due_autopay(uow, self.clock())
         for attempt_id, card_id, workspace_id, client_id in due:
             try:
-                with self.scope.workspace(workspace_id, client_id), self.db.uow() as uow:
-                    handlers.charge(uow, self.clock(), self.stripe, attempt_id, card_id)
+                with self.scope.workspace(workspace_id, client_id):
+                    self._tx(charging.charge, self.stripe, attempt_id, card_id)
             except ServiceError as exc:  # Stripe unreachable: the attempt is open again for the next tick
                 log.warning("autopay charge postponed", extra={"attempt_id": attempt_id, "error": exc.detail})
             except Exception:  # noqa: BLE001

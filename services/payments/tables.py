@@ -119,7 +119,7 @@ stripe_events = sa.Table(
     sa.Column("received_at", UtcDateTime, nullable=False),
     sa.Column("processed_at", UtcDateTime, nullable=True),
     sa.Column("outcome", sa.String(200), nullable=False, default=""),
-    # A failing event is retried with growing delays, then parked in dead_letters (see handlers).
+    # A failing event is retried with growing delays, then parked in dead_letters (see handlers/webhook_events.py).
     sa.Column("attempts", sa.Integer, nullable=False, default=0, server_default="0"),
     sa.Column("next_attempt_at", UtcDateTime, nullable=True),
     sa.Column("request_id", sa.String(64), nullable=True),  # the webhook's: processing later logs under it

@@ -17,8 +17,8 @@ from chassis.errors import Conflict, Invalid
 from chassis.events import OUTBOX
 from services.billing import handlers as h
 from services.billing.handlers import processing
-from services.payments import handlers as payments
 from services.payments.bank_debit import check_acceptance, check_bank_details
+from services.payments.handlers import cards, charging, payment_attempts, webhook_events
 from tests.unit.test_billing_handlers import db, ws  # noqa: F401 - shared fixtures
 from tests.unit.test_payments_handlers import CLIENT, NOW, WS, FakeBilling, FakeStripe, intent_event
 
@@ -167,16 +167,17 @@ def test_a_card_that_fails_after_processing_is_a_late_failure_and_emailed(sqlite
             return result
 
     stripe, billing = FakeStripe(), FakeBilling()
-    attempt = run(payments.start_payment, billing, WS, CLIENT, {"invoice_ids": ["inv-1"]}, "late-1")
-    setup = run(payments.card_setup, stripe, billing, WS, CLIENT, attempt["id"])
-    assert run(payments.confirm_attempt, stripe, WS, CLIENT, attempt["id"], setup["setup_intent"])["status"] == (
+    attempt = run(payment_attempts.start_payment, billing, WS, CLIENT, {"invoice_ids": ["inv-1"]}, "late-1")
+    setup = run(cards.card_setup, stripe, billing, WS, CLIENT, attempt["id"])
+    assert run(charging.confirm_attempt, stripe, WS, CLIENT, attempt["id"], setup["setup_intent"])["status"] == (
         "processing"
     )
     [pi] = stripe.intents.values()
     run(
-        payments.receive_event, intent_event("evt_late", "payment_intent.payment_failed", pi, "requires_payment_method")
+        webhook_events.receive_event,
+        intent_event("evt_late", "payment_intent.payment_failed", pi, "requires_payment_method"),
     )
-    assert run(payments.process_event, stripe, "evt_late") == "failed"
+    assert run(webhook_events.process_event, stripe, "evt_late") == "failed"
     with engine.connect() as conn:
         [body] = conn.execute(sa.select(OUTBOX.c.body).where(OUTBOX.c.event_type == "payment.failed")).scalars().all()
     failed = json.loads(body)["data"]

@@ -19,7 +19,7 @@ from services.auth.tables import sessions
 from services.billing import handlers as h
 from services.billing.tables import contacts, quotes
 from services.gateway.revocations import RevocationList
-from services.payments import handlers as pay
+from services.payments.handlers import cards, charging, payment_attempts
 from tests.unit.test_gateway import DASHBOARD, client
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
@@ -276,13 +276,15 @@ def test_payments_refuses_charges_and_card_changes_before_touching_anything(role
     nothing = Untouchable()
     with acting_for(Scope("ws1", "cl1", role=role)):
         calls = [
-            lambda: pay.start_payment(nothing, NOW, nothing, "ws1", "cl1", {"invoice_ids": ["i1"]}, "key-1"),
-            lambda: pay.card_setup(nothing, NOW, nothing, nothing, "ws1", "cl1"),
-            lambda: pay.confirm_attempt(nothing, NOW, nothing, "ws1", "cl1", "a1"),
-            lambda: pay.refresh_attempt(nothing, NOW, nothing, "ws1", "cl1", "a1"),
-            lambda: pay.save_card(nothing, NOW, nothing, "ws1", "cl1", "seti_1"),
-            lambda: pay.set_default_card(nothing, NOW, nothing, "ws1", "cl1", "pm_1"),
-            lambda: pay.remove_card(nothing, NOW, nothing, "ws1", "cl1", "pm_1"),
+            lambda: payment_attempts.start_payment(
+                nothing, NOW, nothing, "ws1", "cl1", {"invoice_ids": ["i1"]}, "key-1"
+            ),
+            lambda: cards.card_setup(nothing, NOW, nothing, nothing, "ws1", "cl1"),
+            lambda: charging.confirm_attempt(nothing, NOW, nothing, "ws1", "cl1", "a1"),
+            lambda: charging.refresh_attempt(nothing, NOW, nothing, "ws1", "cl1", "a1"),
+            lambda: cards.save_card(nothing, NOW, nothing, "ws1", "cl1", "seti_1"),
+            lambda: cards.set_default_card(nothing, NOW, nothing, "ws1", "cl1", "pm_1"),
+            lambda: cards.remove_card(nothing, NOW, nothing, "ws1", "cl1", "pm_1"),
         ]
         for call in calls:
             with pytest.raises(Forbidden):

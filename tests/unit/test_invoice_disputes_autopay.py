@@ -20,7 +20,7 @@ from chassis.errors import Conflict
 from chassis.events import OUTBOX
 from services.billing import handlers as billing_handlers
 from services.billing.service import BillingService
-from services.payments import handlers
+from services.payments.handlers import autopay, cards, charging, webhook_events
 from tests.unit.test_payments_handlers import FakeStripe, intent_event
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
@@ -89,8 +89,8 @@ def autopay_invoice(billing, payments, stripe):
     ws = billing.run(billing_handlers.create_workspace, {"name": "Acme", "email": "a@example.com"})["id"]
     client = billing.run(billing_handlers.create_client, ws, {"name": "Client"})["id"]
     contact = billing.run(billing_handlers.add_contact, ws, client, {"email": "c@example.com", "portal_access": True})
-    setup = payments(handlers.card_setup, stripe, billing, ws, client)
-    payments(handlers.save_card, stripe, ws, client, setup["setup_intent"])
+    setup = payments(cards.card_setup, stripe, billing, ws, client)
+    payments(cards.save_card, stripe, ws, client, setup["setup_intent"])
     billing.run(
         billing_handlers.create_recurring,
         ws,
@@ -116,8 +116,8 @@ def charges(stripe) -> int:
 def settle(billing, payments, stripe, ws, event_id):
     """Stripe's success event processed by payments, then its payment.succeeded consumed by billing."""
     pi = list(stripe.intents.values())[-1]
-    payments(handlers.receive_event, intent_event(event_id, "payment_intent.succeeded", pi))
-    payments(handlers.process_event, stripe, event_id)
+    payments(webhook_events.receive_event, intent_event(event_id, "payment_intent.succeeded", pi))
+    payments(webhook_events.process_event, stripe, event_id)
     with payments.engine.connect() as conn:
         body = conn.execute(
             sa.select(OUTBOX.c.body).where(OUTBOX.c.event_type == "payment.succeeded").order_by(OUTBOX.c.seq.desc())
@@ -129,22 +129,22 @@ def test_a_queued_autopay_charge_is_cancelled_by_a_dispute_and_queued_again_once
     billing, payments, stripe, autopay_invoice
 ):
     ws, client, contact, sent = autopay_invoice
-    queued = payments(handlers.queue_autopay, billing, ws, sent)
+    queued = payments(autopay.queue_autopay, billing, ws, sent)
     assert queued["status"] == "open" and queued["amount"] == 10_000
 
     billing.run(billing_handlers.raise_invoice_dispute, ws, client, contact, "Ann", sent["id"], "Not delivered")
     [disputed] = billing.events("invoice.disputed")
     assert disputed["autopay"] is True
-    assert payments(handlers.pause_autopay, ws, disputed) == [queued["id"]]
-    assert payments(handlers.pause_autopay, ws, disputed) == []  # a redelivered event changes nothing
+    assert payments(autopay.pause_autopay, ws, disputed) == [queued["id"]]
+    assert payments(autopay.pause_autopay, ws, disputed) == []  # a redelivered event changes nothing
 
     with UnitOfWork(payments.engine) as uow:
-        assert handlers.due_autopay(uow) == []
+        assert autopay.due_autopay(uow) == []
     # the timer had read it as due just before: its claim now fails, nothing reaches Stripe
-    assert payments(handlers.charge, stripe, queued["id"], "pm_good")["status"] == "cancelled"
+    assert payments(charging.charge, stripe, queued["id"], "pm_good")["status"] == "cancelled"
     assert stripe.intents == {}
     # a late or redelivered invoice.sent queues nothing while the dispute is open
-    assert payments(handlers.queue_autopay, billing, ws, sent, key=f"autopay:{sent['id']}:late") is None
+    assert payments(autopay.queue_autopay, billing, ws, sent, key=f"autopay:{sent['id']}:late") is None
     with pytest.raises(Conflict):
         billing.plan_payment(ws, client, {"invoice_ids": [sent["id"]], "autopay": True}, True, "k")
     # the client can still pay by hand (a preview of the plan the pay page shows)
@@ -155,13 +155,13 @@ def test_a_queued_autopay_charge_is_cancelled_by_a_dispute_and_queued_again_once
     billing.run(billing_handlers.resolve_invoice_dispute, ws, dispute["id"], "adjust", {"amount": 2_500}, now=later)
     [resolved] = billing.events("invoice.dispute_resolved")
     assert resolved["autopay"] is True and resolved["balance"] == 7_500
-    again = payments(handlers.resume_autopay, billing, ws, resolved, now=later)
+    again = payments(autopay.resume_autopay, billing, ws, resolved, now=later)
     assert again["status"] == "open" and again["amount"] == 7_500
-    assert payments(handlers.resume_autopay, billing, ws, resolved, now=later)["id"] == again["id"]  # once
+    assert payments(autopay.resume_autopay, billing, ws, resolved, now=later)["id"] == again["id"]  # once
 
     with UnitOfWork(payments.engine) as uow:
-        assert handlers.due_autopay(uow) == [(again["id"], "pm_good", ws, client)]
-    assert payments(handlers.charge, stripe, again["id"], "pm_good", now=later)["status"] == "processing"
+        assert autopay.due_autopay(uow) == [(again["id"], "pm_good", ws, client)]
+    assert payments(charging.charge, stripe, again["id"], "pm_good", now=later)["status"] == "processing"
     settle(billing, payments, stripe, ws, "evt_resumed")
     invoice = billing.run(billing_handlers.get_invoice, ws, sent["id"])
     assert invoice["status"] == "paid" and invoice["balance"] == 0
@@ -172,12 +172,12 @@ def test_an_autopay_charge_already_claimed_completes_and_the_adjustment_becomes_
     billing, payments, stripe, autopay_invoice
 ):
     ws, client, contact, sent = autopay_invoice
-    queued = payments(handlers.queue_autopay, billing, ws, sent)
-    assert payments(handlers.charge, stripe, queued["id"], "pm_good")["status"] == "processing"  # with Stripe
+    queued = payments(autopay.queue_autopay, billing, ws, sent)
+    assert payments(charging.charge, stripe, queued["id"], "pm_good")["status"] == "processing"  # with Stripe
 
     billing.run(billing_handlers.raise_invoice_dispute, ws, client, contact, "Ann", sent["id"], "Not delivered")
     [disputed] = billing.events("invoice.disputed")
-    assert payments(handlers.pause_autopay, ws, disputed) == []  # too late to stop: it completes
+    assert payments(autopay.pause_autopay, ws, disputed) == []  # too late to stop: it completes
     settle(billing, payments, stripe, ws, "evt_claimed")
     invoice = billing.run(billing_handlers.get_invoice, ws, sent["id"])
     assert invoice["status"] == "paid" and charges(stripe) == 10_000
@@ -188,5 +188,5 @@ def test_an_autopay_charge_already_claimed_completes_and_the_adjustment_becomes_
     balances = billing.run(billing_handlers.client_balances, ws, client)
     assert balances["outstanding"] == 0 and balances["credit_available"] == 2_500  # nothing lost
     [resolved] = billing.events("invoice.dispute_resolved")
-    assert payments(handlers.resume_autopay, billing, ws, resolved, now=later) is None  # nothing to charge
+    assert payments(autopay.resume_autopay, billing, ws, resolved, now=later) is None  # nothing to charge
     assert charges(stripe) == 10_000  # charged once

@@ -14,9 +14,17 @@ from chassis.db import UnitOfWork
 from chassis.errors import Conflict, Invalid, NotFound
 from chassis.events import DEAD, OUTBOX
 from chassis.logs import request_context
-from services.payments import handlers
+from services.payments.handlers import (
+    autopay,
+    card_disputes,
+    cards,
+    charging,
+    payment_attempts,
+    payment_refunds,
+    webhook_events,
+)
 from services.payments.stripe_api import CardDeclined, StripeUnavailable
-from services.payments.tables import attempts
+from services.payments.tables import attempts, stripe_events
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 WS, CLIENT, OTHER = "ws-1", "client-1", "client-2"
@@ -198,65 +206,65 @@ def billing():
 
 
 def paid_attempt(run, stripe, billing, key="k1"):
-    attempt = run(handlers.start_payment, billing, WS, CLIENT, {"invoice_ids": ["inv-1"]}, key)
-    setup = run(handlers.card_setup, stripe, billing, WS, CLIENT, attempt["id"])
-    return run(handlers.confirm_attempt, stripe, WS, CLIENT, attempt["id"], setup["setup_intent"])
+    attempt = run(payment_attempts.start_payment, billing, WS, CLIENT, {"invoice_ids": ["inv-1"]}, key)
+    setup = run(cards.card_setup, stripe, billing, WS, CLIENT, attempt["id"])
+    return run(charging.confirm_attempt, stripe, WS, CLIENT, attempt["id"], setup["setup_intent"])
 
 
 def test_a_double_submit_makes_one_attempt_and_another_client_cannot_see_it(run, billing):
-    first = run(handlers.start_payment, billing, WS, CLIENT, {"invoice_ids": ["inv-1"]}, "key-1")
-    again = run(handlers.start_payment, billing, WS, CLIENT, {"invoice_ids": ["inv-1"]}, "key-1")
+    first = run(payment_attempts.start_payment, billing, WS, CLIENT, {"invoice_ids": ["inv-1"]}, "key-1")
+    again = run(payment_attempts.start_payment, billing, WS, CLIENT, {"invoice_ids": ["inv-1"]}, "key-1")
     assert again["id"] == first["id"] and len(billing.plans) == 1
     assert billing.plans[0][1] == f"payment:{CLIENT}:key-1"  # credit applied once per form key
     with pytest.raises(NotFound):
-        run(handlers.get_attempt, WS, first["id"], OTHER)
+        run(payment_attempts.get_attempt, WS, first["id"], OTHER)
     with pytest.raises(Invalid):
-        run(handlers.start_payment, billing, WS, CLIENT, {"invoice_ids": ["inv-1"]}, "")
+        run(payment_attempts.start_payment, billing, WS, CLIENT, {"invoice_ids": ["inv-1"]}, "")
 
 
 def test_confirming_charges_once_with_a_key_made_of_the_attempt_and_its_try(run, stripe, billing, engine):
     attempt = paid_attempt(run, stripe, billing)
     assert attempt["status"] == "processing"
     assert f"attempt:{attempt['id']}:0" in stripe.by_key
-    again = run(handlers.confirm_attempt, stripe, WS, CLIENT, attempt["id"], payment_method_id="pm_good")
+    again = run(charging.confirm_attempt, stripe, WS, CLIENT, attempt["id"], payment_method_id="pm_good")
     assert again["status"] == "processing" and len(stripe.intents) == 1
     assert len(published(engine, "payment.attempted")) == 1
     assert published(engine, "payment.succeeded") == []  # only the signed event settles it
 
 
 def test_a_decline_is_shown_and_the_next_try_uses_a_new_key(run, stripe, billing, engine):
-    attempt = run(handlers.start_payment, billing, WS, CLIENT, {"invoice_ids": ["inv-1"]}, "k")
-    setup = run(handlers.card_setup, stripe, billing, WS, CLIENT, attempt["id"])
+    attempt = run(payment_attempts.start_payment, billing, WS, CLIENT, {"invoice_ids": ["inv-1"]}, "k")
+    setup = run(cards.card_setup, stripe, billing, WS, CLIENT, attempt["id"])
     stripe.decline_next = "card_declined"
-    failed = run(handlers.confirm_attempt, stripe, WS, CLIENT, attempt["id"], setup["setup_intent"], save=True)
+    failed = run(charging.confirm_attempt, stripe, WS, CLIENT, attempt["id"], setup["setup_intent"], save=True)
     assert failed["status"] == "failed" and failed["failure_message"] == "Your card was declined."
     [event] = published(engine, "payment.failed")
     assert event["off_session"] is False  # on screen, so documents sends no email
-    retried = run(handlers.confirm_attempt, stripe, WS, CLIENT, attempt["id"], payment_method_id="pm_good")
+    retried = run(charging.confirm_attempt, stripe, WS, CLIENT, attempt["id"], payment_method_id="pm_good")
     assert retried["status"] == "processing" and f"attempt:{attempt['id']}:1" in stripe.by_key
 
 
 def test_stripe_unreachable_reopens_the_attempt_with_the_same_key(run, stripe, billing):
-    attempt = run(handlers.start_payment, billing, WS, CLIENT, {"invoice_ids": ["inv-1"]}, "k")
-    setup = run(handlers.card_setup, stripe, billing, WS, CLIENT, attempt["id"])
+    attempt = run(payment_attempts.start_payment, billing, WS, CLIENT, {"invoice_ids": ["inv-1"]}, "k")
+    setup = run(cards.card_setup, stripe, billing, WS, CLIENT, attempt["id"])
     stripe.unavailable = True
     with pytest.raises(StripeUnavailable):
-        run(handlers.confirm_attempt, stripe, WS, CLIENT, attempt["id"], setup["setup_intent"], save=True)
-    assert run(handlers.get_attempt, WS, attempt["id"])["status"] == "open"
+        run(charging.confirm_attempt, stripe, WS, CLIENT, attempt["id"], setup["setup_intent"], save=True)
+    assert run(payment_attempts.get_attempt, WS, attempt["id"])["status"] == "open"
     stripe.unavailable = False
-    run(handlers.confirm_attempt, stripe, WS, CLIENT, attempt["id"], payment_method_id="pm_good")
+    run(charging.confirm_attempt, stripe, WS, CLIENT, attempt["id"], payment_method_id="pm_good")
     assert f"attempt:{attempt['id']}:0" in stripe.by_key and f"attempt:{attempt['id']}:1" not in stripe.by_key
 
 
 def test_a_claimed_attempt_is_not_charged_by_a_second_confirmation(run, stripe, billing, engine):
-    attempt = run(handlers.start_payment, billing, WS, CLIENT, {"invoice_ids": ["inv-1"]}, "k")
-    run(handlers.card_setup, stripe, billing, WS, CLIENT, attempt["id"])
+    attempt = run(payment_attempts.start_payment, billing, WS, CLIENT, {"invoice_ids": ["inv-1"]}, "k")
+    run(cards.card_setup, stripe, billing, WS, CLIENT, attempt["id"])
     with engine.begin() as conn:  # another request holds the claim
         conn.execute(attempts.update().values(status="confirming", updated_at=NOW))
-    assert run(handlers.charge, stripe, attempt["id"], "pm_good")["status"] == "confirming"
+    assert run(charging.charge, stripe, attempt["id"], "pm_good")["status"] == "confirming"
     assert stripe.intents == {}
-    later = NOW + handlers.CLAIM_TIMEOUT + timedelta(seconds=1)  # the claimer crashed: taken over, same key
-    assert run(handlers.charge, stripe, attempt["id"], "pm_good", now=later)["status"] == "processing"
+    later = NOW + charging.CLAIM_TIMEOUT + timedelta(seconds=1)  # the claimer crashed: taken over, same key
+    assert run(charging.charge, stripe, attempt["id"], "pm_good", now=later)["status"] == "processing"
 
 
 def test_events_three_times_and_out_of_order_give_one_payment(run, stripe, billing, engine):
@@ -265,14 +273,14 @@ def test_events_three_times_and_out_of_order_give_one_payment(run, stripe, billi
     succeeded = intent_event("evt_s", "payment_intent.succeeded", pi)
     processing = intent_event("evt_p", "payment_intent.processing", pi, "processing")
     for event in (succeeded, processing, succeeded, processing, succeeded):
-        run(handlers.receive_event, event)
-    outcomes = [run(handlers.process_event, stripe, e) for e in ("evt_s", "evt_p")]
+        run(webhook_events.receive_event, event)
+    outcomes = [run(webhook_events.process_event, stripe, e) for e in ("evt_s", "evt_p")]
     assert outcomes == ["paid", "ignored: attempt is succeeded"]
-    assert run(handlers.process_event, stripe, "evt_s") is None  # processed already
+    assert run(webhook_events.process_event, stripe, "evt_s") is None  # processed already
     [payment] = published(engine, "payment.succeeded")
     assert payment["payment_id"] == attempt["id"] and payment["amount"] == 10_000
     assert payment["allocations"] == [{"invoice_id": "inv-1", "amount": 10_000}]
-    assert run(handlers.get_attempt, WS, attempt["id"])["status"] == "succeeded"
+    assert run(payment_attempts.get_attempt, WS, attempt["id"])["status"] == "succeeded"
 
 
 def test_a_late_failure_of_an_earlier_try_does_not_fail_the_current_one(run, stripe, billing, engine):
@@ -284,39 +292,39 @@ def test_a_late_failure_of_an_earlier_try_does_not_fail_the_current_one(run, str
         {**pi, "metadata": {**pi["metadata"], "try": "7"}},
         "requires_payment_method",
     )
-    run(handlers.receive_event, stale)
-    assert run(handlers.process_event, stripe, "evt_f").startswith("ignored")
-    assert run(handlers.get_attempt, WS, attempt["id"])["status"] == "processing"
+    run(webhook_events.receive_event, stale)
+    assert run(webhook_events.process_event, stripe, "evt_f").startswith("ignored")
+    assert run(payment_attempts.get_attempt, WS, attempt["id"])["status"] == "processing"
 
 
 def test_an_event_whose_amount_differs_fulfils_nothing(run, stripe, billing, engine):
     paid_attempt(run, stripe, billing)
     [pi] = stripe.intents.values()
-    run(handlers.receive_event, intent_event("evt_x", "payment_intent.succeeded", {**pi, "amount": 1}))
-    assert run(handlers.process_event, stripe, "evt_x").startswith("rejected")
+    run(webhook_events.receive_event, intent_event("evt_x", "payment_intent.succeeded", {**pi, "amount": 1}))
+    assert run(webhook_events.process_event, stripe, "evt_x").startswith("rejected")
     assert published(engine, "payment.succeeded") == []
 
 
 def test_a_failing_event_is_retried_later_with_growing_delays_then_parked_and_replayable(run, engine):
-    run(handlers.receive_event, stripe_event("evt_bad", "payment_intent.succeeded", {"id": "pi_x"}))
+    run(webhook_events.receive_event, stripe_event("evt_bad", "payment_intent.succeeded", {"id": "pi_x"}))
     due_times = []
     for attempt in range(1, 4):
         now = NOW + timedelta(minutes=attempt)
-        assert run(handlers.pending_events, now=now) == [("evt_bad", None)]  # no request: none to follow
-        parked = run(handlers.event_failed, "evt_bad", "KeyError('metadata')", 4, 2.0, now=now)
+        assert run(webhook_events.pending_events, now=now) == [("evt_bad", None)]  # no request: none to follow
+        parked = run(webhook_events.event_failed, "evt_bad", "KeyError('metadata')", 4, 2.0, now=now)
         assert parked is False
         with engine.connect() as conn:
-            due_times.append(conn.execute(sa.select(handlers.stripe_events.c.next_attempt_at)).scalar_one() - now)
-        assert run(handlers.pending_events, now=now) == []  # not due again yet
+            due_times.append(conn.execute(sa.select(stripe_events.c.next_attempt_at)).scalar_one() - now)
+        assert run(webhook_events.pending_events, now=now) == []  # not due again yet
     assert due_times == [timedelta(seconds=2), timedelta(seconds=4), timedelta(seconds=8)]
-    assert run(handlers.event_failed, "evt_bad", "KeyError('metadata')", 4, 2.0, now=NOW + timedelta(hours=1))
-    assert run(handlers.pending_events, now=NOW + timedelta(days=1)) == []  # parked: the timer stops
+    assert run(webhook_events.event_failed, "evt_bad", "KeyError('metadata')", 4, 2.0, now=NOW + timedelta(hours=1))
+    assert run(webhook_events.pending_events, now=NOW + timedelta(days=1)) == []  # parked: the timer stops
     with engine.connect() as conn:
         [letter] = conn.execute(sa.select(DEAD)).all()
-    assert letter.consumer == handlers.STRIPE_EVENT_CONSUMER and letter.event_id == "evt_bad"
+    assert letter.consumer == webhook_events.STRIPE_EVENT_CONSUMER and letter.event_id == "evt_bad"
     assert "KeyError" in letter.error and json.loads(letter.body)["type"] == "payment_intent.succeeded"
-    assert run(lambda uow, now: handlers.requeue_event(uow, "evt_bad"))
-    assert run(handlers.pending_events, now=NOW) == [("evt_bad", None)]  # a replay starts afresh
+    assert run(lambda uow, now: webhook_events.requeue_event(uow, "evt_bad"))
+    assert run(webhook_events.pending_events, now=NOW) == [("evt_bad", None)]  # a replay starts afresh
 
 
 def test_a_stored_event_is_processed_under_the_webhooks_request_id(run, stripe, billing, engine):
@@ -325,11 +333,11 @@ def test_a_stored_event_is_processed_under_the_webhooks_request_id(run, stripe, 
     attempt = paid_attempt(run, stripe, billing)
     [pi] = stripe.intents.values()
     with request_context("req-webhook-7"):
-        run(handlers.receive_event, intent_event("evt_traced", "payment_intent.succeeded", pi, "succeeded"))
-    [(event_id, request_id)] = run(handlers.pending_events)
+        run(webhook_events.receive_event, intent_event("evt_traced", "payment_intent.succeeded", pi, "succeeded"))
+    [(event_id, request_id)] = run(webhook_events.pending_events)
     assert (event_id, request_id) == ("evt_traced", "req-webhook-7")
     with request_context(request_id):
-        assert run(handlers.process_event, stripe, event_id) == "paid"
+        assert run(webhook_events.process_event, stripe, event_id) == "paid"
     with engine.connect() as conn:
         [row] = conn.execute(
             sa.select(OUTBOX.c.body, OUTBOX.c.request_id).where(OUTBOX.c.event_type == "payment.succeeded")
@@ -340,12 +348,12 @@ def test_a_stored_event_is_processed_under_the_webhooks_request_id(run, stripe, 
 def test_refunds_are_idempotent_by_key_and_bounded_by_the_payment(run, stripe, billing, engine):
     attempt = paid_attempt(run, stripe, billing)
     [pi] = stripe.intents.values()
-    run(handlers.receive_event, intent_event("evt_s", "payment_intent.succeeded", pi))
-    run(handlers.process_event, stripe, "evt_s")
+    run(webhook_events.receive_event, intent_event("evt_s", "payment_intent.succeeded", pi))
+    run(webhook_events.process_event, stripe, "evt_s")
     with pytest.raises(Conflict):
-        run(handlers.refund_payment, stripe, WS, attempt["id"], 10_001, "", "r0")
-    first = run(handlers.refund_payment, stripe, WS, attempt["id"], 4_000, "damaged", "r1")
-    again = run(handlers.refund_payment, stripe, WS, attempt["id"], 4_000, "damaged", "r1")
+        run(payment_refunds.refund_payment, stripe, WS, attempt["id"], 10_001, "", "r0")
+    first = run(payment_refunds.refund_payment, stripe, WS, attempt["id"], 4_000, "damaged", "r1")
+    again = run(payment_refunds.refund_payment, stripe, WS, attempt["id"], 4_000, "damaged", "r1")
     assert first["id"] == again["id"] and first["status"] == "succeeded" and len(stripe.refunds) == 1
     # Stripe's charge.refunded event reports the same refund: nothing more is published.
     charge = {
@@ -358,16 +366,16 @@ def test_refunds_are_idempotent_by_key_and_bounded_by_the_payment(run, stripe, b
             ]
         },
     }
-    run(handlers.receive_event, stripe_event("evt_r", "charge.refunded", charge))
-    run(handlers.receive_event, stripe_event("evt_r2", "charge.refunded", charge))
-    run(handlers.process_event, stripe, "evt_r")
-    run(handlers.process_event, stripe, "evt_r2")
+    run(webhook_events.receive_event, stripe_event("evt_r", "charge.refunded", charge))
+    run(webhook_events.receive_event, stripe_event("evt_r2", "charge.refunded", charge))
+    run(webhook_events.process_event, stripe, "evt_r")
+    run(webhook_events.process_event, stripe, "evt_r2")
     assert [e["amount"] for e in published(engine, "payment.refunded")] == [4_000, 1_000]
-    assert run(handlers.get_attempt, WS, attempt["id"])["refunded"] == 5_000
+    assert run(payment_attempts.get_attempt, WS, attempt["id"])["refunded"] == 5_000
     with pytest.raises(Conflict):  # 5,000 of 10,000 refunded: 6,000 more is too much
-        run(handlers.refund_payment, stripe, WS, attempt["id"], 6_000, "", "r2")
+        run(payment_refunds.refund_payment, stripe, WS, attempt["id"], 6_000, "", "r2")
     with pytest.raises(NotFound):
-        run(handlers.refund_payment, stripe, "ws-other", attempt["id"], 100, "", "r3")
+        run(payment_refunds.refund_payment, stripe, "ws-other", attempt["id"], 100, "", "r3")
 
 
 def test_disputes_are_recorded_once_per_status(run, stripe, billing, engine):
@@ -383,42 +391,45 @@ def test_disputes_are_recorded_once_per_status(run, stripe, billing, engine):
     for n, (kind, status) in enumerate(
         [("created", "needs_response"), ("created", "needs_response"), ("closed", "lost")]
     ):
-        run(handlers.receive_event, stripe_event(f"evt_d{n}", f"charge.dispute.{kind}", {**dispute, "status": status}))
-        run(handlers.process_event, stripe, f"evt_d{n}")
+        run(
+            webhook_events.receive_event,
+            stripe_event(f"evt_d{n}", f"charge.dispute.{kind}", {**dispute, "status": status}),
+        )
+        run(webhook_events.process_event, stripe, f"evt_d{n}")
     assert [e["status"] for e in published(engine, "payment.disputed")] == ["needs_response", "lost"]
-    [listed] = run(handlers.list_disputes, WS)
+    [listed] = run(card_disputes.list_disputes, WS)
     assert listed["payment_id"] == attempt["id"] and listed["status"] == "lost"
 
 
 def test_saved_cards_default_and_removal(run, stripe, billing):
-    setup = run(handlers.card_setup, stripe, billing, WS, CLIENT)
-    card = run(handlers.save_card, stripe, WS, CLIENT, setup["setup_intent"])
+    setup = run(cards.card_setup, stripe, billing, WS, CLIENT)
+    card = run(cards.save_card, stripe, WS, CLIENT, setup["setup_intent"])
     assert card["last4"] == "4242" and card["default"] is True
-    assert run(handlers.save_card, stripe, WS, CLIENT, setup["setup_intent"])["id"] == card["id"]  # idempotent
+    assert run(cards.save_card, stripe, WS, CLIENT, setup["setup_intent"])["id"] == card["id"]  # idempotent
     with pytest.raises(NotFound):  # another client cannot use or remove it
-        run(handlers.remove_card, stripe, WS, OTHER, card["id"])
+        run(cards.remove_card, stripe, WS, OTHER, card["id"])
     with pytest.raises(NotFound):
-        run(handlers.save_card, stripe, WS, OTHER, setup["setup_intent"])
-    assert run(handlers.remove_card, stripe, WS, CLIENT, card["id"]) == []
+        run(cards.save_card, stripe, WS, OTHER, setup["setup_intent"])
+    assert run(cards.remove_card, stripe, WS, CLIENT, card["id"]) == []
     assert stripe.cards["pm_good"]["customer"] is None
 
 
 def test_autopay_charges_the_default_card_off_session_or_emails_a_pay_link(run, stripe, billing, engine):
     invoice = {"id": "inv-1", "client_id": CLIENT, "balance": 10_000, "currency": "USD"}
-    assert run(handlers.queue_autopay, billing, WS, invoice) is None  # no card yet
+    assert run(autopay.queue_autopay, billing, WS, invoice) is None  # no card yet
     [no_card] = published(engine, "payment.failed")
     assert no_card["off_session"] is True and no_card["pay_url"].endswith("/pay?invoice=inv-1")
-    setup = run(handlers.card_setup, stripe, billing, WS, CLIENT)
-    run(handlers.save_card, stripe, WS, CLIENT, setup["setup_intent"])
-    queued = run(handlers.queue_autopay, billing, WS, invoice)
+    setup = run(cards.card_setup, stripe, billing, WS, CLIENT)
+    run(cards.save_card, stripe, WS, CLIENT, setup["setup_intent"])
+    queued = run(autopay.queue_autopay, billing, WS, invoice)
     with UnitOfWork(engine) as uow:
-        due = handlers.due_autopay(uow)
+        due = autopay.due_autopay(uow)
     assert due == [(queued["id"], "pm_good", WS, CLIENT)]
     stripe.decline_next = "authentication_required"
-    assert run(handlers.charge, stripe, queued["id"], "pm_good")["status"] == "failed"
+    assert run(charging.charge, stripe, queued["id"], "pm_good")["status"] == "failed"
     failure = published(engine, "payment.failed")[-1]
     assert failure["off_session"] is True and failure["code"] == "authentication_required"
     with UnitOfWork(engine) as uow:
-        assert handlers.due_autopay(uow) == []  # not retried by itself: the client got a pay link
+        assert autopay.due_autopay(uow) == []  # not retried by itself: the client got a pay link
     with pytest.raises(Conflict):
-        run(handlers.confirm_attempt, stripe, WS, CLIENT, queued["id"], payment_method_id="pm_good")
+        run(charging.confirm_attempt, stripe, WS, CLIENT, queued["id"], payment_method_id="pm_good")
