@@ -8,8 +8,10 @@ import logging
 import os
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import falcon
 
@@ -26,24 +28,17 @@ from chassis.errors import (
     Unavailable,
 )
 from chassis.logs import configure_logging, request_id_var
-from services.gateway import resources
 from services.gateway.admin import add_admin_routes
-from services.gateway.bank_debit import add_bank_debit_routes
-from services.gateway.bookings import add_booking_routes
 from services.gateway.csrf import CsrfMiddleware
-from services.gateway.devices import add_device_routes
-from services.gateway.document_check import add_document_check_routes
 from services.gateway.jsonapi import BadQuery, unstorable_text
 from services.gateway.metrics import MeteredRpc, MetricsMiddleware, add_ops_routes
-from services.gateway.notifications import add_notification_routes
-from services.gateway.passkeys import add_passkey_routes, step_up_location
-from services.gateway.passwords import add_password_routes
-from services.gateway.payments import add_payment_routes
+from services.gateway.pages.base import Rpc
+from services.gateway.pages.passkeys import step_up_location
 from services.gateway.portal_api import add_portal_api_routes
 from services.gateway.revocations import RevocationFeed, RevocationList
+from services.gateway.routes import add_page_routes
 from services.gateway.rpc import RpcPool, ServiceCrashed, ServiceTimeout, ServiceUnavailable
 from services.gateway.sessions import SeenReports, SessionGuard, SessionMiddleware
-from services.gateway.team import add_team_routes
 from services.gateway.views import env_for
 
 log = logging.getLogger(__name__)
@@ -60,6 +55,7 @@ HTTP_STATUS = {
 }
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 SERVICES = ("auth", "billing", "payments", "documents")
+DEV_PDF_FETCH_SECRET = b"dev-only-pdf-fetch-secret"
 
 
 @dataclass
@@ -81,7 +77,7 @@ class GatewayConfig:
     workspaces: frozenset[str] | None = None  # PORTAL_WORKSPACES: the only workspaces served here; None: all
     # checks the references by which cached PDFs are fetched from documents (PDF_FETCH_SECRET, shared
     # with documents); None: PDFs come in the RPC answer (services/gateway/pdf_fetch.py)
-    pdf_fetch_secret: bytes | None = b"dev-only-pdf-fetch-secret"
+    pdf_fetch_secret: bytes | None = DEV_PDF_FETCH_SECRET
 
     @property
     def cookie_name(self) -> str:
@@ -109,7 +105,7 @@ class GatewayConfig:
             trusted_proxy_hops=settings.env_int("TRUSTED_PROXY_HOPS", 0),
             metrics_token=settings.env("METRICS_TOKEN"),
             pdf_fetch_secret=(
-                settings.env("PDF_FETCH_SECRET") or (cls.pdf_fetch_secret.decode() if dev else "")
+                settings.env("PDF_FETCH_SECRET") or (DEV_PDF_FETCH_SECRET.decode() if dev else "")
             ).encode()
             or None,
             amqp_uri=settings.amqp_uri(),
@@ -268,13 +264,14 @@ class ErrorRenderer:
             self.respond(req, resp, 405, "Not allowed", "This address does not accept that kind of request.")
         else:
             self.respond(req, resp, ex.status_code, ex.title or "Error", ex.description or "")
-        for name, value in (ex.headers or {}).items():
+        headers = ex.headers or {}
+        for name, value in headers.items() if isinstance(headers, Mapping) else headers:
             resp.set_header(name, value)
 
     def service_error(self, req, resp, ex: ServiceError, params):
         fields = {"errors": ex.fields} if ex.fields else {}
         if isinstance(ex, Unauthorized) and ex.fields.get("step_up") == "required":
-            # step-up for money (services/gateway/passkeys.py): a page goes to confirm it is you first
+            # step-up for money (services/gateway/pages/passkeys.py): a page goes to confirm it is you first
             location = step_up_location(req, self.config.portal_url)
             if not wants_json(req):
                 resp.status, resp.location, resp.text = 303, location, ""
@@ -335,8 +332,8 @@ class ErrorRenderer:
 
 
 def create_app(
-    rpc: RpcPool,
-    health_rpc: RpcPool,
+    rpc: Rpc,
+    health_rpc: Rpc,
     config: GatewayConfig,
     revocations: RevocationList | None = None,
     clock: Clock = utcnow,
@@ -349,9 +346,14 @@ def create_app(
         config.session_keys, config.session_limits, revocations or RevocationList(), clock, rpc, config.workspaces
     )
     sessions = SessionMiddleware(guard, config.cookie_name, secure=not config.dev, reports=reports)
-    app = falcon.App(
-        middleware=[MetricsMiddleware(), RequestIdMiddleware(config.dev), SecurityMiddleware(config), csrf, sessions]
-    )
+    middleware: list[Any] = [  # falcon's middleware protocols are not written for classes like these
+        MetricsMiddleware(),
+        RequestIdMiddleware(config.dev),
+        SecurityMiddleware(config),
+        csrf,
+        sessions,
+    ]
+    app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     errors = ErrorRenderer(config)
     app.add_error_handler(Exception, errors.unexpected)
@@ -360,18 +362,9 @@ def create_app(
     app.add_error_handler(ServiceUnavailable, errors.unavailable)
     app.add_error_handler(ServiceTimeout, errors.timeout)
     app.add_error_handler(ServiceCrashed, errors.crashed)
-    resources.add_routes(app, rpc, health_rpc, config)
-    add_booking_routes(app, rpc, config)
-    add_team_routes(app, rpc, config)
-    add_document_check_routes(app, rpc, config)
+    add_page_routes(app, rpc, health_rpc, config, clock)
     add_portal_api_routes(app, rpc, config)
-    add_password_routes(app, rpc, config)
     add_admin_routes(app, rpc, config.portal_url)
-    add_payment_routes(app, rpc, config)
-    add_bank_debit_routes(app, rpc, config)
-    add_passkey_routes(app, rpc, config)
-    add_notification_routes(app, rpc, config, clock)
-    add_device_routes(app, rpc, config)
     add_ops_routes(app, config)
     app.add_static_route("/static", str(Path(__file__).parent / "static"))
     return app

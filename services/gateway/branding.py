@@ -72,7 +72,8 @@ def readable_on_white(color: str) -> str:
         hex_color = "#%02x%02x%02x" % rgb
         if contrast(hex_color, "#ffffff") >= 4.5:
             return hex_color
-        rgb = tuple(int(c * 0.9) for c in rgb)
+        r, g, b = rgb
+        rgb = (int(r * 0.9), int(g * 0.9), int(b * 0.9))
     return "#000000"
 
 

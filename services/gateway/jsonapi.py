@@ -7,7 +7,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Annotated, Callable
+from typing import Annotated, Any, Callable
 from zoneinfo import available_timezones
 
 import falcon
@@ -34,14 +34,10 @@ DAY = "^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"  # 1900-0
 MOMENT = DAY[:-1] + "T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 
 
-def Text(max_length: int, *, required: bool = False, **kwargs):
+def Text(max_length: int, *, required: bool = False, **kwargs: Any) -> Any:
     """A text field of at most `max_length` characters; `required` ones may not be blank."""
-    return Field(
-        max_length=max_length,
-        pattern=NOT_BLANK if required else NO_NUL,
-        **({"min_length": 1} if required else {}),
-        **kwargs,
-    )
+    at_least: dict[str, Any] = {"min_length": 1} if required else {}
+    return Field(max_length=max_length, pattern=NOT_BLANK if required else NO_NUL, **at_least, **kwargs)
 
 
 def _day(value: date) -> date:
@@ -174,12 +170,14 @@ class Query:
     def parse(self, raw: str):
         if self.kind == "integer":
             if not re.fullmatch(r"-?[0-9]{1,18}", raw):
-                raise BadQuery(f"{self.name} is a whole number.", **{self.name: "not an integer"})
+                raise BadQuery(f"{self.name} is a whole number.", fields={self.name: "not an integer"})
             value = int(raw)
             if (self.minimum is not None and value < self.minimum) or (
                 self.maximum is not None and value > self.maximum
             ):
-                raise BadQuery(f"{self.name} is from {self.minimum} to {self.maximum}.", **{self.name: "out of range"})
+                raise BadQuery(
+                    f"{self.name} is from {self.minimum} to {self.maximum}.", fields={self.name: "out of range"}
+                )
             return value
         if self.kind == "date":
             try:
@@ -187,13 +185,13 @@ class Query:
                     raise ValueError
                 return date.fromisoformat(raw).isoformat()
             except ValueError:
-                raise BadQuery(f"{self.name} is a date like 2026-11-23.", **{self.name: "not a date"}) from None
+                raise BadQuery(f"{self.name} is a date like 2026-11-23.", fields={self.name: "not a date"}) from None
         if self.pattern and not re.fullmatch(self.pattern, raw):
-            raise BadQuery(f"{self.name} is not one this API knows.", **{self.name: "unknown value"})
+            raise BadQuery(f"{self.name} is not one this API knows.", fields={self.name: "unknown value"})
         if self.enum and raw not in self.enum:
-            raise BadQuery(f"{self.name} is one of {', '.join(self.enum)}.", **{self.name: "unknown value"})
+            raise BadQuery(f"{self.name} is one of {', '.join(self.enum)}.", fields={self.name: "unknown value"})
         if self.max_length is not None and len(raw) > self.max_length:
-            raise BadQuery(f"{self.name} is at most {self.max_length} characters.", **{self.name: "too long"})
+            raise BadQuery(f"{self.name} is at most {self.max_length} characters.", fields={self.name: "too long"})
         return raw
 
 
@@ -218,7 +216,7 @@ def read_query(req, queries: tuple[Query, ...]) -> dict:
         if raw is None:
             continue
         if not isinstance(raw, str):
-            raise BadQuery(f"Send {q.name} once.", **{q.name: "sent more than once"})
+            raise BadQuery(f"Send {q.name} once.", fields={q.name: "sent more than once"})
         values[q.name] = q.parse(raw)
     return values
 
@@ -286,11 +284,11 @@ def read_body(req, model: type[Body]) -> dict:
         raise Invalid("The body is not valid JSON.", body="malformed JSON") from None
     bad = dict(unstorable_text(data))
     if bad:
-        raise Invalid("Some fields are not valid.", **bad)
+        raise Invalid("Some fields are not valid.", fields=bad)
     try:
         return model.model_validate_json(json.dumps(data)).model_dump(mode="json", exclude_unset=True)
     except ValidationError as exc:
-        raise Invalid("Some fields are not valid.", **field_errors(exc)) from None
+        raise Invalid("Some fields are not valid.", fields=field_errors(exc)) from None
 
 
 def _number(text: str) -> int | float:
@@ -362,7 +360,7 @@ PATH_ID = {"type": "string", "minLength": 1, "pattern": NO_NUL}
 def openapi_document(endpoints, prefix: str, info: dict, security_schemes: dict) -> dict:
     components: dict = {}
     paths: dict = {}
-    security = [{name: []} for name in security_schemes]
+    security: list[dict[str, list[str]]] = [{name: []} for name in security_schemes]
     for ep in endpoints:
         slug = ep.path.strip("/").replace("/", "_").replace("{", "").replace("}", "") or "root"
         success = (

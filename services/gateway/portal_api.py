@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import falcon
 from pydantic import Field
@@ -23,8 +23,8 @@ from clients.auth import AuthClient
 from clients.billing import BillingClient
 from clients.documents import DocumentsClient
 from clients.payments import PaymentsClient
-from services.gateway import devices
-from services.gateway.document_check import with_verify_urls
+from services.gateway import usecases
+from services.gateway.downloads import einvoice_xml, render_pdf, send_pdf, send_xml, with_verify_urls
 from services.gateway.jsonapi import (
     AFTER,
     OFFSET,
@@ -42,24 +42,24 @@ from services.gateway.jsonapi import (
     read_body,
     read_query,
 )
-from services.gateway.passkeys import REFUSALS as PASSKEY_REFUSALS
-from services.gateway.passwords import PASSWORD_REFUSALS, RESET_LINK_PROBLEMS
-from services.gateway.resources import (
+from services.gateway.pages.base import Base, forget_session
+from services.gateway.usecases import (
     INVOICE_FILTERS,
     INVOICE_SORTS,
+    PASSKEY_REFUSALS,
+    PASSWORD_REFUSALS,
     PAYMENT_KINDS,
     PAYMENT_SORTS,
     QUOTE_FILTERS,
-    Base,
-    einvoice_xml,
-    render_pdf,
-    send_pdf,
-    send_xml,
+    RESET_LINK_PROBLEMS,
 )
 
 PREFIX = "/api/portal/v1"
 BASE64URL = "^[A-Za-z0-9_-]+$"
 TRIMMED = "; blank space around it is trimmed"
+# The default of a field that may be left out but not sent as null: only the fields sent are dumped
+# (exclude_unset), so it is never read; typed Any so that the field keeps its type without null.
+LEFT_OUT: Any = None
 
 
 class SessionIn(Body):
@@ -92,69 +92,77 @@ class BankAccountIn(Body):
     email: Email = Field(description="Where the mandate copy and debit notices go")
     iban: str = Text(64, required=True, description="A SEPA IBAN; checked (check digits, country) before Stripe")
     accept_mandate: Literal[True] = Field(description="true: the contact accepts the SEPA Direct Debit mandate text")
-    idempotency_key: str = Text(64, default="", description="Repeat it on a retry and the account is added once")
+    idempotency_key: str = Text(
+        usecases.NONCE_MAX, default="", description="Repeat it on a retry and the account is added once"
+    )
 
 
 class CommentIn(Body):
-    body: str = Text(5000, required=True, description="The comment" + TRIMMED)
-    idempotency_key: str = Text(64, default="", description="Repeat it on a retry and the comment is posted once")
+    body: str = Text(usecases.COMMENT_MAX, required=True, description="The comment" + TRIMMED)
+    idempotency_key: str = Text(
+        usecases.NONCE_MAX, default="", description="Repeat it on a retry and the comment is posted once"
+    )
 
 
 class ForwardIn(Body):
     to: Email
-    note: str = Text(500, default="")
+    note: str = Text(usecases.FORWARD_NOTE_MAX, default="")
 
 
 VERSION = "The quote's version you saw (`version` in GET /quotes/{id}); a revision since is a 409 naming the newest"
 
 
 class AcceptIn(Body):
-    signature_name: str = Text(200, required=True, description="Full name, as a signature")
+    signature_name: str = Text(usecases.SIGNATURE_MAX, required=True, description="Full name, as a signature")
     version: int = Field(ge=1, le=1_000_000, description=VERSION)
 
 
 class RejectIn(Body):
-    reason: str = Text(2000, default="")
+    reason: str = Text(usecases.DECLINE_REASON_MAX, default="")
     version: int = Field(ge=1, le=1_000_000, description=VERSION)
 
 
 class ChangesIn(Body):
-    message: str = Text(5000, required=True, description="What you would like changed" + TRIMMED)
+    message: str = Text(usecases.CHANGES_MAX, required=True, description="What you would like changed" + TRIMMED)
     version: int = Field(ge=1, le=1_000_000, description=VERSION)
-    idempotency_key: str = Text(64, default="", description="Repeat it on a retry and the request is made once")
+    idempotency_key: str = Text(
+        usecases.NONCE_MAX, default="", description="Repeat it on a retry and the request is made once"
+    )
 
 
 class DisputeIn(Body):
-    reason: str = Text(2000, required=True, description="Why you dispute the invoice" + TRIMMED)
-    lines: list[Annotated[int, Field(ge=1, le=200)]] = Field(
-        None,
-        max_length=200,
+    reason: str = Text(usecases.DISPUTE_REASON_MAX, required=True, description="Why you dispute the invoice" + TRIMMED)
+    lines: list[Annotated[int, Field(ge=1, le=usecases.DISPUTE_LINES_MAX)]] = Field(
+        LEFT_OUT,
+        max_length=usecases.DISPUTE_LINES_MAX,
         description="Line numbers (from 1) you dispute; left out or all of them: the whole invoice",
     )
-    idempotency_key: str = Text(64, default="", description="Repeat it on a retry and the dispute is raised once")
+    idempotency_key: str = Text(
+        usecases.NONCE_MAX, default="", description="Repeat it on a retry and the dispute is raised once"
+    )
 
 
 class ProfileIn(Body):
     """Only the fields sent change; null clears your name or phone, or the company's address or phone."""
 
-    name: str | None = Text(200, default=None)
-    phone: str | None = Text(50, default=None)
-    company: str = Text(200, required=True, default=None)
-    address: str | None = Text(2000, default=None)
-    company_phone: str | None = Text(50, default=None)
+    name: str | None = Text(usecases.PROFILE_FIELDS["name"], default=None)
+    phone: str | None = Text(usecases.PROFILE_FIELDS["phone"], default=None)
+    company: str = Text(usecases.PROFILE_FIELDS["company"], required=True, default=None)
+    address: str | None = Text(usecases.PROFILE_FIELDS["address"], default=None)
+    company_phone: str | None = Text(usecases.PROFILE_FIELDS["company_phone"], default=None)
 
 
 class NotificationPreferencesIn(Body):
     """Only the fields sent change. Sign-in links, security notices and receipts for your own payments
     are always sent."""
 
-    invoices: bool = Field(None, description="New and re-sent invoices")
-    quotes: bool = Field(None, description="New quotes")
-    reminders: bool = Field(None, description="Payment reminders")
-    receipts: bool = Field(None, description="Receipts for payments made by others at your company")
-    monthly_statement: bool = Field(None, description="The statement of account for last month, on the 1st")
-    comment_replies: bool = Field(None, description="Replies to your comments")
-    bookings: bool = Field(None, description="Booking confirmations and cancellations")
+    invoices: bool = Field(LEFT_OUT, description="New and re-sent invoices")
+    quotes: bool = Field(LEFT_OUT, description="New quotes")
+    reminders: bool = Field(LEFT_OUT, description="Payment reminders")
+    receipts: bool = Field(LEFT_OUT, description="Receipts for payments made by others at your company")
+    monthly_statement: bool = Field(LEFT_OUT, description="The statement of account for last month, on the 1st")
+    comment_replies: bool = Field(LEFT_OUT, description="Replies to your comments")
+    bookings: bool = Field(LEFT_OUT, description="Booking confirmations and cancellations")
     email_locale: Locale | None = Field(None, description="The language of your emails; null: the company's")
 
 
@@ -176,14 +184,16 @@ class RoleIn(Body):
 
 
 class MessageIn(Body):
-    subject: str = Text(200, required=True)
-    message: str = Text(5000, required=True)
-    idempotency_key: str = Text(64, default="", description="Repeat it on a retry and the message is sent once")
+    subject: str = Text(usecases.SUBJECT_MAX, required=True)
+    message: str = Text(usecases.MESSAGE_MAX, required=True)
+    idempotency_key: str = Text(
+        usecases.NONCE_MAX, default="", description="Repeat it on a retry and the message is sent once"
+    )
 
 
 class ReviewIn(Body):
     rating: int = Field(ge=1, le=5)
-    message: str = Text(5000, default="", description="What you think" + TRIMMED)
+    message: str = Text(usecases.REVIEW_MAX, default="", description="What you think" + TRIMMED)
 
 
 class BookingIn(Body):
@@ -204,18 +214,18 @@ class PasskeyResponseIn(Body):
     signature: str = _bytes(1024, default=None)
     userHandle: str | None = Field(None, max_length=1024, pattern=BASE64URL)
     publicKey: str = _bytes(4096, default=None)
-    publicKeyAlgorithm: int = None
+    publicKeyAlgorithm: int = LEFT_OUT
     transports: list[Literal["ble", "cable", "hybrid", "internal", "nfc", "smart-card", "usb"]] = Field(
-        None, max_length=7
+        LEFT_OUT, max_length=7
     )
 
 
 class CredPropsIn(Body):
-    rk: bool = None
+    rk: bool = LEFT_OUT
 
 
 class ExtensionResultsIn(Body):
-    credProps: CredPropsIn = None
+    credProps: CredPropsIn = LEFT_OUT
 
 
 class PasskeyCredentialIn(Body):
@@ -226,7 +236,7 @@ class PasskeyCredentialIn(Body):
     type: Literal["public-key"]
     response: PasskeyResponseIn
     authenticatorAttachment: Literal["platform", "cross-platform"] | None = None
-    clientExtensionResults: ExtensionResultsIn = None
+    clientExtensionResults: ExtensionResultsIn = LEFT_OUT
 
 
 class PasskeyAnswerIn(Body):
@@ -262,10 +272,6 @@ def _verifiable(call):
 
 def _pdf(kind):
     return lambda a, p, b, q, s: a.pdf(kind, s, p.get("id"), q)
-
-
-def _name(s) -> str:
-    return s["name"] or s["email"]
 
 
 def _me(a, p, b, q, s) -> dict:
@@ -332,7 +338,7 @@ def _step_up(a, p, b, q, s) -> dict:
 
 
 def _end_session(a, p, b, q, s) -> None:
-    if not devices.end_session(a.req, a.auth, s, p["id"]):
+    if not usecases.end_session(a.auth, s, p["id"], forget=lambda ended: forget_session(a.req, ended)):
         raise falcon.HTTPNotFound()  # ended already, or not this contact's
 
 
@@ -342,9 +348,10 @@ def _ended(ended: int) -> None:
 
 
 def _profile(a, p, b, q, s) -> dict:
-    saved = a.billing.update_profile(s["workspace_id"], s["client_id"], s["contact_id"], b)
-    if saved["contact"]["name"] != s["name"]:  # the session says the new name from now on
-        a.req.context.sessions.renew(a.req, a.resp, name=saved["contact"]["name"])
+    saved = usecases.update_profile(a.billing, s, b)
+    renamed = usecases.renamed_to(s, saved)
+    if renamed is not None:  # the session says the new name from now on
+        a.req.context.sessions.renew(a.req, a.resp, name=renamed)
     return saved
 
 
@@ -364,59 +371,36 @@ def _invoices(a, p, b, q, s) -> dict:
     )
 
 
+def _request_key(a, b) -> str:
+    return usecases.request_key(b.get("idempotency_key"), a.req.context.request_id)
+
+
 def _forward(a, p, b, q, s) -> dict:
-    email_id = a.documents.forward_invoice(
-        s["workspace_id"],
-        s["client_id"],
-        p["id"],
-        b["to"],
-        _name(s),
-        b.get("note", ""),
-        idempotency_key=f"forward:{p['id']}:{b['to']}:{a.req.context.request_id}",
+    _to, email_id = usecases.forward_invoice(
+        a.documents, s, p["id"], b["to"], b.get("note", ""), request_key=_request_key(a, b)
     )
     return {"email_id": email_id}
 
 
 def _bank_account(a, p, b, q, s) -> dict:
-    key = f"bank:{s['contact_id']}:{b['idempotency_key']}" if b.get("idempotency_key") else None
-    acceptance = {
-        "accepted": b["accept_mandate"],
-        "contact_id": s["contact_id"],
-        "ip_address": a.client_ip(a.req),
-        "user_agent": (a.req.user_agent or "")[:500],
-    }
     details = {k: b[k] for k in ("holder_name", "email", "iban")}
-    return a.payments.add_bank_account(s["workspace_id"], s["client_id"], details, acceptance, idempotency_key=key)[
-        "mandate"
-    ]
+    return usecases.add_bank_account(
+        a.payments,
+        s,
+        details,
+        b["accept_mandate"],
+        ip=a.client_ip(a.req),
+        user_agent=a.req.user_agent,
+        request_key=_request_key(a, b),
+    )["mandate"]
 
 
 def _comment(a, p, b, q, s) -> dict:
-    key = f"comment:{s['contact_id']}:{b['idempotency_key']}" if b.get("idempotency_key") else None
-    return a.billing.add_comment(
-        s["workspace_id"],
-        "invoice",
-        p["id"],
-        "client",
-        _name(s),
-        b["body"],
-        client_id=s["client_id"],
-        idempotency_key=key,
-    )
+    return usecases.comment_on_invoice(a.billing, s, p["id"], b["body"], request_key=_request_key(a, b))
 
 
 def _dispute(a, p, b, q, s) -> dict:
-    key = f"dispute:{s['contact_id']}:{b['idempotency_key']}" if b.get("idempotency_key") else None
-    return a.billing.raise_invoice_dispute(
-        s["workspace_id"],
-        s["client_id"],
-        s["contact_id"],
-        _name(s),
-        p["id"],
-        b["reason"],
-        lines=b.get("lines"),
-        idempotency_key=key,
-    )
+    return usecases.dispute_invoice(a.billing, s, p["id"], b["reason"], b.get("lines"), request_key=_request_key(a, b))
 
 
 class NewerVersion(Conflict):
@@ -435,7 +419,7 @@ def _on_newest(decide):
         try:
             return decide(a, p, b, q, s)
         except Conflict as exc:
-            if "newest_version" in exc.fields:
+            if usecases.is_stale(exc):
                 raise NewerVersion(exc, p["id"]) from None
             raise
 
@@ -443,24 +427,14 @@ def _on_newest(decide):
 
 
 def _request_changes(a, p, b, q, s) -> dict:
-    key = f"quote-changes:{s['contact_id']}:{b['idempotency_key']}" if b.get("idempotency_key") else None
-    return a.billing.request_quote_changes(
-        s["workspace_id"], s["client_id"], s["contact_id"], p["id"], b["message"], b["version"], idempotency_key=key
+    return usecases.request_quote_changes(
+        a.billing, s, p["id"], b["message"], b["version"], request_key=_request_key(a, b)
     )
 
 
 def _message(a, p, b, q, s) -> dict:
-    client = a.billing.get_client(s["workspace_id"], s["client_id"])
-    key = b.get("idempotency_key") or a.req.context.request_id
-    email_id = a.documents.send_business_message(
-        s["workspace_id"],
-        s["client_id"],
-        client["name"],
-        _name(s),
-        s["email"],
-        b["subject"],
-        b["message"],
-        f"message:{s['contact_id']}:{key}",
+    email_id = usecases.message_business(
+        a.billing, a.documents, s, b["subject"], b["message"], request_key=_request_key(a, b)
     )
     return {"email_id": email_id}
 
@@ -614,14 +588,8 @@ ROUTES: tuple[PortalRoute, ...] = (
         "accept_quote",
         "Accept the version you saw of a pending quote, signed with a name",
         _on_newest(
-            lambda a, p, b, q, s: a.billing.accept_quote(
-                s["workspace_id"],
-                p["id"],
-                s["email"],
-                a.client_ip(a.req),
-                b["signature_name"],
-                client_id=s["client_id"],
-                version=b["version"],
+            lambda a, p, b, q, s: usecases.accept_quote(
+                a.billing, s, p["id"], b["signature_name"], b["version"], ip=a.client_ip(a.req)
             )
         ),
         AcceptIn,
@@ -632,14 +600,7 @@ ROUTES: tuple[PortalRoute, ...] = (
         "reject_quote",
         "Decline the version you saw of a pending quote, with a reason",
         _on_newest(
-            lambda a, p, b, q, s: a.billing.reject_quote(
-                s["workspace_id"],
-                p["id"],
-                s["email"],
-                b.get("reason", ""),
-                client_id=s["client_id"],
-                version=b["version"],
-            )
+            lambda a, p, b, q, s: usecases.decline_quote(a.billing, s, p["id"], b.get("reason", ""), b["version"])
         ),
         RejectIn,
     ),
@@ -764,7 +725,7 @@ ROUTES: tuple[PortalRoute, ...] = (
         "/contacts",
         "invite_contact",
         "Owners only: invite a person by email with a role (they get a sign-in link)",
-        lambda a, p, b, q, s: a.billing.invite_contact(s["workspace_id"], s["client_id"], s["contact_id"], b),
+        lambda a, p, b, q, s: usecases.invite_contact(a.billing, s, b),
         InviteIn,
         status=201,
     ),
@@ -773,9 +734,7 @@ ROUTES: tuple[PortalRoute, ...] = (
         "/contacts/{id}",
         "change_contact_role",
         "Owners only: change a contact's role (its sessions end; the last owner stays an owner)",
-        lambda a, p, b, q, s: a.billing.change_contact_role(
-            s["workspace_id"], s["client_id"], s["contact_id"], p["id"], b["role"]
-        ),
+        lambda a, p, b, q, s: usecases.change_contact_role(a.billing, s, p["id"], b["role"]),
         RoleIn,
     ),
     PortalRoute(
@@ -783,7 +742,7 @@ ROUTES: tuple[PortalRoute, ...] = (
         "/contacts/{id}",
         "remove_contact",
         "Owners only: take a contact's portal access away (its sessions end; the last owner stays)",
-        lambda a, p, b, q, s: a.billing.remove_contact(s["workspace_id"], s["client_id"], s["contact_id"], p["id"]),
+        lambda a, p, b, q, s: usecases.remove_contact(a.billing, s, p["id"]),
     ),
     PortalRoute(
         "GET",
@@ -799,9 +758,7 @@ ROUTES: tuple[PortalRoute, ...] = (
         "/notification-preferences",
         "update_notification_preferences",
         "Turn categories of email on or off, or change their language",
-        lambda a, p, b, q, s: a.billing.update_notification_preferences(
-            s["workspace_id"], s["contact_id"], b, client_id=s["client_id"]
-        ),
+        lambda a, p, b, q, s: usecases.update_notifications(a.billing, s, b),
         NotificationPreferencesIn,
     ),
     PortalRoute(
@@ -812,14 +769,7 @@ ROUTES: tuple[PortalRoute, ...] = (
         "/reviews",
         "add_review",
         "Review the business",
-        lambda a, p, b, q, s: a.billing.add_review(
-            s["workspace_id"],
-            s["client_id"],
-            s["contact_id"],
-            _name(s),
-            b["rating"],
-            b.get("message", ""),
-        ),
+        lambda a, p, b, q, s: usecases.review_business(a.billing, s, b["rating"], b.get("message", "")),
         ReviewIn,
         status=201,
     ),
@@ -884,7 +834,7 @@ ROUTES: tuple[PortalRoute, ...] = (
         "list_sessions",
         "Your active sessions (the current one marked; last seen may lag a minute), unused sign-in links and "
         "active one-document links emailed to you",
-        lambda a, p, b, q, s: devices.devices(a.auth, s),
+        lambda a, p, b, q, s: usecases.devices(a.auth, s),
     ),
     PortalRoute(
         "POST",
@@ -899,7 +849,7 @@ ROUTES: tuple[PortalRoute, ...] = (
         "/sessions/end-others",
         "end_other_sessions",
         "End every session but this one; answers how many ended",
-        lambda a, p, b, q, s: {"ended": devices.end_others(a.req, a.auth, s)},
+        lambda a, p, b, q, s: {"ended": usecases.end_other_sessions(a.auth, s)},
     ),
     PortalRoute(
         "POST",
@@ -930,9 +880,7 @@ ROUTES: tuple[PortalRoute, ...] = (
         "/bookings",
         "book_slot",
         "Book one of the free start times (a confirmation is emailed)",
-        lambda a, p, b, q, s: a.billing.book_slot(
-            s["workspace_id"], s["client_id"], s["contact_id"], b["link_id"], b["start"]
-        ),
+        lambda a, p, b, q, s: usecases.book_slot(a.billing, s, b["link_id"], b["start"]),
         BookingIn,
         status=201,
     ),
@@ -941,7 +889,7 @@ ROUTES: tuple[PortalRoute, ...] = (
         "/bookings/{id}/cancel",
         "cancel_booking",
         "Cancel one of your upcoming bookings",
-        lambda a, p, b, q, s: a.billing.cancel_booking(s["workspace_id"], p["id"], client_id=s["client_id"]),
+        lambda a, p, b, q, s: usecases.cancel_booking(a.billing, s, p["id"]),
     ),
     PortalRoute(
         "POST",
@@ -1046,11 +994,11 @@ class PortalApiResource(Routed, Base):
     def _handle(self, req, resp, **params):
         route = self.routes.get(req.method)
         if route is None:
-            self.not_allowed(req, resp)
+            return self.not_allowed(req, resp)  # raises the 405
         session = {} if route.public else self.session(req, resp)
         query = read_query(req, route.query)
         body = read_body(req, route.body) if route.body is not None else {}
-        result = route.call(_Call(self, req, resp), params, body, query, session)
+        result: Any = route.call(_Call(self, req, resp), params, body, query, session)
         resp.status = route.status
         if route.content_type == PDF:
             send_pdf(req, resp, result)

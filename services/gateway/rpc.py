@@ -44,7 +44,7 @@ from nameko.constants import (
     RPC_EXCHANGE_CONFIG_KEY,
     SERIALIZER_CONFIG_KEY,
 )
-from nameko.exceptions import RemoteError, RpcTimeout, UnknownService, deserialize
+from nameko.exceptions import IncorrectSignature, RemoteError, RpcTimeout, UnknownService, deserialize
 
 from chassis import remote_errors  # noqa: F401 - business errors arrive as themselves
 from chassis.errors import ServiceError, from_remote
@@ -71,6 +71,11 @@ class ServiceTimeout(ServiceUnavailable):
 
 class ServiceCrashed(Exception):
     """The service raised an unexpected error (502)."""
+
+
+class ContractViolation(Exception):
+    """The call did not match the service's signature, so nameko refused it before any handler ran:
+    a bug in the caller or its stub, not the service's failure (500)."""
 
 
 BROKER_ERRORS = (OSError, OperationalError, amqp.exceptions.AMQPError)
@@ -234,7 +239,7 @@ class RpcPool:
         try:
             yield client
             healthy = True
-        except (RemoteError, ServiceError, UnknownService):
+        except (RemoteError, ServiceError, UnknownService, IncorrectSignature):
             healthy = True  # the broker or the service answered; the connection is fine
             raise
         finally:
@@ -250,7 +255,7 @@ class RpcPool:
         caller is not known yet (sign-in, webhooks, health)."""
         # nameko context data, sent as `nameko.*` headers: the services log this request id, and their
         # database enforces the caller's scope (row-level security, chassis/scope.py).
-        context = {"request_id": request_id}
+        context: dict[str, object] = {"request_id": request_id}
         if scope is not None:
             context[SCOPE_KEY] = scope.to_context()
         try:
@@ -262,6 +267,9 @@ class RpcPool:
                 raise mapped from None
             log.error("service error", extra={"service": service, "method": method, "error": str(exc)})
             raise ServiceCrashed(f"{service}.{method} failed") from None
+        except IncorrectSignature as exc:  # nameko's own check, before the handler
+            log.error("contract bug: call refused", extra={"service": service, "method": method, "error": str(exc)})
+            raise ContractViolation(f"{service}.{method}: {exc}") from None
         except RpcTimeout:
             raise ServiceTimeout(f"{service} did not answer within {self.timeout:g}s", service) from None
         except UnknownService:

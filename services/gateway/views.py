@@ -68,7 +68,7 @@ CODE_MESSAGES = (
     N_("Enter the IBAN."),
     N_("A bank account can pay invoices in EUR only."),
     N_("The bank account was not accepted; check its details."),
-    # resources.py: INVOICE_FILTERS, INVOICE_SORTS, QUOTE_FILTERS, PAYMENT_KINDS, PAYMENT_SORTS
+    # usecases.py: INVOICE_FILTERS, INVOICE_SORTS, QUOTE_FILTERS, PAYMENT_KINDS, PAYMENT_SORTS
     N_("All"),
     N_("Unpaid"),
     N_("Partially paid"),
@@ -86,7 +86,7 @@ CODE_MESSAGES = (
     N_("All payments"),
     N_("Invoice payments"),
     N_("Retainer payments"),
-    # resources.py: sign-in notices and problems
+    # pages/sign_in.py: sign-in notices and problems
     N_("Your session has ended. Sign in again to continue."),
     N_("You are signed out."),
     N_("Enter a valid email address, like name@example.com."),
@@ -101,7 +101,7 @@ CODE_MESSAGES = (
     N_("Portal access is turned off"),
     N_("Contact the business to have portal access enabled."),
     N_("The company name cannot be empty."),
-    # resources.py, bookings.py, csrf.py, app.py: error pages
+    # pages/ (invoices, quotes, bookings, ...), usecases.py, csrf.py, app.py: error pages
     N_("Unknown filter"),
     N_("Choose a filter and a sort from the page."),
     N_("Choose a filter from the page."),
@@ -148,9 +148,9 @@ CODE_MESSAGES = (
     N_("No such payment."),
     N_("No such booking link."),
     N_("No such booking."),
-    # devices.py: a "this wasn't me" link that is not (or no longer) valid
+    # pages/devices.py: a "this wasn't me" link that is not (or no longer) valid
     N_("The link may be incomplete, or older than 30 days. Sign in and end your sessions from your profile instead."),
-    # passwords.py and auth's password rules
+    # pages/passwords.py, usecases.py and auth's password rules
     N_(
         "That email and password do not match an account that signs in with a password. "
         "Check them, use “Forgot your password?”, or sign in with an emailed link."
@@ -175,7 +175,7 @@ CODE_MESSAGES = (
     N_("Too many wrong passwords. Wait 15 minutes and try again."),
     N_("Too many failed password sign-ins. Wait 15 minutes, or sign in with an emailed link instead."),
     N_("Too many password reset links were requested. Wait a few minutes and try again."),
-    # team.py and the role checks of billing and payments (roles: chassis/scope.py)
+    # pages/team.py and the role checks of billing and payments (roles: chassis/scope.py)
     N_("Owner"),
     N_("Payer"),
     N_("Approver"),
@@ -269,7 +269,8 @@ def _build_env(language: str) -> Environment:
         auto_reload=settings.is_dev(),  # production templates never change under a running gateway
     )
     catalogue = translations(language, LOCALE_DIR)
-    env.install_gettext_translations(catalogue, newstyle=True)
+    install = getattr(env, "install_gettext_translations")  # added by the i18n extension, unknown to its types
+    install(catalogue, newstyle=True)
 
     def translate(text):
         """Text from Python (a label, an error title) in this language; unknown text as it is. Unlike

@@ -16,7 +16,7 @@ from bench.common import Management
 from chassis.errors import NotFound
 from chassis.scope import Scope
 from deploy.devstack import BIN, create_vhost, delete_vhost
-from services.gateway.rpc import RpcPool, ServiceCrashed, ServiceTimeout, ServiceUnavailable
+from services.gateway.rpc import ContractViolation, RpcPool, ServiceCrashed, ServiceTimeout, ServiceUnavailable
 from tests.conftest import ARTIFACTS, RUN_ID
 from tests.integration.test_services import wait_until
 
@@ -81,6 +81,21 @@ def test_each_failure_is_mapped_as_the_gateway_shows_it(probe_uri):
     with pytest.raises(ServiceUnavailable) as down:
         broker_down.call("rpc_probe", "echo", 1)
     assert down.value.service is None and "broker" in str(down.value)
+
+
+def test_a_call_with_a_wrong_signature_is_refused_before_the_handler_runs(probe_uri, caplog):
+    """nameko checks the arguments against the method's signature; the gateway reports a contract bug
+    (its own 500), not the service's crash."""
+    pool = RpcPool({"AMQP_URI": probe_uri}, timeout=5, size=1)
+    with caplog.at_level("ERROR", logger="services.gateway.rpc"):
+        with pytest.raises(ContractViolation, match="rpc_probe.record"):
+            pool.call("rpc_probe", "record", "a", "surplus")
+        with pytest.raises(ContractViolation):
+            pool.call("rpc_probe", "record", nothing="x")
+    assert [r.message for r in caplog.records] == ["contract bug: call refused"] * 2
+    assert pool.call("rpc_probe", "recorded") == []  # the handler never ran
+    pool.call("rpc_probe", "record", "b")
+    assert pool.call("rpc_probe", "recorded") == ["b"]
 
 
 def test_a_late_reply_is_never_read_as_the_next_calls_answer(probe_uri):

@@ -71,3 +71,31 @@ def test_the_portal_api_is_mounted_exactly_as_documented():
     assert document["paths"][PORTAL + "/bookings"]["post"]["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/BookingIn"
     }
+
+
+def test_each_route_makes_the_call_it_names_with_the_requests_idempotency_key():
+    """A route's `name` (its operationId) is the RPC its call makes; a keyed route hands the request's key
+    on, so a retry changes nothing twice."""
+    from clients.billing import BillingClient
+    from clients.documents import DocumentsClient
+    from clients.payments import PaymentsClient
+    from services.gateway.admin import Services
+
+    body = {"amount": 5, "body": "Thanks", "author_name": "", "idempotency_key": "refund-1", "archived": False}
+    for route in ROUTES:
+        made = []
+
+        def call(service, method, *args, **kwargs):
+            made.append((service, method, args, kwargs))
+            return {"id": "x"}
+
+        key = "admin:ws1:key-1" if route.keyed else None
+        services = Services(BillingClient(call), PaymentsClient(call), DocumentsClient(call), key)
+        route.call(services, "ws1", {"id": "id1"}, body, {})
+        named = [c for c in made if c[:2] == (route.service, route.name)]
+        assert len(named) == 1, (route.method, route.path, made)
+        service, method, args, kwargs = named[0]
+        assert args[0] == "ws1", (route.method, route.path)
+        if route.keyed:
+            assert kwargs.get("idempotency_key") == key, (route.method, route.path)
+        assert all(c[:2] == ("billing", "get_client") for c in made[: made.index(named[0])]), made

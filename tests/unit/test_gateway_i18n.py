@@ -9,7 +9,8 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
 from chassis.errors import NotFound
-from services.gateway import resources, views
+from services.gateway import usecases, views
+from services.gateway.pages import sign_in
 from tests.unit.test_gateway import DASHBOARD, FORM, SESSION, WORKSPACE, client
 
 GATEWAY = Path(views.__file__).parent
@@ -219,15 +220,15 @@ def test_every_label_the_python_code_shows_is_extracted_and_translated(german):
     labels = [
         label
         for pairs in (
-            resources.INVOICE_FILTERS,
-            resources.INVOICE_SORTS,
-            resources.QUOTE_FILTERS,
-            resources.PAYMENT_KINDS,
-            resources.PAYMENT_SORTS,
+            usecases.INVOICE_FILTERS,
+            usecases.INVOICE_SORTS,
+            usecases.QUOTE_FILTERS,
+            usecases.PAYMENT_KINDS,
+            usecases.PAYMENT_SORTS,
         )
         for _key, label in pairs
     ]
-    labels += [text for pair in resources.LINK_PROBLEMS.values() for text in pair]
+    labels += [text for pair in sign_in.LINK_PROBLEMS.values() for text in pair]
     labels += [*views.STATUS_LABELS.values(), *views.METHOD_LABELS.values()]
     missing = [label for label in labels if label not in messages or not getattr(german.get(label), "string", "")]
     assert not missing, f"add to views.CODE_MESSAGES and the German catalogue: {missing}"

@@ -6,7 +6,7 @@ from datetime import timedelta
 from chassis import credentials
 from chassis.errors import Invalid, Unauthorized
 from services.gateway.app import GatewayConfig
-from services.gateway.passkeys import safe_next
+from services.gateway.pages.passkeys import safe_next
 from tests.unit.test_gateway import NOW, WORKSPACE, client
 
 ANSWER = {"id": "cred", "rawId": "cred", "type": "public-key", "response": {"clientDataJSON": "e30"}}

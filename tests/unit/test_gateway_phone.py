@@ -5,7 +5,7 @@ from datetime import date
 
 import pytest
 
-from services.gateway.resources import statement_periods
+from services.gateway.pages.statement import statement_periods
 from tests.unit.test_gateway import DASHBOARD, SESSION, WORKSPACE, client
 
 CLIENT = {**DASHBOARD["client"], "locale": "en_US", "timezone": "America/New_York"}

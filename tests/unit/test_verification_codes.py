@@ -23,7 +23,8 @@ from services.billing.tables import verification_codes
 from services.documents import handlers as doc_handlers
 from services.documents import pdf as pdfmod
 from services.gateway.app import GatewayConfig, create_app
-from services.gateway.document_check import Budget, reader_locale, with_verify_urls
+from services.gateway.downloads import with_verify_urls
+from services.gateway.pages.document_check import Budget, reader_locale
 from tests.unit.conftest import ROOT
 from tests.unit.test_billing_handlers import LINE, NOW, db, ws  # noqa: F401 (fixtures)
 from tests.unit.test_documents_pdf import BUSINESS, DOCUMENTS

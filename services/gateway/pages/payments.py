@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from decimal import Decimal, InvalidOperation
+from typing import Any
 from urllib.parse import urlencode
 
 import falcon
@@ -20,7 +21,7 @@ from babel.numbers import NumberFormatError, parse_decimal
 from chassis.errors import Invalid
 from chassis.money import Money
 from services.gateway.forms import field
-from services.gateway.resources import Portal
+from services.gateway.pages.base import Portal
 
 
 def _json_body(req) -> dict:
@@ -34,14 +35,14 @@ def _json_text(body: dict, name: str) -> str | None:
     """A text field of the pay page's JSON (None when left out or empty), or a 422 naming it."""
     value = body.get(name)
     if value is not None and not isinstance(value, str):
-        raise Invalid(f"{name} is text.", **{name: "not text"})
+        raise Invalid(f"{name} is text.", fields={name: "not text"})
     return value or None
 
 
 def _json_flag(body: dict, name: str) -> bool:
     value = body.get(name, False)
     if not isinstance(value, bool):
-        raise Invalid(f"{name} is true or false.", **{name: "not a boolean"})
+        raise Invalid(f"{name} is true or false.", fields={name: "not a boolean"})
     return value
 
 
@@ -63,7 +64,10 @@ def payment_request(params: dict, currency: str | None = None, locale: str = "en
     invoices = [invoices] if isinstance(invoices, str) else list(invoices)
     if len(invoices) > 100 or not all(isinstance(i, str) and 0 < len(i) <= 64 for i in invoices):
         raise Invalid("Choose the invoices to pay.", invoice="not invoice ids")
-    request = {"invoice_ids": invoices or None, "apply_balance": params.get("apply_balance") in ("1", "on", "true")}
+    request: dict[str, Any] = {
+        "invoice_ids": invoices or None,
+        "apply_balance": params.get("apply_balance") in ("1", "on", "true"),
+    }
     if request["invoice_ids"] is None and params.get("all") != "1":
         raise Invalid("Choose the invoices to pay.", invoice="required")
     if currency and params.get("amount"):

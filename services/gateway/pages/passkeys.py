@@ -16,15 +16,9 @@ import falcon
 
 from chassis.errors import Invalid, RateLimited, Unauthorized
 from services.gateway.forms import field
-from services.gateway.resources import Base, Portal
+from services.gateway.pages.base import Base, Portal
 from services.gateway.sessions import previous_session_id
-
-# Why auth refused a passkey's answer, for the contact.
-REFUSALS = {
-    "challenge": "This passkey request has expired or was already used. Try again.",
-    "passkey": "This passkey was not recognised here. Sign in with an emailed link instead.",
-    "no_access": "Portal access is turned off. Contact the business to have it enabled.",
-}
+from services.gateway.usecases import PASSKEY_REFUSALS as REFUSALS
 
 
 def json_body(req) -> dict:

@@ -14,8 +14,9 @@ import falcon
 from chassis import unsubscribe
 from chassis.clock import Clock
 from chassis.scope import Scope
+from services.gateway import usecases
 from services.gateway.forms import field
-from services.gateway.resources import Base, Portal
+from services.gateway.pages.base import Base, Portal
 from services.gateway.views import N_
 
 PATH = "/unsubscribe"
@@ -40,14 +41,12 @@ class NotificationSettings(Portal):
     def on_post(self, req, resp):
         session = self.session(req, resp)
         form = self.form(req)
-        data = {name: field(form, name, 10) == "on" for name, _ in CATEGORIES}
+        data: dict[str, bool | str | None] = {name: field(form, name, 10) == "on" for name, _ in CATEGORIES}
         language = field(form, "email_locale", 20)
         if language not in dict(EMAIL_LOCALES):
             raise falcon.HTTPBadRequest(title="Check the form", description="Choose a language from the list.")
         data["email_locale"] = language or None
-        self.billing(req).update_notification_preferences(
-            session["workspace_id"], session["contact_id"], data, client_id=session["client_id"]
-        )
+        usecases.update_notifications(self.billing(req), session, data)
         raise falcon.HTTPSeeOther("/profile?notifications=saved#notifications")
 
 

@@ -10,8 +10,9 @@ import falcon
 
 from chassis.errors import Conflict, Invalid
 from chassis.scope import ROLES
+from services.gateway import usecases
 from services.gateway.forms import field
-from services.gateway.resources import Portal
+from services.gateway.pages.base import Portal
 from services.gateway.views import N_
 
 # What each role may do, as the page explains it (translated in the template).
@@ -70,7 +71,7 @@ class TeamPage(TeamBase):
         if role:
             data["role"] = role
         try:
-            self.billing(req).invite_contact(session["workspace_id"], session["client_id"], session["contact_id"], data)
+            usecases.invite_contact(self.billing(req), session, data)
         except (Invalid, Conflict) as exc:  # the page again, with what was typed and why it was refused
             return self.show(req, resp, session, 422 if isinstance(exc, Invalid) else 409, exc.detail, data)
         raise falcon.HTTPSeeOther(f"/team?{urlencode({'done': 'invited'})}")
@@ -81,9 +82,7 @@ class TeamRole(TeamBase):  # POST only: a GET never changes anything
         session = self.session(req, resp)
         role = field(self.form(req), "role", 20)
         try:
-            self.billing(req).change_contact_role(
-                session["workspace_id"], session["client_id"], session["contact_id"], contact_id, role
-            )
+            usecases.change_contact_role(self.billing(req), session, contact_id, role)
         except (Invalid, Conflict) as exc:
             return self.show(req, resp, session, 422 if isinstance(exc, Invalid) else 409, exc.detail)
         raise falcon.HTTPSeeOther(f"/team?{urlencode({'done': 'role'})}")
@@ -93,9 +92,7 @@ class TeamRemove(TeamBase):
     def on_post(self, req, resp, contact_id: str):
         session = self.session(req, resp)
         try:
-            self.billing(req).remove_contact(
-                session["workspace_id"], session["client_id"], session["contact_id"], contact_id
-            )
+            usecases.remove_contact(self.billing(req), session, contact_id)
         except Conflict as exc:
             return self.show(req, resp, session, 409, exc.detail)
         raise falcon.HTTPSeeOther(f"/team?{urlencode({'done': 'removed'})}")

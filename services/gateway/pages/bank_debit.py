@@ -14,8 +14,9 @@ from urllib.parse import urlencode
 import falcon
 
 from chassis.errors import Conflict, Invalid
+from services.gateway import usecases
 from services.gateway.forms import field
-from services.gateway.resources import Portal
+from services.gateway.pages.base import Portal
 
 DEBIT_CURRENCY = "EUR"
 
@@ -37,14 +38,6 @@ def bank_form(form: dict) -> tuple[dict, bool]:
 
 class BankDebit(Portal):
     """POST /pay/<attempt>/bank: debit a saved bank account, or a new one under a new mandate."""
-
-    def acceptance(self, req, session: dict, accepted: bool) -> dict:
-        return {
-            "accepted": accepted,
-            "contact_id": session.get("contact_id"),
-            "ip_address": self.client_ip(req),
-            "user_agent": (req.user_agent or "")[:500],
-        }
 
     def _pay_page(self, req, resp, session, attempt_id: str, error: str, form: dict, status: int):
         ws, client_id = session["workspace_id"], session["client_id"]
@@ -74,14 +67,16 @@ class BankDebit(Portal):
                 self.payments(req).confirm_attempt(ws, client_id, attempt_id, None, saved, False)
             else:
                 details, accepted = bank_form(form)
-                self.payments(req).add_bank_account(
-                    ws,
-                    client_id,
+                usecases.add_bank_account(
+                    self.payments(req),
+                    session,
                     details,
-                    self.acceptance(req, session, accepted),
+                    accepted,
+                    ip=self.client_ip(req),
+                    user_agent=req.user_agent,
+                    request_key=usecases.request_key(field(form, "key", 100), req.context.request_id),
                     attempt_id=attempt_id,
                     save=field(form, "save", 10) in ("1", "on"),
-                    idempotency_key=field(form, "key", 100) or None,
                 )
         except (Invalid, Conflict) as exc:
             shown = {k: form.get(k) if isinstance(form.get(k), str) else "" for k in ("holder_name", "email", "iban")}
@@ -99,12 +94,14 @@ class BankAccounts(Portal):
         form = self.form(req)
         try:
             details, accepted = bank_form(form)
-            self.payments(req).add_bank_account(
-                ws,
-                client_id,
+            usecases.add_bank_account(
+                self.payments(req),
+                session,
                 details,
-                BankDebit.acceptance(self, req, session, accepted),
-                idempotency_key=field(form, "key", 100) or None,
+                accepted,
+                ip=self.client_ip(req),
+                user_agent=req.user_agent,
+                request_key=usecases.request_key(field(form, "key", 100), req.context.request_id),
             )
         except Invalid as exc:
             methods = self.payments(req).list_cards(ws, client_id)

@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 
 import falcon
 
-from services.gateway.forms import field
-from services.gateway.resources import Portal
+from services.gateway import usecases
+from services.gateway.forms import field, refused_as
+from services.gateway.pages.base import Portal
 
 DAYS_PER_PAGE = 5
 
@@ -46,13 +47,7 @@ class BookingList(Portal):
         session = self.session(req, resp)
         form = self.form(req)
         link_id, start = field(form, "link_id", 50), field(form, "start", 40)
-        booking = self.billing(req).book_slot(
-            session["workspace_id"],
-            session["client_id"],
-            session["contact_id"],
-            link_id,
-            start,
-        )
+        booking = usecases.book_slot(self.billing(req), session, link_id, start)
         raise falcon.HTTPSeeOther(f"/bookings?{urlencode({'booked': booking['id']})}")
 
 
@@ -97,7 +92,7 @@ class BookingConfirm(Portal):
 class BookingCancel(Portal):
     def on_post(self, req, resp, booking_id: str):
         session = self.session(req, resp)
-        self.billing(req).cancel_booking(session["workspace_id"], booking_id, client_id=session["client_id"])
+        usecases.cancel_booking(self.billing(req), session, booking_id)
         raise falcon.HTTPSeeOther("/bookings?cancelled=1")
 
 
@@ -111,16 +106,10 @@ class ReviewPage(Portal):
         session = self.session(req, resp)
         form = self.form(req)
         rating = form.get("rating", "")
-        if rating not in ("1", "2", "3", "4", "5"):
-            raise falcon.HTTPBadRequest(title="Choose a rating", description="Pick from 1 to 5 stars.")
-        self.billing(req).add_review(
-            session["workspace_id"],
-            session["client_id"],
-            session["contact_id"],
-            session["name"] or session["email"],
-            int(rating),
-            field(form, "message", 5000),
-        )
+        stars = int(rating) if isinstance(rating, str) and rating in ("1", "2", "3", "4", "5") else 0
+        message = field(form, "message", usecases.REVIEW_MAX)
+        with refused_as("Choose a rating"):
+            usecases.review_business(self.billing(req), session, stars, message)
         raise falcon.HTTPSeeOther("/review?sent=1")
 
 

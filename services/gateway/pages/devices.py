@@ -18,33 +18,11 @@ from __future__ import annotations
 import falcon
 
 from chassis.errors import Unauthorized
+from services.gateway import usecases
 from services.gateway.forms import field
-from services.gateway.resources import Base, Portal
+from services.gateway.pages.base import Base, Portal, forget_session
 
 NOT_ME = "/not-me"
-
-
-def forget_here(req, session_id: str) -> None:
-    """This worker refuses the session at once (the broker brings the same to every other worker);
-    remembered until any credential of it would have expired anyway."""
-    guard = req.context.sessions.guard
-    guard.revocations.end_session(str(session_id), guard.clock() + guard.limits.absolute)
-
-
-def devices(auth, session: dict) -> dict:
-    return auth.list_devices(session["contact_id"], current_session_id=session["session_id"])
-
-
-def end_session(req, auth, session: dict, session_id: str) -> bool:
-    """End one of the contact's sessions; False when it has none by that id still open."""
-    if not auth.end_contact_session(session["contact_id"], session_id):
-        return False
-    forget_here(req, session_id)
-    return True
-
-
-def end_others(req, auth, session: dict) -> int:
-    return auth.end_other_sessions(session["contact_id"], session["session_id"])
 
 
 class SessionsPage(Portal):
@@ -55,7 +33,7 @@ class SessionsPage(Portal):
             resp,
             "sessions.html",
             session,
-            d=devices(self.auth(req), session),
+            d=usecases.devices(self.auth(req), session),
             done=req.get_param("done") if req.get_param("done") in DONE else None,
         )
 
@@ -66,7 +44,9 @@ DONE = {"session", "others", "link", "document"}
 class EndSession(Portal):
     def on_post(self, req, resp, session_id: str):
         session = self.session(req, resp)
-        if not end_session(req, self.auth(req), session, session_id):
+        if not usecases.end_session(
+            self.auth(req), session, session_id, forget=lambda ended: forget_session(req, ended)
+        ):
             raise falcon.HTTPNotFound()  # ended already, or not this contact's
         if session_id == session["session_id"]:  # this very browser: signed out
             self.clear_session_cookie(resp)
@@ -76,7 +56,7 @@ class EndSession(Portal):
 
 class EndOtherSessions(Portal):
     def on_post(self, req, resp):
-        end_others(req, self.auth(req), self.session(req, resp))
+        usecases.end_other_sessions(self.auth(req), self.session(req, resp))
         raise falcon.HTTPSeeOther("/profile/sessions?done=others")
 
 

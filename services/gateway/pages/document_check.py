@@ -18,7 +18,7 @@ import falcon
 
 from chassis.errors import NotFound
 from clients import verification
-from services.gateway.resources import Base
+from services.gateway.pages.base import Base
 
 LOOKUPS_PER_MINUTE = 30  # per client address, per gateway worker
 
@@ -101,17 +101,6 @@ def reader_locale(accept_language: str) -> str:
         if language in ("de", "en") and q > best_q:
             best, best_q = ("de_DE" if language == "de" else "en_US"), q
     return best
-
-
-def with_verify_urls(portal_url: str, answer):
-    """Billing's answer with `verify_url` beside each `verification_code`: on one document, on each
-    of a page's `items`, or on each of a list. Anything else passes unchanged."""
-    documents = answer.get("items") if isinstance(answer, dict) and "items" in answer else answer
-    for document in documents if isinstance(documents, list) else [documents]:
-        if isinstance(document, dict) and "verification_code" in document:
-            code = document["verification_code"]
-            document["verify_url"] = verification.url(portal_url, code) if code else None
-    return answer
 
 
 def add_document_check_routes(app: falcon.App, rpc, config) -> None:

@@ -9,28 +9,11 @@ from email_validator import EmailNotValidError, validate_email
 
 from chassis.errors import Conflict, Invalid, RateLimited, Unauthorized
 from services.gateway.forms import field
-from services.gateway.resources import Base, Portal
+from services.gateway.pages.base import Base, Portal
 from services.gateway.sessions import previous_session_id
+from services.gateway.usecases import PASSWORD_REFUSALS, RESET_LINK_PROBLEMS
 
 PASSWORD_LIMIT = 512  # longer than any password auth accepts (128): auth explains the limit
-# The one refusal of a password sign-in, whatever was wrong (unknown email, wrong password, a workspace
-# without passwords, no password set), and the refusal when no workspace here allows passwords at all.
-PASSWORD_REFUSALS = {
-    "wrong_password": (
-        "That email and password do not match an account that signs in with a password. "
-        "Check them, use “Forgot your password?”, or sign in with an emailed link."
-    ),
-    "passwords_off": "Password sign-in is not turned on for this portal. Sign in with an emailed link.",
-}
-RESET_LINK_PROBLEMS = {
-    "used": ("This link has already been used", "Each password link works once. Ask for a new one."),
-    "expired": ("This link has expired", "Password links work for one hour. Ask for a new one."),
-    "unknown": ("This link is not valid", "The link may be incomplete. Ask for a new one."),
-    "no_access": (
-        "Passwords are not available",
-        "Your portal no longer signs in with passwords. Sign in with an emailed link.",
-    ),
-}
 MISMATCH = "The two passwords are not the same. Type the new password twice."
 
 

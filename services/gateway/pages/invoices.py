@@ -1,0 +1,145 @@
+"""The client's invoices: the list, one invoice, and what the client does with it (comment, dispute,
+forward)."""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import urlencode
+
+import falcon
+
+from services.gateway import usecases
+from services.gateway.forms import field, refused_as
+from services.gateway.pages.base import Portal
+from services.gateway.usecases import INVOICE_FILTERS, INVOICE_SORTS
+
+PAGE_SIZE = 20
+
+
+class InvoiceList(Portal):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        session = self.session(req, resp)
+        status = req.get_param("status") or "all"
+        sort = req.get_param("sort") or "-date"
+        if status not in dict(INVOICE_FILTERS) or sort not in dict(INVOICE_SORTS):
+            raise falcon.HTTPBadRequest(title="Unknown filter", description="Choose a filter and a sort from the page.")
+        search = (req.get_param("q") or "")[:50]
+        number = max(req.get_param_as_int("page", min_value=1, max_value=10_000) or 1, 1)
+        page = self.billing(req).list_invoices(
+            session["workspace_id"],
+            {
+                "client_id": session["client_id"],
+                "portal": True,
+                "status": status,
+                "sort": sort,
+                "search": search,
+                "limit": PAGE_SIZE,
+                "offset": (number - 1) * PAGE_SIZE,
+            },
+        )
+        # A billing older than this gateway (a rolling upgrade) sends no "client": page() then asks for it.
+        self.page(
+            req,
+            resp,
+            "invoices.html",
+            session,
+            client=page.get("client"),
+            page=page,
+            current=status,
+            sort=sort,
+            search=search,
+            filters=INVOICE_FILTERS,
+            sorts=INVOICE_SORTS,
+            page_number=number,
+            pages=max(1, -(-page["total"] // PAGE_SIZE)),
+        )
+
+
+class InvoiceDetail(Portal):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, invoice_id: str) -> None:
+        session = self.session(req, resp)
+        ws, client = session["workspace_id"], session["client_id"]
+        invoice = self.billing(req).mark_invoice_viewed(ws, client, invoice_id)  # scoped, and recorded
+        comments = self.billing(req).list_comments(ws, "invoice", invoice_id, client_id=client)
+        self.page(
+            req,
+            resp,
+            "invoice.html",
+            session,
+            client=invoice,
+            inv=invoice,
+            comments=comments,
+            business=invoice.get("business_name", ""),
+            forwarded=req.get_param("forwarded"),
+            printable=req.get_param_as_bool("print") or False,
+            nonce=uuid.uuid4().hex,  # each form's key: a double submit acts once
+        )
+
+
+class InvoiceComment(Portal):
+    def on_post(self, req: falcon.Request, resp: falcon.Response, invoice_id: str) -> None:
+        session = self.session(req, resp)
+        form = self.form(req)
+        title = "Write a comment"
+        body = field(form, "body", usecases.COMMENT_MAX, title=title)
+        nonce = field(form, "nonce", usecases.NONCE_MAX)
+        with refused_as(title):
+            usecases.comment_on_invoice(
+                self.billing(req),
+                session,
+                invoice_id,
+                body,
+                request_key=usecases.request_key(nonce, req.context.request_id),
+            )
+        raise falcon.HTTPSeeOther(f"/invoices/{invoice_id}#comments")
+
+
+def ticked_lines(form: dict) -> list[int] | None:
+    """The dispute form's ticked line numbers (none: the whole invoice)."""
+    raw = form.get("line", [])
+    raw = raw if isinstance(raw, list) else [raw]
+    if len(raw) > usecases.DISPUTE_LINES_MAX or not all(
+        isinstance(v, str) and v.isdigit() and len(v) <= 3 for v in raw
+    ):
+        raise falcon.HTTPBadRequest(title="Choose the lines", description="Tick the lines you dispute, or none.")
+    return [int(v) for v in raw] or None
+
+
+class InvoiceDispute(Portal):
+    """The invoice page's dispute form: a reason (required) and, optionally, the lines disputed."""
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, invoice_id: str) -> None:
+        session = self.session(req, resp)
+        form = self.form(req)
+        title = "Say why you dispute the invoice"
+        reason = field(form, "reason", usecases.DISPUTE_REASON_MAX, title=title)
+        lines = ticked_lines(form)
+        nonce = field(form, "nonce", usecases.NONCE_MAX)
+        with refused_as(title, lines="Choose the lines"):
+            usecases.dispute_invoice(
+                self.billing(req),
+                session,
+                invoice_id,
+                reason,
+                lines,
+                request_key=usecases.request_key(nonce, req.context.request_id),
+            )
+        raise falcon.HTTPSeeOther(f"/invoices/{invoice_id}#dispute")
+
+
+class InvoiceForward(Portal):
+    def on_post(self, req: falcon.Request, resp: falcon.Response, invoice_id: str) -> None:
+        session = self.session(req, resp)
+        form = self.form(req)
+        to, note = field(form, "to", 1000).strip(), field(form, "note", usecases.FORWARD_NOTE_MAX)
+        nonce = field(form, "nonce", usecases.NONCE_MAX)
+        with refused_as("Check the address"):
+            to, _email_id = usecases.forward_invoice(
+                self.documents(req),
+                session,
+                invoice_id,
+                to,
+                note,
+                request_key=usecases.request_key(nonce, req.context.request_id),
+            )
+        raise falcon.HTTPSeeOther(f"/invoices/{invoice_id}?{urlencode({'forwarded': to})}")

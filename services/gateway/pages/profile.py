@@ -1,0 +1,87 @@
+"""The client's profile (its own name and phone, the company's details) and messaging the business."""
+
+from __future__ import annotations
+
+import uuid
+
+import falcon
+
+from services.gateway import usecases
+from services.gateway.forms import field, refused_as
+from services.gateway.pages.base import Portal
+
+
+class ProfilePage(Portal):
+    def _show(
+        self, req: falcon.Request, resp: falcon.Response, session: dict, status: int = 200, error: str | None = None
+    ) -> None:
+        client = self.billing(req).get_client(session["workspace_id"], session["client_id"])
+        contact = next(c for c in client["contacts"] if c["id"] == session["contact_id"])
+        business = self.brand(session["workspace_id"])["name"]
+        self.page(
+            req,
+            resp,
+            "profile.html",
+            session,
+            status=status,
+            client=client,
+            contact=contact,
+            business=business,
+            saved=req.get_param("saved") == "1",
+            error=error,
+            notifications=self.billing(req).get_notification_preferences(
+                session["workspace_id"], session["contact_id"], client_id=session["client_id"]
+            ),
+            notifications_saved=req.get_param("notifications") == "saved",
+            password=self.auth(req).password_status(session["contact_id"]),  # its link, where passwords are on
+        )
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._show(req, resp, self.session(req, resp))
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        session = self.session(req, resp)
+        form = self.form(req)
+        # what the form sends is saved as typed; a field the form leaves out is left as it is
+        changes = {key: field(form, key, limit) for key, limit in usecases.PROFILE_FIELDS.items() if key in form}
+        try:
+            saved = usecases.update_profile(self.billing(req), session, changes)
+        except usecases.BadInput as exc:  # the profile page again, saying what to fix
+            return self._show(req, resp, session, status=400, error=exc.detail)
+        renamed = usecases.renamed_to(session, saved)
+        if renamed is not None:  # the pages greet the contact by the new name
+            req.context.sessions.renew(req, resp, name=renamed)
+        raise falcon.HTTPSeeOther("/profile?saved=1")
+
+
+class ContactBusiness(Portal):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        session = self.session(req, resp)
+        business = self.brand(session["workspace_id"])["name"]
+        self.page(
+            req,
+            resp,
+            "contact.html",
+            session,
+            business=business,
+            sent=req.get_param("sent") == "1",
+            nonce=uuid.uuid4().hex,
+        )
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        session = self.session(req, resp)
+        form = self.form(req)
+        title = "Write a subject and a message"
+        subject = field(form, "subject", usecases.SUBJECT_MAX, title=title)
+        message = field(form, "message", usecases.MESSAGE_MAX, title=title)
+        nonce = field(form, "nonce", usecases.NONCE_MAX)
+        with refused_as(title):
+            usecases.message_business(
+                self.billing(req),
+                self.documents(req),
+                session,
+                subject,
+                message,
+                request_key=usecases.request_key(nonce, req.context.request_id),
+            )
+        raise falcon.HTTPSeeOther("/contact?sent=1")

@@ -1,0 +1,174 @@
+"""The client's quotes: the list, one quote, and deciding on the version it showed (accept, decline,
+ask for changes)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import falcon
+
+from chassis.errors import Conflict
+from services.gateway import usecases
+from services.gateway.forms import field, refused_as
+from services.gateway.pages.base import Portal
+from services.gateway.usecases import QUOTE_FILTERS
+
+
+class QuoteList(Portal):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        session = self.session(req, resp)
+        status = req.get_param("status") or "all"
+        if status not in dict(QUOTE_FILTERS):
+            raise falcon.HTTPBadRequest(title="Unknown filter", description="Choose a filter from the page.")
+        quotes = self.billing(req).list_quotes(
+            session["workspace_id"],
+            {"client_id": session["client_id"], "portal": True, "status": status, "limit": 100},
+        )["items"]
+        self.page(req, resp, "quotes.html", session, quotes=quotes, current=status, filters=QUOTE_FILTERS)
+
+
+class QuotePage(Portal):
+    """The quote page, and the forms on it that decide on the version it showed."""
+
+    def show(
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        quote_id: str,
+        confirm: str | None = None,
+        stale: int | None = None,
+    ) -> None:
+        session = self.session(req, resp)
+        ws, client = session["workspace_id"], session["client_id"]
+        quote = self.billing(req).get_quote(ws, quote_id, client_id=client)
+        comments = self.billing(req).list_comments(ws, "quote", quote_id, client_id=client)
+        self.page(
+            req,
+            resp,
+            "quote.html",
+            session,
+            status=409 if stale else 200,
+            client=quote,
+            q=quote,
+            confirm=confirm,
+            stale=stale,
+            comments=comments or [],
+            nonce=uuid.uuid4().hex,
+        )
+
+    def decide(
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        quote_id: str,
+        seen: int,
+        decision: Callable[[], Any],
+        done: str = "",
+    ) -> None:
+        """Make a decision on the version the page showed; when a revision has replaced it, the page
+        again with the newest version and a 409 that says so, and nothing changed."""
+        try:
+            decision()
+        except Conflict as exc:
+            if not usecases.is_stale(exc):
+                raise
+            return self.show(req, resp, quote_id, stale=seen)
+        raise falcon.HTTPSeeOther(f"/quotes/{quote_id}{done}")
+
+
+class QuoteDetail(QuotePage):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, quote_id: str) -> None:
+        self.show(req, resp, quote_id)
+
+
+def seen_version(form: dict, required: bool = True) -> int | None:
+    """The quote version a decision form was shown with (its hidden field)."""
+    raw = field(form, "version", 10)
+    if not raw and not required:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= 1_000_000:
+        raise falcon.HTTPBadRequest(
+            title="This page is out of date", description="Open the quote again and decide on what it shows."
+        )
+    return int(raw)
+
+
+def decided_version(form: dict) -> int:
+    seen = seen_version(form)
+    assert seen is not None  # a required version is a number or a 400 page
+    return seen
+
+
+class QuoteAccept(QuoteDetail):
+    """Two steps: the name is asked for, then confirmed; only the confirmation accepts."""
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, quote_id: str) -> None:
+        session = self.session(req, resp)
+        form = self.form(req)
+        title = "Sign with your name"
+        name = field(form, "signature_name", usecases.SIGNATURE_MAX, title=title)  # signed as typed
+        with refused_as(title):
+            usecases.check_signature(name)
+        if form.get("confirmed") != "yes":
+            seen = seen_version(form, required=False)
+            quote = self.billing(req).get_quote(session["workspace_id"], quote_id, client_id=session["client_id"])
+            if seen is not None and seen != quote.get("version", 1):
+                return self.show(req, resp, quote_id, stale=seen)
+            return self.show(req, resp, quote_id, confirm=name)
+        version = decided_version(form)
+        with refused_as(title):
+            self.decide(
+                req,
+                resp,
+                quote_id,
+                version,
+                lambda: usecases.accept_quote(
+                    self.billing(req), session, quote_id, name, version, ip=self.client_ip(req)
+                ),
+            )
+
+
+class QuoteReject(QuotePage):
+    def on_post(self, req: falcon.Request, resp: falcon.Response, quote_id: str) -> None:
+        session = self.session(req, resp)
+        form = self.form(req)
+        reason = field(form, "reason", usecases.DECLINE_REASON_MAX)
+        version = decided_version(form)
+        with refused_as("Check the form"):
+            self.decide(
+                req,
+                resp,
+                quote_id,
+                version,
+                lambda: usecases.decline_quote(self.billing(req), session, quote_id, reason, version),
+            )
+
+
+class QuoteChanges(QuotePage):
+    """Request changes: the message joins the quote's comments and the business is told."""
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, quote_id: str) -> None:
+        session = self.session(req, resp)
+        form = self.form(req)
+        title = "Say what you would like changed"
+        message = field(form, "message", usecases.CHANGES_MAX, title=title)  # as written
+        version = decided_version(form)
+        nonce = field(form, "nonce", usecases.NONCE_MAX)
+        with refused_as(title):
+            self.decide(
+                req,
+                resp,
+                quote_id,
+                version,
+                lambda: usecases.request_quote_changes(
+                    self.billing(req),
+                    session,
+                    quote_id,
+                    message,
+                    version,
+                    request_key=usecases.request_key(nonce, req.context.request_id),
+                ),
+                done="#comments",
+            )
