@@ -26,11 +26,12 @@ seed: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -p no:cacheprovider tests
 
-## Lint, import order and format (ruff), and the import contracts between the services (import-linter).
+## Lint, import order and format (ruff), the import contracts between the services (import-linter), types (mypy).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit

@@ -7,6 +7,7 @@ import functools
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Protocol, cast
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime
@@ -19,6 +20,12 @@ from chassis.i18n import language_of
 from chassis.money import Money
 
 LOCALE_DIR = Path(__file__).parent / "locale"
+
+
+class _WithGettext(Protocol):
+    """What the jinja2.ext.i18n extension adds to the environment it is loaded in."""
+
+    def install_gettext_translations(self, translations: NullTranslations, newstyle: bool | None = None) -> None: ...
 
 
 def translations(language: str) -> NullTranslations:
@@ -34,7 +41,7 @@ def template_env(directory: Path, locale: str) -> Environment:
         undefined=StrictUndefined,
         extensions=["jinja2.ext.i18n"],
     )
-    env.install_gettext_translations(translations(language_of(locale)), newstyle=True)
+    cast(_WithGettext, env).install_gettext_translations(translations(language_of(locale)), newstyle=True)
     env.filters.update(
         money=lambda amount, currency: Money(int(amount), currency).format(locale),
         date=lambda value: (

@@ -46,9 +46,12 @@ class SmtpSender:
         if self.options.get("verify") == "false":  # self-signed servers in development
             context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
         try:
-            cls = smtplib.SMTP_SSL if implicit_tls else smtplib.SMTP
-            kwargs = {"context": context} if implicit_tls else {}
-            with cls(host, port, timeout=self.timeout, **kwargs) as smtp:
+            connection = (
+                smtplib.SMTP_SSL(host, port, timeout=self.timeout, context=context)
+                if implicit_tls
+                else smtplib.SMTP(host, port, timeout=self.timeout)
+            )
+            with connection as smtp:
                 smtp.ehlo()
                 if not implicit_tls and (smtp.has_extn("starttls") or self.options.get("starttls") == "required"):
                     smtp.starttls(context=context)

@@ -61,7 +61,7 @@ def choices(uow, contact_id: str) -> dict:
 def wanted(uow, kind: str, contact_id: str | None, paid_by: str | None = None) -> bool:
     """Whether to send this email to this contact: always for an essential one, else its choice."""
     name = category(kind, contact_id, paid_by)
-    if name is None:
+    if name is None or contact_id is None:  # no contact: essential, as category() says
         return True
     return bool(choices(uow, contact_id).get(name, DEFAULTS.get(name, True)))
 

@@ -104,7 +104,9 @@ def _internal_host(host: str) -> bool:
 def _clean_text(data: dict, name: str, limit: int) -> str:
     value = data.get(name, "")
     if not isinstance(value, str) or len(value) > limit:
-        raise Invalid(f"{name} must be text of at most {limit} characters.", **{name: f"at most {limit} characters"})
+        raise Invalid(
+            f"{name} must be text of at most {limit} characters.", fields={name: f"at most {limit} characters"}
+        )
     return value
 
 
@@ -415,7 +417,7 @@ def refuse_internal(url: str) -> None:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     for info in socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP):
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         if not address.is_global:
             raise Refused(f"{parts.hostname} resolves to {address}, which is not a public address")
 

@@ -152,8 +152,10 @@ def check_pdfa3(pdf: bytes, xml: bytes | None = None) -> list[str]:
     identifies PDF/A-3 and Factur-X, there is an output intent, the XML is an associated file with an
     allowed relationship, and (given `xml`) it reads back byte for byte."""
     from pypdf import PdfReader
+    from pypdf.generic import DictionaryObject
 
     catalog = PdfReader(io.BytesIO(pdf)).trailer["/Root"]
+    assert isinstance(catalog, DictionaryObject)  # a PDF's document catalog is a dictionary
     if "/Metadata" not in catalog:
         return ["no /Metadata XMP stream"]
     try:
