@@ -72,7 +72,6 @@ def request_links(
                 "expires_at": link.expires_at.isoformat(),
             }
         )
-    uow.commit()
     return to_send
 
 
@@ -98,7 +97,7 @@ def _check_guessing(uow, client_ip: str | None, now: datetime, policy: domain.Po
 def _count_guess(uow, client_ip: str | None, now: datetime, policy: domain.Policy | None) -> None:
     if client_ip and policy:
         uow.execute(rate_hits.insert().values(key=f"verify:{client_ip}", at=now))
-        uow.commit()
+        uow.commit()  # a trace kept whatever follows (a read, a refusal): the guess stays counted
 
 
 def link_state(
@@ -141,7 +140,6 @@ def consume_link(
         .values(used_at=now)
     ).rowcount
     if claimed != 1:
-        uow.rollback()
         raise Unauthorized("used")
     contact = uow.execute(
         sa.select(contacts)
@@ -149,11 +147,10 @@ def consume_link(
         .where(link_tokens.c.token_hash == token_hash)
     ).one()
     if not contact.portal_access:
-        uow.commit()  # the link stays used
+        uow.commit()  # a trace kept through the refusal: the link stays used
         raise Unauthorized("no_access")
     # a magic link proves presence: step-up for money counts from it
     opened = open_session(uow, now, contact, previous_session_id, client_ip, user_agent, policy, keys, proved_at=now)
-    uow.commit()
     return opened
 
 
@@ -168,7 +165,7 @@ def open_session(
     keys: credentials.Keys,
     proved_at: datetime | None = None,
 ) -> dict:
-    """A new session for `contact`, however it signed in (the caller commits): the browser's previous
+    """A new session for `contact`, however it signed in (the entrypoint commits): the browser's previous
     session ends (no fixation), the device is recorded and announced (`session.started`), and the
     answer carries the signed credential and `new_device`, what to tell the contact (or None)."""
     if previous_session_id:
@@ -301,7 +298,6 @@ def end_session(
             return 0
         this, reason = sessions.c.contact_id == contact_id, "signed_out_everywhere"
     ended = _end(uow, now, this, reason, policy)
-    uow.commit()
     return ended
 
 
@@ -351,7 +347,6 @@ def sessions_seen(uow, now: datetime, seen: dict) -> int:
             .where(sessions.c.id == _int(session_id), sessions.c.last_seen_at < moment)
             .values(last_seen_at=moment)
         ).rowcount
-    uow.commit()
     return updated
 
 
@@ -446,7 +441,6 @@ def issue_document_link(
             contact_id=contact_id,
         )
     )
-    uow.commit()
     return {"token": token, "expires_at": (now + ttl).isoformat()}
 
 
@@ -480,7 +474,6 @@ def revoke_document_links(uow, now: datetime, workspace_id: str, document_id: st
         )
         .values(revoked_at=now)
     ).rowcount
-    uow.commit()
     return revoked
 
 
@@ -570,7 +563,6 @@ def end_contact_session(uow, now: datetime, contact_id: str, session_id: str, po
         "ended_by_contact",
         policy,
     )
-    uow.commit()
     return ended
 
 
@@ -578,7 +570,6 @@ def end_other_sessions(uow, now: datetime, contact_id: str, current_session_id: 
     """End every session of the contact but the one asking. Returns how many ended."""
     which = sa.and_(sessions.c.contact_id == contact_id, sessions.c.id != _int(current_session_id))
     ended = _end(uow, now, which, "ended_by_contact", policy)
-    uow.commit()
     return ended
 
 
@@ -594,7 +585,6 @@ def end_sign_in_link(uow, now: datetime, contact_id: str, link_id: str) -> int:
         )
         .values(expires_at=now)
     ).rowcount
-    uow.commit()
     return ended
 
 
@@ -609,7 +599,6 @@ def end_document_link(uow, now: datetime, contact_id: str, link_id: str) -> int:
         )
         .values(revoked_at=now)
     ).rowcount
-    uow.commit()
     return ended
 
 
@@ -651,5 +640,4 @@ def report_not_me(uow, now: datetime, token: str, policy: domain.Policy) -> dict
         .where(document_links.c.contact_id == contact_id, document_links.c.revoked_at.is_(None))
         .values(revoked_at=now)
     ).rowcount
-    uow.commit()
     return {"sessions": ended, "sign_in_links": links, "document_links": documents}

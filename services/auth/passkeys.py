@@ -174,7 +174,6 @@ def registration_options(uow, now: datetime, contact_id: str, portal_url: str, b
         client_id=contact.client_id,
         contact_id=contact.id,
     )
-    uow.commit()
     return _options(options)
 
 
@@ -203,11 +202,11 @@ def register(uow, now: datetime, contact_id: str, credential, name, portal_url: 
             credential=credential, expected_challenge=challenge, expected_rp_id=rp_id, expected_origin=origin
         )
     except (WebAuthnException, ValueError, KeyError, TypeError) as exc:
-        uow.commit()  # the challenge stays used
+        uow.commit()  # a trace kept through the refusal: the challenge stays used
         raise Invalid("The passkey could not be checked. Try again.", credential=str(exc)[:200]) from None
     credential_id = bytes_to_base64url(verified.credential_id)
     if uow.execute(sa.select(passkeys.c.id).where(passkeys.c.credential_id == credential_id)).first():
-        uow.commit()
+        uow.commit()  # a trace kept through the refusal: the challenge stays used
         raise Conflict("This passkey is registered already.", credential="registered")
     transports = (credential.get("response") or {}).get("transports") or []
     passkey_id = str(uuid.uuid4())
@@ -230,7 +229,6 @@ def register(uow, now: datetime, contact_id: str, credential, name, portal_url: 
         contact.workspace_id,
         {"id": passkey_id, "contact_id": contact.id, "client_id": contact.client_id, "name": name},
     )
-    uow.commit()
     row = uow.execute(sa.select(passkeys).where(passkeys.c.id == passkey_id)).one()
     return passkey_view(row)
 
@@ -252,7 +250,7 @@ def _verify_use(uow, now: datetime, credential: dict, challenge: bytes, portal_u
             credential_current_sign_count=row.sign_count,
         )
     except (WebAuthnException, ValueError, KeyError, TypeError):
-        uow.commit()  # the challenge stays used
+        uow.commit()  # a trace kept through the refusal: the challenge stays used
         raise Unauthorized("passkey") from None
     moved = uow.execute(
         passkeys.update()
@@ -260,7 +258,7 @@ def _verify_use(uow, now: datetime, credential: dict, challenge: bytes, portal_u
         .values(sign_count=verified.new_sign_count, last_used_at=now)
     ).rowcount
     if moved != 1:
-        uow.commit()
+        uow.commit()  # a trace kept through the refusal: the challenge stays used
         raise Unauthorized("passkey")
 
 
@@ -285,7 +283,6 @@ def sign_in_options(
         uow.execute(rate_hits.insert().values(key=key, at=now))
     options = generate_authentication_options(rp_id=rp_id, user_verification=UserVerificationRequirement.PREFERRED)
     _new_challenge(uow, now, "sign_in", options.challenge)
-    uow.commit()
     return _options(options)
 
 
@@ -307,7 +304,7 @@ def sign_in(
     challenge = _claim(uow, now, credential, "sign_in")
     row = _passkey_of(uow, credential)
     if row is None:
-        uow.commit()
+        uow.commit()  # a trace kept through the refusal: the challenge stays used
         raise Unauthorized("passkey")
     _verify_use(uow, now, credential, challenge, portal_url, row)
     token = domain.new_secret()
@@ -343,7 +340,6 @@ def step_up_options(uow, now: datetime, contact_id: str, session_id: str, portal
         contact_id=contact.id,
         session_id=str(session_id),
     )
-    uow.commit()
     return _options(options)
 
 
@@ -355,10 +351,9 @@ def step_up(uow, now: datetime, contact_id: str, session_id: str, credential, po
     challenge = _claim(uow, now, credential, "step_up", contact_id=contact_id, session_id=str(session_id))
     row = _passkey_of(uow, credential, contact_id)
     if row is None:
-        uow.commit()
+        uow.commit()  # a trace kept through the refusal: the challenge stays used
         raise Unauthorized("passkey")
     _verify_use(uow, now, credential, challenge, portal_url, row)
-    uow.commit()
     return {"proved_at": now.isoformat(), "passkey_id": row.id}
 
 
@@ -389,7 +384,6 @@ def rename_passkey(uow, now: datetime, contact_id: str, passkey_id: str, name) -
     if not name:
         raise Invalid("Give the passkey a name.", name="required")
     uow.execute(passkeys.update().where(passkeys.c.id == passkey_id).values(name=name))
-    uow.commit()
     return passkey_view(_own(uow, contact_id, passkey_id))
 
 
@@ -405,5 +399,4 @@ def remove_passkey(uow, now: datetime, contact_id: str, passkey_id: str) -> list
         row.workspace_id,
         {"id": row.id, "contact_id": row.contact_id, "client_id": row.client_id, "name": row.name},
     )
-    uow.commit()
     return list_passkeys(uow, now, contact_id)

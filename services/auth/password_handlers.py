@@ -141,7 +141,7 @@ def sign_in(
             rate_hits.insert(),
             [{"key": f"password:ip:{client_ip}", "at": now}, {"key": f"password:email:{email}", "at": now}],
         )
-        uow.commit()
+        uow.commit()  # a trace kept through the refusal: the failed guess stays counted
         raise Unauthorized(REFUSED)
     if hasher.needs_rehash(matched.hash):  # parameters raised since: upgrade while we hold the password
         uow.execute(
@@ -149,9 +149,7 @@ def sign_in(
             .where(password_rows.c.contact_id == matched.id, password_rows.c.hash == matched.hash)
             .values(hash=hasher.hash(passwords.normalise(password)))
         )
-    answer = _open_session(uow, matched, previous_session_id, now, policy, keys, client_ip, user_agent)
-    uow.commit()
-    return answer
+    return _open_session(uow, matched, previous_session_id, now, policy, keys, client_ip, user_agent)
 
 
 def set_password(
@@ -183,7 +181,7 @@ def set_password(
             raise RateLimited("Too many wrong passwords. Wait 15 minutes and try again.")
         if not hasher.verify(existing, current_password or ""):
             uow.execute(rate_hits.insert().values(key=key, at=now))
-            uow.commit()
+            uow.commit()  # a trace kept through the refusal: the wrong guess stays counted
             raise Invalid("Your current password is not right.", current_password="wrong")
     new_password = passwords.check_new_password(new_password, contact.email)
     hashed = hasher.hash(new_password)
@@ -209,10 +207,8 @@ def set_password(
                 .values(hash=hashed, set_at=now)
             ).rowcount
             if changed != 1:
-                uow.rollback()
                 raise changed_elsewhere
     except IntegrityError:  # the first password, set from two tabs at once: one insert wins
-        uow.rollback()
         raise changed_elsewhere from None
     ended = _end(
         uow,
@@ -232,7 +228,6 @@ def set_password(
             "set_at": now.isoformat(),
         },
     )
-    uow.commit()
     return {"has_password": True, "set_at": now.isoformat(), "sessions_ended": ended}
 
 
@@ -280,7 +275,6 @@ def request_reset(
                 "expires_at": expires_at.isoformat(),
             }
         )
-    uow.commit()
     return to_send
 
 
@@ -334,10 +328,9 @@ def reset_password(
         .values(used_at=now)
     ).rowcount
     if claimed != 1:
-        uow.rollback()
         raise Unauthorized("used")
     if not contact.portal_access or not _workspace_allows(uow, contact.workspace_id):
-        uow.commit()  # the link stays used
+        uow.commit()  # a trace kept through the refusal: the link stays used
         raise Unauthorized("no_access")
     values = {"hash": hashed, "set_at": now}
     replaced = uow.execute(password_rows.update().where(password_rows.c.contact_id == contact.id).values(**values))
@@ -353,6 +346,4 @@ def reset_password(
         contact.workspace_id,
         {"contact_id": contact.id, "client_id": contact.client_id, "sessions_ended": ended, "set_at": now.isoformat()},
     )
-    answer = _open_session(uow, contact, previous_session_id, now, policy, keys, client_ip, user_agent)
-    uow.commit()
-    return answer
+    return _open_session(uow, contact, previous_session_id, now, policy, keys, client_ip, user_agent)

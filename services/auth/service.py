@@ -80,8 +80,7 @@ class AuthService(ServiceBase):
     @runs_in(SYSTEM_WIDE)  # sign-in: the contact is looked up by email in every workspace
     @rpc(expected_exceptions=EXPECTED)
     def request_link(self, email: str, client_ip: str, portal_url: str, user_agent: str | None = None) -> dict:
-        with self.db.uow() as uow:
-            links = handlers.request_links(uow, email, client_ip, self.clock(), self.policy, user_agent)
+        links = self._tx(lambda uow, now: handlers.request_links(uow, email, client_ip, now, self.policy, user_agent))
         for link in links:
             # Queued on documents' durable RPC queue; we don't wait, so the answer takes the same
             # time whether or not the address exists. Documents acts for the contact's client only.
@@ -104,7 +103,7 @@ class AuthService(ServiceBase):
     @runs_in(SYSTEM_WIDE)  # a sign-in link's token, before anyone is known
     @rpc(expected_exceptions=EXPECTED)
     def link_state(self, token: str, client_ip: str | None = None) -> str:
-        with self.db.uow() as uow:
+        with self.db.uow() as uow:  # a read: the handler commits only a guessed token it counts
             return handlers.link_state(uow, token, self.clock(), client_ip, self.policy)
 
     @runs_in(SYSTEM_WIDE)
@@ -116,10 +115,11 @@ class AuthService(ServiceBase):
         client_ip: str | None = None,
         user_agent: str | None = None,
     ) -> dict:
-        with self.db.uow() as uow:
-            session = handlers.consume_link(
-                uow, token, previous_session_id, self.clock(), client_ip, self.policy, self.keys, user_agent
+        session = self._tx(
+            lambda uow, now: handlers.consume_link(
+                uow, token, previous_session_id, now, client_ip, self.policy, self.keys, user_agent
             )
+        )
         notice = session.pop("new_device", None)
         if notice:  # a browser and OS this contact never signed in from: tell them (essential email)
             with self.scope.workspace(session["workspace_id"], session["client_id"]):
@@ -139,8 +139,7 @@ class AuthService(ServiceBase):
     @runs_in(CALLER)  # the gateway read the session's credential: the call acts for its client
     @rpc
     def end_session(self, session_id: str, everywhere: bool = False) -> int:
-        with self.db.uow() as uow:
-            return handlers.end_session(uow, self.clock(), session_id, everywhere, self.policy)
+        return self._tx(handlers.end_session, session_id, everywhere, self.policy)
 
     @runs_in(CALLER)  # the gateway's signed-in contact: only its own sessions and links are listed
     @rpc
@@ -151,26 +150,22 @@ class AuthService(ServiceBase):
     @runs_in(CALLER)
     @rpc
     def end_contact_session(self, contact_id: str, session_id: str) -> int:
-        with self.db.uow() as uow:
-            return handlers.end_contact_session(uow, self.clock(), contact_id, session_id, self.policy)
+        return self._tx(handlers.end_contact_session, contact_id, session_id, self.policy)
 
     @runs_in(CALLER)
     @rpc
     def end_other_sessions(self, contact_id: str, current_session_id: str) -> int:
-        with self.db.uow() as uow:
-            return handlers.end_other_sessions(uow, self.clock(), contact_id, current_session_id, self.policy)
+        return self._tx(handlers.end_other_sessions, contact_id, current_session_id, self.policy)
 
     @runs_in(CALLER)
     @rpc
     def end_sign_in_link(self, contact_id: str, link_id: str) -> int:
-        with self.db.uow() as uow:
-            return handlers.end_sign_in_link(uow, self.clock(), contact_id, link_id)
+        return self._tx(handlers.end_sign_in_link, contact_id, link_id)
 
     @runs_in(CALLER)
     @rpc
     def end_document_link(self, contact_id: str, link_id: str) -> int:
-        with self.db.uow() as uow:
-            return handlers.end_document_link(uow, self.clock(), contact_id, link_id)
+        return self._tx(handlers.end_document_link, contact_id, link_id)
 
     @runs_in(SYSTEM_WIDE)  # a "this wasn't me" token, before anyone is known
     @rpc
@@ -181,8 +176,7 @@ class AuthService(ServiceBase):
     @runs_in(SYSTEM_WIDE)  # the token names the contact, in whichever workspace
     @rpc(expected_exceptions=EXPECTED)
     def report_not_me(self, token: str) -> dict:
-        with self.db.uow() as uow:
-            return handlers.report_not_me(uow, self.clock(), token, self.policy)
+        return self._tx(handlers.report_not_me, token, self.policy)
 
     @runs_in(CALLER)
     @rpc
@@ -199,8 +193,7 @@ class AuthService(ServiceBase):
     @runs_in(CALLER)
     @rpc
     def sessions_seen(self, seen: dict) -> int:
-        with self.db.uow() as uow:
-            return handlers.sessions_seen(uow, self.clock(), seen)
+        return self._tx(handlers.sessions_seen, seen)
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
@@ -208,10 +201,7 @@ class AuthService(ServiceBase):
         self, workspace_id: str, client_id: str, kind: str, document_id: str, contact_id: str | None = None
     ) -> dict:
         ttl = timedelta(days=settings.env_int("AUTH_DOCUMENT_LINK_TTL_DAYS", 60))
-        with self.db.uow() as uow:
-            return handlers.issue_document_link(
-                uow, self.clock(), workspace_id, client_id, kind, document_id, ttl, contact_id
-            )
+        return self._tx(handlers.issue_document_link, workspace_id, client_id, kind, document_id, ttl, contact_id)
 
     @runs_in(SYSTEM_WIDE)  # a document link's token, before anyone is known
     @rpc(expected_exceptions=EXPECTED)
@@ -222,28 +212,24 @@ class AuthService(ServiceBase):
     @runs_in(CALLER)
     @rpc
     def revoke_document_links(self, workspace_id: str, document_id: str) -> int:
-        with self.db.uow() as uow:
-            return handlers.revoke_document_links(uow, self.clock(), workspace_id, document_id)
+        return self._tx(handlers.revoke_document_links, workspace_id, document_id)
 
     # Passkeys (services/auth/passkeys.py). `portal_url` is the gateway's own address: the passkey's
     # relying party and the origin its answers must come from.
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def passkey_registration_options(self, contact_id: str, portal_url: str, business: str = "") -> dict:
-        with self.db.uow() as uow:
-            return passkeys.registration_options(uow, self.clock(), contact_id, portal_url, business)
+        return self._tx(passkeys.registration_options, contact_id, portal_url, business)
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def register_passkey(self, contact_id: str, credential: dict, name: str | None, portal_url: str) -> dict:
-        with self.db.uow() as uow:
-            return passkeys.register(uow, self.clock(), contact_id, credential, name, portal_url)
+        return self._tx(passkeys.register, contact_id, credential, name, portal_url)
 
     @runs_in(SYSTEM_WIDE)  # passkey sign-in: nobody is known until the passkey answers
     @rpc(expected_exceptions=EXPECTED)
     def passkey_sign_in_options(self, portal_url: str, client_ip: str | None = None) -> dict:
-        with self.db.uow() as uow:
-            return passkeys.sign_in_options(uow, self.clock(), portal_url, client_ip, self.policy)
+        return self._tx(passkeys.sign_in_options, portal_url, client_ip, self.policy)
 
     @runs_in(SYSTEM_WIDE)
     @rpc(expected_exceptions=EXPECTED)
@@ -255,32 +241,21 @@ class AuthService(ServiceBase):
         client_ip: str | None = None,
         user_agent: str | None = None,
     ) -> dict:
-        with self.db.uow() as uow:
-            session = passkeys.sign_in(
-                uow,
-                self.clock(),
-                credential,
-                portal_url,
-                previous_session_id,
-                client_ip,
-                self.policy,
-                self.keys,
-                user_agent,
-            )
+        session = self._tx(
+            passkeys.sign_in, credential, portal_url, previous_session_id, client_ip, self.policy, self.keys, user_agent
+        )
         session.pop("new_device", None)  # the passkey was registered from a signed-in device already
         return session
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def passkey_step_up_options(self, contact_id: str, session_id: str, portal_url: str) -> dict:
-        with self.db.uow() as uow:
-            return passkeys.step_up_options(uow, self.clock(), contact_id, session_id, portal_url)
+        return self._tx(passkeys.step_up_options, contact_id, session_id, portal_url)
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def passkey_step_up(self, contact_id: str, session_id: str, credential: dict, portal_url: str) -> dict:
-        with self.db.uow() as uow:
-            return passkeys.step_up(uow, self.clock(), contact_id, session_id, credential, portal_url)
+        return self._tx(passkeys.step_up, contact_id, session_id, credential, portal_url)
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
@@ -291,14 +266,12 @@ class AuthService(ServiceBase):
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def rename_passkey(self, contact_id: str, passkey_id: str, name: str) -> dict:
-        with self.db.uow() as uow:
-            return passkeys.rename_passkey(uow, self.clock(), contact_id, passkey_id, name)
+        return self._tx(passkeys.rename_passkey, contact_id, passkey_id, name)
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def remove_passkey(self, contact_id: str, passkey_id: str) -> list[dict]:
-        with self.db.uow() as uow:
-            return passkeys.remove_passkey(uow, self.clock(), contact_id, passkey_id)
+        return self._tx(passkeys.remove_passkey, contact_id, passkey_id)
 
     @runs_in(SYSTEM_WIDE)  # whether any workspace allows passwords, before anyone is known
     @rpc
@@ -316,20 +289,21 @@ class AuthService(ServiceBase):
         previous_session_id: str | None = None,
         user_agent: str | None = None,
     ) -> dict:
-        with self.db.uow() as uow:
-            session = password_handlers.sign_in(
+        session = self._tx(
+            lambda uow, now: password_handlers.sign_in(
                 uow,
                 email,
                 password,
                 client_ip,
                 previous_session_id,
-                self.clock(),
+                now,
                 self.policy,
                 self.password_policy,
                 self.hasher,
                 self.keys,
                 user_agent,
             )
+        )
         return self._tell_of_new_device(session)
 
     def _tell_of_new_device(self, session: dict) -> dict:
@@ -354,10 +328,11 @@ class AuthService(ServiceBase):
     @runs_in(SYSTEM_WIDE)  # "Forgot your password?": the contact is looked up by email in every workspace
     @rpc(expected_exceptions=EXPECTED)
     def request_password_reset(self, email: str, client_ip: str, portal_url: str) -> dict:
-        with self.db.uow() as uow:
-            links = password_handlers.request_reset(
-                uow, email, client_ip, self.clock(), self.policy, self.password_policy
+        links = self._tx(
+            lambda uow, now: password_handlers.request_reset(
+                uow, email, client_ip, now, self.policy, self.password_policy
             )
+        )
         for link in links:  # queued, not awaited: the answer takes the same time for any address
             with self.scope.workspace(link["workspace_id"], link["client_id"]):
                 self.documents.send_password_reset_link.call_async(
@@ -375,7 +350,7 @@ class AuthService(ServiceBase):
     @runs_in(SYSTEM_WIDE)  # a reset link's token, before anyone is known
     @rpc(expected_exceptions=EXPECTED)
     def password_reset_state(self, token: str, client_ip: str | None = None) -> str:
-        with self.db.uow() as uow:
+        with self.db.uow() as uow:  # a read: the handler commits only a guessed token it counts
             return password_handlers.reset_state(uow, token, self.clock(), client_ip, self.policy)
 
     @runs_in(SYSTEM_WIDE)
@@ -388,19 +363,20 @@ class AuthService(ServiceBase):
         client_ip: str | None = None,
         user_agent: str | None = None,
     ) -> dict:
-        with self.db.uow() as uow:
-            session = password_handlers.reset_password(
+        session = self._tx(
+            lambda uow, now: password_handlers.reset_password(
                 uow,
                 token,
                 new_password,
                 previous_session_id,
                 client_ip,
-                self.clock(),
+                now,
                 self.policy,
                 self.hasher,
                 self.keys,
                 user_agent,
             )
+        )
         return self._tell_of_new_device(session)
 
     @runs_in(CALLER)
@@ -412,18 +388,16 @@ class AuthService(ServiceBase):
     @runs_in(CALLER)  # the signed-in contact, from its session
     @rpc(expected_exceptions=EXPECTED)
     def set_password(self, session_id: str, contact_id: str, current_password: str | None, new_password: str) -> dict:
-        with self.db.uow() as uow:
-            return password_handlers.set_password(
-                uow,
-                self.clock(),
-                session_id,
-                contact_id,
-                current_password,
-                new_password,
-                self.policy,
-                self.password_policy,
-                self.hasher,
-            )
+        return self._tx(
+            password_handlers.set_password,
+            session_id,
+            contact_id,
+            current_password,
+            new_password,
+            self.policy,
+            self.password_policy,
+            self.hasher,
+        )
 
     @consumes("billing", "workspace.created")
     def on_workspace_created_passwords(self, uow, now, event):

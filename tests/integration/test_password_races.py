@@ -4,6 +4,7 @@ refused and changes nothing. A client's password rows are invisible from another
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 import pytest
@@ -55,8 +56,16 @@ def contact(engine):
     return {"workspace_id": ws, "client_id": client_id, "id": contact_id, "email": email, "session_id": session_id}
 
 
-def set_password(engine, contact, new, current=None):
+@contextlib.contextmanager
+def committed(engine):
+    """A unit of work as an entrypoint runs a handler in: committed when the block ends without an error."""
     with UnitOfWork(engine) as uow:
+        yield uow
+        uow.commit()
+
+
+def set_password(engine, contact, new, current=None):
+    with committed(engine) as uow:
         return password_handlers.set_password(
             uow, utcnow(), contact["session_id"], contact["id"], current, new, POLICY, RULES, HASHER
         )
@@ -99,11 +108,11 @@ def test_two_tabs_changing_the_password_at_once_leave_one_change(engine, contact
 
 def test_one_reset_link_used_twice_at_once_opens_one_session(engine, contact):
     with acting_for(SYSTEM):
-        with UnitOfWork(engine) as uow:
+        with committed(engine) as uow:
             [link] = password_handlers.request_reset(uow, contact["email"], "10.9.0.1", utcnow(), POLICY, RULES)
 
         def use(i):
-            with UnitOfWork(engine) as uow:
+            with committed(engine) as uow:
                 return password_handlers.reset_password(
                     uow, link["token"], f"reset from browser {i}", None, None, utcnow(), POLICY, HASHER, KEYS
                 )

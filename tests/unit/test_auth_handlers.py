@@ -1,5 +1,6 @@
 """Auth use cases on a real (embedded SQLite) database, with the time passed in."""
 
+import contextlib
 import json
 from datetime import datetime, timedelta, timezone
 
@@ -42,13 +43,21 @@ def engine(sqlite_engine):
     return engine
 
 
-def request(engine, email="demo@example.com", ip="10.0.0.1", now=NOW):
+@contextlib.contextmanager
+def committed(engine):
+    """A unit of work as an entrypoint runs a handler in: committed when the block ends without an error."""
     with UnitOfWork(engine) as uow:
+        yield uow
+        uow.commit()
+
+
+def request(engine, email="demo@example.com", ip="10.0.0.1", now=NOW):
+    with committed(engine) as uow:
         return handlers.request_links(uow, email, ip, now, POLICY)
 
 
 def consume(engine, token, previous=None, now=NOW):
-    with UnitOfWork(engine) as uow:
+    with committed(engine) as uow:
         return handlers.consume_link(uow, token, previous, now, None, POLICY, KEYS)
 
 
@@ -144,7 +153,7 @@ def test_signing_in_again_ends_the_previous_session_and_says_so(engine):
 def test_signing_out_ends_the_session_and_every_gateway_is_told(engine):
     [link] = request(engine)
     session = consume(engine, link["token"])
-    with UnitOfWork(engine) as uow:
+    with committed(engine) as uow:
         assert handlers.end_session(uow, NOW, session["session_id"]) == 1
         assert handlers.end_session(uow, NOW, session["session_id"]) == 0  # already ended
     assert state(engine, session) == "revoked"
@@ -164,10 +173,10 @@ def test_signing_out_everywhere_ends_the_contacts_sessions_on_every_device(engin
     for _ in range(3):  # a laptop, a phone, a tablet
         [link] = request(engine)
         sessions_.append(consume(engine, link["token"]))
-    with UnitOfWork(engine) as uow:
+    with committed(engine) as uow:
         assert handlers.end_session(uow, NOW, sessions_[0]["session_id"]) == 1
     assert state(engine, sessions_[1]) == "active"  # the others still work
-    with UnitOfWork(engine) as uow:
+    with committed(engine) as uow:
         assert handlers.end_session(uow, NOW, sessions_[1]["session_id"], everywhere=True) == 2
         assert handlers.end_session(uow, NOW, "forged", everywhere=True) == 0
     assert [state(engine, s) for s in sessions_] == ["revoked"] * 3
@@ -188,7 +197,7 @@ def test_disabling_portal_access_ends_sessions_and_old_versions_are_ignored(engi
 def test_the_revocation_list_holds_what_a_gateway_must_refuse_while_it_matters(engine):
     [link] = request(engine)
     session = consume(engine, link["token"])
-    with UnitOfWork(engine) as uow:
+    with committed(engine) as uow:
         handlers.end_session(uow, NOW, session["session_id"])
     with UnitOfWork(engine) as uow:
         listed = handlers.revocations(uow, NOW, POLICY)
@@ -202,7 +211,7 @@ def test_gateways_report_when_sessions_were_last_seen(engine):
     [link] = request(engine)
     session = consume(engine, link["token"])
     later = NOW + timedelta(minutes=7)
-    with UnitOfWork(engine) as uow:
+    with committed(engine) as uow:
         assert (
             handlers.sessions_seen(
                 uow, later, {session["session_id"]: later.isoformat(), "999": later.isoformat(), "x": "not a time"}
@@ -242,7 +251,7 @@ def test_guessing_link_tokens_is_rate_limited_per_address_even_for_a_real_link(e
     with pytest.raises(RateLimited), UnitOfWork(engine) as uow:  # a lucky guess gets nothing either
         handlers.consume_link(uow, link["token"], None, NOW, "10.6.6.6", policy, KEYS)
     assert state(link["token"], "10.0.0.1") == "valid"  # nothing consumed; another address is not limited
-    with UnitOfWork(engine) as uow:
+    with committed(engine) as uow:
         handlers.consume_link(uow, link["token"], None, NOW, "10.0.0.1", policy, KEYS)
     for _ in range(3):  # replaying a used link is refused as used, and is not counted as a guess
         with pytest.raises(Unauthorized, match="used"), UnitOfWork(engine) as uow:

@@ -9,13 +9,14 @@ import pytest
 import sqlalchemy as sa
 
 from chassis import credentials
-from chassis.db import JoinedUnitOfWork, UnitOfWork
+from chassis.db import JoinedUnitOfWork
 from chassis.errors import Conflict, Invalid, NotFound, RateLimited, Unauthorized
 from chassis.events import OUTBOX
 from services.auth import domain, handlers, passkeys
 from services.auth.tables import passkey_challenges, sessions
 from services.auth.tables import passkeys as passkey_table
 from tests.passkey_authenticator import SoftAuthenticator
+from tests.unit.test_auth_handlers import committed
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 PORTAL = "https://portal.example.com"
@@ -45,7 +46,7 @@ def engine(sqlite_engine):
 
 
 def run(engine, fn, *args, **kwargs):
-    with UnitOfWork(engine) as uow:
+    with committed(engine) as uow:
         return fn(uow, *args, **kwargs)
 
 

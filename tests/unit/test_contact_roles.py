@@ -20,6 +20,7 @@ from services.billing import handlers as h
 from services.billing.tables import contacts, quotes
 from services.gateway.revocations import RevocationList
 from services.payments.handlers import cards, charging, payment_attempts
+from tests.unit.test_auth_handlers import committed
 from tests.unit.test_gateway import DASHBOARD, client
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
@@ -311,9 +312,9 @@ def test_auth_writes_the_role_into_sessions_and_a_new_role_ends_them(sqlite_engi
     engine = sqlite_engine("auth")
     with engine.begin() as conn:
         auth.apply_contact(JoinedUnitOfWork(conn), auth_contact("approver", 1), NOW)
-    with UnitOfWork(engine) as uow:
+    with committed(engine) as uow:
         [link] = auth.request_links(uow, "a@example.com", "10.0.0.1", NOW, domain.Policy())
-    with UnitOfWork(engine) as uow:
+    with committed(engine) as uow:
         session = auth.consume_link(uow, link["token"], None, NOW, None, domain.Policy(), KEYS)
     assert session["role"] == "approver" and credentials.read(session["credential"], KEYS).role == "approver"
     with engine.begin() as conn:  # the same role again (another change of the contact): the session stays

@@ -18,6 +18,7 @@ from services.auth.tables import passwords as password_rows
 from services.documents import handlers as documents
 from services.documents import preferences
 from services.documents.tables import emails
+from tests.unit.test_auth_handlers import committed
 
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=timezone.utc)
 POLICY = domain.Policy(links_per_email=3, links_per_ip=5)
@@ -160,14 +161,14 @@ def session_for(engine, contact_id="c1") -> str:
 
 def set_password(engine, new=GOOD, current=None, session_id=None, contact_id="c1", hasher=None, now=NOW):
     session_id = session_id or session_for(engine, contact_id)
-    with UnitOfWork(engine) as uow:
+    with committed(engine) as uow:
         return password_handlers.set_password(
             uow, now, session_id, contact_id, current, new, POLICY, RULES, hasher or CountingHasher()
         )
 
 
 def sign_in(engine, email="dana@example.com", password=GOOD, ip="10.0.0.1", hasher=None, now=NOW):
-    with UnitOfWork(engine) as uow:
+    with committed(engine) as uow:
         return password_handlers.sign_in(
             uow, email, password, ip, None, now, POLICY, RULES, hasher or CountingHasher(), KEYS
         )
@@ -296,12 +297,12 @@ def test_a_refused_new_password_changes_nothing(engine):
 
 
 def reset_links(engine, email="dana@example.com", ip="10.0.0.1", now=NOW):
-    with UnitOfWork(engine) as uow:
+    with committed(engine) as uow:
         return password_handlers.request_reset(uow, email, ip, now, POLICY, RULES)
 
 
 def reset(engine, token, new="a brand new passphrase", now=NOW):
-    with UnitOfWork(engine) as uow:
+    with committed(engine) as uow:
         return password_handlers.reset_password(uow, token, new, None, "10.0.0.1", now, POLICY, CountingHasher(), KEYS)
 
 

@@ -16,7 +16,7 @@ from services.auth.tables import link_tokens, sessions
 from services.documents import handlers as documents
 from services.documents import webhooks
 from services.gateway.revocations import RevocationList
-from tests.unit.test_auth_handlers import KEYS, NOW, POLICY, contact
+from tests.unit.test_auth_handlers import KEYS, NOW, POLICY, committed, contact
 from tests.unit.test_gateway import FORM, WORKSPACE, client
 
 CHROME_LINUX = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/140.0.0.0 Safari/537.36"
@@ -49,19 +49,19 @@ def engine(sqlite_engine):
 
 
 def sign_in(engine, email="demo@example.com", agent=CHROME_LINUX, ip="10.0.0.1", now=NOW) -> dict:
-    with UnitOfWork(engine) as uow:
+    with committed(engine) as uow:
         [link] = handlers.request_links(uow, email, ip, now, POLICY, agent)
-    with UnitOfWork(engine) as uow:
+    with committed(engine) as uow:
         return handlers.consume_link(uow, link["token"], None, now, ip, POLICY, KEYS, agent)
 
 
 def run(engine, function, *args):
-    with UnitOfWork(engine) as uow:
+    with committed(engine) as uow:
         return function(uow, NOW, *args)
 
 
 def test_the_sign_in_email_names_the_asking_device_and_carries_a_report_token(engine):
-    with UnitOfWork(engine) as uow:
+    with committed(engine) as uow:
         [link] = handlers.request_links(uow, "demo@example.com", "203.0.113.9", NOW, POLICY, FIREFOX_WINDOWS)
     assert (link["browser"], link["os"], link["ip"]) == ("Firefox", "Windows", "203.0.113.9")
     assert link["report_token"] and link["report_token"] != link["token"]
@@ -98,7 +98,7 @@ def test_the_list_shows_the_contacts_own_sessions_and_unused_links_with_the_curr
     laptop = sign_in(engine)
     phone = sign_in(engine, agent=FIREFOX_WINDOWS, ip="198.51.100.7")
     sign_in(engine, email="other@example.com")  # another client's contact: never listed
-    with UnitOfWork(engine) as uow:
+    with committed(engine) as uow:
         handlers.request_links(uow, "demo@example.com", "192.0.2.1", NOW, POLICY, FIREFOX_WINDOWS)  # unused
     listed = run(engine, handlers.list_devices, "c1", laptop["session_id"], POLICY)
     assert {(s["id"], s["current"], s["browser"], s["os"], s["ip"]) for s in listed["sessions"]} == {
@@ -111,7 +111,7 @@ def test_the_list_shows_the_contacts_own_sessions_and_unused_links_with_the_curr
 def test_last_seen_is_what_the_gateways_reported(engine):
     session = sign_in(engine)
     seen = NOW + timedelta(minutes=3)
-    with UnitOfWork(engine) as uow:  # a gateway's batched report (services/gateway/sessions.py SeenReports)
+    with committed(engine) as uow:  # a gateway's batched report (services/gateway/sessions.py SeenReports)
         assert handlers.sessions_seen(uow, seen, {session["session_id"]: seen.isoformat()}) == 1
     with UnitOfWork(engine) as uow:
         [listed] = handlers.list_devices(uow, seen, "c1", session["session_id"], POLICY)["sessions"]
@@ -152,7 +152,7 @@ def test_ending_all_others_keeps_only_the_asking_session(engine):
 
 
 def test_an_ended_sign_in_link_no_longer_signs_in(engine):
-    with UnitOfWork(engine) as uow:
+    with committed(engine) as uow:
         [link] = handlers.request_links(uow, "demo@example.com", "10.0.0.1", NOW, POLICY, CHROME_LINUX)
     [listed] = run(engine, handlers.list_devices, "c1", None, POLICY)["sign_in_links"]
     assert run(engine, handlers.end_sign_in_link, "c2", listed["id"]) == 0  # not the other contact's to end
@@ -162,7 +162,7 @@ def test_an_ended_sign_in_link_no_longer_signs_in(engine):
 
 
 def issue_document_link(engine, contact_id: str | None, client_id="cl1") -> dict:
-    with UnitOfWork(engine) as uow:
+    with committed(engine) as uow:
         return handlers.issue_document_link(
             uow, NOW, "ws1", client_id, "invoice", "inv-1", timedelta(days=60), contact_id=contact_id
         )
@@ -183,7 +183,7 @@ def test_a_document_link_emailed_to_the_contact_is_listed_and_can_be_turned_off(
 def test_the_report_link_shows_what_it_would_do_and_changes_nothing_until_posted(engine):
     laptop = sign_in(engine)
     issue_document_link(engine, "c1")
-    with UnitOfWork(engine) as uow:
+    with committed(engine) as uow:
         [link] = handlers.request_links(uow, "demo@example.com", "192.0.2.1", NOW, POLICY, FIREFOX_WINDOWS)
     before = run(engine, handlers.list_devices, "c1", laptop["session_id"], POLICY)
 
@@ -216,7 +216,7 @@ def test_an_unknown_report_token_is_refused(engine, token):
 
 
 def test_a_report_link_stops_working_after_30_days(engine):
-    with UnitOfWork(engine) as uow:
+    with committed(engine) as uow:
         [link] = handlers.request_links(uow, "demo@example.com", "10.0.0.1", NOW, POLICY)
     with UnitOfWork(engine) as uow:
         assert handlers.report_state(uow, NOW + timedelta(days=31), link["report_token"]) == {"state": "unknown"}
