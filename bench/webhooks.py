@@ -122,7 +122,7 @@ def make_attempts(ctx, workspace_id: str) -> tuple[str, list[dict]]:
             client["id"],
             {"invoice_ids": [invoice["id"]]},
             f"bench-{i}",
-            scope=Scope(workspace_id, client["id"]),
+            scope=Scope(workspace_id, client["id"], role="owner"),  # as the gateway sends a signed-in owner
         )
         return {"invoice_id": invoice["id"], "attempt": attempt}
 
