@@ -13,10 +13,11 @@ import sqlalchemy as sa
 from chassis.clock import utcnow
 from chassis.db import UnitOfWork, make_engine, upgrade
 from chassis.errors import Invalid
+from chassis.events import OUTBOX
 from chassis.scope import Scope, acting_for, db_scope
 from services.billing import domain
 from services.billing import handlers as h
-from services.billing.tables import invoices
+from services.billing.tables import invoices, reminders_sent
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -190,3 +191,45 @@ def test_two_replicas_running_the_recurring_timer_make_one_invoice_per_period(en
         domain.Schedule("monthly", 1, start).occurrence(1),
         domain.Schedule("monthly", 1, start).occurrence(2),
     ]
+
+
+def test_replicas_sweeping_reminders_tell_each_overdue_invoice_once(engine, client):
+    """Several replicas sweep at once, then again: each overdue invoice is announced once, and the
+    later sweeps skip what was told (the sent kinds come with the read) rather than retry inserts."""
+    ws, client_id = client
+    due = (utcnow() - timedelta(days=40)).date()
+    with UnitOfWork(engine) as uow:
+        made = [
+            h.create_invoice(
+                uow,
+                utcnow(),
+                ws,
+                {
+                    "client_id": client_id,
+                    "lines": LINE,
+                    "send": True,
+                    "issue_date": (due - timedelta(days=10)).isoformat(),
+                    "due_date": due.isoformat(),
+                },
+            )["id"]
+            for _ in range(3)
+        ]
+        uow.commit()
+
+    def sweep(i):
+        with UnitOfWork(engine) as uow:
+            return h.run_reminders(uow, utcnow(), ws)
+
+    in_parallel(4, sweep)
+    assert in_parallel(2, sweep) == [0, 0]
+    with engine.connect() as conn:
+        told = conn.execute(
+            sa.select(reminders_sent.c.invoice_id, reminders_sent.c.kind).where(reminders_sent.c.invoice_id.in_(made))
+        ).all()
+        announced = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(OUTBOX)
+            .where(OUTBOX.c.event_type == "invoice.overdue", sa.or_(*(OUTBOX.c.body.contains(i) for i in made)))
+        ).scalar()
+    assert sorted(told) == sorted((invoice_id, "overdue") for invoice_id in made)
+    assert announced == 3

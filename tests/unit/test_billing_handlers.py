@@ -137,6 +137,40 @@ def test_reminders_are_announced_once_each(db, ws):
     assert len(events(db, "invoice.overdue")) == 1
 
 
+def test_a_sweep_after_the_reminders_went_out_writes_nothing(db, ws):
+    """An overdue invoice is told once; every later sweep skips it with no write at all (not an insert
+    that the unique key refuses), so a sweep costs one read however many invoices are overdue."""
+    ws_id, client = ws
+    for day in (1, 2, 3):
+        db(
+            h.create_invoice,
+            ws_id,
+            {
+                "client_id": client,
+                "lines": LINE,
+                "send": True,
+                "issue_date": f"2026-10-0{day}",
+                "due_date": "2026-10-15",
+            },
+        )
+    later = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)  # long past due: only "overdue" is owed
+    db(h.run_reminders, now=later)
+    assert len(events(db, "invoice.overdue")) == 3
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *rest):
+        statements.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        assert db(h.run_reminders, now=later + timedelta(minutes=1)) == 0
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", record)
+    assert statements  # the sweep did read
+    assert not [sql for sql in statements if sql.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))]
+    assert len(events(db, "invoice.overdue")) == 3
+
+
 def test_invoice_list_filters_sorts_and_pages(db, ws):
     ws_id, client = ws
     made = [

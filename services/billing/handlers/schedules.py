@@ -3,6 +3,7 @@ billing replicas running the same timer: a conditional update or a unique row de
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime, timedelta
 
@@ -11,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from chassis.errors import Conflict, Invalid, ServiceError
 from chassis.fields import flag, text
+from chassis.sql import json_array_agg
 from services.billing import domain
 from services.billing.handlers.common import (
     check_fields,
@@ -275,38 +277,74 @@ def run_due_recurring(uow, now: datetime, workspace_id: str | None = None) -> in
     return made
 
 
+# What a reminder needs of an open invoice, and the reminder kinds it has had already: a sweep skips
+# those without a write, so its cost stays one read however many overdue invoices have been told.
+_REMINDED = (
+    sa.select(json_array_agg(reminders_sent.c.kind))
+    .where(reminders_sent.c.invoice_id == invoices.c.id)
+    .scalar_subquery()
+    .label("reminded")
+)
+_DUE_REMINDERS = sa.select(
+    invoices.c.id,
+    invoices.c.workspace_id,
+    invoices.c.client_id,
+    invoices.c.number,
+    invoices.c.currency,
+    invoices.c.due_date,
+    invoices.c.total,
+    invoices.c.amount_paid,
+    invoices.c.amount_credited,
+    _REMINDED,
+).where(
+    invoices.c.status.in_(sorted(domain.OPEN_STATUSES)),
+    invoices.c.kind == "standard",
+    invoices.c.archived_at.is_(None),
+    ~UNDER_DISPUTE,  # paused until the business resolves the dispute; then they resume
+)
+
+
+def _kinds(value) -> set[str]:
+    """The JSON array of kinds (PostgreSQL's json_agg of no rows is NULL, SQLite's is "[]")."""
+    items = json.loads(value) if isinstance(value, str) else (value or [])
+    return {kind for kind in items if kind}
+
+
 def run_reminders(uow, now: datetime, workspace_id: str | None = None) -> int:
     """Announce reminders before, on and after due dates, each once per invoice, and an invoice's
     first day overdue (in one workspace, or in all that the transaction can see). Documents sends the
     emails from these events."""
     sent = 0
-    query = (
-        sa.select(invoices, workspaces.c.settings, workspaces.c.timezone)
-        .join(workspaces, workspaces.c.id == invoices.c.workspace_id)
-        .where(
-            invoices.c.status.in_(sorted(domain.OPEN_STATUSES)),
-            invoices.c.kind == "standard",
-            invoices.c.archived_at.is_(None),
-            ~UNDER_DISPUTE,  # paused until the business resolves the dispute; then they resume
-        )
-    )
-    if workspace_id is not None:
-        query = query.where(invoices.c.workspace_id == workspace_id)
+    query = _DUE_REMINDERS if workspace_id is None else _DUE_REMINDERS.where(invoices.c.workspace_id == workspace_id)
     rows = uow.execute(query).all()
+    businesses = {
+        ws.id: ws
+        for ws in uow.execute(
+            sa.select(workspaces.c.id, workspaces.c.settings, workspaces.c.timezone).where(
+                workspaces.c.id.in_(sorted({row.workspace_id for row in rows}))
+            )
+        )
+    }
     uow.rollback()
+    policies: dict[str, tuple] = {}  # per workspace: its today and its reminder settings, worked out once
     for row in rows:
         owed = domain.balance(row.total, row.amount_paid, row.amount_credited)
         if owed <= 0:
             continue
-        today = workspace_today(row, now)
-        settings = settings_of(row).reminders
+        if row.workspace_id not in policies:
+            business = businesses[row.workspace_id]
+            policies[row.workspace_id] = (workspace_today(business, now), settings_of(business).reminders)
+        today, settings = policies[row.workspace_id]
         kinds = []
         if settings.enabled:
             policy = domain.ReminderPolicy(settings.days_before, settings.on_due, settings.days_after)
             kinds = policy.due(row.due_date, today)
         if row.due_date < today:
             kinds.append("overdue")
+        reminded = _kinds(row.reminded)
         for kind in kinds:
+            if kind in reminded:
+                continue  # told on an earlier sweep (a race between replicas is settled by the unique key)
             try:
                 uow.execute(reminders_sent.insert().values(invoice_id=row.id, kind=kind, sent_at=now))
                 event = {
