@@ -152,6 +152,8 @@ def running(admin_url: str):
             env.update(
                 {
                     "PORTAL_ENV": "dev",
+                    # pages rendered as in production: no check of each template's file per page
+                    "GATEWAY_TEMPLATE_RELOAD": "0",
                     "PORTAL_VAR_DIR": str(work / "var"),
                     "MAIL_OUTBOX_DIR": str(work / "mail"),
                     "AMQP_URI": amqp_uri,

@@ -4,15 +4,18 @@ locale/, see chassis.i18n), with Babel formatting of money and dates."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime, format_time, get_timezone_name
 from babel.numbers import format_decimal
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, pass_eval_context, select_autoescape
+from jinja2.nodes import EvalContext
 from markupsafe import Markup, escape
 
 from chassis import settings
@@ -266,11 +269,14 @@ def _build_env(language: str) -> Environment:
         loader=FileSystemLoader(TEMPLATES),
         autoescape=select_autoescape(["html"]),
         extensions=["jinja2.ext.i18n"],
-        auto_reload=settings.is_dev(),  # production templates never change under a running gateway
+        # production templates never change under a running gateway: no file check per page
+        auto_reload=settings.env_bool("GATEWAY_TEMPLATE_RELOAD", settings.is_dev()),
     )
     catalogue = translations(language, LOCALE_DIR)
     install = getattr(env, "install_gettext_translations")  # added by the i18n extension, unknown to its types
     install(catalogue, newstyle=True)
+    gettext = _newstyle_gettext(catalogue.gettext)
+    env.globals.update(gettext=gettext, _=gettext)
 
     def translate(text):
         """Text from Python (a label, an error title) in this language; unknown text as it is. Unlike
@@ -290,6 +296,26 @@ def _build_env(language: str) -> Environment:
     )
     env.globals.update(csrf_field=csrf_field, csrf_token=csrf.current_token.get, language=language)
     return env
+
+
+def _newstyle_gettext(translate: Callable[[str], str]) -> Callable[..., str]:
+    """Jinja's newstyle gettext, answered from memory for a message without variables. A page calls
+    _() dozens of times, and Jinja's own wrapper passes each through three context calls and a
+    Markup %-format; here a message's translation is escaped and formatted once per language."""
+
+    @lru_cache(maxsize=4096)
+    def plain(message: str) -> Markup:
+        return Markup(translate(message)) % {}
+
+    @pass_eval_context
+    def gettext(eval_ctx: EvalContext, message: str, **variables: Any) -> str:
+        if not eval_ctx.autoescape:
+            return translate(message) % variables
+        if variables:
+            return Markup(translate(message)) % variables
+        return plain(message)
+
+    return gettext
 
 
 _envs: dict[str, Environment] = {}

@@ -179,6 +179,26 @@ def test_one_shared_env_per_language():
     assert views.env_for("de_DE") is not views.env_for("en_US")
 
 
+@pytest.mark.parametrize("autoescape", [True, False])
+def test_gettext_answers_what_jinjas_own_newstyle_gettext_does(autoescape):
+    """The remembered translations change nothing a page shows: literal text, text with values (escaped
+    when the template escapes), a literal percent sign, and trans blocks, in German, as Jinja renders them."""
+    from jinja2 import Environment
+
+    from chassis.i18n import translations
+
+    source = (
+        "{{ _('Pay now') }}|{{ _('Pay now') }}|{{ _('%(n)s%% of <b>%(who)s</b>', n=5, who=who) }}|"
+        "{% trans %}Hello {{ who }}{% endtrans %}|{{ gettext('Sign in') }}"
+    )
+    ours = views.env_for("de").overlay(autoescape=autoescape)
+    theirs = Environment(extensions=["jinja2.ext.i18n"], autoescape=autoescape)
+    getattr(theirs, "install_gettext_translations")(translations("de", views.LOCALE_DIR), newstyle=True)
+    for who in ("<i>Dana</i>", "Kim & Co"):
+        assert ours.from_string(source).render(who=who) == theirs.from_string(source).render(who=who)
+    assert views.env_for("de").from_string("{{ _('Pay now') }}").render() == "Jetzt bezahlen"
+
+
 # --- the German catalogue is complete -------------------------------------------------------------
 
 
