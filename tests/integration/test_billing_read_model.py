@@ -195,6 +195,27 @@ def test_the_dashboard_takes_three_round_trips_and_answers_what_the_listings_do(
     assert dashboard["overdue"]["count"] > 0
 
 
+def test_a_portal_invoice_page_takes_five_round_trips(billing):
+    """The scope statement, the reader with the business's today, the count, the page with its
+    verification codes, the commit: no query per lookup the page needs."""
+    page = {"client_id": billing.big, "portal": True, "limit": 20, "status": "unpaid"}
+    with acting_for(Scope(billing.ws, billing.big)):
+        as_the_service(billing.engine, h.list_invoices, billing.ws, page)  # the pool has a connection
+        trips = RoundTrips(billing.engine)
+        try:
+            listing = as_the_service(billing.engine, h.list_invoices, billing.ws, page)
+        finally:
+            trips.remove()
+    assert trips.count <= 5, trips.statements
+    assert len(listing["items"]) == 20 and all(item["verification_code"] is None for item in listing["items"])
+    assert listing["client"] == {
+        "name": "Client 0",
+        "currency": "USD",
+        "locale": "en_US",
+        "timezone": "America/New_York",
+    }
+
+
 def test_a_dashboard_with_quotes_payments_and_activity_reads_back_like_the_listings(billing):
     ws, client = billing.ws, billing.small
     with acting_for(Scope(ws)):

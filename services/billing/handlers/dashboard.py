@@ -16,12 +16,12 @@ import sqlalchemy as sa
 from chassis.errors import NotFound
 from chassis.sql import json_array_agg, json_object, json_rows, local_date, rows_from_json
 from chassis.sqltypes import UtcDateTime
-from clients import verification
 from services.billing.aging import aging
 from services.billing.handlers.activity import _activity_view
 from services.billing.handlers.common import iso
 from services.billing.handlers.documents import PORTAL_QUOTES, QUOTE_ORDER, invoice_view, quote_view
 from services.billing.handlers.summaries import OPEN, OWED, params
+from services.billing.handlers.verification import code_column, grouped
 from services.billing.tables import (
     activities,
     client_summaries,
@@ -29,7 +29,6 @@ from services.billing.tables import (
     invoices,
     processing_payments,
     quotes,
-    verification_codes,
     workspaces,
 )
 
@@ -95,28 +94,13 @@ def _open_by_due(value) -> list[tuple[str, date, int]]:
 
 
 # The recent lists as the portal sees them: issued, not archived, newest first.
-
-
-# The recent lists as the portal sees them: issued, not archived, newest first.
-
-
-def _grouped(code: str | None) -> str | None:
-    return None if code is None else verification.grouped(code)
-
-
-def _code_of(kind: str, document_id):
-    """A listed document's verification code, in the same statement (the listings look them up apart)."""
-    found = verification_codes.c.document_kind == kind, verification_codes.c.document_id == document_id
-    return sa.select(verification_codes.c.code).where(*found).scalar_subquery().label("verification_code")
-
-
-_RECENT_INVOICES = sa.select(invoices, _code_of("invoice", invoices.c.id)).where(
+_RECENT_INVOICES = sa.select(invoices, code_column("invoice", invoices.c.id)).where(
     invoices.c.client_id == _client,
     invoices.c.workspace_id == _workspace,
     invoices.c.status != "draft",
     invoices.c.archived_at.is_(None),
 )
-_RECENT_QUOTES = sa.select(quotes, _code_of("quote", quotes.c.id)).where(
+_RECENT_QUOTES = sa.select(quotes, code_column("quote", quotes.c.id)).where(
     quotes.c.client_id == _client, quotes.c.workspace_id == _workspace, *PORTAL_QUOTES
 )
 _RECENT_ACTIVITY = sa.select(
@@ -219,11 +203,11 @@ def client_dashboard(uow, now: datetime, workspace_id: str, client_id: str) -> d
             "received_at": iso(summary.last_payment_received_at),
         },
         "recent_invoices": [
-            {**invoice_view(r, today), "verification_code": _grouped(r.verification_code)}
+            {**invoice_view(r, today), "verification_code": grouped(r.verification_code)}
             for r in rows_from_json(_RECENT_INVOICES, row.recent_invoices)
         ],
         "recent_quotes": [
-            {**quote_view(r, today), "verification_code": _grouped(r.verification_code)}
+            {**quote_view(r, today), "verification_code": grouped(r.verification_code)}
             for r in rows_from_json(_RECENT_QUOTES, row.recent_quotes)
         ],
         "recent_activity": [_activity_view(r) for r in rows_from_json(_RECENT_ACTIVITY, row.recent_activity)],

@@ -34,15 +34,17 @@ from services.billing.handlers.common import (
     record_activity,
     save_lines,
     settings_of,
+    today_in,
     workspace_row,
     workspace_today,
 )
 from services.billing.handlers.engagement import record_signal
 from services.billing.handlers.processing import processing_by_invoice
 from services.billing.handlers.summaries import money_moved
-from services.billing.handlers.verification import code_of, codes_of, issue_code
+from services.billing.handlers.verification import code_column, code_of, codes_of, grouped, issue_code
 from services.billing.lifecycle import Invoice, Quote
 from services.billing.tables import (
+    clients,
     comments,
     contacts,
     credit_applications,
@@ -54,6 +56,7 @@ from services.billing.tables import (
     payments,
     quote_versions,
     quotes,
+    workspaces,
 )
 
 __all__ = [
@@ -568,7 +571,12 @@ def list_invoices(uow, now: datetime, workspace_id: str, filters: dict | None = 
     listing: ix_invoices_client_listing (a client's, by date), ix_invoices_listing (a workspace's, by
     date), ix_invoices_open (unpaid and overdue), ix_invoice_number_suffixes_search (part of a number)."""
     filters = filters or {}
-    query, today = _listing(uow, now, invoices, workspace_id, filters)
+    reader = None
+    if filters.get("portal") and filters.get("client_id"):  # the reader and the business's today, read together
+        reader = _portal_reader(uow, workspace_id, filters["client_id"])
+        query, today = _listing_query(invoices, workspace_id, filters), today_in(reader.business_timezone, now)
+    else:
+        query, today = _listing(uow, now, invoices, workspace_id, filters)
     if not filters.get("portal") and not filters.get("include_archived"):
         query = query.where(invoices.c.archived_at.is_(None))
     if filters.get("kind"):
@@ -615,24 +623,38 @@ def list_invoices(uow, now: datetime, workspace_id: str, filters: dict | None = 
     else:
         total = uow.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
     order = [key.desc() if descending else key.asc() for key in keys]
-    rows = uow.execute(query.order_by(*order).limit(limit + 1).offset(offset)).all()  # one more: is there a next?
+    # one more than the page: is there a next? The verification codes come in the same statement.
+    page_query = query.add_columns(code_column("invoice", invoices.c.id)).order_by(*order).limit(limit + 1)
+    rows = uow.execute(page_query.offset(offset)).all()
     page: dict[str, Any] = {
-        "items": [invoice_view(r, today) for r in rows[:limit]],
+        "items": [{**invoice_view(r, today), "verification_code": grouped(r.verification_code)} for r in rows[:limit]],
         "total": total,
         "limit": limit,
         "offset": offset,
         "next_cursor": _cursor(sort, rows[limit - 1]) if len(rows) > limit else None,
     }
-    _with_codes(uow, "invoice", page["items"])
-    if filters.get("portal") and filters.get("client_id"):  # how the reader formats: one call renders the page
-        client = client_row(uow, workspace_id, filters["client_id"])
-        page["client"] = {
-            "name": client.name,
-            "currency": client.currency,
-            "locale": client.locale,
-            "timezone": client.timezone,
-        }
+    if reader is not None:  # how the reader formats: one call renders the page
+        page["client"] = {name: getattr(reader, name) for name in ("name", "currency", "locale", "timezone")}
     return page
+
+
+def _portal_reader(uow, workspace_id: str, client_id: str):
+    """The client a portal listing is for (its name, currency, locale and time zone) and its business's
+    time zone, in one statement; NotFound for a client not in the workspace."""
+    row = uow.execute(
+        sa.select(
+            clients.c.name,
+            clients.c.currency,
+            clients.c.locale,
+            clients.c.timezone,
+            workspaces.c.timezone.label("business_timezone"),
+        )
+        .join(workspaces, workspaces.c.id == clients.c.workspace_id)
+        .where(clients.c.id == client_id, clients.c.workspace_id == workspace_id)
+    ).first()
+    if row is None:
+        raise NotFound("No such client.")
+    return row
 
 
 # ---------------------------------------------------------------- quotes

@@ -17,7 +17,7 @@ from services.billing import domain
 from services.billing.handlers.common import iso, settings_of, workspace_row, workspace_today
 from services.billing.tables import clients, credit_notes, invoices, payments, quotes, refunds, verification_codes
 
-__all__ = ["issue_code", "code_of", "codes_of", "verify_document"]
+__all__ = ["issue_code", "code_of", "codes_of", "code_column", "grouped", "verify_document"]
 
 KINDS = ("invoice", "quote", "credit_note", "receipt")
 UNKNOWN = "No document has this verification code."
@@ -37,6 +37,17 @@ def issue_code(uow, now: datetime, workspace_id: str, client_id: str, kind: str,
         )
     )
     return verification.grouped(code)
+
+
+def code_column(kind: str, document_id: sa.ColumnElement) -> sa.Label:
+    """A listed document's code as a column of the listing's own statement (no query of its own)."""
+    found = verification_codes.c.document_kind == kind, verification_codes.c.document_id == document_id
+    return sa.select(verification_codes.c.code).where(*found).scalar_subquery().label("verification_code")
+
+
+def grouped(code: str | None) -> str | None:
+    """A code as printed, or None for a document the code was never issued for."""
+    return None if code is None else verification.grouped(code)
 
 
 def code_of(uow, kind: str, document_id: str) -> str | None:
