@@ -6,7 +6,8 @@ They are written fast, the way `make seed` writes: billing's own handlers in thi
 benchmark's billing database as billing's login role, acting for the workspace (row-level security
 binds it), a batch of clients per transaction. Of the events those handlers record, only the contact
 events are published (auth learns each contact from them, as in production); the others (invoice
-sent, payment recorded, ...) are taken out of the outbox in the same transaction. This is an
+sent, payment recorded, ...) are taken out of the outbox in the same transaction, and the reminders
+the open invoices had by now are recorded as told. This is an
 imported history: had they been published, documents would render and email some ten thousand PDFs
 on the benchmark's two cores while it measures, which is not what the portal benchmark measures.
 """
@@ -29,8 +30,10 @@ from chassis.clock import utcnow
 from chassis.events import OUTBOX
 from chassis.scope import Scope, acting_for
 from deploy.devstack import wait_for
+from services.billing import domain
 from services.billing import handlers as h
-from services.billing.handlers.common import workspace_row, workspace_today
+from services.billing.handlers.common import settings_of, workspace_row, workspace_today
+from services.billing.tables import invoices, reminders_sent
 
 CLIENTS = 500
 INVOICES = 20
@@ -102,6 +105,28 @@ def _invoice(uow, now, ws: str, client_id: str, today, j: int, i: int) -> None:
         h.void_invoice(uow, issued + 2 * DAY, ws, invoice["id"])
 
 
+def _reminded(uow, now, workspace_id: str, today, client_ids: list[str]) -> None:
+    """The reminders the imported invoices had by now, as told: without them billing's first sweep
+    would announce a few thousand overdue invoices at once, and documents email them, while the
+    benchmark measures pages."""
+    settings = settings_of(workspace_row(uow, workspace_id)).reminders
+    policy = domain.ReminderPolicy(settings.days_before, settings.on_due, settings.days_after)
+
+    def kinds(due_date) -> list[str]:  # as run_reminders works them out
+        return (policy.due(due_date, today) if settings.enabled else []) + (["overdue"] if due_date < today else [])
+
+    open_invoices = uow.execute(
+        sa.select(invoices.c.id, invoices.c.due_date).where(
+            invoices.c.client_id.in_(client_ids), invoices.c.status.in_(sorted(domain.OPEN_STATUSES))
+        )
+    ).all()
+    told = [
+        {"invoice_id": row.id, "kind": kind, "sent_at": now} for row in open_invoices for kind in kinds(row.due_date)
+    ]
+    if told:
+        uow.execute(reminders_sent.insert(), told)
+
+
 def seed(
     billing_url: str, workspace_id: str, run_id: str, count: int = CLIENTS, invoices: int = INVOICES
 ) -> list[User]:
@@ -136,6 +161,7 @@ def seed(
                         for j in range(invoices):
                             _invoice(uow, now, workspace_id, client["id"], today, j, i)
                         made.append(User(email, client["id"]))
+                    _reminded(uow, now, workspace_id, today, [user.client_id for user in made[first:]])
                     uow.execute(OUTBOX.delete().where(OUTBOX.c.seq > before, OUTBOX.c.event_type.not_in(PUBLISHED)))
                     uow.commit()
     finally:
