@@ -33,6 +33,7 @@ from deploy.devstack import wait_for
 from services.billing import domain
 from services.billing import handlers as h
 from services.billing.handlers.common import settings_of, workspace_row, workspace_today
+from services.billing.handlers.schedules import due_reminders
 from services.billing.tables import invoices, reminders_sent
 
 CLIENTS = 500
@@ -110,18 +111,15 @@ def _reminded(uow, now, workspace_id: str, today, client_ids: list[str]) -> None
     would announce a few thousand overdue invoices at once, and documents email them, while the
     benchmark measures pages."""
     settings = settings_of(workspace_row(uow, workspace_id)).reminders
-    policy = domain.ReminderPolicy(settings.days_before, settings.on_due, settings.days_after)
-
-    def kinds(due_date) -> list[str]:  # as run_reminders works them out
-        return (policy.due(due_date, today) if settings.enabled else []) + (["overdue"] if due_date < today else [])
-
     open_invoices = uow.execute(
         sa.select(invoices.c.id, invoices.c.due_date).where(
             invoices.c.client_id.in_(client_ids), invoices.c.status.in_(sorted(domain.OPEN_STATUSES))
         )
     ).all()
     told = [
-        {"invoice_id": row.id, "kind": kind, "sent_at": now} for row in open_invoices for kind in kinds(row.due_date)
+        {"invoice_id": row.id, "kind": kind, "sent_at": now}
+        for row in open_invoices
+        for kind in due_reminders(settings, row.due_date, today)
     ]
     if told:
         uow.execute(reminders_sent.insert(), told)

@@ -9,6 +9,8 @@ from chassis.db import UnitOfWork
 from chassis.errors import Conflict, Invalid, NotFound
 from chassis.events import OUTBOX
 from services.billing import handlers as h
+from services.billing.handlers.schedules import due_reminders
+from services.billing.settings_model import Reminders
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
 LINE = [{"description": "Work", "quantity": 1, "unit_price": 10000}]
@@ -135,6 +137,19 @@ def test_reminders_are_announced_once_each(db, ws):
     kinds = sorted(b.split('"kind": "')[1].split('"')[0] for b in events(db, "invoice.reminder"))
     assert kinds == ["after_1", "before_3", "on_due"]
     assert len(events(db, "invoice.overdue")) == 1
+
+
+def test_due_reminders_follow_the_workspace_settings_and_overdue_comes_regardless():
+    due = date(2026, 3, 10)
+    sends = Reminders()  # 3 days before, on the due date, 1, 7 and 14 days after
+    assert due_reminders(sends, due, date(2026, 3, 7)) == ["before_3"]
+    assert due_reminders(sends, due, date(2026, 3, 10)) == ["on_due"]
+    # a kind stays due for the catch-up window (3 days): a sweep after downtime still sends it once
+    assert due_reminders(sends, due, date(2026, 3, 11)) == ["on_due", "after_1", "overdue"]
+    assert due_reminders(sends, due, date(2026, 3, 15)) == ["overdue"]
+    assert due_reminders(sends, due, date(2026, 3, 17)) == ["after_7", "overdue"]
+    assert due_reminders(Reminders(enabled=False), due, date(2026, 3, 11)) == ["overdue"]
+    assert due_reminders(Reminders(enabled=False), due, date(2026, 3, 10)) == []
 
 
 def test_a_sweep_after_the_reminders_went_out_writes_nothing(db, ws):

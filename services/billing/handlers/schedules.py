@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -310,6 +310,17 @@ def _kinds(value) -> set[str]:
     return {kind for kind in items if kind}
 
 
+def due_reminders(settings, due_date: date, today: date) -> list[str]:
+    """The reminder kinds an open invoice due on `due_date` has had by `today`: the workspace's
+    reminders before, on and after the due date (when it sends them), and "overdue" once it is past."""
+    kinds = []
+    if settings.enabled:
+        kinds = domain.ReminderPolicy(settings.days_before, settings.on_due, settings.days_after).due(due_date, today)
+    if due_date < today:
+        kinds.append("overdue")
+    return kinds
+
+
 def run_reminders(uow, now: datetime, workspace_id: str | None = None) -> int:
     """Announce reminders before, on and after due dates, each once per invoice, and an invoice's
     first day overdue (in one workspace, or in all that the transaction can see). Documents sends the
@@ -335,14 +346,8 @@ def run_reminders(uow, now: datetime, workspace_id: str | None = None) -> int:
             business = businesses[row.workspace_id]
             policies[row.workspace_id] = (workspace_today(business, now), settings_of(business).reminders)
         today, settings = policies[row.workspace_id]
-        kinds = []
-        if settings.enabled:
-            policy = domain.ReminderPolicy(settings.days_before, settings.on_due, settings.days_after)
-            kinds = policy.due(row.due_date, today)
-        if row.due_date < today:
-            kinds.append("overdue")
         reminded = _kinds(row.reminded)
-        for kind in kinds:
+        for kind in due_reminders(settings, row.due_date, today):
             if kind in reminded:
                 continue  # told on an earlier sweep (a race between replicas is settled by the unique key)
             try:
