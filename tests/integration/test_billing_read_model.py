@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
 from chassis.db import UnitOfWork, make_engine, upgrade
+from chassis.errors import NotFound
 from chassis.nameko_ext import DatabaseHandle, ServiceBase
 from chassis.scope import SYSTEM, Scope, acting_for
 from services.billing import handlers as h
@@ -214,6 +215,39 @@ def test_a_portal_invoice_page_takes_five_round_trips(billing):
         "locale": "en_US",
         "timezone": "America/New_York",
     }
+
+
+def test_an_invoice_with_payments_and_a_dispute_reads_in_seven_round_trips(billing):
+    """The scope statement, the invoice with its business, client, code, processing amount and latest
+    dispute's id, its lines, payments, credits and that dispute, the commit: no query per lookup."""
+    ws = billing.ws
+    client = billing.run(Scope(ws), h.create_client, ws, {"name": "Client with a dispute"})["id"]
+    lines = [{"description": "Design", "unit_price": 7000}, {"description": "Hosting", "unit_price": 3000}]
+    with acting_for(Scope(ws)):
+        invoice = billing.run(Scope(ws), h.create_invoice, ws, {"client_id": client, "send": True, "lines": lines})
+        billing.run(Scope(ws), h.record_payment, ws, {"invoice_id": invoice["id"], "amount": 2500})
+        contact = billing.run(Scope(ws), h.add_contact, ws, client, {"name": "Ann", "email": "ann@example.org"})
+    owner = Scope(ws, client, role="owner")
+    raised = billing.run(
+        owner, h.raise_invoice_dispute, ws, client, contact["id"], "Ann", invoice["id"], "Hosting was down", [2]
+    )
+    with acting_for(Scope(ws, client)):
+        as_the_service(billing.engine, h.get_invoice, ws, invoice["id"], client)  # the pool has a connection
+        trips = RoundTrips(billing.engine)
+        try:
+            view = as_the_service(billing.engine, h.get_invoice, ws, invoice["id"], client)
+        finally:
+            trips.remove()
+    assert trips.count <= 7, trips.statements
+    assert (view["business_name"], view["locale"], view["timezone"]) == ("Studio 0", "en_US", "America/New_York")
+    assert [line["description"] for line in view["lines"]] == ["Design", "Hosting"]
+    assert [(p["amount"], p["currency"]) for p in view["payments"]] == [(2500, "USD")]
+    assert (view["credits"], view["processing"], view["einvoice"]) == ([], 0, False)
+    assert view["balance"] == 10000 - 2500 and view["client"]["name"] == "Client with a dispute"
+    assert view["verification_code"] is not None
+    assert view["dispute"]["id"] == raised["id"] and view["dispute"]["lines"] == [2]
+    with acting_for(Scope(ws, billing.big)), pytest.raises(NotFound):  # another client's invoice: not there
+        as_the_service(billing.engine, h.get_invoice, ws, invoice["id"], billing.big)
 
 
 def test_a_dashboard_with_quotes_payments_and_activity_reads_back_like_the_listings(billing):

@@ -39,10 +39,11 @@ from services.billing.handlers.common import (
     workspace_today,
 )
 from services.billing.handlers.engagement import record_signal
-from services.billing.handlers.processing import processing_by_invoice
+from services.billing.handlers.processing import processing_column
 from services.billing.handlers.summaries import money_moved
 from services.billing.handlers.verification import code_column, code_of, codes_of, grouped, issue_code
 from services.billing.lifecycle import Invoice, Quote
+from services.billing.settings_model import parse_settings
 from services.billing.tables import (
     clients,
     comments,
@@ -414,6 +415,42 @@ def mark_invoice_viewed(uow, now: datetime, workspace_id: str, client_id: str, i
     return get_invoice(uow, now, workspace_id, invoice_id, client_id=client_id)
 
 
+def _invoice_reader(uow, workspace_id: str, invoice_id: str, client_id: str | None):
+    """The invoice (within the client, when one is given) with what its view needs from elsewhere, in
+    one statement: its business's name, settings and time zone, its client's locale and time zone, its
+    verification code, what is still processing, and which dispute is its latest. NotFound outside
+    the scope."""
+    latest_dispute = (
+        sa.select(invoice_disputes.c.id)
+        .where(invoice_disputes.c.invoice_id == invoices.c.id)
+        .order_by(invoice_disputes.c.raised_at.desc(), invoice_disputes.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    query = (
+        sa.select(
+            invoices,
+            workspaces.c.name.label("business_name"),
+            workspaces.c.settings.label("business_settings"),
+            workspaces.c.timezone.label("business_timezone"),
+            clients.c.locale.label("client_locale"),
+            clients.c.timezone.label("client_timezone"),
+            code_column("invoice", invoices.c.id),
+            processing_column(invoices.c.id),
+            latest_dispute.label("latest_dispute_id"),
+        )
+        .join(workspaces, workspaces.c.id == invoices.c.workspace_id)
+        .join(clients, clients.c.id == invoices.c.client_id)
+        .where(invoices.c.id == str(invoice_id), invoices.c.workspace_id == workspace_id)
+    )
+    if client_id is not None:
+        query = query.where(invoices.c.client_id == client_id)
+    row = uow.execute(query).first()
+    if row is None:
+        raise NotFound("No such invoice.")
+    return row
+
+
 def _visible_to_client(row, client_id: str | None, what: str) -> None:
     """Given a client scope (the portal), drafts and archived documents do not exist."""
     if client_id is not None and (row.status == "draft" or row.archived_at is not None):
@@ -421,16 +458,16 @@ def _visible_to_client(row, client_id: str | None, what: str) -> None:
 
 
 def get_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, client_id: str | None = None) -> dict:
-    row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", client_id=client_id)
+    row = _invoice_reader(uow, workspace_id, invoice_id, client_id)
     _visible_to_client(row, client_id, "invoice")
-    ws = workspace_row(uow, workspace_id)
-    client = client_row(uow, workspace_id, row.client_id)
-    view = invoice_view(row, workspace_today(ws, now), None if row.client_snapshot else client_snapshot(uow, client))
-    view.update(locale=client.locale, timezone=client.timezone, business_name=ws.name)
+    snapshot = None if row.client_snapshot else client_snapshot(uow, client_row(uow, workspace_id, row.client_id))
+    view = invoice_view(row, today_in(row.business_timezone, now), snapshot)
+    view.update(locale=row.client_locale, timezone=row.client_timezone, business_name=row.business_name)
     view.update(lines_and_taxes(uow, "invoice", invoice_id, row.tax_total))
     view["tax_breakdown"] = with_exemption_reasons(view["tax_breakdown"], row.tax_exemption_reason)
-    view["einvoice"] = bool(settings_of(ws).legal.vat_id)  # documents writes XML for a seller with a VAT id
-    view["verification_code"] = code_of(uow, "invoice", invoice_id)
+    # documents writes XML for a seller with a VAT id
+    view["einvoice"] = bool(parse_settings(row.business_settings or {}).legal.vat_id)
+    view["verification_code"] = grouped(row.verification_code)
     view["payments"] = [
         {
             "payment_id": p.id,
@@ -456,15 +493,12 @@ def get_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, client_i
         ).all()
     ]
     # the latest invoice dispute (open, or how the last one was resolved), for the page's dispute form
-    latest = uow.execute(
-        sa.select(invoice_disputes)
-        .where(invoice_disputes.c.invoice_id == invoice_id)
-        .order_by(invoice_disputes.c.raised_at.desc(), invoice_disputes.c.id)
-        .limit(1)
-    ).first()
+    latest = None
+    if row.latest_dispute_id is not None:
+        latest = uow.execute(sa.select(invoice_disputes).where(invoice_disputes.c.id == row.latest_dispute_id)).first()
     view["dispute"] = dispute_view(latest, row.number) if latest is not None else None
     # a bank debit still with the bank: shown as processing, apart from what is owed
-    view["processing"] = processing_by_invoice(uow, [invoice_id]).get(invoice_id, 0)
+    view["processing"] = int(row.processing)
     if view["processing"] and view["balance"] > 0:
         view["display_status"] = "processing"
     return view

@@ -102,6 +102,13 @@ def processing_by_invoice(uow, invoice_ids) -> dict[str, int]:
     return {invoice_id: int(amount) for invoice_id, amount in rows}
 
 
+def processing_column(invoice_id: sa.ColumnElement) -> sa.Label:
+    """What of an invoice is still with the bank, as a column of the caller's own statement."""
+    amount = sa.func.coalesce(sa.func.sum(processing_payments.c.amount), 0)
+    in_flight = sa.select(amount).where(processing_payments.c.invoice_id == invoice_id, ACTIVE)
+    return in_flight.scalar_subquery().label("processing")
+
+
 def refuse_if_processing(uow, rows) -> None:
     """A second payment of an invoice whose debit is still with the bank would pay it twice."""
     busy = processing_by_invoice(uow, [r.id for r in rows])
