@@ -37,7 +37,7 @@ from services.gateway.pages.passkeys import step_up_location
 from services.gateway.portal_api import add_portal_api_routes
 from services.gateway.revocations import RevocationFeed, RevocationList
 from services.gateway.routes import add_page_routes
-from services.gateway.rpc import RpcPool, ServiceCrashed, ServiceTimeout, ServiceUnavailable
+from services.gateway.rpc import ContractViolation, RpcPool, ServiceCrashed, ServiceTimeout, ServiceUnavailable
 from services.gateway.sessions import SeenReports, SessionGuard, SessionMiddleware
 from services.gateway.views import env_for
 
@@ -312,20 +312,21 @@ class ErrorRenderer:
         )
 
     def crashed(self, req, resp, ex, params):
-        self.respond(
-            req,
-            resp,
-            502,
-            "Something went wrong",
-            "We could not complete this request. It has been logged; please try again.",
-        )
+        self._went_wrong(req, resp, 502)
+
+    def contract_bug(self, req, resp, ex, params):
+        # logged once already, where the call was refused (RpcPool), with the service and method
+        self._went_wrong(req, resp, 500)
 
     def unexpected(self, req, resp, ex, params):
         log.exception("unhandled error")
+        self._went_wrong(req, resp, 500)
+
+    def _went_wrong(self, req, resp, status: int) -> None:
         self.respond(
             req,
             resp,
-            500,
+            status,
             "Something went wrong",
             "We could not complete this request. It has been logged; please try again.",
         )
@@ -362,6 +363,7 @@ def create_app(
     app.add_error_handler(ServiceUnavailable, errors.unavailable)
     app.add_error_handler(ServiceTimeout, errors.timeout)
     app.add_error_handler(ServiceCrashed, errors.crashed)
+    app.add_error_handler(ContractViolation, errors.contract_bug)
     add_page_routes(app, rpc, health_rpc, config, clock)
     add_portal_api_routes(app, rpc, config)
     add_admin_routes(app, rpc, config.portal_url)

@@ -1,6 +1,7 @@
 """The gateway's HTTP behaviour with the services replaced by a fake RPC pool (no broker)."""
 
 import json
+import logging
 from datetime import datetime, timezone
 
 import falcon.testing
@@ -12,7 +13,7 @@ from services.gateway.app import GatewayConfig, create_app
 from services.gateway.csrf import sign
 from services.gateway.jsonapi import BadQuery
 from services.gateway.revocations import RevocationList
-from services.gateway.rpc import ServiceTimeout, ServiceUnavailable
+from services.gateway.rpc import ContractViolation, ServiceTimeout, ServiceUnavailable
 
 SESSION = {
     "contact_id": "c1",
@@ -218,6 +219,17 @@ def test_unreachable_or_slow_services_give_clear_pages(error, status):
     assert page.status_code == status and "try again" in page.text
     api = c.simulate_get("/api/portal/v1/dashboard", cookies=c.session_cookie)
     assert api.status_code == status and json.loads(api.text)["status"] == status
+
+
+def test_a_call_the_service_refused_as_a_contract_bug_is_a_500_logged_once_by_the_rpc_pool(caplog):
+    c, _ = client({("billing", "client_dashboard"): ContractViolation("billing.client_dashboard: takes 2 args")})
+    with caplog.at_level(logging.INFO):
+        page = c.simulate_get("/dashboard", cookies=c.session_cookie)
+        api = c.simulate_get("/api/portal/v1/dashboard", cookies=c.session_cookie)
+    assert page.status_code == 500 and "try again" in page.text
+    assert api.status_code == 500 and api.headers["content-type"] == "application/problem+json"
+    # the pool logged "contract bug: call refused" with the service and method; no traceback after it
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
 
 
 def test_request_id_is_kept_when_sane_and_passed_to_services():
@@ -427,3 +439,19 @@ def test_the_einvoice_xml_is_the_clients_own_invoice_and_refused_where_the_busin
     assert page.status_code == 409 and "VAT id is not set" in page.text
     api = c.simulate_get("/api/portal/v1/invoices/i1/xml", cookies=c.session_cookie)
     assert api.status_code == 409 and api.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    "path, method, done",
+    [
+        ("/profile/sign-in-links/l1/end", "end_sign_in_link", "link"),
+        ("/profile/document-links/l1/end", "end_document_link", "document"),
+    ],
+)
+def test_ending_a_link_ends_the_signed_in_contacts_own_and_says_so(path, method, done):
+    c, rpc = client({("auth", method): 1})
+    page = c.simulate_post(path, cookies=c.session_cookie)
+    assert page.status_code == 303 and page.headers["location"] == f"/profile/sessions?done={done}"
+    assert [(s, m, args) for s, m, args, *_ in rpc.calls if s == "auth"] == [("auth", method, ("c1", "l1"))]
+    c, _ = client({("auth", method): 0})  # ended already, or another contact's
+    assert c.simulate_post(path, cookies=c.session_cookie).status_code == 404
