@@ -36,7 +36,29 @@ def bank_form(form: dict) -> tuple[dict, bool]:
     return details, field(form, "accept_mandate", 10) in ("1", "on", "true")
 
 
-class BankDebit(Portal):
+class BankForm(Portal):
+    """What both bank-account forms do with a new account: add it under a new mandate, or show the
+    form again with what was typed."""
+
+    def add_account(self, req, session: dict, form: dict, **extra) -> None:
+        details, accepted = bank_form(form)
+        usecases.add_bank_account(
+            self.payments(req),
+            session,
+            details,
+            accepted,
+            ip=self.client_ip(req),
+            user_agent=req.user_agent,
+            request_key=usecases.request_key(field(form, "key", 100), req.context.request_id),
+            **extra,
+        )
+
+    @staticmethod
+    def as_typed(form: dict) -> dict:
+        return {k: form.get(k) if isinstance(form.get(k), str) else "" for k in ("holder_name", "email", "iban")}
+
+
+class BankDebit(BankForm):
     """POST /pay/<attempt>/bank: debit a saved bank account, or a new one under a new mandate."""
 
     def _pay_page(self, req, resp, session, attempt_id: str, error: str, form: dict, status: int):
@@ -66,26 +88,14 @@ class BankDebit(Portal):
             if saved and saved != "new":
                 self.payments(req).confirm_attempt(ws, client_id, attempt_id, None, saved, False)
             else:
-                details, accepted = bank_form(form)
-                usecases.add_bank_account(
-                    self.payments(req),
-                    session,
-                    details,
-                    accepted,
-                    ip=self.client_ip(req),
-                    user_agent=req.user_agent,
-                    request_key=usecases.request_key(field(form, "key", 100), req.context.request_id),
-                    attempt_id=attempt_id,
-                    save=field(form, "save", 10) in ("1", "on"),
-                )
+                self.add_account(req, session, form, attempt_id=attempt_id, save=field(form, "save", 10) in ("1", "on"))
         except (Invalid, Conflict) as exc:
-            shown = {k: form.get(k) if isinstance(form.get(k), str) else "" for k in ("holder_name", "email", "iban")}
             status = 422 if isinstance(exc, Invalid) else 409
-            return self._pay_page(req, resp, session, attempt_id, exc.detail, shown, status)
+            return self._pay_page(req, resp, session, attempt_id, exc.detail, self.as_typed(form), status)
         raise falcon.HTTPSeeOther(f"/pay/{attempt_id}/done")
 
 
-class BankAccounts(Portal):
+class BankAccounts(BankForm):
     """POST /payment-methods/bank: save a bank account under a new mandate (for EUR clients)."""
 
     def on_post(self, req, resp):
@@ -93,20 +103,9 @@ class BankAccounts(Portal):
         ws, client_id = session["workspace_id"], session["client_id"]
         form = self.form(req)
         try:
-            details, accepted = bank_form(form)
-            usecases.add_bank_account(
-                self.payments(req),
-                session,
-                details,
-                accepted,
-                ip=self.client_ip(req),
-                user_agent=req.user_agent,
-                request_key=usecases.request_key(field(form, "key", 100), req.context.request_id),
-            )
+            self.add_account(req, session, form)
         except Invalid as exc:
-            methods = self.payments(req).list_cards(ws, client_id)
-            cards, banks = split_methods(methods)
-            shown = {k: form.get(k) if isinstance(form.get(k), str) else "" for k in ("holder_name", "email", "iban")}
+            cards, banks = split_methods(self.payments(req).list_cards(ws, client_id))
             return self.page(
                 req,
                 resp,
@@ -119,7 +118,7 @@ class BankAccounts(Portal):
                 stripe=self.config.stripe,
                 notice=None,
                 bank_error=exc.detail,
-                bank=shown,
+                bank=self.as_typed(form),
                 bank_key=uuid.uuid4().hex,
             )
         raise falcon.HTTPSeeOther("/payment-methods?" + urlencode({"notice": "bank_added"}))

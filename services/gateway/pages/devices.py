@@ -60,20 +60,19 @@ class EndOtherSessions(Portal):
         raise falcon.HTTPSeeOther("/profile/sessions?done=others")
 
 
-class EndSignInLink(Portal):
-    def on_post(self, req, resp, link_id: str):
-        session = self.session(req, resp)
-        if not self.auth(req).end_sign_in_link(session["contact_id"], link_id):
-            raise falcon.HTTPNotFound()
-        raise falcon.HTTPSeeOther("/profile/sessions?done=link")
+class EndLink(Portal):
+    """Ends one of the contact's outstanding links: a sign-in link, or a document link it was sent."""
 
+    def __init__(self, rpc, config, kind: str):
+        super().__init__(rpc, config)
+        self.kind = kind  # "link" (sign-in) or "document": what the sessions page says was ended
 
-class EndDocumentLink(Portal):
     def on_post(self, req, resp, link_id: str):
-        session = self.session(req, resp)
-        if not self.auth(req).end_document_link(session["contact_id"], link_id):
-            raise falcon.HTTPNotFound()
-        raise falcon.HTTPSeeOther("/profile/sessions?done=document")
+        contact_id, auth = self.session(req, resp)["contact_id"], self.auth(req)
+        end = auth.end_sign_in_link if self.kind == "link" else auth.end_document_link
+        if not end(contact_id, link_id):
+            raise falcon.HTTPNotFound()  # ended already, used, or not this contact's
+        raise falcon.HTTPSeeOther(f"/profile/sessions?done={self.kind}")
 
 
 class NotMe(Base):
@@ -132,6 +131,6 @@ def add_device_routes(app: falcon.App, rpc, config) -> None:
     app.add_route("/profile/sessions", SessionsPage(rpc, config))
     app.add_route("/profile/sessions/end-others", EndOtherSessions(rpc, config))
     app.add_route("/profile/sessions/{session_id}/end", EndSession(rpc, config))
-    app.add_route("/profile/sign-in-links/{link_id}/end", EndSignInLink(rpc, config))
-    app.add_route("/profile/document-links/{link_id}/end", EndDocumentLink(rpc, config))
+    app.add_route("/profile/sign-in-links/{link_id}/end", EndLink(rpc, config, "link"))
+    app.add_route("/profile/document-links/{link_id}/end", EndLink(rpc, config, "document"))
     app.add_route(NOT_ME, NotMe(rpc, config))
