@@ -309,3 +309,17 @@ def test_disputes_record_their_latest_status_once_each(db, ws):
     assert db(h.get_invoice, ws_id, invoice["id"])["status"] == "paid"  # a dispute alone moves no money
     with pytest.raises(Unavailable):
         db(h.record_dispute, ws_id, {**dispute, "payment_id": "pi_missing"})
+
+
+def test_a_new_payment_answers_and_announces_what_reading_it_back_shows(db, ws):
+    """record_payment builds a new payment's view from what it just stored; it is the view any later
+    read gives (allocations in invoice order, nothing refunded, the overpayment kept as credit)."""
+    ws_id, client = ws
+    first, second = _invoice(db, ws_id, client, 3000), _invoice(db, ws_id, client, 5000)
+    recorded = _card(db, ws_id, "pi_view", [(second, 5000), (first, 3000)], amount=9000)
+    read_back = db(h.get_payment, ws_id, "pi_view")
+    assert recorded == {k: v for k, v in read_back.items() if k in recorded}
+    assert (recorded["unapplied"], recorded["refunded"], len(recorded["allocations"])) == (1000, 0, 2)
+    [body] = events(db, "payment.recorded")
+    announced = body if isinstance(body, dict) else json.loads(body)
+    assert {k: announced["data"][k] for k in recorded} == recorded

@@ -72,8 +72,9 @@ def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_u
     charged = _charged(data, applied.requested, total, allow_unapplied)
     client_id, currency = applied.client_id, applied.currency
     assert client_id is not None and currency is not None  # set by every allocation, and there is at least one
-    uow.execute(
-        payments.insert().values(
+    stored = uow.execute(
+        payments.insert()
+        .values(
             id=payment_id,
             workspace_id=workspace_id,
             client_id=client_id,
@@ -86,7 +87,8 @@ def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_u
             source=text(data.get("source", "offline"), "source", 20),
             received_at=received_at,
         )
-    )
+        .returning(*payments.c)
+    ).one()
     issue_code(uow, now, workspace_id, client_id, "receipt", payment_id)
     if applied.settled:
         uow.execute(
@@ -99,7 +101,9 @@ def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_u
     if charged > total:
         summary += f", {Money(charged - total, currency).format()} kept as credit"
     record_activity(uow, now, workspace_id, client_id, "payment.recorded", summary, {"payment_id": payment_id})
-    view = _payment_view(uow, uow.execute(sa.select(payments).where(payments.c.id == payment_id)).one())
+    # a new payment: what it paid is known here, and nothing of it can have been refunded yet
+    paid = [{"invoice_id": row.id, "number": row.number, "amount": amount} for row, amount in applied.settled]
+    view = _view(stored, paid, refunded=0)
     uow.publish(
         "payment.recorded",
         workspace_id,
@@ -156,7 +160,7 @@ def _apply(uow, workspace_id: str, allocations: list, allow_unapplied: bool) -> 
             owed = domain.balance(row.total, row.amount_paid, row.amount_credited)
             amount = min(amount, owed if row.status in domain.OPEN_STATUSES else 0)
             if amount:
-                row = _settle(uow, workspace_id, invoice_id, paid=amount)
+                row = _settle(uow, workspace_id, invoice_id, paid=amount, locked=row)
         else:
             row = _settle(uow, workspace_id, invoice_id, paid=amount)
         if applied.client_id not in (None, row.client_id) or applied.currency not in (None, row.currency):
@@ -203,6 +207,12 @@ def _payment_view(uow, row) -> dict:
         .join(invoices, invoices.c.id == payment_allocations.c.invoice_id)
         .where(payment_allocations.c.payment_id == row.id)
     ).all()
+    paid = [{"invoice_id": a.invoice_id, "number": a.number, "amount": a.amount} for a in allocations]
+    return _view(row, paid, _refunded(uow, row.id))
+
+
+def _view(row, allocations: list[dict], refunded: int) -> dict:
+    """A payment as the APIs and its event show it, from its row, what it paid, and what was refunded."""
     # amount = what the allocations still pay + unapplied + refunded
     return {
         "id": row.id,
@@ -214,9 +224,9 @@ def _payment_view(uow, row) -> dict:
         "reference": row.reference,
         "source": row.source,
         "received_at": iso(row.received_at),
-        "allocations": [{"invoice_id": a.invoice_id, "number": a.number, "amount": a.amount} for a in allocations],
+        "allocations": allocations,
         "unapplied": row.unapplied,
-        "refunded": _refunded(uow, row.id),
+        "refunded": refunded,
         "dispute_status": row.dispute_status,
     }
 

@@ -21,13 +21,14 @@ def _amount(value, name: str = "amount") -> int:
     return value
 
 
-def _settle(uow, workspace_id: str, invoice_id: str, *, paid: int = 0, credited: int = 0):
-    """Add money to an invoice under a row lock and recompute its status (Invoice.settle); returns the new row."""
-    row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True)
+def _settle(uow, workspace_id: str, invoice_id: str, *, paid: int = 0, credited: int = 0, locked=None):
+    """Add money to an invoice under a row lock and recompute its status (Invoice.settle); returns the
+    new row. `locked`: the invoice's row, locked by the caller in this transaction already."""
+    row = locked if locked is not None else get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True)
     invoice = Invoice.from_row(row)
     invoice.settle(paid=paid, credited=credited)
-    uow.execute(invoices.update().where(invoices.c.id == invoice_id).values(**invoice.changes()))
-    return get_scoped(uow, invoices, workspace_id, invoice_id, "invoice")
+    changed = invoices.update().where(invoices.c.id == row.id).values(**invoice.changes()).returning(*invoices.c)
+    return uow.execute(changed).one()
 
 
 def _reverse(uow, now, workspace_id: str, invoice_id: str, amount: int, policy: str, refund_id: str):
