@@ -18,7 +18,8 @@ if WALL_CLOCK.tzinfo is None:
     WALL_CLOCK = WALL_CLOCK.replace(tzinfo=timezone.utc)
 
 
-@pytest.fixture(scope="session", autouse=True)
+# package scope: the clock comes back when the unit tier ends, whatever tiers run after it
+@pytest.fixture(scope="package", autouse=True)
 def wall_clock_away_from_the_fixtures():
     with time_machine.travel(WALL_CLOCK, tick=True):
         yield
