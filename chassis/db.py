@@ -17,6 +17,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from chassis import sqlite
 from chassis.clock import Clock, utcnow
 from chassis.events import add_to_outbox
+from chassis.prepared import Prepared
 from chassis.scope import db_scope
 from chassis.sqltypes import UtcDateTime as UtcDateTime  # the tables' type, as services import it
 
@@ -255,8 +256,14 @@ class UnitOfWork:
         self.conn.rollback()
 
     def execute(
-        self, statement: sa.Executable, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
+        self,
+        statement: sa.Executable | Prepared,
+        params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     ) -> CursorResult[Any]:
+        if isinstance(statement, Prepared):
+            if params is not None and not isinstance(params, Mapping):
+                raise TypeError("a prepared statement runs with one set of values")
+            return statement.execute(self.conn, params or {})
         return self.conn.execute(statement, params or {})
 
     def publish(

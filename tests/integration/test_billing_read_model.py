@@ -291,7 +291,8 @@ def _plans(engine, handler, *args) -> list[tuple[str, dict]]:
             cursor = uow.conn.connection.dbapi_connection.cursor()
             plans = []
             for statement, parameters in seen:
-                if " invoices" in statement and statement.lstrip().upper().startswith("SELECT"):
+                reads_invoices = " invoices" in statement and statement.lstrip().upper().startswith("SELECT")
+                if reads_invoices or statement.startswith("EXECUTE"):  # a prepared statement (chassis/prepared.py)
                     cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, parameters)
                     plans.append((statement, cursor.fetchone()[0][0]))
     finally:

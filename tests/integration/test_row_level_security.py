@@ -317,6 +317,31 @@ def test_a_handler_called_with_no_scope_sees_nothing_and_writes_nothing(billing_
         assert billing.get_invoice(uow, utcnow(), ws, my_invoice)["amount_paid"] == 0  # nothing was written
 
 
+def test_a_prepared_statement_binds_by_the_scope_it_runs_in_not_the_one_it_was_prepared_in(billing_data, dbs):
+    """The dashboard's statement is prepared once per connection (chassis/prepared.py); the policies
+    still read the scope of each transaction that runs it."""
+    _, ws, (mine, theirs), _ = billing_data
+    engine = make_engine(dbs["service"]["billing"], pool_size=1)  # one connection: every call reuses it
+    try:
+        with acting_for(Scope(ws, mine)), UnitOfWork(engine) as uow:
+            assert billing.client_dashboard(uow, utcnow(), ws, mine)["client"]["id"] == mine
+            uow.rollback()  # PREPARE outlives the transaction it was sent in
+        with acting_for(Scope(ws, theirs)), UnitOfWork(engine) as uow:
+            prepared = uow.execute(sa.text("SELECT name FROM pg_prepared_statements")).scalars().all()
+            assert "billing_client_dashboard" in prepared
+            with pytest.raises(NotFound):  # the other client's dashboard, through the same prepared plan
+                billing.client_dashboard(uow, utcnow(), ws, mine)
+            assert billing.client_dashboard(uow, utcnow(), ws, theirs)["client"]["id"] == theirs
+        with acting_for(Scope(str(uuid.uuid4()), mine)), UnitOfWork(engine) as uow:  # another workspace's key
+            with pytest.raises(NotFound):
+                billing.client_dashboard(uow, utcnow(), ws, mine)
+        with UnitOfWork(engine) as uow:  # no scope at all
+            with pytest.raises(NotFound):
+                billing.client_dashboard(uow, utcnow(), ws, mine)
+    finally:
+        engine.dispose()
+
+
 def test_a_pooled_connection_does_not_carry_a_scope_into_the_next_transaction(billing_data):
     engine, ws, (mine, theirs), _ = billing_data
     token = db_scope.set(Scope(ws, mine))

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import sqlalchemy as sa
 
 from chassis.errors import NotFound
+from chassis.prepared import Prepared
 from chassis.sql import json_array_agg, json_object, json_rows, local_date, rows_from_json
 from chassis.sqltypes import UtcDateTime
 from services.billing.aging import aging
@@ -118,7 +119,8 @@ _PROCESSING = (
     .label("processing")
 )
 _BUSINESS = ("name", "email", "phone", "address", "logo_url", "brand_color")
-_DASHBOARD = (
+_DASHBOARD = Prepared(
+    "billing_client_dashboard",
     sa.select(
         clients.c.id,
         clients.c.name,
@@ -155,7 +157,7 @@ _DASHBOARD = (
         )
         .join(_OVERDUE, sa.true())
     )
-    .where(clients.c.id == _client, clients.c.workspace_id == _workspace)
+    .where(clients.c.id == _client, clients.c.workspace_id == _workspace),
 )
 
 
