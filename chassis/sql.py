@@ -104,23 +104,25 @@ def _as_json(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) ->
 POSITION = "position_"
 
 
-def json_rows(query: sa.Select[Any], order_by: Sequence[sa.ColumnElement[Any]], limit: int) -> sa.ScalarSelect[Any]:
-    """The first `limit` rows of `query` in `order_by` order as one JSON array of objects (column name:
-    value), a scalar subquery for another statement's columns. Each object carries its position,
-    since an aggregate's input order is not something either database promises."""
-    rows = (
-        query.add_columns(sa.func.row_number().over(order_by=order_by).label(POSITION))
-        .order_by(*order_by)
-        .limit(limit)
-        .subquery()
-    )
+def json_rows(
+    query: sa.Select[Any],
+    order_by: Sequence[sa.ColumnElement[Any]],
+    limit: int | sa.BindParameter[int],
+    offset: int | sa.BindParameter[int] = 0,
+) -> sa.ScalarSelect[Any]:
+    """`limit` rows of `query` in `order_by` order, after the first `offset`, as one JSON array of
+    objects (column name: value), a scalar subquery for another statement's columns. Each object
+    carries its position, since an aggregate's input order is not something either database promises."""
+    rows = query.add_columns(sa.func.row_number().over(order_by=order_by).label(POSITION)).order_by(*order_by)
+    rows = rows.limit(limit).offset(offset) if isinstance(offset, sa.BindParameter) or offset else rows.limit(limit)
+    subquery = rows.subquery()
     pairs: list[sa.ColumnElement[Any]] = []
-    for column in rows.c:
+    for column in subquery.c:
         pairs += [
             sa.literal_column(f"'{column.name}'"),
             as_json(column) if isinstance(column.type, sa.JSON) else column,
         ]
-    return sa.select(json_array_agg(json_object(*pairs))).select_from(rows).scalar_subquery()
+    return sa.select(json_array_agg(json_object(*pairs))).select_from(subquery).scalar_subquery()
 
 
 def rows_from_json(query: sa.Select[Any], value: str | list[dict[str, Any]] | None) -> list[SimpleNamespace]:

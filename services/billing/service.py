@@ -25,6 +25,7 @@ from services.billing.handlers import (
     disputes,
     documents,
     engagement,
+    invoice_listing,
     notifications,
     payment_plans,
     payments,
@@ -300,7 +301,7 @@ class BillingService(ServiceBase):
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def list_invoices(self, workspace_id: str, filters: dict | None = None) -> dict:
-        return self._tx(documents.list_invoices, workspace_id, filters)
+        return self._tx(invoice_listing.list_invoices, workspace_id, filters)
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)

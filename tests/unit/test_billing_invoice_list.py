@@ -110,3 +110,37 @@ def test_part_of_a_number_is_found_anywhere_in_it_whatever_the_case(db, listed):
     assert found("6-000") == sorted(numbers)  # the middle
     assert found("2026-00012", client_id=client, portal=True) == [numbers[11]]
     assert found("%") == found("no-such-number") == []  # no pattern characters: the text itself
+
+
+def test_a_portal_page_by_number_answers_as_the_pages_after_a_cursor_do(db, listed):
+    """A portal page by offset is one prepared statement (count and rows as JSON); the pages after a
+    cursor are built as asked. Both give the same invoices, read back alike, for each filter and sort."""
+    ws_id, client, made = listed
+    db(h.void_invoice, ws_id, made[5]["id"])  # every display status the portal filters on
+    db(h.record_payment, ws_id, {"invoice_id": made[6]["id"], "amount": 100})
+    db(h.archive_invoice, ws_id, made[7]["id"])  # not in the portal
+    late = {"client_id": client, "send": True, "issue_date": "2026-10-01", "due_date": "2026-10-31"}
+    db(h.create_invoice, ws_id, {**late, "lines": [{"description": "Late", "unit_price": 500}]})
+    portal = {"client_id": client, "portal": True, "limit": 4}
+    for status in ("all", "unpaid", "partially_paid", "overdue", "paid", "void"):
+        for sort in ("-date", "due_date", "-amount", "number"):
+            for search in ("", "00"):
+                filters = {**portal, "status": status, "sort": sort, "search": search}
+                first = db(h.list_invoices, ws_id, filters)
+                by_offset = first["items"] + [
+                    i
+                    for offset in range(4, 24, 4)
+                    for i in db(h.list_invoices, ws_id, {**filters, "offset": offset})["items"]
+                ]
+                by_cursor, page = list(first["items"]), first
+                while page["next_cursor"]:
+                    page = db(h.list_invoices, ws_id, {**filters, "after": page["next_cursor"]})
+                    by_cursor += page["items"]
+                    assert page["client"] == first["client"]
+                assert by_offset == by_cursor and first["total"] == len(by_offset), (status, sort, search)
+    everything = db(h.list_invoices, ws_id, {**portal, "limit": 100})
+    assert made[7]["id"] not in {i["id"] for i in everything["items"]} and everything["total"] == 23
+    assert {i["display_status"] for i in everything["items"]} >= {"paid", "partially_paid", "void", "overdue"}
+    assert everything["client"]["currency"] == "USD" and everything["next_cursor"] is None
+    with pytest.raises(NotFound):
+        db(h.list_invoices, ws_id, {**portal, "client_id": "no-such-client"})

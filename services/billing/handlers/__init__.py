@@ -61,7 +61,6 @@ from services.billing.handlers.documents import (  # noqa: F401
     issue_credit_note,
     list_comments,
     list_credit_notes,
-    list_invoices,
     list_quote_versions,
     list_quotes,
     mark_invoice_viewed,
@@ -79,6 +78,9 @@ from services.billing.handlers.engagement import (  # noqa: F401
     list_engagement,
     payment_known,
     record_signal,
+)
+from services.billing.handlers.invoice_listing import (  # noqa: F401
+    list_invoices,
 )
 from services.billing.handlers.payment_plans import (  # noqa: F401
     plan_payment,

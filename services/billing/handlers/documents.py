@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from datetime import date, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -68,7 +64,6 @@ __all__ = [
     "archive_invoice",
     "mark_invoice_viewed",
     "get_invoice",
-    "list_invoices",
     "invoice_view",
     "create_quote",
     "update_quote",
@@ -528,167 +523,10 @@ def _listing(uow, now: datetime, table: sa.Table, workspace_id: str, filters: di
     return _listing_query(table, workspace_id, filters), workspace_today(workspace_row(uow, workspace_id), now)
 
 
-SORTS = {
-    "date": invoices.c.issue_date,
-    "due_date": invoices.c.due_date,
-    "amount": invoices.c.total,
-    "number": invoices.c.number,
-}
-# Above every character a number can hold: suffix >= term and < term + this is "starts with term".
-LAST_CHARACTER = "\U0010ffff"
-
-
 def number_suffixes(number: str) -> set[str]:
     """What invoice_number_suffixes holds for a number: each of its endings, lower-cased."""
     number = number.lower()
     return {number[i:] for i in range(len(number))}
-
-
-def _sort_keys(sort: str) -> tuple[list, bool]:
-    """The columns a listing is ordered by and whether descending: the sort's column, then the number
-    (unique in a workspace) in the same direction, so that each order is one range of an index, read
-    forwards or backwards, and a page can start right after any row."""
-    column = SORTS.get(sort.lstrip("-"))
-    if column is None:
-        raise Invalid("Unknown sort.", sort=f"one of {', '.join(SORTS)}, optionally with a leading -")
-    return ([column] if column is invoices.c.number else [column, invoices.c.number]), sort.startswith("-")
-
-
-def _cursor(sort: str, row) -> str:
-    """An opaque token for "the rows after this one" in this sort: its sort keys."""
-    keys, _ = _sort_keys(sort)
-    values = [getattr(row, key.name) for key in keys]
-    raw = json.dumps([sort, *(v.isoformat() if isinstance(v, date) else v for v in values)], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _after(cursor, sort: str) -> list:
-    """The sort keys a cursor from an earlier page of the same listing holds."""
-    keys, _ = _sort_keys(sort)
-    try:
-        raw = base64.urlsafe_b64decode(str(cursor) + "=" * (-len(str(cursor)) % 4))
-        cursor_sort, *values = json.loads(raw)
-        if cursor_sort != sort or len(values) != len(keys):
-            raise ValueError("another listing's cursor")
-        typed: list[date | int | str] = []
-        for key, value in zip(keys, values):
-            if isinstance(key.type, sa.Date):
-                typed.append(date.fromisoformat(value))
-            elif (
-                isinstance(key.type, sa.Integer)
-                and isinstance(value, int)
-                and not isinstance(value, bool)
-                and -(2**63) <= value < 2**63
-            ):
-                typed.append(value)
-            elif (
-                isinstance(key.type, sa.String) and isinstance(value, str) and len(value) <= 50 and "\x00" not in value
-            ):
-                typed.append(value)
-            else:
-                raise ValueError("a key of the wrong type")
-        return typed
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        # an opaque reference to a page this listing never gave, like an unknown id: not found
-        raise NotFound(
-            "There is no such page: after is the next_cursor of an earlier page with the same sort.",
-            after="not a page of this listing",
-        ) from None
-
-
-def list_invoices(uow, now: datetime, workspace_id: str, filters: dict | None = None) -> dict:
-    """Filter by client, status (including derived 'overdue' and 'unpaid'), number search; sorted, paged.
-
-    Two ways to page: `after`, the `next_cursor` of the previous page (keyset: the page starts in the
-    index where the last one ended, however deep; its `total` is None, as counting would read every
-    row), or `offset` (page numbers; the rows before it are still read). The indexes behind the
-    listing: ix_invoices_client_listing (a client's, by date), ix_invoices_listing (a workspace's, by
-    date), ix_invoices_open (unpaid and overdue), ix_invoice_number_suffixes_search (part of a number)."""
-    filters = filters or {}
-    reader = None
-    if filters.get("portal") and filters.get("client_id"):  # the reader and the business's today, read together
-        reader = _portal_reader(uow, workspace_id, filters["client_id"])
-        query, today = _listing_query(invoices, workspace_id, filters), today_in(reader.business_timezone, now)
-    else:
-        query, today = _listing(uow, now, invoices, workspace_id, filters)
-    if not filters.get("portal") and not filters.get("include_archived"):
-        query = query.where(invoices.c.archived_at.is_(None))
-    if filters.get("kind"):
-        query = query.where(invoices.c.kind == filters["kind"])
-    search = str(filters.get("search") or "")[:50].lower()
-    if search:
-        endings = invoice_number_suffixes.c
-        query = query.where(
-            invoices.c.id.in_(
-                sa.select(endings.invoice_id).where(
-                    endings.workspace_id == workspace_id,
-                    endings.suffix >= search,
-                    endings.suffix < search + LAST_CHARACTER,
-                )
-            )
-        )
-    owed = invoices.c.total - invoices.c.amount_paid - invoices.c.amount_credited
-    status = filters.get("status") or "all"
-    open_ = invoices.c.status.in_(sorted(domain.OPEN_STATUSES))
-    conditions = {
-        "all": None,
-        "paid": invoices.c.status == "paid",
-        "unpaid": open_ & (owed > 0),
-        "partially_paid": invoices.c.status == "partially_paid",
-        "overdue": open_ & (owed > 0) & (invoices.c.due_date < today),
-        "draft": invoices.c.status == "draft",
-        "sent": invoices.c.status == "sent",
-        "viewed": invoices.c.status == "viewed",
-        "void": invoices.c.status == "void",
-    }
-    if status not in conditions:
-        raise Invalid("Unknown status filter.", status=f"one of {', '.join(conditions)}")
-    if conditions[status] is not None:
-        query = query.where(conditions[status])
-    sort = filters.get("sort") or "-date"  # a leading - sorts descending; newest first by default
-    keys, descending = _sort_keys(sort)
-    limit, offset = page_bounds(filters.get("limit", 20), filters.get("offset", 0), 100)
-    total = None  # a page by cursor does not count again: counting reads every row the first page counted
-    if filters.get("after"):  # with an offset too, that many rows after the cursor are skipped
-        after = _after(filters["after"], sort)
-        position = sa.tuple_(*keys) if len(keys) > 1 else keys[0]
-        start = tuple(after) if len(keys) > 1 else after[0]
-        query = query.where(position < start if descending else position > start)
-    else:
-        total = uow.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
-    order = [key.desc() if descending else key.asc() for key in keys]
-    # one more than the page: is there a next? The verification codes come in the same statement.
-    page_query = query.add_columns(code_column("invoice", invoices.c.id)).order_by(*order).limit(limit + 1)
-    rows = uow.execute(page_query.offset(offset)).all()
-    page: dict[str, Any] = {
-        "items": [{**invoice_view(r, today), "verification_code": grouped(r.verification_code)} for r in rows[:limit]],
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-        "next_cursor": _cursor(sort, rows[limit - 1]) if len(rows) > limit else None,
-    }
-    if reader is not None:  # how the reader formats: one call renders the page
-        page["client"] = {name: getattr(reader, name) for name in ("name", "currency", "locale", "timezone")}
-    return page
-
-
-def _portal_reader(uow, workspace_id: str, client_id: str):
-    """The client a portal listing is for (its name, currency, locale and time zone) and its business's
-    time zone, in one statement; NotFound for a client not in the workspace."""
-    row = uow.execute(
-        sa.select(
-            clients.c.name,
-            clients.c.currency,
-            clients.c.locale,
-            clients.c.timezone,
-            workspaces.c.timezone.label("business_timezone"),
-        )
-        .join(workspaces, workspaces.c.id == clients.c.workspace_id)
-        .where(clients.c.id == client_id, clients.c.workspace_id == workspace_id)
-    ).first()
-    if row is None:
-        raise NotFound("No such client.")
-    return row
 
 
 # ---------------------------------------------------------------- quotes
