@@ -6,8 +6,9 @@ The clients: 500 clients of the benchmark's workspace, each with its own portal 
 invoices in a mix of statuses (bench/users.py); 50 of them sign in with a magic link. Under
 load each of wrk's 50 connections is one of those 50 clients, with its own session (one wrk thread
 per connection, each sending its own cookie: wrk_report.lua), so nothing one client's requests warm
-serves another's. The same pages with one cookie on all 50 connections (what this benchmark measured
-before) are reported beside them, labelled as such.
+serves another's. Like a browser, each keeps the renewed cookie the gateway sets once a minute. The
+same pages with one cookie on all 50 connections (what this benchmark measured before) are reported
+beside them, labelled as such.
 
 Baselines, measured in the same run, interleaved with the pages:
 - hello-world: bench/hello.py under the gateway's gunicorn.conf.py, loaded the same way;
@@ -324,7 +325,7 @@ def run(ctx: Context, report) -> None:
     how = (
         f"median of {ROUNDS} rounds of {SECONDS} s, the pages and their baselines in turn in each round; "
         f"{ctx.shared['clients']} clients with {users.INVOICES} invoices each, {USERS} signed in, one per "
-        f"connection (wrk: one thread per connection, each with its own session cookie)"
+        f"connection (wrk: one thread per connection, each with its own session cookie, renewed as a browser's is)"
     )
     for page in PAGES:
         figures, shared = loaded[page], loaded[f"{page}_one_cookie"]

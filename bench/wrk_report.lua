@@ -3,6 +3,8 @@
 --
 -- With WRK_COOKIES naming a file of Cookie header values, one a line, thread N sends the N-th: run
 -- with as many threads as connections (-tN -cN) and each connection is a client of its own.
+-- Like a browser, a thread sends the cookie an answer set (the gateway renews a session's credential
+-- once a minute) instead of the one it started with.
 local threads = {}
 local count = 0
 
@@ -27,11 +29,37 @@ function init(args)
       error("WRK_COOKIES has no line " .. thread_number)
     end
   end
+  prepared = wrk.format()
+end
+
+function request()
+  return prepared
+end
+
+-- The Cookie header with `name` set to `value` (added, or replacing its old value).
+local function with_cookie(header, name, value)
+  local pairs_kept = {}
+  for pair in string.gmatch(header or "", "[^;]+") do
+    local key = string.match(pair, "^%s*([^=]+)=")
+    if key ~= nil and key ~= name then
+      table.insert(pairs_kept, (string.gsub(pair, "^%s+", "")))
+    end
+  end
+  table.insert(pairs_kept, name .. "=" .. value)
+  return table.concat(pairs_kept, "; ")
 end
 
 function response(status, headers, body)
   if status ~= 200 then
     non200 = non200 + 1
+  end
+  local set = headers["Set-Cookie"]
+  if set ~= nil and wrk.headers["Cookie"] ~= nil then
+    local name, value = string.match(set, "^%s*([^=;]+)=([^;]*)")
+    if name ~= nil and value ~= "" then
+      wrk.headers["Cookie"] = with_cookie(wrk.headers["Cookie"], name, value)
+      prepared = wrk.format()
+    end
   end
 end
 
