@@ -114,7 +114,9 @@ def json_rows(
     objects (column name: value), a scalar subquery for another statement's columns. Each object
     carries its position, since an aggregate's input order is not something either database promises."""
     rows = query.add_columns(sa.func.row_number().over(order_by=order_by).label(POSITION)).order_by(*order_by)
-    rows = rows.limit(limit).offset(offset) if isinstance(offset, sa.BindParameter) or offset else rows.limit(limit)
+    rows = rows.limit(limit)
+    if isinstance(offset, sa.BindParameter) or offset:
+        rows = rows.offset(offset)
     subquery = rows.subquery()
     pairs: list[sa.ColumnElement[Any]] = []
     for column in subquery.c:

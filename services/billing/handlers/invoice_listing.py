@@ -106,7 +106,7 @@ def list_invoices(uow, now: datetime, workspace_id: str, filters: dict | None = 
     if status not in STATUSES:
         raise Invalid("Unknown status filter.", status=f"one of {', '.join(STATUSES)}")
     sort = filters.get("sort") or "-date"  # a leading - sorts descending; newest first by default
-    _sort_keys(sort)  # a known sort, or Invalid
+    keys, descending = _sort_keys(sort)  # a known sort, or Invalid
     limit, offset = page_bounds(filters.get("limit", 20), filters.get("offset", 0), 100)
     search = str(filters.get("search") or "")[:50].lower()
     if filters.get("portal") and filters.get("client_id") and not filters.get("after") and not filters.get("kind"):
@@ -125,7 +125,6 @@ def list_invoices(uow, now: datetime, workspace_id: str, filters: dict | None = 
         query = query.where(_number_contains(workspace_id, search, search + LAST_CHARACTER))
     if status != "all":
         query = query.where(_status_is(status, today))
-    keys, descending = _sort_keys(sort)
     total = None  # a page by cursor does not count again: counting reads every row the first page counted
     if filters.get("after"):  # with an offset too, that many rows after the cursor are skipped
         after = _after(filters["after"], sort)
@@ -247,13 +246,7 @@ def _portal_reader(uow, workspace_id: str, client_id: str):
     """The client a portal listing is for (its name, currency, locale and time zone) and its business's
     time zone, in one statement; NotFound for a client not in the workspace."""
     row = uow.execute(
-        sa.select(
-            clients.c.name,
-            clients.c.currency,
-            clients.c.locale,
-            clients.c.timezone,
-            workspaces.c.timezone.label("business_timezone"),
-        )
+        sa.select(*(clients.c[column] for column in _READER), workspaces.c.timezone.label("business_timezone"))
         .join(workspaces, workspaces.c.id == clients.c.workspace_id)
         .where(clients.c.id == client_id, clients.c.workspace_id == workspace_id)
     ).first()
