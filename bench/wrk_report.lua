@@ -4,7 +4,8 @@
 -- With WRK_COOKIES naming a file of Cookie header values, one a line, thread N sends the N-th: run
 -- with as many threads as connections (-tN -cN) and each connection is a client of its own.
 -- Like a browser, a thread sends the cookie an answer set (the gateway renews a session's credential
--- once a minute) instead of the one it started with.
+-- once a minute) instead of the one it started with. wrk keeps one value of a repeated header (the
+-- last), so a cookie set beside another is taken from the next answer that sets it alone.
 local threads = {}
 local count = 0
 
@@ -53,7 +54,12 @@ function response(status, headers, body)
   if status ~= 200 then
     non200 = non200 + 1
   end
-  local set = headers["Set-Cookie"]
+  local set = nil
+  for key, value in pairs(headers) do
+    if string.lower(key) == "set-cookie" then  -- header names arrive as sent: lower case from gunicorn
+      set = value
+    end
+  end
   if set ~= nil and wrk.headers["Cookie"] ~= nil then
     local name, value = string.match(set, "^%s*([^=;]+)=([^;]*)")
     if name ~= nil and value ~= "" then
