@@ -3,6 +3,7 @@ revocation list, key rotation, and what the gateway does with each (no broker, n
 
 import base64
 import json
+import warnings
 from datetime import datetime, timedelta, timezone
 
 import jwt
@@ -66,6 +67,39 @@ def guard(
 def test_a_forged_credential_is_refused(token):
     with pytest.raises(Refused, match="forged"):
         guard(Clock(STARTED)).check(token)
+
+
+def signed(payload: bytes, algorithm: str = "HS256", header: dict | None = None) -> str:
+    """`payload` signed with the right key, whatever it says."""
+    with warnings.catch_warnings():  # HS512 would want a longer key: it is refused whatever its length
+        warnings.simplefilter("ignore", jwt.warnings.InsecureKeyLengthWarning)
+        return jwt.PyJWS().encode(payload, b"a" * 40, algorithm=algorithm, headers=header or {"kid": "k1"})
+
+
+def with_header(token: str, header: bytes) -> str:
+    return base64.urlsafe_b64encode(header).decode().rstrip("=") + "." + token.split(".", 1)[1]
+
+
+CLAIMS = {"sid": "7", "sub": "c1", "cli": "cl1", "ws": "ws1", "role": "owner", "iat": int(STARTED.timestamp())}
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        signed(b"[1, 2]"),  # claims that are no object
+        signed(b"not json"),
+        signed(json.dumps({k: v for k, v in CLAIMS.items() if k != "iat"}).encode()),  # no start
+        signed(json.dumps({**CLAIMS, "iat": "yesterday"}).encode()),
+        signed(json.dumps(CLAIMS).encode(), algorithm="HS512"),  # the right key, another algorithm
+        with_header(signed(json.dumps(CLAIMS).encode()), b'{"alg": "HS256", "kid": ["k1"]}'),
+        with_header(signed(json.dumps(CLAIMS).encode()), b'["k1"]'),
+        "!!!." + signed(json.dumps(CLAIMS).encode()).split(".", 1)[1],  # a header that is no base64
+    ],
+)
+def test_a_credential_signed_with_the_right_key_but_not_as_auth_issues_them_is_refused(token):
+    assert credentials.read(signed(json.dumps(CLAIMS).encode()), KEYS).session_id == "7"  # the helper signs validly
+    with pytest.raises(Refused, match="forged"):
+        credentials.read(token, KEYS)
 
 
 def test_a_credential_whose_claims_were_changed_is_refused():
