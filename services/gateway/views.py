@@ -4,7 +4,7 @@ locale/, see chassis.i18n), with Babel formatting of money and dates."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_date, format_datetime, format_time, get_timezone_name
 from babel.numbers import format_decimal
 from jinja2 import Environment, FileSystemLoader, pass_eval_context, select_autoescape
+from jinja2.ext import Extension
+from jinja2.lexer import Token, TokenStream
 from jinja2.nodes import EvalContext
 from markupsafe import Markup, escape
 
@@ -264,15 +266,42 @@ def language_for(locale: str | None) -> str:
     return language if language in LANGUAGES else "en"
 
 
+class TranslatedLiterals(Extension):
+    """`_("literal")` translated once, as the template compiles, instead of called on every page: each
+    language has its own env (env_for), so a literal's translation is fixed for its templates. The call
+    becomes `"translation" | safe`, which Jinja folds into the template's text: what _() answers
+    (views' gettext: marked safe, `%%` read as `%`), without a call. Calls with values stay calls."""
+
+    def filter_stream(self, stream: TokenStream) -> Iterator[Token]:
+        translate = getattr(self.environment, "translate_literal")
+        before: Token | None = None
+        for token in stream:
+            if token.test("name:_") and not (before and before.test("dot")) and stream.current.test("lparen"):
+                opening = next(stream)
+                if stream.current.test("string") and stream.look().test("rparen"):
+                    literal = next(stream)
+                    next(stream)  # the closing parenthesis
+                    yield Token(token.lineno, "string", translate(literal.value) % {})
+                    yield Token(token.lineno, "pipe", "|")
+                    before = Token(token.lineno, "name", "safe")
+                    yield before
+                    continue
+                yield token
+                token = opening
+            yield token
+            before = token
+
+
 def _build_env(language: str) -> Environment:
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
         autoescape=select_autoescape(["html"]),
-        extensions=["jinja2.ext.i18n"],
+        extensions=["jinja2.ext.i18n", TranslatedLiterals],
         # production templates never change under a running gateway: no file check per page
         auto_reload=settings.env_bool("GATEWAY_TEMPLATE_RELOAD", settings.is_dev()),
     )
     catalogue = translations(language, LOCALE_DIR)
+    env.extend(translate_literal=catalogue.gettext)  # read by TranslatedLiterals as templates compile
     install = getattr(env, "install_gettext_translations")  # added by the i18n extension, unknown to its types
     install(catalogue, newstyle=True)
     gettext = _newstyle_gettext(catalogue.gettext)

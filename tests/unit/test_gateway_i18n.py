@@ -189,7 +189,8 @@ def test_gettext_answers_what_jinjas_own_newstyle_gettext_does(autoescape):
 
     source = (
         "{{ _('Pay now') }}|{{ _('Pay now') }}|{{ _('%(n)s%% of <b>%(who)s</b>', n=5, who=who) }}|"
-        "{% trans %}Hello {{ who }}{% endtrans %}|{{ gettext('Sign in') }}"
+        "{% trans %}Hello {{ who }}{% endtrans %}|{{ gettext('Sign in') }}|{{ _('All of it: 100%%') }}|"
+        "{{ _('Pay now') | upper }}|{{ _('Pay now') ~ who }}|{% set said = _('Sign in') %}{{ said }}"
     )
     ours = views.env_for("de").overlay(autoescape=autoescape)
     theirs = Environment(extensions=["jinja2.ext.i18n"], autoescape=autoescape)
@@ -197,6 +198,14 @@ def test_gettext_answers_what_jinjas_own_newstyle_gettext_does(autoescape):
     for who in ("<i>Dana</i>", "Kim & Co"):
         assert ours.from_string(source).render(who=who) == theirs.from_string(source).render(who=who)
     assert views.env_for("de").from_string("{{ _('Pay now') }}").render() == "Jetzt bezahlen"
+
+
+def test_a_literals_translation_is_compiled_into_the_template_and_a_call_with_values_stays_a_call():
+    source = "{{ _('Pay now') }}|{{ _('%(n)s overdue', n=n) }}|{{ x._('Pay now') }}"
+    code = views.env_for("de").compile(source, raw=True)
+    assert "Jetzt bezahlen" in code  # the translation, as text of the template
+    assert code.count("'Pay now'") == 1  # only the attribute's call, which is no gettext, is left as it was
+    assert "'%(n)s overdue'" in code  # translated with its values on each render
 
 
 # --- the German catalogue is complete -------------------------------------------------------------
