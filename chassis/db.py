@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.engine import Connection, CursorResult, Engine
+from sqlalchemy.engine import Connection, CursorResult, Engine, Result
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from chassis import sqlite
@@ -37,6 +38,9 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
         if checkout_scope:
             sa.event.listen(engine.pool, "checkout", _scope_on_checkout)
             sa.event.listen(engine.pool, "checkin", _forget_checkout_scope)
+            reads = sa.create_engine(url, pool_size=pool_size, max_overflow=2, isolation_level="AUTOCOMMIT")
+            _READS[engine] = reads
+            sa.event.listen(engine, "engine_disposed", lambda _engine: reads.dispose())
         sa.event.listen(engine, "begin", _scope_transaction)
         return engine
     return sa.create_engine(url, pool_size=pool_size, max_overflow=2, pool_pre_ping=True)
@@ -44,11 +48,22 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
 
 # Transaction-local (is_local=true) settings: they end with the transaction, so a pooled connection
 # never carries one worker's scope into the next worker's transaction.
-_SCOPE_SQL = (
-    "SELECT set_config('app.workspace_id', %(workspace_id)s, true), "
-    "set_config('app.client_id', %(client_id)s, true), set_config('app.rls_bypass', %(bypass)s, true)"
-)
+_SCOPE_SETTINGS = {"workspace_id": "app.workspace_id", "client_id": "app.client_id", "bypass": "app.rls_bypass"}
+
+
+def _scope_sql(placeholder: Callable[[str], str]) -> str:
+    return "SELECT " + ", ".join(
+        f"set_config('{setting}', {placeholder(name)}, true)" for name, setting in _SCOPE_SETTINGS.items()
+    )
+
+
+_SCOPE_SQL = _scope_sql(lambda name: f"%({name})s")  # psycopg2's own placeholders
+_SCOPE_BEFORE_A_READ = _scope_sql(lambda name: f":scope_{name}")  # SQLAlchemy's, beside the statement's own
 _SCOPED_AT_CHECKOUT = "portal_scoped_at_checkout"
+# Each PostgreSQL engine's pool of connections for UnitOfWork.read, in autocommit for their whole life:
+# with psycopg2 under eventlet, switching one connection in and out of autocommit costs a round trip
+# each way. No scope is set on them at checkout or per transaction: each read sends its own.
+_READS: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
 
 
 def _scope_params() -> dict[str, str]:
@@ -211,21 +226,27 @@ class UnitOfWork:
         self._conn: Connection | None = None
         self._before_commit: dict[tuple[str, ...], Callable[[UnitOfWork], object]] = {}
 
+    _open = False
+
     @property
     def conn(self) -> Connection:
-        """The transaction's connection, while the unit of work is open."""
+        """The transaction's connection, while the unit of work is open (taken at its first use)."""
         if self._conn is None:
-            raise RuntimeError("the unit of work is not open: use it as `with uow: ...`")
+            if not self._open:
+                raise RuntimeError("the unit of work is not open: use it as `with uow: ...`")
+            self._conn = self.engine.connect()
+            self._conn.begin()
         return self._conn
 
     def __enter__(self) -> UnitOfWork:
-        self._conn = self.engine.connect()
-        self._conn.begin()
+        self._open = True
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._before_commit.clear()
-        conn, self._conn = self.conn, None
+        conn, self._conn, self._open = self._conn, None, False
+        if conn is None:
+            return
         try:
             if conn.in_transaction():
                 conn.rollback()
@@ -249,11 +270,40 @@ class UnitOfWork:
         """Commit; the next statement begins the next transaction (and sets its scope). Beginning it
         here would cost every call a scope statement and a rollback it never needs."""
         self.finish()
-        self.conn.commit()
+        if self._conn is not None:  # nothing ran in a transaction: nothing to commit
+            self._conn.commit()
 
     def rollback(self) -> None:
         self._before_commit.clear()
-        self.conn.rollback()
+        if self._conn is not None:
+            self._conn.rollback()
+
+    def read(self, statement: Prepared, params: Mapping[str, Any]) -> Result[Any]:
+        """A read that is the unit of work's first statement and needs no transaction around it (one
+        statement sees one snapshot): on PostgreSQL the scope and the statement go to the server in one
+        round trip, on a connection in autocommit (_READS), so they run as one implicit transaction
+        and the scope ends with it; no BEGIN, nothing to commit. The rows are read before it returns.
+        Later statements of the unit of work open its transaction as usual; anywhere else (SQLite, a
+        transaction already open) it is an ordinary statement of the transaction.
+
+        The connection is not pinged first: the read itself is the check, and it is tried once more on
+        a fresh connection when the first one turns out to be gone."""
+        reads = None if self._conn is not None else _READS.get(self.engine)
+        if reads is None:
+            return self.execute(statement, params).freeze()()
+        if not self._open:
+            raise RuntimeError("the unit of work is not open: use it as `with uow: ...`")
+        scope = {f"scope_{name}": value for name, value in _scope_params().items()}
+        for attempt in (1, 2):
+            conn = reads.connect()
+            try:
+                return statement.execute(conn, params, preceded_by=(_SCOPE_BEFORE_A_READ, scope)).freeze()()
+            except sa.exc.DBAPIError as exc:
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+            finally:
+                conn.close()
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def execute(
         self,

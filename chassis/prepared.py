@@ -13,9 +13,10 @@ parameters, and no parameter may expand into a list. SQLite runs the statement a
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,8 +32,18 @@ _PREPARED_ON_CONNECTION = "portal_prepared_statements"
 @dataclass(frozen=True)
 class _Compiled:
     prepare: str  # PREPARE name (types) AS the statement, with $n for its parameters
-    execute: TextualSelect  # EXECUTE name(:p, ...), typed like the statement's parameters and columns
+    execute_sql: str  # EXECUTE name(:p, ...)
+    binds: tuple[sa.BindParameter[Any], ...]  # its values' types, the statement's parameters'
+    columns: tuple[sa.ColumnClause[Any], ...]  # its result's types, the statement's columns'
     constants: dict[str, Any]  # values the statement itself binds (its literals), passed on every call
+    preceded: dict[str, TextualSelect] = field(default_factory=dict)  # EXECUTE after another statement
+
+    def typed(self, sql: str) -> TextualSelect:
+        return sa.text(sql).bindparams(*self.binds).columns(*self.columns)
+
+    @functools.cached_property
+    def execute(self) -> TextualSelect:
+        return self.typed(self.execute_sql)
 
 
 class Prepared:
@@ -45,8 +56,14 @@ class Prepared:
         self.statement = statement
         self._compiled: _Compiled | None = None
 
-    def execute(self, conn: Connection, params: Mapping[str, Any]) -> CursorResult[Any]:
+    def execute(
+        self, conn: Connection, params: Mapping[str, Any], preceded_by: tuple[str, Mapping[str, Any]] | None = None
+    ) -> CursorResult[Any]:
+        """Run it on `conn`; `preceded_by` (SQL with :named values, and the values) is sent in the same
+        round trip just before it (one string: the result is the statement's)."""
         if conn.dialect.name != "postgresql":
+            if preceded_by is not None:
+                raise ValueError("only PostgreSQL runs two statements in one round trip")
             return conn.execute(self.statement, dict(params))
         compiled = self._compiled or self._compile(conn.dialect)
         # the prepared set lives with the DBAPI connection (SQLAlchemy drops it with that connection);
@@ -55,7 +72,14 @@ class Prepared:
         if self.name not in prepared:
             conn.exec_driver_sql(compiled.prepare)
             prepared.add(self.name)
-        return conn.execute(compiled.execute, {**compiled.constants, **params})
+        values = {**compiled.constants, **params}
+        if preceded_by is None:
+            return conn.execute(compiled.execute, values)
+        sql, before = preceded_by
+        statement = compiled.preceded.get(sql)
+        if statement is None:  # one preamble in practice (the scope), so built once
+            statement = compiled.preceded.setdefault(sql, compiled.typed(f"{sql}; {compiled.execute_sql}"))
+        return conn.execute(statement, {**values, **before})
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self.statement.compile(dialect=dialect)
@@ -74,15 +98,12 @@ class Prepared:
         expanded_from = {item: name for name, items in state.parameter_expansion.items() for item in items}
         types = {name: binds[expanded_from.get(name, name)].type for name in order}
         declared = ", ".join(_declared_type(types[name]) for name in order)
-        execute = (
-            sa.text(f"EXECUTE {self.name}({', '.join(f':{name}' for name in order)})")
-            .bindparams(*(sa.bindparam(name, type_=types[name]) for name in order))
-            .columns(*(sa.column(str(column.key), column.type) for column in self.statement.selected_columns))
-        )
         required = {name for name, bind in binds.items() if bind.required}
         self._compiled = _Compiled(
             prepare=f"PREPARE {self.name} ({declared}) AS {body}",
-            execute=execute,
+            execute_sql=f"EXECUTE {self.name}({', '.join(f':{name}' for name in order)})",
+            binds=tuple(sa.bindparam(name, type_=types[name]) for name in order),
+            columns=tuple(sa.column(str(column.key), column.type) for column in self.statement.selected_columns),
             constants={name: state.parameters[name] for name in order if name not in required},
         )
         return self._compiled

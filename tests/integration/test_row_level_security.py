@@ -324,6 +324,7 @@ def test_a_prepared_statement_binds_by_the_scope_it_runs_in_not_the_one_it_was_p
     engine = make_engine(dbs["service"]["billing"], pool_size=1)  # one connection: every call reuses it
     try:
         with acting_for(Scope(ws, mine)), UnitOfWork(engine) as uow:
+            uow.execute(sa.text("SELECT 1"))  # a transaction open: the dashboard's read runs in it (not alone)
             assert billing.client_dashboard(uow, utcnow(), ws, mine)["client"]["id"] == mine
             uow.rollback()  # PREPARE outlives the transaction it was sent in
         with acting_for(Scope(ws, theirs)), UnitOfWork(engine) as uow:
@@ -333,11 +334,61 @@ def test_a_prepared_statement_binds_by_the_scope_it_runs_in_not_the_one_it_was_p
                 billing.client_dashboard(uow, utcnow(), ws, mine)
             assert billing.client_dashboard(uow, utcnow(), ws, theirs)["client"]["id"] == theirs
         with acting_for(Scope(str(uuid.uuid4()), mine)), UnitOfWork(engine) as uow:  # another workspace's key
+            uow.execute(sa.text("SELECT 1"))
             with pytest.raises(NotFound):
                 billing.client_dashboard(uow, utcnow(), ws, mine)
         with UnitOfWork(engine) as uow:  # no scope at all
+            uow.execute(sa.text("SELECT 1"))
             with pytest.raises(NotFound):
                 billing.client_dashboard(uow, utcnow(), ws, mine)
+    finally:
+        engine.dispose()
+
+
+def test_a_read_in_one_round_trip_carries_its_own_scope_and_leaves_none_behind(billing_data, dbs):
+    """UnitOfWork.read sends the scope with the statement, in autocommit (chassis/db.py): each read binds
+    by its own scope, and one with none, on the same connection after the others, sees nothing."""
+    _, ws, (mine, theirs), _ = billing_data
+    engine = make_engine(dbs["service"]["billing"], pool_size=1)  # one connection for reads: each reuses it
+    cases = [
+        (Scope(ws, mine), mine, True),
+        (Scope(ws, theirs), mine, False),
+        (Scope(ws, theirs), theirs, True),
+        (Scope(str(uuid.uuid4()), mine), mine, False),
+        (None, mine, False),
+    ]
+    try:
+        for scope, client, visible in cases:
+            with acting_for(scope), UnitOfWork(engine) as uow:
+                if visible:
+                    assert billing.client_dashboard(uow, utcnow(), ws, client)["client"]["id"] == client
+                else:
+                    with pytest.raises(NotFound):
+                        billing.client_dashboard(uow, utcnow(), ws, client)
+                assert uow._conn is None  # no transaction was opened for it
+    finally:
+        engine.dispose()
+
+
+def test_a_read_on_a_connection_the_server_dropped_is_tried_again_unseen(billing_data, postgres_admin_url):
+    """A read's connection is not pinged before it is used: the read is its own ping, and a dropped
+    connection costs the caller nothing but a second try."""
+    _, ws, (mine, _theirs), _ = billing_data
+    url = billing_data[0].url
+    engine = make_engine(str(url.render_as_string(hide_password=False)), pool_size=2)
+    try:
+        with acting_for(Scope(ws, mine)):
+            with UnitOfWork(engine) as uow:  # the read pool has a connection
+                assert billing.client_dashboard(uow, utcnow(), ws, mine)["client"]["id"] == mine
+            dropped = fetch(
+                postgres_admin_url,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND usename = %s",
+                (url.database, url.username),
+            )
+            assert dropped and all(ok for (ok,) in dropped)
+            for _ in range(3):
+                with UnitOfWork(engine) as uow:
+                    assert billing.client_dashboard(uow, utcnow(), ws, mine)["client"]["id"] == mine
     finally:
         engine.dispose()
 

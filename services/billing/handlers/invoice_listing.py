@@ -223,7 +223,7 @@ def _portal_statement(status: str, sort: str, searching: bool) -> tuple[Prepared
 
 def _portal_page(uow, now, workspace_id, client_id, status, sort, search, limit, offset) -> dict[str, Any]:
     statement, page_query = _portal_statement(status, sort, bool(search))
-    row = uow.execute(
+    row = uow.read(
         statement,
         {
             "of_workspace": workspace_id,
