@@ -272,3 +272,10 @@ def test_templates_translate_only_literal_text():
             assert None not in strings[: 2 if function == "ngettext" else 1], (
                 f"{template.name}:{lineno}: {function}() of a value; use | translate"
             )
+
+
+def test_a_dicts_keys_read_as_attributes_first_and_everything_else_as_jinja_reads_it():
+    template = views.env_for("en").from_string(
+        "{{ d.name }}|{{ d.items | length }}|{{ d.missing is undefined }}|{{ d.get('name') }}|{{ s.upper() }}"
+    )
+    assert template.render(d={"name": "Ann", "items": [1, 2]}, s="ok") == "Ann|2|True|Ann|OK"
