@@ -34,11 +34,18 @@ def _attach():
         state["counts"][index] += 1
         struct.pack_into("<Q", state["map"], 8 * index, state["counts"][index])
 
+    def in_transactions(dbapi_connection):
+        """A connection in autocommit (chassis/db.py's pool for one-statement reads) sends no BEGIN,
+        COMMIT or ROLLBACK, and no scope statement at checkout: only its statements go to the server."""
+        return not getattr(dbapi_connection, "autocommit", False)
+
     event.listen(Engine, "before_cursor_execute", lambda *a, **k: bump(0))
-    event.listen(Engine, "begin", lambda *a: bump(1))  # psycopg2 sends BEGIN with the first statement
-    event.listen(Engine, "commit", lambda *a: bump(2))
-    event.listen(Engine, "rollback", lambda *a: bump(3))
-    event.listen(Pool, "checkout", lambda *a: bump(4))  # the scope statement at checkout (chassis/db.py)
+    # psycopg2 sends BEGIN before the transaction's first statement
+    event.listen(Engine, "begin", lambda conn: in_transactions(conn.connection.dbapi_connection) and bump(1))
+    event.listen(Engine, "commit", lambda conn: in_transactions(conn.connection.dbapi_connection) and bump(2))
+    event.listen(Engine, "rollback", lambda conn: in_transactions(conn.connection.dbapi_connection) and bump(3))
+    # the scope statement at checkout (chassis/db.py)
+    event.listen(Pool, "checkout", lambda dbapi_conn, *a: in_transactions(dbapi_conn) and bump(4))
 
 
 class _AfterSqlalchemy:
