@@ -54,7 +54,11 @@ from chassis.scope import Scope
 log = logging.getLogger(__name__)
 
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
-PERSISTENT = 2  # as nameko publishes requests: a call queued for a stopped service survives a broker restart
+# A request lives only as long as someone can hear its answer: the reply goes to this connection's
+# direct reply-to, which a broker restart ends, so a request kept on disk through the restart would run
+# with nobody waiting (a payment after its caller was told the service was unavailable). Transient, it
+# costs the broker no disk write either.
+TRANSIENT = 1
 
 
 class ServiceUnavailable(Exception):
@@ -126,7 +130,7 @@ class RpcClient:
             content_encoding=encoding,
             correlation_id=correlation_id,
             reply_to=DIRECT_REPLY_TO,
-            delivery_mode=PERSISTENT,
+            delivery_mode=TRANSIENT,
             application_headers=headers,
         )
         self._waiting_for, self._reply, self._returned = correlation_id, None, False
