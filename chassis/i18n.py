@@ -35,6 +35,11 @@ def language_of(locale: str | None) -> str:
     """ "de" for "de_DE" (or "de-DE"); "en" for anything Babel cannot parse."""
     if not isinstance(locale, str):
         return "en"
+    return _language_of(locale)
+
+
+@functools.lru_cache(maxsize=1024)  # a page asks for its reader's on every render; Babel parses each time
+def _language_of(locale: str) -> str:
     try:
         return Locale.parse(locale.replace("-", "_")).language
     except (ValueError, TypeError, AttributeError, UnknownLocaleError):
