@@ -15,13 +15,12 @@ FIELDS = ("statements", "begins", "commits", "rollbacks", "checkouts")
 
 def _attach():
     import mmap
-    import struct
 
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
     from sqlalchemy.pool import Pool
 
-    state = {"pid": None, "map": None, "counts": [0] * len(FIELDS)}
+    state = {"pid": None, "counts": None}
 
     def bump(index):
         if state["pid"] != os.getpid():  # first use in this process
@@ -29,10 +28,11 @@ def _attach():
             with open(path, "wb") as f:
                 f.write(b"\0" * 8 * len(FIELDS))
             with open(path, "r+b") as f:
-                state["map"] = mmap.mmap(f.fileno(), 8 * len(FIELDS))
-            state["pid"], state["counts"] = os.getpid(), [0] * len(FIELDS)
+                # the counters as native 64-bit integers in the file itself: one add per event (the
+                # benchmark reads them little-endian, as every machine it runs on is)
+                state["counts"] = memoryview(mmap.mmap(f.fileno(), 8 * len(FIELDS))).cast("Q")
+            state["pid"] = os.getpid()
         state["counts"][index] += 1
-        struct.pack_into("<Q", state["map"], 8 * index, state["counts"][index])
 
     def in_transactions(dbapi_connection):
         """A connection in autocommit (chassis/db.py's pool for one-statement reads) sends no BEGIN,
