@@ -53,7 +53,12 @@ def contact(engine):
         row = uow.execute(sa.select(handlers.contacts).where(handlers.contacts.c.id == contact_id)).one()
         session_id = password_handlers._open_session(uow, row, None, now, POLICY, KEYS)["session_id"]
         uow.commit()
-    return {"workspace_id": ws, "client_id": client_id, "id": contact_id, "email": email, "session_id": session_id}
+    yield {"workspace_id": ws, "client_id": client_id, "id": contact_id, "email": email, "session_id": session_id}
+    # the database is the session stack's auth database: leave no workspace allowing passwords behind
+    # for the end-to-end tests, which count the workspaces that do
+    with acting_for(Scope(ws)), UnitOfWork(engine) as uow:
+        password_handlers.apply_workspace(uow, {"id": ws, "version": 2, "settings": {"passwords_enabled": False}}, now)
+        uow.commit()
 
 
 @contextlib.contextmanager
