@@ -16,7 +16,6 @@ billing publish it, and every gateway keeps the list (services/gateway/revocatio
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import json
 from dataclasses import dataclass, replace
@@ -30,6 +29,8 @@ from chassis import settings
 from chassis.scope import ROLES
 
 ALGORITHM = "HS256"
+DEV_KEYS = "dev:dev-only-session-signing-key-change-me"
+MIN_SECRET_BYTES = 32  # HS256 wants a key at least as long as its output
 
 
 class _OwnKeysHMAC(HMACAlgorithm):
@@ -46,8 +47,6 @@ class _OwnKeysHMAC(HMACAlgorithm):
 # The signature layer only: the claims are ours to check (read), against the caller's clock.
 _JWS = jwt.PyJWS(algorithms=[])
 _JWS.register_algorithm(ALGORITHM, _OwnKeysHMAC(HMACAlgorithm.SHA256))
-DEV_KEYS = "dev:dev-only-session-signing-key-change-me"
-MIN_SECRET_BYTES = 32  # HS256 wants a key at least as long as its output
 
 
 class Refused(Exception):
@@ -180,7 +179,7 @@ def _key_id(token: str) -> object:
     segment = token.split(".", 1)[0]
     try:
         header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, binascii.Error):
+    except (ValueError, RecursionError):  # not base64, not JSON, or JSON nested too deep to read
         raise Refused("forged") from None
     return header.get("kid") if isinstance(header, dict) else None
 

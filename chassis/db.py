@@ -224,9 +224,8 @@ class UnitOfWork:
         self.engine = engine
         self.clock = clock  # dates the events this transaction records
         self._conn: Connection | None = None
+        self._open = False  # inside `with uow:`; its connection is taken at the first statement
         self._before_commit: dict[tuple[str, ...], Callable[[UnitOfWork], object]] = {}
-
-    _open = False
 
     @property
     def conn(self) -> Connection:
@@ -294,16 +293,12 @@ class UnitOfWork:
         if not self._open:
             raise RuntimeError("the unit of work is not open: use it as `with uow: ...`")
         scope = {f"scope_{name}": value for name, value in _scope_params().items()}
-        for attempt in (1, 2):
-            conn = reads.connect()
-            try:
-                return statement.execute(conn, params, preceded_by=(_SCOPE_BEFORE_A_READ, scope)).freeze()()
-            except sa.exc.DBAPIError as exc:
-                if attempt == 2 or not exc.connection_invalidated:
-                    raise
-            finally:
-                conn.close()
-        raise AssertionError("unreachable")  # pragma: no cover
+        try:
+            return _read_alone(reads, statement, params, scope)
+        except sa.exc.DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        return _read_alone(reads, statement, params, scope)  # the pooled connection was gone: a fresh one
 
     def execute(
         self,
@@ -322,12 +317,18 @@ class UnitOfWork:
         return add_to_outbox(self.conn, event_type, workspace_id, data, version, now=self.clock())
 
 
+def _read_alone(reads: Engine, statement: Prepared, params: Mapping[str, Any], scope: dict[str, str]) -> Result[Any]:
+    with reads.connect() as conn:
+        return statement.execute(conn, params, preceded_by=(_SCOPE_BEFORE_A_READ, scope)).freeze()()
+
+
 class JoinedUnitOfWork(UnitOfWork):
     """A unit of work inside a transaction someone else commits (an event consumer commits the
     change together with its inbox row), so the same handlers serve RPC calls and events."""
 
     def __init__(self, conn: Connection, clock: Clock = utcnow):
         self._conn = conn
+        self._open = True
         self.clock = clock
         self._before_commit = {}
 

@@ -94,6 +94,7 @@ CLAIMS = {"sid": "7", "sub": "c1", "cli": "cl1", "ws": "ws1", "role": "owner", "
         with_header(signed(json.dumps(CLAIMS).encode()), b'{"alg": "HS256", "kid": ["k1"]}'),
         with_header(signed(json.dumps(CLAIMS).encode()), b'["k1"]'),
         "!!!." + signed(json.dumps(CLAIMS).encode()).split(".", 1)[1],  # a header that is no base64
+        with_header(signed(json.dumps(CLAIMS).encode()), b"[" * 1500 + b"]" * 1500),  # deeper than JSON reads
     ],
 )
 def test_a_credential_signed_with_the_right_key_but_not_as_auth_issues_them_is_refused(token):
