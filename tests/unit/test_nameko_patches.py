@@ -2,11 +2,13 @@
 and refused on a nameko they were not written for."""
 
 import re
+import socket
 import subprocess
 import sys
 import tomllib
 
 import nameko.rpc
+import nameko.web.server
 import pytest
 from nameko.messaging import QueueConsumer
 
@@ -27,6 +29,21 @@ def test_applying_twice_patches_once():
     assert nameko.rpc.Responder is fast_rpc.FastResponder
     assert nameko.rpc.Rpc.check_signature is fast_rpc.check_signature
     assert QueueConsumer.handle_message is fast_rpc.handle_message
+    assert nameko.web.server.WebServer.process_request.__wrapped__.__module__ == "nameko.web.server"
+
+
+def test_the_web_server_sends_each_write_at_once():
+    seen = {}
+    answer = nameko_patches.without_nagle(
+        lambda server, sock, address: seen.update(nodelay=sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+    )
+    with socket.create_server(("127.0.0.1", 0)) as listener, socket.create_connection(listener.getsockname()):
+        accepted, address = listener.accept()
+        with accepted:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0  # the kernel's default
+            answer(None, accepted, address)
+
+    assert seen["nodelay"] != 0  # set before nameko's own method reads the request
 
 
 def test_another_nameko_version_is_refused(monkeypatch):
