@@ -7,7 +7,7 @@ import os
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -17,7 +17,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from chassis import sqlite
 from chassis.clock import Clock, utcnow
-from chassis.events import add_to_outbox
+from chassis.events import OUTBOX, add_to_outbox, outbox_row
 from chassis.prepared import Prepared
 from chassis.scope import db_scope
 from chassis.sqltypes import UtcDateTime as UtcDateTime  # the tables' type, as services import it
@@ -39,12 +39,14 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
             sa.event.listen(engine.pool, "checkout", _scope_on_checkout)
             sa.event.listen(engine.pool, "checkin", _forget_checkout_scope)
             reads = sa.create_engine(url, pool_size=pool_size, max_overflow=2, isolation_level="AUTOCOMMIT")
-            _READS[engine] = reads
+            _ALONE[engine] = reads
             sa.event.listen(engine, "engine_disposed", lambda _engine: reads.dispose())
         sa.event.listen(engine, "begin", _scope_transaction)
         return engine
     return sa.create_engine(url, pool_size=pool_size, max_overflow=2, pool_pre_ping=True)
 
+
+T = TypeVar("T")
 
 # Transaction-local (is_local=true) settings: they end with the transaction, so a pooled connection
 # never carries one worker's scope into the next worker's transaction.
@@ -60,10 +62,11 @@ def _scope_sql(placeholder: Callable[[str], str]) -> str:
 _SCOPE_SQL = _scope_sql(lambda name: f"%({name})s")  # psycopg2's own placeholders
 _SCOPE_BEFORE_A_READ = _scope_sql(lambda name: f":scope_{name}")  # SQLAlchemy's, beside the statement's own
 _SCOPED_AT_CHECKOUT = "portal_scoped_at_checkout"
-# Each PostgreSQL engine's pool of connections for UnitOfWork.read, in autocommit for their whole life:
-# with psycopg2 under eventlet, switching one connection in and out of autocommit costs a round trip
-# each way. No scope is set on them at checkout or per transaction: each read sends its own.
-_READS: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+# Each PostgreSQL engine's pool of connections for a statement that runs alone (UnitOfWork.read and
+# publish_and_commit), in autocommit for their whole life: with psycopg2 under eventlet, switching one
+# connection in and out of autocommit costs a round trip each way. No scope is set on them at checkout
+# or per transaction: each read sends its own.
+_ALONE: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
 
 
 def _scope_params() -> dict[str, str]:
@@ -280,25 +283,20 @@ class UnitOfWork:
     def read(self, statement: Prepared, params: Mapping[str, Any]) -> Result[Any]:
         """A read that is the unit of work's first statement and needs no transaction around it (one
         statement sees one snapshot): on PostgreSQL the scope and the statement go to the server in one
-        round trip, on a connection in autocommit (_READS), so they run as one implicit transaction
+        round trip, on a connection in autocommit (_ALONE), so they run as one implicit transaction
         and the scope ends with it; no BEGIN, nothing to commit. The rows are read before it returns.
         Later statements of the unit of work open its transaction as usual; anywhere else (SQLite, a
         transaction already open) it is an ordinary statement of the transaction.
 
         The connection is not pinged first: the read itself is the check, and it is tried once more on
         a fresh connection when the first one turns out to be gone."""
-        reads = None if self._conn is not None else _READS.get(self.engine)
+        reads = None if self._conn is not None else _ALONE.get(self.engine)
         if reads is None:
             return self.execute(statement, params).freeze()()
         if not self._open:
             raise RuntimeError("the unit of work is not open: use it as `with uow: ...`")
         scope = {f"scope_{name}": value for name, value in _scope_params().items()}
-        try:
-            return _read_alone(reads, statement, params, scope)
-        except sa.exc.DBAPIError as exc:
-            if not exc.connection_invalidated:
-                raise
-        return _read_alone(reads, statement, params, scope)  # the pooled connection was gone: a fresh one
+        return _twice_if_gone(lambda: _read_alone(reads, statement, params, scope))
 
     def execute(
         self,
@@ -315,6 +313,52 @@ class UnitOfWork:
         self, event_type: str, workspace_id: str | None, data: dict[str, Any], version: int = 1
     ) -> dict[str, Any]:
         return add_to_outbox(self.conn, event_type, workspace_id, data, version, now=self.clock())
+
+    def publish_and_commit(
+        self, event_type: str, workspace_id: str | None, data: dict[str, Any], version: int = 1
+    ) -> dict[str, Any]:
+        """Record an event and commit. When it is all the unit of work does, on PostgreSQL, the row goes
+        to the server in one round trip on an autocommit connection (_ALONE): one INSERT is its own
+        transaction, on disk before the answer, where BEGIN, the scope, the INSERT and COMMIT take four.
+        A connection found gone is replaced and the row sent once more; the outbox's unique event id
+        makes a second insert of a row that did land change nothing. The outbox belongs to the
+        service, not a workspace: no scope is needed."""
+        alone = self._conn is None and not self._before_commit
+        writes = _ALONE.get(self.engine) if alone else None
+        if writes is None:
+            event = self.publish(event_type, workspace_id, data, version)
+            self.commit()
+            return event
+        if not self._open:
+            raise RuntimeError("the unit of work is not open: use it as `with uow: ...`")
+        event, row = outbox_row(event_type, workspace_id, data, version, now=self.clock())
+        _twice_if_gone(lambda: _run_alone(writes, _OUTBOX_ONCE, row))
+        return event
+
+
+def _twice_if_gone(work: Callable[[], T]) -> T:
+    """`work()`, done once more when the pooled connection it took turned out to be gone (the pool
+    then hands out a fresh one): such connections are not pinged before use."""
+    try:
+        return work()
+    except sa.exc.DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    return work()
+
+
+# An outbox row inserted at most once however often it is sent (the event id is unique). Written out:
+# SQLAlchemy compiles an ON CONFLICT insert anew on every use, which cost more than the round trip.
+_OUTBOX_COLUMNS = ("event_id", "event_type", "body", "created_at", "request_id")
+_OUTBOX_ONCE = sa.text(
+    f"INSERT INTO {OUTBOX.name} ({', '.join(_OUTBOX_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + name for name in _OUTBOX_COLUMNS)}) ON CONFLICT (event_id) DO NOTHING"
+).bindparams(*(sa.bindparam(name, type_=OUTBOX.c[name].type) for name in _OUTBOX_COLUMNS))
+
+
+def _run_alone(writes: Engine, statement: sa.Executable, params: Mapping[str, Any]) -> None:
+    with writes.connect() as conn:
+        conn.execute(statement, params)
 
 
 def _read_alone(reads: Engine, statement: Prepared, params: Mapping[str, Any], scope: dict[str, str]) -> Result[Any]:

@@ -96,18 +96,25 @@ def add_to_outbox(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Record an event in the caller's transaction, dated `now` (the caller's clock)."""
+    event, row = outbox_row(event_type, workspace_id, data, version, now)
+    conn.execute(OUTBOX.insert(), row)  # the values as parameters: one compiled statement for every event
+    return event
+
+
+def outbox_row(
+    event_type: str, workspace_id: str | None, data: dict[str, Any], version: int = 1, now: datetime | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An event dated `now` (the caller's clock) and the outbox row that records it."""
     now = now or utcnow()
     event = envelope(event_type, workspace_id, data, version, occurred_at=now)
-    conn.execute(
-        OUTBOX.insert().values(
-            event_id=event["id"],
-            event_type=event_type,
-            body=json.dumps(event),
-            created_at=now,
-            request_id=current_request_id(),
-        )
-    )
-    return event
+    row = {
+        "event_id": event["id"],
+        "event_type": event_type,
+        "body": json.dumps(event),
+        "created_at": now,
+        "request_id": current_request_id(),
+    }
+    return event, row
 
 
 def relay_outbox(engine: Engine, dispatch: Callable[..., object], batch: int = 100) -> int:

@@ -255,8 +255,8 @@ class DocumentsService(ServiceBase):
         reference = (lambda key: self.pdf_fetch.reference(key, now)) if by_reference and self.pdf_fetch.secret else None
         result = handlers.render_document(self.renderer, brand, kind, data, locale, timezone, reference)
         if purpose == "download" and data.get("client_id"):
-            self._tx(
-                lambda uow, now: uow.publish(
+            with self.db.uow() as uow:
+                uow.publish_and_commit(
                     "document.downloaded",
                     workspace_id,
                     {
@@ -267,7 +267,6 @@ class DocumentsService(ServiceBase):
                         "filename": result["filename"],
                     },
                 )
-            )
         return result
 
     @runs_in(CALLER)

@@ -2,6 +2,7 @@
 forwarding, and nothing of anyone else's."""
 
 import re
+import time
 from datetime import timedelta
 
 import psycopg2
@@ -10,6 +11,7 @@ import requests
 
 from chassis import signing
 from chassis.clock import utcnow
+from deploy.devstack import wait_for
 from tests.conftest import services_rpc, sign_in
 
 pytestmark = pytest.mark.e2e
@@ -84,6 +86,15 @@ def test_other_clients_and_hidden_invoices_are_404(stack, demo):
             assert "Secret project" not in response.text
 
 
+def downloads_in_the_timeline(stack, invoice_id: str) -> int:
+    with psycopg2.connect(stack.databases["billing"]) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM activities WHERE kind = 'document.downloaded' AND data->>'document_id' = %s",
+            (invoice_id,),
+        )
+        return cur.fetchone()[0]
+
+
 def test_a_cached_pdf_is_streamed_from_documents_by_a_reference_that_documents_alone_accepts(stack, demo):
     with psycopg2.connect(stack.databases["billing"]) as conn, conn.cursor() as cur:
         cur.execute(
@@ -92,6 +103,7 @@ def test_a_cached_pdf_is_streamed_from_documents_by_a_reference_that_documents_a
             "ORDER BY i.number LIMIT 1"
         )
         invoice_id, workspace_id = cur.fetchone()
+    announced = downloads_in_the_timeline(stack, invoice_id)
     first, again = (demo.get(f"{stack.url}/invoices/{invoice_id}/pdf") for _ in range(2))
     assert first.status_code == again.status_code == 200 and again.content.startswith(b"%PDF-")
     assert first.content == again.content and again.headers["Content-Length"] == str(len(again.content))
@@ -100,6 +112,10 @@ def test_a_cached_pdf_is_streamed_from_documents_by_a_reference_that_documents_a
         demo.get(f"{stack.url}/invoices/{invoice_id}/pdf", headers={"If-None-Match": first.headers["ETag"]}).status_code
         == 304
     )
+    # each fetch is in the business's timeline once (the 304 too: the client opened it again)
+    wait_for(lambda: downloads_in_the_timeline(stack, invoice_id) >= announced + 3, 15, "the downloads announced")
+    time.sleep(0.5)  # a fourth would show within this
+    assert downloads_in_the_timeline(stack, invoice_id) == announced + 3
 
     with services_rpc(stack, workspace_id) as rpc:
         invoice = rpc.billing.get_invoice(workspace_id, invoice_id)

@@ -124,7 +124,7 @@ def _published_in_code() -> dict[tuple[str, int], set[str]]:
                 if not (
                     isinstance(call, ast.Call)
                     and isinstance(call.func, ast.Attribute)
-                    and call.func.attr == "publish"
+                    and call.func.attr in ("publish", "publish_and_commit")
                     and call.args
                 ):
                     continue
