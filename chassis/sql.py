@@ -4,9 +4,11 @@ row (`json_rows`, read back with `rows_from_json`)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timezone
+from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -107,24 +109,34 @@ POSITION = "position_"
 def json_rows(
     query: sa.Select[Any],
     order_by: Sequence[sa.ColumnElement[Any]],
-    limit: int | sa.BindParameter[int],
+    limit: int | sa.BindParameter[int] | None = None,
     offset: int | sa.BindParameter[int] = 0,
 ) -> sa.ScalarSelect[Any]:
-    """`limit` rows of `query` in `order_by` order, after the first `offset`, as one JSON array of
-    objects (column name: value), a scalar subquery for another statement's columns. Each object
+    """`limit` rows (all, without one) of `query` in `order_by` order, after the first `offset`, as one
+    JSON array of objects (column name: value), a scalar subquery for another statement's columns. Each object
     carries its position, since an aggregate's input order is not something either database promises."""
     rows = query.add_columns(sa.func.row_number().over(order_by=order_by).label(POSITION)).order_by(*order_by)
-    rows = rows.limit(limit)
+    if limit is not None:
+        rows = rows.limit(limit)
     if isinstance(offset, sa.BindParameter) or offset:
         rows = rows.offset(offset)
     subquery = rows.subquery()
     pairs: list[sa.ColumnElement[Any]] = []
     for column in subquery.c:
-        pairs += [
-            sa.literal_column(f"'{column.name}'"),
-            as_json(column) if isinstance(column.type, sa.JSON) else column,
-        ]
+        pairs += [sa.literal_column(f"'{column.name}'"), _in_json(column)]
     return sa.select(json_array_agg(json_object(*pairs))).select_from(subquery).scalar_subquery()
+
+
+def _in_json(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    if isinstance(column.type, sa.JSON):
+        return as_json(column)
+    if _is_decimal(column.type):  # as text: a JSON number is read back as a float, which 0.1 is not
+        return sa.cast(column, sa.Text)
+    return column
+
+
+def _is_decimal(type_: sa.types.TypeEngine[Any]) -> bool:
+    return isinstance(type_, sa.Numeric) and not isinstance(type_, sa.Float) and bool(type_.asdecimal)
 
 
 def rows_from_json(query: sa.Select[Any], value: str | list[dict[str, Any]] | None) -> list[SimpleNamespace]:
@@ -146,7 +158,17 @@ def _decoder(type_: sa.types.TypeEngine[Any]) -> Callable[[Any], Any]:
         return lambda v: None if v is None else date.fromisoformat(v)
     if isinstance(base, sa.Boolean):
         return lambda v: None if v is None else bool(v)
+    if isinstance(base, sa.Numeric) and _is_decimal(base):
+        return functools.partial(_decimal, Decimal(1).scaleb(-base.scale) if base.scale is not None else None)
     return _same
+
+
+def _decimal(exponent: Decimal | None, value: str | None) -> Decimal | None:
+    """PostgreSQL writes a numeric with its scale, SQLite as short as it goes: read at the column's scale,
+    as a column selected directly is."""
+    if value is None:
+        return None
+    return Decimal(value) if exponent is None else Decimal(value).quantize(exponent)
 
 
 def _same(value: Any) -> Any:

@@ -172,6 +172,11 @@ def load_lines(uow, kind: str, document_id: str) -> list[dict]:
         .where(line_items.c.document_kind == kind, line_items.c.document_id == document_id)
         .order_by(line_items.c.position)
     ).all()
+    return lines_of(rows)
+
+
+def lines_of(rows) -> list[dict]:
+    """line_items rows as a document's view shows them."""
     # the stored amounts are what the document was totalled from: show those, never recompute
     return [
         {
@@ -197,12 +202,18 @@ def lines_and_taxes(uow, kind: str, document_id: str, tax_total: int) -> dict:
     return {"lines": lines, "tax_breakdown": domain.stored_tax_breakdown(lines, tax_total)}
 
 
+PRIMARY_FIRST = (contacts.c.is_primary.desc(), contacts.c.created_at)  # the contact a document is addressed to
+
+
 def client_snapshot(uow, client_row) -> dict:
     primary = uow.execute(
-        sa.select(contacts)
-        .where(contacts.c.client_id == client_row.id)
-        .order_by(contacts.c.is_primary.desc(), contacts.c.created_at)
+        sa.select(contacts).where(contacts.c.client_id == client_row.id).order_by(*PRIMARY_FIRST)
     ).first()
+    return snapshot_of(client_row, primary)
+
+
+def snapshot_of(client_row, primary) -> dict:
+    """The client as a document shows it (name, address, tax ids, its primary contact, if any)."""
     return {
         "name": client_row.name,
         "address": client_row.address,

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 
 import sqlalchemy as sa
 
 from chassis.errors import Conflict, Forbidden, Invalid, NotFound
 from chassis.fields import REFUSE, flag, text
+from chassis.prepared import Prepared
 from chassis.scope import require_role
+from chassis.sql import json_rows, rows_from_json
 from clients import verification
 from services.billing import domain, revisions
 from services.billing.disputes import dispute_view
 from services.billing.handlers.common import (
+    PRIMARY_FIRST,
     allocate_number,
     check_fields,
     check_reverse_charge,
@@ -21,6 +26,7 @@ from services.billing.handlers.common import (
     get_scoped,
     iso,
     lines_and_taxes,
+    lines_of,
     load_lines,
     new_id,
     page_bounds,
@@ -30,6 +36,7 @@ from services.billing.handlers.common import (
     record_activity,
     save_lines,
     settings_of,
+    snapshot_of,
     today_in,
     workspace_row,
     workspace_today,
@@ -49,6 +56,7 @@ from services.billing.tables import (
     invoice_disputes,
     invoice_number_suffixes,
     invoices,
+    line_items,
     payment_allocations,
     payments,
     quote_versions,
@@ -410,19 +418,44 @@ def mark_invoice_viewed(uow, now: datetime, workspace_id: str, client_id: str, i
     return get_invoice(uow, now, workspace_id, invoice_id, client_id=client_id)
 
 
-def _invoice_reader(uow, workspace_id: str, invoice_id: str, client_id: str | None):
-    """The invoice (within the client, when one is given) with what its view needs from elsewhere, in
-    one statement: its business's name, settings and time zone, its client's locale and time zone, its
-    verification code, what is still processing, and which dispute is its latest. NotFound outside
-    the scope."""
-    latest_dispute = (
-        sa.select(invoice_disputes.c.id)
-        .where(invoice_disputes.c.invoice_id == invoices.c.id)
-        .order_by(invoice_disputes.c.raised_at.desc(), invoice_disputes.c.id)
-        .limit(1)
-        .scalar_subquery()
+_of_invoice: sa.BindParameter[str] = sa.bindparam("of_invoice", type_=sa.String)
+_of_workspace: sa.BindParameter[str] = sa.bindparam("of_workspace", type_=sa.String)
+_of_client: sa.BindParameter[str] = sa.bindparam("of_client", type_=sa.String)
+
+# What an invoice's view shows from other tables, each read back from JSON by rows_from_json.
+_INVOICE_LINES = sa.select(line_items).where(
+    line_items.c.document_kind == "invoice", line_items.c.document_id == _of_invoice
+)
+_INVOICE_PAYMENTS = (
+    sa.select(
+        payments.c.id,
+        payments.c.currency,
+        payments.c.method,
+        payments.c.reference,
+        payments.c.received_at,
+        payment_allocations.c.amount.label("allocated"),
     )
-    query = (
+    .join(payment_allocations, payment_allocations.c.payment_id == payments.c.id)
+    .where(payment_allocations.c.invoice_id == _of_invoice)
+)
+_INVOICE_CREDITS = sa.select(credit_applications).where(credit_applications.c.invoice_id == _of_invoice)
+_INVOICE_DISPUTES = sa.select(invoice_disputes).where(invoice_disputes.c.invoice_id == _of_invoice)
+_INVOICE_CONTACTS = sa.select(contacts.c.name, contacts.c.email).where(
+    contacts.c.client_id == sa.select(invoices.c.client_id).where(invoices.c.id == _of_invoice).scalar_subquery()
+)
+_CLIENT_AS_PRINTED = ("name", "address", "phone", "tax_id", "country", "vat_id", "buyer_reference")
+
+
+@functools.cache
+def _invoice_statement(within_client: bool) -> Prepared:
+    """The invoice (within the client, when one is given) and everything its view shows, in one
+    statement: its business's name, settings and time zone, its client (as printed, for an invoice that
+    kept no snapshot, and its locale and time zone), its verification code, what is still processing,
+    its lines, payments and credits, its latest dispute. No row outside the scope."""
+    matching = [invoices.c.id == _of_invoice, invoices.c.workspace_id == _of_workspace]
+    if within_client:
+        matching.append(invoices.c.client_id == _of_client)
+    statement = (
         sa.select(
             invoices,
             workspaces.c.name.label("business_name"),
@@ -430,20 +463,24 @@ def _invoice_reader(uow, workspace_id: str, invoice_id: str, client_id: str | No
             workspaces.c.timezone.label("business_timezone"),
             clients.c.locale.label("client_locale"),
             clients.c.timezone.label("client_timezone"),
+            *(clients.c[name].label(f"client_{name}") for name in _CLIENT_AS_PRINTED),
             code_column("invoice", invoices.c.id),
             processing_column(invoices.c.id),
-            latest_dispute.label("latest_dispute_id"),
+            json_rows(_INVOICE_LINES, (line_items.c.position,)).label("line_rows"),
+            json_rows(_INVOICE_PAYMENTS, (payments.c.received_at, payments.c.id)).label("payment_rows"),
+            json_rows(_INVOICE_CREDITS, (credit_applications.c.created_at, credit_applications.c.id)).label(
+                "credit_rows"
+            ),
+            json_rows(_INVOICE_DISPUTES, (invoice_disputes.c.raised_at.desc(), invoice_disputes.c.id), 1).label(
+                "latest_dispute"
+            ),
+            json_rows(_INVOICE_CONTACTS, PRIMARY_FIRST, 1).label("primary_contact"),
         )
         .join(workspaces, workspaces.c.id == invoices.c.workspace_id)
         .join(clients, clients.c.id == invoices.c.client_id)
-        .where(invoices.c.id == str(invoice_id), invoices.c.workspace_id == workspace_id)
+        .where(*matching)
     )
-    if client_id is not None:
-        query = query.where(invoices.c.client_id == client_id)
-    row = uow.execute(query).first()
-    if row is None:
-        raise NotFound("No such invoice.")
-    return row
+    return Prepared(f"billing_invoice{'_of_client' if within_client else ''}", statement)
 
 
 def _visible_to_client(row, client_id: str | None, what: str) -> None:
@@ -453,12 +490,21 @@ def _visible_to_client(row, client_id: str | None, what: str) -> None:
 
 
 def get_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, client_id: str | None = None) -> dict:
-    row = _invoice_reader(uow, workspace_id, invoice_id, client_id)
+    params = {"of_invoice": str(invoice_id), "of_workspace": workspace_id}
+    if client_id is not None:
+        params["of_client"] = client_id
+    row = uow.read(_invoice_statement(client_id is not None), params).first()
+    if row is None:
+        raise NotFound("No such invoice.")
     _visible_to_client(row, client_id, "invoice")
-    snapshot = None if row.client_snapshot else client_snapshot(uow, client_row(uow, workspace_id, row.client_id))
+    snapshot = None
+    if not row.client_snapshot:
+        client = SimpleNamespace(**{name: getattr(row, f"client_{name}") for name in _CLIENT_AS_PRINTED})
+        snapshot = snapshot_of(client, next(iter(rows_from_json(_INVOICE_CONTACTS, row.primary_contact)), None))
     view = invoice_view(row, today_in(row.business_timezone, now), snapshot)
     view.update(locale=row.client_locale, timezone=row.client_timezone, business_name=row.business_name)
-    view.update(lines_and_taxes(uow, "invoice", invoice_id, row.tax_total))
+    lines = lines_of(rows_from_json(_INVOICE_LINES, row.line_rows))
+    view.update(lines=lines, tax_breakdown=domain.stored_tax_breakdown(lines, row.tax_total))
     view["tax_breakdown"] = with_exemption_reasons(view["tax_breakdown"], row.tax_exemption_reason)
     # documents writes XML for a seller with a VAT id
     view["einvoice"] = bool(parse_settings(row.business_settings or {}).legal.vat_id)
@@ -472,25 +518,14 @@ def get_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, client_i
             "reference": p.reference,
             "received_at": iso(p.received_at),
         }
-        for p in uow.execute(
-            sa.select(payments, payment_allocations.c.amount.label("allocated"))
-            .join(payment_allocations, payment_allocations.c.payment_id == payments.c.id)
-            .where(payment_allocations.c.invoice_id == invoice_id)
-            .order_by(payments.c.received_at)
-        ).all()
+        for p in rows_from_json(_INVOICE_PAYMENTS, row.payment_rows)
     ]
     view["credits"] = [
         {"id": c.id, "source": c.source, "amount": c.amount, "currency": c.currency, "applied_at": iso(c.created_at)}
-        for c in uow.execute(
-            sa.select(credit_applications)
-            .where(credit_applications.c.invoice_id == invoice_id)
-            .order_by(credit_applications.c.created_at)
-        ).all()
+        for c in rows_from_json(_INVOICE_CREDITS, row.credit_rows)
     ]
     # the latest invoice dispute (open, or how the last one was resolved), for the page's dispute form
-    latest = None
-    if row.latest_dispute_id is not None:
-        latest = uow.execute(sa.select(invoice_disputes).where(invoice_disputes.c.id == row.latest_dispute_id)).first()
+    latest = next(iter(rows_from_json(_INVOICE_DISPUTES, row.latest_dispute)), None)
     view["dispute"] = dispute_view(latest, row.number) if latest is not None else None
     # a bank debit still with the bank: shown as processing, apart from what is owed
     view["processing"] = int(row.processing)
