@@ -9,7 +9,7 @@ from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 class RoundTrips:
     """What goes to the server and waits for its answer, on every engine of the process (a service's
     reads have a pool of their own, chassis/db.py): each statement, the scope statement a checkout runs
-    (none for UnitOfWork.read), and each commit or rollback of a transaction that is open (one of an
+    (none for UnitOfWork.read_row), and each commit or rollback of a transaction that is open (one of an
     idle connection is not sent)."""
 
     def __init__(self):

@@ -346,7 +346,7 @@ def test_a_prepared_statement_binds_by_the_scope_it_runs_in_not_the_one_it_was_p
 
 
 def test_a_read_in_one_round_trip_carries_its_own_scope_and_leaves_none_behind(billing_data, dbs):
-    """UnitOfWork.read sends the scope with the statement, in autocommit (chassis/db.py): each read binds
+    """UnitOfWork.read_row sends the scope with the statement, in autocommit (chassis/db.py): each read binds
     by its own scope, and one with none, on the same connection after the others, sees nothing."""
     _, ws, (mine, theirs), _ = billing_data
     engine = make_engine(dbs["service"]["billing"], pool_size=1)  # one connection for reads: each reuses it

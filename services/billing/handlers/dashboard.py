@@ -166,7 +166,7 @@ def client_dashboard(uow, now: datetime, workspace_id: str, client_id: str) -> d
     the client and its business, the client's summary row (handlers/summaries.py: kept by every
     change to its money, never summed here), the overdue figures from its open invoices as of the
     business's today, and the recent invoices, quotes and activity as JSON lists."""
-    row = uow.read(_DASHBOARD, {**params(workspace_id, client_id), "now": now}).first()
+    row = uow.read_row(_DASHBOARD, {**params(workspace_id, client_id), "now": now})
     if row is None:
         raise NotFound("No such client.")
     summary = row

@@ -493,7 +493,7 @@ def get_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, client_i
     params = {"of_invoice": str(invoice_id), "of_workspace": workspace_id}
     if client_id is not None:
         params["of_client"] = client_id
-    row = uow.read(_invoice_statement(client_id is not None), params).first()
+    row = uow.read_row(_invoice_statement(client_id is not None), params)
     if row is None:
         raise NotFound("No such invoice.")
     _visible_to_client(row, client_id, "invoice")

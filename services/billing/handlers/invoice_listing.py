@@ -223,7 +223,7 @@ def _portal_statement(status: str, sort: str, searching: bool) -> tuple[Prepared
 
 def _portal_page(uow, now, workspace_id, client_id, status, sort, search, limit, offset) -> dict[str, Any]:
     statement, page_query = _portal_statement(status, sort, bool(search))
-    row = uow.read(
+    row = uow.read_row(
         statement,
         {
             "of_workspace": workspace_id,
@@ -234,7 +234,7 @@ def _portal_page(uow, now, workspace_id, client_id, status, sort, search, limit,
             "page_rows": limit + 1,
             "page_offset": offset,
         },
-    ).first()
+    )
     if row is None:
         raise NotFound("No such client.")
     page = _page(rows_from_json(page_query, row.page), row.today, sort, int(row.total), limit, offset)
