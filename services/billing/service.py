@@ -295,6 +295,14 @@ class BillingService(ServiceBase):
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
+    def view_invoice(
+        self, workspace_id: str, client_id: str, invoice_id: str, *, idempotency_key: str | None = None
+    ) -> dict:
+        """The portal's invoice page in one call: {"invoice", "comments"}, the view recorded."""
+        return self._tx(documents.view_invoice, workspace_id, client_id, invoice_id, idempotency_key=idempotency_key)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
     def get_invoice(self, workspace_id: str, invoice_id: str, client_id: str | None = None) -> dict:
         return self._tx(documents.get_invoice, workspace_id, invoice_id, client_id)
 

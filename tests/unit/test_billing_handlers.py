@@ -239,3 +239,27 @@ def test_a_client_with_documents_keeps_its_currency(db, ws):
     db(h.create_invoice, ws_id, {"client_id": client, "lines": LINE})
     with pytest.raises(Conflict):
         db(h.update_client, ws_id, client, {"currency": "JPY"})
+
+
+def test_the_portal_invoice_page_is_one_call_that_records_the_view_once(db, ws):
+    ws_id, client = ws
+    lines = [{"description": "Work", "quantity": 1, "unit_price": 10000}]
+    invoice = db(h.create_invoice, ws_id, {"client_id": client, "lines": lines, "send": True})
+    db(h.add_comment, ws_id, "invoice", invoice["id"], "business", "Acme", "Thanks for your business")
+
+    shown = db(h.view_invoice, ws_id, client, invoice["id"])
+    again = db(h.view_invoice, ws_id, client, invoice["id"])
+
+    assert shown["invoice"] == db(h.get_invoice, ws_id, invoice["id"], client_id=client)
+    assert shown["invoice"]["status"] == "viewed" and again == shown
+    assert shown["comments"] == db(h.list_comments, ws_id, "invoice", invoice["id"], client_id=client)
+    assert [comment["body"] for comment in shown["comments"]] == ["Thanks for your business"]
+    assert len(events(db, "invoice.viewed")) == 1  # the first view changes the invoice; each is in the timeline
+    timeline = [a["summary"] for a in db(h.list_activity, ws_id, client)]
+    assert timeline.count(f"Invoice {invoice['number']} viewed") == 2
+
+    other = db(h.create_client, ws_id, {"name": "Client Two"})["id"]
+    with pytest.raises(NotFound):  # another client's invoice: not there, and nothing recorded
+        db(h.view_invoice, ws_id, other, invoice["id"])
+    assert [a["summary"] for a in db(h.list_activity, ws_id, other)] == ["Client account created"]
+    assert [a["summary"] for a in db(h.list_activity, ws_id, client)].count(f"Invoice {invoice['number']} viewed") == 2

@@ -165,9 +165,8 @@ def page_rows(html: str) -> tuple[list[int], list[tuple[str, int]]]:
 def test_the_invoice_page_adds_up_top_to_bottom(invoice):
     c, _ = client(
         {
-            ("billing", "mark_invoice_viewed"): invoice,
+            ("billing", "view_invoice"): {"invoice": invoice, "comments": []},
             ("billing", "get_workspace"): WORKSPACE,
-            ("billing", "list_comments"): [],
         }
     )
     page = c.simulate_get("/invoices/i1", cookies=c.session_cookie)

@@ -155,13 +155,13 @@ def test_german_text_with_values_keeps_escaping_them():
 
 
 def test_an_error_page_speaks_the_signed_in_contacts_language():
-    c, _ = portal("de_DE", answers={("billing", "mark_invoice_viewed"): NotFound("No such invoice.")})
+    c, _ = portal("de_DE", answers={("billing", "view_invoice"): NotFound("No such invoice.")})
     page = c.simulate_get("/invoices/nope", cookies=c.session_cookie)
     assert page.status_code == 404 and '<html lang="de">' in page.text
     assert "Nicht gefunden" in page.text and "Diese Rechnung gibt es nicht." in page.text
     assert "Zurück zum Portal" in page.text and "Referenz: " in page.text
 
-    english, _ = portal("en_US", answers={("billing", "mark_invoice_viewed"): NotFound("No such invoice.")})
+    english, _ = portal("en_US", answers={("billing", "view_invoice"): NotFound("No such invoice.")})
     page = english.simulate_get("/invoices/nope", cookies=english.session_cookie)
     assert page.status_code == 404 and '<html lang="en">' in page.text and "Not found" in page.text
 

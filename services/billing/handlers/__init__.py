@@ -71,6 +71,7 @@ from services.billing.handlers.documents import (  # noqa: F401
     send_quote,
     update_invoice,
     update_quote,
+    view_invoice,
     void_invoice,
 )
 from services.billing.handlers.engagement import (  # noqa: F401

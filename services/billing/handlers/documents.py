@@ -71,6 +71,7 @@ __all__ = [
     "void_invoice",
     "archive_invoice",
     "mark_invoice_viewed",
+    "view_invoice",
     "get_invoice",
     "invoice_view",
     "create_quote",
@@ -416,6 +417,13 @@ def mark_invoice_viewed(uow, now: datetime, workspace_id: str, client_id: str, i
     )
     record_signal(uow, now, workspace_id, client_id, "view")  # every view, not only the first (the event's)
     return get_invoice(uow, now, workspace_id, invoice_id, client_id=client_id)
+
+
+def view_invoice(uow, now: datetime, workspace_id: str, client_id: str, invoice_id: str) -> dict:
+    """What the portal's invoice page shows as the client opens it, in one transaction: the invoice,
+    its view recorded as mark_invoice_viewed records it, and its comments."""
+    invoice = mark_invoice_viewed(uow, now, workspace_id, client_id, invoice_id)
+    return {"invoice": invoice, "comments": _comments_on(uow, "invoice", invoice["id"])}
 
 
 _of_invoice: sa.BindParameter[str] = sa.bindparam("of_invoice", type_=sa.String)
@@ -1215,6 +1223,11 @@ def list_comments(
         uow, DOCUMENT_TABLES[document_kind], workspace_id, document_id, document_kind, client_id=client_id
     )
     _visible_to_client(document, client_id, document_kind)
+    return _comments_on(uow, document_kind, document_id)
+
+
+def _comments_on(uow, document_kind: str, document_id: str) -> list[dict]:
+    """The thread of a document the caller has found in its scope, oldest first."""
     rows = uow.execute(
         sa.select(comments)
         .where(comments.c.document_kind == document_kind, comments.c.document_id == document_id)

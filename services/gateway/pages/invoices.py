@@ -59,8 +59,8 @@ class InvoiceDetail(Portal):
     def on_get(self, req: falcon.Request, resp: falcon.Response, invoice_id: str) -> None:
         session = self.session(req, resp)
         ws, client = session["workspace_id"], session["client_id"]
-        invoice = self.billing(req).mark_invoice_viewed(ws, client, invoice_id)  # scoped, and recorded
-        comments = self.billing(req).list_comments(ws, "invoice", invoice_id, client_id=client)
+        shown = self.billing(req).view_invoice(ws, client, invoice_id)  # scoped, and the view recorded
+        invoice, comments = shown["invoice"], shown["comments"]
         self.page(
             req,
             resp,
