@@ -141,7 +141,7 @@ def _is_decimal(type_: sa.types.TypeEngine[Any]) -> bool:
 
 def rows_from_json(query: sa.Select[Any], value: str | list[dict[str, Any]] | None) -> list[SimpleNamespace]:
     """What json_rows(query, ...) answered, as rows with the Python values the columns of `query`
-    would have had when selected directly (dates, UTC datetimes, JSON), in the query's order."""
+    would have had when selected directly (dates, UTC datetimes, exact decimals, JSON), in the query's order."""
     if value is None:  # PostgreSQL's json_agg of no rows
         return []
     items: list[dict[str, Any]] = json.loads(value) if isinstance(value, str) else value  # psycopg2 parses it
