@@ -212,16 +212,13 @@ def client_snapshot(uow, client_row) -> dict:
     return snapshot_of(client_row, primary)
 
 
+CLIENT_AS_PRINTED = ("name", "address", "phone", "tax_id", "country", "vat_id", "buyer_reference")
+
+
 def snapshot_of(client_row, primary) -> dict:
     """The client as a document shows it (name, address, tax ids, its primary contact, if any)."""
     return {
-        "name": client_row.name,
-        "address": client_row.address,
-        "phone": client_row.phone,
-        "tax_id": client_row.tax_id,
-        "country": client_row.country,
-        "vat_id": client_row.vat_id,
-        "buyer_reference": client_row.buyer_reference,
+        **{name: getattr(client_row, name) for name in CLIENT_AS_PRINTED},
         "contact_name": primary.name if primary else "",
         "contact_email": primary.email if primary else "",
     }

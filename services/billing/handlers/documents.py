@@ -17,6 +17,7 @@ from clients import verification
 from services.billing import domain, revisions
 from services.billing.disputes import dispute_view
 from services.billing.handlers.common import (
+    CLIENT_AS_PRINTED,
     PRIMARY_FIRST,
     allocate_number,
     check_fields,
@@ -451,7 +452,6 @@ _INVOICE_DISPUTES = sa.select(invoice_disputes).where(invoice_disputes.c.invoice
 _INVOICE_CONTACTS = sa.select(contacts.c.name, contacts.c.email).where(
     contacts.c.client_id == sa.select(invoices.c.client_id).where(invoices.c.id == _of_invoice).scalar_subquery()
 )
-_CLIENT_AS_PRINTED = ("name", "address", "phone", "tax_id", "country", "vat_id", "buyer_reference")
 
 
 @functools.cache
@@ -471,7 +471,7 @@ def _invoice_statement(within_client: bool) -> Prepared:
             workspaces.c.timezone.label("business_timezone"),
             clients.c.locale.label("client_locale"),
             clients.c.timezone.label("client_timezone"),
-            *(clients.c[name].label(f"client_{name}") for name in _CLIENT_AS_PRINTED),
+            *(clients.c[name].label(f"client_{name}") for name in CLIENT_AS_PRINTED),
             code_column("invoice", invoices.c.id),
             processing_column(invoices.c.id),
             json_rows(_INVOICE_LINES, (line_items.c.position,)).label("line_rows"),
@@ -507,7 +507,7 @@ def get_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, client_i
     _visible_to_client(row, client_id, "invoice")
     snapshot = None
     if not row.client_snapshot:
-        client = SimpleNamespace(**{name: getattr(row, f"client_{name}") for name in _CLIENT_AS_PRINTED})
+        client = SimpleNamespace(**{name: getattr(row, f"client_{name}") for name in CLIENT_AS_PRINTED})
         snapshot = snapshot_of(client, next(iter(rows_from_json(_INVOICE_CONTACTS, row.primary_contact)), None))
     view = invoice_view(row, today_in(row.business_timezone, now), snapshot)
     view.update(locale=row.client_locale, timezone=row.client_timezone, business_name=row.business_name)
