@@ -17,6 +17,10 @@ workers = int(os.environ.get("GATEWAY_WORKERS", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("GATEWAY_THREADS", "4"))
 timeout = 30
+# An idle keep-alive connection stays open longer than a reverse proxy keeps its own (nginx and most load
+# balancers: 60 s), so the proxy, not the gateway, closes it: when the server closes first, a request
+# sent at that instant meets a closed socket and the proxy answers 502.
+keepalive = int(os.environ.get("GATEWAY_KEEPALIVE", "75"))
 graceful_timeout = 10
 accesslog = "-"
 access_log_format = (
