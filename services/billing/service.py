@@ -422,6 +422,12 @@ class BillingService(ServiceBase):
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
+    def view_quote(self, workspace_id: str, client_id: str, quote_id: str) -> dict:
+        """The portal's quote page in one call: {"quote", "comments"}."""
+        return self._tx(documents.view_quote, workspace_id, client_id, quote_id)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
     def list_quotes(self, workspace_id: str, filters: dict | None = None) -> dict:
         return self._tx(documents.list_quotes, workspace_id, filters)
 

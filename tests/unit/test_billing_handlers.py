@@ -241,6 +241,25 @@ def test_a_client_with_documents_keeps_its_currency(db, ws):
         db(h.update_client, ws_id, client, {"currency": "JPY"})
 
 
+def test_the_portal_quote_page_is_one_call(db, ws):
+    ws_id, client = ws
+    lines = [{"description": "Work", "quantity": 1, "unit_price": 10000}]
+    quote = db(h.create_quote, ws_id, {"client_id": client, "lines": lines, "send": True})
+    db(h.add_comment, ws_id, "quote", quote["id"], "business", "Acme", "Valid for a month")
+
+    shown = db(h.view_quote, ws_id, client, quote["id"])
+
+    assert shown["quote"] == db(h.get_quote, ws_id, quote["id"], client_id=client)
+    assert shown["comments"] == db(h.list_comments, ws_id, "quote", quote["id"], client_id=client)
+    assert [comment["body"] for comment in shown["comments"]] == ["Valid for a month"]
+    other = db(h.create_client, ws_id, {"name": "Client Two"})["id"]
+    with pytest.raises(NotFound):  # another client's quote is not there
+        db(h.view_quote, ws_id, other, quote["id"])
+    draft = db(h.create_quote, ws_id, {"client_id": client, "lines": lines})
+    with pytest.raises(NotFound):  # nor is a draft its client has not been sent
+        db(h.view_quote, ws_id, client, draft["id"])
+
+
 def test_the_portal_invoice_page_is_one_call_that_records_the_view_once(db, ws):
     ws_id, client = ws
     lines = [{"description": "Work", "quantity": 1, "unit_price": 10000}]

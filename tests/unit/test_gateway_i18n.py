@@ -145,7 +145,7 @@ def test_german_text_with_values_keeps_escaping_them():
         "locale": "de_DE",
         "timezone": "Europe/Berlin",
     }
-    c, _ = portal("de_DE", answers={("billing", "get_quote"): quote})
+    c, _ = portal("de_DE", answers={("billing", "view_quote"): {"quote": quote, "comments": []}})
     page = c.simulate_post(
         "/quotes/q1/accept", body="signature_name=%3Cb%3EDana%3C%2Fb%3E", headers=FORM, cookies=c.session_cookie
     )

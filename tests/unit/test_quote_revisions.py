@@ -328,7 +328,7 @@ def test_the_api_needs_the_version_to_decide():
 def test_the_page_answers_a_replaced_version_with_the_newest_and_a_409():
     c, rpc = portal(
         "en_US",
-        answers={("billing", "accept_quote"): STALE, ("billing", "get_quote"): QUOTE, ("billing", "list_comments"): []},
+        answers={("billing", "accept_quote"): STALE, ("billing", "view_quote"): {"quote": QUOTE, "comments": []}},
     )
     page = c.simulate_post(
         "/quotes/q1/accept",

@@ -72,6 +72,7 @@ from services.billing.handlers.documents import (  # noqa: F401
     update_invoice,
     update_quote,
     view_invoice,
+    view_quote,
     void_invoice,
 )
 from services.billing.handlers.engagement import (  # noqa: F401

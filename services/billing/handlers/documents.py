@@ -82,6 +82,7 @@ __all__ = [
     "reject_quote",
     "convert_quote",
     "get_quote",
+    "view_quote",
     "list_quotes",
     "request_quote_changes",
     "revise_quote",
@@ -820,6 +821,13 @@ def get_quote(uow, now: datetime, workspace_id: str, quote_id: str, client_id: s
     ]
     view["changes"] = revisions.history(versions)
     return view
+
+
+def view_quote(uow, now: datetime, workspace_id: str, client_id: str, quote_id: str) -> dict:
+    """What the portal's quote page shows, in one transaction: the quote within the client, and its
+    comments."""
+    quote = get_quote(uow, now, workspace_id, quote_id, client_id)
+    return {"quote": quote, "comments": _comments_on(uow, "quote", quote["id"])}
 
 
 def list_quotes(uow, now: datetime, workspace_id: str, filters: dict | None = None) -> dict:

@@ -39,11 +39,13 @@ class QuotePage(Portal):
         quote_id: str,
         confirm: str | None = None,
         stale: int | None = None,
+        shown: dict | None = None,
     ) -> None:
+        """`shown`: view_quote's answer, when the caller has it already."""
         session = self.session(req, resp)
-        ws, client = session["workspace_id"], session["client_id"]
-        quote = self.billing(req).get_quote(ws, quote_id, client_id=client)
-        comments = self.billing(req).list_comments(ws, "quote", quote_id, client_id=client)
+        if shown is None:  # the quote within the client, with its comments
+            shown = self.billing(req).view_quote(session["workspace_id"], session["client_id"], quote_id)
+        quote, comments = shown["quote"], shown["comments"]
         self.page(
             req,
             resp,
@@ -113,10 +115,10 @@ class QuoteAccept(QuoteDetail):
             usecases.check_signature(name)
         if form.get("confirmed") != "yes":
             seen = seen_version(form, required=False)
-            quote = self.billing(req).get_quote(session["workspace_id"], quote_id, client_id=session["client_id"])
-            if seen is not None and seen != quote.get("version", 1):
-                return self.show(req, resp, quote_id, stale=seen)
-            return self.show(req, resp, quote_id, confirm=name)
+            shown = self.billing(req).view_quote(session["workspace_id"], session["client_id"], quote_id)
+            if seen is not None and seen != shown["quote"].get("version", 1):
+                return self.show(req, resp, quote_id, stale=seen, shown=shown)
+            return self.show(req, resp, quote_id, confirm=name, shown=shown)
         version = decided_version(form)
         with refused_as(title):
             self.decide(
