@@ -138,7 +138,10 @@ def relay_outbox(engine: Engine, dispatch: Callable[..., object], batch: int = 1
                 # nameko waits for the broker's confirm; the request id goes along as a message header
                 extra = {"request_id": row.request_id} if row.request_id else {}
                 dispatch(row.event_type, json.loads(row.body), **extra)
-                conn.execute(OUTBOX.update().where(OUTBOX.c.seq == row.seq).values(published_at=utcnow()))
+            if rows:  # one statement for the batch: the marks commit together either way
+                conn.execute(
+                    OUTBOX.update().where(OUTBOX.c.seq.in_([row.seq for row in rows])), {"published_at": utcnow()}
+                )
             return len(rows)
 
 

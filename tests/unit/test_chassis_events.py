@@ -53,6 +53,28 @@ def test_a_failed_publish_keeps_the_events_for_the_next_run(sqlite_engine):
     assert relay_outbox(engine, lambda kind, body: sent.append(body)) == 2
 
 
+def test_a_batch_cut_short_is_published_again_whole(sqlite_engine):
+    """The batch's marks commit together: a publish failing halfway leaves every row of the batch
+    unmarked, and the next run sends them all again (consumers drop the repeat by event id)."""
+    engine = sqlite_engine("payments")
+    publish_two(engine)
+    first_try = []
+
+    def fails_on_the_second(kind, body):
+        if first_try:
+            raise ConnectionError("broker gone")
+        first_try.append(body["id"])
+
+    with pytest.raises(ConnectionError):
+        relay_outbox(engine, fails_on_the_second)
+    sent = []
+    assert relay_outbox(engine, lambda kind, body: sent.append(body["id"])) == 2
+    assert sent[0] == first_try[0]  # sent twice, with its one id
+    with engine.connect() as conn:
+        unmarked = conn.execute(sa.select(sa.func.count()).where(OUTBOX.c.published_at.is_(None))).scalar_one()
+    assert unmarked == 0
+
+
 def test_consume_once_ignores_a_duplicate_event(sqlite_engine):
     engine = sqlite_engine("payments")
     seen = []
