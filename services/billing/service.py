@@ -780,8 +780,7 @@ class BillingService(ServiceBase):
         charged already, so what the invoices no longer owe becomes the client's credit (allow_unapplied)
         instead of refusing the payment."""
         data = event["data"]
-        known = engagement.payment_known(uow, data["payment_id"])  # a payment counts once as a signal too
-        payments.record_payment(
+        _, recorded = payments.record_payment_once(
             uow,
             now,
             event["workspace_id"],
@@ -799,7 +798,7 @@ class BillingService(ServiceBase):
             allow_unapplied=True,
         )
         processing.payment_succeeded(uow, now, event["workspace_id"], data)
-        if data.get("client_id") and not known:
+        if data.get("client_id") and recorded:  # a payment reported again is no new signal
             record_signal(uow, now, event["workspace_id"], data["client_id"], "payment", _occurred(event, now))
 
     @consumes("payments", "payment.processing")

@@ -233,3 +233,21 @@ def test_replicas_sweeping_reminders_tell_each_overdue_invoice_once(engine, clie
         ).scalar()
     assert sorted(told) == sorted((invoice_id, "overdue") for invoice_id in made)
     assert announced == 3
+
+
+def test_a_clients_first_signals_at_the_same_time_all_count(engine, client):
+    """The rollup row does not exist until the first signal: concurrent first signals create it once
+    and every one of them is counted, as are later ones racing each other."""
+    ws, client_id = client
+
+    def view(i):
+        with UnitOfWork(engine) as uow:
+            counted = h.record_signal(uow, utcnow(), ws, client_id, "view")
+            uow.commit()
+            return counted
+
+    assert in_parallel(8, view) == [True] * 8
+    assert in_parallel(8, view) == [True] * 8
+    with UnitOfWork(engine) as uow:
+        assert h.client_engagement(uow, utcnow(), ws, client_id)["portal_views"] == 16
+        assert h.record_signal(uow, utcnow(), ws, "no-such-client", "view") is False  # logged, nothing made

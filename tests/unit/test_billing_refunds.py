@@ -125,6 +125,7 @@ def test_a_card_payment_for_an_invoice_paid_meanwhile_becomes_credit(db, ws):
         },
     )
     assert db(h.client_balances, ws_id, client)["credit_available"] == 4000
+    assert db(h.client_engagement, ws_id, client)["successful_payments"] == 1  # nor is it a second signal
     # the credit pays another invoice like credit-note credit does
     other = _invoice(db, ws_id, client, 5000)
     assert db(h.apply_credit, ws_id, other["id"], 4000)["balance"] == 1000

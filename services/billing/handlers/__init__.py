@@ -78,7 +78,6 @@ from services.billing.handlers.documents import (  # noqa: F401
 from services.billing.handlers.engagement import (  # noqa: F401
     client_engagement,
     list_engagement,
-    payment_known,
     record_signal,
 )
 from services.billing.handlers.invoice_listing import (  # noqa: F401

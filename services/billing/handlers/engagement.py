@@ -8,17 +8,31 @@ from collections import defaultdict
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from chassis.errors import Invalid
+from chassis.sqltypes import UtcDateTime
 from services.billing import domain, engagement
 from services.billing.handlers.common import client_row, page_bounds, workspace_row, workspace_today
 from services.billing.tables import client_engagement as rollups_table
-from services.billing.tables import clients, invoices, payments
+from services.billing.tables import clients, invoices
 
-__all__ = ["record_signal", "payment_known", "client_engagement", "list_engagement"]
+__all__ = ["record_signal", "client_engagement", "list_engagement"]
 
 log = logging.getLogger(__name__)
+
+
+_of_workspace = sa.bindparam("of_workspace", type_=sa.String)
+_of_client = sa.bindparam("of_client", type_=sa.String)
+_rollup_key = (rollups_table.c.workspace_id == _of_workspace, rollups_table.c.client_id == _of_client)
+_LOCK_ROLLUP = sa.select(rollups_table).where(*_rollup_key).with_for_update()
+_SAVE_ROLLUP = rollups_table.update().where(*_rollup_key)  # SET from the parameters given with it
+# A client's first rollup, only for a client of the workspace. Text, because SQLAlchemy compiles an
+# ON CONFLICT insert anew on every use; both databases read it the same.
+_ADD_ROLLUP = sa.text(
+    "INSERT INTO client_engagement (workspace_id, client_id, updated_at) "
+    "SELECT workspace_id, id, :now FROM clients WHERE id = :of_client AND workspace_id = :of_workspace "
+    "ON CONFLICT DO NOTHING"
+).bindparams(sa.bindparam("now", type_=UtcDateTime), _of_workspace, _of_client)
 
 
 def record_signal(
@@ -27,30 +41,22 @@ def record_signal(
     """Fold one signal into the client's rollup, in the caller's transaction: an event consumer's (so
     the inbox makes a redelivered event count once) or the one that publishes billing's own event.
     The row is locked while it changes, so concurrent signals for one client queue up rather than
-    lose an increment. A client outside the workspace is logged and skipped: the event's other
-    effects (its timeline entry) still happen."""
-    exists = uow.execute(
-        sa.select(clients.c.id).where(clients.c.id == client_id, clients.c.workspace_id == workspace_id)
-    ).first()
-    if exists is None:
+    lose an increment; a client's first signal creates it. A client outside the workspace is logged
+    and skipped: the event's other effects (its timeline entry) still happen."""
+    key = {"of_workspace": workspace_id, "of_client": client_id}
+    row = uow.execute(_LOCK_ROLLUP, key).first()
+    if row is None:  # created here, or by a concurrent first signal, which the lock then waits for
+        uow.execute(_ADD_ROLLUP, {**key, "now": now})
+        row = uow.execute(_LOCK_ROLLUP, key).first()
+    if row is None:
         log.warning(
             "signal for a client not in the workspace",
             extra={"workspace_id": workspace_id, "client_id": client_id, "signal": signal},
         )
         return False
-    key = (rollups_table.c.workspace_id == workspace_id) & (rollups_table.c.client_id == client_id)
-    dialect = uow.conn.dialect.name
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(rollups_table)
-    uow.execute(insert.values(workspace_id=workspace_id, client_id=client_id, updated_at=now).on_conflict_do_nothing())
-    row = uow.execute(sa.select(rollups_table).where(key).with_for_update()).one()
     rollup = engagement.apply_signal(engagement.Rollup.from_row(row), signal, at or now)
-    uow.execute(rollups_table.update().where(key).values(**rollup.as_values(), updated_at=now))
+    uow.execute(_SAVE_ROLLUP, {**key, **rollup.as_values(), "updated_at": now})
     return True
-
-
-def payment_known(uow, payment_id) -> bool:
-    """Whether the ledger has this payment already (a card payment reported again is no new signal)."""
-    return uow.execute(sa.select(payments.c.id).where(payments.c.id == str(payment_id)[:64])).first() is not None
 
 
 def _open_invoices(uow, workspace_id: str, client_id: str | None = None) -> dict[str, list]:

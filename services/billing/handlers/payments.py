@@ -30,7 +30,7 @@ from services.billing.handlers.summaries import money_moved
 from services.billing.handlers.verification import code_of, issue_code
 from services.billing.tables import invoices, payment_allocations, payment_payers, payments, refunds
 
-__all__ = ["record_payment", "get_payment", "list_payments"]
+__all__ = ["record_payment", "record_payment_once", "get_payment", "list_payments"]
 
 METHODS = {"card", "sepa_debit", "bank_transfer", "cash", "cheque", "other"}  # sepa_debit: through Stripe
 PAYMENT_FIELDS = {
@@ -48,8 +48,16 @@ PAYMENT_FIELDS = {
 
 
 def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_unapplied: bool = False) -> dict:
-    """Apply a payment to one or more invoices (oldest first when several). Idempotent by payment id:
-    the same payment arriving twice (a duplicate event, a retried call) is applied once.
+    """The payment's view; see record_payment_once."""
+    return record_payment_once(uow, now, workspace_id, data, allow_unapplied=allow_unapplied)[0]
+
+
+def record_payment_once(
+    uow, now: datetime, workspace_id: str, data: dict, *, allow_unapplied: bool = False
+) -> tuple[dict, bool]:
+    """Apply a payment to one or more invoices (oldest first when several); answers (the payment's
+    view, whether this call recorded it). Idempotent by payment id: the same payment arriving twice (a
+    duplicate event, a retried call) is applied once, and the second call says it recorded nothing.
 
     allow_unapplied is for card payments only (BillingService.on_payment_succeeded): money already
     charged cannot be refused, so each allocation is clipped to what its invoice still owes (nothing
@@ -61,7 +69,7 @@ def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_u
     if existing is not None:
         if existing.workspace_id != workspace_id:
             raise Conflict("This payment id is already used.", payment_id="taken")
-        return _payment_view(uow, existing)
+        return _payment_view(uow, existing), False
     allocations, method, received_at = _payment_request(data, now)
     applied = _apply(uow, workspace_id, allocations, allow_unapplied)
     if data.get("client_id") and data["client_id"] != applied.client_id:
@@ -109,7 +117,7 @@ def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_u
         workspace_id,
         {**view, "recipients": portal_recipients(uow, client_id), "paid_by_contact_id": _payer(uow, payment_id)},
     )
-    return view
+    return view, True
 
 
 def _payer(uow, payment_id: str) -> str | None:
