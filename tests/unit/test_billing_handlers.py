@@ -241,11 +241,20 @@ def test_a_client_with_documents_keeps_its_currency(db, ws):
         db(h.update_client, ws_id, client, {"currency": "JPY"})
 
 
+ONE_LINE = [{"description": "Work", "quantity": 1, "unit_price": 10000}]
+
+
+def sent_with_a_comment(db, ws_id: str, client: str, kind: str, comment: str) -> dict:
+    """An invoice or quote sent to the client, with one comment of the business on it."""
+    create = h.create_quote if kind == "quote" else h.create_invoice
+    document = db(create, ws_id, {"client_id": client, "lines": ONE_LINE, "send": True})
+    db(h.add_comment, ws_id, kind, document["id"], "business", "Acme", comment)
+    return document
+
+
 def test_the_portal_quote_page_is_one_call(db, ws):
     ws_id, client = ws
-    lines = [{"description": "Work", "quantity": 1, "unit_price": 10000}]
-    quote = db(h.create_quote, ws_id, {"client_id": client, "lines": lines, "send": True})
-    db(h.add_comment, ws_id, "quote", quote["id"], "business", "Acme", "Valid for a month")
+    quote = sent_with_a_comment(db, ws_id, client, "quote", "Valid for a month")
 
     shown = db(h.view_quote, ws_id, client, quote["id"])
 
@@ -255,16 +264,14 @@ def test_the_portal_quote_page_is_one_call(db, ws):
     other = db(h.create_client, ws_id, {"name": "Client Two"})["id"]
     with pytest.raises(NotFound):  # another client's quote is not there
         db(h.view_quote, ws_id, other, quote["id"])
-    draft = db(h.create_quote, ws_id, {"client_id": client, "lines": lines})
+    draft = db(h.create_quote, ws_id, {"client_id": client, "lines": ONE_LINE})
     with pytest.raises(NotFound):  # nor is a draft its client has not been sent
         db(h.view_quote, ws_id, client, draft["id"])
 
 
 def test_the_portal_invoice_page_is_one_call_that_records_the_view_once(db, ws):
     ws_id, client = ws
-    lines = [{"description": "Work", "quantity": 1, "unit_price": 10000}]
-    invoice = db(h.create_invoice, ws_id, {"client_id": client, "lines": lines, "send": True})
-    db(h.add_comment, ws_id, "invoice", invoice["id"], "business", "Acme", "Thanks for your business")
+    invoice = sent_with_a_comment(db, ws_id, client, "invoice", "Thanks for your business")
 
     shown = db(h.view_invoice, ws_id, client, invoice["id"])
     again = db(h.view_invoice, ws_id, client, invoice["id"])
