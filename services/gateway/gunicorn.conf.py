@@ -12,15 +12,15 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=METRICS_PREFIX)
 
 bind = os.environ.get("GATEWAY_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("GATEWAY_WORKERS", "2"))
+workers = int(os.environ.get("GATEWAY_WORKERS") or "2")
 # Threads let one worker wait on several RPC replies at once; the RPC pool is thread-safe.
 worker_class = "gthread"
-threads = int(os.environ.get("GATEWAY_THREADS", "4"))
+threads = int(os.environ.get("GATEWAY_THREADS") or "4")
 timeout = 30
 # An idle keep-alive connection stays open longer than a reverse proxy keeps its own (nginx and most load
 # balancers: 60 s), so the proxy, not the gateway, closes it: when the server closes first, a request
 # sent at that instant meets a closed socket and the proxy answers 502.
-keepalive = int(os.environ.get("GATEWAY_KEEPALIVE", "75"))
+keepalive = int(os.environ.get("GATEWAY_KEEPALIVE") or "75")
 graceful_timeout = 10
 accesslog = "-"
 access_log_format = (

@@ -267,6 +267,9 @@ def test_the_portal_quote_page_is_one_call(db, ws):
     draft = db(h.create_quote, ws_id, {"client_id": client, "lines": ONE_LINE})
     with pytest.raises(NotFound):  # nor is a draft its client has not been sent
         db(h.view_quote, ws_id, client, draft["id"])
+    for nobody in (None, ""):  # without a client, nothing (not the workspace's every quote)
+        with pytest.raises(NotFound):
+            db(h.view_quote, ws_id, nobody, quote["id"])
 
 
 def test_the_portal_invoice_page_is_one_call_that_records_the_view_once(db, ws):
@@ -287,5 +290,8 @@ def test_the_portal_invoice_page_is_one_call_that_records_the_view_once(db, ws):
     other = db(h.create_client, ws_id, {"name": "Client Two"})["id"]
     with pytest.raises(NotFound):  # another client's invoice: not there, and nothing recorded
         db(h.view_invoice, ws_id, other, invoice["id"])
+    for nobody in (None, ""):  # nor for no client at all
+        with pytest.raises(NotFound):
+            db(h.view_invoice, ws_id, nobody, invoice["id"])
     assert [a["summary"] for a in db(h.list_activity, ws_id, other)] == ["Client account created"]
     assert [a["summary"] for a in db(h.list_activity, ws_id, client)].count(f"Invoice {invoice['number']} viewed") == 2

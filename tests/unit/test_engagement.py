@@ -1,6 +1,7 @@
 """Collection signals without a broker: the risk rule on fixed dates, the rollup's folding of signals,
 and the billing handlers that keep and read it on an embedded database (the migration's backfill too)."""
 
+import threading
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -198,6 +199,28 @@ def test_every_portal_view_counts_and_a_reminder_counts_once(db, ws):
     db(h.mark_invoice_viewed, ws_id, client, invoice["id"], now=later)
     viewed = db(h.client_engagement, ws_id, client, now=later)
     assert (viewed["portal_views"], viewed["last_viewed_at"], viewed["risk"]) == (2, later.isoformat(), "low")
+
+
+def test_signals_for_one_client_on_the_embedded_database_queue_up_and_all_count(db, ws):
+    """SQLite has no FOR UPDATE: a signal recorded while another transaction holds an uncounted one
+    waits for it, then counts on top of it (a read before the write would have counted a stale row)."""
+    ws_id, client = ws
+    db(h.record_signal, ws_id, client, "view")
+    second_done = threading.Event()
+
+    def second_view():
+        db(h.record_signal, ws_id, client, "view")
+        second_done.set()
+
+    with dbmod.UnitOfWork(db.engine, lambda: NOW) as first:
+        assert h.record_signal(first, NOW, ws_id, client, "view")
+        other = threading.Thread(target=second_view)
+        other.start()
+        assert not second_done.wait(0.3)  # it waits for the first transaction
+        first.commit()
+    other.join(10)
+    assert second_done.is_set()
+    assert db(h.client_engagement, ws_id, client)["portal_views"] == 3
 
 
 def test_days_overdue_use_the_workspaces_date(db, ws):

@@ -404,6 +404,8 @@ def archive_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, arch
 
 def mark_invoice_viewed(uow, now: datetime, workspace_id: str, client_id: str, invoice_id: str) -> dict:
     """A client opened the invoice in the portal: a collection signal for the business."""
+    if not client_id:  # a client's view: without one, nothing is there (not the whole workspace)
+        raise NotFound("No such invoice.")
     row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True, client_id=client_id)
     _visible_to_client(row, client_id, "invoice")
     invoice = Invoice.from_row(row)
@@ -826,6 +828,8 @@ def get_quote(uow, now: datetime, workspace_id: str, quote_id: str, client_id: s
 def view_quote(uow, now: datetime, workspace_id: str, client_id: str, quote_id: str) -> dict:
     """What the portal's quote page shows, in one transaction: the quote within the client, and its
     comments."""
+    if not client_id:  # a page of one client's: without one, nothing is there (not the whole workspace)
+        raise NotFound("No such quote.")
     quote = get_quote(uow, now, workspace_id, quote_id, client_id)
     return {"quote": quote, "comments": _comments_on(uow, "quote", quote["id"])}
 

@@ -44,10 +44,10 @@ def record_signal(
     lose an increment; a client's first signal creates it. A client outside the workspace is logged
     and skipped: the event's other effects (its timeline entry) still happen."""
     key = {"of_workspace": workspace_id, "of_client": client_id}
+    # The insert comes first even when the row exists: on SQLite, which has no FOR UPDATE, a write
+    # is what takes the database's write lock, and a read before it could count a stale row.
+    uow.execute(_ADD_ROLLUP, {**key, "now": now})
     row = uow.execute(_LOCK_ROLLUP, key).first()
-    if row is None:  # created here, or by a concurrent first signal, which the lock then waits for
-        uow.execute(_ADD_ROLLUP, {**key, "now": now})
-        row = uow.execute(_LOCK_ROLLUP, key).first()
     if row is None:
         log.warning(
             "signal for a client not in the workspace",
