@@ -145,6 +145,11 @@ def relay_outbox(engine: Engine, dispatch: Callable[..., object], batch: int = 1
             return len(rows)
 
 
+# Built once, the values given as parameters: SQLAlchemy derives a cache key for every statement it is
+# given, and for a statement built anew with its values in it that walk cost more than running it.
+_INBOX_ROW = INBOX.insert()
+
+
 class Duplicate(Exception):
     pass
 
@@ -168,7 +173,7 @@ def consume_once(
                     raise Duplicate()
                 handle(conn, event)
                 try:
-                    conn.execute(INBOX.insert().values(consumer=consumer, event_id=event_id, processed_at=utcnow()))
+                    conn.execute(_INBOX_ROW, {"consumer": consumer, "event_id": event_id, "processed_at": utcnow()})
                 except IntegrityError:
                     raise Duplicate() from None
         except Duplicate:

@@ -47,6 +47,9 @@ PAYMENT_FIELDS = {
 }
 
 
+_NEW_PAYMENT = payments.insert().returning(*payments.c)  # built once: the values go as parameters
+
+
 def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_unapplied: bool = False) -> dict:
     """The payment's view; see record_payment_once."""
     return record_payment_once(uow, now, workspace_id, data, allow_unapplied=allow_unapplied)[0]
@@ -81,21 +84,20 @@ def record_payment_once(
     client_id, currency = applied.client_id, applied.currency
     assert client_id is not None and currency is not None  # set by every allocation, and there is at least one
     stored = uow.execute(
-        payments.insert()
-        .values(
-            id=payment_id,
-            workspace_id=workspace_id,
-            client_id=client_id,
-            kind="retainer" if applied.kinds == {"retainer"} else "invoice",
-            amount=charged,
-            unapplied=charged - total,
-            currency=currency,
-            method=method,
-            reference=text(data.get("reference", ""), "reference", 200),
-            source=text(data.get("source", "offline"), "source", 20),
-            received_at=received_at,
-        )
-        .returning(*payments.c)
+        _NEW_PAYMENT,
+        {
+            "id": payment_id,
+            "workspace_id": workspace_id,
+            "client_id": client_id,
+            "kind": "retainer" if applied.kinds == {"retainer"} else "invoice",
+            "amount": charged,
+            "unapplied": charged - total,
+            "currency": currency,
+            "method": method,
+            "reference": text(data.get("reference", ""), "reference", 200),
+            "source": text(data.get("source", "offline"), "source", 20),
+            "received_at": received_at,
+        },
     ).one()
     issue_code(uow, now, workspace_id, client_id, "receipt", payment_id)
     if applied.settled:

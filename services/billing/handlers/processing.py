@@ -63,14 +63,16 @@ def payment_processing(uow, now: datetime, workspace_id: str, data: dict) -> int
     return _rows(uow, workspace_id, data, None, now)
 
 
+# Built once; the payment and the time go as parameters (every card payment runs it).
+_SETTLE_PROCESSING = processing_payments.update().where(
+    processing_payments.c.payment_id == sa.bindparam("of_payment"), ACTIVE
+)
+
+
 def payment_succeeded(uow, now: datetime, workspace_id: str, data: dict) -> None:
     """payment.succeeded: the money is in the ledger now (recorded in the same transaction)."""
     if data.get("payment_id"):
-        uow.execute(
-            processing_payments.update()
-            .where(processing_payments.c.payment_id == data["payment_id"], ACTIVE)
-            .values(settled_at=now)
-        )
+        uow.execute(_SETTLE_PROCESSING, {"of_payment": data["payment_id"], "settled_at": now})
 
 
 def payment_failed(uow, now: datetime, workspace_id: str, data: dict) -> None:

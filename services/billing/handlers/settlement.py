@@ -5,6 +5,8 @@ than the invoice owes); card refunds take it back with `_reverse`, by the worksp
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+
 from chassis.errors import Invalid
 from services.billing.handlers.common import get_scoped, new_id
 from services.billing.lifecycle import Invoice
@@ -21,14 +23,17 @@ def _amount(value, name: str = "amount") -> int:
     return value
 
 
+# Built once; the changed columns and the invoice's id go as parameters (SET is made from their names).
+_SETTLED = invoices.update().where(invoices.c.id == sa.bindparam("of_invoice")).returning(*invoices.c)
+
+
 def _settle(uow, workspace_id: str, invoice_id: str, *, paid: int = 0, credited: int = 0, locked=None):
     """Add money to an invoice under a row lock and recompute its status (Invoice.settle); returns the
     new row. `locked`: the invoice's row, locked by the caller in this transaction already."""
     row = locked if locked is not None else get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True)
     invoice = Invoice.from_row(row)
     invoice.settle(paid=paid, credited=credited)
-    changed = invoices.update().where(invoices.c.id == row.id).values(**invoice.changes()).returning(*invoices.c)
-    return uow.execute(changed).one()
+    return uow.execute(_SETTLED, {**invoice.changes(), "of_invoice": row.id}).one()
 
 
 def _reverse(uow, now, workspace_id: str, invoice_id: str, amount: int, policy: str, refund_id: str):

@@ -23,18 +23,22 @@ KINDS = ("invoice", "quote", "credit_note", "receipt")
 UNKNOWN = "No document has this verification code."
 
 
+_NEW_CODE = verification_codes.insert()  # built once: the values go as parameters
+
+
 def issue_code(uow, now: datetime, workspace_id: str, client_id: str, kind: str, document_id: str) -> str:
     """A new document's code, in the document's own transaction (grouped, as printed)."""
     code = verification.new_code()
     uow.execute(
-        verification_codes.insert().values(
-            code=code,
-            workspace_id=workspace_id,
-            client_id=client_id,
-            document_kind=kind,
-            document_id=document_id,
-            created_at=now,
-        )
+        _NEW_CODE,
+        {
+            "code": code,
+            "workspace_id": workspace_id,
+            "client_id": client_id,
+            "document_kind": kind,
+            "document_id": document_id,
+            "created_at": now,
+        },
     )
     return verification.grouped(code)
 
