@@ -519,15 +519,15 @@ class BillingClient(ServiceClient):
     def verify_document(self, code: str) -> dict:
         return self._call("billing", "verify_document", code)
 
-    def view_quote(self, workspace_id: str, client_id: str, quote_id: str) -> dict:
-        return self._call("billing", "view_quote", workspace_id, client_id, quote_id)
-
     def view_invoice(
         self, workspace_id: str, client_id: str, invoice_id: str, *, idempotency_key: str | None = None
     ) -> dict:
         return self._call(
             "billing", "view_invoice", workspace_id, client_id, invoice_id, idempotency_key=idempotency_key
         )
+
+    def view_quote(self, workspace_id: str, client_id: str, quote_id: str) -> dict:
+        return self._call("billing", "view_quote", workspace_id, client_id, quote_id)
 
     def void_invoice(self, workspace_id: str, invoice_id: str, *, idempotency_key: str | None = None) -> dict:
         return self._call("billing", "void_invoice", workspace_id, invoice_id, idempotency_key=idempotency_key)
