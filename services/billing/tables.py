@@ -153,6 +153,19 @@ invoices = sa.Table(
     ),
 )
 
+# A retainer invoice: the condition of the partial index below and of the client summary's retainer
+# figure (handlers/summaries.py), which then reads a client's retainers without its other invoices.
+# A literal, not a bound value: a bound value could not select the index on SQLite, nor in
+# PostgreSQL's generic plans.
+RETAINER_INVOICE = invoices.c.kind == sa.literal_column("'retainer'")
+sa.Index(
+    "ix_invoices_retainers",
+    invoices.c.client_id,
+    invoices.c.currency,
+    postgresql_where=RETAINER_INVOICE,
+    sqlite_where=RETAINER_INVOICE,
+)
+
 # Every ending of every invoice number, lower-cased: "part of a number" is a range of this index
 # (suffix >= term and < term + U+10FFFF). A pattern (ILIKE) on invoices could use no index under
 # row-level security, whose policies must run before any function that is not leakproof.
@@ -283,6 +296,19 @@ payments = sa.Table(
     # money charged beyond what the invoices still owed (they were paid meanwhile): the client's credit
     money("unapplied"),
     sa.Column("dispute_status", sa.String(30), nullable=True),  # as the card network reports it
+    # a client's latest payment (its summary, on every payment) without reading all of them
+    sa.Index("ix_payments_client_latest", "workspace_id", "client_id", "received_at", "id"),
+)
+
+# A payment with money left unapplied (the client's credit), as RETAINER_INVOICE: the credit figure
+# reads these, not every payment the client made.
+UNAPPLIED_PAYMENT = payments.c.unapplied != sa.literal_column("0")
+sa.Index(
+    "ix_payments_unapplied",
+    payments.c.client_id,
+    payments.c.currency,
+    postgresql_where=UNAPPLIED_PAYMENT,
+    sqlite_where=UNAPPLIED_PAYMENT,
 )
 
 payment_allocations = sa.Table(

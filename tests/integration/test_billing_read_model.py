@@ -19,6 +19,7 @@ from chassis.errors import NotFound
 from chassis.nameko_ext import DatabaseHandle, ServiceBase
 from chassis.scope import SYSTEM, Scope, acting_for
 from services.billing import handlers as h
+from services.billing.handlers import summaries
 from services.billing.handlers.common import client_row, client_snapshot, load_lines
 from tests.conftest import ARTIFACTS, ROOT, RUN_ID, databases_with_roles
 from tests.integration.round_trips import RoundTrips
@@ -86,6 +87,7 @@ def billing(postgres_admin_url):
             cur.execute("""INSERT INTO invoice_number_suffixes (invoice_id, suffix, workspace_id, client_id)
                            SELECT i.id, lower(substr(i.number, p)), i.workspace_id, i.client_id
                            FROM invoices i, generate_series(1, length(i.number)) p""")
+            _bulk_payments(cur, made[0][0], made[0][1][0])
         with psycopg2.connect(urls["admin"]["billing"]) as conn:
             conn.autocommit = True
             conn.cursor().execute("ANALYZE")
@@ -123,6 +125,21 @@ def _bulk_invoices(cur, ws: str, clients: list[str], count: int) -> None:
             "last": count - 1,
             "share": int(BIG_SHARE * 10) if len(clients) > 1 else 10,
         },
+    )
+
+
+def _bulk_payments(cur, ws: str, client: str) -> None:
+    """A card payment for each of the client's paid invoices, paid in full three days after issue."""
+    paid = "FROM invoices WHERE workspace_id = %(ws)s AND client_id = %(client)s AND status = 'paid'"
+    cur.execute(
+        "INSERT INTO payments (id, workspace_id, client_id, kind, amount, currency, method, reference, source, "
+        "received_at, unapplied) SELECT 'pay-' || id, workspace_id, client_id, 'invoice', total, currency, 'card', "
+        f"'', 'stripe', created_at + interval '3 days', 0 {paid}",
+        {"ws": ws, "client": client},
+    )
+    cur.execute(
+        f"INSERT INTO payment_allocations (payment_id, invoice_id, amount) SELECT 'pay-' || id, id, total {paid}",
+        {"ws": ws, "client": client},
     )
 
 
@@ -255,9 +272,15 @@ def test_a_dashboard_with_quotes_payments_and_activity_reads_back_like_the_listi
     assert dashboard["last_payment"] == {"amount": 1234, "currency": "USD", "received_at": NOW.isoformat()}
 
 
-def _plans(engine, handler, *args) -> list[tuple[str, dict]]:
-    """Each statement the handler ran on invoices, with its plan and timing (EXPLAIN ANALYZE, same
-    parameters, same transaction, so the same scope and policies)."""
+def _reads_invoices(statement: str) -> bool:
+    reads = " invoices" in statement and statement.lstrip().upper().startswith("SELECT")
+    return reads or statement.startswith("EXECUTE")  # a prepared statement (chassis/prepared.py)
+
+
+def _plans(engine, handler, *args, explained=_reads_invoices) -> list[tuple[str, dict]]:
+    """Each statement the handler ran that is `explained` (by default, its reads of invoices), with
+    its plan and timing (EXPLAIN ANALYZE, same parameters, same transaction, so the same scope and
+    policies; the transaction is rolled back)."""
     seen = []
     listen = lambda conn, cursor, statement, parameters, *_: seen.append((statement, parameters))  # noqa: E731
     sa.event.listen(engine, "before_cursor_execute", listen)
@@ -267,8 +290,7 @@ def _plans(engine, handler, *args) -> list[tuple[str, dict]]:
             result = handler(uow, NOW, *args)
             plans = []
             for statement, parameters in seen:
-                reads_invoices = " invoices" in statement and statement.lstrip().upper().startswith("SELECT")
-                if reads_invoices or statement.startswith("EXECUTE"):  # a prepared statement (chassis/prepared.py)
+                if explained(statement):
                     cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, parameters)
                     plans.append((statement, cursor.fetchone()[0][0]))
     finally:
@@ -374,3 +396,35 @@ def test_the_invoice_listing_is_served_by_its_indexes(billing):
         found, plans = _plans(billing.engine, h.list_invoices, ws, {"limit": 20, "search": "2021-0123"})
         assert sorted(i["number"] for i in found["items"]) == [f"INV-2021-0123{d}" for d in range(10)]
         _uses_indexes("workspace: part of a number", plans)
+
+
+def _rows_read(node: dict) -> float:
+    """The rows a plan node read: those it returned and those its filters dropped, over all its loops."""
+    returned = node.get("Actual Rows", 0) * node.get("Actual Loops", 1)
+    return returned + node.get("Rows Removed by Filter", 0) + node.get("Rows Removed by Index Recheck", 0)
+
+
+def test_a_summary_refresh_reads_what_is_open_not_the_clients_history(billing):
+    """The summary is recomputed from the ledger on every payment. For a client with thousands of
+    paid invoices and payments, that reads its few open invoices, unapplied payments and retainers
+    and its latest payment: no table scan of its history, whatever its length."""
+    ws, big = billing.ws, billing.big
+    with acting_for(Scope(ws)):  # as the payment's event is consumed: the workspace's scope
+        history = as_the_service(billing.engine, h.list_payments, ws, big)
+        (before, after), plans = _plans(
+            billing.engine, summaries.refresh, ws, big, explained=lambda sql: sql.startswith("UPDATE client_summaries")
+        )
+    assert len(history) > 4000 and after.last_payment_received_at == before.last_payment_received_at
+    assert after.outstanding == before.outstanding > 0 and len(plans) == 1
+    read, used = {}, set()
+    for node in _nodes(plans[0][1]["Plan"]):
+        used.add(node.get("Index Name"))
+        table = node.get("Relation Name")
+        if table in ("invoices", "payments", "payment_allocations"):
+            assert node["Node Type"] != "Seq Scan", json.dumps(plans[0][1], indent=1)
+            read[table] = read.get(table, 0) + _rows_read(node)
+    assert {"ix_payments_client_latest", "ix_payments_unapplied", "ix_invoices_retainers"} <= used
+    # its latest payment, three times (one figure each); no retainer, nothing unapplied
+    assert read["payments"] <= 3 and read.get("payment_allocations", 0) == 0, read
+    # its open invoices, among the workspace's newest 600 (the client holds 40%), none of its paid ones
+    assert 0 < read["invoices"] < 600, read

@@ -34,6 +34,8 @@ from chassis.db import UtcDateTime
 from services.billing import domain
 from services.billing.handlers.common import iso, workspace_row
 from services.billing.tables import (
+    RETAINER_INVOICE,
+    UNAPPLIED_PAYMENT,
     client_summaries,
     clients,
     credit_applications,
@@ -71,13 +73,13 @@ _used = (credit_applications.c.client_id == _client, credit_applications.c.curre
 # "refund" are refunds turned into credit on an invoice: never spendable, so never subtracted here.
 CREDIT = (
     _sum(credit_notes.c.total, credit_notes.c.client_id == _client, credit_notes.c.currency == _currency)
-    + _sum(payments.c.unapplied, payments.c.client_id == _client, payments.c.currency == _currency)
+    + _sum(payments.c.unapplied, payments.c.client_id == _client, payments.c.currency == _currency, UNAPPLIED_PAYMENT)
     - _sum(credit_applications.c.amount, *_used, credit_applications.c.source == "credit")
 )
 RETAINER = _sum(
     payment_allocations.c.amount,
     invoices.c.client_id == _client,
-    invoices.c.kind == "retainer",
+    RETAINER_INVOICE,
     invoices.c.currency == _currency,
     select_from=payment_allocations.join(invoices, invoices.c.id == payment_allocations.c.invoice_id),
 ) - _sum(credit_applications.c.amount, *_used, credit_applications.c.source == "retainer")
