@@ -2,7 +2,8 @@
 dashboard in one round trip (its scope and its statement sent together, nothing to commit), its
 answer the same as the listings give, and the invoice listing served by its indexes, never a
 sequential scan of invoices, in a workspace of 12,000 invoices (among 60,000). The plans are written to
-test-artifacts/invoice-list-plans.txt."""
+test-artifacts/invoice-list-plans.txt. And the summary that the dashboard reads, recomputed on every
+payment, reads what is open, not the client's history of paid invoices and payments."""
 
 from __future__ import annotations
 
