@@ -6,11 +6,11 @@ outbox relay uses them, consumer acks).
 
 The path measured: gateway -> payments (stores the event, then processes it at once, outbox) ->
 broker -> billing (records the payment, the invoice becomes Paid). The goal's figure pays one client's
-1,000 invoices, so every payment queues for that client's summary and engagement rows; the same run
-over 50 clients (20 invoices each) is reported beside it, labelled, to show how much of the time is
-that queue. Documents is stopped for this
-benchmark (it is not on that path): the 2,000 invoice and receipt PDFs it would render would otherwise
-compete for the 2 cores. It is the last benchmark for that reason."""
+1,000 invoices, so every payment also queues for that client's summary and engagement rows; the same
+run over 50 clients (20 invoices each) is reported beside it, labelled, to tell that queue apart from
+the CPU an event costs. Documents is stopped for this benchmark (it is not on that path): the 2,000
+invoice and receipt PDFs it would render would otherwise compete for the 2 cores. It is the last
+benchmark for that reason."""
 
 from __future__ import annotations
 

@@ -278,10 +278,10 @@ def _reads_invoices(statement: str) -> bool:
     return reads or statement.startswith("EXECUTE")  # a prepared statement (chassis/prepared.py)
 
 
-def _plans(engine, handler, *args, explained=_reads_invoices) -> list[tuple[str, dict]]:
-    """Each statement the handler ran that is `explained` (by default, its reads of invoices), with
-    its plan and timing (EXPLAIN ANALYZE, same parameters, same transaction, so the same scope and
-    policies; the transaction is rolled back)."""
+def _plans(engine, handler, *args, explained=_reads_invoices) -> tuple[object, list[tuple[str, dict]]]:
+    """The handler's result, and each statement it ran that is `explained` (by default, its reads of
+    invoices) with its plan and timing (EXPLAIN ANALYZE, same parameters, same transaction, so the
+    same scope and policies; the transaction is rolled back)."""
     seen = []
     listen = lambda conn, cursor, statement, parameters, *_: seen.append((statement, parameters))  # noqa: E731
     sa.event.listen(engine, "before_cursor_execute", listen)
