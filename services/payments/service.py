@@ -246,8 +246,8 @@ class PaymentsService(ServiceBase):
         event is committed, it is processed right away, after the answer, as the timer would process
         it; a redelivery (False) starts nothing."""
         stored = self._tx(webhook_events.receive_event, event)
-        if stored:
-            self.background(self._process_stored_event, event["id"], current_request_id())
+        if stored:  # the event in hand, so whose it is needs no read of what was just stored
+            self.background(self._process_stored_event, event["id"], current_request_id(), event)
         return stored
 
     @runs_in(OWN)
@@ -260,16 +260,21 @@ class PaymentsService(ServiceBase):
         for event_id, request_id in pending:
             self._process_stored_event(event_id, request_id)
 
-    def _process_stored_event(self, event_id: str, request_id: str | None) -> None:
+    def _process_stored_event(self, event_id: str, request_id: str | None, event: dict | None = None) -> None:
         with request_context(request_id):  # the webhook's id, in this worker's logs and the events it records
-            self._process_stripe_event(event_id)
+            self._process_stripe_event(event_id, event)
 
-    def _process_stripe_event(self, event_id: str) -> None:
-        """Whose event it is is looked up across workspaces; it is handled in that workspace's scope
-        (an event naming nothing of ours sees nothing, and is ignored)."""
+    def _process_stripe_event(self, event_id: str, event: dict | None = None) -> None:
+        """Whose event it is is looked up across workspaces (from `event`, the delivery just stored, when
+        given; else from the stored body); it is handled in that workspace's scope (an event naming
+        nothing of ours sees nothing, and is ignored)."""
         try:
             with self.scope.system(), self.db.uow() as uow:
-                workspace_id = webhook_events.event_workspace(uow, event_id)
+                workspace_id = (
+                    webhook_events.workspace_of(uow, event)
+                    if event is not None
+                    else webhook_events.event_workspace(uow, event_id)
+                )
             with self.scope.workspace(workspace_id or ""):
                 outcome = self._tx(webhook_events.process_event, self.stripe, event_id)
             if outcome is not None:

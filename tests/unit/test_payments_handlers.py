@@ -283,6 +283,34 @@ def test_events_three_times_and_out_of_order_give_one_payment(run, stripe, billi
     assert run(payment_attempts.get_attempt, WS, attempt["id"])["status"] == "succeeded"
 
 
+def test_an_events_workspace_comes_from_our_rows_whether_read_back_or_in_hand(run, stripe, billing, engine):
+    """The processing path passes the delivery it just stored; the timer reads the stored body back.
+    Either way the workspace is the one our rows give, never one the event names."""
+    paid_attempt(run, stripe, billing)
+    [pi] = stripe.intents.values()
+    event = intent_event("evt_w", "payment_intent.succeeded", pi)
+    assert run(webhook_events.receive_event, event) is True
+    assert run(webhook_events.receive_event, event) is False  # a redelivery stores nothing
+
+    def workspace(event=None, stored=None):
+        with UnitOfWork(engine) as uow:
+            return (
+                webhook_events.workspace_of(uow, event)
+                if stored is None
+                else webhook_events.event_workspace(uow, stored)
+            )
+
+    assert workspace(event) == workspace(stored="evt_w") == WS
+    by_intent = {**pi, "metadata": {}}  # an intent we did not tag: found by its id
+    assert workspace(intent_event("evt_i", "payment_intent.succeeded", by_intent)) == WS
+    refund = stripe_event("evt_r", "charge.refunded", {"id": "ch_1", "payment_intent": pi["id"]})
+    assert workspace(refund) == WS
+    named = {**pi, "id": "pi_not_ours", "metadata": {"attempt_id": "att-unknown", "workspace_id": WS}}
+    assert workspace(intent_event("evt_n", "payment_intent.succeeded", named)) is None
+    assert workspace(stripe_event("evt_c", "customer.created", {"id": "cus_1"})) is None
+    assert workspace(stored="evt_never_stored") is None
+
+
 def test_a_late_failure_of_an_earlier_try_does_not_fail_the_current_one(run, stripe, billing, engine):
     attempt = paid_attempt(run, stripe, billing)
     [pi] = stripe.intents.values()
