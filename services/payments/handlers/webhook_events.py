@@ -2,7 +2,7 @@
 known by its id), then processed once, in one transaction with marking it processed, whichever
 replica or path gets to it first. A failing event is retried with a growing delay, parked in
 dead_letters when out of tries, and processed afresh when replayed from there. Whose event it is
-(`event_workspace`) is found from payments' own rows, so it is processed in that workspace's scope.
+(`workspace_of`) is found from payments' own rows, so it is processed in that workspace's scope.
 What each event does is in event_handling."""
 
 from __future__ import annotations
