@@ -483,3 +483,40 @@ def test_green_threads_each_keep_their_own_scope(billing_data):
     for client_id, seen in (t.wait() for t in threads):
         assert seen and set(seen) == {client_id}
     assert db_scope.get() is None  # the test's own context was never touched
+
+
+def test_a_stripe_event_is_stored_once_and_its_workspace_found_only_within_scope(dbs):
+    """payments keeps an event once (on PostgreSQL too, a redelivery's insert counts no row) and finds
+    whose it is from its own rows: in the system scope across workspaces, in one round trip that leaves
+    no transaction open; with no scope, or another workspace's, it finds nothing."""
+    from services.payments.handlers import webhook_events
+
+    attempt_id, now = str(uuid.uuid4()), utcnow()
+    fetch(
+        dbs["admin"]["payments"],
+        "INSERT INTO attempts (id, workspace_id, client_id, request_key, currency, amount, allocations,"
+        " applied, status, tries, off_session, failure_message, refunded, created_at, updated_at)"
+        " VALUES (%s, %s, %s, 'rls-key', 'EUR', 100, '[]', '{}', 'processing', 0, false, '', 0, %s, %s)"
+        " RETURNING id",
+        (attempt_id, W1, A, now, now),
+    )
+    intent = {"id": f"pi_{uuid.uuid4().hex[:12]}", "status": "succeeded", "amount": 100, "currency": "eur"}
+    event = {
+        "id": f"evt_{uuid.uuid4().hex[:12]}",
+        "type": "payment_intent.succeeded",
+        "data": {"object": {**intent, "metadata": {"attempt_id": attempt_id, "workspace_id": W2}}},
+    }
+    engine = make_engine(dbs["service"]["payments"], pool_size=1)
+    try:
+        for stored in (True, False):  # stripe_events is payments' own: no workspace's rows, no scope
+            with UnitOfWork(engine) as uow:
+                assert webhook_events.receive_event(uow, now, event) is stored
+                uow.commit()
+        for scope, found in ((SYSTEM, W1), (None, None), (Scope(W2), None), (Scope(W1), W1)):
+            with acting_for(scope), UnitOfWork(engine) as uow:
+                assert webhook_events.workspace_of(uow, event) == found  # never the W2 its metadata names
+                assert uow._conn is None  # no transaction was opened for it
+        with acting_for(SYSTEM), UnitOfWork(engine) as uow:  # the timer's way: the stored body, then the lookup
+            assert webhook_events.event_workspace(uow, event["id"]) == W1
+    finally:
+        engine.dispose()

@@ -11,7 +11,6 @@ import json
 from datetime import timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from chassis.errors import Invalid
 from chassis.events import add_dead_letter
@@ -21,27 +20,32 @@ from services.payments.handlers.event_handling import handle_event
 from services.payments.stripe_api import payment_intent_view
 from services.payments.tables import attempts, card_setups, payment_methods, stripe_events
 
+# ON CONFLICT DO NOTHING, not a savepoint around a plain insert: one statement instead of three on the
+# path Stripe waits on, and its row count tells a redelivery. Written out: SQLAlchemy compiles an ON
+# CONFLICT insert anew on every use. PostgreSQL and SQLite take the same SQL.
+_STORED_COLUMNS = ("id", "type", "body", "received_at", "outcome", "request_id")
+_STORE_ONCE = sa.text(
+    f"INSERT INTO {stripe_events.name} ({', '.join(_STORED_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + name for name in _STORED_COLUMNS)}) ON CONFLICT (id) DO NOTHING"
+).bindparams(*(sa.bindparam(name, type_=stripe_events.c[name].type) for name in _STORED_COLUMNS))
+
 
 def receive_event(uow, now, event: dict) -> bool:
     """Keep a verified Stripe event; processing happens later, once. False for a redelivery."""
     if not isinstance(event, dict) or not str(event.get("id", "")).startswith("evt_") or "type" not in event:
         raise Invalid("Not a Stripe event.")
-    # ON CONFLICT DO NOTHING, not a savepoint around the insert: one statement instead of three on
-    # the path Stripe waits on, and its row count says whether this delivery stored it
-    dialect = postgresql if uow.conn.dialect.name == "postgresql" else sqlite
     stored = uow.execute(
-        dialect.insert(stripe_events)
-        .values(
-            id=event["id"],
-            type=str(event["type"])[:100],
-            body=json.dumps(event),
-            received_at=now,
-            outcome="",
-            request_id=current_request_id(),
-        )
-        .on_conflict_do_nothing(index_elements=["id"])
+        _STORE_ONCE,
+        {
+            "id": event["id"],
+            "type": str(event["type"])[:100],
+            "body": json.dumps(event),
+            "received_at": now,
+            "outcome": "",
+            "request_id": current_request_id(),
+        },
     ).rowcount
-    return stored == 1
+    return stored == 1  # nothing inserted: a redelivery
 
 
 def pending_events(uow, now, limit: int = 20) -> list[tuple[str, str | None]]:
