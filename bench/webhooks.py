@@ -255,11 +255,11 @@ def run(ctx, report) -> None:
             Result(
                 NAME,
                 f"CPU per event, every process, {label}",
-                sum(run["cpu_ms_per_event"].values()),
+                sum(delivered["cpu_ms_per_event"].values()),
                 None,
                 "ms",
-                note=", ".join(f"{name} {ms:.1f}" for name, ms in sorted(run["cpu_ms_per_event"].items())),
+                note=", ".join(f"{name} {ms:.1f}" for name, ms in sorted(delivered["cpu_ms_per_event"].items())),
             )
-            for label, run in (("one client", one), (f"{SPREAD} clients", spread))
+            for label, delivered in (("one client", one), (f"{SPREAD} clients", spread))
         ),
     )

@@ -347,13 +347,19 @@ def _twice_if_gone(work: Callable[[], T]) -> T:
     return work()
 
 
-# An outbox row inserted at most once however often it is sent (the event id is unique). Written out:
-# SQLAlchemy compiles an ON CONFLICT insert anew on every use, which cost more than the round trip.
-_OUTBOX_COLUMNS = ("event_id", "event_type", "body", "created_at", "request_id")
-_OUTBOX_ONCE = sa.text(
-    f"INSERT INTO {OUTBOX.name} ({', '.join(_OUTBOX_COLUMNS)}) "
-    f"VALUES ({', '.join(':' + name for name in _OUTBOX_COLUMNS)}) ON CONFLICT (event_id) DO NOTHING"
-).bindparams(*(sa.bindparam(name, type_=OUTBOX.c[name].type) for name in _OUTBOX_COLUMNS))
+def insert_once(table: sa.Table, columns: Sequence[str], key: str) -> sa.TextClause:
+    """`INSERT ... ON CONFLICT (key) DO NOTHING` of `columns` (values bound by their names, typed as
+    the columns): its row count says whether the row is new. Written out as SQL text, which PostgreSQL
+    and SQLite both take, because SQLAlchemy compiles an ON CONFLICT insert anew on every use, which
+    cost more than the round trip."""
+    return sa.text(
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "
+        f"VALUES ({', '.join(':' + name for name in columns)}) ON CONFLICT ({key}) DO NOTHING"
+    ).bindparams(*(sa.bindparam(name, type_=table.c[name].type) for name in columns))
+
+
+# An outbox row inserted at most once however often it is sent (the event id is unique).
+_OUTBOX_ONCE = insert_once(OUTBOX, ("event_id", "event_type", "body", "created_at", "request_id"), "event_id")
 
 
 def _run_alone(writes: Engine, statement: sa.Executable, params: Mapping[str, Any]) -> None:

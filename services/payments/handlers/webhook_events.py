@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
+from chassis.db import insert_once
 from chassis.errors import Invalid
 from chassis.events import add_dead_letter
 from chassis.logs import current_request_id
@@ -20,14 +21,9 @@ from services.payments.handlers.event_handling import handle_event
 from services.payments.stripe_api import payment_intent_view
 from services.payments.tables import attempts, card_setups, payment_methods, stripe_events
 
-# ON CONFLICT DO NOTHING, not a savepoint around a plain insert: one statement instead of three on the
-# path Stripe waits on, and its row count tells a redelivery. Written out: SQLAlchemy compiles an ON
-# CONFLICT insert anew on every use. PostgreSQL and SQLite take the same SQL.
-_STORED_COLUMNS = ("id", "type", "body", "received_at", "outcome", "request_id")
-_STORE_ONCE = sa.text(
-    f"INSERT INTO {stripe_events.name} ({', '.join(_STORED_COLUMNS)}) "
-    f"VALUES ({', '.join(':' + name for name in _STORED_COLUMNS)}) ON CONFLICT (id) DO NOTHING"
-).bindparams(*(sa.bindparam(name, type_=stripe_events.c[name].type) for name in _STORED_COLUMNS))
+# Not a savepoint around a plain insert: one statement instead of three on the path Stripe waits on,
+# and its row count tells a redelivery.
+_STORE_ONCE = insert_once(stripe_events, ("id", "type", "body", "received_at", "outcome", "request_id"), "id")
 
 
 def receive_event(uow, now, event: dict) -> bool:
