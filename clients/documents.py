@@ -129,6 +129,8 @@ class DocumentsClient(ServiceClient):
         timezone: str | None = None,
         purpose: str = "download",
         by_reference: bool = False,
+        for_client: str | None = None,
+        read_at: str | None = None,
     ) -> dict:
         return self._call(
             "documents",
@@ -140,6 +142,8 @@ class DocumentsClient(ServiceClient):
             timezone=timezone,
             purpose=purpose,
             by_reference=by_reference,
+            for_client=for_client,
+            read_at=read_at,
         )
 
     def einvoice(self, kind: str, workspace_id: str, data: dict) -> dict:

@@ -240,7 +240,10 @@ class Stack:
         for name in SERVICES:
             self.start_service(name)
         self._spawn(
-            "gateway", [str(BIN / "gunicorn"), "-c", "services/gateway/gunicorn.conf.py", "--bind", self.gateway_bind]
+            "gateway",
+            [str(BIN / "gunicorn"), "-c", "services/gateway/gunicorn.conf.py", "--bind", self.gateway_bind],
+            # where the gateway fetches a client's current PDFs without an RPC: documents' HTTP port
+            {"DOCUMENTS_URL": self.http_url("documents"), **self.env},
         )
 
     def start_localstripe(self) -> None:

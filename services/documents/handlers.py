@@ -367,7 +367,14 @@ def render_document(
     answer = {"filename": document_filename(kind, data), "content_type": "application/pdf"}
     if reference is not None:
         key, size, rendered = renderer.ensure(kind, context)
-        return {**answer, "etag": key[:32], "rendered": rendered, "size": size, "reference": reference(key)}
+        return {
+            **answer,
+            "etag": key[:32],
+            "rendered": rendered,
+            "size": size,
+            "reference": reference(key),
+            "cache_key": key,
+        }
     pdf, key, rendered = renderer.get(kind, context)
     return {**answer, "etag": key[:32], "rendered": rendered, "size": len(pdf), "pdf": encode(pdf)}
 

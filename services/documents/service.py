@@ -6,7 +6,7 @@ import hashlib
 import os
 import socket
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import eventlet
@@ -25,7 +25,7 @@ from chassis.nameko_ext import Database, ServiceBase, consumes
 from chassis.rpc import TimedRpcProxy
 from chassis.scope import CALLER, OWN, SYSTEM_WIDE, runs_in
 from clients.documents import EVENTS
-from services.documents import handlers, mails, preferences, webhooks
+from services.documents import handlers, mails, preferences, renders, webhooks
 from services.documents.formatting import moment
 from services.documents.mail import backend_from_env
 from services.documents.pdf import Renderer
@@ -52,6 +52,7 @@ class PdfRenderer(DependencyProvider):
 
 
 FETCH_TTL = timedelta(minutes=1)
+GRANT = "client_pdf"  # what the gateway's grants say they are (services/gateway/pdf_fetch.py)
 DEV_FETCH_SECRET = "dev-only-pdf-fetch-secret"
 
 
@@ -93,6 +94,18 @@ class PdfFetch(DependencyProvider):
     def reference(self, key: str, now) -> str:
         # without a secret, issue refuses (ValueError); callers ask only when there is one
         return signing.issue(self.secret or b"", {"k": key, "u": self.base_url}, now, FETCH_TTL)
+
+    def check_grant(self, grant: str, now) -> dict:
+        """What a grant the gateway signed names (w, c, kind, d), or signing.Refused (forged, expired,
+        malformed, a file reference rather than a grant, or no secret here)."""
+        if not self.secret:
+            raise signing.Refused("not configured")
+        wanted = signing.check(self.secret, grant, now)
+        if wanted.get("grant") != GRANT or wanted.get("kind") not in renders.KINDS:
+            raise signing.Refused("malformed")
+        if not all(isinstance(wanted.get(name), str) and wanted[name] for name in ("w", "c", "d")):
+            raise signing.Refused("malformed")
+        return wanted
 
     def check(self, reference: str, now) -> str:
         """The cache key a reference names, or signing.Refused (forged, expired, or no secret here)."""
@@ -244,29 +257,49 @@ class DocumentsService(ServiceBase):
         timezone: str | None = None,
         purpose: str = "download",
         by_reference: bool = False,
+        for_client: str | None = None,
+        read_at: str | None = None,
     ) -> dict:
         """The PDF of an invoice, quote, credit note, receipt or statement, base64 in the reply; or,
         `by_reference`, rendered into the cache if it was not there and answered with a signed
         reference to fetch it from this process's HTTP server within a minute (`GET /pdf/<reference>`),
         so the bytes never pass through the broker. A download by a client is announced, so the
-        business sees it in the activity timeline."""
+        business sees it in the activity timeline.
+
+        `for_client`: `data` is what billing answered that client at `read_at` (ISO, the caller's
+        clock, taken before it asked), so the render is recorded as that client's for fetches without
+        billing (services/documents/renders.py)."""
         brand = self._branding(workspace_id)
         now = self.clock()
         reference = (lambda key: self.pdf_fetch.reference(key, now)) if by_reference and self.pdf_fetch.secret else None
         result = handlers.render_document(self.renderer, brand, kind, data, locale, timezone, reference)
-        if purpose == "download" and data.get("client_id"):
-            with self.db.uow() as uow:
-                uow.publish_and_commit(
-                    "document.downloaded",
-                    workspace_id,
-                    {
-                        "kind": kind,
-                        "client_id": data["client_id"],
-                        "document_id": data.get("id"),
-                        "number": data.get("number"),
-                        "filename": result["filename"],
-                    },
+        cache_key = result.pop("cache_key", None)
+        if not (purpose == "download" and data.get("client_id")):
+            return result
+        with self.db.uow() as uow:
+            if cache_key and for_client and read_at and kind in renders.KINDS and str(data["client_id"]) == for_client:
+                # fetched again without billing while unchanged, for a while (renders.py); announced now
+                renders.record(
+                    uow,
+                    workspace_id=workspace_id,
+                    client_id=for_client,
+                    kind=kind,
+                    data=data,
+                    rendered={"cache_key": cache_key, "filename": result["filename"]},
+                    read_at=min(datetime.fromisoformat(read_at), now),
+                    timezone=brand.get("timezone"),
                 )
+            uow.publish_and_commit(
+                "document.downloaded",
+                workspace_id,
+                {
+                    "kind": kind,
+                    "client_id": data["client_id"],
+                    "document_id": data.get("id"),
+                    "number": data.get("number"),
+                    "filename": result["filename"],
+                },
+            )
         return result
 
     @runs_in(CALLER)
@@ -293,6 +326,39 @@ class DocumentsService(ServiceBase):
             status=200,
             direct_passthrough=True,
             headers={"Content-Type": "application/pdf", "Content-Length": str(size)},
+        )
+
+    @runs_in(OWN)  # the grant names the workspace and client: the read runs in their scope
+    @http("GET", "/current/<string:grant>")
+    def http_current_pdf(self, request, grant):
+        """A client's cached PDF without asking billing, for a grant the gateway signed for a session
+        it checked (kind, document, client, workspace; a minute): served when this process rendered it
+        for that client and nothing about the client has changed since (services/documents/renders.py).
+        404 means "not current here": the gateway then asks billing and render_document. One read, no
+        write."""
+        now = self.clock()
+        try:
+            wanted = self.pdf_fetch.check_grant(grant, now)
+        except signing.Refused as exc:
+            return 403, {"Content-Type": "text/plain"}, f"refused: {exc.reason}\n"
+        workspace_id, client_id = wanted["w"], wanted["c"]
+        with self.scope.workspace(workspace_id, client_id), self.db.uow() as uow:
+            render = renders.current(uow, now, workspace_id, client_id, wanted["kind"], wanted["d"])
+        stream = self.renderer.storage.open(render.cache_key) if render is not None else None
+        if render is None or stream is None:
+            return 404, {"Content-Type": "text/plain"}, "not current here\n"
+        # Not announced again: the download that recorded this render was, minutes ago at most
+        # (renders.CURRENT_FOR), and nothing has changed since.
+        return Response(
+            wrap_file(request.environ, stream),
+            status=200,
+            direct_passthrough=True,
+            headers={
+                "Content-Type": "application/pdf",
+                "Content-Length": str(os.fstat(stream.fileno()).st_size),
+                "ETag": f'"{render.cache_key[:32]}"',
+                "X-Filename": render.filename,
+            },
         )
 
     # Branding for a few seconds per replica: a cached PDF then costs no database round trip. A new
@@ -736,12 +802,15 @@ class DocumentsService(ServiceBase):
 
 
 def _webhook_consumer(source: str, event_type: str):
-    """A consumer that queues one event type for the workspace's subscriptions. Its name is both the
-    method's and its queue's, and the inbox's key, so a parked event can be replayed to it."""
+    """A consumer that queues one event type for the workspace's subscriptions and, for billing's and
+    payments' events, notes that the client's documents may have changed (renders.changed). Its name
+    is both the method's and its queue's, and the inbox's key, so a parked event can be replayed to it."""
     name = "webhooks_" + event_type.replace(".", "_")
 
     def consume(self, uow, now, event):
         webhooks.fan_out(uow, now, event)
+        if source in renders.CHANGE_SOURCES:  # the client's documents may have changed
+            renders.changed(uow, now, event.get("workspace_id"), event.get("data") or {})
 
     consume.__name__ = consume.__qualname__ = name
     return name, consumes(source, event_type)(consume)

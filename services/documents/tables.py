@@ -115,3 +115,39 @@ notification_preferences = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
+
+# The read model that lets a client fetch a cached PDF without an RPC: which of its documents this
+# service has rendered from billing's answer to that client, and when billing was asked. A render is
+# served this way only while no event about the client has come since (client_changes), and only
+# for a while (valid_until); anything else goes the long way, through billing.
+client_renders = sa.Table(
+    "client_renders",
+    metadata,
+    sa.Column("workspace_id", sa.String(36), primary_key=True),
+    sa.Column("client_id", sa.String(36), primary_key=True),
+    sa.Column("kind", sa.String(20), primary_key=True),  # invoice, quote, receipt
+    sa.Column("document_id", sa.String(36), primary_key=True),
+    sa.Column("cache_key", sa.String(64), nullable=False),  # the rendered file (services/documents/storage.py)
+    sa.Column("filename", sa.String(200), nullable=False),
+    # billing was asked for what was rendered after this (the gateway's clock, less a margin for skew)
+    sa.Column("read_after", UtcDateTime, nullable=False),
+    sa.Column("valid_until", UtcDateTime, nullable=False),  # a time limit, and the business's next midnight
+)
+
+# When billing or payments last announced anything about a client, by this service's clock: renders
+# from data read before then are not served from the read model.
+client_changes = sa.Table(
+    "client_changes",
+    metadata,
+    sa.Column("workspace_id", sa.String(36), primary_key=True),
+    sa.Column("client_id", sa.String(36), primary_key=True),
+    sa.Column("changed_at", UtcDateTime, nullable=False),
+)
+
+# The same for an announcement that names no client (the workspace's branding): every client's renders.
+workspace_changes = sa.Table(
+    "workspace_changes",
+    metadata,
+    sa.Column("workspace_id", sa.String(36), primary_key=True),
+    sa.Column("changed_at", UtcDateTime, nullable=False),
+)

@@ -78,6 +78,8 @@ class GatewayConfig:
     # checks the references by which cached PDFs are fetched from documents (PDF_FETCH_SECRET, shared
     # with documents); None: PDFs come in the RPC answer (services/gateway/pdf_fetch.py)
     pdf_fetch_secret: bytes | None = DEV_PDF_FETCH_SECRET
+    # documents' HTTP port, where a client's current renders are fetched without an RPC (DOCUMENTS_URL)
+    documents_url: str | None = None
 
     @property
     def cookie_name(self) -> str:
@@ -108,6 +110,7 @@ class GatewayConfig:
                 settings.env("PDF_FETCH_SECRET") or (DEV_PDF_FETCH_SECRET.decode() if dev else "")
             ).encode()
             or None,
+            documents_url=settings.env("DOCUMENTS_URL") or None,
             amqp_uri=settings.amqp_uri(),
             session_keys=credentials.Keys.from_env(),
             session_limits=credentials.Limits.from_env(),

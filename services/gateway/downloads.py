@@ -6,12 +6,13 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any, cast
+from datetime import datetime
+from typing import Any, Protocol, cast
 
 import falcon
 
 from clients import verification
-from services.gateway.pdf_fetch import FetchFailed, PdfFetcher
+from services.gateway.pdf_fetch import CURRENT_KINDS, FetchFailed, PdfFetcher
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +33,17 @@ def send_xml(resp: falcon.Response, answer: dict) -> None:
 
 
 def render_pdf(
-    call: Call, kind: str, session: dict, object_id: str | None, query: dict, by_reference: bool = False
+    call: Call,
+    kind: str,
+    session: dict,
+    object_id: str | None,
+    query: dict,
+    by_reference: bool = False,
+    read_at: datetime | None = None,
 ) -> dict:
     """Look the document up within the session's client (404 otherwise), then have documents render it
-    (`by_reference`: answer with a reference to fetch the cached PDF by, not its bytes)."""
+    (`by_reference`: answer with a reference to fetch the cached PDF by, not its bytes; with `read_at`,
+    a moment before billing is asked, documents records the render as the client's)."""
     ws, client = session["workspace_id"], session["client_id"]
     if kind == "invoice":
         data = call("billing", "get_invoice", ws, object_id, client_id=client)
@@ -46,11 +54,18 @@ def render_pdf(
     else:
         data = call("billing", "statement", ws, client, query.get("from"), query.get("to"))
     data.setdefault("client_id", client)
-    return document_pdf(call, kind, ws, data, by_reference)
+    recorded = (
+        {"for_client": client, "read_at": read_at.isoformat()}
+        if by_reference and read_at is not None and kind in CURRENT_KINDS
+        else {}
+    )
+    return document_pdf(call, kind, ws, data, by_reference, **recorded)
 
 
-def document_pdf(call: Call, kind: str, workspace_id: str, data: dict, by_reference: bool = False) -> dict:
-    extra = {"by_reference": True} if by_reference else {}
+def document_pdf(
+    call: Call, kind: str, workspace_id: str, data: dict, by_reference: bool = False, **recorded: str
+) -> dict:
+    extra = {"by_reference": True, **recorded} if by_reference else {}
     answer = call(
         "documents", "render_document", kind, workspace_id, data, data.get("locale"), data.get("timezone"), **extra
     )
@@ -68,14 +83,41 @@ def document_pdf(call: Call, kind: str, workspace_id: str, data: dict, by_refere
     return answer
 
 
+def send_current_pdf(
+    req: falcon.Request, resp: falcon.Response, fetcher: PdfFetcher, kind: str, session: dict, document_id: str | None
+) -> bool:
+    """The client's current render straight from documents, without asking billing; False when there
+    is none (then render_pdf and send_pdf go the long way)."""
+    current = fetcher.current(kind, session["workspace_id"], session["client_id"], document_id or "")
+    if current is None:
+        return False
+    _headers(resp, current.etag)
+    if req.get_header("If-None-Match") == current.etag:
+        cast(_Closable, current.chunks).close()
+        resp.status = 304
+        return True
+    resp.content_type = "application/pdf"
+    resp.set_header("Content-Disposition", f'attachment; filename="{current.filename}"')
+    resp.stream, resp.content_length = cast(Iterable[bytes], current.chunks), current.length
+    return True
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+def _headers(resp: falcon.Response, etag: str) -> None:
+    resp.set_header("ETag", etag)
+    # private: the PDF is one client's; revalidate so a changed document is never served stale
+    resp.set_header("Cache-Control", "private, max-age=0, must-revalidate")
+
+
 def send_pdf(req: falcon.Request, resp: falcon.Response, pdf: dict, fetcher: PdfFetcher | None = None) -> None:
     """The PDF documents answered with: its bytes, or streamed from documents by its reference. A
     reference that cannot be fetched (the documents process restarted, a secret mismatch) falls back
     to the bytes in an RPC answer."""
     etag = f'"{pdf["etag"]}"'
-    resp.set_header("ETag", etag)
-    # private: the PDF is one client's; revalidate so a changed document is never served stale
-    resp.set_header("Cache-Control", "private, max-age=0, must-revalidate")
+    _headers(resp, etag)
     if req.get_header("If-None-Match") == etag:
         resp.status = 304
         return

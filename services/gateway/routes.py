@@ -28,9 +28,9 @@ from services.gateway.pages.team import add_team_routes
 from services.gateway.pdf_fetch import PdfFetcher
 
 
-def add_routes(app: falcon.App, rpc: Any, health_rpc: Any, config: Any) -> None:
+def add_routes(app: falcon.App, rpc: Any, health_rpc: Any, config: Any, clock: Clock) -> None:
     """Sign-in, the client's documents and account, health, and the business's brand."""
-    pdfs = PdfFetcher(config.pdf_fetch_secret)
+    pdfs = PdfFetcher(config.pdf_fetch_secret, documents_url=config.documents_url, clock=clock)
     app.add_route("/", Root(rpc, config))
     app.add_route("/login", Login(rpc, config))
     app.add_route("/login/verify", Verify(rpc, config))
@@ -66,7 +66,7 @@ def add_routes(app: falcon.App, rpc: Any, health_rpc: Any, config: Any) -> None:
 
 def add_page_routes(app: falcon.App, rpc: Any, health_rpc: Any, config: Any, clock: Clock) -> None:
     """Every portal page (the JSON APIs add their own routes)."""
-    add_routes(app, rpc, health_rpc, config)
+    add_routes(app, rpc, health_rpc, config, clock)
     add_booking_routes(app, rpc, config)
     add_team_routes(app, rpc, config)
     add_document_check_routes(app, rpc, config)

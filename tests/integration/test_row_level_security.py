@@ -520,3 +520,60 @@ def test_a_stripe_event_is_stored_once_and_its_workspace_found_only_within_scope
             assert webhook_events.event_workspace(uow, event["id"]) == W1
     finally:
         engine.dispose()
+
+
+def test_a_clients_current_render_is_found_only_in_its_own_scope_and_a_change_ends_it(dbs):
+    """documents' read model for PDFs fetched without billing, as documents' own role: a render
+    recorded for client A is found in A's scope in one round trip, never with no scope, B's or another
+    workspace's; a change to A, or to A's whole workspace, ends it, and B's does not."""
+    from services.documents import renders
+
+    document, now = str(uuid.uuid4()), utcnow()
+    W1, W2, A, B, C = (str(uuid.uuid4()) for _ in range(5))  # apart from the rows `seeded` made
+    engine = make_engine(dbs["service"]["documents"], pool_size=1)
+
+    def record(read_at):
+        with acting_for(Scope(W1)), UnitOfWork(engine) as uow:
+            renders.record(
+                uow,
+                workspace_id=W1,
+                client_id=A,
+                kind="invoice",
+                data={"id": document},
+                rendered={"cache_key": "ab" * 32, "filename": "INV-1.pdf"},
+                read_at=read_at,
+                timezone="Europe/Berlin",
+            )
+            uow.commit()
+
+    def found(scope, client=A, at=now):
+        with acting_for(scope), UnitOfWork(engine) as uow:
+            row = renders.current(uow, at, W1, client, "invoice", document)
+            assert uow._conn is None  # one round trip on the autocommit pool, no transaction
+        return None if row is None else row.filename
+
+    def change(scope, data, at):
+        with acting_for(scope), UnitOfWork(engine) as uow:
+            renders.changed(uow, at, scope.workspace_id, data)
+            uow.commit()
+
+    try:
+        record(now - timedelta(seconds=30))
+        assert found(Scope(W1, A)) == "INV-1.pdf"
+        assert found(None) is None and found(Scope(W2)) is None and found(Scope(W1, B)) is None
+        assert found(Scope(W1, B), client=B) is None
+        change(Scope(W1), {"client_id": B}, now)  # another client's payment
+        assert found(Scope(W1, A)) == "INV-1.pdf"
+        change(Scope(W2), {}, now)  # another workspace's branding
+        assert found(Scope(W1, A)) == "INV-1.pdf"
+        change(Scope(W1), {"client_id": A}, now)
+        assert found(Scope(W1, A)) is None
+        record(now + timedelta(minutes=1))
+        assert found(Scope(W1, A), at=now + timedelta(minutes=1)) == "INV-1.pdf"
+        change(Scope(W1), {"name": "Acme"}, now + timedelta(minutes=1))  # names no client: the workspace
+        assert found(Scope(W1, A), at=now + timedelta(minutes=1)) is None
+        # writing a change for another workspace under this one's scope is refused
+        with pytest.raises(sa.exc.ProgrammingError), acting_for(Scope(W1)), UnitOfWork(engine) as uow:
+            renders.changed(uow, now, W2, {"client_id": C})
+    finally:
+        engine.dispose()

@@ -356,6 +356,7 @@ def test_by_reference_the_answer_carries_no_bytes_and_a_cached_pdf_is_not_read(t
         "rendered": False,
         "size": len(b"%PDF-1.7 cached"),
         "reference": f"ref:{key}",
+        "cache_key": key,  # for documents to record the client's render (popped before the RPC answers)
     }
     assert renderer.renders == 0 and "pdf" not in answer
     inline = doc_handlers.render_document(renderer, brand, "invoice", INVOICE)  # as before: the bytes, base64

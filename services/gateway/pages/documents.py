@@ -8,7 +8,7 @@ import falcon
 
 from chassis.errors import Unauthorized
 from chassis.scope import Scope
-from services.gateway.downloads import document_pdf, einvoice_xml, render_pdf, send_pdf, send_xml
+from services.gateway.downloads import document_pdf, einvoice_xml, render_pdf, send_current_pdf, send_pdf, send_xml
 from services.gateway.pages.base import Base
 from services.gateway.pdf_fetch import PdfFetcher
 
@@ -30,6 +30,10 @@ class PdfDownload(Base):
         quote_id: str | None = None,
     ) -> None:
         session = self.session(req, resp)
+        document_id = invoice_id or quote_id or object_id
+        if send_current_pdf(req, resp, self.fetcher, self.kind, session, document_id):
+            return
+        read_at = self.fetcher.clock() if self.fetcher.clock else None  # before billing is asked
         call = lambda *args, **kwargs: self.call(req, *args, **kwargs)  # noqa: E731
         send_pdf(
             req,
@@ -38,9 +42,10 @@ class PdfDownload(Base):
                 call,
                 self.kind,
                 session,
-                invoice_id or quote_id or object_id,
+                document_id,
                 {"from": req.get_param("from"), "to": req.get_param("to")},
                 by_reference=self.fetcher.enabled,
+                read_at=read_at,
             ),
             self.fetcher,
         )

@@ -1,0 +1,285 @@
+"""A client's cached PDFs fetched without asking billing: documents' read model of which renders are
+current (services/documents/renders.py), the HTTP endpoint that serves them for a grant the gateway
+signed, and the gateway's side (services/gateway/pdf_fetch.py, downloads.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import falcon
+import falcon.testing
+import pytest
+from nameko.testing.services import worker_factory
+from werkzeug.test import EnvironBuilder
+
+from chassis import signing
+from chassis.clock import utcnow
+from chassis.events import envelope
+from chassis.nameko_ext import DatabaseHandle
+from services.documents import pdf as pdfmod
+from services.documents import renders
+from services.documents.service import DocumentsService, PdfFetch
+from services.documents.storage import FileStorage
+from services.gateway import pdf_fetch
+from services.gateway.downloads import send_current_pdf
+
+SECRET = b"unit-pdf-fetch-secret"
+NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)  # 10:00 in New York
+KEY = "ab" * 32
+WS, CLIENT, OTHER = "ws-1", "client-1", "client-2"
+
+
+@pytest.fixture
+def docs_db(sqlite_engine):
+    return DatabaseHandle(sqlite_engine("documents"))
+
+
+def record(db, read_at=NOW, client=CLIENT, document="inv-1", timezone_name="America/New_York"):
+    with db.uow() as uow:
+        renders.record(
+            uow,
+            workspace_id=WS,
+            client_id=client,
+            kind="invoice",
+            data={"id": document, "number": "INV-1"},
+            rendered={"cache_key": KEY, "filename": "INV-1.pdf"},
+            read_at=read_at,
+            timezone=timezone_name,
+        )
+        uow.commit()
+
+
+def changed(db, at, client_id=CLIENT, workspace_id=WS):
+    with db.uow() as uow:
+        renders.changed(uow, at, workspace_id, {"client_id": client_id} if client_id else {"name": "Acme"})
+        uow.commit()
+
+
+def current(db, now=NOW, client=CLIENT, kind="invoice", document="inv-1"):
+    with db.uow() as uow:
+        row = renders.current(uow, now, WS, client, kind, document)
+    return None if row is None else (row.cache_key, row.filename)
+
+
+def test_a_render_is_current_until_anything_about_its_client_changes(docs_db):
+    record(docs_db)
+    assert current(docs_db) == (KEY, "INV-1.pdf")
+    assert current(docs_db, client=OTHER) is None  # another client's fetch finds nothing of this one's
+    assert current(docs_db, kind="quote") is None and current(docs_db, document="inv-2") is None
+    changed(docs_db, NOW - timedelta(minutes=1))  # a change billing was asked after: already in the render
+    assert current(docs_db) == (KEY, "INV-1.pdf")
+    changed(docs_db, NOW + timedelta(seconds=30), client_id=OTHER)  # another client's payment
+    assert current(docs_db) == (KEY, "INV-1.pdf")
+    changed(docs_db, NOW + timedelta(seconds=30))  # this client's: the long way from now on
+    assert current(docs_db, now=NOW + timedelta(seconds=31)) is None
+    record(docs_db, read_at=NOW + timedelta(minutes=1))  # the long way recorded the render afresh
+    assert current(docs_db, now=NOW + timedelta(minutes=1)) == (KEY, "INV-1.pdf")
+    changed(docs_db, NOW + timedelta(minutes=2), client_id=None)  # naming no client: the whole workspace
+    assert current(docs_db, now=NOW + timedelta(minutes=2)) is None
+
+
+def test_a_change_that_came_while_the_render_was_on_its_way_is_not_missed(docs_db):
+    # The gateway asked billing at NOW; a payment committed a moment later and its event reached
+    # documents before the render was recorded. The render may show the invoice unpaid: never current.
+    changed(docs_db, NOW + timedelta(milliseconds=300))
+    record(docs_db, read_at=NOW)
+    assert current(docs_db, now=NOW + timedelta(seconds=1)) is None
+    # the margin covers the two machines' clocks: a change a few seconds "before" the read still counts
+    changed(docs_db, NOW + timedelta(minutes=1) - renders.CLOCK_MARGIN + timedelta(seconds=1))
+    record(docs_db, read_at=NOW + timedelta(minutes=1))
+    assert current(docs_db, now=NOW + timedelta(minutes=1)) is None
+    # an older change is not: only a later one does
+    record(docs_db, read_at=NOW + timedelta(minutes=2))
+    assert current(docs_db, now=NOW + timedelta(minutes=2)) == (KEY, "INV-1.pdf")
+    changed(docs_db, NOW - timedelta(hours=1))  # arriving late, older than what is kept: kept as it was
+    assert current(docs_db, now=NOW + timedelta(minutes=2)) == (KEY, "INV-1.pdf")
+
+
+def test_a_render_is_current_for_ten_minutes_and_never_past_the_businesss_midnight(docs_db):
+    record(docs_db)
+    assert current(docs_db, now=NOW + renders.CURRENT_FOR - timedelta(seconds=1)) is not None
+    assert current(docs_db, now=NOW + renders.CURRENT_FOR) is None
+    late = datetime(2026, 11, 24, 4, 55, tzinfo=timezone.utc)  # 23:55 in New York
+    record(docs_db, read_at=late)
+    assert renders.valid_until(late, "America/New_York") == datetime(2026, 11, 24, 5, 0, tzinfo=timezone.utc)
+    assert current(docs_db, now=late + timedelta(minutes=4)) is not None
+    assert current(docs_db, now=late + timedelta(minutes=5)) is None  # a new day: it may be overdue now
+    assert renders.valid_until(late, None) == late + renders.CURRENT_FOR  # UTC: midnight is further
+
+
+def documents(db, tmp_path, now):
+    fetch = PdfFetch()
+    fetch.secret, fetch.base_url = SECRET, "http://127.0.0.1:9104"
+    storage = FileStorage(tmp_path / "cache")
+    storage.put(KEY, b"%PDF-1.7 cached")
+    renderer = pdfmod.Renderer(storage, concurrency=1)
+    return worker_factory(DocumentsService, db=db, pdf_fetch=fetch, renderer=renderer, clock=lambda: now[0])
+
+
+def grant(client=CLIENT, kind="invoice", document="inv-1", secret=SECRET, at=NOW, **extra):
+    wanted = {"grant": pdf_fetch.GRANT, "w": WS, "c": client, "kind": kind, "d": document, **extra}
+    return signing.issue(secret, wanted, at, pdf_fetch.GRANT_TTL)
+
+
+def test_documents_serves_a_current_render_only_for_a_grant_the_gateway_signed(docs_db, tmp_path):
+    now = [NOW]
+    service = documents(docs_db, tmp_path, now)
+
+    def get(reference):
+        answer = service.http_current_pdf(EnvironBuilder(path=f"/current/{reference}").get_request(), reference)
+        if isinstance(answer, tuple):
+            return answer[0], answer[2].encode(), {}
+        return answer.status_code, b"".join(answer.response), answer.headers
+
+    assert get(grant())[0] == 404  # never rendered for the client: the gateway goes through billing
+    record(docs_db, read_at=NOW - timedelta(seconds=20))
+    status, body, headers = get(grant())
+    assert (status, body) == (200, b"%PDF-1.7 cached")
+    assert headers["ETag"] == f'"{KEY[:32]}"' and headers["X-Filename"] == "INV-1.pdf"
+    assert get(grant(client=OTHER))[0] == 404  # signed for another client: not this one's render
+    assert get(grant(secret=b"guessed"))[:2] == (403, b"refused: forged\n")
+    assert get(grant(at=NOW - pdf_fetch.GRANT_TTL))[:2] == (403, b"refused: expired\n")
+    assert get(grant(kind="statement"))[0] == 403  # a kind without current renders
+    assert get(grant(client=""))[0] == 403
+    file_reference = service.pdf_fetch.reference(KEY, NOW)  # documents' own, for GET /pdf/: not a grant
+    assert get(file_reference)[0] == 403
+    assert (
+        get(
+            signing.issue(
+                SECRET,
+                {"grant": "something else", "w": WS, "c": CLIENT, "kind": "invoice", "d": "inv-1"},
+                NOW,
+                timedelta(minutes=1),
+            )
+        )[0]
+        == 403
+    )  # noqa: E501
+    changed(docs_db, NOW - timedelta(seconds=1))  # the client paid: the long way again
+    assert get(grant())[0] == 404
+    service.pdf_fetch.secret = None  # no secret configured here: nothing is served this way
+    assert get(grant())[0] == 403
+
+
+def test_render_document_records_a_clients_download_and_announces_it(docs_db, tmp_path):
+    now = [NOW]
+    service = documents(docs_db, tmp_path, now)
+    service.renderer.ensure = lambda kind, context: (KEY, 15, False)  # in the cache already
+    service.renderer.get = lambda kind, context: (b"%PDF-1.7 cached", KEY, False)
+    service._branding_cache[WS] = {"timezone": "America/New_York"}
+    invoice = {"id": "inv-1", "number": "INV-1", "client_id": CLIENT, "client": {}}
+    later = (NOW + timedelta(hours=1)).isoformat()  # the caller's clock ahead of ours: ours is taken
+    answer = service.render_document("invoice", WS, invoice, by_reference=True, for_client=CLIENT, read_at=later)
+    assert "cache_key" not in answer and answer["etag"] == KEY[:32]
+    assert current(docs_db, now=NOW + timedelta(seconds=1)) == (KEY, "INV-1.pdf")
+    with docs_db.engine.connect() as conn:
+        announced = conn.exec_driver_sql("SELECT event_type FROM outbox").scalars().all()
+    assert announced == ["document.downloaded"]
+    # billing's data for another client (a bad caller) is not recorded as this one's
+    service.render_document(
+        "invoice", WS, {**invoice, "id": "inv-2"}, by_reference=True, for_client=OTHER, read_at=later
+    )
+    assert current(docs_db, client=OTHER, document="inv-2", now=NOW + timedelta(seconds=1)) is None
+    # a render for the business (no download), or without the read's time, is not recorded
+    service.render_document("invoice", WS, {**invoice, "id": "inv-3"}, purpose="fallback", for_client=CLIENT)
+    service.render_document("invoice", WS, {**invoice, "id": "inv-4"}, by_reference=True, for_client=CLIENT)
+    assert current(docs_db, document="inv-3") is None and current(docs_db, document="inv-4") is None
+
+
+def test_billings_and_payments_events_about_a_client_end_its_current_renders_and_auths_do_not(docs_db, tmp_path):
+    now = [NOW + timedelta(seconds=30)]
+    service = documents(docs_db, tmp_path, now)
+    record(docs_db)
+    service.webhooks_session_started(envelope("session.started", WS, {"client_id": CLIENT}, occurred_at=now[0]))
+    assert current(docs_db, now=now[0]) is not None  # signing in changes no document
+    service.webhooks_payment_succeeded(envelope("payment.succeeded", WS, {"client_id": CLIENT}, occurred_at=now[0]))
+    assert current(docs_db, now=now[0]) is None
+    record(docs_db, read_at=now[0] + timedelta(minutes=1))
+    now[0] += timedelta(minutes=2)
+    service.webhooks_workspace_updated(envelope("workspace.updated", WS, {"name": "Acme"}, occurred_at=now[0]))
+    assert current(docs_db, now=now[0]) is None  # the branding: every client's renders
+
+
+class _Upstream:
+    """What urllib3 answers with, for the gateway's side without a documents process."""
+
+    def __init__(self, status, body=b"%PDF-1.7 cached", headers=None):
+        self.status, self.body, self.closed, self.released = status, body, False, False
+        self.headers = headers or {}
+
+    def stream(self, size):
+        yield self.body
+
+    def drain_conn(self):
+        pass
+
+    def close(self):
+        self.closed = True
+
+    def release_conn(self):
+        self.released = True
+
+
+def gateway_app(fetcher):
+    app = falcon.App()
+
+    class Pdf:
+        def on_get(self, req, resp):
+            session = {"workspace_id": WS, "client_id": CLIENT}
+            if not send_current_pdf(req, resp, fetcher, "invoice", session, "inv-1"):
+                resp.status, resp.text = 299, "the long way"
+
+    app.add_route("/invoices/inv-1/pdf", Pdf())
+    return falcon.testing.TestClient(app)
+
+
+def test_the_gateway_streams_a_current_render_or_goes_the_long_way(monkeypatch):
+    fetcher = pdf_fetch.PdfFetcher(SECRET, documents_url="http://documents:9100/", clock=utcnow)
+    asked = []
+
+    def answer_with(upstream):
+        def get(url):
+            asked.append(url)
+            return upstream
+
+        monkeypatch.setattr(fetcher, "_get", get)
+
+    ok = _Upstream(200, headers={"ETag": '"abc"', "X-Filename": "INV-1.pdf", "Content-Length": "15"})
+    answer_with(ok)
+    got = gateway_app(fetcher).simulate_get("/invoices/inv-1/pdf")
+    assert got.status_code == 200 and got.content == b"%PDF-1.7 cached"
+    assert got.headers["etag"] == '"abc"' and 'filename="INV-1.pdf"' in got.headers["content-disposition"]
+    assert got.headers["cache-control"] == "private, max-age=0, must-revalidate"
+    assert ok.released and not ok.closed  # read to the end: the connection is kept for the next fetch
+    wanted = signing.check(SECRET, asked[-1].rsplit("/", 1)[1], utcnow())
+    assert asked[-1].startswith("http://documents:9100/current/")
+    assert {k: wanted[k] for k in ("grant", "w", "c", "kind", "d")} == {
+        "grant": "client_pdf",
+        "w": WS,
+        "c": CLIENT,
+        "kind": "invoice",
+        "d": "inv-1",
+    }
+    answer_with(_Upstream(200, headers={"ETag": '"abc"'}))
+    assert (
+        gateway_app(fetcher).simulate_get("/invoices/inv-1/pdf", headers={"If-None-Match": '"abc"'}).status_code == 304
+    )
+    for refused in (404, 403, 503):
+        answer_with(_Upstream(refused, b"no"))
+        assert gateway_app(fetcher).simulate_get("/invoices/inv-1/pdf").status_code == 299
+    # without DOCUMENTS_URL, or without a secret, documents is not asked at all
+    for off in (
+        pdf_fetch.PdfFetcher(SECRET, clock=utcnow),
+        pdf_fetch.PdfFetcher(None, documents_url="http://documents:9100", clock=utcnow),
+    ):
+        assert off.current("invoice", WS, CLIENT, "inv-1") is None
+    assert fetcher.current("statement", WS, CLIENT, "") is None
+
+
+def test_the_gateway_goes_the_long_way_when_documents_does_not_answer():
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    fetcher = pdf_fetch.PdfFetcher(SECRET, documents_url=f"http://127.0.0.1:{port}", clock=utcnow)
+    assert fetcher.current("invoice", WS, CLIENT, "inv-1") is None
