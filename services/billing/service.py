@@ -806,6 +806,7 @@ class BillingService(ServiceBase):
         """A bank debit is with the bank: its invoices show it as processing until it settles."""
         data = event["data"]
         if processing.payment_processing(uow, now, event["workspace_id"], data):
+            documents.invoices_changed(uow, event["workspace_id"], _allocated_invoices(data))
             record_activity(
                 uow,
                 now,
@@ -857,6 +858,7 @@ class BillingService(ServiceBase):
     def on_payment_failed(self, uow, now, event):
         data = event["data"]
         processing.payment_failed(uow, now, event["workspace_id"], data)  # the invoice is open again
+        documents.invoices_changed(uow, event["workspace_id"], _allocated_invoices(data))
         record_activity(
             uow,
             now,
@@ -867,3 +869,7 @@ class BillingService(ServiceBase):
             {"payment_id": data.get("payment_id"), "reason": data.get("reason", "")},
         )
         record_signal(uow, now, event["workspace_id"], data["client_id"], "failure", _occurred(event, now))
+
+
+def _allocated_invoices(data: dict) -> list[str]:
+    return [a["invoice_id"] for a in data.get("allocations") or [] if isinstance(a, dict) and a.get("invoice_id")]

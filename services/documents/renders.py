@@ -5,8 +5,9 @@ The long way to a client's PDF is the gateway asking billing for the document (w
 is the client's, issued and not archived), then documents rendering it, or finding the render in its
 cache. Each such render for a client is recorded here with the moment the gateway asked billing.
 Every event billing or payments publishes about a client (any type: a payment, a credit, a dispute,
-an edit, a changed contact) records that the client changed; one that names no client (the
-workspace's branding) records that the whole workspace changed. A recorded render is current while:
+an edit, a bank debit with the bank, a changed contact; `client.*` name the client by its id) records
+that the client changed; one that names no client (the workspace's branding) records that the whole
+workspace changed. A recorded render is current while:
 
 - no change came after billing was asked, less a margin for the clocks of two machines (a render of
   data read before a change is never served once the change's event has arrived here);
@@ -127,11 +128,13 @@ def record(
     )
 
 
-def changed(uow, now: datetime, workspace_id: str | None, data: dict) -> None:
+def changed(uow, now: datetime, workspace_id: str | None, data: dict, event_type: str = "") -> None:
     """An event about a client (or, naming none, about the whole workspace) has come."""
     if not workspace_id:
         return
     client_id = data.get("client_id") if isinstance(data, dict) else None
+    if event_type.startswith("client.") and isinstance(data, dict):
+        client_id = data.get("id")  # a client's own events name it by its id
     if client_id:
         uow.execute(_CLIENT_CHANGED, {"workspace_id": workspace_id, "client_id": str(client_id), "changed_at": now})
     else:

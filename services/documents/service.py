@@ -52,6 +52,7 @@ class PdfRenderer(DependencyProvider):
 
 
 FETCH_TTL = timedelta(minutes=1)
+BRANDING_TTL = timedelta(seconds=5)
 GRANT = "client_pdf"  # what the gateway's grants say they are (services/gateway/pdf_fetch.py)
 DEV_FETCH_SECRET = "dev-only-pdf-fetch-secret"
 
@@ -344,8 +345,13 @@ class DocumentsService(ServiceBase):
         workspace_id, client_id = wanted["w"], wanted["c"]
         with self.scope.workspace(workspace_id, client_id), self.db.uow() as uow:
             render = renders.current(uow, now, workspace_id, client_id, wanted["kind"], wanted["d"])
-        stream = self.renderer.storage.open(render.cache_key) if render is not None else None
-        if render is None or stream is None:
+        if render is None or self.renderer.storage.size(render.cache_key) is None:
+            return 404, {"Content-Type": "text/plain"}, "not current here\n"
+        etag = f'"{render.cache_key[:32]}"'
+        if request.headers.get("If-None-Match") == etag:  # the client has it: the file is not opened
+            return 304, {"ETag": etag, "X-Filename": render.filename}, ""
+        stream = self.renderer.storage.open(render.cache_key)
+        if stream is None:
             return 404, {"Content-Type": "text/plain"}, "not current here\n"
         # Not announced again: the download that recorded this render was, minutes ago at most
         # (renders.CURRENT_FOR), and nothing has changed since.
@@ -356,14 +362,14 @@ class DocumentsService(ServiceBase):
             headers={
                 "Content-Type": "application/pdf",
                 "Content-Length": str(os.fstat(stream.fileno()).st_size),
-                "ETag": f'"{render.cache_key[:32]}"',
+                "ETag": etag,
                 "X-Filename": render.filename,
             },
         )
 
     # Branding for a few seconds per replica: a cached PDF then costs no database round trip. A new
     # logo or colour shows within the TTL (the PDF cache key includes the branding it used).
-    _branding_cache: TTLCache[str, dict] = TTLCache(maxsize=256, ttl=5)
+    _branding_cache: TTLCache[str, dict] = TTLCache(maxsize=256, ttl=BRANDING_TTL.total_seconds())
 
     def _branding(self, workspace_id: str) -> dict:
         brand = self._branding_cache.get(workspace_id)
@@ -391,6 +397,8 @@ class DocumentsService(ServiceBase):
     @consumes("billing", "workspace.updated")
     def on_workspace_updated(self, uow, now, event):
         handlers.apply_workspace(uow, event["data"], now)
+        # every client's renders: until each replica's cached branding has expired too
+        renders.changed(uow, now + BRANDING_TTL, event["workspace_id"], {})
 
     def _portal(self, path: str = "") -> str:
         return settings.env("PORTAL_URL", "http://localhost:8000").rstrip("/") + path
@@ -810,7 +818,7 @@ def _webhook_consumer(source: str, event_type: str):
     def consume(self, uow, now, event):
         webhooks.fan_out(uow, now, event)
         if source in renders.CHANGE_SOURCES:  # the client's documents may have changed
-            renders.changed(uow, now, event.get("workspace_id"), event.get("data") or {})
+            renders.changed(uow, now, event.get("workspace_id"), event.get("data") or {}, event_type)
 
     consume.__name__ = consume.__qualname__ = name
     return name, consumes(source, event_type)(consume)

@@ -128,7 +128,7 @@ client_renders = sa.Table(
     sa.Column("kind", sa.String(20), primary_key=True),  # invoice, quote, receipt
     sa.Column("document_id", sa.String(36), primary_key=True),
     sa.Column("cache_key", sa.String(64), nullable=False),  # the rendered file (services/documents/storage.py)
-    sa.Column("filename", sa.String(200), nullable=False),
+    sa.Column("filename", sa.Text, nullable=False),  # a receipt's names its payment reference
     # billing was asked for what was rendered after this (the gateway's clock, less a margin for skew)
     sa.Column("read_after", UtcDateTime, nullable=False),
     sa.Column("valid_until", UtcDateTime, nullable=False),  # a time limit, and the business's next midnight

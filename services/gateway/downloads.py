@@ -4,15 +4,17 @@ for the pages, the portal API and the admin API; and the public address that che
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import falcon
 
 from clients import verification
 from services.gateway.pdf_fetch import CURRENT_KINDS, FetchFailed, PdfFetcher
+from services.gateway.rpc import ContractViolation
 
 log = logging.getLogger(__name__)
 
@@ -66,20 +68,18 @@ def document_pdf(
     call: Call, kind: str, workspace_id: str, data: dict, by_reference: bool = False, **recorded: str
 ) -> dict:
     extra = {"by_reference": True, **recorded} if by_reference else {}
-    answer = call(
-        "documents", "render_document", kind, workspace_id, data, data.get("locale"), data.get("timezone"), **extra
+    render = functools.partial(
+        call, "documents", "render_document", kind, workspace_id, data, data.get("locale"), data.get("timezone")
     )
+    try:
+        answer = render(**extra)
+    except ContractViolation:
+        if not recorded:
+            raise
+        # documents older than this gateway, while an upgrade rolls out: the PDF, without the record
+        answer = render(by_reference=True)
     # the bytes after all, when the reference cannot be fetched (announced once, by the first call)
-    answer["again"] = lambda: call(
-        "documents",
-        "render_document",
-        kind,
-        workspace_id,
-        data,
-        data.get("locale"),
-        data.get("timezone"),
-        purpose="fallback",
-    )
+    answer["again"] = lambda: render(purpose="fallback")
     return answer
 
 
@@ -88,22 +88,18 @@ def send_current_pdf(
 ) -> bool:
     """The client's current render straight from documents, without asking billing; False when there
     is none (then render_pdf and send_pdf go the long way)."""
-    current = fetcher.current(kind, session["workspace_id"], session["client_id"], document_id or "")
+    wanted = session["workspace_id"], session["client_id"], document_id or ""
+    current = fetcher.current(kind, *wanted, if_none_match=req.get_header("If-None-Match"))
     if current is None:
         return False
     _headers(resp, current.etag)
-    if req.get_header("If-None-Match") == current.etag:
-        cast(_Closable, current.chunks).close()
+    if current.chunks is None:  # documents answered 304: the client has this render
         resp.status = 304
         return True
     resp.content_type = "application/pdf"
     resp.set_header("Content-Disposition", f'attachment; filename="{current.filename}"')
     resp.stream, resp.content_length = cast(Iterable[bytes], current.chunks), current.length
     return True
-
-
-class _Closable(Protocol):
-    def close(self) -> None: ...
 
 
 def _headers(resp: falcon.Response, etag: str) -> None:

@@ -32,13 +32,15 @@ CHUNK = 64 * 1024
 GRANT = "client_pdf"  # documents checks that a grant says so (a file reference never does)
 GRANT_TTL = timedelta(minutes=1)
 CURRENT_KINDS = ("invoice", "quote", "receipt")  # what documents keeps current renders of
+# the long way is always there: a documents port slow to answer is not waited on long
+CURRENT_TIMEOUT = urllib3.Timeout(connect=0.5, read=2.0)
 
 
 @dataclass
 class CurrentPdf:
-    """A client's current render, as documents streams it."""
+    """A client's current render, as documents streams it; no chunks when the client has it already."""
 
-    chunks: object  # an iterable of the PDF's chunks that closes the connection when done
+    chunks: object | None  # an iterable of the PDF's chunks that closes the connection when done
     length: int | None
     etag: str
     filename: str
@@ -59,18 +61,23 @@ class PdfFetcher:
         # urllib3 itself, not requests: a fetch is a GET to a known address, and requests' layers
         # cost 0.6 ms of CPU a call, which is a fifth of a cached PDF's. Keep-alive connections per
         # documents address, shared by the gateway's threads (one each at most), no retries.
-        self._http = urllib3.PoolManager(
-            num_pools=16, maxsize=8, retries=False, timeout=urllib3.Timeout(connect=2.0, read=timeout)
-        )
+        self._timeout = urllib3.Timeout(connect=2.0, read=timeout)
+        self._http = urllib3.PoolManager(num_pools=16, maxsize=8, retries=False)
 
     @property
     def enabled(self) -> bool:
         return bool(self.secret)
 
-    def _get(self, url: str) -> urllib3.BaseHTTPResponse:
-        return self._http.request("GET", url, preload_content=False, redirect=False)
+    def _get(
+        self, url: str, headers: dict | None = None, timeout: urllib3.Timeout | None = None
+    ) -> urllib3.BaseHTTPResponse:
+        return self._http.urlopen(
+            "GET", url, headers=headers, preload_content=False, redirect=False, timeout=timeout or self._timeout
+        )
 
-    def current(self, kind: str, workspace_id: str, client_id: str, document_id: str) -> CurrentPdf | None:
+    def current(
+        self, kind: str, workspace_id: str, client_id: str, document_id: str, if_none_match: str | None = None
+    ) -> CurrentPdf | None:
         """The client's current render of the document from documents, or None (not current, not
         kept for this kind, no DOCUMENTS_URL, documents unreachable): then ask billing."""
         if self.documents_url is None or self.clock is None or kind not in CURRENT_KINDS or not document_id:
@@ -78,17 +85,25 @@ class PdfFetcher:
         wanted = {"grant": GRANT, "w": workspace_id, "c": client_id, "kind": kind, "d": document_id}
         grant = signing.issue(self.secret or b"", wanted, self.clock(), GRANT_TTL)
         try:
-            answer = self._get(f"{self.documents_url}/current/{grant}")
+            answer = self._get(
+                f"{self.documents_url}/current/{grant}",
+                {"If-None-Match": if_none_match} if if_none_match else None,
+                CURRENT_TIMEOUT,
+            )
         except urllib3.exceptions.HTTPError as exc:
             log.warning("documents did not answer for a current PDF", extra={"error": str(exc)})
             return None
+        headers = answer.headers
+        etag, filename = headers.get("ETag", ""), headers.get("X-Filename", "document.pdf")
+        if answer.status == 304:
+            _discard(answer)
+            return CurrentPdf(None, None, etag, filename)
         if answer.status != 200:
             _discard(answer)
             if answer.status != 404:  # 404 is "not current here"; anything else is worth a look
                 log.warning("current PDF refused", extra={"status": answer.status})
             return None
-        headers = answer.headers
-        return CurrentPdf(_Body(answer), _length(answer), headers.get("ETag", ""), headers.get("X-Filename", "doc.pdf"))
+        return CurrentPdf(_Body(answer), _length(answer), etag, filename)
 
     def open(self, reference: str) -> tuple[object, int | None]:
         """(an iterable of the PDF's chunks that closes the connection when done, its length)."""

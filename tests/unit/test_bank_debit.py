@@ -19,7 +19,7 @@ from services.billing import handlers as h
 from services.billing.handlers import processing
 from services.payments.bank_debit import check_acceptance, check_bank_details
 from services.payments.handlers import cards, charging, payment_attempts, webhook_events
-from tests.unit.test_billing_handlers import db, ws  # noqa: F401 - shared fixtures
+from tests.unit.test_billing_handlers import db, events, ws  # noqa: F401 - shared fixtures
 from tests.unit.test_payments_handlers import CLIENT, NOW, WS, FakeBilling, FakeStripe, intent_event
 
 GOOD = {"holder_name": "Erika Mustermann", "email": "erika@example.com", "iban": "de89 3704 0044 0532 0130 00"}
@@ -183,3 +183,26 @@ def test_a_card_that_fails_after_processing_is_a_late_failure_and_emailed(sqlite
     failed = json.loads(body)["data"]
     assert failed["late"] is True and failed["off_session"] is False and failed["try"] == 0
     assert failed["reason"] == "Your card was declined." and "/pay?invoice=inv-1" in failed["pay_url"]
+
+
+def test_a_debit_with_the_bank_or_failed_announces_the_invoice_changed(db, ws):
+    """Billing changes the invoice's state on payments' events without an edit: it says so
+    (invoice.updated), so subscribers and documents' record of the client's current PDFs see it."""
+    from nameko.testing.services import worker_factory
+
+    from chassis.events import envelope
+    from chassis.nameko_ext import DatabaseHandle
+    from services.billing.service import BillingService
+
+    ws_id, client = ws
+    lines = [{"description": "W", "unit_price": 5000}]
+    invoice = db(h.create_invoice, ws_id, {"client_id": client, "send": True, "lines": lines})
+    billing = worker_factory(BillingService, db=DatabaseHandle(db.engine), clock=lambda: NOW)
+    updated = lambda: [json.loads(b)["data"] for b in events(db, "invoice.updated")]  # noqa: E731
+    data = _debit(ws_id, client, invoice, str(uuid.uuid4()))
+    billing.on_payment_processing(envelope("payment.processing", ws_id, data, occurred_at=NOW))
+    assert [(e["id"], e["client_id"]) for e in updated()] == [(invoice["id"], client)]
+    billing.on_payment_processing(envelope("payment.processing", ws_id, data, occurred_at=NOW))  # changes nothing
+    assert len(updated()) == 1
+    billing.on_payment_failed(envelope("payment.failed", ws_id, {**data, "reason": "no funds"}, occurred_at=NOW))
+    assert [e["status"] for e in updated()] == ["sent", "sent"] and _processing(db, ws_id, invoice["id"]) == 0

@@ -18,10 +18,11 @@ from chassis.events import envelope
 from chassis.nameko_ext import DatabaseHandle
 from services.documents import pdf as pdfmod
 from services.documents import renders
-from services.documents.service import DocumentsService, PdfFetch
+from services.documents.service import BRANDING_TTL, DocumentsService, PdfFetch
 from services.documents.storage import FileStorage
 from services.gateway import pdf_fetch
-from services.gateway.downloads import send_current_pdf
+from services.gateway.downloads import document_pdf, render_pdf, send_current_pdf
+from services.gateway.rpc import ContractViolation
 
 SECRET = b"unit-pdf-fetch-secret"
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)  # 10:00 in New York
@@ -136,6 +137,9 @@ def test_documents_serves_a_current_render_only_for_a_grant_the_gateway_signed(d
     status, body, headers = get(grant())
     assert (status, body) == (200, b"%PDF-1.7 cached")
     assert headers["ETag"] == f'"{KEY[:32]}"' and headers["X-Filename"] == "INV-1.pdf"
+    request = EnvironBuilder(path="/current/x", headers={"If-None-Match": f'"{KEY[:32]}"'}).get_request()
+    status, headers, body = service.http_current_pdf(request, grant())  # the client has it: no file opened
+    assert (status, headers["ETag"], body) == (304, f'"{KEY[:32]}"', "")
     assert get(grant(client=OTHER))[0] == 404  # signed for another client: not this one's render
     assert get(grant(secret=b"guessed"))[:2] == (403, b"refused: forged\n")
     assert get(grant(at=NOW - pdf_fetch.GRANT_TTL))[:2] == (403, b"refused: expired\n")
@@ -191,12 +195,24 @@ def test_billings_and_payments_events_about_a_client_end_its_current_renders_and
     record(docs_db)
     service.webhooks_session_started(envelope("session.started", WS, {"client_id": CLIENT}, occurred_at=now[0]))
     assert current(docs_db, now=now[0]) is not None  # signing in changes no document
-    service.webhooks_payment_succeeded(envelope("payment.succeeded", WS, {"client_id": CLIENT}, occurred_at=now[0]))
+    service.webhooks_client_updated(envelope("client.updated", WS, {"id": OTHER, "name": "B"}, occurred_at=now[0]))
+    assert current(docs_db, now=now[0]) is not None  # a client's own events name it by its id: another one
+    service.webhooks_client_updated(envelope("client.updated", WS, {"id": CLIENT, "name": "A"}, occurred_at=now[0]))
     assert current(docs_db, now=now[0]) is None
-    record(docs_db, read_at=now[0] + timedelta(minutes=1))
-    now[0] += timedelta(minutes=2)
-    service.webhooks_workspace_updated(envelope("workspace.updated", WS, {"name": "Acme"}, occurred_at=now[0]))
+    now[0] += timedelta(minutes=1)
+    record(docs_db, read_at=now[0] - timedelta(seconds=10))
+    service.webhooks_payment_succeeded(envelope("payment.succeeded", WS, {"client_id": CLIENT}, occurred_at=now[0]))
+    assert current(docs_db, now=now[0]) is None  # payments' events too
+    now[0] += timedelta(minutes=1)
+    record(docs_db, read_at=now[0] - timedelta(seconds=10))
+    branding = {"id": WS, "name": "Acme", "version": 2, "settings": {}}
+    service.on_workspace_updated(envelope("workspace.updated", WS, branding, occurred_at=now[0]))
     assert current(docs_db, now=now[0]) is None  # the branding: every client's renders
+    # a render made while a replica may still hold the old branding (its few seconds' cache) is not current
+    record(docs_db, read_at=now[0] + BRANDING_TTL)
+    assert current(docs_db, now=now[0] + BRANDING_TTL) is None
+    record(docs_db, read_at=now[0] + BRANDING_TTL + renders.CLOCK_MARGIN + timedelta(seconds=1))
+    assert current(docs_db, now=now[0] + BRANDING_TTL + timedelta(seconds=15)) is not None
 
 
 class _Upstream:
@@ -237,8 +253,8 @@ def test_the_gateway_streams_a_current_render_or_goes_the_long_way(monkeypatch):
     asked = []
 
     def answer_with(upstream):
-        def get(url):
-            asked.append(url)
+        def get(url, headers=None, timeout=None):
+            asked.append((url, headers))
             return upstream
 
         monkeypatch.setattr(fetcher, "_get", get)
@@ -250,8 +266,8 @@ def test_the_gateway_streams_a_current_render_or_goes_the_long_way(monkeypatch):
     assert got.headers["etag"] == '"abc"' and 'filename="INV-1.pdf"' in got.headers["content-disposition"]
     assert got.headers["cache-control"] == "private, max-age=0, must-revalidate"
     assert ok.released and not ok.closed  # read to the end: the connection is kept for the next fetch
-    wanted = signing.check(SECRET, asked[-1].rsplit("/", 1)[1], utcnow())
-    assert asked[-1].startswith("http://documents:9100/current/")
+    wanted = signing.check(SECRET, asked[-1][0].rsplit("/", 1)[1], utcnow())
+    assert asked[-1][0].startswith("http://documents:9100/current/")
     assert {k: wanted[k] for k in ("grant", "w", "c", "kind", "d")} == {
         "grant": "client_pdf",
         "w": WS,
@@ -259,10 +275,10 @@ def test_the_gateway_streams_a_current_render_or_goes_the_long_way(monkeypatch):
         "kind": "invoice",
         "d": "inv-1",
     }
-    answer_with(_Upstream(200, headers={"ETag": '"abc"'}))
-    assert (
-        gateway_app(fetcher).simulate_get("/invoices/inv-1/pdf", headers={"If-None-Match": '"abc"'}).status_code == 304
-    )
+    answer_with(_Upstream(304, b"", headers={"ETag": '"abc"'}))
+    not_modified = gateway_app(fetcher).simulate_get("/invoices/inv-1/pdf", headers={"If-None-Match": '"abc"'})
+    assert not_modified.status_code == 304 and not_modified.headers["etag"] == '"abc"'
+    assert asked[-1][1] == {"If-None-Match": '"abc"'}  # documents decides, without opening the file
     for refused in (404, 403, 503):
         answer_with(_Upstream(refused, b"no"))
         assert gateway_app(fetcher).simulate_get("/invoices/inv-1/pdf").status_code == 299
@@ -283,3 +299,101 @@ def test_the_gateway_goes_the_long_way_when_documents_does_not_answer():
         port = sock.getsockname()[1]
     fetcher = pdf_fetch.PdfFetcher(SECRET, documents_url=f"http://127.0.0.1:{port}", clock=utcnow)
     assert fetcher.current("invoice", WS, CLIENT, "inv-1") is None
+
+
+DOCUMENTS_STAND_IN = """
+import http.server, sys
+
+class Documents(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        found = self.path.startswith("/current/")
+        body = b"%PDF" + b"x" * 300000 if found else b"not current here"
+        self.send_response(200 if found else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("ETag", '"abc"')
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except ConnectionError:
+            pass
+
+    def log_message(self, *args):
+        pass
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Documents)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+def test_the_gateways_connections_to_documents_are_reused_unless_a_fetch_was_left_half_read():
+    """With a real HTTP server (its own process): a body read to its end, or a refusal, leaves its
+    keep-alive connection for the next fetch; a client that left mid-PDF gets its connection closed."""
+    import subprocess
+    import sys
+
+    server = subprocess.Popen([sys.executable, "-c", DOCUMENTS_STAND_IN], stdout=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{server.stdout.readline().strip()}"
+        fetcher = pdf_fetch.PdfFetcher(SECRET, documents_url=base, clock=utcnow)
+        pool = fetcher._http.connection_from_url(base)
+
+        def kept_open() -> bool:  # the pool's connection still holds its socket, ready for the next fetch
+            [kept] = [c for c in pool.pool.queue if c is not None]
+            return kept.sock is not None
+
+        whole = fetcher.current("invoice", WS, CLIENT, "inv-1")
+        assert b"".join(whole.chunks).startswith(b"%PDF") and whole.etag == '"abc"'
+        whole.chunks.close()
+        assert kept_open()
+        refused = fetcher._get(f"{base}/elsewhere")
+        assert refused.status == 404
+        pdf_fetch._discard(refused)
+        assert kept_open()
+        half = fetcher.current("invoice", WS, CLIENT, "inv-1")
+        assert pool.num_connections == 1  # the same connection served all three
+        next(iter(half.chunks))
+        half.chunks.close()  # the client went away mid-PDF
+        assert not kept_open()  # its socket is closed: the next fetch connects afresh
+        again = fetcher.current("invoice", WS, CLIENT, "inv-1")
+        assert b"".join(again.chunks).startswith(b"%PDF")
+        again.chunks.close()
+        assert kept_open()
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_a_documents_process_older_than_the_gateway_still_renders_the_pdf():
+    """While an upgrade rolls out, an older documents refuses the arguments it does not know: the
+    gateway asks again without them (the PDF, not recorded as the client's)."""
+    calls = []
+
+    def call(service, method, *args, **kwargs):
+        calls.append(kwargs)
+        if "for_client" in kwargs:
+            raise ContractViolation("documents.render_document: unexpected keyword argument 'for_client'")
+        return {"etag": "abc", "reference": "ref", "filename": "INV-1.pdf"}
+
+    session = {"workspace_id": WS, "client_id": CLIENT}
+    data = {"id": "inv-1", "client_id": CLIENT}
+    answer = render_pdf(
+        lambda *a, **k: data if a[0] == "billing" else call(*a, **k),
+        "invoice",
+        session,
+        "inv-1",
+        {},
+        by_reference=True,
+        read_at=NOW,
+    )
+    assert answer["reference"] == "ref"
+    assert calls == [{"by_reference": True, "for_client": CLIENT, "read_at": NOW.isoformat()}, {"by_reference": True}]
+
+    def refuses(service, method, *args, **kwargs):
+        raise ContractViolation("documents.render_document: a bug")
+
+    for recorded in ({}, {"for_client": CLIENT, "read_at": "x"}):  # a refusal not of the new arguments: a bug
+        with pytest.raises(ContractViolation):
+            document_pdf(refuses, "invoice", WS, data, by_reference=True, **recorded)

@@ -72,6 +72,7 @@ __all__ = [
     "void_invoice",
     "archive_invoice",
     "mark_invoice_viewed",
+    "invoices_changed",
     "view_invoice",
     "get_invoice",
     "invoice_view",
@@ -243,6 +244,18 @@ def _invoice_event(row) -> dict:
         "currency": row.currency,
         "due_date": iso(row.due_date),
     }
+
+
+def invoices_changed(uow, workspace_id: str, invoice_ids) -> None:
+    """invoice.updated for invoices that changed without an edit: a bank debit of them is with the bank
+    now, or failed (they show as processing, then open again). Subscribers, and documents' record of
+    the client's current PDFs, learn of it."""
+    for invoice_id in dict.fromkeys(invoice_ids):
+        row = uow.execute(
+            sa.select(invoices).where(invoices.c.id == invoice_id, invoices.c.workspace_id == workspace_id)
+        ).first()
+        if row is not None:
+            uow.publish("invoice.updated", workspace_id, _invoice_event(row))
 
 
 def create_invoice(uow, now: datetime, workspace_id: str, data: dict, recurring: dict | None = None) -> dict:

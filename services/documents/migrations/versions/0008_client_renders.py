@@ -30,7 +30,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=20), nullable=False),
         sa.Column("document_id", sa.String(length=36), nullable=False),
         sa.Column("cache_key", sa.String(length=64), nullable=False),
-        sa.Column("filename", sa.String(length=200), nullable=False),
+        sa.Column("filename", sa.Text(), nullable=False),
         sa.Column("read_after", chassis.db.UtcDateTime(timezone=True), nullable=False),
         sa.Column("valid_until", chassis.db.UtcDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("workspace_id", "client_id", "kind", "document_id"),
