@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bench import pdf, portal, rpc_overhead, scaleout, webhooks
 from bench import report as reporting
+from bench.common import machine_busy
 from bench.stack import running
 from chassis.clock import utcnow
 from deploy.devstack import ROOT
@@ -72,10 +73,28 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if report.errors else 0  # a crash fails the run; a goal it could not measure counts as missed
 
 
+def settle(quiet: float = 0.25, longest: float = 60.0) -> tuple[float, float]:
+    """Wait until the machine is quiet (under `quiet` of its CPU busy over a second), at most `longest`
+    seconds: what the previous benchmark left running (its events still consumed, PostgreSQL's
+    autovacuum after a seed) is not measured as the next one's. (seconds waited, the last second's
+    busy share)"""
+    started = time.monotonic()
+    while True:
+        busy_before, total_before = machine_busy()
+        time.sleep(1.0)
+        busy_after, total_after = machine_busy()
+        busy = (busy_after - busy_before) / max(1, total_after - total_before)
+        waited = time.monotonic() - started
+        if busy < quiet or waited >= longest:
+            return round(waited, 1), round(busy, 3)
+
+
 def run_one(module, ctx, report: reporting.Report) -> None:
     """One benchmark; a crash is reported, its goals without a figure count as missed, the others go on."""
     began = time.monotonic()
     print(f"running {module.NAME} ...", flush=True)
+    waited, busy = settle()
+    report.machine.setdefault("settled_before", {})[module.NAME] = {"waited_s": waited, "busy": busy}
     try:
         module.run(ctx, report)
     except Exception as exc:  # noqa: BLE001 - report it, run the others
