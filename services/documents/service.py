@@ -319,15 +319,10 @@ class DocumentsService(ServiceBase):
             key = self.pdf_fetch.check(reference, self.clock())
         except signing.Refused as exc:
             return 403, {"Content-Type": "text/plain"}, f"refused: {exc.reason}\n"
-        size, stream = self.renderer.storage.size(key), self.renderer.storage.open(key)
+        stream = self.renderer.storage.open(key)
         if stream is None:
             return 404, {"Content-Type": "text/plain"}, "not cached here\n"
-        return Response(
-            wrap_file(request.environ, stream),
-            status=200,
-            direct_passthrough=True,
-            headers={"Content-Type": "application/pdf", "Content-Length": str(size)},
-        )
+        return _streamed(request, stream)
 
     @runs_in(OWN)  # the grant names the workspace and client: the read runs in their scope
     @http("GET", "/current/<string:grant>")
@@ -355,17 +350,7 @@ class DocumentsService(ServiceBase):
             return 404, {"Content-Type": "text/plain"}, "not current here\n"
         # Not announced again: the download that recorded this render was, minutes ago at most
         # (renders.CURRENT_FOR), and nothing has changed since.
-        return Response(
-            wrap_file(request.environ, stream),
-            status=200,
-            direct_passthrough=True,
-            headers={
-                "Content-Type": "application/pdf",
-                "Content-Length": str(os.fstat(stream.fileno()).st_size),
-                "ETag": etag,
-                "X-Filename": render.filename,
-            },
-        )
+        return _streamed(request, stream, {"ETag": etag, "X-Filename": render.filename})
 
     # Branding for a few seconds per replica: a cached PDF then costs no database round trip. A new
     # logo or colour shows within the TTL (the PDF cache key includes the branding it used).
@@ -807,6 +792,20 @@ class DocumentsService(ServiceBase):
                         map_fn=pool.imap,
                         workspace_id=workspace_id,
                     )
+
+
+def _streamed(request, stream, headers: dict | None = None) -> Response:
+    """A cached PDF, open for reading, as the answer's body, sent as it is read."""
+    return Response(
+        wrap_file(request.environ, stream),
+        status=200,
+        direct_passthrough=True,
+        headers={
+            "Content-Type": "application/pdf",
+            "Content-Length": str(os.fstat(stream.fileno()).st_size),
+            **(headers or {}),
+        },
+    )
 
 
 def _webhook_consumer(source: str, event_type: str):
