@@ -104,14 +104,7 @@ def through_the_gateway(ctx) -> dict:
 
 def billing_asked(ctx) -> float:
     """How often the gateway has asked billing for an invoice (its /metrics)."""
-    text = requests.get(f"{ctx.stack.url}/metrics", timeout=10).text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("portal_gateway_rpc_duration_seconds_count{")
-        and 'service="billing"' in line
-        and 'method="get_invoice"' in line
-    )
+    return ctx.gateway_rpc_count(service="billing", method="get_invoice") or 0.0
 
 
 def run(ctx, report) -> None:

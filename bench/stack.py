@@ -96,16 +96,17 @@ class Context:
                     totals[name] += value
         return totals
 
-    def gateway_rpc_count(self) -> float | None:
-        """RPC calls the gateway has made (its portal_gateway_rpc_duration_seconds histogram), or None
-        when the gateway serves no /metrics."""
+    def gateway_rpc_count(self, service: str | None = None, method: str | None = None) -> float | None:
+        """RPC calls the gateway has made (its portal_gateway_rpc_duration_seconds histogram), to one
+        service or method when given, or None when the gateway serves no /metrics."""
         answer = requests.get(f"{self.stack.url}/metrics", timeout=10)
         if answer.status_code != 200:
             return None
+        wanted = [f'{label}="{value}"' for label, value in (("service", service), ("method", method)) if value]
         return sum(
             float(line.rsplit(" ", 1)[1])
             for line in answer.text.splitlines()
-            if line.startswith("portal_gateway_rpc_duration_seconds_count{")
+            if line.startswith("portal_gateway_rpc_duration_seconds_count{") and all(w in line for w in wanted)
         )
 
 

@@ -358,6 +358,21 @@ def insert_once(table: sa.Table, columns: Sequence[str], key: str) -> sa.TextCla
     ).bindparams(*(sa.bindparam(name, type_=table.c[name].type) for name in columns))
 
 
+def upsert(table: sa.Table, key: Sequence[str], only_if_newer: str | None = None) -> sa.TextClause:
+    """`INSERT` of a whole row (values bound by the columns' names), or `UPDATE` of the row with the
+    same `key` (only when its `only_if_newer` column is later, when given): SQL text, as for
+    `insert_once`."""
+    names = [column.name for column in table.c]
+    updates = ", ".join(f"{name} = excluded.{name}" for name in names if name not in key)
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join(':' + name for name in names)}) "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+    )
+    if only_if_newer:
+        sql += f" WHERE {table.name}.{only_if_newer} < excluded.{only_if_newer}"
+    return sa.text(sql).bindparams(*(sa.bindparam(column.name, type_=column.type) for column in table.c))
+
+
 # An outbox row inserted at most once however often it is sent (the event id is unique).
 _OUTBOX_ONCE = insert_once(OUTBOX, ("event_id", "event_type", "body", "created_at", "request_id"), "event_id")
 

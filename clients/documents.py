@@ -1,9 +1,15 @@
 """Documents' contract types: the events a workspace's webhooks can subscribe to, by the service that
-publishes them (the admin API validates subscriptions against them)."""
+publishes them (the admin API validates subscriptions against them); and what the gateway's grants
+for a client's current PDF render say (services/documents/renders.py)."""
 
 from __future__ import annotations
 
 from clients.base import ServiceClient
+
+# A grant the gateway signs for a client's current render says it is one (a file reference never does),
+# and names one of these kinds: a statement is for a period the client picks, so it is always rendered.
+CURRENT_PDF_GRANT = "client_pdf"
+CURRENT_PDF_KINDS = ("invoice", "quote", "receipt")
 
 # The public events a subscription may ask for, by the service that publishes them. The documents
 # service consumes each of them; tests/unit/test_webhooks.py checks this list against every

@@ -33,33 +33,19 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from chassis.db import upsert
 from chassis.prepared import Prepared
 from services.documents.tables import client_changes, client_renders, workspace_changes
 
-KINDS = ("invoice", "quote", "receipt")  # a statement is for a period the client picks: always rendered
 CURRENT_FOR = timedelta(minutes=10)
 CLOCK_MARGIN = timedelta(seconds=5)  # the gateway's clock against this service's
 CHANGE_SOURCES = ("billing", "payments")  # what a client's documents are made of
 
 
-def _upsert(table: sa.Table, key: tuple[str, ...], only_if_newer: str | None = None) -> sa.TextClause:
-    """INSERT of a whole row, or UPDATE of the row with its key (when `only_if_newer` is later), as SQL
-    text that SQLite and PostgreSQL both take (SQLAlchemy builds an ON CONFLICT statement per use)."""
-    names = [column.name for column in table.c]
-    updates = ", ".join(f"{name} = excluded.{name}" for name in names if name not in key)
-    sql = (
-        f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join(':' + name for name in names)}) "
-        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
-    )
-    if only_if_newer:
-        sql += f" WHERE {table.name}.{only_if_newer} < excluded.{only_if_newer}"
-    return sa.text(sql).bindparams(*(sa.bindparam(column.name, type_=column.type) for column in table.c))
-
-
-_RECORD = _upsert(client_renders, ("workspace_id", "client_id", "kind", "document_id"))
+_RECORD = upsert(client_renders, ("workspace_id", "client_id", "kind", "document_id"))
 # a change's time only moves forward, even when events arrive out of order
-_CLIENT_CHANGED = _upsert(client_changes, ("workspace_id", "client_id"), only_if_newer="changed_at")
-_WORKSPACE_CHANGED = _upsert(workspace_changes, ("workspace_id",), only_if_newer="changed_at")
+_CLIENT_CHANGED = upsert(client_changes, ("workspace_id", "client_id"), only_if_newer="changed_at")
+_WORKSPACE_CHANGED = upsert(workspace_changes, ("workspace_id",), only_if_newer="changed_at")
 
 _client_changed_since = (
     sa.select(client_changes.c.client_id)

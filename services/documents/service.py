@@ -24,7 +24,7 @@ from chassis.errors import EXPECTED
 from chassis.nameko_ext import Database, ServiceBase, consumes
 from chassis.rpc import TimedRpcProxy
 from chassis.scope import CALLER, OWN, SYSTEM_WIDE, runs_in
-from clients.documents import EVENTS
+from clients.documents import CURRENT_PDF_GRANT, CURRENT_PDF_KINDS, EVENTS
 from services.documents import handlers, mails, preferences, renders, webhooks
 from services.documents.formatting import moment
 from services.documents.mail import backend_from_env
@@ -53,7 +53,6 @@ class PdfRenderer(DependencyProvider):
 
 FETCH_TTL = timedelta(minutes=1)
 BRANDING_TTL = timedelta(seconds=5)
-GRANT = "client_pdf"  # what the gateway's grants say they are (services/gateway/pdf_fetch.py)
 DEV_FETCH_SECRET = "dev-only-pdf-fetch-secret"
 
 
@@ -102,7 +101,7 @@ class PdfFetch(DependencyProvider):
         if not self.secret:
             raise signing.Refused("not configured")
         wanted = signing.check(self.secret, grant, now)
-        if wanted.get("grant") != GRANT or wanted.get("kind") not in renders.KINDS:
+        if wanted.get("grant") != CURRENT_PDF_GRANT or wanted.get("kind") not in CURRENT_PDF_KINDS:
             raise signing.Refused("malformed")
         if not all(isinstance(wanted.get(name), str) and wanted[name] for name in ("w", "c", "d")):
             raise signing.Refused("malformed")
@@ -278,7 +277,8 @@ class DocumentsService(ServiceBase):
         if not (purpose == "download" and data.get("client_id")):
             return result
         with self.db.uow() as uow:
-            if cache_key and for_client and read_at and kind in renders.KINDS and str(data["client_id"]) == for_client:
+            recordable = kind in CURRENT_PDF_KINDS and str(data["client_id"]) == for_client
+            if cache_key and for_client and read_at and recordable:
                 # fetched again without billing while unchanged, for a while (renders.py); announced now
                 renders.record(
                     uow,

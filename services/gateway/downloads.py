@@ -13,7 +13,8 @@ from typing import Any, cast
 import falcon
 
 from clients import verification
-from services.gateway.pdf_fetch import CURRENT_KINDS, FetchFailed, PdfFetcher
+from clients.documents import CURRENT_PDF_KINDS
+from services.gateway.pdf_fetch import FetchFailed, PdfFetcher
 from services.gateway.rpc import ContractViolation
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def render_pdf(
     data.setdefault("client_id", client)
     recorded = (
         {"for_client": client, "read_at": read_at.isoformat()}
-        if by_reference and read_at is not None and kind in CURRENT_KINDS
+        if by_reference and read_at is not None and kind in CURRENT_PDF_KINDS
         else {}
     )
     return document_pdf(call, kind, ws, data, by_reference, **recorded)

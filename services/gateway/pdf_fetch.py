@@ -26,12 +26,11 @@ import urllib3
 
 from chassis import signing
 from chassis.clock import Clock
+from clients.documents import CURRENT_PDF_GRANT, CURRENT_PDF_KINDS
 
 log = logging.getLogger(__name__)
 CHUNK = 64 * 1024
-GRANT = "client_pdf"  # documents checks that a grant says so (a file reference never does)
 GRANT_TTL = timedelta(minutes=1)
-CURRENT_KINDS = ("invoice", "quote", "receipt")  # what documents keeps current renders of
 # the long way is always there: a documents port slow to answer is not waited on long
 CURRENT_TIMEOUT = urllib3.Timeout(connect=0.5, read=2.0)
 
@@ -80,9 +79,9 @@ class PdfFetcher:
     ) -> CurrentPdf | None:
         """The client's current render of the document from documents, or None (not current, not
         kept for this kind, no DOCUMENTS_URL, documents unreachable): then ask billing."""
-        if self.documents_url is None or self.clock is None or kind not in CURRENT_KINDS or not document_id:
+        if self.documents_url is None or self.clock is None or kind not in CURRENT_PDF_KINDS or not document_id:
             return None
-        wanted = {"grant": GRANT, "w": workspace_id, "c": client_id, "kind": kind, "d": document_id}
+        wanted = {"grant": CURRENT_PDF_GRANT, "w": workspace_id, "c": client_id, "kind": kind, "d": document_id}
         grant = signing.issue(self.secret or b"", wanted, self.clock(), GRANT_TTL)
         try:
             answer = self._get(

@@ -16,6 +16,7 @@ from chassis import signing
 from chassis.clock import utcnow
 from chassis.events import envelope
 from chassis.nameko_ext import DatabaseHandle
+from clients.documents import CURRENT_PDF_GRANT
 from services.documents import pdf as pdfmod
 from services.documents import renders
 from services.documents.service import BRANDING_TTL, DocumentsService, PdfFetch
@@ -118,7 +119,7 @@ def documents(db, tmp_path, now):
 
 
 def grant(client=CLIENT, kind="invoice", document="inv-1", secret=SECRET, at=NOW, **extra):
-    wanted = {"grant": pdf_fetch.GRANT, "w": WS, "c": client, "kind": kind, "d": document, **extra}
+    wanted = {"grant": CURRENT_PDF_GRANT, "w": WS, "c": client, "kind": kind, "d": document, **extra}
     return signing.issue(secret, wanted, at, pdf_fetch.GRANT_TTL)
 
 
