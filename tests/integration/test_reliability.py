@@ -150,7 +150,7 @@ def test_sigterm_lets_the_work_in_flight_finish_before_the_service_stops(stack):
         long_invoice = {
             **invoice,
             "notes": uuid.uuid4().hex,  # new content: a cold render, not the cache
-            "lines": [{**invoice["lines"][0], "description": f"Line {i}"} for i in range(300)],
+            "lines": [{**invoice["lines"][0], "description": f"Line {i}"} for i in range(1200)],  # seconds of work
         }
         reply = rpc.documents.render_document.call_async(
             "invoice", made["workspace_id"], long_invoice, purpose="preview"
