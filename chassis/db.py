@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.engine import Connection, CursorResult, Engine, Row
+from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from chassis import sqlite
@@ -60,7 +60,7 @@ def _scope_sql(placeholder: Callable[[str], str]) -> str:
 
 
 _SCOPE_SQL = _scope_sql(lambda name: f"%({name})s")  # psycopg2's own placeholders
-_SCOPE_BEFORE_A_READ = _scope_sql(lambda name: f":scope_{name}")  # SQLAlchemy's, beside the statement's own
+_SCOPE_BEFORE_A_READ = _scope_sql(lambda name: f"%(scope_{name})s")  # beside the statement's own values
 _SCOPED_AT_CHECKOUT = "portal_scoped_at_checkout"
 # Each PostgreSQL engine's pool of connections for a statement that runs alone (UnitOfWork.read_row and
 # publish_and_commit), in autocommit for their whole life: with psycopg2 under eventlet, switching one
@@ -280,11 +280,12 @@ class UnitOfWork:
         if self._conn is not None:
             self._conn.rollback()
 
-    def read_row(self, statement: Prepared, params: Mapping[str, Any]) -> Row[Any] | None:
-        """The first row of a read (None without one) that is the unit of work's first statement and
-        needs no transaction around it (one statement sees one snapshot): on PostgreSQL the scope and
-        the statement go to the server in one round trip, on a connection in autocommit (_ALONE), so
-        they run as one implicit transaction and the scope ends with it; no BEGIN, nothing to commit.
+    def read_row(self, statement: Prepared, params: Mapping[str, Any]) -> Any:
+        """The first row of a read (None without one; its columns by name, as a Row's) that is the unit
+        of work's first statement and needs no transaction around it (one statement sees one snapshot):
+        on PostgreSQL the scope and the statement go to the server in one round trip, on a connection
+        in autocommit (_ALONE), so they run as one implicit transaction and the scope ends with it; no
+        BEGIN, nothing to commit.
         Later statements of the unit of work open its transaction as usual; anywhere else (SQLite, a
         transaction already open) it is an ordinary statement of the transaction.
 
@@ -382,11 +383,9 @@ def _run_alone(writes: Engine, statement: sa.Executable, params: Mapping[str, An
         conn.execute(statement, params)
 
 
-def _read_alone(
-    reads: Engine, statement: Prepared, params: Mapping[str, Any], scope: dict[str, str]
-) -> Row[Any] | None:
-    with reads.connect() as conn:  # a row outlives its connection; a result (or a frozen copy) costs more
-        return statement.execute(conn, params, preceded_by=(_SCOPE_BEFORE_A_READ, scope)).first()
+def _read_alone(reads: Engine, statement: Prepared, params: Mapping[str, Any], scope: dict[str, str]) -> Any:
+    with reads.connect() as conn:  # the row is a plain named tuple: it outlives its connection
+        return statement.first_row(conn, params, preceded_by=(_SCOPE_BEFORE_A_READ, scope))
 
 
 class JoinedUnitOfWork(UnitOfWork):

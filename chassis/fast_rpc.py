@@ -204,7 +204,8 @@ _signatures: dict[tuple[type, str], inspect.Signature] = {}
 
 
 def check_signature(self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """nameko's `Rpc.check_signature` with the method's signature computed once."""
+    """nameko's `Entrypoint.check_signature` (an RPC's, an HTTP request's) with the method's signature
+    computed once."""
     key = (self.container.service_cls, self.method_name)
     signature = _signatures.get(key)
     if signature is None:

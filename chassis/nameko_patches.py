@@ -8,7 +8,9 @@ other, and an upgrade fails loudly at start-up instead of quietly running withou
 - `QueueConsumer.ack_message` / `requeue_message` survive a broker connection that has just gone away
   (`tolerate_lost_connection`).
 - RPC replies take the fast path of chassis/fast_rpc.py: `Responder`, `Rpc.check_signature` and
-  `QueueConsumer.handle_message` are replaced (its docstring says why).
+  `QueueConsumer.handle_message` are replaced (its docstring says why). HTTP entrypoints check their
+  arguments with the same once-computed signature (`HttpRequestHandler.check_signature`): nameko's
+  own worked the method's signature out anew on every request.
 - `WebServer.process_request` answers with Nagle's algorithm off (`without_nagle`).
 """
 
@@ -22,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 import nameko.rpc
+import nameko.web.handlers
 import nameko.web.server
 from nameko.messaging import QueueConsumer
 
@@ -98,6 +101,7 @@ def apply() -> None:
     # RPC replies: one connection, no confirms, direct reply-to; requests handed straight on.
     nameko.rpc.Responder = fast_rpc.FastResponder  # RpcConsumer looks `Responder` up per reply
     nameko.rpc.Rpc.check_signature = fast_rpc.check_signature
+    nameko.web.handlers.HttpRequestHandler.check_signature = fast_rpc.check_signature
     QueueConsumer.handle_message = fast_rpc.handle_message
     nameko.web.server.WebServer.process_request = without_nagle(nameko.web.server.WebServer.process_request)
     _applied = True

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections import namedtuple
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,14 +37,33 @@ class _Compiled:
     binds: tuple[sa.BindParameter[Any], ...]  # its values' types, the statement's parameters'
     columns: tuple[sa.ColumnClause[Any], ...]  # its result's types, the statement's columns'
     constants: dict[str, Any]  # values the statement itself binds (its literals), passed on every call
-    preceded: dict[str, TextualSelect] = field(default_factory=dict)  # EXECUTE after another statement
-
-    def typed(self, sql: str) -> TextualSelect:
-        return sa.text(sql).bindparams(*self.binds).columns(*self.columns)
+    reads: dict[str, _Read] = field(default_factory=dict)  # first_row's, by the SQL sent before it
 
     @functools.cached_property
     def execute(self) -> TextualSelect:
-        return self.typed(self.execute_sql)
+        return sa.text(self.execute_sql).bindparams(*self.binds).columns(*self.columns)
+
+
+@dataclass
+class _Read:
+    """`first_row`'s statement in psycopg2's own terms, worked out once: its SQL, each value's
+    conversion (the parameter's type's, as SQLAlchemy would apply it), and its row's shape."""
+
+    sql: str
+    values: tuple[tuple[str, Callable[[Any], Any] | None], ...]
+    row: type
+    results: tuple[Callable[[Any], Any] | None, ...] | None = None  # each column's, from the first answer
+
+    def first(self, cursor: Any, dialect: Dialect, columns: tuple[sa.ColumnClause[Any], ...]) -> Any | None:
+        raw = cursor.fetchone()
+        if raw is None:
+            return None
+        if self.results is None:  # the server's type of each column, known once it has answered
+            self.results = tuple(
+                column.type.dialect_impl(dialect).result_processor(dialect, described[1])
+                for column, described in zip(columns, cursor.description)
+            )
+        return self.row(*(value if convert is None else convert(value) for convert, value in zip(self.results, raw)))
 
 
 class Prepared:
@@ -56,15 +76,52 @@ class Prepared:
         self.statement = statement
         self._compiled: _Compiled | None = None
 
-    def execute(
-        self, conn: Connection, params: Mapping[str, Any], preceded_by: tuple[str, Mapping[str, Any]] | None = None
-    ) -> CursorResult[Any]:
-        """Run it on `conn`; `preceded_by` (SQL with :named values, and the values) is sent in the same
-        round trip just before it (one string: the result is the statement's)."""
+    def execute(self, conn: Connection, params: Mapping[str, Any]) -> CursorResult[Any]:
+        """Run it on `conn`."""
         if conn.dialect.name != "postgresql":
-            if preceded_by is not None:
-                raise ValueError("only PostgreSQL runs two statements in one round trip")
             return conn.execute(self.statement, dict(params))
+        compiled = self._prepared_on(conn)
+        return conn.execute(compiled.execute, {**compiled.constants, **params})
+
+    def first_row(self, conn: Connection, params: Mapping[str, Any], preceded_by: tuple[str, Mapping[str, Any]]) -> Any:
+        """Its first row (a named tuple; None without one), on PostgreSQL with `preceded_by` (SQL with
+        psycopg2's %(name)s placeholders, and their values) sent in the same round trip just before it.
+
+        Sent on the DBAPI cursor itself: SQLAlchemy's execution (its context, result and row objects)
+        cost this one-row read, every page's, more CPU than psycopg2 and the round trip together. What
+        SQLAlchemy adds is kept: each value and column converted by its type, the engine's
+        before/after_cursor_execute listeners told, and an error raised as SQLAlchemy's DBAPIError,
+        whose `connection_invalidated` says the connection was found gone (and is discarded)."""
+        dialect = conn.dialect
+        if dialect.name != "postgresql":
+            raise ValueError("only PostgreSQL runs two statements in one round trip")
+        compiled = self._prepared_on(conn)
+        sql, before = preceded_by
+        read = compiled.reads.get(sql)
+        if read is None:  # one preamble in practice (the scope), so worked out once
+            read = compiled.reads.setdefault(sql, self._read(compiled, dialect, sql))
+        given = {**compiled.constants, **params, **before}
+        values = {name: given[name] if convert is None else convert(given[name]) for name, convert in read.values}
+        dbapi_connection = conn.connection.dbapi_connection
+        assert dbapi_connection is not None  # an open Connection holds one
+        cursor = dbapi_connection.cursor()
+        try:
+            conn.dispatch.before_cursor_execute(conn, cursor, read.sql, values, None, False)
+            cursor.execute(read.sql, values)
+            conn.dispatch.after_cursor_execute(conn, cursor, read.sql, values, None, False)
+            return read.first(cursor, dialect, compiled.columns)
+        except dialect.loaded_dbapi.Error as exc:
+            gone = dialect.is_disconnect(exc, dbapi_connection, cursor)
+            if gone:
+                conn.invalidate(exc)
+            raise sa.exc.DBAPIError.instance(
+                read.sql, values, exc, dialect.loaded_dbapi.Error, connection_invalidated=gone, dialect=dialect
+            ) from exc
+        finally:
+            cursor.close()
+
+    def _prepared_on(self, conn: Connection) -> _Compiled:
+        """The statement compiled, and PREPAREd on `conn` unless it already is."""
         compiled = self._compiled or self._compile(conn.dialect)
         # the prepared set lives with the DBAPI connection (SQLAlchemy drops it with that connection);
         # PREPARE outlives a rollback, so a failed transaction does not leave it half made
@@ -72,14 +129,17 @@ class Prepared:
         if self.name not in prepared:
             conn.exec_driver_sql(compiled.prepare)
             prepared.add(self.name)
-        values = {**compiled.constants, **params}
-        if preceded_by is None:
-            return conn.execute(compiled.execute, values)
-        sql, before = preceded_by
-        statement = compiled.preceded.get(sql)
-        if statement is None:  # one preamble in practice (the scope), so built once
-            statement = compiled.preceded.setdefault(sql, compiled.typed(f"{sql}; {compiled.execute_sql}"))
-        return conn.execute(statement, {**values, **before})
+        return compiled
+
+    def _read(self, compiled: _Compiled, dialect: Dialect, before: str) -> _Read:
+        names = [bind.key for bind in compiled.binds]
+        before_names = list(dict.fromkeys(_PLACEHOLDER.findall(before)))
+        return _Read(
+            sql=f"{before}; EXECUTE {self.name}({', '.join(f'%({name})s' for name in names)})",
+            values=tuple((bind.key, bind.type.dialect_impl(dialect).bind_processor(dialect)) for bind in compiled.binds)
+            + tuple((name, None) for name in before_names if name not in names),
+            row=namedtuple(f"{self.name}_row", [str(column.key) for column in compiled.columns]),
+        )
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self.statement.compile(dialect=dialect)

@@ -8,6 +8,7 @@ import sys
 import tomllib
 
 import nameko.rpc
+import nameko.web.handlers
 import nameko.web.server
 import pytest
 from nameko.messaging import QueueConsumer
@@ -28,6 +29,7 @@ def test_applying_twice_patches_once():
         assert wrapped.__module__ == "nameko.messaging"
     assert nameko.rpc.Responder is fast_rpc.FastResponder
     assert nameko.rpc.Rpc.check_signature is fast_rpc.check_signature
+    assert nameko.web.handlers.HttpRequestHandler.check_signature is fast_rpc.check_signature
     assert QueueConsumer.handle_message is fast_rpc.handle_message
     assert nameko.web.server.WebServer.process_request.__wrapped__.__module__ == "nameko.web.server"
 

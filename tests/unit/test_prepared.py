@@ -56,3 +56,42 @@ def test_a_list_the_caller_passes_cannot_be_prepared():
 def test_a_name_must_be_an_sql_name():
     with pytest.raises(ValueError, match="SQL name"):
         Prepared("items; DROP TABLE items", sa.select(items.c.id))
+
+
+class _Cursor:
+    """What first_row reads of a psycopg2 cursor after EXECUTE: its description and one row."""
+
+    def __init__(self, row, type_codes):
+        self.row = row
+        self.description = [(None, code) for code in type_codes]
+
+    def fetchone(self):
+        return self.row
+
+
+def test_a_one_row_read_is_sent_in_psycopg2s_own_terms_with_each_value_and_column_converted_by_its_type():
+    from datetime import datetime, timedelta, timezone
+
+    dialect = postgresql.psycopg2.dialect()
+    statement = sa.select(items.c.id, items.c.at.label("seen")).where(
+        items.c.owner == sa.bindparam("owner"),
+        items.c.status == "sent",
+        items.c.at < sa.bindparam("now", type_=UtcDateTime),
+    )
+    prepared = Prepared("items_owned", statement)
+    made = compiled(prepared)
+    read = prepared._read(made, dialect, "SELECT set_config('app.owner', %(scope_owner)s, true)")
+    assert read.sql == (
+        "SELECT set_config('app.owner', %(scope_owner)s, true); EXECUTE items_owned(%(owner)s, %(status_1)s, %(now)s)"
+    )
+    convert = dict(read.values)
+    assert set(convert) == {"owner", "status_1", "now", "scope_owner"}
+    in_paris = datetime(2026, 12, 1, 12, 0, tzinfo=timezone(timedelta(hours=1)))
+    assert convert["now"](in_paris) == datetime(2026, 12, 1, 11, 0, tzinfo=timezone.utc)  # UtcDateTime's
+    with pytest.raises(ValueError, match="naive"):
+        convert["now"](datetime(2026, 12, 1, 12, 0))
+    # the column typed UtcDateTime comes back UTC-aware, by name, as a Row's would
+    row = read.first(_Cursor(("i-1", in_paris), (1043, 1184)), dialect, made.columns)
+    assert row.id == "i-1" and row.seen == datetime(2026, 12, 1, 11, 0, tzinfo=timezone.utc)
+    assert row.seen.tzinfo is timezone.utc
+    assert read.first(_Cursor(None, ()), dialect, made.columns) is None
