@@ -112,6 +112,7 @@ def portal_users(ctx: Context) -> list[users.User]:
             "auth to learn the benchmark's contacts",
         )
         ctx.shared["portal_users"] = users.sign_in_all(ctx.stack.url, ctx.work / "mail", made[:USERS])
+        ctx.vacuum_analyze()
         ctx.shared["workspace_id"] = workspace_id
         ctx.shared["clients"] = len(made)
     return ctx.shared["portal_users"]

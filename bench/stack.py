@@ -79,6 +79,19 @@ class Context:
             cur.execute(sql, args)
             return cur.fetchall()
 
+    def vacuum_analyze(self) -> None:
+        """VACUUM ANALYZE every service's database once a benchmark's data is written, as autovacuum
+        would have by then in production: a PostgreSQL run with autovacuum off (as on some development
+        and CI machines) otherwise plans every page against tables it believes empty."""
+        for url in self.admin_db.values():
+            conn = psycopg2.connect(url)
+            try:
+                conn.autocommit = True  # VACUUM runs outside a transaction
+                with conn.cursor() as cur:
+                    cur.execute("VACUUM ANALYZE")
+            finally:
+                conn.close()
+
     def demo_client(self) -> tuple[str, str]:
         """(workspace id, client id) of the seeded demo@example.com."""
         [(workspace_id, client_id)] = self.query(

@@ -168,6 +168,7 @@ def deliver_all(ctx, workspace_id: str, clients: int) -> dict:
     setup_started = time.monotonic()
     made = make_attempts(ctx, workspace_id, clients)
     setup_seconds = time.monotonic() - setup_started
+    ctx.vacuum_analyze()
     raw_before = broker_rate(ctx.amqp_uri)
     secret = ctx.env["STRIPE_WEBHOOK_SECRET"]
     deliveries = [signed(secret, event_for(m, i)) for i, m in enumerate(made)]
