@@ -160,6 +160,7 @@ def seed(
                             _invoice(uow, now, workspace_id, client["id"], today, j, i)
                         made.append(User(email, client["id"]))
                     _reminded(uow, now, workspace_id, today, [user.client_id for user in made[first:]])
+                    uow.finish()  # the batch's events are in the outbox now, as it would commit them
                     uow.execute(OUTBOX.delete().where(OUTBOX.c.seq > before, OUTBOX.c.event_type.not_in(PUBLISHED)))
                     uow.commit()
     finally:

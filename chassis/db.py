@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,7 +18,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from chassis import sqlite
 from chassis.clock import Clock, utcnow
-from chassis.events import OUTBOX, add_to_outbox, outbox_row
+from chassis.events import OUTBOX, outbox_row
 from chassis.prepared import Prepared
 from chassis.scope import db_scope
 from chassis.sqltypes import UtcDateTime as UtcDateTime  # the tables' type, as services import it
@@ -229,6 +230,7 @@ class UnitOfWork:
         self._conn: Connection | None = None
         self._open = False  # inside `with uow:`; its connection is taken at the first statement
         self._before_commit: dict[tuple[str, ...], Callable[[UnitOfWork], object]] = {}
+        self._outbox: list[dict[str, Any]] = []  # the events recorded, written as the transaction ends
 
     @property
     def conn(self) -> Connection:
@@ -246,6 +248,7 @@ class UnitOfWork:
 
     def __exit__(self, *exc: object) -> None:
         self._before_commit.clear()
+        self._outbox.clear()
         conn, self._conn, self._open = self._conn, None, False
         if conn is None:
             return
@@ -263,10 +266,13 @@ class UnitOfWork:
         self._before_commit.setdefault(key, work)
 
     def finish(self) -> None:
-        """Run the work registered with before_commit; the owner of a joined unit of work calls this
-        before it commits."""
+        """Run the work registered with before_commit, then write the events recorded to the outbox;
+        the owner of a joined unit of work calls this before it commits."""
         while self._before_commit:
             self._before_commit.pop(min(self._before_commit))(self)
+        if self._outbox:  # one statement for all of them (a card payment records three)
+            rows, self._outbox = self._outbox, []
+            self.conn.execute(_OUTBOX_ROWS, rows)
 
     def commit(self) -> None:
         """Commit; the next statement begins the next transaction (and sets its scope). Beginning it
@@ -277,6 +283,7 @@ class UnitOfWork:
 
     def rollback(self) -> None:
         self._before_commit.clear()
+        self._outbox.clear()
         if self._conn is not None:
             self._conn.rollback()
 
@@ -313,7 +320,11 @@ class UnitOfWork:
     def publish(
         self, event_type: str, workspace_id: str | None, data: dict[str, Any], version: int = 1
     ) -> dict[str, Any]:
-        return add_to_outbox(self.conn, event_type, workspace_id, data, version, now=self.clock())
+        """Record an event, dated by the unit of work's clock: it reaches the outbox in the same
+        transaction as the change, with the transaction's other events, as it commits (finish)."""
+        event, row = outbox_row(event_type, workspace_id, data, version, now=self.clock())
+        self._outbox.append(row)
+        return event
 
     def publish_and_commit(
         self, event_type: str, workspace_id: str | None, data: dict[str, Any], version: int = 1
@@ -324,7 +335,7 @@ class UnitOfWork:
         A connection found gone is replaced and the row sent once more; the outbox's unique event id
         makes a second insert of a row that did land change nothing. The outbox belongs to the
         service, not a workspace: no scope is needed."""
-        alone = self._conn is None and not self._before_commit
+        alone = self._conn is None and not self._before_commit and not self._outbox
         writes = _ALONE.get(self.engine) if alone else None
         if writes is None:
             event = self.publish(event_type, workspace_id, data, version)
@@ -374,6 +385,8 @@ def upsert(table: sa.Table, key: Sequence[str], only_if_newer: str | None = None
     return sa.text(sql).bindparams(*(sa.bindparam(column.name, type_=column.type) for column in table.c))
 
 
+# Built once: SQLAlchemy derives a cache key for every statement it is given (events.add_to_outbox).
+_OUTBOX_ROWS = OUTBOX.insert()
 # An outbox row inserted at most once however often it is sent (the event id is unique).
 _OUTBOX_ONCE = insert_once(OUTBOX, ("event_id", "event_type", "body", "created_at", "request_id"), "event_id")
 
@@ -388,6 +401,15 @@ def _read_alone(reads: Engine, statement: Prepared, params: Mapping[str, Any], s
         return statement.first_row(conn, params, preceded_by=(_SCOPE_BEFORE_A_READ, scope))
 
 
+@contextlib.contextmanager
+def joined(conn: Connection, clock: Clock = utcnow) -> Iterator[JoinedUnitOfWork]:
+    """A unit of work in `conn`'s open transaction; what it leaves for the commit (before_commit
+    work, the events it recorded) is done as the block ends without an error."""
+    uow = JoinedUnitOfWork(conn, clock)
+    yield uow
+    uow.finish()
+
+
 class JoinedUnitOfWork(UnitOfWork):
     """A unit of work inside a transaction someone else commits (an event consumer commits the
     change together with its inbox row), so the same handlers serve RPC calls and events."""
@@ -397,6 +419,7 @@ class JoinedUnitOfWork(UnitOfWork):
         self._open = True
         self.clock = clock
         self._before_commit = {}
+        self._outbox = []
 
     def commit(self) -> None:
         pass

@@ -117,9 +117,13 @@ def outbox_row(
     return event, row
 
 
-def relay_outbox(engine: Engine, dispatch: Callable[..., object], batch: int = 100) -> int:
-    """Publish unpublished outbox rows in order, marking each once the broker confirmed it.
+def relay_outbox(
+    engine: Engine, publish: Callable[[list[tuple[str, dict[str, Any], str | None]]], object], batch: int = 100
+) -> int:
+    """Publish unpublished outbox rows in order, marking them once the broker confirmed them.
 
+    `publish` takes the batch, (event type, event, request id) in order, and returns once the broker
+    confirmed every message (chassis/confirmed_publish.py); if it raises, no row of the batch is marked.
     At-least-once: a crash between publish and mark re-publishes, and consumers dedupe by id.
     On PostgreSQL, SKIP LOCKED lets relays in several replicas share the work.
     """
@@ -134,11 +138,8 @@ def relay_outbox(engine: Engine, dispatch: Callable[..., object], batch: int = 1
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             rows = conn.execute(query).all()
-            for row in rows:
-                # nameko waits for the broker's confirm; the request id goes along as a message header
-                extra = {"request_id": row.request_id} if row.request_id else {}
-                dispatch(row.event_type, json.loads(row.body), **extra)
             if rows:  # one statement for the batch: the marks commit together either way
+                publish([(row.event_type, json.loads(row.body), row.request_id) for row in rows])
                 conn.execute(
                     OUTBOX.update().where(OUTBOX.c.seq.in_([row.seq for row in rows])), {"published_at": utcnow()}
                 )

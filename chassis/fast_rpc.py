@@ -70,14 +70,14 @@ class _Broker(Protocol):
     def collect(self) -> None: ...
 
 
-def _dumps(data: object, serializer: str) -> tuple[str, str, bytes | str]:
+def dumps(data: object, serializer: str) -> tuple[str, str, bytes | str]:
     """kombu's `dumps`, typed: (content type, content encoding, body)."""
-    dumps = cast(Callable[[object, str], tuple[str, str, bytes | str]], kombu.serialization.dumps)
-    return dumps(data, serializer)
+    kombu_dumps = cast(Callable[[object, str], tuple[str, str, bytes | str]], kombu.serialization.dumps)
+    return kombu_dumps(data, serializer)
 
 
-class ReplyPublisher:
-    """One broker connection that publishes replies, shared by the process's workers (one at a time)."""
+class BrokerLink:
+    """One broker connection of the process, used by one caller at a time, replaced when found gone."""
 
     def __init__(self, amqp_uri: str, ssl: object = None, login_method: str | None = None) -> None:
         self.amqp_uri = amqp_uri
@@ -87,6 +87,67 @@ class ReplyPublisher:
         self._lock = threading.Lock()
         self._connection: _Broker | None = None
         self._channel: Any = None  # py-amqp's channel
+
+    def _usable(self) -> bool:
+        """Connected, and nothing waiting to be read. A link only publishes (and, confirming, reads
+        nothing between batches), so anything readable is the broker closing it (connection.close, or
+        EOF after a restart): publishing into it would lose the message without an error, so it is
+        replaced first."""
+        if self._channel is None or self._connection is None or not self._channel.is_open:
+            return False
+        try:
+            readable, _, _ = _select([self._connection.connection.sock], [], [], 0)
+        except (OSError, ValueError, AttributeError):
+            return False
+        return not readable
+
+    def _reconnect(self) -> None:
+        self._close()
+        connect = cast(Callable[..., _Broker], kombu.Connection)
+        connection = connect(self.amqp_uri, ssl=self.ssl, login_method=self.login_method)
+        try:
+            connection.ensure_connection(max_retries=3, interval_start=0.2, interval_step=0.4, interval_max=1.0)
+            self._connection, self._channel = connection, connection.connection.channel()
+            self._opened(self._channel)
+        except BaseException:
+            connection.collect()
+            self._connection, self._channel = None, None
+            raise
+
+    def _sent_once_more_if_lost(self, send: Callable[[], None], what: str) -> None:
+        """`send()` on a usable connection, one caller at a time; when the connection turns out to be
+        lost on the way, once more on a new one (raising one of BROKER_ERRORS if that fails too)."""
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    if not self._usable():
+                        self._reconnect()
+                    send()
+                    return
+                except BROKER_ERRORS as exc:
+                    self._close()
+                    if attempt == 2:
+                        raise
+                    log.info(f"{what} connection lost; reconnecting", extra={"error": repr(exc)})
+
+    def _opened(self, channel: Any) -> None:
+        """What a new channel needs before its first message (nothing, for replies)."""
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None:
+            try:
+                connection.collect()  # drop the socket; no close handshake with a broker that may be gone
+            except Exception:  # noqa: BLE001 - it is being discarded anyway
+                pass
+
+
+class ReplyPublisher(BrokerLink):
+    """The process's connection that publishes RPC replies, without confirms."""
 
     def publish(
         self,
@@ -106,49 +167,9 @@ class ReplyPublisher:
             correlation_id=correlation_id,
             delivery_mode=TRANSIENT,
         )
-        with self._lock:
-            for attempt in (1, 2):
-                try:
-                    if not self._usable():
-                        self._reconnect()
-                    self._channel.basic_publish(message, exchange=exchange, routing_key=routing_key)
-                    return
-                except BROKER_ERRORS as exc:
-                    self._close()
-                    if attempt == 2:
-                        raise
-                    log.info("reply connection lost; reconnecting", extra={"error": repr(exc)})
-
-    def _usable(self) -> bool:
-        """Connected, and nothing waiting to be read. This connection only publishes, so anything
-        readable is the broker closing it (connection.close, or EOF after a restart): publishing into
-        it would lose the reply without an error, so it is replaced first."""
-        if self._channel is None or self._connection is None or not self._channel.is_open:
-            return False
-        try:
-            readable, _, _ = _select([self._connection.connection.sock], [], [], 0)
-        except (OSError, ValueError, AttributeError):
-            return False
-        return not readable
-
-    def _reconnect(self) -> None:
-        self._close()
-        connect = cast(Callable[..., _Broker], kombu.Connection)
-        connection = connect(self.amqp_uri, ssl=self.ssl, login_method=self.login_method)
-        try:
-            connection.ensure_connection(max_retries=3, interval_start=0.2, interval_step=0.4, interval_max=1.0)
-            self._connection, self._channel = connection, connection.connection.channel()
-        except BaseException:
-            connection.collect()
-            raise
-
-    def _close(self) -> None:
-        connection, self._connection, self._channel = self._connection, None, None
-        if connection is not None:
-            try:
-                connection.collect()  # drop the socket; no close handshake with a broker that may be gone
-            except Exception:  # noqa: BLE001 - it is being discarded anyway
-                pass
+        self._sent_once_more_if_lost(
+            lambda: self._channel.basic_publish(message, exchange=exchange, routing_key=routing_key), "reply"
+        )
 
 
 _publishers: dict[tuple[str, str, str | None], ReplyPublisher] = {}
@@ -177,11 +198,11 @@ class FastResponder(nameko.rpc.Responder):
         # answer in the encoding of the request, as nameko does
         serializer = kombu.serialization.registry.type_to_name[properties["content_type"]]
         try:
-            content_type, encoding, body = _dumps({"result": result, "error": error}, serializer)
+            content_type, encoding, body = dumps({"result": result, "error": error}, serializer)
         except Exception as exc:  # noqa: BLE001 - nameko's rule: an unserializable result is the caller's error
             exc_info = (type(exc), exc, exc.__traceback__)
             error, result = serialize(UnserializableValueError(result)), None
-            content_type, encoding, body = _dumps({"result": None, "error": error}, serializer)
+            content_type, encoding, body = dumps({"result": None, "error": error}, serializer)
         reply_to = properties["reply_to"]
         publisher = reply_publisher(self.amqp_uri, self.ssl, self.login_method)
         try:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import eventlet
 import sqlalchemy as sa
+from nameko.constants import AMQP_SSL_CONFIG_KEY, LOGIN_METHOD_CONFIG_KEY
 from nameko.containers import WorkerContext
 from nameko.events import EventDispatcher, event_handler
 from nameko.extensions import DependencyProvider
@@ -35,6 +36,7 @@ from chassis import (
     settings,
 )
 from chassis.clock import Clock, utcnow
+from chassis.confirmed_publish import ConfirmedPublisher, Outgoing
 from chassis.errors import EXPECTED, NotFound, ServiceError, Unavailable
 from chassis.logs import request_id_var
 from chassis.scope import CALLER, EVENT, OWN, SYSTEM, SYSTEM_WIDE, Scope, acting_for, db_scope, runs_in
@@ -249,17 +251,38 @@ class RpcMetrics(DependencyProvider):
 
 
 class OutboxDispatcher(EventDispatcher):
-    """nameko's dispatcher, plus a request id per event: the relay publishes from its own timer worker,
-    so the id of the request that recorded each event comes from its outbox row, not the worker."""
+    """The outbox relay's publisher: nameko's event exchange and headers, a batch of events confirmed
+    by the broker at once (chassis/confirmed_publish.py), and each event's request id from its outbox
+    row, as the relay publishes from its own timer worker, not the request's."""
 
-    def get_dependency(self, worker_ctx: WorkerContext) -> Callable[..., None]:
+    confirmed: ConfirmedPublisher
+
+    def setup(self) -> None:
+        super().setup()  # declares the exchange, as nameko does
+        self.confirmed = ConfirmedPublisher(
+            self.amqp_uri,
+            self.exchange,
+            serializer=self.serializer,
+            ssl=self.container.config.get(AMQP_SSL_CONFIG_KEY),
+            login_method=self.container.config.get(LOGIN_METHOD_CONFIG_KEY),
+        )
+
+    def stop(self) -> None:
+        self.confirmed.close()
+
+    def get_dependency(self, worker_ctx: WorkerContext) -> Callable[[list[tuple[str, Event, str | None]]], None]:
         headers = self.get_message_headers(worker_ctx)
+        request_id_header = self._get_header_name("request_id")
 
-        def dispatch(event_type: str, event_data: Event, request_id: str | None = None) -> None:
-            extra = {**headers, self._get_header_name("request_id"): request_id} if request_id else headers
-            self.publisher.publish(event_data, exchange=self.exchange, routing_key=event_type, extra_headers=extra)
+        def publish_all(batch: list[tuple[str, Event, str | None]]) -> None:
+            self.confirmed.publish_all(
+                [
+                    Outgoing(event_type, event, {**headers, request_id_header: request_id} if request_id else headers)
+                    for event_type, event, request_id in batch
+                ]
+            )
 
-        return dispatch
+        return publish_all
 
 
 class ContainerProbe(DependencyProvider):
@@ -359,9 +382,10 @@ class ServiceBase:
     @runs_in(OWN)  # the outbox belongs to the service: no workspace's rows are read
     @entrypoint(timer(interval=float(settings.env("OUTBOX_RELAY_INTERVAL", "0.2"))))
     def relay_outbox(self) -> None:
-        def publish(event_type: str, event: Event, **headers: Any) -> None:
-            self.dispatch(event_type, event, **headers)
-            self.published(event_type, event)
+        def publish(batch: list[tuple[str, Event, str | None]]) -> None:
+            self.dispatch(batch)
+            for event_type, event, _ in batch:
+                self.published(event_type, event)
 
         events.relay_outbox(self.db.engine, publish)
 
@@ -457,9 +481,8 @@ def consumes(
 
 def _joined(fn: Callable[..., None], service: Any, conn: sa.Connection, now: datetime, event: Event) -> None:
     """A consumer's body in the inbox transaction, with the work it left for before the commit."""
-    uow = dbmod.JoinedUnitOfWork(conn, lambda: now)
-    fn(service, uow, now, event)
-    uow.finish()
+    with dbmod.joined(conn, lambda: now) as uow:
+        fn(service, uow, now, event)
 
 
 def _handled(service: str, consumer: str, event: Event, outcome: str, started: float) -> None:

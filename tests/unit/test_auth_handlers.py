@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from chassis import credentials
-from chassis.db import JoinedUnitOfWork, UnitOfWork
+from chassis.db import JoinedUnitOfWork, UnitOfWork, joined
 from chassis.errors import Invalid, RateLimited, Unauthorized
 from chassis.events import OUTBOX
 from services.auth import domain, handlers
@@ -186,9 +186,9 @@ def test_signing_out_everywhere_ends_the_contacts_sessions_on_every_device(engin
 def test_disabling_portal_access_ends_sessions_and_old_versions_are_ignored(engine):
     [link] = request(engine)
     session = consume(engine, link["token"])
-    with engine.begin() as conn:
-        handlers.apply_contact(JoinedUnitOfWork(conn), contact(access=False, version=2), NOW)
-        handlers.apply_contact(JoinedUnitOfWork(conn), contact(access=True, version=1), NOW)  # a late, older event
+    with engine.begin() as conn, joined(conn) as uow:
+        handlers.apply_contact(uow, contact(access=False, version=2), NOW)
+        handlers.apply_contact(uow, contact(access=True, version=1), NOW)  # a late, older event
     assert state(engine, session) == "revoked"
     assert ended(engine) == [(session["session_id"], "access_removed")]
     assert request(engine) == []

@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from chassis.clock import utcnow
-from chassis.db import UnitOfWork
+from chassis.db import UnitOfWork, joined
 from chassis.errors import Conflict, Invalid, NotFound, Unavailable
 from chassis.events import DEAD, INBOX, OUTBOX, consume_once, list_dead_letters, relay_outbox
 from chassis.nameko_ext import DatabaseHandle, ScopeHandle, ServiceBase, consumes
@@ -18,6 +18,31 @@ def publish_two(engine):
         uow.publish("thing.created", "ws1", {"n": 1})
         uow.publish("thing.created", "ws1", {"n": 2})
         uow.commit()
+
+
+def test_a_transactions_events_reach_the_outbox_in_one_statement_in_order_as_it_commits(sqlite_engine):
+    engine = sqlite_engine("payments")
+    inserts = []
+    sa.event.listen(
+        engine, "before_cursor_execute", lambda c, cur, sql, *a: inserts.append(sql) if "outbox" in sql else None
+    )
+    with UnitOfWork(engine) as uow:
+        uow.publish("thing.created", "ws1", {"n": 1})
+        uow.publish("thing.changed", "ws1", {"n": 2})
+        uow.publish("thing.paid", "ws1", {"n": 3})
+        assert inserts == []  # not yet: with the transaction's other events, as it commits
+        uow.commit()
+    assert len(inserts) == 1
+    with engine.begin() as conn, joined(conn) as joined_uow:  # an event consumer's, committed by its owner
+        joined_uow.publish("thing.seen", "ws1", {"n": 4})
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(OUTBOX.c.event_type, OUTBOX.c.body).order_by(OUTBOX.c.seq)).all()
+    assert [(kind, json.loads(body)["data"]["n"]) for kind, body in rows] == [
+        ("thing.created", 1),
+        ("thing.changed", 2),
+        ("thing.paid", 3),
+        ("thing.seen", 4),
+    ]
 
 
 def test_events_roll_back_with_the_change(sqlite_engine):
@@ -32,17 +57,18 @@ def test_relay_publishes_in_order_with_one_envelope_and_marks_rows(sqlite_engine
     engine = sqlite_engine("payments")
     publish_two(engine)
     sent = []
-    assert relay_outbox(engine, lambda kind, body: sent.append((kind, body))) == 2
+    assert relay_outbox(engine, lambda batch: sent.extend((kind, body) for kind, body, _ in batch)) == 2
     assert [body["data"]["n"] for _, body in sent] == [1, 2]
     assert set(sent[0][1]) == {"id", "type", "version", "occurred_at", "workspace_id", "data"}
-    assert relay_outbox(engine, lambda *a: sent.append(a)) == 0  # nothing published twice
+    assert relay_outbox(engine, sent.extend) == 0  # nothing published twice
+    assert len(sent) == 2
 
 
 def test_a_failed_publish_keeps_the_events_for_the_next_run(sqlite_engine):
     engine = sqlite_engine("payments")
     publish_two(engine)
 
-    def broker_down(kind, body):
+    def broker_down(batch):
         raise ConnectionError("broker down")
 
     try:
@@ -50,7 +76,7 @@ def test_a_failed_publish_keeps_the_events_for_the_next_run(sqlite_engine):
     except ConnectionError:
         pass
     sent = []
-    assert relay_outbox(engine, lambda kind, body: sent.append(body)) == 2
+    assert relay_outbox(engine, sent.extend) == 2
 
 
 def test_a_batch_cut_short_is_published_again_whole(sqlite_engine):
@@ -60,15 +86,14 @@ def test_a_batch_cut_short_is_published_again_whole(sqlite_engine):
     publish_two(engine)
     first_try = []
 
-    def fails_on_the_second(kind, body):
-        if first_try:
-            raise ConnectionError("broker gone")
-        first_try.append(body["id"])
+    def fails_on_the_second(batch):
+        first_try.append(batch[0][1]["id"])  # sent; the broker goes before the second is
+        raise ConnectionError("broker gone")
 
     with pytest.raises(ConnectionError):
         relay_outbox(engine, fails_on_the_second)
     sent = []
-    assert relay_outbox(engine, lambda kind, body: sent.append(body["id"])) == 2
+    assert relay_outbox(engine, lambda batch: sent.extend(body["id"] for _, body, _ in batch)) == 2
     assert sent[0] == first_try[0]  # sent twice, with its one id
     with engine.connect() as conn:
         unmarked = conn.execute(sa.select(sa.func.count()).where(OUTBOX.c.published_at.is_(None))).scalar_one()

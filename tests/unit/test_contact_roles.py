@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from chassis import credentials
-from chassis.db import JoinedUnitOfWork, UnitOfWork
+from chassis.db import JoinedUnitOfWork, UnitOfWork, joined
 from chassis.errors import Conflict, Forbidden, Invalid, NotFound
 from chassis.events import OUTBOX
 from chassis.scope import ROLES, Scope, acting_for, from_context
@@ -321,9 +321,9 @@ def test_auth_writes_the_role_into_sessions_and_a_new_role_ends_them(sqlite_engi
         auth.apply_contact(JoinedUnitOfWork(conn), auth_contact("approver", 2), NOW)
     with engine.connect() as conn:
         assert conn.execute(sa.select(sessions.c.revoked_at)).scalar_one() is None
-    with engine.begin() as conn:
-        auth.apply_contact(JoinedUnitOfWork(conn), auth_contact("viewer", 3), NOW)
-        auth.apply_contact(JoinedUnitOfWork(conn), auth_contact("owner", 2), NOW)  # older: ignored
+    with engine.begin() as conn, joined(conn) as uow:  # as an event consumer runs them: events written at the end
+        auth.apply_contact(uow, auth_contact("viewer", 3), NOW)
+        auth.apply_contact(uow, auth_contact("owner", 2), NOW)  # older: ignored
     with engine.connect() as conn:
         assert conn.execute(sa.select(sessions.c.revoked_at)).scalar_one() == NOW
         ended = conn.execute(sa.select(OUTBOX.c.body).where(OUTBOX.c.event_type == "session.ended")).scalars().all()

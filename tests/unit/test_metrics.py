@@ -189,19 +189,19 @@ def test_the_relay_publishes_each_event_with_the_request_id_that_recorded_it(sql
             events.add_to_outbox(conn, "thing.happened", "ws1", {"n": request_id})
     request_id_var.set(None)
     sent = []
-    assert events.relay_outbox(engine, lambda kind, body, **headers: sent.append(headers)) == 3
-    assert sent == [{"request_id": "rid-outbox-1"}, {}, {"request_id": "x" * 64}]  # cut to the column
+    assert events.relay_outbox(engine, lambda batch: sent.extend(request_id for _, _, request_id in batch)) == 3
+    assert sent == ["rid-outbox-1", None, "x" * 64]  # cut to the column
 
 
 def test_outbox_dispatcher_puts_the_events_request_id_in_the_message_headers():
     dispatcher = OutboxDispatcher()
-    dispatcher.exchange = "unit.events"
-    dispatcher.publisher = mock.Mock()
+    dispatcher.confirmed = mock.Mock()
     timer_worker = SimpleNamespace(context_data={"call_id_stack": ["unit.relay_outbox.1"]})
-    dispatch = dispatcher.get_dependency(timer_worker)
-    dispatch("thing.happened", {"id": "e1"}, request_id="rid-header")
-    dispatch("thing.happened", {"id": "e2"})
-    first, second = (call.kwargs["extra_headers"] for call in dispatcher.publisher.publish.call_args_list)
+    publish_all = dispatcher.get_dependency(timer_worker)
+    publish_all([("thing.happened", {"id": "e1"}, "rid-header"), ("thing.happened", {"id": "e2"}, None)])
+    [(batch,), _] = dispatcher.confirmed.publish_all.call_args
+    assert [(o.event_type, o.event["id"]) for o in batch] == [("thing.happened", "e1"), ("thing.happened", "e2")]
+    first, second = (o.headers for o in batch)
     assert first == {"nameko.call_id_stack": ["unit.relay_outbox.1"], "nameko.request_id": "rid-header"}
     assert second == {"nameko.call_id_stack": ["unit.relay_outbox.1"]}
 
@@ -217,7 +217,7 @@ def test_outbox_lag_and_parked_letters_are_read_at_scrape_time(sqlite_engine):
     assert value("portal_outbox_pending", service="unit-lag") == 3
     assert 90 <= value("portal_outbox_oldest_seconds", service="unit-lag") < 120
     assert value("portal_dead_letters_parked", service="unit-lag") == 1
-    events.relay_outbox(engine, lambda *a, **k: None)
+    events.relay_outbox(engine, lambda batch: None)
     metrics.refresh_database_gauges("unit-lag", engine)
     assert value("portal_outbox_pending", service="unit-lag") == 0
     assert value("portal_outbox_oldest_seconds", service="unit-lag") == 0
