@@ -9,9 +9,10 @@ and the messages, and pays the round trip once per batch:
 - one long-lived connection per process, its channel in confirm mode;
 - every message of the batch sent, then one wait until the broker has confirmed them all (RabbitMQ
   confirms several at once with `multiple`);
-- a nack, a confirm that does not come within `timeout`, or a connection lost on the way raises: the
-  relay's transaction then leaves every row of the batch unmarked and its next run sends them again
-  (at least once; consumers drop a repeat by event id, as they do after any relay crash).
+- a nack, or a confirm that does not come within `timeout`, raises Unconfirmed; a connection lost
+  on the way sends the batch once more on a new one, then raises. The relay's transaction then leaves
+  every row of the batch unmarked and its next run sends them again (at least once; consumers drop a
+  repeat by event id, as they do after any relay crash).
 
 The messages are those nameko publishes: the service's events exchange (declared on every new
 connection, as nameko declares it), the event type as routing key, the body in the container's
@@ -75,7 +76,7 @@ class ConfirmedPublisher(BrokerLink):
         def send() -> None:
             try:
                 self._send_and_confirm(messages)
-            except Unconfirmed:
+            except BaseException:
                 self._close()  # the tags still awaited would be mistaken for the next batch's
                 raise
 
@@ -102,9 +103,12 @@ class ConfirmedPublisher(BrokerLink):
         deadline = time.monotonic() + self.timeout
         while self._unconfirmed and not self._refused:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise Unconfirmed(f"{len(self._unconfirmed)} of {len(messages)} events not confirmed in time")
-            self._connection.connection.drain_events(timeout=remaining)
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                self._connection.connection.drain_events(timeout=remaining)
+            except TimeoutError:  # socket.timeout: the broker is slow, not gone; sending again would not help
+                raise Unconfirmed(f"{len(self._unconfirmed)} of {len(messages)} events not confirmed in time") from None
         if self._refused:
             raise Unconfirmed("the broker refused an event of the batch (nack)")
 

@@ -10,8 +10,8 @@ nameko's reply format (the same `{"result", "error"}` body, serializer and corre
   `TimedRpcProxy`'s `SERVICE_RPC_TIMEOUT`, portalctl's `RPC_TIMEOUT`) and may retry; a reply lost
   with the broker is a timeout, which callers already handle (so is one that cannot be sent within
   ~2 s of reconnecting: it is logged and dropped, never raised, as a raise would kill the service's
-  container). Events are not affected: they are published by the outbox relay's `EventDispatcher`,
-  with confirms, and marked published only then.
+  container). Events are not affected: the outbox relay publishes them with confirms
+  (chassis/confirmed_publish.py) and marks them published only then.
 - sends a reply addressed to RabbitMQ's direct reply-to (`amq.rabbitmq.reply-to.*`, what the
   gateway's `RpcPool` asks for) to the default exchange, as direct reply-to requires; a reply to a
   classic nameko reply queue still goes to the RPC exchange.

@@ -255,7 +255,7 @@ class OutboxDispatcher(EventDispatcher):
     by the broker at once (chassis/confirmed_publish.py), and each event's request id from its outbox
     row, as the relay publishes from its own timer worker, not the request's."""
 
-    confirmed: ConfirmedPublisher
+    confirmed: ConfirmedPublisher | None = None
 
     def setup(self) -> None:
         super().setup()  # declares the exchange, as nameko does
@@ -268,13 +268,16 @@ class OutboxDispatcher(EventDispatcher):
         )
 
     def stop(self) -> None:
-        self.confirmed.close()
+        if self.confirmed is not None:
+            self.confirmed.close()
 
     def get_dependency(self, worker_ctx: WorkerContext) -> Callable[[list[tuple[str, Event, str | None]]], None]:
         headers = self.get_message_headers(worker_ctx)
         request_id_header = self._get_header_name("request_id")
 
         def publish_all(batch: list[tuple[str, Event, str | None]]) -> None:
+            if self.confirmed is None:
+                raise RuntimeError("the event publisher is used before the container set it up")
             self.confirmed.publish_all(
                 [
                     Outgoing(event_type, event, {**headers, request_id_header: request_id} if request_id else headers)

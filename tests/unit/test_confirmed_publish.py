@@ -86,11 +86,38 @@ def test_the_next_batch_awaits_only_its_own_messages():
     assert len(made.channels) == 1
 
 
-def test_a_confirm_that_does_not_come_sends_the_batch_again_on_a_new_connection():
+def test_a_confirm_that_does_not_come_fails_the_batch_without_sending_it_again():
     made, first = publisher(lambda tag: ("ack", False) if tag != 2 else (None, False))
-    made.publish_all(batch(3))
+    with pytest.raises(Unconfirmed):
+        made.publish_all(batch(3))
+    assert len(first.sent) == 3 and len(made.channels) == 1  # a slow broker is not sent the batch twice
+    assert made._channel is None  # the next batch starts on a new connection, its tags counted anew
+
+
+def test_a_connection_lost_while_waiting_sends_the_batch_again_on_a_new_connection():
+    made, first = publisher(lambda tag: (None, False))
+
+    def lost(timeout):
+        raise ConnectionResetError("broker gone")
+
+    made._connection.connection.drain_events = lost
+    made.publish_all(batch(2))
     [_, second] = made.channels
-    assert len(first.sent) == 3 and len(second.sent) == 3  # at least once: consumers drop the repeats
+    assert len(first.sent) == 2 and len(second.sent) == 2  # at least once: consumers drop the repeats
+
+
+def test_an_unexpected_error_drops_the_connection_so_no_tag_is_awaited_twice():
+    made, first = publisher(lambda tag: ("ack", False))
+
+    def broken(message, exchange, routing_key):
+        raise UnicodeEncodeError("utf-8", "x", 0, 1, "a header that cannot be sent")
+
+    first.basic_publish = broken
+    with pytest.raises(UnicodeEncodeError):
+        made.publish_all(batch(1))
+    assert made._channel is None
+    made.publish_all(batch(2))  # a new connection, counting from its first tag
+    assert len(made.channels) == 2
 
 
 def test_a_refused_message_fails_the_batch():
