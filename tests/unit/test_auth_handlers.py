@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from chassis import credentials
-from chassis.db import JoinedUnitOfWork, UnitOfWork, joined
+from chassis.db import UnitOfWork, joined
 from chassis.errors import Invalid, RateLimited, Unauthorized
 from chassis.events import OUTBOX
 from services.auth import domain, handlers
@@ -34,12 +34,10 @@ def contact(cid="c1", email="demo@example.com", access=True, version=1, client="
 @pytest.fixture
 def engine(sqlite_engine):
     engine = sqlite_engine("auth")
-    with engine.begin() as conn:
-        handlers.apply_contact(JoinedUnitOfWork(conn), contact(), NOW)
-        handlers.apply_contact(JoinedUnitOfWork(conn), contact("c2", "other@example.com", client="cl2"), NOW)
-        handlers.apply_contact(
-            JoinedUnitOfWork(conn), contact("c3", "off@example.com", access=False, client="cl3"), NOW
-        )
+    with engine.begin() as conn, joined(conn) as uow:
+        handlers.apply_contact(uow, contact(), NOW)
+        handlers.apply_contact(uow, contact("c2", "other@example.com", client="cl2"), NOW)
+        handlers.apply_contact(uow, contact("c3", "off@example.com", access=False, client="cl3"), NOW)
     return engine
 
 

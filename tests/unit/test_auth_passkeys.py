@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from chassis import credentials
-from chassis.db import JoinedUnitOfWork
+from chassis.db import joined
 from chassis.errors import Conflict, Invalid, NotFound, RateLimited, Unauthorized
 from chassis.events import OUTBOX
 from services.auth import domain, handlers, passkeys
@@ -39,9 +39,9 @@ def contact(cid, email, client):
 @pytest.fixture
 def engine(sqlite_engine):
     engine = sqlite_engine("auth")
-    with engine.begin() as conn:
-        handlers.apply_contact(JoinedUnitOfWork(conn), contact("c1", "demo@example.com", "cl1"), NOW)
-        handlers.apply_contact(JoinedUnitOfWork(conn), contact("c2", "other@example.com", "cl2"), NOW)
+    with engine.begin() as conn, joined(conn) as uow:
+        handlers.apply_contact(uow, contact("c1", "demo@example.com", "cl1"), NOW)
+        handlers.apply_contact(uow, contact("c2", "other@example.com", "cl2"), NOW)
     return engine
 
 

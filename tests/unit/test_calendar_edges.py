@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from dateutil.relativedelta import relativedelta
 
 from chassis import credentials
-from chassis.db import JoinedUnitOfWork, UnitOfWork
+from chassis.db import UnitOfWork, joined
 from chassis.events import OUTBOX
 from services.auth import domain as auth_domain
 from services.auth import handlers as auth
@@ -155,9 +155,9 @@ def test_session_limits_count_real_elapsed_time_across_the_change(sqlite_engine,
     engine = sqlite_engine("auth")
     policy = auth_domain.Policy()
     keys = credentials.Keys.parse("test:" + "k" * 40)
-    with engine.begin() as conn:
+    with engine.begin() as conn, joined(conn) as uow:
         auth.apply_contact(
-            JoinedUnitOfWork(conn),
+            uow,
             {
                 "id": "c1",
                 "workspace_id": "ws1",

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from chassis import credentials
-from chassis.db import JoinedUnitOfWork, UnitOfWork, joined
+from chassis.db import UnitOfWork, joined
 from chassis.errors import Conflict, Forbidden, Invalid, NotFound
 from chassis.events import OUTBOX
 from chassis.scope import ROLES, Scope, acting_for, from_context
@@ -310,15 +310,18 @@ def auth_contact(role, version, access=True):
 
 def test_auth_writes_the_role_into_sessions_and_a_new_role_ends_them(sqlite_engine):
     engine = sqlite_engine("auth")
-    with engine.begin() as conn:
-        auth.apply_contact(JoinedUnitOfWork(conn), auth_contact("approver", 1), NOW)
+    with engine.begin() as conn, joined(conn) as uow:
+        auth.apply_contact(uow, auth_contact("approver", 1), NOW)
     with committed(engine) as uow:
         [link] = auth.request_links(uow, "a@example.com", "10.0.0.1", NOW, domain.Policy())
     with committed(engine) as uow:
         session = auth.consume_link(uow, link["token"], None, NOW, None, domain.Policy(), KEYS)
     assert session["role"] == "approver" and credentials.read(session["credential"], KEYS).role == "approver"
-    with engine.begin() as conn:  # the same role again (another change of the contact): the session stays
-        auth.apply_contact(JoinedUnitOfWork(conn), auth_contact("approver", 2), NOW)
+    with (
+        engine.begin() as conn,
+        joined(conn) as uow,
+    ):  # the same role again (another change of the contact): the session stays
+        auth.apply_contact(uow, auth_contact("approver", 2), NOW)
     with engine.connect() as conn:
         assert conn.execute(sa.select(sessions.c.revoked_at)).scalar_one() is None
     with engine.begin() as conn, joined(conn) as uow:  # as an event consumer runs them: events written at the end

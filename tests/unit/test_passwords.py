@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from chassis import credentials, event_contract
-from chassis.db import JoinedUnitOfWork, UnitOfWork
+from chassis.db import UnitOfWork, joined
 from chassis.errors import Conflict, Invalid, RateLimited, Unauthorized
 from chassis.events import OUTBOX
 from services.auth import domain, handlers, password_handlers, passwords
@@ -142,8 +142,7 @@ def workspace(wid="ws1", enabled=True, version=1):
 @pytest.fixture
 def engine(sqlite_engine):
     engine = sqlite_engine("auth")
-    with engine.begin() as conn:
-        uow = JoinedUnitOfWork(conn)
+    with engine.begin() as conn, joined(conn) as uow:
         handlers.apply_contact(uow, contact(), NOW)
         handlers.apply_contact(uow, contact("c2", "erin@example.com", client="cl2"), NOW)
         handlers.apply_contact(uow, contact("c3", "olaf@example.com", client="cl3", workspace="ws2"), NOW)
@@ -153,9 +152,9 @@ def engine(sqlite_engine):
 
 
 def session_for(engine, contact_id="c1") -> str:
-    with engine.begin() as conn:
+    with engine.begin() as conn, joined(conn) as uow:
         row = conn.execute(sa.select(handlers.contacts).where(handlers.contacts.c.id == contact_id)).one()
-        answer = password_handlers._open_session(JoinedUnitOfWork(conn), row, None, NOW, POLICY, KEYS)
+        answer = password_handlers._open_session(uow, row, None, NOW, POLICY, KEYS)
     return answer["session_id"]
 
 
@@ -191,12 +190,12 @@ def events(engine, kind: str) -> list[dict]:
 
 
 def test_the_workspace_setting_follows_billing_events_in_version_order(engine):
-    with engine.begin() as conn:
-        password_handlers.apply_workspace(JoinedUnitOfWork(conn), workspace("ws2", True, version=3), NOW)
-        password_handlers.apply_workspace(JoinedUnitOfWork(conn), workspace("ws2", False, version=2), NOW)  # late
-        assert password_handlers._workspace_allows(JoinedUnitOfWork(conn), "ws2")
-        password_handlers.apply_workspace(JoinedUnitOfWork(conn), {"id": "ws3", "version": 1, "settings": {}}, NOW)
-        assert not password_handlers._workspace_allows(JoinedUnitOfWork(conn), "ws3")  # off by default
+    with engine.begin() as conn, joined(conn) as uow:
+        password_handlers.apply_workspace(uow, workspace("ws2", True, version=3), NOW)
+        password_handlers.apply_workspace(uow, workspace("ws2", False, version=2), NOW)  # late
+        assert password_handlers._workspace_allows(uow, "ws2")
+        password_handlers.apply_workspace(uow, {"id": "ws3", "version": 1, "settings": {}}, NOW)
+        assert not password_handlers._workspace_allows(uow, "ws3")  # off by default
 
 
 def test_a_contact_sets_a_password_and_signs_in_with_it(engine):
@@ -250,8 +249,8 @@ def test_failures_are_limited_per_address_across_emails(engine):
 
 def test_password_sign_in_is_refused_plainly_when_no_workspace_allows_passwords(engine):
     set_password(engine)
-    with engine.begin() as conn:
-        password_handlers.apply_workspace(JoinedUnitOfWork(conn), workspace("ws1", False, version=2), NOW)
+    with engine.begin() as conn, joined(conn) as uow:
+        password_handlers.apply_workspace(uow, workspace("ws1", False, version=2), NOW)
     with pytest.raises(Unauthorized) as refused:
         sign_in(engine)
     assert refused.value.detail == "passwords_off"
@@ -259,9 +258,9 @@ def test_password_sign_in_is_refused_plainly_when_no_workspace_allows_passwords(
 
 def test_turning_passwords_off_refuses_the_workspace_s_passwords(engine):
     set_password(engine)
-    with engine.begin() as conn:
-        password_handlers.apply_workspace(JoinedUnitOfWork(conn), workspace("ws1", False, version=2), NOW)
-        password_handlers.apply_workspace(JoinedUnitOfWork(conn), workspace("ws2", True, version=2), NOW)
+    with engine.begin() as conn, joined(conn) as uow:
+        password_handlers.apply_workspace(uow, workspace("ws1", False, version=2), NOW)
+        password_handlers.apply_workspace(uow, workspace("ws2", True, version=2), NOW)
     with pytest.raises(Unauthorized) as refused:
         sign_in(engine)
     assert refused.value.detail == "wrong_password"

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from chassis.db import JoinedUnitOfWork, UnitOfWork
+from chassis.db import UnitOfWork, joined
 from chassis.errors import Unauthorized
 from chassis.events import OUTBOX
 from services.auth import domain, handlers
@@ -42,9 +42,9 @@ def test_a_device_is_new_only_when_the_contact_signed_in_before_but_never_with_i
 @pytest.fixture
 def engine(sqlite_engine):
     engine = sqlite_engine("auth")
-    with engine.begin() as conn:
-        handlers.apply_contact(JoinedUnitOfWork(conn), contact(), NOW)
-        handlers.apply_contact(JoinedUnitOfWork(conn), contact("c2", "other@example.com", client="cl2"), NOW)
+    with engine.begin() as conn, joined(conn) as uow:
+        handlers.apply_contact(uow, contact(), NOW)
+        handlers.apply_contact(uow, contact("c2", "other@example.com", client="cl2"), NOW)
     return engine
 
 
