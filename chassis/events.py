@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import uuid
+import weakref
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -125,8 +127,25 @@ def relay_outbox(
     `publish` takes the batch, (event type, event, request id) in order, and returns once the broker
     confirmed every message (chassis/confirmed_publish.py); if it raises, no row of the batch is marked.
     At-least-once: a crash between publish and mark re-publishes, and consumers dedupe by id.
-    On PostgreSQL, SKIP LOCKED lets relays in several replicas share the work.
+    On PostgreSQL, SKIP LOCKED lets relays in several replicas share the work. Within a process one
+    relay runs at a time: nameko's timer starts the next tick whether or not the last one is done, and a
+    tick that waited for the publisher would hold a database connection all the while.
     """
+    running = _relaying.setdefault(engine, threading.Lock())  # green under nameko, as it is made at first use
+    if not running.acquire(blocking=False):
+        return 0  # this process's relay is still at work; what is left is the next tick's
+    try:
+        return _relay_batch(engine, publish, batch)
+    finally:
+        running.release()
+
+
+_relaying: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+
+
+def _relay_batch(
+    engine: Engine, publish: Callable[[list[tuple[str, dict[str, Any], str | None]]], object], batch: int
+) -> int:
     with engine.connect() as conn:
         with conn.begin():
             query = (

@@ -64,6 +64,19 @@ def test_relay_publishes_in_order_with_one_envelope_and_marks_rows(sqlite_engine
     assert len(sent) == 2
 
 
+def test_a_tick_that_finds_the_relay_still_at_work_leaves_the_rows_to_it(sqlite_engine):
+    engine = sqlite_engine("payments")
+    publish_two(engine)
+    overlapping = []
+
+    def slow_publish(batch):  # the next timer tick comes while this batch waits for its confirms
+        overlapping.append(relay_outbox(engine, lambda later: pytest.fail("published twice at once")))
+
+    assert relay_outbox(engine, slow_publish) == 2
+    assert overlapping == [0]
+    assert relay_outbox(engine, lambda batch: None) == 0  # all marked by the first
+
+
 def test_a_failed_publish_keeps_the_events_for_the_next_run(sqlite_engine):
     engine = sqlite_engine("payments")
     publish_two(engine)
