@@ -385,7 +385,7 @@ def upsert(table: sa.Table, key: Sequence[str], only_if_newer: str | None = None
     return sa.text(sql).bindparams(*(sa.bindparam(column.name, type_=column.type) for column in table.c))
 
 
-# Built once: SQLAlchemy derives a cache key for every statement it is given (events.add_to_outbox).
+# Built once, the values given as parameters: SQLAlchemy derives a cache key for every statement it is given.
 _OUTBOX_ROWS = OUTBOX.insert()
 # An outbox row inserted at most once however often it is sent (the event id is unique).
 _OUTBOX_ONCE = insert_once(OUTBOX, ("event_id", "event_type", "body", "created_at", "request_id"), "event_id")

@@ -89,20 +89,6 @@ OUTBOX, INBOX, DEAD = _TABLES["outbox"], _TABLES["inbox"], _TABLES["dead_letters
 IDEMPOTENCY = _TABLES["idempotency_keys"]
 
 
-def add_to_outbox(
-    conn: Connection,
-    event_type: str,
-    workspace_id: str | None,
-    data: dict[str, Any],
-    version: int = 1,
-    now: datetime | None = None,
-) -> dict[str, Any]:
-    """Record an event in the caller's transaction, dated `now` (the caller's clock)."""
-    event, row = outbox_row(event_type, workspace_id, data, version, now)
-    conn.execute(OUTBOX.insert(), row)  # the values as parameters: one compiled statement for every event
-    return event
-
-
 def outbox_row(
     event_type: str, workspace_id: str | None, data: dict[str, Any], version: int = 1, now: datetime | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -119,9 +105,11 @@ def outbox_row(
     return event, row
 
 
-def relay_outbox(
-    engine: Engine, publish: Callable[[list[tuple[str, dict[str, Any], str | None]]], object], batch: int = 100
-) -> int:
+# What the relay hands its publisher: the batch's (event type, event, request id), in order.
+Relayed = list[tuple[str, dict[str, Any], str | None]]
+
+
+def relay_outbox(engine: Engine, publish: Callable[[Relayed], object], batch: int = 100) -> int:
     """Publish unpublished outbox rows in order, marking them once the broker confirmed them.
 
     `publish` takes the batch, (event type, event, request id) in order, and returns once the broker
@@ -143,9 +131,7 @@ def relay_outbox(
 _relaying: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
 
 
-def _relay_batch(
-    engine: Engine, publish: Callable[[list[tuple[str, dict[str, Any], str | None]]], object], batch: int
-) -> int:
+def _relay_batch(engine: Engine, publish: Callable[[Relayed], object], batch: int) -> int:
     with engine.connect() as conn:
         with conn.begin():
             query = (

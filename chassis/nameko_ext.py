@@ -271,11 +271,11 @@ class OutboxDispatcher(EventDispatcher):
         if self.confirmed is not None:
             self.confirmed.close()
 
-    def get_dependency(self, worker_ctx: WorkerContext) -> Callable[[list[tuple[str, Event, str | None]]], None]:
+    def get_dependency(self, worker_ctx: WorkerContext) -> Callable[[events.Relayed], None]:
         headers = self.get_message_headers(worker_ctx)
         request_id_header = self._get_header_name("request_id")
 
-        def publish_all(batch: list[tuple[str, Event, str | None]]) -> None:
+        def publish_all(batch: events.Relayed) -> None:
             if self.confirmed is None:
                 raise RuntimeError("the event publisher is used before the container set it up")
             self.confirmed.publish_all(
@@ -385,7 +385,7 @@ class ServiceBase:
     @runs_in(OWN)  # the outbox belongs to the service: no workspace's rows are read
     @entrypoint(timer(interval=float(settings.env("OUTBOX_RELAY_INTERVAL", "0.2"))))
     def relay_outbox(self) -> None:
-        def publish(batch: list[tuple[str, Event, str | None]]) -> None:
+        def publish(batch: events.Relayed) -> None:
             self.dispatch(batch)
             for event_type, event, _ in batch:
                 self.published(event_type, event)

@@ -24,6 +24,7 @@ from prometheus_client import REGISTRY
 
 from chassis import events, metrics
 from chassis.clock import utcnow
+from chassis.db import joined
 from chassis.errors import EXPECTED, Conflict, NotFound
 from chassis.logs import request_id_var
 from chassis.nameko_ext import Database, DatabaseHandle, OutboxDispatcher, RpcMetrics, ServiceBase, consumes
@@ -185,8 +186,8 @@ def test_the_relay_publishes_each_event_with_the_request_id_that_recorded_it(sql
     engine = sqlite_engine("billing")
     for request_id in ("rid-outbox-1", None, "x" * 100):
         request_id_var.set(request_id)
-        with engine.begin() as conn:
-            events.add_to_outbox(conn, "thing.happened", "ws1", {"n": request_id})
+        with engine.begin() as conn, joined(conn) as uow:
+            uow.publish("thing.happened", "ws1", {"n": request_id})
     request_id_var.set(None)
     sent = []
     assert events.relay_outbox(engine, lambda batch: sent.extend(request_id for _, _, request_id in batch)) == 3
@@ -253,8 +254,8 @@ def test_service_readyz_asks_the_database_and_the_broker(sqlite_engine, tmp_path
 
 def test_service_metrics_endpoint_serves_prometheus_text_with_fresh_gauges(sqlite_engine, tmp_path):
     engine = sqlite_engine("billing")
-    with engine.begin() as conn:
-        events.add_to_outbox(conn, "thing.happened", "ws1", {})
+    with engine.begin() as conn, joined(conn) as uow:
+        uow.publish("thing.happened", "ws1", {})
     status, headers, body = probed(engine).http_metrics(None)
     assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
     assert 'portal_outbox_pending{service="unit-probed"} 1.0' in body
