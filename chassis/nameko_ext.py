@@ -431,7 +431,11 @@ class ServiceBase:
 
 
 def consumes(
-    source_service: str, event_type: str, max_attempts: int | None = None, base_delay: float | None = None
+    source_service: str,
+    event_type: str,
+    max_attempts: int | None = None,
+    base_delay: float | None = None,
+    slots: eventlet.semaphore.BoundedSemaphore | None = None,
 ) -> Callable[[Callable[..., None]], Callable[[Any, Event], bool]]:
     """Subscribe a method `fn(self, uow, now, event)` to an event, exactly once per event id. The unit
     of work joins the transaction that also records the event id, and commits with it; `now` is the
@@ -441,6 +445,10 @@ def consumes(
     the dead-letter table instead of being silently dropped. The message is acked only after this
     returns, so a crash mid-way gets it redelivered. A business rule's refusal is parked at once;
     `Unavailable` (a peer or Stripe did not answer) is retried like any other failure.
+
+    `slots`, shared by consumers that wait on something slow (a PDF render) inside their transaction,
+    is taken before the database connection: a burst of such events then holds a few of the pool's
+    connections, not all of them, and an email a person is waiting for still finds one.
     """
     max_attempts = max_attempts or settings.env_int("EVENT_RETRY_ATTEMPTS", 5)
     base_delay = base_delay if base_delay is not None else float(settings.env("EVENT_RETRY_BASE_DELAY", "0.5"))
@@ -454,8 +462,8 @@ def consumes(
             started = time.perf_counter()
             for attempt in range(1, max_attempts + 1):
                 try:
-                    now = self.clock()
-                    with acting_for(scope_of_event(event)):  # the event's workspace, and only it
+                    with slots or contextlib.nullcontext(), acting_for(scope_of_event(event)):  # its workspace only
+                        now = self.clock()
                         handled = events.consume_once(
                             self.db.engine, consumer, event, lambda conn, e: _joined(fn, self, conn, now, e)
                         )

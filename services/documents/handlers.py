@@ -12,7 +12,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from chassis.errors import Conflict, Invalid, NotFound
+from chassis.errors import Conflict, Invalid, NotFound, Unavailable
 from chassis.fields import display_name
 from chassis.logs import current_request_id, request_context
 from chassis.settings import env as setting
@@ -317,8 +317,8 @@ def apply_workspace(uow, data: dict, now: datetime) -> None:
 
 def branding(uow, workspace_id: str) -> dict:
     row = uow.execute(sa.select(workspaces).where(workspaces.c.id == workspace_id)).first()
-    if row is None:
-        raise NotFound("This workspace is not known to the documents service yet.")
+    if row is None:  # its workspace.created event is still on the way: a consumer retries, not parks
+        raise Unavailable("This workspace is not known to the documents service yet.")
     return {"brand_color": "#1d4ed8", "paper": "A4", **(row.branding or {}), "name": row.name, "id": row.id}
 
 

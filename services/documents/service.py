@@ -51,6 +51,10 @@ class PdfRenderer(DependencyProvider):
         return self.renderer
 
 
+# Consumers that render a PDF inside their transaction take one of these first (chassis `consumes`):
+# a burst of sent invoices then holds a few of the pool's connections while they wait for the
+# renderer, and a sign-in link asked for meanwhile is not kept waiting for one.
+RENDERING = eventlet.semaphore.BoundedSemaphore(settings.env_int("DOCUMENTS_RENDERING_CONSUMERS", 3))
 FETCH_TTL = timedelta(minutes=1)
 BRANDING_TTL = timedelta(seconds=5)
 DEV_FETCH_SECRET = "dev-only-pdf-fetch-secret"
@@ -356,11 +360,18 @@ class DocumentsService(ServiceBase):
     # logo or colour shows within the TTL (the PDF cache key includes the branding it used).
     _branding_cache: TTLCache[str, dict] = TTLCache(maxsize=256, ttl=BRANDING_TTL.total_seconds())
 
-    def _branding(self, workspace_id: str) -> dict:
+    def _branding(self, workspace_id: str, uow=None) -> dict:
+        """The workspace's branding, cached. Inside a transaction, read through its unit of work: a
+        second connection from the pool while holding one would deadlock a pool that a burst of
+        events has emptied, each handler waiting for a connection the others hold."""
         brand = self._branding_cache.get(workspace_id)
         if brand is None:
-            with self.db.uow() as uow:
-                brand = self._branding_cache[workspace_id] = handlers.branding(uow, workspace_id)
+            if uow is None:
+                with self.db.uow() as own:
+                    brand = handlers.branding(own, workspace_id)
+            else:
+                brand = handlers.branding(uow, workspace_id)
+            self._branding_cache[workspace_id] = brand
         return brand
 
     @runs_in(CALLER)
@@ -402,11 +413,11 @@ class DocumentsService(ServiceBase):
         link = self.auth.issue_document_link(workspace_id, client_id, kind, document_id, contact_id=contact_id)
         return self._portal(f"/i/{link['token']}")
 
-    @consumes("billing", "invoice.sent")
+    @consumes("billing", "invoice.sent", slots=RENDERING)
     def on_invoice_sent(self, uow, now, event):
         self._document_sent(uow, now, event, "invoice", self.billing.get_invoice)
 
-    @consumes("billing", "quote.sent")
+    @consumes("billing", "quote.sent", slots=RENDERING)
     def on_quote_sent(self, uow, now, event):
         self._document_sent(uow, now, event, "quote", self.billing.get_quote)
 
@@ -419,7 +430,7 @@ class DocumentsService(ServiceBase):
         pending = [(key, r) for key, r in pending if not handlers.email_exists(uow, key)]  # redelivered?
         if not pending:
             return
-        brand = self._branding(workspace_id)
+        brand = self._branding(workspace_id, uow)
         document = fetch(workspace_id, data["id"])
         attachments = (
             (mails.pdf_attachment(self.renderer, brand, kind, document),) if brand.get("attach_pdf", True) else ()
@@ -455,7 +466,7 @@ class DocumentsService(ServiceBase):
             return
         kind, client_id = data["document_kind"], data["client_id"]
         links = [self._link(workspace_id, client_id, kind, data["document_id"], r["contact_id"]) for _, r in pending]
-        brand = self._branding(workspace_id)
+        brand = self._branding(workspace_id, uow)
         for (key, recipient), link in zip(pending, links):
             mails.comment_reply(
                 uow,
@@ -469,7 +480,7 @@ class DocumentsService(ServiceBase):
                 headers=self._unsubscribe(workspace_id, client_id, recipient, "comment_reply"),
             )
 
-    @consumes("billing", "payment.recorded")
+    @consumes("billing", "payment.recorded", slots=RENDERING)
     def on_payment_recorded(self, uow, now, event):
         data, workspace_id = event["data"], event["workspace_id"]
         paid_by = data.get("paid_by_contact_id")  # the payer's own receipt is always sent
@@ -478,7 +489,7 @@ class DocumentsService(ServiceBase):
         pending = [(key, r) for key, r in pending if not handlers.email_exists(uow, key)]
         if not pending:
             return
-        brand = self._branding(workspace_id)
+        brand = self._branding(workspace_id, uow)
         payment = self.billing.get_payment(workspace_id, data["id"])
         receipt = mails.pdf_attachment(self.renderer, brand, "receipt", payment)
         for key, recipient in pending:
@@ -509,7 +520,7 @@ class DocumentsService(ServiceBase):
                 uow,
                 now,
                 self.sender,
-                self._branding(workspace_id),
+                self._branding(workspace_id, uow),
                 key=f"payment-failed:{data.get('payment_id') or event['id']}:{contact['id']}",
                 data=data,
                 recipient=contact,
@@ -532,7 +543,7 @@ class DocumentsService(ServiceBase):
                 uow,
                 now,
                 self.sender,
-                self._branding(workspace_id),
+                self._branding(workspace_id, uow),
                 key=f"mandate-copy:{data['id']}:{email}",
                 data=data,
                 recipient={**recipient, "locale": recipient.get("locale") or client.get("locale")},
@@ -550,7 +561,7 @@ class DocumentsService(ServiceBase):
                 uow,
                 now,
                 self.sender,
-                self._branding(workspace_id),
+                self._branding(workspace_id, uow),
                 key=f"debit-notice:{data['payment_id']}:{contact['id']}",
                 data=data,
                 recipient={**contact, "locale": contact.get("locale") or client.get("locale")},
@@ -577,7 +588,7 @@ class DocumentsService(ServiceBase):
                 now,
                 self.sender,
                 self.renderer,
-                self._branding(workspace_id),
+                self._branding(workspace_id, uow),
                 key=f"forward:{hashlib.sha256(idempotency_key.encode()).hexdigest()}"
                 if idempotency_key
                 else f"forward:{uuid.uuid4()}",
@@ -609,7 +620,7 @@ class DocumentsService(ServiceBase):
                 uow,
                 now,
                 self.sender,
-                self._branding(workspace_id),
+                self._branding(workspace_id, uow),
                 key=idempotency_key,
                 client_id=client_id,
                 client_name=client_name,
@@ -644,7 +655,7 @@ class DocumentsService(ServiceBase):
             uow,
             now,
             self.sender,
-            self._branding(event["workspace_id"]),
+            self._branding(event["workspace_id"], uow),
             key=f"booking-{'cancelled' if cancelled else 'confirmed'}:{booking['id']}",
             client_id=data["client_id"],
             recipient=recipient,
@@ -665,7 +676,7 @@ class DocumentsService(ServiceBase):
                 now,
                 self.sender,
                 self.renderer,
-                self._branding(workspace_id),
+                self._branding(workspace_id, uow),
                 key=idempotency_key,
                 client_id=client_id,
                 recipient=recipient,
@@ -689,7 +700,7 @@ class DocumentsService(ServiceBase):
     def on_notification_preferences_changed(self, uow, now, event):
         preferences.apply(uow, now, event["workspace_id"], event["data"])
 
-    @consumes("billing", "statement.monthly")
+    @consumes("billing", "statement.monthly", slots=RENDERING)
     def on_monthly_statement(self, uow, now, event):
         """Last month's statement of account for one contact who asked for it; billing announces each
         contact and month once, and the key makes a redelivered event send nothing."""
@@ -705,7 +716,7 @@ class DocumentsService(ServiceBase):
             now,
             self.sender,
             self.renderer,
-            self._branding(workspace_id),
+            self._branding(workspace_id, uow),
             key=key,
             client_id=data["client_id"],
             recipient=recipient,

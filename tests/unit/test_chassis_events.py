@@ -3,6 +3,7 @@
 import json
 from types import SimpleNamespace
 
+import eventlet
 import pytest
 import sqlalchemy as sa
 
@@ -216,6 +217,27 @@ def test_a_handlers_own_integrity_error_is_retried_and_parked_not_taken_for_a_du
     assert service.calls == 2
     with engine.connect() as conn:
         assert [r.event_id for r in conn.execute(sa.select(DEAD)).all()] == ["e3"]
+
+
+def test_a_consumer_with_slots_takes_no_database_connection_until_it_has_a_slot(sqlite_engine):
+    engine = sqlite_engine("payments")
+    slots = eventlet.semaphore.BoundedSemaphore(1)
+    connections = []
+
+    class Rendering(FakeService):
+        @consumes("billing", "thing.created", max_attempts=1, base_delay=0, slots=slots)
+        def on_thing(self, uow, now, event):
+            connections.append(engine.pool.checkedout())
+
+    service = Rendering(engine, failures=0)
+    slots.acquire()  # another render holds the only slot
+    handling = eventlet.spawn(service.on_thing, {"id": "e7", "type": "thing.created", "data": {}})
+    eventlet.sleep(0.05)
+    assert connections == [] and engine.pool.checkedout() == 0  # waiting for the slot, holding nothing
+    slots.release()
+    assert handling.wait() is True
+    assert connections == [1]  # its own transaction's connection, once it had the slot
+    assert slots.balance == 1  # given back
 
 
 class ReplayableService(ServiceBase):
