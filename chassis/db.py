@@ -304,7 +304,7 @@ class UnitOfWork:
         if not self._open:
             raise RuntimeError("the unit of work is not open: use it as `with uow: ...`")
         scope = {f"scope_{name}": value for name, value in _scope_params().items()}
-        return _twice_if_gone(lambda: _read_alone(reads, statement, params, scope))
+        return _twice_if_gone(reads, lambda: _read_alone(reads, statement, params, scope))
 
     def execute(
         self,
@@ -344,18 +344,21 @@ class UnitOfWork:
         if not self._open:
             raise RuntimeError("the unit of work is not open: use it as `with uow: ...`")
         event, row = outbox_row(event_type, workspace_id, data, version, now=self.clock())
-        _twice_if_gone(lambda: _run_alone(writes, _OUTBOX_ONCE, row))
+        _twice_if_gone(writes, lambda: _run_alone(writes, _OUTBOX_ONCE, row))
         return event
 
 
-def _twice_if_gone(work: Callable[[], T]) -> T:
-    """`work()`, done once more when the pooled connection it took turned out to be gone (the pool
-    then hands out a fresh one): such connections are not pinged before use."""
+def _twice_if_gone(engine: Engine, work: Callable[[], T]) -> T:
+    """`work()` on one of `engine`'s connections, done once more when the pooled connection it took
+    turned out to be gone: such connections are not pinged before use. One seldom goes alone (a
+    database restart or failover ends them all), so the pool's idle connections are let go first and
+    the second try opens a fresh one instead of meeting the next dead one."""
     try:
         return work()
     except sa.exc.DBAPIError as exc:
         if not exc.connection_invalidated:
             raise
+    engine.dispose()  # a new pool; the connections other callers hold now go with the old one
     return work()
 
 

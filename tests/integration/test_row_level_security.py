@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from chassis.clock import utcnow
-from chassis.db import UnitOfWork, make_engine, upgrade
+from chassis.db import _ALONE, UnitOfWork, make_engine, upgrade
 from chassis.errors import NotFound
 from chassis.scope import SYSTEM, Scope, acting_for, db_scope
 from services.billing import handlers as billing
@@ -372,14 +372,18 @@ def test_a_read_in_one_round_trip_carries_its_own_scope_and_leaves_none_behind(b
 
 def test_a_read_on_a_connection_the_server_dropped_is_tried_again_unseen(billing_data, postgres_admin_url):
     """A read's connection is not pinged before it is used: the read is its own ping, and a dropped
-    connection costs the caller nothing but a second try."""
+    connection costs the caller nothing but a second try, even when every idle connection was dropped."""
     _, ws, (mine, _theirs), _ = billing_data
     url = billing_data[0].url
     engine = make_engine(str(url.render_as_string(hide_password=False)), pool_size=2)
     try:
         with acting_for(Scope(ws, mine)):
-            with UnitOfWork(engine) as uow:  # the read pool has a connection
-                assert billing.client_dashboard(uow, utcnow(), ws, mine)["client"]["id"] == mine
+            reads = _ALONE[engine]  # the autocommit engine such reads take their connection from
+            for _ in range(2):  # the read done on each of its pool's two connections, while the other is held
+                with reads.connect():
+                    with UnitOfWork(engine) as uow:
+                        assert billing.client_dashboard(uow, utcnow(), ws, mine)["client"]["id"] == mine
+            assert reads.pool.checkedin() == 2
             dropped = fetch(
                 postgres_admin_url,
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND usename = %s",
