@@ -224,6 +224,22 @@ def test_keys_rotate_the_new_one_signs_and_the_old_one_still_verifies_until_drop
         guard(Clock(STARTED), keys=Keys.parse("new:" + "n" * 40)).check(issued_before)
 
 
+def test_a_credential_is_verified_once_per_key_and_a_forged_one_every_time(monkeypatch):
+    verified = []
+    decode = credentials._JWS.decode_complete
+    monkeypatch.setattr(
+        credentials._JWS, "decode_complete", lambda token, *a, **k: verified.append(token) or decode(token, *a, **k)
+    )
+    token = credentials.issue(session(session_id="once"), KEYS)
+    first, again = credentials.read(token, KEYS), credentials.read(token, KEYS)
+    assert first == again == session(session_id="once") and verified == [token]
+    same_kid_other_secret = Keys.parse("k1:" + "c" * 40)
+    for _ in range(2):  # the key is part of what was verified: another secret checks, and refuses, anew
+        with pytest.raises(Refused, match="forged"):
+            credentials.read(token, same_kid_other_secret)
+    assert verified == [token] * 3
+
+
 @pytest.mark.parametrize("text", ["", "nokid", "k1:short", ":" + "a" * 40, "k1:" + "a" * 40 + ",k2"])
 def test_bad_key_settings_are_refused_at_start(text):
     with pytest.raises(ValueError):
