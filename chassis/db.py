@@ -16,7 +16,7 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from chassis import sqlite
+from chassis import json_text, sqlite
 from chassis.clock import Clock, utcnow
 from chassis.events import OUTBOX, outbox_row
 from chassis.prepared import Prepared
@@ -35,11 +35,23 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
         # psycopg2 no pool_pre_ping: the scope statement each checkout runs anyway is the liveness
         # check, which saves a round trip on every call (see _scope_on_checkout).
         checkout_scope = sa.engine.make_url(url).get_driver_name() == "psycopg2"
-        engine = sa.create_engine(url, pool_size=pool_size, max_overflow=2, pool_pre_ping=not checkout_scope)
+        engine = sa.create_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=2,
+            pool_pre_ping=not checkout_scope,
+            json_deserializer=json_text.loads,
+        )
         if checkout_scope:
             sa.event.listen(engine.pool, "checkout", _scope_on_checkout)
             sa.event.listen(engine.pool, "checkin", _forget_checkout_scope)
-            reads = sa.create_engine(url, pool_size=pool_size, max_overflow=2, isolation_level="AUTOCOMMIT")
+            reads = sa.create_engine(
+                url,
+                pool_size=pool_size,
+                max_overflow=2,
+                isolation_level="AUTOCOMMIT",
+                json_deserializer=json_text.loads,
+            )
             _ALONE[engine] = reads
             sa.event.listen(engine, "engine_disposed", lambda _engine: reads.dispose())
         sa.event.listen(engine, "begin", _scope_transaction)

@@ -46,7 +46,10 @@ from nameko.constants import (
 )
 from nameko.exceptions import IncorrectSignature, RemoteError, RpcTimeout, UnknownService, deserialize
 
-from chassis import remote_errors  # noqa: F401 - business errors arrive as themselves
+from chassis import (
+    json_text,
+    remote_errors,  # noqa: F401 - business errors arrive as themselves
+)
 from chassis.errors import ServiceError, from_remote
 from chassis.scope import CONTEXT_KEY as SCOPE_KEY
 from chassis.scope import Scope
@@ -83,6 +86,19 @@ class ContractViolation(Exception):
 
 
 BROKER_ERRORS = (OSError, OperationalError, amqp.exceptions.AMQPError)
+
+
+def _body_of(reply: amqp.Message, accept: set[str]) -> dict:
+    """A reply's body. JSON without kombu's typed values (`{"__type__": "datetime", ...}`) is read by
+    json_text, several times faster than kombu's reader, which calls back into Python for every
+    object in it; anything else is read as kombu reads it."""
+    content_type, body = reply.properties.get("content_type"), reply.body  # py-amqp decodes it to text
+    if content_type == "application/json" and content_type in accept:
+        if (b'"__type__"' if isinstance(body, bytes) else '"__type__"') not in body:
+            return json_text.loads(body)
+    return kombu.serialization.loads(
+        body, content_type, reply.properties.get("content_encoding", "utf-8"), accept=accept
+    )
 
 
 class RpcClient:
@@ -141,12 +157,7 @@ class RpcClient:
             reply = self._wait(service)
         finally:
             self._waiting_for = None
-        answer = kombu.serialization.loads(
-            reply.body,
-            reply.properties.get("content_type"),
-            reply.properties.get("content_encoding", "utf-8"),
-            accept=self._accept,
-        )
+        answer = _body_of(reply, self._accept)
         if answer.get("error"):
             raise deserialize(answer["error"])
         return answer.get("result")
