@@ -65,12 +65,14 @@ def test_a_call_answers_and_carries_the_request_id_and_scope(probe_uri):
 
 
 def test_each_failure_is_mapped_as_the_gateway_shows_it(probe_uri):
-    pool = RpcPool({"AMQP_URI": probe_uri}, timeout=1, size=1)
+    # A minute's timeout: the answer arriving well inside it shows the broker said so, not a timer.
+    patient = RpcPool({"AMQP_URI": probe_uri}, timeout=60, size=1)
     started = time.monotonic()
     with pytest.raises(ServiceUnavailable) as unknown:
-        pool.call("no_such_service", "echo", 1)
+        patient.call("no_such_service", "echo", 1)
     assert not isinstance(unknown.value, ServiceTimeout) and unknown.value.service == "no_such_service"
-    assert time.monotonic() - started < 0.5  # told at once by the broker, not by a timeout
+    assert time.monotonic() - started < 30
+    pool = RpcPool({"AMQP_URI": probe_uri}, timeout=1, size=1)
     with pytest.raises(ServiceTimeout):
         pool.call("rpc_probe", "slow", 1.5, "late")
     with pytest.raises(NotFound):
