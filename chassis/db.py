@@ -35,23 +35,12 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
         # psycopg2 no pool_pre_ping: the scope statement each checkout runs anyway is the liveness
         # check, which saves a round trip on every call (see _scope_on_checkout).
         checkout_scope = sa.engine.make_url(url).get_driver_name() == "psycopg2"
-        engine = sa.create_engine(
-            url,
-            pool_size=pool_size,
-            max_overflow=2,
-            pool_pre_ping=not checkout_scope,
-            json_deserializer=json_text.loads,
-        )
+        pooled = {"pool_size": pool_size, "max_overflow": 2, "json_deserializer": json_text.loads}
+        engine = sa.create_engine(url, pool_pre_ping=not checkout_scope, **pooled)
         if checkout_scope:
             sa.event.listen(engine.pool, "checkout", _scope_on_checkout)
             sa.event.listen(engine.pool, "checkin", _forget_checkout_scope)
-            reads = sa.create_engine(
-                url,
-                pool_size=pool_size,
-                max_overflow=2,
-                isolation_level="AUTOCOMMIT",
-                json_deserializer=json_text.loads,
-            )
+            reads = sa.create_engine(url, isolation_level="AUTOCOMMIT", **pooled)
             _ALONE[engine] = reads
             sa.event.listen(engine, "engine_disposed", lambda _engine: reads.dispose())
         sa.event.listen(engine, "begin", _scope_transaction)
