@@ -17,12 +17,12 @@ long way above.
 
 from __future__ import annotations
 
+import http.client
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import urlparse
-
-import urllib3
+from urllib.parse import urlsplit
 
 from chassis import signing
 from chassis.clock import Clock
@@ -31,8 +31,13 @@ from clients.documents import CURRENT_PDF_GRANT, CURRENT_PDF_KINDS
 log = logging.getLogger(__name__)
 CHUNK = 64 * 1024
 GRANT_TTL = timedelta(minutes=1)
+CONNECT_TIMEOUT = 2.0
 # the long way is always there: a documents port slow to answer is not waited on long
-CURRENT_TIMEOUT = urllib3.Timeout(connect=0.5, read=2.0)
+CURRENT_TIMEOUTS = (0.5, 2.0)  # (to connect, to read)
+KEPT_ADDRESSES = 16  # documents replicas a gateway thread keeps a connection to
+# What a kept connection that documents closed while it was idle raises on its next request; the GET
+# is sent once more on a fresh connection (nothing was done: a GET changes nothing anyway).
+_GONE = (http.client.RemoteDisconnected, http.client.ImproperConnectionState, ConnectionError)
 
 
 @dataclass
@@ -49,6 +54,14 @@ class FetchFailed(Exception):
     """The PDF could not be fetched by its reference (documents restarted, the file went, a bad secret)."""
 
 
+class _Connections(threading.local):
+    """This thread's keep-alive connections, one per documents address: a gunicorn thread serves one
+    request at a time, so its connection is never shared and needs no pool, no lock, no checkout."""
+
+    def __init__(self) -> None:
+        self.by_address: dict[tuple[str, str], http.client.HTTPConnection] = {}
+
+
 class PdfFetcher:
     def __init__(
         self, secret: bytes | None, timeout: float = 10.0, documents_url: str | None = None, clock: Clock | None = None
@@ -57,22 +70,51 @@ class PdfFetcher:
         # a grant is dated by the gateway's clock, given by its wiring (services/gateway/app.py)
         self.clock = clock
         self.documents_url = documents_url.rstrip("/") if documents_url and secret and clock else None
-        # urllib3 itself, not requests: a fetch is a GET to a known address, and requests' layers
-        # cost 0.6 ms of CPU a call, which is a fifth of a cached PDF's. Keep-alive connections per
-        # documents address, shared by the gateway's threads (one each at most), no retries.
-        self._timeout = urllib3.Timeout(connect=2.0, read=timeout)
-        self._http = urllib3.PoolManager(num_pools=16, maxsize=8, retries=False)
+        # The standard library's HTTP client, not requests or urllib3: a fetch is a GET to an address
+        # this gateway knows, and their layers (pools, retries, timeouts as objects) cost more CPU than
+        # the request itself (docs/decisions.md). Keep-alive connections per thread and address.
+        self._timeouts = (CONNECT_TIMEOUT, timeout)
+        self._connections = _Connections()
 
     @property
     def enabled(self) -> bool:
         return bool(self.secret)
 
-    def _get(
-        self, url: str, headers: dict | None = None, timeout: urllib3.Timeout | None = None
-    ) -> urllib3.BaseHTTPResponse:
-        return self._http.urlopen(
-            "GET", url, headers=headers, preload_content=False, redirect=False, timeout=timeout or self._timeout
-        )
+    def _get(self, url: str, headers: dict | None = None, timeouts: tuple[float, float] | None = None) -> _Answer:
+        """GET `url` on this thread's kept connection to its address (a fresh one if there is none, or
+        if the kept one turns out to be closed). OSError or http.client.HTTPException when documents
+        cannot be reached or answers no HTTP."""
+        parts = urlsplit(url)
+        address = (parts.scheme, parts.netloc)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        connect, read = timeouts or self._timeouts
+        kept = self._connections.by_address
+        conn = kept.pop(address, None)
+        while True:
+            fresh = conn is None or conn.sock is None
+            if conn is None:
+                cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+                conn = cls(parts.hostname or "", parts.port, timeout=connect)
+            try:
+                if conn.sock is None:
+                    conn.timeout = connect
+                    conn.connect()
+                conn.sock.settimeout(read)
+                conn.request("GET", path, headers=headers or {})
+                response = conn.getresponse()
+            except _GONE:
+                conn.close()
+                if fresh:
+                    raise
+                conn = None  # closed by documents while it was idle: once more, on a new connection
+                continue
+            except BaseException:
+                conn.close()
+                raise
+            if len(kept) >= KEPT_ADDRESSES:  # replicas come and go: the longest unused is let go
+                kept.pop(next(iter(kept))).close()
+            kept[address] = conn
+            return _Answer(conn, response)
 
     def current(
         self, kind: str, workspace_id: str, client_id: str, document_id: str, if_none_match: str | None = None
@@ -87,22 +129,21 @@ class PdfFetcher:
             answer = self._get(
                 f"{self.documents_url}/current/{grant}",
                 {"If-None-Match": if_none_match} if if_none_match else None,
-                CURRENT_TIMEOUT,
+                CURRENT_TIMEOUTS,
             )
-        except urllib3.exceptions.HTTPError as exc:
-            log.warning("documents did not answer for a current PDF", extra={"error": str(exc)})
+        except (OSError, http.client.HTTPException) as exc:
+            log.warning("documents did not answer for a current PDF", extra={"error": repr(exc)})
             return None
-        headers = answer.headers
-        etag, filename = headers.get("ETag", ""), headers.get("X-Filename", "document.pdf")
+        etag, filename = answer.header("ETag") or "", answer.header("X-Filename") or "document.pdf"
         if answer.status == 304:
-            _discard(answer)
+            answer.discard()
             return CurrentPdf(None, None, etag, filename)
         if answer.status != 200:
-            _discard(answer)
+            answer.discard()
             if answer.status != 404:  # 404 is "not current here"; anything else is worth a look
                 log.warning("current PDF refused", extra={"status": answer.status})
             return None
-        return CurrentPdf(_Body(answer), _length(answer), etag, filename)
+        return CurrentPdf(_Body(answer), answer.length, etag, filename)
 
     def open(self, reference: str) -> tuple[object, int | None]:
         """(an iterable of the PDF's chunks that closes the connection when done, its length)."""
@@ -111,41 +152,59 @@ class PdfFetcher:
         except signing.Refused as exc:
             raise FetchFailed(f"reference not signed by documents: {exc.reason}") from None
         base = payload.get("u")
-        if not isinstance(base, str) or urlparse(base).scheme not in ("http", "https"):
+        if not isinstance(base, str) or urlsplit(base).scheme not in ("http", "https"):
             raise FetchFailed("reference names no address")
         try:
             answer = self._get(f"{base.rstrip('/')}/pdf/{reference}")
-        except urllib3.exceptions.HTTPError as exc:
-            raise FetchFailed(f"documents did not answer: {exc}") from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise FetchFailed(f"documents did not answer: {exc!r}") from None
         if answer.status != 200:
-            _discard(answer)
+            answer.discard()
             raise FetchFailed(f"documents answered {answer.status}")
-        return _Body(answer), _length(answer)
+        return _Body(answer), answer.length
 
 
-def _discard(answer: urllib3.BaseHTTPResponse) -> None:
-    """A short refusal read to its end, so its keep-alive connection can serve the next fetch."""
-    answer.drain_conn()
-    answer.release_conn()
+class _Answer:
+    """documents' answer on the connection it came on: the connection is kept for the thread's next
+    fetch once the body is read to its end, and closed when it is left half-read."""
 
+    def __init__(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse):
+        self.conn, self.response, self.status = conn, response, response.status
 
-def _length(answer: urllib3.BaseHTTPResponse) -> int | None:
-    length = answer.headers.get("Content-Length")
-    return int(length) if length and length.isdigit() else None
+    def header(self, name: str) -> str | None:
+        return self.response.getheader(name)
+
+    @property
+    def length(self) -> int | None:
+        length = self.header("Content-Length")
+        return int(length) if length and length.isdigit() else None
+
+    def read(self, size: int) -> bytes:
+        return self.response.read(size)
+
+    def discard(self) -> None:
+        """A short refusal read to its end, so its keep-alive connection can serve the next fetch."""
+        try:
+            self.response.read()
+        except (OSError, http.client.HTTPException):
+            self.close()
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 class _Body:
     """The upstream body as a WSGI iterable: the server calls close() when the client is done or gone."""
 
-    def __init__(self, answer: urllib3.BaseHTTPResponse):
+    def __init__(self, answer: _Answer):
         self.answer = answer
         self.read_to_the_end = False
 
     def __iter__(self):
-        yield from self.answer.stream(CHUNK)
+        while chunk := self.answer.read(CHUNK):
+            yield chunk
         self.read_to_the_end = True
 
     def close(self) -> None:
         if not self.read_to_the_end:  # the client left early: drop the half-read connection, not reuse it
             self.answer.close()
-        self.answer.release_conn()

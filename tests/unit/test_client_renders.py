@@ -4,6 +4,7 @@ signed, and the gateway's side (services/gateway/pdf_fetch.py, downloads.py)."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 
 import falcon
@@ -217,23 +218,25 @@ def test_billings_and_payments_events_about_a_client_end_its_current_renders_and
 
 
 class _Upstream:
-    """What urllib3 answers with, for the gateway's side without a documents process."""
+    """What the fetcher's GET answers with, for the gateway's side without a documents process."""
 
     def __init__(self, status, body=b"%PDF-1.7 cached", headers=None):
-        self.status, self.body, self.closed, self.released = status, body, False, False
+        self.status, self.body, self.closed = status, body, False
         self.headers = headers or {}
+        self.length = len(body)
 
-    def stream(self, size):
-        yield self.body
+    def header(self, name):
+        return self.headers.get(name)
 
-    def drain_conn(self):
-        pass
+    def read(self, size):
+        body, self.body = self.body, b""
+        return body
+
+    def discard(self):
+        self.body = b""
 
     def close(self):
         self.closed = True
-
-    def release_conn(self):
-        self.released = True
 
 
 def gateway_app(fetcher):
@@ -254,7 +257,7 @@ def test_the_gateway_streams_a_current_render_or_goes_the_long_way(monkeypatch):
     asked = []
 
     def answer_with(upstream):
-        def get(url, headers=None, timeout=None):
+        def get(url, headers=None, timeouts=None):
             asked.append((url, headers))
             return upstream
 
@@ -266,7 +269,7 @@ def test_the_gateway_streams_a_current_render_or_goes_the_long_way(monkeypatch):
     assert got.status_code == 200 and got.content == b"%PDF-1.7 cached"
     assert got.headers["etag"] == '"abc"' and 'filename="INV-1.pdf"' in got.headers["content-disposition"]
     assert got.headers["cache-control"] == "private, max-age=0, must-revalidate"
-    assert ok.released and not ok.closed  # read to the end: the connection is kept for the next fetch
+    assert not ok.closed  # read to the end: the connection is kept for the next fetch
     wanted = signing.check(SECRET, asked[-1][0].rsplit("/", 1)[1], utcnow())
     assert asked[-1][0].startswith("http://documents:9100/current/")
     assert {k: wanted[k] for k in ("grant", "w", "c", "kind", "d")} == {
@@ -319,6 +322,8 @@ class Documents(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
         except ConnectionError:
             pass
+        if self.path == "/idle-too-long":  # closed after the answer without saying so, as an idle timeout does
+            self.close_connection = True
 
     def log_message(self, *args):
         pass
@@ -331,7 +336,8 @@ server.serve_forever()
 
 def test_the_gateways_connections_to_documents_are_reused_unless_a_fetch_was_left_half_read():
     """With a real HTTP server (its own process): a body read to its end, or a refusal, leaves its
-    keep-alive connection for the next fetch; a client that left mid-PDF gets its connection closed."""
+    keep-alive connection for the thread's next fetch; a client that left mid-PDF gets its connection
+    closed, and one documents closed while it was idle is replaced without the fetch failing."""
     import subprocess
     import sys
 
@@ -339,29 +345,36 @@ def test_the_gateways_connections_to_documents_are_reused_unless_a_fetch_was_lef
     try:
         base = f"http://127.0.0.1:{server.stdout.readline().strip()}"
         fetcher = pdf_fetch.PdfFetcher(SECRET, documents_url=base, clock=utcnow)
-        pool = fetcher._http.connection_from_url(base)
 
-        def kept_open() -> bool:  # the pool's connection still holds its socket, ready for the next fetch
-            [kept] = [c for c in pool.pool.queue if c is not None]
-            return kept.sock is not None
+        def kept() -> int | None:  # the local port of this thread's open connection to documents, if any
+            [conn] = fetcher._connections.by_address.values()
+            return None if conn.sock is None else conn.sock.getsockname()[1]
 
         whole = fetcher.current("invoice", WS, CLIENT, "inv-1")
         assert b"".join(whole.chunks).startswith(b"%PDF") and whole.etag == '"abc"'
         whole.chunks.close()
-        assert kept_open()
+        first = kept()
+        assert first is not None
         refused = fetcher._get(f"{base}/elsewhere")
         assert refused.status == 404
-        pdf_fetch._discard(refused)
-        assert kept_open()
+        refused.discard()
+        assert kept() == first
         half = fetcher.current("invoice", WS, CLIENT, "inv-1")
-        assert pool.num_connections == 1  # the same connection served all three
+        assert kept() == first  # the same connection served all three
         next(iter(half.chunks))
         half.chunks.close()  # the client went away mid-PDF
-        assert not kept_open()  # its socket is closed: the next fetch connects afresh
+        assert kept() is None  # its socket is closed: the next fetch connects afresh
         again = fetcher.current("invoice", WS, CLIENT, "inv-1")
         assert b"".join(again.chunks).startswith(b"%PDF")
         again.chunks.close()
-        assert kept_open()
+        second = kept()
+        assert second not in (None, first)
+        fetcher._get(f"{base}/idle-too-long").discard()  # documents closes it once answered
+        time.sleep(0.2)
+        after_idle = fetcher.current("invoice", WS, CLIENT, "inv-1")  # sent again, on a new connection
+        assert after_idle is not None and b"".join(after_idle.chunks).startswith(b"%PDF")
+        assert kept() not in (None, second)
+        assert fetcher.current("quote", WS, CLIENT, "") is None  # nothing asked: no document named
     finally:
         server.kill()
         server.wait()
