@@ -1,5 +1,5 @@
-"""A client's cached PDFs, fetched without asking billing: the read model that says which of them are
-current.
+"""A client's cached PDFs, fetched without asking billing: the read model, kept in this process's memory,
+that says which of them are current.
 
 The long way to a client's PDF is the gateway asking billing for the document (which checks that it
 is the client's, issued and not archived), then documents rendering it, or finding the render in its
@@ -15,6 +15,14 @@ workspace changed. A recorded render is current while:
   unseen;
 - it is the same day in the business's time zone (an invoice turns overdue with the date).
 
+Why memory, and each process its own: the rendered files are this process's cache, so a render another
+replica recorded could not be served here anyway, and the check then costs the fetch no database round
+trip. Every replica hears every change through a queue of its own bound to billing's and payments'
+events (services/documents/service.py, `CHANGES_FEED`), kept by the broker while the replica is away
+for longer than a render stays current: a change is never missed while a render it concerns could
+still be served. A replica that starts knows no render, so it serves none until the long way records
+one.
+
 A current render is served straight from this process's cache; anything else (never rendered for the
 client, changed, too old, rendered by another replica) is answered "not current" and the gateway goes
 the long way, which records the render afresh. Until a change's event arrives here (normally well under
@@ -28,54 +36,28 @@ ago, of the same unchanged document.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
-
 from chassis.db import upsert
-from chassis.prepared import Prepared
-from services.documents.tables import client_changes, client_renders, workspace_changes
+from services.documents.tables import client_changes, workspace_changes
 
 CURRENT_FOR = timedelta(minutes=10)
 CLOCK_MARGIN = timedelta(seconds=5)  # the gateway's clock against this service's
 CHANGE_SOURCES = ("billing", "payments")  # what a client's documents are made of
+# How long the broker keeps a replica's queue of changes once nobody reads it: longer than a render
+# stays current, so a replica back from a lost connection has every change a render it holds may miss.
+FEED_KEPT_FOR = CURRENT_FOR + timedelta(minutes=5)
+PRUNE_EVERY = timedelta(minutes=1)
 
 
-_RECORD = upsert(client_renders, ("workspace_id", "client_id", "kind", "document_id"))
-# a change's time only moves forward, even when events arrive out of order
-_CLIENT_CHANGED = upsert(client_changes, ("workspace_id", "client_id"), only_if_newer="changed_at")
-_WORKSPACE_CHANGED = upsert(workspace_changes, ("workspace_id",), only_if_newer="changed_at")
-
-_client_changed_since = (
-    sa.select(client_changes.c.client_id)
-    .where(
-        client_changes.c.workspace_id == client_renders.c.workspace_id,
-        client_changes.c.client_id == client_renders.c.client_id,
-        client_changes.c.changed_at > client_renders.c.read_after,
-    )
-    .exists()
-)
-_workspace_changed_since = (
-    sa.select(workspace_changes.c.workspace_id)
-    .where(
-        workspace_changes.c.workspace_id == client_renders.c.workspace_id,
-        workspace_changes.c.changed_at > client_renders.c.read_after,
-    )
-    .exists()
-)
-CURRENT = Prepared(
-    "current_client_render",
-    sa.select(client_renders.c.cache_key, client_renders.c.filename).where(
-        client_renders.c.workspace_id == sa.bindparam("workspace_id", type_=sa.String),
-        client_renders.c.client_id == sa.bindparam("client_id", type_=sa.String),
-        client_renders.c.kind == sa.bindparam("kind", type_=sa.String),
-        client_renders.c.document_id == sa.bindparam("document_id", type_=sa.String),
-        client_renders.c.valid_until > sa.bindparam("now", type_=client_renders.c.valid_until.type),
-        ~_client_changed_since,
-        ~_workspace_changed_since,
-    ),
-)
+@dataclass(frozen=True)
+class Render:
+    cache_key: str
+    filename: str
+    read_after: datetime  # when billing was asked, less the clocks' margin
+    valid_until: datetime
 
 
 def valid_until(read_at: datetime, timezone: str | None) -> datetime:
@@ -86,56 +68,99 @@ def valid_until(read_at: datetime, timezone: str | None) -> datetime:
     return min(read_at + CURRENT_FOR, midnight)
 
 
-def record(
-    uow,
-    *,
-    workspace_id: str,
-    client_id: str,
-    kind: str,
-    data: dict,
-    rendered: dict,
-    read_at: datetime,
-    timezone: str | None,
-) -> None:
-    """Remember that `rendered` (render_document's answer, with its cache key) is `data` as billing gave
-    it to the client at `read_at`."""
-    uow.execute(
-        _RECORD,
-        {
-            "workspace_id": workspace_id,
-            "client_id": client_id,
-            "kind": kind,
-            "document_id": str(data["id"]),
-            "cache_key": rendered["cache_key"],
-            "filename": rendered["filename"],
-            "read_after": read_at - CLOCK_MARGIN,
-            "valid_until": valid_until(read_at, timezone),
-        },
-    )
+def changed_client(event_type: str, data: object) -> str | None:
+    """The client an event is about, or None when it names none (then: the whole workspace)."""
+    if not isinstance(data, dict):
+        return None
+    client_id = data.get("id") if event_type.startswith("client.") else data.get("client_id")
+    return str(client_id) if client_id else None  # a client's own events name it by its id
 
 
-def changed(uow, now: datetime, workspace_id: str | None, data: dict, event_type: str = "") -> None:
-    """An event about a client (or, naming none, about the whole workspace) has come."""
+class CurrentRenders:
+    """The renders this process recorded for clients, and when each client (or workspace) last changed.
+    Used from the green threads of one process: each method runs without yielding, so no lock."""
+
+    def __init__(self) -> None:
+        self._renders: dict[tuple[str, str, str, str], Render] = {}
+        self._clients_changed: dict[tuple[str, str], datetime] = {}
+        self._workspaces_changed: dict[str, datetime] = {}
+        self._next_prune: datetime | None = None
+
+    def record(
+        self,
+        *,
+        workspace_id: str,
+        client_id: str,
+        kind: str,
+        document_id: str,
+        cache_key: str,
+        filename: str,
+        read_at: datetime,
+        timezone: str | None,
+    ) -> None:
+        """Remember that the render `cache_key` is the document as billing gave it to the client at
+        `read_at` (the caller's clock, taken before it asked billing, and not after this process's)."""
+        self._prune(read_at)
+        self._renders[(workspace_id, client_id, kind, document_id)] = Render(
+            cache_key, filename, read_at - CLOCK_MARGIN, valid_until(read_at, timezone)
+        )
+
+    def changed(self, at: datetime, workspace_id: str | None, client_id: str | None = None) -> None:
+        """Something about the client (or, naming none, about the whole workspace) changed at `at`; a
+        change's time only moves forward, even when events arrive out of order."""
+        if not workspace_id:
+            return
+        times: dict = self._clients_changed if client_id else self._workspaces_changed
+        key = (workspace_id, client_id) if client_id else workspace_id
+        known = times.get(key)
+        if known is None or at > known:
+            times[key] = at
+
+    def heard(self, event: object, now: datetime, offset: timedelta = timedelta(0)) -> None:
+        """An event of billing's or payments' as it arrived (the envelope of chassis/events.py)."""
+        self._prune(now)
+        if isinstance(event, dict):
+            workspace_id = event.get("workspace_id")
+            client_id = changed_client(str(event.get("type") or ""), event.get("data"))
+            self.changed(now + offset, str(workspace_id) if workspace_id else None, client_id)
+
+    def current(self, now: datetime, workspace_id: str, client_id: str, kind: str, document_id: str) -> Render | None:
+        """The client's current render of the document, or None."""
+        render = self._renders.get((workspace_id, client_id, kind, document_id))
+        if render is None or render.valid_until <= now:
+            return None
+        for changed_at in (
+            self._clients_changed.get((workspace_id, client_id)),
+            self._workspaces_changed.get(workspace_id),
+        ):
+            if changed_at is not None and changed_at > render.read_after:
+                return None
+        return render
+
+    def _prune(self, now: datetime) -> None:
+        """Forget what can no longer matter, once a minute: renders past their limit, and changes older
+        than any render still current could have been read (CURRENT_FOR and the margin before now)."""
+        if self._next_prune is not None and now < self._next_prune:
+            return
+        self._next_prune = now + PRUNE_EVERY
+        oldest_read = now - CURRENT_FOR - CLOCK_MARGIN - PRUNE_EVERY
+        self._renders = {key: r for key, r in self._renders.items() if r.valid_until > now}
+        self._clients_changed = {key: at for key, at in self._clients_changed.items() if at > oldest_read}
+        self._workspaces_changed = {key: at for key, at in self._workspaces_changed.items() if at > oldest_read}
+
+
+# ---- What documents processes of the previous release read, while an upgrade rolls out. They kept this
+# read model in tables (client_renders, written only by them now, and the change times below), so each
+# event about a client still updates its row: an older process never serves a render a change has
+# made stale. The release after this one, once no older process is left, drops the tables and this.
+_CLIENT_CHANGED = upsert(client_changes, ("workspace_id", "client_id"), only_if_newer="changed_at")
+_WORKSPACE_CHANGED = upsert(workspace_changes, ("workspace_id",), only_if_newer="changed_at")
+
+
+def changed_for_older_processes(uow, at: datetime, workspace_id: str | None, client_id: str | None) -> None:
     if not workspace_id:
         return
-    client_id = data.get("client_id") if isinstance(data, dict) else None
-    if event_type.startswith("client.") and isinstance(data, dict):
-        client_id = data.get("id")  # a client's own events name it by its id
     if client_id:
-        uow.execute(_CLIENT_CHANGED, {"workspace_id": workspace_id, "client_id": str(client_id), "changed_at": now})
+        uow.execute(_CLIENT_CHANGED, {"workspace_id": workspace_id, "client_id": client_id, "changed_at": at})
     else:
-        uow.execute(_WORKSPACE_CHANGED, {"workspace_id": workspace_id, "changed_at": now})
-
-
-def current(uow, now: datetime, workspace_id: str, client_id: str, kind: str, document_id: str):
-    """(cache_key, filename) of the client's current render of the document, or None."""
-    return uow.read_row(
-        CURRENT,
-        {
-            "workspace_id": workspace_id,
-            "client_id": client_id,
-            "kind": kind,
-            "document_id": document_id,
-            "now": now,
-        },
-    )
+        uow.execute(_WORKSPACE_CHANGED, {"workspace_id": workspace_id, "changed_at": at})

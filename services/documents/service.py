@@ -12,8 +12,11 @@ from pathlib import Path
 import eventlet
 import requests
 from cachetools import TTLCache
+from kombu import Queue, binding
 from nameko.extensions import DependencyProvider
+from nameko.messaging import consume
 from nameko.rpc import rpc
+from nameko.standalone.events import get_event_exchange
 from nameko.timer import timer
 from nameko.web.handlers import http
 from werkzeug.wrappers import Response
@@ -56,6 +59,7 @@ class PdfRenderer(DependencyProvider):
 # renderer, and a sign-in link asked for meanwhile is not kept waiting for one.
 RENDERING = eventlet.semaphore.BoundedSemaphore(settings.env_int("DOCUMENTS_RENDERING_CONSUMERS", 3))
 FETCH_TTL = timedelta(minutes=1)
+SENT_IN_BLOCKS_OF = 64 * 1024
 BRANDING_TTL = timedelta(seconds=5)
 DEV_FETCH_SECRET = "dev-only-pdf-fetch-secret"
 
@@ -121,6 +125,33 @@ class PdfFetch(DependencyProvider):
         return key
 
 
+class KeptRenders(DependencyProvider):
+    """This process's read model of its clients' current renders (services/documents/renders.py)."""
+
+    def setup(self):
+        self.renders = renders.CurrentRenders()
+
+    def get_dependency(self, worker_ctx):
+        return self.renders
+
+
+# Each process's own queue of billing's and payments' events, each public type (the ones the webhook
+# consumers below take too): what keeps its current renders current. Named once per process; durable,
+# so a broker restart keeps what it holds, and let go by the broker once unread for longer than a
+# render stays current (renders.FEED_KEPT_FOR).
+CHANGES_FEED = Queue(
+    f"documents.changes.{uuid.uuid4().hex}",
+    bindings=[
+        binding(get_event_exchange(source, {}), routing_key=event_type)
+        for source in renders.CHANGE_SOURCES
+        for event_type in EVENTS[source]
+    ],
+    durable=True,
+    auto_delete=False,
+    queue_arguments={"x-expires": int(renders.FEED_KEPT_FOR.total_seconds() * 1000)},
+)
+
+
 class Mailer(DependencyProvider):
     """The delivery backend, built once: SMTP when SMTP_URL is set, else the .eml file outbox."""
 
@@ -141,6 +172,7 @@ class DocumentsService(ServiceBase):
     db = Database("documents", Path(__file__).parent / "migrations")
     renderer = PdfRenderer()
     pdf_fetch = PdfFetch()
+    current_renders = KeptRenders()
     mailer = Mailer()
     billing = TimedRpcProxy("billing")
     auth = TimedRpcProxy("auth")
@@ -280,20 +312,20 @@ class DocumentsService(ServiceBase):
         cache_key = result.pop("cache_key", None)
         if not (purpose == "download" and data.get("client_id")):
             return result
+        recordable = kind in CURRENT_PDF_KINDS and str(data["client_id"]) == for_client
+        if cache_key and for_client and read_at and recordable:
+            # fetched again without billing while unchanged, for a while (renders.py); announced now
+            self.current_renders.record(
+                workspace_id=workspace_id,
+                client_id=for_client,
+                kind=kind,
+                document_id=str(data["id"]),
+                cache_key=cache_key,
+                filename=result["filename"],
+                read_at=min(datetime.fromisoformat(read_at), now),
+                timezone=brand.get("timezone"),
+            )
         with self.db.uow() as uow:
-            recordable = kind in CURRENT_PDF_KINDS and str(data["client_id"]) == for_client
-            if cache_key and for_client and read_at and recordable:
-                # fetched again without billing while unchanged, for a while (renders.py); announced now
-                renders.record(
-                    uow,
-                    workspace_id=workspace_id,
-                    client_id=for_client,
-                    kind=kind,
-                    data=data,
-                    rendered={"cache_key": cache_key, "filename": result["filename"]},
-                    read_at=min(datetime.fromisoformat(read_at), now),
-                    timezone=brand.get("timezone"),
-                )
             uow.publish_and_commit(
                 "document.downloaded",
                 workspace_id,
@@ -328,29 +360,27 @@ class DocumentsService(ServiceBase):
             return 404, {"Content-Type": "text/plain"}, "not cached here\n"
         return _streamed(request, stream)
 
-    @runs_in(OWN)  # the grant names the workspace and client: the read runs in their scope
+    @runs_in(OWN)  # the grant names the workspace and client; no rows are read
     @http("GET", "/current/<string:grant>")
     def http_current_pdf(self, request, grant):
         """A client's cached PDF without asking billing, for a grant the gateway signed for a session
         it checked (kind, document, client, workspace; a minute): served when this process rendered it
         for that client and nothing about the client has changed since (services/documents/renders.py).
-        404 means "not current here": the gateway then asks billing and render_document. One read, no
-        write."""
+        404 means "not current here": the gateway then asks billing and render_document. No database
+        round trip: the read model is this process's."""
         now = self.clock()
         try:
             wanted = self.pdf_fetch.check_grant(grant, now)
         except signing.Refused as exc:
             return 403, {"Content-Type": "text/plain"}, f"refused: {exc.reason}\n"
-        workspace_id, client_id = wanted["w"], wanted["c"]
-        with self.scope.workspace(workspace_id, client_id), self.db.uow() as uow:
-            render = renders.current(uow, now, workspace_id, client_id, wanted["kind"], wanted["d"])
-        if render is None or self.renderer.storage.size(render.cache_key) is None:
+        render = self.current_renders.current(now, wanted["w"], wanted["c"], wanted["kind"], wanted["d"])
+        if render is None:
             return 404, {"Content-Type": "text/plain"}, "not current here\n"
         etag = f'"{render.cache_key[:32]}"'
         if request.headers.get("If-None-Match") == etag:  # the client has it: the file is not opened
             return 304, {"ETag": etag, "X-Filename": render.filename}, ""
         stream = self.renderer.storage.open(render.cache_key)
-        if stream is None:
+        if stream is None:  # recorded, but no longer in this process's cache
             return 404, {"Content-Type": "text/plain"}, "not current here\n"
         # Not announced again: the download that recorded this render was, minutes ago at most
         # (renders.CURRENT_FOR), and nothing has changed since.
@@ -393,8 +423,16 @@ class DocumentsService(ServiceBase):
     @consumes("billing", "workspace.updated")
     def on_workspace_updated(self, uow, now, event):
         handlers.apply_workspace(uow, event["data"], now)
-        # every client's renders: until each replica's cached branding has expired too
-        renders.changed(uow, now + BRANDING_TTL, event["workspace_id"], {})
+        renders.changed_for_older_processes(uow, now + BRANDING_TTL, event["workspace_id"], None)
+
+    @runs_in(OWN)  # this process's memory only: no rows are read or written
+    @consume(CHANGES_FEED)
+    def on_change(self, event):
+        """Any event of billing's or payments': the client it names (or, naming none, the whole
+        workspace) has changed, so its renders here are no longer current. A new branding counts from
+        when every replica's cached branding has expired too."""
+        later = BRANDING_TTL if isinstance(event, dict) and event.get("type") == "workspace.updated" else timedelta(0)
+        self.current_renders.heard(event, self.clock(), later)
 
     def _portal(self, path: str = "") -> str:
         return settings.env("PORTAL_URL", "http://localhost:8000").rstrip("/") + path
@@ -806,9 +844,10 @@ class DocumentsService(ServiceBase):
 
 
 def _streamed(request, stream, headers: dict | None = None) -> Response:
-    """A cached PDF, open for reading, as the answer's body, sent as it is read."""
+    """A cached PDF, open for reading, as the answer's body, sent as it is read: in blocks as large as
+    the gateway reads, so a one-page PDF goes out in one write instead of one per 8 KiB."""
     return Response(
-        wrap_file(request.environ, stream),
+        wrap_file(request.environ, stream, SENT_IN_BLOCKS_OF),
         status=200,
         direct_passthrough=True,
         headers={
@@ -820,18 +859,19 @@ def _streamed(request, stream, headers: dict | None = None) -> Response:
 
 
 def _webhook_consumer(source: str, event_type: str):
-    """A consumer that queues one event type for the workspace's subscriptions and, for billing's and
-    payments' events, notes that the client's documents may have changed (renders.changed). Its name
-    is both the method's and its queue's, and the inbox's key, so a parked event can be replayed to it."""
+    """A consumer that queues one event type for the workspace's subscriptions (and, for billing's and
+    payments' events, keeps the change times older processes read: renders.py). Its name is both the
+    method's and its queue's, and the inbox's key, so a parked event can be replayed to it."""
     name = "webhooks_" + event_type.replace(".", "_")
 
-    def consume(self, uow, now, event):
+    def deliver(self, uow, now, event):
         webhooks.fan_out(uow, now, event)
-        if source in renders.CHANGE_SOURCES:  # the client's documents may have changed
-            renders.changed(uow, now, event.get("workspace_id"), event.get("data") or {}, event_type)
+        if source in renders.CHANGE_SOURCES:  # read by older documents processes while an upgrade rolls out
+            client_id = renders.changed_client(event_type, event.get("data"))
+            renders.changed_for_older_processes(uow, now, event.get("workspace_id"), client_id)
 
-    consume.__name__ = consume.__qualname__ = name
-    return name, consumes(source, event_type)(consume)
+    deliver.__name__ = deliver.__qualname__ = name
+    return name, consumes(source, event_type)(deliver)
 
 
 # One consumer per public event type (nameko binds an event handler to one type); added to the class

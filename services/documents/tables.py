@@ -116,10 +116,12 @@ notification_preferences = sa.Table(
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
 
-# The read model that lets a client fetch a cached PDF without an RPC: which of its documents this
-# service has rendered from billing's answer to that client, and when billing was asked. A render is
-# served this way only while no event about the client has come since (client_changes), and only
-# for a while (valid_until); anything else goes the long way, through billing.
+# The previous release's read model of a client's current renders, now kept in each process's memory
+# (services/documents/renders.py). Written only by older processes while an upgrade rolls out (the change
+# times by this release too, for them); the next release drops these three tables.
+# Which of a client's documents an older process rendered from billing's answer, and when billing was
+# asked. A render was served only while no event about the client had come since (client_changes),
+# and only for a while (valid_until).
 client_renders = sa.Table(
     "client_renders",
     metadata,

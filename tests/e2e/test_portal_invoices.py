@@ -4,6 +4,7 @@ forwarding, and nothing of anyone else's."""
 import re
 import time
 from datetime import timedelta
+from urllib.parse import quote, unquote, urlparse
 
 import psycopg2
 import pytest
@@ -11,8 +12,8 @@ import requests
 
 from chassis import signing
 from chassis.clock import utcnow
-from deploy.devstack import wait_for
-from tests.conftest import services_rpc, sign_in
+from deploy.devstack import management_url, wait_for
+from tests.conftest import free_port, new_portal_client, services_rpc, sign_in
 from tests.e2e.test_observability import sample, scrape
 
 pytestmark = pytest.mark.e2e
@@ -178,6 +179,44 @@ def test_a_clients_unchanged_pdf_is_fetched_again_without_billing_until_the_clie
     assert posted.status_code == 200
     wait_for(lambda: not fetch()[1], 15, "billing asked again once the client changed")
     wait_for(lambda: downloads_in_the_timeline(stack, invoice_id) > before, 15, "the new download announced")
+
+
+def change_feeds(stack) -> dict[str, int]:
+    """documents' queues of changes that a process reads now, each with how many events it acked (the
+    management API's figures, a few seconds behind)."""
+    parsed = urlparse(stack.env["AMQP_URI"])
+    vhost = quote(unquote(parsed.path.lstrip("/")) or "/", safe="")
+    answer = requests.get(
+        f"{management_url(stack.env['AMQP_URI'])}/api/queues/{vhost}",
+        auth=(parsed.username or "guest", parsed.password or "guest"),
+        timeout=10,
+    )
+    answer.raise_for_status()
+    return {
+        queue["name"]: queue.get("message_stats", {}).get("ack", 0)
+        for queue in answer.json()
+        if queue["name"].startswith("documents.changes.") and queue.get("consumers", 0) > 0
+    }
+
+
+def test_every_documents_process_hears_every_change_on_a_queue_of_its_own(stack):
+    """Each documents process keeps its clients' current renders in its memory, next to the files: a
+    change must reach every replica, not the one a competing queue would give it to. A second process
+    gets a queue of its own, and a change billing makes reaches both."""
+    before = change_feeds(stack)
+    assert before  # the stack's documents process reads one
+    stack.start_service("documents", "documents-replica", http_address=f"127.0.0.1:{free_port()}")
+    try:
+        wait_for(lambda: len(change_feeds(stack)) == len(before) + 1, 60, "the new process's queue of changes")
+        acked = change_feeds(stack)
+        new_portal_client(stack, "Feed Ltd", "feed@example.com", invoices=1)  # client.created, invoice.sent, ...
+        wait_for(
+            lambda: all(count > acked[name] for name, count in change_feeds(stack).items()),
+            60,
+            "both processes to hear the new client's events",
+        )
+    finally:
+        stack.stop_process("documents-replica")
 
 
 def test_a_cached_pdf_is_streamed_from_documents_by_a_reference_that_documents_alone_accepts(stack, demo):

@@ -526,61 +526,37 @@ def test_a_stripe_event_is_stored_once_and_its_workspace_found_only_within_scope
         engine.dispose()
 
 
-def test_a_clients_current_render_is_found_only_in_its_own_scope_and_a_change_ends_it(dbs):
-    """documents' read model for PDFs fetched without billing, as documents' own role: a render
-    recorded for client A is found in A's scope in one round trip, never with no scope, B's or another
-    workspace's; a change to A, or to A's whole workspace, ends it, and B's does not."""
+def test_the_change_times_older_documents_processes_read_are_written_only_in_the_events_workspace(dbs):
+    """While an upgrade rolls out, documents still writes when a client (or a whole workspace) last
+    changed, for older processes that read these tables: as documents' own role, in the event's
+    workspace scope; another workspace's row is refused, and no scope sees none of them."""
     from services.documents import renders
+    from services.documents.tables import client_changes, workspace_changes
 
-    document, now = str(uuid.uuid4()), utcnow()
-    W1, W2, A, B, C = (str(uuid.uuid4()) for _ in range(5))  # apart from the rows `seeded` made
+    now = utcnow()
+    W1, W2, A, C = (str(uuid.uuid4()) for _ in range(4))  # apart from the rows `seeded` made
     engine = make_engine(dbs["service"]["documents"], pool_size=1)
 
-    def record(read_at, scope=None):  # in the client's scope, as render_document runs for the client's download
-        with acting_for(scope or Scope(W1, A)), UnitOfWork(engine) as uow:
-            renders.record(
-                uow,
-                workspace_id=W1,
-                client_id=A,
-                kind="invoice",
-                data={"id": document},
-                rendered={"cache_key": "ab" * 32, "filename": "INV-1.pdf"},
-                read_at=read_at,
-                timezone="Europe/Berlin",
-            )
+    def change(scope, workspace_id, client_id, at=now):
+        with acting_for(scope), UnitOfWork(engine) as uow:
+            renders.changed_for_older_processes(uow, at, workspace_id, client_id)
             uow.commit()
 
-    def found(scope, client=A, at=now):
+    def seen(scope):
         with acting_for(scope), UnitOfWork(engine) as uow:
-            row = renders.current(uow, at, W1, client, "invoice", document)
-            assert uow._conn is None  # one round trip on the autocommit pool, no transaction
-        return None if row is None else row.filename
-
-    def change(scope, data, at):
-        with acting_for(scope), UnitOfWork(engine) as uow:
-            renders.changed(uow, at, scope.workspace_id, data)
-            uow.commit()
+            clients = uow.execute(sa.select(client_changes.c.client_id, client_changes.c.changed_at)).all()
+            workspaces = uow.execute(sa.select(workspace_changes.c.workspace_id)).scalars().all()
+        return {c: at for c, at in clients if c == A}, [w for w in workspaces if w in (W1, W2)]
 
     try:
-        record(now - timedelta(seconds=30))
-        assert found(Scope(W1, A)) == "INV-1.pdf"
-        assert found(None) is None and found(Scope(W2)) is None and found(Scope(W1, B)) is None
-        assert found(Scope(W1, B), client=B) is None
-        change(Scope(W1), {"client_id": B}, now)  # another client's payment
-        assert found(Scope(W1, A)) == "INV-1.pdf"
-        change(Scope(W2), {}, now)  # another workspace's branding
-        assert found(Scope(W1, A)) == "INV-1.pdf"
-        change(Scope(W1), {"client_id": A}, now)
-        assert found(Scope(W1, A)) is None
-        record(now + timedelta(minutes=1))
-        assert found(Scope(W1, A), at=now + timedelta(minutes=1)) == "INV-1.pdf"
-        change(Scope(W1), {"name": "Acme"}, now + timedelta(minutes=1))  # names no client: the workspace
-        assert found(Scope(W1, A), at=now + timedelta(minutes=1)) is None
-        # writing a change for another workspace under this one's scope is refused, and so is recording
-        # a render as another client's under a client's scope
-        with pytest.raises(sa.exc.ProgrammingError), acting_for(Scope(W1)), UnitOfWork(engine) as uow:
-            renders.changed(uow, now, W2, {"client_id": C})
+        change(Scope(W1), W1, A)
+        change(Scope(W1), W1, None)  # naming no client: the workspace
+        change(Scope(W1), W1, A, at=now - timedelta(minutes=1))  # arriving late: the time stays
+        assert seen(Scope(W1)) == ({A: now}, [W1])
+        assert seen(None) == ({}, []) and seen(Scope(W2)) == ({}, [])
         with pytest.raises(sa.exc.ProgrammingError):
-            record(now, scope=Scope(W1, B))
+            change(Scope(W1), W2, C)
+        with pytest.raises(sa.exc.ProgrammingError):
+            change(Scope(W1), W2, None)
     finally:
         engine.dispose()
