@@ -18,10 +18,10 @@ workspace changed. A recorded render is current while:
 Why memory, and each process its own: the rendered files are this process's cache, so a render another
 replica recorded could not be served here anyway, and the check then costs the fetch no database round
 trip. Every replica hears every change through a queue of its own bound to billing's and payments'
-events (services/documents/service.py, `CHANGES_FEED`), kept by the broker while the replica is away
-for longer than a render stays current: a change is never missed while a render it concerns could
-still be served. A replica that starts knows no render, so it serves none until the long way records
-one.
+events (services/documents/service.py, `ChangesFeed`). Only renders of data read while that queue was
+there are served: none before it is first bound, none while the connection is broken, and after a
+break only those read once the queue is back, so a change lost in the break cannot leave one stale.
+A replica that starts knows no render, so it serves none until the long way records one.
 
 A current render is served straight from this process's cache; anything else (never rendered for the
 client, changed, too old, rendered by another replica) is answered "not current" and the gateway goes
@@ -46,9 +46,6 @@ from services.documents.tables import client_changes, workspace_changes
 CURRENT_FOR = timedelta(minutes=10)
 CLOCK_MARGIN = timedelta(seconds=5)  # the gateway's clock against this service's
 CHANGE_SOURCES = ("billing", "payments")  # what a client's documents are made of
-# How long the broker keeps a replica's queue of changes once nobody reads it: longer than a render
-# stays current, so a replica back from a lost connection has every change a render it holds may miss.
-FEED_KEPT_FOR = CURRENT_FOR + timedelta(minutes=5)
 PRUNE_EVERY = timedelta(minutes=1)
 
 
@@ -85,6 +82,15 @@ class CurrentRenders:
         self._clients_changed: dict[tuple[str, str], datetime] = {}
         self._workspaces_changed: dict[str, datetime] = {}
         self._next_prune: datetime | None = None
+        self._hearing_since: datetime | None = None  # None: no change can be heard now
+
+    def listening(self, since: datetime) -> None:
+        """The queue of changes is bound and read: every change from `since` on will be heard."""
+        self._hearing_since = since
+
+    def deaf(self) -> None:
+        """The queue of changes is gone with its connection: nothing is served until it is back."""
+        self._hearing_since = None
 
     def record(
         self,
@@ -129,6 +135,8 @@ class CurrentRenders:
         render = self._renders.get((workspace_id, client_id, kind, document_id))
         if render is None or render.valid_until <= now:
             return None
+        if self._hearing_since is None or render.read_after < self._hearing_since:
+            return None  # a change to that data could have come while no queue was there to hear it
         for changed_at in (
             self._clients_changed.get((workspace_id, client_id)),
             self._workspaces_changed.get(workspace_id),

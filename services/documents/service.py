@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
 import uuid
@@ -10,11 +11,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import eventlet
+import kombu
 import requests
 from cachetools import TTLCache
-from kombu import Queue, binding
+from nameko.constants import AMQP_URI_CONFIG_KEY
 from nameko.extensions import DependencyProvider
-from nameko.messaging import consume
 from nameko.rpc import rpc
 from nameko.standalone.events import get_event_exchange
 from nameko.timer import timer
@@ -24,7 +25,7 @@ from werkzeug.wsgi import wrap_file
 
 from chassis import nameko_patches, settings, signing, unsubscribe
 from chassis.errors import EXPECTED
-from chassis.nameko_ext import Database, ServiceBase, consumes
+from chassis.nameko_ext import ClockProvider, Database, ServiceBase, consumes
 from chassis.rpc import TimedRpcProxy
 from chassis.scope import CALLER, OWN, SYSTEM_WIDE, runs_in
 from clients.documents import CURRENT_PDF_GRANT, CURRENT_PDF_KINDS, EVENTS
@@ -125,31 +126,73 @@ class PdfFetch(DependencyProvider):
         return key
 
 
-class KeptRenders(DependencyProvider):
-    """This process's read model of its clients' current renders (services/documents/renders.py)."""
+log = logging.getLogger(__name__)
+
+# The events that can change a client's documents: each public type of billing's and payments' (the
+# ones the webhook consumers below take too).
+CHANGES = [
+    kombu.binding(get_event_exchange(source, {}), routing_key=event_type)
+    for source in renders.CHANGE_SOURCES
+    for event_type in EVENTS[source]
+]
+
+
+class ChangesFeed(DependencyProvider):
+    """This process's read model of its clients' current renders (services/documents/renders.py), and
+    what keeps it current: a queue of its own bound to CHANGES, exclusive (gone with its connection),
+    read in a green thread of its own, without a nameko worker or an ack per event. A lost message
+    needs no redelivery: after any break the read model counts only renders of data read once the
+    queue was back (CurrentRenders.listening)."""
 
     def setup(self):
         self.renders = renders.CurrentRenders()
+        self.amqp_uri = self.container.config[AMQP_URI_CONFIG_KEY]
+        self.heartbeat = int(self.container.config.get("HEARTBEAT", 30))
+        # the service's own clock (ServiceBase.clock), so tests that move it move this too
+        [self.clock] = [dep.now for dep in self.container.dependencies if isinstance(dep, ClockProvider)]
+        self.stopped = False
+
+    def start(self):
+        self.container.spawn_managed_thread(self._run)
+
+    def stop(self):
+        self.stopped = True
+        self.renders.deaf()
 
     def get_dependency(self, worker_ctx):
         return self.renders
 
+    def _run(self):
+        delay = 0.5
+        while not self.stopped:
+            try:
+                self._follow()
+                delay = 0.5
+            except Exception as exc:  # noqa: BLE001 - the broker is away: try again shortly
+                self.renders.deaf()
+                log.warning("the queue of changes is interrupted", extra={"error": repr(exc)})
+                eventlet.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
-# Each process's own queue of billing's and payments' events, each public type (the ones the webhook
-# consumers below take too): what keeps its current renders current. Named once per process; durable,
-# so a broker restart keeps what it holds, and let go by the broker once unread for longer than a
-# render stays current (renders.FEED_KEPT_FOR).
-CHANGES_FEED = Queue(
-    f"documents.changes.{uuid.uuid4().hex}",
-    bindings=[
-        binding(get_event_exchange(source, {}), routing_key=event_type)
-        for source in renders.CHANGE_SOURCES
-        for event_type in EVENTS[source]
-    ],
-    durable=True,
-    auto_delete=False,
-    queue_arguments={"x-expires": int(renders.FEED_KEPT_FOR.total_seconds() * 1000)},
-)
+    def _follow(self):
+        with kombu.Connection(self.amqp_uri, heartbeat=self.heartbeat, connect_timeout=5) as connection:
+            name = f"documents.changes.{uuid.uuid4().hex}"  # named, so ops can tell what it is
+            queue = kombu.Queue(name, bindings=CHANGES, exclusive=True, auto_delete=True, durable=False)
+            with kombu.Consumer(connection, queues=[queue], callbacks=[self.heard], accept=["json"], no_ack=True):
+                self.renders.listening(self.clock())  # bound: every change from now on comes here
+                while not self.stopped:
+                    try:
+                        connection.drain_events(timeout=1)
+                    except TimeoutError:
+                        pass
+                    # also while events keep coming: without acks, nothing else tells the broker we are here
+                    connection.heartbeat_check()
+
+    def heard(self, event, message):
+        """An event of CHANGES: a new branding counts from when every replica's cached branding has
+        expired too."""
+        later = BRANDING_TTL if message.delivery_info.get("routing_key") == "workspace.updated" else timedelta(0)
+        self.renders.heard(event, self.clock(), later)
 
 
 class Mailer(DependencyProvider):
@@ -172,7 +215,7 @@ class DocumentsService(ServiceBase):
     db = Database("documents", Path(__file__).parent / "migrations")
     renderer = PdfRenderer()
     pdf_fetch = PdfFetch()
-    current_renders = KeptRenders()
+    current_renders = ChangesFeed()
     mailer = Mailer()
     billing = TimedRpcProxy("billing")
     auth = TimedRpcProxy("auth")
@@ -424,15 +467,6 @@ class DocumentsService(ServiceBase):
     def on_workspace_updated(self, uow, now, event):
         handlers.apply_workspace(uow, event["data"], now)
         renders.changed_for_older_processes(uow, now + BRANDING_TTL, event["workspace_id"], None)
-
-    @runs_in(OWN)  # this process's memory only: no rows are read or written
-    @consume(CHANGES_FEED)
-    def on_change(self, event):
-        """Any event of billing's or payments': the client it names (or, naming none, the whole
-        workspace) has changed, so its renders here are no longer current. A new branding counts from
-        when every replica's cached branding has expired too."""
-        later = BRANDING_TTL if isinstance(event, dict) and event.get("type") == "workspace.updated" else timedelta(0)
-        self.current_renders.heard(event, self.clock(), later)
 
     def _portal(self, path: str = "") -> str:
         return settings.env("PORTAL_URL", "http://localhost:8000").rstrip("/") + path

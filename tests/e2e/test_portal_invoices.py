@@ -181,39 +181,68 @@ def test_a_clients_unchanged_pdf_is_fetched_again_without_billing_until_the_clie
     wait_for(lambda: downloads_in_the_timeline(stack, invoice_id) > before, 15, "the new download announced")
 
 
-def change_feeds(stack) -> dict[str, int]:
-    """documents' queues of changes that a process reads now, each with how many events it acked (the
-    management API's figures, a few seconds behind)."""
-    parsed = urlparse(stack.env["AMQP_URI"])
-    vhost = quote(unquote(parsed.path.lstrip("/")) or "/", safe="")
-    answer = requests.get(
-        f"{management_url(stack.env['AMQP_URI'])}/api/queues/{vhost}",
-        auth=(parsed.username or "guest", parsed.password or "guest"),
-        timeout=10,
-    )
-    answer.raise_for_status()
-    return {
-        queue["name"]: queue.get("message_stats", {}).get("ack", 0)
-        for queue in answer.json()
-        if queue["name"].startswith("documents.changes.") and queue.get("consumers", 0) > 0
-    }
+class Broker:
+    """The stack's vhost as RabbitMQ's management API shows it (its figures a few seconds behind)."""
+
+    def __init__(self, stack):
+        parsed = urlparse(stack.env["AMQP_URI"])
+        self.api = management_url(stack.env["AMQP_URI"])
+        self.vhost = quote(unquote(parsed.path.lstrip("/")) or "/", safe="")
+        self.auth = (parsed.username or "guest", parsed.password or "guest")
+
+    def queues(self) -> list[dict]:
+        answer = requests.get(f"{self.api}/api/queues/{self.vhost}", auth=self.auth, timeout=10)
+        answer.raise_for_status()
+        return answer.json()
+
+    def change_feeds(self) -> dict[str, int]:
+        """documents' queues of changes that a process reads now, each with how many events it was given."""
+        return {
+            queue["name"]: queue.get("message_stats", {}).get("deliver_get", 0)
+            for queue in self.queues()
+            if queue["name"].startswith("documents.changes.") and queue.get("consumers", 0) > 0
+        }
+
+    def close_connection_of(self, queue_name: str) -> None:
+        """Close the connection that reads the queue, as a network fault would."""
+        url = f"{self.api}/api/queues/{self.vhost}/{quote(queue_name, safe='')}"
+        queue = requests.get(url, auth=self.auth, timeout=10).json()
+        [owner] = {consumer["channel_details"]["connection_name"] for consumer in queue["consumer_details"]}
+        answer = requests.delete(f"{self.api}/api/connections/{quote(owner, safe='')}", auth=self.auth, timeout=10)
+        answer.raise_for_status()
 
 
 def test_every_documents_process_hears_every_change_on_a_queue_of_its_own(stack):
     """Each documents process keeps its clients' current renders in its memory, next to the files: a
     change must reach every replica, not the one a competing queue would give it to. A second process
-    gets a queue of its own, and a change billing makes reaches both."""
-    before = change_feeds(stack)
-    assert before  # the stack's documents process reads one
+    gets a queue of its own, and a change billing makes reaches both; a queue lost with its broken
+    connection is declared again on a new one."""
+    broker = Broker(stack)
+    wait_for(broker.change_feeds, 60, "the stack's documents process to read its queue of changes")
+    before = broker.change_feeds()
     stack.start_service("documents", "documents-replica", http_address=f"127.0.0.1:{free_port()}")
     try:
-        wait_for(lambda: len(change_feeds(stack)) == len(before) + 1, 60, "the new process's queue of changes")
-        acked = change_feeds(stack)
+        wait_for(lambda: len(broker.change_feeds()) == len(before) + 1, 60, "the new process's queue of changes")
+        given = broker.change_feeds()
         new_portal_client(stack, "Feed Ltd", "feed@example.com", invoices=1)  # client.created, invoice.sent, ...
         wait_for(
-            lambda: all(count > acked[name] for name, count in change_feeds(stack).items()),
+            lambda: all(count > given[name] for name, count in broker.change_feeds().items()),
             60,
             "both processes to hear the new client's events",
+        )
+        [replicas] = set(given) - set(before)
+        broker.close_connection_of(replicas)
+        wait_for(
+            lambda: len(broker.change_feeds()) == len(before) + 1 and replicas not in broker.change_feeds(),
+            60,
+            "the replica's queue of changes declared again on a new connection",
+        )
+        given = broker.change_feeds()
+        new_portal_client(stack, "Feed Again Ltd", "feed-again@example.com", invoices=1)
+        wait_for(
+            lambda: all(count > given[name] for name, count in broker.change_feeds().items()),
+            60,
+            "both processes to hear the events again",
         )
     finally:
         stack.stop_process("documents-replica")

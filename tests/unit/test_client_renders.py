@@ -20,7 +20,7 @@ from chassis.nameko_ext import DatabaseHandle
 from clients.documents import CURRENT_PDF_GRANT, EVENTS
 from services.documents import pdf as pdfmod
 from services.documents import renders
-from services.documents.service import BRANDING_TTL, CHANGES_FEED, DocumentsService, PdfFetch
+from services.documents.service import BRANDING_TTL, CHANGES, ChangesFeed, DocumentsService, PdfFetch
 from services.documents.storage import FileStorage
 from services.gateway import pdf_fetch
 from services.gateway.downloads import document_pdf, render_pdf, send_current_pdf
@@ -37,9 +37,16 @@ def docs_db(sqlite_engine):
     return DatabaseHandle(sqlite_engine("documents"))
 
 
+def listening(since=NOW - timedelta(hours=1)):
+    """A read model whose queue of changes has been read since `since`."""
+    kept = renders.CurrentRenders()
+    kept.listening(since)
+    return kept
+
+
 @pytest.fixture
 def kept():
-    return renders.CurrentRenders()
+    return listening()
 
 
 def record(kept, read_at=NOW, client=CLIENT, document="inv-1", timezone_name="America/New_York"):
@@ -110,6 +117,20 @@ def test_a_render_is_current_for_ten_minutes_and_never_past_the_businesss_midnig
     assert renders.valid_until(late, None) == late + renders.CURRENT_FOR  # UTC: midnight is further
 
 
+def test_only_renders_of_data_read_while_the_queue_of_changes_was_there_are_served():
+    kept = renders.CurrentRenders()
+    record(kept)
+    assert current(kept) is None  # the queue is not bound yet: a change could pass unheard
+    kept.listening(NOW - timedelta(minutes=1))
+    assert current(kept) == (KEY, "INV-1.pdf")
+    kept.deaf()  # the connection broke: the queue went with it
+    assert current(kept) is None
+    kept.listening(NOW + timedelta(minutes=1))  # back: what was read before may have missed a change
+    assert current(kept, now=NOW + timedelta(minutes=1)) is None
+    record(kept, read_at=NOW + timedelta(minutes=1) + renders.CLOCK_MARGIN)
+    assert current(kept, now=NOW + timedelta(minutes=2)) == (KEY, "INV-1.pdf")
+
+
 def test_what_can_no_longer_matter_is_forgotten_and_a_kept_change_still_counts(kept):
     record(kept, document="old")
     changed(kept, NOW, client_id=OTHER)
@@ -151,7 +172,7 @@ def documents(db, tmp_path, now):
         db=db,
         pdf_fetch=fetch,
         renderer=renderer,
-        current_renders=renders.CurrentRenders(),
+        current_renders=listening(),
         clock=lambda: now[0],
     )
 
@@ -231,33 +252,40 @@ def test_render_document_records_a_clients_download_and_announces_it(docs_db, tm
     assert current(service.current_renders, document="inv-4") is None
 
 
-def test_billings_and_payments_events_reach_every_process_and_end_a_clients_current_renders(docs_db, tmp_path):
-    """Each process has a queue of its own bound to each public event of billing's and payments' (auth's
-    are not: signing in changes no document), which the broker keeps for longer than a render stays
-    current; on_change is what each event in it does."""
-    assert CHANGES_FEED.name.startswith("documents.changes.") and CHANGES_FEED.name != "documents.changes."
-    bound = {(b.exchange.name, b.routing_key) for b in CHANGES_FEED.bindings}
+class _Delivered:
+    """What kombu hands the feed's callback beside the body: where the event was published to."""
+
+    def __init__(self, event_type):
+        self.delivery_info = {"routing_key": event_type}
+
+
+def heard(feed, event):
+    feed.heard(event, _Delivered(event["type"]))
+
+
+def test_billings_and_payments_events_end_a_clients_current_renders_in_every_process():
+    """Each process reads a queue of its own bound to each public event of billing's and payments'
+    (auth's are not: signing in changes no document); heard() is what each event in it does."""
+    bound = {(b.exchange.name, b.routing_key) for b in CHANGES}
     assert bound == {(f"{source}.events", t) for source in ("billing", "payments") for t in EVENTS[source]}
     assert ("billing.events", "invoice.paid") in bound and ("payments.events", "payment.succeeded") in bound
-    assert CHANGES_FEED.durable and not CHANGES_FEED.auto_delete
-    assert CHANGES_FEED.queue_arguments == {"x-expires": int(renders.FEED_KEPT_FOR.total_seconds() * 1000)}
-    assert renders.FEED_KEPT_FOR > renders.CURRENT_FOR
     now = [NOW + timedelta(seconds=30)]
-    service = documents(docs_db, tmp_path, now)
-    kept = service.current_renders
+    feed = ChangesFeed()
+    feed.renders, feed.clock = listening(), lambda: now[0]
+    kept = feed.renders
     record(kept)
-    service.on_change(envelope("client.updated", WS, {"id": OTHER, "name": "B"}, occurred_at=now[0]))
+    heard(feed, envelope("client.updated", WS, {"id": OTHER, "name": "B"}, occurred_at=now[0]))
     assert current(kept, now=now[0]) is not None  # a client's own events name it by its id: another one
-    service.on_change(envelope("client.updated", WS, {"id": CLIENT, "name": "A"}, occurred_at=now[0]))
+    heard(feed, envelope("client.updated", WS, {"id": CLIENT, "name": "A"}, occurred_at=now[0]))
     assert current(kept, now=now[0]) is None
     now[0] += timedelta(minutes=1)
     record(kept, read_at=now[0] - timedelta(seconds=10))
-    service.on_change(envelope("payment.succeeded", WS, {"client_id": CLIENT}, occurred_at=now[0]))
+    heard(feed, envelope("payment.succeeded", WS, {"client_id": CLIENT}, occurred_at=now[0]))
     assert current(kept, now=now[0]) is None  # payments' events too
     now[0] += timedelta(minutes=1)
     record(kept, read_at=now[0] - timedelta(seconds=10))
     branding = {"id": WS, "name": "Acme", "version": 2, "settings": {}}
-    service.on_change(envelope("workspace.updated", WS, branding, occurred_at=now[0]))
+    heard(feed, envelope("workspace.updated", WS, branding, occurred_at=now[0]))
     assert current(kept, now=now[0]) is None  # the branding: every client's renders
     # a render made while a replica may still hold the old branding (its few seconds' cache) is not current
     record(kept, read_at=now[0] + BRANDING_TTL)
