@@ -38,6 +38,8 @@ from services.documents.storage import FileStorage
 # `nameko run` loads this module to start the service: nameko is patched before it builds the container.
 nameko_patches.apply()
 
+log = logging.getLogger(__name__)
+
 
 class PdfRenderer(DependencyProvider):
     """One renderer (process pool and cache) per service container."""
@@ -125,8 +127,6 @@ class PdfFetch(DependencyProvider):
             raise signing.Refused("malformed")
         return key
 
-
-log = logging.getLogger(__name__)
 
 # The events that can change a client's documents: each public type of billing's and payments' (the
 # ones the webhook consumers below take too).
