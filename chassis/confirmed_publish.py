@@ -29,7 +29,8 @@ from typing import Any
 import amqp
 import kombu
 
-from chassis.fast_rpc import BrokerLink, dumps
+from chassis.fast_rpc import BrokerLink
+from chassis.json_text import message_body
 
 PERSISTENT = 2
 
@@ -83,7 +84,7 @@ class ConfirmedPublisher(BrokerLink):
         self._sent_once_more_if_lost(send, "event")
 
     def _message(self, outgoing: Outgoing) -> amqp.Message:
-        content_type, content_encoding, body = dumps(outgoing.event, self.serializer)
+        content_type, content_encoding, body = message_body(outgoing.event, self.serializer)
         return amqp.Message(
             body,
             content_type=content_type,

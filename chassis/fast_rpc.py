@@ -47,6 +47,8 @@ from kombu.exceptions import OperationalError
 from nameko.exceptions import IncorrectSignature, UnserializableValueError, serialize
 from nameko.messaging import QueueConsumer
 
+from chassis.json_text import message_body
+
 log = logging.getLogger(__name__)
 
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
@@ -68,12 +70,6 @@ class _Broker(Protocol):
     ) -> object: ...
 
     def collect(self) -> None: ...
-
-
-def dumps(data: object, serializer: str) -> tuple[str, str, bytes | str]:
-    """kombu's `dumps`, typed: (content type, content encoding, body)."""
-    kombu_dumps = cast(Callable[[object, str], tuple[str, str, bytes | str]], kombu.serialization.dumps)
-    return kombu_dumps(data, serializer)
 
 
 class BrokerLink:
@@ -198,11 +194,11 @@ class FastResponder(nameko.rpc.Responder):
         # answer in the encoding of the request, as nameko does
         serializer = kombu.serialization.registry.type_to_name[properties["content_type"]]
         try:
-            content_type, encoding, body = dumps({"result": result, "error": error}, serializer)
+            content_type, encoding, body = message_body({"result": result, "error": error}, serializer)
         except Exception as exc:  # noqa: BLE001 - nameko's rule: an unserializable result is the caller's error
             exc_info = (type(exc), exc, exc.__traceback__)
             error, result = serialize(UnserializableValueError(result)), None
-            content_type, encoding, body = dumps({"result": None, "error": error}, serializer)
+            content_type, encoding, body = message_body({"result": None, "error": error}, serializer)
         reply_to = properties["reply_to"]
         publisher = reply_publisher(self.amqp_uri, self.ssl, self.login_method)
         try:

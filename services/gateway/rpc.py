@@ -137,7 +137,7 @@ class RpcClient:
 
     def call(self, service: str, method: str, args: tuple, kwargs: dict, context: dict | None = None):
         correlation_id = uuid.uuid4().hex
-        content_type, encoding, body = kombu.serialization.dumps({"args": args, "kwargs": kwargs}, self.serializer)
+        content_type, encoding, body = json_text.message_body({"args": args, "kwargs": kwargs}, self.serializer)
         headers = {f"{HEADER_PREFIX}.{key}": value for key, value in (context or {}).items() if value is not None}
         headers[f"{HEADER_PREFIX}.call_id_stack"] = [f"gateway.{service}.{method}.{correlation_id}"]
         message = amqp.Message(
