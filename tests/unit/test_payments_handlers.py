@@ -280,6 +280,8 @@ def test_events_three_times_and_out_of_order_give_one_payment(run, stripe, billi
     [payment] = published(engine, "payment.succeeded")
     assert payment["payment_id"] == attempt["id"] and payment["amount"] == 10_000
     assert payment["allocations"] == [{"invoice_id": "inv-1", "amount": 10_000}]
+    # the card it was paid with, read with the attempt
+    assert (payment["method"], payment["card"], payment["bank"]) == ("card", {"brand": "visa", "last4": "4242"}, None)
     assert run(payment_attempts.get_attempt, WS, attempt["id"])["status"] == "succeeded"
 
 

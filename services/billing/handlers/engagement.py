@@ -24,15 +24,21 @@ log = logging.getLogger(__name__)
 _of_workspace = sa.bindparam("of_workspace", type_=sa.String)
 _of_client = sa.bindparam("of_client", type_=sa.String)
 _rollup_key = (rollups_table.c.workspace_id == _of_workspace, rollups_table.c.client_id == _of_client)
-_LOCK_ROLLUP = sa.select(rollups_table).where(*_rollup_key).with_for_update()
 _SAVE_ROLLUP = rollups_table.update().where(*_rollup_key)  # SET from the parameters given with it
-# A client's first rollup, only for a client of the workspace. Text, because SQLAlchemy compiles an
-# ON CONFLICT insert anew on every use; both databases read it the same.
-_ADD_ROLLUP = sa.text(
-    "INSERT INTO client_engagement (workspace_id, client_id, updated_at) "
-    "SELECT workspace_id, id, :now FROM clients WHERE id = :of_client AND workspace_id = :of_workspace "
-    "ON CONFLICT DO NOTHING"
-).bindparams(sa.bindparam("now", type_=UtcDateTime), _of_workspace, _of_client)
+# The client's rollup, locked, made first when it is the client's first signal, only for a client of
+# the workspace: one statement. The no-op update of a row that exists is what locks it (as FOR UPDATE
+# would), and it answers the row as the last transaction to change it committed it. Text, because
+# SQLAlchemy compiles an ON CONFLICT insert anew on every use; both databases read it the same.
+_ADD_OR_LOCK_ROLLUP = (
+    sa.text(
+        "INSERT INTO client_engagement (workspace_id, client_id, updated_at) "
+        "SELECT workspace_id, id, :now FROM clients WHERE id = :of_client AND workspace_id = :of_workspace "
+        "ON CONFLICT (workspace_id, client_id) DO UPDATE SET updated_at = client_engagement.updated_at "
+        f"RETURNING {', '.join(column.name for column in rollups_table.c)}"
+    )
+    .bindparams(sa.bindparam("now", type_=UtcDateTime), _of_workspace, _of_client)
+    .columns(*rollups_table.c)
+)
 
 
 def record_signal(
@@ -44,10 +50,9 @@ def record_signal(
     lose an increment; a client's first signal creates it. A client outside the workspace is logged
     and skipped: the event's other effects (its timeline entry) still happen."""
     key = {"of_workspace": workspace_id, "of_client": client_id}
-    # The insert comes first even when the row exists: on SQLite, which has no FOR UPDATE, a write
-    # is what takes the database's write lock, and a read before it could count a stale row.
-    uow.execute(_ADD_ROLLUP, {**key, "now": now})
-    row = uow.execute(_LOCK_ROLLUP, key).first()
+    # A write, even when the row exists: on SQLite, which has no FOR UPDATE, a write is what takes
+    # the database's write lock, so the row read is never a stale one.
+    row = uow.execute(_ADD_OR_LOCK_ROLLUP, {**key, "now": now}).first()
     if row is None:
         log.warning(
             "signal for a client not in the workspace",

@@ -70,8 +70,9 @@ _SETTLE_PROCESSING = processing_payments.update().where(
 
 
 def payment_succeeded(uow, now: datetime, workspace_id: str, data: dict) -> None:
-    """payment.succeeded: the money is in the ledger now (recorded in the same transaction)."""
-    if data.get("payment_id"):
+    """payment.succeeded: the money is in the ledger now (recorded in the same transaction). Only a
+    bank debit is ever processing (payments reports no card payment so), so a card's needs no update."""
+    if data.get("payment_id") and data.get("method") != "card":
         uow.execute(_SETTLE_PROCESSING, {"of_payment": data["payment_id"], "settled_at": now})
 
 

@@ -23,12 +23,21 @@ log = logging.getLogger(__name__)
 
 
 def _attempt_for_intent(uow, intent: dict):
+    """The attempt the intent is for, with what is known of the payment method it was paid with (the
+    intent's, else the attempt's): `method_type`, `method_brand`, `method_last4` and `method_country`,
+    None when the method is not one of ours. One statement."""
     attempt_id = intent["metadata"].get("attempt_id")
-    query = (
-        sa.select(attempts).where(attempts.c.id == attempt_id)
-        if attempt_id
-        else sa.select(attempts).where(attempts.c.payment_intent_id == intent["id"])
+    paid_with = sa.func.coalesce(
+        sa.bindparam("intent_method", intent["payment_method"], sa.String), attempts.c.payment_method_id
     )
+    query = sa.select(
+        attempts,
+        payment_methods.c.type.label("method_type"),
+        payment_methods.c.brand.label("method_brand"),
+        payment_methods.c.last4.label("method_last4"),
+        payment_methods.c.country.label("method_country"),
+    ).select_from(attempts.outerjoin(payment_methods, payment_methods.c.id == paid_with))
+    query = query.where(attempts.c.id == attempt_id if attempt_id else attempts.c.payment_intent_id == intent["id"])
     return uow.execute(query).first()
 
 
@@ -87,11 +96,7 @@ def _on_payment_intent(uow, now, kind: str, intent: dict) -> str:
             )
         ).rowcount
         if paid == 1:
-            card = uow.execute(
-                sa.select(payment_methods).where(
-                    payment_methods.c.id == (intent["payment_method"] or row.payment_method_id)
-                )
-            ).first()
+            debit = row.method_type == "sepa_debit"
             uow.publish(
                 "payment.succeeded",
                 row.workspace_id,
@@ -99,12 +104,10 @@ def _on_payment_intent(uow, now, kind: str, intent: dict) -> str:
                     row,
                     reference=intent["id"],
                     received_at=now.isoformat(),
-                    method="sepa_debit" if card is not None and card.type == "sepa_debit" else "card",
+                    method="sepa_debit" if debit else "card",
                     off_session=row.off_session,
-                    card={"brand": card.brand, "last4": card.last4} if card and card.type == "card" else None,
-                    bank={"last4": card.last4, "country": card.country}
-                    if card is not None and card.type == "sepa_debit"
-                    else None,
+                    card={"brand": row.method_brand, "last4": row.method_last4} if row.method_type == "card" else None,
+                    bank={"last4": row.method_last4, "country": row.method_country} if debit else None,
                 ),
             )
         return "paid"
@@ -120,12 +123,7 @@ def _on_payment_intent(uow, now, kind: str, intent: dict) -> str:
             .where(attempts.c.id == row.id, attempts.c.status.in_(["confirming", "requires_action"]))
             .values(status="processing", payment_intent_id=intent["id"], updated_at=now)
         ).rowcount
-        method = uow.execute(
-            sa.select(payment_methods.c.type).where(
-                payment_methods.c.id == (intent["payment_method"] or row.payment_method_id)
-            )
-        ).first()
-        if moved == 1 and method is not None and method.type == "sepa_debit":
+        if moved == 1 and row.method_type == "sepa_debit":
             _publish_processing(uow, now, row, intent["id"])
         return "processing"
     return "ignored"
