@@ -358,13 +358,16 @@ def test_a_failing_event_is_retried_later_with_growing_delays_then_parked_and_re
 
 
 def test_a_stored_event_is_processed_under_the_webhooks_request_id(run, stripe, billing, engine):
-    """The timer processes it later; pending_events hands back the webhook's request id, and under it
-    the events the processing records carry that id to the services that consume them."""
+    """The timer processes it later, once the replica that stored it had its time to; pending_events
+    hands back the webhook's request id, and under it the events the processing records carry that id
+    to the services that consume them."""
     attempt = paid_attempt(run, stripe, billing)
     [pi] = stripe.intents.values()
     with request_context("req-webhook-7"):
         run(webhook_events.receive_event, intent_event("evt_traced", "payment_intent.succeeded", pi, "succeeded"))
-    [(event_id, request_id)] = run(webhook_events.pending_events)
+    left = webhook_events.LEFT_TO_STORING_REPLICA
+    assert run(webhook_events.pending_events, now=NOW + left - timedelta(seconds=1)) == []  # being processed
+    [(event_id, request_id)] = run(webhook_events.pending_events, now=NOW + left)
     assert (event_id, request_id) == ("evt_traced", "req-webhook-7")
     with request_context(request_id):
         assert run(webhook_events.process_event, stripe, event_id) == "paid"

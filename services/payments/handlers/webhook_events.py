@@ -23,11 +23,18 @@ from services.payments.tables import attempts, card_setups, payment_methods, str
 
 # Not a savepoint around a plain insert: one statement instead of three on the path Stripe waits on,
 # and its row count tells a redelivery.
-_STORE_ONCE = insert_once(stripe_events, ("id", "type", "body", "received_at", "outcome", "request_id"), "id")
+_STORE_ONCE = insert_once(
+    stripe_events, ("id", "type", "body", "received_at", "next_attempt_at", "outcome", "request_id"), "id"
+)
+# How long the timer leaves a new event to the processing that starts as it is stored. Taken at once,
+# the timer would mostly meet events that processing holds, and spend a transaction on each to find
+# that out; it is the safety net for a replica that stopped before it processed what it stored.
+LEFT_TO_STORING_REPLICA = timedelta(seconds=5)
 
 
 def receive_event(uow, now, event: dict) -> bool:
-    """Keep a verified Stripe event; processing happens later, once. False for a redelivery."""
+    """Keep a verified Stripe event; processing happens later, once (the timer's after
+    LEFT_TO_STORING_REPLICA). False for a redelivery."""
     if not isinstance(event, dict) or not str(event.get("id", "")).startswith("evt_") or "type" not in event:
         raise Invalid("Not a Stripe event.")
     stored = uow.execute(
@@ -37,6 +44,7 @@ def receive_event(uow, now, event: dict) -> bool:
             "type": str(event["type"])[:100],
             "body": json.dumps(event),
             "received_at": now,
+            "next_attempt_at": now + LEFT_TO_STORING_REPLICA,
             "outcome": "",
             "request_id": current_request_id(),
         },
