@@ -28,6 +28,7 @@ __all__ = ["Prepared"]
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 _PREPARED_ON_CONNECTION = "portal_prepared_statements"
+MAX_NAME = 63  # PostgreSQL cuts a longer name to this many characters
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,8 @@ class Prepared:
     def __init__(self, name: str, statement: sa.Select[Any]):
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
             raise ValueError(f"not an SQL name: {name!r}")
+        if len(name) > MAX_NAME:
+            raise ValueError(f"longer than PostgreSQL keeps a name ({MAX_NAME}), so it could clash: {name!r}")
         self.name = name
         self.statement = statement
         self._compiled: _Compiled | None = None

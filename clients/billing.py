@@ -167,8 +167,10 @@ class BillingClient(ServiceClient):
     def client_balances(self, workspace_id: str, client_id: str) -> dict:
         return self._call("billing", "client_balances", workspace_id, client_id)
 
-    def client_dashboard(self, workspace_id: str, client_id: str) -> dict:
-        return self._call("billing", "client_dashboard", workspace_id, client_id)
+    def client_dashboard(self, workspace_id: str, client_id: str, fields: str = "all") -> dict:
+        # sent only when asked for, so that a billing older than its callers answers the default
+        more = {} if fields == "all" else {"fields": fields}
+        return self._call("billing", "client_dashboard", workspace_id, client_id, **more)
 
     def client_engagement(self, workspace_id: str, client_id: str) -> dict:
         return self._call("billing", "client_engagement", workspace_id, client_id)

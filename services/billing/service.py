@@ -573,8 +573,8 @@ class BillingService(ServiceBase):
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
-    def client_dashboard(self, workspace_id: str, client_id: str) -> dict:
-        return self._tx(dashboard.client_dashboard, workspace_id, client_id)
+    def client_dashboard(self, workspace_id: str, client_id: str, fields: str = "all") -> dict:
+        return self._tx(dashboard.client_dashboard, workspace_id, client_id, fields)
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)

@@ -165,7 +165,20 @@ def test_the_dashboard_takes_one_round_trip_and_answers_what_the_listings_do(bil
         )
         balances = as_the_service(billing.engine, h.client_balances, billing.ws, billing.big)
         activity = as_the_service(billing.engine, h.list_activity, billing.ws, billing.big, 10)
+        listing_only = {"client_id": billing.big, "portal": True, "limit": 5, "fields": "listing"}
+        as_the_service(billing.engine, h.client_dashboard, billing.ws, billing.big, "brief")  # prepared
+        as_the_service(billing.engine, h.list_invoices, billing.ws, listing_only)
+        trips = RoundTrips()
+        try:  # in brief, as the portal's pages ask: one round trip each too, their own prepared statements
+            brief = as_the_service(billing.engine, h.client_dashboard, billing.ws, billing.big, "brief")
+            listed = as_the_service(billing.engine, h.list_invoices, billing.ws, listing_only)
+        finally:
+            trips.remove()
+        assert trips.count == 2, trips.statements
     assert dashboard["recent_invoices"] == listing["items"]  # dates, times and JSON read back alike
+    assert brief["recent_invoices"] == listed["items"] and "recent_activity" not in brief
+    whole = {k: v for k, v in dashboard.items() if k not in ("recent_invoices", "recent_quotes", "recent_activity")}
+    assert {k: v for k, v in brief.items() if k != "recent_invoices"} == whole
     assert dashboard["recent_activity"] == activity
     assert (dashboard["outstanding"]["amount"], dashboard["credit_available"]["amount"]) == (
         balances["outstanding"],
@@ -347,6 +360,10 @@ def test_a_portal_page_by_number_reads_the_rows_the_pages_after_a_cursor_read(bi
                 ]
             ]
             page = as_the_service(billing.engine, h.list_invoices, billing.ws, filters)
+            listing = as_the_service(billing.engine, h.list_invoices, billing.ws, {**filters, "fields": "listing"})
+            assert listing["total"] == page["total"] and listing["client"] == page["client"]
+            assert listing["items"] == [{k: item[k] for k in listing["items"][0]} for item in page["items"]]
+            assert "notes" not in listing["items"][0] and "balance" in listing["items"][0]
             by_cursor = list(page["items"])
             while page["next_cursor"] and len(by_cursor) < 60:
                 page = as_the_service(

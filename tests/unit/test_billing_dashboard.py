@@ -3,7 +3,10 @@ partly paid, paid, void, draft and archived invoices, a retainer, a credit note,
 
 from datetime import timedelta
 
+import pytest
+
 from chassis.db import UnitOfWork
+from chassis.errors import Invalid
 from services.billing import handlers as h
 from services.billing.tables import invoices
 from tests.unit.test_billing_handlers import NOW, db, ws  # noqa: F401 - shared fixtures
@@ -134,3 +137,23 @@ def test_totals_never_mix_currencies(db, ws):
     assert dash["outstanding"] == {"amount": 10000, "currency": "USD"}
     assert dash["overdue"] == {"count": 2, "amount": 10000, "currency": "USD"}  # both are late; USD is summed
     assert db(h.client_balances, ws_id, client)["outstanding"] == 10000
+
+
+def test_the_brief_dashboard_is_the_whole_one_without_quotes_and_activity_and_its_invoices_as_listed(db, ws):
+    """The portal's page asks for "brief": the same figures, the recent invoices as a list of them
+    shows each (what the invoice listing's "listing" fields give), and no recent quotes or activity."""
+    ws_id, client = ws
+    _history(db, ws_id, client)
+    whole, brief = db(h.client_dashboard, ws_id, client), db(h.client_dashboard, ws_id, client, "brief")
+    listed = db(h.list_invoices, ws_id, {"client_id": client, "portal": True, "limit": 5, "fields": "listing"})
+    assert whole["recent_quotes"] and whole["recent_activity"]  # there was something to leave out
+    assert set(whole) - set(brief) == {"recent_quotes", "recent_activity"}
+    assert {k: v for k, v in brief.items() if k != "recent_invoices"} == {
+        k: v for k, v in whole.items() if k not in ("recent_invoices", "recent_quotes", "recent_activity")
+    }
+    assert brief["recent_invoices"] == listed["items"]
+    assert brief["recent_invoices"] == [
+        {k: item[k] for k in brief["recent_invoices"][0]} for item in whole["recent_invoices"]
+    ]
+    with pytest.raises(Invalid):
+        db(h.client_dashboard, ws_id, client, "everything")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from chassis.errors import NotFound
+from chassis.errors import Invalid, NotFound
 from services.billing import handlers as h
 from tests.unit.test_billing_handlers import NOW, db, ws  # noqa: F401 - shared fixtures
 
@@ -144,3 +144,37 @@ def test_a_portal_page_by_number_answers_as_the_pages_after_a_cursor_do(db, list
     assert everything["client"]["currency"] == "USD" and everything["next_cursor"] is None
     with pytest.raises(NotFound):
         db(h.list_invoices, ws_id, {**portal, "client_id": "no-such-client"})
+
+
+def test_a_listing_of_fields_listing_carries_what_a_list_shows_of_each_invoice_as_the_whole_one_says_it(db, listed):
+    """The portal's page asks for "listing": each item is the whole invoice's id, number, dates,
+    status as of today, amounts and verification code, and nothing else, in every way a listing is read."""
+    ws_id, client, made = listed
+    db(h.void_invoice, ws_id, made[5]["id"])
+    db(h.record_payment, ws_id, {"invoice_id": made[6]["id"], "amount": 100})
+    late = {"client_id": client, "send": True, "issue_date": "2026-10-01", "due_date": "2026-10-31"}
+    db(h.create_invoice, ws_id, {**late, "lines": [{"description": "Late", "unit_price": 500}]})
+    shown = {
+        "id", "number", "kind", "client_id", "status", "display_status", "currency", "issue_date", "due_date",
+        "total", "amount_paid", "amount_credited", "balance", "verification_code",
+    }  # fmt: skip
+    for filters in (
+        {"client_id": client, "portal": True, "limit": 100},  # the portal's page: one prepared statement
+        {"client_id": client, "portal": True, "limit": 5, "status": "unpaid", "sort": "due_date"},
+        {"client_id": client, "limit": 100},  # built as asked
+    ):
+        whole = db(h.list_invoices, ws_id, filters)
+        listed_only = db(h.list_invoices, ws_id, {**filters, "fields": "listing"})
+        assert {k: v for k, v in listed_only.items() if k != "items"} == {
+            k: v for k, v in whole.items() if k != "items"
+        }
+        assert [set(item) for item in listed_only["items"]] == [shown] * len(whole["items"])
+        assert listed_only["items"] == [{k: item[k] for k in shown} for item in whole["items"]]
+        if whole["next_cursor"]:  # the pages after a cursor, built as asked
+            after = db(h.list_invoices, ws_id, {**filters, "fields": "listing", "after": whole["next_cursor"]})
+            assert after["items"] and all(set(item) == shown for item in after["items"])
+    everything = db(h.list_invoices, ws_id, {"fields": "listing", "limit": 100})["items"]
+    statuses = {item["display_status"] for item in everything}
+    assert statuses >= {"paid", "partially_paid", "void", "overdue"}
+    with pytest.raises(Invalid):
+        db(h.list_invoices, ws_id, {"fields": "everything"})

@@ -100,9 +100,10 @@ def credential(
     )
 
 
-def client(answers=None, dev=True, hops=0, session=SESSION, now=NOW, revocations=None):
-    """The gateway on a fake RPC pool, its clock at `now`; `c.session_cookie` is `session` signed in."""
-    rpc = FakeRpc(answers)
+def client(answers=None, dev=True, hops=0, session=SESSION, now=NOW, revocations=None, rpc=None):
+    """The gateway on a fake RPC pool (`rpc`, else one giving `answers`), its clock at `now`;
+    `c.session_cookie` is `session` signed in."""
+    rpc = rpc or FakeRpc(answers)
     config = GatewayConfig(portal_url="http://portal.test", dev=dev, trusted_proxy_hops=hops)
     app = create_app(rpc, rpc, config, revocations or RevocationList(ready=True), clock=lambda: now)
     browser = Browser(app, config)
@@ -195,6 +196,29 @@ def test_dashboard_shows_name_and_formatted_balance():
     assert page.status_code == 200
     assert "Demo Client Ltd" in page.text and "$2,375.00" in page.text and "$250.00" in page.text
     assert ("billing", "client_dashboard", ("ws1", "cl1")) in [call[:3] for call in rpc.calls]  # the session's scope
+
+
+class OlderBilling(FakeRpc):
+    """A billing older than the gateway, as in a rolling upgrade: its dashboard takes no `fields`."""
+
+    def call(self, service, method, *args, request_id=None, **kwargs):
+        if (service, method) == ("billing", "client_dashboard") and "fields" in kwargs:
+            self.calls.append((service, method, args, request_id, kwargs))
+            raise ContractViolation("billing.client_dashboard: takes 2 args")
+        return super().call(service, method, *args, request_id=request_id, **kwargs)
+
+
+def test_the_dashboard_page_asks_for_the_brief_dashboard_and_takes_the_whole_from_an_older_billing():
+    answers = {("billing", "client_dashboard"): DASHBOARD, ("billing", "get_workspace"): WORKSPACE}
+    for rpc in (FakeRpc(answers), OlderBilling(answers)):
+        c, _ = client(rpc=rpc)
+        page = c.simulate_get("/dashboard", cookies=c.session_cookie)
+        assert page.status_code == 200 and "$2,375.00" in page.text
+        asked = [call[4].get("fields") for call in rpc.calls if call[:2] == ("billing", "client_dashboard")]
+        assert asked == (["brief"] if type(rpc) is FakeRpc else ["brief", None])
+    c, rpc = client(answers)  # the portal's API answers the whole dashboard
+    assert c.simulate_get("/api/portal/v1/dashboard", cookies=c.session_cookie).status_code == 200
+    assert [call[4].get("fields") for call in rpc.calls if call[:2] == ("billing", "client_dashboard")] == [None]
 
 
 def test_forged_cookie_redirects_to_sign_in_and_clears_it():

@@ -58,6 +58,13 @@ def test_a_name_must_be_an_sql_name():
         Prepared("items; DROP TABLE items", sa.select(items.c.id))
 
 
+def test_a_name_longer_than_postgresql_keeps_is_refused():
+    """PostgreSQL cuts a name to 63 characters: two longer names alike up to there would be one."""
+    Prepared("i" * 63, sa.select(items.c.id))
+    with pytest.raises(ValueError, match="could clash"):
+        Prepared("i" * 64, sa.select(items.c.id))
+
+
 class _Cursor:
     """What first_row reads of a psycopg2 cursor after EXECUTE: its description and one row."""
 

@@ -13,14 +13,21 @@ from types import SimpleNamespace
 
 import sqlalchemy as sa
 
-from chassis.errors import NotFound
+from chassis.errors import Invalid, NotFound
 from chassis.prepared import Prepared
 from chassis.sql import json_array_agg, json_object, json_rows, local_date, rows_from_json
 from chassis.sqltypes import UtcDateTime
 from services.billing.aging import aging
 from services.billing.handlers.activity import _activity_view
 from services.billing.handlers.common import iso
-from services.billing.handlers.documents import PORTAL_QUOTES, QUOTE_ORDER, invoice_view, quote_view
+from services.billing.handlers.documents import (
+    INVOICE_LISTING_COLUMNS,
+    PORTAL_QUOTES,
+    QUOTE_ORDER,
+    invoice_listing_view,
+    invoice_view,
+    quote_view,
+)
 from services.billing.handlers.summaries import OPEN, OWED, params
 from services.billing.handlers.verification import code_column, grouped
 from services.billing.tables import (
@@ -95,12 +102,14 @@ def _open_by_due(value) -> list[tuple[str, date, int]]:
 
 
 # The recent lists as the portal sees them: issued, not archived, newest first.
-_RECENT_INVOICES = sa.select(invoices, code_column("invoice", invoices.c.id)).where(
+_RECENT = (
     invoices.c.client_id == _client,
     invoices.c.workspace_id == _workspace,
     invoices.c.status != "draft",
     invoices.c.archived_at.is_(None),
 )
+_RECENT_INVOICES = sa.select(invoices, code_column("invoice", invoices.c.id)).where(*_RECENT)
+_RECENT_INVOICES_LISTED = sa.select(*INVOICE_LISTING_COLUMNS, code_column("invoice", invoices.c.id)).where(*_RECENT)
 _RECENT_QUOTES = sa.select(quotes, code_column("quote", quotes.c.id)).where(
     quotes.c.client_id == _client, quotes.c.workspace_id == _workspace, *PORTAL_QUOTES
 )
@@ -119,54 +128,73 @@ _PROCESSING = (
     .label("processing")
 )
 _BUSINESS = ("name", "email", "phone", "address", "logo_url", "brand_color")
-_DASHBOARD = Prepared(
-    "billing_client_dashboard",
-    sa.select(
-        clients.c.id,
-        clients.c.name,
-        clients.c.address,
-        clients.c.phone,
-        clients.c.currency,
-        clients.c.locale,
-        clients.c.timezone,
-        *(getattr(_ws.c, name).label(f"business_{name}") for name in _BUSINESS),
-        local_date(_now, _ws.c.timezone).label("today"),
-        _summary.c.currency.label("summary_currency"),
-        _summary.c.outstanding,
-        _summary.c.credit_available,
-        _summary.c.retainer_available,
-        _summary.c.last_payment_amount,
-        _summary.c.last_payment_currency,
-        _summary.c.last_payment_received_at,
-        _OVERDUE.c.overdue_count,
-        _OVERDUE.c.overdue_amount,
-        _OVERDUE.c.open_by_due,
-        _PROCESSING,
-        json_rows(_RECENT_INVOICES, (invoices.c.issue_date.desc(), invoices.c.number.desc()), 5).label(
-            "recent_invoices"
-        ),
-        json_rows(_RECENT_QUOTES, QUOTE_ORDER, 5).label("recent_quotes"),
-        json_rows(_RECENT_ACTIVITY, (activities.c.occurred_at.desc(), activities.c.id.desc()), 10).label(
-            "recent_activity"
-        ),
-    )
-    .select_from(
-        clients.join(_ws, _ws.c.id == clients.c.workspace_id)
-        .outerjoin(
-            _summary, (_summary.c.client_id == clients.c.id) & (_summary.c.workspace_id == clients.c.workspace_id)
+_NOTHING = sa.null()  # a section the brief dashboard leaves out
+
+
+def _dashboard(statement_name: str, brief: bool) -> Prepared:
+    """The whole dashboard, or in brief: the same figures, the recent invoices as a list shows them,
+    and no recent quotes or activity (neither is read)."""
+    recent_invoices = _RECENT_INVOICES_LISTED if brief else _RECENT_INVOICES
+    order = (invoices.c.issue_date.desc(), invoices.c.number.desc())
+    activity_order = (activities.c.occurred_at.desc(), activities.c.id.desc())
+    return Prepared(
+        statement_name,
+        sa.select(
+            clients.c.id,
+            clients.c.name,
+            clients.c.address,
+            clients.c.phone,
+            clients.c.currency,
+            clients.c.locale,
+            clients.c.timezone,
+            *(getattr(_ws.c, name).label(f"business_{name}") for name in _BUSINESS),
+            local_date(_now, _ws.c.timezone).label("today"),
+            _summary.c.currency.label("summary_currency"),
+            _summary.c.outstanding,
+            _summary.c.credit_available,
+            _summary.c.retainer_available,
+            _summary.c.last_payment_amount,
+            _summary.c.last_payment_currency,
+            _summary.c.last_payment_received_at,
+            _OVERDUE.c.overdue_count,
+            _OVERDUE.c.overdue_amount,
+            _OVERDUE.c.open_by_due,
+            _PROCESSING,
+            json_rows(recent_invoices, order, 5).label("recent_invoices"),
+            (_NOTHING if brief else json_rows(_RECENT_QUOTES, QUOTE_ORDER, 5)).label("recent_quotes"),
+            (_NOTHING if brief else json_rows(_RECENT_ACTIVITY, activity_order, 10)).label("recent_activity"),
         )
-        .join(_OVERDUE, sa.true())
+        .select_from(
+            clients.join(_ws, _ws.c.id == clients.c.workspace_id)
+            .outerjoin(
+                _summary, (_summary.c.client_id == clients.c.id) & (_summary.c.workspace_id == clients.c.workspace_id)
+            )
+            .join(_OVERDUE, sa.true())
+        )
+        .where(clients.c.id == _client, clients.c.workspace_id == _workspace),
     )
-    .where(clients.c.id == _client, clients.c.workspace_id == _workspace),
-)
 
 
-def client_dashboard(uow, now: datetime, workspace_id: str, client_id: str) -> dict:
+# What `fields` asks for: the whole dashboard (the portal's API answers it), or in brief (all the
+# portal's page shows).
+_DASHBOARDS = {
+    "all": _dashboard("billing_client_dashboard", brief=False),
+    "brief": _dashboard("billing_client_dashboard_brief", brief=True),
+}
+
+
+def client_dashboard(uow, now: datetime, workspace_id: str, client_id: str, fields: str = "all") -> dict:
     """What the portal's dashboard shows, scoped to one client of one workspace, in one statement:
     the client and its business, the client's summary row (handlers/summaries.py: kept by every
     change to its money, never summed here), the overdue figures from its open invoices as of the
-    business's today, and the recent invoices, quotes and activity as JSON lists."""
-    row = uow.read_row(_DASHBOARD, {**params(workspace_id, client_id), "now": now})
+    business's today, and the recent invoices, quotes and activity as JSON lists.
+
+    `fields`: "all" (the default); or "brief", the same without the recent quotes and activity, and
+    each recent invoice as a list shows it (invoice_listing_view)."""
+    statement = _DASHBOARDS.get(fields)
+    if statement is None:
+        raise Invalid("Unknown fields.", {"fields": f"one of {', '.join(_DASHBOARDS)}"})
+    row = uow.read_row(statement, {**params(workspace_id, client_id), "now": now})
     if row is None:
         raise NotFound("No such client.")
     summary = row
@@ -178,7 +206,7 @@ def client_dashboard(uow, now: datetime, workspace_id: str, client_id: str) -> d
         summary = SimpleNamespace(outstanding=0, credit_available=0, retainer_available=0, last_payment_amount=None)
     money = lambda amount: {"amount": int(amount), "currency": row.currency}  # noqa: E731
     today = row.today
-    return {
+    dashboard = {
         "client": {
             "id": row.id,
             "name": row.name,
@@ -204,13 +232,20 @@ def client_dashboard(uow, now: datetime, workspace_id: str, client_id: str) -> d
             "currency": summary.last_payment_currency,
             "received_at": iso(summary.last_payment_received_at),
         },
-        "recent_invoices": [
-            {**invoice_view(r, today), "verification_code": grouped(r.verification_code)}
-            for r in rows_from_json(_RECENT_INVOICES, row.recent_invoices)
-        ],
-        "recent_quotes": [
-            {**quote_view(r, today), "verification_code": grouped(r.verification_code)}
-            for r in rows_from_json(_RECENT_QUOTES, row.recent_quotes)
-        ],
-        "recent_activity": [_activity_view(r) for r in rows_from_json(_RECENT_ACTIVITY, row.recent_activity)],
     }
+    if fields == "brief":
+        dashboard["recent_invoices"] = [
+            {**invoice_listing_view(r, today), "verification_code": grouped(r.verification_code)}
+            for r in rows_from_json(_RECENT_INVOICES_LISTED, row.recent_invoices)
+        ]
+        return dashboard
+    dashboard["recent_invoices"] = [
+        {**invoice_view(r, today), "verification_code": grouped(r.verification_code)}
+        for r in rows_from_json(_RECENT_INVOICES, row.recent_invoices)
+    ]
+    dashboard["recent_quotes"] = [
+        {**quote_view(r, today), "verification_code": grouped(r.verification_code)}
+        for r in rows_from_json(_RECENT_QUOTES, row.recent_quotes)
+    ]
+    dashboard["recent_activity"] = [_activity_view(r) for r in rows_from_json(_RECENT_ACTIVITY, row.recent_activity)]
+    return dashboard

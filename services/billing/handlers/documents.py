@@ -194,7 +194,29 @@ def _save(uow, table: sa.Table, aggregate: Invoice | Quote, **more) -> None:
 # ---------------------------------------------------------------- invoices
 
 
-def invoice_view(row, today, client: dict | None = None) -> dict:
+# What a list of invoices shows of each (invoice_listing_view): a listing asked with fields=listing
+# reads only these columns, and its answer carries only these fields, not the whole invoice.
+INVOICE_LISTING_COLUMNS = tuple(
+    invoices.c[name]
+    for name in (
+        "id",
+        "number",
+        "kind",
+        "client_id",
+        "status",
+        "currency",
+        "issue_date",
+        "due_date",
+        "total",
+        "amount_paid",
+        "amount_credited",
+    )
+)
+
+
+def invoice_listing_view(row, today) -> dict:
+    """An invoice as a list shows it: what it is, its dates, its status as of the business's `today`,
+    its total and what is still owed."""
     owed = 0 if row.status == "void" else domain.balance(row.total, row.amount_paid, row.amount_credited)
     return {
         "id": row.id,
@@ -206,14 +228,20 @@ def invoice_view(row, today, client: dict | None = None) -> dict:
         "currency": row.currency,
         "issue_date": iso(row.issue_date),
         "due_date": iso(row.due_date),
-        "payment_terms_days": row.payment_terms_days,
-        "subtotal": row.subtotal,
-        "discount_total": row.discount_total,
-        "tax_total": row.tax_total,
         "total": row.total,
         "amount_paid": row.amount_paid,
         "amount_credited": row.amount_credited,
         "balance": owed,
+    }
+
+
+def invoice_view(row, today, client: dict | None = None) -> dict:
+    return {
+        **invoice_listing_view(row, today),
+        "payment_terms_days": row.payment_terms_days,
+        "subtotal": row.subtotal,
+        "discount_total": row.discount_total,
+        "tax_total": row.tax_total,
         "notes": row.notes,
         "terms": row.terms,
         "supply_date": iso(row.supply_date),

@@ -27,7 +27,14 @@ from chassis.sql import json_rows, local_date, rows_from_json
 from chassis.sqltypes import UtcDateTime
 from services.billing import domain
 from services.billing.handlers.common import page_bounds, today_in
-from services.billing.handlers.documents import _listing, _listing_query, invoice_view, portal_visible
+from services.billing.handlers.documents import (
+    INVOICE_LISTING_COLUMNS,
+    _listing,
+    _listing_query,
+    invoice_listing_view,
+    invoice_view,
+    portal_visible,
+)
 from services.billing.handlers.verification import code_column, grouped
 from services.billing.tables import clients, invoice_number_suffixes, invoices, workspaces
 
@@ -41,6 +48,8 @@ SORTS = {
 }
 # Above every character a number can hold: suffix >= term and < term + this is "starts with term".
 LAST_CHARACTER = "\U0010ffff"
+# What each item carries: the whole invoice, or what a list of invoices shows of it.
+FIELDS = {"all": invoice_view, "listing": invoice_listing_view}
 
 
 def _sort_keys(sort: str) -> tuple[list, bool]:
@@ -100,7 +109,10 @@ def list_invoices(uow, now: datetime, workspace_id: str, filters: dict | None = 
 
     Two ways to page: `after`, the `next_cursor` of the previous page (keyset: the page starts in the
     index where the last one ended, however deep; its `total` is None, as counting would read every
-    row), or `offset` (page numbers; the rows before it are still read)."""
+    row), or `offset` (page numbers; the rows before it are still read).
+
+    `fields`: "all" (the default) gives each invoice whole; "listing" only what a list of them shows
+    (invoice_listing_view), which the portal's page reads and renders for less."""
     filters = filters or {}
     status = filters.get("status") or "all"
     if status not in STATUSES:
@@ -109,8 +121,11 @@ def list_invoices(uow, now: datetime, workspace_id: str, filters: dict | None = 
     keys, descending = _sort_keys(sort)  # a known sort, or Invalid
     limit, offset = page_bounds(filters.get("limit", 20), filters.get("offset", 0), 100)
     search = str(filters.get("search") or "")[:50].lower()
+    fields = filters.get("fields") or "all"
+    if fields not in FIELDS:
+        raise Invalid("Unknown fields.", {"fields": f"one of {', '.join(FIELDS)}"})
     if filters.get("portal") and filters.get("client_id") and not filters.get("after") and not filters.get("kind"):
-        return _portal_page(uow, now, workspace_id, filters["client_id"], status, sort, search, limit, offset)
+        return _portal_page(uow, now, workspace_id, filters["client_id"], status, sort, search, fields, limit, offset)
     reader = None
     if filters.get("portal") and filters.get("client_id"):  # the reader and the business's today, read together
         reader = _portal_reader(uow, workspace_id, filters["client_id"])
@@ -135,7 +150,7 @@ def list_invoices(uow, now: datetime, workspace_id: str, filters: dict | None = 
         total = uow.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
     # one more than the page: is there a next? The verification codes come in the same statement.
     page_query = query.add_columns(code_column("invoice", invoices.c.id)).order_by(*_order(sort)).limit(limit + 1)
-    page = _page(uow.execute(page_query.offset(offset)).all(), today, sort, total, limit, offset)
+    page = _page(uow.execute(page_query.offset(offset)).all(), today, sort, total, limit, offset, FIELDS[fields])
     if reader is not None:  # how the reader formats: one call renders the page
         page["client"] = {name: getattr(reader, name) for name in _READER}
     return page
@@ -171,10 +186,13 @@ def _order(sort: str) -> list[sa.UnaryExpression[Any]]:
     return [key.desc() if descending else key.asc() for key in keys]
 
 
-def _page(rows, today: date, sort: str, total: int | None, limit: int, offset: int) -> dict[str, Any]:
-    """The listing's answer from up to limit + 1 rows (one more tells that there is a next page)."""
+def _page(
+    rows, today: date, sort: str, total: int | None, limit: int, offset: int, view=invoice_view
+) -> dict[str, Any]:
+    """The listing's answer from up to limit + 1 rows (one more tells that there is a next page), each
+    item as `view` shows it."""
     return {
-        "items": [{**invoice_view(r, today), "verification_code": grouped(r.verification_code)} for r in rows[:limit]],
+        "items": [{**view(r, today), "verification_code": grouped(r.verification_code)} for r in rows[:limit]],
         "total": total,
         "limit": limit,
         "offset": offset,
@@ -197,17 +215,19 @@ _READER = ("name", "currency", "locale", "timezone")
 
 
 @functools.cache
-def _portal_statement(status: str, sort: str, searching: bool) -> tuple[Prepared, sa.Select[Any]]:
+def _portal_statement(status: str, sort: str, searching: bool, fields: str) -> tuple[Prepared, sa.Select[Any]]:
     """One portal page in one statement: the client (NotFound when not in the workspace), its
-    business's today, how many invoices match, and the page (one row more) as JSON; and the query
-    whose columns the JSON rows have."""
+    business's today, how many invoices match, and the page (one row more) as JSON, with every column
+    or only a listing's; and the query whose columns the JSON rows have."""
     matching = [invoices.c.workspace_id == _workspace, invoices.c.client_id == _client, *portal_visible(invoices)]
     if searching:
         matching.append(_number_contains(_workspace, _search_from, _search_to))
     if status != "all":
         matching.append(_status_is(status, _business_today))
-    page = sa.select(invoices, code_column("invoice", invoices.c.id)).where(*matching)
-    name = f"billing_portal_invoices_{status}_{sort.replace('-', 'desc_')}{'_search' if searching else ''}"
+    columns = INVOICE_LISTING_COLUMNS if fields == "listing" else (invoices,)
+    page = sa.select(*columns, code_column("invoice", invoices.c.id)).where(*matching)
+    name = f"billing_invoices_{status}_{sort.replace('-', 'desc_')}{'_search' if searching else ''}"
+    name += "_listing" if fields == "listing" else ""
     statement = (
         sa.select(
             *(clients.c[column] for column in _READER),
@@ -221,8 +241,8 @@ def _portal_statement(status: str, sort: str, searching: bool) -> tuple[Prepared
     return Prepared(name, statement), page
 
 
-def _portal_page(uow, now, workspace_id, client_id, status, sort, search, limit, offset) -> dict[str, Any]:
-    statement, page_query = _portal_statement(status, sort, bool(search))
+def _portal_page(uow, now, workspace_id, client_id, status, sort, search, fields, limit, offset) -> dict[str, Any]:
+    statement, page_query = _portal_statement(status, sort, bool(search), fields)
     row = uow.read_row(
         statement,
         {
@@ -237,7 +257,8 @@ def _portal_page(uow, now, workspace_id, client_id, status, sort, search, limit,
     )
     if row is None:
         raise NotFound("No such client.")
-    page = _page(rows_from_json(page_query, row.page), row.today, sort, int(row.total), limit, offset)
+    rows = rows_from_json(page_query, row.page)
+    page = _page(rows, row.today, sort, int(row.total), limit, offset, FIELDS[fields])
     page["client"] = {name: getattr(row, name) for name in _READER}  # how the reader formats: one call renders it
     return page
 

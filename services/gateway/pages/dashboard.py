@@ -5,12 +5,17 @@ from __future__ import annotations
 import falcon
 
 from services.gateway.pages.base import Base
+from services.gateway.rpc import ContractViolation
 
 
 class Dashboard(Base):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         session = self.session(req, resp)
-        data = self.billing(req).client_dashboard(session["workspace_id"], session["client_id"])
+        billing, ws, client = self.billing(req), session["workspace_id"], session["client_id"]
+        try:
+            data = billing.client_dashboard(ws, client, fields="brief")  # all the page shows
+        except ContractViolation:  # a billing older than this gateway (a rolling upgrade) answers the whole
+            data = billing.client_dashboard(ws, client)
         self.render(
             resp,
             "dashboard.html",

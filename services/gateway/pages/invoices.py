@@ -35,6 +35,7 @@ class InvoiceList(Portal):
                 "search": search,
                 "limit": PAGE_SIZE,
                 "offset": (number - 1) * PAGE_SIZE,
+                "fields": "listing",  # what the list shows of each invoice, not the whole of it
             },
         )
         # A billing older than this gateway (a rolling upgrade) sends no "client": page() then asks for it.
