@@ -382,6 +382,9 @@ def test_the_invoice_listing_is_served_by_its_indexes(billing):
         first, plans = _plans(billing.engine, h.list_invoices, ws, portal)
         assert first["total"] > 4000 and first["next_cursor"]
         assert "ix_invoices_client_listing" in _uses_indexes("portal: first page", plans) and _in_index_order(plans)
+        listed, plans = _plans(billing.engine, h.list_invoices, ws, {**portal, "fields": "listing"})  # the page's
+        assert listed["total"] == first["total"] and _in_index_order(plans)
+        assert "ix_invoices_client_listing" in _uses_indexes("portal: first page, fields listing", plans)
         after = first["next_cursor"]
         for _ in range(10):  # ten pages on
             page = as_the_service(billing.engine, h.list_invoices, ws, {**portal, "after": after})
@@ -399,6 +402,8 @@ def test_the_invoice_listing_is_served_by_its_indexes(billing):
         assert _uses_indexes("portal: part of a number", plans)
         _, plans = _plans(billing.engine, h.client_dashboard, ws, big)
         assert _uses_indexes("the dashboard", plans) & LISTING_INDEXES
+        _, plans = _plans(billing.engine, h.client_dashboard, ws, big, "brief")
+        assert _uses_indexes("the dashboard in brief", plans) & LISTING_INDEXES
     with acting_for(Scope(ws)):  # the admin API: the whole workspace
         first, plans = _plans(billing.engine, h.list_invoices, ws, {"limit": 20})
         assert first["total"] >= INVOICES * 0.99

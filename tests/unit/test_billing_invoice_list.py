@@ -178,3 +178,5 @@ def test_a_listing_of_fields_listing_carries_what_a_list_shows_of_each_invoice_a
     assert statuses >= {"paid", "partially_paid", "void", "overdue"}
     with pytest.raises(Invalid):
         db(h.list_invoices, ws_id, {"fields": "everything"})
+    with pytest.raises(Invalid):  # one leading "-" means descending; two are no sort
+        db(h.list_invoices, ws_id, {"sort": "--date", "client_id": client, "portal": True, "fields": "listing"})

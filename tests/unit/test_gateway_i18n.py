@@ -97,6 +97,7 @@ def test_filter_labels_statuses_and_pages_are_german():
     page = c.simulate_get("/invoices", params={"status": "partially_paid"}, cookies=c.session_cookie)
     assert page.status_code == 200
     assert [call[:2] for call in rpc.calls] == [("billing", "list_invoices")]  # no call to auth
+    assert rpc.calls[0][4]["filters"]["fields"] == "listing"  # what the page shows of each invoice
     for text in (
         "Rechnungen",
         "Alle",

@@ -1,7 +1,8 @@
 """The portal's dashboard for one client, read in one prebuilt statement: the client and its business,
 the client's summary row (summaries.py), what is overdue and its aging as of the business's today,
-what bank debits in flight are paying, and the recent invoices, quotes and activity. The statement
-is built once at import, so that a page view skips SQLAlchemy's construction work; its grouped read
+what bank debits in flight are paying, and the recent invoices, quotes and activity (or, in brief,
+the recent invoices alone). Both statements are built once at import, so that a page view skips
+SQLAlchemy's construction work; their grouped read
 of open invoices by due date (`OPEN_BY_DUE`) also gives a statement of account its aging."""
 
 from __future__ import annotations

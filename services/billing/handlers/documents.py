@@ -195,7 +195,8 @@ def _save(uow, table: sa.Table, aggregate: Invoice | Quote, **more) -> None:
 
 
 # What a list of invoices shows of each (invoice_listing_view): a listing asked with fields=listing
-# reads only these columns, and its answer carries only these fields, not the whole invoice.
+# answers only these fields, not the whole invoice; a portal page's prepared statement reads only
+# these columns.
 INVOICE_LISTING_COLUMNS = tuple(
     invoices.c[name]
     for name in (

@@ -1,10 +1,10 @@
 """The invoice listing: filtered by client, status (the derived 'overdue' and 'unpaid' too) and part
 of a number, sorted, paged by offset or by cursor.
 
-A portal page (one client, paged by number) is one prepared statement per filter and sort: the
-client and its business's today, the count and the page's rows as JSON, so that a page view costs
-one round trip that PostgreSQL neither parses nor plans again (chassis/prepared.py). Other listings
-(the admin API, pages after a cursor) build their statements as they are asked.
+A portal page (one client, paged by number) is one prepared statement per filter, sort and set of
+fields: the client and its business's today, the count and the page's rows as JSON, so that a page
+view costs one round trip that PostgreSQL neither parses nor plans again (chassis/prepared.py).
+Other listings (the admin API, pages after a cursor) build their statements as they are asked.
 
 The indexes behind the listing: ix_invoices_client_listing (a client's, by date), ix_invoices_listing
 (a workspace's, by date), ix_invoices_open (unpaid and overdue), ix_invoice_number_suffixes_search
@@ -56,7 +56,7 @@ def _sort_keys(sort: str) -> tuple[list, bool]:
     """The columns a listing is ordered by and whether descending: the sort's column, then the number
     (unique in a workspace) in the same direction, so that each order is one range of an index, read
     forwards or backwards, and a page can start right after any row."""
-    column = SORTS.get(sort.lstrip("-"))
+    column = SORTS.get(sort.removeprefix("-"))
     if column is None:
         raise Invalid("Unknown sort.", sort=f"one of {', '.join(SORTS)}, optionally with a leading -")
     return ([column] if column is invoices.c.number else [column, invoices.c.number]), sort.startswith("-")
