@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -154,6 +155,19 @@ def _relay_batch(engine: Engine, publish: Callable[[Relayed], object], batch: in
 # Built once, the values given as parameters: SQLAlchemy derives a cache key for every statement it is
 # given, and for a statement built anew with its values in it that walk cost more than running it.
 _INBOX_ROW = INBOX.insert()
+# PostgreSQL: the inbox row claims the event as the transaction starts, in one statement. A replica
+# handling the same event meanwhile holds that key: this insert waits for its transaction, then
+# finds the row (a duplicate) or, if it rolled back, claims the event itself.
+_CLAIM = (
+    postgresql.insert(INBOX)
+    .values(
+        consumer=sa.bindparam("consumer"),
+        event_id=sa.bindparam("event_id"),
+        processed_at=sa.bindparam("at", type_=UtcDateTime),
+    )
+    .on_conflict_do_nothing(index_elements=[INBOX.c.consumer, INBOX.c.event_id])
+    .returning(INBOX.c.event_id)
+)
 
 
 class Duplicate(Exception):
@@ -164,14 +178,23 @@ def consume_once(
     engine: Engine, consumer: str, event: dict[str, Any], handle: Callable[[Connection, dict[str, Any]], object]
 ) -> bool:
     """Run `handle(conn, event)` exactly once per (consumer, event id), in one transaction with the
-    inbox row. The inbox row is written last, so the transaction takes no write lock while the
-    handler may still be waiting on something; only that row's unique key means "duplicate" (also
-    for a replica racing us). Any other error, the handler's own integrity errors included, is the
-    caller's to retry."""
+    inbox row; only that row's unique key means "duplicate" (also for a replica racing us). Any
+    other error, the handler's own integrity errors included, is the caller's to retry.
+
+    On PostgreSQL the inbox row is written first, with the check (_CLAIM): one statement, and a
+    duplicate waits for the transaction that holds the event instead of doing its work again. On
+    SQLite, where any write locks the whole database, it is checked first and written last, so the
+    transaction holds no write lock while the handler may still be waiting on something."""
     event_id = event["id"]
     with engine.connect() as conn:
         try:
             with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    claimed = conn.execute(_CLAIM, {"consumer": consumer, "event_id": event_id, "at": utcnow()})
+                    if claimed.first() is None:
+                        raise Duplicate()
+                    handle(conn, event)
+                    return True
                 seen = conn.execute(
                     sa.select(INBOX.c.event_id).where(INBOX.c.consumer == consumer, INBOX.c.event_id == event_id)
                 ).first()

@@ -1,0 +1,111 @@
+"""An event consumer's inbox on PostgreSQL (chassis.events.consume_once), as a service's own role: the
+inbox row claims the event in the statement that checks it; a duplicate, also one that arrives while
+the first is still being handled, runs nothing; a handler that fails leaves the event unclaimed."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+
+import pytest
+import sqlalchemy as sa
+
+from chassis.db import make_engine, upgrade
+from chassis.events import INBOX, consume_once
+from tests.conftest import ROOT, RUN_ID, databases_with_roles
+from tests.integration.round_trips import RoundTrips
+
+pytestmark = pytest.mark.integration
+
+MIGRATIONS = ROOT / "services" / "documents" / "migrations"
+
+
+@pytest.fixture(scope="module")
+def documents(postgres_admin_url):
+    with databases_with_roles(postgres_admin_url, f"portal_{RUN_ID}_inbox", ("documents",)) as urls:
+        upgrade(urls["service"]["documents"], MIGRATIONS)
+        yield SimpleNamespace(url=urls["service"]["documents"])
+
+
+@pytest.fixture
+def engine(documents):
+    engine = make_engine(documents.url, pool_size=4)
+    yield engine
+    engine.dispose()
+
+
+def inbox_rows(engine, event_id: str) -> list[str]:
+    with engine.connect() as conn:
+        return [row.consumer for row in conn.execute(sa.select(INBOX.c.consumer).where(INBOX.c.event_id == event_id))]
+
+
+def test_an_event_is_claimed_by_one_statement_and_handled_once_per_consumer(engine):
+    handled = []
+    event = {"id": "e-once", "type": "x", "data": {}}
+    consume_once(engine, "warm.up", {"id": "e-warm", "type": "x", "data": {}}, lambda conn, e: None)
+    trips = RoundTrips()
+    try:
+        assert consume_once(engine, "svc.h", event, lambda conn, e: handled.append("svc")) is True
+    finally:
+        trips.remove()
+    claims = [sql for sql in trips.statements if "inbox" in sql.lower()]
+    assert len(claims) == 1 and "ON CONFLICT" in claims[0], trips.statements
+    assert not [sql for sql in trips.statements if sql.lstrip().upper().startswith("SELECT") and "inbox" in sql]
+    assert consume_once(engine, "svc.h", event, lambda conn, e: handled.append("again")) is False
+    assert consume_once(engine, "other.h", event, lambda conn, e: handled.append("other")) is True
+    assert handled == ["svc", "other"] and sorted(inbox_rows(engine, "e-once")) == ["other.h", "svc.h"]
+
+
+def test_a_failing_handler_leaves_the_event_unclaimed_for_its_retry(engine):
+    event = {"id": "e-retry", "type": "x", "data": {}}
+
+    def fails(conn, e):
+        raise RuntimeError("flaky")
+
+    with pytest.raises(RuntimeError):
+        consume_once(engine, "svc.h", event, fails)
+    assert inbox_rows(engine, "e-retry") == []
+    handled = []
+    assert consume_once(engine, "svc.h", event, lambda conn, e: handled.append(e["id"])) is True
+    assert handled == ["e-retry"] and inbox_rows(engine, "e-retry") == ["svc.h"]
+
+
+@pytest.mark.parametrize("first_fails", [False, True])
+def test_a_duplicate_arriving_while_the_first_is_handled_waits_for_it(engine, first_fails):
+    """A redelivery (or a replica) takes the event while the first delivery is still in its handler:
+    it waits for that transaction, then runs nothing if it committed, or the handler if it failed."""
+    event = {"id": f"e-race-{first_fails}", "type": "x", "data": {}}
+    inside, release = threading.Event(), threading.Event()
+    handled, outcomes = [], {}
+
+    def first_handler(conn, e):
+        inside.set()
+        assert release.wait(10)
+        if first_fails:
+            raise RuntimeError("the first delivery fails")
+        handled.append("first")
+
+    def first():
+        try:
+            outcomes["first"] = consume_once(engine, "svc.h", event, first_handler)
+        except RuntimeError:
+            outcomes["first"] = "failed"
+
+    def second():
+        outcomes["second"] = consume_once(engine, "svc.h", event, lambda conn, e: handled.append("second"))
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    assert inside.wait(10)
+    threads[1].start()
+    threads[1].join(0.5)
+    assert threads[1].is_alive()  # waiting on the first delivery's claim, not handling it
+    release.set()
+    for thread in threads:
+        thread.join(10)
+        assert not thread.is_alive()
+    if first_fails:
+        assert outcomes == {"first": "failed", "second": True} and handled == ["second"]
+    else:
+        assert outcomes == {"first": True, "second": False} and handled == ["first"]
+    assert inbox_rows(engine, event["id"]) == ["svc.h"]
