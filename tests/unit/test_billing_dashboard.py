@@ -155,5 +155,6 @@ def test_the_brief_dashboard_is_the_whole_one_without_quotes_and_activity_and_it
     assert brief["recent_invoices"] == [
         {k: item[k] for k in brief["recent_invoices"][0]} for item in whole["recent_invoices"]
     ]
-    with pytest.raises(Invalid):
-        db(h.client_dashboard, ws_id, client, "everything")
+    for unknown in ("everything", ["brief"], {"brief": True}):
+        with pytest.raises(Invalid):
+            db(h.client_dashboard, ws_id, client, unknown)

@@ -176,7 +176,9 @@ def test_a_listing_of_fields_listing_carries_what_a_list_shows_of_each_invoice_a
     everything = db(h.list_invoices, ws_id, {"fields": "listing", "limit": 100})["items"]
     statuses = {item["display_status"] for item in everything}
     assert statuses >= {"paid", "partially_paid", "void", "overdue"}
-    with pytest.raises(Invalid):
-        db(h.list_invoices, ws_id, {"fields": "everything"})
-    with pytest.raises(Invalid):  # one leading "-" means descending; two are no sort
-        db(h.list_invoices, ws_id, {"sort": "--date", "client_id": client, "portal": True, "fields": "listing"})
+    for unknown in ("everything", ["listing"], {"listing": True}):
+        with pytest.raises(Invalid):
+            db(h.list_invoices, ws_id, {"fields": unknown})
+    for sort in ("--date", ["date"]):  # one leading "-" means descending; two are no sort, nor is a list
+        with pytest.raises(Invalid):
+            db(h.list_invoices, ws_id, {"sort": sort, "client_id": client, "portal": True, "fields": "listing"})

@@ -192,7 +192,7 @@ def client_dashboard(uow, now: datetime, workspace_id: str, client_id: str, fiel
 
     `fields`: "all" (the default); or "brief", the same without the recent quotes and activity, and
     each recent invoice as a list shows it (invoice_listing_view)."""
-    statement = _DASHBOARDS.get(fields)
+    statement = _DASHBOARDS.get(fields) if isinstance(fields, str) else None
     if statement is None:
         raise Invalid("Unknown fields.", {"fields": f"one of {', '.join(_DASHBOARDS)}"})
     row = uow.read_row(statement, {**params(workspace_id, client_id), "now": now})

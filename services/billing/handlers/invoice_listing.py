@@ -56,7 +56,7 @@ def _sort_keys(sort: str) -> tuple[list, bool]:
     """The columns a listing is ordered by and whether descending: the sort's column, then the number
     (unique in a workspace) in the same direction, so that each order is one range of an index, read
     forwards or backwards, and a page can start right after any row."""
-    column = SORTS.get(sort.removeprefix("-"))
+    column = SORTS.get(sort.removeprefix("-")) if isinstance(sort, str) else None
     if column is None:
         raise Invalid("Unknown sort.", sort=f"one of {', '.join(SORTS)}, optionally with a leading -")
     return ([column] if column is invoices.c.number else [column, invoices.c.number]), sort.startswith("-")
@@ -122,7 +122,7 @@ def list_invoices(uow, now: datetime, workspace_id: str, filters: dict | None = 
     limit, offset = page_bounds(filters.get("limit", 20), filters.get("offset", 0), 100)
     search = str(filters.get("search") or "")[:50].lower()
     fields = filters.get("fields") or "all"
-    if fields not in FIELDS:
+    if not isinstance(fields, str) or fields not in FIELDS:
         raise Invalid("Unknown fields.", {"fields": f"one of {', '.join(FIELDS)}"})
     if filters.get("portal") and filters.get("client_id") and not filters.get("after") and not filters.get("kind"):
         return _portal_page(uow, now, workspace_id, filters["client_id"], status, sort, search, fields, limit, offset)
