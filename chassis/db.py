@@ -21,6 +21,7 @@ from chassis.clock import Clock, utcnow
 from chassis.events import OUTBOX, outbox_row
 from chassis.prepared import Prepared
 from chassis.scope import db_scope
+from chassis.sql import insert_once
 from chassis.sqltypes import UtcDateTime as UtcDateTime  # the tables' type, as services import it
 
 log = logging.getLogger(__name__)
@@ -361,32 +362,6 @@ def _twice_if_gone(engine: Engine, work: Callable[[], T]) -> T:
             raise
     engine.dispose()  # a new pool; the connections other callers hold now go with the old one
     return work()
-
-
-def insert_once(table: sa.Table, columns: Sequence[str], key: str) -> sa.TextClause:
-    """`INSERT ... ON CONFLICT (key) DO NOTHING` of `columns` (values bound by their names, typed as
-    the columns): its row count says whether the row is new. Written out as SQL text, which PostgreSQL
-    and SQLite both take, because SQLAlchemy compiles an ON CONFLICT insert anew on every use, which
-    cost more than the round trip."""
-    return sa.text(
-        f"INSERT INTO {table.name} ({', '.join(columns)}) "
-        f"VALUES ({', '.join(':' + name for name in columns)}) ON CONFLICT ({key}) DO NOTHING"
-    ).bindparams(*(sa.bindparam(name, type_=table.c[name].type) for name in columns))
-
-
-def upsert(table: sa.Table, key: Sequence[str], only_if_newer: str | None = None) -> sa.TextClause:
-    """`INSERT` of a whole row (values bound by the columns' names), or `UPDATE` of the row with the
-    same `key` (only when its `only_if_newer` column is later, when given): SQL text, as for
-    `insert_once`."""
-    names = [column.name for column in table.c]
-    updates = ", ".join(f"{name} = excluded.{name}" for name in names if name not in key)
-    sql = (
-        f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join(':' + name for name in names)}) "
-        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
-    )
-    if only_if_newer:
-        sql += f" WHERE {table.name}.{only_if_newer} < excluded.{only_if_newer}"
-    return sa.text(sql).bindparams(*(sa.bindparam(column.name, type_=column.type) for column in table.c))
 
 
 # Built once, the values given as parameters: SQLAlchemy derives a cache key for every statement it is given.

@@ -13,12 +13,12 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from chassis.clock import utcnow
 from chassis.logs import current_request_id
+from chassis.sql import insert_once
 from chassis.sqltypes import UtcDateTime
 
 log = logging.getLogger(__name__)
@@ -158,16 +158,7 @@ _INBOX_ROW = INBOX.insert()
 # PostgreSQL: the inbox row claims the event as the transaction starts, in one statement. A replica
 # handling the same event meanwhile holds that key: this insert waits for its transaction, then
 # finds the row (a duplicate) or, if it rolled back, claims the event itself.
-_CLAIM = (
-    postgresql.insert(INBOX)
-    .values(
-        consumer=sa.bindparam("consumer"),
-        event_id=sa.bindparam("event_id"),
-        processed_at=sa.bindparam("at", type_=UtcDateTime),
-    )
-    .on_conflict_do_nothing(index_elements=[INBOX.c.consumer, INBOX.c.event_id])
-    .returning(INBOX.c.event_id)
-)
+_CLAIM = insert_once(INBOX, ("consumer", "event_id", "processed_at"), "consumer, event_id")
 
 
 class Duplicate(Exception):
@@ -190,8 +181,8 @@ def consume_once(
         try:
             with conn.begin():
                 if conn.dialect.name == "postgresql":
-                    claimed = conn.execute(_CLAIM, {"consumer": consumer, "event_id": event_id, "at": utcnow()})
-                    if claimed.first() is None:
+                    row = {"consumer": consumer, "event_id": event_id, "processed_at": utcnow()}
+                    if conn.execute(_CLAIM, row).rowcount == 0:
                         raise Duplicate()
                     handle(conn, event)
                     return True

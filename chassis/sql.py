@@ -1,6 +1,7 @@
 """SQL that PostgreSQL and SQLite spell differently, as SQLAlchemy constructs: the date at a moment in
 a time zone, and JSON built by the database, so that one statement can answer with lists inside its
-row (`json_rows`, read back with `rows_from_json`)."""
+row (`json_rows`, read back with `rows_from_json`); and the inserts both spell alike that keep a row
+once (`insert_once`) or replace it (`upsert`)."""
 
 from __future__ import annotations
 
@@ -181,3 +182,29 @@ def _utc_datetime(value: str | None) -> datetime | None:
         return None
     at = datetime.fromisoformat(value)
     return at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+
+
+def insert_once(table: sa.Table, columns: Sequence[str], key: str) -> sa.TextClause:
+    """`INSERT ... ON CONFLICT (key) DO NOTHING` of `columns` (values bound by their names, typed as
+    the columns): its row count says whether the row is new. Written out as SQL text, which PostgreSQL
+    and SQLite both take, because SQLAlchemy compiles an ON CONFLICT insert anew on every use, which
+    cost more than the round trip."""
+    return sa.text(
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "
+        f"VALUES ({', '.join(':' + name for name in columns)}) ON CONFLICT ({key}) DO NOTHING"
+    ).bindparams(*(sa.bindparam(name, type_=table.c[name].type) for name in columns))
+
+
+def upsert(table: sa.Table, key: Sequence[str], only_if_newer: str | None = None) -> sa.TextClause:
+    """`INSERT` of a whole row (values bound by the columns' names), or `UPDATE` of the row with the
+    same `key` (only when its `only_if_newer` column is later, when given): SQL text, as for
+    `insert_once`."""
+    names = [column.name for column in table.c]
+    updates = ", ".join(f"{name} = excluded.{name}" for name in names if name not in key)
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join(':' + name for name in names)}) "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+    )
+    if only_if_newer:
+        sql += f" WHERE {table.name}.{only_if_newer} < excluded.{only_if_newer}"
+    return sa.text(sql).bindparams(*(sa.bindparam(column.name, type_=column.type) for column in table.c))

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from chassis.db import upsert
+from chassis.sql import upsert
 from services.documents.tables import client_changes, workspace_changes
 
 CURRENT_FOR = timedelta(minutes=10)

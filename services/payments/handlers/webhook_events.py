@@ -12,11 +12,11 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from chassis.db import insert_once
 from chassis.errors import Invalid
 from chassis.events import add_dead_letter
 from chassis.logs import current_request_id
 from chassis.prepared import Prepared
+from chassis.sql import insert_once
 from services.payments.handlers.event_handling import handle_event
 from services.payments.stripe_api import payment_intent_view
 from services.payments.tables import attempts, card_setups, payment_methods, stripe_events
