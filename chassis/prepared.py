@@ -4,7 +4,8 @@ psycopg2 sends each statement as text, so PostgreSQL parses it, expands every ro
 policy into it and plans it again on every call. For a page's one large statement (the dashboard's
 reads six tables and four subqueries) that work costs several times the execution itself. A
 `Prepared` statement is sent once per pooled connection as `PREPARE`, and each call then sends only
-`EXECUTE name(values)`. The policies still bind: they read the transaction's scope settings when the
+`EXECUTE name(values)`, which runs the generic plan made once (the engines' `plan_cache_mode`,
+chassis/db.py). The policies still bind: they read the transaction's scope settings when the
 plan runs, not when it is made.
 
 Only a statement whose SQL is the same on every call can be prepared: its values are bound

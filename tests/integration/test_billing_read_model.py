@@ -2,7 +2,8 @@
 dashboard in one round trip (its scope and its statement sent together, nothing to commit), its
 answer the same as the listings give, and the invoice listing served by its indexes, never a
 sequential scan of invoices, in a workspace of 12,000 invoices (among 60,000). The plans are written to
-test-artifacts/invoice-list-plans.txt. And the summary that the dashboard reads, recomputed on every
+test-artifacts/invoice-list-plans.txt. Each page's prepared statement runs the plan made once, never
+one made again for its values. And the summary that the dashboard reads, recomputed on every
 payment, reads what is open, not the client's history of paid invoices and payments."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import psycopg2
 import pytest
 import sqlalchemy as sa
 
+from chassis import db as chassis_db
 from chassis.db import UnitOfWork, make_engine, upgrade
 from chassis.errors import NotFound
 from chassis.nameko_ext import DatabaseHandle, ServiceBase
@@ -94,7 +96,9 @@ def billing(postgres_admin_url):
             conn.cursor().execute("ANALYZE")
         ws, clients = made[0]
         run(Scope(ws), h.repair_client_summaries, ws)  # the summaries, as the handlers would have kept them
-        yield SimpleNamespace(engine=engine, run=run, ws=ws, big=clients[0], small=clients[1])
+        yield SimpleNamespace(
+            engine=engine, url=urls["service"]["billing"], run=run, ws=ws, big=clients[0], small=clients[1]
+        )
         engine.dispose()
 
 
@@ -185,6 +189,51 @@ def test_the_dashboard_takes_one_round_trip_and_answers_what_the_listings_do(bil
         balances["credit_available"],
     )
     assert dashboard["overdue"]["count"] > 0
+
+
+def test_the_pages_prepared_statements_run_the_plan_made_once(billing):
+    """Each EXECUTE of a page's statement runs its generic plan: none is planned again for its values,
+    whatever PostgreSQL would estimate (left to choose, it re-planned the dashboard on every call once
+    an ANALYZE made the generic plan look dearer)."""
+    page = {"client_id": billing.big, "portal": True, "limit": 20, "status": "unpaid", "fields": "listing"}
+    used = {}  # the connections that ran them (a read alone has a pool of its own)
+
+    def seen(conn, cursor, statement, *_):
+        if statement.startswith("EXECUTE") or " EXECUTE " in statement:
+            used[id(conn.connection.dbapi_connection)] = conn.connection.dbapi_connection
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", seen)
+    try:
+        with acting_for(Scope(billing.ws, billing.big)):
+            for _ in range(8):  # past the five calls PostgreSQL plans for their values before it chooses
+                as_the_service(billing.engine, h.client_dashboard, billing.ws, billing.big, "brief")
+                as_the_service(billing.engine, h.list_invoices, billing.ws, page)
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", seen)
+    plans = []
+    for dbapi_connection in used.values():  # idle in their pools now
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SELECT name, generic_plans, custom_plans FROM pg_prepared_statements")
+            plans += cursor.fetchall()
+        dbapi_connection.rollback()
+    assert {"billing_client_dashboard_brief", "billing_invoices_unpaid_desc_date_listing"} <= {
+        name for name, *_ in plans
+    }, plans
+    assert all(custom == 0 and generic >= 1 for _, generic, custom in plans), plans
+    assert sum(generic for *_, generic, _ in plans) >= 16, plans
+
+
+def test_the_plan_setting_keeps_the_options_the_url_gives(billing):
+    engine = make_engine(f"{billing.url}?options=-c%20statement_timeout%3D7000", pool_size=1)
+    try:
+        for pool in (engine, chassis_db._ALONE[engine]):  # a transaction's and a read alone's
+            with pool.connect() as conn:
+                settings = conn.exec_driver_sql(
+                    "SELECT current_setting('plan_cache_mode'), current_setting('statement_timeout')"
+                )
+                assert settings.one() == ("force_generic_plan", "7s")
+    finally:
+        engine.dispose()
 
 
 def test_a_portal_invoice_page_takes_one_round_trip(billing):
