@@ -8,8 +8,9 @@ reads six tables and four subqueries) that work costs several times the executio
 chassis/db.py). The policies still bind: they read the transaction's scope settings when the
 plan runs, not when it is made.
 
-Only a statement whose SQL is the same on every call can be prepared: its values are bound
-parameters, and no parameter may expand into a list. SQLite runs the statement as it is.
+Only a statement whose SQL is the same on every call can be prepared: the caller's values are bound
+parameters, and no parameter may expand into a list. The statement's own values (a status it filters
+on) are written into its SQL, so that its one plan knows them. SQLite runs the statement as it is.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sqlalchemy.sql.selectable import TextualSelect
 __all__ = ["Prepared"]
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+_VALUE_OR_PERCENT = re.compile(r"%\((\w+)\)s|%%")
 _PREPARED_ON_CONNECTION = "portal_prepared_statements"
 MAX_NAME = 63  # PostgreSQL cuts a longer name to this many characters
 
@@ -38,7 +40,7 @@ class _Compiled:
     execute_sql: str  # EXECUTE name(:p, ...)
     binds: tuple[sa.BindParameter[Any], ...]  # its values' types, the statement's parameters'
     columns: tuple[sa.ColumnClause[Any], ...]  # its result's types, the statement's columns'
-    constants: dict[str, Any]  # values the statement itself binds (its literals), passed on every call
+    constants: dict[str, Any]  # defaults of named values, passed on every call the caller leaves them out
     reads: dict[str, _Read] = field(default_factory=dict)  # first_row's, by the SQL sent before it
 
     @functools.cached_property
@@ -71,7 +73,7 @@ class _Read:
 class Prepared:
     """`statement` under `name` (unique within the service): `uow.execute(prepared, params)` runs it."""
 
-    def __init__(self, name: str, statement: sa.Select[Any]):
+    def __init__(self, name: str, statement: sa.Select[Any] | sa.Update):
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
             raise ValueError(f"not an SQL name: {name!r}")
         if len(name) > MAX_NAME:
@@ -151,35 +153,62 @@ class Prepared:
         expanding = [name for name, bind in binds.items() if bind.expanding and bind.required]
         if expanding:
             raise ValueError(f"{self.name}: a list parameter cannot be prepared: {', '.join(expanding)}")
-        # constant lists (`status IN (...)`) become one parameter per item, as SQLAlchemy sends them
+        # constant lists (`status IN (...)`) become one value per item, as SQLAlchemy sends them
         state = compiled.construct_expanded_state({name: None for name, bind in binds.items() if bind.required})
-        order: list[str] = []
-        for name in _PLACEHOLDER.findall(state.statement):
-            if name not in order:
-                order.append(name)
-        number = {name: index for index, name in enumerate(order, 1)}
-        body = _PLACEHOLDER.sub(lambda match: f"${number[match.group(1)]}", state.statement).replace("%%", "%")
         expanded_from = {item: name for name, items in state.parameter_expansion.items() for item in items}
-        types = {name: binds[expanded_from.get(name, name)].type for name in order}
+        types, literals, constants, order = {}, {}, {}, []
+        for name in dict.fromkeys(_PLACEHOLDER.findall(state.statement)):
+            bind = binds[expanded_from.get(name, name)]
+            types[name] = bind.type
+            # a value the statement's own code wrote (anonymous); a named bindparam is the caller's
+            literal = _literal(compiled, state, name, bind.type) if bind.unique and not bind.required else None
+            if literal is not None:
+                literals[name] = literal
+                continue
+            order.append(name)
+            if not bind.required:  # a named value with a default, sent with each call unless given
+                constants[name] = state.parameters[name]
+        number = {name: index for index, name in enumerate(order, 1)}
+
+        def placed(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name is None:  # %% in SQL written for psycopg2's %-formatting
+                return "%"
+            return literals[name] if name in literals else f"${number[name]}"
+
+        body = _VALUE_OR_PERCENT.sub(placed, state.statement)
         declared = ", ".join(_declared_type(types[name]) for name in order)
-        required = {name for name, bind in binds.items() if bind.required}
         self._compiled = _Compiled(
             prepare=f"PREPARE {self.name} ({declared}) AS {body}",
             execute_sql=f"EXECUTE {self.name}({', '.join(f':{name}' for name in order)})",
             binds=tuple(sa.bindparam(name, type_=types[name]) for name in order),
-            columns=tuple(sa.column(str(column.key), column.type) for column in self.statement.selected_columns),
-            constants={name: state.parameters[name] for name in order if name not in required},
+            # what it answers: a SELECT's columns, an UPDATE's RETURNING
+            columns=tuple(sa.column(str(column.key), column.type) for column in self.statement.exported_columns),
+            constants=constants,
         )
         return self._compiled
 
 
+def _literal(compiled: Any, state: Any, name: str, type_: sa.types.TypeEngine[Any]) -> str | None:
+    """A value the statement itself gives (a status it filters on), written into the SQL: a generic
+    plan then knows it, as a plan for the values would, and can use a partial index that names it.
+    None when the type cannot be written as SQL; the value is then sent with each call instead."""
+    try:
+        written = compiled.render_literal_value(state.parameters[name], type_)
+    except (NotImplementedError, sa.exc.CompileError):
+        return None
+    return str(written).replace("%%", "%")  # written for psycopg2's %-formatting, which PREPARE skips
+
+
 def _declared_type(type_: sa.types.TypeEngine[Any]) -> str:
-    """The parameter's type as psycopg2 would send its value: dates and times typed, the rest (quoted
-    literals, numbers) inferred by PostgreSQL from where the parameter stands."""
+    """The parameter's type as psycopg2 would send its value: dates, times and text typed, the rest
+    (numbers, other quoted literals) inferred by PostgreSQL from where the parameter stands."""
     if isinstance(type_, sa.types.TypeDecorator):
         type_ = type_.impl_instance
     if isinstance(type_, sa.DateTime):
         return "timestamptz" if type_.timezone else "timestamp"
     if isinstance(type_, sa.Date):
         return "date"
+    if isinstance(type_, sa.String):  # one value may stand beside columns of both text and varchar
+        return "text"
     return "unknown"

@@ -484,7 +484,11 @@ def test_a_summary_refresh_reads_what_is_open_not_the_clients_history(billing):
     with acting_for(Scope(ws)):  # as the payment's event is consumed: the workspace's scope
         history = as_the_service(billing.engine, h.list_payments, ws, big)
         (before, after), plans = _plans(
-            billing.engine, summaries.refresh, ws, big, explained=lambda sql: sql.startswith("UPDATE client_summaries")
+            billing.engine,
+            summaries.refresh,
+            ws,
+            big,
+            explained=lambda sql: "EXECUTE billing_client_summary_refresh" in sql,
         )
     assert len(history) > 4000 and after.last_payment_received_at == before.last_payment_received_at
     assert after.outstanding == before.outstanding > 0 and len(plans) == 1

@@ -1,6 +1,6 @@
 """A prepared statement's PREPARE and EXECUTE as sent to PostgreSQL, without a server: one numbered
-parameter per value (the statement's own literals included), dates and times typed, and nothing that
-would make its SQL differ from call to call."""
+parameter per value the caller gives, the statement's own values written into it, dates, times and
+text typed, and nothing that would make its SQL differ from call to call."""
 
 from __future__ import annotations
 
@@ -26,25 +26,36 @@ def compiled(prepared: Prepared):
     return prepared._compile(postgresql.psycopg2.dialect())
 
 
-def test_each_value_is_a_numbered_parameter_and_the_statements_literals_are_sent_with_each_call():
+def test_each_value_given_is_a_numbered_parameter_and_the_statements_own_values_are_written_in():
     owner = sa.bindparam("owner")
     statement = sa.select(items.c.id, items.c.at.label("seen")).where(
         items.c.owner == owner,
         items.c.status.in_(["sent", "viewed"]),
         items.c.at < sa.bindparam("now", type_=UtcDateTime),
-        items.c.name.like("%ltd%"),
+        items.c.name.like("%it's%"),
         items.c.due > sa.bindparam("day", type_=sa.Date),
+        items.c.id != sa.bindparam("other", "none"),  # named: the caller's, even with a default
     )
     made = compiled(Prepared("items_owned", statement))
-    types = "unknown, unknown, unknown, timestamptz, unknown, date"
-    assert made.prepare.startswith(f"PREPARE items_owned ({types}) AS SELECT")
-    assert "items.owner = $1" in made.prepare and "IN ($2, $3)" in made.prepare
-    assert "LIKE $5" in made.prepare and "%(" not in made.prepare
-    assert set(made.constants.values()) == {"sent", "viewed", "%ltd%"}  # the caller's values are not constants
+    assert made.prepare.startswith("PREPARE items_owned (text, timestamptz, date, text) AS SELECT")
+    # what a generic plan must know to pick a partial index on them
+    assert "items.owner = $1" in made.prepare and "items.status IN ('sent', 'viewed')" in made.prepare
+    assert "LIKE '%it''s%'" in made.prepare and "%(" not in made.prepare and "%%" not in made.prepare
+    assert "items.id != $4" in made.prepare and made.constants == {"other": "none"}
     sql = str(made.execute.compile(dialect=postgresql.psycopg2.dialect()))
-    assert sql.startswith("EXECUTE items_owned(%(owner)s, %(status_1_1)s, %(status_1_2)s, %(now)s,")
+    assert sql == "EXECUTE items_owned(%(owner)s, %(now)s, %(day)s, %(other)s)"
     assert [column.key for column in made.execute.selected_columns] == ["id", "seen"]
     assert isinstance(made.execute.selected_columns[1].type, UtcDateTime)  # read back as UTC-aware datetimes
+
+
+def test_an_update_answers_what_it_returns():
+    statement = items.update().where(items.c.id == sa.bindparam("of_item")).values(status="paid").returning(items.c.at)
+    made = compiled(Prepared("item_paid", statement))
+    assert (
+        made.prepare
+        == "PREPARE item_paid (text) AS UPDATE items SET status='paid' WHERE items.id = $1 RETURNING items.at"
+    )
+    assert [(column.key, type(column.type)) for column in made.columns] == [("at", UtcDateTime)]
 
 
 def test_a_list_the_caller_passes_cannot_be_prepared():
@@ -89,10 +100,10 @@ def test_a_one_row_read_is_sent_in_psycopg2s_own_terms_with_each_value_and_colum
     made = compiled(prepared)
     read = prepared._read(made, dialect, "SELECT set_config('app.owner', %(scope_owner)s, true)")
     assert read.sql == (
-        "SELECT set_config('app.owner', %(scope_owner)s, true); EXECUTE items_owned(%(owner)s, %(status_1)s, %(now)s)"
+        "SELECT set_config('app.owner', %(scope_owner)s, true); EXECUTE items_owned(%(owner)s, %(now)s)"
     )
     convert = dict(read.values)
-    assert set(convert) == {"owner", "status_1", "now", "scope_owner"}
+    assert set(convert) == {"owner", "now", "scope_owner"}
     in_paris = datetime(2026, 12, 1, 12, 0, tzinfo=timezone(timedelta(hours=1)))
     assert convert["now"](in_paris) == datetime(2026, 12, 1, 11, 0, tzinfo=timezone.utc)  # UtcDateTime's
     with pytest.raises(ValueError, match="naive"):

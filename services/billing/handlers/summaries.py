@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from chassis.db import UtcDateTime
+from chassis.prepared import Prepared
 from services.billing import domain
 from services.billing.handlers.common import iso, workspace_row
 from services.billing.tables import (
@@ -137,6 +138,9 @@ _REFRESH = (
     )
     .returning(*client_summaries.c)
 )
+# Run on every change to a client's money: planning its eight subqueries over five tables, each with
+# its row-level-security policy, took three times as long as running them.
+_REFRESH_PREPARED = Prepared("billing_client_summary_refresh", _REFRESH)
 FIGURES = (
     "currency",
     "outstanding",
@@ -185,7 +189,8 @@ def refresh(uow, now: datetime, workspace_id: str, client_id: str):
         )
         locked = uow.execute(_LOCK, scope).one()  # another transaction may have made it meanwhile
         before = None if created else locked
-    after = uow.execute(_REFRESH, {**params(workspace_id, client_id, locked.client_currency), "now": now}).one()
+    figures = {**params(workspace_id, client_id, locked.client_currency), "now": now}
+    after = uow.execute(_REFRESH_PREPARED, figures).one()
     return before, after
 
 
