@@ -476,6 +476,23 @@ def _rows_read(node: dict) -> float:
     return returned + node.get("Rows Removed by Filter", 0) + node.get("Rows Removed by Index Recheck", 0)
 
 
+def test_the_dashboards_overdue_figures_read_the_clients_open_invoices_not_its_history(billing):
+    """The dashboard's prepared statement, on its one generic plan, sums what is overdue from the
+    client's open invoices by their partial index, not from the client's thousands of paid ones."""
+    ws, big = billing.ws, billing.big
+    for fields in ("all", "brief"):
+        with acting_for(Scope(ws, big)):
+            _, plans = _plans(
+                billing.engine, h.client_dashboard, ws, big, fields, explained=lambda sql: "EXECUTE" in sql
+            )
+        [(_, plan)] = plans
+        open_reads = [_rows_read(node) for node in _nodes(plan["Plan"]) if node.get("Index Name") == "ix_invoices_open"]
+        invoices_read = sum(
+            _rows_read(node) for node in _nodes(plan["Plan"]) if node.get("Relation Name") == "invoices"
+        )
+        assert open_reads and invoices_read < 600, (fields, invoices_read, json.dumps(plan, indent=1))
+
+
 def test_a_summary_refresh_reads_what_is_open_not_the_clients_history(billing):
     """The summary is recomputed from the ledger on every payment. For a client with thousands of
     paid invoices and payments, that reads its few open invoices, unapplied payments and retainers
