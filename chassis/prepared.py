@@ -24,6 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, CursorResult, Dialect
+from sqlalchemy.sql.compiler import ExpandedState, SQLCompiler
 from sqlalchemy.sql.selectable import TextualSelect
 
 __all__ = ["Prepared"]
@@ -189,7 +190,7 @@ class Prepared:
         return self._compiled
 
 
-def _literal(compiled: Any, state: Any, name: str, type_: sa.types.TypeEngine[Any]) -> str | None:
+def _literal(compiled: SQLCompiler, state: ExpandedState, name: str, type_: sa.types.TypeEngine[Any]) -> str | None:
     """A value the statement itself gives (a status it filters on), written into the SQL: a generic
     plan then knows it, as a plan for the values would, and can use a partial index that names it.
     None when the type cannot be written as SQL; the value is then sent with each call instead."""
