@@ -345,23 +345,36 @@ class UnitOfWork:
     def publish_and_commit(
         self, event_type: str, workspace_id: str | None, data: dict[str, Any], version: int = 1
     ) -> dict[str, Any]:
-        """Record an event and commit. When it is all the unit of work does, on PostgreSQL, the row goes
-        to the server in one round trip on an autocommit connection (_ALONE): one INSERT is its own
-        transaction, on disk before the answer, where BEGIN, the scope, the INSERT and COMMIT take four.
-        A connection found gone is replaced and the row sent once more; the outbox's unique event id
-        makes a second insert of a row that did land change nothing. The outbox belongs to the
-        service, not a workspace: no scope is needed."""
-        alone = self._conn is None and not self._before_commit and not self._outbox
-        writes = _ALONE.get(self.engine) if alone else None
-        if writes is None:
+        """Record an event and commit. When it is all the unit of work does, the row is written alone
+        (`write_alone`): the outbox's unique event id makes a second insert of a row that did land
+        change nothing. The outbox belongs to the service, not a workspace: no scope is needed."""
+        if self._conn is not None or self._before_commit or self._outbox:
             event = self.publish(event_type, workspace_id, data, version)
             self.commit()
             return event
+        event, row = outbox_row(event_type, workspace_id, data, version, now=self.clock())
+        self.write_alone(_OUTBOX_ONCE, row)
+        return event
+
+    def write_alone(self, statement: sa.Executable, params: Mapping[str, Any]) -> int:
+        """Run one write and commit; its row count. When it is all the unit of work does, on
+        PostgreSQL, it goes to the server in one round trip on an autocommit connection (_ALONE): one
+        statement is its own transaction, on disk before the answer, where BEGIN, the scope, the
+        statement and COMMIT take four. For the service's own tables only, as it carries no scope:
+        under row-level security it would see, and change, nothing.
+
+        A connection found gone is replaced and the statement sent once more, so it must change nothing
+        the second time (an insert of a row with a unique key); when the first one had landed and only
+        its answer was lost, the count is the second one's."""
+        alone = self._conn is None and not self._before_commit and not self._outbox
+        writes = _ALONE.get(self.engine) if alone else None
+        if writes is None:
+            count = self.execute(statement, params).rowcount
+            self.commit()
+            return count
         if not self._open:
             raise RuntimeError("the unit of work is not open: use it as `with uow: ...`")
-        event, row = outbox_row(event_type, workspace_id, data, version, now=self.clock())
-        _twice_if_gone(writes, lambda: _run_alone(writes, _OUTBOX_ONCE, row))
-        return event
+        return _twice_if_gone(writes, lambda: _run_alone(writes, statement, params))
 
 
 def _twice_if_gone(engine: Engine, work: Callable[[], T]) -> T:
@@ -384,9 +397,9 @@ _OUTBOX_ROWS = OUTBOX.insert()
 _OUTBOX_ONCE = insert_once(OUTBOX, ("event_id", "event_type", "body", "created_at", "request_id"), "event_id")
 
 
-def _run_alone(writes: Engine, statement: sa.Executable, params: Mapping[str, Any]) -> None:
+def _run_alone(writes: Engine, statement: sa.Executable, params: Mapping[str, Any]) -> int:
     with writes.connect() as conn:
-        conn.execute(statement, params)
+        return conn.execute(statement, params).rowcount
 
 
 def _read_alone(reads: Engine, statement: Prepared, params: Mapping[str, Any], scope: dict[str, str]) -> Any:

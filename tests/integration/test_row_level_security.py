@@ -21,6 +21,7 @@ from chassis.errors import NotFound
 from chassis.scope import SYSTEM, Scope, acting_for, db_scope
 from services.billing import handlers as billing
 from tests.conftest import ROOT, RUN_ID, databases_with_roles
+from tests.integration.round_trips import RoundTrips
 
 pytestmark = pytest.mark.integration
 
@@ -513,9 +514,18 @@ def test_a_stripe_event_is_stored_once_and_its_workspace_found_only_within_scope
     engine = make_engine(dbs["service"]["payments"], pool_size=1)
     try:
         for stored in (True, False):  # stripe_events is payments' own: no workspace's rows, no scope
-            with UnitOfWork(engine) as uow:
-                assert webhook_events.receive_event(uow, now, event) is stored
-                uow.commit()
+            trips = RoundTrips()
+            try:
+                with UnitOfWork(engine) as uow:
+                    assert webhook_events.receive_event(uow, now, event) is stored
+                    assert uow._conn is None  # no transaction was opened for it
+                    # seen from another connection before the unit of work ends: committed
+                    assert fetch(
+                        dbs["admin"]["payments"], "SELECT count(*) FROM stripe_events WHERE id = %s", (event["id"],)
+                    ) == [(1,)]
+            finally:
+                trips.remove()
+            assert trips.count == 1, trips.statements  # the insert alone, on the path Stripe waits on
         for scope, found in ((SYSTEM, W1), (None, None), (Scope(W2), None), (Scope(W1), W1)):
             with acting_for(scope), UnitOfWork(engine) as uow:
                 assert webhook_events.workspace_of(uow, event) == found  # never the W2 its metadata names

@@ -33,11 +33,14 @@ LEFT_TO_STORING_REPLICA = timedelta(seconds=5)
 
 
 def receive_event(uow, now, event: dict) -> bool:
-    """Keep a verified Stripe event; processing happens later, once (the timer's after
-    LEFT_TO_STORING_REPLICA). False for a redelivery."""
+    """Keep a verified Stripe event, committed when this returns; processing happens later, once (the
+    timer's after LEFT_TO_STORING_REPLICA). False for a redelivery. The insert is written alone (one
+    round trip on PostgreSQL): stripe_events is the service's own, under no workspace's scope. Should
+    the connection go between the insert and its answer, the insert sent again counts no row, and
+    the event is left to the timer like a redelivery: stored once, processed once, a little later."""
     if not isinstance(event, dict) or not str(event.get("id", "")).startswith("evt_") or "type" not in event:
         raise Invalid("Not a Stripe event.")
-    stored = uow.execute(
+    stored = uow.write_alone(
         _STORE_ONCE,
         {
             "id": event["id"],
@@ -48,7 +51,7 @@ def receive_event(uow, now, event: dict) -> bool:
             "outcome": "",
             "request_id": current_request_id(),
         },
-    ).rowcount
+    )
     return stored == 1  # nothing inserted: a redelivery
 
 
