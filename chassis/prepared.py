@@ -11,6 +11,12 @@ plan runs, not when it is made.
 Only a statement whose SQL is the same on every call can be prepared: the caller's values are bound
 parameters, and no parameter may expand into a list. The statement's own values (a status it filters
 on) are written into its SQL, so that its one plan knows them. SQLite runs the statement as it is.
+
+A generic plan is made without the caller's values, and its estimates are the policies' as much as
+the data's: the row-level-security conditions make every client look as if it held a handful of
+rows. Where that lets the planner pick a plan that reads all of a large client's rows (sorting a
+client's invoices to find the newest five, when the listing's index holds them in order), the
+statement names `planner` settings that rule such plans out; they are set for that statement alone.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from sqlalchemy.sql.selectable import TextualSelect
 __all__ = ["Prepared"]
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+_SETTING = re.compile(r"[a-z_]+")
 _VALUE_OR_PERCENT = re.compile(r"%\((\w+)\)s|%%")
 _PREPARED_ON_CONNECTION = "portal_prepared_statements"
 MAX_NAME = 63  # PostgreSQL cuts a longer name to this many characters
@@ -74,21 +81,43 @@ class _Read:
 class Prepared:
     """`statement` under `name` (unique within the service): `uow.execute(prepared, params)` runs it."""
 
-    def __init__(self, name: str, statement: sa.Select[Any] | sa.Update):
+    def __init__(self, name: str, statement: sa.Select[Any] | sa.Update, planner: Mapping[str, str] | None = None):
+        """`planner`: PostgreSQL settings (`{"enable_sort": "off"}`) the statement is planned and run
+        with, and no other statement of the transaction."""
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
             raise ValueError(f"not an SQL name: {name!r}")
         if len(name) > MAX_NAME:
             raise ValueError(f"longer than PostgreSQL keeps a name ({MAX_NAME}), so it could clash: {name!r}")
+        for setting, value in (planner or {}).items():
+            if not (_SETTING.fullmatch(setting) and _SETTING.fullmatch(value)):
+                raise ValueError(f"not a planner setting: {setting!r} = {value!r}")
         self.name = name
         self.statement = statement
+        self.planner = dict(planner or {})
         self._compiled: _Compiled | None = None
 
     def execute(self, conn: Connection, params: Mapping[str, Any]) -> CursorResult[Any]:
-        """Run it on `conn`."""
+        """Run it on `conn`. With planner settings: set in the same round trip, before it, and put
+        back once it has answered (psycopg2 has read its rows by then), so the transaction's later
+        statements are planned as usual."""
         if conn.dialect.name != "postgresql":
             return conn.execute(self.statement, dict(params))
         compiled = self._prepared_on(conn)
-        return conn.execute(compiled.execute, {**compiled.constants, **params})
+        if not self.planner:
+            return conn.execute(compiled.execute, {**compiled.constants, **params})
+        result = conn.execute(
+            sa.text(f"{self._planner_sql()}; {compiled.execute_sql}")
+            .bindparams(*compiled.binds)
+            .columns(*compiled.columns),
+            {**compiled.constants, **params},
+        )
+        for setting in self.planner:
+            conn.exec_driver_sql(f"SET LOCAL {setting} TO DEFAULT")
+        return result
+
+    def _planner_sql(self) -> str:
+        """The settings, for the transaction the statement runs in."""
+        return "SELECT " + ", ".join(f"set_config('{name}', '{value}', true)" for name, value in self.planner.items())
 
     def first_row(self, conn: Connection, params: Mapping[str, Any], preceded_by: tuple[str, Mapping[str, Any]]) -> Any:
         """Its first row (a named tuple; None without one), on PostgreSQL with `preceded_by` (SQL with
@@ -141,8 +170,9 @@ class Prepared:
     def _read(self, compiled: _Compiled, dialect: Dialect, before: str) -> _Read:
         names = [bind.key for bind in compiled.binds]
         before_names = list(dict.fromkeys(_PLACEHOLDER.findall(before)))
+        planner = f"{self._planner_sql()}; " if self.planner else ""  # for the one implicit transaction
         return _Read(
-            sql=f"{before}; EXECUTE {self.name}({', '.join(f'%({name})s' for name in names)})",
+            sql=f"{before}; {planner}EXECUTE {self.name}({', '.join(f'%({name})s' for name in names)})",
             values=tuple((bind.key, bind.type.dialect_impl(dialect).bind_processor(dialect)) for bind in compiled.binds)
             + tuple((name, None) for name in before_names if name not in names),
             row=namedtuple(f"{self.name}_row", [str(column.key) for column in compiled.columns]),

@@ -337,7 +337,8 @@ def test_a_dashboard_with_quotes_payments_and_activity_reads_back_like_the_listi
 
 def _reads_invoices(statement: str) -> bool:
     reads = " invoices" in statement and statement.lstrip().upper().startswith("SELECT")
-    return reads or statement.startswith("EXECUTE")  # a prepared statement (chassis/prepared.py)
+    # a prepared statement (chassis/prepared.py), after any planner settings sent with it
+    return reads or statement.rsplit("; ", 1)[-1].startswith("EXECUTE")
 
 
 def _plans(engine, handler, *args, explained=_reads_invoices) -> tuple[object, list[tuple[str, dict]]]:
@@ -354,6 +355,7 @@ def _plans(engine, handler, *args, explained=_reads_invoices) -> tuple[object, l
             plans = []
             for statement, parameters in seen:
                 if explained(statement):
+                    statement = statement.rsplit("; ", 1)[-1]  # a prepared statement's, after its settings
                     cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, parameters)
                     plans.append((statement, cursor.fetchone()[0][0]))
     finally:
@@ -476,21 +478,46 @@ def _rows_read(node: dict) -> float:
     return returned + node.get("Rows Removed by Filter", 0) + node.get("Rows Removed by Index Recheck", 0)
 
 
-def test_the_dashboards_overdue_figures_read_the_clients_open_invoices_not_its_history(billing):
-    """The dashboard's prepared statement, on its one generic plan, sums what is overdue from the
-    client's open invoices by their partial index, not from the client's thousands of paid ones."""
+@pytest.mark.parametrize("first", ["small", "big"])
+def test_the_dashboards_plan_reads_a_clients_open_and_newest_invoices_not_its_history(billing, first):
+    """The dashboard's prepared statement has one generic plan per connection, made at its first call
+    with that caller's scope, whichever client it was. Whoever came first, the plan sums what is
+    overdue from the client's open invoices by their partial index and reads the newest invoices from
+    the listing's index in order, not the thousands of invoices a client with a long history holds;
+    and, planned without sorts where an index gives the order, it is not compiled (JIT) either."""
     ws, big = billing.ws, billing.big
     for fields in ("all", "brief"):
-        with acting_for(Scope(ws, big)):
-            _, plans = _plans(
-                billing.engine, h.client_dashboard, ws, big, fields, explained=lambda sql: "EXECUTE" in sql
-            )
+        engine = make_engine(billing.url, pool_size=1)  # a connection on which nothing is prepared yet
+        try:
+            with acting_for(Scope(ws, getattr(billing, first))):
+                _plans(engine, h.client_dashboard, ws, getattr(billing, first), fields)  # the plan is made
+            with acting_for(Scope(ws, big)):
+                _, plans = _plans(engine, h.client_dashboard, ws, big, fields, explained=lambda sql: "EXECUTE" in sql)
+        finally:
+            engine.dispose()
         [(_, plan)] = plans
         open_reads = [_rows_read(node) for node in _nodes(plan["Plan"]) if node.get("Index Name") == "ix_invoices_open"]
         invoices_read = sum(
             _rows_read(node) for node in _nodes(plan["Plan"]) if node.get("Relation Name") == "invoices"
         )
         assert open_reads and invoices_read < 600, (fields, invoices_read, json.dumps(plan, indent=1))
+        assert "JIT" not in plan, (fields, plan["JIT"])  # compiled on every call, it costs more than the read
+
+
+def test_the_dashboards_planner_settings_end_with_it_inside_a_transaction(billing):
+    """Read inside a transaction that is already open, the dashboard's planner settings hold for its
+    statement alone: the transaction's next statements are planned as usual."""
+    with acting_for(Scope(billing.ws, billing.big)), UnitOfWork(billing.engine, lambda: NOW) as uow:
+        uow.execute(sa.text("SELECT 1"))  # the transaction is open: the dashboard is one of its statements
+        dashboard = h.client_dashboard(uow, NOW, billing.ws, billing.big)
+        settings = uow.execute(sa.text("SELECT current_setting('enable_sort'), current_setting('jit')")).one()
+    assert len(dashboard["recent_invoices"]) == 5
+    with billing.engine.connect() as conn:
+        defaults = dict(
+            conn.execute(sa.text("SELECT name, reset_val FROM pg_settings WHERE name IN ('enable_sort', 'jit')")).all()
+        )
+    assert defaults["enable_sort"] == "on"  # what the dashboard turns off, and the next statement has back
+    assert tuple(settings) == (defaults["enable_sort"], defaults["jit"])
 
 
 def test_a_summary_refresh_reads_what_is_open_not_the_clients_history(billing):

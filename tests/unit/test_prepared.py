@@ -113,3 +113,19 @@ def test_a_one_row_read_is_sent_in_psycopg2s_own_terms_with_each_value_and_colum
     assert row.id == "i-1" and row.seen == datetime(2026, 12, 1, 11, 0, tzinfo=timezone.utc)
     assert row.seen.tzinfo is timezone.utc
     assert read.first(_Cursor(None, ()), dialect, made.columns) is None
+
+
+def test_planner_settings_go_before_the_statement_in_its_round_trip_and_only_settings_are_taken():
+    statement = sa.select(items.c.id).where(items.c.owner == sa.bindparam("owner")).order_by(items.c.due).limit(5)
+    prepared = Prepared("items_newest", statement, planner={"enable_sort": "off", "jit": "off"})
+    made = compiled(prepared)
+    read = prepared._read(made, postgresql.psycopg2.dialect(), "SELECT set_config('app.x', %(x)s, true)")
+    assert read.sql == (
+        "SELECT set_config('app.x', %(x)s, true); "
+        "SELECT set_config('enable_sort', 'off', true), set_config('jit', 'off', true); "  # for this transaction
+        "EXECUTE items_newest(%(owner)s)"
+    )
+    assert "set_config" not in made.prepare  # planned with them, never part of the statement
+    for planner in ({"enable_sort": "off'; DROP TABLE items; --"}, {"enable sort": "off"}, {"jit": ""}):
+        with pytest.raises(ValueError, match="not a planner setting"):
+            Prepared("items_newest", statement, planner=planner)
