@@ -97,9 +97,9 @@ class Prepared:
         self._compiled: _Compiled | None = None
 
     def execute(self, conn: Connection, params: Mapping[str, Any]) -> CursorResult[Any]:
-        """Run it on `conn`. With planner settings: set in the same round trip, before it, and put
-        back once it has answered (psycopg2 has read its rows by then), so the transaction's later
-        statements are planned as usual."""
+        """Run it on `conn`. With planner settings: set in the same round trip, before it, and set back
+        to the connection's own values once it has answered (psycopg2 has read its rows by then), so
+        the transaction's later statements are planned as usual."""
         if conn.dialect.name != "postgresql":
             return conn.execute(self.statement, dict(params))
         compiled = self._prepared_on(conn)
