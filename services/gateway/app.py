@@ -169,6 +169,9 @@ class RequestIdMiddleware:
         request_id_var.set(None)
 
 
+DRAINED_AT_MOST = 1024 * 1024  # bytes of a too-large body read and dropped so that its 413 arrives
+
+
 class SecurityMiddleware:
     """Body size cap, cross-site POST refusal and security headers on every response."""
 
@@ -186,6 +189,11 @@ class SecurityMiddleware:
 
     def process_request(self, req, resp):
         if req.content_length and req.content_length > self.config.max_body:
+            # Read what the client is still sending before answering: gunicorn drains at most 64 KB
+            # after a response and then closes, and a close with bytes unread resets the connection,
+            # which can discard the 413 before the client reads it. Beyond a bound, close it is.
+            if req.content_length <= DRAINED_AT_MOST:
+                req.bounded_stream.exhaust()
             raise falcon.HTTPContentTooLarge(
                 title="Request too large", description=f"Requests may be at most {self.config.max_body} bytes."
             )

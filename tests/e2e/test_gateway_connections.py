@@ -1,9 +1,11 @@
 """The gateway keeps an idle keep-alive connection open for longer than the pauses between a client's
-requests, so a request on a connection the client reuses is answered, not dropped."""
+requests, so a request on a connection the client reuses is answered, not dropped; and a body over the
+size limit gets its 413 page, not a reset connection."""
 
 from __future__ import annotations
 
 import http.client
+import socket
 import time
 from urllib.parse import urlsplit
 
@@ -31,3 +33,23 @@ def test_a_connection_idle_between_requests_still_answers(stack):
             assert connection.sock is opened  # the same connection carried every request
     finally:
         connection.close()
+
+
+@pytest.mark.parametrize("size", [70_000, 300_000])
+def test_a_body_over_the_limit_gets_its_413_page_while_the_client_is_still_sending(stack, size):
+    """The client sends its body in pieces, as a slow uplink does; the gateway answers once it has it all."""
+    address = urlsplit(stack.url)
+    body = b"email=" + b"a" * size
+    head = (
+        f"POST /login HTTP/1.1\r\nHost: {address.netloc}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((address.hostname, address.port), timeout=10) as client:
+        client.sendall(head)
+        for start in range(0, len(body), 16_384):
+            client.sendall(body[start : start + 16_384])  # a reset connection fails here or at the read
+            time.sleep(0.005)
+        answer = http.client.HTTPResponse(client)
+        answer.begin()
+        page = answer.read().decode()
+    assert answer.status == 413 and "Request too large" in page
