@@ -111,8 +111,7 @@ class Prepared:
             .columns(*compiled.columns),
             {**compiled.constants, **params},
         )
-        for setting in self.planner:
-            conn.exec_driver_sql(f"SET LOCAL {setting} TO DEFAULT")
+        conn.exec_driver_sql("; ".join(f"SET LOCAL {setting} TO DEFAULT" for setting in self.planner))  # one round trip
         return result
 
     def _planner_sql(self) -> str:

@@ -548,3 +548,54 @@ def test_a_summary_refresh_reads_what_is_open_not_the_clients_history(billing):
     assert read["payments"] <= 3 and read.get("payment_allocations", 0) == 0, read
     # its open invoices, among the workspace's newest 600 (the client holds 40%), none of its paid ones
     assert 0 < read["invoices"] < 600, read
+
+
+@pytest.fixture
+def young(postgres_admin_url):
+    """A workspace in a billing database whose tables were last analysed while nearly empty, as a new
+    deployment's are until autovacuum comes by (every minute at most, once a table grew by a tenth)."""
+    with databases_with_roles(postgres_admin_url, f"portal_{RUN_ID}_young", ("billing",)) as urls:
+        upgrade(urls["service"]["billing"], ROOT / "services" / "billing" / "migrations")
+        engine = make_engine(urls["service"]["billing"], pool_size=1)  # one connection: one plan
+        with acting_for(SYSTEM), UnitOfWork(engine, lambda: NOW) as uow:
+            ws = h.create_workspace(uow, NOW, {"name": "New Studio", "email": "b@example.org"})["id"]
+            uow.commit()
+        with acting_for(Scope(ws)), UnitOfWork(engine, lambda: NOW) as uow:
+            client = h.create_client(uow, NOW, ws, {"name": "First Client"})["id"]
+            uow.commit()
+        with psycopg2.connect(urls["admin"]["billing"]) as conn:
+            conn.autocommit = True
+            conn.cursor().execute("ANALYZE")
+        yield SimpleNamespace(engine=engine, admin_url=urls["admin"]["billing"], ws=ws, client=client)
+        engine.dispose()
+
+
+def test_a_summary_refresh_planned_while_the_tables_were_young_reads_one_payment_once_they_grew(young):
+    """The refresh's one generic plan is made at its first call on a connection, from the statistics of
+    then. Made while the client had no payments, it must not become a scan of all its payments and a
+    sort of them once it has hundreds (three times a payment, one per figure of the latest payment)."""
+    ws, client = young.ws, young.client
+    with acting_for(Scope(ws)):
+        as_the_service(young.engine, summaries.refresh, ws, client)  # the plan is made
+    with psycopg2.connect(young.admin_url) as conn, conn.cursor() as cur:  # then the client's history grows
+        _bulk_invoices(cur, ws, [client], 1_000)
+        _bulk_payments(cur, ws, client)
+    with acting_for(Scope(ws)):
+        (_, after), plans = _plans(
+            young.engine,
+            summaries.refresh,
+            ws,
+            client,
+            explained=lambda sql: "EXECUTE billing_client_summary_refresh" in sql,
+        )
+    [(_, plan)] = plans
+    read = {}
+    for node in _nodes(plan["Plan"]):
+        table = node.get("Relation Name")
+        if table in ("invoices", "payments", "payment_allocations"):
+            assert node["Node Type"] != "Seq Scan", json.dumps(plan, indent=1)
+            read[table] = read.get(table, 0) + _rows_read(node)
+    assert after.last_payment_received_at is not None and read["payments"] <= 3, read
+    # the open ones, not every invoice the client was ever sent; it has no retainer, so no allocation
+    assert read["invoices"] < 1_000 and read.get("payment_allocations", 0) == 0, read
+    assert "JIT" not in plan, plan["JIT"]
