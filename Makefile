@@ -22,9 +22,10 @@ dev: $(STAMP)
 seed: $(STAMP)
 	$(BIN)/python -m services.billing.seed
 
-## Every test: the architecture's rules (lint), unit, integration (real RabbitMQ + PostgreSQL) and end-to-end.
+## Every test: the architecture's rules (lint), unit, integration (real RabbitMQ + PostgreSQL) and end-to-end;
+## the 25 slowest are listed at the end, where a suite that has grown slow shows what to move to `make chaos`.
 test: lint
-	$(BIN)/python -m pytest -p no:cacheprovider tests
+	$(BIN)/python -m pytest -p no:cacheprovider --durations=25 tests
 
 ## Lint, import order and format (ruff), the import contracts between the services (import-linter), types (mypy).
 lint: $(STAMP)
