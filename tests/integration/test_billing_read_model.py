@@ -520,6 +520,28 @@ def test_the_dashboards_planner_settings_end_with_it_inside_a_transaction(billin
     assert tuple(settings) == (defaults["enable_sort"], defaults["jit"])
 
 
+def _refresh_explained(engine, ws: str, client: str):
+    """The client's summary refreshed, (before, after), and the plan its statement ran."""
+    result, plans = _plans(
+        engine, summaries.refresh, ws, client, explained=lambda sql: "EXECUTE billing_client_summary_refresh" in sql
+    )
+    [(_, plan)] = plans
+    return result, plan
+
+
+def _ledger_reads(plan) -> tuple[dict[str, float], set[str | None]]:
+    """The rows the plan read of each ledger table (none of them scanned whole), and the indexes it used."""
+    read: dict[str, float] = {}
+    used = set()
+    for node in _nodes(plan["Plan"]):
+        used.add(node.get("Index Name"))
+        table = node.get("Relation Name")
+        if table in ("invoices", "payments", "payment_allocations"):
+            assert node["Node Type"] != "Seq Scan", json.dumps(plan, indent=1)
+            read[table] = read.get(table, 0) + _rows_read(node)
+    return read, used
+
+
 def test_a_summary_refresh_reads_what_is_open_not_the_clients_history(billing):
     """The summary is recomputed from the ledger on every payment. For a client with thousands of
     paid invoices and payments, that reads its few open invoices, unapplied payments and retainers
@@ -527,22 +549,10 @@ def test_a_summary_refresh_reads_what_is_open_not_the_clients_history(billing):
     ws, big = billing.ws, billing.big
     with acting_for(Scope(ws)):  # as the payment's event is consumed: the workspace's scope
         history = as_the_service(billing.engine, h.list_payments, ws, big)
-        (before, after), plans = _plans(
-            billing.engine,
-            summaries.refresh,
-            ws,
-            big,
-            explained=lambda sql: "EXECUTE billing_client_summary_refresh" in sql,
-        )
+        (before, after), plan = _refresh_explained(billing.engine, ws, big)
     assert len(history) > 4000 and after.last_payment_received_at == before.last_payment_received_at
-    assert after.outstanding == before.outstanding > 0 and len(plans) == 1
-    read, used = {}, set()
-    for node in _nodes(plans[0][1]["Plan"]):
-        used.add(node.get("Index Name"))
-        table = node.get("Relation Name")
-        if table in ("invoices", "payments", "payment_allocations"):
-            assert node["Node Type"] != "Seq Scan", json.dumps(plans[0][1], indent=1)
-            read[table] = read.get(table, 0) + _rows_read(node)
+    assert after.outstanding == before.outstanding > 0
+    read, used = _ledger_reads(plan)
     assert {"ix_payments_client_latest", "ix_payments_unapplied", "ix_invoices_retainers"} <= used
     # its latest payment, three times (one figure each); no retainer, nothing unapplied
     assert read["payments"] <= 3 and read.get("payment_allocations", 0) == 0, read
@@ -581,20 +591,8 @@ def test_a_summary_refresh_planned_while_the_tables_were_young_reads_one_payment
         _bulk_invoices(cur, ws, [client], 1_000)
         _bulk_payments(cur, ws, client)
     with acting_for(Scope(ws)):
-        (_, after), plans = _plans(
-            young.engine,
-            summaries.refresh,
-            ws,
-            client,
-            explained=lambda sql: "EXECUTE billing_client_summary_refresh" in sql,
-        )
-    [(_, plan)] = plans
-    read = {}
-    for node in _nodes(plan["Plan"]):
-        table = node.get("Relation Name")
-        if table in ("invoices", "payments", "payment_allocations"):
-            assert node["Node Type"] != "Seq Scan", json.dumps(plan, indent=1)
-            read[table] = read.get(table, 0) + _rows_read(node)
+        (_, after), plan = _refresh_explained(young.engine, ws, client)
+    read, _ = _ledger_reads(plan)
     assert after.last_payment_received_at is not None and read["payments"] <= 3, read
     # the open ones, not every invoice the client was ever sent; it has no retainer, so no allocation
     assert read["invoices"] < 1_000 and read.get("payment_allocations", 0) == 0, read
