@@ -170,6 +170,23 @@ class RequestIdMiddleware:
 
 
 DRAINED_AT_MOST = 1024 * 1024  # bytes of a too-large body read and dropped so that its 413 arrives
+DRAIN_WAIT = 2.0  # seconds each read of it may wait: a client that stops sending gets its 413 then
+
+
+def drain(req: falcon.Request) -> None:
+    """Read and drop the rest of the request's body. A client that stops sending for DRAIN_WAIT, or
+    goes away, ends the drain: the answer goes out regardless, and gunicorn closes the connection."""
+    sock = req.env.get("gunicorn.socket")  # absent when the app is called in process (tests)
+    waited = sock.gettimeout() if sock is not None else None
+    try:
+        if sock is not None:
+            sock.settimeout(DRAIN_WAIT)
+        req.bounded_stream.exhaust()
+    except OSError:  # a timeout (socket.timeout is one) or a reset
+        pass
+    finally:
+        if sock is not None:
+            sock.settimeout(waited)
 
 
 class SecurityMiddleware:
@@ -189,11 +206,11 @@ class SecurityMiddleware:
 
     def process_request(self, req, resp):
         if req.content_length and req.content_length > self.config.max_body:
-            # Read what the client is still sending before answering: gunicorn drains at most 64 KB
-            # after a response and then closes, and a close with bytes unread resets the connection,
-            # which can discard the 413 before the client reads it. Beyond a bound, close it is.
+            # Read what the client is still sending before answering: gunicorn drains little of it
+            # after a response (64 KB, then as much while closing) and closes, and a close with bytes
+            # unread resets the connection, which can discard the 413 before the client reads it.
             if req.content_length <= DRAINED_AT_MOST:
-                req.bounded_stream.exhaust()
+                drain(req)
             raise falcon.HTTPContentTooLarge(
                 title="Request too large", description=f"Requests may be at most {self.config.max_body} bytes."
             )
