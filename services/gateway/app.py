@@ -176,17 +176,18 @@ DRAIN_WAIT = 2.0  # seconds each read of it may wait: a client that stops sendin
 def drain(req: falcon.Request) -> None:
     """Read and drop the rest of the request's body. A client that stops sending for DRAIN_WAIT, or
     goes away, ends the drain: the answer goes out regardless, and gunicorn closes the connection."""
-    sock = req.env.get("gunicorn.socket")  # absent when the app is called in process (tests)
-    waited = sock.gettimeout() if sock is not None else None
+    sock = req.env.get("gunicorn.socket")
+    if sock is None:  # the app called in process (tests): the body is in memory
+        req.bounded_stream.exhaust()
+        return
+    waited = sock.gettimeout()
+    sock.settimeout(DRAIN_WAIT)
     try:
-        if sock is not None:
-            sock.settimeout(DRAIN_WAIT)
         req.bounded_stream.exhaust()
     except OSError:  # a timeout (socket.timeout is one) or a reset
         pass
     finally:
-        if sock is not None:
-            sock.settimeout(waited)
+        sock.settimeout(waited)
 
 
 class SecurityMiddleware:

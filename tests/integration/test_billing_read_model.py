@@ -8,6 +8,7 @@ payment, reads what is open, not the client's history of paid invoices and payme
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import datetime, timezone
 from types import SimpleNamespace
@@ -51,12 +52,7 @@ def billing(postgres_admin_url):
     with databases_with_roles(postgres_admin_url, f"portal_{RUN_ID}_readmodel", ("billing",)) as urls:
         upgrade(urls["service"]["billing"], ROOT / "services" / "billing" / "migrations")
         engine = make_engine(urls["service"]["billing"], pool_size=2)
-
-        def run(scope, fn, *args, **kwargs):
-            with acting_for(scope), UnitOfWork(engine, lambda: NOW) as uow:
-                result = fn(uow, NOW, *args, **kwargs)
-                uow.commit()
-                return result
+        run = functools.partial(_committed, engine)
 
         made = []
         for n in range(1 + OTHERS):
@@ -91,15 +87,28 @@ def billing(postgres_admin_url):
                            SELECT i.id, lower(substr(i.number, p)), i.workspace_id, i.client_id
                            FROM invoices i, generate_series(1, length(i.number)) p""")
             _bulk_payments(cur, made[0][0], made[0][1][0])
-        with psycopg2.connect(urls["admin"]["billing"]) as conn:
-            conn.autocommit = True
-            conn.cursor().execute("ANALYZE")
+        _analyze(urls["admin"]["billing"])
         ws, clients = made[0]
         run(Scope(ws), h.repair_client_summaries, ws)  # the summaries, as the handlers would have kept them
         yield SimpleNamespace(
             engine=engine, url=urls["service"]["billing"], run=run, ws=ws, big=clients[0], small=clients[1]
         )
         engine.dispose()
+
+
+def _committed(engine, scope, fn, *args, **kwargs):
+    """A handler's unit of work in `scope`, committed; its result."""
+    with acting_for(scope), UnitOfWork(engine, lambda: NOW) as uow:
+        result = fn(uow, NOW, *args, **kwargs)
+        uow.commit()
+        return result
+
+
+def _analyze(admin_url: str) -> None:
+    """Statistics for every table, as autovacuum would have them once it came by."""
+    with psycopg2.connect(admin_url) as conn:
+        conn.autocommit = True
+        conn.cursor().execute("ANALYZE")
 
 
 def _bulk_invoices(cur, ws: str, clients: list[str], count: int) -> None:
@@ -567,15 +576,9 @@ def young(postgres_admin_url):
     with databases_with_roles(postgres_admin_url, f"portal_{RUN_ID}_young", ("billing",)) as urls:
         upgrade(urls["service"]["billing"], ROOT / "services" / "billing" / "migrations")
         engine = make_engine(urls["service"]["billing"], pool_size=1)  # one connection: one plan
-        with acting_for(SYSTEM), UnitOfWork(engine, lambda: NOW) as uow:
-            ws = h.create_workspace(uow, NOW, {"name": "New Studio", "email": "b@example.org"})["id"]
-            uow.commit()
-        with acting_for(Scope(ws)), UnitOfWork(engine, lambda: NOW) as uow:
-            client = h.create_client(uow, NOW, ws, {"name": "First Client"})["id"]
-            uow.commit()
-        with psycopg2.connect(urls["admin"]["billing"]) as conn:
-            conn.autocommit = True
-            conn.cursor().execute("ANALYZE")
+        ws = _committed(engine, SYSTEM, h.create_workspace, {"name": "New Studio", "email": "b@example.org"})["id"]
+        client = _committed(engine, Scope(ws), h.create_client, ws, {"name": "First Client"})["id"]
+        _analyze(urls["admin"]["billing"])
         yield SimpleNamespace(engine=engine, admin_url=urls["admin"]["billing"], ws=ws, client=client)
         engine.dispose()
 
