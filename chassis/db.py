@@ -18,7 +18,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from chassis import json_text, sqlite
 from chassis.clock import Clock, utcnow
-from chassis.events import OUTBOX, outbox_row
+from chassis.events import OUTBOX, mark_outbox_written, outbox_row, relay_if_written, wake_relays
 from chassis.prepared import Prepared
 from chassis.scope import db_scope
 from chassis.sql import insert_once
@@ -271,6 +271,7 @@ class UnitOfWork:
         try:
             if conn.in_transaction():
                 conn.rollback()
+            relay_if_written(conn, committed=False)
         finally:
             conn.close()
 
@@ -289,6 +290,7 @@ class UnitOfWork:
         if self._outbox:  # one statement for all of them (a card payment records three)
             rows, self._outbox = self._outbox, []
             self.conn.execute(_OUTBOX_ROWS, rows)
+            mark_outbox_written(self.conn)  # the relays are woken once it has committed
 
     def commit(self) -> None:
         """Commit; the next statement begins the next transaction (and sets its scope). Beginning it
@@ -296,6 +298,7 @@ class UnitOfWork:
         self.finish()
         if self._conn is not None:  # nothing ran in a transaction: nothing to commit
             self._conn.commit()
+            relay_if_written(self._conn)
 
     def rollback(self) -> None:
         self._before_commit.clear()
@@ -354,6 +357,7 @@ class UnitOfWork:
             return event
         event, row = outbox_row(event_type, workspace_id, data, version, now=self.clock())
         self.write_alone(_OUTBOX_ONCE, row)
+        wake_relays()
         return event
 
     def write_alone(self, statement: sa.Executable, params: Mapping[str, Any]) -> int:

@@ -132,24 +132,61 @@ def relay_outbox(engine: Engine, publish: Callable[[Relayed], object], batch: in
 _relaying: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
 
 
+# The relay's statements, built once: it runs on every commit that records an event, and on every tick.
+_UNPUBLISHED = (
+    sa.select(OUTBOX.c.seq, OUTBOX.c.event_type, OUTBOX.c.body, OUTBOX.c.request_id)
+    .where(OUTBOX.c.published_at.is_(None))
+    .order_by(OUTBOX.c.seq)
+    .limit(sa.bindparam("batch"))
+)
+_UNPUBLISHED_UNLOCKED = _UNPUBLISHED.with_for_update(skip_locked=True)  # PostgreSQL: the rows no other relay holds
+_MARK_PUBLISHED = OUTBOX.update().where(OUTBOX.c.seq.in_(sa.bindparam("seqs", expanding=True)))
+
+
 def _relay_batch(engine: Engine, publish: Callable[[Relayed], object], batch: int) -> int:
     with engine.connect() as conn:
         with conn.begin():
-            query = (
-                sa.select(OUTBOX.c.seq, OUTBOX.c.event_type, OUTBOX.c.body, OUTBOX.c.request_id)
-                .where(OUTBOX.c.published_at.is_(None))
-                .order_by(OUTBOX.c.seq)
-                .limit(batch)
-            )
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            rows = conn.execute(query).all()
+            query = _UNPUBLISHED_UNLOCKED if conn.dialect.name == "postgresql" else _UNPUBLISHED
+            rows = conn.execute(query, {"batch": batch}).all()
             if rows:  # one statement for the batch: the marks commit together either way
                 publish([(row.event_type, json.loads(row.body), row.request_id) for row in rows])
-                conn.execute(
-                    OUTBOX.update().where(OUTBOX.c.seq.in_([row.seq for row in rows])), {"published_at": utcnow()}
-                )
+                conn.execute(_MARK_PUBLISHED, {"seqs": [row.seq for row in rows], "published_at": utcnow()})
             return len(rows)
+
+
+# A relay runs as soon as a transaction that recorded events has committed, so that they go out at once
+# and its timer is only the safety net (a publish that failed, rows another process wrote). The
+# transaction marks its connection as it writes outbox rows (`mark_outbox_written`); whoever commits it
+# calls `relay_if_written`, which wakes every relay of this process (`on_outbox_commit`).
+_OUTBOX_WRITTEN = "portal.outbox_written"  # in the DBAPI connection's info, until its transaction ends
+_relay_wakers: list[Callable[[], None]] = []
+
+
+def on_outbox_commit(wake: Callable[[], None]) -> Callable[[], None]:
+    """Have `wake()` called, in the committing thread, after each commit that wrote outbox rows; it
+    must only signal, not relay. Returns what undoes it."""
+    _relay_wakers.append(wake)
+    return lambda: _relay_wakers.remove(wake)
+
+
+def wake_relays() -> None:
+    """Outbox rows were committed just now: wake this process's relays (none outside a service)."""
+    for wake in list(_relay_wakers):
+        wake()
+
+
+def mark_outbox_written(conn: Connection) -> None:
+    conn.info[_OUTBOX_WRITTEN] = True
+
+
+def relay_if_written(conn: Connection, committed: bool = True) -> None:
+    """`conn`'s transaction has ended (committed, or not): wake the relays if it committed outbox rows."""
+    try:
+        written = conn.info.pop(_OUTBOX_WRITTEN, False)
+    except sa.exc.SQLAlchemyError:  # the connection was lost on the way: nothing of it committed
+        return
+    if written and committed:
+        wake_relays()
 
 
 # Built once, the values given as parameters: SQLAlchemy derives a cache key for every statement it is
@@ -178,6 +215,7 @@ def consume_once(
     transaction holds no write lock while the handler may still be waiting on something."""
     event_id = event["id"]
     with engine.connect() as conn:
+        committed = False
         try:
             with conn.begin():
                 if conn.dialect.name == "postgresql":
@@ -185,21 +223,32 @@ def consume_once(
                     if conn.execute(_CLAIM, row).rowcount == 0:
                         raise Duplicate()
                     handle(conn, event)
-                    return True
-                seen = conn.execute(
-                    sa.select(INBOX.c.event_id).where(INBOX.c.consumer == consumer, INBOX.c.event_id == event_id)
-                ).first()
-                if seen:
-                    raise Duplicate()
-                handle(conn, event)
-                try:
-                    conn.execute(_INBOX_ROW, {"consumer": consumer, "event_id": event_id, "processed_at": utcnow()})
-                except IntegrityError:
-                    raise Duplicate() from None
+                else:
+                    _consume_on_sqlite(conn, consumer, event, handle)
+            committed = True
         except Duplicate:
             log.info("duplicate event ignored", extra={"event_id": event_id, "consumer": consumer})
             return False
+        finally:
+            relay_if_written(conn, committed)
     return True
+
+
+def _consume_on_sqlite(
+    conn: Connection, consumer: str, event: dict[str, Any], handle: Callable[[Connection, dict[str, Any]], object]
+) -> None:
+    """SQLite's order: checked first, handled, the inbox row written last (consume_once says why)."""
+    event_id = event["id"]
+    seen = conn.execute(
+        sa.select(INBOX.c.event_id).where(INBOX.c.consumer == consumer, INBOX.c.event_id == event_id)
+    ).first()
+    if seen:
+        raise Duplicate()
+    handle(conn, event)
+    try:
+        conn.execute(_INBOX_ROW, {"consumer": consumer, "event_id": event_id, "processed_at": utcnow()})
+    except IntegrityError:
+        raise Duplicate() from None
 
 
 def add_request_id_column(op: Any) -> None:

@@ -192,7 +192,6 @@ def stack_env(work: Path, amqp_uri: str, service_urls: dict, **overrides: str) -
             "EVENT_RETRY_ATTEMPTS": "4",
             "EVENT_RETRY_BASE_DELAY": "0.5",
             "GATEWAY_WORKERS": "2",
-            "OUTBOX_RELAY_INTERVAL": "0.1",
             "MAIL_POLL_INTERVAL": "0.2",
             "WEBHOOK_RETRY_BASE_SECONDS": "0.2",
             "WEBHOOK_DELIVERY_INTERVAL": "0.2",

@@ -10,8 +10,17 @@ import sqlalchemy as sa
 from chassis.clock import utcnow
 from chassis.db import UnitOfWork, joined
 from chassis.errors import Conflict, Invalid, NotFound, Unavailable
-from chassis.events import DEAD, INBOX, OUTBOX, consume_once, list_dead_letters, relay_outbox
-from chassis.nameko_ext import DatabaseHandle, ScopeHandle, ServiceBase, consumes
+from chassis.events import (
+    DEAD,
+    INBOX,
+    OUTBOX,
+    consume_once,
+    list_dead_letters,
+    on_outbox_commit,
+    relay_outbox,
+    wake_relays,
+)
+from chassis.nameko_ext import DatabaseHandle, OutboxRelayTimer, ScopeHandle, ServiceBase, consumes
 
 
 def publish_two(engine):
@@ -380,3 +389,87 @@ def test_an_ack_on_a_lost_connection_does_not_kill_the_service():
     # Unpatched, this exception escapes the worker and nameko kills the whole container.
     assert QueueConsumer.ack_message(None, _LostMessage()) is None
     assert QueueConsumer.requeue_message(None, _LostMessage()) is None
+
+
+@pytest.fixture
+def relay_wakes():
+    """How often this process's relays were woken, counted while the test runs."""
+    woken = []
+    forget = on_outbox_commit(lambda: woken.append(1))
+    yield woken
+    forget()
+
+
+def test_a_commit_that_recorded_events_wakes_the_relays_once_and_nothing_else_does(sqlite_engine, relay_wakes):
+    engine = sqlite_engine("payments")
+    publish_two(engine)
+    assert len(relay_wakes) == 1  # one commit, two events
+    with UnitOfWork(engine) as uow:
+        uow.publish("thing.created", "ws1", {"n": 3})  # rolled back
+    with UnitOfWork(engine) as uow:
+        uow.execute(sa.select(OUTBOX.c.seq))
+        uow.commit()  # nothing recorded
+    assert len(relay_wakes) == 1
+    with UnitOfWork(engine) as uow:
+        uow.publish_and_commit("thing.created", "ws1", {"n": 4})  # the outbox row alone
+    assert len(relay_wakes) == 2
+
+
+def test_a_consumer_wakes_the_relays_once_its_events_committed_not_for_a_duplicate_or_a_failure(
+    sqlite_engine, relay_wakes
+):
+    engine = sqlite_engine("payments")
+    event = {"id": "evt-1", "type": "x", "workspace_id": "ws1", "data": {}}
+
+    def records(conn, e):
+        with joined(conn) as uow:
+            uow.publish("thing.followed", "ws1", {"after": e["id"]})
+
+    def fails(conn, e):
+        records(conn, e)
+        raise RuntimeError("after recording")
+
+    with pytest.raises(RuntimeError):
+        consume_once(engine, "c.handler", event, fails)
+    assert relay_wakes == []
+    assert consume_once(engine, "c.handler", event, records) is True
+    assert len(relay_wakes) == 1
+    assert consume_once(engine, "c.handler", event, records) is False  # a duplicate records nothing
+    with UnitOfWork(engine) as uow:
+        uow.execute(sa.select(OUTBOX.c.seq))
+        uow.commit()  # the pooled connection's mark went with its transaction
+    assert len(relay_wakes) == 1
+
+
+class _TimerHost:
+    """What an entrypoint needs of nameko's container: threads, and workers (here, counted runs)."""
+
+    def __init__(self):
+        self.runs = 0
+
+    def spawn_managed_thread(self, fn):
+        return eventlet.spawn(fn)
+
+    def spawn_worker(self, entrypoint, args, kwargs, handle_result):
+        self.runs += 1
+        handle_result(None, None, None)
+
+
+def test_the_relay_timer_runs_as_soon_as_events_are_committed_and_stops_listening_when_stopped(sqlite_engine):
+    host = _TimerHost()
+    timer = OutboxRelayTimer(interval=60).bind(host, "relay_outbox")
+    timer.start()
+    eventlet.sleep(0.05)
+    assert host.runs == 0  # a minute to the safety net's tick
+    publish_two(sqlite_engine("payments"))
+    eventlet.sleep(0.05)
+    assert host.runs == 1
+    for _ in range(3):
+        wake_relays()  # a burst while no run is going: one more run, not three
+    eventlet.sleep(OutboxRelayTimer.GAP + 0.1)
+    assert host.runs == 2
+    with eventlet.Timeout(5):
+        timer.stop()  # at once, not at the next tick
+    wake_relays()
+    eventlet.sleep(0.05)
+    assert host.runs == 2
