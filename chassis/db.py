@@ -305,6 +305,7 @@ class UnitOfWork:
         self._outbox.clear()
         if self._conn is not None:
             self._conn.rollback()
+            relay_if_written(self._conn, committed=False)
 
     def read_row(self, statement: Prepared, params: Mapping[str, Any]) -> Any:
         """The first row of a read (None without one; its columns by name, as a Row's) that is the unit

@@ -117,8 +117,8 @@ def relay_outbox(engine: Engine, publish: Callable[[Relayed], object], batch: in
     confirmed every message (chassis/confirmed_publish.py); if it raises, no row of the batch is marked.
     At-least-once: a crash between publish and mark re-publishes, and consumers dedupe by id.
     On PostgreSQL, SKIP LOCKED lets relays in several replicas share the work. Within a process one
-    relay runs at a time: nameko's timer starts the next tick whether or not the last one is done, and a
-    tick that waited for the publisher would hold a database connection all the while.
+    relay runs at a time, whoever calls it: a run that waited for another's publisher would hold a
+    database connection all the while.
     """
     running = _relaying.setdefault(engine, threading.Lock())  # green under nameko, as it is made at first use
     if not running.acquire(blocking=False):
