@@ -19,7 +19,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from chassis import json_text, sqlite
 from chassis.clock import Clock, utcnow
 from chassis.events import OUTBOX, mark_outbox_written, outbox_row, relay_if_written, wake_relays
-from chassis.prepared import Prepared
+from chassis.prepared import Prepared, reset_planner_settings_first
 from chassis.scope import db_scope
 from chassis.sql import insert_once
 from chassis.sqltypes import UtcDateTime as UtcDateTime  # the tables' type, as services import it
@@ -59,6 +59,7 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
             _ALONE[engine] = reads
             sa.event.listen(engine, "engine_disposed", lambda _engine: reads.dispose())
         sa.event.listen(engine, "begin", _scope_transaction)
+        reset_planner_settings_first(engine)
         return engine
     return sa.create_engine(url, pool_size=pool_size, max_overflow=2, pool_pre_ping=True)
 

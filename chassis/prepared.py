@@ -33,12 +33,13 @@ from sqlalchemy.engine import Connection, CursorResult, Dialect
 from sqlalchemy.sql.compiler import ExpandedState, SQLCompiler
 from sqlalchemy.sql.selectable import TextualSelect
 
-__all__ = ["Prepared"]
+__all__ = ["Prepared", "reset_planner_settings_first"]
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 _SETTING = re.compile(r"[a-z_]+")
 _VALUE_OR_PERCENT = re.compile(r"%\((\w+)\)s|%%")
 _PREPARED_ON_CONNECTION = "portal_prepared_statements"
+_SETTINGS_TO_RESET = "portal_planner_settings_to_reset"  # the connection's, until sent or its transaction ends
 MAX_NAME = 63  # PostgreSQL cuts a longer name to this many characters
 
 
@@ -98,8 +99,8 @@ class Prepared:
 
     def execute(self, conn: Connection, params: Mapping[str, Any]) -> CursorResult[Any]:
         """Run it on `conn`. With planner settings: set in the same round trip, before it, and set back
-        to the connection's own values once it has answered (psycopg2 has read its rows by then), so
-        the transaction's later statements are planned as usual."""
+        to the connection's own values before the transaction's next statement, in that statement's
+        round trip (`reset_planner_settings_first`), so its later statements are planned as usual."""
         if conn.dialect.name != "postgresql":
             return conn.execute(self.statement, dict(params))
         compiled = self._prepared_on(conn)
@@ -111,8 +112,15 @@ class Prepared:
             .columns(*compiled.columns),
             {**compiled.constants, **params},
         )
-        conn.exec_driver_sql("; ".join(f"SET LOCAL {setting} TO DEFAULT" for setting in self.planner))  # one round trip
+        # set back in the round trip of the transaction's next statement (reset_planner_settings_first),
+        # not in one of their own: a summary refresh is mostly the last statement before COMMIT, which
+        # ends them anyway
+        conn.info[_SETTINGS_TO_RESET] = {**conn.info.get(_SETTINGS_TO_RESET, {}), **self._reset}
         return result
+
+    @functools.cached_property
+    def _reset(self) -> dict[str, str]:
+        return {setting: f"SET LOCAL {setting} TO DEFAULT" for setting in self.planner}
 
     def _planner_sql(self) -> str:
         """The settings, for the transaction the statement runs in."""
@@ -242,3 +250,30 @@ def _declared_type(type_: sa.types.TypeEngine[Any]) -> str:
     if isinstance(type_, sa.String):  # one value may stand beside columns of both text and varchar
         return "text"
     return "unknown"
+
+
+def reset_planner_settings_first(engine: sa.Engine) -> None:
+    """Have `engine` send the planner settings a `Prepared` statement left set back before the next
+    statement of the same transaction, in that statement's round trip. A transaction that ends first
+    ends them itself (they are SET LOCAL), so then nothing is sent."""
+    sa.event.listen(engine, "before_cursor_execute", _settings_back_first, retval=True)
+    for ended in ("commit", "rollback"):
+        sa.event.listen(engine, ended, _settings_ended)
+    sa.event.listen(engine.pool, "checkin", _settings_gone)
+
+
+def _settings_back_first(
+    conn: Connection, _cursor: Any, statement: str, parameters: Any, _context: Any, _executemany: bool
+) -> tuple[str, Any]:
+    pending = conn.info.pop(_SETTINGS_TO_RESET, None)
+    if pending:  # psycopg2 answers with the last statement's result: the caller's own
+        statement = f"{'; '.join(pending.values())}; {statement}"
+    return statement, parameters
+
+
+def _settings_ended(conn: Connection) -> None:
+    conn.info.pop(_SETTINGS_TO_RESET, None)
+
+
+def _settings_gone(_dbapi_connection: Any, record: Any) -> None:
+    record.info.pop(_SETTINGS_TO_RESET, None)

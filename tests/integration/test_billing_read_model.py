@@ -529,6 +529,53 @@ def test_the_dashboards_planner_settings_end_with_it_inside_a_transaction(billin
     assert tuple(settings) == (defaults["enable_sort"], defaults["jit"])
 
 
+def test_a_summary_refreshs_planner_settings_go_back_with_the_next_statement_or_with_the_commit(billing):
+    """The summary refresh plans with seq scans and sorts off. They are set back in the round trip of
+    the transaction's next statement, which is then planned as usual; when the commit comes next, it
+    ends them and nothing more is sent. Either way the next transaction starts with none pending."""
+    ws, big = billing.ws, billing.big
+    names = "SELECT current_setting('enable_seqscan'), current_setting('enable_sort'), current_setting('jit')"
+    with billing.engine.connect() as conn:
+        defaults = (
+            conn.execute(
+                sa.text("SELECT reset_val FROM pg_settings WHERE name = ANY(:n) ORDER BY name"),
+                {"n": ["enable_seqscan", "enable_sort", "jit"]},
+            )
+            .scalars()
+            .all()
+        )
+    sent: list[str] = []  # as sent, after every listener that may add to it
+
+    def record(_conn, _cursor, statement, *_):
+        sent.append(statement)
+
+    with acting_for(Scope(ws)):
+        as_the_service(billing.engine, summaries.refresh, ws, big)  # prepared on the pooled connection
+        sa.event.listen(billing.engine, "after_cursor_execute", record)
+        try:
+            with UnitOfWork(billing.engine, lambda: NOW) as uow:
+                summaries.refresh(uow, NOW, ws, big)
+                after = uow.execute(sa.text(names)).one()
+                uow.commit()
+            followed = sent[:]
+            sent.clear()
+            as_the_service(billing.engine, summaries.refresh, ws, big)  # the commit comes next
+            committed = sent[:]
+            sent.clear()
+            with UnitOfWork(billing.engine, lambda: NOW) as uow:
+                fresh = uow.execute(sa.text(names)).one()
+            untouched = sent[:]
+        finally:
+            sa.event.remove(billing.engine, "after_cursor_execute", record)
+    assert defaults[1] == "on"  # enable_seqscan, enable_sort, jit: what the refresh turns off
+    assert tuple(after) == tuple(defaults) == tuple(fresh)
+    # the lock, the refresh, then the settings set back in the next statement's own round trip
+    assert len(followed) == 3 and "TO DEFAULT" not in followed[1], followed
+    assert followed[2].startswith("SET LOCAL") and followed[2].endswith(names), followed
+    # the lock and the refresh: the commit ended them
+    assert len(committed) == 2 and not any("TO DEFAULT" in sql for sql in committed + untouched), (committed, untouched)
+
+
 def _refresh_explained(engine, ws: str, client: str):
     """The client's summary refreshed, (before, after), and the plan its statement ran."""
     result, plans = _plans(
