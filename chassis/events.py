@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from chassis.clock import utcnow
 from chassis.logs import current_request_id
+from chassis.prepared import Prepared
 from chassis.sql import insert_once
 from chassis.sqltypes import UtcDateTime
 
@@ -195,7 +196,8 @@ _INBOX_ROW = INBOX.insert()
 # PostgreSQL: the inbox row claims the event as the transaction starts, in one statement. A replica
 # handling the same event meanwhile holds that key: this insert waits for its transaction, then
 # finds the row (a duplicate) or, if it rolled back, claims the event itself.
-_CLAIM = insert_once(INBOX, ("consumer", "event_id", "processed_at"), "consumer, event_id")
+# Prepared (chassis/prepared.py): every event any consumer handles sends it.
+_CLAIM = Prepared("inbox_claim", insert_once(INBOX, ("consumer", "event_id", "processed_at"), "consumer, event_id"))
 
 
 class Duplicate(Exception):
@@ -220,7 +222,7 @@ def consume_once(
             with conn.begin():
                 if conn.dialect.name == "postgresql":
                     row = {"consumer": consumer, "event_id": event_id, "processed_at": utcnow()}
-                    if conn.execute(_CLAIM, row).rowcount == 0:
+                    if _CLAIM.execute(conn, row).rowcount == 0:
                         raise Duplicate()
                     handle(conn, event)
                 else:

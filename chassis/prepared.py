@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import re
 from collections import namedtuple
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection, CursorResult, Dialect
 from sqlalchemy.sql.compiler import ExpandedState, SQLCompiler
 from sqlalchemy.sql.selectable import TextualSelect
 
-__all__ = ["Prepared", "reset_planner_settings_first"]
+__all__ = ["Prepared", "bound", "reset_planner_settings_first"]
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 _SETTING = re.compile(r"[a-z_]+")
@@ -41,6 +41,9 @@ _VALUE_OR_PERCENT = re.compile(r"%\((\w+)\)s|%%")
 _PREPARED_ON_CONNECTION = "portal_prepared_statements"
 _SETTINGS_TO_RESET = "portal_planner_settings_to_reset"  # the connection's, until sent or its transaction ends
 MAX_NAME = 63  # PostgreSQL cuts a longer name to this many characters
+# A read, or a write with its values bound by name (an INSERT or UPDATE given `.values(...)` of bind
+# parameters, or SQL text with them); RETURNING, or text's `.columns(...)`, says what it answers.
+Preparable = sa.Select[Any] | sa.Update | sa.Insert | sa.TextClause | TextualSelect
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,9 @@ class _Compiled:
     reads: dict[str, _Read] = field(default_factory=dict)  # first_row's, by the SQL sent before it
 
     @functools.cached_property
-    def execute(self) -> TextualSelect:
-        return sa.text(self.execute_sql).bindparams(*self.binds).columns(*self.columns)
+    def execute(self) -> sa.TextClause | TextualSelect:
+        statement = sa.text(self.execute_sql).bindparams(*self.binds)
+        return statement.columns(*self.columns) if self.columns else statement  # a write without RETURNING
 
 
 @dataclass
@@ -82,7 +86,7 @@ class _Read:
 class Prepared:
     """`statement` under `name` (unique within the service): `uow.execute(prepared, params)` runs it."""
 
-    def __init__(self, name: str, statement: sa.Select[Any] | sa.Update, planner: Mapping[str, str] | None = None):
+    def __init__(self, name: str, statement: Preparable, planner: Mapping[str, str] | None = None):
         """`planner`: PostgreSQL settings (`{"enable_sort": "off"}`) the statement is planned and run
         with, and no other statement of the transaction."""
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
@@ -221,10 +225,15 @@ class Prepared:
             execute_sql=f"EXECUTE {self.name}({', '.join(f':{name}' for name in order)})",
             binds=tuple(sa.bindparam(name, type_=types[name]) for name in order),
             # what it answers: a SELECT's columns, an UPDATE's RETURNING
-            columns=tuple(sa.column(str(column.key), column.type) for column in self.statement.exported_columns),
+            columns=tuple(sa.column(str(column.key), column.type) for column in _answered(self.statement)),
             constants=constants,
         )
         return self._compiled
+
+
+def _answered(statement: Preparable) -> Sequence[Any]:
+    """The statement's columns, as it answers them: none for SQL text without `.columns(...)`."""
+    return () if isinstance(statement, sa.TextClause) else list(statement.exported_columns)
 
 
 def _literal(compiled: SQLCompiler, state: ExpandedState, name: str, type_: sa.types.TypeEngine[Any]) -> str | None:
@@ -250,6 +259,12 @@ def _declared_type(type_: sa.types.TypeEngine[Any]) -> str:
     if isinstance(type_, sa.String):  # one value may stand beside columns of both text and varchar
         return "text"
     return "unknown"
+
+
+def bound(table: sa.Table, *names: str) -> dict[str, sa.BindParameter[Any]]:
+    """Each named column's value as a parameter of the same name and the column's type: the VALUES or
+    SET of a write built once, whose SQL is then the same on every call."""
+    return {name: sa.bindparam(name, type_=table.c[name].type) for name in names}
 
 
 def reset_planner_settings_first(engine: sa.Engine) -> None:

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 import sqlalchemy as sa
 
+from chassis import events
 from chassis.db import make_engine, upgrade
 from chassis.events import INBOX, consume_once
 from tests.conftest import ROOT, RUN_ID, databases_with_roles
@@ -49,7 +50,9 @@ def test_an_event_is_claimed_by_one_statement_and_handled_once_per_consumer(engi
     finally:
         trips.remove()
     claims = [sql for sql in trips.statements if "inbox" in sql.lower()]
-    assert len(claims) == 1 and "ON CONFLICT" in claims[0], trips.statements
+    # the claim, prepared once per connection (the warm-up's connection): an insert that skips a duplicate
+    assert claims == ["EXECUTE inbox_claim(%(consumer)s, %(event_id)s, %(processed_at)s)"], trips.statements
+    assert "ON CONFLICT (consumer, event_id) DO NOTHING" in str(events._CLAIM.statement)
     assert not [sql for sql in trips.statements if sql.lstrip().upper().startswith("SELECT") and "inbox" in sql]
     assert consume_once(engine, "svc.h", event, lambda conn, e: handled.append("again")) is False
     assert consume_once(engine, "other.h", event, lambda conn, e: handled.append("other")) is True

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from chassis.prepared import Prepared
+from chassis.prepared import Prepared, bound
 from chassis.sqltypes import UtcDateTime
 
 items = sa.table(
@@ -19,6 +19,14 @@ items = sa.table(
     sa.column("name", sa.String),
     sa.column("due", sa.Date),
     sa.column("at", UtcDateTime),
+)
+
+items_table = sa.Table(
+    "items",
+    sa.MetaData(),
+    sa.Column("id", sa.String),
+    sa.Column("owner", sa.String),
+    sa.Column("at", UtcDateTime),
 )
 
 
@@ -113,6 +121,36 @@ def test_a_one_row_read_is_sent_in_psycopg2s_own_terms_with_each_value_and_colum
     assert row.id == "i-1" and row.seen == datetime(2026, 12, 1, 11, 0, tzinfo=timezone.utc)
     assert row.seen.tzinfo is timezone.utc
     assert read.first(_Cursor(None, ()), dialect, made.columns) is None
+
+
+def test_a_write_built_once_binds_its_values_by_name_and_answers_only_what_it_returns():
+    insert = items.insert().values(bound(items_table, "id", "owner", "at"))
+    made = compiled(Prepared("item_new", insert))
+    assert (
+        made.prepare
+        == "PREPARE item_new (text, text, timestamptz) AS INSERT INTO items (id, owner, at) VALUES ($1, $2, $3)"
+    )
+    assert made.columns == () and not hasattr(made.execute, "selected_columns")  # a write: its row count
+    assert str(made.execute.compile(dialect=postgresql.psycopg2.dialect())) == (
+        "EXECUTE item_new(%(id)s, %(owner)s, %(at)s)"
+    )
+    returning = items.insert().values(bound(items_table, "id")).returning(items.c.id)
+    returned = compiled(Prepared("item_new_returning", returning))
+    assert returned.prepare.endswith("RETURNING items.id") and [c.key for c in returned.columns] == ["id"]
+
+
+def test_sql_text_is_prepared_as_written_with_its_typed_values_and_its_columns():
+    claim = sa.text("INSERT INTO items (id, at) VALUES (:id, :at) ON CONFLICT (id) DO NOTHING").bindparams(
+        sa.bindparam("id", type_=sa.String), sa.bindparam("at", type_=UtcDateTime)
+    )
+    made = compiled(Prepared("item_once", claim))
+    assert made.prepare == (
+        "PREPARE item_once (text, timestamptz) AS "
+        "INSERT INTO items (id, at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING"
+    )
+    assert made.columns == ()
+    answering = compiled(Prepared("item_at", sa.text("SELECT at FROM items WHERE id = :id").columns(items.c.at)))
+    assert [(c.key, type(c.type)) for c in answering.columns] == [("at", UtcDateTime)]
 
 
 def test_planner_settings_go_before_the_statement_in_its_round_trip_and_only_settings_are_taken():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
@@ -13,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from chassis.errors import Invalid, NotFound
 from chassis.fields import check_locale, check_timezone
 from chassis.money import check_currency
+from chassis.prepared import Prepared, bound
 from services.billing import domain
 from services.billing.settings_model import WorkspaceSettings, parse_settings
 from services.billing.tables import activities, clients, contacts, counters, line_items, workspaces
@@ -54,15 +56,28 @@ def get_scoped(
     uow, table: sa.Table, workspace_id: str, object_id: str, what: str, lock: bool = False, client_id: str | None = None
 ):
     """Every lookup is scoped to a workspace (and a client for the portal); outside it, NotFound."""
-    query = sa.select(table).where(table.c.id == str(object_id), table.c.workspace_id == workspace_id)
+    scope = {"of_id": str(object_id), "of_workspace": workspace_id}
     if client_id is not None:
-        query = query.where(table.c.client_id == client_id)
-    if lock:
-        query = query.with_for_update()
-    row = uow.execute(query).first()
+        scope["of_client"] = client_id
+    row = uow.execute(_by_id(table, client_id is not None, lock), scope).first()
     if row is None:
         raise NotFound(f"No such {what}.")
     return row
+
+
+@functools.cache
+def _by_id(table: sa.Table, of_client: bool, lock: bool) -> Prepared:
+    """get_scoped's statement for one table, built once and prepared (chassis/prepared.py): most calls
+    that change something start with one."""
+    query = sa.select(table).where(
+        table.c.id == sa.bindparam("of_id", type_=table.c.id.type),
+        table.c.workspace_id == sa.bindparam("of_workspace", type_=sa.String),
+    )
+    if of_client:
+        query = query.where(table.c.client_id == sa.bindparam("of_client", type_=sa.String))
+    if lock:
+        query = query.with_for_update()
+    return Prepared(f"billing_{table.name}_by_id{'_of_client' if of_client else ''}{'_locked' if lock else ''}", query)
 
 
 def workspace_row(uow, workspace_id: str, lock: bool = False):
@@ -224,10 +239,17 @@ def snapshot_of(client_row, primary) -> dict:
     }
 
 
+# Prepared (chassis/prepared.py): every payment, invoice and reminder the client is told of sends it.
+_PORTAL_RECIPIENTS = Prepared(
+    "billing_portal_recipients",
+    sa.select(contacts).where(
+        contacts.c.client_id == sa.bindparam("of_client", type_=sa.String), contacts.c.portal_access.is_(True)
+    ),
+)
+
+
 def portal_recipients(uow, client_id: str) -> list[dict]:
-    rows = uow.execute(
-        sa.select(contacts).where(contacts.c.client_id == client_id, contacts.c.portal_access.is_(True))
-    ).all()
+    rows = uow.execute(_PORTAL_RECIPIENTS, {"of_client": client_id}).all()
     return [{"contact_id": r.id, "email": r.email, "name": r.name, "locale": r.locale} for r in rows]
 
 
@@ -247,7 +269,13 @@ def record_activity(
     )
 
 
-_ACTIVITY = activities.insert()  # built once: the values go as parameters (see chassis.events' _INBOX_ROW)
+# Built once and prepared (chassis/prepared.py): most changes a client sees record one.
+_ACTIVITY = Prepared(
+    "billing_activity_new",
+    activities.insert().values(
+        bound(activities, "workspace_id", "client_id", "kind", "summary", "data", "occurred_at")
+    ),
+)
 
 
 def client_row(uow, workspace_id: str, client_id: str, lock: bool = False):

@@ -3,6 +3,7 @@ admin API reads (the rule itself is plain Python in services/billing/engagement.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import defaultdict
 from datetime import datetime
@@ -10,6 +11,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from chassis.errors import Invalid
+from chassis.prepared import Prepared, bound
 from chassis.sqltypes import UtcDateTime
 from services.billing import domain, engagement
 from services.billing.handlers.common import client_row, page_bounds, workspace_row, workspace_today
@@ -23,13 +25,19 @@ log = logging.getLogger(__name__)
 
 _of_workspace = sa.bindparam("of_workspace", type_=sa.String)
 _of_client = sa.bindparam("of_client", type_=sa.String)
+ROLLUP_FIELDS = tuple(field.name for field in dataclasses.fields(engagement.Rollup))  # what a signal may change
 _rollup_key = (rollups_table.c.workspace_id == _of_workspace, rollups_table.c.client_id == _of_client)
-_SAVE_ROLLUP = rollups_table.update().where(*_rollup_key)  # SET from the parameters given with it
+# Prepared (chassis/prepared.py), as is the statement below: every payment, view and reminder sends both.
+_SAVE_ROLLUP = Prepared(
+    "billing_engagement_save",
+    rollups_table.update().where(*_rollup_key).values(bound(rollups_table, *ROLLUP_FIELDS, "updated_at")),
+)
 # The client's rollup, locked, made first when it is the client's first signal, only for a client of
 # the workspace: one statement. The no-op update of a row that exists is what locks it (as FOR UPDATE
 # would), and it answers the row as the last transaction to change it committed it. Text, because
 # SQLAlchemy compiles an ON CONFLICT insert anew on every use; both databases read it the same.
-_ADD_OR_LOCK_ROLLUP = (
+_ADD_OR_LOCK_ROLLUP = Prepared(
+    "billing_engagement_add_or_lock",
     sa.text(
         "INSERT INTO client_engagement (workspace_id, client_id, updated_at) "
         "SELECT workspace_id, id, :now FROM clients WHERE id = :of_client AND workspace_id = :of_workspace "
@@ -37,7 +45,7 @@ _ADD_OR_LOCK_ROLLUP = (
         f"RETURNING {', '.join(column.name for column in rollups_table.c)}"
     )
     .bindparams(sa.bindparam("now", type_=UtcDateTime), _of_workspace, _of_client)
-    .columns(*rollups_table.c)
+    .columns(*rollups_table.c),
 )
 
 

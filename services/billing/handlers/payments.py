@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from chassis.errors import Conflict, Invalid
 from chassis.fields import text
 from chassis.money import Money
+from chassis.prepared import Prepared, bound
 from services.billing import domain
 from services.billing.handlers.common import (
     check_fields,
@@ -47,7 +48,19 @@ PAYMENT_FIELDS = {
 }
 
 
-_NEW_PAYMENT = payments.insert().returning(*payments.c)  # built once: the values go as parameters
+# Built once and prepared (chassis/prepared.py), as are the two reads after it: every payment sends them.
+_NEW_PAYMENT_COLUMNS = ("id", "workspace_id", "client_id", "kind", "amount", "unapplied", "currency", "method")
+_NEW_PAYMENT = Prepared(
+    "billing_payment_new",
+    payments.insert()
+    .values(bound(payments, *_NEW_PAYMENT_COLUMNS, "reference", "source", "received_at"))
+    .returning(*payments.c),
+)
+_of_payment = sa.bindparam("of_payment", type_=sa.String)
+_PAYMENT = Prepared("billing_payment", sa.select(payments).where(payments.c.id == _of_payment))
+_PAYER = Prepared(
+    "billing_payment_payer", sa.select(payment_payers.c.contact_id).where(payment_payers.c.payment_id == _of_payment)
+)
 
 
 def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_unapplied: bool = False) -> dict:
@@ -68,7 +81,7 @@ def record_payment_once(
     is the client's credit. Without it, an allocation the invoice cannot take is an error."""
     check_fields(data, PAYMENT_FIELDS)
     payment_id = text(data.get("payment_id"), "payment_id", 64, null="") or new_id()
-    existing = uow.execute(sa.select(payments).where(payments.c.id == payment_id)).first()
+    existing = uow.execute(_PAYMENT, {"of_payment": payment_id}).first()
     if existing is not None:
         if existing.workspace_id != workspace_id:
             raise Conflict("This payment id is already used.", payment_id="taken")
@@ -124,9 +137,7 @@ def record_payment_once(
 
 def _payer(uow, payment_id: str) -> str | None:
     """The contact who started this card payment in the portal, if one did (its receipt is its own)."""
-    return uow.execute(
-        sa.select(payment_payers.c.contact_id).where(payment_payers.c.payment_id == payment_id)
-    ).scalar_one_or_none()
+    return uow.execute(_PAYER, {"of_payment": payment_id}).scalar_one_or_none()
 
 
 def _payment_request(data: dict, now: datetime) -> tuple[list, str, datetime]:

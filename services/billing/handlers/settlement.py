@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from chassis.errors import Invalid
+from chassis.prepared import Prepared, bound
 from services.billing.handlers.common import get_scoped, new_id
 from services.billing.lifecycle import Invoice
 from services.billing.tables import credit_applications, invoices
@@ -23,8 +24,15 @@ def _amount(value, name: str = "amount") -> int:
     return value
 
 
-# Built once; the changed columns and the invoice's id go as parameters (SET is made from their names).
-_SETTLED = invoices.update().where(invoices.c.id == sa.bindparam("of_invoice")).returning(*invoices.c)
+# Built once and prepared (chassis/prepared.py): every payment and credit sends it. Settling sets
+# these three columns (Invoice.settle).
+_SETTLED = Prepared(
+    "billing_invoice_settled",
+    invoices.update()
+    .where(invoices.c.id == sa.bindparam("of_invoice", type_=sa.String))
+    .values(bound(invoices, "amount_paid", "amount_credited", "status"))
+    .returning(*invoices.c),
+)
 
 
 def _settle(uow, workspace_id: str, invoice_id: str, *, paid: int = 0, credited: int = 0, locked=None):

@@ -113,14 +113,15 @@ def _last_payment(column):
 
 
 _key = (client_summaries.c.workspace_id == _workspace, client_summaries.c.client_id == _client)
-_LOCK = (
+_LOCK = Prepared(  # every change to a client's money sends it (chassis/prepared.py)
+    "billing_client_summary_lock",
     sa.select(client_summaries, clients.c.currency.label("client_currency"))
     .join(
         clients,
         (clients.c.id == client_summaries.c.client_id) & (clients.c.workspace_id == client_summaries.c.workspace_id),
     )
     .where(*_key)
-    .with_for_update(of=client_summaries)
+    .with_for_update(of=client_summaries),
 )
 _REFRESH = (
     client_summaries.update()

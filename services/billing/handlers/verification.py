@@ -12,6 +12,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from chassis.errors import NotFound
+from chassis.prepared import Prepared, bound
 from clients import verification
 from services.billing import domain
 from services.billing.handlers.common import iso, settings_of, workspace_row, workspace_today
@@ -23,7 +24,13 @@ KINDS = ("invoice", "quote", "credit_note", "receipt")
 UNKNOWN = "No document has this verification code."
 
 
-_NEW_CODE = verification_codes.insert()  # built once: the values go as parameters
+# Built once and prepared (chassis/prepared.py): every invoice, quote and payment sends it.
+_NEW_CODE = Prepared(
+    "billing_verification_code_new",
+    verification_codes.insert().values(
+        bound(verification_codes, "code", "workspace_id", "client_id", "document_kind", "document_id", "created_at")
+    ),
+)
 
 
 def issue_code(uow, now: datetime, workspace_id: str, client_id: str, kind: str, document_id: str) -> str:

@@ -10,6 +10,7 @@ import logging
 
 import sqlalchemy as sa
 
+from chassis.prepared import Prepared, bound
 from services.payments.handlers.card_disputes import _on_dispute
 from services.payments.handlers.cards import _forget_card, _register_card
 from services.payments.handlers.charging import _fail, _publish_processing
@@ -27,18 +28,41 @@ def _attempt_for_intent(uow, intent: dict):
     intent's, else the attempt's): `method_type`, `method_brand`, `method_last4` and `method_country`,
     None when the method is not one of ours. One statement."""
     attempt_id = intent["metadata"].get("attempt_id")
-    paid_with = sa.func.coalesce(
-        sa.bindparam("intent_method", intent["payment_method"], sa.String), attempts.c.payment_method_id
+    statement = _FOR_ATTEMPT if attempt_id else _FOR_INTENT
+    return uow.execute(
+        statement, {"key": attempt_id or intent["id"], "intent_method": intent["payment_method"]}
+    ).first()
+
+
+def _attempt_with_method(key: sa.ColumnElement) -> sa.Select:
+    paid_with = sa.func.coalesce(sa.bindparam("intent_method", type_=sa.String), attempts.c.payment_method_id)
+    return (
+        sa.select(
+            attempts,
+            payment_methods.c.type.label("method_type"),
+            payment_methods.c.brand.label("method_brand"),
+            payment_methods.c.last4.label("method_last4"),
+            payment_methods.c.country.label("method_country"),
+        )
+        .select_from(attempts.outerjoin(payment_methods, payment_methods.c.id == paid_with))
+        .where(key == sa.bindparam("key", type_=sa.String))
     )
-    query = sa.select(
-        attempts,
-        payment_methods.c.type.label("method_type"),
-        payment_methods.c.brand.label("method_brand"),
-        payment_methods.c.last4.label("method_last4"),
-        payment_methods.c.country.label("method_country"),
-    ).select_from(attempts.outerjoin(payment_methods, payment_methods.c.id == paid_with))
-    query = query.where(attempts.c.id == attempt_id if attempt_id else attempts.c.payment_intent_id == intent["id"])
-    return uow.execute(query).first()
+
+
+# Built once and prepared (chassis/prepared.py), as is the success below: every payment's event sends them.
+_FOR_ATTEMPT = Prepared("payments_attempt_for_intent", _attempt_with_method(attempts.c.id))
+_FOR_INTENT = Prepared("payments_attempt_by_intent", _attempt_with_method(attempts.c.payment_intent_id))
+_SUCCEEDED = Prepared(
+    "payments_attempt_succeeded",
+    attempts.update()
+    .where(attempts.c.id == sa.bindparam("of_attempt", type_=sa.String), attempts.c.status != "succeeded")
+    .values(
+        status="succeeded",
+        client_secret=None,
+        failure_message="",
+        **bound(attempts, "payment_intent_id", "succeeded_at", "updated_at"),
+    ),
+)
 
 
 def handle_event(uow, now, stripe, event: dict) -> str:
@@ -83,18 +107,8 @@ def _on_payment_intent(uow, now, kind: str, intent: dict) -> str:
             )
             return "rejected: amount or currency differs from the attempt"
         # A success always counts, even of a try we thought failed: the money was taken.
-        paid = uow.execute(
-            attempts.update()
-            .where(attempts.c.id == row.id, attempts.c.status != "succeeded")
-            .values(
-                status="succeeded",
-                payment_intent_id=intent["id"],
-                client_secret=None,
-                failure_message="",
-                succeeded_at=now,
-                updated_at=now,
-            )
-        ).rowcount
+        changes = {"payment_intent_id": intent["id"], "succeeded_at": now, "updated_at": now}
+        paid = uow.execute(_SUCCEEDED, {"of_attempt": row.id, **changes}).rowcount
         if paid == 1:
             debit = row.method_type == "sepa_debit"
             uow.publish(

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from chassis.errors import Invalid
 from chassis.events import add_dead_letter
 from chassis.logs import current_request_id
-from chassis.prepared import Prepared
+from chassis.prepared import Prepared, bound
 from chassis.sql import insert_once
 from services.payments.handlers.event_handling import handle_event
 from services.payments.stripe_api import payment_intent_view
@@ -152,14 +152,26 @@ def workspace_of(uow, event: dict) -> str | None:
 def process_event(uow, now, stripe, event_id: str) -> str | None:
     """Handle one stored event in one transaction with marking it processed; a replica that got to it
     first makes this a no-op (row lock on PostgreSQL, the processed_at check everywhere)."""
-    query = sa.select(stripe_events).where(stripe_events.c.id == event_id, stripe_events.c.processed_at.is_(None))
-    if uow.conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    row = uow.execute(query).first()
+    row = uow.execute(_UNPROCESSED_LOCKED, {"of_event": event_id}).first()
     if row is None:
         return None
     outcome = handle_event(uow, now, stripe, json.loads(row.body))
-    uow.execute(
-        stripe_events.update().where(stripe_events.c.id == event_id).values(processed_at=now, outcome=outcome[:200])
-    )
+    uow.execute(_PROCESSED, {"of_event": event_id, "processed_at": now, "outcome": outcome[:200]})
     return outcome
+
+
+# Both built once and prepared (chassis/prepared.py): every Stripe event sends them. The lock skips an
+# event another replica holds (SQLite has no row locks: the processed_at check is what it has).
+_of_event = sa.bindparam("of_event", type_=sa.String)
+_UNPROCESSED_LOCKED = Prepared(
+    "payments_stripe_event_unprocessed",
+    sa.select(stripe_events)
+    .where(stripe_events.c.id == _of_event, stripe_events.c.processed_at.is_(None))
+    .with_for_update(skip_locked=True),
+)
+_PROCESSED = Prepared(
+    "payments_stripe_event_processed",
+    stripe_events.update()
+    .where(stripe_events.c.id == _of_event)
+    .values(bound(stripe_events, "processed_at", "outcome")),
+)
