@@ -49,11 +49,25 @@ PAYMENT_FIELDS = {
 
 
 # Built once and prepared (chassis/prepared.py), as are the two reads after it: every payment sends them.
-_NEW_PAYMENT_COLUMNS = ("id", "workspace_id", "client_id", "kind", "amount", "unapplied", "currency", "method")
 _NEW_PAYMENT = Prepared(
     "billing_payment_new",
     payments.insert()
-    .values(bound(payments, *_NEW_PAYMENT_COLUMNS, "reference", "source", "received_at"))
+    .values(
+        bound(
+            payments,
+            "id",
+            "workspace_id",
+            "client_id",
+            "kind",
+            "amount",
+            "unapplied",
+            "currency",
+            "method",
+            "reference",
+            "source",
+            "received_at",
+        )
+    )
     .returning(*payments.c),
 )
 _of_payment = sa.bindparam("of_payment", type_=sa.String)

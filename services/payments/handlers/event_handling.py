@@ -50,7 +50,7 @@ def _attempt_with_method(key: sa.ColumnElement) -> sa.Select:
 
 
 # Built once and prepared (chassis/prepared.py), as is the success below: every payment's event sends them.
-_FOR_ATTEMPT = Prepared("payments_attempt_for_intent", _attempt_with_method(attempts.c.id))
+_FOR_ATTEMPT = Prepared("payments_attempt_by_id", _attempt_with_method(attempts.c.id))
 _FOR_INTENT = Prepared("payments_attempt_by_intent", _attempt_with_method(attempts.c.payment_intent_id))
 _SUCCEEDED = Prepared(
     "payments_attempt_succeeded",
