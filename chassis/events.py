@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -200,6 +201,23 @@ _INBOX_ROW = INBOX.insert()
 _CLAIM = Prepared("inbox_claim", insert_once(INBOX, ("consumer", "event_id", "processed_at"), "consumer, event_id"))
 
 
+# The same for several events at once, in one statement whatever their number: the ids those it
+# claimed (an id given twice is claimed once).
+_CLAIM_SEVERAL = Prepared(
+    "inbox_claim_several",
+    sa.text(
+        "INSERT INTO inbox (consumer, event_id, processed_at) SELECT :consumer, claimed, :processed_at "
+        "FROM unnest(:event_ids) AS claimed ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id"
+    )
+    .bindparams(
+        sa.bindparam("consumer", type_=INBOX.c.consumer.type),
+        sa.bindparam("processed_at", type_=INBOX.c.processed_at.type),
+        sa.bindparam("event_ids", type_=postgresql.ARRAY(sa.String)),  # unbounded: a cast would cut a long id
+    )
+    .columns(INBOX.c.event_id),
+)
+
+
 class Duplicate(Exception):
     pass
 
@@ -215,42 +233,84 @@ def consume_once(
     duplicate waits for the transaction that holds the event instead of doing its work again. On
     SQLite, where any write locks the whole database, it is checked first and written last, so the
     transaction holds no write lock while the handler may still be waiting on something."""
-    event_id = event["id"]
+    return consume_together(engine, consumer, [event], lambda conn, fresh: handle(conn, fresh[0]))[0]
+
+
+def consume_together(
+    engine: Engine,
+    consumer: str,
+    batch: list[dict[str, Any]],
+    handle_all: Callable[[Connection, list[dict[str, Any]]], object],
+) -> list[bool]:
+    """consume_once for several events in one transaction: `handle_all(conn, fresh)` gets those not
+    handled before, in order, and is not called when there are none; answers, for each event of
+    `batch`, whether it was handled now. One event given twice is handled once.
+
+    On SQLite a replica that wrote one of several events' inbox rows meanwhile fails the whole
+    transaction (IntegrityError): which one is unknown, so the caller handles each alone."""
+    fresh: list[dict[str, Any]] = []
     with engine.connect() as conn:
         committed = False
         try:
             with conn.begin():
-                if conn.dialect.name == "postgresql":
-                    row = {"consumer": consumer, "event_id": event_id, "processed_at": utcnow()}
-                    if _CLAIM.execute(conn, row).rowcount == 0:
-                        raise Duplicate()
-                    handle(conn, event)
-                else:
-                    _consume_on_sqlite(conn, consumer, event, handle)
+                on_postgresql = conn.dialect.name == "postgresql"
+                fresh = _claimed(conn, consumer, batch) if on_postgresql else _unseen(conn, consumer, batch)
+                if not fresh:
+                    raise Duplicate()
+                handle_all(conn, fresh)
+                if not on_postgresql:
+                    _write_inbox_rows(conn, consumer, fresh, alone=len(batch) == 1)
             committed = True
         except Duplicate:
-            log.info("duplicate event ignored", extra={"event_id": event_id, "consumer": consumer})
-            return False
+            fresh = []
         finally:
             relay_if_written(conn, committed)
-    return True
+    handled, answers = {event["id"] for event in fresh}, []
+    for event in batch:
+        answers.append(event["id"] in handled)
+        handled.discard(event["id"])  # the same event given twice was handled once
+        if not answers[-1]:
+            log.info("duplicate event ignored", extra={"event_id": event["id"], "consumer": consumer})
+    return answers
 
 
-def _consume_on_sqlite(
-    conn: Connection, consumer: str, event: dict[str, Any], handle: Callable[[Connection, dict[str, Any]], object]
-) -> None:
-    """SQLite's order: checked first, handled, the inbox row written last (consume_once says why)."""
-    event_id = event["id"]
-    seen = conn.execute(
-        sa.select(INBOX.c.event_id).where(INBOX.c.consumer == consumer, INBOX.c.event_id == event_id)
-    ).first()
-    if seen:
-        raise Duplicate()
-    handle(conn, event)
+def _inbox_row(consumer: str, event: dict[str, Any]) -> dict[str, Any]:
+    return {"consumer": consumer, "event_id": event["id"], "processed_at": utcnow()}
+
+
+def _claimed(conn: Connection, consumer: str, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """PostgreSQL: the events of `batch` whose inbox rows this transaction wrote, each once."""
+    if len(batch) == 1:
+        return batch if _CLAIM.execute(conn, _inbox_row(consumer, batch[0])).rowcount == 1 else []
+    values = {"consumer": consumer, "processed_at": utcnow(), "event_ids": [event["id"] for event in batch]}
+    claimed, fresh = set(_CLAIM_SEVERAL.execute(conn, values).scalars()), []
+    for event in batch:
+        if event["id"] in claimed:
+            claimed.discard(event["id"])  # an id given twice is handled once
+            fresh.append(event)
+    return fresh
+
+
+def _unseen(conn: Connection, consumer: str, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """SQLite: the events of `batch` its inbox has no row for, each once (consume_once says why the
+    rows are written last there)."""
+    unseen: dict[str, dict[str, Any]] = {}
+    for event in batch:
+        query = sa.select(INBOX.c.event_id).where(INBOX.c.consumer == consumer, INBOX.c.event_id == event["id"])
+        if event["id"] not in unseen and conn.execute(query).first() is None:
+            unseen[event["id"]] = event
+    return list(unseen.values())
+
+
+def _write_inbox_rows(conn: Connection, consumer: str, fresh: list[dict[str, Any]], alone: bool) -> None:
+    """SQLite's inbox rows, written last. A replica that handled the event meanwhile wrote its row
+    first: for one event that makes it a duplicate (everything here rolls back)."""
     try:
-        conn.execute(_INBOX_ROW, {"consumer": consumer, "event_id": event_id, "processed_at": utcnow()})
+        conn.execute(_INBOX_ROW, [_inbox_row(consumer, event) for event in fresh])
     except IntegrityError:
-        raise Duplicate() from None
+        if alone:
+            raise Duplicate() from None
+        raise
 
 
 def add_request_id_column(op: Any) -> None:

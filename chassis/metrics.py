@@ -38,6 +38,12 @@ EVENTS_HANDLED = Counter(
     "Events a consumer finished with: processed, duplicate (seen before) or dead_lettered.",
     ["service", "consumer", "outcome"],
 )
+EVENT_BATCH_SIZE = Histogram(
+    "portal_event_batch_size",
+    "Events a consumer that handles a burst together committed in one transaction (1: an event alone).",
+    ["service", "consumer"],
+    buckets=(1, 2, 4, 8, 16, 32),
+)
 EVENT_RETRIES = Counter(
     "portal_event_retries",
     "Failed tries of an event handler that were retried after a backoff.",

@@ -11,7 +11,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -39,7 +39,8 @@ from chassis import (
 from chassis.clock import Clock, utcnow
 from chassis.confirmed_publish import ConfirmedPublisher, Outgoing
 from chassis.errors import EXPECTED, NotFound, ServiceError, Unavailable
-from chassis.logs import request_id_var
+from chassis.group_commit import GroupCommit, Waiting
+from chassis.logs import request_context, request_id_var
 from chassis.scope import CALLER, EVENT, OWN, SYSTEM, SYSTEM_WIDE, Scope, acting_for, db_scope, runs_in
 from chassis.scope import CONTEXT_KEY as SCOPE_KEY
 from chassis.scope import from_context as scope_from_context
@@ -496,6 +497,7 @@ def consumes(
     max_attempts: int | None = None,
     base_delay: float | None = None,
     slots: eventlet.semaphore.BoundedSemaphore | None = None,
+    together_by: Callable[[Event], Hashable] | None = None,
 ) -> Callable[[Callable[..., None]], Callable[[Any, Event], bool]]:
     """Subscribe a method `fn(self, uow, now, event)` to an event, exactly once per event id. The unit
     of work joins the transaction that also records the event id, and commits with it; `now` is the
@@ -509,6 +511,12 @@ def consumes(
     `slots`, shared by consumers that wait on something slow (a PDF render) inside their transaction,
     is taken before the database connection: a burst of such events then holds a few of the pool's
     connections, not all of them, and an email a person is waiting for still finds one.
+
+    `together_by(event)`: events of one workspace with the same answer (a client's id, say) that arrive
+    while one of them is being handled are handled together in the next transaction
+    (chassis/group_commit.py); events with different answers still run side by side. For a consumer
+    whose events come in bursts and change the same rows; its handler must not depend on being alone
+    in its transaction.
     """
     max_attempts = max_attempts or settings.env_int("EVENT_RETRY_ATTEMPTS", 5)
     base_delay = base_delay if base_delay is not None else float(settings.env("EVENT_RETRY_BASE_DELAY", "0.5"))
@@ -524,9 +532,15 @@ def consumes(
                 try:
                     with slots or contextlib.nullcontext(), acting_for(scope_of_event(event)):  # its workspace only
                         now = self.clock()
-                        handled = events.consume_once(
-                            self.db.engine, consumer, event, lambda conn, e: _joined(fn, self, conn, now, e)
+                        handled = (
+                            _handled_together(fn, self, consumer, now, event, together_by(event))
+                            if together_by and attempt == 1
+                            else None
                         )
+                        if handled is None:
+                            handled = events.consume_once(
+                                self.db.engine, consumer, event, lambda conn, e: _joined(fn, self, conn, now, e)
+                            )
                     _handled(self.name, consumer, event, "processed" if handled else "duplicate", started)
                     return handled
                 except Exception as exc:  # noqa: BLE001 - anything may fail; we retry then park it
@@ -554,6 +568,34 @@ def _joined(fn: Callable[..., None], service: Any, conn: sa.Connection, now: dat
     """A consumer's body in the inbox transaction, with the work it left for before the commit."""
     with dbmod.joined(conn, lambda: now) as uow:
         fn(service, uow, now, event)
+
+
+_GROUP_COMMIT = GroupCommit()
+
+
+def _handled_together(
+    fn: Callable[..., None], service: Any, consumer: str, now: datetime, event: Event, group: Hashable
+) -> bool | None:
+    """The event handled with those of its workspace and `group` that came meanwhile
+    (chassis/group_commit.py), in the transaction of whichever of their workers leads: its service
+    instance, clock and scope serve them all, and each event's records keep their own request id.
+    None: handle it alone."""
+    engine = service.db.engine
+
+    def run(batch: list[Waiting]) -> list[bool]:
+        by_id = {waiting.event["id"]: waiting.request_id for waiting in batch}
+
+        def handle_all(conn: sa.Connection, fresh: list[Event]) -> None:
+            with dbmod.joined(conn, lambda: now) as uow:
+                for each in fresh:
+                    with request_context(by_id[each["id"]]):
+                        fn(service, uow, now, each)
+
+        answers = events.consume_together(engine, consumer, [waiting.event for waiting in batch], handle_all)
+        metrics.EVENT_BATCH_SIZE.labels(service.name, consumer).observe(len(batch))
+        return answers
+
+    return _GROUP_COMMIT.handle((id(engine), consumer, event.get("workspace_id"), group), event, run)
 
 
 def _handled(service: str, consumer: str, event: Event, outcome: str, started: float) -> None:

@@ -774,11 +774,12 @@ class BillingService(ServiceBase):
             {"subject": data["subject"]},
         )
 
-    @consumes("payments", "payment.succeeded")
+    @consumes("payments", "payment.succeeded", together_by=lambda event: event["data"].get("client_id"))
     def on_payment_succeeded(self, uow, now, event):
         """Stripe payments reach the ledger here; the payment id makes a replay harmless. The card was
         charged already, so what the invoices no longer owe becomes the client's credit (allow_unapplied)
-        instead of refusing the payment."""
+        instead of refusing the payment. A burst of one client's payments is handled together: one
+        transaction, one refresh of its summary, one commit; other clients' run beside it."""
         data = event["data"]
         _, recorded = payments.record_payment_once(
             uow,

@@ -1,23 +1,28 @@
 """Billing's guarantees under concurrency, on real PostgreSQL: gapless numbers, no over-applied
 payments, one invoice per recurring period however many replicas run the timer, client summaries that
-count every change made at the same time."""
+count every change made at the same time, and a burst of one client's card payments handled together in
+one transaction that leaves its summary right."""
 
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import timedelta
 
+import eventlet
 import pytest
 import sqlalchemy as sa
 
 from chassis.clock import utcnow
 from chassis.db import UnitOfWork, make_engine, upgrade
 from chassis.errors import Invalid
-from chassis.events import OUTBOX
+from chassis.events import INBOX, OUTBOX
+from chassis.nameko_ext import DatabaseHandle
 from chassis.scope import Scope, acting_for, db_scope
 from services.billing import domain
 from services.billing import handlers as h
-from services.billing.tables import invoices, reminders_sent
+from services.billing.service import BillingService
+from services.billing.tables import invoices, payments, reminders_sent
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -254,3 +259,65 @@ def test_a_clients_first_signals_at_the_same_time_all_count(engine, client):
     with UnitOfWork(engine) as uow:
         assert h.client_engagement(uow, utcnow(), ws, client_id)["portal_views"] == 16
         assert h.record_signal(uow, utcnow(), ws, "no-such-client", "view") is False  # logged, nothing made
+
+
+def card_paid(ws: str, client_id: str, invoice: dict) -> dict:
+    """payments' payment.succeeded for a card payment of the whole invoice."""
+    payment_id = f"pi_{uuid.uuid4().hex[:12]}"
+    return {
+        "id": str(uuid.uuid4()),
+        "type": "payment.succeeded",
+        "version": 1,
+        "occurred_at": utcnow().isoformat(),
+        "workspace_id": ws,
+        "data": {
+            "payment_id": payment_id,
+            "client_id": client_id,
+            "allocations": [{"invoice_id": invoice["id"], "amount": invoice["total"]}],
+            "amount": invoice["total"],
+            "currency": invoice["currency"],
+            "method": "card",
+            "reference": payment_id,
+        },
+    }
+
+
+def test_a_burst_of_one_clients_card_payments_is_handled_together_and_its_summary_is_right(engine, client):
+    """Six payments reach billing while the first is still in its transaction (its first statement
+    is slowed): the first commits alone, the five that waited for it commit together, each recorded
+    once, and the summary is the ledger's."""
+    ws, client_id = client
+    with UnitOfWork(engine) as uow:
+        made = [
+            h.create_invoice(uow, utcnow(), ws, {"client_id": client_id, "lines": LINE, "send": True}) for _ in range(6)
+        ]
+        uow.commit()
+    burst = [card_paid(ws, client_id, invoice) for invoice in made]
+    billing = BillingService()  # the consumer as nameko runs it, with the dependencies it uses
+    billing.db, billing.clock = DatabaseHandle(engine), utcnow
+    commits, slowed = [], []
+
+    def slow_first_statement(conn, cursor, statement, *args):
+        if not slowed:
+            slowed.append(statement)
+            eventlet.sleep(0.2)  # the rest of the burst arrives meanwhile
+
+    sa.event.listen(engine, "before_cursor_execute", slow_first_statement)
+    sa.event.listen(engine, "commit", lambda conn: commits.append(conn))
+    try:
+        workers = [eventlet.spawn(billing.on_payment_succeeded, event) for event in burst]
+        answers = [worker.wait() for worker in workers]
+        workers = [eventlet.spawn(billing.on_payment_succeeded, event) for event in burst[:2]]  # redelivered
+        answers += [worker.wait() for worker in workers]
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", slow_first_statement)
+    assert answers == [True] * 6 + [False, False]
+    assert len(commits) == 2  # the first alone, the five together; the two redelivered changed nothing
+    with UnitOfWork(engine) as uow:
+        paid = uow.execute(sa.select(sa.func.count()).select_from(payments).where(payments.c.client_id == client_id))
+        assert paid.scalar_one() == 6
+        handled = sa.select(sa.func.count()).select_from(INBOX).where(INBOX.c.event_id.in_([e["id"] for e in burst]))
+        assert uow.execute(handled).scalar_one() == 6
+        dashboard = h.client_dashboard(uow, utcnow(), ws, client_id)
+        assert dashboard["outstanding"]["amount"] == 0 and dashboard["last_payment"] is not None
+        assert h.repair_client_summaries(uow, utcnow(), ws)["drifted"] == []

@@ -1,6 +1,8 @@
 """An event consumer's inbox on PostgreSQL (chassis.events.consume_once), as a service's own role: the
 inbox row claims the event in the statement that checks it; a duplicate, also one that arrives while
-the first is still being handled, runs nothing; a handler that fails leaves the event unclaimed."""
+the first is still being handled, runs nothing; a handler that fails leaves the event unclaimed.
+Several events handled together (consume_together) are claimed and committed with one another: those
+seen before, or given twice, are left out; a failure leaves every one of them unclaimed."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import sqlalchemy as sa
 
 from chassis import events
 from chassis.db import make_engine, upgrade
-from chassis.events import INBOX, consume_once
+from chassis.events import INBOX, consume_once, consume_together
 from tests.conftest import ROOT, RUN_ID, databases_with_roles
 from tests.integration.round_trips import RoundTrips
 
@@ -112,3 +114,31 @@ def test_a_duplicate_arriving_while_the_first_is_handled_waits_for_it(engine, fi
     else:
         assert outcomes == {"first": True, "second": False} and handled == ["first"]
     assert inbox_rows(engine, event["id"]) == ["svc.h"]
+
+
+def test_events_handled_together_leave_out_those_seen_before_or_given_twice(engine):
+    consume_once(engine, "svc.h", {"id": "e-seen", "type": "x", "data": {}}, lambda conn, e: None)
+    batch = [{"id": event_id, "type": "x", "data": {}} for event_id in ("e-t1", "e-seen", "e-t2", "e-t1")]
+    handled, trips = [], RoundTrips()
+    try:
+        answers = consume_together(engine, "svc.h", batch, lambda conn, fresh: handled.append([e["id"] for e in fresh]))
+    finally:
+        trips.remove()
+    assert answers == [True, False, True, False]
+    assert handled == [["e-t1", "e-t2"]]  # one call, in one transaction with their inbox rows
+    claims = [sql for sql in trips.statements if "inbox" in sql.lower() and not sql.startswith("PREPARE")]
+    assert len(claims) == 1 and "inbox_claim_several" in claims[0], trips.statements  # one statement for all
+    assert inbox_rows(engine, "e-t1") == ["svc.h"] and inbox_rows(engine, "e-t2") == ["svc.h"]
+    assert consume_together(engine, "svc.h", batch[:2], lambda conn, fresh: handled.append("again")) == [False, False]
+    assert handled == [["e-t1", "e-t2"]]
+
+
+def test_events_handled_together_that_fail_are_all_left_unclaimed(engine):
+    batch = [{"id": event_id, "type": "x", "data": {}} for event_id in ("e-f1", "e-f2")]
+
+    def fails(conn, fresh):
+        raise RuntimeError("the second of them is refused")
+
+    with pytest.raises(RuntimeError):
+        consume_together(engine, "svc.h", batch, fails)
+    assert inbox_rows(engine, "e-f1") == [] and inbox_rows(engine, "e-f2") == []
