@@ -207,7 +207,8 @@ _CLAIM_SEVERAL = Prepared(
     "inbox_claim_several",
     sa.text(
         "INSERT INTO inbox (consumer, event_id, processed_at) SELECT :consumer, claimed, :processed_at "
-        "FROM unnest(:event_ids) AS claimed ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id"
+        "FROM unnest(:event_ids) AS claimed ORDER BY claimed "  # in one order: overlapping claims never cross
+        "ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id"
     )
     .bindparams(
         sa.bindparam("consumer", type_=INBOX.c.consumer.type),
@@ -246,7 +247,7 @@ def consume_together(
     handled before, in order, and is not called when there are none; answers, for each event of
     `batch`, whether it was handled now. One event given twice is handled once.
 
-    On SQLite a replica that wrote one of several events' inbox rows meanwhile fails the whole
+    On SQLite a replica that wrote one of several fresh events' inbox rows meanwhile fails the whole
     transaction (IntegrityError): which one is unknown, so the caller handles each alone."""
     fresh: list[dict[str, Any]] = []
     with engine.connect() as conn:
@@ -259,7 +260,7 @@ def consume_together(
                     raise Duplicate()
                 handle_all(conn, fresh)
                 if not on_postgresql:
-                    _write_inbox_rows(conn, consumer, fresh, alone=len(batch) == 1)
+                    _write_inbox_rows(conn, consumer, fresh, alone=len(fresh) == 1)
             committed = True
         except Duplicate:
             fresh = []

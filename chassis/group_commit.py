@@ -56,7 +56,11 @@ class GroupCommit:
         me = Waiting(event)
         self._waiting.setdefault(key, []).append(me)
         if key in self._running:
-            answer = me.answer.wait()
+            try:
+                answer = me.answer.wait()
+            except BaseException:  # its worker was killed while it waited
+                self._withdraw(key, me)
+                raise
             if answer is not _LEAD:
                 return cast("bool | None", answer)
         self._running.add(key)
@@ -71,11 +75,26 @@ class GroupCommit:
                 "events handled alone after their batch failed", extra={"events": len(batch), "error": repr(exc)}
             )
         finally:
-            following = self._waiting.get(key)
-            if following:
-                following[0].answer.send(_LEAD)  # the next transaction takes all that came meanwhile
-            else:
-                self._running.discard(key)
+            self._hand_over(key)
             for waiting, answer in zip(batch[1:], answers[1:]):
                 waiting.answer.send(answer)
         return answers[0]
+
+    def _hand_over(self, key: Hashable) -> None:
+        """The key's transaction is over: the first that came meanwhile leads the next, with all of
+        them; if none came, the key is free."""
+        following = self._waiting.get(key)
+        if following:
+            following[0].answer.send(_LEAD)
+        else:
+            self._waiting.pop(key, None)
+            self._running.discard(key)
+
+    def _withdraw(self, key: Hashable, me: Waiting) -> None:
+        """A waiting worker is gone: out of the queue, and the lead passed on if it had been given it.
+        One already taken into a batch is its leader's to answer, to no one."""
+        waiting = self._waiting.get(key, [])
+        if me in waiting:
+            waiting.remove(me)
+            if me.answer.ready():  # it was told to lead: the next one does
+                self._hand_over(key)

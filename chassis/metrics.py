@@ -40,7 +40,7 @@ EVENTS_HANDLED = Counter(
 )
 EVENT_BATCH_SIZE = Histogram(
     "portal_event_batch_size",
-    "Events a consumer that handles a burst together committed in one transaction (1: an event alone).",
+    "Events a consumer that handles a burst together took into one transaction (1: an event alone).",
     ["service", "consumer"],
     buckets=(1, 2, 4, 8, 16, 32),
 )

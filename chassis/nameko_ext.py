@@ -531,13 +531,13 @@ def consumes(
             for attempt in range(1, max_attempts + 1):
                 try:
                     with slots or contextlib.nullcontext(), acting_for(scope_of_event(event)):  # its workspace only
-                        now = self.clock()
                         handled = (
-                            _handled_together(fn, self, consumer, now, event, together_by(event))
+                            _handled_together(fn, self, consumer, event, together_by(event))
                             if together_by and attempt == 1
                             else None
                         )
                         if handled is None:
+                            now = self.clock()
                             handled = events.consume_once(
                                 self.db.engine, consumer, event, lambda conn, e: _joined(fn, self, conn, now, e)
                             )
@@ -574,16 +574,17 @@ _GROUP_COMMIT = GroupCommit()
 
 
 def _handled_together(
-    fn: Callable[..., None], service: Any, consumer: str, now: datetime, event: Event, group: Hashable
+    fn: Callable[..., None], service: Any, consumer: str, event: Event, group: Hashable
 ) -> bool | None:
     """The event handled with those of its workspace and `group` that came meanwhile
     (chassis/group_commit.py), in the transaction of whichever of their workers leads: its service
-    instance, clock and scope serve them all, and each event's records keep their own request id.
-    None: handle it alone."""
+    instance, clock reading (taken once the batch is formed) and scope serve them all, and each
+    event's records keep their own request id. None: handle it alone."""
     engine = service.db.engine
 
     def run(batch: list[Waiting]) -> list[bool]:
         by_id = {waiting.event["id"]: waiting.request_id for waiting in batch}
+        now = service.clock()
 
         def handle_all(conn: sa.Connection, fresh: list[Event]) -> None:
             with dbmod.joined(conn, lambda: now) as uow:
@@ -595,7 +596,7 @@ def _handled_together(
         metrics.EVENT_BATCH_SIZE.labels(service.name, consumer).observe(len(batch))
         return answers
 
-    return _GROUP_COMMIT.handle((id(engine), consumer, event.get("workspace_id"), group), event, run)
+    return _GROUP_COMMIT.handle((engine, consumer, event.get("workspace_id"), group), event, run)
 
 
 def _handled(service: str, consumer: str, event: Event, outcome: str, started: float) -> None:

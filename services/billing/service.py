@@ -47,6 +47,12 @@ nameko_patches.apply()
 log = logging.getLogger(__name__)
 
 
+def _payer(event: dict) -> str:
+    """Whose payments are handled together: a client's; a payment naming none, alone."""
+    data = event.get("data")
+    return str((data.get("client_id") if isinstance(data, dict) else None) or event.get("id"))
+
+
 def _occurred(event: dict, now: datetime):
     """When the event happened (its envelope), not when it reached us: retries and a backlog must
     not make a failure look recent. Falls back to now for an envelope without a usable time."""
@@ -774,7 +780,7 @@ class BillingService(ServiceBase):
             {"subject": data["subject"]},
         )
 
-    @consumes("payments", "payment.succeeded", together_by=lambda event: event["data"].get("client_id"))
+    @consumes("payments", "payment.succeeded", together_by=_payer)
     def on_payment_succeeded(self, uow, now, event):
         """Stripe payments reach the ledger here; the payment id makes a replay harmless. The card was
         charged already, so what the invoices no longer owe becomes the client's credit (allow_unapplied)
@@ -800,7 +806,14 @@ class BillingService(ServiceBase):
         )
         processing.payment_succeeded(uow, now, event["workspace_id"], data)
         if data.get("client_id") and recorded:  # a payment reported again is no new signal
-            record_signal(uow, now, event["workspace_id"], data["client_id"], "payment", _occurred(event, now))
+            workspace_id, client_id, at = event["workspace_id"], data["client_id"], _occurred(event, now)
+            # Folded in as the transaction commits, before the summary's refresh: payments handled
+            # together then lock every invoice first and the client's rollup last, as one alone does,
+            # so a batch and a lone payment of the same client never wait on each other in a circle.
+            uow.before_commit(
+                ("client_engagement", workspace_id, client_id, event.get("id")),
+                lambda unit: record_signal(unit, now, workspace_id, client_id, "payment", at),
+            )
 
     @consumes("payments", "payment.processing")
     def on_payment_processing(self, uow, now, event):

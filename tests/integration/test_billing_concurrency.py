@@ -22,7 +22,7 @@ from chassis.scope import Scope, acting_for, db_scope
 from services.billing import domain
 from services.billing import handlers as h
 from services.billing.service import BillingService
-from services.billing.tables import invoices, payments, reminders_sent
+from services.billing.tables import client_engagement, invoices, payments, reminders_sent
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -321,3 +321,5 @@ def test_a_burst_of_one_clients_card_payments_is_handled_together_and_its_summar
         dashboard = h.client_dashboard(uow, utcnow(), ws, client_id)
         assert dashboard["outstanding"]["amount"] == 0 and dashboard["last_payment"] is not None
         assert h.repair_client_summaries(uow, utcnow(), ws)["drifted"] == []
+        rollup = sa.select(client_engagement.c.successful_payments).where(client_engagement.c.client_id == client_id)
+        assert uow.execute(rollup).scalar_one() == 6  # each payment's signal counted once, at its commit

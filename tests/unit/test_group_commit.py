@@ -18,6 +18,7 @@ from chassis.events import DEAD, INBOX, OUTBOX
 from chassis.group_commit import GroupCommit
 from chassis.logs import request_id_var
 from chassis.nameko_ext import DatabaseHandle, consumes
+from services.billing.service import _payer
 
 
 class Payments:
@@ -174,3 +175,26 @@ def test_a_batch_that_fails_answers_every_waiting_worker():
     with pytest.raises(RuntimeError):  # alone, its own failure is its own
         group.handle("key", {"id": "c"}, run)
     assert group.handle("key", {"id": "first"}, lambda batch: [True]) is True  # and the key is free again
+
+
+def test_a_worker_killed_while_it_waits_leaves_the_key_to_the_others():
+    group, workers = GroupCommit(), {}
+
+    def run(batch):
+        if batch[0].event["id"] == "first":  # the rest come while this transaction runs
+            workers.update({name: eventlet.spawn(group.handle, "key", {"id": name}, run) for name in "abcd"})
+            eventlet.sleep(0.01)
+            workers["a"].kill()  # gone while it waited in the queue
+        return [True] * len(batch)
+
+    assert group.handle("key", {"id": "first"}, run) is True  # b was told to lead the next transaction
+    workers["b"].kill()  # and is gone before it could: c leads, with d
+    with eventlet.Timeout(5):  # not left waiting for a lead that a dead worker was given
+        assert (workers["c"].wait(), workers["d"].wait()) == (True, True)
+    assert group.handle("key", {"id": "e"}, lambda batch: [len(batch) == 1]) is True  # the key is free
+
+
+def test_billings_payments_are_handled_together_by_client_and_one_naming_none_alone():
+    assert _payer({"id": "e1", "data": {"client_id": "c-1"}}) == "c-1"
+    assert _payer({"id": "e2", "data": {"client_id": None}}) == "e2"
+    assert _payer({"id": "e3", "data": "not an object"}) == "e3"
