@@ -280,3 +280,57 @@ def test_a_dicts_keys_read_as_attributes_first_and_everything_else_as_jinja_read
         "{{ d.name }}|{{ d.items | length }}|{{ d.missing is undefined }}|{{ d.get('name') }}|{{ s.upper() }}"
     )
     assert template.render(d={"name": "Ann", "items": [1, 2]}, s="ok") == "Ann|2|True|Ann|OK"
+
+
+class _Html:
+    def __html__(self):
+        return "<em>safe</em>"
+
+
+class _Text(str):
+    pass
+
+
+@pytest.mark.parametrize("autoescape", [True, False])
+def test_what_a_page_prints_is_escaped_exactly_as_jinja_escapes_it(autoescape):
+    """Values printed through the portal's own output escaping: text with every character HTML
+    escapes, already-safe markup, numbers, None, objects with __html__, a str subclass; in text, in
+    attributes, in set blocks, macros, call and filter blocks, concatenated and formatted into a
+    translated message. The page is the same, character for character, as Jinja's own."""
+    from decimal import Decimal
+
+    from jinja2 import Environment
+    from markupsafe import Markup
+
+    source = (
+        '{% macro box(v) %}<b title="{{ v }}">{{ v }}{{ caller() if caller }}</b>{% endmacro %}'
+        "{% for v in values %}<p data-v=\"{{ v }}\">{{ v }}|{{ v | e }}|{{ v ~ '&' }}|{{ box(v) }}"
+        "{% call box(v) %}[{{ v }}]{% endcall %}{% set kept %}<i>{{ v }}</i>{% endset %}{{ kept }}"
+        "{% filter upper %}{{ v }}{% endfilter %}|{{ _('%(v)s & more', v=v) }}</p>{% endfor %}"
+    )
+    values = [
+        "<script>alert('x')</script>",
+        'Kim & Co "quoted"',
+        Markup("<b>bold</b> &amp;"),
+        5,
+        1.5,
+        Decimal("2.50"),
+        None,
+        _Html(),
+        _Text("<sub>"),
+        "",
+    ]
+    ours = views.env_for("en").overlay(autoescape=autoescape)
+    theirs = Environment(extensions=["jinja2.ext.i18n"], autoescape=autoescape)
+    getattr(theirs, "install_null_translations")(newstyle=True)
+    assert ours.from_string(source).render(values=values) == theirs.from_string(source).render(values=values)
+    page = ours.from_string(source)
+    assert page.root_render_func.__globals__["escape"] is views.escaped_output  # the portal's own is what ran
+    assert ("<script>" in page.render(values=values)) is not autoescape
+
+
+def test_a_value_printed_is_escaped_with_markupsafes_entities():
+    from markupsafe import Markup, escape
+
+    for value in ("a<b>&'\"c", "plain", Markup("<i>kept</i>"), 7, None, _Html(), _Text("<x>")):
+        assert views.escaped_output(value) == escape(value)
