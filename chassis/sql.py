@@ -146,9 +146,21 @@ def rows_from_json(query: sa.Select[Any], value: str | list[dict[str, Any]] | No
     if value is None:  # PostgreSQL's json_agg of no rows
         return []
     items: list[dict[str, Any]] = json.loads(value) if isinstance(value, str) else value  # psycopg2 parses it
-    decoders = {column.name: _decoder(column.type) for column in query.selected_columns}
-    items = sorted(items, key=lambda item: item[POSITION])
-    return [SimpleNamespace(**{name: decode(item[name]) for name, decode in decoders.items()}) for item in items]
+    names, converted = _columns_of(query)
+    rows = []
+    for item in sorted(items, key=lambda item: item[POSITION]):
+        values = {name: item[name] for name in names}
+        for name, decode in converted:
+            values[name] = decode(values[name])
+        rows.append(SimpleNamespace(**values))
+    return rows
+
+
+@functools.lru_cache(maxsize=512)  # a query is its own key (by identity): the callers' are built once
+def _columns_of(query: sa.Select[Any]) -> tuple[tuple[str, ...], tuple[tuple[str, Callable[[Any], Any]], ...]]:
+    """The names of `query`'s columns, and the columns whose JSON value needs converting, with how."""
+    columns = [(column.name, _decoder(column.type)) for column in query.selected_columns]
+    return tuple(name for name, _ in columns), tuple((name, decode) for name, decode in columns if decode is not _same)
 
 
 def _decoder(type_: sa.types.TypeEngine[Any]) -> Callable[[Any], Any]:

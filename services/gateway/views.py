@@ -4,7 +4,7 @@ locale/, see chassis.i18n), with Babel formatting of money and dates."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -15,9 +15,10 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_date, format_datetime, format_time, get_timezone_name
 from babel.numbers import format_decimal
 from jinja2 import Environment, FileSystemLoader, Template, pass_eval_context, select_autoescape
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.ext import Extension
 from jinja2.lexer import Token, TokenStream
-from jinja2.nodes import EvalContext
+from jinja2.nodes import EvalContext, Node
 from markupsafe import Markup, escape
 
 from chassis import settings
@@ -324,6 +325,24 @@ class PortalTemplate(Template):
         return super()._from_namespace(environment, namespace, globals)
 
 
+class BufferedBlocks(CodeGenerator):
+    """Jinja's code generator, with each `{% block %}` gathering what it prints in a list and handing
+    it on in one piece. Jinja's own block is a generator that yields every piece of text and every
+    value separately, and each piece then passes through the generator of every template the page
+    extends: about five hundred pieces for the invoices page, a fifth of its rendering. Inside the
+    block, Jinja's own buffered output is used, as in a macro or a `{% set %}` block. Streaming a
+    template (`Template.generate`) then hands on a block at a time; the portal renders whole pages."""
+
+    def blockvisit(self, nodes: Iterable[Node], frame: Frame) -> None:
+        if not frame.block_frame or frame.buffer is not None or self.environment.is_async:
+            super().blockvisit(nodes, frame)
+            return
+        frame.buffer = self.temporary_identifier()
+        self.writeline(f"{frame.buffer} = []")
+        super().blockvisit(nodes, frame)
+        self.writeline(f"yield concat({frame.buffer})")
+
+
 class PortalEnvironment(Environment):
     """Jinja's environment, reading `x.name` of a plain dict (what every service answers) as the key
     first: Jinja tries the attribute first, and the AttributeError a dict raises for every key cost a
@@ -339,6 +358,7 @@ class PortalEnvironment(Environment):
         return super().getattr(obj, attribute)
 
     template_class = PortalTemplate
+    code_generator_class = BufferedBlocks
 
 
 def _build_env(language: str) -> Environment:

@@ -334,3 +334,42 @@ def test_a_value_printed_is_escaped_with_markupsafes_entities():
 
     for value in ("a<b>&'\"c", "plain", Markup("<i>kept</i>"), 7, None, _Html(), _Text("<x>")):
         assert views.escaped_output(value) == escape(value)
+
+
+def test_a_page_built_of_blocks_is_the_same_as_jinja_streams_it():
+    """Blocks hand on what they print in one piece (views.BufferedBlocks): a page that extends a
+    layout, overrides and nests blocks, calls super(), includes, loops, sets and calls macros reads the
+    same, character for character, as Jinja's own, and a block's error still names its line."""
+    import traceback
+
+    from jinja2 import DictLoader, Environment, TemplateRuntimeError
+
+    templates = {
+        "layout.html": (
+            "<title>{% block title %}Portal{% endblock %}</title>"
+            "<main>{% block main %}<p>empty</p>{% endblock %}</main>"
+            "{% block foot %}<footer>{{ who }}</footer>{% endblock %}"
+        ),
+        "row.html": "<li>{{ item }}</li>",
+        "page.html": (
+            "{% extends 'layout.html' %}{% block title %}{{ super() }} &ndash; {{ who }}{% endblock %}"
+            "{% macro cell(v) %}<td>{{ v }}</td>{% endmacro %}"
+            "{% block main %}<h1>{{ who }}</h1>{% for item in items %}{% include 'row.html' %}"
+            "{{ cell(item) }}{% if loop.last %}<hr>{% endif %}{% endfor %}{% set note %}<b>{{ who }}</b>{% endset %}"
+            "{{ note }}{% block inner %}<i>{{ items | length }}</i>{% endblock %}{{ self.inner() }}{% endblock %}"
+        ),
+        "broken.html": "{% extends 'layout.html' %}\n{% block main %}\n<p>{{ fail() }}</p>{% endblock %}",
+    }
+    ours = views.env_for("en").overlay(loader=DictLoader(templates))
+    theirs = Environment(loader=DictLoader(templates), autoescape=True)
+    values = {"who": "Kim & <Co>", "items": ["a<b", "c&d", 3]}
+    page = ours.get_template("page.html")
+    assert page.render(**values) == theirs.get_template("page.html").render(**values)
+    assert len(list(page.blocks["inner"](page.new_context(values)))) == 1  # the block's output, in one piece
+
+    def fail():
+        raise TemplateRuntimeError("refused")
+
+    with pytest.raises(TemplateRuntimeError) as raised:
+        ours.get_template("broken.html").render(fail=fail)
+    assert "line 3, in block 'main'" in "".join(traceback.format_tb(raised.value.__traceback__))
