@@ -283,6 +283,18 @@ class UnitOfWork:
         so transactions take the locks it takes in one order; a rollback forgets it."""
         self._before_commit.setdefault(key, work)
 
+    def gathered(self, key: tuple[str, ...], work: Callable[[UnitOfWork, list[Any]], object]) -> list[Any]:
+        """A list kept until the transaction commits, the same for every call with `key`: before the
+        commit, in before_commit's key order, `work(uow, items)` runs once with everything added to
+        it. For work that many changes of one transaction ask for (each payment of a batch signals its
+        client's rollup), done in one go; a rollback forgets it."""
+        kept = self._before_commit.get(key)
+        if kept is None:
+            kept = self._before_commit[key] = _Gathered(work)
+        if not isinstance(kept, _Gathered):
+            raise ValueError(f"{key} is registered with before_commit, not gathered")
+        return kept
+
     def finish(self) -> None:
         """Run the work registered with before_commit, then write the events recorded to the outbox;
         the owner of a joined unit of work calls this before it commits."""
@@ -381,6 +393,17 @@ class UnitOfWork:
         if not self._open:
             raise RuntimeError("the unit of work is not open: use it as `with uow: ...`")
         return _twice_if_gone(writes, lambda: _run_alone(writes, statement, params))
+
+
+class _Gathered(list[Any]):
+    """UnitOfWork.gathered's list, run before the commit as before_commit's work is."""
+
+    def __init__(self, work: Callable[[UnitOfWork, list[Any]], object]):
+        super().__init__()
+        self.work = work
+
+    def __call__(self, uow: UnitOfWork) -> object:
+        return self.work(uow, list(self))
 
 
 def _twice_if_gone(engine: Engine, work: Callable[[], T]) -> T:

@@ -38,7 +38,7 @@ from services.billing.handlers import (
     workspaces,
 )
 from services.billing.handlers.common import record_activity
-from services.billing.handlers.engagement import record_signal
+from services.billing.handlers.engagement import record_signal, record_signals
 
 # `nameko run` loads this module to start the service: nameko is patched before it builds the container.
 nameko_patches.apply()
@@ -806,14 +806,15 @@ class BillingService(ServiceBase):
         )
         processing.payment_succeeded(uow, now, event["workspace_id"], data)
         if data.get("client_id") and recorded:  # a payment reported again is no new signal
-            workspace_id, client_id, at = event["workspace_id"], data["client_id"], _occurred(event, now)
+            workspace_id, client_id = event["workspace_id"], data["client_id"]
             # Folded in as the transaction commits, before the summary's refresh: payments handled
             # together then lock every invoice first and the client's rollup last, as one alone does,
             # so a batch and a lone payment of the same client never wait on each other in a circle.
-            uow.before_commit(
-                ("client_engagement", workspace_id, client_id, event.get("id")),
-                lambda unit: record_signal(unit, now, workspace_id, client_id, "payment", at),
-            )
+            # A batch's payments of one client are folded in with one lock and one write.
+            uow.gathered(
+                ("client_engagement", workspace_id, client_id),
+                lambda unit, moments: record_signals(unit, now, workspace_id, client_id, "payment", moments),
+            ).append(_occurred(event, now))
 
     @consumes("payments", "payment.processing")
     def on_payment_processing(self, uow, now, event):

@@ -183,6 +183,30 @@ def test_work_left_for_the_commit_runs_once_per_key_in_key_order_and_a_rollback_
         assert [json.loads(body)["data"]["key"] for body in bodies] == ["a", "b"]
 
 
+def test_what_a_transaction_gathers_is_handed_over_once_in_key_order_and_a_rollback_forgets_it(sqlite_engine):
+    engine = sqlite_engine("payments")
+    ran = []
+
+    def gather(uow, key, item):
+        uow.gathered(key, lambda unit, items: ran.append((key, items))).append(item)
+
+    with UnitOfWork(engine) as uow:
+        gather(uow, ("b",), 1)
+        _leave(uow, ("a",), ran)
+        gather(uow, ("b",), 2)
+        gather(uow, ("c",), 3)
+        uow.commit()
+        assert ran == [("a",), (("b",), [1, 2]), (("c",), [3])]
+        gather(uow, ("b",), 4)
+        uow.rollback()
+        gather(uow, ("b",), 5)
+        uow.commit()
+        assert ran[-1] == (("b",), [5])
+        _leave(uow, ("a",), ran)
+        with pytest.raises(ValueError):  # a key holds work or a gathering, not both
+            gather(uow, ("a",), 6)
+
+
 class LeavesWork(FakeService):
     @consumes("billing", "thing.created", max_attempts=1, base_delay=0)
     def on_thing(self, uow, now, event):

@@ -13,6 +13,7 @@ from chassis import db as dbmod
 from chassis.errors import Invalid, NotFound
 from services.billing import engagement as eng
 from services.billing import handlers as h
+from services.billing.handlers.engagement import record_signals
 from services.billing.tables import client_engagement
 from tests.unit.conftest import ROOT
 from tests.unit.test_billing_handlers import db  # noqa: F401 - the same fixture (a handler runner on SQLite)
@@ -199,6 +200,21 @@ def test_every_portal_view_counts_and_a_reminder_counts_once(db, ws):
     db(h.mark_invoice_viewed, ws_id, client, invoice["id"], now=later)
     viewed = db(h.client_engagement, ws_id, client, now=later)
     assert (viewed["portal_views"], viewed["last_viewed_at"], viewed["risk"]) == (2, later.isoformat(), "low")
+
+
+def test_several_payments_folded_in_at_once_count_as_each_one_alone(db, ws):
+    ws_id, client = ws
+    moments = [NOW - timedelta(days=2), NOW, NOW - timedelta(days=1)]  # events may come out of order
+    with dbmod.UnitOfWork(db.engine, lambda: NOW) as uow:
+        assert record_signals(uow, NOW, ws_id, client, "payment", moments)
+        assert not record_signals(uow, NOW, ws_id, "no-such-client", "payment", moments)
+        uow.commit()
+    together = db(h.client_engagement, ws_id, client)
+    for at in moments:
+        db(h.record_signal, ws_id, client, "payment", at)
+    alone = db(h.client_engagement, ws_id, client)
+    assert together["successful_payments"] == 3 and alone["successful_payments"] == 6
+    assert together["last_paid_at"] == alone["last_paid_at"] == NOW.isoformat()
 
 
 def test_signals_for_one_client_on_the_embedded_database_queue_up_and_all_count(db, ws):

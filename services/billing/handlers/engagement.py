@@ -57,6 +57,11 @@ def record_signal(
     The row is locked while it changes, so concurrent signals for one client queue up rather than
     lose an increment; a client's first signal creates it. A client outside the workspace is logged
     and skipped: the event's other effects (its timeline entry) still happen."""
+    return record_signals(uow, now, workspace_id, client_id, signal, [at or now])
+
+
+def record_signals(uow, now: datetime, workspace_id: str, client_id: str, signal: str, moments: list[datetime]) -> bool:
+    """record_signal for several signals of one kind, each at its moment, with one lock and one write."""
     key = {"of_workspace": workspace_id, "of_client": client_id}
     # A write, even when the row exists: on SQLite, which has no FOR UPDATE, a write is what takes
     # the database's write lock, so the row read is never a stale one.
@@ -67,7 +72,9 @@ def record_signal(
             extra={"workspace_id": workspace_id, "client_id": client_id, "signal": signal},
         )
         return False
-    rollup = engagement.apply_signal(engagement.Rollup.from_row(row), signal, at or now)
+    rollup = engagement.Rollup.from_row(row)
+    for at in moments:
+        rollup = engagement.apply_signal(rollup, signal, at)
     uow.execute(_SAVE_ROLLUP, {**key, **rollup.as_values(), "updated_at": now})
     return True
 
