@@ -230,3 +230,15 @@ def test_the_payer_of_a_card_payment_is_noted_once(db, ws):
     assert db(n.note_payment_payer, ws_id, client, "pay-1", two)["contact_id"] == one  # the first note stands
     with pytest.raises(NotFound):
         db(n.note_payment_payer, ws_id, "another-client", "pay-2", one)
+
+
+def test_a_recorded_payment_names_the_contact_who_started_it(db, ws):
+    ws_id, client, (one, _) = ws
+    lines = [{"description": "Work", "quantity": 1, "unit_price": 5000}]
+    first, second = (db(h.create_invoice, ws_id, {"client_id": client, "lines": lines, "send": True}) for _ in "12")
+    db(n.note_payment_payer, ws_id, client, "pi_started_in_portal", one)
+    for payment_id, invoice in (("pi_started_in_portal", first), ("pi_from_elsewhere", second)):
+        db(h.record_payment, ws_id, {"payment_id": payment_id, "invoice_id": invoice["id"], "amount": 5000})
+    recorded = {e["data"]["id"]: e["data"] for e in events(db, "payment.recorded")}
+    assert recorded["pi_started_in_portal"]["paid_by_contact_id"] == one  # the receipt goes to that contact
+    assert recorded["pi_from_elsewhere"]["paid_by_contact_id"] is None

@@ -68,13 +68,18 @@ _NEW_PAYMENT = Prepared(
             "received_at",
         )
     )
-    .returning(*payments.c),
+    .returning(
+        *payments.c,
+        # the contact who started this card payment in the portal, if one did (its receipt is its own):
+        # read in the same round trip as the insert
+        sa.select(payment_payers.c.contact_id)
+        .where(payment_payers.c.payment_id == sa.bindparam("id", type_=payments.c.id.type))  # the new row's id
+        .scalar_subquery()
+        .label("paid_by_contact_id"),
+    ),
 )
 _of_payment = sa.bindparam("of_payment", type_=sa.String)
 _PAYMENT = Prepared("billing_payment", sa.select(payments).where(payments.c.id == _of_payment))
-_PAYER = Prepared(
-    "billing_payment_payer", sa.select(payment_payers.c.contact_id).where(payment_payers.c.payment_id == _of_payment)
-)
 
 
 def record_payment(uow, now: datetime, workspace_id: str, data: dict, *, allow_unapplied: bool = False) -> dict:
@@ -144,14 +149,9 @@ def record_payment_once(
     uow.publish(
         "payment.recorded",
         workspace_id,
-        {**view, "recipients": portal_recipients(uow, client_id), "paid_by_contact_id": _payer(uow, payment_id)},
+        {**view, "recipients": portal_recipients(uow, client_id), "paid_by_contact_id": stored.paid_by_contact_id},
     )
     return view, True
-
-
-def _payer(uow, payment_id: str) -> str | None:
-    """The contact who started this card payment in the portal, if one did (its receipt is its own)."""
-    return uow.execute(_PAYER, {"of_payment": payment_id}).scalar_one_or_none()
 
 
 def _payment_request(data: dict, now: datetime) -> tuple[list, str, datetime]:
