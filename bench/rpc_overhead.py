@@ -6,19 +6,27 @@ Side by side, interleaved in rounds on the same broker and vhost:
 - the same echo on nameko as shipped (ClusterRpcProxy, reused, to a stock-nameko echo): "before";
 - RpcPool calling billing.ping (a real service: its dependencies and a SELECT 1 on PostgreSQL).
 Then a pooled call against a client (connection) created per call, and nameko's proxy per call.
+
+And what a call costs in CPU, on each side, in the same rounds: the caller's thread (`thread_time`)
+and the answering process (/proc), for the raw echo, the nameko echo and the dashboard's own call
+(billing.client_dashboard, brief, for the demo client). The nameko echo's figures against the raw
+echo's are the fixed CPU cost of one RPC as the portal makes it; the dashboard's against the echo's,
+what billing's own work for a page adds to it (its dependencies, the read, the answer).
 """
 
 from __future__ import annotations
 
 import statistics
 import sys
+import time
 
 from nameko.standalone.rpc import ClusterRpcProxy
 
-from bench.common import interleaved, timed
+from bench.common import cpu_seconds, interleaved, timed
 from bench.raw_echo import RawClient
 from bench.report import Goal, Result, summary
 from bench.stack import Context, spawn_and_wait
+from chassis.scope import Scope
 from deploy.devstack import BIN
 from services.gateway.rpc import RpcClient, RpcPool
 
@@ -83,6 +91,35 @@ def raw_round_trip_ms(ctx: Context, n: int = 400) -> float:
         client.close()
 
 
+CPU_CALLS = 3000  # per side per round: /proc counts in 10 ms ticks, ~1% of a round's server CPU
+CPU_ROUNDS = 3
+
+
+def cpu_per_call(call, server_pid: int, n: int) -> tuple[float, float]:
+    """(the calling thread's CPU, the server process's CPU) per call of `call`, in microseconds."""
+    client_before, server_before = time.thread_time(), cpu_seconds(server_pid)
+    for _ in range(n):
+        call()
+    client_after, server_after = time.thread_time(), cpu_seconds(server_pid)
+    return (client_after - client_before) * 1e6 / n, (server_after - server_before) * 1e6 / n
+
+
+def cpu_of_calls(ctx: Context, calls: dict) -> dict[str, dict[str, float]]:
+    """Each of `calls` ({name: (call, server process name)}) measured in turn for CPU_ROUNDS rounds;
+    the median of the rounds for each side."""
+    rounds: dict[str, list[tuple[float, float]]] = {name: [] for name in calls}
+    for _ in range(CPU_ROUNDS):
+        for name, (call, server) in calls.items():
+            rounds[name].append(cpu_per_call(call, ctx.stack.pid(server), CPU_CALLS))
+    return {
+        name: {
+            "client_us": statistics.median(client for client, _ in values),
+            "server_us": statistics.median(server for _, server in values),
+        }
+        for name, values in rounds.items()
+    }
+
+
 def run(ctx: Context, report) -> None:
     start_echo_servers(ctx)
     config = {"AMQP_URI": ctx.amqp_uri}
@@ -116,6 +153,26 @@ def run(ctx: Context, report) -> None:
 
         fresh = timed(per_call, 100)
         stock_fresh = timed(stock_per_call, 50)
+        workspace_id, client_id = ctx.demo_client()
+        cpu = cpu_of_calls(
+            ctx,
+            {
+                "raw": (raw.call, "raw-echo"),
+                "pool_echo": (lambda: pool.call("bench_echo", "echo", "hello", request_id="bench"), "echo"),
+                "dashboard": (
+                    lambda: pool.call(
+                        "billing",
+                        "client_dashboard",
+                        workspace_id,
+                        client_id,
+                        fields="brief",
+                        request_id="bench",
+                        scope=Scope(workspace_id, client_id),
+                    ),
+                    "billing",
+                ),
+            },
+        )
     finally:
         stock.stop()
         raw.close()
@@ -126,6 +183,7 @@ def run(ctx: Context, report) -> None:
     figures["pooled"], figures["client_per_call"] = summary(pooled), summary(fresh)
     figures["stock_proxy_per_call"] = summary(stock_fresh)
     figures["stock_reply_queues_left_behind"] = left_behind
+    figures["cpu_per_call"] = cpu
     ctx.shared["raw_rtt_p50"] = figures["raw"]["p50"]
     report.details["rpc_overhead"] = figures
     base = figures["raw"]
@@ -183,6 +241,44 @@ def run(ctx: Context, report) -> None:
             ),
         ),
     )
+    how = f"median of {CPU_ROUNDS} rounds of {CPU_CALLS:,} calls each, one after another"
+    for side, label, caller in (
+        ("client_us", "the caller's thread", True),
+        ("server_us", "the answering process", False),
+    ):
+        report.add(
+            Result(
+                NAME,
+                f"CPU per call, {label}: RpcPool -> nameko echo",
+                cpu["pool_echo"][side],
+                cpu["raw"][side],
+                "µs",
+                "raw AMQP round trip",
+                note=how
+                + (
+                    "; thread_time of the calling thread: the pool's checkout, the request's encoding and "
+                    "publishing, the reply's reading and decoding"
+                    if caller
+                    else "; /proc of the echo process: nameko's consumer, worker and reply (the portal's patches "
+                    "applied), against a py-amqp server that answers and acks"
+                ),
+            ),
+            Result(
+                NAME,
+                f"CPU per call, {label}: RpcPool -> billing.client_dashboard",
+                cpu["dashboard"][side],
+                cpu["pool_echo"][side],
+                "µs",
+                "RpcPool -> nameko echo",
+                note="the dashboard page's call (brief, the demo client, its scope); "
+                + (
+                    "billing's process: its dependency providers (scope, clock, metrics, logging), the one "
+                    "read on PostgreSQL and the answer, on top of the echo's fixed cost"
+                    if not caller
+                    else "the longer answer to read and decode"
+                ),
+            ),
+        )
 
 
 def reply_queue_results(report, before: int | None, during: list[int | None], after: int | None) -> None:

@@ -1,12 +1,14 @@
 """The pure parts of `make bench` (bench/report.py): percentiles, ratios to baselines, goals,
-and the table, JSON, Markdown and PNG it writes."""
+and the table, JSON, Markdown and PNG it writes; and how the RPC benchmark counts CPU per call."""
 
 import json
+import os
 import time
 
 import pytest
 
 from bench.report import Goal, Report, Result, fmt, markdown, percentile, summary, table, to_json, write
+from bench.rpc_overhead import cpu_per_call
 
 
 def test_percentiles_are_nearest_rank():
@@ -201,3 +203,18 @@ def test_the_portal_reports_the_median_of_its_rounds_and_every_round_s_errors():
     assert merged["errors"] == 3 and merged["error_detail"]["non200"] == 3  # any round's errors count
     assert merged["cpu_ms_per_request"] == {"billing": 5.0, "gateway": 1.0} and merged["cpu_ms_total"] == 6.0
     assert [r["rps"] for r in merged["rounds"]] == [100, 80, 120]
+
+
+def test_cpu_per_call_counts_the_callers_thread_and_the_answering_process():
+    """The RPC benchmark's CPU per call: the calling thread's own time, and the serving process's from
+    /proc (here the test's own process, which does the work)."""
+
+    def burn_a_millisecond():
+        started = time.thread_time()
+        while time.thread_time() - started < 0.001:
+            pass
+
+    client_us, server_us = cpu_per_call(burn_a_millisecond, os.getpid(), 100)
+    assert 1000 <= client_us < 1500
+    # /proc counts in ticks of 10 ms: 100 ms of work reads as 90 to 110 ms, plus what else the process did
+    assert 0.85 * client_us <= server_us < 2 * client_us
