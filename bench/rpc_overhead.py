@@ -242,43 +242,44 @@ def run(ctx: Context, report) -> None:
         ),
     )
     how = f"median of {CPU_ROUNDS} rounds of {CPU_CALLS:,} calls each, one after another"
-    for side, label, caller in (
-        ("client_us", "the caller's thread", True),
-        ("server_us", "the answering process", False),
-    ):
-        report.add(
-            Result(
-                NAME,
-                f"CPU per call, {label}: RpcPool -> nameko echo",
-                cpu["pool_echo"][side],
-                cpu["raw"][side],
-                "µs",
-                "raw AMQP round trip",
-                note=how
-                + (
-                    "; thread_time of the calling thread: the pool's checkout, the request's encoding and "
-                    "publishing, the reply's reading and decoding"
-                    if caller
-                    else "; /proc of the echo process: nameko's consumer, worker and reply (the portal's patches "
-                    "applied), against a py-amqp server that answers and acks"
-                ),
+    compared = (  # (what, its label, its baseline, the baseline's label, (the caller's note, the answerer's))
+        (
+            "pool_echo",
+            "RpcPool -> nameko echo",
+            "raw",
+            "raw AMQP round trip",
+            (
+                "thread_time of the calling thread: the pool's checkout, the request's encoding and publishing, "
+                "the reply's reading and decoding",
+                "/proc of the echo process: nameko's consumer, worker and reply (the portal's patches applied), "
+                "against a py-amqp server that answers and acks",
             ),
-            Result(
-                NAME,
-                f"CPU per call, {label}: RpcPool -> billing.client_dashboard",
-                cpu["dashboard"][side],
-                cpu["pool_echo"][side],
-                "µs",
-                "RpcPool -> nameko echo",
-                note="the dashboard page's call (brief, the demo client, its scope); "
-                + (
-                    "billing's process: its dependency providers (scope, clock, metrics, logging), the one "
-                    "read on PostgreSQL and the answer, on top of the echo's fixed cost"
-                    if not caller
-                    else "the longer answer to read and decode"
-                ),
+        ),
+        (
+            "dashboard",
+            "RpcPool -> billing.client_dashboard",
+            "pool_echo",
+            "RpcPool -> nameko echo",
+            (
+                "the dashboard page's call (brief, the demo client, its scope): the longer answer to read and decode",
+                "the dashboard page's call (brief, the demo client, its scope): billing's dependency providers "
+                "(scope, clock, metrics, logging), the one read on PostgreSQL and the answer, on top of an echo's cost",
             ),
-        )
+        ),
+    )
+    for side, label in (("client_us", "the caller's thread"), ("server_us", "the answering process")):
+        for what, what_label, baseline, baseline_label, notes in compared:
+            report.add(
+                Result(
+                    NAME,
+                    f"CPU per call, {label}: {what_label}",
+                    cpu[what][side],
+                    cpu[baseline][side],
+                    "µs",
+                    baseline_label,
+                    note=f"{how}; {notes[side == 'server_us']}",
+                )
+            )
 
 
 def reply_queue_results(report, before: int | None, during: list[int | None], after: int | None) -> None:
