@@ -7,7 +7,7 @@ Side by side, interleaved in rounds on the same broker and vhost:
 - RpcPool calling billing.ping (a real service: its dependencies and a SELECT 1 on PostgreSQL).
 Then a pooled call against a client (connection) created per call, and nameko's proxy per call.
 
-And what a call costs in CPU, on each side, in the same rounds: the caller's thread (`thread_time`)
+Then what a call costs in CPU, on each side, in rounds of its own: the caller's thread (`thread_time`)
 and the answering process (/proc), for the raw echo, the nameko echo and the dashboard's own call
 (billing.client_dashboard, brief, for the demo client). The nameko echo's figures against the raw
 echo's are the fixed CPU cost of one RPC as the portal makes it; the dashboard's against the echo's,
