@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 # Bucket names in order: not yet due, then ranges of days past due.
 BUCKETS = ("current", "days_1_30", "days_31_60", "days_61_90", "days_over_90")
@@ -25,6 +25,23 @@ def aging_bucket(due_date: date, today: date) -> str:
     if days <= 90:
         return "days_61_90"
     return "days_over_90"
+
+
+class OpenByDue(NamedTuple):
+    """What a client owes on its open invoices in one currency that fall due on one day."""
+
+    currency: str
+    due_date: date
+    owed: int
+    invoices: int
+
+
+def past_due(rows: Iterable[OpenByDue], today: date, currency: str) -> tuple[int, int]:
+    """(how many open invoices are overdue, what they owe in `currency`) as of `today` (the
+    business's date): overdue invoices are counted in any currency and summed in the client's own
+    (domain.is_overdue; the rows hold only invoices that still owe something)."""
+    late = [row for row in rows if row.due_date < today]
+    return sum(row.invoices for row in late), sum(row.owed for row in late if row.currency == currency)
 
 
 def aging(rows: Iterable[tuple[str, date, int]], today: date, first: str | None = None) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from chassis.db import UnitOfWork, make_engine, upgrade
 from chassis.errors import Conflict, Invalid, NotFound
 from chassis.events import OUTBOX
 from services.billing import handlers as h
-from services.billing.aging import BUCKETS, aging, aging_bucket
+from services.billing.aging import BUCKETS, OpenByDue, aging, aging_bucket, past_due
 from services.billing.disputes import check_adjustment, check_disputable, disputed_lines
 from services.billing.tables import invoices
 from tests.unit.conftest import ROOT
@@ -83,6 +83,19 @@ def test_aging_sums_per_currency_with_the_clients_first():
         {"currency": "EUR", **dict.fromkeys(BUCKETS, 0), "days_over_90": 50, "total": 50},
     ]
     assert aging([], today, first="GBP") == [{"currency": "GBP", **dict.fromkeys(BUCKETS, 0), "total": 0}]
+
+
+def test_past_due_counts_late_invoices_in_any_currency_and_sums_the_clients_own():
+    today = date(2026, 11, 23)
+    rows = [
+        OpenByDue("USD", date(2026, 11, 22), 700, 2),  # a day late
+        OpenByDue("EUR", date(2026, 8, 1), 50, 1),  # late, in another currency: counted, not summed
+        OpenByDue("USD", date(2026, 11, 23), 100, 1),  # due today: not yet late
+    ]
+    assert past_due(rows, today, "USD") == (3, 700)
+    assert past_due(rows, today, "EUR") == (3, 50)
+    assert past_due(rows, date(2026, 11, 22), "USD") == (1, 0)
+    assert past_due([], today, "USD") == (0, 0)
 
 
 def test_only_owed_standard_invoices_and_real_lines_can_be_disputed():

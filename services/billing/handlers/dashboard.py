@@ -18,7 +18,7 @@ from chassis.errors import Invalid, NotFound
 from chassis.prepared import Prepared
 from chassis.sql import json_array_agg, json_object, json_rows, local_date, rows_from_json
 from chassis.sqltypes import UtcDateTime
-from services.billing.aging import aging
+from services.billing.aging import OpenByDue, aging, past_due
 from services.billing.handlers.activity import _activity_view
 from services.billing.handlers.common import iso
 from services.billing.handlers.documents import (
@@ -51,15 +51,9 @@ _workspace: sa.BindParameter[str] = sa.bindparam("of_workspace")
 _now = sa.bindparam("now", type_=UtcDateTime)
 _ws = workspaces.alias("business")
 _summary = client_summaries
-# Overdue: the client's open invoices (ix_invoices_open) due before the business's today; counted in
-# any currency, summed in the client's (domain.is_overdue). The client's currency and the business's
-# time zone are looked up once for the whole scan.
-_client_currency = (
-    sa.select(clients.c.currency).where(clients.c.id == _client, clients.c.workspace_id == _workspace).scalar_subquery()
-)
-_business_zone = sa.select(workspaces.c.timezone).where(workspaces.c.id == _workspace).scalar_subquery()
-# The same scan gives the aging buckets: what is owed per currency and due date, which
-# aging.aging() sorts into buckets by days past due (few rows: one per distinct due date).
+# What the client owes on its open invoices (ix_invoices_open), per currency and due date (few rows:
+# one per distinct due date), as one JSON array: the overdue figures and the aging buckets are summed
+# from it in plain Python (aging.py), as of the business's today that the statement also reads.
 OPEN_BY_DUE = (
     sa.select(
         invoices.c.currency,
@@ -71,35 +65,32 @@ OPEN_BY_DUE = (
     .group_by(invoices.c.currency, invoices.c.due_date)
     .subquery("open_by_due")
 )
-_past_due = OPEN_BY_DUE.c.due_date < local_date(_now, _business_zone)
-_OVERDUE = (
+_OPEN_BY_DUE_ROWS = (
     sa.select(
-        sa.func.coalesce(sa.func.sum(sa.case((_past_due, OPEN_BY_DUE.c.invoices), else_=0)), 0).label("overdue_count"),
-        sa.func.coalesce(
-            sa.func.sum(
-                sa.case((_past_due & (OPEN_BY_DUE.c.currency == _client_currency), OPEN_BY_DUE.c.owed), else_=0)
-            ),
-            0,
-        ).label("overdue_amount"),
         json_array_agg(
             json_object(
                 *(
                     part
-                    for name in ("currency", "due_date", "owed")
+                    for name in ("currency", "due_date", "owed", "invoices")
                     for part in (sa.literal_column(f"'{name}'"), OPEN_BY_DUE.c[name])
                 )
             )
-        ).label("open_by_due"),
+        )
     )
     .select_from(OPEN_BY_DUE)
-    .subquery("overdue")
+    .scalar_subquery()
+    .label("open_by_due")
 )
 
 
-def _open_by_due(value) -> list[tuple[str, date, int]]:
-    """The open_by_due JSON array as (currency, due date, owed) rows (NULL or [] when nothing is open)."""
+def _open_by_due(value) -> list[OpenByDue]:
+    """The open_by_due JSON array as rows (NULL or [] when nothing is open)."""
     items = json.loads(value) if isinstance(value, str) else (value or [])
-    return [(i["currency"], date.fromisoformat(str(i["due_date"])[:10]), int(i["owed"])) for i in items if i]
+    return [
+        OpenByDue(i["currency"], date.fromisoformat(str(i["due_date"])[:10]), int(i["owed"]), int(i["invoices"]))
+        for i in items
+        if i
+    ]
 
 
 # The recent lists as the portal sees them: issued, not archived, newest first.
@@ -110,7 +101,7 @@ _RECENT = (
     invoices.c.archived_at.is_(None),
 )
 _RECENT_INVOICES = sa.select(invoices, code_column("invoice", invoices.c.id)).where(*_RECENT)
-_RECENT_INVOICES_LISTED = sa.select(*INVOICE_LISTING_COLUMNS, code_column("invoice", invoices.c.id)).where(*_RECENT)
+_RECENT_INVOICES_LISTED = sa.select(*INVOICE_LISTING_COLUMNS).where(*_RECENT)  # as a list shows them: no codes
 _RECENT_QUOTES = sa.select(quotes, code_column("quote", quotes.c.id)).where(
     quotes.c.client_id == _client, quotes.c.workspace_id == _workspace, *PORTAL_QUOTES
 )
@@ -157,20 +148,16 @@ def _dashboard(statement_name: str, brief: bool) -> Prepared:
             _summary.c.last_payment_amount,
             _summary.c.last_payment_currency,
             _summary.c.last_payment_received_at,
-            _OVERDUE.c.overdue_count,
-            _OVERDUE.c.overdue_amount,
-            _OVERDUE.c.open_by_due,
+            _OPEN_BY_DUE_ROWS,
             _PROCESSING,
             json_rows(recent_invoices, order, 5).label("recent_invoices"),
             (_NOTHING if brief else json_rows(_RECENT_QUOTES, QUOTE_ORDER, 5)).label("recent_quotes"),
             (_NOTHING if brief else json_rows(_RECENT_ACTIVITY, activity_order, 10)).label("recent_activity"),
         )
         .select_from(
-            clients.join(_ws, _ws.c.id == clients.c.workspace_id)
-            .outerjoin(
+            clients.join(_ws, _ws.c.id == clients.c.workspace_id).outerjoin(
                 _summary, (_summary.c.client_id == clients.c.id) & (_summary.c.workspace_id == clients.c.workspace_id)
             )
-            .join(_OVERDUE, sa.true())
         )
         .where(clients.c.id == _client, clients.c.workspace_id == _workspace),
         # Planned once without the client's values, the policies make every client look as if it held
@@ -213,6 +200,8 @@ def client_dashboard(uow, now: datetime, workspace_id: str, client_id: str, fiel
         summary = SimpleNamespace(outstanding=0, credit_available=0, retainer_available=0, last_payment_amount=None)
     money = lambda amount: {"amount": int(amount), "currency": row.currency}  # noqa: E731
     today = row.today
+    open_by_due = _open_by_due(row.open_by_due)
+    overdue_count, overdue_amount = past_due(open_by_due, today, row.currency)
     dashboard = {
         "client": {
             "id": row.id,
@@ -227,9 +216,9 @@ def client_dashboard(uow, now: datetime, workspace_id: str, client_id: str, fiel
         "outstanding": money(summary.outstanding),
         # of the outstanding, what bank debits are paying already (settled or failed within days)
         "processing": money(int(row.processing)),
-        "overdue": {"count": int(row.overdue_count), **money(row.overdue_amount)},
+        "overdue": {"count": overdue_count, **money(overdue_amount)},
         # what is owed by days past due (the business's today), per currency, the client's first
-        "aging": aging(_open_by_due(row.open_by_due), today, first=row.currency),
+        "aging": aging(((o.currency, o.due_date, o.owed) for o in open_by_due), today, first=row.currency),
         "credit_available": money(summary.credit_available),
         "retainer_available": money(summary.retainer_available),
         "last_payment": None
@@ -242,8 +231,7 @@ def client_dashboard(uow, now: datetime, workspace_id: str, client_id: str, fiel
     }
     if fields == "brief":
         dashboard["recent_invoices"] = [
-            {**invoice_listing_view(r, today), "verification_code": grouped(r.verification_code)}
-            for r in rows_from_json(_RECENT_INVOICES_LISTED, row.recent_invoices)
+            invoice_listing_view(r, today) for r in rows_from_json(_RECENT_INVOICES_LISTED, row.recent_invoices)
         ]
         return dashboard
     dashboard["recent_invoices"] = [

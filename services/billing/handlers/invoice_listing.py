@@ -48,8 +48,20 @@ SORTS = {
 }
 # Above every character a number can hold: suffix >= term and < term + this is "starts with term".
 LAST_CHARACTER = "\U0010ffff"
-# What each item carries: the whole invoice, or what a list of invoices shows of it.
-FIELDS = {"all": invoice_view, "listing": invoice_listing_view}
+
+
+def _whole_invoice(row, today) -> dict:
+    """An invoice whole, with the verification code its PDF prints (read in the listing's statement)."""
+    return {**invoice_view(row, today), "verification_code": grouped(row.verification_code)}
+
+
+# What each item carries: the whole invoice, or what a list of invoices shows of it. A list prints no
+# verification code, so "listing" reads none: one lookup a row less for the portal's page.
+FIELDS = {"all": _whole_invoice, "listing": invoice_listing_view}
+
+
+def _code_column(fields: str) -> tuple[sa.Label, ...]:
+    return (code_column("invoice", invoices.c.id),) if fields == "all" else ()
 
 
 def _sort_keys(sort: str) -> tuple[list, bool]:
@@ -111,8 +123,9 @@ def list_invoices(uow, now: datetime, workspace_id: str, filters: dict | None = 
     index where the last one ended, however deep; its `total` is None, as counting would read every
     row), or `offset` (page numbers; the rows before it are still read).
 
-    `fields`: "all" (the default) gives each invoice whole; "listing" only what a list of them shows
-    (invoice_listing_view), which the portal's page reads and renders for less."""
+    `fields`: "all" (the default) gives each invoice whole, with its verification code; "listing" only
+    what a list of them shows (invoice_listing_view, no code), which the portal's page reads and
+    renders for less."""
     filters = filters or {}
     status = filters.get("status") or "all"
     if status not in STATUSES:
@@ -148,8 +161,8 @@ def list_invoices(uow, now: datetime, workspace_id: str, filters: dict | None = 
         query = query.where(position < start if descending else position > start)
     else:
         total = uow.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
-    # one more than the page: is there a next? The verification codes come in the same statement.
-    page_query = query.add_columns(code_column("invoice", invoices.c.id)).order_by(*_order(sort)).limit(limit + 1)
+    # one more than the page: is there a next? Any verification codes come in the same statement.
+    page_query = query.add_columns(*_code_column(fields)).order_by(*_order(sort)).limit(limit + 1)
     page = _page(uow.execute(page_query.offset(offset)).all(), today, sort, total, limit, offset, FIELDS[fields])
     if reader is not None:  # how the reader formats: one call renders the page
         page["client"] = {name: getattr(reader, name) for name in _READER}
@@ -186,13 +199,11 @@ def _order(sort: str) -> list[sa.UnaryExpression[Any]]:
     return [key.desc() if descending else key.asc() for key in keys]
 
 
-def _page(
-    rows, today: date, sort: str, total: int | None, limit: int, offset: int, view=invoice_view
-) -> dict[str, Any]:
+def _page(rows, today: date, sort: str, total: int | None, limit: int, offset: int, view) -> dict[str, Any]:
     """The listing's answer from up to limit + 1 rows (one more tells that there is a next page), each
     item as `view` shows it."""
     return {
-        "items": [{**view(r, today), "verification_code": grouped(r.verification_code)} for r in rows[:limit]],
+        "items": [view(r, today) for r in rows[:limit]],
         "total": total,
         "limit": limit,
         "offset": offset,
@@ -225,7 +236,7 @@ def _portal_statement(status: str, sort: str, searching: bool, fields: str) -> t
     if status != "all":
         matching.append(_status_is(status, _business_today))
     columns = INVOICE_LISTING_COLUMNS if fields == "listing" else (invoices,)
-    page = sa.select(*columns, code_column("invoice", invoices.c.id)).where(*matching)
+    page = sa.select(*columns, *_code_column(fields)).where(*matching)
     name = f"billing_invoices_{status}_{sort.replace('-', 'desc_')}{'_search' if searching else ''}"
     name += "_listing" if fields == "listing" else ""
     statement = (
