@@ -421,6 +421,17 @@ def run(ctx: Context, report) -> None:
             f"hello-world's req/s",
         ),
         Result(NAME, f"monolith /dashboard: req/s, {DISTINCT}", mono["rps"], base["rps"], "req/s", "hello-world"),
+        Result(
+            NAME,
+            f"/dashboard: CPU per page vs the monolith, {DISTINCT}",
+            loaded["dashboard"]["cpu_ms_total"],
+            mono["cpu_ms_total"],
+            "ms",
+            "the monolith",
+            note=f"what the services' design adds over one program reading the same data, in the same run; "
+            f"against hello-world's gunicorn, the monolith's page costs "
+            f"{mono['cpu_ms_total'] / max(hello_cpu, 1e-9):.1f}x and the 12x goal is {12 * hello_cpu:.2f} ms",
+        ),
     )
     rpc_text = f"{rpcs:.1f}" if rpcs is not None else "? (the gateway served no /metrics)"
     report.add(
