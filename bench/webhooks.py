@@ -21,8 +21,10 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import kombu
+import psycopg2
 import requests
 
 from bench.common import Sampler
@@ -162,6 +164,25 @@ def event_for(made: dict, i: int) -> dict:
     }
 
 
+@contextmanager
+def counting(ctx, service: str):
+    """`count(sql, *args)` on one connection to `service`'s database, held open for the run: polled
+    every quarter second, a connection each time would cost PostgreSQL a new backend each time, on the
+    CPU the benchmark counts."""
+    conn = psycopg2.connect(ctx.admin_db[service])
+    conn.autocommit = True
+
+    def count(sql: str, *args) -> int:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return cur.fetchone()[0]
+
+    try:
+        yield count
+    finally:
+        conn.close()
+
+
 def deliver_all(ctx, workspace_id: str, clients: int) -> dict:
     """EVENTS webhooks paying invoices of `clients` clients: seconds until all were accepted and
     until all show Paid, and the broker's raw rate measured just before and just after, on the
@@ -183,28 +204,29 @@ def deliver_all(ctx, workspace_id: str, clients: int) -> dict:
             f"{ctx.stack.url}/webhooks/stripe", data=delivery[0], headers=delivery[1], timeout=60
         ).status_code
 
-    def paid() -> int:
-        return ctx.query(
-            "billing",
-            "SELECT count(*) FROM invoices WHERE client_id = ANY(%s) AND status = 'paid'",
-            client_ids,
-        )[0][0]
-
-    def processed() -> int:  # Stripe events payments has handled, in this run and any before it
-        return ctx.query("payments", "SELECT count(*) FROM stripe_events WHERE processed_at IS NOT NULL")[0][0]
-
     on_path = [name for name in PROCESSES if name != "documents"]  # documents is stopped
-    processed_before = processed()
-    cpu_before, started = cpu_used(ctx, on_path), time.monotonic()
-    # which stage is behind, as it happens: payments' handled events and billing's paid invoices
-    progress = Sampler(lambda: (time.monotonic() - started, processed() - processed_before, paid()), 0.25)
-    progress.start()
-    with ThreadPoolExecutor(SENDERS) as executor:
-        statuses = list(executor.map(deliver, deliveries))
-    accepted_seconds = time.monotonic() - started
-    wait_for(lambda: paid() == EVENTS, 600, f"all {EVENTS} invoices paid")
-    all_paid_seconds, cpu_after = time.monotonic() - started, cpu_used(ctx, on_path)
-    timeline = progress.stop()
+    with counting(ctx, "billing") as billing, counting(ctx, "payments") as payments:
+
+        def counts() -> tuple[int, int]:
+            """Events payments has handled (in this run and any before it); this run's invoices that
+            billing shows Paid."""
+            return (
+                payments("SELECT count(*) FROM stripe_events WHERE processed_at IS NOT NULL"),
+                billing("SELECT count(*) FROM invoices WHERE client_id = ANY(%s) AND status = 'paid'", client_ids),
+            )
+
+        processed_before = counts()[0]
+        cpu_before, started = cpu_used(ctx, on_path), time.monotonic()
+        # which stage is behind, as it happens: payments' handled events and billing's paid invoices
+        progress = Sampler(lambda: (time.monotonic() - started, *counts()), 0.25)
+        progress.start()
+        with ThreadPoolExecutor(SENDERS) as executor:
+            statuses = list(executor.map(deliver, deliveries))
+        accepted_seconds = time.monotonic() - started
+        wait_for(lambda: bool(progress.values) and progress.values[-1][2] == EVENTS, 600, f"all {EVENTS} invoices paid")
+        cpu_after = cpu_used(ctx, on_path)
+        timeline = [(t, done - processed_before, paid) for t, done, paid in progress.stop()]
+    all_paid_seconds = next(t for t, _, paid in timeline if paid == EVENTS)
     raw_after = broker_rate(ctx.amqp_uri)
     return {
         "clients": clients,
@@ -212,9 +234,10 @@ def deliver_all(ctx, workspace_id: str, clients: int) -> dict:
         "accepted_seconds": accepted_seconds,
         "all_paid_seconds": all_paid_seconds,
         "rejected": sum(status != 200 for status in statuses),
-        # when payments had handled every event (a sample's time, so up to 0.25 s late)
+        # when payments had handled every event, and billing shown every invoice Paid (each a sample's
+        # time, so up to 0.25 s late)
         "processed_seconds": next((t for t, done, _ in timeline if done >= EVENTS), all_paid_seconds),
-        "progress": [(round(t, 2), done, paid_now) for t, done, paid_now in timeline],
+        "progress": [(round(t, 2), done, paid) for t, done, paid in timeline],
         # steadier than events/s on a shared machine: what each process spent, whatever else ran
         "cpu_ms_per_event": {name: (cpu_after[name] - cpu_before[name]) * 1000 / EVENTS for name in cpu_after},
         "broker_raw": {
