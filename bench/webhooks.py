@@ -220,12 +220,17 @@ def deliver_all(ctx, workspace_id: str, clients: int) -> dict:
         # which stage is behind, as it happens: payments' handled events and billing's paid invoices
         progress = Sampler(lambda: (time.monotonic() - started, *counts()), 0.25)
         progress.start()
-        with ThreadPoolExecutor(SENDERS) as executor:
-            statuses = list(executor.map(deliver, deliveries))
-        accepted_seconds = time.monotonic() - started
-        wait_for(lambda: bool(progress.values) and progress.values[-1][2] == EVENTS, 600, f"all {EVENTS} invoices paid")
-        cpu_after = cpu_used(ctx, on_path)
-        timeline = [(t, done - processed_before, paid) for t, done, paid in progress.stop()]
+        try:
+            with ThreadPoolExecutor(SENDERS) as executor:
+                statuses = list(executor.map(deliver, deliveries))
+            accepted_seconds = time.monotonic() - started
+            wait_for(
+                lambda: bool(progress.values) and progress.values[-1][2] == EVENTS, 600, f"all {EVENTS} invoices paid"
+            )
+            cpu_after = cpu_used(ctx, on_path)
+        finally:  # no sampling on after its connections are closed
+            samples = progress.stop()
+        timeline = [(t, done - processed_before, paid) for t, done, paid in samples]
     all_paid_seconds = next(t for t, _, paid in timeline if paid == EVENTS)
     raw_after = broker_rate(ctx.amqp_uri)
     return {
