@@ -239,7 +239,7 @@ def deliver_all(ctx, workspace_id: str, clients: int) -> dict:
         "accepted_seconds": accepted_seconds,
         "all_paid_seconds": all_paid_seconds,
         "rejected": sum(status != 200 for status in statuses),
-        # when payments had handled every event, and billing shown every invoice Paid (each a sample's
+        # when payments had handled every event, and when billing showed every invoice Paid (each a sample's
         # time, so up to 0.25 s late)
         "processed_seconds": next((t for t, done, _ in timeline if done >= EVENTS), all_paid_seconds),
         "progress": [(round(t, 2), done, paid) for t, done, paid in timeline],
