@@ -26,7 +26,7 @@ from services.billing.handlers.documents import (
     PORTAL_QUOTES,
     QUOTE_ORDER,
     invoice_listing_view,
-    invoice_view,
+    invoice_view_with_code,
     quote_view,
 )
 from services.billing.handlers.summaries import OPEN, OWED, params
@@ -235,8 +235,7 @@ def client_dashboard(uow, now: datetime, workspace_id: str, client_id: str, fiel
         ]
         return dashboard
     dashboard["recent_invoices"] = [
-        {**invoice_view(r, today), "verification_code": grouped(r.verification_code)}
-        for r in rows_from_json(_RECENT_INVOICES, row.recent_invoices)
+        invoice_view_with_code(r, today) for r in rows_from_json(_RECENT_INVOICES, row.recent_invoices)
     ]
     dashboard["recent_quotes"] = [
         {**quote_view(r, today), "verification_code": grouped(r.verification_code)}

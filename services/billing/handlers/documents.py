@@ -261,6 +261,11 @@ def invoice_view(row, today, client: dict | None = None) -> dict:
     }
 
 
+def invoice_view_with_code(row, today) -> dict:
+    """An invoice whole, with the verification code its PDF prints (`row` read it with code_column)."""
+    return {**invoice_view(row, today), "verification_code": grouped(row.verification_code)}
+
+
 def _invoice_event(row) -> dict:
     return {
         "id": row.id,

@@ -32,10 +32,10 @@ from services.billing.handlers.documents import (
     _listing,
     _listing_query,
     invoice_listing_view,
-    invoice_view,
+    invoice_view_with_code,
     portal_visible,
 )
-from services.billing.handlers.verification import code_column, grouped
+from services.billing.handlers.verification import code_column
 from services.billing.tables import clients, invoice_number_suffixes, invoices, workspaces
 
 __all__ = ["list_invoices"]
@@ -50,14 +50,9 @@ SORTS = {
 LAST_CHARACTER = "\U0010ffff"
 
 
-def _whole_invoice(row, today) -> dict:
-    """An invoice whole, with the verification code its PDF prints (read in the listing's statement)."""
-    return {**invoice_view(row, today), "verification_code": grouped(row.verification_code)}
-
-
 # What each item carries: the whole invoice, or what a list of invoices shows of it. A list prints no
 # verification code, so "listing" reads none: one lookup a row less for the portal's page.
-FIELDS = {"all": _whole_invoice, "listing": invoice_listing_view}
+FIELDS = {"all": invoice_view_with_code, "listing": invoice_listing_view}
 
 
 def _code_column(fields: str) -> tuple[sa.Label, ...]:
