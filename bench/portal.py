@@ -17,7 +17,9 @@ Baselines, measured in the same run, interleaved with the pages:
   security scope, the same template), one gunicorn like the gateway's, the same 50 clients;
 - the sum of the dashboard's parts: hello-world's p50 + its RPCs x a raw AMQP round trip + its SQL
   round trips x a `pgbench -S` SELECT, each count counted (the gateway's metrics, the services'
-  statement counters), not assumed.
+  statement counters), not assumed. The monolith's page alone is set against the sum of its own
+  parts the same way (no RPC; its SQL round trips counted in its process too): what one program
+  with no hop at all comes to on the same machine.
 
 Each load runs ROUNDS times, the pages and their baselines in turn within each round; figures are the
 median over the rounds (errors: the sum). CPU per page is read from /proc before and after each load
@@ -29,6 +31,7 @@ queues."""
 
 from __future__ import annotations
 
+import os
 import re
 import statistics
 import subprocess
@@ -43,7 +46,7 @@ import requests
 from bench import memory, rpc_overhead, users
 from bench.common import Sampler, cpu_seconds, cpu_seconds_of_command, timed, wrk
 from bench.report import Goal, Result
-from bench.stack import Context, free_port, http_ok, spawn_and_wait
+from bench.stack import HOOKS, Context, free_port, http_ok, spawn_and_wait
 from chassis.scope import Scope
 from deploy.devstack import BIN, wait_for
 from services.gateway.rpc import RpcPool
@@ -65,7 +68,7 @@ GOALS = (
 )
 
 
-def _gunicorn(ctx: Context, name: str, app: str) -> str:
+def _gunicorn(ctx: Context, name: str, app: str, env: dict | None = None) -> str:
     """One more gunicorn under the stack, with the gateway's configuration; its URL."""
     if name in ctx.stack.procs:
         return ctx.shared[f"{name}_url"]
@@ -76,7 +79,7 @@ def _gunicorn(ctx: Context, name: str, app: str) -> str:
         name,
         [str(BIN / "gunicorn"), "-c", "services/gateway/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", app],
         lambda: http_ok(url if name == "hello" else url + "livez"),
-        env={**ctx.env, "GATEWAY_BIND": f"127.0.0.1:{port}"},
+        env={**ctx.env, "GATEWAY_BIND": f"127.0.0.1:{port}", **(env or {})},
     )
     ctx.shared[f"{name}_url"] = url
     return url
@@ -87,7 +90,9 @@ def start_hello(ctx: Context) -> str:
 
 
 def start_monolith(ctx: Context) -> str:
-    return _gunicorn(ctx, "monolith", "bench.monolith:get_app()")
+    """The monolith, with the SQL round-trip counter the services have (hooks/sitecustomize.py)."""
+    hooked = f"{HOOKS}{os.pathsep}{ctx.env.get('PYTHONPATH', '')}"
+    return _gunicorn(ctx, "monolith", "bench.monolith:get_app()", env={"PYTHONPATH": hooked})
 
 
 def portal_users(ctx: Context) -> list[users.User]:
@@ -296,6 +301,9 @@ def run(ctx: Context, report) -> None:
                     checks["pages"] += runs[name][-1]["requests"]
             runs.setdefault("hello_alone", []).append(wrk(hello, 1, 5, threads=1))
             runs.setdefault("dashboard_alone", []).append(wrk(pages["dashboard"], 1, 5, threads=1, headers=one_cookie))
+            runs.setdefault("monolith_alone", []).append(
+                wrk(f"{monolith}dashboard", 1, 5, threads=1, headers=one_cookie)
+            )
     finally:
         mem_samples, queue_samples = mem.stop(), queues.stop()
     time.sleep(1)
@@ -304,12 +312,14 @@ def run(ctx: Context, report) -> None:
 
     # the dashboard's parts, counted and measured
     parts = count_parts(ctx, pages["dashboard"], {"portal_session": clients[0].cookie})
+    monolith_parts = count_parts(ctx, f"{monolith}dashboard", {"portal_session": clients[0].cookie})
     rtt = rpc_overhead.raw_round_trip_ms(ctx)
     select_ms = pgbench_select_ms(ctx.admin_url)
     rpc_ms = dashboard_rpcs_ms(ctx, workspace_id, clients[0])
     rpcs = parts["rpcs"]
     alone = loaded["dashboard_alone"]["p50"]
     sum_of_parts = loaded["hello_alone"]["p50"] + (rpcs or 0) * rtt + parts["sql_round_trips"] * select_ms
+    monolith_sum_of_parts = loaded["hello_alone"]["p50"] + monolith_parts["sql_round_trips"] * select_ms
     checks_per_page = checks["session_checks"] / max(checks["pages"], 1)
     report.details["portal"] = {
         "clients": ctx.shared["clients"],
@@ -323,6 +333,8 @@ def run(ctx: Context, report) -> None:
         "raw_rtt_p50_ms": rtt,
         "pgbench_select_ms": select_ms,
         "sum_of_parts_ms": sum_of_parts,
+        "monolith_parts": monolith_parts,
+        "monolith_sum_of_parts_ms": monolith_sum_of_parts,
         "dashboard_rpcs_alone_p50_ms": rpc_ms,
         "auth_session_checks": checks,
     }
@@ -447,7 +459,20 @@ def run(ctx: Context, report) -> None:
             f"round trip + {parts['sql_round_trips']:.1f} SQL round trips "
             f"({', '.join(f'{k} {v:.1f}' for k, v in parts['sql'].items())}) x {select_ms:.3f} ms pgbench -S "
             f"= {sum_of_parts:.2f} ms; one connection, 5 s each, median of {ROUNDS} rounds",
-        )
+        ),
+        Result(
+            NAME,
+            "monolith /dashboard p50 alone vs the sum of its parts",
+            loaded["monolith_alone"]["p50"],
+            monolith_sum_of_parts,
+            "ms",
+            "its sum of parts",
+            note=f"the same measure for one program with no hop (no goal): hello-world p50 "
+            f"{loaded['hello_alone']['p50']:.2f} ms + {monolith_parts['sql_round_trips']:.1f} SQL round trips "
+            f"({', '.join(f'{k} {v:.1f}' for k, v in monolith_parts['sql'].items())}) x {select_ms:.3f} ms "
+            f"pgbench -S = {monolith_sum_of_parts:.2f} ms; it checks each page's session against its row, as "
+            f"one program with one database would",
+        ),
     )
     report.add(
         Result(

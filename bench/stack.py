@@ -47,13 +47,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+HOOKS = HERE / "hooks"  # the SQL round-trip counter (hooks/sitecustomize.py), put on a process's PYTHONPATH
+
+
 class BenchStack(Stack):
     """The dev stack, with the SQL round-trip counter (hooks/sitecustomize.py) in every nameko process."""
 
     def _spawn(self, name, argv, env=None):
         if Path(argv[0]).name == "nameko":
             env = dict(env or self.env)
-            env["PYTHONPATH"] = f"{HERE / 'hooks'}{os.pathsep}{env.get('PYTHONPATH', '')}"
+            env["PYTHONPATH"] = f"{HOOKS}{os.pathsep}{env.get('PYTHONPATH', '')}"
         super()._spawn(name, argv, env)
 
     def pid(self, name: str) -> int:

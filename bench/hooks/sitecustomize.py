@@ -1,7 +1,7 @@
-"""Loaded by the benchmark's nameko processes only (bench/stack.py puts this folder on their
-PYTHONPATH): counts the SQL round trips each process makes, for the portal benchmark's "sum of its
-parts". Counters live in a small file per process (BENCH_SQL_COUNTS/<pid>) that the benchmark reads;
-production code is untouched.
+"""Loaded by the benchmark's nameko processes and its monolith only (bench/stack.py and
+bench/portal.py put this folder on their PYTHONPATH): counts the SQL round trips each process makes,
+for the portal benchmark's "sum of its parts". Counters live in a small file per process
+(BENCH_SQL_COUNTS/<pid>) that the benchmark reads; production code is untouched.
 
 Nothing is imported here at start-up: `nameko run` must monkey-patch before SQLAlchemy is imported,
 so the listeners are attached right after the program itself first imports sqlalchemy.
