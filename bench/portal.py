@@ -178,6 +178,11 @@ def count_parts(ctx: Context, url: str, cookies: dict, n: int = 20) -> dict:
     }
 
 
+def _by_kind(parts: dict) -> str:
+    """count_parts' SQL round trips a request, by kind (statements, begins, ...), for a note."""
+    return ", ".join(f"{kind} {count:.1f}" for kind, count in parts["sql"].items())
+
+
 def dashboard_rpcs_ms(ctx: Context, workspace_id: str, user: users.User, n: int = 100) -> dict:
     """p50 of each RPC the dashboard makes, called alone through the gateway's pool as the gateway
     calls them: where the dashboard's time goes."""
@@ -457,7 +462,7 @@ def run(ctx: Context, report) -> None:
             Goal("ratio", "<=", 2.0),
             note=f"parts: hello-world p50 {loaded['hello_alone']['p50']:.2f} ms + {rpc_text} RPCs x {rtt:.3f} ms raw "
             f"round trip + {parts['sql_round_trips']:.1f} SQL round trips "
-            f"({', '.join(f'{k} {v:.1f}' for k, v in parts['sql'].items())}) x {select_ms:.3f} ms pgbench -S "
+            f"({_by_kind(parts)}) x {select_ms:.3f} ms pgbench -S "
             f"= {sum_of_parts:.2f} ms; one connection, 5 s each, median of {ROUNDS} rounds",
         ),
         Result(
@@ -469,7 +474,7 @@ def run(ctx: Context, report) -> None:
             "its sum of parts",
             note=f"the same measure for one program with no hop (no goal): hello-world p50 "
             f"{loaded['hello_alone']['p50']:.2f} ms + {monolith_parts['sql_round_trips']:.1f} SQL round trips "
-            f"({', '.join(f'{k} {v:.1f}' for k, v in monolith_parts['sql'].items())}) x {select_ms:.3f} ms "
+            f"({_by_kind(monolith_parts)}) x {select_ms:.3f} ms "
             f"pgbench -S = {monolith_sum_of_parts:.2f} ms; it checks each page's session against its row, as "
             f"one program with one database would",
         ),

@@ -302,13 +302,16 @@ def sign_in(stack, email_address: str, session: Browser | None = None) -> Browse
 def refused_within(answer, seconds: float = 1.0, refused=(303, 401)):
     """An ended session is refused by every gateway worker within `seconds` (the revocation reaches
     them through the broker): `answer()` makes one request; this asks until it is refused, and fails
-    if that takes longer. Returns the refusing response."""
+    if that takes longer. Returns the refusing answer. `refused`: the statuses that count as a
+    refusal, or a test of the answer itself (a browser's page sent to sign in again)."""
+    is_refused = refused if callable(refused) else lambda response: response.status_code in refused
     deadline = time.monotonic() + seconds
     while True:
         response = answer()
-        if response.status_code in refused:
+        if is_refused(response):
             return response
-        assert time.monotonic() < deadline, f"still {response.status_code} after {seconds} s"
+        shown = getattr(response, "status_code", None) or getattr(response, "url", response)
+        assert time.monotonic() < deadline, f"still {shown} after {seconds} s"
         time.sleep(0.05)
 
 
