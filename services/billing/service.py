@@ -5,7 +5,6 @@ document's code) is scoped by workspace."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
 from pathlib import Path
 
 from nameko.rpc import rpc
@@ -37,8 +36,8 @@ from services.billing.handlers import (
     verification,
     workspaces,
 )
-from services.billing.handlers.common import record_activity
-from services.billing.handlers.engagement import record_signal, record_signals
+from services.billing.handlers.common import occurred, record_activity
+from services.billing.handlers.engagement import record_signal
 
 # `nameko run` loads this module to start the service: nameko is patched before it builds the container.
 nameko_patches.apply()
@@ -51,16 +50,6 @@ def _payer(event: dict) -> str:
     """Whose payments are handled together: a client's; a payment naming none, alone."""
     data = event.get("data")
     return str((data.get("client_id") if isinstance(data, dict) else None) or event.get("id"))
-
-
-def _occurred(event: dict, now: datetime):
-    """When the event happened (its envelope), not when it reached us: retries and a backlog must
-    not make a failure look recent. Falls back to now for an envelope without a usable time."""
-    try:
-        at = datetime.fromisoformat(event["occurred_at"])
-    except (KeyError, TypeError, ValueError):
-        return now
-    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
 
 
 class BillingService(ServiceBase):
@@ -745,7 +734,7 @@ class BillingService(ServiceBase):
             "Signed in to the portal",
             {"contact_id": data["contact_id"]},
         )
-        record_signal(uow, now, event["workspace_id"], data["client_id"], "sign_in", _occurred(event, now))
+        record_signal(uow, now, event["workspace_id"], data["client_id"], "sign_in", occurred(event, now))
 
     @consumes("documents", "document.downloaded")
     def on_document_downloaded(self, uow, now, event):
@@ -782,39 +771,9 @@ class BillingService(ServiceBase):
 
     @consumes("payments", "payment.succeeded", together_by=_payer)
     def on_payment_succeeded(self, uow, now, event):
-        """Stripe payments reach the ledger here; the payment id makes a replay harmless. The card was
-        charged already, so what the invoices no longer owe becomes the client's credit (allow_unapplied)
-        instead of refusing the payment. A burst of one client's payments is handled together: one
-        transaction, one refresh of its summary, one commit; other clients' run beside it."""
-        data = event["data"]
-        _, recorded = payments.record_payment_once(
-            uow,
-            now,
-            event["workspace_id"],
-            {
-                "payment_id": data["payment_id"],
-                "allocations": data["allocations"],
-                "amount": data["amount"],
-                "currency": data["currency"],
-                "client_id": data.get("client_id"),
-                "method": "sepa_debit" if data.get("method") == "sepa_debit" else "card",
-                "reference": data.get("reference", ""),
-                "source": "stripe",
-                "received_at": data.get("received_at"),
-            },
-            allow_unapplied=True,
-        )
-        processing.payment_succeeded(uow, now, event["workspace_id"], data)
-        if data.get("client_id") and recorded:  # a payment reported again is no new signal
-            workspace_id, client_id = event["workspace_id"], data["client_id"]
-            # Folded in as the transaction commits, before the summary's refresh: payments handled
-            # together then lock every invoice first and the client's rollup last, as one alone does,
-            # so a batch and a lone payment of the same client never wait on each other in a circle.
-            # A batch's payments of one client are folded in with one lock and one write.
-            uow.gathered(
-                ("client_engagement", workspace_id, client_id),
-                lambda unit, moments: record_signals(unit, now, workspace_id, client_id, "payment", moments),
-            ).append(_occurred(event, now))
+        """A burst of one client's payments is handled together: one transaction, one refresh of its
+        summary, one commit; other clients' run beside it."""
+        payments.record_stripe_payment(uow, now, event)
 
     @consumes("payments", "payment.processing")
     def on_payment_processing(self, uow, now, event):
@@ -867,7 +826,7 @@ class BillingService(ServiceBase):
             "Payment attempted",
             {"payment_id": data.get("payment_id")},
         )
-        record_signal(uow, now, event["workspace_id"], data["client_id"], "attempt", _occurred(event, now))
+        record_signal(uow, now, event["workspace_id"], data["client_id"], "attempt", occurred(event, now))
 
     @consumes("payments", "payment.failed")
     def on_payment_failed(self, uow, now, event):
@@ -883,7 +842,7 @@ class BillingService(ServiceBase):
             "Payment failed",
             {"payment_id": data.get("payment_id"), "reason": data.get("reason", "")},
         )
-        record_signal(uow, now, event["workspace_id"], data["client_id"], "failure", _occurred(event, now))
+        record_signal(uow, now, event["workspace_id"], data["client_id"], "failure", occurred(event, now))
 
 
 def _allocated_invoices(data: dict) -> list[str]:

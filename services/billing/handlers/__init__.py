@@ -90,6 +90,7 @@ from services.billing.handlers.payments import (  # noqa: F401
     get_payment,
     list_payments,
     record_payment,
+    record_stripe_payment,
 )
 from services.billing.handlers.refunds import (  # noqa: F401
     list_refunds,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -284,3 +284,13 @@ def client_row(uow, workspace_id: str, client_id: str, lock: bool = False):
 
 def iso(value) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def occurred(event: dict, now: datetime) -> datetime:
+    """When the event happened (its envelope), not when it reached us: retries and a backlog must
+    not make a failure look recent. Falls back to now for an envelope without a usable time."""
+    try:
+        at = datetime.fromisoformat(event["occurred_at"])
+    except (KeyError, TypeError, ValueError):
+        return now
+    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)

@@ -23,15 +23,18 @@ from services.billing.handlers.common import (
     get_scoped,
     iso,
     new_id,
+    occurred,
     portal_recipients,
     record_activity,
 )
+from services.billing.handlers.engagement import record_signals
+from services.billing.handlers.processing import payment_succeeded
 from services.billing.handlers.settlement import _amount, _settle
 from services.billing.handlers.summaries import money_moved
 from services.billing.handlers.verification import code_of, issue_code
 from services.billing.tables import invoices, payment_allocations, payment_payers, payments, refunds
 
-__all__ = ["record_payment", "record_payment_once", "get_payment", "list_payments"]
+__all__ = ["record_payment", "record_payment_once", "record_stripe_payment", "get_payment", "list_payments"]
 
 METHODS = {"card", "sepa_debit", "bank_transfer", "cash", "cheque", "other"}  # sepa_debit: through Stripe
 PAYMENT_FIELDS = {
@@ -152,6 +155,44 @@ def record_payment_once(
         {**view, "recipients": portal_recipients(uow, client_id), "paid_by_contact_id": stored.paid_by_contact_id},
     )
     return view, True
+
+
+def record_stripe_payment(uow, now: datetime, event: dict) -> None:
+    """payments' payment.succeeded: a payment Stripe took reaches the ledger; the payment id makes a
+    replay harmless. The card was charged already, so what the invoices no longer owe becomes the
+    client's credit (allow_unapplied) instead of refusing the payment. Written so that a burst of one
+    client's payments can be handled in one transaction (BillingService.on_payment_succeeded): one
+    refresh of its summary, one commit."""
+    data = event["data"]
+    workspace_id = event["workspace_id"]
+    _, recorded = record_payment_once(
+        uow,
+        now,
+        workspace_id,
+        {
+            "payment_id": data["payment_id"],
+            "allocations": data["allocations"],
+            "amount": data["amount"],
+            "currency": data["currency"],
+            "client_id": data.get("client_id"),
+            "method": "sepa_debit" if data.get("method") == "sepa_debit" else "card",
+            "reference": data.get("reference", ""),
+            "source": "stripe",
+            "received_at": data.get("received_at"),
+        },
+        allow_unapplied=True,
+    )
+    payment_succeeded(uow, now, workspace_id, data)
+    if data.get("client_id") and recorded:  # a payment reported again is no new signal
+        client_id = data["client_id"]
+        # Folded in as the transaction commits, before the summary's refresh: payments handled
+        # together then lock every invoice first and the client's rollup last, as one alone does,
+        # so a batch and a lone payment of the same client never wait on each other in a circle.
+        # A batch's payments of one client are folded in with one lock and one write.
+        uow.gathered(
+            ("client_engagement", workspace_id, client_id),
+            lambda unit, moments: record_signals(unit, now, workspace_id, client_id, "payment", moments),
+        ).append(occurred(event, now))
 
 
 def _payment_request(data: dict, now: datetime) -> tuple[list, str, datetime]:
