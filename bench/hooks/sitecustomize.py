@@ -13,26 +13,35 @@ import sys
 FIELDS = ("statements", "begins", "commits", "rollbacks", "checkouts")
 
 
-def _attach():
+def _counters(path):
+    """The counters as native 64-bit integers in the file itself: one add per event (the benchmark
+    reads them little-endian, as every machine it runs on is)."""
     import mmap
+
+    with open(path, "wb") as f:
+        f.write(b"\0" * 8 * len(FIELDS))
+    with open(path, "r+b") as f:
+        return memoryview(mmap.mmap(f.fileno(), 8 * len(FIELDS))).cast("Q")
+
+
+def _attach():
+    import threading
 
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
     from sqlalchemy.pool import Pool
 
     state = {"pid": None, "counts": None}
+    # A process's threads may all make their first statement at once (the file is made once), and an
+    # add from two threads at once must not lose one.
+    lock = threading.Lock()
 
     def bump(index):
-        if state["pid"] != os.getpid():  # first use in this process
-            path = os.path.join(os.environ["BENCH_SQL_COUNTS"], str(os.getpid()))
-            with open(path, "wb") as f:
-                f.write(b"\0" * 8 * len(FIELDS))
-            with open(path, "r+b") as f:
-                # the counters as native 64-bit integers in the file itself: one add per event (the
-                # benchmark reads them little-endian, as every machine it runs on is)
-                state["counts"] = memoryview(mmap.mmap(f.fileno(), 8 * len(FIELDS))).cast("Q")
-            state["pid"] = os.getpid()
-        state["counts"][index] += 1
+        with lock:
+            if state["pid"] != os.getpid():  # first use in this process
+                state["counts"] = _counters(os.path.join(os.environ["BENCH_SQL_COUNTS"], str(os.getpid())))
+                state["pid"] = os.getpid()
+            state["counts"][index] += 1
 
     def in_transactions(dbapi_connection):
         """A connection in autocommit (chassis/db.py's pool for one-statement reads) sends no BEGIN,

@@ -3,6 +3,9 @@ and the table, JSON, Markdown and PNG it writes; and how the RPC benchmark count
 
 import json
 import os
+import struct
+import subprocess
+import sys
 import time
 
 import pytest
@@ -218,3 +221,52 @@ def test_cpu_per_call_counts_the_callers_thread_and_the_answering_process():
     assert 1000 <= client_us < 1500
     # /proc counts in ticks of 10 ms: 100 ms of work reads as 90 to 110 ms, plus what else the process did
     assert 0.85 * client_us <= server_us < 2 * client_us
+
+
+def test_the_sql_counter_counts_every_statement_of_threads_that_start_at_once(tmp_path):
+    """bench/hooks/sitecustomize.py in a process whose threads all make their first statement together,
+    as a gunicorn worker's do under load: the process lives, and no statement goes uncounted."""
+    threads, statements = 16, 200
+    program = f"""
+import builtins
+import os
+import threading
+import time
+import sqlalchemy as sa
+opened = builtins.open
+made = []
+def slow_to_make_the_file(path, mode="r", *args, **kwargs):  # widens the windows a race would need
+    if str(path).startswith(os.environ["BENCH_SQL_COUNTS"]):
+        if mode == "wb":
+            made.append(path)
+        if mode == "wb" and len(made) > 1:  # a second thread making it anew leaves it empty a while
+            file = opened(path, mode, *args, **kwargs)
+            time.sleep(0.05)
+            return file
+        if mode == "r+b":  # the first, about to map it
+            time.sleep(0.02)
+    return opened(path, mode, *args, **kwargs)
+builtins.open = slow_to_make_the_file
+engine = sa.create_engine("sqlite://", poolclass=sa.pool.NullPool)
+start = threading.Barrier({threads})
+def work():
+    with engine.connect() as conn:
+        start.wait()
+        for _ in range({statements}):
+            conn.execute(sa.text("SELECT 1"))
+workers = [threading.Thread(target=work) for _ in range({threads})]
+[w.start() for w in workers]
+[w.join() for w in workers]
+"""
+    counts = tmp_path / "counts"
+    counts.mkdir()
+    hooks = os.path.join(os.path.dirname(__file__), "..", "..", "bench", "hooks")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([hooks, os.environ.get("PYTHONPATH", "")]),
+        "BENCH_SQL_COUNTS": str(counts),
+    }
+    done = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    [written] = list(counts.iterdir())
+    assert struct.unpack("<5Q", written.read_bytes())[0] == threads * statements
