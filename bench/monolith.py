@@ -9,9 +9,14 @@ session row (auth's `check_session` on auth's database), the dashboard is read b
 `client_dashboard` on billing's database in the client's row-level-security scope (the same SQL), and
 so on. No broker, no other process.
 
-Only what /dashboard and /invoices need is in process; any other call fails (503).
+Only what /dashboard, /invoices and POST /webhooks/stripe need is in process; any other call fails
+(503). A Stripe event takes, in the request's thread, the path it takes through the services: payments
+stores it, then processes it in its workspace's scope (its attempt succeeds, payment.succeeded is
+recorded), then billing's consumer of payment.succeeded records the payment once (its inbox) on
+billing's database. The events either records reach their outbox, as in the services; no relay reads
+them, as no subscriber runs.
 `gunicorn -c services/gateway/gunicorn.conf.py 'bench.monolith:get_app()'` with
-AUTH_DATABASE_URL and BILLING_DATABASE_URL set.
+AUTH_DATABASE_URL, BILLING_DATABASE_URL and, for webhooks, PAYMENTS_DATABASE_URL set.
 """
 
 from __future__ import annotations
@@ -19,14 +24,17 @@ from __future__ import annotations
 import falcon
 
 from chassis import db as dbmod
-from chassis import settings
+from chassis import events, settings
 from chassis.clock import utcnow
-from chassis.scope import Scope, acting_for
+from chassis.scope import SYSTEM, Scope, acting_for
+from chassis.scope import of_event as scope_of_event
 from services.auth import handlers as auth_handlers
 from services.billing import handlers as billing_handlers
 from services.gateway.app import GatewayConfig, create_app
 from services.gateway.revocations import RevocationList
 from services.gateway.rpc import ServiceUnavailable
+from services.payments.handlers import webhook_events
+from services.payments.stripe_api import StripeApi
 
 BILLING_METHODS = {"client_dashboard", "get_workspace", "get_client", "list_invoices"}
 
@@ -34,9 +42,11 @@ BILLING_METHODS = {"client_dashboard", "get_workspace", "get_client", "list_invo
 class InProcess:
     """The gateway's RPC pool's `call`, answered by the services' handlers in this process."""
 
-    def __init__(self, auth_url: str, billing_url: str, pool_size: int):
+    def __init__(self, auth_url: str, billing_url: str, pool_size: int, payments_url: str | None = None):
         self.auth = dbmod.make_engine(auth_url, pool_size=pool_size)
         self.billing = dbmod.make_engine(billing_url, pool_size=pool_size)
+        self.payments = dbmod.make_engine(payments_url, pool_size=pool_size) if payments_url else None
+        self.stripe = StripeApi.from_env() if payments_url else None
 
     def call(
         self, service: str, method: str, *args, request_id: str | None = None, scope: Scope | None = None, **kwargs
@@ -49,7 +59,49 @@ class InProcess:
                 result = getattr(billing_handlers, method)(uow, utcnow(), *args, **kwargs)
                 uow.commit()
                 return result
+        if (service, method) == ("payments", "receive_stripe_event") and self.payments is not None:
+            return self.receive_stripe_event(*args)
         raise ServiceUnavailable(f"{service}.{method} is not part of the monolith baseline", service)
+
+    def receive_stripe_event(self, event: dict) -> bool:
+        """The event stored, processed and its payment recorded by billing, before the answer."""
+        assert self.payments is not None
+        with dbmod.UnitOfWork(self.payments) as uow:  # Stripe's events are payments' own, under no scope
+            stored = webhook_events.receive_event(uow, utcnow(), event)
+        if not stored:
+            return False
+        with acting_for(SYSTEM), dbmod.UnitOfWork(self.payments) as uow:  # whose event it is
+            workspace_id = webhook_events.workspace_of(uow, event)
+        with acting_for(Scope(workspace_id or "")), Recording(self.payments) as uow:
+            webhook_events.process_event(uow, utcnow(), self.stripe, event["id"])
+            uow.commit()
+        for recorded in uow.recorded:
+            if recorded["type"] == "payment.succeeded":
+                now = utcnow()
+                with acting_for(scope_of_event(recorded)):
+                    events.consume_once(
+                        self.billing, "billing.on_payment_succeeded", recorded, lambda conn, e: _paid(conn, now, e)
+                    )
+        return True
+
+
+class Recording(dbmod.UnitOfWork):
+    """A unit of work that also keeps the events it recorded, for the consumer in this process."""
+
+    def __init__(self, engine, clock=utcnow):
+        super().__init__(engine, clock)
+        self.recorded: list[dict] = []
+
+    def publish(self, event_type, workspace_id, data, version=1):
+        event = super().publish(event_type, workspace_id, data, version)
+        self.recorded.append(event)
+        return event
+
+
+def _paid(conn, now, event: dict) -> None:
+    """billing's consumer of payment.succeeded, in the transaction of its inbox row."""
+    with dbmod.joined(conn, lambda: now) as uow:
+        billing_handlers.record_stripe_payment(uow, now, event)
 
 
 def get_app() -> falcon.App:
@@ -57,6 +109,7 @@ def get_app() -> falcon.App:
         settings.database_url("auth"),
         settings.database_url("billing"),
         pool_size=settings.env_int("GATEWAY_THREADS", 4),
+        payments_url=settings.env("PAYMENTS_DATABASE_URL") or None,
     )
     # no revocation feed: every session is checked against its row, as one program with one database would
     return create_app(services, services, GatewayConfig.from_env(), RevocationList(ready=False), utcnow)

@@ -10,7 +10,13 @@ broker -> billing (records the payment, the invoice becomes Paid). The goal's fi
 run over 50 clients (20 invoices each) is reported beside it, labelled, to tell that queue apart from
 the CPU an event costs. Documents is stopped for this benchmark (it is not on that path): the 2,000
 invoice and receipt PDFs it would render would otherwise compete for the 2 cores. It is the last
-benchmark for that reason."""
+benchmark for that reason.
+
+Beside them, labelled and without a goal, what one program would pay for the same: the portal
+benchmark's monolith (bench/monolith.py), which answers a webhook by running payments' and billing's
+same handlers on their same databases in the request's thread, with no broker. Its invoices are made
+while the services run; payments and billing are then stopped, so that nothing else handles (or
+competes for the cores with) what the monolith stores."""
 
 from __future__ import annotations
 
@@ -29,7 +35,7 @@ import requests
 
 from bench.common import Sampler
 from bench.memory import PROCESSES
-from bench.portal import cpu_used
+from bench.portal import cpu_used, start_monolith
 from bench.report import Goal, Result
 from chassis.scope import Scope
 from deploy.devstack import wait_for
@@ -183,13 +189,11 @@ def counting(ctx, service: str):
         conn.close()
 
 
-def deliver_all(ctx, workspace_id: str, clients: int) -> dict:
-    """EVENTS webhooks paying invoices of `clients` clients: seconds until all were accepted and
-    until all show Paid, and the broker's raw rate measured just before and just after, on the
-    machine as it is then (a rate measured once, minutes away, varied 2x between runs)."""
-    setup_started = time.monotonic()
-    made = make_attempts(ctx, workspace_id, clients)
-    setup_seconds = time.monotonic() - setup_started
+def deliver_all(ctx, made: list[dict], setup_seconds: float, url: str, on_path: list[str]) -> dict:
+    """EVENTS webhooks to `url` paying the invoices `made`: seconds until all were accepted and until
+    all show Paid, the CPU of the processes `on_path` (and the broker's and PostgreSQL's) meanwhile,
+    and the broker's raw rate measured just before and just after, on the machine as it is then (a
+    rate measured once, minutes away, varied 2x between runs)."""
     ctx.vacuum_analyze()
     raw_before = broker_rate(ctx.amqp_uri)
     secret = ctx.env["STRIPE_WEBHOOK_SECRET"]
@@ -200,11 +204,8 @@ def deliver_all(ctx, workspace_id: str, clients: int) -> dict:
     def deliver(delivery) -> int:
         if not hasattr(local, "session"):
             local.session = requests.Session()  # one keep-alive connection per sender
-        return local.session.post(
-            f"{ctx.stack.url}/webhooks/stripe", data=delivery[0], headers=delivery[1], timeout=60
-        ).status_code
+        return local.session.post(url, data=delivery[0], headers=delivery[1], timeout=60).status_code
 
-    on_path = [name for name in PROCESSES if name != "documents"]  # documents is stopped
     with counting(ctx, "billing") as billing, counting(ctx, "payments") as payments:
 
         def counts() -> tuple[int, int]:
@@ -234,7 +235,7 @@ def deliver_all(ctx, workspace_id: str, clients: int) -> dict:
     all_paid_seconds = next(t for t, _, paid in timeline if paid == EVENTS)
     raw_after = broker_rate(ctx.amqp_uri)
     return {
-        "clients": clients,
+        "clients": len(client_ids),
         "setup_seconds": setup_seconds,
         "accepted_seconds": accepted_seconds,
         "all_paid_seconds": all_paid_seconds,
@@ -253,12 +254,41 @@ def deliver_all(ctx, workspace_id: str, clients: int) -> dict:
     }
 
 
+def through_services(ctx, workspace_id: str, clients: int) -> dict:
+    started = time.monotonic()
+    made = make_attempts(ctx, workspace_id, clients)
+    on_path = [name for name in PROCESSES if name != "documents"]  # documents is stopped
+    return deliver_all(ctx, made, time.monotonic() - started, f"{ctx.stack.url}/webhooks/stripe", on_path)
+
+
+def through_monolith(ctx, workspace_id: str) -> tuple[dict, dict]:
+    """The same two runs through the monolith: one client's EVENTS invoices, then 50 clients'."""
+    made = []
+    for clients in (1, SPREAD):
+        started = time.monotonic()
+        made.append(
+            (make_attempts(ctx, workspace_id, clients), time.monotonic() - started)
+        )  # while the services answer
+    for name in ("payments", "billing"):
+        ctx.stack.stop_process(name)
+    url = f"{start_monolith(ctx)}webhooks/stripe"
+    one, spread = (deliver_all(ctx, invoices, seconds, url, ["monolith"]) for invoices, seconds in made)
+    return one, spread
+
+
 def run(ctx, report) -> None:
     ctx.stack.stop_process("documents")
     workspace_id, _ = ctx.demo_client()
-    one = deliver_all(ctx, workspace_id, 1)
-    spread = deliver_all(ctx, workspace_id, SPREAD)
-    report.details["webhooks"] = {"events": EVENTS, "senders": SENDERS, **one, "spread": spread}
+    one = through_services(ctx, workspace_id, 1)
+    spread = through_services(ctx, workspace_id, SPREAD)
+    alone, alone_spread = through_monolith(ctx, workspace_id)  # stops payments and billing: last
+    report.details["webhooks"] = {
+        "events": EVENTS,
+        "senders": SENDERS,
+        **one,
+        "spread": spread,
+        "monolith": {**alone, "spread": alone_spread},
+    }
     raw, raw_spread = one["broker_raw"], spread["broker_raw"]
     report.add(
         Result(
@@ -297,12 +327,30 @@ def run(ctx, report) -> None:
         *(
             Result(
                 NAME,
+                f"the same, {label}, through the monolith (one program, no broker; not the goal's figure)",
+                EVENTS / delivered["all_paid_seconds"],
+                delivered["broker_raw"]["per_second"],
+                "events/s",
+                "broker raw publish->consume",
+                note=f"each webhook answered once payments' and billing's handlers had run in its thread: all Paid "
+                f"{delivered['all_paid_seconds']:.1f} s after the first delivery ({delivered['rejected']} rejected)",
+            )
+            for label, delivered in (("one client", alone), (f"{SPREAD} clients", alone_spread))
+        ),
+        *(
+            Result(
+                NAME,
                 f"CPU per event, every process, {label}",
                 sum(delivered["cpu_ms_per_event"].values()),
                 None,
                 "ms",
                 note=", ".join(f"{name} {ms:.1f}" for name, ms in sorted(delivered["cpu_ms_per_event"].items())),
             )
-            for label, delivered in (("one client", one), (f"{SPREAD} clients", spread))
+            for label, delivered in (
+                ("one client", one),
+                (f"{SPREAD} clients", spread),
+                ("the monolith, one client", alone),
+                (f"the monolith, {SPREAD} clients", alone_spread),
+            )
         ),
     )
