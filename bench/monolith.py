@@ -13,7 +13,7 @@ Only what /dashboard, /invoices and POST /webhooks/stripe need is in process; an
 (503). A Stripe event takes, in the request's thread, the path it takes through the services: payments
 stores it, then processes it in its workspace's scope (its attempt succeeds, payment.succeeded is
 recorded), then billing's consumer of payment.succeeded records the payment once (its inbox) on
-billing's database. The events either records reach their outbox, as in the services; no relay reads
+billing's database. The events each records reach its outbox, as in the services; no relay reads
 them, as no subscriber runs.
 `gunicorn -c services/gateway/gunicorn.conf.py 'bench.monolith:get_app()'` with
 AUTH_DATABASE_URL, BILLING_DATABASE_URL and, for webhooks, PAYMENTS_DATABASE_URL set.

@@ -264,11 +264,9 @@ def through_services(ctx, workspace_id: str, clients: int) -> dict:
 def through_monolith(ctx, workspace_id: str) -> tuple[dict, dict]:
     """The same two runs through the monolith: one client's EVENTS invoices, then 50 clients'."""
     made = []
-    for clients in (1, SPREAD):
+    for clients in (1, SPREAD):  # while the services answer
         started = time.monotonic()
-        made.append(
-            (make_attempts(ctx, workspace_id, clients), time.monotonic() - started)
-        )  # while the services answer
+        made.append((make_attempts(ctx, workspace_id, clients), time.monotonic() - started))
     for name in ("payments", "billing"):
         ctx.stack.stop_process(name)
     url = f"{start_monolith(ctx)}webhooks/stripe"
