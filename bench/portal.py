@@ -31,7 +31,6 @@ queues."""
 
 from __future__ import annotations
 
-import os
 import re
 import statistics
 import subprocess
@@ -46,7 +45,7 @@ import requests
 from bench import memory, rpc_overhead, users
 from bench.common import Sampler, cpu_seconds, cpu_seconds_of_command, timed, wrk
 from bench.report import Goal, Result
-from bench.stack import HOOKS, Context, free_port, http_ok, spawn_and_wait
+from bench.stack import Context, free_port, http_ok, spawn_and_wait, with_sql_counter
 from chassis.scope import Scope
 from deploy.devstack import BIN, wait_for
 from services.gateway.rpc import RpcPool
@@ -91,8 +90,7 @@ def start_hello(ctx: Context) -> str:
 
 def start_monolith(ctx: Context) -> str:
     """The monolith, with the SQL round-trip counter the services have (hooks/sitecustomize.py)."""
-    hooked = f"{HOOKS}{os.pathsep}{ctx.env.get('PYTHONPATH', '')}"
-    return _gunicorn(ctx, "monolith", "bench.monolith:get_app()", env={"PYTHONPATH": hooked})
+    return _gunicorn(ctx, "monolith", "bench.monolith:get_app()", env=with_sql_counter(ctx.env))
 
 
 def portal_users(ctx: Context) -> list[users.User]:

@@ -47,7 +47,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-HOOKS = HERE / "hooks"  # the SQL round-trip counter (hooks/sitecustomize.py), put on a process's PYTHONPATH
+def with_sql_counter(env: dict) -> dict:
+    """`env` with the SQL round-trip counter (hooks/sitecustomize.py) first on its PYTHONPATH."""
+    return {**env, "PYTHONPATH": f"{HERE / 'hooks'}{os.pathsep}{env.get('PYTHONPATH', '')}"}
 
 
 class BenchStack(Stack):
@@ -55,8 +57,7 @@ class BenchStack(Stack):
 
     def _spawn(self, name, argv, env=None):
         if Path(argv[0]).name == "nameko":
-            env = dict(env or self.env)
-            env["PYTHONPATH"] = f"{HOOKS}{os.pathsep}{env.get('PYTHONPATH', '')}"
+            env = with_sql_counter(env or self.env)
         super()._spawn(name, argv, env)
 
     def pid(self, name: str) -> int:

@@ -254,19 +254,22 @@ def deliver_all(ctx, made: list[dict], setup_seconds: float, url: str, on_path: 
     }
 
 
-def through_services(ctx, workspace_id: str, clients: int) -> dict:
+def timed_attempts(ctx, workspace_id: str, clients: int) -> tuple[list[dict], float]:
+    """make_attempts' invoices, and the seconds it took to make them."""
     started = time.monotonic()
     made = make_attempts(ctx, workspace_id, clients)
+    return made, time.monotonic() - started
+
+
+def through_services(ctx, workspace_id: str, clients: int) -> dict:
     on_path = [name for name in PROCESSES if name != "documents"]  # documents is stopped
-    return deliver_all(ctx, made, time.monotonic() - started, f"{ctx.stack.url}/webhooks/stripe", on_path)
+    made, seconds = timed_attempts(ctx, workspace_id, clients)
+    return deliver_all(ctx, made, seconds, f"{ctx.stack.url}/webhooks/stripe", on_path)
 
 
 def through_monolith(ctx, workspace_id: str) -> tuple[dict, dict]:
     """The same two runs through the monolith: one client's EVENTS invoices, then 50 clients'."""
-    made = []
-    for clients in (1, SPREAD):  # while the services answer
-        started = time.monotonic()
-        made.append((make_attempts(ctx, workspace_id, clients), time.monotonic() - started))
+    made = [timed_attempts(ctx, workspace_id, clients) for clients in (1, SPREAD)]  # while the services answer
     for name in ("payments", "billing"):
         ctx.stack.stop_process(name)
     url = f"{start_monolith(ctx)}webhooks/stripe"
