@@ -119,11 +119,12 @@ def amqp_uri(containers):
     delete_vhost(uri)
 
 
-@pytest.fixture(scope="session")
-def database_urls(postgres_admin_url):
-    with databases_with_roles(postgres_admin_url, f"portal_{RUN_ID}") as urls:
+@contextmanager
+def checked_databases(admin_url: str, prefix: str):
+    """Throwaway databases, one a service, each with its login role; dropped afterwards, once every
+    event published into their outboxes was found to match docs/events.asyncapi.yaml."""
+    with databases_with_roles(admin_url, prefix) as urls:
         yield urls
-        # Before the drop: every event this run published must match docs/events.asyncapi.yaml.
         from tests.event_contract_check import outbox_problems, report
 
         checked, problems = outbox_problems(urls["admin"])
@@ -132,15 +133,30 @@ def database_urls(postgres_admin_url):
 
 
 @pytest.fixture(scope="session")
-def service_databases(database_urls):
-    """Each service's database as the service's own role (subject to row-level security)."""
-    return database_urls["service"]
+def database_urls(postgres_admin_url):
+    """The session stack's databases (`stack`): seeded once, as `make dev` seeds, and the stack's alone."""
+    with checked_databases(postgres_admin_url, f"portal_{RUN_ID}") as urls:
+        yield urls
 
 
 @pytest.fixture(scope="session")
-def admin_databases(database_urls):
+def integration_database_urls(postgres_admin_url):
+    """Databases of their own for the tests that call handlers straight on PostgreSQL: what they write
+    never reaches the stack's seed (which does nothing once billing has a workspace), whichever runs first."""
+    with checked_databases(postgres_admin_url, f"portal_{RUN_ID}_direct") as urls:
+        yield urls
+
+
+@pytest.fixture(scope="session")
+def service_databases(integration_database_urls):
+    """Each service's database as the service's own role (subject to row-level security)."""
+    return integration_database_urls["service"]
+
+
+@pytest.fixture(scope="session")
+def admin_databases(integration_database_urls):
     """Each service's database as the admin role: sees every row, for checks and snapshots."""
-    return database_urls["admin"]
+    return integration_database_urls["admin"]
 
 
 def free_port() -> int:
