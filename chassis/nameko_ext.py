@@ -10,6 +10,7 @@ import functools
 import itertools
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Hashable, Iterator
 from datetime import datetime
@@ -21,7 +22,7 @@ import eventlet.event
 import sqlalchemy as sa
 from nameko.constants import AMQP_SSL_CONFIG_KEY, LOGIN_METHOD_CONFIG_KEY
 from nameko.containers import WorkerContext
-from nameko.events import EventDispatcher, event_handler
+from nameko.events import EventDispatcher, EventHandler
 from nameko.extensions import DependencyProvider
 from nameko.messaging import QueueConsumer
 from nameko.rpc import Rpc, rpc
@@ -491,6 +492,51 @@ class ServiceBase:
             return {"ok": False, "error": repr(exc)[:300]}
 
 
+class HandedBack(Exception):
+    """An event given back to the broker unhandled, as its service stops: retried in place, it would
+    hold the stop up (the peers it calls may be stopping too, each try then waiting for a timeout).
+    The broker delivers it again, to another replica or to this one restarted; the inbox makes it
+    count once."""
+
+
+# Set as the service starts to stop. `nameko run` runs one service a process, so one flag serves it.
+_stopping = threading.Event()
+
+
+class EventConsumer(EventHandler):
+    """nameko's event handler, aware of its service stopping: a message still delivered then is not
+    started, and the consumers' retries hand their event back (HandedBack); both are requeued, not acked."""
+
+    def start(self) -> None:
+        _stopping.clear()
+        super().start()
+
+    def stop(self) -> None:
+        _stopping.set()  # first: a worker between two tries sees it while the consumer is cancelled
+        super().stop()
+
+    def handle_message(self, body: Any, message: Any) -> None:
+        if _stopping.is_set():  # delivered as the consumer is being cancelled: not started here
+            self.queue_consumer.requeue_message(message)
+        else:
+            super().handle_message(body, message)
+
+    def handle_message_processed(self, message: Any, result: object = None, exc_info: Any = None) -> None:
+        if exc_info is not None and isinstance(exc_info[1], HandedBack):
+            self.queue_consumer.requeue_message(message)
+        else:
+            super().handle_message_processed(message, result, exc_info)
+
+
+def _hand_back_if_stopping(consumer: str, event: Event, error: str) -> None:
+    if _stopping.is_set():
+        log.warning(
+            "event handed back to the broker: the service is stopping",
+            extra={"consumer": consumer, "event_id": event.get("id"), "error": error},
+        )
+        raise HandedBack(error)
+
+
 def consumes(
     source_service: str,
     event_type: str,
@@ -506,7 +552,9 @@ def consumes(
     Failures are retried in place with exponential backoff; after `max_attempts` the event goes to
     the dead-letter table instead of being silently dropped. The message is acked only after this
     returns, so a crash mid-way gets it redelivered. A business rule's refusal is parked at once;
-    `Unavailable` (a peer or Stripe did not answer) is retried like any other failure.
+    `Unavailable` (a peer or Stripe did not answer) is retried like any other failure. Once the
+    service is stopping, a failed event is not tried again here: it goes back to the broker unacked
+    (HandedBack), so the stop is not held up by the tries.
 
     `slots`, shared by consumers that wait on something slow (a PDF render) inside their transaction,
     is taken before the database connection: a burst of such events then holds a few of the pool's
@@ -523,12 +571,14 @@ def consumes(
 
     def decorator(fn: Callable[..., None]) -> Callable[[Any, Event], bool]:
         @runs_in(EVENT)
-        @entrypoint(event_handler(source_service, event_type))
+        @entrypoint(EventConsumer.decorator(source_service, event_type, expected_exceptions=HandedBack))
         @functools.wraps(fn)
         def wrapper(self: Any, event: Event) -> bool:
             consumer = f"{self.name}.{fn.__name__}"
             started = time.perf_counter()
             for attempt in range(1, max_attempts + 1):
+                if attempt > 1:  # the stop may have begun during the pause before this try
+                    _hand_back_if_stopping(consumer, event, "not tried again")
                 try:
                     with slots or contextlib.nullcontext(), acting_for(scope_of_event(event)):  # its workspace only
                         handled = (
@@ -550,6 +600,8 @@ def consumes(
                             "event refused by a business rule",
                             extra={"consumer": consumer, "event_id": event.get("id"), "error": repr(exc)},
                         )
+                    else:
+                        _hand_back_if_stopping(consumer, event, repr(exc))
                     if refused or not _retry_later(consumer, event, attempt, max_attempts, base_delay, repr(exc)):
                         events.dead_letter(self.db.engine, consumer, event, repr(exc))
                         metrics.DEAD_LETTERED.labels(self.name, consumer).inc()

@@ -7,6 +7,7 @@ import eventlet
 import pytest
 import sqlalchemy as sa
 
+from chassis import nameko_ext
 from chassis.clock import utcnow
 from chassis.db import UnitOfWork, joined
 from chassis.errors import Conflict, Invalid, NotFound, Unavailable
@@ -20,7 +21,15 @@ from chassis.events import (
     relay_outbox,
     wake_relays,
 )
-from chassis.nameko_ext import DatabaseHandle, OutboxRelayTimer, ScopeHandle, ServiceBase, consumes
+from chassis.nameko_ext import (
+    DatabaseHandle,
+    EventConsumer,
+    HandedBack,
+    OutboxRelayTimer,
+    ScopeHandle,
+    ServiceBase,
+    consumes,
+)
 
 
 def publish_two(engine):
@@ -233,6 +242,65 @@ def test_a_handler_that_keeps_failing_is_parked_in_dead_letters_not_lost(sqlite_
         [row] = conn.execute(sa.select(DEAD)).all()
         assert (row.consumer, row.event_id) == ("svc.on_thing", "e2") and "flaky" in row.error
         assert conn.execute(sa.select(sa.func.count()).select_from(INBOX)).scalar_one() == 0
+
+
+@pytest.fixture
+def stopping():
+    """The service has begun to stop, as EventConsumer.stop says it."""
+    nameko_ext._stopping.set()
+    yield
+    nameko_ext._stopping.clear()
+
+
+def test_once_the_service_is_stopping_a_failed_event_is_handed_back_neither_retried_nor_parked(sqlite_engine, stopping):
+    engine = sqlite_engine("payments")
+    service = FakeService(engine, failures=99)
+    with pytest.raises(HandedBack):
+        service.on_thing({"id": "e3", "type": "thing.created", "data": {}})
+    assert service.calls == 1
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(DEAD)).scalar_one() == 0
+        assert conn.execute(sa.select(sa.func.count()).select_from(INBOX)).scalar_one() == 0
+
+
+def test_a_stop_that_begins_between_two_tries_hands_the_event_back_before_the_next(sqlite_engine, monkeypatch):
+    engine = sqlite_engine("payments")
+    service = FakeService(engine, failures=99)
+    monkeypatch.setattr(nameko_ext.eventlet, "sleep", lambda seconds: nameko_ext._stopping.set())
+    try:
+        with pytest.raises(HandedBack):
+            service.on_thing({"id": "e4", "type": "thing.created", "data": {}})
+    finally:
+        nameko_ext._stopping.clear()
+    assert service.calls == 1
+
+
+def test_the_consumer_gives_a_handed_back_event_to_the_broker_again_and_acks_the_rest():
+    answered = []
+    consumer = EventConsumer("billing", "thing.created")
+    consumer.queue_consumer = SimpleNamespace(
+        ack_message=lambda message: answered.append(("ack", message)),
+        requeue_message=lambda message: answered.append(("requeue", message)),
+    )
+    try:
+        raise HandedBack("stopping")
+    except HandedBack as exc:
+        consumer.handle_message_processed("m1", exc_info=(HandedBack, exc, exc.__traceback__))
+    try:
+        raise RuntimeError("parked by the consumer itself")
+    except RuntimeError as exc:
+        consumer.handle_message_processed("m2", exc_info=(RuntimeError, exc, exc.__traceback__))
+    consumer.handle_message_processed("m3", result=True)
+    assert answered == [("requeue", "m1"), ("ack", "m2"), ("ack", "m3")]
+
+
+def test_a_message_delivered_once_the_service_is_stopping_is_given_back_unstarted(stopping):
+    requeued = []
+    consumer = EventConsumer("billing", "thing.created")
+    consumer.queue_consumer = SimpleNamespace(requeue_message=requeued.append)
+    consumer.container = SimpleNamespace(spawn_worker=lambda *args, **kwargs: pytest.fail("a worker was started"))
+    consumer.handle_message({"id": "e5"}, "m4")
+    assert requeued == ["m4"]
 
 
 def test_a_handlers_own_integrity_error_is_retried_and_parked_not_taken_for_a_duplicate(sqlite_engine):
