@@ -35,7 +35,8 @@ RPC_DURATION = Histogram(
 )
 EVENTS_HANDLED = Counter(
     "portal_events_handled",
-    "Events a consumer finished with: processed, duplicate (seen before) or dead_lettered.",
+    "Events a consumer finished with: processed, duplicate (seen before), dead_lettered, or handed_back "
+    "(its service stopping).",
     ["service", "consumer", "outcome"],
 )
 EVENT_BATCH_SIZE = Histogram(

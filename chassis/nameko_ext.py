@@ -528,8 +528,9 @@ class EventConsumer(EventHandler):
             super().handle_message_processed(message, result, exc_info)
 
 
-def _hand_back_if_stopping(consumer: str, event: Event, error: str) -> None:
+def _hand_back_if_stopping(service: str, consumer: str, event: Event, error: str) -> None:
     if _stopping.is_set():
+        metrics.EVENTS_HANDLED.labels(service, consumer, "handed_back").inc()
         log.warning(
             "event handed back to the broker: the service is stopping",
             extra={"consumer": consumer, "event_id": event.get("id"), "error": error},
@@ -578,7 +579,7 @@ def consumes(
             started = time.perf_counter()
             for attempt in range(1, max_attempts + 1):
                 if attempt > 1:  # the stop may have begun during the pause before this try
-                    _hand_back_if_stopping(consumer, event, "not tried again")
+                    _hand_back_if_stopping(self.name, consumer, event, "not tried again")
                 try:
                     with slots or contextlib.nullcontext(), acting_for(scope_of_event(event)):  # its workspace only
                         handled = (
@@ -601,7 +602,7 @@ def consumes(
                             extra={"consumer": consumer, "event_id": event.get("id"), "error": repr(exc)},
                         )
                     else:
-                        _hand_back_if_stopping(consumer, event, repr(exc))
+                        _hand_back_if_stopping(self.name, consumer, event, repr(exc))
                     if refused or not _retry_later(consumer, event, attempt, max_attempts, base_delay, repr(exc)):
                         events.dead_letter(self.db.engine, consumer, event, repr(exc))
                         metrics.DEAD_LETTERED.labels(self.name, consumer).inc()

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import eventlet
 import pytest
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
 
 from chassis import nameko_ext
 from chassis.clock import utcnow
@@ -255,9 +256,12 @@ def stopping():
 def test_once_the_service_is_stopping_a_failed_event_is_handed_back_neither_retried_nor_parked(sqlite_engine, stopping):
     engine = sqlite_engine("payments")
     service = FakeService(engine, failures=99)
+    labels = {"service": "svc", "consumer": "svc.on_thing", "outcome": "handed_back"}
+    before = REGISTRY.get_sample_value("portal_events_handled_total", labels) or 0
     with pytest.raises(HandedBack):
         service.on_thing({"id": "e3", "type": "thing.created", "data": {}})
     assert service.calls == 1
+    assert REGISTRY.get_sample_value("portal_events_handled_total", labels) == before + 1  # ops see it
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(DEAD)).scalar_one() == 0
         assert conn.execute(sa.select(sa.func.count()).select_from(INBOX)).scalar_one() == 0
