@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -149,8 +150,23 @@ def _epoch(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
+def _epoch_to_the_millisecond(moment: datetime) -> float:
+    """When a session began, to the millisecond and never later than it did (a NumericDate may have a
+    fraction). A contact's sessions are barred from a moment (services/gateway/revocations.py): in
+    whole seconds, a session begun just after the bar, in the same second, would read as begun before
+    it and be refused. Counted in whole milliseconds, so a credential issued again from one it was
+    read from carries the same value."""
+    return ((moment - _EPOCH) // _MILLISECOND) / 1000
+
+
 def _moment(value: object) -> datetime:
-    if isinstance(value, bool) or not isinstance(value, int):
+    """A NumericDate: whole seconds, as a credential's other times are, or with a fraction, as when its
+    session began is."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise Refused("forged")
     return datetime.fromtimestamp(value, timezone.utc)
 
@@ -166,7 +182,7 @@ def issue(session: Session, keys: Keys) -> str:
         "loc": session.locale,
         "role": session.role,
         "prv": _epoch(session.proved_at) if session.proved_at else None,
-        "iat": _epoch(session.started_at),
+        "iat": _epoch_to_the_millisecond(session.started_at),
         "seen": _epoch(session.seen_at),
     }
     payload = json.dumps(claims, separators=(",", ":")).encode()

@@ -90,6 +90,8 @@ CLAIMS = {"sid": "7", "sub": "c1", "cli": "cl1", "ws": "ws1", "role": "owner", "
         signed(b"not json"),
         signed(json.dumps({k: v for k, v in CLAIMS.items() if k != "iat"}).encode()),  # no start
         signed(json.dumps({**CLAIMS, "iat": "yesterday"}).encode()),
+        signed(json.dumps({**CLAIMS, "iat": True}).encode()),
+        signed(json.dumps({**CLAIMS, "iat": float("nan")}).encode()),  # Python's JSON reads NaN
         signed(json.dumps(CLAIMS).encode(), algorithm="HS512"),  # the right key, another algorithm
         with_header(signed(json.dumps(CLAIMS).encode()), b'{"alg": "HS256", "kid": ["k1"]}'),
         with_header(signed(json.dumps(CLAIMS).encode()), b'["k1"]'),
@@ -181,6 +183,31 @@ def test_portal_access_removed_refuses_the_sessions_begun_before_not_a_later_sig
     later = session(started_at=off + timedelta(minutes=1), seen_at=off + timedelta(minutes=1))
     assert guard(Clock(off + timedelta(minutes=2)), revocations).check(credentials.issue(later, KEYS))
     assert guard(Clock(off), revocations).check(credentials.issue(session(contact_id="c2"), KEYS))
+
+
+def test_a_sign_in_in_the_same_second_as_a_new_role_is_let_in_and_a_session_just_before_it_is_not():
+    """The bar and the sessions are told apart to the millisecond: a contact whose role changed at
+    12:10:00.500 and who signs in again at .800 gets in; its session begun at .200 stays refused."""
+    revocations = RevocationList(ready=True)
+    changed = STARTED + timedelta(minutes=10, milliseconds=500)
+    revocations.apply(
+        "contact.updated", {"occurred_at": changed.isoformat(), "data": {"id": "c1", "role_changed": True}}
+    )
+    before, after = (changed + timedelta(milliseconds=ms) for ms in (-300, 300))
+    with pytest.raises(Refused, match="no_access"):
+        guard(Clock(changed), revocations).check(credentials.issue(session(started_at=before, seen_at=before), KEYS))
+    assert guard(Clock(after), revocations).check(credentials.issue(session(started_at=after, seen_at=after), KEYS))
+
+
+def test_a_credential_issued_again_from_one_it_read_keeps_its_start_to_the_millisecond():
+    """The gateway renews a credential from the one it read: its start never drifts, and is never
+    later than the session's (microseconds are dropped, not rounded up)."""
+    started = STARTED + timedelta(seconds=7, microseconds=123_999)
+    token = credentials.issue(session(started_at=started, seen_at=started), KEYS)
+    for _ in range(5):
+        read = credentials.read(token, KEYS)
+        token = credentials.issue(read, KEYS)
+    assert read.started_at == STARTED + timedelta(seconds=7, milliseconds=123)
 
 
 def test_another_workspaces_credential_is_refused_where_only_some_workspaces_are_served():
