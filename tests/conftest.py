@@ -18,8 +18,10 @@ import sys
 import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime
 from email import policy
+from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
@@ -166,17 +168,37 @@ def free_port() -> int:
 
 
 class Outbox:
-    """The file mail outbox the running documents service writes to."""
+    """The file mail outbox the running documents service writes to.
+
+    Each file is read and parsed once: a session's stack writes hundreds of emails, and parsing all
+    of them again on every poll of `wait_for` came to over a second a poll by the end of the suite,
+    taken from the stack under test. A file appears whole (documents writes it under another name,
+    then renames it); one rewritten in place is read again (its size or time changed)."""
 
     def __init__(self, directory: Path):
         self.directory = directory
+        self._read: dict[str, _Mail] = {}  # by file name
+
+    def _mails(self) -> list[_Mail]:
+        """Every email so far, oldest first."""
+        if not self.directory.exists():
+            return []
+        mails = []
+        for entry in os.scandir(self.directory):
+            if entry.name.endswith(".eml"):
+                stat = entry.stat()
+                version = (stat.st_mtime_ns, stat.st_size)
+                mail = self._read.get(entry.name)
+                if mail is None or mail.version != version:
+                    mail = self._read[entry.name] = _Mail.read(entry.path, version)
+                mails.append(mail)
+        return sorted(mails, key=lambda mail: mail.version)
 
     def messages(self) -> list:
-        files = sorted(self.directory.glob("*.eml"), key=lambda p: p.stat().st_mtime) if self.directory.exists() else []
-        return [email.message_from_bytes(p.read_bytes(), policy=policy.default) for p in files]
+        return [mail.message for mail in self._mails()]
 
     def matching(self, to: str, subject: str = "") -> list:
-        return [m for m in self.messages() if m["To"] == to and subject in m["Subject"]]
+        return [mail.message for mail in self._mails() if mail.to == to and subject in mail.subject]
 
     def count(self, to: str, subject: str = "") -> int:
         return len(self.matching(to, subject))
@@ -189,6 +211,23 @@ class Outbox:
                 return found
             time.sleep(0.2)
         raise AssertionError(f"no email #{count} to {to} within {timeout}s")
+
+
+@dataclass(frozen=True)
+class _Mail:
+    """One .eml file of the outbox as read at `version` (its modification time and size), with the
+    two headers the outbox matches on, parsed once too."""
+
+    version: tuple[int, int]
+    message: EmailMessage
+    to: str
+    subject: str
+
+    @classmethod
+    def read(cls, path: str, version: tuple[int, int]) -> _Mail:
+        with open(path, "rb") as file:
+            message = email.message_from_bytes(file.read(), policy=policy.default)
+        return cls(version, message, str(message["To"]), str(message["Subject"]))
 
 
 def stack_env(work: Path, amqp_uri: str, service_urls: dict, **overrides: str) -> dict:
