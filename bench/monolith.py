@@ -11,9 +11,9 @@ so on. No broker, no other process.
 
 Only what /dashboard, /invoices and POST /webhooks/stripe need is in process; any other call fails
 (503). A Stripe event takes, in the request's thread, the path it takes through the services: payments
-stores it, then processes it in its workspace's scope (its attempt succeeds, payment.succeeded is
-recorded), then billing's consumer of payment.succeeded records the payment once (its inbox) on
-billing's database. The events each records reach its outbox, as in the services; no relay reads
+processes and stores it in one transaction in its workspace's scope (its attempt succeeds,
+payment.succeeded is recorded), then billing's consumer of payment.succeeded records the payment
+once (its inbox) on billing's database. The events each records reach its outbox, as in the services; no relay reads
 them, as no subscriber runs.
 `gunicorn -c services/gateway/gunicorn.conf.py 'bench.monolith:get_app()'` with
 AUTH_DATABASE_URL, BILLING_DATABASE_URL and, for webhooks, PAYMENTS_DATABASE_URL set.
@@ -64,17 +64,17 @@ class InProcess:
         raise ServiceUnavailable(f"{service}.{method} is not part of the monolith baseline", service)
 
     def receive_stripe_event(self, event: dict) -> bool:
-        """The event stored, processed and its payment recorded by billing, before the answer."""
+        """The event processed and stored by payments, and its payment recorded by billing, before the
+        answer."""
         assert self.payments is not None
-        with dbmod.UnitOfWork(self.payments) as uow:  # Stripe's events are payments' own, under no scope
-            stored = webhook_events.receive_event(uow, utcnow(), event)
-        if not stored:
-            return False
         with acting_for(SYSTEM), dbmod.UnitOfWork(self.payments) as uow:  # whose event it is
             workspace_id = webhook_events.workspace_of(uow, event)
-        with acting_for(Scope(workspace_id or "")), Recording(self.payments) as uow:
-            webhook_events.process_event(uow, utcnow(), self.stripe, event["id"])
-            uow.commit()
+        try:
+            with acting_for(Scope(workspace_id or "")), Recording(self.payments) as uow:
+                webhook_events.process_as_received(uow, utcnow(), self.stripe, event)
+                uow.commit()
+        except webhook_events.Redelivered:
+            return False
         for recorded in uow.recorded:
             if recorded["type"] == "payment.succeeded":
                 now = utcnow()

@@ -4,7 +4,7 @@ billing shows all 1,000 invoices Paid, as events per second against the broker's
 rate, measured just before and just after the deliveries and averaged (kombu: persistent messages to
 a durable queue, publisher confirms as the outbox relay uses them, consumer acks).
 
-The path measured: gateway -> payments (stores the event, then processes it at once, outbox) ->
+The path measured: gateway -> payments (processes and stores the event in one transaction, outbox) ->
 broker -> billing (records the payment, the invoice becomes Paid). The goal's figure pays one client's
 1,000 invoices, so every payment also queues for that client's summary and engagement rows; the same
 run over 50 clients (20 invoices each) is reported beside it, labelled, to tell that queue apart from

@@ -1,7 +1,8 @@
 """Payments service entrypoints: card payments, saved cards, autopay, refunds and Stripe events.
-Each RPC or event runs one handler. A Stripe event is stored first, so the webhook answers fast, and
-processed as soon as it is stored, in the background; a timer processes whatever that left (a
-stopped process, a retry that is due). Each event is handled once even with several replicas."""
+Each RPC or event runs one handler. A Stripe event is processed as it is stored, in one transaction
+(one whose handling calls Stripe back: stored, answered, then processed in the background); a timer
+processes whatever that left (a stopped process, a retry that is due). Each event is handled once
+even with several replicas."""
 
 from __future__ import annotations
 
@@ -242,9 +243,12 @@ class PaymentsService(ServiceBase):
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
     def receive_stripe_event(self, event: dict) -> bool:
-        """The gateway verified the signature; keep the event durably and answer at once. Once the
-        event is committed, it is processed right away, after the answer, as the timer would process
-        it; a redelivery (False) starts nothing."""
+        """The gateway verified the signature. Most events are handled and stored in one transaction
+        before the answer; one whose handling calls Stripe back is stored and answered at once, then
+        processed right after the answer, as the timer would process it. False for a redelivery."""
+        webhook_events.check_event(event)
+        if webhook_events.processed_as_received(event):
+            return self._process_stripe_event(event["id"], event, as_received=True)
         stored = self._tx(webhook_events.receive_event, event)
         if stored:  # the event in hand, so whose it is needs no read of what was just stored
             self.background(self._process_stored_event, event["id"], current_request_id(), event)
@@ -264,10 +268,12 @@ class PaymentsService(ServiceBase):
         with request_context(request_id):  # the webhook's id, in this worker's logs and the events it records
             self._process_stripe_event(event_id, event)
 
-    def _process_stripe_event(self, event_id: str, event: dict | None = None) -> None:
-        """Whose event it is is looked up across workspaces (from `event`, the delivery just stored, when
+    def _process_stripe_event(self, event_id: str, event: dict | None = None, as_received: bool = False) -> bool:
+        """Whose event it is is looked up across workspaces (from `event`, the delivery in hand, when
         given; else from the stored body); it is handled in that workspace's scope (an event naming
-        nothing of ours sees nothing, and is ignored)."""
+        nothing of ours sees nothing, and is ignored). `as_received`: the delivery is not stored yet,
+        and is stored with its handling (False when it was stored already). A failure is retried
+        later, the delivery stored for it first when it was not."""
         try:
             with self.scope.system(), self.db.uow() as uow:
                 workspace_id = (
@@ -276,12 +282,21 @@ class PaymentsService(ServiceBase):
                     else webhook_events.event_workspace(uow, event_id)
                 )
             with self.scope.workspace(workspace_id or ""):
-                outcome = self._tx(webhook_events.process_event, self.stripe, event_id)
+                outcome = (
+                    self._tx(webhook_events.process_as_received, self.stripe, event)
+                    if as_received
+                    else self._tx(webhook_events.process_event, self.stripe, event_id)
+                )
             if outcome is not None:
                 log.info("stripe event processed", extra={"event_id": event_id, "outcome": outcome})
                 metrics.EVENTS_HANDLED.labels(self.name, webhook_events.STRIPE_EVENT_CONSUMER, "processed").inc()
+            return True
+        except webhook_events.Redelivered:
+            return False
         except Exception as exc:  # noqa: BLE001 - retried later with a growing delay, then parked
             log.exception("stripe event failed", extra={"event_id": event_id})
+            if as_received and not self._tx(webhook_events.receive_event, event):
+                return False  # another delivery of it stored it meanwhile: its own processing counts
             parked = self._tx(
                 webhook_events.event_failed,
                 event_id,
@@ -295,6 +310,7 @@ class PaymentsService(ServiceBase):
                 metrics.EVENTS_HANDLED.labels(self.name, consumer, "dead_lettered").inc()
             else:
                 metrics.EVENT_RETRIES.labels(self.name, consumer).inc()
+            return True
 
     OUTCOMES = {
         "payment.succeeded": "succeeded",

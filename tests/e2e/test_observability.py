@@ -204,9 +204,9 @@ def test_one_request_id_follows_a_sign_in_through_every_service_it_reaches(stack
     )
 
 
-def test_one_request_id_follows_a_stripe_webhook_through_the_timer_that_processes_it(stack):
-    """gateway -> payments.receive_stripe_event (stored) -> payments' event timer, later -> the
-    payment.disputed event (payments' outbox) -> billing's consumer: all under the webhook's id."""
+def test_one_request_id_follows_a_stripe_webhook_to_the_consumer_of_its_event(stack):
+    """gateway -> payments.receive_stripe_event (processed as stored) -> the payment.disputed event
+    (payments' outbox) -> billing's consumer: all under the webhook's id."""
     made = new_portal_client(stack, "Traced Payer", "traced-payer@example.com", invoices=1)
     attempt_id = paid_by_card(sign_in(stack, "traced-payer@example.com"), stack, made["invoices"][0]["id"])
     intent = query(stack, "payments", "SELECT payment_intent_id FROM attempts WHERE id = %s", attempt_id)[0][0]

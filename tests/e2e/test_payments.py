@@ -226,6 +226,32 @@ def test_a_stored_event_is_processed_without_waiting_for_the_timer(stack, paymen
     )  # none of this payment's events waits for the timer
 
 
+def test_a_delivery_whose_handling_fails_is_kept_retried_then_parked(stack):
+    """Stripe gets its 2xx even so: the delivery is stored for the timer's retries (its first failed
+    try counted), then parked in the dead-letter table once out of tries; a redelivery changes nothing."""
+    event = {
+        "id": f"evt_broken_{random.randrange(10**12)}",
+        "object": "event",
+        "type": "payment_intent.succeeded",
+        "created": int(time.time()),
+        "data": {"object": {"id": "pi_broken", "object": "payment_intent"}},  # no amount, status or currency
+    }
+    answer = deliver(stack, event)
+    assert answer.status_code == 200 and answer.json() == {"received": True, "duplicate": False}
+    outcome = "SELECT outcome, attempts FROM stripe_events WHERE id = %s"
+    wait_until(
+        lambda: query(stack, "payments", outcome, event["id"])[0][0].startswith("dead-lettered"),
+        timeout=60,
+        what="the event parked after its retries",
+    )
+    tries = int(stack.env["EVENT_RETRY_ATTEMPTS"])
+    assert query(stack, "payments", outcome, event["id"])[0][1] == tries  # the first, in the request, included
+    parked = "SELECT count(*) FROM dead_letters WHERE event_id = %s AND consumer = 'payments.stripe_event'"
+    assert query(stack, "payments", parked, event["id"]) == [(1,)]
+    assert deliver(stack, event).json() == {"received": True, "duplicate": True}
+    assert query(stack, "payments", parked, event["id"]) == [(1,)]
+
+
 def test_a_bad_or_old_signature_is_rejected_and_stored_nowhere(stack):
     event = {
         "id": "evt_forged_1",

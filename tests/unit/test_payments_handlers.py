@@ -285,6 +285,62 @@ def test_events_three_times_and_out_of_order_give_one_payment(run, stripe, billi
     assert run(payment_attempts.get_attempt, WS, attempt["id"])["status"] == "succeeded"
 
 
+def test_a_delivery_is_processed_and_stored_in_one_transaction_and_a_redelivery_undoes_its_handling(
+    run, stripe, billing, engine
+):
+    """The answer to Stripe comes after the commit that records the payment; the same event again,
+    whether it came this way or was stored to be processed later, is rolled back whole."""
+    attempt = paid_attempt(run, stripe, billing)
+    [pi] = stripe.intents.values()
+    succeeded = intent_event("evt_once", "payment_intent.succeeded", pi)
+    with request_context("req-webhook-9"):
+        assert run(webhook_events.process_as_received, stripe, succeeded) == "paid"
+    with engine.connect() as conn:
+        [stored] = conn.execute(sa.select(stripe_events)).all()
+    assert (stored.id, stored.processed_at, stored.outcome, stored.request_id) == (
+        "evt_once",
+        NOW,
+        "paid",
+        "req-webhook-9",
+    )
+    assert run(webhook_events.pending_events, now=NOW + timedelta(days=1)) == []  # nothing left to the timer
+    assert run(payment_attempts.get_attempt, WS, attempt["id"])["status"] == "succeeded"
+    [payment] = published(engine, "payment.succeeded")
+    assert payment["payment_id"] == attempt["id"] and payment["amount"] == 10_000
+
+    with pytest.raises(webhook_events.Redelivered):  # Stripe delivers it again
+        run(webhook_events.process_as_received, stripe, succeeded, now=NOW + timedelta(minutes=1))
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(stripe_events.c.outcome, stripe_events.c.processed_at)).all() == [("paid", NOW)]
+    assert len(published(engine, "payment.succeeded")) == 1
+
+
+def test_an_event_stored_to_be_processed_later_is_not_processed_again_as_received(run, stripe, billing, engine):
+    paid_attempt(run, stripe, billing)
+    [pi] = stripe.intents.values()
+    event = intent_event("evt_later", "payment_intent.succeeded", pi)
+    assert run(webhook_events.receive_event, event) is True  # stored, its processing not yet done
+    with pytest.raises(webhook_events.Redelivered):
+        run(webhook_events.process_as_received, stripe, event)
+    assert published(engine, "payment.succeeded") == []  # the redelivery's handling was rolled back
+    assert run(webhook_events.process_event, stripe, "evt_later") == "paid"  # the stored one, once
+    assert len(published(engine, "payment.succeeded")) == 1
+
+
+def test_only_events_that_call_stripe_back_wait_for_the_answer():
+    kinds = ("payment_intent.succeeded", "charge.refunded", "charge.dispute.created", "setup_intent.succeeded")
+    as_received = {kind: webhook_events.processed_as_received(stripe_event("evt_k", kind, {})) for kind in kinds}
+    assert as_received == {
+        "payment_intent.succeeded": True,
+        "charge.refunded": True,
+        "charge.dispute.created": True,
+        "setup_intent.succeeded": False,  # its card is read from Stripe
+    }
+    assert not webhook_events.processed_as_received(stripe_event("evt_d", "payment_method.detached", {}))
+    with pytest.raises(Invalid):
+        webhook_events.check_event({"id": "not-an-event", "type": "payment_intent.succeeded"})
+
+
 def test_an_events_workspace_comes_from_our_rows_whether_read_back_or_in_hand(run, stripe, billing, engine):
     """The processing path passes the delivery it just stored; the timer reads the stored body back.
     Either way the workspace is the one our rows give, never one the event names."""

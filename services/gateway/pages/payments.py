@@ -234,7 +234,8 @@ class Cards(Portal):
 
 class StripeWebhook:
     """Stripe's events: the signature is checked on the raw body (and its timestamp must be recent),
-    then payments stores the event and answers at once; it is processed there, once, later."""
+    then payments processes and stores the event, once, before it answers (an event whose handling
+    calls Stripe back is stored, and processed after the answer)."""
 
     public = True  # Stripe signs its events; there is no session
 

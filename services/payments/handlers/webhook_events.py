@@ -1,9 +1,11 @@
 """Stripe's webhook events as payments keeps them: each verified event is stored once (a redelivery is
-known by its id), then processed once, in one transaction with marking it processed, whichever
-replica or path gets to it first. A failing event is retried with a growing delay, parked in
-dead_letters when out of tries, and processed afresh when replayed from there. Whose event it is
-(`workspace_of`) is found from payments' own rows, so it is processed in that workspace's scope.
-What each event does is in event_handling."""
+known by its id) and processed once, whichever replica or path gets to it first. Most events are
+processed in the transaction that stores them (`process_as_received`); one whose handling calls
+Stripe back is stored first and processed after the answer (`receive_event`, then `process_event`).
+A failing event is retried with a growing delay, parked in dead_letters when out of tries, and
+processed afresh when replayed from there. Whose event it is (`workspace_of`) is found from
+payments' own rows, so it is processed in that workspace's scope. What each event does is in
+event_handling."""
 
 from __future__ import annotations
 
@@ -26,6 +28,11 @@ from services.payments.tables import attempts, card_setups, payment_methods, str
 _STORE_ONCE = insert_once(
     stripe_events, ("id", "type", "body", "received_at", "next_attempt_at", "outcome", "request_id"), "id"
 )
+_STORE_PROCESSED = insert_once(
+    stripe_events, ("id", "type", "body", "received_at", "processed_at", "outcome", "request_id"), "id"
+)
+# Events whose handling asks Stripe for more (a card's details): never inside the request Stripe waits on.
+CALL_STRIPE_BACK = frozenset({"setup_intent.succeeded", "payment_method.detached"})
 # How long the timer leaves a new event to the processing that starts as it is stored. Taken at once,
 # the timer would mostly meet events that processing holds, and spend a transaction on each to find
 # that out; it is the safety net for a replica that stopped before it processed what it stored.
@@ -38,21 +45,43 @@ def receive_event(uow, now, event: dict) -> bool:
     round trip on PostgreSQL): stripe_events is the service's own, under no workspace's scope. Should
     the connection go between the insert and its answer, the insert sent again counts no row, and
     the event is left to the timer like a redelivery: stored once, processed once, a little later."""
+    check_event(event)
+    stored = uow.write_alone(_STORE_ONCE, _row(event, now, next_attempt_at=now + LEFT_TO_STORING_REPLICA, outcome=""))
+    return stored == 1  # nothing inserted: a redelivery
+
+
+def _row(event: dict, now, **state) -> dict:
+    """The event's row as received now, under the request that delivered it, with its `state`."""
+    received = {"id": event["id"], "type": str(event["type"])[:100], "body": json.dumps(event), "received_at": now}
+    return {**received, "request_id": current_request_id(), **state}
+
+
+def check_event(event: object) -> None:
     if not isinstance(event, dict) or not str(event.get("id", "")).startswith("evt_") or "type" not in event:
         raise Invalid("Not a Stripe event.")
-    stored = uow.write_alone(
-        _STORE_ONCE,
-        {
-            "id": event["id"],
-            "type": str(event["type"])[:100],
-            "body": json.dumps(event),
-            "received_at": now,
-            "next_attempt_at": now + LEFT_TO_STORING_REPLICA,
-            "outcome": "",
-            "request_id": current_request_id(),
-        },
-    )
-    return stored == 1  # nothing inserted: a redelivery
+
+
+def processed_as_received(event: dict) -> bool:
+    """Whether the event is processed in the transaction that stores it (`process_as_received`)."""
+    return event["type"] not in CALL_STRIPE_BACK
+
+
+class Redelivered(Exception):
+    """The event is stored already: the handling of this delivery is rolled back."""
+
+
+def process_as_received(uow, now, stripe, event: dict) -> str:
+    """Handle a verified event and store it as processed, in one transaction: the answer to Stripe
+    then means the payment is recorded (its payment.succeeded in the outbox), at one commit. The
+    event is stored last, so a redelivery (stored already, by this path or `receive_event`) raises
+    Redelivered, and the caller's rollback undoes what handling it again did. Two deliveries at once
+    wait on the same rows (the attempt first, then the event's id), so only one of them commits."""
+    check_event(event)
+    outcome = handle_event(uow, now, stripe, event)
+    stored = uow.execute(_STORE_PROCESSED, _row(event, now, processed_at=now, outcome=outcome[:200])).rowcount
+    if stored != 1:
+        raise Redelivered(event["id"])
+    return outcome
 
 
 def pending_events(uow, now, limit: int = 20) -> list[tuple[str, str | None]]:
