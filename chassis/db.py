@@ -248,6 +248,7 @@ class UnitOfWork:
         self._open = False  # inside `with uow:`; its connection is taken at the first statement
         self._before_commit: dict[tuple[str, ...], Callable[[UnitOfWork], object]] = {}
         self._outbox: list[dict[str, Any]] = []  # the events recorded, written as the transaction ends
+        self._read: dict[tuple[str, ...], Any] = {}  # read_once's answers, for this transaction only
 
     @property
     def conn(self) -> Connection:
@@ -266,6 +267,7 @@ class UnitOfWork:
     def __exit__(self, *exc: object) -> None:
         self._before_commit.clear()
         self._outbox.clear()
+        self._read.clear()
         conn, self._conn, self._open = self._conn, None, False
         if conn is None:
             return
@@ -295,6 +297,23 @@ class UnitOfWork:
             raise ValueError(f"{key} is registered with before_commit, not gathered")
         return kept
 
+    def read_once(self, key: tuple[str, ...], read: Callable[[], T]) -> T:
+        """`read()`'s answer, read once in this transaction under `key`: for a read that many changes of
+        one transaction make alike and none of them changes (each payment of a batch names its client's
+        portal contacts)."""
+        if key not in self._read:
+            self._read[key] = read()
+        answer: T = self._read[key]
+        return answer
+
+    def insert_at_commit(self, table: sa.Table, row: Mapping[str, Any], alone: Prepared) -> None:
+        """Insert `row` into `table` as the transaction commits, in one statement with every row this
+        transaction inserts into it so (`alone`, the prepared insert of one row, when it is the only
+        one). For rows that nothing reads back in their own transaction and that a batch writes many
+        of: each payment of a batch records an activity and its receipt's code. The table must hold no
+        foreign key that this transaction has not locked already: the lock is taken late."""
+        self.gathered(("insert", table.name), lambda uow, rows: _insert_rows(uow, table, rows, alone)).append(row)
+
     def finish(self) -> None:
         """Run the work registered with before_commit, then write the events recorded to the outbox;
         the owner of a joined unit of work calls this before it commits."""
@@ -309,6 +328,7 @@ class UnitOfWork:
         """Commit; the next statement begins the next transaction (and sets its scope). Beginning it
         here would cost every call a scope statement and a rollback it never needs."""
         self.finish()
+        self._read.clear()
         if self._conn is not None:  # nothing ran in a transaction: nothing to commit
             self._conn.commit()
             relay_if_written(self._conn)
@@ -316,6 +336,7 @@ class UnitOfWork:
     def rollback(self) -> None:
         self._before_commit.clear()
         self._outbox.clear()
+        self._read.clear()
         if self._conn is not None:
             self._conn.rollback()
             relay_if_written(self._conn, committed=False)
@@ -395,6 +416,13 @@ class UnitOfWork:
         return _twice_if_gone(writes, lambda: _run_alone(writes, statement, params))
 
 
+def _insert_rows(uow: UnitOfWork, table: sa.Table, rows: list[Mapping[str, Any]], alone: Prepared) -> None:
+    if len(rows) == 1:
+        uow.execute(alone, rows[0])
+    else:
+        uow.execute(table.insert(), rows)  # one statement of many rows (SQLAlchemy's insertmanyvalues)
+
+
 class _Gathered(list[Any]):
     """UnitOfWork.gathered's list, run before the commit as before_commit's work is."""
 
@@ -455,6 +483,7 @@ class JoinedUnitOfWork(UnitOfWork):
         self.clock = clock
         self._before_commit = {}
         self._outbox = []
+        self._read = {}
 
     def commit(self) -> None:
         pass

@@ -31,6 +31,8 @@ from chassis.nameko_ext import (
     ServiceBase,
     consumes,
 )
+from services.billing.handlers.common import record_activity
+from services.billing.tables import activities
 
 
 def publish_two(engine):
@@ -215,6 +217,51 @@ def test_what_a_transaction_gathers_is_handed_over_once_in_key_order_and_a_rollb
         _leave(uow, ("a",), ran)
         with pytest.raises(ValueError):  # a key holds work or a gathering, not both
             gather(uow, ("a",), 6)
+
+
+def test_rows_inserted_at_commit_are_written_in_one_statement_and_a_rollback_writes_none(sqlite_engine):
+    engine = sqlite_engine("billing")
+    inserts = []
+    sa.event.listen(
+        engine,
+        "before_cursor_execute",
+        lambda c, cur, sql, *a: inserts.append(sql) if "INTO activities" in sql else None,
+    )
+
+    def activities_written():
+        with engine.connect() as conn:
+            return conn.execute(sa.select(activities.c.summary).order_by(activities.c.id)).scalars().all()
+
+    now = utcnow()
+    with UnitOfWork(engine) as uow:
+        for n in (1, 2, 3):
+            record_activity(uow, now, "ws1", "client-1", "payment.recorded", f"payment {n}")
+        assert inserts == []  # not yet: as the transaction commits
+        uow.commit()
+        assert len(inserts) == 1 and activities_written() == ["payment 1", "payment 2", "payment 3"]
+        record_activity(uow, now, "ws1", "client-1", "payment.recorded", "alone")
+        uow.commit()
+        assert len(inserts) == 2 and activities_written()[-1] == "alone"
+        record_activity(uow, now, "ws1", "client-1", "payment.recorded", "rolled back")
+        uow.rollback()
+        uow.commit()
+    assert len(inserts) == 2 and "rolled back" not in activities_written()
+
+
+def test_a_read_once_is_read_once_a_transaction(sqlite_engine):
+    reads = []
+
+    def read():
+        reads.append(len(reads))
+        return reads[-1]
+
+    with UnitOfWork(sqlite_engine("billing")) as uow:
+        assert [uow.read_once(("recipients", "client-1"), read) for _ in range(3)] == [0, 0, 0]
+        assert uow.read_once(("recipients", "client-2"), read) == 1
+        uow.commit()
+        assert uow.read_once(("recipients", "client-1"), read) == 2  # a new transaction reads afresh
+        uow.rollback()
+        assert uow.read_once(("recipients", "client-1"), read) == 3
 
 
 class LeavesWork(FakeService):

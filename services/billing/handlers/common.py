@@ -256,17 +256,17 @@ def portal_recipients(uow, client_id: str) -> list[dict]:
 def record_activity(
     uow, now: datetime, workspace_id: str, client_id: str, kind: str, summary: str, data: dict | None = None
 ) -> None:
-    uow.execute(
-        _ACTIVITY,
-        {
-            "workspace_id": workspace_id,
-            "client_id": client_id,
-            "kind": kind,
-            "summary": summary[:300],
-            "data": data or {},
-            "occurred_at": now,
-        },
-    )
+    """A line of the client's activity, written as the transaction commits, with the others it records
+    (nothing reads activity back in the transaction that records it)."""
+    row = {
+        "workspace_id": workspace_id,
+        "client_id": client_id,
+        "kind": kind,
+        "summary": summary[:300],
+        "data": data or {},
+        "occurred_at": now,
+    }
+    uow.insert_at_commit(activities, row, _ACTIVITY)
 
 
 # Built once and prepared (chassis/prepared.py): most changes a client sees record one.

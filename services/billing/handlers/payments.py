@@ -118,6 +118,7 @@ def record_payment_once(
     charged = _charged(data, applied.requested, total, allow_unapplied)
     client_id, currency = applied.client_id, applied.currency
     assert client_id is not None and currency is not None  # set by every allocation, and there is at least one
+    # the payment's row, which takes the key locks on its client and workspace that its code's needs
     stored = uow.execute(
         _NEW_PAYMENT,
         {
@@ -134,7 +135,7 @@ def record_payment_once(
             "received_at": received_at,
         },
     ).one()
-    issue_code(uow, now, workspace_id, client_id, "receipt", payment_id)
+    issue_code(uow, now, workspace_id, client_id, "receipt", payment_id, at_commit=True)
     if applied.settled:
         uow.execute(
             payment_allocations.insert(),
@@ -152,7 +153,11 @@ def record_payment_once(
     uow.publish(
         "payment.recorded",
         workspace_id,
-        {**view, "recipients": portal_recipients(uow, client_id), "paid_by_contact_id": stored.paid_by_contact_id},
+        {
+            **view,
+            "recipients": uow.read_once(("portal_recipients", client_id), lambda: portal_recipients(uow, client_id)),
+            "paid_by_contact_id": stored.paid_by_contact_id,
+        },
     )
     return view, True
 

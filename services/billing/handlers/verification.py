@@ -33,20 +33,25 @@ _NEW_CODE = Prepared(
 )
 
 
-def issue_code(uow, now: datetime, workspace_id: str, client_id: str, kind: str, document_id: str) -> str:
-    """A new document's code, in the document's own transaction (grouped, as printed)."""
+def issue_code(
+    uow, now: datetime, workspace_id: str, client_id: str, kind: str, document_id: str, at_commit: bool = False
+) -> str:
+    """A new document's code, in the document's own transaction (grouped, as printed). `at_commit`: for
+    a document whose code nothing reads back in that transaction (a receipt), it is written as the
+    transaction commits, with the other codes it issues so."""
     code = verification.new_code()
-    uow.execute(
-        _NEW_CODE,
-        {
-            "code": code,
-            "workspace_id": workspace_id,
-            "client_id": client_id,
-            "document_kind": kind,
-            "document_id": document_id,
-            "created_at": now,
-        },
-    )
+    row = {
+        "code": code,
+        "workspace_id": workspace_id,
+        "client_id": client_id,
+        "document_kind": kind,
+        "document_id": document_id,
+        "created_at": now,
+    }
+    if at_commit:
+        uow.insert_at_commit(verification_codes, row, _NEW_CODE)
+    else:
+        uow.execute(_NEW_CODE, row)
     return verification.grouped(code)
 
 
