@@ -337,6 +337,7 @@ def test_only_events_that_call_stripe_back_wait_for_the_answer():
         "setup_intent.succeeded": False,  # its card is read from Stripe
     }
     assert not webhook_events.processed_as_received(stripe_event("evt_d", "payment_method.detached", {}))
+    assert webhook_events.processed_as_received(stripe_event("evt_l", ["a", "list"], {}))  # its handling fails
     with pytest.raises(Invalid):
         webhook_events.check_event({"id": "not-an-event", "type": "payment_intent.succeeded"})
 

@@ -63,7 +63,7 @@ def check_event(event: object) -> None:
 
 def processed_as_received(event: dict) -> bool:
     """Whether the event is processed in the transaction that stores it (`process_as_received`)."""
-    return event["type"] not in CALL_STRIPE_BACK
+    return str(event["type"]) not in CALL_STRIPE_BACK
 
 
 class Redelivered(Exception):
