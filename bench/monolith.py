@@ -10,11 +10,12 @@ session row (auth's `check_session` on auth's database), the dashboard is read b
 so on. No broker, no other process.
 
 Only what /dashboard, /invoices and POST /webhooks/stripe need is in process; any other call fails
-(503). A Stripe event takes, in the request's thread, the path it takes through the services: payments
-processes and stores it in one transaction in its workspace's scope (its attempt succeeds,
-payment.succeeded is recorded), then billing's consumer of payment.succeeded records the payment
-once (its inbox) on billing's database. The events each records reach its outbox, as in the services; no relay reads
-them, as no subscriber runs.
+(503). A Stripe event (the benchmark sends `payment_intent.succeeded`) takes, in the request's thread,
+the path a payment's outcome takes through the services: payments processes and stores it in one
+transaction in its workspace's scope (its attempt succeeds, payment.succeeded is recorded), then
+billing's consumer of payment.succeeded records the payment once (its inbox) on billing's database.
+A handling that fails is not kept for retries, as the benchmark's events do not fail. The events
+each records reach its outbox, as in the services; no relay reads them, as no subscriber runs.
 `gunicorn -c services/gateway/gunicorn.conf.py 'bench.monolith:get_app()'` with
 AUTH_DATABASE_URL, BILLING_DATABASE_URL and, for webhooks, PAYMENTS_DATABASE_URL set.
 """

@@ -51,9 +51,10 @@ class Stripe(DependencyProvider):
 
 class Background(DependencyProvider):
     """`self.background(fn, *args)`: queue fn to run after the worker has answered, in one of
-    `concurrency` threads that the container manages (and stops with itself), so a burst of webhooks
-    takes no more database connections than that. The queue is in memory: what a stopped process
-    leaves in it, the timers find. Errors are logged, never raised."""
+    `concurrency` threads that the container manages (and stops with itself), so a burst of the
+    webhooks processed after their answer takes no more database connections than that. The queue
+    is in memory: what a stopped process leaves in it, the timers find. Errors are logged, never
+    raised."""
 
     queue: eventlet.queue.LightQueue  # made by setup(), in the container that runs the threads
 
@@ -272,8 +273,8 @@ class PaymentsService(ServiceBase):
         """Whose event it is is looked up across workspaces (from `event`, the delivery in hand, when
         given; else from the stored body); it is handled in that workspace's scope (an event naming
         nothing of ours sees nothing, and is ignored). `as_received`: the delivery is not stored yet,
-        and is stored with its handling (False when it was stored already). A failure is retried
-        later, the delivery stored for it first when it was not."""
+        and is stored with its handling (False when it was stored already, by this delivery's twin or
+        an earlier one). A failure is retried later, the delivery stored for it first when it was not."""
         try:
             with self.scope.system(), self.db.uow() as uow:
                 workspace_id = (
@@ -294,9 +295,12 @@ class PaymentsService(ServiceBase):
         except webhook_events.Redelivered:
             return False
         except Exception as exc:  # noqa: BLE001 - retried later with a growing delay, then parked
-            log.exception("stripe event failed", extra={"event_id": event_id})
+            # Handled as received, it is stored now, for the retries. Stored already, another delivery
+            # of it committed meanwhile (a refund's or dispute's own key refused this one): that counts.
             if as_received and not self._tx(webhook_events.receive_event, event):
-                return False  # another delivery of it stored it meanwhile: its own processing counts
+                log.info("stripe event delivered again while it was handled", extra={"event_id": event_id})
+                return False
+            log.exception("stripe event failed", extra={"event_id": event_id})
             parked = self._tx(
                 webhook_events.event_failed,
                 event_id,

@@ -75,7 +75,9 @@ def process_as_received(uow, now, stripe, event: dict) -> str:
     then means the payment is recorded (its payment.succeeded in the outbox), at one commit. The
     event is stored last, so a redelivery (stored already, by this path or `receive_event`) raises
     Redelivered, and the caller's rollback undoes what handling it again did. Two deliveries at once
-    wait on the same rows (the attempt first, then the event's id), so only one of them commits."""
+    wait on the same rows, so only one of them commits: a payment's outcome on its attempt's row,
+    then the event's id; a refund or a dispute on its own key, which refuses the second (the caller
+    then finds the event stored, and answers as for a redelivery)."""
     check_event(event)
     outcome = handle_event(uow, now, stripe, event)
     stored = uow.execute(_STORE_PROCESSED, _row(event, now, processed_at=now, outcome=outcome[:200])).rowcount
