@@ -1,7 +1,7 @@
 """Payments service entrypoints: card payments, saved cards, autopay, refunds and Stripe events.
 Each RPC or event runs one handler. A Stripe event is processed as it is stored, in one transaction
 (one whose handling calls Stripe back: stored, answered, then processed in the background); a timer
-processes whatever that left (a stopped process, a retry that is due). Each event is handled once
+processes whatever that left (a stopped process, a retry that is due). Each event takes effect once
 even with several replicas."""
 
 from __future__ import annotations
