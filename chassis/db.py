@@ -248,7 +248,8 @@ class UnitOfWork:
         self._open = False  # inside `with uow:`; its connection is taken at the first statement
         self._before_commit: dict[tuple[str, ...], Callable[[UnitOfWork], object]] = {}
         self._outbox: list[dict[str, Any]] = []  # the events recorded, written as the transaction ends
-        self._read: dict[tuple[str, ...], Any] = {}  # read_once's answers, for this transaction only
+        # read_once's answers and the rows read ahead, for this transaction only
+        self._read: dict[tuple[str, ...], Any] = {}
 
     @property
     def conn(self) -> Connection:
@@ -305,6 +306,18 @@ class UnitOfWork:
             self._read[key] = read()
         answer: T = self._read[key]
         return answer
+
+    def read_ahead(self, rows: Mapping[tuple[str, ...], Any]) -> None:
+        """Rows that a batch's changes will each read first, read ahead in one statement for all of them
+        (the invoices a batch's payments lock). Each is served once, by take_read_ahead, to the first
+        change that asks for it; a later one reads the row itself, as the changes before it left it. So
+        a row read ahead must be one that no change of the batch writes without taking it first.
+        Forgotten as the transaction ends."""
+        self._read.update({("read ahead", *key): row for key, row in rows.items()})
+
+    def take_read_ahead(self, key: tuple[str, ...], default: Any = None) -> Any:
+        """The row read ahead under `key`, which is forgotten; `default` when none was."""
+        return self._read.pop(("read ahead", *key), default)
 
     def insert_at_commit(self, table: sa.Table, row: Mapping[str, Any], alone: Prepared) -> None:
         """Insert `row` into `table` as the transaction commits, in one statement with every row this

@@ -545,6 +545,7 @@ def consumes(
     base_delay: float | None = None,
     slots: eventlet.semaphore.BoundedSemaphore | None = None,
     together_by: Callable[[Event], Hashable] | None = None,
+    read_together: Callable[[dbmod.UnitOfWork, list[Event]], None] | None = None,
 ) -> Callable[[Callable[..., None]], Callable[[Any, Event], bool]]:
     """Subscribe a method `fn(self, uow, now, event)` to an event, exactly once per event id. The unit
     of work joins the transaction that also records the event id, and commits with it; `now` is the
@@ -565,7 +566,8 @@ def consumes(
     while one of them is being handled are handled together in the next transaction
     (chassis/group_commit.py); events with different answers still run side by side. For a consumer
     whose events come in bursts and change the same rows; its handler must not depend on being alone
-    in its transaction.
+    in its transaction. `read_together(uow, events)`, run before a batch of several is handled, reads
+    ahead what their handlers would each read, in one statement for all of them (UnitOfWork.read_ahead).
     """
     max_attempts = max_attempts or settings.env_int("EVENT_RETRY_ATTEMPTS", 5)
     base_delay = base_delay if base_delay is not None else float(settings.env("EVENT_RETRY_BASE_DELAY", "0.5"))
@@ -583,7 +585,7 @@ def consumes(
                 try:
                     with slots or contextlib.nullcontext(), acting_for(scope_of_event(event)):  # its workspace only
                         handled = (
-                            _handled_together(fn, self, consumer, event, together_by(event))
+                            _handled_together(fn, self, consumer, event, together_by(event), read_together)
                             if together_by and attempt == 1
                             else None
                         )
@@ -627,7 +629,12 @@ _GROUP_COMMIT = GroupCommit()
 
 
 def _handled_together(
-    fn: Callable[..., None], service: Any, consumer: str, event: Event, group: Hashable
+    fn: Callable[..., None],
+    service: Any,
+    consumer: str,
+    event: Event,
+    group: Hashable,
+    read_together: Callable[[dbmod.UnitOfWork, list[Event]], None] | None = None,
 ) -> bool | None:
     """The event handled with those of its workspace and `group` that came meanwhile
     (chassis/group_commit.py), in the transaction of whichever of their workers leads: its service
@@ -641,6 +648,8 @@ def _handled_together(
 
         def handle_all(conn: sa.Connection, fresh: list[Event]) -> None:
             with dbmod.joined(conn, lambda: now) as uow:
+                if read_together is not None and len(fresh) > 1:
+                    read_together(uow, fresh)
                 for each in fresh:
                     with request_context(by_id[each["id"]]):
                         fn(service, uow, now, each)

@@ -769,10 +769,10 @@ class BillingService(ServiceBase):
             {"subject": data["subject"]},
         )
 
-    @consumes("payments", "payment.succeeded", together_by=_payer)
+    @consumes("payments", "payment.succeeded", together_by=_payer, read_together=payments.read_stripe_payments_together)
     def on_payment_succeeded(self, uow, now, event):
-        """A burst of one client's payments is handled together: one transaction, one refresh of its
-        summary, one commit; other clients' run beside it."""
+        """A burst of one client's payments is handled together: one transaction, one read of what its
+        payments lock and check, one refresh of its summary, one commit; other clients' run beside it."""
         payments.record_stripe_payment(uow, now, event)
 
     @consumes("payments", "payment.processing")

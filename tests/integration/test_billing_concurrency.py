@@ -22,8 +22,9 @@ from chassis.scope import Scope, acting_for, db_scope
 from services.billing import domain
 from services.billing import handlers as h
 from services.billing.service import BillingService
-from services.billing.tables import client_engagement, invoices, payments, reminders_sent
+from services.billing.tables import client_engagement, invoices, payment_allocations, payments, reminders_sent
 from tests.conftest import ROOT
+from tests.integration.round_trips import RoundTrips
 
 pytestmark = pytest.mark.integration
 
@@ -73,6 +74,23 @@ def in_parallel(count: int, work) -> list:
 
 
 LINE = [{"description": "Work", "quantity": 1, "unit_price": 10000}]
+# what locks invoices: several in one statement, or one by id (prepared)
+INVOICE_LOCKS = ("SELECT invoices.", "EXECUTE billing_invoices_by_id_locked")
+
+
+def sent_invoices(engine, ws: str, client_id: str, count: int) -> list[dict]:
+    with UnitOfWork(engine) as uow:
+        made = [
+            h.create_invoice(uow, utcnow(), ws, {"client_id": client_id, "lines": LINE, "send": True})
+            for _ in range(count)
+        ]
+        uow.commit()
+    return made
+
+
+def sent(trips: RoundTrips, *starts: str) -> list[str]:
+    """The statements sent that start with one of `starts`."""
+    return [sql for sql in trips.statements if sql.startswith(starts)]
 
 
 def test_concurrent_creation_gives_gapless_numbers_even_when_some_roll_back(engine, client):
@@ -113,6 +131,43 @@ def test_two_payments_at_once_never_over_apply(engine, client):
         assert (row.amount_paid, row.status) == (7000, "partially_paid")
 
 
+def test_payments_of_the_same_invoices_at_once_lock_them_in_one_statement_and_never_deadlock(engine, client):
+    """A payment of several invoices ("Pay all") locks them in one statement, and is inserted with its
+    allocations in another; payments naming the same invoices in different orders, at once, lock them
+    in one order, so none waits on another in a circle."""
+    ws, client_id = client
+    made = sent_invoices(engine, ws, client_id, 4)
+
+    def pay(i):
+        ordered = made if i % 2 else made[::-1]
+        allocations = [{"invoice_id": invoice["id"], "amount": 100} for invoice in ordered]
+        with UnitOfWork(engine) as uow:
+            result = h.record_payment(uow, utcnow(), ws, {"allocations": allocations, "method": "cash"})
+            uow.commit()
+            return result
+
+    trips = RoundTrips()
+    try:
+        pay(0)
+    finally:
+        trips.remove()
+    locks = sent(trips, *INVOICE_LOCKS)
+    assert len(locks) == 1 and "FOR UPDATE" in locks[0], trips.statements
+    inserts = sent(trips, "INSERT INTO payment", "EXECUTE billing_payment_new")
+    assert len(inserts) == 1, trips.statements  # the payment and its four allocations
+    results = in_parallel(8, pay)
+    assert [type(result).__name__ for result in results] == ["dict"] * 8  # no deadlock, no refusal
+    with engine.connect() as conn:
+        paid = conn.execute(sa.select(invoices.c.amount_paid).where(invoices.c.id.in_([i["id"] for i in made])))
+        assert sorted(paid.scalars()) == [900] * 4
+        allocated = sa.select(payment_allocations.c.invoice_id, sa.func.sum(payment_allocations.c.amount)).where(
+            payment_allocations.c.invoice_id.in_([i["id"] for i in made])
+        )
+        assert dict(conn.execute(allocated.group_by(payment_allocations.c.invoice_id)).all()) == {
+            invoice["id"]: 900 for invoice in made
+        }
+
+
 def test_the_same_payment_id_twice_at_once_is_applied_once(engine, client):
     ws, client_id = client
     with UnitOfWork(engine) as uow:
@@ -140,11 +195,7 @@ def test_money_moving_at_once_for_one_client_leaves_its_summary_right(engine, cl
     """Eight payments of eight invoices and two credit notes, all at once: each transaction sums the
     client's figures only once it holds the summary's lock, so what committed while it waited counts."""
     ws, client_id = client
-    with UnitOfWork(engine) as uow:
-        made = [
-            h.create_invoice(uow, utcnow(), ws, {"client_id": client_id, "lines": LINE, "send": True}) for _ in range(8)
-        ]
-        uow.commit()
+    made = sent_invoices(engine, ws, client_id, 8)
 
     def move(i):
         with UnitOfWork(engine) as uow:
@@ -285,13 +336,10 @@ def card_paid(ws: str, client_id: str, invoice: dict) -> dict:
 def test_a_burst_of_one_clients_card_payments_is_handled_together_and_its_summary_is_right(engine, client):
     """Six payments reach billing while the first is still in its transaction (its first statement
     is slowed): the first commits alone, the five that waited for it commit together, each recorded
-    once, and the summary is the ledger's."""
+    once, and the summary is the ledger's. The five are checked for being recorded already, and
+    their invoices locked, in one statement each for all of them."""
     ws, client_id = client
-    with UnitOfWork(engine) as uow:
-        made = [
-            h.create_invoice(uow, utcnow(), ws, {"client_id": client_id, "lines": LINE, "send": True}) for _ in range(6)
-        ]
-        uow.commit()
+    made = sent_invoices(engine, ws, client_id, 6)
     burst = [card_paid(ws, client_id, invoice) for invoice in made]
     billing = BillingService()  # the consumer as nameko runs it, with the dependencies it uses
     billing.db, billing.clock = DatabaseHandle(engine), utcnow
@@ -304,15 +352,19 @@ def test_a_burst_of_one_clients_card_payments_is_handled_together_and_its_summar
 
     sa.event.listen(engine, "before_cursor_execute", slow_first_statement)
     sa.event.listen(engine, "commit", lambda conn: commits.append(conn))
+    trips = RoundTrips()
     try:
         workers = [eventlet.spawn(billing.on_payment_succeeded, event) for event in burst]
         answers = [worker.wait() for worker in workers]
         workers = [eventlet.spawn(billing.on_payment_succeeded, event) for event in burst[:2]]  # redelivered
         answers += [worker.wait() for worker in workers]
     finally:
+        trips.remove()
         sa.event.remove(engine, "before_cursor_execute", slow_first_statement)
     assert answers == [True] * 6 + [False, False]
     assert len(commits) == 2  # the first alone, the five together; the two redelivered changed nothing
+    locks, checks = sent(trips, *INVOICE_LOCKS), sent(trips, "SELECT payments.", "EXECUTE billing_payment(")
+    assert len(locks) == len(checks) == 2, trips.statements  # the first's own, then one for the five
     with UnitOfWork(engine) as uow:
         paid = uow.execute(sa.select(sa.func.count()).select_from(payments).where(payments.c.client_id == client_id))
         assert paid.scalar_one() == 6

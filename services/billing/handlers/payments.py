@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
-from chassis.errors import Conflict, Invalid
+from chassis.errors import Conflict, Invalid, NotFound
 from chassis.fields import text
 from chassis.money import Money
 from chassis.prepared import Prepared, bound
@@ -34,7 +36,14 @@ from services.billing.handlers.summaries import money_moved
 from services.billing.handlers.verification import code_of, issue_code
 from services.billing.tables import invoices, payment_allocations, payment_payers, payments, refunds
 
-__all__ = ["record_payment", "record_payment_once", "record_stripe_payment", "get_payment", "list_payments"]
+__all__ = [
+    "record_payment",
+    "record_payment_once",
+    "record_stripe_payment",
+    "read_stripe_payments_together",
+    "get_payment",
+    "list_payments",
+]
 
 METHODS = {"card", "sepa_debit", "bank_transfer", "cash", "cheque", "other"}  # sepa_debit: through Stripe
 PAYMENT_FIELDS = {
@@ -52,33 +61,62 @@ PAYMENT_FIELDS = {
 
 
 # Built once and prepared (chassis/prepared.py), as are the two reads after it: every payment sends them.
+_PAYMENT_COLUMNS = bound(
+    payments,
+    "id",
+    "workspace_id",
+    "client_id",
+    "kind",
+    "amount",
+    "unapplied",
+    "currency",
+    "method",
+    "reference",
+    "source",
+    "received_at",
+)
+
+
+def _paid_by(payment_id: sa.ColumnElement[str]) -> sa.Label[str]:
+    """The contact who started this card payment in the portal, if one did (its receipt is its own):
+    read in the same round trip as the payment's insert."""
+    return (
+        sa.select(payment_payers.c.contact_id)
+        .where(payment_payers.c.payment_id == payment_id)
+        .scalar_subquery()
+        .label("paid_by_contact_id")
+    )
+
+
 _NEW_PAYMENT = Prepared(
     "billing_payment_new",
     payments.insert()
-    .values(
-        bound(
-            payments,
-            "id",
-            "workspace_id",
-            "client_id",
-            "kind",
-            "amount",
-            "unapplied",
-            "currency",
-            "method",
-            "reference",
-            "source",
-            "received_at",
-        )
+    .values(_PAYMENT_COLUMNS)
+    .returning(*payments.c, _paid_by(sa.bindparam("id", type_=payments.c.id.type))),  # the new row's id
+)
+# On PostgreSQL the payment and its allocations are inserted in one statement: the allocations, given
+# as two arrays (invoices, amounts), are inserted by a second data-modifying WITH query. Their foreign
+# key is checked as the statement ends, once the payment's row is there.
+_new_payment = payments.insert().values(_PAYMENT_COLUMNS).returning(*payments.c).cte("new_payment")
+_allocated = (
+    sa.func.unnest(
+        sa.bindparam("allocated_invoices", type_=postgresql.ARRAY(sa.String)),
+        sa.bindparam("allocated_amounts", type_=postgresql.ARRAY(sa.BigInteger)),
     )
-    .returning(
-        *payments.c,
-        # the contact who started this card payment in the portal, if one did (its receipt is its own):
-        # read in the same round trip as the insert
-        sa.select(payment_payers.c.contact_id)
-        .where(payment_payers.c.payment_id == sa.bindparam("id", type_=payments.c.id.type))  # the new row's id
-        .scalar_subquery()
-        .label("paid_by_contact_id"),
+    .table_valued("invoice_id", "amount")
+    .render_derived(name="allocated")
+)
+_NEW_PAYMENT_AND_ALLOCATIONS = Prepared(
+    "billing_payment_new_allocated",
+    sa.select(*_new_payment.c, _paid_by(_new_payment.c.id)).add_cte(
+        payment_allocations.insert()
+        .from_select(
+            ["payment_id", "invoice_id", "amount"],
+            sa.select(_new_payment.c.id, _allocated.c.invoice_id, _allocated.c.amount).join_from(
+                _new_payment, _allocated, sa.true()
+            ),
+        )
+        .cte("new_allocations")
     ),
 )
 _of_payment = sa.bindparam("of_payment", type_=sa.String)
@@ -103,7 +141,9 @@ def record_payment_once(
     is the client's credit. Without it, an allocation the invoice cannot take is an error."""
     check_fields(data, PAYMENT_FIELDS)
     payment_id = text(data.get("payment_id"), "payment_id", 64, null="") or new_id()
-    existing = uow.execute(_PAYMENT, {"of_payment": payment_id}).first()
+    existing = uow.take_read_ahead(("payment", payment_id), _UNREAD)
+    if existing is _UNREAD:
+        existing = uow.execute(_PAYMENT, {"of_payment": payment_id}).first()
     if existing is not None:
         if existing.workspace_id != workspace_id:
             raise Conflict("This payment id is already used.", payment_id="taken")
@@ -119,8 +159,8 @@ def record_payment_once(
     client_id, currency = applied.client_id, applied.currency
     assert client_id is not None and currency is not None  # set by every allocation, and there is at least one
     # the payment's row, which takes the key locks on its client and workspace that its code's needs
-    stored = uow.execute(
-        _NEW_PAYMENT,
+    stored = _insert_payment(
+        uow,
         {
             "id": payment_id,
             "workspace_id": workspace_id,
@@ -134,13 +174,9 @@ def record_payment_once(
             "source": text(data.get("source", "offline"), "source", 20),
             "received_at": received_at,
         },
-    ).one()
+        applied.settled,
+    )
     issue_code(uow, now, workspace_id, client_id, "receipt", payment_id, at_commit=True)
-    if applied.settled:
-        uow.execute(
-            payment_allocations.insert(),
-            [{"payment_id": payment_id, "invoice_id": row.id, "amount": amount} for row, amount in applied.settled],
-        )
     _announce_applied(uow, workspace_id, payment_id, client_id, currency, applied.settled)
     money_moved(uow, now, workspace_id, client_id)
     summary = f"Payment of {Money(charged, currency).format()} recorded"
@@ -160,6 +196,24 @@ def record_payment_once(
         },
     )
     return view, True
+
+
+def _insert_payment(uow, values: dict, settled: list) -> Any:
+    """The payment's row, as inserted (with paid_by_contact_id), and what it paid each invoice (settled:
+    (invoice row, amount)): in one statement on PostgreSQL, in two on SQLite."""
+    if uow.conn.dialect.name == "postgresql":
+        allocated = {
+            "allocated_invoices": [row.id for row, _ in settled],
+            "allocated_amounts": [amount for _, amount in settled],
+        }
+        return uow.execute(_NEW_PAYMENT_AND_ALLOCATIONS, {**values, **allocated}).one()
+    stored = uow.execute(_NEW_PAYMENT, values).one()
+    if settled:
+        uow.execute(
+            payment_allocations.insert(),
+            [{"payment_id": values["id"], "invoice_id": row.id, "amount": amount} for row, amount in settled],
+        )
+    return stored
 
 
 def record_stripe_payment(uow, now: datetime, event: dict) -> None:
@@ -231,19 +285,20 @@ class _Applied:
 def _apply(uow, workspace_id: str, allocations: list, allow_unapplied: bool) -> _Applied:
     """Settle each allocation on its invoice (locked; clipped to what it owes with allow_unapplied)."""
     applied = _Applied()
-    # Lock invoices in a fixed order so two payments touching the same invoices cannot deadlock.
-    for i, allocation in enumerate(sorted(allocations, key=lambda a: str(a.get("invoice_id")))):
+    ordered = sorted(allocations, key=lambda a: str(a.get("invoice_id")))
+    locked = _locked_invoices(uow, workspace_id, [str(a.get("invoice_id") or "") for a in ordered])
+    for i, allocation in enumerate(ordered):
         amount = _amount(allocation.get("amount"), f"allocations.{i}.amount")
         invoice_id = str(allocation.get("invoice_id") or "")
         applied.requested += amount
+        row = locked[invoice_id]
+        if row is None:
+            raise NotFound("No such invoice.")
         if allow_unapplied:
-            row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True)
             owed = domain.balance(row.total, row.amount_paid, row.amount_credited)
             amount = min(amount, owed if row.status in domain.OPEN_STATUSES else 0)
-            if amount:
-                row = _settle(uow, workspace_id, invoice_id, paid=amount, locked=row)
-        else:
-            row = _settle(uow, workspace_id, invoice_id, paid=amount)
+        if amount or not allow_unapplied:
+            row = locked[invoice_id] = _settle(uow, workspace_id, invoice_id, paid=amount, locked=row)
         if applied.client_id not in (None, row.client_id) or applied.currency not in (None, row.currency):
             raise Conflict("One payment is for one client's invoices in one currency.", allocations="mixed")
         applied.client_id, applied.currency = row.client_id, row.currency
@@ -251,6 +306,71 @@ def _apply(uow, workspace_id: str, allocations: list, allow_unapplied: bool) -> 
             applied.kinds.add(row.kind)
             applied.settled.append((row, amount))
     return applied
+
+
+_UNREAD = object()  # take_read_ahead's answer when nothing was read ahead
+# Several invoices are locked in one statement, in the order of their ids as Python sorts them (code
+# points: COLLATE "C", whatever the database's own collation), the order _apply settles them in, so that
+# two payments locking the same invoices never wait on each other in a circle.
+_id_in: sa.BindParameter[list[str]] = sa.bindparam("of_ids", expanding=True)
+_of_workspace = sa.bindparam("of_workspace", type_=sa.String)
+_LOCK_INVOICES = {
+    postgresql: sa.select(invoices)
+    .where(invoices.c.workspace_id == _of_workspace, invoices.c.id.in_(_id_in))
+    .order_by(invoices.c.id.collate("C") if postgresql else invoices.c.id)
+    .with_for_update()
+    for postgresql in (True, False)
+}
+
+
+def _locked_invoices(uow, workspace_id: str, invoice_ids: list[str]) -> dict[str, Any]:
+    """The invoices of `invoice_ids` (None for one not in the workspace), locked for this transaction:
+    those read ahead for its batch (read_stripe_payments_together), the others in one statement."""
+    wanted = sorted(set(invoice_ids))
+    found = {invoice_id: uow.take_read_ahead(("invoice", workspace_id, invoice_id), _UNREAD) for invoice_id in wanted}
+    missing = [invoice_id for invoice_id, row in found.items() if row is _UNREAD]
+    if missing:
+        found.update(dict.fromkeys(missing))
+        found.update({row.id: row for row in _lock_invoices(uow, workspace_id, missing)})
+    return found
+
+
+def _lock_invoices(uow, workspace_id: str, invoice_ids: list[str]) -> list:
+    if len(invoice_ids) == 1:  # most payments: the prepared statement of every lookup by id
+        try:
+            return [get_scoped(uow, invoices, workspace_id, invoice_ids[0], "invoice", lock=True)]
+        except NotFound:
+            return []
+    statement = _LOCK_INVOICES[uow.conn.dialect.name == "postgresql"]
+    return uow.execute(statement, {"of_workspace": workspace_id, "of_ids": invoice_ids}).all()
+
+
+def read_stripe_payments_together(uow, events: list[dict]) -> None:
+    """Before a batch of one client's payment.succeeded events is recorded (on_payment_succeeded): which
+    of their payments are recorded already, and their invoices, locked, each in one statement for the
+    whole batch instead of one a payment. Each payment then takes what was read for it (record_payment_once),
+    or reads it itself when another of the batch took it first. What an event names that is not as it
+    should be is left for its own handling to refuse."""
+    workspace_id = events[0]["workspace_id"]
+    payment_ids: set[str] = set()
+    invoice_ids: set[str] = set()
+    for event in events:
+        data = event.get("data")
+        if not isinstance(data, dict):
+            continue
+        if isinstance(data.get("payment_id"), str) and 0 < len(data["payment_id"]) <= 64:
+            payment_ids.add(data["payment_id"])
+        allocations = data.get("allocations")
+        for allocation in allocations if isinstance(allocations, list) else []:
+            if isinstance(allocation, dict) and allocation.get("invoice_id"):
+                invoice_ids.add(str(allocation["invoice_id"]))
+    if payment_ids:
+        recorded = sa.select(payments).where(payments.c.id.in_(sorted(payment_ids)))
+        found = {row.id: row for row in uow.execute(recorded)}
+        uow.read_ahead({("payment", payment_id): found.get(payment_id) for payment_id in payment_ids})
+    if invoice_ids:
+        locked = {row.id: row for row in _lock_invoices(uow, workspace_id, sorted(invoice_ids))}
+        uow.read_ahead({("invoice", workspace_id, invoice_id): locked.get(invoice_id) for invoice_id in invoice_ids})
 
 
 def _charged(data: dict, requested: int, total: int, allow_unapplied: bool) -> int:
