@@ -22,7 +22,14 @@ from chassis.scope import Scope, acting_for, db_scope
 from services.billing import domain
 from services.billing import handlers as h
 from services.billing.service import BillingService
-from services.billing.tables import client_engagement, invoices, payment_allocations, payments, reminders_sent
+from services.billing.tables import (
+    activities,
+    client_engagement,
+    invoices,
+    payment_allocations,
+    payments,
+    reminders_sent,
+)
 from tests.conftest import ROOT
 from tests.integration.round_trips import RoundTrips
 
@@ -166,6 +173,25 @@ def test_payments_of_the_same_invoices_at_once_lock_them_in_one_statement_and_ne
         assert dict(conn.execute(allocated.group_by(payment_allocations.c.invoice_id)).all()) == {
             invoice["id"]: 900 for invoice in made
         }
+
+
+def test_a_payments_activity_receipt_code_and_events_go_in_one_statement_as_it_commits(engine, client):
+    ws, client_id = client
+    [invoice] = sent_invoices(engine, ws, client_id, 1)
+    trips = RoundTrips()
+    try:
+        with UnitOfWork(engine) as uow:
+            payment = h.record_payment(uow, utcnow(), ws, {"invoice_id": invoice["id"], "amount": 4000})
+            uow.commit()
+    finally:
+        trips.remove()
+    [at_commit] = [sql for sql in trips.statements if "INTO outbox" in sql or "INTO activities" in sql]
+    assert "INSERT INTO verification_codes" in at_commit, trips.statements
+    with engine.connect() as conn:
+        events = conn.execute(sa.select(OUTBOX.c.event_type).where(OUTBOX.c.body.contains(payment["id"])))
+        assert sorted(events.scalars()) == ["invoice.payment_applied", "payment.recorded"]
+        activity = sa.select(activities.c.summary).where(activities.c.client_id == client_id)
+        assert "Payment of $40.00 recorded" in conn.execute(activity).scalars().all()
 
 
 def test_the_same_payment_id_twice_at_once_is_applied_once(engine, client):
