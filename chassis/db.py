@@ -325,10 +325,10 @@ class UnitOfWork:
         """Insert `row` into `table` as the transaction commits, after the work left for the commit,
         together with the other rows inserted so and the transaction's events: on PostgreSQL in one
         statement for all of them, elsewhere in one a table (`alone`, the prepared insert of one row,
-        when it is the only one). For rows that
-        nothing reads back in their own transaction and that a batch writes many of: each payment of
-        a batch records an activity and its receipt's code. The table must hold no foreign key that
-        this transaction has not locked already: the lock is taken late."""
+        when it is the only one). For rows that nothing reads back in their own transaction and that
+        a batch writes many of: each payment of a batch records an activity and its receipt's code.
+        The table must hold no foreign key that this transaction has not locked already: the lock is
+        taken late."""
         self._inserts.setdefault(table.name, _Rows(table, alone)).append(row)
 
     def finish(self) -> None:
@@ -336,13 +336,13 @@ class UnitOfWork:
         recorded to the outbox; the owner of a joined unit of work calls this before it commits."""
         while self._before_commit:
             self._before_commit.pop(min(self._before_commit))(self)
-        written = [*self._inserts.values()]
-        if self._outbox:  # one statement for all of them (a card payment records three)
-            written.append(_Rows(OUTBOX, None, self._outbox))
+        written, events = [*self._inserts.values()], self._outbox
+        if events:  # one statement for all of them (a card payment records three)
+            written.append(_Rows(OUTBOX, None, events))
         self._inserts, self._outbox = {}, []
         if written:
             _insert_all(self.conn, written)
-        if written and written[-1].table is OUTBOX:
+        if events:
             mark_outbox_written(self.conn)  # the relays are woken once it has committed
 
     def commit(self) -> None:

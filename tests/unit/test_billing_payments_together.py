@@ -14,27 +14,22 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chassis.db import UnitOfWork, make_engine, upgrade
+from chassis.db import UnitOfWork
 from chassis.events import OUTBOX
 from services.billing import handlers as h
 from services.billing.handlers import payments as payment_handlers
 from services.billing.service import BillingService
 from services.billing.tables import invoices, payment_allocations, payments
-from tests.unit.conftest import ROOT
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
 INVOICES = 3
 ids = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory):
+@pytest.fixture
+def engine(sqlite_engine):
     """One database for every example; each ledger is a workspace of its own."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('together') / 'billing.sqlite3'}"
-    upgrade(url, ROOT / "services" / "billing" / "migrations")
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
+    return sqlite_engine("billing")
 
 
 def in_one_transaction(engine, work):

@@ -119,6 +119,7 @@ _NEW_PAYMENT_AND_ALLOCATIONS = Prepared(
         .cte("new_allocations")
     ),
 )
+_UNREAD = object()  # take_read_ahead's answer when nothing was read ahead
 _of_payment = sa.bindparam("of_payment", type_=sa.String)
 _PAYMENT = Prepared("billing_payment", sa.select(payments).where(payments.c.id == _of_payment))
 
@@ -308,7 +309,6 @@ def _apply(uow, workspace_id: str, allocations: list, allow_unapplied: bool) -> 
     return applied
 
 
-_UNREAD = object()  # take_read_ahead's answer when nothing was read ahead
 # Several invoices are locked in one statement, in the order of their ids as Python sorts them (code
 # points: COLLATE "C", whatever the database's own collation), the order _apply settles them in, so that
 # two payments locking the same invoices never wait on each other in a circle.
