@@ -19,9 +19,9 @@ change it guards."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import eventlet.event
 
@@ -49,10 +49,11 @@ class GroupCommit:
         self._waiting: dict[Hashable, list[Waiting]] = {}
         self._running: set[Hashable] = set()
 
-    def handle(self, key: Hashable, event: dict[str, Any], run: Callable[[list[Waiting]], list[bool]]) -> bool | None:
-        """Whether `event` was handled now (False: a duplicate), once it has committed with those
-        gathered with it by `run(batch)`; None when the caller must handle it alone (its batch of
-        several failed). An event that came alone and failed raises its own error."""
+    def handle(self, key: Hashable, event: dict[str, Any], run: Callable[[list[Waiting]], Sequence[Any]]) -> Any:
+        """`event`'s answer from `run(batch)` (an event consumer's: whether it was handled now, False for
+        a duplicate), once it has committed with those gathered with it; None when the caller must
+        handle it alone (its batch of several failed). An event that came alone and failed raises its
+        own error."""
         me = Waiting(event)
         self._waiting.setdefault(key, []).append(me)
         if key in self._running:
@@ -62,10 +63,10 @@ class GroupCommit:
                 self._withdraw(key, me)
                 raise
             if answer is not _LEAD:
-                return cast("bool | None", answer)
+                return answer
         self._running.add(key)
         batch = self._waiting.pop(key)  # this event first: the list was empty when it was added or led
-        answers: list[bool | None] = [None] * len(batch)
+        answers: list[Any] = [None] * len(batch)
         try:
             answers = list(run(batch))
         except Exception as exc:

@@ -658,7 +658,8 @@ def _handled_together(
         metrics.EVENT_BATCH_SIZE.labels(service.name, consumer).observe(len(batch))
         return answers
 
-    return _GROUP_COMMIT.handle((engine, consumer, event.get("workspace_id"), group), event, run)
+    handled: bool | None = _GROUP_COMMIT.handle((engine, consumer, event.get("workspace_id"), group), event, run)
+    return handled
 
 
 def _handled(service: str, consumer: str, event: Event, outcome: str, started: float) -> None:

@@ -16,6 +16,7 @@ from nameko.timer import timer
 
 from chassis import metrics, nameko_patches, settings
 from chassis.errors import EXPECTED, ServiceError
+from chassis.group_commit import GroupCommit, Waiting
 from chassis.logs import current_request_id, request_context
 from chassis.nameko_ext import Database, ServiceBase, consumes
 from chassis.rpc import TimedRpcProxy
@@ -78,6 +79,11 @@ class Background(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return lambda fn, *args: self.queue.put((fn, args))
+
+
+# Deliveries of Stripe's events that are handled together: one per process, as nameko's workers are
+# green threads of one process.
+_RECEIVED_TOGETHER = GroupCommit()
 
 
 class PaymentsService(ServiceBase):
@@ -284,10 +290,12 @@ class PaymentsService(ServiceBase):
                 )
             with self.scope.workspace(workspace_id or ""):
                 outcome = (
-                    self._tx(webhook_events.process_as_received, self.stripe, event)
-                    if as_received
+                    self._received_together(workspace_id, event)
+                    if as_received and event is not None
                     else self._tx(webhook_events.process_event, self.stripe, event_id)
                 )
+            if outcome is False:
+                return False
             if outcome is not None:
                 log.info("stripe event processed", extra={"event_id": event_id, "outcome": outcome})
                 metrics.EVENTS_HANDLED.labels(self.name, webhook_events.STRIPE_EVENT_CONSUMER, "processed").inc()
@@ -315,6 +323,25 @@ class PaymentsService(ServiceBase):
             else:
                 metrics.EVENT_RETRIES.labels(self.name, consumer).inc()
             return True
+
+    def _received_together(self, workspace_id: str | None, event: dict) -> str | bool:
+        """The delivery handled and stored, with the workspace's deliveries that arrive while one is in
+        its transaction (chassis/group_commit.py): a burst of Stripe's events (a client paying many
+        invoices, Stripe catching up after an outage) then commits together instead of one at a time.
+        Its outcome, or False for a redelivery (raised as Redelivered when it came alone). Alone after
+        its batch failed, it is handled as it would have been without one."""
+
+        def run(batch: list[Waiting]) -> list[str | bool]:
+            metrics.EVENT_BATCH_SIZE.labels(self.name, webhook_events.STRIPE_EVENT_CONSUMER).observe(len(batch))
+            if len(batch) == 1:
+                return [self._tx(webhook_events.process_as_received, self.stripe, batch[0].event)]
+            received = [(waiting.event, waiting.request_id) for waiting in batch]
+            return self._tx(webhook_events.process_together, self.stripe, received)
+
+        outcome = _RECEIVED_TOGETHER.handle((self.db.engine, workspace_id), event, run)
+        if outcome is None:
+            return self._tx(webhook_events.process_as_received, self.stripe, event)
+        return outcome
 
     OUTCOMES = {
         "payment.succeeded": "succeeded",

@@ -523,3 +523,52 @@ def test_autopay_charges_the_default_card_off_session_or_emails_a_pay_link(run, 
         assert autopay.due_autopay(uow) == []  # not retried by itself: the client got a pay link
     with pytest.raises(Conflict):
         run(charging.confirm_attempt, stripe, WS, CLIENT, queued["id"], payment_method_id="pm_good")
+
+
+def test_deliveries_handled_together_leave_what_each_alone_leaves(run, stripe, billing, engine):
+    """A burst of deliveries in one transaction: each event handled and stored once, under its own
+    request's id, its outcome as alone; one stored already, or twice in the batch, is a redelivery."""
+    attempts = [paid_attempt(run, stripe, billing, key=f"k{i}") for i in range(3)]
+    first, second, third = (
+        intent_event(f"evt_b{i}", "payment_intent.succeeded", pi) for i, pi in enumerate(stripe.intents.values())
+    )
+    with request_context("req-alone"):
+        assert run(webhook_events.process_as_received, stripe, first) == "paid"
+    burst = [(third, "req-3"), (first, "req-1-again"), (second, "req-2"), (third, "req-3-again")]
+    later = NOW + timedelta(minutes=1)
+    assert run(webhook_events.process_together, stripe, burst, now=later) == ["paid", False, "paid", False]
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(stripe_events.c.id, stripe_events.c.request_id, stripe_events.c.processed_at))
+        assert sorted(stored) == [("evt_b0", "req-alone", NOW), ("evt_b1", "req-2", later), ("evt_b2", "req-3", later)]
+    assert {run(payment_attempts.get_attempt, WS, a["id"])["status"] for a in attempts} == {"succeeded"}
+    assert sorted(p["payment_id"] for p in published(engine, "payment.succeeded")) == sorted(a["id"] for a in attempts)
+
+
+def test_a_batch_whose_event_a_twin_stored_meanwhile_is_undone_whole(run, stripe, billing, engine):
+    """Stored by another replica after the batch checked (here: a twin delivery, stored between the
+    check and the insert), the batch's insert counts a row short: it raises, and its caller's
+    rollback leaves nothing of it; each event is then handled alone."""
+    paid_attempt(run, stripe, billing, key="k1")
+    paid_attempt(run, stripe, billing, key="k2")
+    one, two = (
+        intent_event(f"evt_t{i}", "payment_intent.succeeded", pi) for i, pi in enumerate(stripe.intents.values())
+    )
+    twin_stored = []
+
+    def store_twin(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("INSERT INTO stripe_events") and not twin_stored:
+            twin_stored.append(True)
+            cursor.execute(
+                "INSERT INTO stripe_events (id, type, body, received_at, outcome, attempts) VALUES (?, ?, ?, ?, '', 0)",
+                ("evt_t1", "payment_intent.succeeded", "{}", NOW.isoformat()),
+            )
+
+    sa.event.listen(engine, "before_cursor_execute", store_twin)
+    try:
+        with pytest.raises(webhook_events.Redelivered):
+            run(webhook_events.process_together, stripe, [(one, "req-1"), (two, "req-2")])
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", store_twin)
+    assert published(engine, "payment.succeeded") == []
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(stripe_events)).scalar_one() == 0

@@ -1,11 +1,11 @@
 """Stripe's webhook events as payments keeps them: each verified event is stored once (a redelivery is
 known by its id) and processed once, whichever replica or path gets to it first. Most events are
-processed in the transaction that stores them (`process_as_received`); one whose handling calls
-Stripe back is stored first and processed after the answer (`receive_event`, then `process_event`).
-A failing event is retried with a growing delay, parked in dead_letters when out of tries, and
-processed afresh when replayed from there. Whose event it is (`workspace_of`) is found from
-payments' own rows, so it is processed in that workspace's scope. What each event does is in
-event_handling."""
+processed in the transaction that stores them (`process_as_received`; a burst of one workspace's
+together, `process_together`); one whose handling calls Stripe back is stored first and processed
+after the answer (`receive_event`, then `process_event`). A failing event is retried with a growing
+delay, parked in dead_letters when out of tries, and processed afresh when replayed from there.
+Whose event it is (`workspace_of`) is found from payments' own rows, so it is processed in that
+workspace's scope. What each event does is in event_handling."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from chassis.errors import Invalid
 from chassis.events import add_dead_letter
-from chassis.logs import current_request_id
+from chassis.logs import current_request_id, request_context
 from chassis.prepared import Prepared, bound
 from chassis.sql import insert_once
 from services.payments.handlers.event_handling import handle_event
@@ -84,6 +84,32 @@ def process_as_received(uow, now, stripe, event: dict) -> str:
     if stored != 1:
         raise Redelivered(event["id"])
     return outcome
+
+
+def process_together(uow, now, stripe, received: list[tuple[dict, str | None]]) -> list[str | bool]:
+    """Several deliveries of one workspace, each `(event, id of the request that delivered it)`, handled
+    and stored as processed in one transaction, as `process_as_received` handles one: each event's
+    outcome, or False for one stored already (by an earlier delivery, or earlier in this batch). They
+    are handled in the order of their ids, so that batches of the same events on two replicas lock
+    their rows in the same order. Should a twin delivery commit while this runs, the insert counts
+    fewer rows than it was given and Redelivered undoes the whole batch: the caller then handles each
+    event alone, where its twin is told apart."""
+    for event, _ in received:
+        check_event(event)
+    ids = [event["id"] for event, _ in received]
+    done = set(uow.execute(sa.select(stripe_events.c.id).where(stripe_events.c.id.in_(ids))).scalars())
+    outcomes: dict[str, str] = {}
+    rows = []
+    for event, request_id in sorted(received, key=lambda each: each[0]["id"]):
+        if event["id"] in done or event["id"] in outcomes:
+            continue
+        with request_context(request_id):  # its records (the outbox's events) carry its own request's id
+            outcomes[event["id"]] = handle_event(uow, now, stripe, event)
+            rows.append(_row(event, now, processed_at=now, outcome=outcomes[event["id"]][:200]))
+    if rows and uow.execute(_STORE_PROCESSED, rows).rowcount != len(rows):
+        raise Redelivered(", ".join(row["id"] for row in rows))
+    # the first delivery of an id in the batch carries its outcome; a second one is a redelivery
+    return [outcomes.pop(event_id, False) for event_id in ids]
 
 
 def pending_events(uow, now, limit: int = 20) -> list[tuple[str, str | None]]:
