@@ -10,7 +10,6 @@ import functools
 import itertools
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Hashable, Iterator
 from datetime import datetime
@@ -42,6 +41,7 @@ from chassis.confirmed_publish import ConfirmedPublisher, Outgoing
 from chassis.errors import EXPECTED, NotFound, ServiceError, Unavailable
 from chassis.group_commit import GroupCommit, Waiting
 from chassis.logs import request_context, request_id_var
+from chassis.rpc import SERVICE_STOPPING
 from chassis.scope import CALLER, EVENT, OWN, SYSTEM, SYSTEM_WIDE, Scope, acting_for, db_scope, runs_in
 from chassis.scope import CONTEXT_KEY as SCOPE_KEY
 from chassis.scope import from_context as scope_from_context
@@ -499,24 +499,20 @@ class HandedBack(Exception):
     count once."""
 
 
-# Set as the service starts to stop. `nameko run` runs one service a process, so one flag serves it.
-_stopping = threading.Event()
-
-
 class EventConsumer(EventHandler):
     """nameko's event handler, aware of its service stopping: a message still delivered then is not
     started, and the consumers' retries hand their event back (HandedBack); both are requeued, not acked."""
 
     def start(self) -> None:
-        _stopping.clear()
+        SERVICE_STOPPING.clear()
         super().start()
 
     def stop(self) -> None:
-        _stopping.set()  # first: a worker between two tries sees it while the consumer is cancelled
+        SERVICE_STOPPING.set()  # first: a worker between two tries sees it while the consumer is cancelled
         super().stop()
 
     def handle_message(self, body: Any, message: Any) -> None:
-        if _stopping.is_set():  # delivered as the consumer is being cancelled: not started here
+        if SERVICE_STOPPING.is_set():  # delivered as the consumer is being cancelled: not started here
             self.queue_consumer.requeue_message(message)
         else:
             super().handle_message(body, message)
@@ -529,7 +525,7 @@ class EventConsumer(EventHandler):
 
 
 def _hand_back_if_stopping(service: str, consumer: str, event: Event, error: str) -> None:
-    if _stopping.is_set():
+    if SERVICE_STOPPING.is_set():
         metrics.EVENTS_HANDLED.labels(service, consumer, "handed_back").inc()
         log.warning(
             "event handed back to the broker: the service is stopping",

@@ -4,10 +4,18 @@ nameko 2.14's in-service `RpcProxy` waits for a reply forever: a hung or stopped
 its callers, and their callers, for good. `TimedRpcProxy` is a drop-in replacement whose calls give
 up after `SERVICE_RPC_TIMEOUT` seconds (or the timeout given) with `Unavailable` (503), which the
 gateway shows as "temporarily unavailable" and the event consumers retry, then dead-letter.
+
+Once the calling service has begun to stop (`SERVICE_STOPPING`), a call still waiting gives up
+within `STOPPING_WAIT`: the peers it waits on may be stopping too, and a full timeout for each call
+of each worker would hold the stop up past what the process is given to stop in. A consumer's event
+then goes back to the broker (chassis.nameko_ext.HandedBack), for another replica or this one
+restarted.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import eventlet
@@ -16,6 +24,12 @@ from nameko.rpc import RpcProxy
 
 from chassis import settings
 from chassis.errors import Unavailable
+
+# Set as this process's service begins to stop (chassis.nameko_ext.EventConsumer.stop); `nameko run`
+# runs one service a process, so one flag serves it.
+SERVICE_STOPPING = threading.Event()
+STOPPING_WAIT = 1.0  # seconds a call still waits for its answer once its service is stopping
+_CHECK_EVERY = 0.5  # how often a waiting call looks at SERVICE_STOPPING
 
 
 def default_timeout() -> float:
@@ -33,17 +47,23 @@ class _TimedMethod:
             reply = self._method.call_async(*args, **kwargs)
         except UnknownService:
             raise Unavailable(f"{self._where}: the service is not running") from None
-        timer = eventlet.Timeout(self._timeout)
-        try:
-            return reply.result()
-        except eventlet.Timeout as exc:
-            if exc is not timer:
-                raise
-            # Forget the pending reply, so a late answer is dropped instead of kept forever.
-            _forget_reply(self._method.reply_listener, reply)
-            raise Unavailable(f"{self._where} did not answer within {self._timeout:g}s") from None
-        finally:
-            timer.cancel()
+        deadline = time.monotonic() + self._timeout
+        while True:
+            if SERVICE_STOPPING.is_set():
+                deadline = min(deadline, time.monotonic() + STOPPING_WAIT)
+            timer = eventlet.Timeout(max(min(deadline - time.monotonic(), _CHECK_EVERY), 0))
+            try:
+                return reply.result()
+            except eventlet.Timeout as exc:
+                if exc is not timer:
+                    raise
+                if time.monotonic() >= deadline:
+                    # Forget the pending reply, so a late answer is dropped instead of kept forever.
+                    _forget_reply(self._method.reply_listener, reply)
+                    why = "; this service is stopping" if SERVICE_STOPPING.is_set() else f" within {self._timeout:g}s"
+                    raise Unavailable(f"{self._where} did not answer{why}") from None
+            finally:
+                timer.cancel()
 
     def call_async(self, *args: Any, **kwargs: Any) -> Any:  # fire-and-forget callers keep nameko's own behaviour
         return self._method.call_async(*args, **kwargs)

@@ -31,6 +31,7 @@ from chassis.nameko_ext import (
     ServiceBase,
     consumes,
 )
+from chassis.rpc import SERVICE_STOPPING
 from services.billing.handlers.common import record_activity
 from services.billing.tables import activities
 
@@ -295,9 +296,9 @@ def test_a_handler_that_keeps_failing_is_parked_in_dead_letters_not_lost(sqlite_
 @pytest.fixture
 def stopping():
     """The service has begun to stop, as EventConsumer.stop says it."""
-    nameko_ext._stopping.set()
+    SERVICE_STOPPING.set()
     yield
-    nameko_ext._stopping.clear()
+    SERVICE_STOPPING.clear()
 
 
 def test_once_the_service_is_stopping_a_failed_event_is_handed_back_neither_retried_nor_parked(sqlite_engine, stopping):
@@ -317,12 +318,12 @@ def test_once_the_service_is_stopping_a_failed_event_is_handed_back_neither_retr
 def test_a_stop_that_begins_between_two_tries_hands_the_event_back_before_the_next(sqlite_engine, monkeypatch):
     engine = sqlite_engine("payments")
     service = FakeService(engine, failures=99)
-    monkeypatch.setattr(nameko_ext.eventlet, "sleep", lambda seconds: nameko_ext._stopping.set())
+    monkeypatch.setattr(nameko_ext.eventlet, "sleep", lambda seconds: SERVICE_STOPPING.set())
     try:
         with pytest.raises(HandedBack):
             service.on_thing({"id": "e4", "type": "thing.created", "data": {}})
     finally:
-        nameko_ext._stopping.clear()
+        SERVICE_STOPPING.clear()
     assert service.calls == 1
 
 

@@ -1,0 +1,60 @@
+"""A call between services waits for its answer until its timeout, and no longer than STOPPING_WAIT
+once its own service has begun to stop."""
+
+from __future__ import annotations
+
+import time
+
+import eventlet
+import eventlet.event
+import pytest
+from nameko.rpc import RpcReply
+
+from chassis.errors import Unavailable
+from chassis.rpc import SERVICE_STOPPING, STOPPING_WAIT, _TimedMethod
+
+
+class _Peer:
+    """A method of another service, as a timed call uses nameko's proxy of it: the reply events it
+    keeps by correlation id, and the reply of each call, which comes when the test sends it."""
+
+    def __init__(self) -> None:
+        self.reply_listener = self  # nameko's ReplyListener keeps the pending replies
+        self._reply_events: dict[str, eventlet.event.Event] = {}
+
+    def call_async(self, *args, **kwargs) -> RpcReply:
+        event = eventlet.event.Event()
+        self._reply_events[f"call-{len(self._reply_events)}"] = event
+        return RpcReply(event)
+
+    def answer(self, result) -> None:
+        for event in self._reply_events.values():
+            event.send({"result": result, "error": None})
+
+
+@pytest.fixture
+def peer():
+    yield _Peer()
+    SERVICE_STOPPING.clear()
+
+
+def test_an_answer_is_taken_however_many_times_the_call_looked_at_the_stop_meanwhile(peer):
+    eventlet.spawn_after(1.2, peer.answer, "paid")
+    assert _TimedMethod(peer, "billing", "get_invoice", timeout=30)() == "paid"
+
+
+def test_an_unanswered_call_gives_up_at_its_timeout_and_forgets_the_reply(peer):
+    with pytest.raises(Unavailable, match=r"billing.get_invoice did not answer within 0.3s"):
+        _TimedMethod(peer, "billing", "get_invoice", timeout=0.3)()
+    assert peer._reply_events == {}  # a late answer is dropped, not kept forever
+
+
+def test_once_its_service_begins_to_stop_a_waiting_call_gives_up_long_before_its_timeout(peer):
+    """Its peer may be stopping too: the call's worker hands its event back instead of holding the
+    stop up for the full timeout."""
+    eventlet.spawn_after(0.3, SERVICE_STOPPING.set)
+    started = time.monotonic()
+    with pytest.raises(Unavailable, match="this service is stopping"):
+        _TimedMethod(peer, "documents", "render", timeout=30)()
+    assert time.monotonic() - started < 0.3 + STOPPING_WAIT + 1  # not the 30 s timeout
+    assert peer._reply_events == {}
