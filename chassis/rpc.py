@@ -14,7 +14,6 @@ restarted.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
@@ -25,9 +24,27 @@ from nameko.rpc import RpcProxy
 from chassis import settings
 from chassis.errors import Unavailable
 
+
+class Stopping:
+    """Whether this process's service has begun to stop, and since when (`time.monotonic()`)."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+    def set(self) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+
+    def clear(self) -> None:
+        self.since = None
+
+    def is_set(self) -> bool:
+        return self.since is not None
+
+
 # Set as this process's service begins to stop (chassis.nameko_ext.EventConsumer.stop); `nameko run`
 # runs one service a process, so one flag serves it.
-SERVICE_STOPPING = threading.Event()
+SERVICE_STOPPING = Stopping()
 STOPPING_WAIT = 1.0  # seconds a call still waits for its answer once its service is stopping
 _CHECK_EVERY = 0.5  # how often a waiting call looks at SERVICE_STOPPING
 
@@ -47,10 +64,11 @@ class _TimedMethod:
             reply = self._method.call_async(*args, **kwargs)
         except UnknownService:
             raise Unavailable(f"{self._where}: the service is not running") from None
-        deadline = time.monotonic() + self._timeout
+        started = time.monotonic()
+        deadline = started + self._timeout
         while True:
-            if SERVICE_STOPPING.is_set():
-                deadline = min(deadline, time.monotonic() + STOPPING_WAIT)
+            if SERVICE_STOPPING.since is not None:  # STOPPING_WAIT from the stop, or from a call made after it
+                deadline = min(deadline, max(SERVICE_STOPPING.since, started) + STOPPING_WAIT)
             timer = eventlet.Timeout(max(min(deadline - time.monotonic(), _CHECK_EVERY), 0))
             try:
                 return reply.result()

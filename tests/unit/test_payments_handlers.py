@@ -541,7 +541,32 @@ def test_deliveries_handled_together_leave_what_each_alone_leaves(run, stripe, b
         stored = conn.execute(sa.select(stripe_events.c.id, stripe_events.c.request_id, stripe_events.c.processed_at))
         assert sorted(stored) == [("evt_b0", "req-alone", NOW), ("evt_b1", "req-2", later), ("evt_b2", "req-3", later)]
     assert {run(payment_attempts.get_attempt, WS, a["id"])["status"] for a in attempts} == {"succeeded"}
-    assert sorted(p["payment_id"] for p in published(engine, "payment.succeeded")) == sorted(a["id"] for a in attempts)
+    with engine.connect() as conn:  # each payment announced once, under its own delivery's request id
+        announced = conn.execute(
+            sa.select(OUTBOX.c.body, OUTBOX.c.request_id).where(OUTBOX.c.event_type == "payment.succeeded")
+        )
+        by_payment = {json.loads(body)["data"]["payment_id"]: request_id for body, request_id in announced}
+    assert by_payment == {attempts[0]["id"]: "req-alone", attempts[1]["id"]: "req-2", attempts[2]["id"]: "req-3"}
+
+
+def test_a_batch_handles_its_events_in_the_order_stripe_made_them(run, stripe, billing, engine):
+    """A dispute opened then closed, delivered together, whose ids sort the other way round: the
+    dispute ends as its last event left it, as it does when each is handled alone in turn."""
+    paid_attempt(run, stripe, billing)
+    [pi] = stripe.intents.values()
+    dispute = {"id": "dp_b", "payment_intent": pi["id"], "amount": 10_000, "reason": "fraudulent"}
+    opened = {
+        **stripe_event("evt_z_opened", "charge.dispute.created", {**dispute, "status": "needs_response"}),
+        "created": 100,
+    }
+    closed = {**stripe_event("evt_a_closed", "charge.dispute.closed", {**dispute, "status": "won"}), "created": 160}
+    assert run(webhook_events.process_together, stripe, [(opened, "req-1"), (closed, "req-2")]) == [
+        "dispute needs_response",
+        "dispute won",
+    ]
+    [listed] = run(card_disputes.list_disputes, WS)
+    assert listed["status"] == "won"
+    assert [e["status"] for e in published(engine, "payment.disputed")] == ["needs_response", "won"]
 
 
 def test_a_batch_whose_event_a_twin_stored_meanwhile_is_undone_whole(run, stripe, billing, engine):

@@ -90,8 +90,9 @@ def process_together(uow, now, stripe, received: list[tuple[dict, str | None]]) 
     """Several deliveries of one workspace, each `(event, id of the request that delivered it)`, handled
     and stored as processed in one transaction, as `process_as_received` handles one: each event's
     outcome, or False for one stored already (by an earlier delivery, or earlier in this batch). They
-    are handled in the order of their ids, so that batches of the same events on two replicas lock
-    their rows in the same order. Should a twin delivery commit while this runs, the insert counts
+    are handled in the order Stripe made them (`created`, then id): a dispute's "closed" is not undone
+    by its "created" handled after it, and batches of the same events on two replicas lock their rows
+    in the same order. Should a twin delivery commit while this runs, the insert counts
     fewer rows than it was given and Redelivered undoes the whole batch: the caller then handles each
     event alone, where its twin is told apart."""
     for event, _ in received:
@@ -100,7 +101,7 @@ def process_together(uow, now, stripe, received: list[tuple[dict, str | None]]) 
     done = set(uow.execute(sa.select(stripe_events.c.id).where(stripe_events.c.id.in_(ids))).scalars())
     outcomes: dict[str, str] = {}
     rows = []
-    for event, request_id in sorted(received, key=lambda each: each[0]["id"]):
+    for event, request_id in sorted(received, key=lambda each: (_created(each[0]), each[0]["id"])):
         if event["id"] in done or event["id"] in outcomes:
             continue
         with request_context(request_id):  # its records (the outbox's events) carry its own request's id
@@ -110,6 +111,12 @@ def process_together(uow, now, stripe, received: list[tuple[dict, str | None]]) 
         raise Redelivered(", ".join(row["id"] for row in rows))
     # the first delivery of an id in the batch carries its outcome; a second one is a redelivery
     return [outcomes.pop(event_id, False) for event_id in ids]
+
+
+def _created(event: dict) -> int:
+    """When Stripe made the event (seconds), 0 when it does not say."""
+    created = event.get("created")
+    return created if isinstance(created, int) else 0
 
 
 def pending_events(uow, now, limit: int = 20) -> list[tuple[str, str | None]]:
