@@ -139,8 +139,8 @@ def test_two_payments_at_once_never_over_apply(engine, client):
 
 
 def test_payments_of_the_same_invoices_at_once_lock_them_in_one_statement_and_never_deadlock(engine, client):
-    """A payment of several invoices ("Pay all") locks them in one statement, and is inserted with its
-    allocations in another; payments naming the same invoices in different orders, at once, lock them
+    """A payment of several invoices ("Pay all") locks them in one statement, and writes them with its
+    own insert and its allocations in another; payments naming the same invoices in different orders, at once, lock them
     in one order, so none waits on another in a circle."""
     ws, client_id = client
     made = sent_invoices(engine, ws, client_id, 4)
@@ -160,8 +160,10 @@ def test_payments_of_the_same_invoices_at_once_lock_them_in_one_statement_and_ne
         trips.remove()
     locks = sent(trips, *INVOICE_LOCKS)
     assert len(locks) == 1 and "FOR UPDATE" in locks[0], trips.statements
-    inserts = sent(trips, "INSERT INTO payment", "EXECUTE billing_payment_new")
-    assert len(inserts) == 1, trips.statements  # the payment and its four allocations
+    writes = sent(
+        trips, "INSERT INTO payment", "UPDATE invoices", "EXECUTE billing_payment_", "EXECUTE billing_invoice"
+    )
+    assert writes == [sent(trips, "EXECUTE billing_payment_settled_new_allocated(")[0]], trips.statements
     results = in_parallel(8, pay)
     assert [type(result).__name__ for result in results] == ["dict"] * 8  # no deadlock, no refusal
     with engine.connect() as conn:

@@ -31,7 +31,7 @@ from services.billing.handlers.common import (
 )
 from services.billing.handlers.engagement import record_signals
 from services.billing.handlers.processing import payment_succeeded
-from services.billing.handlers.settlement import _amount, _settle
+from services.billing.handlers.settlement import _amount, settled, write_settled
 from services.billing.handlers.summaries import money_moved
 from services.billing.handlers.verification import code_of, issue_code
 from services.billing.tables import invoices, payment_allocations, payment_payers, payments, refunds
@@ -94,10 +94,28 @@ _NEW_PAYMENT = Prepared(
     .values(_PAYMENT_COLUMNS)
     .returning(*payments.c, _paid_by(sa.bindparam("id", type_=payments.c.id.type))),  # the new row's id
 )
-# On PostgreSQL the payment and its allocations are inserted in one statement: the allocations, given
-# as two arrays (invoices, amounts), are inserted by a second data-modifying WITH query. Their foreign
-# key is checked as the statement ends, once the payment's row is there.
+# On PostgreSQL the invoices a payment settles, the payment and its allocations are written in one
+# statement: the invoices' new amounts and status (settled by the domain, under the locks _apply took),
+# given as four arrays, by an UPDATE in a data-modifying WITH query; the allocations, given as two
+# arrays (invoices, amounts), by an INSERT in another. Their foreign key is checked as the statement
+# ends, once the payment's row is there.
 _new_payment = payments.insert().values(_PAYMENT_COLUMNS).returning(*payments.c).cte("new_payment")
+_settling = (
+    sa.func.unnest(
+        sa.bindparam("settled_invoices", type_=postgresql.ARRAY(sa.String)),
+        sa.bindparam("settled_statuses", type_=postgresql.ARRAY(sa.String)),
+        sa.bindparam("settled_paid", type_=postgresql.ARRAY(sa.BigInteger)),
+        sa.bindparam("settled_credited", type_=postgresql.ARRAY(sa.BigInteger)),
+    )
+    .table_valued("id", "status", "amount_paid", "amount_credited")
+    .render_derived(name="settling")
+)
+_settled_invoices = (
+    invoices.update()
+    .where(invoices.c.id == _settling.c.id)
+    .values(status=_settling.c.status, amount_paid=_settling.c.amount_paid, amount_credited=_settling.c.amount_credited)
+    .cte("settled_invoices")
+)
 _allocated = (
     sa.func.unnest(
         sa.bindparam("allocated_invoices", type_=postgresql.ARRAY(sa.String)),
@@ -106,9 +124,10 @@ _allocated = (
     .table_valued("invoice_id", "amount")
     .render_derived(name="allocated")
 )
-_NEW_PAYMENT_AND_ALLOCATIONS = Prepared(
-    "billing_payment_new_allocated",
+_SETTLED_NEW_PAYMENT_AND_ALLOCATIONS = Prepared(
+    "billing_payment_settled_new_allocated",
     sa.select(*_new_payment.c, _paid_by(_new_payment.c.id)).add_cte(
+        _settled_invoices,
         payment_allocations.insert()
         .from_select(
             ["payment_id", "invoice_id", "amount"],
@@ -116,7 +135,7 @@ _NEW_PAYMENT_AND_ALLOCATIONS = Prepared(
                 _new_payment, _allocated, sa.true()
             ),
         )
-        .cte("new_allocations")
+        .cte("new_allocations"),
     ),
 )
 _UNREAD = object()  # take_read_ahead's answer when nothing was read ahead
@@ -176,6 +195,7 @@ def record_payment_once(
             "received_at": received_at,
         },
         applied.settled,
+        applied.invoices_settled,
     )
     issue_code(uow, now, workspace_id, client_id, "receipt", payment_id, at_commit=True)
     _announce_applied(uow, workspace_id, payment_id, client_id, currency, applied.settled)
@@ -199,15 +219,22 @@ def record_payment_once(
     return view, True
 
 
-def _insert_payment(uow, values: dict, settled: list) -> Any:
-    """The payment's row, as inserted (with paid_by_contact_id), and what it paid each invoice (settled:
-    (invoice row, amount)): in one statement on PostgreSQL, in two on SQLite."""
+def _insert_payment(uow, values: dict, settled: list, invoices_settled: list) -> Any:
+    """The payment's row, as inserted (with paid_by_contact_id), after writing the invoices it settled
+    (invoices_settled: their rows as the domain settled them) and with what it paid each (settled:
+    (invoice row, amount)): in one statement on PostgreSQL, in one a table on SQLite."""
     if uow.conn.dialect.name == "postgresql":
-        allocated = {
+        written = {
+            "settled_invoices": [row.id for row in invoices_settled],
+            "settled_statuses": [row.status for row in invoices_settled],
+            "settled_paid": [row.amount_paid for row in invoices_settled],
+            "settled_credited": [row.amount_credited for row in invoices_settled],
             "allocated_invoices": [row.id for row, _ in settled],
             "allocated_amounts": [amount for _, amount in settled],
         }
-        return uow.execute(_NEW_PAYMENT_AND_ALLOCATIONS, {**values, **allocated}).one()
+        return uow.execute(_SETTLED_NEW_PAYMENT_AND_ALLOCATIONS, {**values, **written}).one()
+    for row in invoices_settled:
+        write_settled(uow, row)
     stored = uow.execute(_NEW_PAYMENT, values).one()
     if settled:
         uow.execute(
@@ -277,6 +304,7 @@ def _payment_request(data: dict, now: datetime) -> tuple[list, str, datetime]:
 @dataclass
 class _Applied:
     settled: list = field(default_factory=list)  # (invoice row, amount) for each invoice paid something
+    invoices_settled: list = field(default_factory=list)  # each invoice's row as settled, to be written
     client_id: str | None = None
     currency: str | None = None
     kinds: set = field(default_factory=set)
@@ -284,10 +312,12 @@ class _Applied:
 
 
 def _apply(uow, workspace_id: str, allocations: list, allow_unapplied: bool) -> _Applied:
-    """Settle each allocation on its invoice (locked; clipped to what it owes with allow_unapplied)."""
+    """Settle each allocation on its invoice (locked; clipped to what it owes with allow_unapplied), as
+    the domain settles it (Invoice.settle); the invoices are written with the payment's insert."""
     applied = _Applied()
     ordered = sorted(allocations, key=lambda a: str(a.get("invoice_id")))
     locked = _locked_invoices(uow, workspace_id, [str(a.get("invoice_id") or "") for a in ordered])
+    written: dict[str, Any] = {}  # each invoice settled, as its last allocation left it
     for i, allocation in enumerate(ordered):
         amount = _amount(allocation.get("amount"), f"allocations.{i}.amount")
         invoice_id = str(allocation.get("invoice_id") or "")
@@ -299,13 +329,14 @@ def _apply(uow, workspace_id: str, allocations: list, allow_unapplied: bool) -> 
             owed = domain.balance(row.total, row.amount_paid, row.amount_credited)
             amount = min(amount, owed if row.status in domain.OPEN_STATUSES else 0)
         if amount or not allow_unapplied:
-            row = locked[invoice_id] = _settle(uow, workspace_id, invoice_id, paid=amount, locked=row)
+            row = locked[invoice_id] = written[invoice_id] = settled(row, paid=amount)
         if applied.client_id not in (None, row.client_id) or applied.currency not in (None, row.currency):
             raise Conflict("One payment is for one client's invoices in one currency.", allocations="mixed")
         applied.client_id, applied.currency = row.client_id, row.currency
         if amount:
             applied.kinds.add(row.kind)
             applied.settled.append((row, amount))
+    applied.invoices_settled = list(written.values())
     return applied
 
 

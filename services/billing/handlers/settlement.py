@@ -1,9 +1,13 @@
 """Settling invoices: the only code that changes an invoice's paid and credited amounts and, from
-them, its status. Payments and credits add money with `_settle` (under a row lock, refusing more
-than the invoice owes); card refunds take it back with `_reverse`, by the workspace's refund policy.
-`_amount` checks a money amount given in minor units."""
+them, its status. Credits add money with `_settle` (under a row lock, refusing more than the invoice
+owes); a payment settles its invoices with `settled` and writes them with its own insert (payments.py),
+or with `write_settled` where that is not one statement (SQLite); card refunds take money back with
+`_reverse`, by the workspace's refund policy. `_amount` checks a money amount given in minor units."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -13,7 +17,7 @@ from services.billing.handlers.common import get_scoped, new_id
 from services.billing.lifecycle import Invoice
 from services.billing.tables import credit_applications, invoices
 
-__all__ = ["_amount", "_settle", "_reverse"]
+__all__ = ["_amount", "_settle", "settled", "write_settled", "_reverse"]
 
 
 def _amount(value, name: str = "amount") -> int:
@@ -35,13 +39,26 @@ _SETTLED = Prepared(
 )
 
 
-def _settle(uow, workspace_id: str, invoice_id: str, *, paid: int = 0, credited: int = 0, locked=None):
+def _settle(uow, workspace_id: str, invoice_id: str, *, paid: int = 0, credited: int = 0):
     """Add money to an invoice under a row lock and recompute its status (Invoice.settle); returns the
-    new row. `locked`: the invoice's row, locked by the caller in this transaction already."""
-    row = locked if locked is not None else get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True)
+    new row."""
+    row = get_scoped(uow, invoices, workspace_id, invoice_id, "invoice", lock=True)
+    return write_settled(uow, settled(row, paid=paid, credited=credited))
+
+
+def settled(row: Any, *, paid: int = 0, credited: int = 0) -> SimpleNamespace:
+    """The invoice's row (locked by the caller in this transaction) with money settled on it by the
+    domain (Invoice.settle), and so its new status; not written yet."""
     invoice = Invoice.from_row(row)
     invoice.settle(paid=paid, credited=credited)
-    return uow.execute(_SETTLED, {**invoice.changes(), "of_invoice": row.id}).one()
+    values = vars(row) if isinstance(row, SimpleNamespace) else row._asdict()  # settled once already, or read
+    return SimpleNamespace(**{**values, **invoice.changes()})
+
+
+def write_settled(uow, row: SimpleNamespace) -> Any:
+    """Write what `settled` changed; the row as written."""
+    changes = {"status": row.status, "amount_paid": row.amount_paid, "amount_credited": row.amount_credited}
+    return uow.execute(_SETTLED, {**changes, "of_invoice": row.id}).one()
 
 
 def _reverse(uow, now, workspace_id: str, invoice_id: str, amount: int, policy: str, refund_id: str):
