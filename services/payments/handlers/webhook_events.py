@@ -92,9 +92,9 @@ def process_together(uow, now, stripe, received: list[tuple[dict, str | None]]) 
     outcome, or False for one stored already (by an earlier delivery, or earlier in this batch). They
     are handled in the order Stripe made them (`created`, then id): a dispute's "closed" is not undone
     by its "created" handled after it, and batches of the same events on two replicas lock their rows
-    in the same order. Should a twin delivery commit while this runs, the insert counts
-    fewer rows than it was given and Redelivered undoes the whole batch: the caller then handles each
-    event alone, where its twin is told apart."""
+    in the same order. Should a twin delivery commit while this runs, the insert counts fewer rows
+    than it was given and Redelivered undoes the whole batch: the caller then handles each event
+    alone, where its twin is told apart."""
     for event, _ in received:
         check_event(event)
     ids = [event["id"] for event, _ in received]
