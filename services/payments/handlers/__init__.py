@@ -11,8 +11,9 @@ How a card payment flows:
    `charging.confirm_attempt` charges it with a PaymentIntent whose idempotency key is the attempt id
    and its try number. A claim on the attempt row lets one confirmation in at a time.
 3. Money is recorded only when Stripe's signed `payment_intent.succeeded` event is processed
-   (`webhook_events.process_as_received`, or `process_event` for a stored one being retried; then
-   `event_handling.handle_event`), once per attempt, whatever the order or number of deliveries.
+   (`webhook_events.process_as_received`; `process_together` for a burst of one workspace's;
+   `process_event` for a stored one being retried; then `event_handling.handle_event`), once per
+   attempt, whatever the order or number of deliveries.
 
 The other modules: `stripe_customers` (each client's Stripe Customer), `autopay` (off-session charges
 of recurring invoices), `payment_refunds`, `card_disputes`, and `common` (the paying roles and small
