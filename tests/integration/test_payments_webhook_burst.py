@@ -127,7 +127,7 @@ def test_a_burst_of_one_workspaces_webhooks_commits_together_each_event_once(eng
 def test_a_batch_with_an_event_that_fails_is_handled_delivery_by_delivery(engine, monkeypatch, caplog):
     """One event of the five handled together fails: their transaction is rolled back, each is then
     handled alone, and only the failing one is left stored, unprocessed, for the timer's retries.
-    Stripe gets a 2xx for all six, as it did before batching."""
+    Stripe gets a 2xx for all six: a failed handling is the timer's to retry."""
     stripe = FakeStripe()
     made, burst = paid_attempts(engine, stripe, "fails", 6)
     handle_event = webhook_events.handle_event
