@@ -331,17 +331,18 @@ class PaymentsService(ServiceBase):
         Its outcome, or False for a redelivery (raised as Redelivered when it came alone). Alone after
         its batch failed, it is handled as it would have been without one."""
 
+        def alone(delivery: dict) -> str:
+            return self._tx(webhook_events.process_as_received, self.stripe, delivery)
+
         def run(batch: list[Waiting]) -> list[str | bool]:
             metrics.EVENT_BATCH_SIZE.labels(self.name, webhook_events.STRIPE_EVENT_CONSUMER).observe(len(batch))
             if len(batch) == 1:
-                return [self._tx(webhook_events.process_as_received, self.stripe, batch[0].event)]
+                return [alone(batch[0].event)]
             received = [(waiting.event, waiting.request_id) for waiting in batch]
             return self._tx(webhook_events.process_together, self.stripe, received)
 
         outcome = _RECEIVED_TOGETHER.handle((self.db.engine, workspace_id), event, run)
-        if outcome is None:
-            return self._tx(webhook_events.process_as_received, self.stripe, event)
-        return outcome
+        return alone(event) if outcome is None else outcome
 
     OUTCOMES = {
         "payment.succeeded": "succeeded",
