@@ -206,8 +206,16 @@ class Broker:
     def close_connection_of(self, queue_name: str) -> None:
         """Close the connection that reads the queue, as a network fault would."""
         url = f"{self.api}/api/queues/{self.vhost}/{quote(queue_name, safe='')}"
-        queue = requests.get(url, auth=self.auth, timeout=10).json()
-        [owner] = {consumer["channel_details"]["connection_name"] for consumer in queue["consumer_details"]}
+        owners: set[str] = set()
+
+        def consumer_named() -> bool:
+            # the queue's list may count a consumer a few seconds before its details name the connection
+            queue = requests.get(url, auth=self.auth, timeout=10).json()
+            owners.update(consumer["channel_details"]["connection_name"] for consumer in queue["consumer_details"])
+            return bool(owners)
+
+        wait_for(consumer_named, 30, f"the management API to name the connection reading {queue_name}")
+        [owner] = owners
         answer = requests.delete(f"{self.api}/api/connections/{quote(owner, safe='')}", auth=self.auth, timeout=10)
         answer.raise_for_status()
 
