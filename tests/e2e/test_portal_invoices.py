@@ -15,6 +15,7 @@ from chassis.clock import utcnow
 from deploy.devstack import management_url, wait_for
 from tests.conftest import free_port, new_portal_client, services_rpc, sign_in
 from tests.e2e.test_observability import sample, scrape
+from tests.integration.test_services import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -206,16 +207,13 @@ class Broker:
     def close_connection_of(self, queue_name: str) -> None:
         """Close the connection that reads the queue, as a network fault would."""
         url = f"{self.api}/api/queues/{self.vhost}/{quote(queue_name, safe='')}"
-        owners: set[str] = set()
 
-        def consumer_named() -> bool:
-            # the queue's list may count a consumer a few seconds before its details name the connection
+        def owners() -> set[str]:
             queue = requests.get(url, auth=self.auth, timeout=10).json()
-            owners.update(consumer["channel_details"]["connection_name"] for consumer in queue["consumer_details"])
-            return bool(owners)
+            return {consumer["channel_details"]["connection_name"] for consumer in queue["consumer_details"]}
 
-        wait_for(consumer_named, 30, f"the management API to name the connection reading {queue_name}")
-        [owner] = owners
+        # the queue's list may count a consumer a few seconds before its details name the connection
+        [owner] = wait_until(owners, 30, f"the management API to name the connection reading {queue_name}")
         answer = requests.delete(f"{self.api}/api/connections/{quote(owner, safe='')}", auth=self.auth, timeout=10)
         answer.raise_for_status()
 
