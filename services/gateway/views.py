@@ -48,7 +48,7 @@ STATUS_LABELS = {
     "processing": N_("processing"),
     "pending": N_("pending"),
     "accepted": N_("accepted"),
-    "rejected": N_("rejected"),
+    "rejected": N_("declined"),  # the word of the quotes' filter and page
     "expired": N_("expired"),
 }
 METHOD_LABELS = {

@@ -373,3 +373,11 @@ def test_a_page_built_of_blocks_is_the_same_as_jinja_streams_it():
     with pytest.raises(TemplateRuntimeError) as raised:
         ours.get_template("broken.html").render(fail=fail)
     assert "line 3, in block 'main'" in "".join(traceback.format_tb(raised.value.__traceback__))
+
+
+def test_a_status_badge_reads_as_its_filter_does():
+    """A quote the list badges as one word must be found under the filter of the same word."""
+    for filters in (usecases.INVOICE_FILTERS, usecases.QUOTE_FILTERS):
+        for status, label in filters:
+            if status in views.STATUS_LABELS:
+                assert views.STATUS_LABELS[status] == label.lower(), status
