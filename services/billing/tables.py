@@ -291,6 +291,9 @@ payments = sa.Table(
     sa.Column("currency", sa.String(3), nullable=False),
     sa.Column("method", sa.String(30), nullable=False),
     sa.Column("reference", sa.String(200), nullable=False, default="", server_default=""),
+    # Stripe's PaymentIntent id of a payment through Stripe, for looking it up there; the client sees
+    # `reference`, the card or bank account it was paid with
+    sa.Column("stripe_reference", sa.String(64), nullable=False, default="", server_default=""),
     sa.Column("source", sa.String(20), nullable=False, default="offline", server_default="offline"),
     sa.Column("received_at", UtcDateTime, nullable=False),
     # money charged beyond what the invoices still owed (they were paid meanwhile): the client's credit

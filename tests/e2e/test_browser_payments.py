@@ -90,6 +90,9 @@ def test_pay_one_invoice_with_a_new_card(stack, page):
         )[0][0]
         == 0
     )  # not asked to keep the card
+    page.goto(f"{stack.url}/payments")
+    payments = page.inner_text("main")
+    assert "Visa ending 4242" in payments and "pi_" not in payments  # the card paid with, not Stripe's id
 
 
 def test_pay_all_outstanding_from_the_dashboard(stack, page):

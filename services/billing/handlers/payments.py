@@ -55,6 +55,7 @@ PAYMENT_FIELDS = {
     "currency",
     "method",
     "reference",
+    "stripe_reference",
     "received_at",
     "source",
 }
@@ -72,6 +73,7 @@ _PAYMENT_COLUMNS = bound(
     "currency",
     "method",
     "reference",
+    "stripe_reference",
     "source",
     "received_at",
 )
@@ -191,6 +193,7 @@ def record_payment_once(
             "currency": currency,
             "method": method,
             "reference": text(data.get("reference", ""), "reference", 200),
+            "stripe_reference": text(data.get("stripe_reference", ""), "stripe_reference", 64),
             "source": text(data.get("source", "offline"), "source", 20),
             "received_at": received_at,
         },
@@ -263,7 +266,8 @@ def record_stripe_payment(uow, now: datetime, event: dict) -> None:
             "currency": data["currency"],
             "client_id": data.get("client_id"),
             "method": "sepa_debit" if data.get("method") == "sepa_debit" else "card",
-            "reference": data.get("reference", ""),
+            "reference": paid_with(data),
+            "stripe_reference": data.get("reference", ""),
             "source": "stripe",
             "received_at": data.get("received_at"),
         },
@@ -280,6 +284,31 @@ def record_stripe_payment(uow, now: datetime, event: dict) -> None:
             ("client_engagement", workspace_id, client_id),
             lambda unit, moments: record_signals(unit, now, workspace_id, client_id, "payment", moments),
         ).append(occurred(event, now))
+
+
+# Stripe's card brands as a client knows them; another brand shows as "Card".
+CARD_BRANDS = {
+    "visa": "Visa",
+    "mastercard": "Mastercard",
+    "amex": "American Express",
+    "discover": "Discover",
+    "diners": "Diners Club",
+    "jcb": "JCB",
+    "unionpay": "UnionPay",
+    "cartes_bancaires": "Cartes Bancaires",
+}
+
+
+def paid_with(data: dict) -> str:
+    """What a payment through Stripe shows the client as its reference (receipt, payments list,
+    statement): the card or bank account it was paid with, as the offline "Card ending 4242" does,
+    not Stripe's PaymentIntent id (kept apart as stripe_reference)."""
+    if data.get("method") == "sepa_debit":
+        last4 = (data.get("bank") or {}).get("last4")
+        return f"SEPA Direct Debit ending {last4}" if last4 else "SEPA Direct Debit"
+    card = data.get("card") or {}
+    name = CARD_BRANDS.get(str(card.get("brand") or "").lower(), "Card")
+    return f"{name} ending {card['last4']}" if card.get("last4") else name
 
 
 def _payment_request(data: dict, now: datetime) -> tuple[list, str, datetime]:
@@ -454,6 +483,7 @@ def _view(row, allocations: list[dict], refunded: int) -> dict:
         "currency": row.currency,
         "method": row.method,
         "reference": row.reference,
+        "stripe_reference": row.stripe_reference,
         "source": row.source,
         "received_at": iso(row.received_at),
         "allocations": allocations,
