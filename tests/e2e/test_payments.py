@@ -6,11 +6,13 @@ recorded equals what localstripe charged, per client."""
 from __future__ import annotations
 
 import concurrent.futures
+import io
 import random
 import time
 
 import pytest
 import requests
+from pypdf import PdfReader
 
 from tests.conftest import business_today, new_portal_client, services_rpc, sign_in
 from tests.e2e.payments_support import (
@@ -74,6 +76,38 @@ def test_pay_one_invoice_and_get_a_receipt(stack):
     [receipt] = stack.outbox.wait_for("payone@example.com", subject="Payment received")
     assert any(part.get_content_type() == "application/pdf" for part in receipt.iter_attachments())
     assert session.get(f"{stack.url}/payments/{attempt_id}/receipt.pdf").status_code == 200
+
+
+def pdf_text(pdf: bytes) -> str:
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+
+
+def test_credit_applied_on_proceeding_is_stated_and_the_card_shows_on_the_receipt(stack):
+    made = new_portal_client(stack, "Credit Card Co", "creditcard@example.com", invoices=1)
+    invoice = made["invoices"][0]
+    with services_rpc(stack, made["workspace_id"]) as rpc:
+        rpc.billing.issue_credit_note(made["workspace_id"], {"client_id": made["client"]["id"], "amount": 6000})
+    session = sign_in(stack, "creditcard@example.com")
+    review = session.get(f"{stack.url}/pay", params={"invoice": invoice["id"]}).text
+    assert "Use my available credit first: $60.00" in review
+    assert "applied to these invoices as soon as you proceed" in review
+    started = start(session, stack, invoice=invoice["id"], apply_balance="1")
+    attempt_id = started.headers["Location"].rsplit("/", 1)[1]
+    card_page = session.get(f"{stack.url}/pay/{attempt_id}").text
+    assert f"$60.00 of your credit was applied to {invoice['number']}; $40.00 remains to pay by card." in card_page
+    assert pay_card(session, stack, attempt_id, CARD_OK)["status"] == "processing"
+    wait_until(lambda: attempt_status(session, stack, attempt_id) == "succeeded", what="the webhook")
+    # the client sees the card it paid with, never Stripe's id; ops still find that id on the payment
+    [(reference, stripe_reference)] = wait_until(
+        lambda: query(stack, "billing", "SELECT reference, stripe_reference FROM payments WHERE id = %s", attempt_id)
+    )
+    assert reference == "Visa ending 4242" and stripe_reference.startswith("pi_")
+    payments = session.get(f"{stack.url}/payments").text
+    assert "Visa ending 4242" in payments and "pi_" not in payments
+    receipt = session.get(f"{stack.url}/payments/{attempt_id}/receipt.pdf")
+    assert receipt.status_code == 200
+    text = pdf_text(receipt.content)
+    assert "Visa ending 4242" in text and "pi_" not in text
 
 
 def test_bad_input_is_refused_clearly_and_calls_no_stripe(stack):

@@ -244,6 +244,8 @@ def plan_payment(
         "amount": amount,
         "allocations": allocations,
         "applied": applied,
+        # the invoices that balance went to, so the card page can say where the client's credit went
+        "applied_to": [r.number for r in rows if r.id in done or any(i == r.id for i, _, _ in to_apply)],
         "invoices": [
             {"id": r.id, "number": r.number, "due_date": iso(r.due_date), "balance": _balance_before(r, done)}
             for r in rows

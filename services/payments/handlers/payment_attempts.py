@@ -105,7 +105,8 @@ def start_payment(
                         {"invoice_id": a["invoice_id"], "number": a.get("number", ""), "amount": a["amount"]}
                         for a in plan["allocations"]
                     ],
-                    applied=plan.get("applied") or {},
+                    # what balance went where, shown on the card page: it was applied already
+                    applied={**(plan.get("applied") or {}), "invoices": plan.get("applied_to") or []},
                     status="succeeded" if plan["amount"] == 0 else "open",
                     tries=0,
                     off_session=off_session,
