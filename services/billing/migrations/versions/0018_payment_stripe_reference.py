@@ -2,7 +2,7 @@
 
 Revision ID: 0018
 Revises: 0017
-Create Date: 2027-01-12 10:00:00
+Create Date: 2026-12-07 13:00:00
 
 A payment through Stripe now shows the client the card or bank account it was paid with as its
 reference; Stripe's id is kept in stripe_reference for looking the payment up there. Payments
