@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_date, format_datetime
+from babel.dates import format_date, format_datetime, format_time, get_datetime_format, get_timezone_name
 
 from chassis.money import Money
 
@@ -20,3 +20,16 @@ def day(iso: str | None, locale: str) -> str:
 
 def moment(iso: str, tz: str, locale: str) -> str:
     return format_datetime(datetime.fromisoformat(iso).astimezone(ZoneInfo(tz)), "medium", locale=locale)
+
+
+def moment_in_zone(iso: str, tz: str, locale: str) -> str:
+    """A time the reader acts on (an appointment, a link's expiry), named in its zone since the reader
+    may live elsewhere: "Tuesday, December 8, 2026, 3:00 PM (Central European Time)", no seconds."""
+    zone = ZoneInfo(tz)
+    at = datetime.fromisoformat(iso).astimezone(zone)
+    # the locale's own way of joining a full date and a time, as Babel's format_datetime joins them
+    joined = str(get_datetime_format("full", locale=locale)).replace("'", "")
+    when = joined.replace("{0}", format_time(at, "short", locale=locale)).replace(
+        "{1}", format_date(at, "full", locale=locale)
+    )
+    return f"{when} ({get_timezone_name(zone, locale=locale)})"

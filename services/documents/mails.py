@@ -11,7 +11,7 @@ from icalendar import Calendar, Event
 
 from chassis.fields import display_name
 from services.documents import handlers
-from services.documents.formatting import day, moment, money  # noqa: F401 - the templates' filters
+from services.documents.formatting import day, moment, moment_in_zone, money  # noqa: F401 - the templates' filters
 
 
 def pdf_attachment(renderer, brand: dict, kind: str, data: dict) -> tuple:
@@ -233,13 +233,15 @@ def booking(
     portal_url: str,
     headers: dict | None = None,
 ) -> str:
-    locale, tz = recipient.get("locale") or "en_US", booking.get("timezone") or "UTC"
+    """The time in the client's zone, as its portal showed it (the workspace's may differ), and named."""
+    locale = recipient.get("locale") or "en_US"
+    tz = recipient.get("timezone") or booking.get("timezone") or "UTC"
     start, end = datetime.fromisoformat(booking["start"]), datetime.fromisoformat(booking["end"])
     context = {
         "name": recipient.get("name", ""),
         "title": booking["title"],
         "cancelled": cancelled,
-        "when": moment(booking["start"], tz, locale),
+        "when": moment_in_zone(booking["start"], tz, locale),
         "duration": int((end - start).total_seconds() // 60),
         "portal_url": portal_url,
     }
@@ -304,6 +306,12 @@ def device_context(device: dict | None) -> dict | None:
         return None
     known = {key: str(device[key])[:100] for key in ("browser", "os", "ip") if device.get(key)}
     return known or None
+
+
+def link_expiry(brand: dict, expires_at: str, locale: str | None) -> str:
+    """When a sign-in or password link stops working, in the business's time zone and named: neither
+    auth nor documents knows the client's zone when a link is asked for by email address."""
+    return moment_in_zone(expires_at, brand.get("timezone") or "UTC", locale or brand.get("locale") or "en_US")
 
 
 def mandate_copy(

@@ -226,8 +226,9 @@ class DocumentsService(ServiceBase):
     def send_password_reset_link(
         self, *, to, name, workspace_id, client_id, url, expires_at, idempotency_key, locale=None
     ) -> str:
-        return self._tx(
-            lambda uow, now: handlers.queue_email(
+        def queue(uow, now) -> str:
+            brand = handlers.branding_or_default(uow, workspace_id)
+            return handlers.queue_email(
                 uow,
                 now,
                 self.sender,
@@ -237,9 +238,11 @@ class DocumentsService(ServiceBase):
                 workspace_id=workspace_id,
                 client_id=client_id,
                 locale=locale,
-                context={"name": name, "url": url, "expires_at": expires_at[:16].replace("T", " ")},
+                brand=brand,
+                context={"name": name, "url": url, "expires_at": mails.link_expiry(brand, expires_at, locale)},
             )
-        )
+
+        return self._tx(queue)
 
     @runs_in(CALLER)
     @rpc
@@ -258,8 +261,10 @@ class DocumentsService(ServiceBase):
         report_url=None,
     ) -> str:
         """`device` (browser, os, ip) is who asked for the link; `report_url` the "this wasn't me" link."""
-        return self._tx(
-            lambda uow, now: handlers.queue_email(
+
+        def queue(uow, now) -> str:
+            brand = handlers.branding_or_default(uow, workspace_id)
+            return handlers.queue_email(
                 uow,
                 now,
                 self.sender,
@@ -269,15 +274,17 @@ class DocumentsService(ServiceBase):
                 workspace_id=workspace_id,
                 client_id=client_id,
                 locale=locale,
+                brand=brand,
                 context={
                     "name": name,
                     "url": url,
-                    "expires_at": expires_at[:16].replace("T", " "),
+                    "expires_at": mails.link_expiry(brand, expires_at, locale),
                     "device": mails.device_context(device),
                     "report_url": report_url,
                 },
             )
-        )
+
+        return self._tx(queue)
 
     @runs_in(CALLER)
     @rpc

@@ -32,6 +32,7 @@ def test_book_see_and_cancel_a_slot_with_calendar_emails(stack):
     assert start not in slots(browser.get(f"{stack.url}/bookings/new/consultation-30").text)
 
     [mail] = stack.outbox.wait_for("booker@example.org", subject="Confirmed:")
+    assert "(Eastern Time)" in mail.get_body(("plain",)).get_content()  # the zone the portal showed, named
     [invite] = [part for part in mail.iter_attachments() if part.get_content_type() == "text/calendar"]
     event = Calendar.from_ical(invite.get_content()).walk("VEVENT")[0]
     assert event.decoded("dtstart").isoformat() == start.replace("Z", "+00:00")

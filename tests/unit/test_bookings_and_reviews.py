@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chassis import event_contract
 from chassis.errors import Conflict, Invalid, NotFound
 from services.billing import availability
 from services.billing import handlers as h
@@ -117,6 +118,19 @@ def test_book_list_and_cancel_with_emails_announced(db, bookable):  # noqa: F811
     assert start in db(h.booking_options, ws, "call-30")["slots"]
     db(h.cancel_booking, ws, booking["id"], client_id=client)  # twice is harmless, and announced once
     assert len(events(db, "booking.cancelled")) == 1
+
+
+def test_the_booking_emails_are_told_the_client_s_time_zone_not_only_the_business_s(db, bookable):  # noqa: F811
+    ws, _ = bookable
+    client = db(h.create_client, ws, {"name": "Euro Kunde", "locale": "de_DE", "timezone": "Europe/Berlin"})["id"]
+    contact = db(h.add_contact, ws, client, {"email": "euro@example.com", "locale": "de_DE", "portal_access": True})
+    start = db(h.booking_options, ws, "call-30")["slots"][0]
+    booking = db(h.book_slot, ws, client, contact["id"], "call-30", start)
+    db(h.cancel_booking, ws, booking["id"], client_id=client)
+    announced = [json.loads(body) for kind in ("booking.confirmed", "booking.cancelled") for body in events(db, kind)]
+    assert [e["data"]["recipient"]["timezone"] for e in announced] == ["Europe/Berlin", "Europe/Berlin"]
+    assert [e["data"]["booking"]["timezone"] for e in announced] == ["America/New_York", "America/New_York"]
+    assert [event_contract.validate(e) for e in announced] == [[], []]  # as documented
 
 
 def test_an_overlapping_time_cannot_be_booked_by_anyone(db, bookable):  # noqa: F811

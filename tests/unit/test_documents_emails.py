@@ -2,15 +2,21 @@
 both parts, links and attachments."""
 
 from datetime import datetime, timezone
+from email import message_from_string, policy
 
 import pytest
+import sqlalchemy as sa
 from icalendar import Calendar
+from nameko.testing.services import worker_factory
 
 from chassis.db import UnitOfWork
+from chassis.nameko_ext import DatabaseHandle
 from services.documents import handlers, mails
 from services.documents.mail import SmtpSender
 from services.documents.pdf import Renderer
+from services.documents.service import DocumentsService
 from services.documents.storage import FileStorage
+from services.documents.tables import emails
 from tests.unit.test_documents_mail import smtp  # noqa: F401 - the SMTP server fixture
 from tests.unit.test_documents_pdf import DOCUMENTS
 
@@ -222,12 +228,87 @@ def test_booking_emails_carry_a_calendar_invitation(outbox, cancelled):
         )
     )
     assert msg["Subject"].startswith("Cancelled" if cancelled else "Confirmed")
-    assert "Dec 1, 2026, 10:00:00" in parts(msg)[0]
+    # a recipient whose zone the event does not name: the booking's own (the workspace's), named
+    assert "Tuesday, December 1, 2026, 10:00\u202fAM (Eastern Time)" in parts(msg)[0]
     [ics] = attachments(msg).values()
     calendar = Calendar.from_ical(ics.get_content())
     [event] = calendar.walk("VEVENT")
     assert str(calendar["method"]) == ("CANCEL" if cancelled else "REQUEST")
     assert str(event["uid"]) == "booking-b1@billing-portal" and event.decoded("dtstart").hour == 15
+
+
+# A client in Berlin of a business in New York: 14:00 UTC is 15:00 for the client, 09:00 for the business.
+BERLIN_WHEN = {
+    "en_US": "Tuesday, December 8, 2026, 3:00\u202fPM (Central European Time)",
+    "de_DE": "Dienstag, 8. Dezember 2026, 15:00 (Mitteleuropäische Zeit)",
+}
+
+
+@pytest.mark.parametrize("locale", ["en_US", "de_DE"])
+@pytest.mark.parametrize("cancelled", [False, True])
+def test_a_booking_email_gives_the_time_in_the_client_s_zone_and_names_it(outbox, locale, cancelled):
+    booking = {
+        "id": "b2",
+        "title": "30-minute consultation",
+        "start": "2026-12-08T14:00:00+00:00",
+        "end": "2026-12-08T14:30:00+00:00",
+        "timezone": "America/New_York",
+        "created_at": "2026-11-23T12:00:00+00:00",
+    }
+    euro = {**DANA, "email": "euro@example.com", "locale": locale, "timezone": "Europe/Berlin"}
+    [(_, msg)] = outbox(
+        lambda uow, r: mails.booking(
+            uow,
+            NOW,
+            SENDER,
+            BRAND,
+            key="k9",
+            client_id="cl1",
+            recipient=euro,
+            booking=booking,
+            cancelled=cancelled,
+            portal_url="http://p/bookings",
+        )
+    )
+    text, html = parts(msg)
+    when = BERLIN_WHEN[locale]
+    subject = " ".join(msg["Subject"].split())  # as unfolded: a folded line may leave two spaces
+    assert " ".join(when.split()) in subject and when in text and when in html
+    assert "9:00" not in text + subject and ":00:00" not in text  # neither the business's time nor seconds
+
+
+@pytest.mark.parametrize(
+    "locale, says",
+    [
+        (None, "expires on Tuesday, December 8, 2026, 7:19\u202fAM (Eastern Time)."),  # the workspace's locale
+        ("de_DE", "ist bis Dienstag, 8. Dezember 2026, 07:19 (Nordamerikanische Ostküstenzeit) gültig."),
+    ],
+)
+@pytest.mark.parametrize("rpc", ["send_magic_link", "send_password_reset_link"])
+def test_a_sign_in_or_password_link_s_expiry_is_in_the_business_s_zone_named(sqlite_engine, rpc, locale, says):
+    """Neither auth nor documents knows the client's zone here: the business's, named, never bare UTC."""
+    engine = sqlite_engine("documents")
+    with UnitOfWork(engine) as uow:
+        handlers.apply_workspace(
+            uow, {"id": "ws1", "name": "Acme Studio", "locale": "en_US", "timezone": "America/New_York"}, NOW
+        )
+        uow.commit()
+    service = worker_factory(DocumentsService, db=DatabaseHandle(engine), clock=lambda: NOW)
+    getattr(service, rpc)(
+        to="euro@example.com",
+        name="Eva",
+        workspace_id="ws1",
+        client_id="cl1",
+        url="http://p/login/verify?token=T",
+        expires_at="2026-12-08T12:19:00+00:00",
+        idempotency_key="link:1",
+        locale=locale,
+    )
+    with engine.connect() as conn:
+        message = message_from_string(conn.execute(sa.select(emails.c.message)).scalar_one(), policy=policy.default)
+    text, html = parts(message)
+    assert says in text and says in html
+    assert "UTC" not in text and "12:19" not in text
 
 
 def test_statement_email_attaches_the_statement(outbox):

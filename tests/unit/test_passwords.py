@@ -16,7 +16,7 @@ from services.auth import domain, handlers, password_handlers, passwords
 from services.auth.tables import password_reset_tokens, rate_hits, sessions
 from services.auth.tables import passwords as password_rows
 from services.documents import handlers as documents
-from services.documents import preferences
+from services.documents import mails, preferences
 from services.documents.tables import emails
 from tests.unit.test_auth_handlers import committed
 
@@ -365,19 +365,25 @@ def test_password_status_tells_the_profile_what_to_offer(engine):
 @pytest.mark.parametrize(
     "locale, subject, says",
     [
-        (None, "Set your password for Acme Studio", "The link works once and expires at 2026-12-02 10:00 (UTC)."),
+        (
+            None,
+            "Set your password for Acme Studio",
+            "The link works once and expires on Wednesday, December 2, 2026, 5:00\u202fAM (Eastern Time).",
+        ),
         (
             "de_DE",
             "Ihr Passwort für Acme Studio",
-            "Der Link funktioniert einmal und läuft am 2026-12-02 10:00 (UTC) ab.",
+            "Der Link funktioniert einmal und ist bis Mittwoch, 2. Dezember 2026, 05:00"
+            " (Nordamerikanische Ostküstenzeit) gültig.",
         ),
     ],
 )
 def test_the_reset_email_is_essential_and_speaks_the_contact_s_language(sqlite_engine, locale, subject, says):
     engine = sqlite_engine("documents")
     with engine.begin() as conn:
-        documents.apply_workspace(conn, {"id": "ws1", "name": "Acme Studio"}, NOW)
+        documents.apply_workspace(conn, {"id": "ws1", "name": "Acme Studio", "timezone": "America/New_York"}, NOW)
     with UnitOfWork(engine) as uow:
+        expires_at = mails.link_expiry(documents.branding_or_default(uow, "ws1"), "2026-12-02T10:00:00+00:00", locale)
         documents.queue_email(
             uow,
             NOW,
@@ -391,7 +397,7 @@ def test_the_reset_email_is_essential_and_speaks_the_contact_s_language(sqlite_e
             context={
                 "name": "Dana",
                 "url": "http://portal.test/password/reset?token=T0K",
-                "expires_at": "2026-12-02 10:00",
+                "expires_at": expires_at,
             },
         )
         uow.commit()

@@ -89,7 +89,7 @@ def book_slot(uow, now: datetime, workspace_id: str, client_id: str, contact_id:
     overlapping time; the same client booking the same slot again gets its booking back."""
     require_role(domain.ACTING_ROLES, domain.ACTING_DETAIL)
     ws_row = workspace_row(uow, workspace_id)
-    client_row(uow, workspace_id, client_id)
+    client = client_row(uow, workspace_id, client_id)
     contact = uow.execute(
         sa.select(contacts).where(
             contacts.c.id == contact_id, contacts.c.client_id == client_id, contacts.c.workspace_id == workspace_id
@@ -138,7 +138,7 @@ def book_slot(uow, now: datetime, workspace_id: str, client_id: str, contact_id:
         raise Conflict("That time was just booked by someone else. Please choose another.", start="taken") from None
     row = get_scoped(uow, bookings, workspace_id, booking_id, "booking")
     booking = _booking_dict(row, ws_row.timezone)
-    recipient = {"contact_id": contact.id, "email": contact.email, "name": contact.name, "locale": contact.locale}
+    recipient = _recipient(contact, client.timezone)
     uow.publish("booking.confirmed", workspace_id, {"client_id": client_id, "booking": booking, "recipient": recipient})
     record_activity(
         uow,
@@ -150,6 +150,17 @@ def book_slot(uow, now: datetime, workspace_id: str, client_id: str, contact_id:
         {"booking_id": booking_id},
     )
     return booking
+
+
+def _recipient(contact, timezone: str) -> dict:
+    """Who the booking email goes to; `timezone` is the client's, the one its portal shows times in."""
+    return {
+        "contact_id": contact.id,
+        "email": contact.email,
+        "name": contact.name,
+        "locale": contact.locale,
+        "timezone": timezone,
+    }
 
 
 def _same_booking(uow, workspace_id, client_id, link_id, starts_at):
@@ -198,12 +209,7 @@ def cancel_booking(uow, now: datetime, workspace_id: str, booking_id: str, clien
             {
                 "client_id": row.client_id,
                 "booking": booking,
-                "recipient": {
-                    "contact_id": contact.id,
-                    "email": contact.email,
-                    "name": contact.name,
-                    "locale": contact.locale,
-                },
+                "recipient": _recipient(contact, client_row(uow, workspace_id, row.client_id).timezone),
             },
         )
     record_activity(
