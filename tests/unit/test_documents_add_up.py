@@ -1,7 +1,7 @@
 """Every invoice adds up on its face: random invoices, totalled by billing's rules, rendered as the PDF
-(WeasyPrint, read back with pypdf) and as the portal's invoice page, and the printed numbers checked
-top to bottom: the line amounts make the subtotal, the subtotal and one tax row per rate make the
-total, and the total less payments and credits is the balance due."""
+(WeasyPrint, read back with pypdf), as the portal's invoice page and as the page an emailed link opens,
+and the printed numbers checked top to bottom: the line amounts make the subtotal, the subtotal and one
+tax row per rate make the total, and the total less payments and credits is the balance due."""
 
 import re
 from decimal import Decimal
@@ -170,6 +170,28 @@ def test_the_invoice_page_adds_up_top_to_bottom(invoice):
         }
     )
     page = c.simulate_get("/invoices/i1", cookies=c.session_cookie)
+    assert page.status_code == 200
+    line_amounts, rows = page_rows(page.text)
+    check_it_adds_up(invoice, line_amounts, [("Credits applied" if "applied" in k else k, v) for k, v in rows])
+
+
+@settings(max_examples=40, deadline=None)
+@given(invoices())
+def test_the_invoice_page_an_emailed_link_opens_adds_up_top_to_bottom(invoice):
+    c, _ = client(
+        {
+            ("auth", "resolve_document_link"): {
+                "workspace_id": "ws1",
+                "client_id": "cl1",
+                "kind": "invoice",
+                "document_id": "i1",
+            },
+            ("billing", "get_invoice"): invoice,
+            ("billing", "mark_invoice_viewed"): invoice,
+            ("billing", "get_workspace"): WORKSPACE,
+        }
+    )
+    page = c.simulate_get("/i/a-one-document-token")
     assert page.status_code == 200
     line_amounts, rows = page_rows(page.text)
     check_it_adds_up(invoice, line_amounts, [("Credits applied" if "applied" in k else k, v) for k, v in rows])

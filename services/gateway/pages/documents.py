@@ -98,6 +98,7 @@ class DocumentLink(Base):
             workspace_id=scope["workspace_id"],
             business=document.get("business_name", ""),
             locale=document.get("locale", "en_US"),
+            tz=document.get("timezone") or "UTC",  # the client's, as on its signed-in page (payment times)
         )
 
 

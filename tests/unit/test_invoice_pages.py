@@ -1,0 +1,162 @@
+"""An invoice's two pages, the signed-in one and the one an email's link opens: the same totals block
+(payments, credits and retainer applied, balance due), a way to pay only while something is due, and
+a dispute section only while there is something to dispute."""
+
+import re
+from decimal import Decimal
+
+import pytest
+
+from services.billing import domain
+from tests.unit.test_documents_add_up import Cells
+from tests.unit.test_gateway import WORKSPACE, client
+
+LINK = {"workspace_id": "ws1", "client_id": "cl1", "kind": "invoice", "document_id": "i2"}
+
+
+def priced(description: str, unit_price: int, tax_rate: int = 0) -> dict:
+    """One line and the totals it makes, as billing stores and answers them."""
+    line = domain.Line(description, Decimal(1), unit_price, Decimal(tax_rate), Decimal(0))
+    totals = domain.Totals.of([line])
+    stored = [line.as_dict()]
+    return {
+        "lines": stored,
+        "subtotal": totals.subtotal,
+        "tax_total": totals.tax,
+        "tax_breakdown": domain.stored_tax_breakdown(stored, totals.tax),
+        "total": totals.total,
+    }
+
+
+def invoice(**changes) -> dict:
+    """INV-2026-00002 as billing's get_invoice answers: $885.00, $500.00 credited, $100.00 from the
+    retainer, $285.00 due."""
+    return {
+        "id": "i2",
+        "number": "INV-2026-00002",
+        "kind": "standard",
+        "status": "partially_paid",
+        "display_status": "partially_paid",
+        "currency": "USD",
+        "issue_date": "2026-11-01",
+        "due_date": "2026-12-01",
+        **priced("Design work", 88500),
+        "balance": 28500,
+        "payments": [],
+        "credits": [
+            {"id": "ca1", "source": "credit_note", "amount": 50000, "currency": "USD"},
+            {"id": "ca2", "source": "retainer", "amount": 10000, "currency": "USD"},
+        ],
+        "processing": 0,
+        "dispute": None,
+        "business_name": "Acme",
+        "locale": "en_US",
+        "timezone": "America/New_York",
+        "client": {"name": "Demo Client Ltd"},
+        **changes,
+    }
+
+
+# A paid EUR invoice for a German client: €999.99 and 19% tax, €1,189.99, one payment of all of it.
+PAID_EUR = invoice(
+    number="INV-2026-00007",
+    status="paid",
+    display_status="paid",
+    currency="EUR",
+    **priced("Beratung", 99999, tax_rate=19),
+    balance=0,
+    payments=[{"payment_id": "p1", "amount": 118999, "currency": "EUR", "received_at": "2026-11-20T15:00:00+00:00"}],
+    credits=[],
+    locale="de_DE",
+    timezone="Europe/Berlin",
+)
+
+
+def public_page(document: dict):
+    c, rpc = client(
+        {
+            ("auth", "resolve_document_link"): LINK,
+            ("billing", "get_invoice"): document,
+            ("billing", "mark_invoice_viewed"): document,
+            ("billing", "get_workspace"): WORKSPACE,
+        }
+    )
+    page = c.simulate_get("/i/a-one-document-token")
+    assert page.status_code == 200
+    return page.text, rpc
+
+
+def signed_in_page(document: dict) -> str:
+    c, _ = client(
+        {("billing", "view_invoice"): {"invoice": document, "comments": []}, ("billing", "get_workspace"): WORKSPACE}
+    )
+    page = c.simulate_get(f"/invoices/{document['id']}", cookies=c.session_cookie)
+    assert page.status_code == 200
+    return page.text
+
+
+def totals(html: str, amount: str) -> list[tuple[str, int]]:
+    """The totals table as displayed, top to bottom: (label, cents), a deduction negative; `amount`
+    is a regular expression of one amount with groups (minus sign, whole units, cents)."""
+    parser = Cells()
+    parser.feed(html)
+    rows = []
+    for row in parser.rows:
+        match = len(row) == 2 and re.fullmatch(amount, row[1])
+        if match:
+            sign, units, fraction = match.groups()
+            value = int(re.sub(r"\D", "", units)) * 100 + int(fraction)
+            rows.append((row[0], -value if sign else value))
+    return rows
+
+
+DOLLARS = r"(−?)\$([\d,]+)\.(\d\d)"
+EUROS = r"(−?)([\d.]+),(\d\d) €"  # the cells' text, its no-break spaces read as spaces
+
+
+def test_the_link_page_shows_the_credit_and_retainer_applied_and_adds_up():
+    html, _ = public_page(invoice())
+    rows = totals(html, DOLLARS)
+    assert rows == [
+        ("Subtotal", 88500),
+        ("Tax 0% on $885.00", 0),
+        ("Total", 88500),
+        ("Credit applied", -50000),
+        ("Retainer applied", -10000),
+        ("Balance due", 28500),
+    ]
+    labels = [label for label, _ in rows]
+    after_total = rows[labels.index("Total") + 1 : -1]
+    assert rows[labels.index("Total")][1] + sum(amount for _, amount in after_total) == rows[-1][1]
+
+
+def test_a_paid_invoice_on_its_link_page_shows_the_payment_in_german():
+    html, _ = public_page(PAID_EUR)
+    rows = totals(html, EUROS)
+    assert [label for label, _ in rows] == [
+        "Zwischensumme",
+        "Umsatzsteuer 19% auf 999,99 €",
+        "Gesamt",
+        "Bezahlt am 20.11.2026, 16:00:00",  # in the client's time zone, as on the signed-in page
+        "Offener Betrag",
+    ]
+    amounts = dict(rows)
+    assert amounts["Gesamt"] == 118999 and amounts["Offener Betrag"] == 0
+    assert amounts["Gesamt"] + amounts["Bezahlt am 20.11.2026, 16:00:00"] == amounts["Offener Betrag"]
+
+
+@pytest.mark.parametrize("document", [invoice(), PAID_EUR], ids=["credited", "paid"])
+def test_the_link_page_and_the_signed_in_page_show_the_same_totals(document):
+    amount = EUROS if document["currency"] == "EUR" else DOLLARS
+    assert totals(public_page(document)[0], amount) == totals(signed_in_page(document), amount)
+
+
+def test_the_link_page_reads_only_its_own_invoice():
+    _, rpc = public_page(invoice())
+    billing = [
+        (method, args, kwargs.get("client_id"))
+        for service, method, args, _, kwargs in rpc.calls
+        if service == "billing"
+    ]
+    assert ("get_invoice", ("ws1", "i2"), "cl1") in billing
+    assert {method for method, _, _ in billing} <= {"get_invoice", "mark_invoice_viewed", "get_workspace"}
