@@ -60,6 +60,16 @@ METHOD_LABELS = {
     "other": N_("other"),
 }
 
+# What billing calls an issued invoice that is not settled (billing's domain.OPEN_STATUSES).
+OPEN_STATUSES = frozenset({"sent", "viewed", "partially_paid"})
+
+
+def payable(invoice: dict) -> bool:
+    """Whether the invoice can be paid now: open, something owed, and no payment still with the bank.
+    A template's `inv is payable`, so the signed-in and the one-document page offer payment alike."""
+    return invoice.get("status") in OPEN_STATUSES and invoice.get("balance", 0) > 0 and not invoice.get("processing")
+
+
 # Text the gateway's Python code hands to templates (filter labels, notices, error pages), which the
 # templates translate with the `translate` filter. Listed so `pybabel extract` keeps them in the .pot;
 # tests/unit/test_gateway_i18n.py checks the code's own lists against the German catalogue.
@@ -392,6 +402,7 @@ def _build_env(language: str) -> Environment:
         status_label=lambda key: translate(STATUS_LABELS.get(key) or str(key).replace("_", " ")),
         method_label=lambda key: translate(METHOD_LABELS.get(key) or str(key).replace("_", " ")),
     )
+    env.tests.update(payable=payable)
     env.globals.update(csrf_field=csrf_field, csrf_token=csrf.current_token.get, language=language)
     return env
 

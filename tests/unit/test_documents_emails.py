@@ -87,6 +87,34 @@ def test_invoice_email_has_the_link_in_both_parts_and_the_pdf_attached(outbox):
     assert pdf.get_content_type() == "application/pdf" and pdf.get_content().startswith(b"%PDF-")
 
 
+@pytest.mark.parametrize(
+    "locale,says",
+    [
+        ("en_US", "View or download it online, or sign in to pay:"),
+        ("de_DE", "Online ansehen, herunterladen oder nach der Anmeldung bezahlen:"),
+    ],
+)
+def test_the_invoice_email_says_paying_takes_a_sign_in(outbox, locale, says):
+    """The link opens the invoice without signing in; paying it there takes signing in first."""
+    invoice = {**DOCUMENTS["invoice"], "client_id": "cl1", "locale": locale}
+    [(_, msg)] = outbox(
+        lambda uow, r: mails.document_sent(
+            uow,
+            NOW,
+            SENDER,
+            r,
+            BRAND,
+            key="k1",
+            kind="invoice",
+            document=invoice,
+            recipient=DANA,
+            link="http://portal.example.com/i/TOKEN",
+        )
+    )
+    text, _ = parts(msg)
+    assert f"{says} http://portal.example.com/i/TOKEN" in text
+
+
 def test_forwarded_invoice_says_who_forwarded_it(outbox):
     invoice = {**DOCUMENTS["invoice"], "client_id": "cl1"}
     [(rcpts, msg)] = outbox(

@@ -160,3 +160,27 @@ def test_the_link_page_reads_only_its_own_invoice():
     ]
     assert ("get_invoice", ("ws1", "i2"), "cl1") in billing
     assert {method for method, _, _ in billing} <= {"get_invoice", "mark_invoice_viewed", "get_workspace"}
+
+
+SIGN_IN_TO_PAY = '<a class="button primary" href="/login" data-testid="sign-in-to-pay">Sign in to pay</a>'
+
+
+@pytest.mark.parametrize(
+    "changes,offered",
+    [
+        ({}, True),  # partially paid, $285.00 due
+        ({"status": "sent", "display_status": "overdue", "credits": [], "balance": 88500}, True),
+        ({"status": "paid", "display_status": "paid", "balance": 0}, False),
+        ({"status": "void", "display_status": "void"}, False),
+        ({"processing": 28500, "display_status": "processing"}, False),  # a bank debit is already paying it
+    ],
+)
+def test_the_link_page_offers_to_sign_in_to_pay_only_while_something_is_due(changes, offered):
+    html, _ = public_page(invoice(**changes))
+    assert (SIGN_IN_TO_PAY in html) is offered
+    assert 'href="/pay' not in html  # paying itself needs the signed-in page
+
+
+def test_a_german_reader_is_offered_to_sign_in_to_pay_in_german():
+    html, _ = public_page(invoice(locale="de_DE"))
+    assert ">Zum Bezahlen anmelden</a>" in html and "Sign in to pay" not in html
