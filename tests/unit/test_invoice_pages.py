@@ -184,3 +184,25 @@ def test_the_link_page_offers_to_sign_in_to_pay_only_while_something_is_due(chan
 def test_a_german_reader_is_offered_to_sign_in_to_pay_in_german():
     html, _ = public_page(invoice(locale="de_DE"))
     assert ">Zum Bezahlen anmelden</a>" in html and "Sign in to pay" not in html
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"status": "paid", "display_status": "paid", "balance": 0},
+        {"status": "void", "display_status": "void"},
+        {"kind": "retainer", "credits": []},  # a retainer invoice is paid, never disputed
+    ],
+)
+def test_an_invoice_with_nothing_to_dispute_has_no_dispute_section(changes):
+    html = signed_in_page(invoice(**changes))
+    assert "Dispute this invoice" not in html and 'id="dispute"' not in html
+
+
+def test_an_open_invoice_can_be_disputed_and_an_open_dispute_shows_after_payment():
+    html = signed_in_page(invoice())
+    assert '<h2 id="dispute">Dispute this invoice</h2>' in html and 'action="/invoices/i2/dispute"' in html
+    dispute = {"id": "d1", "status": "open", "raised_at": "2026-11-10T09:00:00+00:00"}
+    paid = signed_in_page(invoice(status="paid", display_status="paid", balance=0, dispute=dispute))
+    assert '<h2 id="dispute">Dispute this invoice</h2>' in paid and 'data-testid="dispute-status"' in paid
+    assert 'action="/invoices/i2/dispute"' not in paid
