@@ -143,9 +143,10 @@ class DisputeIn(Body):
 
 
 class ProfileIn(Body):
-    """Only the fields sent change; null clears your name or phone, or the company's address or phone."""
+    """Only the fields sent change; null clears your phone, or the company's address or phone. Your name
+    and the company's may be changed but not cleared."""
 
-    name: str | None = Text(usecases.PROFILE_FIELDS["name"], default=None)
+    name: str = Text(usecases.PROFILE_FIELDS["name"], required=True, default=None)
     phone: str | None = Text(usecases.PROFILE_FIELDS["phone"], default=None)
     company: str = Text(usecases.PROFILE_FIELDS["company"], required=True, default=None)
     address: str | None = Text(usecases.PROFILE_FIELDS["address"], default=None)

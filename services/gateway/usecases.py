@@ -243,12 +243,15 @@ def request_quote_changes(
 
 
 def update_profile(billing: BillingClient, session: Session, changes: Mapping[str, str | None]) -> dict:
-    """Only the fields given change, saved as typed; null clears one, but the company keeps a name."""
+    """Only the fields given change, saved as typed; null clears one, but the contact and the company
+    keep a name."""
     for name, value in changes.items():
         if name not in PROFILE_FIELDS or (value is not None and len(value) > PROFILE_FIELDS[name]):
             raise BadInput(
                 "Some fields are not valid.", fields={name: f"at most {PROFILE_FIELDS.get(name, 0)} characters"}
             )
+    if "name" in changes and not (changes["name"] or "").strip():
+        raise BadInput("Enter your name.", name="required")
     if "company" in changes and not (changes["company"] or "").strip():
         raise BadInput("The company name cannot be empty.", company="required")
     return billing.update_profile(session["workspace_id"], session["client_id"], session["contact_id"], dict(changes))

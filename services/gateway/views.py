@@ -117,6 +117,7 @@ CODE_MESSAGES = (
     N_("Portal access is turned off"),
     N_("Contact the business to have portal access enabled."),
     N_("The company name cannot be empty."),
+    N_("Enter your name."),
     # pages/ (invoices, quotes, bookings, ...), usecases.py, csrf.py, app.py: error pages
     N_("Unknown filter"),
     N_("Choose a filter and a sort from the page."),

@@ -56,6 +56,9 @@ def test_profile_edits_apply_to_future_invoices_and_email_is_read_only(stack):
     )
     assert saved.status_code == 200 and "Your changes are saved" in saved.text and "10 New Street" in saved.text
     assert other.post(f"{stack.url}/profile", data={"company": ""}).status_code == 400
+    for empty in ("", "   "):  # the form again, saying so; the header still greets Otto
+        refused = other.post(f"{stack.url}/profile", data={"name": empty, "phone": "+1 555 0000"})
+        assert refused.status_code == 400 and "Enter your name." in refused.text and "Otto O." in refused.text
     with psycopg2.connect(stack.databases["billing"]) as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT i.client_snapshot->>'address' FROM invoices i JOIN clients c ON c.id = i.client_id "

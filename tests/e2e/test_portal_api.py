@@ -91,6 +91,8 @@ def test_bad_api_input_is_a_problem_and_changes_nothing(stack):
     before = requests.get(f"{stack.url}{API}/profile", headers=auth).json()
     for method, path, body, status in (
         ("PATCH", "/profile", {"company": ""}, 422),
+        ("PATCH", "/profile", {"name": "  "}, 422),
+        ("PATCH", "/profile", {"name": None}, 422),
         ("PATCH", "/profile", {"email": "new@example.org"}, 422),
         ("POST", "/reviews", {"rating": 6}, 422),
         ("POST", "/bookings", {"link_id": "x"}, 422),

@@ -29,13 +29,25 @@ def test_a_null_phone_from_the_portal_clears_it_and_never_stores_none(db, ws):
     ws_id, client = ws
     me = contact(db, ws_id, client)
     db(h.update_profile, ws_id, client, me["id"], {"name": "Jana", "phone": "+49 30 1234"})
-    db(h.update_profile, ws_id, client, me["id"], {"phone": None, "name": None, "address": None, "company_phone": None})
+    db(h.update_profile, ws_id, client, me["id"], {"phone": None, "address": None, "company_phone": None})
     stored = db(h.get_client, ws_id, client)
-    assert (stored["contacts"][0]["name"], stored["contacts"][0]["phone"]) == ("", "")
+    assert (stored["contacts"][0]["name"], stored["contacts"][0]["phone"]) == ("Jana", "")
     assert (stored["address"], stored["phone"], stored["name"]) == ("", "", "Client One")
     with pytest.raises(Invalid) as refused:
         db(h.update_profile, ws_id, client, me["id"], {"company": None})
     assert refused.value.fields == {"company": "null is not allowed"}
+
+
+@pytest.mark.parametrize("name", [None, "", "   ", "\t\n"])
+def test_the_profile_refuses_an_empty_contact_name_and_changes_nothing(db, ws, name):
+    ws_id, client = ws
+    me = contact(db, ws_id, client)
+    db(h.update_profile, ws_id, client, me["id"], {"name": "Jana"})
+    before = db(h.get_client, ws_id, client)
+    with pytest.raises(Invalid) as refused:
+        db(h.update_profile, ws_id, client, me["id"], {"name": name, "phone": "+49 30 9999"})
+    assert (refused.value.detail, refused.value.fields) == ("Enter your name.", {"name": "required"})
+    assert db(h.get_client, ws_id, client) == before
 
 
 @pytest.mark.parametrize("value", [v for v in NOT_TEXT if v is not None])

@@ -173,6 +173,10 @@ def test_the_profile_keeps_a_company_name_and_says_when_the_contact_was_renamed(
     fake = FakeServices({"update_profile": {"contact": {"name": "Dana D."}}})
     with pytest.raises(BadInput, match="The company name cannot be empty."):
         usecases.update_profile(fake.billing, SESSION, {"company": "  "})
+    for empty in ("", "  ", None):
+        with pytest.raises(BadInput, match="Enter your name.") as refused:
+            usecases.update_profile(fake.billing, SESSION, {"name": empty, "phone": "1"})
+        assert refused.value.fields == {"name": "required"}
     with pytest.raises(BadInput):
         usecases.update_profile(fake.billing, SESSION, {"phone": "1" * 51})
     assert fake.calls == []
@@ -339,3 +343,47 @@ def test_the_api_refuses_a_blank_comment_with_its_422_problem():
     answer = c.simulate_post("/api/portal/v1/invoices/inv1/comments", json={"body": "  "}, csrf=False, headers=c.bearer)
     assert answer.status_code == 422 and answer.headers["content-type"] == "application/problem+json"
     assert "body" in answer.json["errors"] and not [call for call in rpc.calls if call[1] == "add_comment"]
+
+
+PROFILE_CLIENT = {
+    "id": "cl1",
+    "name": "Demo Client Ltd",
+    "address": "",
+    "phone": "",
+    "locale": "en_US",
+    "timezone": "UTC",
+    "contacts": [{"id": "c1", "name": "Dana", "email": "dana@example.com", "phone": ""}],
+}
+
+
+@pytest.mark.parametrize("name", ["", "+++", "%09"])
+def test_an_empty_name_on_the_profile_page_is_the_form_again_and_saves_nothing(name):
+    c, rpc = client(
+        {
+            ("billing", "get_client"): PROFILE_CLIENT,
+            ("billing", "get_workspace"): {"id": "ws1", "name": "Acme"},
+            ("billing", "get_notification_preferences"): {},
+            ("auth", "password_status"): {},
+        }
+    )
+    page = c.simulate_post(
+        "/profile", body=f"name={name}&phone=&company=Demo+Client+Ltd", headers=FORM, cookies=c.session_cookie
+    )
+    assert page.status_code == 400 and "Enter your name." in page.text and "Your changes are saved" not in page.text
+    assert not [call for call in rpc.calls if call[1] == "update_profile"]
+
+
+@pytest.mark.parametrize("name", ["", "   ", None])
+def test_the_api_refuses_an_empty_name_with_its_422_problem(name):
+    c, rpc = client()
+    answer = c.simulate_patch("/api/portal/v1/profile", json={"name": name}, headers=c.bearer)
+    assert answer.status_code == 422 and answer.headers["content-type"] == "application/problem+json"
+    assert list(answer.json["errors"]) == ["name"]
+    assert not [call for call in rpc.calls if call[1] == "update_profile"]
+
+
+def test_the_openapi_document_says_a_profile_name_is_not_empty():
+    from services.gateway.portal_api import portal_openapi
+
+    name = portal_openapi()["components"]["schemas"]["ProfileIn"]["properties"]["name"]
+    assert name["minLength"] == 1 and name["type"] == "string" and "anyOf" not in name

@@ -406,6 +406,9 @@ def update_profile(uow, now: datetime, workspace_id: str, client_id: str, contac
     """The portal's profile form in one transaction: the contact's own name and phone, and the
     company's name, address and phone (for future invoices). The email is not the client's to change."""
     check_fields(data, {"name", "phone", "company", "address", "company_phone"})
+    if "name" in data and not (isinstance(data["name"], str) and data["name"].strip()):
+        # the portal greets and signs with this name: a contact may change it, not clear it
+        raise Invalid("Enter your name.", name="required")
     contact = get_scoped(uow, contacts, workspace_id, contact_id, "contact", client_id=client_id)
     mine = _contact_values({k: data[k] for k in ("name", "phone") if k in data}, creating=False)
     company = {
