@@ -216,6 +216,11 @@ CODE_MESSAGES = (
     N_("Choose a role."),
     N_("Enter a valid email address."),
     N_("No such contact."),
+    # pages/payments.py: AMOUNT_FORMATS, the pay page's amount by the currency's decimals
+    N_("Enter the amount as a whole number, like 150."),
+    N_("Enter the amount as a number with at most two decimals, like 150.00."),
+    N_("Enter the amount as a number with at most three decimals, like 150.000."),
+    N_("Enter the amount as a number with at most four decimals, like 150.0000."),
 )
 
 

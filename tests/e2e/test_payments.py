@@ -123,6 +123,10 @@ def test_bad_input_is_refused_clearly_and_calls_no_stripe(stack):
         cases = {
             "above the balance": ({"invoice": first["id"], "amount": "100.01"}, 422, "more than"),
             "not a number": ({"invoice": first["id"], "amount": "lots"}, 422, "number"),
+            **{  # never rounded, nor read as Python or Babel would: refused, nothing started
+                f"odd amount {odd}": ({"invoice": first["id"], "amount": odd}, 422, "at most two decimals")
+                for odd in ("10.001", "1e3", "-5", "nan", "1,2,3", "9" * 2000)
+            },
             "void": ({"invoice": second["id"]}, 422, "void"),
             "another client's": ({"invoice": other["invoices"][0]["id"]}, 404, ""),
             "unknown": ({"invoice": "no-such-invoice"}, 404, ""),

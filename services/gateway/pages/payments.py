@@ -9,14 +9,14 @@ service charges the resulting card with a PaymentIntent.
 from __future__ import annotations
 
 import json
+import re
 import uuid
-from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlencode
 
 import falcon
 import stripe
-from babel.numbers import NumberFormatError, parse_decimal
+from babel.numbers import get_currency_precision, get_decimal_symbol, parse_decimal
 
 from chassis.errors import Invalid
 from chassis.money import Money
@@ -46,16 +46,32 @@ def _json_flag(body: dict, name: str) -> bool:
     return value
 
 
+# What the amount field takes, by the currency's decimals (Babel's): shown as the field's error.
+AMOUNT_FORMATS = {
+    0: "Enter the amount as a whole number, like 150.",
+    2: "Enter the amount as a number with at most two decimals, like 150.00.",
+    3: "Enter the amount as a number with at most three decimals, like 150.000.",
+    4: "Enter the amount as a number with at most four decimals, like 150.0000.",
+}
+AMOUNT_DIGITS = 12  # before the decimals: far above any balance, and no number of a thousand digits
+
+
+def amount_format(currency: str) -> str:
+    return AMOUNT_FORMATS.get(get_currency_precision(currency), AMOUNT_FORMATS[2])
+
+
 def parse_amount(text: str, currency: str, locale: str) -> int | None:
-    """ "150.00" (or "150,00" in German) to minor units; empty means the whole balance."""
+    """ "150.00" (or "150,00" in German) to minor units; empty means the whole balance. Only digits and
+    the locale's decimal separator with at most the currency's decimals: nothing is rounded away, and
+    what Decimal or Babel would also read (1e3, -5, nan, 1,2,3 as grouping) is refused."""
     text = (text or "").strip()
     if not text:
         return None
-    try:
-        value = parse_decimal(text, locale=locale)
-        return Money.from_decimal(Decimal(value), currency).amount
-    except (NumberFormatError, InvalidOperation, ValueError):
-        raise Invalid("Enter the amount as a number, like 150.00.", amount="not a number") from None
+    places = get_currency_precision(currency)
+    decimals = f"(?:{re.escape(get_decimal_symbol(locale))}[0-9]{{1,{places}}})?" if places else ""
+    if not re.fullmatch(f"[0-9]{{1,{AMOUNT_DIGITS}}}{decimals}", text):
+        raise Invalid(amount_format(currency), amount="not an amount")
+    return Money.from_decimal(parse_decimal(text, locale=locale), currency).amount
 
 
 def payment_request(params: dict, currency: str | None = None, locale: str = "en_US") -> dict:
@@ -72,7 +88,7 @@ def payment_request(params: dict, currency: str | None = None, locale: str = "en
         raise Invalid("Choose the invoices to pay.", invoice="required")
     if currency and params.get("amount"):
         if not isinstance(params["amount"], str):
-            raise Invalid("Enter the amount as a number, like 150.00.", amount="not a number")
+            raise Invalid(amount_format(currency), amount="not an amount")
         request["amount"] = parse_amount(params["amount"], currency, locale)
     return request
 

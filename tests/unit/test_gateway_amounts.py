@@ -1,0 +1,122 @@
+"""The pay page's partial amount: digits and the locale's decimal separator with at most the currency's
+decimals (Babel's), or refused with a message saying so; never rounded, nor read as Python or Babel would."""
+
+from urllib.parse import urlencode
+
+import pytest
+from babel.numbers import get_currency_precision
+
+from chassis.errors import Invalid
+from services.gateway.jsonapi import CURRENCIES
+from services.gateway.pages.payments import AMOUNT_FORMATS, parse_amount, payment_request
+from tests.unit.test_gateway import FORM, SESSION, WORKSPACE, client
+
+TWO_DECIMALS = "Enter the amount as a number with at most two decimals, like 150.00."
+
+
+@pytest.mark.parametrize(
+    ("text", "currency", "locale", "minor"),
+    [
+        ("10.50", "USD", "en_US", 1050),
+        ("10.5", "USD", "en_US", 1050),
+        (" 10 ", "USD", "en_US", 1000),
+        ("0010.01", "USD", "en_US", 1001),
+        ("10,50", "EUR", "de_DE", 1050),
+        ("10", "JPY", "ja_JP", 10),
+        ("10", "JPY", "en_US", 10),
+        ("1.234", "BHD", "en_US", 1234),
+        ("", "USD", "en_US", None),
+        ("  ", "USD", "en_US", None),
+    ],
+)
+def test_an_amount_is_read_exactly_in_minor_units(text, currency, locale, minor):
+    assert parse_amount(text, currency, locale) == minor
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["10.001", "1e3", "1E3", "-5", "+5", "nan", "NaN", "inf", "Infinity", "1,2,3", "1,000.00", "10.", ".5",
+     "10 50", "0x10", "1_000", "٣", "10.5.0", "9" * 2000, "9" * 13],
+)  # fmt: skip
+def test_odd_amounts_are_refused_with_what_the_field_takes(text):
+    with pytest.raises(Invalid) as refused:
+        parse_amount(text, "USD", "en_US")
+    assert (refused.value.detail, refused.value.fields) == (TWO_DECIMALS, {"amount": "not an amount"})
+
+
+@pytest.mark.parametrize(("text", "currency", "locale"), [("10.5", "JPY", "en_US"), ("10,5", "JPY", "de_DE")])
+def test_a_currency_without_decimals_takes_whole_numbers_only(text, currency, locale):
+    with pytest.raises(Invalid, match="Enter the amount as a whole number, like 150."):
+        parse_amount(text, currency, locale)
+
+
+@pytest.mark.parametrize("text", ["10.50", "1.000", "10,505"])
+def test_a_german_amount_takes_its_decimal_comma_and_no_grouping(text):
+    """In German "." groups thousands: 10.50 is neither ten and a half nor a thousand and fifty."""
+    with pytest.raises(Invalid, match="two decimals"):
+        parse_amount(text, "EUR", "de_DE")
+
+
+def test_every_currency_babel_knows_has_a_message_for_its_decimals():
+    assert {get_currency_precision(code) for code in CURRENCIES} <= set(AMOUNT_FORMATS)
+
+
+def test_an_amount_that_is_not_text_is_refused_alike():
+    with pytest.raises(Invalid, match="two decimals"):
+        payment_request({"invoice": ["i1"], "amount": ["10", "20"]}, "USD")
+
+
+PAY = {
+    ("billing", "get_workspace"): WORKSPACE,
+    ("billing", "plan_payment"): {
+        "invoices": [],
+        "currency": "USD",
+        "amount": 10000,
+        "balance_usable": 0,
+        "allow_partial": True,
+        "minimum": 0,
+    },
+}
+
+
+def pay_client(locale: str):
+    answers = {
+        **PAY,
+        ("billing", "get_client"): {
+            "id": "cl1",
+            "name": "Demo",
+            "currency": "USD",
+            "locale": locale,
+            "timezone": "UTC",
+        },
+    }
+    return client(answers, session={**SESSION, "locale": locale})
+
+
+@pytest.mark.parametrize("amount", ["10.001", "1e3", "-5", "nan", "1,2,3"])
+def test_the_pay_page_refuses_an_odd_amount_and_starts_no_payment(amount):
+    c, rpc = pay_client("en_US")
+    body = urlencode({"invoice": "i1", "amount": amount, "key": "k1"})
+    page = c.simulate_post("/pay", body=body, headers=FORM, cookies=c.session_cookie)
+    assert page.status_code == 422 and TWO_DECIMALS in page.text
+    assert not [call for call in rpc.calls if call[1] == "start_payment"]
+
+
+def test_the_pay_page_says_it_in_german_for_a_german_client():
+    c, rpc = pay_client("de_DE")
+    body = "invoice=i1&amount=10.001&key=k1"
+    page = c.simulate_post("/pay", body=body, headers=FORM, cookies=c.session_cookie)
+    assert page.status_code == 422
+    assert "Geben Sie den Betrag als Zahl mit höchstens zwei Nachkommastellen ein, etwa 150,00." in page.text
+    assert not [call for call in rpc.calls if call[1] == "start_payment"]
+
+
+def test_the_pay_page_charges_an_amount_with_two_decimals():
+    c, rpc = pay_client("en_US")
+    rpc.answers[("payments", "start_payment")] = {"id": "pa1", "status": "open"}
+    rpc.answers[("billing", "note_payment_payer")] = None
+    body = "invoice=i1&amount=10.50&key=k1"
+    page = c.simulate_post("/pay", body=body, headers=FORM, cookies=c.session_cookie)
+    assert page.status_code == 303 and page.headers["location"] == "/pay/pa1"
+    [call] = [call for call in rpc.calls if call[1] == "start_payment"]
+    assert call[2][2]["amount"] == 1050
