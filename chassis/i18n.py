@@ -44,3 +44,18 @@ def _language_of(locale: str) -> str:
         return Locale.parse(locale.replace("-", "_")).language
     except (ValueError, TypeError, AttributeError, UnknownLocaleError):
         return "en"
+
+
+class Message(str):
+    """English text made of a msgid and its values, which keeps both: a page shows it in its reader's
+    language (the gateway's `translate` filter translates the msgid and each text value, and writes each
+    number the language's way); anywhere else (logs, problem+json) it is just the English text."""
+
+    msgid: str
+    values: dict[str, str | int]
+
+    def __new__(cls, msgid: str, **values: str | int) -> Message:
+        english = msgid % {name: f"{v:,}" if isinstance(v, int) else v for name, v in values.items()}
+        message = super().__new__(cls, english)
+        message.msgid, message.values = msgid, values
+        return message

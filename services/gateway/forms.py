@@ -8,16 +8,25 @@ from contextlib import contextmanager
 
 import falcon
 
+from services.gateway import usecases
 from services.gateway.usecases import BadInput
 
+# A field a page's form never sends twice nor too long (a hidden key, a choice): the form was tampered
+# with or is out of date, and no key of it is shown to the client.
+FORM_CHANGED = "This form was changed or is out of date. Reload the page and try again."
 
-def field(form: dict, name: str, limit: int, default: str = "", title: str = "Check the form") -> str:
-    """The text of one field (`default` when the form left it out), at most `limit` characters."""
+
+def field(
+    form: dict, name: str, limit: int, default: str = "", title: str = "Check the form", label: str | None = None
+) -> str:
+    """The text of one field (`default` when the form left it out), at most `limit` characters. A message
+    names the field by its `label` (by default the form's label in usecases.LABELS)."""
+    label = label or usecases.LABELS.get(name)
     value = form.get(name, default)
     if not isinstance(value, str):  # falcon gives a list for a name sent more than once
-        raise falcon.HTTPBadRequest(title=title, description=f"Send {name} once.")
+        raise falcon.HTTPBadRequest(title=title, description=FORM_CHANGED)
     if len(value) > limit:
-        raise falcon.HTTPBadRequest(title=title, description=f"{name} is at most {limit} characters.")
+        raise falcon.HTTPBadRequest(title=title, description=usecases.too_long(label, limit) if label else FORM_CHANGED)
     return value
 
 

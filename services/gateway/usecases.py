@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from chassis.errors import Conflict, Invalid
+from chassis.i18n import Message
 from clients.auth import AuthClient
 from clients.billing import BillingClient
 from clients.documents import DocumentsClient
@@ -39,6 +40,29 @@ MESSAGE_MAX = 5000
 REVIEW_MAX = 5000
 NONCE_MAX = 64
 PROFILE_FIELDS = {"name": 200, "phone": 50, "company": 200, "address": 2000, "company_phone": 50}
+
+# How the forms label the fields a client types in, for the messages that name one: a client never reads
+# a field's key (the JSON APIs' `errors` keep the keys). Translated where shown (views.CODE_MESSAGES).
+LABELS = {
+    "name": "Your name",
+    "phone": "Your phone number",
+    "company": "The company name",
+    "address": "The address",
+    "company_phone": "The company phone number",
+    "subject": "The subject",
+    "message": "The message",
+    "body": "The comment",
+    "note": "The note",
+    "reason": "The reason",
+    "signature_name": "Your full name",
+    "holder_name": "The account holder's name",
+    "email": "The email address",
+    "to": "The email address",
+    "iban": "The IBAN",
+    "password": "The password",
+    "current_password": "The current password",
+    "confirm": "The repeated password",
+}
 
 # What a client may filter and sort its lists by, with the pages' labels (translated in views.py).
 INVOICE_FILTERS = [
@@ -98,6 +122,11 @@ PASSKEY_REFUSALS = {
 
 class BadInput(Invalid):
     """Input refused before any service was asked (a service's own Invalid is not one)."""
+
+
+def too_long(label: str, limit: int) -> Message:
+    """ "The note is at most 500 characters.", in the reader's language where a page shows it."""
+    return Message("%(field)s is at most %(limit)s characters.", field=label, limit=limit)
 
 
 def request_key(client_key: str | None, request_id: str) -> str:
@@ -179,7 +208,7 @@ def forward_invoice(
     except ValueError:
         raise BadInput("Enter the email address to forward the invoice to.", to="not an email address") from None
     if len(note) > FORWARD_NOTE_MAX:
-        raise BadInput(f"note is at most {FORWARD_NOTE_MAX} characters.", note=f"at most {FORWARD_NOTE_MAX}")
+        raise BadInput(too_long(LABELS["note"], FORWARD_NOTE_MAX), note=f"at most {FORWARD_NOTE_MAX}")
     email_id = documents.forward_invoice(
         session["workspace_id"],
         session["client_id"],
@@ -215,7 +244,7 @@ def accept_quote(
 
 def decline_quote(billing: BillingClient, session: Session, quote_id: str, reason: str, version: int) -> dict:
     if len(reason) > DECLINE_REASON_MAX:
-        raise BadInput(f"reason is at most {DECLINE_REASON_MAX} characters.", reason=f"at most {DECLINE_REASON_MAX}")
+        raise BadInput(too_long(LABELS["reason"], DECLINE_REASON_MAX), reason=f"at most {DECLINE_REASON_MAX}")
     return billing.reject_quote(
         session["workspace_id"],
         quote_id,
@@ -293,7 +322,7 @@ def review_business(billing: BillingClient, session: Session, rating: int, messa
     if not 1 <= rating <= 5:
         raise BadInput("Pick from 1 to 5 stars.", rating="1 to 5")
     if len(message) > REVIEW_MAX:
-        raise BadInput(f"message is at most {REVIEW_MAX} characters.", message=f"at most {REVIEW_MAX}")
+        raise BadInput(too_long(LABELS["message"], REVIEW_MAX), message=f"at most {REVIEW_MAX}")
     return billing.add_review(
         session["workspace_id"], session["client_id"], session["contact_id"], author(session), rating, message
     )

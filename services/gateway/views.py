@@ -22,7 +22,7 @@ from jinja2.nodes import EvalContext, Node
 from markupsafe import Markup, escape
 
 from chassis import settings
-from chassis.i18n import language_of, translations
+from chassis.i18n import Message, language_of, translations
 from chassis.money import Money
 from services.gateway import csrf
 
@@ -216,6 +216,31 @@ CODE_MESSAGES = (
     N_("Choose a role."),
     N_("Enter a valid email address."),
     N_("No such contact."),
+    # forms.py and usecases.py: a field too long (too_long, with usecases.LABELS and the pages' own labels)
+    N_("%(field)s is at most %(limit)s characters."),
+    N_("This form was changed or is out of date. Reload the page and try again."),
+    N_("Your phone number"),
+    N_("The company name"),
+    N_("The address"),
+    N_("The company phone number"),
+    N_("The subject"),
+    N_("The message"),
+    N_("The comment"),
+    N_("The note"),
+    N_("The reason"),
+    N_("Your full name"),
+    N_("The account holder's name"),
+    N_("The email address"),
+    N_("The IBAN"),
+    N_("The password"),
+    N_("The current password"),
+    N_("The repeated password"),
+    N_("The name"),
+    N_("The passkey's name"),
+    # billing's statement (services/billing/handlers/statements.py), shown by the statement page
+    N_("The start date must be a date like 2026-11-23."),
+    N_("The end date must be a date like 2026-11-23."),
+    N_("The period's start is after its end."),
     # pages/payments.py: AMOUNT_FORMATS, the pay page's amount by the currency's decimals
     N_("Enter the amount as a whole number, like 150."),
     N_("Enter the amount as a number with at most two decimals, like 150.00."),
@@ -395,6 +420,11 @@ def _build_env(language: str) -> Environment:
     def translate(text):
         """Text from Python (a label, an error title) in this language; unknown text as it is. Unlike
         _() it never marks the text safe nor %-formats it, so it suits values that are not literals."""
+        if isinstance(text, Message):  # its msgid and its text values translated, its numbers as written here
+            return catalogue.gettext(text.msgid) % {
+                name: format_decimal(v, locale=language) if isinstance(v, int) else catalogue.gettext(v)
+                for name, v in text.values.items()
+            }
         return catalogue.gettext(text) if isinstance(text, str) and text else text
 
     env.filters.update(

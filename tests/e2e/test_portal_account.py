@@ -38,6 +38,8 @@ def test_statement_page_and_pdf(stack, demo):
         == b"%PDF-"
     )
     assert demo.get(f"{stack.url}/statement", params={"from": "2026-12-31", "to": "2026-01-01"}).status_code == 422
+    bad_date = demo.get(f"{stack.url}/statement", params={"from": "soon"})
+    assert bad_date.status_code == 422 and "The start date must be a date like 2026-11-23." in bad_date.text
 
 
 def test_profile_edits_apply_to_future_invoices_and_email_is_read_only(stack):

@@ -255,3 +255,17 @@ def test_auth_0005_repairs_the_names_it_copied(tmp_path):
             ("", "de_DE"),
             ("Max", None),
         ]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "detail", "field"),
+    [
+        ("soon", None, "The start date must be a date like 2026-11-23.", "from"),
+        ("2026-01-01", "2026-13-01", "The end date must be a date like 2026-11-23.", "to"),
+    ],
+)
+def test_a_statement_names_a_bad_date_as_the_page_labels_it(db, ws, start, end, detail, field):
+    ws_id, client = ws
+    with pytest.raises(Invalid) as refused:
+        db(h.statement, ws_id, client, start, end)
+    assert (refused.value.detail, refused.value.fields) == (detail, {field: "not a date"})

@@ -8,7 +8,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
-from chassis.errors import NotFound
+from chassis.errors import Invalid, NotFound
 from services.gateway import usecases, views
 from services.gateway.pages import sign_in
 from tests.unit.test_gateway import DASHBOARD, FORM, SESSION, WORKSPACE, client
@@ -381,3 +381,10 @@ def test_a_status_badge_reads_as_its_filter_does():
         for status, label in filters:
             if status in views.STATUS_LABELS:
                 assert views.STATUS_LABELS[status] == label.lower(), status
+
+
+def test_billings_statement_date_message_reads_in_german():
+    refused = Invalid("The start date must be a date like 2026-11-23.", fields={"from": "not a date"})
+    c, _ = portal("de_DE", answers={("billing", "statement"): refused})
+    page = c.simulate_get("/statement", params={"from": "soon"}, cookies=c.session_cookie)
+    assert page.status_code == 422 and "Das Startdatum muss ein Datum wie 2026-11-23 sein." in page.text

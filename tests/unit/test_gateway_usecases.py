@@ -1,6 +1,10 @@
 """The client's use cases (services/gateway/usecases.py), shared by the pages and the portal API: what
 they refuse before any service is asked, what they ask the services, and the one idempotency rule."""
 
+import json
+import re
+from urllib.parse import urlencode
+
 import pytest
 
 from chassis.errors import Conflict, Invalid
@@ -11,6 +15,7 @@ from clients.payments import PaymentsClient
 from services.gateway import usecases
 from services.gateway.usecases import BadInput
 from tests.unit.test_gateway import FORM, client
+from tests.unit.test_gateway import SESSION as TEST_SESSION
 
 SESSION = {
     "workspace_id": "ws1",
@@ -130,9 +135,14 @@ def test_a_forward_goes_to_the_address_as_email_writes_it_once_per_key():
 @pytest.mark.parametrize(("to", "note"), [("not-an-address", ""), ("a@example.com", "x" * 501)])
 def test_a_forward_to_no_address_or_with_a_long_note_is_refused(to, note):
     fake = FakeServices()
-    with pytest.raises(BadInput):
+    with pytest.raises(BadInput) as refused:
         usecases.forward_invoice(fake.documents, SESSION, "inv1", to, note, request_key="n1")
     assert fake.calls == []
+    if note:
+        assert (refused.value.detail, refused.value.fields) == (
+            "The note is at most 500 characters.",
+            {"note": "at most 500"},
+        )
 
 
 def test_deciding_on_a_quote_names_the_version_seen():
@@ -387,3 +397,73 @@ def test_the_openapi_document_says_a_profile_name_is_not_empty():
 
     name = portal_openapi()["components"]["schemas"]["ProfileIn"]["properties"]["name"]
     assert name["minLength"] == 1 and name["type"] == "string" and "anyOf" not in name
+
+
+@pytest.mark.parametrize(
+    ("path", "form", "detail"),
+    [
+        ("/quotes/q1/accept", {"signature_name": "x" * 201}, "Your full name is at most 200 characters."),
+        ("/invoices/inv1/comments", {"body": "x" * 5001, "nonce": "n1"}, "The comment is at most 5,000 characters."),
+        ("/invoices/inv1/forward", {"to": "a@example.com", "note": "x" * 501}, "The note is at most 500 characters."),
+        ("/contact", {"subject": "x" * 201, "message": "Hi"}, "The subject is at most 200 characters."),
+        ("/contact", {"subject": "Hi", "message": "x" * 5001}, "The message is at most 5,000 characters."),
+        ("/profile", {"name": "x" * 201}, "Your name is at most 200 characters."),
+        ("/quotes/q1/reject", {"reason": "x" * 2001, "version": "1"}, "The reason is at most 2,000 characters."),
+        (
+            "/team",
+            {"email": "a@example.com", "name": "x" * 201, "role": "viewer"},
+            "The name is at most 200 characters.",
+        ),
+    ],
+)
+def test_a_too_long_field_is_named_as_its_form_labels_it(path, form, detail):
+    c, rpc = client()
+    page = c.simulate_post(path, body=urlencode(form), headers=FORM, cookies=c.session_cookie)
+    assert page.status_code == 400 and detail in page.text
+    assert not re.search(r">\s*(signature_name|body|note|subject|message|name|reason) is at most", page.text)
+    assert [call for call in rpc.calls if call[0] != "auth"] == []
+
+
+@pytest.mark.parametrize(
+    ("path", "form", "german"),
+    [
+        ("/profile", {"name": "x" * 201}, "Ihr Name darf höchstens 200 Zeichen lang sein."),
+        ("/invoices/inv1/comments", {"body": "x" * 5001}, "Der Kommentar darf höchstens 5.000 Zeichen lang sein."),
+        (
+            "/quotes/q1/accept",
+            {"signature_name": "x" * 201},
+            "Ihr vollständiger Name darf höchstens 200 Zeichen lang sein.",
+        ),
+    ],
+)
+def test_a_too_long_field_is_named_in_german_for_a_german_contact(path, form, german):
+    c, _ = client(session={**TEST_SESSION, "locale": "de_DE"})
+    page = c.simulate_post(path, body=urlencode(form), headers=FORM, cookies=c.session_cookie)
+    assert page.status_code == 400 and '<html lang="de">' in page.text and german in page.text
+
+
+def test_a_field_sent_twice_or_a_hidden_one_too_long_names_no_key():
+    c, _ = client()
+    for body in ("body=a&body=b", f"body=Hi&nonce={'n' * 65}"):
+        page = c.simulate_post("/invoices/inv1/comments", body=body, headers=FORM, cookies=c.session_cookie)
+        assert page.status_code == 400 and "This form was changed or is out of date." in page.text
+        assert "nonce" not in page.text and "Send body" not in page.text
+
+
+def test_a_message_is_its_english_text_and_is_translated_where_a_page_shows_it():
+    from services.gateway import views
+
+    message = usecases.too_long("The comment", 5000)
+    assert message == "The comment is at most 5,000 characters." and str(message) == message
+    assert json.dumps({"detail": message}) == '{"detail": "The comment is at most 5,000 characters."}'
+    german = views.env_for("de_DE").from_string("{{ m | translate }}").render(m=message)
+    assert german == "Der Kommentar darf höchstens 5.000 Zeichen lang sein."
+
+
+def test_every_label_is_translated():
+    from tests.unit.test_gateway_i18n import DE_PO, read_po
+
+    with DE_PO.open("rb") as handle:
+        german = read_po(handle, locale="de")
+    labels = [*usecases.LABELS.values(), "The name", "The passkey's name"]
+    assert all(getattr(german.get(label), "string", "") for label in labels)

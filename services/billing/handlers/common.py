@@ -101,13 +101,15 @@ def today_in(timezone: str, now: datetime) -> date:
     return now.astimezone(ZoneInfo(timezone)).date()
 
 
-def parse_date(value, name: str) -> date | None:
+def parse_date(value, name: str, label: str | None = None) -> date | None:
+    """A date, or Invalid under the field's `name`; the message says `label` (what a page calls the field),
+    else the name."""
     if value is None or isinstance(value, date):
         return value
     try:
         return date.fromisoformat(str(value))
     except ValueError:
-        raise Invalid(f"{name} must be a date like 2026-11-23.", fields={name: "not a date"}) from None
+        raise Invalid(f"{label or name} must be a date like 2026-11-23.", fields={name: "not a date"}) from None
 
 
 def allocate_number(uow, workspace_id: str, kind: str, pattern: str, on: date) -> str:

@@ -33,7 +33,7 @@ def statement(uow, now: datetime, workspace_id: str, client_id: str, start, end,
     today = workspace_today(ws, now)
     # Without a period: the last three months, so that it opens with content even on the 1st. Without its
     # start: the three months before its end; without its end: today (or the start, when that is later).
-    start, end = parse_date(start, "from"), parse_date(end, "to")
+    start, end = parse_date(start, "from", "The start date"), parse_date(end, "to", "The end date")  # as the page says
     end = end or max(today, start or today)
     start = start or end - relativedelta(months=3)
     if end < start:

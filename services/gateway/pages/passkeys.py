@@ -119,7 +119,7 @@ class PasskeysPage(Portal):
 
     def on_post_rename(self, req, resp, passkey_id: str):
         session = self.session(req, resp)
-        name = field(self.form(req), "name", 1000)
+        name = field(self.form(req), "name", 1000, label="The passkey's name")
         try:
             self.auth(req).rename_passkey(session["contact_id"], passkey_id, name)
         except Invalid as exc:

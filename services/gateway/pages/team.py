@@ -66,7 +66,10 @@ class TeamPage(TeamBase):
         """Invite: a new contact with portal access and a role, or a contact of the client given access again."""
         session = self.session(req, resp)
         form = self.form(req)
-        data = {"email": field(form, "email", 254).strip(), "name": field(form, "name", 200).strip()}
+        data = {
+            "email": field(form, "email", 254).strip(),
+            "name": field(form, "name", 200, label="The name").strip(),
+        }
         role = field(form, "role", 20)
         if role:
             data["role"] = role
