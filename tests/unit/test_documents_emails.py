@@ -63,9 +63,10 @@ def attachments(message):
     return {part.get_filename(): part for part in message.iter_attachments()}
 
 
-def test_invoice_email_has_the_link_in_both_parts_and_the_pdf_attached(outbox):
-    invoice = {**DOCUMENTS["invoice"], "client_id": "cl1", "locale": "en_US"}
-    [(rcpts, msg)] = outbox(
+def invoice_email(outbox, locale: str) -> tuple:
+    """(recipients, message) of INV-2026-00042's email to Dana, in `locale`."""
+    invoice = {**DOCUMENTS["invoice"], "client_id": "cl1", "locale": locale}
+    [sent] = outbox(
         lambda uow, r: mails.document_sent(
             uow,
             NOW,
@@ -79,6 +80,11 @@ def test_invoice_email_has_the_link_in_both_parts_and_the_pdf_attached(outbox):
             link="http://portal.example.com/i/TOKEN",
         )
     )
+    return sent
+
+
+def test_invoice_email_has_the_link_in_both_parts_and_the_pdf_attached(outbox):
+    rcpts, msg = invoice_email(outbox, "en_US")
     assert rcpts == ["dana@example.com"] and msg["Subject"] == "Invoice INV-2026-00042 from Acme Studio"
     text, html = parts(msg)
     assert "http://portal.example.com/i/TOKEN" in text and 'href="http://portal.example.com/i/TOKEN"' in html
@@ -96,21 +102,7 @@ def test_invoice_email_has_the_link_in_both_parts_and_the_pdf_attached(outbox):
 )
 def test_the_invoice_email_says_paying_takes_a_sign_in(outbox, locale, says):
     """The link opens the invoice without signing in; paying it there takes signing in first."""
-    invoice = {**DOCUMENTS["invoice"], "client_id": "cl1", "locale": locale}
-    [(_, msg)] = outbox(
-        lambda uow, r: mails.document_sent(
-            uow,
-            NOW,
-            SENDER,
-            r,
-            BRAND,
-            key="k1",
-            kind="invoice",
-            document=invoice,
-            recipient=DANA,
-            link="http://portal.example.com/i/TOKEN",
-        )
-    )
+    _, msg = invoice_email(outbox, locale)
     text, _ = parts(msg)
     assert f"{says} http://portal.example.com/i/TOKEN" in text
 
