@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_datetime, format_time, get_timezone_name
 from babel.numbers import format_decimal
 from jinja2 import Environment, FileSystemLoader, Template, pass_eval_context, select_autoescape
@@ -306,6 +307,28 @@ def language_for(locale: str | None) -> str:
     """The portal language for a locale ("de_DE" -> "de"); English for none or one we do not speak."""
     language = language_of(locale) if locale else "en"
     return language if language in LANGUAGES else "en"
+
+
+@lru_cache(maxsize=1024)
+def _parsed(locale: str) -> str | None:
+    try:
+        return str(Locale.parse(locale.replace("-", "_")))
+    except (ValueError, TypeError, UnknownLocaleError):
+        return None
+
+
+@lru_cache(maxsize=1024)  # asked on every render, of a few pairs
+def reading_locale(contact_locale: str | None, page_locale: str | None) -> str:
+    """The locale a page is read in, for its words (env_for) and its numbers, money and dates alike, so
+    the two never disagree. The contact's own locale chooses the language, else the page's (the client's
+    or a document's); the formats are those of the first of the two in that language, else en_US: a
+    German contact of an en_US client reads "1.635,00 $", an English one of a de_DE client "$1,635.00"."""
+    language = language_for(contact_locale or page_locale)
+    for candidate in (contact_locale, page_locale):
+        parsed = _parsed(candidate) if candidate else None
+        if parsed and language_of(parsed) == language:
+            return parsed
+    return "en_US"
 
 
 class TranslatedLiterals(Extension):

@@ -85,6 +85,64 @@ def test_the_language_is_the_contacts_then_the_clients_then_english(session_loca
     assert page.status_code == 200 and f'<html lang="{lang}">' in page.text
 
 
+def test_a_german_contact_of_an_english_client_reads_german_money_and_dates():
+    """The contact chose German: the numbers, money and dates are German too; the currency is the client's."""
+    c, _ = portal("de_DE", client_locale="en_US")
+    page = c.simulate_get("/dashboard", cookies=c.session_cookie)
+    assert page.status_code == 200 and '<html lang="de">' in page.text and "Offener Betrag" in page.text
+    assert "2.375,00\xa0$" in page.text and "2.500,00\xa0$" in page.text  # USD, written the German way
+    assert "15.11.2026" in page.text and "20.11.2026, 16:00:00" in page.text  # in the client's time zone
+    assert "$2,375.00" not in page.text and "Nov 15, 2026" not in page.text
+
+
+def test_an_english_contact_of_a_german_client_reads_english_money_and_dates():
+    """Formats follow the page's language: English words, English numbers and dates."""
+    c, _ = portal("en_US", client_locale="de_DE")
+    page = c.simulate_get("/dashboard", cookies=c.session_cookie)
+    assert page.status_code == 200 and '<html lang="en">' in page.text and "Outstanding" in page.text
+    assert "$2,375.00" in page.text and "Nov 15, 2026" in page.text and "Nov 20, 2026, 4:00:00" in page.text
+    assert "2.375,00" not in page.text and "15.11.2026" not in page.text
+
+
+@pytest.mark.parametrize(
+    "contact_locale,page_locale,formats",
+    [
+        ("de_DE", "en_US", "de_DE"),
+        ("de_AT", "en_US", "de_AT"),
+        ("en_US", "de_DE", "en_US"),
+        ("en_GB", "de_DE", "en_GB"),  # the contact's own English
+        (None, "de_AT", "de_AT"),  # no contact locale: the client's, language and formats
+        ("", "en_GB", "en_GB"),
+        ("fr_FR", "en_GB", "en_GB"),  # English pages: the client's English formats
+        ("fr_FR", "de_DE", "en_US"),  # English pages: never German numbers among English words
+        ("not a locale", "de_DE", "en_US"),
+        (None, "fr_FR", "en_US"),
+        (None, None, "en_US"),
+    ],
+)
+def test_the_formats_are_those_of_the_language_the_page_speaks(contact_locale, page_locale, formats):
+    assert views.reading_locale(contact_locale, page_locale) == formats
+    assert views.language_for(formats) == views.language_for(contact_locale or page_locale)
+
+
+def test_a_german_reader_pays_an_amount_written_the_german_way():
+    """The pay page shows a German contact German amounts, so it reads the one typed the same way."""
+    client_answer = {"id": "cl1", "name": "Demo", "currency": "USD", "locale": "en_US", "timezone": "UTC"}
+    c, rpc = portal(
+        "de_DE",
+        answers={
+            ("billing", "get_client"): client_answer,
+            ("billing", "plan_payment"): {"invoices": [], "currency": "USD", "amount": 200000, "balance_usable": 0},
+            ("payments", "start_payment"): {"id": "pa1", "status": "open"},
+            ("billing", "note_payment_payer"): None,
+        },
+    )
+    page = c.simulate_post("/pay", body="invoice=i1&amount=1234,50&key=k1", headers=FORM, cookies=c.session_cookie)
+    assert page.status_code == 303, page.text
+    [call] = [call for call in rpc.calls if call[1] == "start_payment"]
+    assert call[2][2]["amount"] == 123450
+
+
 def test_filter_labels_statuses_and_pages_are_german():
     page_of_invoices = {
         "items": [INVOICE_ROW],

@@ -15,7 +15,7 @@ from clients.documents import DocumentsClient
 from clients.payments import PaymentsClient
 from services.gateway.branding import brand_of
 from services.gateway.sessions import set_session_cookie
-from services.gateway.views import env_for
+from services.gateway.views import env_for, reading_locale
 
 
 class Rpc(Protocol):
@@ -51,13 +51,13 @@ class Base:
     def render(self, resp: falcon.Response, template: str, status: int = 200, **context: Any) -> None:
         """A page; a client's page (session) or one document's (workspace_id) wears the business's brand.
         It speaks the signed-in contact's language (session locale), else the page's `locale` (the
-        client's or the document's), else English; `locale` (formatting) defaults to the same."""
+        client's or the document's), else English; its money and dates are formatted for the language
+        it speaks (views.reading_locale), while the currency and time zone stay the client's."""
         workspace_id = (context.get("session") or {}).get("workspace_id") or context.pop("workspace_id", None)
         if workspace_id and "brand" not in context:
             context["brand"] = self.brand(workspace_id)
-        locale = (context.get("session") or {}).get("locale") or context.get("locale") or None
-        if locale and not context.get("locale"):
-            context["locale"] = locale
+        locale = reading_locale((context.get("session") or {}).get("locale"), context.get("locale"))
+        context["locale"] = locale
         resp.status = status
         resp.content_type = falcon.MEDIA_HTML
         resp.text = env_for(locale).get_template(template).render(dev=self.config.dev, **context)

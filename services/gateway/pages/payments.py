@@ -22,6 +22,7 @@ from chassis.errors import Invalid
 from chassis.money import Money
 from services.gateway.forms import field
 from services.gateway.pages.base import Portal
+from services.gateway.views import reading_locale
 
 
 def _json_body(req) -> dict:
@@ -126,7 +127,9 @@ class PayReview(Portal):
         form = self.form(req)
         client = self.billing(req).get_client(session["workspace_id"], session["client_id"])
         try:
-            request = payment_request(form, client["currency"], client["locale"])
+            # the amount as typed on the page, with the separators the page showed
+            reader = reading_locale(session.get("locale"), client["locale"])
+            request = payment_request(form, client["currency"], reader)
             attempt = self.payments(req).start_payment(
                 session["workspace_id"],
                 session["client_id"],
