@@ -356,6 +356,13 @@ def _profile(a, p, b, q, s) -> dict:
     return saved
 
 
+def _notifications(a, p, b, q, s) -> dict:
+    saved = usecases.update_notifications(a.billing, s, b)
+    if usecases.language_changed(s, saved):  # the session speaks the new language from now on
+        a.req.context.sessions.renew(a.req, a.resp, locale=saved["email_locale"])
+    return saved
+
+
 def _invoices(a, p, b, q, s) -> dict:
     return a.billing.list_invoices(
         s["workspace_id"],
@@ -759,7 +766,7 @@ ROUTES: tuple[PortalRoute, ...] = (
         "/notification-preferences",
         "update_notification_preferences",
         "Turn categories of email on or off, or change their language",
-        lambda a, p, b, q, s: usecases.update_notifications(a.billing, s, b),
+        _notifications,
         NotificationPreferencesIn,
     ),
     PortalRoute(

@@ -178,7 +178,8 @@ class SessionMiddleware:
         self._keep(req, session, from_cookie)
 
     def renew(self, req, resp, **changes) -> None:
-        """The contact changed what its credential says (its own name): a new credential from now on."""
+        """The contact changed what its credential says (its own name or language): a new credential
+        from now on, for this session; its others say it from their next sign-in."""
         session = replace(req.context.credential, **changes)
         token = self.guard.issue(session)
         if req.context.from_cookie:

@@ -342,6 +342,12 @@ def update_notifications(billing: BillingClient, session: Session, changes: dict
     )
 
 
+def language_changed(session: Session, saved_preferences: dict) -> bool:
+    """Whether saving the notifications changed the contact's locale (the language of its emails and
+    its pages; null: the client's): the session must carry the new one from now on."""
+    return (saved_preferences["email_locale"] or None) != (session.get("locale") or None)
+
+
 def invite_contact(billing: BillingClient, session: Session, invitation: dict) -> dict:
     """Owners only (billing decides): a new contact with portal access and a role, or one given access again."""
     return billing.invite_contact(session["workspace_id"], session["client_id"], session["contact_id"], invitation)

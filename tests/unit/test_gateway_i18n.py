@@ -1,6 +1,7 @@
 """The portal in the signed-in contact's language (English, German), and a complete German catalogue."""
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -8,9 +9,11 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
+from chassis import credentials
 from chassis.errors import Invalid, NotFound
 from services.gateway import usecases, views
 from services.gateway.pages import sign_in
+from services.gateway.sessions import REFRESHED_TOKEN_HEADER
 from tests.unit.test_gateway import DASHBOARD, FORM, SESSION, WORKSPACE, client
 
 GATEWAY = Path(views.__file__).parent
@@ -123,6 +126,53 @@ def test_an_english_contact_of_a_german_client_reads_english_money_and_dates():
 def test_the_formats_are_those_of_the_language_the_page_speaks(contact_locale, page_locale, formats):
     assert views.reading_locale(contact_locale, page_locale) == formats
     assert views.language_for(formats) == views.language_for(contact_locale or page_locale)
+
+
+def test_choosing_german_for_emails_switches_this_sessions_pages_to_german_at_once():
+    """The form saves the contact's locale in billing and re-issues this session's credential with it:
+    the very next page is German, without signing in again."""
+    saved = {"contact_id": "c1", "client_id": "cl1", "email_locale": "de_DE", "version": 2}
+    c, rpc = portal("en_US", client_locale="en_US", answers={("billing", "update_notification_preferences"): saved})
+    body = "invoices=on&email_locale=de_DE"
+    answer = c.simulate_post("/profile/notifications", body=body, headers=FORM, cookies=c.session_cookie)
+    assert answer.status_code == 303
+    [call] = [call for call in rpc.calls if call[1] == "update_notification_preferences"]
+    assert call[2][2]["email_locale"] == "de_DE"
+    [cookie] = [cookie for cookie in answer.cookies.values() if cookie.name == c.config.cookie_name]
+    renewed = credentials.read(cookie.value, c.config.session_keys)
+    first = credentials.read(c.session_cookie[c.config.cookie_name], c.config.session_keys)
+    assert renewed == replace(first, locale="de_DE")  # the same session, only its language changed
+    page = c.simulate_get("/dashboard", cookies={c.config.cookie_name: cookie.value})
+    assert page.status_code == 200 and '<html lang="de">' in page.text and "2.375,00\xa0$" in page.text
+
+
+def test_the_companys_language_again_is_the_clients_from_the_next_page_on():
+    saved = {"contact_id": "c1", "client_id": "cl1", "email_locale": None, "version": 3}
+    c, _ = portal("en_US", client_locale="de_DE", answers={("billing", "update_notification_preferences"): saved})
+    answer = c.simulate_post("/profile/notifications", body="email_locale=", headers=FORM, cookies=c.session_cookie)
+    [cookie] = [cookie for cookie in answer.cookies.values() if cookie.name == c.config.cookie_name]
+    assert credentials.read(cookie.value, c.config.session_keys).locale is None
+    page = c.simulate_get("/dashboard", cookies={c.config.cookie_name: cookie.value})
+    assert '<html lang="de">' in page.text
+
+
+def test_saving_the_notifications_in_the_same_language_keeps_the_credential():
+    saved = {"contact_id": "c1", "client_id": "cl1", "email_locale": "de_DE", "version": 2}
+    c, _ = portal("de_DE", answers={("billing", "update_notification_preferences"): saved})
+    answer = c.simulate_post(
+        "/profile/notifications", body="email_locale=de_DE", headers=FORM, cookies=c.session_cookie
+    )
+    assert answer.status_code == 303 and c.config.cookie_name not in answer.cookies
+
+
+def test_the_api_hands_a_bearer_client_the_credential_in_its_new_language():
+    saved = {"contact_id": "c1", "client_id": "cl1", "email_locale": "de_DE", "version": 2}
+    c, _ = portal(None, client_locale="en_US", answers={("billing", "update_notification_preferences"): saved})
+    answer = c.simulate_patch(
+        "/api/portal/v1/notification-preferences", json={"email_locale": "de_DE"}, headers=c.bearer
+    )
+    assert answer.status_code == 200, answer.text
+    assert credentials.read(answer.headers[REFRESHED_TOKEN_HEADER], c.config.session_keys).locale == "de_DE"
 
 
 def test_a_german_reader_pays_an_amount_written_the_german_way():

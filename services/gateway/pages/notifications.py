@@ -46,7 +46,9 @@ class NotificationSettings(Portal):
         if language not in dict(EMAIL_LOCALES):
             raise falcon.HTTPBadRequest(title="Check the form", description="Choose a language from the list.")
         data["email_locale"] = language or None
-        usecases.update_notifications(self.billing(req), session, data)
+        saved = usecases.update_notifications(self.billing(req), session, data)
+        if usecases.language_changed(session, saved):  # the next page speaks it, in this session too
+            req.context.sessions.renew(req, resp, locale=saved["email_locale"])
         raise falcon.HTTPSeeOther("/profile?notifications=saved#notifications")
 
 
