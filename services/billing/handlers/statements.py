@@ -1,6 +1,7 @@
 """The statement of account of one client in one currency over a period: its opening balance, each
 invoice, payment, credit note and refund in date order with a running balance (domain.statement),
-the closing balance, and what is owed now by days past due, read with the dashboard's aging query."""
+the closing balance, and what is owed now by days past due, read with the dashboard's aging query,
+with the credit and retainer money that make the two differ (the dashboard's figures)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from services.billing import domain
 from services.billing.aging import aging
 from services.billing.handlers.common import client_row, client_snapshot, parse_date, workspace_row, workspace_today
 from services.billing.handlers.dashboard import OPEN_BY_DUE
-from services.billing.handlers.summaries import params
+from services.billing.handlers.summaries import AVAILABLE, params
 from services.billing.tables import credit_applications, credit_notes, invoices, payments, refunds
 
 __all__ = ["statement"]
@@ -99,6 +100,16 @@ def statement(uow, now: datetime, workspace_id: str, client_id: str, start, end,
     # what is owed now by days past due: as of today whatever the period, from the dashboard's read
     open_by_due = uow.execute(_STATEMENT_AGING, params(workspace_id, client_id, currency)).all()
     result["aging"] = aging(((r.currency, r.due_date, r.owed) for r in open_by_due), today, first=currency)[0]
+    # The closing balance already takes off unapplied credit and retainer money, which pay no
+    # invoice yet, so it is the aging's total less both (the dashboard's figures, in this currency).
+    held = uow.execute(AVAILABLE, params(None, client_id, currency)).one()
+    result["unapplied_credit"], result["retainer_held"] = int(held.credit), int(held.retainer)
+    # Said only when exact. It is not while an archived invoice is still owed (a charge here, not in
+    # the aging), an entry is dated after today, or a card refund took back retainer money under the
+    # credit policy (credited here, gone from the retainer), nor for a period that ended before today.
+    result["reconciles"] = (
+        end >= today and result["aging"]["total"] - int(held.credit) - int(held.retainer) == result["closing_balance"]
+    )
     return {
         "client": client_snapshot(uow, client),
         "client_id": client.id,

@@ -1,0 +1,69 @@
+"""The statement of account reconciles its closing balance with its aging: open invoices less the
+client's unapplied credit and retainer held make the closing balance, and it says so only when exact."""
+
+from services.billing import handlers as h
+from tests.unit.test_billing_handlers import NOW, db, ws  # noqa: F401 - shared fixtures
+from tests.unit.test_billing_refunds import _card, _invoice, _refund
+
+
+def _seeded_like(db, ws_id, client):
+    """As the demo client: open invoices, one paid, a paid retainer and a credit note not yet applied."""
+    _invoice(db, ws_id, client, 150000, due="2026-11-10")
+    _invoice(db, ws_id, client, 113500)
+    paid = _invoice(db, ws_id, client, 80000)
+    db(h.record_payment, ws_id, {"invoice_id": paid["id"], "amount": 80000})
+    retainer = db(
+        h.create_invoice,
+        ws_id,
+        {
+            "client_id": client,
+            "kind": "retainer",
+            "send": True,
+            "lines": [{"description": "Retainer", "unit_price": 50000}],
+        },
+    )
+    db(h.record_payment, ws_id, {"invoice_id": retainer["id"], "amount": 50000, "reference": "TRX-90001"})
+    db(h.issue_credit_note, ws_id, {"client_id": client, "amount": 10000, "reason": "Goodwill"})
+
+
+def test_open_invoices_less_credit_and_retainer_make_the_closing_balance(db, ws):
+    ws_id, client = ws
+    _seeded_like(db, ws_id, client)
+    st = db(h.statement, ws_id, client, "2026-01-01", None)
+    assert st["to"] == st["today"] == "2026-11-23"
+    assert (st["aging"]["total"], st["unapplied_credit"], st["retainer_held"]) == (263500, 10000, 50000)
+    assert st["closing_balance"] == 203500 == st["aging"]["total"] - st["unapplied_credit"] - st["retainer_held"]
+    assert st["reconciles"] is True
+    dashboard = db(h.client_dashboard, ws_id, client)
+    assert dashboard["credit_available"]["amount"] == st["unapplied_credit"]
+    assert dashboard["retainer_available"]["amount"] == st["retainer_held"]
+
+
+def test_a_period_that_ended_before_today_is_not_reconciled_with_todays_aging(db, ws):
+    ws_id, client = ws
+    _seeded_like(db, ws_id, client)
+    st = db(h.statement, ws_id, client, "2026-01-01", "2026-10-31")
+    assert st["reconciles"] is False
+    assert st["unapplied_credit"] == 10000  # the figures are still there, as of today
+
+
+def test_it_is_not_reconciled_when_the_figures_do_not_add_up(db, ws):
+    ws_id, client = ws
+    _seeded_like(db, ws_id, client)
+    owed = _invoice(db, ws_id, client, 7000)
+    db(h.archive_invoice, ws_id, owed["id"])  # still a charge on the statement, out of the aging
+    st = db(h.statement, ws_id, client, "2026-01-01", None)
+    assert st["closing_balance"] != st["aging"]["total"] - st["unapplied_credit"] - st["retainer_held"]
+    assert st["reconciles"] is False
+
+
+def test_card_refunds_and_unapplied_card_money_still_reconcile(db, ws):
+    ws_id, client = ws
+    _seeded_like(db, ws_id, client)
+    invoice = _invoice(db, ws_id, client, 20000)
+    _card(db, ws_id, "pi_1", [(invoice, 20000)], amount=25000)  # 50.00 left over: credit
+    _refund(db, ws_id, "re_1", "pi_1", 8000)  # the left-over first, then owed again on the invoice
+    st = db(h.statement, ws_id, client, "2026-01-01", None)
+    assert st["unapplied_credit"] == 10000
+    assert st["closing_balance"] == st["aging"]["total"] - st["unapplied_credit"] - st["retainer_held"]
+    assert st["reconciles"] is True
