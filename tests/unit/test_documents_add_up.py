@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from services.billing import domain
 from services.documents import pdf as pdfmod
-from tests.unit.test_documents_pdf import BUSINESS, CLIENT, text_of
+from tests.unit.test_documents_pdf import BUSINESS, CLIENT, DOCUMENTS, context, text_of
 from tests.unit.test_gateway import WORKSPACE, client
 
 DOLLARS = r"(−?)\$([\d,]+\.\d\d)"
@@ -195,3 +195,35 @@ def test_the_invoice_page_an_emailed_link_opens_adds_up_top_to_bottom(invoice):
     assert page.status_code == 200
     line_amounts, rows = page_rows(page.text)
     check_it_adds_up(invoice, line_amounts, [("Credits applied" if "applied" in k else k, v) for k, v in rows])
+
+
+STATEMENT_AGING = {"currency": "USD", "current": 113500, "days_1_30": 150000, "days_31_60": 0, "days_61_90": 0}
+STATEMENT_AGING |= {"days_over_90": 0, "total": 263500}
+
+
+def test_the_statement_pdf_reconciles_its_closing_balance_with_its_aging():
+    """Open invoices less credit not yet applied and retainer held, as printed, make the printed closing balance."""
+    statement = {
+        **DOCUMENTS["statement"],
+        "to": "2026-11-30",
+        "today": "2026-11-30",
+        "closing_balance": 203500,
+        "aging": STATEMENT_AGING,
+        "unapplied_credit": 10000,
+        "retainer_held": 50000,
+        "reconciles": True,
+    }
+    text = " ".join(text_of(pdfmod.render_pdf("statement", {**context("statement"), "doc": statement})).split())
+    line = re.search(r"Open invoices .*? = closing balance " + DOLLARS, text).group(0)
+    open_total, credit, retainer, closing = (cents("", d) for _, d in re.findall(DOLLARS, line))
+    assert (open_total, credit, retainer) == (263500, 10000, 50000)
+    assert open_total - credit - retainer == closing == statement["closing_balance"]
+    assert re.search(rf"Closing balance {DOLLARS}", text).group(2) == "2,035.00"
+
+
+def test_the_statement_pdf_of_an_earlier_period_says_what_each_figure_is_as_of():
+    statement = {**DOCUMENTS["statement"], "today": "2026-12-15", "aging": STATEMENT_AGING, "reconciles": False}
+    statement |= {"unapplied_credit": 10000, "retainer_held": 50000}
+    text = " ".join(text_of(pdfmod.render_pdf("statement", {**context("statement"), "doc": statement})).split())
+    assert "The amounts owed above are as of today; the closing balance is as of" in text
+    assert "Open invoices" not in text
