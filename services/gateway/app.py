@@ -251,8 +251,9 @@ class SecurityMiddleware:
 class ErrorRenderer:
     """Every error as a designed HTML page or application/problem+json."""
 
-    def __init__(self, config: GatewayConfig):
+    def __init__(self, config: GatewayConfig, sessions: SessionMiddleware | None = None):
         self.config = config
+        self.sessions = sessions
 
     def respond(self, req, resp, status: int, title: str, detail: str, extra: dict | None = None):
         resp.status = status
@@ -281,6 +282,8 @@ class ErrorRenderer:
             )
 
     def http_error(self, req, resp, ex: falcon.HTTPError, params):
+        if isinstance(ex, falcon.HTTPRouteNotFound) and self.sessions is not None and not wants_json(req):
+            self.sessions.keep_if_signed_in(req)  # no route ran the session middleware
         if ex.status_code == 404:
             self.respond(
                 req,
@@ -385,7 +388,7 @@ def create_app(
     ]
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
-    errors = ErrorRenderer(config)
+    errors = ErrorRenderer(config, sessions)
     app.add_error_handler(Exception, errors.unexpected)
     app.add_error_handler(falcon.HTTPError, errors.http_error)
     app.add_error_handler(ServiceError, errors.service_error)

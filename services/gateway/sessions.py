@@ -30,6 +30,7 @@ from chassis import credentials
 from chassis.credentials import Refused
 from chassis.scope import Scope
 from services.gateway.revocations import RevocationList
+from services.gateway.rpc import ServiceUnavailable
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/"
@@ -175,6 +176,20 @@ class SessionMiddleware:
                 resp.set_header(REFRESHED_TOKEN_HEADER, token)
             if self.reports is not None:
                 self.reports.seen(session)
+        self._keep(req, session, from_cookie)
+
+    def keep_if_signed_in(self, req) -> None:
+        """The request's session, if it carries a live one, for a page no route answers (Falcon calls
+        no process_resource then): its 404 page shows a signed-in contact its header, in its language.
+        Nothing is refused or refreshed; without a session (or with auth not answering) the page is
+        the signed-out one."""
+        token, from_cookie = session_token(req, self.cookie_name)
+        if not token:
+            return
+        try:
+            session = self.guard.check(token, req.context.get("request_id"))
+        except (Refused, ServiceUnavailable):
+            return
         self._keep(req, session, from_cookie)
 
     def renew(self, req, resp, **changes) -> None:

@@ -2,6 +2,7 @@
 
 import re
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,10 @@ from chassis import credentials
 from chassis.errors import Invalid, NotFound
 from services.gateway import usecases, views
 from services.gateway.pages import sign_in
+from services.gateway.revocations import RevocationList
+from services.gateway.rpc import ServiceUnavailable
 from services.gateway.sessions import REFRESHED_TOKEN_HEADER
-from tests.unit.test_gateway import DASHBOARD, FORM, SESSION, WORKSPACE, client
+from tests.unit.test_gateway import DASHBOARD, FORM, NOW, SESSION, WORKSPACE, client
 
 GATEWAY = Path(views.__file__).parent
 DE_PO = GATEWAY / "locale" / "de" / "LC_MESSAGES" / "messages.po"
@@ -269,10 +272,55 @@ def test_an_error_page_speaks_the_signed_in_contacts_language():
     assert page.status_code == 404 and '<html lang="de">' in page.text
     assert "Nicht gefunden" in page.text and "Diese Rechnung gibt es nicht." in page.text
     assert "Zurück zum Portal" in page.text and "Referenz: " in page.text
+    assert "Abmelden" in page.text and 'href="/invoices"' in page.text  # the signed-in header and menu
 
     english, _ = portal("en_US", answers={("billing", "view_invoice"): NotFound("No such invoice.")})
     page = english.simulate_get("/invoices/nope", cookies=english.session_cookie)
     assert page.status_code == 404 and '<html lang="en">' in page.text and "Not found" in page.text
+
+
+@pytest.mark.parametrize("path", ["/nope", "/invoices/i1/nothing", "/no/such/page/"])
+def test_an_address_no_route_answers_is_the_portal_page_in_the_contacts_language(path):
+    c, _ = portal("de_DE")
+    page = c.simulate_get(path, cookies=c.session_cookie)
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert '<html lang="de">' in page.text and "Seite nicht gefunden" in page.text and "Referenz: " in page.text
+    assert "Abmelden" in page.text and 'href="/invoices"' in page.text  # the signed-in header and menu
+    assert "Page not found" not in page.text
+
+    signed_out = c.simulate_get(path)
+    assert signed_out.status_code == 404 and '<html lang="en">' in signed_out.text
+    assert "Page not found" in signed_out.text and "Client portal" in signed_out.text
+    assert "Sign out" not in signed_out.text
+
+
+def test_an_ended_session_or_auth_not_answering_gives_the_signed_out_404():
+    """Nothing is refused on a 404: the session only dresses the page."""
+    revoked = RevocationList(ready=True)
+    revoked.end_session("s1", NOW + timedelta(days=1))  # signed out elsewhere
+    c, _ = client(session={**SESSION, "locale": "de_DE"}, revocations=revoked)
+    for cookies in (c.session_cookie, {"portal_session": "forged"}):
+        page = c.simulate_get("/nope", cookies=cookies)
+        assert page.status_code == 404 and '<html lang="en">' in page.text and "Sign out" not in page.text
+
+    # the revocation list not ready yet: auth is asked, and it does not answer
+    c, _ = client(
+        {("auth", "check_session"): ServiceUnavailable("down")},
+        session={**SESSION, "locale": "de_DE"},
+        revocations=RevocationList(ready=False),
+    )
+    page = c.simulate_get("/nope", cookies=c.session_cookie)
+    assert page.status_code == 404 and '<html lang="en">' in page.text and "Page not found" in page.text
+
+
+def test_the_json_apis_404_stays_problem_json():
+    c, _ = portal("de_DE")
+    for answer in (
+        c.simulate_get("/api/portal/v1/nope", headers=c.bearer),
+        c.simulate_get("/api/nope", cookies=c.session_cookie),
+    ):
+        assert answer.status_code == 404 and answer.headers["content-type"] == "application/problem+json"
+        assert answer.json["title"] == "Page not found"
 
 
 def test_pages_without_a_session_are_english():
