@@ -27,6 +27,7 @@ from chassis.errors import (
     Unauthorized,
     Unavailable,
 )
+from chassis.i18n import Message
 from chassis.logs import configure_logging, request_id_var
 from services.gateway.admin import add_admin_routes
 from services.gateway.csrf import CsrfMiddleware
@@ -39,7 +40,7 @@ from services.gateway.revocations import RevocationFeed, RevocationList
 from services.gateway.routes import add_page_routes
 from services.gateway.rpc import ContractViolation, RpcPool, ServiceCrashed, ServiceTimeout, ServiceUnavailable
 from services.gateway.sessions import SeenReports, SessionGuard, SessionMiddleware
-from services.gateway.views import env_for
+from services.gateway.views import QUERY_PARAMETERS, env_for
 
 log = logging.getLogger(__name__)
 # The services' business errors, as HTTP answers.
@@ -54,6 +55,8 @@ HTTP_STATUS = {
     Unavailable: 503,
 }
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# Falcon's HTTPInvalidParam keeps the parameter's name only in its English description.
+INVALID_PARAM = re.compile(r'^The "([^"]+)" parameter is invalid\.')
 SERVICES = ("auth", "billing", "payments", "documents")
 DEV_PDF_FETCH_SECRET = b"dev-only-pdf-fetch-secret"
 
@@ -294,11 +297,21 @@ class ErrorRenderer:
             )
         elif ex.status_code == 405:
             self.respond(req, resp, 405, "Not allowed", "This address does not accept that kind of request.")
+        elif isinstance(ex, falcon.HTTPInvalidParam) and not wants_json(req):
+            self.respond(req, resp, 400, "Check the address", self._invalid_param(ex))
         else:
             self.respond(req, resp, ex.status_code, ex.title or "Error", ex.description or "")
         headers = ex.headers or {}
         for name, value in headers.items() if isinstance(headers, Mapping) else headers:
             resp.set_header(name, value)
+
+    @staticmethod
+    def _invalid_param(ex: falcon.HTTPInvalidParam) -> str:
+        """A page's bad query parameter (req.get_param_as_int, ...) for a reader, who may read German:
+        Falcon's own text names it as the address does, in English. The JSON APIs keep Falcon's."""
+        found = INVALID_PARAM.match(ex.description or "")
+        label = QUERY_PARAMETERS.get(found.group(1)) if found else None
+        return Message("%(field)s is not valid.", field=label) if label else "A value in the address is not valid."
 
     def service_error(self, req, resp, ex: ServiceError, params):
         fields = {"errors": ex.fields} if ex.fields else {}

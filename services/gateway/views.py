@@ -61,6 +61,13 @@ METHOD_LABELS = {
     "other": N_("other"),
 }
 
+# The query parameters pages read as numbers or yes/no (req.get_param_as_int, ...), as a reader knows
+# them: the error page of a bad one names it so (app.ErrorRenderer), in the reader's language.
+QUERY_PARAMETERS = {
+    "page": N_("The page number"),
+    "print": N_("The printable view"),
+}
+
 # What billing calls an issued invoice that is not settled (billing's domain.OPEN_STATUSES).
 OPEN_STATUSES = frozenset({"sent", "viewed", "partially_paid"})
 
@@ -154,6 +161,8 @@ CODE_MESSAGES = (
     N_("The portal did not get an answer in time. Please try again in a minute."),
     N_("Something went wrong"),
     N_("We could not complete this request. It has been logged; please try again."),
+    N_("%(field)s is not valid."),
+    N_("A value in the address is not valid."),
     # chassis/errors.py titles, and the services' commonest details
     N_("Internal error"),
     N_("Not found"),

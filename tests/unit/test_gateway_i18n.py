@@ -5,6 +5,7 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+import falcon
 import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
@@ -323,6 +324,38 @@ def test_the_json_apis_404_stays_problem_json():
         assert answer.json["title"] == "Page not found"
 
 
+@pytest.mark.parametrize(
+    "path,german,english",
+    [
+        ("/invoices?page=abc", "Die Seitenzahl ist ungültig.", "The page number is not valid."),
+        ("/invoices?page=0", "Die Seitenzahl ist ungültig.", "The page number is not valid."),
+        ("/invoices/i1?print=maybe", "Die Druckansicht ist ungültig.", "The printable view is not valid."),
+    ],
+)
+def test_a_bad_query_parameter_names_it_in_the_readers_language(path, german, english):
+    answers = {
+        ("billing", "list_invoices"): {"items": [], "total": 0, "offset": 0, "limit": 20},
+        ("billing", "view_invoice"): {"invoice": INVOICE_ROW, "comments": []},
+    }
+    c, _ = portal("de_DE", answers=answers)
+    page = c.simulate_get(path, cookies=c.session_cookie)
+    assert page.status_code == 400 and '<html lang="de">' in page.text
+    assert "Prüfen Sie die Adresse" in page.text and german in page.text
+    assert "parameter" not in page.text
+
+    c, _ = portal("en_US", answers=answers)
+    page = c.simulate_get(path, cookies=c.session_cookie)
+    assert page.status_code == 400 and "Check the address" in page.text and english in page.text
+
+
+def test_a_bad_query_parameter_without_a_name_for_readers_is_still_translated():
+    from services.gateway.app import ErrorRenderer
+
+    unnamed = ErrorRenderer._invalid_param(falcon.HTTPInvalidParam("The value must be an integer.", "zoom"))
+    assert unnamed == "A value in the address is not valid."
+    assert ErrorRenderer._invalid_param(falcon.HTTPInvalidParam("Too big.", "page")) == "The page number is not valid."
+
+
 def test_pages_without_a_session_are_english():
     c, _ = client()
     for page in (c.simulate_get("/no/such/page"), c.simulate_get("/login")):
@@ -415,7 +448,7 @@ def test_every_label_the_python_code_shows_is_extracted_and_translated(german):
         for _key, label in pairs
     ]
     labels += [text for pair in sign_in.LINK_PROBLEMS.values() for text in pair]
-    labels += [*views.STATUS_LABELS.values(), *views.METHOD_LABELS.values()]
+    labels += [*views.STATUS_LABELS.values(), *views.METHOD_LABELS.values(), *views.QUERY_PARAMETERS.values()]
     missing = [label for label in labels if label not in messages or not getattr(german.get(label), "string", "")]
     assert not missing, f"add to views.CODE_MESSAGES and the German catalogue: {missing}"
 
