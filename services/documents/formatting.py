@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_date, format_datetime, format_time, get_datetime_format, get_timezone_name
+from babel.dates import format_date, format_time, get_datetime_format, get_timezone_name
 
 from chassis.money import Money
 
@@ -18,13 +18,10 @@ def day(iso: str | None, locale: str) -> str:
     return format_date(date.fromisoformat(iso), "medium", locale=locale) if iso else ""
 
 
-def moment(iso: str, tz: str, locale: str) -> str:
-    return format_datetime(datetime.fromisoformat(iso).astimezone(ZoneInfo(tz)), "medium", locale=locale)
-
-
 def moment_in_zone(iso: str, tz: str, locale: str) -> str:
-    """A time the reader acts on (an appointment, a link's expiry), named in its zone since the reader
-    may live elsewhere: "Tuesday, December 8, 2026, 3:00 PM (Central European Time)", no seconds."""
+    """Any time of day an email gives (an appointment, a link's expiry, a payment), named in its zone
+    since the reader may live elsewhere: "Tuesday, December 8, 2026, 3:00 PM (Central European Time)",
+    no seconds."""
     zone = ZoneInfo(tz)
     at = datetime.fromisoformat(iso).astimezone(zone)
     # the locale's own way of joining a full date and a time, as Babel's format_datetime joins them

@@ -11,7 +11,7 @@ from icalendar import Calendar, Event
 
 from chassis.fields import display_name
 from services.documents import handlers
-from services.documents.formatting import day, moment, moment_in_zone, money  # noqa: F401 - the templates' filters
+from services.documents.formatting import day, moment_in_zone, money
 
 
 def pdf_attachment(renderer, brand: dict, kind: str, data: dict) -> tuple:
@@ -116,7 +116,7 @@ def payment_receipt(
     context = {
         "name": recipient.get("name", ""),
         "amount": money(payment["amount"], payment["currency"], locale),
-        "received_at": moment(payment["received_at"], tz, locale),
+        "received_at": moment_in_zone(payment["received_at"], tz, locale),
         "portal_url": portal_url,
         "allocations": [
             {"number": a["number"], "amount": money(a["amount"], payment["currency"], locale)}
@@ -324,7 +324,7 @@ def mandate_copy(
         "holder_name": data["holder_name"],
         "iban_last4": data["iban_last4"],
         "reference": data["reference"],
-        "accepted_at": moment(data["accepted_at"], timezone or "UTC", locale),
+        "accepted_at": moment_in_zone(data["accepted_at"], timezone or "UTC", locale),
         "link": link,
     }
     return handlers.queue_email(

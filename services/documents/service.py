@@ -30,7 +30,7 @@ from chassis.rpc import TimedRpcProxy
 from chassis.scope import CALLER, OWN, SYSTEM_WIDE, runs_in
 from clients.documents import CURRENT_PDF_GRANT, CURRENT_PDF_KINDS, EVENTS
 from services.documents import handlers, mails, preferences, renders, webhooks
-from services.documents.formatting import moment
+from services.documents.formatting import moment_in_zone
 from services.documents.mail import backend_from_env
 from services.documents.pdf import Renderer
 from services.documents.storage import FileStorage
@@ -297,9 +297,10 @@ class DocumentsService(ServiceBase):
             if not preferences.wanted(uow, "new_device", contact_id):
                 return ""
             brand = handlers.branding_or_default(uow, workspace_id)
-            # shown in the business's time zone, named, as the contact has no other to go by here
-            zone = brand.get("timezone") or "UTC"
-            when = f"{moment(signed_in_at, zone, locale or brand.get('locale') or 'en_US')} ({zone})"
+            # the business's time zone, named in the reader's language: documents knows no other here
+            when = moment_in_zone(
+                signed_in_at, brand.get("timezone") or "UTC", locale or brand.get("locale") or "en_US"
+            )
             return handlers.queue_email(
                 uow,
                 now,

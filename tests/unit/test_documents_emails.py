@@ -10,6 +10,7 @@ from icalendar import Calendar
 from nameko.testing.services import worker_factory
 
 from chassis.db import UnitOfWork
+from chassis.events import envelope
 from chassis.nameko_ext import DatabaseHandle
 from services.documents import handlers, mails
 from services.documents.mail import SmtpSender
@@ -152,9 +153,10 @@ def test_payment_receipt_attaches_the_receipt(outbox):
             uow, NOW, SENDER, r, BRAND, key="k4", payment=payment, recipient=DANA, portal_url="http://p/login"
         )
     )
-    text, _ = parts(msg)
+    text, html = parts(msg)
     assert msg["Subject"] == "Payment received: $250.00 · Acme Studio" and "INV-2026-00042: $250.00" in text
-    assert "Nov 20, 2026, 10:00:00" in text  # shown in the client's time zone
+    when = "Friday, November 20, 2026, 10:00\u202fAM (Eastern Time)"  # in the client's time zone, named
+    assert when in text and when in html and ":00:00" not in text
     assert attachments(msg)["receipt-Card-ending-4242.pdf"].get_content().startswith(b"%PDF-")
 
 
@@ -350,3 +352,78 @@ def test_the_same_key_twice_sends_one_email(outbox):
             mails.payment_failed(uow, NOW, SENDER, BRAND, key="same", data=data, recipient=DANA, link="http://p")
 
     assert len(outbox(twice)) == 1
+
+
+def documents_service(sqlite_engine):
+    """The documents service on embedded SQLite, with a New York business's branding and billing mocked."""
+    engine = sqlite_engine("documents")
+    with UnitOfWork(engine) as uow:
+        workspace = {"id": "ws1", "name": "Acme Studio", "locale": "en_US", "timezone": "America/New_York"}
+        handlers.apply_workspace(uow, workspace, NOW)
+        uow.commit()
+    return engine, worker_factory(DocumentsService, db=DatabaseHandle(engine), clock=lambda: NOW)
+
+
+def queued(engine) -> list:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(emails.c.message).order_by(emails.c.created_at)).scalars().all()
+    return [message_from_string(row, policy=policy.default) for row in rows]
+
+
+@pytest.mark.parametrize(
+    "locale, says",
+    [
+        (None, "Tuesday, December 8, 2026, 9:05\u202fAM (Eastern Time)"),  # the workspace's locale
+        ("de_DE", "Dienstag, 8. Dezember 2026, 09:05 (Nordamerikanische Ostküstenzeit)"),
+    ],
+)
+def test_a_new_device_notice_names_the_zone_of_its_time_without_seconds(sqlite_engine, locale, says):
+    engine, service = documents_service(sqlite_engine)
+    service.send_new_device_notice(
+        to="dana@example.com",
+        name="Dana",
+        workspace_id="ws1",
+        client_id="cl1",
+        contact_id="c1",
+        device={"browser": "Firefox", "os": "Windows", "ip": "198.51.100.7"},
+        signed_in_at="2026-12-08T14:05:33+00:00",
+        idempotency_key="new-device:1",
+        locale=locale,
+    )
+    [message] = queued(engine)
+    text, html = parts(message)
+    assert says in text and says in html
+    assert "America/New_York" not in text + html and ":33" not in text + html  # no zone id, no seconds
+
+
+MANDATE = {
+    "id": "md1",
+    "client_id": "cl1",
+    "contact_id": "c1",
+    "email": "dana@example.com",
+    "holder_name": "Dana Berg",
+    "iban_last4": "3000",
+    "reference": "MD-4471",
+    "accepted_at": "2026-11-20T15:00:00+00:00",
+}
+
+
+@pytest.mark.parametrize(
+    "locale, says",
+    [
+        ("en_US", "Accepted on: Friday, November 20, 2026, 4:00\u202fPM (Central European Time)"),
+        ("de_DE", "Erteilt am: Freitag, 20. November 2026, 16:00 (Mitteleuropäische Zeit)"),
+    ],
+)
+def test_a_mandate_copy_names_the_client_s_zone_of_its_acceptance(sqlite_engine, locale, says):
+    engine, service = documents_service(sqlite_engine)
+    service.billing.get_client.return_value = {
+        "locale": locale,
+        "timezone": "Europe/Berlin",
+        "contacts": [{"id": "c1", "email": "dana@example.com", "name": "Dana", "locale": None, "portal_access": True}],
+    }
+    service.on_mandate_accepted(envelope("mandate.accepted", "ws1", MANDATE, occurred_at=NOW))
+    [message] = queued(engine)
+    text, html = parts(message)
+    assert says in text and says.split(": ", 1)[1] in html
+    assert ":00:00" not in text
