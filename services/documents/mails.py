@@ -233,8 +233,9 @@ def booking(
     portal_url: str,
     headers: dict | None = None,
 ) -> str:
-    """The time in the client's zone, as its portal showed it (the workspace's may differ), and named."""
-    locale = recipient.get("locale") or "en_US"
+    """The time in the client's zone, as its portal showed it (the workspace's may differ), and named;
+    in the contact's language, else the client's (a contact's own locale may be null)."""
+    locale = recipient.get("locale") or recipient.get("client_locale") or "en_US"
     tz = recipient.get("timezone") or booking.get("timezone") or "UTC"
     start, end = datetime.fromisoformat(booking["start"]), datetime.fromisoformat(booking["end"])
     context = {

@@ -133,6 +133,19 @@ def test_the_booking_emails_are_told_the_client_s_time_zone_not_only_the_busines
     assert [event_contract.validate(e) for e in announced] == [[], []]  # as documented
 
 
+def test_the_booking_emails_are_told_the_client_s_locale_for_a_contact_without_one(db, bookable):  # noqa: F811
+    ws, _ = bookable
+    client = db(h.create_client, ws, {"name": "Kunde GmbH", "locale": "de_DE", "timezone": "Europe/Berlin"})["id"]
+    contact = db(h.add_contact, ws, client, {"email": "ohne@example.com", "portal_access": True})
+    start = db(h.booking_options, ws, "call-30")["slots"][0]
+    booking = db(h.book_slot, ws, client, contact["id"], "call-30", start)
+    db(h.cancel_booking, ws, booking["id"], client_id=client)
+    announced = [json.loads(body) for kind in ("booking.confirmed", "booking.cancelled") for body in events(db, kind)]
+    recipients = [e["data"]["recipient"] for e in announced]
+    assert [(r["locale"], r["client_locale"]) for r in recipients] == [(None, "de_DE"), (None, "de_DE")]
+    assert [event_contract.validate(e) for e in announced] == [[], []]  # as documented
+
+
 def test_an_overlapping_time_cannot_be_booked_by_anyone(db, bookable):  # noqa: F811
     ws, [(one, one_contact), (two, two_contact)] = bookable
     start = db(h.booking_options, ws, "workshop")["slots"][0]

@@ -299,6 +299,34 @@ def test_a_booking_email_gives_the_time_in_the_client_s_zone_and_names_it(outbox
     assert "9:00" not in text + subject and ":00:00" not in text  # neither the business's time nor seconds
 
 
+def test_a_booking_email_to_a_contact_without_a_locale_is_in_the_client_s_language(outbox):
+    booking = {
+        "id": "b3",
+        "title": "30-minute consultation",
+        "start": "2026-12-08T14:00:00+00:00",
+        "end": "2026-12-08T14:30:00+00:00",
+        "timezone": "America/New_York",
+        "created_at": "2026-11-23T12:00:00+00:00",
+    }
+    # as billing announces it: the contact's own locale null, the client's beside it
+    kunde = {**DANA, "locale": None, "client_locale": "de_DE", "timezone": "Europe/Berlin"}
+    [(_, msg)] = outbox(
+        lambda uow, r: mails.booking(
+            uow,
+            NOW,
+            SENDER,
+            BRAND,
+            key="k10",
+            client_id="cl1",
+            recipient=kunde,
+            booking=booking,
+            cancelled=False,
+            portal_url="http://p/bookings",
+        )
+    )
+    assert BERLIN_WHEN["de_DE"] in parts(msg)[0] and "Hallo Dana," in parts(msg)[0]
+
+
 @pytest.mark.parametrize(
     "locale, says",
     [

@@ -138,7 +138,7 @@ def book_slot(uow, now: datetime, workspace_id: str, client_id: str, contact_id:
         raise Conflict("That time was just booked by someone else. Please choose another.", start="taken") from None
     row = get_scoped(uow, bookings, workspace_id, booking_id, "booking")
     booking = _booking_dict(row, ws_row.timezone)
-    recipient = _recipient(contact, client.timezone)
+    recipient = _recipient(contact, client)
     uow.publish("booking.confirmed", workspace_id, {"client_id": client_id, "booking": booking, "recipient": recipient})
     record_activity(
         uow,
@@ -152,14 +152,16 @@ def book_slot(uow, now: datetime, workspace_id: str, client_id: str, contact_id:
     return booking
 
 
-def _recipient(contact, timezone: str) -> dict:
-    """Who the booking email goes to; `timezone` is the client's, the one its portal shows times in."""
+def _recipient(contact, client) -> dict:
+    """Who the booking email goes to, in the client's time zone (the one its portal shows times in) and
+    with the client's locale, the language of a contact that has none of its own."""
     return {
         "contact_id": contact.id,
         "email": contact.email,
         "name": contact.name,
         "locale": contact.locale,
-        "timezone": timezone,
+        "client_locale": client.locale,
+        "timezone": client.timezone,
     }
 
 
@@ -209,7 +211,7 @@ def cancel_booking(uow, now: datetime, workspace_id: str, booking_id: str, clien
             {
                 "client_id": row.client_id,
                 "booking": booking,
-                "recipient": _recipient(contact, client_row(uow, workspace_id, row.client_id).timezone),
+                "recipient": _recipient(contact, client_row(uow, workspace_id, row.client_id)),
             },
         )
     record_activity(
