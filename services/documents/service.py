@@ -603,7 +603,7 @@ class DocumentsService(ServiceBase):
                 self._branding(workspace_id, uow),
                 key=f"payment-failed:{data.get('payment_id') or event['id']}:{contact['id']}",
                 data=data,
-                recipient=contact,
+                recipient={**contact, "locale": contact.get("locale") or client.get("locale")},
                 link=data.get("pay_url") or self._portal("/login"),
             )
 

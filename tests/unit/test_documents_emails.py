@@ -455,3 +455,16 @@ def test_a_mandate_copy_names_the_client_s_zone_of_its_acceptance(sqlite_engine,
     text, html = parts(message)
     assert says in text and says.split(": ", 1)[1] in html
     assert ":00:00" not in text
+
+
+def test_a_failed_payment_email_to_a_contact_without_a_locale_is_in_the_client_s_language(sqlite_engine):
+    engine, service = documents_service(sqlite_engine)
+    service.billing.get_client.return_value = {
+        "locale": "de_DE",
+        "timezone": "Europe/Berlin",
+        "contacts": [{"id": "c1", "email": "dana@example.com", "name": "Dana", "locale": None, "portal_access": True}],
+    }
+    data = {"client_id": "cl1", "amount": 5000, "currency": "EUR", "reason": "", "payment_id": "pi_1"}
+    service.on_payment_failed(envelope("payment.failed", "ws1", data, occurred_at=NOW))
+    [message] = queued(engine)
+    assert message["Subject"] == "Ihre Zahlung an Acme Studio ist nicht durchgegangen"
