@@ -1,7 +1,7 @@
 """Every kind of portal email, delivered to a real SMTP server (aiosmtpd) and read back: headers,
 both parts, links and attachments."""
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email import message_from_string, policy
 
 import pytest
@@ -225,13 +225,14 @@ def test_message_to_the_business_goes_to_its_address_and_replies_to_the_client(o
     assert "Please add PO 4471 <b>thanks</b>" in text and "&lt;b&gt;thanks&lt;/b&gt;" in html  # escaped in HTML
 
 
-@pytest.mark.parametrize("cancelled", [False, True])
-def test_booking_emails_carry_a_calendar_invitation(outbox, cancelled):
+def booking_email(outbox, booking_id: str, start: str, recipient: dict, cancelled: bool, key: str):
+    """The email of a 30-minute booking of a New York business starting at `start` (UTC)."""
+    begins = datetime.fromisoformat(start)
     booking = {
-        "id": "b1",
+        "id": booking_id,
         "title": "30-minute consultation",
-        "start": "2026-12-01T15:00:00+00:00",
-        "end": "2026-12-01T15:30:00+00:00",
+        "start": begins.isoformat(),
+        "end": (begins + timedelta(minutes=30)).isoformat(),
         "timezone": "America/New_York",
         "created_at": "2026-11-23T12:00:00+00:00",
     }
@@ -241,14 +242,20 @@ def test_booking_emails_carry_a_calendar_invitation(outbox, cancelled):
             NOW,
             SENDER,
             BRAND,
-            key="k7",
+            key=key,
             client_id="cl1",
-            recipient=DANA,
+            recipient=recipient,
             booking=booking,
             cancelled=cancelled,
-            portal_url="http://p/login",
+            portal_url="http://p/bookings",
         )
     )
+    return msg
+
+
+@pytest.mark.parametrize("cancelled", [False, True])
+def test_booking_emails_carry_a_calendar_invitation(outbox, cancelled):
+    msg = booking_email(outbox, "b1", "2026-12-01T15:00:00+00:00", DANA, cancelled, key="k7")
     assert msg["Subject"].startswith("Cancelled" if cancelled else "Confirmed")
     # a recipient whose zone the event does not name: the booking's own (the workspace's), named
     assert "Tuesday, December 1, 2026, 10:00\u202fAM (Eastern Time)" in parts(msg)[0]
@@ -269,29 +276,8 @@ BERLIN_WHEN = {
 @pytest.mark.parametrize("locale", ["en_US", "de_DE"])
 @pytest.mark.parametrize("cancelled", [False, True])
 def test_a_booking_email_gives_the_time_in_the_client_s_zone_and_names_it(outbox, locale, cancelled):
-    booking = {
-        "id": "b2",
-        "title": "30-minute consultation",
-        "start": "2026-12-08T14:00:00+00:00",
-        "end": "2026-12-08T14:30:00+00:00",
-        "timezone": "America/New_York",
-        "created_at": "2026-11-23T12:00:00+00:00",
-    }
     euro = {**DANA, "email": "euro@example.com", "locale": locale, "timezone": "Europe/Berlin"}
-    [(_, msg)] = outbox(
-        lambda uow, r: mails.booking(
-            uow,
-            NOW,
-            SENDER,
-            BRAND,
-            key="k9",
-            client_id="cl1",
-            recipient=euro,
-            booking=booking,
-            cancelled=cancelled,
-            portal_url="http://p/bookings",
-        )
-    )
+    msg = booking_email(outbox, "b2", "2026-12-08T14:00:00+00:00", euro, cancelled, key="k9")
     text, html = parts(msg)
     when = BERLIN_WHEN[locale]
     subject = " ".join(msg["Subject"].split())  # as unfolded: a folded line may leave two spaces
@@ -300,30 +286,9 @@ def test_a_booking_email_gives_the_time_in_the_client_s_zone_and_names_it(outbox
 
 
 def test_a_booking_email_to_a_contact_without_a_locale_is_in_the_client_s_language(outbox):
-    booking = {
-        "id": "b3",
-        "title": "30-minute consultation",
-        "start": "2026-12-08T14:00:00+00:00",
-        "end": "2026-12-08T14:30:00+00:00",
-        "timezone": "America/New_York",
-        "created_at": "2026-11-23T12:00:00+00:00",
-    }
     # as billing announces it: the contact's own locale null, the client's beside it
     kunde = {**DANA, "locale": None, "client_locale": "de_DE", "timezone": "Europe/Berlin"}
-    [(_, msg)] = outbox(
-        lambda uow, r: mails.booking(
-            uow,
-            NOW,
-            SENDER,
-            BRAND,
-            key="k10",
-            client_id="cl1",
-            recipient=kunde,
-            booking=booking,
-            cancelled=False,
-            portal_url="http://p/bookings",
-        )
-    )
+    msg = booking_email(outbox, "b3", "2026-12-08T14:00:00+00:00", kunde, False, key="k10")
     assert BERLIN_WHEN["de_DE"] in parts(msg)[0] and "Hallo Dana," in parts(msg)[0]
 
 
