@@ -6,7 +6,7 @@ import re
 import psycopg2
 import pytest
 
-from tests.conftest import sign_in
+from tests.conftest import new_portal_client, sign_in
 
 pytestmark = pytest.mark.e2e
 
@@ -78,21 +78,21 @@ ENGLISH_OUTSTANDING = re.compile(r'data-testid="outstanding">\D*[0-9,]+\.[0-9]{2
 
 def test_a_language_chosen_on_the_profile_speaks_from_the_next_page_on(stack):
     """No new sign-in: the form's answer carries the session's credential in the new language, words
-    and formats alike (the client's locale is en_US)."""
-    other = sign_in(stack, "other@example.com")
-    before = other.get(f"{stack.url}/dashboard").text
+    and formats alike (the client's locale is en_US). A client of its own: the contact's language
+    reaches auth by an event, and no other test's sign-in email may race it."""
+    new_portal_client(stack, "Sprache GmbH", "sprache@example.org")
+    contact = sign_in(stack, "sprache@example.org")
+    before = contact.get(f"{stack.url}/dashboard").text
     assert '<html lang="en">' in before and ENGLISH_OUTSTANDING.search(before)
-    mine = other.get(f"{stack.url}/api/portal/v1/notification-preferences").json()
+    mine = contact.get(f"{stack.url}/api/portal/v1/notification-preferences").json()
     form = {name: "on" for name in CATEGORIES if mine[name]}  # the boxes as they are; only the language changes
-    try:
-        saved = other.post(f"{stack.url}/profile/notifications", data={**form, "email_locale": "de_DE"})
-        assert saved.status_code == 200 and '<html lang="de">' in saved.text  # the profile page it lands on
-        page = other.get(f"{stack.url}/dashboard").text
-        assert '<html lang="de">' in page and "Offener Betrag" in page and GERMAN_OUTSTANDING.search(page)
-    finally:  # the company's language again, for the other tests of this client
-        back = other.post(f"{stack.url}/profile/notifications", data={**form, "email_locale": ""})
-    assert back.status_code == 200 and '<html lang="en">' in back.text
-    assert ENGLISH_OUTSTANDING.search(other.get(f"{stack.url}/dashboard").text)
+    saved = contact.post(f"{stack.url}/profile/notifications", data={**form, "email_locale": "de_DE"})
+    assert saved.status_code == 200 and '<html lang="de">' in saved.text  # the profile page it lands on
+    page = contact.get(f"{stack.url}/dashboard").text
+    assert '<html lang="de">' in page and "Offener Betrag" in page and GERMAN_OUTSTANDING.search(page)
+    back = contact.post(f"{stack.url}/profile/notifications", data={**form, "email_locale": ""})
+    assert back.status_code == 200 and '<html lang="en">' in back.text  # the company's language again
+    assert ENGLISH_OUTSTANDING.search(contact.get(f"{stack.url}/dashboard").text)
 
 
 def test_contact_the_business_emails_it_once_and_records_activity(stack):
