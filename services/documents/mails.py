@@ -309,10 +309,10 @@ def device_context(device: dict | None) -> dict | None:
     return known or None
 
 
-def link_expiry(brand: dict, expires_at: str, locale: str | None) -> str:
-    """When a sign-in or password link stops working, in the business's time zone and named: neither
-    auth nor documents knows the client's zone when a link is asked for by email address."""
-    return moment_in_zone(expires_at, brand.get("timezone") or "UTC", locale or brand.get("locale") or "en_US")
+def business_moment(brand: dict, iso: str, locale: str | None) -> str:
+    """A time in the business's zone, named: for the emails that reach a contact by its email address
+    alone (a link's expiry, a new sign-in), where neither auth nor documents knows the client's zone."""
+    return moment_in_zone(iso, brand.get("timezone") or "UTC", locale or brand.get("locale") or "en_US")
 
 
 def mandate_copy(

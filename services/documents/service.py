@@ -30,7 +30,6 @@ from chassis.rpc import TimedRpcProxy
 from chassis.scope import CALLER, OWN, SYSTEM_WIDE, runs_in
 from clients.documents import CURRENT_PDF_GRANT, CURRENT_PDF_KINDS, EVENTS
 from services.documents import handlers, mails, preferences, renders, webhooks
-from services.documents.formatting import moment_in_zone
 from services.documents.mail import backend_from_env
 from services.documents.pdf import Renderer
 from services.documents.storage import FileStorage
@@ -239,7 +238,7 @@ class DocumentsService(ServiceBase):
                 client_id=client_id,
                 locale=locale,
                 brand=brand,
-                context={"name": name, "url": url, "expires_at": mails.link_expiry(brand, expires_at, locale)},
+                context={"name": name, "url": url, "expires_at": mails.business_moment(brand, expires_at, locale)},
             )
 
         return self._tx(queue)
@@ -278,7 +277,7 @@ class DocumentsService(ServiceBase):
                 context={
                     "name": name,
                     "url": url,
-                    "expires_at": mails.link_expiry(brand, expires_at, locale),
+                    "expires_at": mails.business_moment(brand, expires_at, locale),
                     "device": mails.device_context(device),
                     "report_url": report_url,
                 },
@@ -297,10 +296,7 @@ class DocumentsService(ServiceBase):
             if not preferences.wanted(uow, "new_device", contact_id):
                 return ""
             brand = handlers.branding_or_default(uow, workspace_id)
-            # the business's time zone, named in the reader's language: documents knows no other here
-            when = moment_in_zone(
-                signed_in_at, brand.get("timezone") or "UTC", locale or brand.get("locale") or "en_US"
-            )
+            when = mails.business_moment(brand, signed_in_at, locale)
             return handlers.queue_email(
                 uow,
                 now,

@@ -383,7 +383,9 @@ def test_the_reset_email_is_essential_and_speaks_the_contact_s_language(sqlite_e
     with engine.begin() as conn:
         documents.apply_workspace(conn, {"id": "ws1", "name": "Acme Studio", "timezone": "America/New_York"}, NOW)
     with UnitOfWork(engine) as uow:
-        expires_at = mails.link_expiry(documents.branding_or_default(uow, "ws1"), "2026-12-02T10:00:00+00:00", locale)
+        expires_at = mails.business_moment(
+            documents.branding_or_default(uow, "ws1"), "2026-12-02T10:00:00+00:00", locale
+        )
         documents.queue_email(
             uow,
             NOW,
