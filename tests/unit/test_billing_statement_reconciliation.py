@@ -1,6 +1,8 @@
 """The statement of account reconciles its closing balance with its aging: open invoices less the
 client's unapplied credit and retainer held make the closing balance, and it says so only when exact."""
 
+import pytest
+
 from services.billing import handlers as h
 from tests.unit.test_billing_handlers import NOW, db, ws  # noqa: F401 - shared fixtures
 from tests.unit.test_billing_refunds import _card, _invoice, _refund
@@ -67,3 +69,71 @@ def test_card_refunds_and_unapplied_card_money_still_reconcile(db, ws):
     assert st["unapplied_credit"] == 10000
     assert st["closing_balance"] == st["aging"]["total"] - st["unapplied_credit"] - st["retainer_held"]
     assert st["reconciles"] is True
+
+
+def _retainer(db, ws_id, client, amount):
+    return db(
+        h.create_invoice,
+        ws_id,
+        {
+            "client_id": client,
+            "kind": "retainer",
+            "send": True,
+            "lines": [{"description": "Retainer", "unit_price": amount}],
+        },
+    )
+
+
+@pytest.mark.parametrize("policy", ["reopen", "credit"])
+def test_a_card_refund_of_retainer_money_leaves_the_retainer_and_is_not_credited(db, ws, policy):
+    """A retainer invoice is no charge on the statement: a card refund of what paid it takes the money
+    out of the retainer held, and its entry alone gives back what the payment's entry took off."""
+    ws_id, client = ws
+    db(h.update_workspace, ws_id, {"settings": {"refund_policy": policy}})
+    retainer = _retainer(db, ws_id, client, 50000)
+    _card(db, ws_id, "pi_ret", [(retainer, 50000)])
+    _refund(db, ws_id, "re_1", "pi_ret", 20000)
+    st = db(h.statement, ws_id, client, "2026-01-01", None)
+    assert [(e["kind"], e["amount"]) for e in st["entries"] if e["kind"] != "payment"] == [("refund", 20000)]
+    assert (st["aging"]["total"], st["unapplied_credit"], st["retainer_held"]) == (0, 0, 30000)
+    assert st["closing_balance"] == -30000 and st["reconciles"] is True
+    dashboard = db(h.client_dashboard, ws_id, client)
+    assert [dashboard[k]["amount"] for k in ("outstanding", "credit_available", "retainer_available")] == [0, 0, 30000]
+
+    _refund(db, ws_id, "re_2", "pi_ret", 30000)  # the rest: nothing held, nothing owed either way
+    st = db(h.statement, ws_id, client, "2026-01-01", None)
+    assert (st["retainer_held"], st["closing_balance"], st["reconciles"]) == (0, 0, True)
+    assert "credit" not in {e["kind"] for e in st["entries"]}
+
+
+def test_a_refund_of_a_payment_of_an_invoice_and_a_retainer_credits_only_the_invoice(db, ws):
+    ws_id, client = ws
+    db(h.update_workspace, ws_id, {"settings": {"refund_policy": "credit"}})
+    invoice = _invoice(db, ws_id, client, 20000)
+    retainer = _retainer(db, ws_id, client, 50000)
+    _card(db, ws_id, "pi_both", [(invoice, 20000), (retainer, 50000)])
+    _refund(db, ws_id, "re_all", "pi_both", 70000)
+    st = db(h.statement, ws_id, client, "2026-01-01", None)
+    assert sorted((e["kind"], e["amount"]) for e in st["entries"]) == [
+        ("credit", 20000),  # the invoice stays settled by a credit; the retainer is simply given back
+        ("invoice", 20000),
+        ("payment", 70000),
+        ("refund", 70000),
+    ]
+    assert (st["aging"]["total"], st["unapplied_credit"], st["retainer_held"]) == (0, 0, 0)
+    assert (st["closing_balance"], st["reconciles"]) == (0, True)
+
+
+def test_retainer_money_spent_and_then_refunded_by_card_is_owed_back(db, ws):
+    """The retainer paid an invoice, then its card payment was refunded: the invoice stays settled,
+    the retainer held goes below zero by what was spent, and the statement owes that back."""
+    ws_id, client = ws
+    db(h.update_workspace, ws_id, {"settings": {"refund_policy": "credit"}})
+    retainer = _retainer(db, ws_id, client, 50000)
+    _card(db, ws_id, "pi_ret", [(retainer, 50000)])
+    invoice = _invoice(db, ws_id, client, 12000)
+    db(h.apply_retainer, ws_id, invoice["id"], 12000)
+    _refund(db, ws_id, "re_1", "pi_ret", 50000)
+    st = db(h.statement, ws_id, client, "2026-01-01", None)
+    assert (st["aging"]["total"], st["unapplied_credit"], st["retainer_held"]) == (0, 0, -12000)
+    assert (st["closing_balance"], st["reconciles"]) == (12000, True)

@@ -70,14 +70,19 @@ def statement(uow, now: datetime, workspace_id: str, client_id: str, start, end,
             domain.StatementEntry(tz_today(r.created_at), "refund", r.reference or "Retainer refund", r.amount)
         )
     # Card refunds owe again what they gave back; under the credit policy the invoices they reversed
-    # stay settled by a credit of what was taken off them (the unapplied part is not credited).
+    # stay settled by a credit of what was taken off them, and that credit is an entry here only for
+    # the charges above. The unapplied part is not credited, and neither is a retainer invoice: it is
+    # no charge, and the money taken off it leaves the retainer held, so the refund's entry alone
+    # gives back what its payment's entry took off.
     credited = dict(
         uow.execute(
             sa.select(credit_applications.c.reference, sa.func.sum(credit_applications.c.amount))
+            .join(invoices, invoices.c.id == credit_applications.c.invoice_id)
             .where(
                 credit_applications.c.client_id == client_id,
                 credit_applications.c.currency == currency,
                 credit_applications.c.source == "refund",
+                invoices.c.kind == "standard",
             )
             .group_by(credit_applications.c.reference)
         ).all()
@@ -105,8 +110,8 @@ def statement(uow, now: datetime, workspace_id: str, client_id: str, start, end,
     held = uow.execute(AVAILABLE, params(None, client_id, currency)).one()
     result["unapplied_credit"], result["retainer_held"] = int(held.credit), int(held.retainer)
     # Said only when exact. It is not while an archived invoice is still owed (a charge here, not in
-    # the aging), an entry is dated after today, or a card refund took back retainer money under the
-    # credit policy (credited here, gone from the retainer), nor for a period that ended before today.
+    # the aging) or an entry is dated after the period's end (in the aging or the figures, not in the
+    # closing balance), nor for a period that ended before today.
     result["reconciles"] = (
         end >= today and result["aging"]["total"] - int(held.credit) - int(held.retainer) == result["closing_balance"]
     )
