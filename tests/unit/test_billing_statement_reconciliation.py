@@ -49,14 +49,40 @@ def test_a_period_that_ended_before_today_is_not_reconciled_with_todays_aging(db
     assert st["unapplied_credit"] == 10000  # the figures are still there, as of today
 
 
-def test_it_is_not_reconciled_when_the_figures_do_not_add_up(db, ws):
+def test_it_is_not_reconciled_while_an_archived_invoice_is_still_owed(db, ws):
     ws_id, client = ws
     _seeded_like(db, ws_id, client)
     owed = _invoice(db, ws_id, client, 7000)
     db(h.archive_invoice, ws_id, owed["id"])  # still a charge on the statement, out of the aging
     st = db(h.statement, ws_id, client, "2026-01-01", None)
-    assert st["closing_balance"] != st["aging"]["total"] - st["unapplied_credit"] - st["retainer_held"]
+    assert st["closing_balance"] == 210500 == st["aging"]["total"] - st["unapplied_credit"] - st["retainer_held"] + 7000
     assert st["reconciles"] is False
+    db(h.archive_invoice, ws_id, owed["id"], archived=False)
+    assert db(h.statement, ws_id, client, "2026-01-01", None)["reconciles"] is True
+
+
+def test_it_is_not_reconciled_while_an_entry_is_dated_after_the_period(db, ws):
+    """An invoice sent today but dated next month is owed now (the aging counts it) and on the
+    statement from its date: a period ending today leaves it out, one that takes it in reconciles."""
+    ws_id, client = ws
+    _seeded_like(db, ws_id, client)
+    db(
+        h.create_invoice,
+        ws_id,
+        {
+            "client_id": client,
+            "send": True,
+            "issue_date": "2026-12-05",
+            "due_date": "2026-12-20",
+            "lines": [{"description": "Work", "unit_price": 9000}],
+        },
+    )
+    to_today = db(h.statement, ws_id, client, "2026-01-01", None)
+    assert (to_today["to"], to_today["aging"]["total"], to_today["closing_balance"]) == ("2026-11-23", 272500, 203500)
+    assert to_today["reconciles"] is False
+    through_it = db(h.statement, ws_id, client, "2026-01-01", "2026-12-31")
+    assert through_it["closing_balance"] == 212500 == 272500 - 10000 - 50000
+    assert through_it["reconciles"] is True
 
 
 def test_card_refunds_and_unapplied_card_money_still_reconcile(db, ws):
