@@ -368,11 +368,17 @@ class StatementEntry:
         return self.amount if self.kind in ("invoice", "refund") else -self.amount
 
 
+# Within a day, in the order things happen: a charge, what paid it, a refund of that payment, and the
+# credit that keeps a refunded invoice settled; so the running balance never shows a refund before
+# the payment it gives back.
+_DAY_ORDER = {"invoice": 0, "payment": 1, "refund": 2, "credit": 3}
+
+
 def statement(opening: int, entries: list[StatementEntry]) -> dict[str, Any]:
     """Running balance over entries sorted by date; closing = opening + charges - payments - credits + refunds."""
     running = opening
     rows = []
-    for entry in sorted(entries, key=lambda e: (e.on, e.kind != "invoice", e.reference)):
+    for entry in sorted(entries, key=lambda e: (e.on, _DAY_ORDER[e.kind], e.reference)):
         running += entry.effect
         rows.append(
             {

@@ -169,6 +169,25 @@ def test_statement_closing_is_opening_plus_charges_less_payments_and_credits(ope
     assert [row["date"] for row in result["entries"]] == sorted(row["date"] for row in result["entries"])
 
 
+def test_a_days_entries_run_charge_payment_refund_credit_so_a_refund_never_comes_before_its_payment():
+    day = date(2026, 11, 20)
+    result = domain.statement(
+        0,
+        [
+            domain.StatementEntry(day, "credit", "Refund of card payment", 20000),
+            domain.StatementEntry(day, "refund", "Refund of card payment", 20000),
+            domain.StatementEntry(day, "payment", "card payment", 20000),
+            domain.StatementEntry(day, "invoice", "INV-0009", 20000),
+        ],
+    )
+    assert [(row["kind"], row["balance"]) for row in result["entries"]] == [
+        ("invoice", 20000),
+        ("payment", 0),
+        ("refund", 20000),
+        ("credit", 0),
+    ]
+
+
 def test_overdue_is_derived_from_due_date_and_balance():
     assert domain.display_status("sent", date(2026, 1, 31), 100, date(2026, 2, 1)) == "overdue"
     assert domain.display_status("sent", date(2026, 1, 31), 100, date(2026, 1, 31)) == "sent"
