@@ -2,6 +2,8 @@
 
 The workspace's branding changes rarely, so each gateway process keeps it for a minute (one RPC per
 workspace per minute, not one per page). Colours are adjusted so text on them stays readable (WCAG AA).
+The same answer carries what an invoice states about its seller (address, contact, tax and VAT ids, bank
+account), which the invoice page shows as the invoice's PDF prints it.
 """
 
 from __future__ import annotations
@@ -24,8 +26,14 @@ _cache: TTLCache = TTLCache(maxsize=256, ttl=60)
 _lock = threading.Lock()
 
 
+SELLER_FIELDS = ("address", "email", "phone", "tax_id")  # the workspace's own columns
+SELLER_LEGAL = ("vat_id", "iban", "bic")  # its settings' legal details
+
+
 def brand_of(call, workspace_id: str) -> dict:
-    """{id, name, logo, css_version, brand, brand_ink, accent}: what pages need, cached for a minute."""
+    """{id, name, logo, logo_url, brand, accent, version, seller}: what pages need, cached for a minute.
+    `version` (the stylesheet's and the logo's URLs) follows the colours and the logo only; `seller` is
+    the business as its invoices state it: name, address, email, phone, tax_id, vat_id, iban, bic."""
     with _lock:
         cached = _cache.get(workspace_id)
     if cached is not None:
@@ -40,6 +48,12 @@ def brand_of(call, workspace_id: str) -> dict:
         "logo_url": ws.get("logo_url") or "",
     }
     brand["version"] = hashlib.sha256(repr(sorted(brand.items())).encode()).hexdigest()[:12]
+    legal = (ws.get("settings") or {}).get("legal") or {}
+    brand["seller"] = {
+        "name": ws["name"],
+        **{key: ws.get(key) or "" for key in SELLER_FIELDS},
+        **{key: legal.get(key) or "" for key in SELLER_LEGAL},
+    }
     with _lock:
         _cache[workspace_id] = brand
     return brand

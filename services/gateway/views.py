@@ -286,6 +286,12 @@ def money(value: dict | None, locale: str = "en_US") -> str:
     return _money(int(value["amount"]), value["currency"], locale)
 
 
+def iban(value: str) -> str:
+    """An IBAN as it is printed, in groups of four ("DE89 3704 0044 ..."), as on the invoice's PDF."""
+    compact = "".join(str(value).split())
+    return " ".join(compact[i : i + 4] for i in range(0, len(compact), 4))
+
+
 @_formatted
 def local_datetime(iso: str, tz: str = "UTC", locale: str = "en_US") -> str:
     return format_datetime(datetime.fromisoformat(iso).astimezone(ZoneInfo(tz)), "medium", locale=locale)
@@ -467,6 +473,7 @@ def _build_env(language: str) -> Environment:
         zone_name=zone_name,
         translate=translate,
         number=number,
+        iban=iban,
         status_label=lambda key: translate(STATUS_LABELS.get(key) or str(key).replace("_", " ")),
         method_label=lambda key: translate(METHOD_LABELS.get(key) or str(key).replace("_", " ")),
     )

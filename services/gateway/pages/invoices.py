@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 import falcon
 
 from services.gateway import usecases
+from services.gateway.downloads import with_verify_urls
 from services.gateway.forms import field, refused_as
 from services.gateway.pages.base import Portal
 from services.gateway.usecases import INVOICE_FILTERS, INVOICE_SORTS
@@ -57,11 +58,17 @@ class InvoiceList(Portal):
 
 
 class InvoiceDetail(Portal):
+    """One invoice; `?print=1` is the same invoice as a page to print and file: the document alone (the
+    business and the client with their addresses and ids, dates, lines, totals, how to pay, and how to
+    check the paper), without the forms, the dispute and the comments."""
+
     def on_get(self, req: falcon.Request, resp: falcon.Response, invoice_id: str) -> None:
         session = self.session(req, resp)
         ws, client = session["workspace_id"], session["client_id"]
+        printable = req.get_param_as_bool("print") or False  # a bad value is a 400 before anything is recorded
         shown = self.billing(req).view_invoice(ws, client, invoice_id)  # scoped, and the view recorded
         invoice, comments = shown["invoice"], shown["comments"]
+        with_verify_urls(self.config.portal_url, invoice)  # the address its PDF prints to check the paper
         self.page(
             req,
             resp,
@@ -72,7 +79,7 @@ class InvoiceDetail(Portal):
             comments=comments,
             business=invoice.get("business_name", ""),
             forwarded=req.get_param("forwarded"),
-            printable=req.get_param_as_bool("print") or False,
+            printable=printable,
             nonce=uuid.uuid4().hex,  # each form's key: a double submit acts once
         )
 
