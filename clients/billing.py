@@ -14,6 +14,10 @@ class BookingLink(BaseModel):
     duration_minutes: int = Field(ge=5, le=480, multiple_of=5)
 
 
+# How many ids of each kind (invoices, quotes) one `document_numbers` call takes.
+DOCUMENT_NUMBERS_MAX = 500
+
+
 class BillingClient(ServiceClient):
     """billing"s RPCs, with their real signatures (tests/unit/test_clients.py keeps them equal to the
     service"s). `BillingClient(call)` where `call(service, method, *args, **kwargs)` makes the call: the
@@ -199,6 +203,9 @@ class BillingClient(ServiceClient):
 
     def create_workspace(self, data: dict, *, idempotency_key: str | None = None) -> dict:
         return self._call("billing", "create_workspace", data, idempotency_key=idempotency_key)
+
+    def document_numbers(self, workspace_id: str, client_id: str, invoice_ids: list[str], quote_ids: list[str]) -> dict:
+        return self._call("billing", "document_numbers", workspace_id, client_id, invoice_ids, quote_ids)
 
     def get_client(self, workspace_id: str, client_id: str) -> dict:
         return self._call("billing", "get_client", workspace_id, client_id)

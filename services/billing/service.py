@@ -308,6 +308,12 @@ class BillingService(ServiceBase):
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)
+    def document_numbers(self, workspace_id: str, client_id: str, invoice_ids: list[str], quote_ids: list[str]) -> dict:
+        """The numbers of some of the client's invoices and quotes, and whether the portal shows each."""
+        return self._tx(documents.document_numbers, workspace_id, client_id, invoice_ids, quote_ids)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
     def create_quote(self, workspace_id: str, data: dict, *, idempotency_key: str | None = None) -> dict:
         return self._tx(documents.create_quote, workspace_id, data, idempotency_key=idempotency_key)
 

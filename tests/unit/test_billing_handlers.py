@@ -295,3 +295,50 @@ def test_the_portal_invoice_page_is_one_call_that_records_the_view_once(db, ws):
             db(h.view_invoice, ws_id, nobody, invoice["id"])
     assert [a["summary"] for a in db(h.list_activity, ws_id, other)] == ["Client account created"]
     assert [a["summary"] for a in db(h.list_activity, ws_id, client)].count(f"Invoice {invoice['number']} viewed") == 2
+
+
+def test_the_numbers_of_a_clients_documents_come_in_one_call_with_whether_the_portal_shows_each(db, ws):
+    ws_id, client = ws
+    kept = db(h.create_invoice, ws_id, {"client_id": client, "lines": ONE_LINE, "send": True})
+    archived = db(h.create_invoice, ws_id, {"client_id": client, "lines": ONE_LINE, "send": True})
+    db(h.archive_invoice, ws_id, archived["id"])
+    draft = db(h.create_invoice, ws_id, {"client_id": client, "lines": ONE_LINE})
+    quote = db(h.create_quote, ws_id, {"client_id": client, "lines": ONE_LINE, "send": True})
+    other = db(h.create_client, ws_id, {"name": "Client Two"})["id"]
+    theirs = db(h.create_invoice, ws_id, {"client_id": other, "lines": ONE_LINE, "send": True})
+    asked = [kept["id"], archived["id"], draft["id"], theirs["id"], "no-such-invoice", kept["id"]]
+
+    found = db(h.document_numbers, ws_id, client, asked, [quote["id"]])
+
+    assert found == {
+        "invoices": {
+            kept["id"]: {"number": kept["number"], "available": True},
+            archived["id"]: {"number": archived["number"], "available": False},  # archived: not in the portal
+            draft["id"]: {"number": draft["number"], "available": False},
+        },  # another client's invoice and an unknown id are left out
+        "quotes": {quote["id"]: {"number": quote["number"], "available": True}},
+    }
+    db(h.archive_invoice, ws_id, archived["id"], archived=False)
+    assert db(h.document_numbers, ws_id, client, [archived["id"]], [])["invoices"][archived["id"]]["available"]
+    for nobody in (None, ""):  # without a client, nothing (not the workspace's every invoice)
+        assert db(h.document_numbers, ws_id, nobody, [kept["id"]], [quote["id"]]) == {"invoices": {}, "quotes": {}}
+    other_ws = db(h.create_workspace, {"name": "Other", "email": "o@example.com", "timezone": "UTC"})["id"]
+    assert db(h.document_numbers, other_ws, client, [kept["id"]], []) == {"invoices": {}, "quotes": {}}
+
+
+@pytest.mark.parametrize(
+    "invoice_ids,quote_ids,field",
+    [
+        ("inv-1", [], "invoice_ids"),
+        ([], None, "quote_ids"),
+        ([1], [], "invoice_ids"),
+        ([""], [], "invoice_ids"),
+        (["x" * 37], [], "invoice_ids"),
+        ([f"inv-{i}" for i in range(501)], [], "invoice_ids"),
+    ],
+)
+def test_document_numbers_refuses_what_is_not_a_short_list_of_ids(db, ws, invoice_ids, quote_ids, field):
+    ws_id, client = ws
+    with pytest.raises(Invalid) as refused:
+        db(h.document_numbers, ws_id, client, invoice_ids, quote_ids)
+    assert field in refused.value.fields

@@ -55,6 +55,7 @@ from services.billing.handlers.documents import (  # noqa: F401
     convert_quote,
     create_invoice,
     create_quote,
+    document_numbers,
     get_invoice,
     get_quote,
     invoice_view,

@@ -14,6 +14,7 @@ from chassis.prepared import Prepared
 from chassis.scope import require_role
 from chassis.sql import json_rows, rows_from_json
 from clients import verification
+from clients.billing import DOCUMENT_NUMBERS_MAX
 from services.billing import domain, revisions
 from services.billing.disputes import dispute_view
 from services.billing.handlers.common import (
@@ -76,6 +77,7 @@ __all__ = [
     "view_invoice",
     "get_invoice",
     "invoice_view",
+    "document_numbers",
     "create_quote",
     "update_quote",
     "send_quote",
@@ -598,6 +600,40 @@ def portal_visible(table: sa.Table) -> tuple:
 
 
 PORTAL_QUOTES = portal_visible(quotes)
+
+
+def _document_ids(ids, name: str) -> list[str]:
+    if not isinstance(ids, list) or not all(isinstance(i, str) and 0 < len(i) <= 36 for i in ids):
+        raise Invalid(f"{name} is a list of document ids.", fields={name: "not a list of ids"})
+    if len(ids) > DOCUMENT_NUMBERS_MAX:
+        raise Invalid(f"At most {DOCUMENT_NUMBERS_MAX} {name} at once.", fields={name: "too many"})
+    return list(dict.fromkeys(ids))
+
+
+def document_numbers(
+    uow, now: datetime, workspace_id: str, client_id: str, invoice_ids: list[str], quote_ids: list[str]
+) -> dict:
+    """The number of each of the client's invoices and quotes asked for, and whether the portal still
+    shows it (issued and not archived): {"invoices": {id: {"number", "available"}}, "quotes": {...}}.
+    One call for a page that names many documents (the links emailed to a contact). An id that is not
+    one of the client's documents is left out; without a client, nothing is."""
+    asked = {"invoices": _document_ids(invoice_ids, "invoice_ids"), "quotes": _document_ids(quote_ids, "quote_ids")}
+    found: dict[str, dict] = {"invoices": {}, "quotes": {}}
+    if not client_id:
+        return found
+    for key, table in (("invoices", invoices), ("quotes", quotes)):
+        if not asked[key]:
+            continue
+        rows = uow.execute(
+            sa.select(table.c.id, table.c.number, table.c.status, table.c.archived_at).where(
+                table.c.workspace_id == workspace_id, table.c.client_id == client_id, table.c.id.in_(asked[key])
+            )
+        ).all()
+        found[key] = {
+            row.id: {"number": row.number, "available": row.status != "draft" and row.archived_at is None}
+            for row in rows
+        }
+    return found
 
 
 def _listing_query(table: sa.Table, workspace_id: str, filters: dict):
