@@ -841,8 +841,9 @@ ROUTES: tuple[PortalRoute, ...] = (
         "/sessions",
         "list_sessions",
         "Your active sessions (the current one marked; last seen may lag a minute), unused sign-in links and "
-        "active one-document links emailed to you",
-        lambda a, p, b, q, s: usecases.devices(a.auth, s),
+        "active one-document links emailed to you (each with its document's number, and whether you can still "
+        "open that document)",
+        lambda a, p, b, q, s: usecases.devices(a.auth, a.billing, s),
     ),
     PortalRoute(
         "POST",

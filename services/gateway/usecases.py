@@ -20,7 +20,7 @@ from typing import Any
 from chassis.errors import Conflict, Invalid
 from chassis.i18n import Message
 from clients.auth import AuthClient
-from clients.billing import BillingClient
+from clients.billing import DOCUMENT_NUMBERS_MAX, BillingClient
 from clients.documents import DocumentsClient
 from clients.payments import PaymentsClient
 from services.gateway.jsonapi import valid_email
@@ -395,9 +395,32 @@ def add_bank_account(
     )
 
 
-def devices(auth: AuthClient, session: Session) -> dict:
-    """The contact's sessions (this one marked), unused sign-in links and one-document links."""
-    return auth.list_devices(session["contact_id"], current_session_id=session["session_id"])
+def devices(auth: AuthClient, billing: BillingClient, session: Session) -> dict:
+    """The contact's sessions (this one marked), unused sign-in links and one-document links. Each
+    document link carries its document's `number` and whether the client can still open it in the
+    portal (`available`: issued and not archived), from one billing call for the whole list (one per
+    500 ids of a kind). A document billing does not name as the client's has no number and is not
+    available."""
+    listed = auth.list_devices(session["contact_id"], current_session_id=session["session_id"])
+    links = listed.get("document_links") or []
+    ids = {
+        kind: list(dict.fromkeys(link["document_id"] for link in links if link.get("kind") == kind))
+        for kind in ("invoice", "quote")
+    }
+    known: dict[str, dict] = {"invoice": {}, "quote": {}}
+    for start in range(0, max(len(ids["invoice"]), len(ids["quote"])), DOCUMENT_NUMBERS_MAX):
+        batch = slice(start, start + DOCUMENT_NUMBERS_MAX)
+        found = billing.document_numbers(
+            session["workspace_id"], session["client_id"], ids["invoice"][batch], ids["quote"][batch]
+        )
+        known["invoice"].update(found.get("invoices") or {})
+        known["quote"].update(found.get("quotes") or {})
+
+    def named(link: dict) -> dict:
+        document = known.get(str(link.get("kind")), {}).get(str(link.get("document_id"))) or {}
+        return {**link, "number": document.get("number"), "available": document.get("available") is True}
+
+    return {**listed, "document_links": [named(link) for link in links]}
 
 
 def end_session(auth: AuthClient, session: Session, session_id: str, *, forget: Callable[[str], None]) -> bool:

@@ -15,7 +15,7 @@ import psycopg2
 import pytest
 import requests
 
-from tests.conftest import SIGN_IN, Browser, link_token, new_portal_client, refused_within, sign_in
+from tests.conftest import SIGN_IN, Browser, link_token, new_portal_client, refused_within, services_rpc, sign_in
 from tests.e2e.payments_support import wait_until
 from tests.integration.test_admin_api import Api, portalctl
 from tests.unit.test_webhooks import Receiver
@@ -217,3 +217,40 @@ def _documents_knows_opt_in(stack, workspace_id: str) -> bool:
         cur.execute("SELECT branding FROM workspaces WHERE id = %s", (workspace_id,))
         row = cur.fetchone()
     return bool(row) and row[0].get("webhook_device_details") is True
+
+
+def test_document_links_are_named_by_number_and_an_archived_invoice_is_not_linked(stack):
+    email = f"numbers-{uuid.uuid4().hex[:6]}@example.org"
+    made = new_portal_client(stack, "Numbered Ltd", email, invoices=2, quotes=1)
+    kept, archived = made["invoices"]
+    [quote] = made["quotes"]
+    for document in (kept, archived, quote):  # each email carries a one-document link
+        stack.outbox.wait_for(email, subject=document["number"], timeout=30)
+    with services_rpc(stack, made["workspace_id"]) as rpc:
+        rpc.billing.archive_invoice(made["workspace_id"], archived["id"])
+    laptop = signed_in(stack, email, LAPTOP)
+
+    page = laptop.get(f"{stack.url}/profile/sessions")
+    assert page.status_code == 200
+    assert f'<a href="/invoices/{kept["id"]}">Invoice {kept["number"]}</a>' in page.text
+    assert f'<a href="/quotes/{quote["id"]}">Quote {quote["number"]}</a>' in page.text
+    assert f"Invoice {archived['number']} <span" in page.text and "(no longer available)" in page.text
+    assert f'href="/invoices/{archived["id"]}"' not in page.text
+    # what is linked opens; what is not would have been a page that is not there
+    assert laptop.get(f"{stack.url}/invoices/{kept['id']}").status_code == 200
+    assert laptop.get(f"{stack.url}/quotes/{quote['id']}").status_code == 200
+    assert laptop.get(f"{stack.url}/invoices/{archived['id']}").status_code == 404
+
+    named = {
+        link["document_id"]: (link["number"], link["available"]) for link in listed(stack, laptop)["document_links"]
+    }
+    assert named == {
+        kept["id"]: (kept["number"], True),
+        archived["id"]: (archived["number"], False),
+        quote["id"]: (quote["number"], True),
+    }
+    with services_rpc(stack, made["workspace_id"]) as rpc:  # back in the portal: linked again
+        rpc.billing.archive_invoice(made["workspace_id"], archived["id"], archived=False)
+    again = laptop.get(f"{stack.url}/profile/sessions").text
+    assert f'<a href="/invoices/{archived["id"]}">Invoice {archived["number"]}</a>' in again
+    assert "(no longer available)" not in again

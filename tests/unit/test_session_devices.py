@@ -3,6 +3,7 @@ its own sessions and links (never another's), the "this wasn't me" link, and ses
 outbound webhooks without the device's IP and user agent unless the workspace opts in."""
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -11,13 +12,14 @@ import sqlalchemy as sa
 from chassis.db import UnitOfWork, joined
 from chassis.errors import Unauthorized
 from chassis.events import OUTBOX
+from clients.billing import DOCUMENT_NUMBERS_MAX
 from services.auth import domain, handlers
 from services.auth.tables import link_tokens, sessions
 from services.documents import handlers as documents
 from services.documents import webhooks
 from services.gateway.revocations import RevocationList
 from tests.unit.test_auth_handlers import KEYS, NOW, POLICY, committed, contact
-from tests.unit.test_gateway import FORM, WORKSPACE, client
+from tests.unit.test_gateway import FORM, SESSION, WORKSPACE, client
 
 CHROME_LINUX = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/140.0.0.0 Safari/537.36"
 CHROME_LINUX_NEWER = CHROME_LINUX.replace("140.0.0.0", "141.0.0.0")
@@ -363,3 +365,105 @@ def test_an_unknown_not_me_token_is_a_clear_page_that_changes_nothing():
     assert c.simulate_post("/not-me", body="token=bad", headers=FORM).status_code == 400
     assert c.simulate_get("/not-me").status_code == 400
     assert "report_not_me" not in [call[1] for call in rpc.calls]
+
+
+def document_link(link_id: str, kind: str, document_id: str) -> dict:
+    return {
+        "id": link_id,
+        "kind": kind,
+        "document_id": document_id,
+        "sent_at": NOW.isoformat(),
+        "expires_at": (NOW + timedelta(days=60)).isoformat(),
+    }
+
+
+WITH_DOCUMENTS = {
+    **DEVICES,
+    "document_links": [
+        document_link("4", "invoice", "inv-open"),
+        document_link("3", "invoice", "inv-archived"),
+        document_link("2", "quote", "quo-1"),
+        document_link("1", "invoice", "inv-open"),  # the same invoice emailed again: asked for once
+        document_link("0", "invoice", "inv-unknown"),
+    ],
+}
+NUMBERS = {
+    "invoices": {
+        "inv-open": {"number": "INV-2026-00042", "available": True},
+        "inv-archived": {"number": "INV-2026-00007", "available": False},
+    },
+    "quotes": {"quo-1": {"number": "QUO-2026-00003", "available": True}},
+}
+
+
+def documents_page(locale: str | None = None):
+    c, rpc = client(
+        {
+            ("auth", "list_devices"): WITH_DOCUMENTS,
+            ("billing", "document_numbers"): NUMBERS,
+            ("billing", "get_client"): CLIENT,
+            ("billing", "get_workspace"): WORKSPACE,
+        },
+        session={**SESSION, **({"locale": locale} if locale else {})},
+    )
+    page = c.simulate_get("/profile/sessions", cookies=c.session_cookie)
+    assert page.status_code == 200
+    rows = {
+        link: " ".join(re.sub(r"<[^>]+>", " ", html).split())
+        for link, html in re.findall(r'<tr data-document-link="(\d+)">(.*?)</tr>', page.text, re.S)
+    }
+    return page.text, rows, rpc
+
+
+def test_each_document_link_names_its_document_and_links_only_one_the_client_can_still_open():
+    html, rows, rpc = documents_page()
+    assert '<a href="/invoices/inv-open">Invoice INV-2026-00042</a>' in html
+    assert '<a href="/quotes/quo-1">Quote QUO-2026-00003</a>' in html
+    assert 'href="/invoices/inv-archived"' not in html and 'href="/invoices/inv-unknown"' not in html
+    assert rows["3"].startswith("Invoice INV-2026-00007 (no longer available)")
+    assert rows["0"].startswith("Invoice (no longer available)")  # billing names it as none of the client's
+    assert all("Turn off link" in row for row in rows.values())  # each can still be turned off
+    [call] = [call for call in rpc.calls if call[1] == "document_numbers"]
+    # one call for the page, for the session's client, each document once
+    assert call[2] == ("ws1", "cl1", ["inv-open", "inv-archived", "inv-unknown"], ["quo-1"])
+
+
+def test_a_german_reader_reads_the_document_links_in_german():
+    _, rows, _ = documents_page("de_DE")
+    assert rows["4"].startswith("Rechnung INV-2026-00042")
+    assert rows["3"].startswith("Rechnung INV-2026-00007 (nicht mehr verfügbar)")
+    assert rows["2"].startswith("Angebot QUO-2026-00003")
+
+
+def test_the_json_api_gives_each_document_links_number_and_whether_it_opens():
+    c, rpc = client({("auth", "list_devices"): WITH_DOCUMENTS, ("billing", "document_numbers"): NUMBERS})
+    listed = c.simulate_get("/api/portal/v1/sessions", headers=c.bearer).json["document_links"]
+    assert [(link["id"], link["number"], link["available"]) for link in listed] == [
+        ("4", "INV-2026-00042", True),
+        ("3", "INV-2026-00007", False),
+        ("2", "QUO-2026-00003", True),
+        ("1", "INV-2026-00042", True),
+        ("0", None, False),
+    ]
+    assert len([call for call in rpc.calls if call[1] == "document_numbers"]) == 1
+
+
+def test_without_document_links_billing_is_not_asked_for_numbers():
+    c, rpc = client({("auth", "list_devices"): DEVICES})
+    assert c.simulate_get("/api/portal/v1/sessions", headers=c.bearer).json == DEVICES
+    assert "document_numbers" not in [call[1] for call in rpc.calls]
+
+
+def test_more_document_links_than_one_call_takes_are_named_in_batches():
+    many = [document_link(str(i), "invoice", f"inv-{i}") for i in range(DOCUMENT_NUMBERS_MAX + 1)]
+
+    def numbers(workspace_id, client_id, invoice_ids, quote_ids):
+        assert len(invoice_ids) <= DOCUMENT_NUMBERS_MAX
+        return {"invoices": {i: {"number": i.upper(), "available": True} for i in invoice_ids}, "quotes": {}}
+
+    c, rpc = client(
+        {("auth", "list_devices"): {**DEVICES, "document_links": many}, ("billing", "document_numbers"): numbers}
+    )
+    listed = c.simulate_get("/api/portal/v1/sessions", headers=c.bearer).json["document_links"]
+    assert [link["number"] for link in listed] == [f"INV-{i}" for i in range(DOCUMENT_NUMBERS_MAX + 1)]
+    assert len([call for call in rpc.calls if call[1] == "document_numbers"]) == 2

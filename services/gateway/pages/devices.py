@@ -33,7 +33,7 @@ class SessionsPage(Portal):
             resp,
             "sessions.html",
             session,
-            d=usecases.devices(self.auth(req), session),
+            d=usecases.devices(self.auth(req), self.billing(req), session),
             done=req.get_param("done") if req.get_param("done") in DONE else None,
         )
 
