@@ -395,9 +395,12 @@ def services_rpc(stack, workspace_id: str | None = None, timeout: float = 30):
     return ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, context_data=context, timeout=timeout)
 
 
-def new_portal_client(stack, name: str, email: str, invoices: int = 1, quotes: int = 0) -> dict:
+def new_portal_client(
+    stack, name: str, email: str, invoices: int = 1, quotes: int = 0, client_fields: dict | None = None
+) -> dict:
     """A client of the seeded workspace with its own portal contact, sent invoices and quotes, made the
-    way the business makes them (billing RPC), and known to auth before this returns."""
+    way the business makes them (billing RPC), and known to auth before this returns. `client_fields`:
+    more of the client's details (its locale, its time zone...); the contact has no locale of its own."""
     with psycopg2.connect(stack.databases["billing"]) as conn, conn.cursor() as cur:
         cur.execute("SELECT id FROM workspaces WHERE name = 'Acme Studio'")
         workspace_id = cur.fetchone()[0]
@@ -405,6 +408,7 @@ def new_portal_client(stack, name: str, email: str, invoices: int = 1, quotes: i
         client = rpc.billing.create_client(
             workspace_id,
             {
+                **(client_fields or {}),
                 "name": name,
                 "contacts": [
                     # an owner: everything, as every contact could before roles

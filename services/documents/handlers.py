@@ -221,13 +221,24 @@ def _send(backend, row, now: datetime) -> dict:
     return values
 
 
+def recipient_locale(recipient: dict, *known: str | None) -> str:
+    """The language of an email to a contact: its own locale, else its client's (`client_locale`, which
+    billing's events carry beside it; an event from before it did has none), else what the caller knows
+    of the client (a document's or a payment's locale), else English."""
+    for locale in (recipient.get("locale"), recipient.get("client_locale"), *known):
+        if isinstance(locale, str) and locale:
+            return locale
+    return "en_US"
+
+
 def queue_reminders(uow, now: datetime, sender: str, event: dict, portal_url: str, headers_for=None) -> int:
     """One reminder email per portal contact who has not turned reminders off, once per invoice, kind
-    and contact, in its language. `headers_for(recipient)`: the headers of that contact's email."""
+    and contact, in its language (else its client's). `headers_for(recipient)`: the headers of that
+    contact's email."""
     data = event["data"]
     recipients = [r for r in data["recipients"] if preferences.wanted(uow, "invoice_reminder", r["contact_id"])]
     for recipient in recipients:
-        locale = recipient.get("locale") or "en_US"
+        locale = recipient_locale(recipient)
         queue_email(
             uow,
             now,

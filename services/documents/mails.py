@@ -36,8 +36,9 @@ def document_sent(
     attachments: tuple | None = None,
     headers: dict | None = None,
 ) -> str:
-    """An invoice or a quote, with its one-document link and (by setting) its PDF attached."""
-    locale = recipient.get("locale") or document.get("locale") or "en_US"
+    """An invoice or a quote, with its one-document link and (by setting) its PDF attached; in the
+    contact's language, else the client's (a forward's recipient has none: the document's)."""
+    locale = handlers.recipient_locale(recipient, document.get("locale"))
     if attachments is None:
         attachments = (pdf_attachment(renderer, brand, kind, document),) if brand.get("attach_pdf", True) else ()
     context = {
@@ -73,7 +74,8 @@ def document_sent(
 
 
 def comment_reply(uow, now, sender, brand: dict, *, key: str, comment: dict, recipient: dict, link: str, headers):
-    """The business's answer in a document's comment thread, quoted, with the document's link."""
+    """The business's answer in a document's comment thread, quoted, with the document's link; in the
+    contact's language, else the client's."""
     return handlers.queue_email(
         uow,
         now,
@@ -92,7 +94,7 @@ def comment_reply(uow, now, sender, brand: dict, *, key: str, comment: dict, rec
         },
         workspace_id=brand["id"],
         client_id=comment["client_id"],
-        locale=recipient.get("locale") or "en_US",
+        locale=handlers.recipient_locale(recipient),
         headers=headers,
     )
 
@@ -111,8 +113,9 @@ def payment_receipt(
     attachments: tuple | None = None,
     headers: dict | None = None,
 ) -> str:
-    locale = recipient.get("locale") or payment.get("locale") or "en_US"
-    tz = payment.get("timezone") or "UTC"
+    """In the contact's language, else the client's; when it was received, in the client's zone."""
+    locale = handlers.recipient_locale(recipient, payment.get("locale"))
+    tz = recipient.get("timezone") or payment.get("timezone") or "UTC"
     context = {
         "name": recipient.get("name", ""),
         "amount": money(payment["amount"], payment["currency"], locale),
@@ -235,7 +238,7 @@ def booking(
 ) -> str:
     """The time in the client's zone, as its portal showed it (the workspace's may differ), and named;
     in the contact's language, else the client's (a contact's own locale may be null)."""
-    locale = recipient.get("locale") or recipient.get("client_locale") or "en_US"
+    locale = handlers.recipient_locale(recipient)
     tz = recipient.get("timezone") or booking.get("timezone") or "UTC"
     start, end = datetime.fromisoformat(booking["start"]), datetime.fromisoformat(booking["end"])
     context = {
@@ -277,7 +280,7 @@ def statement(
     statement: dict,
     headers: dict | None = None,
 ) -> str:
-    locale = recipient.get("locale") or statement.get("locale") or "en_US"
+    locale = handlers.recipient_locale(recipient, statement.get("locale"))
     context = {
         "name": recipient.get("name", ""),
         "period": f"{day(statement['from'], locale)} – {day(statement['to'], locale)}",

@@ -433,3 +433,91 @@ def test_a_failed_payment_email_to_a_contact_without_a_locale_is_in_the_client_s
     service.on_payment_failed(envelope("payment.failed", "ws1", data, occurred_at=NOW))
     [message] = queued(engine)
     assert message["Subject"] == "Ihre Zahlung an Acme Studio ist nicht durchgegangen"
+
+
+# A contact without a locale of its own, of a German client in Berlin, as billing's events name it.
+OHNE = {**DANA, "locale": None, "client_locale": "de_DE", "timezone": "Europe/Berlin"}
+
+
+def reminder_event(recipient: dict) -> dict:
+    data = {
+        "id": "inv1",
+        "number": "INV-2026-00042",
+        "client_id": "cl1",
+        "kind": "before_3",
+        "balance": 63500,
+        "currency": "EUR",
+        "due_date": "2026-12-18",
+        "recipients": [recipient],
+    }
+    return envelope("invoice.reminder", "ws1", data, occurred_at=NOW)
+
+
+def test_a_reminder_to_a_contact_without_a_locale_is_in_the_client_s_language(sqlite_engine):
+    engine, service = documents_service(sqlite_engine)
+    service.on_invoice_reminder(reminder_event(OHNE))
+    [message] = queued(engine)
+    text, html = parts(message)
+    assert message["Subject"] == "Rechnung INV-2026-00042 ist am 18.12.2026 fällig · Acme Studio"
+    assert "Hallo Dana," in text and "Offener Betrag: 635,00\xa0€" in text and "Hallo Dana," in html
+    assert "Hello" not in text + html and "Amount due" not in text
+
+
+@pytest.mark.parametrize(
+    "recipient, subject",
+    [
+        # its own locale before the client's
+        ({**OHNE, "locale": "en_US"}, "Invoice INV-2026-00042 is due on Dec 18, 2026 · Acme Studio"),
+        # an event from before billing named the client's locale: English, as it always was
+        (DANA, "Invoice INV-2026-00042 is due on Dec 18, 2026 · Acme Studio"),
+    ],
+)
+def test_a_reminder_speaks_the_contact_s_own_locale_first_and_an_older_event_still_reads(
+    sqlite_engine, recipient, subject
+):
+    engine, service = documents_service(sqlite_engine)
+    service.on_invoice_reminder(reminder_event(recipient))
+    [message] = queued(engine)
+    assert message["Subject"] == subject
+
+
+def comment_event(comment_id: str, recipient: dict) -> dict:
+    data = {
+        "id": comment_id,
+        "document_kind": "invoice",
+        "document_id": "inv1",
+        "client_id": "cl1",
+        "author_kind": "business",
+        "author_name": "Sam at Acme",
+        "document_number": "INV-2026-00042",
+        "body": "Danke, ist angekommen.",
+        "recipients": [recipient],
+    }
+    return envelope("comment.added", "ws1", data, occurred_at=NOW)
+
+
+def test_a_reply_to_a_contact_without_a_locale_is_in_the_client_s_language(sqlite_engine):
+    engine, service = documents_service(sqlite_engine)
+    service.auth.issue_document_link.return_value = {"token": "tok"}
+    service.on_comment_added(comment_event("cm2", OHNE))
+    [message] = queued(engine)
+    text, html = parts(message)
+    assert message["Subject"] == "Eine Antwort zur Rechnung INV-2026-00042 · Acme Studio"
+    assert "Hallo Dana," in text and "Sam at Acme hat zur Rechnung INV-2026-00042 geantwortet:" in text
+    assert "/i/tok" in text and "Read and answer" not in html
+
+    service.on_comment_added(comment_event("cm3", DANA))  # from before the client's locale was in the event
+    [_, message] = queued(engine)
+    assert message["Subject"] == "A reply on invoice INV-2026-00042 · Acme Studio"
+
+
+def test_a_receipt_gives_its_time_in_the_recipient_s_zone_and_the_client_s_language(outbox):
+    payment = {**DOCUMENTS["receipt"], "client_id": "cl1", "client": DOCUMENTS["invoice"]["client"]}
+    [(_, msg)] = outbox(
+        lambda uow, r: mails.payment_receipt(
+            uow, NOW, SENDER, r, BRAND, key="k11", payment=payment, recipient=OHNE, portal_url="http://p/login"
+        )
+    )
+    text, html = parts(msg)
+    when = "Freitag, 20. November 2026, 16:00 (Mitteleuropäische Zeit)"  # 15:00 UTC, in Berlin
+    assert when in text and when in html and msg["Subject"].startswith("Zahlung erhalten")

@@ -244,15 +244,35 @@ def snapshot_of(client_row, primary) -> dict:
 # Prepared (chassis/prepared.py): every payment, invoice and reminder the client is told of sends it.
 _PORTAL_RECIPIENTS = Prepared(
     "billing_portal_recipients",
-    sa.select(contacts).where(
-        contacts.c.client_id == sa.bindparam("of_client", type_=sa.String), contacts.c.portal_access.is_(True)
-    ),
+    sa.select(
+        contacts.c.id,
+        contacts.c.email,
+        contacts.c.name,
+        contacts.c.locale,
+        clients.c.locale.label("client_locale"),
+        clients.c.timezone.label("client_timezone"),
+    )
+    .join(clients, clients.c.id == contacts.c.client_id)
+    .where(contacts.c.client_id == sa.bindparam("of_client", type_=sa.String), contacts.c.portal_access.is_(True)),
 )
 
 
 def portal_recipients(uow, client_id: str) -> list[dict]:
+    """The client's contacts with portal access, as the events that email them name them: the contact's
+    own locale (null: it has none), and the client's locale and time zone, the language of the email
+    to a contact without a locale of its own and the zone any time in it is given in."""
     rows = uow.execute(_PORTAL_RECIPIENTS, {"of_client": client_id}).all()
-    return [{"contact_id": r.id, "email": r.email, "name": r.name, "locale": r.locale} for r in rows]
+    return [
+        {
+            "contact_id": r.id,
+            "email": r.email,
+            "name": r.name,
+            "locale": r.locale,
+            "client_locale": r.client_locale,
+            "timezone": r.client_timezone,
+        }
+        for r in rows
+    ]
 
 
 def record_activity(

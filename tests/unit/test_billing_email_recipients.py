@@ -1,0 +1,48 @@
+"""The recipients billing names in the events that email a client's contacts: each contact's own
+locale beside its client's locale and time zone, the language and zone of the email."""
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from chassis import event_contract
+from services.billing import handlers as h
+from tests.unit.test_billing_handlers import LINE, db, events  # noqa: F401 - fixtures
+
+
+@pytest.fixture
+def kunde(db):
+    """A German client of a New York business: one contact without a locale of its own, one with."""
+    ws_id = db(h.create_workspace, {"name": "Acme", "email": "acme@example.com", "timezone": "America/New_York"})["id"]
+    client = db(h.create_client, ws_id, {"name": "Kunde GmbH", "locale": "de_DE", "timezone": "Europe/Berlin"})["id"]
+    db(h.add_contact, ws_id, client, {"email": "ohne@kunde.example", "portal_access": True})
+    db(h.add_contact, ws_id, client, {"email": "eigen@kunde.example", "locale": "en_GB", "portal_access": True})
+    db(h.add_contact, ws_id, client, {"email": "kein-zugang@kunde.example"})  # no portal access: never emailed
+    return ws_id, client
+
+
+def published(db, event_type: str) -> list[dict]:
+    return [json.loads(body) for body in events(db, event_type)]
+
+
+def test_every_event_that_emails_a_client_names_its_locale_and_zone_beside_the_contact_s_own(db, kunde):
+    ws_id, client = kunde
+    invoice = db(
+        h.create_invoice,
+        ws_id,
+        {"client_id": client, "lines": LINE, "send": True, "issue_date": "2026-11-01", "due_date": "2026-11-24"},
+    )
+    db(h.run_reminders, now=datetime(2026, 11, 21, 15, 0, tzinfo=timezone.utc))  # 3 days before
+    db(h.add_comment, ws_id, "invoice", invoice["id"], "business", "Sam at Acme", "Thanks, we got it.")
+    db(h.record_payment, ws_id, {"invoice_id": invoice["id"], "amount": 4000})
+    announced = [
+        published(db, kind)[-1] for kind in ("invoice.sent", "invoice.reminder", "comment.added", "payment.recorded")
+    ]
+    for event in announced:
+        recipients = sorted(event["data"]["recipients"], key=lambda r: r["email"])
+        assert [(r["email"], r["locale"], r["client_locale"], r["timezone"]) for r in recipients] == [
+            ("eigen@kunde.example", "en_GB", "de_DE", "Europe/Berlin"),
+            ("ohne@kunde.example", None, "de_DE", "Europe/Berlin"),  # the email's language: the client's
+        ], event["type"]
+    assert [event_contract.validate(e) for e in announced] == [[], [], [], []]  # as documented
