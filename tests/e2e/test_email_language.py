@@ -1,18 +1,21 @@
 """The language of the emails a contact without a locale of its own gets, through the running stack:
 its client's. A German client's contact is reminded of an invoice and told of the business's reply in
-German."""
+German; a client whose locale changes has its contacts' sign-in emails follow it."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+import psycopg2
 import pytest
 
-from tests.conftest import business_today, new_portal_client, services_rpc
+from tests.conftest import Browser, business_today, new_portal_client, services_rpc
+from tests.e2e.payments_support import wait_until
 
 pytestmark = pytest.mark.e2e
 
 KUNDE = "ohne-sprache@kunde.example.org"
+WECHSEL = "wechsel@kunde.example.org"
 
 
 def _text(message) -> str:
@@ -51,3 +54,23 @@ def test_a_german_client_s_contact_without_a_locale_is_reminded_and_answered_in_
     text = _text(reply)
     assert f"Sam at Acme hat zur Rechnung {number} geantwortet:" in text and "Danke, ist angekommen." in text
     assert stack.outbox.count(KUNDE, f"A reply on invoice {number}") == 0
+
+
+def _auth_locale(stack, email: str) -> str | None:
+    with psycopg2.connect(stack.databases["auth"]) as conn, conn.cursor() as cur:
+        cur.execute("SELECT locale FROM contacts WHERE email = %s", (email,))
+        return cur.fetchone()[0]
+
+
+def test_a_client_s_new_locale_reaches_the_sign_in_email_of_its_contact_without_one(stack):
+    made = new_portal_client(stack, "Wechsel Ltd", WECHSEL, invoices=0, client_fields={"locale": "en_US"})
+    ws, client_id = made["workspace_id"], made["client"]["id"]
+    assert _auth_locale(stack, WECHSEL) == "en_US"
+    with services_rpc(stack, ws) as rpc:
+        rpc.billing.update_client(ws, client_id, {"locale": "de_DE"})
+    wait_until(lambda: _auth_locale(stack, WECHSEL) == "de_DE", timeout=30, what="auth to learn the new language")
+
+    page = Browser(stack.url).post(f"{stack.url}/login", data={"email": WECHSEL})
+    assert page.status_code == 200
+    [link] = stack.outbox.wait_for(WECHSEL, subject="Anmeldelink", timeout=30)
+    assert link["Subject"] == "Ihr Anmeldelink für Acme Studio" and "Hallo Wechsel," in _text(link)

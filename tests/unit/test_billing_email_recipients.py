@@ -1,5 +1,6 @@
 """The recipients billing names in the events that email a client's contacts: each contact's own
-locale beside its client's locale and time zone, the language and zone of the email."""
+locale beside its client's locale and time zone, the language and zone of the email; and a client's
+new locale announced for its contacts that speak it."""
 
 import json
 from datetime import datetime, timezone
@@ -7,6 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from chassis import event_contract
+from chassis.errors import Invalid
 from services.billing import handlers as h
 from tests.unit.test_billing_handlers import LINE, db, events  # noqa: F401 - fixtures
 
@@ -46,3 +48,19 @@ def test_every_event_that_emails_a_client_names_its_locale_and_zone_beside_the_c
             ("ohne@kunde.example", None, "de_DE", "Europe/Berlin"),  # the email's language: the client's
         ], event["type"]
     assert [event_contract.validate(e) for e in announced] == [[], [], [], []]  # as documented
+
+
+def test_a_new_locale_of_the_client_is_announced_for_its_contacts_without_one_of_their_own(db, kunde):
+    ws_id, client = kunde
+    before = {e["data"]["email"]: e["data"]["version"] for e in published(db, "contact.created")}
+    db(h.update_client, ws_id, client, {"name": "Kunde AG"})  # no new language: nobody announced again
+    assert published(db, "contact.updated") == []
+
+    db(h.update_client, ws_id, client, {"locale": "fr_FR"})
+    [again] = published(db, "contact.updated")  # neither the contact with its own locale nor one without access
+    assert again["data"]["email"] == "ohne@kunde.example" and again["data"]["locale"] == "fr_FR"
+    assert again["data"]["version"] == before["ohne@kunde.example"] + 1  # newer: auth's copy takes it
+    assert event_contract.validate(again) == []
+    with pytest.raises(Invalid):
+        db(h.update_client, ws_id, client, {"locale": "xx_NOPE"})
+    assert len(published(db, "contact.updated")) == 1  # refused: nothing announced

@@ -165,6 +165,8 @@ def update_client(uow, now: datetime, workspace_id: str, client_id: str, data: d
         uow.execute(clients.update().where(clients.c.id == client_id).values(**values))
     if values.get("currency", current.currency) != current.currency:
         money_moved(uow, now, workspace_id, client_id)  # its summary is in the client's currency
+    if values.get("locale", current.locale) != current.locale:
+        _announce_contacts_speaking_the_clients(uow, workspace_id, client_id)
     uow.publish(
         "client.updated",
         workspace_id,
@@ -180,6 +182,19 @@ def update_client(uow, now: datetime, workspace_id: str, client_id: str, data: d
         {"fields": sorted(values)},
     )
     return get_client(uow, now, workspace_id, client_id)
+
+
+def _announce_contacts_speaking_the_clients(uow, workspace_id: str, client_id: str) -> None:
+    """The client's locale changed: its contacts without a locale of their own now speak the new one.
+    Each that can sign in is announced again with a new version, so auth's copy (the language of sign-in
+    emails and of the sessions it starts) takes it; a contact with its own locale is not concerned, and
+    one without portal access is announced when it is given access."""
+    speaking_the_clients = (
+        (contacts.c.client_id == client_id) & contacts.c.locale.is_(None) & contacts.c.portal_access.is_(True)
+    )
+    uow.execute(contacts.update().where(speaking_the_clients).values(version=contacts.c.version + 1))
+    for row in uow.execute(sa.select(contacts).where(speaking_the_clients).order_by(contacts.c.id)).all():
+        uow.publish("contact.updated", workspace_id, _contact_event(uow, row))
 
 
 def _has_documents(uow, client_id: str) -> bool:
