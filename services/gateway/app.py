@@ -226,13 +226,19 @@ class SecurityMiddleware:
                 raise falcon.HTTPForbidden(
                     title="Cross-site request refused", description="This form must be sent from the portal itself."
                 )
-        form = (
-            req.get_media()
-            if req.method == "POST"
-            and not req.path.startswith("/webhooks/")
-            and (req.content_type or "").startswith(falcon.MEDIA_URLENCODED)
-            else None
-        )
+        try:
+            form = (
+                req.get_media()
+                if req.method == "POST"
+                and not req.path.startswith("/webhooks/")
+                and (req.content_type or "").startswith(falcon.MEDIA_URLENCODED)
+                else None
+            )
+        except falcon.MediaMalformedError:  # bytes that are not URL-encoded text (a form is ASCII once encoded)
+            raise falcon.HTTPBadRequest(
+                title="The form could not be read",
+                description="It did not arrive as a browser sends a form. Go back, reload the page and try again.",
+            ) from None
         if unstorable_text([req.path, list(req.params.values()), form]):  # NUL from %00, in any field
             raise falcon.HTTPBadRequest(
                 title="Characters that are not allowed", description="The address or the form contains a NUL character."

@@ -150,6 +150,8 @@ CODE_MESSAGES = (
     N_("The page was open too long or came from elsewhere. Go back, reload it and try again."),
     N_("Cross-site request refused"),
     N_("This form must be sent from the portal itself."),
+    N_("The form could not be read"),
+    N_("It did not arrive as a browser sends a form. Go back, reload the page and try again."),
     N_("Page not found"),
     N_("There is nothing here, or it is not yours to see. Check the address or go back to the portal."),
     N_("Not allowed"),

@@ -145,6 +145,15 @@ def test_oversized_body_is_refused_before_any_call():
     assert page.status_code == 413 and rpc.calls == []
 
 
+@pytest.mark.parametrize("path", ["/login", "/contact", "/api/portal/v1/contact"])
+def test_a_form_body_that_is_not_url_encoded_text_is_refused_in_words_before_any_call(path):
+    c, rpc = client()
+    answer = c.simulate_post(path, body=b"email=d\xc3\xa9mo@example.com&subject=\xff", headers=FORM)
+    assert answer.status_code == 400 and rpc.calls == []
+    shown = answer.json["title"] if path.startswith("/api/") else answer.text
+    assert "The form could not be read" in shown and "codec" not in answer.text and "ascii" not in answer.text
+
+
 def test_cross_site_post_is_refused():
     c, rpc = client()
     page = c.simulate_post(
