@@ -40,7 +40,7 @@ from services.gateway.revocations import RevocationFeed, RevocationList
 from services.gateway.routes import add_page_routes
 from services.gateway.rpc import ContractViolation, RpcPool, ServiceCrashed, ServiceTimeout, ServiceUnavailable
 from services.gateway.sessions import SeenReports, SessionGuard, SessionMiddleware
-from services.gateway.views import QUERY_PARAMETERS, env_for
+from services.gateway.views import QUERY_PARAMETERS, browser_locale, env_for
 
 log = logging.getLogger(__name__)
 # The services' business errors, as HTTP answers.
@@ -216,7 +216,8 @@ class SecurityMiddleware:
             if req.content_length <= DRAINED_AT_MOST:
                 drain(req)
             raise falcon.HTTPContentTooLarge(
-                title="Request too large", description=f"Requests may be at most {self.config.max_body} bytes."
+                title="Request too large",
+                description=Message("Requests may be at most %(limit)s bytes.", limit=self.config.max_body),
             )
         # a signed link is its own credential: mail programs POST one-click unsubscribes from anywhere
         if req.method in ("POST", "PUT", "PATCH", "DELETE") and not req.path.startswith(("/webhooks/", "/unsubscribe")):
@@ -281,14 +282,27 @@ class ErrorRenderer:
         else:
             resp.content_type = falcon.MEDIA_HTML
             session = req.context.get("session")
-            # In the signed-in contact's language; English without a session.
             resp.text = (
-                env_for((session or {}).get("locale"))
+                env_for(self._reader_locale(req, session))
                 .get_template("error.html")
                 .render(
                     status=status, title=title, detail=detail, request_id=req.context.get("request_id"), session=session
                 )
             )
+
+    def _reader_locale(self, req, session: dict | None) -> str:
+        """The language of an error page: the signed-in contact's. A request answered without its
+        session being read (refused at the door: a body too large, a cross-site or expired form,
+        characters no database stores; or a public page) speaks that of the live session its cookie
+        names, if any; else the browser's Accept-Language, among the portal's languages. The JSON
+        APIs' problems stay English, as all of theirs are."""
+        if session and session.get("locale"):
+            return session["locale"]
+        if session is None and self.sessions is not None:
+            locale = self.sessions.credential_locale(req)
+            if locale:
+                return locale
+        return browser_locale(req.get_header("Accept-Language"))
 
     def http_error(self, req, resp, ex: falcon.HTTPError, params):
         if isinstance(ex, falcon.HTTPRouteNotFound) and self.sessions is not None and not wants_json(req):

@@ -111,15 +111,7 @@ class SessionGuard:
 
     def check(self, token: str, request_id: str | None = None) -> credentials.Session:
         """The session, or Refused(forged | workspace | idle | expired | revoked | no_access | unknown)."""
-        session = credentials.read(token, self.keys)
-        if self.workspaces is not None and session.workspace_id not in self.workspaces:
-            raise Refused("workspace")
-        state = session.state(self.clock(), self.limits)
-        if state != "active":
-            raise Refused(state)
-        refused = self.revocations.refuses(session)
-        if refused:
-            raise Refused(refused)
+        session = self._checked_here(token)
         if not self.revocations.ready:  # starting, or the broker was lost: ask auth until the list is back
             answer = self.rpc.call(
                 "auth",
@@ -130,6 +122,29 @@ class SessionGuard:
             )
             if answer != "active":
                 raise Refused(answer)
+        return session
+
+    def check_here(self, token: str) -> credentials.Session:
+        """The session as far as this gateway knows without asking auth, for what only dresses an answer
+        (the language of a refusal); Refused as `check`, and Refused("unknown") while the revocation
+        list is not ready, when only auth could tell. Never a way in: that is `check`."""
+        session = self._checked_here(token)
+        if not self.revocations.ready:
+            raise Refused("unknown")
+        return session
+
+    def _checked_here(self, token: str) -> credentials.Session:
+        """The credential's session, checked against everything this gateway holds: its signature, the
+        workspaces served here, the idle and absolute limits, and the revocation list."""
+        session = credentials.read(token, self.keys)
+        if self.workspaces is not None and session.workspace_id not in self.workspaces:
+            raise Refused("workspace")
+        state = session.state(self.clock(), self.limits)
+        if state != "active":
+            raise Refused(state)
+        refused = self.revocations.refuses(session)
+        if refused:
+            raise Refused(refused)
         return session
 
     def refreshed(self, session: credentials.Session) -> credentials.Session | None:
@@ -191,6 +206,18 @@ class SessionMiddleware:
         except (Refused, ServiceUnavailable):
             return
         self._keep(req, session, from_cookie)
+
+    def credential_locale(self, req) -> str | None:
+        """The locale of the live session the request's credential names, without asking auth and
+        without keeping the session (SessionGuard.check_here): the language of an answer given before
+        the session was read (a refusal at the door). None without one, or with one refused."""
+        token, _ = session_token(req, self.cookie_name)
+        if not token:
+            return None
+        try:
+            return self.guard.check_here(token).locale
+        except Refused:
+            return None
 
     def renew(self, req, resp, **changes) -> None:
         """The contact changed what its credential says (its own name or language): a new credential

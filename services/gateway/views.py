@@ -30,6 +30,8 @@ from services.gateway import csrf
 TEMPLATES = Path(__file__).parent / "templates"
 LOCALE_DIR = Path(__file__).parent / "locale"
 LANGUAGES = ("en", "de")  # the portal's languages; any other locale reads English
+# The locale a reader is given who names only its language (Accept-Language), per portal language.
+LANGUAGE_LOCALES = {"en": "en_US", "de": "de_DE"}
 
 
 def N_(message: str) -> str:
@@ -150,6 +152,11 @@ CODE_MESSAGES = (
     N_("The page was open too long or came from elsewhere. Go back, reload it and try again."),
     N_("Cross-site request refused"),
     N_("This form must be sent from the portal itself."),
+    # app.py: the other refusals at the door, before any page is found
+    N_("Request too large"),
+    N_("Requests may be at most %(limit)s bytes."),
+    N_("Characters that are not allowed"),
+    N_("The address or the form contains a NUL character."),
     N_("The form could not be read"),
     N_("It did not arrive as a browser sends a form. Go back, reload the page and try again."),
     N_("Page not found"),
@@ -324,6 +331,28 @@ def language_for(locale: str | None) -> str:
     """The portal language for a locale ("de_DE" -> "de"); English for none or one we do not speak."""
     language = language_of(locale) if locale else "en"
     return language if language in LANGUAGES else "en"
+
+
+@lru_cache(maxsize=256)  # a browser sends the same header with every request
+def browser_locale(accept_language: str | None) -> str:
+    """The portal locale a browser's Accept-Language header prefers (RFC 9110: the highest `q`, the
+    first of equal ones; `q=0` refuses), for a page that has no contact or document to take one from:
+    de_DE for German, en_US for English, and en_US when it names neither (or nothing readable)."""
+    best, best_q = "en_US", 0.0
+    for part in (accept_language or "").split(",")[:20]:
+        tag, *params = (piece.strip() for piece in part.split(";"))
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value.strip())
+                except ValueError:
+                    q = -1.0
+        language = tag.replace("_", "-").split("-")[0].lower()
+        if language in LANGUAGE_LOCALES and 0 < q <= 1 and q > best_q:
+            best, best_q = LANGUAGE_LOCALES[language], q
+    return best
 
 
 @lru_cache(maxsize=1024)

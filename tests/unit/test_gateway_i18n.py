@@ -577,3 +577,162 @@ def test_billings_statement_date_message_reads_in_german():
     c, _ = portal("de_DE", answers={("billing", "statement"): refused})
     page = c.simulate_get("/statement", params={"from": "soon"}, cookies=c.session_cookie)
     assert page.status_code == 422 and "Das Startdatum muss ein Datum wie 2026-11-23 sein." in page.text
+
+
+# Refusals at the door (app.SecurityMiddleware, csrf.py): answered before any page or session is read.
+TOO_LARGE = "email=" + "a" * 70_000
+GERMAN_BROWSER = {"Accept-Language": "de-DE,de;q=0.9,en;q=0.8"}
+DOOR = {
+    "too large": (
+        lambda c, **kw: c.simulate_post("/login", body=TOO_LARGE, **kw),
+        413,
+        ("Anfrage zu groß", "Eine Anfrage darf höchstens 65.536 Bytes groß sein."),
+        ("Request too large", "Requests may be at most 65,536 bytes."),
+    ),
+    "NUL in the address": (
+        lambda c, **kw: c.simulate_get("/invoices/a%00b", **kw),
+        400,
+        ("Unzulässige Zeichen", "Die Adresse oder das Formular enthält ein NUL-Zeichen."),
+        ("Characters that are not allowed", "The address or the form contains a NUL character."),
+    ),
+    "NUL in the form": (
+        lambda c, **kw: c.simulate_post("/contact", body="subject=Hallo&message=a%00b", **kw),
+        400,
+        ("Unzulässige Zeichen", "Die Adresse oder das Formular enthält ein NUL-Zeichen."),
+        ("Characters that are not allowed", "The address or the form contains a NUL character."),
+    ),
+    "a form that is not URL-encoded text": (
+        lambda c, **kw: c.simulate_post("/login", body=b"email=d\xc3\xa9mo@example.com", **kw),
+        400,
+        ("Das Formular konnte nicht gelesen werden", "Gehen Sie zurück, laden Sie die Seite neu"),
+        ("The form could not be read", "Go back, reload the page and try again."),
+    ),
+    "a cross-site form": (
+        lambda c, headers, **kw: c.simulate_post(
+            "/login", body="email=a@example.com", headers={**headers, "Sec-Fetch-Site": "cross-site"}, **kw
+        ),
+        403,
+        ("Anfrage von fremder Website abgelehnt", "Portal"),
+        ("Cross-site request refused", "This form must be sent from the portal itself."),
+    ),
+    "an expired form": (
+        lambda c, **kw: c.simulate_post("/login", body="email=a@example.com", csrf=False, **kw),
+        403,
+        ("Dieses Formular ist abgelaufen", "Gehen Sie zurück"),
+        ("This form has expired", "The page was open too long or came from elsewhere."),
+    ),
+}
+
+
+def at_the_door(refusal: str, c, cookies=None, headers=None):
+    ask, status, german, english = DOOR[refusal]
+    page = ask(c, headers={**FORM, **(headers or {})}, cookies=cookies or {})
+    assert page.status_code == status and page.headers["content-type"].startswith("text/html")
+    return page, german, english
+
+
+@pytest.mark.parametrize("refusal", list(DOOR))
+def test_a_refusal_at_the_door_speaks_the_signed_in_contacts_language(refusal):
+    c, rpc = portal("de_DE", answers={})
+    page, german, english = at_the_door(refusal, c, cookies=c.session_cookie)
+    assert '<html lang="de">' in page.text and all(text in page.text for text in german)
+    assert english[0] not in page.text and "Referenz: " in page.text and "Zurück zum Portal" in page.text
+    assert "Abmelden" not in page.text  # refused before the session was read: the page only speaks its language
+    assert rpc.calls == []  # nothing was asked of any service, auth included
+
+    # the contact's language before the browser's
+    english_contact, _ = portal("en_US")
+    page, _, english = at_the_door(refusal, english_contact, english_contact.session_cookie, GERMAN_BROWSER)
+    assert '<html lang="en">' in page.text and all(text in page.text for text in english)
+
+
+@pytest.mark.parametrize("refusal", list(DOOR))
+def test_a_refusal_at_the_door_without_a_session_speaks_the_browsers_language(refusal):
+    c, rpc = client()
+    page, german, english = at_the_door(refusal, c, headers=GERMAN_BROWSER)
+    assert '<html lang="de">' in page.text and all(text in page.text for text in german)
+    assert english[0] not in page.text
+
+    page, _, english = at_the_door(refusal, c, headers={"Accept-Language": "fr-CH, fr;q=0.9, en;q=0.8, de;q=0.7"})
+    assert '<html lang="en">' in page.text and all(text in page.text for text in english)
+    page, _, english = at_the_door(refusal, c)  # no preference at all: English
+    assert '<html lang="en">' in page.text and all(text in page.text for text in english)
+    assert rpc.calls == []
+
+
+def test_a_session_that_is_not_live_does_not_choose_the_language_of_a_refusal():
+    revoked = RevocationList(ready=True)
+    revoked.end_session("s1", NOW + timedelta(days=1))  # signed out elsewhere
+    c, _ = client(session={**SESSION, "locale": "de_DE"}, revocations=revoked)
+    for cookies in (c.session_cookie, {"portal_session": "forged"}):
+        page, _, english = at_the_door("too large", c, cookies=cookies)
+        assert '<html lang="en">' in page.text and english[0] in page.text
+        page, german, _ = at_the_door("too large", c, cookies=cookies, headers=GERMAN_BROWSER)
+        assert '<html lang="de">' in page.text and german[0] in page.text  # the browser's, then
+
+    # gone idle: a session credential past its limit
+    c, _ = client(session={**SESSION, "locale": "de_DE"}, now=NOW + timedelta(days=2))
+    page, _, english = at_the_door("too large", c, cookies=c.session_cookie)
+    assert '<html lang="en">' in page.text and english[0] in page.text
+
+
+def test_while_the_revocation_list_is_not_ready_a_refusal_asks_auth_nothing():
+    """Only auth could tell whether the session still lives: a refusal does not wait for it."""
+    c, rpc = client(
+        {("auth", "check_session"): "active"},
+        session={**SESSION, "locale": "de_DE"},
+        revocations=RevocationList(ready=False),
+    )
+    page, _, english = at_the_door("too large", c, cookies=c.session_cookie)
+    assert '<html lang="en">' in page.text and english[0] in page.text and rpc.calls == []
+    page, german, _ = at_the_door("too large", c, cookies=c.session_cookie, headers=GERMAN_BROWSER)
+    assert '<html lang="de">' in page.text and german[0] in page.text and rpc.calls == []
+
+
+def test_an_address_no_route_answers_speaks_the_browsers_language_without_a_session():
+    c, _ = client()
+    page = c.simulate_get("/no/such/page", headers=GERMAN_BROWSER)
+    assert page.status_code == 404 and '<html lang="de">' in page.text and "Seite nicht gefunden" in page.text
+    assert "Abmelden" not in page.text
+
+
+@pytest.mark.parametrize("session_locale", ["de_DE", "en_US"])
+def test_the_json_apis_refusals_at_the_door_stay_english_problem_json(session_locale):
+    c, rpc = portal(session_locale)
+    too_large = c.simulate_post(
+        "/api/portal/v1/contact",
+        body='{"message": "' + "a" * 70_000 + '"}',
+        headers={"Content-Type": "application/json", **GERMAN_BROWSER, **c.bearer},
+    )
+    nul = c.simulate_get("/api/portal/v1/invoices", params={"q": "a\x00b"}, headers={**GERMAN_BROWSER, **c.bearer})
+    for answer, status, title in (
+        (too_large, 413, "Request too large"),
+        (nul, 400, "Characters that are not allowed"),
+    ):
+        assert answer.status_code == status and answer.headers["content-type"] == "application/problem+json"
+        assert answer.json["title"] == title and answer.json["status"] == status and answer.json["request_id"]
+    assert too_large.json["detail"] == "Requests may be at most 65,536 bytes."
+    assert rpc.calls == []
+
+
+@pytest.mark.parametrize(
+    "header, locale",
+    [
+        ("de-AT", "de_DE"),
+        ("DE", "de_DE"),
+        ("de_DE", "de_DE"),
+        ("en;q=0.9, de;q=0.9", "en_US"),  # equally preferred: the first
+        ("de; q=0.8, en; q=0.9", "en_US"),
+        ("en;q=0, de;q=0.1", "de_DE"),  # q=0: not acceptable at all
+        ("de;q=0", "en_US"),
+        ("de;q=1.5", "en_US"),  # not a weight: the tag is not read
+        ("de;level=1;q=0.5, fr", "de_DE"),
+        ("*", "en_US"),
+        ("fr-FR, fr;q=0.9", "en_US"),
+        ("deu, de-x;q=0.5", "de_DE"),
+        (None, "en_US"),
+        (", ;, de", "de_DE"),
+    ],
+)
+def test_the_browsers_language_is_the_best_of_the_portals_it_accepts(header, locale):
+    assert views.browser_locale(header) == locale

@@ -24,7 +24,8 @@ from services.documents import handlers as doc_handlers
 from services.documents import pdf as pdfmod
 from services.gateway.app import GatewayConfig, create_app
 from services.gateway.downloads import with_verify_urls
-from services.gateway.pages.document_check import Budget, reader_locale
+from services.gateway.pages.document_check import Budget
+from services.gateway.views import browser_locale
 from tests.unit.conftest import ROOT
 from tests.unit.test_billing_handlers import LINE, NOW, db, ws  # noqa: F401 (fixtures)
 from tests.unit.test_documents_pdf import BUSINESS, DOCUMENTS
@@ -363,7 +364,7 @@ def test_each_address_may_check_only_so_many_codes_a_minute():
     ],
 )
 def test_the_404_page_speaks_the_browsers_language(header, locale):
-    assert reader_locale(header) == locale
+    assert browser_locale(header) == locale
 
 
 def test_the_apis_put_the_verify_url_beside_each_code():

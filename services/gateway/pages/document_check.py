@@ -19,6 +19,7 @@ import falcon
 from chassis.errors import NotFound
 from clients import verification
 from services.gateway.pages.base import Base
+from services.gateway.views import browser_locale
 
 LOOKUPS_PER_MINUTE = 30  # per client address, per gateway worker
 
@@ -85,22 +86,7 @@ class DocumentCheck(Base):
 
     def _reader(self, req) -> str:
         """No document, so no client's language: the browser's (Accept-Language), German or English."""
-        return reader_locale(req.get_header("Accept-Language") or "")
-
-
-def reader_locale(accept_language: str) -> str:
-    """de_DE when the reader prefers German to English, else en_US."""
-    best, best_q = "en_US", 0.0
-    for part in accept_language.split(",")[:20]:
-        tag, _, params = part.strip().partition(";")
-        try:
-            q = float(params.strip()[2:]) if params.strip().startswith("q=") else 1.0
-        except ValueError:
-            continue
-        language = tag.strip().lower()[:2]
-        if language in ("de", "en") and q > best_q:
-            best, best_q = ("de_DE" if language == "de" else "en_US"), q
-    return best
+        return browser_locale(req.get_header("Accept-Language"))
 
 
 def add_document_check_routes(app: falcon.App, rpc, config) -> None:
