@@ -210,6 +210,9 @@ class BillingClient(ServiceClient):
     def get_client(self, workspace_id: str, client_id: str) -> dict:
         return self._call("billing", "get_client", workspace_id, client_id)
 
+    def get_credit_note(self, workspace_id: str, credit_note_id: str, client_id: str | None = None) -> dict:
+        return self._call("billing", "get_credit_note", workspace_id, credit_note_id, client_id=client_id)
+
     def get_invoice(self, workspace_id: str, invoice_id: str, client_id: str | None = None) -> dict:
         return self._call("billing", "get_invoice", workspace_id, invoice_id, client_id=client_id)
 
@@ -252,6 +255,9 @@ class BillingClient(ServiceClient):
 
     def list_clients(self, workspace_id: str, limit: int = 100, offset: int = 0) -> list[dict]:
         return self._call("billing", "list_clients", workspace_id, limit=limit, offset=offset)
+
+    def list_client_credit_notes(self, workspace_id: str, client_id: str, filters: dict | None = None) -> dict:
+        return self._call("billing", "list_client_credit_notes", workspace_id, client_id, filters=filters)
 
     def list_comments(
         self, workspace_id: str, document_kind: str, document_id: str, client_id: str | None = None

@@ -362,6 +362,7 @@ class StatementEntry:
     kind: str  # invoice, payment, credit, refund
     reference: str
     amount: int  # positive: what it does to the balance is given by kind
+    credit_note_id: str | None = None  # a credit note's own entry (not a refund's credit)
 
     @property
     def effect(self) -> int:
@@ -387,6 +388,7 @@ def statement(opening: int, entries: list[StatementEntry]) -> dict[str, Any]:
                 "reference": entry.reference,
                 "amount": entry.amount,
                 "balance": running,
+                "credit_note_id": entry.credit_note_id,
             }
         )
     return {"opening_balance": opening, "entries": rows, "closing_balance": running}

@@ -20,6 +20,7 @@ from services.billing.handlers import (
     bookings,
     card_disputes,
     clients,
+    credit_notes,
     dashboard,
     disputes,
     documents,
@@ -441,6 +442,18 @@ class BillingService(ServiceBase):
     @rpc(expected_exceptions=EXPECTED)
     def list_credit_notes(self, workspace_id: str, client_id: str | None = None) -> list[dict]:
         return self._tx(documents.list_credit_notes, workspace_id, client_id)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def get_credit_note(self, workspace_id: str, credit_note_id: str, client_id: str | None = None) -> dict:
+        """One credit note with its lines; given a client (the portal), only one of that client's."""
+        return self._tx(credit_notes.get_credit_note, workspace_id, credit_note_id, client_id)
+
+    @runs_in(CALLER)
+    @rpc(expected_exceptions=EXPECTED)
+    def list_client_credit_notes(self, workspace_id: str, client_id: str, filters: dict | None = None) -> dict:
+        """The portal's credit notes: one client's, paged, with its credit not yet applied."""
+        return self._tx(credit_notes.list_client_credit_notes, workspace_id, client_id, filters)
 
     @runs_in(CALLER)
     @rpc(expected_exceptions=EXPECTED)

@@ -318,6 +318,33 @@ def test_a_handler_called_with_no_scope_sees_nothing_and_writes_nothing(billing_
         assert billing.get_invoice(uow, utcnow(), ws, my_invoice)["amount_paid"] == 0  # nothing was written
 
 
+def test_a_client_reads_only_its_own_credit_notes_even_through_a_lookup_that_names_no_client(billing_data):
+    """The portal's credit note RPCs pass the session's client; were one to forget it, the policies
+    still show the client only its own credit notes and its own invoice behind one."""
+    engine, ws, (mine, theirs), (my_invoice, their_invoice) = billing_data
+    with acting_for(SYSTEM), UnitOfWork(engine) as uow:
+        now = utcnow()
+        my_note = billing.issue_credit_note(uow, now, ws, {"client_id": mine, "amount": 300, "invoice_id": my_invoice})
+        their_note = billing.issue_credit_note(
+            uow, now, ws, {"client_id": theirs, "amount": 400, "invoice_id": their_invoice}
+        )
+        uow.commit()
+    with acting_for(Scope(ws, mine, role="viewer")), UnitOfWork(engine) as uow:
+        read = billing.get_credit_note(uow, utcnow(), ws, my_note["id"])  # no client filter: the business's lookup
+        assert (read["invoice_id"], read["total"], read["lines"][0]["unit_price"]) == (my_invoice, 300, 300)
+        with pytest.raises(NotFound):
+            billing.get_credit_note(uow, utcnow(), ws, their_note["id"])
+        with pytest.raises(NotFound):
+            billing.list_client_credit_notes(uow, utcnow(), ws, theirs)
+        listed = billing.list_client_credit_notes(uow, utcnow(), ws, mine)
+        assert [n["id"] for n in listed["items"]] == [my_note["id"]] and listed["credit_available"]["amount"] == 300
+    with UnitOfWork(engine) as uow:  # no scope at all
+        with pytest.raises(NotFound):
+            billing.get_credit_note(uow, utcnow(), ws, my_note["id"])
+        with pytest.raises(NotFound):
+            billing.list_client_credit_notes(uow, utcnow(), ws, mine)
+
+
 def test_a_prepared_statement_binds_by_the_scope_it_runs_in_not_the_one_it_was_prepared_in(billing_data, dbs):
     """The dashboard's statement is prepared once per connection (chassis/prepared.py); the policies
     still read the scope of each transaction that runs it."""

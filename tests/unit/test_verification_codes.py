@@ -147,6 +147,8 @@ def test_the_lookup_answers_what_proves_the_document_and_nothing_of_the_client(d
         "code": code,
         "kind": "invoice",
         "workspace_id": ws_id,
+        "client_id": client,
+        "document_id": invoice["id"],
         "business_name": "Acme",
         "iban": "DE89370400440532013000",
         "bic": "COBADEFFXXX",

@@ -39,6 +39,10 @@ from services.billing.handlers.clients import (  # noqa: F401
     update_contact,
     update_profile,
 )
+from services.billing.handlers.credit_notes import (  # noqa: F401
+    get_credit_note,
+    list_client_credit_notes,
+)
 from services.billing.handlers.dashboard import (  # noqa: F401
     client_dashboard,
 )

@@ -43,6 +43,7 @@ from services.billing.handlers.common import (
     workspace_row,
     workspace_today,
 )
+from services.billing.handlers.credit_notes import LINES_KIND, credit_note_view
 from services.billing.handlers.engagement import record_signal
 from services.billing.handlers.processing import processing_column
 from services.billing.handlers.summaries import money_moved
@@ -474,9 +475,28 @@ def mark_invoice_viewed(uow, now: datetime, workspace_id: str, client_id: str, i
 
 def view_invoice(uow, now: datetime, workspace_id: str, client_id: str, invoice_id: str) -> dict:
     """What the portal's invoice page shows as the client opens it, in one transaction: the invoice,
-    its view recorded as mark_invoice_viewed records it, and its comments."""
+    its view recorded as mark_invoice_viewed records it, its comments, and the credit notes issued for
+    it (oldest first: number, date and amount, each to open on its own page)."""
     invoice = mark_invoice_viewed(uow, now, workspace_id, client_id, invoice_id)
-    return {"invoice": invoice, "comments": _comments_on(uow, "invoice", invoice["id"])}
+    crediting = uow.execute(
+        sa.select(
+            credit_notes.c.id,
+            credit_notes.c.number,
+            credit_notes.c.issue_date,
+            credit_notes.c.total,
+            credit_notes.c.currency,
+        )
+        .where(credit_notes.c.invoice_id == invoice["id"], credit_notes.c.client_id == client_id)
+        .order_by(credit_notes.c.issue_date, credit_notes.c.number)
+    ).all()
+    return {
+        "invoice": invoice,
+        "comments": _comments_on(uow, "invoice", invoice["id"]),
+        "credit_notes": [
+            {"id": r.id, "number": r.number, "issue_date": iso(r.issue_date), "total": r.total, "currency": r.currency}
+            for r in crediting
+        ],
+    }
 
 
 _of_invoice: sa.BindParameter[str] = sa.bindparam("of_invoice", type_=sa.String)
@@ -1149,11 +1169,8 @@ def issue_credit_note(uow, now: datetime, workspace_id: str, data: dict) -> dict
     totals = domain.Totals.of(lines)
     if totals.total <= 0:
         raise Invalid("A credit note must be for a positive amount.", amount="must be positive")
-    invoice_number = None
-    if data.get("invoice_id"):
-        invoice_number = get_scoped(
-            uow, invoices, workspace_id, data["invoice_id"], "invoice", client_id=client.id
-        ).number
+    if data.get("invoice_id"):  # one of this client's invoices, or not found
+        get_scoped(uow, invoices, workspace_id, data["invoice_id"], "invoice", client_id=client.id)
     issue = parse_date(data.get("issue_date"), "issue_date") or workspace_today(ws, now)
     credit_id = new_id()
     number = allocate_number(uow, workspace_id, "credit", settings_of(ws).credit_number_pattern, issue)
@@ -1173,7 +1190,7 @@ def issue_credit_note(uow, now: datetime, workspace_id: str, data: dict) -> dict
             created_at=now,
         )
     )
-    save_lines(uow, "credit", credit_id, lines)
+    save_lines(uow, LINES_KIND, credit_id, lines)
     code = issue_code(uow, now, workspace_id, client.id, "credit_note", credit_id)
     money_moved(uow, now, workspace_id, client.id)
     uow.publish(
@@ -1190,22 +1207,8 @@ def issue_credit_note(uow, now: datetime, workspace_id: str, data: dict) -> dict
         f"Credit note {number} issued",
         {"credit_note_id": credit_id},
     )
-    return {
-        "id": credit_id,
-        "number": number,
-        "client_id": client.id,
-        "currency": client.currency,
-        "issue_date": iso(issue),
-        "total": totals.total,
-        "subtotal": totals.subtotal,
-        "tax_total": totals.tax,
-        "reason": data.get("reason", ""),
-        # what a credit note document shows: the client, and the invoice it credits (BT-25)
-        "client": client_snapshot(uow, client),
-        "invoice_number": invoice_number,
-        "verification_code": code,
-        **lines_and_taxes(uow, "credit", credit_id, totals.tax),
-    }
+    # what a credit note document shows: the client, and the invoice it credits (BT-25)
+    return credit_note_view(uow, get_scoped(uow, credit_notes, workspace_id, credit_id, "credit note"), client, code)
 
 
 def list_credit_notes(uow, now: datetime, workspace_id: str, client_id: str | None = None) -> list[dict]:

@@ -58,7 +58,7 @@ def statement(uow, now: datetime, workspace_id: str, client_id: str, start, end,
     for r in uow.execute(
         sa.select(credit_notes).where(credit_notes.c.client_id == client_id, credit_notes.c.currency == currency)
     ).all():
-        entries.append(domain.StatementEntry(r.issue_date, "credit", r.number, r.total))
+        entries.append(domain.StatementEntry(r.issue_date, "credit", r.number, r.total, credit_note_id=r.id))
     for r in uow.execute(
         sa.select(credit_applications).where(
             credit_applications.c.client_id == client_id,

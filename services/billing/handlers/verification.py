@@ -3,7 +3,9 @@ PDF prints it, and `verify_document` answers what the paper must match (clients/
 
 The lookup by code spans every workspace (whoever holds the paper is nobody the portal knows), so it
 runs in the system scope; it answers only what proves the document (the business, the kind, number,
-date, amounts and status, and the bank account to pay), never the client's name or the lines."""
+date, amounts and status, and the bank account to pay), never the client's name or the lines. The
+document's and its client's ids come with it for the gateway alone, which shows them to nobody: a
+reader signed in as that client gets a link to the document in its portal."""
 
 from __future__ import annotations
 
@@ -103,6 +105,9 @@ def verify_document(uow, now: datetime, text: str) -> dict:
         "code": verification.grouped(found.code),
         "kind": found.document_kind,
         "workspace_id": found.workspace_id,  # the page wears the business's brand
+        # whose document it is, never printed: the page links a signed-in client to its own document
+        "client_id": found.client_id,
+        "document_id": found.document_id,
         "business_name": ws.name,
         "iban": legal.iban,
         "bic": legal.bic,
