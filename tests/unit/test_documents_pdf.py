@@ -214,6 +214,15 @@ def test_german_client_gets_german_labels_dates_and_money():
     keep_page_images("invoice-de", pdf)
 
 
+@pytest.mark.parametrize("locale, label", [("en_US", "Invoice"), ("de_DE", "Rechnung")])
+def test_a_credit_note_names_the_invoice_it_credits_and_one_for_none_names_none(locale, label):
+    credited = {**DOCUMENTS["credit_note"], "invoice_number": "INV-2026-00042"}
+    text = squeezed(text_of(pdfmod.render_pdf("credit_note", {**context("credit_note", locale), "doc": credited})))
+    assert squeezed(f"{label} INV-2026-00042") in text
+    alone = squeezed(text_of(pdfmod.render_pdf("credit_note", context("credit_note", locale))))
+    assert "INV-" not in alone and squeezed("CN-2026-00003") in alone
+
+
 def test_the_statement_shows_what_is_owed_by_days_past_due_in_the_readers_language():
     aging = {"currency": "EUR", "current": 10000, "days_1_30": 0, "days_31_60": 2550, "days_61_90": 0}
     aging |= {"days_over_90": 70000, "total": 82550}
