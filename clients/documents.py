@@ -9,7 +9,7 @@ from clients.base import ServiceClient
 # A grant the gateway signs for a client's current render says it is one (a file reference never does),
 # and names one of these kinds: a statement is for a period the client picks, so it is always rendered.
 CURRENT_PDF_GRANT = "client_pdf"
-CURRENT_PDF_KINDS = ("invoice", "quote", "receipt")
+CURRENT_PDF_KINDS = ("invoice", "quote", "credit_note", "receipt")
 
 # The public events a subscription may ask for, by the service that publishes them. The documents
 # service consumes each of them; tests/unit/test_webhooks.py checks this list against every

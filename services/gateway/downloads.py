@@ -52,6 +52,8 @@ def render_pdf(
         data = call("billing", "get_invoice", ws, object_id, client_id=client)
     elif kind == "quote":
         data = call("billing", "get_quote", ws, object_id, client_id=client)
+    elif kind == "credit_note":
+        data = call("billing", "get_credit_note", ws, object_id, client_id=client)
     elif kind == "receipt":
         data = call("billing", "get_payment", ws, object_id, client_id=client)
     else:

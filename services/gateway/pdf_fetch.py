@@ -7,7 +7,7 @@ ever fetches from an address documents signed, then streams `GET <address>/pdf/<
 client: the PDF's bytes pass through no RPC answer and no shared filesystem. documents checks the
 signature and the expiry again before it serves anything.
 
-Before that, for an invoice, quote or receipt, the gateway asks documents' HTTP port
+Before that, for an invoice, quote, credit note or receipt, the gateway asks documents' HTTP port
 (`DOCUMENTS_URL`) for the client's current render with a grant of its own, signed with the same
 secret (workspace, client, kind, document; a minute): documents serves it when it rendered that
 document for that client and nothing about the client has changed since (services/documents/renders.py),

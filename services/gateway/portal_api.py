@@ -266,8 +266,8 @@ def _mine(method):
 
 
 def _verifiable(call):
-    """The invoices or quotes the call answers, each with `verify_url`: where anyone holding its paper
-    copy checks it (the address in its QR code)."""
+    """The invoices, quotes or credit notes the call answers, each with `verify_url`: where anyone holding
+    its paper copy checks it (the address in its QR code)."""
     return lambda a, p, b, q, s: with_verify_urls(a.resource.config.portal_url, call(a, p, b, q, s))
 
 
@@ -377,6 +377,13 @@ def _invoices(a, p, b, q, s) -> dict:
             "after": q.get("after"),
         },
     )
+
+
+def _credit_notes(a, p, b, q, s) -> dict:
+    filters = {"limit": q.get("limit", 50), "offset": q.get("offset", 0)}
+    if "invoice_id" in q:
+        filters["invoice_id"] = q["invoice_id"]
+    return a.billing.list_client_credit_notes(s["workspace_id"], s["client_id"], filters)
 
 
 def _request_key(a, b) -> str:
@@ -633,6 +640,36 @@ ROUTES: tuple[PortalRoute, ...] = (
         "list_quote_comments",
         "The quote's comment thread (your change requests and the business's answers)",
         lambda a, p, b, q, s: a.billing.list_comments(s["workspace_id"], "quote", p["id"], client_id=s["client_id"]),
+    ),
+    PortalRoute(
+        "GET",
+        "/credit-notes",
+        "list_credit_notes",
+        "The client's credit notes, newest first, paged (total, limit, offset), each with its verify_url and the "
+        "invoice it credits; and credit_available, the client's credit not yet applied to invoices (one balance "
+        "that credit notes add to, not kept per credit note)",
+        _verifiable(_credit_notes),
+        query=(
+            Query("invoice_id", "Only the credit notes of this invoice", pattern="^[^\\u0000]{1,64}$"),
+            Limit(100, 50),
+            OFFSET,
+        ),
+    ),
+    PortalRoute(
+        "GET",
+        "/credit-notes/{id}",
+        "get_credit_note",
+        "One credit note with its lines, totals and reason, the invoice it credits (invoice_id is null when that "
+        "invoice is not in the portal), and its verify_url",
+        _verifiable(_mine("get_credit_note")),
+    ),
+    PortalRoute(
+        "GET",
+        "/credit-notes/{id}/pdf",
+        "credit_note_pdf",
+        "The credit note as PDF",
+        _pdf("credit_note"),
+        content_type=PDF,
     ),
     PortalRoute(
         "GET",
@@ -1059,9 +1096,9 @@ def portal_openapi() -> dict:
             "title": "Billing portal client API",
             "version": "1.0.0",
             "description": __doc__.split("\n\n", 1)[1].strip() + " Money is integer minor units with an ISO 4217 "
-            "currency; times are UTC (ISO 8601). Errors are application/problem+json. Invoices and quotes carry "
-            "verification_code and verify_url: the public page, printed on their PDFs with a QR code, where anyone "
-            "holding the paper checks it.",
+            "currency; times are UTC (ISO 8601). Errors are application/problem+json. Invoices, quotes and credit "
+            "notes carry verification_code and verify_url: the public page, printed on their PDFs with a QR code, "
+            "where anyone holding the paper checks it.",
         },
         {
             "session": {"type": "http", "scheme": "bearer", "description": "access_token from POST /session"},

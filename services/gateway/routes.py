@@ -10,6 +10,7 @@ from chassis.clock import Clock
 from services.gateway.branding import BrandCss, BrandLogo
 from services.gateway.pages.bank_debit import add_bank_debit_routes
 from services.gateway.pages.bookings import add_booking_routes
+from services.gateway.pages.credit_notes import CreditNoteDetail, CreditNoteList
 from services.gateway.pages.dashboard import Dashboard
 from services.gateway.pages.devices import add_device_routes
 from services.gateway.pages.document_check import add_document_check_routes
@@ -52,6 +53,9 @@ def add_routes(app: falcon.App, rpc: Any, health_rpc: Any, config: Any, clock: C
     app.add_route("/quotes/{quote_id}/reject", QuoteReject(rpc, config))
     app.add_route("/quotes/{quote_id}/changes", QuoteChanges(rpc, config))
     app.add_route("/quotes/{quote_id}/pdf", PdfDownload(rpc, config, "quote", pdfs))
+    app.add_route("/credit-notes", CreditNoteList(rpc, config))
+    app.add_route("/credit-notes/{credit_note_id}", CreditNoteDetail(rpc, config))
+    app.add_route("/credit-notes/{credit_note_id}/pdf", PdfDownload(rpc, config, "credit_note", pdfs))
     app.add_route("/payments", PaymentList(rpc, config))
     app.add_route("/payments/{object_id}/receipt.pdf", PdfDownload(rpc, config, "receipt", pdfs))
     app.add_route("/statement", StatementPage(rpc, config))

@@ -3,7 +3,8 @@ the business's own record, without signing in (the code on the paper, or its QR 
 
 The page shows only what proves the document: the business, the document's kind, number and date,
 its amounts and status, and the bank account to pay (IBAN and BIC in full, to compare with the paper).
-It never shows the client's name or the lines. A code that cannot be one is answered "not verified"
+It never shows the client's name or the lines; only a reader signed in as the client of a credit note
+gets a link to it in the portal. A code that cannot be one is answered "not verified"
 before any call; a lookup is one primary-key probe in billing, and each address may make only so many
 a minute on each gateway worker (the codes are unguessable; the limit keeps the page cheap to serve).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from urllib.parse import quote
 
 import falcon
 
@@ -79,7 +81,22 @@ class DocumentCheck(Base):
             iban=" ".join(record["iban"][i : i + 4] for i in range(0, len(record["iban"]), 4)),
             workspace_id=record["workspace_id"],
             locale=record["locale"],
+            own=self._own(req, record),
         )
+
+    def _own(self, req, record: dict) -> str | None:
+        """Where a reader signed in as the credit note's client opens it in the portal; None for anyone
+        else, who learns nothing of whose it is (the page is the same as without signing in)."""
+        if record.get("kind") != "credit_note" or not record.get("document_id"):
+            return None
+        req.context.sessions.keep_if_signed_in(req)  # a public page: no route checked the session
+        session = req.context.get("session")
+        if not session or (session["workspace_id"], session["client_id"]) != (
+            record["workspace_id"],
+            record.get("client_id"),
+        ):
+            return None
+        return f"/credit-notes/{quote(record['document_id'], safe='')}"
 
     def _unknown(self, req, resp) -> None:
         self.render(resp, "document_check.html", 404, found=False, limited=False, locale=self._reader(req))

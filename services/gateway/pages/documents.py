@@ -28,9 +28,10 @@ class PdfDownload(Base):
         object_id: str | None = None,
         invoice_id: str | None = None,
         quote_id: str | None = None,
+        credit_note_id: str | None = None,
     ) -> None:
         session = self.session(req, resp)
-        document_id = invoice_id or quote_id or object_id
+        document_id = invoice_id or quote_id or credit_note_id or object_id
         if send_current_pdf(req, resp, self.fetcher, self.kind, session, document_id):
             return
         read_at = self.fetcher.clock() if self.fetcher.clock else None  # before billing is asked
