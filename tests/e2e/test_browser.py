@@ -102,6 +102,15 @@ def test_the_whole_portal_in_a_browser(stack, browser):
     check(page, "08-payments")
     page.click(".filters >> text=Retainer payments")
     check(page, "08-payments-retainer")
+    page.click("main >> text=Credit notes")  # beside the saved cards
+    page.wait_for_selector("[data-testid=credit-available]")
+    check(page, "08-credit-notes")
+    page.click("[data-testid=credit-notes] >> a >> nth=0")
+    page.wait_for_selector("[data-testid=verification-code]")
+    check(page, "08-credit-note")
+    with page.expect_download() as download:
+        page.click("text=Download PDF")
+    assert download.value.suggested_filename.startswith("CN-") and download.value.suggested_filename.endswith(".pdf")
     page.click("nav >> text=Statement")
     page.fill("#from", "2020-01-01")
     page.click("text=Show")

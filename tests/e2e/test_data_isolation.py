@@ -45,6 +45,7 @@ WORKSPACE_SCOPED = {
 SEGMENT_KIND = {
     "invoices": "invoice",
     "quotes": "quote",
+    "credit-notes": "credit_note",
     "payments": "payment",
     "bookings": "booking",
     "pay": "attempt",
@@ -198,6 +199,9 @@ def portal_ids(stack, rpc, ws: str, client: str, contact: str, link: str, slot: 
     slots = rpc.billing.booking_options(ws, link)["slots"]
     booking = rpc.billing.book_slot(ws, client, contact, link, slots[slot])
     quotes = rpc.billing.list_quotes(ws, {"client_id": client, "portal": True})["items"]
+    credit_notes = rpc.billing.list_credit_notes(ws, client) or [
+        rpc.billing.issue_credit_note(ws, {"client_id": client, "amount": 321, "reason": "Isolation check"})
+    ]
     unpaid = next(i for i in invoices if i["status"] in ("sent", "viewed", "partially_paid"))
     attempt = rpc.payments.start_payment(ws, client, {"invoice_ids": [unpaid["id"]]}, "isolation")
     setup = rpc.payments.card_setup(ws, client)
@@ -209,6 +213,7 @@ def portal_ids(stack, rpc, ws: str, client: str, contact: str, link: str, slot: 
     return {
         "invoice": invoices[0]["id"],
         "quote": quotes[0]["id"],
+        "credit_note": credit_notes[0]["id"],
         "payment": payments[0]["id"],
         "booking": booking["id"],
         "attempt": attempt["id"],
@@ -231,6 +236,7 @@ def make_beta_workspace(stack) -> dict:
                 "settings": {
                     "invoice_number_pattern": "BETA-{YYYY}-{seq:05}",
                     "quote_number_pattern": "BQ-{YYYY}-{seq:05}",
+                    "credit_number_pattern": "GUT-{YYYY}-{seq:05}",
                     "booking_links": [{"id": "beta-call", "name": "Beta call", "duration_minutes": 20}],
                 }
             },
@@ -306,6 +312,7 @@ def accounts(stack):
             numbers = [
                 rpc.billing.get_invoice(ws, ids["invoice"])["number"],
                 rpc.billing.get_quote(ws, ids["quote"])["number"],
+                rpc.billing.get_credit_note(ws, ids["credit_note"])["number"],
             ]
             accounts[email] = {
                 "name": name,
@@ -353,6 +360,7 @@ def assert_pages_hide(stack, browser, mine: dict, theirs: dict) -> None:
         "/quotes?status=all",
         "/payments",
         "/statement",
+        "/credit-notes",
         "/profile",
         "/bookings",
         "/contact",
@@ -362,7 +370,8 @@ def assert_pages_hide(stack, browser, mine: dict, theirs: dict) -> None:
         "/team",
         "/profile/sessions",
     ]
-    api = ["/dashboard", "/invoices", "/quotes", "/payments", "/statement", "/profile", "/bookings", "/me", "/sessions"]
+    api = ["/dashboard", "/invoices", "/quotes", "/credit-notes", "/payments", "/statement", "/profile", "/bookings"]
+    api += ["/me", "/sessions"]
     api.append("/contacts")  # the organisation's contacts: every account walked here is an owner
     for path in pages + [f"/api/portal/v1{p}" for p in api]:
         answer = browser.get(stack.url + path)

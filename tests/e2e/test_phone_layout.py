@@ -70,6 +70,7 @@ def pages(stack):
         for status in ("partially_paid", "overdue")
     )
     quote = re.search(r'href="/quotes/([0-9a-f-]+)"', demo.get(f"{base}/quotes", params={"status": "pending"}).text)
+    credit_note = re.search(r'href="/credit-notes/([0-9a-f-]+)"', demo.get(f"{base}/credit-notes").text).group(1)
     slots = demo.get(f"{base}/bookings/new/consultation-30").text
     # a time from the middle of what is offered: the earliest drops out once the minimum notice passes
     # it, which can happen between this fixture and the page's visit minutes later
@@ -104,6 +105,8 @@ def pages(stack):
                 ("quotes", "/quotes"),
                 ("quote", f"/quotes/{quote.group(1)}"),
                 ("payments", "/payments"),
+                ("credit-notes", "/credit-notes"),
+                ("credit-note", f"/credit-notes/{credit_note}"),
                 ("statement", "/statement"),
                 ("statement-all-time", "/statement?from=1900-01-01"),
                 ("profile", "/profile"),
@@ -241,6 +244,7 @@ def test_german_pages_fit_a_small_phone(stack, browser):  # noqa: F811
             ("invoices", "/invoices"),
             ("statement", "/statement"),
             ("payments", "/payments"),
+            ("credit-notes", "/credit-notes"),
         ):
             visit(page, stack.url, path)
             assert page.get_attribute("html", "lang") == "de"

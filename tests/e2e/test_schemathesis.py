@@ -138,11 +138,15 @@ def portal_account(stack):
         )
         slots = rpc.billing.booking_options(ws, "consultation-30")["slots"]
         booking = rpc.billing.book_slot(ws, client, contact, "consultation-30", slots[-3])
+        credit_note = rpc.billing.issue_credit_note(
+            ws, {"client_id": client, "invoice_id": made["invoices"][0]["id"], "amount": 700, "reason": "Fuzzing"}
+        )
     yield {
         "token": bearer_token(stack, "fuzz-portal@example.org"),
         "ids": {
             "invoices": made["invoices"][0]["id"],
             "quotes": made["quotes"][0]["id"],
+            "credit-notes": credit_note["id"],
             "payments": payment["id"],
             "bookings": booking["id"],
             "booking-links": "consultation-30",
