@@ -118,6 +118,11 @@ CODE_MESSAGES = (
     N_("Enter a valid email address, like name@example.com."),
     N_("Too many sign-in requests"),
     N_("Too many sign-in links were requested. Wait a few minutes and try again."),
+    N_("Too many sign-in attempts"),
+    N_(
+        "Too many sign-in links that do not work came from your network. "
+        "Wait a few minutes, then use the link from your latest email."
+    ),
     N_("This link has already been used"),
     N_("Each sign-in link works once. Ask for a new one below."),
     N_("This link has expired"),

@@ -12,7 +12,7 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
 from chassis import credentials
-from chassis.errors import Invalid, NotFound
+from chassis.errors import Invalid, NotFound, RateLimited, Unauthorized
 from services.gateway import usecases, views
 from services.gateway.pages import sign_in
 from services.gateway.revocations import RevocationList
@@ -736,3 +736,133 @@ def test_the_json_apis_refusals_at_the_door_stay_english_problem_json(session_lo
 )
 def test_the_browsers_language_is_the_best_of_the_portals_it_accepts(header, locale):
     assert views.browser_locale(header) == locale
+
+
+# --- signed-out pages: no contact yet, so the browser's language (Accept-Language) ------------------
+
+
+def signed_out(answers=None):
+    return client(
+        {
+            ("auth", "passwords_offered"): True,
+            ("auth", "request_link"): {"accepted": True},
+            ("auth", "request_password_reset"): {"accepted": True},
+            ("auth", "password_reset_state"): "valid",
+            **(answers or {}),
+        }
+    )
+
+
+SIGNED_OUT_PAGES = {
+    "sign in": (lambda c, **kw: c.simulate_get("/login", **kw), 200, "Im Portal anmelden", "Sign in to your portal"),
+    "signed out": (
+        lambda c, **kw: c.simulate_get("/login?signed_out=1", **kw),
+        200,
+        "Sie sind abgemeldet.",
+        "You are signed out.",
+    ),
+    "session ended": (
+        lambda c, **kw: c.simulate_get("/login?expired=1", **kw),
+        200,
+        "Ihre Sitzung ist abgelaufen",
+        "Your session has ended.",
+    ),
+    "a malformed address": (
+        lambda c, **kw: c.simulate_post("/login", body="email=nope", headers={**FORM, **kw.pop("headers")}, **kw),
+        400,
+        "Geben Sie eine gültige E-Mail-Adresse ein",
+        "Enter a valid email address",
+    ),
+    "check your email": (
+        lambda c, **kw: c.simulate_post(
+            "/login", body="email=a@example.com", headers={**FORM, **kw.pop("headers")}, **kw
+        ),
+        200,
+        "Prüfen Sie Ihre E-Mails",
+        "Check your email",
+    ),
+    "a sign-in link": (
+        lambda c, **kw: c.simulate_get("/login/verify", params={"token": "t" * 43}, **kw),
+        200,
+        "Weiter zu Ihrem Portal",
+        "Continue to your portal",
+    ),
+    "a used link": (
+        lambda c, **kw: c.simulate_get("/login/verify", params={"token": "used"}, **kw),
+        410,
+        "Dieser Link wurde bereits verwendet",
+        "This link has already been used",
+    ),
+    "an invalid link": (
+        lambda c, **kw: c.simulate_get("/login/verify", **kw),
+        400,
+        "Neuen Anmeldelink anfordern",
+        "Request a new sign-in link",
+    ),
+    "a used link, pressed": (
+        lambda c, **kw: c.simulate_post(
+            "/login/verify", body="token=used", headers={**FORM, **kw.pop("headers")}, **kw
+        ),
+        410,
+        "Dieser Link wurde bereits verwendet",
+        "This link has already been used",
+    ),
+    "a wrong password": (
+        lambda c, **kw: c.simulate_post(
+            "/login/password", body="email=a@example.com&password=", headers={**FORM, **kw.pop("headers")}, **kw
+        ),
+        400,
+        "Geben Sie Ihr Passwort ein.",
+        "Enter your password.",
+    ),
+    "forgot password": (
+        lambda c, **kw: c.simulate_get("/password/forgot", **kw),
+        200,
+        "Passwort vergessen?",
+        "Forgot your password?",
+    ),
+    "reset link sent": (
+        lambda c, **kw: c.simulate_post(
+            "/password/forgot", body="email=a@example.com", headers={**FORM, **kw.pop("headers")}, **kw
+        ),
+        200,
+        "Passwort vergessen?",
+        "Forgot your password?",
+    ),
+    "a password reset link": (
+        lambda c, **kw: c.simulate_get("/password/reset", params={"token": "t" * 43}, **kw),
+        200,
+        "Neues Passwort wählen",
+        "Choose a new password",
+    ),
+}
+
+
+def _link_state(token, *_):
+    return "valid" if token == "t" * 43 else "used"
+
+
+@pytest.mark.parametrize("name", list(SIGNED_OUT_PAGES))
+def test_a_signed_out_page_speaks_the_browsers_language(name):
+    ask, status, german, english = SIGNED_OUT_PAGES[name]
+    answers = {("auth", "link_state"): _link_state, ("auth", "consume_link"): Unauthorized("used")}
+    c, _ = signed_out(answers)
+    page = ask(c, headers=GERMAN_BROWSER)
+    assert page.status_code == status and '<html lang="de">' in page.text
+    assert german in page.text and english not in page.text
+
+    for header in ({"Accept-Language": "fr-CH, fr;q=0.9, en;q=0.8, de;q=0.7"}, {}):
+        page = ask(c, headers=header)
+        assert page.status_code == status and '<html lang="en">' in page.text
+        assert english in page.text and german not in page.text
+
+
+def test_a_refused_sign_in_link_reads_the_rate_limit_in_the_browsers_language():
+    limited = RateLimited(
+        "Too many sign-in links that do not work came from your network. "
+        "Wait a few minutes, then use the link from your latest email."
+    )
+    c, _ = signed_out({("auth", "link_state"): limited})
+    page = c.simulate_get("/login/verify", params={"token": "x"}, headers=GERMAN_BROWSER)
+    assert page.status_code == 429 and '<html lang="de">' in page.text
+    assert "Zu viele Anmeldeversuche" in page.text and "Aus Ihrem Netzwerk kamen zu viele Anmeldelinks" in page.text

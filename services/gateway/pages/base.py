@@ -15,7 +15,7 @@ from clients.documents import DocumentsClient
 from clients.payments import PaymentsClient
 from services.gateway.branding import brand_of
 from services.gateway.sessions import set_session_cookie
-from services.gateway.views import env_for, reading_locale
+from services.gateway.views import browser_locale, env_for, reading_locale
 
 
 class Rpc(Protocol):
@@ -61,6 +61,11 @@ class Base:
         resp.status = status
         resp.content_type = falcon.MEDIA_HTML
         resp.text = env_for(locale).get_template(template).render(dev=self.config.dev, **context)
+
+    def visitor_locale(self, req: falcon.Request) -> str:
+        """The language of a page for someone not signed in (signing in, a sign-in or password link, a
+        refusal of one): the browser's best match among the portal's languages (Accept-Language)."""
+        return browser_locale(req.get_header("Accept-Language"))
 
     def brand(self, workspace_id: str) -> dict:
         """The business's name, logo and colours (cached for a minute per gateway process)."""

@@ -28,30 +28,46 @@ def _valid_email(email: str) -> bool:
 class PasswordSignIn(Base):
     public = True
 
-    def _again(self, resp, status: int, email: str, error: str):
-        self.render(resp, "login.html", status=status, email=email[:254], passwords=True, password_error=error)
+    def _again(self, req, resp, status: int, email: str, error: str):
+        self.render(
+            resp,
+            "login.html",
+            status=status,
+            email=email[:254],
+            passwords=True,
+            password_error=error,
+            locale=self.visitor_locale(req),
+        )
 
     def on_post(self, req, resp):
         form = self.form(req)
         email = field(form, "email", 1000).strip()
         password = field(form, "password", PASSWORD_LIMIT)
         if not _valid_email(email):
-            return self._again(resp, 400, email, "Enter a valid email address, like name@example.com.")
+            return self._again(req, resp, 400, email, "Enter a valid email address, like name@example.com.")
         if not password:
-            return self._again(resp, 400, email, "Enter your password.")
+            return self._again(req, resp, 400, email, "Enter your password.")
         previous = previous_session_id(req, self.config.cookie_name, req.context.sessions.guard.keys)
         try:
             session = self.auth(req).sign_in_with_password(
                 email, password, self.client_ip(req), previous, req.user_agent
             )
         except Invalid:
-            return self._again(resp, 400, email, "Enter a valid email address, like name@example.com.")
+            return self._again(req, resp, 400, email, "Enter a valid email address, like name@example.com.")
         except Unauthorized as exc:
-            return self._again(resp, 401, email, PASSWORD_REFUSALS.get(exc.detail, PASSWORD_REFUSALS["wrong_password"]))
+            return self._again(
+                req, resp, 401, email, PASSWORD_REFUSALS.get(exc.detail, PASSWORD_REFUSALS["wrong_password"])
+            )
         except RateLimited as exc:
             resp.set_header("Retry-After", "900")
             return self.render(
-                resp, "error.html", status=429, title="Too many sign-in attempts", detail=exc.detail, retry=True
+                resp,
+                "error.html",
+                status=429,
+                title="Too many sign-in attempts",
+                detail=exc.detail,
+                retry=True,
+                locale=self.visitor_locale(req),
             )
         self.set_session_cookie(resp, session["credential"])
         raise falcon.HTTPSeeOther("/dashboard")
@@ -61,34 +77,60 @@ class PasswordForgot(Base):
     public = True
 
     def on_get(self, req, resp):
-        self.render(resp, "password_forgot.html", email=req.get_param("email") or "")
+        self.render(resp, "password_forgot.html", email=req.get_param("email") or "", locale=self.visitor_locale(req))
 
     def on_post(self, req, resp):
         email = field(self.form(req), "email", 1000).strip()
         error = "Enter a valid email address, like name@example.com."
         if not _valid_email(email):
-            return self.render(resp, "password_forgot.html", status=400, email=email[:254], error=error)
+            return self.render(
+                resp,
+                "password_forgot.html",
+                status=400,
+                email=email[:254],
+                error=error,
+                locale=self.visitor_locale(req),
+            )
         try:
             self.auth(req).request_password_reset(email, self.client_ip(req), self.config.portal_url)
         except Invalid:
-            return self.render(resp, "password_forgot.html", status=400, email=email[:254], error=error)
+            return self.render(
+                resp,
+                "password_forgot.html",
+                status=400,
+                email=email[:254],
+                error=error,
+                locale=self.visitor_locale(req),
+            )
         except RateLimited as exc:
             resp.set_header("Retry-After", "900")
-            return self.render(resp, "error.html", status=429, title="Too many requests", detail=exc.detail, retry=True)
+            return self.render(
+                resp,
+                "error.html",
+                status=429,
+                title="Too many requests",
+                detail=exc.detail,
+                retry=True,
+                locale=self.visitor_locale(req),
+            )
         # the same answer whether or not the address has an account that may use a password
-        self.render(resp, "password_forgot.html", sent=True, email="")
+        self.render(resp, "password_forgot.html", sent=True, email="", locale=self.visitor_locale(req))
 
 
 class PasswordReset(Base):
     public = True
 
-    def _problem(self, resp, state: str):
+    def _problem(self, req, resp, state: str):
         title, detail = RESET_LINK_PROBLEMS.get(state, RESET_LINK_PROBLEMS["unknown"])
-        self.render(resp, "error.html", status=400 if state == "unknown" else 410, title=title, detail=detail)
+        status = 400 if state == "unknown" else 410
+        self.render(resp, "error.html", status=status, title=title, detail=detail, locale=self.visitor_locale(req))
 
-    def _limited(self, resp, exc: RateLimited):
+    def _limited(self, req, resp, exc: RateLimited):
         resp.set_header("Retry-After", "900")
-        self.render(resp, "error.html", status=429, title="Too many sign-in attempts", detail=exc.detail, retry=True)
+        title = "Too many sign-in attempts"
+        self.render(
+            resp, "error.html", status=429, title=title, detail=exc.detail, retry=True, locale=self.visitor_locale(req)
+        )
 
     def on_get(self, req, resp):
         # Consumes nothing: mail scanners open links. The form POSTs the token with the new password.
@@ -96,26 +138,30 @@ class PasswordReset(Base):
         try:
             state = self.auth(req).password_reset_state(token, self.client_ip(req)) if token else "unknown"
         except RateLimited as exc:
-            return self._limited(resp, exc)
+            return self._limited(req, resp, exc)
         if state != "valid":
-            return self._problem(resp, state)
-        self.render(resp, "password_reset.html", token=token)
+            return self._problem(req, resp, state)
+        self.render(resp, "password_reset.html", token=token, locale=self.visitor_locale(req))
 
     def on_post(self, req, resp):
         form = self.form(req)
         token = field(form, "token", 200)
         password, confirm = field(form, "password", PASSWORD_LIMIT), field(form, "confirm", PASSWORD_LIMIT)
         if password != confirm:
-            return self.render(resp, "password_reset.html", status=400, token=token, error=MISMATCH)
+            return self.render(
+                resp, "password_reset.html", status=400, token=token, error=MISMATCH, locale=self.visitor_locale(req)
+            )
         previous = previous_session_id(req, self.config.cookie_name, req.context.sessions.guard.keys)
         try:
             session = self.auth(req).reset_password(token, password, previous, self.client_ip(req), req.user_agent)
         except Invalid as exc:  # the link stays unused: choose another password
-            return self.render(resp, "password_reset.html", status=400, token=token, error=exc.detail)
+            return self.render(
+                resp, "password_reset.html", status=400, token=token, error=exc.detail, locale=self.visitor_locale(req)
+            )
         except Unauthorized as exc:
-            return self._problem(resp, exc.detail)
+            return self._problem(req, resp, exc.detail)
         except RateLimited as exc:
-            return self._limited(resp, exc)
+            return self._limited(req, resp, exc)
         self.set_session_cookie(resp, session["credential"])
         raise falcon.HTTPSeeOther("/profile/password?saved=reset")
 

@@ -32,7 +32,14 @@ class Login(Base):
         notice = {"expired": "Your session has ended. Sign in again to continue.", "signed_out": "You are signed out."}
         message = next((text for key, text in notice.items() if req.get_param(key)), None)
         # the password form only where some workspace allows passwords (pages/passwords.py)
-        self.render(resp, "login.html", notice=message, email="", passwords=self._passwords_offered(req))
+        self.render(
+            resp,
+            "login.html",
+            notice=message,
+            email="",
+            passwords=self._passwords_offered(req),
+            locale=self.visitor_locale(req),
+        )
 
     def _passwords_offered(self, req: falcon.Request) -> bool:
         try:
@@ -51,6 +58,7 @@ class Login(Base):
                 status=400,
                 email=email[:254],
                 error="Enter a valid email address, like name@example.com.",
+                locale=self.visitor_locale(req),
             )
         try:
             self.auth(req).request_link(email, self.client_ip(req), self.config.portal_url, user_agent=req.user_agent)
@@ -61,28 +69,40 @@ class Login(Base):
                 status=400,
                 email=email[:254],
                 error="Enter a valid email address, like name@example.com.",
+                locale=self.visitor_locale(req),
             )
         except RateLimited as exc:
             resp.set_header("Retry-After", "900")
             return self.render(
-                resp, "error.html", status=429, title="Too many sign-in requests", detail=exc.detail, retry=True
+                resp,
+                "error.html",
+                status=429,
+                title="Too many sign-in requests",
+                detail=exc.detail,
+                retry=True,
+                locale=self.visitor_locale(req),
             )
         # The same answer whether or not the address has portal access: addresses cannot be probed.
-        self.render(resp, "check_email.html")
+        self.render(resp, "check_email.html", locale=self.visitor_locale(req))
 
 
 class Verify(Base):
     public = True
 
-    def _problem(self, resp: falcon.Response, state: str) -> None:
+    # auth answers a link's state alone, not its contact's locale: these pages speak the browser's language
+    def _problem(self, req: falcon.Request, resp: falcon.Response, state: str) -> None:
         title, detail = LINK_PROBLEMS.get(state, LINK_PROBLEMS["unknown"])
+        status = 400 if state == "unknown" else 410
         self.render(
-            resp, "error.html", status=400 if state == "unknown" else 410, title=title, detail=detail, retry=True
+            resp, "error.html", status=status, title=title, detail=detail, retry=True, locale=self.visitor_locale(req)
         )
 
-    def _limited(self, resp: falcon.Response, exc: RateLimited) -> None:
+    def _limited(self, req: falcon.Request, resp: falcon.Response, exc: RateLimited) -> None:
         resp.set_header("Retry-After", "900")
-        self.render(resp, "error.html", status=429, title="Too many sign-in attempts", detail=exc.detail, retry=True)
+        title = "Too many sign-in attempts"
+        self.render(
+            resp, "error.html", status=429, title=title, detail=exc.detail, retry=True, locale=self.visitor_locale(req)
+        )
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         # Consumes nothing: mail scanners prefetch links. The button POSTs the token.
@@ -90,10 +110,10 @@ class Verify(Base):
         try:  # auth counts tokens it never issued against the address (guessing is rate-limited)
             state = self.auth(req).link_state(token, self.client_ip(req)) if token else "unknown"
         except RateLimited as exc:
-            return self._limited(resp, exc)
+            return self._limited(req, resp, exc)
         if state != "valid":
-            return self._problem(resp, state)
-        self.render(resp, "verify.html", token=token)
+            return self._problem(req, resp, state)
+        self.render(resp, "verify.html", token=token, locale=self.visitor_locale(req))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         token = field(self.form(req), "token", 200)
@@ -101,9 +121,9 @@ class Verify(Base):
         try:  # a new session every time: the one this browser had (fixation) ends, never kept
             session = self.auth(req).consume_link(token, previous, self.client_ip(req), user_agent=req.user_agent)
         except Unauthorized as exc:
-            return self._problem(resp, exc.detail)
+            return self._problem(req, resp, exc.detail)
         except RateLimited as exc:
-            return self._limited(resp, exc)
+            return self._limited(req, resp, exc)
         self.set_session_cookie(resp, session["credential"])
         raise falcon.HTTPSeeOther("/dashboard")
 
