@@ -120,3 +120,16 @@ def test_the_pay_page_charges_an_amount_with_two_decimals():
     assert page.status_code == 303 and page.headers["location"] == "/pay/pa1"
     [call] = [call for call in rpc.calls if call[1] == "start_payment"]
     assert call[2][2]["amount"] == 1050
+
+
+DEBIT_NOTE = "A direct debit takes a few business days to reach the business"
+
+
+@pytest.mark.parametrize(("method", "says_debit"), [("card", False), (None, False), ("sepa_debit", True)])
+def test_the_done_page_speaks_of_a_direct_debit_only_for_a_bank_debit(method, says_debit):
+    c, rpc = pay_client("en_US")
+    attempt = {"id": "pa1", "status": "processing", "amount": 10000, "currency": "USD", "failure_message": ""}
+    rpc.answers[("payments", "get_attempt")] = {**attempt, "method": method}
+    page = c.simulate_get("/pay/pa1/done", cookies=c.session_cookie)
+    assert page.status_code == 200 and "is being confirmed" in page.text
+    assert (DEBIT_NOTE in page.text) is says_debit

@@ -24,7 +24,7 @@ from services.payments.handlers import (
     webhook_events,
 )
 from services.payments.stripe_api import CardDeclined, StripeUnavailable
-from services.payments.tables import attempts, stripe_events
+from services.payments.tables import attempts, payment_methods, stripe_events
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 WS, CLIENT, OTHER = "ws-1", "client-1", "client-2"
@@ -597,3 +597,18 @@ def test_a_batch_whose_event_a_twin_stored_meanwhile_is_undone_whole(run, stripe
     assert published(engine, "payment.succeeded") == []
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(stripe_events)).scalar_one() == 0
+
+
+def test_an_attempt_tells_how_it_is_paid_a_card_or_a_bank_debit(run, stripe, billing, engine):
+    opened = run(payment_attempts.start_payment, billing, WS, CLIENT, {"invoice_ids": ["inv-1"]}, "k-method")
+    assert run(payment_attempts.get_attempt, WS, opened["id"], CLIENT)["method"] is None  # nothing chosen yet
+    by_card = paid_attempt(run, stripe, billing)
+    assert run(payment_attempts.get_attempt, WS, by_card["id"], CLIENT)["method"] == "card"
+    with engine.begin() as conn:
+        conn.execute(
+            payment_methods.insert().values(
+                id="pm_bank", workspace_id=WS, client_id=CLIENT, type="sepa_debit", saved=True, created_at=NOW
+            )
+        )
+        conn.execute(attempts.update().where(attempts.c.id == opened["id"]).values(payment_method_id="pm_bank"))
+    assert run(payment_attempts.get_attempt, WS, opened["id"], CLIENT)["method"] == "sepa_debit"

@@ -15,7 +15,7 @@ from chassis.errors import Invalid, NotFound
 from chassis.fields import text
 from chassis.scope import require_role
 from services.payments.handlers.common import PAYING_DETAIL, PAYING_ROLES, iso
-from services.payments.tables import attempts
+from services.payments.tables import attempts, payment_methods
 
 
 def attempt_view(row) -> dict:
@@ -53,7 +53,17 @@ def _attempt(uow, workspace_id: str, attempt_id: str, client_id: str | None = No
 
 
 def get_attempt(uow, now, workspace_id: str, attempt_id: str, client_id: str | None = None) -> dict:
-    return attempt_view(_attempt(uow, workspace_id, attempt_id, client_id))
+    """The attempt, and `method`: how it is paid ("card", "sepa_debit"), once a method is chosen (else
+    None), so a page can say what only a bank debit does (days with the bank before it arrives)."""
+    row = _attempt(uow, workspace_id, attempt_id, client_id)
+    method = None
+    if row.payment_method_id:
+        method = uow.execute(
+            sa.select(payment_methods.c.type).where(
+                payment_methods.c.id == row.payment_method_id, payment_methods.c.workspace_id == workspace_id
+            )
+        ).scalar()
+    return {**attempt_view(row), "method": method}
 
 
 def _event(row, **extra) -> dict:
