@@ -4,10 +4,12 @@ a dispute section only while there is something to dispute."""
 
 import re
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 from services.billing import domain
+from services.gateway import views
 from tests.unit.test_documents_add_up import Cells
 from tests.unit.test_gateway import WORKSPACE, client
 
@@ -206,3 +208,21 @@ def test_an_open_invoice_can_be_disputed_and_an_open_dispute_shows_after_payment
     paid = signed_in_page(invoice(status="paid", display_status="paid", balance=0, dispute=dispute))
     assert '<h2 id="dispute">Dispute this invoice</h2>' in paid and 'data-testid="dispute-status"' in paid
     assert 'action="/invoices/i2/dispute"' not in paid
+
+
+def test_each_disputed_lines_checkbox_sits_beside_its_own_lines_name():
+    lines = [{**invoice()["lines"][0], "description": name} for name in ("Design work", "Hosting <yearly>")]
+    html = signed_in_page(invoice(lines=lines))
+    fieldset = re.search(r"<fieldset><legend>Lines you dispute.*?</legend>(.*?)</fieldset>", html, re.S).group(1)
+    labels = re.findall(r"<label([^>]*)>(.*?)</label>", fieldset, re.S)
+    assert len(labels) == 2 and re.sub(r"<label[^>]*>.*?</label>", "", fieldset, flags=re.S).strip() == ""
+    for index, ((attributes, inside), name) in enumerate(zip(labels, ("Design work", "Hosting &lt;yearly&gt;")), 1):
+        # the check-box label (portal.css: a row, the box first, its text beside it, on any width)
+        assert attributes == ' class="check"'
+        assert inside == f'<input type="checkbox" name="line" value="{index}"> {name}'
+    css = (Path(views.__file__).parent / "static" / "portal.css").read_text()
+    rule = re.search(r"^label\.check \{([^}]*)\}", css, re.M).group(1)
+    assert "display: flex" in rule and "align-items: center" in rule
+    assert re.search(r"^label\.check input \{[^}]*width: auto", css, re.M)
+    phone = css.split("@media (max-width: 640px)")[1].split("\n}\n")[0]
+    assert not re.search(r"^\s*(label|fieldset|input)\b", phone, re.M)  # the phone keeps the row
