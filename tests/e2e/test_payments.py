@@ -89,7 +89,7 @@ def test_credit_applied_on_proceeding_is_stated_and_the_card_shows_on_the_receip
         rpc.billing.issue_credit_note(made["workspace_id"], {"client_id": made["client"]["id"], "amount": 6000})
     session = sign_in(stack, "creditcard@example.com")
     review = session.get(f"{stack.url}/pay", params={"invoice": invoice["id"]}).text
-    assert "Use my available credit first: $60.00" in review
+    assert "Use my credit ($60.00) first" in review
     assert "applied to these invoices as soon as you proceed" in review
     started = start(session, stack, invoice=invoice["id"], apply_balance="1")
     attempt_id = started.headers["Location"].rsplit("/", 1)[1]

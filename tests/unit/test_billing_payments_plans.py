@@ -164,8 +164,11 @@ def test_balance_is_applied_first_and_only_the_rest_is_charged(db, ws):
     db(h.issue_credit_note, ws_id, {"client_id": client, "amount": 3000})
     request = {"invoice_ids": [newer["id"], older["id"]], "apply_balance": True, "key": "pi_1"}
     before = _counts(db)
+    offer = db(h.plan_payment, ws_id, client, {**request, "apply_balance": False})
+    assert offer["balance_usable"] == 8000 and offer["balance_usable_by_source"] == {"credit": 3000, "retainer": 5000}
 
     preview = db(h.plan_payment, ws_id, client, request)
+    assert preview["balance_usable_by_source"] == {"credit": 0, "retainer": 0}  # applied: nothing more to offer
 
     assert _counts(db) == before
     assert preview["applied"] == {"credit": 3000, "retainer": 5000} and preview["amount"] == 12000

@@ -133,3 +133,29 @@ def test_the_done_page_speaks_of_a_direct_debit_only_for_a_bank_debit(method, sa
     page = c.simulate_get("/pay/pa1/done", cookies=c.session_cookie)
     assert page.status_code == 200 and "is being confirmed" in page.text
     assert (DEBIT_NOTE in page.text) is says_debit
+
+
+@pytest.mark.parametrize(
+    ("locale", "by_source", "label"),
+    [
+        ("en_US", {"credit": 10000, "retainer": 50000}, "Use my credit ($100.00) and retainer ($500.00) first"),
+        ("en_US", {"credit": 10000, "retainer": 0}, "Use my credit ($100.00) first"),
+        ("en_US", {"credit": 0, "retainer": 50000}, "Use my retainer ($500.00) first"),
+        (
+            "de_DE",
+            {"credit": 10000, "retainer": 50000},
+            "Zuerst mein Guthaben (100,00\xa0$) und meinen Vorschuss (500,00\xa0$) verwenden",
+        ),
+        ("de_DE", {"credit": 10000, "retainer": 0}, "Zuerst mein Guthaben (100,00\xa0$) verwenden"),
+        ("de_DE", {"credit": 0, "retainer": 50000}, "Zuerst meinen Vorschuss (500,00\xa0$) verwenden"),
+    ],
+)
+def test_the_pay_page_names_the_credit_and_the_retainer_it_would_use_as_the_dashboard_does(locale, by_source, label):
+    c, rpc = pay_client(locale)
+    plan = rpc.answers[("billing", "plan_payment")]
+    usable = sum(by_source.values())
+    rpc.answers[("billing", "plan_payment")] = {**plan, "balance_usable": usable, "balance_usable_by_source": by_source}
+    page = c.simulate_get("/pay", params={"invoice": "i1"}, cookies=c.session_cookie)
+    assert page.status_code == 200
+    assert label in page.text and "$600.00" not in page.text and "600,00" not in page.text
+    assert "available credit" not in page.text and "verfügbares Guthaben" not in page.text

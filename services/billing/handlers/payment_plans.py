@@ -257,4 +257,8 @@ def plan_payment(
         "allow_partial": settings.allow_partial_payments,
         # what "use my credit first" would apply, so the review page needs one plan, not two
         "balance_usable": sum(use for _, _, use in usable) if not apply_balance else 0,
+        # the same by source, so the page names them as the dashboard does (credits, retainer)
+        "balance_usable_by_source": {
+            source: sum(use for _, s, use in usable if s == source) if not apply_balance else 0 for source in SOURCES
+        },
     }
