@@ -270,6 +270,7 @@ CODE_MESSAGES = (
     N_("Enter the amount as a number with at most two decimals, like 150.00."),
     N_("Enter the amount as a number with at most three decimals, like 150.000."),
     N_("Enter the amount as a number with at most four decimals, like 150.0000."),
+    N_("Enter the amount written like %(amount)s, with “%(separator)s” before the decimals."),
 )
 
 

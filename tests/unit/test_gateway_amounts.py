@@ -1,5 +1,6 @@
-"""The pay page's partial amount: digits and the locale's decimal separator with at most the currency's
-decimals (Babel's), or refused with a message saying so; never rounded, nor read as Python or Babel would."""
+"""The pay page's partial amount: digits, the locale's thousands separator where it belongs and its
+decimal separator with at most the currency's decimals (Babel's), or refused with a message saying so;
+never rounded, nor read as Python or loose Babel would."""
 
 from urllib.parse import urlencode
 
@@ -22,6 +23,14 @@ TWO_DECIMALS = "Enter the amount as a number with at most two decimals, like 150
         (" 10 ", "USD", "en_US", 1000),
         ("0010.01", "USD", "en_US", 1001),
         ("10,50", "EUR", "de_DE", 1050),
+        ("1.000,00", "EUR", "de_DE", 100000),
+        ("1.000", "EUR", "de_DE", 100000),
+        ("12.345.678,9", "EUR", "de_DE", 1234567890),
+        ("1000,00", "EUR", "de_DE", 100000),
+        ("1,000.00", "USD", "en_US", 100000),
+        ("1,000", "USD", "en_US", 100000),
+        ("1,234,567.89", "USD", "en_US", 123456789),
+        ("1,000", "JPY", "en_US", 1000),
         ("10", "JPY", "ja_JP", 10),
         ("10", "JPY", "en_US", 10),
         ("1.234", "BHD", "en_US", 1234),
@@ -35,8 +44,8 @@ def test_an_amount_is_read_exactly_in_minor_units(text, currency, locale, minor)
 
 @pytest.mark.parametrize(
     "text",
-    ["10.001", "1e3", "1E3", "-5", "+5", "nan", "NaN", "inf", "Infinity", "1,2,3", "1,000.00", "10.", ".5",
-     "10 50", "0x10", "1_000", "٣", "10.5.0", "9" * 2000, "9" * 13],
+    ["10.001", "1e3", "1E3", "-5", "+5", "nan", "NaN", "inf", "Infinity", "1,2,3", "1,00,000.00", "1,0000", "10.", ".5",
+     "10 50", "0x10", "1_000", "٣", "10.5.0", "9" * 2000, "9" * 13, "9,999,999,999,999", ",100", "1,000.001"],
 )  # fmt: skip
 def test_odd_amounts_are_refused_with_what_the_field_takes(text):
     with pytest.raises(Invalid) as refused:
@@ -50,11 +59,29 @@ def test_a_currency_without_decimals_takes_whole_numbers_only(text, currency, lo
         parse_amount(text, currency, locale)
 
 
-@pytest.mark.parametrize("text", ["10.50", "1.000", "10,505"])
-def test_a_german_amount_takes_its_decimal_comma_and_no_grouping(text):
-    """In German "." groups thousands: 10.50 is neither ten and a half nor a thousand and fifty."""
+@pytest.mark.parametrize("text", ["10,505", "1.00,00", "10.5000", "1.0000,00"])
+def test_a_german_amount_takes_its_decimal_comma_and_its_grouping_only_where_it_belongs(text):
     with pytest.raises(Invalid, match="two decimals"):
         parse_amount(text, "EUR", "de_DE")
+
+
+@pytest.mark.parametrize(
+    ("text", "locale", "written"),
+    [("10.50", "de_DE", "10,50"), ("1.5", "de_DE", "1,5"), ("1,000.00", "de_DE", "1.000,00"),
+     ("10,50", "en_US", "10.50"), ("1.000,00", "en_US", "1,000.00")],
+)  # fmt: skip
+def test_the_other_languages_decimal_separator_is_refused_showing_the_amount_written_the_pages_way(
+    text, locale, written
+):
+    """In German "." groups thousands: 10.50 is neither ten and a half nor a thousand and fifty."""
+    with pytest.raises(Invalid) as refused:
+        parse_amount(text, "EUR", locale)
+    decimal = "," if locale == "de_DE" else "."
+    assert (
+        refused.value.detail
+        == f"Enter the amount written like {written}, with \u201c{decimal}\u201d before the decimals."
+    )
+    assert refused.value.fields == {"amount": "not an amount"}
 
 
 def test_every_currency_babel_knows_has_a_message_for_its_decimals():
@@ -104,10 +131,40 @@ def test_the_pay_page_refuses_an_odd_amount_and_starts_no_payment(amount):
 
 def test_the_pay_page_says_it_in_german_for_a_german_client():
     c, rpc = pay_client("de_DE")
-    body = "invoice=i1&amount=10.001&key=k1"
+    body = "invoice=i1&amount=10%2C001&key=k1"  # 10,001: three decimals
     page = c.simulate_post("/pay", body=body, headers=FORM, cookies=c.session_cookie)
     assert page.status_code == 422
     assert "Geben Sie den Betrag als Zahl mit höchstens zwei Nachkommastellen ein, etwa 150,00." in page.text
+    assert not [call for call in rpc.calls if call[1] == "start_payment"]
+
+
+@pytest.mark.parametrize(
+    ("locale", "amount", "minor"),
+    [("de_DE", "1.000,00", 100000), ("en_US", "1,000.00", 100000), ("de_DE", "10,50", 1050)],
+)
+def test_the_pay_page_takes_the_thousands_separator_of_its_language(locale, amount, minor):
+    c, rpc = pay_client(locale)
+    rpc.answers[("payments", "start_payment")] = {"id": "pa1", "status": "open"}
+    rpc.answers[("billing", "note_payment_payer")] = None
+    body = urlencode({"invoice": "i1", "amount": amount, "key": "k1"})
+    page = c.simulate_post("/pay", body=body, headers=FORM, cookies=c.session_cookie)
+    assert page.status_code == 303 and page.headers["location"] == "/pay/pa1"
+    [call] = [call for call in rpc.calls if call[1] == "start_payment"]
+    assert call[2][2]["amount"] == minor
+
+
+@pytest.mark.parametrize(
+    ("locale", "amount", "message"),
+    [
+        ("de_DE", "10.50", "Geben Sie den Betrag in der Form 10,50 ein, mit \u201e,\u201c vor den Nachkommastellen."),
+        ("en_US", "10,50", "Enter the amount written like 10.50, with \u201c.\u201d before the decimals."),
+    ],
+)
+def test_the_pay_page_shows_an_amount_with_the_other_languages_separator_written_its_way(locale, amount, message):
+    c, rpc = pay_client(locale)
+    body = urlencode({"invoice": "i1", "amount": amount, "key": "k1"})
+    page = c.simulate_post("/pay", body=body, headers=FORM, cookies=c.session_cookie)
+    assert page.status_code == 422 and message in page.text
     assert not [call for call in rpc.calls if call[1] == "start_payment"]
 
 

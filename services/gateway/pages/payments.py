@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
 import falcon
 import stripe
-from babel.numbers import get_currency_precision, get_decimal_symbol, parse_decimal
+from babel.numbers import NumberFormatError, get_currency_precision, get_decimal_symbol, get_group_symbol, parse_decimal
 
 from chassis.errors import Invalid
+from chassis.i18n import Message
 from chassis.money import Money
 from services.gateway.forms import field
 from services.gateway.pages.base import Portal
@@ -61,18 +63,44 @@ def amount_format(currency: str) -> str:
     return AMOUNT_FORMATS.get(get_currency_precision(currency), AMOUNT_FORMATS[2])
 
 
+# A German "10.50", or an English page's "10,50": the other language's decimal separator, refused
+# with the amount written the page's way
+MISPLACED_SEPARATOR = "Enter the amount written like %(amount)s, with “%(separator)s” before the decimals."
+
+
 def parse_amount(text: str, currency: str, locale: str) -> int | None:
-    """ "150.00" (or "150,00" in German) to minor units; empty means the whole balance. Only digits and
-    the locale's decimal separator with at most the currency's decimals: nothing is rounded away, and
-    what Decimal or Babel would also read (1e3, -5, nan, 1,2,3 as grouping) is refused."""
+    """ "1,500.00" (or "1.500,00" in German) to minor units; empty means the whole balance. Only digits,
+    the locale's decimal separator with at most the currency's decimals, and its thousands separator
+    where it belongs (Babel's strict parsing): nothing is rounded away, and what Decimal or Babel would
+    also read (1e3, -5, nan, 1,2,3) is refused. A German "10.50" is neither ten and a half nor a
+    thousand and fifty: it is refused with the amount written the page's way ("10,50")."""
     text = (text or "").strip()
     if not text:
         return None
     places = get_currency_precision(currency)
-    decimals = f"(?:{re.escape(get_decimal_symbol(locale))}[0-9]{{1,{places}}})?" if places else ""
-    if not re.fullmatch(f"[0-9]{{1,{AMOUNT_DIGITS}}}{decimals}", text):
+    decimal, group = get_decimal_symbol(locale), get_group_symbol(locale)
+    value = _strict_amount(text, locale, places, decimal, group)
+    if value is None:
+        swapped = text.translate(str.maketrans(decimal + group, group + decimal))
+        if places and decimal in swapped and _strict_amount(swapped, locale, places, decimal, group) is not None:
+            raise Invalid(Message(MISPLACED_SEPARATOR, amount=swapped, separator=decimal), amount="not an amount")
         raise Invalid(amount_format(currency), amount="not an amount")
-    return Money.from_decimal(parse_decimal(text, locale=locale), currency).amount
+    return Money.from_decimal(value, currency).amount
+
+
+def _strict_amount(text: str, locale: str, places: int, decimal: str, group: str) -> Decimal | None:
+    """The amount `text` writes in the locale's way, or None: a digit first, then digits and the
+    thousands separator, then at most `places` decimals after the decimal separator; the grouping
+    as the locale groups (Babel's strict parsing), and at most AMOUNT_DIGITS digits before them."""
+    decimals = f"(?:{re.escape(decimal)}[0-9]{{1,{places}}})?" if places else ""
+    if not re.fullmatch(f"[0-9][0-9{re.escape(group)}]*{decimals}", text):
+        return None
+    if sum(c.isdigit() for c in text.split(decimal)[0]) > AMOUNT_DIGITS:
+        return None
+    try:
+        return parse_decimal(text, locale=locale, strict=True)
+    except NumberFormatError:
+        return None
 
 
 def payment_request(params: dict, currency: str | None = None, locale: str = "en_US") -> dict:
