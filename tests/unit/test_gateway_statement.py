@@ -3,7 +3,9 @@ invoices less unapplied credit and retainer held, when billing says they add up;
 ended before today, one sentence on the two dates instead; from an older billing, neither."""
 
 import re
+from pathlib import Path
 
+from services.gateway import views
 from tests.unit.test_gateway import SESSION, WORKSPACE, client
 from tests.unit.test_gateway_phone import CLIENT
 
@@ -73,3 +75,23 @@ def test_figures_that_do_not_add_up_are_not_shown_as_if_they_did():
 def test_an_older_billing_without_the_figures_shows_the_page_as_before():
     older = page(unapplied_credit=None, retainer_held=None, reconciles=None)
     assert reconciliation(older) is None and "$2,035.00" in older
+
+
+def print_heading(text: str) -> str:
+    found = re.search(r'<div class="print-only print-heading" data-testid="print-heading">(.*?)</div>', text, re.S)
+    assert found, "the statement has a heading for paper"
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", found.group(1))).strip()
+
+
+def test_the_printed_statement_names_the_business_the_client_and_the_period():
+    text = page()
+    assert print_heading(text) == f"Acme Statement for {CLIENT['name']} Period: Aug 23, 2026 to Nov 23, 2026"
+    # shown on paper only: portal.css hides .print-only on screen and shows it when printing
+    css = (Path(views.__file__).parent / "static" / "portal.css").read_text()
+    assert re.search(r"^\.print-only \{ display: none; \}", css, re.M)
+    assert re.search(r"@media print \{[^@]*\n  \.print-only \{ display: block; \}", css)
+
+
+def test_the_printed_statement_heading_reads_in_german():
+    heading = print_heading(page(locale="de_DE"))
+    assert heading == f"Acme Kontoauszug für {CLIENT['name']} Zeitraum: 23.08.2026 bis 23.11.2026"
