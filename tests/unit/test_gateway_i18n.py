@@ -866,3 +866,61 @@ def test_a_refused_sign_in_link_reads_the_rate_limit_in_the_browsers_language():
     page = c.simulate_get("/login/verify", params={"token": "x"}, headers=GERMAN_BROWSER)
     assert page.status_code == 429 and '<html lang="de">' in page.text
     assert "Zu viele Anmeldeversuche" in page.text and "Aus Ihrem Netzwerk kamen zu viele Anmeldelinks" in page.text
+
+
+# --- German wording ------------------------------------------------------------------------------
+
+
+def test_the_sessions_page_names_the_time_zone_in_the_nominative():
+    devices = {"sessions": [], "sign_in_links": [], "document_links": []}
+    rpc_client = {"id": "cl1", "name": "Demo", "locale": "de_DE", "timezone": "Europe/Berlin", "contacts": []}
+    c, _ = portal("de_DE", answers={("auth", "list_devices"): devices, ("billing", "get_client"): rpc_client})
+    page = c.simulate_get("/profile/sessions", cookies=c.session_cookie)
+    assert page.status_code == 200
+    assert "Zeitzone: Mitteleuropäische Zeit. „Zuletzt aktiv“ kann eine Minute nachgehen." in page.text
+    assert "Zeiten in" not in page.text
+
+
+@pytest.mark.parametrize(
+    ("category", "asked", "done"),
+    [
+        (
+            "quotes",
+            "Keine E-Mails mehr zu diesem Thema an anna@example.com senden: Neuen Angeboten?",
+            "anna@example.com erhält keine E-Mails mehr zu diesem Thema: Neuen Angeboten.",
+        ),
+        (
+            "monthly_statement",
+            "Keine E-Mails mehr zu diesem Thema an anna@example.com senden: Einem monatlichen Kontoauszug?",
+            "anna@example.com erhält keine E-Mails mehr zu diesem Thema: Einem monatlichen Kontoauszug.",
+        ),
+    ],
+)
+def test_the_unsubscribe_page_asks_and_answers_in_german_that_reads(monkeypatch, category, asked, done):
+    """The category labels are datives, as the profile's "Mir E-Mails senden zu" needs them: the
+    unsubscribe sentences take them after "zu diesem Thema", which needs the same case."""
+    from chassis import unsubscribe
+
+    monkeypatch.setenv("UNSUBSCRIBE_SECRET", "s" * 32)
+    token = unsubscribe.issue(b"s" * 32, "ws1", "cl1", "c1", category, NOW)
+    preferences = {"email": "anna@example.com", "email_locale": "de_DE"}
+    c, _ = client(
+        {
+            ("billing", "get_notification_preferences"): preferences,
+            ("billing", "update_notification_preferences"): preferences,
+            ("billing", "get_workspace"): WORKSPACE,
+        }
+    )
+    page = c.simulate_get("/unsubscribe", params={"token": token})
+    assert page.status_code == 200 and asked in page.text
+    page = c.simulate_post("/unsubscribe", params={"token": token}, body="List-Unsubscribe=One-Click", headers=FORM)
+    assert page.status_code == 200 and done in page.text
+
+
+def test_the_dashboards_retainer_tile_has_a_german_label_that_fits_and_tiles_hyphenate():
+    c, _ = portal("de_DE")
+    page = c.simulate_get("/dashboard", cookies=c.session_cookie)
+    assert "<h2>Vorschuss</h2>" in page.text and '<html lang="de">' in page.text
+    css = (GATEWAY / "static" / "portal.css").read_text()
+    rule = re.search(r"^\.tile h2 \{([^}]*)\}", css, re.M).group(1)
+    assert "text-transform: uppercase" in rule and "hyphens: auto" in rule
