@@ -384,6 +384,15 @@ def business_today() -> date:
     return datetime.now(SEEDED_TIME_ZONE).date()
 
 
+def sent_days_ago(stack, invoice_id: str, days: int) -> None:
+    """Date an invoice's own email back: no reminder follows it within a day, nor on the day it went out,
+    so a test that wants the next sweep's reminder for an invoice it just made says it went out earlier."""
+    with psycopg2.connect(stack.databases["billing"]) as conn, conn.cursor() as cur:
+        cur.execute(
+            "UPDATE invoices SET sent_at = sent_at - make_interval(days => %s) WHERE id = %s", (days, invoice_id)
+        )
+
+
 def services_rpc(stack, workspace_id: str | None = None, timeout: float = 30):
     """The services' RPC as the business reaches them (the admin API, portalctl): acting for one
     workspace, which the services' databases enforce. Without one, a call sees no workspace's rows."""

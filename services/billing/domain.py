@@ -348,12 +348,30 @@ class ReminderPolicy:
     catch_up_days: int = 3  # after downtime, send what fell due lately, never a flood of old ones
 
     def due(self, due_date: date, today: date) -> list[str]:
-        """Reminder kinds whose day has come (within the catch-up window)."""
+        """Reminder kinds whose day has come (within the catch-up window), earliest first. A "due soon"
+        or "due today" reminder is never due once the due date has passed."""
         candidates = [(f"before_{d}", due_date - timedelta(days=d)) for d in self.days_before]
         if self.on_due:
             candidates.append(("on_due", due_date))
         candidates += [(f"after_{d}", due_date + timedelta(days=d)) for d in self.days_after]
-        return [kind for kind, day in candidates if day <= today < day + timedelta(days=self.catch_up_days)]
+        return [
+            kind
+            for kind, day in sorted(candidates, key=lambda c: c[1])
+            if day <= today < day + timedelta(days=self.catch_up_days)
+            and (today <= due_date or kind.startswith("after_"))
+        ]
+
+
+def reminder_day(kind: str, due_date: date) -> date:
+    """The day a reminder kind (`before_3`, `on_due`, `after_7`, `overdue`) falls on, for an invoice due
+    on `due_date`."""
+    if kind.startswith("before_"):
+        return due_date - timedelta(days=int(kind.removeprefix("before_")))
+    if kind.startswith("after_"):
+        return due_date + timedelta(days=int(kind.removeprefix("after_")))
+    if kind == "overdue":
+        return due_date + timedelta(days=1)
+    return due_date
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from datetime import timedelta
 import psycopg2
 import pytest
 
-from tests.conftest import Browser, business_today, new_portal_client, services_rpc
+from tests.conftest import Browser, business_today, new_portal_client, sent_days_ago, services_rpc
 from tests.e2e.payments_support import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -30,17 +30,18 @@ def test_a_german_client_s_contact_without_a_locale_is_reminded_and_answered_in_
     assert made["client"]["contacts"][0]["locale"] is None  # it speaks its client's language
     today = business_today()
     with services_rpc(stack, ws) as rpc:
-        # due in 3 days: the default "3 days before" reminder, sent by the next sweep
+        # due in 3 days and sent two days ago: the default "3 days before" reminder, sent by the next sweep
         invoice = rpc.billing.create_invoice(
             ws,
             {
                 "client_id": client_id,
                 "send": True,
-                "issue_date": today.isoformat(),
+                "issue_date": (today - timedelta(days=2)).isoformat(),
                 "due_date": (today + timedelta(days=3)).isoformat(),
                 "lines": [{"description": "Beratung", "quantity": 1, "unit_price": 12000}],
             },
         )
+    sent_days_ago(stack, invoice["id"], 2)
     number = invoice["number"]
 
     [reminder] = stack.outbox.wait_for(KUNDE, subject=f"Rechnung {number} ist am", timeout=30)

@@ -15,7 +15,7 @@ import pytest
 import requests
 from nameko.standalone.events import event_dispatcher
 
-from tests.conftest import new_portal_client, services_rpc, sign_in
+from tests.conftest import new_portal_client, sent_days_ago, services_rpc, sign_in
 from tests.e2e.payments_support import CARD_DECLINED, pay_card, query, start, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -118,8 +118,8 @@ def test_signals_roll_up_into_the_engagement_summary_and_risk(stack, keys):
     assert (declined["risk"], codes(declined), declined["successful_payments"]) == ("medium", {"failed_payment"}, 0)
     assert declined["last_failed_at"] is not None
 
-    # A reminder (due in 3 days: the default "3 days before" one, sent by the next sweep) that the
-    # client has not looked at since: high risk, and in the high-risk list.
+    # A reminder (due in 3 days, sent two days ago: the default "3 days before" one, sent by the next
+    # sweep) that the client has not looked at since: high risk, and in the high-risk list.
     today = datetime.now(ZoneInfo("America/New_York")).date()  # the seeded workspace's time zone
     with services_rpc(stack, keys["workspace_id"]) as rpc:
         soon = rpc.billing.create_invoice(
@@ -127,11 +127,12 @@ def test_signals_roll_up_into_the_engagement_summary_and_risk(stack, keys):
             {
                 "client_id": client_id,
                 "send": True,
-                "issue_date": today.isoformat(),
+                "issue_date": (today - timedelta(days=2)).isoformat(),
                 "due_date": (today + timedelta(days=3)).isoformat(),
                 "lines": [{"description": "Due soon", "quantity": 1, "unit_price": 2500}],
             },
         )
+    sent_days_ago(stack, soon["id"], 2)
     reminded = wait_for_summary(stack, key, client_id, "the reminder sweep", lambda s: s["reminders_sent"] == 1)
     assert (reminded["risk"], codes(reminded)) == ("high", {"failed_payment", "reminders_unanswered"})
     assert reminded["last_reminder_at"] is not None and reminded["unanswered_reminder_since"] is not None

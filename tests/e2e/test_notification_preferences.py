@@ -15,7 +15,7 @@ import psycopg2
 import pytest
 import requests
 
-from tests.conftest import SIGN_IN, business_today, new_portal_client, services_rpc, sign_in
+from tests.conftest import SIGN_IN, business_today, new_portal_client, sent_days_ago, services_rpc, sign_in
 from tests.e2e.payments_support import paid_by_card, wait_until
 from tests.integration.test_admin_api import Api, portalctl
 
@@ -88,7 +88,8 @@ def test_the_profile_form_turns_reminders_off_and_only_the_essential_emails_stil
     assert bad.status_code == 400 and "Choose a language from the list." in bad.text
     assert _choices(stack, account, account["contact_id"])["version"] == mine["version"]  # nothing changed
 
-    # A reminder (due in 3 days: the default "3 days before" one): the colleague gets it, the payer not.
+    # A reminder (due in 3 days, sent two days ago: the default "3 days before" one): the colleague
+    # gets it, the payer not.
     today = business_today()
     ws = account["workspace_id"]
     with services_rpc(stack, ws) as rpc:
@@ -97,11 +98,12 @@ def test_the_profile_form_turns_reminders_off_and_only_the_essential_emails_stil
             {
                 "client_id": account["client"]["id"],
                 "send": True,
-                "issue_date": today.isoformat(),
+                "issue_date": (today - timedelta(days=2)).isoformat(),
                 "due_date": (today + timedelta(days=3)).isoformat(),
                 "lines": [{"description": "Due soon", "quantity": 1, "unit_price": 2500}],
             },
         )
+    sent_days_ago(stack, soon["id"], 2)
     [reminder] = stack.outbox.wait_for(COLLEAGUE, subject=f"Invoice {soon['number']} is due on", timeout=30)
     assert reminder["List-Unsubscribe-Post"] == ONE_CLICK
     assert _unsubscribe_url(reminder).startswith(f"{stack.env['PORTAL_URL']}/unsubscribe?token=")

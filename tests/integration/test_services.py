@@ -13,7 +13,7 @@ import pytest
 import requests
 from kombu import Connection, Exchange
 
-from tests.conftest import SIGN_IN, Browser, business_today, link_token, services_rpc, sign_in
+from tests.conftest import SIGN_IN, Browser, business_today, link_token, sent_days_ago, services_rpc, sign_in
 
 pytestmark = pytest.mark.integration
 
@@ -222,16 +222,18 @@ def test_a_due_reminder_is_emailed_once_by_documents(stack):
                 "contacts": [{"email": email, "name": "Rita", "portal_access": True}],
             },
         )
-        rpc.billing.create_invoice(
+        invoice = rpc.billing.create_invoice(
             workspace_id,
             {
                 "client_id": client["id"],
                 "send": True,
-                "issue_date": business_today().isoformat(),
+                "issue_date": (business_today() - timedelta(days=2)).isoformat(),
                 "due_date": (business_today() + timedelta(days=3)).isoformat(),
                 "lines": [{"description": "Reminder test", "unit_price": 4200}],
             },
         )
+    assert stack.outbox.count(email, "is due on") == 0  # not right after the invoice's own email
+    sent_days_ago(stack, invoice["id"], 2)
     [message] = stack.outbox.wait_for(email, 1, timeout=20, subject="is due on")
     assert "$42.00" in message.get_body(("plain",)).get_content()
     time.sleep(3)  # several more sweeps pass

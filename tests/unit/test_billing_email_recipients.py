@@ -34,6 +34,7 @@ def test_every_event_that_emails_a_client_names_its_locale_and_zone_beside_the_c
         h.create_invoice,
         ws_id,
         {"client_id": client, "lines": LINE, "send": True, "issue_date": "2026-11-01", "due_date": "2026-11-24"},
+        now=datetime(2026, 11, 1, 15, 0, tzinfo=timezone.utc),
     )
     db(h.run_reminders, now=datetime(2026, 11, 21, 15, 0, tzinfo=timezone.utc))  # 3 days before
     db(h.add_comment, ws_id, "invoice", invoice["id"], "business", "Sam at Acme", "Thanks, we got it.")

@@ -1,5 +1,6 @@
 """Billing use cases on an embedded database: the rules a business relies on, without a broker."""
 
+import json
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -128,6 +129,7 @@ def test_reminders_are_announced_once_each(db, ws):
         h.create_invoice,
         ws_id,
         {"client_id": client, "lines": LINE, "send": True, "issue_date": "2026-11-01", "due_date": due.isoformat()},
+        now=datetime(2026, 11, 1, 15, 0, tzinfo=timezone.utc),
     )
     day_before = datetime(2026, 11, 21, 15, 0, tzinfo=timezone.utc)  # 3 days before, New York time
     assert db(h.run_reminders, now=day_before) == 1
@@ -145,11 +147,96 @@ def test_due_reminders_follow_the_workspace_settings_and_overdue_comes_regardles
     assert due_reminders(sends, due, date(2026, 3, 7)) == ["before_3"]
     assert due_reminders(sends, due, date(2026, 3, 10)) == ["on_due"]
     # a kind stays due for the catch-up window (3 days): a sweep after downtime still sends it once
-    assert due_reminders(sends, due, date(2026, 3, 11)) == ["on_due", "after_1", "overdue"]
+    assert due_reminders(sends, due, date(2026, 3, 9)) == ["before_3"]
+    # "due today" is never due once the due date has passed
+    assert due_reminders(sends, due, date(2026, 3, 11)) == ["after_1", "overdue"]
     assert due_reminders(sends, due, date(2026, 3, 15)) == ["overdue"]
+    # an invoice issued on a reminder's day, or after it, has not had that reminder's day
+    assert due_reminders(sends, due, date(2026, 3, 11), issued_on=date(2026, 3, 11)) == ["overdue"]
+    assert due_reminders(sends, due, date(2026, 3, 10), issued_on=date(2026, 3, 7)) == ["on_due"]
+    assert due_reminders(sends, due, date(2026, 3, 10), issued_on=date(2026, 3, 10)) == []
     assert due_reminders(sends, due, date(2026, 3, 17)) == ["after_7", "overdue"]
     assert due_reminders(Reminders(enabled=False), due, date(2026, 3, 11)) == ["overdue"]
     assert due_reminders(Reminders(enabled=False), due, date(2026, 3, 10)) == []
+
+
+def reminder_kinds(db):
+    return [json.loads(body)["data"]["kind"] for body in events(db, "invoice.reminder")]
+
+
+def test_an_invoice_issued_after_its_due_date_gets_no_due_today_reminder(db, ws):
+    """Sent on 7 December, due on 6 December (the business's calendar, New York): no "due today"
+    reminder, no reminder in the same sweep as its email's day, only the invoice turning overdue."""
+    ws_id, client = ws
+    issued = datetime(2026, 12, 7, 15, 0, tzinfo=timezone.utc)  # 10:00 in New York
+    db(
+        h.create_invoice,
+        ws_id,
+        {"client_id": client, "lines": LINE, "send": True, "issue_date": "2026-12-01", "due_date": "2026-12-06"},
+        now=issued,
+    )
+    assert db(h.run_reminders, now=issued + timedelta(seconds=1)) == 0
+    assert reminder_kinds(db) == []
+    assert len(events(db, "invoice.overdue")) == 1
+    for hours in (1, 24, 48, 72):  # the "1 day after" reminder's day was the day it was sent: never sent
+        assert db(h.run_reminders, now=issued + timedelta(hours=hours)) == 0
+    assert db(h.run_reminders, now=datetime(2026, 12, 13, 15, 0, tzinfo=timezone.utc)) == 1  # 7 days after
+    assert reminder_kinds(db) == ["after_7"]
+    assert len(events(db, "invoice.overdue")) == 1
+
+
+@pytest.mark.parametrize("due", ["2026-12-07", "2026-12-10"])
+def test_no_reminder_within_a_day_of_the_invoice_email(db, ws, due):
+    """Due today or in three days: the invoice's email says so; no "due soon" or "due today" a minute later."""
+    ws_id, client = ws
+    issued = datetime(2026, 12, 7, 15, 0, tzinfo=timezone.utc)
+    db(
+        h.create_invoice,
+        ws_id,
+        {"client_id": client, "lines": LINE, "send": True, "issue_date": "2026-12-07", "due_date": due},
+        now=issued,
+    )
+    for minutes in (1, 60, 8 * 60):
+        assert db(h.run_reminders, now=issued + timedelta(minutes=minutes)) == 0
+    assert reminder_kinds(db) == []
+    assert events(db, "invoice.overdue") == []
+
+
+def test_a_reminder_due_the_day_after_the_invoice_email_waits_a_full_day(db, ws):
+    """Sent late in the evening, due in two days: the "due today" reminder comes on the due date, but
+    the "before" reminder of the next morning waits until the email is a day old."""
+    ws_id, client = ws
+    db(h.update_workspace, ws_id, {"settings": {"reminders": {"days_before": [1]}}})
+    issued = datetime(2026, 12, 8, 3, 0, tzinfo=timezone.utc)  # 22:00 on 7 December in New York
+    db(
+        h.create_invoice,
+        ws_id,
+        {"client_id": client, "lines": LINE, "send": True, "issue_date": "2026-12-07", "due_date": "2026-12-09"},
+        now=issued,
+    )
+    assert db(h.run_reminders, now=datetime(2026, 12, 8, 6, 0, tzinfo=timezone.utc)) == 0  # 8 Dec, 01:00
+    assert db(h.run_reminders, now=issued + timedelta(hours=24)) == 1  # 8 Dec, 22:00
+    assert db(h.run_reminders, now=datetime(2026, 12, 9, 15, 0, tzinfo=timezone.utc)) == 1
+    assert reminder_kinds(db) == ["before_1", "on_due"]
+
+
+def test_a_sweep_after_downtime_sends_one_reminder_per_invoice(db, ws):
+    """Several reminders' days passed while no sweep ran: one email, the latest, and none of the
+    earlier ones later."""
+    ws_id, client = ws
+    db(h.update_workspace, ws_id, {"settings": {"reminders": {"days_after": [1, 2]}}})
+    db(
+        h.create_invoice,
+        ws_id,
+        {"client_id": client, "lines": LINE, "send": True, "issue_date": "2026-11-01", "due_date": "2026-11-20"},
+        now=datetime(2026, 11, 1, 15, 0, tzinfo=timezone.utc),
+    )
+    assert db(h.run_reminders, now=datetime(2026, 11, 22, 15, 0, tzinfo=timezone.utc)) == 1
+    assert reminder_kinds(db) == ["after_2"]
+    assert len(events(db, "invoice.overdue")) == 1
+    assert db(h.run_reminders, now=datetime(2026, 11, 22, 16, 0, tzinfo=timezone.utc)) == 0
+    assert db(h.run_reminders, now=datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)) == 0
+    assert reminder_kinds(db) == ["after_2"]
 
 
 def test_a_sweep_after_the_reminders_went_out_writes_nothing(db, ws):

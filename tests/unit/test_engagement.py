@@ -183,11 +183,12 @@ def ws(db):
 
 def test_every_portal_view_counts_and_a_reminder_counts_once(db, ws):
     ws_id, client = ws
-    # due in 3 days in New York: the default "3 days before" reminder is due today
+    # sent two days ago, due in 3 days in New York: the default "3 days before" reminder is due today
     invoice = db(
         h.create_invoice,
         ws_id,
-        {"client_id": client, "lines": LINE, "send": True, "issue_date": "2026-11-23", "due_date": "2026-11-26"},
+        {"client_id": client, "lines": LINE, "send": True, "issue_date": "2026-11-21", "due_date": "2026-11-26"},
+        now=NOW - timedelta(days=2),
     )
     assert db(h.client_engagement, ws_id, client)["risk"] == "low"
     assert db(h.run_reminders) == 1

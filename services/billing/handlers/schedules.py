@@ -26,6 +26,7 @@ from services.billing.handlers.common import (
     portal_recipients,
     record_activity,
     settings_of,
+    today_in,
     workspace_row,
     workspace_today,
 )
@@ -292,6 +293,7 @@ _DUE_REMINDERS = sa.select(
     invoices.c.number,
     invoices.c.currency,
     invoices.c.due_date,
+    invoices.c.sent_at,
     invoices.c.total,
     invoices.c.amount_paid,
     invoices.c.amount_credited,
@@ -310,21 +312,43 @@ def _kinds(value) -> set[str]:
     return {kind for kind in items if kind}
 
 
-def due_reminders(settings, due_date: date, today: date) -> list[str]:
-    """The reminder kinds an open invoice due on `due_date` has had by `today`: the workspace's
-    reminders before, on and after the due date (when it sends them), and "overdue" once it is past."""
+# A reminder never follows the invoice's own email closely: none within a day of it.
+QUIET_AFTER_SENDING = timedelta(days=1)
+
+
+def due_reminders(settings, due_date: date, today: date, issued_on: date | None = None) -> list[str]:
+    """The reminder kinds an open invoice due on `due_date` has had by `today`, earliest first: the
+    workspace's reminders before, on and after the due date (when it sends them; "due soon" and "due
+    today" only while the due date has not passed), and "overdue" once it is past. An invoice issued
+    on `issued_on` has none whose day came on or before that day: its own email said it all."""
     kinds = []
     if settings.enabled:
         kinds = domain.ReminderPolicy(settings.days_before, settings.on_due, settings.days_after).due(due_date, today)
+        if issued_on is not None:
+            kinds = [kind for kind in kinds if domain.reminder_day(kind, due_date) > issued_on]
     if due_date < today:
         kinds.append("overdue")
     return kinds
 
 
+def reminder_to_send(kinds: list[str], reminded: set[str], due_date: date) -> str | None:
+    """Of the reminder kinds due (earliest first), the one reminder email to send now: the latest not
+    sent yet, and none when a reminder of a later day has gone out already. One per invoice per sweep,
+    so a sweep after downtime, or an invoice issued late, never sends two at once."""
+    emails = [kind for kind in kinds if kind != "overdue"]
+    if not emails or emails[-1] in reminded:
+        return None
+    latest_sent = max((domain.reminder_day(kind, due_date) for kind in reminded if kind != "overdue"), default=None)
+    if latest_sent is not None and domain.reminder_day(emails[-1], due_date) <= latest_sent:
+        return None
+    return emails[-1]
+
+
 def run_reminders(uow, now: datetime, workspace_id: str | None = None) -> int:
-    """Announce reminders before, on and after due dates, each once per invoice, and an invoice's
-    first day overdue (in one workspace, or in all that the transaction can see). Documents sends the
-    emails from these events."""
+    """Announce reminders before, on and after due dates, each once per invoice and at most one per
+    invoice per sweep, none within a day of the invoice's own email, and an invoice's first day overdue
+    (in one workspace, or in all that the transaction can see). Documents sends the emails from these
+    events."""
     sent = 0
     query = _DUE_REMINDERS if workspace_id is None else _DUE_REMINDERS.where(invoices.c.workspace_id == workspace_id)
     rows = uow.execute(query).all()
@@ -344,12 +368,21 @@ def run_reminders(uow, now: datetime, workspace_id: str | None = None) -> int:
             continue
         if row.workspace_id not in policies:
             business = businesses[row.workspace_id]
-            policies[row.workspace_id] = (workspace_today(business, now), settings_of(business).reminders)
-        today, settings = policies[row.workspace_id]
+            policies[row.workspace_id] = (
+                business.timezone,
+                workspace_today(business, now),
+                settings_of(business).reminders,
+            )
+        timezone, today, settings = policies[row.workspace_id]
         reminded = _kinds(row.reminded)
-        for kind in due_reminders(settings, row.due_date, today):
-            if kind in reminded:
-                continue  # told on an earlier sweep (a race between replicas is settled by the unique key)
+        issued_on = today_in(timezone, row.sent_at) if row.sent_at is not None else None
+        kinds = due_reminders(settings, row.due_date, today, issued_on)
+        to_tell = ["overdue"] if "overdue" in kinds and "overdue" not in reminded else []
+        reminder = reminder_to_send(kinds, reminded, row.due_date)
+        if reminder is not None and (row.sent_at is None or now - row.sent_at >= QUIET_AFTER_SENDING):
+            to_tell.insert(0, reminder)  # else it waits for a later sweep, while its day is still in the window
+        for kind in to_tell:
+            # told on an earlier sweep: skipped above; a race between replicas is settled by the unique key
             try:
                 uow.execute(reminders_sent.insert().values(invoice_id=row.id, kind=kind, sent_at=now))
                 event = {
