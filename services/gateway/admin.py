@@ -549,7 +549,7 @@ class Route(Endpoint):
 def _comment(kind: str) -> RouteCall:
     """A reply on the path's invoice or quote, as the business."""
     return lambda s, ws, p, b, q: s.billing.add_comment(
-        ws, kind, p["id"], "business", b.get("author_name") or "The business", b["body"], idempotency_key=s.key
+        ws, kind, p["id"], "business", b.get("author_name") or "", b["body"], idempotency_key=s.key
     )
 
 

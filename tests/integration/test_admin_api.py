@@ -391,8 +391,10 @@ def test_every_route_works_for_its_own_workspace(admin):
         "retainer",
     }
 
-    api("POST", f"/invoices/{invoice['id']}/comments", {"body": "Paid the rest soon?"}, expect=201)
-    assert api("GET", f"/invoices/{invoice['id']}/comments", expect=200).json()[0]["author_kind"] == "business"
+    reply = api("POST", f"/invoices/{invoice['id']}/comments", {"body": "Paid the rest soon?"}, expect=201).json()
+    assert reply["author_name"] == api("GET", "/workspace", expect=200).json()["name"]  # no author_name: the business's
+    [listed_reply] = api("GET", f"/invoices/{invoice['id']}/comments", expect=200).json()
+    assert (listed_reply["author_kind"], listed_reply["author_name"]) == ("business", reply["author_name"])
     listed = api(
         "GET", "/invoices", params={"client_id": beta, "status": "unpaid", "sort": "amount"}, expect=200
     ).json()

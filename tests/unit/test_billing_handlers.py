@@ -160,6 +160,19 @@ def test_due_reminders_follow_the_workspace_settings_and_overdue_comes_regardles
     assert due_reminders(Reminders(enabled=False), due, date(2026, 3, 10)) == []
 
 
+def test_a_business_reply_without_a_name_is_signed_with_the_business_s_name(db, ws):
+    ws_id, client = ws
+    invoice = db(h.create_invoice, ws_id, {"client_id": client, "lines": LINE, "send": True})
+    unsigned = db(h.add_comment, ws_id, "invoice", invoice["id"], "business", "", "We got it.")
+    signed = db(h.add_comment, ws_id, "invoice", invoice["id"], "business", "Sam at Acme", "Thanks.")
+    assert (unsigned["author_name"], signed["author_name"]) == ("Acme", "Sam at Acme")
+    announced = [json.loads(body)["data"]["author_name"] for body in events(db, "comment.added")]
+    assert announced == ["Acme", "Sam at Acme"]  # what the reply email is signed with
+    db(h.update_workspace, ws_id, {"name": "Acme Studio"})
+    renamed = db(h.add_comment, ws_id, "invoice", invoice["id"], "business", "", "Any news?")
+    assert renamed["author_name"] == "Acme Studio"
+
+
 def reminder_kinds(db):
     return [json.loads(body)["data"]["kind"] for body in events(db, "invoice.reminder")]
 

@@ -1265,6 +1265,8 @@ def add_comment(
         uow, DOCUMENT_TABLES[document_kind], workspace_id, document_id, document_kind, client_id=client_id
     )
     _visible_to_client(document, client_id, document_kind)
+    if author_kind == "business" and not author_name:
+        author_name = workspace_row(uow, workspace_id).name  # a reply signed by no one is the business's
     comment_id = new_id()
     uow.execute(
         comments.insert().values(
