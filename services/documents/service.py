@@ -531,7 +531,9 @@ class DocumentsService(ServiceBase):
     @consumes("billing", "comment.added")
     def on_comment_added(self, uow, now, event):
         """The business answered in an invoice's or a quote's thread: each contact who keeps comment
-        replies on gets the answer and a link to the document. The client's own comments email nobody."""
+        replies on gets the answer and a link to the thread, on the document's page in the portal (which
+        asks to sign in first when needed; a one-document link shows no comments). The client's own
+        comments email nobody."""
         data, workspace_id = event["data"], event["workspace_id"]
         if data.get("author_kind") != "business":
             return
@@ -541,9 +543,9 @@ class DocumentsService(ServiceBase):
         if not pending:
             return
         kind, client_id = data["document_kind"], data["client_id"]
-        links = [self._link(workspace_id, client_id, kind, data["document_id"], r["contact_id"]) for _, r in pending]
+        link = self._portal(f"/{kind}s/{data['document_id']}#comments")
         brand = self._branding(workspace_id, uow)
-        for (key, recipient), link in zip(pending, links):
+        for key, recipient in pending:
             mails.comment_reply(
                 uow,
                 now,

@@ -504,7 +504,12 @@ def test_a_reply_to_a_contact_without_a_locale_is_in_the_client_s_language(sqlit
     text, html = parts(message)
     assert message["Subject"] == "Eine Antwort zur Rechnung INV-2026-00042 · Acme Studio"
     assert "Hallo Dana," in text and "Sam at Acme hat zur Rechnung INV-2026-00042 geantwortet:" in text
-    assert "/i/tok" in text and "Read and answer" not in html
+    assert "Read and answer" not in html
+    # the link leads to the thread on the invoice's page in the portal, not to a one-document link
+    # (whose page shows no comments)
+    assert "/invoices/inv1#comments" in text and 'href="http://localhost:8000/invoices/inv1#comments"' in html
+    assert "/i/" not in text + html
+    service.auth.issue_document_link.assert_not_called()
 
     service.on_comment_added(comment_event("cm3", DANA))  # from before the client's locale was in the event
     [_, message] = queued(engine)
