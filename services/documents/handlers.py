@@ -7,7 +7,7 @@ import re
 import uuid
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formataddr, formatdate, make_msgid
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -97,6 +97,17 @@ def branding_or_default(uow, workspace_id: str | None) -> dict:
     return _brand_or_default(uow, workspace_id)
 
 
+# Sign-in and security emails: a reply (quoting a live sign-in link, or a device's details) goes to no
+# one. Every other email to a client is sent for its business and answers go to the business's address.
+NO_REPLY_KINDS = frozenset({"magic_link", "password_reset", "new_device"})
+
+
+def business_reply_to(brand: dict) -> str | None:
+    """`Business name <its email>`, where replies to an email sent for the business go; None without one."""
+    address = (brand.get("email") or "").strip()
+    return formataddr((brand.get("name") or "", address)) if address else None
+
+
 def queue_email(
     uow,
     now: datetime,
@@ -120,6 +131,8 @@ def queue_email(
     if existing:
         return existing.id
     brand = brand or _brand_or_default(uow, workspace_id)
+    if reply_to is None and kind not in NO_REPLY_KINDS:
+        reply_to = business_reply_to(brand)
     if "name" in context:  # the greeting: a contact without a name is greeted by its address
         context = {**context, "name": display_name(context["name"], to)}
     color = brand.get("brand_color") or "#1d4ed8"

@@ -36,6 +36,13 @@ BRAND = {
     "logo_url": "",
 }
 DANA = {"contact_id": "c1", "email": "dana@example.com", "name": "Dana"}
+FAILED = {
+    "client_id": "cl1",
+    "amount": 5000,
+    "currency": "USD",
+    "reason": "Your card was declined.",
+    "payment_id": "pi_1",
+}
 
 
 @pytest.fixture
@@ -526,3 +533,67 @@ def test_a_receipt_gives_its_time_in_the_recipient_s_zone_and_the_client_s_langu
     text, html = parts(msg)
     when = "Freitag, 20. November 2026, 16:00 (Mitteleuropäische Zeit)"  # 15:00 UTC, in Berlin
     assert when in text and when in html and msg["Subject"].startswith("Zahlung erhalten")
+
+
+def test_emails_sent_for_the_business_reply_to_it_and_sign_in_emails_to_no_one(sqlite_engine, smtp):  # noqa: F811
+    """A client answering an invoice, a reminder or a reply reaches the business's address; answering a
+    sign-in link or a new-device notice reaches no one (a reply would quote a live link). Delivered to
+    the SMTP server and read back."""
+    engine = sqlite_engine("documents")
+    with UnitOfWork(engine) as uow:
+        workspace = {"id": "ws1", "name": "Müller & Söhne, Bau", "email": "billing@acme.example.com"}
+        handlers.apply_workspace(uow, {**workspace, "locale": "en_US", "timezone": "America/New_York"}, NOW)
+        uow.commit()
+    service = worker_factory(DocumentsService, db=DatabaseHandle(engine), clock=lambda: NOW)
+    service._branding_cache.pop("ws1", None)  # an earlier test's branding of "ws1", cached by the process
+    service.on_invoice_reminder(reminder_event(DANA))
+    service.on_comment_added(comment_event("cm1", DANA))
+    service.send_magic_link(
+        to="dana@example.com",
+        name="Dana",
+        workspace_id="ws1",
+        client_id="cl1",
+        url="http://p/login/verify?token=T",
+        expires_at="2026-12-08T12:19:00+00:00",
+        idempotency_key="link:1",
+    )
+    service.send_new_device_notice(
+        to="dana@example.com",
+        name="Dana",
+        workspace_id="ws1",
+        client_id="cl1",
+        contact_id="c1",
+        device={"browser": "Firefox", "os": "Linux", "ip": "203.0.113.9"},
+        signed_in_at="2026-12-08T14:05:00+00:00",
+        idempotency_key="device:1",
+    )
+    recorder, url = smtp()
+    with UnitOfWork(engine) as uow:
+        handlers.deliver_due(uow, SmtpSender(url), NOW)
+        uow.commit()
+    received = {message["Subject"].split(" ")[0]: message for _, message in recorder.messages}
+    assert len(recorder.messages) == 4
+    for subject in ("Invoice", "A"):  # the reminder and the reply
+        assert received[subject]["Reply-To"].addresses[0].addr_spec == "billing@acme.example.com"
+        assert received[subject]["Reply-To"].addresses[0].display_name == "Müller & Söhne, Bau"
+    unanswerable = [m for _, m in recorder.messages if m["Subject"].split(" ")[0] not in ("Invoice", "A")]
+    assert len(unanswerable) == 2 and all(m["Reply-To"] is None for m in unanswerable)
+
+
+def test_a_business_without_an_email_address_sets_no_reply_to(outbox):
+    brand = {**BRAND, "email": ""}
+    [(_, msg)] = outbox(
+        lambda uow, r: mails.payment_failed(
+            uow, NOW, SENDER, brand, key="k-no-address", data=FAILED, recipient=DANA, link="http://p/pay"
+        )
+    )
+    assert msg["Reply-To"] is None
+
+
+def test_an_essential_email_to_a_client_replies_to_the_business_too(outbox):
+    [(_, msg)] = outbox(
+        lambda uow, r: mails.payment_failed(
+            uow, NOW, SENDER, BRAND, key="k-address", data=FAILED, recipient=DANA, link="http://p/pay"
+        )
+    )
+    assert msg["Reply-To"] == "Acme Studio <billing@acme.example.com>"
