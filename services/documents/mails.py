@@ -99,6 +99,34 @@ def comment_reply(uow, now, sender, brand: dict, *, key: str, comment: dict, rec
     )
 
 
+def dispute_resolved(uow, now, sender, *, key: str, workspace_id: str, dispute: dict, recipient: dict, link, headers):
+    """A client's dispute settled: the credit note's number and amount when one was issued (else the
+    business's answer), and the link to it; in the contact's language, else the client's."""
+    locale = handlers.recipient_locale(recipient)
+    credited = dispute.get("credit_note_id") and dispute.get("credit_amount") is not None
+    currency = dispute.get("credit_currency") or dispute["currency"]
+    return handlers.queue_email(
+        uow,
+        now,
+        sender,
+        idempotency_key=key,
+        kind="dispute_resolved",
+        to=recipient["email"],
+        context={
+            "name": recipient.get("name", ""),
+            "number": dispute["number"],
+            "credit_number": (dispute.get("credit_note_number") or "") if credited else "",
+            "amount": money(dispute["credit_amount"], currency, locale) if credited else "",
+            "message": dispute.get("message") or "",
+            "link": link,
+        },
+        workspace_id=workspace_id,
+        client_id=dispute["client_id"],
+        locale=locale,
+        headers=headers,
+    )
+
+
 def payment_receipt(
     uow,
     now,

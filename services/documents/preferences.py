@@ -32,6 +32,7 @@ CATEGORY_OF_KIND = {
     "mandate_copy": None,  # the client's copy of a direct debit mandate it accepted: a record it must get
     "debit_notice": None,  # the pre-notification of an automatic debit, which SEPA rules require
     "invoice_sent": "invoices",
+    "dispute_resolved": "invoices",  # a dispute of an invoice settled: with a credit note, or the invoice kept
     "quote_sent": "quotes",
     "invoice_reminder": "reminders",
     "payment_receipt": "receipts",  # ...unless the contact paid it itself: see category()

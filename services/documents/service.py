@@ -774,6 +774,30 @@ class DocumentsService(ServiceBase):
             lambda recipient: self._unsubscribe(workspace_id, client_id, recipient, "invoice_reminder"),
         )
 
+    @consumes("billing", "invoice.dispute_resolved")
+    def on_invoice_dispute_resolved(self, uow, now, event):
+        """The business settled a client's dispute: with a credit note (its number and amount, and a link
+        to its page) or by keeping the invoice (its answer, and a link to the invoice). Each contact who
+        keeps invoice emails on is told once; an event from before it named recipients emails no one."""
+        data, workspace_id = event["data"], event["workspace_id"]
+        wanted = [
+            r for r in data.get("recipients") or () if preferences.wanted(uow, "dispute_resolved", r["contact_id"])
+        ]
+        credit_id = data.get("credit_note_id")
+        link = self._portal(f"/credit-notes/{credit_id}" if credit_id else f"/invoices/{data['invoice_id']}")
+        for recipient in wanted:
+            mails.dispute_resolved(
+                uow,
+                now,
+                self.sender,
+                key=f"dispute-resolved:{data['dispute_id']}:{recipient['contact_id']}",
+                workspace_id=workspace_id,
+                dispute=data,
+                recipient=recipient,
+                link=link,
+                headers=self._unsubscribe(workspace_id, data["client_id"], recipient, "dispute_resolved"),
+            )
+
     @consumes("billing", "contact.notification_preferences_changed")
     def on_notification_preferences_changed(self, uow, now, event):
         preferences.apply(uow, now, event["workspace_id"], event["data"])

@@ -12,7 +12,7 @@ from nameko.testing.services import worker_factory
 from chassis.db import UnitOfWork
 from chassis.events import envelope
 from chassis.nameko_ext import DatabaseHandle
-from services.documents import handlers, mails
+from services.documents import handlers, mails, preferences
 from services.documents.mail import SmtpSender
 from services.documents.pdf import Renderer
 from services.documents.service import DocumentsService
@@ -597,3 +597,82 @@ def test_an_essential_email_to_a_client_replies_to_the_business_too(outbox):
         )
     )
     assert msg["Reply-To"] == "Acme Studio <billing@acme.example.com>"
+
+
+def dispute_event(recipients: list[dict], **outcome) -> dict:
+    data = {
+        "dispute_id": "dp1",
+        "invoice_id": "inv1",
+        "number": "INV-2026-00042",
+        "client_id": "cl1",
+        "reason": "Line 2 was not delivered.",
+        "lines": [2],
+        "balance": 40000,
+        "currency": "EUR",
+        "autopay": False,
+        "outcome": "adjusted",
+        "message": "",
+        "credit_note_id": "cn1",
+        "credit_amount": 23500,
+        "credit_note_number": "CN-2026-00003",
+        "credit_currency": "EUR",
+        "recipients": recipients,
+        **outcome,
+    }
+    return envelope("invoice.dispute_resolved", "ws1", data, occurred_at=NOW)
+
+
+def test_a_settled_dispute_tells_the_client_the_credit_note_s_number_and_amount(sqlite_engine, smtp):  # noqa: F811
+    engine, service = documents_service(sqlite_engine)
+    colleague = {**DANA, "contact_id": "c2", "email": "colleague@example.com", "name": "Cole"}
+    quiet = {**DANA, "contact_id": "c3", "email": "quiet@example.com", "name": "Quinn"}
+    with UnitOfWork(engine) as uow:  # this contact turned invoice emails off
+        preferences.apply(uow, NOW, "ws1", {"contact_id": "c3", "client_id": "cl1", "invoices": False, "version": 2})
+        uow.commit()
+    service.on_invoice_dispute_resolved(dispute_event([OHNE, colleague, quiet]))
+    service.on_invoice_dispute_resolved(dispute_event([OHNE, colleague, quiet]))  # redelivered: nothing twice
+    recorder, url = smtp()
+    with UnitOfWork(engine) as uow:
+        handlers.deliver_due(uow, SmtpSender(url), NOW)
+        uow.commit()
+    sent = {rcpts[0]: message for rcpts, message in recorder.messages}
+    assert sorted(sent) == ["colleague@example.com", "dana@example.com"]
+    german, english = sent["dana@example.com"], sent["colleague@example.com"]
+    assert german["Subject"] == "Gutschrift CN-2026-00003 zur Rechnung INV-2026-00042 · Acme Studio"
+    text, html = parts(german)
+    assert (
+        "Acme Studio hat Ihre Beanstandung der Rechnung INV-2026-00042 mit der Gutschrift CN-2026-00003 über "
+        "235,00\xa0€ ausgeglichen." in text
+    )
+    assert "http://localhost:8000/credit-notes/cn1" in text and 'href="http://localhost:8000/credit-notes/cn1"' in html
+    assert "Gutschrift ansehen" in html
+    assert english["Subject"] == "Credit note CN-2026-00003 for invoice INV-2026-00042 · Acme Studio"
+    assert "with credit note CN-2026-00003 for €235.00." in parts(english)[0]
+
+
+def test_a_rejected_dispute_tells_the_client_the_business_s_answer(sqlite_engine):
+    engine, service = documents_service(sqlite_engine)
+    service.on_invoice_dispute_resolved(
+        dispute_event(
+            [DANA],
+            outcome="rejected",
+            message="Line 2 was delivered on 3 December.",
+            credit_note_id=None,
+            credit_amount=None,
+            credit_note_number=None,
+            credit_currency=None,
+        )
+    )
+    [message] = queued(engine)
+    text, html = parts(message)
+    assert message["Subject"] == "Your dispute of invoice INV-2026-00042 was answered · Acme Studio"
+    assert "keeps the invoice as it is." in text and "Line 2 was delivered on 3 December." in text
+    assert "http://localhost:8000/invoices/inv1" in text and "credit note" not in text.lower()
+
+
+def test_a_resolved_dispute_from_before_it_named_recipients_emails_no_one(sqlite_engine):
+    engine, service = documents_service(sqlite_engine)
+    older = dispute_event([])
+    del older["data"]["recipients"], older["data"]["credit_note_number"], older["data"]["credit_currency"]
+    service.on_invoice_dispute_resolved(older)
+    assert queued(engine) == []

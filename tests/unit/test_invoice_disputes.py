@@ -222,6 +222,13 @@ def test_adjusting_issues_a_linked_credit_note_and_applies_it(db, ws):
     assert db(h.list_activity, ws_id, client)[0]["kind"] == "invoice.dispute_resolved"
     [event] = published(db, "invoice.dispute_resolved")
     assert event["outcome"] == "adjusted" and event["credit_note_id"] == note["id"] and event["balance"] == 6000
+    # what documents emails the client: the credit note's number and amount, to each portal contact
+    assert (event["credit_note_number"], event["credit_amount"], event["credit_currency"]) == (
+        note["number"],
+        4000,
+        "USD",
+    )
+    assert [r["contact_id"] for r in event["recipients"]] == [contact]
     with pytest.raises(Conflict, match="adjusted already"):
         db(h.resolve_invoice_dispute, ws_id, dispute["id"], "reject", {"message": "No"})
     # resolved: another dispute may be raised
@@ -241,6 +248,7 @@ def test_rejecting_needs_a_message_and_keeps_the_invoice(db, ws):
     assert db(h.get_invoice, ws_id, invoice["id"])["balance"] == 10000
     [event] = published(db, "invoice.dispute_resolved")
     assert event["outcome"] == "rejected" and event["message"] == "As quoted."
+    assert event["credit_note_number"] is None and [r["contact_id"] for r in event["recipients"]] == [contact]
     listed = db(h.list_invoice_disputes, ws_id, {"status": "rejected", "client_id": client})["items"]
     assert [d["id"] for d in listed] == [dispute["id"]]
     with pytest.raises(Invalid):

@@ -62,6 +62,7 @@ def test_each_kind_of_email_maps_to_its_category():
         "mandate_copy": None,
         "debit_notice": None,
         "invoice_sent": "invoices",
+        "dispute_resolved": "invoices",
         "quote_sent": "quotes",
         "invoice_reminder": "reminders",
         "payment_receipt": "receipts",

@@ -31,6 +31,7 @@ from services.billing.handlers.common import (
     get_scoped,
     new_id,
     page_bounds,
+    portal_recipients,
     record_activity,
     workspace_row,
 )
@@ -239,6 +240,9 @@ def resolve_invoice_dispute(uow, now: datetime, workspace_id: str, dispute_id: s
             "message": message,
             "credit_note_id": dispute.credit_note_id,
             "credit_amount": dispute.credit_amount,
+            "credit_note_number": credit["number"] if credit else None,
+            "credit_currency": credit["currency"] if credit else None,
+            "recipients": portal_recipients(uow, invoice.client_id),  # documents emails them the outcome
         },
     )
     return dispute_view(dispute, invoice.number)
