@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
+from urllib.parse import quote, unquote
 
 import falcon
 from falcon.routing import StaticRoute
@@ -181,6 +182,8 @@ class SessionMiddleware:
                 raise falcon.HTTPUnauthorized(
                     title="Not signed in", description="Sign in with a magic link first."
                 ) from None
+            if req.method == "GET":  # a link followed signed out (an email's, say) leads back there after sign-in
+                remember_return(resp, req.relative_uri, self.secure)
             raise falcon.HTTPSeeOther("/login?expired=1" if token else "/login") from None
         fresh = self.guard.refreshed(session)
         if fresh is not None:
@@ -244,6 +247,40 @@ class SessionMiddleware:
 
 def set_session_cookie(resp, cookie_name: str, token: str, secure: bool) -> None:
     resp.set_cookie(cookie_name, token, http_only=True, same_site="Lax", secure=secure, path="/")
+
+
+# The page a visitor asked for before signing in, for an hour: sign-in by a link opened from an
+# email in the same browser lands there instead of on the dashboard.
+RETURN_COOKIE = "portal_return_to"
+RETURN_SECONDS = 3600
+
+
+def remember_return(resp, path: str, secure: bool) -> None:
+    resp.set_cookie(
+        RETURN_COOKIE,
+        quote(path, safe=""),
+        max_age=RETURN_SECONDS,
+        http_only=True,
+        same_site="Lax",
+        secure=secure,
+        path="/",
+    )
+
+
+def safe_next(value: str | None, default: str = "/dashboard") -> str:
+    """Only a path on this portal: never another site (an open redirect)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value or len(value) > 500:
+        return default
+    return value
+
+
+def take_return(req, resp) -> str:
+    """Where a sign-in leads: the page remembered before it (once), else the dashboard."""
+    remembered = req.cookies.get(RETURN_COOKIE)
+    if remembered is None:
+        return "/dashboard"
+    resp.unset_cookie(RETURN_COOKIE, path="/")
+    return safe_next(unquote(remembered))
 
 
 def previous_session_id(req, cookie_name: str, keys: credentials.Keys) -> str | None:

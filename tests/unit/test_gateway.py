@@ -230,6 +230,33 @@ def test_the_dashboard_page_asks_for_the_brief_dashboard_and_takes_the_whole_fro
     assert [call[4].get("fields") for call in rpc.calls if call[:2] == ("billing", "client_dashboard")] == [None]
 
 
+def test_a_page_asked_for_signed_out_is_where_the_sign_in_leads_once():
+    c, _ = client({("auth", "consume_link"): {"credential": "c" * 43, **SESSION}})
+    asked = c.simulate_get("/invoices/inv9", params={"tab": "comments"})
+    assert asked.status_code == 303 and asked.headers["location"] == "/login"
+    remembered = asked.cookies["portal_return_to"]
+    assert remembered.http_only and remembered.same_site == "Lax" and remembered.max_age == 3600
+    signed_in = c.simulate_post(
+        "/login/verify", body="token=abc", headers=FORM, cookies={"portal_return_to": remembered.value}
+    )
+    assert signed_in.status_code == 303 and signed_in.headers["location"] == "/invoices/inv9?tab=comments"
+    assert signed_in.cookies["portal_return_to"].value == ""  # once: the next sign-in goes to the dashboard
+    assert c.simulate_post("/login/verify", body="token=abc", headers=FORM).headers["location"] == "/dashboard"
+
+
+@pytest.mark.parametrize("remembered", ["%2F%2Fevil.example%2F", "https%3A%2F%2Fevil.example", "%2F%5Cevil.example"])
+def test_a_remembered_page_elsewhere_than_the_portal_is_never_where_a_sign_in_leads(remembered):
+    c, _ = client({("auth", "consume_link"): {"credential": "c" * 43, **SESSION}})
+    page = c.simulate_post("/login/verify", body="token=abc", headers=FORM, cookies={"portal_return_to": remembered})
+    assert page.status_code == 303 and page.headers["location"] == "/dashboard"
+
+
+def test_api_calls_and_posts_signed_out_remember_no_page():
+    c, _ = client()
+    assert "portal_return_to" not in c.simulate_get("/api/portal/v1/dashboard").cookies
+    assert "portal_return_to" not in c.simulate_post("/profile", body="name=x", headers=FORM).cookies
+
+
 def test_forged_cookie_redirects_to_sign_in_and_clears_it():
     c, rpc = client()
     page = c.simulate_get("/dashboard", cookies={"portal_session": "forged"})

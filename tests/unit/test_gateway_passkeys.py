@@ -28,6 +28,15 @@ def test_passkey_sign_in_sets_the_session_auth_opened():
     assert (service, method, args[:2]) == ("auth", "passkey_sign_in", (ANSWER, "http://portal.test"))
 
 
+def test_a_passkey_sign_in_leads_to_the_page_asked_for_signed_out():
+    c, _ = client({("auth", "passkey_sign_in"): {"credential": "signed-by-auth", "session_id": "s9"}})
+    remembered = c.simulate_get("/statement").cookies["portal_return_to"].value
+    answer = c.simulate_post(
+        "/login/passkey", json={"credential": ANSWER}, headers=JSON, cookies={"portal_return_to": remembered}
+    )
+    assert answer.status_code == 200 and answer.json == {"next": "/statement"}
+
+
 def test_a_refused_answer_is_a_401_in_words_and_sets_no_cookie():
     c, _ = client({("auth", "passkey_sign_in"): Unauthorized("challenge")})
     answer = c.simulate_post("/login/passkey", json={"credential": ANSWER}, headers=JSON)

@@ -17,7 +17,7 @@ import falcon
 from chassis.errors import Invalid, RateLimited, Unauthorized
 from services.gateway.forms import field
 from services.gateway.pages.base import Base, Portal
-from services.gateway.sessions import previous_session_id
+from services.gateway.sessions import previous_session_id, safe_next, take_return
 from services.gateway.usecases import PASSKEY_REFUSALS as REFUSALS
 
 
@@ -39,13 +39,6 @@ def refused(exc: Unauthorized) -> falcon.HTTPError:
     return falcon.HTTPUnauthorized(
         title="Passkey not accepted", description=REFUSALS.get(exc.detail, REFUSALS["passkey"])
     )
-
-
-def safe_next(value: str | None, default: str = "/dashboard") -> str:
-    """Only a path on this portal: never another site (an open redirect)."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value or len(value) > 500:
-        return default
-    return value
 
 
 class PasskeySignIn(Base):
@@ -70,7 +63,7 @@ class PasskeySignIn(Base):
         except Unauthorized as exc:
             raise refused(exc) from None
         self.set_session_cookie(resp, session["credential"])
-        resp.media = {"next": "/dashboard"}
+        resp.media = {"next": take_return(req, resp)}
 
 
 class PasskeysPage(Portal):

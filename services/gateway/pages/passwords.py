@@ -10,7 +10,7 @@ from email_validator import EmailNotValidError, validate_email
 from chassis.errors import Conflict, Invalid, RateLimited, Unauthorized
 from services.gateway.forms import field
 from services.gateway.pages.base import Base, Portal
-from services.gateway.sessions import previous_session_id
+from services.gateway.sessions import previous_session_id, take_return
 from services.gateway.usecases import PASSWORD_REFUSALS, RESET_LINK_PROBLEMS
 
 PASSWORD_LIMIT = 512  # longer than any password auth accepts (128): auth explains the limit
@@ -70,7 +70,7 @@ class PasswordSignIn(Base):
                 locale=self.visitor_locale(req),
             )
         self.set_session_cookie(resp, session["credential"])
-        raise falcon.HTTPSeeOther("/dashboard")
+        raise falcon.HTTPSeeOther(take_return(req, resp))
 
 
 class PasswordForgot(Base):

@@ -8,7 +8,7 @@ from email_validator import EmailNotValidError, validate_email
 from chassis.errors import Invalid, RateLimited, Unauthorized
 from services.gateway.forms import field
 from services.gateway.pages.base import Base
-from services.gateway.sessions import previous_session_id
+from services.gateway.sessions import previous_session_id, take_return
 
 LINK_PROBLEMS = {
     "used": ("This link has already been used", "Each sign-in link works once. Ask for a new one below."),
@@ -125,7 +125,7 @@ class Verify(Base):
         except RateLimited as exc:
             return self._limited(req, resp, exc)
         self.set_session_cookie(resp, session["credential"])
-        raise falcon.HTTPSeeOther("/dashboard")
+        raise falcon.HTTPSeeOther(take_return(req, resp))
 
 
 class Logout(Base):
