@@ -420,3 +420,12 @@ def test_the_payment_terms_say_what_is_owed_and_the_bank_details_only_while_it_i
     text = squeezed(text_of(pdfmod.render_pdf("invoice", ctx)))
     assert squeezed(says) in text and squeezed(never) not in text
     assert (squeezed("IBAN DE89 3704 0044 0532 0130 00") in text) == (balance > 0)
+
+
+@pytest.mark.parametrize("locale, notes, terms", [("en_US", "Notes", "Terms"), ("de_DE", "Hinweise", "Bedingungen")])
+def test_a_quote_prints_its_notes_and_its_terms(locale, notes, terms):
+    quote = {**DOCUMENTS["quote"], "terms": "Work starts on acceptance."}
+    text = squeezed(text_of(pdfmod.render_pdf("quote", {**context("quote", locale), "doc": quote})))
+    assert squeezed(f"{notes.upper()} PO 4471 {terms.upper()} Work starts on acceptance.") in text  # labels in capitals
+    bare = squeezed(text_of(pdfmod.render_pdf("quote", context("quote", locale))))
+    assert squeezed(f"{notes.upper()} PO 4471") in bare and terms.upper() not in bare

@@ -357,3 +357,42 @@ def test_the_change_request_form_posts_once_per_nonce_and_refuses_an_empty_messa
     [call] = [call for call in rpc.calls if call[1] == "request_quote_changes"]
     assert call[2] == ("ws1", "cl1", "c1", "q1", "Fewer months")
     assert (call[4]["version"], call[4]["idempotency_key"]) == (2, "quote-changes:c1:n1")
+
+
+# ---------------------------------------------------------------- what the client accepts
+
+TERMS = "Payment within 14 days; work starts on acceptance."
+WORDED = {**QUOTE, "discount_total": 0, "notes": "Includes two rounds of edits.", "terms": TERMS}
+
+
+def test_the_quote_page_shows_its_notes_and_terms_above_the_acceptance_form():
+    c, _ = client({("billing", "view_quote"): {"quote": WORDED, "comments": []}})
+    page = c.simulate_get("/quotes/q1", cookies=c.session_cookie)
+    assert page.status_code == 200
+    notes = page.text.index("Includes two rounds of edits.")
+    terms = page.text.index("Payment within 14 days; work starts on acceptance.")
+    assert notes < terms < page.text.index('name="signature_name"')  # read before signing
+    c, _ = client({("billing", "view_quote"): {"quote": QUOTE, "comments": []}})
+    bare = c.simulate_get("/quotes/q1", cookies=c.session_cookie).text
+    assert 'data-testid="notes"' not in bare and 'data-testid="terms"' not in bare  # no empty headings
+
+
+def test_the_quote_page_says_how_the_notes_and_terms_changed_from_one_version_to_the_next():
+    first = {**WORDED, "version": 1, "number": "Q-7", "current": False, "notes": "", "terms": "Payment within 30 days."}
+    second = {**WORDED, "version": 2, "number": "Q-7-2", "current": True}
+    change = revisions.diff_versions(first, second)
+    assert change["texts_changed"] == ["notes", "terms"]
+    quote = {**WORDED, "versions": [first, second], "changes": [change]}
+    c, _ = portal("de_DE", answers={("billing", "view_quote"): {"quote": quote, "comments": []}})
+    page = c.simulate_get("/quotes/q1", cookies=c.session_cookie).text
+    assert f"Bedingungen: Payment within 30 days. → {TERMS}" in page
+    assert "Hinweise: — → Includes two rounds of edits." in page
+    assert "Die Hinweise oder Bedingungen haben sich geändert." not in page
+
+
+def test_the_emailed_link_to_a_quote_shows_its_notes_and_terms():
+    link = {"workspace_id": "ws1", "client_id": "cl1", "kind": "quote", "document_id": "q1"}
+    c, _ = client({("auth", "resolve_document_link"): link, ("billing", "get_quote"): WORDED})
+    page = c.simulate_get("/i/a-one-document-token")
+    assert page.status_code == 200
+    assert "Includes two rounds of edits." in page.text and TERMS in page.text
