@@ -429,3 +429,26 @@ def test_a_quote_prints_its_notes_and_its_terms(locale, notes, terms):
     assert squeezed(f"{notes.upper()} PO 4471 {terms.upper()} Work starts on acceptance.") in text  # labels in capitals
     bare = squeezed(text_of(pdfmod.render_pdf("quote", context("quote", locale))))
     assert squeezed(f"{notes.upper()} PO 4471") in bare and terms.upper() not in bare
+
+
+@pytest.mark.parametrize(
+    "kind, locale, says, never",
+    [
+        ("invoice", "de_DE", ["RECHNUNG AN", "Rechnungsdatum"], ["ANGEBOT AN"]),
+        ("quote", "de_DE", ["ANGEBOT AN", "Angebotsdatum"], ["RECHNUNG AN", "Rechnungsdatum"]),
+        ("credit_note", "de_DE", ["GUTSCHRIFT FÜR", "Datum der Gutschrift"], ["RECHNUNG AN", "Rechnungsdatum"]),
+        ("receipt", "de_DE", ["EMPFANGEN VON"], ["RECHNUNG AN", "Rechnungsdatum"]),
+        ("statement", "de_DE", ["KONTOAUSZUG FÜR"], ["RECHNUNG AN", "Rechnungsdatum"]),
+        ("invoice", "en_US", ["BILL TO", "Issue date"], ["QUOTE FOR"]),
+        ("quote", "en_US", ["QUOTE FOR", "Quote date"], ["BILL TO", "Issue date"]),
+        ("credit_note", "en_US", ["CREDITED TO", "Credit note date"], ["BILL TO", "Issue date"]),
+        ("receipt", "en_US", ["RECEIVED FROM"], ["BILL TO"]),
+        ("statement", "en_US", ["STATEMENT FOR"], ["BILL TO"]),
+    ],
+)
+def test_each_document_names_its_client_and_its_date_in_its_own_words(kind, locale, says, never):
+    text = squeezed(text_of(pdfmod.render_pdf(kind, context(kind, locale))))
+    for label in says:
+        assert squeezed(label) in text, (kind, label)
+    for label in never:
+        assert squeezed(label) not in text, (kind, label)
