@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
@@ -349,9 +350,13 @@ def branding(uow, workspace_id: str) -> dict:
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def document_filename(kind: str, data: dict) -> str:
+def document_filename(kind: str, data: dict, timezone: str | None = None) -> str:
+    """A name of its own for each document, so that downloads do not overwrite each other: a receipt is
+    named by the day it was received (in the client's time zone) and its receipt number, as printed."""
     if kind == "receipt":
-        stem = f"receipt-{data.get('reference') or data['id'][:8]}"
+        received = data.get("received_at")
+        when = datetime.fromisoformat(received).astimezone(ZoneInfo(timezone or "UTC")).date() if received else None
+        stem = f"receipt-{when.isoformat() + '-' if when else ''}{data['id'][:8].upper()}"
     elif kind == "statement":
         stem = f"statement-{data['from']}-to-{data['to']}"
     else:
@@ -388,7 +393,7 @@ def render_document(
             context["einvoice_xml"] = cii_xml(kind, data, brand).decode()
         except EInvoiceError as exc:
             log.warning("plain PDF: not an e-invoice", extra={"number": data.get("number"), "error": str(exc)})
-    answer = {"filename": document_filename(kind, data), "content_type": "application/pdf"}
+    answer = {"filename": document_filename(kind, data, context["timezone"]), "content_type": "application/pdf"}
     if reference is not None:
         key, size, rendered = renderer.ensure(kind, context)
         return {

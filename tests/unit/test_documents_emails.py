@@ -164,7 +164,7 @@ def test_payment_receipt_attaches_the_receipt(outbox):
     assert msg["Subject"] == "Payment received: $250.00 · Acme Studio" and "INV-2026-00042: $250.00" in text
     when = "Friday, November 20, 2026, 10:00\u202fAM (Eastern Time)"  # in the client's time zone, named
     assert when in text and when in html and ":00:00" not in text
-    assert attachments(msg)["receipt-Card-ending-4242.pdf"].get_content().startswith(b"%PDF-")
+    assert attachments(msg)["receipt-2026-11-20-PAY_1234.pdf"].get_content().startswith(b"%PDF-")
 
 
 def test_failed_payment_email_offers_to_pay_again(outbox):

@@ -452,3 +452,32 @@ def test_each_document_names_its_client_and_its_date_in_its_own_words(kind, loca
         assert squeezed(label) in text, (kind, label)
     for label in never:
         assert squeezed(label) not in text, (kind, label)
+
+
+def test_each_receipt_downloads_under_a_name_of_its_own():
+    """Named by the day received, in the client's time zone, and the receipt number it prints."""
+    card = "Visa ending 4242"
+    first = {
+        **DOCUMENTS["receipt"],
+        "id": "0a1b2c3d-1111",
+        "reference": card,
+        "received_at": "2026-12-04T03:30:00+00:00",
+    }
+    second = {**first, "id": "9f8e7d6c-2222", "received_at": "2026-12-07T16:35:21+00:00"}
+    names = [doc_handlers.document_filename("receipt", r, "America/New_York") for r in (first, second)]
+    assert names == ["receipt-2026-12-03-0A1B2C3D.pdf", "receipt-2026-12-07-9F8E7D6C.pdf"]
+    assert squeezed("Receipt 0A1B2C3D") in squeezed(
+        text_of(pdfmod.render_pdf("receipt", {**context("receipt"), "doc": first}))
+    )
+    assert doc_handlers.document_filename("receipt", first) == "receipt-2026-12-04-0A1B2C3D.pdf"  # UTC without one
+
+
+def test_the_receipt_email_and_download_carry_that_name(tmp_path):
+    renderer = pdfmod.Renderer(FileStorage(tmp_path), concurrency=1)
+    try:
+        answer = doc_handlers.render_document(
+            renderer, BUSINESS, "receipt", {**DOCUMENTS["receipt"], "id": "5e6f7a8b-3333"}, "de_DE", "Europe/Berlin"
+        )
+    finally:
+        renderer.close()
+    assert answer["filename"] == "receipt-2026-11-20-5E6F7A8B.pdf"
