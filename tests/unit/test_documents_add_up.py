@@ -86,7 +86,7 @@ def check_it_adds_up(invoice: dict, line_amounts: list[int], rows: list[tuple[st
     assert [label.startswith("Tax ") for label, _ in taxes] == [True] * len(taxes)
     assert len(taxes) == len({Decimal(line["tax_rate"]) for line in invoice["lines"]})  # one row per rate
     for label, tax in taxes:  # "Tax 19% on $1,234.00": that rate's tax on the printed base
-        rate, base = re.fullmatch(r"Tax ([\d.]+)% on \$([\d,]+\.\d\d)", label).groups()
+        rate, base = re.fullmatch(r"Tax ([\d.]+)% (?:\(zero-rated\) )?on \$([\d,]+\.\d\d)", label).groups()
         assert abs(cents("", base) * Decimal(rate) / 100 - tax) <= Decimal("0.5")
     total = rows[labels.index("Total")][1]
     assert subtotal + sum(tax for _, tax in taxes) == total

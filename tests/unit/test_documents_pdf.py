@@ -481,3 +481,28 @@ def test_the_receipt_email_and_download_carry_that_name(tmp_path):
     finally:
         renderer.close()
     assert answer["filename"] == "receipt-2026-11-20-5E6F7A8B.pdf"
+
+
+@pytest.mark.parametrize(
+    "locale, rows",
+    [
+        ("en_US", ["Tax 20% on $25.00", "Tax 0% (zero-rated) on $15.00", "Exempt from tax on $600.00"]),
+        (
+            "de_DE",
+            ["Umsatzsteuer 20% auf 25,00 $", "Umsatzsteuer 0% (Nullsatz) auf 15,00 $", "Umsatzsteuerfrei auf 600,00 $"],
+        ),
+    ],
+)
+def test_a_zero_rated_and_an_exempt_tax_row_read_differently(locale, rows):
+    bands = [
+        {"category": "S", "rate": "20", "base": 2500, "tax": 500},
+        {"category": "Z", "rate": "0", "base": 1500, "tax": 0},
+        {"category": "E", "rate": "0", "base": 60000, "tax": 0},
+    ]
+    invoice = {**INVOICE, "tax_breakdown": bands}
+    text = squeezed(text_of(pdfmod.render_pdf("invoice", {**context("invoice", locale), "doc": invoice})))
+    for row in rows:
+        assert squeezed(row) in text, row
+    reverse = {**INVOICE, "tax_breakdown": [{"category": "AE", "rate": "0", "base": 60000, "tax": 0}]}
+    text = squeezed(text_of(pdfmod.render_pdf("invoice", {**context("invoice", "en_US"), "doc": reverse})))
+    assert squeezed("Reverse charge on $600.00") in text and squeezed("Tax 0%") not in text

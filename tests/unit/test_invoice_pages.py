@@ -121,7 +121,7 @@ def test_the_link_page_shows_the_credit_and_retainer_applied_and_adds_up():
     rows = totals(html, DOLLARS)
     assert rows == [
         ("Subtotal", 88500),
-        ("Tax 0% on $885.00", 0),
+        ("Tax 0% (zero-rated) on $885.00", 0),
         ("Total", 88500),
         ("Credit applied", -50000),
         ("Retainer applied", -10000),
@@ -226,3 +226,15 @@ def test_each_disputed_lines_checkbox_sits_beside_its_own_lines_name():
     assert re.search(r"^label\.check input \{[^}]*width: auto", css, re.M)
     phone = css.split("@media (max-width: 640px)")[1].split("\n}\n")[0]
     assert not re.search(r"^\s*(label|fieldset|input)\b", phone, re.M)  # the phone keeps the row
+
+
+def test_a_zero_rated_and_an_exempt_tax_row_read_differently_on_both_pages():
+    bands = [
+        {"category": "Z", "rate": "0", "base": 1500, "tax": 0},
+        {"category": "E", "rate": "0", "base": 60000, "tax": 0, "exemption_reason": "§ 4 Nr. 21 UStG"},
+    ]
+    german = {**PAID_EUR, "subtotal": 61500, "total": 61500, "tax_total": 0, "tax_breakdown": bands, "balance": 0}
+    german["payments"] = [{**PAID_EUR["payments"][0], "amount": 61500}]
+    for html in (signed_in_page(german), public_page(german)[0]):
+        labels = [label for label, _ in totals(html, EUROS)]
+        assert labels[1:3] == ["Umsatzsteuer 0% (Nullsatz) auf 15,00 €", "Umsatzsteuerfrei auf 600,00 €"], labels

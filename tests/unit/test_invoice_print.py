@@ -219,7 +219,7 @@ def test_the_printable_view_shows_the_totals_as_the_signed_in_page_does():
     assert printed == totals(invoice_page(US_INVOICE, ACME, printable=False), r"(−?)\$([\d,]+)\.(\d\d)")
     assert printed == [
         ("Subtotal", 88500),
-        ("Tax 0% on $885.00", 0),
+        ("Tax 0% (zero-rated) on $885.00", 0),
         ("Total", 88500),
         ("Credit applied", -50000),
         ("Retainer applied", -10000),
