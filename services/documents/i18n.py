@@ -54,6 +54,11 @@ def template_env(directory: Path, locale: str) -> Environment:
             if value
             else ""
         ),
+        day=lambda value, tz="UTC": (  # a date and time as its day in `tz`, for paper: no time of day
+            format_date(datetime.fromisoformat(value).astimezone(ZoneInfo(tz)).date(), "medium", locale=locale)
+            if value
+            else ""
+        ),
         iban=lambda value: " ".join(
             value[i : i + 4] for i in range(0, len(value), 4)
         ),  # the paper format, in groups of four

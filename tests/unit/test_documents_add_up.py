@@ -101,7 +101,9 @@ def pdf_rows(text: str) -> tuple[list[int], list[tuple[str, int]]]:
     line_amounts = [cents(*re.findall(DOLLARS, row)[-1]) for row in text.splitlines() if row.startswith("Item ")]
     rows = []
     for row in text.splitlines():
-        match = re.fullmatch(rf"(Subtotal|Tax .*|Total|Paid|Credits applied|Balance due) {DOLLARS}", row)
+        match = re.fullmatch(
+            rf"(Subtotal|Tax .*|Total|Paid .*|Credit applied|Retainer applied|Balance due) {DOLLARS}", row
+        )
         if match:
             rows.append((match.group(1), cents(match.group(2), match.group(3))))
     return line_amounts, rows

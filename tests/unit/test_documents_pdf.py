@@ -506,3 +506,51 @@ def test_a_zero_rated_and_an_exempt_tax_row_read_differently(locale, rows):
     reverse = {**INVOICE, "tax_breakdown": [{"category": "AE", "rate": "0", "base": 60000, "tax": 0}]}
     text = squeezed(text_of(pdfmod.render_pdf("invoice", {**context("invoice", "en_US"), "doc": reverse})))
     assert squeezed("Reverse charge on $600.00") in text and squeezed("Tax 0%") not in text
+
+
+PAID_TWICE = {
+    **INVOICE,
+    "amount_paid": 65000,
+    "amount_credited": 0,
+    "balance": -1500,
+    "payments": [
+        {"payment_id": "p1", "amount": 25000, "currency": "USD", "received_at": "2026-12-04T15:00:00+00:00"},
+        {"payment_id": "p2", "amount": 40000, "currency": "USD", "received_at": "2026-12-07T15:35:21+00:00"},
+    ],
+    "credits": [
+        {"id": "ca1", "source": "credit_note", "amount": 10000, "currency": "USD"},
+        {"id": "ca2", "source": "retainer", "amount": 15000, "currency": "USD"},
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    "locale, rows",
+    [
+        (
+            "en_US",
+            [
+                "Paid Dec 4, 2026 −$250.00",
+                "Paid Dec 7, 2026 −$400.00",
+                "Credit applied −$100.00",
+                "Retainer applied −$150.00",
+            ],
+        ),
+        (
+            "de_DE",
+            [
+                "Bezahlt am 04.12.2026 −250,00 $",
+                "Bezahlt am 07.12.2026 −400,00 $",
+                "Gutschrift verrechnet −100,00 $",
+                "Vorschuss verrechnet −150,00 $",
+            ],
+        ),
+    ],
+)
+def test_the_invoice_pdf_lists_each_payment_with_its_day_and_each_credit_as_the_page_does(locale, rows):
+    pdf = pdfmod.render_pdf("invoice", {**context("invoice", locale), "timezone": "Europe/Berlin", "doc": PAID_TWICE})
+    text = squeezed(text_of(pdf))
+    for row in rows:
+        assert squeezed(row) in text, row
+    assert "16:35" not in text and "4:35" not in text  # the day only, no time of day on paper
+    assert squeezed(rows[-1]) in text[: text.index(squeezed("Balance due" if locale == "en_US" else "Offener Betrag"))]
