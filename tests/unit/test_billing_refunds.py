@@ -190,6 +190,29 @@ def test_a_refund_reopens_the_newest_invoices_first(db, ws):
     assert db(h.list_refunds, ws_id, client_id="someone-else") == []
 
 
+def test_the_payments_list_says_what_was_refunded_of_each_payment_in_one_statement(db, ws):
+    ws_id, client = ws
+    first = _invoice(db, ws_id, client, 50000)
+    second = _invoice(db, ws_id, client, 2000)
+    _card(db, ws_id, "pi_1", [(first, 50000)])
+    _card(db, ws_id, "pi_2", [(second, 2000)])
+    _refund(db, ws_id, "re_1", "pi_1", 6000)
+    _refund(db, ws_id, "re_2", "pi_1", 4000)
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *rest):
+        statements.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        listed = db(h.list_payments, ws_id, client, sort="amount")
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", seen)
+    assert [(p["id"], p["amount"], p["refunded"]) for p in listed] == [("pi_2", 2000, 0), ("pi_1", 50000, 10000)]
+    # summed in the list's own statement, not read again for each payment
+    assert len([s for s in statements if "refunds" in s]) == 1
+
+
 def test_a_refund_of_an_unknown_or_foreign_payment_waits_for_it(db, ws):
     """Unavailable, so the consumer retries: the refund may have overtaken payment.succeeded."""
     ws_id, client = ws

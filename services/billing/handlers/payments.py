@@ -462,14 +462,15 @@ def _announce_applied(uow, workspace_id: str, payment_id: str, client_id: str, c
             uow.publish("invoice.paid", workspace_id, event)
 
 
-def _payment_view(uow, row) -> dict:
+def _payment_view(uow, row, refunded: int | None = None) -> dict:
+    """A payment's view; `refunded` when the statement that read the row summed it already."""
     allocations = uow.execute(
         sa.select(payment_allocations.c.invoice_id, payment_allocations.c.amount, invoices.c.number)
         .join(invoices, invoices.c.id == payment_allocations.c.invoice_id)
         .where(payment_allocations.c.payment_id == row.id)
     ).all()
     paid = [{"invoice_id": a.invoice_id, "number": a.number, "amount": a.amount} for a in allocations]
-    return _view(row, paid, _refunded(uow, row.id))
+    return _view(row, paid, _refunded(uow, row.id) if refunded is None else int(refunded))
 
 
 def _view(row, allocations: list[dict], refunded: int) -> dict:
@@ -516,7 +517,14 @@ def get_payment(uow, now: datetime, workspace_id: str, payment_id: str, client_i
 def list_payments(
     uow, now: datetime, workspace_id: str, client_id: str | None = None, kind: str | None = None, sort: str = "-date"
 ) -> list[dict]:
-    query = sa.select(payments).where(payments.c.workspace_id == workspace_id)
+    # what was refunded of each payment, summed in the list's own statement
+    refunded = (
+        sa.select(sa.func.coalesce(sa.func.sum(refunds.c.amount), 0))
+        .where(refunds.c.payment_id == payments.c.id)
+        .scalar_subquery()
+        .label("refunded_total")
+    )
+    query = sa.select(payments, refunded).where(payments.c.workspace_id == workspace_id)
     if client_id:
         query = query.where(payments.c.client_id == client_id)
     if kind:
@@ -528,4 +536,4 @@ def list_payments(
     if column is None:
         raise Invalid("Unknown sort.", sort="date or amount, optionally with a leading -")
     rows = uow.execute(query.order_by(column.desc() if sort.startswith("-") else column.asc())).all()
-    return [_payment_view(uow, r) for r in rows]
+    return [_payment_view(uow, r, r.refunded_total) for r in rows]
