@@ -186,6 +186,13 @@ def test_a_refund_reopens_the_newest_invoices_first(db, ws):
     _refund(db, ws_id, "re_2", "pi_1", 8000)
     assert _invoice_state(db, ws_id, older) == ("sent", 0, 0, 10000)
     assert [r["id"] for r in db(h.list_refunds, ws_id, payment_id="pi_1")] == ["re_1", "re_2"]
+    # the receipt's data lists each refund with its date, and what was refunded adds up with what was kept
+    receipt = db(h.get_payment, ws_id, "pi_1")
+    assert [(r["id"], r["amount"], r["created_at"][:10]) for r in receipt["refunds"]] == [
+        ("re_1", 7000, "2026-11-23"),
+        ("re_2", 8000, "2026-11-23"),
+    ]
+    assert receipt["refunded"] + sum(a["amount"] for a in receipt["allocations"]) + receipt["unapplied"] == 15000
     assert len(db(h.list_refunds, ws_id, client_id=client)) == 2
     assert db(h.list_refunds, ws_id, client_id="someone-else") == []
 

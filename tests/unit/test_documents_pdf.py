@@ -554,3 +554,50 @@ def test_the_invoice_pdf_lists_each_payment_with_its_day_and_each_credit_as_the_
         assert squeezed(row) in text, row
     assert "16:35" not in text and "4:35" not in text  # the day only, no time of day on paper
     assert squeezed(rows[-1]) in text[: text.index(squeezed("Balance due" if locale == "en_US" else "Offener Betrag"))]
+
+
+@pytest.mark.parametrize(
+    "locale, expected",
+    [
+        (
+            "en_US",
+            [
+                "Amount received: $500.00",
+                "INV-2026-00004 $400.00",
+                "Refunded on Dec 8, 2026, 9:15:00 AM $100.00",
+                "Amount received $500.00",
+                "Kept after refunds: $400.00",
+            ],
+        ),
+        (
+            "de_DE",
+            [
+                "Erhaltener Betrag: 500,00 $",
+                "INV-2026-00004 400,00 $",
+                "Erstattet am 08.12.2026, 09:15:00 100,00 $",
+                "Nach Erstattungen behalten: 400,00 $",
+            ],
+        ),
+    ],
+)
+def test_a_receipt_lists_each_refund_and_what_was_kept_so_it_adds_up(locale, expected):
+    refunded = {
+        **DOCUMENTS["receipt"],
+        "amount": 50000,
+        "allocations": [{"invoice_id": "i4", "number": "INV-2026-00004", "amount": 40000}],
+        "unapplied": 0,
+        "refunded": 10000,
+        "refunds": [{"id": "re_1", "amount": 10000, "created_at": "2026-12-08T14:15:00+00:00"}],
+    }
+    pdf = pdfmod.render_pdf("receipt", {**context("receipt", locale), "doc": refunded})
+    text = squeezed(text_of(pdf))
+    for line in expected:
+        assert squeezed(line) in text, line
+    keep_page_images(f"receipt-refunded-{locale}", pdf)
+
+
+def test_a_receipt_without_refunds_says_nothing_of_them_and_shows_money_kept_as_credit():
+    overpaid = {**DOCUMENTS["receipt"], "amount": 30000, "unapplied": 5000, "refunds": []}
+    text = squeezed(text_of(pdfmod.render_pdf("receipt", {**context("receipt"), "doc": overpaid})))
+    assert squeezed("Kept as credit $50.00") in text and squeezed("INV-2026-00042 $250.00") in text
+    assert "Refunded" not in text and "Keptafterrefunds" not in text

@@ -505,8 +505,15 @@ def get_payment(uow, now: datetime, workspace_id: str, payment_id: str, client_i
     """One payment with what it paid, and the client's details for a receipt."""
     row = get_scoped(uow, payments, workspace_id, payment_id, "payment", client_id=client_id)
     client = client_row(uow, workspace_id, row.client_id)
+    refunded = uow.execute(
+        sa.select(refunds.c.id, refunds.c.amount, refunds.c.created_at)
+        .where(refunds.c.payment_id == row.id)
+        .order_by(refunds.c.created_at, refunds.c.id)
+    ).all()
     return {
-        **_payment_view(uow, row),
+        **_payment_view(uow, row, sum(r.amount for r in refunded)),
+        # each refund, oldest first, so that the receipt adds up on its face
+        "refunds": [{"id": r.id, "amount": r.amount, "created_at": iso(r.created_at)} for r in refunded],
         "verification_code": code_of(uow, "receipt", payment_id),  # printed on the receipt
         "client": client_snapshot(uow, client),
         "locale": client.locale,
