@@ -338,6 +338,21 @@ refunds = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
 )
 
+# What each card refund took back from each invoice the payment paid (a refund of a payment that paid
+# several invoices reverses the newest first), so an invoice shows the payment and its refund apart.
+refund_reversals = sa.Table(
+    "refund_reversals",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("workspace_id", sa.String(36), sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("client_id", sa.String(36), sa.ForeignKey("clients.id"), nullable=False),
+    sa.Column("refund_id", sa.String(64), sa.ForeignKey("refunds.id"), nullable=False, index=True),
+    sa.Column("payment_id", sa.String(64), sa.ForeignKey("payments.id"), nullable=False),
+    sa.Column("invoice_id", sa.String(36), sa.ForeignKey("invoices.id"), nullable=False, index=True),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
 # Credit notes and retainer balances applied to invoices, and retainer money refunded.
 credit_applications = sa.Table(
     "credit_applications",

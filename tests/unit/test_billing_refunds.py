@@ -178,6 +178,16 @@ def test_a_refund_reopens_the_newest_invoices_first(db, ws):
     recorded = json.loads(events(db, "refund.recorded")[0])["data"]
     assert [(r["invoice_id"], r["amount"]) for r in recorded["reversals"]] == [(newer["id"], 5000), (older["id"], 2000)]
     assert db(h.list_activity, ws_id, client)[0]["summary"] == "Refund of $70.00 recorded"
+    # each invoice shows the payment as paid and what the refund took back of it, even the one it no longer pays
+    for invoice, still_pays, took_back in ((newer, 0, 5000), (older, 8000, 2000)):
+        view = db(h.get_invoice, ws_id, invoice["id"], client_id=client)
+        assert [(p["payment_id"], p["amount"], p["refunded"]) for p in view["payments"]] == [
+            ("pi_1", still_pays, took_back)
+        ]
+        assert [(r["refund_id"], r["payment_id"], r["amount"]) for r in view["refunds"]] == [
+            ("re_1", "pi_1", took_back)
+        ]
+        assert view["refunds"][0]["refunded_at"].startswith("2026-11-23")
     # the same refund again (a replayed event) is recorded once
     assert _refund(db, ws_id, "re_1", "pi_1", 7000) == refund
     assert db(h.get_payment, ws_id, "pi_1")["refunded"] == 7000
@@ -260,6 +270,11 @@ def test_under_the_credit_policy_refunded_invoices_stay_settled_by_a_credit(db, 
     _card(db, ws_id, "pi_1", [(invoice, 10000)])
     _refund(db, ws_id, "re_1", "pi_1", 4000)
     assert _invoice_state(db, ws_id, invoice) == ("paid", 6000, 4000, 0)
+    view = db(h.get_invoice, ws_id, invoice["id"])
+    assert [(p["amount"], p["refunded"]) for p in view["payments"]] == [(6000, 4000)]
+    assert [(r["amount"], c["source"], c["amount"]) for r, c in zip(view["refunds"], view["credits"])] == [
+        (4000, "refund", 4000)
+    ]
     with db.engine.connect() as conn:
         row = conn.execute(sa.select(credit_applications)).one()
     assert (row.source, row.kind, row.reference, row.amount, row.invoice_id) == (

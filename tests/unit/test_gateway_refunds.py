@@ -1,7 +1,15 @@
 """Refunded card money as the portal shows it, with billing replaced by a fake RPC: the payments page
-names what was refunded of each payment, in the page's language."""
+names what was refunded of each payment, and an invoice shows the payment as the client paid it and
+its refund as a line of its own (signed-in, printable and link pages), in the page's language."""
 
+import re
+
+import pytest
+
+from tests.unit.test_documents_add_up import Cells
 from tests.unit.test_gateway import SESSION, WORKSPACE, client
+from tests.unit.test_invoice_pages import invoice, priced, public_page
+from tests.unit.test_invoice_print import invoice_page
 
 READER = {"id": "cl1", "name": "Demo Client Ltd", "currency": "USD", "locale": "en_US", "timezone": "America/New_York"}
 
@@ -52,3 +60,102 @@ def test_the_refund_reads_in_german():
     html = payments_page([payment(50000, 10000)], session={**SESSION, "locale": "de_DE"})
     (row,) = rows(html)
     assert "500,00\xa0$<span" in row and ", 100,00\xa0$ erstattet</span>" in row
+
+
+# --- an invoice a refunded payment paid -------------------------------------------------------------------
+
+# INV-2026-00004: $500.00, paid by a card payment of $500.00 of which $100.00 was refunded, under the
+# reopen policy: the payment still pays $400.00 of it, and $100.00 is owed again.
+REFUNDED = invoice(
+    id="i4",
+    number="INV-2026-00004",
+    **priced("Design work", 50000),
+    balance=10000,
+    credits=[],
+    payments=[
+        {
+            "payment_id": "pi_1",
+            "amount": 40000,
+            "refunded": 10000,
+            "currency": "USD",
+            "method": "card",
+            "reference": "Visa ending 4242",
+            "received_at": "2026-12-07T15:32:45+00:00",
+        }
+    ],
+    refunds=[
+        {
+            "refund_id": "re_1",
+            "payment_id": "pi_1",
+            "amount": 10000,
+            "currency": "USD",
+            "refunded_at": "2026-12-08T14:00:00+00:00",
+        }
+    ],
+)
+SIGNED = r"([−+]?)\$([\d,]+)\.(\d\d)"
+SIGNED_EUROS = r"([−+]?)([\d.]+),(\d\d) €"
+
+
+def added_up(html: str, amount: str = SIGNED) -> list[tuple[str, int]]:
+    """The totals table top to bottom as (label, cents), a deduction negative and a refund positive."""
+    parser = Cells()
+    parser.feed(html)
+    rows = []
+    for row in parser.rows:
+        match = len(row) == 2 and re.fullmatch(amount, row[1])
+        if match:
+            sign, units, fraction = match.groups()
+            value = int(re.sub(r"\D", "", units)) * 100 + int(fraction)
+            rows.append((row[0], -value if sign == "−" else value))
+    return rows
+
+
+@pytest.mark.parametrize("printable", [False, True], ids=["page", "printable"])
+def test_an_invoice_shows_the_payment_as_paid_and_its_refund_as_a_line_of_its_own(printable):
+    rows = added_up(invoice_page(REFUNDED, WORKSPACE, printable=printable))
+    assert rows == [
+        ("Subtotal", 50000),
+        ("Tax 0% on $500.00", 0),
+        ("Total", 50000),
+        ("Paid Dec 7, 2026, 10:32:45 AM", -50000),  # what the client paid, as its bank shows it
+        ("Refunded Dec 8, 2026, 9:00:00 AM", 10000),
+        ("Balance due", 10000),
+    ]
+    assert sum(amount for _, amount in rows[2:-1]) == rows[-1][1]
+
+
+def test_a_payment_refunded_in_full_is_still_listed_with_its_refund_on_the_link_page():
+    whole = {
+        **REFUNDED,
+        "balance": 50000,
+        "status": "sent",
+        "payments": [{**REFUNDED["payments"][0], "amount": 0, "refunded": 50000}],
+        "refunds": [{**REFUNDED["refunds"][0], "amount": 50000}],
+    }
+    html, _ = public_page(whole)
+    assert added_up(html)[3:] == [
+        ("Paid Dec 7, 2026, 10:32:45 AM", -50000),
+        ("Refunded Dec 8, 2026, 9:00:00 AM", 50000),
+        ("Balance due", 50000),
+    ]
+
+
+def test_under_the_credit_policy_the_refund_and_the_credit_that_settles_it_are_named_in_german():
+    credited = {
+        **REFUNDED,
+        "currency": "EUR",
+        "balance": 0,
+        "status": "paid",
+        "payments": [{**REFUNDED["payments"][0], "currency": "EUR"}],
+        "refunds": [{**REFUNDED["refunds"][0], "currency": "EUR"}],
+        "credits": [{"id": "ca1", "source": "refund", "amount": 10000, "currency": "EUR"}],
+        "timezone": "Europe/Berlin",
+    }
+    rows = added_up(invoice_page(credited, WORKSPACE, locale="de_DE"), SIGNED_EUROS)
+    assert rows[3:] == [
+        ("Bezahlt am 07.12.2026, 16:32:45", -50000),
+        ("Erstattet am 08.12.2026, 15:00:00", 10000),
+        ("Erstattung als Gutschrift verrechnet", -10000),
+        ("Offener Betrag", 0),
+    ]

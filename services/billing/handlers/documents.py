@@ -64,6 +64,7 @@ from services.billing.tables import (
     payments,
     quote_versions,
     quotes,
+    refund_reversals,
     workspaces,
 )
 
@@ -520,6 +521,20 @@ _INVOICE_PAYMENTS = (
     .where(payment_allocations.c.invoice_id == _of_invoice)
 )
 _INVOICE_CREDITS = sa.select(credit_applications).where(credit_applications.c.invoice_id == _of_invoice)
+_INVOICE_REFUNDS = (
+    sa.select(
+        refund_reversals.c.refund_id,
+        refund_reversals.c.amount,
+        refund_reversals.c.created_at,
+        payments.c.id,
+        payments.c.currency,
+        payments.c.method,
+        payments.c.reference,
+        payments.c.received_at,
+    )
+    .join(payments, payments.c.id == refund_reversals.c.payment_id)
+    .where(refund_reversals.c.invoice_id == _of_invoice)
+)
 _INVOICE_DISPUTES = sa.select(invoice_disputes).where(invoice_disputes.c.invoice_id == _of_invoice)
 _INVOICE_CONTACTS = sa.select(contacts.c.name, contacts.c.email).where(
     contacts.c.client_id == sa.select(invoices.c.client_id).where(invoices.c.id == _of_invoice).scalar_subquery()
@@ -551,6 +566,7 @@ def _invoice_statement(within_client: bool) -> Prepared:
             json_rows(_INVOICE_CREDITS, (credit_applications.c.created_at, credit_applications.c.id)).label(
                 "credit_rows"
             ),
+            json_rows(_INVOICE_REFUNDS, (refund_reversals.c.created_at, refund_reversals.c.id)).label("refund_rows"),
             json_rows(_INVOICE_DISPUTES, (invoice_disputes.c.raised_at.desc(), invoice_disputes.c.id), 1).label(
                 "latest_dispute"
             ),
@@ -589,17 +605,45 @@ def get_invoice(uow, now: datetime, workspace_id: str, invoice_id: str, client_i
     # documents writes XML for a seller with a VAT id
     view["einvoice"] = bool(parse_settings(row.business_settings or {}).legal.vat_id)
     view["verification_code"] = grouped(row.verification_code)
-    view["payments"] = [
-        {
+    # each payment with what it still pays here (`amount`) and what refunds took back of it (`refunded`:
+    # it paid amount + refunded); one refunded in full pays nothing here any more, and is still listed
+    paid = {
+        p.id: {
             "payment_id": p.id,
             "amount": p.allocated,
+            "refunded": 0,
             "currency": p.currency,
             "method": p.method,
             "reference": p.reference,
             "received_at": iso(p.received_at),
         }
         for p in rows_from_json(_INVOICE_PAYMENTS, row.payment_rows)
-    ]
+    }
+    view["refunds"] = []
+    for r in rows_from_json(_INVOICE_REFUNDS, row.refund_rows):
+        entry = paid.setdefault(
+            r.id,
+            {
+                "payment_id": r.id,
+                "amount": 0,
+                "refunded": 0,
+                "currency": r.currency,
+                "method": r.method,
+                "reference": r.reference,
+                "received_at": iso(r.received_at),
+            },
+        )
+        entry["refunded"] += r.amount
+        view["refunds"].append(
+            {
+                "refund_id": r.refund_id,
+                "payment_id": r.id,
+                "amount": r.amount,
+                "currency": r.currency,
+                "refunded_at": iso(r.created_at),
+            }
+        )
+    view["payments"] = sorted(paid.values(), key=lambda p: (p["received_at"], p["payment_id"]))
     view["credits"] = [
         {"id": c.id, "source": c.source, "amount": c.amount, "currency": c.currency, "applied_at": iso(c.created_at)}
         for c in rows_from_json(_INVOICE_CREDITS, row.credit_rows)

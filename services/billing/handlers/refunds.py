@@ -25,7 +25,7 @@ from services.billing.handlers.common import (
 from services.billing.handlers.payments import _refunded
 from services.billing.handlers.settlement import _amount, _reverse
 from services.billing.handlers.summaries import money_moved
-from services.billing.tables import invoices, payment_allocations, payments, refunds
+from services.billing.tables import invoices, payment_allocations, payments, refund_reversals, refunds
 
 __all__ = ["record_refund", "list_refunds"]
 
@@ -138,6 +138,22 @@ def record_refund(uow, now: datetime, workspace_id: str, data: dict) -> dict:
             created_at=now,
         )
     )
+    if reversals:  # what it took back from each invoice, for the invoice's page
+        uow.execute(
+            refund_reversals.insert(),
+            [
+                {
+                    "workspace_id": workspace_id,
+                    "client_id": payment.client_id,
+                    "refund_id": refund_id,
+                    "payment_id": payment.id,
+                    "invoice_id": r["invoice_id"],
+                    "amount": r["amount"],
+                    "created_at": now,
+                }
+                for r in reversals
+            ],
+        )
     money_moved(uow, now, workspace_id, payment.client_id)
     view = _refund_view(uow.execute(sa.select(refunds).where(refunds.c.id == refund_id)).one())
     uow.publish(
