@@ -171,6 +171,58 @@ def payment_receipt(
     )
 
 
+def refund_notice(
+    uow,
+    now,
+    sender,
+    brand: dict,
+    *,
+    key: str,
+    refund: dict,
+    payment: dict,
+    recipient: dict,
+    portal_url: str,
+    attachments: tuple = (),
+    headers: dict | None = None,
+) -> str:
+    """A card refund: how much, of which payment (its amount, when and how it was paid), when the money
+    arrives, what the payment still pays, and any invoice it left owing; in the contact's language, else
+    the client's, and the payment's time in the client's zone."""
+    locale = handlers.recipient_locale(recipient, payment.get("locale"))
+    tz = recipient.get("timezone") or payment.get("timezone") or "UTC"
+    currency = refund["currency"]
+    context = {
+        "name": recipient.get("name", ""),
+        "amount": money(refund["amount"], currency, locale),
+        "paid": money(payment["amount"], currency, locale),
+        "paid_at": moment_in_zone(payment["received_at"], tz, locale),
+        "method": payment.get("method", ""),
+        "reference": payment.get("reference", ""),
+        "kept": money(payment["amount"] - payment.get("refunded", refund["amount"]), currency, locale),
+        "owed": [
+            {"number": r["number"], "balance": money(r["balance"], currency, locale)}
+            for r in refund.get("reversals", [])
+            if r.get("balance")
+        ],
+        "portal_url": portal_url,
+    }
+    return handlers.queue_email(
+        uow,
+        now,
+        sender,
+        brand=brand,
+        idempotency_key=key,
+        kind="refund_notice",
+        to=recipient["email"],
+        context=context,
+        workspace_id=brand["id"],
+        client_id=refund["client_id"],
+        attachments=attachments,
+        locale=locale,
+        headers=headers,
+    )
+
+
 def payment_failed(uow, now, sender, brand: dict, *, key: str, data: dict, recipient: dict, link: str) -> str:
     locale = recipient.get("locale") or "en_US"
     context = {

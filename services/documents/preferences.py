@@ -3,9 +3,9 @@
 Every kind of email either belongs to a category a contact can turn off (billing owns the choices and
 their defaults; documents keeps a copy from billing's events) or is essential and always sent: sign-in
 links, security notices (a failed automatic payment), the receipt for a payment the contact made
-itself, and mail that is not to a contact (a forward, a message to the business). The check fails
-towards sending: an essential email is never looked up, and a contact whose choices have not reached
-documents yet has the defaults."""
+itself and the news of its refund, and mail that is not to a contact (a forward, a message to the
+business). The check fails towards sending: an essential email is never looked up, and a contact
+whose choices have not reached documents yet has the defaults."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ CATEGORY_OF_KIND = {
     "quote_sent": "quotes",
     "invoice_reminder": "reminders",
     "payment_receipt": "receipts",  # ...unless the contact paid it itself: see category()
+    "refund_notice": "receipts",  # a refund of a payment, the updated receipt attached; like a receipt
     "booking": "bookings",
     "monthly_statement": "monthly_statement",
     "comment_reply": "comment_replies",
@@ -45,8 +46,8 @@ CATEGORY_OF_KIND = {
 def category(kind: str, contact_id: str | None = None, paid_by: str | None = None) -> str | None:
     """The category an email of `kind` to `contact_id` belongs to, or None when it is essential. A kind
     not listed is essential (a new kind is sent until someone decides it may be turned off)."""
-    if kind == "payment_receipt" and contact_id is not None and contact_id == paid_by:
-        return None  # the receipt for your own payment
+    if kind in ("payment_receipt", "refund_notice") and contact_id is not None and contact_id == paid_by:
+        return None  # the receipt for your own payment, or the refund of it
     if contact_id is None:
         return None  # not to a contact (a forward, the business): nobody's choice to make
     return CATEGORY_OF_KIND.get(kind)

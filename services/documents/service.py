@@ -585,6 +585,37 @@ class DocumentsService(ServiceBase):
                 headers=self._unsubscribe(workspace_id, data["client_id"], recipient, "payment_receipt", paid_by),
             )
 
+    @consumes("billing", "refund.recorded", slots=RENDERING)
+    def on_refund_recorded(self, uow, now, event):
+        """A card refund: each contact with portal access hears of it (those who keep receipts on, and
+        always the contact who paid), with the payment's receipt as it now stands (the refund listed)."""
+        data, workspace_id = event["data"], event["workspace_id"]
+        pending = [(f"refund:{data['id']}:{r['contact_id']}", r) for r in data.get("recipients", [])]
+        pending = [(key, r) for key, r in pending if not handlers.email_exists(uow, key)]  # redelivered?
+        if not pending:
+            return
+        payment = self.billing.get_payment(workspace_id, data["payment_id"])
+        paid_by = payment.get("paid_by_contact_id")  # the refund of your own payment is always sent
+        pending = [(k, r) for k, r in pending if preferences.wanted(uow, "refund_notice", r["contact_id"], paid_by)]
+        if not pending:
+            return
+        brand = self._branding(workspace_id, uow)
+        receipt = mails.pdf_attachment(self.renderer, brand, "receipt", payment)
+        for key, recipient in pending:
+            mails.refund_notice(
+                uow,
+                now,
+                self.sender,
+                brand,
+                key=key,
+                refund=data,
+                payment=payment,
+                recipient=recipient,
+                portal_url=self._portal("/payments"),
+                attachments=(receipt,),
+                headers=self._unsubscribe(workspace_id, data["client_id"], recipient, "refund_notice", paid_by),
+            )
+
     @consumes("payments", "payment.failed")
     def on_payment_failed(self, uow, now, event):
         """Automatic payments and late failures (a debit the bank returned days later) are emailed: a

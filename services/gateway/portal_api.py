@@ -160,7 +160,7 @@ class NotificationPreferencesIn(Body):
     invoices: bool = Field(LEFT_OUT, description="New and re-sent invoices")
     quotes: bool = Field(LEFT_OUT, description="New quotes")
     reminders: bool = Field(LEFT_OUT, description="Payment reminders")
-    receipts: bool = Field(LEFT_OUT, description="Receipts for payments made by others at your company")
+    receipts: bool = Field(LEFT_OUT, description="Receipts and refunds for payments made by others at your company")
     monthly_statement: bool = Field(LEFT_OUT, description="The statement of account for last month, on the 1st")
     comment_replies: bool = Field(LEFT_OUT, description="Replies to your comments")
     bookings: bool = Field(LEFT_OUT, description="Booking confirmations and cancellations")

@@ -203,6 +203,7 @@ def test_a_refund_reopens_the_newest_invoices_first(db, ws):
         ("re_2", 8000, "2026-11-23"),
     ]
     assert receipt["refunded"] + sum(a["amount"] for a in receipt["allocations"]) + receipt["unapplied"] == 15000
+    assert receipt["paid_by_contact_id"] is None  # recorded by the business, not paid by a contact in the portal
     assert len(db(h.list_refunds, ws_id, client_id=client)) == 2
     assert db(h.list_refunds, ws_id, client_id="someone-else") == []
 

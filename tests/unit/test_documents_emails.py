@@ -676,3 +676,108 @@ def test_a_resolved_dispute_from_before_it_named_recipients_emails_no_one(sqlite
     del older["data"]["recipients"], older["data"]["credit_note_number"], older["data"]["credit_currency"]
     service.on_invoice_dispute_resolved(older)
     assert queued(engine) == []
+
+
+# A card payment of $500.00 on INV-2026-00004 of which $100.00 was refunded (reopen policy), as billing's
+# refund.recorded and then get_payment answer it.
+REFUND = {
+    "id": "re_1",
+    "payment_id": "pi_1",
+    "client_id": "cl1",
+    "amount": 10000,
+    "currency": "USD",
+    "policy": "reopen",
+    "reason": "requested_by_customer",
+    "created_at": "2026-12-08T14:00:00+00:00",
+    "from_unapplied": 0,
+    "reversals": [
+        {"invoice_id": "i4", "number": "INV-2026-00004", "amount": 10000, "status": "partially_paid", "balance": 10000}
+    ],
+    "recipients": [
+        {**DANA, "locale": None, "client_locale": "en_US", "timezone": "America/New_York"},
+        {
+            "contact_id": "c2",
+            "email": "eva@example.com",
+            "name": "Eva",
+            "locale": "de_DE",
+            "client_locale": "en_US",
+            "timezone": "America/New_York",
+        },
+    ],
+}
+REFUNDED_PAYMENT = {
+    **DOCUMENTS["receipt"],
+    "id": "pi_1",
+    "client_id": "cl1",
+    "amount": 50000,
+    "reference": "Visa ending 4242",
+    "received_at": "2026-12-07T15:32:45+00:00",
+    "allocations": [{"invoice_id": "i4", "number": "INV-2026-00004", "amount": 40000}],
+    "unapplied": 0,
+    "refunded": 10000,
+    "refunds": [{"id": "re_1", "amount": 10000, "created_at": "2026-12-08T14:00:00+00:00"}],
+    "client": DOCUMENTS["invoice"]["client"],
+    "locale": "en_US",
+    "timezone": "America/New_York",
+}
+
+
+def refund_emails(sqlite_engine, tmp_path, monkeypatch, choices=None, paid_by=None):
+    """Documents handling refund.recorded (twice, as a redelivery would), with billing's answer mocked."""
+    monkeypatch.setenv("UNSUBSCRIBE_SECRET", "s" * 32)
+    engine, service = documents_service(sqlite_engine)
+    if choices is not None:
+        with UnitOfWork(engine) as uow:
+            preferences.apply(uow, NOW, "ws1", {"contact_id": "c2", "client_id": "cl1", "version": 1, **choices})
+            uow.commit()
+    service.renderer = Renderer(FileStorage(tmp_path / "pdf"), concurrency=1)
+    service.billing.get_payment.return_value = {**REFUNDED_PAYMENT, "paid_by_contact_id": paid_by}
+    try:
+        for _ in range(2):
+            service.on_refund_recorded(envelope("refund.recorded", "ws1", REFUND, occurred_at=NOW))
+    finally:
+        service.renderer.close()
+    assert [call.args for call in service.billing.get_payment.call_args_list][0] == ("ws1", "pi_1")
+    return {message["To"]: message for message in queued(engine)}
+
+
+def test_a_refund_is_emailed_with_its_payment_when_the_money_arrives_and_the_receipt(
+    sqlite_engine, tmp_path, monkeypatch
+):
+    sent = refund_emails(sqlite_engine, tmp_path, monkeypatch)
+    assert sorted(sent) == ["dana@example.com", "eva@example.com"]  # once each, though delivered twice
+    english = sent["dana@example.com"]
+    text, html = parts(english)
+    assert english["Subject"] == "Refund: $100.00 · Acme Studio"
+    for says in (
+        "Acme Studio refunded $100.00 of your payment of $500.00 on Monday, December 7, 2026, 10:32\u202fAM"
+        " (Eastern Time).",
+        "The money goes back to Visa ending 4242.",
+        "Card refunds usually reach your account within 5 to 10 business days.",
+        "Your payment now comes to $400.00.",
+        "Invoice INV-2026-00004 has $100.00 due again.",
+    ):
+        assert says in text and says in html, says
+    [(name, attached)] = attachments(english).items()
+    assert name == handlers.document_filename(
+        "receipt", REFUNDED_PAYMENT, "America/New_York"
+    )  # the day in Eastern Time
+    receipt = attached.get_content()
+    assert receipt.startswith(b"%PDF-")
+    assert english["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"  # a receipts email: it may be turned off
+    german, _ = parts(sent["eva@example.com"])
+    assert sent["eva@example.com"]["Subject"] == "Erstattung: 100,00\xa0$ · Acme Studio"
+    assert "Acme Studio hat Ihnen 100,00\xa0$ Ihrer Zahlung über 500,00\xa0$ vom Montag, 7. Dezember 2026" in german
+    assert "innerhalb von 5 bis 10 Werktagen" in german and "Ihre Zahlung beträgt jetzt 400,00\xa0$." in german
+
+
+@pytest.mark.parametrize(
+    "paid_by, emailed", [(None, ["dana@example.com"]), ("c2", ["dana@example.com", "eva@example.com"])]
+)
+def test_a_contact_who_turned_receipts_off_hears_only_of_the_refund_of_its_own_payment(
+    sqlite_engine, tmp_path, monkeypatch, paid_by, emailed
+):
+    sent = refund_emails(sqlite_engine, tmp_path, monkeypatch, choices={"receipts": False}, paid_by=paid_by)
+    assert sorted(sent) == emailed
+    if paid_by:  # essential for the contact who paid: no unsubscribe link
+        assert sent["eva@example.com"]["List-Unsubscribe"] is None

@@ -66,6 +66,7 @@ def test_each_kind_of_email_maps_to_its_category():
         "quote_sent": "quotes",
         "invoice_reminder": "reminders",
         "payment_receipt": "receipts",
+        "refund_notice": "receipts",
         "booking": "bookings",
         "monthly_statement": "monthly_statement",
         "comment_reply": "comment_replies",
@@ -77,6 +78,8 @@ def test_a_receipt_is_essential_for_the_contact_who_paid_and_a_choice_for_the_ot
     assert preferences.category("payment_receipt", "payer", paid_by="payer") is None
     assert preferences.category("payment_receipt", "colleague", paid_by="payer") == "receipts"
     assert preferences.category("payment_receipt", "colleague", paid_by=None) == "receipts"  # the business recorded it
+    assert preferences.category("refund_notice", "payer", paid_by="payer") is None  # the refund of your own payment
+    assert preferences.category("refund_notice", "colleague", paid_by="payer") == "receipts"
 
 
 def test_mail_that_is_not_to_a_contact_is_nobodys_choice():

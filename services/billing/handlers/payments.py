@@ -514,6 +514,10 @@ def get_payment(uow, now: datetime, workspace_id: str, payment_id: str, client_i
         **_payment_view(uow, row, sum(r.amount for r in refunded)),
         # each refund, oldest first, so that the receipt adds up on its face
         "refunds": [{"id": r.id, "amount": r.amount, "created_at": iso(r.created_at)} for r in refunded],
+        # the contact who paid it in the portal, if one did: its receipt and refunds are its own
+        "paid_by_contact_id": uow.execute(
+            sa.select(payment_payers.c.contact_id).where(payment_payers.c.payment_id == row.id)
+        ).scalar(),
         "verification_code": code_of(uow, "receipt", payment_id),  # printed on the receipt
         "client": client_snapshot(uow, client),
         "locale": client.locale,

@@ -25,7 +25,7 @@ CATEGORIES = (
     ("invoices", N_("New invoices")),
     ("quotes", N_("New quotes")),
     ("reminders", N_("Payment reminders")),
-    ("receipts", N_("Receipts for payments made by others at your company")),
+    ("receipts", N_("Receipts and refunds for payments made by others at your company")),
     ("monthly_statement", N_("A monthly statement of account")),
     ("comment_replies", N_("Replies to your comments")),
     ("bookings", N_("Booking confirmations and cancellations")),
