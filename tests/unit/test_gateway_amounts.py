@@ -216,3 +216,48 @@ def test_the_pay_page_names_the_credit_and_the_retainer_it_would_use_as_the_dash
     assert page.status_code == 200
     assert label in page.text and "$600.00" not in page.text and "600,00" not in page.text
     assert "available credit" not in page.text and "verfügbares Guthaben" not in page.text
+
+
+@pytest.mark.parametrize(
+    ("locale", "refusal", "apply_balance", "says"),
+    [
+        ("de_DE", "below the minimum", False, "Eine Teilzahlung beträgt mindestens 10,00\xa0€."),
+        ("de_DE", "more than the balance", False, "Der Betrag ist höher als die offenen 539,49\xa0€."),
+        ("de_DE", "more than the balance", True, "Der Betrag ist höher als die offenen 439,49\xa0€."),  # after credit
+        ("en_US", "more than the balance", False, "The amount is more than the €539.49 owed."),
+    ],
+)
+def test_billing_s_refusal_of_the_amount_is_worded_in_the_page_s_language(locale, refusal, apply_balance, says):
+    english = {
+        "below the minimum": "A partial payment is at least €10.00.",
+        "more than the balance": "The amount is more than the €539.49 owed.",
+    }[refusal]
+    c, rpc = client(
+        {
+            ("billing", "get_workspace"): WORKSPACE,
+            ("billing", "plan_payment"): {
+                "invoices": [],
+                "currency": "EUR",
+                "amount": 53949,
+                "balance_usable": 10000,
+                "allow_partial": True,
+                "minimum": 1000,
+            },
+            ("billing", "get_client"): {
+                "id": "cl1",
+                "name": "Euro",
+                "currency": "EUR",
+                "locale": "de_DE",
+                "timezone": "UTC",
+            },
+            ("payments", "start_payment"): Invalid(english, amount=refusal),
+        },
+        session={**SESSION, "locale": locale},
+    )
+    form = {"invoice": "i1", "amount": "5", "key": "k1"}
+    body = urlencode({**form, **({"apply_balance": "1"} if apply_balance else {})})
+    page = c.simulate_post("/pay", body=body, headers=FORM, cookies=c.session_cookie)
+    assert page.status_code == 422
+    assert f'<p class="error" role="alert">{says}</p>' in page.text
+    if locale == "de_DE":
+        assert "payment is at least" not in page.text and "owed" not in page.text

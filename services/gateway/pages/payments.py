@@ -59,6 +59,10 @@ AMOUNT_FORMATS = {
 AMOUNT_DIGITS = 12  # before the decimals: far above any balance, and no number of a thousand digits
 
 
+# billing's field errors for an amount it refuses (payment_plans._card_amount)
+AMOUNT_REFUSALS = ("more than the balance", "below the minimum")
+
+
 def amount_format(currency: str) -> str:
     return AMOUNT_FORMATS.get(get_currency_precision(currency), AMOUNT_FORMATS[2])
 
@@ -125,11 +129,14 @@ def payment_request(params: dict, currency: str | None = None, locale: str = "en
 class PayReview(Portal):
     """Step 1: what will be paid, with a partial amount and credit where allowed; nothing is charged."""
 
-    def _review(self, req, resp, session, params: dict, status: int = 200, error: str | None = None):
+    def _review(
+        self, req, resp, session, params: dict, status: int = 200, error: str | None = None, refusal: str | None = None
+    ):
         ws, client_id = session["workspace_id"], session["client_id"]
         client = self.billing(req).get_client(ws, client_id)
         request = payment_request({**params, "amount": None})
         plan = self.billing(req).plan_payment(ws, client_id, {**request, "apply_balance": False})
+        apply_balance = params.get("apply_balance") in ("1", "on")
         self.page(
             req,
             resp,
@@ -139,10 +146,13 @@ class PayReview(Portal):
             client=client,
             plan=plan,
             error=error,
+            refusal=refusal,
+            # what is owed once the credit the client ticked is used: the most a card pays
+            owed=plan["amount"] - (plan.get("balance_usable", 0) if apply_balance else 0),
             key=uuid.uuid4().hex,
             selection=params,
             amount=params.get("amount", ""),
-            apply_balance=params.get("apply_balance") in ("1", "on"),
+            apply_balance=apply_balance,
         )
 
     def on_get(self, req, resp):
@@ -167,7 +177,9 @@ class PayReview(Portal):
         except Invalid as exc:  # shown on the review page, with what the client entered
             params = {k: form.get(k) for k in ("invoice", "all", "amount", "apply_balance")}
             params["invoice"] = params["invoice"] or []
-            return self._review(req, resp, session, params, status=422, error=exc.detail)
+            # billing's refusals of the amount, which the page words in its own language with its figures
+            refusal = exc.fields.get("amount") if exc.fields.get("amount") in AMOUNT_REFUSALS else None
+            return self._review(req, resp, session, params, status=422, error=exc.detail, refusal=refusal)
         if attempt["status"] != "succeeded":  # the receipt will be this contact's own, whatever it chose
             self.billing(req).note_payment_payer(
                 session["workspace_id"], session["client_id"], attempt["id"], session["contact_id"]
