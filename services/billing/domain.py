@@ -381,6 +381,11 @@ class StatementEntry:
     reference: str
     amount: int  # positive: what it does to the balance is given by kind
     credit_note_id: str | None = None  # a credit note's own entry (not a refund's credit)
+    # What a refund's entries are about, for a page to word in its own language (`reference` is the
+    # English): "refund" (of the payment `payment`), "refund_credit" (the credit for that refund) or
+    # "retainer_refund"; `payment` is the refunded payment's reference, or its method when it has none.
+    about: str | None = None
+    payment: str | None = None
 
     @property
     def effect(self) -> int:
@@ -407,6 +412,8 @@ def statement(opening: int, entries: list[StatementEntry]) -> dict[str, Any]:
                 "amount": entry.amount,
                 "balance": running,
                 "credit_note_id": entry.credit_note_id,
+                "about": entry.about,
+                "payment": entry.payment,
             }
         )
     return {"opening_balance": opening, "entries": rows, "closing_balance": running}

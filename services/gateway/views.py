@@ -3,6 +3,7 @@ locale/, see chassis.i18n), with Babel formatting of money and dates."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from datetime import date, datetime
@@ -54,6 +55,10 @@ STATUS_LABELS = {
     "rejected": N_("declined"),  # the word of the quotes' filter and page
     "expired": N_("expired"),
 }
+# billing's English wording of what a payment was made with (payments.paid_with, or as the business
+# recorded it): the card brand or "Card", or "SEPA Direct Debit", and the last digits
+PAID_WITH = re.compile(r"(?P<means>[A-Za-z][A-Za-z ]{0,40}) ending (?P<last4>[0-9]{2,4})")
+PAID_WITH_MEANS = (N_("Card"), N_("SEPA Direct Debit"))
 METHOD_LABELS = {
     "card": N_("card"),
     "sepa_debit": N_("direct debit"),
@@ -502,7 +507,24 @@ def _build_env(language: str) -> Environment:
             }
         return catalogue.gettext(text) if isinstance(text, str) and text else text
 
+    def payment_label(text):
+        """How a payment was made, as billing writes it in English (a method key, "Visa ending 4242",
+        "SEPA Direct Debit ending 3000"), in this language; any other reference as it is."""
+        if not isinstance(text, str):
+            return text
+        if text in METHOD_LABELS:
+            return catalogue.gettext(METHOD_LABELS[text])
+        ending = PAID_WITH.fullmatch(text) if language != "en" else None  # English: billing's words as they are
+        if ending:
+            means, last4 = ending.group("means"), ending.group("last4")
+            return catalogue.gettext("%(brand)s ending in %(last4)s") % {
+                "brand": catalogue.gettext(means),
+                "last4": last4,
+            }
+        return catalogue.gettext(text)
+
     env.filters.update(
+        payment_label=payment_label,
         money=money,
         local_datetime=local_datetime,
         local_date=local_date,

@@ -291,6 +291,10 @@ def test_under_the_credit_policy_refunded_invoices_stay_settled_by_a_credit(db, 
         ("credit", 4000, "2026-11-23"),
         ("refund", 4000, "2026-11-23"),
     ]
+    assert sorted((e["about"], e["payment"]) for e in entries if e["kind"] in ("refund", "credit")) == [
+        ("refund", "card"),
+        ("refund_credit", "card"),
+    ]
 
 
 def test_a_refund_owes_again_on_the_statement(db, ws):
@@ -305,6 +309,10 @@ def test_a_refund_owes_again_on_the_statement(db, ws):
         ("refund", 2500),
     ]
     assert result["closing_balance"] == 2500
+    # what the refund is about, for a page to word in its own language; the English reference as before
+    [refund] = [e for e in result["entries"] if e["kind"] == "refund"]
+    assert (refund["about"], refund["payment"], refund["reference"]) == ("refund", "card", "Refund of card")
+    assert {e["about"] for e in result["entries"] if e["kind"] != "refund"} == {None}
 
 
 def test_the_refund_consumer_records_the_event(db, ws):

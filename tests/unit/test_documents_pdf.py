@@ -601,3 +601,16 @@ def test_a_receipt_without_refunds_says_nothing_of_them_and_shows_money_kept_as_
     text = squeezed(text_of(pdfmod.render_pdf("receipt", {**context("receipt"), "doc": overpaid})))
     assert squeezed("Kept as credit $50.00") in text and squeezed("INV-2026-00042 $250.00") in text
     assert "Refunded" not in text and "Keptafterrefunds" not in text
+
+
+def test_a_german_statement_words_a_card_refund_and_its_credit_in_german():
+    refunds = [
+        {"date": "2026-11-21", "kind": "refund", "reference": "Refund of card", "amount": 5000, "balance": 80500}
+        | {"about": "refund", "payment": "card"},
+        {"date": "2026-11-21", "kind": "credit", "reference": "Credit for refund of card", "amount": 5000}
+        | {"balance": 75500, "about": "refund_credit", "payment": "card"},
+    ]
+    statement = {**DOCUMENTS["statement"], "entries": DOCUMENTS["statement"]["entries"] + refunds}
+    text = squeezed(text_of(pdfmod.render_pdf("statement", {**context("statement", "de_DE"), "doc": statement})))
+    assert squeezed("Erstattung der Zahlung per Karte") in text
+    assert squeezed("Gutschrift für die Erstattung der Zahlung per Karte") in text and "Refund" not in text

@@ -1,6 +1,7 @@
 """Refunded card money as the portal shows it, with billing replaced by a fake RPC: the payments page
 names what was refunded of each payment, and an invoice shows the payment as the client paid it and
-its refund as a line of its own (signed-in, printable and link pages), in the page's language."""
+its refund as a line of its own (signed-in, printable and link pages), and the statement words refunds
+and how payments were made; each in the page's language."""
 
 import re
 
@@ -8,6 +9,7 @@ import pytest
 
 from tests.unit.test_documents_add_up import Cells
 from tests.unit.test_gateway import SESSION, WORKSPACE, client
+from tests.unit.test_gateway_statement import page as statement_page
 from tests.unit.test_invoice_pages import invoice, priced, public_page
 from tests.unit.test_invoice_print import invoice_page
 
@@ -159,3 +161,74 @@ def test_under_the_credit_policy_the_refund_and_the_credit_that_settles_it_are_n
         ("Erstattung als Gutschrift verrechnet", -10000),
         ("Offener Betrag", 0),
     ]
+
+
+# --- the statement and the payments page in German ----------------------------------------------------------
+
+
+def entry(kind, reference, amount, balance, **about):
+    return {"date": "2026-12-08", "kind": kind, "reference": reference, "amount": amount, "balance": balance} | {
+        "credit_note_id": None,
+        "about": None,
+        "payment": None,
+        **about,
+    }
+
+
+STATEMENT_ENTRIES = [
+    entry("payment", "Visa ending 4242", 50000, 0),
+    entry("payment", "bank_transfer", 1000, -1000),
+    entry("refund", "Refund of Visa ending 4242", 10000, 9000, about="refund", payment="Visa ending 4242"),
+    entry(
+        "credit",
+        "Credit for refund of visa ending 4242",
+        10000,
+        -1000,
+        about="refund_credit",
+        payment="Visa ending 4242",
+    ),
+    entry("refund", "Retainer refund", 2000, 1000, about="retainer_refund"),
+    entry(
+        "refund",
+        "Refund of SEPA Direct Debit ending 3000",
+        500,
+        1500,
+        about="refund",
+        payment="SEPA Direct Debit ending 3000",
+    ),
+    entry("refund", "Refund of card", 500, 2000, about="refund", payment="card"),
+]
+
+
+def references(locale):
+    html = statement_page(locale, entries=STATEMENT_ENTRIES)
+    return re.findall(r'<td data-label="(?:Reference|Referenz)">(.*?)</td>', html)
+
+
+def test_the_statement_words_refunds_and_how_payments_were_made_in_german():
+    assert references("de_DE") == [
+        "Visa mit Endziffern 4242",
+        "Überweisung",
+        "Erstattung der Zahlung per Visa mit Endziffern 4242",
+        "Gutschrift für die Erstattung der Zahlung per Visa mit Endziffern 4242",
+        "Erstattung aus dem Vorschuss",
+        "Erstattung der Zahlung per SEPA-Lastschrift mit Endziffern 3000",
+        "Erstattung der Zahlung per Karte",
+    ]
+
+
+def test_the_statement_reads_as_before_in_english():
+    assert references("en_US") == [
+        "Visa ending 4242",
+        "bank transfer",
+        "Refund of Visa ending 4242",
+        "Credit for the refund of Visa ending 4242",
+        "Retainer refund",
+        "Refund of SEPA Direct Debit ending 3000",
+        "Refund of card",
+    ]
+
+
+def test_the_payments_page_names_the_card_in_german():
+    (row,) = rows(payments_page([payment(50000, 10000)], session={**SESSION, "locale": "de_DE"}))
+    assert "Visa mit Endziffern 4242" in row and "ending" not in row

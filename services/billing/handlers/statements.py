@@ -67,7 +67,13 @@ def statement(uow, now: datetime, workspace_id: str, client_id: str, start, end,
         )
     ).all():
         entries.append(
-            domain.StatementEntry(tz_today(r.created_at), "refund", r.reference or "Retainer refund", r.amount)
+            domain.StatementEntry(
+                tz_today(r.created_at),
+                "refund",
+                r.reference or "Retainer refund",
+                r.amount,
+                about=None if r.reference else "retainer_refund",
+            )
         )
     # Card refunds owe again what they gave back; under the credit policy the invoices they reversed
     # stay settled by a credit of what was taken off them, and that credit is an entry here only for
@@ -92,12 +98,20 @@ def statement(uow, now: datetime, workspace_id: str, client_id: str, start, end,
         .join(payments, payments.c.id == refunds.c.payment_id)
         .where(refunds.c.client_id == client_id, refunds.c.currency == currency)
     ).all():
-        label = f"Refund of {r.paid_by or r.method}"
-        entries.append(domain.StatementEntry(tz_today(r.created_at), "refund", label, r.amount))
+        paid_by = r.paid_by or r.method
+        label = f"Refund of {paid_by}"
+        entries.append(
+            domain.StatementEntry(tz_today(r.created_at), "refund", label, r.amount, about="refund", payment=paid_by)
+        )
         if credited.get(r.id):
             entries.append(
                 domain.StatementEntry(
-                    tz_today(r.created_at), "credit", f"Credit for {label.lower()}", int(credited[r.id])
+                    tz_today(r.created_at),
+                    "credit",
+                    f"Credit for {label.lower()}",
+                    int(credited[r.id]),
+                    about="refund_credit",
+                    payment=paid_by,
                 )
             )
     opening = sum(e.effect for e in entries if e.on < start)
