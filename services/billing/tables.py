@@ -402,6 +402,9 @@ comments = sa.Table(
     sa.Column("author_name", sa.String(200), nullable=False),
     sa.Column("body", sa.Text, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    # a step the portal took in the thread (an invoice dispute raised or resolved), for a page to word
+    # in its reader's language: {"kind": ..., and its figures}; `body` is the English. Null: a comment.
+    sa.Column("notice", sa.JSON, nullable=True),
     sa.Index("ix_comments_document", "document_kind", "document_id"),
 )
 

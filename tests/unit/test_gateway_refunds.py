@@ -232,3 +232,90 @@ def test_the_statement_reads_as_before_in_english():
 def test_the_payments_page_names_the_card_in_german():
     (row,) = rows(payments_page([payment(50000, 10000)], session={**SESSION, "locale": "de_DE"}))
     assert "Visa mit Endziffern 4242" in row and "ending" not in row
+
+
+# --- an invoice dispute's steps in the comment thread ---------------------------------------------------------
+
+THREAD = [
+    {
+        "id": "cm1",
+        "author_kind": "client",
+        "author_name": "Eva",
+        "body": "Disputed the whole invoice: Zu teuer",
+        "notice": {"kind": "disputed", "lines": [], "reason": "Zu teuer"},
+        "created_at": "2026-12-01T10:00:00+00:00",
+    },
+    {
+        "id": "cm2",
+        "author_kind": "client",
+        "author_name": "Eva",
+        "body": "Disputed lines 1, 3: Falsch",
+        "notice": {"kind": "disputed", "lines": [1, 3], "reason": "Falsch"},
+        "created_at": "2026-12-01T11:00:00+00:00",
+    },
+    {
+        "id": "cm3",
+        "author_kind": "business",
+        "author_name": "Muster",
+        "body": "Dispute resolved: adjusted by credit note CN-2026-00001 for €100.00: Entschuldigung",
+        "notice": {
+            "kind": "dispute_adjusted",
+            "credit_note": "CN-2026-00001",
+            "amount": 10000,
+            "currency": "EUR",
+            "message": "Entschuldigung",
+        },
+        "created_at": "2026-12-02T10:00:00+00:00",
+    },
+    {
+        "id": "cm4",
+        "author_kind": "business",
+        "author_name": "Muster",
+        "body": "Dispute rejected",
+        "notice": {"kind": "dispute_rejected", "message": ""},
+        "created_at": "2026-12-03T10:00:00+00:00",
+    },
+    {
+        "id": "cm5",
+        "author_kind": "client",
+        "author_name": "Eva",
+        "body": "Danke",
+        "notice": None,
+        "created_at": "2026-12-03T11:00:00+00:00",
+    },
+    {  # from a billing before notices: its body as it is
+        "id": "cm6",
+        "author_kind": "client",
+        "author_name": "Eva",
+        "body": "Disputed line 2: Alt",
+        "created_at": "2026-12-03T12:00:00+00:00",
+    },
+]
+
+
+def thread_of(locale):
+    c, _ = client(
+        {
+            ("billing", "view_invoice"): {"invoice": {**REFUNDED, "currency": "EUR"}, "comments": THREAD},
+            ("billing", "get_workspace"): WORKSPACE,
+        },
+        session={**SESSION, "locale": locale},
+    )
+    html = c.simulate_get("/invoices/i4", cookies=c.session_cookie).text
+    said = re.findall(r'<article class="comment \w+">.*?</p><p>(.*?)</p></article>', html, re.S)
+    return [" ".join(text.split()) for text in said]
+
+
+def test_a_dispute_s_steps_in_the_thread_read_in_german():
+    assert thread_of("de_DE") == [
+        "Die ganze Rechnung beanstandet: Zu teuer",
+        "Positionen 1, 3 beanstandet: Falsch",
+        "Beanstandung erledigt: korrigiert mit Gutschrift CN-2026-00001 über 100,00 €: Entschuldigung",
+        "Beanstandung abgelehnt",
+        "Danke",
+        "Disputed line 2: Alt",
+    ]
+
+
+def test_a_dispute_s_steps_in_the_thread_read_as_billing_wrote_them_in_english():
+    assert thread_of("en_US")[:4] == [step["body"] for step in THREAD[:4]]

@@ -135,6 +135,8 @@ def test_a_dispute_goes_into_the_thread_the_timeline_and_the_outbox_and_only_one
     assert raised["status"] == "open" and raised["reason"] == "Hosting was down" and raised["lines"] == [2]
     [comment] = db(h.list_comments, ws_id, "invoice", invoice["id"], client_id=client)
     assert comment["author_kind"] == "client" and comment["body"] == "Disputed line 2: Hosting was down"
+    # the same step as data, for a page to word in its reader's language
+    assert comment["notice"] == {"kind": "disputed", "lines": [2], "reason": "Hosting was down"}
     activity = db(h.list_activity, ws_id, client)
     assert activity[0]["kind"] == "invoice.disputed" and invoice["number"] in activity[0]["summary"]
     [event] = published(db, "invoice.disputed")
@@ -219,6 +221,13 @@ def test_adjusting_issues_a_linked_credit_note_and_applies_it(db, ws):
     }
     thread = db(h.list_comments, ws_id, "invoice", invoice["id"], client_id=client)
     assert thread[-1]["author_kind"] == "business" and note["number"] in thread[-1]["body"]
+    assert thread[-1]["notice"] == {
+        "kind": "dispute_adjusted",
+        "credit_note": note["number"],
+        "amount": 4000,
+        "currency": "USD",
+        "message": "Sorry",
+    }
     assert db(h.list_activity, ws_id, client)[0]["kind"] == "invoice.dispute_resolved"
     [event] = published(db, "invoice.dispute_resolved")
     assert event["outcome"] == "adjusted" and event["credit_note_id"] == note["id"] and event["balance"] == 6000
@@ -249,6 +258,11 @@ def test_rejecting_needs_a_message_and_keeps_the_invoice(db, ws):
     [event] = published(db, "invoice.dispute_resolved")
     assert event["outcome"] == "rejected" and event["message"] == "As quoted."
     assert event["credit_note_number"] is None and [r["contact_id"] for r in event["recipients"]] == [contact]
+    notices = {c["notice"]["kind"]: c["notice"] for c in db(h.list_comments, ws_id, "invoice", invoice["id"])}
+    assert notices == {
+        "disputed": {"kind": "disputed", "lines": [], "reason": "Too expensive"},
+        "dispute_rejected": {"kind": "dispute_rejected", "message": "As quoted."},
+    }
     listed = db(h.list_invoice_disputes, ws_id, {"status": "rejected", "client_id": client})["items"]
     assert [d["id"] for d in listed] == [dispute["id"]]
     with pytest.raises(Invalid):

@@ -57,8 +57,9 @@ def open_dispute_of(uow, invoice_id: str):
     ).first()
 
 
-def _thread(uow, now, invoice, author_kind: str, author_name: str, body: str) -> None:
-    """A step of the dispute in the invoice's comment thread, where client and business already talk."""
+def _thread(uow, now, invoice, author_kind: str, author_name: str, body: str, notice: dict) -> None:
+    """A step of the dispute in the invoice's comment thread, where client and business already talk:
+    `body` in English, `notice` the same as data (its kind and figures) for a page to word."""
     uow.execute(
         comments.insert().values(
             id=new_id(),
@@ -69,6 +70,7 @@ def _thread(uow, now, invoice, author_kind: str, author_name: str, body: str) ->
             author_kind=author_kind,
             author_name=author_name[:200],
             body=body[:5000],
+            notice=notice,
             created_at=now,
         )
     )
@@ -150,7 +152,15 @@ def raise_invoice_dispute(
     except IntegrityError:
         raise Conflict(_ALREADY_OPEN, dispute="already open") from None
     dispute = _dispute(uow, workspace_id, dispute_id)
-    _thread(uow, now, invoice, "client", author_name, f"Disputed {_lines_label(positions)}: {reason}")
+    _thread(
+        uow,
+        now,
+        invoice,
+        "client",
+        author_name,
+        f"Disputed {_lines_label(positions)}: {reason}",
+        {"kind": "disputed", "lines": positions, "reason": reason},
+    )
     record_activity(
         uow,
         now,
@@ -219,9 +229,17 @@ def resolve_invoice_dispute(uow, now: datetime, workspace_id: str, dispute_id: s
         credited = Money(credit["total"], credit["currency"]).format()
         body = f"Dispute resolved: adjusted by credit note {credit['number']} for {credited}"
         summary = f"Dispute of invoice {invoice.number} adjusted by credit note {credit['number']}"
+        notice = {
+            "kind": "dispute_adjusted",
+            "credit_note": credit["number"],
+            "amount": credit["total"],
+            "currency": credit["currency"],
+            "message": message,
+        }
     else:
         body, summary = "Dispute rejected", f"Dispute of invoice {invoice.number} rejected"
-    _thread(uow, now, invoice, "business", business, body + (f": {message}" if message else ""))
+        notice = {"kind": "dispute_rejected", "message": message}
+    _thread(uow, now, invoice, "business", business, body + (f": {message}" if message else ""), notice)
     record_activity(
         uow,
         now,

@@ -1383,6 +1383,7 @@ def _comments_on(uow, document_kind: str, document_id: str) -> list[dict]:
             "author_kind": r.author_kind,
             "author_name": r.author_name,
             "body": r.body,
+            "notice": r.notice,
             "created_at": iso(r.created_at),
         }
         for r in rows
