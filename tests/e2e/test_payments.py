@@ -8,6 +8,7 @@ from __future__ import annotations
 import concurrent.futures
 import io
 import random
+import re
 import time
 
 import pytest
@@ -361,6 +362,16 @@ def test_refunds_through_the_admin_api_reopen_the_invoice(stack, api_key):
         what="billing to reopen the invoice",
     )
     assert reopened["status"] == "partially_paid"
+    # the client sees the refund: on the payments page, on the invoice, on the receipt and in an email
+    payments_page = re.sub(r"<[^>]+>", "", session.get(f"{stack.url}/payments").text)
+    assert "$100.00, $40.00 refunded" in " ".join(payments_page.split())
+    invoice_page = session.get(f"{stack.url}/invoices/{invoice_id}").text
+    assert "−$100.00" in invoice_page and "Refunded " in invoice_page and "+$40.00" in invoice_page
+    receipt = "".join(pdf_text(session.get(f"{stack.url}/payments/{attempt_id}/receipt.pdf").content).split())
+    assert "Keptafterrefunds:$60.00" in receipt and "$40.00" in receipt
+    [mail] = stack.outbox.wait_for("refundme@example.com", subject="Refund: $40.00", timeout=60)  # a PDF is rendered
+    text = mail.get_body(("plain",)).get_content()
+    assert "refunded $40.00 of your payment of $100.00" in text and "Your payment now comes to $60.00." in text
     intent = query(stack, "payments", "SELECT payment_intent_id FROM attempts WHERE id = %s", attempt_id)[0][0]
     charge = (
         stripe_client(stack)
