@@ -614,3 +614,54 @@ def test_a_german_statement_words_a_card_refund_and_its_credit_in_german():
     text = squeezed(text_of(pdfmod.render_pdf("statement", {**context("statement", "de_DE"), "doc": statement})))
     assert squeezed("Erstattung der Zahlung per Karte") in text
     assert squeezed("Gutschrift für die Erstattung der Zahlung per Karte") in text and "Refund" not in text
+
+
+@pytest.mark.parametrize(
+    "locale, paid, refunded, balance",
+    [
+        ("en_US", "Paid −$500.00", "Refunded +$100.00", "$100.00"),
+        ("de_DE", "Bezahlt −500,00 $", "Erstattet +100,00 $", "100,00 $"),
+    ],
+)
+def test_an_invoice_pdf_shows_a_refunded_payment_as_paid_and_its_refund_apart(locale, paid, refunded, balance):
+    invoice = {
+        **DOCUMENTS["invoice"],
+        "total": 50000,
+        "amount_paid": 40000,
+        "amount_credited": 0,
+        "balance": 10000,
+        "refunds": [{"refund_id": "re_1", "payment_id": "pi_1", "amount": 10000, "currency": "USD"}],
+    }
+    text = squeezed(text_of(pdfmod.render_pdf("invoice", {**context("invoice", locale), "doc": invoice})))
+    assert squeezed(paid) in text and squeezed(refunded) in text and squeezed(balance) in text
+    assert squeezed("−$400.00") not in text and squeezed("−400,00") not in text
+
+
+def test_an_invoice_pdf_listing_its_payments_shows_each_as_paid_and_each_refund_on_its_day():
+    invoice = {
+        **PAID_TWICE,
+        "amount_paid": 55000,
+        "balance": 8500,
+        "payments": [
+            PAID_TWICE["payments"][0],
+            {**PAID_TWICE["payments"][1], "amount": 30000, "refunded": 10000},
+        ],
+        "refunds": [
+            {
+                "refund_id": "re_1",
+                "payment_id": "p2",
+                "amount": 10000,
+                "currency": "USD",
+                "refunded_at": "2026-12-08T14:15:00+00:00",
+            }
+        ],
+    }
+    pdf = pdfmod.render_pdf("invoice", {**context("invoice", "de_DE"), "timezone": "Europe/Berlin", "doc": invoice})
+    text = squeezed(text_of(pdf))
+    for row in (
+        "Bezahlt am 07.12.2026 −400,00 $",
+        "Erstattet am 08.12.2026 +100,00 $",
+        "Gutschrift verrechnet −100,00 $",
+    ):
+        assert squeezed(row) in text, row
+    assert squeezed("−300,00 $") not in text  # the payment as the client paid it, not net of its refund
