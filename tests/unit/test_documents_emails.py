@@ -361,7 +361,9 @@ def documents_service(sqlite_engine):
         workspace = {"id": "ws1", "name": "Acme Studio", "locale": "en_US", "timezone": "America/New_York"}
         handlers.apply_workspace(uow, workspace, NOW)
         uow.commit()
-    return engine, worker_factory(DocumentsService, db=DatabaseHandle(engine), clock=lambda: NOW)
+    service = worker_factory(DocumentsService, db=DatabaseHandle(engine), clock=lambda: NOW)
+    service._branding_cache.pop("ws1", None)  # another test's branding of "ws1", cached by the process
+    return engine, service
 
 
 def queued(engine) -> list:

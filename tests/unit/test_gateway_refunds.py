@@ -118,7 +118,7 @@ def test_an_invoice_shows_the_payment_as_paid_and_its_refund_as_a_line_of_its_ow
     rows = added_up(invoice_page(REFUNDED, WORKSPACE, printable=printable))
     assert rows == [
         ("Subtotal", 50000),
-        ("Tax 0% on $500.00", 0),
+        ("Tax 0% (zero-rated) on $500.00", 0),
         ("Total", 50000),
         ("Paid Dec 7, 2026, 10:32:45 AM", -50000),  # what the client paid, as its bank shows it
         ("Refunded Dec 8, 2026, 9:00:00 AM", 10000),
