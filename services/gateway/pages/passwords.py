@@ -81,27 +81,23 @@ class PasswordForgot(Base):
 
     def on_post(self, req, resp):
         email = field(self.form(req), "email", 1000).strip()
-        error = "Enter a valid email address, like name@example.com."
-        if not _valid_email(email):
+
+        def refused():
             return self.render(
                 resp,
                 "password_forgot.html",
                 status=400,
                 email=email[:254],
-                error=error,
+                error="Enter a valid email address, like name@example.com.",
                 locale=self.visitor_locale(req),
             )
+
+        if not _valid_email(email):
+            return refused()
         try:
             self.auth(req).request_password_reset(email, self.client_ip(req), self.config.portal_url)
         except Invalid:
-            return self.render(
-                resp,
-                "password_forgot.html",
-                status=400,
-                email=email[:254],
-                error=error,
-                locale=self.visitor_locale(req),
-            )
+            return refused()
         except RateLimited as exc:
             resp.set_header("Retry-After", "900")
             return self.render(
