@@ -515,3 +515,13 @@ def test_ending_a_link_ends_the_signed_in_contacts_own_and_says_so(path, method,
     assert [(s, m, args) for s, m, args, *_ in rpc.calls if s == "auth"] == [("auth", method, ("c1", "l1"))]
     c, _ = client({("auth", method): 0})  # ended already, or another contact's
     assert c.simulate_post(path, cookies=c.session_cookie).status_code == 404
+
+
+def test_forgot_password_refuses_a_bad_address_in_words_whether_the_gateway_or_auth_finds_it():
+    c, rpc = client({("auth", "request_password_reset"): Invalid("Not an address.")})
+    malformed = c.simulate_post("/password/forgot", body="email=not-an-address", headers=FORM)
+    assert malformed.status_code == 400 and "Enter a valid email address" in malformed.text
+    assert rpc.calls == []
+    refused_by_auth = c.simulate_post("/password/forgot", body="email=a%40example.com", headers=FORM)
+    assert refused_by_auth.status_code == 400 and "Enter a valid email address" in refused_by_auth.text
+    assert 'value="a@example.com"' in refused_by_auth.text
