@@ -45,16 +45,20 @@ def _invoice_shown(status: str | None, archived_at, within_client: bool) -> bool
     return status is not None and (not within_client or (status != "draft" and archived_at is None))
 
 
-def credit_note_view(uow, row, client, code: str | None) -> dict:
+def credit_note_view(uow, row, client, code: str | None, within_client: bool = False) -> dict:
     """A credit note whole, as its PDF and its page show it: the client as printed now (a credit note
-    keeps no copy of it), the invoice it credits (BT-25) and its lines."""
+    keeps no copy of it), the invoice it credits (BT-25; its id only where `_invoice_shown`) and its
+    lines."""
     invoice = (
         uow.execute(
-            sa.select(invoices.c.number).where(invoices.c.id == row.invoice_id, invoices.c.client_id == row.client_id)
+            sa.select(invoices.c.number, invoices.c.status, invoices.c.archived_at).where(
+                invoices.c.id == row.invoice_id, invoices.c.client_id == row.client_id
+            )
         ).first()
         if row.invoice_id
         else None
     )
+    shown = invoice is not None and _invoice_shown(invoice.status, invoice.archived_at, within_client)
     return {
         "id": row.id,
         "number": row.number,
@@ -66,7 +70,7 @@ def credit_note_view(uow, row, client, code: str | None) -> dict:
         "tax_total": row.tax_total,
         "reason": row.reason,
         "client": client_snapshot(uow, client),
-        "invoice_id": row.invoice_id if invoice is not None else None,
+        "invoice_id": row.invoice_id if shown else None,
         "invoice_number": invoice.number if invoice is not None else None,
         "verification_code": code,
         "created_at": iso(row.created_at),
@@ -79,13 +83,7 @@ def get_credit_note(uow, now: datetime, workspace_id: str, credit_note_id: str, 
     and its business's name come with it, for its page and its PDF."""
     row = get_scoped(uow, credit_notes, workspace_id, credit_note_id, "credit note", client_id=client_id)
     client = client_row(uow, workspace_id, row.client_id)
-    view = credit_note_view(uow, row, client, code_of(uow, "credit_note", row.id))
-    if view["invoice_id"] is not None and client_id is not None:
-        invoice = uow.execute(
-            sa.select(invoices.c.status, invoices.c.archived_at).where(invoices.c.id == view["invoice_id"])
-        ).one()
-        if not _invoice_shown(invoice.status, invoice.archived_at, within_client=True):
-            view["invoice_id"] = None
+    view = credit_note_view(uow, row, client, code_of(uow, "credit_note", row.id), within_client=client_id is not None)
     view.update(locale=client.locale, timezone=client.timezone, business_name=workspace_row(uow, workspace_id).name)
     return view
 

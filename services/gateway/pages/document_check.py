@@ -21,7 +21,7 @@ import falcon
 from chassis.errors import NotFound
 from clients import verification
 from services.gateway.pages.base import Base
-from services.gateway.views import browser_locale
+from services.gateway.views import browser_locale, iban
 
 LOOKUPS_PER_MINUTE = 30  # per client address, per gateway worker
 
@@ -78,7 +78,7 @@ class DocumentCheck(Base):
             "document_check.html",
             found=True,
             record=record,
-            iban=" ".join(record["iban"][i : i + 4] for i in range(0, len(record["iban"]), 4)),
+            iban=iban(record["iban"]),
             workspace_id=record["workspace_id"],
             locale=record["locale"],
             own=self._own(req, record),
