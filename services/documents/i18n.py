@@ -18,6 +18,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from chassis import i18n
 from chassis.i18n import language_of
 from chassis.money import Money
+from chassis.payment_labels import payment_label
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 
@@ -41,8 +42,12 @@ def template_env(directory: Path, locale: str) -> Environment:
         undefined=StrictUndefined,
         extensions=["jinja2.ext.i18n"],
     )
-    cast(_WithGettext, env).install_gettext_translations(translations(language_of(locale)), newstyle=True)
+    language = language_of(locale)
+    catalogue = translations(language)
+    cast(_WithGettext, env).install_gettext_translations(catalogue, newstyle=True)
     env.filters.update(
+        # how a payment was made (billing's English), in the reader's language as the portal says it
+        payment_label=lambda text: payment_label(text, catalogue.gettext, language),
         money=lambda amount, currency: Money(int(amount), currency).format(locale),
         date=lambda value: (
             format_date(value if isinstance(value, date) else date.fromisoformat(value), "medium", locale=locale)

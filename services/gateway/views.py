@@ -3,7 +3,6 @@ locale/, see chassis.i18n), with Babel formatting of money and dates."""
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from datetime import date, datetime
@@ -26,6 +25,8 @@ from markupsafe import Markup, escape
 from chassis import settings
 from chassis.i18n import Message, language_of, translations
 from chassis.money import Money
+from chassis.payment_labels import METHOD_LABELS
+from chassis.payment_labels import payment_label as localized_payment_label
 from services.gateway import csrf
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -55,19 +56,6 @@ STATUS_LABELS = {
     "rejected": N_("declined"),  # the word of the quotes' filter and page
     "expired": N_("expired"),
 }
-# billing's English wording of what a payment was made with (payments.paid_with, or as the business
-# recorded it): the card brand or "Card", or "SEPA Direct Debit", and the last digits
-PAID_WITH = re.compile(r"(?P<means>[A-Za-z][A-Za-z ]{0,40}) ending (?P<last4>[0-9]{2,4})")
-PAID_WITH_MEANS = (N_("Card"), N_("SEPA Direct Debit"))
-METHOD_LABELS = {
-    "card": N_("card"),
-    "sepa_debit": N_("direct debit"),
-    "bank_transfer": N_("bank transfer"),
-    "cash": N_("cash"),
-    "cheque": N_("cheque"),
-    "other": N_("other"),
-}
-
 # The query parameters pages read as numbers or yes/no (req.get_param_as_int, ...), as a reader knows
 # them: the error page of a bad one names it so (app.ErrorRenderer), in the reader's language.
 QUERY_PARAMETERS = {
@@ -99,6 +87,16 @@ CODE_MESSAGES = (
     N_("Enter the IBAN."),
     N_("A bank account can pay invoices in EUR only."),
     N_("The bank account was not accepted; check its details."),
+    # chassis.payment_labels: METHOD_LABELS, PAID_WITH_MEANS and PAID_WITH_ENDING, the payment_label filter's
+    N_("card"),
+    N_("direct debit"),
+    N_("bank transfer"),
+    N_("cash"),
+    N_("cheque"),
+    N_("other"),
+    N_("Card"),
+    N_("SEPA Direct Debit"),
+    N_("%(brand)s ending in %(last4)s"),
     # usecases.py: INVOICE_FILTERS, INVOICE_SORTS, QUOTE_FILTERS, PAYMENT_KINDS, PAYMENT_SORTS
     N_("All"),
     N_("Unpaid"),
@@ -507,24 +505,8 @@ def _build_env(language: str) -> Environment:
             }
         return catalogue.gettext(text) if isinstance(text, str) and text else text
 
-    def payment_label(text):
-        """How a payment was made, as billing writes it in English (a method key, "Visa ending 4242",
-        "SEPA Direct Debit ending 3000"), in this language; any other reference as it is."""
-        if not isinstance(text, str):
-            return text
-        if text in METHOD_LABELS:
-            return catalogue.gettext(METHOD_LABELS[text])
-        ending = PAID_WITH.fullmatch(text) if language != "en" else None  # English: billing's words as they are
-        if ending:
-            means, last4 = ending.group("means"), ending.group("last4")
-            return catalogue.gettext("%(brand)s ending in %(last4)s") % {
-                "brand": catalogue.gettext(means),
-                "last4": last4,
-            }
-        return catalogue.gettext(text)
-
     env.filters.update(
-        payment_label=payment_label,
+        payment_label=lambda text: localized_payment_label(text, catalogue.gettext, language),
         money=money,
         local_datetime=local_datetime,
         local_date=local_date,

@@ -773,6 +773,13 @@ def test_a_refund_is_emailed_with_its_payment_when_the_money_arrives_and_the_rec
     assert "innerhalb von 5 bis 10 Werktagen" in german and "Ihre Zahlung beträgt jetzt 400,00\xa0$." in german
 
 
+def test_a_german_refund_email_names_the_card_the_money_goes_back_to_in_german(sqlite_engine, tmp_path, monkeypatch):
+    sent = refund_emails(sqlite_engine, tmp_path, monkeypatch)
+    for part in parts(sent["eva@example.com"]):
+        assert "Visa mit Endziffern 4242" in part
+        assert "ending" not in part
+
+
 @pytest.mark.parametrize(
     "paid_by, emailed", [(None, ["dana@example.com"]), ("c2", ["dana@example.com", "eva@example.com"])]
 )

@@ -665,3 +665,65 @@ def test_an_invoice_pdf_listing_its_payments_shows_each_as_paid_and_each_refund_
     ):
         assert squeezed(row) in text, row
     assert squeezed("−300,00 $") not in text  # the payment as the client paid it, not net of its refund
+
+
+# A card payment of $250.00 and a refund of $50.00 of it that a credit kept the invoice settled by,
+# as billing's statement lists them (its references in billing's English).
+REFUNDED_STATEMENT = {
+    **DOCUMENTS["statement"],
+    "closing_balance": 75500,
+    "entries": [
+        *DOCUMENTS["statement"]["entries"],
+        {
+            "date": "2026-11-21",
+            "kind": "refund",
+            "reference": "Refund of Visa ending 4242",
+            "amount": 5000,
+            "balance": 80500,
+            "about": "refund",
+            "payment": "Visa ending 4242",
+        },
+        {
+            "date": "2026-11-21",
+            "kind": "credit",
+            "reference": "Credit for refund of visa ending 4242",
+            "amount": 5000,
+            "balance": 75500,
+            "about": "refund_credit",
+            "payment": "Visa ending 4242",
+        },
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    "locale, receipt, statement",
+    [
+        (
+            "en_US",
+            ["Reference Card ending 4242"],
+            ["Card ending 4242", "Refund of Visa ending 4242", "Credit for the refund of Visa ending 4242"],
+        ),
+        (
+            "de_DE",
+            ["Referenz Karte mit Endziffern 4242"],
+            [
+                "Karte mit Endziffern 4242",
+                "Erstattung der Zahlung per Visa mit Endziffern 4242",
+                "Gutschrift für die Erstattung der Zahlung per Visa mit Endziffern 4242",
+            ],
+        ),
+    ],
+)
+def test_the_receipt_and_the_statement_name_the_card_paid_with_in_the_readers_language(locale, receipt, statement):
+    receipt_text = squeezed(text_of(pdfmod.render_pdf("receipt", context("receipt", locale))))
+    statement_pdf = pdfmod.render_pdf("statement", {**context("statement", locale), "doc": REFUNDED_STATEMENT})
+    statement_text = squeezed(text_of(statement_pdf))
+    for says in receipt:
+        assert squeezed(says) in receipt_text, says
+    for says in statement:
+        assert squeezed(says) in statement_text, says
+    if locale == "de_DE":  # no English wording of billing's left on German paper
+        assert "ending" not in receipt_text and "ending" not in statement_text
+        assert "Card" not in receipt_text and "Card" not in statement_text
+        keep_page_images("statement-refund-de", statement_pdf)

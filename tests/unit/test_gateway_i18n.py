@@ -11,7 +11,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
-from chassis import credentials
+from chassis import credentials, payment_labels
 from chassis.errors import Invalid, NotFound, RateLimited, Unauthorized
 from services.gateway import usecases, views
 from services.gateway.pages import sign_in
@@ -449,6 +449,7 @@ def test_every_label_the_python_code_shows_is_extracted_and_translated(german):
     ]
     labels += [text for pair in sign_in.LINK_PROBLEMS.values() for text in pair]
     labels += [*views.STATUS_LABELS.values(), *views.METHOD_LABELS.values(), *views.QUERY_PARAMETERS.values()]
+    labels += [*payment_labels.PAID_WITH_MEANS, payment_labels.PAID_WITH_ENDING]  # the payment_label filter's
     missing = [label for label in labels if label not in messages or not getattr(german.get(label), "string", "")]
     assert not missing, f"add to views.CODE_MESSAGES and the German catalogue: {missing}"
 
