@@ -727,3 +727,18 @@ def test_the_receipt_and_the_statement_name_the_card_paid_with_in_the_readers_la
         assert "ending" not in receipt_text and "ending" not in statement_text
         assert "Card" not in receipt_text and "Card" not in statement_text
         keep_page_images("statement-refund-de", statement_pdf)
+
+
+@pytest.mark.parametrize(
+    "locale, says",
+    [
+        ("en_US", ["Method Direct debit", "Reference SEPA Direct Debit ending 3000"]),
+        ("de_DE", ["Zahlungsart Lastschrift", "Referenz SEPA-Lastschrift mit Endziffern 3000"]),
+    ],
+)
+def test_a_bank_debit_receipt_names_its_method_in_words_never_by_its_key(locale, says):
+    receipt = {**DOCUMENTS["receipt"], "method": "sepa_debit", "reference": "SEPA Direct Debit ending 3000"}
+    text = squeezed(text_of(pdfmod.render_pdf("receipt", {**context("receipt", locale), "doc": receipt})))
+    for row in says:
+        assert squeezed(row) in text, row
+    assert "sepa_debit" not in text
