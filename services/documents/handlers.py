@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from chassis.errors import Conflict, Invalid, NotFound, Unavailable
 from chassis.fields import display_name
+from chassis.i18n import language_of
 from chassis.logs import current_request_id, request_context
 from chassis.settings import env as setting
 from chassis.settings import is_dev
@@ -22,7 +23,7 @@ from clients import verification
 from services.documents import preferences
 from services.documents.einvoice.cii import EInvoiceError, cii_xml
 from services.documents.formatting import day, money
-from services.documents.i18n import template_env
+from services.documents.i18n import template_env, translations
 from services.documents.mail import PermanentMailError, TransientMailError
 from services.documents.pdf import encode
 from services.documents.tables import emails, workspaces
@@ -350,15 +351,17 @@ def branding(uow, workspace_id: str) -> dict:
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def document_filename(kind: str, data: dict, timezone: str | None = None) -> str:
+def document_filename(kind: str, data: dict, timezone: str | None = None, locale: str | None = None) -> str:
     """A name of its own for each document, so that downloads do not overwrite each other: a receipt is
-    named by the day it was received (in the client's time zone) and its receipt number, as printed."""
+    named by the day it was received (in the client's time zone) and its receipt number, as printed. The
+    words in a receipt's or a statement's name are in the document's language, as the paper is."""
+    gettext = translations(language_of(locale)).gettext
     if kind == "receipt":
         received = data.get("received_at")
         when = datetime.fromisoformat(received).astimezone(ZoneInfo(timezone or "UTC")).date() if received else None
-        stem = f"receipt-{when.isoformat() + '-' if when else ''}{data['id'][:8].upper()}"
+        stem = f"{gettext('receipt')}-{when.isoformat() + '-' if when else ''}{data['id'][:8].upper()}"
     elif kind == "statement":
-        stem = f"statement-{data['from']}-to-{data['to']}"
+        stem = gettext("statement-%(from)s-to-%(to)s") % {"from": data["from"], "to": data["to"]}
     else:
         stem = data["number"]
     return SAFE_NAME.sub("-", stem).strip("-") + ".pdf"
@@ -393,7 +396,10 @@ def render_document(
             context["einvoice_xml"] = cii_xml(kind, data, brand).decode()
         except EInvoiceError as exc:
             log.warning("plain PDF: not an e-invoice", extra={"number": data.get("number"), "error": str(exc)})
-    answer = {"filename": document_filename(kind, data, context["timezone"]), "content_type": "application/pdf"}
+    answer = {
+        "filename": document_filename(kind, data, context["timezone"], context["locale"]),
+        "content_type": "application/pdf",
+    }
     if reference is not None:
         key, size, rendered = renderer.ensure(kind, context)
         return {

@@ -344,6 +344,16 @@ def test_statement_email_attaches_the_statement(outbox):
     assert "statement-2026-11-01-to-2026-11-30.pdf" in attachments(msg)
 
 
+def test_a_german_statement_email_attaches_it_under_a_german_name(outbox):
+    statement = {**DOCUMENTS["statement"], "locale": "de_DE"}
+    [(_, msg)] = outbox(
+        lambda uow, r: mails.statement(
+            uow, NOW, SENDER, r, BRAND, key="k8", client_id="cl1", recipient=DANA, statement=statement
+        )
+    )
+    assert list(attachments(msg)) == ["Kontoauszug-2026-11-01-bis-2026-11-30.pdf"]
+
+
 def test_the_same_key_twice_sends_one_email(outbox):
     data = {"client_id": "cl1", "amount": 5000, "currency": "USD", "payment_id": "pi_1"}
 

@@ -472,15 +472,27 @@ def test_each_receipt_downloads_under_a_name_of_its_own():
     assert doc_handlers.document_filename("receipt", first) == "receipt-2026-12-04-0A1B2C3D.pdf"  # UTC without one
 
 
-def test_the_receipt_email_and_download_carry_that_name(tmp_path):
+def test_the_receipt_email_and_download_carry_that_name_in_the_documents_language(tmp_path):
     renderer = pdfmod.Renderer(FileStorage(tmp_path), concurrency=1)
+    receipt = {**DOCUMENTS["receipt"], "id": "5e6f7a8b-3333"}
     try:
-        answer = doc_handlers.render_document(
-            renderer, BUSINESS, "receipt", {**DOCUMENTS["receipt"], "id": "5e6f7a8b-3333"}, "de_DE", "Europe/Berlin"
-        )
+        german = doc_handlers.render_document(renderer, BUSINESS, "receipt", receipt, "de_DE", "Europe/Berlin")
+        english = doc_handlers.render_document(renderer, BUSINESS, "receipt", receipt, "en_US", "Europe/Berlin")
     finally:
         renderer.close()
-    assert answer["filename"] == "receipt-2026-11-20-5E6F7A8B.pdf"
+    assert german["filename"] == "Quittung-2026-11-20-5E6F7A8B.pdf"
+    assert english["filename"] == "receipt-2026-11-20-5E6F7A8B.pdf"
+
+
+def test_a_statement_downloads_under_a_name_in_its_language():
+    period = {"from": "2026-09-07", "to": "2026-12-07"}
+    assert doc_handlers.document_filename("statement", period, locale="de_DE") == (
+        "Kontoauszug-2026-09-07-bis-2026-12-07.pdf"
+    )
+    assert doc_handlers.document_filename("statement", period, locale="en_US") == (
+        "statement-2026-09-07-to-2026-12-07.pdf"
+    )
+    assert doc_handlers.document_filename("statement", period) == "statement-2026-09-07-to-2026-12-07.pdf"
 
 
 @pytest.mark.parametrize(
