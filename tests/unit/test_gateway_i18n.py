@@ -925,3 +925,29 @@ def test_the_dashboards_retainer_tile_has_a_german_label_that_fits_and_tiles_hyp
     css = (GATEWAY / "static" / "portal.css").read_text()
     rule = re.search(r"^\.tile h2 \{([^}]*)\}", css, re.M).group(1)
     assert "text-transform: uppercase" in rule and "hyphens: auto" in rule
+
+
+def test_the_profiles_default_email_language_is_named_as_the_clients_company_not_the_business():
+    """No language of its own means the client's: in German that is "Ihre Firma", the profile's heading
+    for the client's company; "das Unternehmen" is what the portal calls the business everywhere else."""
+    profile = {
+        "id": "cl1",
+        "name": "Kunde AG",
+        "address": "",
+        "phone": "",
+        "locale": "de_DE",
+        "timezone": "Europe/Berlin",
+        "contacts": [{"id": SESSION["contact_id"], "name": "Karl", "email": SESSION["email"], "phone": ""}],
+    }
+    c, _ = portal(
+        "de_DE",
+        answers={
+            ("billing", "get_client"): profile,
+            ("billing", "get_notification_preferences"): {"email_locale": None},
+            ("auth", "password_status"): {},
+        },
+    )
+    page = c.simulate_get("/profile", cookies=c.session_cookie)
+    assert page.status_code == 200 and "<h2>Firma</h2>" in page.text
+    assert '<option value="" selected>Die Sprache Ihrer Firma</option>' in page.text
+    assert "Die Sprache des Unternehmens" not in page.text
