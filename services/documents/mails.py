@@ -10,8 +10,10 @@ from datetime import datetime
 from icalendar import Calendar, Event
 
 from chassis.fields import display_name
+from chassis.i18n import language_of
 from services.documents import handlers
 from services.documents.formatting import day, moment_in_zone, money
+from services.documents.i18n import translations
 
 
 def pdf_attachment(renderer, brand: dict, kind: str, data: dict) -> tuple:
@@ -283,15 +285,19 @@ def business_message(
     )
 
 
-def booking_invite(brand: dict, booking: dict, cancelled: bool) -> bytes:
-    """An iCalendar invitation (or cancellation) with a stable UID, so calendars update in place."""
+def booking_invite(brand: dict, booking: dict, cancelled: bool, locale: str | None = None) -> bytes:
+    """An iCalendar invitation (or cancellation) with a stable UID, so calendars update in place; its
+    title in the email's language, as the calendar shows it to the reader."""
+    gettext = translations(language_of(locale)).gettext
     calendar = Calendar()
     calendar.add("prodid", "-//Billing portal//Bookings//EN")
     calendar.add("version", "2.0")
     calendar.add("method", "CANCEL" if cancelled else "REQUEST")
     event = Event()
     event.add("uid", f"booking-{booking['id']}@billing-portal")
-    event.add("summary", f"{booking['title']} with {brand['name']}")
+    event.add(
+        "summary", gettext("%(title)s with %(business)s") % {"title": booking["title"], "business": brand["name"]}
+    )
     event.add("dtstart", datetime.fromisoformat(booking["start"]))
     event.add("dtend", datetime.fromisoformat(booking["end"]))
     event.add("dtstamp", datetime.fromisoformat(booking["created_at"]))
@@ -329,7 +335,11 @@ def booking(
         "duration": int((end - start).total_seconds() // 60),
         "portal_url": portal_url,
     }
-    invite = ("cancel.ics" if cancelled else "invite.ics", "text/calendar", booking_invite(brand, booking, cancelled))
+    invite = (
+        "cancel.ics" if cancelled else "invite.ics",
+        "text/calendar",
+        booking_invite(brand, booking, cancelled, locale),
+    )
     return handlers.queue_email(
         uow,
         now,

@@ -292,6 +292,18 @@ def test_a_booking_email_gives_the_time_in_the_client_s_zone_and_names_it(outbox
     assert "9:00" not in text + subject and ":00:00" not in text  # neither the business's time nor seconds
 
 
+@pytest.mark.parametrize(
+    "locale, summary",
+    [("en_US", "30-minute consultation with Acme Studio"), ("de_DE", "30-minute consultation mit Acme Studio")],
+)
+def test_a_booking_invitation_is_titled_in_the_email_s_language(outbox, locale, summary):
+    euro = {**DANA, "email": "euro@example.com", "locale": locale, "timezone": "Europe/Berlin"}
+    msg = booking_email(outbox, "b4", "2026-12-08T14:00:00+00:00", euro, False, key="k11")
+    [ics] = attachments(msg).values()
+    [event] = Calendar.from_ical(ics.get_content()).walk("VEVENT")
+    assert str(event["summary"]) == summary
+
+
 def test_a_booking_email_to_a_contact_without_a_locale_is_in_the_client_s_language(outbox):
     # as billing announces it: the contact's own locale null, the client's beside it
     kunde = {**DANA, "locale": None, "client_locale": "de_DE", "timezone": "Europe/Berlin"}
