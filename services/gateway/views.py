@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel import Locale, UnknownLocaleError
-from babel.dates import format_date, format_datetime, format_time, get_timezone_name
+from babel.dates import format_date, format_datetime, format_time, get_datetime_format, get_timezone_name
 from babel.numbers import format_decimal
 from jinja2 import Environment, FileSystemLoader, Template, pass_eval_context, select_autoescape
 from jinja2.compiler import CodeGenerator, Frame
@@ -316,6 +316,16 @@ def local_datetime(iso: str, tz: str = "UTC", locale: str = "en_US") -> str:
 
 
 @_formatted
+def local_appointment(iso: str, tz: str = "UTC", locale: str = "en_US") -> str:
+    """A booked time to the minute ("08.12.2026, 15:00"), as its email writes it: a meeting has no seconds."""
+    moment = datetime.fromisoformat(iso).astimezone(ZoneInfo(tz))
+    pattern = get_datetime_format("medium", locale=locale)
+    return pattern.replace("{1}", format_date(moment, "medium", locale=locale)).replace(
+        "{0}", format_time(moment, "short", locale=locale)
+    )
+
+
+@_formatted
 def local_date(iso: str, locale: str = "en_US", style: str = "medium") -> str:
     return format_date(date.fromisoformat(iso), style, locale=locale)
 
@@ -509,6 +519,7 @@ def _build_env(language: str) -> Environment:
         payment_label=lambda text: localized_payment_label(text, catalogue.gettext, language),
         money=money,
         local_datetime=local_datetime,
+        local_appointment=local_appointment,
         local_date=local_date,
         local_time=local_time,
         zone_name=zone_name,

@@ -951,3 +951,28 @@ def test_the_profiles_default_email_language_is_named_as_the_clients_company_not
     assert page.status_code == 200 and "<h2>Firma</h2>" in page.text
     assert '<option value="" selected>Die Sprache Ihrer Firma</option>' in page.text
     assert "Die Sprache des Unternehmens" not in page.text
+
+
+BOOKING_LINK = {"id": "consultation-30", "name": "30-minute consultation", "duration_minutes": 30}
+BOOKED = "2026-12-08T14:00:00+00:00"  # 15:00 in Berlin
+
+
+@pytest.mark.parametrize("locale, when", [("de_DE", "08.12.2026, 15:00"), ("en_US", "Dec 8, 2026, 3:00\u202fPM")])
+def test_a_booked_time_reads_to_the_minute_as_its_email_writes_it(locale, when):
+    berlin = {"id": "cl1", "name": "Kunde AG", "locale": "de_DE", "timezone": "Europe/Berlin", "contacts": []}
+    c, _ = portal(
+        locale,
+        answers={
+            ("billing", "get_client"): berlin,
+            ("billing", "booking_options"): {"links": [BOOKING_LINK], "link": BOOKING_LINK, "slots": [BOOKED]},
+            ("billing", "list_bookings"): [{"id": "b1", "title": BOOKING_LINK["name"], "start": BOOKED}],
+        },
+    )
+    confirm = c.simulate_get(
+        "/bookings/new/consultation-30/confirm", params={"start": BOOKED}, cookies=c.session_cookie
+    )
+    listed = c.simulate_get("/bookings", cookies=c.session_cookie)
+    assert confirm.status_code == 200 and listed.status_code == 200
+    assert f'<dd data-testid="when">{when} (' in confirm.text
+    assert f'<td data-label="{"Wann" if locale == "de_DE" else "When"}">{when}</td>' in listed.text
+    assert "15:00:00" not in confirm.text + listed.text and "3:00:00" not in confirm.text + listed.text
