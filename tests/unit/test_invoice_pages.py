@@ -238,3 +238,51 @@ def test_a_zero_rated_and_an_exempt_tax_row_read_differently_on_both_pages():
     for html in (signed_in_page(german), public_page(german)[0]):
         labels = [label for label, _ in totals(html, EUROS)]
         assert labels[1:3] == ["Umsatzsteuer 0% (Nullsatz) auf 15,00 €", "Umsatzsteuerfrei auf 600,00 €"], labels
+
+
+def public_quote_page(quote: dict) -> str:
+    c, _ = client(
+        {
+            ("auth", "resolve_document_link"): {**LINK, "kind": "quote", "document_id": quote["id"]},
+            ("billing", "get_quote"): quote,
+            ("billing", "get_workspace"): WORKSPACE,
+        }
+    )
+    page = c.simulate_get("/i/a-one-document-token")
+    assert page.status_code == 200
+    return page.text
+
+
+@pytest.mark.parametrize(
+    "status,locale,offered",
+    [
+        ("sent", "en_US", ">Sign in to accept or decline</a>"),
+        ("sent", "de_DE", ">Zum Annehmen oder Ablehnen anmelden</a>"),
+        ("accepted", "en_US", None),
+        ("expired", "en_US", None),
+    ],
+)
+def test_the_quote_link_page_shows_the_way_to_accept_or_decline_while_the_quote_is_open(status, locale, offered):
+    """Its email says "accept or decline it online": the link leads to the quote's page, after signing in."""
+    quote = {
+        "id": "q1",
+        "number": "QUO-2026-00001",
+        "status": status,
+        "display_status": status,
+        "issue_date": "2026-12-07",
+        "expiry_date": "2027-01-06",
+        "lines": [],
+        "currency": "EUR",
+        "subtotal": 12000,
+        "tax_total": 0,
+        "tax_breakdown": [],
+        "total": 12000,
+        "locale": locale,
+        "timezone": "Europe/Berlin",
+    }
+    html = public_quote_page(quote)
+    button = '<a class="button primary" href="/quotes/q1" data-testid="sign-in-to-decide">'
+    assert (button in html) is (offered is not None)
+    if offered:
+        assert button + offered.lstrip(">") in html
+    assert 'action="/quotes/q1/accept"' not in html  # deciding itself needs the signed-in page
