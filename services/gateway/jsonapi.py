@@ -288,7 +288,19 @@ def read_body(req, model: type[Body]) -> dict:
     try:
         return model.model_validate_json(json.dumps(data)).model_dump(mode="json", exclude_unset=True)
     except ValidationError as exc:
-        raise Invalid("Some fields are not valid.", fields=field_errors(exc)) from None
+        raise Invalid("Some fields are not valid.", fields=field_errors(exc) | worded_patterns(exc)) from None
+
+
+# What each of our text patterns asks for, in words: pydantic's own message quotes the regular expression.
+PATTERN_WORDS = {NOT_BLANK: "must not be empty or only spaces", NO_NUL: "must not contain a NUL character"}
+
+
+def worded_patterns(exc: ValidationError) -> dict[str, str]:
+    return {
+        ".".join(str(p) for p in err["loc"]) or "body": PATTERN_WORDS[err["ctx"]["pattern"]]
+        for err in exc.errors()
+        if err["type"] == "string_pattern_mismatch" and (err.get("ctx") or {}).get("pattern") in PATTERN_WORDS
+    }
 
 
 def _number(text: str) -> int | float:

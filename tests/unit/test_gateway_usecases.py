@@ -392,6 +392,13 @@ def test_the_api_refuses_an_empty_name_with_its_422_problem(name):
     assert not [call for call in rpc.calls if call[1] == "update_profile"]
 
 
+def test_a_blank_field_is_refused_in_words_not_with_the_pattern_it_broke():
+    c, _ = client()
+    answer = c.simulate_patch("/api/portal/v1/profile", json={"name": "   "}, headers=c.bearer)
+    assert answer.status_code == 422 and answer.json["errors"] == {"name": "must not be empty or only spaces"}
+    assert "\\u0000" not in answer.text and "pattern" not in answer.text
+
+
 def test_the_openapi_document_says_a_profile_name_is_not_empty():
     from services.gateway.portal_api import portal_openapi
 
