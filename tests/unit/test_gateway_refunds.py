@@ -234,6 +234,14 @@ def test_the_payments_page_names_the_card_in_german():
     assert "Visa mit Endziffern 4242" in row and "ending" not in row
 
 
+def test_a_card_payment_the_business_recorded_is_named_in_german_as_the_statement_names_it():
+    recorded = payment(25000, 0, source="manual", method="card", reference="Card ending 4242")
+    other = payment(50000, 0, source="manual", method="bank_transfer", reference="TRX-90001")
+    card, transfer = rows(payments_page([recorded, other], session={**SESSION, "locale": "de_DE"}))
+    assert "Karte · Karte mit Endziffern 4242</td>" in card and "ending" not in card
+    assert "Überweisung · TRX-90001</td>" in transfer  # a reference of the business's own stays as written
+
+
 # --- an invoice dispute's steps in the comment thread ---------------------------------------------------------
 
 THREAD = [
