@@ -319,7 +319,7 @@ def local_datetime(iso: str, tz: str = "UTC", locale: str = "en_US") -> str:
 def local_appointment(iso: str, tz: str = "UTC", locale: str = "en_US") -> str:
     """A booked time to the minute ("08.12.2026, 15:00"), as its email writes it: a meeting has no seconds."""
     moment = datetime.fromisoformat(iso).astimezone(ZoneInfo(tz))
-    pattern = get_datetime_format("medium", locale=locale)
+    pattern = str(get_datetime_format("medium", locale=locale))
     return pattern.replace("{1}", format_date(moment, "medium", locale=locale)).replace(
         "{0}", format_time(moment, "short", locale=locale)
     )
