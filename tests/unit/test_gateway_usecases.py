@@ -282,12 +282,6 @@ def test_the_organisations_contacts_are_changed_as_the_signed_in_owner():
             "Check the address",
             "Enter the email address to forward the invoice to.",
         ),
-        (
-            "/contact",
-            "subject=Hi&message=+",
-            "Write a subject and a message",
-            "Both are needed; the message is at most 5000 characters.",
-        ),
         ("/quotes/q1/accept", "signature_name=+", "Sign with your name", "Type your full name to accept."),
         (
             "/quotes/q1/changes",
@@ -381,6 +375,35 @@ def test_an_empty_name_on_the_profile_page_is_the_form_again_and_saves_nothing(n
     )
     assert page.status_code == 400 and "Enter your name." in page.text and "Your changes are saved" not in page.text
     assert not [call for call in rpc.calls if call[1] == "update_profile"]
+
+
+def test_a_refused_profile_form_comes_back_with_what_was_typed_not_what_is_stored():
+    c, _ = client(
+        {
+            ("billing", "get_client"): PROFILE_CLIENT,
+            ("billing", "get_workspace"): {"id": "ws1", "name": "Acme"},
+            ("billing", "get_notification_preferences"): {},
+            ("auth", "password_status"): {},
+        }
+    )
+    typed = {"name": " ", "phone": "+49 89 123456", "company": "Demo & Co", "address": "Hauptstr. 5\n80331 München"}
+    page = c.simulate_post("/profile", body=urlencode(typed), headers=FORM, cookies=c.session_cookie)
+    assert page.status_code == 400 and "Enter your name." in page.text
+    assert 'id="name" name="name" value=" "' in page.text
+    assert 'value="+49 89 123456"' in page.text and 'value="Demo &amp; Co"' in page.text
+    assert ">Hauptstr. 5\n80331 München</textarea>" in page.text
+
+
+def test_a_message_to_the_business_without_a_subject_is_the_form_again_with_the_message_kept():
+    c, rpc = client(
+        {("billing", "get_workspace"): {"id": "ws1", "name": "Acme"}, ("billing", "get_client"): PROFILE_CLIENT}
+    )
+    typed = {"subject": "  ", "message": "Please reissue INV-7 with <PO 4711>", "nonce": "n1"}
+    page = c.simulate_post("/contact", body=urlencode(typed), headers=FORM, cookies=c.session_cookie)
+    assert page.status_code == 400 and 'role="alert"' in page.text and "Both are needed" in page.text
+    assert '<form method="post" action="/contact"' in page.text
+    assert ">Please reissue INV-7 with &lt;PO 4711&gt;</textarea>" in page.text
+    assert not [call for call in rpc.calls if call[1] == "send_business_message"]
 
 
 @pytest.mark.parametrize("name", ["", "   ", None])

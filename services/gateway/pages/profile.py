@@ -7,13 +7,19 @@ import uuid
 import falcon
 
 from services.gateway import usecases
-from services.gateway.forms import field, refused_as
+from services.gateway.forms import field
 from services.gateway.pages.base import Portal
 
 
 class ProfilePage(Portal):
     def _show(
-        self, req: falcon.Request, resp: falcon.Response, session: dict, status: int = 200, error: str | None = None
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        session: dict,
+        status: int = 200,
+        error: str | None = None,
+        typed: dict | None = None,
     ) -> None:
         client = self.billing(req).get_client(session["workspace_id"], session["client_id"])
         contact = next(c for c in client["contacts"] if c["id"] == session["contact_id"])
@@ -29,6 +35,7 @@ class ProfilePage(Portal):
             business=business,
             saved=req.get_param("saved") == "1",
             error=error,
+            typed=typed or {},  # after a refusal, what was typed, not what is stored
             notifications=self.billing(req).get_notification_preferences(
                 session["workspace_id"], session["contact_id"], client_id=session["client_id"]
             ),
@@ -47,7 +54,7 @@ class ProfilePage(Portal):
         try:
             saved = usecases.update_profile(self.billing(req), session, changes)
         except usecases.BadInput as exc:  # the profile page again, saying what to fix
-            return self._show(req, resp, session, status=400, error=exc.detail)
+            return self._show(req, resp, session, status=400, error=exc.detail, typed=changes)
         renamed = usecases.renamed_to(session, saved)
         if renamed is not None:  # the pages greet the contact by the new name
             req.context.sessions.renew(req, resp, name=renamed)
@@ -55,18 +62,31 @@ class ProfilePage(Portal):
 
 
 class ContactBusiness(Portal):
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        session = self.session(req, resp)
+    def _show(
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        session: dict,
+        status: int = 200,
+        error: str | None = None,
+        typed: dict | None = None,
+    ) -> None:
         business = self.brand(session["workspace_id"])["name"]
         self.page(
             req,
             resp,
             "contact.html",
             session,
+            status=status,
             business=business,
             sent=req.get_param("sent") == "1",
+            error=error,
+            typed=typed or {},
             nonce=uuid.uuid4().hex,
         )
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._show(req, resp, self.session(req, resp))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         session = self.session(req, resp)
@@ -75,7 +95,7 @@ class ContactBusiness(Portal):
         subject = field(form, "subject", usecases.SUBJECT_MAX, title=title)
         message = field(form, "message", usecases.MESSAGE_MAX, title=title)
         nonce = field(form, "nonce", usecases.NONCE_MAX)
-        with refused_as(title):
+        try:
             usecases.message_business(
                 self.billing(req),
                 self.documents(req),
@@ -84,4 +104,6 @@ class ContactBusiness(Portal):
                 message,
                 request_key=usecases.request_key(nonce, req.context.request_id),
             )
+        except usecases.BadInput as exc:  # the form again, saying what to fix, with what was typed
+            return self._show(req, resp, session, 400, exc.detail, {"subject": subject, "message": message})
         raise falcon.HTTPSeeOther("/contact?sent=1")
