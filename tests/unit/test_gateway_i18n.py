@@ -918,6 +918,29 @@ def test_the_unsubscribe_page_asks_and_answers_in_german_that_reads(monkeypatch,
     assert page.status_code == 200 and done in page.text
 
 
+@pytest.mark.parametrize(
+    ("client_locale", "asked"), [("de_DE", "Keine E-Mails mehr zu diesem Thema"), ("en_US", "Stop")]
+)
+def test_the_unsubscribe_page_of_a_contact_without_a_language_speaks_its_clients(monkeypatch, client_locale, asked):
+    """Its email came in the client's language: the page its link opens speaks the same."""
+    from chassis import unsubscribe
+
+    monkeypatch.setenv("UNSUBSCRIBE_SECRET", "s" * 32)
+    token = unsubscribe.issue(b"s" * 32, "ws1", "cl1", "c1", "invoices", NOW)
+    preferences = {"email": "karl@example.com", "email_locale": None}
+    c, _ = client(
+        {
+            ("billing", "get_notification_preferences"): preferences,
+            ("billing", "update_notification_preferences"): preferences,
+            ("billing", "get_client"): {"id": "cl1", "name": "Kunde AG", "locale": client_locale},
+            ("billing", "get_workspace"): WORKSPACE,
+        }
+    )
+    page = c.simulate_get("/unsubscribe", params={"token": token})
+    assert page.status_code == 200 and asked in page.text
+    assert f'<html lang="{client_locale[:2]}">' in page.text
+
+
 def test_the_dashboards_retainer_tile_has_a_german_label_that_fits_and_tiles_hyphenate():
     c, _ = portal("de_DE")
     page = c.simulate_get("/dashboard", cookies=c.session_cookie)

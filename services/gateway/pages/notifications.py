@@ -91,12 +91,17 @@ class Unsubscribe(Base):
             resp,
             "unsubscribe.html",
             workspace_id=link["workspace_id"],
-            locale=choices["email_locale"] or "en_US",
+            locale=choices["email_locale"] or self._client_locale(req, link),
             email=choices["email"],
             label=LABELS[link["category"]],
             token=link["token"],
             done=done,
         )
+
+    def _client_locale(self, req, link: dict) -> str:
+        """A contact without a locale of its own was emailed in its client's: the page speaks it too."""
+        client = self.billing(req).get_client(link["workspace_id"], link["client_id"])
+        return client.get("locale") or "en_US"
 
     def on_get(self, req, resp):
         self._show(req, resp, self._link(req), done=False)
