@@ -999,3 +999,28 @@ def test_a_booked_time_reads_to_the_minute_as_its_email_writes_it(locale, when):
     assert f'<dd data-testid="when">{when} (' in confirm.text
     assert f'<td data-label="{"Wann" if locale == "de_DE" else "When"}">{when}</td>' in listed.text
     assert "15:00:00" not in confirm.text + listed.text and "3:00:00" not in confirm.text + listed.text
+
+
+@pytest.mark.parametrize(
+    ("currency", "banks", "heading", "bank_section"),
+    [
+        ("EUR", [], "Gespeicherte Karten und Bankkonten", True),  # SEPA: bank accounts may be added
+        ("USD", [], "Gespeicherte Karten", False),  # no empty "Bankkonten" heading
+        ("USD", [{"id": "pm_b", "type": "sepa_debit", "holder_name": "Kunde AG", "last4": "3000"}], None, True),
+    ],
+)
+def test_the_saved_payment_methods_page_is_named_for_what_it_holds(currency, banks, heading, bank_section):
+    reader = {"id": "cl1", "name": "Kunde AG", "currency": currency, "locale": "de_DE", "timezone": "Europe/Berlin"}
+    c, _ = portal(
+        "de_DE",
+        answers={
+            ("billing", "get_client"): reader,
+            ("payments", "list_cards"): banks,
+            ("payments", "list_mandates"): [],
+        },
+    )
+    page = c.simulate_get("/payment-methods", cookies=c.session_cookie)
+    assert page.status_code == 200
+    if heading:
+        assert f"<h1>{heading}</h1>" in page.text
+    assert ("<h2>Bankkonten</h2>" in page.text) is bank_section

@@ -327,3 +327,17 @@ def test_a_dispute_s_steps_in_the_thread_read_in_german():
 
 def test_a_dispute_s_steps_in_the_thread_read_as_billing_wrote_them_in_english():
     assert thread_of("en_US")[:4] == [step["body"] for step in THREAD[:4]]
+
+
+@pytest.mark.parametrize(("currency", "link"), [("EUR", "Saved cards and bank accounts"), ("USD", "Saved cards")])
+def test_the_payments_page_names_the_saved_methods_page_for_what_it_holds(currency, link):
+    c, _ = client(
+        {
+            ("billing", "get_workspace"): WORKSPACE,
+            ("billing", "list_payments"): [],
+            ("billing", "list_processing_payments"): [],
+            ("billing", "get_client"): {**READER, "currency": currency},
+        }
+    )
+    page = c.simulate_get("/payments", cookies=c.session_cookie).text
+    assert f'<a href="/payment-methods">{link}</a>' in page
