@@ -225,6 +225,22 @@ def test_filter_labels_statuses_and_pages_are_german():
     assert 'href="?status=partially_paid&amp;sort=-date" aria-current="page" class="active"' in page.text
 
 
+@pytest.mark.parametrize(
+    ("locale", "says"),
+    [
+        ("de_DE", "Es gibt weniger Rechnungen, als diese Seite zeigen würde."),
+        ("en_US", "There are fewer invoices than this page would show."),
+    ],
+)
+def test_a_page_past_the_last_invoice_says_so_and_leads_back_not_that_there_are_none(locale, says):
+    past_the_end = {"items": [], "total": 7, "offset": 1960, "limit": 20, "client": dashboard(locale)["client"]}
+    c, _ = portal(locale, answers={("billing", "list_invoices"): past_the_end})
+    page = c.simulate_get("/invoices", params={"page": "99", "status": "unpaid", "q": "0"}, cookies=c.session_cookie)
+    assert page.status_code == 200 and says in page.text
+    assert 'href="/invoices?status=unpaid&amp;sort=-date&amp;q=0">' in page.text
+    assert "Keine Rechnungen" not in page.text and "No invoices" not in page.text
+
+
 def test_an_older_billing_without_the_readers_settings_in_the_listing_still_renders():
     """During a rolling upgrade billing may not send "client" yet: the page asks for it."""
     page_of_invoices = {"items": [INVOICE_ROW], "total": 1, "offset": 0, "limit": 20}
