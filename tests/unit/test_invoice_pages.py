@@ -12,6 +12,7 @@ from services.billing import domain
 from services.gateway import views
 from tests.unit.test_documents_add_up import Cells
 from tests.unit.test_gateway import WORKSPACE, client
+from tests.unit.test_quote_revisions import QUOTE
 
 LINK = {"workspace_id": "ws1", "client_id": "cl1", "kind": "invoice", "document_id": "i2"}
 
@@ -264,22 +265,7 @@ def public_quote_page(quote: dict) -> str:
 )
 def test_the_quote_link_page_shows_the_way_to_accept_or_decline_while_the_quote_is_open(status, locale, offered):
     """Its email says "accept or decline it online": the link leads to the quote's page, after signing in."""
-    quote = {
-        "id": "q1",
-        "number": "QUO-2026-00001",
-        "status": status,
-        "display_status": status,
-        "issue_date": "2026-12-07",
-        "expiry_date": "2027-01-06",
-        "lines": [],
-        "currency": "EUR",
-        "subtotal": 12000,
-        "tax_total": 0,
-        "tax_breakdown": [],
-        "total": 12000,
-        "locale": locale,
-        "timezone": "Europe/Berlin",
-    }
+    quote = {**QUOTE, "number": "QUO-2026-00001", "status": status, "display_status": status, "locale": locale}
     html = public_quote_page(quote)
     button = '<a class="button primary" href="/quotes/q1" data-testid="sign-in-to-decide">'
     assert (button in html) is (offered is not None)

@@ -62,26 +62,20 @@ class ProfilePage(Portal):
 
 
 class ContactBusiness(Portal):
-    def _show(
-        self,
-        req: falcon.Request,
-        resp: falcon.Response,
-        session: dict,
-        status: int = 200,
-        error: str | None = None,
-        typed: dict | None = None,
-    ) -> None:
+    def _show(self, req: falcon.Request, resp: falcon.Response, session: dict, refused: dict | None = None) -> None:
+        """The form; after a refusal (`refused`: its error and what was typed) again, as a 400."""
+        refused = refused or {}
         business = self.brand(session["workspace_id"])["name"]
         self.page(
             req,
             resp,
             "contact.html",
             session,
-            status=status,
+            status=400 if refused else 200,
             business=business,
             sent=req.get_param("sent") == "1",
-            error=error,
-            typed=typed or {},
+            error=refused.get("error"),
+            typed=refused.get("typed") or {},
             nonce=uuid.uuid4().hex,
         )
 
@@ -105,5 +99,6 @@ class ContactBusiness(Portal):
                 request_key=usecases.request_key(nonce, req.context.request_id),
             )
         except usecases.BadInput as exc:  # the form again, saying what to fix, with what was typed
-            return self._show(req, resp, session, 400, exc.detail, {"subject": subject, "message": message})
+            typed = {"subject": subject, "message": message}
+            return self._show(req, resp, session, {"error": exc.detail, "typed": typed})
         raise falcon.HTTPSeeOther("/contact?sent=1")
