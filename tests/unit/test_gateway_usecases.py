@@ -276,12 +276,6 @@ def test_the_organisations_contacts_are_changed_as_the_signed_in_owner():
             "A reason is 1 to 2000 characters.",
         ),
         ("/invoices/inv1/dispute", "reason=Why&line=0", "Choose the lines", "Tick the lines you dispute, or none."),
-        (
-            "/invoices/inv1/forward",
-            "to=nobody&note=",
-            "Check the address",
-            "Enter the email address to forward the invoice to.",
-        ),
         ("/quotes/q1/accept", "signature_name=+", "Sign with your name", "Type your full name to accept."),
         (
             "/quotes/q1/changes",

@@ -272,3 +272,21 @@ def test_the_quote_link_page_shows_the_way_to_accept_or_decline_while_the_quote_
     if offered:
         assert button + offered.lstrip(">") in html
     assert 'action="/quotes/q1/accept"' not in html  # deciding itself needs the signed-in page
+
+
+def test_a_refused_forward_is_the_invoice_page_again_with_the_address_and_note_as_typed():
+    c, rpc = client(
+        {("billing", "view_invoice"): {"invoice": invoice(), "comments": []}, ("billing", "get_workspace"): WORKSPACE}
+    )
+    typed = "to=buchhaltung&note=Bitte+bis+Freitag+%3Cbezahlen%3E&nonce=n1"
+    page = c.simulate_post(
+        "/invoices/i2/forward",
+        body=typed,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        cookies=c.session_cookie,
+    )
+    assert page.status_code == 400 and "Invoice INV-2026-00002" in page.text
+    assert '<p id="forward-error" class="error" role="alert">Enter the email address to forward' in page.text
+    assert 'name="to" type="email" required maxlength="254" value="buchhaltung" aria-invalid="true"' in page.text
+    assert 'value="Bitte bis Freitag &lt;bezahlen&gt;"' in page.text
+    assert not [call for call in rpc.calls if call[1] == "forward_invoice"]  # nothing was sent

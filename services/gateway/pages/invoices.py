@@ -63,9 +63,20 @@ class InvoiceDetail(Portal):
     check the paper), without the forms, the dispute and the comments."""
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, invoice_id: str) -> None:
-        session = self.session(req, resp)
-        ws, client = session["workspace_id"], session["client_id"]
         printable = req.get_param_as_bool("print") or False  # a bad value is a 400 before anything is recorded
+        self.show(req, resp, self.session(req, resp), invoice_id, printable=printable)
+
+    def show(
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        session: dict,
+        invoice_id: str,
+        printable: bool = False,
+        refused: dict | None = None,
+    ) -> None:
+        """The invoice page; after a refused forward (`refused`: its error and what was typed) again, as a 400."""
+        ws, client = session["workspace_id"], session["client_id"]
         shown = self.billing(req).view_invoice(ws, client, invoice_id)  # scoped, and the view recorded
         invoice, comments = shown["invoice"], shown["comments"]
         with_verify_urls(self.config.portal_url, invoice)  # the address its PDF prints to check the paper
@@ -74,12 +85,14 @@ class InvoiceDetail(Portal):
             resp,
             "invoice.html",
             session,
+            status=400 if refused else 200,
             client=invoice,
             inv=invoice,
             comments=comments,
             credit_notes=shown.get("credit_notes") or [],  # a billing older than this gateway sends none
             business=invoice.get("business_name", ""),
             forwarded=req.get_param("forwarded"),
+            forward_refused=refused or {},
             printable=printable,
             nonce=uuid.uuid4().hex,  # each form's key: a double submit acts once
         )
@@ -136,13 +149,13 @@ class InvoiceDispute(Portal):
         raise falcon.HTTPSeeOther(f"/invoices/{invoice_id}#dispute")
 
 
-class InvoiceForward(Portal):
+class InvoiceForward(InvoiceDetail):
     def on_post(self, req: falcon.Request, resp: falcon.Response, invoice_id: str) -> None:
         session = self.session(req, resp)
         form = self.form(req)
         to, note = field(form, "to", 1000).strip(), field(form, "note", usecases.FORWARD_NOTE_MAX)
         nonce = field(form, "nonce", usecases.NONCE_MAX)
-        with refused_as("Check the address"):
+        try:
             to, _email_id = usecases.forward_invoice(
                 self.documents(req),
                 session,
@@ -151,4 +164,6 @@ class InvoiceForward(Portal):
                 note,
                 request_key=usecases.request_key(nonce, req.context.request_id),
             )
+        except usecases.BadInput as exc:  # the page again, the form saying what to fix, with what was typed
+            return self.show(req, resp, session, invoice_id, refused={"error": exc.detail, "to": to, "note": note})
         raise falcon.HTTPSeeOther(f"/invoices/{invoice_id}?{urlencode({'forwarded': to})}")
