@@ -422,6 +422,20 @@ def test_the_payment_terms_say_what_is_owed_and_the_bank_details_only_while_it_i
     assert (squeezed("IBAN DE89 3704 0044 0532 0130 00") in text) == (balance > 0)
 
 
+@pytest.mark.parametrize(
+    "locale, says",
+    [
+        ("en_US", "$635.00 was due on Dec 18, 2026. Please pay it now."),
+        ("de_DE", "Der Betrag von 635,00 $ war am 18.12.2026 fällig. Bitte zahlen Sie ihn jetzt."),
+    ],
+)
+def test_an_overdue_invoice_says_when_it_was_due_not_to_pay_by_a_day_gone_by(locale, says):
+    ctx = context("invoice", locale)
+    ctx["doc"] = {**INVOICE, "status": "sent", "display_status": "overdue", "balance": 63500}
+    text = squeezed(text_of(pdfmod.render_pdf("invoice", ctx)))
+    assert squeezed(says) in text and "Please pay $635.00 by" not in text and "bis zum" not in text
+
+
 @pytest.mark.parametrize("locale, notes, terms", [("en_US", "Notes", "Terms"), ("de_DE", "Hinweise", "Bedingungen")])
 def test_a_quote_prints_its_notes_and_its_terms(locale, notes, terms):
     quote = {**DOCUMENTS["quote"], "terms": "Work starts on acceptance."}

@@ -290,3 +290,16 @@ def test_a_refused_forward_is_the_invoice_page_again_with_the_address_and_note_a
     assert 'name="to" type="email" required maxlength="254" value="buchhaltung" aria-invalid="true"' in page.text
     assert 'value="Bitte bis Freitag &lt;bezahlen&gt;"' in page.text
     assert not [call for call in rpc.calls if call[1] == "forward_invoice"]  # nothing was sent
+
+
+@pytest.mark.parametrize(
+    "locale, says",
+    [
+        ("en_US", "$285.00 was due on Dec 1, 2026. Please pay it now."),
+        ("de_DE", "Der Betrag von 285,00\xa0$ war am 01.12.2026 fällig. Bitte zahlen Sie ihn jetzt."),
+    ],
+)
+def test_an_overdue_invoice_page_says_when_it_was_due_as_its_pdf_does(locale, says):
+    html = signed_in_page(invoice(display_status="overdue", locale=locale))
+    assert says in html and "Please pay $285.00 by" not in html and "bis zum" not in html
+    assert "Please pay $285.00 by Dec 1, 2026." in signed_in_page(invoice())  # not yet due: the day to pay by
