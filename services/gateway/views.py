@@ -274,6 +274,7 @@ CODE_MESSAGES = (
     N_("Enter the amount as a number with at most three decimals, like 150.000."),
     N_("Enter the amount as a number with at most four decimals, like 150.0000."),
     N_("Enter the amount written like %(amount)s, with “%(separator)s” before the decimals."),
+    N_("Enter an amount above zero, or leave the field empty to pay the whole balance."),
 )
 
 

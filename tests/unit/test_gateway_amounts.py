@@ -168,6 +168,22 @@ def test_the_pay_page_shows_an_amount_with_the_other_languages_separator_written
     assert not [call for call in rpc.calls if call[1] == "start_payment"]
 
 
+@pytest.mark.parametrize(
+    ("locale", "amount", "says"),
+    [
+        ("de_DE", "0", "Geben Sie einen Betrag über null ein, oder lassen Sie das Feld leer, um den gesamten Betrag"),
+        ("de_DE", "0,00", "Geben Sie einen Betrag über null ein"),
+        ("en_US", "0.00", "Enter an amount above zero, or leave the field empty to pay the whole balance."),
+    ],
+)
+def test_the_pay_page_refuses_a_zero_amount_in_words_of_its_language(locale, amount, says):
+    c, rpc = pay_client(locale)
+    body = urlencode({"invoice": "i1", "amount": amount, "key": "k1"})
+    page = c.simulate_post("/pay", body=body, headers=FORM, cookies=c.session_cookie)
+    assert page.status_code == 422 and says in page.text and "must be positive" not in page.text
+    assert not [call for call in rpc.calls if call[1] == "start_payment"]
+
+
 def test_the_pay_page_charges_an_amount_with_two_decimals():
     c, rpc = pay_client("en_US")
     rpc.answers[("payments", "start_payment")] = {"id": "pa1", "status": "open"}

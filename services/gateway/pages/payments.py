@@ -72,6 +72,10 @@ def amount_format(currency: str) -> str:
 MISPLACED_SEPARATOR = "Enter the amount written like %(amount)s, with “%(separator)s” before the decimals."
 
 
+# "0" or "0,00": the field's hint says to leave it empty for the whole balance
+NO_AMOUNT = "Enter an amount above zero, or leave the field empty to pay the whole balance."
+
+
 def parse_amount(text: str, currency: str, locale: str) -> int | None:
     """ "1,500.00" (or "1.500,00" in German) to minor units; empty means the whole balance. Only digits,
     the locale's decimal separator with at most the currency's decimals, and its thousands separator
@@ -89,6 +93,8 @@ def parse_amount(text: str, currency: str, locale: str) -> int | None:
         if places and decimal in swapped and _strict_amount(swapped, locale, places, decimal, group) is not None:
             raise Invalid(Message(MISPLACED_SEPARATOR, amount=swapped, separator=decimal), amount="not an amount")
         raise Invalid(amount_format(currency), amount="not an amount")
+    if not value:
+        raise Invalid(NO_AMOUNT, amount="must be positive")
     return Money.from_decimal(value, currency).amount
 
 
