@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import falcon
 
@@ -39,3 +40,9 @@ def refused_as(title: str, **titles_by_field: str) -> Iterator[None]:
     except BadInput as exc:
         shown = next((titles_by_field[name] for name in exc.fields if name in titles_by_field), title)
         raise falcon.HTTPBadRequest(title=shown, description=exc.detail) from None
+
+
+def refusal(form: str, exc: BadInput, **typed: Any) -> dict:
+    """A form a use case refused, for its page to show again (as a 400): which of the page's forms, what to
+    fix beside it, and what was typed in it (templates/_refused.html)."""
+    return {"form": form, "error": exc.detail, "typed": typed}

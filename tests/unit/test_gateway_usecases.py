@@ -262,27 +262,15 @@ def test_the_organisations_contacts_are_changed_as_the_signed_in_owner():
     ]
 
 
-# Each edge maps a refusal as it always has: a page shows its form's 400 page, the API a 422 problem.
+# Each edge maps a refusal as it always has: a page shows its form's 400 page, the API a 422 problem. (A
+# refused forward, dispute, acceptance or change request is its page again instead, with what was typed:
+# test_invoice_pages.py and test_quote_revisions.py.)
 
 
 @pytest.mark.parametrize(
     ("path", "form", "title", "detail"),
     [
         ("/invoices/inv1/comments", "body=+&nonce=n1", "Write a comment", "A comment is 1 to 5000 characters."),
-        (
-            "/invoices/inv1/dispute",
-            "reason=+&nonce=n1",
-            "Say why you dispute the invoice",
-            "A reason is 1 to 2000 characters.",
-        ),
-        ("/invoices/inv1/dispute", "reason=Why&line=0", "Choose the lines", "Tick the lines you dispute, or none."),
-        ("/quotes/q1/accept", "signature_name=+", "Sign with your name", "Type your full name to accept."),
-        (
-            "/quotes/q1/changes",
-            "message=+&version=2",
-            "Say what you would like changed",
-            "A message is 1 to 5000 characters.",
-        ),
         ("/review", "rating=6", "Choose a rating", "Pick from 1 to 5 stars."),
     ],
 )

@@ -11,7 +11,7 @@ import pytest
 from services.billing import domain
 from services.gateway import views
 from tests.unit.test_documents_add_up import Cells
-from tests.unit.test_gateway import WORKSPACE, client
+from tests.unit.test_gateway import FORM, WORKSPACE, client
 from tests.unit.test_quote_revisions import QUOTE
 
 LINK = {"workspace_id": "ws1", "client_id": "cl1", "kind": "invoice", "document_id": "i2"}
@@ -290,6 +290,34 @@ def test_a_refused_forward_is_the_invoice_page_again_with_the_address_and_note_a
     assert 'name="to" type="email" required maxlength="254" value="buchhaltung" aria-invalid="true"' in page.text
     assert 'value="Bitte bis Freitag &lt;bezahlen&gt;"' in page.text
     assert not [call for call in rpc.calls if call[1] == "forward_invoice"]  # nothing was sent
+
+
+@pytest.mark.parametrize(
+    "locale, typed, says",
+    [
+        ("en_US", "line=2&reason=+%0A+&nonce=n1", "A reason is 1 to 2000 characters."),
+        ("de_DE", "line=2&reason=+%0A+&nonce=n1", "Ein Grund hat 1 bis 2000 Zeichen."),
+        ("en_US", "line=2&line=0&reason=Twice&nonce=n1", "Tick the lines you dispute, or none."),  # no line 0
+    ],
+)
+def test_a_refused_dispute_is_the_invoice_page_again_with_the_reason_and_lines_as_typed(locale, typed, says):
+    lines = [{**invoice()["lines"][0], "description": name} for name in ("Design work", "Hosting")]
+    c, rpc = client(
+        {
+            ("billing", "view_invoice"): {"invoice": invoice(lines=lines, locale=locale), "comments": []},
+            ("billing", "get_workspace"): WORKSPACE,
+        }
+    )
+    page = c.simulate_post("/invoices/i2/dispute", body=typed, headers=FORM, cookies=c.session_cookie)
+    assert page.status_code == 400 and "INV-2026-00002" in page.text and 'action="/invoices/i2/dispute"' in page.text
+    assert "Back to the portal" not in page.text and "Zurück zum Portal" not in page.text  # not the error page
+    assert f'<p id="dispute-error" class="error" role="alert">{says}</p>' in page.text
+    assert '<input type="checkbox" name="line" value="1"> Design work' in page.text
+    assert '<input type="checkbox" name="line" value="2" checked> Hosting' in page.text
+    reason = typed.split("reason=")[1].split("&")[0].replace("+", " ").replace("%0A", "\n")
+    assert f'aria-invalid="true" aria-describedby="dispute-error" autofocus>{reason}</textarea>' in page.text
+    assert 'aria-describedby="forward-error"' not in page.text  # only the form refused says so
+    assert {call[1] for call in rpc.calls if call[0] != "auth"} <= {"view_invoice", "get_workspace"}  # no dispute
 
 
 @pytest.mark.parametrize(

@@ -345,7 +345,9 @@ def test_the_page_answers_a_replaced_version_with_the_newest_and_a_409():
 
 
 def test_the_change_request_form_posts_once_per_nonce_and_refuses_an_empty_message():
-    c, rpc = client({("billing", "request_quote_changes"): QUOTE})
+    c, rpc = client(
+        {("billing", "request_quote_changes"): QUOTE, ("billing", "view_quote"): {"quote": QUOTE, "comments": []}}
+    )
     empty = c.simulate_post(
         "/quotes/q1/changes", body="message=+&version=2&nonce=n1", headers=FORM, cookies=c.session_cookie
     )
@@ -357,6 +359,31 @@ def test_the_change_request_form_posts_once_per_nonce_and_refuses_an_empty_messa
     [call] = [call for call in rpc.calls if call[1] == "request_quote_changes"]
     assert call[2] == ("ws1", "cl1", "c1", "q1", "Fewer months")
     assert (call[4]["version"], call[4]["idempotency_key"]) == (2, "quote-changes:c1:n1")
+
+
+@pytest.mark.parametrize(
+    ("locale", "form", "typed", "says"),
+    [
+        ("en_US", "accept", "signature_name=+++&version=2", "Type your full name to accept."),
+        ("de_DE", "accept", "signature_name=+++&version=2", "Geben Sie zum Annehmen Ihren vollständigen Namen ein."),
+        ("en_US", "accept", "signature_name=+++&confirmed=yes&version=2", "Type your full name to accept."),
+        ("en_US", "changes", "message=+%0A+&version=2&nonce=n1", "A message is 1 to 5000 characters."),
+        ("de_DE", "changes", "message=+%0A+&version=2&nonce=n1", "Eine Nachricht hat 1 bis 5000 Zeichen."),
+    ],
+)
+def test_a_refused_acceptance_or_change_request_is_the_quote_page_again_with_what_was_typed(locale, form, typed, says):
+    c, rpc = client({("billing", "view_quote"): {"quote": {**QUOTE, "locale": locale}, "comments": []}})
+    page = c.simulate_post(f"/quotes/q1/{form}", body=typed, headers=FORM, cookies=c.session_cookie)
+    assert page.status_code == 400 and "Q-7-2" in page.text and 'action="/quotes/q1/changes"' in page.text
+    assert "Back to the portal" not in page.text and "Zurück zum Portal" not in page.text  # not the error page
+    assert f'<p id="{form}-error" class="error" role="alert">{says}</p>' in page.text
+    invalid = f' aria-invalid="true" aria-describedby="{form}-error" autofocus'
+    if form == "accept":  # the name form again, not its confirmation step
+        assert f'autocomplete="name" value="   "{invalid}>' in page.text and 'name="confirmed"' not in page.text
+    else:
+        assert f'rows="3"{invalid}> \n </textarea>' in page.text
+    assert page.text.count("aria-invalid") == 1  # only the form refused says so
+    assert [call[1] for call in rpc.calls if call[0] == "billing"] == ["view_quote"]  # nothing accepted or sent
 
 
 # ---------------------------------------------------------------- what the client accepts

@@ -10,7 +10,7 @@ import falcon
 
 from services.gateway import usecases
 from services.gateway.downloads import with_verify_urls
-from services.gateway.forms import field, refused_as
+from services.gateway.forms import field, refusal, refused_as
 from services.gateway.pages.base import Portal
 from services.gateway.usecases import INVOICE_FILTERS, INVOICE_SORTS
 
@@ -75,7 +75,7 @@ class InvoiceDetail(Portal):
         printable: bool = False,
         refused: dict | None = None,
     ) -> None:
-        """The invoice page; after a refused forward (`refused`: its error and what was typed) again, as a 400."""
+        """The invoice page; after a refused forward or dispute (`refused`: forms.refusal) again, as a 400."""
         ws, client = session["workspace_id"], session["client_id"]
         shown = self.billing(req).view_invoice(ws, client, invoice_id)  # scoped, and the view recorded
         invoice, comments = shown["invoice"], shown["comments"]
@@ -92,7 +92,7 @@ class InvoiceDetail(Portal):
             credit_notes=shown.get("credit_notes") or [],  # a billing older than this gateway sends none
             business=invoice.get("business_name", ""),
             forwarded=req.get_param("forwarded"),
-            forward_refused=refused or {},
+            refused=refused or {},
             printable=printable,
             nonce=uuid.uuid4().hex,  # each form's key: a double submit acts once
         )
@@ -127,7 +127,7 @@ def ticked_lines(form: dict) -> list[int] | None:
     return [int(v) for v in raw] or None
 
 
-class InvoiceDispute(Portal):
+class InvoiceDispute(InvoiceDetail):
     """The invoice page's dispute form: a reason (required) and, optionally, the lines disputed."""
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, invoice_id: str) -> None:
@@ -137,7 +137,7 @@ class InvoiceDispute(Portal):
         reason = field(form, "reason", usecases.DISPUTE_REASON_MAX, title=title)
         lines = ticked_lines(form)
         nonce = field(form, "nonce", usecases.NONCE_MAX)
-        with refused_as(title, lines="Choose the lines"):
+        try:
             usecases.dispute_invoice(
                 self.billing(req),
                 session,
@@ -146,6 +146,9 @@ class InvoiceDispute(Portal):
                 lines,
                 request_key=usecases.request_key(nonce, req.context.request_id),
             )
+        except usecases.BadInput as exc:  # the page again, the form saying what to fix, with what was typed
+            refused = refusal("dispute", exc, reason=reason, lines=lines)
+            return self.show(req, resp, session, invoice_id, refused=refused)
         raise falcon.HTTPSeeOther(f"/invoices/{invoice_id}#dispute")
 
 
@@ -165,5 +168,5 @@ class InvoiceForward(InvoiceDetail):
                 request_key=usecases.request_key(nonce, req.context.request_id),
             )
         except usecases.BadInput as exc:  # the page again, the form saying what to fix, with what was typed
-            return self.show(req, resp, session, invoice_id, refused={"error": exc.detail, "to": to, "note": note})
+            return self.show(req, resp, session, invoice_id, refused=refusal("forward", exc, to=to, note=note))
         raise falcon.HTTPSeeOther(f"/invoices/{invoice_id}?{urlencode({'forwarded': to})}")

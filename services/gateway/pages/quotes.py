@@ -11,7 +11,7 @@ import falcon
 
 from chassis.errors import Conflict
 from services.gateway import usecases
-from services.gateway.forms import field, refused_as
+from services.gateway.forms import field, refusal, refused_as
 from services.gateway.pages.base import Portal
 from services.gateway.usecases import QUOTE_FILTERS
 
@@ -40,8 +40,10 @@ class QuotePage(Portal):
         confirm: str | None = None,
         stale: int | None = None,
         shown: dict | None = None,
+        refused: dict | None = None,
     ) -> None:
-        """`shown`: view_quote's answer, when the caller has it already."""
+        """`shown`: view_quote's answer, when the caller has it already; `refused` (forms.refusal): the
+        form refused, shown again as a 400."""
         session = self.session(req, resp)
         if shown is None:  # the quote within the client, with its comments
             shown = self.billing(req).view_quote(session["workspace_id"], session["client_id"], quote_id)
@@ -51,11 +53,12 @@ class QuotePage(Portal):
             resp,
             "quote.html",
             session,
-            status=409 if stale else 200,
+            status=409 if stale else 400 if refused else 200,
             client=quote,
             q=quote,
             confirm=confirm,
             stale=stale,
+            refused=refused or {},
             comments=comments or [],
             nonce=uuid.uuid4().hex,
         )
@@ -111,8 +114,10 @@ class QuoteAccept(QuoteDetail):
         form = self.form(req)
         title = "Sign with your name"
         name = field(form, "signature_name", usecases.SIGNATURE_MAX, title=title)  # signed as typed
-        with refused_as(title):
+        try:
             usecases.check_signature(name)
+        except usecases.BadInput as exc:  # the page again, the form saying what to fix, with what was typed
+            return self.show(req, resp, quote_id, refused=refusal("accept", exc, signature_name=name))
         if form.get("confirmed") != "yes":
             seen = seen_version(form, required=False)
             shown = self.billing(req).view_quote(session["workspace_id"], session["client_id"], quote_id)
@@ -158,7 +163,7 @@ class QuoteChanges(QuotePage):
         message = field(form, "message", usecases.CHANGES_MAX, title=title)  # as written
         version = decided_version(form)
         nonce = field(form, "nonce", usecases.NONCE_MAX)
-        with refused_as(title):
+        try:
             self.decide(
                 req,
                 resp,
@@ -174,3 +179,5 @@ class QuoteChanges(QuotePage):
                 ),
                 done="#comments",
             )
+        except usecases.BadInput as exc:  # the page again, the form saying what to fix, with what was typed
+            return self.show(req, resp, quote_id, refused=refusal("changes", exc, message=message))
