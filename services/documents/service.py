@@ -580,7 +580,7 @@ class DocumentsService(ServiceBase):
                 key=key,
                 payment=payment,
                 recipient=recipient,
-                portal_url=self._portal("/login"),
+                portal_url=self._portal("/payments"),
                 attachments=(receipt,),
                 headers=self._unsubscribe(workspace_id, data["client_id"], recipient, "payment_receipt", paid_by),
             )

@@ -812,3 +812,22 @@ def test_a_contact_who_turned_receipts_off_hears_only_of_the_refund_of_its_own_p
     assert sorted(sent) == emailed
     if paid_by:  # essential for the contact who paid: no unsubscribe link
         assert sent["eva@example.com"]["List-Unsubscribe"] is None
+
+
+def test_a_receipt_email_links_to_the_portal_s_payments_page_as_a_refund_email_does(
+    sqlite_engine, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("UNSUBSCRIBE_SECRET", "s" * 32)
+    monkeypatch.setenv("PORTAL_URL", "https://portal.example.com")
+    engine, service = documents_service(sqlite_engine)
+    service.renderer = Renderer(FileStorage(tmp_path / "pdf"), concurrency=1)
+    service.billing.get_payment.return_value = REFUNDED_PAYMENT
+    recorded = {"id": "pi_1", "client_id": "cl1", "recipients": REFUND["recipients"][:1]}
+    try:
+        service.on_payment_recorded(envelope("payment.recorded", "ws1", recorded, occurred_at=NOW))
+    finally:
+        service.renderer.close()
+    [receipt] = queued(engine)
+    for part in parts(receipt):
+        assert "https://portal.example.com/payments" in part
+        assert "/login" not in part
