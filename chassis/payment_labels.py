@@ -33,6 +33,12 @@ METHOD_LABELS = {
 }
 
 
+def names_how_paid(text: object) -> bool:
+    """Whether a payment's reference is itself a card's or bank account's label ("Card ending 4242"),
+    which says the method already."""
+    return isinstance(text, str) and PAID_WITH.fullmatch(text) is not None
+
+
 def payment_label(text: T, gettext: Callable[[str], str], language: str) -> T | str:
     """`text` (a method key, "Visa ending 4242", "SEPA Direct Debit ending 3000") in `language`, with
     that language's catalogue's `gettext`; any other reference translated if the catalogue knows it, else

@@ -25,7 +25,7 @@ from markupsafe import Markup, escape
 from chassis import settings
 from chassis.i18n import Message, language_of, translations
 from chassis.money import Money
-from chassis.payment_labels import METHOD_LABELS
+from chassis.payment_labels import METHOD_LABELS, names_how_paid
 from chassis.payment_labels import payment_label as localized_payment_label
 from services.gateway import csrf
 
@@ -530,7 +530,7 @@ def _build_env(language: str) -> Environment:
         status_label=lambda key: translate(STATUS_LABELS.get(key) or str(key).replace("_", " ")),
         method_label=lambda key: translate(METHOD_LABELS.get(key) or str(key).replace("_", " ")),
     )
-    env.tests.update(payable=payable)
+    env.tests.update(payable=payable, names_how_paid=names_how_paid)
     env.globals.update(csrf_field=csrf_field, csrf_token=csrf.current_token.get, language=language)
     return env
 

@@ -238,8 +238,19 @@ def test_a_card_payment_the_business_recorded_is_named_in_german_as_the_statemen
     recorded = payment(25000, 0, source="manual", method="card", reference="Card ending 4242")
     other = payment(50000, 0, source="manual", method="bank_transfer", reference="TRX-90001")
     card, transfer = rows(payments_page([recorded, other], session={**SESSION, "locale": "de_DE"}))
-    assert "Karte · Karte mit Endziffern 4242</td>" in card and "ending" not in card
+    assert '"Zahlungsart">Karte mit Endziffern 4242</td>' in card and "ending" not in card
     assert "Überweisung · TRX-90001</td>" in transfer  # a reference of the business's own stays as written
+
+
+def test_the_english_payments_page_names_a_method_once_and_as_a_label():
+    listed = [
+        payment(25000, 0, source="manual", method="card", reference="Card ending 4242"),
+        payment(26000, 0, source="manual", method="sepa_debit", reference="SEPA Direct Debit ending 3000"),
+        payment(50000, 0, source="manual", method="bank_transfer", reference="TRX-90001"),
+        payment(1000, 0, source="manual", method="cash", reference=""),
+    ]
+    methods = [re.search(r'data-label="Method">(.*?)</td>', row).group(1) for row in rows(payments_page(listed))]
+    assert methods == ["Card ending 4242", "SEPA Direct Debit ending 3000", "Bank transfer · TRX-90001", "Cash"]
 
 
 # --- an invoice dispute's steps in the comment thread ---------------------------------------------------------
