@@ -234,6 +234,19 @@ def test_the_statement_shows_what_is_owed_by_days_past_due_in_the_readers_langua
     assert squeezed("Owed by days") not in squeezed(text_of(pdfmod.render_pdf("statement", context("statement"))))
 
 
+@pytest.mark.parametrize(
+    "locale, heading, row",
+    [("en_US", "Currency Not yet due", "EUR €100.00"), ("de_DE", "Währung Noch nicht fällig", "EUR 100,00 €")],
+)
+def test_the_statement_s_aging_table_names_its_currency_as_the_statement_page_does(locale, heading, row):
+    """A client billed in two currencies gets a statement in each: its owed amounts say which one."""
+    aging = {"currency": "EUR", "current": 10000, "days_1_30": 0, "days_31_60": 0, "days_61_90": 0}
+    aging |= {"days_over_90": 0, "total": 10000}
+    statement = {**DOCUMENTS["statement"], "currency": "EUR", "today": "2026-12-01", "aging": aging}
+    text = squeezed(text_of(pdfmod.render_pdf("statement", {**context("statement", locale=locale), "doc": statement})))
+    assert squeezed(heading) in text and squeezed(row) in text
+
+
 def test_letter_paper_by_setting():
     a4 = PdfReader(io.BytesIO(pdfmod.render_pdf("invoice", context("invoice")))).pages[0].mediabox
     letter = PdfReader(io.BytesIO(pdfmod.render_pdf("invoice", context("invoice", paper="Letter")))).pages[0].mediabox
