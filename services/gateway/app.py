@@ -397,6 +397,15 @@ class ErrorRenderer:
         )
 
 
+class Favicon:
+    """Browsers ask for /favicon.ico whatever the page links: send them to the portal's icon."""
+
+    public = True  # asked for before anyone signs in
+
+    def on_get(self, req, resp):
+        raise falcon.HTTPMovedPermanently("/static/favicon.svg")
+
+
 def create_app(
     rpc: Rpc,
     health_rpc: Rpc,
@@ -434,6 +443,7 @@ def create_app(
     add_admin_routes(app, rpc, config.portal_url)
     add_ops_routes(app, config)
     app.add_static_route("/static", str(Path(__file__).parent / "static"))
+    app.add_route("/favicon.ico", Favicon())
     return app
 
 

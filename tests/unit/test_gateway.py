@@ -307,6 +307,16 @@ def test_security_headers_on_every_page():
     assert headers["referrer-policy"] == "same-origin" and headers["cache-control"] == "no-store"
 
 
+def test_every_page_links_the_portal_s_icon_and_favicon_ico_leads_to_it():
+    c, _ = client()
+    assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in c.simulate_get("/login").text
+    asked = c.simulate_get("/favicon.ico")  # browsers ask for it, signed in or not
+    assert asked.status_code == 301 and asked.headers["location"] == "/static/favicon.svg"
+    icon = c.simulate_get("/static/favicon.svg")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+    assert "img-src 'self'" in icon.headers["content-security-policy"]  # an icon is an image of the portal's own
+
+
 def test_unknown_page_is_a_designed_404():
     c, _ = client()
     page = c.simulate_get("/no/such/page")

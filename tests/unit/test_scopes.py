@@ -72,6 +72,7 @@ PUBLIC_ROUTES = {
     ("/verify/{code}", "GET"),  # what proves a printed document, by its code: no client's name or lines
     ("/brand/{workspace_id}.css", "GET"),
     ("/brand/{workspace_id}/logo", "GET"),
+    ("/favicon.ico", "GET"),  # browsers ask for it on the sign-in page too
     ("/webhooks/stripe", "POST"),  # signed by Stripe
     ("/unsubscribe", "GET"),  # an email's one-click unsubscribe link, by its signed token
     ("/not-me", "GET"),  # a sign-in email's "this wasn't me" link: shows what it would do
