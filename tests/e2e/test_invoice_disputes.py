@@ -88,7 +88,9 @@ def test_a_dispute_from_the_page_pauses_reminders_and_is_adjusted_with_a_credit_
     assert page.status_code == 200 and 'action="/invoices/' + disputed["id"] + '/dispute"' in page.text
     nonce = re.search(r'/dispute">.*?name="nonce" value="([0-9a-f]{32})"', page.text, re.S).group(1)
     blank = dora.post(f"{stack.url}/invoices/{disputed['id']}/dispute", data={"reason": "  ", "nonce": nonce})
-    assert blank.status_code == 400 and "Say why you dispute the invoice" in blank.text
+    # the invoice page again, the form saying what to fix beside the reason
+    assert blank.status_code == 400 and disputed["number"] in blank.text
+    assert '<p id="dispute-error" class="error" role="alert">A reason is 1 to 2000 characters.' in blank.text
     bad_line = dora.post(
         f"{stack.url}/invoices/{disputed['id']}/dispute", data={"reason": "x", "line": "9", "nonce": nonce}
     )
