@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_date, format_time, get_datetime_format, get_timezone_name
+from babel.dates import format_date, get_timezone_name
 
+from chassis.dates import date_and_short_time
 from chassis.money import Money
 
 
@@ -24,9 +25,4 @@ def moment_in_zone(iso: str, tz: str, locale: str) -> str:
     no seconds."""
     zone = ZoneInfo(tz)
     at = datetime.fromisoformat(iso).astimezone(zone)
-    # the locale's own way of joining a full date and a time, as Babel's format_datetime joins them
-    joined = str(get_datetime_format("full", locale=locale)).replace("'", "")
-    when = joined.replace("{0}", format_time(at, "short", locale=locale)).replace(
-        "{1}", format_date(at, "full", locale=locale)
-    )
-    return f"{when} ({get_timezone_name(zone, locale=locale)})"
+    return f"{date_and_short_time(at, 'full', locale)} ({get_timezone_name(zone, locale=locale)})"

@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel import Locale, UnknownLocaleError
-from babel.dates import format_date, format_datetime, format_time, get_datetime_format, get_timezone_name
+from babel.dates import format_date, format_datetime, format_time, get_timezone_name
 from babel.numbers import format_decimal
 from jinja2 import Environment, FileSystemLoader, Template, pass_eval_context, select_autoescape
 from jinja2.compiler import CodeGenerator, Frame
@@ -23,6 +23,7 @@ from jinja2.nodes import EvalContext, Node
 from markupsafe import Markup, escape
 
 from chassis import settings
+from chassis.dates import date_and_short_time
 from chassis.i18n import Message, language_of, translations
 from chassis.money import Money
 from chassis.payment_labels import METHOD_LABELS, names_how_paid
@@ -319,11 +320,7 @@ def local_datetime(iso: str, tz: str = "UTC", locale: str = "en_US") -> str:
 @_formatted
 def local_appointment(iso: str, tz: str = "UTC", locale: str = "en_US") -> str:
     """A booked time to the minute ("08.12.2026, 15:00"), as its email writes it: a meeting has no seconds."""
-    moment = datetime.fromisoformat(iso).astimezone(ZoneInfo(tz))
-    pattern = str(get_datetime_format("medium", locale=locale))
-    return pattern.replace("{1}", format_date(moment, "medium", locale=locale)).replace(
-        "{0}", format_time(moment, "short", locale=locale)
-    )
+    return date_and_short_time(datetime.fromisoformat(iso).astimezone(ZoneInfo(tz)), "medium", locale)
 
 
 @_formatted

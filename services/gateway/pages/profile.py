@@ -7,7 +7,7 @@ import uuid
 import falcon
 
 from services.gateway import usecases
-from services.gateway.forms import field
+from services.gateway.forms import field, refusal
 from services.gateway.pages.base import Portal
 
 
@@ -63,7 +63,7 @@ class ProfilePage(Portal):
 
 class ContactBusiness(Portal):
     def _show(self, req: falcon.Request, resp: falcon.Response, session: dict, refused: dict | None = None) -> None:
-        """The form; after a refusal (`refused`: its error and what was typed) again, as a 400."""
+        """The form; after a refusal (`refused`: forms.refusal) again, as a 400."""
         refused = refused or {}
         business = self.brand(session["workspace_id"])["name"]
         self.page(
@@ -99,6 +99,5 @@ class ContactBusiness(Portal):
                 request_key=usecases.request_key(nonce, req.context.request_id),
             )
         except usecases.BadInput as exc:  # the form again, saying what to fix, with what was typed
-            typed = {"subject": subject, "message": message}
-            return self._show(req, resp, session, {"error": exc.detail, "typed": typed})
+            return self._show(req, resp, session, refusal("contact", exc, subject=subject, message=message))
         raise falcon.HTTPSeeOther("/contact?sent=1")
