@@ -11,13 +11,12 @@ import re
 import time
 
 import psycopg2
-import pypdfium2
 import pytest
 import requests
-import zxingcpp
 from pypdf import PdfReader
 
 from tests.conftest import Browser, link_token, services_rpc
+from tests.qr_codes import qr_codes
 
 pytestmark = pytest.mark.e2e
 
@@ -30,10 +29,9 @@ CODE_URL = re.compile(r"^http://localhost:\d+/verify/[A-Z2-7]{4}(-[A-Z2-7]{4}){6
 
 def qr_url(pdf: bytes) -> str:
     """The one QR code on the PDF's first page, read from the page rendered at 150 dpi."""
-    page = pypdfium2.PdfDocument(pdf)[0]
-    found = zxingcpp.read_barcodes(page.render(scale=150 / 72).to_pil())
-    assert len(found) == 1, [f.text for f in found]
-    return found[0].text
+    found = qr_codes(pdf)
+    assert len(found) == 1, found
+    return found[0]
 
 
 def pdf_text(pdf: bytes) -> str:
