@@ -64,7 +64,6 @@ class ProfilePage(Portal):
 class ContactBusiness(Portal):
     def _show(self, req: falcon.Request, resp: falcon.Response, session: dict, refused: dict | None = None) -> None:
         """The form; after a refusal (`refused`: forms.refusal) again, as a 400."""
-        refused = refused or {}
         business = self.brand(session["workspace_id"])["name"]
         self.page(
             req,
@@ -74,8 +73,7 @@ class ContactBusiness(Portal):
             status=400 if refused else 200,
             business=business,
             sent=req.get_param("sent") == "1",
-            error=refused.get("error"),
-            typed=refused.get("typed") or {},
+            refused=refused or {},
             nonce=uuid.uuid4().hex,
         )
 
