@@ -59,6 +59,13 @@ def display_name(name: object, email: str | None) -> str:
     return name if isinstance(name, str) and name.strip() else (email or "")
 
 
+def one_line(text: object) -> str:
+    """Multi-line text (an address) on one line, its lines joined by commas. Any line break ends a line:
+    a browser's form sends a textarea's as CRLF, the JSON API's callers mostly LF."""
+    lines = str(text or "").splitlines()
+    return ", ".join(line.strip() for line in lines if line.strip())
+
+
 def check_locale(code: str) -> str:
     """The code, if Babel knows it as a locale (en_US, de_DE); Invalid otherwise."""
     try:

@@ -16,6 +16,7 @@ from babel.support import NullTranslations
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from chassis import i18n
+from chassis.fields import one_line
 from chassis.i18n import language_of
 from chassis.money import Money
 from chassis.payment_labels import payment_label
@@ -64,6 +65,7 @@ def template_env(directory: Path, locale: str) -> Environment:
             if value
             else ""
         ),
+        one_line=one_line,
         iban=lambda value: " ".join(
             value[i : i + 4] for i in range(0, len(value), 4)
         ),  # the paper format, in groups of four

@@ -26,6 +26,8 @@ def field(
     value = form.get(name, default)
     if not isinstance(value, str):  # falcon gives a list for a name sent more than once
         raise falcon.HTTPBadRequest(title=title, description=FORM_CHANGED)
+    # a browser sends each line break typed in a textarea as CRLF: stored as the LF the API's callers send
+    value = value.replace("\r\n", "\n")
     if len(value) > limit:
         raise falcon.HTTPBadRequest(title=title, description=usecases.too_long(label, limit) if label else FORM_CHANGED)
     return value

@@ -24,6 +24,7 @@ from markupsafe import Markup, escape
 
 from chassis import settings
 from chassis.dates import date_and_short_time
+from chassis.fields import one_line
 from chassis.i18n import Message, language_of, translations
 from chassis.money import Money
 from chassis.payment_labels import METHOD_LABELS, names_how_paid
@@ -312,6 +313,11 @@ def iban(value: str) -> str:
     return " ".join(compact[i : i + 4] for i in range(0, len(compact), 4))
 
 
+def line_breaks(text: object) -> Markup:
+    """Text a person wrote (a comment) with its own line breaks, each line escaped."""
+    return Markup("<br>").join(str(text or "").splitlines())
+
+
 @_formatted
 def local_datetime(iso: str, tz: str = "UTC", locale: str = "en_US") -> str:
     return format_datetime(datetime.fromisoformat(iso).astimezone(ZoneInfo(tz)), "medium", locale=locale)
@@ -524,6 +530,8 @@ def _build_env(language: str) -> Environment:
         translate=translate,
         number=number,
         iban=iban,
+        one_line=one_line,
+        line_breaks=line_breaks,
         status_label=lambda key: translate(STATUS_LABELS.get(key) or str(key).replace("_", " ")),
         method_label=lambda key: translate(METHOD_LABELS.get(key) or str(key).replace("_", " ")),
     )
