@@ -8,6 +8,7 @@ import enum
 from typing import Final, overload
 from zoneinfo import available_timezones
 
+import phonenumbers
 from babel import Locale, UnknownLocaleError
 
 from chassis.errors import Invalid
@@ -64,6 +65,39 @@ def one_line(text: object) -> str:
     a browser's form sends a textarea's as CRLF, the JSON API's callers mostly LF."""
     lines = str(text or "").splitlines()
     return ", ".join(line.strip() for line in lines if line.strip())
+
+
+PHONE_EXAMPLE = "+1 212 555 0100"
+NOT_A_PHONE = "not a phone number"  # the field error check_phone gives
+
+
+def check_phone(value: str, name: str, region: str | None) -> str:
+    """`value` as typed when it could be a phone number (libphonenumber's `is_possible_number`: digits
+    and their count, not whether the number is in service); '' clears it. Without a leading + the
+    number is read as dialled in `region` (ISO 3166 alpha-2: the client's country or its language's);
+    with no region it needs its country code."""
+    if not value.strip():
+        return ""
+    try:
+        possible = phonenumbers.is_possible_number(phonenumbers.parse(value, region or None))
+    except phonenumbers.NumberParseException:
+        possible = False
+    if not possible:
+        raise Invalid(
+            f"{name} is not a phone number. Write it with its country code, such as {PHONE_EXAMPLE}.",
+            fields={name: NOT_A_PHONE},
+        )
+    return value
+
+
+def region_of(country: str | None, locale: str | None) -> str | None:
+    """Where a number without its country code is dialled: the country, else the locale's (en_US: US)."""
+    if country:
+        return country
+    try:
+        return Locale.parse(locale).territory if locale else None
+    except (ValueError, UnknownLocaleError, TypeError):
+        return None
 
 
 def check_locale(code: str) -> str:

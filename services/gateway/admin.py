@@ -24,6 +24,7 @@ from services.gateway.downloads import send_xml, with_verify_urls
 from services.gateway.jsonapi import (
     AFTER,
     OFFSET,
+    PHONE,
     SHARED_SCHEMAS,
     Body,
     Country,
@@ -35,6 +36,7 @@ from services.gateway.jsonapi import (
     Locale,
     Moment,
     OpenApi,
+    Phone,
     Query,
     Routed,
     Text,
@@ -252,7 +254,7 @@ CONTACT_ROLES = (
 class ContactIn(Body):
     email: Email = Field(description="Stored in its normal form (lower case)")
     name: str = Text(200, default="")
-    phone: str = Text(50, default="")
+    phone: Phone = Field("", description=PHONE)
     locale: Locale | None = Field(None, description="null: the client's")
     is_primary: bool = False
     portal_access: bool = False
@@ -264,7 +266,7 @@ class ContactUpdate(Body):
 
     email: Email = Field(LEFT_OUT, description="Stored in its normal form (lower case)")
     name: str | None = Text(200, default=None)
-    phone: str | None = Text(50, default=None)
+    phone: Phone | None = Field(None, description=PHONE)
     locale: Locale | None = None
     is_primary: bool = LEFT_OUT
     portal_access: bool = LEFT_OUT
@@ -274,7 +276,7 @@ class ContactUpdate(Body):
 class ClientIn(Body):
     name: str = Text(200, required=True)
     address: str = Text(2000, default="")
-    phone: str = Text(50, default="")
+    phone: Phone = Field("", description=PHONE)
     currency: Currency = Field(LEFT_OUT, description="The workspace's if left out")
     locale: Locale = Field(LEFT_OUT, description="The workspace's if left out")
     timezone: TimeZone = Field(LEFT_OUT, description="The workspace's if left out")
@@ -290,7 +292,7 @@ class ClientUpdate(Body):
 
     name: str = Text(200, required=True, default=None)
     address: str | None = Text(2000, default=None)
-    phone: str | None = Text(50, default=None)
+    phone: Phone | None = Field(None, description=PHONE)
     currency: Currency = LEFT_OUT
     locale: Locale = LEFT_OUT
     timezone: TimeZone = LEFT_OUT

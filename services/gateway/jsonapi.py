@@ -40,6 +40,19 @@ def Text(max_length: int, *, required: bool = False, **kwargs: Any) -> Any:
     return Field(max_length=max_length, pattern=NOT_BLANK if required else NO_NUL, **at_least, **kwargs)
 
 
+PHONE = (
+    "A number a phone could dial (libphonenumber): with its country code (+49 30 1234567), or as dialled in "
+    "the client's country (else its language's). Kept as typed; a number stored before is not checked again"
+)
+PHONE_MAX = 50
+# A phone number: text as `Text` is, documented as `format: phone`, which the service checks.
+Phone = Annotated[
+    str,
+    Field(max_length=PHONE_MAX, pattern=NO_NUL),
+    WithJsonSchema({"type": "string", "maxLength": PHONE_MAX, "pattern": NO_NUL, "format": "phone"}),
+]
+
+
 def _day(value: date) -> date:
     if not 1900 <= value.year <= 2999:
         raise ValueError("a date from 1900-01-01 to 2999-12-31")

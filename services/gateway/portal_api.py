@@ -28,6 +28,7 @@ from services.gateway.downloads import einvoice_xml, render_pdf, send_pdf, send_
 from services.gateway.jsonapi import (
     AFTER,
     OFFSET,
+    PHONE,
     Body,
     Email,
     Endpoint,
@@ -35,6 +36,7 @@ from services.gateway.jsonapi import (
     Locale,
     Moment,
     OpenApi,
+    Phone,
     Query,
     Routed,
     Text,
@@ -147,10 +149,10 @@ class ProfileIn(Body):
     and the company's may be changed but not cleared."""
 
     name: str = Text(usecases.PROFILE_FIELDS["name"], required=True, default=None)
-    phone: str | None = Text(usecases.PROFILE_FIELDS["phone"], default=None)
+    phone: Phone | None = Field(None, description=PHONE)
     company: str = Text(usecases.PROFILE_FIELDS["company"], required=True, default=None)
     address: str | None = Text(usecases.PROFILE_FIELDS["address"], default=None)
-    company_phone: str | None = Text(usecases.PROFILE_FIELDS["company_phone"], default=None)
+    company_phone: Phone | None = Field(None, description=PHONE)
 
 
 class NotificationPreferencesIn(Body):

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from chassis.errors import Conflict, Invalid
+from chassis.fields import NOT_A_PHONE, PHONE_EXAMPLE
 from chassis.i18n import Message
 from clients.auth import AuthClient
 from clients.billing import DOCUMENT_NUMBERS_MAX, BillingClient
@@ -283,7 +284,22 @@ def update_profile(billing: BillingClient, session: Session, changes: Mapping[st
         raise BadInput("Enter your name.", name="required")
     if "company" in changes and not (changes["company"] or "").strip():
         raise BadInput("The company name cannot be empty.", company="required")
-    return billing.update_profile(session["workspace_id"], session["client_id"], session["contact_id"], dict(changes))
+    try:
+        return billing.update_profile(
+            session["workspace_id"], session["client_id"], session["contact_id"], dict(changes)
+        )
+    except Invalid as exc:  # billing reads a new phone as dialled where the client is: the form says so
+        phone = next((name for name in ("phone", "company_phone") if exc.fields.get(name) == NOT_A_PHONE), None)
+        if phone is None:
+            raise
+        raise BadInput(
+            Message(
+                "%(field)s is not a phone number. Write it with its country code, such as %(example)s.",
+                field=LABELS[phone],
+                example=PHONE_EXAMPLE,
+            ),
+            {phone: NOT_A_PHONE},
+        ) from None
 
 
 def renamed_to(session: Session, saved_profile: dict) -> str | None:

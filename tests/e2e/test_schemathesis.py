@@ -49,6 +49,7 @@ SIGN_OUT = ("DELETE /api/portal/v1/session", "POST /api/portal/v1/session/logout
 LOCAL_HOOK = "http://127.0.0.1:9/fuzz-hook"  # the discard port: nothing listens, nothing leaves this machine
 URL = re.compile(URL_PATTERN)
 VALID_IDS = {"vat_id": "DE136695976", "iban": "DE89370400440532013000", "bic": "COBADEFFXXX"}
+VALID_PHONE = "+1 212 555 0100"  # with its country code: one a phone could dial in any client's country
 EXERCISED: dict[str, int] = {}  # "METHOD path": the cases sent to it
 
 
@@ -66,10 +67,27 @@ def credential(case, token: str) -> dict:
     return {} if negative_header else {"Authorization": f"Bearer {token}"}
 
 
+def with_valid_ids_and_phones(body: dict) -> None:
+    """Each id given its check digits, and each phone number one a phone could dial (`format: phone`)."""
+    legal = (body.get("settings") or {}).get("legal") if isinstance(body.get("settings"), dict) else None
+    for holder, key in [
+        (body, "vat_id"),
+        (body, "iban"),
+        *((legal, k) for k in ("vat_id", "iban", "bic") if isinstance(legal, dict)),
+    ]:
+        if isinstance(holder.get(key), str) and holder[key]:
+            holder[key] = VALID_IDS[key]
+    contacts = body.get("contacts") if isinstance(body.get("contacts"), list) else []
+    for holder in (body, *(c for c in contacts if isinstance(c, dict))):
+        for key in ("phone", "company_phone"):
+            if isinstance(holder.get(key), str) and holder[key]:
+                holder[key] = VALID_PHONE
+
+
 def exercise(case) -> bool:
     """Counts the case against its operation, and makes a generated valid request valid by the rules the
     document states in words because JSON Schema cannot: a period's or a document's dates in order, a
-    booking window starting before it ends."""
+    booking window starting before it ends, ids with their check digits, phone numbers."""
     label = f"{case.operation.method.upper()} {case.operation.path}"
     EXERCISED[label] = EXERCISED.get(label, 0) + 1
     meta = case.meta
@@ -97,14 +115,7 @@ def exercise(case) -> bool:
                 continue  # not a number: the request is refused on that, as it should be
             if taxed != rated:
                 line["tax_rate"] = "19" if taxed else "0"
-    legal = (body.get("settings") or {}).get("legal") if isinstance(body.get("settings"), dict) else None
-    for holder, key in [
-        (body, "vat_id"),
-        (body, "iban"),
-        *((legal, k) for k in ("vat_id", "iban", "bic") if isinstance(legal, dict)),
-    ]:
-        if isinstance(holder.get(key), str) and holder[key]:
-            holder[key] = VALID_IDS[key]  # check digits, which JSON Schema cannot state
+    with_valid_ids_and_phones(body)
     weekly = (
         ((body.get("settings") or {}).get("booking") or {}).get("weekly")
         if isinstance(body.get("settings"), dict)

@@ -173,6 +173,8 @@ FILL = {
     "message": "Forged",
     "body": "Forged",
     "company": "Forged Inc",
+    "phone": "+1 212 555 0100",
+    "company_phone": "+1 212 555 0100",
     "name": "Forged",
 }
 

@@ -509,7 +509,7 @@ def test_invalid_input_is_a_422_with_field_errors_and_changes_nothing(admin, rou
 
 
 VALID_BODIES = {
-    "ClientUpdate": {"phone": "1"},
+    "ClientUpdate": {"phone": "+1 212 555 0100"},
     "ContactIn": {"email": "x@example.org"},
     "ContactUpdate": {"name": "x"},
     "RefundIn": {"amount": 100},

@@ -88,7 +88,7 @@ def test_contacts_and_clients_refuse_values_that_are_not_text(db, ws, value):
 def test_null_clears_a_contacts_locale_and_text_but_nothing_else(db, ws):
     ws_id, client = ws
     me = contact(db, ws_id, client)
-    db(h.update_contact, ws_id, me["id"], {"locale": "de_DE", "name": "Jana", "phone": "1"})
+    db(h.update_contact, ws_id, me["id"], {"locale": "de_DE", "name": "Jana", "phone": "+1 212 555 0100"})
     changed = db(h.update_contact, ws_id, me["id"], {"locale": None, "name": None, "phone": None})
     assert (changed["locale"], changed["name"], changed["phone"]) == (None, "", "")
     for field in ("email", "is_primary", "portal_access"):

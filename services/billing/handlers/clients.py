@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 
 from chassis.errors import Conflict, Forbidden, Invalid
-from chassis.fields import REFUSE, check_country, check_locale, flag, text
+from chassis.fields import REFUSE, check_country, check_locale, check_phone, flag, region_of, text
 from chassis.scope import ROLES, require_role
 from services.billing import domain, legal_ids
 from services.billing.handlers.balances import client_balances
@@ -64,9 +64,11 @@ DEFAULT_ROLE = "payer"  # a contact the business adds without naming a role: pay
 LIMITS = {"name": 200, "address": 2000, "phone": 50, "tax_id": 50, "country": 2, "vat_id": 30, "buyer_reference": 100}
 
 
-def _clean_client(data: dict, partial: bool) -> dict:
+def _clean_client(data: dict, partial: bool, current=None, locale: str | None = None) -> dict:
     """The client's fields as sent, or a field error. Changing one, null clears a text field other than
-    the name; a new client takes its defaults from what is left out, never from a null."""
+    the name; a new client takes its defaults from what is left out, never from a null. `current`: the
+    client's row when it is changed (a phone it already has is not checked again); `locale`: the
+    language a new client takes when it names none."""
     values = dict(data)
     if not partial and "name" not in values:
         raise Invalid("name is required.", name="required")
@@ -78,6 +80,10 @@ def _clean_client(data: dict, partial: bool) -> dict:
     check_regional(values)
     if values.get("country"):  # "" leaves it unset
         check_country(values["country"])
+    if values.get("phone") and values["phone"] != getattr(current, "phone", None):
+        country = values.get("country", getattr(current, "country", ""))
+        region = region_of(country, values.get("locale", getattr(current, "locale", locale)))
+        values["phone"] = check_phone(values["phone"], "phone", region)
     if values.get("vat_id"):
         try:
             values["vat_id"] = legal_ids.vat_id(values["vat_id"])
@@ -126,7 +132,7 @@ def contact_view(row) -> dict:
 def create_client(uow, now: datetime, workspace_id: str, data: dict) -> dict:
     check_fields(data, CLIENT_FIELDS | {"contacts"})
     ws = workspace_row(uow, workspace_id)
-    values = _clean_client({k: v for k, v in data.items() if k in CLIENT_FIELDS}, partial=False)
+    values = _clean_client({k: v for k, v in data.items() if k in CLIENT_FIELDS}, partial=False, locale=ws.locale)
     client_id = new_id()
     defaults = {
         "address": "",
@@ -154,7 +160,7 @@ def update_client(uow, now: datetime, workspace_id: str, client_id: str, data: d
     """Changes apply to future invoices only: issued ones keep their snapshot of these details."""
     check_fields(data, PORTAL_EDITABLE if from_portal else CLIENT_FIELDS)
     current = client_row(uow, workspace_id, client_id, lock=True)
-    values = _clean_client(data, partial=True)
+    values = _clean_client(data, partial=True, current=current)
     if values.get("currency", current.currency) != current.currency and _has_documents(uow, client_id):
         # Amounts are minor units of a currency: re-labelling them would change what is owed.
         raise Conflict(
@@ -290,6 +296,13 @@ def _contact_values(data: dict, creating: bool) -> dict:
     return values
 
 
+def _check_contact_phone(values: dict, client, locale: str | None = None) -> None:
+    """A contact's new phone, when it has one, read as dialled where its client is (see check_phone)."""
+    if values.get("phone"):
+        region = region_of(client.country, values.get("locale") or locale or client.locale)
+        values["phone"] = check_phone(values["phone"], "phone", region)
+
+
 def _role(value) -> str:
     if value not in ROLES:
         raise Invalid(f"role is one of {', '.join(ROLES)}.", role=f"one of {', '.join(ROLES)}")
@@ -317,9 +330,10 @@ def _keep_an_owner(uow, client_id: str, contact_id: str) -> None:
 
 def add_contact(uow, now: datetime, workspace_id: str, client_id: str, data: dict, invited: bool = False) -> dict:
     check_fields(data, CONTACT_FIELDS)
-    client_row(uow, workspace_id, client_id)
+    client = client_row(uow, workspace_id, client_id)
     email = _normal_email(data.get("email"))
     values = _contact_values(data, creating=True)
+    _check_contact_phone(values, client)
     if uow.execute(
         sa.select(contacts.c.id).where(contacts.c.workspace_id == workspace_id, contacts.c.email == email)
     ).first():
@@ -359,6 +373,8 @@ def update_contact(
     if "role" in values:  # the client first, as every change of roles locks it: one at a time per client
         client_row(uow, workspace_id, get_scoped(uow, contacts, workspace_id, contact_id, "contact").client_id, True)
     row = get_scoped(uow, contacts, workspace_id, contact_id, "contact", lock=True)
+    if values.get("phone") and values["phone"] != row.phone:
+        _check_contact_phone(values, client_row(uow, workspace_id, row.client_id), values.get("locale", row.locale))
     role_changed = values.get("role", row.role) != row.role
     if role_changed and row.role == "owner":
         _keep_an_owner(uow, row.client_id, contact_id)
@@ -433,6 +449,8 @@ def update_profile(uow, now: datetime, workspace_id: str, client_id: str, contac
     }  # checked under the form's names
     contact_changes = {k: v for k, v in mine.items() if v != getattr(contact, k)}
     current = client_row(uow, workspace_id, client_id)
+    if company.get("phone") and company["phone"] != current.phone:  # refused under the form's name
+        company["phone"] = check_phone(company["phone"], "company_phone", region_of(current.country, current.locale))
     if any(value != getattr(current, field) for field, value in company.items()):  # the form resends them all
         require_role(domain.COMPANY_ROLES, domain.COMPANY_DETAIL)
     if contact_changes:
