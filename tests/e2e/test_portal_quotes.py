@@ -32,7 +32,7 @@ def test_quote_filters_accept_and_decline(stack):
     )
     assert done.status_code == 200 and "Dana Demo" in done.text and "Confirm acceptance" not in done.text
     again = demo.post(f"{stack.url}/quotes/{pending}/reject", data={"reason": "changed my mind", "version": "1"})
-    assert again.status_code == 409 and "cannot be acted on" in again.text
+    assert again.status_code == 409 and "This quote is no longer open" in again.text
     with psycopg2.connect(stack.databases["billing"]) as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT status, signature_name, accepted_by, workspace_id, client_id FROM quotes WHERE id = %s", (pending,)

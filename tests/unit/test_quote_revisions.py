@@ -423,3 +423,38 @@ def test_the_emailed_link_to_a_quote_shows_its_notes_and_terms():
     page = c.simulate_get("/i/a-one-document-token")
     assert page.status_code == 200
     assert "Includes two rounds of edits." in page.text and TERMS in page.text
+
+
+DECLINED = {**QUOTE, "display_status": "rejected", "status": "rejected", "rejected_at": "2026-11-20T10:00:00+00:00"}
+CLOSED = Conflict("This quote is rejected and cannot be acted on.", status="rejected")
+
+
+@pytest.mark.parametrize(
+    "locale, says",
+    [
+        ("en_US", "This quote is no longer open, so it cannot be accepted or declined now. Nothing was changed."),
+        ("de_DE", "Dieses Angebot ist nicht mehr offen und kann jetzt weder angenommen noch abgelehnt werden."),
+    ],
+)
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("accept", "signature_name=Dana"),  # the first step: nothing to confirm
+        ("accept", "signature_name=Dana&confirmed=yes&version=2"),
+        ("reject", "reason=No&version=2"),
+    ],
+)
+def test_a_decision_on_a_quote_no_longer_open_is_its_page_again_saying_so_in_the_readers_words(
+    locale, says, path, body
+):
+    c, _ = portal(
+        locale,
+        answers={
+            ("billing", "accept_quote"): CLOSED,
+            ("billing", "reject_quote"): CLOSED,
+            ("billing", "view_quote"): {"quote": DECLINED, "comments": []},
+        },
+    )
+    page = c.simulate_post(f"/quotes/q1/{path}", body=body, headers=FORM, cookies=c.session_cookie)
+    assert page.status_code == 409 and says in page.text
+    assert "cannot be acted on" not in page.text and "Confirm acceptance" not in page.text

@@ -41,9 +41,10 @@ class QuotePage(Portal):
         stale: int | None = None,
         shown: dict | None = None,
         refused: dict | None = None,
+        closed: bool = False,
     ) -> None:
         """`shown`: view_quote's answer, when the caller has it already; `refused` (forms.refusal): the
-        form refused, shown again as a 400."""
+        form refused, shown again as a 400; `closed`: a decision on a quote no longer open, as a 409."""
         session = self.session(req, resp)
         if shown is None:  # the quote within the client, with its comments
             shown = self.billing(req).view_quote(session["workspace_id"], session["client_id"], quote_id)
@@ -53,11 +54,12 @@ class QuotePage(Portal):
             resp,
             "quote.html",
             session,
-            status=409 if stale else 400 if refused else 200,
+            status=409 if stale or closed else 400 if refused else 200,
             client=quote,
             q=quote,
             confirm=confirm,
             stale=stale,
+            closed=closed,
             refused=refused or {},
             comments=comments or [],
             nonce=uuid.uuid4().hex,
@@ -72,14 +74,16 @@ class QuotePage(Portal):
         decision: Callable[[], Any],
         done: str = "",
     ) -> None:
-        """Make a decision on the version the page showed; when a revision has replaced it, the page
-        again with the newest version and a 409 that says so, and nothing changed."""
+        """Make a decision on the version the page showed; when a revision has replaced it, or the quote is
+        no longer open (decided, expired), the page again with a 409 that says so, and nothing changed."""
         try:
             decision()
         except Conflict as exc:
-            if not usecases.is_stale(exc):
-                raise
-            return self.show(req, resp, quote_id, stale=seen)
+            if usecases.is_stale(exc):
+                return self.show(req, resp, quote_id, stale=seen)
+            if "status" in exc.fields:  # billing names the state that closed it
+                return self.show(req, resp, quote_id, closed=True)
+            raise
         raise falcon.HTTPSeeOther(f"/quotes/{quote_id}{done}")
 
 
@@ -123,6 +127,8 @@ class QuoteAccept(QuoteDetail):
             shown = self.billing(req).view_quote(session["workspace_id"], session["client_id"], quote_id)
             if seen is not None and seen != shown["quote"].get("version", 1):
                 return self.show(req, resp, quote_id, stale=seen, shown=shown)
+            if shown["quote"].get("display_status", "sent") != "sent":  # decided or expired: nothing to sign
+                return self.show(req, resp, quote_id, closed=True, shown=shown)
             return self.show(req, resp, quote_id, confirm=name, shown=shown)
         version = decided_version(form)
         with refused_as(title):
