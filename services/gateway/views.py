@@ -536,7 +536,12 @@ def _build_env(language: str) -> Environment:
         method_label=lambda key: translate(METHOD_LABELS.get(key) or str(key).replace("_", " ")),
     )
     env.tests.update(payable=payable, names_how_paid=names_how_paid)
-    env.globals.update(csrf_field=csrf_field, csrf_token=csrf.current_token.get, language=language)
+    env.globals.update(
+        csrf_field=csrf_field,
+        csrf_token=csrf.current_token.get,
+        language=language,
+        method_keys=frozenset(METHOD_LABELS),
+    )
     return env
 
 

@@ -220,7 +220,7 @@ def test_the_statement_words_refunds_and_how_payments_were_made_in_german():
 def test_the_statement_reads_as_before_in_english():
     assert references("en_US") == [
         "Visa ending 4242",
-        "bank transfer",
+        "Bank transfer",  # a method named alone, as the payments page names it
         "Refund of Visa ending 4242",
         "Credit for the refund of Visa ending 4242",
         "Retainer refund",

@@ -95,3 +95,16 @@ def test_the_printed_statement_names_the_business_the_client_and_the_period():
 def test_the_printed_statement_heading_reads_in_german():
     heading = print_heading(page(locale="de_DE"))
     assert heading == f"Acme Kontoauszug für {CLIENT['name']} Zeitraum: 23.08.2026 bis 23.11.2026"
+
+
+def test_a_payment_named_by_its_method_reads_as_the_payments_page_names_it():
+    entries = [
+        {"date": "2026-11-02", "kind": "payment", "reference": "cash", "amount": -5000, "balance": 5000},
+        {"date": "2026-11-03", "kind": "payment", "reference": "Visa ending 4242", "amount": -7000, "balance": 0},
+        {"date": "2026-11-04", "kind": "payment", "reference": "SEPA Direct Debit ending 3000", "amount": -9000},
+    ]
+    entries[2]["balance"] = -9000
+    english, german = page(entries=entries), page("de_DE", entries=entries)
+    assert ">Cash</td>" in english and ">cash</td>" not in english
+    assert ">Visa ending 4242</td>" in english and ">SEPA Direct Debit ending 3000</td>" in english
+    assert ">Bar</td>" in german
