@@ -341,6 +341,22 @@ def test_dev_mail_exists_only_in_dev():
     assert client(dev=False)[0].simulate_get("/dev/mail").status_code == 404
 
 
+def test_dev_mail_names_each_link_by_where_it_leads():
+    sign_in = {
+        "id": "e1",
+        "to": "demo@example.com",
+        "subject": "Your sign-in link",
+        "kind": "magic_link",
+        "status": "sent",
+        "created_at": "2026-11-23T12:00:00+00:00",
+        "links": ["http://portal.test/auth/verify?token=a", "http://portal.test/not-me?token=b"],
+    }
+    page = client({("documents", "recent_emails"): [sign_in]})[0].simulate_get("/dev/mail")
+    assert page.status_code == 200
+    assert '<a href="http://portal.test/auth/verify?token=a">/auth/verify</a>' in page.text
+    assert '<a href="http://portal.test/not-me?token=b">/not-me</a>' in page.text
+
+
 def test_rate_limits_use_the_address_our_proxy_saw_not_a_forged_one():
     c, rpc = client({("auth", "request_link"): {"accepted": True}}, hops=1)
     c.simulate_post(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import falcon
 from email_validator import EmailNotValidError, validate_email
 
@@ -142,4 +144,7 @@ class DevMail(Base):
     public = True
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.render(resp, "dev_mail.html", emails=self.documents(req).recent_emails(50))
+        emails = self.documents(req).recent_emails(50)
+        for email in emails:  # each link named by where it leads: a sign-in email's two look alike otherwise
+            email["links"] = [{"url": url, "path": urlsplit(url).path} for url in email["links"]]
+        self.render(resp, "dev_mail.html", emails=emails)
