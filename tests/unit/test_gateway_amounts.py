@@ -265,3 +265,30 @@ def test_billing_s_refusal_of_the_amount_is_worded_in_the_page_s_language(locale
     assert f'<p class="error" role="alert">{says}</p>' in page.text
     if locale == "de_DE":
         assert "payment is at least" not in page.text and "owed" not in page.text
+
+
+@pytest.mark.parametrize(
+    ("locale", "applied", "says"),
+    [
+        ("en_US", {"credit": 10000}, "$100.00 of your credit was applied to INV-5; $250.00 remains"),
+        ("en_US", {"retainer": 50000}, "$500.00 of your retainer was applied to INV-5; $250.00 remains"),
+        ("en_US", {"credit": 10000, "retainer": 50000}, "$600.00 of your credit and retainer was applied to INV-5"),
+        ("de_DE", {"retainer": 50000}, "Ihres Vorschusses wurden auf INV-5 angerechnet"),
+        ("de_DE", {"credit": 10000, "retainer": 50000}, "Ihres Guthabens und Vorschusses wurden auf INV-5"),
+    ],
+)
+def test_the_card_page_names_what_was_applied_first_credit_retainer_or_both(locale, applied, says):
+    c, rpc = pay_client(locale)
+    rpc.answers[("payments", "get_attempt")] = {
+        "id": "pa1",
+        "status": "open",
+        "amount": 25000,
+        "currency": "USD",
+        "failure_message": "",
+        "allocations": [{"invoice_id": "i5", "number": "INV-5", "amount": 25000}],
+        "applied": {**applied, "invoices": ["INV-5"]},
+    }
+    rpc.answers[("payments", "list_cards")] = []
+    page = c.simulate_get("/pay/pa1", cookies=c.session_cookie)
+    assert page.status_code == 200
+    assert says in " ".join(page.text.replace("\xa0", " ").split())
