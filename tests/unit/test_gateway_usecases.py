@@ -263,16 +263,13 @@ def test_the_organisations_contacts_are_changed_as_the_signed_in_owner():
 
 
 # Each edge maps a refusal as it always has: a page shows its form's 400 page, the API a 422 problem. (A
-# refused forward, dispute, acceptance or change request is its page again instead, with what was typed:
-# test_invoice_pages.py and test_quote_revisions.py.)
+# refused comment, forward, dispute, acceptance or change request is its page again instead, with what was
+# typed: test_invoice_pages.py and test_quote_revisions.py.)
 
 
 @pytest.mark.parametrize(
     ("path", "form", "title", "detail"),
-    [
-        ("/invoices/inv1/comments", "body=+&nonce=n1", "Write a comment", "A comment is 1 to 5000 characters."),
-        ("/review", "rating=6", "Choose a rating", "Pick from 1 to 5 stars."),
-    ],
+    [("/review", "rating=6", "Choose a rating", "Pick from 1 to 5 stars.")],
 )
 def test_a_page_shows_a_refused_form_as_its_400_page_and_asks_no_service(path, form, title, detail):
     c, rpc = client()

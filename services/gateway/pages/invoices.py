@@ -10,7 +10,7 @@ import falcon
 
 from services.gateway import usecases
 from services.gateway.downloads import with_verify_urls
-from services.gateway.forms import field, refusal, refused_as
+from services.gateway.forms import field, refusal
 from services.gateway.pages.base import Portal
 from services.gateway.usecases import INVOICE_FILTERS, INVOICE_SORTS
 
@@ -98,14 +98,13 @@ class InvoiceDetail(Portal):
         )
 
 
-class InvoiceComment(Portal):
+class InvoiceComment(InvoiceDetail):
     def on_post(self, req: falcon.Request, resp: falcon.Response, invoice_id: str) -> None:
         session = self.session(req, resp)
         form = self.form(req)
-        title = "Write a comment"
-        body = field(form, "body", usecases.COMMENT_MAX, title=title)
+        body = field(form, "body", usecases.COMMENT_MAX, title="Write a comment")
         nonce = field(form, "nonce", usecases.NONCE_MAX)
-        with refused_as(title):
+        try:
             usecases.comment_on_invoice(
                 self.billing(req),
                 session,
@@ -113,6 +112,8 @@ class InvoiceComment(Portal):
                 body,
                 request_key=usecases.request_key(nonce, req.context.request_id),
             )
+        except usecases.BadInput as exc:  # the page again, the form saying what to fix, with what was typed
+            return self.show(req, resp, session, invoice_id, refused=refusal("comment", exc, body=body))
         raise falcon.HTTPSeeOther(f"/invoices/{invoice_id}#comments")
 
 
