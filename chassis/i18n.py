@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import functools
 import io
+from decimal import Decimal
 from pathlib import Path
 
 from babel import Locale, UnknownLocaleError
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
+from babel.numbers import format_percent
 from babel.support import NullTranslations, Translations
 
 
@@ -36,6 +38,12 @@ def language_of(locale: str | None) -> str:
     if not isinstance(locale, str):
         return "en"
     return _language_of(locale)
+
+
+def percent(rate: object, locale: str) -> str:
+    """A rate given in percent ("19", "7.5") as the reader writes one: 19% in English, 19 % in German
+    (CLDR's pattern, its space a no-break one), every decimal it has kept."""
+    return format_percent((Decimal(str(rate)) / 100).normalize(), locale=locale, decimal_quantization=False)
 
 
 @functools.lru_cache(maxsize=1024)  # a page asks for its reader's on every render; Babel parses each time

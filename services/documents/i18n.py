@@ -70,6 +70,6 @@ def template_env(directory: Path, locale: str) -> Environment:
             value[i : i + 4] for i in range(0, len(value), 4)
         ),  # the paper format, in groups of four
         quantity=lambda value: format_decimal(Decimal(value), locale=locale, decimal_quantization=False),
-        percent=lambda value: format_decimal(Decimal(value), locale=locale, decimal_quantization=False) + "%",
+        percent=lambda value: i18n.percent(value, locale),
     )
     return env

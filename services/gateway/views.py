@@ -25,7 +25,7 @@ from markupsafe import Markup, escape
 from chassis import settings
 from chassis.dates import date_and_short_time
 from chassis.fields import one_line
-from chassis.i18n import Message, language_of, translations
+from chassis.i18n import Message, language_of, percent, translations
 from chassis.money import Money
 from chassis.payment_labels import METHOD_LABELS, names_how_paid
 from chassis.payment_labels import payment_label as localized_payment_label
@@ -529,6 +529,7 @@ def _build_env(language: str) -> Environment:
         zone_name=zone_name,
         translate=translate,
         number=number,
+        percent=percent,
         iban=iban,
         one_line=one_line,
         line_breaks=line_breaks,

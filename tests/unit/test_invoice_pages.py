@@ -11,7 +11,7 @@ import pytest
 from services.billing import domain
 from services.gateway import views
 from tests.unit.test_documents_add_up import Cells
-from tests.unit.test_gateway import FORM, WORKSPACE, client
+from tests.unit.test_gateway import FORM, SESSION, WORKSPACE, client
 from tests.unit.test_quote_revisions import QUOTE
 
 LINK = {"workspace_id": "ws1", "client_id": "cl1", "kind": "invoice", "document_id": "i2"}
@@ -138,7 +138,7 @@ def test_a_paid_invoice_on_its_link_page_shows_the_payment_in_german():
     rows = totals(html, EUROS)
     assert [label for label, _ in rows] == [
         "Zwischensumme",
-        "Umsatzsteuer 19% auf 999,99 €",
+        "Umsatzsteuer 19 % auf 999,99 €",  # the cells' text, its no-break space read as a space
         "Gesamt",
         "Bezahlt am 20.11.2026, 16:00:00",  # in the client's time zone, as on the signed-in page
         "Offener Betrag",
@@ -238,7 +238,7 @@ def test_a_zero_rated_and_an_exempt_tax_row_read_differently_on_both_pages():
     german["payments"] = [{**PAID_EUR["payments"][0], "amount": 61500}]
     for html in (signed_in_page(german), public_page(german)[0]):
         labels = [label for label, _ in totals(html, EUROS)]
-        assert labels[1:3] == ["Umsatzsteuer 0% (Nullsatz) auf 15,00 €", "Umsatzsteuerfrei auf 600,00 €"], labels
+        assert labels[1:3] == ["Umsatzsteuer 0 % (Nullsatz) auf 15,00 €", "Umsatzsteuerfrei auf 600,00 €"], labels
 
 
 def public_quote_page(quote: dict) -> str:
@@ -290,6 +290,27 @@ def test_a_refused_forward_is_the_invoice_page_again_with_the_address_and_note_a
     assert 'name="to" type="email" required maxlength="254" value="buchhaltung" aria-invalid="true"' in page.text
     assert 'value="Bitte bis Freitag &lt;bezahlen&gt;"' in page.text
     assert not [call for call in rpc.calls if call[1] == "forward_invoice"]  # nothing was sent
+
+
+@pytest.mark.parametrize(
+    "locale, says",
+    [("en_US", "A comment is 1 to 5000 characters."), ("de_DE", "Ein Kommentar hat 1 bis 5000 Zeichen.")],
+)
+def test_a_blank_comment_is_the_invoice_page_again_with_what_was_typed_and_nothing_posted(locale, says):
+    c, rpc = client(
+        {
+            ("billing", "view_invoice"): {"invoice": invoice(locale=locale), "comments": []},
+            ("billing", "get_workspace"): WORKSPACE,
+        },
+        session={**SESSION, "locale": locale},
+    )
+    page = c.simulate_post(
+        "/invoices/i2/comments", body="body=+%0D%0A+&nonce=n1", headers=FORM, cookies=c.session_cookie
+    )
+    assert page.status_code == 400 and "INV-2026-00002" in page.text
+    assert f'<p id="comment-error" class="error" role="alert">{says}</p>' in page.text
+    assert 'rows="3" aria-invalid="true" aria-describedby="comment-error" autofocus> \n </textarea>' in page.text
+    assert not [call for call in rpc.calls if call[1] == "add_comment"]
 
 
 @pytest.mark.parametrize(
