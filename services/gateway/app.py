@@ -30,6 +30,7 @@ from chassis.errors import (
 from chassis.i18n import Message
 from chassis.logs import configure_logging, request_id_var
 from services.gateway.admin import add_admin_routes
+from services.gateway.branding import brand_of, cached_brand
 from services.gateway.csrf import CsrfMiddleware
 from services.gateway.jsonapi import BadQuery, unstorable_text
 from services.gateway.metrics import MeteredRpc, MetricsMiddleware, add_ops_routes
@@ -261,9 +262,10 @@ class SecurityMiddleware:
 class ErrorRenderer:
     """Every error as a designed HTML page or application/problem+json."""
 
-    def __init__(self, config: GatewayConfig, sessions: SessionMiddleware | None = None):
+    def __init__(self, config: GatewayConfig, sessions: SessionMiddleware | None = None, rpc: Rpc | None = None):
         self.config = config
         self.sessions = sessions
+        self.rpc = rpc  # the business's branding, for a signed-in contact's page
 
     def respond(self, req, resp, status: int, title: str, detail: str, extra: dict | None = None):
         resp.status = status
@@ -286,9 +288,30 @@ class ErrorRenderer:
                 env_for(self._reader_locale(req, session))
                 .get_template("error.html")
                 .render(
-                    status=status, title=title, detail=detail, request_id=req.context.get("request_id"), session=session
+                    status=status,
+                    title=title,
+                    detail=detail,
+                    request_id=req.context.get("request_id"),
+                    session=session,
+                    brand=self._brand(session, status),
                 )
             )
+
+    def _brand(self, session: dict | None, status: int) -> dict | None:
+        """The business's name, logo and colours above a signed-in contact's error page, as on its other
+        pages. A server error's page asks for them only if this process has them already: billing may
+        be what did not answer."""
+        workspace_id = (session or {}).get("workspace_id")
+        if not workspace_id or self.rpc is None:
+            return None
+        if status >= 500:
+            return cached_brand(workspace_id)
+        rpc = self.rpc
+        try:
+            return brand_of(lambda *a, **k: rpc.call(*a, request_id=request_id_var.get(), **k), workspace_id)
+        except Exception:  # noqa: BLE001 - the error page is shown all the same, unbranded
+            log.warning("no branding for an error page", exc_info=True)
+            return None
 
     def _reader_locale(self, req, session: dict | None) -> str:
         """The language of an error page: the signed-in contact's. A request answered without its
@@ -430,7 +453,7 @@ def create_app(
     ]
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
-    errors = ErrorRenderer(config, sessions)
+    errors = ErrorRenderer(config, sessions, rpc)
     app.add_error_handler(Exception, errors.unexpected)
     app.add_error_handler(falcon.HTTPError, errors.http_error)
     app.add_error_handler(ServiceError, errors.service_error)

@@ -30,12 +30,17 @@ SELLER_FIELDS = ("address", "email", "phone", "tax_id")  # the workspace's own c
 SELLER_LEGAL = ("vat_id", "iban", "bic")  # its settings' legal details
 
 
+def cached_brand(workspace_id: str) -> dict | None:
+    """The workspace's branding if this process holds it, without asking billing."""
+    with _lock:
+        return _cache.get(workspace_id)
+
+
 def brand_of(call, workspace_id: str) -> dict:
     """{id, name, logo, logo_url, brand, accent, version, seller}: what pages need, cached for a minute.
     `version` (the stylesheet's and the logo's URLs) follows the colours and the logo only; `seller` is
     the business as its invoices state it: name, address, email, phone, tax_id, vat_id, iban, bic."""
-    with _lock:
-        cached = _cache.get(workspace_id)
+    cached = cached_brand(workspace_id)
     if cached is not None:
         return cached
     ws = call("billing", "get_workspace", workspace_id, scope=Scope(workspace_id))

@@ -551,3 +551,19 @@ def test_forgot_password_refuses_a_bad_address_in_words_whether_the_gateway_or_a
     refused_by_auth = c.simulate_post("/password/forgot", body="email=a%40example.com", headers=FORM)
     assert refused_by_auth.status_code == 400 and "Enter a valid email address" in refused_by_auth.text
     assert 'value="a@example.com"' in refused_by_auth.text
+
+
+def test_a_signed_in_contacts_error_page_carries_its_business_s_name_and_a_server_error_asks_nothing():
+    from services.gateway import branding
+
+    branding._cache.clear()
+    c, rpc = client(
+        {("billing", "view_invoice"): NotFound("No such invoice."), ("billing", "get_workspace"): WORKSPACE}
+    )
+    missing = c.simulate_get("/invoices/nope", cookies=c.session_cookie)
+    assert missing.status_code == 404 and '<span class="brand">Acme</span>' in missing.text
+    branding._cache.clear()
+    c, rpc = client({("billing", "view_invoice"): Unavailable("billing is restarting")})
+    down = c.simulate_get("/invoices/nope", cookies=c.session_cookie)
+    assert down.status_code == 503 and '<span class="brand">Client portal</span>' in down.text
+    assert not [call for call in rpc.calls if call[1] == "get_workspace"]

@@ -275,7 +275,8 @@ def test_a_page_shows_a_refused_form_as_its_400_page_and_asks_no_service(path, f
     c, rpc = client()
     page = c.simulate_post(path, body=form, headers=FORM, cookies=c.session_cookie)
     assert page.status_code == 400 and title in page.text and detail in page.text
-    assert [call for call in rpc.calls if call[0] != "auth"] == []
+    # at most the page's branding (this process may hold it already): nothing was saved or sent
+    assert {call[1] for call in rpc.calls if call[0] != "auth"} <= {"get_workspace"}
 
 
 def test_the_pages_and_the_api_key_a_comment_alike():
