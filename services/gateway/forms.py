@@ -18,10 +18,17 @@ FORM_CHANGED = "This form was changed or is out of date. Reload the page and try
 
 
 def field(
-    form: dict, name: str, limit: int, default: str = "", title: str = "Check the form", label: str | None = None
+    form: dict,
+    name: str,
+    limit: int,
+    default: str = "",
+    title: str = "Check the form",
+    label: str | None = None,
+    again: bool = False,
 ) -> str:
     """The text of one field (`default` when the form left it out), at most `limit` characters. A message
-    names the field by its `label` (by default the form's label in usecases.LABELS)."""
+    names the field by its `label` (by default the form's label in usecases.LABELS). `again`: the page
+    shows its form again on a refusal, so text too long is a BadInput it catches (see `typed`)."""
     label = label or usecases.LABELS.get(name)
     value = form.get(name, default)
     if not isinstance(value, str):  # falcon gives a list for a name sent more than once
@@ -29,8 +36,15 @@ def field(
     # a browser sends each line break typed in a textarea as CRLF: stored as the LF the API's callers send
     value = value.replace("\r\n", "\n")
     if len(value) > limit:
+        if again and label:
+            raise BadInput(usecases.too_long(label, limit), {name: f"longer than {limit} characters"})
         raise falcon.HTTPBadRequest(title=title, description=usecases.too_long(label, limit) if label else FORM_CHANGED)
     return value
+
+
+def typed(form: dict, *names: str) -> dict[str, str]:
+    """What was typed in the named fields, for a form shown again before they were read with `field`."""
+    return {name: form[name].replace("\r\n", "\n") for name in names if isinstance(form.get(name), str)}
 
 
 @contextmanager

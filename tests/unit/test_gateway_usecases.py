@@ -16,6 +16,8 @@ from services.gateway import usecases
 from services.gateway.usecases import BadInput
 from tests.unit.test_gateway import FORM, client
 from tests.unit.test_gateway import SESSION as TEST_SESSION
+from tests.unit.test_invoice_pages import invoice
+from tests.unit.test_quote_revisions import QUOTE
 
 SESSION = {
     "workspace_id": "ws1",
@@ -409,6 +411,20 @@ def test_the_openapi_document_says_a_profile_name_is_not_empty():
     assert name["minLength"] == 1 and name["type"] == "string" and "anyOf" not in name
 
 
+# What the pages read to show a refused form again; nothing else may be asked of a service.
+READS = {"view_quote", "view_invoice", "get_client", "get_workspace", "get_notification_preferences", "password_status"}
+
+
+PAGES_SHOWN_AGAIN = {
+    ("billing", "view_quote"): {"quote": QUOTE, "comments": []},
+    ("billing", "view_invoice"): {"invoice": invoice(id="inv1"), "comments": []},
+    ("billing", "get_client"): PROFILE_CLIENT,
+    ("billing", "get_workspace"): {"id": "ws1", "name": "Acme"},
+    ("billing", "get_notification_preferences"): {},
+    ("auth", "password_status"): {},
+}
+
+
 @pytest.mark.parametrize(
     ("path", "form", "detail"),
     [
@@ -427,11 +443,14 @@ def test_the_openapi_document_says_a_profile_name_is_not_empty():
     ],
 )
 def test_a_too_long_field_is_named_as_its_form_labels_it(path, form, detail):
-    c, rpc = client()
+    c, rpc = client(PAGES_SHOWN_AGAIN)
     page = c.simulate_post(path, body=urlencode(form), headers=FORM, cookies=c.session_cookie)
     assert page.status_code == 400 and detail in page.text
     assert not re.search(r">\s*(signature_name|body|note|subject|message|name|reason) is at most", page.text)
-    assert [call for call in rpc.calls if call[0] != "auth"] == []
+    assert {call[1] for call in rpc.calls if call[0] != "auth"} <= READS  # nothing was saved or sent
+    if path in ("/quotes/q1/accept", "/invoices/inv1/comments", "/invoices/inv1/forward", "/contact", "/profile"):
+        long_value = next(value for value in form.values() if len(value) > 200)
+        assert long_value in page.text  # the form again, with what was typed
 
 
 @pytest.mark.parametrize(
@@ -447,7 +466,7 @@ def test_a_too_long_field_is_named_as_its_form_labels_it(path, form, detail):
     ],
 )
 def test_a_too_long_field_is_named_in_german_for_a_german_contact(path, form, german):
-    c, _ = client(session={**TEST_SESSION, "locale": "de_DE"})
+    c, _ = client(PAGES_SHOWN_AGAIN, session={**TEST_SESSION, "locale": "de_DE"})
     page = c.simulate_post(path, body=urlencode(form), headers=FORM, cookies=c.session_cookie)
     assert page.status_code == 400 and '<html lang="de">' in page.text and german in page.text
 

@@ -10,7 +10,7 @@ import falcon
 
 from services.gateway import usecases
 from services.gateway.downloads import with_verify_urls
-from services.gateway.forms import field, refusal
+from services.gateway.forms import field, refusal, typed
 from services.gateway.pages.base import Portal
 from services.gateway.usecases import INVOICE_FILTERS, INVOICE_SORTS
 
@@ -102,9 +102,9 @@ class InvoiceComment(InvoiceDetail):
     def on_post(self, req: falcon.Request, resp: falcon.Response, invoice_id: str) -> None:
         session = self.session(req, resp)
         form = self.form(req)
-        body = field(form, "body", usecases.COMMENT_MAX, title="Write a comment")
         nonce = field(form, "nonce", usecases.NONCE_MAX)
         try:
+            body = field(form, "body", usecases.COMMENT_MAX, title="Write a comment", again=True)
             usecases.comment_on_invoice(
                 self.billing(req),
                 session,
@@ -113,7 +113,7 @@ class InvoiceComment(InvoiceDetail):
                 request_key=usecases.request_key(nonce, req.context.request_id),
             )
         except usecases.BadInput as exc:  # the page again, the form saying what to fix, with what was typed
-            return self.show(req, resp, session, invoice_id, refused=refusal("comment", exc, body=body))
+            return self.show(req, resp, session, invoice_id, refused=refusal("comment", exc, **typed(form, "body")))
         raise falcon.HTTPSeeOther(f"/invoices/{invoice_id}#comments")
 
 
@@ -135,10 +135,10 @@ class InvoiceDispute(InvoiceDetail):
         session = self.session(req, resp)
         form = self.form(req)
         title = "Say why you dispute the invoice"
-        reason = field(form, "reason", usecases.DISPUTE_REASON_MAX, title=title)
         lines = ticked_lines(form)
         nonce = field(form, "nonce", usecases.NONCE_MAX)
         try:
+            reason = field(form, "reason", usecases.DISPUTE_REASON_MAX, title=title, again=True)
             usecases.dispute_invoice(
                 self.billing(req),
                 session,
@@ -148,7 +148,7 @@ class InvoiceDispute(InvoiceDetail):
                 request_key=usecases.request_key(nonce, req.context.request_id),
             )
         except usecases.BadInput as exc:  # the page again, the form saying what to fix, with what was typed
-            refused = refusal("dispute", exc, reason=reason, lines=lines)
+            refused = refusal("dispute", exc, lines=lines, **typed(form, "reason"))
             return self.show(req, resp, session, invoice_id, refused=refused)
         raise falcon.HTTPSeeOther(f"/invoices/{invoice_id}#dispute")
 
@@ -157,9 +157,10 @@ class InvoiceForward(InvoiceDetail):
     def on_post(self, req: falcon.Request, resp: falcon.Response, invoice_id: str) -> None:
         session = self.session(req, resp)
         form = self.form(req)
-        to, note = field(form, "to", 1000).strip(), field(form, "note", usecases.FORWARD_NOTE_MAX)
         nonce = field(form, "nonce", usecases.NONCE_MAX)
         try:
+            to = field(form, "to", 1000, again=True).strip()
+            note = field(form, "note", usecases.FORWARD_NOTE_MAX, again=True)
             to, _email_id = usecases.forward_invoice(
                 self.documents(req),
                 session,
@@ -169,5 +170,6 @@ class InvoiceForward(InvoiceDetail):
                 request_key=usecases.request_key(nonce, req.context.request_id),
             )
         except usecases.BadInput as exc:  # the page again, the form saying what to fix, with what was typed
-            return self.show(req, resp, session, invoice_id, refused=refusal("forward", exc, to=to, note=note))
+            refused = refusal("forward", exc, **typed(form, "to", "note"))
+            return self.show(req, resp, session, invoice_id, refused=refused)
         raise falcon.HTTPSeeOther(f"/invoices/{invoice_id}?{urlencode({'forwarded': to})}")

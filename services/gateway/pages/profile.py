@@ -7,7 +7,7 @@ import uuid
 import falcon
 
 from services.gateway import usecases
-from services.gateway.forms import field, refusal
+from services.gateway.forms import field, refusal, typed
 from services.gateway.pages.base import Portal
 
 
@@ -49,12 +49,13 @@ class ProfilePage(Portal):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         session = self.session(req, resp)
         form = self.form(req)
-        # what the form sends is saved as typed; a field the form leaves out is left as it is
-        changes = {key: field(form, key, limit) for key, limit in usecases.PROFILE_FIELDS.items() if key in form}
+        fields = usecases.PROFILE_FIELDS
         try:
+            # what the form sends is saved as typed; a field the form leaves out is left as it is
+            changes = {key: field(form, key, limit, again=True) for key, limit in fields.items() if key in form}
             saved = usecases.update_profile(self.billing(req), session, changes)
-        except usecases.BadInput as exc:  # the profile page again, saying what to fix
-            return self._show(req, resp, session, status=400, error=exc.detail, typed=changes)
+        except usecases.BadInput as exc:  # the profile page again, saying what to fix, with what was typed
+            return self._show(req, resp, session, status=400, error=exc.detail, typed=typed(form, *fields))
         renamed = usecases.renamed_to(session, saved)
         if renamed is not None:  # the pages greet the contact by the new name
             req.context.sessions.renew(req, resp, name=renamed)
@@ -84,10 +85,10 @@ class ContactBusiness(Portal):
         session = self.session(req, resp)
         form = self.form(req)
         title = "Write a subject and a message"
-        subject = field(form, "subject", usecases.SUBJECT_MAX, title=title)
-        message = field(form, "message", usecases.MESSAGE_MAX, title=title)
         nonce = field(form, "nonce", usecases.NONCE_MAX)
         try:
+            subject = field(form, "subject", usecases.SUBJECT_MAX, title=title, again=True)
+            message = field(form, "message", usecases.MESSAGE_MAX, title=title, again=True)
             usecases.message_business(
                 self.billing(req),
                 self.documents(req),
@@ -97,5 +98,5 @@ class ContactBusiness(Portal):
                 request_key=usecases.request_key(nonce, req.context.request_id),
             )
         except usecases.BadInput as exc:  # the form again, saying what to fix, with what was typed
-            return self._show(req, resp, session, refusal("contact", exc, subject=subject, message=message))
+            return self._show(req, resp, session, refusal("contact", exc, **typed(form, "subject", "message")))
         raise falcon.HTTPSeeOther("/contact?sent=1")

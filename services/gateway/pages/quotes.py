@@ -11,7 +11,7 @@ import falcon
 
 from chassis.errors import Conflict
 from services.gateway import usecases
-from services.gateway.forms import field, refusal, refused_as
+from services.gateway.forms import field, refusal, refused_as, typed
 from services.gateway.pages.base import Portal
 from services.gateway.usecases import QUOTE_FILTERS
 
@@ -117,11 +117,11 @@ class QuoteAccept(QuoteDetail):
         session = self.session(req, resp)
         form = self.form(req)
         title = "Sign with your name"
-        name = field(form, "signature_name", usecases.SIGNATURE_MAX, title=title)  # signed as typed
         try:
+            name = field(form, "signature_name", usecases.SIGNATURE_MAX, title=title, again=True)  # signed as typed
             usecases.check_signature(name)
         except usecases.BadInput as exc:  # the page again, the form saying what to fix, with what was typed
-            return self.show(req, resp, quote_id, refused=refusal("accept", exc, signature_name=name))
+            return self.show(req, resp, quote_id, refused=refusal("accept", exc, **typed(form, "signature_name")))
         if form.get("confirmed") != "yes":
             seen = seen_version(form, required=False)
             shown = self.billing(req).view_quote(session["workspace_id"], session["client_id"], quote_id)
@@ -166,10 +166,10 @@ class QuoteChanges(QuotePage):
         session = self.session(req, resp)
         form = self.form(req)
         title = "Say what you would like changed"
-        message = field(form, "message", usecases.CHANGES_MAX, title=title)  # as written
         version = decided_version(form)
         nonce = field(form, "nonce", usecases.NONCE_MAX)
         try:
+            message = field(form, "message", usecases.CHANGES_MAX, title=title, again=True)  # as written
             self.decide(
                 req,
                 resp,
@@ -186,4 +186,4 @@ class QuoteChanges(QuotePage):
                 done="#comments",
             )
         except usecases.BadInput as exc:  # the page again, the form saying what to fix, with what was typed
-            return self.show(req, resp, quote_id, refused=refusal("changes", exc, message=message))
+            return self.show(req, resp, quote_id, refused=refusal("changes", exc, **typed(form, "message")))
