@@ -383,3 +383,16 @@ def test_the_apis_put_the_verify_url_beside_each_code():
     ]
     assert with_verify_urls(PORTAL, [dict(one)])[0]["verify_url"].endswith("YZ23")
     assert with_verify_urls(PORTAL, {"id": "w1"}) == {"id": "w1"}  # nothing to verify: unchanged
+
+
+@pytest.mark.parametrize("kind", ["invoice", "quote", "credit_note", "receipt"])
+@pytest.mark.parametrize("locale", ["en_US", "de_DE"])
+def test_the_address_to_type_and_the_business_phone_are_never_broken_across_lines(kind, locale, monkeypatch):
+    monkeypatch.setenv("PORTAL_URL", PORTAL)
+    code = verification.grouped(verification.new_code())
+    context = verification_context(kind, {**DOCUMENTS[kind], "verification_code": code}, locale)
+    context["business"] = {**context["business"], "phone": "+49 30 1234567"}
+    lines = PdfReader(io.BytesIO(pdfmod.render_pdf(kind, context))).pages[0].extract_text().splitlines()
+    assert any(f"{PORTAL}/verify/{code}" in line for line in lines), lines
+    assert any(code in line for line in lines if "/verify/" not in line), lines  # the code alone, whole
+    assert any("+49 30 1234567" in line for line in lines), lines
