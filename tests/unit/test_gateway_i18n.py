@@ -1040,3 +1040,27 @@ def test_the_saved_payment_methods_page_is_named_for_what_it_holds(currency, ban
     if heading:
         assert f"<h1>{heading}</h1>" in page.text
     assert ("<h2>Bankkonten</h2>" in page.text) is bank_section
+
+
+@pytest.mark.parametrize(
+    ("start", "says"),
+    [
+        ("2026-12-08T15:00:00+00:00", "That time is no longer available. Please choose another."),  # gone
+        ("garbage", "That is not one of the times offered. Please choose one below."),
+        ("2026-02-30T10:00:00+00:00", "That is not one of the times offered. Please choose one below."),
+        ("", "That is not one of the times offered. Please choose one below."),
+    ],
+)
+def test_a_time_that_is_gone_and_one_that_never_was_are_told_apart(start, says):
+    berlin = {"id": "cl1", "name": "Kunde AG", "locale": "en_US", "timezone": "Europe/Berlin", "contacts": []}
+    c, _ = portal(
+        "en_US",
+        answers={
+            ("billing", "get_client"): berlin,
+            ("billing", "booking_options"): {"links": [BOOKING_LINK], "link": BOOKING_LINK, "slots": [BOOKED]},
+        },
+    )
+    confirm = c.simulate_get("/bookings/new/consultation-30/confirm", params={"start": start}, cookies=c.session_cookie)
+    assert confirm.status_code == 303
+    slots = c.simulate_get(confirm.headers["location"], cookies=c.session_cookie)
+    assert slots.status_code == 200 and says in slots.text

@@ -73,7 +73,16 @@ class BookingSlots(Portal):
             page_number=number,
             pages=pages,
             taken=req.get_param("taken"),
+            unknown=req.get_param("unknown"),
         )
+
+
+def is_time(text: str) -> bool:
+    """Whether `text` names a moment (an ISO 8601 date and time with its offset), as offered times do."""
+    try:
+        return datetime.fromisoformat(text).tzinfo is not None
+    except ValueError:
+        return False
 
 
 class BookingConfirm(Portal):
@@ -84,8 +93,8 @@ class BookingConfirm(Portal):
         start = req.get_param("start") or ""
         client = self.billing(req).get_client(session["workspace_id"], session["client_id"])
         options = self.billing(req).booking_options(session["workspace_id"], link_id)
-        if start not in options["slots"]:
-            raise falcon.HTTPSeeOther(f"/bookings/new/{link_id}?taken=1")
+        if start not in options["slots"]:  # gone since the list was shown, or never a time at all
+            raise falcon.HTTPSeeOther(f"/bookings/new/{link_id}?{'taken' if is_time(start) else 'unknown'}=1")
         self.page(req, resp, "booking_confirm.html", session, client=client, link=options["link"], start=start)
 
 
