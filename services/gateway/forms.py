@@ -33,8 +33,7 @@ def field(
     value = form.get(name, default)
     if not isinstance(value, str):  # falcon gives a list for a name sent more than once
         raise falcon.HTTPBadRequest(title=title, description=FORM_CHANGED)
-    # a browser sends each line break typed in a textarea as CRLF: stored as the LF the API's callers send
-    value = value.replace("\r\n", "\n")
+    value = _with_lf(value)
     if len(value) > limit:
         if again and label:
             raise BadInput(usecases.too_long(label, limit), {name: f"longer than {limit} characters"})
@@ -44,7 +43,12 @@ def field(
 
 def typed(form: dict, *names: str) -> dict[str, str]:
     """What was typed in the named fields, for a form shown again before they were read with `field`."""
-    return {name: form[name].replace("\r\n", "\n") for name in names if isinstance(form.get(name), str)}
+    return {name: _with_lf(form[name]) for name in names if isinstance(form.get(name), str)}
+
+
+def _with_lf(text: str) -> str:
+    """A browser sends each line break typed in a textarea as CRLF: kept as the LF the API's callers send."""
+    return text.replace("\r\n", "\n")
 
 
 @contextmanager
